@@ -1,0 +1,289 @@
+//! Types shared between the XDP programs and userspace.
+//!
+//! Every map key and value is `#[repr(C)]` with explicit padding fields and a
+//! const size assertion, so the kernel and userspace agree byte for byte.
+//! Byte order: addresses and L4 ports are kept in network order (as on the
+//! wire); every other integer is host order.
+//! Addresses are always 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`)
+//! so one key type serves both families.
+#![no_std]
+
+/// Maximum entries of the connection-tracking table (LRU).
+pub const CT_MAX_ENTRIES: u32 = 262_144;
+/// Ports (router-side veths) and endpoints the router knows about.
+pub const MAX_PORTS: u32 = 4096;
+pub const MAX_ENDPOINTS: u32 = 8192;
+pub const MAX_ENIS: u32 = 1024;
+pub const MAX_POLICY_PREFIXES: u32 = 65_536;
+pub const MAX_POLICY_PORTS: u32 = 262_144;
+/// NAT source ports handed out by a Hyperplane ENI (AWS: ephemeral range).
+pub const NAT_PORT_MIN: u16 = 1024;
+pub const NAT_PORT_MAX: u16 = 65535;
+/// Bounded probing for a free NAT port.
+pub const NAT_PORT_TRIES: u32 = 16;
+/// `SG_PORTS` protocol value meaning "all protocols" (`IpProtocol: -1`).
+/// 255 is IANA-reserved, so no real packet carries it.
+pub const PROTO_ANY: u8 = 255;
+
+/// Why a packet was dropped. The discriminant indexes the `STATS` map
+/// (index 0 counts forwarded packets).
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Truncated or inconsistent headers.
+    Malformed = 1,
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): the VPC router only routes IP.
+    NotIp = 2,
+    /// Arrived on an interface the router has no port entry for.
+    UnknownPort = 3,
+    /// Source address is not the one assigned to the sending interface.
+    Spoofed = 4,
+    /// No endpoint in the same VPC owns the destination address.
+    NoRoute = 5,
+    /// Not allowed by the sender's outbound security-group rules.
+    SgEgressDenied = 6,
+    /// Not allowed by the receiver's inbound security-group rules.
+    SgIngressDenied = 7,
+    /// Inbound to a Hyperplane ENI that matches no tracked connection.
+    HyperplaneUnsolicited = 8,
+    /// A TCP packet that is not a SYN and matches no tracked connection.
+    CtInvalid = 9,
+    /// No free NAT port on the Hyperplane ENI after bounded probing.
+    NatPortExhausted = 10,
+    /// IP fragment: ports unknown, policy cannot be decided.
+    Fragment = 11,
+    /// Neither TCP nor UDP from a Lambda function (Lambda supports only those).
+    FunctionProtocol = 12,
+    /// The connection-tracking table refused the insert.
+    CtFull = 13,
+    /// Too many or unsupported IPv6 extension headers.
+    Ipv6ExtHeader = 14,
+    /// The destination's port entry is missing (topology out of step).
+    NoEgressPort = 15,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 15] = [
+        DropReason::Malformed,
+        DropReason::NotIp,
+        DropReason::UnknownPort,
+        DropReason::Spoofed,
+        DropReason::NoRoute,
+        DropReason::SgEgressDenied,
+        DropReason::SgIngressDenied,
+        DropReason::HyperplaneUnsolicited,
+        DropReason::CtInvalid,
+        DropReason::NatPortExhausted,
+        DropReason::Fragment,
+        DropReason::FunctionProtocol,
+        DropReason::CtFull,
+        DropReason::Ipv6ExtHeader,
+        DropReason::NoEgressPort,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotIp => "not_ip",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::Spoofed => "spoofed_source",
+            DropReason::NoRoute => "no_route",
+            DropReason::SgEgressDenied => "sg_egress_denied",
+            DropReason::SgIngressDenied => "sg_ingress_denied",
+            DropReason::HyperplaneUnsolicited => "hyperplane_unsolicited",
+            DropReason::CtInvalid => "ct_invalid",
+            DropReason::NatPortExhausted => "nat_port_exhausted",
+            DropReason::Fragment => "fragment",
+            DropReason::FunctionProtocol => "function_protocol",
+            DropReason::CtFull => "ct_full",
+            DropReason::Ipv6ExtHeader => "ipv6_ext_header",
+            DropReason::NoEgressPort => "no_egress_port",
+        }
+    }
+}
+
+/// `STATS` index of the forwarded-packet counter.
+pub const STAT_FORWARDED: u32 = 0;
+pub const STATS_LEN: u32 = 16;
+
+/// What sits behind a router port or owns an address.
+pub mod kind {
+    /// An EC2 instance or a standalone network interface.
+    pub const HOST: u8 = 1;
+    /// A Lambda execution environment (Lambda service VPC side).
+    pub const EXEC_ENV: u8 = 2;
+    /// A Hyperplane ENI address: owned by the router, reached only through NAT.
+    pub const HYPERPLANE_ENI: u8 = 3;
+}
+
+/// `PORTS` value, keyed by the router-side ifindex (u32).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortInfo {
+    pub kind: u8,
+    pub has_v6: u8,
+    pub _pad: [u8; 2],
+    /// Security-group policy of a host (union of its groups).
+    pub policy: u32,
+    /// Hyperplane ENI an execution environment sends through.
+    pub eni: u32,
+    pub vpc: u32,
+    pub addr4: [u8; 16],
+    pub addr6: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<PortInfo>() == 48);
+
+/// `ENDPOINTS` value, keyed by address: where a destination lives.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Router-side ifindex to redirect to (0 for Hyperplane ENI addresses).
+    pub ifindex: u32,
+    pub policy: u32,
+    pub vpc: u32,
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// MAC of the endpoint's own interface (destination MAC on the way out).
+    pub mac: [u8; 6],
+    /// MAC of the router-side veth (source MAC on the way out).
+    pub router_mac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 28);
+
+/// `ENIS` value, keyed by ENI id (u32).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HyperplaneEni {
+    pub addr4: [u8; 16],
+    pub addr6: [u8; 16],
+    pub policy: u32,
+    pub vpc: u32,
+    pub has_v6: u8,
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 48);
+
+/// Security-group direction bit in [`SgPrefixKey::policy_dir`].
+pub const DIR_INGRESS: u32 = 0;
+pub const DIR_EGRESS: u32 = 1;
+
+/// `SG_PREFIXES` LPM key: (policy, direction, peer address) -> peer class.
+/// Rule CIDRs nest or are disjoint, so the longest matching rule CIDR fixes
+/// the set of rules whose peer contains the address: that set is the class.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+/// This is the trie key's data; the prefix length sits in front of it
+/// (aya's `lpm_trie::Key`, host order).
+pub struct SgPrefixKey {
+    /// `(policy << 1) | dir`, big-endian so the trie compares it as bits.
+    pub policy_dir: [u8; 4],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<SgPrefixKey>() == 20);
+pub const SG_PREFIX_FIXED_BITS: u32 = 32;
+
+/// `SG_PORTS` LPM key: (class, protocol, port prefix) -> allowed.
+/// For ICMP the "port" is `type << 8 | code`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SgPortKey {
+    /// Big-endian class id.
+    pub class: [u8; 4],
+    pub proto: u8,
+    /// Big-endian port.
+    pub port: [u8; 2],
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<SgPortKey>() == 8);
+/// Bits of class + protocol, always part of an `SG_PORTS` prefix.
+pub const SG_PORT_FIXED_BITS: u32 = 40;
+
+/// Connection-tracking key: the 5-tuple as the packet arrives at the router.
+/// ICMP echo uses the identifier as `sport` and 0 as `dport` both ways.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CtKey {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
+
+/// Connection states kept in the original-direction entry.
+pub mod ct_state {
+    pub const NEW: u8 = 0;
+    pub const SYN_SENT: u8 = 1;
+    pub const ESTABLISHED: u8 = 2;
+    pub const CLOSING: u8 = 3;
+    pub const CLOSED: u8 = 4;
+}
+
+pub const CT_DIR_ORIG: u8 = 0;
+pub const CT_DIR_REPLY: u8 = 1;
+
+/// Entry flags.
+pub const CT_F_SNAT: u8 = 1;
+pub const CT_F_DNAT: u8 = 2;
+pub const CT_F_FIN_ORIG: u8 = 4;
+pub const CT_F_FIN_REPLY: u8 = 8;
+
+/// Connection-tracking value. Each connection has two entries: the original
+/// direction (holds state and timestamps) and the reply direction (points to
+/// the original through `twin`). NAT rewrites live in each entry for its own
+/// direction.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    /// `bpf_ktime_get_boot_ns` of the last packet (original entry only).
+    pub last_seen: u64,
+    pub created: u64,
+    pub state: u8,
+    pub dir: u8,
+    pub flags: u8,
+    pub _pad0: u8,
+    pub packets_orig: u16,
+    pub packets_reply: u16,
+    /// Rewrite for this direction: new source (SNAT) or destination (DNAT).
+    pub nat_addr: [u8; 16],
+    pub nat_port: u16,
+    pub _pad1: [u8; 2],
+    /// Hyperplane ENI id for NATed connections (0: none).
+    pub eni: u32,
+    /// The other direction's key.
+    pub twin: CtKey,
+}
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 88);
+
+/// `CONFIG` array indexes: idle timeouts in nanoseconds.
+pub mod cfg {
+    pub const TCP_SYN: u32 = 0;
+    pub const TCP_ESTABLISHED: u32 = 1;
+    pub const TCP_CLOSING: u32 = 2;
+    pub const TCP_CLOSED: u32 = 3;
+    pub const UDP: u32 = 4;
+    pub const UDP_STREAM: u32 = 5;
+    pub const ICMP: u32 = 6;
+    pub const OTHER: u32 = 7;
+    pub const LEN: u32 = 8;
+}
+
+/// IPv4-mapped form of an IPv4 address (network order).
+#[inline(always)]
+pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for PortInfo {}
+    unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for HyperplaneEni {}
+    unsafe impl aya::Pod for SgPrefixKey {}
+    unsafe impl aya::Pod for SgPortKey {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtEntry {}
+}

@@ -1,0 +1,128 @@
+#![no_std]
+#![no_main]
+
+mod csum;
+mod ct;
+mod maps;
+mod nat;
+mod parse;
+mod policy;
+mod route;
+mod router;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use vpc_common::Endpoint;
+
+use crate::maps::{BENCH, SCRATCH};
+
+/// The VPC router: attached to every router-side veth.
+#[xdp]
+pub fn vpc_router(ctx: XdpContext) -> u32 {
+    route_packet(&ctx)
+}
+
+// Not inlined: the harnesses call it too, and one copy keeps stacks apart.
+#[inline(never)]
+fn route_packet(ctx: &XdpContext) -> u32 {
+    router::run(ctx)
+}
+
+/// Benchmark harness around the router: restores the frame after each run
+/// (BPF_PROG_TEST_RUN repeats on the same buffer, which NAT rewrites), and in
+/// new-flow mode gives every run a fresh TCP source port and removes the
+/// connection afterwards, so each run is the first packet of a flow.
+#[xdp]
+pub fn bench_router(ctx: XdpContext) -> u32 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let s = unsafe { &mut *s };
+    if snapshot(&ctx, &mut s.bench_snapshot).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let new_flow = matches!(BENCH.get(0), Some(1));
+    if new_flow {
+        s.bench_counter = s.bench_counter.wrapping_add(1);
+        // IPv4 without options: TCP source port at 34.
+        let sport = (1024 + (s.bench_counter % 60000) as u16).to_be();
+        let _ = parse::write(&ctx, 34, sport);
+    }
+    let key = bench_key(&ctx);
+    let action = route_packet(&ctx);
+    if new_flow {
+        if let Some(key) = key {
+            if let Some(e) = maps::CT.get_ptr(&key) {
+                let twin = unsafe { (*e).twin };
+                let _ = maps::CT.remove(&twin);
+            }
+            let _ = maps::CT.remove(&key);
+        }
+    }
+    restore(&ctx, &s.bench_snapshot);
+    action
+}
+
+/// Baseline: Ethernet rewrite and redirect, inside the same harness.
+#[xdp]
+pub fn bench_redirect(ctx: XdpContext) -> u32 {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let s = unsafe { &mut *s };
+    if snapshot(&ctx, &mut s.bench_snapshot).is_none() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let ep = Endpoint {
+        ifindex: 1,
+        mac: [2, 0, 0, 0, 0, 2],
+        router_mac: [2, 0, 0, 0, 0, 1],
+        ..Endpoint::default()
+    };
+    let action = match route::deliver(&ctx, &ep) {
+        Ok(a) => a,
+        Err(r) => stats::drop(r),
+    };
+    restore(&ctx, &s.bench_snapshot);
+    action
+}
+
+#[inline(always)]
+fn snapshot(ctx: &XdpContext, buf: &mut [u64; 8]) -> Option<()> {
+    let p = parse::ptr_at::<[u64; 8]>(ctx, 0)?;
+    *buf = unsafe { core::ptr::read_unaligned(p) };
+    Some(())
+}
+
+#[inline(always)]
+fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
+    if let Some(p) = parse::ptr_at::<[u64; 8]>(ctx, 0) {
+        unsafe { core::ptr::write_unaligned(p, *buf) };
+    }
+}
+
+/// The CT key of the bench frame (IPv4 TCP, no options) as it arrives.
+#[inline(always)]
+fn bench_key(ctx: &XdpContext) -> Option<vpc_common::CtKey> {
+    let saddr = parse::read::<[u8; 4]>(ctx, 26).ok()?;
+    let daddr = parse::read::<[u8; 4]>(ctx, 30).ok()?;
+    let ports = parse::read::<[u16; 2]>(ctx, 34).ok()?;
+    Some(vpc_common::CtKey {
+        saddr: vpc_common::v4_mapped(saddr),
+        daddr: vpc_common::v4_mapped(daddr),
+        sport: ports[0],
+        dport: ports[1],
+        proto: 6,
+        _pad: [0; 3],
+    })
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

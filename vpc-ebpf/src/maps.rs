@@ -1,0 +1,65 @@
+//! Every map the datapath uses. Userspace fills all but `CT`, `STATS` and
+//! `SCRATCH`; names here are the names userspace looks up.
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray},
+};
+use vpc_common::*;
+
+use crate::parse::Packet;
+
+/// Router-side ifindex -> what is behind it.
+#[map]
+pub static PORTS: HashMap<u32, PortInfo> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+/// Address (16 bytes, IPv4-mapped for v4) -> where it lives.
+#[map]
+pub static ENDPOINTS: HashMap<[u8; 16], Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+
+/// ENI id -> Hyperplane ENI.
+#[map]
+pub static ENIS: HashMap<u32, HyperplaneEni> = HashMap::with_max_entries(MAX_ENIS, 0);
+
+/// (policy, direction, peer prefix) -> peer class.
+#[map]
+pub static SG_PREFIXES: LpmTrie<SgPrefixKey, u32> =
+    LpmTrie::with_max_entries(MAX_POLICY_PREFIXES, BPF_F_NO_PREALLOC);
+
+/// (peer class, protocol, port prefix) -> allowed (1).
+#[map]
+pub static SG_PORTS: LpmTrie<SgPortKey, u8> =
+    LpmTrie::with_max_entries(MAX_POLICY_PORTS, BPF_F_NO_PREALLOC);
+
+/// Connection tracking and NAT state. LRU so a full table evicts the
+/// least-recently-used connection instead of refusing every new one.
+#[map]
+pub static CT: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CT_MAX_ENTRIES, 0);
+
+/// Per-CPU packet counters: index 0 forwarded, then one per `DropReason`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+
+/// Idle timeouts (ns), indexed by `vpc_common::cfg`.
+#[map]
+pub static CONFIG: Array<u64> = Array::with_max_entries(cfg::LEN, 0);
+
+/// Per-packet working state. It lives in a per-CPU map because the parsed
+/// packet, two keys and two entries would not fit the 512-byte stack.
+pub struct Scratch {
+    pub pkt: Packet,
+    pub key: CtKey,
+    pub reply_key: CtKey,
+    pub orig: CtEntry,
+    pub reply: CtEntry,
+    pub bench_snapshot: [u64; 8],
+    pub bench_counter: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Benchmark harness settings: [0] mode (0 steady, 1 new flow each run).
+#[map]
+pub static BENCH: Array<u32> = Array::with_max_entries(4, 0);

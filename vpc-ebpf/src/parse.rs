@@ -1,0 +1,224 @@
+//! Header parsing with explicit bounds checks. Everything that cannot be
+//! parsed is a drop with a reason; nothing is passed unchecked.
+use aya_ebpf::programs::XdpContext;
+use vpc_common::{v4_mapped, DropReason};
+
+pub const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+/// IPv6 extension headers we walk, at most this many.
+const MAX_EXT_HEADERS: usize = 4;
+/// Upper bound on the L4 offset: keeps every offset provably bounded.
+const MAX_L4_OFF: usize = 256;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What the pipeline needs to know about a packet.
+pub struct Packet {
+    pub l4_off: usize,
+    pub v6: bool,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    /// ICMP type and code (0 otherwise).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Ports as on the wire (ICMP echo: identifier and 0).
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+impl Packet {
+    /// The "port" security groups match on: destination port for TCP/UDP,
+    /// `type << 8 | code` for ICMP, 0 otherwise (host order).
+    #[inline(always)]
+    pub fn policy_port(&self) -> u16 {
+        match self.proto {
+            IPPROTO_TCP | IPPROTO_UDP => u16::from_be(self.dport),
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => ((self.icmp_type as u16) << 8) | self.icmp_code as u16,
+            _ => 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn is_icmp(&self) -> bool {
+        self.proto == IPPROTO_ICMP || self.proto == IPPROTO_ICMPV6
+    }
+
+    /// ICMP echo request / reply: the only ICMP messages that are tracked.
+    #[inline(always)]
+    pub fn is_echo_request(&self) -> bool {
+        (self.proto == IPPROTO_ICMP && self.icmp_type == 8)
+            || (self.proto == IPPROTO_ICMPV6 && self.icmp_type == 128)
+    }
+
+    #[inline(always)]
+    pub fn is_echo_reply(&self) -> bool {
+        (self.proto == IPPROTO_ICMP && self.icmp_type == 0)
+            || (self.proto == IPPROTO_ICMPV6 && self.icmp_type == 129)
+    }
+}
+
+/// Pointer to a `T` at `off`, if the whole `T` is inside the packet.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + off) as *mut T)
+}
+
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, DropReason> {
+    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
+    Ok(unsafe { core::ptr::read_unaligned(p) })
+}
+
+#[inline(always)]
+pub fn write<T: Copy>(ctx: &XdpContext, off: usize, v: T) -> Result<(), DropReason> {
+    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
+    unsafe { core::ptr::write_unaligned(p, v) };
+    Ok(())
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
+    let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
+    p.l4_off = 0;
+    p.v6 = false;
+    p.tcp_flags = 0;
+    p.icmp_type = 0;
+    p.icmp_code = 0;
+    p.sport = 0;
+    p.dport = 0;
+    let l4_len: usize;
+    match ethertype {
+        ETH_P_IP => {
+            let vihl = read::<u8>(ctx, ETH_HLEN)?;
+            let ihl = ((vihl & 0x0f) as usize) * 4;
+            if vihl >> 4 != 4 || ihl < 20 {
+                return Err(DropReason::Malformed);
+            }
+            let tot_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 2)?) as usize;
+            if tot_len < ihl || ETH_HLEN + tot_len > ctx.data_end() - ctx.data() {
+                return Err(DropReason::Malformed);
+            }
+            // Options are skipped: the header length bounds them.
+            ptr_at::<[u8; 20]>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
+            let frag = u16::from_be(read::<u16>(ctx, ETH_HLEN + 6)?);
+            // More-fragments or a non-zero offset: ports are unknowable.
+            if frag & 0x3fff != 0 {
+                return Err(DropReason::Fragment);
+            }
+            p.proto = read::<u8>(ctx, ETH_HLEN + 9)?;
+            p.saddr = v4_mapped(read::<[u8; 4]>(ctx, ETH_HLEN + 12)?);
+            p.daddr = v4_mapped(read::<[u8; 4]>(ctx, ETH_HLEN + 16)?);
+            p.l4_off = ETH_HLEN + ihl;
+            l4_len = tot_len - ihl;
+        }
+        ETH_P_IPV6 => {
+            p.v6 = true;
+            let vtc = read::<u8>(ctx, ETH_HLEN)?;
+            if vtc >> 4 != 6 {
+                return Err(DropReason::Malformed);
+            }
+            let payload_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 4)?) as usize;
+            if ETH_HLEN + 40 + payload_len > ctx.data_end() - ctx.data() {
+                return Err(DropReason::Malformed);
+            }
+            let mut next = read::<u8>(ctx, ETH_HLEN + 6)?;
+            p.saddr = read::<[u8; 16]>(ctx, ETH_HLEN + 8)?;
+            p.daddr = read::<[u8; 16]>(ctx, ETH_HLEN + 24)?;
+            let mut off = ETH_HLEN + 40;
+            let mut i = 0;
+            let mut done = false;
+            while i < MAX_EXT_HEADERS {
+                match next {
+                    // Hop-by-hop, routing, destination options: skip.
+                    0 | 43 | 60 => {
+                        let hdr = read::<[u8; 2]>(ctx, off)?;
+                        next = hdr[0];
+                        off += (hdr[1] as usize + 1) * 8;
+                        if off > MAX_L4_OFF {
+                            return Err(DropReason::Ipv6ExtHeader);
+                        }
+                    }
+                    44 => return Err(DropReason::Fragment),
+                    _ => {
+                        done = true;
+                        break;
+                    }
+                }
+                i += 1;
+            }
+            if !done {
+                return Err(DropReason::Ipv6ExtHeader);
+            }
+            if off - (ETH_HLEN + 40) > payload_len {
+                return Err(DropReason::Malformed);
+            }
+            p.proto = next;
+            p.l4_off = off;
+            l4_len = payload_len - (off - (ETH_HLEN + 40));
+        }
+        _ => return Err(DropReason::NotIp),
+    }
+    if p.l4_off > MAX_L4_OFF {
+        return Err(DropReason::Malformed);
+    }
+    let off = p.l4_off;
+    match p.proto {
+        IPPROTO_TCP => {
+            if l4_len < 20 {
+                return Err(DropReason::Malformed);
+            }
+            let ports = read::<[u16; 2]>(ctx, off)?;
+            let doff = ((read::<u8>(ctx, off + 12)? >> 4) as usize) * 4;
+            if doff < 20 || doff > l4_len {
+                return Err(DropReason::Malformed);
+            }
+            p.sport = ports[0];
+            p.dport = ports[1];
+            p.tcp_flags = read::<u8>(ctx, off + 13)?;
+        }
+        IPPROTO_UDP => {
+            if l4_len < 8 {
+                return Err(DropReason::Malformed);
+            }
+            let ports = read::<[u16; 2]>(ctx, off)?;
+            let ulen = u16::from_be(read::<u16>(ctx, off + 4)?) as usize;
+            if ulen < 8 || ulen > l4_len {
+                return Err(DropReason::Malformed);
+            }
+            p.sport = ports[0];
+            p.dport = ports[1];
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if (p.proto == IPPROTO_ICMP) == p.v6 {
+                // ICMPv4 in IPv6 or ICMPv6 in IPv4.
+                return Err(DropReason::Malformed);
+            }
+            if l4_len < 8 {
+                return Err(DropReason::Malformed);
+            }
+            let tc = read::<[u8; 2]>(ctx, off)?;
+            p.icmp_type = tc[0];
+            p.icmp_code = tc[1];
+            if p.is_echo_request() || p.is_echo_reply() {
+                p.sport = read::<u16>(ctx, off + 4)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

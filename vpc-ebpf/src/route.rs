@@ -1,0 +1,29 @@
+//! Delivery: destination lookup and the redirect to the endpoint's veth.
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
+use vpc_common::{DropReason, Endpoint};
+
+use crate::{maps::ENDPOINTS, parse::write, stats};
+
+#[inline(always)]
+pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
+    match unsafe { ENDPOINTS.get(addr) } {
+        Some(e) => Ok(e),
+        None => Err(DropReason::NoRoute),
+    }
+}
+
+/// Rewrites the Ethernet header for the endpoint's link and redirects.
+/// The VPC fabric is transparent: TTL / hop limit stay as they are.
+#[inline(always)]
+pub fn deliver(ctx: &XdpContext, ep: &Endpoint) -> Result<u32, DropReason> {
+    if ep.ifindex == 0 {
+        return Err(DropReason::NoEgressPort);
+    }
+    write(ctx, 0, ep.mac)?;
+    write(ctx, 6, ep.router_mac)?;
+    let action = unsafe { bpf_redirect(ep.ifindex, 0) } as u32;
+    if action == xdp_action::XDP_REDIRECT {
+        stats::forwarded();
+    }
+    Ok(action)
+}
