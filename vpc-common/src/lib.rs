@@ -175,7 +175,8 @@ pub const DIR_EGRESS: u32 = 1;
 /// This is the trie key's data; the prefix length sits in front of it
 /// (aya's `lpm_trie::Key`, host order).
 pub struct SgPrefixKey {
-    /// `(policy << 1) | dir`, big-endian so the trie compares it as bits.
+    /// `(policy << 2) | (is_ipv6 << 1) | dir`, big-endian so the trie
+    /// compares it as bits. The family bit keeps `::/0` from matching IPv4.
     pub policy_dir: [u8; 4],
     pub addr: [u8; 16],
 }

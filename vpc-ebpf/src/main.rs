@@ -44,20 +44,18 @@ pub fn bench_router(ctx: XdpContext) -> u32 {
     let new_flow = matches!(BENCH.get(0), Some(1));
     if new_flow {
         s.bench_counter = s.bench_counter.wrapping_add(1);
-        // IPv4 without options: TCP source port at 34.
-        let sport = (1024 + (s.bench_counter % 60000) as u16).to_be();
+        // IPv4 without options: TCP source port at 34. Ports 1024-31023,
+        // clear of the steady flows the bench keeps open.
+        let sport = (1024 + (s.bench_counter % 30000) as u16).to_be();
         let _ = parse::write(&ctx, 34, sport);
     }
-    let key = bench_key(&ctx);
+    let have_key = bench_key(&ctx, &mut s.bench_key).is_some();
     let action = route_packet(&ctx);
-    if new_flow {
-        if let Some(key) = key {
-            if let Some(e) = maps::CT.get_ptr(&key) {
-                let twin = unsafe { (*e).twin };
-                let _ = maps::CT.remove(&twin);
-            }
-            let _ = maps::CT.remove(&key);
+    if new_flow && have_key {
+        if let Some(e) = maps::CT.get_ptr(&s.bench_key) {
+            let _ = maps::CT.remove(unsafe { &(*e).twin });
         }
+        let _ = maps::CT.remove(&s.bench_key);
     }
     restore(&ctx, &s.bench_snapshot);
     action
@@ -103,18 +101,15 @@ fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
 
 /// The CT key of the bench frame (IPv4 TCP, no options) as it arrives.
 #[inline(always)]
-fn bench_key(ctx: &XdpContext) -> Option<vpc_common::CtKey> {
-    let saddr = parse::read::<[u8; 4]>(ctx, 26).ok()?;
-    let daddr = parse::read::<[u8; 4]>(ctx, 30).ok()?;
+fn bench_key(ctx: &XdpContext, k: &mut vpc_common::CtKey) -> Option<()> {
+    k.saddr = vpc_common::v4_mapped(parse::read::<[u8; 4]>(ctx, 26).ok()?);
+    k.daddr = vpc_common::v4_mapped(parse::read::<[u8; 4]>(ctx, 30).ok()?);
     let ports = parse::read::<[u16; 2]>(ctx, 34).ok()?;
-    Some(vpc_common::CtKey {
-        saddr: vpc_common::v4_mapped(saddr),
-        daddr: vpc_common::v4_mapped(daddr),
-        sport: ports[0],
-        dport: ports[1],
-        proto: 6,
-        _pad: [0; 3],
-    })
+    k.sport = ports[0];
+    k.dport = ports[1];
+    k.proto = 6;
+    k._pad = [0; 3];
+    Some(())
 }
 
 #[cfg(not(test))]

@@ -53,6 +53,7 @@ pub struct Scratch {
     pub orig: CtEntry,
     pub reply: CtEntry,
     pub bench_snapshot: [u64; 8],
+    pub bench_key: CtKey,
     pub bench_counter: u32,
     pub _pad: u32,
 }

@@ -11,9 +11,10 @@ use crate::{
 /// or UDP packet. IPv4 UDP with a zero checksum (none) keeps it zero.
 #[inline(always)]
 pub fn rewrite(ctx: &XdpContext, p: &Packet, src: bool, addr: &[u8; 16], port: u16) -> Result<(), DropReason> {
+    let l4_off = p.l4()?;
     let csum_off = match p.proto {
-        IPPROTO_TCP => p.l4_off + 16,
-        IPPROTO_UDP => p.l4_off + 6,
+        IPPROTO_TCP => l4_off + 16,
+        IPPROTO_UDP => l4_off + 6,
         _ => return Err(DropReason::FunctionProtocol),
     };
     let mut l4 = read::<u16>(ctx, csum_off)?;
@@ -34,7 +35,7 @@ pub fn rewrite(ctx: &XdpContext, p: &Packet, src: bool, addr: &[u8; 16], port: u
         }
         write(ctx, off, new)?;
     }
-    let port_off = p.l4_off + if src { 0 } else { 2 };
+    let port_off = l4_off + if src { 0 } else { 2 };
     let old_port = read::<u16>(ctx, port_off)?;
     write(ctx, port_off, port)?;
     if !no_csum {

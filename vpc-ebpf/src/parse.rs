@@ -37,6 +37,17 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// The L4 offset, re-bounded: the verifier forgets bounds of values it
+    /// reads back from a map (the packet lives in per-CPU scratch).
+    #[inline(always)]
+    pub fn l4(&self) -> Result<usize, DropReason> {
+        let off = self.l4_off;
+        if off > MAX_L4_OFF {
+            return Err(DropReason::Malformed);
+        }
+        Ok(off)
+    }
+
     /// The "port" security groups match on: destination port for TCP/UDP,
     /// `type << 8 | code` for ICMP, 0 otherwise (host order).
     #[inline(always)]
@@ -78,6 +89,19 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     Some((start + off) as *mut T)
 }
 
+/// Frame length from volatile loads: LLVM cannot tie it to the bounds
+/// checks in `ptr_at`, so it never drops one of those (the verifier needs
+/// every one of them).
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> usize {
+    unsafe {
+        let md = ctx.ctx;
+        let end = core::ptr::read_volatile(&(*md).data_end) as usize;
+        let start = core::ptr::read_volatile(&(*md).data) as usize;
+        end.wrapping_sub(start)
+    }
+}
+
 #[inline(always)]
 pub fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, DropReason> {
     let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
@@ -104,17 +128,17 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
     let l4_len: usize;
     match ethertype {
         ETH_P_IP => {
+            ptr_at::<[u8; 20]>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
             let vihl = read::<u8>(ctx, ETH_HLEN)?;
             let ihl = ((vihl & 0x0f) as usize) * 4;
             if vihl >> 4 != 4 || ihl < 20 {
                 return Err(DropReason::Malformed);
             }
             let tot_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 2)?) as usize;
-            if tot_len < ihl || ETH_HLEN + tot_len > ctx.data_end() - ctx.data() {
+            if tot_len < ihl || ETH_HLEN + tot_len > frame_len(ctx) {
                 return Err(DropReason::Malformed);
             }
             // Options are skipped: the header length bounds them.
-            ptr_at::<[u8; 20]>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
             let frag = u16::from_be(read::<u16>(ctx, ETH_HLEN + 6)?);
             // More-fragments or a non-zero offset: ports are unknowable.
             if frag & 0x3fff != 0 {
@@ -128,12 +152,13 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
         }
         ETH_P_IPV6 => {
             p.v6 = true;
+            ptr_at::<[u8; 40]>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
             let vtc = read::<u8>(ctx, ETH_HLEN)?;
             if vtc >> 4 != 6 {
                 return Err(DropReason::Malformed);
             }
             let payload_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 4)?) as usize;
-            if ETH_HLEN + 40 + payload_len > ctx.data_end() - ctx.data() {
+            if ETH_HLEN + 40 + payload_len > frame_len(ctx) {
                 return Err(DropReason::Malformed);
             }
             let mut next = read::<u8>(ctx, ETH_HLEN + 6)?;
@@ -173,10 +198,10 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
         }
         _ => return Err(DropReason::NotIp),
     }
-    if p.l4_off > MAX_L4_OFF {
+    let off = p.l4_off;
+    if off > MAX_L4_OFF {
         return Err(DropReason::Malformed);
     }
-    let off = p.l4_off;
     match p.proto {
         IPPROTO_TCP => {
             if l4_len < 20 {

@@ -6,11 +6,11 @@ use vpc_common::{SgPortKey, SgPrefixKey, PROTO_ANY, SG_PORT_FIXED_BITS, SG_PREFI
 use crate::maps::{SG_PORTS, SG_PREFIXES};
 
 #[inline(always)]
-pub fn allowed(policy: u32, dir: u32, peer: &[u8; 16], proto: u8, port: u16) -> bool {
+pub fn allowed(policy: u32, dir: u32, v6: bool, peer: &[u8; 16], proto: u8, port: u16) -> bool {
     let pk = Key::new(
         SG_PREFIX_FIXED_BITS + 128,
         SgPrefixKey {
-            policy_dir: ((policy << 1) | dir).to_be_bytes(),
+            policy_dir: ((policy << 2) | ((v6 as u32) << 1) | dir).to_be_bytes(),
             addr: *peer,
         },
     );

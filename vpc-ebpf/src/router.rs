@@ -137,10 +137,10 @@ fn host_flow_inner(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64)
         return Err(DropReason::CtInvalid);
     }
     let pport = p.policy_port();
-    if !policy::allowed(port.policy, DIR_EGRESS, &p.daddr, p.proto, pport) {
+    if !policy::allowed(port.policy, DIR_EGRESS, p.v6, &p.daddr, p.proto, pport) {
         return Err(DropReason::SgEgressDenied);
     }
-    if !policy::allowed(ep.policy, DIR_INGRESS, &p.saddr, p.proto, pport) {
+    if !policy::allowed(ep.policy, DIR_INGRESS, p.v6, &p.saddr, p.proto, pport) {
         return Err(DropReason::SgIngressDenied);
     }
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
@@ -182,10 +182,10 @@ fn function_flow_inner(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: 
     }
     let eni_addr = if p.v6 { &eni.addr6 } else { &eni.addr4 };
     let pport = p.policy_port();
-    if !policy::allowed(eni.policy, DIR_EGRESS, &p.daddr, p.proto, pport) {
+    if !policy::allowed(eni.policy, DIR_EGRESS, p.v6, &p.daddr, p.proto, pport) {
         return Err(DropReason::SgEgressDenied);
     }
-    if !policy::allowed(ep.policy, DIR_INGRESS, eni_addr, p.proto, pport) {
+    if !policy::allowed(ep.policy, DIR_INGRESS, p.v6, eni_addr, p.proto, pport) {
         return Err(DropReason::SgIngressDenied);
     }
     s.orig.flags = CT_F_SNAT;

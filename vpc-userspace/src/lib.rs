@@ -1,1 +1,17 @@
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vpc"));
+//! `vpc`: the AWS Lambda VPC data path on Linux, enforced by XDP.
+//!
+//! The AWS model ([`template`], [`model`]) is pure Rust; [`compile`] turns it
+//! into map entries; [`datapath`] loads and feeds the XDP programs;
+//! [`topology`] builds namespaces and veths; [`deploy`] ties them together
+//! and runs the agent; [`bench`] measures the datapath.
+pub mod bench;
+pub mod compile;
+pub mod datapath;
+pub mod deploy;
+pub mod model;
+pub mod packet;
+pub mod template;
+pub mod topology;
+
+/// The template `cargo xtask run` brings up when given none.
+pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/default.yaml");

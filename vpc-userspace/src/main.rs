@@ -1,1 +1,337 @@
-fn main(){}
+//! `vpc`: bring a CloudFormation VPC up on veth pairs, enforced by XDP.
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    os::unix::process::CommandExt as _,
+    path::PathBuf,
+    process::{Command, ExitCode, Stdio},
+    sync::{atomic::AtomicBool, Arc},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use vpc::{
+    bench,
+    datapath::Timeouts,
+    deploy::{self, Lifecycle, State, Status, UpOptions},
+    model,
+};
+
+#[derive(Parser)]
+#[command(name = "vpc", version, about = "AWS Lambda VPC data path on veth pairs, enforced by XDP")]
+struct Cli {
+    /// Deployment name: prefixes its namespaces and pins, so several can run at once.
+    #[arg(long, global = true, env = "VPC_NAME", default_value = "vpc")]
+    name: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct TemplateArgs {
+    /// CloudFormation template (YAML or JSON); `default` for the embedded one.
+    template: String,
+    /// Template parameter, NAME=VALUE (repeatable).
+    #[arg(long = "parameter", short = 'p')]
+    parameters: Vec<String>,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    template: TemplateArgs,
+    /// Hyperplane ENI creation time: functions stay Pending this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    eni_delay: Duration,
+    /// Connection-tracking timeout, NAME=SECONDS (repeatable): tcp-syn,
+    /// tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other.
+    #[arg(long = "timeout")]
+    timeouts: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check a template and print what it would build; applies nothing.
+    Validate(TemplateArgs),
+    /// Apply a template and start the agent in the background.
+    Up {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Return only when every function is Active.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Apply a template, show it live, and tear it down on Ctrl-C / SIGTERM.
+    Run(RunArgs),
+    /// Functions, ENIs, hosts, attach mode and packet counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run CMD in an execution environment of FUNCTION (logical id or FunctionName).
+    Invoke {
+        function: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Run CMD in the namespace of an instance or network interface.
+    Exec {
+        resource: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Tear the deployment down: namespaces, links, pins, state.
+    Down,
+    /// Print the embedded default template.
+    DefaultTemplate,
+    /// Measure ns/packet through BPF_PROG_TEST_RUN.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        #[arg(long, default_value_t = 7)]
+        samples: usize,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The background agent (started by `up`).
+    #[command(hide = true)]
+    Agent,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected e.g. 500ms, 2s, 3m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
+    let (text, label) = if t.template == "default" {
+        (vpc::DEFAULT_TEMPLATE.to_string(), "default (embedded)".to_string())
+    } else {
+        let text = std::fs::read_to_string(&t.template).with_context(|| format!("reading template {}", t.template))?;
+        (text, t.template.clone())
+    };
+    let mut params = HashMap::new();
+    for p in &t.parameters {
+        let (k, v) = p.split_once('=').with_context(|| format!("--parameter {p:?}: expected NAME=VALUE"))?;
+        params.insert(k.to_string(), v.to_string());
+    }
+    let m = model::build(&text, &params, stack).map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
+    for (id, ty) in &m.skipped {
+        eprintln!("note: skipping {id} ({ty}): not modelled by this project");
+    }
+    Ok((m, label))
+}
+
+fn up(name: &str, r: &RunArgs) -> Result<State> {
+    let (model, label) = load_model(&r.template, name)?;
+    let mut timeouts = Timeouts::default();
+    for t in &r.timeouts {
+        timeouts.set(t).with_context(|| format!("--timeout {t}"))?;
+    }
+    deploy::up(model, &UpOptions { name: name.to_string(), template_label: label, timeouts, eni_delay: r.eni_delay })
+}
+
+fn signal_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn print_status(s: &Status) {
+    println!("deployment {}  template {}  XDP attach mode: {}", s.name, s.template, s.attach_mode);
+    println!("\nFUNCTIONS");
+    for f in &s.functions {
+        println!(
+            "  {:<20} {:<8} {:<10} exec-env {} ({})  vpc {}  eni {}",
+            f.function_name,
+            f.state,
+            f.state_reason_code,
+            f.address,
+            f.execution_environment,
+            f.vpc_id.as_deref().unwrap_or("-"),
+            f.eni.as_deref().unwrap_or("-")
+        );
+    }
+    println!("\nHYPERPLANE ENIS (InterfaceType lambda)");
+    for e in &s.enis {
+        println!(
+            "  {}  {:<15} subnet {:<16} groups [{}]  functions [{}]  connections {}",
+            e.id,
+            e.address,
+            e.subnet,
+            e.security_groups.join(", "),
+            e.functions.join(", "),
+            e.connections
+        );
+    }
+    println!("\nHOSTS");
+    for h in &s.hosts {
+        println!("  {:<20} {:<16} {:<15} subnet {:<16} netns {}  groups [{}]", h.id, h.kind, h.address, h.subnet, h.netns, h.security_groups.join(", "));
+    }
+    println!("\nPACKETS  forwarded {}  dropped {}  tracked connections {}", s.counters.forwarded, s.counters.total_dropped(), s.connections);
+    for (reason, n) in &s.counters.dropped {
+        if *n > 0 {
+            println!("  dropped {reason:<24} {n}");
+        }
+    }
+    if !s.skipped.is_empty() {
+        println!("\nSKIPPED (not modelled): {}", s.skipped.iter().map(|(i, t)| format!("{i} ({t})")).collect::<Vec<_>>().join(", "));
+    }
+    if !s.agent_running {
+        println!("\nwarning: the agent is not running");
+    }
+}
+
+/// Runs `cmd` inside namespace `ns`, with `env`, and returns its exit code.
+fn run_in(ns: &str, env: &std::collections::BTreeMap<String, String>, cmd: &[String]) -> Result<ExitCode> {
+    let status = Command::new("ip").args(["netns", "exec", ns]).args(cmd).envs(env).status().context("running ip netns exec")?;
+    Ok(ExitCode::from(status.code().unwrap_or(128) as u8))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    let name = cli.name.clone();
+    match cli.cmd {
+        Cmd::Validate(t) => {
+            let (m, label) = load_model(&t, &name)?;
+            println!(
+                "{label}: OK: {} VPC(s), {} subnet(s), {} security group(s), {} host(s), {} function(s), {} Hyperplane ENI(s)",
+                m.vpcs.len(),
+                m.subnets.len(),
+                m.groups.len(),
+                m.hosts.len(),
+                m.functions.len(),
+                m.enis.len()
+            );
+        }
+        Cmd::Up { run, wait } => {
+            let state = up(&name, &run)?;
+            // The agent outlives this command: its own session, output to a log.
+            let log = std::fs::File::create(deploy::state_dir(&name).join("agent.log"))?;
+            let exe = std::env::current_exe()?;
+            let child = Command::new(exe)
+                .args(["--name", &name, "agent"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0)
+                .spawn();
+            let child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = deploy::down(&name);
+                    bail!("starting the agent: {e}");
+                }
+            };
+            println!("{}: up ({} namespaces, XDP {}), agent pid {}", name, state.namespaces.len(), state.attach_mode, child.id());
+            if wait {
+                let deadline = Instant::now() + state.eni_delay + Duration::from_secs(30);
+                loop {
+                    let lc = Lifecycle::load(&name).unwrap_or_default();
+                    if !state.model.functions.is_empty() && lc.functions.values().all(|f| f.state == "Active") && lc.functions.len() == state.model.functions.len() {
+                        break;
+                    }
+                    if state.model.functions.is_empty() {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("functions did not become Active in time (see {})", deploy::state_dir(&name).join("agent.log").display());
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                println!("{name}: every function is Active");
+            }
+        }
+        Cmd::Run(run) => {
+            let stop = signal_flag()?;
+            let state = up(&name, &run)?;
+            println!("{name}: up; Ctrl-C tears it down");
+            let result = deploy::agent(&name, &stop, || {
+                let s = deploy::status(&name)?;
+                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    print!("\x1b[2J\x1b[H");
+                }
+                print_status(&s);
+                println!("\ntry: vpc --name {name} invoke {} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'", state.model.functions.first().map(|f| f.name.as_str()).unwrap_or("FUNCTION"));
+                std::io::stdout().flush()?;
+                Ok(())
+            });
+            let down = deploy::down(&name);
+            println!("\n{name}: torn down");
+            result?;
+            down?;
+        }
+        Cmd::Status { json } => {
+            let s = deploy::status(&name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+        }
+        Cmd::Invoke { function, cmd } => {
+            let state = State::load(&name)?;
+            let f = state.model.function(&function).with_context(|| format!("ResourceNotFoundException: Function not found: {function}"))?.clone();
+            let lc = Lifecycle::load(&name).unwrap_or_default();
+            let st = lc.functions.get(&f.id).map(|s| s.state.clone()).unwrap_or_else(|| "Pending".into());
+            if st != "Active" {
+                bail!("ResourceNotReadyException: The function {} is not ready: State {st}", f.name);
+            }
+            let mut env = f.environment.clone();
+            env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone());
+            env.insert("AWS_REGION".into(), state.model.region.clone());
+            return run_in(&vpc::topology::node_netns(&name, &format!("fn-{}", f.id)), &env, &cmd);
+        }
+        Cmd::Exec { resource, cmd } => {
+            let state = State::load(&name)?;
+            let host = state.model.hosts.iter().find(|h| h.id == resource).with_context(|| {
+                let ids: Vec<_> = state.model.hosts.iter().map(|h| h.id.as_str()).collect();
+                format!("no instance or network interface {resource:?} (have: {})", ids.join(", "))
+            })?;
+            return run_in(&vpc::topology::node_netns(&name, &host.id), &Default::default(), &cmd);
+        }
+        Cmd::Down => {
+            deploy::down(&name)?;
+            println!("{name}: down");
+        }
+        Cmd::DefaultTemplate => print!("{}", vpc::DEFAULT_TEMPLATE),
+        Cmd::Bench { repeat, samples, json } => {
+            let r = bench::run(repeat, samples)?;
+            print!("{}", bench::table(&r));
+            if let Some(p) = json {
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d)?;
+                }
+                std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+                println!("\nwritten to {}", p.display());
+            }
+        }
+        Cmd::Agent => {
+            let stop = signal_flag()?;
+            deploy::agent(&name, &stop, || Ok(()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

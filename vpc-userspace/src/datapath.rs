@@ -1,0 +1,347 @@
+//! The loader: the embedded XDP object, its maps, pins, and the map
+//! operations userspace needs (install entries, counters, conntrack GC).
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
+    programs::{Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use vpc_common::{cfg, CtEntry, CtKey, DropReason, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, CT_DIR_ORIG, STAT_FORWARDED};
+
+use crate::compile::Entries;
+
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vpc"));
+
+pub const ROUTER_PROGRAM: &str = "vpc_router";
+pub const BENCH_ROUTER_PROGRAM: &str = "bench_router";
+pub const BENCH_REDIRECT_PROGRAM: &str = "bench_redirect";
+/// Maps that outlive the loading process (pinned by `vpc up`).
+pub const PINNED_MAPS: &[&str] = &["PORTS", "ENDPOINTS", "ENIS", "SG_PREFIXES", "SG_PORTS", "CT", "STATS", "CONFIG"];
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// Connection-tracking idle timeouts. Defaults are AWS's where AWS documents
+/// them; the handshake and closing ones are this project's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timeouts {
+    /// SYN seen, handshake not complete (ours: 60 s).
+    pub tcp_syn: Duration,
+    /// AWS: 432,000 s (5 days), configurable 60-432,000.
+    pub tcp_established: Duration,
+    /// One side sent FIN (ours: 120 s).
+    pub tcp_closing: Duration,
+    /// Both FINs or an RST (ours: 10 s, for the last ACK).
+    pub tcp_closed: Duration,
+    /// AWS: 30 s for one-way or a single request/response.
+    pub udp: Duration,
+    /// AWS: 180 s once packets flowed both ways more than once.
+    pub udp_stream: Duration,
+    /// ICMP echo (AWS "other protocols": 600 s).
+    pub icmp: Duration,
+    /// Other protocols, tracked by address and protocol (AWS: 600 s).
+    pub other: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_syn: Duration::from_secs(60),
+            tcp_established: Duration::from_secs(432_000),
+            tcp_closing: Duration::from_secs(120),
+            tcp_closed: Duration::from_secs(10),
+            udp: Duration::from_secs(30),
+            udp_stream: Duration::from_secs(180),
+            icmp: Duration::from_secs(600),
+            other: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn by_index(&self) -> [(u32, Duration); cfg::LEN as usize] {
+        [
+            (cfg::TCP_SYN, self.tcp_syn),
+            (cfg::TCP_ESTABLISHED, self.tcp_established),
+            (cfg::TCP_CLOSING, self.tcp_closing),
+            (cfg::TCP_CLOSED, self.tcp_closed),
+            (cfg::UDP, self.udp),
+            (cfg::UDP_STREAM, self.udp_stream),
+            (cfg::ICMP, self.icmp),
+            (cfg::OTHER, self.other),
+        ]
+    }
+
+    /// Sets one timeout by its CLI name (`tcp-established=60`).
+    pub fn set(&mut self, spec: &str) -> Result<()> {
+        let (k, v) = spec.split_once('=').context("expected NAME=SECONDS")?;
+        let secs: f64 = v.parse().with_context(|| format!("{v:?} is not a number of seconds"))?;
+        if !(secs > 0.0) {
+            bail!("timeout {k} must be positive");
+        }
+        let d = Duration::from_secs_f64(secs);
+        match k {
+            "tcp-syn" => self.tcp_syn = d,
+            "tcp-established" => self.tcp_established = d,
+            "tcp-closing" => self.tcp_closing = d,
+            "tcp-closed" => self.tcp_closed = d,
+            "udp" => self.udp = d,
+            "udp-stream" => self.udp_stream = d,
+            "icmp" => self.icmp = d,
+            "other" => self.other = d,
+            _ => bail!("unknown timeout {k:?} (tcp-syn, tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other)"),
+        }
+        Ok(())
+    }
+}
+
+/// Forwarded and dropped packet counts (summed over CPUs).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    pub forwarded: u64,
+    /// (reason name, count) for every reason, in enum order.
+    pub dropped: Vec<(String, u64)>,
+}
+
+impl Counters {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped.iter().find(|(n, _)| n == reason.name()).map(|(_, c)| *c).unwrap_or(0)
+    }
+    pub fn total_dropped(&self) -> u64 {
+        self.dropped.iter().map(|(_, c)| c).sum()
+    }
+}
+
+/// Monotonic time on the clock the datapath uses (`bpf_ktime_get_boot_ns`).
+pub fn boot_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+/// Access to the maps, owned by a loaded object or opened from pins.
+pub trait Maps {
+    fn map(&mut self, name: &str) -> Result<&mut Map>;
+
+    fn set_timeouts(&mut self, t: &Timeouts) -> Result<()> {
+        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        for (i, d) in t.by_index() {
+            a.set(i, d.as_nanos() as u64, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Installs policy, ports and endpoints; ENIs only with `with_enis`
+    /// (they go in when their function becomes Active).
+    fn install(&mut self, e: &Entries, with_enis: bool) -> Result<()> {
+        {
+            let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map("SG_PREFIXES")?)?;
+            for (len, k, class) in &e.sg_prefixes {
+                m.insert(&Key::new(*len, *k), *class, 0).context("SG_PREFIXES insert")?;
+            }
+        }
+        {
+            let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map("SG_PORTS")?)?;
+            for (len, k) in &e.sg_ports {
+                m.insert(&Key::new(*len, *k), 1, 0).context("SG_PORTS insert")?;
+            }
+        }
+        {
+            let mut m: HashMap<_, [u8; 16], Endpoint> = HashMap::try_from(self.map("ENDPOINTS")?)?;
+            for (k, v) in &e.endpoints {
+                m.insert(k, v, 0).context("ENDPOINTS insert")?;
+            }
+        }
+        if with_enis {
+            for (id, eni) in &e.enis {
+                self.install_eni(*id, eni)?;
+            }
+        }
+        // Ports last: an interface starts forwarding only once everything
+        // it may need is in place.
+        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
+        for (k, v) in &e.ports {
+            m.insert(k, v, 0).context("PORTS insert")?;
+        }
+        Ok(())
+    }
+
+    fn install_eni(&mut self, id: u32, eni: &HyperplaneEni) -> Result<()> {
+        let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map("ENIS")?)?;
+        m.insert(id, eni, 0).context("ENIS insert")?;
+        Ok(())
+    }
+
+    fn counters(&mut self) -> Result<Counters> {
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map("STATS")?)?;
+        let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
+        Ok(Counters {
+            forwarded: sum(STAT_FORWARDED)?,
+            dropped: DropReason::ALL.iter().map(|r| Ok((r.name().to_string(), sum(*r as u32)?))).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Live connections (original-direction entries).
+    fn connections(&mut self) -> Result<Vec<(CtKey, CtEntry)>> {
+        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        Ok(m.iter().filter_map(|r| r.ok()).filter(|(_, e)| e.dir == CT_DIR_ORIG).collect())
+    }
+
+    /// Removes expired connections (both entries). An entry is re-read just
+    /// before deletion and kept if the datapath touched it since the scan.
+    fn ct_gc(&mut self, t: &Timeouts) -> Result<usize> {
+        let now = boot_ns();
+        let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        let all: Vec<(CtKey, CtEntry)> = m.iter().filter_map(|r| r.ok()).collect();
+        let mut removed = 0;
+        for (k, e) in &all {
+            let expired = if e.dir == CT_DIR_ORIG {
+                now.saturating_sub(e.last_seen) > timeout_of(t, k.proto, e)
+            } else {
+                // A reply entry whose original is gone is an orphan.
+                m.get(&e.twin, 0).is_err()
+            };
+            if !expired {
+                continue;
+            }
+            if e.dir == CT_DIR_ORIG {
+                match m.get(k, 0) {
+                    Ok(fresh) if fresh.last_seen == e.last_seen => {}
+                    _ => continue,
+                }
+                let _ = m.remove(&e.twin);
+            }
+            if m.remove(k).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Mirrors `ct::timeout` in the datapath.
+pub fn timeout_of(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
+    use vpc_common::ct_state;
+    let d = match proto {
+        6 => match e.state {
+            ct_state::ESTABLISHED => t.tcp_established,
+            ct_state::CLOSING => t.tcp_closing,
+            ct_state::CLOSED => t.tcp_closed,
+            _ => t.tcp_syn,
+        },
+        17 if e.packets_orig >= 2 && e.packets_reply >= 2 => t.udp_stream,
+        17 => t.udp,
+        1 | 58 => t.icmp,
+        _ => t.other,
+    };
+    d.as_nanos() as u64
+}
+
+/// A freshly loaded datapath (programs verified, maps created).
+pub struct Datapath {
+    pub ebpf: Ebpf,
+}
+
+impl Maps for Datapath {
+    fn map(&mut self, name: &str) -> Result<&mut Map> {
+        self.ebpf.map_mut(name).with_context(|| format!("map {name} missing from the object"))
+    }
+}
+
+impl Datapath {
+    /// Loads the object and the router program (the kernel verifies it here).
+    pub fn load(timeouts: &Timeouts) -> Result<Self> {
+        let ebpf = EbpfLoader::new().load(EBPF_OBJECT).context("loading the XDP object")?;
+        let mut dp = Self { ebpf };
+        dp.load_program(ROUTER_PROGRAM)?;
+        dp.set_timeouts(timeouts)?;
+        Ok(dp)
+    }
+
+    pub fn load_program(&mut self, name: &str) -> Result<&mut Xdp> {
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load().with_context(|| format!("the kernel rejected {name}"))?;
+        }
+        Ok(p)
+    }
+
+    pub fn program(&mut self, name: &str) -> Result<&mut Xdp> {
+        Ok(self.ebpf.program_mut(name).with_context(|| format!("program {name} missing"))?.try_into()?)
+    }
+
+    /// Pins the maps under `dir/maps`.
+    pub fn pin_maps(&mut self, dir: &Path) -> Result<()> {
+        let maps = dir.join("maps");
+        std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))?;
+        for name in PINNED_MAPS {
+            self.map(name)?.pin(maps.join(name)).with_context(|| format!("pinning map {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the router to `ifindex` (in the calling thread's netns),
+    /// natively if the driver allows, and pins the link at `pin`.
+    /// Returns the attach mode used.
+    pub fn attach_router(&mut self, ifindex: u32, pin: &Path) -> Result<&'static str> {
+        let prog = self.program(ROUTER_PROGRAM)?;
+        let (id, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(id) => (id, "native"),
+            Err(e) => {
+                eprintln!("warning: native XDP on ifindex {ifindex} failed ({e}); using generic (skb) mode");
+                (prog.attach_to_if_index(ifindex, XdpMode::Skb).context("attaching XDP")?, "generic")
+            }
+        };
+        let link = prog.take_link(id)?;
+        let fd: aya::programs::links::FdLink = link.try_into().context("XDP link is not a bpf_link")?;
+        fd.pin(pin).with_context(|| format!("pinning link at {}", pin.display()))?;
+        Ok(mode)
+    }
+}
+
+/// Maps opened from a deployment's pins (status, agent).
+pub struct PinnedMaps {
+    dir: PathBuf,
+    open: std::collections::HashMap<String, Map>,
+}
+
+impl PinnedMaps {
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        let dir = pin_dir.join("maps");
+        if !dir.is_dir() {
+            bail!("no pinned maps at {} (is the deployment up?)", dir.display());
+        }
+        Ok(Self { dir, open: Default::default() })
+    }
+}
+
+impl Maps for PinnedMaps {
+    fn map(&mut self, name: &str) -> Result<&mut Map> {
+        if !self.open.contains_key(name) {
+            let data = MapData::from_pin(self.dir.join(name)).with_context(|| format!("opening pinned map {name}"))?;
+            let map = Map::from_map_data(data)?;
+            self.open.insert(name.to_string(), map);
+        }
+        Ok(self.open.get_mut(name).expect("inserted"))
+    }
+}
+
+/// Mounts bpffs at /sys/fs/bpf if it is not there (it is not on a fresh VM).
+pub fn ensure_bpffs() -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    if let Ok(st) = nix::sys::statfs::statfs(BPFFS) {
+        if st.filesystem_type().0 as i64 == BPF_FS_MAGIC {
+            return Ok(());
+        }
+    }
+    std::fs::create_dir_all(BPFFS)?;
+    nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+        .context("mounting bpffs at /sys/fs/bpf")?;
+    Ok(())
+}

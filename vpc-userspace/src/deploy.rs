@@ -1,0 +1,389 @@
+//! A deployment: `up`, `down`, the persisted state, status, and the agent
+//! loop that moves functions from Pending to Active and collects expired
+//! connections.
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    compile,
+    datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
+    model::Model,
+    topology::{self, Node},
+};
+
+pub const STATE_ROOT: &str = "/run/vpc";
+
+/// Everything `vpc up` built, so other commands (and `down`) can find it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub name: String,
+    pub template: String,
+    pub model: Model,
+    pub namespaces: Vec<String>,
+    pub router_netns: String,
+    pub nodes: Vec<Node>,
+    pub attach_mode: String,
+    pub pin_dir: PathBuf,
+    pub timeouts: Timeouts,
+    /// How long a new Hyperplane ENI takes to become ready.
+    pub eni_delay: Duration,
+    pub created_unix_ms: u64,
+}
+
+/// Lambda function lifecycle, as `GetFunction` reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FunctionStatus {
+    pub state: String,
+    pub state_reason_code: String,
+    pub last_update_status: String,
+}
+
+/// Written by the agent only (and once by `up`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Lifecycle {
+    pub functions: BTreeMap<String, FunctionStatus>,
+    pub agent_pid: Option<u32>,
+    pub gc_removed: u64,
+}
+
+pub fn state_dir(name: &str) -> PathBuf {
+    Path::new(STATE_ROOT).join(name)
+}
+
+pub fn pin_dir(name: &str) -> PathBuf {
+    Path::new(datapath::BPFFS).join("vpc").join(name)
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    // Write then rename: readers never see a torn file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+}
+
+impl State {
+    pub fn load(name: &str) -> Result<Self> {
+        let p = state_dir(name).join("state.json");
+        if !p.exists() {
+            bail!("no deployment named {name:?} is up (no {})", p.display());
+        }
+        read_json(&p)
+    }
+    pub fn save(&self) -> Result<()> {
+        write_json(&state_dir(&self.name).join("state.json"), self)
+    }
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+}
+
+impl Lifecycle {
+    pub fn load(name: &str) -> Result<Self> {
+        read_json(&state_dir(name).join("lifecycle.json"))
+    }
+    pub fn save(&self, name: &str) -> Result<()> {
+        write_json(&state_dir(name).join("lifecycle.json"), self)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A name that is safe in namespace and path names, and short enough.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 24 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        bail!("deployment name {name:?}: use 1-24 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+pub struct UpOptions {
+    pub name: String,
+    pub template_label: String,
+    pub timeouts: Timeouts,
+    pub eni_delay: Duration,
+}
+
+/// Builds the topology, loads and attaches the datapath, installs the
+/// entries. On any failure everything built so far is removed again.
+pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
+    check_name(&opts.name)?;
+    let sdir = state_dir(&opts.name);
+    if sdir.join("state.json").exists() {
+        bail!("deployment {:?} is already up: run `vpc --name {} down` first", opts.name, opts.name);
+    }
+    let namespaces = topology::planned_namespaces(&opts.name, &model);
+    for ns in &namespaces {
+        if Path::new("/run/netns").join(ns).exists() {
+            bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
+        }
+    }
+    datapath::ensure_bpffs()?;
+    std::fs::create_dir_all(&sdir)?;
+    let pins = pin_dir(&opts.name);
+    let result = (|| -> Result<State> {
+        // Load first: a verifier rejection leaves nothing behind.
+        let mut dp = Datapath::load(&opts.timeouts)?;
+        let nodes = topology::build(&opts.name, &model)?;
+        let links: HashMap<String, compile::LinkInfo> = nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+        let entries = compile::compile(&model, &links).map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(pins.join("links"))?;
+        dp.pin_maps(&pins)?;
+        // Functions without a VPC are Active at once; the others wait for
+        // their ENI (the agent installs it).
+        dp.install(&entries, false)?;
+        let router = topology::router_netns(&opts.name);
+        let mut modes = vec![];
+        for n in &nodes {
+            let pin = pins.join("links").join(&n.router_if);
+            let ifindex = n.link.ifindex;
+            let mode = topology::in_netns(&router, || dp.attach_router(ifindex, &pin))?;
+            modes.push(mode);
+        }
+        modes.sort();
+        modes.dedup();
+        let state = State {
+            name: opts.name.clone(),
+            template: opts.template_label.clone(),
+            model: model.clone(),
+            namespaces: namespaces.clone(),
+            router_netns: router,
+            nodes,
+            attach_mode: modes.join("+"),
+            pin_dir: pins.clone(),
+            timeouts: opts.timeouts,
+            eni_delay: opts.eni_delay,
+            created_unix_ms: now_ms(),
+        };
+        let mut lc = Lifecycle::default();
+        for f in &model.functions {
+            let st = if f.vpc_config.is_some() {
+                FunctionStatus { state: "Pending".into(), state_reason_code: "Creating".into(), last_update_status: "InProgress".into() }
+            } else {
+                FunctionStatus { state: "Active".into(), state_reason_code: "Idle".into(), last_update_status: "Successful".into() }
+            };
+            lc.functions.insert(f.id.clone(), st);
+        }
+        lc.save(&opts.name)?;
+        state.save()?;
+        Ok(state)
+    })();
+    if result.is_err() {
+        topology::teardown(&namespaces);
+        let _ = std::fs::remove_dir_all(&pins);
+        let _ = std::fs::remove_dir_all(&sdir);
+    }
+    result
+}
+
+/// Tears a deployment down: agent, namespaces (and so veths and links), pins, state.
+pub fn down(name: &str) -> Result<()> {
+    check_name(name)?;
+    let state = State::load(name);
+    if let Ok(lc) = Lifecycle::load(name) {
+        if let Some(pid) = lc.agent_pid {
+            if pid != std::process::id() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+    }
+    let mut errors = vec![];
+    match &state {
+        Ok(s) => errors.extend(topology::teardown(&s.namespaces)),
+        Err(_) if !state_dir(name).exists() && !pin_dir(name).exists() => bail!("no deployment named {name:?} is up"),
+        Err(_) => {}
+    }
+    let pins = pin_dir(name);
+    if pins.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&pins) {
+            errors.push(format!("removing {}: {e}", pins.display()));
+        }
+    }
+    let _ = std::fs::remove_dir_all(state_dir(name));
+    if !errors.is_empty() {
+        bail!("teardown incomplete: {}", errors.join("; "));
+    }
+    Ok(())
+}
+
+/// What `vpc status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub name: String,
+    pub template: String,
+    pub attach_mode: String,
+    pub functions: Vec<FunctionView>,
+    pub enis: Vec<EniView>,
+    pub hosts: Vec<HostView>,
+    pub counters: Counters,
+    pub connections: usize,
+    pub skipped: Vec<(String, String)>,
+    pub agent_running: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionView {
+    pub id: String,
+    pub function_name: String,
+    pub state: String,
+    pub state_reason_code: String,
+    pub last_update_status: String,
+    pub vpc_id: Option<String>,
+    pub execution_environment: String,
+    pub address: String,
+    pub eni: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EniView {
+    pub id: String,
+    pub interface_type: String,
+    pub subnet: String,
+    pub address: String,
+    pub security_groups: Vec<String>,
+    pub functions: Vec<String>,
+    pub connections: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostView {
+    pub id: String,
+    pub kind: String,
+    pub netns: String,
+    pub subnet: String,
+    pub address: String,
+    pub security_groups: Vec<String>,
+}
+
+pub fn status(name: &str) -> Result<Status> {
+    let s = State::load(name)?;
+    let lc = Lifecycle::load(name).unwrap_or_default();
+    let mut maps = PinnedMaps::open(&s.pin_dir)?;
+    let counters = maps.counters()?;
+    let conns = maps.connections()?;
+    let eni_conns = |e: &crate::model::HyperplaneEniSpec| {
+        let addr = vpc_common::v4_mapped(e.ip.octets());
+        conns.iter().filter(|(_, c)| c.flags & vpc_common::CT_F_SNAT != 0 && c.nat_addr == addr).count()
+    };
+    let m = &s.model;
+    let functions = m
+        .functions
+        .iter()
+        .map(|f| {
+            let st = lc.functions.get(&f.id).cloned().unwrap_or(FunctionStatus {
+                state: "Pending".into(),
+                state_reason_code: "Creating".into(),
+                last_update_status: "InProgress".into(),
+            });
+            FunctionView {
+                id: f.id.clone(),
+                function_name: f.name.clone(),
+                state: st.state,
+                state_reason_code: st.state_reason_code,
+                last_update_status: st.last_update_status,
+                vpc_id: f.vpc_config.as_ref().map(|v| v.vpc.clone()),
+                execution_environment: topology::node_netns(&s.name, &format!("fn-{}", f.id)),
+                address: f.exec_ip.to_string(),
+                eni: f.eni.and_then(|i| m.enis.iter().find(|e| e.index == i)).map(|e| e.id.clone()),
+            }
+        })
+        .collect();
+    let enis = m
+        .enis
+        .iter()
+        .map(|e| EniView {
+            id: e.id.clone(),
+            interface_type: "lambda".into(),
+            subnet: e.subnet.clone(),
+            address: e.ip.to_string(),
+            security_groups: e.groups.clone(),
+            functions: e.functions.clone(),
+            connections: eni_conns(e),
+        })
+        .collect();
+    let hosts = m
+        .hosts
+        .iter()
+        .map(|h| HostView {
+            id: h.id.clone(),
+            kind: format!("{:?}", h.kind),
+            netns: topology::node_netns(&s.name, &h.id),
+            subnet: h.subnet.clone(),
+            address: h.ip.to_string(),
+            security_groups: h.groups.clone(),
+        })
+        .collect();
+    let agent_running = lc.agent_pid.map(|p| Path::new(&format!("/proc/{p}")).exists()).unwrap_or(false);
+    Ok(Status {
+        name: s.name.clone(),
+        template: s.template.clone(),
+        attach_mode: s.attach_mode.clone(),
+        functions,
+        enis,
+        hosts,
+        counters,
+        connections: conns.len(),
+        skipped: m.skipped.clone(),
+        agent_running,
+    })
+}
+
+/// The agent: activates functions once their ENI is ready, collects expired
+/// connections. Runs until `stop` is set; `tick` is called about once a second.
+pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
+    let s = State::load(name)?;
+    let mut lc = Lifecycle::load(name).unwrap_or_default();
+    lc.agent_pid = Some(std::process::id());
+    lc.save(name)?;
+    let mut maps = PinnedMaps::open(&s.pin_dir)?;
+    let entries = compile::compile(&s.model, &s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect()).map_err(anyhow::Error::msg)?;
+    let started = std::time::Instant::now();
+    let mut last_gc = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if started.elapsed() >= s.eni_delay {
+            let mut changed = false;
+            for f in &s.model.functions {
+                let st = lc.functions.entry(f.id.clone()).or_insert_with(|| FunctionStatus {
+                    state: "Pending".into(),
+                    state_reason_code: "Creating".into(),
+                    last_update_status: "InProgress".into(),
+                });
+                if st.state == "Pending" {
+                    if let Some((id, eni)) = f.eni.and_then(|i| entries.enis.iter().find(|(x, _)| *x == i)) {
+                        maps.install_eni(*id, eni)?;
+                    }
+                    *st = FunctionStatus { state: "Active".into(), state_reason_code: "Idle".into(), last_update_status: "Successful".into() };
+                    changed = true;
+                }
+            }
+            if changed {
+                lc.save(name)?;
+            }
+        }
+        if last_gc.elapsed() >= Duration::from_secs(1) {
+            last_gc = std::time::Instant::now();
+            let n = maps.ct_gc(&s.timeouts)?;
+            if n > 0 {
+                lc.gc_removed += n as u64;
+                lc.save(name)?;
+            }
+            tick()?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The namespaces and veth pairs of a deployment, built with iproute2.
+//!
+//! Why iproute2 and not a netlink crate: every step is one `ip` command a
+//! network engineer can read in `--verbose` output and replay by hand, and
+//! `ip` creates a veth pair directly across two named namespaces, so no
+//! interface ever exists in the root namespace where parallel deployments
+//! could collide.
+use std::{net::Ipv4Addr, process::Command};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{compile::LinkInfo, model::Model};
+
+/// One namespace joined to the router by a veth pair.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Node {
+    /// Resource logical id (host) or function logical id (execution environment).
+    pub id: String,
+    pub role: Role,
+    pub netns: String,
+    /// Router-side interface name (in the router namespace).
+    pub router_if: String,
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub link: LinkInfo,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Role {
+    Instance,
+    NetworkInterface,
+    ExecutionEnvironment,
+}
+
+pub fn router_netns(deployment: &str) -> String {
+    format!("{deployment}-router")
+}
+
+/// Namespace name of a resource: `<deployment>-<logical id>`.
+pub fn node_netns(deployment: &str, id: &str) -> String {
+    let clean: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("{deployment}-{clean}")
+}
+
+/// Runs a command; its stderr becomes the error.
+pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
+    if std::env::var_os("VPC_VERBOSE").is_some() {
+        eprintln!("+ {cmd} {}", args.join(" "));
+    }
+    let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd} (is it installed?)"))?;
+    if !out.status.success() {
+        bail!("`{cmd} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<String> {
+    run("ip", args)
+}
+
+fn in_ns(ns: &str, cmd: &str, args: &[&str]) -> Result<String> {
+    let mut all = vec!["netns", "exec", ns, cmd];
+    all.extend_from_slice(args);
+    ip(&all)
+}
+
+fn mac_str(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Names of every namespace a model needs (so a failed `up` can be undone).
+pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
+    let mut v = vec![router_netns(deployment)];
+    v.extend(model.hosts.iter().map(|h| node_netns(deployment, &h.id)));
+    v.extend(model.functions.iter().map(|f| node_netns(deployment, &format!("fn-{}", f.id))));
+    v
+}
+
+/// Creates the router namespace and one namespace per host and execution
+/// environment. The router has no addresses and forwarding off: only the
+/// XDP programs, attached afterwards, move packets between its veths.
+pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
+    let router = router_netns(deployment);
+    ip(&["netns", "add", &router])?;
+    in_ns(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])?;
+    ip(&["-n", &router, "link", "set", "lo", "up"])?;
+    let mut specs = vec![];
+    for h in &model.hosts {
+        let gw = model.subnet(&h.subnet).expect("validated").gateway();
+        let role = match h.kind {
+            crate::model::HostKind::Instance => Role::Instance,
+            crate::model::HostKind::NetworkInterface => Role::NetworkInterface,
+        };
+        specs.push((h.id.clone(), role, node_netns(deployment, &h.id), h.ip, gw));
+    }
+    for f in &model.functions {
+        specs.push((f.id.clone(), Role::ExecutionEnvironment, node_netns(deployment, &format!("fn-{}", f.id)), f.exec_ip, crate::model::LAMBDA_GATEWAY));
+    }
+    let mut nodes = vec![];
+    for (k, (id, role, ns, addr, gw)) in specs.into_iter().enumerate() {
+        let n = k as u16 + 1;
+        let router_if = format!("r{n}");
+        let router_mac = [0x02, 0x52, 0x54, 0x00, (n >> 8) as u8, n as u8];
+        let mac = [0x02, 0x48, 0x53, 0x54, (n >> 8) as u8, n as u8];
+        ip(&["netns", "add", &ns])?;
+        // IPv6 off before links come up: no DAD, RS or MLD noise on the wire.
+        in_ns(&ns, "sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        ip(&["-n", &router, "link", "add", &router_if, "address", &mac_str(&router_mac), "type", "veth", "peer", "name", "eth0", "netns", &ns, "address", &mac_str(&mac)])?;
+        // Full checksums from the sender (no CHECKSUM_PARTIAL through NAT);
+        // GRO gives eth0 the NAPI instance XDP_REDIRECT into a veth needs.
+        in_ns(&ns, "ethtool", &["-K", "eth0", "tx", "off", "gro", "on"])?;
+        in_ns(&router, "ethtool", &["-K", &router_if, "tx", "off"])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &router, "link", "set", &router_if, "up"])?;
+        ip(&["-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+        ip(&["-n", &ns, "route", "add", &gw.to_string(), "dev", "eth0", "scope", "link"])?;
+        ip(&["-n", &ns, "route", "add", "default", "via", &gw.to_string(), "dev", "eth0"])?;
+        // The VPC router answers for its gateway address: a static entry, so
+        // no ARP ever needs to cross the XDP path.
+        ip(&["-n", &ns, "neigh", "replace", &gw.to_string(), "lladdr", &mac_str(&router_mac), "dev", "eth0", "nud", "permanent"])?;
+        let ifindex = ifindex_of(&router, &router_if)?;
+        nodes.push(Node { id, role, netns: ns, router_if, ip: addr, gateway: gw, link: LinkInfo { ifindex, mac, router_mac } });
+    }
+    Ok(nodes)
+}
+
+fn ifindex_of(ns: &str, ifname: &str) -> Result<u32> {
+    let out = ip(&["-n", ns, "-j", "link", "show", "dev", ifname])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j link`")?;
+    v.get(0)
+        .and_then(|l| l.get("ifindex"))
+        .and_then(|i| i.as_u64())
+        .map(|i| i as u32)
+        .with_context(|| format!("no ifindex for {ifname} in {ns}"))
+}
+
+/// Deletes namespaces (their veths go with them). Missing ones are fine.
+pub fn teardown(namespaces: &[String]) -> Vec<String> {
+    let mut errors = vec![];
+    for ns in namespaces.iter().rev() {
+        if std::path::Path::new("/run/netns").join(ns).exists() {
+            if let Err(e) = ip(&["netns", "del", ns]) {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    errors
+}
+
+/// Runs `f` on a thread that has entered namespace `ns`.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let path = std::path::Path::new("/run/netns").join(ns);
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+    })
+}
