@@ -1,0 +1,200 @@
+//! Helpers for the integration tests: deployments that always clean up,
+//! threads inside namespaces, and a BPF_PROG_TEST_RUN harness.
+//!
+//! Every deployment gets a unique name (process id + counter), so tests run
+//! in parallel, and is torn down on drop, also when the test panics.
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    path::PathBuf,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{TestRun, TestRunOptions};
+use vpc::{
+    compile::{self, Entries, LinkInfo},
+    datapath::{Counters, Datapath, Maps, Timeouts},
+    model::{self, Model},
+};
+
+/// The `vpc` binary (`cargo xtask test` builds it first).
+pub fn vpc_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VPC_BIN") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vpc");
+    assert!(p.exists(), "{} missing: run `cargo xtask test` (it builds the binary first)", p.display());
+    p
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A deployment name no concurrent test uses.
+pub fn unique_name(tag: &str) -> String {
+    format!("{tag}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn vpc(name: &str, args: &[&str]) -> Output {
+    Command::new(vpc_bin()).arg("--name").arg(name).args(args).output().expect("running vpc")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A deployment brought up with `vpc up`, torn down with `vpc down` on drop.
+pub struct Deployment {
+    pub name: String,
+}
+
+impl Deployment {
+    /// `template`: "default" or YAML text.
+    pub fn up(tag: &str, template: &str, extra: &[&str]) -> Self {
+        let name = unique_name(tag);
+        let path;
+        let t = if template == "default" {
+            "default".to_string()
+        } else {
+            path = std::env::temp_dir().join(format!("{name}.yaml"));
+            std::fs::File::create(&path).unwrap().write_all(template.as_bytes()).unwrap();
+            path.display().to_string()
+        };
+        let mut args = vec!["up", &t];
+        args.extend_from_slice(extra);
+        let d = Deployment { name };
+        let out = vpc(&d.name, &args);
+        assert!(out.status.success(), "vpc up failed:\n{}", text(&out));
+        d
+    }
+
+    pub fn vpc(&self, args: &[&str]) -> Output {
+        vpc(&self.name, args)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.vpc(&["status", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    pub fn dropped(&self, reason: &str) -> u64 {
+        let s = self.status();
+        s["counters"]["dropped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == reason)
+            .and_then(|r| r[1].as_u64())
+            .unwrap_or(0)
+    }
+
+    pub fn netns(&self, id: &str) -> String {
+        vpc::topology::node_netns(&self.name, id)
+    }
+
+    pub fn exec_env_netns(&self, function_id: &str) -> String {
+        vpc::topology::node_netns(&self.name, &format!("fn-{function_id}"))
+    }
+
+    /// Address of the Hyperplane ENI in `subnet`.
+    pub fn eni_address(&self, subnet: &str) -> String {
+        let s = self.status();
+        s["enis"].as_array().unwrap().iter().find(|e| e["subnet"] == subnet).expect("ENI")["address"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let out = vpc(&self.name, &["down"]);
+        if !out.status.success() && !std::thread::panicking() {
+            panic!("vpc down failed: {}", text(&out));
+        }
+    }
+}
+
+/// Namespaces whose name starts with `prefix-`.
+pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&format!("{prefix}-"))).collect())
+        .unwrap_or_default()
+}
+
+/// Runs `f` on a new thread inside namespace `ns`; join the handle for its result.
+pub fn spawn_in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace exists");
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+}
+
+/// Runs `f` on a thread in a fresh, private network namespace: whatever it
+/// creates there disappears with the thread, pass or fail.
+pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// A loaded datapath fed from a template, with one veth device per host and
+/// execution environment as its ingress ports (inside a private netns).
+pub struct Harness {
+    pub dp: Datapath,
+    pub model: Model,
+    pub entries: Entries,
+    pub links: HashMap<String, LinkInfo>,
+}
+
+impl Harness {
+    /// Call inside [`in_private_netns`].
+    pub fn new(template: &str) -> Self {
+        let model = model::build(template, &HashMap::new(), "test").expect("template");
+        let mut links = HashMap::new();
+        let ids: Vec<String> = model.hosts.iter().map(|h| h.id.clone()).chain(model.functions.iter().map(|f| f.id.clone())).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let dev = format!("d{i}");
+            // A veth end as a stand-in ingress device (this kernel has no dummy).
+            let peer = format!("{dev}p");
+            let st = Command::new("ip").args(["link", "add", &dev, "type", "veth", "peer", "name", &peer]).status().unwrap();
+            assert!(st.success());
+            let ifindex = nix::net::if_::if_nametoindex(dev.as_str()).expect("ifindex");
+            links.insert(id.clone(), LinkInfo { ifindex, mac: [2, 0, 0, 0, 0, i as u8 + 1], router_mac: [2, 0, 0, 0, 1, i as u8 + 1] });
+        }
+        let entries = compile::compile(&model, &links).expect("compile");
+        let mut dp = Datapath::load(&Timeouts::default()).expect("load datapath");
+        dp.install(&entries, true).expect("install");
+        Harness { dp, model, entries, links }
+    }
+
+    pub fn ifindex(&self, id: &str) -> u32 {
+        self.links[id].ifindex
+    }
+
+    /// Runs the router once on `frame` arriving on `ingress`: (verdict, frame out).
+    pub fn run(&mut self, ingress: u32, frame: &[u8]) -> (u32, Vec<u8>) {
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ingress.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 512];
+        let prog = self.dp.program(vpc::datapath::ROUTER_PROGRAM).unwrap();
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(&ctx), ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    pub fn counters(&mut self) -> Counters {
+        self.dp.counters().unwrap()
+    }
+}
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;

@@ -379,6 +379,21 @@ impl<'a> Builder<'a> {
                 self.m.skipped.push((r.logical_id.clone(), r.kind.clone()));
             }
         }
+        // Identifiers are known up front, so resources may refer to each
+        // other in any order.
+        for r in self.t.resources.values() {
+            let id = r.logical_id.clone();
+            match r.kind.as_str() {
+                SG => self.attr(&id, "GroupId", id.clone()),
+                SUBNET => self.attr(&id, "SubnetId", id.clone()),
+                VPC => {
+                    self.attr(&id, "VpcId", id.clone());
+                    self.attr(&id, "DefaultSecurityGroup", format!("{id}.DefaultSecurityGroup"));
+                }
+                NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
+                _ => {}
+            }
+        }
         self.vpcs()?;
         self.subnets()?;
         self.groups()?;

@@ -1,1 +1,220 @@
-fn main(){}
+//! `cargo xtask`: provisioning, build, run, test, bench.
+//!
+//! xtask builds with nothing but stable Rust: it is what installs the rest
+//! (nightly's rust-src, LLVM 22, bpf-linker, the test tools). Every step
+//! checks first and installs only what is missing, saying what it does.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{bail, Context, Result};
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM: &str = "22";
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  run [-- TEMPLATE [vpc run options]]
+                 build, bring up TEMPLATE (default: the embedded one), show it
+                 live; Ctrl-C / SIGTERM tears it down
+  test [-- ARGS] run every test (root: the datapath tests attach XDP for real)
+  bench [-- ARGS]
+                 ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
+                 baseline; writes target/bench/results.json
+  build          provision and build
+  provision      install what is missing, nothing else";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r.strip_prefix(&["--".to_string()][..]).unwrap_or(r)),
+        None => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+    };
+    match cmd {
+        "provision" => provision(),
+        "build" => {
+            provision()?;
+            cargo(&["build", "--bins"], &[])
+        }
+        "test" => {
+            require_root("the tests create namespaces and attach XDP programs")?;
+            provision()?;
+            // The integration tests drive the `vpc` binary as a user would.
+            cargo(&["build", "--bin", "vpc"], &[])?;
+            let mut a = vec!["test", "--no-fail-fast"];
+            if !rest.is_empty() {
+                a.push("--");
+                a.extend(rest.iter().map(String::as_str));
+            }
+            cargo(&a, &[])
+        }
+        "run" => {
+            require_root("it creates namespaces and attaches XDP programs")?;
+            provision()?;
+            cargo(&["build", "--release", "--bin", "vpc"], &[])?;
+            let vpc = root().join("target/release/vpc");
+            let mut a: Vec<String> = vec!["run".into()];
+            if rest.is_empty() {
+                a.push("default".into());
+            } else {
+                a.extend(rest.iter().cloned());
+            }
+            // Exec-like: vpc handles Ctrl-C / SIGTERM itself and tears down.
+            let st = Command::new(&vpc).args(&a).status().with_context(|| format!("running {}", vpc.display()))?;
+            if !st.success() {
+                bail!("vpc run failed ({st})");
+            }
+            Ok(())
+        }
+        "bench" => {
+            require_root("BPF_PROG_TEST_RUN needs CAP_BPF / CAP_NET_ADMIN")?;
+            provision()?;
+            cargo(&["build", "--release", "--bin", "vpc"], &[])?;
+            let out = root().join("target/bench/results.json");
+            let mut a: Vec<String> = vec!["bench".into(), "--json".into(), out.display().to_string()];
+            a.extend(rest.iter().cloned());
+            let st = Command::new(root().join("target/release/vpc")).args(&a).status()?;
+            if !st.success() {
+                bail!("bench failed ({st})");
+            }
+            Ok(())
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn require_root(why: &str) -> Result<()> {
+    if !nix_is_root() {
+        bail!("run as root: {why}");
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { geteuid() == 0 }
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("xtask: cargo {}", args.join(" "));
+    let st = Command::new(cargo).args(args).current_dir(root()).env("PATH", path_with_cargo_bin()).envs(envs.iter().copied()).status()?;
+    if !st.success() {
+        bail!("cargo {} failed ({st})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// PATH with ~/.cargo/bin (where bpf-linker lands) in it.
+fn path_with_cargo_bin() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    match cargo_home() {
+        Some(h) => {
+            let bin = h.join("bin").display().to_string();
+            if path.split(':').any(|p| p == bin) {
+                path
+            } else {
+                format!("{bin}:{path}")
+            }
+        }
+        None => path,
+    }
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+}
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(cmd).args(args).env("PATH", path_with_cargo_bin()).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn step(what: &str, cmd: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    println!("xtask: installing {what}: {cmd} {}", args.join(" "));
+    let st = Command::new(cmd)
+        .args(args)
+        .env("PATH", path_with_cargo_bin())
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .envs(envs.iter().copied())
+        .status()
+        .with_context(|| format!("running {cmd}"))?;
+    if !st.success() {
+        bail!("installing {what} failed ({st})");
+    }
+    Ok(())
+}
+
+fn deb_installed(pkg: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", pkg]).is_some_and(|s| s.contains("install ok installed"))
+}
+
+/// Installs only what is missing; a second run prints nothing but the checks.
+fn provision() -> Result<()> {
+    // 1. nightly + rust-src (the eBPF crate builds core with -Z build-std).
+    let toolchains = output("rustup", &["toolchain", "list"]).context("rustup is required")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("the nightly toolchain", "rustup", &["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"], &[])?;
+    }
+    let comps = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"]).unwrap_or_default();
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        step("rust-src for nightly", "rustup", &["component", "add", "rust-src", "--toolchain", "nightly"], &[])?;
+    }
+    // 2. Debian packages: LLVM 22 for bpf-linker; the tools the topology and tests use.
+    let mut debs: Vec<&str> = vec![];
+    let need_linker = !output("bpf-linker", &["--version"]).is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    if need_linker {
+        debs.extend(["llvm-22-dev", "libpolly-22-dev"].into_iter().filter(|p| !deb_installed(p)));
+    }
+    for (tool, pkg) in [("ip", "iproute2"), ("ethtool", "ethtool"), ("nc", "netcat-openbsd")] {
+        if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
+            debs.push(pkg);
+        }
+    }
+    if !debs.is_empty() {
+        step("apt package lists", "apt-get", &["update", "-q"], &[])?;
+        let mut a = vec!["install", "-y", "-q", "--no-install-recommends"];
+        a.extend(debs.iter().copied());
+        step(&debs.join(", "), "apt-get", &a, &[])?;
+    }
+    // 3. bpf-linker, built against LLVM 22 (rustc's LLVM major).
+    if need_linker {
+        let llvm_bin = format!("/usr/lib/llvm-{LLVM}/bin");
+        let path = format!("{llvm_bin}:{}", path_with_cargo_bin());
+        let feature = format!("llvm-{LLVM}");
+        step(
+            &format!("bpf-linker {BPF_LINKER_VERSION}"),
+            "cargo",
+            &["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--no-default-features", "--features", &feature],
+            &[("PATH", &path)],
+        )?;
+    }
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat)");
+    Ok(())
+}
