@@ -1,0 +1,190 @@
+//! End to end: `vpc up` builds real namespaces and veths, attaches the XDP
+//! router, and real sockets and `nc` send real packets through it.
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use vpc_tests::{namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
+
+const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+
+/// Accepts up to one connection within `secs`, answers "pong", returns the peer.
+fn tcp_server(ns: &str, addr: &str, secs: u64) -> std::thread::JoinHandle<Option<SocketAddr>> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in_netns(ns, move || {
+        let l = TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            match l.accept() {
+                Ok((mut s, peer)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut line = String::new();
+                    let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+                    let _ = s.write_all(b"pong\n");
+                    return Some(peer);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        None
+    });
+    rx.recv().unwrap();
+    h
+}
+
+#[test]
+fn function_reaches_the_database_through_its_hyperplane_eni() {
+    let d = Deployment::up("e2ea", "default", FAST);
+    let eni = d.eni_address("PrivateSubnetA");
+    let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 15);
+    // A real client in the execution environment, through the CLI.
+    let out = d.vpc(&["invoke", "orders", "--", "sh", "-c", "echo ping | timeout 5 nc -q1 $DB_HOST $DB_PORT"]);
+    assert!(out.status.success(), "invoke failed: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pong"), "{}", text(&out));
+    let peer = server.join().unwrap().expect("the database saw a connection");
+    // The database sees the ENI's address and a NAT port, never the Lambda side.
+    assert_eq!(peer.ip().to_string(), eni);
+    assert!(peer.port() >= 1024);
+    let s = d.status();
+    assert!(s["counters"]["forwarded"].as_u64().unwrap() >= 6, "{s}");
+    assert_eq!(s["functions"][0]["state"], "Active");
+    assert_eq!(s["attach_mode"], "native");
+    let enia = s["enis"].as_array().unwrap().iter().find(|e| e["subnet"] == "PrivateSubnetA").unwrap();
+    assert_eq!(enia["connections"], 1, "the connection stays tracked on the ENI: {s}");
+}
+
+#[test]
+fn ports_the_groups_do_not_allow_fail() {
+    let d = Deployment::up("e2eb", "default", FAST);
+    let out = d.vpc(&["invoke", "orders", "--", "timeout", "5", "nc", "-z", "-w1", "10.0.1.10", "22"]);
+    assert!(!out.status.success(), "port 22 is not open to the function's group");
+    // AppServer is not in the database's allowed groups.
+    let out = d.vpc(&["exec", "AppServer", "--", "timeout", "5", "nc", "-z", "-w1", "10.0.1.10", "5432"]);
+    assert!(!out.status.success());
+    assert!(d.dropped("sg_ingress_denied") >= 2);
+}
+
+#[test]
+fn hosts_cannot_open_connections_to_the_function_or_its_eni() {
+    let d = Deployment::up("e2ec", "default", FAST);
+    let eni = d.eni_address("PrivateSubnetA");
+    // Something listens in the execution environment; nobody may reach it.
+    let server = tcp_server(&d.exec_env_netns("OrdersFunction"), "0.0.0.0:7000", 6);
+    for target in [eni.as_str(), "198.19.0.10"] {
+        let out = d.vpc(&["exec", "DatabaseInstance", "--", "timeout", "5", "nc", "-z", "-w1", target, "7000"]);
+        assert!(!out.status.success(), "{target}:7000 must not be reachable");
+    }
+    assert_eq!(server.join().unwrap(), None);
+    assert!(d.dropped("hyperplane_unsolicited") >= 1);
+    assert!(d.dropped("no_route") >= 1);
+}
+
+#[test]
+fn udp_request_response_works_through_nat() {
+    let d = Deployment::up("e2ed", "default", FAST);
+    let eni = d.eni_address("PrivateSubnetA");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(&d.netns("DatabaseInstance"), move || {
+        let s = UdpSocket::bind("10.0.1.10:9000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, peer) = s.recv_from(&mut buf).ok()?;
+        let mut reply = b"echo:".to_vec();
+        reply.extend_from_slice(&buf[..n]);
+        s.send_to(&reply, peer).unwrap();
+        Some(peer)
+    });
+    rx.recv().unwrap();
+    let client = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(b"hello", "10.0.1.10:9000").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).expect("reply through NAT");
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    });
+    let (reply, from) = client.join().unwrap();
+    assert_eq!(reply, "echo:hello");
+    assert_eq!(from.to_string(), "10.0.1.10:9000", "the reply is translated back");
+    let peer = server.join().unwrap().expect("datagram arrived");
+    assert_eq!(peer.ip().to_string(), eni);
+}
+
+#[test]
+fn nothing_crosses_the_router_without_the_xdp_programs() {
+    let d = Deployment::up("e2ee", "default", FAST);
+    let router = vpc::topology::router_netns(&d.name);
+    let fwd = std::process::Command::new("ip").args(["netns", "exec", &router, "sysctl", "-n", "net.ipv4.ip_forward"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&fwd.stdout).trim(), "0", "kernel forwarding stays off in the router");
+    // Works with the programs attached...
+    let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 20);
+    let ok = d.vpc(&["invoke", "orders", "--", "timeout", "5", "nc", "-z", "-w2", "10.0.1.10", "5432"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(server.join().unwrap().is_some());
+    // ...and nothing crosses once they are detached (unpinning the links
+    // releases the last reference to each XDP attachment).
+    let links = vpc::deploy::pin_dir(&d.name).join("links");
+    for e in std::fs::read_dir(&links).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let show = std::process::Command::new("ip").args(["-n", &router, "-d", "link", "show"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&show.stdout).contains("prog/xdp"), "XDP still attached");
+    let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5433", 5);
+    let out = d.vpc(&["invoke", "orders", "--", "timeout", "5", "nc", "-z", "-w2", "10.0.1.10", "5433"]);
+    assert!(!out.status.success(), "a packet crossed with nothing attached");
+    assert_eq!(server.join().unwrap(), None);
+}
+
+#[test]
+fn invoke_fails_with_resource_not_ready_while_the_function_is_pending() {
+    let d = Deployment::up("e2ef", "default", &["--eni-delay", "60s"]);
+    let s = d.status();
+    assert_eq!(s["functions"][0]["state"], "Pending");
+    assert_eq!(s["functions"][0]["state_reason_code"], "Creating");
+    let out = d.vpc(&["invoke", "orders", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("ResourceNotReadyException"), "{}", text(&out));
+    // The ENI is not in the datapath yet: nothing leaves the execution environment.
+    let before = d.dropped("no_route");
+    let c = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
+        TcpStream::connect_timeout(&"10.0.1.10:5432".parse().unwrap(), Duration::from_secs(1)).is_ok()
+    });
+    assert!(!c.join().unwrap());
+    assert!(d.dropped("no_route") > before);
+}
+
+#[test]
+fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
+    let name = vpc_tests::unique_name("e2eg");
+    let path = std::env::temp_dir().join(format!("{name}.yaml"));
+    let bad = vpc::DEFAULT_TEMPLATE.replace("FromPort: 9000", "FromPort: 90000");
+    std::fs::write(&path, bad).unwrap();
+    let out = vpc(&name, &["up", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("Resources.DatabaseUdpIngress.Properties.FromPort"), "{msg}");
+    assert!(namespaces_with_prefix(&name).is_empty(), "nothing may be half-applied");
+    assert!(!vpc::deploy::state_dir(&name).exists());
+    assert!(!vpc::deploy::pin_dir(&name).exists());
+}
+
+#[test]
+fn down_removes_namespaces_links_pins_and_state() {
+    let d = Deployment::up("e2eh", "default", FAST);
+    let name = d.name.clone();
+    assert_eq!(namespaces_with_prefix(&name).len(), 4);
+    assert!(vpc::deploy::pin_dir(&name).join("maps/CT").exists());
+    drop(d);
+    assert!(namespaces_with_prefix(&name).is_empty());
+    assert!(!vpc::deploy::pin_dir(&name).exists());
+    assert!(!vpc::deploy::state_dir(&name).exists());
+    let out = vpc(&name, &["status"]);
+    assert!(!out.status.success());
+}
