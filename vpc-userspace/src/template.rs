@@ -142,6 +142,7 @@ fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value> {
 }
 
 /// Values intrinsic functions resolve against.
+#[derive(Debug)]
 pub struct Resolver<'a> {
     pub template: &'a Template,
     pub params: HashMap<String, Value>,
