@@ -24,7 +24,11 @@ pub fn vpc_bin() -> PathBuf {
         return p.into();
     }
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/vpc");
-    assert!(p.exists(), "{} missing: run `cargo xtask test` (it builds the binary first)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask test` (it builds the binary first)",
+        p.display()
+    );
     p
 }
 
@@ -32,15 +36,28 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A deployment name no concurrent test uses.
 pub fn unique_name(tag: &str) -> String {
-    format!("{tag}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn vpc(name: &str, args: &[&str]) -> Output {
-    Command::new(vpc_bin()).arg("--name").arg(name).args(args).output().expect("running vpc")
+    Command::new(vpc_bin())
+        .arg("--name")
+        .arg(name)
+        .args(args)
+        .output()
+        .expect("running vpc")
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A deployment brought up with `vpc up`, torn down with `vpc down` on drop.
@@ -57,7 +74,10 @@ impl Deployment {
             "default".to_string()
         } else {
             path = std::env::temp_dir().join(format!("{name}.yaml"));
-            std::fs::File::create(&path).unwrap().write_all(template.as_bytes()).unwrap();
+            std::fs::File::create(&path)
+                .unwrap()
+                .write_all(template.as_bytes())
+                .unwrap();
             path.display().to_string()
         };
         let mut args = vec!["up", &t];
@@ -100,7 +120,15 @@ impl Deployment {
     /// Address of the Hyperplane ENI in `subnet`.
     pub fn eni_address(&self, subnet: &str) -> String {
         let s = self.status();
-        s["enis"].as_array().unwrap().iter().find(|e| e["subnet"] == subnet).expect("ENI")["address"].as_str().unwrap().to_string()
+        s["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["subnet"] == subnet)
+            .expect("ENI")["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -116,12 +144,20 @@ impl Drop for Deployment {
 /// Namespaces whose name starts with `prefix-`.
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
     std::fs::read_dir("/run/netns")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&format!("{prefix}-"))).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{prefix}-")))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Runs `f` on a new thread inside namespace `ns`; join the handle for its result.
-pub fn spawn_in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("namespace exists");
     std::thread::spawn(move || {
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -134,7 +170,8 @@ pub fn spawn_in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send 
 pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("unshare(CLONE_NEWNET)");
             f()
         })
         .join()
@@ -156,20 +193,40 @@ impl Harness {
     pub fn new(template: &str) -> Self {
         let model = model::build(template, &HashMap::new(), "test").expect("template");
         let mut links = HashMap::new();
-        let ids: Vec<String> = model.hosts.iter().map(|h| h.id.clone()).chain(model.functions.iter().map(|f| f.id.clone())).collect();
+        let ids: Vec<String> = model
+            .hosts
+            .iter()
+            .map(|h| h.id.clone())
+            .chain(model.functions.iter().map(|f| f.id.clone()))
+            .collect();
         for (i, id) in ids.iter().enumerate() {
             let dev = format!("d{i}");
             // A veth end as a stand-in ingress device (this kernel has no dummy).
             let peer = format!("{dev}p");
-            let st = Command::new("ip").args(["link", "add", &dev, "type", "veth", "peer", "name", &peer]).status().unwrap();
+            let st = Command::new("ip")
+                .args(["link", "add", &dev, "type", "veth", "peer", "name", &peer])
+                .status()
+                .unwrap();
             assert!(st.success());
             let ifindex = nix::net::if_::if_nametoindex(dev.as_str()).expect("ifindex");
-            links.insert(id.clone(), LinkInfo { ifindex, mac: [2, 0, 0, 0, 0, i as u8 + 1], router_mac: [2, 0, 0, 0, 1, i as u8 + 1] });
+            links.insert(
+                id.clone(),
+                LinkInfo {
+                    ifindex,
+                    mac: [2, 0, 0, 0, 0, i as u8 + 1],
+                    router_mac: [2, 0, 0, 0, 1, i as u8 + 1],
+                },
+            );
         }
         let entries = compile::compile(&model, &links).expect("compile");
         let mut dp = Datapath::load(&Timeouts::default()).expect("load datapath");
         dp.install(&entries, true).expect("install");
-        Harness { dp, model, entries, links }
+        Harness {
+            dp,
+            model,
+            entries,
+            links,
+        }
     }
 
     pub fn ifindex(&self, id: &str) -> u32 {
@@ -184,7 +241,12 @@ impl Harness {
         let mut out = vec![0u8; frame.len() + 512];
         let prog = self.dp.program(vpc::datapath::ROUTER_PROGRAM).unwrap();
         let r = prog
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ctx_in: Some(&ctx), ..Default::default() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            })
             .expect("BPF_PROG_TEST_RUN");
         out.truncate(r.data_size_out as usize);
         (r.return_value, out)

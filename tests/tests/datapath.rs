@@ -3,9 +3,9 @@
 //! kernel verifier and maps; each test in its own private netns.
 use std::net::IpAddr;
 
+use vpc::datapath::Maps;
 use vpc::packet::{parse_and_verify, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::{v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo};
-use vpc::datapath::Maps;
 use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
 
 /// One subnet: a function, its ENI, a database (5432/tcp and 9000/udp from
@@ -58,30 +58,73 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    Frame::new(ip(src), ip(dst), L4::Tcp { sport, dport, flags }).payload(b"data").build()
+    Frame::new(
+        ip(src),
+        ip(dst),
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+    )
+    .payload(b"data")
+    .build()
 }
 
 fn udp(src: &str, dst: &str, sport: u16, dport: u16, no_checksum: bool) -> Vec<u8> {
-    Frame::new(ip(src), ip(dst), L4::Udp { sport, dport, no_checksum }).payload(b"query").build()
+    Frame::new(
+        ip(src),
+        ip(dst),
+        L4::Udp {
+            sport,
+            dport,
+            no_checksum,
+        },
+    )
+    .payload(b"query")
+    .build()
 }
 
 fn check(h: &mut Harness, reason: DropReason, n: u64) {
-    assert_eq!(h.counters().dropped(reason), n, "{} counter; all: {:?}", reason.name(), h.counters());
+    assert_eq!(
+        h.counters().dropped(reason),
+        n,
+        "{} counter; all: {:?}",
+        reason.name(),
+        h.counters()
+    );
 }
 
 /// Gives the hosts, the execution environment and the ENI IPv6 addresses
 /// (the topology is IPv4 in this slice; the datapath is dual-stack).
 fn add_ipv6(h: &mut Harness) {
     use aya::maps::HashMap as M;
-    let policy_of = |id: &str| h.entries.ports.iter().find(|(i, _)| *i == h.links[id].ifindex).unwrap().1;
+    let policy_of = |id: &str| {
+        h.entries
+            .ports
+            .iter()
+            .find(|(i, _)| *i == h.links[id].ifindex)
+            .unwrap()
+            .1
+    };
     let (db, app, func) = (policy_of("Db"), policy_of("App"), policy_of("Fn"));
     let mut updates = vec![];
     for (id, mut port, v6) in [("Db", db, DB6), ("App", app, APP6), ("Fn", func, EXEC6)] {
-        let IpAddr::V6(a) = ip(v6) else { unreachable!() };
+        let IpAddr::V6(a) = ip(v6) else {
+            unreachable!()
+        };
         port.has_v6 = 1;
         port.addr6 = a.octets();
         let l = h.links[id];
-        let ep = Endpoint { ifindex: l.ifindex, policy: port.policy, vpc: port.vpc, kind: port.kind, mac: l.mac, router_mac: l.router_mac, ..Default::default() };
+        let ep = Endpoint {
+            ifindex: l.ifindex,
+            policy: port.policy,
+            vpc: port.vpc,
+            kind: port.kind,
+            mac: l.mac,
+            router_mac: l.router_mac,
+            ..Default::default()
+        };
         updates.push((l.ifindex, port, a.octets(), ep));
     }
     {
@@ -94,13 +137,29 @@ fn add_ipv6(h: &mut Harness) {
     for (_, _, a, ep) in &updates {
         eps.insert(a, ep, 0).unwrap();
     }
-    let IpAddr::V6(eni6) = ip(ENI6) else { unreachable!() };
+    let IpAddr::V6(eni6) = ip(ENI6) else {
+        unreachable!()
+    };
     let (_, eni) = h.entries.enis[0];
-    let eni_ep = h.entries.endpoints.iter().find(|(a, _)| *a == v4_mapped([10, 0, 1, 4])).unwrap().1;
+    let eni_ep = h
+        .entries
+        .endpoints
+        .iter()
+        .find(|(a, _)| *a == v4_mapped([10, 0, 1, 4]))
+        .unwrap()
+        .1;
     eps.insert(eni6.octets(), eni_ep, 0).unwrap();
-    drop(eps);
     let mut enis: M<_, u32, HyperplaneEni> = M::try_from(h.dp.map("ENIS").unwrap()).unwrap();
-    enis.insert(h.entries.enis[0].0, HyperplaneEni { addr6: eni6.octets(), has_v6: 1, ..eni }, 0).unwrap();
+    enis.insert(
+        h.entries.enis[0].0,
+        HyperplaneEni {
+            addr6: eni6.octets(),
+            has_v6: 1,
+            ..eni
+        },
+        0,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -121,7 +180,10 @@ fn function_tcp_is_source_natted_to_its_eni_and_replies_come_back() {
         let (v, back) = h.run(db_if, &tcp(DB, ENI, 5432, p.sport, TCP_SYN | TCP_ACK));
         assert_eq!(v, XDP_REDIRECT);
         let b = parse_and_verify(&back).expect("checksums after reverse NAT");
-        assert_eq!((b.src, b.sport, b.dst, b.dport), (ip(DB), 5432, ip(EXEC), 40000));
+        assert_eq!(
+            (b.src, b.sport, b.dst, b.dport),
+            (ip(DB), 5432, ip(EXEC), 40000)
+        );
         assert_eq!(b.dst_mac, h.links["Fn"].mac);
         // Further packets of the flow keep the same translation.
         let (v, again) = h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_ACK));
@@ -144,7 +206,11 @@ fn udp_nat_keeps_checksums_right_including_the_zero_checksum() {
             assert_eq!((p.src, p.dport), (ip(ENI), 9000));
             let l4 = 14 + 20;
             let csum = u16::from_be_bytes([out[l4 + 6], out[l4 + 7]]);
-            assert_eq!(csum == 0, zero, "a zero UDP checksum stays zero, a real one stays real");
+            assert_eq!(
+                csum == 0,
+                zero,
+                "a zero UDP checksum stays zero, a real one stays real"
+            );
             let (v, back) = h.run(db_if, &udp(DB, ENI, 9000, p.sport, zero));
             assert_eq!(v, XDP_REDIRECT);
             let b = parse_and_verify(&back).unwrap();
@@ -158,10 +224,16 @@ fn unsolicited_inbound_to_an_eni_or_execution_environment_is_dropped() {
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
         let db_if = h.ifindex("Db");
-        assert_eq!(h.run(db_if, &tcp(DB, ENI, 5432, 33333, TCP_SYN)).0, XDP_DROP);
+        assert_eq!(
+            h.run(db_if, &tcp(DB, ENI, 5432, 33333, TCP_SYN)).0,
+            XDP_DROP
+        );
         assert_eq!(h.run(db_if, &udp(DB, ENI, 9000, 33333, false)).0, XDP_DROP);
         check(&mut h, DropReason::HyperplaneUnsolicited, 2);
-        assert_eq!(h.run(db_if, &tcp(DB, EXEC, 5432, 40000, TCP_SYN)).0, XDP_DROP);
+        assert_eq!(
+            h.run(db_if, &tcp(DB, EXEC, 5432, 40000, TCP_SYN)).0,
+            XDP_DROP
+        );
         check(&mut h, DropReason::NoRoute, 1);
     });
 }
@@ -173,24 +245,81 @@ fn security_groups_are_stateful_and_allow_only() {
         let (fn_if, db_if, app_if) = (h.ifindex("Fn"), h.ifindex("Db"), h.ifindex("App"));
         // The database admits 5432 from the function's group only.
         assert_eq!(h.run(fn_if, &tcp(EXEC, DB, 40001, 22, TCP_SYN)).0, XDP_DROP);
-        assert_eq!(h.run(app_if, &tcp(APP, DB, 40002, 5432, TCP_SYN)).0, XDP_DROP);
+        assert_eq!(
+            h.run(app_if, &tcp(APP, DB, 40002, 5432, TCP_SYN)).0,
+            XDP_DROP
+        );
         check(&mut h, DropReason::SgIngressDenied, 2);
         // The app admits nothing: the database cannot open a connection to it,
         // but the app (allow-all egress) can open one to... nothing the DB admits
         // except ICMP echo from the VPC, which is tracked and answered.
-        assert_eq!(h.run(db_if, &tcp(DB, APP, 5432, 40003, TCP_SYN)).0, XDP_DROP);
+        assert_eq!(
+            h.run(db_if, &tcp(DB, APP, 5432, 40003, TCP_SYN)).0,
+            XDP_DROP
+        );
         check(&mut h, DropReason::SgIngressDenied, 3);
-        let ping = Frame::new(ip(APP), ip(DB), L4::Icmp { ty: 8, code: 0, id: 77, seq: 1 }).build();
+        let ping = Frame::new(
+            ip(APP),
+            ip(DB),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 77,
+                seq: 1,
+            },
+        )
+        .build();
         assert_eq!(h.run(app_if, &ping).0, XDP_REDIRECT);
-        let pong = Frame::new(ip(DB), ip(APP), L4::Icmp { ty: 0, code: 0, id: 77, seq: 1 }).build();
-        assert_eq!(h.run(db_if, &pong).0, XDP_REDIRECT, "the echo reply of a tracked ping passes");
-        let stray = Frame::new(ip(DB), ip(APP), L4::Icmp { ty: 0, code: 0, id: 78, seq: 1 }).build();
-        assert_eq!(h.run(db_if, &stray).0, XDP_DROP, "an untracked echo reply is not admitted by AppSg");
+        let pong = Frame::new(
+            ip(DB),
+            ip(APP),
+            L4::Icmp {
+                ty: 0,
+                code: 0,
+                id: 77,
+                seq: 1,
+            },
+        )
+        .build();
+        assert_eq!(
+            h.run(db_if, &pong).0,
+            XDP_REDIRECT,
+            "the echo reply of a tracked ping passes"
+        );
+        let stray = Frame::new(
+            ip(DB),
+            ip(APP),
+            L4::Icmp {
+                ty: 0,
+                code: 0,
+                id: 78,
+                seq: 1,
+            },
+        )
+        .build();
+        assert_eq!(
+            h.run(db_if, &stray).0,
+            XDP_DROP,
+            "an untracked echo reply is not admitted by AppSg"
+        );
         // A mid-stream TCP packet with no connection is invalid.
-        assert_eq!(h.run(app_if, &tcp(APP, DB, 40004, 5432, TCP_ACK)).0, XDP_DROP);
+        assert_eq!(
+            h.run(app_if, &tcp(APP, DB, 40004, 5432, TCP_ACK)).0,
+            XDP_DROP
+        );
         check(&mut h, DropReason::CtInvalid, 1);
         // Functions are TCP and UDP only.
-        let fping = Frame::new(ip(EXEC), ip(DB), L4::Icmp { ty: 8, code: 0, id: 1, seq: 1 }).build();
+        let fping = Frame::new(
+            ip(EXEC),
+            ip(DB),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 1,
+                seq: 1,
+            },
+        )
+        .build();
         assert_eq!(h.run(fn_if, &fping).0, XDP_DROP);
         check(&mut h, DropReason::FunctionProtocol, 1);
     });
@@ -203,7 +332,11 @@ fn spoofed_sources_and_unknown_ports_are_dropped() {
         let app_if = h.ifindex("App");
         assert_eq!(h.run(app_if, &tcp(DB, APP, 1, 2, TCP_SYN)).0, XDP_DROP);
         check(&mut h, DropReason::Spoofed, 1);
-        assert_eq!(h.run(1, &tcp(APP, DB, 1, 5432, TCP_SYN)).0, XDP_DROP, "lo is no router port");
+        assert_eq!(
+            h.run(1, &tcp(APP, DB, 1, 5432, TCP_SYN)).0,
+            XDP_DROP,
+            "lo is no router port"
+        );
         check(&mut h, DropReason::UnknownPort, 1);
     });
 }
@@ -213,7 +346,17 @@ fn malformed_truncated_and_fragmented_packets_are_dropped_with_a_reason() {
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
         let fn_if = h.ifindex("Fn");
-        let good = Frame::new(ip(EXEC), ip(DB), L4::Tcp { sport: 41000, dport: 5432, flags: TCP_SYN }).min_len(0).build();
+        let good = Frame::new(
+            ip(EXEC),
+            ip(DB),
+            L4::Tcp {
+                sport: 41000,
+                dport: 5432,
+                flags: TCP_SYN,
+            },
+        )
+        .min_len(0)
+        .build();
         // Every truncation of a valid frame is dropped, never passed.
         for len in 14..good.len() {
             let (v, _) = h.run(fn_if, &good[..len]);
@@ -221,7 +364,11 @@ fn malformed_truncated_and_fragmented_packets_are_dropped_with_a_reason() {
         }
         let c = h.counters();
         assert_eq!(c.forwarded, 0);
-        assert_eq!(c.dropped(DropReason::Malformed), (good.len() - 14) as u64, "{c:?}");
+        assert_eq!(
+            c.dropped(DropReason::Malformed),
+            (good.len() - 14) as u64,
+            "{c:?}"
+        );
         // ARP is not IP.
         let mut arp = good.clone();
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
@@ -241,7 +388,17 @@ fn malformed_truncated_and_fragmented_packets_are_dropped_with_a_reason() {
         }
         check(&mut h, DropReason::Fragment, 2);
         // IPv4 options are skipped correctly: the packet is forwarded.
-        let opts = Frame::new(ip(EXEC), ip(DB), L4::Tcp { sport: 41001, dport: 5432, flags: TCP_SYN }).with_options().build();
+        let opts = Frame::new(
+            ip(EXEC),
+            ip(DB),
+            L4::Tcp {
+                sport: 41001,
+                dport: 5432,
+                flags: TCP_SYN,
+            },
+        )
+        .with_options()
+        .build();
         let (v, out) = h.run(fn_if, &opts);
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(parse_and_verify(&out).unwrap().src, ip(ENI));
@@ -255,15 +412,36 @@ fn ipv6_is_parsed_filtered_tracked_and_natted() {
         add_ipv6(&mut h);
         let (fn_if, db_if, app_if) = (h.ifindex("Fn"), h.ifindex("Db"), h.ifindex("App"));
         // Host to host: port 80 is allowed from ::/0, 81 is not.
-        assert_eq!(h.run(app_if, &tcp(APP6, DB6, 40000, 80, TCP_SYN)).0, XDP_REDIRECT);
-        assert_eq!(h.run(db_if, &tcp(DB6, APP6, 80, 40000, TCP_SYN | TCP_ACK)).0, XDP_REDIRECT, "reply of a tracked flow");
-        assert_eq!(h.run(app_if, &tcp(APP6, DB6, 40001, 81, TCP_SYN)).0, XDP_DROP);
+        assert_eq!(
+            h.run(app_if, &tcp(APP6, DB6, 40000, 80, TCP_SYN)).0,
+            XDP_REDIRECT
+        );
+        assert_eq!(
+            h.run(db_if, &tcp(DB6, APP6, 80, 40000, TCP_SYN | TCP_ACK))
+                .0,
+            XDP_REDIRECT,
+            "reply of a tracked flow"
+        );
+        assert_eq!(
+            h.run(app_if, &tcp(APP6, DB6, 40001, 81, TCP_SYN)).0,
+            XDP_DROP
+        );
         check(&mut h, DropReason::SgIngressDenied, 1);
         // The IPv4 5432 rule does not admit IPv6, nor ::/0 admit IPv4.
         assert_eq!(h.run(app_if, &tcp(APP, DB, 40002, 80, TCP_SYN)).0, XDP_DROP);
         check(&mut h, DropReason::SgIngressDenied, 2);
         // Extension headers are walked (hop-by-hop here).
-        let hbh = Frame::new(ip(APP6), ip(DB6), L4::Tcp { sport: 40003, dport: 80, flags: TCP_SYN }).with_options().build();
+        let hbh = Frame::new(
+            ip(APP6),
+            ip(DB6),
+            L4::Tcp {
+                sport: 40003,
+                dport: 80,
+                flags: TCP_SYN,
+            },
+        )
+        .with_options()
+        .build();
         assert_eq!(h.run(app_if, &hbh).0, XDP_REDIRECT);
         // A fragment header is a deliberate drop.
         let mut frag = tcp(APP6, DB6, 40004, 80, TCP_SYN);
@@ -282,7 +460,11 @@ fn ipv6_is_parsed_filtered_tracked_and_natted() {
         // Truncated IPv6 is malformed, not passed.
         let short = tcp(APP6, DB6, 40005, 80, TCP_SYN);
         for len in [15, 30, 53, 60] {
-            assert_eq!(h.run(app_if, &short[..len]).0, XDP_DROP, "IPv6 truncated to {len}");
+            assert_eq!(
+                h.run(app_if, &short[..len]).0,
+                XDP_DROP,
+                "IPv6 truncated to {len}"
+            );
         }
     });
 }

@@ -44,10 +44,24 @@ fn function_reaches_the_database_through_its_hyperplane_eni() {
     let eni = d.eni_address("PrivateSubnetA");
     let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 15);
     // A real client in the execution environment, through the CLI.
-    let out = d.vpc(&["invoke", "orders", "--", "sh", "-c", "echo ping | timeout 5 nc -q1 $DB_HOST $DB_PORT"]);
+    let out = d.vpc(&[
+        "invoke",
+        "orders",
+        "--",
+        "sh",
+        "-c",
+        "echo ping | timeout 5 nc -q1 $DB_HOST $DB_PORT",
+    ]);
     assert!(out.status.success(), "invoke failed: {}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pong"), "{}", text(&out));
-    let peer = server.join().unwrap().expect("the database saw a connection");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pong"),
+        "{}",
+        text(&out)
+    );
+    let peer = server
+        .join()
+        .unwrap()
+        .expect("the database saw a connection");
     // The database sees the ENI's address and a NAT port, never the Lambda side.
     assert_eq!(peer.ip().to_string(), eni);
     assert!(peer.port() >= 1024);
@@ -55,17 +69,50 @@ fn function_reaches_the_database_through_its_hyperplane_eni() {
     assert!(s["counters"]["forwarded"].as_u64().unwrap() >= 6, "{s}");
     assert_eq!(s["functions"][0]["state"], "Active");
     assert_eq!(s["attach_mode"], "native");
-    let enia = s["enis"].as_array().unwrap().iter().find(|e| e["subnet"] == "PrivateSubnetA").unwrap();
-    assert_eq!(enia["connections"], 1, "the connection stays tracked on the ENI: {s}");
+    let enia = s["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subnet"] == "PrivateSubnetA")
+        .unwrap();
+    assert_eq!(
+        enia["connections"], 1,
+        "the connection stays tracked on the ENI: {s}"
+    );
 }
 
 #[test]
 fn ports_the_groups_do_not_allow_fail() {
     let d = Deployment::up("e2eb", "default", FAST);
-    let out = d.vpc(&["invoke", "orders", "--", "timeout", "5", "nc", "-z", "-w1", "10.0.1.10", "22"]);
-    assert!(!out.status.success(), "port 22 is not open to the function's group");
+    let out = d.vpc(&[
+        "invoke",
+        "orders",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w1",
+        "10.0.1.10",
+        "22",
+    ]);
+    assert!(
+        !out.status.success(),
+        "port 22 is not open to the function's group"
+    );
     // AppServer is not in the database's allowed groups.
-    let out = d.vpc(&["exec", "AppServer", "--", "timeout", "5", "nc", "-z", "-w1", "10.0.1.10", "5432"]);
+    let out = d.vpc(&[
+        "exec",
+        "AppServer",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w1",
+        "10.0.1.10",
+        "5432",
+    ]);
     assert!(!out.status.success());
     assert!(d.dropped("sg_ingress_denied") >= 2);
 }
@@ -77,7 +124,18 @@ fn hosts_cannot_open_connections_to_the_function_or_its_eni() {
     // Something listens in the execution environment; nobody may reach it.
     let server = tcp_server(&d.exec_env_netns("OrdersFunction"), "0.0.0.0:7000", 6);
     for target in [eni.as_str(), "198.19.0.10"] {
-        let out = d.vpc(&["exec", "DatabaseInstance", "--", "timeout", "5", "nc", "-z", "-w1", target, "7000"]);
+        let out = d.vpc(&[
+            "exec",
+            "DatabaseInstance",
+            "--",
+            "timeout",
+            "5",
+            "nc",
+            "-z",
+            "-w1",
+            target,
+            "7000",
+        ]);
         assert!(!out.status.success(), "{target}:7000 must not be reachable");
     }
     assert_eq!(server.join().unwrap(), None);
@@ -112,7 +170,11 @@ fn udp_request_response_works_through_nat() {
     });
     let (reply, from) = client.join().unwrap();
     assert_eq!(reply, "echo:hello");
-    assert_eq!(from.to_string(), "10.0.1.10:9000", "the reply is translated back");
+    assert_eq!(
+        from.to_string(),
+        "10.0.1.10:9000",
+        "the reply is translated back"
+    );
     let peer = server.join().unwrap().expect("datagram arrived");
     assert_eq!(peer.ip().to_string(), eni);
 }
@@ -121,11 +183,36 @@ fn udp_request_response_works_through_nat() {
 fn nothing_crosses_the_router_without_the_xdp_programs() {
     let d = Deployment::up("e2ee", "default", FAST);
     let router = vpc::topology::router_netns(&d.name);
-    let fwd = std::process::Command::new("ip").args(["netns", "exec", &router, "sysctl", "-n", "net.ipv4.ip_forward"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&fwd.stdout).trim(), "0", "kernel forwarding stays off in the router");
+    let fwd = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-n",
+            "net.ipv4.ip_forward",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&fwd.stdout).trim(),
+        "0",
+        "kernel forwarding stays off in the router"
+    );
     // Works with the programs attached...
     let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 20);
-    let ok = d.vpc(&["invoke", "orders", "--", "timeout", "5", "nc", "-z", "-w2", "10.0.1.10", "5432"]);
+    let ok = d.vpc(&[
+        "invoke",
+        "orders",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w2",
+        "10.0.1.10",
+        "5432",
+    ]);
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(server.join().unwrap().is_some());
     // ...and nothing crosses once they are detached (unpinning the links
@@ -134,11 +221,31 @@ fn nothing_crosses_the_router_without_the_xdp_programs() {
     for e in std::fs::read_dir(&links).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
-    let show = std::process::Command::new("ip").args(["-n", &router, "-d", "link", "show"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&show.stdout).contains("prog/xdp"), "XDP still attached");
+    let show = std::process::Command::new("ip")
+        .args(["-n", &router, "-d", "link", "show"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&show.stdout).contains("prog/xdp"),
+        "XDP still attached"
+    );
     let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5433", 5);
-    let out = d.vpc(&["invoke", "orders", "--", "timeout", "5", "nc", "-z", "-w2", "10.0.1.10", "5433"]);
-    assert!(!out.status.success(), "a packet crossed with nothing attached");
+    let out = d.vpc(&[
+        "invoke",
+        "orders",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w2",
+        "10.0.1.10",
+        "5433",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a packet crossed with nothing attached"
+    );
     assert_eq!(server.join().unwrap(), None);
 }
 
@@ -150,11 +257,16 @@ fn invoke_fails_with_resource_not_ready_while_the_function_is_pending() {
     assert_eq!(s["functions"][0]["state_reason_code"], "Creating");
     let out = d.vpc(&["invoke", "orders", "--", "true"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("ResourceNotReadyException"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ResourceNotReadyException"),
+        "{}",
+        text(&out)
+    );
     // The ENI is not in the datapath yet: nothing leaves the execution environment.
     let before = d.dropped("no_route");
     let c = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
-        TcpStream::connect_timeout(&"10.0.1.10:5432".parse().unwrap(), Duration::from_secs(1)).is_ok()
+        TcpStream::connect_timeout(&"10.0.1.10:5432".parse().unwrap(), Duration::from_secs(1))
+            .is_ok()
     });
     assert!(!c.join().unwrap());
     assert!(d.dropped("no_route") > before);
@@ -169,8 +281,14 @@ fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
     let out = vpc(&name, &["up", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let msg = text(&out);
-    assert!(msg.contains("Resources.DatabaseUdpIngress.Properties.FromPort"), "{msg}");
-    assert!(namespaces_with_prefix(&name).is_empty(), "nothing may be half-applied");
+    assert!(
+        msg.contains("Resources.DatabaseUdpIngress.Properties.FromPort"),
+        "{msg}"
+    );
+    assert!(
+        namespaces_with_prefix(&name).is_empty(),
+        "nothing may be half-applied"
+    );
     assert!(!vpc::deploy::state_dir(&name).exists());
     assert!(!vpc::deploy::pin_dir(&name).exists());
 }

@@ -3,7 +3,10 @@ use vpc_common::{cfg, ct_state, CtEntry, CtKey, CT_DIR_ORIG, CT_F_FIN_ORIG, CT_F
 
 use crate::{
     maps::CONFIG,
-    parse::{Packet, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    parse::{
+        Packet, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST,
+        TCP_SYN,
+    },
 };
 
 #[inline(always)]
@@ -94,12 +97,20 @@ pub fn update(e: &mut CtEntry, p: &Packet, dir: u8, now: u64) {
         e.flags &= !(CT_F_FIN_ORIG | CT_F_FIN_REPLY);
         return;
     }
-    if e.state == ct_state::SYN_SENT && dir != CT_DIR_ORIG && f & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
+    if e.state == ct_state::SYN_SENT
+        && dir != CT_DIR_ORIG
+        && f & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK)
+    {
         e.state = ct_state::ESTABLISHED;
     }
     if f & TCP_FIN != 0 {
-        e.flags |= if dir == CT_DIR_ORIG { CT_F_FIN_ORIG } else { CT_F_FIN_REPLY };
-        e.state = if e.flags & (CT_F_FIN_ORIG | CT_F_FIN_REPLY) == (CT_F_FIN_ORIG | CT_F_FIN_REPLY) {
+        e.flags |= if dir == CT_DIR_ORIG {
+            CT_F_FIN_ORIG
+        } else {
+            CT_F_FIN_REPLY
+        };
+        e.state = if e.flags & (CT_F_FIN_ORIG | CT_F_FIN_REPLY) == (CT_F_FIN_ORIG | CT_F_FIN_REPLY)
+        {
             ct_state::CLOSED
         } else {
             ct_state::CLOSING

@@ -10,7 +10,13 @@ use crate::{
 /// Rewrites the source (`src`) or destination address and L4 port of a TCP
 /// or UDP packet. IPv4 UDP with a zero checksum (none) keeps it zero.
 #[inline(always)]
-pub fn rewrite(ctx: &XdpContext, p: &Packet, src: bool, addr: &[u8; 16], port: u16) -> Result<(), DropReason> {
+pub fn rewrite(
+    ctx: &XdpContext,
+    p: &Packet,
+    src: bool,
+    addr: &[u8; 16],
+    port: u16,
+) -> Result<(), DropReason> {
     let l4_off = p.l4()?;
     let csum_off = match p.proto {
         IPPROTO_TCP => l4_off + 16,

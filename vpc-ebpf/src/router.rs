@@ -101,7 +101,11 @@ fn tracked(ctx: &XdpContext, s: &mut Scratch, now: u64) -> u32 {
 }
 
 #[inline(always)]
-fn deliver_tracked(ctx: &XdpContext, s: &Scratch, e: &vpc_common::CtEntry) -> Result<u32, DropReason> {
+fn deliver_tracked(
+    ctx: &XdpContext,
+    s: &Scratch,
+    e: &vpc_common::CtEntry,
+) -> Result<u32, DropReason> {
     let p = &s.pkt;
     let daddr = if e.flags & CT_F_SNAT != 0 {
         nat::rewrite(ctx, p, true, &e.nat_addr, e.nat_port)?;
@@ -122,7 +126,12 @@ fn host_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u3
 }
 
 #[inline(always)]
-fn host_flow_inner(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> Result<u32, DropReason> {
+fn host_flow_inner(
+    ctx: &XdpContext,
+    s: &mut Scratch,
+    port: &PortInfo,
+    now: u64,
+) -> Result<u32, DropReason> {
     let p = &s.pkt;
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != port.vpc || ep.kind == kind::EXEC_ENV {
@@ -161,7 +170,12 @@ fn function_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -
 }
 
 #[inline(always)]
-fn function_flow_inner(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> Result<u32, DropReason> {
+fn function_flow_inner(
+    ctx: &XdpContext,
+    s: &mut Scratch,
+    port: &PortInfo,
+    now: u64,
+) -> Result<u32, DropReason> {
     let p = &s.pkt;
     if p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP {
         return Err(DropReason::FunctionProtocol);
@@ -239,7 +253,11 @@ fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
     let nat = s.reply.flags & CT_F_DNAT != 0;
     let flags = if nat { BPF_NOEXIST as u64 } else { 0 };
     if CT.insert(&s.reply_key, &s.reply, flags).is_err() {
-        return if nat { Ok(false) } else { Err(DropReason::CtFull) };
+        return if nat {
+            Ok(false)
+        } else {
+            Err(DropReason::CtFull)
+        };
     }
     if CT.insert(&s.key, &s.orig, 0).is_err() {
         let _ = CT.remove(&s.reply_key);

@@ -80,12 +80,34 @@ fn median(v: &mut [f64]) -> f64 {
 /// Runs the benchmark. The test runs use the loopback device as ingress,
 /// so the caller's network namespace only needs `lo`.
 pub fn run(repeat: u32, samples: usize) -> Result<Report> {
-    let model = model::build(BENCH_TEMPLATE, &HashMap::new(), "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let model = model::build(BENCH_TEMPLATE, &HashMap::new(), "bench")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     const LO: u32 = 1;
     let mut links = HashMap::new();
-    links.insert("Fn".to_string(), LinkInfo { ifindex: LO, mac: [2, 0, 0, 0, 0, 1], router_mac: [2, 0, 0, 0, 1, 1] });
-    links.insert("Db".to_string(), LinkInfo { ifindex: 100, mac: [2, 0, 0, 0, 0, 2], router_mac: [2, 0, 0, 0, 1, 2] });
-    links.insert("App".to_string(), LinkInfo { ifindex: 101, mac: [2, 0, 0, 0, 0, 3], router_mac: [2, 0, 0, 0, 1, 3] });
+    links.insert(
+        "Fn".to_string(),
+        LinkInfo {
+            ifindex: LO,
+            mac: [2, 0, 0, 0, 0, 1],
+            router_mac: [2, 0, 0, 0, 1, 1],
+        },
+    );
+    links.insert(
+        "Db".to_string(),
+        LinkInfo {
+            ifindex: 100,
+            mac: [2, 0, 0, 0, 0, 2],
+            router_mac: [2, 0, 0, 0, 1, 2],
+        },
+    );
+    links.insert(
+        "App".to_string(),
+        LinkInfo {
+            ifindex: 101,
+            mac: [2, 0, 0, 0, 0, 3],
+            router_mac: [2, 0, 0, 0, 1, 3],
+        },
+    );
     let entries = compile::compile(&model, &links).map_err(anyhow::Error::msg)?;
     let mut dp = Datapath::load(&Timeouts::default())?;
     dp.load_program(BENCH_ROUTER_PROGRAM)?;
@@ -93,19 +115,55 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
     dp.install(&entries, true)?;
     let port_of = |id: &str| -> PortInfo {
         let ifindex = links[id].ifindex;
-        entries.ports.iter().find(|(i, _)| *i == ifindex).map(|(_, p)| *p).expect("port")
+        entries
+            .ports
+            .iter()
+            .find(|(i, _)| *i == ifindex)
+            .map(|(_, p)| *p)
+            .expect("port")
     };
     let fn_port = port_of("Fn");
     let mut app_port = port_of("App");
     let ip = |s: &str| -> IpAddr { s.parse().expect("address") };
     let exec = model.functions[0].exec_ip.to_string();
-    let syn = Frame::new(ip(&exec), ip("10.0.1.10"), L4::Tcp { sport: 40000, dport: 5432, flags: TCP_SYN }).min_len(64).build();
-    let ack = Frame::new(ip(&exec), ip("10.0.1.10"), L4::Tcp { sport: 40000, dport: 5432, flags: TCP_ACK }).min_len(64).build();
-    let denied = Frame::new(ip("10.0.1.20"), ip("10.0.1.10"), L4::Tcp { sport: 40001, dport: 5432, flags: TCP_SYN }).min_len(64).build();
+    let syn = Frame::new(
+        ip(&exec),
+        ip("10.0.1.10"),
+        L4::Tcp {
+            sport: 40000,
+            dport: 5432,
+            flags: TCP_SYN,
+        },
+    )
+    .min_len(64)
+    .build();
+    let ack = Frame::new(
+        ip(&exec),
+        ip("10.0.1.10"),
+        L4::Tcp {
+            sport: 40000,
+            dport: 5432,
+            flags: TCP_ACK,
+        },
+    )
+    .min_len(64)
+    .build();
+    let denied = Frame::new(
+        ip("10.0.1.20"),
+        ip("10.0.1.10"),
+        L4::Tcp {
+            sport: 40001,
+            dport: 5432,
+            flags: TCP_SYN,
+        },
+    )
+    .min_len(64)
+    .build();
     app_port.kind = vpc_common::kind::HOST;
 
     // (name, description, program, ingress port, bench mode, frame, expected verdict)
-    let cases: Vec<(&str, &str, &str, PortInfo, u32, &Vec<u8>, u32)> = vec![
+    type Spec<'a> = (&'a str, &'a str, &'a str, PortInfo, u32, &'a Vec<u8>, u32);
+    let cases: Vec<Spec> = vec![
         ("baseline_redirect", "XDP program that only rewrites MACs and redirects", BENCH_REDIRECT_PROGRAM, fn_port, 0, &ack, 4),
         ("established_tcp", "function -> database, tracked connection: CT hit, SNAT, checksums, redirect", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4),
         ("new_flow_tcp", "first packet of a flow: SG egress+ingress, NAT port allocation, two CT inserts (+ harness teardown)", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4),
@@ -118,7 +176,10 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
     set_mode(&mut dp, 0)?;
     let v = run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0;
     if v != 4 {
-        bail!("opening the benchmark connection: verdict {}", verdict_name(v));
+        bail!(
+            "opening the benchmark connection: verdict {}",
+            verdict_name(v)
+        );
     }
     for _ in 0..samples {
         for (i, (_, _, prog, port, mode, frame, _)) in cases.iter().enumerate() {
@@ -136,7 +197,11 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
         if verdicts[i] != *want {
             let c = dp.counters()?;
             let drops: Vec<_> = c.dropped.iter().filter(|(_, n)| *n > 0).collect();
-            bail!("{name}: verdict {} instead of {} (drops: {drops:?})", verdict_name(verdicts[i]), verdict_name(*want));
+            bail!(
+                "{name}: verdict {} instead of {} (drops: {drops:?})",
+                verdict_name(verdicts[i]),
+                verdict_name(*want)
+            );
         }
         let mut s = results[i].clone();
         let m = median(&mut s);
@@ -149,8 +214,16 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
             verdict: verdict_name(verdicts[i]),
         });
     }
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    Ok(Report { repeat, samples, kernel, cases: out })
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Ok(Report {
+        repeat,
+        samples,
+        kernel,
+        cases: out,
+    })
 }
 
 fn set_port(dp: &mut Datapath, ifindex: u32, p: &PortInfo) -> Result<()> {
@@ -169,7 +242,12 @@ fn run_once(dp: &mut Datapath, prog: &str, frame: &[u8], repeat: u32) -> Result<
     let p = dp.program(prog)?;
     let mut out = vec![0u8; frame.len() + 256];
     let r = p
-        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), repeat, ..Default::default() })
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat,
+            ..Default::default()
+        })
         .context("BPF_PROG_TEST_RUN")?;
     Ok((r.return_value, r.duration.as_nanos() as f64))
 }
@@ -181,7 +259,10 @@ pub fn table(r: &Report) -> String {
         r.repeat, r.samples, r.kernel
     );
     for c in &r.cases {
-        s += &format!("| {} | {:.1} | {:.2} | {} |\n", c.name, c.ns_median, c.ratio_to_baseline, c.verdict);
+        s += &format!(
+            "| {} | {:.1} | {:.2} | {} |\n",
+            c.name, c.ns_median, c.ratio_to_baseline, c.verdict
+        );
     }
     s
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ipnet::IpNet;
 use vpc_common::{
-    kind, v4_mapped, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, DIR_EGRESS, DIR_INGRESS, PROTO_ANY,
-    SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
+    kind, v4_mapped, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, DIR_EGRESS,
+    DIR_INGRESS, PROTO_ANY, SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
 };
 
 use crate::model::{Model, Peer, Protocol, Rule};
@@ -39,7 +39,11 @@ pub fn range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u32)> {
     let (mut lo, hi) = (lo as u32, hi as u32);
     let mut out = vec![];
     while lo <= hi {
-        let mut size = if lo == 0 { 1 << 16 } else { lo & lo.wrapping_neg() };
+        let mut size = if lo == 0 {
+            1 << 16
+        } else {
+            lo & lo.wrapping_neg()
+        };
         while lo + size - 1 > hi {
             size >>= 1;
         }
@@ -54,7 +58,10 @@ fn rule_ports(r: &Rule) -> Vec<(u8, u16, u32)> {
     match r.protocol {
         Protocol::All => vec![(PROTO_ANY, 0, 0)],
         Protocol::Number(p) if r.protocol.has_ports() => {
-            range_prefixes(r.from_port as u16, r.to_port as u16).into_iter().map(|(v, b)| (p, v, b)).collect()
+            range_prefixes(r.from_port as u16, r.to_port as u16)
+                .into_iter()
+                .map(|(v, b)| (p, v, b))
+                .collect()
         }
         Protocol::Number(p) if r.protocol.is_icmp() => match (r.from_port, r.to_port) {
             (-1, _) => vec![(p, 0, 0)],
@@ -70,7 +77,11 @@ type Prefix = (bool, [u8; 16], u32);
 
 fn mapped(net: &IpNet) -> Prefix {
     match net {
-        IpNet::V4(n) => (false, v4_mapped(n.network().octets()), n.prefix_len() as u32 + 96),
+        IpNet::V4(n) => (
+            false,
+            v4_mapped(n.network().octets()),
+            n.prefix_len() as u32 + 96,
+        ),
         IpNet::V6(n) => (true, n.network().octets(), n.prefix_len() as u32),
     }
 }
@@ -81,7 +92,11 @@ fn contains(outer: &Prefix, inner: &Prefix) -> bool {
         return false;
     }
     let (a, b) = (u128::from_be_bytes(outer.1), u128::from_be_bytes(inner.1));
-    let mask = if outer.2 == 0 { 0 } else { u128::MAX << (128 - outer.2) };
+    let mask = if outer.2 == 0 {
+        0
+    } else {
+        u128::MAX << (128 - outer.2)
+    };
     a & mask == b & mask
 }
 
@@ -93,7 +108,14 @@ pub fn policy_dir(policy: u32, v6: bool, dir: u32) -> [u8; 4] {
 /// Compiles one direction of one policy: classes are the distinct rule
 /// prefixes; a class allows the union of every rule whose prefix contains it
 /// (CIDRs nest or are disjoint, so the longest match decides the class).
-fn compile_direction(model: &Model, rules: &[Rule], policy: u32, dir: u32, next_class: &mut u32, out: &mut Entries) {
+fn compile_direction(
+    model: &Model,
+    rules: &[Rule],
+    policy: u32,
+    dir: u32,
+    next_class: &mut u32,
+    out: &mut Entries,
+) {
     let mut expanded: Vec<(Prefix, &Rule)> = vec![];
     for r in rules {
         match &r.peer {
@@ -111,7 +133,10 @@ fn compile_direction(model: &Model, rules: &[Rule], policy: u32, dir: u32, next_
         *next_class += 1;
         out.sg_prefixes.push((
             SG_PREFIX_FIXED_BITS + prefix.2,
-            SgPrefixKey { policy_dir: policy_dir(policy, prefix.0, dir), addr: prefix.1 },
+            SgPrefixKey {
+                policy_dir: policy_dir(policy, prefix.0, dir),
+                addr: prefix.1,
+            },
             class,
         ));
         let mut ports = BTreeSet::new();
@@ -123,7 +148,12 @@ fn compile_direction(model: &Model, rules: &[Rule], policy: u32, dir: u32, next_
         for (proto, port, bits) in ports {
             out.sg_ports.push((
                 SG_PORT_FIXED_BITS + bits,
-                SgPortKey { class: class.to_be_bytes(), proto, port: port.to_be_bytes(), _pad: 0 },
+                SgPortKey {
+                    class: class.to_be_bytes(),
+                    proto,
+                    port: port.to_be_bytes(),
+                    _pad: 0,
+                },
             ));
         }
     }
@@ -132,8 +162,12 @@ fn compile_direction(model: &Model, rules: &[Rule], policy: u32, dir: u32, next_
 /// Policy entries for every distinct group set in use (hosts and ENIs).
 pub fn compile_policies(model: &Model) -> Entries {
     let mut out = Entries::default();
-    let sets: BTreeSet<Vec<String>> =
-        model.hosts.iter().map(|h| h.groups.clone()).chain(model.enis.iter().map(|e| e.groups.clone())).collect();
+    let sets: BTreeSet<Vec<String>> = model
+        .hosts
+        .iter()
+        .map(|h| h.groups.clone())
+        .chain(model.enis.iter().map(|e| e.groups.clone()))
+        .collect();
     let mut next_class = 1;
     for (i, set) in sets.into_iter().enumerate() {
         let policy = i as u32 + 1;
@@ -144,8 +178,22 @@ pub fn compile_policies(model: &Model) -> Entries {
             ingress.extend(sg.ingress.iter().cloned());
             egress.extend(sg.egress.iter().cloned());
         }
-        compile_direction(model, &ingress, policy, DIR_INGRESS, &mut next_class, &mut out);
-        compile_direction(model, &egress, policy, DIR_EGRESS, &mut next_class, &mut out);
+        compile_direction(
+            model,
+            &ingress,
+            policy,
+            DIR_INGRESS,
+            &mut next_class,
+            &mut out,
+        );
+        compile_direction(
+            model,
+            &egress,
+            policy,
+            DIR_EGRESS,
+            &mut next_class,
+            &mut out,
+        );
         out.policies.insert(set, policy);
     }
     out
@@ -155,32 +203,87 @@ pub fn compile_policies(model: &Model) -> Entries {
 /// host logical id, or function logical id for its execution environment).
 pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entries, String> {
     let mut out = compile_policies(model);
-    let link = |id: &str| links.get(id).copied().ok_or_else(|| format!("no link for {id}"));
+    let link = |id: &str| {
+        links
+            .get(id)
+            .copied()
+            .ok_or_else(|| format!("no link for {id}"))
+    };
     for h in &model.hosts {
         let l = link(&h.id)?;
         let policy = out.policies[&h.groups];
-        let vpc = model.vpc(&model.subnet(&h.subnet).expect("validated").vpc).expect("validated").index;
+        let vpc = model
+            .vpc(&model.subnet(&h.subnet).expect("validated").vpc)
+            .expect("validated")
+            .index;
         let addr = v4_mapped(h.ip.octets());
-        out.ports.push((l.ifindex, PortInfo { kind: kind::HOST, policy, vpc, addr4: addr, ..Default::default() }));
+        out.ports.push((
+            l.ifindex,
+            PortInfo {
+                kind: kind::HOST,
+                policy,
+                vpc,
+                addr4: addr,
+                ..Default::default()
+            },
+        ));
         out.endpoints.push((
             addr,
-            Endpoint { ifindex: l.ifindex, policy, vpc, kind: kind::HOST, mac: l.mac, router_mac: l.router_mac, ..Default::default() },
+            Endpoint {
+                ifindex: l.ifindex,
+                policy,
+                vpc,
+                kind: kind::HOST,
+                mac: l.mac,
+                router_mac: l.router_mac,
+                ..Default::default()
+            },
         ));
     }
     for e in &model.enis {
         let policy = out.policies[&e.groups];
         let vpc = model.vpc(&e.vpc).expect("validated").index;
         let addr = v4_mapped(e.ip.octets());
-        out.endpoints.push((addr, Endpoint { policy, vpc, kind: kind::HYPERPLANE_ENI, ..Default::default() }));
-        out.enis.push((e.index, HyperplaneEni { addr4: addr, policy, vpc, ..Default::default() }));
+        out.endpoints.push((
+            addr,
+            Endpoint {
+                policy,
+                vpc,
+                kind: kind::HYPERPLANE_ENI,
+                ..Default::default()
+            },
+        ));
+        out.enis.push((
+            e.index,
+            HyperplaneEni {
+                addr4: addr,
+                policy,
+                vpc,
+                ..Default::default()
+            },
+        ));
     }
     for f in &model.functions {
         let l = link(&f.id)?;
         let addr = v4_mapped(f.exec_ip.octets());
-        out.ports.push((l.ifindex, PortInfo { kind: kind::EXEC_ENV, eni: f.eni.unwrap_or(0), addr4: addr, ..Default::default() }));
+        out.ports.push((
+            l.ifindex,
+            PortInfo {
+                kind: kind::EXEC_ENV,
+                eni: f.eni.unwrap_or(0),
+                addr4: addr,
+                ..Default::default()
+            },
+        ));
         out.endpoints.push((
             addr,
-            Endpoint { ifindex: l.ifindex, kind: kind::EXEC_ENV, mac: l.mac, router_mac: l.router_mac, ..Default::default() },
+            Endpoint {
+                ifindex: l.ifindex,
+                kind: kind::EXEC_ENV,
+                mac: l.mac,
+                router_mac: l.router_mac,
+                ..Default::default()
+            },
         ));
     }
     Ok(out)
@@ -194,16 +297,37 @@ mod tests {
     fn ranges_split_into_aligned_prefixes() {
         assert_eq!(range_prefixes(5432, 5432), vec![(5432, 16)]);
         assert_eq!(range_prefixes(0, 65535), vec![(0, 0)]);
-        assert_eq!(range_prefixes(1024, 65535), vec![(1024, 6), (2048, 5), (4096, 4), (8192, 3), (16384, 2), (32768, 1)]);
+        assert_eq!(
+            range_prefixes(1024, 65535),
+            vec![
+                (1024, 6),
+                (2048, 5),
+                (4096, 4),
+                (8192, 3),
+                (16384, 2),
+                (32768, 1)
+            ]
+        );
         // Every port of a range is covered exactly once, and nothing else.
         for (lo, hi) in [(1, 1), (3, 17), (80, 443), (1000, 2000), (65534, 65535)] {
             let ps = range_prefixes(lo, hi);
             for port in 0..=65535u32 {
-                let hits = ps.iter().filter(|(v, b)| {
-                    let mask = if *b == 0 { 0 } else { (0xffffu32 << (16 - b)) & 0xffff };
-                    port & mask == *v as u32
-                }).count();
-                assert_eq!(hits, ((lo as u32..=hi as u32).contains(&port)) as usize, "{lo}-{hi} port {port}");
+                let hits = ps
+                    .iter()
+                    .filter(|(v, b)| {
+                        let mask = if *b == 0 {
+                            0
+                        } else {
+                            (0xffffu32 << (16 - b)) & 0xffff
+                        };
+                        port & mask == *v as u32
+                    })
+                    .count();
+                assert_eq!(
+                    hits,
+                    ((lo as u32..=hi as u32).contains(&port)) as usize,
+                    "{lo}-{hi} port {port}"
+                );
             }
         }
     }

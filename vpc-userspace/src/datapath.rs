@@ -11,7 +11,10 @@ use aya::{
     programs::{Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use vpc_common::{cfg, CtEntry, CtKey, DropReason, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, CT_DIR_ORIG, STAT_FORWARDED};
+use vpc_common::{
+    cfg, CtEntry, CtKey, DropReason, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
+    CT_DIR_ORIG, STAT_FORWARDED,
+};
 
 use crate::compile::Entries;
 
@@ -21,7 +24,16 @@ pub const ROUTER_PROGRAM: &str = "vpc_router";
 pub const BENCH_ROUTER_PROGRAM: &str = "bench_router";
 pub const BENCH_REDIRECT_PROGRAM: &str = "bench_redirect";
 /// Maps that outlive the loading process (pinned by `vpc up`).
-pub const PINNED_MAPS: &[&str] = &["PORTS", "ENDPOINTS", "ENIS", "SG_PREFIXES", "SG_PORTS", "CT", "STATS", "CONFIG"];
+pub const PINNED_MAPS: &[&str] = &[
+    "PORTS",
+    "ENDPOINTS",
+    "ENIS",
+    "SG_PREFIXES",
+    "SG_PORTS",
+    "CT",
+    "STATS",
+    "CONFIG",
+];
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// Connection-tracking idle timeouts. Defaults are AWS's where AWS documents
@@ -78,8 +90,10 @@ impl Timeouts {
     /// Sets one timeout by its CLI name (`tcp-established=60`).
     pub fn set(&mut self, spec: &str) -> Result<()> {
         let (k, v) = spec.split_once('=').context("expected NAME=SECONDS")?;
-        let secs: f64 = v.parse().with_context(|| format!("{v:?} is not a number of seconds"))?;
-        if !(secs > 0.0) {
+        let secs: f64 = v
+            .parse()
+            .with_context(|| format!("{v:?} is not a number of seconds"))?;
+        if secs.is_nan() || secs <= 0.0 {
             bail!("timeout {k} must be positive");
         }
         let d = Duration::from_secs_f64(secs);
@@ -108,7 +122,11 @@ pub struct Counters {
 
 impl Counters {
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped.iter().find(|(n, _)| n == reason.name()).map(|(_, c)| *c).unwrap_or(0)
+        self.dropped
+            .iter()
+            .find(|(n, _)| n == reason.name())
+            .map(|(_, c)| *c)
+            .unwrap_or(0)
     }
     pub fn total_dropped(&self) -> u64 {
         self.dropped.iter().map(|(_, c)| c).sum()
@@ -139,13 +157,15 @@ pub trait Maps {
         {
             let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map("SG_PREFIXES")?)?;
             for (len, k, class) in &e.sg_prefixes {
-                m.insert(&Key::new(*len, *k), *class, 0).context("SG_PREFIXES insert")?;
+                m.insert(&Key::new(*len, *k), *class, 0)
+                    .context("SG_PREFIXES insert")?;
             }
         }
         {
             let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map("SG_PORTS")?)?;
             for (len, k) in &e.sg_ports {
-                m.insert(&Key::new(*len, *k), 1, 0).context("SG_PORTS insert")?;
+                m.insert(&Key::new(*len, *k), 1, 0)
+                    .context("SG_PORTS insert")?;
             }
         }
         {
@@ -179,14 +199,20 @@ pub trait Maps {
         let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
         Ok(Counters {
             forwarded: sum(STAT_FORWARDED)?,
-            dropped: DropReason::ALL.iter().map(|r| Ok((r.name().to_string(), sum(*r as u32)?))).collect::<Result<_>>()?,
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| Ok((r.name().to_string(), sum(*r as u32)?)))
+                .collect::<Result<_>>()?,
         })
     }
 
     /// Live connections (original-direction entries).
     fn connections(&mut self) -> Result<Vec<(CtKey, CtEntry)>> {
         let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
-        Ok(m.iter().filter_map(|r| r.ok()).filter(|(_, e)| e.dir == CT_DIR_ORIG).collect())
+        Ok(m.iter()
+            .filter_map(|r| r.ok())
+            .filter(|(_, e)| e.dir == CT_DIR_ORIG)
+            .collect())
     }
 
     /// Removes expired connections (both entries). An entry is re-read just
@@ -246,14 +272,18 @@ pub struct Datapath {
 
 impl Maps for Datapath {
     fn map(&mut self, name: &str) -> Result<&mut Map> {
-        self.ebpf.map_mut(name).with_context(|| format!("map {name} missing from the object"))
+        self.ebpf
+            .map_mut(name)
+            .with_context(|| format!("map {name} missing from the object"))
     }
 }
 
 impl Datapath {
     /// Loads the object and the router program (the kernel verifies it here).
     pub fn load(timeouts: &Timeouts) -> Result<Self> {
-        let ebpf = EbpfLoader::new().load(EBPF_OBJECT).context("loading the XDP object")?;
+        let ebpf = EbpfLoader::new()
+            .load(EBPF_OBJECT)
+            .context("loading the XDP object")?;
         let mut dp = Self { ebpf };
         dp.load_program(ROUTER_PROGRAM)?;
         dp.set_timeouts(timeouts)?;
@@ -267,13 +297,18 @@ impl Datapath {
             .with_context(|| format!("program {name} missing"))?
             .try_into()?;
         if p.fd().is_err() {
-            p.load().with_context(|| format!("the kernel rejected {name}"))?;
+            p.load()
+                .with_context(|| format!("the kernel rejected {name}"))?;
         }
         Ok(p)
     }
 
     pub fn program(&mut self, name: &str) -> Result<&mut Xdp> {
-        Ok(self.ebpf.program_mut(name).with_context(|| format!("program {name} missing"))?.try_into()?)
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?)
     }
 
     /// Pins the maps under `dir/maps`.
@@ -281,7 +316,9 @@ impl Datapath {
         let maps = dir.join("maps");
         std::fs::create_dir_all(&maps).with_context(|| format!("creating {}", maps.display()))?;
         for name in PINNED_MAPS {
-            self.map(name)?.pin(maps.join(name)).with_context(|| format!("pinning map {name}"))?;
+            self.map(name)?
+                .pin(maps.join(name))
+                .with_context(|| format!("pinning map {name}"))?;
         }
         Ok(())
     }
@@ -295,12 +332,18 @@ impl Datapath {
             Ok(id) => (id, "native"),
             Err(e) => {
                 eprintln!("warning: native XDP on ifindex {ifindex} failed ({e}); using generic (skb) mode");
-                (prog.attach_to_if_index(ifindex, XdpMode::Skb).context("attaching XDP")?, "generic")
+                (
+                    prog.attach_to_if_index(ifindex, XdpMode::Skb)
+                        .context("attaching XDP")?,
+                    "generic",
+                )
             }
         };
         let link = prog.take_link(id)?;
-        let fd: aya::programs::links::FdLink = link.try_into().context("XDP link is not a bpf_link")?;
-        fd.pin(pin).with_context(|| format!("pinning link at {}", pin.display()))?;
+        let fd: aya::programs::links::FdLink =
+            link.try_into().context("XDP link is not a bpf_link")?;
+        fd.pin(pin)
+            .with_context(|| format!("pinning link at {}", pin.display()))?;
         Ok(mode)
     }
 }
@@ -315,16 +358,23 @@ impl PinnedMaps {
     pub fn open(pin_dir: &Path) -> Result<Self> {
         let dir = pin_dir.join("maps");
         if !dir.is_dir() {
-            bail!("no pinned maps at {} (is the deployment up?)", dir.display());
+            bail!(
+                "no pinned maps at {} (is the deployment up?)",
+                dir.display()
+            );
         }
-        Ok(Self { dir, open: Default::default() })
+        Ok(Self {
+            dir,
+            open: Default::default(),
+        })
     }
 }
 
 impl Maps for PinnedMaps {
     fn map(&mut self, name: &str) -> Result<&mut Map> {
         if !self.open.contains_key(name) {
-            let data = MapData::from_pin(self.dir.join(name)).with_context(|| format!("opening pinned map {name}"))?;
+            let data = MapData::from_pin(self.dir.join(name))
+                .with_context(|| format!("opening pinned map {name}"))?;
             let map = Map::from_map_data(data)?;
             self.open.insert(name.to_string(), map);
         }
@@ -336,12 +386,18 @@ impl Maps for PinnedMaps {
 pub fn ensure_bpffs() -> Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     if let Ok(st) = nix::sys::statfs::statfs(BPFFS) {
-        if st.filesystem_type().0 as i64 == BPF_FS_MAGIC {
+        if st.filesystem_type().0 == BPF_FS_MAGIC {
             return Ok(());
         }
     }
     std::fs::create_dir_all(BPFFS)?;
-    nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-        .context("mounting bpffs at /sys/fs/bpf")?;
+    nix::mount::mount(
+        Some("bpf"),
+        BPFFS,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("mounting bpffs at /sys/fs/bpf")?;
     Ok(())
 }

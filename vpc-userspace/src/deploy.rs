@@ -100,12 +100,20 @@ impl Lifecycle {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A name that is safe in namespace and path names, and short enough.
 pub fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 24 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || name.len() > 24
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         bail!("deployment name {name:?}: use 1-24 letters, digits, '-' or '_'");
     }
     Ok(())
@@ -124,7 +132,11 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
     check_name(&opts.name)?;
     let sdir = state_dir(&opts.name);
     if sdir.join("state.json").exists() {
-        bail!("deployment {:?} is already up: run `vpc --name {} down` first", opts.name, opts.name);
+        bail!(
+            "deployment {:?} is already up: run `vpc --name {} down` first",
+            opts.name,
+            opts.name
+        );
     }
     let namespaces = topology::planned_namespaces(&opts.name, &model);
     for ns in &namespaces {
@@ -139,7 +151,8 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         // Load first: a verifier rejection leaves nothing behind.
         let mut dp = Datapath::load(&opts.timeouts)?;
         let nodes = topology::build(&opts.name, &model)?;
-        let links: HashMap<String, compile::LinkInfo> = nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+        let links: HashMap<String, compile::LinkInfo> =
+            nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
         let entries = compile::compile(&model, &links).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(pins.join("links"))?;
         dp.pin_maps(&pins)?;
@@ -172,9 +185,17 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         let mut lc = Lifecycle::default();
         for f in &model.functions {
             let st = if f.vpc_config.is_some() {
-                FunctionStatus { state: "Pending".into(), state_reason_code: "Creating".into(), last_update_status: "InProgress".into() }
+                FunctionStatus {
+                    state: "Pending".into(),
+                    state_reason_code: "Creating".into(),
+                    last_update_status: "InProgress".into(),
+                }
             } else {
-                FunctionStatus { state: "Active".into(), state_reason_code: "Idle".into(), last_update_status: "Successful".into() }
+                FunctionStatus {
+                    state: "Active".into(),
+                    state_reason_code: "Idle".into(),
+                    last_update_status: "Successful".into(),
+                }
             };
             lc.functions.insert(f.id.clone(), st);
         }
@@ -197,14 +218,19 @@ pub fn down(name: &str) -> Result<()> {
     if let Ok(lc) = Lifecycle::load(name) {
         if let Some(pid) = lc.agent_pid {
             if pid != std::process::id() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
         }
     }
     let mut errors = vec![];
     match &state {
         Ok(s) => errors.extend(topology::teardown(&s.namespaces)),
-        Err(_) if !state_dir(name).exists() && !pin_dir(name).exists() => bail!("no deployment named {name:?} is up"),
+        Err(_) if !state_dir(name).exists() && !pin_dir(name).exists() => {
+            bail!("no deployment named {name:?} is up")
+        }
         Err(_) => {}
     }
     let pins = pin_dir(name);
@@ -277,7 +303,10 @@ pub fn status(name: &str) -> Result<Status> {
     let conns = maps.connections()?;
     let eni_conns = |e: &crate::model::HyperplaneEniSpec| {
         let addr = vpc_common::v4_mapped(e.ip.octets());
-        conns.iter().filter(|(_, c)| c.flags & vpc_common::CT_F_SNAT != 0 && c.nat_addr == addr).count()
+        conns
+            .iter()
+            .filter(|(_, c)| c.flags & vpc_common::CT_F_SNAT != 0 && c.nat_addr == addr)
+            .count()
     };
     let m = &s.model;
     let functions = m
@@ -298,7 +327,10 @@ pub fn status(name: &str) -> Result<Status> {
                 vpc_id: f.vpc_config.as_ref().map(|v| v.vpc.clone()),
                 execution_environment: topology::node_netns(&s.name, &format!("fn-{}", f.id)),
                 address: f.exec_ip.to_string(),
-                eni: f.eni.and_then(|i| m.enis.iter().find(|e| e.index == i)).map(|e| e.id.clone()),
+                eni: f
+                    .eni
+                    .and_then(|i| m.enis.iter().find(|e| e.index == i))
+                    .map(|e| e.id.clone()),
             }
         })
         .collect();
@@ -327,7 +359,10 @@ pub fn status(name: &str) -> Result<Status> {
             security_groups: h.groups.clone(),
         })
         .collect();
-    let agent_running = lc.agent_pid.map(|p| Path::new(&format!("/proc/{p}")).exists()).unwrap_or(false);
+    let agent_running = lc
+        .agent_pid
+        .map(|p| Path::new(&format!("/proc/{p}")).exists())
+        .unwrap_or(false);
     Ok(Status {
         name: s.name.clone(),
         template: s.template.clone(),
@@ -350,23 +385,37 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
     lc.agent_pid = Some(std::process::id());
     lc.save(name)?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
-    let entries = compile::compile(&s.model, &s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect()).map_err(anyhow::Error::msg)?;
+    let entries = compile::compile(
+        &s.model,
+        &s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let mut last_gc = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if started.elapsed() >= s.eni_delay {
             let mut changed = false;
             for f in &s.model.functions {
-                let st = lc.functions.entry(f.id.clone()).or_insert_with(|| FunctionStatus {
-                    state: "Pending".into(),
-                    state_reason_code: "Creating".into(),
-                    last_update_status: "InProgress".into(),
-                });
+                let st = lc
+                    .functions
+                    .entry(f.id.clone())
+                    .or_insert_with(|| FunctionStatus {
+                        state: "Pending".into(),
+                        state_reason_code: "Creating".into(),
+                        last_update_status: "InProgress".into(),
+                    });
                 if st.state == "Pending" {
-                    if let Some((id, eni)) = f.eni.and_then(|i| entries.enis.iter().find(|(x, _)| *x == i)) {
+                    if let Some((id, eni)) = f
+                        .eni
+                        .and_then(|i| entries.enis.iter().find(|(x, _)| *x == i))
+                    {
                         maps.install_eni(*id, eni)?;
                     }
-                    *st = FunctionStatus { state: "Active".into(), state_reason_code: "Idle".into(), last_update_status: "Successful".into() };
+                    *st = FunctionStatus {
+                        state: "Active".into(),
+                        state_reason_code: "Idle".into(),
+                        last_update_status: "Successful".into(),
+                    };
                     changed = true;
                 }
             }

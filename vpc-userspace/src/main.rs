@@ -19,7 +19,11 @@ use vpc::{
 };
 
 #[derive(Parser)]
-#[command(name = "vpc", version, about = "AWS Lambda VPC data path on veth pairs, enforced by XDP")]
+#[command(
+    name = "vpc",
+    version,
+    about = "AWS Lambda VPC data path on veth pairs, enforced by XDP"
+)]
 struct Cli {
     /// Deployment name: prefixes its namespaces and pins, so several can run at once.
     #[arg(long, global = true, env = "VPC_NAME", default_value = "vpc")]
@@ -101,8 +105,13 @@ enum Cmd {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected e.g. 500ms, 2s, 3m"))?;
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 500ms, 2s, 3m"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -115,17 +124,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
     let (text, label) = if t.template == "default" {
-        (vpc::DEFAULT_TEMPLATE.to_string(), "default (embedded)".to_string())
+        (
+            vpc::DEFAULT_TEMPLATE.to_string(),
+            "default (embedded)".to_string(),
+        )
     } else {
-        let text = std::fs::read_to_string(&t.template).with_context(|| format!("reading template {}", t.template))?;
+        let text = std::fs::read_to_string(&t.template)
+            .with_context(|| format!("reading template {}", t.template))?;
         (text, t.template.clone())
     };
     let mut params = HashMap::new();
     for p in &t.parameters {
-        let (k, v) = p.split_once('=').with_context(|| format!("--parameter {p:?}: expected NAME=VALUE"))?;
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--parameter {p:?}: expected NAME=VALUE"))?;
         params.insert(k.to_string(), v.to_string());
     }
-    let m = model::build(&text, &params, stack).map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
+    let m = model::build(&text, &params, stack)
+        .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
     for (id, ty) in &m.skipped {
         eprintln!("note: skipping {id} ({ty}): not modelled by this project");
     }
@@ -138,19 +154,34 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
     for t in &r.timeouts {
         timeouts.set(t).with_context(|| format!("--timeout {t}"))?;
     }
-    deploy::up(model, &UpOptions { name: name.to_string(), template_label: label, timeouts, eni_delay: r.eni_delay })
+    deploy::up(
+        model,
+        &UpOptions {
+            name: name.to_string(),
+            template_label: label,
+            timeouts,
+            eni_delay: r.eni_delay,
+        },
+    )
 }
 
 fn signal_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     Ok(stop)
 }
 
 fn print_status(s: &Status) {
-    println!("deployment {}  template {}  XDP attach mode: {}", s.name, s.template, s.attach_mode);
+    println!(
+        "deployment {}  template {}  XDP attach mode: {}",
+        s.name, s.template, s.attach_mode
+    );
     println!("\nFUNCTIONS");
     for f in &s.functions {
         println!(
@@ -178,16 +209,36 @@ fn print_status(s: &Status) {
     }
     println!("\nHOSTS");
     for h in &s.hosts {
-        println!("  {:<20} {:<16} {:<15} subnet {:<16} netns {}  groups [{}]", h.id, h.kind, h.address, h.subnet, h.netns, h.security_groups.join(", "));
+        println!(
+            "  {:<20} {:<16} {:<15} subnet {:<16} netns {}  groups [{}]",
+            h.id,
+            h.kind,
+            h.address,
+            h.subnet,
+            h.netns,
+            h.security_groups.join(", ")
+        );
     }
-    println!("\nPACKETS  forwarded {}  dropped {}  tracked connections {}", s.counters.forwarded, s.counters.total_dropped(), s.connections);
+    println!(
+        "\nPACKETS  forwarded {}  dropped {}  tracked connections {}",
+        s.counters.forwarded,
+        s.counters.total_dropped(),
+        s.connections
+    );
     for (reason, n) in &s.counters.dropped {
         if *n > 0 {
             println!("  dropped {reason:<24} {n}");
         }
     }
     if !s.skipped.is_empty() {
-        println!("\nSKIPPED (not modelled): {}", s.skipped.iter().map(|(i, t)| format!("{i} ({t})")).collect::<Vec<_>>().join(", "));
+        println!(
+            "\nSKIPPED (not modelled): {}",
+            s.skipped
+                .iter()
+                .map(|(i, t)| format!("{i} ({t})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if !s.agent_running {
         println!("\nwarning: the agent is not running");
@@ -195,8 +246,17 @@ fn print_status(s: &Status) {
 }
 
 /// Runs `cmd` inside namespace `ns`, with `env`, and returns its exit code.
-fn run_in(ns: &str, env: &std::collections::BTreeMap<String, String>, cmd: &[String]) -> Result<ExitCode> {
-    let status = Command::new("ip").args(["netns", "exec", ns]).args(cmd).envs(env).status().context("running ip netns exec")?;
+fn run_in(
+    ns: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    cmd: &[String],
+) -> Result<ExitCode> {
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .envs(env)
+        .status()
+        .context("running ip netns exec")?;
     Ok(ExitCode::from(status.code().unwrap_or(128) as u8))
 }
 
@@ -245,19 +305,31 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     bail!("starting the agent: {e}");
                 }
             };
-            println!("{}: up ({} namespaces, XDP {}), agent pid {}", name, state.namespaces.len(), state.attach_mode, child.id());
+            println!(
+                "{}: up ({} namespaces, XDP {}), agent pid {}",
+                name,
+                state.namespaces.len(),
+                state.attach_mode,
+                child.id()
+            );
             if wait {
                 let deadline = Instant::now() + state.eni_delay + Duration::from_secs(30);
                 loop {
                     let lc = Lifecycle::load(&name).unwrap_or_default();
-                    if !state.model.functions.is_empty() && lc.functions.values().all(|f| f.state == "Active") && lc.functions.len() == state.model.functions.len() {
+                    if !state.model.functions.is_empty()
+                        && lc.functions.values().all(|f| f.state == "Active")
+                        && lc.functions.len() == state.model.functions.len()
+                    {
                         break;
                     }
                     if state.model.functions.is_empty() {
                         break;
                     }
                     if Instant::now() > deadline {
-                        bail!("functions did not become Active in time (see {})", deploy::state_dir(&name).join("agent.log").display());
+                        bail!(
+                            "functions did not become Active in time (see {})",
+                            deploy::state_dir(&name).join("agent.log").display()
+                        );
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -274,7 +346,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     print!("\x1b[2J\x1b[H");
                 }
                 print_status(&s);
-                println!("\ntry: vpc --name {name} invoke {} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'", state.model.functions.first().map(|f| f.name.as_str()).unwrap_or("FUNCTION"));
+                println!(
+                    "\ntry: vpc --name {name} invoke {} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'",
+                    state
+                        .model
+                        .functions
+                        .first()
+                        .map(|f| f.name.as_str())
+                        .unwrap_or("FUNCTION")
+                );
                 std::io::stdout().flush()?;
                 Ok(())
             });
@@ -293,31 +373,64 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Invoke { function, cmd } => {
             let state = State::load(&name)?;
-            let f = state.model.function(&function).with_context(|| format!("ResourceNotFoundException: Function not found: {function}"))?.clone();
+            let f = state
+                .model
+                .function(&function)
+                .with_context(|| {
+                    format!("ResourceNotFoundException: Function not found: {function}")
+                })?
+                .clone();
             let lc = Lifecycle::load(&name).unwrap_or_default();
-            let st = lc.functions.get(&f.id).map(|s| s.state.clone()).unwrap_or_else(|| "Pending".into());
+            let st = lc
+                .functions
+                .get(&f.id)
+                .map(|s| s.state.clone())
+                .unwrap_or_else(|| "Pending".into());
             if st != "Active" {
-                bail!("ResourceNotReadyException: The function {} is not ready: State {st}", f.name);
+                bail!(
+                    "ResourceNotReadyException: The function {} is not ready: State {st}",
+                    f.name
+                );
             }
             let mut env = f.environment.clone();
             env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone());
             env.insert("AWS_REGION".into(), state.model.region.clone());
-            return run_in(&vpc::topology::node_netns(&name, &format!("fn-{}", f.id)), &env, &cmd);
+            return run_in(
+                &vpc::topology::node_netns(&name, &format!("fn-{}", f.id)),
+                &env,
+                &cmd,
+            );
         }
         Cmd::Exec { resource, cmd } => {
             let state = State::load(&name)?;
-            let host = state.model.hosts.iter().find(|h| h.id == resource).with_context(|| {
-                let ids: Vec<_> = state.model.hosts.iter().map(|h| h.id.as_str()).collect();
-                format!("no instance or network interface {resource:?} (have: {})", ids.join(", "))
-            })?;
-            return run_in(&vpc::topology::node_netns(&name, &host.id), &Default::default(), &cmd);
+            let host = state
+                .model
+                .hosts
+                .iter()
+                .find(|h| h.id == resource)
+                .with_context(|| {
+                    let ids: Vec<_> = state.model.hosts.iter().map(|h| h.id.as_str()).collect();
+                    format!(
+                        "no instance or network interface {resource:?} (have: {})",
+                        ids.join(", ")
+                    )
+                })?;
+            return run_in(
+                &vpc::topology::node_netns(&name, &host.id),
+                &Default::default(),
+                &cmd,
+            );
         }
         Cmd::Down => {
             deploy::down(&name)?;
             println!("{name}: down");
         }
         Cmd::DefaultTemplate => print!("{}", vpc::DEFAULT_TEMPLATE),
-        Cmd::Bench { repeat, samples, json } => {
+        Cmd::Bench {
+            repeat,
+            samples,
+            json,
+        } => {
             let r = bench::run(repeat, samples)?;
             print!("{}", bench::table(&r));
             if let Some(p) = json {

@@ -98,7 +98,12 @@ pub struct Rule {
 
 impl Rule {
     pub fn allow_all(peer: Peer) -> Self {
-        Rule { protocol: Protocol::All, from_port: -1, to_port: -1, peer }
+        Rule {
+            protocol: Protocol::All,
+            from_port: -1,
+            to_port: -1,
+            peer,
+        }
     }
 }
 
@@ -171,12 +176,22 @@ impl Model {
     }
     /// A function by logical id or `FunctionName`.
     pub fn function(&self, name: &str) -> Option<&Function> {
-        self.functions.iter().find(|f| f.id == name || f.name == name)
+        self.functions
+            .iter()
+            .find(|f| f.id == name || f.name == name)
     }
     /// Private addresses of a group's members: hosts and Hyperplane ENIs.
     pub fn members(&self, group: &str) -> Vec<Ipv4Addr> {
-        let hosts = self.hosts.iter().filter(|h| h.groups.iter().any(|g| g == group)).map(|h| h.ip);
-        let enis = self.enis.iter().filter(|e| e.groups.iter().any(|g| g == group)).map(|e| e.ip);
+        let hosts = self
+            .hosts
+            .iter()
+            .filter(|h| h.groups.iter().any(|g| g == group))
+            .map(|h| h.ip);
+        let enis = self
+            .enis
+            .iter()
+            .filter(|e| e.groups.iter().any(|g| g == group))
+            .map(|e| e.ip);
         hosts.chain(enis).collect()
     }
 }
@@ -189,12 +204,16 @@ fn str_field<'v>(props: &'v Value, id: &str, field: &str) -> Result<Option<&'v s
     match props.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ModelError::new(format!("{}.{field}", res_path(id)), "must be a string")),
+        Some(_) => Err(ModelError::new(
+            format!("{}.{field}", res_path(id)),
+            "must be a string",
+        )),
     }
 }
 
 fn required_str<'v>(props: &'v Value, id: &str, field: &str) -> Result<&'v str> {
-    str_field(props, id, field)?.ok_or_else(|| ModelError::new(format!("{}.{field}", res_path(id)), "is required"))
+    str_field(props, id, field)?
+        .ok_or_else(|| ModelError::new(format!("{}.{field}", res_path(id)), "is required"))
 }
 
 fn str_list(props: &Value, id: &str, field: &str) -> Result<Vec<String>> {
@@ -204,20 +223,30 @@ fn str_list(props: &Value, id: &str, field: &str) -> Result<Vec<String>> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ModelError::new(format!("{}.{field}[{i}]", res_path(id)), "must be a string"))
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ModelError::new(format!("{}.{field}[{i}]", res_path(id)), "must be a string")
+                })
             })
             .collect(),
-        Some(_) => Err(ModelError::new(format!("{}.{field}", res_path(id)), "must be a list")),
+        Some(_) => Err(ModelError::new(
+            format!("{}.{field}", res_path(id)),
+            "must be a list",
+        )),
     }
 }
 
 fn int_field(v: &Value, path: &str) -> Result<Option<i64>> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| ModelError::new(path, "must be an integer")),
-        Value::String(s) => s.trim().parse().map(Some).map_err(|_| ModelError::new(path, format!("{s:?} is not an integer"))),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| ModelError::new(path, "must be an integer")),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ModelError::new(path, format!("{s:?} is not an integer"))),
         _ => Err(ModelError::new(path, "must be an integer")),
     }
 }
@@ -228,14 +257,22 @@ fn bool_field(props: &Value, id: &str, field: &str) -> Result<bool> {
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(_) => Err(ModelError::new(format!("{}.{field}", res_path(id)), "must be true or false")),
+        Some(_) => Err(ModelError::new(
+            format!("{}.{field}", res_path(id)),
+            "must be true or false",
+        )),
     }
 }
 
 fn parse_v4_cidr(s: &str, path: &str) -> Result<Ipv4Net> {
-    let net: Ipv4Net = s.parse().map_err(|_| ModelError::new(path, format!("{s:?} is not an IPv4 CIDR block")))?;
+    let net: Ipv4Net = s
+        .parse()
+        .map_err(|_| ModelError::new(path, format!("{s:?} is not an IPv4 CIDR block")))?;
     if net.trunc() != net {
-        return Err(ModelError::new(path, format!("{s}: host bits are set (did you mean {}?)", net.trunc())));
+        return Err(ModelError::new(
+            path,
+            format!("{s}: host bits are set (did you mean {}?)", net.trunc()),
+        ));
     }
     Ok(net)
 }
@@ -245,7 +282,12 @@ pub fn parse_protocol(v: &Value, path: &str) -> Result<Protocol> {
     let s = match v {
         Value::String(s) => s.to_ascii_lowercase(),
         Value::Number(n) => n.to_string(),
-        _ => return Err(ModelError::new(path, "is required (tcp, udp, icmp, icmpv6, a number, or -1)")),
+        _ => {
+            return Err(ModelError::new(
+                path,
+                "is required (tcp, udp, icmp, icmpv6, a number, or -1)",
+            ))
+        }
     };
     Ok(match s.as_str() {
         "-1" | "all" => Protocol::All,
@@ -255,7 +297,12 @@ pub fn parse_protocol(v: &Value, path: &str) -> Result<Protocol> {
         "icmpv6" => Protocol::Number(58),
         n => match n.parse::<u8>() {
             Ok(p) => Protocol::Number(p),
-            Err(_) => return Err(ModelError::new(path, format!("{s:?} is not a protocol (tcp, udp, icmp, icmpv6, 0-255, or -1)"))),
+            Err(_) => {
+                return Err(ModelError::new(
+                    path,
+                    format!("{s:?} is not a protocol (tcp, udp, icmp, icmpv6, 0-255, or -1)"),
+                ))
+            }
         },
     })
 }
@@ -263,14 +310,26 @@ pub fn parse_protocol(v: &Value, path: &str) -> Result<Protocol> {
 /// Parses one rule (`AWS::EC2::SecurityGroup{Ingress,Egress}` shape).
 /// `ingress` picks the group-peer field name.
 pub fn parse_rule(r: &Value, path: &str, ingress: bool) -> Result<Rule> {
-    let protocol = parse_protocol(r.get("IpProtocol").unwrap_or(&Value::Null), &format!("{path}.IpProtocol"))?;
-    let from = int_field(r.get("FromPort").unwrap_or(&Value::Null), &format!("{path}.FromPort"))?;
-    let to = int_field(r.get("ToPort").unwrap_or(&Value::Null), &format!("{path}.ToPort"))?;
+    let protocol = parse_protocol(
+        r.get("IpProtocol").unwrap_or(&Value::Null),
+        &format!("{path}.IpProtocol"),
+    )?;
+    let from = int_field(
+        r.get("FromPort").unwrap_or(&Value::Null),
+        &format!("{path}.FromPort"),
+    )?;
+    let to = int_field(
+        r.get("ToPort").unwrap_or(&Value::Null),
+        &format!("{path}.ToPort"),
+    )?;
     let (from_port, to_port) = match protocol {
         Protocol::All => (-1, -1),
         p if p.has_ports() => {
             let (Some(f), Some(t)) = (from, to) else {
-                return Err(ModelError::new(format!("{path}.FromPort"), "FromPort and ToPort are required for tcp and udp"));
+                return Err(ModelError::new(
+                    format!("{path}.FromPort"),
+                    "FromPort and ToPort are required for tcp and udp",
+                ));
             };
             if !(0..=65535).contains(&f) || !(0..=65535).contains(&t) || f > t {
                 return Err(ModelError::new(
@@ -283,19 +342,36 @@ pub fn parse_rule(r: &Value, path: &str, ingress: bool) -> Result<Rule> {
         p if p.is_icmp() => {
             let (t, c) = (from.unwrap_or(-1), to.unwrap_or(-1));
             if !(-1..=255).contains(&t) || !(-1..=255).contains(&c) {
-                return Err(ModelError::new(format!("{path}.FromPort"), "ICMP type and code are -1 or 0-255"));
+                return Err(ModelError::new(
+                    format!("{path}.FromPort"),
+                    "ICMP type and code are -1 or 0-255",
+                ));
             }
             if t == -1 && c != -1 {
-                return Err(ModelError::new(format!("{path}.ToPort"), "ICMP type -1 (all) requires code -1"));
+                return Err(ModelError::new(
+                    format!("{path}.ToPort"),
+                    "ICMP type -1 (all) requires code -1",
+                ));
             }
             (t as i32, c as i32)
         }
         _ => (-1, -1),
     };
-    let group_field = if ingress { "SourceSecurityGroupId" } else { "DestinationSecurityGroupId" };
-    let prefix_field = if ingress { "SourcePrefixListId" } else { "DestinationPrefixListId" };
+    let group_field = if ingress {
+        "SourceSecurityGroupId"
+    } else {
+        "DestinationSecurityGroupId"
+    };
+    let prefix_field = if ingress {
+        "SourcePrefixListId"
+    } else {
+        "DestinationPrefixListId"
+    };
     if r.get(prefix_field).is_some() {
-        return Err(ModelError::new(format!("{path}.{prefix_field}"), "managed prefix lists are not supported yet"));
+        return Err(ModelError::new(
+            format!("{path}.{prefix_field}"),
+            "managed prefix lists are not supported yet",
+        ));
     }
     let mut peers = vec![];
     if let Some(c) = r.get("CidrIp").and_then(Value::as_str) {
@@ -303,8 +379,12 @@ pub fn parse_rule(r: &Value, path: &str, ingress: bool) -> Result<Rule> {
         peers.push(Peer::Cidr(IpNet::V4(net)));
     }
     if let Some(c) = r.get("CidrIpv6").and_then(Value::as_str) {
-        let net: ipnet::Ipv6Net =
-            c.parse().map_err(|_| ModelError::new(format!("{path}.CidrIpv6"), format!("{c:?} is not an IPv6 CIDR block")))?;
+        let net: ipnet::Ipv6Net = c.parse().map_err(|_| {
+            ModelError::new(
+                format!("{path}.CidrIpv6"),
+                format!("{c:?} is not an IPv6 CIDR block"),
+            )
+        })?;
         peers.push(Peer::Cidr(IpNet::V6(net.trunc())));
     }
     if let Some(g) = r.get(group_field).and_then(Value::as_str) {
@@ -313,10 +393,18 @@ pub fn parse_rule(r: &Value, path: &str, ingress: bool) -> Result<Rule> {
     if peers.len() != 1 {
         return Err(ModelError::new(
             path,
-            format!("exactly one of CidrIp, CidrIpv6, {group_field} is required (found {})", peers.len()),
+            format!(
+                "exactly one of CidrIp, CidrIpv6, {group_field} is required (found {})",
+                peers.len()
+            ),
         ));
     }
-    Ok(Rule { protocol, from_port, to_port, peer: peers.remove(0) })
+    Ok(Rule {
+        protocol,
+        from_port,
+        to_port,
+        peer: peers.remove(0),
+    })
 }
 
 const VPC: &str = "AWS::EC2::VPC";
@@ -357,23 +445,46 @@ impl<'a> Builder<'a> {
             enis: vec![],
             skipped: vec![],
         };
-        Ok(Self { t, r, m, used: HashMap::new() })
+        Ok(Self {
+            t,
+            r,
+            m,
+            used: HashMap::new(),
+        })
     }
 
     fn of_type(&self, kind: &str) -> Vec<&'a template::Resource> {
-        self.t.resources.values().filter(|r| r.kind == kind).collect()
+        self.t
+            .resources
+            .values()
+            .filter(|r| r.kind == kind)
+            .collect()
     }
 
     fn props(&self, res: &template::Resource) -> Result<Value> {
-        self.r.resolve(&Value::Object(res.properties.clone()), &res_path(&res.logical_id))
+        self.r.resolve(
+            &Value::Object(res.properties.clone()),
+            &res_path(&res.logical_id),
+        )
     }
 
     fn attr(&mut self, id: &str, name: &str, v: impl Into<Value>) {
-        self.r.attrs.insert((id.to_string(), name.to_string()), v.into());
+        self.r
+            .attrs
+            .insert((id.to_string(), name.to_string()), v.into());
     }
 
     fn run(mut self) -> Result<Model> {
-        let known = [VPC, SUBNET, SG, SG_INGRESS, SG_EGRESS, INSTANCE, NETWORK_INTERFACE, FUNCTION];
+        let known = [
+            VPC,
+            SUBNET,
+            SG,
+            SG_INGRESS,
+            SG_EGRESS,
+            INSTANCE,
+            NETWORK_INTERFACE,
+            FUNCTION,
+        ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
                 self.m.skipped.push((r.logical_id.clone(), r.kind.clone()));
@@ -388,7 +499,11 @@ impl<'a> Builder<'a> {
                 SUBNET => self.attr(&id, "SubnetId", id.clone()),
                 VPC => {
                     self.attr(&id, "VpcId", id.clone());
-                    self.attr(&id, "DefaultSecurityGroup", format!("{id}.DefaultSecurityGroup"));
+                    self.attr(
+                        &id,
+                        "DefaultSecurityGroup",
+                        format!("{id}.DefaultSecurityGroup"),
+                    );
                 }
                 NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
                 _ => {}
@@ -412,23 +527,47 @@ impl<'a> Builder<'a> {
             let path = format!("{}.CidrBlock", res_path(id));
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
             if !(16..=28).contains(&cidr.prefix_len()) {
-                return Err(ModelError::new(path, format!("{cidr}: a VPC's block is between /16 and /28")));
+                return Err(ModelError::new(
+                    path,
+                    format!("{cidr}: a VPC's block is between /16 and /28"),
+                ));
             }
             if cidr.contains(&lambda.network()) || lambda.contains(&cidr.network()) {
-                return Err(ModelError::new(path, format!("{cidr} overlaps the Lambda service range {LAMBDA_SERVICE_CIDR}")));
+                return Err(ModelError::new(
+                    path,
+                    format!("{cidr} overlaps the Lambda service range {LAMBDA_SERVICE_CIDR}"),
+                ));
             }
-            if let Some(other) = self.m.vpcs.iter().find(|v| v.cidr.contains(&cidr.network()) || cidr.contains(&v.cidr.network())) {
+            if let Some(other) = self
+                .m
+                .vpcs
+                .iter()
+                .find(|v| v.cidr.contains(&cidr.network()) || cidr.contains(&v.cidr.network()))
+            {
                 // Separate VPCs may overlap at AWS; here they share one router, so they may not.
-                return Err(ModelError::new(path, format!("{cidr} overlaps VPC {} ({}); this project needs disjoint VPC ranges", other.id, other.cidr)));
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "{cidr} overlaps VPC {} ({}); this project needs disjoint VPC ranges",
+                        other.id, other.cidr
+                    ),
+                ));
             }
             let default_group = format!("{id}.DefaultSecurityGroup");
-            self.m.vpcs.push(Vpc { id: id.clone(), index: self.m.vpcs.len() as u32 + 1, cidr, default_group: default_group.clone() });
+            self.m.vpcs.push(Vpc {
+                id: id.clone(),
+                index: self.m.vpcs.len() as u32 + 1,
+                cidr,
+                default_group: default_group.clone(),
+            });
             // The VPC's default group: inbound from its own members, outbound to all.
             self.m.groups.push(SecurityGroup {
                 id: default_group.clone(),
                 vpc: id.clone(),
                 ingress: vec![Rule::allow_all(Peer::Group(default_group.clone()))],
-                egress: vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().expect("constant")))],
+                egress: vec![Rule::allow_all(Peer::Cidr(
+                    "0.0.0.0/0".parse().expect("constant"),
+                ))],
                 is_default: true,
             });
             self.attr(id, "CidrBlock", cidr.to_string());
@@ -437,7 +576,10 @@ impl<'a> Builder<'a> {
             self.attr(id, "CidrBlockAssociations", Value::Array(vec![]));
         }
         if self.m.vpcs.is_empty() {
-            return Err(ModelError::new("Resources", "the template declares no AWS::EC2::VPC"));
+            return Err(ModelError::new(
+                "Resources",
+                "the template declares no AWS::EC2::VPC",
+            ));
         }
         Ok(())
     }
@@ -445,7 +587,10 @@ impl<'a> Builder<'a> {
     fn vpc_ref(&self, p: &Value, id: &str, field: &str) -> Result<String> {
         let v = required_str(p, id, field)?;
         if self.m.vpc(v).is_none() {
-            return Err(ModelError::new(format!("{}.{field}", res_path(id)), format!("{v:?} is not an AWS::EC2::VPC of this template")));
+            return Err(ModelError::new(
+                format!("{}.{field}", res_path(id)),
+                format!("{v:?} is not an AWS::EC2::VPC of this template"),
+            ));
         }
         Ok(v.to_string())
     }
@@ -459,26 +604,49 @@ impl<'a> Builder<'a> {
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
             let vcidr = self.m.vpc(&vpc).expect("checked").cidr;
             if !vcidr.contains(&cidr) {
-                return Err(ModelError::new(path, format!("{cidr} is not inside the VPC's {vcidr}")));
+                return Err(ModelError::new(
+                    path,
+                    format!("{cidr} is not inside the VPC's {vcidr}"),
+                ));
             }
             if !(16..=28).contains(&cidr.prefix_len()) {
-                return Err(ModelError::new(path, format!("{cidr}: a subnet's block is between /16 and /28")));
+                return Err(ModelError::new(
+                    path,
+                    format!("{cidr}: a subnet's block is between /16 and /28"),
+                ));
             }
-            if let Some(o) = self.m.subnets.iter().find(|s| s.cidr.contains(&cidr.network()) || cidr.contains(&s.cidr.network())) {
-                return Err(ModelError::new(path, format!("{cidr} overlaps subnet {} ({})", o.id, o.cidr)));
+            if let Some(o) = self
+                .m
+                .subnets
+                .iter()
+                .find(|s| s.cidr.contains(&cidr.network()) || cidr.contains(&s.cidr.network()))
+            {
+                return Err(ModelError::new(
+                    path,
+                    format!("{cidr} overlaps subnet {} ({})", o.id, o.cidr),
+                ));
             }
-            if p.get("Ipv6CidrBlock").is_some() || bool_field(&p, id, "AssignIpv6AddressOnCreation")? {
+            if p.get("Ipv6CidrBlock").is_some()
+                || bool_field(&p, id, "AssignIpv6AddressOnCreation")?
+            {
                 return Err(ModelError::new(
                     format!("{}.Ipv6CidrBlock", res_path(id)),
                     "IPv6 subnets are not supported by this slice yet (the datapath handles IPv6; the topology is IPv4)",
                 ));
             }
-            let az = str_field(&p, id, "AvailabilityZone")?.map(str::to_string).unwrap_or_else(|| format!("{}a", self.r.region));
+            let az = str_field(&p, id, "AvailabilityZone")?
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}a", self.r.region));
             self.attr(id, "SubnetId", id.clone());
             self.attr(id, "CidrBlock", cidr.to_string());
             self.attr(id, "AvailabilityZone", az.clone());
             self.attr(id, "VpcId", vpc.clone());
-            self.m.subnets.push(Subnet { id: id.clone(), vpc, cidr, az });
+            self.m.subnets.push(Subnet {
+                id: id.clone(),
+                vpc,
+                cidr,
+                az,
+            });
         }
         Ok(())
     }
@@ -491,7 +659,10 @@ impl<'a> Builder<'a> {
                 .enumerate()
                 .map(|(i, r)| parse_rule(r, &format!("{}.{field}[{i}]", res_path(id)), ingress))
                 .collect(),
-            Some(_) => Err(ModelError::new(format!("{}.{field}", res_path(id)), "must be a list of rules")),
+            Some(_) => Err(ModelError::new(
+                format!("{}.{field}", res_path(id)),
+                "must be a list of rules",
+            )),
         }
     }
 
@@ -504,12 +675,20 @@ impl<'a> Builder<'a> {
             let ingress = self.rules(&p, id, "SecurityGroupIngress", true)?;
             // A new group allows all outbound traffic until egress rules are given.
             let egress = match p.get("SecurityGroupEgress") {
-                None => vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().expect("constant")))],
+                None => vec![Rule::allow_all(Peer::Cidr(
+                    "0.0.0.0/0".parse().expect("constant"),
+                ))],
                 Some(_) => self.rules(&p, id, "SecurityGroupEgress", false)?,
             };
             self.attr(id, "GroupId", id.clone());
             self.attr(id, "VpcId", vpc.clone());
-            self.m.groups.push(SecurityGroup { id: id.clone(), vpc, ingress, egress, is_default: false });
+            self.m.groups.push(SecurityGroup {
+                id: id.clone(),
+                vpc,
+                ingress,
+                egress,
+                is_default: false,
+            });
         }
         Ok(())
     }
@@ -521,10 +700,22 @@ impl<'a> Builder<'a> {
                 let p = self.props(res)?;
                 let gid = required_str(&p, id, "GroupId")?.to_string();
                 let rule = parse_rule(&p, &res_path(id), ingress)?;
-                let g = self.m.groups.iter_mut().find(|g| g.id == gid).ok_or_else(|| {
-                    ModelError::new(format!("{}.GroupId", res_path(id)), format!("{gid:?} is not a security group of this template"))
-                })?;
-                if ingress { g.ingress.push(rule) } else { g.egress.push(rule) }
+                let g = self
+                    .m
+                    .groups
+                    .iter_mut()
+                    .find(|g| g.id == gid)
+                    .ok_or_else(|| {
+                        ModelError::new(
+                            format!("{}.GroupId", res_path(id)),
+                            format!("{gid:?} is not a security group of this template"),
+                        )
+                    })?;
+                if ingress {
+                    g.ingress.push(rule)
+                } else {
+                    g.egress.push(rule)
+                }
             }
         }
         Ok(())
@@ -532,20 +723,34 @@ impl<'a> Builder<'a> {
 
     fn check_group_refs(&self) -> Result<()> {
         for g in &self.m.groups {
-            for (dir, rules) in [("SecurityGroupIngress", &g.ingress), ("SecurityGroupEgress", &g.egress)] {
+            for (dir, rules) in [
+                ("SecurityGroupIngress", &g.ingress),
+                ("SecurityGroupEgress", &g.egress),
+            ] {
                 let path = format!("{}.{dir}", res_path(&g.id));
                 for r in rules.iter() {
                     if let Peer::Group(peer) = &r.peer {
                         match self.m.group(peer) {
-                            None => return Err(ModelError::new(&path, format!("InvalidGroup.NotFound: security group {peer:?} does not exist"))),
+                            None => return Err(ModelError::new(
+                                &path,
+                                format!(
+                                    "InvalidGroup.NotFound: security group {peer:?} does not exist"
+                                ),
+                            )),
                             Some(pg) if pg.vpc != g.vpc => {
-                                return Err(ModelError::new(&path, format!("security group {peer:?} is in another VPC")))
+                                return Err(ModelError::new(
+                                    &path,
+                                    format!("security group {peer:?} is in another VPC"),
+                                ))
                             }
                             _ => {}
                         }
                     }
                 }
-                let v4 = rules.iter().filter(|r| !matches!(r.peer, Peer::Cidr(IpNet::V6(_)))).count();
+                let v4 = rules
+                    .iter()
+                    .filter(|r| !matches!(r.peer, Peer::Cidr(IpNet::V6(_))))
+                    .count();
                 let v6 = rules.len() - v4;
                 if v4.max(v6) > MAX_RULES_PER_DIRECTION {
                     return Err(ModelError::new(
@@ -563,9 +768,20 @@ impl<'a> Builder<'a> {
         for (i, g) in groups.iter().enumerate() {
             let path = format!("{}.{field}[{i}]", res_path(id));
             match self.m.group(g) {
-                None => return Err(ModelError::new(path, format!("InvalidSecurityGroup: {g:?} does not exist"))),
+                None => {
+                    return Err(ModelError::new(
+                        path,
+                        format!("InvalidSecurityGroup: {g:?} does not exist"),
+                    ))
+                }
                 Some(sg) if sg.vpc != vpc => {
-                    return Err(ModelError::new(path, format!("InvalidSecurityGroup: {g:?} belongs to VPC {}, not {vpc}", sg.vpc)))
+                    return Err(ModelError::new(
+                        path,
+                        format!(
+                            "InvalidSecurityGroup: {g:?} belongs to VPC {}, not {vpc}",
+                            sg.vpc
+                        ),
+                    ))
                 }
                 _ => {}
             }
@@ -590,13 +806,25 @@ impl<'a> Builder<'a> {
         if let Some(ip) = want {
             let n = u32::from(ip);
             if !subnet.cidr.contains(&ip) {
-                return Err(ModelError::new(path, format!("{ip} is not in subnet {} ({})", subnet.id, subnet.cidr)));
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is not in subnet {} ({})", subnet.id, subnet.cidr),
+                ));
             }
             if n < base + 4 || n == last {
-                return Err(ModelError::new(path, format!("{ip} is reserved by AWS (first four and last address of {})", subnet.cidr)));
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "{ip} is reserved by AWS (first four and last address of {})",
+                        subnet.cidr
+                    ),
+                ));
             }
             if !used.insert(ip) {
-                return Err(ModelError::new(path, format!("{ip} is already in use in subnet {}", subnet.id)));
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is already in use in subnet {}", subnet.id),
+                ));
             }
             return Ok(ip);
         }
@@ -606,23 +834,34 @@ impl<'a> Builder<'a> {
                 return Ok(ip);
             }
         }
-        Err(ModelError::new(path, format!("SubnetOutOfIPAddresses: subnet {} ({}) has no free address", subnet.id, subnet.cidr)))
+        Err(ModelError::new(
+            path,
+            format!(
+                "SubnetOutOfIPAddresses: subnet {} ({}) has no free address",
+                subnet.id, subnet.cidr
+            ),
+        ))
     }
 
     fn parse_ip(p: &Value, id: &str, field: &str, path_prefix: &str) -> Result<Option<Ipv4Addr>> {
         match p.get(field).and_then(Value::as_str) {
             None => Ok(None),
-            Some(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| ModelError::new(format!("{path_prefix}.{field}"), format!("{s:?} is not an IPv4 address (resource {id})"))),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                ModelError::new(
+                    format!("{path_prefix}.{field}"),
+                    format!("{s:?} is not an IPv4 address (resource {id})"),
+                )
+            }),
         }
     }
 
     fn hosts(&mut self) -> Result<()> {
         // Explicit addresses first, so automatic ones never take them.
         let mut pending = vec![];
-        for (kind, hk) in [(INSTANCE, HostKind::Instance), (NETWORK_INTERFACE, HostKind::NetworkInterface)] {
+        for (kind, hk) in [
+            (INSTANCE, HostKind::Instance),
+            (NETWORK_INTERFACE, HostKind::NetworkInterface),
+        ] {
             for res in self.of_type(kind) {
                 let id = res.logical_id.clone();
                 let p = self.props(res)?;
@@ -630,31 +869,58 @@ impl<'a> Builder<'a> {
                 let (iface, prefix, sg_field) = match (hk, p.get("NetworkInterfaces")) {
                     (HostKind::Instance, Some(Value::Array(list))) => {
                         if list.len() != 1 {
-                            return Err(ModelError::new(format!("{}.NetworkInterfaces", res_path(&id)), "exactly one network interface is supported"));
+                            return Err(ModelError::new(
+                                format!("{}.NetworkInterfaces", res_path(&id)),
+                                "exactly one network interface is supported",
+                            ));
                         }
-                        (list[0].clone(), format!("{}.NetworkInterfaces[0]", res_path(&id)), "GroupSet")
+                        (
+                            list[0].clone(),
+                            format!("{}.NetworkInterfaces[0]", res_path(&id)),
+                            "GroupSet",
+                        )
                     }
                     (HostKind::Instance, _) => (p.clone(), res_path(&id), "SecurityGroupIds"),
                     (HostKind::NetworkInterface, _) => (p.clone(), res_path(&id), "GroupSet"),
                 };
                 if hk == HostKind::Instance && p.get("SecurityGroups").is_some() {
-                    return Err(ModelError::new(format!("{}.SecurityGroups", res_path(&id)), "group names are EC2-Classic/default-VPC only; use SecurityGroupIds"));
+                    return Err(ModelError::new(
+                        format!("{}.SecurityGroups", res_path(&id)),
+                        "group names are EC2-Classic/default-VPC only; use SecurityGroupIds",
+                    ));
                 }
-                let subnet_id = iface.get("SubnetId").and_then(Value::as_str).ok_or_else(|| {
-                    ModelError::new(format!("{prefix}.SubnetId"), "is required (this project has no default VPC)")
-                })?;
+                let subnet_id = iface
+                    .get("SubnetId")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        ModelError::new(
+                            format!("{prefix}.SubnetId"),
+                            "is required (this project has no default VPC)",
+                        )
+                    })?;
                 let subnet = self.m.subnet(subnet_id).cloned().ok_or_else(|| {
                     ModelError::new(format!("{prefix}.SubnetId"), format!("InvalidSubnet: {subnet_id:?} is not an AWS::EC2::Subnet of this template"))
                 })?;
                 let ip_field = "PrivateIpAddress";
                 let want = Self::parse_ip(&iface, &id, ip_field, &prefix)?;
                 // The group checks report paths under the resource; point them at the interface.
-                let mut groups = self.group_list(&iface, &id, sg_field, &subnet.vpc).map_err(|mut e| {
-                    e.path = e.path.replace(&format!("{}.{sg_field}", res_path(&id)), &format!("{prefix}.{sg_field}"));
-                    e
-                })?;
+                let mut groups = self
+                    .group_list(&iface, &id, sg_field, &subnet.vpc)
+                    .map_err(|mut e| {
+                        e.path = e.path.replace(
+                            &format!("{}.{sg_field}", res_path(&id)),
+                            &format!("{prefix}.{sg_field}"),
+                        );
+                        e
+                    })?;
                 if groups.is_empty() {
-                    groups.push(self.m.vpc(&subnet.vpc).expect("checked").default_group.clone());
+                    groups.push(
+                        self.m
+                            .vpc(&subnet.vpc)
+                            .expect("checked")
+                            .default_group
+                            .clone(),
+                    );
                 }
                 pending.push((id, hk, subnet, want, groups, format!("{prefix}.{ip_field}")));
             }
@@ -666,14 +932,24 @@ impl<'a> Builder<'a> {
                 HostKind::Instance => {
                     self.attr(&id, "PrivateIp", ip.to_string());
                     self.attr(&id, "AvailabilityZone", subnet.az.clone());
-                    self.attr(&id, "PrivateDnsName", format!("ip-{}.ec2.internal", ip.to_string().replace('.', "-")));
+                    self.attr(
+                        &id,
+                        "PrivateDnsName",
+                        format!("ip-{}.ec2.internal", ip.to_string().replace('.', "-")),
+                    );
                 }
                 HostKind::NetworkInterface => {
                     self.attr(&id, "PrimaryPrivateIpAddress", ip.to_string());
                     self.attr(&id, "Id", id.clone());
                 }
             }
-            self.m.hosts.push(Host { id, kind, subnet: subnet.id.clone(), ip, groups });
+            self.m.hosts.push(Host {
+                id,
+                kind,
+                subnet: subnet.id.clone(),
+                ip,
+                groups,
+            });
         }
         self.m.hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())
@@ -681,15 +957,19 @@ impl<'a> Builder<'a> {
 
     fn functions(&mut self) -> Result<()> {
         let lambda: Ipv4Net = LAMBDA_SERVICE_CIDR.parse().expect("constant");
-        let mut next_exec = u32::from(lambda.network()) + 10;
-        for res in self.of_type(FUNCTION) {
+        for (next_exec, res) in (u32::from(lambda.network()) + 10..).zip(self.of_type(FUNCTION)) {
             let id = res.logical_id.clone();
             let path = res_path(&id);
             let raw = Value::Object(res.properties.clone());
             let name = match raw.get("FunctionName") {
-                Some(v) => self.r.resolve(v, &format!("{path}.FunctionName"))?.as_str().map(str::to_string).ok_or_else(|| {
-                    ModelError::new(format!("{path}.FunctionName"), "must be a string")
-                })?,
+                Some(v) => self
+                    .r
+                    .resolve(v, &format!("{path}.FunctionName"))?
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ModelError::new(format!("{path}.FunctionName"), "must be a string")
+                    })?,
                 None => format!("{}-{id}", self.m.stack_name),
             };
             let vpc_config = match raw.get("VpcConfig") {
@@ -699,13 +979,25 @@ impl<'a> Builder<'a> {
                     self.vpc_config(&id, &vc)?
                 }
             };
-            self.attr(&id, "Arn", format!("arn:aws:lambda:{}:{}:function:{name}", self.m.region, self.m.account));
+            self.attr(
+                &id,
+                "Arn",
+                format!(
+                    "arn:aws:lambda:{}:{}:function:{name}",
+                    self.m.region, self.m.account
+                ),
+            );
             let eni = match &vpc_config {
                 None => None,
                 Some(vc) => {
                     let mut first = None;
                     for s in &vc.subnets {
-                        let idx = self.eni_for(s, &vc.groups, &name, &format!("{path}.VpcConfig.SubnetIds"))?;
+                        let idx = self.eni_for(
+                            s,
+                            &vc.groups,
+                            &name,
+                            &format!("{path}.VpcConfig.SubnetIds"),
+                        )?;
                         first.get_or_insert(idx);
                     }
                     first
@@ -719,11 +1011,19 @@ impl<'a> Builder<'a> {
                 exec_ip: Ipv4Addr::from(next_exec),
                 eni,
             });
-            next_exec += 1;
         }
-        for f in self.m.functions.iter().map(|f| f.name.clone()).collect::<Vec<_>>() {
+        for f in self
+            .m
+            .functions
+            .iter()
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>()
+        {
             if self.m.functions.iter().filter(|g| g.name == f).count() > 1 {
-                return Err(ModelError::new("Resources", format!("two functions are named {f:?}")));
+                return Err(ModelError::new(
+                    "Resources",
+                    format!("two functions are named {f:?}"),
+                ));
             }
         }
         // Environment last: it may refer to any address assigned above.
@@ -731,7 +1031,13 @@ impl<'a> Builder<'a> {
             let id = self.m.functions[i].id.clone();
             let res = &self.t.resources[&id];
             let path = format!("{}.Environment.Variables", res_path(&id));
-            let Some(vars) = res.properties.get("Environment").and_then(|e| e.get("Variables")) else { continue };
+            let Some(vars) = res
+                .properties
+                .get("Environment")
+                .and_then(|e| e.get("Variables"))
+            else {
+                continue;
+            };
             let vars = self.r.resolve(vars, &path)?;
             let Value::Object(vars) = vars else {
                 return Err(ModelError::new(path, "must be a mapping"));
@@ -761,7 +1067,11 @@ impl<'a> Builder<'a> {
                 Some(Value::Array(a)) => a
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| ModelError::new(format!("{}[{i}]", field(f)), "must be a string")))
+                    .map(|(i, v)| {
+                        v.as_str().map(str::to_string).ok_or_else(|| {
+                            ModelError::new(format!("{}[{i}]", field(f)), "must be a string")
+                        })
+                    })
                     .collect(),
                 Some(_) => Err(ModelError::new(field(f), "must be a list")),
             }
@@ -772,7 +1082,12 @@ impl<'a> Builder<'a> {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-            Some(_) => return Err(ModelError::new(field("Ipv6AllowedForDualStack"), "must be true or false")),
+            Some(_) => {
+                return Err(ModelError::new(
+                    field("Ipv6AllowedForDualStack"),
+                    "must be true or false",
+                ))
+            }
         };
         if subnets.is_empty() && groups.is_empty() {
             return Ok(None);
@@ -781,7 +1096,10 @@ impl<'a> Builder<'a> {
             return Err(ModelError::new(path, "InvalidParameterValueException: SubnetIds and SecurityGroupIds must both be given or both be empty"));
         }
         if subnets.len() > MAX_VPC_CONFIG_SUBNETS {
-            return Err(ModelError::new(field("SubnetIds"), format!("InvalidParameterValueException: at most {MAX_VPC_CONFIG_SUBNETS} subnets")));
+            return Err(ModelError::new(
+                field("SubnetIds"),
+                format!("InvalidParameterValueException: at most {MAX_VPC_CONFIG_SUBNETS} subnets"),
+            ));
         }
         if groups.len() > MAX_VPC_CONFIG_GROUPS {
             return Err(ModelError::new(field("SecurityGroupIds"), format!("InvalidParameterValueException: at most {MAX_VPC_CONFIG_GROUPS} security groups")));
@@ -793,7 +1111,10 @@ impl<'a> Builder<'a> {
             })?;
             match &vpc {
                 Some(v) if *v != sn.vpc => {
-                    return Err(ModelError::new(field("SubnetIds"), "InvalidParameterValueException: all subnets must be in one VPC"))
+                    return Err(ModelError::new(
+                        field("SubnetIds"),
+                        "InvalidParameterValueException: all subnets must be in one VPC",
+                    ))
                 }
                 _ => vpc = Some(sn.vpc.clone()),
             }
@@ -821,19 +1142,42 @@ impl<'a> Builder<'a> {
         }
         groups.sort();
         groups.dedup();
-        Ok(Some(FunctionVpc { vpc, subnets, groups, ipv6_allowed_for_dual_stack: ipv6 }))
+        Ok(Some(FunctionVpc {
+            vpc,
+            subnets,
+            groups,
+            ipv6_allowed_for_dual_stack: ipv6,
+        }))
     }
 
     /// The shared Hyperplane ENI of (subnet, groups), created on first use.
-    fn eni_for(&mut self, subnet: &str, groups: &[String], function: &str, path: &str) -> Result<u32> {
-        if let Some(e) = self.m.enis.iter_mut().find(|e| e.subnet == subnet && e.groups == groups) {
+    fn eni_for(
+        &mut self,
+        subnet: &str,
+        groups: &[String],
+        function: &str,
+        path: &str,
+    ) -> Result<u32> {
+        if let Some(e) = self
+            .m
+            .enis
+            .iter_mut()
+            .find(|e| e.subnet == subnet && e.groups == groups)
+        {
             e.functions.push(function.to_string());
             return Ok(e.index);
         }
         let sn = self.m.subnet(subnet).expect("validated").clone();
         let ip = self.take_ip(&sn, None, path)?;
         let index = self.m.enis.len() as u32 + 1;
-        let id = format!("eni-0{:016x}", fnv1a(&format!("{}/{subnet}/{}", self.m.stack_name, groups.join(","))));
+        let id = format!(
+            "eni-0{:016x}",
+            fnv1a(&format!(
+                "{}/{subnet}/{}",
+                self.m.stack_name,
+                groups.join(",")
+            ))
+        );
         self.m.enis.push(HyperplaneEniSpec {
             index,
             id,
@@ -849,7 +1193,9 @@ impl<'a> Builder<'a> {
 
 /// Stable 64-bit hash for generated ids (FNV-1a).
 pub fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x1000_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -4,12 +4,27 @@ use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, flags: u8 },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
     /// `no_checksum`: IPv4 UDP with checksum 0 (none).
-    Udp { sport: u16, dport: u16, no_checksum: bool },
+    Udp {
+        sport: u16,
+        dport: u16,
+        no_checksum: bool,
+    },
     /// ICMP / ICMPv6 echo or other type with (id, seq) words.
-    Icmp { ty: u8, code: u8, id: u16, seq: u16 },
-    Other { proto: u8 },
+    Icmp {
+        ty: u8,
+        code: u8,
+        id: u16,
+        seq: u16,
+    },
+    Other {
+        proto: u8,
+    },
 }
 
 pub const TCP_FIN: u8 = 0x01;
@@ -33,7 +48,16 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(src: IpAddr, dst: IpAddr, l4: L4) -> Self {
-        Self { src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2], src, dst, l4, payload: vec![], options: false, min_len: 60 }
+        Self {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src,
+            dst,
+            l4,
+            payload: vec![],
+            options: false,
+            min_len: 60,
+        }
     }
     pub fn payload(mut self, p: &[u8]) -> Self {
         self.payload = p.to_vec();
@@ -61,7 +85,11 @@ impl Frame {
     pub fn build(&self) -> Vec<u8> {
         let proto = self.proto();
         let mut l4 = match &self.l4 {
-            L4::Tcp { sport, dport, flags } => {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => {
                 let mut h = vec![0u8; 20];
                 h[0..2].copy_from_slice(&sport.to_be_bytes());
                 h[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -90,14 +118,23 @@ impl Frame {
         // L4 checksum over the pseudo header.
         let csum_off = match (&self.l4, proto) {
             (L4::Tcp { .. }, _) => Some(16),
-            (L4::Udp { no_checksum: true, .. }, _) if self.src.is_ipv4() => None,
+            (
+                L4::Udp {
+                    no_checksum: true, ..
+                },
+                _,
+            ) if self.src.is_ipv4() => None,
             (L4::Udp { .. }, _) => Some(6),
             (L4::Icmp { .. }, 1) => Some(2),
             (L4::Icmp { .. }, _) => Some(2),
             _ => None,
         };
         if let Some(off) = csum_off {
-            let c = if proto == 1 { checksum(&[&l4]) } else { l4_checksum(self.src, self.dst, proto, &l4) };
+            let c = if proto == 1 {
+                checksum(&[&l4])
+            } else {
+                l4_checksum(self.src, self.dst, proto, &l4)
+            };
             let c = if proto == 17 && c == 0 { 0xffff } else { c };
             l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
         }
@@ -107,7 +144,11 @@ impl Frame {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 f.extend_from_slice(&0x0800u16.to_be_bytes());
-                let opts: &[u8] = if self.options { &[0x94, 0x04, 0, 0] } else { &[] }; // router alert
+                let opts: &[u8] = if self.options {
+                    &[0x94, 0x04, 0, 0]
+                } else {
+                    &[]
+                }; // router alert
                 let ihl = (20 + opts.len()) / 4;
                 let mut ip = vec![0u8; 20];
                 ip[0] = 0x40 | ihl as u8;
@@ -125,7 +166,11 @@ impl Frame {
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 f.extend_from_slice(&0x86ddu16.to_be_bytes());
-                let ext: Vec<u8> = if self.options { vec![proto, 0, 1, 4, 0, 0, 0, 0] } else { vec![] }; // HBH, PadN
+                let ext: Vec<u8> = if self.options {
+                    vec![proto, 0, 1, 4, 0, 0, 0, 0]
+                } else {
+                    vec![]
+                }; // HBH, PadN
                 let mut ip = vec![0u8; 40];
                 ip[0] = 0x60;
                 ip[4..6].copy_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
@@ -216,7 +261,13 @@ pub fn parse_and_verify(f: &[u8]) -> Result<Parsed, String> {
             }
             let s: [u8; 4] = f[26..30].try_into().unwrap();
             let d: [u8; 4] = f[30..34].try_into().unwrap();
-            (IpAddr::from(s), IpAddr::from(d), f[23], &f[14 + ihl..14 + tot], f[22])
+            (
+                IpAddr::from(s),
+                IpAddr::from(d),
+                f[23],
+                &f[14 + ihl..14 + tot],
+                f[22],
+            )
         }
         0x86dd => {
             let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
@@ -228,12 +279,21 @@ pub fn parse_and_verify(f: &[u8]) -> Result<Parsed, String> {
                 next = f[off];
                 off += (f[off + 1] as usize + 1) * 8;
             }
-            (IpAddr::from(s), IpAddr::from(d), next, &f[off..54 + plen], f[21])
+            (
+                IpAddr::from(s),
+                IpAddr::from(d),
+                next,
+                &f[off..54 + plen],
+                f[21],
+            )
         }
         _ => return Err(format!("ethertype {et:#x}")),
     };
     let (sport, dport) = if l4.len() >= 4 && (proto == 6 || proto == 17) {
-        (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
     } else {
         (0, 0)
     };
@@ -246,7 +306,16 @@ pub fn parse_and_verify(f: &[u8]) -> Result<Parsed, String> {
     if !verify {
         return Err(format!("bad L4 checksum (proto {proto})"));
     }
-    Ok(Parsed { dst_mac, src_mac, src, dst, proto, sport, dport, ttl })
+    Ok(Parsed {
+        dst_mac,
+        src_mac,
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        ttl,
+    })
 }
 
 #[cfg(test)]
@@ -257,17 +326,43 @@ mod tests {
     fn built_frames_verify() {
         let v4 = |a: [u8; 4]| IpAddr::from(a);
         for l4 in [
-            L4::Tcp { sport: 1, dport: 2, flags: TCP_SYN },
-            L4::Udp { sport: 1, dport: 2, no_checksum: false },
-            L4::Udp { sport: 1, dport: 2, no_checksum: true },
-            L4::Icmp { ty: 8, code: 0, id: 7, seq: 1 },
+            L4::Tcp {
+                sport: 1,
+                dport: 2,
+                flags: TCP_SYN,
+            },
+            L4::Udp {
+                sport: 1,
+                dport: 2,
+                no_checksum: false,
+            },
+            L4::Udp {
+                sport: 1,
+                dport: 2,
+                no_checksum: true,
+            },
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 7,
+                seq: 1,
+            },
         ] {
-            let f = Frame::new(v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), l4.clone()).payload(b"hello").with_options().build();
+            let f = Frame::new(v4([10, 0, 0, 1]), v4([10, 0, 0, 2]), l4.clone())
+                .payload(b"hello")
+                .with_options()
+                .build();
             parse_and_verify(&f).unwrap();
-            let f6 = Frame::new("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), l4).payload(b"hi").with_options().build();
+            let f6 = Frame::new("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), l4)
+                .payload(b"hi")
+                .with_options()
+                .build();
             parse_and_verify(&f6).unwrap();
         }
         // Known vector: RFC 1071 example words.
-        assert_eq!(checksum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]), !0xddf2);
+        assert_eq!(
+            checksum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]),
+            !0xddf2
+        );
     }
 }

@@ -17,7 +17,10 @@ pub struct ModelError {
 
 impl ModelError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -44,14 +47,18 @@ pub struct Resource {
 /// Parses YAML or JSON text into a template.
 pub fn parse(text: &str) -> Result<Template> {
     let doc: Value = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))?
+        serde_json::from_str(text)
+            .map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))?
     } else {
-        let y: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| ModelError::new("template", format!("invalid YAML: {e}")))?;
+        let y: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| ModelError::new("template", format!("invalid YAML: {e}")))?;
         yaml_to_json(y, "template")?
     };
     let Value::Object(top) = doc else {
-        return Err(ModelError::new("template", "the template must be a mapping"));
+        return Err(ModelError::new(
+            "template",
+            "the template must be a mapping",
+        ));
     };
     let parameters = match top.get("Parameters") {
         None => BTreeMap::new(),
@@ -60,7 +67,12 @@ pub fn parse(text: &str) -> Result<Template> {
     };
     let res = match top.get("Resources") {
         Some(Value::Object(m)) if !m.is_empty() => m,
-        _ => return Err(ModelError::new("Resources", "the template needs a non-empty Resources mapping")),
+        _ => {
+            return Err(ModelError::new(
+                "Resources",
+                "the template needs a non-empty Resources mapping",
+            ))
+        }
     };
     let mut resources = BTreeMap::new();
     for (id, r) in res {
@@ -70,16 +82,36 @@ pub fn parse(text: &str) -> Result<Template> {
         };
         let kind = match r.get("Type") {
             Some(Value::String(t)) => t.clone(),
-            _ => return Err(ModelError::new(format!("{path}.Type"), "missing or not a string")),
+            _ => {
+                return Err(ModelError::new(
+                    format!("{path}.Type"),
+                    "missing or not a string",
+                ))
+            }
         };
         let properties = match r.get("Properties") {
             None => Map::new(),
             Some(Value::Object(p)) => p.clone(),
-            Some(_) => return Err(ModelError::new(format!("{path}.Properties"), "must be a mapping")),
+            Some(_) => {
+                return Err(ModelError::new(
+                    format!("{path}.Properties"),
+                    "must be a mapping",
+                ))
+            }
         };
-        resources.insert(id.clone(), Resource { logical_id: id.clone(), kind, properties });
+        resources.insert(
+            id.clone(),
+            Resource {
+                logical_id: id.clone(),
+                kind,
+                properties,
+            },
+        );
     }
-    Ok(Template { parameters, resources })
+    Ok(Template {
+        parameters,
+        resources,
+    })
 }
 
 /// YAML to JSON, turning the short-form tags into their long forms.
@@ -98,7 +130,11 @@ fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value> {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(s) => Value::Array(s.into_iter().map(|x| yaml_to_json(x, path)).collect::<Result<_>>()?),
+        Y::Sequence(s) => Value::Array(
+            s.into_iter()
+                .map(|x| yaml_to_json(x, path))
+                .collect::<Result<_>>()?,
+        ),
         Y::Mapping(m) => {
             let mut out = Map::new();
             for (k, v) in m {
@@ -124,7 +160,12 @@ fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value> {
                     let inner = match inner {
                         Value::String(s) => match s.split_once('.') {
                             Some((a, b)) => Value::Array(vec![a.into(), b.into()]),
-                            None => return Err(ModelError::new(path, format!("!GetAtt {s}: expected Resource.Attribute"))),
+                            None => {
+                                return Err(ModelError::new(
+                                    path,
+                                    format!("!GetAtt {s}: expected Resource.Attribute"),
+                                ))
+                            }
                         },
                         other => other,
                     };
@@ -160,7 +201,11 @@ const NO_VALUE: &str = "\u{0}AWS::NoValue";
 
 impl<'a> Resolver<'a> {
     /// Resolves `Parameters` from defaults and `overrides`.
-    pub fn new(template: &'a Template, overrides: &HashMap<String, String>, stack_name: &str) -> Result<Self> {
+    pub fn new(
+        template: &'a Template,
+        overrides: &HashMap<String, String>,
+        stack_name: &str,
+    ) -> Result<Self> {
         let mut params = HashMap::new();
         for (name, decl) in &template.parameters {
             let path = format!("Parameters.{name}");
@@ -171,20 +216,39 @@ impl<'a> Resolver<'a> {
                     Some(Value::String(s)) => Value::String(s.clone()),
                     Some(Value::Number(n)) => Value::String(n.to_string()),
                     Some(Value::Array(a)) => Value::Array(a.clone()),
-                    Some(_) => return Err(ModelError::new(format!("{path}.Default"), "must be a string, number or list")),
+                    Some(_) => {
+                        return Err(ModelError::new(
+                            format!("{path}.Default"),
+                            "must be a string, number or list",
+                        ))
+                    }
                     None => {
-                        return Err(ModelError::new(path, "no value: no Default, and not given with --parameter NAME=VALUE"))
+                        return Err(ModelError::new(
+                            path,
+                            "no value: no Default, and not given with --parameter NAME=VALUE",
+                        ))
                     }
                 },
             };
-            if let (Some(Value::Array(allowed)), Value::String(s)) = (decl.get("AllowedValues"), &raw) {
-                if !allowed.iter().any(|a| a.as_str() == Some(s) || a.to_string() == *s) {
-                    return Err(ModelError::new(path, format!("value {s:?} is not one of AllowedValues")));
+            if let (Some(Value::Array(allowed)), Value::String(s)) =
+                (decl.get("AllowedValues"), &raw)
+            {
+                if !allowed.iter().any(|a| {
+                    a.as_str() == Some(s) || a.as_i64().is_some_and(|n| n.to_string() == *s)
+                }) {
+                    return Err(ModelError::new(
+                        path,
+                        format!("value {s:?} is not one of AllowedValues"),
+                    ));
                 }
             }
             let value = match (ty, raw) {
                 (t, Value::String(s)) if t == "CommaDelimitedList" || t.starts_with("List<") => {
-                    Value::Array(s.split(',').map(|x| Value::String(x.trim().to_string())).collect())
+                    Value::Array(
+                        s.split(',')
+                            .map(|x| Value::String(x.trim().to_string()))
+                            .collect(),
+                    )
                 }
                 (_, v) => v,
             };
@@ -192,7 +256,10 @@ impl<'a> Resolver<'a> {
         }
         for name in overrides.keys() {
             if !template.parameters.contains_key(name) {
-                return Err(ModelError::new(format!("Parameters.{name}"), "given with --parameter but not declared"));
+                return Err(ModelError::new(
+                    format!("Parameters.{name}"),
+                    "given with --parameter but not declared",
+                ));
             }
         }
         Ok(Self {
@@ -211,7 +278,10 @@ impl<'a> Resolver<'a> {
             "AWS::Region" => self.region.clone(),
             "AWS::AccountId" => self.account.clone(),
             "AWS::StackName" => self.stack_name.clone(),
-            "AWS::StackId" => format!("arn:aws:cloudformation:{}:{}:stack/{}/local", self.region, self.account, self.stack_name),
+            "AWS::StackId" => format!(
+                "arn:aws:cloudformation:{}:{}:stack/{}/local",
+                self.region, self.account, self.stack_name
+            ),
             "AWS::Partition" => "aws".into(),
             "AWS::URLSuffix" => "amazonaws.com".into(),
             "AWS::NoValue" => NO_VALUE.into(),
@@ -227,19 +297,36 @@ impl<'a> Resolver<'a> {
             return Ok(v);
         }
         if self.template.resources.contains_key(name) {
-            return Ok(self.refs.get(name).cloned().unwrap_or_else(|| Value::String(name.into())));
+            return Ok(self
+                .refs
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Value::String(name.into())));
         }
-        Err(ModelError::new(path, format!("Ref {name}: no parameter, pseudo parameter or resource of that name")))
+        Err(ModelError::new(
+            path,
+            format!("Ref {name}: no parameter, pseudo parameter or resource of that name"),
+        ))
     }
 
     fn get_att(&self, res: &str, attr: &str, path: &str) -> Result<Value> {
         if !self.template.resources.contains_key(res) {
-            return Err(ModelError::new(path, format!("Fn::GetAtt {res}.{attr}: no resource {res}")));
+            return Err(ModelError::new(
+                path,
+                format!("Fn::GetAtt {res}.{attr}: no resource {res}"),
+            ));
         }
         self.attrs
             .get(&(res.to_string(), attr.to_string()))
             .cloned()
-            .ok_or_else(|| ModelError::new(path, format!("Fn::GetAtt {res}.{attr}: attribute not supported (or not available here)")))
+            .ok_or_else(|| {
+                ModelError::new(
+                    path,
+                    format!(
+                        "Fn::GetAtt {res}.{attr}: attribute not supported (or not available here)"
+                    ),
+                )
+            })
     }
 
     /// Resolves every intrinsic function in `v`.
@@ -270,15 +357,25 @@ impl<'a> Resolver<'a> {
                     "Fn::GetAtt" => {
                         let arg = self.resolve_inner(arg, path)?;
                         match arg {
-                            Value::Array(a) if a.len() == 2 => match (a[0].as_str(), a[1].as_str()) {
+                            Value::Array(a) if a.len() == 2 => match (a[0].as_str(), a[1].as_str())
+                            {
                                 (Some(r), Some(at)) => self.get_att(r, at, path),
-                                _ => Err(ModelError::new(path, "Fn::GetAtt takes [Resource, Attribute]")),
+                                _ => Err(ModelError::new(
+                                    path,
+                                    "Fn::GetAtt takes [Resource, Attribute]",
+                                )),
                             },
                             Value::String(s) => match s.split_once('.') {
                                 Some((r, at)) => self.get_att(r, at, path),
-                                None => Err(ModelError::new(path, "Fn::GetAtt takes Resource.Attribute")),
+                                None => Err(ModelError::new(
+                                    path,
+                                    "Fn::GetAtt takes Resource.Attribute",
+                                )),
                             },
-                            _ => Err(ModelError::new(path, "Fn::GetAtt takes [Resource, Attribute]")),
+                            _ => Err(ModelError::new(
+                                path,
+                                "Fn::GetAtt takes [Resource, Attribute]",
+                            )),
                         }
                     }
                     "Fn::Sub" => self.sub(arg, path),
@@ -292,12 +389,25 @@ impl<'a> Resolver<'a> {
                             Some(Value::String(s)) => s.parse().ok(),
                             _ => None,
                         }
-                        .ok_or_else(|| ModelError::new(path, "Fn::Select: index must be a non-negative number"))?;
+                        .ok_or_else(|| {
+                            ModelError::new(path, "Fn::Select: index must be a non-negative number")
+                        })?;
                         match a.get(1) {
-                            Some(Value::Array(list)) => list.get(idx as usize).cloned().ok_or_else(|| {
-                                ModelError::new(path, format!("Fn::Select: index {idx} out of range (list has {})", list.len()))
-                            }),
-                            _ => Err(ModelError::new(path, "Fn::Select: second argument must be a list")),
+                            Some(Value::Array(list)) => {
+                                list.get(idx as usize).cloned().ok_or_else(|| {
+                                    ModelError::new(
+                                        path,
+                                        format!(
+                                            "Fn::Select: index {idx} out of range (list has {})",
+                                            list.len()
+                                        ),
+                                    )
+                                })
+                            }
+                            _ => Err(ModelError::new(
+                                path,
+                                "Fn::Select: second argument must be a list",
+                            )),
                         }
                     }
                     "Fn::GetAZs" => {
@@ -306,7 +416,12 @@ impl<'a> Resolver<'a> {
                             Some("") | None => self.region.clone(),
                             Some(r) => r.to_string(),
                         };
-                        Ok(Value::Array(["a", "b", "c"].iter().map(|z| Value::String(format!("{region}{z}"))).collect()))
+                        Ok(Value::Array(
+                            ["a", "b", "c"]
+                                .iter()
+                                .map(|z| Value::String(format!("{region}{z}")))
+                                .collect(),
+                        ))
                     }
                     "Fn::Join" => {
                         let arg = self.resolve_inner(arg, path)?;
@@ -320,9 +435,10 @@ impl<'a> Resolver<'a> {
                             _ => Err(ModelError::new(path, "Fn::Join takes [delimiter, list]")),
                         }
                     }
-                    f if f.starts_with("Fn::") || f == "Condition" => {
-                        Err(ModelError::new(path, format!("{f} is not supported by this project")))
-                    }
+                    f if f.starts_with("Fn::") || f == "Condition" => Err(ModelError::new(
+                        path,
+                        format!("{f} is not supported by this project"),
+                    )),
                     _ => self.resolve_object(m, path),
                 }
             }
@@ -347,9 +463,19 @@ impl<'a> Resolver<'a> {
             Value::String(s) => (s.clone(), Map::new()),
             Value::Array(a) if a.len() == 2 => match (&a[0], self.resolve_inner(&a[1], path)?) {
                 (Value::String(s), Value::Object(vars)) => (s.clone(), vars),
-                _ => return Err(ModelError::new(path, "Fn::Sub takes a string or [string, {vars}]")),
+                _ => {
+                    return Err(ModelError::new(
+                        path,
+                        "Fn::Sub takes a string or [string, {vars}]",
+                    ))
+                }
             },
-            _ => return Err(ModelError::new(path, "Fn::Sub takes a string or [string, {vars}]")),
+            _ => {
+                return Err(ModelError::new(
+                    path,
+                    "Fn::Sub takes a string or [string, {vars}]",
+                ))
+            }
         };
         let mut out = String::new();
         let mut rest = text.as_str();
@@ -366,7 +492,8 @@ impl<'a> Resolver<'a> {
                 out.push('}');
             } else if let Some(v) = vars.get(name) {
                 out.push_str(&scalar_string(v));
-            } else if let Some((r, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::")) {
+            } else if let Some((r, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+            {
                 out.push_str(&scalar_string(&self.get_att(r, a, path)?));
             } else {
                 out.push_str(&scalar_string(&self.reference(name, path)?));
@@ -401,7 +528,8 @@ mod tests {
         )
         .unwrap();
         let mut r = resolver_for(&t);
-        r.attrs.insert(("V".into(), "CidrBlock".into()), "10.0.0.0/16".into());
+        r.attrs
+            .insert(("V".into(), "CidrBlock".into()), "10.0.0.0/16".into());
         let props = Value::Object(t.resources["V"].properties.clone());
         let v = r.resolve(&props, "Resources.V.Properties").unwrap();
         assert_eq!(v["CidrBlock"], "10.0.0.0/16");
@@ -414,7 +542,9 @@ mod tests {
     fn json_long_forms() {
         let t = parse(r#"{"Resources":{"V":{"Type":"AWS::EC2::VPC","Properties":{"A":{"Fn::Join":["-",["a",{"Ref":"AWS::Region"}]]},"B":{"Fn::Sub":["${X}!${!Y}",{"X":"x"}]}}}}}"#).unwrap();
         let r = resolver_for(&t);
-        let v = r.resolve(&Value::Object(t.resources["V"].properties.clone()), "p").unwrap();
+        let v = r
+            .resolve(&Value::Object(t.resources["V"].properties.clone()), "p")
+            .unwrap();
         assert_eq!(v["A"], "a-us-east-1");
         assert_eq!(v["B"], "x!${Y}");
     }
@@ -423,7 +553,12 @@ mod tests {
     fn errors_name_the_place() {
         let t = parse("Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: !Ref Nope\n").unwrap();
         let r = resolver_for(&t);
-        let e = r.resolve(&Value::Object(t.resources["V"].properties.clone()), "Resources.V.Properties").unwrap_err();
+        let e = r
+            .resolve(
+                &Value::Object(t.resources["V"].properties.clone()),
+                "Resources.V.Properties",
+            )
+            .unwrap_err();
         assert_eq!(e.path, "Resources.V.Properties.CidrBlock");
         assert!(e.message.contains("Nope"), "{e}");
 
@@ -438,14 +573,18 @@ mod tests {
     #[test]
     fn unsupported_intrinsic_is_an_error() {
         let t = parse("Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: !If [C, a, b]\n").unwrap();
-        let e = resolver_for(&t).resolve(&Value::Object(t.resources["V"].properties.clone()), "x").unwrap_err();
+        let e = resolver_for(&t)
+            .resolve(&Value::Object(t.resources["V"].properties.clone()), "x")
+            .unwrap_err();
         assert!(e.message.contains("Fn::If"), "{e}");
     }
 
     #[test]
     fn no_value_removes_the_property() {
         let t = parse("Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n      A: !Ref AWS::NoValue\n      B: [1, !Ref AWS::NoValue]\n").unwrap();
-        let v = resolver_for(&t).resolve(&Value::Object(t.resources["V"].properties.clone()), "x").unwrap();
+        let v = resolver_for(&t)
+            .resolve(&Value::Object(t.resources["V"].properties.clone()), "x")
+            .unwrap();
         assert!(v.get("A").is_none());
         assert_eq!(v["B"], serde_json::json!([1]));
     }
@@ -458,7 +597,10 @@ mod tests {
         let r = Resolver::new(&t, &o, "s").unwrap();
         assert_eq!(r.params["L"], serde_json::json!(["a", "b"]));
         o.insert("P".to_string(), "z".to_string());
-        assert!(Resolver::new(&t, &o, "s").unwrap_err().message.contains("AllowedValues"));
+        assert!(Resolver::new(&t, &o, "s")
+            .unwrap_err()
+            .message
+            .contains("AllowedValues"));
         o.insert("Q".to_string(), "z".to_string());
         o.insert("P".to_string(), "x".to_string());
         assert_eq!(Resolver::new(&t, &o, "s").unwrap_err().path, "Parameters.Q");

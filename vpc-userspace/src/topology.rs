@@ -39,7 +39,16 @@ pub fn router_netns(deployment: &str) -> String {
 
 /// Namespace name of a resource: `<deployment>-<logical id>`.
 pub fn node_netns(deployment: &str, id: &str) -> String {
-    let clean: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let clean: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{deployment}-{clean}")
 }
 
@@ -48,9 +57,16 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
     if std::env::var_os("VPC_VERBOSE").is_some() {
         eprintln!("+ {cmd} {}", args.join(" "));
     }
-    let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd} (is it installed?)"))?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd} (is it installed?)"))?;
     if !out.status.success() {
-        bail!("`{cmd} {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{cmd} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -66,14 +82,22 @@ fn in_ns(ns: &str, cmd: &str, args: &[&str]) -> Result<String> {
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Names of every namespace a model needs (so a failed `up` can be undone).
 pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
     let mut v = vec![router_netns(deployment)];
     v.extend(model.hosts.iter().map(|h| node_netns(deployment, &h.id)));
-    v.extend(model.functions.iter().map(|f| node_netns(deployment, &format!("fn-{}", f.id))));
+    v.extend(
+        model
+            .functions
+            .iter()
+            .map(|f| node_netns(deployment, &format!("fn-{}", f.id))),
+    );
     v
 }
 
@@ -83,7 +107,17 @@ pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
 pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
     let router = router_netns(deployment);
     ip(&["netns", "add", &router])?;
-    in_ns(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])?;
+    in_ns(
+        &router,
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv4.ip_forward=0",
+            "net.ipv6.conf.all.forwarding=0",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    )?;
     ip(&["-n", &router, "link", "set", "lo", "up"])?;
     let mut specs = vec![];
     for h in &model.hosts {
@@ -95,7 +129,13 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         specs.push((h.id.clone(), role, node_netns(deployment, &h.id), h.ip, gw));
     }
     for f in &model.functions {
-        specs.push((f.id.clone(), Role::ExecutionEnvironment, node_netns(deployment, &format!("fn-{}", f.id)), f.exec_ip, crate::model::LAMBDA_GATEWAY));
+        specs.push((
+            f.id.clone(),
+            Role::ExecutionEnvironment,
+            node_netns(deployment, &format!("fn-{}", f.id)),
+            f.exec_ip,
+            crate::model::LAMBDA_GATEWAY,
+        ));
     }
     let mut nodes = vec![];
     for (k, (id, role, ns, addr, gw)) in specs.into_iter().enumerate() {
@@ -105,8 +145,33 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         let mac = [0x02, 0x48, 0x53, 0x54, (n >> 8) as u8, n as u8];
         ip(&["netns", "add", &ns])?;
         // IPv6 off before links come up: no DAD, RS or MLD noise on the wire.
-        in_ns(&ns, "sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])?;
-        ip(&["-n", &router, "link", "add", &router_if, "address", &mac_str(&router_mac), "type", "veth", "peer", "name", "eth0", "netns", &ns, "address", &mac_str(&mac)])?;
+        in_ns(
+            &ns,
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        )?;
+        ip(&[
+            "-n",
+            &router,
+            "link",
+            "add",
+            &router_if,
+            "address",
+            &mac_str(&router_mac),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+            "address",
+            &mac_str(&mac),
+        ])?;
         // Full checksums from the sender (no CHECKSUM_PARTIAL through NAT);
         // GRO gives eth0 the NAPI instance XDP_REDIRECT into a veth needs.
         in_ns(&ns, "ethtool", &["-K", "eth0", "tx", "off", "gro", "on"])?;
@@ -114,14 +179,66 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &router, "link", "set", &router_if, "up"])?;
-        ip(&["-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
-        ip(&["-n", &ns, "route", "add", &gw.to_string(), "dev", "eth0", "scope", "link"])?;
-        ip(&["-n", &ns, "route", "add", "default", "via", &gw.to_string(), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            &gw.to_string(),
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ])?;
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gw.to_string(),
+            "dev",
+            "eth0",
+        ])?;
         // The VPC router answers for its gateway address: a static entry, so
         // no ARP ever needs to cross the XDP path.
-        ip(&["-n", &ns, "neigh", "replace", &gw.to_string(), "lladdr", &mac_str(&router_mac), "dev", "eth0", "nud", "permanent"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "neigh",
+            "replace",
+            &gw.to_string(),
+            "lladdr",
+            &mac_str(&router_mac),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])?;
         let ifindex = ifindex_of(&router, &router_if)?;
-        nodes.push(Node { id, role, netns: ns, router_if, ip: addr, gateway: gw, link: LinkInfo { ifindex, mac, router_mac } });
+        nodes.push(Node {
+            id,
+            role,
+            netns: ns,
+            router_if,
+            ip: addr,
+            gateway: gw,
+            link: LinkInfo {
+                ifindex,
+                mac,
+                router_mac,
+            },
+        });
     }
     Ok(nodes)
 }
@@ -136,11 +253,24 @@ fn ifindex_of(ns: &str, ifname: &str) -> Result<u32> {
         .with_context(|| format!("no ifindex for {ifname} in {ns}"))
 }
 
-/// Deletes namespaces (their veths go with them). Missing ones are fine.
+/// Deletes namespaces (their veths go with them). Processes still running
+/// inside (a server started with `vpc exec ... &`) are killed first, or they
+/// would keep the namespace alive, unnamed. Missing namespaces are fine.
 pub fn teardown(namespaces: &[String]) -> Vec<String> {
     let mut errors = vec![];
     for ns in namespaces.iter().rev() {
         if std::path::Path::new("/run/netns").join(ns).exists() {
+            if let Ok(pids) = ip(&["netns", "pids", ns]) {
+                for pid in pids
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
             if let Err(e) = ip(&["netns", "del", ns]) {
                 errors.push(e.to_string());
             }

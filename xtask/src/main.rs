@@ -38,7 +38,10 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<()> {
     let (cmd, rest) = match args.split_first() {
-        Some((c, r)) => (c.as_str(), r.strip_prefix(&["--".to_string()][..]).unwrap_or(r)),
+        Some((c, r)) => (
+            c.as_str(),
+            r.strip_prefix(&["--".to_string()][..]).unwrap_or(r),
+        ),
         None => {
             println!("{USAGE}");
             return Ok(());
@@ -60,7 +63,7 @@ fn run(args: &[String]) -> Result<()> {
                 a.push("--");
                 a.extend(rest.iter().map(String::as_str));
             }
-            cargo(&a, &[])
+            cargo_test(&a)
         }
         "run" => {
             require_root("it creates namespaces and attaches XDP programs")?;
@@ -74,7 +77,10 @@ fn run(args: &[String]) -> Result<()> {
                 a.extend(rest.iter().cloned());
             }
             // Exec-like: vpc handles Ctrl-C / SIGTERM itself and tears down.
-            let st = Command::new(&vpc).args(&a).status().with_context(|| format!("running {}", vpc.display()))?;
+            let st = Command::new(&vpc)
+                .args(&a)
+                .status()
+                .with_context(|| format!("running {}", vpc.display()))?;
             if !st.success() {
                 bail!("vpc run failed ({st})");
             }
@@ -85,9 +91,12 @@ fn run(args: &[String]) -> Result<()> {
             provision()?;
             cargo(&["build", "--release", "--bin", "vpc"], &[])?;
             let out = root().join("target/bench/results.json");
-            let mut a: Vec<String> = vec!["bench".into(), "--json".into(), out.display().to_string()];
+            let mut a: Vec<String> =
+                vec!["bench".into(), "--json".into(), out.display().to_string()];
             a.extend(rest.iter().cloned());
-            let st = Command::new(root().join("target/release/vpc")).args(&a).status()?;
+            let st = Command::new(root().join("target/release/vpc"))
+                .args(&a)
+                .status()?;
             if !st.success() {
                 bail!("bench failed ({st})");
             }
@@ -102,7 +111,10 @@ fn run(args: &[String]) -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn require_root(why: &str) -> Result<()> {
@@ -124,9 +136,57 @@ extern "C" {
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("xtask: cargo {}", args.join(" "));
-    let st = Command::new(cargo).args(args).current_dir(root()).env("PATH", path_with_cargo_bin()).envs(envs.iter().copied()).status()?;
+    let st = Command::new(cargo)
+        .args(args)
+        .current_dir(root())
+        .env("PATH", path_with_cargo_bin())
+        .envs(envs.iter().copied())
+        .status()?;
     if !st.success() {
         bail!("cargo {} failed ({st})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// `cargo test`, streamed, with one closing line that sums every binary's
+/// results (`N passed, N failed`).
+fn cargo_test(args: &[&str]) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("xtask: cargo {}", args.join(" "));
+    let mut child = Command::new(cargo)
+        .args(args)
+        .current_dir(root())
+        .env("PATH", path_with_cargo_bin())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split([';', '.']) {
+                let mut w = part.split_whitespace();
+                if let (Some(n), Some(what)) =
+                    (w.next().and_then(|n| n.parse::<u64>().ok()), w.next())
+                {
+                    match what {
+                        "passed" => passed += n,
+                        "failed" => failed += n,
+                        "ignored" => ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let st = child.wait()?;
+    println!("\nxtask: {passed} passed, {failed} failed, {ignored} skipped");
+    if !st.success() {
+        bail!("cargo test failed ({st})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
     }
     Ok(())
 }
@@ -148,12 +208,20 @@ fn path_with_cargo_bin() -> String {
 }
 
 fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
 }
 
 fn output(cmd: &str, args: &[&str]) -> Option<String> {
-    let o = Command::new(cmd).args(args).env("PATH", path_with_cargo_bin()).output().ok()?;
-    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    let o = Command::new(cmd)
+        .args(args)
+        .env("PATH", path_with_cargo_bin())
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn step(what: &str, cmd: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
@@ -172,7 +240,8 @@ fn step(what: &str, cmd: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(
 }
 
 fn deb_installed(pkg: &str) -> bool {
-    output("dpkg-query", &["-W", "-f=${Status}", pkg]).is_some_and(|s| s.contains("install ok installed"))
+    output("dpkg-query", &["-W", "-f=${Status}", pkg])
+        .is_some_and(|s| s.contains("install ok installed"))
 }
 
 /// Installs only what is missing; a second run prints nothing but the checks.
@@ -180,19 +249,50 @@ fn provision() -> Result<()> {
     // 1. nightly + rust-src (the eBPF crate builds core with -Z build-std).
     let toolchains = output("rustup", &["toolchain", "list"]).context("rustup is required")?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
-        step("the nightly toolchain", "rustup", &["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"], &[])?;
+        step(
+            "the nightly toolchain",
+            "rustup",
+            &[
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ],
+            &[],
+        )?;
     }
-    let comps = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"]).unwrap_or_default();
+    let comps = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
     if !comps.lines().any(|l| l.starts_with("rust-src")) {
-        step("rust-src for nightly", "rustup", &["component", "add", "rust-src", "--toolchain", "nightly"], &[])?;
+        step(
+            "rust-src for nightly",
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+            &[],
+        )?;
     }
     // 2. Debian packages: LLVM 22 for bpf-linker; the tools the topology and tests use.
     let mut debs: Vec<&str> = vec![];
-    let need_linker = !output("bpf-linker", &["--version"]).is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    let need_linker =
+        !output("bpf-linker", &["--version"]).is_some_and(|v| v.contains(BPF_LINKER_VERSION));
     if need_linker {
-        debs.extend(["llvm-22-dev", "libpolly-22-dev"].into_iter().filter(|p| !deb_installed(p)));
+        debs.extend(
+            ["llvm-22-dev", "libpolly-22-dev"]
+                .into_iter()
+                .filter(|p| !deb_installed(p)),
+        );
     }
-    for (tool, pkg) in [("ip", "iproute2"), ("ethtool", "ethtool"), ("nc", "netcat-openbsd")] {
+    for (tool, pkg) in [
+        ("ip", "iproute2"),
+        ("ethtool", "ethtool"),
+        ("nc", "netcat-openbsd"),
+    ] {
         if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
             debs.push(pkg);
         }
@@ -211,7 +311,16 @@ fn provision() -> Result<()> {
         step(
             &format!("bpf-linker {BPF_LINKER_VERSION}"),
             "cargo",
-            &["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--no-default-features", "--features", &feature],
+            &[
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--no-default-features",
+                "--features",
+                &feature,
+            ],
             &[("PATH", &path)],
         )?;
     }

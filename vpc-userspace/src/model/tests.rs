@@ -33,14 +33,34 @@ fn the_default_template_builds() {
     assert_eq!(f.eni, Some(1));
     assert_eq!(f.environment["DB_HOST"], "10.0.1.10");
     assert_eq!(f.environment["DB_PORT"], "5432");
-    assert_eq!(f.environment["APP_HOST"], m.hosts.iter().find(|h| h.id == "AppServer").unwrap().ip.to_string());
-    assert_eq!(m.skipped, vec![("OrdersLogGroup".to_string(), "AWS::Logs::LogGroup".to_string())]);
+    assert_eq!(
+        f.environment["APP_HOST"],
+        m.hosts
+            .iter()
+            .find(|h| h.id == "AppServer")
+            .unwrap()
+            .ip
+            .to_string()
+    );
+    assert_eq!(
+        m.skipped,
+        vec![(
+            "OrdersLogGroup".to_string(),
+            "AWS::Logs::LogGroup".to_string()
+        )]
+    );
     // Standalone ingress joined its group; the group reference is kept.
     let db = m.group("DatabaseSecurityGroup").unwrap();
     assert_eq!(db.ingress.len(), 2);
-    assert!(db.ingress.iter().all(|r| r.peer == Peer::Group("LambdaSecurityGroup".into())));
+    assert!(db
+        .ingress
+        .iter()
+        .all(|r| r.peer == Peer::Group("LambdaSecurityGroup".into())));
     // A group with no egress rules gets AWS's allow-all.
-    assert_eq!(m.group("LambdaSecurityGroup").unwrap().egress, vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().unwrap()))]);
+    assert_eq!(
+        m.group("LambdaSecurityGroup").unwrap().egress,
+        vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().unwrap()))]
+    );
 }
 
 #[test]
@@ -60,7 +80,10 @@ fn functions_with_the_same_subnet_and_groups_share_an_eni() {
     assert_eq!(m.function("plain").unwrap().eni, None);
     // ENI addresses come from the subnet, after AWS's four reserved ones.
     assert_eq!(m.enis[0].ip.to_string(), "10.0.1.4");
-    assert!(m.enis.iter().all(|e| e.id.starts_with("eni-") && e.id.len() == 21));
+    assert!(m
+        .enis
+        .iter()
+        .all(|e| e.id.starts_with("eni-") && e.id.len() == 21));
 }
 
 #[test]
@@ -77,39 +100,92 @@ fn hosts_get_addresses_and_the_default_group() {
 "#,
     ));
     let ip = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().ip.to_string();
-    assert_eq!(ip("I2"), "10.0.1.4", "explicit addresses are honoured first");
+    assert_eq!(
+        ip("I2"),
+        "10.0.1.4",
+        "explicit addresses are honoured first"
+    );
     assert_eq!(ip("I1"), "10.0.1.5");
     assert_eq!(ip("I3"), "10.0.2.50");
     assert_eq!(ip("N1"), "10.0.2.4");
     let i1 = m.hosts.iter().find(|h| h.id == "I1").unwrap();
     assert_eq!(i1.groups, vec!["Vpc.DefaultSecurityGroup"]);
     let dflt = m.group("Vpc.DefaultSecurityGroup").unwrap();
-    assert_eq!(dflt.ingress, vec![Rule::allow_all(Peer::Group("Vpc.DefaultSecurityGroup".into()))]);
-    assert!(m.members("Vpc.DefaultSecurityGroup").iter().any(|a| a.to_string() == "10.0.1.5"));
+    assert_eq!(
+        dflt.ingress,
+        vec![Rule::allow_all(Peer::Group(
+            "Vpc.DefaultSecurityGroup".into()
+        ))]
+    );
+    assert!(m
+        .members("Vpc.DefaultSecurityGroup")
+        .iter()
+        .any(|a| a.to_string() == "10.0.1.5"));
 }
 
 #[test]
 fn rule_fields_parse_as_aws_defines_them() {
     let r = |s: &str, ingress: bool| parse_rule(&serde_json::from_str(s).unwrap(), "R", ingress);
-    let all = r(r#"{"IpProtocol": -1, "CidrIp": "0.0.0.0/0", "FromPort": 5, "ToPort": 6}"#, true).unwrap();
-    assert_eq!((all.protocol, all.from_port, all.to_port), (Protocol::All, -1, -1), "ports are ignored for -1");
-    let gre = r(r#"{"IpProtocol": "47", "CidrIp": "10.0.0.0/8", "FromPort": 5, "ToPort": 6}"#, true).unwrap();
+    let all = r(
+        r#"{"IpProtocol": -1, "CidrIp": "0.0.0.0/0", "FromPort": 5, "ToPort": 6}"#,
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        (all.protocol, all.from_port, all.to_port),
+        (Protocol::All, -1, -1),
+        "ports are ignored for -1"
+    );
+    let gre = r(
+        r#"{"IpProtocol": "47", "CidrIp": "10.0.0.0/8", "FromPort": 5, "ToPort": 6}"#,
+        true,
+    )
+    .unwrap();
     assert_eq!((gre.protocol, gre.from_port), (Protocol::Number(47), -1));
-    let icmp = r(r#"{"IpProtocol": "icmp", "FromPort": 3, "ToPort": -1, "CidrIp": "10.0.0.0/8"}"#, true).unwrap();
-    assert_eq!((icmp.protocol, icmp.from_port, icmp.to_port), (Protocol::Number(1), 3, -1));
-    let v6 = r(r#"{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIpv6": "2001:db8::/32"}"#, false).unwrap();
+    let icmp = r(
+        r#"{"IpProtocol": "icmp", "FromPort": 3, "ToPort": -1, "CidrIp": "10.0.0.0/8"}"#,
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        (icmp.protocol, icmp.from_port, icmp.to_port),
+        (Protocol::Number(1), 3, -1)
+    );
+    let v6 = r(
+        r#"{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIpv6": "2001:db8::/32"}"#,
+        false,
+    )
+    .unwrap();
     assert!(matches!(v6.peer, Peer::Cidr(IpNet::V6(_))));
     let sg = r(r#"{"IpProtocol": "udp", "FromPort": "53", "ToPort": "53", "DestinationSecurityGroupId": "X"}"#, false).unwrap();
     assert_eq!(sg.peer, Peer::Group("X".into()));
     // Errors name the field.
     for (rule, field) in [
-        (r#"{"IpProtocol": "tcp", "FromPort": 10, "ToPort": 5, "CidrIp": "0.0.0.0/0"}"#, "R.FromPort"),
-        (r#"{"IpProtocol": "tcp", "CidrIp": "0.0.0.0/0"}"#, "R.FromPort"),
-        (r#"{"IpProtocol": "tcpp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0"}"#, "R.IpProtocol"),
-        (r#"{"IpProtocol": "icmp", "FromPort": -1, "ToPort": 3, "CidrIp": "0.0.0.0/0"}"#, "R.ToPort"),
-        (r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "10.0.0.1/8"}"#, "R.CidrIp"),
+        (
+            r#"{"IpProtocol": "tcp", "FromPort": 10, "ToPort": 5, "CidrIp": "0.0.0.0/0"}"#,
+            "R.FromPort",
+        ),
+        (
+            r#"{"IpProtocol": "tcp", "CidrIp": "0.0.0.0/0"}"#,
+            "R.FromPort",
+        ),
+        (
+            r#"{"IpProtocol": "tcpp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0"}"#,
+            "R.IpProtocol",
+        ),
+        (
+            r#"{"IpProtocol": "icmp", "FromPort": -1, "ToPort": 3, "CidrIp": "0.0.0.0/0"}"#,
+            "R.ToPort",
+        ),
+        (
+            r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "10.0.0.1/8"}"#,
+            "R.CidrIp",
+        ),
         (r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1}"#, "R"),
-        (r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0", "SourceSecurityGroupId": "X"}"#, "R"),
+        (
+            r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0", "SourceSecurityGroupId": "X"}"#,
+            "R",
+        ),
     ] {
         assert_eq!(r(rule, true).unwrap_err().path, field, "{rule}");
     }
@@ -161,7 +237,10 @@ fn bad_templates_name_the_resource_and_field() {
     ];
     for (t, path, words) in cases {
         let e = build_err(&t);
-        assert!(e.path.ends_with(path) || e.path == path, "expected {path}, got {e}");
+        assert!(
+            e.path.ends_with(path) || e.path == path,
+            "expected {path}, got {e}"
+        );
         assert!(e.to_string().contains(words), "expected {words:?} in {e}");
     }
 }
@@ -170,7 +249,9 @@ fn bad_templates_name_the_resource_and_field() {
 fn aws_quotas_are_enforced() {
     let mut rules = String::new();
     for p in 0..61 {
-        rules += &format!("        - {{IpProtocol: tcp, FromPort: {p}, ToPort: {p}, CidrIp: 10.0.0.0/8}}\n");
+        rules += &format!(
+            "        - {{IpProtocol: tcp, FromPort: {p}, ToPort: {p}, CidrIp: 10.0.0.0/8}}\n"
+        );
     }
     let t = with(&format!("  Big:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: d\n      VpcId: !Ref Vpc\n      SecurityGroupIngress:\n{rules}"));
     let e = build_err(&t);
@@ -184,11 +265,15 @@ fn aws_quotas_are_enforced() {
         groups += &format!("!Ref G{i}, ");
     }
     let t = with(&format!("{decl}  F: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref A], SecurityGroupIds: [{}]}}}}}}\n", groups.trim_end_matches(", ")));
-    assert_eq!(build_err(&t).path, "Resources.F.Properties.VpcConfig.SecurityGroupIds");
+    assert_eq!(
+        build_err(&t).path,
+        "Resources.F.Properties.VpcConfig.SecurityGroupIds"
+    );
     // A /28 subnet runs out of addresses (16 - 5 reserved = 11).
     let mut hosts = String::new();
     for i in 0..12 {
-        hosts += &format!("  H{i:02}: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref T}}}}\n");
+        hosts +=
+            &format!("  H{i:02}: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref T}}}}\n");
     }
     let t = with(&format!("  T: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.9.0/28}}}}\n{hosts}"));
     assert!(build_err(&t).message.contains("SubnetOutOfIPAddresses"));
