@@ -34,13 +34,9 @@ fn route_packet(ctx: &XdpContext) -> u32 {
 /// connection afterwards, so each run is the first packet of a flow.
 #[xdp]
 pub fn bench_router(ctx: XdpContext) -> u32 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = snapshot(&ctx) else {
         return xdp_action::XDP_ABORTED;
     };
-    let s = unsafe { &mut *s };
-    if snapshot(&ctx, &mut s.bench_snapshot).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
     let new_flow = matches!(BENCH.get(0), Some(1));
     if new_flow {
         s.bench_counter = s.bench_counter.wrapping_add(1);
@@ -64,13 +60,9 @@ pub fn bench_router(ctx: XdpContext) -> u32 {
 /// Baseline: Ethernet rewrite and redirect, inside the same harness.
 #[xdp]
 pub fn bench_redirect(ctx: XdpContext) -> u32 {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+    let Some(s) = snapshot(&ctx) else {
         return xdp_action::XDP_ABORTED;
     };
-    let s = unsafe { &mut *s };
-    if snapshot(&ctx, &mut s.bench_snapshot).is_none() {
-        return xdp_action::XDP_ABORTED;
-    }
     let ep = Endpoint {
         ifindex: 1,
         mac: [2, 0, 0, 0, 0, 2],
@@ -86,10 +78,12 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn snapshot(ctx: &XdpContext, buf: &mut [u64; 8]) -> Option<()> {
+/// Saves the first 64 bytes of the frame in the per-CPU scratch.
+fn snapshot(ctx: &XdpContext) -> Option<&'static mut maps::Scratch> {
+    let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     let p = parse::ptr_at::<[u64; 8]>(ctx, 0)?;
-    *buf = unsafe { core::ptr::read_unaligned(p) };
-    Some(())
+    s.bench_snapshot = unsafe { core::ptr::read_unaligned(p) };
+    Some(s)
 }
 
 #[inline(always)]

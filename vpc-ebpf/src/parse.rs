@@ -59,6 +59,19 @@ impl Packet {
         }
     }
 
+    /// Chooses the IPv6 or IPv4 one of two addresses. The flag is re-read
+    /// and masked so the verifier sees a 0-or-1 offset when LLVM turns the
+    /// choice into pointer arithmetic.
+    #[inline(always)]
+    pub fn pick<'a>(&self, v6: &'a [u8; 16], v4: &'a [u8; 16]) -> &'a [u8; 16] {
+        let flag = unsafe { core::ptr::read_volatile(&self.v6 as *const bool as *const u8) } & 1;
+        if flag != 0 {
+            v6
+        } else {
+            v4
+        }
+    }
+
     #[inline(always)]
     pub fn is_icmp(&self) -> bool {
         self.proto == IPPROTO_ICMP || self.proto == IPPROTO_ICMPV6

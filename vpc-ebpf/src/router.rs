@@ -14,7 +14,7 @@ use crate::{
     ct,
     maps::{Scratch, CT, ENIS, PORTS, SCRATCH},
     nat,
-    parse::{self, IPPROTO_TCP, IPPROTO_UDP},
+    parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP},
     policy, route, stats,
 };
 
@@ -119,6 +119,20 @@ fn deliver_tracked(
     route::deliver(ctx, route::endpoint(daddr)?)
 }
 
+/// The sender's outbound rules, then the receiver's inbound rules (which see
+/// `src`: the sender's address after any NAT).
+#[inline(always)]
+fn groups(p: &Packet, sender: u32, receiver: u32, src: &[u8; 16]) -> Result<(), DropReason> {
+    let port = p.policy_port();
+    if !policy::allowed(sender, DIR_EGRESS, p.v6, &p.daddr, p.proto, port) {
+        return Err(DropReason::SgEgressDenied);
+    }
+    if !policy::allowed(receiver, DIR_INGRESS, p.v6, src, p.proto, port) {
+        return Err(DropReason::SgIngressDenied);
+    }
+    Ok(())
+}
+
 /// A new flow from an instance or network interface in a customer VPC.
 #[inline(never)]
 fn host_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 {
@@ -145,13 +159,7 @@ fn host_flow_inner(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    let pport = p.policy_port();
-    if !policy::allowed(port.policy, DIR_EGRESS, p.v6, &p.daddr, p.proto, pport) {
-        return Err(DropReason::SgEgressDenied);
-    }
-    if !policy::allowed(ep.policy, DIR_INGRESS, p.v6, &p.saddr, p.proto, pport) {
-        return Err(DropReason::SgIngressDenied);
-    }
+    groups(p, port.policy, ep.policy, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
@@ -194,14 +202,8 @@ fn function_flow_inner(
     if !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    let eni_addr = if p.v6 { &eni.addr6 } else { &eni.addr4 };
-    let pport = p.policy_port();
-    if !policy::allowed(eni.policy, DIR_EGRESS, p.v6, &p.daddr, p.proto, pport) {
-        return Err(DropReason::SgEgressDenied);
-    }
-    if !policy::allowed(ep.policy, DIR_INGRESS, p.v6, eni_addr, p.proto, pport) {
-        return Err(DropReason::SgIngressDenied);
-    }
+    let eni_addr = p.pick(&eni.addr6, &eni.addr4);
+    groups(p, eni.policy, ep.policy, eni_addr)?;
     s.orig.flags = CT_F_SNAT;
     s.orig.nat_addr = *eni_addr;
     s.reply.flags = CT_F_DNAT;

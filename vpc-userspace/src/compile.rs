@@ -199,6 +199,25 @@ pub fn compile_policies(model: &Model) -> Entries {
     out
 }
 
+/// The port entry of a link and the endpoint entry of its address.
+fn attach(out: &mut Entries, l: LinkInfo, ip: std::net::Ipv4Addr, mut port: PortInfo) {
+    let addr = v4_mapped(ip.octets());
+    port.addr4 = addr;
+    out.ports.push((l.ifindex, port));
+    out.endpoints.push((
+        addr,
+        Endpoint {
+            ifindex: l.ifindex,
+            policy: port.policy,
+            vpc: port.vpc,
+            kind: port.kind,
+            mac: l.mac,
+            router_mac: l.router_mac,
+            ..Default::default()
+        },
+    ));
+}
+
 /// All entries, given the links the topology built (keyed by resource id:
 /// host logical id, or function logical id for its execution environment).
 pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entries, String> {
@@ -210,35 +229,18 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
             .ok_or_else(|| format!("no link for {id}"))
     };
     for h in &model.hosts {
-        let l = link(&h.id)?;
         let policy = out.policies[&h.groups];
         let vpc = model
             .vpc(&model.subnet(&h.subnet).expect("validated").vpc)
             .expect("validated")
             .index;
-        let addr = v4_mapped(h.ip.octets());
-        out.ports.push((
-            l.ifindex,
-            PortInfo {
-                kind: kind::HOST,
-                policy,
-                vpc,
-                addr4: addr,
-                ..Default::default()
-            },
-        ));
-        out.endpoints.push((
-            addr,
-            Endpoint {
-                ifindex: l.ifindex,
-                policy,
-                vpc,
-                kind: kind::HOST,
-                mac: l.mac,
-                router_mac: l.router_mac,
-                ..Default::default()
-            },
-        ));
+        let port = PortInfo {
+            kind: kind::HOST,
+            policy,
+            vpc,
+            ..Default::default()
+        };
+        attach(&mut out, link(&h.id)?, h.ip, port);
     }
     for e in &model.enis {
         let policy = out.policies[&e.groups];
@@ -264,27 +266,12 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
         ));
     }
     for f in &model.functions {
-        let l = link(&f.id)?;
-        let addr = v4_mapped(f.exec_ip.octets());
-        out.ports.push((
-            l.ifindex,
-            PortInfo {
-                kind: kind::EXEC_ENV,
-                eni: f.eni.unwrap_or(0),
-                addr4: addr,
-                ..Default::default()
-            },
-        ));
-        out.endpoints.push((
-            addr,
-            Endpoint {
-                ifindex: l.ifindex,
-                kind: kind::EXEC_ENV,
-                mac: l.mac,
-                router_mac: l.router_mac,
-                ..Default::default()
-            },
-        ));
+        let port = PortInfo {
+            kind: kind::EXEC_ENV,
+            eni: f.eni.unwrap_or(0),
+            ..Default::default()
+        };
+        attach(&mut out, link(&f.id)?, f.exec_ip, port);
     }
     Ok(out)
 }

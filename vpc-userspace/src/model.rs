@@ -264,6 +264,31 @@ fn bool_field(props: &Value, id: &str, field: &str) -> Result<bool> {
     }
 }
 
+/// A VPC's or subnet's block: /16 to /28, and clear of every block in
+/// `others` (a description, the block).
+fn check_block(
+    cidr: Ipv4Net,
+    what: &str,
+    others: impl IntoIterator<Item = (String, Ipv4Net)>,
+    path: &str,
+) -> Result<()> {
+    if !(16..=28).contains(&cidr.prefix_len()) {
+        return Err(ModelError::new(
+            path,
+            format!("{cidr}: a {what}'s block is between /16 and /28"),
+        ));
+    }
+    for (id, other) in others {
+        if other.contains(&cidr.network()) || cidr.contains(&other.network()) {
+            return Err(ModelError::new(
+                path,
+                format!("{cidr} overlaps {what} {id} ({other})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_v4_cidr(s: &str, path: &str) -> Result<Ipv4Net> {
     let net: Ipv4Net = s
         .parse()
@@ -526,33 +551,19 @@ impl<'a> Builder<'a> {
             let p = self.props(res)?;
             let path = format!("{}.CidrBlock", res_path(id));
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
-            if !(16..=28).contains(&cidr.prefix_len()) {
-                return Err(ModelError::new(
-                    path,
-                    format!("{cidr}: a VPC's block is between /16 and /28"),
-                ));
-            }
-            if cidr.contains(&lambda.network()) || lambda.contains(&cidr.network()) {
-                return Err(ModelError::new(
-                    path,
-                    format!("{cidr} overlaps the Lambda service range {LAMBDA_SERVICE_CIDR}"),
-                ));
-            }
-            if let Some(other) = self
+            // Separate VPCs may overlap at AWS; here they share one router, so they may not.
+            let lambda_range = ("the Lambda service range".to_string(), lambda);
+            let vpcs = self
                 .m
                 .vpcs
                 .iter()
-                .find(|v| v.cidr.contains(&cidr.network()) || cidr.contains(&v.cidr.network()))
-            {
-                // Separate VPCs may overlap at AWS; here they share one router, so they may not.
-                return Err(ModelError::new(
-                    path,
-                    format!(
-                        "{cidr} overlaps VPC {} ({}); this project needs disjoint VPC ranges",
-                        other.id, other.cidr
-                    ),
-                ));
-            }
+                .map(|v| (format!("VPC {}", v.id), v.cidr));
+            check_block(
+                cidr,
+                "VPC",
+                std::iter::once(lambda_range).chain(vpcs),
+                &path,
+            )?;
             let default_group = format!("{id}.DefaultSecurityGroup");
             self.m.vpcs.push(Vpc {
                 id: id.clone(),
@@ -609,23 +620,15 @@ impl<'a> Builder<'a> {
                     format!("{cidr} is not inside the VPC's {vcidr}"),
                 ));
             }
-            if !(16..=28).contains(&cidr.prefix_len()) {
-                return Err(ModelError::new(
-                    path,
-                    format!("{cidr}: a subnet's block is between /16 and /28"),
-                ));
-            }
-            if let Some(o) = self
-                .m
-                .subnets
-                .iter()
-                .find(|s| s.cidr.contains(&cidr.network()) || cidr.contains(&s.cidr.network()))
-            {
-                return Err(ModelError::new(
-                    path,
-                    format!("{cidr} overlaps subnet {} ({})", o.id, o.cidr),
-                ));
-            }
+            check_block(
+                cidr,
+                "subnet",
+                self.m
+                    .subnets
+                    .iter()
+                    .map(|s| (format!("subnet {}", s.id), s.cidr)),
+                &path,
+            )?;
             if p.get("Ipv6CidrBlock").is_some()
                 || bool_field(&p, id, "AssignIpv6AddressOnCreation")?
             {
@@ -731,12 +734,14 @@ impl<'a> Builder<'a> {
                 for r in rules.iter() {
                     if let Peer::Group(peer) = &r.peer {
                         match self.m.group(peer) {
-                            None => return Err(ModelError::new(
-                                &path,
-                                format!(
+                            None => {
+                                return Err(ModelError::new(
+                                    &path,
+                                    format!(
                                     "InvalidGroup.NotFound: security group {peer:?} does not exist"
                                 ),
-                            )),
+                                ))
+                            }
                             Some(pg) if pg.vpc != g.vpc => {
                                 return Err(ModelError::new(
                                     &path,
