@@ -306,3 +306,33 @@ fn down_removes_namespaces_links_pins_and_state() {
     let out = vpc(&name, &["status"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn the_agent_collects_connections_after_their_idle_timeout() {
+    let d = Deployment::up("e2ei", "default", &["--eni-delay", "100ms", "--wait", "--timeout", "udp=1"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(&d.netns("DatabaseInstance"), move || {
+        let s = UdpSocket::bind("10.0.1.10:9000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, peer) = s.recv_from(&mut buf).unwrap();
+        s.send_to(&buf[..n], peer).unwrap();
+    });
+    rx.recv().unwrap();
+    let client = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(b"x", "10.0.1.10:9000").unwrap();
+        s.recv_from(&mut [0u8; 64]).is_ok()
+    });
+    assert!(client.join().unwrap());
+    server.join().unwrap();
+    assert_eq!(d.status()["connections"], 1);
+    // The agent sweeps every second; the flow is idle for 1 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.status()["connections"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "the expired connection was never collected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

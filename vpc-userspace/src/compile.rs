@@ -319,6 +319,141 @@ mod tests {
         }
     }
 
+    /// What the two tries answer, emulated: longest prefix, then port prefix.
+    fn lpm_allows(e: &Entries, policy: u32, dir: u32, v6: bool, addr: [u8; 16], proto: u8, port: u16) -> bool {
+        let pd = policy_dir(policy, v6, dir);
+        let a = u128::from_be_bytes(addr);
+        let class = e
+            .sg_prefixes
+            .iter()
+            .filter(|(len, k, _)| {
+                let bits = len - SG_PREFIX_FIXED_BITS;
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                k.policy_dir == pd && u128::from_be_bytes(k.addr) & mask == a & mask
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, _, c)| *c);
+        let Some(class) = class else { return false };
+        [proto, PROTO_ANY].iter().any(|p| {
+            e.sg_ports.iter().any(|(len, k)| {
+                let bits = len - SG_PORT_FIXED_BITS;
+                let mask: u16 = if bits == 0 { 0 } else { u16::MAX << (16 - bits) };
+                k.class == class.to_be_bytes() && k.proto == *p && u16::from_be_bytes(k.port) & mask == port & mask
+            })
+        })
+    }
+
+    /// AWS's semantics, directly: any rule of any group matches.
+    fn direct_allows(m: &Model, groups: &[String], ingress: bool, v6: bool, ip: std::net::IpAddr, proto: u8, port: u16) -> bool {
+        groups.iter().flat_map(|g| {
+            let sg = m.group(g).unwrap();
+            if ingress { sg.ingress.clone() } else { sg.egress.clone() }
+        }).any(|r| {
+            let peer = match &r.peer {
+                Peer::Cidr(n) => n.contains(&ip),
+                Peer::Group(g) => m.members(g).iter().any(|a| std::net::IpAddr::V4(*a) == ip),
+            };
+            let fam = ip.is_ipv6() == v6;
+            let proto_ok = match r.protocol {
+                Protocol::All => true,
+                Protocol::Number(p) => p == proto,
+            };
+            let port_ok = match r.protocol {
+                Protocol::All => true,
+                p if p.has_ports() => (r.from_port..=r.to_port).contains(&(port as i32)),
+                p if p.is_icmp() => {
+                    let (t, c) = ((port >> 8) as i32, (port & 0xff) as i32);
+                    r.from_port == -1 || (r.from_port == t && (r.to_port == -1 || r.to_port == c))
+                }
+                _ => true,
+            };
+            peer && fam && proto_ok && port_ok
+        })
+    }
+
+    #[test]
+    fn compiled_groups_agree_with_the_rules_everywhere() {
+        let t = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  S: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  A:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: a
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 1000, ToPort: 2000, CidrIp: 10.0.0.0/16}
+        - {IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIp: 10.0.1.0/24}
+        - {IpProtocol: udp, FromPort: 53, ToPort: 53, CidrIp: 0.0.0.0/0}
+        - {IpProtocol: icmp, FromPort: 8, ToPort: -1, CidrIp: 10.0.1.128/25}
+        - {IpProtocol: icmp, FromPort: 3, ToPort: 4, CidrIp: 0.0.0.0/0}
+        - {IpProtocol: "47", CidrIp: 10.0.1.7/32}
+        - {IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIpv6: "fd00::/8"}
+        - {IpProtocol: icmpv6, FromPort: -1, ToPort: -1, CidrIpv6: "::/0"}
+        - {IpProtocol: tcp, FromPort: 5000, ToPort: 5001, SourceSecurityGroupId: !Ref B}
+      SecurityGroupEgress:
+        - {IpProtocol: tcp, FromPort: 0, ToPort: 65535, CidrIp: 10.0.0.0/8}
+        - {IpProtocol: -1, CidrIp: 10.0.1.0/28}
+  B:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: b
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: -1, CidrIp: 10.0.1.64/26}
+        - {IpProtocol: udp, FromPort: 100, ToPort: 65535, CidrIp: 10.0.0.0/16}
+  H1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.9, SecurityGroupIds: [!Ref A, !Ref B]}}
+  H2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.200, SecurityGroupIds: [!Ref B]}}
+  H3: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref A]}}
+"#;
+        let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
+        let e = compile_policies(&m);
+        // Addresses around every rule edge, plus a deterministic spray.
+        let mut addrs: Vec<std::net::IpAddr> = ["10.0.1.9", "10.0.1.200", "10.0.1.10", "10.0.1.7", "10.0.1.8", "10.0.1.15", "10.0.1.16",
+            "10.0.1.63", "10.0.1.64", "10.0.1.127", "10.0.1.128", "10.0.0.1", "10.1.0.1", "10.255.255.255", "11.0.0.1", "0.0.0.0",
+            "fd00::1", "fe80::1", "::1", "::ffff:10.0.1.9"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200 {
+            let r = next();
+            addrs.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0x0001_ffff))));
+        }
+        let ports: Vec<u16> = [0, 21, 22, 23, 52, 53, 54, 99, 100, 443, 999, 1000, 1500, 2000, 2001, 4999, 5000, 5001, 5002, 65535,
+            0x0800, 0x0801, 0x0300, 0x0304, 0x0305, 0x0400, 0x0401, 0x0500]
+            .to_vec();
+        let mut checked = 0;
+        for (groups, policy) in &e.policies {
+            for ingress in [true, false] {
+                for a in &addrs {
+                    let v6 = a.is_ipv6();
+                    let key = match a {
+                        std::net::IpAddr::V4(v) => v4_mapped(v.octets()),
+                        std::net::IpAddr::V6(v) => v.octets(),
+                    };
+                    for proto in [6u8, 17, 1, 58, 47, 50] {
+                        for &port in &ports {
+                            let dir = if ingress { DIR_INGRESS } else { DIR_EGRESS };
+                            let want = direct_allows(&m, groups, ingress, v6, *a, proto, port);
+                            let got = lpm_allows(&e, *policy, dir, v6, key, proto, port);
+                            assert_eq!(got, want, "groups {groups:?} ingress={ingress} {a} proto {proto} port {port}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 50_000, "{checked}");
+    }
+
     #[test]
     fn prefix_containment() {
         let a = mapped(&"10.0.0.0/16".parse().unwrap());
