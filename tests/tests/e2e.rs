@@ -336,3 +336,15 @@ fn the_agent_collects_connections_after_their_idle_timeout() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn down_cleans_up_after_an_up_that_died_half_way() {
+    let d = Deployment::up("e2ej", "default", &["--eni-delay", "100ms"]);
+    // As if `vpc up` had been killed before writing its state.
+    std::fs::remove_file(vpc::deploy::state_dir(&d.name).join("state.json")).unwrap();
+    let out = d.vpc(&["down"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(namespaces_with_prefix(&d.name).is_empty());
+    assert!(!vpc::deploy::pin_dir(&d.name).exists());
+    std::mem::forget(d); // already down
+}

@@ -146,6 +146,9 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
     }
     datapath::ensure_bpffs()?;
     std::fs::create_dir_all(&sdir)?;
+    // Written before anything is built: if this process dies half way,
+    // `vpc down` still knows which namespaces to remove.
+    write_json(&sdir.join("planned.json"), &namespaces)?;
     let pins = pin_dir(&opts.name);
     let result = (|| -> Result<State> {
         // Load first: a verifier rejection leaves nothing behind.
@@ -231,7 +234,11 @@ pub fn down(name: &str) -> Result<()> {
         Err(_) if !state_dir(name).exists() && !pin_dir(name).exists() => {
             bail!("no deployment named {name:?} is up")
         }
-        Err(_) => {}
+        Err(_) => {
+            if let Ok(planned) = read_json::<Vec<String>>(&state_dir(name).join("planned.json")) {
+                errors.extend(topology::teardown(&planned));
+            }
+        }
     }
     let pins = pin_dir(name);
     if pins.exists() {
