@@ -383,21 +383,24 @@ impl Maps for PinnedMaps {
 }
 
 /// Mounts bpffs at /sys/fs/bpf if it is not there (it is not on a fresh VM).
+/// Check and mount happen under a lock: two `vpc up` racing on a fresh
+/// machine would otherwise stack two bpffs instances, and the second would
+/// hide the first one's pins.
 pub fn ensure_bpffs() -> Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    if let Ok(st) = nix::sys::statfs::statfs(BPFFS) {
-        if st.filesystem_type().0 == BPF_FS_MAGIC {
-            return Ok(());
-        }
+    let mounted = || nix::sys::statfs::statfs(BPFFS).is_ok_and(|st| st.filesystem_type().0 == BPF_FS_MAGIC);
+    if mounted() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(crate::deploy::STATE_ROOT)?;
+    let lock = std::fs::File::create(Path::new(crate::deploy::STATE_ROOT).join(".bpffs.lock"))?;
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking bpffs mount: {e}"))?;
+    if mounted() {
+        return Ok(());
     }
     std::fs::create_dir_all(BPFFS)?;
-    nix::mount::mount(
-        Some("bpf"),
-        BPFFS,
-        Some("bpf"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .context("mounting bpffs at /sys/fs/bpf")?;
+    nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+        .context("mounting bpffs at /sys/fs/bpf")?;
     Ok(())
 }
