@@ -475,24 +475,47 @@ fn idle_timeouts_follow_the_connection_state_and_gc_removes_expired_connections(
     use vpc::datapath::Timeouts;
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
-        let t = Timeouts { tcp_syn: Duration::from_millis(1), udp: Duration::from_millis(1), ..Timeouts::default() };
+        let t = Timeouts {
+            tcp_syn: Duration::from_millis(1),
+            udp: Duration::from_millis(1),
+            ..Timeouts::default()
+        };
         h.dp.set_timeouts(&t).unwrap();
         let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
         // TCP: the handshake completes, so the established timeout applies.
         let (_, out) = h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_SYN));
         let nat_port = parse_and_verify(&out).unwrap().sport;
-        assert_eq!(h.run(db_if, &tcp(DB, ENI, 5432, nat_port, TCP_SYN | TCP_ACK)).0, XDP_REDIRECT);
+        assert_eq!(
+            h.run(db_if, &tcp(DB, ENI, 5432, nat_port, TCP_SYN | TCP_ACK))
+                .0,
+            XDP_REDIRECT
+        );
         // UDP: one request, no reply yet.
         let (_, out) = h.run(fn_if, &udp(EXEC, DB, 5000, 9000, false));
         let udp_port = parse_and_verify(&out).unwrap().sport;
         // A handshake that never completes.
-        assert_eq!(h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_SYN)).0, XDP_REDIRECT);
+        assert_eq!(
+            h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_SYN)).0,
+            XDP_REDIRECT
+        );
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_ACK)).0, XDP_REDIRECT, "established outlives 1 ms");
-        assert_eq!(h.run(db_if, &udp(DB, ENI, 9000, udp_port, false)).0, XDP_DROP, "the UDP reply came after the timeout");
+        assert_eq!(
+            h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_ACK)).0,
+            XDP_REDIRECT,
+            "established outlives 1 ms"
+        );
+        assert_eq!(
+            h.run(db_if, &udp(DB, ENI, 9000, udp_port, false)).0,
+            XDP_DROP,
+            "the UDP reply came after the timeout"
+        );
         check(&mut h, DropReason::HyperplaneUnsolicited, 1);
         assert_eq!(h.dp.connections().unwrap().len(), 3);
-        assert_eq!(h.dp.ct_gc(&t).unwrap(), 2, "the UDP flow and the half-open TCP flow expire");
+        assert_eq!(
+            h.dp.ct_gc(&t).unwrap(),
+            2,
+            "the UDP flow and the half-open TCP flow expire"
+        );
         let left = h.dp.connections().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(u16::from_be(left[0].0.sport), 40000);

@@ -309,7 +309,11 @@ fn down_removes_namespaces_links_pins_and_state() {
 
 #[test]
 fn the_agent_collects_connections_after_their_idle_timeout() {
-    let d = Deployment::up("e2ei", "default", &["--eni-delay", "100ms", "--wait", "--timeout", "udp=1"]);
+    let d = Deployment::up(
+        "e2ei",
+        "default",
+        &["--eni-delay", "100ms", "--wait", "--timeout", "udp=1"],
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     let server = spawn_in_netns(&d.netns("DatabaseInstance"), move || {
         let s = UdpSocket::bind("10.0.1.10:9000").unwrap();
@@ -332,7 +336,10 @@ fn the_agent_collects_connections_after_their_idle_timeout() {
     // The agent sweeps every second; the flow is idle for 1 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while d.status()["connections"] != 0 {
-        assert!(std::time::Instant::now() < deadline, "the expired connection was never collected");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired connection was never collected"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

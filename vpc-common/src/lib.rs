@@ -60,10 +60,14 @@ pub enum DropReason {
     Ipv6ExtHeader = 14,
     /// The destination's port entry is missing (topology out of step).
     NoEgressPort = 15,
+    /// Denied by the network ACL of the subnet the packet leaves.
+    NaclEgressDenied = 16,
+    /// Denied by the network ACL of the subnet the packet enters.
+    NaclIngressDenied = 17,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -79,6 +83,8 @@ impl DropReason {
         DropReason::CtFull,
         DropReason::Ipv6ExtHeader,
         DropReason::NoEgressPort,
+        DropReason::NaclEgressDenied,
+        DropReason::NaclIngressDenied,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -98,13 +104,15 @@ impl DropReason {
             DropReason::CtFull => "ct_full",
             DropReason::Ipv6ExtHeader => "ipv6_ext_header",
             DropReason::NoEgressPort => "no_egress_port",
+            DropReason::NaclEgressDenied => "nacl_egress_denied",
+            DropReason::NaclIngressDenied => "nacl_ingress_denied",
         }
     }
 }
 
 /// `STATS` index of the forwarded-packet counter.
 pub const STAT_FORWARDED: u32 = 0;
-pub const STATS_LEN: u32 = 16;
+pub const STATS_LEN: u32 = 32;
 
 /// What sits behind a router port or owns an address.
 pub mod kind {
@@ -128,10 +136,13 @@ pub struct PortInfo {
     /// Hyperplane ENI an execution environment sends through.
     pub eni: u32,
     pub vpc: u32,
+    /// Subnet index (hosts) and its network ACL (0: allow all, not checked).
+    pub subnet: u32,
+    pub acl: u32,
     pub addr4: [u8; 16],
     pub addr6: [u8; 16],
 }
-const _: () = assert!(core::mem::size_of::<PortInfo>() == 48);
+const _: () = assert!(core::mem::size_of::<PortInfo>() == 56);
 
 /// `ENDPOINTS` value, keyed by address: where a destination lives.
 #[repr(C)]
@@ -141,6 +152,9 @@ pub struct Endpoint {
     pub ifindex: u32,
     pub policy: u32,
     pub vpc: u32,
+    /// Subnet index and its network ACL (0: allow all).
+    pub subnet: u32,
+    pub acl: u32,
     pub kind: u8,
     pub _pad: [u8; 3],
     /// MAC of the endpoint's own interface (destination MAC on the way out).
@@ -148,7 +162,7 @@ pub struct Endpoint {
     /// MAC of the router-side veth (source MAC on the way out).
     pub router_mac: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 28);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 36);
 
 /// `ENIS` value, keyed by ENI id (u32).
 #[repr(C)]
@@ -158,16 +172,20 @@ pub struct HyperplaneEni {
     pub addr6: [u8; 16],
     pub policy: u32,
     pub vpc: u32,
+    /// The ENI's subnet index and that subnet's network ACL (0: allow all).
+    pub subnet: u32,
+    pub acl: u32,
     pub has_v6: u8,
     pub _pad: [u8; 7],
 }
-const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 48);
+const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 56);
 
 /// Security-group direction bit in [`SgPrefixKey::policy_dir`].
 pub const DIR_INGRESS: u32 = 0;
 pub const DIR_EGRESS: u32 = 1;
 
-/// `SG_PREFIXES` LPM key: (policy, direction, peer address) -> peer class.
+/// `SG_PREFIXES` / `ACL_PREFIXES` LPM key: (policy or ACL, direction, peer
+/// address) -> peer class.
 /// Rule CIDRs nest or are disjoint, so the longest matching rule CIDR fixes
 /// the set of rules whose peer contains the address: that set is the class.
 #[repr(C)]
@@ -183,7 +201,8 @@ pub struct SgPrefixKey {
 const _: () = assert!(core::mem::size_of::<SgPrefixKey>() == 20);
 pub const SG_PREFIX_FIXED_BITS: u32 = 32;
 
-/// `SG_PORTS` LPM key: (class, protocol, port prefix) -> allowed.
+/// `SG_PORTS` / `ACL_PORTS` LPM key: (class, protocol, port prefix) -> 1
+/// allow, 0 deny. Security groups only store allows.
 /// For ICMP the "port" is `type << 8 | code`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]

@@ -31,6 +31,17 @@ pub static SG_PREFIXES: LpmTrie<SgPrefixKey, u32> =
 pub static SG_PORTS: LpmTrie<SgPortKey, u8> =
     LpmTrie::with_max_entries(MAX_POLICY_PORTS, BPF_F_NO_PREALLOC);
 
+/// Network ACLs, same key shapes: (ACL, direction, peer prefix) -> class.
+#[map]
+pub static ACL_PREFIXES: LpmTrie<SgPrefixKey, u32> =
+    LpmTrie::with_max_entries(MAX_POLICY_PREFIXES, BPF_F_NO_PREALLOC);
+
+/// (class, protocol, port prefix) -> 1 allow / 0 deny, first match already
+/// resolved by the compiler.
+#[map]
+pub static ACL_PORTS: LpmTrie<SgPortKey, u8> =
+    LpmTrie::with_max_entries(MAX_POLICY_PORTS, BPF_F_NO_PREALLOC);
+
 /// Connection tracking and NAT state. LRU so a full table evicts the
 /// least-recently-used connection instead of refusing every new one.
 #[map]

@@ -1,20 +1,34 @@
-//! Security-group evaluation in two LPM lookups, whatever the rule count:
-//! (policy, direction, peer) -> class, then (class, protocol, port) -> allow.
-use aya_ebpf::maps::lpm_trie::Key;
+//! Security groups and network ACLs, each decided in two or three LPM
+//! lookups whatever the rule count: (policy, family, direction, peer) ->
+//! class, then (class, protocol, port) -> allow or deny.
+use aya_ebpf::maps::lpm_trie::{Key, LpmTrie};
 use vpc_common::{SgPortKey, SgPrefixKey, PROTO_ANY, SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS};
 
-use crate::maps::{SG_PORTS, SG_PREFIXES};
+use crate::maps::{ACL_PORTS, ACL_PREFIXES, SG_PORTS, SG_PREFIXES};
 
+/// An exact-protocol entry decides; otherwise the all-protocols entry;
+/// otherwise deny. (Compiled ACLs cover every port of each protocol they
+/// name, so a deny there is never overridden by the all-protocols entry.)
 #[inline(always)]
-pub fn allowed(policy: u32, dir: u32, v6: bool, peer: &[u8; 16], proto: u8, port: u16) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    prefixes: &LpmTrie<SgPrefixKey, u32>,
+    ports: &LpmTrie<SgPortKey, u8>,
+    id: u32,
+    dir: u32,
+    v6: bool,
+    peer: &[u8; 16],
+    proto: u8,
+    port: u16,
+) -> bool {
     let pk = Key::new(
         SG_PREFIX_FIXED_BITS + 128,
         SgPrefixKey {
-            policy_dir: ((policy << 2) | ((v6 as u32) << 1) | dir).to_be_bytes(),
+            policy_dir: ((id << 2) | ((v6 as u32) << 1) | dir).to_be_bytes(),
             addr: *peer,
         },
     );
-    let class = match SG_PREFIXES.get(&pk) {
+    let class = match prefixes.get(&pk) {
         Some(c) => c.to_be_bytes(),
         None => return false,
     };
@@ -27,9 +41,21 @@ pub fn allowed(policy: u32, dir: u32, v6: bool, peer: &[u8; 16], proto: u8, port
             _pad: 0,
         },
     );
-    if SG_PORTS.get(&k).is_some() {
-        return true;
+    if let Some(v) = ports.get(&k) {
+        return *v != 0;
     }
     k.data.proto = PROTO_ANY;
-    SG_PORTS.get(&k).is_some()
+    matches!(ports.get(&k), Some(v) if *v != 0)
+}
+
+/// Security groups: allow rules only, default deny.
+#[inline(always)]
+pub fn allowed(policy: u32, dir: u32, v6: bool, peer: &[u8; 16], proto: u8, port: u16) -> bool {
+    decide(&SG_PREFIXES, &SG_PORTS, policy, dir, v6, peer, proto, port)
+}
+
+/// Network ACLs: first match by rule number, final deny.
+#[inline(always)]
+pub fn acl_allows(acl: u32, dir: u32, v6: bool, peer: &[u8; 16], proto: u8, port: u16) -> bool {
+    decide(&ACL_PREFIXES, &ACL_PORTS, acl, dir, v6, peer, proto, port)
 }

@@ -6,8 +6,8 @@
 //! themselves, so no aggregate crosses a call.
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use vpc_common::{
-    kind, CtKey, DropReason, PortInfo, CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS,
-    DIR_INGRESS, NAT_PORT_MAX, NAT_PORT_MIN, NAT_PORT_TRIES,
+    kind, CtEntry, CtKey, DropReason, Endpoint, PortInfo, CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT,
+    CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_PORT_MAX, NAT_PORT_MIN, NAT_PORT_TRIES,
 };
 
 use crate::{
@@ -65,7 +65,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         _pad: [0; 3],
     };
     let now = ct::now();
-    let action = tracked(ctx, s, now);
+    let action = tracked(ctx, s, port, now);
     if action != UNTRACKED {
         return action;
     }
@@ -78,56 +78,112 @@ pub fn run(ctx: &XdpContext) -> u32 {
 
 /// A packet of a live tracked connection: update it, apply its NAT, deliver.
 #[inline(never)]
-fn tracked(ctx: &XdpContext, s: &mut Scratch, now: u64) -> u32 {
+fn tracked(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 {
+    // Raw pointers: for the original direction `e` and `orig` are one entry.
     let e = match CT.get_ptr_mut(&s.key) {
-        Some(e) => unsafe { &mut *e },
+        Some(e) => e,
         None => return UNTRACKED,
     };
-    let p = &s.pkt;
-    let dir = e.dir;
-    let orig = if dir == CT_DIR_ORIG {
-        &mut *e
+    let orig = if unsafe { (*e).dir } == CT_DIR_ORIG {
+        e
     } else {
-        match CT.get_ptr_mut(&e.twin) {
-            Some(o) => unsafe { &mut *o },
+        match CT.get_ptr_mut(unsafe { &(*e).twin }) {
+            Some(o) => o,
             None => return UNTRACKED,
         }
     };
-    if ct::expired(p.proto, orig, now) {
+    if ct::expired(s.pkt.proto, unsafe { &*orig }, now) {
         return UNTRACKED;
     }
-    ct::update(orig, p, dir, now);
-    finish(deliver_tracked(ctx, s, e))
+    finish(deliver_tracked(ctx, s, port, e, orig, now))
 }
 
+/// Network ACLs apply to tracked packets too (they are stateless), as the
+/// packet crosses the subnet boundary: after SNAT, before the reverse NAT.
+/// Only a packet that passes them refreshes its connection.
 #[inline(always)]
 fn deliver_tracked(
     ctx: &XdpContext,
     s: &Scratch,
-    e: &vpc_common::CtEntry,
+    port: &PortInfo,
+    e: *const CtEntry,
+    orig: *mut CtEntry,
+    now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
-    let daddr = if e.flags & CT_F_SNAT != 0 {
-        nat::rewrite(ctx, p, true, &e.nat_addr, e.nat_port)?;
-        &p.daddr
-    } else if e.flags & CT_F_DNAT != 0 {
-        nat::rewrite(ctx, p, false, &e.nat_addr, e.nat_port)?;
-        &e.nat_addr
-    } else {
-        &p.daddr
-    };
-    route::deliver(ctx, route::endpoint(daddr)?)
+    let e = unsafe { &*e };
+    let snat = e.flags & CT_F_SNAT != 0;
+    let dnat = e.flags & CT_F_DNAT != 0;
+    let ep = route::endpoint(if dnat { &e.nat_addr } else { &p.daddr })?;
+    let mut src = (port.subnet, port.acl);
+    let mut src_addr = &p.saddr;
+    let mut dst = (ep.subnet, ep.acl);
+    if snat || dnat {
+        let eni = match unsafe { ENIS.get(&e.eni) } {
+            Some(eni) => eni,
+            None => return Err(DropReason::NoRoute),
+        };
+        if snat {
+            src = (eni.subnet, eni.acl);
+            src_addr = &e.nat_addr;
+        } else {
+            dst = (eni.subnet, eni.acl);
+        }
+    }
+    boundary(p, src, dst, src_addr, &p.daddr)?;
+    let (dir, nat_addr, nat_port) = (e.dir, e.nat_addr, e.nat_port);
+    ct::update(unsafe { &mut *orig }, p, dir, now);
+    if snat {
+        nat::rewrite(ctx, p, true, &nat_addr, nat_port)?;
+    } else if dnat {
+        nat::rewrite(ctx, p, false, &nat_addr, nat_port)?;
+    }
+    route::deliver(ctx, ep)
 }
 
-/// The sender's outbound rules, then the receiver's inbound rules (which see
-/// `src`: the sender's address after any NAT).
+/// Network ACLs at a subnet boundary: the ACL of the subnet the packet
+/// leaves (outbound rules, peer = destination), then the one it enters
+/// (inbound rules, peer = source). Inside one subnet they do not apply.
+/// A side is (subnet index, ACL id); ACL 0 allows everything.
 #[inline(always)]
-fn groups(p: &Packet, sender: u32, receiver: u32, src: &[u8; 16]) -> Result<(), DropReason> {
+fn boundary(
+    p: &Packet,
+    src: (u32, u32),
+    dst: (u32, u32),
+    src_addr: &[u8; 16],
+    dst_addr: &[u8; 16],
+) -> Result<(), DropReason> {
+    if src.0 == dst.0 {
+        return Ok(());
+    }
+    let port = p.policy_port();
+    if src.1 != 0 && !policy::acl_allows(src.1, DIR_EGRESS, p.v6, dst_addr, p.proto, port) {
+        return Err(DropReason::NaclEgressDenied);
+    }
+    if dst.1 != 0 && !policy::acl_allows(dst.1, DIR_INGRESS, p.v6, src_addr, p.proto, port) {
+        return Err(DropReason::NaclIngressDenied);
+    }
+    Ok(())
+}
+
+/// A new connection's checks, in AWS's order: the sender's outbound group
+/// rules, the ACLs at the subnet boundary, the receiver's inbound group rules
+/// (which see `src`: the sender's address after any NAT). `from` and `to`
+/// are the (subnet, ACL) sides.
+#[inline(always)]
+fn admit(
+    p: &Packet,
+    sender: u32,
+    from: (u32, u32),
+    receiver: &Endpoint,
+    src: &[u8; 16],
+) -> Result<(), DropReason> {
     let port = p.policy_port();
     if !policy::allowed(sender, DIR_EGRESS, p.v6, &p.daddr, p.proto, port) {
         return Err(DropReason::SgEgressDenied);
     }
-    if !policy::allowed(receiver, DIR_INGRESS, p.v6, src, p.proto, port) {
+    boundary(p, from, (receiver.subnet, receiver.acl), src, &p.daddr)?;
+    if !policy::allowed(receiver.policy, DIR_INGRESS, p.v6, src, p.proto, port) {
         return Err(DropReason::SgIngressDenied);
     }
     Ok(())
@@ -159,12 +215,14 @@ fn host_flow_inner(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    groups(p, port.policy, ep.policy, &p.saddr)?;
+    admit(p, port.policy, (port.subnet, port.acl), ep, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         s.orig.flags = 0;
         s.reply.flags = 0;
+        s.orig.eni = 0;
+        s.reply.eni = 0;
         open(s, now)?;
     }
     route::deliver(ctx, ep)
@@ -203,7 +261,9 @@ fn function_flow_inner(
         return Err(DropReason::CtInvalid);
     }
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    groups(p, eni.policy, ep.policy, eni_addr)?;
+    admit(p, eni.policy, (eni.subnet, eni.acl), ep, eni_addr)?;
+    s.orig.eni = port.eni;
+    s.reply.eni = port.eni;
     s.orig.flags = CT_F_SNAT;
     s.orig.nat_addr = *eni_addr;
     s.reply.flags = CT_F_DNAT;

@@ -32,7 +32,14 @@ pub struct Entries {
     pub sg_ports: Vec<(u32, SgPortKey)>,
     /// Group set (sorted) -> policy id.
     pub policies: BTreeMap<Vec<String>, u32>,
+    pub acl_prefixes: Vec<(u32, SgPrefixKey, u32)>,
+    /// (prefix length, key, 1 allow / 0 deny).
+    pub acl_ports: Vec<(u32, SgPortKey, u8)>,
+    /// Network ACL id -> datapath id (0: the default, allow all).
+    pub acls: BTreeMap<String, u32>,
 }
+
+mod acl;
 
 /// Splits an inclusive range into aligned prefixes: (value, prefix bits).
 pub fn range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u32)> {
@@ -210,6 +217,8 @@ fn attach(out: &mut Entries, l: LinkInfo, ip: std::net::Ipv4Addr, mut port: Port
             ifindex: l.ifindex,
             policy: port.policy,
             vpc: port.vpc,
+            subnet: port.subnet,
+            acl: port.acl,
             kind: port.kind,
             mac: l.mac,
             router_mac: l.router_mac,
@@ -222,6 +231,16 @@ fn attach(out: &mut Entries, l: LinkInfo, ip: std::net::Ipv4Addr, mut port: Port
 /// host logical id, or function logical id for its execution environment).
 pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entries, String> {
     let mut out = compile_policies(model);
+    acl::compile_acls(model, &mut out);
+    // (subnet index, datapath ACL id) of a subnet.
+    let side = |out: &Entries, subnet: &str| -> (u32, u32) {
+        let i = model
+            .subnets
+            .iter()
+            .position(|s| s.id == subnet)
+            .expect("validated");
+        (i as u32 + 1, out.acls[&model.subnets[i].acl])
+    };
     let link = |id: &str| {
         links
             .get(id)
@@ -234,10 +253,13 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
             .vpc(&model.subnet(&h.subnet).expect("validated").vpc)
             .expect("validated")
             .index;
+        let (subnet, acl) = side(&out, &h.subnet);
         let port = PortInfo {
             kind: kind::HOST,
             policy,
             vpc,
+            subnet,
+            acl,
             ..Default::default()
         };
         attach(&mut out, link(&h.id)?, h.ip, port);
@@ -246,11 +268,14 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
         let policy = out.policies[&e.groups];
         let vpc = model.vpc(&e.vpc).expect("validated").index;
         let addr = v4_mapped(e.ip.octets());
+        let (subnet, acl) = side(&out, &e.subnet);
         out.endpoints.push((
             addr,
             Endpoint {
                 policy,
                 vpc,
+                subnet,
+                acl,
                 kind: kind::HYPERPLANE_ENI,
                 ..Default::default()
             },
@@ -261,6 +286,8 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
                 addr4: addr,
                 policy,
                 vpc,
+                subnet,
+                acl,
                 ..Default::default()
             },
         ));
@@ -320,7 +347,15 @@ mod tests {
     }
 
     /// What the two tries answer, emulated: longest prefix, then port prefix.
-    fn lpm_allows(e: &Entries, policy: u32, dir: u32, v6: bool, addr: [u8; 16], proto: u8, port: u16) -> bool {
+    fn lpm_allows(
+        e: &Entries,
+        policy: u32,
+        dir: u32,
+        v6: bool,
+        addr: [u8; 16],
+        proto: u8,
+        port: u16,
+    ) -> bool {
         let pd = policy_dir(policy, v6, dir);
         let a = u128::from_be_bytes(addr);
         let class = e
@@ -328,7 +363,11 @@ mod tests {
             .iter()
             .filter(|(len, k, _)| {
                 let bits = len - SG_PREFIX_FIXED_BITS;
-                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
                 k.policy_dir == pd && u128::from_be_bytes(k.addr) & mask == a & mask
             })
             .max_by_key(|(len, _, _)| *len)
@@ -337,38 +376,60 @@ mod tests {
         [proto, PROTO_ANY].iter().any(|p| {
             e.sg_ports.iter().any(|(len, k)| {
                 let bits = len - SG_PORT_FIXED_BITS;
-                let mask: u16 = if bits == 0 { 0 } else { u16::MAX << (16 - bits) };
-                k.class == class.to_be_bytes() && k.proto == *p && u16::from_be_bytes(k.port) & mask == port & mask
+                let mask: u16 = if bits == 0 {
+                    0
+                } else {
+                    u16::MAX << (16 - bits)
+                };
+                k.class == class.to_be_bytes()
+                    && k.proto == *p
+                    && u16::from_be_bytes(k.port) & mask == port & mask
             })
         })
     }
 
     /// AWS's semantics, directly: any rule of any group matches.
-    fn direct_allows(m: &Model, groups: &[String], ingress: bool, v6: bool, ip: std::net::IpAddr, proto: u8, port: u16) -> bool {
-        groups.iter().flat_map(|g| {
-            let sg = m.group(g).unwrap();
-            if ingress { sg.ingress.clone() } else { sg.egress.clone() }
-        }).any(|r| {
-            let peer = match &r.peer {
-                Peer::Cidr(n) => n.contains(&ip),
-                Peer::Group(g) => m.members(g).iter().any(|a| std::net::IpAddr::V4(*a) == ip),
-            };
-            let fam = ip.is_ipv6() == v6;
-            let proto_ok = match r.protocol {
-                Protocol::All => true,
-                Protocol::Number(p) => p == proto,
-            };
-            let port_ok = match r.protocol {
-                Protocol::All => true,
-                p if p.has_ports() => (r.from_port..=r.to_port).contains(&(port as i32)),
-                p if p.is_icmp() => {
-                    let (t, c) = ((port >> 8) as i32, (port & 0xff) as i32);
-                    r.from_port == -1 || (r.from_port == t && (r.to_port == -1 || r.to_port == c))
+    fn direct_allows(
+        m: &Model,
+        groups: &[String],
+        ingress: bool,
+        v6: bool,
+        ip: std::net::IpAddr,
+        proto: u8,
+        port: u16,
+    ) -> bool {
+        groups
+            .iter()
+            .flat_map(|g| {
+                let sg = m.group(g).unwrap();
+                if ingress {
+                    sg.ingress.clone()
+                } else {
+                    sg.egress.clone()
                 }
-                _ => true,
-            };
-            peer && fam && proto_ok && port_ok
-        })
+            })
+            .any(|r| {
+                let peer = match &r.peer {
+                    Peer::Cidr(n) => n.contains(&ip),
+                    Peer::Group(g) => m.members(g).iter().any(|a| std::net::IpAddr::V4(*a) == ip),
+                };
+                let fam = ip.is_ipv6() == v6;
+                let proto_ok = match r.protocol {
+                    Protocol::All => true,
+                    Protocol::Number(p) => p == proto,
+                };
+                let port_ok = match r.protocol {
+                    Protocol::All => true,
+                    p if p.has_ports() => (r.from_port..=r.to_port).contains(&(port as i32)),
+                    p if p.is_icmp() => {
+                        let (t, c) = ((port >> 8) as i32, (port & 0xff) as i32);
+                        r.from_port == -1
+                            || (r.from_port == t && (r.to_port == -1 || r.to_port == c))
+                    }
+                    _ => true,
+                };
+                peer && fam && proto_ok && port_ok
+            })
     }
 
     #[test]
@@ -410,12 +471,31 @@ Resources:
         let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
         let e = compile_policies(&m);
         // Addresses around every rule edge, plus a deterministic spray.
-        let mut addrs: Vec<std::net::IpAddr> = ["10.0.1.9", "10.0.1.200", "10.0.1.10", "10.0.1.7", "10.0.1.8", "10.0.1.15", "10.0.1.16",
-            "10.0.1.63", "10.0.1.64", "10.0.1.127", "10.0.1.128", "10.0.0.1", "10.1.0.1", "10.255.255.255", "11.0.0.1", "0.0.0.0",
-            "fd00::1", "fe80::1", "::1", "::ffff:10.0.1.9"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
+        let mut addrs: Vec<std::net::IpAddr> = [
+            "10.0.1.9",
+            "10.0.1.200",
+            "10.0.1.10",
+            "10.0.1.7",
+            "10.0.1.8",
+            "10.0.1.15",
+            "10.0.1.16",
+            "10.0.1.63",
+            "10.0.1.64",
+            "10.0.1.127",
+            "10.0.1.128",
+            "10.0.0.1",
+            "10.1.0.1",
+            "10.255.255.255",
+            "11.0.0.1",
+            "0.0.0.0",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+            "::ffff:10.0.1.9",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = || {
             x ^= x << 13;
@@ -425,11 +505,15 @@ Resources:
         };
         for _ in 0..200 {
             let r = next();
-            addrs.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | (r as u32 & 0x0001_ffff))));
+            addrs.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                0x0a00_0000 | (r as u32 & 0x0001_ffff),
+            )));
         }
-        let ports: Vec<u16> = [0, 21, 22, 23, 52, 53, 54, 99, 100, 443, 999, 1000, 1500, 2000, 2001, 4999, 5000, 5001, 5002, 65535,
-            0x0800, 0x0801, 0x0300, 0x0304, 0x0305, 0x0400, 0x0401, 0x0500]
-            .to_vec();
+        let ports: Vec<u16> = [
+            0, 21, 22, 23, 52, 53, 54, 99, 100, 443, 999, 1000, 1500, 2000, 2001, 4999, 5000, 5001,
+            5002, 65535, 0x0800, 0x0801, 0x0300, 0x0304, 0x0305, 0x0400, 0x0401, 0x0500,
+        ]
+        .to_vec();
         let mut checked = 0;
         for (groups, policy) in &e.policies {
             for ingress in [true, false] {
@@ -444,7 +528,10 @@ Resources:
                             let dir = if ingress { DIR_INGRESS } else { DIR_EGRESS };
                             let want = direct_allows(&m, groups, ingress, v6, *a, proto, port);
                             let got = lpm_allows(&e, *policy, dir, v6, key, proto, port);
-                            assert_eq!(got, want, "groups {groups:?} ingress={ingress} {a} proto {proto} port {port}");
+                            assert_eq!(
+                                got, want,
+                                "groups {groups:?} ingress={ingress} {a} proto {proto} port {port}"
+                            );
                             checked += 1;
                         }
                     }

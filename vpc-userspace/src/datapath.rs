@@ -30,6 +30,8 @@ pub const PINNED_MAPS: &[&str] = &[
     "ENIS",
     "SG_PREFIXES",
     "SG_PORTS",
+    "ACL_PREFIXES",
+    "ACL_PORTS",
     "CT",
     "STATS",
     "CONFIG",
@@ -166,6 +168,20 @@ pub trait Maps {
             for (len, k) in &e.sg_ports {
                 m.insert(&Key::new(*len, *k), 1, 0)
                     .context("SG_PORTS insert")?;
+            }
+        }
+        {
+            let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map("ACL_PREFIXES")?)?;
+            for (len, k, class) in &e.acl_prefixes {
+                m.insert(&Key::new(*len, *k), *class, 0)
+                    .context("ACL_PREFIXES insert")?;
+            }
+        }
+        {
+            let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map("ACL_PORTS")?)?;
+            for (len, k, allow) in &e.acl_ports {
+                m.insert(&Key::new(*len, *k), *allow, 0)
+                    .context("ACL_PORTS insert")?;
             }
         }
         {
@@ -388,7 +404,8 @@ impl Maps for PinnedMaps {
 /// hide the first one's pins.
 pub fn ensure_bpffs() -> Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let mounted = || nix::sys::statfs::statfs(BPFFS).is_ok_and(|st| st.filesystem_type().0 == BPF_FS_MAGIC);
+    let mounted =
+        || nix::sys::statfs::statfs(BPFFS).is_ok_and(|st| st.filesystem_type().0 == BPF_FS_MAGIC);
     if mounted() {
         return Ok(());
     }
@@ -400,7 +417,13 @@ pub fn ensure_bpffs() -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(BPFFS)?;
-    nix::mount::mount(Some("bpf"), BPFFS, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-        .context("mounting bpffs at /sys/fs/bpf")?;
+    nix::mount::mount(
+        Some("bpf"),
+        BPFFS,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("mounting bpffs at /sys/fs/bpf")?;
     Ok(())
 }

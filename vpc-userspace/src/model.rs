@@ -35,6 +35,7 @@ pub struct Model {
     pub hosts: Vec<Host>,
     pub functions: Vec<Function>,
     pub enis: Vec<HyperplaneEniSpec>,
+    pub acls: Vec<NetworkAcl>,
     /// Resource types this project does not model: (logical id, type).
     pub skipped: Vec<(String, String)>,
 }
@@ -54,6 +55,8 @@ pub struct Subnet {
     pub vpc: String,
     pub cidr: Ipv4Net,
     pub az: String,
+    /// Its network ACL: the VPC's default one until associated.
+    pub acl: String,
 }
 
 impl Subnet {
@@ -165,6 +168,9 @@ pub struct HyperplaneEniSpec {
 }
 
 impl Model {
+    pub fn acl(&self, id: &str) -> Option<&NetworkAcl> {
+        self.acls.iter().find(|a| a.id == id)
+    }
     pub fn vpc(&self, id: &str) -> Option<&Vpc> {
         self.vpcs.iter().find(|v| v.id == id)
     }
@@ -468,6 +474,7 @@ impl<'a> Builder<'a> {
             hosts: vec![],
             functions: vec![],
             enis: vec![],
+            acls: vec![],
             skipped: vec![],
         };
         Ok(Self {
@@ -509,6 +516,9 @@ impl<'a> Builder<'a> {
             INSTANCE,
             NETWORK_INTERFACE,
             FUNCTION,
+            acl::NETWORK_ACL,
+            acl::NETWORK_ACL_ENTRY,
+            acl::SUBNET_ACL_ASSOCIATION,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -529,6 +539,7 @@ impl<'a> Builder<'a> {
                         "DefaultSecurityGroup",
                         format!("{id}.DefaultSecurityGroup"),
                     );
+                    self.attr(&id, "DefaultNetworkAcl", acl::default_acl_id(&id));
                 }
                 NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
                 _ => {}
@@ -536,6 +547,7 @@ impl<'a> Builder<'a> {
         }
         self.vpcs()?;
         self.subnets()?;
+        self.network_acls()?;
         self.groups()?;
         self.standalone_rules()?;
         self.check_group_refs()?;
@@ -646,6 +658,7 @@ impl<'a> Builder<'a> {
             self.attr(id, "VpcId", vpc.clone());
             self.m.subnets.push(Subnet {
                 id: id.clone(),
+                acl: acl::default_acl_id(&vpc),
                 vpc,
                 cidr,
                 az,
@@ -1202,6 +1215,9 @@ pub fn fnv1a(s: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
     })
 }
+
+mod acl;
+pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 
 #[cfg(test)]
 mod tests;
