@@ -522,3 +522,82 @@ fn idle_timeouts_follow_the_connection_state_and_gc_removes_expired_connections(
         assert_eq!(left[0].1.state, vpc_common::ct_state::ESTABLISHED);
     });
 }
+
+/// Function ENI and app host in subnet A (default ACL); databases in subnet
+/// B behind a custom ACL.
+const ACL_TEMPLATE: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  AppSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: app, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}
+        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, CidrIp: 10.0.0.0/16}
+  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
+  DenyApp: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 90, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.1.20/32, PortRange: {From: 5432, To: 5432}}}
+  AllowDb: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5432}}}
+  AllowUdp: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 110, Protocol: 17, RuleAction: allow, CidrBlock: 10.0.0.0/16, PortRange: {From: 9000, To: 9000}}}
+  Ephemeral: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, PortRange: {From: 1024, To: 65535}}}
+  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
+  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref AppSg]}}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Db2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.11, SecurityGroupIds: [!Ref DbSg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+#[test]
+fn network_acls_apply_at_subnet_boundaries_first_match_and_statelessly() {
+    in_private_netns(|| {
+        let mut h = Harness::new(ACL_TEMPLATE);
+        let (fn_if, app_if, db_if, db2_if) = (
+            h.ifindex("Fn"),
+            h.ifindex("App"),
+            h.ifindex("Db"),
+            h.ifindex("Db2"),
+        );
+        let (db, db2) = ("10.0.2.10", "10.0.2.11");
+        // Function -> database: inbound rule 100 admits 5432, outbound rule 100
+        // admits the reply to the ENI's ephemeral NAT port.
+        let (v, out) = h.run(fn_if, &tcp(EXEC, db, 40000, 5432, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        let nat = parse_and_verify(&out).unwrap().sport;
+        assert_eq!(
+            h.run(db_if, &tcp(db, ENI, 5432, nat, TCP_SYN | TCP_ACK)).0,
+            XDP_REDIRECT
+        );
+        // The app is denied by rule 90 although rule 100 and its groups allow it.
+        assert_eq!(
+            h.run(app_if, &tcp(APP, db, 40001, 5432, TCP_SYN)).0,
+            XDP_DROP
+        );
+        check(&mut h, DropReason::NaclIngressDenied, 1);
+        check(&mut h, DropReason::SgIngressDenied, 0);
+        // UDP goes in (rule 110), but no outbound rule admits the reply's
+        // ephemeral port: stateless, the tracked reply is dropped.
+        let (v, out) = h.run(fn_if, &udp(EXEC, db, 5000, 9000, false));
+        assert_eq!(v, XDP_REDIRECT);
+        let unat = parse_and_verify(&out).unwrap().sport;
+        assert_eq!(h.run(db_if, &udp(db, ENI, 9000, unat, false)).0, XDP_DROP);
+        check(&mut h, DropReason::NaclEgressDenied, 1);
+        // Inside subnet B the ACL does not apply (no rule admits UDP 9000 out of B).
+        assert_eq!(
+            h.run(db2_if, &udp(db2, db, 7000, 9000, false)).0,
+            XDP_REDIRECT
+        );
+        assert_eq!(
+            h.run(db_if, &udp(db, db2, 9000, 7000, false)).0,
+            XDP_REDIRECT
+        );
+        check(&mut h, DropReason::NaclEgressDenied, 1);
+    });
+}

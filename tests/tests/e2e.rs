@@ -355,3 +355,100 @@ fn down_cleans_up_after_an_up_that_died_half_way() {
     assert!(!vpc::deploy::pin_dir(&d.name).exists());
     std::mem::forget(d); // already down
 }
+
+/// The database sits in subnet B behind a custom ACL: rule 50 denies 5433,
+/// rule 100 admits the rest of the VPC; outbound only TCP replies.
+const ACL_TEMPLATE: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}
+        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
+  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
+  Deny5433: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}}}
+  AllowVpc: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: -1, RuleAction: allow, CidrBlock: 10.0.0.0/16}}
+  TcpReplies: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, PortRange: {From: 1024, To: 65535}}}
+  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: reports
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+#[test]
+fn a_lower_numbered_acl_deny_beats_a_later_allow() {
+    let d = Deployment::up("e2ek", ACL_TEMPLATE, FAST);
+    let server = tcp_server(&d.netns("Db"), "10.0.2.10:5432", 15);
+    let ok = d.vpc(&[
+        "invoke",
+        "reports",
+        "--",
+        "sh",
+        "-c",
+        "echo hi | timeout 5 nc -q1 10.0.2.10 5432",
+    ]);
+    assert!(
+        ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("pong"),
+        "{}",
+        text(&ok)
+    );
+    assert!(server.join().unwrap().is_some());
+    // The groups allow 5433; the ACL's rule 50 denies it before rule 100 allows.
+    let server = tcp_server(&d.netns("Db"), "10.0.2.10:5433", 5);
+    let out = d.vpc(&[
+        "invoke",
+        "reports",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w1",
+        "10.0.2.10",
+        "5433",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(server.join().unwrap(), None);
+    assert!(d.dropped("nacl_ingress_denied") >= 1);
+}
+
+#[test]
+fn a_missing_ephemeral_port_rule_breaks_replies() {
+    let d = Deployment::up("e2el", ACL_TEMPLATE, FAST);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(&d.netns("Db"), move || {
+        let s = UdpSocket::bind("10.0.2.10:9000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, peer) = s.recv_from(&mut buf).ok()?;
+        s.send_to(&buf[..n], peer).unwrap();
+        Some(peer)
+    });
+    rx.recv().unwrap();
+    let client = spawn_in_netns(&d.exec_env_netns("Fn"), || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.send_to(b"ping", "10.0.2.10:9000").unwrap();
+        s.recv_from(&mut [0u8; 64]).is_ok()
+    });
+    assert!(
+        !client.join().unwrap(),
+        "the reply must not come back: no outbound UDP rule"
+    );
+    assert!(
+        server.join().unwrap().is_some(),
+        "the request itself got in (rule 100)"
+    );
+    assert!(d.dropped("nacl_egress_denied") >= 1);
+}

@@ -304,7 +304,7 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -346,20 +346,22 @@ mod tests {
         }
     }
 
-    /// What the two tries answer, emulated: longest prefix, then port prefix.
-    fn lpm_allows(
-        e: &Entries,
-        policy: u32,
+    /// What the tries answer, emulated: longest prefix, then the exact
+    /// protocol's port prefix, then the all-protocols entry; a miss denies.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lpm_decides(
+        prefixes: &[(u32, SgPrefixKey, u32)],
+        ports: &[(u32, SgPortKey, u8)],
+        id: u32,
         dir: u32,
         v6: bool,
         addr: [u8; 16],
         proto: u8,
         port: u16,
     ) -> bool {
-        let pd = policy_dir(policy, v6, dir);
+        let pd = policy_dir(id, v6, dir);
         let a = u128::from_be_bytes(addr);
-        let class = e
-            .sg_prefixes
+        let class = prefixes
             .iter()
             .filter(|(len, k, _)| {
                 let bits = len - SG_PREFIX_FIXED_BITS;
@@ -373,19 +375,37 @@ mod tests {
             .max_by_key(|(len, _, _)| *len)
             .map(|(_, _, c)| *c);
         let Some(class) = class else { return false };
-        [proto, PROTO_ANY].iter().any(|p| {
-            e.sg_ports.iter().any(|(len, k)| {
-                let bits = len - SG_PORT_FIXED_BITS;
-                let mask: u16 = if bits == 0 {
-                    0
-                } else {
-                    u16::MAX << (16 - bits)
-                };
-                k.class == class.to_be_bytes()
-                    && k.proto == *p
-                    && u16::from_be_bytes(k.port) & mask == port & mask
-            })
-        })
+        let lookup = |p: u8| {
+            ports
+                .iter()
+                .filter(|(len, k, _)| {
+                    let bits = len - SG_PORT_FIXED_BITS;
+                    let mask: u16 = if bits == 0 {
+                        0
+                    } else {
+                        u16::MAX << (16 - bits)
+                    };
+                    k.class == class.to_be_bytes()
+                        && k.proto == p
+                        && u16::from_be_bytes(k.port) & mask == port & mask
+                })
+                .max_by_key(|(len, _, _)| *len)
+                .map(|(_, _, v)| *v != 0)
+        };
+        lookup(proto).or_else(|| lookup(PROTO_ANY)).unwrap_or(false)
+    }
+
+    fn lpm_allows(
+        e: &Entries,
+        policy: u32,
+        dir: u32,
+        v6: bool,
+        addr: [u8; 16],
+        proto: u8,
+        port: u16,
+    ) -> bool {
+        let ports: Vec<_> = e.sg_ports.iter().map(|(l, k)| (*l, *k, 1u8)).collect();
+        lpm_decides(&e.sg_prefixes, &ports, policy, dir, v6, addr, proto, port)
     }
 
     /// AWS's semantics, directly: any rule of any group matches.

@@ -132,3 +132,92 @@ pub fn compile_acls(model: &Model, out: &mut Entries) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, net::IpAddr};
+
+    use super::*;
+    use crate::compile::{compile_policies, tests::lpm_decides};
+
+    /// AWS's rule, directly: the lowest-numbered matching entry decides.
+    fn first_match(m: &Model, acl: &str, egress: bool, peer: IpAddr, proto: u8, port: u16) -> bool {
+        m.acl(acl)
+            .unwrap()
+            .entries
+            .iter()
+            .filter(|e| e.egress == egress)
+            .find(|e| {
+                e.cidr.contains(&peer)
+                    && span(e, proto).is_some_and(|(lo, hi)| (lo..=hi).contains(&(port as u32)))
+            })
+            .is_some_and(|e| e.allow)
+    }
+
+    #[test]
+    fn compiled_acls_agree_with_first_match_everywhere() {
+        let t = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
+  E1: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 10, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.1.0/24, PortRange: {From: 22, To: 22}}}
+  E2: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 20, Protocol: 6, RuleAction: allow, CidrBlock: 10.0.0.0/16, PortRange: {From: 1, To: 1024}}}
+  E3: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 30, Protocol: -1, RuleAction: deny, CidrBlock: 10.0.2.0/25}}
+  E4: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 40, Protocol: 17, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {From: 1024, To: 65535}}}
+  E5: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 50, Protocol: 1, RuleAction: allow, CidrBlock: 10.0.0.0/8, Icmp: {Type: 8, Code: -1}}}
+  E6: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 60, Protocol: -1, RuleAction: allow, CidrBlock: 10.0.0.0/16}}
+  E7: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 5, Protocol: 6, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0, PortRange: {From: 443, To: 443}}}
+  E8: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 6, Protocol: 6, RuleAction: deny, Egress: true, CidrBlock: 10.0.0.0/8, PortRange: {From: 0, To: 65535}}}
+  E9: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 7, Protocol: -1, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0}}
+  E10: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 70, Protocol: 6, RuleAction: allow, Ipv6CidrBlock: "fd00::/8", PortRange: {From: 80, To: 80}}}
+"#;
+        let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
+        let mut e = compile_policies(&m);
+        compile_acls(&m, &mut e);
+        let id = e.acls["Acl"];
+        assert_ne!(id, 0);
+        let addrs = [
+            "10.0.1.5",
+            "10.0.2.5",
+            "10.0.2.200",
+            "10.0.3.1",
+            "10.1.0.1",
+            "11.0.0.1",
+            "fd00::1",
+            "fe80::1",
+        ];
+        let ports = [
+            0u16, 1, 21, 22, 23, 80, 443, 1023, 1024, 1025, 5432, 65535, 0x0800, 0x0805, 0x0900,
+            0x0300,
+        ];
+        let mut n = 0;
+        for egress in [false, true] {
+            for a in addrs {
+                let ip: IpAddr = a.parse().unwrap();
+                let key = match ip {
+                    IpAddr::V4(v) => vpc_common::v4_mapped(v.octets()),
+                    IpAddr::V6(v) => v.octets(),
+                };
+                for proto in [6u8, 17, 1, 58, 47] {
+                    for port in ports {
+                        let dir = if egress { DIR_EGRESS } else { DIR_INGRESS };
+                        let want = first_match(&m, "Acl", egress, ip, proto, port);
+                        let got = lpm_decides(
+                            &e.acl_prefixes,
+                            &e.acl_ports,
+                            id,
+                            dir,
+                            ip.is_ipv6(),
+                            key,
+                            proto,
+                            port,
+                        );
+                        assert_eq!(got, want, "egress={egress} {a} proto {proto} port {port}");
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 1000);
+    }
+}
