@@ -14,6 +14,8 @@ pub const CT_MAX_ENTRIES: u32 = 262_144;
 pub const MAX_PORTS: u32 = 4096;
 pub const MAX_ENDPOINTS: u32 = 8192;
 pub const MAX_ENIS: u32 = 1024;
+/// Subnets (1-based index; 0 is "no subnet": the Lambda side).
+pub const MAX_SUBNETS: u32 = 4096;
 pub const MAX_POLICY_PREFIXES: u32 = 65_536;
 pub const MAX_POLICY_PORTS: u32 = 262_144;
 /// NAT source ports handed out by a Hyperplane ENI (AWS: ephemeral range).
@@ -136,9 +138,9 @@ pub struct PortInfo {
     /// Hyperplane ENI an execution environment sends through.
     pub eni: u32,
     pub vpc: u32,
-    /// Subnet index (hosts) and its network ACL (0: allow all, not checked).
+    /// Subnet index of a host (its ACL: `SUBNET_ACLS`).
     pub subnet: u32,
-    pub acl: u32,
+    pub _pad1: u32,
     pub addr4: [u8; 16],
     pub addr6: [u8; 16],
 }
@@ -152,9 +154,8 @@ pub struct Endpoint {
     pub ifindex: u32,
     pub policy: u32,
     pub vpc: u32,
-    /// Subnet index and its network ACL (0: allow all).
+    /// Subnet index (its ACL: `SUBNET_ACLS`).
     pub subnet: u32,
-    pub acl: u32,
     pub kind: u8,
     pub _pad: [u8; 3],
     /// MAC of the endpoint's own interface (destination MAC on the way out).
@@ -162,7 +163,7 @@ pub struct Endpoint {
     /// MAC of the router-side veth (source MAC on the way out).
     pub router_mac: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 36);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 32);
 
 /// `ENIS` value, keyed by ENI id (u32).
 #[repr(C)]
@@ -172,13 +173,12 @@ pub struct HyperplaneEni {
     pub addr6: [u8; 16],
     pub policy: u32,
     pub vpc: u32,
-    /// The ENI's subnet index and that subnet's network ACL (0: allow all).
+    /// The ENI's subnet index.
     pub subnet: u32,
-    pub acl: u32,
     pub has_v6: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 56);
+const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 48);
 
 /// Security-group direction bit in [`SgPrefixKey::policy_dir`].
 pub const DIR_INGRESS: u32 = 0;
@@ -271,7 +271,10 @@ pub struct CtEntry {
     pub nat_port: u16,
     pub _pad1: [u8; 2],
     /// Hyperplane ENI id for NATed connections (0: none).
-    pub eni: u32,
+    pub eni: u16,
+    /// That ENI's subnet index: the subnet boundary of the connection on the
+    /// customer side (an ENI never changes subnet, so it is safe to keep).
+    pub eni_subnet: u16,
     /// The other direction's key.
     pub twin: CtKey,
 }

@@ -42,6 +42,11 @@ pub static ACL_PREFIXES: LpmTrie<SgPrefixKey, u32> =
 pub static ACL_PORTS: LpmTrie<SgPortKey, u8> =
     LpmTrie::with_max_entries(MAX_POLICY_PORTS, BPF_F_NO_PREALLOC);
 
+/// Subnet index -> its network ACL id (0: the VPC's default, allow all).
+/// Re-associating a subnet is one write here.
+#[map]
+pub static SUBNET_ACLS: Array<u32> = Array::with_max_entries(MAX_SUBNETS, 0);
+
 /// Connection tracking and NAT state. LRU so a full table evicts the
 /// least-recently-used connection instead of refusing every new one.
 #[map]

@@ -12,7 +12,7 @@ use vpc_common::{
 
 use crate::{
     ct,
-    maps::{Scratch, CT, ENIS, PORTS, SCRATCH},
+    maps::{Scratch, CT, ENIS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP},
     policy, route, stats,
@@ -115,21 +115,14 @@ fn deliver_tracked(
     let snat = e.flags & CT_F_SNAT != 0;
     let dnat = e.flags & CT_F_DNAT != 0;
     let ep = route::endpoint(if dnat { &e.nat_addr } else { &p.daddr })?;
-    let mut src = (port.subnet, port.acl);
-    let mut src_addr = &p.saddr;
-    let mut dst = (ep.subnet, ep.acl);
-    if snat || dnat {
-        let eni = match unsafe { ENIS.get(&e.eni) } {
-            Some(eni) => eni,
-            None => return Err(DropReason::NoRoute),
-        };
-        if snat {
-            src = (eni.subnet, eni.acl);
-            src_addr = &e.nat_addr;
-        } else {
-            dst = (eni.subnet, eni.acl);
-        }
-    }
+    // The customer-side end of a NATed connection is its ENI's subnet.
+    let (src, src_addr, dst) = if snat {
+        (e.eni_subnet as u32, &e.nat_addr, ep.subnet)
+    } else if dnat {
+        (port.subnet, &p.saddr, e.eni_subnet as u32)
+    } else {
+        (port.subnet, &p.saddr, ep.subnet)
+    };
     boundary(p, src, dst, src_addr, &p.daddr)?;
     let (dir, nat_addr, nat_port) = (e.dir, e.nat_addr, e.nat_port);
     ct::update(unsafe { &mut *orig }, p, dir, now);
@@ -144,23 +137,27 @@ fn deliver_tracked(
 /// Network ACLs at a subnet boundary: the ACL of the subnet the packet
 /// leaves (outbound rules, peer = destination), then the one it enters
 /// (inbound rules, peer = source). Inside one subnet they do not apply.
-/// A side is (subnet index, ACL id); ACL 0 allows everything.
+/// Sides are subnet indexes; their ACLs come from `SUBNET_ACLS` (0 allows
+/// everything and is not looked up).
 #[inline(always)]
 fn boundary(
     p: &Packet,
-    src: (u32, u32),
-    dst: (u32, u32),
+    src: u32,
+    dst: u32,
     src_addr: &[u8; 16],
     dst_addr: &[u8; 16],
 ) -> Result<(), DropReason> {
-    if src.0 == dst.0 {
+    if src == dst {
         return Ok(());
     }
+    let acl_of = |subnet: u32| SUBNET_ACLS.get(subnet).copied().unwrap_or(0);
     let port = p.policy_port();
-    if src.1 != 0 && !policy::acl_allows(src.1, DIR_EGRESS, p.v6, dst_addr, p.proto, port) {
+    let out = acl_of(src);
+    if out != 0 && !policy::acl_allows(out, DIR_EGRESS, p.v6, dst_addr, p.proto, port) {
         return Err(DropReason::NaclEgressDenied);
     }
-    if dst.1 != 0 && !policy::acl_allows(dst.1, DIR_INGRESS, p.v6, src_addr, p.proto, port) {
+    let inn = acl_of(dst);
+    if inn != 0 && !policy::acl_allows(inn, DIR_INGRESS, p.v6, src_addr, p.proto, port) {
         return Err(DropReason::NaclIngressDenied);
     }
     Ok(())
@@ -174,7 +171,7 @@ fn boundary(
 fn admit(
     p: &Packet,
     sender: u32,
-    from: (u32, u32),
+    from: u32,
     receiver: &Endpoint,
     src: &[u8; 16],
 ) -> Result<(), DropReason> {
@@ -182,7 +179,7 @@ fn admit(
     if !policy::allowed(sender, DIR_EGRESS, p.v6, &p.daddr, p.proto, port) {
         return Err(DropReason::SgEgressDenied);
     }
-    boundary(p, from, (receiver.subnet, receiver.acl), src, &p.daddr)?;
+    boundary(p, from, receiver.subnet, src, &p.daddr)?;
     if !policy::allowed(receiver.policy, DIR_INGRESS, p.v6, src, p.proto, port) {
         return Err(DropReason::SgIngressDenied);
     }
@@ -215,7 +212,7 @@ fn host_flow_inner(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    admit(p, port.policy, (port.subnet, port.acl), ep, &p.saddr)?;
+    admit(p, port.policy, port.subnet, ep, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
@@ -223,6 +220,8 @@ fn host_flow_inner(
         s.reply.flags = 0;
         s.orig.eni = 0;
         s.reply.eni = 0;
+        s.orig.eni_subnet = 0;
+        s.reply.eni_subnet = 0;
         open(s, now)?;
     }
     route::deliver(ctx, ep)
@@ -261,9 +260,11 @@ fn function_flow_inner(
         return Err(DropReason::CtInvalid);
     }
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    admit(p, eni.policy, (eni.subnet, eni.acl), ep, eni_addr)?;
-    s.orig.eni = port.eni;
-    s.reply.eni = port.eni;
+    admit(p, eni.policy, eni.subnet, ep, eni_addr)?;
+    s.orig.eni = port.eni as u16;
+    s.reply.eni = port.eni as u16;
+    s.orig.eni_subnet = eni.subnet as u16;
+    s.reply.eni_subnet = eni.subnet as u16;
     s.orig.flags = CT_F_SNAT;
     s.orig.nat_addr = *eni_addr;
     s.reply.flags = CT_F_DNAT;

@@ -37,6 +37,8 @@ pub struct Entries {
     pub acl_ports: Vec<(u32, SgPortKey, u8)>,
     /// Network ACL id -> datapath id (0: the default, allow all).
     pub acls: BTreeMap<String, u32>,
+    /// (subnet index, datapath ACL id) for `SUBNET_ACLS`.
+    pub subnet_acls: Vec<(u32, u32)>,
 }
 
 mod acl;
@@ -218,7 +220,6 @@ fn attach(out: &mut Entries, l: LinkInfo, ip: std::net::Ipv4Addr, mut port: Port
             policy: port.policy,
             vpc: port.vpc,
             subnet: port.subnet,
-            acl: port.acl,
             kind: port.kind,
             mac: l.mac,
             router_mac: l.router_mac,
@@ -233,13 +234,17 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
     let mut out = compile_policies(model);
     acl::compile_acls(model, &mut out);
     // (subnet index, datapath ACL id) of a subnet.
-    let side = |out: &Entries, subnet: &str| -> (u32, u32) {
-        let i = model
+    for (i, sn) in model.subnets.iter().enumerate() {
+        out.subnet_acls.push((i as u32 + 1, out.acls[&sn.acl]));
+    }
+    // 1-based subnet index.
+    let subnet_index = |subnet: &str| {
+        model
             .subnets
             .iter()
             .position(|s| s.id == subnet)
-            .expect("validated");
-        (i as u32 + 1, out.acls[&model.subnets[i].acl])
+            .expect("validated") as u32
+            + 1
     };
     let link = |id: &str| {
         links
@@ -253,13 +258,12 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
             .vpc(&model.subnet(&h.subnet).expect("validated").vpc)
             .expect("validated")
             .index;
-        let (subnet, acl) = side(&out, &h.subnet);
+        let subnet = subnet_index(&h.subnet);
         let port = PortInfo {
             kind: kind::HOST,
             policy,
             vpc,
             subnet,
-            acl,
             ..Default::default()
         };
         attach(&mut out, link(&h.id)?, h.ip, port);
@@ -268,14 +272,13 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
         let policy = out.policies[&e.groups];
         let vpc = model.vpc(&e.vpc).expect("validated").index;
         let addr = v4_mapped(e.ip.octets());
-        let (subnet, acl) = side(&out, &e.subnet);
+        let subnet = subnet_index(&e.subnet);
         out.endpoints.push((
             addr,
             Endpoint {
                 policy,
                 vpc,
                 subnet,
-                acl,
                 kind: kind::HYPERPLANE_ENI,
                 ..Default::default()
             },
@@ -287,7 +290,6 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
                 policy,
                 vpc,
                 subnet,
-                acl,
                 ..Default::default()
             },
         ));

@@ -32,6 +32,7 @@ pub const PINNED_MAPS: &[&str] = &[
     "SG_PORTS",
     "ACL_PREFIXES",
     "ACL_PORTS",
+    "SUBNET_ACLS",
     "CT",
     "STATS",
     "CONFIG",
@@ -168,6 +169,12 @@ pub trait Maps {
             for (len, k) in &e.sg_ports {
                 m.insert(&Key::new(*len, *k), 1, 0)
                     .context("SG_PORTS insert")?;
+            }
+        }
+        {
+            let mut m: Array<_, u32> = Array::try_from(self.map("SUBNET_ACLS")?)?;
+            for (subnet, acl) in &e.subnet_acls {
+                m.set(*subnet, *acl, 0).context("SUBNET_ACLS set")?;
             }
         }
         {
