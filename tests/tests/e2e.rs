@@ -38,6 +38,41 @@ fn tcp_server(ns: &str, addr: &str, secs: u64) -> std::thread::JoinHandle<Option
     h
 }
 
+/// Answers one datagram with "echo:" + its payload; returns the peer.
+fn udp_echo_server(ns: &str, addr: &str) -> std::thread::JoinHandle<Option<SocketAddr>> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in_netns(ns, move || {
+        let s = UdpSocket::bind(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, peer) = s.recv_from(&mut buf).ok()?;
+        let mut reply = b"echo:".to_vec();
+        reply.extend_from_slice(&buf[..n]);
+        s.send_to(&reply, peer).unwrap();
+        Some(peer)
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// Sends `msg` to `to` from namespace `ns`; the reply and its source, if any
+/// arrives within `secs`.
+fn udp_request(ns: &str, to: &str, msg: &'static [u8], secs: u64) -> Option<(String, SocketAddr)> {
+    let to: SocketAddr = to.parse().unwrap();
+    spawn_in_netns(ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+        s.send_to(msg, to).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = s.recv_from(&mut buf).ok()?;
+        Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+    })
+    .join()
+    .unwrap()
+}
+
 #[test]
 fn function_reaches_the_database_through_its_hyperplane_eni() {
     let d = Deployment::up("e2ea", "default", FAST);
@@ -147,28 +182,14 @@ fn hosts_cannot_open_connections_to_the_function_or_its_eni() {
 fn udp_request_response_works_through_nat() {
     let d = Deployment::up("e2ed", "default", FAST);
     let eni = d.eni_address("PrivateSubnetA");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = spawn_in_netns(&d.netns("DatabaseInstance"), move || {
-        let s = UdpSocket::bind("10.0.1.10:9000").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        tx.send(()).unwrap();
-        let mut buf = [0u8; 1500];
-        let (n, peer) = s.recv_from(&mut buf).ok()?;
-        let mut reply = b"echo:".to_vec();
-        reply.extend_from_slice(&buf[..n]);
-        s.send_to(&reply, peer).unwrap();
-        Some(peer)
-    });
-    rx.recv().unwrap();
-    let client = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.send_to(b"hello", "10.0.1.10:9000").unwrap();
-        let mut buf = [0u8; 64];
-        let (n, from) = s.recv_from(&mut buf).expect("reply through NAT");
-        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
-    });
-    let (reply, from) = client.join().unwrap();
+    let server = udp_echo_server(&d.netns("DatabaseInstance"), "10.0.1.10:9000");
+    let (reply, from) = udp_request(
+        &d.exec_env_netns("OrdersFunction"),
+        "10.0.1.10:9000",
+        b"hello",
+        5,
+    )
+    .expect("reply through NAT");
     assert_eq!(reply, "echo:hello");
     assert_eq!(
         from.to_string(),
@@ -314,24 +335,15 @@ fn the_agent_collects_connections_after_their_idle_timeout() {
         "default",
         &["--eni-delay", "100ms", "--wait", "--timeout", "udp=1"],
     );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = spawn_in_netns(&d.netns("DatabaseInstance"), move || {
-        let s = UdpSocket::bind("10.0.1.10:9000").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        tx.send(()).unwrap();
-        let mut buf = [0u8; 64];
-        let (n, peer) = s.recv_from(&mut buf).unwrap();
-        s.send_to(&buf[..n], peer).unwrap();
-    });
-    rx.recv().unwrap();
-    let client = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.send_to(b"x", "10.0.1.10:9000").unwrap();
-        s.recv_from(&mut [0u8; 64]).is_ok()
-    });
-    assert!(client.join().unwrap());
-    server.join().unwrap();
+    let server = udp_echo_server(&d.netns("DatabaseInstance"), "10.0.1.10:9000");
+    assert!(udp_request(
+        &d.exec_env_netns("OrdersFunction"),
+        "10.0.1.10:9000",
+        b"x",
+        5
+    )
+    .is_some());
+    assert!(server.join().unwrap().is_some());
     assert_eq!(d.status()["connections"], 1);
     // The agent sweeps every second; the flow is idle for 1 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -425,25 +437,10 @@ fn a_lower_numbered_acl_deny_beats_a_later_allow() {
 #[test]
 fn a_missing_ephemeral_port_rule_breaks_replies() {
     let d = Deployment::up("e2el", ACL_TEMPLATE, FAST);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = spawn_in_netns(&d.netns("Db"), move || {
-        let s = UdpSocket::bind("10.0.2.10:9000").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        tx.send(()).unwrap();
-        let mut buf = [0u8; 64];
-        let (n, peer) = s.recv_from(&mut buf).ok()?;
-        s.send_to(&buf[..n], peer).unwrap();
-        Some(peer)
-    });
-    rx.recv().unwrap();
-    let client = spawn_in_netns(&d.exec_env_netns("Fn"), || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        s.send_to(b"ping", "10.0.2.10:9000").unwrap();
-        s.recv_from(&mut [0u8; 64]).is_ok()
-    });
+    let server = udp_echo_server(&d.netns("Db"), "10.0.2.10:9000");
+    let reply = udp_request(&d.exec_env_netns("Fn"), "10.0.2.10:9000", b"ping", 2);
     assert!(
-        !client.join().unwrap(),
+        reply.is_none(),
         "the reply must not come back: no outbound UDP rule"
     );
     assert!(

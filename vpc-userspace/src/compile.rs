@@ -114,6 +114,28 @@ pub fn policy_dir(policy: u32, v6: bool, dir: u32) -> [u8; 4] {
     ((policy << 2) | ((v6 as u32) << 1) | dir).to_be_bytes()
 }
 
+/// A fresh class for `prefix` of (policy or ACL `id`, `dir`), and its
+/// prefix entry.
+fn new_class(
+    prefixes: &mut Vec<(u32, SgPrefixKey, u32)>,
+    next_class: &mut u32,
+    id: u32,
+    dir: u32,
+    prefix: &Prefix,
+) -> u32 {
+    let class = *next_class;
+    *next_class += 1;
+    prefixes.push((
+        SG_PREFIX_FIXED_BITS + prefix.2,
+        SgPrefixKey {
+            policy_dir: policy_dir(id, prefix.0, dir),
+            addr: prefix.1,
+        },
+        class,
+    ));
+    class
+}
+
 /// Compiles one direction of one policy: classes are the distinct rule
 /// prefixes; a class allows the union of every rule whose prefix contains it
 /// (CIDRs nest or are disjoint, so the longest match decides the class).
@@ -138,16 +160,7 @@ fn compile_direction(
     }
     let prefixes: BTreeSet<Prefix> = expanded.iter().map(|(p, _)| *p).collect();
     for prefix in prefixes {
-        let class = *next_class;
-        *next_class += 1;
-        out.sg_prefixes.push((
-            SG_PREFIX_FIXED_BITS + prefix.2,
-            SgPrefixKey {
-                policy_dir: policy_dir(policy, prefix.0, dir),
-                addr: prefix.1,
-            },
-            class,
-        ));
+        let class = new_class(&mut out.sg_prefixes, next_class, policy, dir, &prefix);
         let mut ports = BTreeSet::new();
         for (p, r) in &expanded {
             if contains(p, &prefix) {

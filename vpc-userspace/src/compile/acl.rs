@@ -6,12 +6,9 @@
 //! lowest-numbered rule that matches it, or deny.
 use std::collections::BTreeSet;
 
-use vpc_common::{
-    SgPortKey, SgPrefixKey, DIR_EGRESS, DIR_INGRESS, PROTO_ANY, SG_PORT_FIXED_BITS,
-    SG_PREFIX_FIXED_BITS,
-};
+use vpc_common::{SgPortKey, DIR_EGRESS, DIR_INGRESS, PROTO_ANY, SG_PORT_FIXED_BITS};
 
-use super::{contains, mapped, policy_dir, range_prefixes, Entries, Prefix};
+use super::{contains, mapped, new_class, range_prefixes, Entries, Prefix};
 use crate::model::{AclEntry, Model, Protocol};
 
 /// Inclusive "port" interval an entry covers for `proto` (`None`: no match).
@@ -63,16 +60,7 @@ fn compile_direction(
 ) {
     let prefixes: BTreeSet<Prefix> = rules.iter().map(|r| mapped(&r.cidr)).collect();
     for prefix in prefixes {
-        let class = *next_class;
-        *next_class += 1;
-        out.acl_prefixes.push((
-            SG_PREFIX_FIXED_BITS + prefix.2,
-            SgPrefixKey {
-                policy_dir: policy_dir(acl, prefix.0, dir),
-                addr: prefix.1,
-            },
-            class,
-        ));
+        let class = new_class(&mut out.acl_prefixes, next_class, acl, dir, &prefix);
         // Rule order is kept: `rules` is sorted by rule number.
         let applicable: Vec<&AclEntry> = rules
             .iter()
