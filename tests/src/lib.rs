@@ -218,9 +218,9 @@ impl Harness {
                 },
             );
         }
-        let entries = compile::compile(&model, &links).expect("compile");
+        let entries = compile::compile(&model, &links, 0).expect("compile");
         let mut dp = Datapath::load(&Timeouts::default()).expect("load datapath");
-        dp.install(&entries, true).expect("install");
+        dp.install(&entries).expect("install");
         Harness {
             dp,
             model,

@@ -16,6 +16,31 @@ pub const MAX_ENDPOINTS: u32 = 8192;
 pub const MAX_ENIS: u32 = 1024;
 /// Subnets (1-based index; 0 is "no subnet": the Lambda side).
 pub const MAX_SUBNETS: u32 = 4096;
+
+/// Policy generations. A change is written into the generation not in use
+/// and switched on with one write of `CONFIG[cfg::GENERATION]`, so no packet
+/// is judged by a half-written policy. Every policy, ACL and class id carries
+/// its generation in a high bit; `SUBNET_ACLS` has one block per generation.
+pub const GENERATIONS: u32 = 2;
+pub const ID_GEN_SHIFT: u32 = 26;
+pub const CLASS_GEN_SHIFT: u32 = 30;
+
+/// `SUBNET_ACLS` index of `subnet` in generation `gen`.
+#[inline(always)]
+pub const fn subnet_acl_index(gen: u32, subnet: u32) -> u32 {
+    gen * MAX_SUBNETS + subnet
+}
+
+/// The value of a per-generation pair for `gen` (a branch, not an index:
+/// no bounds check, and a shape the verifier follows).
+#[inline(always)]
+pub fn for_gen(pair: &[u32; 2], gen: u32) -> u32 {
+    if gen == 0 {
+        pair[0]
+    } else {
+        pair[1]
+    }
+}
 pub const MAX_POLICY_PREFIXES: u32 = 65_536;
 pub const MAX_POLICY_PORTS: u32 = 262_144;
 /// NAT source ports handed out by a Hyperplane ENI (AWS: ephemeral range).
@@ -133,14 +158,14 @@ pub struct PortInfo {
     pub kind: u8,
     pub has_v6: u8,
     pub _pad: [u8; 2],
-    /// Security-group policy of a host (union of its groups).
-    pub policy: u32,
-    /// Hyperplane ENI an execution environment sends through.
+    /// Security-group policy of a host (union of its groups), per generation.
+    pub policy: [u32; 2],
+    /// Hyperplane ENI an execution environment sends through (0 until its
+    /// function is Active).
     pub eni: u32,
     pub vpc: u32,
     /// Subnet index of a host (its ACL: `SUBNET_ACLS`).
     pub subnet: u32,
-    pub _pad1: u32,
     pub addr4: [u8; 16],
     pub addr6: [u8; 16],
 }
@@ -152,7 +177,8 @@ const _: () = assert!(core::mem::size_of::<PortInfo>() == 56);
 pub struct Endpoint {
     /// Router-side ifindex to redirect to (0 for Hyperplane ENI addresses).
     pub ifindex: u32,
-    pub policy: u32,
+    /// Per generation.
+    pub policy: [u32; 2],
     pub vpc: u32,
     /// Subnet index (its ACL: `SUBNET_ACLS`).
     pub subnet: u32,
@@ -163,7 +189,7 @@ pub struct Endpoint {
     /// MAC of the router-side veth (source MAC on the way out).
     pub router_mac: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<Endpoint>() == 32);
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 36);
 
 /// `ENIS` value, keyed by ENI id (u32).
 #[repr(C)]
@@ -171,14 +197,15 @@ const _: () = assert!(core::mem::size_of::<Endpoint>() == 32);
 pub struct HyperplaneEni {
     pub addr4: [u8; 16],
     pub addr6: [u8; 16],
-    pub policy: u32,
+    /// Per generation.
+    pub policy: [u32; 2],
     pub vpc: u32,
     /// The ENI's subnet index.
     pub subnet: u32,
     pub has_v6: u8,
     pub _pad: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 48);
+const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 52);
 
 /// Security-group direction bit in [`SgPrefixKey::policy_dir`].
 pub const DIR_INGRESS: u32 = 0;
@@ -280,7 +307,7 @@ pub struct CtEntry {
 }
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 88);
 
-/// `CONFIG` array indexes: idle timeouts in nanoseconds.
+/// `CONFIG` array indexes: idle timeouts in nanoseconds, then the generation.
 pub mod cfg {
     pub const TCP_SYN: u32 = 0;
     pub const TCP_ESTABLISHED: u32 = 1;
@@ -290,7 +317,9 @@ pub mod cfg {
     pub const UDP_STREAM: u32 = 5;
     pub const ICMP: u32 = 6;
     pub const OTHER: u32 = 7;
-    pub const LEN: u32 = 8;
+    /// The policy generation in force (0 or 1), not a timeout.
+    pub const GENERATION: u32 = 8;
+    pub const LEN: u32 = 9;
 }
 
 /// IPv4-mapped form of an IPv4 address (network order).

@@ -45,7 +45,7 @@ pub static ACL_PORTS: LpmTrie<SgPortKey, u8> =
 /// Subnet index -> its network ACL id (0: the VPC's default, allow all).
 /// Re-associating a subnet is one write here.
 #[map]
-pub static SUBNET_ACLS: Array<u32> = Array::with_max_entries(MAX_SUBNETS, 0);
+pub static SUBNET_ACLS: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
 
 /// Connection tracking and NAT state. LRU so a full table evicts the
 /// least-recently-used connection instead of refusing every new one.
@@ -71,7 +71,8 @@ pub struct Scratch {
     pub bench_snapshot: [u64; 8],
     pub bench_key: CtKey,
     pub bench_counter: u32,
-    pub _pad: u32,
+    /// Policy generation this packet is judged by (read once per packet).
+    pub gen: u32,
 }
 
 #[map]

@@ -6,13 +6,14 @@
 //! themselves, so no aggregate crosses a call.
 use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use vpc_common::{
-    kind, CtEntry, CtKey, DropReason, Endpoint, PortInfo, CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT,
-    CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_PORT_MAX, NAT_PORT_MIN, NAT_PORT_TRIES,
+    cfg, for_gen, kind, subnet_acl_index, CtEntry, CtKey, DropReason, Endpoint, PortInfo,
+    CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_PORT_MAX,
+    NAT_PORT_MIN, NAT_PORT_TRIES,
 };
 
 use crate::{
     ct,
-    maps::{Scratch, CT, ENIS, PORTS, SCRATCH, SUBNET_ACLS},
+    maps::{Scratch, CONFIG, CT, ENIS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP},
     policy, route, stats,
@@ -65,6 +66,8 @@ pub fn run(ctx: &XdpContext) -> u32 {
         _pad: [0; 3],
     };
     let now = ct::now();
+    // One read: the whole packet is judged by one policy generation.
+    s.gen = (CONFIG.get(cfg::GENERATION).copied().unwrap_or(0) & 1) as u32;
     let action = tracked(ctx, s, port, now);
     if action != UNTRACKED {
         return action;
@@ -123,7 +126,7 @@ fn deliver_tracked(
     } else {
         (port.subnet, &p.saddr, ep.subnet)
     };
-    boundary(p, src, dst, src_addr, &p.daddr)?;
+    boundary(p, s.gen, src, dst, src_addr, &p.daddr)?;
     let (dir, nat_addr, nat_port) = (e.dir, e.nat_addr, e.nat_port);
     ct::update(unsafe { &mut *orig }, p, dir, now);
     if snat {
@@ -142,6 +145,7 @@ fn deliver_tracked(
 #[inline(always)]
 fn boundary(
     p: &Packet,
+    gen: u32,
     src: u32,
     dst: u32,
     src_addr: &[u8; 16],
@@ -150,7 +154,12 @@ fn boundary(
     if src == dst {
         return Ok(());
     }
-    let acl_of = |subnet: u32| SUBNET_ACLS.get(subnet).copied().unwrap_or(0);
+    let acl_of = |subnet: u32| {
+        SUBNET_ACLS
+            .get(subnet_acl_index(gen, subnet))
+            .copied()
+            .unwrap_or(0)
+    };
     let port = p.policy_port();
     let out = acl_of(src);
     if out != 0 && !policy::acl_allows(out, DIR_EGRESS, p.v6, dst_addr, p.proto, port) {
@@ -170,17 +179,26 @@ fn boundary(
 #[inline(always)]
 fn admit(
     p: &Packet,
-    sender: u32,
+    gen: u32,
+    sender: &[u32; 2],
     from: u32,
     receiver: &Endpoint,
     src: &[u8; 16],
 ) -> Result<(), DropReason> {
     let port = p.policy_port();
-    if !policy::allowed(sender, DIR_EGRESS, p.v6, &p.daddr, p.proto, port) {
+    if !policy::allowed(
+        for_gen(sender, gen),
+        DIR_EGRESS,
+        p.v6,
+        &p.daddr,
+        p.proto,
+        port,
+    ) {
         return Err(DropReason::SgEgressDenied);
     }
-    boundary(p, from, receiver.subnet, src, &p.daddr)?;
-    if !policy::allowed(receiver.policy, DIR_INGRESS, p.v6, src, p.proto, port) {
+    boundary(p, gen, from, receiver.subnet, src, &p.daddr)?;
+    let inbound = for_gen(&receiver.policy, gen);
+    if !policy::allowed(inbound, DIR_INGRESS, p.v6, src, p.proto, port) {
         return Err(DropReason::SgIngressDenied);
     }
     Ok(())
@@ -212,7 +230,7 @@ fn host_flow_inner(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    admit(p, port.policy, port.subnet, ep, &p.saddr)?;
+    admit(p, s.gen, &port.policy, port.subnet, ep, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
@@ -260,7 +278,7 @@ fn function_flow_inner(
         return Err(DropReason::CtInvalid);
     }
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    admit(p, eni.policy, eni.subnet, ep, eni_addr)?;
+    admit(p, s.gen, &eni.policy, eni.subnet, ep, eni_addr)?;
     s.orig.eni = port.eni as u16;
     s.reply.eni = port.eni as u16;
     s.orig.eni_subnet = eni.subnet as u16;

@@ -108,11 +108,11 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
             router_mac: [2, 0, 0, 0, 1, 3],
         },
     );
-    let entries = compile::compile(&model, &links).map_err(anyhow::Error::msg)?;
+    let entries = compile::compile(&model, &links, 0).map_err(anyhow::Error::msg)?;
     let mut dp = Datapath::load(&Timeouts::default())?;
     dp.load_program(BENCH_ROUTER_PROGRAM)?;
     dp.load_program(BENCH_REDIRECT_PROGRAM)?;
-    dp.install(&entries, true)?;
+    dp.install(&entries)?;
     let port_of = |id: &str| -> PortInfo {
         let ifindex = links[id].ifindex;
         entries

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ipnet::IpNet;
 use vpc_common::{
-    kind, v4_mapped, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, DIR_EGRESS,
-    DIR_INGRESS, PROTO_ANY, SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
+    kind, subnet_acl_index, v4_mapped, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
+    CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY, SG_PORT_FIXED_BITS,
+    SG_PREFIX_FIXED_BITS,
 };
 
 use crate::model::{Model, Peer, Protocol, Rule};
@@ -37,8 +38,10 @@ pub struct Entries {
     pub acl_ports: Vec<(u32, SgPortKey, u8)>,
     /// Network ACL id -> datapath id (0: the default, allow all).
     pub acls: BTreeMap<String, u32>,
-    /// (subnet index, datapath ACL id) for `SUBNET_ACLS`.
+    /// (`SUBNET_ACLS` index, datapath ACL id).
     pub subnet_acls: Vec<(u32, u32)>,
+    /// The policy generation these ids belong to.
+    pub gen: u32,
 }
 
 mod acl;
@@ -182,17 +185,20 @@ fn compile_direction(
 }
 
 /// Policy entries for every distinct group set in use (hosts and ENIs).
-pub fn compile_policies(model: &Model) -> Entries {
-    let mut out = Entries::default();
+pub fn compile_policies(model: &Model, gen: u32) -> Entries {
+    let mut out = Entries {
+        gen,
+        ..Entries::default()
+    };
     let sets: BTreeSet<Vec<String>> = model
         .hosts
         .iter()
         .map(|h| h.groups.clone())
         .chain(model.enis.iter().map(|e| e.groups.clone()))
         .collect();
-    let mut next_class = 1;
+    let mut next_class = (gen << CLASS_GEN_SHIFT) + 1;
     for (i, set) in sets.into_iter().enumerate() {
-        let policy = i as u32 + 1;
+        let policy = (gen << ID_GEN_SHIFT) | (i as u32 + 1);
         let mut ingress = vec![];
         let mut egress = vec![];
         for g in &set {
@@ -243,12 +249,20 @@ fn attach(out: &mut Entries, l: LinkInfo, ip: std::net::Ipv4Addr, mut port: Port
 
 /// All entries, given the links the topology built (keyed by resource id:
 /// host logical id, or function logical id for its execution environment).
-pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entries, String> {
-    let mut out = compile_policies(model);
-    acl::compile_acls(model, &mut out);
+/// `gen`: the policy generation the ids are allocated in; the per-generation
+/// pairs get their `gen` slot filled (the other stays 0: deny all).
+pub fn compile(
+    model: &Model,
+    links: &HashMap<String, LinkInfo>,
+    gen: u32,
+) -> Result<Entries, String> {
+    let mut out = compile_policies(model, gen);
+    acl::compile_acls(model, gen, &mut out);
+    let pair = |id: u32| if gen == 0 { [id, 0] } else { [0, id] };
     // (subnet index, datapath ACL id) of a subnet.
     for (i, sn) in model.subnets.iter().enumerate() {
-        out.subnet_acls.push((i as u32 + 1, out.acls[&sn.acl]));
+        out.subnet_acls
+            .push((subnet_acl_index(gen, i as u32 + 1), out.acls[&sn.acl]));
     }
     // 1-based subnet index.
     let subnet_index = |subnet: &str| {
@@ -274,7 +288,7 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
         let subnet = subnet_index(&h.subnet);
         let port = PortInfo {
             kind: kind::HOST,
-            policy,
+            policy: pair(policy),
             vpc,
             subnet,
             ..Default::default()
@@ -289,7 +303,7 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
         out.endpoints.push((
             addr,
             Endpoint {
-                policy,
+                policy: pair(policy),
                 vpc,
                 subnet,
                 kind: kind::HYPERPLANE_ENI,
@@ -300,7 +314,7 @@ pub fn compile(model: &Model, links: &HashMap<String, LinkInfo>) -> Result<Entri
             e.index,
             HyperplaneEni {
                 addr4: addr,
-                policy,
+                policy: pair(policy),
                 vpc,
                 subnet,
                 ..Default::default()
@@ -504,7 +518,7 @@ Resources:
   H3: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref A]}}
 "#;
         let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
-        let e = compile_policies(&m);
+        let e = compile_policies(&m, 0);
         // Addresses around every rule edge, plus a deterministic spray.
         let mut addrs: Vec<std::net::IpAddr> = [
             "10.0.1.9",

@@ -13,7 +13,7 @@ use aya::{
 };
 use vpc_common::{
     cfg, CtEntry, CtKey, DropReason, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
-    CT_DIR_ORIG, STAT_FORWARDED,
+    CLASS_GEN_SHIFT, CT_DIR_ORIG, ID_GEN_SHIFT, STAT_FORWARDED,
 };
 
 use crate::compile::Entries;
@@ -77,7 +77,7 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    pub fn by_index(&self) -> [(u32, Duration); cfg::LEN as usize] {
+    pub fn by_index(&self) -> [(u32, Duration); 8] {
         [
             (cfg::TCP_SYN, self.tcp_syn),
             (cfg::TCP_ESTABLISHED, self.tcp_established),
@@ -154,56 +154,18 @@ pub trait Maps {
         Ok(())
     }
 
-    /// Installs policy, ports and endpoints; ENIs only with `with_enis`
-    /// (they go in when their function becomes Active).
-    fn install(&mut self, e: &Entries, with_enis: bool) -> Result<()> {
-        {
-            let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map("SG_PREFIXES")?)?;
-            for (len, k, class) in &e.sg_prefixes {
-                m.insert(&Key::new(*len, *k), *class, 0)
-                    .context("SG_PREFIXES insert")?;
-            }
+    /// Installs everything; ports last, so an interface starts forwarding
+    /// only once all it may need is in place.
+    fn install(&mut self, e: &Entries) -> Result<()> {
+        self.install_policy(e)?;
+        let mut m: HashMap<_, [u8; 16], Endpoint> = HashMap::try_from(self.map("ENDPOINTS")?)?;
+        for (k, v) in &e.endpoints {
+            m.insert(k, v, 0).context("ENDPOINTS insert")?;
         }
-        {
-            let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map("SG_PORTS")?)?;
-            for (len, k) in &e.sg_ports {
-                m.insert(&Key::new(*len, *k), 1, 0)
-                    .context("SG_PORTS insert")?;
-            }
+        let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map("ENIS")?)?;
+        for (k, v) in &e.enis {
+            m.insert(k, v, 0).context("ENIS insert")?;
         }
-        {
-            let mut m: Array<_, u32> = Array::try_from(self.map("SUBNET_ACLS")?)?;
-            for (subnet, acl) in &e.subnet_acls {
-                m.set(*subnet, *acl, 0).context("SUBNET_ACLS set")?;
-            }
-        }
-        {
-            let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map("ACL_PREFIXES")?)?;
-            for (len, k, class) in &e.acl_prefixes {
-                m.insert(&Key::new(*len, *k), *class, 0)
-                    .context("ACL_PREFIXES insert")?;
-            }
-        }
-        {
-            let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map("ACL_PORTS")?)?;
-            for (len, k, allow) in &e.acl_ports {
-                m.insert(&Key::new(*len, *k), *allow, 0)
-                    .context("ACL_PORTS insert")?;
-            }
-        }
-        {
-            let mut m: HashMap<_, [u8; 16], Endpoint> = HashMap::try_from(self.map("ENDPOINTS")?)?;
-            for (k, v) in &e.endpoints {
-                m.insert(k, v, 0).context("ENDPOINTS insert")?;
-            }
-        }
-        if with_enis {
-            for (id, eni) in &e.enis {
-                self.install_eni(*id, eni)?;
-            }
-        }
-        // Ports last: an interface starts forwarding only once everything
-        // it may need is in place.
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
         for (k, v) in &e.ports {
             m.insert(k, v, 0).context("PORTS insert")?;
@@ -211,9 +173,131 @@ pub trait Maps {
         Ok(())
     }
 
-    fn install_eni(&mut self, id: u32, eni: &HyperplaneEni) -> Result<()> {
+    /// The tries and `SUBNET_ACLS` of `e.gen`: not read by the datapath until
+    /// that generation is switched on.
+    fn install_policy(&mut self, e: &Entries) -> Result<()> {
+        for (name, prefixes) in [
+            ("SG_PREFIXES", &e.sg_prefixes),
+            ("ACL_PREFIXES", &e.acl_prefixes),
+        ] {
+            let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map(name)?)?;
+            for (len, k, class) in prefixes {
+                m.insert(&Key::new(*len, *k), *class, 0)
+                    .with_context(|| format!("{name} insert"))?;
+            }
+        }
+        let sg_ports = e.sg_ports.iter().map(|(l, k)| (*l, *k, 1u8));
+        for (name, ports) in [
+            ("SG_PORTS", sg_ports.collect::<Vec<_>>()),
+            ("ACL_PORTS", e.acl_ports.clone()),
+        ] {
+            let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map(name)?)?;
+            for (len, k, v) in ports {
+                m.insert(&Key::new(len, k), v, 0)
+                    .with_context(|| format!("{name} insert"))?;
+            }
+        }
+        let mut m: Array<_, u32> = Array::try_from(self.map("SUBNET_ACLS")?)?;
+        for (i, acl) in &e.subnet_acls {
+            m.set(*i, *acl, 0).context("SUBNET_ACLS set")?;
+        }
+        Ok(())
+    }
+
+    /// Removes every trie entry of generation `gen`.
+    fn clear_generation(&mut self, gen: u32) -> Result<usize> {
+        let of_id = |pd: [u8; 4]| (u32::from_be_bytes(pd) >> 2 >> ID_GEN_SHIFT) & 1;
+        let of_class = |c: [u8; 4]| u32::from_be_bytes(c) >> CLASS_GEN_SHIFT & 1;
+        let mut n = 0;
+        for name in ["SG_PREFIXES", "ACL_PREFIXES"] {
+            let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map(name)?)?;
+            let stale: Vec<_> = m
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| of_id(k.data().policy_dir) == gen)
+                .collect();
+            for k in stale {
+                m.remove(&k)?;
+                n += 1;
+            }
+        }
+        for name in ["SG_PORTS", "ACL_PORTS"] {
+            let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map(name)?)?;
+            let stale: Vec<_> = m
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| of_class(k.data().class) == gen)
+                .collect();
+            for k in stale {
+                m.remove(&k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The generation in force.
+    fn generation(&mut self) -> Result<u32> {
+        let a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        Ok(a.get(&cfg::GENERATION, 0)? as u32 & 1)
+    }
+
+    /// Switches the datapath to `gen`: one write, seen by the next packet.
+    fn set_generation(&mut self, gen: u32) -> Result<()> {
+        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        a.set(cfg::GENERATION, gen as u64, 0)?;
+        Ok(())
+    }
+
+    /// Writes `e` (compiled for the generation not in force) aside, switches
+    /// the datapath to it in one write, then removes the old generation.
+    fn switch_policy(&mut self, e: &Entries) -> Result<()> {
+        let cur = self.generation()?;
+        if e.gen == cur {
+            bail!("entries compiled for generation {cur}, which is in force");
+        }
+        self.clear_generation(e.gen)?;
+        self.install_policy(e)?;
+        self.set_policy_slots(e)?;
+        self.set_generation(e.gen)?;
+        // XDP runs under RCU: a packet that read the old generation finishes
+        // within microseconds; leave it ample time before its entries go.
+        std::thread::sleep(Duration::from_millis(20));
+        self.clear_generation(cur)?;
+        Ok(())
+    }
+
+    /// Sets the ENI an execution environment sends through (0: none).
+    fn set_port_eni(&mut self, ifindex: u32, eni: u32) -> Result<()> {
+        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
+        let mut p = m.get(&ifindex, 0).context("no such port")?;
+        p.eni = eni;
+        m.insert(ifindex, p, 0)?;
+        Ok(())
+    }
+
+    /// Fills the `gen` slot of every policy pair from `e` (ports, endpoints,
+    /// ENIs), leaving the slot in force untouched.
+    fn set_policy_slots(&mut self, e: &Entries) -> Result<()> {
+        let gen = e.gen as usize;
+        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
+        for (k, v) in &e.ports {
+            let mut cur = m.get(k, 0).context("port missing")?;
+            cur.policy[gen] = v.policy[gen];
+            m.insert(k, cur, 0)?;
+        }
+        let mut m: HashMap<_, [u8; 16], Endpoint> = HashMap::try_from(self.map("ENDPOINTS")?)?;
+        for (k, v) in &e.endpoints {
+            let mut cur = m.get(k, 0).context("endpoint missing")?;
+            cur.policy[gen] = v.policy[gen];
+            m.insert(k, cur, 0)?;
+        }
         let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map("ENIS")?)?;
-        m.insert(id, eni, 0).context("ENIS insert")?;
+        for (k, v) in &e.enis {
+            let mut cur = m.get(k, 0).context("ENI missing")?;
+            cur.policy[gen] = v.policy[gen];
+            m.insert(k, cur, 0)?;
+        }
         Ok(())
     }
 

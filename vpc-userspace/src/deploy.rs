@@ -156,12 +156,20 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         let nodes = topology::build(&opts.name, &model)?;
         let links: HashMap<String, compile::LinkInfo> =
             nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
-        let entries = compile::compile(&model, &links).map_err(anyhow::Error::msg)?;
+        let mut entries = compile::compile(&model, &links, 0).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(pins.join("links"))?;
         dp.pin_maps(&pins)?;
-        // Functions without a VPC are Active at once; the others wait for
-        // their ENI (the agent installs it).
-        dp.install(&entries, false)?;
+        // Functions without a VPC are Active at once; the others are Pending
+        // until their ENI is ready: until then their execution environment
+        // has no ENI to send through (the agent sets it).
+        for (_, port) in entries
+            .ports
+            .iter_mut()
+            .filter(|(_, p)| p.kind == vpc_common::kind::EXEC_ENV)
+        {
+            port.eni = 0;
+        }
+        dp.install(&entries)?;
         let router = topology::router_netns(&opts.name);
         let mut modes = vec![];
         for n in &nodes {
@@ -251,6 +259,46 @@ pub fn down(name: &str) -> Result<()> {
         bail!("teardown incomplete: {}", errors.join("; "));
     }
     Ok(())
+}
+
+/// The parts of a model that `apply` may not change: everything but the
+/// security-group rules and memberships and the network ACLs.
+fn topology_of(m: &Model) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).expect("serializable");
+    v["groups"] = serde_json::Value::Null;
+    v["acls"] = serde_json::Value::Null;
+    v["skipped"] = serde_json::Value::Null;
+    for h in v["hosts"].as_array_mut().into_iter().flatten() {
+        h["groups"] = serde_json::Value::Null;
+    }
+    for s in v["subnets"].as_array_mut().into_iter().flatten() {
+        s["acl"] = serde_json::Value::Null;
+    }
+    v
+}
+
+/// Applies a changed policy (group rules and memberships, ACLs and their
+/// associations) to a running deployment atomically: the new generation is
+/// written aside, switched on with one write, and the old one removed.
+/// Tracked connections continue (security groups are stateful); ACLs apply
+/// to the next packet, established or not. Returns the new generation.
+pub fn apply(name: &str, model: Model) -> Result<u32> {
+    let mut s = State::load(name)?;
+    if topology_of(&model) != topology_of(&s.model) {
+        bail!(
+            "this change touches the topology (VPCs, subnets, addresses, hosts, functions or their VpcConfig); \
+             `vpc apply` changes security groups and network ACLs only: run `vpc down` and `vpc up`"
+        );
+    }
+    let links: HashMap<String, compile::LinkInfo> =
+        s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let mut maps = PinnedMaps::open(&s.pin_dir)?;
+    let next = 1 - maps.generation()?;
+    let entries = compile::compile(&model, &links, next).map_err(anyhow::Error::msg)?;
+    maps.switch_policy(&entries)?;
+    s.model = model;
+    s.save()?;
+    Ok(next)
 }
 
 /// What `vpc status` shows.
@@ -392,11 +440,6 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
     lc.agent_pid = Some(std::process::id());
     lc.save(name)?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
-    let entries = compile::compile(
-        &s.model,
-        &s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect(),
-    )
-    .map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let mut last_gc = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -412,11 +455,8 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
                         last_update_status: "InProgress".into(),
                     });
                 if st.state == "Pending" {
-                    if let Some((id, eni)) = f
-                        .eni
-                        .and_then(|i| entries.enis.iter().find(|(x, _)| *x == i))
-                    {
-                        maps.install_eni(*id, eni)?;
+                    if let (Some(eni), Some(node)) = (f.eni, s.node(&f.id)) {
+                        maps.set_port_eni(node.link.ifindex, eni)?;
                     }
                     *st = FunctionStatus {
                         state: "Active".into(),

@@ -66,6 +66,9 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Re-apply a changed template to a running deployment: security groups
+    /// and network ACLs change atomically; topology changes are refused.
+    Apply(TemplateArgs),
     /// Apply a template, show it live, and tear it down on Ctrl-C / SIGTERM.
     Run(RunArgs),
     /// Functions, ENIs, hosts, attach mode and packet counters.
@@ -362,6 +365,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             println!("\n{name}: torn down");
             result?;
             down?;
+        }
+        Cmd::Apply(t) => {
+            let (m, label) = load_model(&t, &name)?;
+            let gen = deploy::apply(&name, m)?;
+            println!("{name}: applied {label} (policy generation {gen})");
         }
         Cmd::Status { json } => {
             let s = deploy::status(&name)?;

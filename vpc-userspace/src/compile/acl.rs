@@ -6,7 +6,10 @@
 //! lowest-numbered rule that matches it, or deny.
 use std::collections::BTreeSet;
 
-use vpc_common::{SgPortKey, DIR_EGRESS, DIR_INGRESS, PROTO_ANY, SG_PORT_FIXED_BITS};
+use vpc_common::{
+    SgPortKey, CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY,
+    SG_PORT_FIXED_BITS,
+};
 
 use super::{contains, mapped, new_class, range_prefixes, Entries, Prefix};
 use crate::model::{AclEntry, Model, Protocol};
@@ -103,9 +106,9 @@ fn compile_direction(
 }
 
 /// Datapath ids: a VPC's default ACL (allow all) is 0, never looked up.
-pub fn compile_acls(model: &Model, out: &mut Entries) {
-    let mut next_class = 1;
-    let mut next_id = 1;
+pub fn compile_acls(model: &Model, gen: u32, out: &mut Entries) {
+    let mut next_class = (gen << CLASS_GEN_SHIFT) + 1;
+    let mut next_id = (gen << ID_GEN_SHIFT) + 1;
     for acl in &model.acls {
         if acl.is_default {
             out.acls.insert(acl.id.clone(), 0);
@@ -160,8 +163,8 @@ Resources:
   E10: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 70, Protocol: 6, RuleAction: allow, Ipv6CidrBlock: "fd00::/8", PortRange: {From: 80, To: 80}}}
 "#;
         let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
-        let mut e = compile_policies(&m);
-        compile_acls(&m, &mut e);
+        let mut e = compile_policies(&m, 1);
+        compile_acls(&m, 1, &mut e);
         let id = e.acls["Acl"];
         assert_ne!(id, 0);
         let addrs = [
