@@ -601,3 +601,90 @@ fn network_acls_apply_at_subnet_boundaries_first_match_and_statelessly() {
         check(&mut h, DropReason::NaclEgressDenied, 1);
     });
 }
+
+/// Two policies for ACL_TEMPLATE's topology that never both admit App ->
+/// Db:5432 — A: the database's groups refuse it, its ACL admits it; B: the
+/// groups admit it, the ACL refuses it. A packet judged half by A and half
+/// by B would be forwarded; one judged by either is dropped.
+fn flip_policies() -> (String, String) {
+    let a = ACL_TEMPLATE
+        .replace("CidrIp: 10.0.0.0/16}", "CidrIp: 10.9.0.0/16}")
+        .replace(
+            "RuleNumber: 90, Protocol: 6, RuleAction: deny",
+            "RuleNumber: 90, Protocol: 6, RuleAction: allow",
+        );
+    let b = ACL_TEMPLATE.to_string();
+    (a, b)
+}
+
+#[test]
+fn policy_switches_are_atomic_under_a_flood_of_packets() {
+    use aya::programs::{TestRun, TestRunOptions, Xdp};
+    use aya_obj::programs::XdpAttachType;
+    use std::{
+        collections::HashMap,
+        sync::atomic::{AtomicBool, Ordering},
+    };
+    in_private_netns(|| {
+        let (ta, tb) = flip_policies();
+        let mut h = Harness::new(&ta);
+        let models = [ta, tb].map(|t| vpc::model::build(&t, &HashMap::new(), "test").unwrap());
+        let pin = std::path::PathBuf::from(format!("/sys/fs/bpf/vpc-flip-{}", std::process::id()));
+        h.dp.program(vpc::datapath::ROUTER_PROGRAM)
+            .unwrap()
+            .pin(&pin)
+            .unwrap();
+        struct Unpin(std::path::PathBuf);
+        impl Drop for Unpin {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _unpin = Unpin(pin.clone());
+        let app_if = h.ifindex("App");
+        let frame = tcp(APP, "10.0.2.10", 40000, 5432, TCP_SYN);
+        let stop = AtomicBool::new(false);
+        let verdicts = std::thread::scope(|sc| {
+            let runner = sc.spawn(|| {
+                let prog = Xdp::from_pin(&pin, XdpAttachType::Interface).unwrap();
+                let mut ctx = [0u8; 24];
+                ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+                ctx[12..16].copy_from_slice(&app_if.to_ne_bytes());
+                let mut seen = [0u64; 5];
+                while !stop.load(Ordering::Relaxed) {
+                    let mut out = vec![0u8; frame.len() + 256];
+                    let r = prog
+                        .test_run(TestRunOptions {
+                            data_in: Some(&frame),
+                            data_out: Some(&mut out),
+                            ctx_in: Some(&ctx),
+                            ..Default::default()
+                        })
+                        .unwrap();
+                    seen[r.return_value as usize] += 1;
+                }
+                seen
+            });
+            for k in 0..60u32 {
+                let gen = 1 - h.dp.generation().unwrap();
+                let e =
+                    vpc::compile::compile(&models[(k as usize + 1) % 2], &h.links, gen).unwrap();
+                h.dp.switch_policy(&e).unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            runner.join().unwrap()
+        });
+        assert_eq!(
+            verdicts[XDP_REDIRECT as usize], 0,
+            "a packet was judged by a mix of two policies: {verdicts:?}"
+        );
+        assert!(verdicts[XDP_DROP as usize] > 100, "{verdicts:?}");
+        // Both policies were in force at some point, each with its own reason.
+        let c = h.counters();
+        assert!(
+            c.dropped(DropReason::SgIngressDenied) > 0
+                && c.dropped(DropReason::NaclIngressDenied) > 0,
+            "{c:?}"
+        );
+    });
+}
