@@ -449,3 +449,103 @@ fn a_missing_ephemeral_port_rule_breaks_replies() {
     );
     assert!(d.dropped("nacl_egress_denied") >= 1);
 }
+
+/// Echoes lines on one connection until it closes.
+fn line_echo_server(ns: &str, addr: &str) -> std::thread::JoinHandle<()> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in_netns(ns, move || {
+        let l = TcpListener::bind(addr).unwrap();
+        tx.send(()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { break };
+            if w.write_all(format!("{line}\n").as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    rx.recv().unwrap();
+    h
+}
+
+#[test]
+fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
+    let d = Deployment::up("e2em", ACL_TEMPLATE, FAST);
+    let _server = line_echo_server(&d.netns("Db"), "10.0.2.10:5432");
+    // A long-lived connection from the function, driven step by step.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<&'static str>();
+    let (res_tx, res_rx) = std::sync::mpsc::channel::<bool>();
+    let client = spawn_in_netns(&d.exec_env_netns("Fn"), move || {
+        let s =
+            TcpStream::connect_timeout(&"10.0.2.10:5432".parse().unwrap(), Duration::from_secs(3))
+                .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        for msg in go_rx {
+            let mut line = String::new();
+            let ok = w.write_all(format!("{msg}\n").as_bytes()).is_ok()
+                && r.read_line(&mut line).is_ok()
+                && line.trim() == msg;
+            res_tx.send(ok).unwrap();
+        }
+    });
+    go_tx.send("one").unwrap();
+    assert!(res_rx.recv().unwrap(), "the connection works");
+    // Remove the database's 5432-5433 rule: new connections fail at once,
+    // the tracked one goes on (security groups are stateful).
+    let no_rule = ACL_TEMPLATE.replace("        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}\n", "");
+    assert_ne!(no_rule, ACL_TEMPLATE);
+    let path = std::env::temp_dir().join(format!("{}-apply1.yaml", d.name));
+    std::fs::write(&path, &no_rule).unwrap();
+    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    go_tx.send("two").unwrap();
+    assert!(
+        res_rx.recv().unwrap(),
+        "a tracked connection survives a group rule's removal"
+    );
+    let fresh = d.vpc(&[
+        "invoke",
+        "Fn",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w1",
+        "10.0.2.10",
+        "5432",
+    ]);
+    assert!(
+        !fresh.status.success(),
+        "a new connection sees the removal at once"
+    );
+    // An ACL deny in front of the allow: it applies to the established
+    // connection too (ACLs are stateless).
+    let deny = no_rule.replace("RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}", "RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5433}");
+    assert_ne!(deny, no_rule);
+    std::fs::write(&path, &deny).unwrap();
+    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = d.dropped("nacl_ingress_denied");
+    go_tx.send("three").unwrap();
+    assert!(
+        !res_rx.recv().unwrap(),
+        "an ACL change cuts an established connection"
+    );
+    assert!(d.dropped("nacl_ingress_denied") > before);
+    drop(go_tx);
+    client.join().unwrap();
+    // A topology change is refused, and nothing changes.
+    std::fs::write(&path, deny.replace("10.0.2.10", "10.0.2.11")).unwrap();
+    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && text(&out).contains("topology"),
+        "{}",
+        text(&out)
+    );
+}
