@@ -10,6 +10,7 @@ pub mod datapath;
 pub mod deploy;
 pub mod model;
 pub mod packet;
+pub mod reference;
 pub mod template;
 pub mod topology;
 
