@@ -90,6 +90,24 @@ enum Cmd {
     },
     /// Tear the deployment down: namespaces, links, pins, state.
     Down,
+    /// Why a new connection would be allowed or dropped, rule by rule (the
+    /// reference model of AWS's semantics, which the datapath is tested
+    /// against).
+    Explain {
+        /// Sender: an instance, a network interface, or a function (which
+        /// sends from its Hyperplane ENI).
+        from: String,
+        /// Destination: an address or a resource.
+        to: String,
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+        /// Destination port (ICMP: type).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Explain this template instead of the running deployment.
+        #[arg(long)]
+        template: Option<String>,
+    },
     /// Print the embedded default template.
     DefaultTemplate,
     /// Measure ns/packet through BPF_PROG_TEST_RUN.
@@ -433,6 +451,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             deploy::down(&name)?;
             println!("{name}: down");
         }
+        Cmd::Explain {
+            from,
+            to,
+            protocol,
+            port,
+            template,
+        } => return explain(&name, &from, &to, &protocol, port, template),
         Cmd::DefaultTemplate => print!("{}", vpc::DEFAULT_TEMPLATE),
         Cmd::Bench {
             repeat,
@@ -455,4 +480,78 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vpc explain`: exit 0 when allowed, 3 when denied.
+fn explain(
+    name: &str,
+    from: &str,
+    to: &str,
+    protocol: &str,
+    port: u16,
+    template: Option<String>,
+) -> Result<ExitCode> {
+    let m = match template {
+        Some(t) => {
+            load_model(
+                &TemplateArgs {
+                    template: t,
+                    parameters: vec![],
+                },
+                name,
+            )?
+            .0
+        }
+        None => State::load(name)?.model,
+    };
+    let addr_of = |r: &str| -> Result<std::net::IpAddr> {
+        if let Ok(ip) = r.parse() {
+            return Ok(ip);
+        }
+        if let Some(h) = m.hosts.iter().find(|h| h.id == r) {
+            return Ok(h.ip.into());
+        }
+        if let Some(e) = m
+            .function(r)
+            .and_then(|f| f.eni)
+            .and_then(|i| m.enis.iter().find(|e| e.index == i))
+        {
+            return Ok(e.ip.into());
+        }
+        bail!("{r:?} is no address, instance, network interface or VPC function")
+    };
+    let proto = match model::parse_protocol(
+        &serde_json::Value::String(protocol.to_string()),
+        "--protocol",
+    )? {
+        model::Protocol::Number(n) => n,
+        model::Protocol::All => bail!("--protocol: name one protocol"),
+    };
+    let icmp = matches!(proto, 1 | 58);
+    let p = vpc::reference::Packet {
+        src: addr_of(from)?,
+        dst: addr_of(to)?,
+        proto,
+        port: if icmp { port << 8 } else { port },
+    };
+    let (verdict, steps) = vpc::reference::explain(&m, &p);
+    println!(
+        "{from} ({}) -> {to} ({}) protocol {proto} {} {port}",
+        p.src,
+        p.dst,
+        if icmp { "type" } else { "port" }
+    );
+    for s in steps {
+        println!("  {s}");
+    }
+    match verdict {
+        vpc::reference::Verdict::Allow => {
+            println!("ALLOW");
+            Ok(ExitCode::SUCCESS)
+        }
+        vpc::reference::Verdict::Deny(reason, why) => {
+            println!("DENY {reason}: {why}");
+            Ok(ExitCode::from(3))
+        }
+    }
 }

@@ -127,15 +127,24 @@ pub fn acl_allows(
     }
 }
 
-fn boundary(m: &Model, from: &str, to: &str, p: &Packet) -> Verdict {
+fn boundary(m: &Model, from: &str, to: &str, p: &Packet, steps: &mut Vec<String>) -> Verdict {
     if from == to {
+        steps.push(format!("network ACLs: not applied inside subnet {from}"));
         return Verdict::Allow;
     }
     let (ok, why) = acl_allows(m, from, true, p.dst, p);
+    steps.push(format!(
+        "ACL out of {from}: {why} {}",
+        if ok { "allows" } else { "denies" }
+    ));
     if !ok {
         return Verdict::Deny("nacl_egress_denied", why);
     }
     let (ok, why) = acl_allows(m, to, false, p.src, p);
+    steps.push(format!(
+        "ACL into {to}: {why} {}",
+        if ok { "allows" } else { "denies" }
+    ));
     if !ok {
         return Verdict::Deny("nacl_ingress_denied", why);
     }
@@ -145,41 +154,124 @@ fn boundary(m: &Model, from: &str, to: &str, p: &Packet) -> Verdict {
 /// A new connection (or untracked packet) from `p.src`, a host or a
 /// Hyperplane ENI after source NAT, to `p.dst`.
 pub fn new_connection(m: &Model, p: &Packet) -> Verdict {
+    explain(m, p).0
+}
+
+/// [`new_connection`] with each check it made, in order, for `vpc explain`.
+pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
+    let mut steps = vec![];
     let Some(from) = side(m, p.src) else {
-        return Verdict::Deny("spoofed_source", "unknown sender".into());
+        return (
+            Verdict::Deny("spoofed_source", "unknown sender".into()),
+            steps,
+        );
     };
     if m.enis.iter().any(|e| IpAddr::V4(e.ip) == p.dst) {
-        return Verdict::Deny(
-            "hyperplane_unsolicited",
-            "Hyperplane ENIs accept no inbound connections".into(),
+        return (
+            Verdict::Deny(
+                "hyperplane_unsolicited",
+                "Hyperplane ENIs accept no inbound connections".into(),
+            ),
+            steps,
         );
     }
     let Some(to) = m.hosts.iter().find(|h| IpAddr::V4(h.ip) == p.dst) else {
-        return Verdict::Deny("no_route", "no host owns the destination".into());
+        return (
+            Verdict::Deny("no_route", "no host owns the destination".into()),
+            steps,
+        );
     };
-    if groups_allow(m, from.groups, false, p.dst, p).is_none() {
-        return Verdict::Deny(
-            "sg_egress_denied",
-            "no outbound rule of the sender's groups".into(),
-        );
+    match groups_allow(m, from.groups, false, p.dst, p) {
+        Some(rule) => steps.push(format!(
+            "outbound, groups [{}]: allowed by {rule}",
+            from.groups.join(", ")
+        )),
+        None => {
+            let why = format!("no outbound rule of [{}] matches", from.groups.join(", "));
+            return (Verdict::Deny("sg_egress_denied", why), steps);
+        }
     }
-    if let v @ Verdict::Deny(..) = boundary(m, from.subnet, &to.subnet, p) {
-        return v;
+    if let v @ Verdict::Deny(..) = boundary(m, from.subnet, &to.subnet, p, &mut steps) {
+        return (v, steps);
     }
-    if groups_allow(m, &to.groups, true, p.src, p).is_none() {
-        return Verdict::Deny(
-            "sg_ingress_denied",
-            "no inbound rule of the receiver's groups".into(),
-        );
+    match groups_allow(m, &to.groups, true, p.src, p) {
+        Some(rule) => steps.push(format!(
+            "inbound, groups [{}]: allowed by {rule}",
+            to.groups.join(", ")
+        )),
+        None => {
+            let why = format!("no inbound rule of [{}] matches", to.groups.join(", "));
+            return (Verdict::Deny("sg_ingress_denied", why), steps);
+        }
     }
-    Verdict::Allow
+    (Verdict::Allow, steps)
 }
 
 /// A packet of a tracked connection (groups skipped: they are stateful; ACLs
 /// are not).
 pub fn tracked(m: &Model, p: &Packet) -> Verdict {
     match (side(m, p.src), side(m, p.dst)) {
-        (Some(from), Some(to)) => boundary(m, from.subnet, to.subnet, p),
+        (Some(from), Some(to)) => boundary(m, from.subnet, to.subnet, p, &mut vec![]),
         _ => Verdict::Deny("no_route", "endpoint unknown".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn packet(m: &Model, from: &str, to: &str, proto: u8, port: u16) -> Packet {
+        let ip = |id: &str| -> IpAddr {
+            m.hosts
+                .iter()
+                .find(|h| h.id == id)
+                .map(|h| IpAddr::V4(h.ip))
+                .unwrap_or_else(|| IpAddr::V4(m.enis[0].ip))
+        };
+        Packet {
+            src: ip(from),
+            dst: ip(to),
+            proto,
+            port,
+        }
+    }
+
+    #[test]
+    fn explains_the_default_template_rule_by_rule() {
+        let m = crate::model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), "s").unwrap();
+        let (v, steps) = explain(&m, &packet(&m, "ENI", "DatabaseInstance", 6, 5432));
+        assert_eq!(v, Verdict::Allow);
+        assert_eq!(steps.len(), 3);
+        assert!(
+            steps[2].contains("DatabaseSecurityGroup rule 0"),
+            "{steps:?}"
+        );
+        let (v, steps) = explain(&m, &packet(&m, "AppServer", "DatabaseInstance", 6, 5432));
+        assert_eq!(v.reason(), Some("sg_ingress_denied"));
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("ACL out of PrivateSubnetB")),
+            "{steps:?}"
+        );
+        assert_eq!(
+            new_connection(&m, &packet(&m, "ENI", "DatabaseInstance", 6, 22)).reason(),
+            Some("sg_ingress_denied")
+        );
+        assert_eq!(
+            new_connection(&m, &packet(&m, "DatabaseInstance", "ENI", 6, 22)).reason(),
+            Some("hyperplane_unsolicited")
+        );
+        // Echo request (type 8) from the VPC reaches the app server.
+        assert_eq!(
+            new_connection(&m, &packet(&m, "DatabaseInstance", "AppServer", 1, 8 << 8)),
+            Verdict::Allow
+        );
+        assert_eq!(
+            new_connection(&m, &packet(&m, "DatabaseInstance", "AppServer", 1, 3 << 8)).reason(),
+            Some("sg_ingress_denied")
+        );
     }
 }
