@@ -57,7 +57,16 @@ fn ports(r: &mut Rng) -> (u16, u16) {
 }
 
 fn sg_rule(r: &mut Rng, ingress: bool) -> String {
-    let peer = if r.chance(25) {
+    let peer = if r.chance(10) {
+        format!(
+            "{}: PL",
+            if ingress {
+                "SourcePrefixListId"
+            } else {
+                "DestinationPrefixListId"
+            }
+        )
+    } else if r.chance(25) {
         format!(
             "{}: G{}",
             if ingress {
@@ -146,6 +155,7 @@ fn template(r: &mut Rng) -> String {
     let mut t = String::from(
         "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}\n  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}\n",
     );
+    t.push_str("  PL: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: pl, AddressFamily: IPv4, MaxEntries: 4, Entries: [{Cidr: 10.0.1.8/30}, {Cidr: 10.0.2.0/25}]}}\n");
     for g in 0..3 {
         let ing: Vec<String> = (0..r.below(6)).map(|_| sg_rule(r, true)).collect();
         let _ = write!(t, "  G{g}:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: g\n      VpcId: !Ref Vpc\n      SecurityGroupIngress: [{}]\n", ing.join(", "));

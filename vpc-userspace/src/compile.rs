@@ -154,6 +154,11 @@ fn compile_direction(
     for r in rules {
         match &r.peer {
             Peer::Cidr(net) => expanded.push((mapped(net), r)),
+            Peer::PrefixList(id) => {
+                for net in &model.prefix_list(id).expect("validated").cidrs {
+                    expanded.push((mapped(net), r));
+                }
+            }
             Peer::Group(g) => {
                 for ip in model.members(g) {
                     expanded.push(((false, v4_mapped(ip.octets()), 128), r));
@@ -461,6 +466,12 @@ pub(crate) mod tests {
                 let peer = match &r.peer {
                     Peer::Cidr(n) => n.contains(&ip),
                     Peer::Group(g) => m.members(g).iter().any(|a| std::net::IpAddr::V4(*a) == ip),
+                    Peer::PrefixList(id) => m
+                        .prefix_list(id)
+                        .unwrap()
+                        .cidrs
+                        .iter()
+                        .any(|c| c.contains(&ip)),
                 };
                 let fam = ip.is_ipv6() == v6;
                 let proto_ok = match r.protocol {
@@ -502,6 +513,7 @@ Resources:
         - {IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIpv6: "fd00::/8"}
         - {IpProtocol: icmpv6, FromPort: -1, ToPort: -1, CidrIpv6: "::/0"}
         - {IpProtocol: tcp, FromPort: 5000, ToPort: 5001, SourceSecurityGroupId: !Ref B}
+        - {IpProtocol: tcp, FromPort: 2000, ToPort: 2001, SourcePrefixListId: !Ref Pl}
       SecurityGroupEgress:
         - {IpProtocol: tcp, FromPort: 0, ToPort: 65535, CidrIp: 10.0.0.0/8}
         - {IpProtocol: -1, CidrIp: 10.0.1.0/28}
@@ -516,6 +528,9 @@ Resources:
   H1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.9, SecurityGroupIds: [!Ref A, !Ref B]}}
   H2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.200, SecurityGroupIds: [!Ref B]}}
   H3: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref S, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref A]}}
+  Pl:
+    Type: AWS::EC2::PrefixList
+    Properties: {PrefixListName: pl, AddressFamily: IPv4, MaxEntries: 5, Entries: [{Cidr: 10.0.1.96/27}, {Cidr: 10.255.0.0/16}]}
 "#;
         let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
         let e = compile_policies(&m, 0);

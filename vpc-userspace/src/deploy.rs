@@ -267,6 +267,7 @@ fn topology_of(m: &Model) -> serde_json::Value {
     let mut v = serde_json::to_value(m).expect("serializable");
     v["groups"] = serde_json::Value::Null;
     v["acls"] = serde_json::Value::Null;
+    v["prefix_lists"] = serde_json::Value::Null;
     v["skipped"] = serde_json::Value::Null;
     for h in v["hosts"].as_array_mut().into_iter().flatten() {
         h["groups"] = serde_json::Value::Null;

@@ -39,6 +39,13 @@ struct TemplateArgs {
     /// Template parameter, NAME=VALUE (repeatable).
     #[arg(long = "parameter", short = 'p')]
     parameters: Vec<String>,
+    /// Rules per security group and direction (AWS: 60, adjustable; groups x
+    /// rules per interface stay <= 1,000).
+    #[arg(long, default_value_t = model::MAX_RULES_PER_DIRECTION)]
+    sg_rules_quota: usize,
+    /// Network ACL rules per direction (AWS: 20, up to 40).
+    #[arg(long, default_value_t = model::MAX_ACL_RULES_PER_DIRECTION)]
+    acl_rules_quota: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -161,7 +168,11 @@ fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
             .with_context(|| format!("--parameter {p:?}: expected NAME=VALUE"))?;
         params.insert(k.to_string(), v.to_string());
     }
-    let m = model::build(&text, &params, stack)
+    let quotas = model::Quotas {
+        rules_per_group: t.sg_rules_quota,
+        acl_rules: t.acl_rules_quota,
+    };
+    let m = model::build_with(&text, &params, stack, quotas)
         .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
     for (id, ty) in &m.skipped {
         eprintln!("note: skipping {id} ({ty}): not modelled by this project");
@@ -497,6 +508,8 @@ fn explain(
                 &TemplateArgs {
                     template: t,
                     parameters: vec![],
+                    sg_rules_quota: model::MAX_RULES_PER_DIRECTION,
+                    acl_rules_quota: model::MAX_ACL_RULES_PER_DIRECTION,
                 },
                 name,
             )?

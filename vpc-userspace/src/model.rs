@@ -21,6 +21,39 @@ pub const LAMBDA_SERVICE_CIDR: &str = "198.19.0.0/16";
 pub const LAMBDA_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 /// AWS quotas checked at apply time.
 pub const MAX_RULES_PER_DIRECTION: usize = 60;
+/// AWS: (groups on an interface) x (rules per group) may not exceed this.
+pub const MAX_RULES_X_GROUPS: usize = 1000;
+
+/// Adjustable AWS quotas (Service Quotas), with AWS's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quotas {
+    /// Inbound or outbound rules per security group, per address family
+    /// (AWS: 60, adjustable; groups x rules per interface stay <= 1,000).
+    pub rules_per_group: usize,
+    /// Network ACL rules per direction per family (AWS: 20, up to 40).
+    pub acl_rules: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            rules_per_group: MAX_RULES_PER_DIRECTION,
+            acl_rules: acl::MAX_ACL_RULES_PER_DIRECTION,
+        }
+    }
+}
+
+impl Quotas {
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=MAX_RULES_X_GROUPS).contains(&self.rules_per_group) {
+            return Err(format!("rules per security group: 1-{MAX_RULES_X_GROUPS}"));
+        }
+        if !(1..=40).contains(&self.acl_rules) {
+            return Err("network ACL rules per direction: 1-40".into());
+        }
+        Ok(())
+    }
+}
 pub const MAX_VPC_CONFIG_SUBNETS: usize = 16;
 pub const MAX_VPC_CONFIG_GROUPS: usize = 5;
 
@@ -36,6 +69,7 @@ pub struct Model {
     pub functions: Vec<Function>,
     pub enis: Vec<HyperplaneEniSpec>,
     pub acls: Vec<NetworkAcl>,
+    pub prefix_lists: Vec<PrefixList>,
     /// Resource types this project does not model: (logical id, type).
     pub skipped: Vec<(String, String)>,
 }
@@ -87,6 +121,17 @@ pub enum Peer {
     Cidr(IpNet),
     /// Members of a security group (their private addresses).
     Group(String),
+    /// The CIDRs of a managed prefix list.
+    PrefixList(String),
+}
+
+/// `AWS::EC2::PrefixList`: a named set of CIDRs of one family.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PrefixList {
+    pub id: String,
+    pub ipv6: bool,
+    pub max_entries: usize,
+    pub cidrs: Vec<IpNet>,
 }
 
 /// A security-group rule. For ICMP, `from_port` is the type and `to_port`
@@ -168,6 +213,11 @@ pub struct HyperplaneEniSpec {
 }
 
 impl Model {
+    /// The CIDRs a rule peer stands for (`None` for a group: its members).
+    pub fn prefix_list(&self, id: &str) -> Option<&PrefixList> {
+        self.prefix_lists.iter().find(|p| p.id == id)
+    }
+
     pub fn acl(&self, id: &str) -> Option<&NetworkAcl> {
         self.acls.iter().find(|a| a.id == id)
     }
@@ -398,13 +448,10 @@ pub fn parse_rule(r: &Value, path: &str, ingress: bool) -> Result<Rule> {
     } else {
         "DestinationPrefixListId"
     };
-    if r.get(prefix_field).is_some() {
-        return Err(ModelError::new(
-            format!("{path}.{prefix_field}"),
-            "managed prefix lists are not supported yet",
-        ));
-    }
     let mut peers = vec![];
+    if let Some(p) = r.get(prefix_field).and_then(Value::as_str) {
+        peers.push(Peer::PrefixList(p.to_string()));
+    }
     if let Some(c) = r.get("CidrIp").and_then(Value::as_str) {
         let net = parse_v4_cidr(c, &format!("{path}.CidrIp"))?;
         peers.push(Peer::Cidr(IpNet::V4(net)));
@@ -425,7 +472,7 @@ pub fn parse_rule(r: &Value, path: &str, ingress: bool) -> Result<Rule> {
         return Err(ModelError::new(
             path,
             format!(
-                "exactly one of CidrIp, CidrIpv6, {group_field} is required (found {})",
+                "exactly one of CidrIp, CidrIpv6, {group_field}, {prefix_field} is required (found {})",
                 peers.len()
             ),
         ));
@@ -446,11 +493,25 @@ const SG_EGRESS: &str = "AWS::EC2::SecurityGroupEgress";
 const INSTANCE: &str = "AWS::EC2::Instance";
 const NETWORK_INTERFACE: &str = "AWS::EC2::NetworkInterface";
 const FUNCTION: &str = "AWS::Lambda::Function";
+const PREFIX_LIST: &str = "AWS::EC2::PrefixList";
 
-/// Builds and validates the model. Nothing touches the kernel.
+/// Builds and validates the model with AWS's default quotas. Nothing
+/// touches the kernel.
 pub fn build(text: &str, params: &HashMap<String, String>, stack_name: &str) -> Result<Model> {
+    build_with(text, params, stack_name, Quotas::default())
+}
+
+pub fn build_with(
+    text: &str,
+    params: &HashMap<String, String>,
+    stack_name: &str,
+    quotas: Quotas,
+) -> Result<Model> {
+    quotas.check().map_err(|e| ModelError::new("quotas", e))?;
     let t = template::parse(text)?;
-    Builder::new(&t, params, stack_name)?.run()
+    let mut b = Builder::new(&t, params, stack_name)?;
+    b.quotas = quotas;
+    b.run()
 }
 
 struct Builder<'a> {
@@ -459,6 +520,7 @@ struct Builder<'a> {
     m: Model,
     /// Addresses taken per subnet.
     used: HashMap<String, BTreeSet<Ipv4Addr>>,
+    quotas: Quotas,
 }
 
 impl<'a> Builder<'a> {
@@ -475,6 +537,7 @@ impl<'a> Builder<'a> {
             functions: vec![],
             enis: vec![],
             acls: vec![],
+            prefix_lists: vec![],
             skipped: vec![],
         };
         Ok(Self {
@@ -482,6 +545,7 @@ impl<'a> Builder<'a> {
             r,
             m,
             used: HashMap::new(),
+            quotas: Quotas::default(),
         })
     }
 
@@ -519,6 +583,7 @@ impl<'a> Builder<'a> {
             acl::NETWORK_ACL,
             acl::NETWORK_ACL_ENTRY,
             acl::SUBNET_ACL_ASSOCIATION,
+            PREFIX_LIST,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -542,12 +607,14 @@ impl<'a> Builder<'a> {
                     self.attr(&id, "DefaultNetworkAcl", acl::default_acl_id(&id));
                 }
                 NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
+                PREFIX_LIST => self.attr(&id, "PrefixListId", id.clone()),
                 _ => {}
             }
         }
         self.vpcs()?;
         self.subnets()?;
         self.network_acls()?;
+        self.prefix_lists()?;
         self.groups()?;
         self.standalone_rules()?;
         self.check_group_refs()?;
@@ -745,6 +812,11 @@ impl<'a> Builder<'a> {
             ] {
                 let path = format!("{}.{dir}", res_path(&g.id));
                 for r in rules.iter() {
+                    if let Peer::PrefixList(pl) = &r.peer {
+                        if self.m.prefix_list(pl).is_none() {
+                            return Err(ModelError::new(&path, format!("InvalidPrefixListID.NotFound: prefix list {pl:?} does not exist")));
+                        }
+                    }
                     if let Peer::Group(peer) = &r.peer {
                         match self.m.group(peer) {
                             None => {
@@ -765,18 +837,119 @@ impl<'a> Builder<'a> {
                         }
                     }
                 }
-                let v4 = rules
-                    .iter()
-                    .filter(|r| !matches!(r.peer, Peer::Cidr(IpNet::V6(_))))
-                    .count();
-                let v6 = rules.len() - v4;
-                if v4.max(v6) > MAX_RULES_PER_DIRECTION {
+                let (v4, v6) = self.rule_weight(rules);
+                let quota = self.quotas.rules_per_group;
+                if v4.max(v6) > quota {
                     return Err(ModelError::new(
                         path,
-                        format!("RulesPerSecurityGroupLimitExceeded: the maximum number of rules per security group ({MAX_RULES_PER_DIRECTION}) has been reached"),
+                        format!("RulesPerSecurityGroupLimitExceeded: the maximum number of rules per security group ({quota}) has been reached"),
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Rules as AWS counts them against the quota, (IPv4, IPv6): a prefix
+    /// list reference counts its `MaxEntries`.
+    fn rule_weight(&self, rules: &[Rule]) -> (usize, usize) {
+        let (mut v4, mut v6) = (0, 0);
+        for r in rules {
+            match &r.peer {
+                Peer::Cidr(IpNet::V6(_)) => v6 += 1,
+                Peer::PrefixList(pl) => match self.m.prefix_list(pl) {
+                    Some(l) if l.ipv6 => v6 += l.max_entries,
+                    Some(l) => v4 += l.max_entries,
+                    None => v4 += 1,
+                },
+                _ => v4 += 1,
+            }
+        }
+        (v4, v6)
+    }
+
+    /// AWS: groups on one interface x rules per group <= 1,000.
+    fn check_rules_x_groups(&self, groups: &[String], path: &str) -> Result<()> {
+        let most = groups
+            .iter()
+            .filter_map(|g| self.m.group(g))
+            .flat_map(|g| {
+                let (a, b) = self.rule_weight(&g.ingress);
+                let (c, d) = self.rule_weight(&g.egress);
+                [a, b, c, d]
+            })
+            .max()
+            .unwrap_or(0);
+        if groups.len() * most > MAX_RULES_X_GROUPS {
+            return Err(ModelError::new(
+                path,
+                format!("{} groups x {most} rules exceeds {MAX_RULES_X_GROUPS} rules per network interface", groups.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn prefix_lists(&mut self) -> Result<()> {
+        for res in self.of_type(PREFIX_LIST) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let path = res_path(&id);
+            required_str(&p, &id, "PrefixListName")?;
+            let ipv6 = match required_str(&p, &id, "AddressFamily")? {
+                "IPv4" => false,
+                "IPv6" => true,
+                other => {
+                    return Err(ModelError::new(
+                        format!("{path}.AddressFamily"),
+                        format!("{other:?}: IPv4 or IPv6"),
+                    ))
+                }
+            };
+            let max_entries = int_field(
+                p.get("MaxEntries").unwrap_or(&Value::Null),
+                &format!("{path}.MaxEntries"),
+            )?
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                ModelError::new(format!("{path}.MaxEntries"), "is required (1 or more)")
+            })? as usize;
+            let mut cidrs = vec![];
+            for (i, e) in p
+                .get("Entries")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let field = format!("{path}.Entries[{i}].Cidr");
+                let c = e
+                    .get("Cidr")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ModelError::new(&field, "is required"))?;
+                let net: IpNet = c
+                    .parse()
+                    .map_err(|_| ModelError::new(&field, format!("{c:?} is not a CIDR block")))?;
+                if matches!(net, IpNet::V6(_)) != ipv6 {
+                    return Err(ModelError::new(
+                        &field,
+                        format!("{c} is not of the list's AddressFamily"),
+                    ));
+                }
+                cidrs.push(net.trunc());
+            }
+            if cidrs.len() > max_entries {
+                return Err(ModelError::new(
+                    format!("{path}.Entries"),
+                    format!("{} entries exceed MaxEntries {max_entries}", cidrs.len()),
+                ));
+            }
+            self.attr(&id, "PrefixListId", id.clone());
+            self.m.prefix_lists.push(PrefixList {
+                id,
+                ipv6,
+                max_entries,
+                cidrs,
+            });
         }
         Ok(())
     }
@@ -940,6 +1113,7 @@ impl<'a> Builder<'a> {
                             .clone(),
                     );
                 }
+                self.check_rules_x_groups(&groups, &format!("{prefix}.{sg_field}"))?;
                 pending.push((id, hk, subnet, want, groups, format!("{prefix}.{ip_field}")));
             }
         }
@@ -1160,6 +1334,7 @@ impl<'a> Builder<'a> {
         }
         groups.sort();
         groups.dedup();
+        self.check_rules_x_groups(&groups, &field("SecurityGroupIds"))?;
         Ok(Some(FunctionVpc {
             vpc,
             subnets,

@@ -56,6 +56,9 @@ fn rule_matches(m: &Model, r: &Rule, peer: IpAddr, p: &Packet) -> bool {
     let peer_ok = match &r.peer {
         Peer::Cidr(net) => net.contains(&peer),
         Peer::Group(g) => m.members(g).iter().any(|a| IpAddr::V4(*a) == peer),
+        Peer::PrefixList(id) => m
+            .prefix_list(id)
+            .is_some_and(|l| l.cidrs.iter().any(|c| c.contains(&peer))),
     };
     let proto_ok = match r.protocol {
         Protocol::All => true,

@@ -248,10 +248,11 @@ impl Builder<'_> {
                         && matches!(e.cidr, IpNet::V4(_)) == matches!(entry.cidr, IpNet::V4(_))
                 })
                 .count();
-            if same >= MAX_ACL_RULES_PER_DIRECTION {
+            let quota = self.quotas.acl_rules;
+            if same >= quota {
                 return Err(ModelError::new(
                     format!("{}.RuleNumber", res_path(&id)),
-                    format!("NetworkAclEntryLimitExceeded: at most {MAX_ACL_RULES_PER_DIRECTION} rules per direction and address family"),
+                    format!("NetworkAclEntryLimitExceeded: at most {quota} rules per direction and address family"),
                 ));
             }
             acl.entries.push(entry);

@@ -360,3 +360,80 @@ fn bad_network_acls_name_the_resource_and_field() {
         .message
         .contains("NetworkAclEntryLimitExceeded"));
 }
+
+#[test]
+fn prefix_lists_and_adjustable_quotas() {
+    let pl = "  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: pl, AddressFamily: IPv4, MaxEntries: 30, Entries: [{Cidr: 10.9.0.0/16}]}}\n";
+    let use_pl = "  R: {Type: AWS::EC2::SecurityGroupIngress, Properties: {GroupId: !Ref Sg, IpProtocol: tcp, FromPort: 1, ToPort: 1, SourcePrefixListId: !GetAtt Pl.PrefixListId}}\n";
+    let m = build_ok(&with(&format!("{pl}{use_pl}")));
+    assert_eq!(
+        m.prefix_list("Pl").unwrap().cidrs,
+        vec!["10.9.0.0/16".parse::<IpNet>().unwrap()]
+    );
+    assert_eq!(
+        m.group("Sg").unwrap().ingress[0].peer,
+        Peer::PrefixList("Pl".into())
+    );
+    // A reference counts MaxEntries rules: 30 + 31 single rules > 60.
+    let mut many = String::new();
+    for p in 0..31 {
+        many += &format!("  M{p}: {{Type: AWS::EC2::SecurityGroupIngress, Properties: {{GroupId: !Ref Sg, IpProtocol: tcp, FromPort: {p}, ToPort: {p}, CidrIp: 10.0.0.0/8}}}}\n");
+    }
+    let t = with(&format!("{pl}{use_pl}{many}"));
+    assert!(build_err(&t)
+        .message
+        .contains("RulesPerSecurityGroupLimitExceeded"));
+    // Raised quota: accepted, until groups x rules passes 1,000 on an interface.
+    let q = Quotas {
+        rules_per_group: 100,
+        ..Quotas::default()
+    };
+    build_with(&t, &HashMap::new(), "s", q).unwrap();
+    let mut groups = String::new();
+    for g in 0..5 {
+        groups += &format!("  G{g}: {{Type: AWS::EC2::SecurityGroup, Properties: {{GroupDescription: d, VpcId: !Ref Vpc}}}}\n");
+        for p in 0..201 {
+            groups += &format!("  G{g}R{p}: {{Type: AWS::EC2::SecurityGroupIngress, Properties: {{GroupId: !Ref G{g}, IpProtocol: tcp, FromPort: {p}, ToPort: {p}, CidrIp: 10.0.0.0/8}}}}\n");
+        }
+    }
+    let t = with(&format!("{groups}  I: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref A, SecurityGroupIds: [!Ref G0, !Ref G1, !Ref G2, !Ref G3, !Ref G4]}}}}\n"));
+    let e = build_with(
+        &t,
+        &HashMap::new(),
+        "s",
+        Quotas {
+            rules_per_group: 1000,
+            ..Quotas::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.path, "Resources.I.Properties.SecurityGroupIds");
+    assert!(e.message.contains("1000"), "{e}");
+    assert!(Quotas {
+        acl_rules: 41,
+        ..Quotas::default()
+    }
+    .check()
+    .is_err());
+    // Errors name the field.
+    for (bad, field) in [
+        (
+            pl.replace("AddressFamily: IPv4", "AddressFamily: IPv5"),
+            "Resources.Pl.Properties.AddressFamily",
+        ),
+        (
+            pl.replace("Cidr: 10.9.0.0/16", "Cidr: 2001:db8::/32"),
+            "Resources.Pl.Properties.Entries[0].Cidr",
+        ),
+        (
+            pl.replace("MaxEntries: 30", "MaxEntries: 0"),
+            "Resources.Pl.Properties.MaxEntries",
+        ),
+    ] {
+        assert_eq!(build_err(&with(&format!("{bad}{use_pl}"))).path, field);
+    }
+    let missing = with("  R: {Type: AWS::EC2::SecurityGroupIngress, Properties: {GroupId: !Ref Sg, IpProtocol: tcp, FromPort: 1, ToPort: 1, SourcePrefixListId: pl-123}}\n");
+    assert!(build_err(&missing)
+        .message
+        .contains("InvalidPrefixListID.NotFound"));
+}
