@@ -23,7 +23,14 @@ pub const MAX_SUBNETS: u32 = 4096;
 /// its generation in a high bit; `SUBNET_ACLS` has one block per generation.
 pub const GENERATIONS: u32 = 2;
 pub const ID_GEN_SHIFT: u32 = 26;
-pub const CLASS_GEN_SHIFT: u32 = 30;
+pub const CLASS_GEN_SHIFT: u32 = 29;
+
+/// A prefix-trie value with this bit set is a verdict, not a class: every
+/// protocol and port decides the same (an allow-all group rule, an ACL whose
+/// applicable rules are all `-1`), so the port lookup is skipped.
+pub const CLASS_DECIDED: u32 = 1 << 31;
+/// With `CLASS_DECIDED`: allow (else deny).
+pub const CLASS_ALLOW: u32 = 1 << 30;
 
 /// `SUBNET_ACLS` index of `subnet` in generation `gen`.
 #[inline(always)]

@@ -2,7 +2,10 @@
 //! lookups whatever the rule count: (policy, family, direction, peer) ->
 //! class, then (class, protocol, port) -> allow or deny.
 use aya_ebpf::maps::lpm_trie::{Key, LpmTrie};
-use vpc_common::{SgPortKey, SgPrefixKey, PROTO_ANY, SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS};
+use vpc_common::{
+    SgPortKey, SgPrefixKey, CLASS_ALLOW, CLASS_DECIDED, PROTO_ANY, SG_PORT_FIXED_BITS,
+    SG_PREFIX_FIXED_BITS,
+};
 
 use crate::maps::{ACL_PORTS, ACL_PREFIXES, SG_PORTS, SG_PREFIXES};
 
@@ -29,6 +32,7 @@ fn decide(
         },
     );
     let class = match prefixes.get(&pk) {
+        Some(c) if *c & CLASS_DECIDED != 0 => return *c & CLASS_ALLOW != 0,
         Some(c) => c.to_be_bytes(),
         None => return false,
     };

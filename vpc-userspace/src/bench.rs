@@ -58,6 +58,7 @@ pub struct Report {
     pub samples: usize,
     pub kernel: String,
     pub cases: Vec<Case>,
+    pub rules_curve: Vec<CurvePoint>,
 }
 
 fn verdict_name(v: u32) -> String {
@@ -218,11 +219,13 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
         .unwrap_or_default()
         .trim()
         .to_string();
+    let rules_curve = rules_curve(repeat, samples)?;
     Ok(Report {
         repeat,
         samples,
         kernel,
         cases: out,
+        rules_curve,
     })
 }
 
@@ -264,5 +267,247 @@ pub fn table(r: &Report) -> String {
             c.name, c.ns_median, c.ratio_to_baseline, c.verdict
         );
     }
+    s += "\nCost as rules grow (function in subnet A -> database in subnet B, both ACLs apply):\n\n| SG rules per side | ACL rules per direction | established ns | x 1 rule | new flow ns | x 1 rule |\n|---:|---:|---:|---:|---:|---:|\n";
+    for p in &r.rules_curve {
+        s += &format!(
+            "| {} | {} | {:.1} | {:.2} | {:.1} | {:.2} |\n",
+            p.sg_rules,
+            p.acl_rules,
+            p.established_ns,
+            p.established_ratio,
+            p.new_flow_ns,
+            p.new_flow_ratio
+        );
+    }
     s
+}
+
+/// One point of the rules curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    /// Security-group rules on each side (the function's groups outbound,
+    /// the database's inbound), spread over 5 groups from 10 rules up.
+    pub sg_rules: usize,
+    /// Network ACL rules per direction on each subnet.
+    pub acl_rules: usize,
+    pub established_ns: f64,
+    pub new_flow_ns: f64,
+    /// Against the 1-rule point.
+    pub established_ratio: f64,
+    pub new_flow_ratio: f64,
+}
+
+/// The function (subnet A) talks to the database (subnet B, so both ACLs
+/// apply) through `sg_rules` rules per side and `acl_rules` ACL rules per
+/// direction. Filler rules use distinct prefixes and ports; the rules the
+/// packet needs are the last ACL rules, the worst place for a scan.
+pub fn rules_template(sg_rules: usize, acl_rules: usize) -> String {
+    let groups = if sg_rules < 5 { 1 } else { 5 };
+    let per = sg_rules / groups;
+    let mut t = String::from(
+        "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}\n  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}\n",
+    );
+    for (prefix, field, needed) in [
+        (
+            "F",
+            "SecurityGroupEgress",
+            "{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.2.0/24}",
+        ),
+        (
+            "D",
+            "SecurityGroupIngress",
+            "{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref F0}",
+        ),
+    ] {
+        for g in 0..groups {
+            let mut rules: Vec<String> = (0..per - usize::from(g == 0))
+                .map(|r| {
+                    format!(
+                        "{{IpProtocol: tcp, FromPort: {p}, ToPort: {p}, CidrIp: 10.{}.{}.0/24}}",
+                        100 + g,
+                        r % 256,
+                        p = 1000 + r
+                    )
+                })
+                .collect();
+            if g == 0 {
+                rules.push(needed.to_string());
+            }
+            t += &format!("  {prefix}{g}: {{Type: AWS::EC2::SecurityGroup, Properties: {{GroupDescription: g, VpcId: !Ref Vpc, {field}: [{}]}}}}\n", rules.join(", "));
+        }
+    }
+    for (acl, subnet) in [("AclA", "A"), ("AclB", "B")] {
+        t += &format!("  {acl}: {{Type: AWS::EC2::NetworkAcl, Properties: {{VpcId: !Ref Vpc}}}}\n  {acl}S: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref {subnet}, NetworkAclId: !Ref {acl}}}}}\n");
+        for egress in [false, true] {
+            for r in 0..acl_rules {
+                let last = r + 1 == acl_rules;
+                let body = if last {
+                    "RuleAction: allow, Protocol: -1, CidrBlock: 10.0.0.0/16".to_string()
+                } else {
+                    format!("RuleAction: deny, Protocol: 6, CidrBlock: 10.{}.0.0/16, PortRange: {{From: {p}, To: {p}}}", 200 + r % 50, p = 9000 + r)
+                };
+                t += &format!(
+                    "  {acl}{}{r}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: {}, Egress: {egress}, {body}}}}}\n",
+                    if egress { "Out" } else { "In" },
+                    r + 1
+                );
+            }
+        }
+    }
+    let fgroups: Vec<String> = (0..groups).map(|g| format!("!Ref F{g}")).collect();
+    let dgroups: Vec<String> = (0..groups).map(|g| format!("!Ref D{g}")).collect();
+    t += &format!("  Db: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [{}]}}}}\n", dgroups.join(", "));
+    t += &format!("  Fn: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref A], SecurityGroupIds: [{}]}}}}}}\n", fgroups.join(", "));
+    t
+}
+
+/// Established and new-flow cost as the rule count grows.
+pub fn rules_curve(repeat: u32, samples: usize) -> Result<Vec<CurvePoint>> {
+    let mut out: Vec<CurvePoint> = vec![];
+    for (sg, acl) in [(1usize, 1usize), (10, 10), (100, 40), (1000, 40)] {
+        let quotas = model::Quotas {
+            rules_per_group: 1000,
+            acl_rules: 40,
+        };
+        let m = model::build_with(&rules_template(sg, acl), &HashMap::new(), "curve", quotas)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut links = HashMap::new();
+        links.insert(
+            "Fn".to_string(),
+            LinkInfo {
+                ifindex: 1,
+                mac: [2, 0, 0, 0, 0, 1],
+                router_mac: [2, 0, 0, 0, 1, 1],
+            },
+        );
+        links.insert(
+            "Db".to_string(),
+            LinkInfo {
+                ifindex: 100,
+                mac: [2, 0, 0, 0, 0, 2],
+                router_mac: [2, 0, 0, 0, 1, 2],
+            },
+        );
+        let entries = compile::compile(&m, &links, 0).map_err(anyhow::Error::msg)?;
+        let mut dp = Datapath::load(&Timeouts::default())?;
+        dp.load_program(BENCH_ROUTER_PROGRAM)?;
+        dp.install(&entries)?;
+        let exec: IpAddr = m.functions[0].exec_ip.into();
+        let db: IpAddr = "10.0.2.10".parse().expect("address");
+        let frame = |flags| {
+            Frame::new(
+                exec,
+                db,
+                L4::Tcp {
+                    sport: 40000,
+                    dport: 5432,
+                    flags,
+                },
+            )
+            .min_len(64)
+            .build()
+        };
+        let (syn, ack) = (frame(TCP_SYN), frame(TCP_ACK));
+        set_mode(&mut dp, 0)?;
+        if run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0 != 4 {
+            bail!("rules curve ({sg} rules): the connection does not open");
+        }
+        let (mut est, mut new) = (vec![], vec![]);
+        for _ in 0..samples {
+            set_mode(&mut dp, 0)?;
+            let (v1, e) = run_once(&mut dp, BENCH_ROUTER_PROGRAM, &ack, repeat)?;
+            set_mode(&mut dp, 1)?;
+            let (v2, n) = run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, repeat)?;
+            if v1 != 4 || v2 != 4 {
+                bail!(
+                    "rules curve ({sg} rules): verdicts {} / {}",
+                    verdict_name(v1),
+                    verdict_name(v2)
+                );
+            }
+            est.push(e);
+            new.push(n);
+        }
+        let (e, n) = (median(&mut est), median(&mut new));
+        let (e1, n1) = out
+            .first()
+            .map(|p| (p.established_ns, p.new_flow_ns))
+            .unwrap_or((e, n));
+        out.push(CurvePoint {
+            sg_rules: sg,
+            acl_rules: acl,
+            established_ns: e,
+            new_flow_ns: n,
+            established_ratio: e / e1,
+            new_flow_ratio: n / n1,
+        });
+    }
+    Ok(out)
+}
+
+/// The curve as a small SVG line chart (no plotting dependency for two lines).
+pub fn curve_svg(points: &[CurvePoint], baseline_ns: f64) -> String {
+    let (w, h, left, bottom, top, right) = (640.0, 360.0, 70.0, 50.0, 40.0, 170.0);
+    let ymax = points
+        .iter()
+        .map(|p| p.new_flow_ns)
+        .fold(baseline_ns, f64::max)
+        * 1.15;
+    let x = |i: usize| left + (w - left - right) * i as f64 / (points.len() - 1).max(1) as f64;
+    let y = |v: f64| h - bottom - (h - bottom - top) * v / ymax;
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    s += &format!("<text x=\"{}\" y=\"22\" font-size=\"15\">ns per packet vs security-group rules (BPF_PROG_TEST_RUN)</text>\n", left);
+    s += &format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom, w - right, h - bottom, h - bottom);
+    for k in 0..=4 {
+        let v = ymax * k as f64 / 4.0;
+        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}</text><line x1=\"{left}\" y1=\"{2}\" x2=\"{}\" y2=\"{2}\" stroke=\"#ddd\"/>\n", left - 6.0, y(v) + 4.0, y(v), w - right);
+    }
+    for (i, p) in points.iter().enumerate() {
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} / {}</text>\n",
+            x(i),
+            h - bottom + 18.0,
+            p.sg_rules,
+            p.acl_rules
+        );
+    }
+    s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">SG rules per side / ACL rules per direction</text>\n", (left + w - right) / 2.0, h - 10.0);
+    let series: [(&str, &str, Vec<f64>); 3] = [
+        (
+            "new flow",
+            "#d62728",
+            points.iter().map(|p| p.new_flow_ns).collect(),
+        ),
+        (
+            "established",
+            "#1f77b4",
+            points.iter().map(|p| p.established_ns).collect(),
+        ),
+        (
+            "redirect baseline",
+            "#7f7f7f",
+            vec![baseline_ns; points.len()],
+        ),
+    ];
+    for (k, (name, color, vals)) in series.iter().enumerate() {
+        let pts: Vec<String> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+        for (i, v) in vals.iter().enumerate() {
+            s += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>\n",
+                x(i),
+                y(*v)
+            );
+        }
+        let ly = top + 20.0 * k as f64;
+        s += &format!("<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\">{name}</text>\n", w - right + 10.0, w - right + 30.0, w - right + 36.0, ly + 4.0);
+    }
+    s + "</svg>\n"
 }

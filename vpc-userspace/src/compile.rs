@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ipnet::IpNet;
 use vpc_common::{
     kind, subnet_acl_index, v4_mapped, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
-    CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY, SG_PORT_FIXED_BITS,
-    SG_PREFIX_FIXED_BITS,
+    CLASS_ALLOW, CLASS_DECIDED, CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY,
+    SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
 };
 
 use crate::model::{Model, Peer, Protocol, Rule};
@@ -139,6 +139,13 @@ fn new_class(
     class
 }
 
+/// Turns the class just pushed into a verdict (see `CLASS_DECIDED`).
+fn decided(prefixes: &mut [(u32, SgPrefixKey, u32)], allow: bool) {
+    if let Some(last) = prefixes.last_mut() {
+        last.2 = CLASS_DECIDED | if allow { CLASS_ALLOW } else { 0 };
+    }
+}
+
 /// Compiles one direction of one policy: classes are the distinct rule
 /// prefixes; a class allows the union of every rule whose prefix contains it
 /// (CIDRs nest or are disjoint, so the longest match decides the class).
@@ -174,6 +181,11 @@ fn compile_direction(
             if contains(p, &prefix) {
                 ports.extend(rule_ports(r));
             }
+        }
+        // An all-protocols rule allows everything: no port lookup needed.
+        if ports.contains(&(PROTO_ANY, 0, 0)) {
+            decided(&mut out.sg_prefixes, true);
+            continue;
         }
         for (proto, port, bits) in ports {
             out.sg_ports.push((
@@ -409,6 +421,9 @@ pub(crate) mod tests {
             .max_by_key(|(len, _, _)| *len)
             .map(|(_, _, c)| *c);
         let Some(class) = class else { return false };
+        if class & CLASS_DECIDED != 0 {
+            return class & CLASS_ALLOW != 0;
+        }
         let lookup = |p: u8| {
             ports
                 .iter()

@@ -482,6 +482,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     std::fs::create_dir_all(d)?;
                 }
                 std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+                let base = r.cases.first().map(|c| c.ns_median).unwrap_or(0.0);
+                let svg = p.with_file_name("rules-curve.svg");
+                std::fs::write(&svg, bench::curve_svg(&r.rules_curve, base))?;
+                println!("plot: {}", svg.display());
                 println!("\nwritten to {}", p.display());
             }
         }

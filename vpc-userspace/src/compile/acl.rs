@@ -77,6 +77,15 @@ fn compile_direction(
                 Protocol::All => None,
             })
             .collect();
+        // Protocols no rule names: only `-1` rules can match them.
+        let any = applicable
+            .iter()
+            .find(|r| r.protocol == Protocol::All)
+            .is_some_and(|r| r.allow);
+        if named.is_empty() {
+            super::decided(&mut out.acl_prefixes, any);
+            continue;
+        }
         let mut push = |proto: u8, lo: u32, hi: u32, allow: bool| {
             for (port, bits) in range_prefixes(lo as u16, hi as u16) {
                 out.acl_ports.push((
@@ -96,11 +105,6 @@ fn compile_direction(
                 push(proto, lo, hi, allow);
             }
         }
-        // Protocols no rule names: only `-1` rules can match them.
-        let any = applicable
-            .iter()
-            .find(|r| r.protocol == Protocol::All)
-            .is_some_and(|r| r.allow);
         push(PROTO_ANY, 0, 65535, any);
     }
 }
