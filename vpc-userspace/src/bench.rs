@@ -460,7 +460,13 @@ pub fn curve_svg(points: &[CurvePoint], baseline_ns: f64) -> String {
     s += &format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>\n", h - bottom, w - right, h - bottom, h - bottom);
     for k in 0..=4 {
         let v = ymax * k as f64 / 4.0;
-        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}</text><line x1=\"{left}\" y1=\"{2}\" x2=\"{}\" y2=\"{2}\" stroke=\"#ddd\"/>\n", left - 6.0, y(v) + 4.0, y(v), w - right);
+        s += &format!(
+            "<text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{v:.0}</text><line x1=\"{left}\" y1=\"{py}\" x2=\"{rx}\" y2=\"{py}\" stroke=\"#ddd\"/>\n",
+            lx = left - 6.0,
+            ty = y(v) + 4.0,
+            py = y(v),
+            rx = w - right
+        );
     }
     for (i, p) in points.iter().enumerate() {
         s += &format!(
