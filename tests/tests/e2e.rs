@@ -549,3 +549,82 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
         text(&out)
     );
 }
+
+#[test]
+fn sg_rule_edits_from_the_cli_take_effect_for_new_connections() {
+    let d = Deployment::up("e2en", ACL_TEMPLATE, FAST);
+    let reach = || {
+        d.vpc(&[
+            "invoke",
+            "Fn",
+            "--",
+            "timeout",
+            "5",
+            "nc",
+            "-z",
+            "-w1",
+            "10.0.2.10",
+            "5432",
+        ])
+        .status
+        .success()
+    };
+    let listener = spawn_in_netns(&d.netns("Db"), || {
+        let l = TcpListener::bind("10.0.2.10:5432").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let _ = l.accept();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(reach());
+    let rule = [
+        "--protocol",
+        "tcp",
+        "--port",
+        "5432-5433",
+        "--peer-group",
+        "FnSg",
+    ];
+    let mut revoke = vec!["sg", "revoke-ingress", "DbSg"];
+    revoke.extend(rule);
+    let out = d.vpc(&revoke);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!reach(), "revoked: new connections fail");
+    let out = d.vpc(&revoke);
+    assert!(
+        !out.status.success() && text(&out).contains("InvalidPermission.NotFound"),
+        "{}",
+        text(&out)
+    );
+    let mut authorize = vec!["sg", "authorize-ingress", "DbSg"];
+    authorize.extend(rule);
+    let out = d.vpc(&authorize);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(reach(), "authorized again");
+    let out = d.vpc(&authorize);
+    assert!(
+        text(&out).contains("InvalidPermission.Duplicate"),
+        "{}",
+        text(&out)
+    );
+    let out = d.vpc(&[
+        "sg",
+        "authorize-ingress",
+        "DbSg",
+        "--protocol",
+        "tcp",
+        "--port",
+        "1",
+        "--peer-group",
+        "Nope",
+    ]);
+    assert!(
+        text(&out).contains("InvalidGroup.NotFound"),
+        "{}",
+        text(&out)
+    );
+    drop(listener);
+}

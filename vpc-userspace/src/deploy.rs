@@ -35,6 +35,9 @@ pub struct State {
     /// How long a new Hyperplane ENI takes to become ready.
     pub eni_delay: Duration,
     pub created_unix_ms: u64,
+    /// The quotas the model was validated with (rule edits keep to them).
+    #[serde(default)]
+    pub quotas: crate::model::Quotas,
 }
 
 /// Lambda function lifecycle, as `GetFunction` reports it.
@@ -124,6 +127,7 @@ pub struct UpOptions {
     pub template_label: String,
     pub timeouts: Timeouts,
     pub eni_delay: Duration,
+    pub quotas: crate::model::Quotas,
 }
 
 /// Builds the topology, loads and attaches the datapath, installs the
@@ -192,6 +196,7 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             timeouts: opts.timeouts,
             eni_delay: opts.eni_delay,
             created_unix_ms: now_ms(),
+            quotas: opts.quotas,
         };
         let mut lc = Lifecycle::default();
         for f in &model.functions {

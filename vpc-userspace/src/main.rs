@@ -97,6 +97,12 @@ enum Cmd {
     },
     /// Tear the deployment down: namespaces, links, pins, state.
     Down,
+    /// Add or remove one security-group rule on the running deployment (as
+    /// EC2's AuthorizeSecurityGroupIngress & co.), applied atomically.
+    Sg {
+        #[command(subcommand)]
+        op: SgOp,
+    },
     /// Why a new connection would be allowed or dropped, rule by rule (the
     /// reference model of AWS's semantics, which the datapath is tested
     /// against).
@@ -130,6 +136,113 @@ enum Cmd {
     /// The background agent (started by `up`).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Subcommand)]
+enum SgOp {
+    AuthorizeIngress(SgRuleArgs),
+    RevokeIngress(SgRuleArgs),
+    AuthorizeEgress(SgRuleArgs),
+    RevokeEgress(SgRuleArgs),
+}
+
+#[derive(clap::Args)]
+struct SgRuleArgs {
+    /// The group (logical id, or `VPC.DefaultSecurityGroup`).
+    group: String,
+    /// tcp, udp, icmp, icmpv6, a number, or -1.
+    #[arg(long)]
+    protocol: String,
+    /// A port or FROM-TO (ICMP: TYPE or TYPE-CODE); ignored for -1.
+    #[arg(long)]
+    port: Option<String>,
+    #[arg(long, conflicts_with_all = ["group_peer", "prefix_list"])]
+    cidr: Option<String>,
+    /// The peer group (source for ingress, destination for egress).
+    #[arg(long = "peer-group", conflicts_with = "prefix_list")]
+    group_peer: Option<String>,
+    #[arg(long)]
+    prefix_list: Option<String>,
+}
+
+/// One rule edit, validated like a template rule, then `vpc apply`'s path.
+fn sg_edit(name: &str, op: SgOp) -> Result<()> {
+    let (args, ingress, add) = match op {
+        SgOp::AuthorizeIngress(a) => (a, true, true),
+        SgOp::RevokeIngress(a) => (a, true, false),
+        SgOp::AuthorizeEgress(a) => (a, false, true),
+        SgOp::RevokeEgress(a) => (a, false, false),
+    };
+    let state = State::load(name)?;
+    let quota = state.quotas.rules_per_group;
+    let mut m = state.model;
+    let mut rule = serde_json::json!({ "IpProtocol": args.protocol });
+    if let Some(p) = &args.port {
+        let (from, to) = p.split_once('-').unwrap_or((p, p));
+        rule["FromPort"] = from.into();
+        rule["ToPort"] = to.into();
+    }
+    let (group_field, prefix_field) = if ingress {
+        ("SourceSecurityGroupId", "SourcePrefixListId")
+    } else {
+        ("DestinationSecurityGroupId", "DestinationPrefixListId")
+    };
+    if let Some(c) = &args.cidr {
+        rule[if c.contains(':') {
+            "CidrIpv6"
+        } else {
+            "CidrIp"
+        }] = c.as_str().into();
+    }
+    if let Some(g) = &args.group_peer {
+        rule[group_field] = g.as_str().into();
+    }
+    if let Some(p) = &args.prefix_list {
+        rule[prefix_field] = p.as_str().into();
+    }
+    let rule = model::parse_rule(&rule, "rule", ingress)?;
+    match &rule.peer {
+        model::Peer::Group(g) if m.group(g).is_none() => bail!("InvalidGroup.NotFound: {g:?}"),
+        model::Peer::PrefixList(p) if m.prefix_list(p).is_none() => {
+            bail!("InvalidPrefixListID.NotFound: {p:?}")
+        }
+        _ => {}
+    }
+    let group = m
+        .groups
+        .iter_mut()
+        .find(|g| g.id == args.group)
+        .with_context(|| format!("InvalidGroup.NotFound: {:?}", args.group))?;
+    let rules = if ingress {
+        &mut group.ingress
+    } else {
+        &mut group.egress
+    };
+    let present = rules.iter().position(|r| *r == rule);
+    match (add, present) {
+        (true, Some(_)) => bail!(
+            "InvalidPermission.Duplicate: the rule already exists in {}",
+            args.group
+        ),
+        (true, None) => {
+            let v6 = matches!(rule.peer, model::Peer::Cidr(ipnet::IpNet::V6(_)));
+            let same = rules
+                .iter()
+                .filter(|r| matches!(r.peer, model::Peer::Cidr(ipnet::IpNet::V6(_))) == v6)
+                .count();
+            if same >= quota {
+                bail!("RulesPerSecurityGroupLimitExceeded: the maximum number of rules per security group ({quota}) has been reached");
+            }
+            rules.push(rule)
+        }
+        (false, Some(i)) => {
+            rules.remove(i);
+        }
+        (false, None) => bail!("InvalidPermission.NotFound: no such rule in {}", args.group),
+    }
+    let gen = deploy::apply(name, m)?;
+    println!("{name}: {} updated (policy generation {gen})", args.group);
+    Ok(())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -193,6 +306,10 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
             template_label: label,
             timeouts,
             eni_delay: r.eni_delay,
+            quotas: model::Quotas {
+                rules_per_group: r.template.sg_rules_quota,
+                acl_rules: r.template.acl_rules_quota,
+            },
         },
     )
 }
@@ -395,6 +512,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             result?;
             down?;
         }
+        Cmd::Sg { op } => sg_edit(&name, op)?,
         Cmd::Apply(t) => {
             let (m, label) = load_model(&t, &name)?;
             let gen = deploy::apply(&name, m)?;
