@@ -66,6 +66,12 @@ fn sg_rule(r: &mut Rng, ingress: bool) -> String {
                 "DestinationPrefixListId"
             }
         )
+    } else if r.chance(8) {
+        // IPv6 rules must never admit IPv4 packets.
+        format!(
+            "CidrIpv6: \"{}\"",
+            r.pick(&["::/0", "fd00::/8", "::ffff:0:0/96"])
+        )
     } else if r.chance(25) {
         format!(
             "{}: G{}",
@@ -145,8 +151,8 @@ fn acl_entries(r: &mut Rng, acl: &str, peers: &[&str], t: &mut String) {
         };
         let _ = writeln!(
             t,
-            "  {acl}E{i}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: {num}, RuleAction: {action}, Egress: {egress}, CidrBlock: {}, {extra}}}}}",
-            r.pick(peers)
+            "  {acl}E{i}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: {num}, RuleAction: {action}, Egress: {egress}, {}, {extra}}}}}",
+            if r.chance(10) { format!("Ipv6CidrBlock: \"{}\"", r.pick(&["::/0", "::ffff:0:0/96"])) } else { format!("CidrBlock: {}", r.pick(peers)) }
         );
     }
 }
