@@ -73,6 +73,17 @@ fn udp_request(ns: &str, to: &str, msg: &'static [u8], secs: u64) -> Option<(Str
     .unwrap()
 }
 
+/// `nc -z` from a function (`invoke`) or a host (`exec`): does a TCP
+/// connection to `host:port` open within `wait` seconds?
+fn connects(d: &Deployment, verb: &str, who: &str, host: &str, port: u16, wait: u32) -> bool {
+    let (port, wait) = (port.to_string(), format!("-w{wait}"));
+    d.vpc(&[
+        verb, who, "--", "timeout", "5", "nc", "-z", &wait, host, &port,
+    ])
+    .status
+    .success()
+}
+
 #[test]
 fn function_reaches_the_database_through_its_hyperplane_eni() {
     let d = Deployment::up("e2ea", "default", FAST);
@@ -119,36 +130,11 @@ fn function_reaches_the_database_through_its_hyperplane_eni() {
 #[test]
 fn ports_the_groups_do_not_allow_fail() {
     let d = Deployment::up("e2eb", "default", FAST);
-    let out = d.vpc(&[
-        "invoke",
-        "orders",
-        "--",
-        "timeout",
-        "5",
-        "nc",
-        "-z",
-        "-w1",
-        "10.0.1.10",
-        "22",
-    ]);
-    assert!(
-        !out.status.success(),
-        "port 22 is not open to the function's group"
-    );
+    let out = connects(&d, "invoke", "orders", "10.0.1.10", 22, 1);
+    assert!(!out, "port 22 is not open to the function's group");
     // AppServer is not in the database's allowed groups.
-    let out = d.vpc(&[
-        "exec",
-        "AppServer",
-        "--",
-        "timeout",
-        "5",
-        "nc",
-        "-z",
-        "-w1",
-        "10.0.1.10",
-        "5432",
-    ]);
-    assert!(!out.status.success());
+    let out = connects(&d, "exec", "AppServer", "10.0.1.10", 5432, 1);
+    assert!(!out);
     assert!(d.dropped("sg_ingress_denied") >= 2);
 }
 
@@ -159,19 +145,8 @@ fn hosts_cannot_open_connections_to_the_function_or_its_eni() {
     // Something listens in the execution environment; nobody may reach it.
     let server = tcp_server(&d.exec_env_netns("OrdersFunction"), "0.0.0.0:7000", 6);
     for target in [eni.as_str(), "198.19.0.10"] {
-        let out = d.vpc(&[
-            "exec",
-            "DatabaseInstance",
-            "--",
-            "timeout",
-            "5",
-            "nc",
-            "-z",
-            "-w1",
-            target,
-            "7000",
-        ]);
-        assert!(!out.status.success(), "{target}:7000 must not be reachable");
+        let out = connects(&d, "exec", "DatabaseInstance", target, 7000, 1);
+        assert!(!out, "{target}:7000 must not be reachable");
     }
     assert_eq!(server.join().unwrap(), None);
     assert!(d.dropped("hyperplane_unsolicited") >= 1);
@@ -222,19 +197,8 @@ fn nothing_crosses_the_router_without_the_xdp_programs() {
     );
     // Works with the programs attached...
     let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 20);
-    let ok = d.vpc(&[
-        "invoke",
-        "orders",
-        "--",
-        "timeout",
-        "5",
-        "nc",
-        "-z",
-        "-w2",
-        "10.0.1.10",
-        "5432",
-    ]);
-    assert!(ok.status.success(), "{}", text(&ok));
+    let ok = connects(&d, "invoke", "orders", "10.0.1.10", 5432, 2);
+    assert!(ok);
     assert!(server.join().unwrap().is_some());
     // ...and nothing crosses once they are detached (unpinning the links
     // releases the last reference to each XDP attachment).
@@ -251,22 +215,8 @@ fn nothing_crosses_the_router_without_the_xdp_programs() {
         "XDP still attached"
     );
     let server = tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5433", 5);
-    let out = d.vpc(&[
-        "invoke",
-        "orders",
-        "--",
-        "timeout",
-        "5",
-        "nc",
-        "-z",
-        "-w2",
-        "10.0.1.10",
-        "5433",
-    ]);
-    assert!(
-        !out.status.success(),
-        "a packet crossed with nothing attached"
-    );
+    let out = connects(&d, "invoke", "orders", "10.0.1.10", 5433, 2);
+    assert!(!out, "a packet crossed with nothing attached");
     assert_eq!(server.join().unwrap(), None);
 }
 
@@ -417,19 +367,8 @@ fn a_lower_numbered_acl_deny_beats_a_later_allow() {
     assert!(server.join().unwrap().is_some());
     // The groups allow 5433; the ACL's rule 50 denies it before rule 100 allows.
     let server = tcp_server(&d.netns("Db"), "10.0.2.10:5433", 5);
-    let out = d.vpc(&[
-        "invoke",
-        "reports",
-        "--",
-        "timeout",
-        "5",
-        "nc",
-        "-z",
-        "-w1",
-        "10.0.2.10",
-        "5433",
-    ]);
-    assert!(!out.status.success());
+    let out = connects(&d, "invoke", "reports", "10.0.2.10", 5433, 1);
+    assert!(!out);
     assert_eq!(server.join().unwrap(), None);
     assert!(d.dropped("nacl_ingress_denied") >= 1);
 }
@@ -508,22 +447,8 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
         res_rx.recv().unwrap(),
         "a tracked connection survives a group rule's removal"
     );
-    let fresh = d.vpc(&[
-        "invoke",
-        "Fn",
-        "--",
-        "timeout",
-        "5",
-        "nc",
-        "-z",
-        "-w1",
-        "10.0.2.10",
-        "5432",
-    ]);
-    assert!(
-        !fresh.status.success(),
-        "a new connection sees the removal at once"
-    );
+    let fresh = connects(&d, "invoke", "Fn", "10.0.2.10", 5432, 1);
+    assert!(!fresh, "a new connection sees the removal at once");
     // An ACL deny in front of the allow: it applies to the established
     // connection too (ACLs are stateless).
     let deny = no_rule.replace("RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}", "RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5433}");
@@ -553,22 +478,7 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
 #[test]
 fn sg_rule_edits_from_the_cli_take_effect_for_new_connections() {
     let d = Deployment::up("e2en", ACL_TEMPLATE, FAST);
-    let reach = || {
-        d.vpc(&[
-            "invoke",
-            "Fn",
-            "--",
-            "timeout",
-            "5",
-            "nc",
-            "-z",
-            "-w1",
-            "10.0.2.10",
-            "5432",
-        ])
-        .status
-        .success()
-    };
+    let reach = || connects(&d, "invoke", "Fn", "10.0.2.10", 5432, 1);
     let listener = spawn_in_netns(&d.netns("Db"), || {
         let l = TcpListener::bind("10.0.2.10:5432").unwrap();
         l.set_nonblocking(true).unwrap();

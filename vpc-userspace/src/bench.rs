@@ -84,36 +84,8 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
     let model = model::build(BENCH_TEMPLATE, &HashMap::new(), "bench")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     const LO: u32 = 1;
-    let mut links = HashMap::new();
-    links.insert(
-        "Fn".to_string(),
-        LinkInfo {
-            ifindex: LO,
-            mac: [2, 0, 0, 0, 0, 1],
-            router_mac: [2, 0, 0, 0, 1, 1],
-        },
-    );
-    links.insert(
-        "Db".to_string(),
-        LinkInfo {
-            ifindex: 100,
-            mac: [2, 0, 0, 0, 0, 2],
-            router_mac: [2, 0, 0, 0, 1, 2],
-        },
-    );
-    links.insert(
-        "App".to_string(),
-        LinkInfo {
-            ifindex: 101,
-            mac: [2, 0, 0, 0, 0, 3],
-            router_mac: [2, 0, 0, 0, 1, 3],
-        },
-    );
-    let entries = compile::compile(&model, &links, 0).map_err(anyhow::Error::msg)?;
-    let mut dp = Datapath::load(&Timeouts::default())?;
-    dp.load_program(BENCH_ROUTER_PROGRAM)?;
-    dp.load_program(BENCH_REDIRECT_PROGRAM)?;
-    dp.install(&entries)?;
+    let (mut dp, links, entries) =
+        bench_datapath(&model, &[("Fn", LO), ("Db", 100), ("App", 101)])?;
     let port_of = |id: &str| -> PortInfo {
         let ifindex = links[id].ifindex;
         entries
@@ -227,6 +199,35 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
         cases: out,
         rules_curve,
     })
+}
+
+/// A loaded datapath for `model` with fake links (test runs never transmit):
+/// `ids` get ifindexes in order (the first one is `lo`, the test-run ingress).
+fn bench_datapath(
+    model: &model::Model,
+    ids: &[(&str, u32)],
+) -> Result<(Datapath, HashMap<String, LinkInfo>, compile::Entries)> {
+    let links: HashMap<String, LinkInfo> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, (id, ifindex))| {
+            let n = i as u8 + 1;
+            (
+                id.to_string(),
+                LinkInfo {
+                    ifindex: *ifindex,
+                    mac: [2, 0, 0, 0, 0, n],
+                    router_mac: [2, 0, 0, 0, 1, n],
+                },
+            )
+        })
+        .collect();
+    let entries = compile::compile(model, &links, 0).map_err(anyhow::Error::msg)?;
+    let mut dp = Datapath::load(&Timeouts::default())?;
+    dp.load_program(BENCH_ROUTER_PROGRAM)?;
+    dp.load_program(BENCH_REDIRECT_PROGRAM)?;
+    dp.install(&entries)?;
+    Ok((dp, links, entries))
 }
 
 fn set_port(dp: &mut Datapath, ifindex: u32, p: &PortInfo) -> Result<()> {
@@ -371,27 +372,7 @@ pub fn rules_curve(repeat: u32, samples: usize) -> Result<Vec<CurvePoint>> {
         };
         let m = model::build_with(&rules_template(sg, acl), &HashMap::new(), "curve", quotas)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut links = HashMap::new();
-        links.insert(
-            "Fn".to_string(),
-            LinkInfo {
-                ifindex: 1,
-                mac: [2, 0, 0, 0, 0, 1],
-                router_mac: [2, 0, 0, 0, 1, 1],
-            },
-        );
-        links.insert(
-            "Db".to_string(),
-            LinkInfo {
-                ifindex: 100,
-                mac: [2, 0, 0, 0, 0, 2],
-                router_mac: [2, 0, 0, 0, 1, 2],
-            },
-        );
-        let entries = compile::compile(&m, &links, 0).map_err(anyhow::Error::msg)?;
-        let mut dp = Datapath::load(&Timeouts::default())?;
-        dp.load_program(BENCH_ROUTER_PROGRAM)?;
-        dp.install(&entries)?;
+        let (mut dp, _, _) = bench_datapath(&m, &[("Fn", 1), ("Db", 100)])?;
         let exec: IpAddr = m.functions[0].exec_ip.into();
         let db: IpAddr = "10.0.2.10".parse().expect("address");
         let frame = |flags| {
