@@ -538,3 +538,31 @@ fn sg_rule_edits_from_the_cli_take_effect_for_new_connections() {
     );
     drop(listener);
 }
+
+#[test]
+fn the_throughput_bench_forwards_on_every_path() {
+    // A short run: only that every path delivers frames, never a timing.
+    let json = std::env::temp_dir().join(format!("tput-{}/results.json", std::process::id()));
+    let out = std::process::Command::new(vpc_tests::vpc_bin())
+        .args([
+            "bench",
+            "--throughput",
+            "--frames",
+            "20000",
+            "--samples",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.with_file_name("throughput.json")).unwrap())
+            .unwrap();
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6, "{r}");
+    for p in results {
+        assert!(p["mpps_median"].as_f64().unwrap() > 0.0, "{p}");
+    }
+}

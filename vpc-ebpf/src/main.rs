@@ -10,6 +10,7 @@ mod policy;
 mod route;
 mod router;
 mod stats;
+mod tput;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use vpc_common::Endpoint;
@@ -104,6 +105,24 @@ fn bench_key(ctx: &XdpContext, k: &mut vpc_common::CtKey) -> Option<()> {
     k.proto = 6;
     k._pad = [0; 3];
     Some(())
+}
+
+/// Throughput: live-frames generator (run through BPF_PROG_TEST_RUN).
+#[xdp]
+pub fn tput_gen(ctx: XdpContext) -> u32 {
+    tput::generate(&ctx)
+}
+
+/// Throughput: the receiving host's sink, the same for every path.
+#[xdp]
+pub fn tput_sink(_ctx: XdpContext) -> u32 {
+    tput::sink()
+}
+
+/// Throughput: the limit path, MAC rewrite and redirect, no policy.
+#[xdp]
+pub fn tput_redirect(ctx: XdpContext) -> u32 {
+    tput::redirect(&ctx)
 }
 
 #[cfg(not(test))]

@@ -12,6 +12,7 @@ pub mod model;
 pub mod packet;
 pub mod reference;
 pub mod template;
+pub mod throughput;
 pub mod topology;
 
 /// The template `cargo xtask run` brings up when given none.

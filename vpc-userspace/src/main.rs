@@ -132,6 +132,14 @@ enum Cmd {
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Real frames through real veths instead: the router against
+        /// nftables and against a bare redirect (JSON: throughput.json next
+        /// to --json).
+        #[arg(long)]
+        throughput: bool,
+        /// Frames per sample with --throughput.
+        #[arg(long, default_value_t = 3_000_000)]
+        frames: u32,
     },
     /// The background agent (started by `up`).
     #[command(hide = true)]
@@ -589,9 +597,29 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         } => return explain(&name, &from, &to, &protocol, port, template),
         Cmd::DefaultTemplate => print!("{}", vpc::DEFAULT_TEMPLATE),
         Cmd::Bench {
+            throughput: true,
+            samples,
+            json,
+            frames,
+            ..
+        } => {
+            let name = format!("tput{}", std::process::id() % 100_000);
+            let r = vpc::throughput::run(&name, frames, samples)?;
+            print!("{}", vpc::throughput::table(&r));
+            if let Some(p) = json {
+                let p = p.with_file_name("throughput.json");
+                if let Some(d) = p.parent() {
+                    std::fs::create_dir_all(d)?;
+                }
+                std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+                println!("\nwritten to {}", p.display());
+            }
+        }
+        Cmd::Bench {
             repeat,
             samples,
             json,
+            ..
         } => {
             let r = bench::run(repeat, samples)?;
             print!("{}", bench::table(&r));

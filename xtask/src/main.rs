@@ -22,6 +22,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [-- ARGS]
                  ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
                  baseline; writes target/bench/results.json
+  bench --throughput
+                 live frames through real veths: the router, nftables and a
+                 bare redirect; writes target/bench/throughput.json
   build          provision and build
   provision      install what is missing, nothing else";
 
@@ -292,6 +295,7 @@ fn provision() -> Result<()> {
         ("ip", "iproute2"),
         ("ethtool", "ethtool"),
         ("nc", "netcat-openbsd"),
+        ("nft", "nftables"),
     ] {
         if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
             debs.push(pkg);
@@ -324,6 +328,6 @@ fn provision() -> Result<()> {
             &[("PATH", &path)],
         )?;
     }
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat)");
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables)");
     Ok(())
 }

@@ -1,0 +1,428 @@
+//! `cargo xtask bench --throughput`: real frames through real veths.
+//!
+//! One topology (the default template: an execution environment, the VPC
+//! router, a database host), three paths, the same traffic:
+//! 1. `vpc`: this project's router (groups, ACLs, conntrack, V2N NAT);
+//! 2. `limit`: an XDP program that only rewrites MACs and redirects;
+//! 3. `nftables`: kernel forwarding with nftables doing the same job (allowed
+//!    port, `ct state established,related accept`, SNAT to the ENI address).
+//!
+//! A live-frames generator (`tput_gen` through BPF_PROG_TEST_RUN with
+//! `xdp_live_frames`) transmits 64-byte UDP frames from the execution
+//! environment's `eth0`; the database's `eth0` counts and drops them
+//! (`tput_sink`), so the sink costs the same on every path.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, PerCpuArray},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use serde::Serialize;
+
+use crate::{
+    datapath::{Maps, PinnedMaps, Timeouts, EBPF_OBJECT},
+    deploy::{self, State, UpOptions},
+    model,
+    packet::{Frame, L4},
+    topology::{self, in_netns, Role},
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathResult {
+    pub path: String,
+    pub flows: u32,
+    pub mpps_samples: Vec<f64>,
+    pub mpps_median: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub frames_per_sample: u32,
+    pub samples: usize,
+    pub kernel: String,
+    pub results: Vec<PathResult>,
+    /// ours / nftables and ours / limit, per flow count.
+    pub ratios: Vec<(u32, f64, f64)>,
+}
+
+/// Tears the deployment down however the run ends.
+struct Down(String);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = deploy::down(&self.0);
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+/// Runs every path; `frames` per sample, `samples` samples per case.
+pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
+    let m =
+        model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), name).map_err(anyhow::Error::msg)?;
+    let opts = UpOptions {
+        name: name.to_string(),
+        template_label: "default (throughput)".into(),
+        timeouts: Timeouts::default(),
+        eni_delay: Duration::ZERO,
+        quotas: model::Quotas::default(),
+    };
+    let state = deploy::up(m, &opts)?;
+    let _down = Down(name.to_string());
+    let exec = state
+        .nodes
+        .iter()
+        .find(|n| n.role == Role::ExecutionEnvironment)
+        .context("no execution environment")?
+        .clone();
+    let db = state
+        .node("DatabaseInstance")
+        .context("no DatabaseInstance")?
+        .clone();
+    let f = state.model.function("orders").context("no function")?;
+    PinnedMaps::open(&state.pin_dir)?.set_port_eni(exec.link.ifindex, f.eni.context("no ENI")?)?;
+
+    let mut h = Harness::load()?;
+    // The sink on the database's eth0, native mode.
+    let sink: &mut Xdp = h
+        .ebpf
+        .program_mut("tput_sink")
+        .context("tput_sink")?
+        .try_into()?;
+    let sink_ifindex = ifindex_in(&db.netns, "eth0")?;
+    in_netns(&db.netns, || {
+        Ok(sink.attach_to_if_index(sink_ifindex, XdpMode::Driver)?)
+    })?;
+    let gen_ifindex = ifindex_in(&exec.netns, "eth0")?;
+    // 64-byte UDP from the execution environment to the database's 9000
+    // (allowed for the function's group), to the router's MAC.
+    let mut frame = Frame::new(
+        exec.ip.into(),
+        db.ip.into(),
+        L4::Udp {
+            sport: 40000,
+            dport: 9000,
+            no_checksum: true,
+        },
+    )
+    .payload(&[0u8; 18])
+    .min_len(64)
+    .build();
+    frame[0..6].copy_from_slice(&exec.link.router_mac);
+    frame[6..12].copy_from_slice(&exec.link.mac);
+    h.set_template(&frame)?;
+
+    let mut results = vec![];
+    let mut measure = |h: &mut Harness, path: &str| -> Result<()> {
+        for flows in [1u32, 1024] {
+            h.set_flows(flows)?;
+            let mut s = vec![];
+            for _ in 0..samples {
+                s.push(h.blast(&exec.netns, gen_ifindex, frames)?);
+            }
+            if s.iter().all(|x| *x == 0.0) {
+                bail!("{path}: nothing reached the sink");
+            }
+            results.push(PathResult {
+                path: path.into(),
+                flows,
+                mpps_median: median(&s),
+                mpps_samples: s,
+            });
+        }
+        Ok(())
+    };
+    measure(&mut h, "vpc")?;
+
+    // The limit: swap every router link to the bare redirect, atomically.
+    let mut table: BpfHashMap<_, u32, [u32; 4]> =
+        BpfHashMap::try_from(h.ebpf.map_mut("TPUT_REDIRECT").context("map")?)?;
+    let macs = |dst: [u8; 6], src: [u8; 6]| -> [u32; 3] {
+        let b = [dst, src].concat();
+        [0, 4, 8].map(|i| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]))
+    };
+    let m = macs(db.link.mac, db.link.router_mac);
+    table.insert(exec.link.ifindex, [db.link.ifindex, m[0], m[1], m[2]], 0)?;
+    let redirect: &mut Xdp = h
+        .ebpf
+        .program_mut("tput_redirect")
+        .context("tput_redirect")?
+        .try_into()?;
+    for n in &state.nodes {
+        let pin = state.pin_dir.join("links").join(&n.router_if);
+        let link = aya::programs::links::PinnedLink::from_pin(&pin)?.unpin()?;
+        let link: aya::programs::xdp::XdpLink = link.try_into().context("XDP link")?;
+        redirect.attach_to_link(link)?;
+    }
+    measure(&mut h, "limit")?;
+
+    // nftables: no XDP on the router; kernel forwarding and a ruleset.
+    // Unloading the redirect program detaches it from every router veth.
+    let redirect: &mut Xdp = h
+        .ebpf
+        .program_mut("tput_redirect")
+        .context("tput_redirect")?
+        .try_into()?;
+    redirect.unload()?;
+    nft_router(&state, &exec, &db)?;
+    measure(&mut h, "nftables")?;
+
+    let pick = |path: &str, flows: u32| {
+        results
+            .iter()
+            .find(|r| r.path == path && r.flows == flows)
+            .map(|r| r.mpps_median)
+            .unwrap_or(0.0)
+    };
+    let ratios = [1u32, 1024]
+        .iter()
+        .map(|&f| {
+            (
+                f,
+                pick("vpc", f) / pick("nftables", f).max(1e-9),
+                pick("vpc", f) / pick("limit", f).max(1e-9),
+            )
+        })
+        .collect();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Ok(Report {
+        frames_per_sample: frames,
+        samples,
+        kernel,
+        results,
+        ratios,
+    })
+}
+
+fn ifindex_in(ns: &str, dev: &str) -> Result<u32> {
+    let dev = dev.to_string();
+    in_netns(ns, move || {
+        nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| anyhow::anyhow!("{dev}: {e}"))
+    })
+}
+
+/// The router namespace as a user would build it by hand: addresses,
+/// forwarding, and an nftables ruleset doing the groups' and NAT's job.
+fn nft_router(state: &State, exec: &topology::Node, db: &topology::Node) -> Result<()> {
+    let r = &state.router_netns;
+    let eni = state
+        .model
+        .enis
+        .iter()
+        .find(|e| e.subnet == "PrivateSubnetA")
+        .context("ENI")?
+        .ip;
+    let run = |args: &[&str]| topology::run("ip", args);
+    run(&[
+        "-n",
+        r,
+        "addr",
+        "add",
+        &format!("{}/32", exec.gateway),
+        "dev",
+        &exec.router_if,
+    ])?;
+    run(&[
+        "-n",
+        r,
+        "addr",
+        "add",
+        &format!("{}/32", db.gateway),
+        "dev",
+        &db.router_if,
+    ])?;
+    run(&[
+        "-n",
+        r,
+        "route",
+        "add",
+        &format!("{}/32", exec.ip),
+        "dev",
+        &exec.router_if,
+    ])?;
+    run(&[
+        "-n",
+        r,
+        "route",
+        "add",
+        &format!("{}/32", db.ip),
+        "dev",
+        &db.router_if,
+    ])?;
+    let mac = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    run(&[
+        "-n",
+        r,
+        "neigh",
+        "replace",
+        &db.ip.to_string(),
+        "lladdr",
+        &mac(db.link.mac),
+        "dev",
+        &db.router_if,
+        "nud",
+        "permanent",
+    ])?;
+    run(&[
+        "-n",
+        r,
+        "neigh",
+        "replace",
+        &exec.ip.to_string(),
+        "lladdr",
+        &mac(exec.link.mac),
+        "dev",
+        &exec.router_if,
+        "nud",
+        "permanent",
+    ])?;
+    run(&["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    // Without XDP on them, the router veths need NAPI (GRO) to take the
+    // generator's XDP_TX frames.
+    for n in [exec, db] {
+        run(&[
+            "netns",
+            "exec",
+            r,
+            "ethtool",
+            "-K",
+            &n.router_if,
+            "gro",
+            "on",
+        ])?;
+    }
+    let ruleset = format!(
+        "table inet vpc {{
+  chain forward {{
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    ip saddr 198.19.0.0/16 ip daddr {db} udp dport {{ 9000 }} accept
+    ip saddr 198.19.0.0/16 ip daddr {db} tcp dport {{ 5432 }} accept
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority 100;
+    ip saddr 198.19.0.0/16 snat ip to {eni}
+  }}
+}}
+",
+        db = db.ip
+    );
+    let path = std::env::temp_dir().join(format!("{}-nft.conf", state.name));
+    std::fs::write(&path, ruleset)?;
+    run(&[
+        "netns",
+        "exec",
+        r,
+        "nft",
+        "-f",
+        path.to_str().expect("utf-8"),
+    ])?;
+    Ok(())
+}
+
+/// The generator and sink programs, loaded from the same object.
+struct Harness {
+    ebpf: Ebpf,
+}
+
+impl Harness {
+    fn load() -> Result<Self> {
+        let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
+        for p in ["tput_gen", "tput_sink", "tput_redirect"] {
+            let prog: &mut Xdp = ebpf.program_mut(p).context("program")?.try_into()?;
+            prog.load()
+                .with_context(|| format!("the kernel rejected {p}"))?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    fn set_template(&mut self, frame: &[u8]) -> Result<()> {
+        let mut words = [0u64; 8];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = u64::from_ne_bytes(frame[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        }
+        let mut a: Array<_, [u64; 8]> =
+            Array::try_from(self.ebpf.map_mut("TPUT_TEMPLATE").context("map")?)?;
+        a.set(0, words, 0)?;
+        Ok(())
+    }
+
+    fn set_flows(&mut self, flows: u32) -> Result<()> {
+        let mut a: Array<_, u32> = Array::try_from(self.ebpf.map_mut("TPUT_CFG").context("map")?)?;
+        a.set(0, flows, 0)?;
+        Ok(())
+    }
+
+    fn sunk(&mut self) -> Result<u64> {
+        let a: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.ebpf.map("TPUT_COUNT").context("map")?)?;
+        Ok(a.get(&0, 0)?.iter().sum())
+    }
+
+    /// Sends `frames` frames from `ifindex` in `ns`; Mpps that reached the sink.
+    fn blast(&mut self, ns: &str, ifindex: u32, frames: u32) -> Result<f64> {
+        let before = self.sunk()?;
+        let gen: &Xdp = self
+            .ebpf
+            .program("tput_gen")
+            .context("tput_gen")?
+            .try_into()?;
+        let data = [0u8; 64];
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&64u32.to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let start = Instant::now();
+        in_netns(ns, || {
+            gen.test_run(TestRunOptions {
+                data_in: Some(&data),
+                ctx_in: Some(&ctx),
+                repeat: frames,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..Default::default()
+            })
+            .context("live frames")
+        })?;
+        // Frames still in flight land within a moment.
+        std::thread::sleep(Duration::from_millis(50));
+        let secs = start.elapsed().as_secs_f64() - 0.05;
+        let n = self.sunk()? - before;
+        Ok(n as f64 / secs / 1e6)
+    }
+}
+
+pub fn table(r: &Report) -> String {
+    let mut s = format!(
+        "Live frames: {} x 64-byte UDP frames per sample, {} samples, kernel {} (median Mpps at the sink)\n\n| path | 1 flow | 1,024 flows |\n|---|---:|---:|\n",
+        r.frames_per_sample, r.samples, r.kernel
+    );
+    for path in ["vpc", "limit", "nftables"] {
+        let v = |f: u32| {
+            r.results
+                .iter()
+                .find(|x| x.path == path && x.flows == f)
+                .map(|x| x.mpps_median)
+                .unwrap_or(0.0)
+        };
+        s += &format!("| {path} | {:.2} | {:.2} |\n", v(1), v(1024));
+    }
+    for (f, nft, lim) in &r.ratios {
+        s += &format!("\n{f} flow(s): vpc / nftables = {nft:.2}, vpc / limit = {lim:.2}");
+    }
+    s + "\n"
+}
