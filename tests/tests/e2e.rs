@@ -551,6 +551,8 @@ fn the_throughput_bench_forwards_on_every_path() {
             "20000",
             "--samples",
             "1",
+            "--tcp-seconds",
+            "1",
             "--json",
         ])
         .arg(&json)
@@ -564,5 +566,10 @@ fn the_throughput_bench_forwards_on_every_path() {
     assert_eq!(results.len(), 6, "{r}");
     for p in results {
         assert!(p["mpps_median"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    for t in r["tcp"].as_array().unwrap() {
+        let ok = t["gbps_1_stream"].as_f64().unwrap() > 0.0
+            && t["connections_per_second"].as_f64().unwrap() > 0.0;
+        assert!(ok, "{t}");
     }
 }

@@ -140,6 +140,9 @@ enum Cmd {
         /// Frames per sample with --throughput.
         #[arg(long, default_value_t = 3_000_000)]
         frames: u32,
+        /// Seconds of each TCP measurement with --throughput.
+        #[arg(long, default_value_t = 3)]
+        tcp_seconds: u64,
     },
     /// The background agent (started by `up`).
     #[command(hide = true)]
@@ -601,10 +604,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             samples,
             json,
             frames,
+            tcp_seconds,
             ..
         } => {
             let name = format!("tput{}", std::process::id() % 100_000);
-            let r = vpc::throughput::run(&name, frames, samples)?;
+            let r = vpc::throughput::run(&name, frames, samples, tcp_seconds)?;
             print!("{}", vpc::throughput::table(&r));
             if let Some(p) = json {
                 let p = p.with_file_name("throughput.json");

@@ -48,6 +48,16 @@ pub struct Report {
     pub results: Vec<PathResult>,
     /// ours / nftables and ours / limit, per flow count.
     pub ratios: Vec<(u32, f64, f64)>,
+    /// Bulk TCP (iperf3) and short connections, per path.
+    pub tcp: Vec<TcpResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpResult {
+    pub path: String,
+    pub gbps_1_stream: f64,
+    pub gbps_4_streams: f64,
+    pub connections_per_second: f64,
 }
 
 /// Tears the deployment down however the run ends.
@@ -65,7 +75,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Runs every path; `frames` per sample, `samples` samples per case.
-pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
+pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<Report> {
     let m =
         model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), name).map_err(anyhow::Error::msg)?;
     let opts = UpOptions {
@@ -91,16 +101,7 @@ pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
     PinnedMaps::open(&state.pin_dir)?.set_port_eni(exec.link.ifindex, f.eni.context("no ENI")?)?;
 
     let mut h = Harness::load()?;
-    // The sink on the database's eth0, native mode.
-    let sink: &mut Xdp = h
-        .ebpf
-        .program_mut("tput_sink")
-        .context("tput_sink")?
-        .try_into()?;
     let sink_ifindex = ifindex_in(&db.netns, "eth0")?;
-    in_netns(&db.netns, || {
-        Ok(sink.attach_to_if_index(sink_ifindex, XdpMode::Driver)?)
-    })?;
     let gen_ifindex = ifindex_in(&exec.netns, "eth0")?;
     // 64-byte UDP from the execution environment to the database's 9000
     // (allowed for the function's group), to the router's MAC.
@@ -121,7 +122,17 @@ pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
     h.set_template(&frame)?;
 
     let mut results = vec![];
+    let mut tcp = vec![];
     let mut measure = |h: &mut Harness, path: &str| -> Result<()> {
+        // The sink on the database's eth0 (native) for small packets only.
+        let sink: &mut Xdp = h
+            .ebpf
+            .program_mut("tput_sink")
+            .context("tput_sink")?
+            .try_into()?;
+        let link = in_netns(&db.netns, || {
+            Ok(sink.attach_to_if_index(sink_ifindex, XdpMode::Driver)?)
+        })?;
         for flows in [1u32, 1024] {
             h.set_flows(flows)?;
             let mut s = vec![];
@@ -138,6 +149,18 @@ pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
                 mpps_samples: s,
             });
         }
+        let sink: &mut Xdp = h
+            .ebpf
+            .program_mut("tput_sink")
+            .context("tput_sink")?
+            .try_into()?;
+        sink.detach(link)?;
+        tcp.push(TcpResult {
+            path: path.into(),
+            gbps_1_stream: iperf(&exec.netns, &db.netns, db.ip, 1, tcp_seconds)?,
+            gbps_4_streams: iperf(&exec.netns, &db.netns, db.ip, 4, tcp_seconds)?,
+            connections_per_second: connection_rate(&exec.netns, &db.netns, db.ip, tcp_seconds)?,
+        });
         Ok(())
     };
     measure(&mut h, "vpc")?;
@@ -151,6 +174,9 @@ pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
     };
     let m = macs(db.link.mac, db.link.router_mac);
     table.insert(exec.link.ifindex, [db.link.ifindex, m[0], m[1], m[2]], 0)?;
+    // And back, for TCP's acknowledgements.
+    let m = macs(exec.link.mac, exec.link.router_mac);
+    table.insert(db.link.ifindex, [exec.link.ifindex, m[0], m[1], m[2]], 0)?;
     let redirect: &mut Xdp = h
         .ebpf
         .program_mut("tput_redirect")
@@ -202,7 +228,110 @@ pub fn run(name: &str, frames: u32, samples: usize) -> Result<Report> {
         kernel,
         results,
         ratios,
+        tcp,
     })
+}
+
+/// iperf3 from the execution environment to the database's port 5432 (the
+/// one its groups allow); Gbit/s received.
+fn iperf(
+    client_ns: &str,
+    server_ns: &str,
+    server: std::net::Ipv4Addr,
+    streams: u32,
+    secs: u64,
+) -> Result<f64> {
+    let mut srv = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            server_ns,
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5432",
+            "-B",
+            &server.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("iperf3 (is it installed?)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = topology::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            client_ns,
+            "iperf3",
+            "-c",
+            &server.to_string(),
+            "-p",
+            "5432",
+            "-t",
+            &secs.to_string(),
+            "-P",
+            &streams.to_string(),
+            "-J",
+        ],
+    );
+    let _ = srv.kill();
+    let _ = srv.wait();
+    let v: serde_json::Value = serde_json::from_str(&out?).context("iperf3 JSON")?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3: no sum_received")?;
+    Ok(bps / 1e9)
+}
+
+/// Short TCP connections (connect, one byte each way, close) for a few
+/// seconds; completed connections per second.
+fn connection_rate(
+    client_ns: &str,
+    server_ns: &str,
+    server: std::net::Ipv4Addr,
+    secs: u64,
+) -> Result<f64> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from((server, 5432));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = in_netns(server_ns, || Ok(std::net::TcpListener::bind(addr)?))?;
+    listener.set_nonblocking(true)?;
+    let s2 = stop.clone();
+    let srv = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.set_nonblocking(false);
+                    let mut b = [0u8; 1];
+                    if c.read_exact(&mut b).is_ok() {
+                        let _ = c.write_all(&b);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    });
+    let done = in_netns(client_ns, || {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_secs(secs) {
+            let Ok(mut c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            else {
+                continue;
+            };
+            let mut b = [7u8; 1];
+            if c.write_all(&b).is_ok() && c.read_exact(&mut b).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n as f64 / start.elapsed().as_secs_f64())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = srv.join();
+    done
 }
 
 fn ifindex_in(ns: &str, dev: &str) -> Result<u32> {
@@ -424,5 +553,12 @@ pub fn table(r: &Report) -> String {
     for (f, nft, lim) in &r.ratios {
         s += &format!("\n{f} flow(s): vpc / nftables = {nft:.2}, vpc / limit = {lim:.2}");
     }
-    s + "\n"
+    s += "\n\n| path | TCP 1 stream (Gbit/s) | TCP 4 streams (Gbit/s) | connections/s |\n|---|---:|---:|---:|\n";
+    for t in &r.tcp {
+        s += &format!(
+            "| {} | {:.2} | {:.2} | {:.0} |\n",
+            t.path, t.gbps_1_stream, t.gbps_4_streams, t.connections_per_second
+        );
+    }
+    s
 }

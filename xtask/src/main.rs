@@ -296,6 +296,7 @@ fn provision() -> Result<()> {
         ("ethtool", "ethtool"),
         ("nc", "netcat-openbsd"),
         ("nft", "nftables"),
+        ("iperf3", "iperf3"),
     ] {
         if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
             debs.push(pkg);
@@ -328,6 +329,6 @@ fn provision() -> Result<()> {
             &[("PATH", &path)],
         )?;
     }
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables)");
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3)");
     Ok(())
 }
