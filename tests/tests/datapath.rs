@@ -688,3 +688,52 @@ fn policy_switches_are_atomic_under_a_flood_of_packets() {
         );
     });
 }
+
+#[test]
+fn gc_frees_the_nat_port_of_an_expired_flow_whose_tuple_came_back() {
+    use std::time::Duration;
+    use vpc::datapath::Timeouts;
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let t = Timeouts {
+            udp: Duration::from_millis(1),
+            ..Timeouts::default()
+        };
+        h.dp.set_timeouts(&t).unwrap();
+        let fn_if = h.ifindex("Fn");
+        let (_, first) = h.run(fn_if, &udp(EXEC, DB, 5000, 9000, false));
+        let p1 = parse_and_verify(&first).unwrap().sport;
+        std::thread::sleep(Duration::from_millis(10));
+        // Same tuple after expiry: a new connection, most likely another port.
+        let (_, second) = h.run(fn_if, &udp(EXEC, DB, 5000, 9000, false));
+        let p2 = parse_and_verify(&second).unwrap().sport;
+        let reply_keys = |h: &mut Harness| -> usize {
+            let m: aya::maps::HashMap<_, vpc_common::CtKey, vpc_common::CtEntry> =
+                aya::maps::HashMap::try_from(h.dp.map("CT").unwrap()).unwrap();
+            m.iter()
+                .filter_map(|r| r.ok())
+                .filter(|(_, e)| e.dir == vpc_common::CT_DIR_REPLY)
+                .count()
+        };
+        if p1 != p2 {
+            assert_eq!(
+                reply_keys(&mut h),
+                2,
+                "the stale reply entry is still there before GC"
+            );
+        }
+        // Sweep with a long UDP timeout: the new flow stays, the stale
+        // reply entry (its original now belongs to the new flow) goes.
+        let keep = Timeouts {
+            udp: Duration::from_secs(60),
+            ..Timeouts::default()
+        };
+        h.dp.ct_gc(&keep).unwrap();
+        assert_eq!(
+            reply_keys(&mut h),
+            1,
+            "the NAT port of the expired flow is free again"
+        );
+        assert_eq!(h.dp.connections().unwrap().len(), 1);
+    });
+}

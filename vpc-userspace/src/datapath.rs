@@ -333,8 +333,11 @@ pub trait Maps {
             let expired = if e.dir == CT_DIR_ORIG {
                 now.saturating_sub(e.last_seen) > timeout_of(t, k.proto, e)
             } else {
-                // A reply entry whose original is gone is an orphan.
-                m.get(&e.twin, 0).is_err()
+                // A reply entry is an orphan when its original is gone, or
+                // was reopened as a new connection with another reply key
+                // (an expired NAT flow whose tuple came back): otherwise it
+                // would hold its NAT port until LRU eviction.
+                m.get(&e.twin, 0).map(|o| o.twin != *k).unwrap_or(true)
             };
             if !expired {
                 continue;
