@@ -737,3 +737,48 @@ fn gc_frees_the_nat_port_of_an_expired_flow_whose_tuple_came_back() {
         assert_eq!(h.dp.connections().unwrap().len(), 1);
     });
 }
+
+#[test]
+fn tracked_entries_admit_only_what_the_connection_expects() {
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let (fn_if, db_if, app_if) = (h.ifindex("Fn"), h.ifindex("Db"), h.ifindex("App"));
+        // A ping from the app is answered, but the database cannot send an
+        // echo *request* back under the same identifier.
+        let ping = Frame::new(
+            ip(APP),
+            ip(DB),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 77,
+                seq: 1,
+            },
+        )
+        .build();
+        assert_eq!(h.run(app_if, &ping).0, XDP_REDIRECT);
+        let back = Frame::new(
+            ip(DB),
+            ip(APP),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 77,
+                seq: 1,
+            },
+        )
+        .build();
+        assert_eq!(h.run(db_if, &back).0, XDP_DROP);
+        check(&mut h, DropReason::SgIngressDenied, 1);
+        // A SYN from the database against a function connection's reply
+        // direction opens nothing: it is a new, unsolicited connection.
+        let (_, out) = h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_SYN));
+        let nat = parse_and_verify(&out).unwrap().sport;
+        assert_eq!(h.run(db_if, &tcp(DB, ENI, 5432, nat, TCP_SYN)).0, XDP_DROP);
+        check(&mut h, DropReason::HyperplaneUnsolicited, 1);
+        assert_eq!(
+            h.run(db_if, &tcp(DB, ENI, 5432, nat, TCP_SYN | TCP_ACK)).0,
+            XDP_REDIRECT
+        );
+    });
+}

@@ -56,11 +56,25 @@ pub fn reply_key(k: &CtKey, icmp: bool) -> CtKey {
     CtKey {
         saddr: k.daddr,
         daddr: k.saddr,
-        // ICMP echo keeps (identifier, 0) both ways.
+        // ICMP echo: same identifier, and the reply's type (0 / 129).
         sport: if icmp { k.sport } else { k.dport },
-        dport: if icmp { k.dport } else { k.sport },
+        dport: if icmp {
+            echo_reply_type(k.dport)
+        } else {
+            k.sport
+        },
         proto: k.proto,
         _pad: [0; 3],
+    }
+}
+
+/// The echo reply type for an echo request type held in a key's `dport`.
+#[inline(always)]
+fn echo_reply_type(request: u16) -> u16 {
+    if request == 128 {
+        129
+    } else {
+        0
     }
 }
 

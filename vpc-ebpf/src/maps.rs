@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray},
 };
 use vpc_common::*;
 
@@ -47,10 +47,11 @@ pub static ACL_PORTS: LpmTrie<SgPortKey, u8> =
 #[map]
 pub static SUBNET_ACLS: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
 
-/// Connection tracking and NAT state. LRU so a full table evicts the
-/// least-recently-used connection instead of refusing every new one.
+/// Connection tracking and NAT state. A plain hash, as at AWS: when the
+/// table is full new connections are dropped (`ct_full`); nothing tracked
+/// is evicted behind its back. The agent's GC reclaims expired entries.
 #[map]
-pub static CT: LruHashMap<CtKey, CtEntry> = LruHashMap::with_max_entries(CT_MAX_ENTRIES, 0);
+pub static CT: HashMap<CtKey, CtEntry> = HashMap::with_max_entries(CT_MAX_ENTRIES, 0);
 
 /// Per-CPU packet counters: index 0 forwarded, then one per `DropReason`.
 #[map]

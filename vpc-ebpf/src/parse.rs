@@ -252,8 +252,13 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
             let tc = read::<[u8; 2]>(ctx, off)?;
             p.icmp_type = tc[0];
             p.icmp_code = tc[1];
+            // Echo: (identifier, type), so a request never matches the key a
+            // reply is expected on. Other ICMP: a "port" no echo can have.
             if p.is_echo_request() || p.is_echo_reply() {
                 p.sport = read::<u16>(ctx, off + 4)?;
+                p.dport = p.icmp_type as u16;
+            } else {
+                p.dport = u16::MAX;
             }
         }
         _ => {}

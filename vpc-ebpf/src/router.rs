@@ -15,7 +15,7 @@ use crate::{
     ct,
     maps::{Scratch, CONFIG, CT, ENIS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
-    parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP},
+    parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
     policy, route, stats,
 };
 
@@ -96,6 +96,21 @@ fn tracked(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 
         }
     };
     if ct::expired(s.pkt.proto, unsafe { &*orig }, now) {
+        return UNTRACKED;
+    }
+    let dir = unsafe { (*e).dir };
+    // A reply entry left behind by an earlier connection on the same
+    // tuple (its original now belongs to a new one) is not followed.
+    if dir != CT_DIR_ORIG && unsafe { (*orig).twin } != s.key {
+        return UNTRACKED;
+    }
+    // A new handshake is a new connection, checked as one: a SYN on a
+    // closed entry (port reuse) or against the reply direction.
+    let p = &s.pkt;
+    if p.proto == IPPROTO_TCP
+        && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && (dir != CT_DIR_ORIG || unsafe { (*orig).state } == vpc_common::ct_state::CLOSED)
+    {
         return UNTRACKED;
     }
     finish(deliver_tracked(ctx, s, port, e, orig, now))
