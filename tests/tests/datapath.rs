@@ -670,6 +670,7 @@ fn policy_switches_are_atomic_under_a_flood_of_packets() {
                 let e =
                     vpc::compile::compile(&models[(k as usize + 1) % 2], &h.links, gen).unwrap();
                 h.dp.switch_policy(&e).unwrap();
+                h.dp.clear_old_generation(e.gen).unwrap();
             }
             stop.store(true, Ordering::Relaxed);
             runner.join().unwrap()

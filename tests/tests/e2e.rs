@@ -573,3 +573,44 @@ fn the_throughput_bench_forwards_on_every_path() {
         assert!(ok, "{t}");
     }
 }
+
+#[test]
+fn concurrent_policy_edits_are_serialized_and_none_is_lost() {
+    let d = Deployment::up("e2eo", ACL_TEMPLATE, FAST);
+    // Eight edits at once, each adding its own rule: all must land, and the
+    // policy in force must stay whole (the function still reaches the DB).
+    std::thread::scope(|s| {
+        for port in 7001..7009u16 {
+            let d = &d;
+            s.spawn(move || {
+                let port = port.to_string();
+                let out = d.vpc(&[
+                    "sg",
+                    "authorize-ingress",
+                    "DbSg",
+                    "--protocol",
+                    "tcp",
+                    "--port",
+                    &port,
+                    "--cidr",
+                    "10.0.1.0/24",
+                ]);
+                assert!(out.status.success(), "{}", text(&out));
+            });
+        }
+    });
+    let state = vpc::deploy::State::load(&d.name).unwrap();
+    let db = state.model.group("DbSg").unwrap();
+    assert_eq!(
+        db.ingress.len(),
+        2 + 8,
+        "an edit was lost: {:?}",
+        db.ingress
+    );
+    let server = tcp_server(&d.netns("Db"), "10.0.2.10:5432", 10);
+    assert!(
+        connects(&d, "invoke", "Fn", "10.0.2.10", 5432, 2),
+        "the policy in force is whole"
+    );
+    assert!(server.join().unwrap().is_some());
+}

@@ -8,7 +8,8 @@
 //! so one key type serves both families.
 #![no_std]
 
-/// Maximum entries of the connection-tracking table (LRU).
+/// Maximum entries of the connection-tracking table (full: new connections
+/// are dropped with `ct_full`, as at AWS).
 pub const CT_MAX_ENTRIES: u32 = 262_144;
 /// Ports (router-side veths) and endpoints the router knows about.
 pub const MAX_PORTS: u32 = 4096;

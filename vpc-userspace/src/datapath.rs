@@ -249,8 +249,8 @@ pub trait Maps {
         Ok(())
     }
 
-    /// Writes `e` (compiled for the generation not in force) aside, switches
-    /// the datapath to it in one write, then removes the old generation.
+    /// Writes `e` (compiled for the generation not in force) aside and
+    /// switches the datapath to it in one write.
     fn switch_policy(&mut self, e: &Entries) -> Result<()> {
         let cur = self.generation()?;
         if e.gen == cur {
@@ -260,10 +260,16 @@ pub trait Maps {
         self.install_policy(e)?;
         self.set_policy_slots(e)?;
         self.set_generation(e.gen)?;
-        // XDP runs under RCU: a packet that read the old generation finishes
-        // within microseconds; leave it ample time before its entries go.
+        Ok(())
+    }
+
+    /// After a switch to `now`: removes the other generation's entries once
+    /// packets that read it are done (XDP runs under RCU, a packet finishes
+    /// in microseconds; 20 ms is ample). A failure here leaves only unused
+    /// entries, which the next switch clears before writing.
+    fn clear_old_generation(&mut self, now: u32) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
-        self.clear_generation(cur)?;
+        self.clear_generation(1 - now)?;
         Ok(())
     }
 
@@ -336,7 +342,7 @@ pub trait Maps {
                 // A reply entry is an orphan when its original is gone, or
                 // was reopened as a new connection with another reply key
                 // (an expired NAT flow whose tuple came back): otherwise it
-                // would hold its NAT port until LRU eviction.
+                // would hold its NAT port for good.
                 m.get(&e.twin, 0).map(|o| o.twin != *k).unwrap_or(true)
             };
             if !expired {

@@ -143,6 +143,10 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         );
     }
     let namespaces = topology::planned_namespaces(&opts.name, &model);
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = namespaces.iter().find(|ns| !seen.insert(ns.as_str())) {
+        bail!("two parts of the deployment map to namespace {dup} (a resource named like the router?): rename the resource");
+    }
     for ns in &namespaces {
         if Path::new("/run/netns").join(ns).exists() {
             bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
@@ -233,7 +237,14 @@ pub fn down(name: &str) -> Result<()> {
     let state = State::load(name);
     if let Ok(lc) = Lifecycle::load(name) {
         if let Some(pid) = lc.agent_pid {
-            if pid != std::process::id() {
+            // Only our own agent: a recorded pid may have been reused.
+            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c).contains("agent")
+                        && String::from_utf8_lossy(&c).contains(name)
+                })
+                .unwrap_or(false);
+            if pid != std::process::id() && ours {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGTERM,
@@ -289,7 +300,29 @@ fn topology_of(m: &Model) -> serde_json::Value {
 /// Tracked connections continue (security groups are stateful); ACLs apply
 /// to the next packet, established or not. Returns the new generation.
 pub fn apply(name: &str, model: Model) -> Result<u32> {
+    apply_edit(name, |m, _| {
+        *m = model;
+        Ok(())
+    })
+}
+
+/// Serializes everything that rewrites a deployment's maps or state (policy
+/// changes, the agent's activations): held from reading the state to saving it.
+pub fn lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::File::create(state_dir(name).join(".lock"))
+        .with_context(|| format!("deployment {name:?} is not up"))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking deployment {name}: {e}"))
+}
+
+/// `apply` with the change made by `edit` on the current model, under the
+/// deployment's lock (so concurrent edits neither lose one another nor clear
+/// the generation in force).
+pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()>) -> Result<u32> {
+    let _lock = lock(name)?;
     let mut s = State::load(name)?;
+    let mut model = s.model.clone();
+    edit(&mut model, &s)?;
     if topology_of(&model) != topology_of(&s.model) {
         bail!(
             "this change touches the topology (VPCs, subnets, addresses, hosts, functions or their VpcConfig); \
@@ -302,8 +335,10 @@ pub fn apply(name: &str, model: Model) -> Result<u32> {
     let next = 1 - maps.generation()?;
     let entries = compile::compile(&model, &links, next).map_err(anyhow::Error::msg)?;
     maps.switch_policy(&entries)?;
+    // The new policy is in force: the state says so before anything else can fail.
     s.model = model;
     s.save()?;
+    maps.clear_old_generation(next)?;
     Ok(next)
 }
 
@@ -462,6 +497,7 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
                     });
                 if st.state == "Pending" {
                     if let (Some(eni), Some(node)) = (f.eni, s.node(&f.id)) {
+                        let _lock = lock(name)?;
                         maps.set_port_eni(node.link.ifindex, eni)?;
                     }
                     *st = FunctionStatus {

@@ -184,74 +184,83 @@ fn sg_edit(name: &str, op: SgOp) -> Result<()> {
         SgOp::AuthorizeEgress(a) => (a, false, true),
         SgOp::RevokeEgress(a) => (a, false, false),
     };
-    let state = State::load(name)?;
-    let quota = state.quotas.rules_per_group;
-    let mut m = state.model;
-    let mut rule = serde_json::json!({ "IpProtocol": args.protocol });
-    if let Some(p) = &args.port {
-        let (from, to) = p.split_once('-').unwrap_or((p, p));
-        rule["FromPort"] = from.into();
-        rule["ToPort"] = to.into();
-    }
-    let (group_field, prefix_field) = if ingress {
-        ("SourceSecurityGroupId", "SourcePrefixListId")
-    } else {
-        ("DestinationSecurityGroupId", "DestinationPrefixListId")
-    };
-    if let Some(c) = &args.cidr {
-        rule[if c.contains(':') {
-            "CidrIpv6"
+    let gen = deploy::apply_edit(name, |m, state| {
+        let quota = state.quotas.rules_per_group;
+        let mut rule = serde_json::json!({ "IpProtocol": args.protocol });
+        if let Some(p) = &args.port {
+            let (from, to) = p.split_once('-').unwrap_or((p, p));
+            rule["FromPort"] = from.into();
+            rule["ToPort"] = to.into();
+        }
+        let (group_field, prefix_field) = if ingress {
+            ("SourceSecurityGroupId", "SourcePrefixListId")
         } else {
-            "CidrIp"
-        }] = c.as_str().into();
-    }
-    if let Some(g) = &args.group_peer {
-        rule[group_field] = g.as_str().into();
-    }
-    if let Some(p) = &args.prefix_list {
-        rule[prefix_field] = p.as_str().into();
-    }
-    let rule = model::parse_rule(&rule, "rule", ingress)?;
-    match &rule.peer {
-        model::Peer::Group(g) if m.group(g).is_none() => bail!("InvalidGroup.NotFound: {g:?}"),
-        model::Peer::PrefixList(p) if m.prefix_list(p).is_none() => {
-            bail!("InvalidPrefixListID.NotFound: {p:?}")
+            ("DestinationSecurityGroupId", "DestinationPrefixListId")
+        };
+        if let Some(c) = &args.cidr {
+            rule[if c.contains(':') {
+                "CidrIpv6"
+            } else {
+                "CidrIp"
+            }] = c.as_str().into();
         }
-        _ => {}
-    }
-    let group = m
-        .groups
-        .iter_mut()
-        .find(|g| g.id == args.group)
-        .with_context(|| format!("InvalidGroup.NotFound: {:?}", args.group))?;
-    let rules = if ingress {
-        &mut group.ingress
-    } else {
-        &mut group.egress
-    };
-    let present = rules.iter().position(|r| *r == rule);
-    match (add, present) {
-        (true, Some(_)) => bail!(
-            "InvalidPermission.Duplicate: the rule already exists in {}",
-            args.group
-        ),
-        (true, None) => {
-            let v6 = matches!(rule.peer, model::Peer::Cidr(ipnet::IpNet::V6(_)));
-            let same = rules
-                .iter()
-                .filter(|r| matches!(r.peer, model::Peer::Cidr(ipnet::IpNet::V6(_))) == v6)
-                .count();
-            if same >= quota {
-                bail!("RulesPerSecurityGroupLimitExceeded: the maximum number of rules per security group ({quota}) has been reached");
+        if let Some(g) = &args.group_peer {
+            rule[group_field] = g.as_str().into();
+        }
+        if let Some(p) = &args.prefix_list {
+            rule[prefix_field] = p.as_str().into();
+        }
+        let rule = model::parse_rule(&rule, "rule", ingress)?;
+        match &rule.peer {
+            model::Peer::Group(g) if m.group(g).is_none() => bail!("InvalidGroup.NotFound: {g:?}"),
+            model::Peer::PrefixList(p) if m.prefix_list(p).is_none() => {
+                bail!("InvalidPrefixListID.NotFound: {p:?}")
             }
-            rules.push(rule)
+            _ => {}
         }
-        (false, Some(i)) => {
-            rules.remove(i);
+        let target = m
+            .group(&args.group)
+            .cloned()
+            .with_context(|| format!("InvalidGroup.NotFound: {:?}", args.group))?;
+        if let model::Peer::Group(g) = &rule.peer {
+            if m.group(g).is_some_and(|p| p.vpc != target.vpc) {
+                bail!("security group {g:?} is in another VPC than {}", args.group);
+            }
         }
-        (false, None) => bail!("InvalidPermission.NotFound: no such rule in {}", args.group),
-    }
-    let gen = deploy::apply(name, m)?;
+        let mut rules = if ingress {
+            target.ingress
+        } else {
+            target.egress
+        };
+        match (add, rules.iter().position(|r| *r == rule)) {
+            (true, Some(_)) => bail!(
+                "InvalidPermission.Duplicate: the rule already exists in {}",
+                args.group
+            ),
+            (true, None) => rules.push(rule),
+            (false, Some(i)) => {
+                rules.remove(i);
+            }
+            (false, None) => bail!("InvalidPermission.NotFound: no such rule in {}", args.group),
+        }
+        // Prefix lists count their MaxEntries, as in templates.
+        let (v4, v6) = m.rule_weight(&rules);
+        if add && v4.max(v6) > quota {
+            bail!("RulesPerSecurityGroupLimitExceeded: the maximum number of rules per security group ({quota}) has been reached");
+        }
+        let g = m
+            .groups
+            .iter_mut()
+            .find(|g| g.id == args.group)
+            .expect("found above");
+        if ingress {
+            g.ingress = rules;
+        } else {
+            g.egress = rules;
+        }
+
+        Ok(())
+    })?;
     println!("{name}: {} updated (policy generation {gen})", args.group);
     Ok(())
 }

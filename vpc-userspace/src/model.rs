@@ -213,6 +213,24 @@ pub struct HyperplaneEniSpec {
 }
 
 impl Model {
+    /// Rules as AWS counts them against the quota, (IPv4, IPv6): a prefix
+    /// list reference counts its `MaxEntries`.
+    pub fn rule_weight(&self, rules: &[Rule]) -> (usize, usize) {
+        let (mut v4, mut v6) = (0, 0);
+        for r in rules {
+            match &r.peer {
+                Peer::Cidr(IpNet::V6(_)) => v6 += 1,
+                Peer::PrefixList(pl) => match self.prefix_list(pl) {
+                    Some(l) if l.ipv6 => v6 += l.max_entries,
+                    Some(l) => v4 += l.max_entries,
+                    None => v4 += 1,
+                },
+                _ => v4 += 1,
+            }
+        }
+        (v4, v6)
+    }
+
     /// The CIDRs a rule peer stands for (`None` for a group: its members).
     pub fn prefix_list(&self, id: &str) -> Option<&PrefixList> {
         self.prefix_lists.iter().find(|p| p.id == id)
@@ -837,7 +855,7 @@ impl<'a> Builder<'a> {
                         }
                     }
                 }
-                let (v4, v6) = self.rule_weight(rules);
+                let (v4, v6) = self.m.rule_weight(rules);
                 let quota = self.quotas.rules_per_group;
                 if v4.max(v6) > quota {
                     return Err(ModelError::new(
@@ -850,32 +868,14 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// Rules as AWS counts them against the quota, (IPv4, IPv6): a prefix
-    /// list reference counts its `MaxEntries`.
-    fn rule_weight(&self, rules: &[Rule]) -> (usize, usize) {
-        let (mut v4, mut v6) = (0, 0);
-        for r in rules {
-            match &r.peer {
-                Peer::Cidr(IpNet::V6(_)) => v6 += 1,
-                Peer::PrefixList(pl) => match self.m.prefix_list(pl) {
-                    Some(l) if l.ipv6 => v6 += l.max_entries,
-                    Some(l) => v4 += l.max_entries,
-                    None => v4 += 1,
-                },
-                _ => v4 += 1,
-            }
-        }
-        (v4, v6)
-    }
-
     /// AWS: groups on one interface x rules per group <= 1,000.
     fn check_rules_x_groups(&self, groups: &[String], path: &str) -> Result<()> {
         let most = groups
             .iter()
             .filter_map(|g| self.m.group(g))
             .flat_map(|g| {
-                let (a, b) = self.rule_weight(&g.ingress);
-                let (c, d) = self.rule_weight(&g.egress);
+                let (a, b) = self.m.rule_weight(&g.ingress);
+                let (c, d) = self.m.rule_weight(&g.egress);
                 [a, b, c, d]
             })
             .max()
