@@ -105,12 +105,6 @@ pub fn update(e: &mut CtEntry, p: &Packet, dir: u8, now: u64) {
         e.state = ct_state::CLOSED;
         return;
     }
-    if f & (TCP_SYN | TCP_ACK) == TCP_SYN && dir == CT_DIR_ORIG && e.state == ct_state::CLOSED {
-        // Port reuse after a close: a new handshake on the same tuple.
-        e.state = ct_state::SYN_SENT;
-        e.flags &= !(CT_F_FIN_ORIG | CT_F_FIN_REPLY);
-        return;
-    }
     if e.state == ct_state::SYN_SENT
         && dir != CT_DIR_ORIG
         && f & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK)

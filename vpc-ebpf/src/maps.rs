@@ -72,8 +72,7 @@ pub struct Scratch {
     pub bench_snapshot: [u64; 8],
     pub bench_key: CtKey,
     pub bench_counter: u32,
-    /// Policy generation this packet is judged by (read once per packet).
-    pub gen: u32,
+    pub _pad: u32,
 }
 
 #[map]

@@ -66,8 +66,6 @@ pub fn run(ctx: &XdpContext) -> u32 {
         _pad: [0; 3],
     };
     let now = ct::now();
-    // One read: the whole packet is judged by one policy generation.
-    s.gen = (CONFIG.get(cfg::GENERATION).copied().unwrap_or(0) & 1) as u32;
     let action = tracked(ctx, s, port, now);
     if action != UNTRACKED {
         return action;
@@ -141,7 +139,10 @@ fn deliver_tracked(
     } else {
         (port.subnet, &p.saddr, ep.subnet)
     };
-    boundary(p, s.gen, src, dst, src_addr, &p.daddr)?;
+    // Only a packet that crosses a subnet boundary needs the policy generation.
+    if src != dst {
+        boundary(p, generation(), src, dst, src_addr, &p.daddr)?;
+    }
     let (dir, nat_addr, nat_port) = (e.dir, e.nat_addr, e.nat_port);
     ct::update(unsafe { &mut *orig }, p, dir, now);
     if snat {
@@ -150,6 +151,13 @@ fn deliver_tracked(
         nat::rewrite(ctx, p, false, &nat_addr, nat_port)?;
     }
     route::deliver(ctx, ep)
+}
+
+/// The policy generation in force. Read once per packet: every policy
+/// lookup of a packet uses the value its caller read.
+#[inline(always)]
+fn generation() -> u32 {
+    (CONFIG.get(cfg::GENERATION).copied().unwrap_or(0) & 1) as u32
 }
 
 /// Network ACLs at a subnet boundary: the ACL of the subnet the packet
@@ -189,17 +197,17 @@ fn boundary(
 
 /// A new connection's checks, in AWS's order: the sender's outbound group
 /// rules, the ACLs at the subnet boundary, the receiver's inbound group rules
-/// (which see `src`: the sender's address after any NAT). `from` and `to`
-/// are the (subnet, ACL) sides.
+/// (which see `src`: the sender's address after any NAT). `from` is the
+/// sender's subnet index. One generation read serves every check.
 #[inline(always)]
 fn admit(
     p: &Packet,
-    gen: u32,
     sender: &[u32; 2],
     from: u32,
     receiver: &Endpoint,
     src: &[u8; 16],
 ) -> Result<(), DropReason> {
+    let gen = generation();
     let port = p.policy_port();
     if !policy::allowed(
         for_gen(sender, gen),
@@ -245,7 +253,7 @@ fn host_flow_inner(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    admit(p, s.gen, &port.policy, port.subnet, ep, &p.saddr)?;
+    admit(p, &port.policy, port.subnet, ep, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
@@ -293,7 +301,7 @@ fn function_flow_inner(
         return Err(DropReason::CtInvalid);
     }
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    admit(p, s.gen, &eni.policy, eni.subnet, ep, eni_addr)?;
+    admit(p, &eni.policy, eni.subnet, ep, eni_addr)?;
     s.orig.eni = port.eni as u16;
     s.reply.eni = port.eni as u16;
     s.orig.eni_subnet = eni.subnet as u16;

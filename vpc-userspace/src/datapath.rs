@@ -498,6 +498,16 @@ impl Maps for PinnedMaps {
     }
 }
 
+/// Serializes changes to the shared parts of bpffs: the mount, and the
+/// `vpc` directory every deployment pins under (created by `up`, removed
+/// by the last `down`).
+pub fn bpffs_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(crate::deploy::STATE_ROOT)?;
+    let lock = std::fs::File::create(Path::new(crate::deploy::STATE_ROOT).join(".bpffs.lock"))?;
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("locking bpffs: {e}"))
+}
+
 /// Mounts bpffs at /sys/fs/bpf if it is not there (it is not on a fresh VM).
 /// Check and mount happen under a lock: two `vpc up` racing on a fresh
 /// machine would otherwise stack two bpffs instances, and the second would
@@ -509,10 +519,7 @@ pub fn ensure_bpffs() -> Result<()> {
     if mounted() {
         return Ok(());
     }
-    std::fs::create_dir_all(crate::deploy::STATE_ROOT)?;
-    let lock = std::fs::File::create(Path::new(crate::deploy::STATE_ROOT).join(".bpffs.lock"))?;
-    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking bpffs mount: {e}"))?;
+    let _guard = bpffs_lock()?;
     if mounted() {
         return Ok(());
     }

@@ -165,7 +165,10 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         let links: HashMap<String, compile::LinkInfo> =
             nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
         let mut entries = compile::compile(&model, &links, 0).map_err(anyhow::Error::msg)?;
-        std::fs::create_dir_all(pins.join("links"))?;
+        {
+            let _bpffs = datapath::bpffs_lock()?;
+            std::fs::create_dir_all(pins.join("links"))?;
+        }
         dp.pin_maps(&pins)?;
         // Functions without a VPC are Active at once; the others are Pending
         // until their ENI is ready: until then their execution environment
@@ -271,6 +274,11 @@ pub fn down(name: &str) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(state_dir(name));
+    // The shared `vpc` pin directory goes with the last deployment; the lock
+    // keeps a concurrent `up` from losing it between parent and child.
+    if let (Some(parent), Ok(_bpffs)) = (pins.parent(), datapath::bpffs_lock()) {
+        let _ = std::fs::remove_dir(parent);
+    }
     if !errors.is_empty() {
         bail!("teardown incomplete: {}", errors.join("; "));
     }

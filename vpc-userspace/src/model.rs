@@ -291,21 +291,23 @@ fn required_str<'v>(props: &'v Value, id: &str, field: &str) -> Result<&'v str> 
 }
 
 fn str_list(props: &Value, id: &str, field: &str) -> Result<Vec<String>> {
-    match props.get(field) {
+    string_list(props.get(field), &format!("{}.{field}", res_path(id)))
+}
+
+/// A list of strings at `path` (absent: empty).
+fn string_list(v: Option<&Value>, path: &str) -> Result<Vec<String>> {
+    match v {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::Array(a)) => a
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str().map(str::to_string).ok_or_else(|| {
-                    ModelError::new(format!("{}.{field}[{i}]", res_path(id)), "must be a string")
-                })
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ModelError::new(format!("{path}[{i}]"), "must be a string"))
             })
             .collect(),
-        Some(_) => Err(ModelError::new(
-            format!("{}.{field}", res_path(id)),
-            "must be a list",
-        )),
+        Some(_) => Err(ModelError::new(path, "must be a list")),
     }
 }
 
@@ -1253,21 +1255,7 @@ impl<'a> Builder<'a> {
     fn vpc_config(&self, id: &str, vc: &Value) -> Result<Option<FunctionVpc>> {
         let path = format!("{}.VpcConfig", res_path(id));
         let field = |f: &str| format!("{path}.{f}");
-        let list = |f: &str| -> Result<Vec<String>> {
-            match vc.get(f) {
-                None | Some(Value::Null) => Ok(vec![]),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        v.as_str().map(str::to_string).ok_or_else(|| {
-                            ModelError::new(format!("{}[{i}]", field(f)), "must be a string")
-                        })
-                    })
-                    .collect(),
-                Some(_) => Err(ModelError::new(field(f), "must be a list")),
-            }
-        };
+        let list = |f: &str| string_list(vc.get(f), &field(f));
         let subnets = list("SubnetIds")?;
         let mut groups = list("SecurityGroupIds")?;
         let ipv6 = match vc.get("Ipv6AllowedForDualStack") {
