@@ -255,7 +255,9 @@ pub const SG_PORT_FIXED_BITS: u32 = 40;
 
 /// Connection-tracking key: the 5-tuple as the packet arrives at the router.
 /// ICMP echo uses the identifier as `sport` and 0 as `dport` both ways.
-#[repr(C)]
+/// Aligned to 4 so copies of its addresses are word copies, not byte loops
+/// (the BPF backend does not expand unaligned copies inline).
+#[repr(C, align(4))]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct CtKey {
     pub saddr: [u8; 16],
@@ -263,7 +265,8 @@ pub struct CtKey {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    pub _pad0: u8,
+    pub _pad1: u16,
 }
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 
@@ -292,28 +295,33 @@ pub const CT_F_FIN_REPLY: u8 = 8;
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {
-    /// `bpf_ktime_get_boot_ns` of the last packet (original entry only).
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC, tick resolution) of the
+    /// last packet (original entry only).
     pub last_seen: u64,
     pub created: u64,
+    /// IP bytes (header included) per direction, original entry only.
+    pub bytes_orig: u64,
+    pub bytes_reply: u64,
+    pub packets_orig: u32,
+    pub packets_reply: u32,
     pub state: u8,
     pub dir: u8,
     pub flags: u8,
     pub _pad0: u8,
-    pub packets_orig: u16,
-    pub packets_reply: u16,
-    /// Rewrite for this direction: new source (SNAT) or destination (DNAT).
-    pub nat_addr: [u8; 16],
     pub nat_port: u16,
-    pub _pad1: [u8; 2],
     /// Hyperplane ENI id for NATed connections (0: none).
     pub eni: u16,
     /// That ENI's subnet index: the subnet boundary of the connection on the
     /// customer side (an ENI never changes subnet, so it is safe to keep).
     pub eni_subnet: u16,
+    pub _pad1: [u8; 2],
+    /// Rewrite for this direction: new source (SNAT) or destination (DNAT).
+    pub nat_addr: [u8; 16],
     /// The other direction's key.
     pub twin: CtKey,
+    pub _pad2: [u8; 4],
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 88);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 112);
 
 /// `CONFIG` array indexes: idle timeouts in nanoseconds, then the generation.
 pub mod cfg {

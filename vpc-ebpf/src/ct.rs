@@ -9,9 +9,11 @@ use crate::{
     },
 };
 
+/// CLOCK_MONOTONIC at tick resolution: idle timeouts are seconds, and the
+/// coarse clock costs a load where the precise one reads the TSC.
 #[inline(always)]
 pub fn now() -> u64 {
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_boot_ns() }
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
 }
 
 #[inline(always)]
@@ -64,7 +66,8 @@ pub fn reply_key(k: &CtKey, icmp: bool) -> CtKey {
             k.sport
         },
         proto: k.proto,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
     }
 }
 
@@ -93,9 +96,11 @@ pub fn opens(p: &Packet) -> bool {
 pub fn update(e: &mut CtEntry, p: &Packet, dir: u8, now: u64) {
     e.last_seen = now;
     if dir == CT_DIR_ORIG {
-        e.packets_orig = e.packets_orig.saturating_add(1);
+        e.packets_orig = e.packets_orig.wrapping_add(1);
+        e.bytes_orig = e.bytes_orig.wrapping_add(p.ip_len as u64);
     } else {
-        e.packets_reply = e.packets_reply.saturating_add(1);
+        e.packets_reply = e.packets_reply.wrapping_add(1);
+        e.bytes_reply = e.bytes_reply.wrapping_add(p.ip_len as u64);
     }
     if p.proto != IPPROTO_TCP {
         return;

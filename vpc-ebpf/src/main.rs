@@ -103,7 +103,8 @@ fn bench_key(ctx: &XdpContext, k: &mut vpc_common::CtKey) -> Option<()> {
     k.sport = ports[0];
     k.dport = ports[1];
     k.proto = 6;
-    k._pad = [0; 3];
+    k._pad0 = 0;
+    k._pad1 = 0;
     Some(())
 }
 

@@ -1,7 +1,7 @@
 //! Header parsing with explicit bounds checks. Everything that cannot be
 //! parsed is a drop with a reason; nothing is passed unchecked.
 use aya_ebpf::programs::XdpContext;
-use vpc_common::{v4_mapped, DropReason};
+use vpc_common::DropReason;
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -20,9 +20,15 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 
-/// What the pipeline needs to know about a packet.
+/// What the pipeline needs to know about a packet. `repr(C, align(8))`
+/// with the addresses first, so that they are copied a word at a time.
+#[repr(C, align(8))]
 pub struct Packet {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
     pub l4_off: usize,
+    /// IP length, header included (what flow logs and conntrack count).
+    pub ip_len: u32,
     pub v6: bool,
     pub proto: u8,
     pub tcp_flags: u8,
@@ -32,8 +38,6 @@ pub struct Packet {
     /// Ports as on the wire (ICMP echo: identifier and 0).
     pub sport: u16,
     pub dport: u16,
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
 }
 
 impl Packet {
@@ -128,6 +132,14 @@ pub fn write<T: Copy>(ctx: &XdpContext, off: usize, v: T) -> Result<(), DropReas
     Ok(())
 }
 
+/// Writes `::ffff:a.b.c.d` as four words (`a` as on the wire).
+#[inline(always)]
+fn set_v4_mapped(dst: &mut [u8; 16], a: u32) {
+    // `Packet` is 8-aligned and its addresses lie at 0 and 16.
+    let w = dst.as_mut_ptr() as *mut [u32; 4];
+    unsafe { *w = [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), a] };
+}
+
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
     let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
@@ -158,8 +170,9 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
                 return Err(DropReason::Fragment);
             }
             p.proto = read::<u8>(ctx, ETH_HLEN + 9)?;
-            p.saddr = v4_mapped(read::<[u8; 4]>(ctx, ETH_HLEN + 12)?);
-            p.daddr = v4_mapped(read::<[u8; 4]>(ctx, ETH_HLEN + 16)?);
+            set_v4_mapped(&mut p.saddr, read::<u32>(ctx, ETH_HLEN + 12)?);
+            set_v4_mapped(&mut p.daddr, read::<u32>(ctx, ETH_HLEN + 16)?);
+            p.ip_len = tot_len as u32;
             p.l4_off = ETH_HLEN + ihl;
             l4_len = tot_len - ihl;
         }
@@ -174,6 +187,7 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
             if ETH_HLEN + 40 + payload_len > frame_len(ctx) {
                 return Err(DropReason::Malformed);
             }
+            p.ip_len = (40 + payload_len) as u32;
             let mut next = read::<u8>(ctx, ETH_HLEN + 6)?;
             p.saddr = read::<[u8; 16]>(ctx, ETH_HLEN + 8)?;
             p.daddr = read::<[u8; 16]>(ctx, ETH_HLEN + 24)?;

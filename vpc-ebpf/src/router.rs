@@ -63,7 +63,8 @@ pub fn run(ctx: &XdpContext) -> u32 {
         sport: p.sport,
         dport: p.dport,
         proto: p.proto,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
     };
     let now = ct::now();
     let action = tracked(ctx, s, port, now);
@@ -317,7 +318,8 @@ fn function_flow_inner(
         sport: p.dport,
         dport: 0,
         proto: p.proto,
-        _pad: [0; 3],
+        _pad0: 0,
+        _pad1: 0,
     };
     // Random start, bounded probing: inserting the reply key claims the port.
     let range = (NAT_PORT_MAX - NAT_PORT_MIN) as u32 + 1;
@@ -352,6 +354,8 @@ fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
         e.dir = dir;
         e.packets_orig = if dir == CT_DIR_ORIG { 1 } else { 0 };
         e.packets_reply = 0;
+        e.bytes_orig = if dir == CT_DIR_ORIG { s.pkt.ip_len as u64 } else { 0 };
+        e.bytes_reply = 0;
         e.twin = *twin;
     }
     let nat = s.reply.flags & CT_F_DNAT != 0;

@@ -136,9 +136,10 @@ impl Counters {
     }
 }
 
-/// Monotonic time on the clock the datapath uses (`bpf_ktime_get_boot_ns`).
-pub fn boot_ns() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME");
+/// Time on the clock the datapath uses (`bpf_ktime_get_coarse_ns`).
+pub fn mono_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .expect("CLOCK_MONOTONIC_COARSE");
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
@@ -331,7 +332,7 @@ pub trait Maps {
     /// Removes expired connections (both entries). An entry is re-read just
     /// before deletion and kept if the datapath touched it since the scan.
     fn ct_gc(&mut self, t: &Timeouts) -> Result<usize> {
-        let now = boot_ns();
+        let now = mono_ns();
         let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
         let all: Vec<(CtKey, CtEntry)> = m.iter().filter_map(|r| r.ok()).collect();
         let mut removed = 0;
