@@ -338,6 +338,23 @@ fn spoofed_sources_and_unknown_ports_are_dropped() {
             "lo is no router port"
         );
         check(&mut h, DropReason::UnknownPort, 1);
+        // A tracked connection's packets are its own only on the port they
+        // belong to: the same 5-tuple from another port is a spoof, not
+        // established traffic.
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        assert_eq!(
+            h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_SYN)).0,
+            XDP_REDIRECT
+        );
+        assert_eq!(
+            h.run(db_if, &tcp(EXEC, DB, 40001, 5432, TCP_ACK)).0,
+            XDP_DROP
+        );
+        check(&mut h, DropReason::Spoofed, 2);
+        assert_eq!(
+            h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_ACK)).0,
+            XDP_REDIRECT
+        );
     });
 }
 

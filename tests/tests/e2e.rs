@@ -449,6 +449,11 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     );
     let fresh = connects(&d, "invoke", "Fn", "10.0.2.10", 5432, 1);
     assert!(!fresh, "a new connection sees the removal at once");
+    // The same policy again: the generation slot flips back. Conntrack keeps
+    // ACL verdicts per policy epoch; with only the slot as the epoch, the
+    // deny below (applied in the slot "two" passed under) would be missed.
+    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
     // An ACL deny in front of the allow: it applies to the established
     // connection too (ACLs are stateless).
     let deny = no_rule.replace("RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}", "RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5433}");

@@ -304,6 +304,18 @@ pub struct CtEntry {
     pub bytes_reply: u64,
     pub packets_orig: u32,
     pub packets_reply: u32,
+    /// Router port this direction's packets arrive on. A packet of the
+    /// connection on any other port is not this connection's: it goes
+    /// through the full checks (source check first).
+    pub in_ifindex: u32,
+    /// Where this direction is delivered, resolved when the connection
+    /// opened: router port, the receiver's MAC and the router's MAC on that
+    /// link. Established packets need no endpoint lookup.
+    pub out_ifindex: u32,
+    /// Policy generation + 1 under which this direction last passed its
+    /// network ACLs (0: not yet). ACLs are stateless, but a connection's
+    /// 5-tuple is fixed, so the verdict holds until the policy changes.
+    pub acl_gen: u32,
     pub state: u8,
     pub dir: u8,
     pub flags: u8,
@@ -311,17 +323,21 @@ pub struct CtEntry {
     pub nat_port: u16,
     /// Hyperplane ENI id for NATed connections (0: none).
     pub eni: u16,
-    /// That ENI's subnet index: the subnet boundary of the connection on the
-    /// customer side (an ENI never changes subnet, so it is safe to keep).
+    /// Subnet indexes this direction leaves and enters (its ACL boundary;
+    /// equal when it stays in one subnet).
+    pub src_subnet: u16,
+    pub dst_subnet: u16,
+    /// The Hyperplane ENI's subnet index (NATed connections).
     pub eni_subnet: u16,
-    pub _pad1: [u8; 2],
+    pub _pad1: u16,
+    pub mac: [u8; 6],
+    pub router_mac: [u8; 6],
     /// Rewrite for this direction: new source (SNAT) or destination (DNAT).
     pub nat_addr: [u8; 16],
     /// The other direction's key.
     pub twin: CtKey,
-    pub _pad2: [u8; 4],
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 112);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 136);
 
 /// `CONFIG` array indexes: idle timeouts in nanoseconds, then the generation.
 pub mod cfg {

@@ -70,7 +70,7 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
         router_mac: [2, 0, 0, 0, 0, 1],
         ..Endpoint::default()
     };
-    let action = match route::deliver(&ctx, &ep) {
+    let action = match route::deliver_to(&ctx, &ep) {
         Ok(a) => a,
         Err(r) => stats::drop(r),
     };
@@ -83,14 +83,14 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
 fn snapshot(ctx: &XdpContext) -> Option<&'static mut maps::Scratch> {
     let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
     let p = parse::ptr_at::<[u64; 8]>(ctx, 0)?;
-    s.bench_snapshot = unsafe { core::ptr::read_unaligned(p) };
+    parse::copy_words::<8>(s.bench_snapshot.as_mut_ptr(), p as *const u64);
     Some(s)
 }
 
 #[inline(always)]
 fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
     if let Some(p) = parse::ptr_at::<[u64; 8]>(ctx, 0) {
-        unsafe { core::ptr::write_unaligned(p, *buf) };
+        parse::copy_words::<8>(p as *mut u64, buf.as_ptr());
     }
 }
 

@@ -106,6 +106,16 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     Some((start + off) as *mut T)
 }
 
+/// Copies `N` words. Volatile, word by word: LLVM would turn a plain copy
+/// into a call to the BPF build of `memmove`, a byte loop. Packet pointers
+/// may be unaligned; x86, where this runs, allows unaligned packet access.
+#[inline(always)]
+pub fn copy_words<const N: usize>(dst: *mut u64, src: *const u64) {
+    for i in 0..N {
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+    }
+}
+
 /// Frame length from volatile loads: LLVM cannot tie it to the bounds
 /// checks in `ptr_at`, so it never drops one of those (the verifier needs
 /// every one of them).

@@ -12,16 +12,27 @@ pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
     }
 }
 
-/// Rewrites the Ethernet header for the endpoint's link and redirects.
+/// Delivers to an endpoint found by address (a new flow).
+#[inline(always)]
+pub fn deliver_to(ctx: &XdpContext, ep: &Endpoint) -> Result<u32, DropReason> {
+    deliver(ctx, ep.ifindex, &ep.mac, &ep.router_mac)
+}
+
+/// Rewrites the Ethernet header for the egress link and redirects.
 /// The VPC fabric is transparent: TTL / hop limit stay as they are.
 #[inline(always)]
-pub fn deliver(ctx: &XdpContext, ep: &Endpoint) -> Result<u32, DropReason> {
-    if ep.ifindex == 0 {
+pub fn deliver(
+    ctx: &XdpContext,
+    ifindex: u32,
+    mac: &[u8; 6],
+    router_mac: &[u8; 6],
+) -> Result<u32, DropReason> {
+    if ifindex == 0 {
         return Err(DropReason::NoEgressPort);
     }
-    write(ctx, 0, ep.mac)?;
-    write(ctx, 6, ep.router_mac)?;
-    let action = unsafe { bpf_redirect(ep.ifindex, 0) } as u32;
+    write(ctx, 0, *mac)?;
+    write(ctx, 6, *router_mac)?;
+    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
     if action == xdp_action::XDP_REDIRECT {
         stats::forwarded();
     }

@@ -39,7 +39,25 @@ pub fn run(ctx: &XdpContext) -> u32 {
     if let Err(r) = parse::parse(ctx, &mut s.pkt) {
         return stats::drop(r);
     }
+    let p = &s.pkt;
+    s.key = CtKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.proto,
+        _pad0: 0,
+        _pad1: 0,
+    };
     let ifindex = ctx.ingress_ifindex() as u32;
+    let now = ct::now();
+    // Established traffic first. An entry names the port its direction
+    // arrives on, and its key holds the source address, so a match is a
+    // packet the source check admitted when the connection opened.
+    let action = tracked(ctx, s, ifindex, now);
+    if action != UNTRACKED {
+        return action;
+    }
     let port = match unsafe { PORTS.get(&ifindex) } {
         Some(port) => port,
         None => return stats::drop(DropReason::UnknownPort),
@@ -57,35 +75,24 @@ pub fn run(ctx: &XdpContext) -> u32 {
     if p.saddr != *own {
         return stats::drop(DropReason::Spoofed);
     }
-    s.key = CtKey {
-        saddr: p.saddr,
-        daddr: p.daddr,
-        sport: p.sport,
-        dport: p.dport,
-        proto: p.proto,
-        _pad0: 0,
-        _pad1: 0,
-    };
-    let now = ct::now();
-    let action = tracked(ctx, s, port, now);
-    if action != UNTRACKED {
-        return action;
-    }
     if port.kind == kind::EXEC_ENV {
-        function_flow(ctx, s, port, now)
+        function_flow(ctx, s, port, ifindex, now)
     } else {
-        host_flow(ctx, s, port, now)
+        host_flow(ctx, s, port, ifindex, now)
     }
 }
 
 /// A packet of a live tracked connection: update it, apply its NAT, deliver.
 #[inline(never)]
-fn tracked(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 {
+fn tracked(ctx: &XdpContext, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
     // Raw pointers: for the original direction `e` and `orig` are one entry.
     let e = match CT.get_ptr_mut(&s.key) {
         Some(e) => e,
         None => return UNTRACKED,
     };
+    if unsafe { (*e).in_ifindex } != ifindex {
+        return UNTRACKED;
+    }
     let orig = if unsafe { (*e).dir } == CT_DIR_ORIG {
         e
     } else {
@@ -112,53 +119,51 @@ fn tracked(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 
     {
         return UNTRACKED;
     }
-    finish(deliver_tracked(ctx, s, port, e, orig, now))
+    finish(deliver_tracked(ctx, s, e, orig, now))
 }
 
 /// Network ACLs apply to tracked packets too (they are stateless), as the
 /// packet crosses the subnet boundary: after SNAT, before the reverse NAT.
-/// Only a packet that passes them refreshes its connection.
+/// The verdict is kept per direction with the policy epoch it was reached
+/// under: a connection's 5-tuple never changes, so only a policy change
+/// can change it. Only a packet that passes refreshes its connection.
 #[inline(always)]
 fn deliver_tracked(
     ctx: &XdpContext,
     s: &Scratch,
-    port: &PortInfo,
-    e: *const CtEntry,
+    e: *mut CtEntry,
     orig: *mut CtEntry,
     now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
-    let e = unsafe { &*e };
-    let snat = e.flags & CT_F_SNAT != 0;
-    let dnat = e.flags & CT_F_DNAT != 0;
-    let ep = route::endpoint(if dnat { &e.nat_addr } else { &p.daddr })?;
-    // The customer-side end of a NATed connection is its ENI's subnet.
-    let (src, src_addr, dst) = if snat {
-        (e.eni_subnet as u32, &e.nat_addr, ep.subnet)
-    } else if dnat {
-        (port.subnet, &p.saddr, e.eni_subnet as u32)
-    } else {
-        (port.subnet, &p.saddr, ep.subnet)
-    };
-    // Only a packet that crosses a subnet boundary needs the policy generation.
-    if src != dst {
-        boundary(p, generation(), src, dst, src_addr, &p.daddr)?;
+    let ent = unsafe { &*e };
+    let snat = ent.flags & CT_F_SNAT != 0;
+    if ent.src_subnet != ent.dst_subnet {
+        let epoch = policy_epoch();
+        let stamp = epoch.wrapping_add(1);
+        if ent.acl_gen != stamp {
+            // The customer-side source of a NATed connection is its ENI.
+            let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
+            let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
+            boundary(p, epoch & 1, src, dst, src_addr, &p.daddr)?;
+            unsafe { (*e).acl_gen = stamp };
+        }
     }
-    let (dir, nat_addr, nat_port) = (e.dir, e.nat_addr, e.nat_port);
-    ct::update(unsafe { &mut *orig }, p, dir, now);
+    ct::update(unsafe { &mut *orig }, p, ent.dir, now);
     if snat {
-        nat::rewrite(ctx, p, true, &nat_addr, nat_port)?;
-    } else if dnat {
-        nat::rewrite(ctx, p, false, &nat_addr, nat_port)?;
+        nat::rewrite(ctx, p, true, &ent.nat_addr, ent.nat_port)?;
+    } else if ent.flags & CT_F_DNAT != 0 {
+        nat::rewrite(ctx, p, false, &ent.nat_addr, ent.nat_port)?;
     }
-    route::deliver(ctx, ep)
+    route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)
 }
 
-/// The policy generation in force. Read once per packet: every policy
-/// lookup of a packet uses the value its caller read.
+/// The policy epoch: a counter bumped by every policy switch, whose low bit
+/// is the generation in force. Read once per packet, where needed: every
+/// policy lookup of a packet uses the value its caller read.
 #[inline(always)]
-fn generation() -> u32 {
-    (CONFIG.get(cfg::GENERATION).copied().unwrap_or(0) & 1) as u32
+fn policy_epoch() -> u32 {
+    CONFIG.get(cfg::GENERATION).copied().unwrap_or(0) as u32
 }
 
 /// Network ACLs at a subnet boundary: the ACL of the subnet the packet
@@ -203,12 +208,13 @@ fn boundary(
 #[inline(always)]
 fn admit(
     p: &Packet,
+    epoch: u32,
     sender: &[u32; 2],
     from: u32,
     receiver: &Endpoint,
     src: &[u8; 16],
 ) -> Result<(), DropReason> {
-    let gen = generation();
+    let gen = epoch & 1;
     let port = p.policy_port();
     if !policy::allowed(
         for_gen(sender, gen),
@@ -230,8 +236,8 @@ fn admit(
 
 /// A new flow from an instance or network interface in a customer VPC.
 #[inline(never)]
-fn host_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 {
-    finish(host_flow_inner(ctx, s, port, now))
+fn host_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, ifindex: u32, now: u64) -> u32 {
+    finish(host_flow_inner(ctx, s, port, ifindex, now))
 }
 
 #[inline(always)]
@@ -239,6 +245,7 @@ fn host_flow_inner(
     ctx: &XdpContext,
     s: &mut Scratch,
     port: &PortInfo,
+    ifindex: u32,
     now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
@@ -254,10 +261,12 @@ fn host_flow_inner(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    admit(p, &port.policy, port.subnet, ep, &p.saddr)?;
+    let epoch = policy_epoch();
+    admit(p, epoch, &port.policy, port.subnet, ep, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
+        bind(s, ifindex, ep, port.subnet, epoch)?;
         s.orig.flags = 0;
         s.reply.flags = 0;
         s.orig.eni = 0;
@@ -266,14 +275,20 @@ fn host_flow_inner(
         s.reply.eni_subnet = 0;
         open(s, now)?;
     }
-    route::deliver(ctx, ep)
+    route::deliver_to(ctx, ep)
 }
 
 /// A new flow from a Lambda execution environment: out through its
 /// function's Hyperplane ENI with source NAT.
 #[inline(never)]
-fn function_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, now: u64) -> u32 {
-    finish(function_flow_inner(ctx, s, port, now))
+fn function_flow(
+    ctx: &XdpContext,
+    s: &mut Scratch,
+    port: &PortInfo,
+    ifindex: u32,
+    now: u64,
+) -> u32 {
+    finish(function_flow_inner(ctx, s, port, ifindex, now))
 }
 
 #[inline(always)]
@@ -281,6 +296,7 @@ fn function_flow_inner(
     ctx: &XdpContext,
     s: &mut Scratch,
     port: &PortInfo,
+    ifindex: u32,
     now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
@@ -302,7 +318,8 @@ fn function_flow_inner(
         return Err(DropReason::CtInvalid);
     }
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    admit(p, &eni.policy, eni.subnet, ep, eni_addr)?;
+    let epoch = policy_epoch();
+    admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
     s.orig.eni = port.eni as u16;
     s.reply.eni = port.eni as u16;
     s.orig.eni_subnet = eni.subnet as u16;
@@ -321,6 +338,7 @@ fn function_flow_inner(
         _pad0: 0,
         _pad1: 0,
     };
+    bind(s, ifindex, ep, eni.subnet, epoch)?;
     // Random start, bounded probing: inserting the reply key claims the port.
     let range = (NAT_PORT_MAX - NAT_PORT_MIN) as u32 + 1;
     let start = unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() };
@@ -331,11 +349,43 @@ fn function_flow_inner(
         s.orig.nat_port = nat_port;
         if open(s, now)? {
             nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
-            return route::deliver(ctx, ep);
+            return route::deliver_to(ctx, ep);
         }
         i += 1;
     }
     Err(DropReason::NatPortExhausted)
+}
+
+/// Forwarding and ACL-boundary state of both directions of a new
+/// connection from subnet index `from` to `ep`, whose checks passed under
+/// `epoch`. Replies leave by the port the opening packet came in on, to the
+/// sender's MAC as the VPC knows it (its endpoint entry, found by the
+/// source address the source check admitted).
+#[inline(always)]
+fn bind(
+    s: &mut Scratch,
+    ifindex: u32,
+    ep: &Endpoint,
+    from: u32,
+    epoch: u32,
+) -> Result<(), DropReason> {
+    let sender = route::endpoint(&s.pkt.saddr)?;
+    let (o, r) = (&mut s.orig, &mut s.reply);
+    o.in_ifindex = ifindex;
+    o.out_ifindex = ep.ifindex;
+    o.mac = ep.mac;
+    o.router_mac = ep.router_mac;
+    o.src_subnet = from as u16;
+    o.dst_subnet = ep.subnet as u16;
+    o.acl_gen = epoch.wrapping_add(1);
+    r.in_ifindex = ep.ifindex;
+    r.out_ifindex = ifindex;
+    r.mac = sender.mac;
+    r.router_mac = sender.router_mac;
+    r.src_subnet = ep.subnet as u16;
+    r.dst_subnet = from as u16;
+    r.acl_gen = 0;
+    Ok(())
 }
 
 /// Inserts both entries of a new connection from `s` (flags and NAT fields
@@ -354,7 +404,11 @@ fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
         e.dir = dir;
         e.packets_orig = if dir == CT_DIR_ORIG { 1 } else { 0 };
         e.packets_reply = 0;
-        e.bytes_orig = if dir == CT_DIR_ORIG { s.pkt.ip_len as u64 } else { 0 };
+        e.bytes_orig = if dir == CT_DIR_ORIG {
+            s.pkt.ip_len as u64
+        } else {
+            0
+        };
         e.bytes_reply = 0;
         e.twin = *twin;
     }

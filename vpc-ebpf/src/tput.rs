@@ -36,15 +36,7 @@ pub fn generate(ctx: &XdpContext) -> u32 {
     let (Some(t), Some(p)) = (TPUT_TEMPLATE.get(0), parse::ptr_at::<[u64; 8]>(ctx, 0)) else {
         return xdp_action::XDP_ABORTED;
     };
-    // Word stores: an unaligned 64-byte write would become a byte loop.
-    // Live frames start at a fixed 256-byte headroom, so the data is
-    // 8-aligned (and x86, where this runs, allows unaligned packet access).
-    // Volatile, word by word: LLVM would turn a plain copy back into a
-    // call to the byte-loop `memmove`.
-    let (src, dst) = (t.as_ptr(), p as *mut u64);
-    for i in 0..8 {
-        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
-    }
+    parse::copy_words::<8>(p as *mut u64, t.as_ptr());
     let flows = TPUT_CFG.get(0).copied().unwrap_or(1);
     if flows > 1 {
         if let Some(c) = TPUT_COUNT.get_ptr_mut(1) {

@@ -244,9 +244,18 @@ pub trait Maps {
     }
 
     /// Switches the datapath to `gen`: one write, seen by the next packet.
+    /// The value is a counter whose low bit is the generation: it never
+    /// repeats, so verdicts cached under one policy (conntrack's ACL
+    /// verdicts) cannot be mistaken for verdicts of a later one.
     fn set_generation(&mut self, gen: u32) -> Result<()> {
         let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
-        a.set(cfg::GENERATION, gen as u64, 0)?;
+        let cur = a.get(&cfg::GENERATION, 0)?;
+        let next = if (cur + 1) & 1 == gen as u64 {
+            cur + 1
+        } else {
+            cur + 2
+        };
+        a.set(cfg::GENERATION, next, 0)?;
         Ok(())
     }
 
