@@ -15,15 +15,9 @@ pub fn replace16(csum: u16, old: u16, new: u16) -> u16 {
     !fold((!csum) as u32 + (!old) as u32 + new as u32)
 }
 
-/// Checksum after `old` bytes became `new` (even length, at most 16).
+/// Checksum after a 32-bit value (as read from the packet) changed.
 #[inline(always)]
-pub fn replace_bytes<const N: usize>(mut csum: u16, old: &[u8; N], new: &[u8; N]) -> u16 {
-    let mut i = 0;
-    while i + 1 < N {
-        let o = u16::from_ne_bytes([old[i], old[i + 1]]);
-        let n = u16::from_ne_bytes([new[i], new[i + 1]]);
-        csum = replace16(csum, o, n);
-        i += 2;
-    }
-    csum
+pub fn replace32(csum: u16, old: u32, new: u32) -> u16 {
+    let c = replace16(csum, old as u16, new as u16);
+    replace16(c, (old >> 16) as u16, (new >> 16) as u16)
 }

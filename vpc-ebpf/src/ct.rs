@@ -96,10 +96,10 @@ pub fn opens(p: &Packet) -> bool {
 pub fn update(e: &mut CtEntry, p: &Packet, dir: u8, now: u64) {
     e.last_seen = now;
     if dir == CT_DIR_ORIG {
-        e.packets_orig = e.packets_orig.wrapping_add(1);
+        e.packets_orig = e.packets_orig.wrapping_add(p.segs);
         e.bytes_orig = e.bytes_orig.wrapping_add(p.ip_len as u64);
     } else {
-        e.packets_reply = e.packets_reply.wrapping_add(1);
+        e.packets_reply = e.packets_reply.wrapping_add(p.segs);
         e.bytes_reply = e.bytes_reply.wrapping_add(p.ip_len as u64);
     }
     if p.proto != IPPROTO_TCP {

@@ -3,6 +3,7 @@
 
 mod csum;
 mod ct;
+mod ctx;
 mod maps;
 mod nat;
 mod parse;
@@ -12,10 +13,17 @@ mod router;
 mod stats;
 mod tput;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use vpc_common::Endpoint;
 
-use crate::maps::{BENCH, SCRATCH};
+use crate::{
+    ctx::Ctx,
+    maps::{BENCH, SCRATCH},
+};
 
 /// The VPC router: attached to every router-side veth.
 #[xdp]
@@ -23,9 +31,25 @@ pub fn vpc_router(ctx: XdpContext) -> u32 {
     route_packet(&ctx)
 }
 
-// Not inlined: the harnesses call it too, and one copy keeps stacks apart.
+/// The VPC router at TC ingress of a router-side veth: the same pipeline on
+/// socket buffers, for ports where bulk TCP matters (a GSO superpacket is
+/// checked, translated and redirected whole, and the peer keeps TSO).
+#[classifier]
+pub fn vpc_router_tc(ctx: TcContext) -> i32 {
+    // The headers must be in the linear part for direct access. 128 bytes
+    // cover Ethernet, IPv4 with options or IPv6 with short extension headers,
+    // and TCP; anything longer fails parsing and is dropped, never passed.
+    let want = core::cmp::min(ctx.len(), 128);
+    if ctx.data_end() - ctx.data() < want as usize && ctx.pull_data(want).is_err() {
+        return ctx::tc_action(stats::drop(vpc_common::DropReason::Malformed));
+    }
+    ctx::tc_action(route_packet(&ctx))
+}
+
+// Not inlined: the harnesses call it too, and one copy per hook keeps
+// stacks apart.
 #[inline(never)]
-fn route_packet(ctx: &XdpContext) -> u32 {
+fn route_packet<C: Ctx>(ctx: &C) -> u32 {
     router::run(ctx)
 }
 

@@ -1,7 +1,8 @@
 //! Header parsing with explicit bounds checks. Everything that cannot be
 //! parsed is a drop with a reason; nothing is passed unchecked.
-use aya_ebpf::programs::XdpContext;
 use vpc_common::DropReason;
+
+use crate::ctx::Ctx;
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -29,6 +30,8 @@ pub struct Packet {
     pub l4_off: usize,
     /// IP length, header included (what flow logs and conntrack count).
     pub ip_len: u32,
+    /// Packets on the wire this one stands for (GSO: its segments).
+    pub segs: u32,
     pub v6: bool,
     pub proto: u8,
     pub tcp_flags: u8,
@@ -97,7 +100,7 @@ impl Packet {
 
 /// Pointer to a `T` at `off`, if the whole `T` is inside the packet.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
+pub fn ptr_at<T>(ctx: &impl Ctx, off: usize) -> Option<*mut T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + core::mem::size_of::<T>() > end {
@@ -116,27 +119,14 @@ pub fn copy_words<const N: usize>(dst: *mut u64, src: *const u64) {
     }
 }
 
-/// Frame length from volatile loads: LLVM cannot tie it to the bounds
-/// checks in `ptr_at`, so it never drops one of those (the verifier needs
-/// every one of them).
 #[inline(always)]
-fn frame_len(ctx: &XdpContext) -> usize {
-    unsafe {
-        let md = ctx.ctx;
-        let end = core::ptr::read_volatile(&(*md).data_end) as usize;
-        let start = core::ptr::read_volatile(&(*md).data) as usize;
-        end.wrapping_sub(start)
-    }
-}
-
-#[inline(always)]
-pub fn read<T: Copy>(ctx: &XdpContext, off: usize) -> Result<T, DropReason> {
+pub fn read<T: Copy>(ctx: &impl Ctx, off: usize) -> Result<T, DropReason> {
     let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
     Ok(unsafe { core::ptr::read_unaligned(p) })
 }
 
 #[inline(always)]
-pub fn write<T: Copy>(ctx: &XdpContext, off: usize, v: T) -> Result<(), DropReason> {
+pub fn write<T: Copy>(ctx: &impl Ctx, off: usize, v: T) -> Result<(), DropReason> {
     let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
     unsafe { core::ptr::write_unaligned(p, v) };
     Ok(())
@@ -151,8 +141,9 @@ fn set_v4_mapped(dst: &mut [u8; 16], a: u32) {
 }
 
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
+pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
     let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
+    p.segs = ctx.segs();
     p.l4_off = 0;
     p.v6 = false;
     p.tcp_flags = 0;
@@ -170,7 +161,7 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
                 return Err(DropReason::Malformed);
             }
             let tot_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 2)?) as usize;
-            if tot_len < ihl || ETH_HLEN + tot_len > frame_len(ctx) {
+            if tot_len < ihl || ETH_HLEN + tot_len > ctx.len() {
                 return Err(DropReason::Malformed);
             }
             // Options are skipped: the header length bounds them.
@@ -194,7 +185,7 @@ pub fn parse(ctx: &XdpContext, p: &mut Packet) -> Result<(), DropReason> {
                 return Err(DropReason::Malformed);
             }
             let payload_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 4)?) as usize;
-            if ETH_HLEN + 40 + payload_len > frame_len(ctx) {
+            if ETH_HLEN + 40 + payload_len > ctx.len() {
                 return Err(DropReason::Malformed);
             }
             p.ip_len = (40 + payload_len) as u32;

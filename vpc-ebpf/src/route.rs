@@ -1,8 +1,13 @@
 //! Delivery: destination lookup and the redirect to the endpoint's veth.
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
+
 use vpc_common::{DropReason, Endpoint};
 
-use crate::{maps::ENDPOINTS, parse::write, stats};
+use crate::{
+    ctx::{Ctx, VERDICT_REDIRECT},
+    maps::ENDPOINTS,
+    parse::write,
+    stats,
+};
 
 #[inline(always)]
 pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
@@ -14,15 +19,15 @@ pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
 
 /// Delivers to an endpoint found by address (a new flow).
 #[inline(always)]
-pub fn deliver_to(ctx: &XdpContext, ep: &Endpoint) -> Result<u32, DropReason> {
+pub fn deliver_to<C: Ctx>(ctx: &C, ep: &Endpoint) -> Result<u32, DropReason> {
     deliver(ctx, ep.ifindex, &ep.mac, &ep.router_mac)
 }
 
 /// Rewrites the Ethernet header for the egress link and redirects.
 /// The VPC fabric is transparent: TTL / hop limit stay as they are.
 #[inline(always)]
-pub fn deliver(
-    ctx: &XdpContext,
+pub fn deliver<C: Ctx>(
+    ctx: &C,
     ifindex: u32,
     mac: &[u8; 6],
     router_mac: &[u8; 6],
@@ -32,9 +37,9 @@ pub fn deliver(
     }
     write(ctx, 0, *mac)?;
     write(ctx, 6, *router_mac)?;
-    let action = unsafe { bpf_redirect(ifindex, 0) } as u32;
-    if action == xdp_action::XDP_REDIRECT {
-        stats::forwarded();
+    if !ctx.redirect(ifindex) {
+        return Err(DropReason::NoEgressPort);
     }
-    Ok(action)
+    stats::forwarded();
+    Ok(VERDICT_REDIRECT)
 }

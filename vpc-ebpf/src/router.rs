@@ -4,7 +4,7 @@
 //! The stages are separate BPF functions (`inline(never)`) so each keeps its
 //! own stack frame; they return the final XDP action and count drops
 //! themselves, so no aggregate crosses a call.
-use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
+use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
     cfg, for_gen, kind, subnet_acl_index, CtEntry, CtKey, DropReason, Endpoint, PortInfo,
     CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_PORT_MAX,
@@ -13,6 +13,7 @@ use vpc_common::{
 
 use crate::{
     ct,
+    ctx::Ctx,
     maps::{Scratch, CONFIG, CT, ENIS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
@@ -31,7 +32,7 @@ fn finish(r: Result<u32, DropReason>) -> u32 {
 }
 
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> u32 {
+pub fn run<C: Ctx>(ctx: &C) -> u32 {
     let s = match SCRATCH.get_ptr_mut(0) {
         Some(s) => unsafe { &mut *s },
         None => return stats::drop(DropReason::CtFull),
@@ -84,7 +85,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
 
 /// A packet of a live tracked connection: update it, apply its NAT, deliver.
 #[inline(never)]
-fn tracked(ctx: &XdpContext, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
+fn tracked<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
     // Raw pointers: for the original direction `e` and `orig` are one entry.
     let e = match CT.get_ptr_mut(&s.key) {
         Some(e) => e,
@@ -128,8 +129,8 @@ fn tracked(ctx: &XdpContext, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
 /// under: a connection's 5-tuple never changes, so only a policy change
 /// can change it. Only a packet that passes refreshes its connection.
 #[inline(always)]
-fn deliver_tracked(
-    ctx: &XdpContext,
+fn deliver_tracked<C: Ctx>(
+    ctx: &C,
     s: &Scratch,
     e: *mut CtEntry,
     orig: *mut CtEntry,
@@ -236,13 +237,13 @@ fn admit(
 
 /// A new flow from an instance or network interface in a customer VPC.
 #[inline(never)]
-fn host_flow(ctx: &XdpContext, s: &mut Scratch, port: &PortInfo, ifindex: u32, now: u64) -> u32 {
+fn host_flow<C: Ctx>(ctx: &C, s: &mut Scratch, port: &PortInfo, ifindex: u32, now: u64) -> u32 {
     finish(host_flow_inner(ctx, s, port, ifindex, now))
 }
 
 #[inline(always)]
-fn host_flow_inner(
-    ctx: &XdpContext,
+fn host_flow_inner<C: Ctx>(
+    ctx: &C,
     s: &mut Scratch,
     port: &PortInfo,
     ifindex: u32,
@@ -281,8 +282,8 @@ fn host_flow_inner(
 /// A new flow from a Lambda execution environment: out through its
 /// function's Hyperplane ENI with source NAT.
 #[inline(never)]
-fn function_flow(
-    ctx: &XdpContext,
+fn function_flow<C: Ctx>(
+    ctx: &C,
     s: &mut Scratch,
     port: &PortInfo,
     ifindex: u32,
@@ -292,8 +293,8 @@ fn function_flow(
 }
 
 #[inline(always)]
-fn function_flow_inner(
-    ctx: &XdpContext,
+fn function_flow_inner<C: Ctx>(
+    ctx: &C,
     s: &mut Scratch,
     port: &PortInfo,
     ifindex: u32,
@@ -402,7 +403,7 @@ fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
         e.created = now;
         e.state = state;
         e.dir = dir;
-        e.packets_orig = if dir == CT_DIR_ORIG { 1 } else { 0 };
+        e.packets_orig = if dir == CT_DIR_ORIG { s.pkt.segs } else { 0 };
         e.packets_reply = 0;
         e.bytes_orig = if dir == CT_DIR_ORIG {
             s.pkt.ip_len as u64

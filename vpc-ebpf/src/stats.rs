@@ -1,8 +1,7 @@
 //! Per-CPU verdict counters.
-use aya_ebpf::bindings::xdp_action;
 use vpc_common::{DropReason, STAT_FORWARDED};
 
-use crate::maps::STATS;
+use crate::{ctx::VERDICT_DROP, maps::STATS};
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -15,7 +14,7 @@ fn bump(idx: u32) {
 #[inline(always)]
 pub fn drop(reason: DropReason) -> u32 {
     bump(reason as u32);
-    xdp_action::XDP_DROP
+    VERDICT_DROP
 }
 
 #[inline(always)]

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode},
+    programs::{tc::TcAttachType, SchedClassifier, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use vpc_common::{
@@ -21,6 +21,31 @@ use crate::compile::Entries;
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vpc"));
 
 pub const ROUTER_PROGRAM: &str = "vpc_router";
+/// The same pipeline at TC ingress (socket buffers, GSO kept whole).
+pub const ROUTER_TC_PROGRAM: &str = "vpc_router_tc";
+
+/// Where the router runs on a port. Chosen per port (router-side veth):
+/// XDP sees frames before any socket buffer exists and is fastest for small
+/// packets; TC keeps the buffers the sender built, so a GSO superpacket is
+/// checked and forwarded whole and the endpoint keeps TSO and checksum
+/// offload (XDP on a veth turns the peer's segmentation offloads off).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    Xdp,
+    Tc,
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::Xdp => "xdp",
+            Hook::Tc => "tc",
+        })
+    }
+}
 pub const BENCH_ROUTER_PROGRAM: &str = "bench_router";
 pub const BENCH_REDIRECT_PROGRAM: &str = "bench_redirect";
 /// Maps that outlive the loading process (pinned by `vpc up`).
@@ -412,6 +437,14 @@ impl Datapath {
             .context("loading the XDP object")?;
         let mut dp = Self { ebpf };
         dp.load_program(ROUTER_PROGRAM)?;
+        // Both hooks are verified up front: a rejection leaves nothing built.
+        let tc: &mut SchedClassifier = dp
+            .ebpf
+            .program_mut(ROUTER_TC_PROGRAM)
+            .with_context(|| format!("program {ROUTER_TC_PROGRAM} missing"))?
+            .try_into()?;
+        tc.load()
+            .with_context(|| format!("the kernel rejected {ROUTER_TC_PROGRAM}"))?;
         dp.set_timeouts(timeouts)?;
         Ok(dp)
     }
@@ -471,6 +504,28 @@ impl Datapath {
         fd.pin(pin)
             .with_context(|| format!("pinning link at {}", pin.display()))?;
         Ok(mode)
+    }
+}
+
+impl Datapath {
+    /// Attaches the router at TC ingress of `iface` (in the calling thread's
+    /// netns) as a TCX link, and pins the link at `pin`.
+    pub fn attach_router_tc(&mut self, iface: &str, pin: &Path) -> Result<&'static str> {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(ROUTER_TC_PROGRAM)
+            .with_context(|| format!("program {ROUTER_TC_PROGRAM} missing"))?
+            .try_into()?;
+        let id = prog
+            .attach(iface, TcAttachType::Ingress)
+            .with_context(|| format!("attaching TC (tcx) to {iface}"))?;
+        let link = prog.take_link(id)?;
+        let fd: aya::programs::links::FdLink = link
+            .try_into()
+            .context("TC link is not a bpf_link (tcx needs Linux 6.6)")?;
+        fd.pin(pin)
+            .with_context(|| format!("pinning link at {}", pin.display()))?;
+        Ok("tc")
     }
 }
 

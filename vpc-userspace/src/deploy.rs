@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     compile,
-    datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
+    datapath::{self, Counters, Datapath, Hook, Maps, PinnedMaps, Timeouts},
     model::Model,
     topology::{self, Node},
 };
@@ -30,6 +30,9 @@ pub struct State {
     pub router_netns: String,
     pub nodes: Vec<Node>,
     pub attach_mode: String,
+    /// The router's hook on each port (router-side interface name).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, Hook>,
     pub pin_dir: PathBuf,
     pub timeouts: Timeouts,
     /// How long a new Hyperplane ENI takes to become ready.
@@ -122,7 +125,30 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Which hook the router uses on each port: a default, and overrides by
+/// node id (a host's logical id, or a function's for its execution
+/// environments).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub default: Option<Hook>,
+    pub per_port: HashMap<String, Hook>,
+}
+
+impl Hooks {
+    /// XDP unless asked otherwise: the small-packet path is XDP's, and TC is
+    /// chosen where bulk TCP matters (see the README's Performance section).
+    pub const DEFAULT: Hook = Hook::Xdp;
+
+    pub fn for_port(&self, id: &str) -> Hook {
+        self.per_port
+            .get(id)
+            .copied()
+            .unwrap_or(self.default.unwrap_or(Self::DEFAULT))
+    }
+}
+
 pub struct UpOptions {
+    pub hooks: Hooks,
     pub name: String,
     pub template_label: String,
     pub timeouts: Timeouts,
@@ -182,11 +208,30 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         }
         dp.install(&entries)?;
         let router = topology::router_netns(&opts.name);
+        if let Some(id) = opts
+            .hooks
+            .per_port
+            .keys()
+            .find(|id| !nodes.iter().any(|n| &n.id == *id))
+        {
+            bail!("--hook {id}=...: the template has no host or function {id:?}");
+        }
         let mut modes = vec![];
+        let mut hooks = BTreeMap::new();
         for n in &nodes {
             let pin = pins.join("links").join(&n.router_if);
-            let ifindex = n.link.ifindex;
-            let mode = topology::in_netns(&router, || dp.attach_router(ifindex, &pin))?;
+            let hook = opts.hooks.for_port(&n.id);
+            let mode = match hook {
+                Hook::Xdp => {
+                    let ifindex = n.link.ifindex;
+                    topology::in_netns(&router, || dp.attach_router(ifindex, &pin))?
+                }
+                Hook::Tc => {
+                    topology::set_tx_offload(&opts.name, n, true)?;
+                    topology::in_netns(&router, || dp.attach_router_tc(&n.router_if, &pin))?
+                }
+            };
+            hooks.insert(n.router_if.clone(), hook);
             modes.push(mode);
         }
         modes.sort();
@@ -199,6 +244,7 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             router_netns: router,
             nodes,
             attach_mode: modes.join("+"),
+            hooks,
             pin_dir: pins.clone(),
             timeouts: opts.timeouts,
             eni_delay: opts.eni_delay,

@@ -59,6 +59,34 @@ struct RunArgs {
     /// tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other.
     #[arg(long = "timeout")]
     timeouts: Vec<String>,
+    /// The router's hook on each port: `xdp` (frames, fastest for small
+    /// packets) or `tc` (socket buffers: bulk TCP keeps GSO and TSO); alone
+    /// for every port, or ID=HOOK for one host or function (repeatable).
+    /// Default: xdp.
+    #[arg(long = "hook", value_name = "[ID=]xdp|tc")]
+    hooks: Vec<String>,
+}
+
+/// `--hook` values: one default and per-port overrides.
+fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
+    use clap::ValueEnum;
+    let mut h = deploy::Hooks::default();
+    for a in args {
+        let (id, v) = match a.split_once('=') {
+            Some((id, v)) => (Some(id), v),
+            None => (None, a.as_str()),
+        };
+        let hook = vpc::datapath::Hook::from_str(v, true)
+            .map_err(|_| anyhow::anyhow!("--hook {a}: the hook is xdp or tc"))?;
+        match id {
+            Some(id) => {
+                h.per_port.insert(id.to_string(), hook);
+            }
+            None if h.default.is_some() => bail!("--hook {a}: a second default hook"),
+            None => h.default = Some(hook),
+        }
+    }
+    Ok(h)
 }
 
 #[derive(Subcommand)]
@@ -322,6 +350,7 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
     deploy::up(
         model,
         &UpOptions {
+            hooks: parse_hooks(&r.hooks)?,
             name: name.to_string(),
             template_label: label,
             timeouts,

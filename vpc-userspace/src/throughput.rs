@@ -79,6 +79,7 @@ pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<
     let m =
         model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), name).map_err(anyhow::Error::msg)?;
     let opts = UpOptions {
+        hooks: deploy::Hooks::default(),
         name: name.to_string(),
         template_label: "default (throughput)".into(),
         timeouts: Timeouts::default(),

@@ -1,0 +1,179 @@
+//! The two hooks the router runs at, behind one trait: XDP (frames, before
+//! any socket buffer exists: the small-packet path) and TC ingress (socket
+//! buffers, GSO superpackets kept whole: the bulk-TCP path). The pipeline
+//! is written once against `Ctx`; a hook says how to reach the bytes, how to
+//! fix a checksum and how to act.
+use aya_ebpf::{
+    bindings::{
+        xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT,
+    },
+    helpers::bpf_redirect,
+    programs::{TcContext, XdpContext},
+};
+use vpc_common::DropReason;
+
+use crate::csum;
+
+/// The pipeline's verdicts; the entry points turn them into their hook's
+/// actions (the XDP values, so that XDP needs no translation).
+pub const VERDICT_DROP: u32 = xdp_action::XDP_DROP;
+pub const VERDICT_REDIRECT: u32 = xdp_action::XDP_REDIRECT;
+
+/// Checksum-update flags, as the kernel's `bpf_l4_csum_replace` takes them.
+/// The value is part of the pseudo-header (an address).
+pub const CSUM_PSEUDO: u64 = BPF_F_PSEUDO_HDR as u64;
+/// A zero checksum means "none" (IPv4 UDP) and stays zero.
+pub const CSUM_ZERO_IS_NONE: u64 = BPF_F_MARK_MANGLED_0 as u64;
+
+pub trait Ctx {
+    fn data(&self) -> usize;
+    fn data_end(&self) -> usize;
+    /// Length of the whole packet from the Ethernet header (for a socket
+    /// buffer, paged data included).
+    fn len(&self) -> usize;
+    fn ingress_ifindex(&self) -> u32;
+    /// Packets on the wire this one stands for (a GSO superpacket's segments).
+    fn segs(&self) -> u32;
+    /// Updates the IPv4 header checksum at `off` for a 4-byte change.
+    fn l3_csum_replace(&self, off: usize, from: u32, to: u32) -> Result<(), DropReason>;
+    /// Updates the L4 checksum at `off` for a change of `size` (2 or 4)
+    /// bytes, with `CSUM_*` flags.
+    fn l4_csum_replace(
+        &self,
+        off: usize,
+        from: u32,
+        to: u32,
+        size: u64,
+        flags: u64,
+    ) -> Result<(), DropReason>;
+    /// Redirects to `ifindex`'s transmit side.
+    fn redirect(&self, ifindex: u32) -> bool;
+}
+
+impl Ctx for XdpContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        XdpContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        XdpContext::data_end(self)
+    }
+    /// From volatile loads: LLVM cannot tie it to the bounds checks in
+    /// `ptr_at`, so it never drops one of them (the verifier needs each).
+    #[inline(always)]
+    fn len(&self) -> usize {
+        unsafe {
+            let md = self.ctx;
+            let end = core::ptr::read_volatile(&(*md).data_end) as usize;
+            let start = core::ptr::read_volatile(&(*md).data) as usize;
+            end.wrapping_sub(start)
+        }
+    }
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        XdpContext::ingress_ifindex(self) as u32
+    }
+    #[inline(always)]
+    fn segs(&self) -> u32 {
+        1
+    }
+    #[inline(always)]
+    fn l3_csum_replace(&self, off: usize, from: u32, to: u32) -> Result<(), DropReason> {
+        let c = crate::parse::read::<u16>(self, off)?;
+        crate::parse::write(self, off, csum::replace32(c, from, to))
+    }
+    /// Frames carry complete checksums (no offload state), so the RFC 1624
+    /// update applies to every change, pseudo-header or not.
+    #[inline(always)]
+    fn l4_csum_replace(
+        &self,
+        off: usize,
+        from: u32,
+        to: u32,
+        size: u64,
+        flags: u64,
+    ) -> Result<(), DropReason> {
+        let c = crate::parse::read::<u16>(self, off)?;
+        if flags & CSUM_ZERO_IS_NONE != 0 && c == 0 {
+            return Ok(());
+        }
+        let mut n = if size == 2 {
+            csum::replace16(c, from as u16, to as u16)
+        } else {
+            csum::replace32(c, from, to)
+        };
+        // A computed UDP checksum of zero is sent as all ones (RFC 768).
+        if flags & CSUM_ZERO_IS_NONE != 0 && n == 0 {
+            n = 0xffff;
+        }
+        crate::parse::write(self, off, n)
+    }
+    #[inline(always)]
+    fn redirect(&self, ifindex: u32) -> bool {
+        unsafe { bpf_redirect(ifindex, 0) as u32 == xdp_action::XDP_REDIRECT }
+    }
+}
+
+impl Ctx for TcContext {
+    #[inline(always)]
+    fn data(&self) -> usize {
+        TcContext::data(self)
+    }
+    #[inline(always)]
+    fn data_end(&self) -> usize {
+        TcContext::data_end(self)
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        TcContext::len(self) as usize
+    }
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // At TC ingress the buffer's device is the port it arrived on.
+        unsafe { (*self.skb.skb).ifindex }
+    }
+    #[inline(always)]
+    fn segs(&self) -> u32 {
+        let n = unsafe { (*self.skb.skb).gso_segs };
+        if n == 0 {
+            1
+        } else {
+            n
+        }
+    }
+    #[inline(always)]
+    fn l3_csum_replace(&self, off: usize, from: u32, to: u32) -> Result<(), DropReason> {
+        TcContext::l3_csum_replace(self, off, from as u64, to as u64, 4)
+            .map_err(|_| DropReason::Malformed)
+    }
+    /// The kernel's helper: it knows the buffer's checksum state (a GSO
+    /// buffer's L4 field holds only the pseudo-header sum, which a port
+    /// change must not touch).
+    #[inline(always)]
+    fn l4_csum_replace(
+        &self,
+        off: usize,
+        from: u32,
+        to: u32,
+        size: u64,
+        flags: u64,
+    ) -> Result<(), DropReason> {
+        TcContext::l4_csum_replace(self, off, from as u64, to as u64, size | flags)
+            .map_err(|_| DropReason::Malformed)
+    }
+    #[inline(always)]
+    fn redirect(&self, ifindex: u32) -> bool {
+        unsafe { bpf_redirect(ifindex, 0) as u32 == TC_ACT_REDIRECT as u32 }
+    }
+}
+
+/// The TC action for a pipeline verdict: anything but a redirect drops.
+#[inline(always)]
+pub fn tc_action(verdict: u32) -> i32 {
+    if verdict == VERDICT_REDIRECT {
+        TC_ACT_REDIRECT as i32
+    } else {
+        TC_ACT_SHOT as i32
+    }
+}
