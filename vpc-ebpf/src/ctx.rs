@@ -4,9 +4,7 @@
 //! is written once against `Ctx`; a hook says how to reach the bytes, how to
 //! fix a checksum and how to act.
 use aya_ebpf::{
-    bindings::{
-        xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT,
-    },
+    bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT},
     helpers::bpf_redirect,
     programs::{TcContext, XdpContext},
 };

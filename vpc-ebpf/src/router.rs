@@ -282,13 +282,7 @@ fn host_flow_inner<C: Ctx>(
 /// A new flow from a Lambda execution environment: out through its
 /// function's Hyperplane ENI with source NAT.
 #[inline(never)]
-fn function_flow<C: Ctx>(
-    ctx: &C,
-    s: &mut Scratch,
-    port: &PortInfo,
-    ifindex: u32,
-    now: u64,
-) -> u32 {
+fn function_flow<C: Ctx>(ctx: &C, s: &mut Scratch, port: &PortInfo, ifindex: u32, now: u64) -> u32 {
     finish(function_flow_inner(ctx, s, port, ifindex, now))
 }
 

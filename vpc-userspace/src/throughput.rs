@@ -25,7 +25,7 @@ use aya::{
 use serde::Serialize;
 
 use crate::{
-    datapath::{Maps, PinnedMaps, Timeouts, EBPF_OBJECT},
+    datapath::{Hook, Maps, PinnedMaps, Timeouts, EBPF_OBJECT},
     deploy::{self, State, UpOptions},
     model,
     packet::{Frame, L4},
@@ -60,11 +60,16 @@ pub struct TcpResult {
     pub connections_per_second: f64,
 }
 
-/// Tears the deployment down however the run ends.
-struct Down(String);
-impl Drop for Down {
+/// One deployment of the default template, torn down however the run ends.
+struct Bed {
+    state: State,
+    exec: topology::Node,
+    db: topology::Node,
+}
+
+impl Drop for Bed {
     fn drop(&mut self) {
-        let _ = deploy::down(&self.0);
+        let _ = deploy::down(&self.state.name);
     }
 }
 
@@ -74,57 +79,75 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs every path; `frames` per sample, `samples` samples per case.
-pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<Report> {
-    let m =
-        model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), name).map_err(anyhow::Error::msg)?;
-    let opts = UpOptions {
-        hooks: deploy::Hooks::default(),
-        name: name.to_string(),
-        template_label: "default (throughput)".into(),
-        timeouts: Timeouts::default(),
-        eni_delay: Duration::ZERO,
-        quotas: model::Quotas::default(),
-    };
-    let state = deploy::up(m, &opts)?;
-    let _down = Down(name.to_string());
-    let exec = state
-        .nodes
-        .iter()
-        .find(|n| n.role == Role::ExecutionEnvironment)
-        .context("no execution environment")?
-        .clone();
-    let db = state
-        .node("DatabaseInstance")
-        .context("no DatabaseInstance")?
-        .clone();
-    let f = state.model.function("orders").context("no function")?;
-    PinnedMaps::open(&state.pin_dir)?.set_port_eni(exec.link.ifindex, f.eni.context("no ENI")?)?;
+impl Bed {
+    fn up(name: &str, hook: Hook) -> Result<Self> {
+        let m = model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), name)
+            .map_err(anyhow::Error::msg)?;
+        let opts = UpOptions {
+            hooks: deploy::Hooks {
+                default: Some(hook),
+                per_port: HashMap::new(),
+            },
+            name: name.to_string(),
+            template_label: "default (throughput)".into(),
+            timeouts: Timeouts::default(),
+            eni_delay: Duration::ZERO,
+            quotas: model::Quotas::default(),
+        };
+        let state = deploy::up(m, &opts)?;
+        let node = |f: &dyn Fn(&topology::Node) -> bool, what: &str| {
+            state
+                .nodes
+                .iter()
+                .find(|n| f(n))
+                .cloned()
+                .context(what.to_string())
+        };
+        let exec = node(
+            &|n| n.role == Role::ExecutionEnvironment,
+            "no execution environment",
+        );
+        let db = node(&|n| n.id == "DatabaseInstance", "no DatabaseInstance");
+        let bed = Self {
+            exec: exec?,
+            db: db?,
+            state,
+        };
+        let f = bed.state.model.function("orders").context("no function")?;
+        PinnedMaps::open(&bed.state.pin_dir)?
+            .set_port_eni(bed.exec.link.ifindex, f.eni.context("no ENI")?)?;
+        Ok(bed)
+    }
 
-    let mut h = Harness::load()?;
-    let sink_ifindex = ifindex_in(&db.netns, "eth0")?;
-    let gen_ifindex = ifindex_in(&exec.netns, "eth0")?;
-    // 64-byte UDP from the execution environment to the database's 9000
-    // (allowed for the function's group), to the router's MAC.
-    let mut frame = Frame::new(
-        exec.ip.into(),
-        db.ip.into(),
-        L4::Udp {
-            sport: 40000,
-            dport: 9000,
-            no_checksum: true,
-        },
-    )
-    .payload(&[0u8; 18])
-    .min_len(64)
-    .build();
-    frame[0..6].copy_from_slice(&exec.link.router_mac);
-    frame[6..12].copy_from_slice(&exec.link.mac);
-    h.set_template(&frame)?;
-
-    let mut results = vec![];
-    let mut tcp = vec![];
-    let mut measure = |h: &mut Harness, path: &str| -> Result<()> {
+    /// Small packets (1 and 1,024 flows), then bulk TCP and short connections.
+    fn measure(
+        &self,
+        h: &mut Harness,
+        path: &str,
+        frames: u32,
+        samples: usize,
+        tcp_seconds: u64,
+    ) -> Result<(Vec<PathResult>, TcpResult)> {
+        let (exec, db) = (&self.exec, &self.db);
+        // 64-byte UDP from the execution environment to the database's 9000
+        // (allowed for the function's group), to the router's MAC.
+        let mut frame = Frame::new(
+            exec.ip.into(),
+            db.ip.into(),
+            L4::Udp {
+                sport: 40000,
+                dport: 9000,
+                no_checksum: true,
+            },
+        )
+        .payload(&[0u8; 18])
+        .min_len(64)
+        .build();
+        frame[0..6].copy_from_slice(&exec.link.router_mac);
+        frame[6..12].copy_from_slice(&exec.link.mac);
+        h.set_template(&frame)?;
+        let sink_ifindex = ifindex_in(&db.netns, "eth0")?;
+        let gen_ifindex = ifindex_in(&exec.netns, "eth0")?;
         // The sink on the database's eth0 (native) for small packets only.
         let sink: &mut Xdp = h
             .ebpf
@@ -134,6 +157,7 @@ pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<
         let link = in_netns(&db.netns, || {
             Ok(sink.attach_to_if_index(sink_ifindex, XdpMode::Driver)?)
         })?;
+        let mut results = vec![];
         for flows in [1u32, 1024] {
             h.set_flows(flows)?;
             let mut s = vec![];
@@ -156,15 +180,36 @@ pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<
             .context("tput_sink")?
             .try_into()?;
         sink.detach(link)?;
-        tcp.push(TcpResult {
+        let tcp = TcpResult {
             path: path.into(),
             gbps_1_stream: iperf(&exec.netns, &db.netns, db.ip, 1, tcp_seconds)?,
             gbps_4_streams: iperf(&exec.netns, &db.netns, db.ip, 4, tcp_seconds)?,
             connections_per_second: connection_rate(&exec.netns, &db.netns, db.ip, tcp_seconds)?,
-        });
-        Ok(())
+        };
+        Ok((results, tcp))
+    }
+}
+
+/// The paths, in the order they run.
+pub const PATHS: [&str; 4] = ["vpc", "vpc-tc", "limit", "nftables"];
+
+/// Runs every path; `frames` per sample, `samples` samples per case.
+pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<Report> {
+    let mut h = Harness::load()?;
+    let mut results = vec![];
+    let mut tcp = vec![];
+    let mut record = |(r, t): (Vec<PathResult>, TcpResult)| {
+        results.extend(r);
+        tcp.push(t);
     };
-    measure(&mut h, "vpc")?;
+    {
+        // The router at TC on every port: endpoints keep their offloads.
+        let bed = Bed::up(name, Hook::Tc)?;
+        record(bed.measure(&mut h, "vpc-tc", frames, samples, tcp_seconds)?);
+    }
+    let bed = Bed::up(name, Hook::Xdp)?;
+    let (exec, db) = (&bed.exec, &bed.db);
+    record(bed.measure(&mut h, "vpc", frames, samples, tcp_seconds)?);
 
     // The limit: swap every router link to the bare redirect, atomically.
     let mut table: BpfHashMap<_, u32, [u32; 4]> =
@@ -183,15 +228,16 @@ pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<
         .program_mut("tput_redirect")
         .context("tput_redirect")?
         .try_into()?;
-    for n in &state.nodes {
-        let pin = state.pin_dir.join("links").join(&n.router_if);
+    for n in &bed.state.nodes {
+        let pin = bed.state.pin_dir.join("links").join(&n.router_if);
         let link = aya::programs::links::PinnedLink::from_pin(&pin)?.unpin()?;
         let link: aya::programs::xdp::XdpLink = link.try_into().context("XDP link")?;
         redirect.attach_to_link(link)?;
     }
-    measure(&mut h, "limit")?;
+    record(bed.measure(&mut h, "limit", frames, samples, tcp_seconds)?);
 
-    // nftables: no XDP on the router; kernel forwarding and a ruleset.
+    // nftables: no XDP on the router; kernel forwarding and a ruleset, and
+    // the endpoints' offloads back on, as a user's own router would have.
     // Unloading the redirect program detaches it from every router veth.
     let redirect: &mut Xdp = h
         .ebpf
@@ -199,8 +245,12 @@ pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<
         .context("tput_redirect")?
         .try_into()?;
     redirect.unload()?;
-    nft_router(&state, &exec, &db)?;
-    measure(&mut h, "nftables")?;
+    for n in &bed.state.nodes {
+        topology::set_tx_offload(&bed.state.name, n, true)?;
+    }
+    nft_router(&bed.state, exec, db)?;
+    record(bed.measure(&mut h, "nftables", frames, samples, tcp_seconds)?);
+    drop(bed);
 
     let pick = |path: &str, flows: u32| {
         results
@@ -541,7 +591,7 @@ pub fn table(r: &Report) -> String {
         "Live frames: {} x 64-byte UDP frames per sample, {} samples, kernel {} (median Mpps at the sink)\n\n| path | 1 flow | 1,024 flows |\n|---|---:|---:|\n",
         r.frames_per_sample, r.samples, r.kernel
     );
-    for path in ["vpc", "limit", "nftables"] {
+    for path in PATHS {
         let v = |f: u32| {
             r.results
                 .iter()

@@ -296,10 +296,16 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Resu
 /// Transmit checksum offload (and with it TSO) on both ends of a node's
 /// link. Built off, for XDP ports: a frame carries no offload state, so a
 /// partial checksum would leave the router unfinished. A TC port keeps the
-/// sender's socket buffers, and with them the offloads.
+/// sender's socket buffers, and with them the offloads; its router side
+/// also gets GRO, whose NAPI instance frames redirected into a veth need
+/// (XDP ports have it from their program).
 pub fn set_tx_offload(deployment: &str, node: &Node, on: bool) -> Result<()> {
     let v = if on { "on" } else { "off" };
     in_ns(&node.netns, "ethtool", &["-K", "eth0", "tx", v])?;
-    in_ns(&router_netns(deployment), "ethtool", &["-K", &node.router_if, "tx", v])?;
+    in_ns(
+        &router_netns(deployment),
+        "ethtool",
+        &["-K", &node.router_if, "tx", v, "gro", v],
+    )?;
     Ok(())
 }
