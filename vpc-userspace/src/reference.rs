@@ -39,14 +39,17 @@ struct Side<'m> {
 }
 
 fn side<'m>(m: &'m Model, ip: IpAddr) -> Option<Side<'m>> {
-    let IpAddr::V4(v4) = ip else { return None };
-    if let Some(h) = m.hosts.iter().find(|h| h.ip == v4) {
+    let owns = |v4: std::net::Ipv4Addr, v6: Option<std::net::Ipv6Addr>| match ip {
+        IpAddr::V4(a) => a == v4,
+        IpAddr::V6(a) => v6 == Some(a),
+    };
+    if let Some(h) = m.hosts.iter().find(|h| owns(h.ip, h.ip6)) {
         return Some(Side {
             subnet: &h.subnet,
             groups: &h.groups,
         });
     }
-    m.enis.iter().find(|e| e.ip == v4).map(|e| Side {
+    m.enis.iter().find(|e| owns(e.ip, e.ip6)).map(|e| Side {
         subnet: &e.subnet,
         groups: &e.groups,
     })
@@ -55,7 +58,10 @@ fn side<'m>(m: &'m Model, ip: IpAddr) -> Option<Side<'m>> {
 fn rule_matches(m: &Model, r: &Rule, peer: IpAddr, p: &Packet) -> bool {
     let peer_ok = match &r.peer {
         Peer::Cidr(net) => net.contains(&peer),
-        Peer::Group(g) => m.members(g).iter().any(|a| IpAddr::V4(*a) == peer),
+        Peer::Group(g) => {
+            m.members(g).iter().any(|a| IpAddr::V4(*a) == peer)
+                || m.members6(g).iter().any(|a| IpAddr::V6(*a) == peer)
+        }
         Peer::PrefixList(id) => m
             .prefix_list(id)
             .is_some_and(|l| l.cidrs.iter().any(|c| c.contains(&peer))),
