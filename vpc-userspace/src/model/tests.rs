@@ -542,6 +542,22 @@ fn dual_stack_vpcs_subnets_hosts_enis_and_functions() {
         .unwrap()
         .egress
         .contains(&all6));
+    // The default ACL gains rule 101 for IPv6, both ways, as at AWS.
+    let dacl = m.acl("Vpc.DefaultNetworkAcl").unwrap();
+    for egress in [false, true] {
+        assert!(dacl.entries.iter().any(|e| e.rule_number == 101
+            && e.egress == egress
+            && e.allow
+            && e.cidr.to_string() == "::/0"));
+    }
+    assert_eq!(
+        build_ok(BASE)
+            .acl("Vpc.DefaultNetworkAcl")
+            .unwrap()
+            .entries
+            .len(),
+        2
+    );
     // A group reference covers its members' IPv6 addresses.
     let members6 = m.members6("Sg");
     assert!(members6.contains(&"2001:db8:ec2:101::5".parse().unwrap()));
