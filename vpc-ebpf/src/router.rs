@@ -354,11 +354,7 @@ fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
         e.dir = dir;
         e.packets_orig = if dir == CT_DIR_ORIG { 1 } else { 0 };
         e.packets_reply = 0;
-        e.bytes_orig = if dir == CT_DIR_ORIG {
-            s.pkt.ip_len as u64
-        } else {
-            0
-        };
+        e.bytes_orig = if dir == CT_DIR_ORIG { s.pkt.ip_len as u64 } else { 0 };
         e.bytes_reply = 0;
         e.twin = *twin;
     }
