@@ -62,7 +62,8 @@ fn udp_echo_server(ns: &str, addr: &str) -> std::thread::JoinHandle<Option<Socke
 fn udp_request(ns: &str, to: &str, msg: &'static [u8], secs: u64) -> Option<(String, SocketAddr)> {
     let to: SocketAddr = to.parse().unwrap();
     spawn_in_netns(ns, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let s = UdpSocket::bind(any).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
         s.send_to(msg, to).unwrap();
         let mut buf = [0u8; 1500];
@@ -618,4 +619,254 @@ fn concurrent_policy_edits_are_serialized_and_none_is_lost() {
         "the policy in force is whole"
     );
     assert!(server.join().unwrap().is_some());
+}
+
+/// A dual-stack VPC (Amazon-provided /56, subnet blocks from `Fn::Cidr`):
+/// the database in subnet B, two functions in subnet A sharing one
+/// Hyperplane ENI, one with `Ipv6AllowedForDualStack` and one without.
+const DUAL_STACK_TEMPLATE: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Ipv6Block: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  A:
+    Type: AWS::EC2::Subnet
+    DependsOn: Ipv6Block
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.1.0/24
+      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+      AssignIpv6AddressOnCreation: true
+  B:
+    Type: AWS::EC2::Subnet
+    DependsOn: Ipv6Block
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.2.0/24
+      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+      AssignIpv6AddressOnCreation: true
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
+        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Dual:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: dual
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
+  V4only:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: v4only
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+/// The IPv6 addresses `vpc status` shows: (database, the ENI of subnet A).
+fn dual_stack_addresses(d: &Deployment) -> (String, String) {
+    let s = d.status();
+    let db = s["hosts"][0]["ipv6_address"].as_str().unwrap().to_string();
+    let eni = s["enis"][0]["ipv6_address"].as_str().unwrap().to_string();
+    (db, eni)
+}
+
+/// Accepts connections on `addr` for `secs`; returns every peer.
+fn tcp_acceptor(ns: &str, addr: &str, secs: u64) -> std::thread::JoinHandle<Vec<SocketAddr>> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in_netns(ns, move || {
+        let l = TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        let mut peers = vec![];
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            match l.accept() {
+                Ok((_, peer)) => peers.push(peer),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        peers
+    });
+    rx.recv().unwrap();
+    h
+}
+
+#[test]
+fn a_dual_stack_function_reaches_an_instance_over_ipv6_through_its_eni() {
+    let d = Deployment::up("e2ep", DUAL_STACK_TEMPLATE, FAST);
+    let (db6, eni6) = dual_stack_addresses(&d);
+    let s = d.status();
+    // Amazon-provided /56 from the documented pool, subnet blocks from Fn::Cidr,
+    // addresses after AWS's four reserved ones; the Lambda side's IPv6 range.
+    assert_eq!(db6, "2001:db8:ec2:102::4", "{s}");
+    assert_eq!(eni6, "2001:db8:ec2:101::4", "{s}");
+    let dual = s["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function_name"] == "dual")
+        .unwrap();
+    assert_eq!(dual["ipv6_address"], "2001:2::a");
+    assert_eq!(dual["ipv6_allowed_for_dual_stack"], true);
+    let text_status = text(&d.vpc(&["status"]));
+    assert!(
+        text_status.contains(&format!("10.0.2.10       + {db6}")),
+        "{text_status}"
+    );
+    // TCP over IPv6 with a real client: the database sees the ENI's IPv6 address.
+    let server = tcp_server(&d.netns("Db"), &format!("[{db6}]:5432"), 15);
+    let cmd = format!("echo ping | timeout 5 nc -6 -q1 {db6} 5432");
+    let out = d.vpc(&["invoke", "dual", "--", "sh", "-c", &cmd]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pong"),
+        "{}",
+        text(&out)
+    );
+    let peer = server
+        .join()
+        .unwrap()
+        .expect("the database saw a connection");
+    assert_eq!(
+        peer.ip().to_string(),
+        eni6,
+        "source NAT to the ENI's IPv6 address"
+    );
+    assert!(peer.port() >= 1024);
+    // Tracked on the ENI, as IPv4 connections are.
+    assert_eq!(d.status()["enis"][0]["connections"], 1);
+    // UDP over IPv6: request and reply through NAT.
+    let server = udp_echo_server(&d.netns("Db"), &format!("[{db6}]:9000"));
+    let (reply, from) = udp_request(
+        &d.exec_env_netns("Dual"),
+        &format!("[{db6}]:9000"),
+        b"hello6",
+        5,
+    )
+    .expect("reply through NAT");
+    assert_eq!(reply, "echo:hello6");
+    assert_eq!(from.to_string(), format!("[{db6}]:9000"), "translated back");
+    let peer = server.join().unwrap().expect("datagram arrived");
+    assert_eq!(peer.ip().to_string(), eni6);
+    // Nothing unexpected reached the router (no DAD, RS or MLD from the namespaces).
+    let s = d.status();
+    assert_eq!(
+        s["counters"]["dropped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[1].as_u64().unwrap())
+            .sum::<u64>(),
+        0,
+        "{s}"
+    );
+    // Nothing opens a connection to the ENI's IPv6 address either.
+    assert!(!connects(&d, "exec", "Db", &eni6, 7000, 1));
+    assert!(d.dropped("hyperplane_unsolicited") >= 1);
+}
+
+#[test]
+fn without_ipv6_allowed_for_dual_stack_ipv6_fails_and_ipv4_works() {
+    let d = Deployment::up("e2eq", DUAL_STACK_TEMPLATE, FAST);
+    let (db6, _) = dual_stack_addresses(&d);
+    let s = d.status();
+    let v4only = s["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["function_name"] == "v4only")
+        .unwrap();
+    assert_eq!(v4only["ipv6_allowed_for_dual_stack"], false);
+    assert_eq!(v4only["eni"], s["functions"][0]["eni"], "one shared ENI");
+    let server = tcp_acceptor(&d.netns("Db"), &format!("[{db6}]:5432"), 12);
+    // No IPv6 route in its execution environment, as at AWS...
+    assert!(!connects(&d, "invoke", "v4only", &db6, 5432, 1));
+    // ...and should it make one, the router drops its IPv6 all the same.
+    let before = d.dropped("no_route");
+    let cmd = format!(
+        "ip -6 route add default via fe80::1 dev eth0 && timeout 5 nc -6 -z -w1 {db6} 5432"
+    );
+    let out = d.vpc(&["invoke", "v4only", "--", "sh", "-c", &cmd]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(d.dropped("no_route") > before, "dropped by the datapath");
+    // The same IPv6 connection works from the function with the flag (same ENI)...
+    assert!(connects(&d, "invoke", "dual", &db6, 5432, 2));
+    // ...and IPv4 from the function without it.
+    let server4 = tcp_server(&d.netns("Db"), "10.0.2.10:5432", 10);
+    assert!(connects(&d, "invoke", "v4only", "10.0.2.10", 5432, 2));
+    let peer4 = server4.join().unwrap().expect("IPv4 connection");
+    assert_eq!(peer4.ip().to_string(), "10.0.1.4");
+    let peers = server.join().unwrap();
+    assert_eq!(
+        peers.len(),
+        1,
+        "only the allowed function got in over IPv6: {peers:?}"
+    );
+}
+
+#[test]
+fn a_100_mb_tcp_transfer_over_ipv6_through_the_eni_arrives_intact() {
+    let d = Deployment::up("e2er", DUAL_STACK_TEMPLATE, FAST);
+    let (db6, _) = dual_stack_addresses(&d);
+    let server = std::process::Command::new(vpc_tests::vpc_bin())
+        .args(["--name", &d.name, "exec", "Db", "--", "sh", "-c"])
+        .arg(format!("timeout 30 nc -6 -l {db6} 5432 | sha256sum"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until it listens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ss = d.vpc(&["exec", "Db", "--", "ss", "-Hltn", "sport = :5432"]);
+        if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = std::env::temp_dir().join(format!("{}-100m", d.name));
+    let cmd = format!(
+        "set -e; head -c 100M /dev/urandom > {f}; wc -c < {f}; sha256sum < {f}; timeout 30 nc -6 -N {db6} 5432 < {f}",
+        f = sent.display()
+    );
+    let started = std::time::Instant::now();
+    let client = d.vpc(&["invoke", "dual", "--", "sh", "-c", &cmd]);
+    let _ = std::fs::remove_file(&sent);
+    assert!(client.status.success(), "{}", text(&client));
+    let received = server.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let client_out = String::from_utf8_lossy(&client.stdout).into_owned();
+    let mut lines = client_out.lines();
+    assert_eq!(lines.next(), Some("104857600"), "{client_out}");
+    let want = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let got = String::from_utf8_lossy(&received.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        got,
+        want,
+        "the checksum of what arrived differs ({})",
+        text(&received)
+    );
+    eprintln!("100 MB over IPv6 through the ENI in {took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The connection was NATed to the ENI and tracked.
+    assert!(d.status()["counters"]["forwarded"].as_u64().unwrap() > 10_000);
 }

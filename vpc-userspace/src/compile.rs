@@ -9,7 +9,30 @@ use vpc_common::{
     SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
 };
 
-use crate::model::{Model, Peer, Protocol, Rule};
+use crate::model::{Function, Model, Peer, Protocol, Rule};
+
+/// Datapath ENI id of the IPv4-only view of a dual-stack Hyperplane ENI:
+/// the ENI's index with this bit set. A function without
+/// `Ipv6AllowedForDualStack` sends through this view, whose `has_v6` is 0,
+/// so the router drops its IPv6 (`no_route`) while functions sharing the
+/// ENI with the flag set use its IPv6 address. (The ENI is one ENI, as at
+/// AWS; only the datapath sees two entries. Ids stay below 2^16: `CtEntry`
+/// keeps them in a u16.)
+pub const ENI_V4_ONLY: u32 = 1 << 15;
+
+/// The datapath ENI id a function's execution environment sends through.
+pub fn function_eni(model: &Model, f: &Function) -> Option<u32> {
+    let index = f.eni?;
+    let dual = model
+        .enis
+        .iter()
+        .any(|e| e.index == index && e.ip6.is_some());
+    Some(if dual && !f.ipv6_allowed() {
+        index | ENI_V4_ONLY
+    } else {
+        index
+    })
+}
 
 /// A router port as built by the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,6 +193,9 @@ fn compile_direction(
                 for ip in model.members(g) {
                     expanded.push(((false, v4_mapped(ip.octets()), 128), r));
                 }
+                for ip in model.members6(g) {
+                    expanded.push(((true, ip.octets(), 128), r));
+                }
             }
         }
     }
@@ -244,24 +270,35 @@ pub fn compile_policies(model: &Model, gen: u32) -> Entries {
     out
 }
 
-/// The port entry of a link and the endpoint entry of its address.
-fn attach(out: &mut Entries, l: LinkInfo, ip: std::net::Ipv4Addr, mut port: PortInfo) {
+/// The port entry of a link and the endpoint entries of its addresses.
+fn attach(
+    out: &mut Entries,
+    l: LinkInfo,
+    ip: std::net::Ipv4Addr,
+    ip6: Option<std::net::Ipv6Addr>,
+    mut port: PortInfo,
+) {
     let addr = v4_mapped(ip.octets());
     port.addr4 = addr;
+    if let Some(ip6) = ip6 {
+        port.has_v6 = 1;
+        port.addr6 = ip6.octets();
+    }
     out.ports.push((l.ifindex, port));
-    out.endpoints.push((
-        addr,
-        Endpoint {
-            ifindex: l.ifindex,
-            policy: port.policy,
-            vpc: port.vpc,
-            subnet: port.subnet,
-            kind: port.kind,
-            mac: l.mac,
-            router_mac: l.router_mac,
-            ..Default::default()
-        },
-    ));
+    let endpoint = Endpoint {
+        ifindex: l.ifindex,
+        policy: port.policy,
+        vpc: port.vpc,
+        subnet: port.subnet,
+        kind: port.kind,
+        mac: l.mac,
+        router_mac: l.router_mac,
+        ..Default::default()
+    };
+    out.endpoints.push((addr, endpoint));
+    if let Some(ip6) = ip6 {
+        out.endpoints.push((ip6.octets(), endpoint));
+    }
 }
 
 /// All entries, given the links the topology built (keyed by resource id:
@@ -310,41 +347,58 @@ pub fn compile(
             subnet,
             ..Default::default()
         };
-        attach(&mut out, link(&h.id)?, h.ip, port);
+        attach(&mut out, link(&h.id)?, h.ip, h.ip6, port);
     }
     for e in &model.enis {
         let policy = out.policies[&e.groups];
         let vpc = model.vpc(&e.vpc).expect("validated").index;
         let addr = v4_mapped(e.ip.octets());
         let subnet = subnet_index(&e.subnet);
-        out.endpoints.push((
-            addr,
-            Endpoint {
-                policy: pair(policy),
-                vpc,
-                subnet,
-                kind: kind::HYPERPLANE_ENI,
-                ..Default::default()
-            },
-        ));
-        out.enis.push((
-            e.index,
-            HyperplaneEni {
-                addr4: addr,
-                policy: pair(policy),
-                vpc,
-                subnet,
-                ..Default::default()
-            },
-        ));
+        let endpoint = Endpoint {
+            policy: pair(policy),
+            vpc,
+            subnet,
+            kind: kind::HYPERPLANE_ENI,
+            ..Default::default()
+        };
+        out.endpoints.push((addr, endpoint));
+        let eni = HyperplaneEni {
+            addr4: addr,
+            policy: pair(policy),
+            vpc,
+            subnet,
+            ..Default::default()
+        };
+        match e.ip6 {
+            None => out.enis.push((e.index, eni)),
+            Some(ip6) => {
+                out.endpoints.push((ip6.octets(), endpoint));
+                out.enis.push((
+                    e.index,
+                    HyperplaneEni {
+                        addr6: ip6.octets(),
+                        has_v6: 1,
+                        ..eni
+                    },
+                ));
+                // The view of functions without Ipv6AllowedForDualStack.
+                if model
+                    .functions
+                    .iter()
+                    .any(|f| function_eni(model, f) == Some(e.index | ENI_V4_ONLY))
+                {
+                    out.enis.push((e.index | ENI_V4_ONLY, eni));
+                }
+            }
+        }
     }
     for f in &model.functions {
         let port = PortInfo {
             kind: kind::EXEC_ENV,
-            eni: f.eni.unwrap_or(0),
+            eni: function_eni(model, f).unwrap_or(0),
             ..Default::default()
         };
-        attach(&mut out, link(&f.id)?, f.exec_ip, port);
+        attach(&mut out, link(&f.id)?, f.exec_ip, f.exec_ip6, port);
     }
     Ok(out)
 }
@@ -480,7 +534,10 @@ pub(crate) mod tests {
             .any(|r| {
                 let peer = match &r.peer {
                     Peer::Cidr(n) => n.contains(&ip),
-                    Peer::Group(g) => m.members(g).iter().any(|a| std::net::IpAddr::V4(*a) == ip),
+                    Peer::Group(g) => {
+                        m.members(g).iter().any(|a| std::net::IpAddr::V4(*a) == ip)
+                            || m.members6(g).iter().any(|a| std::net::IpAddr::V6(*a) == ip)
+                    }
                     Peer::PrefixList(id) => m
                         .prefix_list(id)
                         .unwrap()

@@ -421,6 +421,10 @@ pub struct FunctionView {
     pub vpc_id: Option<String>,
     pub execution_environment: String,
     pub address: String,
+    /// The execution environment's IPv6 address, if it has one.
+    pub ipv6_address: Option<String>,
+    /// `VpcConfig.Ipv6AllowedForDualStack`.
+    pub ipv6_allowed_for_dual_stack: bool,
     pub eni: Option<String>,
 }
 
@@ -430,6 +434,7 @@ pub struct EniView {
     pub interface_type: String,
     pub subnet: String,
     pub address: String,
+    pub ipv6_address: Option<String>,
     pub security_groups: Vec<String>,
     pub functions: Vec<String>,
     pub connections: usize,
@@ -442,6 +447,7 @@ pub struct HostView {
     pub netns: String,
     pub subnet: String,
     pub address: String,
+    pub ipv6_address: Option<String>,
     pub security_groups: Vec<String>,
 }
 
@@ -453,9 +459,13 @@ pub fn status(name: &str) -> Result<Status> {
     let conns = maps.connections()?;
     let eni_conns = |e: &crate::model::HyperplaneEniSpec| {
         let addr = vpc_common::v4_mapped(e.ip.octets());
+        let addr6 = e.ip6.map(|a| a.octets());
         conns
             .iter()
-            .filter(|(_, c)| c.flags & vpc_common::CT_F_SNAT != 0 && c.nat_addr == addr)
+            .filter(|(_, c)| {
+                c.flags & vpc_common::CT_F_SNAT != 0
+                    && (c.nat_addr == addr || Some(c.nat_addr) == addr6)
+            })
             .count()
     };
     let m = &s.model;
@@ -477,6 +487,8 @@ pub fn status(name: &str) -> Result<Status> {
                 vpc_id: f.vpc_config.as_ref().map(|v| v.vpc.clone()),
                 execution_environment: topology::node_netns(&s.name, &format!("fn-{}", f.id)),
                 address: f.exec_ip.to_string(),
+                ipv6_address: f.exec_ip6.map(|a| a.to_string()),
+                ipv6_allowed_for_dual_stack: f.ipv6_allowed(),
                 eni: f
                     .eni
                     .and_then(|i| m.enis.iter().find(|e| e.index == i))
@@ -492,6 +504,7 @@ pub fn status(name: &str) -> Result<Status> {
             interface_type: "lambda".into(),
             subnet: e.subnet.clone(),
             address: e.ip.to_string(),
+            ipv6_address: e.ip6.map(|a| a.to_string()),
             security_groups: e.groups.clone(),
             functions: e.functions.clone(),
             connections: eni_conns(e),
@@ -506,6 +519,7 @@ pub fn status(name: &str) -> Result<Status> {
             netns: topology::node_netns(&s.name, &h.id),
             subnet: h.subnet.clone(),
             address: h.ip.to_string(),
+            ipv6_address: h.ip6.map(|a| a.to_string()),
             security_groups: h.groups.clone(),
         })
         .collect();
@@ -550,7 +564,8 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
                         last_update_status: "InProgress".into(),
                     });
                 if st.state == "Pending" {
-                    if let (Some(eni), Some(node)) = (f.eni, s.node(&f.id)) {
+                    let eni = compile::function_eni(&s.model, f);
+                    if let (Some(eni), Some(node)) = (eni, s.node(&f.id)) {
                         let _lock = lock(name)?;
                         maps.set_port_eni(node.link.ifindex, eni)?;
                     }

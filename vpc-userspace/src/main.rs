@@ -375,6 +375,11 @@ fn signal_flag() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// ` + 2001:db8::4` after an IPv4 address, for a dual-stack interface.
+fn v6_suffix(a: &Option<String>) -> String {
+    a.as_ref().map(|a| format!(" + {a}")).unwrap_or_default()
+}
+
 fn print_status(s: &Status) {
     println!(
         "deployment {}  template {}  XDP attach mode: {}",
@@ -383,22 +388,29 @@ fn print_status(s: &Status) {
     println!("\nFUNCTIONS");
     for f in &s.functions {
         println!(
-            "  {:<20} {:<8} {:<10} exec-env {} ({})  vpc {}  eni {}",
+            "  {:<20} {:<8} {:<10} exec-env {}{} ({})  vpc {}  eni {}  ipv6 {}",
             f.function_name,
             f.state,
             f.state_reason_code,
             f.address,
+            v6_suffix(&f.ipv6_address),
             f.execution_environment,
             f.vpc_id.as_deref().unwrap_or("-"),
-            f.eni.as_deref().unwrap_or("-")
+            f.eni.as_deref().unwrap_or("-"),
+            if f.ipv6_allowed_for_dual_stack {
+                "allowed"
+            } else {
+                "-"
+            }
         );
     }
     println!("\nHYPERPLANE ENIS (InterfaceType lambda)");
     for e in &s.enis {
         println!(
-            "  {}  {:<15} subnet {:<16} groups [{}]  functions [{}]  connections {}",
+            "  {}  {:<15}{} subnet {:<16} groups [{}]  functions [{}]  connections {}",
             e.id,
             e.address,
+            v6_suffix(&e.ipv6_address),
             e.subnet,
             e.security_groups.join(", "),
             e.functions.join(", "),
@@ -408,10 +420,11 @@ fn print_status(s: &Status) {
     println!("\nHOSTS");
     for h in &s.hosts {
         println!(
-            "  {:<20} {:<16} {:<15} subnet {:<16} netns {}  groups [{}]",
+            "  {:<20} {:<16} {:<15}{} subnet {:<16} netns {}  groups [{}]",
             h.id,
             h.kind,
             h.address,
+            v6_suffix(&h.ipv6_address),
             h.subnet,
             h.netns,
             h.security_groups.join(", ")
@@ -709,19 +722,30 @@ fn explain(
         }
         None => State::load(name)?.model,
     };
+    // A resource stands for its IPv6 address when the other side is one.
+    let v6 = [from, to]
+        .iter()
+        .any(|r| r.parse::<std::net::Ipv6Addr>().is_ok());
+    let pick = |ip: std::net::Ipv4Addr, ip6: Option<std::net::Ipv6Addr>, r: &str| {
+        if !v6 {
+            return Ok(ip.into());
+        }
+        ip6.map(Into::into)
+            .ok_or_else(|| anyhow::anyhow!("{r:?} has no IPv6 address"))
+    };
     let addr_of = |r: &str| -> Result<std::net::IpAddr> {
         if let Ok(ip) = r.parse() {
             return Ok(ip);
         }
         if let Some(h) = m.hosts.iter().find(|h| h.id == r) {
-            return Ok(h.ip.into());
+            return pick(h.ip, h.ip6, r);
         }
         if let Some(e) = m
             .function(r)
             .and_then(|f| f.eni)
             .and_then(|i| m.enis.iter().find(|e| e.index == i))
         {
-            return Ok(e.ip.into());
+            return pick(e.ip, e.ip6, r);
         }
         bail!("{r:?} is no address, instance, network interface or VPC function")
     };

@@ -4,10 +4,10 @@
 //! applied; every error names the resource and the field.
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
 };
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,6 +19,17 @@ use crate::template::{self, ModelError, Resolver, Result, Template};
 pub const LAMBDA_SERVICE_CIDR: &str = "198.19.0.0/16";
 /// The Lambda-side gateway execution environments route through.
 pub const LAMBDA_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The Lambda service VPC's IPv6 range: the IPv6 benchmarking block
+/// (RFC 5180), as 198.19.0.0/16 is IPv4's. A VPC's IPv6 block may not
+/// overlap it.
+pub const LAMBDA_SERVICE_CIDR6: &str = "2001:2::/48";
+/// Where `AmazonProvidedIpv6CidrBlock: true` takes its /56 blocks: a slice of
+/// the documentation range (RFC 3849), global-unicast in shape like AWS's
+/// own blocks and never routed anywhere.
+pub const AMAZON_IPV6_POOL: &str = "2001:db8:ec2::/48";
+/// The VPC router's IPv6 address on every link (subnets and the Lambda
+/// side): link-local, so it takes no address of the subnet.
+pub const VPC_ROUTER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// AWS quotas checked at apply time.
 pub const MAX_RULES_PER_DIRECTION: usize = 60;
 /// AWS: (groups on an interface) x (rules per group) may not exceed this.
@@ -81,6 +92,9 @@ pub struct Vpc {
     pub index: u32,
     pub cidr: Ipv4Net,
     pub default_group: String,
+    /// Its IPv6 block (`AWS::EC2::VPCCidrBlock`), a /56.
+    #[serde(default)]
+    pub ipv6_cidr: Option<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,12 +105,21 @@ pub struct Subnet {
     pub az: String,
     /// Its network ACL: the VPC's default one until associated.
     pub acl: String,
+    /// Its IPv6 block (a /64 of the VPC's /56): the subnet is dual-stack.
+    #[serde(default)]
+    pub ipv6_cidr: Option<Ipv6Net>,
+    /// `AssignIpv6AddressOnCreation`: new interfaces get an IPv6 address.
+    #[serde(default)]
+    pub assign_ipv6_on_creation: bool,
 }
 
 impl Subnet {
     /// The VPC router's address in this subnet (base + 1), as at AWS.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.cidr.network()) + 1)
+    }
+    pub fn is_dual_stack(&self) -> bool {
+        self.ipv6_cidr.is_some()
     }
 }
 
@@ -178,6 +201,9 @@ pub struct Host {
     pub subnet: String,
     pub ip: Ipv4Addr,
     pub groups: Vec<String>,
+    /// Its IPv6 address, in a dual-stack subnet.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -198,6 +224,21 @@ pub struct Function {
     pub exec_ip: Ipv4Addr,
     /// 1-based index of the Hyperplane ENI its execution environment uses.
     pub eni: Option<u32>,
+    /// The execution environment's IPv6 address (`LAMBDA_SERVICE_CIDR6`),
+    /// when every subnet of its `VpcConfig` is dual-stack.
+    #[serde(default)]
+    pub exec_ip6: Option<Ipv6Addr>,
+}
+
+impl Function {
+    /// May its IPv6 traffic leave through its ENI (`Ipv6AllowedForDualStack`)?
+    pub fn ipv6_allowed(&self) -> bool {
+        self.exec_ip6.is_some()
+            && self
+                .vpc_config
+                .as_ref()
+                .is_some_and(|v| v.ipv6_allowed_for_dual_stack)
+    }
 }
 
 /// One Hyperplane ENI per (subnet, security-group set), shared.
@@ -210,6 +251,9 @@ pub struct HyperplaneEniSpec {
     pub groups: Vec<String>,
     pub ip: Ipv4Addr,
     pub functions: Vec<String>,
+    /// Its IPv6 address, in a dual-stack subnet.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 impl Model {
@@ -266,6 +310,21 @@ impl Model {
             .iter()
             .filter(|e| e.groups.iter().any(|g| g == group))
             .map(|e| e.ip);
+        hosts.chain(enis).collect()
+    }
+    /// IPv6 addresses of a group's members (a group reference matches
+    /// both families of its members' addresses, as at AWS).
+    pub fn members6(&self, group: &str) -> Vec<Ipv6Addr> {
+        let hosts = self
+            .hosts
+            .iter()
+            .filter(|h| h.groups.iter().any(|g| g == group))
+            .filter_map(|h| h.ip6);
+        let enis = self
+            .enis
+            .iter()
+            .filter(|e| e.groups.iter().any(|g| g == group))
+            .filter_map(|e| e.ip6);
         hosts.chain(enis).collect()
     }
 }
@@ -363,6 +422,23 @@ fn check_block(
         }
     }
     Ok(())
+}
+
+fn parse_v6_cidr(s: &str, path: &str) -> Result<Ipv6Net> {
+    let net: Ipv6Net = s
+        .parse()
+        .map_err(|_| ModelError::new(path, format!("{s:?} is not an IPv6 CIDR block")))?;
+    if net.trunc() != net {
+        return Err(ModelError::new(
+            path,
+            format!("{s}: host bits are set (did you mean {}?)", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+fn v6_overlap(a: &Ipv6Net, b: &Ipv6Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 fn parse_v4_cidr(s: &str, path: &str) -> Result<Ipv4Net> {
@@ -514,6 +590,7 @@ const INSTANCE: &str = "AWS::EC2::Instance";
 const NETWORK_INTERFACE: &str = "AWS::EC2::NetworkInterface";
 const FUNCTION: &str = "AWS::Lambda::Function";
 const PREFIX_LIST: &str = "AWS::EC2::PrefixList";
+const VPC_CIDR_BLOCK: &str = "AWS::EC2::VPCCidrBlock";
 
 /// Builds and validates the model with AWS's default quotas. Nothing
 /// touches the kernel.
@@ -540,6 +617,10 @@ struct Builder<'a> {
     m: Model,
     /// Addresses taken per subnet.
     used: HashMap<String, BTreeSet<Ipv4Addr>>,
+    used6: HashMap<String, BTreeSet<Ipv6Addr>>,
+    /// IPv6-only subnets (`Ipv6Native`): validated, but nothing may be put
+    /// in them (Lambda refuses them; hosts need IPv4 in this slice).
+    ipv6_only: BTreeMap<String, Ipv6Net>,
     quotas: Quotas,
 }
 
@@ -565,6 +646,8 @@ impl<'a> Builder<'a> {
             r,
             m,
             used: HashMap::new(),
+            used6: HashMap::new(),
+            ipv6_only: BTreeMap::new(),
             quotas: Quotas::default(),
         })
     }
@@ -604,6 +687,7 @@ impl<'a> Builder<'a> {
             acl::NETWORK_ACL_ENTRY,
             acl::SUBNET_ACL_ASSOCIATION,
             PREFIX_LIST,
+            VPC_CIDR_BLOCK,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -628,10 +712,12 @@ impl<'a> Builder<'a> {
                 }
                 NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
                 PREFIX_LIST => self.attr(&id, "PrefixListId", id.clone()),
+                VPC_CIDR_BLOCK => self.attr(&id, "Id", id.clone()),
                 _ => {}
             }
         }
         self.vpcs()?;
+        self.vpc_cidr_blocks()?;
         self.subnets()?;
         self.network_acls()?;
         self.prefix_lists()?;
@@ -669,6 +755,7 @@ impl<'a> Builder<'a> {
                 index: self.m.vpcs.len() as u32 + 1,
                 cidr,
                 default_group: default_group.clone(),
+                ipv6_cidr: None,
             });
             // The VPC's default group: inbound from its own members, outbound to all.
             self.m.groups.push(SecurityGroup {
@@ -684,12 +771,136 @@ impl<'a> Builder<'a> {
             self.attr(id, "VpcId", id.clone());
             self.attr(id, "DefaultSecurityGroup", default_group);
             self.attr(id, "CidrBlockAssociations", Value::Array(vec![]));
+            // Filled by an `AWS::EC2::VPCCidrBlock`; empty until then, as at AWS.
+            self.attr(id, "Ipv6CidrBlocks", Value::Array(vec![]));
         }
         if self.m.vpcs.is_empty() {
             return Err(ModelError::new(
                 "Resources",
                 "the template declares no AWS::EC2::VPC",
             ));
+        }
+        Ok(())
+    }
+
+    /// `AWS::EC2::VPCCidrBlock`: a VPC's IPv6 block, explicit (a /56) or
+    /// Amazon-provided (the next free /56 of `AMAZON_IPV6_POOL`). Explicit
+    /// blocks are placed first, so a provided one never takes them.
+    fn vpc_cidr_blocks(&mut self) -> Result<()> {
+        let lambda6: Ipv6Net = LAMBDA_SERVICE_CIDR6.parse().expect("constant");
+        let mut wanted = vec![];
+        for res in self.of_type(VPC_CIDR_BLOCK) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let path = res_path(&id);
+            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
+            for unsupported in [
+                "CidrBlock",
+                "Ipv4IpamPoolId",
+                "Ipv6IpamPoolId",
+                "Ipv6NetmaskLength",
+            ] {
+                if p.get(unsupported).is_some() {
+                    return Err(ModelError::new(
+                        format!("{path}.{unsupported}"),
+                        "not supported by this slice (one IPv6 block per VPC: AmazonProvidedIpv6CidrBlock or Ipv6CidrBlock)",
+                    ));
+                }
+            }
+            let amazon = bool_field(&p, &id, "AmazonProvidedIpv6CidrBlock")?;
+            let explicit = str_field(&p, &id, "Ipv6CidrBlock")?;
+            let block = match (amazon, explicit) {
+                (true, Some(_)) => {
+                    return Err(ModelError::new(
+                        format!("{path}.Ipv6CidrBlock"),
+                        "InvalidParameterCombination: AmazonProvidedIpv6CidrBlock and Ipv6CidrBlock are mutually exclusive",
+                    ))
+                }
+                (false, None) => {
+                    return Err(ModelError::new(
+                        format!("{path}.AmazonProvidedIpv6CidrBlock"),
+                        "one of AmazonProvidedIpv6CidrBlock: true or Ipv6CidrBlock is required",
+                    ))
+                }
+                (false, Some(c)) => {
+                    let f = format!("{path}.Ipv6CidrBlock");
+                    let net = parse_v6_cidr(c, &f)?;
+                    if net.prefix_len() != 56 {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net}: a VPC's IPv6 block is a /56"),
+                        ));
+                    }
+                    Some((net, f))
+                }
+                (true, None) => None,
+            };
+            wanted.push((id, vpc, block));
+        }
+        // Explicit blocks first, then the provided ones around them.
+        wanted.sort_by_key(|w| w.2.is_none());
+        for (id, vpc, block) in wanted {
+            let path = res_path(&id);
+            if let Some(v) = self.m.vpc(&vpc).and_then(|v| v.ipv6_cidr) {
+                return Err(ModelError::new(
+                    format!("{path}.VpcId"),
+                    format!("VPC {vpc} already has the IPv6 block {v}: one per VPC in this slice"),
+                ));
+            }
+            let taken: Vec<Ipv6Net> = self.m.vpcs.iter().filter_map(|v| v.ipv6_cidr).collect();
+            let net = match block {
+                Some((net, f)) => {
+                    if v6_overlap(&net, &lambda6) {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net} overlaps the Lambda service range {lambda6}"),
+                        ));
+                    }
+                    if let Some((o, t)) = self.m.vpcs.iter().find_map(|o| {
+                        o.ipv6_cidr
+                            .filter(|t| v6_overlap(&net, t))
+                            .map(|t| (o.id.clone(), t))
+                    }) {
+                        return Err(ModelError::new(f, format!("{net} overlaps VPC {o} ({t})")));
+                    }
+                    net
+                }
+                None => {
+                    let pool: Ipv6Net = AMAZON_IPV6_POOL.parse().expect("constant");
+                    pool.subnets(56)
+                        .expect("a /48 splits into /56s")
+                        .skip(1)
+                        .find(|c| !taken.iter().any(|t| v6_overlap(c, t)))
+                        .ok_or_else(|| {
+                            ModelError::new(
+                                format!("{path}.AmazonProvidedIpv6CidrBlock"),
+                                format!("no free /56 left in {AMAZON_IPV6_POOL}"),
+                            )
+                        })?
+                }
+            };
+            let v = self
+                .m
+                .vpcs
+                .iter_mut()
+                .find(|v| v.id == vpc)
+                .expect("checked");
+            v.ipv6_cidr = Some(net);
+            // Groups created by AWS get IPv6's allow-all egress too once
+            // the VPC has an IPv6 block.
+            let dg = v.default_group.clone();
+            if let Some(g) = self.m.groups.iter_mut().find(|g| g.id == dg) {
+                g.egress.push(Rule::allow_all(Peer::Cidr(
+                    "::/0".parse().expect("constant"),
+                )));
+            }
+            self.attr(
+                &vpc,
+                "Ipv6CidrBlocks",
+                Value::Array(vec![net.to_string().into()]),
+            );
+            self.attr(&id, "Id", id.clone());
+            self.attr(&id, "Ipv6CidrBlock", net.to_string());
         }
         Ok(())
     }
@@ -705,11 +916,80 @@ impl<'a> Builder<'a> {
         Ok(v.to_string())
     }
 
+    /// A subnet's IPv6 block: a /64 inside its VPC's /56, clear of every
+    /// other subnet's.
+    fn subnet_v6_block(&self, p: &Value, id: &str, vpc: &str) -> Result<Option<Ipv6Net>> {
+        let path = format!("{}.Ipv6CidrBlock", res_path(id));
+        let Some(c) = str_field(p, id, "Ipv6CidrBlock")? else {
+            return Ok(None);
+        };
+        let net = parse_v6_cidr(c, &path)?;
+        if net.prefix_len() != 64 {
+            return Err(ModelError::new(
+                path,
+                format!("{net}: a subnet's IPv6 block is a /64"),
+            ));
+        }
+        let Some(vnet) = self.m.vpc(vpc).expect("checked").ipv6_cidr else {
+            return Err(ModelError::new(
+                path,
+                format!(
+                    "VPC {vpc} has no IPv6 block (add an AWS::EC2::VPCCidrBlock, and DependsOn it)"
+                ),
+            ));
+        };
+        if !vnet.contains(&net) {
+            return Err(ModelError::new(
+                path,
+                format!("{net} is not inside the VPC's {vnet}"),
+            ));
+        }
+        let others = self
+            .m
+            .subnets
+            .iter()
+            .filter_map(|s| s.ipv6_cidr.map(|c| (s.id.clone(), c)))
+            .chain(self.ipv6_only.iter().map(|(i, c)| (i.clone(), *c)));
+        for (other, c) in others {
+            if v6_overlap(&net, &c) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{net} overlaps subnet {other} ({c})"),
+                ));
+            }
+        }
+        Ok(Some(net))
+    }
+
     fn subnets(&mut self) -> Result<()> {
         for res in self.of_type(SUBNET) {
             let id = &res.logical_id;
             let p = self.props(res)?;
             let vpc = self.vpc_ref(&p, id, "VpcId")?;
+            if bool_field(&p, id, "Ipv6Native")? {
+                // IPv6-only: no IPv4 block, an IPv6 one required.
+                if p.get("CidrBlock").is_some() {
+                    return Err(ModelError::new(
+                        format!("{}.CidrBlock", res_path(id)),
+                        "an IPv6-only subnet (Ipv6Native: true) has no IPv4 CidrBlock",
+                    ));
+                }
+                let net = self.subnet_v6_block(&p, id, &vpc)?.ok_or_else(|| {
+                    ModelError::new(
+                        format!("{}.Ipv6CidrBlock", res_path(id)),
+                        "is required for an IPv6-only subnet (Ipv6Native: true)",
+                    )
+                })?;
+                self.attr(id, "SubnetId", id.clone());
+                self.attr(id, "VpcId", vpc.clone());
+                self.attr(
+                    id,
+                    "Ipv6CidrBlocks",
+                    Value::Array(vec![net.to_string().into()]),
+                );
+                self.ipv6_only.insert(id.clone(), net);
+                continue;
+            }
             let path = format!("{}.CidrBlock", res_path(id));
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
             let vcidr = self.m.vpc(&vpc).expect("checked").cidr;
@@ -728,12 +1008,12 @@ impl<'a> Builder<'a> {
                     .map(|s| (format!("subnet {}", s.id), s.cidr)),
                 &path,
             )?;
-            if p.get("Ipv6CidrBlock").is_some()
-                || bool_field(&p, id, "AssignIpv6AddressOnCreation")?
-            {
+            let ipv6_cidr = self.subnet_v6_block(&p, id, &vpc)?;
+            let assign6 = bool_field(&p, id, "AssignIpv6AddressOnCreation")?;
+            if assign6 && ipv6_cidr.is_none() {
                 return Err(ModelError::new(
-                    format!("{}.Ipv6CidrBlock", res_path(id)),
-                    "IPv6 subnets are not supported by this slice yet (the datapath handles IPv6; the topology is IPv4)",
+                    format!("{}.AssignIpv6AddressOnCreation", res_path(id)),
+                    "the subnet has no Ipv6CidrBlock to assign addresses from",
                 ));
             }
             let az = str_field(&p, id, "AvailabilityZone")?
@@ -743,12 +1023,19 @@ impl<'a> Builder<'a> {
             self.attr(id, "CidrBlock", cidr.to_string());
             self.attr(id, "AvailabilityZone", az.clone());
             self.attr(id, "VpcId", vpc.clone());
+            self.attr(
+                id,
+                "Ipv6CidrBlocks",
+                Value::Array(ipv6_cidr.iter().map(|c| c.to_string().into()).collect()),
+            );
             self.m.subnets.push(Subnet {
                 id: id.clone(),
                 acl: acl::default_acl_id(&vpc),
                 vpc,
                 cidr,
                 az,
+                ipv6_cidr,
+                assign_ipv6_on_creation: assign6,
             });
         }
         Ok(())
@@ -777,10 +1064,19 @@ impl<'a> Builder<'a> {
             let vpc = self.vpc_ref(&p, id, "VpcId")?;
             let ingress = self.rules(&p, id, "SecurityGroupIngress", true)?;
             // A new group allows all outbound traffic until egress rules are given.
+            // (And all IPv6 outbound too when the VPC has an IPv6 block.)
             let egress = match p.get("SecurityGroupEgress") {
-                None => vec![Rule::allow_all(Peer::Cidr(
-                    "0.0.0.0/0".parse().expect("constant"),
-                ))],
+                None => {
+                    let mut all = vec![Rule::allow_all(Peer::Cidr(
+                        "0.0.0.0/0".parse().expect("constant"),
+                    ))];
+                    if self.m.vpc(&vpc).expect("checked").ipv6_cidr.is_some() {
+                        all.push(Rule::allow_all(Peer::Cidr(
+                            "::/0".parse().expect("constant"),
+                        )));
+                    }
+                    all
+                }
                 Some(_) => self.rules(&p, id, "SecurityGroupEgress", false)?,
             };
             self.attr(id, "GroupId", id.clone());
@@ -1036,6 +1332,118 @@ impl<'a> Builder<'a> {
         ))
     }
 
+    /// Takes `want`, or the lowest free IPv6 address of the subnet's /64.
+    /// AWS reserves the first four and the last address here too.
+    fn take_ip6(
+        &mut self,
+        subnet: &Subnet,
+        want: Option<Ipv6Addr>,
+        path: &str,
+    ) -> Result<Ipv6Addr> {
+        let net = subnet.ipv6_cidr.expect("dual-stack subnet");
+        let used = self.used6.entry(subnet.id.clone()).or_default();
+        let base = u128::from(net.network());
+        let last = u128::from(net.broadcast());
+        if let Some(ip) = want {
+            let n = u128::from(ip);
+            if !net.contains(&ip) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is not in subnet {} ({net})", subnet.id),
+                ));
+            }
+            if n < base + 4 || n == last {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is reserved by AWS (first four and last address of {net})"),
+                ));
+            }
+            if !used.insert(ip) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is already in use in subnet {}", subnet.id),
+                ));
+            }
+            return Ok(ip);
+        }
+        let ip = (base + 4..last)
+            .map(Ipv6Addr::from)
+            .find(|ip| !used.contains(ip))
+            .expect("a /64 does not run out");
+        used.insert(ip);
+        Ok(ip)
+    }
+
+    /// What an interface asks for in IPv6: `Ipv6Addresses` (one, in this
+    /// slice), `Ipv6AddressCount` (0 or 1), or nothing, which in a subnet
+    /// with `AssignIpv6AddressOnCreation` means one automatic address.
+    fn v6_request(iface: &Value, subnet: &Subnet, prefix: &str) -> Result<V6Request> {
+        let addrs_path = format!("{prefix}.Ipv6Addresses");
+        let count_path = format!("{prefix}.Ipv6AddressCount");
+        let addrs = match iface.get("Ipv6Addresses") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(a),
+            Some(_) => {
+                return Err(ModelError::new(
+                    addrs_path,
+                    "must be a list of {Ipv6Address: ...}",
+                ))
+            }
+        };
+        let count = int_field(
+            iface.get("Ipv6AddressCount").unwrap_or(&Value::Null),
+            &count_path,
+        )?;
+        if addrs.is_some() && count.is_some() {
+            return Err(ModelError::new(
+                count_path,
+                "InvalidParameterCombination: Ipv6Addresses and Ipv6AddressCount are mutually exclusive",
+            ));
+        }
+        let asked = addrs.is_some_and(|a| !a.is_empty()) || count.is_some_and(|n| n > 0);
+        if asked && !subnet.is_dual_stack() {
+            let path = if addrs.is_some() {
+                addrs_path
+            } else {
+                count_path
+            };
+            return Err(ModelError::new(
+                path,
+                format!("subnet {} has no IPv6 block (Ipv6CidrBlock)", subnet.id),
+            ));
+        }
+        if let Some(a) = addrs {
+            if a.len() > 1 {
+                return Err(ModelError::new(
+                    addrs_path,
+                    "one IPv6 address per interface in this slice",
+                ));
+            }
+            let Some(first) = a.first() else {
+                return Ok(V6Request::None);
+            };
+            let field = format!("{addrs_path}[0].Ipv6Address");
+            let s = first
+                .get("Ipv6Address")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ModelError::new(&field, "is required (an IPv6 address)"))?;
+            let ip: Ipv6Addr = s
+                .parse()
+                .map_err(|_| ModelError::new(&field, format!("{s:?} is not an IPv6 address")))?;
+            return Ok(V6Request::Explicit(ip, field));
+        }
+        match count {
+            Some(n) if !(0..=1).contains(&n) => Err(ModelError::new(
+                count_path,
+                format!("{n}: one IPv6 address per interface in this slice (0 or 1)"),
+            )),
+            Some(1) => Ok(V6Request::Auto),
+            Some(_) => Ok(V6Request::None),
+            None if subnet.assign_ipv6_on_creation => Ok(V6Request::Auto),
+            None => Ok(V6Request::None),
+        }
+    }
+
     fn parse_ip(p: &Value, id: &str, field: &str, path_prefix: &str) -> Result<Option<Ipv4Addr>> {
         match p.get(field).and_then(Value::as_str) {
             None => Ok(None),
@@ -1091,6 +1499,12 @@ impl<'a> Builder<'a> {
                             "is required (this project has no default VPC)",
                         )
                     })?;
+                if self.ipv6_only.contains_key(subnet_id) {
+                    return Err(ModelError::new(
+                        format!("{prefix}.SubnetId"),
+                        format!("{subnet_id} is IPv6-only (Ipv6Native): instances and interfaces need an IPv4 address in this slice"),
+                    ));
+                }
                 let subnet = self.m.subnet(subnet_id).cloned().ok_or_else(|| {
                     ModelError::new(format!("{prefix}.SubnetId"), format!("InvalidSubnet: {subnet_id:?} is not an AWS::EC2::Subnet of this template"))
                 })?;
@@ -1116,12 +1530,34 @@ impl<'a> Builder<'a> {
                     );
                 }
                 self.check_rules_x_groups(&groups, &format!("{prefix}.{sg_field}"))?;
-                pending.push((id, hk, subnet, want, groups, format!("{prefix}.{ip_field}")));
+                let v6 = Self::v6_request(&iface, &subnet, &prefix)?;
+                pending.push((
+                    id,
+                    hk,
+                    subnet,
+                    want,
+                    groups,
+                    format!("{prefix}.{ip_field}"),
+                    v6,
+                ));
+            }
+        }
+        // IPv6 likewise: explicit addresses first, in resource order.
+        let mut ip6s: HashMap<String, Ipv6Addr> = HashMap::new();
+        for (id, _, subnet, _, _, _, v6) in &pending {
+            if let V6Request::Explicit(ip, path) = v6 {
+                ip6s.insert(id.clone(), self.take_ip6(subnet, Some(*ip), path)?);
+            }
+        }
+        for (id, _, subnet, _, _, path, v6) in &pending {
+            if let V6Request::Auto = v6 {
+                ip6s.insert(id.clone(), self.take_ip6(subnet, None, path)?);
             }
         }
         pending.sort_by_key(|p| p.3.is_none());
-        for (id, kind, subnet, want, groups, path) in pending {
+        for (id, kind, subnet, want, groups, path, _) in pending {
             let ip = self.take_ip(&subnet, want, &path)?;
+            let ip6 = ip6s.get(&id).copied();
             match kind {
                 HostKind::Instance => {
                     self.attr(&id, "PrivateIp", ip.to_string());
@@ -1135,6 +1571,9 @@ impl<'a> Builder<'a> {
                 HostKind::NetworkInterface => {
                     self.attr(&id, "PrimaryPrivateIpAddress", ip.to_string());
                     self.attr(&id, "Id", id.clone());
+                    if let Some(ip6) = ip6 {
+                        self.attr(&id, "PrimaryIpv6Address", ip6.to_string());
+                    }
                 }
             }
             self.m.hosts.push(Host {
@@ -1143,6 +1582,7 @@ impl<'a> Builder<'a> {
                 subnet: subnet.id.clone(),
                 ip,
                 groups,
+                ip6,
             });
         }
         self.m.hosts.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1151,7 +1591,9 @@ impl<'a> Builder<'a> {
 
     fn functions(&mut self) -> Result<()> {
         let lambda: Ipv4Net = LAMBDA_SERVICE_CIDR.parse().expect("constant");
-        for (next_exec, res) in (u32::from(lambda.network()) + 10..).zip(self.of_type(FUNCTION)) {
+        let lambda6: Ipv6Net = LAMBDA_SERVICE_CIDR6.parse().expect("constant");
+        for (offset, res) in (10u32..).zip(self.of_type(FUNCTION)) {
+            let next_exec = u32::from(lambda.network()) + offset;
             let id = res.logical_id.clone();
             let path = res_path(&id);
             let raw = Value::Object(res.properties.clone());
@@ -1197,6 +1639,15 @@ impl<'a> Builder<'a> {
                     first
                 }
             };
+            // The execution environment is dual-stack when its function could
+            // use IPv6: every subnet of its VpcConfig is dual-stack.
+            let dual = vpc_config.as_ref().is_some_and(|vc| {
+                vc.subnets
+                    .iter()
+                    .all(|s| self.m.subnet(s).is_some_and(Subnet::is_dual_stack))
+            });
+            let exec_ip6 =
+                dual.then(|| Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128));
             self.m.functions.push(Function {
                 id: id.clone(),
                 name,
@@ -1204,6 +1655,7 @@ impl<'a> Builder<'a> {
                 environment: BTreeMap::new(),
                 exec_ip: Ipv4Addr::from(next_exec),
                 eni,
+                exec_ip6,
             });
         }
         for f in self
@@ -1286,6 +1738,12 @@ impl<'a> Builder<'a> {
         }
         let mut vpc: Option<String> = None;
         for (i, s) in subnets.iter().enumerate() {
+            if self.ipv6_only.contains_key(s) {
+                return Err(ModelError::new(
+                    format!("{}[{i}]", field("SubnetIds")),
+                    format!("InvalidParameterValueException: Lambda does not support IPv6-only subnets ({s} is Ipv6Native)"),
+                ));
+            }
             let sn = self.m.subnet(s).ok_or_else(|| {
                 ModelError::new(format!("{}[{i}]", field("SubnetIds")), format!("InvalidSubnetIDException: {s:?} is not an AWS::EC2::Subnet of this template"))
             })?;
@@ -1315,10 +1773,15 @@ impl<'a> Builder<'a> {
             }
         }
         if ipv6 {
-            return Err(ModelError::new(
-                field("Ipv6AllowedForDualStack"),
-                "InvalidParameterValueException: Ipv6AllowedForDualStack needs dual-stack subnets, and these subnets have no IPv6 block",
-            ));
+            if let Some(s) = subnets
+                .iter()
+                .find(|s| !self.m.subnet(s).is_some_and(Subnet::is_dual_stack))
+            {
+                return Err(ModelError::new(
+                    field("Ipv6AllowedForDualStack"),
+                    format!("InvalidParameterValueException: Ipv6AllowedForDualStack needs dual-stack subnets, and subnet {s} has no IPv6 block"),
+                ));
+            }
         }
         groups.sort();
         groups.dedup();
@@ -1350,6 +1813,11 @@ impl<'a> Builder<'a> {
         }
         let sn = self.m.subnet(subnet).expect("validated").clone();
         let ip = self.take_ip(&sn, None, path)?;
+        // In a dual-stack subnet the ENI has an IPv6 address of it too.
+        let ip6 = match sn.is_dual_stack() {
+            true => Some(self.take_ip6(&sn, None, path)?),
+            false => None,
+        };
         let index = self.m.enis.len() as u32 + 1;
         let id = format!(
             "eni-0{:016x}",
@@ -1367,9 +1835,18 @@ impl<'a> Builder<'a> {
             groups: groups.to_vec(),
             ip,
             functions: vec![function.to_string()],
+            ip6,
         });
         Ok(index)
     }
+}
+
+/// An interface's IPv6 address as the template asks for it.
+enum V6Request {
+    None,
+    /// The address and the path of the field that gave it.
+    Explicit(Ipv6Addr, String),
+    Auto,
 }
 
 /// Stable 64-bit hash for generated ids (FNV-1a).

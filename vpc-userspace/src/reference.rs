@@ -39,14 +39,17 @@ struct Side<'m> {
 }
 
 fn side<'m>(m: &'m Model, ip: IpAddr) -> Option<Side<'m>> {
-    let IpAddr::V4(v4) = ip else { return None };
-    if let Some(h) = m.hosts.iter().find(|h| h.ip == v4) {
+    let owns = |v4: std::net::Ipv4Addr, v6: Option<std::net::Ipv6Addr>| match ip {
+        IpAddr::V4(a) => a == v4,
+        IpAddr::V6(a) => v6 == Some(a),
+    };
+    if let Some(h) = m.hosts.iter().find(|h| owns(h.ip, h.ip6)) {
         return Some(Side {
             subnet: &h.subnet,
             groups: &h.groups,
         });
     }
-    m.enis.iter().find(|e| e.ip == v4).map(|e| Side {
+    m.enis.iter().find(|e| owns(e.ip, e.ip6)).map(|e| Side {
         subnet: &e.subnet,
         groups: &e.groups,
     })
@@ -55,7 +58,10 @@ fn side<'m>(m: &'m Model, ip: IpAddr) -> Option<Side<'m>> {
 fn rule_matches(m: &Model, r: &Rule, peer: IpAddr, p: &Packet) -> bool {
     let peer_ok = match &r.peer {
         Peer::Cidr(net) => net.contains(&peer),
-        Peer::Group(g) => m.members(g).iter().any(|a| IpAddr::V4(*a) == peer),
+        Peer::Group(g) => {
+            m.members(g).iter().any(|a| IpAddr::V4(*a) == peer)
+                || m.members6(g).iter().any(|a| IpAddr::V6(*a) == peer)
+        }
         Peer::PrefixList(id) => m
             .prefix_list(id)
             .is_some_and(|l| l.cidrs.iter().any(|c| c.contains(&peer))),
@@ -169,7 +175,10 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
             steps,
         );
     };
-    if m.enis.iter().any(|e| IpAddr::V4(e.ip) == p.dst) {
+    if m.enis
+        .iter()
+        .any(|e| IpAddr::V4(e.ip) == p.dst || e.ip6.map(IpAddr::V6) == Some(p.dst))
+    {
         return (
             Verdict::Deny(
                 "hyperplane_unsolicited",
@@ -178,7 +187,11 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
             steps,
         );
     }
-    let Some(to) = m.hosts.iter().find(|h| IpAddr::V4(h.ip) == p.dst) else {
+    let Some(to) = m
+        .hosts
+        .iter()
+        .find(|h| IpAddr::V4(h.ip) == p.dst || h.ip6.map(IpAddr::V6) == Some(p.dst))
+    else {
         return (
             Verdict::Deny("no_route", "no host owns the destination".into()),
             steps,
@@ -275,6 +288,48 @@ mod tests {
         assert_eq!(
             new_connection(&m, &packet(&m, "DatabaseInstance", "AppServer", 1, 3 << 8)).reason(),
             Some("sg_ingress_denied")
+        );
+    }
+
+    #[test]
+    fn explains_ipv6_between_dual_stack_members() {
+        let t = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, Ipv6CidrBlock: "2001:db8:ec2:101::/64", AssignIpv6AddressOnCreation: true}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, Ipv6CidrBlock: "2001:db8:ec2:102::/64", AssignIpv6AddressOnCreation: true}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: f, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: d
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}]
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, SecurityGroupIds: [!Ref DbSg]}}
+  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}}}
+"#;
+        let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
+        let eni6 = IpAddr::V6(m.enis[0].ip6.unwrap());
+        let db6 = IpAddr::V6(m.hosts[0].ip6.unwrap());
+        let p = |src, dst, port| Packet {
+            src,
+            dst,
+            proto: 6,
+            port,
+        };
+        // FnSg's implicit ::/0 egress, then DbSg's group reference, which
+        // covers the ENI's IPv6 address.
+        let (v, steps) = explain(&m, &p(eni6, db6, 5432));
+        assert_eq!(v, Verdict::Allow, "{steps:?}");
+        assert!(steps[0].contains("FnSg rule 1"), "{steps:?}");
+        assert_eq!(
+            new_connection(&m, &p(eni6, db6, 22)).reason(),
+            Some("sg_ingress_denied")
+        );
+        assert_eq!(
+            new_connection(&m, &p(db6, eni6, 22)).reason(),
+            Some("hyperplane_unsolicited")
         );
     }
 }

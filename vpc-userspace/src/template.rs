@@ -1,7 +1,7 @@
 //! CloudFormation templates: YAML (with the short `!Ref`-style tags) or JSON,
 //! `Parameters`, pseudo parameters and the intrinsic functions this project
 //! supports (`Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::Select`, `Fn::GetAZs`,
-//! `Fn::Join`). Pure Rust, no kernel.
+//! `Fn::Join`, `Fn::Cidr`). Pure Rust, no kernel.
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
@@ -435,6 +435,10 @@ impl<'a> Resolver<'a> {
                             _ => Err(ModelError::new(path, "Fn::Join takes [delimiter, list]")),
                         }
                     }
+                    "Fn::Cidr" => {
+                        let arg = self.resolve_inner(arg, path)?;
+                        cidr(&arg, path)
+                    }
                     f if f.starts_with("Fn::") || f == "Condition" => Err(ModelError::new(
                         path,
                         format!("{f} is not supported by this project"),
@@ -503,6 +507,89 @@ impl<'a> Resolver<'a> {
         out.push_str(rest);
         Ok(Value::String(out))
     }
+}
+
+/// `Fn::Cidr [ipBlock, count, cidrBits]`: the first `count` consecutive
+/// blocks of `ipBlock` with `cidrBits` host bits each (a mask of
+/// /(32 or 128 - cidrBits)), as CloudFormation computes them. `count` is
+/// 1-256; the blocks must fit in `ipBlock`.
+fn cidr(arg: &Value, path: &str) -> Result<Value> {
+    let usage = "Fn::Cidr takes [ipBlock, count, cidrBits]";
+    let Value::Array(a) = arg else {
+        return Err(ModelError::new(path, usage));
+    };
+    if a.len() != 3 {
+        return Err(ModelError::new(path, usage));
+    }
+    let block: ipnet::IpNet = a[0].as_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        ModelError::new(
+            path,
+            format!(
+                "Fn::Cidr: ipBlock {} is not a CIDR block",
+                scalar_string(&a[0])
+            ),
+        )
+    })?;
+    let int = |v: &Value, what: &str| -> Result<u64> {
+        match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            ModelError::new(
+                path,
+                format!("Fn::Cidr: {what} must be a non-negative integer"),
+            )
+        })
+    };
+    let count = int(&a[1], "count")?;
+    let bits = int(&a[2], "cidrBits")?;
+    if !(1..=256).contains(&count) {
+        return Err(ModelError::new(
+            path,
+            format!("Fn::Cidr: count {count} is not between 1 and 256"),
+        ));
+    }
+    let width: u64 = if block.addr().is_ipv4() { 32 } else { 128 };
+    let block = block.trunc();
+    if bits == 0 || bits > width - block.prefix_len() as u64 {
+        return Err(ModelError::new(
+            path,
+            format!(
+                "Fn::Cidr: cidrBits {bits} does not fit {block} (1-{})",
+                width - block.prefix_len() as u64
+            ),
+        ));
+    }
+    let new_len = width - bits;
+    let available = 1u128
+        .checked_shl((new_len - block.prefix_len() as u64) as u32)
+        .unwrap_or(u128::MAX);
+    if count as u128 > available {
+        return Err(ModelError::new(
+            path,
+            format!("Fn::Cidr: {block} holds only {available} blocks of /{new_len}, not {count}"),
+        ));
+    }
+    let out = (0..count as u128)
+        .map(|i| {
+            let s = match block {
+                ipnet::IpNet::V4(n) => {
+                    let base = u32::from(n.network()) as u128;
+                    let a = std::net::Ipv4Addr::from((base + (i << bits)) as u32);
+                    format!("{a}/{new_len}")
+                }
+                ipnet::IpNet::V6(n) => {
+                    let base = u128::from(n.network());
+                    let a = std::net::Ipv6Addr::from(base + (i << bits));
+                    format!("{a}/{new_len}")
+                }
+            };
+            Value::String(s)
+        })
+        .collect();
+    Ok(Value::Array(out))
 }
 
 fn scalar_string(v: &Value) -> String {
@@ -577,6 +664,46 @@ mod tests {
             .resolve(&Value::Object(t.resources["V"].properties.clone()), "x")
             .unwrap_err();
         assert!(e.message.contains("Fn::If"), "{e}");
+    }
+
+    #[test]
+    fn fn_cidr_splits_a_block_as_cloudformation_does() {
+        let t = parse(
+            "Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n      A: !Cidr [10.0.0.0/16, 3, 8]\n      B: !Select [1, !Cidr ['2001:db8:ec2:100::/56', 256, 64]]\n      C: !Select [255, !Cidr ['2001:db8:ec2:100::/56', 256, 64]]\n      D: !Cidr ['10.0.0.0/24', '2', '4']\n",
+        )
+        .unwrap();
+        let v = resolver_for(&t)
+            .resolve(&Value::Object(t.resources["V"].properties.clone()), "x")
+            .unwrap();
+        assert_eq!(
+            v["A"],
+            serde_json::json!(["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"])
+        );
+        assert_eq!(v["B"], "2001:db8:ec2:101::/64");
+        assert_eq!(v["C"], "2001:db8:ec2:1ff::/64");
+        assert_eq!(v["D"], serde_json::json!(["10.0.0.0/28", "10.0.0.16/28"]));
+        for (bad, want) in [
+            ("!Cidr ['2001:db8::/56', 257, 64]", "count 257"),
+            ("!Cidr ['2001:db8::/56', 512, 72]", "count 512"),
+            ("!Cidr ['2001:db8::/56', 2, 73]", "cidrBits 73"),
+            ("!Cidr ['2001:db8::/63', 4, 64]", "holds only 2"),
+            ("!Cidr [nope, 1, 8]", "not a CIDR"),
+            ("!Cidr [10.0.0.0/16, 1]", "[ipBlock, count, cidrBits]"),
+            ("!Cidr [10.0.0.0/16, 1, 0]", "cidrBits 0"),
+        ] {
+            let t = parse(&format!(
+                "Resources:\n  V:\n    Type: AWS::EC2::VPC\n    Properties:\n      A: {bad}\n"
+            ))
+            .unwrap();
+            let e = resolver_for(&t)
+                .resolve(
+                    &Value::Object(t.resources["V"].properties.clone()),
+                    "Resources.V.Properties",
+                )
+                .unwrap_err();
+            assert_eq!(e.path, "Resources.V.Properties.A", "{bad}");
+            assert!(e.message.contains(want), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! `ip` creates a veth pair directly across two named namespaces, so no
 //! interface ever exists in the root namespace where parallel deployments
 //! could collide.
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    process::Command,
+};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,11 @@ pub struct Node {
     pub ip: Ipv4Addr,
     pub gateway: Ipv4Addr,
     pub link: LinkInfo,
+    /// Its IPv6 address (dual-stack subnet, or an execution environment
+    /// whose function's subnets are all dual-stack); the gateway is
+    /// `model::VPC_ROUTER6`.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,6 +127,7 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         ],
     )?;
     ip(&["-n", &router, "link", "set", "lo", "up"])?;
+    // (id, role, netns, IPv4 address, IPv4 gateway, IPv6: (address, default route?)).
     let mut specs = vec![];
     for h in &model.hosts {
         let gw = model.subnet(&h.subnet).expect("validated").gateway();
@@ -126,34 +135,61 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
             crate::model::HostKind::Instance => Role::Instance,
             crate::model::HostKind::NetworkInterface => Role::NetworkInterface,
         };
-        specs.push((h.id.clone(), role, node_netns(deployment, &h.id), h.ip, gw));
+        let v6 = h.ip6.map(|a| (a, true));
+        specs.push((
+            h.id.clone(),
+            role,
+            node_netns(deployment, &h.id),
+            h.ip,
+            gw,
+            v6,
+        ));
     }
     for f in &model.functions {
+        // Without Ipv6AllowedForDualStack the execution environment keeps
+        // its IPv6 address but has no IPv6 route: IPv6 fails at once with
+        // ENETUNREACH, as at AWS (and the router drops it anyway).
+        let v6 = f.exec_ip6.map(|a| (a, f.ipv6_allowed()));
         specs.push((
             f.id.clone(),
             Role::ExecutionEnvironment,
             node_netns(deployment, &format!("fn-{}", f.id)),
             f.exec_ip,
             crate::model::LAMBDA_GATEWAY,
+            v6,
         ));
     }
     let mut nodes = vec![];
-    for (k, (id, role, ns, addr, gw)) in specs.into_iter().enumerate() {
+    for (k, (id, role, ns, addr, gw, v6)) in specs.into_iter().enumerate() {
         let n = k as u16 + 1;
         let router_if = format!("r{n}");
         let router_mac = [0x02, 0x52, 0x54, 0x00, (n >> 8) as u8, n as u8];
         let mac = [0x02, 0x48, 0x53, 0x54, (n >> 8) as u8, n as u8];
         ip(&["netns", "add", &ns])?;
-        // IPv6 off before links come up: no DAD, RS or MLD noise on the wire.
-        in_ns(
-            &ns,
-            "sysctl",
+        // Set before links come up. IPv4-only: IPv6 off, no DAD, RS or MLD
+        // noise on the wire. Dual-stack: IPv6 on, but no link-local address,
+        // no DAD (addresses usable at once), no router solicitations or
+        // advertisements: the addresses and routes are static, as for IPv4.
+        let sysctls: &[&str] = if v6.is_some() {
+            &[
+                "-qw",
+                "net.ipv6.conf.all.addr_gen_mode=1",
+                "net.ipv6.conf.default.addr_gen_mode=1",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.default.dad_transmits=0",
+                "net.ipv6.conf.default.router_solicitations=0",
+                "net.ipv6.conf.all.accept_ra=0",
+                "net.ipv6.conf.default.accept_ra=0",
+            ]
+        } else {
             &[
                 "-qw",
                 "net.ipv6.conf.all.disable_ipv6=1",
                 "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        )?;
+            ]
+        };
+        in_ns(&ns, "sysctl", sysctls)?;
         ip(&[
             "-n",
             &router,
@@ -176,6 +212,13 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         // GRO gives eth0 the NAPI instance XDP_REDIRECT into a veth needs.
         in_ns(&ns, "ethtool", &["-K", "eth0", "tx", "off", "gro", "on"])?;
         in_ns(&router, "ethtool", &["-K", &router_if, "tx", "off"])?;
+        if v6.is_some() {
+            // NOARP before the link comes up: the kernel then joins no
+            // solicited-node groups, so no MLD report (from ::, which the
+            // router would count as spoofed) ever leaves; neighbours are
+            // static anyway.
+            ip(&["-n", &ns, "link", "set", "eth0", "arp", "off"])?;
+        }
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &router, "link", "set", &router_if, "up"])?;
@@ -225,6 +268,41 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
             "nud",
             "permanent",
         ])?;
+        if let Some((addr6, route)) = v6 {
+            let gw6 = crate::model::VPC_ROUTER6.to_string();
+            ip(&[
+                "-n",
+                &ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr6}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+            // The router's link-local address, static like the IPv4 gateway:
+            // no neighbour discovery crosses the XDP path either.
+            ip(&[
+                "-n",
+                &ns,
+                "-6",
+                "neigh",
+                "replace",
+                &gw6,
+                "lladdr",
+                &mac_str(&router_mac),
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ])?;
+            if route {
+                ip(&[
+                    "-n", &ns, "-6", "route", "add", "default", "via", &gw6, "dev", "eth0",
+                ])?;
+            }
+        }
         let ifindex = ifindex_of(&router, &router_if)?;
         nodes.push(Node {
             id,
@@ -238,6 +316,7 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
                 mac,
                 router_mac,
             },
+            ip6: v6.map(|(a, _)| a),
         });
     }
     Ok(nodes)

@@ -183,13 +183,25 @@ impl Builder<'_> {
     /// Default ACLs, custom ACLs with their entries, then associations.
     pub(super) fn network_acls(&mut self) -> Result<()> {
         for v in &self.m.vpcs {
+            let mut entries = vec![
+                AclEntry::allow_all(100, false),
+                AclEntry::allow_all(100, true),
+            ];
+            // AWS adds rule 101 for all IPv6 when the VPC has an IPv6 block.
+            if v.ipv6_cidr.is_some() {
+                for egress in [false, true] {
+                    entries.push(AclEntry {
+                        rule_number: 101,
+                        cidr: "::/0".parse().expect("constant"),
+                        ..AclEntry::allow_all(101, egress)
+                    });
+                }
+            }
+            entries.sort_by_key(|e| (e.egress, e.rule_number));
             self.m.acls.push(NetworkAcl {
                 id: default_acl_id(&v.id),
                 vpc: v.id.clone(),
-                entries: vec![
-                    AclEntry::allow_all(100, false),
-                    AclEntry::allow_all(100, true),
-                ],
+                entries,
                 is_default: true,
             });
         }

@@ -437,3 +437,314 @@ fn prefix_lists_and_adjustable_quotas() {
         .message
         .contains("InvalidPrefixListID.NotFound"));
 }
+
+/// A dual-stack VPC: an Amazon-provided /56, subnet A dual-stack with
+/// automatic IPv6 addresses (its block from `Fn::Cidr`), B dual-stack
+/// without, C IPv4-only.
+const DUAL: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  A:
+    Type: AWS::EC2::Subnet
+    DependsOn: V6
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.1.0/24
+      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+      AssignIpv6AddressOnCreation: true
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, Ipv6CidrBlock: "2001:db8:ec2:102::/64"}}
+  C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24}}
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: d, VpcId: !Ref Vpc}}
+"#;
+
+fn dual(extra: &str) -> String {
+    format!("{DUAL}{extra}")
+}
+
+#[test]
+fn dual_stack_vpcs_subnets_hosts_enis_and_functions() {
+    let m = build_ok(&dual(
+        r#"
+  Auto: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  Explicit: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, Ipv6Addresses: [{Ipv6Address: "2001:db8:ec2:102::10"}]}}
+  Counted: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref B, Ipv6AddressCount: 1}}
+  NoV6: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B}}
+  Zero: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6AddressCount: 0}}
+  V4: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref C}}
+  Nic:
+    Type: AWS::EC2::Instance
+    Properties:
+      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref B, Ipv6Addresses: [{Ipv6Address: "2001:db8:ec2:102::20"}]}]
+  Allowed:
+    Type: AWS::Lambda::Function
+    Properties:
+      VpcConfig: {SubnetIds: [!Ref A, !Ref B], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}
+      Environment: {Variables: {NIC6: !GetAtt Counted.PrimaryIpv6Address}}
+  NotAllowed: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}}
+  V4Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A, !Ref C], SecurityGroupIds: [!Ref Sg]}}}
+"#,
+    ));
+    // The first /56 of the documented pool after its reserved first one.
+    assert_eq!(
+        m.vpcs[0].ipv6_cidr.unwrap().to_string(),
+        "2001:db8:ec2:100::/56"
+    );
+    let sn = |id: &str| m.subnet(id).unwrap();
+    assert_eq!(
+        sn("A").ipv6_cidr.unwrap().to_string(),
+        "2001:db8:ec2:101::/64"
+    );
+    assert!(sn("A").assign_ipv6_on_creation && !sn("B").assign_ipv6_on_creation);
+    assert!(!sn("C").is_dual_stack());
+    let ip6 = |id: &str| {
+        m.hosts
+            .iter()
+            .find(|h| h.id == id)
+            .unwrap()
+            .ip6
+            .map(|a| a.to_string())
+    };
+    // AssignIpv6AddressOnCreation: the lowest address after AWS's four.
+    assert_eq!(ip6("Auto").as_deref(), Some("2001:db8:ec2:101::4"));
+    assert_eq!(ip6("Explicit").as_deref(), Some("2001:db8:ec2:102::10"));
+    assert_eq!(ip6("Nic").as_deref(), Some("2001:db8:ec2:102::20"));
+    assert_eq!(ip6("Counted").as_deref(), Some("2001:db8:ec2:102::4"));
+    assert_eq!(ip6("NoV6"), None, "B does not assign on creation");
+    assert_eq!(
+        ip6("Zero"),
+        None,
+        "Ipv6AddressCount: 0 overrides the subnet"
+    );
+    assert_eq!(ip6("V4"), None);
+    // ENIs in dual-stack subnets get an IPv6 address of their subnet.
+    let eni = |s: &str| m.enis.iter().find(|e| e.subnet == s).unwrap();
+    assert_eq!(
+        eni("A").ip6.unwrap().to_string(),
+        "2001:db8:ec2:101::5",
+        "after Auto's"
+    );
+    assert_eq!(eni("B").ip6.unwrap().to_string(), "2001:db8:ec2:102::5");
+    assert_eq!(eni("C").ip6, None);
+    // Execution environments: the Lambda IPv6 range, when every subnet is dual-stack.
+    let f = |id: &str| m.function(id).unwrap();
+    assert_eq!(f("Allowed").exec_ip6.unwrap().to_string(), "2001:2::a");
+    assert!(f("Allowed").ipv6_allowed());
+    assert_eq!(f("NotAllowed").exec_ip6.unwrap().to_string(), "2001:2::b");
+    assert!(!f("NotAllowed").ipv6_allowed());
+    assert_eq!(f("V4Fn").exec_ip6, None);
+    assert_eq!(f("Allowed").environment["NIC6"], "2001:db8:ec2:102::4");
+    // Groups AWS creates allow all IPv6 outbound too in an IPv6 VPC.
+    let all6 = Rule::allow_all(Peer::Cidr("::/0".parse().unwrap()));
+    assert!(m.group("Sg").unwrap().egress.contains(&all6));
+    assert!(m
+        .group("Vpc.DefaultSecurityGroup")
+        .unwrap()
+        .egress
+        .contains(&all6));
+    // The default ACL gains rule 101 for IPv6, both ways, as at AWS.
+    let dacl = m.acl("Vpc.DefaultNetworkAcl").unwrap();
+    for egress in [false, true] {
+        assert!(dacl.entries.iter().any(|e| e.rule_number == 101
+            && e.egress == egress
+            && e.allow
+            && e.cidr.to_string() == "::/0"));
+    }
+    assert_eq!(
+        build_ok(BASE)
+            .acl("Vpc.DefaultNetworkAcl")
+            .unwrap()
+            .entries
+            .len(),
+        2
+    );
+    // A group reference covers its members' IPv6 addresses.
+    let members6 = m.members6("Sg");
+    assert!(members6.contains(&"2001:db8:ec2:101::5".parse().unwrap()));
+    assert!(members6.contains(&"2001:db8:ec2:102::5".parse().unwrap()));
+    assert!(m
+        .members6("Vpc.DefaultSecurityGroup")
+        .contains(&"2001:db8:ec2:102::4".parse().unwrap()));
+    assert!(!members6.contains(&"2001:db8:ec2:102::4".parse().unwrap()));
+    // IPv4-only VPCs keep IPv4-only defaults.
+    let v4 = build_ok(BASE);
+    assert_eq!(
+        v4.group("Sg").unwrap().egress,
+        vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().unwrap()))]
+    );
+}
+
+#[test]
+fn explicit_and_provided_ipv6_blocks_do_not_collide() {
+    let m = build_ok(
+        r#"
+Resources:
+  V1: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
+  B1: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V1, AmazonProvidedIpv6CidrBlock: true}}
+  B2: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V2, Ipv6CidrBlock: "2001:db8:ec2:100::/56"}}
+"#,
+    );
+    let b = |id: &str| m.vpc(id).unwrap().ipv6_cidr.unwrap().to_string();
+    assert_eq!(b("V2"), "2001:db8:ec2:100::/56");
+    assert_eq!(b("V1"), "2001:db8:ec2:200::/56");
+}
+
+#[test]
+fn the_v4_only_view_of_a_shared_eni_is_compiled_for_functions_without_the_flag() {
+    use crate::compile::{compile, function_eni, LinkInfo, ENI_V4_ONLY};
+    let m = build_ok(&dual(
+        r#"
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  Yes: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+  No: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}}
+"#,
+    ));
+    assert_eq!(m.enis.len(), 1, "one ENI per (subnet, groups), flag or not");
+    let (yes, no) = (m.function("Yes").unwrap(), m.function("No").unwrap());
+    assert_eq!(function_eni(&m, yes), Some(1));
+    assert_eq!(function_eni(&m, no), Some(1 | ENI_V4_ONLY));
+    let links = ["Db", "Yes", "No"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let l = LinkInfo {
+                ifindex: i as u32 + 10,
+                mac: [2, 0, 0, 0, 0, i as u8],
+                router_mac: [2, 0, 0, 0, 1, i as u8],
+            };
+            (id.to_string(), l)
+        })
+        .collect();
+    let e = compile(&m, &links, 0).unwrap();
+    let eni = |id: u32| e.enis.iter().find(|(k, _)| *k == id).unwrap().1;
+    let eni6 = m.enis[0].ip6.unwrap().octets();
+    assert_eq!((eni(1).has_v6, eni(1).addr6), (1, eni6));
+    assert_eq!(eni(1 | ENI_V4_ONLY).has_v6, 0);
+    assert_eq!(eni(1).addr4, eni(1 | ENI_V4_ONLY).addr4);
+    // Ports carry both addresses; endpoints exist for both.
+    let port = |ifindex: u32| e.ports.iter().find(|(k, _)| *k == ifindex).unwrap().1;
+    let db6 = m.hosts[0].ip6.unwrap().octets();
+    assert_eq!((port(10).has_v6, port(10).addr6), (1, db6));
+    assert_eq!(port(11).eni, 1);
+    assert_eq!(port(12).eni, 1 | ENI_V4_ONLY);
+    assert_eq!(port(12).has_v6, 1, "its own address: the ENI view decides");
+    let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).map(|x| x.1);
+    assert_eq!(ep(db6).unwrap().ifindex, 10);
+    assert_eq!(ep(eni6).unwrap().kind, vpc_common::kind::HYPERPLANE_ENI);
+    assert_eq!(ep(yes.exec_ip6.unwrap().octets()).unwrap().ifindex, 11);
+    // Without a function that needs it, no IPv4-only view.
+    let m = build_ok(&dual("  Yes: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}\n"));
+    let links = [(
+        "Yes".to_string(),
+        LinkInfo {
+            ifindex: 3,
+            mac: [0; 6],
+            router_mac: [0; 6],
+        },
+    )]
+    .into();
+    let e = compile(&m, &links, 0).unwrap();
+    assert_eq!(e.enis.len(), 1);
+}
+
+#[test]
+fn ipv6_errors_name_the_resource_and_field() {
+    let sub = |props: &str| {
+        format!(
+            "{DUAL}  S: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.9.0/24, {props}}}}}\n"
+        )
+    };
+    let v4vpc = |props: &str| {
+        format!("{BASE}  S: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.9.0/24, {props}}}}}\n")
+    };
+    let block = |props: &str| {
+        format!("Resources:\n  Vpc: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16}}}}\n  X: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref Vpc, {props}}}}}\n")
+    };
+    let cases: Vec<(String, &str, &str)> = vec![
+        // VPCCidrBlock
+        (block("Ipv6CidrBlock: '2001:db8:1::/48'"), "Resources.X.Properties.Ipv6CidrBlock", "/56"),
+        (block("Ipv6CidrBlock: '2001:db8:1::1/56'"), "Resources.X.Properties.Ipv6CidrBlock", "host bits"),
+        (block("Ipv6CidrBlock: '10.0.0.0/16'"), "Resources.X.Properties.Ipv6CidrBlock", "not an IPv6 CIDR"),
+        (block("Ipv6CidrBlock: '2001:2::/56'"), "Resources.X.Properties.Ipv6CidrBlock", "Lambda service range"),
+        (block("AmazonProvidedIpv6CidrBlock: true, Ipv6CidrBlock: '2001:db8:1::/56'"), "Resources.X.Properties.Ipv6CidrBlock", "mutually exclusive"),
+        (block("AmazonProvidedIpv6CidrBlock: false"), "Resources.X.Properties.AmazonProvidedIpv6CidrBlock", "required"),
+        (block("CidrBlock: 10.1.0.0/16"), "Resources.X.Properties.CidrBlock", "not supported"),
+        (block("VpcId2: x, AmazonProvidedIpv6CidrBlock: true").replace("VpcId: !Ref Vpc, ", ""), "Resources.X.Properties.VpcId", "required"),
+        (
+            format!("{}  Y: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}}}\n", block("AmazonProvidedIpv6CidrBlock: true")),
+            "Resources.Y.Properties.VpcId",
+            "one per VPC",
+        ),
+        (
+            "Resources:\n  V1: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  V2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}\n  X: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V1, Ipv6CidrBlock: '2001:db8:1::/56'}}\n  Y: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V2, Ipv6CidrBlock: '2001:db8:1::/56'}}\n".into(),
+            "Resources.Y.Properties.Ipv6CidrBlock",
+            "overlaps VPC V1",
+        ),
+        // Subnets
+        (sub("Ipv6CidrBlock: '2001:db8:ec2:108::/63'"), "Resources.S.Properties.Ipv6CidrBlock", "/64"),
+        (sub("Ipv6CidrBlock: '2001:db8:ec3:109::/64'"), "Resources.S.Properties.Ipv6CidrBlock", "not inside the VPC"),
+        (sub("Ipv6CidrBlock: '2001:db8:ec2:101::/64'"), "Resources.S.Properties.Ipv6CidrBlock", "overlaps subnet A"),
+        (sub("Ipv6CidrBlock: 'nope'"), "Resources.S.Properties.Ipv6CidrBlock", "not an IPv6 CIDR"),
+        (v4vpc("Ipv6CidrBlock: '2001:db8:ec2:109::/64'"), "Resources.S.Properties.Ipv6CidrBlock", "no IPv6 block"),
+        (sub("AssignIpv6AddressOnCreation: true"), "Resources.S.Properties.AssignIpv6AddressOnCreation", "no Ipv6CidrBlock"),
+        (sub("Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'"), "Resources.S.Properties.CidrBlock", "IPv6-only"),
+        (sub("Ipv6Native: true").replace("CidrBlock: 10.0.9.0/24, ", ""), "Resources.S.Properties.Ipv6CidrBlock", "required"),
+        // Interfaces
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref C, Ipv6AddressCount: 1}}\n"), "Resources.I.Properties.Ipv6AddressCount", "no IPv6 block"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref C, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::9'}]}}\n"), "Resources.I.Properties.Ipv6Addresses", "no IPv6 block"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6AddressCount: 2}}\n"), "Resources.I.Properties.Ipv6AddressCount", "one IPv6 address"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6AddressCount: 1, Ipv6Addresses: []}}\n"), "Resources.I.Properties.Ipv6AddressCount", "InvalidParameterCombination"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::9'}, {Ipv6Address: '2001:db8:ec2:101::a'}]}}\n"), "Resources.I.Properties.Ipv6Addresses", "one IPv6 address"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:102::9'}]}}\n"), "Resources.I.Properties.Ipv6Addresses[0].Ipv6Address", "not in subnet A"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::3'}]}}\n"), "Resources.I.Properties.Ipv6Addresses[0].Ipv6Address", "reserved"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101:ffff:ffff:ffff:ffff'}]}}\n"), "Resources.I.Properties.Ipv6Addresses[0].Ipv6Address", "reserved"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '10.0.1.9'}]}}\n"), "Resources.I.Properties.Ipv6Addresses[0].Ipv6Address", "not an IPv6 address"),
+        (dual("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::9'}]}}\n  J: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref A, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::9'}]}}\n"), "Properties.Ipv6Addresses[0].Ipv6Address", "already in use"),
+        (dual("  I:\n    Type: AWS::EC2::Instance\n    Properties:\n      NetworkInterfaces: [{DeviceIndex: '0', SubnetId: !Ref C, Ipv6AddressCount: 1}]\n"), "Resources.I.Properties.NetworkInterfaces[0].Ipv6AddressCount", "no IPv6 block"),
+        // Lambda
+        (
+            dual("  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A, !Ref C], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}\n"),
+            "Resources.F.Properties.VpcConfig.Ipv6AllowedForDualStack",
+            "subnet C has no IPv6 block",
+        ),
+        (
+            format!("{}  F: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref S], SecurityGroupIds: [!Ref Sg]}}}}}}\n", sub("Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'").replace("CidrBlock: 10.0.9.0/24, ", "")),
+            "Resources.F.Properties.VpcConfig.SubnetIds[0]",
+            "IPv6-only",
+        ),
+        (
+            format!("{}  F: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref A, !Ref S], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}}}}\n", sub("Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'").replace("CidrBlock: 10.0.9.0/24, ", "")),
+            "Resources.F.Properties.VpcConfig.SubnetIds[1]",
+            "IPv6-only",
+        ),
+        (
+            format!("{}  I: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref S}}}}\n", sub("Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'").replace("CidrBlock: 10.0.9.0/24, ", "")),
+            "Resources.I.Properties.SubnetId",
+            "IPv6-only",
+        ),
+        // Fn::GetAtt before any IPv6 block: an empty list, as at AWS.
+        (
+            with("  S: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.9.0/24, Ipv6CidrBlock: !Select [0, !GetAtt Vpc.Ipv6CidrBlocks]}}\n"),
+            "Resources.S.Properties.Ipv6CidrBlock",
+            "out of range",
+        ),
+    ];
+    for (t, path, words) in cases {
+        let e = build_err(&t);
+        assert!(
+            e.path.ends_with(path) || e.path == path,
+            "expected {path}, got {e}\n{t}"
+        );
+        assert!(e.to_string().contains(words), "expected {words:?} in {e}");
+    }
+}
+
+#[test]
+fn an_ipv6_only_subnet_alone_is_valid() {
+    // Nothing in it: validated, and nothing is placed there.
+    let m = build_ok(&format!(
+        "{DUAL}  S: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'}}}}\n"
+    ));
+    assert!(m.subnet("S").is_none());
+}
