@@ -488,13 +488,13 @@ impl Datapath {
     pub fn attach_router(&mut self, ifindex: u32, pin: &Path) -> Result<&'static str> {
         let prog = self.program(ROUTER_PROGRAM)?;
         let (id, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
-            Ok(id) => (id, "native"),
+            Ok(id) => (id, "xdp-native"),
             Err(e) => {
                 eprintln!("warning: native XDP on ifindex {ifindex} failed ({e}); using generic (skb) mode");
                 (
                     prog.attach_to_if_index(ifindex, XdpMode::Skb)
                         .context("attaching XDP")?,
-                    "generic",
+                    "xdp-generic",
                 )
             }
         };

@@ -382,7 +382,7 @@ fn v6_suffix(a: &Option<String>) -> String {
 
 fn print_status(s: &Status) {
     println!(
-        "deployment {}  template {}  XDP attach mode: {}",
+        "deployment {}  template {}  router hooks: {}",
         s.name, s.template, s.attach_mode
     );
     println!("\nFUNCTIONS");
@@ -517,7 +517,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
             };
             println!(
-                "{}: up ({} namespaces, XDP {}), agent pid {}",
+                "{}: up ({} namespaces, router hooks {}), agent pid {}",
                 name,
                 state.namespaces.len(),
                 state.attach_mode,
@@ -667,7 +667,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     std::fs::create_dir_all(d)?;
                 }
                 std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
-                println!("\nwritten to {}", p.display());
+                let svg = p.with_file_name("throughput.svg");
+                std::fs::write(&svg, vpc::throughput::svg(&r))?;
+                println!("\nwritten to {} (plot: {})", p.display(), svg.display());
             }
         }
         Cmd::Bench {

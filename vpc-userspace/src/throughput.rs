@@ -605,11 +605,106 @@ pub fn table(r: &Report) -> String {
         s += &format!("\n{f} flow(s): vpc / nftables = {nft:.2}, vpc / limit = {lim:.2}");
     }
     s += "\n\n| path | TCP 1 stream (Gbit/s) | TCP 4 streams (Gbit/s) | connections/s |\n|---|---:|---:|---:|\n";
-    for t in &r.tcp {
+    for path in PATHS {
+        if let Some(t) = r.tcp.iter().find(|t| t.path == path) {
+            s += &format!(
+                "| {} | {:.2} | {:.2} | {:.0} |\n",
+                t.path, t.gbps_1_stream, t.gbps_4_streams, t.connections_per_second
+            );
+        }
+    }
+    let tcp = |p: &str| r.tcp.iter().find(|t| t.path == p);
+    if let (Some(tc), Some(nft)) = (tcp("vpc-tc"), tcp("nftables")) {
         s += &format!(
-            "| {} | {:.2} | {:.2} | {:.0} |\n",
-            t.path, t.gbps_1_stream, t.gbps_4_streams, t.connections_per_second
+            "\nTCP: vpc-tc / nftables = {:.2} (1 stream), {:.2} (4 streams)\n",
+            tc.gbps_1_stream / nft.gbps_1_stream.max(1e-9),
+            tc.gbps_4_streams / nft.gbps_4_streams.max(1e-9)
         );
     }
     s
+}
+
+/// One panel of grouped bars: a group per path, a bar per series.
+fn bar_panel(
+    x0: f64,
+    title: &str,
+    paths: &[&str],
+    series: &[(&str, &str)],
+    value: impl Fn(&str, usize) -> f64,
+) -> String {
+    let (w, h, top, bottom, left) = (430.0, 360.0, 40.0, 60.0, 45.0);
+    let ymax = paths
+        .iter()
+        .flat_map(|p| (0..series.len()).map(|i| value(p, i)))
+        .fold(1e-9, f64::max)
+        * 1.15;
+    let y = |v: f64| h - bottom - (h - bottom - top) * v / ymax;
+    let mut s = format!(
+        "<text x=\"{}\" y=\"22\" font-size=\"14\">{title}</text>\n",
+        x0 + left
+    );
+    let (ax, right) = (x0 + left, x0 + w - 10.0);
+    s += &format!(
+        "<line x1=\"{ax}\" y1=\"{}\" x2=\"{right}\" y2=\"{}\" stroke=\"black\"/>\n",
+        y(0.0),
+        y(0.0)
+    );
+    for k in 0..=4 {
+        let v = ymax * k as f64 / 4.0;
+        s += &format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{v:.1}</text><line x1=\"{ax}\" y1=\"{py}\" x2=\"{right}\" y2=\"{py}\" stroke=\"#ddd\"/>\n", ax - 5.0, y(v) + 4.0, py = y(v));
+    }
+    let group_w = (right - ax) / paths.len() as f64;
+    let bar_w = group_w * 0.8 / series.len() as f64;
+    for (g, p) in paths.iter().enumerate() {
+        let gx = ax + group_w * g as f64 + group_w * 0.1;
+        for (i, (_, color)) in series.iter().enumerate() {
+            let v = value(p, i);
+            let bx = gx + bar_w * i as f64;
+            s += &format!("<rect x=\"{bx:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\">{v:.1}</text>\n", y(v), bar_w - 2.0, y(0.0) - y(v), bx + bar_w / 2.0, y(v) - 3.0);
+        }
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{p}</text>\n",
+            gx + group_w * 0.4,
+            h - bottom + 16.0
+        );
+    }
+    for (i, (name, color)) in series.iter().enumerate() {
+        let lx = ax + 150.0 * i as f64;
+        s += &format!("<rect x=\"{lx}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\">{name}</text>\n", h - 22.0, lx + 16.0, h - 12.0);
+    }
+    s
+}
+
+/// The report as an SVG: small packets (Mpps) and bulk TCP (Gbit/s) per path.
+pub fn svg(r: &Report) -> String {
+    let mpps = |p: &str, i: usize| {
+        let flows = [1, 1024][i];
+        r.results
+            .iter()
+            .find(|x| x.path == p && x.flows == flows)
+            .map_or(0.0, |x| x.mpps_median)
+    };
+    let gbps = |p: &str, i: usize| {
+        r.tcp
+            .iter()
+            .find(|t| t.path == p)
+            .map_or(0.0, |t| [t.gbps_1_stream, t.gbps_4_streams][i])
+    };
+    let colors = ("#1f77b4", "#ff7f0e");
+    let mut s = String::from("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"860\" height=\"360\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    s += &bar_panel(
+        0.0,
+        "64-byte UDP, live frames (Mpps)",
+        &PATHS,
+        &[("1 flow", colors.0), ("1,024 flows", colors.1)],
+        mpps,
+    );
+    s += &bar_panel(
+        430.0,
+        "Bulk TCP, iperf3 (Gbit/s)",
+        &PATHS,
+        &[("1 stream", colors.0), ("4 streams", colors.1)],
+        gbps,
+    );
+    s + "</svg>\n"
 }
