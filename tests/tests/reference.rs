@@ -290,8 +290,8 @@ fn the_datapath_agrees_with_the_reference_model() {
                 let icmp_error = matches!(l4, L4::Icmp { ty: 3, .. });
                 let want = if icmp_error {
                     // Type 3 is an error, forwarded only with the connection
-                    // it quotes (these quote nothing): no rule decides it.
-                    Verdict::Deny("icmp_error_untracked", "quotes no connection".into())
+                    // it quotes; these quote nothing at all: no rule decides.
+                    Verdict::Deny("malformed", "an ICMP error without its quote".into())
                 } else if from_fn && proto == 1 {
                     Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())
                 } else if !from_fn && dst_ip == IpAddr::V4(exec)
