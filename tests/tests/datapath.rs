@@ -1093,3 +1093,38 @@ fn icmp_errors_between_hosts_pass_as_related_traffic_whatever_the_groups() {
         check(&mut h, DropReason::SgIngressDenied, 0);
     });
 }
+
+#[test]
+fn network_acls_judge_icmp_errors_by_type_and_code_at_the_boundary() {
+    let db = "10.0.2.10";
+    // The database's subnet lets out TCP to ephemeral ports only: the
+    // error about the function's packet is stopped there, before NAT.
+    in_private_netns(|| {
+        let mut h = Harness::new(ACL_TEMPLATE);
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let (_, natted) = h.run(fn_if, &tcp(EXEC, db, 40000, 5432, TCP_SYN));
+        let err = icmp_error(db, ENI, FRAG_NEEDED, &natted, 1000, None);
+        assert_eq!(h.run(db_if, &err).0, XDP_DROP);
+        check(&mut h, DropReason::NaclEgressDenied, 1);
+        check(&mut h, DropReason::IcmpErrorUntracked, 0);
+    });
+    // With AWS's path-MTU rule (type 3 code 4 out of B; A has the default
+    // ACL) it goes through, translated; another code still does not.
+    let template = ACL_TEMPLATE.replace(
+        "  Assoc:",
+        "  IcmpOut: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 120, Protocol: 1, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, Icmp: {Type: 3, Code: 4}}}\n  Assoc:",
+    );
+    in_private_netns(|| {
+        let mut h = Harness::new(&template);
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let fn_link = h.links["Fn"];
+        let syn = tcp(EXEC, db, 40000, 5432, TCP_SYN);
+        let (_, natted) = h.run(fn_if, &syn);
+        let err = icmp_error(db, ENI, FRAG_NEEDED, &natted, 1000, None);
+        let want = icmp_error(db, EXEC, FRAG_NEEDED, &syn, 1000, Some(&fn_link));
+        expect_translated(&mut h, db_if, &err, &want);
+        let err = icmp_error(db, ENI, PORT_UNREACHABLE, &natted, 1000, None);
+        assert_eq!(h.run(db_if, &err).0, XDP_DROP);
+        check(&mut h, DropReason::NaclEgressDenied, 1);
+    });
+}

@@ -463,6 +463,33 @@ mod tests {
                 .build();
             parse_and_verify(&f6).unwrap();
         }
+        // ICMP errors quoting a packet, whole or cut to its ports.
+        for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let l4 = L4::Tcp {
+                sport: 1,
+                dport: 2,
+                flags: TCP_SYN,
+            };
+            let inner = Frame::new(src, dst, l4).payload(b"data").build();
+            for len in [1000, if src.is_ipv4() { 28 } else { 48 }] {
+                let err = Frame::new(
+                    dst,
+                    src,
+                    L4::IcmpError {
+                        ty: 3,
+                        code: 4,
+                        info: 1200,
+                        quote: quote(&inner, len),
+                    },
+                )
+                .build();
+                let (o, q) = parse_icmp_error(&err).unwrap();
+                assert_eq!((o.src, o.dst), (dst, src));
+                assert_eq!((q.src, q.dst, q.sport, q.dport), (src, dst, 1, 2));
+                assert_eq!(q.complete, len == 1000);
+            }
+        }
         // Known vector: RFC 1071 example words.
         assert_eq!(
             checksum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]),
