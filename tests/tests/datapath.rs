@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use vpc::datapath::Maps;
-use vpc::packet::{parse_and_verify, Frame, L4, TCP_ACK, TCP_SYN};
+use vpc::packet::{parse_and_verify, parse_icmp_error, quote, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::{v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo};
 use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
 
@@ -29,6 +29,7 @@ Resources:
         - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
         - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
         - {IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIpv6: "::/0"}
+        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, CidrIpv6: "::/0"}
         - {IpProtocol: icmp, FromPort: 8, ToPort: -1, CidrIp: 10.0.0.0/16}
   AppSg:
     Type: AWS::EC2::SecurityGroup
@@ -798,5 +799,332 @@ fn tracked_entries_admit_only_what_the_connection_expects() {
             h.run(db_if, &tcp(DB, ENI, 5432, nat, TCP_SYN | TCP_ACK)).0,
             XDP_REDIRECT
         );
+    });
+}
+
+/// An ICMP error from `src` to `dst` quoting `len` bytes of `quoted`'s IP
+/// packet, with the MACs of `link` when given (what the router delivers).
+fn icmp_error(
+    src: &str,
+    dst: &str,
+    (ty, code, info): (u8, u8, u32),
+    quoted: &[u8],
+    len: usize,
+    link: Option<&vpc::compile::LinkInfo>,
+) -> Vec<u8> {
+    let mut f = Frame::new(
+        ip(src),
+        ip(dst),
+        L4::IcmpError {
+            ty,
+            code,
+            info,
+            quote: quote(quoted, len),
+        },
+    );
+    if let Some(l) = link {
+        f.dst_mac = l.mac;
+        f.src_mac = l.router_mac;
+    }
+    f.build()
+}
+
+/// IPv4 fragmentation needed (next-hop MTU 1200), IPv6 packet too big.
+const FRAG_NEEDED: (u8, u8, u32) = (3, 4, 1200);
+const TIME_EXCEEDED: (u8, u8, u32) = (11, 0, 0);
+const PORT_UNREACHABLE: (u8, u8, u32) = (3, 3, 0);
+const PACKET_TOO_BIG: (u8, u8, u32) = (2, 0, 1280);
+const PORT_UNREACHABLE6: (u8, u8, u32) = (1, 4, 0);
+
+/// Sends `err` from the database and checks that the router delivers
+/// exactly `want` (every checksum recomputed from scratch by the builder,
+/// so equal bytes mean every incrementally fixed checksum is right).
+fn expect_translated(h: &mut Harness, from: u32, err: &[u8], want: &[u8]) {
+    let (v, out) = h.run(from, err);
+    assert_eq!(v, XDP_REDIRECT, "counters: {:?}", h.counters());
+    parse_icmp_error(&out).expect("every checksum valid");
+    assert_eq!(out, want, "translated ICMP error, byte for byte");
+}
+
+#[test]
+fn icmp_errors_about_a_function_tcp_connection_reach_it_translated_back() {
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let (fn_if, db_if, app_if) = (h.ifindex("Fn"), h.ifindex("Db"), h.ifindex("App"));
+        let fn_link = h.links["Fn"];
+        let syn = tcp(EXEC, DB, 40000, 5432, TCP_SYN);
+        let (v, natted) = h.run(fn_if, &syn);
+        assert_eq!(v, XDP_REDIRECT);
+        let nat = parse_and_verify(&natted).unwrap().sport;
+        // The whole packet quoted (as Linux does: the inner TCP checksum
+        // is in the quote and fixed), then only its IP header and 8 bytes
+        // (RFC 792's minimum: ports, no checksum, left as it is).
+        for (kind, len) in [(FRAG_NEEDED, 1000), (FRAG_NEEDED, 28), (TIME_EXCEEDED, 40)] {
+            let err = icmp_error(DB, ENI, kind, &natted, len, None);
+            let want = icmp_error(DB, EXEC, kind, &syn, len, Some(&fn_link));
+            expect_translated(&mut h, db_if, &err, &want);
+            let (o, q) = parse_icmp_error(&want).unwrap();
+            assert_eq!((o.src, o.dst), (ip(DB), ip(EXEC)));
+            assert_eq!(
+                (q.src, q.sport, q.dst, q.dport),
+                (ip(EXEC), 40000, ip(DB), 5432)
+            );
+            assert_eq!(q.complete, len == 1000);
+        }
+        // The 8-byte quote keeps the bytes after the ports as they were:
+        // the router does not invent a checksum it cannot see.
+        let err = icmp_error(DB, ENI, FRAG_NEEDED, &natted, 28, None);
+        let (_, out) = h.run(db_if, &err);
+        let q = 14 + 20 + 8;
+        assert_eq!(
+            out[q + 24..q + 28],
+            err[q + 24..q + 28],
+            "sequence number untouched"
+        );
+        assert_eq!(h.counters().total_dropped(), 0, "{:?}", h.counters());
+        // Errors that quote no tracked connection: another NAT port, another
+        // peer port, a packet the database never got, the app on behalf of
+        // the database, the database's error arriving on the app's port.
+        let other = nat.wrapping_add(1).max(1024);
+        let untracked = [
+            (
+                db_if,
+                icmp_error(
+                    DB,
+                    ENI,
+                    FRAG_NEEDED,
+                    &tcp(ENI, DB, other, 5432, TCP_SYN),
+                    1000,
+                    None,
+                ),
+            ),
+            (
+                db_if,
+                icmp_error(
+                    DB,
+                    ENI,
+                    FRAG_NEEDED,
+                    &tcp(ENI, DB, nat, 5433, TCP_SYN),
+                    1000,
+                    None,
+                ),
+            ),
+            (
+                db_if,
+                icmp_error(
+                    DB,
+                    ENI,
+                    FRAG_NEEDED,
+                    &tcp(ENI, APP, nat, 5432, TCP_SYN),
+                    1000,
+                    None,
+                ),
+            ),
+            (
+                app_if,
+                icmp_error(APP, ENI, FRAG_NEEDED, &natted, 1000, None),
+            ),
+            (
+                app_if,
+                icmp_error(DB, ENI, FRAG_NEEDED, &natted, 1000, None),
+            ),
+            (db_if, icmp_error(DB, EXEC, FRAG_NEEDED, &syn, 1000, None)),
+        ];
+        for (i, (port, err)) in untracked.iter().enumerate() {
+            assert_eq!(h.run(*port, err).0, XDP_DROP, "case {i}");
+        }
+        check(
+            &mut h,
+            DropReason::IcmpErrorUntracked,
+            untracked.len() as u64,
+        );
+        // A quote that is not TCP or UDP, or too short to hold the ports.
+        let ping = Frame::new(
+            ip(ENI),
+            ip(DB),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 1,
+                seq: 1,
+            },
+        )
+        .build();
+        assert_eq!(
+            h.run(db_if, &icmp_error(DB, ENI, FRAG_NEEDED, &ping, 1000, None))
+                .0,
+            XDP_DROP
+        );
+        check(
+            &mut h,
+            DropReason::IcmpErrorUntracked,
+            untracked.len() as u64 + 1,
+        );
+        assert_eq!(
+            h.run(db_if, &icmp_error(DB, ENI, FRAG_NEEDED, &natted, 27, None))
+                .0,
+            XDP_DROP
+        );
+        check(&mut h, DropReason::Malformed, 1);
+        // The connection itself goes on.
+        assert_eq!(
+            h.run(db_if, &tcp(DB, ENI, 5432, nat, TCP_SYN | TCP_ACK)).0,
+            XDP_REDIRECT
+        );
+    });
+}
+
+#[test]
+fn icmpv6_packet_too_big_about_a_function_connection_reaches_it_translated_back() {
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        add_ipv6(&mut h);
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let fn_link = h.links["Fn"];
+        let syn = tcp(EXEC6, DB6, 45000, 80, TCP_SYN);
+        let (v, natted) = h.run(fn_if, &syn);
+        assert_eq!(v, XDP_REDIRECT);
+        let nat = parse_and_verify(&natted).unwrap().sport;
+        for (kind, len) in [
+            (PACKET_TOO_BIG, 1000),
+            (PACKET_TOO_BIG, 48),
+            (TIME_EXCEEDED6, 1000),
+        ] {
+            let err = icmp_error(DB6, ENI6, kind, &natted, len, None);
+            let want = icmp_error(DB6, EXEC6, kind, &syn, len, Some(&fn_link));
+            expect_translated(&mut h, db_if, &err, &want);
+            let (_, q) = parse_icmp_error(&want).unwrap();
+            assert_eq!(
+                (q.src, q.sport, q.dst, q.dport),
+                (ip(EXEC6), 45000, ip(DB6), 80)
+            );
+        }
+        assert_eq!(h.counters().total_dropped(), 0, "{:?}", h.counters());
+        let stray = tcp(ENI6, DB6, nat, 81, TCP_SYN);
+        assert_eq!(
+            h.run(
+                db_if,
+                &icmp_error(DB6, ENI6, PACKET_TOO_BIG, &stray, 1000, None)
+            )
+            .0,
+            XDP_DROP
+        );
+        check(&mut h, DropReason::IcmpErrorUntracked, 1);
+        // ICMPv6 echo from a function stays unsupported, as ICMP echo.
+        let ping = Frame::new(
+            ip(EXEC6),
+            ip(DB6),
+            L4::Icmp {
+                ty: 128,
+                code: 0,
+                id: 1,
+                seq: 1,
+            },
+        )
+        .build();
+        assert_eq!(h.run(fn_if, &ping).0, XDP_DROP);
+        check(&mut h, DropReason::FunctionProtocol, 1);
+    });
+}
+
+const TIME_EXCEEDED6: (u8, u8, u32) = (3, 0, 0);
+
+#[test]
+fn icmp_errors_about_function_udp_translate_both_ways_and_keep_a_zero_checksum() {
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        add_ipv6(&mut h);
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let (fn_link, db_link) = (h.links["Fn"], h.links["Db"]);
+        for (sport, zero) in [(5000u16, false), (5001, true)] {
+            let dgram = udp(EXEC, DB, sport, 9000, zero);
+            let (v, natted) = h.run(fn_if, &dgram);
+            assert_eq!(v, XDP_REDIRECT);
+            let nat = parse_and_verify(&natted).unwrap().sport;
+            // Port unreachable from the database, about the function's datagram.
+            let err = icmp_error(DB, ENI, PORT_UNREACHABLE, &natted, 1000, None);
+            let want = icmp_error(DB, EXEC, PORT_UNREACHABLE, &dgram, 1000, Some(&fn_link));
+            expect_translated(&mut h, db_if, &err, &want);
+            let q = 14 + 20 + 8 + 20;
+            assert_eq!(
+                want[q + 6..q + 8] == [0, 0],
+                zero,
+                "a zero UDP checksum stays zero"
+            );
+            // And the function's own error about a reply it got (its socket
+            // was gone): out through the ENI like the connection.
+            let reply = udp(DB, ENI, 9000, nat, zero);
+            let (v, got) = h.run(db_if, &reply);
+            assert_eq!(v, XDP_REDIRECT);
+            let err = icmp_error(EXEC, DB, PORT_UNREACHABLE, &got, 1000, None);
+            let want = icmp_error(ENI, DB, PORT_UNREACHABLE, &reply, 1000, Some(&db_link));
+            expect_translated(&mut h, fn_if, &err, &want);
+        }
+        // IPv6.
+        let dgram = udp(EXEC6, DB6, 5002, 9000, false);
+        let (v, natted) = h.run(fn_if, &dgram);
+        assert_eq!(v, XDP_REDIRECT);
+        let err = icmp_error(DB6, ENI6, PORT_UNREACHABLE6, &natted, 1000, None);
+        let want = icmp_error(DB6, EXEC6, PORT_UNREACHABLE6, &dgram, 1000, Some(&fn_link));
+        expect_translated(&mut h, db_if, &err, &want);
+        assert_eq!(h.counters().total_dropped(), 0, "{:?}", h.counters());
+    });
+}
+
+#[test]
+fn icmp_errors_between_hosts_pass_as_related_traffic_whatever_the_groups() {
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        add_ipv6(&mut h);
+        let (db_if, app_if) = (h.ifindex("Db"), h.ifindex("App"));
+        let app_link = h.links["App"];
+        // The app's groups admit nothing inbound, ICMPv6 included; its
+        // connection to the database's port 80 is tracked.
+        let syn = tcp(APP6, DB6, 40000, 80, TCP_SYN);
+        assert_eq!(h.run(app_if, &syn).0, XDP_REDIRECT);
+        let err = icmp_error(DB6, APP6, PACKET_TOO_BIG, &syn, 1000, None);
+        let want = icmp_error(DB6, APP6, PACKET_TOO_BIG, &syn, 1000, Some(&app_link));
+        expect_translated(&mut h, db_if, &err, &want);
+        // The same error about a connection that does not exist.
+        let stray = tcp(APP6, DB6, 40001, 80, TCP_SYN);
+        let err = icmp_error(DB6, APP6, PACKET_TOO_BIG, &stray, 1000, None);
+        assert_eq!(h.run(db_if, &err).0, XDP_DROP);
+        check(&mut h, DropReason::IcmpErrorUntracked, 1);
+        check(&mut h, DropReason::SgIngressDenied, 0);
+    });
+}
+
+#[test]
+fn network_acls_judge_icmp_errors_by_type_and_code_at_the_boundary() {
+    let db = "10.0.2.10";
+    // The database's subnet lets out TCP to ephemeral ports only: the
+    // error about the function's packet is stopped there, before NAT.
+    in_private_netns(|| {
+        let mut h = Harness::new(ACL_TEMPLATE);
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let (_, natted) = h.run(fn_if, &tcp(EXEC, db, 40000, 5432, TCP_SYN));
+        let err = icmp_error(db, ENI, FRAG_NEEDED, &natted, 1000, None);
+        assert_eq!(h.run(db_if, &err).0, XDP_DROP);
+        check(&mut h, DropReason::NaclEgressDenied, 1);
+        check(&mut h, DropReason::IcmpErrorUntracked, 0);
+    });
+    // With AWS's path-MTU rule (type 3 code 4 out of B; A has the default
+    // ACL) it goes through, translated; another code still does not.
+    let template = ACL_TEMPLATE.replace(
+        "  Assoc:",
+        "  IcmpOut: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 120, Protocol: 1, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, Icmp: {Type: 3, Code: 4}}}\n  Assoc:",
+    );
+    in_private_netns(|| {
+        let mut h = Harness::new(&template);
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let fn_link = h.links["Fn"];
+        let syn = tcp(EXEC, db, 40000, 5432, TCP_SYN);
+        let (_, natted) = h.run(fn_if, &syn);
+        let err = icmp_error(db, ENI, FRAG_NEEDED, &natted, 1000, None);
+        let want = icmp_error(db, EXEC, FRAG_NEEDED, &syn, 1000, Some(&fn_link));
+        expect_translated(&mut h, db_if, &err, &want);
+        let err = icmp_error(db, ENI, PORT_UNREACHABLE, &natted, 1000, None);
+        assert_eq!(h.run(db_if, &err).0, XDP_DROP);
+        check(&mut h, DropReason::NaclEgressDenied, 1);
     });
 }

@@ -271,7 +271,7 @@ fn the_datapath_agrees_with_the_reference_model() {
                         dport,
                     ),
                     _ => {
-                        let ty = *r.pick(&[8u8, 3]);
+                        let ty = *r.pick(&[8u8, 0, 3]);
                         (
                             L4::Icmp {
                                 ty,
@@ -287,7 +287,12 @@ fn the_datapath_agrees_with_the_reference_model() {
                 // The reference sees the packet as it leaves: a function's
                 // after source NAT, from its ENI.
                 let seen_src = if from_fn { eni } else { src_ip };
-                let want = if from_fn && proto == 1 {
+                let icmp_error = matches!(l4, L4::Icmp { ty: 3, .. });
+                let want = if icmp_error {
+                    // Type 3 is an error, forwarded only with the connection
+                    // it quotes; these quote nothing at all: no rule decides.
+                    Verdict::Deny("malformed", "an ICMP error without its quote".into())
+                } else if from_fn && proto == 1 {
                     Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())
                 } else if !from_fn && dst_ip == IpAddr::V4(exec)
                     || from_fn && (dst_ip == eni || dst_ip == IpAddr::V4(exec))

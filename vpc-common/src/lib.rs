@@ -99,10 +99,13 @@ pub enum DropReason {
     NaclEgressDenied = 16,
     /// Denied by the network ACL of the subnet the packet enters.
     NaclIngressDenied = 17,
+    /// An ICMP error (destination unreachable, time exceeded, packet too
+    /// big) whose quoted packet belongs to no tracked connection.
+    IcmpErrorUntracked = 18,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -120,6 +123,7 @@ impl DropReason {
         DropReason::NoEgressPort,
         DropReason::NaclEgressDenied,
         DropReason::NaclIngressDenied,
+        DropReason::IcmpErrorUntracked,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -141,6 +145,7 @@ impl DropReason {
             DropReason::NoEgressPort => "no_egress_port",
             DropReason::NaclEgressDenied => "nacl_egress_denied",
             DropReason::NaclIngressDenied => "nacl_ingress_denied",
+            DropReason::IcmpErrorUntracked => "icmp_error_untracked",
         }
     }
 }

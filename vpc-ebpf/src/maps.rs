@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use vpc_common::*;
 
-use crate::parse::Packet;
+use crate::parse::{Packet, Quote};
 
 /// Router-side ifindex -> what is behind it.
 #[map]
@@ -65,6 +65,8 @@ pub static CONFIG: Array<u64> = Array::with_max_entries(cfg::LEN, 0);
 /// packet, two keys and two entries would not fit the 512-byte stack.
 pub struct Scratch {
     pub pkt: Packet,
+    /// The packet an ICMP error quotes.
+    pub quote: Quote,
     pub key: CtKey,
     pub reply_key: CtKey,
     pub orig: CtEntry,

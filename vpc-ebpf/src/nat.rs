@@ -4,7 +4,7 @@ use vpc_common::DropReason;
 
 use crate::{
     ctx::{Ctx, CSUM_PSEUDO, CSUM_ZERO_IS_NONE},
-    parse::{read, write, Packet, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP},
+    parse::{read, write, Packet, Quote, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 /// Rewrites the source (`src`) or destination address and L4 port of a TCP
@@ -47,6 +47,116 @@ pub fn rewrite<C: Ctx>(
     let old_port = read::<u16>(ctx, port_off)?;
     ctx.l4_csum_replace(csum_off, old_port as u32, port as u32, 2, zero)?;
     write(ctx, port_off, port)
+}
+
+/// Translates an ICMP error about a NATed connection, as Linux's NAT does
+/// for related ICMP: the outer address (the source with `snat`, else the
+/// destination) becomes `addr`, and the quoted packet, which travelled the
+/// other way, gets the opposite address and port (`addr`, `port`).
+///
+/// Checksums, all incremental: the outer IPv4 header; the ICMP checksum,
+/// which covers the whole message, so every quoted byte changed here
+/// (address, IPv4 header checksum, port, L4 checksum) and, for ICMPv6, the
+/// pseudo-header; the quoted IPv4 header checksum; and the quoted L4
+/// checksum when the quote holds it (a zero IPv4 UDP checksum stays zero).
+/// Changes inside the quote are not pseudo-header changes of the packet
+/// being forwarded, so they go without `CSUM_PSEUDO`.
+#[inline(always)]
+pub fn icmp_error<C: Ctx>(
+    ctx: &C,
+    p: &Packet,
+    q: &Quote,
+    snat: bool,
+    addr: &[u8; 16],
+    port: u16,
+) -> Result<(), DropReason> {
+    let icmp_csum = p.l4()? + 2;
+    let l3 = q.l3()?;
+    let l4 = q.l4()?;
+    let l4_csum = q.csum()?;
+    let zero = if q.proto == IPPROTO_UDP {
+        CSUM_ZERO_IS_NONE
+    } else {
+        0
+    };
+    let new = addr_words(addr);
+    // The quoted packet's address: its destination when the error travels
+    // like the connection's SNAT direction, its source otherwise.
+    if p.v6 {
+        let off = l3 + if snat { 24 } else { 8 };
+        let mut i = 0;
+        while i < 4 {
+            let old = read::<u32>(ctx, off + i * 4)?;
+            if l4_csum != 0 {
+                quoted_l4_csum(ctx, icmp_csum, l4_csum, old, new[i], 4, zero)?;
+            }
+            ctx.l4_csum_replace(icmp_csum, old, new[i], 4, 0)?;
+            i += 1;
+        }
+        write(ctx, off, *addr)?;
+    } else {
+        let off = l3 + if snat { 16 } else { 12 };
+        let old = read::<u32>(ctx, off)?;
+        let ip_csum = l3 + 10;
+        let before = read::<u16>(ctx, ip_csum)?;
+        ctx.l3_csum_replace(ip_csum, old, new[3])?;
+        let after = read::<u16>(ctx, ip_csum)?;
+        ctx.l4_csum_replace(icmp_csum, before as u32, after as u32, 2, 0)?;
+        if l4_csum != 0 {
+            quoted_l4_csum(ctx, icmp_csum, l4_csum, old, new[3], 4, zero)?;
+        }
+        ctx.l4_csum_replace(icmp_csum, old, new[3], 4, 0)?;
+        write(ctx, off, new[3])?;
+    }
+    let port_off = l4 + if snat { 2 } else { 0 };
+    let old_port = read::<u16>(ctx, port_off)?;
+    if l4_csum != 0 {
+        quoted_l4_csum(
+            ctx,
+            icmp_csum,
+            l4_csum,
+            old_port as u32,
+            port as u32,
+            2,
+            zero,
+        )?;
+    }
+    ctx.l4_csum_replace(icmp_csum, old_port as u32, port as u32, 2, 0)?;
+    write(ctx, port_off, port)?;
+    // The outer header last: the ICMPv6 checksum covers its addresses.
+    if p.v6 {
+        let off = ETH_HLEN + if snat { 8 } else { 24 };
+        let mut i = 0;
+        while i < 4 {
+            let old = read::<u32>(ctx, off + i * 4)?;
+            ctx.l4_csum_replace(icmp_csum, old, new[i], 4, CSUM_PSEUDO)?;
+            i += 1;
+        }
+        write(ctx, off, *addr)
+    } else {
+        let off = ETH_HLEN + if snat { 12 } else { 16 };
+        let old = read::<u32>(ctx, off)?;
+        ctx.l3_csum_replace(ETH_HLEN + 10, old, new[3])?;
+        write(ctx, off, new[3])
+    }
+}
+
+/// Updates the quoted L4 checksum for a change of the quote, and the ICMP
+/// checksum for the change of that checksum field.
+#[inline(always)]
+fn quoted_l4_csum<C: Ctx>(
+    ctx: &C,
+    icmp_csum: usize,
+    off: usize,
+    old: u32,
+    new: u32,
+    size: u64,
+    zero: u64,
+) -> Result<(), DropReason> {
+    let before = read::<u16>(ctx, off)?;
+    ctx.l4_csum_replace(off, old, new, size, zero)?;
+    let after = read::<u16>(ctx, off)?;
+    ctx.l4_csum_replace(icmp_csum, before as u32, after as u32, 2, 0)
 }
 
 /// An address as four words in packet byte order.

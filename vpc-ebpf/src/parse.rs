@@ -91,11 +91,132 @@ impl Packet {
             || (self.proto == IPPROTO_ICMPV6 && self.icmp_type == 128)
     }
 
+    /// An ICMP error that quotes the packet it is about: IPv4 destination
+    /// unreachable (3, fragmentation needed among them) and time exceeded
+    /// (11); ICMPv6 destination unreachable (1), packet too big (2) and
+    /// time exceeded (3).
+    #[inline(always)]
+    pub fn is_icmp_error(&self) -> bool {
+        match self.proto {
+            IPPROTO_ICMP => self.icmp_type == 3 || self.icmp_type == 11,
+            IPPROTO_ICMPV6 => self.icmp_type >= 1 && self.icmp_type <= 3,
+            _ => false,
+        }
+    }
+
     #[inline(always)]
     pub fn is_echo_reply(&self) -> bool {
         (self.proto == IPPROTO_ICMP && self.icmp_type == 0)
             || (self.proto == IPPROTO_ICMPV6 && self.icmp_type == 129)
     }
+}
+
+/// Upper bounds of the quoted packet's offsets: its IP header follows the
+/// 8-byte ICMP header, its L4 header an IPv4 header of at most 60 bytes.
+const MAX_QUOTE_L3: usize = MAX_L4_OFF + 8;
+const MAX_QUOTE_L4: usize = MAX_QUOTE_L3 + 60;
+
+/// The packet an ICMP error quotes (a TCP or UDP packet as it was sent:
+/// its IP header and at least the first 8 bytes of its L4 header).
+#[repr(C, align(8))]
+pub struct Quote {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub l3_off: usize,
+    pub l4_off: usize,
+    /// Offset of its L4 checksum; 0 when the quote stops before it (a TCP
+    /// quote of 8 bytes, as RFC 792 allows).
+    pub csum_off: usize,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+impl Quote {
+    /// Offsets re-bounded, as [`Packet::l4`] (the quote lives in scratch).
+    #[inline(always)]
+    pub fn l3(&self) -> Result<usize, DropReason> {
+        let off = self.l3_off;
+        if off > MAX_QUOTE_L3 {
+            return Err(DropReason::Malformed);
+        }
+        Ok(off)
+    }
+
+    #[inline(always)]
+    pub fn l4(&self) -> Result<usize, DropReason> {
+        let off = self.l4_off;
+        if off > MAX_QUOTE_L4 {
+            return Err(DropReason::Malformed);
+        }
+        Ok(off)
+    }
+
+    #[inline(always)]
+    pub fn csum(&self) -> Result<usize, DropReason> {
+        let off = self.csum_off;
+        if off > MAX_QUOTE_L4 + 16 {
+            return Err(DropReason::Malformed);
+        }
+        Ok(off)
+    }
+}
+
+/// Parses the packet quoted by the ICMP error `p`. Only what the quote
+/// holds counts (the outer IP length, not the frame's padding): its IP
+/// header whole and 8 bytes of TCP or UDP (ports; UDP's checksum too),
+/// the TCP checksum only if the quote holds the whole 20-byte header, as
+/// Linux's NAT does. A quote of anything that cannot be a tracked packet
+/// (not TCP or UDP, a fragment) is `IcmpErrorUntracked`.
+#[inline(always)]
+pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReason> {
+    let l3 = p.l4()? + 8;
+    let end = ETH_HLEN + p.ip_len as usize;
+    let l4;
+    if p.v6 {
+        // Whole words: a 1-byte read at a variable offset compiles to a
+        // bounds check the verifier cannot use.
+        let hdr = read::<[u8; 8]>(ctx, l3)?;
+        if hdr[0] >> 4 != 6 {
+            return Err(DropReason::Malformed);
+        }
+        q.proto = hdr[6];
+        q.saddr = read::<[u8; 16]>(ctx, l3 + 8)?;
+        q.daddr = read::<[u8; 16]>(ctx, l3 + 24)?;
+        l4 = l3 + 40;
+    } else {
+        let hdr = read::<[u32; 5]>(ctx, l3)?;
+        let [vihl, _, _, _] = hdr[0].to_ne_bytes();
+        let [_, _, frag_hi, frag_lo] = hdr[1].to_ne_bytes();
+        let [_, proto, _, _] = hdr[2].to_ne_bytes();
+        let ihl = ((vihl & 0x0f) as usize) * 4;
+        if vihl >> 4 != 4 || ihl < 20 {
+            return Err(DropReason::Malformed);
+        }
+        if u16::from_be_bytes([frag_hi, frag_lo]) & 0x3fff != 0 {
+            // Fragments never cross the router: no connection has one.
+            return Err(DropReason::IcmpErrorUntracked);
+        }
+        q.proto = proto;
+        set_v4_mapped(&mut q.saddr, hdr[3]);
+        set_v4_mapped(&mut q.daddr, hdr[4]);
+        l4 = l3 + ihl;
+    }
+    if l4 + 8 > end {
+        return Err(DropReason::Malformed);
+    }
+    q.csum_off = match q.proto {
+        IPPROTO_TCP if l4 + 20 <= end => l4 + 16,
+        IPPROTO_TCP => 0,
+        IPPROTO_UDP => l4 + 6,
+        _ => return Err(DropReason::IcmpErrorUntracked),
+    };
+    let ports = read::<[u16; 2]>(ctx, l4)?;
+    q.sport = ports[0];
+    q.dport = ports[1];
+    q.l3_off = l3;
+    q.l4_off = l4;
+    Ok(())
 }
 
 /// Pointer to a `T` at `off`, if the whole `T` is inside the packet.

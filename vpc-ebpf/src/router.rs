@@ -52,6 +52,10 @@ pub fn run<C: Ctx>(ctx: &C) -> u32 {
     };
     let ifindex = ctx.ingress_ifindex() as u32;
     let now = ct::now();
+    // ICMP errors travel with the connection they quote, or not at all.
+    if p.is_icmp_error() {
+        return related(ctx, s, ifindex, now);
+    }
     // Established traffic first. An entry names the port its direction
     // arrives on, and its key holds the source address, so a match is a
     // packet the source check admitted when the connection opened.
@@ -121,6 +125,85 @@ fn tracked<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
         return UNTRACKED;
     }
     finish(deliver_tracked(ctx, s, e, orig, now))
+}
+
+/// An ICMP error (destination unreachable incl. fragmentation needed, time
+/// exceeded; ICMPv6 also packet too big) is related traffic of the
+/// connection whose packet it quotes, as in Linux's conntrack, and is
+/// forwarded only as part of it:
+///
+/// * The quoted packet travelled the other way, so its tuple reversed is
+///   the key of the direction the error travels in (a database's error
+///   about a function's packet, sent from the ENI's address and NAT port,
+///   finds the connection's reply entry). The error must come from the
+///   quoted packet's destination, be addressed to its source, and arrive
+///   on that direction's port, which the entry's key and port vouch for
+///   as the source check would. Anything else, an expired connection or a
+///   stale reply entry included, is `icmp_error_untracked`.
+/// * Security groups: the error passes as part of its tracked connection,
+///   whatever the rules (groups are stateful; AWS documents no rule for
+///   related ICMP, and an error is not a new connection to be allowed).
+///   Network ACLs are stateless and apply as to every packet, to the ICMP
+///   type and code, at the connection's subnet boundary; a function's side
+///   is its ENI, seen before the reverse NAT (AWS: allow type 3 code 4 both
+///   ways for path-MTU discovery).
+/// * NAT: translated back as the connection's direction is (outer address,
+///   then the quote's opposite address and port, every checksum fixed; see
+///   `nat::icmp_error`), and delivered where the direction goes.
+/// * It does not refresh or change the connection.
+#[inline(never)]
+fn related<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
+    finish(related_inner(ctx, s, ifindex, now))
+}
+
+#[inline(always)]
+fn related_inner<C: Ctx>(
+    ctx: &C,
+    s: &mut Scratch,
+    ifindex: u32,
+    now: u64,
+) -> Result<u32, DropReason> {
+    parse::quote(ctx, &s.pkt, &mut s.quote)?;
+    let (p, q) = (&s.pkt, &s.quote);
+    if q.daddr != p.saddr || q.saddr != p.daddr {
+        return Err(DropReason::IcmpErrorUntracked);
+    }
+    s.reply_key = CtKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: q.dport,
+        dport: q.sport,
+        proto: q.proto,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    let e = match CT.get_ptr(&s.reply_key) {
+        Some(e) => e,
+        None => return Err(DropReason::IcmpErrorUntracked),
+    };
+    let ent = unsafe { &*e };
+    if ent.in_ifindex != ifindex {
+        return Err(DropReason::IcmpErrorUntracked);
+    }
+    let orig = if ent.dir == CT_DIR_ORIG {
+        ent
+    } else {
+        match unsafe { CT.get(&ent.twin) } {
+            Some(o) if o.twin == s.reply_key => o,
+            _ => return Err(DropReason::IcmpErrorUntracked),
+        }
+    };
+    if ct::expired(q.proto, orig, now) {
+        return Err(DropReason::IcmpErrorUntracked);
+    }
+    let snat = ent.flags & CT_F_SNAT != 0;
+    let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
+    let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
+    boundary(p, policy_epoch() & 1, src, dst, src_addr, &p.daddr)?;
+    if snat || ent.flags & CT_F_DNAT != 0 {
+        nat::icmp_error(ctx, p, q, snat, &ent.nat_addr, ent.nat_port)?;
+    }
+    route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)
 }
 
 /// Network ACLs apply to tracked packets too (they are stateless), as the

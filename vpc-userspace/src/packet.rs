@@ -22,6 +22,15 @@ pub enum L4 {
         id: u16,
         seq: u16,
     },
+    /// An ICMP / ICMPv6 error: type, code, the word after the checksum
+    /// (unused, or the MTU of fragmentation needed / packet too big), and
+    /// the IP packet it quotes as it was sent, maybe cut ([`quote`]).
+    IcmpError {
+        ty: u8,
+        code: u8,
+        info: u32,
+        quote: Vec<u8>,
+    },
     Other {
         proto: u8,
     },
@@ -78,6 +87,8 @@ impl Frame {
             (L4::Udp { .. }, _) => 17,
             (L4::Icmp { .. }, IpAddr::V4(_)) => 1,
             (L4::Icmp { .. }, IpAddr::V6(_)) => 58,
+            (L4::IcmpError { .. }, IpAddr::V4(_)) => 1,
+            (L4::IcmpError { .. }, IpAddr::V6(_)) => 58,
             (L4::Other { proto }, _) => *proto,
         }
     }
@@ -112,6 +123,17 @@ impl Frame {
                 h.extend_from_slice(&seq.to_be_bytes());
                 h
             }
+            L4::IcmpError {
+                ty,
+                code,
+                info,
+                quote,
+            } => {
+                let mut h = vec![*ty, *code, 0, 0];
+                h.extend_from_slice(&info.to_be_bytes());
+                h.extend_from_slice(quote);
+                h
+            }
             L4::Other { .. } => vec![],
         };
         l4.extend_from_slice(&self.payload);
@@ -127,6 +149,7 @@ impl Frame {
             (L4::Udp { .. }, _) => Some(6),
             (L4::Icmp { .. }, 1) => Some(2),
             (L4::Icmp { .. }, _) => Some(2),
+            (L4::IcmpError { .. }, _) => Some(2),
             _ => None,
         };
         if let Some(off) = csum_off {
@@ -230,6 +253,87 @@ fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
         _ => unreachable!(),
     }
     checksum(&[&pseudo, l4])
+}
+
+/// The IP packet of `frame` (no Ethernet header, no padding), cut to at
+/// most `len` bytes: what an ICMP error quotes.
+pub fn quote(frame: &[u8], len: usize) -> Vec<u8> {
+    let ip_len = match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => u16::from_be_bytes([frame[16], frame[17]]) as usize,
+        _ => 40 + u16::from_be_bytes([frame[18], frame[19]]) as usize,
+    };
+    frame[14..14 + ip_len.min(len)].to_vec()
+}
+
+/// Parses and checks an ICMP error built by [`Frame`] (every outer
+/// checksum, as [`parse_and_verify`]) and the packet it quotes: its IPv4
+/// header checksum, and its L4 checksum when the quote holds the whole
+/// packet. Returns the outer packet and what the quote says.
+pub fn parse_icmp_error(f: &[u8]) -> Result<(Parsed, Quoted), String> {
+    let outer = parse_and_verify(f)?;
+    let l4 = match outer.src {
+        IpAddr::V4(_) => 14 + (f[14] & 0xf) as usize * 4,
+        IpAddr::V6(_) => 54,
+    };
+    let end = match outer.src {
+        IpAddr::V4(_) => 14 + u16::from_be_bytes([f[16], f[17]]) as usize,
+        IpAddr::V6(_) => 54 + u16::from_be_bytes([f[18], f[19]]) as usize,
+    };
+    let q = &f[l4 + 8..end];
+    let (src, dst, proto, l4q, full): (IpAddr, IpAddr, u8, &[u8], bool) = match outer.src {
+        IpAddr::V4(_) => {
+            let ihl = (q[0] & 0xf) as usize * 4;
+            if checksum(&[&q[..ihl]]) != 0 {
+                return Err("bad quoted IPv4 header checksum".into());
+            }
+            let tot = u16::from_be_bytes([q[2], q[3]]) as usize;
+            let s: [u8; 4] = q[12..16].try_into().unwrap();
+            let d: [u8; 4] = q[16..20].try_into().unwrap();
+            let full = q.len() >= tot;
+            (s.into(), d.into(), q[9], &q[ihl..tot.min(q.len())], full)
+        }
+        IpAddr::V6(_) => {
+            let plen = u16::from_be_bytes([q[4], q[5]]) as usize;
+            let s: [u8; 16] = q[8..24].try_into().unwrap();
+            let d: [u8; 16] = q[24..40].try_into().unwrap();
+            let full = q.len() >= 40 + plen;
+            (
+                s.into(),
+                d.into(),
+                q[6],
+                &q[40..(40 + plen).min(q.len())],
+                full,
+            )
+        }
+    };
+    let skip_udp = proto == 17 && src.is_ipv4() && l4q[6] == 0 && l4q[7] == 0;
+    if full && !skip_udp && l4_checksum(src, dst, proto, l4q) != 0 {
+        return Err(format!("bad quoted L4 checksum (proto {proto})"));
+    }
+    let inner = Quoted {
+        src,
+        dst,
+        proto,
+        sport: u16::from_be_bytes([l4q[0], l4q[1]]),
+        dport: u16::from_be_bytes([l4q[2], l4q[3]]),
+        len: q.len(),
+        complete: full,
+    };
+    Ok((outer, inner))
+}
+
+/// The packet an ICMP error quotes, as [`parse_icmp_error`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quoted {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// Bytes quoted.
+    pub len: usize,
+    /// The whole packet is quoted (so its L4 checksum was checked).
+    pub complete: bool,
 }
 
 /// What a frame carries, read back after the program ran.
@@ -358,6 +462,33 @@ mod tests {
                 .with_options()
                 .build();
             parse_and_verify(&f6).unwrap();
+        }
+        // ICMP errors quoting a packet, whole or cut to its ports.
+        for (src, dst) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let l4 = L4::Tcp {
+                sport: 1,
+                dport: 2,
+                flags: TCP_SYN,
+            };
+            let inner = Frame::new(src, dst, l4).payload(b"data").build();
+            for len in [1000, if src.is_ipv4() { 28 } else { 48 }] {
+                let err = Frame::new(
+                    dst,
+                    src,
+                    L4::IcmpError {
+                        ty: 3,
+                        code: 4,
+                        info: 1200,
+                        quote: quote(&inner, len),
+                    },
+                )
+                .build();
+                let (o, q) = parse_icmp_error(&err).unwrap();
+                assert_eq!((o.src, o.dst), (dst, src));
+                assert_eq!((q.src, q.dst, q.sport, q.dport), (src, dst, 1, 2));
+                assert_eq!(q.complete, len == 1000);
+            }
         }
         // Known vector: RFC 1071 example words.
         assert_eq!(
