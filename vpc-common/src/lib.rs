@@ -54,8 +54,40 @@ pub const MAX_POLICY_PORTS: u32 = 262_144;
 /// NAT source ports handed out by a Hyperplane ENI (AWS: ephemeral range).
 pub const NAT_PORT_MIN: u16 = 1024;
 pub const NAT_PORT_MAX: u16 = 65535;
-/// Bounded probing for a free NAT port.
+/// Ports of the ephemeral range: the most an ENI can hold per protocol.
+pub const NAT_PORT_RANGE: u32 = NAT_PORT_MAX as u32 - NAT_PORT_MIN as u32 + 1;
+/// Default connections (source ports) per Hyperplane ENI and protocol:
+/// AWS documents 65,000; within the ephemeral range 1024-65535 that AWS
+/// tells customers to open in their ACLs there are 64,512 (see the README).
+pub const DEFAULT_ENI_CAPACITY: u32 = NAT_PORT_RANGE;
+/// Bounded probing for a free NAT port, per ENI of a group: independent
+/// random ports, so at occupancy p an ENI refuses with probability p^16.
 pub const NAT_PORT_TRIES: u32 = 16;
+/// Hyperplane ENIs per (subnet, security-group set) group.
+pub const MAX_GROUP_ENIS: usize = 8;
+/// `NAT_STATS` indexes: allocation failures (every ENI of the group full),
+/// then the probe histogram of successful allocations: bucket `b` counts
+/// allocations that took 2^(b-1)+1 ..= 2^b probes (1, 2, 3-4, 5-8, ...).
+pub const NAT_STAT_FAILED: u32 = 0;
+pub const NAT_STAT_HIST: u32 = 1;
+pub const NAT_HIST_BUCKETS: u32 = 8;
+pub const NAT_STATS_LEN: u32 = 16;
+
+/// Histogram bucket (offset from `NAT_STAT_HIST`) of an allocation that
+/// took `probes` probes (>= 1): 1 -> 0, 2 -> 1, 3-4 -> 2, 5-8 -> 3, ...
+#[inline(always)]
+pub const fn probe_bucket(probes: u32) -> u32 {
+    let b = if probes <= 1 {
+        0
+    } else {
+        32 - (probes - 1).leading_zeros()
+    };
+    if b >= NAT_HIST_BUCKETS {
+        NAT_HIST_BUCKETS - 1
+    } else {
+        b
+    }
+}
 /// `SG_PORTS` protocol value meaning "all protocols" (`IpProtocol: -1`).
 /// 255 is IANA-reserved, so no real packet carries it.
 pub const PROTO_ANY: u8 = 255;
@@ -173,9 +205,9 @@ pub struct PortInfo {
     pub _pad: [u8; 2],
     /// Security-group policy of a host (union of its groups), per generation.
     pub policy: [u32; 2],
-    /// Hyperplane ENI an execution environment sends through (0 until its
-    /// function is Active).
-    pub eni: u32,
+    /// Group of Hyperplane ENIs (`ENI_GROUPS`) an execution environment
+    /// sends through (0 until its function is Active).
+    pub eni_group: u32,
     pub vpc: u32,
     /// Subnet index of a host (its ACL: `SUBNET_ACLS`).
     pub subnet: u32,
@@ -217,8 +249,36 @@ pub struct HyperplaneEni {
     pub subnet: u32,
     pub has_v6: u8,
     pub _pad: [u8; 3],
+    /// The ENI whose NAT ports this entry hands out (`NAT_PORTS`): its own
+    /// index, also for the IPv4-only view of a dual-stack ENI.
+    pub pool: u32,
 }
-const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 52);
+const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 56);
+
+/// `ENI_GROUPS` value, keyed by group id: the Hyperplane ENIs of one
+/// (subnet, security-group set), tried in order for a new connection.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct EniGroup {
+    pub count: u32,
+    /// `ENIS` ids, the first `count` valid.
+    pub enis: [u32; MAX_GROUP_ENIS],
+}
+const _: () = assert!(core::mem::size_of::<EniGroup>() == 36);
+
+/// `NAT_PORTS` key: a NAT source port is unique per (ENI, protocol), so an
+/// ENI holds at most its capacity of connections per protocol.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatPortKey {
+    /// The ENI's index (`HyperplaneEni::pool`).
+    pub eni: u32,
+    /// Network order, as in `CtEntry::nat_port`.
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<NatPortKey>() == 8);
 
 /// Security-group direction bit in [`SgPrefixKey::policy_dir`].
 pub const DIR_INGRESS: u32 = 0;
@@ -326,7 +386,9 @@ pub struct CtEntry {
     pub flags: u8,
     pub _pad0: u8,
     pub nat_port: u16,
-    /// Hyperplane ENI id for NATed connections (0: none).
+    /// Hyperplane ENI (its index, `HyperplaneEni::pool`) of NATed
+    /// connections (0: none): with `nat_port` and the protocol, the
+    /// connection's `NAT_PORTS` claim.
     pub eni: u16,
     /// Subnet indexes this direction leaves and enters (its ACL boundary;
     /// equal when it stays in one subnet).
@@ -356,7 +418,10 @@ pub mod cfg {
     pub const OTHER: u32 = 7;
     /// The policy generation in force (0 or 1), not a timeout.
     pub const GENERATION: u32 = 8;
-    pub const LEN: u32 = 9;
+    /// NAT ports per Hyperplane ENI and protocol (1..=`NAT_PORT_RANGE`;
+    /// 0 or out of range: `DEFAULT_ENI_CAPACITY`): ports 1024..1024+N.
+    pub const ENI_CAPACITY: u32 = 9;
+    pub const LEN: u32 = 10;
 }
 
 /// IPv4-mapped form of an IPv4 address (network order).
@@ -377,4 +442,6 @@ mod pod {
     unsafe impl aya::Pod for SgPortKey {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtEntry {}
+    unsafe impl aya::Pod for EniGroup {}
+    unsafe impl aya::Pod for NatPortKey {}
 }

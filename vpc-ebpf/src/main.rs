@@ -75,7 +75,16 @@ pub fn bench_router(ctx: XdpContext) -> u32 {
     let action = route_packet(&ctx);
     if new_flow && have_key {
         if let Some(e) = maps::CT.get_ptr(&s.bench_key) {
-            let _ = maps::CT.remove(unsafe { &(*e).twin });
+            let e = unsafe { &*e };
+            if e.flags & vpc_common::CT_F_SNAT != 0 {
+                let _ = maps::NAT_PORTS.remove(&vpc_common::NatPortKey {
+                    eni: e.eni as u32,
+                    port: e.nat_port,
+                    proto: s.bench_key.proto,
+                    _pad: 0,
+                });
+            }
+            let _ = maps::CT.remove(&e.twin);
         }
         let _ = maps::CT.remove(&s.bench_key);
     }

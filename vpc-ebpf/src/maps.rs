@@ -21,6 +21,21 @@ pub static ENDPOINTS: HashMap<[u8; 16], Endpoint> = HashMap::with_max_entries(MA
 #[map]
 pub static ENIS: HashMap<u32, HyperplaneEni> = HashMap::with_max_entries(MAX_ENIS, 0);
 
+/// Group id -> the ENIs of one (subnet, security-group set), in order.
+#[map]
+pub static ENI_GROUPS: HashMap<u32, EniGroup> = HashMap::with_max_entries(MAX_ENIS, 0);
+
+/// (ENI, protocol, NAT port) -> the reply key of the connection holding
+/// it. Claimed with `BPF_NOEXIST` by a new function connection; released by
+/// the agent's GC together with the connection. Sized like `CT` at load.
+#[map]
+pub static NAT_PORTS: HashMap<NatPortKey, CtKey> = HashMap::with_max_entries(CT_MAX_ENTRIES, 0);
+
+/// Per-CPU NAT allocation counters: failures, probe histogram
+/// (`vpc_common::NAT_STAT_*`).
+#[map]
+pub static NAT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NAT_STATS_LEN, 0);
+
 /// (policy, direction, peer prefix) -> peer class.
 #[map]
 pub static SG_PREFIXES: LpmTrie<SgPrefixKey, u32> =

@@ -6,15 +6,15 @@
 //! themselves, so no aggregate crosses a call.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, for_gen, kind, subnet_acl_index, CtEntry, CtKey, DropReason, Endpoint, PortInfo,
-    CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_PORT_MAX,
-    NAT_PORT_MIN, NAT_PORT_TRIES,
+    cfg, for_gen, kind, subnet_acl_index, CtEntry, CtKey, DropReason, Endpoint, EniGroup,
+    NatPortKey, PortInfo, CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS,
+    MAX_GROUP_ENIS, NAT_PORT_MIN, NAT_PORT_RANGE, NAT_PORT_TRIES,
 };
 
 use crate::{
     ct,
     ctx::Ctx,
-    maps::{Scratch, CONFIG, CT, ENIS, PORTS, SCRATCH, SUBNET_ACLS},
+    maps::{Scratch, CONFIG, CT, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
     policy, route, stats,
@@ -381,57 +381,130 @@ fn function_flow_inner<C: Ctx>(
     if p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP {
         return Err(DropReason::FunctionProtocol);
     }
-    let eni = match unsafe { ENIS.get(&port.eni) } {
+    let group = match unsafe { ENI_GROUPS.get(&port.eni_group) } {
+        Some(g) if g.count > 0 => g,
+        _ => return Err(DropReason::NoRoute),
+    };
+    // Every ENI of a group has the same subnet, groups and VPC.
+    let first = match unsafe { ENIS.get(&group.enis[0]) } {
         Some(e) => e,
         None => return Err(DropReason::NoRoute),
     };
-    if p.v6 && eni.has_v6 == 0 {
+    if p.v6 && first.has_v6 == 0 {
         return Err(DropReason::NoRoute);
     }
     let ep = route::endpoint(&p.daddr)?;
-    if ep.vpc != eni.vpc || ep.kind != kind::HOST {
+    if ep.vpc != first.vpc || ep.kind != kind::HOST {
         return Err(DropReason::NoRoute);
     }
     if !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    let epoch = policy_epoch();
-    admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
-    s.orig.eni = port.eni as u16;
-    s.reply.eni = port.eni as u16;
-    s.orig.eni_subnet = eni.subnet as u16;
-    s.reply.eni_subnet = eni.subnet as u16;
-    s.orig.flags = CT_F_SNAT;
-    s.orig.nat_addr = *eni_addr;
-    s.reply.flags = CT_F_DNAT;
-    s.reply.nat_addr = p.saddr;
-    s.reply.nat_port = p.sport;
     s.reply_key = CtKey {
         saddr: p.daddr,
-        daddr: *eni_addr,
+        daddr: p.daddr,
         sport: p.dport,
         dport: 0,
         proto: p.proto,
         _pad0: 0,
         _pad1: 0,
     };
-    bind(s, ifindex, ep, eni.subnet, epoch)?;
-    // Random start, bounded probing: inserting the reply key claims the port.
-    let range = (NAT_PORT_MAX - NAT_PORT_MIN) as u32 + 1;
-    let start = unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() };
-    let mut i = 0;
-    while i < NAT_PORT_TRIES {
-        let nat_port = ((NAT_PORT_MIN as u32 + (start.wrapping_add(i) % range)) as u16).to_be();
-        s.reply_key.dport = nat_port;
-        s.orig.nat_port = nat_port;
-        if open(s, now)? {
-            nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
-            return route::deliver_to(ctx, ep);
-        }
-        i += 1;
+    let (id, claim) = claim_nat_port(s, group)?;
+    let r = function_open(ctx, s, id, ep, ifindex, now);
+    if r.is_err() {
+        let _ = NAT_PORTS.remove(&claim);
     }
+    r
+}
+
+/// A NAT port for the connection in `s` (its `reply_key` holds the remote
+/// side): the ENIs of the group in order, on each `NAT_PORT_TRIES`
+/// independent random ports of its range; the first free one is claimed
+/// with `BPF_NOEXIST`, its value the reply key (which names the ENI's
+/// address and the port). Returns the ENI id and the claim; every ENI full
+/// is `NatPortExhausted`, counted in `NAT_STATS`.
+#[inline(always)]
+fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<(u32, NatPortKey), DropReason> {
+    let cap = match CONFIG.get(cfg::ENI_CAPACITY).copied().unwrap_or(0) as u32 {
+        c if c == 0 || c > NAT_PORT_RANGE => NAT_PORT_RANGE,
+        c => c,
+    };
+    let v6 = s.pkt.v6;
+    let mut probes = 0u32;
+    let mut i = 0usize;
+    while i < MAX_GROUP_ENIS {
+        if i as u32 >= group.count {
+            break;
+        }
+        let id = group.enis[i];
+        i += 1;
+        let eni = match unsafe { ENIS.get(&id) } {
+            Some(e) if !(v6 && e.has_v6 == 0) => e,
+            _ => continue,
+        };
+        s.reply_key.daddr = if v6 { eni.addr6 } else { eni.addr4 };
+        let mut k = 0;
+        while k < NAT_PORT_TRIES {
+            k += 1;
+            probes += 1;
+            let r = unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() }
+                .checked_rem(cap)
+                .unwrap_or(0);
+            let nat_port = ((NAT_PORT_MIN as u32 + r) as u16).to_be();
+            s.reply_key.dport = nat_port;
+            let claim = NatPortKey {
+                eni: eni.pool,
+                port: nat_port,
+                proto: s.reply_key.proto,
+                _pad: 0,
+            };
+            if NAT_PORTS
+                .insert(&claim, &s.reply_key, BPF_NOEXIST as u64)
+                .is_ok()
+            {
+                stats::nat_probes(probes);
+                return Ok((id, claim));
+            }
+        }
+    }
+    stats::nat_failed();
     Err(DropReason::NatPortExhausted)
+}
+
+/// The checks and conntrack entries of a function connection whose NAT
+/// port on ENI `id` is claimed (`s.reply_key` complete), then delivery.
+#[inline(always)]
+fn function_open<C: Ctx>(
+    ctx: &C,
+    s: &mut Scratch,
+    id: u32,
+    ep: &Endpoint,
+    ifindex: u32,
+    now: u64,
+) -> Result<u32, DropReason> {
+    let eni = match unsafe { ENIS.get(&id) } {
+        Some(e) => e,
+        None => return Err(DropReason::NoRoute),
+    };
+    let p = &s.pkt;
+    let eni_addr = p.pick(&eni.addr6, &eni.addr4);
+    let epoch = policy_epoch();
+    admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
+    let nat_port = s.reply_key.dport;
+    s.orig.eni = eni.pool as u16;
+    s.reply.eni = eni.pool as u16;
+    s.orig.eni_subnet = eni.subnet as u16;
+    s.reply.eni_subnet = eni.subnet as u16;
+    s.orig.flags = CT_F_SNAT;
+    s.orig.nat_addr = *eni_addr;
+    s.orig.nat_port = nat_port;
+    s.reply.flags = CT_F_DNAT;
+    s.reply.nat_addr = p.saddr;
+    s.reply.nat_port = p.sport;
+    bind(s, ifindex, ep, eni.subnet, epoch)?;
+    open(s, now)?;
+    nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
+    route::deliver_to(ctx, ep)
 }
 
 /// Forwarding and ACL-boundary state of both directions of a new
@@ -467,10 +540,11 @@ fn bind(
 }
 
 /// Inserts both entries of a new connection from `s` (flags and NAT fields
-/// already set). With NAT the reply entry goes in first with `BPF_NOEXIST`,
-/// so the port is claimed atomically; `Ok(false)` when it is taken.
+/// already set). The reply entry goes in first with `BPF_NOEXIST`: a NATed
+/// connection's port is already claimed (`NAT_PORTS`), so its reply key is
+/// new, and a host connection must not take over another's reply entry.
 #[inline(always)]
-fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
+fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
     let state = ct::initial_state(&s.pkt);
     for (e, dir, twin) in [
         (&mut s.orig, CT_DIR_ORIG, &s.reply_key),
@@ -493,15 +567,11 @@ fn open(s: &mut Scratch, now: u64) -> Result<bool, DropReason> {
     let nat = s.reply.flags & CT_F_DNAT != 0;
     let flags = if nat { BPF_NOEXIST as u64 } else { 0 };
     if CT.insert(&s.reply_key, &s.reply, flags).is_err() {
-        return if nat {
-            Ok(false)
-        } else {
-            Err(DropReason::CtFull)
-        };
+        return Err(DropReason::CtFull);
     }
     if CT.insert(&s.key, &s.orig, 0).is_err() {
         let _ = CT.remove(&s.reply_key);
         return Err(DropReason::CtFull);
     }
-    Ok(true)
+    Ok(())
 }

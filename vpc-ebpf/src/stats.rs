@@ -1,7 +1,12 @@
 //! Per-CPU verdict counters.
 use vpc_common::{DropReason, STAT_FORWARDED};
 
-use crate::{ctx::VERDICT_DROP, maps::STATS};
+use vpc_common::{probe_bucket, NAT_STAT_FAILED, NAT_STAT_HIST};
+
+use crate::{
+    ctx::VERDICT_DROP,
+    maps::{NAT_STATS, STATS},
+};
 
 #[inline(always)]
 fn bump(idx: u32) {
@@ -20,4 +25,23 @@ pub fn drop(reason: DropReason) -> u32 {
 #[inline(always)]
 pub fn forwarded() {
     bump(STAT_FORWARDED);
+}
+
+#[inline(always)]
+fn bump_nat(idx: u32) {
+    if let Some(c) = NAT_STATS.get_ptr_mut(idx) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// A NAT port allocation that succeeded after `probes` probes.
+#[inline(always)]
+pub fn nat_probes(probes: u32) {
+    bump_nat(NAT_STAT_HIST + probe_bucket(probes));
+}
+
+/// A NAT port allocation that found every ENI of its group full.
+#[inline(always)]
+pub fn nat_failed() {
+    bump_nat(NAT_STAT_FAILED);
 }

@@ -4,23 +4,24 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ipnet::IpNet;
 use vpc_common::{
-    kind, subnet_acl_index, v4_mapped, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
-    CLASS_ALLOW, CLASS_DECIDED, CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY,
-    SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
+    kind, subnet_acl_index, v4_mapped, Endpoint, EniGroup, HyperplaneEni, PortInfo, SgPortKey,
+    SgPrefixKey, CLASS_ALLOW, CLASS_DECIDED, CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS,
+    ID_GEN_SHIFT, MAX_GROUP_ENIS, PROTO_ANY, SG_PORT_FIXED_BITS, SG_PREFIX_FIXED_BITS,
 };
 
 use crate::model::{Function, Model, Peer, Protocol, Rule};
 
 /// Datapath ENI id of the IPv4-only view of a dual-stack Hyperplane ENI:
 /// the ENI's index with this bit set. A function without
-/// `Ipv6AllowedForDualStack` sends through this view, whose `has_v6` is 0,
-/// so the router drops its IPv6 (`no_route`) while functions sharing the
-/// ENI with the flag set use its IPv6 address. (The ENI is one ENI, as at
-/// AWS; only the datapath sees two entries. Ids stay below 2^16: `CtEntry`
-/// keeps them in a u16.)
+/// `Ipv6AllowedForDualStack` sends through the group of such views, whose
+/// `has_v6` is 0, so the router drops its IPv6 (`no_route`) while functions
+/// sharing the ENIs with the flag set use their IPv6 addresses. (An ENI is
+/// one ENI, as at AWS: a view hands out the same NAT ports, `pool`. Ids
+/// stay below 2^16: `CtEntry` keeps them in a u16.)
 pub const ENI_V4_ONLY: u32 = 1 << 15;
 
-/// The datapath ENI id a function's execution environment sends through.
+/// The datapath ENI group a function's execution environment sends
+/// through: its first ENI's index (`| ENI_V4_ONLY` for the IPv4-only view).
 pub fn function_eni(model: &Model, f: &Function) -> Option<u32> {
     let index = f.eni?;
     let dual = model
@@ -32,6 +33,22 @@ pub fn function_eni(model: &Model, f: &Function) -> Option<u32> {
     } else {
         index
     })
+}
+
+/// The `ENI_GROUPS` entry of group `id` (a first ENI's index, or its
+/// IPv4-only view): its ENIs in order, at most `MAX_GROUP_ENIS`.
+pub fn eni_group(model: &Model, id: u32) -> EniGroup {
+    let view = id & ENI_V4_ONLY;
+    let mut g = EniGroup::default();
+    for e in model
+        .eni_group(id & !ENI_V4_ONLY)
+        .iter()
+        .take(MAX_GROUP_ENIS)
+    {
+        g.enis[g.count as usize] = e.index | view;
+        g.count += 1;
+    }
+    g
 }
 
 /// A router port as built by the topology.
@@ -50,8 +67,9 @@ pub struct LinkInfo {
 pub struct Entries {
     pub ports: Vec<(u32, PortInfo)>,
     pub endpoints: Vec<([u8; 16], Endpoint)>,
-    /// Installed when the owning function becomes Active.
     pub enis: Vec<(u32, HyperplaneEni)>,
+    /// Group id -> its ENIs (`ENI_GROUPS`).
+    pub eni_groups: Vec<(u32, EniGroup)>,
     pub sg_prefixes: Vec<(u32, SgPrefixKey, u32)>,
     pub sg_ports: Vec<(u32, SgPortKey)>,
     /// Group set (sorted) -> policy id.
@@ -301,6 +319,60 @@ fn attach(
     }
 }
 
+/// The `ENDPOINTS` and `ENIS` entries of one Hyperplane ENI, with the
+/// policy ids of `policies` (in their generation's slot): its address(es),
+/// the ENI, and for a dual-stack ENI its IPv4-only view.
+pub fn eni_entries(
+    model: &Model,
+    e: &crate::model::HyperplaneEniSpec,
+    policies: &BTreeMap<Vec<String>, u32>,
+) -> (Vec<([u8; 16], Endpoint)>, Vec<(u32, HyperplaneEni)>) {
+    let policy = policies[&e.groups];
+    let gen = policy >> ID_GEN_SHIFT & 1;
+    let pair = if gen == 0 { [policy, 0] } else { [0, policy] };
+    let vpc = model.vpc(&e.vpc).expect("validated").index;
+    let addr = v4_mapped(e.ip.octets());
+    let subnet = model
+        .subnets
+        .iter()
+        .position(|s| s.id == e.subnet)
+        .expect("validated") as u32
+        + 1;
+    let endpoint = Endpoint {
+        policy: pair,
+        vpc,
+        subnet,
+        kind: kind::HYPERPLANE_ENI,
+        ..Default::default()
+    };
+    let eni = HyperplaneEni {
+        addr4: addr,
+        policy: pair,
+        vpc,
+        subnet,
+        pool: e.index,
+        ..Default::default()
+    };
+    let mut endpoints = vec![(addr, endpoint)];
+    let mut enis = vec![];
+    match e.ip6 {
+        None => enis.push((e.index, eni)),
+        Some(ip6) => {
+            endpoints.push((ip6.octets(), endpoint));
+            enis.push((
+                e.index,
+                HyperplaneEni {
+                    addr6: ip6.octets(),
+                    has_v6: 1,
+                    ..eni
+                },
+            ));
+            enis.push((e.index | ENI_V4_ONLY, eni));
+        }
+    }
+    (endpoints, enis)
+}
+
 /// All entries, given the links the topology built (keyed by resource id:
 /// host logical id, or function logical id for its execution environment).
 /// `gen`: the policy generation the ids are allocated in; the per-generation
@@ -349,53 +421,30 @@ pub fn compile(
         };
         attach(&mut out, link(&h.id)?, h.ip, h.ip6, port);
     }
+    // Groups in use: (id, is it an IPv4-only view).
+    let groups: BTreeSet<u32> = model
+        .functions
+        .iter()
+        .filter_map(|f| function_eni(model, f))
+        .collect();
     for e in &model.enis {
-        let policy = out.policies[&e.groups];
-        let vpc = model.vpc(&e.vpc).expect("validated").index;
-        let addr = v4_mapped(e.ip.octets());
-        let subnet = subnet_index(&e.subnet);
-        let endpoint = Endpoint {
-            policy: pair(policy),
-            vpc,
-            subnet,
-            kind: kind::HYPERPLANE_ENI,
-            ..Default::default()
-        };
-        out.endpoints.push((addr, endpoint));
-        let eni = HyperplaneEni {
-            addr4: addr,
-            policy: pair(policy),
-            vpc,
-            subnet,
-            ..Default::default()
-        };
-        match e.ip6 {
-            None => out.enis.push((e.index, eni)),
-            Some(ip6) => {
-                out.endpoints.push((ip6.octets(), endpoint));
-                out.enis.push((
-                    e.index,
-                    HyperplaneEni {
-                        addr6: ip6.octets(),
-                        has_v6: 1,
-                        ..eni
-                    },
-                ));
-                // The view of functions without Ipv6AllowedForDualStack.
-                if model
-                    .functions
-                    .iter()
-                    .any(|f| function_eni(model, f) == Some(e.index | ENI_V4_ONLY))
-                {
-                    out.enis.push((e.index | ENI_V4_ONLY, eni));
-                }
+        let (endpoints, enis) = eni_entries(model, e, &out.policies);
+        out.endpoints.extend(endpoints);
+        let first = model.eni_group(e.index)[0].index;
+        for (id, eni) in enis {
+            // The view of functions without Ipv6AllowedForDualStack.
+            if id & ENI_V4_ONLY == 0 || groups.contains(&(first | ENI_V4_ONLY)) {
+                out.enis.push((id, eni));
             }
         }
+    }
+    for g in groups {
+        out.eni_groups.push((g, eni_group(model, g)));
     }
     for f in &model.functions {
         let port = PortInfo {
             kind: kind::EXEC_ENV,
-            eni: function_eni(model, f).unwrap_or(0),
+            eni_group: function_eni(model, f).unwrap_or(0),
             ..Default::default()
         };
         attach(&mut out, link(&f.id)?, f.exec_ip, f.exec_ip6, port);

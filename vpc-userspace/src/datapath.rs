@@ -12,8 +12,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use vpc_common::{
-    cfg, CtEntry, CtKey, DropReason, Endpoint, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
-    CLASS_GEN_SHIFT, CT_DIR_ORIG, ID_GEN_SHIFT, STAT_FORWARDED,
+    cfg, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni, NatPortKey, PortInfo,
+    SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT,
+    NAT_HIST_BUCKETS, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
 };
 
 use crate::compile::Entries;
@@ -61,6 +62,9 @@ pub const PINNED_MAPS: &[&str] = &[
     "CT",
     "STATS",
     "CONFIG",
+    "ENI_GROUPS",
+    "NAT_PORTS",
+    "NAT_STATS",
 ];
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -161,6 +165,39 @@ impl Counters {
     }
 }
 
+/// NAT port allocation: failures (every ENI of the group full, dropped as
+/// `nat_port_exhausted`) and how many probes each success took.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NatStats {
+    pub failed: u64,
+    /// (probes: "1", "2", "3-4", "5-8", ..., count).
+    pub probe_histogram: Vec<(String, u64)>,
+}
+
+impl NatStats {
+    pub fn allocated(&self) -> u64 {
+        self.probe_histogram.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The `NAT_PORTS` claim of a connection entry (either direction), if NATed.
+pub fn nat_claim(k: &CtKey, e: &CtEntry) -> Option<NatPortKey> {
+    let port = if e.flags & CT_F_SNAT != 0 {
+        e.nat_port
+    } else if e.flags & CT_F_DNAT != 0 && e.eni != 0 {
+        // The reply entry's key holds the ENI's port.
+        k.dport
+    } else {
+        return None;
+    };
+    (e.eni != 0).then_some(NatPortKey {
+        eni: e.eni as u32,
+        port,
+        proto: k.proto,
+        _pad: 0,
+    })
+}
+
 /// Time on the clock the datapath uses (`bpf_ktime_get_coarse_ns`).
 pub fn mono_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
@@ -192,11 +229,79 @@ pub trait Maps {
         for (k, v) in &e.enis {
             m.insert(k, v, 0).context("ENIS insert")?;
         }
+        let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map("ENI_GROUPS")?)?;
+        for (k, v) in &e.eni_groups {
+            m.insert(k, v, 0).context("ENI_GROUPS insert")?;
+        }
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
         for (k, v) in &e.ports {
             m.insert(k, v, 0).context("PORTS insert")?;
         }
         Ok(())
+    }
+
+    /// NAT ports per ENI and protocol (`cfg::ENI_CAPACITY`).
+    fn set_eni_capacity(&mut self, ports: u32) -> Result<()> {
+        if ports == 0 || ports > vpc_common::NAT_PORT_RANGE {
+            bail!(
+                "ENI capacity {ports}: 1-{} ports (1024-65535)",
+                vpc_common::NAT_PORT_RANGE
+            );
+        }
+        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        a.set(cfg::ENI_CAPACITY, ports as u64, 0)?;
+        Ok(())
+    }
+
+    fn eni_capacity(&mut self) -> Result<u32> {
+        let a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        Ok(match a.get(&cfg::ENI_CAPACITY, 0)? as u32 {
+            c if c == 0 || c > vpc_common::NAT_PORT_RANGE => vpc_common::DEFAULT_ENI_CAPACITY,
+            c => c,
+        })
+    }
+
+    /// Writes one ENI group (the datapath tries its ENIs in this order).
+    fn set_eni_group(&mut self, id: u32, g: &EniGroup) -> Result<()> {
+        let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map("ENI_GROUPS")?)?;
+        m.insert(id, g, 0).context("ENI_GROUPS insert")?;
+        Ok(())
+    }
+
+    /// NAT ports claimed per ENI (index) and protocol: its connections.
+    fn nat_claims(&mut self) -> Result<std::collections::BTreeMap<(u32, u8), usize>> {
+        let m: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+        let mut out = std::collections::BTreeMap::new();
+        for k in m.keys().filter_map(|k| k.ok()) {
+            *out.entry((k.eni, k.proto)).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
+    /// NAT allocation counters, summed over CPUs.
+    fn nat_stats(&mut self) -> Result<NatStats> {
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map("NAT_STATS")?)?;
+        let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
+        let mut probe_histogram = vec![];
+        for b in 0..NAT_HIST_BUCKETS {
+            let (lo, hi) = if b == 0 {
+                (1, 1)
+            } else {
+                ((1 << (b - 1)) + 1, 1 << b)
+            };
+            let label = if b == NAT_HIST_BUCKETS - 1 {
+                format!("{lo}+")
+            } else if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            };
+            probe_histogram.push((label, sum(NAT_STAT_HIST + b)?));
+        }
+        Ok(NatStats {
+            failed: sum(NAT_STAT_FAILED)?,
+            probe_histogram,
+        })
     }
 
     /// The tries and `SUBNET_ACLS` of `e.gen`: not read by the datapath until
@@ -308,11 +413,11 @@ pub trait Maps {
         Ok(())
     }
 
-    /// Sets the ENI an execution environment sends through (0: none).
-    fn set_port_eni(&mut self, ifindex: u32, eni: u32) -> Result<()> {
+    /// Sets the ENI group an execution environment sends through (0: none).
+    fn set_port_eni(&mut self, ifindex: u32, group: u32) -> Result<()> {
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
         let mut p = m.get(&ifindex, 0).context("no such port")?;
-        p.eni = eni;
+        p.eni_group = group;
         m.insert(ifindex, p, 0)?;
         Ok(())
     }
@@ -363,35 +468,55 @@ pub trait Maps {
             .collect())
     }
 
-    /// Removes expired connections (both entries). An entry is re-read just
-    /// before deletion and kept if the datapath touched it since the scan.
+    /// Removes expired connections (both entries) and their NAT port
+    /// claims. An entry is re-read just before deletion and kept if the
+    /// datapath touched it since the scan. A claim goes after the entries,
+    /// and only if it still names this connection's reply key, so a port is
+    /// never free while a connection holds it.
     fn ct_gc(&mut self, t: &Timeouts) -> Result<usize> {
         let now = mono_ns();
-        let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
-        let all: Vec<(CtKey, CtEntry)> = m.iter().filter_map(|r| r.ok()).collect();
+        let all: Vec<(CtKey, CtEntry)> = {
+            let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+            m.iter().filter_map(|r| r.ok()).collect()
+        };
         let mut removed = 0;
-        for (k, e) in &all {
-            let expired = if e.dir == CT_DIR_ORIG {
-                now.saturating_sub(e.last_seen) > timeout_of(t, k.proto, e)
-            } else {
-                // A reply entry is an orphan when its original is gone, or
-                // was reopened as a new connection with another reply key
-                // (an expired NAT flow whose tuple came back): otherwise it
-                // would hold its NAT port for good.
-                m.get(&e.twin, 0).map(|o| o.twin != *k).unwrap_or(true)
-            };
-            if !expired {
-                continue;
-            }
-            if e.dir == CT_DIR_ORIG {
-                match m.get(k, 0) {
-                    Ok(fresh) if fresh.last_seen == e.last_seen => {}
-                    _ => continue,
+        let mut released = vec![];
+        {
+            let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+            for (k, e) in &all {
+                let expired = if e.dir == CT_DIR_ORIG {
+                    now.saturating_sub(e.last_seen) > timeout_of(t, k.proto, e)
+                } else {
+                    // A reply entry is an orphan when its original is gone, or
+                    // was reopened as a new connection with another reply key
+                    // (an expired NAT flow whose tuple came back): otherwise it
+                    // would hold its NAT port for good.
+                    m.get(&e.twin, 0).map(|o| o.twin != *k).unwrap_or(true)
+                };
+                if !expired {
+                    continue;
                 }
-                let _ = m.remove(&e.twin);
+                // (reply key, claim) of what goes.
+                let reply = if e.dir == CT_DIR_ORIG { e.twin } else { *k };
+                if e.dir == CT_DIR_ORIG {
+                    match m.get(k, 0) {
+                        Ok(fresh) if fresh.last_seen == e.last_seen => {}
+                        _ => continue,
+                    }
+                    let _ = m.remove(&e.twin);
+                }
+                if m.remove(k).is_ok() {
+                    removed += 1;
+                }
+                if let Some(c) = nat_claim(k, e) {
+                    released.push((c, reply));
+                }
             }
-            if m.remove(k).is_ok() {
-                removed += 1;
+        }
+        let mut ports: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+        for (c, reply) in released {
+            if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
+                let _ = ports.remove(&c);
             }
         }
         Ok(removed)
@@ -432,7 +557,18 @@ impl Maps for Datapath {
 impl Datapath {
     /// Loads the object and the router program (the kernel verifies it here).
     pub fn load(timeouts: &Timeouts) -> Result<Self> {
+        Self::load_with(timeouts, vpc_common::CT_MAX_ENTRIES)
+    }
+
+    /// As `load`, with a conntrack table of `ct_max` entries (two per
+    /// connection; `NAT_PORTS` is sized alike).
+    pub fn load_with(timeouts: &Timeouts, ct_max: u32) -> Result<Self> {
+        if ct_max < 2 {
+            bail!("conntrack size {ct_max}: at least 2 entries (two per connection)");
+        }
         let ebpf = EbpfLoader::new()
+            .map_max_entries("CT", ct_max)
+            .map_max_entries("NAT_PORTS", ct_max)
             .load(EBPF_OBJECT)
             .context("loading the XDP object")?;
         let mut dp = Self { ebpf };

@@ -41,6 +41,31 @@ pub struct State {
     /// The quotas the model was validated with (rule edits keep to them).
     #[serde(default)]
     pub quotas: crate::model::Quotas,
+    /// Hyperplane ENIs at scale: capacity, scale-out threshold, return delay.
+    #[serde(default)]
+    pub eni_scaling: EniScaling,
+}
+
+/// How the agent grows and shrinks a group of Hyperplane ENIs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EniScaling {
+    /// NAT ports (connections) per ENI and protocol (`--eni-capacity`).
+    pub capacity: u32,
+    /// A new ENI is added when the group's last one holds this share of
+    /// its capacity (ours: 0.8; AWS documents only the 65,000 limit).
+    pub threshold: f64,
+    /// A drained ENI that is not its group's first is returned after this.
+    pub return_delay: Duration,
+}
+
+impl Default for EniScaling {
+    fn default() -> Self {
+        Self {
+            capacity: vpc_common::DEFAULT_ENI_CAPACITY,
+            threshold: 0.8,
+            return_delay: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Lambda function lifecycle, as `GetFunction` reports it.
@@ -49,6 +74,9 @@ pub struct FunctionStatus {
     pub state: String,
     pub state_reason_code: String,
     pub last_update_status: String,
+    /// Why, in words (`StateReason`), when the agent could not scale.
+    #[serde(default)]
+    pub state_reason: Option<String>,
 }
 
 /// Written by the agent only (and once by `up`).
@@ -154,6 +182,9 @@ pub struct UpOptions {
     pub timeouts: Timeouts,
     pub eni_delay: Duration,
     pub quotas: crate::model::Quotas,
+    pub eni_scaling: EniScaling,
+    /// Conntrack entries (two per connection).
+    pub conntrack_max: u32,
 }
 
 /// Builds the topology, loads and attaches the datapath, installs the
@@ -186,7 +217,8 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
     let pins = pin_dir(&opts.name);
     let result = (|| -> Result<State> {
         // Load first: a verifier rejection leaves nothing behind.
-        let mut dp = Datapath::load(&opts.timeouts)?;
+        let mut dp = Datapath::load_with(&opts.timeouts, opts.conntrack_max)?;
+        dp.set_eni_capacity(opts.eni_scaling.capacity)?;
         let nodes = topology::build(&opts.name, &model)?;
         let links: HashMap<String, compile::LinkInfo> =
             nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
@@ -204,7 +236,7 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             .iter_mut()
             .filter(|(_, p)| p.kind == vpc_common::kind::EXEC_ENV)
         {
-            port.eni = 0;
+            port.eni_group = 0;
         }
         dp.install(&entries)?;
         let router = topology::router_netns(&opts.name);
@@ -250,6 +282,7 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             eni_delay: opts.eni_delay,
             created_unix_ms: now_ms(),
             quotas: opts.quotas,
+            eni_scaling: opts.eni_scaling,
         };
         let mut lc = Lifecycle::default();
         for f in &model.functions {
@@ -258,12 +291,14 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
                     state: "Pending".into(),
                     state_reason_code: "Creating".into(),
                     last_update_status: "InProgress".into(),
+                    state_reason: None,
                 }
             } else {
                 FunctionStatus {
                     state: "Active".into(),
                     state_reason_code: "Idle".into(),
                     last_update_status: "Successful".into(),
+                    state_reason: None,
                 }
             };
             lc.functions.insert(f.id.clone(), st);
@@ -377,6 +412,12 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     let mut s = State::load(name)?;
     let mut model = s.model.clone();
     edit(&mut model, &s)?;
+    // ENIs the agent added keep going: they are not in a template.
+    for e in s.model.enis.iter().filter(|e| e.scaled) {
+        if !model.enis.iter().any(|x| x.index == e.index) {
+            model.enis.push(e.clone());
+        }
+    }
     if topology_of(&model) != topology_of(&s.model) {
         bail!(
             "this change touches the topology (VPCs, subnets, addresses, hosts, functions or their VpcConfig); \
@@ -406,6 +447,8 @@ pub struct Status {
     pub enis: Vec<EniView>,
     pub hosts: Vec<HostView>,
     pub counters: Counters,
+    /// NAT port allocation: failures and the probe histogram.
+    pub nat: crate::datapath::NatStats,
     pub connections: usize,
     pub skipped: Vec<(String, String)>,
     pub agent_running: bool,
@@ -418,6 +461,8 @@ pub struct FunctionView {
     pub state: String,
     pub state_reason_code: String,
     pub last_update_status: String,
+    /// `StateReason`: why the agent could not scale its ENIs, if so.
+    pub state_reason: Option<String>,
     pub vpc_id: Option<String>,
     pub execution_environment: String,
     pub address: String,
@@ -437,7 +482,58 @@ pub struct EniView {
     pub ipv6_address: Option<String>,
     pub security_groups: Vec<String>,
     pub functions: Vec<String>,
+    /// Live connections (NAT ports claimed, every protocol).
     pub connections: usize,
+    /// NAT ports (connections) per protocol.
+    pub capacity: u32,
+    /// The fuller protocol's share of the capacity, 0-1.
+    pub occupancy: f64,
+    /// The id of its group's first ENI (its own for the first).
+    pub group: String,
+    /// Added by the agent when the group filled up.
+    pub scaled: bool,
+}
+
+/// Every Hyperplane ENI with its connection count and occupancy, grouped
+/// (each group's ENIs in order).
+pub fn eni_views(s: &State, maps: &mut impl Maps) -> Result<Vec<EniView>> {
+    let capacity = maps.eni_capacity()?;
+    let claims = maps.nat_claims()?;
+    let m = &s.model;
+    let mut out = vec![];
+    let mut firsts: Vec<u32> = m
+        .enis
+        .iter()
+        .map(|e| m.eni_group(e.index)[0].index)
+        .collect();
+    firsts.sort();
+    firsts.dedup();
+    for first in firsts {
+        let group = m.eni_group(first);
+        for e in &group {
+            let of = |proto: u8| claims.get(&(e.index, proto)).copied().unwrap_or(0);
+            let connections = claims
+                .iter()
+                .filter(|((i, _), _)| *i == e.index)
+                .map(|(_, n)| n)
+                .sum();
+            out.push(EniView {
+                id: e.id.clone(),
+                interface_type: "lambda".into(),
+                subnet: e.subnet.clone(),
+                address: e.ip.to_string(),
+                ipv6_address: e.ip6.map(|a| a.to_string()),
+                security_groups: e.groups.clone(),
+                functions: e.functions.clone(),
+                connections,
+                capacity,
+                occupancy: of(6).max(of(17)) as f64 / capacity as f64,
+                group: group[0].id.clone(),
+                scaled: e.scaled,
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -457,17 +553,8 @@ pub fn status(name: &str) -> Result<Status> {
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let counters = maps.counters()?;
     let conns = maps.connections()?;
-    let eni_conns = |e: &crate::model::HyperplaneEniSpec| {
-        let addr = vpc_common::v4_mapped(e.ip.octets());
-        let addr6 = e.ip6.map(|a| a.octets());
-        conns
-            .iter()
-            .filter(|(_, c)| {
-                c.flags & vpc_common::CT_F_SNAT != 0
-                    && (c.nat_addr == addr || Some(c.nat_addr) == addr6)
-            })
-            .count()
-    };
+    let nat = maps.nat_stats()?;
+    let enis = eni_views(&s, &mut maps)?;
     let m = &s.model;
     let functions = m
         .functions
@@ -477,6 +564,7 @@ pub fn status(name: &str) -> Result<Status> {
                 state: "Pending".into(),
                 state_reason_code: "Creating".into(),
                 last_update_status: "InProgress".into(),
+                state_reason: None,
             });
             FunctionView {
                 id: f.id.clone(),
@@ -484,6 +572,7 @@ pub fn status(name: &str) -> Result<Status> {
                 state: st.state,
                 state_reason_code: st.state_reason_code,
                 last_update_status: st.last_update_status,
+                state_reason: st.state_reason,
                 vpc_id: f.vpc_config.as_ref().map(|v| v.vpc.clone()),
                 execution_environment: topology::node_netns(&s.name, &format!("fn-{}", f.id)),
                 address: f.exec_ip.to_string(),
@@ -494,20 +583,6 @@ pub fn status(name: &str) -> Result<Status> {
                     .and_then(|i| m.enis.iter().find(|e| e.index == i))
                     .map(|e| e.id.clone()),
             }
-        })
-        .collect();
-    let enis = m
-        .enis
-        .iter()
-        .map(|e| EniView {
-            id: e.id.clone(),
-            interface_type: "lambda".into(),
-            subnet: e.subnet.clone(),
-            address: e.ip.to_string(),
-            ipv6_address: e.ip6.map(|a| a.to_string()),
-            security_groups: e.groups.clone(),
-            functions: e.functions.clone(),
-            connections: eni_conns(e),
         })
         .collect();
     let hosts = m
@@ -535,6 +610,7 @@ pub fn status(name: &str) -> Result<Status> {
         enis,
         hosts,
         counters,
+        nat,
         connections: conns.len(),
         skipped: m.skipped.clone(),
         agent_running,
@@ -551,6 +627,7 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let started = std::time::Instant::now();
     let mut last_gc = std::time::Instant::now();
+    let mut drained = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         if started.elapsed() >= s.eni_delay {
             let mut changed = false;
@@ -562,6 +639,7 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
                         state: "Pending".into(),
                         state_reason_code: "Creating".into(),
                         last_update_status: "InProgress".into(),
+                        state_reason: None,
                     });
                 if st.state == "Pending" {
                     let eni = compile::function_eni(&s.model, f);
@@ -573,6 +651,7 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
                         state: "Active".into(),
                         state_reason_code: "Idle".into(),
                         last_update_status: "Successful".into(),
+                        state_reason: None,
                     };
                     changed = true;
                 }
@@ -588,9 +667,295 @@ pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>
                 lc.gc_removed += n as u64;
                 lc.save(name)?;
             }
+            match scale_enis(name, &mut maps, &mut lc, &mut drained) {
+                Ok(true) => lc.save(name)?,
+                Ok(false) => {}
+                Err(e) => eprintln!("agent: scaling Hyperplane ENIs: {e:#}"),
+            }
             tick()?;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// What the agent does to one group of Hyperplane ENIs.
+enum EniChange {
+    /// Add an ENI to the group of this first ENI.
+    Add(u32),
+    /// Return this (drained, not first) ENI.
+    Remove(u32),
+}
+
+/// Grows and shrinks the groups of Hyperplane ENIs, once a tick: a group
+/// whose last ENI holds `threshold` of its capacity (in either protocol)
+/// gets a new ENI of the same (subnet, groups) with a new address of the
+/// subnet; an ENI other than a group's first that has been drained for
+/// `return_delay` is returned (not the last one while the one before it is
+/// past the threshold, which would only bring it back). One change per
+/// tick, under the deployment's lock. `drained`: ENI index -> drained since.
+/// Returns whether function states changed.
+pub fn scale_enis(
+    name: &str,
+    maps: &mut PinnedMaps,
+    lc: &mut Lifecycle,
+    drained: &mut HashMap<u32, std::time::Instant>,
+) -> Result<bool> {
+    let s = State::load(name)?;
+    let sc = s.eni_scaling;
+    let cap = maps.eni_capacity()? as f64;
+    let claims = maps.nat_claims()?;
+    let load = |i: u32| {
+        [6u8, 17]
+            .iter()
+            .map(|p| claims.get(&(i, *p)).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0) as f64
+            / cap
+    };
+    let m = &s.model;
+    let mut change = None;
+    let mut reasons: Vec<(u32, Option<(&str, String)>)> = vec![];
+    let mut firsts: Vec<u32> = m
+        .functions
+        .iter()
+        .filter(|f| {
+            lc.functions
+                .get(&f.id)
+                .is_some_and(|st| st.state == "Active")
+        })
+        .filter_map(|f| f.eni)
+        .collect();
+    firsts.sort();
+    firsts.dedup();
+    for first in firsts {
+        let group = m.eni_group(first);
+        let last = group.last().expect("a group has its first ENI");
+        if load(last.index) >= sc.threshold {
+            if group.len() >= vpc_common::MAX_GROUP_ENIS {
+                let why = format!(
+                    "EniLimitExceeded: the {} ENIs of ({}, [{}]) are past {:.0}% of their capacity",
+                    group.len(),
+                    last.subnet,
+                    last.groups.join(", "),
+                    sc.threshold * 100.0
+                );
+                reasons.push((first, Some(("EniLimitExceeded", why))));
+            } else if change.is_none() {
+                change = Some(EniChange::Add(first));
+            }
+        } else {
+            reasons.push((first, None));
+        }
+        for (i, e) in group.iter().enumerate().skip(1) {
+            if load(e.index) > 0.0 {
+                drained.remove(&e.index);
+                continue;
+            }
+            let since = *drained
+                .entry(e.index)
+                .or_insert_with(std::time::Instant::now);
+            let is_last = i == group.len() - 1;
+            if since.elapsed() >= sc.return_delay
+                && (!is_last || load(group[i - 1].index) < sc.threshold)
+                && change.is_none()
+            {
+                change = Some(EniChange::Remove(e.index));
+            }
+        }
+    }
+    let mut changed = false;
+    match change {
+        Some(EniChange::Add(first)) => {
+            if let Err(why) = add_eni(name, maps, first)? {
+                reasons.push((first, Some(("SubnetOutOfIPAddresses", why))));
+            }
+        }
+        Some(EniChange::Remove(index)) => {
+            if remove_eni(name, maps, index)? {
+                drained.remove(&index);
+            }
+        }
+        None => {}
+    }
+    // Functions report why their group could not grow, until it can again.
+    for (first, reason) in reasons {
+        for f in m.functions.iter().filter(|f| f.eni == Some(first)) {
+            let Some(st) = lc.functions.get_mut(&f.id) else {
+                continue;
+            };
+            let (code, why) = match &reason {
+                Some((code, why)) => (code.to_string(), Some(why.clone())),
+                None => ("Idle".to_string(), None),
+            };
+            if st.state == "Active" && (st.state_reason_code != code || st.state_reason != why) {
+                if reason.is_some() {
+                    eprintln!("agent: {}: {}", f.id, why.as_deref().unwrap_or(""));
+                }
+                st.state_reason_code = code;
+                st.state_reason = why;
+                changed = true;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Policy generation switch for a model whose Hyperplane ENIs changed
+/// (group references match ENI addresses), the caller holding the lock:
+/// compiles `model` into the generation not in force, `before` runs with
+/// the new entries (to add an ENI's own entries first), then the switch.
+fn switch_model(
+    s: &State,
+    maps: &mut PinnedMaps,
+    model: &Model,
+) -> Result<(compile::Entries, u32)> {
+    let links: HashMap<String, compile::LinkInfo> =
+        s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let next = 1 - maps.generation()?;
+    let entries = compile::compile(model, &links, next).map_err(anyhow::Error::msg)?;
+    Ok((entries, next))
+}
+
+/// Adds an ENI to the group of `first`: a new address of its subnet
+/// (`Err(reason)` when none is free: `SubnetOutOfIPAddresses`), its entries,
+/// the policy switch (group references now match it), then the group.
+pub fn add_eni(
+    name: &str,
+    maps: &mut PinnedMaps,
+    first: u32,
+) -> Result<std::result::Result<String, String>> {
+    let _lock = lock(name)?;
+    let mut s = State::load(name)?;
+    let Some(proto) = s.model.eni_group(first).first().map(|e| (*e).clone()) else {
+        bail!("no Hyperplane ENI {first}");
+    };
+    let sn = s.model.subnet(&proto.subnet).expect("validated").clone();
+    let no_room = || {
+        format!(
+            "SubnetOutOfIPAddresses: subnet {} ({}) has no free address for another Hyperplane ENI",
+            sn.id, sn.cidr
+        )
+    };
+    let Some(ip) = s.model.free_ip(&sn.id) else {
+        return Ok(Err(no_room()));
+    };
+    let ip6 = match proto.ip6 {
+        Some(_) => match s.model.free_ip6(&sn.id) {
+            Some(a) => Some(a),
+            None => return Ok(Err(no_room())),
+        },
+        None => None,
+    };
+    let index = s.model.enis.iter().map(|e| e.index).max().unwrap_or(0) + 1;
+    if index >= compile::ENI_V4_ONLY {
+        bail!("EniLimitExceeded: no ENI index left");
+    }
+    let e = crate::model::HyperplaneEniSpec {
+        index,
+        id: format!(
+            "eni-0{:016x}",
+            crate::model::fnv1a(&format!(
+                "{}/{}/{}/{index}",
+                s.model.stack_name,
+                proto.subnet,
+                proto.groups.join(",")
+            ))
+        ),
+        ip,
+        ip6,
+        scaled: true,
+        ..proto
+    };
+    let mut model = s.model.clone();
+    model.enis.push(e.clone());
+    let (entries, next) = switch_model(&s, maps, &model)?;
+    // Its own entries first (nobody sends through it until the group names it).
+    {
+        let mut m: aya::maps::HashMap<_, [u8; 16], vpc_common::Endpoint> =
+            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+        for (k, v) in entries.endpoints.iter().filter(|(k, _)| {
+            *k == vpc_common::v4_mapped(ip.octets()) || Some(*k) == ip6.map(|a| a.octets())
+        }) {
+            m.insert(k, v, 0)?;
+        }
+        let mut m: aya::maps::HashMap<_, u32, vpc_common::HyperplaneEni> =
+            aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+        for (k, v) in entries
+            .enis
+            .iter()
+            .filter(|(k, _)| k & !compile::ENI_V4_ONLY == index)
+        {
+            m.insert(k, v, 0)?;
+        }
+    }
+    maps.switch_policy(&entries)?;
+    for (id, g) in &entries.eni_groups {
+        maps.set_eni_group(*id, g)?;
+    }
+    s.model = model;
+    s.save()?;
+    maps.clear_old_generation(next)?;
+    eprintln!(
+        "agent: added Hyperplane ENI {} ({}) to the group of {}",
+        e.id, e.ip, proto.id
+    );
+    Ok(Ok(e.id))
+}
+
+/// Returns ENI `index` (drained, not its group's first): out of its group
+/// first; if a connection slipped onto it meanwhile it stays (`false`);
+/// else its entries go and the policy follows.
+pub fn remove_eni(name: &str, maps: &mut PinnedMaps, index: u32) -> Result<bool> {
+    let _lock = lock(name)?;
+    let mut s = State::load(name)?;
+    let Some(e) = s.model.enis.iter().find(|e| e.index == index).cloned() else {
+        return Ok(false);
+    };
+    let first = s.model.eni_group(index)[0].index;
+    if first == index {
+        return Ok(false);
+    }
+    let mut model = s.model.clone();
+    model.enis.retain(|x| x.index != index);
+    let groups = |m: &Model| -> Vec<u32> {
+        [first, first | compile::ENI_V4_ONLY]
+            .into_iter()
+            .filter(|g| {
+                m.functions
+                    .iter()
+                    .any(|f| compile::function_eni(m, f) == Some(*g))
+            })
+            .collect()
+    };
+    for g in groups(&model) {
+        maps.set_eni_group(g, &compile::eni_group(&model, g))?;
+    }
+    // Packets that read the old group finish under RCU in microseconds.
+    std::thread::sleep(Duration::from_millis(20));
+    if maps.nat_claims()?.keys().any(|(i, _)| *i == index) {
+        for g in groups(&s.model) {
+            maps.set_eni_group(g, &compile::eni_group(&s.model, g))?;
+        }
+        return Ok(false);
+    }
+    let (entries, next) = switch_model(&s, maps, &model)?;
+    maps.switch_policy(&entries)?;
+    {
+        let mut m: aya::maps::HashMap<_, u32, vpc_common::HyperplaneEni> =
+            aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+        let _ = m.remove(&index);
+        let _ = m.remove(&(index | compile::ENI_V4_ONLY));
+        let mut m: aya::maps::HashMap<_, [u8; 16], vpc_common::Endpoint> =
+            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+        let _ = m.remove(&vpc_common::v4_mapped(e.ip.octets()));
+        if let Some(a) = e.ip6 {
+            let _ = m.remove(&a.octets());
+        }
+    }
+    s.model = model;
+    s.save()?;
+    maps.clear_old_generation(next)?;
+    eprintln!("agent: returned drained Hyperplane ENI {} ({})", e.id, e.ip);
+    Ok(true)
 }

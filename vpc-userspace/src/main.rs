@@ -65,6 +65,23 @@ struct RunArgs {
     /// Default: xdp.
     #[arg(long = "hook", value_name = "[ID=]xdp|tc")]
     hooks: Vec<String>,
+    #[command(flatten)]
+    eni: EniArgs,
+}
+
+/// Hyperplane ENIs at scale.
+#[derive(clap::Args, Clone)]
+struct EniArgs {
+    /// NAT ports (connections) per Hyperplane ENI and protocol, 1-64512: ports
+    /// 1024..1024+N (AWS: 65,000 per ENI; the ephemeral range holds 64,512).
+    #[arg(long, default_value_t = vpc_common::DEFAULT_ENI_CAPACITY)]
+    eni_capacity: u32,
+    /// A drained ENI added by the agent is returned after this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    eni_return_delay: Duration,
+    /// Connection-tracking entries (two per connection).
+    #[arg(long, default_value_t = vpc_common::CT_MAX_ENTRIES)]
+    conntrack_max: u32,
 }
 
 /// `--hook` values: one default and per-port overrides.
@@ -172,9 +189,46 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         tcp_seconds: u64,
     },
+    /// Hyperplane ENIs: `vpc eni list [--json]`.
+    Eni {
+        #[command(subcommand)]
+        op: EniOp,
+    },
     /// The background agent (started by `up`).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Subcommand)]
+enum EniOp {
+    /// Each Hyperplane ENI: id, addresses, combination, functions,
+    /// connections, capacity and occupancy, by group.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_enis(enis: &[deploy::EniView]) {
+    for e in enis {
+        println!(
+            "  {}  {:<15}{} subnet {:<16} groups [{}]  functions [{}]  connections {} / {} per protocol ({:.1}%){}",
+            e.id,
+            e.address,
+            v6_suffix(&e.ipv6_address),
+            e.subnet,
+            e.security_groups.join(", "),
+            e.functions.join(", "),
+            e.connections,
+            e.capacity,
+            e.occupancy * 100.0,
+            if e.scaled {
+                format!("  added to the group of {}", e.group)
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 #[derive(Subcommand)]
@@ -359,6 +413,12 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
                 rules_per_group: r.template.sg_rules_quota,
                 acl_rules: r.template.acl_rules_quota,
             },
+            eni_scaling: deploy::EniScaling {
+                capacity: r.eni.eni_capacity,
+                return_delay: r.eni.eni_return_delay,
+                ..Default::default()
+            },
+            conntrack_max: r.eni.conntrack_max,
         },
     )
 }
@@ -404,19 +464,26 @@ fn print_status(s: &Status) {
             }
         );
     }
-    println!("\nHYPERPLANE ENIS (InterfaceType lambda)");
-    for e in &s.enis {
+    for f in s.functions.iter().filter(|f| f.state_reason.is_some()) {
         println!(
-            "  {}  {:<15}{} subnet {:<16} groups [{}]  functions [{}]  connections {}",
-            e.id,
-            e.address,
-            v6_suffix(&e.ipv6_address),
-            e.subnet,
-            e.security_groups.join(", "),
-            e.functions.join(", "),
-            e.connections
+            "  {}: {}",
+            f.function_name,
+            f.state_reason.as_deref().unwrap_or("")
         );
     }
+    println!("\nHYPERPLANE ENIS (InterfaceType lambda)");
+    print_enis(&s.enis);
+    println!(
+        "  NAT ports: {} allocated, {} failed (every ENI of the group full); probes per allocation: {}",
+        s.nat.allocated(),
+        s.nat.failed,
+        s.nat
+            .probe_histogram
+            .iter()
+            .map(|(b, n)| format!("{b}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("\nHOSTS");
     for h in &s.hosts {
         println!(
@@ -690,6 +757,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 std::fs::write(&svg, bench::curve_svg(&r.rules_curve, base))?;
                 println!("plot: {}", svg.display());
                 println!("\nwritten to {}", p.display());
+            }
+        }
+        Cmd::Eni {
+            op: EniOp::List { json },
+        } => {
+            let s = deploy::status(&name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s.enis)?);
+            } else {
+                print_enis(&s.enis);
             }
         }
         Cmd::Agent => {

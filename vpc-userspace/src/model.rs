@@ -254,6 +254,10 @@ pub struct HyperplaneEniSpec {
     /// Its IPv6 address, in a dual-stack subnet.
     #[serde(default)]
     pub ip6: Option<Ipv6Addr>,
+    /// Created by the agent when the group's ENIs filled up (not from the
+    /// template); returned once drained.
+    #[serde(default)]
+    pub scaled: bool,
 }
 
 impl Model {
@@ -298,6 +302,53 @@ impl Model {
             .iter()
             .find(|f| f.id == name || f.name == name)
     }
+    /// The Hyperplane ENIs of the (subnet, security-group set) of ENI
+    /// `index`, in creation order: the group a function's connections are
+    /// placed on, the template's ENI first.
+    pub fn eni_group(&self, index: u32) -> Vec<&HyperplaneEniSpec> {
+        let Some(e) = self.enis.iter().find(|e| e.index == index) else {
+            return vec![];
+        };
+        let mut g: Vec<_> = self
+            .enis
+            .iter()
+            .filter(|o| o.subnet == e.subnet && o.groups == e.groups)
+            .collect();
+        g.sort_by_key(|e| e.index);
+        g
+    }
+
+    /// A free IPv4 address of `subnet` (AWS reserves the first four and the
+    /// last), or `None`: `SubnetOutOfIPAddresses`.
+    pub fn free_ip(&self, subnet: &str) -> Option<Ipv4Addr> {
+        let sn = self.subnet(subnet)?;
+        let used: std::collections::HashSet<Ipv4Addr> = self
+            .hosts
+            .iter()
+            .map(|h| h.ip)
+            .chain(self.enis.iter().map(|e| e.ip))
+            .collect();
+        let (base, last) = (u32::from(sn.cidr.network()), u32::from(sn.cidr.broadcast()));
+        (base + 4..last)
+            .map(Ipv4Addr::from)
+            .find(|ip| !used.contains(ip))
+    }
+
+    /// A free IPv6 address of a dual-stack `subnet` (first four and last reserved).
+    pub fn free_ip6(&self, subnet: &str) -> Option<Ipv6Addr> {
+        let net = self.subnet(subnet)?.ipv6_cidr?;
+        let used: std::collections::HashSet<Ipv6Addr> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.ip6)
+            .chain(self.enis.iter().filter_map(|e| e.ip6))
+            .collect();
+        let base = u128::from(net.network());
+        (4..1u128 << 20)
+            .map(|i| Ipv6Addr::from(base + i))
+            .find(|ip| !used.contains(ip))
+    }
+
     /// Private addresses of a group's members: hosts and Hyperplane ENIs.
     pub fn members(&self, group: &str) -> Vec<Ipv4Addr> {
         let hosts = self
@@ -1836,6 +1887,7 @@ impl<'a> Builder<'a> {
             ip,
             functions: vec![function.to_string()],
             ip6,
+            scaled: false,
         });
         Ok(index)
     }

@@ -93,6 +93,8 @@ impl Bed {
             timeouts: Timeouts::default(),
             eni_delay: Duration::ZERO,
             quotas: model::Quotas::default(),
+            eni_scaling: Default::default(),
+            conntrack_max: vpc_common::CT_MAX_ENTRIES,
         };
         let state = deploy::up(m, &opts)?;
         let node = |f: &dyn Fn(&topology::Node) -> bool, what: &str| {
