@@ -1128,3 +1128,217 @@ fn network_acls_judge_icmp_errors_by_type_and_code_at_the_boundary() {
         check(&mut h, DropReason::NaclEgressDenied, 1);
     });
 }
+
+/// Adds a second Hyperplane ENI to the function's group (as the agent
+/// does when the first fills up) and reinstalls the entries: group
+/// references now match its address too. Returns its address.
+fn add_group_eni(h: &mut Harness) -> IpAddr {
+    let mut e = h.model.enis[0].clone();
+    e.index = h.model.enis.len() as u32 + 1;
+    e.id = "eni-0second".into();
+    e.ip = h.model.free_ip(&e.subnet).expect("a free address");
+    e.scaled = true;
+    let addr = IpAddr::V4(e.ip);
+    h.model.enis.push(e);
+    h.entries = vpc::compile::compile(&h.model, &h.links, 0).expect("compile");
+    h.dp.install(&h.entries).expect("install");
+    addr
+}
+
+/// A deterministic generator (xorshift64*), so a failing fill replays.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Cilium-style statistical test of the port allocator: one ENI of 1,000
+/// ports, filled to 10, 50, 90 and 99% with claims at random ports (fixed
+/// seed); then 20,000 new connections each, every one released again so the
+/// occupancy p stays put. Probes are independent and uniform, so a
+/// connection fails with probability p^16 (NAT_PORT_TRIES) and succeeds at
+/// probe j with (1-p) p^(j-1). The tolerance is 5 standard deviations of
+/// the binomial (at 90%: 0.185 +- 0.014): 8 probes (0.43), 32 (0.034), even
+/// 15 (0.206) fall outside it.
+#[test]
+fn nat_port_allocation_failure_rate_follows_the_probe_count() {
+    use aya::maps::HashMap as M;
+    use vpc_common::{CtKey, NatPortKey, NAT_PORT_TRIES};
+    const CAP: u32 = 1000;
+    const SAMPLES: usize = 20000;
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        h.dp.set_eni_capacity(CAP).unwrap();
+        let (fn_if, exec, db) = (h.ifindex("Fn"), ip(EXEC), ip(DB));
+        let pool = h.entries.enis[0].1.pool;
+        let mut rng = Rng(0x5eed_0f_a11_0c);
+        for level in [10u32, 50, 90, 99] {
+            let p = level as f64 / 100.0;
+            // Fill: `level`% of the ports, chosen at random (Fisher-Yates).
+            let mut ports: Vec<u16> = (0..CAP as u16).map(|i| 1024 + i).collect();
+            let filled = (CAP * level / 100) as usize;
+            for i in 0..filled {
+                let j = i + (rng.next() % (CAP as usize - i) as u64) as usize;
+                ports.swap(i, j);
+            }
+            {
+                let mut m: M<_, NatPortKey, CtKey> =
+                    M::try_from(h.dp.map("NAT_PORTS").unwrap()).unwrap();
+                for port in m.keys().filter_map(|k| k.ok()).collect::<Vec<_>>() {
+                    m.remove(&port).unwrap();
+                }
+                for port in &ports[..filled] {
+                    let k = NatPortKey {
+                        eni: pool,
+                        port: port.to_be(),
+                        proto: 6,
+                        _pad: 0,
+                    };
+                    m.insert(k, CtKey::default(), 0).unwrap();
+                }
+            }
+            let before = h.dp.nat_stats().unwrap();
+            let mut failed = 0usize;
+            for i in 0..SAMPLES {
+                let sport = 10_000 + i as u16;
+                let (v, out) = h.run(fn_if, &tcp(EXEC, DB, sport, 5432, TCP_SYN));
+                if v != XDP_REDIRECT {
+                    failed += 1;
+                    continue;
+                }
+                let nat_port = parse_and_verify(&out).unwrap().sport;
+                assert!(
+                    (1024..1024 + CAP as u16).contains(&nat_port),
+                    "port {nat_port} outside the ENI's 1,000"
+                );
+                // Release the connection and its claim: p stays put.
+                let orig = vpc_common::CtKey {
+                    saddr: mapped(exec),
+                    daddr: mapped(db),
+                    sport: sport.to_be(),
+                    dport: 5432u16.to_be(),
+                    proto: 6,
+                    ..Default::default()
+                };
+                let mut ct: M<_, CtKey, vpc_common::CtEntry> =
+                    M::try_from(h.dp.map("CT").unwrap()).unwrap();
+                let e = ct.get(&orig, 0).expect("tracked");
+                ct.remove(&e.twin).unwrap();
+                ct.remove(&orig).unwrap();
+                let mut m: M<_, NatPortKey, CtKey> =
+                    M::try_from(h.dp.map("NAT_PORTS").unwrap()).unwrap();
+                m.remove(&vpc::datapath::nat_claim(&orig, &e).unwrap())
+                    .unwrap();
+            }
+            let after = h.dp.nat_stats().unwrap();
+            let want = p.powi(NAT_PORT_TRIES as i32);
+            let rate = failed as f64 / SAMPLES as f64;
+            let sd = (want * (1.0 - want) / SAMPLES as f64).sqrt();
+            eprintln!("fill {level}%: failure rate {rate:.4}, expected p^16 = {want:.4}");
+            assert!(
+                (rate - want).abs() <= 5.0 * sd + 1.0 / SAMPLES as f64,
+                "fill {level}%: failure rate {rate:.4}, expected {want:.4} +- {:.4}",
+                5.0 * sd
+            );
+            assert_eq!(after.failed - before.failed, failed as u64);
+            // The histogram: a first-probe success has probability (1-p)
+            // among all attempts.
+            let ok = (after.allocated() - before.allocated()) as f64;
+            assert_eq!(ok as usize, SAMPLES - failed);
+            let first = (after.probe_histogram[0].1 - before.probe_histogram[0].1) as f64;
+            let want1 = 1.0 - p;
+            let sd1 = (want1 * p / SAMPLES as f64).sqrt();
+            assert!(
+                (first / SAMPLES as f64 - want1).abs() <= 6.0 * sd1 + 1.0 / SAMPLES as f64,
+                "fill {level}%: {first} first-probe successes of {SAMPLES}, expected {want1:.3}"
+            );
+        }
+        assert_eq!(
+            h.counters().dropped(DropReason::NatPortExhausted),
+            h.dp.nat_stats().unwrap().failed
+        );
+    });
+}
+
+fn mapped(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(a) => v4_mapped(a.octets()),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+/// 64,512 + 1,000 new connections (SYNs with distinct source ports) from
+/// the execution environment at the default capacity (the ephemeral range,
+/// 64,512 ports per ENI and protocol) with a group of two ENIs: the first
+/// ENI takes connections until its 16 probes start failing (random probing
+/// fills it to about 96%), the overflow lands on the second, nothing is
+/// dropped, and a connection reaches the second ENI only after the first
+/// refused it (17+ probes).
+#[test]
+fn connections_fill_the_first_eni_of_a_group_and_overflow_onto_the_next() {
+    use vpc_common::DEFAULT_ENI_CAPACITY as CAP;
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let second = add_group_eni(&mut h);
+        let first = ip(ENI);
+        let fn_if = h.ifindex("Fn");
+        let n = CAP as usize + 1000;
+        let started = std::time::Instant::now();
+        let mut on = [vec![], vec![]];
+        let mut first_overflow = None;
+        for i in 0..n {
+            let frame = tcp(EXEC, DB, 1 + i as u16, 5432, TCP_SYN);
+            let (v, out) = h.run(fn_if, &frame);
+            assert_eq!(
+                v,
+                XDP_REDIRECT,
+                "connection {i} dropped: {:?}",
+                h.counters()
+            );
+            let p = parse_and_verify(&out).unwrap();
+            match p.src {
+                a if a == first => on[0].push(p.sport),
+                a if a == second => {
+                    first_overflow.get_or_insert(i);
+                    on[1].push(p.sport)
+                }
+                a => panic!("connection {i} left from {a}"),
+            }
+        }
+        let elapsed = started.elapsed();
+        let (a, b) = (on[0].len(), on[1].len());
+        eprintln!(
+            "{n} connections in {elapsed:?}: ENI 1 {a} ({:.1}%), ENI 2 {b}, first overflow at {:?}",
+            100.0 * a as f64 / CAP as f64,
+            first_overflow
+        );
+        assert_eq!(a + b, n);
+        assert!(
+            a as f64 >= 0.95 * CAP as f64,
+            "ENI 1 holds only {a} of {CAP}"
+        );
+        assert!(b >= 1000, "the overflow is {b}");
+        // Below a third of the first ENI nothing overflows (p^16 < 1e-7).
+        assert!(first_overflow.unwrap() > CAP as usize / 3);
+        // Ports are unique per ENI.
+        for ports in &mut on {
+            let len = ports.len();
+            ports.sort();
+            ports.dedup();
+            assert_eq!(ports.len(), len, "a NAT port handed out twice");
+        }
+        let claims = h.dp.nat_claims().unwrap();
+        assert_eq!(claims.get(&(1, 6)).copied(), Some(a));
+        assert_eq!(claims.get(&(2, 6)).copied(), Some(b));
+        // Every connection on ENI 2 took more than ENI 1's 16 probes.
+        let nat = h.dp.nat_stats().unwrap();
+        let beyond: u64 = nat.probe_histogram[5..].iter().map(|(_, c)| c).sum();
+        assert_eq!(beyond, b as u64, "{nat:?}");
+        assert_eq!(nat.failed, 0);
+        assert_eq!(h.counters().total_dropped(), 0);
+    });
+}
