@@ -1114,3 +1114,210 @@ fn icmp_errors_reach_the_function_through_its_eni_and_path_mtu_discovery_works()
     );
     assert_eq!(d.dropped("icmp_error_untracked"), 0);
 }
+
+/// Accepts connections on `addr` and keeps them open for `secs`; returns
+/// every peer.
+fn tcp_holder(ns: &str, addr: &str, secs: u64) -> std::thread::JoinHandle<Vec<SocketAddr>> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in_netns(ns, move || {
+        let l = TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        let (mut peers, mut held) = (vec![], vec![]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            match l.accept() {
+                Ok((s, peer)) => {
+                    peers.push(peer);
+                    held.push(s);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        peers
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// `n` TCP connections from a function's execution environment to `to`,
+/// held open by the caller; those that did not open within `secs` are
+/// missing (a dropped SYN is retried by TCP after 1 s).
+fn open_connections(
+    d: &Deployment,
+    function: &str,
+    to: &str,
+    n: usize,
+    secs: u64,
+) -> Vec<TcpStream> {
+    let to: SocketAddr = to.parse().unwrap();
+    let ns = d.exec_env_netns(function);
+    (0..n)
+        .map(|_| {
+            spawn_in_netns(&ns, move || {
+                TcpStream::connect_timeout(&to, Duration::from_secs(secs)).ok()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .collect()
+}
+
+fn eni_list(d: &Deployment) -> Vec<serde_json::Value> {
+    let out = d.vpc(&["eni", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// ENIs of 10 ports: 8 connections put the first at 80%, the agent adds
+/// a second ENI of the same (subnet, groups) with the subnet's next
+/// address, and the next connections, which the first cannot all take,
+/// land on it. The database's group admits it (its rule references the
+/// Lambda group, whose members now include the new address).
+#[test]
+fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
+    let d = Deployment::up(
+        "e2ew",
+        "default",
+        &["--eni-delay", "100ms", "--wait", "--eni-capacity", "10"],
+    );
+    let server = tcp_holder(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 25);
+    let mut held = open_connections(&d, "OrdersFunction", "10.0.1.10:5432", 8, 5);
+    assert_eq!(held.len(), 8);
+    let in_a = |l: &Vec<serde_json::Value>| {
+        l.iter()
+            .filter(|e| e["subnet"] == "PrivateSubnetA")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_for("a second ENI in PrivateSubnetA", 10, || {
+        in_a(&eni_list(&d)).len() == 2
+    });
+    held.extend(open_connections(
+        &d,
+        "OrdersFunction",
+        "10.0.1.10:5432",
+        8,
+        5,
+    ));
+    assert_eq!(held.len(), 16, "every connection opened");
+    let enis = in_a(&eni_list(&d));
+    let (first, second) = (&enis[0], &enis[1]);
+    assert_eq!(first["scaled"], false);
+    assert_eq!(second["scaled"], true);
+    assert_eq!(second["group"], first["id"]);
+    assert_eq!(second["subnet"], "PrivateSubnetA");
+    assert_eq!(second["security_groups"], first["security_groups"]);
+    assert_eq!(second["capacity"], 10);
+    let (a, b) = (
+        first["connections"].as_u64().unwrap(),
+        second["connections"].as_u64().unwrap(),
+    );
+    assert_eq!(a + b, 16, "{enis:?}");
+    assert!(a <= 10 && b >= 6, "{enis:?}");
+    drop(held);
+    let peers = server.join().unwrap();
+    let second_ip = second["address"].as_str().unwrap();
+    assert!(
+        peers.iter().any(|p| p.ip().to_string() == second_ip),
+        "the database saw {peers:?}"
+    );
+    let s = d.status();
+    assert_eq!(s["functions"][0]["state"], "Active");
+    assert_eq!(
+        s["nat"]["failed"].as_u64(),
+        Some(
+            s["counters"]["dropped"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r[0] == "nat_port_exhausted")
+                .unwrap()[1]
+                .as_u64()
+                .unwrap()
+        )
+    );
+    // The state records the ENI: what a restarted agent and `down` see.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("/run/vpc/{}/state.json", d.name)).unwrap())
+            .unwrap();
+    assert!(state["model"]["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["ip"] == second_ip && e["scaled"] == true));
+}
+
+/// The function's subnet is a /28 whose 11 usable addresses are taken (10
+/// interfaces and the ENI): at 80% of its 4 ports the agent finds no
+/// address for a second ENI, the function reports SubnetOutOfIPAddresses,
+/// and connections that find no port are dropped and counted.
+#[test]
+fn a_full_subnet_reports_subnet_out_of_ip_addresses_and_drops_what_finds_no_port() {
+    let mut t = String::from(
+        r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Small: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/28}}
+  Big: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}]
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Big, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      VpcConfig: {SubnetIds: [!Ref Small], SecurityGroupIds: [!Ref FnSg]}
+"#,
+    );
+    for i in 0..10 {
+        t += &format!(
+            "  If{i}: {{Type: AWS::EC2::NetworkInterface, Properties: {{SubnetId: !Ref Small, GroupSet: [!Ref FnSg]}}}}\n"
+        );
+    }
+    let d = Deployment::up(
+        "e2ex",
+        &t,
+        &["--eni-delay", "100ms", "--wait", "--eni-capacity", "4"],
+    );
+    let server = tcp_holder(&d.netns("Db"), "10.0.2.10:5432", 20);
+    let held = open_connections(&d, "Fn", "10.0.2.10:5432", 4, 5);
+    assert_eq!(held.len(), 4);
+    wait_for("SubnetOutOfIPAddresses", 10, || {
+        d.status()["functions"][0]["state_reason_code"] == "SubnetOutOfIPAddresses"
+    });
+    let s = d.status();
+    assert_eq!(s["functions"][0]["state"], "Active", "{s}");
+    assert!(s["functions"][0]["state_reason"]
+        .as_str()
+        .unwrap()
+        .contains("Small"));
+    assert_eq!(eni_list(&d).len(), 1);
+    // No port left on the only ENI: new connections are dropped.
+    let failed_before = s["nat"]["failed"].as_u64().unwrap();
+    let more = open_connections(&d, "Fn", "10.0.2.10:5432", 2, 2);
+    assert!(more.is_empty(), "a fifth connection opened");
+    assert!(d.status()["nat"]["failed"].as_u64().unwrap() > failed_before);
+    assert!(d.dropped("nat_port_exhausted") > 0);
+    let text_status = text(&d.vpc(&["status"]));
+    assert!(
+        text_status.contains("SubnetOutOfIPAddresses"),
+        "{text_status}"
+    );
+    drop(held);
+    server.join().unwrap();
+}
