@@ -27,9 +27,10 @@ pub static ENI_GROUPS: HashMap<u32, EniGroup> = HashMap::with_max_entries(MAX_EN
 
 /// (ENI, protocol, NAT port) -> the reply key of the connection holding
 /// it. Claimed with `BPF_NOEXIST` by a new function connection; released by
-/// the agent's GC together with the connection. Sized like `CT` at load.
+/// the agent's GC together with the connection. One per connection: half
+/// of `CT` (sized at load).
 #[map]
-pub static NAT_PORTS: HashMap<NatPortKey, CtKey> = HashMap::with_max_entries(CT_MAX_ENTRIES, 0);
+pub static NAT_PORTS: HashMap<NatPortKey, CtKey> = HashMap::with_max_entries(CT_MAX_ENTRIES / 2, 0);
 
 /// Per-CPU NAT allocation counters: failures, probe histogram
 /// (`vpc_common::NAT_STAT_*`).

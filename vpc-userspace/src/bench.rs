@@ -59,6 +59,25 @@ pub struct Report {
     pub kernel: String,
     pub cases: Vec<Case>,
     pub rules_curve: Vec<CurvePoint>,
+    /// NAT at ENI occupancies and conntrack lookups at table sizes, with
+    /// ratios to this run's baseline.
+    pub scale_cases: Vec<Case>,
+    /// Kernel memory of the conntrack and NAT port maps sized for
+    /// `conntrack_max` entries.
+    pub memory: Option<MapMemory>,
+}
+
+/// Memory the kernel charges for the conntrack maps (`memlock` in
+/// /proc/self/fdinfo of each map; hash maps are preallocated, so this is
+/// their size whatever the fill).
+#[derive(Debug, Clone, Serialize)]
+pub struct MapMemory {
+    pub conntrack_max: u32,
+    pub ct_bytes: u64,
+    pub nat_ports_bytes: u64,
+    /// Connections the maps hold: two CT entries and one NAT claim each.
+    pub connections: u64,
+    pub bytes_per_connection: f64,
 }
 
 fn verdict_name(v: u32) -> String {
@@ -80,7 +99,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs the benchmark. The test runs use the loopback device as ingress,
 /// so the caller's network namespace only needs `lo`.
-pub fn run(repeat: u32, samples: usize) -> Result<Report> {
+pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
     let model = model::build(BENCH_TEMPLATE, &HashMap::new(), "bench")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     const LO: u32 = 1;
@@ -192,12 +211,15 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
         .trim()
         .to_string();
     let rules_curve = rules_curve(repeat, samples)?;
+    let (scale_cases, memory) = scale_cases(repeat, samples, base, conntrack_max)?;
     Ok(Report {
         repeat,
         samples,
         kernel,
         cases: out,
         rules_curve,
+        scale_cases,
+        memory,
     })
 }
 
@@ -206,6 +228,14 @@ pub fn run(repeat: u32, samples: usize) -> Result<Report> {
 fn bench_datapath(
     model: &model::Model,
     ids: &[(&str, u32)],
+) -> Result<(Datapath, HashMap<String, LinkInfo>, compile::Entries)> {
+    bench_datapath_with(model, ids, vpc_common::CT_MAX_ENTRIES)
+}
+
+fn bench_datapath_with(
+    model: &model::Model,
+    ids: &[(&str, u32)],
+    ct_max: u32,
 ) -> Result<(Datapath, HashMap<String, LinkInfo>, compile::Entries)> {
     let links: HashMap<String, LinkInfo> = ids
         .iter()
@@ -223,7 +253,7 @@ fn bench_datapath(
         })
         .collect();
     let entries = compile::compile(model, &links, 0).map_err(anyhow::Error::msg)?;
-    let mut dp = Datapath::load(&Timeouts::default())?;
+    let mut dp = Datapath::load_with(&Timeouts::default(), ct_max)?;
     dp.load_program(BENCH_ROUTER_PROGRAM)?;
     dp.load_program(BENCH_REDIRECT_PROGRAM)?;
     dp.install(&entries)?;
@@ -256,6 +286,225 @@ fn run_once(dp: &mut Datapath, prog: &str, frame: &[u8], repeat: u32) -> Result<
     Ok((r.return_value, r.duration.as_nanos() as f64))
 }
 
+/// Medians of `samples` runs of `frame` in `mode`, as a case against `base`.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    dp: &mut Datapath,
+    name: String,
+    description: &str,
+    mode: u32,
+    frame: &[u8],
+    repeat: u32,
+    samples: usize,
+    base: f64,
+) -> Result<Case> {
+    let mut ns = vec![];
+    let mut verdict = 0;
+    for _ in 0..samples {
+        set_mode(dp, mode)?;
+        let (v, t) = run_once(dp, BENCH_ROUTER_PROGRAM, frame, repeat)?;
+        verdict = v;
+        ns.push(t);
+    }
+    set_mode(dp, 0)?;
+    if verdict != 4 {
+        let c = dp.counters()?;
+        let drops: Vec<_> = c.dropped.iter().filter(|(_, n)| *n > 0).collect();
+        bail!(
+            "{name}: verdict {} (drops: {drops:?})",
+            verdict_name(verdict)
+        );
+    }
+    let m = median(&mut ns.clone());
+    Ok(Case {
+        name,
+        description: description.to_string(),
+        ns_median: m,
+        ns_samples: ns,
+        ratio_to_baseline: m / base,
+        verdict: verdict_name(verdict),
+    })
+}
+
+/// The bench VPC's function SYN and ACK (sport 40000 to the database).
+fn bench_frames(model: &model::Model) -> (Vec<u8>, Vec<u8>) {
+    let exec: IpAddr = model.functions[0].exec_ip.into();
+    let db: IpAddr = "10.0.1.10".parse().expect("address");
+    let frame = |flags| {
+        Frame::new(
+            exec,
+            db,
+            L4::Tcp {
+                sport: 40000,
+                dport: 5432,
+                flags,
+            },
+        )
+        .min_len(64)
+        .build()
+    };
+    (frame(TCP_SYN), frame(TCP_ACK))
+}
+
+/// Bytes the kernel charges for a map (`memlock` in its fdinfo).
+fn map_memlock(dp: &mut Datapath, name: &str) -> Result<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match dp.map(name)? {
+        aya::maps::Map::HashMap(m) | aya::maps::Map::LruHashMap(m) => m.fd().as_fd().as_raw_fd(),
+        _ => bail!("{name} is not a hash map"),
+    };
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no memlock in the fdinfo of {name}"))
+}
+
+/// Hyperplane ENIs at scale: the NAT path of an established flow and of
+/// new flows (allocation included) with the function's first ENI 1%, 50%
+/// and 90% full (claims at random ports; a second, empty ENI in the group
+/// takes what the first refuses, as the agent arranges from 80%), and the
+/// established path with 1,000 and 1,000,000 conntrack entries (the table
+/// sized `conntrack_max`, whose memory is measured).
+fn scale_cases(
+    repeat: u32,
+    samples: usize,
+    base: f64,
+    conntrack_max: u32,
+) -> Result<(Vec<Case>, Option<MapMemory>)> {
+    use vpc_common::{CtEntry, CtKey, NatPortKey, DEFAULT_ENI_CAPACITY};
+    let mut out = vec![];
+    let mut model = model::build(BENCH_TEMPLATE, &HashMap::new(), "bench")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut second = model.enis[0].clone();
+    second.index = 2;
+    second.id = "eni-0second".into();
+    second.ip = model.free_ip(&second.subnet).context("a free address")?;
+    second.scaled = true;
+    model.enis.push(second);
+    let (syn, ack) = bench_frames(&model);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for level in [1u32, 50, 90] {
+        let (mut dp, _, _) = bench_datapath(&model, &[("Fn", 1), ("Db", 100), ("App", 101)])?;
+        // Claims at `level`% of the first ENI's ports, at random.
+        let cap = DEFAULT_ENI_CAPACITY;
+        let mut ports: Vec<u16> = (0..cap).map(|i| 1024 + i as u16).collect();
+        let filled = (cap as u64 * level as u64 / 100) as usize;
+        {
+            let mut m: BpfHashMap<_, NatPortKey, CtKey> =
+                BpfHashMap::try_from(dp.map("NAT_PORTS")?)?;
+            for i in 0..filled {
+                let j = i + (next() % (ports.len() - i) as u64) as usize;
+                ports.swap(i, j);
+                let k = NatPortKey {
+                    eni: 1,
+                    port: ports[i].to_be(),
+                    proto: 6,
+                    _pad: 0,
+                };
+                m.insert(k, CtKey::default(), 0)?;
+            }
+        }
+        set_mode(&mut dp, 0)?;
+        if run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0 != 4 {
+            bail!("ENI at {level}%: the benchmark connection does not open");
+        }
+        out.push(case(
+            &mut dp,
+            format!("nat_established_eni_{level}pct"),
+            "established function flow (CT hit, SNAT) with the ENI this full",
+            0,
+            &ack,
+            repeat,
+            samples,
+            base,
+        )?);
+        out.push(case(
+            &mut dp,
+            format!("nat_new_flow_eni_{level}pct"),
+            "new function flow, NAT port allocation on an ENI this full (overflow to a second, empty ENI)",
+            1,
+            &syn,
+            repeat,
+            samples,
+            base,
+        )?);
+    }
+    let mut memory = None;
+    for entries in [1_000u32, 1_000_000] {
+        let ct_max = if entries > 1_000 {
+            conntrack_max
+        } else {
+            vpc_common::CT_MAX_ENTRIES
+        };
+        if ct_max < entries + 2 {
+            bail!("--conntrack-max {ct_max}: the 1,000,000-entry case needs more than {entries}");
+        }
+        let model = model::build(BENCH_TEMPLATE, &HashMap::new(), "bench")
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (mut dp, _, _) =
+            bench_datapath_with(&model, &[("Fn", 1), ("Db", 100), ("App", 101)], ct_max)?;
+        {
+            let mut m: BpfHashMap<_, CtKey, CtEntry> = BpfHashMap::try_from(dp.map("CT")?)?;
+            let now = crate::datapath::mono_ns();
+            for i in 0..entries - 1 {
+                let x = next();
+                let k = CtKey {
+                    saddr: vpc_common::v4_mapped([10, 9, (i >> 8) as u8, i as u8]),
+                    daddr: vpc_common::v4_mapped((x as u32).to_be_bytes()),
+                    sport: (i >> 16) as u16,
+                    dport: (x >> 32) as u16,
+                    proto: 6,
+                    ..Default::default()
+                };
+                let e = CtEntry {
+                    last_seen: now,
+                    created: now,
+                    in_ifindex: 999,
+                    ..Default::default()
+                };
+                m.insert(k, e, 0)?;
+            }
+        }
+        let (syn, ack) = bench_frames(&model);
+        set_mode(&mut dp, 0)?;
+        if run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0 != 4 {
+            bail!("{entries} CT entries: the benchmark connection does not open");
+        }
+        out.push(case(
+            &mut dp,
+            format!("ct_lookup_{entries}_entries"),
+            "established function flow with this many conntrack entries",
+            0,
+            &ack,
+            repeat,
+            samples,
+            base,
+        )?);
+        if entries > 1_000 {
+            let (ct, nat) = (
+                map_memlock(&mut dp, "CT")?,
+                map_memlock(&mut dp, "NAT_PORTS")?,
+            );
+            let connections = ct_max as u64 / 2;
+            memory = Some(MapMemory {
+                conntrack_max: ct_max,
+                ct_bytes: ct,
+                nat_ports_bytes: nat,
+                connections,
+                bytes_per_connection: (ct + nat) as f64 / connections as f64,
+            });
+        }
+    }
+    Ok((out, memory))
+}
+
 /// The table printed on the terminal (and pasted into the README).
 pub fn table(r: &Report) -> String {
     let mut s = format!(
@@ -278,6 +527,23 @@ pub fn table(r: &Report) -> String {
             p.established_ratio,
             p.new_flow_ns,
             p.new_flow_ratio
+        );
+    }
+    s += "\nHyperplane ENIs at scale (same baseline):\n\n| case | ns/packet | x baseline |\n|---|---:|---:|\n";
+    for c in &r.scale_cases {
+        s += &format!(
+            "| {} | {:.1} | {:.2} |\n",
+            c.name, c.ns_median, c.ratio_to_baseline
+        );
+    }
+    if let Some(m) = &r.memory {
+        s += &format!(
+            "\nConntrack memory (memlock) at {} entries: CT {:.1} MiB + NAT_PORTS {:.1} MiB; {} connections (2 CT entries + 1 NAT claim each): {:.0} bytes per connection\n",
+            m.conntrack_max,
+            m.ct_bytes as f64 / 1048576.0,
+            m.nat_ports_bytes as f64 / 1048576.0,
+            m.connections,
+            m.bytes_per_connection
         );
     }
     s

@@ -561,14 +561,14 @@ impl Datapath {
     }
 
     /// As `load`, with a conntrack table of `ct_max` entries (two per
-    /// connection; `NAT_PORTS` is sized alike).
+    /// connection; `NAT_PORTS` holds one claim per connection: half).
     pub fn load_with(timeouts: &Timeouts, ct_max: u32) -> Result<Self> {
         if ct_max < 2 {
             bail!("conntrack size {ct_max}: at least 2 entries (two per connection)");
         }
         let ebpf = EbpfLoader::new()
             .map_max_entries("CT", ct_max)
-            .map_max_entries("NAT_PORTS", ct_max)
+            .map_max_entries("NAT_PORTS", ct_max / 2)
             .load(EBPF_OBJECT)
             .context("loading the XDP object")?;
         let mut dp = Self { ebpf };

@@ -188,6 +188,10 @@ enum Cmd {
         /// Seconds of each TCP measurement with --throughput.
         #[arg(long, default_value_t = 3)]
         tcp_seconds: u64,
+        /// Conntrack entries of the large-table case (1,000,000 entries
+        /// filled; its memory is measured): 2,000,000 = 1 million connections.
+        #[arg(long, default_value_t = 2_000_000)]
+        conntrack_max: u32,
     },
     /// Hyperplane ENIs: `vpc eni list [--json]`.
     Eni {
@@ -743,9 +747,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             repeat,
             samples,
             json,
+            conntrack_max,
             ..
         } => {
-            let r = bench::run(repeat, samples)?;
+            let r = bench::run(repeat, samples, conntrack_max)?;
             print!("{}", bench::table(&r));
             if let Some(p) = json {
                 if let Some(d) = p.parent() {
