@@ -1175,7 +1175,7 @@ fn nat_port_allocation_failure_rate_follows_the_probe_count() {
         h.dp.set_eni_capacity(CAP).unwrap();
         let (fn_if, exec, db) = (h.ifindex("Fn"), ip(EXEC), ip(DB));
         let pool = h.entries.enis[0].1.pool;
-        let mut rng = Rng(0x5eed_0f_a11_0c);
+        let mut rng = Rng(0x05ee_d0fa_110c);
         for level in [10u32, 50, 90, 99] {
             let p = level as f64 / 100.0;
             // Fill: `level`% of the ports, chosen at random (Fisher-Yates).

@@ -319,6 +319,9 @@ fn attach(
     }
 }
 
+/// `ENDPOINTS` and `ENIS` entries.
+pub type EniEntries = (Vec<([u8; 16], Endpoint)>, Vec<(u32, HyperplaneEni)>);
+
 /// The `ENDPOINTS` and `ENIS` entries of one Hyperplane ENI, with the
 /// policy ids of `policies` (in their generation's slot): its address(es),
 /// the ENI, and for a dual-stack ENI its IPv4-only view.
@@ -326,7 +329,7 @@ pub fn eni_entries(
     model: &Model,
     e: &crate::model::HyperplaneEniSpec,
     policies: &BTreeMap<Vec<String>, u32>,
-) -> (Vec<([u8; 16], Endpoint)>, Vec<(u32, HyperplaneEni)>) {
+) -> EniEntries {
     let policy = policies[&e.groups];
     let gen = policy >> ID_GEN_SHIFT & 1;
     let pair = if gen == 0 { [policy, 0] } else { [0, policy] };

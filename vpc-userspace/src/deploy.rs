@@ -771,11 +771,10 @@ pub fn scale_enis(
                 reasons.push((first, Some(("SubnetOutOfIPAddresses", why))));
             }
         }
-        Some(EniChange::Remove(index)) => {
-            if remove_eni(name, maps, index)? {
-                drained.remove(&index);
-            }
+        Some(EniChange::Remove(index)) if remove_eni(name, maps, index)? => {
+            drained.remove(&index);
         }
+        Some(EniChange::Remove(_)) => {}
         None => {}
     }
     // Functions report why their group could not grow, until it can again.
@@ -803,8 +802,8 @@ pub fn scale_enis(
 
 /// Policy generation switch for a model whose Hyperplane ENIs changed
 /// (group references match ENI addresses), the caller holding the lock:
-/// compiles `model` into the generation not in force, `before` runs with
-/// the new entries (to add an ENI's own entries first), then the switch.
+/// compiles `model` into the generation not in force (the caller writes
+/// an added ENI's own entries, then switches).
 fn switch_model(
     s: &State,
     maps: &mut PinnedMaps,

@@ -626,8 +626,41 @@ fn the_v4_only_view_of_a_shared_eni_is_compiled_for_functions_without_the_flag()
     let port = |ifindex: u32| e.ports.iter().find(|(k, _)| *k == ifindex).unwrap().1;
     let db6 = m.hosts[0].ip6.unwrap().octets();
     assert_eq!((port(10).has_v6, port(10).addr6), (1, db6));
-    assert_eq!(port(11).eni, 1);
-    assert_eq!(port(12).eni, 1 | ENI_V4_ONLY);
+    assert_eq!(port(11).eni_group, 1);
+    assert_eq!(port(12).eni_group, 1 | ENI_V4_ONLY);
+    // Each view is a group of one; both hand out the one ENI's ports.
+    let group = |id: u32| e.eni_groups.iter().find(|(k, _)| *k == id).unwrap().1;
+    assert_eq!((group(1).count, group(1).enis[0]), (1, 1));
+    assert_eq!(
+        (group(1 | ENI_V4_ONLY).count, group(1 | ENI_V4_ONLY).enis[0]),
+        (1, 1 | ENI_V4_ONLY)
+    );
+    assert_eq!((eni(1).pool, eni(1 | ENI_V4_ONLY).pool), (1, 1));
+    // A second ENI of the combination (as the agent adds) joins both groups
+    // in order, with its own address and IPv6 address.
+    let mut m2 = m.clone();
+    let mut second = m2.enis[0].clone();
+    second.index = 2;
+    second.ip = m2.free_ip(&second.subnet).unwrap();
+    second.ip6 = m2.free_ip6(&second.subnet);
+    second.scaled = true;
+    assert_ne!(second.ip, m2.enis[0].ip);
+    assert_ne!(second.ip6, m2.enis[0].ip6);
+    m2.enis.push(second);
+    let e2 = compile(&m2, &links, 0).unwrap();
+    let group = |id: u32| e2.eni_groups.iter().find(|(k, _)| *k == id).unwrap().1;
+    assert_eq!(
+        (group(1).count, group(1).enis[..2].to_vec()),
+        (2, vec![1, 2])
+    );
+    assert_eq!(
+        group(1 | ENI_V4_ONLY).enis[..2].to_vec(),
+        vec![1 | ENI_V4_ONLY, 2 | ENI_V4_ONLY]
+    );
+    assert!(e2
+        .enis
+        .iter()
+        .any(|(k, v)| *k == (2 | ENI_V4_ONLY) && v.pool == 2));
     assert_eq!(port(12).has_v6, 1, "its own address: the ENI view decides");
     let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).map(|x| x.1);
     assert_eq!(ep(db6).unwrap().ifindex, 10);
