@@ -102,10 +102,13 @@ pub enum DropReason {
     /// An ICMP error (destination unreachable, time exceeded, packet too
     /// big) whose quoted packet belongs to no tracked connection.
     IcmpErrorUntracked = 18,
+    /// IPv6 from a function whose `VpcConfig` has no
+    /// `Ipv6AllowedForDualStack` (its ENI entry has no IPv6 address).
+    Ipv6NotAllowed = 19,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -124,6 +127,7 @@ impl DropReason {
         DropReason::NaclEgressDenied,
         DropReason::NaclIngressDenied,
         DropReason::IcmpErrorUntracked,
+        DropReason::Ipv6NotAllowed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -146,6 +150,7 @@ impl DropReason {
             DropReason::NaclEgressDenied => "nacl_egress_denied",
             DropReason::NaclIngressDenied => "nacl_ingress_denied",
             DropReason::IcmpErrorUntracked => "icmp_error_untracked",
+            DropReason::Ipv6NotAllowed => "ipv6_not_allowed",
         }
     }
 }

@@ -386,7 +386,7 @@ fn function_flow_inner<C: Ctx>(
         None => return Err(DropReason::NoRoute),
     };
     if p.v6 && eni.has_v6 == 0 {
-        return Err(DropReason::NoRoute);
+        return Err(DropReason::Ipv6NotAllowed);
     }
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != eni.vpc || ep.kind != kind::HOST {

@@ -6,6 +6,7 @@
 //! and runs the agent; [`bench`] measures the datapath.
 pub mod bench;
 pub mod compile;
+pub mod conntrack;
 pub mod datapath;
 pub mod deploy;
 pub mod model;

@@ -131,6 +131,11 @@ enum Cmd {
         #[command(subcommand)]
         op: SgOp,
     },
+    /// Tracked connections, as `conntrack -L` shows them.
+    Conntrack {
+        #[command(subcommand)]
+        op: ConntrackOp,
+    },
     /// Why a new connection would be allowed or dropped, rule by rule (the
     /// reference model of AWS's semantics, which the datapath is tested
     /// against).
@@ -175,6 +180,16 @@ enum Cmd {
     /// The background agent (started by `up`).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Subcommand)]
+enum ConntrackOp {
+    /// Original and translated tuples, state, time left, age, packets and
+    /// bytes each way, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -575,6 +590,27 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             down?;
         }
         Cmd::Sg { op } => sg_edit(&name, op)?,
+        Cmd::Conntrack {
+            op: ConntrackOp::List { json },
+        } => {
+            use vpc::datapath::Maps;
+            let state = State::load(&name)?;
+            let conns = vpc::datapath::PinnedMaps::open(&state.pin_dir)?.connections()?;
+            let rows = vpc::conntrack::rows(
+                &conns,
+                &state.timeouts,
+                vpc::datapath::mono_ns(),
+                &state.model.enis,
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for c in &rows {
+                    println!("{}", vpc::conntrack::line(c));
+                }
+                eprintln!("{name}: {} flow entries have been shown.", rows.len());
+            }
+        }
         Cmd::Apply(t) => {
             let (m, label) = load_model(&t, &name)?;
             let gen = deploy::apply(&name, m)?;
