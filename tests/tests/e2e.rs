@@ -160,6 +160,70 @@ fn function_reaches_the_database_through_its_hyperplane_eni() {
     );
 }
 
+/// `GET path` over plain HTTP/1.0; the body.
+fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut c = TcpStream::connect(host).unwrap();
+    write!(c, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut r = String::new();
+    std::io::Read::read_to_string(&mut c, &mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+#[test]
+fn the_agent_serves_metrics_that_match_the_datapath() {
+    let d = Deployment::up("e2em2", "default", FAST);
+    assert!(!connects(&d, "invoke", "orders", "10.0.1.10", 22, 1));
+    let s = d.status();
+    let url = s["metrics_url"]
+        .as_str()
+        .expect("a metrics URL")
+        .to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "loopback by default: {url}"
+    );
+    let body = http_get(&url);
+    // OpenMetrics text: every sample line is `name{labels} value`, and it ends with EOF.
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.starts_with("vpc_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+    }
+    let sample = |series: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing: {body}"))
+            .parse()
+            .unwrap()
+    };
+    // The refused connection is counted the same by status and by metrics.
+    let denied = sample(r#"vpc_packets_dropped_total{reason="sg_ingress_denied"}"#);
+    assert!(denied >= 1);
+    assert_eq!(denied, d.dropped("sg_ingress_denied"));
+    assert_eq!(
+        sample("vpc_packets_forwarded_total"),
+        s["counters"]["forwarded"].as_u64().unwrap()
+    );
+    assert_eq!(
+        sample(r#"vpc_function_state{function="OrdersFunction",state="Active"}"#),
+        1
+    );
+    assert!(body.contains("vpc_eni_connections{eni=\"eni-"), "{body}");
+    assert!(sample("vpc_conntrack_capacity_connections") > 0);
+}
+
 #[test]
 fn ports_the_groups_do_not_allow_fail() {
     let d = Deployment::up("e2eb", "default", FAST);

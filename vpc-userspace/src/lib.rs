@@ -9,6 +9,7 @@ pub mod compile;
 pub mod conntrack;
 pub mod datapath;
 pub mod deploy;
+pub mod metrics;
 pub mod model;
 pub mod packet;
 pub mod reference;

@@ -65,6 +65,10 @@ struct RunArgs {
     /// Default: xdp.
     #[arg(long = "hook", value_name = "[ID=]xdp|tc")]
     hooks: Vec<String>,
+    /// Where the agent serves Prometheus metrics (`GET /metrics`). Port 0
+    /// picks a free port (`vpc status` shows it); `off` serves none.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics_addr: String,
 }
 
 /// `--hook` values: one default and per-port overrides.
@@ -366,6 +370,7 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
         model,
         &UpOptions {
             hooks: parse_hooks(&r.hooks)?,
+            metrics_addr: (r.metrics_addr != "off").then(|| r.metrics_addr.clone()),
             name: name.to_string(),
             template_label: label,
             timeouts,
@@ -465,6 +470,9 @@ fn print_status(s: &Status) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    if let Some(url) = &s.metrics_url {
+        println!("\nMETRICS  {url}");
     }
     if !s.agent_running {
         println!("\nwarning: the agent is not running");

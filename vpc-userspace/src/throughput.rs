@@ -88,6 +88,7 @@ impl Bed {
                 default: Some(hook),
                 per_port: HashMap::new(),
             },
+            metrics_addr: None,
             name: name.to_string(),
             template_label: "default (throughput)".into(),
             timeouts: Timeouts::default(),
