@@ -356,6 +356,17 @@ fn spoofed_sources_and_unknown_ports_are_dropped() {
             h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_ACK)).0,
             XDP_REDIRECT
         );
+        // IPv4 lives in keys and endpoints as ::ffff:a.b.c.d: IPv6 carrying
+        // such an address would otherwise ride on that IPv4 connection.
+        let (m_exec, m_db) = (format!("::ffff:{EXEC}"), format!("::ffff:{DB}"));
+        let v6 = tcp(&m_exec, &m_db, 40001, 5432, TCP_ACK);
+        assert_eq!(h.run(fn_if, &v6).0, XDP_DROP);
+        check(&mut h, DropReason::Ipv6EmbeddedV4, 1);
+        assert_eq!(
+            h.run(fn_if, &tcp(EXEC6, "::1", 40002, 5432, TCP_SYN)).0,
+            XDP_DROP
+        );
+        check(&mut h, DropReason::Ipv6EmbeddedV4, 2);
     });
 }
 

@@ -105,10 +105,14 @@ pub enum DropReason {
     /// IPv6 from a function whose `VpcConfig` has no
     /// `Ipv6AllowedForDualStack` (its ENI entry has no IPv6 address).
     Ipv6NotAllowed = 19,
+    /// IPv6 with an IPv4-mapped (`::ffff:0:0/96`) or IPv4-compatible
+    /// (`::/96`) address: never valid on the wire, and keys and endpoints
+    /// hold IPv4 addresses in that form, so it would pass for IPv4.
+    Ipv6EmbeddedV4 = 20,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -128,6 +132,7 @@ impl DropReason {
         DropReason::NaclIngressDenied,
         DropReason::IcmpErrorUntracked,
         DropReason::Ipv6NotAllowed,
+        DropReason::Ipv6EmbeddedV4,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -151,6 +156,7 @@ impl DropReason {
             DropReason::NaclIngressDenied => "nacl_ingress_denied",
             DropReason::IcmpErrorUntracked => "icmp_error_untracked",
             DropReason::Ipv6NotAllowed => "ipv6_not_allowed",
+            DropReason::Ipv6EmbeddedV4 => "ipv6_embedded_ipv4",
         }
     }
 }

@@ -186,6 +186,12 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
         }
     }
+    // Checked before anything is built.
+    if let Some(id) = opts.hooks.per_port.keys().find(|id| {
+        !model.hosts.iter().any(|h| &h.id == *id) && !model.functions.iter().any(|f| &f.id == *id)
+    }) {
+        bail!("--hook {id}=...: the template has no host or function {id:?}");
+    }
     datapath::ensure_bpffs()?;
     std::fs::create_dir_all(&sdir)?;
     // Written before anything is built: if this process dies half way,
@@ -216,14 +222,6 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         }
         dp.install(&entries)?;
         let router = topology::router_netns(&opts.name);
-        if let Some(id) = opts
-            .hooks
-            .per_port
-            .keys()
-            .find(|id| !nodes.iter().any(|n| &n.id == *id))
-        {
-            bail!("--hook {id}=...: the template has no host or function {id:?}");
-        }
         let mut modes = vec![];
         let mut hooks = BTreeMap::new();
         for n in &nodes {

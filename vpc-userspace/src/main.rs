@@ -84,7 +84,9 @@ fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
             .map_err(|_| anyhow::anyhow!("--hook {a}: the hook is xdp or tc"))?;
         match id {
             Some(id) => {
-                h.per_port.insert(id.to_string(), hook);
+                if h.per_port.insert(id.to_string(), hook).is_some() {
+                    bail!("--hook {a}: {id} has a hook already");
+                }
             }
             None if h.default.is_some() => bail!("--hook {a}: a second default hook"),
             None => h.default = Some(hook),

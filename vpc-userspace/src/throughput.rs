@@ -96,24 +96,15 @@ impl Bed {
             quotas: model::Quotas::default(),
         };
         let state = deploy::up(m, &opts)?;
-        let node = |f: &dyn Fn(&topology::Node) -> bool, what: &str| {
-            state
-                .nodes
-                .iter()
-                .find(|n| f(n))
-                .cloned()
-                .context(what.to_string())
+        let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();
+        let exec = node(&|n| n.role == Role::ExecutionEnvironment);
+        let db = node(&|n| n.id == "DatabaseInstance");
+        // A `Bed` before anything else can fail: dropping it tears down.
+        let (Some(exec), Some(db)) = (exec, db) else {
+            let _ = deploy::down(name);
+            bail!("the default template lost its execution environment or DatabaseInstance");
         };
-        let exec = node(
-            &|n| n.role == Role::ExecutionEnvironment,
-            "no execution environment",
-        );
-        let db = node(&|n| n.id == "DatabaseInstance", "no DatabaseInstance");
-        let bed = Self {
-            exec: exec?,
-            db: db?,
-            state,
-        };
+        let bed = Self { exec, db, state };
         let f = bed.state.model.function("orders").context("no function")?;
         PinnedMaps::open(&bed.state.pin_dir)?
             .set_port_eni(bed.exec.link.ifindex, f.eni.context("no ENI")?)?;
@@ -199,7 +190,8 @@ impl Bed {
     }
 }
 
-/// The paths, in the order they run.
+/// The paths, in the order the tables show them (`vpc-tc` runs first: its
+/// deployment is the only one with TC hooks).
 pub const PATHS: [&str; 4] = ["vpc", "vpc-tc", "limit", "nftables"];
 
 /// Runs every path; `frames` per sample, `samples` samples per case.
