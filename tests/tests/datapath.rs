@@ -86,6 +86,17 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16, no_checksum: bool) -> Vec<u
     .build()
 }
 
+/// An ICMP echo request (`ty` 8, or 128 for ICMPv6), identifier 1.
+fn echo_request(src: &str, dst: &str, ty: u8) -> Vec<u8> {
+    let l4 = L4::Icmp {
+        ty,
+        code: 0,
+        id: 1,
+        seq: 1,
+    };
+    Frame::new(ip(src), ip(dst), l4).build()
+}
+
 fn check(h: &mut Harness, reason: DropReason, n: u64) {
     assert_eq!(
         h.counters().dropped(reason),
@@ -310,18 +321,7 @@ fn security_groups_are_stateful_and_allow_only() {
         );
         check(&mut h, DropReason::CtInvalid, 1);
         // Functions are TCP and UDP only.
-        let fping = Frame::new(
-            ip(EXEC),
-            ip(DB),
-            L4::Icmp {
-                ty: 8,
-                code: 0,
-                id: 1,
-                seq: 1,
-            },
-        )
-        .build();
-        assert_eq!(h.run(fn_if, &fping).0, XDP_DROP);
+        assert_eq!(h.run(fn_if, &echo_request(EXEC, DB, 8)).0, XDP_DROP);
         check(&mut h, DropReason::FunctionProtocol, 1);
     });
 }
@@ -356,6 +356,17 @@ fn spoofed_sources_and_unknown_ports_are_dropped() {
             h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_ACK)).0,
             XDP_REDIRECT
         );
+        // IPv4 lives in keys and endpoints as ::ffff:a.b.c.d: IPv6 carrying
+        // such an address would otherwise ride on that IPv4 connection.
+        let (m_exec, m_db) = (format!("::ffff:{EXEC}"), format!("::ffff:{DB}"));
+        let v6 = tcp(&m_exec, &m_db, 40001, 5432, TCP_ACK);
+        assert_eq!(h.run(fn_if, &v6).0, XDP_DROP);
+        check(&mut h, DropReason::Ipv6EmbeddedV4, 1);
+        assert_eq!(
+            h.run(fn_if, &tcp(EXEC6, "::1", 40002, 5432, TCP_SYN)).0,
+            XDP_DROP
+        );
+        check(&mut h, DropReason::Ipv6EmbeddedV4, 2);
     });
 }
 
@@ -1011,18 +1022,7 @@ fn icmpv6_packet_too_big_about_a_function_connection_reaches_it_translated_back(
         );
         check(&mut h, DropReason::IcmpErrorUntracked, 1);
         // ICMPv6 echo from a function stays unsupported, as ICMP echo.
-        let ping = Frame::new(
-            ip(EXEC6),
-            ip(DB6),
-            L4::Icmp {
-                ty: 128,
-                code: 0,
-                id: 1,
-                seq: 1,
-            },
-        )
-        .build();
-        assert_eq!(h.run(fn_if, &ping).0, XDP_DROP);
+        assert_eq!(h.run(fn_if, &echo_request(EXEC6, DB6, 128)).0, XDP_DROP);
         check(&mut h, DropReason::FunctionProtocol, 1);
     });
 }

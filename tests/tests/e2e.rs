@@ -126,6 +126,102 @@ fn function_reaches_the_database_through_its_hyperplane_eni() {
         enia["connections"], 1,
         "the connection stays tracked on the ENI: {s}"
     );
+    // `vpc conntrack list`: the original tuple from the execution
+    // environment, the reply tuple to the ENI's address and the port the
+    // database saw, packets and bytes both ways ("ping" out, "pong" back,
+    // each in one segment after the handshake).
+    let out = d.vpc(&["conntrack", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    let c = &rows[0];
+    assert_eq!(c["protocol"], "tcp");
+    assert_eq!(c["original"]["src"], "198.19.0.10", "{c}");
+    assert_eq!(c["original"]["dst"], "10.0.1.10");
+    assert_eq!(c["original"]["dport"], 5432);
+    assert_eq!(c["reply"]["src"], "10.0.1.10");
+    assert_eq!(c["reply"]["dst"].as_str().unwrap(), eni);
+    assert_eq!(c["reply"]["dport"], peer.port(), "{c}");
+    assert_eq!(c["eni"], enia["id"]);
+    for dir in ["original", "reply"] {
+        let (p, b) = (
+            c[dir]["packets"].as_u64().unwrap(),
+            c[dir]["bytes"].as_u64().unwrap(),
+        );
+        // At least handshake + data + FIN; every packet 40-80 bytes of
+        // headers, plus the 5 bytes of payload.
+        assert!(p >= 3 && b >= 40 * p + 5 && b <= 80 * p + 5, "{dir}: {c}");
+    }
+    let text_out = d.vpc(&["conntrack", "list"]);
+    let line = String::from_utf8_lossy(&text_out.stdout).into_owned();
+    assert!(
+        line.starts_with("tcp      6 ") && line.contains(&format!("dst={eni} sport=5432")),
+        "{line}"
+    );
+}
+
+/// `GET path` over plain HTTP/1.0; the body.
+fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut c = TcpStream::connect(host).unwrap();
+    write!(c, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut r = String::new();
+    std::io::Read::read_to_string(&mut c, &mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+#[test]
+fn the_agent_serves_metrics_that_match_the_datapath() {
+    let d = Deployment::up("e2em2", "default", FAST);
+    assert!(!connects(&d, "invoke", "orders", "10.0.1.10", 22, 1));
+    let s = d.status();
+    let url = s["metrics_url"]
+        .as_str()
+        .expect("a metrics URL")
+        .to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "loopback by default: {url}"
+    );
+    let body = http_get(&url);
+    // OpenMetrics text: every sample line is `name{labels} value`, and it ends with EOF.
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.starts_with("vpc_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+    }
+    let sample = |series: &str| -> u64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing: {body}"))
+            .parse()
+            .unwrap()
+    };
+    // The refused connection is counted the same by status and by metrics.
+    let denied = sample(r#"vpc_packets_dropped_total{reason="sg_ingress_denied"}"#);
+    assert!(denied >= 1);
+    assert_eq!(denied, d.dropped("sg_ingress_denied"));
+    assert_eq!(
+        sample("vpc_packets_forwarded_total"),
+        s["counters"]["forwarded"].as_u64().unwrap()
+    );
+    assert_eq!(
+        sample(r#"vpc_function_state{function="OrdersFunction",state="Active"}"#),
+        1
+    );
+    assert!(body.contains("vpc_eni_connections{eni=\"eni-"), "{body}");
+    assert!(sample("vpc_conntrack_capacity_connections") > 0);
 }
 
 #[test]
@@ -798,13 +894,16 @@ fn without_ipv6_allowed_for_dual_stack_ipv6_fails_and_ipv4_works() {
     // No IPv6 route in its execution environment, as at AWS...
     assert!(!connects(&d, "invoke", "v4only", &db6, 5432, 1));
     // ...and should it make one, the router drops its IPv6 all the same.
-    let before = d.dropped("no_route");
+    let before = d.dropped("ipv6_not_allowed");
     let cmd = format!(
         "ip -6 route add default via fe80::1 dev eth0 && timeout 5 nc -6 -z -w1 {db6} 5432"
     );
     let out = d.vpc(&["invoke", "v4only", "--", "sh", "-c", &cmd]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(d.dropped("no_route") > before, "dropped by the datapath");
+    assert!(
+        d.dropped("ipv6_not_allowed") > before,
+        "dropped by the datapath, with its own reason"
+    );
     // The same IPv6 connection works from the function with the flag (same ENI)...
     assert!(connects(&d, "invoke", "dual", &db6, 5432, 2));
     // ...and IPv4 from the function without it.

@@ -134,10 +134,17 @@ pub enum DropReason {
     /// An ICMP error (destination unreachable, time exceeded, packet too
     /// big) whose quoted packet belongs to no tracked connection.
     IcmpErrorUntracked = 18,
+    /// IPv6 from a function whose `VpcConfig` has no
+    /// `Ipv6AllowedForDualStack` (its ENI entry has no IPv6 address).
+    Ipv6NotAllowed = 19,
+    /// IPv6 with an IPv4-mapped (`::ffff:0:0/96`) or IPv4-compatible
+    /// (`::/96`) address: never valid on the wire, and keys and endpoints
+    /// hold IPv4 addresses in that form, so it would pass for IPv4.
+    Ipv6EmbeddedV4 = 20,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -156,6 +163,8 @@ impl DropReason {
         DropReason::NaclEgressDenied,
         DropReason::NaclIngressDenied,
         DropReason::IcmpErrorUntracked,
+        DropReason::Ipv6NotAllowed,
+        DropReason::Ipv6EmbeddedV4,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -178,6 +187,8 @@ impl DropReason {
             DropReason::NaclEgressDenied => "nacl_egress_denied",
             DropReason::NaclIngressDenied => "nacl_ingress_denied",
             DropReason::IcmpErrorUntracked => "icmp_error_untracked",
+            DropReason::Ipv6NotAllowed => "ipv6_not_allowed",
+            DropReason::Ipv6EmbeddedV4 => "ipv6_embedded_ipv4",
         }
     }
 }

@@ -147,7 +147,10 @@ impl Ctx for TcContext {
     }
     /// The kernel's helper: it knows the buffer's checksum state (a GSO
     /// buffer's L4 field holds only the pseudo-header sum, which a port
-    /// change must not touch).
+    /// change must not touch). Veths never hand over CHECKSUM_COMPLETE
+    /// buffers; on a device that does, an IPv6 address change through
+    /// `BPF_F_PSEUDO_HDR` would leave `skb->csum` off and the receiver would
+    /// verify in software.
     #[inline(always)]
     fn l4_csum_replace(
         &self,

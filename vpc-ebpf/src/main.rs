@@ -37,10 +37,15 @@ pub fn vpc_router(ctx: XdpContext) -> u32 {
 /// checked, translated and redirected whole, and the peer keeps TSO).
 #[classifier]
 pub fn vpc_router_tc(ctx: TcContext) -> i32 {
-    // The headers must be in the linear part for direct access. 128 bytes
-    // cover Ethernet, IPv4 with options or IPv6 with short extension headers,
-    // and TCP; anything longer fails parsing and is dropped, never passed.
-    let want = core::cmp::min(ctx.len(), 128);
+    // A VLAN tag taken off by the device is not in the data: not ours to
+    // route (XDP never sees one either).
+    if unsafe { (*ctx.skb.skb).vlan_present } != 0 {
+        return ctx::tc_action(stats::drop(vpc_common::DropReason::NotIp));
+    }
+    // The headers must be in the linear part for direct access: as far as
+    // XDP parses (extension headers up to 256 bytes, an ICMP error's quoted
+    // IP header and L4 header), so both hooks judge the same packets.
+    let want = core::cmp::min(ctx.len(), 256 + 8 + 60 + 20);
     if ctx.data_end() - ctx.data() < want as usize && ctx.pull_data(want).is_err() {
         return ctx::tc_action(stats::drop(vpc_common::DropReason::Malformed));
     }

@@ -66,6 +66,11 @@ pub static SUBNET_ACLS: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENER
 /// Connection tracking and NAT state. A plain hash, as at AWS: when the
 /// table is full new connections are dropped (`ct_full`); nothing tracked
 /// is evicted behind its back. The agent's GC reclaims expired entries.
+/// Preallocated: an element replaced or deleted goes back to the free list
+/// at once, so a reader on another CPU in that instant may see the next
+/// connection's fields; only a tuple reopened or collected at that moment
+/// is exposed, and `BPF_F_NO_PREALLOC` (an allocation per new connection)
+/// is not worth that window.
 #[map]
 pub static CT: HashMap<CtKey, CtEntry> = HashMap::with_max_entries(CT_MAX_ENTRIES, 0);
 

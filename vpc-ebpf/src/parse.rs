@@ -183,6 +183,9 @@ pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReaso
         q.proto = hdr[6];
         q.saddr = read::<[u8; 16]>(ctx, l3 + 8)?;
         q.daddr = read::<[u8; 16]>(ctx, l3 + 24)?;
+        if embeds_v4(&q.saddr) || embeds_v4(&q.daddr) {
+            return Err(DropReason::Ipv6EmbeddedV4);
+        }
         l4 = l3 + 40;
     } else {
         let hdr = read::<[u32; 5]>(ctx, l3)?;
@@ -253,6 +256,15 @@ pub fn write<T: Copy>(ctx: &impl Ctx, off: usize, v: T) -> Result<(), DropReason
     Ok(())
 }
 
+/// An IPv4-mapped (`::ffff:0:0/96`) or IPv4-compatible (`::/96`, with
+/// `::` and `::1`) IPv6 address: IPv4 addresses are kept in the mapped form,
+/// so IPv6 must never carry one.
+#[inline(always)]
+fn embeds_v4(a: &[u8; 16]) -> bool {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    w(0) == 0 && w(4) == 0 && (w(8) == 0 || w(8) == u32::from_ne_bytes([0, 0, 0xff, 0xff]))
+}
+
 /// Writes `::ffff:a.b.c.d` as four words (`a` as on the wire).
 #[inline(always)]
 fn set_v4_mapped(dst: &mut [u8; 16], a: u32) {
@@ -313,6 +325,9 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             let mut next = read::<u8>(ctx, ETH_HLEN + 6)?;
             p.saddr = read::<[u8; 16]>(ctx, ETH_HLEN + 8)?;
             p.daddr = read::<[u8; 16]>(ctx, ETH_HLEN + 24)?;
+            if embeds_v4(&p.saddr) || embeds_v4(&p.daddr) {
+                return Err(DropReason::Ipv6EmbeddedV4);
+            }
             let mut off = ETH_HLEN + 40;
             let mut i = 0;
             let mut done = false;

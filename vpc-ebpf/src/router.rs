@@ -220,17 +220,24 @@ fn deliver_tracked<C: Ctx>(
     now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
-    let ent = unsafe { &*e };
+    // Copied out through the raw pointer: for the original direction `e`
+    // and `orig` are one entry, which `ct::update` writes.
+    let ent = unsafe { *e };
     let snat = ent.flags & CT_F_SNAT != 0;
     if ent.src_subnet != ent.dst_subnet {
         let epoch = policy_epoch();
         let stamp = epoch.wrapping_add(1);
-        if ent.acl_gen != stamp {
+        // ICMP echo keys leave out the code, which ACLs judge: no verdict
+        // is kept for ICMP.
+        let icmp = p.is_icmp();
+        if icmp || ent.acl_gen != stamp {
             // The customer-side source of a NATed connection is its ENI.
             let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
             let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
             boundary(p, epoch & 1, src, dst, src_addr, &p.daddr)?;
-            unsafe { (*e).acl_gen = stamp };
+            if !icmp {
+                unsafe { (*e).acl_gen = stamp };
+            }
         }
     }
     ct::update(unsafe { &mut *orig }, p, ent.dir, now);
@@ -391,7 +398,7 @@ fn function_flow_inner<C: Ctx>(
         None => return Err(DropReason::NoRoute),
     };
     if p.v6 && first.has_v6 == 0 {
-        return Err(DropReason::NoRoute);
+        return Err(DropReason::Ipv6NotAllowed);
     }
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != first.vpc || ep.kind != kind::HOST {
@@ -535,7 +542,8 @@ fn bind(
     r.router_mac = sender.router_mac;
     r.src_subnet = ep.subnet as u16;
     r.dst_subnet = from as u16;
-    r.acl_gen = 0;
+    // Not `epoch + 1`, whatever the epoch: the first reply is checked.
+    r.acl_gen = epoch;
     Ok(())
 }
 

@@ -41,6 +41,9 @@ pub struct State {
     /// The quotas the model was validated with (rule edits keep to them).
     #[serde(default)]
     pub quotas: crate::model::Quotas,
+    /// Where the agent serves metrics (`None`: not at all).
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
     /// Hyperplane ENIs at scale: capacity, scale-out threshold, return delay.
     #[serde(default)]
     pub eni_scaling: EniScaling,
@@ -85,6 +88,9 @@ pub struct Lifecycle {
     pub functions: BTreeMap<String, FunctionStatus>,
     pub agent_pid: Option<u32>,
     pub gc_removed: u64,
+    /// The agent's metrics endpoint, once it listens.
+    #[serde(default)]
+    pub metrics_url: Option<String>,
 }
 
 pub fn state_dir(name: &str) -> PathBuf {
@@ -177,6 +183,8 @@ impl Hooks {
 
 pub struct UpOptions {
     pub hooks: Hooks,
+    /// Metrics endpoint address (`None`: none).
+    pub metrics_addr: Option<String>,
     pub name: String,
     pub template_label: String,
     pub timeouts: Timeouts,
@@ -209,6 +217,12 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
         }
     }
+    // Checked before anything is built.
+    if let Some(id) = opts.hooks.per_port.keys().find(|id| {
+        !model.hosts.iter().any(|h| &h.id == *id) && !model.functions.iter().any(|f| &f.id == *id)
+    }) {
+        bail!("--hook {id}=...: the template has no host or function {id:?}");
+    }
     datapath::ensure_bpffs()?;
     std::fs::create_dir_all(&sdir)?;
     // Written before anything is built: if this process dies half way,
@@ -240,14 +254,6 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         }
         dp.install(&entries)?;
         let router = topology::router_netns(&opts.name);
-        if let Some(id) = opts
-            .hooks
-            .per_port
-            .keys()
-            .find(|id| !nodes.iter().any(|n| &n.id == *id))
-        {
-            bail!("--hook {id}=...: the template has no host or function {id:?}");
-        }
         let mut modes = vec![];
         let mut hooks = BTreeMap::new();
         for n in &nodes {
@@ -283,6 +289,7 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             created_unix_ms: now_ms(),
             quotas: opts.quotas,
             eni_scaling: opts.eni_scaling,
+            metrics_addr: opts.metrics_addr.clone(),
         };
         let mut lc = Lifecycle::default();
         for f in &model.functions {
@@ -452,6 +459,7 @@ pub struct Status {
     pub connections: usize,
     pub skipped: Vec<(String, String)>,
     pub agent_running: bool,
+    pub metrics_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -614,12 +622,43 @@ pub fn status(name: &str) -> Result<Status> {
         connections: conns.len(),
         skipped: m.skipped.clone(),
         agent_running,
+        metrics_url: agent_running.then(|| lc.metrics_url.clone()).flatten(),
     })
 }
 
 /// The agent: activates functions once their ENI is ready, collects expired
 /// connections. Runs until `stop` is set; `tick` is called about once a second.
-pub fn agent(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
+pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) -> Result<()> {
+    let s = State::load(name)?;
+    let Some(addr) = s.metrics_addr.clone() else {
+        return agent_loop(name, stop, tick);
+    };
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server = sc.spawn(move || {
+            crate::metrics::serve(name, &addr, stop, |a| {
+                let _ = tx.send(a);
+                Ok(())
+            })
+        });
+        match rx.recv() {
+            Ok(a) => {
+                let _lock = lock(name)?;
+                let mut lc = Lifecycle::load(name).unwrap_or_default();
+                lc.metrics_url = Some(format!("http://{a}/metrics"));
+                lc.save(name)?;
+            }
+            // The server could not bind: its error says why.
+            Err(_) => return server.join().expect("metrics thread"),
+        }
+        let r = agent_loop(name, stop, tick);
+        stop.store(true, Ordering::Relaxed);
+        let served = server.join().expect("metrics thread");
+        r.and(served)
+    })
+}
+
+fn agent_loop(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
     let s = State::load(name)?;
     let mut lc = Lifecycle::load(name).unwrap_or_default();
     lc.agent_pid = Some(std::process::id());

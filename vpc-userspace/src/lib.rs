@@ -6,8 +6,10 @@
 //! and runs the agent; [`bench`] measures the datapath.
 pub mod bench;
 pub mod compile;
+pub mod conntrack;
 pub mod datapath;
 pub mod deploy;
+pub mod metrics;
 pub mod model;
 pub mod packet;
 pub mod reference;

@@ -65,6 +65,10 @@ struct RunArgs {
     /// Default: xdp.
     #[arg(long = "hook", value_name = "[ID=]xdp|tc")]
     hooks: Vec<String>,
+    /// Where the agent serves Prometheus metrics (`GET /metrics`). Port 0
+    /// picks a free port (`vpc status` shows it); `off` serves none.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics_addr: String,
     #[command(flatten)]
     eni: EniArgs,
 }
@@ -97,7 +101,9 @@ fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
             .map_err(|_| anyhow::anyhow!("--hook {a}: the hook is xdp or tc"))?;
         match id {
             Some(id) => {
-                h.per_port.insert(id.to_string(), hook);
+                if h.per_port.insert(id.to_string(), hook).is_some() {
+                    bail!("--hook {a}: {id} has a hook already");
+                }
             }
             None if h.default.is_some() => bail!("--hook {a}: a second default hook"),
             None => h.default = Some(hook),
@@ -147,6 +153,11 @@ enum Cmd {
     Sg {
         #[command(subcommand)]
         op: SgOp,
+    },
+    /// Tracked connections, as `conntrack -L` shows them.
+    Conntrack {
+        #[command(subcommand)]
+        op: ConntrackOp,
     },
     /// Why a new connection would be allowed or dropped, rule by rule (the
     /// reference model of AWS's semantics, which the datapath is tested
@@ -207,6 +218,16 @@ enum Cmd {
 enum EniOp {
     /// Each Hyperplane ENI: id, addresses, combination, functions,
     /// connections, capacity and occupancy, by group.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConntrackOp {
+    /// Original and translated tuples, state, time left, age, packets and
+    /// bytes each way, newest first.
     List {
         #[arg(long)]
         json: bool,
@@ -409,6 +430,7 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
         model,
         &UpOptions {
             hooks: parse_hooks(&r.hooks)?,
+            metrics_addr: (r.metrics_addr != "off").then(|| r.metrics_addr.clone()),
             name: name.to_string(),
             template_label: label,
             timeouts,
@@ -521,6 +543,9 @@ fn print_status(s: &Status) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    if let Some(url) = &s.metrics_url {
+        println!("\nMETRICS  {url}");
     }
     if !s.agent_running {
         println!("\nwarning: the agent is not running");
@@ -646,6 +671,27 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             down?;
         }
         Cmd::Sg { op } => sg_edit(&name, op)?,
+        Cmd::Conntrack {
+            op: ConntrackOp::List { json },
+        } => {
+            use vpc::datapath::Maps;
+            let state = State::load(&name)?;
+            let conns = vpc::datapath::PinnedMaps::open(&state.pin_dir)?.connections()?;
+            let rows = vpc::conntrack::rows(
+                &conns,
+                &state.timeouts,
+                vpc::datapath::mono_ns(),
+                &state.model.enis,
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for c in &rows {
+                    println!("{}", vpc::conntrack::line(c));
+                }
+                eprintln!("{name}: {} flow entries have been shown.", rows.len());
+            }
+        }
         Cmd::Apply(t) => {
             let (m, label) = load_model(&t, &name)?;
             let gen = deploy::apply(&name, m)?;

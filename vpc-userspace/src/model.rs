@@ -882,6 +882,16 @@ impl<'a> Builder<'a> {
                             format!("{net}: a VPC's IPv6 block is a /56"),
                         ));
                     }
+                    // ::/96 and ::ffff:0:0/96 embed IPv4 addresses, which
+                    // the datapath keeps in that form: never an IPv6 block.
+                    let embeds_v4 = net.contains(&"::ffff:0.0.0.0".parse::<Ipv6Addr>().expect("literal"))
+                        || net.contains(&Ipv6Addr::UNSPECIFIED);
+                    if embeds_v4 {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net}: contains IPv4-mapped or IPv4-compatible addresses (::/96, ::ffff:0:0/96), which are not valid IPv6 unicast"),
+                        ));
+                    }
                     Some((net, f))
                 }
                 (true, None) => None,

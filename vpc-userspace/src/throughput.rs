@@ -88,6 +88,7 @@ impl Bed {
                 default: Some(hook),
                 per_port: HashMap::new(),
             },
+            metrics_addr: None,
             name: name.to_string(),
             template_label: "default (throughput)".into(),
             timeouts: Timeouts::default(),
@@ -97,24 +98,15 @@ impl Bed {
             conntrack_max: vpc_common::CT_MAX_ENTRIES,
         };
         let state = deploy::up(m, &opts)?;
-        let node = |f: &dyn Fn(&topology::Node) -> bool, what: &str| {
-            state
-                .nodes
-                .iter()
-                .find(|n| f(n))
-                .cloned()
-                .context(what.to_string())
+        let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();
+        let exec = node(&|n| n.role == Role::ExecutionEnvironment);
+        let db = node(&|n| n.id == "DatabaseInstance");
+        // A `Bed` before anything else can fail: dropping it tears down.
+        let (Some(exec), Some(db)) = (exec, db) else {
+            let _ = deploy::down(name);
+            bail!("the default template lost its execution environment or DatabaseInstance");
         };
-        let exec = node(
-            &|n| n.role == Role::ExecutionEnvironment,
-            "no execution environment",
-        );
-        let db = node(&|n| n.id == "DatabaseInstance", "no DatabaseInstance");
-        let bed = Self {
-            exec: exec?,
-            db: db?,
-            state,
-        };
+        let bed = Self { exec, db, state };
         let f = bed.state.model.function("orders").context("no function")?;
         PinnedMaps::open(&bed.state.pin_dir)?
             .set_port_eni(bed.exec.link.ifindex, f.eni.context("no ENI")?)?;
@@ -200,7 +192,8 @@ impl Bed {
     }
 }
 
-/// The paths, in the order they run.
+/// The paths, in the order the tables show them (`vpc-tc` runs first: its
+/// deployment is the only one with TC hooks).
 pub const PATHS: [&str; 4] = ["vpc", "vpc-tc", "limit", "nftables"];
 
 /// Runs every path; `frames` per sample, `samples` samples per case.

@@ -781,3 +781,19 @@ fn an_ipv6_only_subnet_alone_is_valid() {
     ));
     assert!(m.subnet("S").is_none());
 }
+
+#[test]
+fn a_vpc_ipv6_block_holding_ipv4_mapped_or_compatible_addresses_is_refused() {
+    // The one /56 holding ::/96 and ::ffff:0:0/96.
+    for block in ["::/56", "0::/56"] {
+        let e = build_err(&format!(
+            r#"
+Resources:
+  V: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16}}}}
+  B: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref V, Ipv6CidrBlock: "{block}"}}}}
+"#
+        ));
+        assert_eq!(e.path, "Resources.B.Properties.Ipv6CidrBlock", "{block}");
+        assert!(e.message.contains("IPv4-mapped"), "{}", e.message);
+    }
+}
