@@ -456,3 +456,18 @@ mod pod {
     unsafe impl aya::Pod for EniGroup {}
     unsafe impl aya::Pod for NatPortKey {}
 }
+
+// The datapath copies addresses a word and MACs a half-word at a time
+// (`parse::copy_addr`, `copy_mac`): these fields must stay so aligned.
+const _: () = {
+    use core::mem::{align_of, offset_of};
+    assert!(align_of::<Endpoint>() >= 2);
+    assert!(offset_of!(Endpoint, mac) % 2 == 0 && offset_of!(Endpoint, router_mac) % 2 == 0);
+    assert!(align_of::<CtEntry>() >= 4);
+    assert!(offset_of!(CtEntry, mac) % 2 == 0 && offset_of!(CtEntry, router_mac) % 2 == 0);
+    assert!(offset_of!(CtEntry, nat_addr) % 4 == 0);
+    assert!(align_of::<CtKey>() >= 4);
+    assert!(offset_of!(CtKey, saddr) % 4 == 0 && offset_of!(CtKey, daddr) % 4 == 0);
+    assert!(align_of::<HyperplaneEni>() >= 4);
+    assert!(offset_of!(HyperplaneEni, addr4) % 4 == 0 && offset_of!(HyperplaneEni, addr6) % 4 == 0);
+};

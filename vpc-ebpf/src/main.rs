@@ -136,8 +136,8 @@ fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
 /// The CT key of the bench frame (IPv4 TCP, no options) as it arrives.
 #[inline(always)]
 fn bench_key(ctx: &XdpContext, k: &mut vpc_common::CtKey) -> Option<()> {
-    k.saddr = vpc_common::v4_mapped(parse::read::<[u8; 4]>(ctx, 26).ok()?);
-    k.daddr = vpc_common::v4_mapped(parse::read::<[u8; 4]>(ctx, 30).ok()?);
+    parse::set_v4_mapped(&mut k.saddr, parse::read::<u32>(ctx, 26).ok()?);
+    parse::set_v4_mapped(&mut k.daddr, parse::read::<u32>(ctx, 30).ok()?);
     let ports = parse::read::<[u16; 2]>(ctx, 34).ok()?;
     k.sport = ports[0];
     k.dport = ports[1];

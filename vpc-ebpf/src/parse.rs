@@ -181,8 +181,8 @@ pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReaso
             return Err(DropReason::Malformed);
         }
         q.proto = hdr[6];
-        q.saddr = read::<[u8; 16]>(ctx, l3 + 8)?;
-        q.daddr = read::<[u8; 16]>(ctx, l3 + 24)?;
+        read_addr(ctx, l3 + 8, &mut q.saddr)?;
+        read_addr(ctx, l3 + 24, &mut q.daddr)?;
         if embeds_v4(&q.saddr) || embeds_v4(&q.daddr) {
             return Err(DropReason::Ipv6EmbeddedV4);
         }
@@ -233,14 +233,50 @@ pub fn ptr_at<T>(ctx: &impl Ctx, off: usize) -> Option<*mut T> {
     Some((start + off) as *mut T)
 }
 
+/// Reads an IPv6 address from the packet into a 4-aligned field, a word at a
+/// time (an unaligned 16-byte read becomes a `memmove` call).
+#[inline(always)]
+fn read_addr(ctx: &impl Ctx, off: usize, dst: &mut [u8; 16]) -> Result<(), DropReason> {
+    let w = read::<[u32; 4]>(ctx, off)?;
+    let d = dst.as_mut_ptr() as *mut u32;
+    for (i, v) in w.iter().enumerate() {
+        unsafe { core::ptr::write_volatile(d.add(i), *v) };
+    }
+    Ok(())
+}
+
+/// Copies an address a word at a time. A `[u8; 16]` says nothing of its
+/// alignment, so a plain copy becomes a call to the byte-loop `memmove`;
+/// every address this is used on is a field at a 4-aligned offset of a
+/// 4-aligned struct (`Packet`, `CtKey`, `CtEntry`, `HyperplaneEni`).
+#[inline(always)]
+pub fn copy_addr(dst: &mut [u8; 16], src: &[u8; 16]) {
+    copy_n::<u32, 4>(dst.as_mut_ptr() as *mut u32, src.as_ptr() as *const u32);
+}
+
+/// Copies a MAC three half-words at a time (MAC fields sit at even offsets
+/// of `Endpoint` and `CtEntry`), for the same reason as `copy_addr`.
+#[inline(always)]
+pub fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
+    copy_n::<u16, 3>(dst.as_mut_ptr() as *mut u16, src.as_ptr() as *const u16);
+}
+
+/// `N` volatile `T` moves: LLVM cannot turn them back into a `memmove`
+/// call (it sees a possible overlap and the BPF backend does not expand
+/// `memmove` inline).
+#[inline(always)]
+fn copy_n<T: Copy, const N: usize>(dst: *mut T, src: *const T) {
+    for i in 0..N {
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+    }
+}
+
 /// Copies `N` words. Volatile, word by word: LLVM would turn a plain copy
 /// into a call to the BPF build of `memmove`, a byte loop. Packet pointers
 /// may be unaligned; x86, where this runs, allows unaligned packet access.
 #[inline(always)]
 pub fn copy_words<const N: usize>(dst: *mut u64, src: *const u64) {
-    for i in 0..N {
-        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
-    }
+    copy_n::<u64, N>(dst, src);
 }
 
 #[inline(always)]
@@ -267,8 +303,8 @@ fn embeds_v4(a: &[u8; 16]) -> bool {
 
 /// Writes `::ffff:a.b.c.d` as four words (`a` as on the wire).
 #[inline(always)]
-fn set_v4_mapped(dst: &mut [u8; 16], a: u32) {
-    // `Packet` is 8-aligned and its addresses lie at 0 and 16.
+pub fn set_v4_mapped(dst: &mut [u8; 16], a: u32) {
+    // Every caller passes a 4-aligned field (`Packet`, `Quote`, `CtKey`).
     let w = dst.as_mut_ptr() as *mut [u32; 4];
     unsafe { *w = [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), a] };
 }
@@ -323,8 +359,8 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             }
             p.ip_len = (40 + payload_len) as u32;
             let mut next = read::<u8>(ctx, ETH_HLEN + 6)?;
-            p.saddr = read::<[u8; 16]>(ctx, ETH_HLEN + 8)?;
-            p.daddr = read::<[u8; 16]>(ctx, ETH_HLEN + 24)?;
+            read_addr(ctx, ETH_HLEN + 8, &mut p.saddr)?;
+            read_addr(ctx, ETH_HLEN + 24, &mut p.daddr)?;
             if embeds_v4(&p.saddr) || embeds_v4(&p.daddr) {
                 return Err(DropReason::Ipv6EmbeddedV4);
             }

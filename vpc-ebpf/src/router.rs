@@ -503,10 +503,10 @@ fn function_open<C: Ctx>(
     s.orig.eni_subnet = eni.subnet as u16;
     s.reply.eni_subnet = eni.subnet as u16;
     s.orig.flags = CT_F_SNAT;
-    s.orig.nat_addr = *eni_addr;
+    parse::copy_addr(&mut s.orig.nat_addr, eni_addr);
     s.orig.nat_port = nat_port;
     s.reply.flags = CT_F_DNAT;
-    s.reply.nat_addr = p.saddr;
+    parse::copy_addr(&mut s.reply.nat_addr, &p.saddr);
     s.reply.nat_port = p.sport;
     bind(s, ifindex, ep, eni.subnet, epoch)?;
     open(s, now)?;
@@ -531,15 +531,15 @@ fn bind(
     let (o, r) = (&mut s.orig, &mut s.reply);
     o.in_ifindex = ifindex;
     o.out_ifindex = ep.ifindex;
-    o.mac = ep.mac;
-    o.router_mac = ep.router_mac;
+    parse::copy_mac(&mut o.mac, &ep.mac);
+    parse::copy_mac(&mut o.router_mac, &ep.router_mac);
     o.src_subnet = from as u16;
     o.dst_subnet = ep.subnet as u16;
     o.acl_gen = epoch.wrapping_add(1);
     r.in_ifindex = ep.ifindex;
     r.out_ifindex = ifindex;
-    r.mac = sender.mac;
-    r.router_mac = sender.router_mac;
+    parse::copy_mac(&mut r.mac, &sender.mac);
+    parse::copy_mac(&mut r.router_mac, &sender.router_mac);
     r.src_subnet = ep.subnet as u16;
     r.dst_subnet = from as u16;
     // Not `epoch + 1`, whatever the epoch: the first reply is checked.
@@ -562,14 +562,19 @@ fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
         e.created = now;
         e.state = state;
         e.dir = dir;
-        e.packets_orig = if dir == CT_DIR_ORIG { s.pkt.segs } else { 0 };
-        e.packets_reply = 0;
-        e.bytes_orig = if dir == CT_DIR_ORIG {
-            s.pkt.ip_len as u64
+        let (packets, bytes) = if dir == CT_DIR_ORIG {
+            (s.pkt.segs, s.pkt.ip_len as u64)
         } else {
-            0
+            (0, 0)
         };
-        e.bytes_reply = 0;
+        // Volatile: LLVM would merge the zeros into a `memset` call, a byte
+        // loop in BPF.
+        unsafe {
+            core::ptr::write_volatile(&mut e.packets_orig, packets);
+            core::ptr::write_volatile(&mut e.packets_reply, 0);
+            core::ptr::write_volatile(&mut e.bytes_orig, bytes);
+            core::ptr::write_volatile(&mut e.bytes_reply, 0);
+        }
         e.twin = *twin;
     }
     let nat = s.reply.flags & CT_F_DNAT != 0;
