@@ -468,7 +468,8 @@ fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
 fn down_removes_namespaces_links_pins_and_state() {
     let d = Deployment::up("e2eh", "default", FAST);
     let name = d.name.clone();
-    assert_eq!(namespaces_with_prefix(&name).len(), 4);
+    // Router, two hosts, and the function's two execution environments.
+    assert_eq!(namespaces_with_prefix(&name).len(), 5);
     assert!(vpc::deploy::pin_dir(&name).join("maps/CT").exists());
     drop(d);
     assert!(namespaces_with_prefix(&name).is_empty());

@@ -890,22 +890,20 @@ pub fn scale_enis(
             continue;
         }
         let reason = mine.iter().find(|r| r.is_some()).copied().unwrap_or(&None);
-        {
-            let Some(st) = lc.functions.get_mut(&f.id) else {
-                continue;
-            };
-            let (code, why) = match &reason {
-                Some((code, why)) => (code.to_string(), Some(why.clone())),
-                None => ("Idle".to_string(), None),
-            };
-            if st.state == "Active" && (st.state_reason_code != code || st.state_reason != why) {
-                if reason.is_some() {
-                    eprintln!("agent: {}: {}", f.id, why.as_deref().unwrap_or(""));
-                }
-                st.state_reason_code = code;
-                st.state_reason = why;
-                changed = true;
+        let Some(st) = lc.functions.get_mut(&f.id) else {
+            continue;
+        };
+        let (code, why) = match &reason {
+            Some((code, why)) => (code.to_string(), Some(why.clone())),
+            None => ("Idle".to_string(), None),
+        };
+        if st.state == "Active" && (st.state_reason_code != code || st.state_reason != why) {
+            if reason.is_some() {
+                eprintln!("agent: {}: {}", f.id, why.as_deref().unwrap_or(""));
             }
+            st.state_reason_code = code;
+            st.state_reason = why;
+            changed = true;
         }
     }
     Ok(changed)
