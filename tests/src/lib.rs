@@ -117,6 +117,11 @@ impl Deployment {
         vpc::topology::node_netns(&self.name, &format!("fn-{function_id}"))
     }
 
+    /// Namespace of execution environment `n` (1-based) of a function.
+    pub fn exec_env_netns_n(&self, function_id: &str, n: usize) -> String {
+        vpc::topology::exec_env_netns(&self.name, function_id, n)
+    }
+
     /// Address of the Hyperplane ENI in `subnet`.
     pub fn eni_address(&self, subnet: &str) -> String {
         let s = self.status();
@@ -197,7 +202,12 @@ impl Harness {
             .hosts
             .iter()
             .map(|h| h.id.clone())
-            .chain(model.functions.iter().map(|f| f.id.clone()))
+            .chain(
+                model
+                    .functions
+                    .iter()
+                    .flat_map(|f| f.envs().into_iter().map(|e| e.id)),
+            )
             .collect();
         for (i, id) in ids.iter().enumerate() {
             let dev = format!("d{i}");

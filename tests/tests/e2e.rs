@@ -160,6 +160,109 @@ fn function_reaches_the_database_through_its_hyperplane_eni() {
     );
 }
 
+/// The default template's function lists two subnets: it has two
+/// execution environments, each sending through its own subnet's ENI.
+#[test]
+fn a_function_with_two_subnets_has_an_execution_environment_in_each() {
+    let d = Deployment::up("e2emenv", "default", FAST);
+    let (eni_a, eni_b) = (
+        d.eni_address("PrivateSubnetA"),
+        d.eni_address("PrivateSubnetB"),
+    );
+    assert_ne!(eni_a, eni_b);
+    let s = d.status();
+    let f = &s["functions"][0];
+    assert_eq!(f["id"], "OrdersFunction");
+    let envs = f["execution_environments"].as_array().unwrap();
+    assert_eq!(envs.len(), 2, "{f}");
+    assert_eq!(envs[0]["env"], 1);
+    assert_eq!(envs[0]["id"], "OrdersFunction");
+    assert_eq!(envs[0]["netns"], d.exec_env_netns("OrdersFunction"));
+    assert_eq!(envs[0]["address"], "198.19.0.10");
+    assert_eq!(envs[0]["subnet"], "PrivateSubnetA");
+    assert_eq!(envs[0]["eni_address"].as_str().unwrap(), eni_a);
+    assert_eq!(envs[1]["env"], 2);
+    assert_eq!(envs[1]["id"], "OrdersFunction.2");
+    assert_eq!(envs[1]["netns"], d.exec_env_netns_n("OrdersFunction", 2));
+    assert_eq!(envs[1]["address"], "198.19.16.10");
+    assert_eq!(envs[1]["subnet"], "PrivateSubnetB");
+    assert_eq!(envs[1]["eni_address"].as_str().unwrap(), eni_b);
+    // Both namespaces exist; the second is named after the first.
+    let ns = namespaces_with_prefix(&d.name);
+    for e in envs {
+        assert!(
+            ns.contains(&e["netns"].as_str().unwrap().to_string()),
+            "{ns:?}"
+        );
+    }
+    // Environment 1 (the default) reaches the database from subnet A's
+    // ENI, environment 2 from subnet B's: each server sees the peer.
+    let db = d.netns("DatabaseInstance");
+    for (env, eni) in [(None, &eni_a), (Some("1"), &eni_a), (Some("2"), &eni_b)] {
+        let server = tcp_server(&db, "10.0.1.10:5432", 15);
+        let mut args = vec!["invoke", "orders"];
+        if let Some(n) = env {
+            args.extend(["--env", n]);
+        }
+        args.extend([
+            "--",
+            "sh",
+            "-c",
+            "echo ping | timeout 5 nc -q1 $DB_HOST $DB_PORT",
+        ]);
+        let out = d.vpc(&args);
+        assert!(out.status.success(), "invoke --env {env:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("pong"),
+            "{}",
+            text(&out)
+        );
+        let peer = server
+            .join()
+            .unwrap()
+            .expect("the database saw a connection");
+        assert_eq!(&peer.ip().to_string(), eni, "--env {env:?}");
+        assert!(peer.port() >= 1024);
+    }
+    // The tracked connections came from each environment's own address.
+    let out = d.vpc(&["conntrack", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let srcs: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["original"]["src"].as_str().unwrap())
+        .collect();
+    assert!(srcs.contains(&"198.19.16.10"), "{rows}");
+    assert!(srcs.contains(&"198.19.0.10"), "{rows}");
+    // There is no third environment.
+    let out = d.vpc(&["invoke", "orders", "--env", "3", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("2 execution environment(s)"),
+        "{}",
+        text(&out)
+    );
+    // `vpc eni list`: the function on both ENIs, each with its environment.
+    let enis = eni_list(&d);
+    for (subnet, env) in [
+        ("PrivateSubnetA", "OrdersFunction"),
+        ("PrivateSubnetB", "OrdersFunction.2"),
+    ] {
+        let e = enis.iter().find(|e| e["subnet"] == subnet).unwrap();
+        assert_eq!(e["functions"], serde_json::json!(["orders"]), "{e}");
+        assert_eq!(e["execution_environments"], serde_json::json!([env]), "{e}");
+    }
+    // `vpc status` (text) lists both environments.
+    let out = d.vpc(&["status"]);
+    let t = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        t.contains("env 1  198.19.0.10") && t.contains("env 2  198.19.16.10"),
+        "{t}"
+    );
+    assert!(t.contains("subnet PrivateSubnetB"), "{t}");
+}
+
 /// `GET path` over plain HTTP/1.0; the body.
 fn http_get(url: &str) -> String {
     let rest = url.strip_prefix("http://").expect("http URL");
@@ -365,7 +468,8 @@ fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
 fn down_removes_namespaces_links_pins_and_state() {
     let d = Deployment::up("e2eh", "default", FAST);
     let name = d.name.clone();
-    assert_eq!(namespaces_with_prefix(&name).len(), 4);
+    // Router, two hosts, and the function's two execution environments.
+    assert_eq!(namespaces_with_prefix(&name).len(), 5);
     assert!(vpc::deploy::pin_dir(&name).join("maps/CT").exists());
     drop(d);
     assert!(namespaces_with_prefix(&name).is_empty());

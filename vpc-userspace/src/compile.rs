@@ -20,19 +20,35 @@ use crate::model::{Function, Model, Peer, Protocol, Rule};
 /// stay below 2^16: `CtEntry` keeps them in a u16.)
 pub const ENI_V4_ONLY: u32 = 1 << 15;
 
-/// The datapath ENI group a function's execution environment sends
-/// through: its first ENI's index (`| ENI_V4_ONLY` for the IPv4-only view).
-pub fn function_eni(model: &Model, f: &Function) -> Option<u32> {
-    let index = f.eni?;
+/// The datapath ENI group of Hyperplane ENI `index` as function `f` sends
+/// through it: the index (`| ENI_V4_ONLY` for the IPv4-only view of a
+/// dual-stack ENI, for a function without `Ipv6AllowedForDualStack`).
+pub fn eni_view(model: &Model, f: &Function, index: u32) -> u32 {
     let dual = model
         .enis
         .iter()
         .any(|e| e.index == index && e.ip6.is_some());
-    Some(if dual && !f.ipv6_allowed() {
+    if dual && !f.ipv6_allowed() {
         index | ENI_V4_ONLY
     } else {
         index
-    })
+    }
+}
+
+/// The datapath ENI group a function's first execution environment sends
+/// through: its first subnet's ENI (see `eni_view`).
+pub fn function_eni(model: &Model, f: &Function) -> Option<u32> {
+    Some(eni_view(model, f, f.eni?))
+}
+
+/// The ENI group of each of a function's execution environments, as
+/// (node id, group): one per subnet of its `VpcConfig`, in order; none
+/// without `VpcConfig`.
+pub fn env_enis(model: &Model, f: &Function) -> Vec<(String, u32)> {
+    f.envs()
+        .into_iter()
+        .filter_map(|e| Some((e.id, eni_view(model, f, e.eni?))))
+        .collect()
 }
 
 /// The `ENI_GROUPS` entry of group `id` (a first ENI's index, or its
@@ -377,7 +393,7 @@ pub fn eni_entries(
 }
 
 /// All entries, given the links the topology built (keyed by resource id:
-/// host logical id, or function logical id for its execution environment).
+/// host logical id, or an execution environment's id: `Function::envs`).
 /// `gen`: the policy generation the ids are allocated in; the per-generation
 /// pairs get their `gen` slot filled (the other stays 0: deny all).
 pub fn compile(
@@ -428,7 +444,8 @@ pub fn compile(
     let groups: BTreeSet<u32> = model
         .functions
         .iter()
-        .filter_map(|f| function_eni(model, f))
+        .flat_map(|f| env_enis(model, f))
+        .map(|(_, g)| g)
         .collect();
     for e in &model.enis {
         let (endpoints, enis) = eni_entries(model, e, &out.policies);
@@ -444,13 +461,17 @@ pub fn compile(
     for g in groups {
         out.eni_groups.push((g, eni_group(model, g)));
     }
+    // One port per execution environment, each sending through the ENI
+    // group of its own subnet.
     for f in &model.functions {
-        let port = PortInfo {
-            kind: kind::EXEC_ENV,
-            eni_group: function_eni(model, f).unwrap_or(0),
-            ..Default::default()
-        };
-        attach(&mut out, link(&f.id)?, f.exec_ip, f.exec_ip6, port);
+        for env in f.envs() {
+            let port = PortInfo {
+                kind: kind::EXEC_ENV,
+                eni_group: env.eni.map(|i| eni_view(model, f, i)).unwrap_or(0),
+                ..Default::default()
+            };
+            attach(&mut out, link(&env.id)?, env.ip, env.ip6, port);
+        }
     }
     Ok(out)
 }

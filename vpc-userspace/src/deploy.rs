@@ -173,9 +173,13 @@ impl Hooks {
     /// chosen where bulk TCP matters (see the README's Performance section).
     pub const DEFAULT: Hook = Hook::Xdp;
 
+    /// The hook of node `id`; an execution environment (`F`, `F.2`)
+    /// follows its function's (`F`).
     pub fn for_port(&self, id: &str) -> Hook {
+        let function = id.split('.').next().unwrap_or(id);
         self.per_port
             .get(id)
+            .or_else(|| self.per_port.get(function))
             .copied()
             .unwrap_or(self.default.unwrap_or(Self::DEFAULT))
     }
@@ -213,6 +217,10 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
         bail!("two parts of the deployment map to namespace {dup} (a resource named like the router?): rename the resource");
     }
     for ns in &namespaces {
+        // A namespace is a file in /run/netns: NAME_MAX.
+        if ns.len() > 255 {
+            bail!("namespace name {ns} is longer than 255 bytes: shorten the logical id or the deployment name");
+        }
         if Path::new("/run/netns").join(ns).exists() {
             bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
         }
@@ -479,6 +487,25 @@ pub struct FunctionView {
     /// `VpcConfig.Ipv6AllowedForDualStack`.
     pub ipv6_allowed_for_dual_stack: bool,
     pub eni: Option<String>,
+    /// Every execution environment, one per subnet (the first is the one
+    /// above: `execution_environment`, `address`, `eni`).
+    pub execution_environments: Vec<ExecEnvView>,
+}
+
+/// One execution environment of a function (`vpc invoke F --env N`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecEnvView {
+    /// 1-based, as `--env` takes it.
+    pub env: usize,
+    /// Node id: the function's logical id, `<id>.<n>` for the others.
+    pub id: String,
+    pub netns: String,
+    pub address: String,
+    pub ipv6_address: Option<String>,
+    pub subnet: Option<String>,
+    /// The first ENI of its subnet's group (the group may hold more).
+    pub eni: Option<String>,
+    pub eni_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -490,6 +517,9 @@ pub struct EniView {
     pub ipv6_address: Option<String>,
     pub security_groups: Vec<String>,
     pub functions: Vec<String>,
+    /// The execution environments sending through its group (`F`, `F.2`).
+    #[serde(default)]
+    pub execution_environments: Vec<String>,
     /// Live connections (NAT ports claimed, every protocol).
     pub connections: usize,
     /// NAT ports (connections) per protocol.
@@ -533,6 +563,13 @@ pub fn eni_views(s: &State, maps: &mut impl Maps) -> Result<Vec<EniView>> {
                 ipv6_address: e.ip6.map(|a| a.to_string()),
                 security_groups: e.groups.clone(),
                 functions: e.functions.clone(),
+                execution_environments: m
+                    .functions
+                    .iter()
+                    .flat_map(|f| f.envs())
+                    .filter(|x| x.eni.is_some_and(|i| m.eni_group(i)[0].index == first))
+                    .map(|x| x.id)
+                    .collect(),
                 connections,
                 capacity,
                 occupancy: of(6).max(of(17)) as f64 / capacity as f64,
@@ -590,6 +627,23 @@ pub fn status(name: &str) -> Result<Status> {
                     .eni
                     .and_then(|i| m.enis.iter().find(|e| e.index == i))
                     .map(|e| e.id.clone()),
+                execution_environments: f
+                    .envs()
+                    .into_iter()
+                    .map(|e| {
+                        let eni = e.eni.and_then(|i| m.enis.iter().find(|x| x.index == i));
+                        ExecEnvView {
+                            env: e.n,
+                            netns: topology::exec_env_netns(&s.name, &f.id, e.n),
+                            id: e.id,
+                            address: e.ip.to_string(),
+                            ipv6_address: e.ip6.map(|a| a.to_string()),
+                            subnet: e.subnet,
+                            eni: eni.map(|x| x.id.clone()),
+                            eni_address: eni.map(|x| x.ip.to_string()),
+                        }
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -681,10 +735,16 @@ fn agent_loop(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()
                         state_reason: None,
                     });
                 if st.state == "Pending" {
-                    let eni = compile::function_eni(&s.model, f);
-                    if let (Some(eni), Some(node)) = (eni, s.node(&f.id)) {
+                    // Every execution environment gets its subnet's group.
+                    let envs = compile::env_enis(&s.model, f);
+                    if !envs.is_empty() {
                         let _lock = lock(name)?;
-                        maps.set_port_eni(node.link.ifindex, eni)?;
+                        for (id, eni) in envs {
+                            let node = s
+                                .node(&id)
+                                .with_context(|| format!("no execution environment {id}"))?;
+                            maps.set_port_eni(node.link.ifindex, eni)?;
+                        }
                     }
                     *st = FunctionStatus {
                         state: "Active".into(),
@@ -763,7 +823,7 @@ pub fn scale_enis(
                 .get(&f.id)
                 .is_some_and(|st| st.state == "Active")
         })
-        .filter_map(|f| f.eni)
+        .flat_map(|f| f.envs().into_iter().filter_map(|e| e.eni))
         .collect();
     firsts.sort();
     firsts.dedup();
@@ -816,24 +876,34 @@ pub fn scale_enis(
         Some(EniChange::Remove(_)) => {}
         None => {}
     }
-    // Functions report why their group could not grow, until it can again.
-    for (first, reason) in reasons {
-        for f in m.functions.iter().filter(|f| f.eni == Some(first)) {
-            let Some(st) = lc.functions.get_mut(&f.id) else {
-                continue;
-            };
-            let (code, why) = match &reason {
-                Some((code, why)) => (code.to_string(), Some(why.clone())),
-                None => ("Idle".to_string(), None),
-            };
-            if st.state == "Active" && (st.state_reason_code != code || st.state_reason != why) {
-                if reason.is_some() {
-                    eprintln!("agent: {}: {}", f.id, why.as_deref().unwrap_or(""));
-                }
-                st.state_reason_code = code;
-                st.state_reason = why;
-                changed = true;
+    // Functions report why a group of theirs could not grow, until it can
+    // again (the first such group of their subnets' when several).
+    for f in &m.functions {
+        let mine: Vec<&Option<(&str, String)>> = f
+            .envs()
+            .iter()
+            .filter_map(|e| e.eni)
+            .flat_map(|i| reasons.iter().filter(move |(first, _)| *first == i))
+            .map(|(_, r)| r)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let reason = mine.iter().find(|r| r.is_some()).copied().unwrap_or(&None);
+        let Some(st) = lc.functions.get_mut(&f.id) else {
+            continue;
+        };
+        let (code, why) = match &reason {
+            Some((code, why)) => (code.to_string(), Some(why.clone())),
+            None => ("Idle".to_string(), None),
+        };
+        if st.state == "Active" && (st.state_reason_code != code || st.state_reason != why) {
+            if reason.is_some() {
+                eprintln!("agent: {}: {}", f.id, why.as_deref().unwrap_or(""));
             }
+            st.state_reason_code = code;
+            st.state_reason = why;
+            changed = true;
         }
     }
     Ok(changed)
@@ -962,7 +1032,7 @@ pub fn remove_eni(name: &str, maps: &mut PinnedMaps, index: u32) -> Result<bool>
             .filter(|g| {
                 m.functions
                     .iter()
-                    .any(|f| compile::function_eni(m, f) == Some(*g))
+                    .any(|f| compile::env_enis(m, f).iter().any(|(_, e)| e == g))
             })
             .collect()
     };

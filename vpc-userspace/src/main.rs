@@ -137,6 +137,10 @@ enum Cmd {
     /// Run CMD in an execution environment of FUNCTION (logical id or FunctionName).
     Invoke {
         function: String,
+        /// Which execution environment: N is the Nth subnet of its VpcConfig
+        /// (`vpc status` lists them).
+        #[arg(long, default_value_t = 1)]
+        env: usize,
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
@@ -237,13 +241,14 @@ enum ConntrackOp {
 fn print_enis(enis: &[deploy::EniView]) {
     for e in enis {
         println!(
-            "  {}  {:<15}{} subnet {:<16} groups [{}]  functions [{}]  connections {} / {} per protocol ({:.1}%){}",
+            "  {}  {:<15}{} subnet {:<16} groups [{}]  functions [{}] (envs [{}])  connections {} / {} per protocol ({:.1}%){}",
             e.id,
             e.address,
             v6_suffix(&e.ipv6_address),
             e.subnet,
             e.security_groups.join(", "),
             e.functions.join(", "),
+            e.execution_environments.join(", "),
             e.connections,
             e.capacity,
             e.occupancy * 100.0,
@@ -490,6 +495,24 @@ fn print_status(s: &Status) {
             }
         );
     }
+    for f in s
+        .functions
+        .iter()
+        .filter(|f| f.execution_environments.len() > 1)
+    {
+        for e in &f.execution_environments {
+            println!(
+                "    env {:<2} {}{} ({})  subnet {}  eni {} ({})",
+                e.env,
+                e.address,
+                v6_suffix(&e.ipv6_address),
+                e.netns,
+                e.subnet.as_deref().unwrap_or("-"),
+                e.eni.as_deref().unwrap_or("-"),
+                e.eni_address.as_deref().unwrap_or("-"),
+            );
+        }
+    }
     for f in s.functions.iter().filter(|f| f.state_reason.is_some()) {
         println!(
             "  {}: {}",
@@ -705,7 +728,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 print_status(&s);
             }
         }
-        Cmd::Invoke { function, cmd } => {
+        Cmd::Invoke {
+            function,
+            env: n,
+            cmd,
+        } => {
             let state = State::load(&name)?;
             let f = state
                 .model
@@ -726,14 +753,17 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                     f.name
                 );
             }
+            let envs = f.envs().len();
+            if n == 0 || n > envs {
+                bail!(
+                    "--env {n}: function {} has {envs} execution environment(s) (one per subnet), 1-{envs}",
+                    f.name
+                );
+            }
             let mut env = f.environment.clone();
             env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone());
             env.insert("AWS_REGION".into(), state.model.region.clone());
-            return run_in(
-                &vpc::topology::node_netns(&name, &format!("fn-{}", f.id)),
-                &env,
-                &cmd,
-            );
+            return run_in(&vpc::topology::exec_env_netns(&name, &f.id, n), &env, &cmd);
         }
         Cmd::Exec { resource, cmd } => {
             let state = State::load(&name)?;
@@ -870,9 +900,15 @@ fn explain(
         if let Some(h) = m.hosts.iter().find(|h| h.id == r) {
             return pick(h.ip, h.ip6, r);
         }
+        // A function sends from its first environment's ENI; `F.N` names
+        // environment N's (the Nth subnet's).
+        let (f, n) = match r.rsplit_once('.') {
+            Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().unwrap_or(1)),
+            _ => (r, 1),
+        };
         if let Some(e) = m
-            .function(r)
-            .and_then(|f| f.eni)
+            .function(f)
+            .and_then(|f| f.envs().get(n.max(1) - 1).and_then(|e| e.eni))
             .and_then(|i| m.enis.iter().find(|e| e.index == i))
         {
             return pick(e.ip, e.ip6, r);

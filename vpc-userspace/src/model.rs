@@ -228,6 +228,44 @@ pub struct Function {
     /// when every subnet of its `VpcConfig` is dual-stack.
     #[serde(default)]
     pub exec_ip6: Option<Ipv6Addr>,
+    /// The Hyperplane ENI of each subnet of its `VpcConfig`, in order: its
+    /// execution environment `i` (1-based) sends through `enis[i - 1]`
+    /// (`eni` is `enis[0]`).
+    #[serde(default)]
+    pub enis: Vec<u32>,
+}
+
+/// Execution environments of one function are this far apart in the
+/// Lambda service range: environment `n` of the function at offset `o` is
+/// `198.19.0.0 + (n - 1) * EXEC_ENV_STRIDE + o` (198.19.16.10 next to
+/// 198.19.0.10), so at most 16 environments (`MAX_VPC_CONFIG_SUBNETS`) of
+/// up to `EXEC_ENV_STRIDE - 10` functions fill the /16 without overlap.
+pub const EXEC_ENV_STRIDE: u32 = 1 << 12;
+
+/// One execution environment of a function: environment `n` runs in the
+/// `n`th subnet of its `VpcConfig` and sends through that subnet's ENI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecEnv {
+    /// 1-based.
+    pub n: usize,
+    /// Its node id: the function's logical id for the first, `<id>.<n>`
+    /// for the others (logical ids are alphanumeric: no collision).
+    pub id: String,
+    pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
+    /// Its subnet and the 1-based index of that subnet's Hyperplane ENI
+    /// (`None` without `VpcConfig`).
+    pub subnet: Option<String>,
+    pub eni: Option<u32>,
+}
+
+/// Node id of execution environment `n` (1-based) of function `id`.
+pub fn exec_env_id(id: &str, n: usize) -> String {
+    if n <= 1 {
+        id.to_string()
+    } else {
+        format!("{id}.{n}")
+    }
 }
 
 impl Function {
@@ -238,6 +276,34 @@ impl Function {
                 .vpc_config
                 .as_ref()
                 .is_some_and(|v| v.ipv6_allowed_for_dual_stack)
+    }
+
+    /// Its execution environments: one per subnet of its `VpcConfig`, in
+    /// the order of `SubnetIds` (one without `VpcConfig`). The first keeps
+    /// the function's own address and node id.
+    pub fn envs(&self) -> Vec<ExecEnv> {
+        let subnets: Vec<Option<String>> = match &self.vpc_config {
+            Some(vc) if !vc.subnets.is_empty() => vc.subnets.iter().cloned().map(Some).collect(),
+            _ => vec![None],
+        };
+        subnets
+            .into_iter()
+            .enumerate()
+            .map(|(i, subnet)| ExecEnv {
+                n: i + 1,
+                id: exec_env_id(&self.id, i + 1),
+                ip: Ipv4Addr::from(u32::from(self.exec_ip) + i as u32 * EXEC_ENV_STRIDE),
+                ip6: self
+                    .exec_ip6
+                    .map(|a| Ipv6Addr::from(u128::from(a) + ((i as u128) << 64))),
+                eni: self
+                    .enis
+                    .get(i)
+                    .copied()
+                    .or(if i == 0 { self.eni } else { None }),
+                subnet,
+            })
+            .collect()
     }
 }
 
@@ -1684,22 +1750,27 @@ impl<'a> Builder<'a> {
                     self.m.region, self.m.account
                 ),
             );
-            let eni = match &vpc_config {
-                None => None,
-                Some(vc) => {
-                    let mut first = None;
-                    for s in &vc.subnets {
-                        let idx = self.eni_for(
-                            s,
-                            &vc.groups,
-                            &name,
-                            &format!("{path}.VpcConfig.SubnetIds"),
-                        )?;
-                        first.get_or_insert(idx);
-                    }
-                    first
+            if offset >= EXEC_ENV_STRIDE {
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "more than {} functions: the Lambda service range is full",
+                        EXEC_ENV_STRIDE - 10
+                    ),
+                ));
+            }
+            let mut enis = vec![];
+            if let Some(vc) = &vpc_config {
+                for s in &vc.subnets {
+                    enis.push(self.eni_for(
+                        s,
+                        &vc.groups,
+                        &name,
+                        &format!("{path}.VpcConfig.SubnetIds"),
+                    )?);
                 }
-            };
+            }
+            let eni = enis.first().copied();
             // The execution environment is dual-stack when its function could
             // use IPv6: every subnet of its VpcConfig is dual-stack.
             let dual = vpc_config.as_ref().is_some_and(|vc| {
@@ -1717,6 +1788,7 @@ impl<'a> Builder<'a> {
                 exec_ip: Ipv4Addr::from(next_exec),
                 eni,
                 exec_ip6,
+                enis,
             });
         }
         for f in self
@@ -1769,7 +1841,10 @@ impl<'a> Builder<'a> {
         let path = format!("{}.VpcConfig", res_path(id));
         let field = |f: &str| format!("{path}.{f}");
         let list = |f: &str| string_list(vc.get(f), &field(f));
-        let subnets = list("SubnetIds")?;
+        // A subnet listed twice is one subnet (one execution environment).
+        let mut subnets = list("SubnetIds")?;
+        let mut seen = std::collections::HashSet::new();
+        subnets.retain(|s| seen.insert(s.clone()));
         let mut groups = list("SecurityGroupIds")?;
         let ipv6 = match vc.get("Ipv6AllowedForDualStack") {
             None | Some(Value::Null) => false,

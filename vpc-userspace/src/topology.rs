@@ -18,7 +18,8 @@ use crate::{compile::LinkInfo, model::Model};
 /// One namespace joined to the router by a veth pair.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Node {
-    /// Resource logical id (host) or function logical id (execution environment).
+    /// Resource logical id (host), or an execution environment's id: its
+    /// function's logical id for the first, `<id>.<n>` for environment n.
     pub id: String,
     pub role: Role,
     pub netns: String,
@@ -58,6 +59,18 @@ pub fn node_netns(deployment: &str, id: &str) -> String {
         })
         .collect();
     format!("{deployment}-{clean}")
+}
+
+/// Namespace of execution environment `n` (1-based) of function `id`:
+/// `<deployment>-fn-<id>` for the first, `<deployment>-fn-<id>.<n>` for the
+/// others (logical ids are alphanumeric, so no other name looks like it).
+pub fn exec_env_netns(deployment: &str, id: &str, n: usize) -> String {
+    let first = node_netns(deployment, &format!("fn-{id}"));
+    if n <= 1 {
+        first
+    } else {
+        format!("{first}.{n}")
+    }
 }
 
 /// Runs a command; its stderr becomes the error.
@@ -100,12 +113,11 @@ fn mac_str(m: &[u8; 6]) -> String {
 pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
     let mut v = vec![router_netns(deployment)];
     v.extend(model.hosts.iter().map(|h| node_netns(deployment, &h.id)));
-    v.extend(
-        model
-            .functions
-            .iter()
-            .map(|f| node_netns(deployment, &format!("fn-{}", f.id))),
-    );
+    v.extend(model.functions.iter().flat_map(|f| {
+        f.envs()
+            .into_iter()
+            .map(|e| exec_env_netns(deployment, &f.id, e.n))
+    }));
     v
 }
 
@@ -149,15 +161,18 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         // Without Ipv6AllowedForDualStack the execution environment keeps
         // its IPv6 address but has no IPv6 route: IPv6 fails at once with
         // ENETUNREACH, as at AWS (and the router drops it anyway).
-        let v6 = f.exec_ip6.map(|a| (a, f.ipv6_allowed()));
-        specs.push((
-            f.id.clone(),
-            Role::ExecutionEnvironment,
-            node_netns(deployment, &format!("fn-{}", f.id)),
-            f.exec_ip,
-            crate::model::LAMBDA_GATEWAY,
-            v6,
-        ));
+        // One execution environment per subnet of its VpcConfig.
+        for e in f.envs() {
+            let v6 = e.ip6.map(|a| (a, f.ipv6_allowed()));
+            specs.push((
+                e.id.clone(),
+                Role::ExecutionEnvironment,
+                exec_env_netns(deployment, &f.id, e.n),
+                e.ip,
+                crate::model::LAMBDA_GATEWAY,
+                v6,
+            ));
+        }
     }
     let mut nodes = vec![];
     for (k, (id, role, ns, addr, gw, v6)) in specs.into_iter().enumerate() {
