@@ -196,6 +196,11 @@ pub struct Harness {
 impl Harness {
     /// Call inside [`in_private_netns`].
     pub fn new(template: &str) -> Self {
+        Self::with_conntrack(template, vpc_common::CT_MAX_ENTRIES)
+    }
+
+    /// As `new`, with a conntrack table of `ct_max` entries.
+    pub fn with_conntrack(template: &str, ct_max: u32) -> Self {
         let model = model::build(template, &HashMap::new(), "test").expect("template");
         let mut links = HashMap::new();
         let ids: Vec<String> = model
@@ -229,7 +234,7 @@ impl Harness {
             );
         }
         let entries = compile::compile(&model, &links, 0).expect("compile");
-        let mut dp = Datapath::load(&Timeouts::default()).expect("load datapath");
+        let mut dp = Datapath::load_with(&Timeouts::default(), ct_max).expect("load datapath");
         dp.install(&entries).expect("install");
         Harness {
             dp,

@@ -88,13 +88,50 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16, no_checksum: bool) -> Vec<u
 
 /// An ICMP echo request (`ty` 8, or 128 for ICMPv6), identifier 1.
 fn echo_request(src: &str, dst: &str, ty: u8) -> Vec<u8> {
+    echo(src, dst, ty, 1)
+}
+
+/// An ICMP echo message of type `ty` with identifier `id`.
+fn echo(src: &str, dst: &str, ty: u8, id: u16) -> Vec<u8> {
     let l4 = L4::Icmp {
         ty,
         code: 0,
-        id: 1,
+        id,
         seq: 1,
     };
     Frame::new(ip(src), ip(dst), l4).build()
+}
+
+#[test]
+fn a_full_conntrack_table_drops_new_connections_and_keeps_established_ones() {
+    in_private_netns(|| {
+        // Eight entries: four connections (two entries each).
+        let mut h = Harness::with_conntrack(TEMPLATE, 8);
+        let (app_if, db_if) = (h.ifindex("App"), h.ifindex("Db"));
+        for id in 1..=4 {
+            assert_eq!(
+                h.run(app_if, &echo(APP, DB, 8, id)).0,
+                XDP_REDIRECT,
+                "ping {id}"
+            );
+        }
+        assert_eq!(h.run(app_if, &echo(APP, DB, 8, 5)).0, XDP_DROP);
+        check(&mut h, DropReason::CtFull, 1);
+        // The tracked ones go on, both ways.
+        for id in 1..=4 {
+            assert_eq!(
+                h.run(db_if, &echo(DB, APP, 0, id)).0,
+                XDP_REDIRECT,
+                "reply {id}"
+            );
+            assert_eq!(
+                h.run(app_if, &echo(APP, DB, 8, id)).0,
+                XDP_REDIRECT,
+                "again {id}"
+            );
+        }
+        check(&mut h, DropReason::CtFull, 1);
+    });
 }
 
 fn check(h: &mut Harness, reason: DropReason, n: u64) {

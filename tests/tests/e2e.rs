@@ -281,7 +281,9 @@ fn http_get(url: &str) -> String {
 
 #[test]
 fn the_agent_serves_metrics_that_match_the_datapath() {
-    let d = Deployment::up("e2em2", "default", FAST);
+    let mut flags = FAST.to_vec();
+    flags.extend(["--conntrack-max", "1000"]);
+    let d = Deployment::up("e2em2", "default", &flags);
     assert!(!connects(&d, "invoke", "orders", "10.0.1.10", 22, 1));
     let s = d.status();
     let url = s["metrics_url"]
@@ -324,7 +326,7 @@ fn the_agent_serves_metrics_that_match_the_datapath() {
         1
     );
     assert!(body.contains("vpc_eni_connections{eni=\"eni-"), "{body}");
-    assert!(sample("vpc_conntrack_capacity_connections") > 0);
+    assert_eq!(sample("vpc_conntrack_capacity_connections"), 500);
 }
 
 #[test]
@@ -1392,7 +1394,19 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
     let d = Deployment::up(
         "e2ew",
         "default",
-        &["--eni-delay", "100ms", "--wait", "--eni-capacity", "10"],
+        &[
+            "--eni-delay",
+            "100ms",
+            "--wait",
+            "--eni-capacity",
+            "10",
+            "--eni-return-delay",
+            "2s",
+            "--timeout",
+            "tcp-closing=1",
+            "--timeout",
+            "tcp-closed=1",
+        ],
     );
     let server = tcp_holder(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 25);
     let mut held = open_connections(&d, "OrdersFunction", "10.0.1.10:5432", 8, 5);
@@ -1428,9 +1442,18 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
     );
     assert_eq!(a + b, 16, "{enis:?}");
     assert!(a <= 10 && b >= 6, "{enis:?}");
+    let second_ip = second["address"].as_str().unwrap();
+    // The state records the ENI: what a restarted agent and `down` see.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("/run/vpc/{}/state.json", d.name)).unwrap())
+            .unwrap();
+    assert!(state["model"]["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["ip"] == second_ip && e["scaled"] == true));
     drop(held);
     let peers = server.join().unwrap();
-    let second_ip = second["address"].as_str().unwrap();
     assert!(
         peers.iter().any(|p| p.ip().to_string() == second_ip),
         "the database saw {peers:?}"
@@ -1450,15 +1473,20 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
                 .unwrap()
         )
     );
-    // The state records the ENI: what a restarted agent and `down` see.
+    // Every connection closed and collected: the added ENI, drained for the
+    // return delay, is returned; the group's first stays.
+    wait_for("the drained ENI returned", 20, || {
+        let l = in_a(&eni_list(&d));
+        l.len() == 1 && l[0]["id"] == first["id"]
+    });
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("/run/vpc/{}/state.json", d.name)).unwrap())
             .unwrap();
-    assert!(state["model"]["enis"]
+    assert!(!state["model"]["enis"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e["ip"] == second_ip && e["scaled"] == true));
+        .any(|e| e["ip"] == second_ip));
 }
 
 /// The function's subnet is a /28 whose 11 usable addresses are taken (10
@@ -1521,6 +1549,49 @@ Resources:
         text_status.contains("SubnetOutOfIPAddresses"),
         "{text_status}"
     );
+    drop(held);
+    server.join().unwrap();
+}
+
+/// ENIs of one port: each connection fills one, the agent adds the next, up
+/// to the group's 8; past that the function reports EniLimitExceeded and a
+/// further connection finds no port.
+#[test]
+fn a_group_of_eight_full_enis_reports_eni_limit_exceeded() {
+    let d = Deployment::up(
+        "e2ex",
+        "default",
+        &["--eni-delay", "100ms", "--wait", "--eni-capacity", "1"],
+    );
+    let server = tcp_holder(&d.netns("DatabaseInstance"), "10.0.1.10:5432", 20);
+    let in_a = |d: &Deployment| {
+        eni_list(d)
+            .iter()
+            .filter(|e| e["subnet"] == "PrivateSubnetA")
+            .count()
+    };
+    let mut held = vec![];
+    for n in 1..=8 {
+        // The n-th connection fills ENI n; the agent then adds ENI n + 1.
+        held.extend(open_connections(
+            &d,
+            "OrdersFunction",
+            "10.0.1.10:5432",
+            1,
+            5,
+        ));
+        assert_eq!(held.len(), n, "connection {n} opened");
+        if n < 8 {
+            wait_for(&format!("ENI {}", n + 1), 10, || in_a(&d) == n + 1);
+        }
+    }
+    wait_for("EniLimitExceeded", 10, || {
+        d.status()["functions"][0]["state_reason_code"] == "EniLimitExceeded"
+    });
+    assert_eq!(in_a(&d), 8);
+    let more = open_connections(&d, "OrdersFunction", "10.0.1.10:5432", 1, 2);
+    assert!(more.is_empty(), "a ninth connection opened");
+    assert!(d.dropped("nat_port_exhausted") > 0);
     drop(held);
     server.join().unwrap();
 }

@@ -47,6 +47,13 @@ pub struct State {
     /// Hyperplane ENIs at scale: capacity, scale-out threshold, return delay.
     #[serde(default)]
     pub eni_scaling: EniScaling,
+    /// Conntrack table size (entries, two per connection).
+    #[serde(default = "default_conntrack_max")]
+    pub conntrack_max: u32,
+}
+
+fn default_conntrack_max() -> u32 {
+    vpc_common::CT_MAX_ENTRIES
 }
 
 /// How the agent grows and shrinks a group of Hyperplane ENIs.
@@ -298,6 +305,7 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             quotas: opts.quotas,
             eni_scaling: opts.eni_scaling,
             metrics_addr: opts.metrics_addr.clone(),
+            conntrack_max: opts.conntrack_max,
         };
         let mut lc = Lifecycle::default();
         for f in &model.functions {

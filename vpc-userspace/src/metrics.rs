@@ -61,7 +61,7 @@ pub fn render(name: &str) -> Result<String> {
         tracked,
     );
     let capacity = Gauge::<i64>::default();
-    capacity.set(i64::from(vpc_common::CT_MAX_ENTRIES / 2));
+    capacity.set(i64::from(s.conntrack_max / 2));
     reg.register(
         "conntrack_capacity_connections",
         "Connections the conntrack table holds when full",
