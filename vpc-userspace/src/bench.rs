@@ -326,10 +326,10 @@ fn case(
     })
 }
 
-/// The bench VPC's function SYN and ACK (sport 40000 to the database).
-fn bench_frames(model: &model::Model) -> (Vec<u8>, Vec<u8>) {
+/// The first function's SYN and ACK from port 40000 to `db`:5432.
+fn bench_frames(model: &model::Model, db: &str) -> (Vec<u8>, Vec<u8>) {
     let exec: IpAddr = model.functions[0].exec_ip.into();
-    let db: IpAddr = "10.0.1.10".parse().expect("address");
+    let db: IpAddr = db.parse().expect("address");
     let frame = |flags| {
         Frame::new(
             exec,
@@ -382,7 +382,7 @@ fn scale_cases(
     second.ip = model.free_ip(&second.subnet).context("a free address")?;
     second.scaled = true;
     model.enis.push(second);
-    let (syn, ack) = bench_frames(&model);
+    let (syn, ack) = bench_frames(&model, "10.0.1.10");
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
         rng ^= rng << 13;
@@ -472,7 +472,7 @@ fn scale_cases(
                 m.insert(k, e, 0)?;
             }
         }
-        let (syn, ack) = bench_frames(&model);
+        let (syn, ack) = bench_frames(&model, "10.0.1.10");
         set_mode(&mut dp, 0)?;
         if run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0 != 4 {
             bail!("{entries} CT entries: the benchmark connection does not open");
@@ -639,22 +639,7 @@ pub fn rules_curve(repeat: u32, samples: usize) -> Result<Vec<CurvePoint>> {
         let m = model::build_with(&rules_template(sg, acl), &HashMap::new(), "curve", quotas)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let (mut dp, _, _) = bench_datapath(&m, &[("Fn", 1), ("Db", 100)])?;
-        let exec: IpAddr = m.functions[0].exec_ip.into();
-        let db: IpAddr = "10.0.2.10".parse().expect("address");
-        let frame = |flags| {
-            Frame::new(
-                exec,
-                db,
-                L4::Tcp {
-                    sport: 40000,
-                    dport: 5432,
-                    flags,
-                },
-            )
-            .min_len(64)
-            .build()
-        };
-        let (syn, ack) = (frame(TCP_SYN), frame(TCP_ACK));
+        let (syn, ack) = bench_frames(&m, "10.0.2.10");
         set_mode(&mut dp, 0)?;
         if run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0 != 4 {
             bail!("rules curve ({sg} rules): the connection does not open");
