@@ -9,21 +9,30 @@ use vpc_common::*;
 
 use crate::parse::{Packet, Quote};
 
+// Maps userspace rewrites while packets read them (ports, endpoints, ENIs,
+// ENI groups) are not preallocated: a replaced value is freed only after
+// the readers of the old one are done (RCU), so a reader sees one whole
+// version, never a reused element. Lookups cost the same; only updates
+// allocate, and they are rare.
+
 /// Router-side ifindex -> what is behind it.
 #[map]
-pub static PORTS: HashMap<u32, PortInfo> = HashMap::with_max_entries(MAX_PORTS, 0);
+pub static PORTS: HashMap<u32, PortInfo> = HashMap::with_max_entries(MAX_PORTS, BPF_F_NO_PREALLOC);
 
 /// Address (16 bytes, IPv4-mapped for v4) -> where it lives.
 #[map]
-pub static ENDPOINTS: HashMap<[u8; 16], Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+pub static ENDPOINTS: HashMap<[u8; 16], Endpoint> =
+    HashMap::with_max_entries(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
 
 /// ENI id -> Hyperplane ENI.
 #[map]
-pub static ENIS: HashMap<u32, HyperplaneEni> = HashMap::with_max_entries(MAX_ENIS, 0);
+pub static ENIS: HashMap<u32, HyperplaneEni> =
+    HashMap::with_max_entries(MAX_ENIS, BPF_F_NO_PREALLOC);
 
 /// Group id -> the ENIs of one (subnet, security-group set), in order.
 #[map]
-pub static ENI_GROUPS: HashMap<u32, EniGroup> = HashMap::with_max_entries(MAX_ENIS, 0);
+pub static ENI_GROUPS: HashMap<u32, EniGroup> =
+    HashMap::with_max_entries(MAX_ENIS, BPF_F_NO_PREALLOC);
 
 /// (ENI, protocol, NAT port) -> the reply key of the connection holding
 /// it. Claimed with `BPF_NOEXIST` by a new function connection; released by

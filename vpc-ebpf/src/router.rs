@@ -417,11 +417,13 @@ fn function_flow_inner<C: Ctx>(
         _pad1: 0,
     };
     let (id, claim) = claim_nat_port(s, group)?;
-    let r = function_open(ctx, s, id, ep, ifindex, now);
-    if r.is_err() {
+    // Until the connection's entries are in, the claim is this packet's to
+    // give back; from then on it is the connection's, and goes with it.
+    if let Err(r) = function_open(ctx, s, id, ep, ifindex, now) {
         let _ = NAT_PORTS.remove(&claim);
+        return Err(r);
     }
-    r
+    route::deliver_to(ctx, ep)
 }
 
 /// A NAT port for the connection in `s` (its `reply_key` holds the remote
@@ -478,8 +480,9 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<(u32, NatPortKey)
     Err(DropReason::NatPortExhausted)
 }
 
-/// The checks and conntrack entries of a function connection whose NAT
-/// port on ENI `id` is claimed (`s.reply_key` complete), then delivery.
+/// The checks, the source NAT and the conntrack entries of a function
+/// connection whose NAT port on ENI `id` is claimed (`s.reply_key`
+/// complete). `Ok` once the entries are in.
 #[inline(always)]
 fn function_open<C: Ctx>(
     ctx: &C,
@@ -488,7 +491,7 @@ fn function_open<C: Ctx>(
     ep: &Endpoint,
     ifindex: u32,
     now: u64,
-) -> Result<u32, DropReason> {
+) -> Result<(), DropReason> {
     let eni = match unsafe { ENIS.get(&id) } {
         Some(e) => e,
         None => return Err(DropReason::NoRoute),
@@ -509,9 +512,13 @@ fn function_open<C: Ctx>(
     parse::copy_addr(&mut s.reply.nat_addr, &p.saddr);
     s.reply.nat_port = p.sport;
     bind(s, ifindex, ep, eni.subnet, epoch)?;
-    open(s, now)?;
+    if ep.ifindex == 0 {
+        return Err(DropReason::NoEgressPort);
+    }
+    // Rewritten before the entries go in: a packet dropped after the rewrite
+    // does no harm, a connection without its packet would hold its port.
     nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
-    route::deliver_to(ctx, ep)
+    open(s, now)
 }
 
 /// Forwarding and ACL-boundary state of both directions of a new

@@ -470,9 +470,10 @@ pub trait Maps {
 
     /// Removes expired connections (both entries) and their NAT port
     /// claims. An entry is re-read just before deletion and kept if the
-    /// datapath touched it since the scan. A claim goes after the entries,
-    /// and only if it still names this connection's reply key, so a port is
-    /// never free while a connection holds it.
+    /// datapath touched it since the scan. A connection's claim goes right
+    /// after its entries (a GC cut short leaks no more than the connection
+    /// it was on), and only if it still names this connection's reply key,
+    /// so a port is never free while a connection holds it.
     fn ct_gc(&mut self, t: &Timeouts) -> Result<usize> {
         let now = mono_ns();
         let all: Vec<(CtKey, CtEntry)> = {
@@ -480,10 +481,9 @@ pub trait Maps {
             m.iter().filter_map(|r| r.ok()).collect()
         };
         let mut removed = 0;
-        let mut released = vec![];
-        {
-            let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
-            for (k, e) in &all {
+        for (k, e) in &all {
+            let released = {
+                let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
                 let expired = if e.dir == CT_DIR_ORIG {
                     now.saturating_sub(e.last_seen) > timeout_of(t, k.proto, e)
                 } else {
@@ -508,15 +508,14 @@ pub trait Maps {
                 if m.remove(k).is_ok() {
                     removed += 1;
                 }
-                if let Some(c) = nat_claim(k, e) {
-                    released.push((c, reply));
+                nat_claim(k, e).map(|c| (c, reply))
+            };
+            if let Some((c, reply)) = released {
+                let mut ports: HashMap<_, NatPortKey, CtKey> =
+                    HashMap::try_from(self.map("NAT_PORTS")?)?;
+                if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
+                    let _ = ports.remove(&c);
                 }
-            }
-        }
-        let mut ports: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
-        for (c, reply) in released {
-            if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
-                let _ = ports.remove(&c);
             }
         }
         Ok(removed)

@@ -1006,11 +1006,13 @@ pub fn add_eni(
         }
     }
     maps.switch_policy(&entries)?;
+    // The policy in force knows the ENI: the state says so before anything
+    // else can fail (a later tick or `down` then sees it).
+    s.model = model;
+    s.save()?;
     for (id, g) in &entries.eni_groups {
         maps.set_eni_group(*id, g)?;
     }
-    s.model = model;
-    s.save()?;
     maps.clear_old_generation(next)?;
     eprintln!(
         "agent: added Hyperplane ENI {} ({}) to the group of {}",
