@@ -812,30 +812,8 @@ fn tracked_entries_admit_only_what_the_connection_expects() {
         let (fn_if, db_if, app_if) = (h.ifindex("Fn"), h.ifindex("Db"), h.ifindex("App"));
         // A ping from the app is answered, but the database cannot send an
         // echo *request* back under the same identifier.
-        let ping = Frame::new(
-            ip(APP),
-            ip(DB),
-            L4::Icmp {
-                ty: 8,
-                code: 0,
-                id: 77,
-                seq: 1,
-            },
-        )
-        .build();
-        assert_eq!(h.run(app_if, &ping).0, XDP_REDIRECT);
-        let back = Frame::new(
-            ip(DB),
-            ip(APP),
-            L4::Icmp {
-                ty: 8,
-                code: 0,
-                id: 77,
-                seq: 1,
-            },
-        )
-        .build();
-        assert_eq!(h.run(db_if, &back).0, XDP_DROP);
+        assert_eq!(h.run(app_if, &echo(APP, DB, 8, 77)).0, XDP_REDIRECT);
+        assert_eq!(h.run(db_if, &echo(DB, APP, 8, 77)).0, XDP_DROP);
         check(&mut h, DropReason::SgIngressDenied, 1);
         // A SYN from the database against a function connection's reply
         // direction opens nothing: it is a new, unsolicited connection.

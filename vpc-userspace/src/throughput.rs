@@ -449,32 +449,21 @@ fn nft_router(state: &State, exec: &topology::Node, db: &topology::Node) -> Resu
             .collect::<Vec<_>>()
             .join(":")
     };
-    run(&[
-        "-n",
-        r,
-        "neigh",
-        "replace",
-        &db.ip.to_string(),
-        "lladdr",
-        &mac(db.link.mac),
-        "dev",
-        &db.router_if,
-        "nud",
-        "permanent",
-    ])?;
-    run(&[
-        "-n",
-        r,
-        "neigh",
-        "replace",
-        &exec.ip.to_string(),
-        "lladdr",
-        &mac(exec.link.mac),
-        "dev",
-        &exec.router_if,
-        "nud",
-        "permanent",
-    ])?;
+    for n in [db, exec] {
+        run(&[
+            "-n",
+            r,
+            "neigh",
+            "replace",
+            &n.ip.to_string(),
+            "lladdr",
+            &mac(n.link.mac),
+            "dev",
+            &n.router_if,
+            "nud",
+            "permanent",
+        ])?;
+    }
     run(&["netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     // Without XDP on them, the router veths need NAPI (GRO) to take the
     // generator's XDP_TX frames.
