@@ -1595,3 +1595,126 @@ fn a_group_of_eight_full_enis_reports_eni_limit_exceeded() {
     drop(held);
     server.join().unwrap();
 }
+
+/// Each ENI's id, address and groups.
+fn eni_ids(d: &Deployment) -> Vec<String> {
+    eni_list(d)
+        .iter()
+        .map(|e| format!("{} {} {}", e["id"], e["address"], e["security_groups"]))
+        .collect()
+}
+
+/// The XDP program ids on the router's ports, by interface.
+fn router_prog_ids(d: &Deployment) -> Vec<(String, String)> {
+    let ns = vpc::topology::router_netns(&d.name);
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ns, "-d", "-j", "link", "show"])
+        .output()
+        .unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<(String, String)> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            let id = l["xdp"]["prog"]["id"].as_u64()?;
+            Some((l["ifname"].as_str()?.to_string(), id.to_string()))
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_killed_agent_drops_no_connection_and_its_successor_adopts_the_pinned_datapath() {
+    let d = Deployment::up("e2ekill", "default", FAST);
+    let db = "10.0.1.10";
+    let progs = router_prog_ids(&d);
+    assert!(!progs.is_empty());
+    let first = d.status()["agent_pid"].as_u64().expect("a running agent");
+    let enis = eni_ids(&d);
+
+    let server = std::process::Command::new(vpc_tests::vpc_bin())
+        .args(["--name", &d.name, "exec", "DatabaseInstance", "--", "sh", "-c"])
+        .arg(format!("timeout 60 nc -4 -l {db} 5432 | sha256sum"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the server to listen", 5, || {
+        let ss = d.vpc(&["exec", "DatabaseInstance", "--", "ss", "-Hltn", "sport = :5432"]);
+        !String::from_utf8_lossy(&ss.stdout).trim().is_empty()
+    });
+    // One connection sending 64 KiB every 50 ms for about 6 s: the agent
+    // dies and a new one starts in the middle of it.
+    let sent = std::env::temp_dir().join(format!("{}-stream", d.name));
+    let cmd = format!(
+        "set -e; for i in $(seq 120); do head -c 65536 /dev/urandom; sleep 0.05; done \
+         | tee {f} | timeout 60 nc -4 -N {db} 5432; wc -c < {f}; sha256sum < {f}",
+        f = sent.display()
+    );
+    let client = std::process::Command::new(vpc_tests::vpc_bin())
+        .args(["--name", &d.name, "invoke", "orders", "--", "sh", "-c", &cmd])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the stream to be tracked", 5, || {
+        d.vpc(&["conntrack", "list"]).stdout.windows(4).any(|w| w == b"5432")
+    });
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the agent to be gone", 5, || {
+        d.status()["agent_running"] == false
+    });
+    // No agent: the pinned programs forward on their own.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = d.status()["counters"]["forwarded"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.status()["counters"]["forwarded"].as_u64().unwrap() > before);
+
+    let out = d.vpc(&["agent", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let second = d.status()["agent_pid"].as_u64().expect("the new agent");
+    assert_ne!(second, first);
+    // Only one agent at a time.
+    let again = d.vpc(&["agent", "--detach"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains(&format!("an agent (pid {second}) already runs")),
+        "{}",
+        text(&again)
+    );
+
+    let client = client.wait_with_output().unwrap();
+    assert!(client.status.success(), "{}", text(&client));
+    let received = server.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&sent);
+    let client_out = String::from_utf8_lossy(&client.stdout).into_owned();
+    let mut lines = client_out.lines();
+    assert_eq!(lines.next(), Some("7864320"), "{client_out}");
+    let want = lines.next().unwrap().split_whitespace().next().unwrap();
+    let got = String::from_utf8_lossy(&received.stdout);
+    assert_eq!(
+        got.split_whitespace().next(),
+        Some(want),
+        "the bytes that arrived differ from those sent"
+    );
+
+    // Adopted, not recreated: the same programs on the same ports, the
+    // function still Active, and the new agent does the agent's work.
+    assert_eq!(router_prog_ids(&d), progs);
+    let s = d.status();
+    assert_eq!(s["functions"][0]["state"], "Active", "{s}");
+    assert_eq!(eni_ids(&d), enis);
+    let url = s["metrics_url"]
+        .as_str()
+        .expect("the new agent serves metrics")
+        .to_string();
+    assert!(http_get(&url).contains("packets_forwarded"));
+}

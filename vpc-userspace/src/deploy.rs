@@ -475,6 +475,9 @@ pub struct Status {
     pub connections: usize,
     pub skipped: Vec<(String, String)>,
     pub agent_running: bool,
+    /// The live agent's pid (from its lock, not a recorded one).
+    #[serde(default)]
+    pub agent_pid: Option<u32>,
     pub metrics_url: Option<String>,
 }
 
@@ -668,10 +671,8 @@ pub fn status(name: &str) -> Result<Status> {
             security_groups: h.groups.clone(),
         })
         .collect();
-    let agent_running = lc
-        .agent_pid
-        .map(|p| Path::new(&format!("/proc/{p}")).exists())
-        .unwrap_or(false);
+    let agent_pid = agent_running(name)?;
+    let agent_running = agent_pid.is_some();
     Ok(Status {
         name: s.name.clone(),
         template: s.template.clone(),
@@ -684,14 +685,72 @@ pub fn status(name: &str) -> Result<Status> {
         connections: conns.len(),
         skipped: m.skipped.clone(),
         agent_running,
+        agent_pid,
         metrics_url: agent_running.then(|| lc.metrics_url.clone()).flatten(),
     })
 }
 
+/// The pid of the deployment's running agent, if one runs: it holds an
+/// exclusive lock on `agent.lock` for its whole life (the kernel drops it
+/// when the agent dies, also on SIGKILL) and writes its pid there.
+pub fn agent_running(name: &str) -> Result<Option<u32>> {
+    let path = state_dir(name).join("agent.lock");
+    let Ok(f) = std::fs::File::open(&path) else {
+        return Ok(None);
+    };
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_free) => Ok(None),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(std::fs::read_to_string(&path)?
+            .trim()
+            .parse()
+            .ok()),
+        Err((_, e)) => bail!("checking {}: {e}", path.display()),
+    }
+}
+
+/// Takes the agent lock, or says which agent has it.
+fn agent_lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::{Seek as _, Write as _};
+    let path = state_dir(name).join("agent.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("deployment {name:?} is not up"))?;
+    let mut lock = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "an agent (pid {}) already runs for deployment {name}",
+                pid.trim()
+            )
+        }
+        Err((_, e)) => bail!("locking {}: {e}", path.display()),
+    };
+    lock.set_len(0)?;
+    lock.rewind()?;
+    write!(lock, "{}", std::process::id())?;
+    Ok(lock)
+}
+
 /// The agent: activates functions once their ENI is ready, collects expired
 /// connections. Runs until `stop` is set; `tick` is called about once a second.
+///
+/// It adopts what `up` pinned (programs, links, maps under bpffs) and never
+/// recreates it: the datapath forwards while no agent runs, so a new agent
+/// after a crash finds every connection and every setting where it was.
 pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) -> Result<()> {
+    let _agent = agent_lock(name)?;
     let s = State::load(name)?;
+    datapath::ensure_bpffs()?;
+    if !s.pin_dir.join("maps").exists() {
+        bail!(
+            "deployment {name}: nothing pinned at {} (was the machine rebooted? `vpc down` then `vpc up`)",
+            s.pin_dir.display()
+        );
+    }
     let Some(addr) = s.metrics_addr.clone() else {
         return agent_loop(name, stop, tick);
     };

@@ -213,9 +213,15 @@ enum Cmd {
         #[command(subcommand)]
         op: EniOp,
     },
-    /// The background agent (started by `up`).
-    #[command(hide = true)]
-    Agent,
+    /// The agent (`up` starts it in the background). It adopts the pinned
+    /// datapath, which forwards without it: after a crash, `vpc agent
+    /// --detach` starts a new one and no connection is lost. Refused while
+    /// another agent of the deployment runs.
+    Agent {
+        /// Start it in the background (log: /run/vpc/NAME/agent.log).
+        #[arg(long)]
+        detach: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -454,6 +460,40 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
     )
 }
 
+/// Starts `vpc agent` in its own session, output to the deployment's
+/// agent.log, and returns once it holds the agent lock (or has failed).
+fn spawn_agent(name: &str) -> Result<std::process::Child> {
+    deploy::State::load(name)?;
+    let log_path = deploy::state_dir(name).join("agent.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--name", name, "agent"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the agent")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("").to_string();
+            bail!("the agent exited ({status}): {last}");
+        }
+        if deploy::agent_running(name)? == Some(child.id()) {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not start (see {})", log_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn signal_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -618,21 +658,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Up { run, wait } => {
             let state = up(&name, &run)?;
-            // The agent outlives this command: its own session, output to a log.
-            let log = std::fs::File::create(deploy::state_dir(&name).join("agent.log"))?;
-            let exe = std::env::current_exe()?;
-            let child = Command::new(exe)
-                .args(["--name", &name, "agent"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .process_group(0)
-                .spawn();
-            let child = match child {
+            let child = match spawn_agent(&name) {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = deploy::down(&name);
-                    bail!("starting the agent: {e}");
+                    return Err(e);
                 }
             };
             println!(
@@ -850,7 +880,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 print_enis(&s.enis);
             }
         }
-        Cmd::Agent => {
+        Cmd::Agent { detach: true } => {
+            let child = spawn_agent(&name)?;
+            println!("{name}: agent pid {}", child.id());
+        }
+        Cmd::Agent { detach: false } => {
             let stop = signal_flag()?;
             deploy::agent(&name, &stop, || Ok(()))?;
         }
