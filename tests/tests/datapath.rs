@@ -1357,3 +1357,44 @@ fn connections_fill_the_first_eni_of_a_group_and_overflow_onto_the_next() {
         assert_eq!(h.counters().total_dropped(), 0);
     });
 }
+
+/// An agent killed in the middle of a GC can leave a NAT claim whose
+/// connection is gone: its successor finds such claims and, a moment later,
+/// gives back those still orphaned; the claims of live connections stay.
+#[test]
+fn orphaned_nat_claims_are_found_and_released_and_live_ones_stay() {
+    use aya::maps::HashMap as M;
+    use vpc_common::{CtEntry, CtKey};
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let (fn_if, exec, db) = (h.ifindex("Fn"), ip(EXEC), ip(DB));
+        for sport in 1..=3u16 {
+            let (v, _) = h.run(fn_if, &tcp(EXEC, DB, sport, 5432, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT);
+        }
+        assert_eq!(h.dp.nat_orphans().unwrap(), vec![]);
+        // The GC removed connection 2's entries, then the agent died.
+        let orig = CtKey {
+            saddr: mapped(exec),
+            daddr: mapped(db),
+            sport: 2u16.to_be(),
+            dport: 5432u16.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
+        let mut ct: M<_, CtKey, CtEntry> = M::try_from(h.dp.map("CT").unwrap()).unwrap();
+        let e = ct.get(&orig, 0).expect("tracked");
+        ct.remove(&e.twin).unwrap();
+        ct.remove(&orig).unwrap();
+        let orphans = h.dp.nat_orphans().unwrap();
+        assert_eq!(
+            orphans,
+            vec![(vpc::datapath::nat_claim(&orig, &e).unwrap(), e.twin)]
+        );
+        assert_eq!(h.dp.release_nat_orphans(&orphans).unwrap(), 1);
+        assert_eq!(h.dp.nat_claims().unwrap().values().sum::<usize>(), 2);
+        assert_eq!(h.dp.nat_orphans().unwrap(), vec![]);
+        // Nothing to release twice.
+        assert_eq!(h.dp.release_nat_orphans(&orphans).unwrap(), 0);
+    });
+}

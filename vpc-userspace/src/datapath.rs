@@ -520,6 +520,48 @@ pub trait Maps {
         }
         Ok(removed)
     }
+
+    /// NAT port claims whose connection is not in the conntrack table.
+    /// The datapath claims a port just before it opens the connection, so
+    /// a claim seen here may be an instant old: only [`release_nat_orphans`]
+    /// a moment later decides.
+    ///
+    /// [`release_nat_orphans`]: Maps::release_nat_orphans
+    fn nat_orphans(&mut self) -> Result<Vec<(NatPortKey, CtKey)>> {
+        let claims: Vec<(NatPortKey, CtKey)> = {
+            let m: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+            m.iter().filter_map(|r| r.ok()).collect()
+        };
+        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        Ok(claims
+            .into_iter()
+            .filter(|(_, holder)| ct.get(holder, 0).is_err())
+            .collect())
+    }
+
+    /// Gives back the claims of `seen` (from [`Maps::nat_orphans`], at least
+    /// a second ago) that still name the same absent connection. They are
+    /// what an agent killed in the middle of a GC leaves: the entries gone,
+    /// the claim not yet. Returns how many went.
+    fn release_nat_orphans(&mut self, seen: &[(NatPortKey, CtKey)]) -> Result<usize> {
+        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        let gone: Vec<NatPortKey> = seen
+            .iter()
+            .filter(|(_, holder)| ct.get(holder, 0).is_err())
+            .map(|(c, _)| *c)
+            .collect();
+        let mut ports: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+        let mut n = 0;
+        for (c, holder) in seen {
+            if gone.contains(c)
+                && ports.get(c, 0).is_ok_and(|h| h == *holder)
+                && ports.remove(c).is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Mirrors `ct::timeout` in the datapath.

@@ -788,6 +788,9 @@ fn agent_loop(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()
     let started = std::time::Instant::now();
     let mut last_gc = std::time::Instant::now();
     let mut drained = HashMap::new();
+    // Claims a predecessor killed in the middle of a GC left behind,
+    // released on the first GC tick (a second on: never a fresh claim).
+    let mut orphans = Some(maps.nat_orphans()?);
     while !stop.load(Ordering::Relaxed) {
         if started.elapsed() >= s.eni_delay {
             let mut changed = false;
@@ -828,6 +831,12 @@ fn agent_loop(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()
         }
         if last_gc.elapsed() >= Duration::from_secs(1) {
             last_gc = std::time::Instant::now();
+            if let Some(o) = orphans.take() {
+                let n = maps.release_nat_orphans(&o)?;
+                if n > 0 {
+                    eprintln!("agent: released {n} NAT port claim(s) without a connection");
+                }
+            }
             let n = maps.ct_gc(&s.timeouts)?;
             if n > 0 {
                 lc.gc_removed += n as u64;
