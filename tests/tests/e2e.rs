@@ -512,8 +512,9 @@ fn the_agent_collects_connections_after_their_idle_timeout() {
 #[test]
 fn down_cleans_up_after_an_up_that_died_half_way() {
     let d = Deployment::up("e2ej", "default", &["--eni-delay", "100ms"]);
-    // As if `vpc up` had been killed before writing its state.
-    std::fs::remove_file(vpc::deploy::state_dir(&d.name).join("state.json")).unwrap();
+    // As if `vpc up` had been killed before writing its state (the store
+    // with it).
+    std::fs::remove_file(vpc::deploy::state_dir(&d.name).join(vpc::store::FILE)).unwrap();
     let out = d.vpc(&["down"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(namespaces_with_prefix(&d.name).is_empty());
@@ -1444,9 +1445,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
     assert!(a <= 10 && b >= 6, "{enis:?}");
     let second_ip = second["address"].as_str().unwrap();
     // The state records the ENI: what a restarted agent and `down` see.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("/run/vpc/{}/state.json", d.name)).unwrap())
-            .unwrap();
+    let state = serde_json::to_value(vpc::deploy::State::load(&d.name).unwrap()).unwrap();
     assert!(state["model"]["enis"]
         .as_array()
         .unwrap()
@@ -1479,9 +1478,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
         let l = in_a(&eni_list(&d));
         l.len() == 1 && l[0]["id"] == first["id"]
     });
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(format!("/run/vpc/{}/state.json", d.name)).unwrap())
-            .unwrap();
+    let state = serde_json::to_value(vpc::deploy::State::load(&d.name).unwrap()).unwrap();
     assert!(!state["model"]["enis"]
         .as_array()
         .unwrap()

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    store::Store,
     compile,
     datapath::{self, Counters, Datapath, Hook, Maps, PinnedMaps, Timeouts},
     model::Model,
@@ -79,7 +80,7 @@ impl Default for EniScaling {
 }
 
 /// Lambda function lifecycle, as `GetFunction` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FunctionStatus {
     pub state: String,
     pub state_reason_code: String,
@@ -87,6 +88,33 @@ pub struct FunctionStatus {
     /// Why, in words (`StateReason`), when the agent could not scale.
     #[serde(default)]
     pub state_reason: Option<String>,
+    /// Timers, pending update, versions (`lifecycle`).
+    #[serde(default)]
+    pub life: crate::lifecycle::FunctionLife,
+}
+
+impl FunctionStatus {
+    /// `Pending` / `Creating` until `until_ms` on the deployment's clock.
+    pub fn pending(code: &str, until_ms: u64) -> Self {
+        Self {
+            state: "Pending".into(),
+            state_reason_code: code.into(),
+            last_update_status: "InProgress".into(),
+            state_reason: None,
+            life: crate::lifecycle::FunctionLife {
+                pending_until_ms: Some(until_ms),
+                ..Default::default()
+            },
+        }
+    }
+    pub fn active() -> Self {
+        Self {
+            state: "Active".into(),
+            state_reason_code: "Idle".into(),
+            last_update_status: "Successful".into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Written by the agent only (and once by `up`).
@@ -98,6 +126,20 @@ pub struct Lifecycle {
     /// The agent's metrics endpoint, once it listens.
     #[serde(default)]
     pub metrics_url: Option<String>,
+    /// The deployment's clock (real, or a test clock).
+    #[serde(default)]
+    pub clock: crate::lifecycle::Clock,
+    #[serde(default)]
+    pub settings: crate::lifecycle::Settings,
+    /// ENI combinations ("subnet|group,group") nothing uses, since when.
+    #[serde(default)]
+    pub unused_since_ms: BTreeMap<String, u64>,
+    /// The agent's Lambda API on loopback TCP, once it listens.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Where the agent also serves the API on TCP (`--api-addr`).
+    #[serde(default)]
+    pub api_addr: Option<String>,
 }
 
 pub fn state_dir(name: &str) -> PathBuf {
@@ -121,16 +163,36 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// The store of a deployment that is up.
+fn store_of(name: &str) -> Result<Store> {
+    let dir = state_dir(name);
+    if !dir.join(crate::store::FILE).exists() {
+        bail!("no deployment named {name:?} is up (no {})", dir.join(crate::store::FILE).display());
+    }
+    Store::open_dir(&dir)
+}
+
+/// Reads the state and the lifecycle, lets `f` change them, and writes both
+/// in one transaction (nothing is written if `f` fails).
+pub fn transact<R>(name: &str, f: impl FnOnce(&mut State, &mut Lifecycle) -> Result<R>) -> Result<R> {
+    store_of(name)?.transact(|t| {
+        let mut s: State = t.get("state")?.with_context(|| format!("no deployment named {name:?} is up"))?;
+        let mut lc: Lifecycle = t.get("lifecycle")?.unwrap_or_default();
+        let r = f(&mut s, &mut lc)?;
+        t.put("state", &s)?;
+        t.put("lifecycle", &lc)?;
+        Ok(r)
+    })
+}
+
 impl State {
     pub fn load(name: &str) -> Result<Self> {
-        let p = state_dir(name).join("state.json");
-        if !p.exists() {
-            bail!("no deployment named {name:?} is up (no {})", p.display());
-        }
-        read_json(&p)
+        store_of(name)?
+            .get("state")?
+            .with_context(|| format!("no deployment named {name:?} is up (no state in its store)"))
     }
     pub fn save(&self) -> Result<()> {
-        write_json(&state_dir(&self.name).join("state.json"), self)
+        store_of(&self.name)?.put("state", self)
     }
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
@@ -139,10 +201,12 @@ impl State {
 
 impl Lifecycle {
     pub fn load(name: &str) -> Result<Self> {
-        read_json(&state_dir(name).join("lifecycle.json"))
+        store_of(name)?
+            .get("lifecycle")?
+            .context("no lifecycle in the store")
     }
     pub fn save(&self, name: &str) -> Result<()> {
-        write_json(&state_dir(name).join("lifecycle.json"), self)
+        store_of(name)?.put("lifecycle", self)
     }
 }
 
@@ -204,14 +268,36 @@ pub struct UpOptions {
     pub eni_scaling: EniScaling,
     /// Conntrack entries (two per connection).
     pub conntrack_max: u32,
+    /// The lifecycle's clock and delays.
+    pub lifecycle: LifecycleOptions,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LifecycleOptions {
+    /// A test clock (moves only when told: `POST /_vpc/clock`).
+    pub test_clock: bool,
+    pub settings: crate::lifecycle::Settings,
+    /// The Lambda API on loopback TCP too (`None`: the Unix socket only).
+    pub api_addr: Option<String>,
 }
 
 /// Builds the topology, loads and attaches the datapath, installs the
 /// entries. On any failure everything built so far is removed again.
-pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
+pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
     check_name(&opts.name)?;
+    // Functions with a VpcConfig start Pending, attached to no ENI: the
+    // agent attaches them when their ENIs are ready.
+    for id in model
+        .functions
+        .iter()
+        .filter(|f| f.vpc_config.is_some())
+        .map(|f| f.id.clone())
+        .collect::<Vec<_>>()
+    {
+        crate::lifecycle::detach(&mut model, &id);
+    }
     let sdir = state_dir(&opts.name);
-    if sdir.join("state.json").exists() {
+    if sdir.join(crate::store::FILE).exists() {
         bail!(
             "deployment {:?} is already up: run `vpc --name {} down` first",
             opts.name,
@@ -307,27 +393,29 @@ pub fn up(model: Model, opts: &UpOptions) -> Result<State> {
             metrics_addr: opts.metrics_addr.clone(),
             conntrack_max: opts.conntrack_max,
         };
-        let mut lc = Lifecycle::default();
+        let clock = crate::lifecycle::Clock::new(opts.lifecycle.test_clock);
+        let now = clock.now_ms();
+        let mut lc = Lifecycle {
+            clock,
+            settings: opts.lifecycle.settings,
+            api_addr: opts.lifecycle.api_addr.clone(),
+            ..Default::default()
+        };
         for f in &model.functions {
-            let st = if f.vpc_config.is_some() {
-                FunctionStatus {
-                    state: "Pending".into(),
-                    state_reason_code: "Creating".into(),
-                    last_update_status: "InProgress".into(),
-                    state_reason: None,
-                }
+            let mut st = if f.vpc_config.is_some() {
+                FunctionStatus::pending("Creating", now + opts.eni_delay.as_millis() as u64)
             } else {
-                FunctionStatus {
-                    state: "Active".into(),
-                    state_reason_code: "Idle".into(),
-                    last_update_status: "Successful".into(),
-                    state_reason: None,
-                }
+                FunctionStatus::active()
             };
+            st.life.last_modified_ms = now;
+            st.life.last_invoked_ms = now;
             lc.functions.insert(f.id.clone(), st);
         }
-        lc.save(&opts.name)?;
-        state.save()?;
+        // State and lifecycle in one transaction.
+        Store::open_dir(&sdir)?.transact(|t| {
+            t.put("lifecycle", &lc)?;
+            t.put("state", &state)
+        })?;
         Ok(state)
     })();
     if result.is_err() {
@@ -435,16 +523,15 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     let mut s = State::load(name)?;
     let mut model = s.model.clone();
     edit(&mut model, &s)?;
-    // ENIs the agent added keep going: they are not in a template.
-    for e in s.model.enis.iter().filter(|e| e.scaled) {
-        if !model.enis.iter().any(|x| x.index == e.index) {
-            model.enis.push(e.clone());
-        }
-    }
+    // Functions and their ENIs belong to the lifecycle (the Lambda API and
+    // the agent), not to the template: they keep going as they run.
+    model.functions = s.model.functions.clone();
+    model.enis = s.model.enis.clone();
     if topology_of(&model) != topology_of(&s.model) {
         bail!(
-            "this change touches the topology (VPCs, subnets, addresses, hosts, functions or their VpcConfig); \
-             `vpc apply` changes security groups and network ACLs only: run `vpc down` and `vpc up`"
+            "this change touches the topology (VPCs, subnets, addresses, hosts); \
+             `vpc apply` changes security groups and network ACLs only (functions change through the Lambda API: \
+             `vpc update-function-configuration`): run `vpc down` and `vpc up`"
         );
     }
     let links: HashMap<String, compile::LinkInfo> =
@@ -616,12 +703,11 @@ pub fn status(name: &str) -> Result<Status> {
         .functions
         .iter()
         .map(|f| {
-            let st = lc.functions.get(&f.id).cloned().unwrap_or(FunctionStatus {
-                state: "Pending".into(),
-                state_reason_code: "Creating".into(),
-                last_update_status: "InProgress".into(),
-                state_reason: None,
-            });
+            let st = lc
+                .functions
+                .get(&f.id)
+                .cloned()
+                .unwrap_or_else(|| FunctionStatus::pending("Creating", 0));
             FunctionView {
                 id: f.id.clone(),
                 function_name: f.name.clone(),
@@ -735,8 +821,11 @@ fn agent_lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
     Ok(lock)
 }
 
-/// The agent: activates functions once their ENI is ready, collects expired
-/// connections. Runs until `stop` is set; `tick` is called about once a second.
+/// The agent: serves the Lambda API and the metrics, runs the lifecycle
+/// (activations, updates, idle reclaim, ENI deletion), collects expired
+/// connections and scales ENIs. Runs until `stop` is set; `tick` is called
+/// about once a second. It builds nothing: everything it needs is in the
+/// store and the pins, so a restarted agent carries on where one left off.
 ///
 /// It adopts what `up` pinned (programs, links, maps under bpffs) and never
 /// recreates it: the datapath forwards while no agent runs, so a new agent
@@ -751,83 +840,86 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
             s.pin_dir.display()
         );
     }
-    let Some(addr) = s.metrics_addr.clone() else {
-        return agent_loop(name, stop, tick);
-    };
+    let lc = Lifecycle::load(name).unwrap_or_default();
     std::thread::scope(|sc| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server = sc.spawn(move || {
-            crate::metrics::serve(name, &addr, stop, |a| {
-                let _ = tx.send(a);
-                Ok(())
+        let (ops_tx, ops_rx) = std::sync::mpsc::channel();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let api_addr = lc.api_addr.clone();
+        let api = sc.spawn(move || {
+            crate::api::serve(name, api_addr.as_deref(), ops_tx, stop, |a| {
+                let _ = bound_tx.send(a);
             })
         });
-        match rx.recv() {
-            Ok(a) => {
-                let _lock = lock(name)?;
-                let mut lc = Lifecycle::load(name).unwrap_or_default();
-                lc.metrics_url = Some(format!("http://{a}/metrics"));
-                lc.save(name)?;
+        let api_url = match bound_rx.recv() {
+            Ok(a) => a.map(|a| format!("http://{a}")),
+            Err(_) => return api.join().expect("API thread"),
+        };
+        let mut threads = vec![api];
+        let mut metrics_url = None;
+        if let Some(addr) = s.metrics_addr.clone() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let server = sc.spawn(move || {
+                crate::metrics::serve(name, &addr, stop, |a| {
+                    let _ = tx.send(a);
+                    Ok(())
+                })
+            });
+            match rx.recv() {
+                Ok(a) => metrics_url = Some(format!("http://{a}/metrics")),
+                // The server could not bind: its error says why.
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    let r = server.join().expect("metrics thread");
+                    let _ = threads.pop().map(|t| t.join());
+                    return r;
+                }
             }
-            // The server could not bind: its error says why.
-            Err(_) => return server.join().expect("metrics thread"),
+            threads.push(server);
         }
-        let r = agent_loop(name, stop, tick);
+        transact(name, |_, lc| {
+            lc.agent_pid = Some(std::process::id());
+            lc.metrics_url = metrics_url;
+            lc.api_url = api_url;
+            Ok(())
+        })?;
+        let r = agent_loop(name, stop, tick, &ops_rx);
         stop.store(true, Ordering::Relaxed);
-        let served = server.join().expect("metrics thread");
-        r.and(served)
+        let mut out = r;
+        for t in threads {
+            out = out.and(t.join().expect("agent thread"));
+        }
+        out
     })
 }
 
-fn agent_loop(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
+fn agent_loop(
+    name: &str,
+    stop: &AtomicBool,
+    mut tick: impl FnMut() -> Result<()>,
+    ops: &std::sync::mpsc::Receiver<crate::reconcile::Request>,
+) -> Result<()> {
     let s = State::load(name)?;
-    let mut lc = Lifecycle::load(name).unwrap_or_default();
-    lc.agent_pid = Some(std::process::id());
-    lc.save(name)?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
-    let started = std::time::Instant::now();
     let mut last_gc = std::time::Instant::now();
     let mut drained = HashMap::new();
     // Claims a predecessor killed in the middle of a GC left behind,
     // released on the first GC tick (a second on: never a fresh claim).
     let mut orphans = Some(maps.nat_orphans()?);
     while !stop.load(Ordering::Relaxed) {
-        if started.elapsed() >= s.eni_delay {
-            let mut changed = false;
-            for f in &s.model.functions {
-                let st = lc
-                    .functions
-                    .entry(f.id.clone())
-                    .or_insert_with(|| FunctionStatus {
-                        state: "Pending".into(),
-                        state_reason_code: "Creating".into(),
-                        last_update_status: "InProgress".into(),
-                        state_reason: None,
-                    });
-                if st.state == "Pending" {
-                    // Every execution environment gets its subnet's group.
-                    let envs = compile::env_enis(&s.model, f);
-                    if !envs.is_empty() {
-                        let _lock = lock(name)?;
-                        for (id, eni) in envs {
-                            let node = s
-                                .node(&id)
-                                .with_context(|| format!("no execution environment {id}"))?;
-                            maps.set_port_eni(node.link.ifindex, eni)?;
-                        }
-                    }
-                    *st = FunctionStatus {
-                        state: "Active".into(),
-                        state_reason_code: "Idle".into(),
-                        last_update_status: "Successful".into(),
-                        state_reason: None,
-                    };
-                    changed = true;
-                }
+        // The API's changes, one at a time, on this thread only.
+        match ops.recv_timeout(Duration::from_millis(50)) {
+            Ok(req) => {
+                let r = crate::reconcile::handle(name, &mut maps, req.op);
+                let _ = req.reply.send(r);
+                continue;
             }
-            if changed {
-                lc.save(name)?;
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(50))
             }
+        }
+        if let Err(e) = crate::reconcile::step(name, &mut maps) {
+            eprintln!("agent: lifecycle: {e:#}");
         }
         if last_gc.elapsed() >= Duration::from_secs(1) {
             last_gc = std::time::Instant::now();
@@ -838,18 +930,18 @@ fn agent_loop(name: &str, stop: &AtomicBool, mut tick: impl FnMut() -> Result<()
                 }
             }
             let n = maps.ct_gc(&s.timeouts)?;
-            if n > 0 {
-                lc.gc_removed += n as u64;
-                lc.save(name)?;
-            }
+            let mut lc = Lifecycle::load(name)?;
+            let mut changed = n > 0;
+            lc.gc_removed += n as u64;
             match scale_enis(name, &mut maps, &mut lc, &mut drained) {
-                Ok(true) => lc.save(name)?,
-                Ok(false) => {}
+                Ok(c) => changed |= c,
                 Err(e) => eprintln!("agent: scaling Hyperplane ENIs: {e:#}"),
+            }
+            if changed {
+                lc.save(name)?;
             }
             tick()?;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
@@ -989,7 +1081,7 @@ pub fn scale_enis(
 /// (group references match ENI addresses), the caller holding the lock:
 /// compiles `model` into the generation not in force (the caller writes
 /// an added ENI's own entries, then switches).
-fn switch_model(
+pub(crate) fn switch_model(
     s: &State,
     maps: &mut PinnedMaps,
     model: &Model,

@@ -4,15 +4,19 @@
 //! into map entries; [`datapath`] loads and feeds the XDP programs;
 //! [`topology`] builds namespaces and veths; [`deploy`] ties them together
 //! and runs the agent; [`bench`] measures the datapath.
+pub mod api;
 pub mod bench;
 pub mod compile;
 pub mod conntrack;
 pub mod datapath;
 pub mod deploy;
 pub mod metrics;
+pub mod lifecycle;
 pub mod model;
 pub mod packet;
+pub mod reconcile;
 pub mod reference;
+pub mod store;
 pub mod template;
 pub mod throughput;
 pub mod topology;

@@ -71,6 +71,32 @@ struct RunArgs {
     metrics_addr: String,
     #[command(flatten)]
     eni: EniArgs,
+    #[command(flatten)]
+    lifecycle: LifecycleArgs,
+}
+
+/// The function and ENI lifecycle, and the Lambda API.
+#[derive(clap::Args, Clone)]
+struct LifecycleArgs {
+    /// `real`, or `test`: a clock that stands still until moved (`vpc clock
+    /// advance 3d`), for testing delays of days in milliseconds.
+    #[arg(long, default_value = "real", value_parser = ["real", "test"])]
+    clock: String,
+    /// A function not invoked for this long loses its ENI and becomes
+    /// Inactive (AWS: weeks).
+    #[arg(long, default_value = "14d", value_parser = parse_duration)]
+    idle_reclaim: Duration,
+    /// An ENI no function or version uses is deleted after this (AWS: up to 20 min).
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    eni_delete_delay: Duration,
+    /// Hyperplane ENIs per VPC (AWS: 250).
+    #[arg(long, default_value_t = 250)]
+    eni_limit: usize,
+    /// Also serve the Lambda API on this loopback TCP address (port 0: a
+    /// free one; `vpc status --json` shows it as `api_url`); `off`: the Unix
+    /// socket only.
+    #[arg(long, default_value = "off")]
+    api_addr: String,
 }
 
 /// Hyperplane ENIs at scale.
@@ -134,15 +160,48 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Run CMD in an execution environment of FUNCTION (logical id or FunctionName).
+    /// Invoke FUNCTION (logical id or FunctionName) through the Lambda API:
+    /// with `-- CMD`, run CMD in its execution environment once the API
+    /// allows the invocation; without, Invoke its handler with --payload.
     Invoke {
         function: String,
         /// Which execution environment: N is the Nth subnet of its VpcConfig
         /// (`vpc status` lists them).
         #[arg(long, default_value_t = 1)]
         env: usize,
-        #[arg(last = true, required = true)]
+        /// The payload (Invoke, without CMD).
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        #[arg(last = true)]
         cmd: Vec<String>,
+    },
+    /// Lambda's GetFunction (JSON as the API returns it).
+    GetFunction {
+        function: String,
+        #[arg(long)]
+        qualifier: Option<String>,
+    },
+    /// Lambda's ListFunctions.
+    ListFunctions,
+    /// Lambda's UpdateFunctionConfiguration: a new VpcConfig.
+    UpdateFunctionConfiguration {
+        function: String,
+        /// Comma-separated; empty (with no groups) removes the VpcConfig.
+        #[arg(long, default_value = "")]
+        subnet_ids: String,
+        #[arg(long, default_value = "")]
+        security_group_ids: String,
+        #[arg(long)]
+        ipv6_allowed_for_dual_stack: bool,
+    },
+    /// Lambda's DeleteFunction.
+    DeleteFunction { function: String },
+    /// Lambda's PublishVersion: the version keeps its VpcConfig and its ENI.
+    PublishVersion { function: String },
+    /// The test clock (`vpc up --clock test`): `vpc clock advance 3d`.
+    Clock {
+        #[command(subcommand)]
+        op: ClockOp,
     },
     /// Run CMD in the namespace of an instance or network interface.
     Exec {
@@ -221,6 +280,14 @@ enum Cmd {
         /// Start it in the background (log: /run/vpc/NAME/agent.log).
         #[arg(long)]
         detach: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClockOp {
+    Advance {
+        #[arg(value_parser = parse_duration)]
+        by: Duration,
     },
 }
 
@@ -396,7 +463,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+        "d" => n * 86_400.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -456,6 +524,15 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
                 ..Default::default()
             },
             conntrack_max: r.eni.conntrack_max,
+            lifecycle: deploy::LifecycleOptions {
+                test_clock: r.lifecycle.clock == "test",
+                settings: vpc::lifecycle::Settings {
+                    idle_reclaim: r.lifecycle.idle_reclaim,
+                    eni_delete_delay: r.lifecycle.eni_delete_delay,
+                    eni_limit: r.lifecycle.eni_limit,
+                },
+                api_addr: (r.lifecycle.api_addr != "off").then(|| r.lifecycle.api_addr.clone()),
+            },
         },
     )
 }
@@ -484,7 +561,11 @@ fn spawn_agent(name: &str) -> Result<std::process::Child> {
             let last = log.lines().last().unwrap_or("").to_string();
             bail!("the agent exited ({status}): {last}");
         }
-        if deploy::agent_running(name)? == Some(child.id()) {
+        // Up once it holds the lock and answers on its API (the next
+        // command can use it).
+        if deploy::agent_running(name)? == Some(child.id())
+            && vpc::api::call(name, "GET", "/2015-03-31/functions", b"").is_ok()
+        {
             return Ok(child);
         }
         if Instant::now() > deadline {
@@ -492,6 +573,24 @@ fn spawn_agent(name: &str) -> Result<std::process::Child> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Prints an API answer (JSON pretty); an error answer is the command's error.
+fn print_api(r: vpc::api::Response) -> Result<ExitCode> {
+    let r = r.ok()?;
+    if !r.body.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&r.json())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn signal_flag() -> Result<Arc<AtomicBool>> {
@@ -761,39 +860,79 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         Cmd::Invoke {
             function,
             env: n,
+            payload,
             cmd,
         } => {
-            let state = State::load(&name)?;
-            let f = state
-                .model
-                .function(&function)
-                .with_context(|| {
-                    format!("ResourceNotFoundException: Function not found: {function}")
-                })?
-                .clone();
-            let lc = Lifecycle::load(&name).unwrap_or_default();
-            let st = lc
-                .functions
-                .get(&f.id)
-                .map(|s| s.state.clone())
-                .unwrap_or_else(|| "Pending".into());
-            if st != "Active" {
-                bail!(
-                    "ResourceNotReadyException: The function {} is not ready: State {st}",
-                    f.name
-                );
+            let f = enc(&function);
+            if cmd.is_empty() {
+                let r = vpc::api::call(
+                    &name,
+                    "POST",
+                    &format!("/2015-03-31/functions/{f}/invocations"),
+                    payload.as_bytes(),
+                )?
+                .ok()?;
+                std::io::stdout().write_all(&r.body)?;
+                println!();
+                if let Some(e) = r.header("X-Amz-Function-Error") {
+                    bail!("the function failed ({e})");
+                }
+                return Ok(ExitCode::SUCCESS);
             }
-            let envs = f.envs().len();
-            if n == 0 || n > envs {
-                bail!(
-                    "--env {n}: function {} has {envs} execution environment(s) (one per subnet), 1-{envs}",
-                    f.name
-                );
-            }
-            let mut env = f.environment.clone();
-            env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone());
-            env.insert("AWS_REGION".into(), state.model.region.clone());
-            return run_in(&vpc::topology::exec_env_netns(&name, &f.id, n), &env, &cmd);
+            // The API decides whether the invocation may run (and moves an
+            // Inactive function to Pending); the command runs here.
+            let c = vpc::api::call(&name, "POST", &format!("/_vpc/functions/{f}/claim?env={n}"), b"")?
+                .ok()?
+                .json();
+            let env: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(c["Environment"].clone()).unwrap_or_default();
+            return run_in(c["Netns"].as_str().unwrap_or_default(), &env, &cmd);
+        }
+        Cmd::GetFunction { function, qualifier } => {
+            let q = qualifier.map(|q| format!("?Qualifier={}", enc(&q))).unwrap_or_default();
+            return print_api(vpc::api::call(&name, "GET", &format!("/2015-03-31/functions/{}{q}", enc(&function)), b"")?);
+        }
+        Cmd::ListFunctions => {
+            return print_api(vpc::api::call(&name, "GET", "/2015-03-31/functions", b"")?);
+        }
+        Cmd::UpdateFunctionConfiguration {
+            function,
+            subnet_ids,
+            security_group_ids,
+            ipv6_allowed_for_dual_stack,
+        } => {
+            let list = |s: &str| -> Vec<String> {
+                s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+            };
+            let body = serde_json::json!({"VpcConfig": {
+                "SubnetIds": list(&subnet_ids),
+                "SecurityGroupIds": list(&security_group_ids),
+                "Ipv6AllowedForDualStack": ipv6_allowed_for_dual_stack,
+            }});
+            return print_api(vpc::api::call(
+                &name,
+                "PUT",
+                &format!("/2015-03-31/functions/{}/configuration", enc(&function)),
+                &serde_json::to_vec(&body)?,
+            )?);
+        }
+        Cmd::DeleteFunction { function } => {
+            vpc::api::call(&name, "DELETE", &format!("/2015-03-31/functions/{}", enc(&function)), b"")?.ok()?;
+            println!("{name}: deleted {function}");
+        }
+        Cmd::PublishVersion { function } => {
+            return print_api(vpc::api::call(
+                &name,
+                "POST",
+                &format!("/2015-03-31/functions/{}/versions", enc(&function)),
+                b"{}",
+            )?);
+        }
+        Cmd::Clock {
+            op: ClockOp::Advance { by },
+        } => {
+            let body = serde_json::json!({"AdvanceMs": by.as_millis() as u64});
+            return print_api(vpc::api::call(&name, "POST", "/_vpc/clock", &serde_json::to_vec(&body)?)?);
         }
         Cmd::Exec { resource, cmd } => {
             let state = State::load(&name)?;

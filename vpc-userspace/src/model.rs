@@ -233,6 +233,11 @@ pub struct Function {
     /// (`eni` is `enis[0]`).
     #[serde(default)]
     pub enis: Vec<u32>,
+    /// `Code.ZipFile`: the handler, a script run by `sh -c` in an execution
+    /// environment with the invocation's payload on stdin (its stdout is
+    /// the response). None: the payload is echoed.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 /// Execution environments of one function are this far apart in the
@@ -1759,6 +1764,19 @@ impl<'a> Builder<'a> {
                     ),
                 ));
             }
+            let code = match raw.get("Code").and_then(|c| c.get("ZipFile")) {
+                None => None,
+                Some(v) => Some(
+                    self.r
+                        .resolve(v, &format!("{path}.Code.ZipFile"))?
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ModelError::new(format!("{path}.Code.ZipFile"), "must be a string")
+                        })?,
+                )
+                .filter(|c| !c.trim().is_empty()),
+            };
             let mut enis = vec![];
             if let Some(vc) = &vpc_config {
                 for s in &vc.subnets {
@@ -1789,6 +1807,7 @@ impl<'a> Builder<'a> {
                 eni,
                 exec_ip6,
                 enis,
+                code,
             });
         }
         for f in self

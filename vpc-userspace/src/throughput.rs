@@ -25,7 +25,7 @@ use aya::{
 use serde::Serialize;
 
 use crate::{
-    datapath::{Hook, Maps, PinnedMaps, Timeouts, EBPF_OBJECT},
+    datapath::{Hook, PinnedMaps, Timeouts, EBPF_OBJECT},
     deploy::{self, State, UpOptions},
     model,
     packet::{Frame, L4},
@@ -96,6 +96,7 @@ impl Bed {
             quotas: model::Quotas::default(),
             eni_scaling: Default::default(),
             conntrack_max: vpc_common::CT_MAX_ENTRIES,
+            lifecycle: Default::default(),
         };
         let state = deploy::up(m, &opts)?;
         let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();
@@ -107,9 +108,13 @@ impl Bed {
             bail!("the default template lost its execution environment or DatabaseInstance");
         };
         let bed = Self { exec, db, state };
-        let f = bed.state.model.function("orders").context("no function")?;
-        PinnedMaps::open(&bed.state.pin_dir)?
-            .set_port_eni(bed.exec.link.ifindex, f.eni.context("no ENI")?)?;
+        // No agent here: the function is attached to its ENI directly.
+        let f = bed.state.model.function("orders").context("no function")?.clone();
+        let mut maps = PinnedMaps::open(&bed.state.pin_dir)?;
+        crate::reconcile::rewire(name, &mut maps, |m| {
+            crate::lifecycle::attach(m, &f.id, f.vpc_config.clone(), usize::MAX)
+        })?
+        .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
         Ok(bed)
     }
 

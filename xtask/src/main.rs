@@ -329,6 +329,31 @@ fn provision() -> Result<()> {
             &[("PATH", &path)],
         )?;
     }
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3)");
+    // 4. boto3 (the AWS SDK the Lambda API test drives), in a venv under target/.
+    let venv = root().join("target/pyenv");
+    let py = venv.join("bin/python");
+    let has_boto3 = || {
+        Command::new(&py)
+            .args(["-c", "import boto3"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_boto3() {
+        if output("python3", &["-m", "venv", "--help"]).is_none() {
+            step("apt package lists", "apt-get", &["update", "-q"], &[])?;
+            step(
+                "python3-venv",
+                "apt-get",
+                &["install", "-y", "-q", "--no-install-recommends", "python3-venv"],
+                &[],
+            )?;
+        }
+        let v = venv.display().to_string();
+        step("a Python venv (target/pyenv)", "python3", &["-m", "venv", &v], &[])?;
+        let pip = venv.join("bin/pip").display().to_string();
+        step("boto3 from PyPI", &pip, &["install", "-q", "boto3"], &[])?;
+    }
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3)");
     Ok(())
 }

@@ -1,0 +1,414 @@
+//! The function and ENI lifecycle against the real datapath, on a test
+//! clock (`vpc up --clock test`): minutes and days pass with `vpc clock
+//! advance`, and every state the API reports is checked against what real
+//! sockets in the namespaces can and cannot do.
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use serde_json::{json, Value};
+use vpc_tests::{spawn_in_netns, text, Deployment};
+
+const TEMPLATE: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  Full: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/28}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  FnSg2: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn2, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg2}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: reports
+      Code: {ZipFile: "read p; echo \"$AWS_LAMBDA_FUNCTION_NAME got $p\""}
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+const DB: &str = "10.0.2.10:5432";
+
+fn up(tag: &str, extra: &[&str]) -> Deployment {
+    up_with(tag, TEMPLATE, extra)
+}
+
+fn up_with(tag: &str, template: &str, extra: &[&str]) -> Deployment {
+    let mut args = vec!["--clock", "test", "--eni-delay", "5m"];
+    args.extend_from_slice(extra);
+    Deployment::up(tag, template, &args)
+}
+
+fn api(d: &Deployment, method: &str, path: &str, body: Value) -> vpc::api::Response {
+    let body = if body.is_null() {
+        vec![]
+    } else {
+        serde_json::to_vec(&body).unwrap()
+    };
+    vpc::api::call(&d.name, method, path, &body).expect("the agent answers")
+}
+
+fn config(d: &Deployment) -> Value {
+    let r = api(d, "GET", "/2015-03-31/functions/reports/configuration", Value::Null);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    r.json()
+}
+
+fn advance(d: &Deployment, by: &str) {
+    let out = d.vpc(&["clock", "advance", by]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn update(d: &Deployment, vpc_config: Value) -> vpc::api::Response {
+    api(
+        d,
+        "PUT",
+        "/2015-03-31/functions/reports/configuration",
+        json!({ "VpcConfig": vpc_config }),
+    )
+}
+
+fn error_type(r: &vpc::api::Response) -> String {
+    r.header("x-amzn-ErrorType").unwrap_or_default().to_string()
+}
+
+/// ENIs as `vpc eni list --json` shows them: (id, address, groups).
+fn enis(d: &Deployment) -> Vec<(String, String, Vec<String>)> {
+    let out = d.vpc(&["eni", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["address"].as_str().unwrap().to_string(),
+                serde_json::from_value(e["security_groups"].clone()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A database: accepts connections, records each peer and the bytes it sent.
+struct Server {
+    conns: Arc<Mutex<Vec<(SocketAddr, Arc<Mutex<usize>>)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(ns: &str, addr: &str) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let conns = Arc::new(Mutex::new(vec![]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (c, s) = (conns.clone(), stop.clone());
+        spawn_in_netns(ns, move || {
+            let l = TcpListener::bind(addr).expect("bind");
+            l.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut sock, peer)) => {
+                        sock.set_nonblocking(false).unwrap();
+                        let n = Arc::new(Mutex::new(0usize));
+                        c.lock().unwrap().push((peer, n.clone()));
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                            let mut buf = [0u8; 4096];
+                            while !s.load(Ordering::Relaxed) {
+                                match sock.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(k) => *n.lock().unwrap() += k,
+                                    Err(_) => {}
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        rx.recv().unwrap();
+        Server { conns, stop }
+    }
+    fn peers(&self) -> Vec<String> {
+        self.conns
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.ip().to_string())
+            .collect()
+    }
+    /// Bytes received on the connection from `peer` (the last one).
+    fn received(&self, peer: SocketAddr) -> usize {
+        self.conns
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, n)| *n.lock().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A TCP connection from the function's execution environment (a real
+/// socket in its namespace), if one opens within a second.
+fn connect(d: &Deployment, to: &str) -> Option<TcpStream> {
+    let to: SocketAddr = to.parse().unwrap();
+    spawn_in_netns(&d.exec_env_netns("Fn"), move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(1)).ok()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The server-side peer of the newest connection (the ENI it came through).
+fn newest_peer(s: &Server) -> String {
+    for _ in 0..50 {
+        if let Some(p) = s.peers().last() {
+            return p.clone();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the database saw no connection")
+}
+
+/// Pending while the ENI is created (invocations fail with
+/// ResourceNotReadyException, changes with ResourceConflictException),
+/// Active once the delay has passed on the clock; idle for the idle period,
+/// the ENI is reclaimed and the function is Inactive: nothing leaves its
+/// execution environment; the ENI is deleted after the delete delay; the
+/// next invocation fails and brings it back through Pending (Restoring).
+#[test]
+fn pending_active_idle_reclaim_and_restore() {
+    let d = up("lca", &[]);
+    let db = Server::start(&d.netns("Db"), DB);
+    let c = config(&d);
+    assert_eq!(
+        (&c["State"], &c["StateReasonCode"], &c["LastUpdateStatus"]),
+        (&json!("Pending"), &json!("Creating"), &json!("InProgress"))
+    );
+    let r = api(&d, "POST", "/2015-03-31/functions/reports/invocations", json!("x"));
+    assert_eq!((r.status, error_type(&r)), (502, "ResourceNotReadyException".into()));
+    let out = d.vpc(&["invoke", "reports", "--", "true"]);
+    assert!(text(&out).contains("ResourceNotReadyException"), "{}", text(&out));
+    let r = update(&d, json!({"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]}));
+    assert_eq!((r.status, error_type(&r)), (409, "ResourceConflictException".into()));
+    assert!(connect(&d, DB).is_none(), "Pending: no ENI to leave through");
+
+    advance(&d, "4m");
+    assert_eq!(config(&d)["State"], "Pending");
+    advance(&d, "1m");
+    let c = config(&d);
+    assert_eq!((&c["State"], &c["LastUpdateStatus"]), (&json!("Active"), &json!("Successful")));
+    // Invoke runs the handler in the execution environment: payload in, stdout out.
+    let r = api(&d, "POST", "/2015-03-31/functions/reports/invocations", json!("hello"));
+    assert_eq!(r.status, 200);
+    assert_eq!(String::from_utf8_lossy(&r.body).trim(), "reports got \"hello\"");
+    let eni = enis(&d);
+    assert_eq!(eni.len(), 1, "{eni:?}");
+    assert!(connect(&d, DB).is_some());
+    assert_eq!(newest_peer(&db), eni[0].1, "through its ENI");
+
+    // 13 days idle: still Active; 14: reclaimed.
+    advance(&d, "13d");
+    assert_eq!(config(&d)["State"], "Active");
+    advance(&d, "1d");
+    let c = config(&d);
+    assert_eq!((&c["State"], &c["StateReasonCode"]), (&json!("Inactive"), &json!("Idle")));
+    assert!(connect(&d, DB).is_none(), "Inactive: the ENI is gone from its path");
+    // Nothing uses the ENI: deleted after the delete delay (20 min).
+    advance(&d, "19m");
+    assert_eq!(enis(&d).len(), 1);
+    advance(&d, "1m");
+    assert!(enis(&d).is_empty(), "{:?}", enis(&d));
+
+    // The next invocation fails and starts the restore.
+    let out = d.vpc(&["invoke", "reports", "--", "true"]);
+    assert!(!out.status.success() && text(&out).contains("ResourceNotReadyException"));
+    let c = config(&d);
+    assert_eq!((&c["State"], &c["StateReasonCode"]), (&json!("Pending"), &json!("Restoring")));
+    advance(&d, "5m");
+    assert_eq!(config(&d)["State"], "Active");
+    let eni = enis(&d);
+    assert_eq!(eni.len(), 1, "a new ENI");
+    assert!(connect(&d, DB).is_some());
+    assert_eq!(newest_peer(&db), eni[0].1);
+    let out = d.vpc(&["invoke", "reports", "--", "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// UpdateFunctionConfiguration to a new (subnet, groups): InProgress while
+/// the new ENI is created, new connections still leave through the old
+/// one; then Successful, new connections use the new ENI and the old VPC
+/// connection ends. A published version keeps its VpcConfig and its ENI
+/// alive; deleting the function releases them after the delete delay.
+#[test]
+fn update_switches_enis_versions_keep_theirs_delete_releases() {
+    let d = up("lcb", &[]);
+    let db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    assert_eq!(config(&d)["State"], "Active");
+    let old = enis(&d);
+    let mut held = connect(&d, DB).expect("connects");
+    held.write_all(b"before").unwrap();
+    let held_peer = held.local_addr().unwrap();
+    assert_eq!(newest_peer(&db), old[0].1);
+
+    let v1 = api(&d, "POST", "/2015-03-31/functions/reports/versions", json!({}));
+    assert_eq!(v1.status, 201);
+    assert_eq!(v1.json()["Version"], "1");
+
+    let r = update(&d, json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg2"]}));
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["LastUpdateStatus"], "InProgress");
+    assert_eq!(config(&d)["State"], "Active");
+    // Another change waits for this one.
+    let r = api(&d, "POST", "/2015-03-31/functions/reports/versions", json!({}));
+    assert_eq!((r.status, error_type(&r)), (409, "ResourceConflictException".into()));
+    // Still the old ENI.
+    drop(connect(&d, DB).expect("connects during the update"));
+    assert_eq!(newest_peer(&db), old[0].1);
+
+    advance(&d, "5m");
+    let c = config(&d);
+    assert_eq!(c["LastUpdateStatus"], "Successful");
+    assert_eq!(c["VpcConfig"]["SecurityGroupIds"], json!(["FnSg2"]));
+    let now = enis(&d);
+    let new = now
+        .iter()
+        .find(|e| e.2 == vec!["FnSg2".to_string()])
+        .expect("an ENI for (A, FnSg2)");
+    assert_ne!(new.1, old[0].1);
+    let mut fresh = connect(&d, DB).expect("connects through the new ENI");
+    fresh.write_all(b"x").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(db.peers().last().unwrap(), &new.1);
+    // The old connection ended: what it sends no longer arrives.
+    let old_peer = db.conns.lock().unwrap()[0].0;
+    assert_eq!(db.received(old_peer), 6);
+    let _ = held.write_all(b"after the switch");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(db.received(old_peer), 6, "the old VPC connection ended ({held_peer})");
+    assert!(d.dropped("ct_invalid") > 0);
+
+    // Version 1 keeps (A, FnSg) alive long after the delete delay.
+    advance(&d, "1h");
+    assert!(enis(&d).iter().any(|e| e.0 == old[0].0), "{:?}", enis(&d));
+    let r = api(&d, "GET", "/2015-03-31/functions/reports?Qualifier=1", Value::Null);
+    assert_eq!(r.json()["Configuration"]["VpcConfig"]["SecurityGroupIds"], json!(["FnSg"]));
+
+    // Delete: the execution environment goes, the ENIs after the delay.
+    let r = api(&d, "DELETE", "/2015-03-31/functions/reports", Value::Null);
+    assert_eq!(r.status, 204);
+    let r = api(&d, "GET", "/2015-03-31/functions/reports", Value::Null);
+    assert_eq!((r.status, error_type(&r)), (404, "ResourceNotFoundException".into()));
+    assert!(!std::path::Path::new("/run/netns").join(d.exec_env_netns("Fn")).exists());
+    advance(&d, "19m");
+    assert_eq!(enis(&d).len(), 2);
+    advance(&d, "1m");
+    assert!(enis(&d).is_empty(), "{:?}", enis(&d));
+    assert!(d.status()["functions"].as_array().unwrap().is_empty());
+}
+
+/// An update that needs an ENI it cannot have fails with AWS's reason
+/// code, and the function keeps its configuration and its ENI.
+#[test]
+fn updates_fail_with_eni_limit_exceeded_and_subnet_out_of_ip_addresses() {
+    // One ENI per VPC: the function's.
+    let d = up("lcc", &["--eni-limit", "1"]);
+    let db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    let r = update(&d, json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg2"]}));
+    assert_eq!(r.status, 200);
+    advance(&d, "5m");
+    let c = config(&d);
+    assert_eq!(
+        (&c["State"], &c["LastUpdateStatus"], &c["LastUpdateStatusReasonCode"]),
+        (&json!("Active"), &json!("Failed"), &json!("EniLimitExceeded"))
+    );
+    assert_eq!(c["VpcConfig"]["SecurityGroupIds"], json!(["FnSg"]));
+    assert!(connect(&d, DB).is_some(), "still on its ENI");
+    assert_eq!(newest_peer(&db), enis(&d)[0].1);
+    drop(d);
+
+    // Subnet Full is a /28: 11 usable addresses, ten taken by interfaces,
+    // one left; an ENI takes it, and for another group set none is left.
+    let fillers: String = (1..=10)
+        .map(|i| format!("  Filler{i}: {{Type: AWS::EC2::NetworkInterface, Properties: {{SubnetId: !Ref Full}}}}\n"))
+        .collect();
+    let d = up_with("lcd", &format!("{TEMPLATE}{fillers}"), &[]);
+    advance(&d, "5m");
+    let r = update(&d, json!({"SubnetIds": ["Full"], "SecurityGroupIds": ["FnSg"]}));
+    assert_eq!(r.status, 200);
+    advance(&d, "5m");
+    assert_eq!(config(&d)["LastUpdateStatus"], "Successful");
+    let r = update(&d, json!({"SubnetIds": ["Full"], "SecurityGroupIds": ["FnSg2"]}));
+    assert_eq!(r.status, 200);
+    advance(&d, "5m");
+    let c = config(&d);
+    assert_eq!(
+        (&c["LastUpdateStatus"], &c["LastUpdateStatusReasonCode"]),
+        (&json!("Failed"), &json!("SubnetOutOfIPAddresses"))
+    );
+    assert!(c["LastUpdateStatusReason"].as_str().unwrap().contains("Full"));
+}
+
+/// The agent's state is in its store: an agent killed with SIGKILL and
+/// started again serves the same functions, states and ENIs, and the
+/// lifecycle goes on from there.
+#[test]
+fn a_restarted_agent_carries_on_from_the_store() {
+    let d = up("lce", &[]);
+    let _db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    let before = config(&d);
+    assert_eq!(before["State"], "Active");
+    let eni = enis(&d);
+    let pid = vpc::deploy::Lifecycle::load(&d.name).unwrap().agent_pid.unwrap();
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let agent = std::process::Command::new(vpc_tests::vpc_bin())
+        .args(["--name", &d.name, "agent"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        if vpc::api::call(&d.name, "GET", "/2015-03-31/functions", b"").is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok, "the new agent answers");
+    assert_eq!(config(&d), before);
+    assert_eq!(enis(&d), eni);
+    assert!(connect(&d, DB).is_some(), "the pinned datapath never stopped");
+    advance(&d, "14d");
+    assert_eq!(config(&d)["State"], "Inactive");
+    drop(agent); // `vpc down` stops it
+}

@@ -1,0 +1,663 @@
+//! The function and Hyperplane ENI lifecycle, as AWS documents it (pure:
+//! no kernel; the agent applies what it decides through `reconcile`).
+//!
+//! ```text
+//!  create / up ──► Pending (Creating) ──ENI ready──► Active ──idle period──► Inactive (Idle)
+//!                      │ no address / ENI quota          ▲ │                   │ invoke: fails,
+//!                      ▼                                 │ │ UpdateFunction-   ▼ ResourceNotReady
+//!                  Failed (SubnetOutOfIPAddresses,       │ │ Configuration     Pending (Restoring)
+//!                          EniLimitExceeded, ...)        │ ▼                     │ ENI ready
+//!                                                LastUpdateStatus InProgress     └──► Active
+//!                                                 └─► Successful | Failed (reason)
+//! ```
+//!
+//! Times are on the deployment's [`Clock`]: real time, or a test clock that
+//! only moves when told (`POST /_vpc/clock`), so days of idleness pass in
+//! milliseconds.
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Function, FunctionVpc, HyperplaneEniSpec, Model};
+
+/// The deployment's clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Clock {
+    /// A test clock: stands still at `now_ms` until advanced.
+    pub test: bool,
+    pub now_ms: u64,
+}
+
+pub fn real_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Clock {
+    /// A test clock starts at the real time (timestamps look like dates).
+    pub fn new(test: bool) -> Self {
+        Self {
+            test,
+            now_ms: real_ms(),
+        }
+    }
+    pub fn now_ms(&self) -> u64 {
+        if self.test {
+            self.now_ms
+        } else {
+            real_ms()
+        }
+    }
+}
+
+/// Delays and quotas of the lifecycle (`vpc up` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// A function unused this long loses its ENI and becomes Inactive
+    /// (AWS: "consecutive weeks", undocumented exactly; ours: 14 days).
+    pub idle_reclaim: Duration,
+    /// An ENI no function or version uses is deleted after this (AWS: up
+    /// to 20 minutes).
+    pub eni_delete_delay: Duration,
+    /// Hyperplane ENIs per VPC (AWS: 250 by default).
+    pub eni_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            idle_reclaim: Duration::from_secs(14 * 86_400),
+            eni_delete_delay: Duration::from_secs(20 * 60),
+            eni_limit: 250,
+        }
+    }
+}
+
+/// A published version: its own `VpcConfig`, which keeps its ENIs alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub version: u32,
+    pub vpc_config: Option<FunctionVpc>,
+    pub last_modified_ms: u64,
+}
+
+/// An `UpdateFunctionConfiguration` whose ENIs are being created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    pub vpc_config: Option<FunctionVpc>,
+    pub ready_at_ms: u64,
+}
+
+/// The timers and history of one function (kept with its status).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionLife {
+    /// Pending until then (its ENIs are being created).
+    #[serde(default)]
+    pub pending_until_ms: Option<u64>,
+    #[serde(default)]
+    pub last_invoked_ms: u64,
+    #[serde(default)]
+    pub last_modified_ms: u64,
+    #[serde(default)]
+    pub update: Option<PendingUpdate>,
+    #[serde(default)]
+    pub last_update_status_reason: Option<String>,
+    #[serde(default)]
+    pub last_update_status_reason_code: Option<String>,
+    #[serde(default)]
+    pub versions: Vec<Version>,
+    /// Bumped by every change (`RevisionId`).
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// A lifecycle failure: AWS's reason code, the invocation error it maps
+/// to, and why in words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl Failure {
+    /// The `Invoke` error (HTTP 502) of a function failed for this reason.
+    pub fn invoke_error(code: &str) -> &'static str {
+        match code {
+            "SubnetOutOfIPAddresses" => "SubnetIPAddressLimitReachedException",
+            "EniLimitExceeded" => "ENILimitReachedException",
+            "InvalidSubnet" => "InvalidSubnetIDException",
+            "InvalidSecurityGroup" => "InvalidSecurityGroupIDException",
+            _ => "ResourceNotReadyException",
+        }
+    }
+}
+
+/// A (subnet, security-group set): one Hyperplane ENI group.
+pub type Combination = (String, Vec<String>);
+
+pub fn combinations(vc: Option<&FunctionVpc>) -> Vec<Combination> {
+    vc.map(|v| {
+        v.subnets
+            .iter()
+            .map(|s| (s.clone(), v.groups.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The first ENI of a combination's group, if it has one.
+pub fn group_first(m: &Model, c: &Combination) -> Option<u32> {
+    m.enis
+        .iter()
+        .filter(|e| e.subnet == c.0 && e.groups == c.1)
+        .map(|e| e.index)
+        .min()
+}
+
+/// Does every combination of `vc` have an ENI already (reused at once)?
+pub fn enis_exist(m: &Model, vc: Option<&FunctionVpc>) -> bool {
+    combinations(vc).iter().all(|c| group_first(m, c).is_some())
+}
+
+/// Creates the ENI of `c` in `m` (an address of its subnet, and of its IPv6
+/// block in a dual-stack subnet), within the VPC's ENI quota.
+fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failure> {
+    let sn = m.subnet(&c.0).cloned().ok_or_else(|| Failure {
+        code: "InvalidSubnet",
+        reason: format!("The subnet {} does not exist", c.0),
+    })?;
+    if let Some(g) = c.1.iter().find(|g| m.group(g).is_none()) {
+        return Err(Failure {
+            code: "InvalidSecurityGroup",
+            reason: format!("The security group {g} does not exist"),
+        });
+    }
+    let in_vpc = m.enis.iter().filter(|e| e.vpc == sn.vpc).count();
+    if in_vpc >= limit {
+        return Err(Failure {
+            code: "EniLimitExceeded",
+            reason: format!(
+                "Lambda was not able to create an ENI in the VPC {} of the Lambda function because the limit for Network Interfaces ({limit}) has been reached",
+                sn.vpc
+            ),
+        });
+    }
+    let no_room = || Failure {
+        code: "SubnetOutOfIPAddresses",
+        reason: format!(
+            "Lambda was not able to create an ENI in subnet {} ({}): it has no free IP address",
+            sn.id, sn.cidr
+        ),
+    };
+    let ip = m.free_ip(&sn.id).ok_or_else(no_room)?;
+    let ip6 = match sn.is_dual_stack() {
+        true => Some(m.free_ip6(&sn.id).ok_or_else(no_room)?),
+        false => None,
+    };
+    let index = m.enis.iter().map(|e| e.index).max().unwrap_or(0) + 1;
+    if index >= crate::compile::ENI_V4_ONLY {
+        return Err(Failure {
+            code: "EniLimitExceeded",
+            reason: "no datapath ENI index left".into(),
+        });
+    }
+    m.enis.push(HyperplaneEniSpec {
+        index,
+        id: format!(
+            "eni-0{:016x}",
+            crate::model::fnv1a(&format!(
+                "{}/{}/{}/{index}",
+                m.stack_name,
+                c.0,
+                c.1.join(",")
+            ))
+        ),
+        subnet: c.0.clone(),
+        vpc: sn.vpc.clone(),
+        groups: c.1.clone(),
+        ip,
+        functions: vec![],
+        ip6,
+        scaled: false,
+    });
+    Ok(index)
+}
+
+/// Gives function `id` the configuration `vc` and attaches its execution
+/// environments to the ENIs of its combinations, creating those missing.
+/// Nothing changes on failure.
+pub fn attach(m: &mut Model, id: &str, vc: Option<FunctionVpc>, limit: usize) -> Result<(), Failure> {
+    let mut next = m.clone();
+    let mut enis = vec![];
+    for c in combinations(vc.as_ref()) {
+        let i = match group_first(&next, &c) {
+            Some(i) => i,
+            None => create_eni(&mut next, &c, limit)?,
+        };
+        enis.push(i);
+    }
+    let f = next
+        .functions
+        .iter_mut()
+        .find(|f| f.id == id)
+        .expect("known function");
+    f.vpc_config = vc;
+    f.eni = enis.first().copied();
+    f.enis = enis;
+    refresh_eni_functions(&mut next);
+    *m = next;
+    Ok(())
+}
+
+/// Detaches function `id` from its ENIs (no route into any VPC); its
+/// configuration stays.
+pub fn detach(m: &mut Model, id: &str) {
+    if let Some(f) = m.functions.iter_mut().find(|f| f.id == id) {
+        f.eni = None;
+        f.enis.clear();
+    }
+    refresh_eni_functions(m);
+}
+
+/// Each ENI's `functions`: those attached to its combination.
+pub fn refresh_eni_functions(m: &mut Model) {
+    let users: Vec<(Combination, String)> = m
+        .functions
+        .iter()
+        .filter(|f| !f.enis.is_empty())
+        .flat_map(|f| {
+            combinations(f.vpc_config.as_ref())
+                .into_iter()
+                .map(|c| (c, f.name.clone()))
+        })
+        .collect();
+    for e in &mut m.enis {
+        let mut names: Vec<String> = users
+            .iter()
+            .filter(|(c, _)| c.0 == e.subnet && c.1 == e.groups)
+            .map(|(_, n)| n.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        e.functions = names;
+    }
+}
+
+/// Combinations something still needs: attached functions, functions on
+/// their way to a configuration (pending, or updating), published versions.
+pub fn combinations_in_use<'a>(
+    m: &Model,
+    lives: impl Iterator<Item = (&'a str, &'a FunctionLife)>,
+) -> BTreeSet<Combination> {
+    let mut used: BTreeSet<Combination> = m
+        .functions
+        .iter()
+        .filter(|f| !f.enis.is_empty())
+        .flat_map(|f| combinations(f.vpc_config.as_ref()))
+        .collect();
+    for (id, life) in lives {
+        if life.pending_until_ms.is_some() {
+            if let Some(f) = m.function(id) {
+                used.extend(combinations(f.vpc_config.as_ref()));
+            }
+        }
+        if let Some(u) = &life.update {
+            used.extend(combinations(u.vpc_config.as_ref()));
+        }
+        for v in &life.versions {
+            used.extend(combinations(v.vpc_config.as_ref()));
+        }
+    }
+    used
+}
+
+/// The combinations of `m`'s ENIs that nothing uses.
+pub fn unused_combinations(m: &Model, used: &BTreeSet<Combination>) -> BTreeSet<Combination> {
+    m.enis
+        .iter()
+        .map(|e| (e.subnet.clone(), e.groups.clone()))
+        .filter(|c| !used.contains(c))
+        .collect()
+}
+
+/// Deletes every ENI of combination `c`.
+pub fn delete_enis(m: &mut Model, c: &Combination) {
+    m.enis.retain(|e| !(e.subnet == c.0 && e.groups == c.1));
+}
+
+/// An API error: HTTP status, `x-amzn-ErrorType`, message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(400, "InvalidParameterValueException", message)
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            404,
+            "ResourceNotFoundException",
+            format!("Function not found: {what}"),
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// `VpcConfig` of an API request, validated as Lambda does, against the
+/// running deployment: `None` for an empty one (no VPC).
+pub fn validate_vpc_config(m: &Model, v: &serde_json::Value) -> Result<Option<FunctionVpc>, ApiError> {
+    let list = |k: &str| -> Result<Vec<String>, ApiError> {
+        match v.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(vec![]),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::invalid(format!("VpcConfig.{k}: strings expected")))
+                })
+                .collect(),
+            Some(_) => Err(ApiError::invalid(format!("VpcConfig.{k}: a list expected"))),
+        }
+    };
+    let mut subnets = list("SubnetIds")?;
+    let mut seen = BTreeSet::new();
+    subnets.retain(|s| seen.insert(s.clone()));
+    let mut groups = list("SecurityGroupIds")?;
+    let ipv6 = v
+        .get("Ipv6AllowedForDualStack")
+        .and_then(|b| b.as_bool())
+        .unwrap_or(false);
+    if subnets.is_empty() && groups.is_empty() {
+        return Ok(None);
+    }
+    if subnets.is_empty() || groups.is_empty() {
+        return Err(ApiError::invalid(
+            "Subnets and SecurityGroups must coexist or be both empty list.",
+        ));
+    }
+    if subnets.len() > crate::model::MAX_VPC_CONFIG_SUBNETS {
+        return Err(ApiError::invalid(format!(
+            "1 validation error detected: Value at 'vpcConfig.subnetIds' failed to satisfy constraint: Member must have length less than or equal to {}",
+            crate::model::MAX_VPC_CONFIG_SUBNETS
+        )));
+    }
+    if groups.len() > crate::model::MAX_VPC_CONFIG_GROUPS {
+        return Err(ApiError::invalid(format!(
+            "1 validation error detected: Value at 'vpcConfig.securityGroupIds' failed to satisfy constraint: Member must have length less than or equal to {}",
+            crate::model::MAX_VPC_CONFIG_GROUPS
+        )));
+    }
+    let mut vpc: Option<String> = None;
+    for s in &subnets {
+        let sn = m.subnet(s).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Error occurred while DescribeSubnets. EC2 Error Code: InvalidSubnetID.NotFound. EC2 Error Message: The subnet ID '{s}' does not exist"
+            ))
+        })?;
+        match &vpc {
+            Some(x) if *x != sn.vpc => {
+                return Err(ApiError::invalid(
+                    "Subnets in the VpcConfig must all belong to the same VPC.",
+                ))
+            }
+            _ => vpc = Some(sn.vpc.clone()),
+        }
+    }
+    let vpc = vpc.expect("non-empty");
+    for g in &groups {
+        match m.group(g) {
+            None => {
+                return Err(ApiError::invalid(format!(
+                    "Error occurred while DescribeSecurityGroups. EC2 Error Code: InvalidGroup.NotFound. EC2 Error Message: The security group '{g}' does not exist"
+                )))
+            }
+            Some(sg) if sg.vpc != vpc => {
+                return Err(ApiError::invalid(format!(
+                    "Security group {g} and the subnets are in different VPCs."
+                )))
+            }
+            _ => {}
+        }
+    }
+    if ipv6 {
+        if let Some(s) = subnets
+            .iter()
+            .find(|s| !m.subnet(s).is_some_and(|x| x.is_dual_stack()))
+        {
+            return Err(ApiError::invalid(format!(
+                "Ipv6AllowedForDualStack is set but subnet {s} is not dual-stack: every subnet must have an IPv6 CIDR block."
+            )));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    Ok(Some(FunctionVpc {
+        vpc,
+        subnets,
+        groups,
+        ipv6_allowed_for_dual_stack: ipv6,
+    }))
+}
+
+/// What `VpcConfig` looks like in Lambda's responses.
+pub fn vpc_config_json(vc: Option<&FunctionVpc>) -> serde_json::Value {
+    match vc {
+        Some(v) => serde_json::json!({
+            "SubnetIds": v.subnets,
+            "SecurityGroupIds": v.groups,
+            "VpcId": v.vpc,
+            "Ipv6AllowedForDualStack": v.ipv6_allowed_for_dual_stack,
+        }),
+        None => serde_json::json!({
+            "SubnetIds": [], "SecurityGroupIds": [], "VpcId": "", "Ipv6AllowedForDualStack": false,
+        }),
+    }
+}
+
+/// Lambda's `LastModified` format.
+pub fn iso8601(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if mo <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+0000",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// The function's `FunctionConfiguration`.
+#[allow(clippy::too_many_arguments)]
+pub fn configuration(
+    m: &Model,
+    f: &Function,
+    st: &crate::deploy::FunctionStatus,
+    version: Option<&Version>,
+) -> serde_json::Value {
+    let life = &st.life;
+    let (vc, ver, modified) = match version {
+        Some(v) => (v.vpc_config.as_ref(), v.version.to_string(), v.last_modified_ms),
+        None => (f.vpc_config.as_ref(), "$LATEST".to_string(), life.last_modified_ms),
+    };
+    let arn = format!(
+        "arn:aws:lambda:{}:{}:function:{}",
+        m.region, m.account, f.name
+    );
+    let mut c = serde_json::json!({
+        "FunctionName": f.name,
+        "FunctionArn": if version.is_some() { format!("{arn}:{ver}") } else { arn },
+        "Runtime": "provided.al2023",
+        "Role": format!("arn:aws:iam::{}:role/{}-role", m.account, f.name),
+        "Handler": "bootstrap",
+        "CodeSize": f.code.as_ref().map(|c| c.len()).unwrap_or(0),
+        "Description": "",
+        "Timeout": 3,
+        "MemorySize": 128,
+        "LastModified": iso8601(modified),
+        "CodeSha256": "",
+        "Version": ver,
+        "VpcConfig": vpc_config_json(vc),
+        "Environment": {"Variables": f.environment},
+        "RevisionId": format!("{:08x}-0000-4000-8000-{:012x}", crate::model::fnv1a(&f.id) as u32, life.revision),
+        "State": st.state,
+        "LastUpdateStatus": st.last_update_status,
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+    });
+    let o = c.as_object_mut().expect("object");
+    if st.state != "Active" || st.state_reason_code != "Idle" {
+        o.insert("StateReasonCode".into(), st.state_reason_code.clone().into());
+    }
+    if let Some(r) = &st.state_reason {
+        o.insert("StateReason".into(), r.clone().into());
+    }
+    if let Some(r) = &life.last_update_status_reason {
+        o.insert("LastUpdateStatusReason".into(), r.clone().into());
+    }
+    if let Some(r) = &life.last_update_status_reason_code {
+        o.insert("LastUpdateStatusReasonCode".into(), r.clone().into());
+    }
+    c
+}
+
+/// Functions' state names, as AWS spells them.
+pub mod state {
+    pub const PENDING: &str = "Pending";
+    pub const ACTIVE: &str = "Active";
+    pub const INACTIVE: &str = "Inactive";
+    pub const FAILED: &str = "Failed";
+}
+
+/// `BTreeMap` of the function statuses, for iteration with their lives.
+pub fn lives(
+    fs: &BTreeMap<String, crate::deploy::FunctionStatus>,
+) -> impl Iterator<Item = (&str, &FunctionLife)> {
+    fs.iter().map(|(k, v)| (k.as_str(), &v.life))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const T: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/28}}
+  C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Other, CidrBlock: 10.1.1.0/24}}
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  Sg2: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  F:
+    Type: AWS::Lambda::Function
+    Properties:
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}
+"#;
+
+    fn model() -> Model {
+        crate::model::build(T, &HashMap::new(), "t").unwrap()
+    }
+
+    #[test]
+    fn vpc_config_is_validated_as_lambda_does() {
+        let m = model();
+        let err = |v: serde_json::Value| validate_vpc_config(&m, &v).unwrap_err().message;
+        let subnets: Vec<String> = (0..17).map(|_| "A".to_string()).collect();
+        // A subnet listed twice counts once, as at AWS; 17 distinct would not fit.
+        assert!(validate_vpc_config(&m, &serde_json::json!({"SubnetIds": subnets, "SecurityGroupIds": ["Sg"]})).is_ok());
+        let many: Vec<String> = (0..17).map(|i| format!("S{i}")).collect();
+        assert!(err(serde_json::json!({"SubnetIds": many, "SecurityGroupIds": ["Sg"]})).contains("less than or equal to 16"));
+        let groups: Vec<String> = (0..6).map(|i| format!("G{i}")).collect();
+        assert!(err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": groups})).contains("less than or equal to 5"));
+        assert!(err(serde_json::json!({"SecurityGroupIds": ["Sg"]})).contains("coexist"));
+        assert!(err(serde_json::json!({"SubnetIds": ["A", "C"], "SecurityGroupIds": ["Sg"]})).contains("same VPC"));
+        assert!(err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": ["Sg"], "Ipv6AllowedForDualStack": true})).contains("dual-stack"));
+        assert!(err(serde_json::json!({"SubnetIds": ["Nope"], "SecurityGroupIds": ["Sg"]})).contains("InvalidSubnetID.NotFound"));
+        assert!(err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": ["Nope"]})).contains("InvalidGroup.NotFound"));
+        assert_eq!(validate_vpc_config(&m, &serde_json::json!({})).unwrap(), None);
+    }
+
+    #[test]
+    fn a_combination_with_an_eni_is_reused_and_new_ones_are_created_within_quota() {
+        let mut m = model();
+        let n = m.enis.len();
+        let vc = |s: &str, g: &str| FunctionVpc {
+            vpc: "Vpc".into(),
+            subnets: vec![s.into()],
+            groups: vec![g.into()],
+            ipv6_allowed_for_dual_stack: false,
+        };
+        assert!(enis_exist(&m, Some(&vc("A", "Sg"))));
+        attach(&mut m, "F", Some(vc("A", "Sg")), 250).unwrap();
+        assert_eq!(m.enis.len(), n);
+        assert!(!enis_exist(&m, Some(&vc("B", "Sg"))));
+        // The quota counts the VPC's ENIs: one exists, a limit of 1 refuses a second.
+        let f = attach(&mut m, "F", Some(vc("B", "Sg")), 1).unwrap_err();
+        assert_eq!(f.code, "EniLimitExceeded");
+        assert_eq!(m.functions[0].vpc_config, Some(vc("A", "Sg")), "nothing changed");
+        attach(&mut m, "F", Some(vc("B", "Sg")), 250).unwrap();
+        assert_eq!(m.enis.len(), n + 1);
+        assert_eq!(m.enis.last().unwrap().functions, vec![m.functions[0].name.clone()]);
+        // B is a /28: 11 usable addresses; fill them with ENIs of other groups.
+        for _ in 0..10 {
+            let c = ("B".to_string(), vec!["Sg2".to_string()]);
+            let _ = create_eni(&mut m, &c, 250);
+            m.enis.last_mut().unwrap().groups = vec![format!("x{}", m.enis.len())];
+        }
+        let f = attach(&mut m, "F", Some(vc("B", "Sg2")), 250).unwrap_err();
+        assert_eq!(f.code, "SubnetOutOfIPAddresses");
+        // Detached, A's ENI is unused; a version keeps B's alive.
+        detach(&mut m, "F");
+        let life = FunctionLife {
+            versions: vec![Version {
+                version: 1,
+                vpc_config: Some(vc("B", "Sg")),
+                last_modified_ms: 0,
+            }],
+            ..Default::default()
+        };
+        let used = combinations_in_use(&m, [("F", &life)].into_iter());
+        let unused = unused_combinations(&m, &used);
+        assert!(unused.contains(&("A".to_string(), vec!["Sg".to_string()])));
+        assert!(!unused.contains(&("B".to_string(), vec!["Sg".to_string()])));
+    }
+
+    #[test]
+    fn last_modified_is_iso8601() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000+0000");
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123+0000");
+    }
+}

@@ -1,0 +1,595 @@
+//! The agent's side of the lifecycle: applies what `lifecycle` decides to
+//! the running datapath (ENIs created and deleted, execution environments
+//! attached and detached, connections ended), runs the timers, and serves
+//! the API's changes. Everything here runs on the agent's one loop, so
+//! changes never interleave; each one is written to the store.
+use std::collections::{BTreeMap, HashSet};
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use vpc_common::{v4_mapped, CtEntry, CtKey, Endpoint, HyperplaneEni, NatPortKey, PortInfo};
+
+use crate::{
+    compile,
+    datapath::{self, Maps, PinnedMaps},
+    deploy::{self, FunctionStatus, Lifecycle, State},
+    lifecycle::{self, state, ApiError, Failure, PendingUpdate, Version},
+    model::Model,
+};
+
+/// A change asked through the API, answered on `reply`.
+pub struct Request {
+    pub op: Op,
+    pub reply: std::sync::mpsc::Sender<Result<Value, ApiError>>,
+}
+
+pub enum Op {
+    /// An invocation starts: may it run, and where (`env`, 1-based)?
+    Claim { function: String, env: usize },
+    Update { function: String, body: Value },
+    Delete { function: String },
+    Publish { function: String },
+    /// Moves the test clock forward.
+    AdvanceClock { ms: u64 },
+}
+
+/// Serves one API change.
+pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiError> {
+    let internal = |e: anyhow::Error| ApiError::new(500, "ServiceException", format!("{e:#}"));
+    let r = match op {
+        Op::Claim { function, env } => claim(name, &function, env),
+        Op::Update { function, body } => update(name, maps, &function, &body),
+        Op::Delete { function } => delete(name, maps, &function),
+        Op::Publish { function } => publish(name, &function),
+        Op::AdvanceClock { ms } => advance(name, ms),
+    };
+    let r = r.map_err(internal)?;
+    // A change may be due at once (an ENI that exists is reused at once).
+    if r.is_ok() {
+        step(name, maps).map_err(internal)?;
+    }
+    r
+}
+
+type Answer = Result<Result<Value, ApiError>>;
+
+fn find(s: &State, function: &str) -> Result<String, ApiError> {
+    s.model
+        .function(function)
+        .map(|f| f.id.clone())
+        .ok_or_else(|| ApiError::not_found(function))
+}
+
+fn arn(s: &State, fname: &str) -> String {
+    format!(
+        "arn:aws:lambda:{}:{}:function:{fname}",
+        s.model.region, s.model.account
+    )
+}
+
+fn claim(name: &str, function: &str, env: usize) -> Answer {
+    deploy::transact(name, |s, lc| {
+        let id = match find(s, function) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let f = s.model.function(&id).expect("found").clone();
+        let now = lc.clock.now_ms();
+        let eni_delay = s.eni_delay.as_millis() as u64;
+        let st = lc.functions.entry(id.clone()).or_default();
+        let not_ready = |m: String| Ok(Err(ApiError::new(502, "ResourceNotReadyException", m)));
+        match st.state.as_str() {
+            state::ACTIVE => {}
+            state::INACTIVE => {
+                // The next invocation fails and brings the ENI back.
+                let ready = lifecycle::enis_exist(&s.model, f.vpc_config.as_ref());
+                *st = FunctionStatus {
+                    life: std::mem::take(&mut st.life),
+                    ..FunctionStatus::pending("Restoring", 0)
+                };
+                st.life.pending_until_ms = Some(now + if ready { 0 } else { eni_delay });
+                st.life.revision += 1;
+                return not_ready(
+                    "The function is inactive and its VPC connection is no longer available. Wait for the VPC connection to be reestablished and try again.".into(),
+                );
+            }
+            state::FAILED => {
+                let code = st.state_reason_code.clone();
+                return Ok(Err(ApiError::new(
+                    502,
+                    Failure::invoke_error(&code),
+                    st.state_reason.clone().unwrap_or(code),
+                )));
+            }
+            other => {
+                return not_ready(format!(
+                    "The operation cannot be performed at this time. The function is currently in the following state: {other}"
+                ))
+            }
+        }
+        let envs = f.envs().len();
+        if env == 0 || env > envs {
+            return Ok(Err(ApiError::invalid(format!(
+                "execution environment {env}: function {} has {envs} (one per subnet), 1-{envs}",
+                f.name
+            ))));
+        }
+        st.life.last_invoked_ms = now;
+        let mut vars = f.environment.clone();
+        vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone());
+        vars.insert("AWS_REGION".into(), s.model.region.clone());
+        Ok(Ok(json!({
+            "Netns": crate::topology::exec_env_netns(name, &f.id, env),
+            "Environment": vars,
+            "Code": f.code,
+        })))
+    })
+}
+
+/// 409 while the function cannot take a change.
+fn conflict(s: &State, fname: &str, st: &FunctionStatus) -> Option<ApiError> {
+    if st.state == state::PENDING {
+        return Some(ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!(
+                "The operation cannot be performed at this time. The function is currently in the following state: {}",
+                st.state
+            ),
+        ));
+    }
+    (st.last_update_status == "InProgress").then(|| {
+        ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!(
+                "The operation cannot be performed at this time. An update is in progress for resource: {}",
+                arn(s, fname)
+            ),
+        )
+    })
+}
+
+fn update(name: &str, maps: &mut PinnedMaps, function: &str, body: &Value) -> Answer {
+    let r = deploy::transact(name, |s, lc| {
+        let id = match find(s, function) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let now = lc.clock.now_ms();
+        let f = s.model.function(&id).expect("found").clone();
+        let st = lc.functions.entry(id.clone()).or_default();
+        if let Some(e) = conflict(s, &f.name, st) {
+            return Ok(Err(e));
+        }
+        let target = match body.get("VpcConfig") {
+            None => f.vpc_config.clone(),
+            Some(v) => match lifecycle::validate_vpc_config(&s.model, v) {
+                Ok(vc) => vc,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        // Execution environments were placed when the function was built:
+        // each moves to the subnet at its position.
+        let have = f.envs().len();
+        let want = target.as_ref().map(|v| v.subnets.len()).unwrap_or(1);
+        if want != have {
+            return Ok(Err(ApiError::invalid(format!(
+                "VpcConfig.SubnetIds: function {} has {have} execution environment(s), one per subnet it was created with; an update here keeps that number of subnets (got {want})",
+                f.name
+            ))));
+        }
+        if let Some(vars) = body.get("Environment").and_then(|e| e.get("Variables")) {
+            let Some(vars) = vars.as_object() else {
+                return Ok(Err(ApiError::invalid("Environment.Variables: a map expected")));
+            };
+            let fm = s.model.functions.iter_mut().find(|x| x.id == id).expect("found");
+            fm.environment = vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect();
+        }
+        st.life.revision += 1;
+        st.life.last_modified_ms = now;
+        st.life.last_update_status_reason = None;
+        st.life.last_update_status_reason_code = None;
+        if target != f.vpc_config {
+            if st.state == state::ACTIVE {
+                // Invocations keep the old ENI until the new one is ready.
+                let ready = lifecycle::enis_exist(&s.model, target.as_ref());
+                st.last_update_status = "InProgress".into();
+                st.life.update = Some(PendingUpdate {
+                    vpc_config: target,
+                    ready_at_ms: now + if ready { 0 } else { s.eni_delay.as_millis() as u64 },
+                });
+            } else {
+                // Inactive or Failed: the configuration only; the ENIs come
+                // with the next activation.
+                let fm = s.model.functions.iter_mut().find(|x| x.id == id).expect("found");
+                fm.vpc_config = target;
+                st.last_update_status = "Successful".into();
+            }
+        } else {
+            st.last_update_status = "Successful".into();
+        }
+        Ok(Ok(id))
+    })?;
+    let id = match r {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e)),
+    };
+    let _ = maps;
+    Ok(Ok(configuration(name, &id, None)?))
+}
+
+fn publish(name: &str, function: &str) -> Answer {
+    let r = deploy::transact(name, |s, lc| {
+        let id = match find(s, function) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let now = lc.clock.now_ms();
+        let f = s.model.function(&id).expect("found").clone();
+        let st = lc.functions.entry(id.clone()).or_default();
+        if let Some(e) = conflict(s, &f.name, st) {
+            return Ok(Err(e));
+        }
+        let version = st.life.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        st.life.versions.push(Version {
+            version,
+            vpc_config: f.vpc_config.clone(),
+            last_modified_ms: now,
+        });
+        Ok(Ok((id, version)))
+    })?;
+    match r {
+        Ok((id, v)) => Ok(Ok(configuration(name, &id, Some(v))?)),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+fn advance(name: &str, ms: u64) -> Answer {
+    deploy::transact(name, |_, lc| {
+        if !lc.clock.test {
+            return Ok(Err(ApiError::invalid(
+                "the deployment runs on the real clock (`vpc up --clock test` for one the tests move)",
+            )));
+        }
+        lc.clock.now_ms += ms;
+        Ok(Ok(json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms })))
+    })
+}
+
+/// `FunctionConfiguration` of a function (or one of its versions), from the store.
+pub fn configuration(name: &str, id: &str, version: Option<u32>) -> Result<Value> {
+    let s = State::load(name)?;
+    let lc = Lifecycle::load(name)?;
+    let f = s.model.function(id).context("function")?;
+    let st = lc.functions.get(&f.id).cloned().unwrap_or_default();
+    let v = version.and_then(|n| st.life.versions.iter().find(|v| v.version == n));
+    Ok(lifecycle::configuration(&s.model, f, &st, v))
+}
+
+fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
+    let s = State::load(name)?;
+    let id = match find(&s, function) {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e)),
+    };
+    let f = s.model.function(&id).expect("found").clone();
+    // Detached first: its connections end, nothing sends through an ENI.
+    rewire(name, maps, |m| {
+        lifecycle::detach(m, &id);
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.reason))?;
+    let _lock = deploy::lock(name)?;
+    let nodes: Vec<crate::topology::Node> = f
+        .envs()
+        .iter()
+        .filter_map(|e| s.node(&e.id).cloned())
+        .collect();
+    {
+        let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
+            aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
+        for n in &nodes {
+            let _ = ports.remove(&n.link.ifindex);
+        }
+        let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+        for n in &nodes {
+            let _ = eps.remove(&v4_mapped(n.ip.octets()));
+            if let Some(a) = n.ip6 {
+                let _ = eps.remove(&a.octets());
+            }
+        }
+    }
+    let namespaces: Vec<String> = nodes.iter().map(|n| n.netns.clone()).collect();
+    let errors = crate::topology::teardown(&namespaces);
+    for n in &nodes {
+        let _ = std::fs::remove_file(s.pin_dir.join("links").join(&n.router_if));
+    }
+    deploy::transact(name, |s, lc| {
+        s.model.functions.retain(|x| x.id != id);
+        lifecycle::refresh_eni_functions(&mut s.model);
+        s.nodes.retain(|n| !nodes.iter().any(|x| x.id == n.id));
+        s.namespaces.retain(|n| !namespaces.contains(n));
+        for n in &nodes {
+            s.hooks.remove(&n.router_if);
+        }
+        lc.functions.remove(&id);
+        Ok(())
+    })?;
+    if !errors.is_empty() {
+        eprintln!("agent: deleting {}: {}", f.name, errors.join("; "));
+    }
+    Ok(Ok(Value::Null))
+}
+
+/// Runs the lifecycle's timers once: activations, updates that are due,
+/// idle reclaim, and ENIs nothing has used for the delete delay.
+pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
+    let lc = Lifecycle::load(name)?;
+    let now = lc.clock.now_ms();
+    let settings = lc.settings;
+    for (id, st) in &lc.functions {
+        if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
+            let vc = State::load(name)?.model.function(id).and_then(|f| f.vpc_config.clone());
+            let r = rewire(name, maps, |m| lifecycle::attach(m, id, vc, settings.eni_limit))?;
+            set_status(name, id, |st| {
+                st.life.pending_until_ms = None;
+                st.life.revision += 1;
+                match &r {
+                    Ok(()) => {
+                        let life = std::mem::take(&mut st.life);
+                        *st = FunctionStatus {
+                            life,
+                            ..FunctionStatus::active()
+                        };
+                        st.life.last_invoked_ms = now;
+                    }
+                    Err(f) => {
+                        // A restore that fails leaves the function Inactive.
+                        st.state = if st.state_reason_code == "Restoring" {
+                            state::INACTIVE
+                        } else {
+                            state::FAILED
+                        }
+                        .into();
+                        st.state_reason_code = f.code.into();
+                        st.state_reason = Some(f.reason.clone());
+                        st.last_update_status = "Failed".into();
+                        st.life.last_update_status_reason = Some(f.reason.clone());
+                        st.life.last_update_status_reason_code = Some(f.code.into());
+                    }
+                }
+            })?;
+        } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
+            let vc = u.vpc_config.clone();
+            let r = rewire(name, maps, |m| lifecycle::attach(m, id, vc, settings.eni_limit))?;
+            set_status(name, id, |st| {
+                st.life.update = None;
+                st.life.revision += 1;
+                match &r {
+                    Ok(()) => st.last_update_status = "Successful".into(),
+                    Err(f) => {
+                        st.last_update_status = "Failed".into();
+                        st.life.last_update_status_reason = Some(f.reason.clone());
+                        st.life.last_update_status_reason_code = Some(f.code.into());
+                    }
+                }
+            })?;
+        } else if st.state == state::ACTIVE
+            && st.life.update.is_none()
+            && now.saturating_sub(st.life.last_invoked_ms) >= settings.idle_reclaim.as_millis() as u64
+            && State::load(name)?
+                .model
+                .function(id)
+                .is_some_and(|f| f.vpc_config.is_some())
+        {
+            rewire(name, maps, |m| {
+                lifecycle::detach(m, id);
+                Ok(())
+            })?
+            .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+            set_status(name, id, |st| {
+                st.state = state::INACTIVE.into();
+                st.state_reason_code = "Idle".into();
+                st.state_reason = Some(
+                    "The function is inactive because it has not been invoked for the idle period; Lambda reclaimed its Hyperplane ENI".into(),
+                );
+                st.life.revision += 1;
+            })?;
+        }
+    }
+    // ENIs nothing uses are deleted after the delete delay.
+    let s = State::load(name)?;
+    let lc = Lifecycle::load(name)?;
+    let used = lifecycle::combinations_in_use(&s.model, lifecycle::lives(&lc.functions));
+    let unused = lifecycle::unused_combinations(&s.model, &used);
+    let key = |c: &lifecycle::Combination| format!("{}|{}", c.0, c.1.join(","));
+    let mut since: BTreeMap<String, u64> = lc
+        .unused_since_ms
+        .iter()
+        .filter(|(k, _)| unused.iter().any(|c| key(c) == **k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    for c in &unused {
+        let t = *since.entry(key(c)).or_insert(now);
+        if now.saturating_sub(t) >= settings.eni_delete_delay.as_millis() as u64 {
+            rewire(name, maps, |m| {
+                lifecycle::delete_enis(m, c);
+                Ok(())
+            })?
+            .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+            since.remove(&key(c));
+            eprintln!("agent: deleted the Hyperplane ENI(s) of ({}, [{}]): unused", c.0, c.1.join(", "));
+        }
+    }
+    if since != lc.unused_since_ms {
+        deploy::transact(name, |_, lc| {
+            lc.unused_since_ms = since;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn set_status(name: &str, id: &str, f: impl FnOnce(&mut FunctionStatus)) -> Result<()> {
+    deploy::transact(name, |_, lc| {
+        if let Some(st) = lc.functions.get_mut(id) {
+            f(st);
+        }
+        Ok(())
+    })
+}
+
+/// Applies a change of the model's ENIs and attachments to the datapath:
+/// new ENIs' entries, the policy switch (group references follow ENI
+/// addresses), ENI groups, each execution environment's port (its
+/// connections end when its ENI changes), then deleted ENIs' entries.
+/// `Ok(Err)`: the change is refused (nothing changed).
+pub fn rewire(
+    name: &str,
+    maps: &mut PinnedMaps,
+    edit: impl FnOnce(&mut Model) -> Result<(), Failure>,
+) -> Result<Result<(), Failure>> {
+    let _lock = deploy::lock(name)?;
+    let mut s = State::load(name)?;
+    let old = s.model.clone();
+    let mut model = old.clone();
+    if let Err(f) = edit(&mut model) {
+        return Ok(Err(f));
+    }
+    let (entries, next) = deploy::switch_model(&s, maps, &model)?;
+    if model != old {
+        {
+            let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+                aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+            for (k, v) in &entries.endpoints {
+                if m.get(k, 0).is_err() {
+                    m.insert(k, v, 0)?;
+                }
+            }
+            let mut m: aya::maps::HashMap<_, u32, HyperplaneEni> =
+                aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+            for (k, v) in &entries.enis {
+                if m.get(k, 0).is_err() {
+                    m.insert(k, v, 0)?;
+                }
+            }
+        }
+        maps.switch_policy(&entries)?;
+        // The policy in force knows the new ENIs: the state says so first.
+        s.model = model.clone();
+        s.save()?;
+        for (id, g) in &entries.eni_groups {
+            maps.set_eni_group(*id, g)?;
+        }
+    }
+    // Ports: each execution environment's ENI group as the model has it.
+    let addrs: BTreeMap<u32, Vec<[u8; 16]>> = s
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut v = vec![v4_mapped(n.ip.octets())];
+            v.extend(n.ip6.map(|a| a.octets()));
+            (n.link.ifindex, v)
+        })
+        .collect();
+    let mut ended = HashSet::new();
+    for (ifindex, port) in entries
+        .ports
+        .iter()
+        .filter(|(_, p)| p.kind == vpc_common::kind::EXEC_ENV)
+    {
+        let cur: PortInfo = {
+            let m: aya::maps::HashMap<_, u32, PortInfo> =
+                aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
+            m.get(ifindex, 0).context("port missing")?
+        };
+        if cur.eni_group != port.eni_group {
+            maps.set_port_eni(*ifindex, port.eni_group)?;
+            if cur.eni_group != 0 {
+                ended.extend(addrs.get(ifindex).cloned().unwrap_or_default());
+            }
+        }
+    }
+    if !ended.is_empty() {
+        end_connections(maps, &ended)?;
+    }
+    // IPv6 routes follow Ipv6AllowedForDualStack.
+    for f in &model.functions {
+        let before = old.function(&f.id).is_some_and(|o| o.ipv6_allowed());
+        if f.ipv6_allowed() != before {
+            for e in f.envs() {
+                let ns = crate::topology::exec_env_netns(name, &f.id, e.n);
+                let op = if f.ipv6_allowed() { "replace" } else { "del" };
+                let _ = crate::topology::run(
+                    "ip",
+                    &["-n", &ns, "-6", "route", op, "default", "via", &crate::model::VPC_ROUTER6.to_string(), "dev", "eth0"],
+                );
+            }
+        }
+    }
+    if model != old {
+        // Deleted ENIs: nothing sends through them any more.
+        let gone: Vec<_> = old
+            .enis
+            .iter()
+            .filter(|e| !model.enis.iter().any(|x| x.index == e.index))
+            .collect();
+        if !gone.is_empty() {
+            let mut m: aya::maps::HashMap<_, u32, HyperplaneEni> =
+                aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+            for e in &gone {
+                let _ = m.remove(&e.index);
+                let _ = m.remove(&(e.index | compile::ENI_V4_ONLY));
+            }
+            let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+                aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+            for e in &gone {
+                let _ = m.remove(&v4_mapped(e.ip.octets()));
+                if let Some(a) = e.ip6 {
+                    let _ = m.remove(&a.octets());
+                }
+            }
+            let mut m: aya::maps::HashMap<_, u32, vpc_common::EniGroup> =
+                aya::maps::HashMap::try_from(maps.map("ENI_GROUPS")?)?;
+            for e in &gone {
+                for g in [e.index, e.index | compile::ENI_V4_ONLY] {
+                    if !entries.eni_groups.iter().any(|(id, _)| *id == g) {
+                        let _ = m.remove(&g);
+                    }
+                }
+            }
+        }
+        maps.clear_old_generation(next)?;
+    }
+    Ok(Ok(()))
+}
+
+/// Ends the connections of the given (function-side) addresses: both
+/// conntrack entries and the NAT port claim. Their next packets find no
+/// connection and are dropped (`ct_invalid`, `hyperplane_unsolicited`).
+pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Result<usize> {
+    let all: Vec<(CtKey, CtEntry)> = maps
+        .connections()?
+        .into_iter()
+        .filter(|(k, _)| addrs.contains(&k.saddr))
+        .collect();
+    let mut ct: aya::maps::HashMap<_, CtKey, CtEntry> =
+        aya::maps::HashMap::try_from(maps.map("CT")?)?;
+    let mut claims = vec![];
+    for (k, e) in &all {
+        let _ = ct.remove(&e.twin);
+        let _ = ct.remove(k);
+        claims.extend(datapath::nat_claim(k, e));
+    }
+    let mut ports: aya::maps::HashMap<_, NatPortKey, CtKey> =
+        aya::maps::HashMap::try_from(maps.map("NAT_PORTS")?)?;
+    for c in claims {
+        let _ = ports.remove(&c);
+    }
+    Ok(all.len())
+}
