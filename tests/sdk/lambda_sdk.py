@@ -1,0 +1,102 @@
+"""Drives the agent's Lambda API with boto3, as a user's own code would.
+
+Usage: lambda_sdk.py ENDPOINT_URL. Exits non-zero (an AssertionError) on the
+first state or error that is not what AWS documents.
+"""
+import json
+import sys
+import urllib.request
+
+import boto3
+import botocore
+from botocore.config import Config
+
+url = sys.argv[1]
+c = boto3.client(
+    "lambda",
+    endpoint_url=url,
+    region_name="us-east-1",
+    aws_access_key_id="test",
+    aws_secret_access_key="test",
+    config=Config(retries={"max_attempts": 1}),
+)
+
+
+def advance(ms):
+    """Moves the deployment's test clock (ours, not AWS's)."""
+    req = urllib.request.Request(
+        url + "/_vpc/clock", data=json.dumps({"AdvanceMs": ms}).encode(), method="POST"
+    )
+    urllib.request.urlopen(req).read()
+
+
+def error(f, **kw):
+    try:
+        f(**kw)
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError(f"{f.__name__}({kw}) did not fail")
+
+
+cfg = c.get_function(FunctionName="reports")["Configuration"]
+assert (cfg["State"], cfg["StateReasonCode"], cfg["LastUpdateStatus"]) == (
+    "Pending", "Creating", "InProgress"), cfg
+assert cfg["VpcConfig"] == {
+    "SubnetIds": ["A"], "SecurityGroupIds": ["FnSg"], "VpcId": "Vpc",
+    "Ipv6AllowedForDualStack": False}, cfg["VpcConfig"]
+assert error(c.invoke, FunctionName="reports", Payload=b"{}") == ("ResourceNotReadyException", 502)
+assert error(c.publish_version, FunctionName="reports") == ("ResourceConflictException", 409)
+
+advance(5 * 60 * 1000)
+c.get_waiter("function_active_v2").wait(
+    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+r = c.invoke(FunctionName="reports", Payload=b'"hi"')
+assert r["StatusCode"] == 200 and "FunctionError" not in r, r
+assert r["Payload"].read().strip() == b'reports got "hi"'
+
+names = [f["FunctionName"] for f in c.list_functions()["Functions"]]
+assert names == ["reports"], names
+
+# VpcConfig validation, as Lambda answers it.
+bad = [
+    {"SubnetIds": [f"subnet-{i}" for i in range(17)], "SecurityGroupIds": ["FnSg"]},
+    {"SubnetIds": ["A"], "SecurityGroupIds": [f"sg-{i}" for i in range(6)]},
+    {"SubnetIds": [], "SecurityGroupIds": ["FnSg"]},
+    {"SubnetIds": ["A", "Elsewhere"], "SecurityGroupIds": ["FnSg"]},
+    {"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg"], "Ipv6AllowedForDualStack": True},
+    {"SubnetIds": ["subnet-nope"], "SecurityGroupIds": ["FnSg"]},
+]
+for vc in bad:
+    got = error(c.update_function_configuration, FunctionName="reports", VpcConfig=vc)
+    assert got == ("InvalidParameterValueException", 400), (vc, got)
+
+# An update to a combination with no ENI: InProgress until it is created.
+u = c.update_function_configuration(
+    FunctionName="reports", VpcConfig={"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]})
+assert (u["State"], u["LastUpdateStatus"]) == ("Active", "InProgress"), u
+assert error(c.update_function_configuration, FunctionName="reports",
+             VpcConfig={"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg"]}) == (
+    "ResourceConflictException", 409)
+advance(5 * 60 * 1000)
+c.get_waiter("function_updated_v2").wait(
+    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+cfg = c.get_function_configuration(FunctionName="reports")
+assert cfg["VpcConfig"]["SubnetIds"] == ["B"], cfg
+
+v = c.publish_version(FunctionName="reports")
+assert v["Version"] == "1", v
+assert c.get_function(FunctionName="reports", Qualifier="1")["Configuration"]["Version"] == "1"
+
+# Idle for the idle period: Inactive; the next invocation fails and restores.
+advance(14 * 86400 * 1000)
+cfg = c.get_function(FunctionName="reports")["Configuration"]
+assert (cfg["State"], cfg["StateReasonCode"]) == ("Inactive", "Idle"), cfg
+assert error(c.invoke, FunctionName="reports", Payload=b"{}") == ("ResourceNotReadyException", 502)
+cfg = c.get_function(FunctionName="reports")["Configuration"]
+assert (cfg["State"], cfg["StateReasonCode"]) == ("Pending", "Restoring"), cfg
+c.get_waiter("function_active_v2").wait(
+    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+
+c.delete_function(FunctionName="reports")
+assert error(c.get_function, FunctionName="reports") == ("ResourceNotFoundException", 404)
+print("sdk: ok")
