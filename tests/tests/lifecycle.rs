@@ -62,7 +62,12 @@ fn api(d: &Deployment, method: &str, path: &str, body: Value) -> vpc::api::Respo
 }
 
 fn config(d: &Deployment) -> Value {
-    let r = api(d, "GET", "/2015-03-31/functions/reports/configuration", Value::Null);
+    let r = api(
+        d,
+        "GET",
+        "/2015-03-31/functions/reports/configuration",
+        Value::Null,
+    );
     assert_eq!(r.status, 200, "{:?}", r.json());
     r.json()
 }
@@ -128,7 +133,8 @@ impl Server {
                         c.lock().unwrap().push((peer, n.clone()));
                         let s = s.clone();
                         std::thread::spawn(move || {
-                            sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                            sock.set_read_timeout(Some(Duration::from_millis(200)))
+                                .unwrap();
                             let mut buf = [0u8; 4096];
                             while !s.load(Ordering::Relaxed) {
                                 match sock.read(&mut buf) {
@@ -210,23 +216,55 @@ fn pending_active_idle_reclaim_and_restore() {
         (&c["State"], &c["StateReasonCode"], &c["LastUpdateStatus"]),
         (&json!("Pending"), &json!("Creating"), &json!("InProgress"))
     );
-    let r = api(&d, "POST", "/2015-03-31/functions/reports/invocations", json!("x"));
-    assert_eq!((r.status, error_type(&r)), (502, "ResourceNotReadyException".into()));
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations",
+        json!("x"),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (502, "ResourceNotReadyException".into())
+    );
     let out = d.vpc(&["invoke", "reports", "--", "true"]);
-    assert!(text(&out).contains("ResourceNotReadyException"), "{}", text(&out));
-    let r = update(&d, json!({"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]}));
-    assert_eq!((r.status, error_type(&r)), (409, "ResourceConflictException".into()));
-    assert!(connect(&d, DB).is_none(), "Pending: no ENI to leave through");
+    assert!(
+        text(&out).contains("ResourceNotReadyException"),
+        "{}",
+        text(&out)
+    );
+    let r = update(
+        &d,
+        json!({"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]}),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (409, "ResourceConflictException".into())
+    );
+    assert!(
+        connect(&d, DB).is_none(),
+        "Pending: no ENI to leave through"
+    );
 
     advance(&d, "4m");
     assert_eq!(config(&d)["State"], "Pending");
     advance(&d, "1m");
     let c = config(&d);
-    assert_eq!((&c["State"], &c["LastUpdateStatus"]), (&json!("Active"), &json!("Successful")));
+    assert_eq!(
+        (&c["State"], &c["LastUpdateStatus"]),
+        (&json!("Active"), &json!("Successful"))
+    );
     // Invoke runs the handler in the execution environment: payload in, stdout out.
-    let r = api(&d, "POST", "/2015-03-31/functions/reports/invocations", json!("hello"));
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations",
+        json!("hello"),
+    );
     assert_eq!(r.status, 200);
-    assert_eq!(String::from_utf8_lossy(&r.body).trim(), "reports got \"hello\"");
+    assert_eq!(
+        String::from_utf8_lossy(&r.body).trim(),
+        "reports got \"hello\""
+    );
     let eni = enis(&d);
     assert_eq!(eni.len(), 1, "{eni:?}");
     assert!(connect(&d, DB).is_some());
@@ -237,8 +275,14 @@ fn pending_active_idle_reclaim_and_restore() {
     assert_eq!(config(&d)["State"], "Active");
     advance(&d, "1d");
     let c = config(&d);
-    assert_eq!((&c["State"], &c["StateReasonCode"]), (&json!("Inactive"), &json!("Idle")));
-    assert!(connect(&d, DB).is_none(), "Inactive: the ENI is gone from its path");
+    assert_eq!(
+        (&c["State"], &c["StateReasonCode"]),
+        (&json!("Inactive"), &json!("Idle"))
+    );
+    assert!(
+        connect(&d, DB).is_none(),
+        "Inactive: the ENI is gone from its path"
+    );
     // Nothing uses the ENI: deleted after the delete delay (20 min).
     advance(&d, "19m");
     assert_eq!(enis(&d).len(), 1);
@@ -249,7 +293,10 @@ fn pending_active_idle_reclaim_and_restore() {
     let out = d.vpc(&["invoke", "reports", "--", "true"]);
     assert!(!out.status.success() && text(&out).contains("ResourceNotReadyException"));
     let c = config(&d);
-    assert_eq!((&c["State"], &c["StateReasonCode"]), (&json!("Pending"), &json!("Restoring")));
+    assert_eq!(
+        (&c["State"], &c["StateReasonCode"]),
+        (&json!("Pending"), &json!("Restoring"))
+    );
     advance(&d, "5m");
     assert_eq!(config(&d)["State"], "Active");
     let eni = enis(&d);
@@ -277,17 +324,33 @@ fn update_switches_enis_versions_keep_theirs_delete_releases() {
     let held_peer = held.local_addr().unwrap();
     assert_eq!(newest_peer(&db), old[0].1);
 
-    let v1 = api(&d, "POST", "/2015-03-31/functions/reports/versions", json!({}));
+    let v1 = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/versions",
+        json!({}),
+    );
     assert_eq!(v1.status, 201);
     assert_eq!(v1.json()["Version"], "1");
 
-    let r = update(&d, json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg2"]}));
+    let r = update(
+        &d,
+        json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg2"]}),
+    );
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json()["LastUpdateStatus"], "InProgress");
     assert_eq!(config(&d)["State"], "Active");
     // Another change waits for this one.
-    let r = api(&d, "POST", "/2015-03-31/functions/reports/versions", json!({}));
-    assert_eq!((r.status, error_type(&r)), (409, "ResourceConflictException".into()));
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/versions",
+        json!({}),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (409, "ResourceConflictException".into())
+    );
     // Still the old ENI.
     drop(connect(&d, DB).expect("connects during the update"));
     assert_eq!(newest_peer(&db), old[0].1);
@@ -311,21 +374,38 @@ fn update_switches_enis_versions_keep_theirs_delete_releases() {
     assert_eq!(db.received(old_peer), 6);
     let _ = held.write_all(b"after the switch");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(db.received(old_peer), 6, "the old VPC connection ended ({held_peer})");
+    assert_eq!(
+        db.received(old_peer),
+        6,
+        "the old VPC connection ended ({held_peer})"
+    );
     assert!(d.dropped("ct_invalid") > 0);
 
     // Version 1 keeps (A, FnSg) alive long after the delete delay.
     advance(&d, "1h");
     assert!(enis(&d).iter().any(|e| e.0 == old[0].0), "{:?}", enis(&d));
-    let r = api(&d, "GET", "/2015-03-31/functions/reports?Qualifier=1", Value::Null);
-    assert_eq!(r.json()["Configuration"]["VpcConfig"]["SecurityGroupIds"], json!(["FnSg"]));
+    let r = api(
+        &d,
+        "GET",
+        "/2015-03-31/functions/reports?Qualifier=1",
+        Value::Null,
+    );
+    assert_eq!(
+        r.json()["Configuration"]["VpcConfig"]["SecurityGroupIds"],
+        json!(["FnSg"])
+    );
 
     // Delete: the execution environment goes, the ENIs after the delay.
     let r = api(&d, "DELETE", "/2015-03-31/functions/reports", Value::Null);
     assert_eq!(r.status, 204);
     let r = api(&d, "GET", "/2015-03-31/functions/reports", Value::Null);
-    assert_eq!((r.status, error_type(&r)), (404, "ResourceNotFoundException".into()));
-    assert!(!std::path::Path::new("/run/netns").join(d.exec_env_netns("Fn")).exists());
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (404, "ResourceNotFoundException".into())
+    );
+    assert!(!std::path::Path::new("/run/netns")
+        .join(d.exec_env_netns("Fn"))
+        .exists());
     advance(&d, "19m");
     assert_eq!(enis(&d).len(), 2);
     advance(&d, "1m");
@@ -341,13 +421,24 @@ fn updates_fail_with_eni_limit_exceeded_and_subnet_out_of_ip_addresses() {
     let d = up("lcc", &["--eni-limit", "1"]);
     let db = Server::start(&d.netns("Db"), DB);
     advance(&d, "5m");
-    let r = update(&d, json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg2"]}));
+    let r = update(
+        &d,
+        json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg2"]}),
+    );
     assert_eq!(r.status, 200);
     advance(&d, "5m");
     let c = config(&d);
     assert_eq!(
-        (&c["State"], &c["LastUpdateStatus"], &c["LastUpdateStatusReasonCode"]),
-        (&json!("Active"), &json!("Failed"), &json!("EniLimitExceeded"))
+        (
+            &c["State"],
+            &c["LastUpdateStatus"],
+            &c["LastUpdateStatusReasonCode"]
+        ),
+        (
+            &json!("Active"),
+            &json!("Failed"),
+            &json!("EniLimitExceeded")
+        )
     );
     assert_eq!(c["VpcConfig"]["SecurityGroupIds"], json!(["FnSg"]));
     assert!(connect(&d, DB).is_some(), "still on its ENI");
@@ -361,11 +452,17 @@ fn updates_fail_with_eni_limit_exceeded_and_subnet_out_of_ip_addresses() {
         .collect();
     let d = up_with("lcd", &format!("{TEMPLATE}{fillers}"), &[]);
     advance(&d, "5m");
-    let r = update(&d, json!({"SubnetIds": ["Full"], "SecurityGroupIds": ["FnSg"]}));
+    let r = update(
+        &d,
+        json!({"SubnetIds": ["Full"], "SecurityGroupIds": ["FnSg"]}),
+    );
     assert_eq!(r.status, 200);
     advance(&d, "5m");
     assert_eq!(config(&d)["LastUpdateStatus"], "Successful");
-    let r = update(&d, json!({"SubnetIds": ["Full"], "SecurityGroupIds": ["FnSg2"]}));
+    let r = update(
+        &d,
+        json!({"SubnetIds": ["Full"], "SecurityGroupIds": ["FnSg2"]}),
+    );
     assert_eq!(r.status, 200);
     advance(&d, "5m");
     let c = config(&d);
@@ -373,7 +470,10 @@ fn updates_fail_with_eni_limit_exceeded_and_subnet_out_of_ip_addresses() {
         (&c["LastUpdateStatus"], &c["LastUpdateStatusReasonCode"]),
         (&json!("Failed"), &json!("SubnetOutOfIPAddresses"))
     );
-    assert!(c["LastUpdateStatusReason"].as_str().unwrap().contains("Full"));
+    assert!(c["LastUpdateStatusReason"]
+        .as_str()
+        .unwrap()
+        .contains("Full"));
 }
 
 /// The agent's state is in its store: an agent killed with SIGKILL and
@@ -387,7 +487,10 @@ fn a_restarted_agent_carries_on_from_the_store() {
     let before = config(&d);
     assert_eq!(before["State"], "Active");
     let eni = enis(&d);
-    let pid = vpc::deploy::Lifecycle::load(&d.name).unwrap().agent_pid.unwrap();
+    let pid = vpc::deploy::Lifecycle::load(&d.name)
+        .unwrap()
+        .agent_pid
+        .unwrap();
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
     std::thread::sleep(Duration::from_millis(200));
     let agent = std::process::Command::new(vpc_tests::vpc_bin())
@@ -407,7 +510,10 @@ fn a_restarted_agent_carries_on_from_the_store() {
     assert!(ok, "the new agent answers");
     assert_eq!(config(&d), before);
     assert_eq!(enis(&d), eni);
-    assert!(connect(&d, DB).is_some(), "the pinned datapath never stopped");
+    assert!(
+        connect(&d, DB).is_some(),
+        "the pinned datapath never stopped"
+    );
     advance(&d, "14d");
     assert_eq!(config(&d)["State"], "Inactive");
     drop(agent); // `vpc down` stops it

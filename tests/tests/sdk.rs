@@ -34,7 +34,14 @@ fn boto3_sees_lambda_states_and_errors() {
     let d = Deployment::up(
         "sdk",
         TEMPLATE,
-        &["--clock", "test", "--eni-delay", "5m", "--api-addr", "127.0.0.1:0"],
+        &[
+            "--clock",
+            "test",
+            "--eni-delay",
+            "5m",
+            "--api-addr",
+            "127.0.0.1:0",
+        ],
     );
     let url = vpc::deploy::Lifecycle::load(&d.name)
         .unwrap()

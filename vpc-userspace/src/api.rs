@@ -377,7 +377,10 @@ impl Response {
         if self.status < 300 {
             return Ok(self);
         }
-        let kind = self.header("x-amzn-ErrorType").unwrap_or("Error").to_string();
+        let kind = self
+            .header("x-amzn-ErrorType")
+            .unwrap_or("Error")
+            .to_string();
         let v = self.json();
         let msg = v["message"].as_str().unwrap_or_default();
         bail!("{kind}: {msg} (HTTP {})", self.status)
@@ -434,7 +437,8 @@ fn dechunk(b: &[u8]) -> Vec<u8> {
     let mut out = vec![];
     let mut i = 0;
     while let Some(eol) = b[i..].windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[i..i + eol]).trim(), 16).unwrap_or(0);
+        let n =
+            usize::from_str_radix(String::from_utf8_lossy(&b[i..i + eol]).trim(), 16).unwrap_or(0);
         i += eol + 2;
         if n == 0 || i + n > b.len() {
             break;

@@ -12,10 +12,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    store::Store,
     compile,
     datapath::{self, Counters, Datapath, Hook, Maps, PinnedMaps, Timeouts},
     model::Model,
+    store::Store,
     topology::{self, Node},
 };
 
@@ -167,16 +167,24 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 fn store_of(name: &str) -> Result<Store> {
     let dir = state_dir(name);
     if !dir.join(crate::store::FILE).exists() {
-        bail!("no deployment named {name:?} is up (no {})", dir.join(crate::store::FILE).display());
+        bail!(
+            "no deployment named {name:?} is up (no {})",
+            dir.join(crate::store::FILE).display()
+        );
     }
     Store::open_dir(&dir)
 }
 
 /// Reads the state and the lifecycle, lets `f` change them, and writes both
 /// in one transaction (nothing is written if `f` fails).
-pub fn transact<R>(name: &str, f: impl FnOnce(&mut State, &mut Lifecycle) -> Result<R>) -> Result<R> {
+pub fn transact<R>(
+    name: &str,
+    f: impl FnOnce(&mut State, &mut Lifecycle) -> Result<R>,
+) -> Result<R> {
     store_of(name)?.transact(|t| {
-        let mut s: State = t.get("state")?.with_context(|| format!("no deployment named {name:?} is up"))?;
+        let mut s: State = t
+            .get("state")?
+            .with_context(|| format!("no deployment named {name:?} is up"))?;
         let mut lc: Lifecycle = t.get("lifecycle")?.unwrap_or_default();
         let r = f(&mut s, &mut lc)?;
         t.put("state", &s)?;

@@ -229,7 +229,12 @@ fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failu
 /// Gives function `id` the configuration `vc` and attaches its execution
 /// environments to the ENIs of its combinations, creating those missing.
 /// Nothing changes on failure.
-pub fn attach(m: &mut Model, id: &str, vc: Option<FunctionVpc>, limit: usize) -> Result<(), Failure> {
+pub fn attach(
+    m: &mut Model,
+    id: &str,
+    vc: Option<FunctionVpc>,
+    limit: usize,
+) -> Result<(), Failure> {
     let mut next = m.clone();
     let mut enis = vec![];
     for c in combinations(vc.as_ref()) {
@@ -364,16 +369,19 @@ impl std::fmt::Display for ApiError {
 
 /// `VpcConfig` of an API request, validated as Lambda does, against the
 /// running deployment: `None` for an empty one (no VPC).
-pub fn validate_vpc_config(m: &Model, v: &serde_json::Value) -> Result<Option<FunctionVpc>, ApiError> {
+pub fn validate_vpc_config(
+    m: &Model,
+    v: &serde_json::Value,
+) -> Result<Option<FunctionVpc>, ApiError> {
     let list = |k: &str| -> Result<Vec<String>, ApiError> {
         match v.get(k) {
             None | Some(serde_json::Value::Null) => Ok(vec![]),
             Some(serde_json::Value::Array(a)) => a
                 .iter()
                 .map(|x| {
-                    x.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| ApiError::invalid(format!("VpcConfig.{k}: strings expected")))
+                    x.as_str().map(str::to_string).ok_or_else(|| {
+                        ApiError::invalid(format!("VpcConfig.{k}: strings expected"))
+                    })
                 })
                 .collect(),
             Some(_) => Err(ApiError::invalid(format!("VpcConfig.{k}: a list expected"))),
@@ -508,8 +516,16 @@ pub fn configuration(
 ) -> serde_json::Value {
     let life = &st.life;
     let (vc, ver, modified) = match version {
-        Some(v) => (v.vpc_config.as_ref(), v.version.to_string(), v.last_modified_ms),
-        None => (f.vpc_config.as_ref(), "$LATEST".to_string(), life.last_modified_ms),
+        Some(v) => (
+            v.vpc_config.as_ref(),
+            v.version.to_string(),
+            v.last_modified_ms,
+        ),
+        None => (
+            f.vpc_config.as_ref(),
+            "$LATEST".to_string(),
+            life.last_modified_ms,
+        ),
     };
     let arn = format!(
         "arn:aws:lambda:{}:{}:function:{}",
@@ -538,7 +554,10 @@ pub fn configuration(
     });
     let o = c.as_object_mut().expect("object");
     if st.state != "Active" || st.state_reason_code != "Idle" {
-        o.insert("StateReasonCode".into(), st.state_reason_code.clone().into());
+        o.insert(
+            "StateReasonCode".into(),
+            st.state_reason_code.clone().into(),
+        );
     }
     if let Some(r) = &st.state_reason {
         o.insert("StateReason".into(), r.clone().into());
@@ -597,17 +616,39 @@ Resources:
         let err = |v: serde_json::Value| validate_vpc_config(&m, &v).unwrap_err().message;
         let subnets: Vec<String> = (0..17).map(|_| "A".to_string()).collect();
         // A subnet listed twice counts once, as at AWS; 17 distinct would not fit.
-        assert!(validate_vpc_config(&m, &serde_json::json!({"SubnetIds": subnets, "SecurityGroupIds": ["Sg"]})).is_ok());
+        assert!(validate_vpc_config(
+            &m,
+            &serde_json::json!({"SubnetIds": subnets, "SecurityGroupIds": ["Sg"]})
+        )
+        .is_ok());
         let many: Vec<String> = (0..17).map(|i| format!("S{i}")).collect();
-        assert!(err(serde_json::json!({"SubnetIds": many, "SecurityGroupIds": ["Sg"]})).contains("less than or equal to 16"));
+        assert!(
+            err(serde_json::json!({"SubnetIds": many, "SecurityGroupIds": ["Sg"]}))
+                .contains("less than or equal to 16")
+        );
         let groups: Vec<String> = (0..6).map(|i| format!("G{i}")).collect();
-        assert!(err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": groups})).contains("less than or equal to 5"));
+        assert!(
+            err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": groups}))
+                .contains("less than or equal to 5")
+        );
         assert!(err(serde_json::json!({"SecurityGroupIds": ["Sg"]})).contains("coexist"));
-        assert!(err(serde_json::json!({"SubnetIds": ["A", "C"], "SecurityGroupIds": ["Sg"]})).contains("same VPC"));
+        assert!(
+            err(serde_json::json!({"SubnetIds": ["A", "C"], "SecurityGroupIds": ["Sg"]}))
+                .contains("same VPC")
+        );
         assert!(err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": ["Sg"], "Ipv6AllowedForDualStack": true})).contains("dual-stack"));
-        assert!(err(serde_json::json!({"SubnetIds": ["Nope"], "SecurityGroupIds": ["Sg"]})).contains("InvalidSubnetID.NotFound"));
-        assert!(err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": ["Nope"]})).contains("InvalidGroup.NotFound"));
-        assert_eq!(validate_vpc_config(&m, &serde_json::json!({})).unwrap(), None);
+        assert!(
+            err(serde_json::json!({"SubnetIds": ["Nope"], "SecurityGroupIds": ["Sg"]}))
+                .contains("InvalidSubnetID.NotFound")
+        );
+        assert!(
+            err(serde_json::json!({"SubnetIds": ["A"], "SecurityGroupIds": ["Nope"]}))
+                .contains("InvalidGroup.NotFound")
+        );
+        assert_eq!(
+            validate_vpc_config(&m, &serde_json::json!({})).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -627,10 +668,17 @@ Resources:
         // The quota counts the VPC's ENIs: one exists, a limit of 1 refuses a second.
         let f = attach(&mut m, "F", Some(vc("B", "Sg")), 1).unwrap_err();
         assert_eq!(f.code, "EniLimitExceeded");
-        assert_eq!(m.functions[0].vpc_config, Some(vc("A", "Sg")), "nothing changed");
+        assert_eq!(
+            m.functions[0].vpc_config,
+            Some(vc("A", "Sg")),
+            "nothing changed"
+        );
         attach(&mut m, "F", Some(vc("B", "Sg")), 250).unwrap();
         assert_eq!(m.enis.len(), n + 1);
-        assert_eq!(m.enis.last().unwrap().functions, vec![m.functions[0].name.clone()]);
+        assert_eq!(
+            m.enis.last().unwrap().functions,
+            vec![m.functions[0].name.clone()]
+        );
         // B is a /28: 11 usable addresses; fill them with ENIs of other groups.
         for _ in 0..10 {
             let c = ("B".to_string(), vec!["Sg2".to_string()]);

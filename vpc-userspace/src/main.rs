@@ -587,7 +587,9 @@ fn print_api(r: vpc::api::Response) -> Result<ExitCode> {
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -881,16 +883,31 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             }
             // The API decides whether the invocation may run (and moves an
             // Inactive function to Pending); the command runs here.
-            let c = vpc::api::call(&name, "POST", &format!("/_vpc/functions/{f}/claim?env={n}"), b"")?
-                .ok()?
-                .json();
+            let c = vpc::api::call(
+                &name,
+                "POST",
+                &format!("/_vpc/functions/{f}/claim?env={n}"),
+                b"",
+            )?
+            .ok()?
+            .json();
             let env: std::collections::BTreeMap<String, String> =
                 serde_json::from_value(c["Environment"].clone()).unwrap_or_default();
             return run_in(c["Netns"].as_str().unwrap_or_default(), &env, &cmd);
         }
-        Cmd::GetFunction { function, qualifier } => {
-            let q = qualifier.map(|q| format!("?Qualifier={}", enc(&q))).unwrap_or_default();
-            return print_api(vpc::api::call(&name, "GET", &format!("/2015-03-31/functions/{}{q}", enc(&function)), b"")?);
+        Cmd::GetFunction {
+            function,
+            qualifier,
+        } => {
+            let q = qualifier
+                .map(|q| format!("?Qualifier={}", enc(&q)))
+                .unwrap_or_default();
+            return print_api(vpc::api::call(
+                &name,
+                "GET",
+                &format!("/2015-03-31/functions/{}{q}", enc(&function)),
+                b"",
+            )?);
         }
         Cmd::ListFunctions => {
             return print_api(vpc::api::call(&name, "GET", "/2015-03-31/functions", b"")?);
@@ -902,7 +919,10 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             ipv6_allowed_for_dual_stack,
         } => {
             let list = |s: &str| -> Vec<String> {
-                s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()
+                s.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
             };
             let body = serde_json::json!({"VpcConfig": {
                 "SubnetIds": list(&subnet_ids),
@@ -917,7 +937,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             )?);
         }
         Cmd::DeleteFunction { function } => {
-            vpc::api::call(&name, "DELETE", &format!("/2015-03-31/functions/{}", enc(&function)), b"")?.ok()?;
+            vpc::api::call(
+                &name,
+                "DELETE",
+                &format!("/2015-03-31/functions/{}", enc(&function)),
+                b"",
+            )?
+            .ok()?;
             println!("{name}: deleted {function}");
         }
         Cmd::PublishVersion { function } => {
@@ -932,7 +958,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             op: ClockOp::Advance { by },
         } => {
             let body = serde_json::json!({"AdvanceMs": by.as_millis() as u64});
-            return print_api(vpc::api::call(&name, "POST", "/_vpc/clock", &serde_json::to_vec(&body)?)?);
+            return print_api(vpc::api::call(
+                &name,
+                "POST",
+                "/_vpc/clock",
+                &serde_json::to_vec(&body)?,
+            )?);
         }
         Cmd::Exec { resource, cmd } => {
             let state = State::load(&name)?;

@@ -25,12 +25,24 @@ pub struct Request {
 
 pub enum Op {
     /// An invocation starts: may it run, and where (`env`, 1-based)?
-    Claim { function: String, env: usize },
-    Update { function: String, body: Value },
-    Delete { function: String },
-    Publish { function: String },
+    Claim {
+        function: String,
+        env: usize,
+    },
+    Update {
+        function: String,
+        body: Value,
+    },
+    Delete {
+        function: String,
+    },
+    Publish {
+        function: String,
+    },
     /// Moves the test clock forward.
-    AdvanceClock { ms: u64 },
+    AdvanceClock {
+        ms: u64,
+    },
 }
 
 /// Serves one API change.
@@ -181,12 +193,26 @@ fn update(name: &str, maps: &mut PinnedMaps, function: &str, body: &Value) -> An
         }
         if let Some(vars) = body.get("Environment").and_then(|e| e.get("Variables")) {
             let Some(vars) = vars.as_object() else {
-                return Ok(Err(ApiError::invalid("Environment.Variables: a map expected")));
+                return Ok(Err(ApiError::invalid(
+                    "Environment.Variables: a map expected",
+                )));
             };
-            let fm = s.model.functions.iter_mut().find(|x| x.id == id).expect("found");
+            let fm = s
+                .model
+                .functions
+                .iter_mut()
+                .find(|x| x.id == id)
+                .expect("found");
             fm.environment = vars
                 .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect();
         }
         st.life.revision += 1;
@@ -200,12 +226,22 @@ fn update(name: &str, maps: &mut PinnedMaps, function: &str, body: &Value) -> An
                 st.last_update_status = "InProgress".into();
                 st.life.update = Some(PendingUpdate {
                     vpc_config: target,
-                    ready_at_ms: now + if ready { 0 } else { s.eni_delay.as_millis() as u64 },
+                    ready_at_ms: now
+                        + if ready {
+                            0
+                        } else {
+                            s.eni_delay.as_millis() as u64
+                        },
                 });
             } else {
                 // Inactive or Failed: the configuration only; the ENIs come
                 // with the next activation.
-                let fm = s.model.functions.iter_mut().find(|x| x.id == id).expect("found");
+                let fm = s
+                    .model
+                    .functions
+                    .iter_mut()
+                    .find(|x| x.id == id)
+                    .expect("found");
                 fm.vpc_config = target;
                 st.last_update_status = "Successful".into();
             }
@@ -234,7 +270,14 @@ fn publish(name: &str, function: &str) -> Answer {
         if let Some(e) = conflict(s, &f.name, st) {
             return Ok(Err(e));
         }
-        let version = st.life.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        let version = st
+            .life
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .max()
+            .unwrap_or(0)
+            + 1;
         st.life.versions.push(Version {
             version,
             vpc_config: f.vpc_config.clone(),
@@ -256,7 +299,9 @@ fn advance(name: &str, ms: u64) -> Answer {
             )));
         }
         lc.clock.now_ms += ms;
-        Ok(Ok(json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms })))
+        Ok(Ok(
+            json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms }),
+        ))
     })
 }
 
@@ -334,8 +379,13 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
     let settings = lc.settings;
     for (id, st) in &lc.functions {
         if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
-            let vc = State::load(name)?.model.function(id).and_then(|f| f.vpc_config.clone());
-            let r = rewire(name, maps, |m| lifecycle::attach(m, id, vc, settings.eni_limit))?;
+            let vc = State::load(name)?
+                .model
+                .function(id)
+                .and_then(|f| f.vpc_config.clone());
+            let r = rewire(name, maps, |m| {
+                lifecycle::attach(m, id, vc, settings.eni_limit)
+            })?;
             set_status(name, id, |st| {
                 st.life.pending_until_ms = None;
                 st.life.revision += 1;
@@ -366,7 +416,9 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?;
         } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
             let vc = u.vpc_config.clone();
-            let r = rewire(name, maps, |m| lifecycle::attach(m, id, vc, settings.eni_limit))?;
+            let r = rewire(name, maps, |m| {
+                lifecycle::attach(m, id, vc, settings.eni_limit)
+            })?;
             set_status(name, id, |st| {
                 st.life.update = None;
                 st.life.revision += 1;
@@ -381,7 +433,8 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?;
         } else if st.state == state::ACTIVE
             && st.life.update.is_none()
-            && now.saturating_sub(st.life.last_invoked_ms) >= settings.idle_reclaim.as_millis() as u64
+            && now.saturating_sub(st.life.last_invoked_ms)
+                >= settings.idle_reclaim.as_millis() as u64
             && State::load(name)?
                 .model
                 .function(id)
@@ -423,7 +476,11 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?
             .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
             since.remove(&key(c));
-            eprintln!("agent: deleted the Hyperplane ENI(s) of ({}, [{}]): unused", c.0, c.1.join(", "));
+            eprintln!(
+                "agent: deleted the Hyperplane ENI(s) of ({}, [{}]): unused",
+                c.0,
+                c.1.join(", ")
+            );
         }
     }
     if since != lc.unused_since_ms {
@@ -527,7 +584,18 @@ pub fn rewire(
                 let op = if f.ipv6_allowed() { "replace" } else { "del" };
                 let _ = crate::topology::run(
                     "ip",
-                    &["-n", &ns, "-6", "route", op, "default", "via", &crate::model::VPC_ROUTER6.to_string(), "dev", "eth0"],
+                    &[
+                        "-n",
+                        &ns,
+                        "-6",
+                        "route",
+                        op,
+                        "default",
+                        "via",
+                        &crate::model::VPC_ROUTER6.to_string(),
+                        "dev",
+                        "eth0",
+                    ],
                 );
             }
         }

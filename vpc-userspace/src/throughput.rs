@@ -109,7 +109,12 @@ impl Bed {
         };
         let bed = Self { exec, db, state };
         // No agent here: the function is attached to its ENI directly.
-        let f = bed.state.model.function("orders").context("no function")?.clone();
+        let f = bed
+            .state
+            .model
+            .function("orders")
+            .context("no function")?
+            .clone();
         let mut maps = PinnedMaps::open(&bed.state.pin_dir)?;
         crate::reconcile::rewire(name, &mut maps, |m| {
             crate::lifecycle::attach(m, &f.id, f.vpc_config.clone(), usize::MAX)

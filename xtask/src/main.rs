@@ -345,12 +345,23 @@ fn provision() -> Result<()> {
             step(
                 "python3-venv",
                 "apt-get",
-                &["install", "-y", "-q", "--no-install-recommends", "python3-venv"],
+                &[
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "python3-venv",
+                ],
                 &[],
             )?;
         }
         let v = venv.display().to_string();
-        step("a Python venv (target/pyenv)", "python3", &["-m", "venv", &v], &[])?;
+        step(
+            "a Python venv (target/pyenv)",
+            "python3",
+            &["-m", "venv", &v],
+            &[],
+        )?;
         let pip = venv.join("bin/pip").display().to_string();
         step("boto3 from PyPI", &pip, &["install", "-q", "boto3"], &[])?;
     }
