@@ -50,7 +50,7 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
     let internal = |e: anyhow::Error| ApiError::new(500, "ServiceException", format!("{e:#}"));
     let r = match op {
         Op::Claim { function, env } => claim(name, &function, env),
-        Op::Update { function, body } => update(name, maps, &function, &body),
+        Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish { function } => publish(name, &function),
         Op::AdvanceClock { ms } => advance(name, ms),
@@ -122,7 +122,7 @@ fn claim(name: &str, function: &str, env: usize) -> Answer {
         let envs = f.envs().len();
         if env == 0 || env > envs {
             return Ok(Err(ApiError::invalid(format!(
-                "execution environment {env}: function {} has {envs} (one per subnet), 1-{envs}",
+                "--env {env}: function {} has {envs} execution environment(s) (one per subnet), 1-{envs}",
                 f.name
             ))));
         }
@@ -162,18 +162,36 @@ fn conflict(s: &State, fname: &str, st: &FunctionStatus) -> Option<ApiError> {
     })
 }
 
-fn update(name: &str, maps: &mut PinnedMaps, function: &str, body: &Value) -> Answer {
+/// The function a change names (id, function, now), if it can take one.
+fn changeable(
+    s: &State,
+    lc: &mut Lifecycle,
+    function: &str,
+) -> Result<(String, crate::model::Function, u64), ApiError> {
+    let id = find(s, function)?;
+    let f = s.model.function(&id).expect("found").clone();
+    if let Some(e) = conflict(s, &f.name, lc.functions.entry(id.clone()).or_default()) {
+        return Err(e);
+    }
+    Ok((id, f, lc.clock.now_ms()))
+}
+
+/// Detaches function `id` from its ENIs (its connections end).
+fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> {
+    rewire(name, maps, |m| {
+        lifecycle::detach(m, id);
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.reason))
+}
+
+fn update(name: &str, function: &str, body: &Value) -> Answer {
     let r = deploy::transact(name, |s, lc| {
-        let id = match find(s, function) {
-            Ok(id) => id,
+        let (id, f, now) = match changeable(s, lc, function) {
+            Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        let now = lc.clock.now_ms();
-        let f = s.model.function(&id).expect("found").clone();
         let st = lc.functions.entry(id.clone()).or_default();
-        if let Some(e) = conflict(s, &f.name, st) {
-            return Ok(Err(e));
-        }
         let target = match body.get("VpcConfig") {
             None => f.vpc_config.clone(),
             Some(v) => match lifecycle::validate_vpc_config(&s.model, v) {
@@ -254,22 +272,16 @@ fn update(name: &str, maps: &mut PinnedMaps, function: &str, body: &Value) -> An
         Ok(id) => id,
         Err(e) => return Ok(Err(e)),
     };
-    let _ = maps;
     Ok(Ok(configuration(name, &id, None)?))
 }
 
 fn publish(name: &str, function: &str) -> Answer {
     let r = deploy::transact(name, |s, lc| {
-        let id = match find(s, function) {
-            Ok(id) => id,
+        let (id, f, now) = match changeable(s, lc, function) {
+            Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
-        let now = lc.clock.now_ms();
-        let f = s.model.function(&id).expect("found").clone();
         let st = lc.functions.entry(id.clone()).or_default();
-        if let Some(e) = conflict(s, &f.name, st) {
-            return Ok(Err(e));
-        }
         let version = st
             .life
             .versions
@@ -323,11 +335,7 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     };
     let f = s.model.function(&id).expect("found").clone();
     // Detached first: its connections end, nothing sends through an ENI.
-    rewire(name, maps, |m| {
-        lifecycle::detach(m, &id);
-        Ok(())
-    })?
-    .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.reason))?;
+    detach(name, maps, &id)?;
     let _lock = deploy::lock(name)?;
     let nodes: Vec<crate::topology::Node> = f
         .envs()
@@ -440,11 +448,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
                 .function(id)
                 .is_some_and(|f| f.vpc_config.is_some())
         {
-            rewire(name, maps, |m| {
-                lifecycle::detach(m, id);
-                Ok(())
-            })?
-            .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+            detach(name, maps, id)?;
             set_status(name, id, |st| {
                 st.state = state::INACTIVE.into();
                 st.state_reason_code = "Idle".into();
