@@ -1632,14 +1632,29 @@ fn a_killed_agent_drops_no_connection_and_its_successor_adopts_the_pinned_datapa
     let enis = eni_ids(&d);
 
     let server = std::process::Command::new(vpc_tests::vpc_bin())
-        .args(["--name", &d.name, "exec", "DatabaseInstance", "--", "sh", "-c"])
+        .args([
+            "--name",
+            &d.name,
+            "exec",
+            "DatabaseInstance",
+            "--",
+            "sh",
+            "-c",
+        ])
         .arg(format!("timeout 60 nc -4 -l {db} 5432 | sha256sum"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_for("the server to listen", 5, || {
-        let ss = d.vpc(&["exec", "DatabaseInstance", "--", "ss", "-Hltn", "sport = :5432"]);
+        let ss = d.vpc(&[
+            "exec",
+            "DatabaseInstance",
+            "--",
+            "ss",
+            "-Hltn",
+            "sport = :5432",
+        ]);
         !String::from_utf8_lossy(&ss.stdout).trim().is_empty()
     });
     // One connection sending 64 KiB every 50 ms for about 6 s: the agent
@@ -1651,14 +1666,19 @@ fn a_killed_agent_drops_no_connection_and_its_successor_adopts_the_pinned_datapa
         f = sent.display()
     );
     let client = std::process::Command::new(vpc_tests::vpc_bin())
-        .args(["--name", &d.name, "invoke", "orders", "--", "sh", "-c", &cmd])
+        .args([
+            "--name", &d.name, "invoke", "orders", "--", "sh", "-c", &cmd,
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_for("the stream to be tracked", 5, || {
-        d.vpc(&["conntrack", "list"]).stdout.windows(4).any(|w| w == b"5432")
+        d.vpc(&["conntrack", "list"])
+            .stdout
+            .windows(4)
+            .any(|w| w == b"5432")
     });
 
     nix::sys::signal::kill(

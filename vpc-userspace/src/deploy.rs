@@ -794,10 +794,9 @@ pub fn agent_running(name: &str) -> Result<Option<u32>> {
     };
     match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
         Ok(_free) => Ok(None),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(std::fs::read_to_string(&path)?
-            .trim()
-            .parse()
-            .ok()),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            Ok(std::fs::read_to_string(&path)?.trim().parse().ok())
+        }
         Err((_, e)) => bail!("checking {}: {e}", path.display()),
     }
 }
