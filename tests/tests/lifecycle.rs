@@ -182,8 +182,12 @@ impl Drop for Server {
 /// A TCP connection from the function's execution environment (a real
 /// socket in its namespace), if one opens within a second.
 fn connect(d: &Deployment, to: &str) -> Option<TcpStream> {
+    connect_from(d, "Fn", to)
+}
+
+fn connect_from(d: &Deployment, function: &str, to: &str) -> Option<TcpStream> {
     let to: SocketAddr = to.parse().unwrap();
-    spawn_in_netns(&d.exec_env_netns("Fn"), move || {
+    spawn_in_netns(&d.exec_env_netns(function), move || {
         TcpStream::connect_timeout(&to, Duration::from_secs(1)).ok()
     })
     .join()
@@ -517,4 +521,143 @@ fn a_restarted_agent_carries_on_from_the_store() {
     advance(&d, "14d");
     assert_eq!(config(&d)["State"], "Inactive");
     drop(agent); // `vpc down` stops it
+}
+
+const SHARED: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Share:
+    Type: AWS::RAM::ResourceShare
+    Properties:
+      Name: shared-a
+      ResourceArns: [!Sub "arn:aws:ec2:${AWS::Region}:${AWS::AccountId}:subnet/${A}"]
+      Principals: ["210987654321"]
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: reports
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+  Partner:
+    Type: AWS::Lambda::Function
+    Metadata: {Account: "210987654321"}
+    Properties:
+      FunctionName: partner
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+fn state_of(d: &Deployment, f: &str) -> (String, String) {
+    let r = api(
+        d,
+        "GET",
+        &format!("/2015-03-31/functions/{f}/configuration"),
+        Value::Null,
+    );
+    let c = r.json();
+    (
+        c["State"].as_str().unwrap_or_default().to_string(),
+        c["StateReasonCode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// A subnet shared with a participant account (`AWS::RAM::ResourceShare`):
+/// the participant's function attaches to it through its own ENI (one per
+/// (subnet, groups) in an account); unsharing cuts it off at once (its
+/// connection ends, new ones fail) and it reports `Inactive` /
+/// `InvalidSubnet`, its invocations `InvalidSubnetIDException`, while the
+/// owner's function in the same subnet goes on; shared again, the next
+/// invocation restores it.
+#[test]
+fn a_participant_attaches_to_a_shared_subnet_and_unsharing_cuts_it_off() {
+    let d = up_with("lcs", SHARED, &[]);
+    let db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    assert_eq!(state_of(&d, "reports").0, "Active");
+    assert_eq!(state_of(&d, "partner").0, "Active");
+    let r = api(&d, "GET", "/2015-03-31/functions/partner", Value::Null);
+    assert!(r.json()["Configuration"]["FunctionArn"]
+        .as_str()
+        .unwrap()
+        .contains(":210987654321:function:partner"));
+    // Two ENIs in subnet A: the owner's and the participant's.
+    let e = enis(&d);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_ne!(e[0].1, e[1].1);
+    let mut held = connect_from(&d, "Partner", DB).expect("the participant connects");
+    held.write_all(b"before").unwrap();
+    let partner_eni = newest_peer(&db);
+    drop(connect_from(&d, "Fn", DB).expect("the owner connects"));
+    std::thread::sleep(Duration::from_millis(100));
+    let owner_eni = db.peers().last().unwrap().clone();
+    assert_ne!(partner_eni, owner_eni);
+
+    let out = d.vpc(&["ram", "disassociate", "shared-a", "--subnet-ids", "A"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Partner"), "{}", text(&out));
+    assert_eq!(
+        state_of(&d, "partner"),
+        ("Inactive".to_string(), "InvalidSubnet".to_string())
+    );
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/partner/invocations",
+        json!({}),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (502, "InvalidSubnetIDException".into())
+    );
+    assert!(connect_from(&d, "Partner", DB).is_none(), "cut off at once");
+    let old_peer = db.conns.lock().unwrap()[0].0;
+    let _ = held.write_all(b"after");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(db.received(old_peer), 6, "its connection ended");
+    // The owner's function is not affected.
+    assert_eq!(state_of(&d, "reports").0, "Active");
+    assert!(connect_from(&d, "Fn", DB).is_some());
+    // The restore the invocation started fails while the subnet is unshared.
+    advance(&d, "5m");
+    assert_eq!(
+        state_of(&d, "partner"),
+        ("Inactive".to_string(), "InvalidSubnet".to_string())
+    );
+
+    let out = d.vpc(&["ram", "associate", "shared-a", "--subnet-ids", "A"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/partner/invocations",
+        json!({}),
+    );
+    assert_eq!(r.status, 502);
+    assert_eq!(state_of(&d, "partner").0, "Pending");
+    advance(&d, "5m");
+    assert_eq!(state_of(&d, "partner").0, "Active");
+    assert!(connect_from(&d, "Partner", DB).is_some());
+    // A participant may not use a subnet that is not shared with it.
+    let r = api(
+        &d,
+        "PUT",
+        "/2015-03-31/functions/partner/configuration",
+        json!({"VpcConfig": {"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]}}),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (400, "InvalidParameterValueException".into())
+    );
 }

@@ -15,7 +15,9 @@
 //! | Invoke | `POST /2015-03-31/functions/{name}/invocations` |
 //!
 //! Ours (not AWS's), under `/_vpc`: `POST /_vpc/clock` `{"AdvanceMs": N}`
-//! moves a test clock; `POST /_vpc/functions/{name}/claim?env=N` is what
+//! moves a test clock; `POST /_vpc/ram/(dis)associate-resource-share`
+//! `{"ResourceShare", "SubnetIds", "Principals"}` changes a share (RAM's
+//! API is another service's); `POST /_vpc/functions/{name}/claim?env=N` is what
 //! `vpc invoke F -- CMD` asks before running CMD itself (the lifecycle
 //! checks of Invoke, and where to run).
 //!
@@ -278,6 +280,37 @@ fn route(
                 .and_then(|v| v.as_u64())
                 .ok_or_else(|| ApiError::invalid("AdvanceMs: milliseconds expected"))?;
             Ok(json_reply(200, &ask(ops, Op::AdvanceClock { ms })?))
+        }
+        (
+            "POST",
+            ["_vpc", "ram", op @ ("associate-resource-share" | "disassociate-resource-share")],
+        ) => {
+            let b = json_body()?;
+            let list = |k: &str| -> Vec<String> {
+                b.get(k)
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let share = b
+                .get("ResourceShare")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| ApiError::invalid("ResourceShare: its Name or logical id"))?
+                .to_string();
+            let r = ask(
+                ops,
+                Op::Share {
+                    share,
+                    subnets: list("SubnetIds"),
+                    principals: list("Principals"),
+                    associate: *op == "associate-resource-share",
+                },
+            )?;
+            Ok(json_reply(200, &r))
         }
         ("POST", ["2015-03-31", "functions"]) => Err(ApiError::invalid(
             "CreateFunction is not supported yet: functions come from the template (`vpc up`)",

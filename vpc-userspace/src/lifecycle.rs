@@ -135,31 +135,45 @@ impl Failure {
     }
 }
 
-/// A (subnet, security-group set): one Hyperplane ENI group.
-pub type Combination = (String, Vec<String>);
+/// A (subnet, security-group set) in an account (`None`: the owner's):
+/// one Hyperplane ENI group.
+pub type Combination = (String, Vec<String>, Option<String>);
 
-pub fn combinations(vc: Option<&FunctionVpc>) -> Vec<Combination> {
+pub fn combinations(account: Option<&str>, vc: Option<&FunctionVpc>) -> Vec<Combination> {
     vc.map(|v| {
         v.subnets
             .iter()
-            .map(|s| (s.clone(), v.groups.clone()))
+            .map(|s| (s.clone(), v.groups.clone(), account.map(str::to_string)))
             .collect()
     })
     .unwrap_or_default()
 }
 
+fn is_of(e: &HyperplaneEniSpec, c: &Combination) -> bool {
+    e.subnet == c.0 && e.groups == c.1 && e.account == c.2
+}
+
 /// The first ENI of a combination's group, if it has one.
 pub fn group_first(m: &Model, c: &Combination) -> Option<u32> {
-    m.enis
-        .iter()
-        .filter(|e| e.subnet == c.0 && e.groups == c.1)
-        .map(|e| e.index)
-        .min()
+    m.enis.iter().filter(|e| is_of(e, c)).map(|e| e.index).min()
 }
 
 /// Does every combination of `vc` have an ENI already (reused at once)?
-pub fn enis_exist(m: &Model, vc: Option<&FunctionVpc>) -> bool {
-    combinations(vc).iter().all(|c| group_first(m, c).is_some())
+pub fn enis_exist(m: &Model, account: Option<&str>, vc: Option<&FunctionVpc>) -> bool {
+    combinations(account, vc)
+        .iter()
+        .all(|c| group_first(m, c).is_some())
+}
+
+fn unshared(c: &Combination) -> Failure {
+    Failure {
+        code: "InvalidSubnet",
+        reason: format!(
+            "The subnet {} is not shared with account {}: the function has no connection to its VPC",
+            c.0,
+            c.2.as_deref().unwrap_or_default()
+        ),
+    }
 }
 
 /// Creates the ENI of `c` in `m` (an address of its subnet, and of its IPv6
@@ -169,6 +183,9 @@ fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failu
         code: "InvalidSubnet",
         reason: format!("The subnet {} does not exist", c.0),
     })?;
+    if !m.subnet_usable(&c.0, c.2.as_deref()) {
+        return Err(unshared(c));
+    }
     if let Some(g) = c.1.iter().find(|g| m.group(g).is_none()) {
         return Err(Failure {
             code: "InvalidSecurityGroup",
@@ -209,10 +226,11 @@ fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failu
         id: format!(
             "eni-0{:016x}",
             crate::model::fnv1a(&format!(
-                "{}/{}/{}/{index}",
+                "{}/{}/{}/{index}{}",
                 m.stack_name,
                 c.0,
-                c.1.join(",")
+                c.1.join(","),
+                c.2.as_deref().map(|a| format!("/{a}")).unwrap_or_default()
             ))
         ),
         subnet: c.0.clone(),
@@ -222,6 +240,7 @@ fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failu
         functions: vec![],
         ip6,
         scaled: false,
+        account: c.2.clone(),
     });
     Ok(index)
 }
@@ -237,7 +256,12 @@ pub fn attach(
 ) -> Result<(), Failure> {
     let mut next = m.clone();
     let mut enis = vec![];
-    for c in combinations(vc.as_ref()) {
+    let account = m.function(id).and_then(|f| f.account.clone());
+    for c in combinations(account.as_deref(), vc.as_ref()) {
+        // An ENI that still exists is no way into a subnet no longer shared.
+        if !next.subnet_usable(&c.0, c.2.as_deref()) {
+            return Err(unshared(&c));
+        }
         let i = match group_first(&next, &c) {
             Some(i) => i,
             None => create_eni(&mut next, &c, limit)?,
@@ -274,7 +298,7 @@ pub fn refresh_eni_functions(m: &mut Model) {
         .iter()
         .filter(|f| !f.enis.is_empty())
         .flat_map(|f| {
-            combinations(f.vpc_config.as_ref())
+            combinations(f.account.as_deref(), f.vpc_config.as_ref())
                 .into_iter()
                 .map(|c| (c, f.name.clone()))
         })
@@ -282,7 +306,7 @@ pub fn refresh_eni_functions(m: &mut Model) {
     for e in &mut m.enis {
         let mut names: Vec<String> = users
             .iter()
-            .filter(|(c, _)| c.0 == e.subnet && c.1 == e.groups)
+            .filter(|(c, _)| is_of(e, c))
             .map(|(_, n)| n.clone())
             .collect();
         names.sort();
@@ -301,19 +325,19 @@ pub fn combinations_in_use<'a>(
         .functions
         .iter()
         .filter(|f| !f.enis.is_empty())
-        .flat_map(|f| combinations(f.vpc_config.as_ref()))
+        .flat_map(|f| combinations(f.account.as_deref(), f.vpc_config.as_ref()))
         .collect();
     for (id, life) in lives {
+        let Some(f) = m.function(id) else { continue };
+        let account = f.account.as_deref();
         if life.pending_until_ms.is_some() {
-            if let Some(f) = m.function(id) {
-                used.extend(combinations(f.vpc_config.as_ref()));
-            }
+            used.extend(combinations(account, f.vpc_config.as_ref()));
         }
         if let Some(u) = &life.update {
-            used.extend(combinations(u.vpc_config.as_ref()));
+            used.extend(combinations(account, u.vpc_config.as_ref()));
         }
         for v in &life.versions {
-            used.extend(combinations(v.vpc_config.as_ref()));
+            used.extend(combinations(account, v.vpc_config.as_ref()));
         }
     }
     used
@@ -323,14 +347,14 @@ pub fn combinations_in_use<'a>(
 pub fn unused_combinations(m: &Model, used: &BTreeSet<Combination>) -> BTreeSet<Combination> {
     m.enis
         .iter()
-        .map(|e| (e.subnet.clone(), e.groups.clone()))
+        .map(|e| (e.subnet.clone(), e.groups.clone(), e.account.clone()))
         .filter(|c| !used.contains(c))
         .collect()
 }
 
 /// Deletes every ENI of combination `c`.
 pub fn delete_enis(m: &mut Model, c: &Combination) {
-    m.enis.retain(|e| !(e.subnet == c.0 && e.groups == c.1));
+    m.enis.retain(|e| !is_of(e, c));
 }
 
 /// An API error: HTTP status, `x-amzn-ErrorType`, message.
@@ -371,6 +395,7 @@ impl std::fmt::Display for ApiError {
 /// running deployment: `None` for an empty one (no VPC).
 pub fn validate_vpc_config(
     m: &Model,
+    account: Option<&str>,
     v: &serde_json::Value,
 ) -> Result<Option<FunctionVpc>, ApiError> {
     let list = |k: &str| -> Result<Vec<String>, ApiError> {
@@ -422,6 +447,12 @@ pub fn validate_vpc_config(
                 "Error occurred while DescribeSubnets. EC2 Error Code: InvalidSubnetID.NotFound. EC2 Error Message: The subnet ID '{s}' does not exist"
             ))
         })?;
+        if !m.subnet_usable(s, account) {
+            return Err(ApiError::invalid(format!(
+                "Error occurred while DescribeSubnets. EC2 Error Code: InvalidSubnetID.NotFound. EC2 Error Message: The subnet ID '{s}' does not exist (it is not shared with account {})",
+                account.unwrap_or_default()
+            )));
+        }
         match &vpc {
             Some(x) if *x != sn.vpc => {
                 return Err(ApiError::invalid(
@@ -527,15 +558,14 @@ pub fn configuration(
             life.last_modified_ms,
         ),
     };
-    let arn = format!(
-        "arn:aws:lambda:{}:{}:function:{}",
-        m.region, m.account, f.name
-    );
+    // A participant's function is in its own account.
+    let account = f.account.as_deref().unwrap_or(&m.account);
+    let arn = format!("arn:aws:lambda:{}:{account}:function:{}", m.region, f.name);
     let mut c = serde_json::json!({
         "FunctionName": f.name,
         "FunctionArn": if version.is_some() { format!("{arn}:{ver}") } else { arn },
         "Runtime": "provided.al2023",
-        "Role": format!("arn:aws:iam::{}:role/{}-role", m.account, f.name),
+        "Role": format!("arn:aws:iam::{account}:role/{}-role", f.name),
         "Handler": "bootstrap",
         "CodeSize": f.code.as_ref().map(|c| c.len()).unwrap_or(0),
         "Description": "",
@@ -613,11 +643,12 @@ Resources:
     #[test]
     fn vpc_config_is_validated_as_lambda_does() {
         let m = model();
-        let err = |v: serde_json::Value| validate_vpc_config(&m, &v).unwrap_err().message;
+        let err = |v: serde_json::Value| validate_vpc_config(&m, None, &v).unwrap_err().message;
         let subnets: Vec<String> = (0..17).map(|_| "A".to_string()).collect();
         // A subnet listed twice counts once, as at AWS; 17 distinct would not fit.
         assert!(validate_vpc_config(
             &m,
+            None,
             &serde_json::json!({"SubnetIds": subnets, "SecurityGroupIds": ["Sg"]})
         )
         .is_ok());
@@ -646,7 +677,7 @@ Resources:
                 .contains("InvalidGroup.NotFound")
         );
         assert_eq!(
-            validate_vpc_config(&m, &serde_json::json!({})).unwrap(),
+            validate_vpc_config(&m, None, &serde_json::json!({})).unwrap(),
             None
         );
     }
@@ -661,10 +692,10 @@ Resources:
             groups: vec![g.into()],
             ipv6_allowed_for_dual_stack: false,
         };
-        assert!(enis_exist(&m, Some(&vc("A", "Sg"))));
+        assert!(enis_exist(&m, None, Some(&vc("A", "Sg"))));
         attach(&mut m, "F", Some(vc("A", "Sg")), 250).unwrap();
         assert_eq!(m.enis.len(), n);
-        assert!(!enis_exist(&m, Some(&vc("B", "Sg"))));
+        assert!(!enis_exist(&m, None, Some(&vc("B", "Sg"))));
         // The quota counts the VPC's ENIs: one exists, a limit of 1 refuses a second.
         let f = attach(&mut m, "F", Some(vc("B", "Sg")), 1).unwrap_err();
         assert_eq!(f.code, "EniLimitExceeded");
@@ -681,7 +712,7 @@ Resources:
         );
         // B is a /28: 11 usable addresses; fill them with ENIs of other groups.
         for _ in 0..10 {
-            let c = ("B".to_string(), vec!["Sg2".to_string()]);
+            let c = ("B".to_string(), vec!["Sg2".to_string()], None);
             let _ = create_eni(&mut m, &c, 250);
             m.enis.last_mut().unwrap().groups = vec![format!("x{}", m.enis.len())];
         }
@@ -699,8 +730,38 @@ Resources:
         };
         let used = combinations_in_use(&m, [("F", &life)].into_iter());
         let unused = unused_combinations(&m, &used);
-        assert!(unused.contains(&("A".to_string(), vec!["Sg".to_string()])));
-        assert!(!unused.contains(&("B".to_string(), vec!["Sg".to_string()])));
+        assert!(unused.contains(&("A".to_string(), vec!["Sg".to_string()], None)));
+        assert!(!unused.contains(&("B".to_string(), vec!["Sg".to_string()], None)));
+    }
+
+    #[test]
+    fn a_participant_function_needs_a_shared_subnet() {
+        let share = |subnet: &str| {
+            format!(
+                "{T}  Share: {{Type: AWS::RAM::ResourceShare, Properties: {{Name: s, ResourceArns: [!Ref {subnet}], Principals: [\"210987654321\"]}}}}
+  P:
+    Type: AWS::Lambda::Function
+    Metadata: {{Account: \"210987654321\"}}
+    Properties:
+      VpcConfig: {{SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}
+"
+            )
+        };
+        let m = crate::model::build(&share("A"), &HashMap::new(), "t").unwrap();
+        let p = m.function("P").unwrap();
+        assert_eq!(p.account.as_deref(), Some("210987654321"));
+        // Its own ENI, next to the owner's in the same subnet and groups.
+        let pe = m.enis.iter().find(|e| e.index == p.eni.unwrap()).unwrap();
+        assert_eq!(pe.account.as_deref(), Some("210987654321"));
+        assert_ne!(Some(pe.index), m.function("F").unwrap().eni);
+        let e = crate::model::build(&share("B"), &HashMap::new(), "t").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Resources.P.Properties.VpcConfig.SubnetIds[0]")
+                && e.to_string()
+                    .contains("not shared with account 210987654321"),
+            "{e}"
+        );
     }
 
     #[test]

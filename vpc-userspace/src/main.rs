@@ -198,6 +198,13 @@ enum Cmd {
     DeleteFunction { function: String },
     /// Lambda's PublishVersion: the version keeps its VpcConfig and its ENI.
     PublishVersion { function: String },
+    /// Shared subnets: `vpc ram disassociate SHARE --subnet-ids A` unshares
+    /// (the participants' functions lose the subnet at once), `associate`
+    /// shares again.
+    Ram {
+        #[command(subcommand)]
+        op: RamOp,
+    },
     /// The test clock (`vpc up --clock test`): `vpc clock advance 3d`.
     Clock {
         #[command(subcommand)]
@@ -281,6 +288,24 @@ enum Cmd {
         #[arg(long)]
         detach: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum RamOp {
+    Associate(ShareArgs),
+    Disassociate(ShareArgs),
+}
+
+#[derive(clap::Args)]
+struct ShareArgs {
+    /// The share's Name or logical id.
+    share: String,
+    /// Comma-separated subnet ids.
+    #[arg(long, default_value = "")]
+    subnet_ids: String,
+    /// Comma-separated account ids.
+    #[arg(long, default_value = "")]
+    principals: String,
 }
 
 #[derive(Subcommand)]
@@ -952,6 +977,29 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 "POST",
                 &format!("/2015-03-31/functions/{}/versions", enc(&function)),
                 b"{}",
+            )?);
+        }
+        Cmd::Ram { op } => {
+            let (a, path) = match op {
+                RamOp::Associate(a) => (a, "/_vpc/ram/associate-resource-share"),
+                RamOp::Disassociate(a) => (a, "/_vpc/ram/disassociate-resource-share"),
+            };
+            let list = |s: &str| -> Vec<String> {
+                s.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            let body = serde_json::json!({
+                "ResourceShare": a.share,
+                "SubnetIds": list(&a.subnet_ids),
+                "Principals": list(&a.principals),
+            });
+            return print_api(vpc::api::call(
+                &name,
+                "POST",
+                path,
+                &serde_json::to_vec(&body)?,
             )?);
         }
         Cmd::Clock {

@@ -83,6 +83,9 @@ pub struct Model {
     pub prefix_lists: Vec<PrefixList>,
     /// Resource types this project does not model: (logical id, type).
     pub skipped: Vec<(String, String)>,
+    /// Subnets shared with participant accounts (`AWS::RAM::ResourceShare`).
+    #[serde(default)]
+    pub shares: Vec<ResourceShare>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -238,6 +241,9 @@ pub struct Function {
     /// the response). None: the payload is echoed.
     #[serde(default)]
     pub code: Option<String>,
+    /// A participant account owning the function (`None`: the owner).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// Execution environments of one function are this far apart in the
@@ -329,6 +335,11 @@ pub struct HyperplaneEniSpec {
     /// template); returned once drained.
     #[serde(default)]
     pub scaled: bool,
+    /// The account it belongs to (`None`: the owner): a participant's
+    /// function in a shared subnet has its own ENI, as at AWS ("per
+    /// (subnet, security-group set) in an account").
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 impl Model {
@@ -383,7 +394,7 @@ impl Model {
         let mut g: Vec<_> = self
             .enis
             .iter()
-            .filter(|o| o.subnet == e.subnet && o.groups == e.groups)
+            .filter(|o| o.subnet == e.subnet && o.groups == e.groups && o.account == e.account)
             .collect();
         g.sort_by_key(|e| e.index);
         g
@@ -762,6 +773,7 @@ impl<'a> Builder<'a> {
             acls: vec![],
             prefix_lists: vec![],
             skipped: vec![],
+            shares: vec![],
         };
         Ok(Self {
             t,
@@ -810,6 +822,7 @@ impl<'a> Builder<'a> {
             acl::SUBNET_ACL_ASSOCIATION,
             PREFIX_LIST,
             VPC_CIDR_BLOCK,
+            share::RESOURCE_SHARE,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -841,6 +854,7 @@ impl<'a> Builder<'a> {
         self.vpcs()?;
         self.vpc_cidr_blocks()?;
         self.subnets()?;
+        self.resource_shares()?;
         self.network_acls()?;
         self.prefix_lists()?;
         self.groups()?;
@@ -1747,6 +1761,20 @@ impl<'a> Builder<'a> {
                     self.vpc_config(&id, &vc)?
                 }
             };
+            let account = self.function_account(res)?;
+            if let Some(vc) = &vpc_config {
+                for (i, s) in vc.subnets.iter().enumerate() {
+                    if !self.m.subnet_usable(s, account.as_deref()) {
+                        return Err(ModelError::new(
+                            format!("{path}.VpcConfig.SubnetIds[{i}]"),
+                            format!(
+                                "InvalidParameterValueException: subnet {s} is not shared with account {} (AWS::RAM::ResourceShare)",
+                                account.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
             self.attr(
                 &id,
                 "Arn",
@@ -1784,6 +1812,7 @@ impl<'a> Builder<'a> {
                         s,
                         &vc.groups,
                         &name,
+                        account.as_deref(),
                         &format!("{path}.VpcConfig.SubnetIds"),
                     )?);
                 }
@@ -1808,6 +1837,7 @@ impl<'a> Builder<'a> {
                 exec_ip6,
                 enis,
                 code,
+                account,
             });
         }
         for f in self
@@ -1955,13 +1985,13 @@ impl<'a> Builder<'a> {
         subnet: &str,
         groups: &[String],
         function: &str,
+        account: Option<&str>,
         path: &str,
     ) -> Result<u32> {
-        if let Some(e) = self
-            .m
-            .enis
-            .iter_mut()
-            .find(|e| e.subnet == subnet && e.groups == groups)
+        if let Some(e) =
+            self.m.enis.iter_mut().find(|e| {
+                e.subnet == subnet && e.groups == groups && e.account.as_deref() == account
+            })
         {
             e.functions.push(function.to_string());
             return Ok(e.index);
@@ -1977,9 +2007,10 @@ impl<'a> Builder<'a> {
         let id = format!(
             "eni-0{:016x}",
             fnv1a(&format!(
-                "{}/{subnet}/{}",
+                "{}/{subnet}/{}{}",
                 self.m.stack_name,
-                groups.join(",")
+                groups.join(","),
+                account.map(|a| format!("/{a}")).unwrap_or_default()
             ))
         );
         self.m.enis.push(HyperplaneEniSpec {
@@ -1992,6 +2023,7 @@ impl<'a> Builder<'a> {
             functions: vec![function.to_string()],
             ip6,
             scaled: false,
+            account: account.map(str::to_string),
         });
         Ok(index)
     }
@@ -2013,7 +2045,9 @@ pub fn fnv1a(s: &str) -> u64 {
 }
 
 mod acl;
+mod share;
 pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
+pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,14 @@ pub enum Op {
     AdvanceClock {
         ms: u64,
     },
+    /// Shares (`associate`) or unshares subnets, or adds or removes
+    /// participants, of a resource share.
+    Share {
+        share: String,
+        subnets: Vec<String>,
+        principals: Vec<String>,
+        associate: bool,
+    },
 }
 
 /// Serves one API change.
@@ -54,6 +62,12 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish { function } => publish(name, &function),
         Op::AdvanceClock { ms } => advance(name, ms),
+        Op::Share {
+            share,
+            subnets,
+            principals,
+            associate,
+        } => reshare(name, maps, &share, &subnets, &principals, associate),
     };
     let r = r.map_err(internal)?;
     // A change may be due at once (an ENI that exists is reused at once).
@@ -94,13 +108,21 @@ fn claim(name: &str, function: &str, env: usize) -> Answer {
             state::ACTIVE => {}
             state::INACTIVE => {
                 // The next invocation fails and brings the ENI back.
-                let ready = lifecycle::enis_exist(&s.model, f.vpc_config.as_ref());
+                let ready =
+                    lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
+                let code = st.state_reason_code.clone();
+                let why = st.state_reason.clone().unwrap_or_default();
                 *st = FunctionStatus {
                     life: std::mem::take(&mut st.life),
                     ..FunctionStatus::pending("Restoring", 0)
                 };
                 st.life.pending_until_ms = Some(now + if ready { 0 } else { eni_delay });
                 st.life.revision += 1;
+                // Reclaimed: ResourceNotReadyException; cut off (a subnet
+                // no longer shared): the reason's own error.
+                if code != "Idle" {
+                    return Ok(Err(ApiError::new(502, Failure::invoke_error(&code), why)));
+                }
                 return not_ready(
                     "The function is inactive and its VPC connection is no longer available. Wait for the VPC connection to be reestablished and try again.".into(),
                 );
@@ -194,7 +216,7 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
         let st = lc.functions.entry(id.clone()).or_default();
         let target = match body.get("VpcConfig") {
             None => f.vpc_config.clone(),
-            Some(v) => match lifecycle::validate_vpc_config(&s.model, v) {
+            Some(v) => match lifecycle::validate_vpc_config(&s.model, f.account.as_deref(), v) {
                 Ok(vc) => vc,
                 Err(e) => return Ok(Err(e)),
             },
@@ -240,7 +262,7 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
         if target != f.vpc_config {
             if st.state == state::ACTIVE {
                 // Invocations keep the old ENI until the new one is ready.
-                let ready = lifecycle::enis_exist(&s.model, target.as_ref());
+                let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), target.as_ref());
                 st.last_update_status = "InProgress".into();
                 st.life.update = Some(PendingUpdate {
                     vpc_config: target,
@@ -315,6 +337,90 @@ fn advance(name: &str, ms: u64) -> Answer {
             json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms }),
         ))
     })
+}
+
+/// Changes a resource share. Unsharing cuts a participant's functions off
+/// at once: detached from their ENIs in the subnets they lost (their
+/// connections end), `Inactive` with `InvalidSubnet`; their invocations fail
+/// with `InvalidSubnetIDException` and start a restore, which succeeds once
+/// the subnet is shared again.
+fn reshare(
+    name: &str,
+    maps: &mut PinnedMaps,
+    share: &str,
+    subnets: &[String],
+    principals: &[String],
+    associate: bool,
+) -> Answer {
+    let s = State::load(name)?;
+    let Some(sh) = s.model.share(share) else {
+        return Ok(Err(ApiError::new(
+            404,
+            "UnknownResourceException",
+            format!("no resource share {share}"),
+        )));
+    };
+    if let Some(x) = subnets.iter().find(|x| s.model.subnet(x).is_none()) {
+        return Ok(Err(ApiError::invalid(format!("no subnet {x}"))));
+    }
+    if let Some(p) = principals.iter().find(|p| !crate::model::is_account_id(p)) {
+        return Ok(Err(ApiError::invalid(format!(
+            "{p}: a 12-digit account id"
+        ))));
+    }
+    let id = sh.id.clone();
+    let mut cut = vec![];
+    rewire(name, maps, |m| {
+        let sh = m.shares.iter_mut().find(|x| x.id == id).expect("found");
+        if associate {
+            sh.subnets.extend(subnets.iter().cloned());
+            sh.principals.extend(principals.iter().cloned());
+            sh.subnets.sort();
+            sh.subnets.dedup();
+            sh.principals.sort();
+            sh.principals.dedup();
+        } else {
+            sh.subnets.retain(|x| !subnets.contains(x));
+            sh.principals.retain(|x| !principals.contains(x));
+        }
+        for f in m.functions.clone() {
+            let lost: Vec<&String> = f
+                .vpc_config
+                .iter()
+                .flat_map(|v| &v.subnets)
+                .filter(|x| !m.subnet_usable(x, f.account.as_deref()))
+                .collect();
+            if let (Some(x), false) = (lost.first(), f.enis.is_empty()) {
+                cut.push((
+                    f.id.clone(),
+                    (*x).clone(),
+                    f.account.clone().unwrap_or_default(),
+                ));
+                lifecycle::detach(m, &f.id);
+            }
+        }
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+    for (fid, subnet, account) in &cut {
+        set_status(name, fid, |st| {
+            st.state = state::INACTIVE.into();
+            st.state_reason_code = "InvalidSubnet".into();
+            st.state_reason = Some(format!(
+                "The subnet {subnet} is no longer shared with account {account}: the function lost its connection to the VPC"
+            ));
+            st.life.revision += 1;
+        })?;
+        eprintln!("agent: {fid} cut off: {subnet} is no longer shared with {account}");
+    }
+    let s = State::load(name)?;
+    let sh = s.model.shares.iter().find(|x| x.id == id).expect("found");
+    Ok(Ok(json!({
+        "Name": sh.name,
+        "SubnetIds": sh.subnets,
+        "Principals": sh.principals,
+        "FunctionsCutOff": cut.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+    })))
 }
 
 /// `FunctionConfiguration` of a function (or one of its versions), from the store.
@@ -464,7 +570,14 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
     let lc = Lifecycle::load(name)?;
     let used = lifecycle::combinations_in_use(&s.model, lifecycle::lives(&lc.functions));
     let unused = lifecycle::unused_combinations(&s.model, &used);
-    let key = |c: &lifecycle::Combination| format!("{}|{}", c.0, c.1.join(","));
+    let key = |c: &lifecycle::Combination| {
+        format!(
+            "{}|{}|{}",
+            c.0,
+            c.1.join(","),
+            c.2.as_deref().unwrap_or_default()
+        )
+    };
     let mut since: BTreeMap<String, u64> = lc
         .unused_since_ms
         .iter()

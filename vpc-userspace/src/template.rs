@@ -42,6 +42,8 @@ pub struct Resource {
     pub kind: String,
     /// Unresolved `Properties` (an object; empty when absent).
     pub properties: Map<String, Value>,
+    /// `Metadata` (an object; empty when absent).
+    pub metadata: Map<String, Value>,
 }
 
 /// Parses YAML or JSON text into a template.
@@ -105,6 +107,10 @@ pub fn parse(text: &str) -> Result<Template> {
                 logical_id: id.clone(),
                 kind,
                 properties,
+                metadata: match r.get("Metadata") {
+                    Some(Value::Object(m)) => m.clone(),
+                    _ => Map::new(),
+                },
             },
         );
     }
