@@ -99,4 +99,30 @@ c.get_waiter("function_active_v2").wait(
 
 c.delete_function(FunctionName="reports")
 assert error(c.get_function, FunctionName="reports") == ("ResourceNotFoundException", 404)
+
+# CreateFunction: a new execution environment on the running deployment.
+made = c.create_function(
+    FunctionName="maker", Runtime="provided.al2023", Role="arn:aws:iam::123456789012:role/x",
+    Handler="bootstrap", Code={"ZipFile": b"tr a-z A-Z"},
+    VpcConfig={"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]})
+assert made["State"] in ("Pending", "Active"), made
+c.get_waiter("function_active_v2").wait(
+    FunctionName="maker", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+r = c.invoke(FunctionName="maker", Payload=b'"abc"')
+assert r["Payload"].read() == b'"ABC"', r
+assert error(c.create_function, FunctionName="maker", Runtime="provided.al2023",
+             Role="arn:aws:iam::123456789012:role/x", Handler="bootstrap",
+             Code={"ZipFile": b"cat"}) == ("ResourceConflictException", 409)
+# Another account (its access key id is its account id here): subnet B is
+# not shared with it.
+other = boto3.client(
+    "lambda", endpoint_url=url, region_name="us-east-1",
+    aws_access_key_id="210987654321", aws_secret_access_key="test",
+    config=Config(retries={"max_attempts": 1}))
+assert error(other.create_function, FunctionName="theirs", Runtime="provided.al2023",
+             Role="arn:aws:iam::210987654321:role/x", Handler="bootstrap",
+             Code={"ZipFile": b"cat"},
+             VpcConfig={"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]}) == (
+    "InvalidParameterValueException", 400)
+c.delete_function(FunctionName="maker")
 print("sdk: ok")

@@ -661,3 +661,79 @@ fn a_participant_attaches_to_a_shared_subnet_and_unsharing_cuts_it_off() {
         (400, "InvalidParameterValueException".into())
     );
 }
+
+/// CreateFunction on a running deployment builds a new execution
+/// environment joined to the router by the pinned program: a combination
+/// that has an ENI is reused at once (Active right away, connections leave
+/// through the shared ENI), a new one is Pending until its ENI is created.
+#[test]
+fn create_function_builds_an_execution_environment_on_the_running_router() {
+    let d = up("lcf", &[]);
+    let db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    let eni = enis(&d);
+    let body = |name: &str, groups: &str| {
+        json!({
+            "FunctionName": name,
+            "Runtime": "provided.al2023",
+            "Role": "arn:aws:iam::123456789012:role/x",
+            "Handler": "bootstrap",
+            // base64 of `tr a-z A-Z`
+            "Code": {"ZipFile": "dHIgYS16IEEtWg=="},
+            "VpcConfig": {"SubnetIds": ["A"], "SecurityGroupIds": [groups]},
+        })
+    };
+    let r = api(&d, "POST", "/2015-03-31/functions", body("maker", "FnSg"));
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    assert_eq!(r.json()["FunctionName"], "maker");
+    let c = api(
+        &d,
+        "GET",
+        "/2015-03-31/functions/maker/configuration",
+        Value::Null,
+    )
+    .json();
+    assert_eq!(c["State"], "Active", "(A, FnSg) has an ENI: reused at once");
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/maker/invocations",
+        json!("abc"),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), "\"ABC\"");
+    assert!(connect_from(&d, "maker", DB).is_some());
+    assert_eq!(newest_peer(&db), eni[0].1, "through the shared ENI");
+    assert_eq!(enis(&d).len(), 1);
+    let r = api(&d, "POST", "/2015-03-31/functions", body("maker", "FnSg"));
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (409, "ResourceConflictException".into())
+    );
+
+    // A new combination: Pending until its ENI exists.
+    let r = api(&d, "POST", "/2015-03-31/functions", body("maker2", "FnSg2"));
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    assert_eq!(r.json()["State"], "Pending");
+    assert!(connect_from(&d, "maker2", DB).is_none());
+    advance(&d, "5m");
+    let c = api(
+        &d,
+        "GET",
+        "/2015-03-31/functions/maker2/configuration",
+        Value::Null,
+    )
+    .json();
+    assert_eq!(c["State"], "Active");
+    assert!(connect_from(&d, "maker2", DB).is_some());
+    let new = enis(&d)
+        .into_iter()
+        .find(|e| e.2 == vec!["FnSg2".to_string()])
+        .unwrap();
+    assert_eq!(db.peers().last().unwrap(), &new.1);
+
+    let r = api(&d, "DELETE", "/2015-03-31/functions/maker", Value::Null);
+    assert_eq!(r.status, 204);
+    assert!(!std::path::Path::new("/run/netns")
+        .join(d.exec_env_netns("maker"))
+        .exists());
+}

@@ -118,7 +118,18 @@ fn respond(name: String, mut req: tiny_http::Request, ops: &Sender<Request>) {
     let _ = req.as_reader().read_to_end(&mut body);
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
-    let (status, headers, data) = match route(&name, &method, &url, &body, ops) {
+    // The caller's account: an access key id of 12 digits names one (ours:
+    // credentials are not checked here); any other key is the owner's.
+    let account = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .and_then(|h| {
+            let v = h.value.as_str();
+            let key = v.split("Credential=").nth(1)?.split('/').next()?;
+            crate::model::is_account_id(key).then(|| key.to_string())
+        });
+    let (status, headers, data) = match route(&name, &method, &url, &body, account, ops) {
         Ok(r) => r,
         Err(e) => error_reply(&e),
     };
@@ -165,6 +176,7 @@ fn route(
     method: &str,
     url: &str,
     body: &[u8],
+    account: Option<String>,
     ops: &Sender<Request>,
 ) -> Result<Reply, ApiError> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -312,9 +324,11 @@ fn route(
             )?;
             Ok(json_reply(200, &r))
         }
-        ("POST", ["2015-03-31", "functions"]) => Err(ApiError::invalid(
-            "CreateFunction is not supported yet: functions come from the template (`vpc up`)",
-        )),
+        ("POST", ["2015-03-31", "functions"]) => {
+            let body = json_body()?;
+            let c = ask(ops, Op::Create { body, account })?;
+            Ok(json_reply(201, &c))
+        }
         _ => Err(ApiError::new(
             404,
             "UnknownOperationException",

@@ -663,7 +663,44 @@ impl Datapath {
     /// natively if the driver allows, and pins the link at `pin`.
     /// Returns the attach mode used.
     pub fn attach_router(&mut self, ifindex: u32, pin: &Path) -> Result<&'static str> {
-        let prog = self.program(ROUTER_PROGRAM)?;
+        attach_xdp(self.program(ROUTER_PROGRAM)?, ifindex, pin)
+    }
+
+    /// Pins both router programs under `dir/progs`, so that ports added
+    /// later (functions created through the API) get the same programs.
+    pub fn pin_programs(&mut self, dir: &Path) -> Result<()> {
+        let progs = dir.join("progs");
+        std::fs::create_dir_all(&progs)?;
+        for name in [ROUTER_PROGRAM, ROUTER_TC_PROGRAM] {
+            self.ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing"))?
+                .pin(progs.join(name))
+                .with_context(|| format!("pinning program {name}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The pinned router program of a deployment (`Datapath::pin_programs`).
+pub fn pinned_router(pin_dir: &Path) -> Result<Xdp> {
+    Xdp::from_pin(
+        pin_dir.join("progs").join(ROUTER_PROGRAM),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .context("opening the pinned router program")
+}
+
+/// The pinned TC router program of a deployment.
+pub fn pinned_router_tc(pin_dir: &Path) -> Result<SchedClassifier> {
+    SchedClassifier::from_pin(pin_dir.join("progs").join(ROUTER_TC_PROGRAM))
+        .context("opening the pinned TC router program")
+}
+
+/// Attaches `prog` to `ifindex` (in the calling thread's netns), natively
+/// if the driver allows, and pins the link at `pin`. Returns the mode.
+pub fn attach_xdp(prog: &mut Xdp, ifindex: u32, pin: &Path) -> Result<&'static str> {
+    {
         let (id, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
             Ok(id) => (id, "xdp-native"),
             Err(e) => {
@@ -693,6 +730,14 @@ impl Datapath {
             .program_mut(ROUTER_TC_PROGRAM)
             .with_context(|| format!("program {ROUTER_TC_PROGRAM} missing"))?
             .try_into()?;
+        attach_tc(prog, iface, pin)
+    }
+}
+
+/// Attaches `prog` at TC ingress of `iface` (in the calling thread's netns)
+/// as a TCX link, and pins the link at `pin`.
+pub fn attach_tc(prog: &mut SchedClassifier, iface: &str, pin: &Path) -> Result<&'static str> {
+    {
         let id = prog
             .attach(iface, TcAttachType::Ingress)
             .with_context(|| format!("attaching TC (tcx) to {iface}"))?;

@@ -351,6 +351,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             std::fs::create_dir_all(pins.join("links"))?;
         }
         dp.pin_maps(&pins)?;
+        dp.pin_programs(&pins)?;
         // Functions without a VPC are Active at once; the others are Pending
         // until their ENI is ready: until then their execution environment
         // has no ENI to send through (the agent sets it).

@@ -24,6 +24,12 @@ pub struct Request {
 }
 
 pub enum Op {
+    /// CreateFunction: `body` as Lambda takes it; `account` from the
+    /// caller's credentials (`None`: the owner).
+    Create {
+        body: Value,
+        account: Option<String>,
+    },
     /// An invocation starts: may it run, and where (`env`, 1-based)?
     Claim {
         function: String,
@@ -57,6 +63,7 @@ pub enum Op {
 pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiError> {
     let internal = |e: anyhow::Error| ApiError::new(500, "ServiceException", format!("{e:#}"));
     let r = match op {
+        Op::Create { body, account } => create(name, maps, &body, account),
         Op::Claim { function, env } => claim(name, &function, env),
         Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
@@ -337,6 +344,226 @@ fn advance(name: &str, ms: u64) -> Answer {
             json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms }),
         ))
     })
+}
+
+/// CreateFunction on the running deployment: its execution environments
+/// (one per subnet) are built and joined to the router with the pinned
+/// router program, then it is `Pending` / `Creating` like a template's
+/// function (`Active` at once without `VpcConfig`).
+fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<String>) -> Answer {
+    use base64::Engine as _;
+    let s = State::load(name)?;
+    let account = account.filter(|a| *a != s.model.account);
+    let fname = body["FunctionName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if fname.is_empty()
+        || fname.len() > 64
+        || !fname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Ok(Err(ApiError::invalid(
+            "FunctionName: 1-64 letters, digits, hyphens or underscores",
+        )));
+    }
+    if s.model.function(&fname).is_some()
+        || s.model.hosts.iter().any(|h| h.id == fname)
+        || s.nodes.iter().any(|n| n.id == fname)
+    {
+        return Ok(Err(ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!("Function already exist: {fname}"),
+        )));
+    }
+    let vc = match body.get("VpcConfig") {
+        None => None,
+        Some(v) => match lifecycle::validate_vpc_config(&s.model, account.as_deref(), v) {
+            Ok(vc) => vc,
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    let code = match body["Code"]["ZipFile"].as_str() {
+        None => None,
+        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(b) if b.starts_with(b"PK\x03\x04") => return Ok(Err(ApiError::invalid(
+                "Code.ZipFile: a zip archive is not supported here; give the handler script itself",
+            ))),
+            Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            Err(_) => return Ok(Err(ApiError::invalid("Code.ZipFile: not base64"))),
+        },
+    };
+    let environment = body["Environment"]["Variables"]
+        .as_object()
+        .map(|v| {
+            v.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The next offset in the Lambda service range (`model::EXEC_ENV_STRIDE`).
+    let base = u32::from(crate::model::LAMBDA_GATEWAY) - 1;
+    let offset = s
+        .model
+        .functions
+        .iter()
+        .map(|f| u32::from(f.exec_ip) - base + 1)
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    if offset >= crate::model::EXEC_ENV_STRIDE {
+        return Ok(Err(ApiError::new(
+            429,
+            "TooManyRequestsException",
+            "the Lambda service range is full",
+        )));
+    }
+    let dual = vc.as_ref().is_some_and(|v| {
+        v.subnets
+            .iter()
+            .all(|x| s.model.subnet(x).is_some_and(|sn| sn.is_dual_stack()))
+    });
+    let lambda6: ipnet::Ipv6Net = crate::model::LAMBDA_SERVICE_CIDR6
+        .parse()
+        .expect("constant");
+    let f = crate::model::Function {
+        id: fname.clone(),
+        name: fname.clone(),
+        vpc_config: vc,
+        environment,
+        exec_ip: std::net::Ipv4Addr::from(base + offset),
+        eni: None,
+        exec_ip6: dual
+            .then(|| std::net::Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128)),
+        enis: vec![],
+        code,
+        account,
+    };
+    // Its namespaces go into the state before they exist: `vpc down`
+    // removes them whatever happens next.
+    let namespaces: Vec<String> = f
+        .envs()
+        .iter()
+        .map(|e| crate::topology::exec_env_netns(name, &f.id, e.n))
+        .collect();
+    if let Some(ns) = namespaces
+        .iter()
+        .find(|ns| std::path::Path::new("/run/netns").join(ns).exists())
+    {
+        return Ok(Err(ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!("network namespace {ns} exists already"),
+        )));
+    }
+    deploy::transact(name, |s, _| {
+        s.namespaces.extend(namespaces.iter().cloned());
+        Ok(())
+    })?;
+    let first = s
+        .nodes
+        .iter()
+        .filter_map(|n| n.router_if.strip_prefix('r')?.parse::<u16>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let built = add_ports(name, maps, &s, &f, first);
+    let nodes = match built {
+        Ok(n) => n,
+        Err(e) => {
+            crate::topology::teardown(&namespaces);
+            deploy::transact(name, |s, _| {
+                s.namespaces.retain(|n| !namespaces.contains(n));
+                Ok(())
+            })?;
+            return Err(e.context(format!("creating {fname}")));
+        }
+    };
+    let vpc = f.vpc_config.is_some();
+    deploy::transact(name, |s, lc| {
+        let now = lc.clock.now_ms();
+        let eni_delay = s.eni_delay.as_millis() as u64;
+        let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
+        for n in &nodes {
+            s.hooks.insert(n.router_if.clone(), datapath::Hook::Xdp);
+        }
+        s.nodes.extend(nodes.iter().cloned());
+        s.model.functions.push(f.clone());
+        s.model.functions.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut st = if vpc {
+            FunctionStatus::pending("Creating", now + if ready { 0 } else { eni_delay })
+        } else {
+            FunctionStatus::active()
+        };
+        st.life.last_modified_ms = now;
+        st.life.last_invoked_ms = now;
+        lc.functions.insert(f.id.clone(), st);
+        Ok(())
+    })?;
+    if body["Publish"].as_bool() == Some(true) {
+        if let Ok(Err(e)) = publish(name, &fname) {
+            eprintln!("agent: publishing {fname}: {e}");
+        }
+    }
+    Ok(Ok(configuration(name, &fname, None)?))
+}
+
+/// Builds `f`'s execution environments and joins them to the router:
+/// their port and endpoint entries first (no ENI yet), then the pinned
+/// router program on each new router-side interface (XDP).
+fn add_ports(
+    name: &str,
+    maps: &mut PinnedMaps,
+    s: &State,
+    f: &crate::model::Function,
+    first: u16,
+) -> Result<Vec<crate::topology::Node>> {
+    let nodes = crate::topology::build_function(name, f, first)?;
+    let mut model = s.model.clone();
+    model.functions.push(f.clone());
+    let links: std::collections::HashMap<String, compile::LinkInfo> = s
+        .nodes
+        .iter()
+        .chain(&nodes)
+        .map(|n| (n.id.clone(), n.link))
+        .collect();
+    let gen = maps.generation()?;
+    let entries = compile::compile(&model, &links, gen).map_err(anyhow::Error::msg)?;
+    let mine: HashSet<u32> = nodes.iter().map(|n| n.link.ifindex).collect();
+    {
+        let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+        for (k, v) in entries
+            .endpoints
+            .iter()
+            .filter(|(_, v)| mine.contains(&v.ifindex))
+        {
+            eps.insert(k, v, 0)?;
+        }
+        let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
+            aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
+        for (k, v) in entries.ports.iter().filter(|(k, _)| mine.contains(k)) {
+            ports.insert(k, v, 0)?;
+        }
+    }
+    let mut prog = datapath::pinned_router(&s.pin_dir)?;
+    for n in &nodes {
+        let pin = s.pin_dir.join("links").join(&n.router_if);
+        let ifindex = n.link.ifindex;
+        crate::topology::in_netns(&s.router_netns, || {
+            datapath::attach_xdp(&mut prog, ifindex, &pin)
+        })?;
+    }
+    Ok(nodes)
 }
 
 /// Changes a resource share. Unsharing cuts a participant's functions off

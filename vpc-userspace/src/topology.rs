@@ -158,25 +158,56 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         ));
     }
     for f in &model.functions {
-        // Without Ipv6AllowedForDualStack the execution environment keeps
-        // its IPv6 address but has no IPv6 route: IPv6 fails at once with
-        // ENETUNREACH, as at AWS (and the router drops it anyway).
-        // One execution environment per subnet of its VpcConfig.
-        for e in f.envs() {
-            let v6 = e.ip6.map(|a| (a, f.ipv6_allowed()));
-            specs.push((
+        specs.extend(function_specs(deployment, f));
+    }
+    build_nodes(deployment, specs, 1)
+}
+
+/// (id, role, netns, IPv4 address, IPv4 gateway, IPv6: (address, default route?)).
+type NodeSpec = (
+    String,
+    Role,
+    String,
+    Ipv4Addr,
+    Ipv4Addr,
+    Option<(Ipv6Addr, bool)>,
+);
+
+/// A function's execution environments, one per subnet of its VpcConfig.
+fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec> {
+    // Without Ipv6AllowedForDualStack the execution environment keeps
+    // its IPv6 address but has no IPv6 route: IPv6 fails at once with
+    // ENETUNREACH, as at AWS (and the router drops it anyway).
+    f.envs()
+        .into_iter()
+        .map(|e| {
+            (
                 e.id.clone(),
                 Role::ExecutionEnvironment,
                 exec_env_netns(deployment, &f.id, e.n),
                 e.ip,
                 crate::model::LAMBDA_GATEWAY,
-                v6,
-            ));
-        }
-    }
+                e.ip6.map(|a| (a, f.ipv6_allowed())),
+            )
+        })
+        .collect()
+}
+
+/// The execution environments of a function created on a running
+/// deployment, joined to the router from port `r<first>` on.
+pub fn build_function(
+    deployment: &str,
+    f: &crate::model::Function,
+    first: u16,
+) -> Result<Vec<Node>> {
+    build_nodes(deployment, function_specs(deployment, f), first)
+}
+
+fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec<Node>> {
+    let router = router_netns(deployment);
     let mut nodes = vec![];
     for (k, (id, role, ns, addr, gw, v6)) in specs.into_iter().enumerate() {
-        let n = k as u16 + 1;
+        let n = k as u16 + first;
         let router_if = format!("r{n}");
         let router_mac = [0x02, 0x52, 0x54, 0x00, (n >> 8) as u8, n as u8];
         let mac = [0x02, 0x48, 0x53, 0x54, (n >> 8) as u8, n as u8];
