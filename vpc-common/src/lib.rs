@@ -141,10 +141,16 @@ pub enum DropReason {
     /// (`::/96`) address: never valid on the wire, and keys and endpoints
     /// hold IPv4 addresses in that form, so it would pass for IPv4.
     Ipv6EmbeddedV4 = 20,
+    /// The route that matched is `blackhole`: its target is gone (an
+    /// internet gateway detached from the VPC, ...).
+    RouteBlackhole = 21,
+    /// Routed to an internet gateway, but no internet test host owns the
+    /// destination: nothing ever leaves the project's namespaces.
+    InternetUnreachable = 22,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -165,6 +171,8 @@ impl DropReason {
         DropReason::IcmpErrorUntracked,
         DropReason::Ipv6NotAllowed,
         DropReason::Ipv6EmbeddedV4,
+        DropReason::RouteBlackhole,
+        DropReason::InternetUnreachable,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -189,6 +197,8 @@ impl DropReason {
             DropReason::IcmpErrorUntracked => "icmp_error_untracked",
             DropReason::Ipv6NotAllowed => "ipv6_not_allowed",
             DropReason::Ipv6EmbeddedV4 => "ipv6_embedded_ipv4",
+            DropReason::RouteBlackhole => "route_blackhole",
+            DropReason::InternetUnreachable => "internet_unreachable",
         }
     }
 }
@@ -395,7 +405,9 @@ pub struct CtEntry {
     pub state: u8,
     pub dir: u8,
     pub flags: u8,
-    pub _pad0: u8,
+    /// The route kind (`route_kind`) this direction took when the
+    /// connection opened; re-checked with its ACLs after a policy change.
+    pub route: u8,
     pub nat_port: u16,
     /// Hyperplane ENI (its index, `HyperplaneEni::pool`) of NATed
     /// connections (0: none): with `nat_port` and the protocol, the
@@ -435,6 +447,45 @@ pub mod cfg {
     pub const LEN: u32 = 10;
 }
 
+/// Route tables: at most this many `ROUTES` trie entries (local routes,
+/// static routes and expanded prefix-list routes of both generations).
+pub const MAX_ROUTES: u32 = 16_384;
+
+/// `ROUTES` LPM key: (route table, family, destination prefix) -> target.
+/// The table id carries its policy generation (`ID_GEN_SHIFT`), so a route
+/// change is switched on with the rest of the policy.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteKey {
+    /// `(table << 1) | is_ipv6`, big-endian so the trie compares it as bits.
+    pub table_family: [u8; 4],
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<RouteKey>() == 20);
+/// Bits of table + family, always part of a `ROUTES` prefix.
+pub const ROUTE_FIXED_BITS: u32 = 32;
+
+/// What a route sends to (`RouteTarget::kind`).
+pub mod route_kind {
+    /// The VPC's own CIDR: delivered to the endpoint owning the address.
+    pub const LOCAL: u8 = 1;
+    /// The target is gone: dropped (`route_blackhole`).
+    pub const BLACKHOLE: u8 = 2;
+    /// An internet gateway attached to the VPC (`RouteTarget::id`).
+    pub const INTERNET_GATEWAY: u8 = 3;
+}
+
+/// `ROUTES` value.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTarget {
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// The gateway's datapath id (0 for local and blackhole routes).
+    pub id: u32,
+}
+const _: () = assert!(core::mem::size_of::<RouteTarget>() == 8);
+
 /// IPv4-mapped form of an IPv4 address (network order).
 #[inline(always)]
 pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
@@ -455,6 +506,8 @@ mod pod {
     unsafe impl aya::Pod for CtEntry {}
     unsafe impl aya::Pod for EniGroup {}
     unsafe impl aya::Pod for NatPortKey {}
+    unsafe impl aya::Pod for RouteKey {}
+    unsafe impl aya::Pod for RouteTarget {}
 }
 
 // The datapath copies addresses a word and MACs a half-word at a time

@@ -72,6 +72,17 @@ pub static ACL_PORTS: LpmTrie<SgPortKey, u8> =
 #[map]
 pub static SUBNET_ACLS: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
 
+/// Route tables: (table, family, destination prefix) -> target. Longest
+/// prefix match per family in one lookup; table ids carry their generation.
+#[map]
+pub static ROUTES: LpmTrie<RouteKey, RouteTarget> =
+    LpmTrie::with_max_entries(MAX_ROUTES, BPF_F_NO_PREALLOC);
+
+/// Subnet index -> its route table id (the VPC's main table unless
+/// associated), one block per generation, as `SUBNET_ACLS`.
+#[map]
+pub static SUBNET_ROUTE_TABLES: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
+
 /// Connection tracking and NAT state. A plain hash, as at AWS: when the
 /// table is full new connections are dropped (`ct_full`); nothing tracked
 /// is evicted behind its back. The agent's GC reclaims expired entries.

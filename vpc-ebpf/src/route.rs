@@ -1,13 +1,70 @@
-//! Delivery: destination lookup and the redirect to the endpoint's veth.
+//! Routing and delivery: the route table of the subnet a packet leaves
+//! (one LPM lookup), then the destination lookup, MAC rewrite and
+//! `bpf_redirect`.
 
-use vpc_common::{DropReason, Endpoint};
+use aya_ebpf::maps::lpm_trie::Key;
+use vpc_common::{
+    route_kind, subnet_acl_index, DropReason, Endpoint, RouteKey, RouteTarget, ROUTE_FIXED_BITS,
+};
 
 use crate::{
     ctx::{Ctx, VERDICT_REDIRECT},
-    maps::ENDPOINTS,
-    parse::write,
+    maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
+    parse::{copy_addr, write},
     stats,
 };
+
+/// The route a packet to `daddr` leaving subnet `subnet` takes, in policy
+/// generation `gen`: the longest matching prefix of the subnet's table for
+/// the packet's family. No match: `no_route` (as at AWS, dropped).
+#[inline(always)]
+pub fn lookup(
+    gen: u32,
+    subnet: u32,
+    v6: bool,
+    daddr: &[u8; 16],
+) -> Result<RouteTarget, DropReason> {
+    let table = SUBNET_ROUTE_TABLES
+        .get(subnet_acl_index(gen, subnet))
+        .copied()
+        .unwrap_or(0);
+    if table == 0 {
+        return Err(DropReason::NoRoute);
+    }
+    let mut k = Key::new(
+        ROUTE_FIXED_BITS + 128,
+        RouteKey {
+            table_family: ((table << 1) | v6 as u32).to_be_bytes(),
+            addr: [0; 16],
+        },
+    );
+    copy_addr(&mut k.data.addr, daddr);
+    match ROUTES.get(&k) {
+        Some(t) => Ok(*t),
+        None => Err(DropReason::NoRoute),
+    }
+}
+
+/// The drop reason of a packet whose route is not the one it may take.
+#[inline(always)]
+pub fn refused(kind: u8) -> DropReason {
+    match kind {
+        route_kind::BLACKHOLE => DropReason::RouteBlackhole,
+        route_kind::INTERNET_GATEWAY => DropReason::InternetUnreachable,
+        _ => DropReason::NoRoute,
+    }
+}
+
+/// A route to the VPC itself, or the reason the packet goes no further
+/// (slice 1: nothing lies beyond an internet gateway yet).
+#[inline(always)]
+pub fn local(gen: u32, subnet: u32, v6: bool, daddr: &[u8; 16]) -> Result<(), DropReason> {
+    let r = lookup(gen, subnet, v6, daddr)?;
+    if r.kind != route_kind::LOCAL {
+        return Err(refused(r.kind));
+    }
+    Ok(())
+}
 
 #[inline(always)]
 pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {

@@ -6,9 +6,9 @@
 //! themselves, so no aggregate crosses a call.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, for_gen, kind, subnet_acl_index, CtEntry, CtKey, DropReason, Endpoint, EniGroup,
-    NatPortKey, PortInfo, CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS,
-    MAX_GROUP_ENIS, NAT_PORT_MIN, NAT_PORT_RANGE, NAT_PORT_TRIES,
+    cfg, for_gen, kind, route_kind, subnet_acl_index, CtEntry, CtKey, DropReason, Endpoint,
+    EniGroup, NatPortKey, PortInfo, CT_DIR_ORIG, CT_DIR_REPLY, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS,
+    DIR_INGRESS, MAX_GROUP_ENIS, NAT_PORT_MIN, NAT_PORT_RANGE, NAT_PORT_TRIES,
 };
 
 use crate::{
@@ -234,6 +234,12 @@ fn deliver_tracked<C: Ctx>(
             // The customer-side source of a NATed connection is its ENI.
             let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
             let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
+            // Routing is stateless too: the route this direction took when
+            // the connection opened must still be the one that matches.
+            let r = route::lookup(epoch & 1, src, p.v6, &p.daddr)?;
+            if r.kind != ent.route {
+                return Err(route::refused(r.kind));
+            }
             boundary(p, epoch & 1, src, dst, src_addr, &p.daddr)?;
             if !icmp {
                 unsafe { (*e).acl_gen = stamp };
@@ -340,6 +346,8 @@ fn host_flow_inner<C: Ctx>(
     now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
+    let epoch = policy_epoch();
+    route::local(epoch & 1, port.subnet, p.v6, &p.daddr)?;
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != port.vpc || ep.kind == kind::EXEC_ENV {
         return Err(DropReason::NoRoute);
@@ -352,7 +360,6 @@ fn host_flow_inner<C: Ctx>(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    let epoch = policy_epoch();
     admit(p, epoch, &port.policy, port.subnet, ep, &p.saddr)?;
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
@@ -400,6 +407,9 @@ fn function_flow_inner<C: Ctx>(
     if p.v6 && first.has_v6 == 0 {
         return Err(DropReason::Ipv6NotAllowed);
     }
+    // The function's packets leave the VPC side from its ENI's subnet.
+    let epoch = policy_epoch();
+    route::local(epoch & 1, first.subnet, p.v6, &p.daddr)?;
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != first.vpc || ep.kind != kind::HOST {
         return Err(DropReason::NoRoute);
@@ -419,7 +429,7 @@ fn function_flow_inner<C: Ctx>(
     let (id, claim) = claim_nat_port(s, group)?;
     // Until the connection's entries are in, the claim is this packet's to
     // give back; from then on it is the connection's, and goes with it.
-    if let Err(r) = function_open(ctx, s, id, ep, ifindex, now) {
+    if let Err(r) = function_open(ctx, s, id, ep, ifindex, now, epoch) {
         let _ = NAT_PORTS.remove(&claim);
         return Err(r);
     }
@@ -482,8 +492,9 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<(u32, NatPortKey)
 
 /// The checks, the source NAT and the conntrack entries of a function
 /// connection whose NAT port on ENI `id` is claimed (`s.reply_key`
-/// complete). `Ok` once the entries are in.
+/// complete), under policy `epoch`. `Ok` once the entries are in.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn function_open<C: Ctx>(
     ctx: &C,
     s: &mut Scratch,
@@ -491,6 +502,7 @@ fn function_open<C: Ctx>(
     ep: &Endpoint,
     ifindex: u32,
     now: u64,
+    epoch: u32,
 ) -> Result<(), DropReason> {
     let eni = match unsafe { ENIS.get(&id) } {
         Some(e) => e,
@@ -498,7 +510,6 @@ fn function_open<C: Ctx>(
     };
     let p = &s.pkt;
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    let epoch = policy_epoch();
     admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
     let nat_port = s.reply_key.dport;
     s.orig.eni = eni.pool as u16;
@@ -543,6 +554,7 @@ fn bind(
     o.src_subnet = from as u16;
     o.dst_subnet = ep.subnet as u16;
     o.acl_gen = epoch.wrapping_add(1);
+    o.route = route_kind::LOCAL;
     r.in_ifindex = ep.ifindex;
     r.out_ifindex = ifindex;
     parse::copy_mac(&mut r.mac, &sender.mac);
@@ -551,6 +563,7 @@ fn bind(
     r.dst_subnet = from as u16;
     // Not `epoch + 1`, whatever the epoch: the first reply is checked.
     r.acl_gen = epoch;
+    r.route = route_kind::LOCAL;
     Ok(())
 }
 

@@ -97,11 +97,18 @@ pub struct Entries {
     pub acls: BTreeMap<String, u32>,
     /// (`SUBNET_ACLS` index, datapath ACL id).
     pub subnet_acls: Vec<(u32, u32)>,
+    /// (prefix length, key, target): every route table's routes.
+    pub routes: Vec<(u32, vpc_common::RouteKey, vpc_common::RouteTarget)>,
+    /// Route table id -> datapath id (generation bit included).
+    pub route_tables: BTreeMap<String, u32>,
+    /// (`SUBNET_ROUTE_TABLES` index, datapath route table id).
+    pub subnet_route_tables: Vec<(u32, u32)>,
     /// The policy generation these ids belong to.
     pub gen: u32,
 }
 
 mod acl;
+pub mod route;
 
 /// Splits an inclusive range into aligned prefixes: (value, prefix bits).
 pub fn range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u32)> {
@@ -403,6 +410,7 @@ pub fn compile(
 ) -> Result<Entries, String> {
     let mut out = compile_policies(model, gen);
     acl::compile_acls(model, gen, &mut out);
+    route::compile_routes(model, gen, &mut out);
     let pair = |id: u32| if gen == 0 { [id, 0] } else { [0, id] };
     // (subnet index, datapath ACL id) of a subnet.
     for (i, sn) in model.subnets.iter().enumerate() {

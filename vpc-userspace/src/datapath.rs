@@ -13,8 +13,8 @@ use aya::{
 };
 use vpc_common::{
     cfg, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni, NatPortKey, PortInfo,
-    SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT,
-    NAT_HIST_BUCKETS, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
+    RouteKey, RouteTarget, SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT,
+    CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
 };
 
 use crate::compile::Entries;
@@ -65,6 +65,8 @@ pub const PINNED_MAPS: &[&str] = &[
     "ENI_GROUPS",
     "NAT_PORTS",
     "NAT_STATS",
+    "ROUTES",
+    "SUBNET_ROUTE_TABLES",
 ];
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -332,6 +334,15 @@ pub trait Maps {
         for (i, acl) in &e.subnet_acls {
             m.set(*i, *acl, 0).context("SUBNET_ACLS set")?;
         }
+        let mut m: LpmTrie<_, RouteKey, RouteTarget> = LpmTrie::try_from(self.map("ROUTES")?)?;
+        for (len, k, t) in &e.routes {
+            m.insert(&Key::new(*len, *k), *t, 0)
+                .context("ROUTES insert")?;
+        }
+        let mut m: Array<_, u32> = Array::try_from(self.map("SUBNET_ROUTE_TABLES")?)?;
+        for (i, t) in &e.subnet_route_tables {
+            m.set(*i, *t, 0).context("SUBNET_ROUTE_TABLES set")?;
+        }
         Ok(())
     }
 
@@ -351,6 +362,16 @@ pub trait Maps {
                 m.remove(&k)?;
                 n += 1;
             }
+        }
+        let mut m: LpmTrie<_, RouteKey, RouteTarget> = LpmTrie::try_from(self.map("ROUTES")?)?;
+        let stale: Vec<_> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| (u32::from_be_bytes(k.data().table_family) >> 1 >> ID_GEN_SHIFT) & 1 == gen)
+            .collect();
+        for k in stale {
+            m.remove(&k)?;
+            n += 1;
         }
         for name in ["SG_PORTS", "ACL_PORTS"] {
             let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map(name)?)?;

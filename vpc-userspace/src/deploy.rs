@@ -487,18 +487,22 @@ pub fn down(name: &str) -> Result<()> {
 }
 
 /// The parts of a model that `apply` may not change: everything but the
-/// security-group rules and memberships and the network ACLs.
+/// security-group rules and memberships, the network ACLs, the route tables
+/// and their associations, and internet gateway attachments.
 fn topology_of(m: &Model) -> serde_json::Value {
     let mut v = serde_json::to_value(m).expect("serializable");
     v["groups"] = serde_json::Value::Null;
     v["acls"] = serde_json::Value::Null;
     v["prefix_lists"] = serde_json::Value::Null;
+    v["route_tables"] = serde_json::Value::Null;
+    v["internet_gateways"] = serde_json::Value::Null;
     v["skipped"] = serde_json::Value::Null;
     for h in v["hosts"].as_array_mut().into_iter().flatten() {
         h["groups"] = serde_json::Value::Null;
     }
     for s in v["subnets"].as_array_mut().into_iter().flatten() {
         s["acl"] = serde_json::Value::Null;
+        s["route_table"] = serde_json::Value::Null;
     }
     v
 }
@@ -539,7 +543,7 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     if topology_of(&model) != topology_of(&s.model) {
         bail!(
             "this change touches the topology (VPCs, subnets, addresses, hosts); \
-             `vpc apply` changes security groups and network ACLs only (functions change through the Lambda API: \
+             `vpc apply` changes security groups, network ACLs and route tables only (functions change through the Lambda API: \
              `vpc update-function-configuration`): run `vpc down` and `vpc up`"
         );
     }

@@ -81,6 +81,11 @@ pub struct Model {
     pub enis: Vec<HyperplaneEniSpec>,
     pub acls: Vec<NetworkAcl>,
     pub prefix_lists: Vec<PrefixList>,
+    /// Route tables, each VPC's main table first.
+    #[serde(default)]
+    pub route_tables: Vec<RouteTable>,
+    #[serde(default)]
+    pub internet_gateways: Vec<InternetGateway>,
     /// Resource types this project does not model: (logical id, type).
     pub skipped: Vec<(String, String)>,
     /// Subnets shared with participant accounts (`AWS::RAM::ResourceShare`).
@@ -114,6 +119,9 @@ pub struct Subnet {
     /// `AssignIpv6AddressOnCreation`: new interfaces get an IPv6 address.
     #[serde(default)]
     pub assign_ipv6_on_creation: bool,
+    /// Its route table: the VPC's main table until associated.
+    #[serde(default)]
+    pub route_table: String,
 }
 
 impl Subnet {
@@ -772,6 +780,8 @@ impl<'a> Builder<'a> {
             enis: vec![],
             acls: vec![],
             prefix_lists: vec![],
+            route_tables: vec![],
+            internet_gateways: vec![],
             skipped: vec![],
             shares: vec![],
         };
@@ -823,6 +833,11 @@ impl<'a> Builder<'a> {
             PREFIX_LIST,
             VPC_CIDR_BLOCK,
             share::RESOURCE_SHARE,
+            route::ROUTE_TABLE,
+            route::ROUTE,
+            route::SUBNET_ROUTE_TABLE_ASSOCIATION,
+            route::INTERNET_GATEWAY,
+            route::VPC_GATEWAY_ATTACHMENT,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -848,6 +863,8 @@ impl<'a> Builder<'a> {
                 NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
                 PREFIX_LIST => self.attr(&id, "PrefixListId", id.clone()),
                 VPC_CIDR_BLOCK => self.attr(&id, "Id", id.clone()),
+                route::ROUTE_TABLE => self.attr(&id, "RouteTableId", id.clone()),
+                route::INTERNET_GATEWAY => self.attr(&id, "InternetGatewayId", id.clone()),
                 _ => {}
             }
         }
@@ -857,6 +874,7 @@ impl<'a> Builder<'a> {
         self.resource_shares()?;
         self.network_acls()?;
         self.prefix_lists()?;
+        self.route_tables()?;
         self.groups()?;
         self.standalone_rules()?;
         self.check_group_refs()?;
@@ -1182,6 +1200,7 @@ impl<'a> Builder<'a> {
                 az,
                 ipv6_cidr,
                 assign_ipv6_on_creation: assign6,
+                route_table: String::new(),
             });
         }
         Ok(())
@@ -2048,6 +2067,8 @@ mod acl;
 mod share;
 pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
+pub mod route;
+pub use route::{InternetGateway, RouteTable};
 
 #[cfg(test)]
 mod tests;

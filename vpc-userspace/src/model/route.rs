@@ -1,0 +1,465 @@
+//! Route tables: `AWS::EC2::RouteTable`, `AWS::EC2::Route`,
+//! `AWS::EC2::SubnetRouteTableAssociation`, each VPC's main table, and the
+//! internet gateways routes may point at (`AWS::EC2::InternetGateway`,
+//! `AWS::EC2::VPCGatewayAttachment`).
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{required_str, res_path, str_field, Builder, Model};
+use crate::template::{ModelError, Result};
+
+pub const ROUTE_TABLE: &str = "AWS::EC2::RouteTable";
+pub const ROUTE: &str = "AWS::EC2::Route";
+pub const SUBNET_ROUTE_TABLE_ASSOCIATION: &str = "AWS::EC2::SubnetRouteTableAssociation";
+pub const INTERNET_GATEWAY: &str = "AWS::EC2::InternetGateway";
+pub const VPC_GATEWAY_ATTACHMENT: &str = "AWS::EC2::VPCGatewayAttachment";
+/// AWS's default quota: routes per table per address family (the `local`
+/// routes are not counted; a prefix-list route counts its `MaxEntries`).
+pub const MAX_ROUTES_PER_TABLE: usize = 50;
+
+/// A VPC's route table. Every table starts with the `local` routes of its
+/// VPC's blocks, which cannot be changed here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteTable {
+    pub id: String,
+    pub vpc: String,
+    /// The VPC's main table: subnets without an association use it.
+    pub is_main: bool,
+    /// The template's routes (not the `local` ones: `Model::routes_of`).
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Route {
+    /// The `AWS::EC2::Route`'s logical id, or `local`.
+    pub id: String,
+    pub destination: Destination,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Destination {
+    /// `DestinationCidrBlock` / `DestinationIpv6CidrBlock`.
+    Cidr(IpNet),
+    /// `DestinationPrefixListId`: a route per entry of the list.
+    PrefixList(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Target {
+    /// The VPC itself.
+    Local,
+    /// `GatewayId`: an internet gateway.
+    InternetGateway(String),
+}
+
+/// What a route does right now, as `DescribeRouteTables` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteState {
+    Active,
+    /// The target is gone (an internet gateway no longer attached to the
+    /// table's VPC): packets are dropped (`route_blackhole`).
+    Blackhole,
+}
+
+/// `AWS::EC2::InternetGateway`, attached to at most one VPC.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InternetGateway {
+    pub id: String,
+    /// The VPC it is attached to (`AWS::EC2::VPCGatewayAttachment`).
+    pub vpc: Option<String>,
+}
+
+pub fn main_table_id(vpc: &str) -> String {
+    format!("{vpc}.MainRouteTable")
+}
+
+/// Target fields of `AWS::EC2::Route`, and whether this project has them.
+const TARGET_FIELDS: &[&str] = &[
+    "GatewayId",
+    "NatGatewayId",
+    "EgressOnlyInternetGatewayId",
+    "NetworkInterfaceId",
+    "InstanceId",
+    "VpcEndpointId",
+    "VpcPeeringConnectionId",
+    "TransitGatewayId",
+    "CarrierGatewayId",
+    "LocalGatewayId",
+    "CoreNetworkArn",
+];
+
+impl Model {
+    pub fn route_table(&self, id: &str) -> Option<&RouteTable> {
+        self.route_tables.iter().find(|t| t.id == id)
+    }
+
+    pub fn internet_gateway(&self, id: &str) -> Option<&InternetGateway> {
+        self.internet_gateways.iter().find(|g| g.id == id)
+    }
+
+    /// Every route of a table, the `local` ones (one per VPC block) first.
+    pub fn routes_of(&self, table: &RouteTable) -> Vec<Route> {
+        let vpc = self.vpc(&table.vpc).expect("validated");
+        let local = std::iter::once(IpNet::V4(vpc.cidr))
+            .chain(vpc.ipv6_cidr.map(IpNet::V6))
+            .map(|cidr| Route {
+                id: "local".into(),
+                destination: Destination::Cidr(cidr),
+                target: Target::Local,
+            });
+        local.chain(table.routes.iter().cloned()).collect()
+    }
+
+    /// A route's state in its table.
+    pub fn route_state(&self, table: &RouteTable, r: &Route) -> RouteState {
+        match &r.target {
+            Target::Local => RouteState::Active,
+            Target::InternetGateway(g) => match self.internet_gateway(g) {
+                Some(g) if g.vpc.as_deref() == Some(table.vpc.as_str()) => RouteState::Active,
+                _ => RouteState::Blackhole,
+            },
+        }
+    }
+
+    /// The CIDRs a route covers (a prefix list's entries), with the family.
+    pub fn route_cidrs(&self, r: &Route) -> Vec<IpNet> {
+        match &r.destination {
+            Destination::Cidr(c) => vec![*c],
+            Destination::PrefixList(pl) => self
+                .prefix_list(pl)
+                .map(|l| l.cidrs.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn is_v6(c: &IpNet) -> bool {
+    matches!(c, IpNet::V6(_))
+}
+
+impl Builder<'_> {
+    /// Gateways, main tables, tables, routes, then associations. Runs after
+    /// subnets and prefix lists.
+    pub(super) fn route_tables(&mut self) -> Result<()> {
+        for res in self.of_type(INTERNET_GATEWAY) {
+            let id = res.logical_id.clone();
+            self.m.internet_gateways.push(InternetGateway {
+                id: id.clone(),
+                vpc: None,
+            });
+        }
+        for res in self.of_type(VPC_GATEWAY_ATTACHMENT) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
+            if str_field(&p, &id, "VpnGatewayId")?.is_some() {
+                return Err(ModelError::new(
+                    format!("{}.VpnGatewayId", res_path(&id)),
+                    "virtual private gateways are not supported",
+                ));
+            }
+            let igw = required_str(&p, &id, "InternetGatewayId")?.to_string();
+            let path = format!("{}.InternetGatewayId", res_path(&id));
+            if self
+                .m
+                .internet_gateways
+                .iter()
+                .any(|g| g.vpc.as_deref() == Some(&vpc))
+            {
+                return Err(ModelError::new(
+                    path,
+                    format!("{vpc} already has an internet gateway attached (one per VPC)"),
+                ));
+            }
+            let g = self
+                .m
+                .internet_gateways
+                .iter_mut()
+                .find(|g| g.id == igw)
+                .ok_or_else(|| {
+                    ModelError::new(&path, format!("InvalidInternetGatewayID.NotFound: {igw:?}"))
+                })?;
+            if let Some(other) = &g.vpc {
+                return Err(ModelError::new(
+                    path,
+                    format!("Resource.AlreadyAssociated: {igw} is already attached to {other}"),
+                ));
+            }
+            g.vpc = Some(vpc);
+        }
+        for v in &self.m.vpcs {
+            self.m.route_tables.push(RouteTable {
+                id: main_table_id(&v.id),
+                vpc: v.id.clone(),
+                is_main: true,
+                routes: vec![],
+            });
+        }
+        for res in self.of_type(ROUTE_TABLE) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
+            self.m.route_tables.push(RouteTable {
+                id,
+                vpc,
+                is_main: false,
+                routes: vec![],
+            });
+        }
+        for res in self.of_type(ROUTE) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            self.route(&id, &p)?;
+        }
+        let mut associated = std::collections::HashSet::new();
+        for res in self.of_type(SUBNET_ROUTE_TABLE_ASSOCIATION) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let subnet = required_str(&p, &id, "SubnetId")?.to_string();
+            let table = required_str(&p, &id, "RouteTableId")?.to_string();
+            let table_vpc = self
+                .m
+                .route_table(&table)
+                .map(|t| t.vpc.clone())
+                .ok_or_else(|| {
+                    ModelError::new(
+                        format!("{}.RouteTableId", res_path(&id)),
+                        format!("InvalidRouteTableID.NotFound: {table:?}"),
+                    )
+                })?;
+            let sn = self
+                .m
+                .subnets
+                .iter_mut()
+                .find(|s| s.id == subnet)
+                .ok_or_else(|| {
+                    ModelError::new(
+                        format!("{}.SubnetId", res_path(&id)),
+                        format!("InvalidSubnetID.NotFound: {subnet:?}"),
+                    )
+                })?;
+            if sn.vpc != table_vpc {
+                return Err(ModelError::new(
+                    format!("{}.RouteTableId", res_path(&id)),
+                    format!(
+                        "{table} is in VPC {table_vpc}, subnet {subnet} in {}",
+                        sn.vpc
+                    ),
+                ));
+            }
+            if !associated.insert(subnet.clone()) {
+                return Err(ModelError::new(
+                    format!("{}.SubnetId", res_path(&id)),
+                    format!(
+                        "Resource.AlreadyAssociated: subnet {subnet} already has a route table"
+                    ),
+                ));
+            }
+            sn.route_table = table;
+        }
+        for sn in &mut self.m.subnets {
+            if sn.route_table.is_empty() {
+                sn.route_table = main_table_id(&sn.vpc);
+            }
+        }
+        Ok(())
+    }
+
+    /// One `AWS::EC2::Route`, checked as EC2's `CreateRoute` does.
+    fn route(&mut self, id: &str, p: &Value) -> Result<()> {
+        let path = res_path(id);
+        let field = |f: &str| format!("{path}.{f}");
+        let table_id = required_str(p, id, "RouteTableId")?.to_string();
+        let table = self.m.route_table(&table_id).cloned().ok_or_else(|| {
+            ModelError::new(
+                field("RouteTableId"),
+                format!("InvalidRouteTableID.NotFound: {table_id:?}"),
+            )
+        })?;
+        let vpc = self.m.vpc(&table.vpc).expect("validated").clone();
+        // Exactly one destination.
+        let dests: Vec<(&str, &str)> = [
+            "DestinationCidrBlock",
+            "DestinationIpv6CidrBlock",
+            "DestinationPrefixListId",
+        ]
+        .into_iter()
+        .map(|f| Ok(str_field(p, id, f)?.map(|v| (f, v))))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+        let (dfield, dvalue) = match dests.as_slice() {
+            [one] => *one,
+            _ => {
+                return Err(ModelError::new(
+                    path,
+                    "exactly one of DestinationCidrBlock, DestinationIpv6CidrBlock and DestinationPrefixListId is required",
+                ))
+            }
+        };
+        let destination = match dfield {
+            "DestinationCidrBlock" => {
+                let net: ipnet::Ipv4Net = dvalue.parse().map_err(|_| {
+                    ModelError::new(
+                        field(dfield),
+                        format!("{dvalue:?} is not an IPv4 CIDR block"),
+                    )
+                })?;
+                Destination::Cidr(IpNet::V4(net))
+            }
+            "DestinationIpv6CidrBlock" => {
+                let net: ipnet::Ipv6Net = dvalue.parse().map_err(|_| {
+                    ModelError::new(
+                        field(dfield),
+                        format!("{dvalue:?} is not an IPv6 CIDR block"),
+                    )
+                })?;
+                Destination::Cidr(IpNet::V6(net))
+            }
+            _ => {
+                if self.m.prefix_list(dvalue).is_none() {
+                    return Err(ModelError::new(
+                        field(dfield),
+                        format!("InvalidPrefixListID.NotFound: {dvalue:?}"),
+                    ));
+                }
+                Destination::PrefixList(dvalue.to_string())
+            }
+        };
+        if let Destination::Cidr(c) = destination {
+            if c.trunc() != c {
+                return Err(ModelError::new(
+                    field(dfield),
+                    format!(
+                        "InvalidParameterValue: {c}: host bits are set (did you mean {}?)",
+                        c.trunc()
+                    ),
+                ));
+            }
+            // The local routes: equal is a duplicate; inside is AWS's
+            // "more specific routing" to a middlebox, not supported here.
+            let locals = std::iter::once(IpNet::V4(vpc.cidr)).chain(vpc.ipv6_cidr.map(IpNet::V6));
+            for local in locals {
+                if local == c {
+                    return Err(ModelError::new(
+                        field(dfield),
+                        format!("RouteAlreadyExists: {c} is the local route of {}", vpc.id),
+                    ));
+                }
+                if local.contains(&c) {
+                    return Err(ModelError::new(
+                        field(dfield),
+                        format!(
+                            "{c} is more specific than the local route {local}: routing inside the VPC \
+                             to a middlebox is not supported here"
+                        ),
+                    ));
+                }
+            }
+        }
+        // Exactly one target.
+        let targets: Vec<(&str, &str)> = TARGET_FIELDS
+            .iter()
+            .map(|f| Ok(str_field(p, id, f)?.map(|v| (*f, v))))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let (tfield, tvalue) = match targets.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(ModelError::new(
+                    path,
+                    format!("a target is required: one of {}", TARGET_FIELDS.join(", ")),
+                ))
+            }
+            _ => {
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "InvalidParameterCombination: more than one target ({})",
+                        targets.iter().map(|t| t.0).collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        };
+        let target = match tfield {
+            "GatewayId" => {
+                if tvalue == "local" {
+                    return Err(ModelError::new(
+                        field(tfield),
+                        "the local route is implicit and cannot be changed here",
+                    ));
+                }
+                if self.m.internet_gateway(tvalue).is_none() {
+                    return Err(ModelError::new(
+                        field(tfield),
+                        format!("InvalidGatewayID.NotFound: {tvalue:?} is not an AWS::EC2::InternetGateway of this template"),
+                    ));
+                }
+                Target::InternetGateway(tvalue.to_string())
+            }
+            other => return Err(ModelError::new(
+                field(other),
+                format!(
+                    "{other} targets are not supported yet (see the README's Route tables section)"
+                ),
+            )),
+        };
+        let route = Route {
+            id: id.to_string(),
+            destination,
+            target,
+        };
+        // No two routes of a table for one destination.
+        let t = self
+            .m
+            .route_tables
+            .iter_mut()
+            .find(|t| t.id == table_id)
+            .expect("found above");
+        if t.routes.iter().any(|r| r.destination == route.destination) {
+            return Err(ModelError::new(
+                field(dfield),
+                format!("RouteAlreadyExists: {table_id} already has a route to {dvalue}"),
+            ));
+        }
+        t.routes.push(route);
+        let t = t.clone();
+        // The quota, per family: a prefix list counts its MaxEntries.
+        let weight = |r: &Route| -> (bool, usize) {
+            match &r.destination {
+                Destination::Cidr(c) => (is_v6(c), 1),
+                Destination::PrefixList(pl) => {
+                    let l = self.m.prefix_list(pl).expect("validated");
+                    (l.ipv6, l.max_entries)
+                }
+            }
+        };
+        let (v6, _) = weight(t.routes.last().expect("pushed"));
+        let used: usize = t
+            .routes
+            .iter()
+            .map(weight)
+            .filter(|(f, _)| *f == v6)
+            .map(|(_, n)| n)
+            .sum();
+        if used > MAX_ROUTES_PER_TABLE {
+            return Err(ModelError::new(
+                field(dfield),
+                format!(
+                    "RouteLimitExceeded: {table_id} would hold {used} {} routes; at most {MAX_ROUTES_PER_TABLE} per table per family \
+                     (a prefix list counts its MaxEntries)",
+                    if v6 { "IPv6" } else { "IPv4" }
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::model::build;
+
+const BASE: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
+"#;
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+fn ok(t: &str) -> Model {
+    build(t, &HashMap::new(), "s").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(t: &str) -> String {
+    build(t, &HashMap::new(), "s")
+        .expect_err("template should be rejected")
+        .to_string()
+}
+
+#[test]
+fn subnets_use_their_table_or_the_main_one_and_every_table_has_local_routes() {
+    let m = ok(&with(
+        "  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}\n",
+    ));
+    assert_eq!(m.subnet("Public").unwrap().route_table, "PublicRt");
+    assert_eq!(
+        m.subnet("Private").unwrap().route_table,
+        "Vpc.MainRouteTable"
+    );
+    let main = m.route_table("Vpc.MainRouteTable").unwrap();
+    assert!(main.is_main && main.routes.is_empty());
+    let routes = m.routes_of(main);
+    let dests: Vec<String> = routes
+        .iter()
+        .map(|r| format!("{:?} {:?}", r.destination, r.target))
+        .collect();
+    assert_eq!(
+        dests,
+        [
+            "Cidr(10.0.0.0/16) Local",
+            "Cidr(2001:db8:ec2:100::/56) Local"
+        ]
+    );
+    let public = m.route_table("PublicRt").unwrap();
+    let all = m.routes_of(public);
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].target, Target::InternetGateway("Igw".into()));
+    assert_eq!(m.route_state(public, &all[2]), RouteState::Active);
+    assert_eq!(
+        m.internet_gateway("Igw").unwrap().vpc.as_deref(),
+        Some("Vpc")
+    );
+}
+
+#[test]
+fn a_route_to_a_detached_internet_gateway_is_a_blackhole() {
+    let t = with(
+        "  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}\n",
+    )
+    .replace("  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}\n", "");
+    let m = ok(&t);
+    let public = m.route_table("PublicRt").unwrap();
+    assert_eq!(
+        m.route_state(public, &public.routes[0]),
+        RouteState::Blackhole
+    );
+}
+
+#[test]
+fn bad_routes_are_refused_naming_resource_and_field() {
+    let route = |props: &str| {
+        err(&with(&format!(
+            "  R: {{Type: AWS::EC2::Route, Properties: {{{props}}}}}\n"
+        )))
+    };
+    let cases = [
+        (
+            "RouteTableId: Nope, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw",
+            "Resources.R.Properties.RouteTableId",
+            "InvalidRouteTableID.NotFound",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, GatewayId: !Ref Igw",
+            "Resources.R.Properties",
+            "exactly one of DestinationCidrBlock",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw",
+            "Resources.R.Properties",
+            "exactly one of DestinationCidrBlock",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: '::/0', GatewayId: !Ref Igw",
+            "Resources.R.Properties.DestinationCidrBlock",
+            "not an IPv4 CIDR block",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.0.2.1/24, GatewayId: !Ref Igw",
+            "Resources.R.Properties.DestinationCidrBlock",
+            "host bits",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 10.0.0.0/16, GatewayId: !Ref Igw",
+            "Resources.R.Properties.DestinationCidrBlock",
+            "RouteAlreadyExists",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 10.0.2.0/24, GatewayId: !Ref Igw",
+            "Resources.R.Properties.DestinationCidrBlock",
+            "more specific than the local route",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '2001:db8:ec2:100::/64', GatewayId: !Ref Igw",
+            "Resources.R.Properties.DestinationIpv6CidrBlock",
+            "more specific than the local route",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0",
+            "Resources.R.Properties",
+            "a target is required",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Public",
+            "Resources.R.Properties.GatewayId",
+            "InvalidGatewayID.NotFound",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: igw-0123456789abcdef0",
+            "Resources.R.Properties.GatewayId",
+            "InvalidGatewayID.NotFound",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw, NatGatewayId: nat-1",
+            "Resources.R.Properties",
+            "InvalidParameterCombination",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, TransitGatewayId: tgw-1",
+            "Resources.R.Properties.TransitGatewayId",
+            "not supported",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationPrefixListId: pl-nope, GatewayId: !Ref Igw",
+            "Resources.R.Properties.DestinationPrefixListId",
+            "InvalidPrefixListID.NotFound",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: local",
+            "Resources.R.Properties.GatewayId",
+            "local route",
+        ),
+    ];
+    for (props, path, msg) in cases {
+        let e = route(props);
+        assert!(
+            e.contains(path) && e.contains(msg),
+            "{props}: got {e:?}, want {path} / {msg}"
+        );
+    }
+}
+
+#[test]
+fn duplicates_associations_and_attachments_are_checked() {
+    let e = err(&with(
+        "  A: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}\n  \
+         B: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}\n",
+    ));
+    assert!(e.contains("RouteAlreadyExists"), "{e}");
+    let e = err(&with(
+        "  Again: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}\n",
+    ));
+    assert!(
+        e.contains(".SubnetId") && e.contains("already has a route table"),
+        "{e}"
+    );
+    let e = err(&with(
+        "  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}\n  \
+         Cross: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Other}}\n  \
+         X: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref Cross}}\n",
+    ));
+    assert!(
+        e.contains("X.Properties.RouteTableId") && e.contains("is in VPC Other"),
+        "{e}"
+    );
+    let e = err(&with(
+        "  Igw2: {Type: AWS::EC2::InternetGateway}\n  \
+         Attach2: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw2}}\n",
+    ));
+    assert!(
+        e.contains("InternetGatewayId") && e.contains("one per VPC"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fifty_routes_per_table_and_family_and_a_prefix_list_counts_its_max_entries() {
+    let mut t = with("");
+    for i in 0..50 {
+        t.push_str(&format!(
+            "  R{i}: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.168.{i}.0/24, GatewayId: !Ref Igw}}}}\n"
+        ));
+    }
+    // IPv6 has its own 50.
+    t.push_str("  Six: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw}}\n");
+    let m = ok(&t);
+    assert_eq!(m.route_table("PublicRt").unwrap().routes.len(), 51);
+    let e = err(&format!(
+        "{t}  R50: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.168.50.0/24, GatewayId: !Ref Igw}}}}\n"
+    ));
+    assert!(
+        e.contains("RouteLimitExceeded") && e.contains("DestinationCidrBlock"),
+        "{e}"
+    );
+    // 45 CIDR routes and a list of MaxEntries 6: 51.
+    let mut t = with(
+        "  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: p, AddressFamily: IPv4, MaxEntries: 6, Entries: [{Cidr: 172.16.0.0/12}]}}\n  \
+         ViaPl: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationPrefixListId: !Ref Pl, GatewayId: !Ref Igw}}\n",
+    );
+    for i in 0..44 {
+        t.push_str(&format!(
+            "  R{i}: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.168.{i}.0/24, GatewayId: !Ref Igw}}}}\n"
+        ));
+    }
+    ok(&t);
+    t.push_str("  R44: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.168.44.0/24, GatewayId: !Ref Igw}}\n");
+    let e = err(&t);
+    assert!(e.contains("RouteLimitExceeded") && e.contains("51"), "{e}");
+}
