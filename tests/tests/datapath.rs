@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use vpc::datapath::Maps;
 use vpc::packet::{parse_and_verify, parse_icmp_error, quote, Frame, L4, TCP_ACK, TCP_SYN};
-use vpc_common::{v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo};
+use vpc_common::{
+    v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo, RouteKey, RouteTarget,
+    ROUTE_FIXED_BITS,
+};
 use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
 
 /// One subnet: a function, its ENI, a database (5432/tcp and 9000/udp from
@@ -169,6 +172,7 @@ fn add_ipv6(h: &mut Harness) {
             ifindex: l.ifindex,
             policy: port.policy,
             vpc: port.vpc,
+            subnet: port.subnet,
             kind: port.kind,
             mac: l.mac,
             router_mac: l.router_mac,
@@ -209,6 +213,22 @@ fn add_ipv6(h: &mut Harness) {
         0,
     )
     .unwrap();
+    // And the `local` route of that IPv6 block (fd00::/8) in every table.
+    let mut routes: aya::maps::LpmTrie<_, RouteKey, RouteTarget> =
+        aya::maps::LpmTrie::try_from(h.dp.map("ROUTES").unwrap()).unwrap();
+    for table in h.entries.route_tables.values() {
+        let key = RouteKey {
+            table_family: vpc::compile::route::table_family(*table, true),
+            addr: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        let local = RouteTarget {
+            kind: vpc_common::route_kind::LOCAL,
+            ..Default::default()
+        };
+        routes
+            .insert(&aya::maps::lpm_trie::Key::new(ROUTE_FIXED_BITS + 8, key), local, 0)
+            .unwrap();
+    }
 }
 
 #[test]
