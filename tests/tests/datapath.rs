@@ -226,7 +226,11 @@ fn add_ipv6(h: &mut Harness) {
             ..Default::default()
         };
         routes
-            .insert(&aya::maps::lpm_trie::Key::new(ROUTE_FIXED_BITS + 8, key), local, 0)
+            .insert(
+                &aya::maps::lpm_trie::Key::new(ROUTE_FIXED_BITS + 8, key),
+                local,
+                0,
+            )
             .unwrap();
     }
 }

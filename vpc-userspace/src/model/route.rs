@@ -402,12 +402,14 @@ impl Builder<'_> {
                 }
                 Target::InternetGateway(tvalue.to_string())
             }
-            other => return Err(ModelError::new(
-                field(other),
-                format!(
+            other => {
+                return Err(ModelError::new(
+                    field(other),
+                    format!(
                     "{other} targets are not supported yet (see the README's Route tables section)"
                 ),
-            )),
+                ))
+            }
         };
         let route = Route {
             id: id.to_string(),
