@@ -176,11 +176,14 @@ fn store_of(name: &str) -> Result<Store> {
 }
 
 /// Reads the state and the lifecycle, lets `f` change them, and writes both
-/// in one transaction (nothing is written if `f` fails).
+/// in one transaction (nothing is written if `f` fails), under the
+/// deployment's lock (the CLI's policy edits read and write the state
+/// under it too: neither loses the other's change).
 pub fn transact<R>(
     name: &str,
     f: impl FnOnce(&mut State, &mut Lifecycle) -> Result<R>,
 ) -> Result<R> {
+    let _lock = lock(name)?;
     store_of(name)?.transact(|t| {
         let mut s: State = t
             .get("state")?
@@ -913,6 +916,7 @@ fn agent_loop(
     let s = State::load(name)?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let mut last_gc = std::time::Instant::now();
+    let mut last_step = std::time::Instant::now();
     let mut drained = HashMap::new();
     // Claims a predecessor killed in the middle of a GC left behind,
     // released on the first GC tick (a second on: never a fresh claim).
@@ -930,8 +934,12 @@ fn agent_loop(
                 std::thread::sleep(Duration::from_millis(50))
             }
         }
-        if let Err(e) = crate::reconcile::step(name, &mut maps) {
-            eprintln!("agent: lifecycle: {e:#}");
+        // The lifecycle's timers (each API change runs them too).
+        if last_step.elapsed() >= Duration::from_millis(200) {
+            last_step = std::time::Instant::now();
+            if let Err(e) = crate::reconcile::step(name, &mut maps) {
+                eprintln!("agent: lifecycle: {e:#}");
+            }
         }
         if last_gc.elapsed() >= Duration::from_secs(1) {
             last_gc = std::time::Instant::now();

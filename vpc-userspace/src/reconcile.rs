@@ -669,12 +669,24 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     let f = s.model.function(&id).expect("found").clone();
     // Detached first: its connections end, nothing sends through an ENI.
     detach(name, maps, &id)?;
-    let _lock = deploy::lock(name)?;
     let nodes: Vec<crate::topology::Node> = f
         .envs()
         .iter()
         .filter_map(|e| s.node(&e.id).cloned())
         .collect();
+    let namespaces: Vec<String> = nodes.iter().map(|n| n.netns.clone()).collect();
+    // Gone from the model (nothing compiles its ports any more); its
+    // namespaces stay listed until they are removed, for `vpc down`.
+    deploy::transact(name, |s, lc| {
+        s.model.functions.retain(|x| x.id != id);
+        lifecycle::refresh_eni_functions(&mut s.model);
+        s.nodes.retain(|n| !nodes.iter().any(|x| x.id == n.id));
+        for n in &nodes {
+            s.hooks.remove(&n.router_if);
+        }
+        lc.functions.remove(&id);
+        Ok(())
+    })?;
     {
         let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
             aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
@@ -690,20 +702,12 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
             }
         }
     }
-    let namespaces: Vec<String> = nodes.iter().map(|n| n.netns.clone()).collect();
     let errors = crate::topology::teardown(&namespaces);
     for n in &nodes {
         let _ = std::fs::remove_file(s.pin_dir.join("links").join(&n.router_if));
     }
-    deploy::transact(name, |s, lc| {
-        s.model.functions.retain(|x| x.id != id);
-        lifecycle::refresh_eni_functions(&mut s.model);
-        s.nodes.retain(|n| !nodes.iter().any(|x| x.id == n.id));
+    deploy::transact(name, |s, _| {
         s.namespaces.retain(|n| !namespaces.contains(n));
-        for n in &nodes {
-            s.hooks.remove(&n.router_if);
-        }
-        lc.functions.remove(&id);
         Ok(())
     })?;
     if !errors.is_empty() {
@@ -716,14 +720,20 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
 /// idle reclaim, and ENIs nothing has used for the delete delay.
 pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
     let lc = Lifecycle::load(name)?;
+    // Configurations as they stand (each function's own changes below
+    // touch only that function).
+    let at_start = State::load(name)?;
+    let vpc_of = |id: &str| {
+        at_start
+            .model
+            .function(id)
+            .and_then(|f| f.vpc_config.clone())
+    };
     let now = lc.clock.now_ms();
     let settings = lc.settings;
     for (id, st) in &lc.functions {
         if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
-            let vc = State::load(name)?
-                .model
-                .function(id)
-                .and_then(|f| f.vpc_config.clone());
+            let vc = vpc_of(id);
             let r = rewire(name, maps, |m| {
                 lifecycle::attach(m, id, vc, settings.eni_limit)
             })?;
@@ -776,10 +786,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             && st.life.update.is_none()
             && now.saturating_sub(st.life.last_invoked_ms)
                 >= settings.idle_reclaim.as_millis() as u64
-            && State::load(name)?
-                .model
-                .function(id)
-                .is_some_and(|f| f.vpc_config.is_some())
+            && vpc_of(id).is_some()
         {
             detach(name, maps, id)?;
             set_status(name, id, |st| {
