@@ -733,3 +733,61 @@ fn create_function_builds_an_execution_environment_on_the_running_router() {
         .join(d.exec_env_netns("maker"))
         .exists());
 }
+
+/// UpdateFunctionConfiguration to subnets of another VPC: the function's
+/// execution environment moves to an ENI of that VPC; it reaches that
+/// VPC's database and no longer the first one's.
+#[test]
+fn an_update_moves_a_function_to_another_vpc() {
+    let t = r#"
+Resources:
+  One: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Two: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.9.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref One, CidrBlock: 10.0.1.0/24}}
+  C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Two, CidrBlock: 10.9.1.0/24}}
+  Sg1: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref One}}
+  Sg2: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Two}}
+  Db1Sg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref One
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref Sg1}]
+  Db2Sg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Two
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref Sg2}]
+  Db1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Db1Sg]}}
+  Db2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref C, PrivateIpAddress: 10.9.1.10, SecurityGroupIds: [!Ref Db2Sg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: reports
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg1]}
+"#;
+    let d = up_with("lcv", t, &[]);
+    let (db1, db2) = ("10.0.1.10:5432", "10.9.1.10:5432");
+    let s1 = Server::start(&d.netns("Db1"), db1);
+    let s2 = Server::start(&d.netns("Db2"), db2);
+    advance(&d, "5m");
+    assert!(connect(&d, db1).is_some());
+    assert!(connect(&d, db2).is_none(), "another VPC");
+    let r = update(&d, json!({"SubnetIds": ["C"], "SecurityGroupIds": ["Sg2"]}));
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    advance(&d, "5m");
+    let c = config(&d);
+    assert_eq!(
+        (&c["LastUpdateStatus"], &c["VpcConfig"]["VpcId"]),
+        (&json!("Successful"), &json!("Two"))
+    );
+    assert!(connect(&d, db2).is_some());
+    let eni2 = enis(&d)
+        .into_iter()
+        .find(|e| e.2 == vec!["Sg2".to_string()])
+        .unwrap();
+    assert!(saw(&s2, &eni2.1), "{:?}", s2.peers());
+    assert!(connect(&d, db1).is_none(), "no longer in VPC One");
+    assert_eq!(s1.peers().len(), 1);
+}

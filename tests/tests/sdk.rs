@@ -43,10 +43,11 @@ fn boto3_sees_lambda_states_and_errors() {
             "127.0.0.1:0",
         ],
     );
-    let url = vpc::deploy::Lifecycle::load(&d.name)
-        .unwrap()
-        .api_url
-        .expect("the API listens on TCP");
+    // Where `vpc status` says the API listens.
+    let url = d.status()["api_url"]
+        .as_str()
+        .expect("the API listens on TCP")
+        .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let out = std::process::Command::new(python)
         .arg(root.join("sdk/lambda_sdk.py"))

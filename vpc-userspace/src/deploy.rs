@@ -582,6 +582,10 @@ pub struct Status {
     #[serde(default)]
     pub agent_pid: Option<u32>,
     pub metrics_url: Option<String>,
+    /// The Lambda API on loopback TCP (`vpc up --api-addr`); it is always
+    /// on the deployment's Unix socket, `api.sock`.
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -789,6 +793,7 @@ pub fn status(name: &str) -> Result<Status> {
         agent_running,
         agent_pid,
         metrics_url: agent_running.then(|| lc.metrics_url.clone()).flatten(),
+        api_url: agent_running.then(|| lc.api_url.clone()).flatten(),
     })
 }
 

@@ -736,6 +736,16 @@ fn print_status(s: &Status) {
     if let Some(url) = &s.metrics_url {
         println!("\nMETRICS  {url}");
     }
+    if s.agent_running {
+        println!(
+            "LAMBDA API  {}{}",
+            vpc::api::socket_path(&s.name).display(),
+            s.api_url
+                .as_ref()
+                .map(|u| format!("  and {u}"))
+                .unwrap_or_default()
+        );
+    }
     if !s.agent_running {
         println!("\nwarning: the agent is not running");
     }
