@@ -108,9 +108,12 @@ fn enis(d: &Deployment) -> Vec<(String, String, Vec<String>)> {
         .collect()
 }
 
+/// Each connection's peer and the bytes it sent so far.
+type Conns = Arc<Mutex<Vec<(SocketAddr, Arc<Mutex<usize>>)>>>;
+
 /// A database: accepts connections, records each peer and the bytes it sent.
 struct Server {
-    conns: Arc<Mutex<Vec<(SocketAddr, Arc<Mutex<usize>>)>>>,
+    conns: Conns,
     stop: Arc<AtomicBool>,
 }
 
