@@ -794,3 +794,107 @@ Resources:
     assert!(connect(&d, db1).is_none(), "no longer in VPC One");
     assert_eq!(s1.peers().len(), 1);
 }
+
+/// Removing the VpcConfig: the function stays Active and invocable but
+/// reaches no VPC; its ENI, used by nothing else, is deleted after the
+/// delete delay.
+#[test]
+fn removing_the_vpc_config_releases_the_eni_after_the_delay() {
+    let d = up("lcr", &[]);
+    let _db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    assert!(connect(&d, DB).is_some());
+    let r = update(&d, json!({"SubnetIds": [], "SecurityGroupIds": []}));
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let c = config(&d);
+    assert_eq!(
+        (
+            &c["State"],
+            &c["LastUpdateStatus"],
+            &c["VpcConfig"]["SubnetIds"]
+        ),
+        (&json!("Active"), &json!("Successful"), &json!([]))
+    );
+    assert!(connect(&d, DB).is_none(), "no VPC any more");
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations",
+        json!("x"),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body).trim(), "reports got \"x\"");
+    advance(&d, "19m");
+    assert_eq!(enis(&d).len(), 1);
+    advance(&d, "1m");
+    assert!(enis(&d).is_empty());
+}
+
+/// `Ipv6AllowedForDualStack` changed by an update: the execution
+/// environment gets (or loses) its IPv6 route and the ENI's IPv6 view.
+#[test]
+fn an_update_turns_ipv6_on_and_off() {
+    let t = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Ipv6Block: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  A:
+    Type: AWS::EC2::Subnet
+    DependsOn: Ipv6Block
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.1.0/24
+      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+      AssignIpv6AddressOnCreation: true
+  B:
+    Type: AWS::EC2::Subnet
+    DependsOn: Ipv6Block
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.2.0/24
+      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+      AssignIpv6AddressOnCreation: true
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: reports
+      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
+"#;
+    let d = up_with("lc6", t, &[]);
+    let s = d.status();
+    let db6 = s["hosts"][0]["ipv6_address"].as_str().unwrap().to_string();
+    let to6 = format!("[{db6}]:5432");
+    let db = Server::start(&d.netns("Db"), &to6);
+    advance(&d, "5m");
+    assert!(connect(&d, &to6).is_none(), "no IPv6 without the flag");
+    let on =
+        json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg"], "Ipv6AllowedForDualStack": true});
+    assert_eq!(update(&d, on).status, 200);
+    let c = config(&d);
+    assert_eq!(
+        (
+            &c["LastUpdateStatus"],
+            &c["VpcConfig"]["Ipv6AllowedForDualStack"]
+        ),
+        (&json!("Successful"), &json!(true))
+    );
+    assert!(connect(&d, &to6).is_some(), "IPv6 through the ENI");
+    let eni6 = d.status()["enis"][0]["ipv6_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(saw(&db, &eni6), "{:?}", db.peers());
+    let off =
+        json!({"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg"], "Ipv6AllowedForDualStack": false});
+    assert_eq!(update(&d, off).status, 200);
+    assert_eq!(config(&d)["LastUpdateStatus"], "Successful");
+    assert!(connect(&d, &to6).is_none(), "IPv6 off again");
+}
