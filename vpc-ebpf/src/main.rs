@@ -4,6 +4,7 @@
 mod csum;
 mod ct;
 mod ctx;
+mod flowlog;
 mod maps;
 mod nat;
 mod parse;

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use vpc_common::*;
 
@@ -112,6 +112,10 @@ pub struct Scratch {
     pub reply_key: CtKey,
     pub orig: CtEntry,
     pub reply: CtEntry,
+    /// A rejected flow for flow logs.
+    pub fl_key: FlowRejectKey,
+    /// The NAT port claim of a new function connection.
+    pub claim: NatPortKey,
     pub bench_snapshot: [u64; 8],
     pub bench_key: CtKey,
     pub bench_counter: u32,
@@ -124,3 +128,18 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// Benchmark harness settings: [0] mode (0 steady, 1 new flow each run).
 #[map]
 pub static BENCH: Array<u32> = Array::with_max_entries(4, 0);
+
+/// Flow logs: rejected flows aggregated per (flow, reason, window); the
+/// agent takes each one out after its window (see `flowlog.rs`).
+#[map]
+pub static FL_REJECTS: LruHashMap<FlowRejectKey, FlowWindow> =
+    LruHashMap::with_max_entries(FL_MAX_REJECTS, 0);
+
+/// Flow logs: one event per new rejected flow and window (sized at load).
+#[map]
+pub static FL_EVENTS: RingBuf = RingBuf::with_byte_size(FL_RINGBUF_BYTES, 0);
+
+/// Flow logs, per CPU: events lost (ring buffer full), events sent
+/// (`vpc_common::FL_STAT_*`).
+#[map]
+pub static FL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(FL_STATS_LEN, 0);

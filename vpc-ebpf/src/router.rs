@@ -14,6 +14,7 @@ use vpc_common::{
 use crate::{
     ct,
     ctx::Ctx,
+    flowlog,
     maps::{Scratch, CONFIG, CT, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
@@ -214,42 +215,65 @@ fn related_inner<C: Ctx>(
 #[inline(always)]
 fn deliver_tracked<C: Ctx>(
     ctx: &C,
-    s: &Scratch,
+    s: &mut Scratch,
     e: *mut CtEntry,
     orig: *mut CtEntry,
     now: u64,
 ) -> Result<u32, DropReason> {
-    let p = &s.pkt;
-    // Copied out through the raw pointer: for the original direction `e`
-    // and `orig` are one entry, which `ct::update` writes.
-    let ent = unsafe { *e };
-    let snat = ent.flags & CT_F_SNAT != 0;
-    if ent.src_subnet != ent.dst_subnet {
+    let Scratch { pkt: p, fl_key, .. } = s;
+    let p = &*p;
+    // Read through the raw pointer: for the original direction `e` and
+    // `orig` are one entry, which `ct::update` writes (not these fields).
+    let (flags, dir) = unsafe { ((*e).flags, (*e).dir) };
+    let (src_subnet, dst_subnet) = unsafe { ((*e).src_subnet, (*e).dst_subnet) };
+    let snat = flags & CT_F_SNAT != 0;
+    if src_subnet != dst_subnet {
         let epoch = policy_epoch();
         let stamp = epoch.wrapping_add(1);
         // ICMP echo keys leave out the code, which ACLs judge: no verdict
         // is kept for ICMP.
         let icmp = p.is_icmp();
-        if icmp || ent.acl_gen != stamp {
+        if icmp || unsafe { (*e).acl_gen } != stamp {
             // The customer-side source of a NATed connection is its ENI.
-            let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
-            let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
+            let nat_addr = unsafe { &(*e).nat_addr };
+            let src_addr = if snat { nat_addr } else { &p.saddr };
+            let (src, dst) = (src_subnet as u32, dst_subnet as u32);
             // Routing is stateless too: the route this direction took when
             // the connection opened must still be the one that matches.
             let r = route::lookup(epoch & 1, src, p.v6, &p.daddr)?;
-            if r.kind != ent.route {
+            if r.kind != unsafe { (*e).route } {
                 return Err(route::refused(r.kind));
             }
-            boundary(p, epoch & 1, src, dst, src_addr, &p.daddr)?;
+            if let Err(r) = boundary(p, epoch & 1, src, dst, src_addr, &p.daddr) {
+                let w = flowlog::window();
+                if w != 0 {
+                    // As seen in the VPC: after SNAT, before the reverse NAT.
+                    let nat_port = unsafe { (*e).nat_port };
+                    if snat {
+                        flowlog::key(fl_key, nat_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                    } else if flags & CT_F_DNAT != 0 {
+                        flowlog::key(fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, nat_addr);
+                    } else {
+                        flowlog::key(fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                    }
+                    flowlog::reject(fl_key, p, r, w, now);
+                }
+                return Err(r);
+            }
             if !icmp {
                 unsafe { (*e).acl_gen = stamp };
             }
         }
     }
-    ct::update(unsafe { &mut *orig }, p, ent.dir, now);
+    ct::update(unsafe { &mut *orig }, p, dir, now);
+    let w = flowlog::window();
+    if w != 0 {
+        flowlog::count(unsafe { &mut (*e).fl }, p, w, now);
+    }
+    let ent = unsafe { &*e };
     if snat {
         nat::rewrite(ctx, p, true, &ent.nat_addr, ent.nat_port)?;
-    } else if ent.flags & CT_F_DNAT != 0 {
+    } else if flags & CT_F_DNAT != 0 {
         nat::rewrite(ctx, p, false, &ent.nat_addr, ent.nat_port)?;
     }
     route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)
@@ -334,7 +358,20 @@ fn admit(
 /// A new flow from an instance or network interface in a customer VPC.
 #[inline(never)]
 fn host_flow<C: Ctx>(ctx: &C, s: &mut Scratch, port: &PortInfo, ifindex: u32, now: u64) -> u32 {
-    finish(host_flow_inner(ctx, s, port, ifindex, now))
+    match host_flow_inner(ctx, s, port, ifindex, now) {
+        Ok(action) => action,
+        Err(r) => {
+            if flowlog::is_reject(r) {
+                let w = flowlog::window();
+                if w != 0 {
+                    let Scratch { pkt: p, fl_key, .. } = s;
+                    flowlog::key(fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                    flowlog::reject(fl_key, p, r, w, now);
+                }
+            }
+            stats::drop(r)
+        }
+    }
 }
 
 #[inline(always)]
@@ -426,11 +463,22 @@ fn function_flow_inner<C: Ctx>(
         _pad0: 0,
         _pad1: 0,
     };
-    let (id, claim) = claim_nat_port(s, group)?;
+    let id = claim_nat_port(s, group)?;
+    let claim = s.claim;
     // Until the connection's entries are in, the claim is this packet's to
     // give back; from then on it is the connection's, and goes with it.
     if let Err(r) = function_open(ctx, s, id, ep, ifindex, now, epoch) {
         let _ = NAT_PORTS.remove(&claim);
+        if flowlog::is_reject(r) {
+            let w = flowlog::window();
+            if w != 0 {
+                // As seen on the ENI: its address and the port it chose.
+                let Scratch { pkt: p, fl_key, reply_key, .. } = s;
+                let (eni_addr, nat_port) = (&reply_key.daddr, reply_key.dport);
+                flowlog::key(fl_key, eni_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                flowlog::reject(fl_key, p, r, w, now);
+            }
+        }
         return Err(r);
     }
     route::deliver_to(ctx, ep)
@@ -440,10 +488,13 @@ fn function_flow_inner<C: Ctx>(
 /// side): the ENIs of the group in order, on each `NAT_PORT_TRIES`
 /// independent random ports of its range; the first free one is claimed
 /// with `BPF_NOEXIST`, its value the reply key (which names the ENI's
-/// address and the port). Returns the ENI id and the claim; every ENI full
-/// is `NatPortExhausted`, counted in `NAT_STATS`.
-#[inline(always)]
-fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<(u32, NatPortKey), DropReason> {
+/// address and the port). Returns the ENI id, the claim in `s.claim`;
+/// every ENI full is `NatPortExhausted`, counted in `NAT_STATS`.
+/// A BPF function of its own: each probe leaves the verifier a different
+/// state (the probe count), and only the result crosses back, so what
+/// follows is verified once rather than once per probe.
+#[inline(never)]
+fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> {
     let cap = match CONFIG.get(cfg::ENI_CAPACITY).copied().unwrap_or(0) as u32 {
         c if c == 0 || c > NAT_PORT_RANGE => NAT_PORT_RANGE,
         c => c,
@@ -461,7 +512,7 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<(u32, NatPortKey)
             Some(e) if !(v6 && e.has_v6 == 0) => e,
             _ => continue,
         };
-        s.reply_key.daddr = if v6 { eni.addr6 } else { eni.addr4 };
+        parse::copy_addr(&mut s.reply_key.daddr, if v6 { &eni.addr6 } else { &eni.addr4 });
         let mut k = 0;
         while k < NAT_PORT_TRIES {
             k += 1;
@@ -482,7 +533,8 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<(u32, NatPortKey)
                 .is_ok()
             {
                 stats::nat_probes(probes);
-                return Ok((id, claim));
+                s.claim = claim;
+                return Ok(id);
             }
         }
     }
@@ -596,6 +648,17 @@ fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
             core::ptr::write_volatile(&mut e.bytes_reply, 0);
         }
         e.twin = *twin;
+        flowlog::clear(&mut e.fl);
+    }
+    let w = flowlog::window();
+    if w != 0 {
+        if let Some(old) = unsafe { CT.get(&s.key) } {
+            flowlog::carry(&mut s.orig.fl, old);
+        }
+        if let Some(old) = unsafe { CT.get(&s.reply_key) } {
+            flowlog::carry(&mut s.reply.fl, old);
+        }
+        flowlog::count(&mut s.orig.fl, &s.pkt, w, now);
     }
     let nat = s.reply.flags & CT_F_DNAT != 0;
     let flags = if nat { BPF_NOEXIST as u64 } else { 0 };

@@ -67,6 +67,9 @@ pub const PINNED_MAPS: &[&str] = &[
     "NAT_STATS",
     "ROUTES",
     "SUBNET_ROUTE_TABLES",
+    "FL_REJECTS",
+    "FL_EVENTS",
+    "FL_STATS",
 ];
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -496,6 +499,16 @@ pub trait Maps {
     /// it was on), and only if it still names this connection's reply key,
     /// so a port is never free while a connection holds it.
     fn ct_gc(&mut self, t: &Timeouts) -> Result<usize> {
+        self.ct_gc_with(t, &mut |_, _| {})
+    }
+
+    /// As `ct_gc`, handing every removed entry (both directions, as last
+    /// read) to `on_removed` first: flow logs take what it counted.
+    fn ct_gc_with(
+        &mut self,
+        t: &Timeouts,
+        on_removed: &mut dyn FnMut(&CtKey, &CtEntry),
+    ) -> Result<usize> {
         let now = mono_ns();
         let all: Vec<(CtKey, CtEntry)> = {
             let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
@@ -521,10 +534,17 @@ pub trait Maps {
                 let reply = if e.dir == CT_DIR_ORIG { e.twin } else { *k };
                 if e.dir == CT_DIR_ORIG {
                     match m.get(k, 0) {
-                        Ok(fresh) if fresh.last_seen == e.last_seen => {}
+                        Ok(fresh) if fresh.last_seen == e.last_seen => on_removed(k, &fresh),
                         _ => continue,
                     }
+                    if let Ok(r) = m.get(&e.twin, 0) {
+                        if r.twin == *k {
+                            on_removed(&e.twin, &r);
+                        }
+                    }
                     let _ = m.remove(&e.twin);
+                } else {
+                    on_removed(k, e);
                 }
                 if m.remove(k).is_ok() {
                     removed += 1;
@@ -625,12 +645,24 @@ impl Datapath {
     /// As `load`, with a conntrack table of `ct_max` entries (two per
     /// connection; `NAT_PORTS` holds one claim per connection: half).
     pub fn load_with(timeouts: &Timeouts, ct_max: u32) -> Result<Self> {
+        Self::load_sized(timeouts, ct_max, vpc_common::FL_RINGBUF_BYTES)
+    }
+
+    /// As `load_with`, with a flow-log ring buffer of `ringbuf` bytes (a
+    /// power of two, at least a page).
+    pub fn load_sized(timeouts: &Timeouts, ct_max: u32, ringbuf: u32) -> Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
+        if !ringbuf.is_power_of_two() || ringbuf < page {
+            bail!("flow-log ring buffer of {ringbuf} bytes: a power of two, at least {page} (a page)");
+        }
         if ct_max < 2 {
             bail!("conntrack size {ct_max}: at least 2 entries (two per connection)");
         }
         let ebpf = EbpfLoader::new()
             .map_max_entries("CT", ct_max)
             .map_max_entries("NAT_PORTS", ct_max / 2)
+            .map_max_entries("FL_EVENTS", ringbuf)
             .load(EBPF_OBJECT)
             .context("loading the XDP object")?;
         let mut dp = Self { ebpf };

@@ -51,6 +51,9 @@ pub struct State {
     /// Conntrack table size (entries, two per connection).
     #[serde(default = "default_conntrack_max")]
     pub conntrack_max: u32,
+    /// Flow logs: output directory, ring-buffer size.
+    #[serde(default)]
+    pub flow_logs: crate::flowlogs::FlowLogOptions,
 }
 
 fn default_conntrack_max() -> u32 {
@@ -281,6 +284,7 @@ pub struct UpOptions {
     pub conntrack_max: u32,
     /// The lifecycle's clock and delays.
     pub lifecycle: LifecycleOptions,
+    pub flow_logs: crate::flowlogs::FlowLogOptions,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -343,7 +347,11 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
     let pins = pin_dir(&opts.name);
     let result = (|| -> Result<State> {
         // Load first: a verifier rejection leaves nothing behind.
-        let mut dp = Datapath::load_with(&opts.timeouts, opts.conntrack_max)?;
+        let mut dp = Datapath::load_sized(
+            &opts.timeouts,
+            opts.conntrack_max,
+            opts.flow_logs.ringbuf_bytes,
+        )?;
         dp.set_eni_capacity(opts.eni_scaling.capacity)?;
         let nodes = topology::build(&opts.name, &model)?;
         let links: HashMap<String, compile::LinkInfo> =
@@ -404,6 +412,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             eni_scaling: opts.eni_scaling,
             metrics_addr: opts.metrics_addr.clone(),
             conntrack_max: opts.conntrack_max,
+            flow_logs: opts.flow_logs.clone(),
         };
         let clock = crate::lifecycle::Clock::new(opts.lifecycle.test_clock);
         let now = clock.now_ms();
@@ -926,7 +935,13 @@ fn agent_loop(
     // Claims a predecessor killed in the middle of a GC left behind,
     // released on the first GC tick (a second on: never a fresh claim).
     let mut orphans = Some(maps.nat_orphans()?);
+    let mut flows = crate::flowlogs::agent::FlowLogAgent::start(name, &s, &mut maps)?;
     while !stop.load(Ordering::Relaxed) {
+        if let Some(f) = flows.as_mut() {
+            if let Err(e) = f.poll(&mut maps) {
+                eprintln!("agent: flow logs: {e:#}");
+            }
+        }
         // The API's changes, one at a time, on this thread only.
         match ops.recv_timeout(Duration::from_millis(50)) {
             Ok(req) => {
@@ -954,7 +969,13 @@ fn agent_loop(
                     eprintln!("agent: released {n} NAT port claim(s) without a connection");
                 }
             }
-            let n = maps.ct_gc(&s.timeouts)?;
+            // Flow logs take what a removed connection counted since
+            // its window was last read.
+            let n = maps.ct_gc_with(&s.timeouts, &mut |k, e| {
+                if let Some(f) = flows.as_mut() {
+                    f.removed(k, e)
+                }
+            })?;
             let mut lc = Lifecycle::load(name)?;
             let mut changed = n > 0;
             lc.gc_removed += n as u64;
@@ -967,6 +988,9 @@ fn agent_loop(
             }
             tick()?;
         }
+    }
+    if let Some(f) = flows.as_mut() {
+        f.finish(&mut maps)?;
     }
     Ok(())
 }

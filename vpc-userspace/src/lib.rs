@@ -11,6 +11,7 @@ pub mod conntrack;
 pub mod datapath;
 pub mod deploy;
 pub mod lifecycle;
+pub mod flowlogs;
 pub mod metrics;
 pub mod model;
 pub mod packet;

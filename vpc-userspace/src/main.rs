@@ -73,6 +73,15 @@ struct RunArgs {
     eni: EniArgs,
     #[command(flatten)]
     lifecycle: LifecycleArgs,
+    /// Flow logs: the directory standing for S3 buckets
+    /// (`s3/<bucket>/AWSLogs/...`) and CloudWatch log groups
+    /// (`cloudwatch/<group>/<eni>-all`). Default: /var/log/vpc/<name>.
+    #[arg(long)]
+    flow_logs_dir: Option<std::path::PathBuf>,
+    /// Flow logs: ring-buffer size in bytes (a power of two, at least a
+    /// page); a full ring buffer means SKIPDATA records.
+    #[arg(long, default_value_t = vpc_common::FL_RINGBUF_BYTES)]
+    flow_log_ringbuf: u32,
 }
 
 /// The function and ENI lifecycle, and the Lambda API.
@@ -279,6 +288,11 @@ enum Cmd {
         #[command(subcommand)]
         op: EniOp,
     },
+    /// VPC Flow Logs: `vpc flows tail [--eni ID] [--format F]`.
+    Flows {
+        #[command(subcommand)]
+        op: FlowsOp,
+    },
     /// The agent (`up` starts it in the background). It adopts the pinned
     /// datapath, which forwards without it: after a crash, `vpc agent
     /// --detach` starts a new one and no connection is lost. Refused while
@@ -313,6 +327,26 @@ enum ClockOp {
     Advance {
         #[arg(value_parser = parse_duration)]
         by: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowsOp {
+    /// Prints flow-log records as the agent writes them.
+    Tail {
+        /// Only this interface's records (`eni-...`).
+        #[arg(long)]
+        eni: Option<String>,
+        /// `default` (version 2), or `${field} ...` as in `LogFormat`;
+        /// default: each flow log's own format.
+        #[arg(long)]
+        format: Option<String>,
+        /// Also what was written before.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<usize>,
     },
 }
 
@@ -557,6 +591,10 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
                     eni_limit: r.lifecycle.eni_limit,
                 },
                 api_addr: (r.lifecycle.api_addr != "off").then(|| r.lifecycle.api_addr.clone()),
+            },
+            flow_logs: vpc::flowlogs::FlowLogOptions {
+                dir: r.flow_logs_dir.clone(),
+                ringbuf_bytes: r.flow_log_ringbuf,
             },
         },
     )
@@ -860,6 +898,24 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             down?;
         }
         Cmd::Sg { op } => sg_edit(&name, op)?,
+        Cmd::Flows {
+            op:
+                FlowsOp::Tail {
+                    eni,
+                    format,
+                    from_start,
+                    count,
+                },
+        } => {
+            vpc::flowlogs::agent::tail(
+                &name,
+                eni.as_deref(),
+                format.as_deref(),
+                from_start,
+                count,
+                &mut std::io::stdout().lock(),
+            )?;
+        }
         Cmd::Conntrack {
             op: ConntrackOp::List { json },
         } => {

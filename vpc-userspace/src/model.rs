@@ -91,6 +91,9 @@ pub struct Model {
     /// Subnets shared with participant accounts (`AWS::RAM::ResourceShare`).
     #[serde(default)]
     pub shares: Vec<ResourceShare>,
+    /// `AWS::EC2::FlowLog` resources.
+    #[serde(default)]
+    pub flow_logs: Vec<FlowLog>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -784,6 +787,7 @@ impl<'a> Builder<'a> {
             internet_gateways: vec![],
             skipped: vec![],
             shares: vec![],
+            flow_logs: vec![],
         };
         Ok(Self {
             t,
@@ -838,6 +842,7 @@ impl<'a> Builder<'a> {
             route::SUBNET_ROUTE_TABLE_ASSOCIATION,
             route::INTERNET_GATEWAY,
             route::VPC_GATEWAY_ATTACHMENT,
+            flowlog::FLOW_LOG,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -880,6 +885,7 @@ impl<'a> Builder<'a> {
         self.check_group_refs()?;
         self.hosts()?;
         self.functions()?;
+        self.flow_logs()?;
         Ok(self.m)
     }
 
@@ -2065,6 +2071,8 @@ pub fn fnv1a(s: &str) -> u64 {
 
 mod acl;
 mod share;
+pub mod flowlog;
+pub use flowlog::FlowLog;
 pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub mod route;

@@ -97,6 +97,7 @@ impl Bed {
             eni_scaling: Default::default(),
             conntrack_max: vpc_common::CT_MAX_ENTRIES,
             lifecycle: Default::default(),
+            flow_logs: Default::default(),
         };
         let state = deploy::up(m, &opts)?;
         let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();

@@ -1,0 +1,161 @@
+//! VPC Flow Logs in the datapath: counters, no event per packet.
+//!
+//! * Accepted traffic of a tracked connection is counted in its conntrack
+//!   entry, per direction and aggregation window (`CtEntry::fl`, two slots
+//!   by window parity): packets, bytes, first and last packet, TCP flags
+//!   ORed. The agent reads the slot of the window just closed (which no
+//!   packet writes any more) and no event is needed.
+//! * A rejected packet has no connection to live in: rejects aggregate in
+//!   `FL_REJECTS` per (flow as seen in the VPC, reason, window); the first
+//!   one of a key in a window sends the key to the `FL_EVENTS` ring buffer,
+//!   the rest only count. A full ring buffer is counted (`FL_STATS`), and
+//!   the agent writes SKIPDATA for the window.
+//!
+//! `CONFIG[cfg::FLOW_WINDOW]` is 0 while no flow log exists: nothing here
+//! runs beyond that one read.
+use aya_ebpf::bindings::BPF_NOEXIST;
+use vpc_common::{cfg, CtEntry, DropReason, FlowRejectKey, FlowWindow, FL_STAT_EVENTS, FL_STAT_LOST,
+    FL_STAT_REJECT_MAP_FULL};
+
+use crate::{
+    maps::{CONFIG, FL_EVENTS, FL_REJECTS, FL_STATS},
+    parse::{copy_addr, copy_words, Packet, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+/// The window in force (0: flow logs off).
+#[inline(always)]
+pub fn window() -> u32 {
+    CONFIG.get(cfg::FLOW_WINDOW).copied().unwrap_or(0) as u32
+}
+
+/// TCP flags as flow logs report them: FIN, SYN, RST, and SYN-ACK as 18.
+#[inline(always)]
+fn logged_flags(p: &Packet) -> u8 {
+    if p.proto != IPPROTO_TCP {
+        return 0;
+    }
+    let f = p.tcp_flags;
+    let syn_ack = if f & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
+        TCP_ACK
+    } else {
+        0
+    };
+    (f & (TCP_FIN | TCP_SYN | TCP_RST)) | syn_ack
+}
+
+#[inline(always)]
+fn add(slot: &mut FlowWindow, p: &Packet, w: u32, now: u64) {
+    let f = logged_flags(p);
+    if slot.window != w {
+        slot.window = w;
+        slot.packets = p.segs;
+        slot.bytes = p.ip_len as u64;
+        slot.first_ns = now;
+        slot.last_ns = now;
+        slot.tcp_flags = f;
+    } else {
+        slot.packets = slot.packets.wrapping_add(p.segs);
+        slot.bytes = slot.bytes.wrapping_add(p.ip_len as u64);
+        slot.last_ns = now;
+        slot.tcp_flags |= f;
+    }
+}
+
+/// Counts `p` in window `w` (non-zero) of a direction's slots.
+#[inline(always)]
+pub fn count(fl: &mut [FlowWindow; 2], p: &Packet, w: u32, now: u64) {
+    if w & 1 == 0 {
+        add(&mut fl[0], p, w, now)
+    } else {
+        add(&mut fl[1], p, w, now)
+    }
+}
+
+/// Empty slots for a new entry.
+#[inline(always)]
+pub fn clear(fl: &mut [FlowWindow; 2]) {
+    fl[0].window = 0;
+    fl[1].window = 0;
+}
+
+/// Is this drop a flow-log REJECT (a group or ACL said no, or the packet
+/// belongs to no connection: unsolicited to a Hyperplane ENI, or TCP after
+/// the connection closed)?
+#[inline(always)]
+pub fn is_reject(r: DropReason) -> bool {
+    matches!(
+        r,
+        DropReason::SgEgressDenied
+            | DropReason::SgIngressDenied
+            | DropReason::NaclEgressDenied
+            | DropReason::NaclIngressDenied
+            | DropReason::HyperplaneUnsolicited
+            | DropReason::CtInvalid
+    )
+}
+
+#[inline(always)]
+fn bump_stat(idx: u32) {
+    if let Some(c) = FL_STATS.get_ptr_mut(idx) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// Counts the rejected packet `p` under `k` (addresses and ports filled
+/// in by the caller) in window `w`. A BPF function of its own: the
+/// verifier walks it once per call site, not inlined into every path.
+#[inline(never)]
+pub fn reject(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u32, now: u64) {
+    k.proto = p.proto;
+    k.reason = reason as u8;
+    k._pad = 0;
+    k.window = w;
+    if let Some(v) = FL_REJECTS.get_ptr_mut(&*k) {
+        add(unsafe { &mut *v }, p, w, now);
+        return;
+    }
+    let mut v = FlowWindow::default();
+    add(&mut v, p, w, now);
+    if FL_REJECTS.insert(&*k, &v, BPF_NOEXIST as u64).is_err() {
+        // Another CPU inserted it meanwhile: count there.
+        match FL_REJECTS.get_ptr_mut(&*k) {
+            Some(v) => add(unsafe { &mut *v }, p, w, now),
+            None => bump_stat(FL_STAT_REJECT_MAP_FULL),
+        }
+        return;
+    }
+    match FL_EVENTS.output::<FlowRejectKey>(&*k, 0) {
+        Ok(()) => bump_stat(FL_STAT_EVENTS),
+        Err(_) => bump_stat(FL_STAT_LOST),
+    }
+}
+
+/// Fills a reject key's addresses and ports (ports in network order).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn key(
+    k: &mut FlowRejectKey,
+    saddr: &[u8; 16],
+    sport: u16,
+    daddr: &[u8; 16],
+    dport: u16,
+    pkt_saddr: &[u8; 16],
+    pkt_daddr: &[u8; 16],
+) {
+    copy_addr(&mut k.saddr, saddr);
+    copy_addr(&mut k.daddr, daddr);
+    copy_addr(&mut k.pkt_saddr, pkt_saddr);
+    copy_addr(&mut k.pkt_daddr, pkt_daddr);
+    k.sport = sport;
+    k.dport = dport;
+}
+
+/// A new entry takes over the slots of the entry it replaces at the same
+/// key (a tuple reused within a window is the same flow-log flow): what
+/// they counted is not yet reported.
+#[inline(always)]
+pub fn carry(fl: &mut [FlowWindow; 2], old: &CtEntry) {
+    // Word copies: a struct copy becomes a byte-loop `memmove` in BPF.
+    const WORDS: usize = core::mem::size_of::<[FlowWindow; 2]>() / 8;
+    copy_words::<WORDS>(fl.as_mut_ptr() as *mut u64, old.fl.as_ptr() as *const u64);
+}

@@ -1,0 +1,418 @@
+//! The agent's side of flow logs: switches the datapath's window at each
+//! tick, reads the window just closed (the conntrack entries' slots, the
+//! rejected flows the ring buffer announced, what the GC removed meanwhile),
+//! aggregates, and writes each flow log's windows when they end.
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
+use serde::{Deserialize, Serialize};
+use vpc_common::{
+    cfg, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT,
+    FL_STAT_EVENTS, FL_STAT_LOST,
+};
+
+use super::{Aggregator, Observation, Record, Verdict, Window};
+use crate::{
+    datapath::{mono_ns, Maps},
+    deploy::{pin_dir, state_dir, State},
+    model::flowlog::FlowLogDestination,
+};
+
+/// One line of the journal `vpc flows tail` follows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub flow_log: String,
+    /// The line as written to the destination.
+    pub line: String,
+    pub record: Record,
+}
+
+/// `<state dir>/flows.jsonl`: every record written, as JSON lines.
+pub fn journal_path(name: &str) -> PathBuf {
+    state_dir(name).join("flows.jsonl")
+}
+
+fn addr(a: &[u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Realtime minus the datapath's monotonic clock, in ns.
+fn clock_offset() -> i128 {
+    let real = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    real - mono_ns() as i128
+}
+
+/// A connection direction's slot as the VPC sees it.
+pub fn from_ct(k: &CtKey, e: &CtEntry, slot: &FlowWindow, offset: i128) -> Observation {
+    let unix = |ns: u64| ((ns as i128 + offset).max(0) / 1_000_000_000) as u64;
+    let (mut src, mut sport, dst, dport) = (addr(&k.saddr), k.sport, addr(&k.daddr), k.dport);
+    let (mut pkt_src, mut pkt_dst) = (src, dst);
+    if e.flags & CT_F_SNAT != 0 {
+        // A function's packet: out of the ENI's address and port.
+        src = addr(&e.nat_addr);
+        sport = e.nat_port;
+    } else if e.flags & CT_F_DNAT != 0 {
+        // A reply to a function: to the ENI, then to its environment.
+        pkt_dst = addr(&e.nat_addr);
+    }
+    if e.flags & CT_F_SNAT == 0 {
+        pkt_src = src;
+    }
+    Observation {
+        src,
+        sport: u16::from_be(sport),
+        dst,
+        dport: u16::from_be(dport),
+        proto: k.proto,
+        pkt_src,
+        pkt_dst,
+        packets: slot.packets as u64,
+        bytes: slot.bytes,
+        first: unix(slot.first_ns),
+        last: unix(slot.last_ns),
+        tcp_flags: slot.tcp_flags,
+        verdict: Verdict::Accepted,
+    }
+}
+
+/// A rejected flow the datapath aggregated.
+pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observation {
+    let unix = |ns: u64| ((ns as i128 + offset).max(0) / 1_000_000_000) as u64;
+    let verdict = match k.reason as u32 {
+        r if r == DropReason::SgEgressDenied as u32 || r == DropReason::NaclEgressDenied as u32 => {
+            Verdict::RejectedBySender
+        }
+        r if r == DropReason::SgIngressDenied as u32
+            || r == DropReason::NaclIngressDenied as u32 =>
+        {
+            Verdict::RejectedByReceiver
+        }
+        _ => Verdict::Unsolicited,
+    };
+    Observation {
+        src: addr(&k.saddr),
+        sport: u16::from_be(k.sport),
+        dst: addr(&k.daddr),
+        dport: u16::from_be(k.dport),
+        proto: k.proto,
+        pkt_src: addr(&k.pkt_saddr),
+        pkt_dst: addr(&k.pkt_daddr),
+        packets: v.packets as u64,
+        bytes: v.bytes,
+        first: unix(v.first_ns),
+        last: unix(v.last_ns),
+        tcp_flags: v.tcp_flags,
+        verdict,
+    }
+}
+
+/// Flow-log counters of the datapath, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct FlowLogStats {
+    pub events: u64,
+    pub events_lost: u64,
+}
+
+pub fn stats(maps: &mut impl Maps) -> Result<FlowLogStats> {
+    let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map("FL_STATS")?)?;
+    let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
+    Ok(FlowLogStats {
+        events: sum(FL_STAT_EVENTS)?,
+        events_lost: sum(FL_STAT_LOST)?,
+    })
+}
+
+pub struct FlowLogAgent {
+    name: String,
+    root: PathBuf,
+    agg: Aggregator,
+    tick: u64,
+    /// The next tick boundary (Unix seconds).
+    next: u64,
+    /// The datapath's window in force.
+    window: u32,
+    /// What the GC removed before its window was read, by window.
+    removed: BTreeMap<u32, Vec<Observation>>,
+    /// Rejected flows announced by the ring buffer, by window.
+    rejects: BTreeMap<u32, Vec<FlowRejectKey>>,
+    events: RingBuf<MapData>,
+    lost_seen: u64,
+}
+
+impl FlowLogAgent {
+    /// `None` when the deployment has no flow log.
+    pub fn start(name: &str, s: &State, maps: &mut impl Maps) -> Result<Option<Self>> {
+        let Some(tick) = Aggregator::tick(&s.model) else {
+            return Ok(None);
+        };
+        let mut conf: Array<_, u64> = Array::try_from(maps.map("CONFIG")?)?;
+        // A restarted agent goes on from the window in force.
+        let mut window = conf.get(&cfg::FLOW_WINDOW, 0)? as u32;
+        if window == 0 {
+            window = 1;
+            conf.set(cfg::FLOW_WINDOW, 1, 0)?;
+        }
+        let pin = pin_dir(name).join("maps").join("FL_EVENTS");
+        let events = RingBuf::try_from(Map::from_map_data(
+            MapData::from_pin(&pin).with_context(|| format!("opening {}", pin.display()))?,
+        )?)?;
+        let now = unix_now();
+        Ok(Some(Self {
+            name: name.to_string(),
+            root: s.flow_logs.root(name),
+            agg: Aggregator::new(&s.model, now),
+            tick,
+            next: now - now % tick + tick,
+            window,
+            removed: BTreeMap::new(),
+            rejects: BTreeMap::new(),
+            events,
+            lost_seen: stats(maps)?.events_lost,
+        }))
+    }
+
+    fn drain(&mut self) {
+        while let Some(item) = self.events.next() {
+            if item.len() >= std::mem::size_of::<FlowRejectKey>() {
+                // SAFETY: the datapath writes whole `FlowRejectKey`s (Pod).
+                let k: FlowRejectKey =
+                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowRejectKey) };
+                self.rejects.entry(k.window).or_default().push(k);
+            }
+        }
+    }
+
+    /// Called often (the agent's loop): reads events, and at a tick
+    /// boundary closes the window.
+    pub fn poll(&mut self, maps: &mut impl Maps) -> Result<()> {
+        self.drain();
+        if unix_now() >= self.next {
+            self.flush(maps, false)?;
+        }
+        Ok(())
+    }
+
+    /// The GC removes a connection: slots of windows not yet read go into
+    /// those windows.
+    pub fn removed(&mut self, k: &CtKey, e: &CtEntry) {
+        let offset = clock_offset();
+        for slot in &e.fl {
+            if slot.window >= self.window {
+                self.removed
+                    .entry(slot.window)
+                    .or_default()
+                    .push(from_ct(k, e, slot, offset));
+            }
+        }
+    }
+
+    /// The agent stops: every window in progress is closed and written.
+    pub fn finish(&mut self, maps: &mut impl Maps) -> Result<()> {
+        self.flush(maps, true)
+    }
+
+    fn flush(&mut self, maps: &mut impl Maps, all: bool) -> Result<()> {
+        let w = self.window;
+        {
+            let mut conf: Array<_, u64> = Array::try_from(maps.map("CONFIG")?)?;
+            conf.set(cfg::FLOW_WINDOW, (w + 1) as u64, 0)?;
+        }
+        self.window = w + 1;
+        // Packets run under RCU and take microseconds: after this no packet
+        // writes window `w` any more.
+        std::thread::sleep(Duration::from_millis(20));
+        self.drain();
+        let offset = clock_offset();
+        let mut obs = vec![];
+        {
+            let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map("CT")?)?;
+            for (k, e) in ct.iter().filter_map(|r| r.ok()) {
+                let slot = &e.fl[(w & 1) as usize];
+                if slot.window == w {
+                    obs.push(from_ct(&k, &e, slot, offset));
+                }
+            }
+        }
+        let later = self.removed.split_off(&(w + 1));
+        for (_, o) in std::mem::replace(&mut self.removed, later) {
+            obs.extend(o);
+        }
+        let mut lost_lookup = false;
+        {
+            let later = self.rejects.split_off(&(w + 1));
+            let mine = std::mem::replace(&mut self.rejects, later);
+            let mut m: HashMap<_, FlowRejectKey, FlowWindow> =
+                HashMap::try_from(maps.map("FL_REJECTS")?)?;
+            for k in mine.into_values().flatten() {
+                match m.get(&k, 0) {
+                    Ok(v) => {
+                        obs.push(from_reject(&k, &v, offset));
+                        let _ = m.remove(&k);
+                    }
+                    // Evicted (LRU) before it was read: records lost.
+                    Err(_) => lost_lookup = true,
+                }
+            }
+        }
+        let lost = stats(maps)?.events_lost;
+        if lost > self.lost_seen || lost_lookup {
+            self.agg.skipped();
+        }
+        self.lost_seen = lost;
+        if let Ok(s) = State::load(&self.name) {
+            self.agg.set_model(&s.model);
+        }
+        for o in &obs {
+            self.agg.add(o);
+        }
+        let now = unix_now();
+        let windows = if all {
+            self.agg.close(now, true)
+        } else {
+            self.agg.close(self.next, false)
+        };
+        self.next = now - now % self.tick + self.tick;
+        for win in &windows {
+            if let Err(e) = self.write(win) {
+                eprintln!("agent: flow log {}: {e:#}", win.flow_log.id);
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, win: &Window) -> Result<()> {
+        let fl = &win.flow_log;
+        let lines: Vec<String> = win.records.iter().map(|r| r.line(&fl.fields)).collect();
+        let (account, region) = match win.records.first() {
+            Some(r) => (r.account.clone(), r.region.clone()),
+            None => return Ok(()),
+        };
+        match &fl.destination {
+            FlowLogDestination::S3 { bucket, prefix } => {
+                super::writer::write_s3(
+                    &self.root, fl, bucket, prefix, &account, &region, win.end, &lines,
+                )?;
+            }
+            FlowLogDestination::CloudWatchLogs { log_group } => {
+                let mut streams: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+                for (r, l) in win.records.iter().zip(&lines) {
+                    streams.entry(&r.interface.eni_id).or_default().push(l.clone());
+                }
+                for (eni, ls) in streams {
+                    let stream = format!("{eni}-{}", fl.traffic_type.stream_suffix());
+                    let path = super::writer::cwl_stream(&self.root, log_group, &stream);
+                    super::writer::append_cwl(&path, &ls)?;
+                }
+            }
+        }
+        let mut text = String::new();
+        for (r, l) in win.records.iter().zip(lines) {
+            let e = JournalEntry {
+                flow_log: fl.id.clone(),
+                line: l,
+                record: r.clone(),
+            };
+            text.push_str(&serde_json::to_string(&e)?);
+            text.push('\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(journal_path(&self.name))?;
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// `vpc flows tail`: prints records as the agent writes them (from the
+/// journal), for one ENI or all, in the flow log's own format, the default
+/// one (`default`) or a `${field} ...` format; stops after `count` records
+/// if given. `from_start` prints what was written before too.
+pub fn tail(
+    name: &str,
+    eni: Option<&str>,
+    format: Option<&str>,
+    from_start: bool,
+    count: Option<usize>,
+    out: &mut impl Write,
+) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let fields: Option<Vec<String>> = match format {
+        None => None,
+        Some("default") => Some(
+            crate::model::flowlog::DEFAULT_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        Some(f) => Some(
+            crate::model::flowlog::parse_log_format(f, "--format").map_err(anyhow::Error::msg)?,
+        ),
+    };
+    let path = journal_path(name);
+    let state = state_dir(name).join("state.json");
+    let mut file = loop {
+        match std::fs::File::open(&path) {
+            Ok(f) => break f,
+            Err(_) if state.exists() => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => anyhow::bail!("deployment {name:?} is not up"),
+        }
+    };
+    if !from_start {
+        file.seek(SeekFrom::End(0))?;
+    }
+    let mut printed = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        file.read_to_end(&mut chunk)?;
+        if chunk.is_empty() {
+            if !state.exists() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+        // Only whole lines: the agent appends whole windows.
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Ok(e) = serde_json::from_slice::<JournalEntry>(&line) else {
+                continue;
+            };
+            if eni.is_some_and(|id| id != e.record.interface.eni_id) {
+                continue;
+            }
+            match &fields {
+                None => writeln!(out, "{}", e.line)?,
+                Some(f) => writeln!(out, "{}", e.record.line(f))?,
+            }
+            out.flush()?;
+            printed += 1;
+            if count.is_some_and(|c| printed >= c) {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::model::{self, flowlog::TrafficType};
+
+fn build(extra: &str) -> std::result::Result<Model, String> {
+    let t = format!("{}{extra}", crate::DEFAULT_TEMPLATE);
+    model::build(&t, &HashMap::new(), "t").map_err(|e| e.to_string())
+}
+
+const VPC_LOG: &str = r#"
+  VpcFlowLog:
+    Type: AWS::EC2::FlowLog
+    Properties:
+      ResourceId: !Ref Vpc
+      ResourceType: VPC
+      TrafficType: ALL
+      MaxAggregationInterval: 60
+      LogDestinationType: s3
+      LogDestination: arn:aws:s3:::flow-bucket/team
+"#;
+
+#[test]
+fn flow_log_resources_parse() {
+    let m = build(VPC_LOG).unwrap();
+    let fl = &m.flow_logs[0];
+    assert_eq!(fl.resource_type, model::flowlog::FlowLogResource::Vpc);
+    assert_eq!(fl.traffic_type, TrafficType::All);
+    assert_eq!(fl.interval_s, 60);
+    assert_eq!(fl.fields.len(), 14);
+    assert_eq!(fl.version(), 2);
+    assert_eq!(
+        fl.destination,
+        model::flowlog::FlowLogDestination::S3 {
+            bucket: "flow-bucket".into(),
+            prefix: "team".into()
+        }
+    );
+    assert!(fl.flow_log_id.starts_with("fl-0") && fl.flow_log_id.len() == 20);
+    // Every interface of the VPC: two hosts and the two Hyperplane ENIs.
+    let ifs = interfaces(&m);
+    assert_eq!(ifs.iter().filter(|i| covers(fl, i)).count(), 4);
+
+    let cw = build(
+        r#"
+  EniLog:
+    Type: AWS::EC2::FlowLog
+    Properties:
+      ResourceId: !Ref AppServer
+      ResourceType: NetworkInterface
+      TrafficType: REJECT
+      MaxAggregationInterval: 2
+      LogGroupName: /vpc/flows
+      DeliverLogsPermissionArn: arn:aws:iam::123456789012:role/flows
+      LogFormat: "${version} ${interface-id} ${srcaddr} ${pkt-srcaddr} ${tcp-flags} ${flow-direction} ${action}"
+"#,
+    )
+    .unwrap();
+    let fl = &cw.flow_logs[0];
+    assert_eq!(fl.version(), 5);
+    assert_eq!(fl.interval_s, 2);
+    assert_eq!(
+        fl.destination,
+        model::flowlog::FlowLogDestination::CloudWatchLogs {
+            log_group: "/vpc/flows".into()
+        }
+    );
+    let ifs = interfaces(&cw);
+    let covered: Vec<_> = ifs.iter().filter(|i| covers(fl, i)).collect();
+    assert_eq!(covered.len(), 1);
+    assert_eq!(covered[0].host.as_deref(), Some("AppServer"));
+}
+
+#[test]
+fn hyperplane_eni_by_id() {
+    let m = build("").unwrap();
+    let eni = m.enis[0].id.clone();
+    let m = build(&format!(
+        r#"
+  HpLog:
+    Type: AWS::EC2::FlowLog
+    Properties:
+      ResourceId: {eni}
+      ResourceType: NetworkInterface
+      TrafficType: ACCEPT
+      LogDestinationType: cloud-watch-logs
+      LogDestination: arn:aws:logs:us-east-1:123456789012:log-group:lambda-flows
+"#
+    ))
+    .unwrap();
+    let fl = &m.flow_logs[0];
+    assert_eq!(fl.interval_s, 600);
+    let ifs = interfaces(&m);
+    let covered: Vec<_> = ifs.iter().filter(|i| covers(fl, i)).collect();
+    assert_eq!(covered.len(), 1);
+    assert!(covered[0].rec.hyperplane && covered[0].rec.eni_id == eni);
+}
+
+/// Each bad property: the error names the resource and the field.
+#[test]
+fn bad_flow_logs_name_resource_and_field() {
+    let base = |props: &str| {
+        format!(
+            "\n  Bad:\n    Type: AWS::EC2::FlowLog\n    Properties:\n{}",
+            props
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>()
+        )
+    };
+    let ok = "ResourceId: !Ref Vpc\nResourceType: VPC\nTrafficType: ALL\nLogDestinationType: s3\nLogDestination: arn:aws:s3:::b-1";
+    assert!(build(&base(ok)).is_ok(), "{:?}", build(&base(ok)));
+    for (change, field) in [
+        ("ResourceType: TransitGateway", "ResourceType"),
+        ("ResourceId: NoSuchVpc", "ResourceId"),
+        ("TrafficType: SOME", "TrafficType"),
+        ("MaxAggregationInterval: 120", "MaxAggregationInterval"),
+        ("LogDestinationType: kinesis-data-firehose", "LogDestinationType"),
+        ("LogDestination: arn:aws:s3:::Bad_Bucket", "LogDestination"),
+        ("LogDestination: s3://b", "LogDestination"),
+        ("LogFormat: \"${version} ${nonsense}\"", "LogFormat"),
+        ("LogFormat: \"version srcaddr\"", "LogFormat"),
+        ("LogFormat: \"${version} ${version}\"", "LogFormat"),
+        ("DestinationOptions: { FileFormat: parquet }", "DestinationOptions.FileFormat"),
+    ] {
+        let key = change.split(':').next().unwrap();
+        let props: String = ok
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key}:")))
+            .chain([change])
+            .collect::<Vec<_>>()
+            .join("\n");
+        let err = build(&base(&props)).expect_err(change);
+        assert!(
+            err.contains(&format!("Resources.Bad.Properties.{field}")),
+            "{change}: {err}"
+        );
+    }
+    let no_traffic = ok.replace("TrafficType: ALL\n", "");
+    assert!(build(&base(&no_traffic)).unwrap_err().contains("Bad.Properties.TrafficType"));
+    let cw = "ResourceId: !Ref Vpc\nResourceType: VPC\nTrafficType: ALL\nLogDestinationType: cloud-watch-logs";
+    assert!(build(&base(cw)).unwrap_err().contains("Bad.Properties.LogDestination"));
+}
+
+fn obs(src: &str, sport: u16, dst: &str, dport: u16, verdict: Verdict) -> Observation {
+    Observation {
+        src: src.parse().unwrap(),
+        sport,
+        dst: dst.parse().unwrap(),
+        dport,
+        proto: 6,
+        pkt_src: src.parse().unwrap(),
+        pkt_dst: dst.parse().unwrap(),
+        packets: 2,
+        bytes: 120,
+        first: 1000,
+        last: 1001,
+        tcp_flags: 2,
+        verdict,
+    }
+}
+
+#[test]
+fn aggregation_one_record_per_eni_flow_window() {
+    let m = build(VPC_LOG).unwrap();
+    let db = m.hosts.iter().find(|h| h.id == "DatabaseInstance").unwrap();
+    let eni = m.enis[0].clone();
+    let mut a = Aggregator::new(&m, 960);
+    // A function's SYN, counted in two ticks: one record per ENI.
+    let mut o = obs(&eni.ip.to_string(), 40000, &db.ip.to_string(), 5432, Verdict::Accepted);
+    o.pkt_src = "198.19.0.10".parse().unwrap();
+    a.add(&o);
+    o.first = 1005;
+    o.last = 1010;
+    o.tcp_flags = 1;
+    a.add(&o);
+    // Not logged: the resolver.
+    a.add(&obs(&db.ip.to_string(), 5000, "10.0.0.2", 53, Verdict::Accepted));
+    // Rejected by the receiver: ACCEPT leaving, REJECT arriving.
+    a.add(&obs("10.0.2.4", 50000, &db.ip.to_string(), 22, Verdict::RejectedByReceiver));
+    assert!(a.close(1019, false).is_empty());
+    let w = a.close(1020, false);
+    assert_eq!(w.len(), 1);
+    let lines: Vec<String> = w[0].records.iter().map(|r| r.line(&w[0].flow_log.fields)).collect();
+    let db_eni = host_eni_id("t", "DatabaseInstance");
+    let app_eni = host_eni_id("t", "AppServer");
+    let expect = [
+        format!("2 123456789012 {db_eni} 10.0.1.4 10.0.1.10 40000 5432 6 4 240 1000 1010 ACCEPT OK"),
+        format!("2 123456789012 {db_eni} 10.0.2.4 10.0.1.10 50000 22 6 2 120 1000 1001 REJECT OK"),
+        format!("2 123456789012 {app_eni} 10.0.2.4 10.0.1.10 50000 22 6 2 120 1000 1001 ACCEPT OK"),
+        format!("2 123456789012 {} 10.0.1.4 10.0.1.10 40000 5432 6 4 240 1000 1010 ACCEPT OK", eni.id),
+        format!("2 123456789012 {} - - - - - - - 960 1020 - NODATA", m.enis[1].id),
+    ];
+    for e in &expect {
+        assert!(lines.contains(e), "missing {e} in {lines:#?}");
+    }
+    assert_eq!(lines.len(), expect.len(), "{lines:#?}");
+    // The Hyperplane ENI's record shows the address before NAT.
+    let hp = w[0].records.iter().find(|r| r.interface.eni_id == eni.id && r.flow.is_some()).unwrap();
+    assert_eq!(hp.field("pkt-srcaddr"), "198.19.0.10");
+    assert_eq!(hp.field("tcp-flags"), "3");
+    // A silent window, then one with lost events.
+    let w = a.close(1080, false);
+    assert!(w[0].records.iter().all(|r| r.status == LogStatus::NoData && r.start == 1020 && r.end == 1080));
+    a.skipped();
+    let w = a.close(1140, false);
+    assert!(w[0].records.iter().all(|r| r.status == LogStatus::SkipData));
+    assert_eq!(w[0].records.len(), 4);
+}
+
+#[test]
+fn tick_is_the_gcd_and_az_ids() {
+    let m = build(&format!("{VPC_LOG}{}", VPC_LOG.replace("VpcFlowLog", "Other").replace("60\n", "600\n"))).unwrap();
+    assert_eq!(Aggregator::tick(&m), Some(60));
+    assert_eq!(az_id("us-east-1", "us-east-1a"), "use1-az1");
+    assert_eq!(az_id("eu-west-2", "eu-west-2c"), "euw2-az3");
+    assert_eq!(az_id("ap-northeast-1", "ap-northeast-1b"), "apne1-az2");
+}
