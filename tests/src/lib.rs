@@ -275,3 +275,19 @@ impl Harness {
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;
+
+/// `GET url` over HTTP/1.0 (the agent's metrics endpoint): the body.
+pub fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut c = std::net::TcpStream::connect(host).unwrap();
+    write!(c, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut r = String::new();
+    std::io::Read::read_to_string(&mut c, &mut r).unwrap();
+    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_string()
+}

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use vpc_tests::{namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
+use vpc_tests::{http_get, namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
 
@@ -264,20 +264,6 @@ fn a_function_with_two_subnets_has_an_execution_environment_in_each() {
 }
 
 /// `GET path` over plain HTTP/1.0; the body.
-fn http_get(url: &str) -> String {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').expect("a path");
-    let mut c = TcpStream::connect(host).unwrap();
-    write!(c, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut r = String::new();
-    std::io::Read::read_to_string(&mut c, &mut r).unwrap();
-    let (head, body) = r.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "{head}"
-    );
-    body.to_string()
-}
 
 #[test]
 fn the_agent_serves_metrics_that_match_the_datapath() {

@@ -543,8 +543,9 @@ pub trait Maps {
                         }
                     }
                     let _ = m.remove(&e.twin);
-                } else {
-                    on_removed(k, e);
+                } else if let Ok(fresh) = m.get(k, 0) {
+                    // Not already gone with its original earlier in this scan.
+                    on_removed(k, &fresh);
                 }
                 if m.remove(k).is_ok() {
                     removed += 1;

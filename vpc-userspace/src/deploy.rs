@@ -717,6 +717,9 @@ pub struct HostView {
     pub address: String,
     pub ipv6_address: Option<String>,
     pub security_groups: Vec<String>,
+    /// Its network interface's id (flow-log records name it).
+    #[serde(default)]
+    pub eni_id: String,
 }
 
 pub fn status(name: &str) -> Result<Status> {
@@ -784,6 +787,7 @@ pub fn status(name: &str) -> Result<Status> {
             address: h.ip.to_string(),
             ipv6_address: h.ip6.map(|a| a.to_string()),
             security_groups: h.groups.clone(),
+            eni_id: crate::model::flowlog::host_eni_id(&s.model.stack_name, &h.id),
         })
         .collect();
     let agent_pid = agent_running(name)?;

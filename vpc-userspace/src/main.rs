@@ -740,14 +740,15 @@ fn print_status(s: &Status) {
     println!("\nHOSTS");
     for h in &s.hosts {
         println!(
-            "  {:<20} {:<16} {:<15}{} subnet {:<16} netns {}  groups [{}]",
+            "  {:<20} {:<16} {:<15}{} subnet {:<16} netns {}  groups [{}]  {}",
             h.id,
             h.kind,
             h.address,
             v6_suffix(&h.ipv6_address),
             h.subnet,
             h.netns,
-            h.security_groups.join(", ")
+            h.security_groups.join(", "),
+            h.eni_id
         );
     }
     println!(

@@ -96,6 +96,22 @@ pub fn render(name: &str) -> Result<String> {
         per_eni,
     );
 
+    let fl = crate::flowlogs::agent::stats(&mut maps)?;
+    let events = Counter::<u64>::default();
+    events.inc_by(fl.events);
+    reg.register(
+        "flow_log_events",
+        "Flow-log events the datapath sent (one per rejected flow and window)",
+        events,
+    );
+    let lost = Counter::<u64>::default();
+    lost.inc_by(fl.events_lost);
+    reg.register(
+        "flow_log_events_lost",
+        "Flow-log events lost to a full ring buffer (their windows carry SKIPDATA records)",
+        lost,
+    );
+
     let functions = Family::<Labels, Gauge>::default();
     for (id, st) in &lc.functions {
         functions

@@ -248,6 +248,9 @@ fn deb_installed(pkg: &str) -> bool {
 }
 
 /// Installs only what is missing; a second run prints nothing but the checks.
+/// The independent flow-log reader the tests parse our records with.
+const FLOWLOGS_READER_VERSION: &str = "5.0.1";
+
 fn provision() -> Result<()> {
     // 1. nightly + rust-src (the eBPF crate builds core with -Z build-std).
     let toolchains = output("rustup", &["toolchain", "list"]).context("rustup is required")?;
@@ -365,6 +368,20 @@ fn provision() -> Result<()> {
         let pip = venv.join("bin/pip").display().to_string();
         step("boto3 from PyPI", &pip, &["install", "-q", "boto3"], &[])?;
     }
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3)");
+    // 5. An independent reader of flow-log records for the tests,
+    // `flowlogs-reader` from PyPI, in the same venv.
+    let has_reader = || {
+        Command::new(&py)
+            .args(["-c", "import flowlogs_reader"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_reader() {
+        let pip = venv.join("bin/pip").display().to_string();
+        let req = format!("flowlogs-reader=={FLOWLOGS_READER_VERSION}");
+        step(&format!("{req} from PyPI"), &pip, &["install", "-q", &req], &[])?;
+    }
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, flowlogs-reader {FLOWLOGS_READER_VERSION})");
     Ok(())
 }
