@@ -96,17 +96,27 @@ impl Drop for TempDir {
 fn snapshot(dir: &TempDir) -> PathBuf {
     let snap = dir.0.with_extension("snap");
     let _ = std::fs::remove_dir_all(&snap);
-    let ok = Command::new("cp").arg("-a").arg(&dir.0).arg(&snap).status().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&dir.0)
+        .arg(&snap)
+        .status()
+        .unwrap();
     assert!(ok.success());
     snap
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd {
         let p = e.unwrap().path();
         if p.is_dir() {
@@ -126,22 +136,40 @@ fn s3_records(root: &Path, bucket: &str, prefix: &str) -> Vec<Fields> {
     files_under(&root.join("s3").join(bucket), &mut files);
     let mut out = vec![];
     for f in files {
-        let rel = f.strip_prefix(root.join("s3").join(bucket)).unwrap().display().to_string();
+        let rel = f
+            .strip_prefix(root.join("s3").join(bucket))
+            .unwrap()
+            .display()
+            .to_string();
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         assert!(!name.starts_with('.'), "temporary file left: {rel}");
         // [prefix/]AWSLogs/<account>/vpcflowlogs/<region>/yyyy/mm/dd/<name>
         let rel = match prefix {
             "" => rel.as_str(),
-            p => rel.strip_prefix(&format!("{p}/")).expect("under the prefix"),
+            p => rel
+                .strip_prefix(&format!("{p}/"))
+                .expect("under the prefix"),
         };
         let parts: Vec<&str> = rel.split('/').collect();
         assert_eq!(parts.len(), 8, "{rel}");
-        assert_eq!(&parts[..4], &["AWSLogs", "123456789012", "vpcflowlogs", "us-east-1"], "{rel}");
+        assert_eq!(
+            &parts[..4],
+            &["AWSLogs", "123456789012", "vpcflowlogs", "us-east-1"],
+            "{rel}"
+        );
         let n: Vec<&str> = name.split('_').collect();
-        assert_eq!(&n[..3], &["123456789012", "vpcflowlogs", "us-east-1"], "{name}");
+        assert_eq!(
+            &n[..3],
+            &["123456789012", "vpcflowlogs", "us-east-1"],
+            "{name}"
+        );
         assert!(n[3].starts_with("fl-0") && n[3].len() == 20, "{name}");
         assert_eq!(n[4].len(), 14, "{name}");
-        assert_eq!(&n[4][..8], format!("{}{}{}", parts[4], parts[5], parts[6]), "{name}");
+        assert_eq!(
+            &n[4][..8],
+            format!("{}{}{}", parts[4], parts[5], parts[6]),
+            "{name}"
+        );
         assert!(n[5].ends_with(".log.gz") && n[5].len() == 8 + 7, "{name}");
         let mut text = String::new();
         flate2::read::GzDecoder::new(std::fs::File::open(&f).unwrap())
@@ -156,7 +184,13 @@ fn s3_records(root: &Path, bucket: &str, prefix: &str) -> Vec<Fields> {
         for l in lines {
             let v: Vec<&str> = l.split(' ').collect();
             assert_eq!(v.len(), header.len(), "{l}");
-            out.push(header.iter().cloned().zip(v.iter().map(|s| s.to_string())).collect());
+            out.push(
+                header
+                    .iter()
+                    .cloned()
+                    .zip(v.iter().map(|s| s.to_string()))
+                    .collect(),
+            );
         }
     }
     out
@@ -172,7 +206,14 @@ fn cwl_records(root: &Path, group: &str, format: &[String]) -> Vec<(String, Fiel
         for l in std::fs::read_to_string(&f).unwrap().lines() {
             let v: Vec<&str> = l.split(' ').collect();
             assert_eq!(v.len(), format.len(), "{l}");
-            out.push((stream.clone(), format.iter().cloned().zip(v.iter().map(|s| s.to_string())).collect()));
+            out.push((
+                stream.clone(),
+                format
+                    .iter()
+                    .cloned()
+                    .zip(v.iter().map(|s| s.to_string()))
+                    .collect(),
+            ));
         }
     }
     out
@@ -186,13 +227,19 @@ fn nft(ns: &str, script: &str) {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     assert!(c.wait().unwrap().success(), "nft in {ns}");
 }
 
 fn nft_counter(ns: &str, name: &str) -> (u64, u64) {
     let o = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-j", "list", "counter", "inet", "fl", name])
+        .args([
+            "netns", "exec", ns, "nft", "-j", "list", "counter", "inet", "fl", name,
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -225,7 +272,9 @@ fn udp_exchange(from_ns: &str, to_ns: &str, to: &str, n: usize, size: usize) -> 
     });
     rx.recv().unwrap();
     spawn_in_netns(from_ns, move || {
-        let any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
+        let any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+            .parse()
+            .unwrap();
         let s = UdpSocket::bind(any).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let msg = vec![7u8; size];
@@ -310,7 +359,11 @@ fn key_of(r: &Fields, wild_sport: bool) -> Key {
     (
         r["interface-id"].clone(),
         r["srcaddr"].clone(),
-        if wild_sport { "*".into() } else { r["srcport"].clone() },
+        if wild_sport {
+            "*".into()
+        } else {
+            r["srcport"].clone()
+        },
         r["dstaddr"].clone(),
         r["dstport"].clone(),
         r["protocol"].clone(),
@@ -331,11 +384,24 @@ fn sums(records: &[&Fields]) -> BTreeMap<Key, (u64, u64)> {
 }
 
 fn k(i: &str, s: &str, sp: impl ToString, d: &str, dp: impl ToString, p: u8, a: &str) -> Key {
-    (i.into(), s.into(), sp.to_string(), d.into(), dp.to_string(), p.to_string(), a.into())
+    (
+        i.into(),
+        s.into(),
+        sp.to_string(),
+        d.into(),
+        dp.to_string(),
+        p.to_string(),
+        a.into(),
+    )
 }
 
 fn host<'a>(s: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    s["hosts"].as_array().unwrap().iter().find(|h| h["id"] == id).unwrap()
+    s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == id)
+        .unwrap()
 }
 
 /// The exactness test: known flows (accepted and refused, TCP and UDP,
@@ -351,8 +417,15 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         "flx",
         FLOW_TEMPLATE,
         &[
-            "--eni-delay", "100ms", "--wait", "--flow-logs-dir", &dir.arg(),
-            "--timeout", "tcp-closed=1", "--timeout", "udp=1",
+            "--eni-delay",
+            "100ms",
+            "--wait",
+            "--flow-logs-dir",
+            &dir.arg(),
+            "--timeout",
+            "tcp-closed=1",
+            "--timeout",
+            "udp=1",
         ],
     );
     let s = d.status();
@@ -396,7 +469,13 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
     tcp_refused(&fn_ns, "10.0.2.10:22");
     tcp_refused(&fn_ns, &format!("[{db6}]:22"));
     udp_send(&app_ns, "10.0.1.20:7777", "10.0.2.10:9000", 3, 10);
-    udp_send(&app_ns, &format!("[{app6}]:7777"), &format!("[{db6}]:9000"), 2, 10);
+    udp_send(
+        &app_ns,
+        &format!("[{app6}]:7777"),
+        &format!("[{db6}]:9000"),
+        2,
+        10,
+    );
     let t1 = unix_now();
     for (p, want) in [(&u4, &eni4), (&u6, &eni6), (&t4, &eni4), (&t6, &eni6)] {
         assert_eq!(p.ip().to_string(), *want, "the database sees the ENI");
@@ -410,13 +489,35 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
     std::thread::sleep(Duration::from_secs(t1 + 11 - unix_now()));
 
     let mut expect: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
-    let both = |e: &mut BTreeMap<Key, (u64, u64)>, s: &str, sp: u16, d: &str, dp: u16, p: u8, n: (u64, u64)| {
+    let both = |e: &mut BTreeMap<Key, (u64, u64)>,
+                s: &str,
+                sp: u16,
+                d: &str,
+                dp: u16,
+                p: u8,
+                n: (u64, u64)| {
         for i in [&hp_eni, &db_eni] {
             e.insert(k(i, s, sp, d, dp, p, "ACCEPT"), n);
         }
     };
-    both(&mut expect, &eni4, u4.port(), "10.0.2.10", 9000, 17, (4, 4 * 128));
-    both(&mut expect, "10.0.2.10", 9000, &eni4, u4.port(), 17, (4, 4 * 128));
+    both(
+        &mut expect,
+        &eni4,
+        u4.port(),
+        "10.0.2.10",
+        9000,
+        17,
+        (4, 4 * 128),
+    );
+    both(
+        &mut expect,
+        "10.0.2.10",
+        9000,
+        &eni4,
+        u4.port(),
+        17,
+        (4, 4 * 128),
+    );
     both(&mut expect, &eni6, u6.port(), &db6, 9000, 17, (3, 3 * 248));
     both(&mut expect, &db6, 9000, &eni6, u6.port(), 17, (3, 3 * 248));
     both(&mut expect, &eni4, t4.port(), "10.0.2.10", 5432, 6, tin4);
@@ -428,7 +529,10 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         expect.insert(k(&hp_eni, src, "*", dst, 22, 6, "ACCEPT"), n);
         expect.insert(k(&db_eni, src, "*", dst, 22, 6, "REJECT"), n);
     }
-    for (src, dst, n) in [("10.0.1.20", "10.0.2.10", (3, 3 * 38)), (app6.as_str(), db6.as_str(), (2, 2 * 58))] {
+    for (src, dst, n) in [
+        ("10.0.1.20", "10.0.2.10", (3, 3 * 38)),
+        (app6.as_str(), db6.as_str(), (2, 2 * 58)),
+    ] {
         expect.insert(k(&app_eni, src, 7777, dst, 9000, 17, "ACCEPT"), n);
         expect.insert(k(&db_eni, src, 7777, dst, 9000, 17, "REJECT"), n);
     }
@@ -439,7 +543,11 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
     let s3 = s3_records(&snap, "flow-bucket", "team");
     let enis: BTreeSet<&str> = [hp_eni.as_str(), db_eni.as_str(), app_eni.as_str()].into();
     for r in &s3 {
-        assert_eq!((r["version"].as_str(), r["account-id"].as_str()), ("2", "123456789012"), "{r:?}");
+        assert_eq!(
+            (r["version"].as_str(), r["account-id"].as_str()),
+            ("2", "123456789012"),
+            "{r:?}"
+        );
         assert!(enis.contains(r["interface-id"].as_str()), "{r:?}");
         let (start, end): (u64, u64) = (r["start"].parse().unwrap(), r["end"].parse().unwrap());
         assert!(start <= end, "{r:?}");
@@ -449,7 +557,10 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
                 assert!(["ACCEPT", "REJECT"].contains(&r["action"].as_str()));
             }
             "NODATA" => {
-                for f in ["srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets", "bytes", "action"] {
+                for f in [
+                    "srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets", "bytes",
+                    "action",
+                ] {
                     assert_eq!(r[f], "-", "{r:?}");
                 }
             }
@@ -491,20 +602,42 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         assert_eq!(r["account-id"], "123456789012");
         assert_eq!(r["vpc-id"], vpc_id);
         let (subnet, instance, az) = if eni == db_eni {
-            ("B", vpc::model::flowlog::ec2_id("i", name, "Db"), "use1-az2")
+            (
+                "B",
+                vpc::model::flowlog::ec2_id("i", name, "Db"),
+                "use1-az2",
+            )
         } else {
             ("A", "-".to_string(), "use1-az1")
         };
-        assert_eq!(r["subnet-id"], vpc::model::flowlog::ec2_id("subnet", name, subnet));
+        assert_eq!(
+            r["subnet-id"],
+            vpc::model::flowlog::ec2_id("subnet", name, subnet)
+        );
         assert_eq!(r["instance-id"], instance);
-        assert_eq!((r["region"].as_str(), r["az-id"].as_str()), ("us-east-1", az));
-        for f in ["sublocation-type", "sublocation-id", "pkt-src-aws-service", "pkt-dst-aws-service"] {
+        assert_eq!(
+            (r["region"].as_str(), r["az-id"].as_str()),
+            ("us-east-1", az)
+        );
+        for f in [
+            "sublocation-type",
+            "sublocation-id",
+            "pkt-src-aws-service",
+            "pkt-dst-aws-service",
+        ] {
             assert_eq!(r[f], "-", "{r:?}");
         }
         let (start, end): (u64, u64) = (r["start"].parse().unwrap(), r["end"].parse().unwrap());
         if r["log-status"] == "NODATA" {
             assert_eq!((end - start, start % 2), (2, 0), "{r:?}");
-            for f in ["tcp-flags", "type", "pkt-srcaddr", "pkt-dstaddr", "flow-direction", "traffic-path"] {
+            for f in [
+                "tcp-flags",
+                "type",
+                "pkt-srcaddr",
+                "pkt-dstaddr",
+                "flow-direction",
+                "traffic-path",
+            ] {
                 assert_eq!(r[f], "-", "{r:?}");
             }
             continue;
@@ -522,7 +655,10 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         };
         let egress = own.contains(&r["srcaddr"].as_str());
         assert!(egress || own.contains(&r["dstaddr"].as_str()), "{r:?}");
-        assert_eq!(r["flow-direction"], if egress { "egress" } else { "ingress" });
+        assert_eq!(
+            r["flow-direction"],
+            if egress { "egress" } else { "ingress" }
+        );
         assert_eq!(r["traffic-path"], if egress { "1" } else { "-" });
         // Before NAT only on the Hyperplane ENI: the function's own address.
         let fn_addr = if v6 { "2001:2::a" } else { "198.19.0.10" };
@@ -531,11 +667,20 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
             (true, false) => (r["srcaddr"].as_str(), fn_addr),
             _ => (r["srcaddr"].as_str(), r["dstaddr"].as_str()),
         };
-        assert_eq!((r["pkt-srcaddr"].as_str(), r["pkt-dstaddr"].as_str()), (ps, pd), "{r:?}");
-        *flags.entry(key_of(r, r["dstport"] == "22")).or_default() |= r["tcp-flags"].parse::<u8>().unwrap();
+        assert_eq!(
+            (r["pkt-srcaddr"].as_str(), r["pkt-dstaddr"].as_str()),
+            (ps, pd),
+            "{r:?}"
+        );
+        *flags.entry(key_of(r, r["dstport"] == "22")).or_default() |=
+            r["tcp-flags"].parse::<u8>().unwrap();
     }
     let cwl_ok: Vec<&Fields> = cwl.iter().map(|(_, r)| r).collect();
-    assert_eq!(sums(&cwl_ok), expect, "CloudWatch records against what was sent");
+    assert_eq!(
+        sums(&cwl_ok),
+        expect,
+        "CloudWatch records against what was sent"
+    );
     // TCP flags ORed: SYN and FIN one way, SYN-ACK and FIN the other, a
     // lone SYN for the refused ones, none for UDP.
     for (key, f) in &flags {
@@ -551,17 +696,33 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
 
     // The independent reader: flowlogs-reader parses both destinations.
     let mut args = vec![
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("read_flow_logs.py").display().to_string(),
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("read_flow_logs.py")
+            .display()
+            .to_string(),
         snap.join("s3").display().to_string(),
         "flow-bucket/team".into(),
     ];
-    let fmt = format.iter().map(|f| format!("${{{f}}}")).collect::<Vec<_>>().join(" ");
+    let fmt = format
+        .iter()
+        .map(|f| format!("${{{f}}}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     for e in &enis {
-        args.push(snap.join("cloudwatch/vpc/flows").join(format!("{e}-all")).display().to_string());
+        args.push(
+            snap.join("cloudwatch/vpc/flows")
+                .join(format!("{e}-all"))
+                .display()
+                .to_string(),
+        );
         args.push(fmt.clone());
     }
-    let py = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
-    let out = Command::new(&py).args(&args).output().expect("target/pyenv (cargo xtask provision)");
+    let py =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
+    let out = Command::new(&py)
+        .args(&args)
+        .output()
+        .expect("target/pyenv (cargo xtask provision)");
     assert!(out.status.success(), "{}", text(&out));
     let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(read["skipped"], 0);
@@ -580,38 +741,99 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
     };
     let ours = |rs: Vec<&Fields>| -> BTreeSet<Fields> {
         rs.into_iter()
-            .map(|r| r.iter().filter(|(_, v)| *v != "-").map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, v)| *v != "-")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .collect()
     };
-    let theirs_s3: BTreeSet<Fields> = read["s3"].as_array().unwrap().iter().map(as_fields).collect();
-    assert_eq!(theirs_s3, ours(ok), "flowlogs-reader reads the S3 objects as we wrote them");
-    let theirs_cwl: BTreeSet<Fields> = read["cwl"].as_array().unwrap().iter().map(as_fields).collect();
-    assert_eq!(theirs_cwl, ours(cwl_ok), "flowlogs-reader reads the streams as we wrote them");
+    let theirs_s3: BTreeSet<Fields> = read["s3"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(as_fields)
+        .collect();
+    assert_eq!(
+        theirs_s3,
+        ours(ok),
+        "flowlogs-reader reads the S3 objects as we wrote them"
+    );
+    let theirs_cwl: BTreeSet<Fields> = read["cwl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(as_fields)
+        .collect();
+    assert_eq!(
+        theirs_cwl,
+        ours(cwl_ok),
+        "flowlogs-reader reads the streams as we wrote them"
+    );
 
     // `vpc flows tail`: the database's records from the start, in each
     // flow log's own format, then the default format live.
     let db_lines: Vec<String> = cwl
         .iter()
         .filter(|(_, r)| r["interface-id"] == db_eni)
-        .map(|(_, r)| format.iter().map(|f| r[f].clone()).collect::<Vec<_>>().join(" "))
-        .chain(s3.iter().filter(|r| r["interface-id"] == db_eni).map(|r| {
-            ["version", "account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "action", "log-status"]
+        .map(|(_, r)| {
+            format
                 .iter()
-                .map(|f| r[*f].clone())
+                .map(|f| r[f].clone())
                 .collect::<Vec<_>>()
                 .join(" ")
+        })
+        .chain(s3.iter().filter(|r| r["interface-id"] == db_eni).map(|r| {
+            [
+                "version",
+                "account-id",
+                "interface-id",
+                "srcaddr",
+                "dstaddr",
+                "srcport",
+                "dstport",
+                "protocol",
+                "packets",
+                "bytes",
+                "start",
+                "end",
+                "action",
+                "log-status",
+            ]
+            .iter()
+            .map(|f| r[*f].clone())
+            .collect::<Vec<_>>()
+            .join(" ")
         }))
         .collect();
     let count = db_lines.len().to_string();
-    let out = d.vpc(&["flows", "tail", "--eni", &db_eni, "--from-start", "--count", &count]);
+    let out = d.vpc(&[
+        "flows",
+        "tail",
+        "--eni",
+        &db_eni,
+        "--from-start",
+        "--count",
+        &count,
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    let tailed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    let tailed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     let want: BTreeSet<String> = db_lines.into_iter().collect();
-    assert!(want.is_subset(&tailed) && tailed.len() <= want.len() + 2, "tail:\n{tailed:#?}\nwritten:\n{want:#?}");
-    let out = d.vpc(&["flows", "tail", "--eni", &app_eni, "--format", "default", "--count", "1"]);
+    assert!(
+        want.is_subset(&tailed) && tailed.len() <= want.len() + 2,
+        "tail:\n{tailed:#?}\nwritten:\n{want:#?}"
+    );
+    let out = d.vpc(&[
+        "flows", "tail", "--eni", &app_eni, "--format", "default", "--count", "1",
+    ]);
     let line = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        line.starts_with(&format!("2 123456789012 {app_eni} - - - - - - - ")) && line.trim_end().ends_with(" - NODATA")
+        line.starts_with(&format!("2 123456789012 {app_eni} - - - - - - - "))
+            && line.trim_end().ends_with(" - NODATA")
             || line.starts_with(&format!("5 123456789012 {app_eni} - - - - - - - ")),
         "{line}"
     );
@@ -641,10 +863,21 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
     let d = Deployment::up(
         "flskip",
         &t,
-        &["--eni-delay", "100ms", "--wait", "--flow-logs-dir", &dir.arg(), "--flow-log-ringbuf", "4096"],
+        &[
+            "--eni-delay",
+            "100ms",
+            "--wait",
+            "--flow-logs-dir",
+            &dir.arg(),
+            "--flow-log-ringbuf",
+            "4096",
+        ],
     );
     let app = d.netns("AppServer");
-    let app_ip = host(&d.status(), "AppServer")["address"].as_str().unwrap().to_string();
+    let app_ip = host(&d.status(), "AppServer")["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
     const FLOWS: u16 = 2000;
     // 2,000 distinct refused flows (the database admits only the function's
     // group) in a few milliseconds: far more events than 4 KiB hold.
@@ -673,22 +906,47 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
         .parse()
         .unwrap();
     assert!(lost > 0, "{metrics}");
-    assert_eq!(events + lost, FLOWS as u64, "one event per flow, sent or lost");
+    assert_eq!(
+        events + lost,
+        FLOWS as u64,
+        "one event per flow, sent or lost"
+    );
     let s3 = s3_records(&snapshot(&dir), "skip-bucket", "");
-    let db_eni = host(&d.status(), "DatabaseInstance")["eni_id"].as_str().unwrap().to_string();
+    let db_eni = host(&d.status(), "DatabaseInstance")["eni_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let rejected: BTreeSet<&str> = s3
         .iter()
         .filter(|r| r["interface-id"] == db_eni && r["log-status"] == "OK")
         .map(|r| {
-            assert_eq!((r["action"].as_str(), r["packets"].as_str(), r["bytes"].as_str()), ("REJECT", "1", "29"));
+            assert_eq!(
+                (
+                    r["action"].as_str(),
+                    r["packets"].as_str(),
+                    r["bytes"].as_str()
+                ),
+                ("REJECT", "1", "29")
+            );
             r["dstport"].as_str()
         })
         .collect();
-    assert_eq!(rejected.len() as u64 + lost, FLOWS as u64, "every flow is a record or counted lost");
+    assert_eq!(
+        rejected.len() as u64 + lost,
+        FLOWS as u64,
+        "every flow is a record or counted lost"
+    );
     // The window(s) that lost records say so, for every interface covered.
-    let skip: Vec<&Fields> = s3.iter().filter(|r| r["log-status"] == "SKIPDATA").collect();
+    let skip: Vec<&Fields> = s3
+        .iter()
+        .filter(|r| r["log-status"] == "SKIPDATA")
+        .collect();
     let enis: BTreeSet<&str> = skip.iter().map(|r| r["interface-id"].as_str()).collect();
-    assert_eq!(enis.len(), 4, "SKIPDATA for the 2 hosts and 2 Hyperplane ENIs: {skip:?}");
+    assert_eq!(
+        enis.len(),
+        4,
+        "SKIPDATA for the 2 hosts and 2 Hyperplane ENIs: {skip:?}"
+    );
     for r in skip {
         assert_eq!(&r["srcaddr"], "-");
         assert_eq!(&r["action"], "-");

@@ -14,8 +14,10 @@
 //! `CONFIG[cfg::FLOW_WINDOW]` is 0 while no flow log exists: nothing here
 //! runs beyond that one read.
 use aya_ebpf::bindings::BPF_NOEXIST;
-use vpc_common::{cfg, CtEntry, DropReason, FlowRejectKey, FlowWindow, FL_STAT_EVENTS, FL_STAT_LOST,
-    FL_STAT_REJECT_MAP_FULL};
+use vpc_common::{
+    cfg, CtEntry, DropReason, FlowRejectKey, FlowWindow, FL_STAT_EVENTS, FL_STAT_LOST,
+    FL_STAT_REJECT_MAP_FULL,
+};
 
 use crate::{
     maps::{CONFIG, FL_EVENTS, FL_REJECTS, FL_STATS},

@@ -250,11 +250,17 @@ fn deliver_tracked<C: Ctx>(
                     // As seen in the VPC: after SNAT, before the reverse NAT.
                     let nat_port = unsafe { (*e).nat_port };
                     if snat {
-                        flowlog::key(fl_key, nat_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                        flowlog::key(
+                            fl_key, nat_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr,
+                        );
                     } else if flags & CT_F_DNAT != 0 {
-                        flowlog::key(fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, nat_addr);
+                        flowlog::key(
+                            fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, nat_addr,
+                        );
                     } else {
-                        flowlog::key(fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                        flowlog::key(
+                            fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr,
+                        );
                     }
                     flowlog::reject(fl_key, p, r, w, now);
                 }
@@ -365,7 +371,9 @@ fn host_flow<C: Ctx>(ctx: &C, s: &mut Scratch, port: &PortInfo, ifindex: u32, no
                 let w = flowlog::window();
                 if w != 0 {
                     let Scratch { pkt: p, fl_key, .. } = s;
-                    flowlog::key(fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                    flowlog::key(
+                        fl_key, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr,
+                    );
                     flowlog::reject(fl_key, p, r, w, now);
                 }
             }
@@ -473,9 +481,16 @@ fn function_flow_inner<C: Ctx>(
             let w = flowlog::window();
             if w != 0 {
                 // As seen on the ENI: its address and the port it chose.
-                let Scratch { pkt: p, fl_key, reply_key, .. } = s;
+                let Scratch {
+                    pkt: p,
+                    fl_key,
+                    reply_key,
+                    ..
+                } = s;
                 let (eni_addr, nat_port) = (&reply_key.daddr, reply_key.dport);
-                flowlog::key(fl_key, eni_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr);
+                flowlog::key(
+                    fl_key, eni_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr,
+                );
                 flowlog::reject(fl_key, p, r, w, now);
             }
         }
@@ -512,7 +527,10 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> 
             Some(e) if !(v6 && e.has_v6 == 0) => e,
             _ => continue,
         };
-        parse::copy_addr(&mut s.reply_key.daddr, if v6 { &eni.addr6 } else { &eni.addr4 });
+        parse::copy_addr(
+            &mut s.reply_key.daddr,
+            if v6 { &eni.addr6 } else { &eni.addr4 },
+        );
         let mut k = 0;
         while k < NAT_PORT_TRIES {
             k += 1;

@@ -655,7 +655,9 @@ impl Datapath {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
         if !ringbuf.is_power_of_two() || ringbuf < page {
-            bail!("flow-log ring buffer of {ringbuf} bytes: a power of two, at least {page} (a page)");
+            bail!(
+                "flow-log ring buffer of {ringbuf} bytes: a power of two, at least {page} (a page)"
+            );
         }
         if ct_max < 2 {
             bail!("conntrack size {ct_max}: at least 2 entries (two per connection)");

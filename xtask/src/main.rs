@@ -380,7 +380,12 @@ fn provision() -> Result<()> {
     if !has_reader() {
         let pip = venv.join("bin/pip").display().to_string();
         let req = format!("flowlogs-reader=={FLOWLOGS_READER_VERSION}");
-        step(&format!("{req} from PyPI"), &pip, &["install", "-q", &req], &[])?;
+        step(
+            &format!("{req} from PyPI"),
+            &pip,
+            &["install", "-q", &req],
+            &[],
+        )?;
     }
     println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, flowlogs-reader {FLOWLOGS_READER_VERSION})");
     Ok(())

@@ -317,7 +317,10 @@ impl FlowLogAgent {
             FlowLogDestination::CloudWatchLogs { log_group } => {
                 let mut streams: BTreeMap<&str, Vec<String>> = BTreeMap::new();
                 for (r, l) in win.records.iter().zip(&lines) {
-                    streams.entry(&r.interface.eni_id).or_default().push(l.clone());
+                    streams
+                        .entry(&r.interface.eni_id)
+                        .or_default()
+                        .push(l.clone());
                 }
                 for (eni, ls) in streams {
                     let stream = format!("{eni}-{}", fl.traffic_type.stream_suffix());

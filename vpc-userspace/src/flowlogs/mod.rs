@@ -119,7 +119,12 @@ pub fn az_id(region: &str, az: &str) -> String {
 
 /// Every interface of the model: hosts' and Hyperplane ENIs.
 pub fn interfaces(m: &Model) -> Vec<Iface> {
-    let mk = |host: Option<String>, subnet: &str, eni_id: String, instance: Option<String>, hyperplane: bool, addrs: Vec<IpAddr>| {
+    let mk = |host: Option<String>,
+              subnet: &str,
+              eni_id: String,
+              instance: Option<String>,
+              hyperplane: bool,
+              addrs: Vec<IpAddr>| {
         let sn = m.subnet(subnet);
         let vpc = sn.map(|s| s.vpc.clone()).unwrap_or_default();
         let az = sn.map(|s| s.az.clone()).unwrap_or_default();
@@ -142,7 +147,14 @@ pub fn interfaces(m: &Model) -> Vec<Iface> {
         let mut addrs = vec![IpAddr::V4(h.ip)];
         addrs.extend(h.ip6.map(IpAddr::V6));
         let instance = (h.kind == HostKind::Instance).then(|| ec2_id("i", &m.stack_name, &h.id));
-        mk(Some(h.id.clone()), &h.subnet, host_eni_id(&m.stack_name, &h.id), instance, false, addrs)
+        mk(
+            Some(h.id.clone()),
+            &h.subnet,
+            host_eni_id(&m.stack_name, &h.id),
+            instance,
+            false,
+            addrs,
+        )
     });
     let enis = m.enis.iter().map(|e| {
         let mut addrs = vec![IpAddr::V4(e.ip)];
@@ -245,7 +257,9 @@ impl Aggregator {
             .iter()
             .map(|fl| Open {
                 fl: fl.clone(),
-                ifaces: (0..ifaces.len()).filter(|i| covers(fl, &ifaces[*i])).collect(),
+                ifaces: (0..ifaces.len())
+                    .filter(|i| covers(fl, &ifaces[*i]))
+                    .collect(),
                 start: now - now % fl.interval_s as u64,
                 acc: BTreeMap::new(),
                 skipped: false,
@@ -277,7 +291,9 @@ impl Aggregator {
                     o.acc.insert(k, v);
                 }
             }
-            o.ifaces = (0..ifaces.len()).filter(|i| covers(&o.fl, &ifaces[*i])).collect();
+            o.ifaces = (0..ifaces.len())
+                .filter(|i| covers(&o.fl, &ifaces[*i]))
+                .collect();
         }
         self.ifaces = ifaces;
         self.model = m.clone();
@@ -307,11 +323,15 @@ impl Aggregator {
         let sender = self.iface_of(o.src);
         let receiver = self.iface_of(o.dst);
         let sides: &[(Option<usize>, Direction, bool)] = match o.verdict {
-            Verdict::Accepted => &[(sender, Direction::Egress, true), (receiver, Direction::Ingress, true)],
+            Verdict::Accepted => &[
+                (sender, Direction::Egress, true),
+                (receiver, Direction::Ingress, true),
+            ],
             Verdict::RejectedBySender => &[(sender, Direction::Egress, false)],
-            Verdict::RejectedByReceiver => {
-                &[(sender, Direction::Egress, true), (receiver, Direction::Ingress, false)]
-            }
+            Verdict::RejectedByReceiver => &[
+                (sender, Direction::Egress, true),
+                (receiver, Direction::Ingress, false),
+            ],
             Verdict::Unsolicited => &[(receiver, Direction::Ingress, false)],
         };
         for &(iface, direction, accepted) in sides {

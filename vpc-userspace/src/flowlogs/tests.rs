@@ -115,13 +115,19 @@ fn bad_flow_logs_name_resource_and_field() {
         ("ResourceId: NoSuchVpc", "ResourceId"),
         ("TrafficType: SOME", "TrafficType"),
         ("MaxAggregationInterval: 120", "MaxAggregationInterval"),
-        ("LogDestinationType: kinesis-data-firehose", "LogDestinationType"),
+        (
+            "LogDestinationType: kinesis-data-firehose",
+            "LogDestinationType",
+        ),
         ("LogDestination: arn:aws:s3:::Bad_Bucket", "LogDestination"),
         ("LogDestination: s3://b", "LogDestination"),
         ("LogFormat: \"${version} ${nonsense}\"", "LogFormat"),
         ("LogFormat: \"version srcaddr\"", "LogFormat"),
         ("LogFormat: \"${version} ${version}\"", "LogFormat"),
-        ("DestinationOptions: { FileFormat: parquet }", "DestinationOptions.FileFormat"),
+        (
+            "DestinationOptions: { FileFormat: parquet }",
+            "DestinationOptions.FileFormat",
+        ),
     ] {
         let key = change.split(':').next().unwrap();
         let props: String = ok
@@ -137,9 +143,13 @@ fn bad_flow_logs_name_resource_and_field() {
         );
     }
     let no_traffic = ok.replace("TrafficType: ALL\n", "");
-    assert!(build(&base(&no_traffic)).unwrap_err().contains("Bad.Properties.TrafficType"));
+    assert!(build(&base(&no_traffic))
+        .unwrap_err()
+        .contains("Bad.Properties.TrafficType"));
     let cw = "ResourceId: !Ref Vpc\nResourceType: VPC\nTrafficType: ALL\nLogDestinationType: cloud-watch-logs";
-    assert!(build(&base(cw)).unwrap_err().contains("Bad.Properties.LogDestination"));
+    assert!(build(&base(cw))
+        .unwrap_err()
+        .contains("Bad.Properties.LogDestination"));
 }
 
 fn obs(src: &str, sport: u16, dst: &str, dport: u16, verdict: Verdict) -> Observation {
@@ -167,7 +177,13 @@ fn aggregation_one_record_per_eni_flow_window() {
     let eni = m.enis[0].clone();
     let mut a = Aggregator::new(&m, 960);
     // A function's SYN, counted in two ticks: one record per ENI.
-    let mut o = obs(&eni.ip.to_string(), 40000, &db.ip.to_string(), 5432, Verdict::Accepted);
+    let mut o = obs(
+        &eni.ip.to_string(),
+        40000,
+        &db.ip.to_string(),
+        5432,
+        Verdict::Accepted,
+    );
     o.pkt_src = "198.19.0.10".parse().unwrap();
     a.add(&o);
     o.first = 1005;
@@ -175,33 +191,64 @@ fn aggregation_one_record_per_eni_flow_window() {
     o.tcp_flags = 1;
     a.add(&o);
     // Not logged: the resolver.
-    a.add(&obs(&db.ip.to_string(), 5000, "10.0.0.2", 53, Verdict::Accepted));
+    a.add(&obs(
+        &db.ip.to_string(),
+        5000,
+        "10.0.0.2",
+        53,
+        Verdict::Accepted,
+    ));
     // Rejected by the receiver: ACCEPT leaving, REJECT arriving.
-    a.add(&obs("10.0.2.4", 50000, &db.ip.to_string(), 22, Verdict::RejectedByReceiver));
+    a.add(&obs(
+        "10.0.2.4",
+        50000,
+        &db.ip.to_string(),
+        22,
+        Verdict::RejectedByReceiver,
+    ));
     assert!(a.close(1019, false).is_empty());
     let w = a.close(1020, false);
     assert_eq!(w.len(), 1);
-    let lines: Vec<String> = w[0].records.iter().map(|r| r.line(&w[0].flow_log.fields)).collect();
+    let lines: Vec<String> = w[0]
+        .records
+        .iter()
+        .map(|r| r.line(&w[0].flow_log.fields))
+        .collect();
     let db_eni = host_eni_id("t", "DatabaseInstance");
     let app_eni = host_eni_id("t", "AppServer");
     let expect = [
-        format!("2 123456789012 {db_eni} 10.0.1.4 10.0.1.10 40000 5432 6 4 240 1000 1010 ACCEPT OK"),
+        format!(
+            "2 123456789012 {db_eni} 10.0.1.4 10.0.1.10 40000 5432 6 4 240 1000 1010 ACCEPT OK"
+        ),
         format!("2 123456789012 {db_eni} 10.0.2.4 10.0.1.10 50000 22 6 2 120 1000 1001 REJECT OK"),
         format!("2 123456789012 {app_eni} 10.0.2.4 10.0.1.10 50000 22 6 2 120 1000 1001 ACCEPT OK"),
-        format!("2 123456789012 {} 10.0.1.4 10.0.1.10 40000 5432 6 4 240 1000 1010 ACCEPT OK", eni.id),
-        format!("2 123456789012 {} - - - - - - - 960 1020 - NODATA", m.enis[1].id),
+        format!(
+            "2 123456789012 {} 10.0.1.4 10.0.1.10 40000 5432 6 4 240 1000 1010 ACCEPT OK",
+            eni.id
+        ),
+        format!(
+            "2 123456789012 {} - - - - - - - 960 1020 - NODATA",
+            m.enis[1].id
+        ),
     ];
     for e in &expect {
         assert!(lines.contains(e), "missing {e} in {lines:#?}");
     }
     assert_eq!(lines.len(), expect.len(), "{lines:#?}");
     // The Hyperplane ENI's record shows the address before NAT.
-    let hp = w[0].records.iter().find(|r| r.interface.eni_id == eni.id && r.flow.is_some()).unwrap();
+    let hp = w[0]
+        .records
+        .iter()
+        .find(|r| r.interface.eni_id == eni.id && r.flow.is_some())
+        .unwrap();
     assert_eq!(hp.field("pkt-srcaddr"), "198.19.0.10");
     assert_eq!(hp.field("tcp-flags"), "3");
     // A silent window, then one with lost events.
     let w = a.close(1080, false);
-    assert!(w[0].records.iter().all(|r| r.status == LogStatus::NoData && r.start == 1020 && r.end == 1080));
+    assert!(w[0]
+        .records
+        .iter()
+        .all(|r| r.status == LogStatus::NoData && r.start == 1020 && r.end == 1080));
     a.skipped();
     let w = a.close(1140, false);
     assert!(w[0].records.iter().all(|r| r.status == LogStatus::SkipData));
@@ -210,7 +257,13 @@ fn aggregation_one_record_per_eni_flow_window() {
 
 #[test]
 fn tick_is_the_gcd_and_az_ids() {
-    let m = build(&format!("{VPC_LOG}{}", VPC_LOG.replace("VpcFlowLog", "Other").replace("60\n", "600\n"))).unwrap();
+    let m = build(&format!(
+        "{VPC_LOG}{}",
+        VPC_LOG
+            .replace("VpcFlowLog", "Other")
+            .replace("60\n", "600\n")
+    ))
+    .unwrap();
     assert_eq!(Aggregator::tick(&m), Some(60));
     assert_eq!(az_id("us-east-1", "us-east-1a"), "use1-az1");
     assert_eq!(az_id("eu-west-2", "eu-west-2c"), "euw2-az3");

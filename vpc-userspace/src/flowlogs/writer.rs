@@ -27,7 +27,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path.file_name().context("a file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
@@ -39,9 +40,20 @@ fn utc(secs: u64) -> DateTime<Utc> {
 }
 
 /// The S3 object key (under the bucket) for a window ending at `end`.
-pub fn s3_key(fl: &FlowLog, prefix: &str, account: &str, region: &str, end: u64, body: &[u8]) -> String {
+pub fn s3_key(
+    fl: &FlowLog,
+    prefix: &str,
+    account: &str,
+    region: &str,
+    end: u64,
+    body: &[u8],
+) -> String {
     let t = utc(end);
-    let hash = fnv1a(&format!("{}/{end}/{}", fl.flow_log_id, String::from_utf8_lossy(body))) as u32;
+    let hash = fnv1a(&format!(
+        "{}/{end}/{}",
+        fl.flow_log_id,
+        String::from_utf8_lossy(body)
+    )) as u32;
     let dir = format!(
         "AWSLogs/{account}/vpcflowlogs/{region}/{}",
         t.format("%Y/%m/%d")
@@ -91,7 +103,9 @@ pub fn write_s3(
 
 /// The stream file of an ENI in a log group directory.
 pub fn cwl_stream(root: &Path, group: &str, stream: &str) -> PathBuf {
-    root.join("cloudwatch").join(group.trim_start_matches('/')).join(stream)
+    root.join("cloudwatch")
+        .join(group.trim_start_matches('/'))
+        .join(stream)
 }
 
 /// Appends records to a stream (rewritten whole, then renamed).
@@ -136,10 +150,19 @@ mod tests {
         let (dir, name) = k.rsplit_once('/').unwrap();
         assert_eq!(dir, "AWSLogs/123456789012/vpcflowlogs/us-east-1/2018/06/20");
         assert!(
-            name.starts_with("123456789012_vpcflowlogs_us-east-1_fl-01234567890abcdef_20180620T1620Z_"),
+            name.starts_with(
+                "123456789012_vpcflowlogs_us-east-1_fl-01234567890abcdef_20180620T1620Z_"
+            ),
             "{name}"
         );
-        assert!(name.ends_with(".log.gz") && name.len() == "123456789012_vpcflowlogs_us-east-1_fl-01234567890abcdef_20180620T1620Z_".len() + 8 + 7);
+        assert!(
+            name.ends_with(".log.gz")
+                && name.len()
+                    == "123456789012_vpcflowlogs_us-east-1_fl-01234567890abcdef_20180620T1620Z_"
+                        .len()
+                        + 8
+                        + 7
+        );
         let k = s3_key(&fl(), "team/flows", "1", "r", 1529511600, b"x");
         assert!(k.starts_with("team/flows/AWSLogs/1/vpcflowlogs/r/2018/06/20/"));
     }
@@ -149,7 +172,9 @@ mod tests {
         use std::io::Read;
         let body = s3_object(&fl().fields, &["a b".into(), "c d".into()]).unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(
             text,
             "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\na b\nc d\n"

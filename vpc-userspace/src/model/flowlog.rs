@@ -144,7 +144,10 @@ pub fn parse_log_format(s: &str, path: &str) -> Result<Vec<String>> {
             .strip_prefix("${")
             .and_then(|t| t.strip_suffix('}'))
             .ok_or_else(|| {
-                ModelError::new(path, format!("{tok:?}: fields are written ${{field}}, separated by spaces"))
+                ModelError::new(
+                    path,
+                    format!("{tok:?}: fields are written ${{field}}, separated by spaces"),
+                )
             })?;
         if !FIELDS.iter().any(|(n, _)| *n == name) {
             let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
@@ -276,7 +279,10 @@ pub fn host_eni_id(stack: &str, host: &str) -> String {
 
 /// EC2-shaped ids for resources the model names by logical id.
 pub fn ec2_id(prefix: &str, stack: &str, logical: &str) -> String {
-    format!("{prefix}-0{:016x}", fnv1a(&format!("{stack}/{prefix}/{logical}")))
+    format!(
+        "{prefix}-0{:016x}",
+        fnv1a(&format!("{stack}/{prefix}/{logical}"))
+    )
 }
 
 impl Builder<'_> {
@@ -308,9 +314,11 @@ impl Builder<'_> {
                         .hosts
                         .iter()
                         .any(|h| h.kind == HostKind::NetworkInterface && h.id == rid)
-                        || self.m.hosts.iter().any(|h| {
-                            host_eni_id(&self.m.stack_name, &h.id) == rid
-                        })
+                        || self
+                            .m
+                            .hosts
+                            .iter()
+                            .any(|h| host_eni_id(&self.m.stack_name, &h.id) == rid)
                         || self.m.enis.iter().any(|e| e.id == rid)
                 }
             };
@@ -344,7 +352,9 @@ impl Builder<'_> {
             )? {
                 None => 600,
                 Some(v @ (60 | 600)) => v as u32,
-                Some(v) if (MIN_TEST_INTERVAL_S as i64..=MAX_TEST_INTERVAL_S as i64).contains(&v) => {
+                Some(v)
+                    if (MIN_TEST_INTERVAL_S as i64..=MAX_TEST_INTERVAL_S as i64).contains(&v) =>
+                {
                     v as u32
                 }
                 Some(v) => {
@@ -361,12 +371,20 @@ impl Builder<'_> {
             let destination = destination(&p, &id)?;
             if let Some(opts) = p.get("DestinationOptions").filter(|v| !v.is_null()) {
                 let o = |k: &str| opts.get(k).filter(|v| !v.is_null());
-                let bad = match (o("FileFormat"), o("HiveCompatiblePartitions"), o("PerHourPartition")) {
+                let bad = match (
+                    o("FileFormat"),
+                    o("HiveCompatiblePartitions"),
+                    o("PerHourPartition"),
+                ) {
                     (Some(v), _, _) if v.as_str() != Some("plain-text") => Some("FileFormat"),
-                    (_, Some(v), _) if v.as_bool() != Some(false) && v.as_str() != Some("false") => {
+                    (_, Some(v), _)
+                        if v.as_bool() != Some(false) && v.as_str() != Some("false") =>
+                    {
                         Some("HiveCompatiblePartitions")
                     }
-                    (_, _, Some(v)) if v.as_bool() != Some(false) && v.as_str() != Some("false") => {
+                    (_, _, Some(v))
+                        if v.as_bool() != Some(false) && v.as_str() != Some("false") =>
+                    {
                         Some("PerHourPartition")
                     }
                     _ => None,
