@@ -831,6 +831,7 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         "flows", "tail", "--eni", &app_eni, "--format", "default", "--count", "1",
     ]);
     let line = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", text(&out));
     assert!(
         line.starts_with(&format!("2 123456789012 {app_eni} - - - - - - - "))
             && line.trim_end().ends_with(" - NODATA")

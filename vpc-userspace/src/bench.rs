@@ -153,13 +153,17 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
     .build();
     app_port.kind = vpc_common::kind::HOST;
 
-    // (name, description, program, ingress port, bench mode, frame, expected verdict)
-    type Spec<'a> = (&'a str, &'a str, &'a str, PortInfo, u32, &'a Vec<u8>, u32);
+    // (name, description, program, ingress port, bench mode, frame,
+    // expected verdict, flow logs on)
+    type Spec<'a> = (&'a str, &'a str, &'a str, PortInfo, u32, &'a Vec<u8>, u32, bool);
     let cases: Vec<Spec> = vec![
-        ("baseline_redirect", "XDP program that only rewrites MACs and redirects", BENCH_REDIRECT_PROGRAM, fn_port, 0, &ack, 4),
-        ("established_tcp", "function -> database, tracked connection: CT hit, SNAT, checksums, redirect", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4),
-        ("new_flow_tcp", "first packet of a flow: SG egress+ingress, NAT port allocation, two CT inserts (+ harness teardown)", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4),
-        ("dropped_sg", "app -> database:5432 not allowed: SG lookups, drop counted", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1),
+        ("baseline_redirect", "XDP program that only rewrites MACs and redirects", BENCH_REDIRECT_PROGRAM, fn_port, 0, &ack, 4, false),
+        ("established_tcp", "function -> database, tracked connection: CT hit, SNAT, checksums, redirect", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, false),
+        ("new_flow_tcp", "first packet of a flow: SG egress+ingress, NAT port allocation, two CT inserts (+ harness teardown)", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, false),
+        ("dropped_sg", "app -> database:5432 not allowed: SG lookups, drop counted", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, false),
+        ("established_tcp_flowlogs", "established_tcp with flow logs on: the window's counters in the CT entry", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, true),
+        ("new_flow_tcp_flowlogs", "new_flow_tcp with flow logs on: slots set up (and carried over) with the entries", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, true),
+        ("dropped_sg_flowlogs", "dropped_sg with flow logs on: the rejected flow counted in FL_REJECTS (one event per window)", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, true),
     ];
     let mut results: Vec<Vec<f64>> = vec![vec![]; cases.len()];
     let mut verdicts = vec![0u32; cases.len()];
@@ -174,18 +178,20 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         );
     }
     for _ in 0..samples {
-        for (i, (_, _, prog, port, mode, frame, _)) in cases.iter().enumerate() {
+        for (i, (_, _, prog, port, mode, frame, _, flows)) in cases.iter().enumerate() {
             set_port(&mut dp, LO, port)?;
             set_mode(&mut dp, *mode)?;
+            set_flow_window(&mut dp, *flows as u64)?;
             let (v, ns) = run_once(&mut dp, prog, frame, repeat)?;
             verdicts[i] = v;
             results[i].push(ns);
         }
     }
     set_mode(&mut dp, 0)?;
+    set_flow_window(&mut dp, 0)?;
     let mut out = vec![];
     let base = median(&mut results[0].clone());
-    for (i, (name, desc, _, _, _, _, want)) in cases.iter().enumerate() {
+    for (i, (name, desc, _, _, _, _, want, _)) in cases.iter().enumerate() {
         if verdicts[i] != *want {
             let c = dp.counters()?;
             let drops: Vec<_> = c.dropped.iter().filter(|(_, n)| *n > 0).collect();
@@ -269,6 +275,13 @@ fn set_port(dp: &mut Datapath, ifindex: u32, p: &PortInfo) -> Result<()> {
 fn set_mode(dp: &mut Datapath, mode: u32) -> Result<()> {
     let mut a: Array<_, u32> = Array::try_from(dp.map("BENCH")?)?;
     a.set(0, mode, 0)?;
+    Ok(())
+}
+
+/// Flow logs on (window 1) or off (0) in the datapath.
+fn set_flow_window(dp: &mut Datapath, w: u64) -> Result<()> {
+    let mut a: Array<_, u64> = Array::try_from(dp.map("CONFIG")?)?;
+    a.set(vpc_common::cfg::FLOW_WINDOW, w, 0)?;
     Ok(())
 }
 
@@ -517,6 +530,14 @@ pub fn table(r: &Report) -> String {
             c.name, c.ns_median, c.ratio_to_baseline, c.verdict
         );
     }
+    let ns = |n: &str| r.cases.iter().find(|c| c.name == n).map(|c| c.ns_median);
+    s += "\nFlow logs on / off (same run):";
+    for n in ["established_tcp", "new_flow_tcp", "dropped_sg"] {
+        if let (Some(off), Some(on)) = (ns(n), ns(&format!("{n}_flowlogs"))) {
+            s += &format!(" {n} {on:.0} / {off:.0} ns = {:.2};", on / off);
+        }
+    }
+    s += "\n";
     s += "\nCost as rules grow (function in subnet A -> database in subnet B, both ACLs apply):\n\n| SG rules per side | ACL rules per direction | established ns | x 1 rule | new flow ns | x 1 rule |\n|---:|---:|---:|---:|---:|---:|\n";
     for p in &r.rules_curve {
         s += &format!(

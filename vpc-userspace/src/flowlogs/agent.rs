@@ -374,7 +374,8 @@ pub fn tail(
         ),
     };
     let path = journal_path(name);
-    let state = state_dir(name).join("state.json");
+    // The deployment is up while its store exists.
+    let state = state_dir(name).join(crate::store::FILE);
     let mut file = loop {
         match std::fs::File::open(&path) {
             Ok(f) => break f,
