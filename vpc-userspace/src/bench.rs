@@ -155,7 +155,16 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
 
     // (name, description, program, ingress port, bench mode, frame,
     // expected verdict, flow logs on)
-    type Spec<'a> = (&'a str, &'a str, &'a str, PortInfo, u32, &'a Vec<u8>, u32, bool);
+    type Spec<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        PortInfo,
+        u32,
+        &'a Vec<u8>,
+        u32,
+        bool,
+    );
     let cases: Vec<Spec> = vec![
         ("baseline_redirect", "XDP program that only rewrites MACs and redirects", BENCH_REDIRECT_PROGRAM, fn_port, 0, &ack, 4, false),
         ("established_tcp", "function -> database, tracked connection: CT hit, SNAT, checksums, redirect", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, false),

@@ -2070,13 +2070,13 @@ pub fn fnv1a(s: &str) -> u64 {
 }
 
 mod acl;
-mod share;
 pub mod flowlog;
-pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
-pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub mod route;
-pub use route::{InternetGateway, RouteTable};
+mod share;
+pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 pub use flowlog::FlowLog;
+pub use route::{InternetGateway, RouteTable};
+pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 
 #[cfg(test)]
 mod tests;
