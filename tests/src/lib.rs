@@ -207,6 +207,7 @@ impl Harness {
             .hosts
             .iter()
             .map(|h| h.id.clone())
+            .chain(model.internet_hosts.iter().map(|h| h.id.clone()))
             .chain(
                 model
                     .functions

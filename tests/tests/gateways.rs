@@ -1,52 +1,73 @@
 //! End to end through route tables and gateways: `vpc up` builds real
-//! namespaces, real sockets and `nc` send real packets. Destinations
-//! outside the VPC are documentation addresses (RFC 5737): nothing is ever
-//! sent beyond the project's namespaces anyway.
-use vpc_tests::{text, Deployment};
+//! namespaces, real sockets and `nc` send real packets. The internet is the
+//! project's own namespaces (test hosts at documentation addresses, RFC
+//! 5737): nothing is ever sent beyond them.
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::{Duration, Instant},
+};
+
+use vpc_tests::{spawn_in_netns, text, Deployment};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
 
-/// A public subnet whose table sends 0.0.0.0/0 to an internet gateway,
-/// attached to the VPC by `ATTACH` (or not); a private subnet on the main
-/// table.
+/// A public subnet (public addresses on launch) whose table sends
+/// 0.0.0.0/0 to an internet gateway, attached to the VPC by `ATTACH` (or
+/// not); a private subnet on the main table; a host on the internet.
 const ROUTED: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
 Resources:
   Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, MapPublicIpOnLaunch: true}}
   Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
   Igw: {Type: AWS::EC2::InternetGateway}
   PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
   PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
   Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  Sg:
+  WebSg:
     Type: AWS::EC2::SecurityGroup
     Properties:
       GroupDescription: web
       VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 0.0.0.0/0}]
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
       SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Sg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
+  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref WebSg]}}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
 ATTACH
 "#;
 
 const ATTACH: &str = "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}";
 
-/// Accepts one TCP connection within 10 s on `addr` in `ns`.
-fn listen(ns: &str, addr: &str) -> std::thread::JoinHandle<bool> {
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+/// Web's public address: the first of the public pool (no Elastic IP).
+const WEB_PUBLIC: &str = "198.51.100.10";
+
+/// Accepts one TCP connection within 10 s on `addr` in `ns`, answers
+/// "pong"; the peer's address as the server saw it.
+fn listen(ns: &str, addr: &str) -> std::thread::JoinHandle<Option<SocketAddr>> {
+    let addr: SocketAddr = addr.parse().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let h = vpc_tests::spawn_in_netns(ns, move || {
-        let l = std::net::TcpListener::bind(addr).expect("bind");
+    let h = spawn_in_netns(ns, move || {
+        let l = TcpListener::bind(addr).expect("bind");
         l.set_nonblocking(true).unwrap();
         tx.send(()).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if l.accept().is_ok() {
-                return true;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok((mut s, peer)) = l.accept() {
+                let _ = s.write_all(b"pong\n");
+                return Some(peer);
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     });
     rx.recv().unwrap();
     h
@@ -62,19 +83,74 @@ fn nc(d: &Deployment, who: &str, host: &str, port: u16) -> bool {
 }
 
 #[test]
-fn detaching_the_internet_gateway_blackholes_its_route_live() {
-    let d = Deployment::up("gwa", &ROUTED.replace("ATTACH", ATTACH), FAST);
-    let db = listen(&d.netns("Db"), "10.0.2.10:5432");
-    // The local route carries the public subnet's traffic into the private one.
-    assert!(nc(&d, "Web", "10.0.2.10", 5432));
-    assert!(db.join().unwrap(), "the database saw the connection");
-    // 0.0.0.0/0 leads to the gateway, where no test host owns 192.0.2.1.
+fn a_public_instance_reaches_the_internet_and_is_reached_only_on_its_allowed_port() {
+    let d = Deployment::up("gwb", &ROUTED.replace("ATTACH", ATTACH), FAST);
+    // Out: the internet host sees the instance's public address.
+    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    assert!(nc(&d, "Web", "203.0.113.10", 443));
+    let peer = server
+        .join()
+        .unwrap()
+        .expect("the internet host got the connection");
+    assert_eq!(peer.ip().to_string(), WEB_PUBLIC);
+    // In: to the public address, port 80 only (its group's rule).
+    let server = listen(&d.netns("Web"), "10.0.1.10:80");
+    assert!(nc(&d, "Example", WEB_PUBLIC, 80));
+    let peer = server
+        .join()
+        .unwrap()
+        .expect("the instance got the connection");
+    assert_eq!(
+        peer.ip().to_string(),
+        "203.0.113.10",
+        "groups see the real source"
+    );
+    let server = listen(&d.netns("Web"), "10.0.1.10:22");
+    assert!(!nc(&d, "Example", WEB_PUBLIC, 22));
+    assert!(d.dropped("sg_ingress_denied") >= 1);
+    assert_eq!(server.join().unwrap(), None);
+    // A private address does not reach the internet, nor anything beyond
+    // the test hosts the internet either.
+    assert!(!nc(&d, "Db", "203.0.113.10", 443));
+    assert!(d.dropped("no_route") >= 1);
     assert!(!nc(&d, "Web", "192.0.2.1", 443));
     assert!(d.dropped("internet_unreachable") >= 1);
-    assert_eq!(d.dropped("route_blackhole"), 0);
-    // The main table (private subnet) has no route out at all.
-    assert!(!nc(&d, "Db", "192.0.2.1", 443));
-    assert!(d.dropped("no_route") >= 1);
+}
+
+#[test]
+fn detaching_the_internet_gateway_blackholes_its_route_and_cuts_connections() {
+    let d = Deployment::up("gwa", &ROUTED.replace("ATTACH", ATTACH), FAST);
+    // A connection from the instance to the internet host, kept open.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let srv = spawn_in_netns(&d.netns("Example"), move || {
+        let l = TcpListener::bind("203.0.113.10:443").unwrap();
+        tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let mut lines = 0;
+        // Echo what arrives until the client stops or the time runs out.
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            lines += 1;
+            if s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        lines
+    });
+    rx.recv().unwrap();
+    let client = spawn_in_netns(&d.netns("Web"), || {
+        let mut s = TcpStream::connect("203.0.113.10:443").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"one\n").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        s
+    });
+    let mut conn = client.join().unwrap();
     // Detach the gateway (the attachment leaves the template): its route
     // stays, as a blackhole.
     let path = std::env::temp_dir().join(format!("{}-detach.yaml", d.name));
@@ -82,12 +158,20 @@ fn detaching_the_internet_gateway_blackholes_its_route_live() {
     let out = d.vpc(&["apply", path.to_str().unwrap()]);
     let _ = std::fs::remove_file(&path);
     assert!(out.status.success(), "{}", text(&out));
-    let unreachable = d.dropped("internet_unreachable");
-    assert!(!nc(&d, "Web", "192.0.2.1", 443));
+    // The established connection is cut: routing is stateless.
+    let _ = conn.write_all(b"two\n");
+    let mut buf = [0u8; 4];
+    assert!(conn.read_exact(&mut buf).is_err(), "the reply came through");
     assert!(d.dropped("route_blackhole") >= 1);
-    assert_eq!(d.dropped("internet_unreachable"), unreachable);
+    // New connections either way are dropped as blackholed.
+    let blackholed = d.dropped("route_blackhole");
+    assert!(!nc(&d, "Web", "203.0.113.10", 443));
+    assert!(!nc(&d, "Example", WEB_PUBLIC, 80));
+    assert!(d.dropped("route_blackhole") >= blackholed + 2);
     // The VPC itself still routes.
-    let db = listen(&d.netns("Db"), "10.0.2.10:5432");
+    let server = listen(&d.netns("Db"), "10.0.2.10:5432");
     assert!(nc(&d, "Web", "10.0.2.10", 5432));
-    assert!(db.join().unwrap());
+    assert!(server.join().unwrap().is_some());
+    drop(conn);
+    let _ = srv.join();
 }

@@ -3,14 +3,19 @@
 //! or NAT port is looked at.
 use std::net::IpAddr;
 
-use vpc::packet::{Frame, L4, TCP_SYN};
+use vpc::packet::{parse_and_verify, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::DropReason;
 use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
 
 /// A public subnet (0.0.0.0/0 to an attached internet gateway, a
 /// prefix-list route and a static route to a detached one) and a private
-/// subnet on the main table; a host and a function in each.
+/// subnet on the main table; a host and a function in each, the hosts with
+/// Elastic IPs, a public-subnet host without one; one internet test host.
 pub const TEMPLATE: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
 Resources:
   Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
   Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
@@ -33,6 +38,9 @@ Resources:
       SecurityGroupIngress: [{IpProtocol: -1, CidrIp: 0.0.0.0/0}]
   Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Sg]}}
   Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
+  Quiet: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref Sg]}}
+  WebIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref Web}}
+  DbIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref Db}}
   PublicFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Public], SecurityGroupIds: [!Ref Sg]}}}
   PrivateFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
 "#;
@@ -78,19 +86,26 @@ fn the_leaving_subnets_table_decides_by_longest_prefix_and_a_blackhole_drops() {
         let db = h.ifindex("Db");
         let public_fn = h.ifindex("PublicFn");
         let private_fn = h.ifindex("PrivateFn");
+        let quiet = h.ifindex("Quiet");
         let (pub_env, priv_env) = (env_addr(&h, "PublicFn"), env_addr(&h, "PrivateFn"));
         // (ingress, source, destination, expected drop or None: forwarded)
         let cases: Vec<(u32, &str, &str, Option<DropReason>)> = vec![
             // The local route, across subnets, both ways.
             (web, "10.0.1.10", "10.0.2.10", None),
             (db, "10.0.2.10", "10.0.1.10", None),
-            // 0.0.0.0/0 -> the attached gateway, beyond which nothing
-            // answers in this slice.
+            // 0.0.0.0/0 -> the attached gateway; no test host owns it.
             (
                 web,
                 "10.0.1.10",
                 "8.8.8.8",
                 Some(DropReason::InternetUnreachable),
+            ),
+            // The gateway translates only hosts with a public address.
+            (
+                quiet,
+                "10.0.1.20",
+                "203.0.113.10",
+                Some(DropReason::NoPublicAddress),
             ),
             // 192.0.2.0/24 is longer, and its gateway is detached.
             (
@@ -124,11 +139,12 @@ fn the_leaving_subnets_table_decides_by_longest_prefix_and_a_blackhole_drops() {
                 "192.0.2.1",
                 Some(DropReason::RouteBlackhole),
             ),
+            // An ENI of Lambda never has a public address, public subnet or not.
             (
                 public_fn,
                 &pub_env,
-                "8.8.8.8",
-                Some(DropReason::InternetUnreachable),
+                "203.0.113.10",
+                Some(DropReason::NoPublicAddress),
             ),
             (private_fn, &priv_env, "8.8.8.8", Some(DropReason::NoRoute)),
             (private_fn, &priv_env, "10.0.1.10", None),
@@ -155,5 +171,110 @@ fn the_leaving_subnets_table_decides_by_longest_prefix_and_a_blackhole_drops() {
         use vpc::datapath::Maps;
         let claims: usize = h.dp.nat_claims().unwrap().values().sum();
         assert_eq!(claims, 2, "one claim per forwarded function connection");
+    });
+}
+
+fn frame(src: &str, dst: &str, l4: L4) -> Vec<u8> {
+    Frame::new(src.parse().unwrap(), dst.parse().unwrap(), l4).build()
+}
+
+fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    frame(
+        src,
+        dst,
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+    )
+}
+
+/// (source, destination, source port, destination port) of a forwarded
+/// frame, every checksum verified.
+fn seen(out: &[u8]) -> (String, String, u16, u16) {
+    let p = parse_and_verify(out).unwrap();
+    (p.src.to_string(), p.dst.to_string(), p.sport, p.dport)
+}
+
+#[test]
+fn the_internet_gateway_translates_one_to_one_both_ways_and_only_for_its_routes() {
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let (web, db, inet) = (h.ifindex("Web"), h.ifindex("Db"), h.ifindex("Example"));
+        let s = |a: &str| a.to_string();
+        // Out: the source becomes the Elastic IP (Elastic IPs are numbered in
+        // logical-id order: DbIp .10, WebIp .11), the port stays.
+        let (v, out) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(
+            seen(&out),
+            (s("198.51.100.11"), s("203.0.113.10"), 40000, 443)
+        );
+        // The reply, to the public address, back to the private one.
+        let synack = tcp(
+            "203.0.113.10",
+            "198.51.100.11",
+            443,
+            40000,
+            TCP_SYN | TCP_ACK,
+        );
+        let (v, out) = h.run(inet, &synack);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out), (s("203.0.113.10"), s("10.0.1.10"), 443, 40000));
+        // In: a connection from the internet to the public address.
+        let syn_in = tcp("203.0.113.10", "198.51.100.11", 50000, 22, TCP_SYN);
+        let (v, out) = h.run(inet, &syn_in);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out), (s("203.0.113.10"), s("10.0.1.10"), 50000, 22));
+        let reply = tcp("10.0.1.10", "203.0.113.10", 22, 50000, TCP_SYN | TCP_ACK);
+        let (v, out) = h.run(web, &reply);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(
+            seen(&out),
+            (s("198.51.100.11"), s("203.0.113.10"), 22, 50000)
+        );
+        // ICMP echo: the IPv4 header checksum follows the address.
+        let ping = L4::Icmp {
+            ty: 8,
+            code: 0,
+            id: 7,
+            seq: 1,
+        };
+        let (v, out) = h.run(inet, &frame("203.0.113.10", "198.51.100.11", ping));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).1, "10.0.1.10");
+        let pong = L4::Icmp {
+            ty: 0,
+            code: 0,
+            id: 7,
+            seq: 1,
+        };
+        let (v, out) = h.run(web, &frame("10.0.1.10", "203.0.113.10", pong));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).0, "198.51.100.11");
+        // A public address nobody holds; the private address itself.
+        let before = h.counters().dropped(DropReason::NoRoute);
+        for dst in ["198.51.100.99", "10.0.1.10"] {
+            let (v, _) = h.run(inet, &tcp("203.0.113.10", dst, 50001, 22, TCP_SYN));
+            assert_eq!(v, XDP_DROP, "{dst}");
+        }
+        // Db has an Elastic IP, but its subnet (main table) has no route to
+        // the gateway: neither way works.
+        let (v, _) = h.run(
+            inet,
+            &tcp("203.0.113.10", "198.51.100.10", 50002, 22, TCP_SYN),
+        );
+        assert_eq!(v, XDP_DROP);
+        let (v, _) = h.run(db, &tcp("10.0.2.10", "203.0.113.10", 40001, 443, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::NoRoute), before + 4);
+        // The internet host cannot pretend to be someone else.
+        let (v, _) = h.run(
+            inet,
+            &tcp("203.0.113.11", "198.51.100.11", 50003, 22, TCP_SYN),
+        );
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::Spoofed), 1);
     });
 }

@@ -147,10 +147,13 @@ pub enum DropReason {
     /// Routed to an internet gateway, but no internet test host owns the
     /// destination: nothing ever leaves the project's namespaces.
     InternetUnreachable = 22,
+    /// Routed to an internet gateway from an address without a public
+    /// IPv4 address (AWS drops it silently; a Lambda ENI never has one).
+    NoPublicAddress = 23,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -173,6 +176,7 @@ impl DropReason {
         DropReason::Ipv6EmbeddedV4,
         DropReason::RouteBlackhole,
         DropReason::InternetUnreachable,
+        DropReason::NoPublicAddress,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -199,6 +203,7 @@ impl DropReason {
             DropReason::Ipv6EmbeddedV4 => "ipv6_embedded_ipv4",
             DropReason::RouteBlackhole => "route_blackhole",
             DropReason::InternetUnreachable => "internet_unreachable",
+            DropReason::NoPublicAddress => "no_public_address",
         }
     }
 }
@@ -215,6 +220,8 @@ pub mod kind {
     pub const EXEC_ENV: u8 = 2;
     /// A Hyperplane ENI address: owned by the router, reached only through NAT.
     pub const HYPERPLANE_ENI: u8 = 3;
+    /// A test host on the internet, behind the internet gateways.
+    pub const INTERNET_HOST: u8 = 4;
 }
 
 /// `PORTS` value, keyed by the router-side ifindex (u32).
@@ -513,6 +520,9 @@ pub mod cfg {
     pub const FLOW_WINDOW: u32 = 10;
     pub const LEN: u32 = 11;
 }
+
+/// Public IPv4 addresses (`PUBLIC_IPS` holds two entries per address).
+pub const MAX_PUBLIC_IPS: u32 = 1024;
 
 /// Route tables: at most this many `ROUTES` trie entries (local routes,
 /// static routes and expanded prefix-list routes of both generations).

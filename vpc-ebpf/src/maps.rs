@@ -83,6 +83,13 @@ pub static ROUTES: LpmTrie<RouteKey, RouteTarget> =
 #[map]
 pub static SUBNET_ROUTE_TABLES: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
 
+/// The internet gateway's 1:1 NAT: a host's private address -> its public
+/// one, and the public address -> the private one (the two ranges never
+/// overlap, so one map serves both ways).
+#[map]
+pub static PUBLIC_IPS: HashMap<[u8; 16], [u8; 16]> =
+    HashMap::with_max_entries(MAX_PUBLIC_IPS * 2, BPF_F_NO_PREALLOC);
+
 /// Connection tracking and NAT state. A plain hash, as at AWS: when the
 /// table is full new connections are dropped (`ct_full`); nothing tracked
 /// is evicted behind its back. The agent's GC reclaims expired entries.

@@ -4,7 +4,7 @@ use vpc_common::DropReason;
 
 use crate::{
     ctx::{Ctx, CSUM_PSEUDO, CSUM_ZERO_IS_NONE},
-    parse::{read, write, Packet, Quote, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP},
+    parse::{read, write, Packet, Quote, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 /// Rewrites the source (`src`) or destination address and L4 port of a TCP
@@ -18,6 +18,15 @@ pub fn rewrite<C: Ctx>(
     port: u16,
 ) -> Result<(), DropReason> {
     let l4_off = p.l4()?;
+    // ICMPv4 has no pseudo-header: an address change touches only the IP
+    // header (the internet gateway's 1:1 NAT of an echo).
+    if p.proto == IPPROTO_ICMP && !p.v6 {
+        let off = ETH_HLEN + if src { 12 } else { 16 };
+        let old = read::<u32>(ctx, off)?;
+        let new = addr_words(addr)[3];
+        ctx.l3_csum_replace(ETH_HLEN + 10, old, new)?;
+        return write(ctx, off, new);
+    }
     let (csum_off, zero) = match p.proto {
         IPPROTO_TCP => (l4_off + 16, 0),
         // IPv4 UDP may carry none (0), which stays 0; a computed 0 goes out

@@ -50,13 +50,13 @@ pub fn lookup(
 pub fn refused(kind: u8) -> DropReason {
     match kind {
         route_kind::BLACKHOLE => DropReason::RouteBlackhole,
-        route_kind::INTERNET_GATEWAY => DropReason::InternetUnreachable,
+        // Only senders without a public address are refused this route.
+        route_kind::INTERNET_GATEWAY => DropReason::NoPublicAddress,
         _ => DropReason::NoRoute,
     }
 }
 
-/// A route to the VPC itself, or the reason the packet goes no further
-/// (slice 1: nothing lies beyond an internet gateway yet).
+/// A route to the VPC itself, or the reason the packet goes no further.
 #[inline(always)]
 pub fn local(gen: u32, subnet: u32, v6: bool, daddr: &[u8; 16]) -> Result<(), DropReason> {
     let r = lookup(gen, subnet, v6, daddr)?;

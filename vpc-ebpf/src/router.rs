@@ -15,6 +15,7 @@ use crate::{
     ct,
     ctx::Ctx,
     flowlog,
+    gateway,
     maps::{Scratch, CONFIG, CT, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
@@ -83,6 +84,8 @@ pub fn run<C: Ctx>(ctx: &C) -> u32 {
     }
     if port.kind == kind::EXEC_ENV {
         function_flow(ctx, s, port, ifindex, now)
+    } else if port.kind == kind::INTERNET_HOST {
+        gateway::from_internet(ctx, s, ifindex, now)
     } else {
         host_flow(ctx, s, port, ifindex, now)
     }
@@ -239,8 +242,15 @@ fn deliver_tracked<C: Ctx>(
             let src_addr = if snat { nat_addr } else { &p.saddr };
             let (src, dst) = (src_subnet as u32, dst_subnet as u32);
             // Routing is stateless too: the route this direction took when
-            // the connection opened must still be the one that matches.
-            let r = route::lookup(epoch & 1, src, p.v6, &p.daddr)?;
+            // the connection opened must still be the one that matches. A
+            // direction from the internet (no subnet) is served while its
+            // host's subnet routes the peer to the gateway.
+            let (rsub, raddr) = if src == 0 {
+                (dst, &p.saddr)
+            } else {
+                (src, &p.daddr)
+            };
+            let r = route::lookup(epoch & 1, rsub, p.v6, raddr)?;
             if r.kind != unsafe { (*e).route } {
                 return Err(route::refused(r.kind));
             }
@@ -289,7 +299,7 @@ fn deliver_tracked<C: Ctx>(
 /// is the generation in force. Read once per packet, where needed: every
 /// policy lookup of a packet uses the value its caller read.
 #[inline(always)]
-fn policy_epoch() -> u32 {
+pub(crate) fn policy_epoch() -> u32 {
     CONFIG.get(cfg::GENERATION).copied().unwrap_or(0) as u32
 }
 
@@ -299,7 +309,7 @@ fn policy_epoch() -> u32 {
 /// Sides are subnet indexes; their ACLs come from `SUBNET_ACLS` (0 allows
 /// everything and is not looked up).
 #[inline(always)]
-fn boundary(
+pub(crate) fn boundary(
     p: &Packet,
     gen: u32,
     src: u32,
@@ -392,7 +402,14 @@ fn host_flow_inner<C: Ctx>(
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
     let epoch = policy_epoch();
-    route::local(epoch & 1, port.subnet, p.v6, &p.daddr)?;
+    let r = route::lookup(epoch & 1, port.subnet, p.v6, &p.daddr)?;
+    match r.kind {
+        route_kind::LOCAL => {}
+        route_kind::INTERNET_GATEWAY => {
+            return gateway::to_internet(ctx, s, port, ifindex, now, epoch)
+        }
+        k => return Err(route::refused(k)),
+    }
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != port.vpc || ep.kind == kind::EXEC_ENV {
         return Err(DropReason::NoRoute);
@@ -409,7 +426,7 @@ fn host_flow_inner<C: Ctx>(
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
-        bind(s, ifindex, ep, port.subnet, epoch)?;
+        bind(s, ifindex, ep, port.subnet, epoch, route_kind::LOCAL)?;
         s.orig.flags = 0;
         s.reply.flags = 0;
         s.orig.eni = 0;
@@ -592,7 +609,7 @@ fn function_open<C: Ctx>(
     s.reply.flags = CT_F_DNAT;
     parse::copy_addr(&mut s.reply.nat_addr, &p.saddr);
     s.reply.nat_port = p.sport;
-    bind(s, ifindex, ep, eni.subnet, epoch)?;
+    bind(s, ifindex, ep, eni.subnet, epoch, route_kind::LOCAL)?;
     if ep.ifindex == 0 {
         return Err(DropReason::NoEgressPort);
     }
@@ -604,16 +621,18 @@ fn function_open<C: Ctx>(
 
 /// Forwarding and ACL-boundary state of both directions of a new
 /// connection from subnet index `from` to `ep`, whose checks passed under
-/// `epoch`. Replies leave by the port the opening packet came in on, to the
+/// `epoch`, by a route of kind `route` (kept for re-routing after a policy
+/// change). Replies leave by the port the opening packet came in on, to the
 /// sender's MAC as the VPC knows it (its endpoint entry, found by the
 /// source address the source check admitted).
 #[inline(always)]
-fn bind(
+pub(crate) fn bind(
     s: &mut Scratch,
     ifindex: u32,
     ep: &Endpoint,
     from: u32,
     epoch: u32,
+    route: u8,
 ) -> Result<(), DropReason> {
     let sender = route::endpoint(&s.pkt.saddr)?;
     let (o, r) = (&mut s.orig, &mut s.reply);
@@ -624,7 +643,7 @@ fn bind(
     o.src_subnet = from as u16;
     o.dst_subnet = ep.subnet as u16;
     o.acl_gen = epoch.wrapping_add(1);
-    o.route = route_kind::LOCAL;
+    o.route = route;
     r.in_ifindex = ep.ifindex;
     r.out_ifindex = ifindex;
     parse::copy_mac(&mut r.mac, &sender.mac);
@@ -633,7 +652,7 @@ fn bind(
     r.dst_subnet = from as u16;
     // Not `epoch + 1`, whatever the epoch: the first reply is checked.
     r.acl_gen = epoch;
-    r.route = route_kind::LOCAL;
+    r.route = route;
     Ok(())
 }
 
@@ -642,7 +661,7 @@ fn bind(
 /// connection's port is already claimed (`NAT_PORTS`), so its reply key is
 /// new, and a host connection must not take over another's reply entry.
 #[inline(always)]
-fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
+pub(crate) fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
     let state = ct::initial_state(&s.pkt);
     for (e, dir, twin) in [
         (&mut s.orig, CT_DIR_ORIG, &s.reply_key),

@@ -103,6 +103,9 @@ pub struct Entries {
     pub route_tables: BTreeMap<String, u32>,
     /// (`SUBNET_ROUTE_TABLES` index, datapath route table id).
     pub subnet_route_tables: Vec<(u32, u32)>,
+    /// `PUBLIC_IPS`: (public, private) and (private, public) of every public
+    /// IPv4 address.
+    pub public_ips: Vec<([u8; 16], [u8; 16])>,
     /// The policy generation these ids belong to.
     pub gen: u32,
 }
@@ -448,6 +451,14 @@ pub fn compile(
         };
         attach(&mut out, link(&h.id)?, h.ip, h.ip6, port);
     }
+    for ih in &model.internet_hosts {
+        let port = PortInfo {
+            kind: kind::INTERNET_HOST,
+            ..Default::default()
+        };
+        attach(&mut out, link(&ih.id)?, ih.ip, None, port);
+    }
+    route::public_ips(model, &mut out);
     // Groups in use: (id, is it an IPv4-only view).
     let groups: BTreeSet<u32> = model
         .functions

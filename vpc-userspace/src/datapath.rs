@@ -70,6 +70,7 @@ pub const PINNED_MAPS: &[&str] = &[
     "FL_REJECTS",
     "FL_EVENTS",
     "FL_STATS",
+    "PUBLIC_IPS",
 ];
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -237,6 +238,10 @@ pub trait Maps {
         let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map("ENI_GROUPS")?)?;
         for (k, v) in &e.eni_groups {
             m.insert(k, v, 0).context("ENI_GROUPS insert")?;
+        }
+        let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map("PUBLIC_IPS")?)?;
+        for (k, v) in &e.public_ips {
+            m.insert(k, v, 0).context("PUBLIC_IPS insert")?;
         }
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
         for (k, v) in &e.ports {

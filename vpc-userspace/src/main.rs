@@ -1082,20 +1082,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Exec { resource, cmd } => {
             let state = State::load(&name)?;
-            let host = state
-                .model
+            let m = &state.model;
+            // Instances, interfaces and the internet's test hosts.
+            let ids: Vec<&str> = m
                 .hosts
                 .iter()
-                .find(|h| h.id == resource)
-                .with_context(|| {
-                    let ids: Vec<_> = state.model.hosts.iter().map(|h| h.id.as_str()).collect();
-                    format!(
-                        "no instance or network interface {resource:?} (have: {})",
-                        ids.join(", ")
-                    )
-                })?;
+                .map(|h| h.id.as_str())
+                .chain(m.internet_hosts.iter().map(|h| h.id.as_str()))
+                .collect();
+            let host = ids.iter().find(|h| **h == resource).with_context(|| {
+                format!(
+                    "no instance, network interface or internet host {resource:?} (have: {})",
+                    ids.join(", ")
+                )
+            })?;
             return run_in(
-                &vpc::topology::node_netns(&name, &host.id),
+                &vpc::topology::node_netns(&name, host),
                 &Default::default(),
                 &cmd,
             );

@@ -86,6 +86,12 @@ pub struct Model {
     pub route_tables: Vec<RouteTable>,
     #[serde(default)]
     pub internet_gateways: Vec<InternetGateway>,
+    /// The internet's test hosts (`Metadata: Vpc::Internet`).
+    #[serde(default)]
+    pub internet_hosts: Vec<InternetHost>,
+    /// Public IPv4 addresses of instances and interfaces.
+    #[serde(default)]
+    pub public_ips: Vec<PublicIp>,
     /// Resource types this project does not model: (logical id, type).
     pub skipped: Vec<(String, String)>,
     /// Subnets shared with participant accounts (`AWS::RAM::ResourceShare`).
@@ -766,6 +772,8 @@ struct Builder<'a> {
     /// in them (Lambda refuses them; hosts need IPv4 in this slice).
     ipv6_only: BTreeMap<String, Ipv6Net>,
     quotas: Quotas,
+    /// Elastic IPs and their addresses, in logical-id order.
+    eips: Vec<(String, Ipv4Addr)>,
 }
 
 impl<'a> Builder<'a> {
@@ -785,6 +793,8 @@ impl<'a> Builder<'a> {
             prefix_lists: vec![],
             route_tables: vec![],
             internet_gateways: vec![],
+            internet_hosts: vec![],
+            public_ips: vec![],
             skipped: vec![],
             shares: vec![],
             flow_logs: vec![],
@@ -797,6 +807,7 @@ impl<'a> Builder<'a> {
             used6: HashMap::new(),
             ipv6_only: BTreeMap::new(),
             quotas: Quotas::default(),
+            eips: vec![],
         })
     }
 
@@ -843,6 +854,8 @@ impl<'a> Builder<'a> {
             route::INTERNET_GATEWAY,
             route::VPC_GATEWAY_ATTACHMENT,
             flowlog::FLOW_LOG,
+            internet::EIP,
+            internet::EIP_ASSOCIATION,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -873,6 +886,7 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
+        self.allocate_elastic_ips()?;
         self.vpcs()?;
         self.vpc_cidr_blocks()?;
         self.subnets()?;
@@ -884,6 +898,7 @@ impl<'a> Builder<'a> {
         self.standalone_rules()?;
         self.check_group_refs()?;
         self.hosts()?;
+        self.public_addresses()?;
         self.functions()?;
         self.flow_logs()?;
         Ok(self.m)
@@ -2077,6 +2092,8 @@ pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 pub use flowlog::FlowLog;
 pub use route::{InternetGateway, RouteTable};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
+pub mod internet;
+pub use internet::{InternetHost, PublicIp};
 
 #[cfg(test)]
 mod tests;

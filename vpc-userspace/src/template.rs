@@ -34,6 +34,9 @@ pub const DEFAULT_ACCOUNT: &str = "123456789012";
 pub struct Template {
     pub parameters: BTreeMap<String, Value>,
     pub resources: BTreeMap<String, Resource>,
+    /// The top-level `Metadata` (unresolved): CloudFormation ignores what
+    /// it does not know there, so extensions live in it (`Vpc::Internet`).
+    pub metadata: Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,9 +117,15 @@ pub fn parse(text: &str) -> Result<Template> {
             },
         );
     }
+    let metadata = match top.get("Metadata") {
+        None => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(ModelError::new("Metadata", "must be a mapping")),
+    };
     Ok(Template {
         parameters,
         resources,
+        metadata,
     })
 }
 

@@ -40,6 +40,8 @@ pub enum Role {
     Instance,
     NetworkInterface,
     ExecutionEnvironment,
+    /// A test host on the internet (`Metadata: Vpc::Internet`).
+    InternetHost,
 }
 
 pub fn router_netns(deployment: &str) -> String {
@@ -113,6 +115,12 @@ fn mac_str(m: &[u8; 6]) -> String {
 pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
     let mut v = vec![router_netns(deployment)];
     v.extend(model.hosts.iter().map(|h| node_netns(deployment, &h.id)));
+    v.extend(
+        model
+            .internet_hosts
+            .iter()
+            .map(|h| node_netns(deployment, &h.id)),
+    );
     v.extend(model.functions.iter().flat_map(|f| {
         f.envs()
             .into_iter()
@@ -155,6 +163,18 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
             h.ip,
             gw,
             v6,
+        ));
+    }
+    // The internet's hosts: each a namespace of its own, whose gateway is
+    // the router's internet side (a link-local address, nobody's).
+    for h in &model.internet_hosts {
+        specs.push((
+            h.id.clone(),
+            Role::InternetHost,
+            node_netns(deployment, &h.id),
+            h.ip,
+            crate::model::internet::INTERNET_GATEWAY_ADDRESS,
+            None,
         ));
     }
     for f in &model.functions {

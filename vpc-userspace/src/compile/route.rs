@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use vpc_common::{
-    route_kind, subnet_acl_index, RouteKey, RouteTarget, ID_GEN_SHIFT, ROUTE_FIXED_BITS,
+    route_kind, subnet_acl_index, v4_mapped, RouteKey, RouteTarget, ID_GEN_SHIFT, ROUTE_FIXED_BITS,
 };
 
 use super::{mapped, Entries};
@@ -81,6 +81,20 @@ pub(super) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
             subnet_acl_index(gen, i as u32 + 1),
             out.route_tables[&sn.route_table],
         ));
+    }
+}
+
+/// The internet gateway's 1:1 NAT table, both ways.
+pub(super) fn public_ips(model: &Model, out: &mut Entries) {
+    for p in &model.public_ips {
+        let host = model
+            .hosts
+            .iter()
+            .find(|h| h.id == p.host)
+            .expect("validated");
+        let (public, private) = (v4_mapped(p.ip.octets()), v4_mapped(host.ip.octets()));
+        out.public_ips.push((public, private));
+        out.public_ips.push((private, public));
     }
 }
 

@@ -1,0 +1,434 @@
+//! The internet behind internet gateways: its test hosts (the template
+//! extension `Metadata: Vpc::Internet`, since CloudFormation has no such
+//! resource) and the public IPv4 addresses of instances and interfaces
+//! (`AWS::EC2::EIP`, `AWS::EC2::EIPAssociation`, `AssociatePublicIpAddress`,
+//! `MapPublicIpOnLaunch`).
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{bool_field, fnv1a, res_path, str_field, Builder, HostKind, Model, INSTANCE};
+use crate::template::{ModelError, Result};
+
+pub const EIP: &str = "AWS::EC2::EIP";
+pub const EIP_ASSOCIATION: &str = "AWS::EC2::EIPAssociation";
+/// The `Metadata` key of the internet's test hosts.
+pub const INTERNET_METADATA: &str = "Vpc::Internet";
+/// Where public IPv4 addresses come from: TEST-NET-2 (RFC 5737), never
+/// routed anywhere, standing in for Amazon's public pool.
+pub const PUBLIC_POOL: &str = "198.51.100.0/24";
+/// The internet's side of every test host's link (link-local, so it is
+/// nobody's address): the hosts' default gateway.
+pub const INTERNET_GATEWAY_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
+
+/// A host on the internet: a namespace of its own, reached only through
+/// an internet gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InternetHost {
+    pub id: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A public IPv4 address, mapped 1:1 to a host's private address by the
+/// internet gateway of its VPC.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublicIp {
+    /// The instance or network interface.
+    pub host: String,
+    pub ip: Ipv4Addr,
+    /// The Elastic IP's logical id (`None`: assigned at launch).
+    pub eip: Option<String>,
+}
+
+impl Model {
+    pub fn public_ip(&self, host: &str) -> Option<Ipv4Addr> {
+        self.public_ips
+            .iter()
+            .find(|p| p.host == host)
+            .map(|p| p.ip)
+    }
+}
+
+/// `!GetAtt Eip.AllocationId`.
+pub fn allocation_id(eip: &str) -> String {
+    format!("eipalloc-{:017x}", fnv1a(eip))
+}
+
+fn pool() -> Ipv4Net {
+    PUBLIC_POOL.parse().expect("constant")
+}
+
+/// A test host's address must be one the internet could route: not
+/// private, shared, loopback, link-local, multicast or reserved.
+fn public_address(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_unspecified()
+        || o[0] == 0
+        || o[0] >= 240
+        || (o[0] == 100 && (o[1] & 0xc0) == 64))
+}
+
+impl Builder<'_> {
+    /// Elastic IPs get their addresses before anything is resolved, so that
+    /// `!Ref Eip` (its public IP, as in CloudFormation) works anywhere.
+    pub(super) fn allocate_elastic_ips(&mut self) -> Result<()> {
+        let ids: Vec<String> = self
+            .of_type(EIP)
+            .iter()
+            .map(|r| r.logical_id.clone())
+            .collect();
+        for (i, id) in ids.into_iter().enumerate() {
+            let ip = self.next_public_ip(i, &res_path(&id))?;
+            self.r
+                .refs
+                .insert(id.clone(), Value::String(ip.to_string()));
+            self.attr(&id, "PublicIp", ip.to_string());
+            self.attr(&id, "AllocationId", allocation_id(&id));
+            self.eips.push((id, ip));
+        }
+        Ok(())
+    }
+
+    /// The `n`th address of the public pool (from .10).
+    fn next_public_ip(&self, n: usize, path: &str) -> Result<Ipv4Addr> {
+        let base = u32::from(pool().network()) + 10;
+        if n >= 240 {
+            return Err(ModelError::new(
+                path,
+                format!("AddressLimitExceeded: the public pool {PUBLIC_POOL} holds 240 addresses"),
+            ));
+        }
+        Ok(Ipv4Addr::from(base + n as u32))
+    }
+
+    /// Associations and addresses assigned at launch, then the internet's
+    /// test hosts. Runs after hosts.
+    pub(super) fn public_addresses(&mut self) -> Result<()> {
+        let host_of = |m: &Model, id: &str| m.hosts.iter().find(|h| h.id == id).cloned();
+        // (host, eip, path of the field that names the host)
+        let mut assoc: Vec<(String, String, String)> = vec![];
+        for res in self.of_type(EIP) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            if let Some(d) = str_field(&p, &id, "Domain")? {
+                if d != "vpc" {
+                    return Err(ModelError::new(
+                        format!("{}.Domain", res_path(&id)),
+                        format!("{d:?}: only vpc (EC2-Classic is gone)"),
+                    ));
+                }
+            }
+            if let Some(inst) = str_field(&p, &id, "InstanceId")? {
+                assoc.push((
+                    inst.into(),
+                    id.clone(),
+                    format!("{}.InstanceId", res_path(&id)),
+                ));
+            }
+        }
+        for res in self.of_type(EIP_ASSOCIATION) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let path = res_path(&id);
+            let eip = match (str_field(&p, &id, "AllocationId")?, str_field(&p, &id, "EIP")?) {
+                (Some(a), None) => self
+                    .eips
+                    .iter()
+                    .find(|(e, _)| allocation_id(e) == a)
+                    .map(|(e, _)| e.clone())
+                    .ok_or_else(|| {
+                        ModelError::new(
+                            format!("{path}.AllocationId"),
+                            format!("InvalidAllocationID.NotFound: {a:?}"),
+                        )
+                    })?,
+                (None, Some(ip)) => self
+                    .eips
+                    .iter()
+                    .find(|(_, e)| e.to_string() == ip)
+                    .map(|(e, _)| e.clone())
+                    .ok_or_else(|| {
+                        ModelError::new(
+                            format!("{path}.EIP"),
+                            format!("InvalidAddress.NotFound: {ip:?} is no AWS::EC2::EIP of this template"),
+                        )
+                    })?,
+                _ => {
+                    return Err(ModelError::new(
+                        path,
+                        "exactly one of AllocationId and EIP is required",
+                    ))
+                }
+            };
+            let (field, host) = match (
+                str_field(&p, &id, "InstanceId")?,
+                str_field(&p, &id, "NetworkInterfaceId")?,
+            ) {
+                (Some(h), None) => ("InstanceId", h),
+                (None, Some(h)) => ("NetworkInterfaceId", h),
+                _ => {
+                    return Err(ModelError::new(
+                        path,
+                        "exactly one of InstanceId and NetworkInterfaceId is required",
+                    ))
+                }
+            };
+            let kind_ok =
+                self.m.hosts.iter().any(|h| {
+                    h.id == host && (h.kind == HostKind::Instance) == (field == "InstanceId")
+                });
+            if !kind_ok {
+                let what = if field == "InstanceId" {
+                    "InvalidInstanceID.NotFound"
+                } else {
+                    "InvalidNetworkInterfaceID.NotFound"
+                };
+                return Err(ModelError::new(
+                    format!("{path}.{field}"),
+                    format!("{what}: {host:?}"),
+                ));
+            }
+            assoc.push((host.into(), eip, format!("{path}.{field}")));
+        }
+        for (host, eip, path) in assoc {
+            if host_of(&self.m, &host).is_none() {
+                return Err(ModelError::new(
+                    path,
+                    format!("InvalidInstanceID.NotFound: {host:?}"),
+                ));
+            }
+            let ip = self
+                .eips
+                .iter()
+                .find(|(e, _)| *e == eip)
+                .expect("allocated")
+                .1;
+            if let Some(other) = self
+                .m
+                .public_ips
+                .iter()
+                .find(|p| p.eip.as_deref() == Some(&eip))
+            {
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "Resource.AlreadyAssociated: {eip} is already associated with {}",
+                        other.host
+                    ),
+                ));
+            }
+            if self.m.public_ip(&host).is_some() {
+                return Err(ModelError::new(
+                    path,
+                    format!("{host} already has an Elastic IP (one per interface here)"),
+                ));
+            }
+            self.m.public_ips.push(PublicIp {
+                host: host.clone(),
+                ip,
+                eip: Some(eip),
+            });
+            self.attr(&host, "PublicIp", ip.to_string());
+        }
+        // Assigned at launch: an instance's interface asks for one, or its
+        // subnet maps one on launch; an Elastic IP takes its place.
+        let mut map_on_launch = std::collections::HashSet::new();
+        for res in self.of_type(super::SUBNET) {
+            let p = self.props(res)?;
+            if bool_field(&p, &res.logical_id, "MapPublicIpOnLaunch")? {
+                map_on_launch.insert(res.logical_id.clone());
+            }
+        }
+        let mut next = self.eips.len();
+        for res in self.of_type(INSTANCE) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let iface = p
+                .get("NetworkInterfaces")
+                .and_then(Value::as_array)
+                .and_then(|l| l.first());
+            let asked = match iface.and_then(|i| i.get("AssociatePublicIpAddress")) {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+                Some(_) => {
+                    return Err(ModelError::new(
+                        format!(
+                            "{}.NetworkInterfaces[0].AssociatePublicIpAddress",
+                            res_path(&id)
+                        ),
+                        "must be true or false",
+                    ))
+                }
+            };
+            let Some(h) = host_of(&self.m, &id) else {
+                continue;
+            };
+            let wants = asked.unwrap_or_else(|| map_on_launch.contains(&h.subnet));
+            if wants && self.m.public_ip(&id).is_none() {
+                let ip = self.next_public_ip(next, &res_path(&id))?;
+                next += 1;
+                self.m.public_ips.push(PublicIp {
+                    host: id.clone(),
+                    ip,
+                    eip: None,
+                });
+                self.attr(&id, "PublicIp", ip.to_string());
+            }
+        }
+        self.m.public_ips.sort_by(|a, b| a.host.cmp(&b.host));
+        self.internet_hosts()
+    }
+
+    fn internet_hosts(&mut self) -> Result<()> {
+        let Some(meta) = self.t.metadata.get(INTERNET_METADATA).cloned() else {
+            return Ok(());
+        };
+        let base = format!("Metadata.{INTERNET_METADATA}");
+        let meta = self.r.resolve(&meta, &base)?;
+        let hosts = match meta.get("Hosts") {
+            Some(Value::Object(h)) => h.clone(),
+            _ => {
+                return Err(ModelError::new(
+                    format!("{base}.Hosts"),
+                    "is required: a mapping of host names to {Address: ...}",
+                ))
+            }
+        };
+        if let Some(k) = meta
+            .as_object()
+            .and_then(|m| m.keys().find(|k| k.as_str() != "Hosts"))
+        {
+            return Err(ModelError::new(
+                format!("{base}.{k}"),
+                "unknown key (Hosts only)",
+            ));
+        }
+        for (id, h) in hosts {
+            let path = format!("{base}.Hosts.{id}");
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(ModelError::new(
+                    path,
+                    "host names are alphanumeric, like logical ids",
+                ));
+            }
+            if self.t.resources.contains_key(&id) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{id} is also a resource's logical id"),
+                ));
+            }
+            let addr = h.get("Address").and_then(Value::as_str).ok_or_else(|| {
+                ModelError::new(format!("{path}.Address"), "is required (an IPv4 address)")
+            })?;
+            let ip: Ipv4Addr = addr.parse().map_err(|_| {
+                ModelError::new(
+                    format!("{path}.Address"),
+                    format!("{addr:?} is not an IPv4 address"),
+                )
+            })?;
+            let bad = |why: String| Err(ModelError::new(format!("{path}.Address"), why));
+            if !public_address(ip) {
+                return bad(format!("{ip} is not a public address (private, shared, loopback, link-local, multicast or reserved)"));
+            }
+            if pool().contains(&ip) {
+                return bad(format!(
+                    "{ip} is in {PUBLIC_POOL}, where public IPs of instances come from"
+                ));
+            }
+            let lambda: Ipv4Net = super::LAMBDA_SERVICE_CIDR.parse().expect("constant");
+            if lambda.contains(&ip) {
+                return bad(format!("{ip} is in the Lambda service range {lambda}"));
+            }
+            if let Some(v) = self.m.vpcs.iter().find(|v| v.cidr.contains(&ip)) {
+                return bad(format!("{ip} is inside VPC {} ({})", v.id, v.cidr));
+            }
+            if let Some(o) = self.m.internet_hosts.iter().find(|o| o.ip == ip) {
+                return bad(format!("{ip} is already {}'s", o.id));
+            }
+            self.m.internet_hosts.push(InternetHost { id, ip });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::model::build;
+
+    const BASE: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, MapPublicIpOnLaunch: true}}
+  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public}}
+  Quiet: {Type: AWS::EC2::Instance, Properties: {NetworkInterfaces: [{SubnetId: !Ref Public, AssociatePublicIpAddress: false}]}}
+  Asks: {Type: AWS::EC2::Instance, Properties: {NetworkInterfaces: [{SubnetId: !Ref Private, AssociatePublicIpAddress: true}]}}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private}}
+  Eni: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref Private}}
+  Eip: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+  EipAssoc: {Type: AWS::EC2::EIPAssociation, Properties: {AllocationId: !GetAtt Eip.AllocationId, NetworkInterfaceId: !Ref Eni}}
+"#;
+
+    #[test]
+    fn public_addresses_come_from_eips_launch_settings_and_the_pool() {
+        let m = build(BASE, &HashMap::new(), "s").unwrap_or_else(|e| panic!("{e}"));
+        let ips: Vec<(String, String, bool)> = m
+            .public_ips
+            .iter()
+            .map(|p| (p.host.clone(), p.ip.to_string(), p.eip.is_some()))
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                ("Asks".into(), "198.51.100.11".into(), false),
+                ("Eni".into(), "198.51.100.10".into(), true),
+                ("Web".into(), "198.51.100.12".into(), false),
+            ]
+        );
+        assert_eq!(
+            m.internet_hosts,
+            [InternetHost {
+                id: "Example".into(),
+                ip: "203.0.113.10".parse().unwrap()
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_extensions_and_associations_name_their_field() {
+        let cases = [
+            (BASE.replace("203.0.113.10", "10.9.0.1"), "Metadata.Vpc::Internet.Hosts.Example.Address", "not a public address"),
+            (BASE.replace("203.0.113.10", "198.51.100.7"), "Hosts.Example.Address", "public IPs of instances"),
+            (BASE.replace("203.0.113.10", "198.19.3.3"), "Hosts.Example.Address", "Lambda service range"),
+            (BASE.replace("Example:", "Web:"), "Hosts.Web", "also a resource"),
+            (BASE.replace("{Address: 203.0.113.10}", "{}"), "Hosts.Example.Address", "is required"),
+            (BASE.replace("NetworkInterfaceId: !Ref Eni", "NetworkInterfaceId: Db"), "EipAssoc.Properties.NetworkInterfaceId", "InvalidNetworkInterfaceID.NotFound"),
+            (BASE.replace("AllocationId: !GetAtt Eip.AllocationId", "AllocationId: eipalloc-1"), "EipAssoc.Properties.AllocationId", "InvalidAllocationID.NotFound"),
+            (BASE.replace("Domain: vpc", "Domain: standard"), "Eip.Properties.Domain", "only vpc"),
+            (format!("{BASE}  Again: {{Type: AWS::EC2::EIPAssociation, Properties: {{EIP: !Ref Eip, InstanceId: !Ref Web}}}}\n"), "EipAssoc.Properties.NetworkInterfaceId", "AlreadyAssociated"),
+        ];
+        for (t, path, msg) in cases {
+            let e = build(&t, &HashMap::new(), "s").expect_err(path).to_string();
+            assert!(
+                e.contains(path) && e.contains(msg),
+                "got {e:?}, want {path} / {msg}"
+            );
+        }
+    }
+}
