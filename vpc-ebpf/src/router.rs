@@ -14,8 +14,7 @@ use vpc_common::{
 use crate::{
     ct,
     ctx::Ctx,
-    flowlog,
-    gateway,
+    flowlog, gateway,
     maps::{Scratch, CONFIG, CT, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
