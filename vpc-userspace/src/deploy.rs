@@ -544,6 +544,7 @@ pub fn lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
 /// deployment's lock (so concurrent edits neither lose one another nor clear
 /// the generation in force).
 pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()>) -> Result<u32> {
+    let asked = std::time::Instant::now();
     let _lock = lock(name)?;
     let mut s = State::load(name)?;
     let mut model = s.model.clone();
@@ -565,11 +566,21 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     let next = 1 - maps.generation()?;
     let entries = compile::compile(&model, &links, next).map_err(anyhow::Error::msg)?;
     maps.switch_policy(&entries)?;
+    let latency = asked.elapsed().as_secs_f64();
     // The new policy is in force: the state says so before anything else can fail.
     s.model = model;
     s.save()?;
+    store_of(name)?.put(APPLY_LATENCY, &latency)?;
     maps.clear_old_generation(next)?;
     Ok(next)
+}
+
+const APPLY_LATENCY: &str = "apply_latency_seconds";
+
+/// Seconds the last policy change (`vpc apply`, `vpc sg`) took from the
+/// request to the switch in the datapath, lock wait included.
+pub fn last_apply_seconds(name: &str) -> Option<f64> {
+    store_of(name).ok()?.get(APPLY_LATENCY).ok()?
 }
 
 /// What `vpc status` shows.
@@ -595,6 +606,17 @@ pub struct Status {
     /// on the deployment's Unix socket, `api.sock`.
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Flow logs, where they write, and the datapath's event counters.
+    #[serde(default)]
+    pub flow_logs: Vec<crate::flowlogs::FlowLogView>,
+    #[serde(default)]
+    pub flow_log_stats: crate::flowlogs::agent::FlowLogStats,
+    /// Occupancy of the maps that fill with traffic.
+    #[serde(default)]
+    pub maps: Vec<crate::metrics::Occupancy>,
+    /// The last policy change's latency (request to switch), seconds.
+    #[serde(default)]
+    pub apply_latency_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -807,6 +829,10 @@ pub fn status(name: &str) -> Result<Status> {
         agent_pid,
         metrics_url: agent_running.then(|| lc.metrics_url.clone()).flatten(),
         api_url: agent_running.then(|| lc.api_url.clone()).flatten(),
+        flow_logs: crate::flowlogs::views(&s),
+        flow_log_stats: crate::flowlogs::agent::stats(&mut maps)?,
+        maps: crate::metrics::occupancy(&s, &mut maps)?,
+        apply_latency_s: last_apply_seconds(name),
     })
 }
 

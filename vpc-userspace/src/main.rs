@@ -168,6 +168,15 @@ enum Cmd {
     Status {
         #[arg(long)]
         json: bool,
+        /// Refresh every this many seconds (as `vpc top`).
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<f64>,
+    },
+    /// `vpc status`, refreshed live with packet rates (Ctrl-C stops).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
     },
     /// Invoke FUNCTION (logical id or FunctionName) through the Lambda API:
     /// with `-- CMD`, run CMD in its execution environment once the API
@@ -762,6 +771,47 @@ fn print_status(s: &Status) {
             println!("  dropped {reason:<24} {n}");
         }
     }
+    if !s.flow_logs.is_empty() {
+        println!(
+            "\nFLOW LOGS  events {}  lost {}{}",
+            s.flow_log_stats.events,
+            s.flow_log_stats.events_lost,
+            if s.flow_log_stats.events_lost > 0 {
+                " (those windows carry SKIPDATA)"
+            } else {
+                ""
+            }
+        );
+        for f in &s.flow_logs {
+            println!(
+                "  {:<20} {}  {} {}  {}s  {} interfaces -> {}",
+                f.id,
+                f.flow_log_id,
+                f.resource,
+                f.traffic_type,
+                f.interval_s,
+                f.interfaces,
+                f.destination.display()
+            );
+        }
+    }
+    println!(
+        "\nMAPS  {}{}",
+        s.maps
+            .iter()
+            .map(|m| format!(
+                "{} {}/{} ({:.1}%)",
+                m.map,
+                m.entries,
+                m.max_entries,
+                100.0 * m.entries as f64 / m.max_entries.max(1) as f64
+            ))
+            .collect::<Vec<_>>()
+            .join("  "),
+        s.apply_latency_s
+            .map(|l| format!("  last apply {:.1} ms", l * 1000.0))
+            .unwrap_or_default()
+    );
     if !s.skipped.is_empty() {
         println!(
             "\nSKIPPED (not modelled): {}",
@@ -788,6 +838,44 @@ fn print_status(s: &Status) {
     if !s.agent_running {
         println!("\nwarning: the agent is not running");
     }
+}
+
+/// `vpc top`: the status, redrawn every `interval` seconds, with packet
+/// rates since the last refresh, until Ctrl-C.
+fn top(name: &str, interval: f64) -> Result<()> {
+    let stop = signal_flag()?;
+    let every = Duration::from_secs_f64(interval.max(0.1));
+    let mut last: Option<(std::time::Instant, deploy::Status)> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let s = deploy::status(name)?;
+        // Clear the screen, cursor home.
+        print!("\x1b[2J\x1b[H");
+        print_status(&s);
+        if let Some((t, prev)) = &last {
+            let secs = t.elapsed().as_secs_f64().max(1e-3);
+            let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
+            let mut line = format!(
+                "\nRATES  forwarded {:.0}/s  dropped {:.0}/s  flow-log events {:.0}/s",
+                rate(s.counters.forwarded, prev.counters.forwarded),
+                rate(s.counters.total_dropped(), prev.counters.total_dropped()),
+                rate(s.flow_log_stats.events, prev.flow_log_stats.events)
+            );
+            for ((reason, n), (_, p)) in s.counters.dropped.iter().zip(&prev.counters.dropped) {
+                if n > p {
+                    line += &format!("  {reason} {:.0}/s", rate(*n, *p));
+                }
+            }
+            println!("{line}");
+        }
+        println!("\n(every {interval}s; Ctrl-C to stop)");
+        last = Some((std::time::Instant::now(), s));
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `cmd` inside namespace `ns`, with `env`, and returns its exit code.
@@ -943,7 +1031,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let gen = deploy::apply(&name, m)?;
             println!("{name}: applied {label} (policy generation {gen})");
         }
-        Cmd::Status { json } => {
+        Cmd::Status {
+            json: false,
+            watch: Some(interval),
+        }
+        | Cmd::Top { interval } => top(&name, interval)?,
+        Cmd::Status { json, .. } => {
             let s = deploy::status(&name)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);

@@ -112,6 +112,70 @@ pub fn render(name: &str) -> Result<String> {
         lost,
     );
 
+    let nat = maps.nat_stats()?;
+    let failures = Counter::<u64>::default();
+    failures.inc_by(nat.failed);
+    reg.register(
+        "nat_allocation_failures",
+        "New function connections dropped: every ENI of the group full (nat_port_exhausted)",
+        failures,
+    );
+    let allocations = Family::<Labels, Counter>::default();
+    for (probes, n) in &nat.probe_histogram {
+        allocations
+            .get_or_create(&labels(&[("probes", probes)]))
+            .inc_by(*n);
+    }
+    reg.register(
+        "nat_allocations",
+        "NAT port allocations by the number of ports probed (more than 1: retries)",
+        allocations,
+    );
+    let retries = Counter::<u64>::default();
+    retries.inc_by(
+        nat.probe_histogram
+            .iter()
+            .skip(1)
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+    );
+    reg.register(
+        "nat_allocation_retries",
+        "NAT port allocations that needed more than one probe",
+        retries,
+    );
+
+    let entries = Family::<Labels, Gauge>::default();
+    let capacity = Family::<Labels, Gauge>::default();
+    for m in occupancy(&s, &mut maps)? {
+        entries
+            .get_or_create(&labels(&[("map", &m.map)]))
+            .set(m.entries as i64);
+        capacity
+            .get_or_create(&labels(&[("map", &m.map)]))
+            .set(m.max_entries as i64);
+    }
+    reg.register(
+        "map_entries",
+        "Entries in the datapath's hash maps",
+        entries,
+    );
+    reg.register(
+        "map_max_entries",
+        "Capacity of the datapath's hash maps",
+        capacity,
+    );
+
+    if let Some(secs) = crate::deploy::last_apply_seconds(name) {
+        let apply = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        apply.set(secs);
+        reg.register(
+            "apply_latency_seconds",
+            "How long the last policy change (vpc apply, vpc sg) took to be in force",
+            apply,
+        );
+    }
+
     let functions = Family::<Labels, Gauge>::default();
     for (id, st) in &lc.functions {
         functions
@@ -126,6 +190,42 @@ pub fn render(name: &str) -> Result<String> {
 
     let mut out = String::new();
     encode(&mut out, &reg).context("encoding metrics")?;
+    Ok(out)
+}
+
+/// One hash map's occupancy.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Occupancy {
+    pub map: String,
+    pub entries: u64,
+    pub max_entries: u64,
+}
+
+/// Occupancy of the maps that fill with traffic or topology: entries
+/// counted key by key, capacity from the kernel's map info.
+pub fn occupancy(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Occupancy>> {
+    use aya::maps::{HashMap as BpfHashMap, MapData};
+    use vpc_common::{CtEntry, CtKey, Endpoint, FlowRejectKey, FlowWindow, NatPortKey};
+    fn count<K: aya::Pod, V: aya::Pod>(m: &mut aya::maps::Map) -> Result<u64> {
+        let h: BpfHashMap<&mut MapData, K, V> = BpfHashMap::try_from(m)?;
+        Ok(h.keys().filter(|k| k.is_ok()).count() as u64)
+    }
+    let mut out = vec![];
+    for map in ["CT", "NAT_PORTS", "FL_REJECTS", "ENDPOINTS"] {
+        let entries = match map {
+            "CT" => count::<CtKey, CtEntry>(maps.map(map)?)?,
+            "NAT_PORTS" => count::<NatPortKey, CtKey>(maps.map(map)?)?,
+            "FL_REJECTS" => count::<FlowRejectKey, FlowWindow>(maps.map(map)?)?,
+            _ => count::<[u8; 16], Endpoint>(maps.map(map)?)?,
+        };
+        let info = aya::maps::MapInfo::from_pin(s.pin_dir.join("maps").join(map))
+            .with_context(|| format!("map {map}"))?;
+        out.push(Occupancy {
+            map: map.to_string(),
+            entries,
+            max_entries: info.max_entries() as u64,
+        });
+    }
     Ok(out)
 }
 

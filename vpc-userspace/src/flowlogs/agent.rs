@@ -128,7 +128,7 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
 }
 
 /// Flow-log counters of the datapath, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct FlowLogStats {
     pub events: u64,
     pub events_lost: u64,

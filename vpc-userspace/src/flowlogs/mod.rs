@@ -47,6 +47,46 @@ impl FlowLogOptions {
     }
 }
 
+/// A flow log as `vpc status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlowLogView {
+    pub id: String,
+    pub flow_log_id: String,
+    pub resource: String,
+    pub traffic_type: String,
+    pub interval_s: u32,
+    /// The directory standing for its bucket or log group.
+    pub destination: PathBuf,
+    /// Interfaces it covers now.
+    pub interfaces: usize,
+}
+
+pub fn views(s: &crate::deploy::State) -> Vec<FlowLogView> {
+    use crate::model::flowlog::FlowLogDestination;
+    let root = s.flow_logs.root(&s.name);
+    let ifaces = interfaces(&s.model);
+    s.model
+        .flow_logs
+        .iter()
+        .map(|fl| FlowLogView {
+            id: fl.id.clone(),
+            flow_log_id: fl.flow_log_id.clone(),
+            resource: format!("{:?} {}", fl.resource_type, fl.resource_id),
+            traffic_type: format!("{:?}", fl.traffic_type).to_uppercase(),
+            interval_s: fl.interval_s,
+            destination: match &fl.destination {
+                FlowLogDestination::S3 { bucket, prefix } => {
+                    root.join("s3").join(bucket).join(prefix)
+                }
+                FlowLogDestination::CloudWatchLogs { log_group } => root
+                    .join("cloudwatch")
+                    .join(log_group.trim_start_matches('/')),
+            },
+            interfaces: ifaces.iter().filter(|i| covers(fl, i)).count(),
+        })
+        .collect()
+}
+
 /// Who rejected a packet, hence which interfaces log it how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

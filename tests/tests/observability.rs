@@ -1,0 +1,114 @@
+//! Metrics and status: what the agent serves and `vpc status` / `vpc top`
+//! show agree with what was done to the deployment.
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use vpc_tests::{http_get, spawn_in_netns, text, vpc_bin, Deployment};
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Connections held open from the function to the database.
+fn hold(d: &Deployment, n: usize) -> (std::thread::JoinHandle<()>, Vec<TcpStream>) {
+    let addr: SocketAddr = "10.0.1.10:5432".parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = spawn_in_netns(&d.netns("DatabaseInstance"), move || {
+        let l = TcpListener::bind(addr).unwrap();
+        tx.send(()).unwrap();
+        let mut held = vec![];
+        for _ in 0..n {
+            held.push(l.accept().unwrap().0);
+        }
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    rx.recv().unwrap();
+    let conns = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), move || {
+        (0..n)
+            .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    (server, conns)
+}
+
+#[test]
+fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
+    let d = Deployment::up(
+        "obs",
+        "default",
+        &["--eni-delay", "100ms", "--wait", "--conntrack-max", "4096"],
+    );
+    let (_server, conns) = hold(&d, 5);
+    std::thread::sleep(Duration::from_millis(300));
+    // A policy change: its latency is recorded.
+    let out = d.vpc(&["apply", "default"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = d.status();
+    let body = http_get(s["metrics_url"].as_str().unwrap());
+    let ct = metric(&body, "vpc_map_entries{map=\"CT\"}").expect(&body);
+    assert_eq!(ct, 10.0, "two entries per connection: {body}");
+    assert_eq!(
+        metric(&body, "vpc_map_max_entries{map=\"CT\"}"),
+        Some(4096.0)
+    );
+    assert_eq!(
+        metric(&body, "vpc_map_entries{map=\"NAT_PORTS\"}"),
+        Some(5.0)
+    );
+    assert_eq!(
+        metric(&body, "vpc_map_max_entries{map=\"NAT_PORTS\"}"),
+        Some(2048.0)
+    );
+    // Two hosts, two execution environments, two Hyperplane ENIs.
+    assert_eq!(
+        metric(&body, "vpc_map_entries{map=\"ENDPOINTS\"}"),
+        Some(6.0),
+        "{body}"
+    );
+    let allocated: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("vpc_nat_allocations_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(allocated, 5.0, "{body}");
+    let once = metric(&body, "vpc_nat_allocations_total{probes=\"1\"}").unwrap();
+    assert_eq!(
+        metric(&body, "vpc_nat_allocation_retries_total"),
+        Some(5.0 - once)
+    );
+    assert_eq!(
+        metric(&body, "vpc_nat_allocation_failures_total"),
+        Some(0.0)
+    );
+    let apply = metric(&body, "vpc_apply_latency_seconds").expect(&body);
+    assert!(apply > 0.0 && apply < 5.0, "{apply}");
+    assert_eq!(s["apply_latency_s"].as_f64(), Some(apply));
+    let maps = s["maps"].as_array().unwrap();
+    assert!(
+        maps.iter().any(|m| m["map"] == "CT" && m["entries"] == 10),
+        "{s}"
+    );
+    // The text status, and `vpc top` redrawing it with rates.
+    let st = text(&d.vpc(&["status"]));
+    assert!(st.contains("MAPS  CT 10/4096 (0.2%)"), "{st}");
+    let mut top = Command::new(vpc_bin())
+        .args(["--name", &d.name, "top", "--interval", "0.3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(top.id() as i32, libc::SIGINT) }, 0);
+    let out = top.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.matches("\x1b[2J").count() >= 3, "redrawn: {screen}");
+    assert!(screen.contains("RATES  forwarded"), "{screen}");
+    drop(conns);
+}
