@@ -952,4 +952,9 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
         assert_eq!(&r["srcaddr"], "-");
         assert_eq!(&r["action"], "-");
     }
+    // Flow logs are read when the agent starts: `vpc apply` refuses to
+    // change them, and applies nothing.
+    let out = d.vpc(&["apply", "default"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("flow log"), "{}", text(&out));
 }

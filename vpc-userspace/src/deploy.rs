@@ -553,6 +553,11 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     // the agent), not to the template: they keep going as they run.
     model.functions = s.model.functions.clone();
     model.enis = s.model.enis.clone();
+    if model.flow_logs != s.model.flow_logs {
+        bail!(
+            "this change adds, removes or changes a flow log (AWS::EC2::FlowLog): the agent reads them when it starts; run `vpc down` and `vpc up`"
+        );
+    }
     if topology_of(&model) != topology_of(&s.model) {
         bail!(
             "this change touches the topology (VPCs, subnets, addresses, hosts); \

@@ -34,6 +34,10 @@ pub struct JournalEntry {
     pub record: Record,
 }
 
+/// The journal's size before it starts over (the previous one is kept as
+/// `flows.jsonl.1`).
+const JOURNAL_MAX_BYTES: u64 = 16 << 20;
+
 /// `<state dir>/flows.jsonl`: every record written, as JSON lines.
 pub fn journal_path(name: &str) -> PathBuf {
     state_dir(name).join("flows.jsonl")
@@ -339,10 +343,16 @@ impl FlowLogAgent {
             text.push_str(&serde_json::to_string(&e)?);
             text.push('\n');
         }
+        let path = journal_path(&self.name);
+        // The state directory is in RAM (/run): past a bound, the journal
+        // starts over (`vpc flows tail` follows it to the new file).
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > JOURNAL_MAX_BYTES) {
+            std::fs::rename(&path, path.with_extension("jsonl.1"))?;
+        }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(journal_path(&self.name))?;
+            .open(&path)?;
         f.write_all(text.as_bytes())?;
         Ok(())
     }
@@ -394,6 +404,13 @@ pub fn tail(
         if chunk.is_empty() {
             if !state.exists() {
                 return Ok(());
+            }
+            // Started over (rotated): follow the new file from its start.
+            use std::os::unix::fs::MetadataExt;
+            let now = std::fs::metadata(&path).map(|m| m.ino()).ok();
+            if now.is_some() && now != file.metadata().map(|m| m.ino()).ok() {
+                file = std::fs::File::open(&path)?;
+                continue;
             }
             std::thread::sleep(Duration::from_millis(100));
             continue;
