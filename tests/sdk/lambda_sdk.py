@@ -86,6 +86,10 @@ assert cfg["VpcConfig"]["SubnetIds"] == ["B"], cfg
 v = c.publish_version(FunctionName="reports")
 assert v["Version"] == "1", v
 assert c.get_function(FunctionName="reports", Qualifier="1")["Configuration"]["Version"] == "1"
+# The version runs in its own execution environment.
+r = c.invoke(FunctionName="reports", Qualifier="1", Payload=b'"v"')
+assert r["Payload"].read().strip() == b'reports got "v"', r
+assert r["ExecutedVersion"] == "1", r
 
 # Idle for the idle period: Inactive; the next invocation fails and restores.
 advance(14 * 86400 * 1000)

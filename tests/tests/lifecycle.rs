@@ -399,6 +399,37 @@ fn update_switches_enis_versions_keep_theirs_delete_releases() {
     );
     assert!(d.dropped("ct_invalid") > 0);
 
+    // Version 1 has its own execution environment, on its own VpcConfig:
+    // its connections leave through the old ENI, $LATEST's through the new.
+    assert!(connect_from(&d, "Fn.v1", DB).is_some());
+    assert!(saw(&db, &old[0].1));
+    let n = db.peers().len();
+    drop(connect_from(&d, "Fn.v1", DB).unwrap());
+    assert!((0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        db.peers().len() > n
+    }));
+    assert_eq!(
+        db.peers().last().unwrap(),
+        &old[0].1,
+        "version 1: the old ENI"
+    );
+    let out = d.vpc(&["invoke", "reports", "--qualifier", "1", "--", "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations?Qualifier=1",
+        json!("v"),
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body).trim(), "reports got \"v\"");
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations?Qualifier=7",
+        json!("v"),
+    );
+    assert_eq!(r.status, 404);
     // Version 1 keeps (A, FnSg) alive long after the delete delay.
     advance(&d, "1h");
     assert!(enis(&d).iter().any(|e| e.0 == old[0].0), "{:?}", enis(&d));
@@ -424,6 +455,12 @@ fn update_switches_enis_versions_keep_theirs_delete_releases() {
     assert!(!std::path::Path::new("/run/netns")
         .join(d.exec_env_netns("Fn"))
         .exists());
+    assert!(
+        !std::path::Path::new("/run/netns")
+            .join(d.exec_env_netns("Fn.v1"))
+            .exists(),
+        "its versions go with it"
+    );
     advance(&d, "19m");
     assert_eq!(enis(&d).len(), 2);
     advance(&d, "1m");

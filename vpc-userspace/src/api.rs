@@ -214,6 +214,7 @@ fn route(
                 .model
                 .functions
                 .iter()
+                .filter(|f| f.version_of.is_none())
                 .map(|f| {
                     let st = lc.functions.get(&f.id).cloned().unwrap_or_default();
                     lifecycle::configuration(&s.model, f, &st, None)
@@ -260,16 +261,12 @@ fn route(
             Ok(json_reply(201, &c))
         }
         ("POST", ["2015-03-31", "functions", f, "invocations"]) => {
-            if q("Qualifier").is_some_and(|v| v != "$LATEST") {
-                return Err(ApiError::invalid(
-                    "invoking a published version is not supported here: its VpcConfig is kept (and its ENI), but it has no execution environment of its own",
-                ));
-            }
             let c = ask(
                 ops,
                 Op::Claim {
                     function: fname(f),
                     env: 1,
+                    qualifier: qualifier(q("Qualifier"))?,
                 },
             )?;
             invoke(&c, body)
@@ -281,6 +278,7 @@ fn route(
                 Op::Claim {
                     function: fname(f),
                     env,
+                    qualifier: qualifier(q("Qualifier"))?,
                 },
             )?;
             Ok(json_reply(200, &c))
@@ -337,6 +335,18 @@ fn route(
     }
 }
 
+/// A version qualifier: `None` for `$LATEST`.
+fn qualifier(q: Option<String>) -> Result<Option<u32>, ApiError> {
+    match q.as_deref() {
+        None | Some("$LATEST") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::invalid(format!(
+                "Qualifier {v:?}: a version number or $LATEST (aliases are not supported here)"
+            ))
+        }),
+    }
+}
+
 fn load(name: &str) -> Result<(State, Lifecycle), ApiError> {
     Ok((
         State::load(name).map_err(internal)?,
@@ -357,7 +367,17 @@ fn get_configuration(name: &str, f: &str, qualifier: Option<String>) -> Result<V
                 .ok_or_else(|| ApiError::not_found(&format!("{}:{q}", func.name)))?,
         ),
     };
-    Ok(lifecycle::configuration(&s.model, func, &st, version))
+    // A version reports its own execution environments' state.
+    let vst = version.and_then(|v| {
+        lc.functions
+            .get(&lifecycle::version_id(&func.id, v.version))
+    });
+    Ok(lifecycle::configuration(
+        &s.model,
+        func,
+        vst.unwrap_or(&st),
+        version,
+    ))
 }
 
 /// Runs the function's handler in its execution environment: the payload
@@ -384,7 +404,8 @@ fn invoke(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
     });
     let out = child.wait_with_output().map_err(|e| internal(e.into()))?;
     let _ = writer.join();
-    let mut headers = vec![("X-Amz-Executed-Version".to_string(), "$LATEST".to_string())];
+    let version = claim["Version"].as_str().unwrap_or("$LATEST").to_string();
+    let mut headers = vec![("X-Amz-Executed-Version".to_string(), version)];
     if out.status.success() {
         Ok((200, headers, out.stdout))
     } else {

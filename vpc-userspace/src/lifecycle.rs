@@ -601,6 +601,12 @@ pub fn configuration(
     c
 }
 
+/// The model id of version `n` of function `id` (its own execution
+/// environments): `<id>.v<n>`, which no logical id or FunctionName is.
+pub fn version_id(id: &str, n: u32) -> String {
+    format!("{id}.v{n}")
+}
+
 /// Functions' state names, as AWS spells them.
 pub mod state {
     pub const PENDING: &str = "Pending";

@@ -190,6 +190,9 @@ enum Cmd {
         /// The payload (Invoke, without CMD).
         #[arg(long, default_value = "{}")]
         payload: String,
+        /// A published version (its own execution environments).
+        #[arg(long)]
+        qualifier: Option<u32>,
         #[arg(last = true)]
         cmd: Vec<String>,
     },
@@ -1048,14 +1051,18 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             function,
             env: n,
             payload,
+            qualifier,
             cmd,
         } => {
             let f = enc(&function);
+            let q = qualifier
+                .map(|v| format!("Qualifier={v}"))
+                .unwrap_or_default();
             if cmd.is_empty() {
                 let r = vpc::api::call(
                     &name,
                     "POST",
-                    &format!("/2015-03-31/functions/{f}/invocations"),
+                    &format!("/2015-03-31/functions/{f}/invocations?{q}"),
                     payload.as_bytes(),
                 )?
                 .ok()?;
@@ -1071,7 +1078,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             let c = vpc::api::call(
                 &name,
                 "POST",
-                &format!("/_vpc/functions/{f}/claim?env={n}"),
+                &format!("/_vpc/functions/{f}/claim?env={n}&{q}"),
                 b"",
             )?
             .ok()?

@@ -261,6 +261,10 @@ pub struct Function {
     /// A participant account owning the function (`None`: the owner).
     #[serde(default)]
     pub account: Option<String>,
+    /// A published version's own execution environments: (function id,
+    /// version). Its id is `<id>.v<N>` and its name `<FunctionName>:<N>`.
+    #[serde(default)]
+    pub version_of: Option<(String, u32)>,
 }
 
 /// Execution environments of one function are this far apart in the
@@ -1878,6 +1882,7 @@ impl<'a> Builder<'a> {
                 enis,
                 code,
                 account,
+                version_of: None,
             });
         }
         for f in self

@@ -30,10 +30,12 @@ pub enum Op {
         body: Value,
         account: Option<String>,
     },
-    /// An invocation starts: may it run, and where (`env`, 1-based)?
+    /// An invocation starts: may it run, and where (`env`, 1-based; a
+    /// published version's own environments with `qualifier`)?
     Claim {
         function: String,
         env: usize,
+        qualifier: Option<u32>,
     },
     Update {
         function: String,
@@ -64,10 +66,14 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
     let internal = |e: anyhow::Error| ApiError::new(500, "ServiceException", format!("{e:#}"));
     let r = match op {
         Op::Create { body, account } => create(name, maps, &body, account),
-        Op::Claim { function, env } => claim(name, &function, env),
+        Op::Claim {
+            function,
+            env,
+            qualifier,
+        } => claim(name, &function, env, qualifier),
         Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
-        Op::Publish { function } => publish(name, &function),
+        Op::Publish { function } => publish(name, maps, &function),
         Op::AdvanceClock { ms } => advance(name, ms),
         Op::Share {
             share,
@@ -100,11 +106,18 @@ fn arn(s: &State, fname: &str) -> String {
     )
 }
 
-fn claim(name: &str, function: &str, env: usize) -> Answer {
+fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answer {
     deploy::transact(name, |s, lc| {
         let id = match find(s, function) {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
+        };
+        let id = match qualifier {
+            None => id,
+            Some(n) => match lifecycle::version_id(&id, n) {
+                v if s.model.function(&v).is_some() => v,
+                _ => return Ok(Err(ApiError::not_found(&format!("{function}:{n}")))),
+            },
         };
         let f = s.model.function(&id).expect("found").clone();
         let now = lc.clock.now_ms();
@@ -157,12 +170,25 @@ fn claim(name: &str, function: &str, env: usize) -> Answer {
         }
         st.life.last_invoked_ms = now;
         let mut vars = f.environment.clone();
-        vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), f.name.clone());
+        // As at AWS: the function's name, and the version apart.
+        let (fname, version) = match &f.version_of {
+            Some((of, n)) => (
+                s.model
+                    .function(of)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                n.to_string(),
+            ),
+            None => (f.name.clone(), "$LATEST".to_string()),
+        };
+        vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), fname);
+        vars.insert("AWS_LAMBDA_FUNCTION_VERSION".into(), version);
         vars.insert("AWS_REGION".into(), s.model.region.clone());
         Ok(Ok(json!({
             "Netns": crate::topology::exec_env_netns(name, &f.id, env),
             "Environment": vars,
             "Code": f.code,
+            "Version": vars["AWS_LAMBDA_FUNCTION_VERSION"],
         })))
     })
 }
@@ -304,7 +330,7 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
     Ok(Ok(configuration(name, &id, None)?))
 }
 
-fn publish(name: &str, function: &str) -> Answer {
+fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     let r = deploy::transact(name, |s, lc| {
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
@@ -326,10 +352,35 @@ fn publish(name: &str, function: &str) -> Answer {
         });
         Ok(Ok((id, version)))
     })?;
-    match r {
-        Ok((id, v)) => Ok(Ok(configuration(name, &id, Some(v))?)),
-        Err(e) => Ok(Err(e)),
+    let (id, v) = match r {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    // The version's own execution environments, on its VpcConfig's ENIs.
+    let s = State::load(name)?;
+    let f = s.model.function(&id).expect("found").clone();
+    let Some((exec_ip, exec_ip6)) = exec_addresses(&s.model, f.vpc_config.as_ref()) else {
+        return Ok(Err(ApiError::new(
+            429,
+            "TooManyRequestsException",
+            "the Lambda service range is full",
+        )));
+    };
+    let version = crate::model::Function {
+        id: lifecycle::version_id(&id, v),
+        name: format!("{}:{v}", f.name),
+        exec_ip,
+        exec_ip6,
+        eni: None,
+        enis: vec![],
+        version_of: Some((id.clone(), v)),
+        ..f
+    };
+    if let Err(e) = launch(name, maps, version)? {
+        return Ok(Err(e));
     }
+    step(name, maps)?;
+    Ok(Ok(configuration(name, &id, Some(v))?))
 }
 
 fn advance(name: &str, ms: u64) -> Answer {
@@ -410,10 +461,46 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
                 .collect()
         })
         .unwrap_or_default();
-    // The next offset in the Lambda service range (`model::EXEC_ENV_STRIDE`).
+    let Some((exec_ip, exec_ip6)) = exec_addresses(&s.model, vc.as_ref()) else {
+        return Ok(Err(ApiError::new(
+            429,
+            "TooManyRequestsException",
+            "the Lambda service range is full",
+        )));
+    };
+    let f = crate::model::Function {
+        id: fname.clone(),
+        name: fname.clone(),
+        vpc_config: vc,
+        environment,
+        exec_ip,
+        eni: None,
+        exec_ip6,
+        enis: vec![],
+        code,
+        account,
+        version_of: None,
+    };
+    if let Err(e) = launch(name, maps, f)? {
+        return Ok(Err(e));
+    }
+    if body["Publish"].as_bool() == Some(true) {
+        if let Ok(Err(e)) = publish(name, maps, &fname) {
+            eprintln!("agent: publishing {fname}: {e}");
+        }
+    }
+    Ok(Ok(configuration(name, &fname, None)?))
+}
+
+/// Addresses for a new function's execution environments: the next offset
+/// in the Lambda service range (`model::EXEC_ENV_STRIDE`), and IPv6 when
+/// every subnet is dual-stack. `None`: the range is full.
+fn exec_addresses(
+    m: &Model,
+    vc: Option<&crate::model::FunctionVpc>,
+) -> Option<(std::net::Ipv4Addr, Option<std::net::Ipv6Addr>)> {
     let base = u32::from(crate::model::LAMBDA_GATEWAY) - 1;
-    let offset = s
-        .model
+    let offset = m
         .functions
         .iter()
         .map(|f| u32::from(f.exec_ip) - base + 1)
@@ -421,33 +508,31 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         .unwrap_or(10)
         .max(10);
     if offset >= crate::model::EXEC_ENV_STRIDE {
-        return Ok(Err(ApiError::new(
-            429,
-            "TooManyRequestsException",
-            "the Lambda service range is full",
-        )));
+        return None;
     }
-    let dual = vc.as_ref().is_some_and(|v| {
+    let dual = vc.is_some_and(|v| {
         v.subnets
             .iter()
-            .all(|x| s.model.subnet(x).is_some_and(|sn| sn.is_dual_stack()))
+            .all(|x| m.subnet(x).is_some_and(|sn| sn.is_dual_stack()))
     });
     let lambda6: ipnet::Ipv6Net = crate::model::LAMBDA_SERVICE_CIDR6
         .parse()
         .expect("constant");
-    let f = crate::model::Function {
-        id: fname.clone(),
-        name: fname.clone(),
-        vpc_config: vc,
-        environment,
-        exec_ip: std::net::Ipv4Addr::from(base + offset),
-        eni: None,
-        exec_ip6: dual
-            .then(|| std::net::Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128)),
-        enis: vec![],
-        code,
-        account,
-    };
+    Some((
+        std::net::Ipv4Addr::from(base + offset),
+        dual.then(|| std::net::Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128)),
+    ))
+}
+
+/// Builds a new function's execution environments on the running router
+/// and records it, `Pending` until its ENIs are ready (at once when its
+/// combinations have them), `Active` at once without `VpcConfig`.
+fn launch(
+    name: &str,
+    maps: &mut PinnedMaps,
+    f: crate::model::Function,
+) -> Result<Result<(), ApiError>> {
+    let s = State::load(name)?;
     // Its namespaces go into the state before they exist: `vpc down`
     // removes them whatever happens next.
     let namespaces: Vec<String> = f
@@ -476,8 +561,7 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         .max()
         .unwrap_or(0)
         + 1;
-    let built = add_ports(name, maps, &s, &f, first);
-    let nodes = match built {
+    let nodes = match add_ports(name, maps, &s, &f, first) {
         Ok(n) => n,
         Err(e) => {
             crate::topology::teardown(&namespaces);
@@ -485,10 +569,9 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
                 s.namespaces.retain(|n| !namespaces.contains(n));
                 Ok(())
             })?;
-            return Err(e.context(format!("creating {fname}")));
+            return Err(e.context(format!("creating {}", f.name)));
         }
     };
-    let vpc = f.vpc_config.is_some();
     deploy::transact(name, |s, lc| {
         let now = lc.clock.now_ms();
         let eni_delay = s.eni_delay.as_millis() as u64;
@@ -497,9 +580,7 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
             s.hooks.insert(n.router_if.clone(), datapath::Hook::Xdp);
         }
         s.nodes.extend(nodes.iter().cloned());
-        s.model.functions.push(f.clone());
-        s.model.functions.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut st = if vpc {
+        let mut st = if f.vpc_config.is_some() {
             FunctionStatus::pending("Creating", now + if ready { 0 } else { eni_delay })
         } else {
             FunctionStatus::active()
@@ -507,14 +588,11 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         st.life.last_modified_ms = now;
         st.life.last_invoked_ms = now;
         lc.functions.insert(f.id.clone(), st);
+        s.model.functions.push(f);
+        s.model.functions.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())
     })?;
-    if body["Publish"].as_bool() == Some(true) {
-        if let Ok(Err(e)) = publish(name, &fname) {
-            eprintln!("agent: publishing {fname}: {e}");
-        }
-    }
-    Ok(Ok(configuration(name, &fname, None)?))
+    Ok(Ok(()))
 }
 
 /// Builds `f`'s execution environments and joins them to the router:
@@ -657,15 +735,36 @@ pub fn configuration(name: &str, id: &str, version: Option<u32>) -> Result<Value
     let f = s.model.function(id).context("function")?;
     let st = lc.functions.get(&f.id).cloned().unwrap_or_default();
     let v = version.and_then(|n| st.life.versions.iter().find(|v| v.version == n));
-    Ok(lifecycle::configuration(&s.model, f, &st, v))
+    // A version reports its own execution environments' state.
+    let vst = version.and_then(|n| lc.functions.get(&lifecycle::version_id(&f.id, n)));
+    Ok(lifecycle::configuration(&s.model, f, vst.unwrap_or(&st), v))
 }
 
+/// DeleteFunction: the function and every published version.
 fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     let s = State::load(name)?;
     let id = match find(&s, function) {
         Ok(id) => id,
         Err(e) => return Ok(Err(e)),
     };
+    let versions: Vec<String> = s
+        .model
+        .functions
+        .iter()
+        .filter(|f| f.version_of.as_ref().is_some_and(|(of, _)| *of == id))
+        .map(|f| f.id.clone())
+        .collect();
+    for v in versions {
+        if let Err(e) = delete_one(name, maps, &v)? {
+            return Ok(Err(e));
+        }
+    }
+    delete_one(name, maps, &id)
+}
+
+fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
+    let s = State::load(name)?;
+    let id = id.to_string();
     let f = s.model.function(&id).expect("found").clone();
     // Detached first: its connections end, nothing sends through an ENI.
     detach(name, maps, &id)?;
