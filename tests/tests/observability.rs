@@ -97,7 +97,7 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
     // The text status, and `vpc top` redrawing it with rates.
     let st = text(&d.vpc(&["status"]));
     assert!(st.contains("MAPS  CT 10/4096 (0.2%)"), "{st}");
-    let mut top = Command::new(vpc_bin())
+    let top = Command::new(vpc_bin())
         .args(["--name", &d.name, "top", "--interval", "0.3"])
         .stdout(Stdio::piped())
         .spawn()

@@ -67,20 +67,32 @@ fn clock_offset() -> i128 {
     real - mono_ns() as i128
 }
 
-/// A connection direction's slot as the VPC sees it.
+/// A connection direction's slot as the VPC sees it: a Hyperplane ENI's
+/// connection (its entries name the ENI) after the function's source NAT
+/// and before the reverse NAT, with the function's address as `pkt-`; an
+/// internet gateway's 1:1 NAT (no ENI) on its private side, as the
+/// host's interface sees it.
 pub fn from_ct(k: &CtKey, e: &CtEntry, slot: &FlowWindow, offset: i128) -> Observation {
     let unix = |ns: u64| ((ns as i128 + offset).max(0) / 1_000_000_000) as u64;
-    let (mut src, mut sport, dst, dport) = (addr(&k.saddr), k.sport, addr(&k.daddr), k.dport);
+    let (mut src, mut sport) = (addr(&k.saddr), k.sport);
+    let (mut dst, mut dport) = (addr(&k.daddr), k.dport);
+    let (snat, dnat) = (e.flags & CT_F_SNAT != 0, e.flags & CT_F_DNAT != 0);
+    let hyperplane = e.eni != 0;
     let (mut pkt_src, mut pkt_dst) = (src, dst);
-    if e.flags & CT_F_SNAT != 0 {
+    if hyperplane && snat {
         // A function's packet: out of the ENI's address and port.
         src = addr(&e.nat_addr);
         sport = e.nat_port;
-    } else if e.flags & CT_F_DNAT != 0 {
+    } else if hyperplane && dnat {
         // A reply to a function: to the ENI, then to its environment.
         pkt_dst = addr(&e.nat_addr);
+    } else if dnat {
+        // From the internet to a public address: the host's private one.
+        dst = addr(&e.nat_addr);
+        dport = e.nat_port;
+        pkt_dst = dst;
     }
-    if e.flags & CT_F_SNAT == 0 {
+    if !(hyperplane && snat) {
         pkt_src = src;
     }
     Observation {
@@ -435,5 +447,141 @@ pub fn tail(
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a4(s: &str) -> [u8; 16] {
+        vpc_common::v4_mapped(s.parse::<std::net::Ipv4Addr>().unwrap().octets())
+    }
+
+    fn key(s: &str, sp: u16, d: &str, dp: u16) -> CtKey {
+        CtKey {
+            saddr: a4(s),
+            daddr: a4(d),
+            sport: sp.to_be(),
+            dport: dp.to_be(),
+            proto: 6,
+            ..Default::default()
+        }
+    }
+
+    fn seen(o: &Observation) -> (String, u16, String, u16, String, String) {
+        (
+            o.src.to_string(),
+            o.sport,
+            o.dst.to_string(),
+            o.dport,
+            o.pkt_src.to_string(),
+            o.pkt_dst.to_string(),
+        )
+    }
+
+    /// Each kind of entry, as the VPC's interfaces see its packets.
+    #[test]
+    fn entries_as_the_vpc_sees_them() {
+        let slot = FlowWindow::default();
+        let nat = |flags, eni, addr: &str, port: u16| CtEntry {
+            flags,
+            eni,
+            nat_addr: a4(addr),
+            nat_port: port.to_be(),
+            ..Default::default()
+        };
+        let s = |o: (&str, u16, &str, u16, &str, &str)| {
+            (
+                o.0.to_string(),
+                o.1,
+                o.2.to_string(),
+                o.3,
+                o.4.to_string(),
+                o.5.to_string(),
+            )
+        };
+        // A function's connection through ENI 1 (10.0.1.4, NAT port 40000).
+        let o = from_ct(
+            &key("198.19.0.10", 5555, "10.0.1.10", 5432),
+            &nat(CT_F_SNAT, 1, "10.0.1.4", 40000),
+            &slot,
+            0,
+        );
+        assert_eq!(
+            seen(&o),
+            s((
+                "10.0.1.4",
+                40000,
+                "10.0.1.10",
+                5432,
+                "198.19.0.10",
+                "10.0.1.10"
+            ))
+        );
+        let o = from_ct(
+            &key("10.0.1.10", 5432, "10.0.1.4", 40000),
+            &nat(CT_F_DNAT, 1, "198.19.0.10", 5555),
+            &slot,
+            0,
+        );
+        assert_eq!(
+            seen(&o),
+            s((
+                "10.0.1.10",
+                5432,
+                "10.0.1.4",
+                40000,
+                "10.0.1.10",
+                "198.19.0.10"
+            ))
+        );
+        // A host's connection to the internet (public 198.51.100.5): the
+        // host's interface sees its private address both ways.
+        let o = from_ct(
+            &key("10.0.2.10", 6000, "203.0.113.7", 443),
+            &nat(CT_F_SNAT, 0, "198.51.100.5", 6000),
+            &slot,
+            0,
+        );
+        assert_eq!(
+            seen(&o),
+            s((
+                "10.0.2.10",
+                6000,
+                "203.0.113.7",
+                443,
+                "10.0.2.10",
+                "203.0.113.7"
+            ))
+        );
+        let o = from_ct(
+            &key("203.0.113.7", 443, "198.51.100.5", 6000),
+            &nat(CT_F_DNAT, 0, "10.0.2.10", 6000),
+            &slot,
+            0,
+        );
+        assert_eq!(
+            seen(&o),
+            s((
+                "203.0.113.7",
+                443,
+                "10.0.2.10",
+                6000,
+                "203.0.113.7",
+                "10.0.2.10"
+            ))
+        );
+        // No NAT.
+        let o = from_ct(
+            &key("10.0.2.4", 7000, "10.0.1.10", 22),
+            &CtEntry::default(),
+            &slot,
+            0,
+        );
+        assert_eq!(
+            seen(&o),
+            s(("10.0.2.4", 7000, "10.0.1.10", 22, "10.0.2.4", "10.0.1.10"))
+        );
     }
 }
