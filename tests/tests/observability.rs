@@ -45,6 +45,13 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
         &["--eni-delay", "100ms", "--wait", "--conntrack-max", "4096"],
     );
     let (_server, conns) = hold(&d, 5);
+    // One SYN the database's groups refuse (given up on before the retry).
+    spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
+        let to: SocketAddr = "10.0.1.10:22".parse().unwrap();
+        assert!(TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_err());
+    })
+    .join()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // A policy change: its latency is recorded.
     let out = d.vpc(&["apply", "default"]);
@@ -76,16 +83,56 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
         .filter(|l| l.starts_with("vpc_nat_allocations_total{"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum();
-    assert_eq!(allocated, 5.0, "{body}");
+    // The refused SYN's port was claimed too, then given back.
+    assert_eq!(allocated, 6.0, "{body}");
     let once = metric(&body, "vpc_nat_allocations_total{probes=\"1\"}").unwrap();
     assert_eq!(
         metric(&body, "vpc_nat_allocation_retries_total"),
-        Some(5.0 - once)
+        Some(6.0 - once)
     );
     assert_eq!(
         metric(&body, "vpc_nat_allocation_failures_total"),
         Some(0.0)
     );
+    // Per interface: the function's environment sent the handshakes' SYN
+    // and ACK and the refused SYN, the database the SYN-ACKs; the ENI
+    // carried both ways, nothing else.
+    let port = |node: &str, eni: &str, verdict: &str| {
+        metric(
+            &body,
+            &format!("vpc_interface_packets_total{{node=\"{node}\",eni=\"{eni}\",verdict=\"{verdict}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{node} {verdict}: {body}"))
+    };
+    let db_eni = s["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == "DatabaseInstance")
+        .unwrap()["eni_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env_fwd = port("OrdersFunction", "", "forwarded");
+    let db_fwd = port("DatabaseInstance", &db_eni, "forwarded");
+    assert_eq!((env_fwd, db_fwd), (10.0, 5.0), "{body}");
+    assert_eq!(port("OrdersFunction", "", "dropped"), 1.0);
+    assert_eq!(port("DatabaseInstance", &db_eni, "dropped"), 0.0);
+    let eni = s["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subnet"] == "PrivateSubnetA")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let through = metric(
+        &body,
+        &format!("vpc_eni_packets_forwarded_total{{eni=\"{eni}\"}}"),
+    )
+    .expect(&body);
+    assert_eq!(through, env_fwd + db_fwd, "{body}");
     let apply = metric(&body, "vpc_apply_latency_seconds").expect(&body);
     assert!(apply > 0.0 && apply < 5.0, "{apply}");
     assert_eq!(s["apply_latency_s"].as_f64(), Some(apply));

@@ -490,6 +490,16 @@ pub struct FlowRejectKey {
 }
 const _: () = assert!(core::mem::size_of::<FlowRejectKey>() == 76);
 
+/// `PORT_STATS` (per CPU): two counters per router port, forwarded and
+/// dropped, at `port_stat_index(ifindex, dropped)`; ports with an ifindex
+/// of `MAX_PORTS` or more share slot 0.
+#[inline(always)]
+pub const fn port_stat_index(ifindex: u32, dropped: bool) -> u32 {
+    let slot = if ifindex < MAX_PORTS { ifindex } else { 0 };
+    slot * 2 + dropped as u32
+}
+pub const PORT_STATS_LEN: u32 = MAX_PORTS * 2;
+
 /// `FL_STATS` (per CPU) indexes.
 pub const FL_STAT_LOST: u32 = 0;
 pub const FL_STAT_EVENTS: u32 = 1;

@@ -136,6 +136,16 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static BENCH: Array<u32> = Array::with_max_entries(4, 0);
 
+/// Per-CPU packets by the router port they arrived on, forwarded and
+/// dropped (`vpc_common::port_stat_index`).
+#[map]
+pub static PORT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_STATS_LEN, 0);
+
+/// Per-CPU packets forwarded through each Hyperplane ENI (by its index,
+/// `HyperplaneEni::pool`), both directions.
+#[map]
+pub static ENI_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_ENIS, 0);
+
 /// Flow logs: rejected flows aggregated per (flow, reason, window); the
 /// agent takes each one out after its window (see `flowlog.rs`).
 #[map]

@@ -32,8 +32,16 @@ fn finish(r: Result<u32, DropReason>) -> u32 {
     }
 }
 
+/// The pipeline, and its verdict counted for the port the packet came in on.
 #[inline(always)]
 pub fn run<C: Ctx>(ctx: &C) -> u32 {
+    let action = pipeline(ctx);
+    stats::port(ctx.ingress_ifindex(), action);
+    action
+}
+
+#[inline(always)]
+fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     let s = match SCRATCH.get_ptr_mut(0) {
         Some(s) => unsafe { &mut *s },
         None => return stats::drop(DropReason::CtFull),
@@ -291,7 +299,9 @@ fn deliver_tracked<C: Ctx>(
     } else if flags & CT_F_DNAT != 0 {
         nat::rewrite(ctx, p, false, &ent.nat_addr, ent.nat_port)?;
     }
-    route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)
+    let action = route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)?;
+    stats::eni_forwarded(ent.eni);
+    Ok(action)
 }
 
 /// The policy epoch: a counter bumped by every policy switch, whose low bit
@@ -512,7 +522,9 @@ fn function_flow_inner<C: Ctx>(
         }
         return Err(r);
     }
-    route::deliver_to(ctx, ep)
+    let action = route::deliver_to(ctx, ep)?;
+    stats::eni_forwarded(s.orig.eni);
+    Ok(action)
 }
 
 /// A NAT port for the connection in `s` (its `reply_key` holds the remote

@@ -5,7 +5,7 @@ use vpc_common::{probe_bucket, NAT_STAT_FAILED, NAT_STAT_HIST};
 
 use crate::{
     ctx::VERDICT_DROP,
-    maps::{NAT_STATS, STATS},
+    maps::{ENI_STATS, NAT_STATS, PORT_STATS, STATS},
 };
 
 #[inline(always)]
@@ -30,6 +30,26 @@ pub fn forwarded() {
 #[inline(always)]
 fn bump_nat(idx: u32) {
     if let Some(c) = NAT_STATS.get_ptr_mut(idx) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// The verdict on a packet that arrived on router port `ifindex`.
+#[inline(always)]
+pub fn port(ifindex: u32, action: u32) {
+    let idx = vpc_common::port_stat_index(ifindex, action == VERDICT_DROP);
+    if let Some(c) = PORT_STATS.get_ptr_mut(idx) {
+        unsafe { *c += 1 };
+    }
+}
+
+/// A packet forwarded through Hyperplane ENI `eni` (0: none).
+#[inline(always)]
+pub fn eni_forwarded(eni: u16) {
+    if eni == 0 {
+        return;
+    }
+    if let Some(c) = ENI_STATS.get_ptr_mut(eni as u32) {
         unsafe { *c += 1 };
     }
 }

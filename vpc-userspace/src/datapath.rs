@@ -71,6 +71,8 @@ pub const PINNED_MAPS: &[&str] = &[
     "FL_EVENTS",
     "FL_STATS",
     "PUBLIC_IPS",
+    "PORT_STATS",
+    "ENI_STATS",
 ];
 pub const BPFFS: &str = "/sys/fs/bpf";
 

@@ -622,6 +622,9 @@ pub struct Status {
     /// The last policy change's latency (request to switch), seconds.
     #[serde(default)]
     pub apply_latency_s: Option<f64>,
+    /// Packets by interface: router ports, then Hyperplane ENIs.
+    #[serde(default)]
+    pub interfaces: Vec<crate::metrics::InterfaceCounters>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -838,6 +841,7 @@ pub fn status(name: &str) -> Result<Status> {
         flow_log_stats: crate::flowlogs::agent::stats(&mut maps)?,
         maps: crate::metrics::occupancy(&s, &mut maps)?,
         apply_latency_s: last_apply_seconds(name),
+        interfaces: crate::metrics::interface_counters(&s, &mut maps)?,
     })
 }
 

@@ -774,6 +774,18 @@ fn print_status(s: &Status) {
             println!("  dropped {reason:<24} {n}");
         }
     }
+    println!(
+        "\nINTERFACES  {}",
+        s.interfaces
+            .iter()
+            .filter(|c| c.forwarded + c.dropped > 0)
+            .map(|c| {
+                let who = if c.eni.is_empty() { &c.node } else { &c.eni };
+                format!("{who} {} fwd {} drop", c.forwarded, c.dropped)
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
     if !s.flow_logs.is_empty() {
         println!(
             "\nFLOW LOGS  events {}  lost {}{}",

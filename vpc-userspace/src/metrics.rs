@@ -112,6 +112,36 @@ pub fn render(name: &str) -> Result<String> {
         lost,
     );
 
+    let ports = Family::<Labels, Counter>::default();
+    let through = Family::<Labels, Counter>::default();
+    for c in interface_counters(&s, &mut maps)? {
+        if c.node.starts_with("hyperplane:") {
+            through
+                .get_or_create(&labels(&[("eni", &c.eni)]))
+                .inc_by(c.forwarded);
+            continue;
+        }
+        for (verdict, n) in [("forwarded", c.forwarded), ("dropped", c.dropped)] {
+            ports
+                .get_or_create(&labels(&[
+                    ("node", &c.node),
+                    ("eni", &c.eni),
+                    ("verdict", verdict),
+                ]))
+                .inc_by(n);
+        }
+    }
+    reg.register(
+        "interface_packets",
+        "Packets by the interface they arrived on (a host's ENI, or an execution environment), forwarded or dropped",
+        ports,
+    );
+    reg.register(
+        "eni_packets_forwarded",
+        "Packets forwarded through each Hyperplane ENI, both directions",
+        through,
+    );
+
     let nat = maps.nat_stats()?;
     let failures = Counter::<u64>::default();
     failures.inc_by(nat.failed);
@@ -190,6 +220,57 @@ pub fn render(name: &str) -> Result<String> {
 
     let mut out = String::new();
     encode(&mut out, &reg).context("encoding metrics")?;
+    Ok(out)
+}
+
+/// Packets by the interface they arrived on, and through each Hyperplane ENI.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InterfaceCounters {
+    /// The node behind the router port (a host, or a function's execution
+    /// environment), or the Hyperplane ENI's id.
+    pub node: String,
+    /// The interface's ENI id (hosts and Hyperplane ENIs; empty for an
+    /// execution environment, which is on the Lambda side).
+    pub eni: String,
+    pub forwarded: u64,
+    /// Dropped on arrival (every reason); none for a Hyperplane ENI.
+    pub dropped: u64,
+}
+
+/// Per-CPU port and ENI counters, summed: router ports first (by node),
+/// then Hyperplane ENIs (forwarded both ways).
+pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<InterfaceCounters>> {
+    use aya::maps::PerCpuArray;
+    let mut out = vec![];
+    {
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map("PORT_STATS")?)?;
+        let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
+        for n in &s.nodes {
+            let ifindex = n.link.ifindex;
+            let eni = s
+                .model
+                .hosts
+                .iter()
+                .any(|h| h.id == n.id)
+                .then(|| crate::model::flowlog::host_eni_id(&s.model.stack_name, &n.id))
+                .unwrap_or_default();
+            out.push(InterfaceCounters {
+                node: n.id.clone(),
+                eni,
+                forwarded: sum(vpc_common::port_stat_index(ifindex, false))?,
+                dropped: sum(vpc_common::port_stat_index(ifindex, true))?,
+            });
+        }
+    }
+    let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map("ENI_STATS")?)?;
+    for e in &s.model.enis {
+        out.push(InterfaceCounters {
+            node: format!("hyperplane:{}", e.subnet),
+            eni: e.id.clone(),
+            forwarded: a.get(&e.index, 0)?.iter().sum(),
+            dropped: 0,
+        });
+    }
     Ok(out)
 }
 
