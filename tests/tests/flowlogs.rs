@@ -785,26 +785,11 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
                 .join(" ")
         })
         .chain(s3.iter().filter(|r| r["interface-id"] == db_eni).map(|r| {
-            [
-                "version",
-                "account-id",
-                "interface-id",
-                "srcaddr",
-                "dstaddr",
-                "srcport",
-                "dstport",
-                "protocol",
-                "packets",
-                "bytes",
-                "start",
-                "end",
-                "action",
-                "log-status",
-            ]
-            .iter()
-            .map(|f| r[*f].clone())
-            .collect::<Vec<_>>()
-            .join(" ")
+            vpc::model::flowlog::DEFAULT_FIELDS
+                .iter()
+                .map(|f| r[*f].clone())
+                .collect::<Vec<_>>()
+                .join(" ")
         }))
         .collect();
     let count = db_lines.len().to_string();

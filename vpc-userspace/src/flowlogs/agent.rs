@@ -469,119 +469,101 @@ mod tests {
         }
     }
 
-    fn seen(o: &Observation) -> (String, u16, String, u16, String, String) {
-        (
-            o.src.to_string(),
-            o.sport,
-            o.dst.to_string(),
-            o.dport,
-            o.pkt_src.to_string(),
-            o.pkt_dst.to_string(),
-        )
-    }
-
-    /// Each kind of entry, as the VPC's interfaces see its packets.
+    /// Each kind of entry, as the VPC's interfaces see its packets:
+    /// (key, NAT flags, ENI, NAT address and port) -> (src, sport, dst,
+    /// dport, pkt-src, pkt-dst).
     #[test]
     fn entries_as_the_vpc_sees_them() {
-        let slot = FlowWindow::default();
-        let nat = |flags, eni, addr: &str, port: u16| CtEntry {
-            flags,
-            eni,
-            nat_addr: a4(addr),
-            nat_port: port.to_be(),
-            ..Default::default()
-        };
-        let s = |o: (&str, u16, &str, u16, &str, &str)| {
+        type Case<'a> = (
+            (&'a str, u16, &'a str, u16),
+            (u8, u16, &'a str, u16),
+            (&'a str, u16, &'a str, u16, &'a str, &'a str),
+        );
+        let cases: [Case; 5] = [
+            // A function's connection through ENI 1 (10.0.1.4, NAT port 40000), both ways.
             (
-                o.0.to_string(),
-                o.1,
-                o.2.to_string(),
-                o.3,
-                o.4.to_string(),
-                o.5.to_string(),
-            )
-        };
-        // A function's connection through ENI 1 (10.0.1.4, NAT port 40000).
-        let o = from_ct(
-            &key("198.19.0.10", 5555, "10.0.1.10", 5432),
-            &nat(CT_F_SNAT, 1, "10.0.1.4", 40000),
-            &slot,
-            0,
-        );
-        assert_eq!(
-            seen(&o),
-            s((
-                "10.0.1.4",
-                40000,
-                "10.0.1.10",
-                5432,
-                "198.19.0.10",
-                "10.0.1.10"
-            ))
-        );
-        let o = from_ct(
-            &key("10.0.1.10", 5432, "10.0.1.4", 40000),
-            &nat(CT_F_DNAT, 1, "198.19.0.10", 5555),
-            &slot,
-            0,
-        );
-        assert_eq!(
-            seen(&o),
-            s((
-                "10.0.1.10",
-                5432,
-                "10.0.1.4",
-                40000,
-                "10.0.1.10",
-                "198.19.0.10"
-            ))
-        );
-        // A host's connection to the internet (public 198.51.100.5): the
-        // host's interface sees its private address both ways.
-        let o = from_ct(
-            &key("10.0.2.10", 6000, "203.0.113.7", 443),
-            &nat(CT_F_SNAT, 0, "198.51.100.5", 6000),
-            &slot,
-            0,
-        );
-        assert_eq!(
-            seen(&o),
-            s((
-                "10.0.2.10",
-                6000,
-                "203.0.113.7",
-                443,
-                "10.0.2.10",
-                "203.0.113.7"
-            ))
-        );
-        let o = from_ct(
-            &key("203.0.113.7", 443, "198.51.100.5", 6000),
-            &nat(CT_F_DNAT, 0, "10.0.2.10", 6000),
-            &slot,
-            0,
-        );
-        assert_eq!(
-            seen(&o),
-            s((
-                "203.0.113.7",
-                443,
-                "10.0.2.10",
-                6000,
-                "203.0.113.7",
-                "10.0.2.10"
-            ))
-        );
-        // No NAT.
-        let o = from_ct(
-            &key("10.0.2.4", 7000, "10.0.1.10", 22),
-            &CtEntry::default(),
-            &slot,
-            0,
-        );
-        assert_eq!(
-            seen(&o),
-            s(("10.0.2.4", 7000, "10.0.1.10", 22, "10.0.2.4", "10.0.1.10"))
-        );
+                ("198.19.0.10", 5555, "10.0.1.10", 5432),
+                (CT_F_SNAT, 1, "10.0.1.4", 40000),
+                (
+                    "10.0.1.4",
+                    40000,
+                    "10.0.1.10",
+                    5432,
+                    "198.19.0.10",
+                    "10.0.1.10",
+                ),
+            ),
+            (
+                ("10.0.1.10", 5432, "10.0.1.4", 40000),
+                (CT_F_DNAT, 1, "198.19.0.10", 5555),
+                (
+                    "10.0.1.10",
+                    5432,
+                    "10.0.1.4",
+                    40000,
+                    "10.0.1.10",
+                    "198.19.0.10",
+                ),
+            ),
+            // A host's connection through an internet gateway (public
+            // 198.51.100.5): its interface sees its private address both ways.
+            (
+                ("10.0.2.10", 6000, "203.0.113.7", 443),
+                (CT_F_SNAT, 0, "198.51.100.5", 6000),
+                (
+                    "10.0.2.10",
+                    6000,
+                    "203.0.113.7",
+                    443,
+                    "10.0.2.10",
+                    "203.0.113.7",
+                ),
+            ),
+            (
+                ("203.0.113.7", 443, "198.51.100.5", 6000),
+                (CT_F_DNAT, 0, "10.0.2.10", 6000),
+                (
+                    "203.0.113.7",
+                    443,
+                    "10.0.2.10",
+                    6000,
+                    "203.0.113.7",
+                    "10.0.2.10",
+                ),
+            ),
+            // No NAT.
+            (
+                ("10.0.2.4", 7000, "10.0.1.10", 22),
+                (0, 0, "0.0.0.0", 0),
+                ("10.0.2.4", 7000, "10.0.1.10", 22, "10.0.2.4", "10.0.1.10"),
+            ),
+        ];
+        for ((ks, ksp, kd, kdp), (flags, eni, nat_addr, nat_port), want) in cases {
+            let e = CtEntry {
+                flags,
+                eni,
+                nat_addr: a4(nat_addr),
+                nat_port: nat_port.to_be(),
+                ..Default::default()
+            };
+            let o = from_ct(&key(ks, ksp, kd, kdp), &e, &FlowWindow::default(), 0);
+            let got = (
+                o.src.to_string(),
+                o.sport,
+                o.dst.to_string(),
+                o.dport,
+                o.pkt_src.to_string(),
+                o.pkt_dst.to_string(),
+            );
+            let want = (
+                want.0.to_string(),
+                want.1,
+                want.2.to_string(),
+                want.3,
+                want.4.to_string(),
+                want.5.to_string(),
+            );
+            assert_eq!(got, want, "{ks}:{ksp} -> {kd}:{kdp}");
+        }
     }
 }
