@@ -62,6 +62,12 @@ fn listen(ns: &str, addr: &str) -> std::thread::JoinHandle<Option<SocketAddr>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok((mut s, peer)) = l.accept() {
+                // Read what the client sends first: closing with unread data
+                // would answer with a RST, which can beat "pong" to it.
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let _ = s.read(&mut [0u8; 64]);
                 let _ = s.write_all(b"pong\n");
                 return Some(peer);
             }
@@ -174,4 +180,108 @@ fn detaching_the_internet_gateway_blackholes_its_route_and_cuts_connections() {
     assert!(server.join().unwrap().is_some());
     drop(conn);
     let _ = srv.join();
+}
+
+/// The classic template: a VPC, two public and two private subnets, an
+/// internet gateway, one NAT gateway (in public subnet A), and private
+/// route tables sending 0.0.0.0/0 to it (`NATROUTES`, or not); a function
+/// in the private subnets; a host on the internet.
+const CLASSIC: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  PublicA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
+  PublicB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
+  PrivateA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
+  PrivateB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+ATTACH
+  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
+  PublicAAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PublicA, RouteTableId: !Ref PublicRt}}
+  PublicBAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PublicB, RouteTableId: !Ref PublicRt}}
+  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref PublicA, AllocationId: !GetAtt NatIp.AllocationId}}
+  PrivateRtA: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivateRtB: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+NATROUTES
+  PrivateAAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateA, RouteTableId: !Ref PrivateRtA}}
+  PrivateBAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateB, RouteTableId: !Ref PrivateRtB}}
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: fetch
+      VpcConfig: {SubnetIds: [!Ref PrivateA, !Ref PrivateB], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+const NATROUTES: &str = "  NatA: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtA, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}\n  NatB: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtB, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}";
+
+fn classic(attach: bool, nat_routes: bool) -> String {
+    CLASSIC
+        .replace("ATTACH", if attach { ATTACH } else { "" })
+        .replace("NATROUTES", if nat_routes { NATROUTES } else { "" })
+}
+
+/// The function (execution environment `env`) fetches a line from the
+/// internet host's port 443: the reply, if any.
+fn fetch(d: &Deployment, env: &str) -> Option<String> {
+    let out = d.vpc(&[
+        "invoke",
+        "fetch",
+        "--env",
+        env,
+        "--",
+        "sh",
+        "-c",
+        "echo hi | timeout 5 nc -w2 203.0.113.10 443",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && text.contains("pong")).then_some(text)
+}
+
+fn apply(d: &Deployment, template: &str) {
+    let path = std::env::temp_dir().join(format!("{}-apply.yaml", d.name));
+    std::fs::write(&path, template).unwrap();
+    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn the_classic_template_brings_a_private_function_to_the_internet_through_the_nat_gateway() {
+    let d = Deployment::up("gwc", &classic(true, true), FAST);
+    let nat_ip = "198.51.100.10";
+    // Both execution environments (private subnets A and B) go out through
+    // their ENI, then the NAT gateway: the internet host sees its Elastic IP.
+    for env in ["1", "2"] {
+        let server = listen(&d.netns("Example"), "203.0.113.10:443");
+        assert!(
+            fetch(&d, env).is_some(),
+            "env {env}: no answer from the internet"
+        );
+        let peer = server.join().unwrap().expect("the internet host got it");
+        assert_eq!(peer.ip().to_string(), nat_ip, "env {env}");
+    }
+    // Without the private routes: nothing leaves the private subnets.
+    apply(&d, &classic(true, false));
+    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    assert!(fetch(&d, "1").is_none());
+    assert_eq!(server.join().unwrap(), None);
+    assert!(d.dropped("no_route") >= 1);
+    // The routes back, and the internet gateway detached: the NAT
+    // gateway's own route is a blackhole, and stops it.
+    apply(&d, &classic(false, true));
+    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    assert!(fetch(&d, "1").is_none());
+    assert_eq!(server.join().unwrap(), None);
+    assert!(d.dropped("route_blackhole") >= 1);
+    // Attached again: it works again.
+    apply(&d, &classic(true, true));
+    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    assert!(fetch(&d, "1").is_some(), "{}", d.status()["counters"]);
+    assert!(server.join().unwrap().is_some());
 }

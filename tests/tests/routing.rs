@@ -278,3 +278,129 @@ fn the_internet_gateway_translates_one_to_one_both_ways_and_only_for_its_routes(
         assert_eq!(h.counters().dropped(DropReason::Spoofed), 1);
     });
 }
+
+/// AWS's classic layout, cut to one AZ: a public subnet with the NAT
+/// gateway (0.0.0.0/0 to the internet gateway), a private subnet whose
+/// table sends 0.0.0.0/0 to the NAT gateway, a host and a function there.
+pub const CLASSIC: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
+  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
+  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref Public, AllocationId: !GetAtt NatIp.AllocationId}}
+  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
+  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
+  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
+  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
+"#;
+
+fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    frame(
+        src,
+        dst,
+        L4::Udp {
+            sport,
+            dport,
+            no_checksum: false,
+        },
+    )
+}
+
+#[test]
+fn a_nat_gateway_translates_hosts_and_functions_to_its_elastic_ip_and_back() {
+    in_private_netns(|| {
+        let mut h = Harness::new(CLASSIC);
+        activate(&mut h);
+        let (app, func, inet) = (h.ifindex("App"), h.ifindex("Fn"), h.ifindex("Example"));
+        let exec = env_addr(&h, "Fn");
+        let nat_ip = "198.51.100.10";
+        // A host: its source becomes the gateway's Elastic IP and a port of
+        // the gateway's; the reply comes back to it.
+        let (v, out) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        let (src, dst, port, dport) = seen(&out);
+        assert_eq!(
+            (src.as_str(), dst.as_str(), dport),
+            (nat_ip, "203.0.113.10", 443)
+        );
+        assert!(port >= 1024);
+        let (v, out) = h.run(
+            inet,
+            &tcp("203.0.113.10", nat_ip, 443, port, TCP_SYN | TCP_ACK),
+        );
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(
+            seen(&out),
+            ("203.0.113.10".into(), "10.0.2.10".into(), 443, 40000)
+        );
+        // A function: its ENI, then the gateway, in one rewrite each way.
+        let (v, out) = h.run(func, &udp(&exec, "203.0.113.10", 5000, 53));
+        assert_eq!(v, XDP_REDIRECT);
+        let (src, _, uport, _) = seen(&out);
+        assert_eq!(src, nat_ip);
+        let (v, out) = h.run(inet, &udp("203.0.113.10", nat_ip, 53, uport));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out), ("203.0.113.10".into(), exec.clone(), 53, 5000));
+        // Nothing opens a connection to the gateway from the internet.
+        let (v, _) = h.run(inet, &tcp("203.0.113.10", nat_ip, 50000, 80, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        // ICMP through the gateway is not there yet.
+        let ping = L4::Icmp {
+            ty: 8,
+            code: 0,
+            id: 1,
+            seq: 1,
+        };
+        let (v, _) = h.run(app, &frame("10.0.2.10", "203.0.113.10", ping));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::NatGatewayProtocol), 1);
+    });
+}
+
+#[test]
+fn a_full_nat_gateway_refuses_new_connections_and_idle_ones_expire() {
+    use vpc::datapath::{Maps, Timeouts};
+    in_private_netns(|| {
+        let mut h = Harness::new(CLASSIC);
+        // Two ports per protocol; connections idle for 50 ms are forgotten.
+        h.dp.set_nat_gateway_capacity(2).unwrap();
+        let t = Timeouts {
+            nat_gateway_idle: std::time::Duration::from_millis(50),
+            ..Timeouts::default()
+        };
+        h.dp.set_timeouts(&t).unwrap();
+        let app = h.ifindex("App");
+        for sport in [40000, 40001] {
+            let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", sport, 443, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT, "{sport}");
+        }
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40002, 443, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::NatPortExhausted), 1);
+        assert_eq!(h.dp.nat_stats().unwrap().failed, 1, "ErrorPortAllocation");
+        // UDP has ports of its own.
+        let (v, _) = h.run(app, &udp("10.0.2.10", "203.0.113.10", 5000, 53));
+        assert_eq!(v, XDP_REDIRECT);
+        // Idle past the gateway's timeout: the next packet of a connection
+        // is not its any more; the GC takes the entries and the ports.
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::CtInvalid), 1);
+        assert_eq!(h.dp.ct_gc(&t).unwrap(), 3, "two TCP and one UDP connection");
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40003, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT, "the ports are free again");
+    });
+}

@@ -150,10 +150,13 @@ pub enum DropReason {
     /// Routed to an internet gateway from an address without a public
     /// IPv4 address (AWS drops it silently; a Lambda ENI never has one).
     NoPublicAddress = 23,
+    /// Neither TCP nor UDP to a NAT gateway (ICMP through it is not there
+    /// yet), or IPv6 (NAT64 is not supported).
+    NatGatewayProtocol = 24,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -177,6 +180,7 @@ impl DropReason {
         DropReason::RouteBlackhole,
         DropReason::InternetUnreachable,
         DropReason::NoPublicAddress,
+        DropReason::NatGatewayProtocol,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -204,6 +208,7 @@ impl DropReason {
             DropReason::RouteBlackhole => "route_blackhole",
             DropReason::InternetUnreachable => "internet_unreachable",
             DropReason::NoPublicAddress => "no_public_address",
+            DropReason::NatGatewayProtocol => "nat_gateway_protocol",
         }
     }
 }
@@ -528,7 +533,12 @@ pub mod cfg {
     /// Flow logs: the aggregation window in force (a counter from 1; 0:
     /// no flow log, the datapath counts nothing for them).
     pub const FLOW_WINDOW: u32 = 10;
-    pub const LEN: u32 = 11;
+    /// Idle timeout (ns) of connections through a NAT gateway (AWS: 350 s).
+    pub const NAT_GATEWAY_IDLE: u32 = 11;
+    /// Source ports per NAT gateway and protocol (as `ENI_CAPACITY`;
+    /// 0: `NAT_GATEWAY_CAPACITY`).
+    pub const NAT_GATEWAY_CAPACITY: u32 = 12;
+    pub const LEN: u32 = 13;
 }
 
 /// Public IPv4 addresses (`PUBLIC_IPS` holds two entries per address).
@@ -560,7 +570,16 @@ pub mod route_kind {
     pub const BLACKHOLE: u8 = 2;
     /// An internet gateway attached to the VPC (`RouteTarget::id`).
     pub const INTERNET_GATEWAY: u8 = 3;
+    /// A NAT gateway (`RouteTarget::id`: its `ENIS` id).
+    pub const NAT_GATEWAY: u8 = 4;
 }
+
+/// `ENIS` ids of NAT gateways: this plus the gateway's index, clear of
+/// Hyperplane ENI ids (and their `ENI_V4_ONLY` views, bit 15).
+pub const NAT_GATEWAY_ID_BASE: u32 = 0x4000;
+/// Default source ports per NAT gateway and protocol (AWS documents
+/// 55,000 connections per destination).
+pub const NAT_GATEWAY_CAPACITY: u32 = 55_000;
 
 /// `ROUTES` value.
 #[repr(C)]

@@ -1,5 +1,7 @@
 //! Connection tracking: state machine and idle timeouts.
-use vpc_common::{cfg, ct_state, CtEntry, CtKey, CT_DIR_ORIG, CT_F_FIN_ORIG, CT_F_FIN_REPLY};
+use vpc_common::{
+    cfg, ct_state, route_kind, CtEntry, CtKey, CT_DIR_ORIG, CT_F_FIN_ORIG, CT_F_FIN_REPLY,
+};
 
 use crate::{
     maps::CONFIG,
@@ -44,7 +46,15 @@ pub fn timeout(proto: u8, e: &CtEntry) -> u64 {
         IPPROTO_ICMP | IPPROTO_ICMPV6 => cfg::ICMP,
         _ => cfg::OTHER,
     };
-    config(idx)
+    let t = config(idx);
+    // A NAT gateway forgets a connection idle for its own timeout.
+    if e.route == route_kind::NAT_GATEWAY {
+        let nat = config(cfg::NAT_GATEWAY_IDLE);
+        if nat != 0 && nat < t {
+            return nat;
+        }
+    }
+    t
 }
 
 #[inline(always)]

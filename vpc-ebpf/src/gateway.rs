@@ -1,21 +1,186 @@
-//! The internet gateway: 1:1 NAT between a host's private IPv4 address and
-//! its public one (`PUBLIC_IPS`), between a VPC subnet and the internet's
-//! test hosts. Connections are tracked as any other (groups are stateful);
-//! the ports never change.
+//! Gateways out of a VPC. The internet gateway: 1:1 NAT between a host's
+//! private IPv4 address and its public one (`PUBLIC_IPS`), between a VPC
+//! subnet and the internet's test hosts; the ports never change. The NAT
+//! gateway: source NAT to its Elastic IP and a port of its own. Connections
+//! are tracked as any other (groups are stateful).
+use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    for_gen, kind, route_kind, DropReason, PortInfo, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS,
+    cfg, for_gen, kind, route_kind, CtKey, DropReason, NatPortKey, PortInfo, CT_F_DNAT, CT_F_SNAT,
+    DIR_EGRESS, DIR_INGRESS, NAT_GATEWAY_CAPACITY, NAT_PORT_MIN, NAT_PORT_TRIES,
 };
 
 use crate::{
     ct,
     ctx::Ctx,
-    maps::{Scratch, PUBLIC_IPS},
+    maps::{Scratch, ENIS, NAT_PORTS, PUBLIC_IPS},
     nat,
-    parse::copy_addr,
+    parse::{copy_addr, IPPROTO_TCP, IPPROTO_UDP},
     policy, route,
-    router::{bind, boundary, open, policy_epoch},
+    router::{bind, boundary, capacity, open, policy_epoch},
     stats,
 };
+
+/// A new flow into NAT gateway `id`, and who sends it as the VPC sees it:
+/// a host, or a function's Hyperplane ENI (its groups, subnet, address).
+/// Passed in `Scratch::hop`.
+pub struct NatHop {
+    pub id: u32,
+    pub ifindex: u32,
+    pub epoch: u32,
+    pub subnet: u32,
+    pub now: u64,
+    pub policy: [u32; 2],
+    pub addr: [u8; 16],
+}
+
+/// A new flow routed to NAT gateway `id` (its `ENIS` entry: its Elastic IP,
+/// subnet and port pool). The checks, as at AWS: the sender's outbound
+/// groups, the ACLs from the sender's subnet into the gateway's, then the
+/// gateway's subnet routes the destination (to its internet gateway) and
+/// its outbound ACL applies; a NAT gateway has no groups. Then the source
+/// becomes the Elastic IP and a port the gateway claims in `NAT_PORTS`, as
+/// a Hyperplane ENI does. TCP and UDP only (ICMP not yet).
+/// A BPF function of its own (hosts and functions both come here, and the
+/// verifier walks it once); it counts its drops and returns the action.
+#[inline(never)]
+pub fn via_nat_gateway<C: Ctx>(ctx: &C, s: &mut Scratch) -> u32 {
+    finish(via_nat_gateway_inner(ctx, s))
+}
+
+#[inline(always)]
+fn via_nat_gateway_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropReason> {
+    let from = &s.hop;
+    let (id, ifindex, now, epoch) = (from.id, from.ifindex, from.now, from.epoch);
+    let (from_policy, from_subnet) = (from.policy, from.subnet);
+    let p = &s.pkt;
+    if p.v6 || (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) {
+        return Err(DropReason::NatGatewayProtocol);
+    }
+    let gw = match unsafe { ENIS.get(&id) } {
+        Some(g) => g,
+        None => return Err(DropReason::RouteBlackhole),
+    };
+    let gen = epoch & 1;
+    let r = route::lookup(gen, gw.subnet, false, &p.daddr)?;
+    if r.kind != route_kind::INTERNET_GATEWAY {
+        return Err(route::refused(r.kind));
+    }
+    let ep = match route::endpoint(&p.daddr) {
+        Ok(e) if e.kind == kind::INTERNET_HOST => e,
+        _ => return Err(DropReason::InternetUnreachable),
+    };
+    if !ct::opens(p) {
+        return Err(DropReason::CtInvalid);
+    }
+    let port = p.policy_port();
+    if !policy::allowed(
+        for_gen(&from_policy, gen),
+        DIR_EGRESS,
+        false,
+        &p.daddr,
+        p.proto,
+        port,
+    ) {
+        return Err(DropReason::SgEgressDenied);
+    }
+    boundary(p, gen, from_subnet, gw.subnet, &s.hop.addr, &p.daddr)?;
+    boundary(p, gen, gw.subnet, 0, &gw.addr4, &p.daddr)?;
+    let (gw_subnet, pool) = (gw.subnet, gw.pool);
+    s.reply_key = CtKey {
+        saddr: p.daddr,
+        daddr: p.daddr,
+        sport: p.dport,
+        dport: 0,
+        proto: p.proto,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    copy_addr(&mut s.reply_key.daddr, &gw.addr4);
+    claim_port(s, pool)?;
+    let claim = s.claim;
+    if let Err(r) = nat_gateway_open(
+        ctx,
+        s,
+        ep,
+        from_subnet,
+        gw_subnet,
+        pool,
+        ifindex,
+        now,
+        epoch,
+    ) {
+        let _ = NAT_PORTS.remove(&claim);
+        return Err(r);
+    }
+    route::deliver_to(ctx, ep)
+}
+
+/// A source port of gateway `pool` for the connection in `s` (its
+/// `reply_key` complete but the port): `NAT_PORT_TRIES` random ports of its
+/// range, the first free one claimed in `NAT_PORTS` (`s.claim`), as for a
+/// Hyperplane ENI. None free: `nat_port_exhausted`, counted in `NAT_STATS`
+/// (AWS's `ErrorPortAllocation`).
+#[inline(always)]
+fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
+    let cap = capacity(cfg::NAT_GATEWAY_CAPACITY, NAT_GATEWAY_CAPACITY);
+    let mut k = 0;
+    while k < NAT_PORT_TRIES {
+        k += 1;
+        let r = unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() }
+            .checked_rem(cap)
+            .unwrap_or(0);
+        let port = ((NAT_PORT_MIN as u32 + r) as u16).to_be();
+        s.reply_key.dport = port;
+        let claim = NatPortKey {
+            eni: pool,
+            port,
+            proto: s.reply_key.proto,
+            _pad: 0,
+        };
+        if NAT_PORTS
+            .insert(&claim, &s.reply_key, BPF_NOEXIST as u64)
+            .is_ok()
+        {
+            stats::nat_probes(k);
+            s.claim = claim;
+            return Ok(());
+        }
+    }
+    stats::nat_failed();
+    Err(DropReason::NatPortExhausted)
+}
+
+/// Conntrack entries and the rewrite of a NAT gateway connection whose
+/// port is claimed (`s.reply_key` complete).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn nat_gateway_open<C: Ctx>(
+    ctx: &C,
+    s: &mut Scratch,
+    ep: &vpc_common::Endpoint,
+    from: u32,
+    gw_subnet: u32,
+    pool: u32,
+    ifindex: u32,
+    now: u64,
+    epoch: u32,
+) -> Result<(), DropReason> {
+    let nat_port = s.reply_key.dport;
+    let sport = s.pkt.sport;
+    bind(s, ifindex, ep, from, epoch, route_kind::NAT_GATEWAY)?;
+    s.orig.flags = CT_F_SNAT;
+    copy_addr(&mut s.orig.nat_addr, &s.reply_key.daddr);
+    s.orig.nat_port = nat_port;
+    s.reply.flags = CT_F_DNAT;
+    copy_addr(&mut s.reply.nat_addr, &s.pkt.saddr);
+    s.reply.nat_port = sport;
+    s.orig.eni = pool as u16;
+    s.reply.eni = pool as u16;
+    s.orig.eni_subnet = gw_subnet as u16;
+    s.reply.eni_subnet = gw_subnet as u16;
+    nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
+    open(s, now)
+}
 
 #[inline(always)]
 fn finish(r: Result<u32, DropReason>) -> u32 {
@@ -43,9 +208,9 @@ pub fn to_internet<C: Ctx>(
     if p.v6 {
         return Err(DropReason::InternetUnreachable);
     }
-    let mut public = [0u8; 16];
+    // The public address, in the scratch: the stack is short.
     match unsafe { PUBLIC_IPS.get(&p.saddr) } {
-        Some(a) => copy_addr(&mut public, a),
+        Some(a) => copy_addr(&mut s.hop.addr, a),
         None => return Err(DropReason::NoPublicAddress),
     }
     // Nothing leaves the project's namespaces: only test hosts answer.
@@ -73,7 +238,7 @@ pub fn to_internet<C: Ctx>(
     let sport = p.sport;
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
-        copy_addr(&mut s.reply_key.daddr, &public);
+        copy_addr(&mut s.reply_key.daddr, &s.hop.addr);
         bind(
             s,
             ifindex,
@@ -83,14 +248,14 @@ pub fn to_internet<C: Ctx>(
             route_kind::INTERNET_GATEWAY,
         )?;
         s.orig.flags = CT_F_SNAT;
-        copy_addr(&mut s.orig.nat_addr, &public);
+        copy_addr(&mut s.orig.nat_addr, &s.hop.addr);
         s.orig.nat_port = sport;
         s.reply.flags = CT_F_DNAT;
         copy_addr(&mut s.reply.nat_addr, &s.pkt.saddr);
         s.reply.nat_port = sport;
         clear_eni(s);
     }
-    nat::rewrite(ctx, &s.pkt, true, &public, sport)?;
+    nat::rewrite(ctx, &s.pkt, true, &s.hop.addr, sport)?;
     if track {
         open(s, now)?;
     }

@@ -123,6 +123,9 @@ pub struct Scratch {
     pub fl_key: FlowRejectKey,
     /// The NAT port claim of a new function connection.
     pub claim: NatPortKey,
+    /// A new flow into a NAT gateway (`gateway::via_nat_gateway`): here,
+    /// not on the stack, which three calls deep has no room for it.
+    pub hop: crate::gateway::NatHop,
     pub bench_snapshot: [u64; 8],
     pub bench_key: CtKey,
     pub bench_counter: u32,

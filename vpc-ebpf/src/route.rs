@@ -56,16 +56,6 @@ pub fn refused(kind: u8) -> DropReason {
     }
 }
 
-/// A route to the VPC itself, or the reason the packet goes no further.
-#[inline(always)]
-pub fn local(gen: u32, subnet: u32, v6: bool, daddr: &[u8; 16]) -> Result<(), DropReason> {
-    let r = lookup(gen, subnet, v6, daddr)?;
-    if r.kind != route_kind::LOCAL {
-        return Err(refused(r.kind));
-    }
-    Ok(())
-}
-
 #[inline(always)]
 pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
     match unsafe { ENDPOINTS.get(addr) } {

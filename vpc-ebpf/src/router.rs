@@ -23,6 +23,10 @@ use crate::{
 
 /// `tracked` found no live connection.
 const UNTRACKED: u32 = u32::MAX;
+/// A new flow's route leads to a NAT gateway, `Scratch::hop` says which:
+/// `run` hands it on from its own frame (three calls deep the stack would
+/// not hold it).
+const NAT_HOP: u32 = u32::MAX - 1;
 
 #[inline(always)]
 fn finish(r: Result<u32, DropReason>) -> u32 {
@@ -89,13 +93,17 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     if p.saddr != *own {
         return stats::drop(DropReason::Spoofed);
     }
-    if port.kind == kind::EXEC_ENV {
+    let action = if port.kind == kind::EXEC_ENV {
         function_flow(ctx, s, port, ifindex, now)
     } else if port.kind == kind::INTERNET_HOST {
         gateway::from_internet(ctx, s, ifindex, now)
     } else {
         host_flow(ctx, s, port, ifindex, now)
+    };
+    if action == NAT_HOP {
+        return gateway::via_nat_gateway(ctx, s);
     }
+    action
 }
 
 /// A packet of a live tracked connection: update it, apply its NAT, deliver.
@@ -417,6 +425,14 @@ fn host_flow_inner<C: Ctx>(
         route_kind::INTERNET_GATEWAY => {
             return gateway::to_internet(ctx, s, port, ifindex, now, epoch)
         }
+        route_kind::NAT_GATEWAY => {
+            let saddr = p.saddr;
+            let h = &mut s.hop;
+            (h.id, h.ifindex, h.epoch, h.subnet, h.now) = (r.id, ifindex, epoch, port.subnet, now);
+            h.policy = port.policy;
+            parse::copy_addr(&mut h.addr, &saddr);
+            return Ok(NAT_HOP);
+        }
         k => return Err(route::refused(k)),
     }
     let ep = route::endpoint(&p.daddr)?;
@@ -480,7 +496,19 @@ fn function_flow_inner<C: Ctx>(
     }
     // The function's packets leave the VPC side from its ENI's subnet.
     let epoch = policy_epoch();
-    route::local(epoch & 1, first.subnet, p.v6, &p.daddr)?;
+    let r = route::lookup(epoch & 1, first.subnet, p.v6, &p.daddr)?;
+    if r.kind == route_kind::NAT_GATEWAY {
+        // Two translations, its ENI's then the gateway's, in one rewrite:
+        // the checks see the ENI's address on the way to the gateway.
+        let h = &mut s.hop;
+        (h.id, h.ifindex, h.epoch, h.subnet, h.now) = (r.id, ifindex, epoch, first.subnet, now);
+        h.policy = first.policy;
+        parse::copy_addr(&mut h.addr, &first.addr4);
+        return Ok(NAT_HOP);
+    }
+    if r.kind != route_kind::LOCAL {
+        return Err(route::refused(r.kind));
+    }
     let ep = route::endpoint(&p.daddr)?;
     if ep.vpc != first.vpc || ep.kind != kind::HOST {
         return Err(DropReason::NoRoute);
@@ -527,6 +555,16 @@ fn function_flow_inner<C: Ctx>(
     Ok(action)
 }
 
+/// Source ports per ENI (or NAT gateway) and protocol, from `CONFIG[idx]`
+/// (0 or out of range: `default`).
+#[inline(always)]
+pub(crate) fn capacity(idx: u32, default: u32) -> u32 {
+    match CONFIG.get(idx).copied().unwrap_or(0) as u32 {
+        c if c == 0 || c > NAT_PORT_RANGE => default,
+        c => c,
+    }
+}
+
 /// A NAT port for the connection in `s` (its `reply_key` holds the remote
 /// side): the ENIs of the group in order, on each `NAT_PORT_TRIES`
 /// independent random ports of its range; the first free one is claimed
@@ -538,10 +576,7 @@ fn function_flow_inner<C: Ctx>(
 /// follows is verified once rather than once per probe.
 #[inline(never)]
 fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> {
-    let cap = match CONFIG.get(cfg::ENI_CAPACITY).copied().unwrap_or(0) as u32 {
-        c if c == 0 || c > NAT_PORT_RANGE => NAT_PORT_RANGE,
-        c => c,
-    };
+    let cap = capacity(cfg::ENI_CAPACITY, NAT_PORT_RANGE);
     let v6 = s.pkt.v6;
     let mut probes = 0u32;
     let mut i = 0usize;

@@ -21,6 +21,8 @@ use crate::{
     packet::{Frame, L4, TCP_ACK, TCP_SYN},
 };
 
+mod routed;
+
 /// The benchmark's VPC: a function, its ENI, a database and an app host.
 pub const BENCH_TEMPLATE: &str = r#"
 Resources:
@@ -62,6 +64,9 @@ pub struct Report {
     /// NAT at ENI occupancies and conntrack lookups at table sizes, with
     /// ratios to this run's baseline.
     pub scale_cases: Vec<Case>,
+    /// A host's routed paths: 1 and 50 routes, local and through the
+    /// internet gateway.
+    pub routed_cases: Vec<Case>,
     /// Kernel memory of the conntrack and NAT port maps sized for
     /// `conntrack_max` entries.
     pub memory: Option<MapMemory>,
@@ -227,6 +232,7 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         .to_string();
     let rules_curve = rules_curve(repeat, samples)?;
     let (scale_cases, memory) = scale_cases(repeat, samples, base, conntrack_max)?;
+    let routed_cases = routed::routed_cases(repeat, samples, base)?;
     Ok(Report {
         repeat,
         samples,
@@ -234,6 +240,7 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         cases: out,
         rules_curve,
         scale_cases,
+        routed_cases,
         memory,
     })
 }
@@ -561,6 +568,13 @@ pub fn table(r: &Report) -> String {
     }
     s += "\nHyperplane ENIs at scale (same baseline):\n\n| case | ns/packet | x baseline |\n|---|---:|---:|\n";
     for c in &r.scale_cases {
+        s += &format!(
+            "| {} | {:.1} | {:.2} |\n",
+            c.name, c.ns_median, c.ratio_to_baseline
+        );
+    }
+    s += "\nRouted paths (a host; its subnet's table with 1 or 50 routes; same baseline):\n\n| case | ns/packet | x baseline |\n|---|---:|---:|\n";
+    for c in &r.routed_cases {
         s += &format!(
             "| {} | {:.1} | {:.2} |\n",
             c.name, c.ns_median, c.ratio_to_baseline

@@ -459,6 +459,7 @@ pub fn compile(
         attach(&mut out, link(&ih.id)?, ih.ip, None, port);
     }
     route::public_ips(model, &mut out);
+    route::nat_gateways(model, &mut out);
     // Groups in use: (id, is it an IPv4-only view).
     let groups: BTreeSet<u32> = model
         .functions

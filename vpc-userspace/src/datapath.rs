@@ -96,6 +96,13 @@ pub struct Timeouts {
     pub icmp: Duration,
     /// Other protocols, tracked by address and protocol (AWS: 600 s).
     pub other: Duration,
+    /// Any connection through a NAT gateway (AWS: 350 s).
+    #[serde(default = "nat_gateway_idle")]
+    pub nat_gateway_idle: Duration,
+}
+
+fn nat_gateway_idle() -> Duration {
+    Duration::from_secs(350)
 }
 
 impl Default for Timeouts {
@@ -109,12 +116,13 @@ impl Default for Timeouts {
             udp_stream: Duration::from_secs(180),
             icmp: Duration::from_secs(600),
             other: Duration::from_secs(600),
+            nat_gateway_idle: nat_gateway_idle(),
         }
     }
 }
 
 impl Timeouts {
-    pub fn by_index(&self) -> [(u32, Duration); 8] {
+    pub fn by_index(&self) -> [(u32, Duration); 9] {
         [
             (cfg::TCP_SYN, self.tcp_syn),
             (cfg::TCP_ESTABLISHED, self.tcp_established),
@@ -124,6 +132,7 @@ impl Timeouts {
             (cfg::UDP_STREAM, self.udp_stream),
             (cfg::ICMP, self.icmp),
             (cfg::OTHER, self.other),
+            (cfg::NAT_GATEWAY_IDLE, self.nat_gateway_idle),
         ]
     }
 
@@ -146,7 +155,8 @@ impl Timeouts {
             "udp-stream" => self.udp_stream = d,
             "icmp" => self.icmp = d,
             "other" => self.other = d,
-            _ => bail!("unknown timeout {k:?} (tcp-syn, tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other)"),
+            "nat-gateway-idle" => self.nat_gateway_idle = d,
+            _ => bail!("unknown timeout {k:?} (tcp-syn, tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other, nat-gateway-idle)"),
         }
         Ok(())
     }
@@ -262,6 +272,19 @@ pub trait Maps {
         }
         let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
         a.set(cfg::ENI_CAPACITY, ports as u64, 0)?;
+        Ok(())
+    }
+
+    /// Source ports per NAT gateway and protocol (`cfg::NAT_GATEWAY_CAPACITY`).
+    fn set_nat_gateway_capacity(&mut self, ports: u32) -> Result<()> {
+        if ports == 0 || ports > vpc_common::NAT_PORT_RANGE {
+            bail!(
+                "NAT gateway capacity {ports}: 1-{} ports (1024-65535)",
+                vpc_common::NAT_PORT_RANGE
+            );
+        }
+        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        a.set(cfg::NAT_GATEWAY_CAPACITY, ports as u64, 0)?;
         Ok(())
     }
 
@@ -627,6 +650,11 @@ pub fn timeout_of(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
         17 => t.udp,
         1 | 58 => t.icmp,
         _ => t.other,
+    };
+    let d = if e.route == vpc_common::route_kind::NAT_GATEWAY {
+        d.min(t.nat_gateway_idle)
+    } else {
+        d
     };
     d.as_nanos() as u64
 }

@@ -282,6 +282,8 @@ pub struct UpOptions {
     pub eni_scaling: EniScaling,
     /// Conntrack entries (two per connection).
     pub conntrack_max: u32,
+    /// Source ports per NAT gateway and protocol.
+    pub nat_gateway_capacity: u32,
     /// The lifecycle's clock and delays.
     pub lifecycle: LifecycleOptions,
     pub flow_logs: crate::flowlogs::FlowLogOptions,
@@ -353,6 +355,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             opts.flow_logs.ringbuf_bytes,
         )?;
         dp.set_eni_capacity(opts.eni_scaling.capacity)?;
+        dp.set_nat_gateway_capacity(opts.nat_gateway_capacity)?;
         let nodes = topology::build(&opts.name, &model)?;
         let links: HashMap<String, compile::LinkInfo> =
             nodes.iter().map(|n| (n.id.clone(), n.link)).collect();

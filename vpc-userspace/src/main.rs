@@ -121,6 +121,10 @@ struct EniArgs {
     /// Connection-tracking entries (two per connection).
     #[arg(long, default_value_t = vpc_common::CT_MAX_ENTRIES)]
     conntrack_max: u32,
+    /// Source ports (connections) per NAT gateway and protocol, 1-64512
+    /// (AWS: 55,000 per destination; see the README).
+    #[arg(long, default_value_t = vpc_common::NAT_GATEWAY_CAPACITY)]
+    nat_gateway_capacity: u32,
 }
 
 /// `--hook` values: one default and per-port overrides.
@@ -595,6 +599,7 @@ fn up(name: &str, r: &RunArgs) -> Result<State> {
                 ..Default::default()
             },
             conntrack_max: r.eni.conntrack_max,
+            nat_gateway_capacity: r.eni.nat_gateway_capacity,
             lifecycle: deploy::LifecycleOptions {
                 test_clock: r.lifecycle.clock == "test",
                 settings: vpc::lifecycle::Settings {

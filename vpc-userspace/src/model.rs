@@ -92,6 +92,8 @@ pub struct Model {
     /// Public IPv4 addresses of instances and interfaces.
     #[serde(default)]
     pub public_ips: Vec<PublicIp>,
+    #[serde(default)]
+    pub nat_gateways: Vec<NatGateway>,
     /// Resource types this project does not model: (logical id, type).
     pub skipped: Vec<(String, String)>,
     /// Subnets shared with participant accounts (`AWS::RAM::ResourceShare`).
@@ -799,6 +801,7 @@ impl<'a> Builder<'a> {
             internet_gateways: vec![],
             internet_hosts: vec![],
             public_ips: vec![],
+            nat_gateways: vec![],
             skipped: vec![],
             shares: vec![],
             flow_logs: vec![],
@@ -860,6 +863,7 @@ impl<'a> Builder<'a> {
             flowlog::FLOW_LOG,
             internet::EIP,
             internet::EIP_ASSOCIATION,
+            nat_gateway::NAT_GATEWAY,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -903,6 +907,7 @@ impl<'a> Builder<'a> {
         self.check_group_refs()?;
         self.hosts()?;
         self.public_addresses()?;
+        self.nat_gateways()?;
         self.functions()?;
         self.flow_logs()?;
         Ok(self.m)
@@ -2099,6 +2104,8 @@ pub use route::{InternetGateway, RouteTable};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub mod internet;
 pub use internet::{InternetHost, PublicIp};
+pub mod nat_gateway;
+pub use nat_gateway::NatGateway;
 
 #[cfg(test)]
 mod tests;

@@ -80,7 +80,10 @@ pub(super) fn routed_cases(repeat: u32, samples: usize, base: f64) -> Result<Vec
             ("10.0.2.10", 5432, "local"),
             ("203.0.113.10", 443, "internet_gateway"),
         ] {
-            let (syn, ack) = (tcp("10.0.1.20", dst, port, TCP_SYN), tcp("10.0.1.20", dst, port, TCP_ACK));
+            let (syn, ack) = (
+                tcp("10.0.1.20", dst, port, TCP_SYN),
+                tcp("10.0.1.20", dst, port, TCP_ACK),
+            );
             set_mode(&mut dp, 0)?;
             if run_once(&mut dp, BENCH_ROUTER_PROGRAM, &syn, 1)?.0 != 4 {
                 bail!("routed bench ({what}, {routes} routes): the connection does not open");

@@ -29,6 +29,12 @@ pub fn internet_gateway_id(model: &Model, id: &str) -> u32 {
         + 1
 }
 
+/// The `ENIS` id of NAT gateway `index`: NAT gateways hand out source
+/// ports from `NAT_PORTS` as Hyperplane ENIs do, under ids of their own.
+pub fn nat_gateway_id(index: u32) -> u32 {
+    vpc_common::NAT_GATEWAY_ID_BASE + index
+}
+
 /// Every table's routes and every subnet's table, in generation `gen`.
 /// Longest prefix wins in the trie; at an equal prefix a static CIDR route
 /// beats a prefix-list entry (AWS's rule for overlapping routes), so the
@@ -51,6 +57,11 @@ pub(super) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
                 (RouteState::Active, Target::InternetGateway(g)) => RouteTarget {
                     kind: route_kind::INTERNET_GATEWAY,
                     id: internet_gateway_id(model, g),
+                    ..Default::default()
+                },
+                (RouteState::Active, Target::NatGateway(g)) => RouteTarget {
+                    kind: route_kind::NAT_GATEWAY,
+                    id: nat_gateway_id(model.nat_gateway(g).expect("active").index),
                     ..Default::default()
                 },
             };
@@ -81,6 +92,28 @@ pub(super) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
             subnet_acl_index(gen, i as u32 + 1),
             out.route_tables[&sn.route_table],
         ));
+    }
+}
+
+/// NAT gateways as `ENIS` entries: the address connections leave with
+/// (the Elastic IP), the subnet, the port pool; no groups.
+pub(super) fn nat_gateways(model: &Model, out: &mut Entries) {
+    for g in &model.nat_gateways {
+        let subnet = model.subnet(&g.subnet).expect("validated");
+        let id = nat_gateway_id(g.index);
+        let eni = vpc_common::HyperplaneEni {
+            addr4: v4_mapped(g.public_ip.octets()),
+            vpc: model.vpc(&subnet.vpc).expect("validated").index,
+            subnet: model
+                .subnets
+                .iter()
+                .position(|s| s.id == g.subnet)
+                .expect("validated") as u32
+                + 1,
+            pool: id,
+            ..Default::default()
+        };
+        out.enis.push((id, eni));
     }
 }
 

@@ -52,6 +52,8 @@ pub enum Target {
     Local,
     /// `GatewayId`: an internet gateway.
     InternetGateway(String),
+    /// `NatGatewayId`.
+    NatGateway(String),
 }
 
 /// What a route does right now, as `DescribeRouteTables` shows it.
@@ -119,6 +121,10 @@ impl Model {
             Target::InternetGateway(g) => match self.internet_gateway(g) {
                 Some(g) if g.vpc.as_deref() == Some(table.vpc.as_str()) => RouteState::Active,
                 _ => RouteState::Blackhole,
+            },
+            Target::NatGateway(g) => match self.nat_gateway(g) {
+                Some(_) => RouteState::Active,
+                None => RouteState::Blackhole,
             },
         }
     }
@@ -401,6 +407,30 @@ impl Builder<'_> {
                     ));
                 }
                 Target::InternetGateway(tvalue.to_string())
+            }
+            "NatGatewayId" => {
+                match self.nat_gateway_vpc(tvalue)? {
+                    None => {
+                        return Err(ModelError::new(
+                            field(tfield),
+                            format!("InvalidNatGatewayID.NotFound: {tvalue:?} is not an AWS::EC2::NatGateway of this template"),
+                        ))
+                    }
+                    Some(v) if v != table.vpc => {
+                        return Err(ModelError::new(
+                            field(tfield),
+                            format!("{tvalue} is in VPC {v}, route table {table_id} in {}", table.vpc),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                if matches!(destination, Destination::Cidr(IpNet::V6(_))) {
+                    return Err(ModelError::new(
+                        field(tfield),
+                        "a NAT gateway takes IPv4 destinations (NAT64, 64:ff9b::/96, is not supported here)",
+                    ));
+                }
+                Target::NatGateway(tvalue.to_string())
             }
             other => {
                 return Err(ModelError::new(
