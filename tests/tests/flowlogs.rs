@@ -942,4 +942,30 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
     let out = d.vpc(&["apply", "default"]);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("flow log"), "{}", text(&out));
+
+    // An agent killed in the middle of a window: its successor cannot know
+    // what the lost one held, and its first window says so.
+    let pid = d.status()["agent_pid"].as_u64().expect("agent pid") as i32;
+    // SAFETY: a signal to the deployment's own agent.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    while d.status()["agent_running"] == true {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let restart = unix_now();
+    let out = d.vpc(&["agent", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_secs(restart + 5 - unix_now()));
+    let s3 = s3_records(&snapshot(&dir), "skip-bucket", "");
+    let after: BTreeSet<&str> = s3
+        .iter()
+        .filter(|r| {
+            r["log-status"] == "SKIPDATA" && r["start"].parse::<u64>().unwrap() + 2 >= restart
+        })
+        .map(|r| r["interface-id"].as_str())
+        .collect();
+    assert_eq!(
+        after.len(),
+        4,
+        "SKIPDATA after the restart for every interface: {s3:?}"
+    );
 }

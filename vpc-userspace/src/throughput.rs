@@ -206,7 +206,7 @@ impl Bed {
 
 /// The paths, in the order the tables show them (`vpc-tc` runs first: its
 /// deployment is the only one with TC hooks).
-pub const PATHS: [&str; 4] = ["vpc", "vpc-tc", "limit", "nftables"];
+pub const PATHS: [&str; 5] = ["vpc", "vpc-flowlogs", "vpc-tc", "limit", "nftables"];
 
 /// Runs every path; `frames` per sample, `samples` samples per case.
 pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<Report> {
@@ -225,6 +225,18 @@ pub fn run(name: &str, frames: u32, samples: usize, tcp_seconds: u64) -> Result<
     let bed = Bed::up(name, Hook::Xdp)?;
     let (exec, db) = (&bed.exec, &bed.db);
     record(bed.measure(&mut h, "vpc", frames, samples, tcp_seconds)?);
+    // The same with flow logs counting (the datapath's side of them: a
+    // window in force, every packet counted in its connection's slot).
+    let set_window = |w: u64| -> Result<()> {
+        let mut maps = crate::datapath::PinnedMaps::open(&bed.state.pin_dir)?;
+        let mut conf: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(crate::datapath::Maps::map(&mut maps, "CONFIG")?)?;
+        conf.set(vpc_common::cfg::FLOW_WINDOW, w, 0)?;
+        Ok(())
+    };
+    set_window(1)?;
+    record(bed.measure(&mut h, "vpc-flowlogs", frames, samples, tcp_seconds)?);
+    set_window(0)?;
 
     // The limit: swap every router link to the bare redirect, atomically.
     let mut table: BpfHashMap<_, u32, [u32; 4]> =
@@ -607,6 +619,18 @@ pub fn table(r: &Report) -> String {
     }
     for (f, nft, lim) in &r.ratios {
         s += &format!("\n{f} flow(s): vpc / nftables = {nft:.2}, vpc / limit = {lim:.2}");
+    }
+    let mpps = |p: &str, f: u32| {
+        r.results
+            .iter()
+            .find(|x| x.path == p && x.flows == f)
+            .map_or(0.0, |x| x.mpps_median)
+    };
+    for f in [1, 1024] {
+        s += &format!(
+            "\n{f} flow(s): vpc-flowlogs / vpc = {:.2}",
+            mpps("vpc-flowlogs", f) / mpps("vpc", f).max(1e-9)
+        );
     }
     s += "\n\n| path | TCP 1 stream (Gbit/s) | TCP 4 streams (Gbit/s) | connections/s |\n|---|---:|---:|---:|\n";
     for path in PATHS {

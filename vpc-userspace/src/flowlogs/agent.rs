@@ -185,6 +185,7 @@ impl FlowLogAgent {
         let mut conf: Array<_, u64> = Array::try_from(maps.map("CONFIG")?)?;
         // A restarted agent goes on from the window in force.
         let mut window = conf.get(&cfg::FLOW_WINDOW, 0)? as u32;
+        let restarted = window != 0;
         if window == 0 {
             window = 1;
             conf.set(cfg::FLOW_WINDOW, 1, 0)?;
@@ -193,16 +194,31 @@ impl FlowLogAgent {
         let events = RingBuf::try_from(Map::from_map_data(
             MapData::from_pin(&pin).with_context(|| format!("opening {}", pin.display()))?,
         )?)?;
+        // After a restart: the rejected flows its predecessor was told of
+        // are still in the map; what it held in memory (connections the GC
+        // had removed) is gone, so the first windows say SKIPDATA.
+        let mut rejects: BTreeMap<u32, Vec<FlowRejectKey>> = BTreeMap::new();
+        let mut agg = Aggregator::new(&s.model, unix_now());
+        if restarted {
+            let m: HashMap<_, FlowRejectKey, FlowWindow> =
+                HashMap::try_from(maps.map("FL_REJECTS")?)?;
+            for k in m.keys().filter_map(|k| k.ok()) {
+                if k.window + 1 >= window {
+                    rejects.entry(k.window).or_default().push(k);
+                }
+            }
+            agg.skipped();
+        }
         let now = unix_now();
         Ok(Some(Self {
             name: name.to_string(),
             root: s.flow_logs.root(name),
-            agg: Aggregator::new(&s.model, now),
+            agg,
             tick,
             next: now - now % tick + tick,
             window,
             removed: BTreeMap::new(),
-            rejects: BTreeMap::new(),
+            rejects,
             events,
             lost_seen: stats(maps)?.events_lost,
         }))
