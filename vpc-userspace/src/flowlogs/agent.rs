@@ -68,16 +68,23 @@ fn clock_offset() -> i128 {
 }
 
 /// A connection direction's slot as the VPC sees it: a Hyperplane ENI's
-/// connection (its entries name the ENI) after the function's source NAT
-/// and before the reverse NAT, with the function's address as `pkt-`; an
-/// internet gateway's 1:1 NAT (no ENI) on its private side, as the
-/// host's interface sees it.
-pub fn from_ct(k: &CtKey, e: &CtEntry, slot: &FlowWindow, offset: i128) -> Observation {
+/// connection after the function's source NAT and before the reverse NAT,
+/// with the function's address as `pkt-`; a gateway's NAT (internet
+/// gateway, NAT gateway: its address is no Hyperplane ENI's, which
+/// `hyperplane` tells) on its private side, as the host's interface sees it.
+pub fn from_ct(
+    k: &CtKey,
+    e: &CtEntry,
+    slot: &FlowWindow,
+    offset: i128,
+    hyperplane: &dyn Fn(IpAddr) -> bool,
+) -> Observation {
     let unix = |ns: u64| ((ns as i128 + offset).max(0) / 1_000_000_000) as u64;
     let (mut src, mut sport) = (addr(&k.saddr), k.sport);
     let (mut dst, mut dport) = (addr(&k.daddr), k.dport);
     let (snat, dnat) = (e.flags & CT_F_SNAT != 0, e.flags & CT_F_DNAT != 0);
-    let hyperplane = e.eni != 0;
+    // A function's packets leave from the ENI's address; replies come to it.
+    let hyperplane = (snat && hyperplane(addr(&e.nat_addr))) || (dnat && hyperplane(dst));
     let (mut pkt_src, mut pkt_dst) = (src, dst);
     if hyperplane && snat {
         // A function's packet: out of the ENI's address and port.
@@ -251,10 +258,13 @@ impl FlowLogAgent {
         let offset = clock_offset();
         for slot in &e.fl {
             if slot.window >= self.window {
-                self.removed
-                    .entry(slot.window)
-                    .or_default()
-                    .push(from_ct(k, e, slot, offset));
+                self.removed.entry(slot.window).or_default().push(from_ct(
+                    k,
+                    e,
+                    slot,
+                    offset,
+                    &|a| self.agg.is_hyperplane(a),
+                ));
             }
         }
     }
@@ -282,7 +292,9 @@ impl FlowLogAgent {
             for (k, e) in ct.iter().filter_map(|r| r.ok()) {
                 let slot = &e.fl[(w & 1) as usize];
                 if slot.window == w {
-                    obs.push(from_ct(&k, &e, slot, offset));
+                    obs.push(from_ct(&k, &e, slot, offset, &|a| {
+                        self.agg.is_hyperplane(a)
+                    }));
                 }
             }
         }
@@ -522,10 +534,11 @@ mod tests {
                 ),
             ),
             // A host's connection through an internet gateway (public
-            // 198.51.100.5): its interface sees its private address both ways.
+            // 198.51.100.5; a NAT gateway's Elastic IP alike, whatever its
+            // pool): its interface sees its private address both ways.
             (
                 ("10.0.2.10", 6000, "203.0.113.7", 443),
-                (CT_F_SNAT, 0, "198.51.100.5", 6000),
+                (CT_F_SNAT, 3, "198.51.100.5", 6000),
                 (
                     "10.0.2.10",
                     6000,
@@ -562,7 +575,8 @@ mod tests {
                 nat_port: nat_port.to_be(),
                 ..Default::default()
             };
-            let o = from_ct(&key(ks, ksp, kd, kdp), &e, &FlowWindow::default(), 0);
+            let hp = |a: IpAddr| a.to_string() == "10.0.1.4";
+            let o = from_ct(&key(ks, ksp, kd, kdp), &e, &FlowWindow::default(), 0, &hp);
             let got = (
                 o.src.to_string(),
                 o.sport,

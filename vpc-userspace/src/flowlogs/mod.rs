@@ -352,6 +352,13 @@ impl Aggregator {
         m.flow_logs.iter().map(|f| f.interval_s as u64).reduce(gcd)
     }
 
+    /// Is `a` a Hyperplane ENI's address?
+    pub fn is_hyperplane(&self, a: IpAddr) -> bool {
+        self.ifaces
+            .iter()
+            .any(|i| i.rec.hyperplane && i.rec.addrs.contains(&a))
+    }
+
     fn iface_of(&self, a: IpAddr) -> Option<usize> {
         self.ifaces.iter().position(|i| i.rec.addrs.contains(&a))
     }
