@@ -214,6 +214,7 @@ impl Harness {
                     .iter()
                     .flat_map(|f| f.envs().into_iter().map(|e| e.id)),
             )
+            .chain(model.vpcs.iter().filter_map(|v| v.resolver_id()))
             .collect();
         for (i, id) in ids.iter().enumerate() {
             let dev = format!("d{i}");

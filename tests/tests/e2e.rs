@@ -456,11 +456,26 @@ fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
 fn down_removes_namespaces_links_pins_and_state() {
     let d = Deployment::up("e2eh", "default", FAST);
     let name = d.name.clone();
-    // Router, two hosts, and the function's two execution environments.
-    assert_eq!(namespaces_with_prefix(&name).len(), 5);
+    // Router, two hosts, the function's two execution environments and
+    // the VPC's resolver.
+    assert_eq!(namespaces_with_prefix(&name).len(), 6);
     assert!(vpc::deploy::pin_dir(&name).join("maps/CT").exists());
+    // Every VPC-side namespace has its resolv.conf (for `ip netns exec`).
+    let etc = |ns: &str| std::path::Path::new("/etc/netns").join(ns);
+    assert!(etc(&d.netns("DatabaseInstance"))
+        .join("resolv.conf")
+        .exists());
     drop(d);
     assert!(namespaces_with_prefix(&name).is_empty());
+    let etc_left: Vec<_> = std::fs::read_dir("/etc/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{name}-")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(etc_left.is_empty(), "{etc_left:?}");
     assert!(!vpc::deploy::pin_dir(&name).exists());
     assert!(!vpc::deploy::state_dir(&name).exists());
     let out = vpc(&name, &["status"]);

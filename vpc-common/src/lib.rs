@@ -153,10 +153,13 @@ pub enum DropReason {
     /// Neither TCP nor UDP to a NAT gateway (ICMP through it is not there
     /// yet), or IPv6 (NAT64 is not supported).
     NatGatewayProtocol = 24,
+    /// To the VPC resolver but not DNS (UDP or TCP port 53), or a new
+    /// flow from the resolver (it only answers).
+    ResolverNotDns = 25,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -181,6 +184,7 @@ impl DropReason {
         DropReason::InternetUnreachable,
         DropReason::NoPublicAddress,
         DropReason::NatGatewayProtocol,
+        DropReason::ResolverNotDns,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -209,6 +213,7 @@ impl DropReason {
             DropReason::InternetUnreachable => "internet_unreachable",
             DropReason::NoPublicAddress => "no_public_address",
             DropReason::NatGatewayProtocol => "nat_gateway_protocol",
+            DropReason::ResolverNotDns => "resolver_not_dns",
         }
     }
 }
@@ -227,6 +232,8 @@ pub mod kind {
     pub const HYPERPLANE_ENI: u8 = 3;
     /// A test host on the internet, behind the internet gateways.
     pub const INTERNET_HOST: u8 = 4;
+    /// The VPC resolver (base + 2): DNS to it passes no group or ACL.
+    pub const RESOLVER: u8 = 5;
 }
 
 /// `PORTS` value, keyed by the router-side ifindex (u32).

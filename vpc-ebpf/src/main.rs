@@ -10,6 +10,7 @@ mod maps;
 mod nat;
 mod parse;
 mod policy;
+mod resolver;
 mod route;
 mod router;
 mod stats;

@@ -18,7 +18,7 @@ use crate::{
     maps::{Scratch, CONFIG, CT, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
-    policy, route, stats,
+    policy, resolver, route, stats,
 };
 
 /// `tracked` found no live connection.
@@ -97,6 +97,8 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
         function_flow(ctx, s, port, ifindex, now)
     } else if port.kind == kind::INTERNET_HOST {
         gateway::from_internet(ctx, s, ifindex, now)
+    } else if port.kind == kind::RESOLVER {
+        stats::drop(DropReason::ResolverNotDns)
     } else {
         host_flow(ctx, s, port, ifindex, now)
     };
@@ -447,11 +449,17 @@ fn host_flow_inner<C: Ctx>(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    admit(p, epoch, &port.policy, port.subnet, ep, &p.saddr)?;
+    let unfiltered = resolver::unfiltered(p, ep)?;
+    if !unfiltered {
+        admit(p, epoch, &port.policy, port.subnet, ep, &p.saddr)?;
+    }
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         bind(s, ifindex, ep, port.subnet, epoch, route_kind::LOCAL)?;
+        if unfiltered {
+            resolver::local_to_sender(s);
+        }
         s.orig.flags = 0;
         s.reply.flags = 0;
         s.orig.eni = 0;
@@ -510,7 +518,7 @@ fn function_flow_inner<C: Ctx>(
         return Err(route::refused(r.kind));
     }
     let ep = route::endpoint(&p.daddr)?;
-    if ep.vpc != first.vpc || ep.kind != kind::HOST {
+    if ep.vpc != first.vpc || (ep.kind != kind::HOST && ep.kind != kind::RESOLVER) {
         return Err(DropReason::NoRoute);
     }
     if !ct::opens(p) {
@@ -643,7 +651,10 @@ fn function_open<C: Ctx>(
     };
     let p = &s.pkt;
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
-    admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
+    let unfiltered = resolver::unfiltered(p, ep)?;
+    if !unfiltered {
+        admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
+    }
     let nat_port = s.reply_key.dport;
     s.orig.eni = eni.pool as u16;
     s.reply.eni = eni.pool as u16;
@@ -656,6 +667,9 @@ fn function_open<C: Ctx>(
     parse::copy_addr(&mut s.reply.nat_addr, &p.saddr);
     s.reply.nat_port = p.sport;
     bind(s, ifindex, ep, eni.subnet, epoch, route_kind::LOCAL)?;
+    if unfiltered {
+        resolver::local_to_sender(s);
+    }
     if ep.ifindex == 0 {
         return Err(DropReason::NoEgressPort);
     }

@@ -458,6 +458,19 @@ pub fn compile(
         };
         attach(&mut out, link(&ih.id)?, ih.ip, None, port);
     }
+    // Each VPC's resolver. A model compiled without its link (a unit
+    // test's hand-made links) has none.
+    for vpc in &model.vpcs {
+        let Some(l) = vpc.resolver_id().and_then(|id| links.get(&id).copied()) else {
+            continue;
+        };
+        let port = PortInfo {
+            kind: kind::RESOLVER,
+            vpc: vpc.index,
+            ..Default::default()
+        };
+        attach(&mut out, l, vpc.resolver(), None, port);
+    }
     route::public_ips(model, &mut out);
     route::nat_gateways(model, &mut out);
     // Groups in use: (id, is it an IPv4-only view).

@@ -926,6 +926,8 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
             Err(_) => return api.join().expect("API thread"),
         };
         let mut threads = vec![api];
+        // Each VPC's resolver (base + 2).
+        threads.push(sc.spawn(move || crate::resolver::serve(name, stop)));
         let mut metrics_url = None;
         if let Some(addr) = s.metrics_addr.clone() {
             let (tx, rx) = std::sync::mpsc::channel();

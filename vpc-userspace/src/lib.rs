@@ -17,6 +17,7 @@ pub mod model;
 pub mod packet;
 pub mod reconcile;
 pub mod reference;
+pub mod resolver;
 pub mod store;
 pub mod template;
 pub mod throughput;

@@ -114,6 +114,26 @@ pub struct Vpc {
     /// Its IPv6 block (`AWS::EC2::VPCCidrBlock`), a /56.
     #[serde(default)]
     pub ipv6_cidr: Option<Ipv6Net>,
+    /// `EnableDnsSupport` (default true): the resolver at base + 2.
+    #[serde(default = "yes")]
+    pub enable_dns_support: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Vpc {
+    /// The Amazon-provided DNS resolver's address: base + 2, as at AWS.
+    pub fn resolver(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.cidr.network()) + 2)
+    }
+
+    /// The resolver's node (namespace) id, when the VPC has one.
+    pub fn resolver_id(&self) -> Option<String> {
+        self.enable_dns_support
+            .then(|| format!("Resolver-{}", self.id))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +153,18 @@ pub struct Subnet {
     /// Its route table: the VPC's main table until associated.
     #[serde(default)]
     pub route_table: String,
+}
+
+impl Model {
+    /// The domain of private DNS names, as EC2 names them:
+    /// `ec2.internal` in us-east-1, `<region>.compute.internal` elsewhere.
+    pub fn private_dns_domain(&self) -> String {
+        if self.region == "us-east-1" {
+            "ec2.internal".into()
+        } else {
+            format!("{}.compute.internal", self.region)
+        }
+    }
 }
 
 impl Subnet {
@@ -934,12 +966,16 @@ impl<'a> Builder<'a> {
                 &path,
             )?;
             let default_group = format!("{id}.DefaultSecurityGroup");
+            // EC2's default: the resolver is on.
+            let enable_dns_support =
+                p.get("EnableDnsSupport").is_none() || bool_field(&p, id, "EnableDnsSupport")?;
             self.m.vpcs.push(Vpc {
                 id: id.clone(),
                 index: self.m.vpcs.len() as u32 + 1,
                 cidr,
                 default_group: default_group.clone(),
                 ipv6_cidr: None,
+                enable_dns_support,
             });
             // The VPC's default group: inbound from its own members, outbound to all.
             self.m.groups.push(SecurityGroup {

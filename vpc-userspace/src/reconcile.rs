@@ -608,6 +608,7 @@ fn add_ports(
     let nodes = crate::topology::build_function(name, f, first)?;
     let mut model = s.model.clone();
     model.functions.push(f.clone());
+    crate::topology::set_function_resolver(name, &model, f)?;
     let links: std::collections::HashMap<String, compile::LinkInfo> = s
         .nodes
         .iter()

@@ -42,6 +42,8 @@ pub enum Role {
     ExecutionEnvironment,
     /// A test host on the internet (`Metadata: Vpc::Internet`).
     InternetHost,
+    /// A VPC's DNS resolver (base + 2), served by the agent.
+    Resolver,
 }
 
 pub fn router_netns(deployment: &str) -> String {
@@ -126,7 +128,32 @@ pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
             .into_iter()
             .map(|e| exec_env_netns(deployment, &f.id, e.n))
     }));
+    v.extend(
+        model
+            .vpcs
+            .iter()
+            .filter_map(|vpc| Some(node_netns(deployment, &vpc.resolver_id()?))),
+    );
     v
+}
+
+/// Where `ip netns exec` finds a namespace's own `/etc` files.
+fn etc_netns(ns: &str) -> std::path::PathBuf {
+    std::path::Path::new("/etc/netns").join(ns)
+}
+
+/// Points the namespace's `resolv.conf` (what `ip netns exec`, so `vpc
+/// exec` and `vpc invoke`, mounts over `/etc/resolv.conf`) at its VPC's
+/// resolver, as the VPC's DHCP options do at AWS; also when the VPC has
+/// `EnableDnsSupport: false`, where queries then go unanswered.
+pub fn set_resolver(ns: &str, resolver: Ipv4Addr, domain: &str) -> Result<()> {
+    let dir = etc_netns(ns);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("# vpc: the VPC resolver\nnameserver {resolver}\nsearch {domain}\noptions timeout:1 attempts:2\n"),
+    )
+    .with_context(|| format!("writing {}/resolv.conf", dir.display()))
 }
 
 /// Creates the router namespace and one namespace per host and execution
@@ -180,7 +207,43 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
     for f in &model.functions {
         specs.extend(function_specs(deployment, f));
     }
-    build_nodes(deployment, specs, 1)
+    // Each VPC's resolver, at base + 2 behind the VPC router (base + 1).
+    for vpc in &model.vpcs {
+        let Some(id) = vpc.resolver_id() else {
+            continue;
+        };
+        let gw = Ipv4Addr::from(u32::from(vpc.cidr.network()) + 1);
+        let ns = node_netns(deployment, &id);
+        specs.push((id, Role::Resolver, ns, vpc.resolver(), gw, None));
+    }
+    let nodes = build_nodes(deployment, specs, 1)?;
+    let domain = model.private_dns_domain();
+    for h in &model.hosts {
+        let vpc = model.subnet(&h.subnet).and_then(|s| model.vpc(&s.vpc));
+        if let Some(vpc) = vpc {
+            set_resolver(&node_netns(deployment, &h.id), vpc.resolver(), &domain)?;
+        }
+    }
+    for f in &model.functions {
+        set_function_resolver(deployment, model, f)?;
+    }
+    Ok(nodes)
+}
+
+/// A function's execution environments ask its VPC's resolver.
+pub fn set_function_resolver(
+    deployment: &str,
+    model: &Model,
+    f: &crate::model::Function,
+) -> Result<()> {
+    let Some(vpc) = f.vpc_config.as_ref().and_then(|c| model.vpc(&c.vpc)) else {
+        return Ok(());
+    };
+    for e in f.envs() {
+        let ns = exec_env_netns(deployment, &f.id, e.n);
+        set_resolver(&ns, vpc.resolver(), &model.private_dns_domain())?;
+    }
+    Ok(())
 }
 
 /// (id, role, netns, IPv4 address, IPv4 gateway, IPv6: (address, default route?)).
@@ -418,6 +481,12 @@ pub fn teardown(namespaces: &[String]) -> Vec<String> {
             }
             if let Err(e) = ip(&["netns", "del", ns]) {
                 errors.push(e.to_string());
+            }
+        }
+        let etc = etc_netns(ns);
+        if etc.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&etc) {
+                errors.push(format!("removing {}: {e}", etc.display()));
             }
         }
     }

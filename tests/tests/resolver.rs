@@ -1,0 +1,131 @@
+//! The VPC resolver (base + 2), end to end: real namespaces, the router's
+//! XDP program, glibc's resolver (`getent`) asking through it.
+use vpc_tests::{namespaces_with_prefix, text, Deployment};
+
+const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+
+/// A function and a database in subnet A; `Locked` in subnet L, whose
+/// group allows no egress (a rule only for 127.0.0.1/32) and whose network
+/// ACL has no entries (denies everything both ways).
+const TEMPLATE: &str = r#"
+Parameters:
+  DnsSupport: {Type: String, Default: "true"}
+Resources:
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties: {CidrBlock: 10.0.0.0/16, EnableDnsSupport: !Ref DnsSupport}
+  SubnetA:
+    Type: AWS::EC2::Subnet
+    Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}
+  SubnetL:
+    Type: AWS::EC2::Subnet
+    Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24}
+  ClosedAcl:
+    Type: AWS::EC2::NetworkAcl
+    Properties: {VpcId: !Ref Vpc}
+  ClosedAclAssociation:
+    Type: AWS::EC2::SubnetNetworkAclAssociation
+    Properties: {SubnetId: !Ref SubnetL, NetworkAclId: !Ref ClosedAcl}
+  FnSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties: {GroupDescription: fn, VpcId: !Ref Vpc}
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: db
+      VpcId: !Ref Vpc
+      SecurityGroupIngress:
+        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}
+  LockedSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: nothing out
+      VpcId: !Ref Vpc
+      SecurityGroupEgress: [{IpProtocol: -1, CidrIp: 127.0.0.1/32}]
+  Db:
+    Type: AWS::EC2::Instance
+    Properties: {SubnetId: !Ref SubnetA, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref DbSg]}
+  Locked:
+    Type: AWS::EC2::Instance
+    Properties: {SubnetId: !Ref SubnetL, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref LockedSg]}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: app
+      Role: arn:aws:iam::123456789012:role/app
+      Code: {ZipFile: ""}
+      VpcConfig: {SubnetIds: [!Ref SubnetA], SecurityGroupIds: [!Ref FnSg]}
+"#;
+
+/// `getent hosts KEY` run by `verb` (`exec`/`invoke`) in `who`: its output
+/// on success.
+fn getent(d: &Deployment, verb: &str, who: &str, key: &str) -> Option<String> {
+    let out = d.vpc(&[verb, who, "--", "timeout", "10", "getent", "hosts", key]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_vpc_resolver_answers_private_names_past_every_group_and_acl() {
+    let d = Deployment::up("dnsa", TEMPLATE, FAST);
+    // A function asks through its Hyperplane ENI (source NAT), both ways.
+    let a = getent(&d, "invoke", "app", "ip-10-0-1-10.ec2.internal").expect("resolved");
+    assert!(a.starts_with("10.0.1.10 "), "{a}");
+    let ptr = getent(&d, "invoke", "app", "10.0.1.10").expect("reverse");
+    assert!(ptr.contains("ip-10-0-1-10.ec2.internal"), "{ptr}");
+    // The ENI has a private name too.
+    let eni = d.eni_address("SubnetA");
+    let name = format!("ip-{}.ec2.internal", eni.replace('.', "-"));
+    let e = getent(&d, "invoke", "app", &name).expect("the ENI's name");
+    assert!(e.starts_with(&format!("{eni} ")), "{e}");
+    // The search domain of the VPC's DHCP options.
+    assert!(getent(&d, "exec", "Db", "ip-10-0-3-10").is_some());
+    // Unknown names: NXDOMAIN, nothing forwarded.
+    assert_eq!(getent(&d, "invoke", "app", "example.com"), None);
+
+    // `Locked`: no group rule and no ACL entry lets anything out, but DNS
+    // to the resolver is never filtered, as at AWS.
+    let l = getent(&d, "exec", "Locked", "ip-10-0-1-10.ec2.internal").expect("resolved");
+    assert!(l.starts_with("10.0.1.10 "), "{l}");
+    let nc = d.vpc(&[
+        "exec",
+        "Locked",
+        "--",
+        "timeout",
+        "5",
+        "nc",
+        "-z",
+        "-w1",
+        "10.0.1.10",
+        "5432",
+    ]);
+    assert!(!nc.status.success(), "the group lets nothing else out");
+    assert!(d.dropped("sg_egress_denied") >= 1);
+    // Anything but DNS to the resolver is dropped with its own reason.
+    let before = d.dropped("resolver_not_dns");
+    let udp = d.vpc(&[
+        "exec",
+        "Db",
+        "--",
+        "sh",
+        "-c",
+        "echo x | timeout 3 nc -u -w1 10.0.0.2 54; true",
+    ]);
+    assert!(udp.status.success(), "{}", text(&udp));
+    assert!(d.dropped("resolver_not_dns") > before);
+}
+
+#[test]
+fn without_enable_dns_support_there_is_no_resolver() {
+    let d = Deployment::up(
+        "dnsoff",
+        TEMPLATE,
+        &["--eni-delay", "100ms", "--wait", "-p", "DnsSupport=false"],
+    );
+    assert!(!namespaces_with_prefix(&d.name)
+        .iter()
+        .any(|n| n.contains("Resolver")));
+    assert_eq!(getent(&d, "exec", "Db", "ip-10-0-1-10.ec2.internal"), None);
+    assert!(d.dropped("no_route") >= 1);
+}

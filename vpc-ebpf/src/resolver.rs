@@ -1,0 +1,32 @@
+//! The VPC resolver (base + 2): as at AWS, DNS to it is never filtered by
+//! security groups or network ACLs, and it answers nothing else.
+
+use vpc_common::{kind, DropReason, Endpoint};
+
+use crate::{maps::Scratch, parse::Packet};
+
+const DNS_PORT: u16 = 53u16.to_be();
+
+/// Whether a new flow to `ep` skips the group and ACL checks: DNS to the
+/// resolver does; anything else to it is dropped.
+#[inline(always)]
+pub fn unfiltered(p: &Packet, ep: &Endpoint) -> Result<bool, DropReason> {
+    if ep.kind != kind::RESOLVER {
+        return Ok(false);
+    }
+    let dns = (p.proto == 6 || p.proto == 17) && p.dport == DNS_PORT;
+    if dns {
+        Ok(true)
+    } else {
+        Err(DropReason::ResolverNotDns)
+    }
+}
+
+/// The resolver is local to whoever asks: both directions of the
+/// connection stay in the sender's subnet, so no ACL boundary is crossed
+/// on later packets either.
+#[inline(always)]
+pub fn local_to_sender(s: &mut Scratch) {
+    s.orig.dst_subnet = s.orig.src_subnet;
+    s.reply.src_subnet = s.reply.dst_subnet;
+}

@@ -1,0 +1,273 @@
+//! The Amazon-provided DNS resolver of each VPC (base + 2), served by the
+//! agent in a namespace of its own behind the router.
+//!
+//! What it answers, from inside the VPC (as at AWS):
+//! * private DNS names of instances, network interfaces and Hyperplane
+//!   ENIs: `ip-10-0-1-5.ec2.internal` in us-east-1,
+//!   `ip-10-0-1-5.<region>.compute.internal` elsewhere (A records), and
+//!   their reverse names (PTR, `5.1.0.10.in-addr.arpa`);
+//! * the internet's test hosts (`Metadata: Vpc::Internet`), ours:
+//!   `<id in lower case>.internet.test` (RFC 6761 reserves `.test`);
+//! * anything else: NXDOMAIN. Nothing is forwarded: no query ever leaves
+//!   the project's namespaces.
+//!
+//! The datapath lets DNS (UDP and TCP port 53) reach it past every group
+//! and ACL, and nothing else (`resolver_not_dns`). UDP only: every answer
+//! fits in 512 bytes. `EnableDnsSupport: false` builds no resolver. The
+//! wire format is hickory-proto's.
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, UdpSocket},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use hickory_proto::{
+    op::{Message, MessageType, ResponseCode},
+    rr::{
+        rdata::{A, PTR},
+        Name, RData, Record, RecordType,
+    },
+};
+
+use crate::model::{Model, Vpc};
+
+/// Seconds a client may cache an answer.
+const TTL: u32 = 60;
+
+/// The names one VPC's resolver knows, lower-case and fully qualified.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Zone {
+    pub a: HashMap<String, Ipv4Addr>,
+    pub ptr: HashMap<Ipv4Addr, String>,
+}
+
+/// `ip-10-0-1-5.<domain>.`
+pub fn private_dns_name(ip: Ipv4Addr, domain: &str) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("ip-{a}-{b}-{c}-{d}.{domain}.")
+}
+
+/// An internet test host's name (ours): `<id in lower case>.internet.test.`
+pub fn internet_host_name(id: &str) -> String {
+    format!("{}.internet.test.", id.to_ascii_lowercase())
+}
+
+impl Zone {
+    pub fn of(model: &Model, vpc: &Vpc) -> Self {
+        let domain = model.private_dns_domain();
+        let mut z = Zone::default();
+        let in_vpc = |subnet: &str| model.subnet(subnet).is_some_and(|s| s.vpc == vpc.id);
+        let private = model
+            .hosts
+            .iter()
+            .filter(|h| in_vpc(&h.subnet))
+            .map(|h| h.ip)
+            .chain(model.enis.iter().filter(|e| e.vpc == vpc.id).map(|e| e.ip));
+        for ip in private {
+            let name = private_dns_name(ip, &domain);
+            z.a.insert(name.clone(), ip);
+            z.ptr.insert(ip, name);
+        }
+        for h in &model.internet_hosts {
+            z.a.insert(internet_host_name(&h.id), h.ip);
+        }
+        z
+    }
+
+    /// The reply to one query message, or `None` for what deserves none
+    /// (not a parseable query).
+    pub fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let q = Message::from_vec(query).ok()?;
+        if q.message_type() != MessageType::Query {
+            return None;
+        }
+        let mut r = Message::new();
+        r.set_id(q.id())
+            .set_message_type(MessageType::Response)
+            .set_op_code(q.op_code())
+            .set_recursion_desired(q.recursion_desired())
+            .set_recursion_available(true)
+            .set_authoritative(true);
+        let Some(question) = q.queries().first().cloned() else {
+            r.set_response_code(ResponseCode::FormErr);
+            return r.to_vec().ok();
+        };
+        r.add_query(question.clone());
+        let name = question.name().to_lowercase();
+        let mut fqdn = name.to_ascii();
+        if !fqdn.ends_with('.') {
+            fqdn.push('.');
+        }
+        let known = if let Some(ip) = self.a.get(&fqdn) {
+            if question.query_type() == RecordType::A {
+                r.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+            }
+            true
+        } else if let Some(target) = reverse(&fqdn).and_then(|ip| self.ptr.get(&ip)) {
+            if question.query_type() == RecordType::PTR {
+                let target = Name::from_ascii(target).ok()?;
+                r.add_answer(Record::from_rdata(name, TTL, RData::PTR(PTR(target))));
+            }
+            true
+        } else {
+            false
+        };
+        // A known name without a record of the asked type: NOERROR, empty.
+        r.set_response_code(if known {
+            ResponseCode::NoError
+        } else {
+            ResponseCode::NXDomain
+        });
+        r.to_vec().ok()
+    }
+}
+
+/// `d.c.b.a.in-addr.arpa.` -> a.b.c.d
+fn reverse(fqdn: &str) -> Option<Ipv4Addr> {
+    let rest = fqdn.strip_suffix(".in-addr.arpa.")?;
+    let mut o: Vec<u8> = rest
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if o.len() != 4 {
+        return None;
+    }
+    o.reverse();
+    Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+}
+
+/// Serves every VPC's resolver of deployment `name` until `stop`: a UDP
+/// socket bound to base + 2 port 53 inside the resolver's namespace (a
+/// socket stays in the namespace it was made in), answered from here. The
+/// zones follow the deployment's state (ENIs added or returned, functions
+/// created) within two seconds.
+pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
+    let s = crate::deploy::State::load(name)?;
+    let mut sockets = vec![];
+    for vpc in &s.model.vpcs {
+        let Some(id) = vpc.resolver_id() else {
+            continue;
+        };
+        let Some(node) = s.node(&id) else {
+            continue;
+        };
+        let addr = (vpc.resolver(), 53);
+        let sock = crate::topology::in_netns(&node.netns, || {
+            UdpSocket::bind(addr)
+                .with_context(|| format!("resolver of {}: binding {addr:?}", vpc.id))
+        })?;
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+        sockets.push((vpc.id.clone(), sock));
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = sockets
+            .iter()
+            .map(|(vpc, sock)| sc.spawn(move || serve_one(name, vpc, sock, stop)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("resolver thread"))
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
+fn zone_of(name: &str, vpc: &str) -> Result<Zone> {
+    let s = crate::deploy::State::load(name)?;
+    let v = s.model.vpc(vpc).context("the VPC is gone")?;
+    Ok(Zone::of(&s.model, v))
+}
+
+fn serve_one(name: &str, vpc: &str, sock: &UdpSocket, stop: &AtomicBool) -> Result<()> {
+    let mut zone = zone_of(name, vpc)?;
+    let mut loaded = Instant::now();
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        if loaded.elapsed() > Duration::from_secs(2) {
+            // A failed reload keeps the zone it has.
+            if let Ok(z) = zone_of(name, vpc) {
+                zone = z;
+            }
+            loaded = Instant::now();
+        }
+        let (n, peer) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).context("resolver: receiving"),
+        };
+        if let Some(reply) = zone.answer(&buf[..n]) {
+            let _ = sock.send_to(&reply, peer);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+
+    fn zone() -> Zone {
+        let mut z = Zone::default();
+        let ip = Ipv4Addr::new(10, 0, 1, 10);
+        z.a.insert(private_dns_name(ip, "ec2.internal"), ip);
+        z.ptr.insert(ip, private_dns_name(ip, "ec2.internal"));
+        z
+    }
+
+    fn ask(z: &Zone, name: &str, t: RecordType) -> Message {
+        let mut q = Message::new();
+        q.set_id(4242).set_recursion_desired(true);
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        Message::from_vec(&z.answer(&q.to_vec().unwrap()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn private_names_resolve_both_ways_case_insensitively() {
+        let z = zone();
+        let r = ask(&z, "IP-10-0-1-10.ec2.internal.", RecordType::A);
+        assert_eq!(r.id(), 4242);
+        assert_eq!(r.response_code(), ResponseCode::NoError);
+        assert_eq!(r.answers().len(), 1);
+        assert_eq!(
+            r.answers()[0].data(),
+            &RData::A(A(Ipv4Addr::new(10, 0, 1, 10)))
+        );
+        let r = ask(&z, "10.1.0.10.in-addr.arpa.", RecordType::PTR);
+        assert_eq!(
+            r.answers()[0].data(),
+            &RData::PTR(PTR(Name::from_ascii("ip-10-0-1-10.ec2.internal.").unwrap()))
+        );
+        // Known name, no IPv6 record: NOERROR and no answer (not NXDOMAIN,
+        // which would make resolvers give up on the A record too).
+        let r = ask(&z, "ip-10-0-1-10.ec2.internal.", RecordType::AAAA);
+        assert_eq!(r.response_code(), ResponseCode::NoError);
+        assert!(r.answers().is_empty());
+    }
+
+    #[test]
+    fn unknown_names_are_nxdomain_and_garbage_gets_no_reply() {
+        let z = zone();
+        let r = ask(&z, "ip-10-0-1-11.ec2.internal.", RecordType::A);
+        assert_eq!(r.response_code(), ResponseCode::NXDomain);
+        let r = ask(&z, "example.com.", RecordType::A);
+        assert_eq!(r.response_code(), ResponseCode::NXDomain);
+        assert!(z.answer(b"\x00\x01garbage").is_none());
+    }
+
+    #[test]
+    fn names_follow_the_region() {
+        let ip = Ipv4Addr::new(10, 0, 1, 5);
+        assert_eq!(
+            private_dns_name(ip, "eu-west-1.compute.internal"),
+            "ip-10-0-1-5.eu-west-1.compute.internal."
+        );
+    }
+}
