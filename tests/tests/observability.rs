@@ -72,10 +72,11 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
         metric(&body, "vpc_map_max_entries{map=\"NAT_PORTS\"}"),
         Some(2048.0)
     );
-    // Two hosts, two execution environments, two Hyperplane ENIs.
+    // Two hosts, two execution environments, two Hyperplane ENIs, the
+    // VPC resolver.
     assert_eq!(
         metric(&body, "vpc_map_entries{map=\"ENDPOINTS\"}"),
-        Some(6.0),
+        Some(7.0),
         "{body}"
     );
     let allocated: f64 = body
