@@ -1135,6 +1135,48 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// The subnet of association `id` (ACL or route table), checked as EC2
+    /// does: it exists, it is in the VPC of what it is associated with
+    /// (`(field, that id, its VPC)`), and it has no such association yet.
+    fn associate_subnet(
+        &mut self,
+        id: &str,
+        subnet: &str,
+        (field, other, other_vpc): (&str, &str, &str),
+        what: &str,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<&mut Subnet> {
+        let sn = self
+            .m
+            .subnets
+            .iter_mut()
+            .find(|s| s.id == subnet)
+            .ok_or_else(|| {
+                ModelError::new(
+                    format!("{}.SubnetId", res_path(id)),
+                    format!("InvalidSubnetID.NotFound: {subnet:?}"),
+                )
+            })?;
+        if sn.vpc != other_vpc {
+            return Err(ModelError::new(
+                format!("{}.{field}", res_path(id)),
+                format!(
+                    "{other} is in VPC {other_vpc}, subnet {subnet} in {}",
+                    sn.vpc
+                ),
+            ));
+        }
+        if !seen.insert(subnet.to_string()) {
+            return Err(ModelError::new(
+                format!("{}.SubnetId", res_path(id)),
+                format!(
+                    "Resource.AlreadyAssociated: subnet {subnet} is already associated with {what}"
+                ),
+            ));
+        }
+        Ok(sn)
+    }
+
     fn vpc_ref(&self, p: &Value, id: &str, field: &str) -> Result<String> {
         let v = required_str(p, id, field)?;
         if self.m.vpc(v).is_none() {

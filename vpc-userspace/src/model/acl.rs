@@ -282,29 +282,13 @@ impl Builder<'_> {
                     format!("InvalidNetworkAclID.NotFound: {acl:?}"),
                 )
             })?;
-            let sn = self
-                .m
-                .subnets
-                .iter_mut()
-                .find(|s| s.id == subnet)
-                .ok_or_else(|| {
-                    ModelError::new(
-                        format!("{}.SubnetId", res_path(&id)),
-                        format!("InvalidSubnetID.NotFound: {subnet:?}"),
-                    )
-                })?;
-            if sn.vpc != acl_vpc {
-                return Err(ModelError::new(
-                    format!("{}.NetworkAclId", res_path(&id)),
-                    format!("{acl} is in VPC {acl_vpc}, subnet {subnet} in {}", sn.vpc),
-                ));
-            }
-            if !associated.insert(subnet.clone()) {
-                return Err(ModelError::new(
-                    format!("{}.SubnetId", res_path(&id)),
-                    format!("subnet {subnet} is already associated with an ACL (one per subnet)"),
-                ));
-            }
+            let sn = self.associate_subnet(
+                &id,
+                &subnet,
+                ("NetworkAclId", &acl, &acl_vpc),
+                "an ACL (one per subnet)",
+                &mut associated,
+            )?;
             sn.acl = acl;
         }
         Ok(())

@@ -235,34 +235,13 @@ impl Builder<'_> {
                         format!("InvalidRouteTableID.NotFound: {table:?}"),
                     )
                 })?;
-            let sn = self
-                .m
-                .subnets
-                .iter_mut()
-                .find(|s| s.id == subnet)
-                .ok_or_else(|| {
-                    ModelError::new(
-                        format!("{}.SubnetId", res_path(&id)),
-                        format!("InvalidSubnetID.NotFound: {subnet:?}"),
-                    )
-                })?;
-            if sn.vpc != table_vpc {
-                return Err(ModelError::new(
-                    format!("{}.RouteTableId", res_path(&id)),
-                    format!(
-                        "{table} is in VPC {table_vpc}, subnet {subnet} in {}",
-                        sn.vpc
-                    ),
-                ));
-            }
-            if !associated.insert(subnet.clone()) {
-                return Err(ModelError::new(
-                    format!("{}.SubnetId", res_path(&id)),
-                    format!(
-                        "Resource.AlreadyAssociated: subnet {subnet} already has a route table"
-                    ),
-                ));
-            }
+            let sn = self.associate_subnet(
+                &id,
+                &subnet,
+                ("RouteTableId", &table, &table_vpc),
+                "a route table",
+                &mut associated,
+            )?;
             sn.route_table = table;
         }
         for sn in &mut self.m.subnets {

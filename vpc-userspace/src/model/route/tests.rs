@@ -182,7 +182,7 @@ fn duplicates_associations_and_attachments_are_checked() {
         "  Again: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}\n",
     ));
     assert!(
-        e.contains(".SubnetId") && e.contains("already has a route table"),
+        e.contains(".SubnetId") && e.contains("already associated with a route table"),
         "{e}"
     );
     let e = err(&with(
