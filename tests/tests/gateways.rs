@@ -285,3 +285,58 @@ fn the_classic_template_brings_a_private_function_to_the_internet_through_the_na
     assert!(fetch(&d, "1").is_some(), "{}", d.status()["counters"]);
     assert!(server.join().unwrap().is_some());
 }
+
+#[test]
+fn a_connection_idle_past_the_nat_gateways_timeout_gets_a_reset() {
+    let d = Deployment::up(
+        "gwd",
+        &classic(true, true),
+        &[
+            "--eni-delay",
+            "100ms",
+            "--wait",
+            "--timeout",
+            "nat-gateway-idle=2",
+        ],
+    );
+    // An echo server on the internet host.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let srv = spawn_in_netns(&d.netns("Example"), move || {
+        let l = TcpListener::bind("203.0.113.10:443").unwrap();
+        tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    rx.recv().unwrap();
+    // The function's execution environment talks, falls silent for longer
+    // than the gateway's idle timeout, and talks again: reset.
+    let client = spawn_in_netns(&d.exec_env_netns("Fn"), || {
+        let mut s = TcpStream::connect("203.0.113.10:443").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"one\n").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(3500));
+        let _ = s.write_all(b"two\n");
+        s.read(&mut buf).map_err(|e| e.kind())
+    });
+    let after_idle = client.join().unwrap();
+    assert_eq!(
+        after_idle,
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the gateway's RST"
+    );
+    let status = d.status();
+    assert!(
+        status.to_string().contains("idle_timeouts\":1"),
+        "IdleTimeoutCount in vpc status: {}",
+        status["nat"]
+    );
+    drop(srv);
+}

@@ -378,6 +378,7 @@ fn a_full_nat_gateway_refuses_new_connections_and_idle_ones_expire() {
         h.dp.set_nat_gateway_capacity(2).unwrap();
         let t = Timeouts {
             nat_gateway_idle: std::time::Duration::from_millis(50),
+            tcp_closed: std::time::Duration::from_millis(1),
             ..Timeouts::default()
         };
         h.dp.set_timeouts(&t).unwrap();
@@ -394,11 +395,21 @@ fn a_full_nat_gateway_refuses_new_connections_and_idle_ones_expire() {
         let (v, _) = h.run(app, &udp("10.0.2.10", "203.0.113.10", 5000, 53));
         assert_eq!(v, XDP_REDIRECT);
         // Idle past the gateway's timeout: the next packet of a connection
-        // is not its any more; the GC takes the entries and the ports.
+        // gets a RST back from the gateway (AWS's IdleTimeoutCount), and
+        // the GC takes the entries and the ports.
         std::thread::sleep(std::time::Duration::from_millis(120));
-        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK));
-        assert_eq!(v, XDP_DROP);
-        assert_eq!(h.counters().dropped(DropReason::CtInvalid), 1);
+        let ack = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK);
+        let (v, out) = h.run(app, &ack);
+        assert_eq!(v, XDP_REDIRECT, "the RST goes back to the sender");
+        assert_eq!(
+            seen(&out),
+            ("203.0.113.10".into(), "10.0.2.10".into(), 443, 40000)
+        );
+        assert_eq!(out[47], vpc::packet::TCP_RST, "RST alone");
+        assert_eq!(&out[38..42], &ack[42..46], "SEQ = the segment's ACK");
+        assert_eq!(out[0..6], ack[6..12], "to the sender's MAC");
+        assert_eq!(h.dp.nat_stats().unwrap().idle_timeouts, 1);
+        std::thread::sleep(std::time::Duration::from_millis(10));
         assert_eq!(h.dp.ct_gc(&t).unwrap(), 3, "two TCP and one UDP connection");
         let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40003, 443, TCP_SYN));
         assert_eq!(v, XDP_REDIRECT, "the ports are free again");

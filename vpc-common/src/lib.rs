@@ -70,6 +70,9 @@ pub const MAX_GROUP_ENIS: usize = 8;
 /// allocations that took 2^(b-1)+1 ..= 2^b probes (1, 2, 3-4, 5-8, ...).
 pub const NAT_STAT_FAILED: u32 = 0;
 pub const NAT_STAT_HIST: u32 = 1;
+/// Packets of TCP connections a NAT gateway forgot (idle past its
+/// timeout), answered with a RST: AWS's `IdleTimeoutCount`.
+pub const NAT_STAT_IDLE_TIMEOUT: u32 = 9;
 pub const NAT_HIST_BUCKETS: u32 = 8;
 pub const NAT_STATS_LEN: u32 = 16;
 

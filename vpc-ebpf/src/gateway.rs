@@ -14,7 +14,7 @@ use crate::{
     ctx::Ctx,
     maps::{Scratch, ENIS, NAT_PORTS, PUBLIC_IPS},
     nat,
-    parse::{copy_addr, IPPROTO_TCP, IPPROTO_UDP},
+    parse::{copy_addr, read, write, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, TCP_RST},
     policy, route,
     router::{bind, boundary, capacity, open, policy_epoch},
     stats,
@@ -341,4 +341,65 @@ fn clear_eni(s: &mut Scratch) {
     s.reply.eni = 0;
     s.orig.eni_subnet = 0;
     s.reply.eni_subnet = 0;
+}
+
+/// A packet of a TCP connection the NAT gateway forgot (idle past its
+/// timeout) becomes, in place, the RST AWS answers with, and goes back out
+/// of the port it came in on; counted as `IdleTimeoutCount`. RFC 9293: to
+/// a segment with ACK, a RST with SEQ = its ACK and no ACK. IPv4 without
+/// options only (a NAT gateway is IPv4); the bytes past the new IP length
+/// are left as padding.
+#[inline(never)]
+pub fn idle_reset<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32) -> u32 {
+    finish(idle_reset_inner(ctx, s, ifindex))
+}
+
+#[inline(always)]
+fn idle_reset_inner<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32) -> Result<u32, DropReason> {
+    let p = &s.pkt;
+    if p.v6 || p.l4()? != ETH_HLEN + 20 {
+        return Err(DropReason::CtInvalid);
+    }
+    let (dst_mac, src_mac) = (read::<[u8; 6]>(ctx, 0)?, read::<[u8; 6]>(ctx, 6)?);
+    // IPv4: the addresses swapped, header only, a fresh checksum.
+    let (sa, da) = (read::<u32>(ctx, 26)?, read::<u32>(ctx, 30)?);
+    write(ctx, 26, da)?;
+    write(ctx, 30, sa)?;
+    write(ctx, 16, 40u16.to_be())?;
+    write(ctx, 22, 64u8)?;
+    write(ctx, 24, 0u16)?;
+    write(ctx, 24, fold(sum_words(ctx, ETH_HLEN, 0)?))?;
+    // TCP: the ports swapped, SEQ = the segment's ACK, RST alone.
+    let ports = read::<[u16; 2]>(ctx, 34)?;
+    write(ctx, 34, [ports[1], ports[0]])?;
+    let ack = read::<u32>(ctx, 42)?;
+    write(ctx, 38, ack)?;
+    write(ctx, 42, 0u32)?;
+    write(ctx, 46, [5u8 << 4, TCP_RST])?;
+    write(ctx, 48, [0u16; 3])?;
+    // Pseudo-header (the new addresses, protocol, length 20), then the header.
+    let pseudo = (da >> 16) + (da & 0xffff) + (sa >> 16) + (sa & 0xffff);
+    let pseudo = pseudo + (6u16.to_be() as u32) + (20u16.to_be() as u32);
+    write(ctx, 50, fold(sum_words(ctx, 34, pseudo)?))?;
+    stats::nat_idle_timeout();
+    route::deliver(ctx, ifindex, &src_mac, &dst_mac)
+}
+
+/// `sum` plus the 20 bytes at `off` as 16-bit words, read five 32-bit words
+/// at fixed offsets (a loop over a variable offset would cost the verifier
+/// its bounds).
+#[inline(always)]
+fn sum_words<C: Ctx>(ctx: &C, off: usize, sum: u32) -> Result<u32, DropReason> {
+    let w = read::<[u32; 5]>(ctx, off)?;
+    let half = |x: u32| (x & 0xffff) + (x >> 16);
+    Ok(sum + half(w[0]) + half(w[1]) + half(w[2]) + half(w[3]) + half(w[4]))
+}
+
+/// One's-complement sum folded and inverted (the words read in network
+/// order as native u16s, so the result is in network order too).
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }

@@ -27,6 +27,9 @@ const UNTRACKED: u32 = u32::MAX;
 /// `run` hands it on from its own frame (three calls deep the stack would
 /// not hold it).
 const NAT_HOP: u32 = u32::MAX - 1;
+/// `tracked` found a TCP connection a NAT gateway forgot: `run` answers it
+/// with the gateway's RST, from its own frame (as `NAT_HOP`).
+const IDLE_RESET: u32 = u32::MAX - 2;
 
 #[inline(always)]
 fn finish(r: Result<u32, DropReason>) -> u32 {
@@ -73,6 +76,9 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     // arrives on, and its key holds the source address, so a match is a
     // packet the source check admitted when the connection opened.
     let action = tracked(ctx, s, ifindex, now);
+    if action == IDLE_RESET {
+        return gateway::idle_reset(ctx, s, ifindex);
+    }
     if action != UNTRACKED {
         return action;
     }
@@ -128,6 +134,18 @@ fn tracked<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
         }
     };
     if ct::expired(s.pkt.proto, unsafe { &*orig }, now) {
+        // A NAT gateway answers a packet of a TCP connection it forgot
+        // with a RST, as AWS does (the GC keeps such entries a little
+        // past their timeout for this).
+        let p = &s.pkt;
+        if unsafe { (*orig).route } == route_kind::NAT_GATEWAY
+            && unsafe { (*e).dir } == CT_DIR_ORIG
+            && p.proto == IPPROTO_TCP
+            && p.tcp_flags & (TCP_SYN | parse::TCP_RST) == 0
+        {
+            unsafe { (*orig).state = vpc_common::ct_state::CLOSED };
+            return IDLE_RESET;
+        }
         return UNTRACKED;
     }
     let dir = unsafe { (*e).dir };

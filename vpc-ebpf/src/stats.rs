@@ -27,6 +27,12 @@ pub fn forwarded() {
     bump(STAT_FORWARDED);
 }
 
+/// A NAT gateway answered a forgotten connection's packet with a RST.
+#[inline(always)]
+pub fn nat_idle_timeout() {
+    bump_nat(vpc_common::NAT_STAT_IDLE_TIMEOUT);
+}
+
 #[inline(always)]
 fn bump_nat(idx: u32) {
     if let Some(c) = NAT_STATS.get_ptr_mut(idx) {

@@ -188,6 +188,9 @@ impl Counters {
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NatStats {
     pub failed: u64,
+    /// NAT gateways' RSTs to packets of connections they forgot.
+    #[serde(default)]
+    pub idle_timeouts: u64,
     /// (probes: "1", "2", "3-4", "5-8", ..., count).
     pub probe_histogram: Vec<(String, u64)>,
 }
@@ -335,6 +338,7 @@ pub trait Maps {
         }
         Ok(NatStats {
             failed: sum(NAT_STAT_FAILED)?,
+            idle_timeouts: sum(vpc_common::NAT_STAT_IDLE_TIMEOUT)?,
             probe_histogram,
         })
     }
@@ -549,7 +553,8 @@ pub trait Maps {
             let released = {
                 let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
                 let expired = if e.dir == CT_DIR_ORIG {
-                    now.saturating_sub(e.last_seen) > timeout_of(t, k.proto, e)
+                    now.saturating_sub(e.last_seen)
+                        > timeout_of(t, k.proto, e) + gc_grace(t, k.proto, e)
                 } else {
                     // A reply entry is an orphan when its original is gone, or
                     // was reopened as a new connection with another reply key
@@ -637,6 +642,17 @@ pub trait Maps {
 }
 
 /// Mirrors `ct::timeout` in the datapath.
+/// How long the GC keeps an expired entry: a TCP connection through a NAT
+/// gateway stays `tcp-closed` (10 s) past its idle timeout, so that a late
+/// packet of it still finds it and gets the gateway's RST.
+fn gc_grace(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
+    if proto == 6 && e.route == vpc_common::route_kind::NAT_GATEWAY {
+        t.tcp_closed.as_nanos() as u64
+    } else {
+        0
+    }
+}
+
 pub fn timeout_of(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
     use vpc_common::ct_state;
     let d = match proto {
