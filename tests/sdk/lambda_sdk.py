@@ -49,7 +49,7 @@ assert error(c.publish_version, FunctionName="reports") == ("ResourceConflictExc
 
 advance(5 * 60 * 1000)
 c.get_waiter("function_active_v2").wait(
-    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 r = c.invoke(FunctionName="reports", Payload=b'"hi"')
 assert r["StatusCode"] == 200 and "FunctionError" not in r, r
 assert r["Payload"].read().strip() == b'reports got "hi"'
@@ -79,7 +79,7 @@ assert error(c.update_function_configuration, FunctionName="reports",
     "ResourceConflictException", 409)
 advance(5 * 60 * 1000)
 c.get_waiter("function_updated_v2").wait(
-    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 cfg = c.get_function_configuration(FunctionName="reports")
 assert cfg["VpcConfig"]["SubnetIds"] == ["B"], cfg
 
@@ -99,7 +99,7 @@ assert error(c.invoke, FunctionName="reports", Payload=b"{}") == ("ResourceNotRe
 cfg = c.get_function(FunctionName="reports")["Configuration"]
 assert (cfg["State"], cfg["StateReasonCode"]) == ("Pending", "Restoring"), cfg
 c.get_waiter("function_active_v2").wait(
-    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    FunctionName="reports", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
 c.delete_function(FunctionName="reports")
 assert error(c.get_function, FunctionName="reports") == ("ResourceNotFoundException", 404)
@@ -111,7 +111,7 @@ made = c.create_function(
     VpcConfig={"SubnetIds": ["B"], "SecurityGroupIds": ["FnSg"]})
 assert made["State"] in ("Pending", "Active"), made
 c.get_waiter("function_active_v2").wait(
-    FunctionName="maker", WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    FunctionName="maker", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 r = c.invoke(FunctionName="maker", Payload=b'"abc"')
 assert r["Payload"].read() == b'"ABC"', r
 assert error(c.create_function, FunctionName="maker", Runtime="provided.al2023",
