@@ -16,7 +16,7 @@ use crate::{
     nat,
     parse::{copy_addr, read, write, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, TCP_RST},
     policy, route,
-    router::{bind, boundary, capacity, open, policy_epoch},
+    router::{bind, boundary, capacity, finish, open, policy_epoch},
     stats,
 };
 
@@ -180,14 +180,6 @@ fn nat_gateway_open<C: Ctx>(
     s.reply.eni_subnet = gw_subnet as u16;
     nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
     open(s, now)
-}
-
-#[inline(always)]
-fn finish(r: Result<u32, DropReason>) -> u32 {
-    match r {
-        Ok(action) => action,
-        Err(reason) => stats::drop(reason),
-    }
 }
 
 /// A new flow from a VPC host whose subnet routes it to the internet

@@ -31,8 +31,9 @@ const NAT_HOP: u32 = u32::MAX - 1;
 /// with the gateway's RST, from its own frame (as `NAT_HOP`).
 const IDLE_RESET: u32 = u32::MAX - 2;
 
+/// A verdict, or the drop counted with its reason.
 #[inline(always)]
-fn finish(r: Result<u32, DropReason>) -> u32 {
+pub(crate) fn finish(r: Result<u32, DropReason>) -> u32 {
     match r {
         Ok(action) => action,
         Err(reason) => stats::drop(reason),
