@@ -969,3 +969,20 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
         "SKIPDATA after the restart for every interface: {s3:?}"
     );
 }
+
+/// A ring buffer the kernel cannot have is refused before anything is built.
+#[test]
+fn a_ring_buffer_size_that_is_not_a_power_of_two_is_refused_and_nothing_is_built() {
+    let name = vpc_tests::unique_name("flrb");
+    let out = vpc_tests::vpc(&name, &["up", "default", "--flow-log-ringbuf", "5000"]);
+    let msg = text(&out);
+    // Whatever happened, leave nothing behind.
+    let _ = vpc_tests::vpc(&name, &["down"]);
+    assert!(!out.status.success(), "{msg}");
+    assert!(
+        msg.contains("flow-log ring buffer of 5000 bytes: a power of two"),
+        "{msg}"
+    );
+    assert!(vpc_tests::namespaces_with_prefix(&name).is_empty());
+    assert!(!vpc::deploy::pin_dir(&name).exists());
+}

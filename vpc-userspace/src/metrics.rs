@@ -247,13 +247,11 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
         let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
         for n in &s.nodes {
             let ifindex = n.link.ifindex;
-            let eni = s
-                .model
-                .hosts
-                .iter()
-                .any(|h| h.id == n.id)
-                .then(|| crate::model::flowlog::host_eni_id(&s.model.stack_name, &n.id))
-                .unwrap_or_default();
+            let eni = if s.model.hosts.iter().any(|h| h.id == n.id) {
+                crate::model::flowlog::host_eni_id(&s.model.stack_name, &n.id)
+            } else {
+                String::new()
+            };
             out.push(InterfaceCounters {
                 node: n.id.clone(),
                 eni,

@@ -353,10 +353,8 @@ impl FlowLogAgent {
             None => return Ok(()),
         };
         match &fl.destination {
-            FlowLogDestination::S3 { bucket, prefix } => {
-                super::writer::write_s3(
-                    &self.root, fl, bucket, prefix, &account, &region, win.end, &lines,
-                )?;
+            FlowLogDestination::S3 { .. } => {
+                super::writer::write_s3(&self.root, fl, &account, &region, win.end, &lines)?;
             }
             FlowLogDestination::CloudWatchLogs { log_group } => {
                 let mut streams: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -83,17 +83,19 @@ pub fn s3_object(fields: &[String], lines: &[String]) -> Result<Vec<u8>> {
     Ok(gz.finish()?)
 }
 
-/// Writes one window of a flow log to its bucket directory; returns the path.
+/// Writes one window of an S3 flow log to its bucket directory; returns
+/// the path.
 pub fn write_s3(
     root: &Path,
     fl: &FlowLog,
-    bucket: &str,
-    prefix: &str,
     account: &str,
     region: &str,
     end: u64,
     lines: &[String],
 ) -> Result<PathBuf> {
+    let crate::model::flowlog::FlowLogDestination::S3 { bucket, prefix } = &fl.destination else {
+        anyhow::bail!("flow log {} does not deliver to S3", fl.id);
+    };
     let body = s3_object(&fl.fields, lines)?;
     let key = s3_key(fl, prefix, account, region, end, &body);
     let path = root.join("s3").join(bucket).join(key);
