@@ -926,8 +926,15 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
             Err(_) => return api.join().expect("API thread"),
         };
         let mut threads = vec![api];
-        // Each VPC's resolver (base + 2).
-        threads.push(sc.spawn(move || crate::resolver::serve(name, stop)));
+        // Each VPC's resolver (base + 2). Said at once if it stops: the
+        // rest of the agent goes on without it.
+        threads.push(sc.spawn(move || {
+            let r = crate::resolver::serve(name, stop);
+            if let Err(e) = &r {
+                eprintln!("agent: the VPC resolver stopped: {e:#}");
+            }
+            r
+        }));
         let mut metrics_url = None;
         if let Some(addr) = s.metrics_addr.clone() {
             let (tx, rx) = std::sync::mpsc::channel();
