@@ -1424,3 +1424,37 @@ fn orphaned_nat_claims_are_found_and_released_and_live_ones_stay() {
         assert_eq!(h.dp.release_nat_orphans(&orphans).unwrap(), 0);
     });
 }
+
+/// The kernel verifies at most 1,000,000 instructions per program. Every
+/// program we load (the bench harness inlines the whole router) must keep a
+/// fifth of that free, so the next feature finds out here, not in CI's
+/// load of the agent.
+#[test]
+fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
+    use aya::programs::SchedClassifier;
+    use vpc::datapath::{
+        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM, ROUTER_PROGRAM,
+        ROUTER_TC_PROGRAM,
+    };
+    const BUDGET: u32 = 800_000;
+    in_private_netns(|| {
+        let mut dp = Datapath::load(&Default::default()).unwrap();
+        let mut counts = Vec::new();
+        for name in [ROUTER_PROGRAM, BENCH_ROUTER_PROGRAM, BENCH_REDIRECT_PROGRAM] {
+            let p = dp.load_program(name).unwrap();
+            counts.push((name, p.info().unwrap().verified_instruction_count()));
+        }
+        let tc: &mut SchedClassifier = dp
+            .ebpf
+            .program_mut(ROUTER_TC_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        counts.push((ROUTER_TC_PROGRAM, tc.info().unwrap().verified_instruction_count()));
+        eprintln!("verified instructions: {counts:?}");
+        for (name, n) in counts {
+            let n = n.expect("the kernel reports verified instructions since 5.16");
+            assert!(n < BUDGET, "{name}: {n} verified instructions, budget {BUDGET}");
+        }
+    });
+}

@@ -129,7 +129,10 @@ pub struct Scratch {
     pub bench_snapshot: [u64; 8],
     pub bench_key: CtKey,
     pub bench_counter: u32,
-    pub _pad: u32,
+    /// 1 when this run's connection is to be removed after it: kept here,
+    /// not in a register across the router call, so the verifier walks the
+    /// router once for every harness path (see `bench_router`).
+    pub bench_cleanup: u32,
 }
 
 #[map]
