@@ -1433,8 +1433,7 @@ fn orphaned_nat_claims_are_found_and_released_and_live_ones_stay() {
 fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
     use aya::programs::SchedClassifier;
     use vpc::datapath::{
-        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM, ROUTER_PROGRAM,
-        ROUTER_TC_PROGRAM,
+        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM, ROUTER_PROGRAM, ROUTER_TC_PROGRAM,
     };
     const BUDGET: u32 = 800_000;
     in_private_netns(|| {
@@ -1450,11 +1449,17 @@ fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
             .unwrap()
             .try_into()
             .unwrap();
-        counts.push((ROUTER_TC_PROGRAM, tc.info().unwrap().verified_instruction_count()));
+        counts.push((
+            ROUTER_TC_PROGRAM,
+            tc.info().unwrap().verified_instruction_count(),
+        ));
         eprintln!("verified instructions: {counts:?}");
         for (name, n) in counts {
             let n = n.expect("the kernel reports verified instructions since 5.16");
-            assert!(n < BUDGET, "{name}: {n} verified instructions, budget {BUDGET}");
+            assert!(
+                n < BUDGET,
+                "{name}: {n} verified instructions, budget {BUDGET}"
+            );
         }
     });
 }

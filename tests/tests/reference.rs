@@ -413,3 +413,268 @@ fn the_datapath_agrees_with_the_reference_model() {
         );
     }
 }
+
+/// The routed topology: a public subnet (a host with a public address, one
+/// without, a NAT gateway), two private subnets (a host each, the
+/// function), two internet test hosts; random tables, routes, attachment,
+/// groups and ACLs.
+const ROUTED_HOSTS: [(&str, &str, &str); 4] = [
+    ("P1", "Pub", "10.0.0.10"),
+    ("P2", "Pub", "10.0.0.11"),
+    ("H1", "A", "10.0.1.10"),
+    ("H2", "B", "10.0.2.10"),
+];
+const INTERNET: [&str; 3] = ["203.0.113.10", "192.0.2.20", "198.18.0.1"];
+const ROUTED_PEERS: [&str; 8] = [
+    "0.0.0.0/0",
+    "10.0.0.0/16",
+    "10.0.0.0/24",
+    "10.0.1.0/24",
+    "203.0.113.0/24",
+    "192.0.2.20/32",
+    "198.51.100.0/24",
+    "192.0.2.0/24",
+];
+
+fn routed_rule(r: &mut Rng, ingress: bool) -> String {
+    let peer = format!("CidrIp: {}", r.pick(&ROUTED_PEERS));
+    let peer = if r.chance(15) {
+        format!(
+            "{}: G{}",
+            if ingress {
+                "SourceSecurityGroupId"
+            } else {
+                "DestinationSecurityGroupId"
+            },
+            r.below(2)
+        )
+    } else {
+        peer
+    };
+    match r.below(4) {
+        0 | 1 => {
+            let (lo, hi) = ports(r);
+            let pr = if r.chance(50) { "tcp" } else { "udp" };
+            format!("{{IpProtocol: {pr}, FromPort: {lo}, ToPort: {hi}, {peer}}}")
+        }
+        2 => format!("{{IpProtocol: icmp, FromPort: 8, ToPort: -1, {peer}}}"),
+        _ => format!("{{IpProtocol: \"-1\", {peer}}}"),
+    }
+}
+
+/// A private table's routes: none, the NAT gateway or the internet gateway
+/// by default, by prefix list, or more specific ones beside.
+fn private_routes(r: &mut Rng, rt: &str, t: &mut String) {
+    let route = |t: &mut String, n: &str, dst: &str, target: &str| {
+        let _ = writeln!(t, "  {rt}{n}: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref {rt}, {dst}, {target}}}}}");
+    };
+    let nat = "NatGatewayId: !Ref Nat";
+    let igw = "GatewayId: !Ref Igw";
+    match r.below(6) {
+        0 => {}
+        1 => route(t, "Default", "DestinationCidrBlock: 0.0.0.0/0", nat),
+        2 => route(t, "Default", "DestinationCidrBlock: 0.0.0.0/0", igw),
+        3 => {
+            route(t, "Default", "DestinationCidrBlock: 0.0.0.0/0", igw);
+            route(t, "Doc", "DestinationCidrBlock: 203.0.113.0/24", nat);
+        }
+        4 => route(t, "Pl", "DestinationPrefixListId: !Ref Pl", nat),
+        _ => {
+            route(t, "Pl", "DestinationPrefixListId: !Ref Pl", igw);
+            // Static beats the list's equal entry.
+            route(t, "Static", "DestinationCidrBlock: 203.0.113.0/24", nat);
+        }
+    }
+}
+
+fn routed_template(r: &mut Rng) -> String {
+    let mut t = String::from("Metadata:\n  Vpc::Internet:\n    Hosts:\n      X: {Address: 203.0.113.10}\n      Y: {Address: 192.0.2.20}\nResources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n");
+    for (s, cidr) in [
+        ("Pub", "10.0.0.0/24"),
+        ("A", "10.0.1.0/24"),
+        ("B", "10.0.2.0/24"),
+    ] {
+        let _ = writeln!(
+            t,
+            "  {s}: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: {cidr}}}}}"
+        );
+    }
+    t.push_str("  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: pl, AddressFamily: IPv4, MaxEntries: 2, Entries: [{Cidr: 203.0.113.0/24}, {Cidr: 192.0.2.0/24}]}}\n");
+    t.push_str("  Igw: {Type: AWS::EC2::InternetGateway}\n");
+    if r.chance(85) {
+        t.push_str("  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}\n");
+    }
+    t.push_str("  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}\n  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref Pub, AllocationId: !GetAtt NatIp.AllocationId}}\n");
+    t.push_str("  PubRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}\n  PubAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Pub, RouteTableId: !Ref PubRt}}\n");
+    if r.chance(85) {
+        t.push_str("  PubDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PubRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}\n");
+    }
+    for s in ["A", "B"] {
+        // Some subnets stay on the main table (local routes only).
+        if r.chance(85) {
+            let rt = format!("Rt{s}");
+            let _ = writeln!(t, "  {rt}: {{Type: AWS::EC2::RouteTable, Properties: {{VpcId: !Ref Vpc}}}}\n  {rt}Assoc: {{Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {{SubnetId: !Ref {s}, RouteTableId: !Ref {rt}}}}}");
+            private_routes(r, &rt, &mut t);
+        }
+    }
+    for g in 0..2 {
+        let ing: Vec<String> = (0..r.below(5)).map(|_| routed_rule(r, true)).collect();
+        let _ = write!(t, "  G{g}:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: g\n      VpcId: !Ref Vpc\n      SecurityGroupIngress: [{}]\n", ing.join(", "));
+        if r.chance(60) {
+            let eg: Vec<String> = (0..1 + r.below(4)).map(|_| routed_rule(r, false)).collect();
+            let _ = writeln!(t, "      SecurityGroupEgress: [{}]", eg.join(", "));
+        }
+    }
+    for (id, subnet, ip) in ROUTED_HOSTS {
+        let public = if id == "P1" {
+            ", AssociatePublicIpAddress: true"
+        } else {
+            ""
+        };
+        let _ = writeln!(t, "  {id}: {{Type: AWS::EC2::Instance, Properties: {{NetworkInterfaces: [{{DeviceIndex: \"0\", SubnetId: !Ref {subnet}, PrivateIpAddress: {ip}, GroupSet: [G{}]{public}}}]}}}}", r.below(2));
+    }
+    let fsub = if r.chance(50) { "A" } else { "B" };
+    let _ = writeln!(t, "  Fn: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref {fsub}], SecurityGroupIds: [G{}]}}}}}}", r.below(2));
+    for s in ["Pub", "A", "B"] {
+        if r.chance(50) {
+            let acl = format!("Acl{s}");
+            let _ = writeln!(t, "  {acl}: {{Type: AWS::EC2::NetworkAcl, Properties: {{VpcId: !Ref Vpc}}}}\n  {acl}Assoc: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref {s}, NetworkAclId: !Ref {acl}}}}}");
+            acl_entries(r, &acl, &ROUTED_PEERS, &mut t);
+            // Mostly open, so packets get as far as the gateways.
+            let _ = writeln!(t, "  {acl}Out: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: 300, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0, Protocol: -1}}}}\n  {acl}In: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: 300, RuleAction: allow, Egress: false, CidrBlock: 0.0.0.0/0, Protocol: -1}}}}");
+        }
+    }
+    t
+}
+
+/// Routes, gateways and the internet: new connections from hosts and the
+/// function to the internet test hosts (through the internet gateway's 1:1
+/// NAT or the NAT gateway), to addresses nobody owns, and across the VPC;
+/// the datapath's verdict and reason must be the reference's.
+#[test]
+fn the_datapath_routes_as_the_reference_model_does() {
+    let seed: u64 = std::env::var("VPC_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0a7e_5eed);
+    let mut r = Rng(seed);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut cases = 0;
+    for config in 0..30 {
+        let t = routed_template(&mut r);
+        let pkt_seed = r.next();
+        let (n, hist) = in_private_netns(|| {
+            let mut h = Harness::new(&t);
+            let m = h.model.clone();
+            let eni = IpAddr::V4(m.enis[0].ip);
+            let exec = IpAddr::V4(m.functions[0].exec_ip);
+            let mut r = Rng(pkt_seed | 1);
+            let (mut n, mut hist) = (0, vec![]);
+            for i in 0..150 {
+                let from_fn = r.chance(35);
+                let (src_id, src_ip) = if from_fn {
+                    ("Fn", exec)
+                } else {
+                    let x = r.pick(&ROUTED_HOSTS);
+                    (x.0, x.2.parse().unwrap())
+                };
+                let dst_ip: IpAddr = if r.chance(75) {
+                    r.pick(&INTERNET).parse().unwrap()
+                } else {
+                    r.pick(&ROUTED_HOSTS).2.parse().unwrap()
+                };
+                if src_ip == dst_ip {
+                    continue;
+                }
+                let sport = 20000 + i as u16;
+                let dport = *r.pick(&PORTS);
+                let (l4, proto, port) = match r.below(5) {
+                    0 | 1 => (
+                        L4::Tcp {
+                            sport,
+                            dport,
+                            flags: TCP_SYN,
+                        },
+                        6u8,
+                        dport,
+                    ),
+                    2 | 3 => (
+                        L4::Udp {
+                            sport,
+                            dport,
+                            no_checksum: false,
+                        },
+                        17,
+                        dport,
+                    ),
+                    _ => (
+                        L4::Icmp {
+                            ty: 8,
+                            code: 0,
+                            id: sport,
+                            seq: 1,
+                        },
+                        1,
+                        8 << 8,
+                    ),
+                };
+                let want = if from_fn && proto == 1 {
+                    Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())
+                } else {
+                    let src = if from_fn { eni } else { src_ip };
+                    reference::new_connection(
+                        &m,
+                        &reference::Packet {
+                            src,
+                            dst: dst_ip,
+                            proto,
+                            port,
+                        },
+                    )
+                };
+                let frame = Frame::new(src_ip, dst_ip, l4).build();
+                let before = h.counters();
+                let (v, _) = h.run(h.ifindex(src_id), &frame);
+                let got = reason_of(&before, &h.counters());
+                let ctx = || {
+                    format!("seed {seed} config {config} packet {i}: {src_id} {src_ip} -> {dst_ip} proto {proto} port {port}\n{:?}\n{t}", reference::explain(&m, &reference::Packet { src: if from_fn { eni } else { src_ip }, dst: dst_ip, proto, port }).1)
+                };
+                assert_eq!(
+                    got.as_deref(),
+                    want.reason(),
+                    "reason; want {want:?}; {}",
+                    ctx()
+                );
+                assert_eq!(
+                    v == XDP_REDIRECT,
+                    want == Verdict::Allow,
+                    "verdict; {}",
+                    ctx()
+                );
+                hist.push(want.reason().unwrap_or("allow").to_string());
+                n += 1;
+            }
+            (n, hist)
+        });
+        cases += n;
+        for x in hist {
+            *seen.entry(x).or_default() += 1;
+        }
+    }
+    eprintln!("{cases} routed cases agreed (seed {seed}): {seen:?}");
+    for outcome in [
+        "allow",
+        "no_route",
+        "route_blackhole",
+        "no_public_address",
+        "internet_unreachable",
+        "nat_gateway_protocol",
+        "sg_egress_denied",
+        "nacl_egress_denied",
+    ] {
+        assert!(
+            seen.get(outcome).copied().unwrap_or(0) >= 10,
+            "outcome {outcome} seen too rarely: {seen:?}"
+        );
+    }
+}

@@ -1338,6 +1338,9 @@ fn explain(
         if let Some(h) = m.hosts.iter().find(|h| h.id == r) {
             return pick(h.ip, h.ip6, r);
         }
+        if let Some(h) = m.internet_hosts.iter().find(|h| h.id == r) {
+            return Ok(h.ip.into());
+        }
         // A function sends from its first environment's ENI; `F.N` names
         // environment N's (the Nth subnet's).
         let (f, n) = match r.rsplit_once('.') {
@@ -1351,7 +1354,9 @@ fn explain(
         {
             return pick(e.ip, e.ip6, r);
         }
-        bail!("{r:?} is no address, instance, network interface or VPC function")
+        bail!(
+            "{r:?} is no address, instance, network interface, VPC function or internet test host"
+        )
     };
     let proto = match model::parse_protocol(
         &serde_json::Value::String(protocol.to_string()),

@@ -1,10 +1,16 @@
 //! The reference semantics: what AWS would do with a packet, written from
 //! AWS's rules (security groups: allow-only, stateful, union of groups;
-//! network ACLs: stateless, numbered, first match, at subnet boundaries),
+//! network ACLs: stateless, numbered, first match, at subnet boundaries;
+//! route tables: longest prefix of the leaving subnet's table, gateways),
 //! not from the datapath. Tests hold the XDP program to it.
 use std::net::IpAddr;
 
-use crate::model::{AclEntry, Model, Peer, Protocol, Rule};
+use ipnet::IpNet;
+
+use crate::model::{
+    route::{Destination, Route, RouteState, Target},
+    AclEntry, Model, Peer, Protocol, Rule,
+};
 
 /// A packet as it leaves its sender, in model terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +172,128 @@ pub fn new_connection(m: &Model, p: &Packet) -> Verdict {
     explain(m, p).0
 }
 
+/// The route a packet to `dst` leaving `subnet` takes, as AWS picks it: the
+/// longest matching prefix of the subnet's table (its association, else
+/// the VPC's main table) in the destination's family; at an equal prefix a
+/// static CIDR route beats a prefix-list entry. With its table, the prefix
+/// that matched and the route's state.
+pub fn route(m: &Model, subnet: &str, dst: IpAddr) -> Option<(String, Route, IpNet, RouteState)> {
+    let table = m.route_table(&m.subnet(subnet)?.route_table)?;
+    let mut best: Option<(Route, IpNet)> = None;
+    for r in m.routes_of(table) {
+        let is_static = matches!(r.destination, Destination::Cidr(_));
+        for cidr in m.route_cidrs(&r) {
+            if !cidr.contains(&dst) {
+                continue;
+            }
+            let better = match &best {
+                None => true,
+                Some((b, c)) => {
+                    cidr.prefix_len() > c.prefix_len()
+                        || (cidr.prefix_len() == c.prefix_len()
+                            && is_static
+                            && !matches!(b.destination, Destination::Cidr(_)))
+                }
+            };
+            if better {
+                best = Some((r.clone(), cidr));
+            }
+        }
+    }
+    best.map(|(r, c)| {
+        let state = m.route_state(table, &r);
+        (table.id.clone(), r, c, state)
+    })
+}
+
+/// The route step of `explain`: the route taken, or the verdict of a packet
+/// that has none it may take.
+fn route_step(
+    m: &Model,
+    subnet: &str,
+    dst: IpAddr,
+    steps: &mut Vec<String>,
+) -> Result<Target, Verdict> {
+    let Some((table, r, cidr, state)) = route(m, subnet, dst) else {
+        let why = format!("no route to {dst} in the table of {subnet}");
+        steps.push(format!("route out of {subnet}: none matches {dst}"));
+        return Err(Verdict::Deny("no_route", why));
+    };
+    let via = match &r.destination {
+        Destination::PrefixList(pl) => format!("{cidr} (prefix list {pl})"),
+        Destination::Cidr(_) => cidr.to_string(),
+    };
+    let target = match &r.target {
+        Target::Local => "local".to_string(),
+        Target::InternetGateway(g) => format!("internet gateway {g}"),
+        Target::NatGateway(g) => format!("NAT gateway {g}"),
+    };
+    let name = if r.id == "local" {
+        String::new()
+    } else {
+        format!(" ({})", r.id)
+    };
+    if state == RouteState::Blackhole {
+        steps.push(format!(
+            "route in {table}: {via}{name} -> {target}, blackhole"
+        ));
+        let why = format!("{table} routes {via} to {target}, which is gone");
+        return Err(Verdict::Deny("route_blackhole", why));
+    }
+    steps.push(format!("route in {table}: {via}{name} -> {target}"));
+    Ok(r.target)
+}
+
+/// The outbound groups of the sender.
+fn egress(
+    m: &Model,
+    groups: &[String],
+    p: &Packet,
+    steps: &mut Vec<String>,
+) -> Result<(), Verdict> {
+    match groups_allow(m, groups, false, p.dst, p) {
+        Some(rule) => {
+            steps.push(format!(
+                "outbound, groups [{}]: allowed by {rule}",
+                groups.join(", ")
+            ));
+            Ok(())
+        }
+        None => {
+            let why = format!("no outbound rule of [{}] matches", groups.join(", "));
+            Err(Verdict::Deny("sg_egress_denied", why))
+        }
+    }
+}
+
+/// A subnet's outbound ACL toward a peer outside the VPC.
+fn acl_out(m: &Model, subnet: &str, p: &Packet, steps: &mut Vec<String>) -> Result<(), Verdict> {
+    let (ok, why) = acl_allows(m, subnet, true, p.dst, p);
+    steps.push(format!(
+        "ACL out of {subnet}: {why} {}",
+        if ok { "allows" } else { "denies" }
+    ));
+    if ok {
+        Ok(())
+    } else {
+        Err(Verdict::Deny("nacl_egress_denied", why))
+    }
+}
+
+/// The internet test host owning `dst`, as the gateway's path sees it.
+fn internet_host(m: &Model, dst: IpAddr, steps: &mut Vec<String>) -> Result<(), Verdict> {
+    match m.internet_hosts.iter().find(|h| IpAddr::V4(h.ip) == dst) {
+        Some(h) => {
+            steps.push(format!("the internet: test host {} ({dst})", h.id));
+            Ok(())
+        }
+        None => Err(Verdict::Deny(
+            "internet_unreachable",
+            format!("no internet test host has {dst}"),
+        )),
+    }
+}
+
 /// [`new_connection`] with each check it made, in order, for `vpc explain`.
 pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
     let mut steps = vec![];
@@ -175,16 +303,106 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
             steps,
         );
     };
+    match route_step(m, from.subnet, p.dst, &mut steps) {
+        Err(v) => (v, steps),
+        Ok(Target::Local) => {
+            let v = local(m, &from, p, &mut steps);
+            (v, steps)
+        }
+        Ok(Target::InternetGateway(_)) => {
+            let v = to_internet(m, &from, p, &mut steps)
+                .err()
+                .unwrap_or(Verdict::Allow);
+            (v, steps)
+        }
+        Ok(Target::NatGateway(g)) => {
+            let v = via_nat_gateway(m, &from, &g, p, &mut steps)
+                .err()
+                .unwrap_or(Verdict::Allow);
+            (v, steps)
+        }
+    }
+}
+
+/// Out through the internet gateway: 1:1 NAT to the sender's public
+/// address, which it must have (a Hyperplane ENI never has one).
+fn to_internet(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Result<(), Verdict> {
+    if p.dst.is_ipv6() {
+        // The test hosts are IPv4: nothing answers there.
+        internet_host(m, p.dst, steps)?;
+    }
+    let public = m
+        .hosts
+        .iter()
+        .find(|h| IpAddr::V4(h.ip) == p.src)
+        .and_then(|h| m.public_ip(&h.id));
+    let Some(public) = public else {
+        return Err(Verdict::Deny(
+            "no_public_address",
+            format!("{} has no public IPv4 address", p.src),
+        ));
+    };
+    internet_host(m, p.dst, steps)?;
+    egress(m, from.groups, p, steps)?;
+    acl_out(m, from.subnet, p, steps)?;
+    steps.push(format!(
+        "internet gateway: source {} becomes {public}",
+        p.src
+    ));
+    Ok(())
+}
+
+/// Through a NAT gateway: the sender's groups, the ACLs from its subnet into
+/// the gateway's, the gateway's subnet's route (to an internet gateway) and
+/// outbound ACL; then source NAT to the Elastic IP. TCP and UDP over IPv4.
+fn via_nat_gateway(
+    m: &Model,
+    from: &Side,
+    gw: &str,
+    p: &Packet,
+    steps: &mut Vec<String>,
+) -> Result<(), Verdict> {
+    let g = m.nat_gateway(gw).expect("an active route's gateway exists");
+    if p.dst.is_ipv6() || !matches!(p.proto, 6 | 17) {
+        return Err(Verdict::Deny(
+            "nat_gateway_protocol",
+            format!("{gw} translates TCP and UDP over IPv4"),
+        ));
+    }
+    match route_step(m, &g.subnet, p.dst, steps)? {
+        Target::InternetGateway(_) => {}
+        Target::Local | Target::NatGateway(_) => {
+            return Err(Verdict::Deny(
+                "no_route",
+                format!(
+                    "{}'s table does not route {} to an internet gateway",
+                    g.subnet, p.dst
+                ),
+            ))
+        }
+    }
+    internet_host(m, p.dst, steps)?;
+    egress(m, from.groups, p, steps)?;
+    if let v @ Verdict::Deny(..) = boundary(m, from.subnet, &g.subnet, p, steps) {
+        return Err(v);
+    }
+    acl_out(m, &g.subnet, p, steps)?;
+    steps.push(format!(
+        "NAT gateway {gw}: source becomes {} and a port of its own",
+        g.public_ip
+    ));
+    Ok(())
+}
+
+/// Inside the VPC (the `local` route).
+fn local(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Verdict {
     if m.enis
         .iter()
         .any(|e| IpAddr::V4(e.ip) == p.dst || e.ip6.map(IpAddr::V6) == Some(p.dst))
     {
-        return (
-            Verdict::Deny(
-                "hyperplane_unsolicited",
-                "Hyperplane ENIs accept no inbound connections".into(),
-            ),
-            steps,
+        return Verdict::Deny(
+            "hyperplane_unsolicited",
+            "Hyperplane ENIs accept no inbound connections".into(),
         );
     }
     let Some(to) = m
@@ -192,23 +410,13 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
         .iter()
         .find(|h| IpAddr::V4(h.ip) == p.dst || h.ip6.map(IpAddr::V6) == Some(p.dst))
     else {
-        return (
-            Verdict::Deny("no_route", "no host owns the destination".into()),
-            steps,
-        );
+        return Verdict::Deny("no_route", "no host owns the destination".into());
     };
-    match groups_allow(m, from.groups, false, p.dst, p) {
-        Some(rule) => steps.push(format!(
-            "outbound, groups [{}]: allowed by {rule}",
-            from.groups.join(", ")
-        )),
-        None => {
-            let why = format!("no outbound rule of [{}] matches", from.groups.join(", "));
-            return (Verdict::Deny("sg_egress_denied", why), steps);
-        }
+    if let Err(v) = egress(m, from.groups, p, steps) {
+        return v;
     }
-    if let v @ Verdict::Deny(..) = boundary(m, from.subnet, &to.subnet, p, &mut steps) {
-        return (v, steps);
+    if let v @ Verdict::Deny(..) = boundary(m, from.subnet, &to.subnet, p, steps) {
+        return v;
     }
     match groups_allow(m, &to.groups, true, p.src, p) {
         Some(rule) => steps.push(format!(
@@ -217,10 +425,10 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
         )),
         None => {
             let why = format!("no inbound rule of [{}] matches", to.groups.join(", "));
-            return (Verdict::Deny("sg_ingress_denied", why), steps);
+            return Verdict::Deny("sg_ingress_denied", why);
         }
     }
-    (Verdict::Allow, steps)
+    Verdict::Allow
 }
 
 /// A packet of a tracked connection (groups skipped: they are stateful; ACLs
@@ -259,9 +467,10 @@ mod tests {
         let m = crate::model::build(crate::DEFAULT_TEMPLATE, &HashMap::new(), "s").unwrap();
         let (v, steps) = explain(&m, &packet(&m, "ENI", "DatabaseInstance", 6, 5432));
         assert_eq!(v, Verdict::Allow);
-        assert_eq!(steps.len(), 3);
+        assert_eq!(steps.len(), 4);
+        assert!(steps[0].contains("-> local"), "{steps:?}");
         assert!(
-            steps[2].contains("DatabaseSecurityGroup rule 0"),
+            steps[3].contains("DatabaseSecurityGroup rule 0"),
             "{steps:?}"
         );
         let (v, steps) = explain(&m, &packet(&m, "AppServer", "DatabaseInstance", 6, 5432));
@@ -322,7 +531,7 @@ Resources:
         // covers the ENI's IPv6 address.
         let (v, steps) = explain(&m, &p(eni6, db6, 5432));
         assert_eq!(v, Verdict::Allow, "{steps:?}");
-        assert!(steps[0].contains("FnSg rule 1"), "{steps:?}");
+        assert!(steps[1].contains("FnSg rule 1"), "{steps:?}");
         assert_eq!(
             new_connection(&m, &p(eni6, db6, 22)).reason(),
             Some("sg_ingress_denied")
@@ -331,5 +540,101 @@ Resources:
             new_connection(&m, &p(db6, eni6, 22)).reason(),
             Some("hyperplane_unsolicited")
         );
+    }
+
+    #[test]
+    fn explains_the_way_out_through_each_gateway() {
+        let t = |attach: &str, private_route: &str| {
+            format!(
+                r#"
+Metadata: {{Vpc::Internet: {{Hosts: {{Example: {{Address: 203.0.113.10}}}}}}}}
+Resources:
+  Vpc: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16}}}}
+  Pub: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, MapPublicIpOnLaunch: true}}}}
+  Priv: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}}}
+  Igw: {{Type: AWS::EC2::InternetGateway}}
+{attach}
+  PubRt: {{Type: AWS::EC2::RouteTable, Properties: {{VpcId: !Ref Vpc}}}}
+  PubDefault: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PubRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}}}
+  PubAssoc: {{Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {{SubnetId: !Ref Pub, RouteTableId: !Ref PubRt}}}}
+  NatIp: {{Type: AWS::EC2::EIP, Properties: {{Domain: vpc}}}}
+  Nat: {{Type: AWS::EC2::NatGateway, Properties: {{SubnetId: !Ref Pub, AllocationId: !GetAtt NatIp.AllocationId}}}}
+  PrivRt: {{Type: AWS::EC2::RouteTable, Properties: {{VpcId: !Ref Vpc}}}}
+{private_route}
+  PrivAssoc: {{Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {{SubnetId: !Ref Priv, RouteTableId: !Ref PrivRt}}}}
+  Web: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref Pub}}}}
+  Sg: {{Type: AWS::EC2::SecurityGroup, Properties: {{GroupDescription: f, VpcId: !Ref Vpc}}}}
+  F: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref Priv], SecurityGroupIds: [!Ref Sg]}}}}}}
+"#
+            )
+        };
+        let attach = "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}";
+        let nat = "  PrivDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivRt, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}";
+        let example: IpAddr = "203.0.113.10".parse().unwrap();
+        let from = |m: &Model, id: &str| -> IpAddr {
+            match m.hosts.iter().find(|h| h.id == id) {
+                Some(h) => IpAddr::V4(h.ip),
+                None => IpAddr::V4(m.enis[0].ip),
+            }
+        };
+        let go = |m: &Model, who: &str, dst: IpAddr, proto: u8| {
+            explain(
+                m,
+                &Packet {
+                    src: from(m, who),
+                    dst,
+                    proto,
+                    port: 443,
+                },
+            )
+        };
+        let m = crate::model::build(&t(attach, nat), &HashMap::new(), "s").unwrap();
+        // The function: its ENI's subnet to the NAT gateway, the gateway's
+        // subnet to the internet gateway, then the Elastic IP.
+        let (v, steps) = go(&m, "ENI", example, 6);
+        assert_eq!(v, Verdict::Allow, "{steps:?}");
+        assert!(
+            steps[0].contains("PrivRt: 0.0.0.0/0 (PrivDefault) -> NAT gateway Nat"),
+            "{steps:?}"
+        );
+        assert!(
+            steps[1].contains("PubRt: 0.0.0.0/0 (PubDefault) -> internet gateway Igw"),
+            "{steps:?}"
+        );
+        assert!(
+            steps.last().unwrap().contains("source becomes 198.51.100."),
+            "{steps:?}"
+        );
+        assert_eq!(
+            go(&m, "ENI", example, 1).0.reason(),
+            Some("nat_gateway_protocol")
+        );
+        // The public host: its own public address through the gateway.
+        let (v, steps) = go(&m, "Web", example, 6);
+        assert_eq!(v, Verdict::Allow, "{steps:?}");
+        assert!(
+            steps
+                .last()
+                .unwrap()
+                .contains("internet gateway: source 10.0.0."),
+            "{steps:?}"
+        );
+        let nobody: IpAddr = "192.0.2.99".parse().unwrap();
+        assert_eq!(
+            go(&m, "Web", nobody, 6).0.reason(),
+            Some("internet_unreachable")
+        );
+        // Without the private route; with the gateway detached.
+        let m = crate::model::build(&t(attach, ""), &HashMap::new(), "s").unwrap();
+        let (v, steps) = go(&m, "ENI", example, 6);
+        assert_eq!(v.reason(), Some("no_route"), "{steps:?}");
+        let m = crate::model::build(&t("", nat), &HashMap::new(), "s").unwrap();
+        assert_eq!(
+            go(&m, "Web", example, 6).0.reason(),
+            Some("route_blackhole")
+        );
+        let (v, steps) = go(&m, "ENI", example, 6);
+        assert_eq!(v.reason(), Some("route_blackhole"), "{steps:?}");
+        assert!(steps[1].ends_with("blackhole"), "{steps:?}");
     }
 }
