@@ -340,3 +340,68 @@ fn a_connection_idle_past_the_nat_gateways_timeout_gets_a_reset() {
     );
     drop(srv);
 }
+
+/// A NAT instance, the pattern before NAT gateways: the private subnet's
+/// table sends 0.0.0.0/0 to an instance in the public subnet
+/// (`InstanceId`) whose source/destination check is `CHECK`; inside it,
+/// Linux forwards and masquerades as the Amazon NAT AMI sets it up.
+const NAT_INSTANCE: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
+  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
+  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
+  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, InstanceId: !Ref NatInstance}}
+  NatSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: from the private subnet
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.2.0/24}]
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
+  NatInstance:
+    Type: AWS::EC2::Instance
+    Properties:
+      SourceDestCheck: CHECK
+      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.5, GroupSet: [!Ref NatSg], AssociatePublicIpAddress: true}]
+  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
+"#;
+
+#[test]
+fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source_dest_check() {
+    let d = Deployment::up("gwn", &NAT_INSTANCE.replace("CHECK", "false"), FAST);
+    let setup = "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
+                 net.ipv4.conf.eth0.send_redirects=0 && \
+                 nft add table ip nat && \
+                 nft 'add chain ip nat post { type nat hook postrouting priority 100; }' && \
+                 nft add rule ip nat post oifname eth0 masquerade";
+    let out = d.vpc(&["exec", "NatInstance", "--", "sh", "-c", setup]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The internet host sees the NAT instance's public address.
+    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    assert!(nc(&d, "App", "203.0.113.10", 443));
+    let peer = server.join().unwrap().expect("the internet host got it");
+    assert_eq!(peer.ip().to_string(), "198.51.100.10");
+    // Its group lets only 443 in from the private subnet.
+    assert!(!nc(&d, "App", "203.0.113.10", 80));
+    assert!(d.dropped("sg_ingress_denied") >= 1);
+    drop(d);
+    // With the check on, EC2 hands it nothing that is not its own.
+    let d = Deployment::up("gwo", &NAT_INSTANCE.replace("CHECK", "true"), FAST);
+    let out = d.vpc(&["exec", "NatInstance", "--", "sh", "-c", setup]);
+    assert!(out.status.success(), "{}", text(&out));
+    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    assert!(!nc(&d, "App", "203.0.113.10", 443));
+    assert!(d.dropped("source_dest_check") >= 1);
+    assert_eq!(server.join().unwrap(), None);
+}

@@ -462,16 +462,23 @@ fn routed_rule(r: &mut Rng, ingress: bool) -> String {
     }
 }
 
-/// A private table's routes: none, the NAT gateway or the internet gateway
-/// by default, by prefix list, or more specific ones beside.
+/// A private table's routes: none, the NAT gateway, the internet gateway
+/// or an instance (a middlebox) by default, by prefix list, or more
+/// specific ones beside.
 fn private_routes(r: &mut Rng, rt: &str, t: &mut String) {
     let route = |t: &mut String, n: &str, dst: &str, target: &str| {
         let _ = writeln!(t, "  {rt}{n}: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref {rt}, {dst}, {target}}}}}");
     };
     let nat = "NatGatewayId: !Ref Nat";
     let igw = "GatewayId: !Ref Igw";
-    match r.below(6) {
+    match r.below(7) {
         0 => {}
+        6 => route(
+            t,
+            "Default",
+            "DestinationCidrBlock: 0.0.0.0/0",
+            "InstanceId: !Ref P2",
+        ),
         1 => route(t, "Default", "DestinationCidrBlock: 0.0.0.0/0", nat),
         2 => route(t, "Default", "DestinationCidrBlock: 0.0.0.0/0", igw),
         3 => {
@@ -501,7 +508,7 @@ fn routed_template(r: &mut Rng) -> String {
     }
     t.push_str("  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: pl, AddressFamily: IPv4, MaxEntries: 2, Entries: [{Cidr: 203.0.113.0/24}, {Cidr: 192.0.2.0/24}]}}\n");
     t.push_str("  Igw: {Type: AWS::EC2::InternetGateway}\n");
-    if r.chance(85) {
+    if r.chance(75) {
         t.push_str("  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}\n");
     }
     t.push_str("  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}\n  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref Pub, AllocationId: !GetAtt NatIp.AllocationId}}\n");
@@ -531,7 +538,13 @@ fn routed_template(r: &mut Rng) -> String {
         } else {
             ""
         };
-        let _ = writeln!(t, "  {id}: {{Type: AWS::EC2::Instance, Properties: {{NetworkInterfaces: [{{DeviceIndex: \"0\", SubnetId: !Ref {subnet}, PrivateIpAddress: {ip}, GroupSet: [G{}]{public}}}]}}}}", r.below(2));
+        // P2 may be a middlebox (a route's InstanceId).
+        let check = if id == "P2" && r.chance(60) {
+            "SourceDestCheck: false, "
+        } else {
+            ""
+        };
+        let _ = writeln!(t, "  {id}: {{Type: AWS::EC2::Instance, Properties: {{{check}NetworkInterfaces: [{{DeviceIndex: \"0\", SubnetId: !Ref {subnet}, PrivateIpAddress: {ip}, GroupSet: [G{}]{public}}}]}}}}", r.below(2));
     }
     let fsub = if r.chance(50) { "A" } else { "B" };
     let _ = writeln!(t, "  Fn: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref {fsub}], SecurityGroupIds: [G{}]}}}}}}", r.below(2));
@@ -671,6 +684,7 @@ fn the_datapath_routes_as_the_reference_model_does() {
         "nat_gateway_protocol",
         "sg_egress_denied",
         "nacl_egress_denied",
+        "source_dest_check",
     ] {
         assert!(
             seen.get(outcome).copied().unwrap_or(0) >= 10,

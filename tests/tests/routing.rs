@@ -415,3 +415,91 @@ fn a_full_nat_gateway_refuses_new_connections_and_idle_ones_expire() {
         assert_eq!(v, XDP_REDIRECT, "the ports are free again");
     });
 }
+
+/// The NAT-instance layout: a private subnet whose table sends 0.0.0.0/0
+/// to an instance in the public subnet (`InstanceId`), which has a public
+/// address and `SourceDestCheck: CHECK`.
+const NAT_INSTANCE: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
+  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
+  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
+  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, InstanceId: !Ref NatInstance}}
+  NatSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: from the private subnet
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.2.0/24}]
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
+  NatInstance:
+    Type: AWS::EC2::Instance
+    Properties:
+      SourceDestCheck: CHECK
+      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.5, GroupSet: [!Ref NatSg], AssociatePublicIpAddress: true}]
+  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
+  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
+"#;
+
+#[test]
+fn a_route_to_an_instance_hands_it_the_packet_unchanged_only_without_its_source_dest_check() {
+    in_private_netns(|| {
+        let mut h = Harness::new(&NAT_INSTANCE.replace("CHECK", "false"));
+        activate(&mut h);
+        let (app, nat) = (h.ifindex("App"), h.ifindex("NatInstance"));
+        let nat_mac = h.links["NatInstance"].mac;
+        let s = |a: &str| a.to_string();
+        // Out: to the NAT instance's interface, addresses and ports as sent.
+        let (v, out) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(out[0..6], nat_mac);
+        assert_eq!(seen(&out), (s("10.0.2.10"), s("203.0.113.10"), 40000, 443));
+        // Its answer (what it translated back) comes from its interface
+        // with the internet's address: part of the connection.
+        let back = tcp("203.0.113.10", "10.0.2.10", 443, 40000, TCP_SYN | TCP_ACK);
+        let (v, out) = h.run(nat, &back);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(out[0..6], h.links["App"].mac);
+        // Its inbound groups see the packet as it is: 443 only.
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40001, 80, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::SgIngressDenied), 1);
+        // The function's packets go the same way, after its ENI's NAT.
+        let env = env_addr(&h, "Fn");
+        let (v, out) = h.run(
+            h.ifindex("Fn"),
+            &tcp(&env, "203.0.113.10", 40002, 443, TCP_SYN),
+        );
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(out[0..6], nat_mac);
+        let (src, dst, _, _) = seen(&out);
+        assert_eq!(
+            (src.starts_with("10.0.2."), dst.as_str()),
+            (true, "203.0.113.10")
+        );
+        // Sending from an address not its own is still refused: only the
+        // receiving side of the check is off here (see the README).
+        let (v, _) = h.run(nat, &tcp("203.0.113.10", "10.0.2.10", 443, 40009, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::Spoofed), 1);
+    });
+    // With the check on, EC2 drops what is not for the instance.
+    in_private_netns(|| {
+        let mut h = Harness::new(&NAT_INSTANCE.replace("CHECK", "true"));
+        let app = h.ifindex("App");
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::SourceDestCheck), 1);
+    });
+}

@@ -159,10 +159,14 @@ pub enum DropReason {
     /// To the VPC resolver but not DNS (UDP or TCP port 53), or a new
     /// flow from the resolver (it only answers).
     ResolverNotDns = 25,
+    /// Routed to an instance's or interface's ENI (a middlebox) that is not
+    /// the packet's destination while its source/destination check is on:
+    /// EC2 drops it.
+    SourceDestCheck = 32,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -188,6 +192,7 @@ impl DropReason {
         DropReason::NoPublicAddress,
         DropReason::NatGatewayProtocol,
         DropReason::ResolverNotDns,
+        DropReason::SourceDestCheck,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -217,13 +222,21 @@ impl DropReason {
             DropReason::NoPublicAddress => "no_public_address",
             DropReason::NatGatewayProtocol => "nat_gateway_protocol",
             DropReason::ResolverNotDns => "resolver_not_dns",
+            DropReason::SourceDestCheck => "source_dest_check",
         }
     }
 }
 
 /// `STATS` index of the forwarded-packet counter.
 pub const STAT_FORWARDED: u32 = 0;
-pub const STATS_LEN: u32 = 32;
+pub const STATS_LEN: u32 = 48;
+const _: () = {
+    let mut i = 0;
+    while i < DropReason::ALL.len() {
+        assert!((DropReason::ALL[i] as u32) < STATS_LEN);
+        i += 1;
+    }
+};
 
 /// What sits behind a router port or owns an address.
 pub mod kind {
@@ -245,7 +258,9 @@ pub mod kind {
 pub struct PortInfo {
     pub kind: u8,
     pub has_v6: u8,
-    pub _pad: [u8; 2],
+    /// `EP_F_*`.
+    pub flags: u8,
+    pub _pad: u8,
     /// Security-group policy of a host (union of its groups), per generation.
     pub policy: [u32; 2],
     /// Group of Hyperplane ENIs (`ENI_GROUPS`) an execution environment
@@ -259,6 +274,11 @@ pub struct PortInfo {
 }
 const _: () = assert!(core::mem::size_of::<PortInfo>() == 56);
 
+/// `PortInfo::flags`, `Endpoint::flags`: the ENI's source/destination
+/// check is off (`SourceDestCheck: false`): it may send from addresses not
+/// its own and be routed packets for others (a middlebox).
+pub const EP_F_NO_SOURCE_DEST_CHECK: u8 = 1;
+
 /// `ENDPOINTS` value, keyed by address: where a destination lives.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -271,7 +291,9 @@ pub struct Endpoint {
     /// Subnet index (its ACL: `SUBNET_ACLS`).
     pub subnet: u32,
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// `EP_F_*`.
+    pub flags: u8,
+    pub _pad: [u8; 2],
     /// MAC of the endpoint's own interface (destination MAC on the way out).
     pub mac: [u8; 6],
     /// MAC of the router-side veth (source MAC on the way out).
@@ -582,6 +604,10 @@ pub mod route_kind {
     pub const INTERNET_GATEWAY: u8 = 3;
     /// A NAT gateway (`RouteTarget::id`: its `ENIS` id).
     pub const NAT_GATEWAY: u8 = 4;
+    /// An instance's or interface's ENI, a middlebox: the packet goes to it
+    /// unchanged (`RouteTarget::id`: its IPv4 address, the octets in
+    /// memory order, so `id.to_ne_bytes()` are the octets).
+    pub const NETWORK_INTERFACE: u8 = 7;
 }
 
 /// `ENIS` ids of NAT gateways: this plus the gateway's index, clear of

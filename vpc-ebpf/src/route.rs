@@ -4,7 +4,8 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use vpc_common::{
-    route_kind, subnet_acl_index, DropReason, Endpoint, RouteKey, RouteTarget, ROUTE_FIXED_BITS,
+    kind, route_kind, subnet_acl_index, DropReason, Endpoint, RouteKey, RouteTarget,
+    EP_F_NO_SOURCE_DEST_CHECK, ROUTE_FIXED_BITS,
 };
 
 use crate::{
@@ -62,6 +63,25 @@ pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
         Some(e) => Ok(e),
         None => Err(DropReason::NoRoute),
     }
+}
+
+/// The ENI a route of kind `NETWORK_INTERFACE` leads to (`id`: its IPv4
+/// address): a middlebox, which EC2 hands packets for others only with its
+/// source/destination check off.
+#[inline(always)]
+pub fn middlebox(id: u32) -> Result<&'static Endpoint, DropReason> {
+    let o = id.to_ne_bytes();
+    let addr = [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3],
+    ];
+    let ep = endpoint(&addr)?;
+    if ep.kind != kind::HOST {
+        return Err(DropReason::NoRoute);
+    }
+    if ep.flags & EP_F_NO_SOURCE_DEST_CHECK == 0 {
+        return Err(DropReason::SourceDestCheck);
+    }
+    Ok(ep)
 }
 
 /// Delivers to an endpoint found by address (a new flow).

@@ -441,8 +441,9 @@ fn host_flow_inner<C: Ctx>(
     let p = &s.pkt;
     let epoch = policy_epoch();
     let r = route::lookup(epoch & 1, port.subnet, p.v6, &p.daddr)?;
-    match r.kind {
-        route_kind::LOCAL => {}
+    let ep = match r.kind {
+        route_kind::LOCAL => route::endpoint(&p.daddr)?,
+        route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
         route_kind::INTERNET_GATEWAY => {
             return gateway::to_internet(ctx, s, port, ifindex, now, epoch)
         }
@@ -455,8 +456,7 @@ fn host_flow_inner<C: Ctx>(
             return Ok(NAT_HOP);
         }
         k => return Err(route::refused(k)),
-    }
-    let ep = route::endpoint(&p.daddr)?;
+    };
     if ep.vpc != port.vpc || ep.kind == kind::EXEC_ENV {
         return Err(DropReason::NoRoute);
     }
@@ -475,7 +475,7 @@ fn host_flow_inner<C: Ctx>(
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
-        bind(s, ifindex, ep, port.subnet, epoch, route_kind::LOCAL)?;
+        bind(s, ifindex, ep, port.subnet, epoch, r.kind)?;
         if unfiltered {
             resolver::local_to_sender(s);
         }
@@ -533,10 +533,11 @@ fn function_flow_inner<C: Ctx>(
         parse::copy_addr(&mut h.addr, &first.addr4);
         return Ok(NAT_HOP);
     }
-    if r.kind != route_kind::LOCAL {
-        return Err(route::refused(r.kind));
-    }
-    let ep = route::endpoint(&p.daddr)?;
+    let ep = match r.kind {
+        route_kind::LOCAL => route::endpoint(&p.daddr)?,
+        route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
+        k => return Err(route::refused(k)),
+    };
     if ep.vpc != first.vpc || (ep.kind != kind::HOST && ep.kind != kind::RESOLVER) {
         return Err(DropReason::NoRoute);
     }
@@ -556,7 +557,8 @@ fn function_flow_inner<C: Ctx>(
     let claim = s.claim;
     // Until the connection's entries are in, the claim is this packet's to
     // give back; from then on it is the connection's, and goes with it.
-    if let Err(r) = function_open(ctx, s, id, ep, ifindex, now, epoch) {
+    let taken = r.kind;
+    if let Err(r) = function_open(ctx, s, id, ep, ifindex, now, epoch, taken) {
         let _ = NAT_PORTS.remove(&claim);
         if flowlog::is_reject(r) {
             let w = flowlog::window();
@@ -663,6 +665,7 @@ fn function_open<C: Ctx>(
     ifindex: u32,
     now: u64,
     epoch: u32,
+    route: u8,
 ) -> Result<(), DropReason> {
     let eni = match unsafe { ENIS.get(&id) } {
         Some(e) => e,
@@ -685,7 +688,7 @@ fn function_open<C: Ctx>(
     s.reply.flags = CT_F_DNAT;
     parse::copy_addr(&mut s.reply.nat_addr, &p.saddr);
     s.reply.nat_port = p.sport;
-    bind(s, ifindex, ep, eni.subnet, epoch, route_kind::LOCAL)?;
+    bind(s, ifindex, ep, eni.subnet, epoch, route)?;
     if unfiltered {
         resolver::local_to_sender(s);
     }
@@ -731,7 +734,12 @@ pub(crate) fn bind(
     r.dst_subnet = from as u16;
     // Not `epoch + 1`, whatever the epoch: the first reply is checked.
     r.acl_gen = epoch;
-    r.route = route;
+    // A middlebox's answer is routed by its own subnet's table: locally.
+    r.route = if route == route_kind::NETWORK_INTERFACE {
+        route_kind::LOCAL
+    } else {
+        route
+    };
     Ok(())
 }
 

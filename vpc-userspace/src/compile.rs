@@ -335,6 +335,7 @@ fn attach(
         vpc: port.vpc,
         subnet: port.subnet,
         kind: port.kind,
+        flags: port.flags,
         mac: l.mac,
         router_mac: l.router_mac,
         ..Default::default()
@@ -447,6 +448,11 @@ pub fn compile(
             policy: pair(policy),
             vpc,
             subnet,
+            flags: if h.source_dest_check {
+                0
+            } else {
+                vpc_common::EP_F_NO_SOURCE_DEST_CHECK
+            },
             ..Default::default()
         };
         attach(&mut out, link(&h.id)?, h.ip, h.ip6, port);

@@ -258,6 +258,11 @@ pub struct Host {
     /// Its IPv6 address, in a dual-stack subnet.
     #[serde(default)]
     pub ip6: Option<Ipv6Addr>,
+    /// EC2's source/destination check (`SourceDestCheck`, on by default):
+    /// off, the interface may send from and receive for addresses not its
+    /// own, as a NAT instance or an appliance that routes must.
+    #[serde(default = "yes")]
+    pub source_dest_check: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -1732,6 +1737,7 @@ impl<'a> Builder<'a> {
     fn hosts(&mut self) -> Result<()> {
         // Explicit addresses first, so automatic ones never take them.
         let mut pending = vec![];
+        let mut source_dest_check: HashMap<String, bool> = HashMap::new();
         for (kind, hk) in [
             (INSTANCE, HostKind::Instance),
             (NETWORK_INTERFACE, HostKind::NetworkInterface),
@@ -1804,6 +1810,12 @@ impl<'a> Builder<'a> {
                 }
                 self.check_rules_x_groups(&groups, &format!("{prefix}.{sg_field}"))?;
                 let v6 = Self::v6_request(&iface, &subnet, &prefix)?;
+                // On the instance (also with NetworkInterfaces) or the interface.
+                let check = match p.get("SourceDestCheck") {
+                    None | Some(Value::Null) => true,
+                    Some(_) => bool_field(&p, &id, "SourceDestCheck")?,
+                };
+                source_dest_check.insert(id.clone(), check);
                 pending.push((
                     id,
                     hk,
@@ -1850,6 +1862,7 @@ impl<'a> Builder<'a> {
                 }
             }
             self.m.hosts.push(Host {
+                source_dest_check: source_dest_check[&id],
                 id,
                 kind,
                 subnet: subnet.id.clone(),

@@ -227,6 +227,7 @@ fn route_step(
         Target::Local => "local".to_string(),
         Target::InternetGateway(g) => format!("internet gateway {g}"),
         Target::NatGateway(g) => format!("NAT gateway {g}"),
+        Target::NetworkInterface(h) => format!("network interface of {h}"),
     };
     let name = if r.id == "local" {
         String::new()
@@ -321,6 +322,10 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
                 .unwrap_or(Verdict::Allow);
             (v, steps)
         }
+        Ok(Target::NetworkInterface(h)) => {
+            let v = middlebox(m, &from, &h, p, &mut steps);
+            (v, steps)
+        }
     }
 }
 
@@ -371,7 +376,7 @@ fn via_nat_gateway(
     }
     match route_step(m, &g.subnet, p.dst, steps)? {
         Target::InternetGateway(_) => {}
-        Target::Local | Target::NatGateway(_) => {
+        Target::Local | Target::NatGateway(_) | Target::NetworkInterface(_) => {
             return Err(Verdict::Deny(
                 "no_route",
                 format!(
@@ -412,6 +417,39 @@ fn local(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Verdict
     else {
         return Verdict::Deny("no_route", "no host owns the destination".into());
     };
+    deliver(m, from, to, p, steps)
+}
+
+/// To an instance's or interface's ENI routed to as a middlebox: EC2 hands
+/// it packets for others only with its source/destination check off; then
+/// as to any host (its inbound groups see the packet as it is).
+fn middlebox(m: &Model, from: &Side, id: &str, p: &Packet, steps: &mut Vec<String>) -> Verdict {
+    let to = m
+        .hosts
+        .iter()
+        .find(|h| h.id == id)
+        .expect("an active route's target exists");
+    if to.source_dest_check && IpAddr::V4(to.ip) != p.dst && to.ip6.map(IpAddr::V6) != Some(p.dst) {
+        return Verdict::Deny(
+            "source_dest_check",
+            format!("{id} is not the destination and its source/destination check is on"),
+        );
+    }
+    steps.push(format!(
+        "to {id} ({}) as it is: its source/destination check is off",
+        to.ip
+    ));
+    deliver(m, from, to, p, steps)
+}
+
+/// The groups and ACLs between a sender and the host that receives.
+fn deliver(
+    m: &Model,
+    from: &Side,
+    to: &crate::model::Host,
+    p: &Packet,
+    steps: &mut Vec<String>,
+) -> Verdict {
     if let Err(v) = egress(m, from.groups, p, steps) {
         return v;
     }

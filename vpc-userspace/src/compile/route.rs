@@ -36,6 +36,13 @@ pub fn nat_gateway_id(index: u32) -> u32 {
 }
 
 /// Every table's routes and every subnet's table, in generation `gen`.
+/// A middlebox route's target: the ENI's IPv4 address, octets in memory
+/// order (`route_kind::NETWORK_INTERFACE`).
+pub fn network_interface_id(model: &Model, host: &str) -> u32 {
+    let h = model.hosts.iter().find(|x| x.id == host).expect("active");
+    u32::from_ne_bytes(h.ip.octets())
+}
+
 /// Longest prefix wins in the trie; at an equal prefix a static CIDR route
 /// beats a prefix-list entry (AWS's rule for overlapping routes), so the
 /// prefix-list entry is not written.
@@ -62,6 +69,11 @@ pub(super) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
                 (RouteState::Active, Target::NatGateway(g)) => RouteTarget {
                     kind: route_kind::NAT_GATEWAY,
                     id: nat_gateway_id(model.nat_gateway(g).expect("active").index),
+                    ..Default::default()
+                },
+                (RouteState::Active, Target::NetworkInterface(h)) => RouteTarget {
+                    kind: route_kind::NETWORK_INTERFACE,
+                    id: network_interface_id(model, h),
                     ..Default::default()
                 },
             };

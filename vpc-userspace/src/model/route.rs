@@ -54,6 +54,10 @@ pub enum Target {
     InternetGateway(String),
     /// `NatGatewayId`.
     NatGateway(String),
+    /// `InstanceId` or `NetworkInterfaceId`: the instance's or interface's
+    /// ENI (a `Host` id), which gets the packet unchanged: a middlebox,
+    /// such as a NAT instance.
+    NetworkInterface(String),
 }
 
 /// What a route does right now, as `DescribeRouteTables` shows it.
@@ -125,6 +129,10 @@ impl Model {
             Target::NatGateway(g) => match self.nat_gateway(g) {
                 Some(_) => RouteState::Active,
                 None => RouteState::Blackhole,
+            },
+            Target::NetworkInterface(h) => match self.hosts.iter().any(|x| &x.id == h) {
+                true => RouteState::Active,
+                false => RouteState::Blackhole,
             },
         }
     }
@@ -411,6 +419,37 @@ impl Builder<'_> {
                 }
                 Target::NatGateway(tvalue.to_string())
             }
+            "InstanceId" | "NetworkInterfaceId" => {
+                let kind = if tfield == "InstanceId" {
+                    super::INSTANCE
+                } else {
+                    super::NETWORK_INTERFACE
+                };
+                match self.host_vpc(kind, tvalue)? {
+                    None => {
+                        let code = if tfield == "InstanceId" {
+                            "InvalidInstanceID.NotFound"
+                        } else {
+                            "InvalidNetworkInterfaceID.NotFound"
+                        };
+                        return Err(ModelError::new(
+                            field(tfield),
+                            format!("{code}: {tvalue:?} is not an {kind} of this template"),
+                        ));
+                    }
+                    Some(v) if v != table.vpc => {
+                        return Err(ModelError::new(
+                            field(tfield),
+                            format!(
+                                "{tvalue} is in VPC {v}, route table {table_id} in {}",
+                                table.vpc
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                Target::NetworkInterface(tvalue.to_string())
+            }
             other => {
                 return Err(ModelError::new(
                     field(other),
@@ -474,3 +513,19 @@ impl Builder<'_> {
 
 #[cfg(test)]
 mod tests;
+
+impl Builder<'_> {
+    /// The VPC of an instance or network interface of the template, from
+    /// its subnet (routes are checked before hosts are built), or `None`.
+    fn host_vpc(&self, kind: &str, id: &str) -> Result<Option<String>> {
+        let Some(res) = self.t.resources.get(id).filter(|r| r.kind == kind) else {
+            return Ok(None);
+        };
+        let p = self.props(res)?;
+        let subnet = match p.get("NetworkInterfaces").and_then(|l| l.get(0)) {
+            Some(iface) => iface.get("SubnetId").and_then(Value::as_str),
+            None => str_field(&p, id, "SubnetId")?,
+        };
+        Ok(subnet.and_then(|s| self.m.subnet(s)).map(|s| s.vpc.clone()))
+    }
+}

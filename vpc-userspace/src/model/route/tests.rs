@@ -238,3 +238,63 @@ fn fifty_routes_per_table_and_family_and_a_prefix_list_counts_its_max_entries() 
     let e = err(&t);
     assert!(e.contains("RouteLimitExceeded") && e.contains("51"), "{e}");
 }
+
+#[test]
+fn routes_to_an_instance_or_interface_name_one_of_the_tables_vpc() {
+    let hosts = "  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.9.0.0/16}}\n  OtherSubnet: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Other, CidrBlock: 10.9.1.0/24}}\n  Far: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref OtherSubnet}}\n  Nat: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, SourceDestCheck: false}}\n  Eni: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref Public, SourceDestCheck: \"false\"}}\n  Plain: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public}}\n";
+    let route = |target: &str| {
+        with(&format!("{hosts}  R: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.0.2.0/24, {target}}}}}\n"))
+    };
+    let m = ok(&route("InstanceId: !Ref Nat"));
+    let t = m.route_table("PublicRt").unwrap();
+    let r = m.routes_of(t).pop().unwrap();
+    assert_eq!(r.target, Target::NetworkInterface("Nat".into()));
+    assert_eq!(m.route_state(t, &r), RouteState::Active);
+    let check = |id: &str| {
+        m.hosts
+            .iter()
+            .find(|h| h.id == id)
+            .unwrap()
+            .source_dest_check
+    };
+    assert_eq!(
+        (check("Nat"), check("Eni"), check("Plain")),
+        (false, false, true)
+    );
+    let m = ok(&route("NetworkInterfaceId: !Ref Eni"));
+    let t = m.route_table("PublicRt").unwrap();
+    assert_eq!(
+        m.routes_of(t).pop().unwrap().target,
+        Target::NetworkInterface("Eni".into())
+    );
+    for (target, path, msg) in [
+        (
+            "InstanceId: !Ref Far",
+            "Resources.R.Properties.InstanceId",
+            "is in VPC Other",
+        ),
+        (
+            "InstanceId: !Ref Eni",
+            "Resources.R.Properties.InstanceId",
+            "InvalidInstanceID.NotFound",
+        ),
+        (
+            "InstanceId: i-0123456789abcdef0",
+            "Resources.R.Properties.InstanceId",
+            "InvalidInstanceID.NotFound",
+        ),
+        (
+            "NetworkInterfaceId: !Ref Nat",
+            "Resources.R.Properties.NetworkInterfaceId",
+            "InvalidNetworkInterfaceID.NotFound",
+        ),
+    ] {
+        let e = err(&route(target));
+        assert!(e.contains(path) && e.contains(msg), "{target}: got {e:?}");
+    }
+    let e = err(&with("  Bad: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, SourceDestCheck: maybe}}\n"));
+    assert!(
+        e.contains("Resources.Bad.Properties.SourceDestCheck"),
+        "{e}"
+    );
+}
