@@ -159,6 +159,12 @@ pub enum DropReason {
     /// To the VPC resolver but not DNS (UDP or TCP port 53), or a new
     /// flow from the resolver (it only answers).
     ResolverNotDns = 25,
+    /// A new flow from the AWS services side (the simulated regional
+    /// services or an interface endpoint's ENI): they only answer.
+    AwsServiceUnsolicited = 28,
+    /// To a simulated AWS service by a route that is not its gateway
+    /// endpoint's (the prefix-list route), or the reverse.
+    EndpointServiceMismatch = 29,
     /// Routed to an instance's or interface's ENI (a middlebox) that is not
     /// the packet's destination while its source/destination check is on:
     /// EC2 drops it.
@@ -166,7 +172,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -192,6 +198,8 @@ impl DropReason {
         DropReason::NoPublicAddress,
         DropReason::NatGatewayProtocol,
         DropReason::ResolverNotDns,
+        DropReason::AwsServiceUnsolicited,
+        DropReason::EndpointServiceMismatch,
         DropReason::SourceDestCheck,
     ];
 
@@ -222,6 +230,8 @@ impl DropReason {
             DropReason::NoPublicAddress => "no_public_address",
             DropReason::NatGatewayProtocol => "nat_gateway_protocol",
             DropReason::ResolverNotDns => "resolver_not_dns",
+            DropReason::AwsServiceUnsolicited => "aws_service_unsolicited",
+            DropReason::EndpointServiceMismatch => "endpoint_service_mismatch",
             DropReason::SourceDestCheck => "source_dest_check",
         }
     }
@@ -250,6 +260,12 @@ pub mod kind {
     pub const INTERNET_HOST: u8 = 4;
     /// The VPC resolver (base + 2): DNS to it passes no group or ACL.
     pub const RESOLVER: u8 = 5;
+    /// A simulated regional AWS service (the "AWS services" namespace),
+    /// reached from a VPC only through a gateway endpoint's route.
+    pub const AWS_SERVICE: u8 = 6;
+    /// An interface endpoint's ENI: reached like any VPC address, it
+    /// answers for its service and opens nothing.
+    pub const VPC_ENDPOINT: u8 = 7;
 }
 
 /// `PORTS` value, keyed by the router-side ifindex (u32).
@@ -604,6 +620,10 @@ pub mod route_kind {
     pub const INTERNET_GATEWAY: u8 = 3;
     /// A NAT gateway (`RouteTarget::id`: its `ENIS` id).
     pub const NAT_GATEWAY: u8 = 4;
+    /// A gateway endpoint (S3, DynamoDB): its service's managed prefix
+    /// list, to the simulated service, no NAT (`RouteTarget::id`: the
+    /// endpoint's 1-based index).
+    pub const GATEWAY_ENDPOINT: u8 = 6;
     /// An instance's or interface's ENI, a middlebox: the packet goes to it
     /// unchanged (`RouteTarget::id`: its IPv4 address, the octets in
     /// memory order, so `id.to_ne_bytes()` are the octets).

@@ -57,6 +57,22 @@ pub fn refused(kind: u8) -> DropReason {
     }
 }
 
+/// Whether a new flow by a route of `kind` may reach `ep` from VPC `vpc`:
+/// the `local` route reaches the VPC's own addresses, a gateway endpoint's
+/// route only its simulated service (and nothing else reaches that).
+#[inline(always)]
+pub fn endpoint_allowed(kind: u8, ep: &Endpoint, vpc: u32) -> Result<(), DropReason> {
+    let service = ep.kind == vpc_common::kind::AWS_SERVICE;
+    if kind == route_kind::GATEWAY_ENDPOINT {
+        if !service {
+            return Err(DropReason::EndpointServiceMismatch);
+        }
+    } else if service || ep.vpc != vpc {
+        return Err(DropReason::NoRoute);
+    }
+    Ok(())
+}
+
 #[inline(always)]
 pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
     match unsafe { ENDPOINTS.get(addr) } {

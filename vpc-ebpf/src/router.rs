@@ -106,6 +106,9 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
         gateway::from_internet(ctx, s, ifindex, now)
     } else if port.kind == kind::RESOLVER {
         stats::drop(DropReason::ResolverNotDns)
+    } else if port.kind == kind::AWS_SERVICE || port.kind == kind::VPC_ENDPOINT {
+        // The services only answer: their replies are tracked above.
+        stats::drop(DropReason::AwsServiceUnsolicited)
     } else {
         host_flow(ctx, s, port, ifindex, now)
     };
@@ -402,8 +405,11 @@ fn admit(
         return Err(DropReason::SgEgressDenied);
     }
     boundary(p, gen, from, receiver.subnet, src, &p.daddr)?;
+    // A service behind a gateway endpoint has no groups.
     let inbound = for_gen(&receiver.policy, gen);
-    if !policy::allowed(inbound, DIR_INGRESS, p.v6, src, p.proto, port) {
+    if receiver.kind != kind::AWS_SERVICE
+        && !policy::allowed(inbound, DIR_INGRESS, p.v6, src, p.proto, port)
+    {
         return Err(DropReason::SgIngressDenied);
     }
     Ok(())
@@ -442,7 +448,7 @@ fn host_flow_inner<C: Ctx>(
     let epoch = policy_epoch();
     let r = route::lookup(epoch & 1, port.subnet, p.v6, &p.daddr)?;
     let ep = match r.kind {
-        route_kind::LOCAL => route::endpoint(&p.daddr)?,
+        route_kind::LOCAL | route_kind::GATEWAY_ENDPOINT => route::endpoint(&p.daddr)?,
         route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
         route_kind::INTERNET_GATEWAY => {
             return gateway::to_internet(ctx, s, port, ifindex, now, epoch)
@@ -457,7 +463,8 @@ fn host_flow_inner<C: Ctx>(
         }
         k => return Err(route::refused(k)),
     };
-    if ep.vpc != port.vpc || ep.kind == kind::EXEC_ENV {
+    route::endpoint_allowed(r.kind, ep, port.vpc)?;
+    if ep.kind == kind::EXEC_ENV {
         return Err(DropReason::NoRoute);
     }
     if ep.kind == kind::HYPERPLANE_ENI {
@@ -534,11 +541,12 @@ fn function_flow_inner<C: Ctx>(
         return Ok(NAT_HOP);
     }
     let ep = match r.kind {
-        route_kind::LOCAL => route::endpoint(&p.daddr)?,
+        route_kind::LOCAL | route_kind::GATEWAY_ENDPOINT => route::endpoint(&p.daddr)?,
         route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
         k => return Err(route::refused(k)),
     };
-    if ep.vpc != first.vpc || (ep.kind != kind::HOST && ep.kind != kind::RESOLVER) {
+    route::endpoint_allowed(r.kind, ep, first.vpc)?;
+    if ep.kind == kind::EXEC_ENV || ep.kind == kind::HYPERPLANE_ENI || ep.kind == kind::INTERNET_HOST {
         return Err(DropReason::NoRoute);
     }
     if !ct::opens(p) {

@@ -444,7 +444,11 @@ pub fn compile(
             .index;
         let subnet = subnet_index(&h.subnet);
         let port = PortInfo {
-            kind: kind::HOST,
+            kind: if h.kind == crate::model::HostKind::VpcEndpoint {
+                kind::VPC_ENDPOINT
+            } else {
+                kind::HOST
+            },
             policy: pair(policy),
             vpc,
             subnet,
@@ -476,6 +480,20 @@ pub fn compile(
             ..Default::default()
         };
         attach(&mut out, l, vpc.resolver(), None, port);
+    }
+    // The simulated AWS services: one port, an endpoint per service
+    // address. No groups (`admit` skips them), no VPC, no subnet.
+    if let Some(l) = links.get(crate::model::endpoint::AWS_SERVICES_ID).copied() {
+        let port = PortInfo {
+            kind: kind::AWS_SERVICE,
+            ..Default::default()
+        };
+        let services = crate::model::endpoint::GATEWAY_SERVICES;
+        attach(&mut out, l, services[0].1, None, port);
+        for (_, ip) in &services[1..] {
+            let ep = out.endpoints.last().expect("attached").1;
+            out.endpoints.push((v4_mapped(ip.octets()), ep));
+        }
     }
     route::public_ips(model, &mut out);
     route::nat_gateways(model, &mut out);

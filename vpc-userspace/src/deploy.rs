@@ -935,6 +935,14 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
             }
             r
         }));
+        // The simulated AWS services behind VPC endpoints.
+        threads.push(sc.spawn(move || {
+            let r = crate::services::serve(name, stop);
+            if let Err(e) = &r {
+                eprintln!("agent: the simulated AWS services stopped: {e:#}");
+            }
+            r
+        }));
         let mut metrics_url = None;
         if let Some(addr) = s.metrics_addr.clone() {
             let (tx, rx) = std::sync::mpsc::channel();

@@ -18,6 +18,7 @@ pub mod packet;
 pub mod reconcile;
 pub mod reference;
 pub mod resolver;
+pub mod services;
 pub mod store;
 pub mod template;
 pub mod throughput;

@@ -102,6 +102,9 @@ pub struct Model {
     /// `AWS::EC2::FlowLog` resources.
     #[serde(default)]
     pub flow_logs: Vec<FlowLog>,
+    /// `AWS::EC2::VPCEndpoint` resources.
+    #[serde(default)]
+    pub vpc_endpoints: Vec<VpcEndpoint>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -245,6 +248,8 @@ pub struct SecurityGroup {
 pub enum HostKind {
     Instance,
     NetworkInterface,
+    /// An interface endpoint's ENI (`VpcEndpoint::enis`).
+    VpcEndpoint,
 }
 
 /// An EC2 instance or a standalone network interface: one namespace each.
@@ -842,6 +847,7 @@ impl<'a> Builder<'a> {
             skipped: vec![],
             shares: vec![],
             flow_logs: vec![],
+            vpc_endpoints: vec![],
         };
         Ok(Self {
             t,
@@ -901,6 +907,7 @@ impl<'a> Builder<'a> {
             internet::EIP,
             internet::EIP_ASSOCIATION,
             nat_gateway::NAT_GATEWAY,
+            endpoint::VPC_ENDPOINT,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {
@@ -931,6 +938,7 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
+        self.vpc_endpoint_ids();
         self.allocate_elastic_ips()?;
         self.vpcs()?;
         self.vpc_cidr_blocks()?;
@@ -938,6 +946,7 @@ impl<'a> Builder<'a> {
         self.resource_shares()?;
         self.network_acls()?;
         self.prefix_lists()?;
+        self.managed_prefix_lists();
         self.route_tables()?;
         self.groups()?;
         self.standalone_rules()?;
@@ -945,6 +954,7 @@ impl<'a> Builder<'a> {
         self.hosts()?;
         self.public_addresses()?;
         self.nat_gateways()?;
+        self.vpc_endpoints()?;
         self.functions()?;
         self.flow_logs()?;
         Ok(self.m)
@@ -959,6 +969,8 @@ impl<'a> Builder<'a> {
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
             // Separate VPCs may overlap at AWS; here they share one router, so they may not.
             let lambda_range = ("the Lambda service range".to_string(), lambda);
+            let services: Ipv4Net = endpoint::AWS_SERVICES_CIDR.parse().expect("constant");
+            let services = ("the AWS services range".to_string(), services);
             let vpcs = self
                 .m
                 .vpcs
@@ -967,7 +979,7 @@ impl<'a> Builder<'a> {
             check_block(
                 cidr,
                 "VPC",
-                std::iter::once(lambda_range).chain(vpcs),
+                [lambda_range, services].into_iter().chain(vpcs),
                 &path,
             )?;
             let default_group = format!("{id}.DefaultSecurityGroup");
@@ -1761,7 +1773,9 @@ impl<'a> Builder<'a> {
                         )
                     }
                     (HostKind::Instance, _) => (p.clone(), res_path(&id), "SecurityGroupIds"),
-                    (HostKind::NetworkInterface, _) => (p.clone(), res_path(&id), "GroupSet"),
+                    (HostKind::NetworkInterface | HostKind::VpcEndpoint, _) => {
+                        (p.clone(), res_path(&id), "GroupSet")
+                    }
                 };
                 if hk == HostKind::Instance && p.get("SecurityGroups").is_some() {
                     return Err(ModelError::new(
@@ -1853,7 +1867,7 @@ impl<'a> Builder<'a> {
                         format!("ip-{}.ec2.internal", ip.to_string().replace('.', "-")),
                     );
                 }
-                HostKind::NetworkInterface => {
+                HostKind::NetworkInterface | HostKind::VpcEndpoint => {
                     self.attr(&id, "PrimaryPrivateIpAddress", ip.to_string());
                     self.attr(&id, "Id", id.clone());
                     if let Some(ip6) = ip6 {
@@ -2197,6 +2211,8 @@ pub mod internet;
 pub use internet::{InternetHost, PublicIp};
 pub mod nat_gateway;
 pub use nat_gateway::NatGateway;
+pub mod endpoint;
+pub use endpoint::{EndpointType, VpcEndpoint};
 
 #[cfg(test)]
 mod tests;

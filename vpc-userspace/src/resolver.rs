@@ -8,6 +8,12 @@
 //!   their reverse names (PTR, `5.1.0.10.in-addr.arpa`);
 //! * the internet's test hosts (`Metadata: Vpc::Internet`), ours:
 //!   `<id in lower case>.internet.test` (RFC 6761 reserves `.test`);
+//! * the gateway services' regional names (`s3.<region>.amazonaws.com`,
+//!   `dynamodb.<region>.amazonaws.com`) as public DNS answers them: their
+//!   simulated addresses; interface endpoints' own names
+//!   (`vpce-<id>-<8 chars>[-<az>].<service>.<region>.vpce.amazonaws.com`),
+//!   and with `PrivateDnsEnabled`, in the endpoint's VPC, the service's
+//!   regional name: the endpoint's ENI addresses;
 //! * anything else: NXDOMAIN. Nothing is forwarded: no query ever leaves
 //!   the project's namespaces.
 //!
@@ -31,7 +37,10 @@ use hickory_proto::{
     },
 };
 
-use crate::model::{Model, Vpc};
+use crate::model::{
+    endpoint::{regional_name, GATEWAY_SERVICES},
+    Model, Vpc,
+};
 
 /// Seconds a client may cache an answer.
 const TTL: u32 = 60;
@@ -39,7 +48,9 @@ const TTL: u32 = 60;
 /// The names one VPC's resolver knows, lower-case and fully qualified.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Zone {
-    pub a: HashMap<String, Ipv4Addr>,
+    /// Names to their addresses (several for an interface endpoint with
+    /// an ENI in more than one subnet).
+    pub a: HashMap<String, Vec<Ipv4Addr>>,
     pub ptr: HashMap<Ipv4Addr, String>,
 }
 
@@ -67,11 +78,34 @@ impl Zone {
             .chain(model.enis.iter().filter(|e| e.vpc == vpc.id).map(|e| e.ip));
         for ip in private {
             let name = private_dns_name(ip, &domain);
-            z.a.insert(name.clone(), ip);
+            z.a.insert(name.clone(), vec![ip]);
             z.ptr.insert(ip, name);
         }
         for h in &model.internet_hosts {
-            z.a.insert(internet_host_name(&h.id), h.ip);
+            z.a.insert(internet_host_name(&h.id), vec![h.ip]);
+        }
+        // The gateway services' regional names, as public DNS answers them.
+        for (service, ip) in GATEWAY_SERVICES {
+            z.a.insert(fqdn(&regional_name(&model.region, service)), vec![ip]);
+        }
+        // Interface endpoints: their own names (public at AWS), and with
+        // private DNS, in their VPC, the service's regional name.
+        for e in &model.vpc_endpoints {
+            let ip_of = |host: &str| model.hosts.iter().find(|h| h.id == host).map(|h| h.ip);
+            let all: Vec<Ipv4Addr> = e.enis.iter().filter_map(|(_, h)| ip_of(h)).collect();
+            if all.is_empty() {
+                continue;
+            }
+            z.a.insert(fqdn(&e.dns_name(&model.region)), all.clone());
+            for (s, h) in &e.enis {
+                let (Some(sn), Some(ip)) = (model.subnet(s), ip_of(h)) else {
+                    continue;
+                };
+                z.a.insert(fqdn(&e.zonal_dns_name(&model.region, &sn.az)), vec![ip]);
+            }
+            if e.private_dns && e.vpc == vpc.id {
+                z.a.insert(fqdn(&regional_name(&model.region, &e.service)), all);
+            }
         }
         z
     }
@@ -100,9 +134,11 @@ impl Zone {
         if !fqdn.ends_with('.') {
             fqdn.push('.');
         }
-        let known = if let Some(ip) = self.a.get(&fqdn) {
+        let known = if let Some(ips) = self.a.get(&fqdn) {
             if question.query_type() == RecordType::A {
-                r.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+                for ip in ips {
+                    r.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+                }
             }
             true
         } else if let Some(target) = reverse(&fqdn).and_then(|ip| self.ptr.get(&ip)) {
@@ -122,6 +158,11 @@ impl Zone {
         });
         r.to_vec().ok()
     }
+}
+
+/// `name.`
+fn fqdn(name: &str) -> String {
+    format!("{}.", name.to_ascii_lowercase())
 }
 
 /// `d.c.b.a.in-addr.arpa.` -> a.b.c.d
@@ -217,7 +258,7 @@ mod tests {
     fn zone() -> Zone {
         let mut z = Zone::default();
         let ip = Ipv4Addr::new(10, 0, 1, 10);
-        z.a.insert(private_dns_name(ip, "ec2.internal"), ip);
+        z.a.insert(private_dns_name(ip, "ec2.internal"), vec![ip]);
         z.ptr.insert(ip, private_dns_name(ip, "ec2.internal"));
         z
     }

@@ -44,6 +44,11 @@ pub enum Role {
     InternetHost,
     /// A VPC's DNS resolver (base + 2), served by the agent.
     Resolver,
+    /// An interface endpoint's ENI: the agent serves its service there.
+    VpcEndpoint,
+    /// The simulated regional AWS services behind gateway endpoints
+    /// (`<deployment>-AwsServices`), served by the agent.
+    AwsServices,
 }
 
 pub fn router_netns(deployment: &str) -> String {
@@ -134,6 +139,9 @@ pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
             .iter()
             .filter_map(|vpc| Some(node_netns(deployment, &vpc.resolver_id()?))),
     );
+    if model.has_aws_services() {
+        v.push(node_netns(deployment, crate::model::endpoint::AWS_SERVICES_ID));
+    }
     v
 }
 
@@ -181,6 +189,7 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         let role = match h.kind {
             crate::model::HostKind::Instance => Role::Instance,
             crate::model::HostKind::NetworkInterface => Role::NetworkInterface,
+            crate::model::HostKind::VpcEndpoint => Role::VpcEndpoint,
         };
         let v6 = h.ip6.map(|a| (a, true));
         specs.push((
@@ -216,7 +225,22 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         let ns = node_netns(deployment, &id);
         specs.push((id, Role::Resolver, ns, vpc.resolver(), gw, None));
     }
+    // The simulated AWS services, behind the router like the internet's
+    // hosts: the first service's address here, the others added below.
+    if model.has_aws_services() {
+        let id = crate::model::endpoint::AWS_SERVICES_ID.to_string();
+        let ns = node_netns(deployment, &id);
+        let first = crate::model::endpoint::GATEWAY_SERVICES[0].1;
+        let gw = crate::model::internet::INTERNET_GATEWAY_ADDRESS;
+        specs.push((id, Role::AwsServices, ns, first, gw, None));
+    }
     let nodes = build_nodes(deployment, specs, 1)?;
+    if model.has_aws_services() {
+        let ns = node_netns(deployment, crate::model::endpoint::AWS_SERVICES_ID);
+        for (_, addr) in &crate::model::endpoint::GATEWAY_SERVICES[1..] {
+            ip(&["-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+        }
+    }
     let domain = model.private_dns_domain();
     for h in &model.hosts {
         let vpc = model.subnet(&h.subnet).and_then(|s| model.vpc(&s.vpc));

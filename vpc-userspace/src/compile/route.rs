@@ -46,7 +46,7 @@ pub fn network_interface_id(model: &Model, host: &str) -> u32 {
 /// Longest prefix wins in the trie; at an equal prefix a static CIDR route
 /// beats a prefix-list entry (AWS's rule for overlapping routes), so the
 /// prefix-list entry is not written.
-pub(super) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
+pub(crate) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
     for (i, t) in model.route_tables.iter().enumerate() {
         let table = (gen << ID_GEN_SHIFT) | (i as u32 + 1);
         out.route_tables.insert(t.id.clone(), table);
@@ -74,6 +74,11 @@ pub(super) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
                 (RouteState::Active, Target::NetworkInterface(h)) => RouteTarget {
                     kind: route_kind::NETWORK_INTERFACE,
                     id: network_interface_id(model, h),
+                    ..Default::default()
+                },
+                (RouteState::Active, Target::VpcEndpoint(e)) => RouteTarget {
+                    kind: route_kind::GATEWAY_ENDPOINT,
+                    id: model.vpc_endpoint_index(e).expect("active"),
                     ..Default::default()
                 },
             };

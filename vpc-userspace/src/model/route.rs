@@ -58,6 +58,10 @@ pub enum Target {
     /// ENI (a `Host` id), which gets the packet unchanged: a middlebox,
     /// such as a NAT instance.
     NetworkInterface(String),
+    /// A gateway endpoint's route (its logical id), added by the endpoint
+    /// to each of its `RouteTableIds`: destination its service's managed
+    /// prefix list.
+    VpcEndpoint(String),
 }
 
 /// What a route does right now, as `DescribeRouteTables` shows it.
@@ -133,6 +137,10 @@ impl Model {
             Target::NetworkInterface(h) => match self.hosts.iter().any(|x| &x.id == h) {
                 true => RouteState::Active,
                 false => RouteState::Blackhole,
+            },
+            Target::VpcEndpoint(e) => match self.vpc_endpoint(e) {
+                Some(_) => RouteState::Active,
+                None => RouteState::Blackhole,
             },
         }
     }
@@ -464,16 +472,26 @@ impl Builder<'_> {
             destination,
             target,
         };
-        // No two routes of a table for one destination.
+        self.add_route(&table_id, route, &field(dfield))
+    }
+
+    /// Adds `route` to table `table_id` (which exists), as EC2 does: no two
+    /// routes of a table to one destination, and the quota per family.
+    /// Errors name `path`.
+    pub(super) fn add_route(&mut self, table_id: &str, route: Route, path: &str) -> Result<()> {
+        let dvalue = match &route.destination {
+            Destination::Cidr(c) => c.to_string(),
+            Destination::PrefixList(pl) => pl.clone(),
+        };
         let t = self
             .m
             .route_tables
             .iter_mut()
             .find(|t| t.id == table_id)
-            .expect("found above");
+            .expect("checked by the caller");
         if t.routes.iter().any(|r| r.destination == route.destination) {
             return Err(ModelError::new(
-                field(dfield),
+                path.to_string(),
                 format!("RouteAlreadyExists: {table_id} already has a route to {dvalue}"),
             ));
         }
@@ -499,7 +517,7 @@ impl Builder<'_> {
             .sum();
         if used > MAX_ROUTES_PER_TABLE {
             return Err(ModelError::new(
-                field(dfield),
+                path.to_string(),
                 format!(
                     "RouteLimitExceeded: {table_id} would hold {used} {} routes; at most {MAX_ROUTES_PER_TABLE} per table per family \
                      (a prefix list counts its MaxEntries)",
