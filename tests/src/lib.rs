@@ -215,6 +215,11 @@ impl Harness {
                     .flat_map(|f| f.envs().into_iter().map(|e| e.id)),
             )
             .chain(model.vpcs.iter().filter_map(|v| v.resolver_id()))
+            .chain(
+                model
+                    .has_aws_services()
+                    .then(|| model::endpoint::AWS_SERVICES_ID.to_string()),
+            )
             .collect();
         for (i, id) in ids.iter().enumerate() {
             let dev = format!("d{i}");
