@@ -458,6 +458,13 @@ impl Builder<'_> {
                 }
                 Target::NetworkInterface(tvalue.to_string())
             }
+            "VpcEndpointId" => {
+                return Err(ModelError::new(
+                    field(tfield),
+                    "VpcEndpointId targets are Gateway Load Balancer endpoints, not supported; \
+                     a gateway endpoint (S3, DynamoDB) adds its own routes to its RouteTableIds",
+                ))
+            }
             other => {
                 return Err(ModelError::new(
                     field(other),
