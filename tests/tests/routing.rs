@@ -556,7 +556,11 @@ fn a_gateway_endpoint_route_reaches_its_service_without_nat_and_the_service_open
         let (v, out) = h.run(app, &tcp("10.0.2.10", s3, 40000, 443, TCP_SYN));
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(seen(&out), (s("10.0.2.10"), s(s3), 40000, 443));
-        assert_eq!(out[0..6], h.links["AwsServices"].mac, "to the services' port");
+        assert_eq!(
+            out[0..6],
+            h.links["AwsServices"].mac,
+            "to the services' port"
+        );
         // The reply is tracked: back to the instance.
         let (v, out) = h.run(svc, &tcp(s3, "10.0.2.10", 443, 40000, TCP_SYN | TCP_ACK));
         assert_eq!(v, XDP_REDIRECT);
@@ -580,7 +584,12 @@ fn a_gateway_endpoint_route_reaches_its_service_without_nat_and_the_service_open
             let before = h.counters();
             let (v, _) = h.run(ingress, &tcp(src, dst, 41000 + i as u16, port, TCP_SYN));
             assert_eq!(v, XDP_DROP, "{src} -> {dst}:{port}");
-            assert_eq!(h.counters().dropped(want), before.dropped(want) + 1, "{}", want.name());
+            assert_eq!(
+                h.counters().dropped(want),
+                before.dropped(want) + 1,
+                "{}",
+                want.name()
+            );
         }
         let (v, _) = h.run(strict, &tcp("10.0.2.20", s3, 42000, 443, TCP_SYN));
         assert_eq!(v, XDP_REDIRECT, "the prefix-list rule allows 443");
@@ -590,7 +599,11 @@ fn a_gateway_endpoint_route_reaches_its_service_without_nat_and_the_service_open
         assert_eq!(v, XDP_REDIRECT);
         let (src, dst, nat_port, _) = seen(&out);
         // The endpoint's ENI took 10.0.2.4 first.
-        assert_eq!((src.as_str(), dst.as_str()), ("10.0.2.5", s3), "the Hyperplane ENI");
+        assert_eq!(
+            (src.as_str(), dst.as_str()),
+            ("10.0.2.5", s3),
+            "the Hyperplane ENI"
+        );
         let (v, out) = h.run(svc, &tcp(s3, "10.0.2.5", 443, nat_port, TCP_SYN | TCP_ACK));
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(seen(&out), (s(s3), exec, 443, 5000));
@@ -604,7 +617,14 @@ fn an_interface_endpoint_eni_is_a_vpc_address_with_its_own_groups_and_opens_noth
         let mut h = Harness::new(&t);
         activate(&mut h);
         let (app, lonely, eni) = (h.ifindex("App"), h.ifindex("Lonely"), h.ifindex("Sqs.1"));
-        let ip = h.model.hosts.iter().find(|x| x.id == "Sqs.1").unwrap().ip.to_string();
+        let ip = h
+            .model
+            .hosts
+            .iter()
+            .find(|x| x.id == "Sqs.1")
+            .unwrap()
+            .ip
+            .to_string();
         assert_eq!(ip, "10.0.2.4", "the subnet's first free address");
         let (v, out) = h.run(app, &tcp("10.0.2.10", &ip, 40000, 443, TCP_SYN));
         assert_eq!(v, XDP_REDIRECT);
@@ -615,7 +635,11 @@ fn an_interface_endpoint_eni_is_a_vpc_address_with_its_own_groups_and_opens_noth
         let (v, _) = h.run(lonely, &tcp("10.0.3.10", &ip, 40001, 443, TCP_SYN));
         assert_eq!(v, XDP_DROP);
         let r = DropReason::SgIngressDenied;
-        assert_eq!(h.counters().dropped(r), before.dropped(r) + 1, "not the app's group");
+        assert_eq!(
+            h.counters().dropped(r),
+            before.dropped(r) + 1,
+            "not the app's group"
+        );
         let (v, _) = h.run(eni, &tcp(&ip, "10.0.2.10", 443, 22, TCP_SYN));
         assert_eq!(v, XDP_DROP);
         let r = DropReason::AwsServiceUnsolicited;

@@ -54,7 +54,12 @@ pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
     {
         for (_, host) in &e.enis {
             if let Some(node) = s.node(host) {
-                bind(&node.netns, node.ip, e.service_name.clone(), e.vpce_id.clone())?;
+                bind(
+                    &node.netns,
+                    node.ip,
+                    e.service_name.clone(),
+                    e.vpce_id.clone(),
+                )?;
             }
         }
     }

@@ -140,7 +140,10 @@ pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
             .filter_map(|vpc| Some(node_netns(deployment, &vpc.resolver_id()?))),
     );
     if model.has_aws_services() {
-        v.push(node_netns(deployment, crate::model::endpoint::AWS_SERVICES_ID));
+        v.push(node_netns(
+            deployment,
+            crate::model::endpoint::AWS_SERVICES_ID,
+        ));
     }
     v
 }
@@ -238,7 +241,15 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
     if model.has_aws_services() {
         let ns = node_netns(deployment, crate::model::endpoint::AWS_SERVICES_ID);
         for (_, addr) in &crate::model::endpoint::GATEWAY_SERVICES[1..] {
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/32"),
+                "dev",
+                "eth0",
+            ])?;
         }
     }
     let domain = model.private_dns_domain();

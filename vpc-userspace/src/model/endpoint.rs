@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    bool_field, flowlog::ec2_id, fnv1a, required_str, res_path, str_field, str_list,
+    bool_field,
+    flowlog::ec2_id,
+    fnv1a, required_str, res_path,
     route::{Destination, Route, Target},
-    Builder, Host, HostKind, Model, PrefixList,
+    str_field, str_list, Builder, Host, HostKind, Model, PrefixList,
 };
 use crate::template::{ModelError, Result};
 
@@ -225,7 +227,9 @@ impl Builder<'_> {
             if p.get(f).is_some_and(|v| !v.is_null()) {
                 return Err(ModelError::new(
                     field(f),
-                    format!("{f} is for interface endpoints; a gateway endpoint takes RouteTableIds"),
+                    format!(
+                        "{f} is for interface endpoints; a gateway endpoint takes RouteTableIds"
+                    ),
                 ));
             }
             Ok(())
@@ -294,9 +298,12 @@ impl Builder<'_> {
                             format!("{vpc} has EnableDnsSupport: false; private DNS needs the VPC resolver"),
                         ));
                     }
-                    if let Some(o) = self.m.vpc_endpoints.iter().find(|o| {
-                        o.vpc == vpc && o.private_dns && o.service == service
-                    }) {
+                    if let Some(o) = self
+                        .m
+                        .vpc_endpoints
+                        .iter()
+                        .find(|o| o.vpc == vpc && o.private_dns && o.service == service)
+                    {
                         return Err(ModelError::new(
                             field("PrivateDnsEnabled"),
                             format!(

@@ -348,9 +348,13 @@ impl Builder<'_> {
             if lambda.contains(&ip) {
                 return bad(format!("{ip} is in the Lambda service range {lambda}"));
             }
-            let services: Ipv4Net = super::endpoint::AWS_SERVICES_CIDR.parse().expect("constant");
+            let services: Ipv4Net = super::endpoint::AWS_SERVICES_CIDR
+                .parse()
+                .expect("constant");
             if services.contains(&ip) {
-                return bad(format!("{ip} is in the AWS services range {services} (VPC endpoints)"));
+                return bad(format!(
+                    "{ip} is in the AWS services range {services} (VPC endpoints)"
+                ));
             }
             if let Some(v) = self.m.vpcs.iter().find(|v| v.cidr.contains(&ip)) {
                 return bad(format!("{ip} is inside VPC {} ({})", v.id, v.cidr));

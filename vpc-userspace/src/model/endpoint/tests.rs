@@ -51,9 +51,16 @@ fn a_gateway_endpoint_routes_its_managed_prefix_list_in_the_chosen_tables_only()
     let rt = m.route_table("PrivateRt").unwrap();
     assert_eq!(rt.routes.len(), 1);
     assert_eq!(rt.routes[0].destination, Destination::PrefixList(pl));
-    assert_eq!(rt.routes[0].target, Target::VpcEndpoint("S3Endpoint".into()));
+    assert_eq!(
+        rt.routes[0].target,
+        Target::VpcEndpoint("S3Endpoint".into())
+    );
     assert!(m.route_table("OtherRt").unwrap().routes.is_empty());
-    assert!(m.route_table("Vpc.MainRouteTable").unwrap().routes.is_empty());
+    assert!(m
+        .route_table("Vpc.MainRouteTable")
+        .unwrap()
+        .routes
+        .is_empty());
     assert!(m.has_aws_services());
     // Without a gateway endpoint, no AWS services namespace.
     let gw = "  S3Endpoint:\n    Type: AWS::EC2::VPCEndpoint\n    Properties: {VpcId: !Ref Vpc, ServiceName: !Sub 'com.amazonaws.${AWS::Region}.s3', RouteTableIds: [!Ref PrivateRt]}\n";
@@ -75,12 +82,18 @@ fn compiled_routes_send_the_service_address_to_the_endpoint_and_a_static_route_w
         crate::compile::route::lookup(&out, out.route_tables[table], a.parse().unwrap())
             .map(|t| (t.kind, t.id))
     };
-    assert_eq!(kind("PrivateRt", "198.18.0.10"), Some((route_kind::GATEWAY_ENDPOINT, 1)));
+    assert_eq!(
+        kind("PrivateRt", "198.18.0.10"),
+        Some((route_kind::GATEWAY_ENDPOINT, 1))
+    );
     // DynamoDB has no endpoint here: no route.
     assert_eq!(kind("PrivateRt", "198.18.0.11"), None);
     assert_eq!(kind("Vpc.MainRouteTable", "198.18.0.10"), None);
     // An equal static route beats the prefix-list route, as at AWS.
-    assert_eq!(kind("OtherRt", "198.18.0.10"), Some((route_kind::INTERNET_GATEWAY, 1)));
+    assert_eq!(
+        kind("OtherRt", "198.18.0.10"),
+        Some((route_kind::INTERNET_GATEWAY, 1))
+    );
 }
 
 #[test]
@@ -98,31 +111,55 @@ fn an_interface_endpoint_has_an_eni_per_subnet_with_its_groups_and_names() {
     // Web takes 10.0.1.4 first (hosts before endpoints).
     assert_eq!(ips, ["10.0.1.5", "10.0.2.4"]);
     let h = m.hosts.iter().find(|h| h.id == "SqsEndpoint.1").unwrap();
-    assert_eq!((h.kind, h.subnet.as_str()), (HostKind::VpcEndpoint, "PrivateA"));
+    assert_eq!(
+        (h.kind, h.subnet.as_str()),
+        (HostKind::VpcEndpoint, "PrivateA")
+    );
     // Its group's members include the ENIs, as at AWS.
     assert_eq!(m.members("EndpointSg").len(), 2);
     // The resolver: private DNS answers both ENIs in the VPC, the
     // endpoint's own names, and the gateway services' public names.
     let z = crate::resolver::Zone::of(&m, m.vpc("Vpc").unwrap());
-    let a = |n: &str| z.a.get(n).map(|v| v.iter().map(|i| i.to_string()).collect::<Vec<_>>());
-    assert_eq!(a("sqs.us-east-1.amazonaws.com."), Some(vec!["10.0.1.5".into(), "10.0.2.4".into()]));
+    let a = |n: &str| {
+        z.a.get(n)
+            .map(|v| v.iter().map(|i| i.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        a("sqs.us-east-1.amazonaws.com."),
+        Some(vec!["10.0.1.5".into(), "10.0.2.4".into()])
+    );
     let own = format!("{}.", e.dns_name("us-east-1"));
-    assert!(own.starts_with(&format!("{}-", e.vpce_id)) && own.ends_with(".sqs.us-east-1.vpce.amazonaws.com."));
+    assert!(
+        own.starts_with(&format!("{}-", e.vpce_id))
+            && own.ends_with(".sqs.us-east-1.vpce.amazonaws.com.")
+    );
     assert_eq!(a(&own).unwrap().len(), 2);
-    assert_eq!(a(&format!("{}.", e.zonal_dns_name("us-east-1", "us-east-1b"))), Some(vec!["10.0.2.4".into()]));
-    assert_eq!(a("s3.us-east-1.amazonaws.com."), Some(vec!["198.18.0.10".into()]));
-    assert_eq!(a("dynamodb.us-east-1.amazonaws.com."), Some(vec!["198.18.0.11".into()]));
+    assert_eq!(
+        a(&format!("{}.", e.zonal_dns_name("us-east-1", "us-east-1b"))),
+        Some(vec!["10.0.2.4".into()])
+    );
+    assert_eq!(
+        a("s3.us-east-1.amazonaws.com."),
+        Some(vec!["198.18.0.10".into()])
+    );
+    assert_eq!(
+        a("dynamodb.us-east-1.amazonaws.com."),
+        Some(vec!["198.18.0.11".into()])
+    );
     // Without private DNS the regional name is not the endpoint's.
     let m = model(&BASE.replace("PrivateDnsEnabled: true", "PrivateDnsEnabled: false"));
     let z = crate::resolver::Zone::of(&m, m.vpc("Vpc").unwrap());
-    assert!(z.a.get("sqs.us-east-1.amazonaws.com.").is_none());
+    assert!(!z.a.contains_key("sqs.us-east-1.amazonaws.com."));
 }
 
 #[test]
 fn ref_and_getatt_give_the_endpoint_id_its_enis_and_names() {
     let m = model(BASE);
     let e = m.vpc_endpoint("SqsEndpoint").unwrap();
-    assert_eq!(e.vpce_id, crate::model::flowlog::ec2_id("vpce", "s", "SqsEndpoint"));
+    assert_eq!(
+        e.vpce_id,
+        crate::model::flowlog::ec2_id("vpce", "s", "SqsEndpoint")
+    );
     let env = &m.function("Fn").unwrap().environment;
     assert_eq!(env["ENDPOINT"], e.vpce_id);
     let enis: Vec<String> = e
@@ -131,7 +168,10 @@ fn ref_and_getatt_give_the_endpoint_id_its_enis_and_names() {
         .map(|(_, h)| crate::model::flowlog::host_eni_id("s", h))
         .collect();
     assert_eq!(env["ENIS"], enis.join(","));
-    assert_eq!(env["DNS"], format!("Z7HUB22UULQXV:{}", e.dns_name("us-east-1")));
+    assert_eq!(
+        env["DNS"],
+        format!("Z7HUB22UULQXV:{}", e.dns_name("us-east-1"))
+    );
 }
 
 #[test]
@@ -158,7 +198,10 @@ fn bad_endpoints_name_their_field() {
     ];
     for (t, path, msg) in cases {
         let e = build(&t, &HashMap::new(), "s").expect_err(path).to_string();
-        assert!(e.contains(path) && e.contains(msg), "got {e:?}, want {path} / {msg}");
+        assert!(
+            e.contains(path) && e.contains(msg),
+            "got {e:?}, want {path} / {msg}"
+        );
     }
 }
 
@@ -186,7 +229,12 @@ fn an_endpoint_route_counts_toward_the_table_quota() {
 
 #[test]
 fn an_internet_host_may_not_sit_in_the_aws_services_range() {
-    let t = format!("{BASE}Metadata:\n  Vpc::Internet:\n    Hosts:\n      Example: {{Address: 198.18.0.10}}\n");
+    let t = format!(
+        "{BASE}Metadata:\n  Vpc::Internet:\n    Hosts:\n      Example: {{Address: 198.18.0.10}}\n"
+    );
     let e = build(&t, &HashMap::new(), "s").unwrap_err().to_string();
-    assert!(e.contains("Hosts.Example.Address") && e.contains("AWS services range"), "{e}");
+    assert!(
+        e.contains("Hosts.Example.Address") && e.contains("AWS services range"),
+        "{e}"
+    );
 }
