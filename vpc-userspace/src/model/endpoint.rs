@@ -172,6 +172,15 @@ impl Builder<'_> {
             let id = res.logical_id.clone();
             let p = self.props(res)?;
             let e = self.vpc_endpoint(&id, &p)?;
+            if e.kind == EndpointType::Gateway
+                && (self.t.resources.contains_key(AWS_SERVICES_ID)
+                    || self.m.internet_hosts.iter().any(|h| h.id == AWS_SERVICES_ID))
+            {
+                return Err(ModelError::new(
+                    res_path(&id),
+                    format!("{AWS_SERVICES_ID} names the AWS services' namespace here: rename the resource or test host called so"),
+                ));
+            }
             self.m.vpc_endpoints.push(e);
         }
         Ok(())

@@ -194,6 +194,7 @@ fn bad_endpoints_name_their_field() {
         (BASE.replace("{CidrBlock: 10.0.0.0/16}", "{CidrBlock: 10.0.0.0/16, EnableDnsSupport: false}"), "SqsEndpoint.Properties.PrivateDnsEnabled", "EnableDnsSupport"),
         (format!("{BASE}  SqsAgain: {{Type: AWS::EC2::VPCEndpoint, Properties: {{VpcId: !Ref Vpc, VpcEndpointType: Interface, ServiceName: com.amazonaws.us-east-1.sqs, SubnetIds: [!Ref PrivateB], PrivateDnsEnabled: true}}}}\n"), "SqsEndpoint.Properties.PrivateDnsEnabled", "SqsAgain already has private DNS"),
         (format!("{BASE}  ToVpce: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref OtherRt, DestinationCidrBlock: 0.0.0.0/0, VpcEndpointId: !Ref S3Endpoint}}}}\n"), "ToVpce.Properties.VpcEndpointId", "Gateway Load Balancer"),
+        (format!("{BASE}  AwsServices: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref PrivateB}}}}\n"), "S3Endpoint.Properties", "AWS services' namespace"),
         (BASE.replace("{CidrBlock: 10.0.0.0/16}", "{CidrBlock: 198.18.0.0/16}").replace("10.0.1.0/24", "198.18.1.0/24").replace("10.0.2.0/24", "198.18.2.0/24"), "Vpc.Properties.CidrBlock", "AWS services range"),
     ];
     for (t, path, msg) in cases {
