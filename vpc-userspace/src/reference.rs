@@ -228,6 +228,10 @@ fn route_step(
         Target::InternetGateway(g) => format!("internet gateway {g}"),
         Target::NatGateway(g) => format!("NAT gateway {g}"),
         Target::NetworkInterface(h) => format!("network interface of {h}"),
+        Target::VpcEndpoint(e) => format!(
+            "gateway endpoint {}",
+            m.vpc_endpoint(e).map_or(e.as_str(), |e| e.vpce_id.as_str())
+        ),
     };
     let name = if r.id == "local" {
         String::new()
@@ -326,7 +330,42 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
             let v = middlebox(m, &from, &h, p, &mut steps);
             (v, steps)
         }
+        Ok(Target::VpcEndpoint(e)) => {
+            let v = via_gateway_endpoint(m, &from, &e, p, &mut steps)
+                .err()
+                .unwrap_or(Verdict::Allow);
+            (v, steps)
+        }
     }
+}
+
+/// Through a gateway endpoint: only to its simulated service; the sender's
+/// outbound groups and its subnet's outbound ACL; no NAT, and the service
+/// has no groups.
+fn via_gateway_endpoint(
+    m: &Model,
+    from: &Side,
+    id: &str,
+    p: &Packet,
+    steps: &mut Vec<String>,
+) -> Result<(), Verdict> {
+    let e = m
+        .vpc_endpoint(id)
+        .expect("an active route's endpoint exists");
+    let service = crate::model::endpoint::gateway_service_ip(&e.service);
+    if service.map(IpAddr::V4) != Some(p.dst) {
+        return Err(Verdict::Deny(
+            "endpoint_service_mismatch",
+            format!("{} leads only to {}", e.vpce_id, e.service_name),
+        ));
+    }
+    egress(m, from.groups, p, steps)?;
+    acl_out(m, from.subnet, p, steps)?;
+    steps.push(format!(
+        "gateway endpoint {}: to {} at {}, source unchanged",
+        e.vpce_id, e.service_name, p.dst
+    ));
+    Ok(())
 }
 
 /// Out through the internet gateway: 1:1 NAT to the sender's public
@@ -376,7 +415,10 @@ fn via_nat_gateway(
     }
     match route_step(m, &g.subnet, p.dst, steps)? {
         Target::InternetGateway(_) => {}
-        Target::Local | Target::NatGateway(_) | Target::NetworkInterface(_) => {
+        Target::Local
+        | Target::NatGateway(_)
+        | Target::NetworkInterface(_)
+        | Target::VpcEndpoint(_) => {
             return Err(Verdict::Deny(
                 "no_route",
                 format!(

@@ -174,7 +174,11 @@ impl Builder<'_> {
             let e = self.vpc_endpoint(&id, &p)?;
             if e.kind == EndpointType::Gateway
                 && (self.t.resources.contains_key(AWS_SERVICES_ID)
-                    || self.m.internet_hosts.iter().any(|h| h.id == AWS_SERVICES_ID))
+                    || self
+                        .m
+                        .internet_hosts
+                        .iter()
+                        .any(|h| h.id == AWS_SERVICES_ID))
             {
                 return Err(ModelError::new(
                     res_path(&id),

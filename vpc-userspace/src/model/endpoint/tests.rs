@@ -239,3 +239,32 @@ fn an_internet_host_may_not_sit_in_the_aws_services_range() {
         "{e}"
     );
 }
+
+#[test]
+fn vpc_explain_follows_a_gateway_endpoint_route() {
+    use crate::reference::{explain, Packet, Verdict};
+    let m = model(BASE);
+    let p = |src: &str, dst: &str| Packet {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto: 6,
+        port: 443,
+    };
+    // Web (10.0.1.4, PrivateA, PrivateRt) to S3: the endpoint's route.
+    let (v, steps) = explain(&m, &p("10.0.1.4", "198.18.0.10"));
+    assert_eq!(v, Verdict::Allow, "{steps:?}");
+    let vpce = &m.vpc_endpoint("S3Endpoint").unwrap().vpce_id;
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains(vpce.as_str()) && s.contains("source unchanged")),
+        "{steps:?}"
+    );
+    // DynamoDB is not in the endpoint's prefix list: no route.
+    let (v, _) = explain(&m, &p("10.0.1.4", "198.18.0.11"));
+    assert!(matches!(v, Verdict::Deny("no_route", _)), "{v:?}");
+    // An interface endpoint ENI is a VPC address: its group decides
+    // (EndpointSg has no inbound rules).
+    let (v, _) = explain(&m, &p("10.0.1.4", "10.0.2.4"));
+    assert!(matches!(v, Verdict::Deny("sg_ingress_denied", _)), "{v:?}");
+}
