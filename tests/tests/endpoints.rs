@@ -28,6 +28,12 @@ Resources:
       GroupDescription: the app only
       VpcId: !Ref Vpc
       SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, SourceSecurityGroupId: !Ref AppSg}]
+  OpenSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: the other subnet
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 10.0.3.0/24}]
   SqsEndpoint:
     Type: AWS::EC2::VPCEndpoint
     Properties:
@@ -35,7 +41,7 @@ Resources:
       VpcEndpointType: Interface
       ServiceName: !Sub 'com.amazonaws.${AWS::Region}.sqs'
       SubnetIds: [!Ref PrivateA]
-      SecurityGroupIds: [!Ref EndpointSg]
+      SecurityGroupIds: GROUPS
       PrivateDnsEnabled: true
   App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref PrivateA, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref AppSg]}}
   Stranger: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Other, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref OtherSg]}}
@@ -47,7 +53,17 @@ Resources:
 "#;
 
 fn template(with_route: bool) -> String {
-    TEMPLATE.replace("TABLES", if with_route { "[!Ref PrivateRt]" } else { "[]" })
+    TEMPLATE
+        .replace("TABLES", if with_route { "[!Ref PrivateRt]" } else { "[]" })
+        .replace("GROUPS", "[!Ref EndpointSg]")
+}
+
+fn apply(d: &Deployment, t: &str) {
+    let path = std::env::temp_dir().join(format!("{}-apply.yaml", d.name));
+    std::fs::write(&path, t).unwrap();
+    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// The simulated service's JSON answer to `curl` run by `cmd` (`exec X` or
@@ -90,11 +106,7 @@ fn a_private_function_reaches_s3_through_a_gateway_endpoint_without_nat() {
     assert!(d.dropped("no_route") > before);
     // The endpoint's route taken out of the table (`vpc apply`): no way
     // to S3 any more, and nothing else goes out either.
-    let path = std::env::temp_dir().join(format!("{}-apply.yaml", d.name));
-    std::fs::write(&path, template(false)).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "{}", text(&out));
+    apply(&d, &template(false));
     let before = d.dropped("no_route");
     assert!(curl(
         &d,
@@ -152,6 +164,18 @@ fn an_interface_endpoint_is_reached_by_its_private_dns_name_and_its_group_decide
     )
     .is_none());
     assert!(d.dropped("sg_ingress_denied") > before);
+    // The endpoint's groups change live (`vpc apply`), as a host's do.
+    apply(
+        &d,
+        &template(true).replace("[!Ref EndpointSg]", "[!Ref EndpointSg, !Ref OpenSg]"),
+    );
+    let r = curl(
+        &d,
+        &["exec", "Stranger"],
+        "http://sqs.us-east-1.amazonaws.com/",
+    )
+    .expect("OpenSg admits the other subnet");
+    assert_eq!(r["SourceIp"], "10.0.3.10");
     // Nothing opens a connection from the endpoint's ENI.
     let ns = d.netns("SqsEndpoint.1");
     let st = std::process::Command::new("ip")

@@ -607,6 +607,28 @@ fn a_gateway_endpoint_route_reaches_its_service_without_nat_and_the_service_open
         let (v, out) = h.run(svc, &tcp(s3, "10.0.2.5", 443, nat_port, TCP_SYN | TCP_ACK));
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(seen(&out), (s(s3), exec, 443, 5000));
+        // A gateway endpoint's route leads to its service and nowhere else:
+        // one written by hand for a VPC host is refused.
+        use vpc::datapath::Maps;
+        let mut e = h.entries.clone();
+        let table = e.route_tables["PrivateRt"];
+        let target = vpc_common::RouteTarget {
+            kind: vpc_common::route_kind::GATEWAY_ENDPOINT,
+            id: 1,
+            ..Default::default()
+        };
+        let key = vpc_common::RouteKey {
+            table_family: vpc::compile::route::table_family(table, false),
+            addr: vpc_common::v4_mapped([10, 0, 3, 10]),
+        };
+        e.routes
+            .push((vpc_common::ROUTE_FIXED_BITS + 128, key, target));
+        h.dp.install(&e).unwrap();
+        let r = DropReason::EndpointServiceMismatch;
+        let before = h.counters().dropped(r);
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "10.0.3.10", 43000, 443, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(r), before + 1);
     });
 }
 

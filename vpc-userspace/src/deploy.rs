@@ -519,9 +519,11 @@ fn topology_of(m: &Model) -> serde_json::Value {
         s["acl"] = serde_json::Value::Null;
         s["route_table"] = serde_json::Value::Null;
     }
-    // A gateway endpoint's tables are routes: they change live.
+    // A gateway endpoint's tables are routes, an interface endpoint's
+    // groups its ENIs' (as a host's): they change live.
     for e in v["vpc_endpoints"].as_array_mut().into_iter().flatten() {
         e["route_tables"] = serde_json::Value::Null;
+        e["groups"] = serde_json::Value::Null;
     }
     v
 }
