@@ -546,7 +546,10 @@ fn function_flow_inner<C: Ctx>(
         k => return Err(route::refused(k)),
     };
     route::endpoint_allowed(r.kind, ep, first.vpc)?;
-    if ep.kind == kind::EXEC_ENV || ep.kind == kind::HYPERPLANE_ENI || ep.kind == kind::INTERNET_HOST {
+    if ep.kind == kind::EXEC_ENV
+        || ep.kind == kind::HYPERPLANE_ENI
+        || ep.kind == kind::INTERNET_HOST
+    {
         return Err(DropReason::NoRoute);
     }
     if !ct::opens(p) {
