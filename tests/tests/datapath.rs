@@ -1237,7 +1237,7 @@ fn nat_port_allocation_failure_rate_follows_the_probe_count() {
                         eni: pool,
                         port: port.to_be(),
                         proto: 6,
-                        _pad: 0,
+                        ..Default::default()
                     };
                     m.insert(k, CtKey::default(), 0).unwrap();
                 }

@@ -281,12 +281,14 @@ fn the_internet_gateway_translates_one_to_one_both_ways_and_only_for_its_routes(
 
 /// AWS's classic layout, cut to one AZ: a public subnet with the NAT
 /// gateway (0.0.0.0/0 to the internet gateway), a private subnet whose
-/// table sends 0.0.0.0/0 to the NAT gateway, a host and a function there.
+/// table sends 0.0.0.0/0 to the NAT gateway, a host and a function there;
+/// two internet hosts.
 pub const CLASSIC: &str = r#"
 Metadata:
   Vpc::Internet:
     Hosts:
       Example: {Address: 203.0.113.10}
+      Other: {Address: 203.0.113.20}
 Resources:
   Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
   Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
@@ -370,30 +372,59 @@ fn a_nat_gateway_translates_hosts_and_functions_to_its_elastic_ip_and_back() {
 }
 
 #[test]
-fn a_full_nat_gateway_refuses_new_connections_and_idle_ones_expire() {
+fn a_nat_gateway_counts_its_ports_per_destination_and_idle_ones_expire() {
     use vpc::datapath::{Maps, Timeouts};
     in_private_netns(|| {
         let mut h = Harness::new(CLASSIC);
-        // Two ports per protocol; connections idle for 50 ms are forgotten.
-        h.dp.set_nat_gateway_capacity(2).unwrap();
+        // One port per destination and protocol (so always 1024);
+        // connections idle for 50 ms are forgotten.
+        h.dp.set_nat_gateway_capacity(1).unwrap();
         let t = Timeouts {
             nat_gateway_idle: std::time::Duration::from_millis(50),
             tcp_closed: std::time::Duration::from_millis(1),
             ..Timeouts::default()
         };
         h.dp.set_timeouts(&t).unwrap();
-        let app = h.ifindex("App");
-        for sport in [40000, 40001] {
-            let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", sport, 443, TCP_SYN));
-            assert_eq!(v, XDP_REDIRECT, "{sport}");
-        }
-        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40002, 443, TCP_SYN));
-        assert_eq!(v, XDP_DROP);
+        let (app, inet, other) = (h.ifindex("App"), h.ifindex("Example"), h.ifindex("Other"));
+        let nat_ip = "198.51.100.10";
+        let out_port = |h: &mut Harness, sport: u16, dst: &str, dport: u16| {
+            let (v, out) = h.run(app, &tcp("10.0.2.10", dst, sport, dport, TCP_SYN));
+            (v == XDP_REDIRECT).then(|| seen(&out))
+        };
+        let first = out_port(&mut h, 40000, "203.0.113.10", 443);
+        assert_eq!(
+            first,
+            Some((nat_ip.into(), "203.0.113.10".into(), 1024, 443))
+        );
+        // The destination (address, port, protocol) is full ...
+        assert_eq!(out_port(&mut h, 40001, "203.0.113.10", 443), None);
         assert_eq!(h.counters().dropped(DropReason::NatPortExhausted), 1);
         assert_eq!(h.dp.nat_stats().unwrap().failed, 1, "ErrorPortAllocation");
-        // UDP has ports of its own.
-        let (v, _) = h.run(app, &udp("10.0.2.10", "203.0.113.10", 5000, 53));
+        // ... the others are not: another port, another address, another
+        // protocol, each from the same source port 1024 of the gateway.
+        assert_eq!(
+            out_port(&mut h, 40001, "203.0.113.10", 444),
+            Some((nat_ip.into(), "203.0.113.10".into(), 1024, 444))
+        );
+        assert_eq!(
+            out_port(&mut h, 40002, "203.0.113.20", 443),
+            Some((nat_ip.into(), "203.0.113.20".into(), 1024, 443))
+        );
+        let (v, out) = h.run(app, &udp("10.0.2.10", "203.0.113.10", 5000, 443));
         assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).2, 1024);
+        assert_eq!(h.dp.nat_claims().unwrap().values().sum::<usize>(), 4);
+        // The 5-tuples stay unique: each reply finds its own connection.
+        for (from, src, sport, to) in [
+            (inet, "203.0.113.10", 443, 40000),
+            (inet, "203.0.113.10", 444, 40001),
+            (other, "203.0.113.20", 443, 40002),
+        ] {
+            let synack = tcp(src, nat_ip, sport, 1024, TCP_SYN | TCP_ACK);
+            let (v, out) = h.run(from, &synack);
+            assert_eq!(v, XDP_REDIRECT, "{src}:{sport}");
+            assert_eq!(seen(&out), (src.into(), "10.0.2.10".into(), sport, to));
+        }
         // Idle past the gateway's timeout: the next packet of a connection
         // gets a RST back from the gateway (AWS's IdleTimeoutCount), and
         // the GC takes the entries and the ports.
@@ -410,9 +441,46 @@ fn a_full_nat_gateway_refuses_new_connections_and_idle_ones_expire() {
         assert_eq!(out[0..6], ack[6..12], "to the sender's MAC");
         assert_eq!(h.dp.nat_stats().unwrap().idle_timeouts, 1);
         std::thread::sleep(std::time::Duration::from_millis(10));
-        assert_eq!(h.dp.ct_gc(&t).unwrap(), 3, "two TCP and one UDP connection");
-        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40003, 443, TCP_SYN));
-        assert_eq!(v, XDP_REDIRECT, "the ports are free again");
+        assert_eq!(h.dp.ct_gc(&t).unwrap(), 4, "three TCP and one UDP connection");
+        assert_eq!(h.dp.nat_claims().unwrap().values().sum::<usize>(), 0);
+        assert_eq!(
+            out_port(&mut h, 40003, "203.0.113.10", 443),
+            Some((nat_ip.into(), "203.0.113.10".into(), 1024, 443)),
+            "the port is free again"
+        );
+    });
+}
+
+#[test]
+fn a_test_clock_ages_connections_through_the_nat_gateway() {
+    use vpc::datapath::{Maps, Timeouts};
+    in_private_netns(|| {
+        let mut h = Harness::new(CLASSIC);
+        h.dp.set_nat_gateway_capacity(1).unwrap();
+        let t = Timeouts::default();
+        h.dp.set_timeouts(&t).unwrap();
+        let app = h.ifindex("App");
+        let syn = |sport| tcp("10.0.2.10", "203.0.113.10", sport, 443, TCP_SYN);
+        assert_eq!(h.run(app, &syn(40000)).0, XDP_REDIRECT);
+        let synack = tcp("203.0.113.10", "198.51.100.10", 443, 1024, TCP_SYN | TCP_ACK);
+        assert_eq!(h.run(h.ifindex("Example"), &synack).0, XDP_REDIRECT);
+        assert_eq!(h.run(app, &syn(40001)).0, XDP_DROP, "full");
+        // Established, AWS's 350 s, on a clock moved by 349 s: still there.
+        h.dp.advance_clock(349_000_000_000).unwrap();
+        assert_eq!(h.dp.ct_gc(&t).unwrap(), 0);
+        let ack = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK);
+        let (v, out) = h.run(app, &ack);
+        assert_eq!((v, seen(&out).1.as_str()), (XDP_REDIRECT, "203.0.113.10"));
+        // 351 s idle: forgotten; its next packet is reset.
+        h.dp.advance_clock(351_000_000_000).unwrap();
+        let (v, out) = h.run(app, &ack);
+        assert_eq!((v, out[47]), (XDP_REDIRECT, vpc::packet::TCP_RST));
+        assert_eq!(h.dp.nat_stats().unwrap().idle_timeouts, 1);
+        // The GC keeps it tcp-closed (10 s) for late packets, then frees
+        // the port.
+        h.dp.advance_clock(11_000_000_000).unwrap();
+        assert_eq!(h.dp.ct_gc(&t).unwrap(), 1);
+        assert_eq!(h.run(app, &syn(40001)).0, XDP_REDIRECT, "the port is free");
     });
 }
 

@@ -347,19 +347,55 @@ pub struct EniGroup {
 }
 const _: () = assert!(core::mem::size_of::<EniGroup>() == 36);
 
-/// `NAT_PORTS` key: a NAT source port is unique per (ENI, protocol), so an
-/// ENI holds at most its capacity of connections per protocol.
+/// `NAT_PORTS` key: a Hyperplane ENI's NAT source port is unique per (ENI,
+/// protocol), so an ENI holds at most its capacity of connections per
+/// protocol (`daddr` and `dport` zero). A NAT gateway's is unique per
+/// (gateway, destination address, destination port, protocol), AWS's
+/// "55,000 connections to each unique destination": one port serves
+/// several destinations, the 5-tuple staying unique.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NatPortKey {
     /// The ENI's index (`HyperplaneEni::pool`).
     pub eni: u32,
+    /// A NAT gateway connection's destination (IPv4, network order).
+    pub daddr: [u8; 4],
     /// Network order, as in `CtEntry::nat_port`.
     pub port: u16,
+    /// A NAT gateway connection's destination port (network order; 0 for
+    /// ICMP).
+    pub dport: u16,
     pub proto: u8,
-    pub _pad: u8,
+    pub _pad: [u8; 3],
 }
-const _: () = assert!(core::mem::size_of::<NatPortKey>() == 8);
+const _: () = assert!(core::mem::size_of::<NatPortKey>() == 16);
+
+impl NatPortKey {
+    /// The claim of a connection through ENI or NAT gateway `pool`, from
+    /// its reply key (the remote side as source, the NAT address and port
+    /// as destination; ICMP echo: the identifier as `sport`).
+    /// `per_destination`: a NAT gateway's claim, which names the remote
+    /// side.
+    #[inline(always)]
+    pub fn of_reply(pool: u32, reply: &CtKey, per_destination: bool) -> Self {
+        let icmp = reply.proto == 1;
+        let port = if icmp { reply.sport } else { reply.dport };
+        let (daddr, dport) = if per_destination {
+            let a = &reply.saddr;
+            ([a[12], a[13], a[14], a[15]], if icmp { 0 } else { reply.sport })
+        } else {
+            ([0; 4], 0)
+        };
+        NatPortKey {
+            eni: pool,
+            daddr,
+            port,
+            dport,
+            proto: reply.proto,
+            _pad: [0; 3],
+        }
+    }
+}
 
 /// Security-group direction bit in [`SgPrefixKey::policy_dir`].
 pub const DIR_INGRESS: u32 = 0;
@@ -583,10 +619,13 @@ pub mod cfg {
     pub const FLOW_WINDOW: u32 = 10;
     /// Idle timeout (ns) of connections through a NAT gateway (AWS: 350 s).
     pub const NAT_GATEWAY_IDLE: u32 = 11;
-    /// Source ports per NAT gateway and protocol (as `ENI_CAPACITY`;
-    /// 0: `NAT_GATEWAY_CAPACITY`).
+    /// Source ports per NAT gateway, destination and protocol (as
+    /// `ENI_CAPACITY`; 0: `NAT_GATEWAY_CAPACITY`).
     pub const NAT_GATEWAY_CAPACITY: u32 = 12;
-    pub const LEN: u32 = 13;
+    /// Nanoseconds added to the kernel's clock for idle times: what a
+    /// test clock (`vpc clock advance`) has been moved by.
+    pub const CLOCK_OFFSET: u32 = 13;
+    pub const LEN: u32 = 14;
 }
 
 /// Public IPv4 addresses (`PUBLIC_IPS` holds two entries per address).
@@ -633,8 +672,8 @@ pub mod route_kind {
 /// `ENIS` ids of NAT gateways: this plus the gateway's index, clear of
 /// Hyperplane ENI ids (and their `ENI_V4_ONLY` views, bit 15).
 pub const NAT_GATEWAY_ID_BASE: u32 = 0x4000;
-/// Default source ports per NAT gateway and protocol (AWS documents
-/// 55,000 connections per destination).
+/// Default source ports per NAT gateway, destination (address, port) and
+/// protocol: AWS's 55,000 connections per unique destination.
 pub const NAT_GATEWAY_CAPACITY: u32 = 55_000;
 
 /// `ROUTES` value.

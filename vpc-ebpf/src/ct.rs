@@ -12,10 +12,12 @@ use crate::{
 };
 
 /// CLOCK_MONOTONIC at tick resolution: idle timeouts are seconds, and the
-/// coarse clock costs a load where the precise one reads the TSC.
+/// coarse clock costs a load where the precise one reads the TSC. Plus
+/// what a test clock was moved by (`cfg::CLOCK_OFFSET`, 0 on a real one).
 #[inline(always)]
 pub fn now() -> u64 {
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() }
+    let t = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
+    t.wrapping_add(config(cfg::CLOCK_OFFSET))
 }
 
 #[inline(always)]

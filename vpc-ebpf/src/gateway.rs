@@ -117,9 +117,11 @@ fn via_nat_gateway_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropRe
 
 /// A source port of gateway `pool` for the connection in `s` (its
 /// `reply_key` complete but the port): `NAT_PORT_TRIES` random ports of its
-/// range, the first free one claimed in `NAT_PORTS` (`s.claim`), as for a
-/// Hyperplane ENI. None free: `nat_port_exhausted`, counted in `NAT_STATS`
-/// (AWS's `ErrorPortAllocation`).
+/// range, the first free one toward this destination (address, port,
+/// protocol) claimed in `NAT_PORTS` (`s.claim`): AWS counts a gateway's
+/// connections per unique destination, so a port in use toward one
+/// destination is free toward the others. None free: `nat_port_exhausted`,
+/// counted in `NAT_STATS` (AWS's `ErrorPortAllocation`).
 #[inline(always)]
 fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
     let cap = capacity(cfg::NAT_GATEWAY_CAPACITY, NAT_GATEWAY_CAPACITY);
@@ -131,12 +133,7 @@ fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
             .unwrap_or(0);
         let port = ((NAT_PORT_MIN as u32 + r) as u16).to_be();
         s.reply_key.dport = port;
-        let claim = NatPortKey {
-            eni: pool,
-            port,
-            proto: s.reply_key.proto,
-            _pad: 0,
-        };
+        let claim = NatPortKey::of_reply(pool, &s.reply_key, true);
         if NAT_PORTS
             .insert(&claim, &s.reply_key, BPF_NOEXIST as u64)
             .is_ok()

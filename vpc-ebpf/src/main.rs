@@ -110,12 +110,9 @@ fn bench_finish(ctx: &XdpContext) {
         if let Some(e) = maps::CT.get_ptr(&s.bench_key) {
             let e = unsafe { &*e };
             if e.flags & vpc_common::CT_F_SNAT != 0 {
-                let _ = maps::NAT_PORTS.remove(&vpc_common::NatPortKey {
-                    eni: e.eni as u32,
-                    port: e.nat_port,
-                    proto: s.bench_key.proto,
-                    _pad: 0,
-                });
+                let nat_gateway = e.route == vpc_common::route_kind::NAT_GATEWAY;
+                let claim = vpc_common::NatPortKey::of_reply(e.eni as u32, &e.twin, nat_gateway);
+                let _ = maps::NAT_PORTS.remove(&claim);
             }
             let _ = maps::CT.remove(&e.twin);
         }

@@ -645,9 +645,11 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> 
             s.reply_key.dport = nat_port;
             let claim = NatPortKey {
                 eni: eni.pool,
+                daddr: [0; 4],
                 port: nat_port,
+                dport: 0,
                 proto: s.reply_key.proto,
-                _pad: 0,
+                _pad: [0; 3],
             };
             if NAT_PORTS
                 .insert(&claim, &s.reply_key, BPF_NOEXIST as u64)

@@ -435,7 +435,7 @@ fn scale_cases(
                     eni: 1,
                     port: ports[i].to_be(),
                     proto: 6,
-                    _pad: 0,
+                    ..Default::default()
                 };
                 m.insert(k, CtKey::default(), 0)?;
             }

@@ -201,22 +201,16 @@ impl NatStats {
     }
 }
 
-/// The `NAT_PORTS` claim of a connection entry (either direction), if NATed.
+/// The `NAT_PORTS` claim of a connection entry (either direction), if NATed
+/// (through a Hyperplane ENI or a NAT gateway: `eni` names it).
 pub fn nat_claim(k: &CtKey, e: &CtEntry) -> Option<NatPortKey> {
-    let port = if e.flags & CT_F_SNAT != 0 {
-        e.nat_port
-    } else if e.flags & CT_F_DNAT != 0 && e.eni != 0 {
-        // The reply entry's key holds the ENI's port.
-        k.dport
-    } else {
+    if e.eni == 0 || e.flags & (CT_F_SNAT | CT_F_DNAT) == 0 {
         return None;
-    };
-    (e.eni != 0).then_some(NatPortKey {
-        eni: e.eni as u32,
-        port,
-        proto: k.proto,
-        _pad: 0,
-    })
+    }
+    // The reply entry's key is the reply key; the original names it.
+    let reply = if e.dir == CT_DIR_ORIG { &e.twin } else { k };
+    let nat_gateway = e.route == vpc_common::route_kind::NAT_GATEWAY;
+    Some(NatPortKey::of_reply(e.eni as u32, reply, nat_gateway))
 }
 
 /// Time on the clock the datapath uses (`bpf_ktime_get_coarse_ns`).
@@ -262,6 +256,22 @@ pub trait Maps {
         for (k, v) in &e.ports {
             m.insert(k, v, 0).context("PORTS insert")?;
         }
+        Ok(())
+    }
+
+    /// Now on the datapath's clock (idle times): `mono_ns` plus what a
+    /// test clock was moved by.
+    fn datapath_now(&mut self) -> Result<u64> {
+        let a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        Ok(mono_ns().wrapping_add(a.get(&cfg::CLOCK_OFFSET, 0)?))
+    }
+
+    /// Moves the datapath's clock forward (a test clock's advance): every
+    /// connection is that much more idle.
+    fn advance_clock(&mut self, ns: u64) -> Result<()> {
+        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let t = a.get(&cfg::CLOCK_OFFSET, 0)?;
+        a.set(cfg::CLOCK_OFFSET, t.wrapping_add(ns), 0)?;
         Ok(())
     }
 
@@ -543,7 +553,7 @@ pub trait Maps {
         t: &Timeouts,
         on_removed: &mut dyn FnMut(&CtKey, &CtEntry),
     ) -> Result<usize> {
-        let now = mono_ns();
+        let now = self.datapath_now()?;
         let all: Vec<(CtKey, CtEntry)> = {
             let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
             m.iter().filter_map(|r| r.ok()).collect()

@@ -1030,11 +1030,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         } => {
             use vpc::datapath::Maps;
             let state = State::load(&name)?;
-            let conns = vpc::datapath::PinnedMaps::open(&state.pin_dir)?.connections()?;
+            let mut maps = vpc::datapath::PinnedMaps::open(&state.pin_dir)?;
+            let conns = maps.connections()?;
             let rows = vpc::conntrack::rows(
                 &conns,
                 &state.timeouts,
-                vpc::datapath::mono_ns(),
+                maps.datapath_now()?,
                 &state.model.enis,
             );
             if json {

@@ -74,7 +74,7 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
         Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish { function } => publish(name, maps, &function),
-        Op::AdvanceClock { ms } => advance(name, ms),
+        Op::AdvanceClock { ms } => advance(name, maps, ms),
         Op::Share {
             share,
             subnets,
@@ -383,7 +383,7 @@ fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     Ok(Ok(configuration(name, &id, Some(v))?))
 }
 
-fn advance(name: &str, ms: u64) -> Answer {
+fn advance(name: &str, maps: &mut PinnedMaps, ms: u64) -> Answer {
     deploy::transact(name, |_, lc| {
         if !lc.clock.test {
             return Ok(Err(ApiError::invalid(
@@ -391,6 +391,8 @@ fn advance(name: &str, ms: u64) -> Answer {
             )));
         }
         lc.clock.now_ms += ms;
+        // Connections' idle times too (the NAT gateway's 350 s, ...).
+        maps.advance_clock(ms.saturating_mul(1_000_000))?;
         Ok(Ok(
             json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms }),
         ))
