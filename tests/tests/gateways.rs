@@ -405,3 +405,185 @@ fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source
     assert!(d.dropped("source_dest_check") >= 1);
     assert_eq!(server.join().unwrap(), None);
 }
+
+/// Echoes every connection accepted on each of `addrs` in `ns` until
+/// `stop`. Bumping `abort` makes it give up the connections it holds at
+/// once (a RST, no FIN_WAIT: the tuple is free again).
+fn echo_servers(
+    ns: &str,
+    addrs: &[&str],
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    abort: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in_netns(ns, move || {
+        let ls: Vec<TcpListener> = addrs
+            .iter()
+            .map(|a| {
+                let l = TcpListener::bind(a).expect("bind");
+                l.set_nonblocking(true).unwrap();
+                l
+            })
+            .collect();
+        tx.send(()).unwrap();
+        while !stop.load(Relaxed) {
+            for l in &ls {
+                if let Ok((mut s, _)) = l.accept() {
+                    let (abort, born) = (abort.clone(), abort.load(Relaxed));
+                    std::thread::spawn(move || {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_millis(100)))
+                            .unwrap();
+                        let mut buf = [0u8; 64];
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        while abort.load(Relaxed) == born && Instant::now() < deadline {
+                            match s.read(&mut buf) {
+                                Ok(0) => return,
+                                Ok(n) => {
+                                    if s.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                        let linger = libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        };
+                        // SAFETY: a valid socket and option of its size.
+                        unsafe {
+                            libc::setsockopt(
+                                std::os::fd::AsRawFd::as_raw_fd(&s),
+                                libc::SOL_SOCKET,
+                                libc::SO_LINGER,
+                                &linger as *const _ as *const libc::c_void,
+                                std::mem::size_of::<libc::linger>() as u32,
+                            )
+                        };
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// Connects from the current namespace and has one line echoed.
+fn echoed(addr: &str) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"one\n")?;
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf)?;
+    Ok(s)
+}
+
+#[test]
+fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_out() {
+    // One port per destination: a second connection to 203.0.113.10:443
+    // finds none, while :444 still gets one; on a test clock, AWS's 350 s
+    // idle timeout passes in an instant.
+    let d = Deployment::up(
+        "gwp",
+        &classic(true, true),
+        &[
+            "--eni-delay",
+            "0s",
+            "--wait",
+            "--clock",
+            "test",
+            "--nat-gateway-capacity",
+            "1",
+        ],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let abort = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let srv = echo_servers(
+        &d.netns("Example"),
+        &["203.0.113.10:443", "203.0.113.10:444"],
+        stop.clone(),
+        abort.clone(),
+    );
+    // The function's execution environment, step by step as told.
+    let (go, steps) = std::sync::mpsc::channel::<u32>();
+    let (done, results) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    let client = spawn_in_netns(&d.exec_env_netns("Fn"), move || {
+        let first = echoed("203.0.113.10:443");
+        done.send(first.as_ref().map(|_| ()).map_err(|e| e.kind().into()))
+            .unwrap();
+        done.send(echoed("203.0.113.10:443").map(|_| ())).unwrap();
+        let other = echoed("203.0.113.10:444");
+        done.send(other.as_ref().map(|_| ()).map_err(|e| e.kind().into()))
+            .unwrap();
+        // Idle past the timeout: the first connection speaks again.
+        steps.recv().unwrap();
+        let mut s = first.unwrap();
+        let _ = s.write_all(b"two\n");
+        let mut buf = [0u8; 4];
+        done.send(s.read(&mut buf).map(|_| ())).unwrap();
+        // Its port free again: a new connection to the same destination.
+        steps.recv().unwrap();
+        done.send(echoed("203.0.113.10:443").map(|_| ())).unwrap();
+    });
+    let next = || results.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(next().is_ok(), "the first connection to :443");
+    assert!(next().is_err(), "a second one to :443 has no port");
+    assert!(next().is_ok(), "a connection to :444 has its own");
+    let s = d.status();
+    assert!(
+        s["nat"]["failed"].as_u64().unwrap() >= 1,
+        "ErrorPortAllocation: {}",
+        s["nat"]
+    );
+    assert!(d.dropped("nat_port_exhausted") >= 1);
+    // 355 s on the test clock: past 350 s, within the GC's 10 s of grace.
+    let out = d.vpc(&["clock", "advance", "355s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    go.send(1).unwrap();
+    assert_eq!(
+        next().map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the gateway's RST"
+    );
+    assert!(d.status().to_string().contains("idle_timeouts\":1"));
+    // The GC (every second) gives the port back.
+    let out = d.vpc(&["clock", "advance", "20s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let claims = || {
+        d.status()["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["map"] == "NAT_PORTS")
+            .unwrap()["entries"]
+            .as_u64()
+            .unwrap()
+    };
+    while claims() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(claims(), 0, "both connections idled out, their ports back");
+    // The gateway's next connection to :443 leaves from the same port
+    // 1024: the server gives up its stale end first (the gateway's RST
+    // went only to the VPC side, as at AWS; it would answer the new SYN
+    // with an ACK of the old connection).
+    abort.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    go.send(2).unwrap();
+    let r = next();
+    assert!(
+        r.is_ok(),
+        "the port is free again: {r:?} {}\n{}",
+        text(&d.vpc(&["conntrack", "list"])),
+        d.status()
+    );
+    client.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    srv.join().unwrap();
+}
