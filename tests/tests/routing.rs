@@ -358,16 +358,56 @@ fn a_nat_gateway_translates_hosts_and_functions_to_its_elastic_ip_and_back() {
         // Nothing opens a connection to the gateway from the internet.
         let (v, _) = h.run(inet, &tcp("203.0.113.10", nat_ip, 50000, 80, TCP_SYN));
         assert_eq!(v, XDP_DROP);
-        // ICMP through the gateway is not there yet.
-        let ping = L4::Icmp {
-            ty: 8,
+        // ICMP echo: the identifier is the "port", the gateway's own out,
+        // the host's back, with the ICMP checksum following it.
+        let echo = |ty, id| L4::Icmp {
+            ty,
             code: 0,
-            id: 1,
+            id,
             seq: 1,
         };
-        let (v, _) = h.run(app, &frame("10.0.2.10", "203.0.113.10", ping));
+        let id_of = |f: &[u8]| u16::from_be_bytes([f[38], f[39]]);
+        let (v, out) = h.run(app, &frame("10.0.2.10", "203.0.113.10", echo(8, 7)));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).0, nat_ip, "every checksum verified");
+        let nat_id = id_of(&out);
+        assert!(nat_id >= 1024);
+        let (v, out) = h.run(inet, &frame("203.0.113.10", nat_ip, echo(0, nat_id)));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).1, "10.0.2.10");
+        assert_eq!(id_of(&out), 7);
+        // The echo request's key does not open the way in.
+        let (v, _) = h.run(inet, &frame("203.0.113.10", nat_ip, echo(8, nat_id)));
         assert_eq!(v, XDP_DROP);
-        assert_eq!(h.counters().dropped(DropReason::NatGatewayProtocol), 1);
+        // Other ICMP has nothing to translate: dropped.
+        let before = h.counters().dropped(DropReason::NatGatewayProtocol);
+        let (v, _) = h.run(app, &frame("10.0.2.10", "203.0.113.10", echo(13, 7)));
+        assert_eq!(v, XDP_DROP);
+        let other = L4::Other { proto: 47 };
+        let (v, _) = h.run(app, &frame("10.0.2.10", "203.0.113.10", other));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(
+            h.counters().dropped(DropReason::NatGatewayProtocol),
+            before + 2
+        );
+        // An ICMP error about the host's connection (port unreachable,
+        // quoting what the gateway sent) goes back to the host translated.
+        let (v, sent) = h.run(app, &udp("10.0.2.10", "203.0.113.10", 5001, 53));
+        assert_eq!(v, XDP_REDIRECT);
+        let err = L4::IcmpError {
+            ty: 3,
+            code: 3,
+            info: 0,
+            quote: vpc::packet::quote(&sent, 548),
+        };
+        let (v, out) = h.run(inet, &frame("203.0.113.10", nat_ip, err));
+        assert_eq!(v, XDP_REDIRECT);
+        let (o, q) = vpc::packet::parse_icmp_error(&out).expect("every checksum valid");
+        assert_eq!(o.dst.to_string(), "10.0.2.10");
+        assert_eq!(
+            (q.src.to_string(), q.sport, q.dst.to_string(), q.dport),
+            ("10.0.2.10".into(), 5001, "203.0.113.10".into(), 53)
+        );
     });
 }
 

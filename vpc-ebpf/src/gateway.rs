@@ -5,7 +5,7 @@
 //! are tracked as any other (groups are stateful).
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, for_gen, kind, route_kind, CtKey, DropReason, NatPortKey, PortInfo, CT_F_DNAT, CT_F_SNAT,
+    cfg, for_gen, kind, route_kind, DropReason, NatPortKey, PortInfo, CT_F_DNAT, CT_F_SNAT,
     DIR_EGRESS, DIR_INGRESS, NAT_GATEWAY_CAPACITY, NAT_PORT_MIN, NAT_PORT_TRIES,
 };
 
@@ -14,7 +14,7 @@ use crate::{
     ctx::Ctx,
     maps::{Scratch, ENIS, NAT_PORTS, PUBLIC_IPS},
     nat,
-    parse::{copy_addr, read, write, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP, TCP_RST},
+    parse::{copy_addr, read, write, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_RST},
     policy, route,
     router::{bind, boundary, capacity, finish, open, policy_epoch},
     stats,
@@ -39,7 +39,8 @@ pub struct NatHop {
 /// gateway's subnet routes the destination (to its internet gateway) and
 /// its outbound ACL applies; a NAT gateway has no groups. Then the source
 /// becomes the Elastic IP and a port the gateway claims in `NAT_PORTS`, as
-/// a Hyperplane ENI does. TCP and UDP only (ICMP not yet).
+/// a Hyperplane ENI does (ICMP echo: an identifier of its own). TCP, UDP
+/// and ICMP echo only; IPv6 is not translated (no NAT64).
 /// A BPF function of its own (hosts and functions both come here, and the
 /// verifier walks it once); it counts its drops and returns the action.
 #[inline(never)]
@@ -53,7 +54,12 @@ fn via_nat_gateway_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropRe
     let (id, ifindex, now, epoch) = (from.id, from.ifindex, from.now, from.epoch);
     let (from_policy, from_subnet) = (from.policy, from.subnet);
     let p = &s.pkt;
-    if p.v6 || (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) {
+    // TCP, UDP, ICMP echo (errors travel with their connection).
+    let icmp = p.proto == IPPROTO_ICMP;
+    if p.v6
+        || (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP && !icmp)
+        || (icmp && !p.is_echo_request())
+    {
         return Err(DropReason::NatGatewayProtocol);
     }
     let gw = match unsafe { ENIS.get(&id) } {
@@ -86,15 +92,9 @@ fn via_nat_gateway_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropRe
     boundary(p, gen, from_subnet, gw.subnet, &s.hop.addr, &p.daddr)?;
     boundary(p, gen, gw.subnet, 0, &gw.addr4, &p.daddr)?;
     let (gw_subnet, pool) = (gw.subnet, gw.pool);
-    s.reply_key = CtKey {
-        saddr: p.daddr,
-        daddr: p.daddr,
-        sport: p.dport,
-        dport: 0,
-        proto: p.proto,
-        _pad0: 0,
-        _pad1: 0,
-    };
+    // The reply's key but the gateway's port (ICMP: the echo reply's
+    // identifier, and its type in `dport`).
+    s.reply_key = ct::reply_key(&s.key, icmp);
     copy_addr(&mut s.reply_key.daddr, &gw.addr4);
     claim_port(s, pool)?;
     let claim = s.claim;
@@ -132,7 +132,11 @@ fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
             .checked_rem(cap)
             .unwrap_or(0);
         let port = ((NAT_PORT_MIN as u32 + r) as u16).to_be();
-        s.reply_key.dport = port;
+        if s.reply_key.proto == IPPROTO_ICMP {
+            s.reply_key.sport = port;
+        } else {
+            s.reply_key.dport = port;
+        }
         let claim = NatPortKey::of_reply(pool, &s.reply_key, true);
         if NAT_PORTS
             .insert(&claim, &s.reply_key, BPF_NOEXIST as u64)
@@ -162,7 +166,7 @@ fn nat_gateway_open<C: Ctx>(
     now: u64,
     epoch: u32,
 ) -> Result<(), DropReason> {
-    let nat_port = s.reply_key.dport;
+    let nat_port = s.claim.port;
     let sport = s.pkt.sport;
     bind(s, ifindex, ep, from, epoch, route_kind::NAT_GATEWAY)?;
     s.orig.flags = CT_F_SNAT;
@@ -303,7 +307,8 @@ fn from_internet_inner<C: Ctx>(
     ) {
         return Err(DropReason::SgIngressDenied);
     }
-    let dport = p.dport;
+    // The port that stays (ICMP echo: the identifier).
+    let dport = if p.is_icmp() { p.sport } else { p.dport };
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         copy_addr(&mut s.reply_key.saddr, &private);

@@ -8,7 +8,7 @@ use crate::{
 };
 
 /// Rewrites the source (`src`) or destination address and L4 port of a TCP
-/// or UDP packet. IPv4 UDP with a zero checksum (none) keeps it zero.
+/// or UDP packet, or the address and echo identifier of an ICMPv4 echo. IPv4 UDP with a zero checksum (none) keeps it zero.
 #[inline(always)]
 pub fn rewrite<C: Ctx>(
     ctx: &C,
@@ -19,8 +19,16 @@ pub fn rewrite<C: Ctx>(
 ) -> Result<(), DropReason> {
     let l4_off = p.l4()?;
     // ICMPv4 has no pseudo-header: an address change touches only the IP
-    // header (the internet gateway's 1:1 NAT of an echo).
+    // header (the internet gateway's 1:1 NAT of an echo). The echo's
+    // identifier is its "port" (the NAT gateway's own one, or back).
     if p.proto == IPPROTO_ICMP && !p.v6 {
+        if port != p.sport {
+            // Checksum and identifier from one base, one bounds check.
+            let at = l4_off + 2;
+            let old_id = read::<[u16; 2]>(ctx, at)?[1];
+            ctx.l4_csum_replace(at, old_id as u32, port as u32, 2, 0)?;
+            write(ctx, at + 2, port)?;
+        }
         let off = ETH_HLEN + if src { 12 } else { 16 };
         let old = read::<u32>(ctx, off)?;
         let new = addr_words(addr)[3];
