@@ -620,16 +620,21 @@ fn the_datapath_routes_as_the_reference_model_does() {
                         17,
                         dport,
                     ),
-                    _ => (
-                        L4::Icmp {
-                            ty: 8,
-                            code: 0,
-                            id: sport,
-                            seq: 1,
-                        },
-                        1,
-                        8 << 8,
-                    ),
+                    _ => {
+                        // An echo, or a timestamp request (no NAT
+                        // gateway translates it).
+                        let ty = if r.chance(50) { 8 } else { 13 };
+                        (
+                            L4::Icmp {
+                                ty,
+                                code: 0,
+                                id: sport,
+                                seq: 1,
+                            },
+                            1,
+                            (ty as u16) << 8,
+                        )
+                    }
                 };
                 let want = if from_fn && proto == 1 {
                     Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())

@@ -398,7 +398,8 @@ fn to_internet(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> R
 
 /// Through a NAT gateway: the sender's groups, the ACLs from its subnet into
 /// the gateway's, the gateway's subnet's route (to an internet gateway) and
-/// outbound ACL; then source NAT to the Elastic IP. TCP and UDP over IPv4.
+/// outbound ACL; then source NAT to the Elastic IP. TCP, UDP and ICMP echo
+/// over IPv4.
 fn via_nat_gateway(
     m: &Model,
     from: &Side,
@@ -407,10 +408,11 @@ fn via_nat_gateway(
     steps: &mut Vec<String>,
 ) -> Result<(), Verdict> {
     let g = m.nat_gateway(gw).expect("an active route's gateway exists");
-    if p.dst.is_ipv6() || !matches!(p.proto, 6 | 17) {
+    let echo = p.proto == 1 && p.port >> 8 == 8;
+    if p.dst.is_ipv6() || !(matches!(p.proto, 6 | 17) || echo) {
         return Err(Verdict::Deny(
             "nat_gateway_protocol",
-            format!("{gw} translates TCP and UDP over IPv4"),
+            format!("{gw} translates TCP, UDP and ICMP echo over IPv4"),
         ));
     }
     match route_step(m, &g.subnet, p.dst, steps)? {
