@@ -776,3 +776,38 @@ fn an_interface_endpoint_eni_is_a_vpc_address_with_its_own_groups_and_opens_noth
         assert_eq!(h.counters().dropped(r), before.dropped(r) + 1);
     });
 }
+
+#[test]
+fn a_private_nat_gateways_traffic_to_the_internet_gateway_is_dropped() {
+    use vpc::datapath::Maps;
+    let t = CLASSIC.replace(
+        "SubnetId: !Ref Public, AllocationId: !GetAtt NatIp.AllocationId",
+        "SubnetId: !Ref Public, ConnectivityType: private",
+    );
+    in_private_netns(|| {
+        let mut h = Harness::new(&t);
+        activate(&mut h);
+        let (app, func) = (h.ifindex("App"), h.ifindex("Fn"));
+        let exec = env_addr(&h, "Fn");
+        let ping = L4::Icmp {
+            ty: 8,
+            code: 0,
+            id: 7,
+            seq: 1,
+        };
+        for (port, frame) in [
+            (app, tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN)),
+            (app, frame("10.0.2.10", "203.0.113.10", ping)),
+            (func, udp(&exec, "203.0.113.10", 5000, 53)),
+        ] {
+            let before = h.counters();
+            let (v, _) = h.run(port, &frame);
+            assert_eq!(v, XDP_DROP);
+            assert_eq!(
+                h.counters().dropped(DropReason::NatGatewayPrivateInternet),
+                before.dropped(DropReason::NatGatewayPrivateInternet) + 1
+            );
+        }
+        assert_eq!(h.dp.nat_claims().unwrap().values().sum::<usize>(), 0);
+    });
+}

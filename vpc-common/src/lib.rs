@@ -153,8 +153,8 @@ pub enum DropReason {
     /// Routed to an internet gateway from an address without a public
     /// IPv4 address (AWS drops it silently; a Lambda ENI never has one).
     NoPublicAddress = 23,
-    /// Neither TCP nor UDP to a NAT gateway (ICMP through it is not there
-    /// yet), or IPv6 (NAT64 is not supported).
+    /// Neither TCP, UDP nor ICMP echo to a NAT gateway, or IPv6 (NAT64 is
+    /// not supported).
     NatGatewayProtocol = 24,
     /// To the VPC resolver but not DNS (UDP or TCP port 53), or a new
     /// flow from the resolver (it only answers).
@@ -165,6 +165,9 @@ pub enum DropReason {
     /// To a simulated AWS service by a route that is not its gateway
     /// endpoint's (the prefix-list route), or the reverse.
     EndpointServiceMismatch = 29,
+    /// Through a private NAT gateway to an internet gateway: AWS documents
+    /// that the internet gateway drops it.
+    NatGatewayPrivateInternet = 30,
     /// Routed to an instance's or interface's ENI (a middlebox) that is not
     /// the packet's destination while its source/destination check is on:
     /// EC2 drops it.
@@ -172,7 +175,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -200,6 +203,7 @@ impl DropReason {
         DropReason::ResolverNotDns,
         DropReason::AwsServiceUnsolicited,
         DropReason::EndpointServiceMismatch,
+        DropReason::NatGatewayPrivateInternet,
         DropReason::SourceDestCheck,
     ];
 
@@ -232,6 +236,7 @@ impl DropReason {
             DropReason::ResolverNotDns => "resolver_not_dns",
             DropReason::AwsServiceUnsolicited => "aws_service_unsolicited",
             DropReason::EndpointServiceMismatch => "endpoint_service_mismatch",
+            DropReason::NatGatewayPrivateInternet => "nat_gateway_private_internet",
             DropReason::SourceDestCheck => "source_dest_check",
         }
     }
@@ -329,7 +334,10 @@ pub struct HyperplaneEni {
     /// The ENI's subnet index.
     pub subnet: u32,
     pub has_v6: u8,
-    pub _pad: [u8; 3],
+    /// 1: a private NAT gateway (`addr4` is its private address; the
+    /// internet gateway drops what it sends there).
+    pub nat_private: u8,
+    pub _pad: [u8; 2],
     /// The ENI whose NAT ports this entry hands out (`NAT_PORTS`): its own
     /// index, also for the IPv4-only view of a dual-stack ENI.
     pub pool: u32,

@@ -71,6 +71,11 @@ fn via_nat_gateway_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropRe
     if r.kind != route_kind::INTERNET_GATEWAY {
         return Err(route::refused(r.kind));
     }
+    // AWS: an internet gateway drops what a private NAT gateway sends it
+    // (and nothing else a private one could reach exists here yet).
+    if gw.nat_private != 0 {
+        return Err(DropReason::NatGatewayPrivateInternet);
+    }
     let ep = match route::endpoint(&p.daddr) {
         Ok(e) if e.kind == kind::INTERNET_HOST => e,
         _ => return Err(DropReason::InternetUnreachable),

@@ -416,6 +416,12 @@ fn via_nat_gateway(
         ));
     }
     match route_step(m, &g.subnet, p.dst, steps)? {
+        Target::InternetGateway(_) if g.private => {
+            return Err(Verdict::Deny(
+                "nat_gateway_private_internet",
+                format!("{gw} is private: the internet gateway drops what it sends"),
+            ))
+        }
         Target::InternetGateway(_) => {}
         Target::Local
         | Target::NatGateway(_)

@@ -113,7 +113,8 @@ pub(crate) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
 }
 
 /// NAT gateways as `ENIS` entries: the address connections leave with
-/// (the Elastic IP), the subnet, the port pool; no groups.
+/// (the Elastic IP, or a private gateway's own address), the subnet, the
+/// port pool; no groups.
 pub(super) fn nat_gateways(model: &Model, out: &mut Entries) {
     for g in &model.nat_gateways {
         let subnet = model.subnet(&g.subnet).expect("validated");
@@ -128,6 +129,7 @@ pub(super) fn nat_gateways(model: &Model, out: &mut Entries) {
                 .expect("validated") as u32
                 + 1,
             pool: id,
+            nat_private: g.private as u8,
             ..Default::default()
         };
         out.enis.push((id, eni));

@@ -1,4 +1,5 @@
-//! NAT gateways: `AWS::EC2::NatGateway` (public, with an Elastic IP).
+//! NAT gateways: `AWS::EC2::NatGateway`, public (with an Elastic IP) or
+//! private (`ConnectivityType: private`: its own private address).
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -7,8 +8,8 @@ use super::{internet::allocation_id, res_path, str_field, Builder, Model};
 use crate::template::{ModelError, Result};
 
 pub const NAT_GATEWAY: &str = "AWS::EC2::NatGateway";
-/// AWS: 55,000 simultaneous connections per destination; here per
-/// gateway and protocol (see the README), adjustable for tests.
+/// AWS: 55,000 simultaneous connections per destination (address, port,
+/// protocol), adjustable for tests.
 pub const DEFAULT_NAT_GATEWAY_CAPACITY: u32 = 55_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,9 +20,14 @@ pub struct NatGateway {
     pub subnet: String,
     /// Its private address in its subnet.
     pub ip: Ipv4Addr,
-    /// Its Elastic IP (the address connections leave with).
+    /// The address connections leave with: its Elastic IP, or for a
+    /// private gateway its private address.
     pub public_ip: Ipv4Addr,
+    /// Its Elastic IP's logical id (empty for a private gateway).
     pub eip: String,
+    /// `ConnectivityType: private`.
+    #[serde(default)]
+    pub private: bool,
 }
 
 impl Model {
@@ -49,21 +55,16 @@ impl Builder<'_> {
             let id = res.logical_id.clone();
             let p = self.props(res)?;
             let path = res_path(&id);
-            match str_field(&p, &id, "ConnectivityType")? {
-                None | Some("public") => {}
-                Some("private") => {
-                    return Err(ModelError::new(
-                        format!("{path}.ConnectivityType"),
-                        "private NAT gateways are not supported yet (see the README)",
-                    ))
-                }
+            let private = match str_field(&p, &id, "ConnectivityType")? {
+                None | Some("public") => false,
+                Some("private") => true,
                 Some(other) => {
                     return Err(ModelError::new(
                         format!("{path}.ConnectivityType"),
                         format!("{other:?}: public or private"),
                     ))
                 }
-            }
+            };
             let subnet_id = str_field(&p, &id, "SubnetId")?
                 .ok_or_else(|| ModelError::new(format!("{path}.SubnetId"), "is required"))?;
             let subnet = self.m.subnet(subnet_id).cloned().ok_or_else(|| {
@@ -72,7 +73,29 @@ impl Builder<'_> {
                     format!("InvalidSubnetID.NotFound: {subnet_id:?}"),
                 )
             })?;
-            let alloc = str_field(&p, &id, "AllocationId")?.ok_or_else(|| {
+            let alloc = str_field(&p, &id, "AllocationId")?;
+            if private {
+                if alloc.is_some() {
+                    return Err(ModelError::new(
+                        format!("{path}.AllocationId"),
+                        "a private NAT gateway has no Elastic IP (it translates to its private address)",
+                    ));
+                }
+                let want = Self::parse_ip(&p, &id, "PrivateIpAddress", &path)?;
+                let ip = self.take_ip(&subnet, want, &format!("{path}.PrivateIpAddress"))?;
+                self.attr(&id, "NatGatewayId", id.clone());
+                self.m.nat_gateways.push(NatGateway {
+                    index: self.m.nat_gateways.len() as u32 + 1,
+                    id,
+                    subnet: subnet.id.clone(),
+                    ip,
+                    public_ip: ip,
+                    eip: String::new(),
+                    private,
+                });
+                continue;
+            }
+            let alloc = alloc.ok_or_else(|| {
                 ModelError::new(
                     format!("{path}.AllocationId"),
                     "is required for a public NAT gateway (an AWS::EC2::EIP's AllocationId)",
@@ -118,6 +141,7 @@ impl Builder<'_> {
                 ip,
                 public_ip,
                 eip,
+                private,
             });
         }
         Ok(())
@@ -157,11 +181,29 @@ Resources:
     }
 
     #[test]
+    fn a_private_nat_gateway_translates_to_its_own_private_address() {
+        let t = BASE.replace(
+            "SubnetId: !Ref Public, AllocationId: !GetAtt NatIp.AllocationId",
+            "SubnetId: !Ref Public, ConnectivityType: private, PrivateIpAddress: 10.0.1.9",
+        );
+        let m = build(&t, &HashMap::new(), "s").unwrap_or_else(|e| panic!("{e}"));
+        let g = m.nat_gateway("Nat").unwrap();
+        assert!(g.private);
+        assert_eq!((g.ip.to_string(), g.public_ip), ("10.0.1.9".into(), g.ip));
+        assert_eq!(g.eip, "");
+        let e = crate::compile::compile(&m, &HashMap::new(), 0).unwrap();
+        let (_, eni) = e.enis.iter().find(|(id, _)| *id >= vpc_common::NAT_GATEWAY_ID_BASE).unwrap();
+        assert_eq!(eni.addr4, vpc_common::v4_mapped([10, 0, 1, 9]));
+        assert_eq!(eni.nat_private, 1);
+    }
+
+    #[test]
     fn bad_nat_gateways_and_routes_to_them_name_their_field() {
         let cases = [
             (BASE.replace("AllocationId: !GetAtt NatIp.AllocationId", "AllocationId: eipalloc-0"), "Nat.Properties.AllocationId", "InvalidAllocationID.NotFound"),
             (BASE.replace(", AllocationId: !GetAtt NatIp.AllocationId", ""), "Nat.Properties.AllocationId", "is required"),
-            (BASE.replace("SubnetId: !Ref Public, ", "SubnetId: !Ref Public, ConnectivityType: private, "), "Nat.Properties.ConnectivityType", "not supported yet"),
+            (BASE.replace("SubnetId: !Ref Public, ", "SubnetId: !Ref Public, ConnectivityType: private, "), "Nat.Properties.AllocationId", "no Elastic IP"),
+            (BASE.replace("SubnetId: !Ref Public, ", "SubnetId: !Ref Public, ConnectivityType: privat, "), "Nat.Properties.ConnectivityType", "public or private"),
             (BASE.replace("NatGatewayId: !Ref Nat", "NatGatewayId: nat-0123"), "ToNat.Properties.NatGatewayId", "InvalidNatGatewayID.NotFound"),
             (BASE.replace("DestinationCidrBlock: 0.0.0.0/0", "DestinationIpv6CidrBlock: '::/0'"), "ToNat.Properties.NatGatewayId", "IPv4 destinations"),
             (format!("{BASE}  Web: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref Public}}}}\n  A: {{Type: AWS::EC2::EIPAssociation, Properties: {{AllocationId: !GetAtt NatIp.AllocationId, InstanceId: !Ref Web}}}}\n"), "Nat.Properties.AllocationId", "AlreadyAssociated"),
