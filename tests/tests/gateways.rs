@@ -587,3 +587,29 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     srv.join().unwrap();
 }
+
+#[test]
+fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
+    let app = "  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref PrivateA, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref FnSg]}}\n";
+    let d = Deployment::up("gwi", &format!("{}{app}", classic(true, true)), FAST);
+    let out = d.vpc(&[
+        "exec", "App", "--", "ping", "-c", "2", "-W", "2", "203.0.113.10",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The echo went out from the Elastic IP with the gateway's identifier,
+    // and its reply came back to the instance.
+    let ct = text(&d.vpc(&["conntrack", "list"]));
+    assert!(
+        ct.lines().any(|l| l.contains("icmp")
+            && l.contains("src=10.0.2.10 dst=203.0.113.10")
+            && l.contains("src=203.0.113.10 dst=198.51.100.10")),
+        "{ct}"
+    );
+    // Without the route, no echo leaves.
+    apply(&d, &format!("{}{app}", classic(true, false)));
+    let out = d.vpc(&[
+        "exec", "App", "--", "ping", "-c", "1", "-W", "1", "203.0.113.10",
+    ]);
+    assert!(!out.status.success());
+    assert!(d.dropped("no_route") >= 1);
+}

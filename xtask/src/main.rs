@@ -300,6 +300,7 @@ fn provision() -> Result<()> {
         ("nc", "netcat-openbsd"),
         ("nft", "nftables"),
         ("iperf3", "iperf3"),
+        ("ping", "iputils-ping"),
     ] {
         if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
             debs.push(pkg);
