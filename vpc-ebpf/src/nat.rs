@@ -23,11 +23,7 @@ pub fn rewrite<C: Ctx>(
     // identifier is its "port" (the NAT gateway's own one, or back).
     if p.proto == IPPROTO_ICMP && !p.v6 {
         if port != p.sport {
-            // Checksum and identifier from one base, one bounds check.
-            let at = l4_off + 2;
-            let old_id = read::<[u16; 2]>(ctx, at)?[1];
-            ctx.l4_csum_replace(at, old_id as u32, port as u32, 2, 0)?;
-            write(ctx, at + 2, port)?;
+            echo_id(ctx, l4_off, port)?;
         }
         let off = ETH_HLEN + if src { 12 } else { 16 };
         let old = read::<u32>(ctx, off)?;
@@ -64,6 +60,17 @@ pub fn rewrite<C: Ctx>(
     let old_port = read::<u16>(ctx, port_off)?;
     ctx.l4_csum_replace(csum_off, old_port as u32, port as u32, 2, zero)?;
     write(ctx, port_off, port)
+}
+
+/// The identifier of the ICMPv4 echo at `l4_off` becomes `id`, and its
+/// checksum follows.
+#[inline(always)]
+fn echo_id<C: Ctx>(ctx: &C, l4_off: usize, id: u16) -> Result<(), DropReason> {
+    // Checksum and identifier from one base, one bounds check.
+    let at = l4_off + 2;
+    let old = read::<[u16; 2]>(ctx, at)?[1];
+    ctx.l4_csum_replace(at, old as u32, id as u32, 2, 0)?;
+    write(ctx, at + 2, id)
 }
 
 /// Translates an ICMP error about a NATed connection, as Linux's NAT does
