@@ -593,7 +593,15 @@ fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
     let app = "  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref PrivateA, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref FnSg]}}\n";
     let d = Deployment::up("gwi", &format!("{}{app}", classic(true, true)), FAST);
     let out = d.vpc(&[
-        "exec", "App", "--", "ping", "-c", "2", "-W", "2", "203.0.113.10",
+        "exec",
+        "App",
+        "--",
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "203.0.113.10",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     // The echo went out from the Elastic IP with the gateway's identifier,
@@ -608,7 +616,15 @@ fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
     // Without the route, no echo leaves.
     apply(&d, &format!("{}{app}", classic(true, false)));
     let out = d.vpc(&[
-        "exec", "App", "--", "ping", "-c", "1", "-W", "1", "203.0.113.10",
+        "exec",
+        "App",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "203.0.113.10",
     ]);
     assert!(!out.status.success());
     assert!(d.dropped("no_route") >= 1);

@@ -481,7 +481,11 @@ fn a_nat_gateway_counts_its_ports_per_destination_and_idle_ones_expire() {
         assert_eq!(out[0..6], ack[6..12], "to the sender's MAC");
         assert_eq!(h.dp.nat_stats().unwrap().idle_timeouts, 1);
         std::thread::sleep(std::time::Duration::from_millis(10));
-        assert_eq!(h.dp.ct_gc(&t).unwrap(), 4, "three TCP and one UDP connection");
+        assert_eq!(
+            h.dp.ct_gc(&t).unwrap(),
+            4,
+            "three TCP and one UDP connection"
+        );
         assert_eq!(h.dp.nat_claims().unwrap().values().sum::<usize>(), 0);
         assert_eq!(
             out_port(&mut h, 40003, "203.0.113.10", 443),
@@ -502,7 +506,13 @@ fn a_test_clock_ages_connections_through_the_nat_gateway() {
         let app = h.ifindex("App");
         let syn = |sport| tcp("10.0.2.10", "203.0.113.10", sport, 443, TCP_SYN);
         assert_eq!(h.run(app, &syn(40000)).0, XDP_REDIRECT);
-        let synack = tcp("203.0.113.10", "198.51.100.10", 443, 1024, TCP_SYN | TCP_ACK);
+        let synack = tcp(
+            "203.0.113.10",
+            "198.51.100.10",
+            443,
+            1024,
+            TCP_SYN | TCP_ACK,
+        );
         assert_eq!(h.run(h.ifindex("Example"), &synack).0, XDP_REDIRECT);
         assert_eq!(h.run(app, &syn(40001)).0, XDP_DROP, "full");
         // Established, AWS's 350 s, on a clock moved by 349 s: still there.

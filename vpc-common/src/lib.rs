@@ -390,7 +390,10 @@ impl NatPortKey {
         let port = if icmp { reply.sport } else { reply.dport };
         let (daddr, dport) = if per_destination {
             let a = &reply.saddr;
-            ([a[12], a[13], a[14], a[15]], if icmp { 0 } else { reply.sport })
+            (
+                [a[12], a[13], a[14], a[15]],
+                if icmp { 0 } else { reply.sport },
+            )
         } else {
             ([0; 4], 0)
         };

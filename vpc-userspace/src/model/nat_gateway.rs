@@ -192,7 +192,11 @@ Resources:
         assert_eq!((g.ip.to_string(), g.public_ip), ("10.0.1.9".into(), g.ip));
         assert_eq!(g.eip, "");
         let e = crate::compile::compile(&m, &HashMap::new(), 0).unwrap();
-        let (_, eni) = e.enis.iter().find(|(id, _)| *id >= vpc_common::NAT_GATEWAY_ID_BASE).unwrap();
+        let (_, eni) = e
+            .enis
+            .iter()
+            .find(|(id, _)| *id >= vpc_common::NAT_GATEWAY_ID_BASE)
+            .unwrap();
         assert_eq!(eni.addr4, vpc_common::v4_mapped([10, 0, 1, 9]));
         assert_eq!(eni.nat_private, 1);
     }
