@@ -366,15 +366,18 @@ const _: () = assert!(core::mem::size_of::<EniGroup>() == 36);
 pub struct NatPortKey {
     /// The ENI's index (`HyperplaneEni::pool`).
     pub eni: u32,
-    /// A NAT gateway connection's destination (IPv4, network order).
-    pub daddr: [u8; 4],
+    /// A NAT gateway connection's destination: the IPv4 address's bytes
+    /// (network order) as a native u32. No byte arrays here: zeroing one
+    /// becomes a `memset` call, a byte loop in BPF, in every probe.
+    pub daddr: u32,
     /// Network order, as in `CtEntry::nat_port`.
     pub port: u16,
     /// A NAT gateway connection's destination port (network order; 0 for
     /// ICMP).
     pub dport: u16,
     pub proto: u8,
-    pub _pad: [u8; 3],
+    pub _pad0: u8,
+    pub _pad1: u16,
 }
 const _: () = assert!(core::mem::size_of::<NatPortKey>() == 16);
 
@@ -391,11 +394,11 @@ impl NatPortKey {
         let (daddr, dport) = if per_destination {
             let a = &reply.saddr;
             (
-                [a[12], a[13], a[14], a[15]],
+                u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
                 if icmp { 0 } else { reply.sport },
             )
         } else {
-            ([0; 4], 0)
+            (0, 0)
         };
         NatPortKey {
             eni: pool,
@@ -403,7 +406,8 @@ impl NatPortKey {
             port,
             dport,
             proto: reply.proto,
-            _pad: [0; 3],
+            _pad0: 0,
+            _pad1: 0,
         }
     }
 }

@@ -127,7 +127,9 @@ fn via_nat_gateway_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropRe
 /// connections per unique destination, so a port in use toward one
 /// destination is free toward the others. None free: `nat_port_exhausted`,
 /// counted in `NAT_STATS` (AWS's `ErrorPortAllocation`).
-#[inline(always)]
+/// A BPF function of its own, as `router::claim_nat_port`: what follows is
+/// verified once, not once per probe.
+#[inline(never)]
 fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
     let cap = capacity(cfg::NAT_GATEWAY_CAPACITY, NAT_GATEWAY_CAPACITY);
     let mut k = 0;

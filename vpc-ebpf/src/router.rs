@@ -645,11 +645,12 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> 
             s.reply_key.dport = nat_port;
             let claim = NatPortKey {
                 eni: eni.pool,
-                daddr: [0; 4],
+                daddr: 0,
                 port: nat_port,
                 dport: 0,
                 proto: s.reply_key.proto,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
             };
             if NAT_PORTS
                 .insert(&claim, &s.reply_key, BPF_NOEXIST as u64)
