@@ -629,3 +629,136 @@ fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
     assert!(!out.status.success());
     assert!(d.dropped("no_route") >= 1);
 }
+
+/// A dual-stack VPC: the public subnet's table sends `::/0` to the
+/// internet gateway, the private subnet's to an egress-only gateway. Web
+/// (public) accepts port 80, Db (private) port 22, both from anywhere over
+/// IPv6: only the gateway stands between Db and the internet. A function
+/// with `Ipv6AllowedForDualStack` in the private subnet; a test host with
+/// an IPv6 address.
+const DUAL: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10, Ipv6Address: '2001:db8:f00d::10'}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  Public:
+    Type: AWS::EC2::Subnet
+    DependsOn: V6
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.1.0/24
+      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+  Private:
+    Type: AWS::EC2::Subnet
+    DependsOn: V6
+    Properties:
+      VpcId: !Ref Vpc
+      CidrBlock: 10.0.2.0/24
+      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
+  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
+  PublicV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw}}
+  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
+  PrivateV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw}}
+  WebSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: web
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIpv6: '::/0'}]
+  DbSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: ssh
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIpv6: '::/0'}]
+  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
+  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::10'}], SecurityGroupIds: [!Ref WebSg]}}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:102::10'}], SecurityGroupIds: [!Ref DbSg]}}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: fetch6
+      VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
+"#;
+
+const INET6: &str = "2001:db8:f00d::10";
+
+/// `echo hi | nc -6` from `who` (`exec` a host, `invoke` a function) to
+/// the internet host's port 443: whether "pong" came back.
+fn fetch6(d: &Deployment, verb: &str, who: &str, host: &str) -> bool {
+    let cmd = format!("echo hi | timeout 5 nc -6 -w2 {host} 443");
+    let out = d.vpc(&[verb, who, "--", "sh", "-c", &cmd]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pong")
+}
+
+#[test]
+fn ipv6_through_an_egress_only_gateway_one_way_only() {
+    let d = Deployment::up("gwe", DUAL, FAST);
+    let db6 = "2001:db8:ec2:102::10";
+    // Out from the instance: the internet host sees its own address.
+    let server = listen(&d.netns("Example"), &format!("[{INET6}]:443"));
+    assert!(
+        fetch6(&d, "exec", "Db", INET6),
+        "{}",
+        d.status()["counters"]
+    );
+    let peer = server.join().unwrap().expect("the internet host got it");
+    assert_eq!(peer.ip().to_string(), db6, "no NAT for IPv6");
+    // Out from the function, by name (the resolver's AAAA record): its
+    // ENI's IPv6 address and a NAT port, then the gateway as it is.
+    let eni6 = d.status()["enis"][0]["ipv6_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = listen(&d.netns("Example"), &format!("[{INET6}]:443"));
+    assert!(
+        fetch6(&d, "invoke", "fetch6", "example.internet.test"),
+        "{}",
+        d.status()["counters"]
+    );
+    let peer = server.join().unwrap().expect("the internet host got it");
+    assert_eq!(peer.ip().to_string(), eni6);
+    assert!(peer.port() >= 1024);
+    // In: refused at the gateway, though Db's group allows port 22; the
+    // function's ENI opens nothing either.
+    let before = d.dropped("egress_only_inbound");
+    let server = listen(&d.netns("Db"), &format!("[{db6}]:22"));
+    assert!(!nc(&d, "Example", db6, 22));
+    assert_eq!(server.join().unwrap(), None);
+    assert!(!nc(&d, "Example", &eni6, 22));
+    assert!(d.dropped("egress_only_inbound") >= before + 2);
+    assert_eq!(d.dropped("sg_ingress_denied"), 0);
+}
+
+#[test]
+fn a_public_instance_is_reached_over_ipv6_through_the_internet_gateway_on_its_allowed_port_only() {
+    let d = Deployment::up("gwf", DUAL, FAST);
+    let web6 = "2001:db8:ec2:101::10";
+    // Out: its own address, no translation.
+    let server = listen(&d.netns("Example"), &format!("[{INET6}]:443"));
+    assert!(
+        fetch6(&d, "exec", "Web", INET6),
+        "{}",
+        d.status()["counters"]
+    );
+    assert_eq!(server.join().unwrap().unwrap().ip().to_string(), web6);
+    // In: port 80 (its group's rule), the groups seeing the real source.
+    let server = listen(&d.netns("Web"), &format!("[{web6}]:80"));
+    assert!(nc(&d, "Example", web6, 80));
+    let peer = server.join().unwrap().expect("the instance got it");
+    assert_eq!(peer.ip().to_string(), INET6);
+    // Any other port: its groups refuse it.
+    let server = listen(&d.netns("Web"), &format!("[{web6}]:22"));
+    assert!(!nc(&d, "Example", web6, 22));
+    assert_eq!(server.join().unwrap(), None);
+    assert!(d.dropped("sg_ingress_denied") >= 1);
+    assert_eq!(d.dropped("egress_only_inbound"), 0);
+}

@@ -697,3 +697,253 @@ fn the_datapath_routes_as_the_reference_model_does() {
         );
     }
 }
+
+/// IPv6 to the internet: a dual-stack copy of the routed topology, whose
+/// tables send IPv6 to the internet gateway or an egress-only one (or not).
+const V6_HOSTS: [(&str, &str, &str); 3] = [
+    ("P1", "Pub", "2001:db8:ec2:100::10"),
+    ("H1", "A", "2001:db8:ec2:101::10"),
+    ("H2", "B", "2001:db8:ec2:102::10"),
+];
+const INTERNET6: [&str; 3] = ["2001:db8:f00d::10", "2001:db8:f00e::20", "2001:db8:dead::1"];
+const V6_PEERS: [&str; 6] = [
+    "::/0",
+    "2001:db8:f00d::/48",
+    "2001:db8:f00d::10/128",
+    "2001:db8:ec2:100::/56",
+    "2001:db8:ec2:101::/64",
+    "2001:db8:f000::/36",
+];
+
+fn v6_rule(r: &mut Rng) -> String {
+    let peer = format!("CidrIpv6: \"{}\"", r.pick(&V6_PEERS));
+    match r.below(4) {
+        0 | 1 => {
+            let (lo, hi) = ports(r);
+            let pr = if r.chance(50) { "tcp" } else { "udp" };
+            format!("{{IpProtocol: {pr}, FromPort: {lo}, ToPort: {hi}, {peer}}}")
+        }
+        2 => format!("{{IpProtocol: icmpv6, FromPort: 128, ToPort: -1, {peer}}}"),
+        _ => format!("{{IpProtocol: \"-1\", {peer}}}"),
+    }
+}
+
+fn v6_template(r: &mut Rng) -> String {
+    let mut t = String::from("Metadata:\n  Vpc::Internet:\n    Hosts:\n      X: {Address: 203.0.113.10, Ipv6Address: \"2001:db8:f00d::10\"}\n      Y: {Address: 192.0.2.20, Ipv6Address: \"2001:db8:f00e::20\"}\nResources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}\n");
+    for (k, s) in ["Pub", "A", "B"].into_iter().enumerate() {
+        let _ = writeln!(
+            t,
+            "  {s}: {{Type: AWS::EC2::Subnet, DependsOn: V6, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.{k}.0/24, Ipv6CidrBlock: \"2001:db8:ec2:10{k}::/64\"}}}}"
+        );
+    }
+    t.push_str("  Igw: {Type: AWS::EC2::InternetGateway}\n  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}\n");
+    if r.chance(85) {
+        t.push_str("  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}\n");
+    }
+    t.push_str("  PubRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}\n  PubAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Pub, RouteTableId: !Ref PubRt}}\n");
+    if r.chance(85) {
+        t.push_str("  PubV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PubRt, DestinationIpv6CidrBlock: \"::/0\", GatewayId: !Ref Igw}}\n");
+    }
+    for s in ["A", "B"] {
+        if !r.chance(85) {
+            continue;
+        }
+        let rt = format!("Rt{s}");
+        let _ = writeln!(t, "  {rt}: {{Type: AWS::EC2::RouteTable, Properties: {{VpcId: !Ref Vpc}}}}\n  {rt}Assoc: {{Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {{SubnetId: !Ref {s}, RouteTableId: !Ref {rt}}}}}");
+        let route = |t: &mut String, n: &str, dst: &str, target: &str| {
+            let _ = writeln!(t, "  {rt}{n}: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref {rt}, DestinationIpv6CidrBlock: \"{dst}\", {target}}}}}");
+        };
+        let (igw, eigw) = (
+            "GatewayId: !Ref Igw",
+            "EgressOnlyInternetGatewayId: !Ref Eigw",
+        );
+        match r.below(5) {
+            0 => {}
+            1 => route(&mut t, "Default", "::/0", igw),
+            2 => route(&mut t, "Default", "::/0", eigw),
+            3 => route(&mut t, "F00d", "2001:db8:f00d::/48", eigw),
+            _ => {
+                route(&mut t, "Default", "::/0", igw);
+                route(&mut t, "F00d", "2001:db8:f00d::/48", eigw);
+            }
+        }
+    }
+    for g in 0..2 {
+        let ing: Vec<String> = (0..r.below(4)).map(|_| v6_rule(r)).collect();
+        let _ = write!(t, "  G{g}:\n    Type: AWS::EC2::SecurityGroup\n    Properties:\n      GroupDescription: g\n      VpcId: !Ref Vpc\n      SecurityGroupIngress: [{}]\n", ing.join(", "));
+        if r.chance(60) {
+            let eg: Vec<String> = (0..1 + r.below(4)).map(|_| v6_rule(r)).collect();
+            let _ = writeln!(t, "      SecurityGroupEgress: [{}]", eg.join(", "));
+        }
+    }
+    for (k, (id, subnet, ip6)) in V6_HOSTS.into_iter().enumerate() {
+        let _ = writeln!(t, "  {id}: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref {subnet}, PrivateIpAddress: 10.0.{k}.10, Ipv6Addresses: [{{Ipv6Address: \"{ip6}\"}}], SecurityGroupIds: [G{}]}}}}", r.below(2));
+    }
+    let fsub = if r.chance(50) { "A" } else { "B" };
+    let _ = writeln!(t, "  Fn: {{Type: AWS::Lambda::Function, Properties: {{VpcConfig: {{SubnetIds: [!Ref {fsub}], SecurityGroupIds: [G{}], Ipv6AllowedForDualStack: true}}}}}}", r.below(2));
+    for s in ["Pub", "A", "B"] {
+        if !r.chance(50) {
+            continue;
+        }
+        let acl = format!("Acl{s}");
+        let _ = writeln!(t, "  {acl}: {{Type: AWS::EC2::NetworkAcl, Properties: {{VpcId: !Ref Vpc}}}}\n  {acl}Assoc: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref {s}, NetworkAclId: !Ref {acl}}}}}");
+        for i in 0..r.below(4) {
+            let (lo, hi) = ports(r);
+            let action = if r.chance(50) { "allow" } else { "deny" };
+            let proto = if r.chance(50) { 6 } else { 17 };
+            let _ = writeln!(t, "  {acl}E{i}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: {}, RuleAction: {action}, Egress: {}, Ipv6CidrBlock: \"{}\", Protocol: {proto}, PortRange: {{From: {lo}, To: {hi}}}}}}}", 10 + i, r.chance(50), r.pick(&V6_PEERS));
+        }
+        // Mostly open, so packets get as far as the gateways.
+        if r.chance(80) {
+            let _ = writeln!(t, "  {acl}Out: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: 300, RuleAction: allow, Egress: true, Ipv6CidrBlock: \"::/0\", Protocol: -1}}}}\n  {acl}In: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref {acl}, RuleNumber: 300, RuleAction: allow, Egress: false, Ipv6CidrBlock: \"::/0\", Protocol: -1}}}}");
+        }
+    }
+    t
+}
+
+/// IPv6 from hosts and the dual-stack function to the internet's test
+/// hosts (untranslated through either gateway), to addresses nobody owns
+/// and across the VPC: the datapath's verdict and reason must be the
+/// reference's.
+#[test]
+fn the_datapath_routes_ipv6_to_the_internet_as_the_reference_model_does() {
+    let seed: u64 = std::env::var("VPC_PROPTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0a7e_5eed);
+    let mut r = Rng(seed ^ 6);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut cases = 0;
+    for config in 0..20 {
+        let t = v6_template(&mut r);
+        let pkt_seed = r.next();
+        let (n, hist) = in_private_netns(|| {
+            let mut h = Harness::new(&t);
+            activate(&mut h);
+            let m = h.model.clone();
+            let eni = IpAddr::V6(m.enis[0].ip6.expect("a dual-stack ENI"));
+            let exec = IpAddr::V6(m.functions[0].envs()[0].ip6.expect("IPv6"));
+            let mut r = Rng(pkt_seed | 1);
+            let (mut n, mut hist) = (0, vec![]);
+            for i in 0..120 {
+                let from_fn = r.chance(35);
+                let (src_id, src_ip) = if from_fn {
+                    ("Fn", exec)
+                } else {
+                    let x = r.pick(&V6_HOSTS);
+                    (x.0, x.2.parse().unwrap())
+                };
+                let dst_ip: IpAddr = if r.chance(75) {
+                    r.pick(&INTERNET6).parse().unwrap()
+                } else {
+                    r.pick(&V6_HOSTS).2.parse().unwrap()
+                };
+                if src_ip == dst_ip {
+                    continue;
+                }
+                let sport = 20000 + i as u16;
+                let dport = *r.pick(&PORTS);
+                let (l4, proto, port) = match r.below(5) {
+                    0 | 1 => (
+                        L4::Tcp {
+                            sport,
+                            dport,
+                            flags: TCP_SYN,
+                        },
+                        6u8,
+                        dport,
+                    ),
+                    2 | 3 => (
+                        L4::Udp {
+                            sport,
+                            dport,
+                            no_checksum: false,
+                        },
+                        17,
+                        dport,
+                    ),
+                    _ => (
+                        L4::Icmp {
+                            ty: 128,
+                            code: 0,
+                            id: sport,
+                            seq: 1,
+                        },
+                        58,
+                        128 << 8,
+                    ),
+                };
+                let p = reference::Packet {
+                    src: if from_fn { eni } else { src_ip },
+                    dst: dst_ip,
+                    proto,
+                    port,
+                };
+                let want = if from_fn && proto == 58 {
+                    Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())
+                } else {
+                    reference::new_connection(&m, &p)
+                };
+                let frame = Frame::new(src_ip, dst_ip, l4).build();
+                let before = h.counters();
+                let (v, out) = h.run(h.ifindex(src_id), &frame);
+                let got = reason_of(&before, &h.counters());
+                let ctx = || {
+                    format!(
+                        "seed {seed} config {config} packet {i}: {src_id} {src_ip} -> {dst_ip} proto {proto} port {port}\n{:?}\n{t}",
+                        reference::explain(&m, &p).1
+                    )
+                };
+                assert_eq!(
+                    got.as_deref(),
+                    want.reason(),
+                    "reason; want {want:?}; {}",
+                    ctx()
+                );
+                assert_eq!(
+                    v == XDP_REDIRECT,
+                    want == Verdict::Allow,
+                    "verdict; {}",
+                    ctx()
+                );
+                if v == XDP_REDIRECT && !from_fn {
+                    // No NAT for IPv6: only the MACs change.
+                    assert_eq!(&out[12..], &frame[12..], "{}", ctx());
+                }
+                hist.push(want.reason().unwrap_or("allow").to_string());
+                n += 1;
+            }
+            (n, hist)
+        });
+        cases += n;
+        for x in hist {
+            *seen.entry(x).or_default() += 1;
+        }
+    }
+    eprintln!("{cases} IPv6 routed cases agreed (seed {seed}): {seen:?}");
+    for outcome in [
+        "allow",
+        "no_route",
+        "route_blackhole",
+        "internet_unreachable",
+        "sg_egress_denied",
+        "nacl_egress_denied",
+    ] {
+        assert!(
+            seen.get(outcome).copied().unwrap_or(0) >= 10,
+            "outcome {outcome} seen too rarely: {seen:?}"
+        );
+    }
+}
+
+/// Activates every execution environment (as the agent does once its
+/// function's ENI is ready).
+fn activate(h: &mut Harness) {
+    use vpc::datapath::Maps;
+    for f in h.model.functions.clone() {
+        for (env, group) in vpc::compile::env_enis(&h.model, &f) {
+            let ifindex = h.ifindex(&env);
+            h.dp.set_port_eni(ifindex, group).unwrap();
+        }
+    }
+}

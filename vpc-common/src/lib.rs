@@ -159,6 +159,10 @@ pub enum DropReason {
     /// To the VPC resolver but not DNS (UDP or TCP port 53), or a new
     /// flow from the resolver (it only answers).
     ResolverNotDns = 25,
+    /// A new connection from the internet to an address whose subnet
+    /// routes the peer to an egress-only internet gateway: it passes
+    /// outbound IPv6 and its replies only.
+    EgressOnlyInbound = 26,
     /// A new flow from the AWS services side (the simulated regional
     /// services or an interface endpoint's ENI): they only answer.
     AwsServiceUnsolicited = 28,
@@ -175,7 +179,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -201,6 +205,7 @@ impl DropReason {
         DropReason::NoPublicAddress,
         DropReason::NatGatewayProtocol,
         DropReason::ResolverNotDns,
+        DropReason::EgressOnlyInbound,
         DropReason::AwsServiceUnsolicited,
         DropReason::EndpointServiceMismatch,
         DropReason::NatGatewayPrivateInternet,
@@ -234,6 +239,7 @@ impl DropReason {
             DropReason::NoPublicAddress => "no_public_address",
             DropReason::NatGatewayProtocol => "nat_gateway_protocol",
             DropReason::ResolverNotDns => "resolver_not_dns",
+            DropReason::EgressOnlyInbound => "egress_only_inbound",
             DropReason::AwsServiceUnsolicited => "aws_service_unsolicited",
             DropReason::EndpointServiceMismatch => "endpoint_service_mismatch",
             DropReason::NatGatewayPrivateInternet => "nat_gateway_private_internet",
@@ -674,6 +680,9 @@ pub mod route_kind {
     pub const INTERNET_GATEWAY: u8 = 3;
     /// A NAT gateway (`RouteTarget::id`: its `ENIS` id).
     pub const NAT_GATEWAY: u8 = 4;
+    /// An egress-only internet gateway (IPv6 only; `RouteTarget::id`):
+    /// out and replies, nothing opened from the internet.
+    pub const EGRESS_ONLY_INTERNET_GATEWAY: u8 = 5;
     /// A gateway endpoint (S3, DynamoDB): its service's managed prefix
     /// list, to the simulated service, no NAT (`RouteTarget::id`: the
     /// endpoint's 1-based index).

@@ -1,6 +1,7 @@
 //! Gateways out of a VPC. The internet gateway: 1:1 NAT between a host's
 //! private IPv4 address and its public one (`PUBLIC_IPS`), between a VPC
-//! subnet and the internet's test hosts; the ports never change. The NAT
+//! subnet and the internet's test hosts; the ports never change; IPv6
+//! passes untranslated (and an egress-only gateway lets none in). The NAT
 //! gateway: source NAT to its Elastic IP and a port of its own. Connections
 //! are tracked as any other (groups are stateful).
 use aya_ebpf::bindings::BPF_NOEXIST;
@@ -191,10 +192,12 @@ fn nat_gateway_open<C: Ctx>(
 }
 
 /// A new flow from a VPC host whose subnet routes it to the internet
-/// gateway. Checks as at AWS: the sender's outbound groups, its subnet's
-/// outbound ACL (the internet has neither groups nor ACLs); then the
-/// source becomes the host's public address.
+/// gateway (`route`), or for IPv6 to either gateway. Checks as at AWS: the
+/// sender's outbound groups, its subnet's outbound ACL (the internet has
+/// neither groups nor ACLs); then an IPv4 source becomes the host's public
+/// address, while IPv6 goes as it is (a VPC's IPv6 addresses are global).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn to_internet<C: Ctx>(
     ctx: &C,
     s: &mut Scratch,
@@ -202,16 +205,21 @@ pub fn to_internet<C: Ctx>(
     ifindex: u32,
     now: u64,
     epoch: u32,
+    route: u8,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
-    // IPv6 through an internet gateway is not there yet.
-    if p.v6 {
-        return Err(DropReason::InternetUnreachable);
-    }
-    // The public address, in the scratch: the stack is short.
-    match unsafe { PUBLIC_IPS.get(&p.saddr) } {
-        Some(a) => copy_addr(&mut s.hop.addr, a),
-        None => return Err(DropReason::NoPublicAddress),
+    let v6 = p.v6;
+    // The source the internet sees, in the scratch: the stack is short.
+    if v6 {
+        copy_addr(&mut s.hop.addr, &p.saddr);
+    } else if route != route_kind::INTERNET_GATEWAY {
+        // An egress-only gateway routes IPv6 only (its routes are).
+        return Err(DropReason::NoRoute);
+    } else {
+        match unsafe { PUBLIC_IPS.get(&p.saddr) } {
+            Some(a) => copy_addr(&mut s.hop.addr, a),
+            None => return Err(DropReason::NoPublicAddress),
+        }
     }
     // Nothing leaves the project's namespaces: only test hosts answer.
     let ep = match route::endpoint(&p.daddr) {
@@ -227,7 +235,7 @@ pub fn to_internet<C: Ctx>(
     if !policy::allowed(
         for_gen(&port.policy, gen),
         DIR_EGRESS,
-        false,
+        v6,
         &p.daddr,
         p.proto,
         l4port,
@@ -239,35 +247,33 @@ pub fn to_internet<C: Ctx>(
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         copy_addr(&mut s.reply_key.daddr, &s.hop.addr);
-        bind(
-            s,
-            ifindex,
-            ep,
-            port.subnet,
-            epoch,
-            route_kind::INTERNET_GATEWAY,
-        )?;
-        s.orig.flags = CT_F_SNAT;
+        bind(s, ifindex, ep, port.subnet, epoch, route)?;
+        let (snat, dnat) = if v6 { (0, 0) } else { (CT_F_SNAT, CT_F_DNAT) };
+        s.orig.flags = snat;
         copy_addr(&mut s.orig.nat_addr, &s.hop.addr);
         s.orig.nat_port = sport;
-        s.reply.flags = CT_F_DNAT;
+        s.reply.flags = dnat;
         copy_addr(&mut s.reply.nat_addr, &s.pkt.saddr);
         s.reply.nat_port = sport;
         clear_eni(s);
     }
-    nat::rewrite(ctx, &s.pkt, true, &s.hop.addr, sport)?;
+    if !v6 {
+        nat::rewrite(ctx, &s.pkt, true, &s.hop.addr, sport)?;
+    }
     if track {
         open(s, now)?;
     }
     route::deliver_to(ctx, ep)
 }
 
-/// A new flow from an internet test host (its port's source check passed),
-/// to a public address: translated to the host's private address and
-/// checked as at AWS by the subnet's inbound ACL and the host's inbound
-/// groups. The gateway serves the host only while the host's subnet routes
-/// the peer to it (detached: `route_blackhole`; no such route: the reply
-/// could not leave, so the connection is refused here).
+/// A new flow from an internet test host (its port's source check passed):
+/// IPv4 to a public address, translated to the host's private address;
+/// IPv6 to a VPC address itself. Checked as at AWS by the subnet's inbound
+/// ACL and the host's inbound groups. The gateway serves the host only
+/// while the host's subnet routes the peer to it (detached:
+/// `route_blackhole`; no such route: the reply could not leave, so the
+/// connection is refused here); an egress-only gateway there opens nothing
+/// from the internet (`egress_only_inbound`).
 #[inline(never)]
 pub fn from_internet<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
     finish(from_internet_inner(ctx, s, ifindex, now))
@@ -281,23 +287,30 @@ fn from_internet_inner<C: Ctx>(
     now: u64,
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
-    if p.v6 {
-        return Err(DropReason::NoRoute);
-    }
+    let v6 = p.v6;
     let mut private = [0u8; 16];
-    match unsafe { PUBLIC_IPS.get(&p.daddr) } {
-        Some(a) => copy_addr(&mut private, a),
-        None => return Err(DropReason::NoRoute),
+    if v6 {
+        copy_addr(&mut private, &p.daddr);
+    } else {
+        match unsafe { PUBLIC_IPS.get(&p.daddr) } {
+            Some(a) => copy_addr(&mut private, a),
+            None => return Err(DropReason::NoRoute),
+        }
     }
     let ep = route::endpoint(&private)?;
-    if ep.kind != kind::HOST {
+    if ep.kind != kind::HOST && ep.kind != kind::HYPERPLANE_ENI {
         return Err(DropReason::NoRoute);
     }
     let epoch = policy_epoch();
     let gen = epoch & 1;
-    let r = route::lookup(gen, ep.subnet, false, &p.saddr)?;
+    let r = route::lookup(gen, ep.subnet, v6, &p.saddr)?;
     if r.kind != route_kind::INTERNET_GATEWAY {
         return Err(route::refused(r.kind));
+    }
+    // V2N is outbound only, IPv6 as well: a Hyperplane ENI's global
+    // address opens nothing (IPv4 never gets here: it has no public one).
+    if ep.kind != kind::HOST {
+        return Err(DropReason::HyperplaneUnsolicited);
     }
     let track = !p.is_icmp() || p.is_echo_request();
     if track && !ct::opens(p) {
@@ -307,7 +320,7 @@ fn from_internet_inner<C: Ctx>(
     if !policy::allowed(
         for_gen(&ep.policy, gen),
         DIR_INGRESS,
-        false,
+        v6,
         &p.saddr,
         p.proto,
         p.policy_port(),
@@ -320,15 +333,18 @@ fn from_internet_inner<C: Ctx>(
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         copy_addr(&mut s.reply_key.saddr, &private);
         bind(s, ifindex, ep, 0, epoch, route_kind::INTERNET_GATEWAY)?;
-        s.orig.flags = CT_F_DNAT;
+        let (dnat, snat) = if v6 { (0, 0) } else { (CT_F_DNAT, CT_F_SNAT) };
+        s.orig.flags = dnat;
         copy_addr(&mut s.orig.nat_addr, &private);
         s.orig.nat_port = dport;
-        s.reply.flags = CT_F_SNAT;
+        s.reply.flags = snat;
         copy_addr(&mut s.reply.nat_addr, &s.pkt.daddr);
         s.reply.nat_port = dport;
         clear_eni(s);
     }
-    nat::rewrite(ctx, &s.pkt, false, &private, dport)?;
+    if !v6 {
+        nat::rewrite(ctx, &s.pkt, false, &private, dport)?;
+    }
     if track {
         open(s, now)?;
     }

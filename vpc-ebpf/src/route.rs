@@ -53,6 +53,9 @@ pub fn refused(kind: u8) -> DropReason {
         route_kind::BLACKHOLE => DropReason::RouteBlackhole,
         // Only senders without a public address are refused this route.
         route_kind::INTERNET_GATEWAY => DropReason::NoPublicAddress,
+        // Only a connection from the internet is refused it (a tracked one
+        // that opened through another route included).
+        route_kind::EGRESS_ONLY_INTERNET_GATEWAY => DropReason::EgressOnlyInbound,
         _ => DropReason::NoRoute,
     }
 }

@@ -405,7 +405,10 @@ fn admit(
         return Err(DropReason::SgEgressDenied);
     }
     boundary(p, gen, from, receiver.subnet, src, &p.daddr)?;
-    // A service behind a gateway endpoint has no groups.
+    // The internet and a service behind a gateway endpoint have no groups.
+    if receiver.kind == kind::INTERNET_HOST {
+        return Ok(());
+    }
     let inbound = for_gen(&receiver.policy, gen);
     if receiver.kind != kind::AWS_SERVICE
         && !policy::allowed(inbound, DIR_INGRESS, p.v6, src, p.proto, port)
@@ -450,8 +453,8 @@ fn host_flow_inner<C: Ctx>(
     let ep = match r.kind {
         route_kind::LOCAL | route_kind::GATEWAY_ENDPOINT => route::endpoint(&p.daddr)?,
         route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
-        route_kind::INTERNET_GATEWAY => {
-            return gateway::to_internet(ctx, s, port, ifindex, now, epoch)
+        route_kind::INTERNET_GATEWAY | route_kind::EGRESS_ONLY_INTERNET_GATEWAY => {
+            return gateway::to_internet(ctx, s, port, ifindex, now, epoch, r.kind)
         }
         route_kind::NAT_GATEWAY => {
             let saddr = p.saddr;
@@ -540,15 +543,29 @@ fn function_flow_inner<C: Ctx>(
         parse::copy_addr(&mut h.addr, &first.addr4);
         return Ok(NAT_HOP);
     }
+    // IPv6 leaves through either internet gateway from the ENI's own
+    // (global) address; IPv4 would need a public one, which an ENI of
+    // Lambda never has (`no_public_address`).
+    let internet = p.v6
+        && (r.kind == route_kind::INTERNET_GATEWAY
+            || r.kind == route_kind::EGRESS_ONLY_INTERNET_GATEWAY);
     let ep = match r.kind {
         route_kind::LOCAL | route_kind::GATEWAY_ENDPOINT => route::endpoint(&p.daddr)?,
         route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
+        // Nothing leaves the project's namespaces: only test hosts answer.
+        _ if internet => match route::endpoint(&p.daddr) {
+            Ok(e) if e.kind == kind::INTERNET_HOST => e,
+            _ => return Err(DropReason::InternetUnreachable),
+        },
         k => return Err(route::refused(k)),
     };
-    route::endpoint_allowed(r.kind, ep, first.vpc)?;
-    if ep.kind == kind::EXEC_ENV
-        || ep.kind == kind::HYPERPLANE_ENI
-        || ep.kind == kind::INTERNET_HOST
+    if !internet {
+        route::endpoint_allowed(r.kind, ep, first.vpc)?;
+    }
+    if !internet
+        && (ep.kind == kind::EXEC_ENV
+            || ep.kind == kind::HYPERPLANE_ENI
+            || ep.kind == kind::INTERNET_HOST)
     {
         return Err(DropReason::NoRoute);
     }
@@ -668,7 +685,8 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> 
 
 /// The checks, the source NAT and the conntrack entries of a function
 /// connection whose NAT port on ENI `id` is claimed (`s.reply_key`
-/// complete), under policy `epoch`. `Ok` once the entries are in.
+/// complete), under policy `epoch`, by a route of kind `route` (local, or
+/// an internet gateway for IPv6). `Ok` once the entries are in.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn function_open<C: Ctx>(

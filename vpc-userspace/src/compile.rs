@@ -466,7 +466,7 @@ pub fn compile(
             kind: kind::INTERNET_HOST,
             ..Default::default()
         };
-        attach(&mut out, link(&ih.id)?, ih.ip, None, port);
+        attach(&mut out, link(&ih.id)?, ih.ip, ih.ip6, port);
     }
     // Each VPC's resolver. A model compiled without its link (a unit
     // test's hand-made links) has none.

@@ -503,7 +503,8 @@ pub fn down(name: &str) -> Result<()> {
 
 /// The parts of a model that `apply` may not change: everything but the
 /// security-group rules and memberships, the network ACLs, the route tables
-/// and their associations, and internet gateway attachments.
+/// and their associations, internet gateway attachments and egress-only
+/// internet gateways.
 fn topology_of(m: &Model) -> serde_json::Value {
     let mut v = serde_json::to_value(m).expect("serializable");
     v["groups"] = serde_json::Value::Null;
@@ -511,6 +512,7 @@ fn topology_of(m: &Model) -> serde_json::Value {
     v["prefix_lists"] = serde_json::Value::Null;
     v["route_tables"] = serde_json::Value::Null;
     v["internet_gateways"] = serde_json::Value::Null;
+    v["egress_only_internet_gateways"] = serde_json::Value::Null;
     v["skipped"] = serde_json::Value::Null;
     for h in v["hosts"].as_array_mut().into_iter().flatten() {
         h["groups"] = serde_json::Value::Null;

@@ -1340,7 +1340,7 @@ fn explain(
             return pick(h.ip, h.ip6, r);
         }
         if let Some(h) = m.internet_hosts.iter().find(|h| h.id == r) {
-            return Ok(h.ip.into());
+            return pick(h.ip, h.ip6, r);
         }
         // A function sends from its first environment's ENI; `F.N` names
         // environment N's (the Nth subnet's).

@@ -86,6 +86,8 @@ pub struct Model {
     pub route_tables: Vec<RouteTable>,
     #[serde(default)]
     pub internet_gateways: Vec<InternetGateway>,
+    #[serde(default)]
+    pub egress_only_internet_gateways: Vec<EgressOnlyInternetGateway>,
     /// The internet's test hosts (`Metadata: Vpc::Internet`).
     #[serde(default)]
     pub internet_hosts: Vec<InternetHost>,
@@ -841,6 +843,7 @@ impl<'a> Builder<'a> {
             prefix_lists: vec![],
             route_tables: vec![],
             internet_gateways: vec![],
+            egress_only_internet_gateways: vec![],
             internet_hosts: vec![],
             public_ips: vec![],
             nat_gateways: vec![],
@@ -903,6 +906,7 @@ impl<'a> Builder<'a> {
             route::SUBNET_ROUTE_TABLE_ASSOCIATION,
             route::INTERNET_GATEWAY,
             route::VPC_GATEWAY_ATTACHMENT,
+            route::EGRESS_ONLY_INTERNET_GATEWAY,
             flowlog::FLOW_LOG,
             internet::EIP,
             internet::EIP_ASSOCIATION,
@@ -935,6 +939,7 @@ impl<'a> Builder<'a> {
                 VPC_CIDR_BLOCK => self.attr(&id, "Id", id.clone()),
                 route::ROUTE_TABLE => self.attr(&id, "RouteTableId", id.clone()),
                 route::INTERNET_GATEWAY => self.attr(&id, "InternetGatewayId", id.clone()),
+                route::EGRESS_ONLY_INTERNET_GATEWAY => self.attr(&id, "Id", id.clone()),
                 _ => {}
             }
         }
@@ -2205,7 +2210,7 @@ pub mod route;
 mod share;
 pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 pub use flowlog::FlowLog;
-pub use route::{InternetGateway, RouteTable};
+pub use route::{EgressOnlyInternetGateway, InternetGateway, RouteTable};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub mod internet;
 pub use internet::{InternetHost, PublicIp};

@@ -232,6 +232,7 @@ fn route_step(
             "gateway endpoint {}",
             m.vpc_endpoint(e).map_or(e.as_str(), |e| e.vpce_id.as_str())
         ),
+        Target::EgressOnlyInternetGateway(g) => format!("egress-only internet gateway {g}"),
     };
     let name = if r.id == "local" {
         String::new()
@@ -287,7 +288,10 @@ fn acl_out(m: &Model, subnet: &str, p: &Packet, steps: &mut Vec<String>) -> Resu
 
 /// The internet test host owning `dst`, as the gateway's path sees it.
 fn internet_host(m: &Model, dst: IpAddr, steps: &mut Vec<String>) -> Result<(), Verdict> {
-    match m.internet_hosts.iter().find(|h| IpAddr::V4(h.ip) == dst) {
+    let owns = |h: &&crate::model::InternetHost| {
+        IpAddr::V4(h.ip) == dst || h.ip6.map(IpAddr::V6) == Some(dst)
+    };
+    match m.internet_hosts.iter().find(owns) {
         Some(h) => {
             steps.push(format!("the internet: test host {} ({dst})", h.id));
             Ok(())
@@ -314,7 +318,8 @@ pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
             let v = local(m, &from, p, &mut steps);
             (v, steps)
         }
-        Ok(Target::InternetGateway(_)) => {
+        // Routes to an egress-only gateway are IPv6 only: the same way out.
+        Ok(Target::InternetGateway(_)) | Ok(Target::EgressOnlyInternetGateway(_)) => {
             let v = to_internet(m, &from, p, &mut steps)
                 .err()
                 .unwrap_or(Verdict::Allow);
@@ -369,11 +374,15 @@ fn via_gateway_endpoint(
 }
 
 /// Out through the internet gateway: 1:1 NAT to the sender's public
-/// address, which it must have (a Hyperplane ENI never has one).
+/// address, which it must have (a Hyperplane ENI never has one); IPv6 as
+/// it is, through either gateway (a VPC's IPv6 addresses are global).
 fn to_internet(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Result<(), Verdict> {
     if p.dst.is_ipv6() {
-        // The test hosts are IPv4: nothing answers there.
         internet_host(m, p.dst, steps)?;
+        egress(m, from.groups, p, steps)?;
+        acl_out(m, from.subnet, p, steps)?;
+        steps.push(format!("gateway: IPv6, {} goes as it is", p.src));
+        return Ok(());
     }
     let public = m
         .hosts
@@ -426,7 +435,8 @@ fn via_nat_gateway(
         Target::Local
         | Target::NatGateway(_)
         | Target::NetworkInterface(_)
-        | Target::VpcEndpoint(_) => {
+        | Target::VpcEndpoint(_)
+        | Target::EgressOnlyInternetGateway(_) => {
             return Err(Verdict::Deny(
                 "no_route",
                 format!(
@@ -724,5 +734,64 @@ Resources:
         let (v, steps) = go(&m, "ENI", example, 6);
         assert_eq!(v.reason(), Some("route_blackhole"), "{steps:?}");
         assert!(steps[1].ends_with("blackhole"), "{steps:?}");
+    }
+
+    #[test]
+    fn explains_ipv6_out_through_both_internet_gateways_untranslated() {
+        let t = r#"
+Metadata: {Vpc::Internet: {Hosts: {Example: {Address: 203.0.113.10, Ipv6Address: "2001:db8:f00d::10"}}}}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  Pub: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, Ipv6CidrBlock: "2001:db8:ec2:100::/64", AssignIpv6AddressOnCreation: true}}
+  Priv: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, Ipv6CidrBlock: "2001:db8:ec2:101::/64", AssignIpv6AddressOnCreation: true}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
+  PubRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PubV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PubRt, DestinationIpv6CidrBlock: "::/0", GatewayId: !Ref Igw}}
+  PubAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Pub, RouteTableId: !Ref PubRt}}
+  PrivRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivRt, DestinationIpv6CidrBlock: "::/0", EgressOnlyInternetGatewayId: !Ref Eigw}}
+  PrivAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Priv, RouteTableId: !Ref PrivRt}}
+  Shut: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: s, VpcId: !Ref Vpc, SecurityGroupEgress: [{IpProtocol: "-1", CidrIp: 127.0.0.1/32}]}}
+  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Pub}}
+  Quiet: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Pub, SecurityGroupIds: [!Ref Shut]}}
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: f, VpcId: !Ref Vpc}}
+  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Priv], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+"#;
+        let m = crate::model::build(t, &HashMap::new(), "s").unwrap();
+        let host6 =
+            |id: &str| IpAddr::V6(m.hosts.iter().find(|h| h.id == id).unwrap().ip6.unwrap());
+        let go = |src: IpAddr, dst: &str| {
+            explain(
+                &m,
+                &Packet {
+                    src,
+                    dst: dst.parse().unwrap(),
+                    proto: 6,
+                    port: 443,
+                },
+            )
+        };
+        let (v, steps) = go(host6("Web"), "2001:db8:f00d::10");
+        assert_eq!(v, Verdict::Allow, "{steps:?}");
+        assert!(steps[0].contains("-> internet gateway Igw"), "{steps:?}");
+        assert!(steps.last().unwrap().contains("goes as it is"), "{steps:?}");
+        let eni6 = IpAddr::V6(m.enis[0].ip6.unwrap());
+        let (v, steps) = go(eni6, "2001:db8:f00d::10");
+        assert_eq!(v, Verdict::Allow, "{steps:?}");
+        assert!(
+            steps[0].contains("-> egress-only internet gateway Eigw"),
+            "{steps:?}"
+        );
+        assert_eq!(
+            go(host6("Web"), "2001:db8:dead::1").0.reason(),
+            Some("internet_unreachable")
+        );
+        assert_eq!(
+            go(host6("Quiet"), "2001:db8:f00d::10").0.reason(),
+            Some("sg_egress_denied")
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!   `ip-10-0-1-5.<region>.compute.internal` elsewhere (A records), and
 //!   their reverse names (PTR, `5.1.0.10.in-addr.arpa`);
 //! * the internet's test hosts (`Metadata: Vpc::Internet`), ours:
-//!   `<id in lower case>.internet.test` (RFC 6761 reserves `.test`);
+//!   `<id in lower case>.internet.test` (RFC 6761 reserves `.test`), A and,
+//!   for a host with an `Ipv6Address`, AAAA;
 //! * the gateway services' regional names (`s3.<region>.amazonaws.com`,
 //!   `dynamodb.<region>.amazonaws.com`) as public DNS answers them: their
 //!   simulated addresses; interface endpoints' own names
@@ -23,7 +24,7 @@
 //! wire format is hickory-proto's.
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, UdpSocket},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -32,7 +33,7 @@ use anyhow::{Context, Result};
 use hickory_proto::{
     op::{Message, MessageType, ResponseCode},
     rr::{
-        rdata::{A, PTR},
+        rdata::{A, AAAA, PTR},
         Name, RData, Record, RecordType,
     },
 };
@@ -51,6 +52,8 @@ pub struct Zone {
     /// Names to their addresses (several for an interface endpoint with
     /// an ENI in more than one subnet).
     pub a: HashMap<String, Vec<Ipv4Addr>>,
+    /// Names that also have an IPv6 address (every one of them has an A).
+    pub aaaa: HashMap<String, Ipv6Addr>,
     pub ptr: HashMap<Ipv4Addr, String>,
 }
 
@@ -83,6 +86,9 @@ impl Zone {
         }
         for h in &model.internet_hosts {
             z.a.insert(internet_host_name(&h.id), vec![h.ip]);
+            if let Some(ip6) = h.ip6 {
+                z.aaaa.insert(internet_host_name(&h.id), ip6);
+            }
         }
         // The gateway services' regional names, as public DNS answers them.
         for (service, ip) in GATEWAY_SERVICES {
@@ -135,10 +141,20 @@ impl Zone {
             fqdn.push('.');
         }
         let known = if let Some(ips) = self.a.get(&fqdn) {
-            if question.query_type() == RecordType::A {
-                for ip in ips {
-                    r.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+            match (question.query_type(), self.aaaa.get(&fqdn)) {
+                (RecordType::A, _) => {
+                    for ip in ips {
+                        r.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(*ip))));
+                    }
                 }
+                (RecordType::AAAA, Some(ip6)) => {
+                    r.add_answer(Record::from_rdata(
+                        name.clone(),
+                        TTL,
+                        RData::AAAA(AAAA(*ip6)),
+                    ));
+                }
+                _ => {}
             }
             true
         } else if let Some(target) = reverse(&fqdn).and_then(|ip| self.ptr.get(&ip)) {
@@ -301,6 +317,24 @@ mod tests {
         let r = ask(&z, "example.com.", RecordType::A);
         assert_eq!(r.response_code(), ResponseCode::NXDomain);
         assert!(z.answer(b"\x00\x01garbage").is_none());
+    }
+
+    #[test]
+    fn a_test_host_with_an_ipv6_address_has_an_aaaa_record() {
+        let mut z = zone();
+        let name = internet_host_name("Example");
+        z.a.insert(name.clone(), vec![Ipv4Addr::new(203, 0, 113, 10)]);
+        let ip6: Ipv6Addr = "2001:db8:f00d::10".parse().unwrap();
+        z.aaaa.insert(name, ip6);
+        let r = ask(&z, "example.internet.test.", RecordType::AAAA);
+        assert_eq!(r.response_code(), ResponseCode::NoError);
+        assert_eq!(r.answers().len(), 1);
+        assert_eq!(r.answers()[0].data(), &RData::AAAA(AAAA(ip6)));
+        let r = ask(&z, "Example.internet.test.", RecordType::A);
+        assert_eq!(
+            r.answers()[0].data(),
+            &RData::A(A(Ipv4Addr::new(203, 0, 113, 10)))
+        );
     }
 
     #[test]

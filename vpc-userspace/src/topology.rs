@@ -205,7 +205,8 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         ));
     }
     // The internet's hosts: each a namespace of its own, whose gateway is
-    // the router's internet side (a link-local address, nobody's).
+    // the router's internet side (a link-local address, nobody's; for IPv6
+    // fe80::1, as in the VPC).
     for h in &model.internet_hosts {
         specs.push((
             h.id.clone(),
@@ -213,7 +214,7 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
             node_netns(deployment, &h.id),
             h.ip,
             crate::model::internet::INTERNET_GATEWAY_ADDRESS,
-            None,
+            h.ip6.map(|a| (a, true)),
         ));
     }
     for f in &model.functions {

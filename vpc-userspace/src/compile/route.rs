@@ -29,6 +29,16 @@ pub fn internet_gateway_id(model: &Model, id: &str) -> u32 {
         + 1
 }
 
+/// The datapath id of an egress-only internet gateway (1-based).
+pub fn egress_only_internet_gateway_id(model: &Model, id: &str) -> u32 {
+    model
+        .egress_only_internet_gateways
+        .iter()
+        .position(|g| g.id == id)
+        .expect("validated") as u32
+        + 1
+}
+
 /// The `ENIS` id of NAT gateway `index`: NAT gateways hand out source
 /// ports from `NAT_PORTS` as Hyperplane ENIs do, under ids of their own.
 pub fn nat_gateway_id(index: u32) -> u32 {
@@ -79,6 +89,11 @@ pub(crate) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
                 (RouteState::Active, Target::VpcEndpoint(e)) => RouteTarget {
                     kind: route_kind::GATEWAY_ENDPOINT,
                     id: model.vpc_endpoint_index(e).expect("active"),
+                    ..Default::default()
+                },
+                (RouteState::Active, Target::EgressOnlyInternetGateway(g)) => RouteTarget {
+                    kind: route_kind::EGRESS_ONLY_INTERNET_GATEWAY,
+                    id: egress_only_internet_gateway_id(model, g),
                     ..Default::default()
                 },
             };
@@ -217,5 +232,46 @@ Resources:
             // Subnets in logical-id order: Other (main table), S.
             assert_eq!(sn_rt, [main, rt]);
         }
+    }
+
+    #[test]
+    fn ipv6_routes_reach_both_gateways_and_a_gone_egress_only_gateway_is_a_blackhole() {
+        let t = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
+  Rt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  Out: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref Rt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw}}
+  Both: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref Rt, DestinationIpv6CidrBlock: '2001:db8:f00d::/48', GatewayId: !Ref Igw}}
+"#;
+        let mut m = build(t, &HashMap::new(), "s").unwrap();
+        let e = super::super::compile(&m, &HashMap::new(), 0).unwrap();
+        let rt = e.route_tables["Rt"];
+        let at = |e: &Entries, a: &str| lookup(e, rt, a.parse().unwrap());
+        let out = at(&e, "2001:db8:aaaa::1").unwrap();
+        assert_eq!(
+            (out.kind, out.id),
+            (route_kind::EGRESS_ONLY_INTERNET_GATEWAY, 1)
+        );
+        assert_eq!(
+            at(&e, "2001:db8:f00d::10").map(|t| t.kind),
+            Some(route_kind::INTERNET_GATEWAY)
+        );
+        assert_eq!(
+            at(&e, "2001:db8:ec2:100::5").map(|t| t.kind),
+            Some(route_kind::LOCAL)
+        );
+        // IPv4 is untouched by the IPv6 default route.
+        assert_eq!(at(&e, "8.8.8.8"), None);
+        // The gateway gone (deleted): its route stays, as a blackhole.
+        m.egress_only_internet_gateways.clear();
+        let e = super::super::compile(&m, &HashMap::new(), 0).unwrap();
+        assert_eq!(
+            at(&e, "2001:db8:aaaa::1").map(|t| t.kind),
+            Some(route_kind::BLACKHOLE)
+        );
     }
 }

@@ -3,9 +3,9 @@
 //! resource) and the public IPv4 addresses of instances and interfaces
 //! (`AWS::EC2::EIP`, `AWS::EC2::EIPAssociation`, `AssociatePublicIpAddress`,
 //! `MapPublicIpOnLaunch`).
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,6 +29,10 @@ pub const INTERNET_GATEWAY_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
 pub struct InternetHost {
     pub id: String,
     pub ip: Ipv4Addr,
+    /// `Ipv6Address` (ours): a global address, reached through an internet
+    /// gateway or an egress-only one without translation.
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// A public IPv4 address, mapped 1:1 to a host's private address by the
@@ -73,6 +77,13 @@ fn public_address(ip: Ipv4Addr) -> bool {
         || o[0] == 0
         || o[0] >= 240
         || (o[0] == 100 && (o[1] & 0xc0) == 64))
+}
+
+/// A test host's IPv6 address must be global unicast (2000::/3): not
+/// link-local, unique-local, multicast, loopback, unspecified, nor an
+/// IPv4-mapped or -compatible form.
+fn global_address6(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xe000 == 0x2000
 }
 
 impl Builder<'_> {
@@ -362,9 +373,67 @@ impl Builder<'_> {
             if let Some(o) = self.m.internet_hosts.iter().find(|o| o.ip == ip) {
                 return bad(format!("{ip} is already {}'s", o.id));
             }
-            self.m.internet_hosts.push(InternetHost { id, ip });
+            let ip6 = self.internet_host6(&h, &path)?;
+            if let Some(k) = h.as_object().and_then(|m| {
+                m.keys()
+                    .find(|k| !["Address", "Ipv6Address"].contains(&k.as_str()))
+            }) {
+                return Err(ModelError::new(
+                    format!("{path}.{k}"),
+                    "unknown key (Address and Ipv6Address only)",
+                ));
+            }
+            self.m.internet_hosts.push(InternetHost { id, ip, ip6 });
         }
         Ok(())
+    }
+
+    /// A test host's `Ipv6Address`, if any: global, and clear of every
+    /// range the VPCs and Lambda use here.
+    fn internet_host6(&self, h: &Value, path: &str) -> Result<Option<Ipv6Addr>> {
+        let Some(v) = h.get("Ipv6Address") else {
+            return Ok(None);
+        };
+        let field = format!("{path}.Ipv6Address");
+        let addr = v
+            .as_str()
+            .ok_or_else(|| ModelError::new(&field, "must be an IPv6 address (a string)"))?;
+        let ip: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| ModelError::new(&field, format!("{addr:?} is not an IPv6 address")))?;
+        let bad = |why: String| Err(ModelError::new(&field, why));
+        if !global_address6(ip) {
+            return bad(format!(
+                "{ip} is not a global unicast address (2000::/3; not link-local, unique-local, \
+                 multicast, loopback or an IPv4 form)"
+            ));
+        }
+        let amazon: Ipv6Net = super::AMAZON_IPV6_POOL.parse().expect("constant");
+        if amazon.contains(&ip) {
+            return bad(format!(
+                "{ip} is in {amazon}, where the VPCs' Amazon-provided IPv6 blocks come from"
+            ));
+        }
+        let lambda: Ipv6Net = super::LAMBDA_SERVICE_CIDR6.parse().expect("constant");
+        if lambda.contains(&ip) {
+            return bad(format!("{ip} is in the Lambda service range {lambda}"));
+        }
+        if let Some(v) = self
+            .m
+            .vpcs
+            .iter()
+            .find(|v| v.ipv6_cidr.is_some_and(|c| c.contains(&ip)))
+        {
+            return bad(format!(
+                "{ip} is inside VPC {} ({})",
+                v.id,
+                v.ipv6_cidr.expect("found")
+            ));
+        }
+        if let Some(o) = self.m.internet_hosts.iter().find(|o| o.ip6 == Some(ip)) {
+            return bad(format!("{ip} is already {}'s", o.id));
+        }
+        Ok(Some(ip))
     }
 }
 
@@ -413,8 +482,80 @@ Resources:
             m.internet_hosts,
             [InternetHost {
                 id: "Example".into(),
-                ip: "203.0.113.10".parse().unwrap()
+                ip: "203.0.113.10".parse().unwrap(),
+                ip6: None,
             }]
+        );
+    }
+
+    /// A dual-stack VPC with an explicit block outside the Amazon pool, so
+    /// that "inside a VPC" is told apart from "in the Amazon pool".
+    const V6: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Example: {Address: 203.0.113.10, Ipv6Address: 2001:db8:f00d::10}
+      Mirror: {Address: 203.0.113.11}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, Ipv6CidrBlock: 2001:db8:beef:100::/56}}
+"#;
+
+    #[test]
+    fn test_hosts_may_have_a_global_ipv6_address() {
+        let m = build(V6, &HashMap::new(), "s").unwrap_or_else(|e| panic!("{e}"));
+        let ip6: Vec<Option<String>> = m
+            .internet_hosts
+            .iter()
+            .map(|h| h.ip6.map(|a| a.to_string()))
+            .collect();
+        assert_eq!(ip6, [Some("2001:db8:f00d::10".to_string()), None]);
+    }
+
+    #[test]
+    fn bad_ipv6_addresses_of_test_hosts_name_their_field() {
+        let field = "Metadata.Vpc::Internet.Hosts.Example.Ipv6Address";
+        let with = |a: &str| V6.replace("2001:db8:f00d::10", a);
+        let cases = [
+            (with("fe80::10"), "not a global unicast"),
+            (with("fd00:ec2::10"), "not a global unicast"),
+            (with("ff02::1"), "not a global unicast"),
+            (with("'::1'"), "not a global unicast"),
+            (with("'::ffff:203.0.113.10'"), "not a global unicast"),
+            (with("2001:db8:ec2:100::10"), "Amazon-provided"),
+            (with("2001:2::10"), "Lambda service range"),
+            (with("2001:db8:beef:1a0::10"), "inside VPC Vpc"),
+            (with("10.0.0.1"), "not an IPv6 address"),
+            (
+                V6.replace(
+                    "{Address: 203.0.113.11}",
+                    "{Address: 203.0.113.11, Ipv6Address: 2001:db8:f00d::10}",
+                ),
+                "already Example's",
+            ),
+        ];
+        for (t, msg) in cases {
+            let e = build(&t, &HashMap::new(), "s").expect_err(msg).to_string();
+            let want = if msg == "already Example's" {
+                "Metadata.Vpc::Internet.Hosts.Mirror.Ipv6Address"
+            } else {
+                field
+            };
+            assert!(
+                e.contains(want) && e.contains(msg),
+                "got {e:?}, want {want} / {msg}"
+            );
+        }
+        let e = build(
+            &V6.replace("Ipv6Address:", "Ipv6Adress:"),
+            &HashMap::new(),
+            "s",
+        )
+        .expect_err("a misspelt key")
+        .to_string();
+        assert!(
+            e.contains("Hosts.Example.Ipv6Adress") && e.contains("unknown key"),
+            "{e}"
         );
     }
 

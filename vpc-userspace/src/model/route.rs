@@ -1,7 +1,7 @@
 //! Route tables: `AWS::EC2::RouteTable`, `AWS::EC2::Route`,
 //! `AWS::EC2::SubnetRouteTableAssociation`, each VPC's main table, and the
 //! internet gateways routes may point at (`AWS::EC2::InternetGateway`,
-//! `AWS::EC2::VPCGatewayAttachment`).
+//! `AWS::EC2::VPCGatewayAttachment`, `AWS::EC2::EgressOnlyInternetGateway`).
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +14,7 @@ pub const ROUTE: &str = "AWS::EC2::Route";
 pub const SUBNET_ROUTE_TABLE_ASSOCIATION: &str = "AWS::EC2::SubnetRouteTableAssociation";
 pub const INTERNET_GATEWAY: &str = "AWS::EC2::InternetGateway";
 pub const VPC_GATEWAY_ATTACHMENT: &str = "AWS::EC2::VPCGatewayAttachment";
+pub const EGRESS_ONLY_INTERNET_GATEWAY: &str = "AWS::EC2::EgressOnlyInternetGateway";
 /// AWS's default quota: routes per table per address family (the `local`
 /// routes are not counted; a prefix-list route counts its `MaxEntries`).
 pub const MAX_ROUTES_PER_TABLE: usize = 50;
@@ -62,6 +63,8 @@ pub enum Target {
     /// to each of its `RouteTableIds`: destination its service's managed
     /// prefix list.
     VpcEndpoint(String),
+    /// `EgressOnlyInternetGatewayId` (IPv6 destinations only).
+    EgressOnlyInternetGateway(String),
 }
 
 /// What a route does right now, as `DescribeRouteTables` shows it.
@@ -79,6 +82,14 @@ pub struct InternetGateway {
     pub id: String,
     /// The VPC it is attached to (`AWS::EC2::VPCGatewayAttachment`).
     pub vpc: Option<String>,
+}
+
+/// `AWS::EC2::EgressOnlyInternetGateway`: created in its VPC (`VpcId`),
+/// nothing to attach. IPv6 out and its replies; nothing in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EgressOnlyInternetGateway {
+    pub id: String,
+    pub vpc: String,
 }
 
 pub fn main_table_id(vpc: &str) -> String {
@@ -107,6 +118,12 @@ impl Model {
 
     pub fn internet_gateway(&self, id: &str) -> Option<&InternetGateway> {
         self.internet_gateways.iter().find(|g| g.id == id)
+    }
+
+    pub fn egress_only_internet_gateway(&self, id: &str) -> Option<&EgressOnlyInternetGateway> {
+        self.egress_only_internet_gateways
+            .iter()
+            .find(|g| g.id == id)
     }
 
     /// Every route of a table, the `local` ones (one per VPC block) first.
@@ -141,6 +158,10 @@ impl Model {
             Target::VpcEndpoint(e) => match self.vpc_endpoint(e) {
                 Some(_) => RouteState::Active,
                 None => RouteState::Blackhole,
+            },
+            Target::EgressOnlyInternetGateway(g) => match self.egress_only_internet_gateway(g) {
+                Some(g) if g.vpc == table.vpc => RouteState::Active,
+                _ => RouteState::Blackhole,
             },
         }
     }
@@ -210,6 +231,14 @@ impl Builder<'_> {
                 ));
             }
             g.vpc = Some(vpc);
+        }
+        for res in self.of_type(EGRESS_ONLY_INTERNET_GATEWAY) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
+            self.m
+                .egress_only_internet_gateways
+                .push(EgressOnlyInternetGateway { id, vpc });
         }
         for v in &self.m.vpcs {
             self.m.route_tables.push(RouteTable {
@@ -464,6 +493,34 @@ impl Builder<'_> {
                     "VpcEndpointId targets are Gateway Load Balancer endpoints, not supported; \
                      a gateway endpoint (S3, DynamoDB) adds its own routes to its RouteTableIds",
                 ))
+            }
+            "EgressOnlyInternetGatewayId" => {
+                let g = self.m.egress_only_internet_gateway(tvalue).ok_or_else(|| {
+                    ModelError::new(
+                        field(tfield),
+                        format!("InvalidEgressOnlyInternetGatewayId.NotFound: {tvalue:?} is not an AWS::EC2::EgressOnlyInternetGateway of this template"),
+                    )
+                })?;
+                if g.vpc != table.vpc {
+                    return Err(ModelError::new(
+                        field(tfield),
+                        format!(
+                            "InvalidParameterValue: route table {table_id} and egress-only internet gateway {tvalue} belong to different networks ({} and {})",
+                            table.vpc, g.vpc
+                        ),
+                    ));
+                }
+                let v4 = match &destination {
+                    Destination::Cidr(c) => !is_v6(c),
+                    Destination::PrefixList(pl) => !self.m.prefix_list(pl).expect("validated").ipv6,
+                };
+                if v4 {
+                    return Err(ModelError::new(
+                        field(tfield),
+                        "InvalidParameterCombination: an egress-only internet gateway takes IPv6 destinations only",
+                    ));
+                }
+                Target::EgressOnlyInternetGateway(tvalue.to_string())
             }
             other => {
                 return Err(ModelError::new(

@@ -298,3 +298,61 @@ fn routes_to_an_instance_or_interface_name_one_of_the_tables_vpc() {
         "{e}"
     );
 }
+
+#[test]
+fn egress_only_gateways_take_ipv6_destinations_of_their_own_vpc() {
+    let gws = "  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}\n  \
+               Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}\n  \
+               OtherEigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Other}}\n  \
+               Pl4: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: p4, AddressFamily: IPv4, MaxEntries: 1, Entries: [{Cidr: 192.0.2.0/24}]}}\n  \
+               Pl6: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: p6, AddressFamily: IPv6, MaxEntries: 1, Entries: [{Cidr: '2001:db8:f00d::/48'}]}}\n";
+    let route =
+        |props: &str| format!("{gws}  R: {{Type: AWS::EC2::Route, Properties: {{{props}}}}}\n");
+    let m = ok(&with(&route(
+        "RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw",
+    )));
+    let t = m.route_table("PublicRt").unwrap();
+    assert_eq!(
+        t.routes[0].target,
+        Target::EgressOnlyInternetGateway("Eigw".into())
+    );
+    assert_eq!(m.route_state(t, &t.routes[0]), RouteState::Active);
+    assert_eq!(m.egress_only_internet_gateway("Eigw").unwrap().vpc, "Vpc");
+    ok(&with(&route(
+        "RouteTableId: !Ref PublicRt, DestinationPrefixListId: !Ref Pl6, EgressOnlyInternetGatewayId: !Ref Eigw",
+    )));
+    let field = "Resources.R.Properties.EgressOnlyInternetGatewayId";
+    let cases = [
+        (
+            "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, EgressOnlyInternetGatewayId: !Ref Eigw",
+            "IPv6 destinations only",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationPrefixListId: !Ref Pl4, EgressOnlyInternetGatewayId: !Ref Eigw",
+            "IPv6 destinations only",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: eigw-0123456789abcdef0",
+            "InvalidEgressOnlyInternetGatewayId.NotFound",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Igw",
+            "InvalidEgressOnlyInternetGatewayId.NotFound",
+        ),
+        (
+            "RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref OtherEigw",
+            "different networks",
+        ),
+    ];
+    for (props, msg) in cases {
+        let e = err(&with(&route(props)));
+        assert!(
+            e.contains(field) && e.contains(msg),
+            "{props}: got {e:?}, want {field} / {msg}"
+        );
+    }
+    let e = err(&with(
+        "  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: Nope}}\n",
+    ));
+    assert!(e.contains("Resources.Eigw.Properties.VpcId"), "{e}");
+}
