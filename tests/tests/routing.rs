@@ -995,3 +995,96 @@ fn an_egress_only_gateway_passes_ipv6_out_and_back_and_drops_what_the_internet_o
         assert_eq!(h.counters().dropped(DropReason::EgressOnlyInbound), 5);
     });
 }
+
+#[test]
+fn udp_fragments_of_a_nat_gateway_connection_pass_and_other_fragments_do_not() {
+    use vpc::packet::{checksum, fragment, reassemble};
+    in_private_netns(|| {
+        let mut h = Harness::new(CLASSIC);
+        let (app, inet) = (h.ifindex("App"), h.ifindex("Example"));
+        let nat_ip = "198.51.100.10";
+        let big = |src: &str, dst: &str, sport, dport| {
+            let data: Vec<u8> = (0..200u8).collect();
+            Frame::new(
+                src.parse().unwrap(),
+                dst.parse().unwrap(),
+                L4::Udp {
+                    sport,
+                    dport,
+                    no_checksum: false,
+                },
+            )
+            .payload(&data)
+            .build()
+        };
+        let fragment_drops = |h: &mut Harness| h.counters().dropped(DropReason::Fragment);
+        // A fragment opens no connection.
+        let [first, _] = fragment(&big("10.0.2.10", "203.0.113.10", 5000, 53), 48, 7);
+        assert_eq!(h.run(app, &first).0, XDP_DROP);
+        assert_eq!(fragment_drops(&mut h), 1);
+        // The connection, opened by a whole datagram.
+        let (v, out) = h.run(app, &udp("10.0.2.10", "203.0.113.10", 5000, 53));
+        assert_eq!(v, XDP_REDIRECT);
+        let port = seen(&out).2;
+        // Out: both fragments translated; put back together, the datagram
+        // is the gateway's, every checksum right (the UDP one was fixed in
+        // the first fragment, which holds it).
+        let [first, last] = fragment(&big("10.0.2.10", "203.0.113.10", 5000, 53), 48, 7);
+        let (v, f1) = h.run(app, &first);
+        assert_eq!(v, XDP_REDIRECT);
+        let (v, f2) = h.run(app, &last);
+        assert_eq!(v, XDP_REDIRECT, "the later fragment follows the first");
+        assert_eq!(checksum(&[&f2[14..34]]), 0, "its IPv4 header checksum");
+        assert_eq!(&f2[26..30], &[198, 51, 100, 10]);
+        assert_eq!(
+            seen(&reassemble(&f1, &f2)),
+            (nat_ip.into(), "203.0.113.10".into(), port, 53)
+        );
+        // Back: the reply's fragments, to the host.
+        let [first, last] = fragment(&big("203.0.113.10", nat_ip, 53, port), 96, 9);
+        let (v, f1) = h.run(inet, &first);
+        assert_eq!(v, XDP_REDIRECT);
+        let (v, f2) = h.run(inet, &last);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(
+            seen(&reassemble(&f1, &f2)),
+            ("203.0.113.10".into(), "10.0.2.10".into(), 53, 5000)
+        );
+        // A later fragment whose first was not seen; TCP and ICMP ones.
+        let before = fragment_drops(&mut h);
+        let [_, stray] = fragment(&big("10.0.2.10", "203.0.113.10", 5000, 53), 48, 8);
+        assert_eq!(h.run(app, &stray).0, XDP_DROP);
+        let (v, _) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        let data = [0u8; 64];
+        let ack = Frame::new(
+            "10.0.2.10".parse().unwrap(),
+            "203.0.113.10".parse().unwrap(),
+            L4::Tcp {
+                sport: 40000,
+                dport: 443,
+                flags: TCP_ACK,
+            },
+        )
+        .payload(&data)
+        .build();
+        let [first, last] = fragment(&ack, 40, 10);
+        assert_eq!(h.run(app, &first).0, XDP_DROP, "TCP");
+        assert_eq!(h.run(app, &last).0, XDP_DROP, "TCP");
+        let ping = Frame::new(
+            "10.0.2.10".parse().unwrap(),
+            "203.0.113.10".parse().unwrap(),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 3,
+                seq: 1,
+            },
+        )
+        .payload(&data)
+        .build();
+        let [first, _] = fragment(&ping, 40, 11);
+        assert_eq!(h.run(app, &first).0, XDP_DROP, "ICMP");
+        assert_eq!(fragment_drops(&mut h), before + 4);
+    });
+}

@@ -418,6 +418,23 @@ impl NatPortKey {
     }
 }
 
+/// `FRAGS` key: an IPv4 datagram's fragments, by (source, destination,
+/// identification, protocol), as reassembly tells them apart (RFC 791).
+/// Addresses and identification as on the wire.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub id: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+/// Datagrams in flight through NAT gateways whose first fragment was seen
+/// (LRU: a datagram's later fragments follow its first within moments).
+pub const MAX_FRAGS: u32 = 16_384;
+
 /// Security-group direction bit in [`SgPrefixKey::policy_dir`].
 pub const DIR_INGRESS: u32 = 0;
 pub const DIR_EGRESS: u32 = 1;
@@ -731,6 +748,7 @@ mod pod {
     unsafe impl aya::Pod for CtEntry {}
     unsafe impl aya::Pod for EniGroup {}
     unsafe impl aya::Pod for NatPortKey {}
+    unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for RouteKey {}
     unsafe impl aya::Pod for RouteTarget {}
     unsafe impl aya::Pod for FlowWindow {}

@@ -5,6 +5,7 @@ mod csum;
 mod ct;
 mod ctx;
 mod flowlog;
+mod frag;
 mod gateway;
 mod maps;
 mod nat;

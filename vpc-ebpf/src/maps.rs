@@ -41,6 +41,12 @@ pub static ENI_GROUPS: HashMap<u32, EniGroup> =
 #[map]
 pub static NAT_PORTS: HashMap<NatPortKey, CtKey> = HashMap::with_max_entries(CT_MAX_ENTRIES / 2, 0);
 
+/// IPv4 datagrams through a NAT gateway whose first fragment passed: the
+/// connection direction (its key) their later fragments, which carry no
+/// ports, belong to. Written by each first fragment; LRU.
+#[map]
+pub static FRAGS: LruHashMap<FragKey, CtKey> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
+
 /// Per-CPU NAT allocation counters: failures, probe histogram
 /// (`vpc_common::NAT_STAT_*`).
 #[map]

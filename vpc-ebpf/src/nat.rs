@@ -62,6 +62,17 @@ pub fn rewrite<C: Ctx>(
     write(ctx, port_off, port)
 }
 
+/// Rewrites the IPv4 source (`src`) or destination address alone (a later
+/// fragment: no L4 header).
+#[inline(always)]
+pub fn ipv4_addr<C: Ctx>(ctx: &C, src: bool, addr: &[u8; 16]) -> Result<(), DropReason> {
+    let off = ETH_HLEN + if src { 12 } else { 16 };
+    let old = read::<u32>(ctx, off)?;
+    let new = addr_words(addr)[3];
+    ctx.l3_csum_replace(ETH_HLEN + 10, old, new)?;
+    write(ctx, off, new)
+}
+
 /// The identifier of the ICMPv4 echo at `l4_off` becomes `id`, and its
 /// checksum follows.
 #[inline(always)]

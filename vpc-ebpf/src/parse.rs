@@ -41,7 +41,15 @@ pub struct Packet {
     /// Ports as on the wire (ICMP echo: identifier and 0).
     pub sport: u16,
     pub dport: u16,
+    /// IPv4 fragments: `FRAG_FIRST` (offset 0, more to come: it has the
+    /// L4 header) or `FRAG_LATER` (no L4 header, no ports); 0: whole.
+    pub frag: u8,
+    /// IPv4 identification (as on the wire): a datagram's fragments share it.
+    pub ip_id: u16,
 }
+
+pub const FRAG_FIRST: u8 = 1;
+pub const FRAG_LATER: u8 = 2;
 
 impl Packet {
     /// The L4 offset, re-bounded: the verifier forgets bounds of values it
@@ -320,6 +328,8 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
     p.icmp_code = 0;
     p.sport = 0;
     p.dport = 0;
+    p.frag = 0;
+    p.ip_id = 0;
     let l4_len: usize;
     match ethertype {
         ETH_P_IP => {
@@ -335,16 +345,22 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             }
             // Options are skipped: the header length bounds them.
             let frag = u16::from_be(read::<u16>(ctx, ETH_HLEN + 6)?);
-            // More-fragments or a non-zero offset: ports are unknowable.
-            if frag & 0x3fff != 0 {
-                return Err(DropReason::Fragment);
-            }
             p.proto = read::<u8>(ctx, ETH_HLEN + 9)?;
             set_v4_mapped(&mut p.saddr, read::<u32>(ctx, ETH_HLEN + 12)?);
             set_v4_mapped(&mut p.daddr, read::<u32>(ctx, ETH_HLEN + 16)?);
             p.ip_len = tot_len as u32;
             p.l4_off = ETH_HLEN + ihl;
             l4_len = tot_len - ihl;
+            // A fragment: the first has the L4 header (its ports); the
+            // others have none, and go by the datagram's identification.
+            if frag & 0x3fff != 0 {
+                p.ip_id = read::<u16>(ctx, ETH_HLEN + 4)?;
+                if frag & 0x1fff != 0 {
+                    p.frag = FRAG_LATER;
+                    return Ok(());
+                }
+                p.frag = FRAG_FIRST;
+            }
         }
         ETH_P_IPV6 => {
             p.v6 = true;
@@ -422,7 +438,8 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             }
             let ports = read::<[u16; 2]>(ctx, off)?;
             let ulen = u16::from_be(read::<u16>(ctx, off + 4)?) as usize;
-            if ulen < 8 || ulen > l4_len {
+            // A first fragment holds only the start of the datagram.
+            if ulen < 8 || (ulen > l4_len && p.frag == 0) {
                 return Err(DropReason::Malformed);
             }
             p.sport = ports[0];

@@ -14,7 +14,7 @@ use vpc_common::{
 use crate::{
     ct,
     ctx::Ctx,
-    flowlog, gateway,
+    flowlog, frag, gateway,
     maps::{Scratch, CONFIG, CT, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, SCRATCH, SUBNET_ACLS},
     nat,
     parse::{self, Packet, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
@@ -69,6 +69,15 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     };
     let ifindex = ctx.ingress_ifindex() as u32;
     let now = ct::now();
+    // IPv4 fragments: UDP through a NAT gateway only (see `frag`).
+    let frag = p.frag;
+    if frag == parse::FRAG_LATER {
+        return frag::later(ctx, s, ifindex, now);
+    }
+    if frag == parse::FRAG_FIRST && !frag::first(s, ifindex) {
+        return stats::drop(DropReason::Fragment);
+    }
+    let p = &s.pkt;
     // ICMP errors travel with the connection they quote, or not at all.
     if p.is_icmp_error() {
         return related(ctx, s, ifindex, now);
@@ -82,6 +91,10 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     }
     if action != UNTRACKED {
         return action;
+    }
+    // A fragment opens no connection.
+    if frag != 0 {
+        return stats::drop(DropReason::Fragment);
     }
     let port = match unsafe { PORTS.get(&ifindex) } {
         Some(port) => port,

@@ -65,6 +65,7 @@ pub const PINNED_MAPS: &[&str] = &[
     "ENI_GROUPS",
     "NAT_PORTS",
     "NAT_STATS",
+    "FRAGS",
     "ROUTES",
     "SUBNET_ROUTE_TABLES",
     "FL_REJECTS",

@@ -255,6 +255,43 @@ fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
     checksum(&[&pseudo, l4])
 }
 
+/// Splits an IPv4 frame without options into two fragments with
+/// identification `id`: the first holds `at` bytes of the IP payload (a
+/// multiple of 8), the second the rest. Header checksums computed.
+pub fn fragment(frame: &[u8], at: usize, id: u16) -> [Vec<u8>; 2] {
+    assert!(at % 8 == 0 && frame[14] == 0x45);
+    let tot = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+    let payload = &frame[34..14 + tot];
+    let part = |data: &[u8], off: usize, more: bool| {
+        let mut f = frame[..34].to_vec();
+        f[16..18].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        let flags = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+        f[20..22].copy_from_slice(&flags.to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = checksum(&[&f[14..34]]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    };
+    [part(&payload[..at], 0, true), part(&payload[at..], at, false)]
+}
+
+/// Puts two IPv4 fragments (first, last) back into one frame, as the
+/// receiver's reassembly would, with a fresh header checksum.
+pub fn reassemble(first: &[u8], last: &[u8]) -> Vec<u8> {
+    let len = |f: &[u8]| u16::from_be_bytes([f[16], f[17]]) as usize;
+    let mut f = first[..14 + len(first)].to_vec();
+    f.extend_from_slice(&last[34..14 + len(last)]);
+    let tot = (f.len() - 14) as u16;
+    f[16..18].copy_from_slice(&tot.to_be_bytes());
+    f[20..22].copy_from_slice(&[0, 0]);
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = checksum(&[&f[14..34]]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
 /// The IP packet of `frame` (no Ethernet header, no padding), cut to at
 /// most `len` bytes: what an ICMP error quotes.
 pub fn quote(frame: &[u8], len: usize) -> Vec<u8> {
