@@ -762,3 +762,57 @@ fn a_public_instance_is_reached_over_ipv6_through_the_internet_gateway_on_its_al
     assert!(d.dropped("sg_ingress_denied") >= 1);
     assert_eq!(d.dropped("egress_only_inbound"), 0);
 }
+
+#[test]
+fn a_private_instances_large_udp_datagrams_cross_the_nat_gateway_in_fragments() {
+    let app = "  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref PrivateA, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref FnSg]}}\n";
+    let d = Deployment::up("gwf", &format!("{}{app}", classic(true, true)), FAST);
+    // An echo server on the internet host: each datagram back as it came.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let srv = spawn_in_netns(&d.netns("Example"), move || {
+        let s = std::net::UdpSocket::bind("203.0.113.10:9999").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tx.send(()).unwrap();
+        let mut peers = vec![];
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..2 {
+            let Ok((n, peer)) = s.recv_from(&mut buf) else {
+                break;
+            };
+            peers.push((n, peer));
+            s.send_to(&buf[..n], peer).unwrap();
+        }
+        peers
+    });
+    rx.recv().unwrap();
+    // A whole datagram opens the connection, then 4,000 bytes: three
+    // fragments on a 1,500-byte link, each way.
+    let client = spawn_in_netns(&d.netns("App"), || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.connect("203.0.113.10:9999").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut got = vec![];
+        for size in [10usize, 4000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            s.send(&data).unwrap();
+            got.push(s.recv(&mut buf).map(|n| n == size && buf[..n] == data[..]));
+        }
+        got
+    });
+    let got: Vec<bool> = client
+        .join()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap_or(false))
+        .collect();
+    assert_eq!(got, [true, true], "{}", d.status()["counters"]);
+    let peers = srv.join().unwrap();
+    assert_eq!(peers.len(), 2);
+    assert_eq!(peers[1].0, 4000, "reassembled whole");
+    assert_eq!(peers[1].1.ip().to_string(), "198.51.100.10", "from the Elastic IP");
+    // One whole datagram and three fragments each way.
+    let ct = text(&d.vpc(&["conntrack", "list"]));
+    let line = ct.lines().find(|l| l.contains("dport=9999")).expect(&ct);
+    assert_eq!(line.matches("packets=4 ").count(), 2, "{line}");
+}
