@@ -810,7 +810,11 @@ fn a_private_instances_large_udp_datagrams_cross_the_nat_gateway_in_fragments() 
     let peers = srv.join().unwrap();
     assert_eq!(peers.len(), 2);
     assert_eq!(peers[1].0, 4000, "reassembled whole");
-    assert_eq!(peers[1].1.ip().to_string(), "198.51.100.10", "from the Elastic IP");
+    assert_eq!(
+        peers[1].1.ip().to_string(),
+        "198.51.100.10",
+        "from the Elastic IP"
+    );
     // One whole datagram and three fragments each way.
     let ct = text(&d.vpc(&["conntrack", "list"]));
     let line = ct.lines().find(|l| l.contains("dport=9999")).expect(&ct);

@@ -259,7 +259,7 @@ fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> u16 {
 /// identification `id`: the first holds `at` bytes of the IP payload (a
 /// multiple of 8), the second the rest. Header checksums computed.
 pub fn fragment(frame: &[u8], at: usize, id: u16) -> [Vec<u8>; 2] {
-    assert!(at % 8 == 0 && frame[14] == 0x45);
+    assert!(at.is_multiple_of(8) && frame[14] == 0x45);
     let tot = u16::from_be_bytes([frame[16], frame[17]]) as usize;
     let payload = &frame[34..14 + tot];
     let part = |data: &[u8], off: usize, more: bool| {
@@ -274,7 +274,10 @@ pub fn fragment(frame: &[u8], at: usize, id: u16) -> [Vec<u8>; 2] {
         f.extend_from_slice(data);
         f
     };
-    [part(&payload[..at], 0, true), part(&payload[at..], at, false)]
+    [
+        part(&payload[..at], 0, true),
+        part(&payload[at..], at, false),
+    ]
 }
 
 /// Puts two IPv4 fragments (first, last) back into one frame, as the
