@@ -1463,3 +1463,49 @@ fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
         }
     });
 }
+
+/// A function's client reuses its source port once a connection closed
+/// (the server closed first, so the client holds no TIME_WAIT): the new
+/// connection gets a new NAT port, and the old one stays claimed as long
+/// as a closed connection would keep it, since the server may still hold
+/// the old tuple in TIME_WAIT (a SYN on it would meet PAWS).
+#[test]
+fn a_reopened_tuple_keeps_the_old_nat_port_for_the_closed_timeout() {
+    use std::time::Duration;
+    use vpc::datapath::Timeouts;
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let t = Timeouts {
+            tcp_closed: Duration::from_millis(300),
+            ..Timeouts::default()
+        };
+        h.dp.set_timeouts(&t).unwrap();
+        let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
+        let claims = |h: &mut Harness| h.dp.nat_claims().unwrap().values().sum::<usize>();
+        let (_, out) = h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_SYN));
+        let first = parse_and_verify(&out).unwrap().sport;
+        let synack = tcp(DB, ENI, 5432, first, TCP_SYN | TCP_ACK);
+        assert_eq!(h.run(db_if, &synack).0, XDP_REDIRECT);
+        let rst = tcp(DB, ENI, 5432, first, vpc::packet::TCP_RST | TCP_ACK);
+        assert_eq!(h.run(db_if, &rst).0, XDP_REDIRECT);
+        // The same client port again: a new connection, a new NAT port.
+        let (v, out) = h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        let second = parse_and_verify(&out).unwrap().sport;
+        assert_ne!(first, second);
+        assert_eq!(claims(&mut h), 2);
+        // The old reply entry is no longer followed...
+        let stale = tcp(DB, ENI, 5432, first, TCP_ACK);
+        assert_eq!(h.run(db_if, &stale).0, XDP_DROP);
+        // ...but its port stays taken through GC passes inside the closed
+        // timeout, and is given back after it.
+        h.dp.ct_gc(&t).unwrap();
+        h.dp.ct_gc(&t).unwrap();
+        assert_eq!(claims(&mut h), 2, "the old port is held");
+        std::thread::sleep(Duration::from_millis(400));
+        h.dp.ct_gc(&t).unwrap();
+        assert_eq!(claims(&mut h), 1, "the old port is free again");
+        let (v, _) = h.run(db_if, &tcp(DB, ENI, 5432, second, TCP_SYN | TCP_ACK));
+        assert_eq!(v, XDP_REDIRECT, "the new connection is untouched");
+    });
+}
