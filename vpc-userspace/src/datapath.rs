@@ -585,15 +585,24 @@ pub trait Maps {
                     // closed connection does, while the peer may still hold
                     // the tuple in TIME_WAIT. No packet follows it any more
                     // (its twin is no key), and its claim keeps the key from
-                    // anyone else, so writing it races with nothing.
-                    let held = CtEntry {
-                        twin: CtKey::default(),
-                        last_seen: now,
-                        state: vpc_common::ct_state::CLOSED,
-                        ..*e
-                    };
-                    let _ = m.insert(k, held, 0);
-                    false
+                    // anyone else, so writing it races with nothing. Read
+                    // again: it may have gone with its original earlier in
+                    // this scan, and must not come back.
+                    match m.get(k, 0) {
+                        Ok(live) if live.twin == e.twin => {
+                            let held = CtEntry {
+                                twin: CtKey::default(),
+                                last_seen: now,
+                                state: vpc_common::ct_state::CLOSED,
+                                ..live
+                            };
+                            // BPF_EXIST: only over the entry read.
+                            let _ = m.insert(k, held, 2);
+                            false
+                        }
+                        Ok(_) => false,
+                        Err(_) => true,
+                    }
                 } else {
                     now.saturating_sub(e.last_seen) > t.tcp_closed.as_nanos() as u64
                 };
