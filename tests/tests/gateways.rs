@@ -541,7 +541,8 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
         s["nat"]
     );
     assert!(d.dropped("nat_port_exhausted") >= 1);
-    // 355 s on the test clock: past 350 s, within the GC's 10 s of grace.
+    // 355 s on the test clock: past 350 s, within the GC's grace (tcp-closed,
+    // 60 s).
     let out = d.vpc(&["clock", "advance", "355s"]);
     assert!(out.status.success(), "{}", text(&out));
     go.send(1).unwrap();
@@ -551,8 +552,8 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
         "the gateway's RST"
     );
     assert!(d.status().to_string().contains("idle_timeouts\":1"));
-    // The GC (every second) gives the port back.
-    let out = d.vpc(&["clock", "advance", "20s"]);
+    // Past the grace, the GC (every second) gives the port back.
+    let out = d.vpc(&["clock", "advance", "65s"]);
     assert!(out.status.success(), "{}", text(&out));
     let deadline = Instant::now() + Duration::from_secs(5);
     let claims = || {
