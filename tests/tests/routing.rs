@@ -1088,3 +1088,88 @@ fn udp_fragments_of_a_nat_gateway_connection_pass_and_other_fragments_do_not() {
         assert_eq!(fragment_drops(&mut h), before + 4);
     });
 }
+
+/// The classic layout with ACLs of AWS's examples: the public subnet (the
+/// NAT gateway's) lets in 80 and 443 from anywhere and everything from the
+/// VPC, plus `PUBLIC_EPHEMERAL`; the private subnet lets in only the
+/// ephemeral range 32768-65535 from outside the VPC.
+fn classic_with_acls(public_ephemeral: bool) -> String {
+    let mut t = CLASSIC.to_string();
+    t.push_str(
+        "  PubAcl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
+  PubAclAssoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref Public, NetworkAclId: !Ref PubAcl}}
+  PubIn443: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PubAcl, RuleNumber: 100, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {From: 443, To: 443}}}
+  PubInVpc: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PubAcl, RuleNumber: 110, Protocol: -1, RuleAction: allow, CidrBlock: 10.0.0.0/16}}
+  PubOut: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PubAcl, RuleNumber: 100, Protocol: -1, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0}}
+  PrivAcl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
+  PrivAclAssoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref Private, NetworkAclId: !Ref PrivAcl}}
+  PrivInEphemeral: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PrivAcl, RuleNumber: 100, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {From: 32768, To: 65535}}}
+  PrivInVpc: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PrivAcl, RuleNumber: 110, Protocol: -1, RuleAction: allow, CidrBlock: 10.0.0.0/16}}
+  PrivOut: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PrivAcl, RuleNumber: 100, Protocol: -1, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0}}
+",
+    );
+    if public_ephemeral {
+        t.push_str("  PubInEphemeral: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PubAcl, RuleNumber: 120, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {From: 1024, To: 65535}}}\n");
+    }
+    t
+}
+
+/// A NAT gateway's replies cross two subnet boundaries, as at AWS: into the
+/// gateway's subnet on the gateway's port (AWS's classic mistake, a public
+/// ACL without the ephemeral range, breaks them), then into the sender's
+/// subnet on the sender's own port. And a connection through the gateway
+/// ends when the gateway's own route to the internet goes.
+#[test]
+fn a_nat_gateways_replies_meet_both_subnets_acls_and_its_connections_end_with_its_route() {
+    use vpc::datapath::Maps;
+    in_private_netns(|| {
+        let mut h = Harness::new(&classic_with_acls(false));
+        // One port per destination: the gateway's port is 1024, below the
+        // private subnet's inbound range; the host's own port is above it.
+        h.dp.set_nat_gateway_capacity(1).unwrap();
+        let (app, inet) = (h.ifindex("App"), h.ifindex("Example"));
+        let syn = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN);
+        let (v, out) = h.run(app, &syn);
+        assert_eq!(v, XDP_REDIRECT, "out: every ACL on the way allows it");
+        assert_eq!(seen(&out).2, 1024);
+        let synack = tcp(
+            "203.0.113.10",
+            "198.51.100.10",
+            443,
+            1024,
+            TCP_SYN | TCP_ACK,
+        );
+        let (v, _) = h.run(inet, &synack);
+        assert_eq!(v, XDP_DROP, "the public ACL has no ephemeral range");
+        assert_eq!(h.counters().dropped(DropReason::NaclIngressDenied), 1);
+        // The range added (a policy change): the reply passes both subnets;
+        // the private one judges the host's port, 40000, not the gateway's.
+        let switch = |h: &mut Harness, template: &str| {
+            let m = vpc::model::build(template, &Default::default(), "test").unwrap();
+            let gen = h.dp.generation().unwrap() ^ 1;
+            let e = vpc::compile::compile(&m, &h.links, gen).unwrap();
+            h.dp.switch_policy(&e).unwrap();
+        };
+        switch(&mut h, &classic_with_acls(true));
+        let (v, out) = h.run(inet, &synack);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(
+            seen(&out),
+            ("203.0.113.10".into(), "10.0.2.10".into(), 443, 40000)
+        );
+        let ack = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK);
+        assert_eq!(h.run(app, &ack).0, XDP_REDIRECT);
+        // The internet gateway detached: the gateway's subnet routes the
+        // internet to a blackhole, and the connection ends both ways.
+        let detached = classic_with_acls(true).replace(
+            "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}\n",
+            "",
+        );
+        assert_ne!(detached, classic_with_acls(true));
+        switch(&mut h, &detached);
+        assert_eq!(h.run(app, &ack).0, XDP_DROP);
+        let data = tcp("203.0.113.10", "198.51.100.10", 443, 1024, TCP_ACK);
+        assert_eq!(h.run(inet, &data).0, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::RouteBlackhole), 2);
+    });
+}

@@ -6,16 +6,19 @@
 //! are tracked as any other (groups are stateful).
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, for_gen, kind, route_kind, DropReason, NatPortKey, PortInfo, CT_F_DNAT, CT_F_SNAT,
-    DIR_EGRESS, DIR_INGRESS, NAT_GATEWAY_CAPACITY, NAT_PORT_MIN, NAT_PORT_TRIES,
+    cfg, for_gen, kind, route_kind, subnet_acl_index, CtEntry, DropReason, NatPortKey, PortInfo,
+    CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_GATEWAY_CAPACITY, NAT_PORT_MIN,
+    NAT_PORT_TRIES,
 };
 
 use crate::{
     ct,
     ctx::Ctx,
-    maps::{Scratch, ENIS, NAT_PORTS, PUBLIC_IPS},
+    maps::{Scratch, ENIS, ENI_GROUPS, NAT_PORTS, PORTS, PUBLIC_IPS, SUBNET_ACLS},
     nat,
-    parse::{copy_addr, read, write, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_RST},
+    parse::{
+        copy_addr, read, write, Packet, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_RST,
+    },
     policy, route,
     router::{bind, boundary, capacity, finish, open, policy_epoch},
     stats,
@@ -419,4 +422,101 @@ fn fold(mut sum: u32) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     !(sum as u16)
+}
+
+/// A packet of a NAT gateway connection, checked again after a policy
+/// change (ICMP: every packet), as AWS routes and filters it: the sender's
+/// subnet must still route the peer to the gateway, and the gateway's
+/// subnet to an internet gateway; the ACLs apply on both legs. Out: out of
+/// the sender's subnet and into the gateway's, then out of the gateway's.
+/// Back: into the gateway's subnet on the gateway's port, then out of it
+/// and into the sender's on the sender's own port (after the reverse NAT).
+/// A BPF function of its own: the established path pays for it only here.
+#[inline(never)]
+pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
+    let orig = e.dir == CT_DIR_ORIG;
+    let (from, peer, vpc_port) = if orig {
+        (e.src_subnet as u32, &p.daddr, e.in_ifindex)
+    } else {
+        (e.dst_subnet as u32, &p.saddr, e.out_ifindex)
+    };
+    let gw = e.eni_subnet as u32;
+    let r = route::lookup(gen, from, false, peer)?;
+    if r.kind != route_kind::NAT_GATEWAY {
+        return Err(route::refused(r.kind));
+    }
+    let r = route::lookup(gen, gw, false, peer)?;
+    if r.kind != route_kind::INTERNET_GATEWAY {
+        return Err(route::refused(r.kind));
+    }
+    let mut sender = [0u8; 16];
+    sender_addr(vpc_port, &mut sender)?;
+    let port = p.policy_port();
+    if orig {
+        if from != gw {
+            acl(gen, from, DIR_EGRESS, peer, p, port)?;
+            acl(gen, gw, DIR_INGRESS, &sender, p, port)?;
+        }
+        return acl(gen, gw, DIR_EGRESS, peer, p, port);
+    }
+    acl(gen, gw, DIR_INGRESS, peer, p, port)?;
+    if from != gw {
+        let own = if p.is_icmp() {
+            port
+        } else {
+            u16::from_be(e.nat_port)
+        };
+        acl(gen, gw, DIR_EGRESS, &sender, p, own)?;
+        acl(gen, from, DIR_INGRESS, peer, p, own)?;
+    }
+    Ok(())
+}
+
+/// One ACL check: subnet `subnet`'s ACL (none for the internet, 0, or the
+/// default ACL) in direction `dir` toward or from `peer` on `port`.
+#[inline(always)]
+fn acl(
+    gen: u32,
+    subnet: u32,
+    dir: u32,
+    peer: &[u8; 16],
+    p: &Packet,
+    port: u16,
+) -> Result<(), DropReason> {
+    let a = SUBNET_ACLS
+        .get(subnet_acl_index(gen, subnet))
+        .copied()
+        .unwrap_or(0);
+    if a == 0 || policy::acl_allows(a, dir, false, peer, p.proto, port) {
+        return Ok(());
+    }
+    Err(if dir == DIR_EGRESS {
+        DropReason::NaclEgressDenied
+    } else {
+        DropReason::NaclIngressDenied
+    })
+}
+
+/// The address the VPC sees behind router port `ifindex`: a host's own, a
+/// function's ENI's (the group's first: every ENI of a group is in one
+/// subnet, which is what the ACLs judge).
+#[inline(always)]
+fn sender_addr(ifindex: u32, out: &mut [u8; 16]) -> Result<(), DropReason> {
+    let port = match unsafe { PORTS.get(&ifindex) } {
+        Some(p) => p,
+        None => return Err(DropReason::NoRoute),
+    };
+    if port.kind != kind::EXEC_ENV {
+        copy_addr(out, &port.addr4);
+        return Ok(());
+    }
+    let eni =
+        unsafe { ENI_GROUPS.get(&port.eni_group) }.and_then(|g| unsafe { ENIS.get(&g.enis[0]) });
+    match eni {
+        Some(eni) => {
+            copy_addr(out, &eni.addr4);
+            Ok(())
+        }
+        None => Err(DropReason::NoRoute),
+    }
 }

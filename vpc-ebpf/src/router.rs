@@ -302,12 +302,22 @@ fn deliver_tracked<C: Ctx>(
             } else {
                 (src, &p.daddr)
             };
-            let r = route::lookup(epoch & 1, rsub, p.v6, raddr)?;
-            if r.kind != unsafe { (*e).route } {
-                return Err(route::refused(r.kind));
-            }
-            if let Err(r) = boundary(p, epoch & 1, src, dst, src_addr, &p.daddr) {
-                let w = flowlog::window();
+            let checked = if unsafe { (*e).route } == route_kind::NAT_GATEWAY {
+                // Two legs, through the gateway's subnet.
+                gateway::recheck(p, unsafe { &*e }, epoch & 1)
+            } else {
+                let r = route::lookup(epoch & 1, rsub, p.v6, raddr)?;
+                if r.kind != unsafe { (*e).route } {
+                    return Err(route::refused(r.kind));
+                }
+                boundary(p, epoch & 1, src, dst, src_addr, &p.daddr)
+            };
+            if let Err(r) = checked {
+                let w = if flowlog::is_reject(r) {
+                    flowlog::window()
+                } else {
+                    0
+                };
                 if w != 0 {
                     // As seen in the VPC: after SNAT, before the reverse NAT.
                     let nat_port = unsafe { (*e).nat_port };

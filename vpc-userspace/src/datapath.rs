@@ -687,7 +687,7 @@ pub trait Maps {
 
 /// Mirrors `ct::timeout` in the datapath.
 /// How long the GC keeps an expired entry: a TCP connection through a NAT
-/// gateway stays `tcp-closed` (10 s) past its idle timeout, so that a late
+/// gateway stays `tcp-closed` (60 s) past its idle timeout, so that a late
 /// packet of it still finds it and gets the gateway's RST.
 fn gc_grace(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
     if proto == 6 && e.route == vpc_common::route_kind::NAT_GATEWAY {

@@ -384,19 +384,23 @@ fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
 }
 
 fn advance(name: &str, maps: &mut PinnedMaps, ms: u64) -> Answer {
-    deploy::transact(name, |_, lc| {
+    let answer = deploy::transact(name, |_, lc| {
         if !lc.clock.test {
             return Ok(Err(ApiError::invalid(
                 "the deployment runs on the real clock (`vpc up --clock test` for one the tests move)",
             )));
         }
         lc.clock.now_ms += ms;
-        // Connections' idle times too (the NAT gateway's 350 s, ...).
-        maps.advance_clock(ms.saturating_mul(1_000_000))?;
         Ok(Ok(
             json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms }),
         ))
-    })
+    })?;
+    // Connections' idle times too (the NAT gateway's 350 s, ...), once the
+    // store holds the new time: a failed commit moves neither clock.
+    if answer.is_ok() {
+        maps.advance_clock(ms.saturating_mul(1_000_000))?;
+    }
+    Ok(answer)
 }
 
 /// CreateFunction on the running deployment: its execution environments
