@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vpc_tests::{spawn_in_netns, text, Deployment};
+use vpc_tests::{spawn_in_netns, text, Deployment, NAT_INSTANCE};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
 
@@ -340,42 +340,6 @@ fn a_connection_idle_past_the_nat_gateways_timeout_gets_a_reset() {
     );
     drop(srv);
 }
-
-/// A NAT instance, the pattern before NAT gateways: the private subnet's
-/// table sends 0.0.0.0/0 to an instance in the public subnet
-/// (`InstanceId`) whose source/destination check is `CHECK`; inside it,
-/// Linux forwards and masquerades as the Amazon NAT AMI sets it up.
-const NAT_INSTANCE: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, InstanceId: !Ref NatInstance}}
-  NatSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: from the private subnet
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.2.0/24}]
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  NatInstance:
-    Type: AWS::EC2::Instance
-    Properties:
-      SourceDestCheck: CHECK
-      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.5, GroupSet: [!Ref NatSg], AssociatePublicIpAddress: true}]
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-"#;
 
 #[test]
 fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source_dest_check() {

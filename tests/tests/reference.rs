@@ -566,136 +566,27 @@ fn routed_template(r: &mut Rng) -> String {
 /// the datapath's verdict and reason must be the reference's.
 #[test]
 fn the_datapath_routes_as_the_reference_model_does() {
-    let seed: u64 = std::env::var("VPC_PROPTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x0a7e_5eed);
-    let mut r = Rng(seed);
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut cases = 0;
-    for config in 0..30 {
-        let t = routed_template(&mut r);
-        let pkt_seed = r.next();
-        let (n, hist) = in_private_netns(|| {
-            let mut h = Harness::new(&t);
-            let m = h.model.clone();
-            let eni = IpAddr::V4(m.enis[0].ip);
-            let exec = IpAddr::V4(m.functions[0].exec_ip);
-            let mut r = Rng(pkt_seed | 1);
-            let (mut n, mut hist) = (0, vec![]);
-            for i in 0..150 {
-                let from_fn = r.chance(35);
-                let (src_id, src_ip) = if from_fn {
-                    ("Fn", exec)
-                } else {
-                    let x = r.pick(&ROUTED_HOSTS);
-                    (x.0, x.2.parse().unwrap())
-                };
-                let dst_ip: IpAddr = if r.chance(75) {
-                    r.pick(&INTERNET).parse().unwrap()
-                } else {
-                    r.pick(&ROUTED_HOSTS).2.parse().unwrap()
-                };
-                if src_ip == dst_ip {
-                    continue;
-                }
-                let sport = 20000 + i as u16;
-                let dport = *r.pick(&PORTS);
-                let (l4, proto, port) = match r.below(5) {
-                    0 | 1 => (
-                        L4::Tcp {
-                            sport,
-                            dport,
-                            flags: TCP_SYN,
-                        },
-                        6u8,
-                        dport,
-                    ),
-                    2 | 3 => (
-                        L4::Udp {
-                            sport,
-                            dport,
-                            no_checksum: false,
-                        },
-                        17,
-                        dport,
-                    ),
-                    _ => {
-                        // An echo, or a timestamp request (no NAT
-                        // gateway translates it).
-                        let ty = if r.chance(50) { 8 } else { 13 };
-                        (
-                            L4::Icmp {
-                                ty,
-                                code: 0,
-                                id: sport,
-                                seq: 1,
-                            },
-                            1,
-                            (ty as u16) << 8,
-                        )
-                    }
-                };
-                let want = if from_fn && proto == 1 {
-                    Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())
-                } else {
-                    let src = if from_fn { eni } else { src_ip };
-                    reference::new_connection(
-                        &m,
-                        &reference::Packet {
-                            src,
-                            dst: dst_ip,
-                            proto,
-                            port,
-                        },
-                    )
-                };
-                let frame = Frame::new(src_ip, dst_ip, l4).build();
-                let before = h.counters();
-                let (v, _) = h.run(h.ifindex(src_id), &frame);
-                let got = reason_of(&before, &h.counters());
-                let ctx = || {
-                    format!("seed {seed} config {config} packet {i}: {src_id} {src_ip} -> {dst_ip} proto {proto} port {port}\n{:?}\n{t}", reference::explain(&m, &reference::Packet { src: if from_fn { eni } else { src_ip }, dst: dst_ip, proto, port }).1)
-                };
-                assert_eq!(
-                    got.as_deref(),
-                    want.reason(),
-                    "reason; want {want:?}; {}",
-                    ctx()
-                );
-                assert_eq!(
-                    v == XDP_REDIRECT,
-                    want == Verdict::Allow,
-                    "verdict; {}",
-                    ctx()
-                );
-                hist.push(want.reason().unwrap_or("allow").to_string());
-                n += 1;
-            }
-            (n, hist)
-        });
-        cases += n;
-        for x in hist {
-            *seen.entry(x).or_default() += 1;
-        }
-    }
-    eprintln!("{cases} routed cases agreed (seed {seed}): {seen:?}");
-    for outcome in [
-        "allow",
-        "no_route",
-        "route_blackhole",
-        "no_public_address",
-        "internet_unreachable",
-        "nat_gateway_protocol",
-        "sg_egress_denied",
-        "nacl_egress_denied",
-        "source_dest_check",
-    ] {
-        assert!(
-            seen.get(outcome).copied().unwrap_or(0) >= 10,
-            "outcome {outcome} seen too rarely: {seen:?}"
-        );
-    }
+    routed_property(Routed {
+        what: "routed",
+        seed: 0,
+        configs: 30,
+        packets: 150,
+        hosts: &ROUTED_HOSTS,
+        internet: &INTERNET,
+        template: routed_template,
+        v6: false,
+        outcomes: &[
+            "allow",
+            "no_route",
+            "route_blackhole",
+            "no_public_address",
+            "internet_unreachable",
+            "nat_gateway_protocol",
+            "sg_egress_denied",
+            "nacl_egress_denied",
+            "source_dest_check",
+        ],
+    });
 }
 
 /// IPv6 to the internet: a dual-stack copy of the routed topology, whose
@@ -807,36 +698,84 @@ fn v6_template(r: &mut Rng) -> String {
 /// reference's.
 #[test]
 fn the_datapath_routes_ipv6_to_the_internet_as_the_reference_model_does() {
+    routed_property(Routed {
+        what: "IPv6 routed",
+        seed: 6,
+        configs: 20,
+        packets: 120,
+        hosts: &V6_HOSTS,
+        internet: &INTERNET6,
+        template: v6_template,
+        v6: true,
+        outcomes: &[
+            "allow",
+            "no_route",
+            "route_blackhole",
+            "internet_unreachable",
+            "sg_egress_denied",
+            "nacl_egress_denied",
+        ],
+    });
+}
+
+/// One family of the routing property tests: random templates, new
+/// connections from the hosts and the function to the internet and across
+/// the VPC, each held to the reference's verdict and reason.
+struct Routed {
+    what: &'static str,
+    /// XORed into the seed, so each family draws its own cases.
+    seed: u64,
+    configs: usize,
+    packets: usize,
+    hosts: &'static [(&'static str, &'static str, &'static str)],
+    internet: &'static [&'static str],
+    template: fn(&mut Rng) -> String,
+    /// IPv6: the function's environments are activated and send from
+    /// their IPv6 address, ICMPv6 echoes, and nothing is translated.
+    v6: bool,
+    /// Outcomes the generator must produce at least ten times each.
+    outcomes: &'static [&'static str],
+}
+
+fn routed_property(c: Routed) {
     let seed: u64 = std::env::var("VPC_PROPTEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x0a7e_5eed);
-    let mut r = Rng(seed ^ 6);
+    let mut r = Rng(seed ^ c.seed);
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut cases = 0;
-    for config in 0..20 {
-        let t = v6_template(&mut r);
+    for config in 0..c.configs {
+        let t = (c.template)(&mut r);
         let pkt_seed = r.next();
         let (n, hist) = in_private_netns(|| {
             let mut h = Harness::new(&t);
-            activate(&mut h);
+            if c.v6 {
+                activate(&mut h);
+            }
             let m = h.model.clone();
-            let eni = IpAddr::V6(m.enis[0].ip6.expect("a dual-stack ENI"));
-            let exec = IpAddr::V6(m.functions[0].envs()[0].ip6.expect("IPv6"));
+            let (eni, exec) = if c.v6 {
+                (
+                    IpAddr::V6(m.enis[0].ip6.expect("a dual-stack ENI")),
+                    IpAddr::V6(m.functions[0].envs()[0].ip6.expect("IPv6")),
+                )
+            } else {
+                (IpAddr::V4(m.enis[0].ip), IpAddr::V4(m.functions[0].exec_ip))
+            };
             let mut r = Rng(pkt_seed | 1);
             let (mut n, mut hist) = (0, vec![]);
-            for i in 0..120 {
+            for i in 0..c.packets {
                 let from_fn = r.chance(35);
                 let (src_id, src_ip) = if from_fn {
                     ("Fn", exec)
                 } else {
-                    let x = r.pick(&V6_HOSTS);
+                    let x = r.pick(c.hosts);
                     (x.0, x.2.parse().unwrap())
                 };
                 let dst_ip: IpAddr = if r.chance(75) {
-                    r.pick(&INTERNET6).parse().unwrap()
+                    r.pick(c.internet).parse().unwrap()
                 } else {
-                    r.pick(&V6_HOSTS).2.parse().unwrap()
+                    r.pick(c.hosts).2.parse().unwrap()
                 };
                 if src_ip == dst_ip {
                     continue;
@@ -862,16 +801,27 @@ fn the_datapath_routes_ipv6_to_the_internet_as_the_reference_model_does() {
                         17,
                         dport,
                     ),
-                    _ => (
-                        L4::Icmp {
-                            ty: 128,
-                            code: 0,
-                            id: sport,
-                            seq: 1,
-                        },
-                        58,
-                        128 << 8,
-                    ),
+                    _ => {
+                        // IPv4: an echo, or a timestamp request (no NAT
+                        // gateway translates it); IPv6: an echo.
+                        let (ty, proto) = if c.v6 {
+                            (128, 58)
+                        } else if r.chance(50) {
+                            (8, 1)
+                        } else {
+                            (13, 1)
+                        };
+                        (
+                            L4::Icmp {
+                                ty,
+                                code: 0,
+                                id: sport,
+                                seq: 1,
+                            },
+                            proto,
+                            (ty as u16) << 8,
+                        )
+                    }
                 };
                 let p = reference::Packet {
                     src: if from_fn { eni } else { src_ip },
@@ -879,7 +829,7 @@ fn the_datapath_routes_ipv6_to_the_internet_as_the_reference_model_does() {
                     proto,
                     port,
                 };
-                let want = if from_fn && proto == 58 {
+                let want = if from_fn && matches!(proto, 1 | 58) {
                     Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())
                 } else {
                     reference::new_connection(&m, &p)
@@ -906,7 +856,7 @@ fn the_datapath_routes_ipv6_to_the_internet_as_the_reference_model_does() {
                     "verdict; {}",
                     ctx()
                 );
-                if v == XDP_REDIRECT && !from_fn {
+                if c.v6 && v == XDP_REDIRECT && !from_fn {
                     // No NAT for IPv6: only the MACs change.
                     assert_eq!(&out[12..], &frame[12..], "{}", ctx());
                 }
@@ -920,17 +870,10 @@ fn the_datapath_routes_ipv6_to_the_internet_as_the_reference_model_does() {
             *seen.entry(x).or_default() += 1;
         }
     }
-    eprintln!("{cases} IPv6 routed cases agreed (seed {seed}): {seen:?}");
-    for outcome in [
-        "allow",
-        "no_route",
-        "route_blackhole",
-        "internet_unreachable",
-        "sg_egress_denied",
-        "nacl_egress_denied",
-    ] {
+    eprintln!("{cases} {} cases agreed (seed {seed}): {seen:?}", c.what);
+    for outcome in c.outcomes {
         assert!(
-            seen.get(outcome).copied().unwrap_or(0) >= 10,
+            seen.get(*outcome).copied().unwrap_or(0) >= 10,
             "outcome {outcome} seen too rarely: {seen:?}"
         );
     }

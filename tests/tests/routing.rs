@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use vpc::packet::{parse_and_verify, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::DropReason;
-use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
+use vpc_tests::{in_private_netns, Harness, NAT_INSTANCE, XDP_DROP, XDP_REDIRECT};
 
 /// A public subnet (0.0.0.0/0 to an attached internet gateway, a
 /// prefix-list route and a static route to a detached one) and a private
@@ -533,42 +533,6 @@ fn a_test_clock_ages_connections_through_the_nat_gateway() {
         assert_eq!(h.run(app, &syn(40001)).0, XDP_REDIRECT, "the port is free");
     });
 }
-
-/// The NAT-instance layout: a private subnet whose table sends 0.0.0.0/0
-/// to an instance in the public subnet (`InstanceId`), which has a public
-/// address and `SourceDestCheck: CHECK`.
-const NAT_INSTANCE: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, InstanceId: !Ref NatInstance}}
-  NatSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: from the private subnet
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.2.0/24}]
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  NatInstance:
-    Type: AWS::EC2::Instance
-    Properties:
-      SourceDestCheck: CHECK
-      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.5, GroupSet: [!Ref NatSg], AssociatePublicIpAddress: true}]
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
 
 #[test]
 fn a_route_to_an_instance_hands_it_the_packet_unchanged_only_without_its_source_dest_check() {
