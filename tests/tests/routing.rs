@@ -1137,3 +1137,69 @@ fn a_nat_gateways_replies_meet_both_subnets_acls_and_its_connections_end_with_it
         assert_eq!(h.counters().dropped(DropReason::RouteBlackhole), 2);
     });
 }
+
+#[test]
+fn a_nat_gateway_lets_one_datagram_at_a_time_hold_an_identification_to_a_receiver_for_30_s() {
+    use vpc::{datapath::Maps, packet::fragment};
+    // A second host behind the gateway.
+    let tpl = CLASSIC.replace(
+        "  Fn:",
+        "  App2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.11, SecurityGroupIds: [!Ref Sg]}}\n  Fn:",
+    );
+    in_private_netns(|| {
+        let mut h = Harness::new(&tpl);
+        let (a, b) = (h.ifindex("App"), h.ifindex("App2"));
+        let big = |src: &str| {
+            let data: Vec<u8> = (0..200u8).collect();
+            let l4 = L4::Udp {
+                sport: 5000,
+                dport: 53,
+                no_checksum: false,
+            };
+            Frame::new(src.parse().unwrap(), "203.0.113.10".parse().unwrap(), l4)
+                .payload(&data)
+                .build()
+        };
+        let drops = |h: &mut Harness| h.counters().dropped(DropReason::Fragment);
+        for (port, src) in [(a, "10.0.2.10"), (b, "10.0.2.11")] {
+            let (v, _) = h.run(port, &udp(src, "203.0.113.10", 5000, 53));
+            assert_eq!(v, XDP_REDIRECT, "{src}'s connection");
+        }
+        // A's datagram with id 7 is in flight: to 203.0.113.10 both would
+        // leave as (198.51.100.10, id 7), so B's with id 7 is refused, and
+        // B's later fragments with it have no first.
+        let [a1, a2] = fragment(&big("10.0.2.10"), 48, 7);
+        let [b1, b2] = fragment(&big("10.0.2.11"), 48, 7);
+        assert_eq!(h.run(a, &a1).0, XDP_REDIRECT);
+        let before = drops(&mut h);
+        assert_eq!(h.run(b, &b1).0, XDP_DROP, "the id is A's");
+        assert_eq!(h.run(b, &b2).0, XDP_DROP);
+        assert_eq!(drops(&mut h), before + 2);
+        assert_eq!(h.run(a, &a2).0, XDP_REDIRECT, "A's datagram is whole");
+        // Another id is free; A reusing its own id replaces its datagram.
+        let [b1, b2] = fragment(&big("10.0.2.11"), 48, 8);
+        assert_eq!(h.run(b, &b1).0, XDP_REDIRECT);
+        assert_eq!(h.run(b, &b2).0, XDP_REDIRECT);
+        assert_eq!(h.run(a, &a1).0, XDP_REDIRECT);
+        // 31 s after its first fragment, with its connection live, a later
+        // fragment of A's datagram is dropped, and id 7 is B's to take.
+        let keep = |h: &mut Harness| {
+            for (port, src) in [(a, "10.0.2.10"), (b, "10.0.2.11")] {
+                let (v, _) = h.run(port, &udp(src, "203.0.113.10", 5000, 53));
+                assert_eq!(v, XDP_REDIRECT, "{src}'s connection is live");
+            }
+        };
+        h.dp.advance_clock(20_000_000_000).unwrap();
+        keep(&mut h);
+        assert_eq!(h.run(a, &a2).0, XDP_REDIRECT, "20 s: still in time");
+        h.dp.advance_clock(11_000_000_000).unwrap();
+        keep(&mut h);
+        let before = drops(&mut h);
+        assert_eq!(h.run(a, &a2).0, XDP_DROP, "31 s: too late");
+        assert_eq!(drops(&mut h), before + 1);
+        let [b1, b2] = fragment(&big("10.0.2.11"), 48, 7);
+        assert_eq!(h.run(b, &b1).0, XDP_REDIRECT, "A's claim is stale");
+        assert_eq!(h.run(b, &b2).0, XDP_REDIRECT);
+        assert_eq!(h.run(a, &a2).0, XDP_DROP, "and no longer A's");
+    });
+}

@@ -6,13 +6,24 @@
 //! the datagram's later fragments (`FRAGS`), which carry no ports. Those get
 //! the connection's address translation alone (their bytes are not in any
 //! checksum but the UDP one, which the first fragment's rewrite kept
-//! right) and go where it goes, while its ACL verdict is current.
-use vpc_common::{route_kind, DropReason, FragKey, CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT};
+//! right) and go where it goes, while its ACL verdict is current, for
+//! 30 s after the first (`FRAG_TIMEOUT_NS`).
+//!
+//! The identification is not rewritten, so the first fragment also claims
+//! the datagram's translated identity (`FRAG_IDS`): two hosts behind one
+//! gateway sending the same id to one receiver would have it mix their
+//! fragments; the second first fragment is dropped while the first's
+//! datagram is in flight.
+use aya_ebpf::bindings::BPF_NOEXIST;
+use vpc_common::{
+    route_kind, CtEntry, DropReason, FragClaim, FragEntry, FragKey, CT_DIR_ORIG, CT_F_DNAT,
+    CT_F_SNAT, FRAG_TIMEOUT_NS,
+};
 
 use crate::{
     ct,
     ctx::Ctx,
-    maps::{Scratch, CT, FRAGS},
+    maps::{Scratch, CT, FRAGS, FRAG_IDS},
     nat,
     parse::{Packet, IPPROTO_UDP},
     route,
@@ -31,20 +42,62 @@ fn key(p: &Packet) -> FragKey {
     }
 }
 
+/// The datagram's identity as it leaves: its connection direction's
+/// address translation applied to `k`.
+#[inline(always)]
+fn translated(k: &FragKey, e: &CtEntry) -> FragKey {
+    let a = &e.nat_addr;
+    let nat = u32::from_ne_bytes([a[12], a[13], a[14], a[15]]);
+    let mut t = *k;
+    if e.flags & CT_F_SNAT != 0 {
+        t.saddr = nat;
+    } else if e.flags & CT_F_DNAT != 0 {
+        t.daddr = nat;
+    }
+    t
+}
+
+#[inline(always)]
+fn stale(first: u64, now: u64) -> bool {
+    now.saturating_sub(first) > FRAG_TIMEOUT_NS
+}
+
 /// A first fragment (its 5-tuple in `s.key`) may go on as a packet of its
 /// connection: UDP of a connection through a NAT gateway, arriving on that
-/// direction's port. Then its datagram is recorded for the rest.
-#[inline(always)]
-pub fn first(s: &Scratch, ifindex: u32) -> bool {
+/// direction's port, whose translated identity no other datagram holds
+/// (one from the same source, reusing its id, or stale, may be replaced).
+/// Then its datagram is recorded for the rest.
+#[inline(never)]
+pub fn first(s: &Scratch, ifindex: u32, now: u64) -> bool {
     let p = &s.pkt;
     if p.v6 || p.proto != IPPROTO_UDP {
         return false;
     }
-    match unsafe { CT.get(&s.key) } {
-        Some(e) if e.route == route_kind::NAT_GATEWAY && e.in_ifindex == ifindex => {}
+    let e = match unsafe { CT.get(&s.key) } {
+        Some(e) if e.route == route_kind::NAT_GATEWAY && e.in_ifindex == ifindex => e,
         _ => return false,
+    };
+    let k = key(p);
+    let id = translated(&k, e);
+    let claim = FragClaim {
+        owner: k,
+        _pad: 0,
+        first: now,
+    };
+    if FRAG_IDS.insert(&id, &claim, BPF_NOEXIST as u64).is_err() {
+        match unsafe { FRAG_IDS.get(&id) } {
+            Some(c) if c.owner == k || stale(c.first, now) => {}
+            _ => return false,
+        }
+        if FRAG_IDS.insert(&id, &claim, 0).is_err() {
+            return false;
+        }
     }
-    FRAGS.insert(&key(p), &s.key, 0).is_ok()
+    let rec = FragEntry {
+        ct: s.key,
+        first: now,
+    };
+    FRAGS.insert(&k, &rec, 0).is_ok()
 }
 
 /// A later fragment: translated and delivered as its datagram's first was.
@@ -64,10 +117,14 @@ fn later_inner<C: Ctx>(
     if p.v6 || p.proto != IPPROTO_UDP {
         return Err(DropReason::Fragment);
     }
-    match unsafe { FRAGS.get(&key(p)) } {
-        Some(k) => s.key = *k,
-        None => return Err(DropReason::Fragment),
-    }
+    let k = key(p);
+    let first = match unsafe { FRAGS.get(&k) } {
+        Some(f) if !stale(f.first, now) => {
+            s.key = f.ct;
+            f.first
+        }
+        _ => return Err(DropReason::Fragment),
+    };
     let e = match CT.get_ptr_mut(&s.key) {
         Some(e) => e,
         None => return Err(DropReason::Fragment),
@@ -75,6 +132,11 @@ fn later_inner<C: Ctx>(
     let ent = unsafe { &*e };
     if ent.in_ifindex != ifindex || ent.route != route_kind::NAT_GATEWAY {
         return Err(DropReason::Fragment);
+    }
+    // Its datagram still holds the identity it leaves with.
+    match unsafe { FRAG_IDS.get(&translated(&k, ent)) } {
+        Some(c) if c.owner == k && c.first == first => {}
+        _ => return Err(DropReason::Fragment),
     }
     let orig = if ent.dir == CT_DIR_ORIG {
         e

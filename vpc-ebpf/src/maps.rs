@@ -45,7 +45,13 @@ pub static NAT_PORTS: HashMap<NatPortKey, CtKey> = HashMap::with_max_entries(CT_
 /// connection direction (its key) their later fragments, which carry no
 /// ports, belong to. Written by each first fragment; LRU.
 #[map]
-pub static FRAGS: LruHashMap<FragKey, CtKey> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
+pub static FRAGS: LruHashMap<FragKey, FragEntry> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
+
+/// Translated datagram identities in flight -> the datagram holding each
+/// (`frag::first`). LRU: a lost claim drops its datagram's later
+/// fragments, never mixes two datagrams.
+#[map]
+pub static FRAG_IDS: LruHashMap<FragKey, FragClaim> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
 
 /// Per-CPU NAT allocation counters: failures, probe histogram
 /// (`vpc_common::NAT_STAT_*`).

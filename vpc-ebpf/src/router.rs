@@ -74,7 +74,7 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     if frag == parse::FRAG_LATER {
         return frag::later(ctx, s, ifindex, now);
     }
-    if frag == parse::FRAG_FIRST && !frag::first(s, ifindex) {
+    if frag == parse::FRAG_FIRST && !frag::first(s, ifindex, now) {
         return stats::drop(DropReason::Fragment);
     }
     let p = &s.pkt;

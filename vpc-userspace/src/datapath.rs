@@ -66,6 +66,7 @@ pub const PINNED_MAPS: &[&str] = &[
     "NAT_PORTS",
     "NAT_STATS",
     "FRAGS",
+    "FRAG_IDS",
     "ROUTES",
     "SUBNET_ROUTE_TABLES",
     "FL_REJECTS",
