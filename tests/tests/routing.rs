@@ -1203,3 +1203,50 @@ fn a_nat_gateway_lets_one_datagram_at_a_time_hold_an_identification_to_a_receive
         assert_eq!(h.run(a, &a2).0, XDP_DROP, "and no longer A's");
     });
 }
+
+/// Two NAT gateways; the private table's default route names `TARGET`.
+fn classic_two_nat_gateways(target: &str) -> String {
+    CLASSIC.replace("NatGatewayId: !Ref Nat}", &format!("NatGatewayId: !Ref {target}}}"))
+        + "  NatZIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}\n  NatZ: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref Public, AllocationId: !GetAtt NatZIp.AllocationId}}\n"
+}
+
+/// A route moved to another NAT gateway: that gateway never saw the old
+/// connections (their ports are the first one's), so they end there, and
+/// new ones leave with the new gateway's Elastic IP.
+#[test]
+fn connections_end_when_their_route_moves_to_another_nat_gateway() {
+    use vpc::datapath::Maps;
+    in_private_netns(|| {
+        let mut h = Harness::new(&classic_two_nat_gateways("Nat"));
+        let (app, inet) = (h.ifindex("App"), h.ifindex("Example"));
+        let (v, out) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        let (src, _, port, _) = seen(&out);
+        assert_eq!(src, "198.51.100.10", "Nat's Elastic IP");
+        let synack = tcp(
+            "203.0.113.10",
+            "198.51.100.10",
+            443,
+            port,
+            TCP_SYN | TCP_ACK,
+        );
+        assert_eq!(h.run(inet, &synack).0, XDP_REDIRECT);
+        let m = vpc::model::build(
+            &classic_two_nat_gateways("NatZ"),
+            &Default::default(),
+            "test",
+        )
+        .unwrap();
+        let gen = h.dp.generation().unwrap() ^ 1;
+        let e = vpc::compile::compile(&m, &h.links, gen).unwrap();
+        h.dp.switch_policy(&e).unwrap();
+        let ack = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK);
+        assert_eq!(h.run(app, &ack).0, XDP_DROP, "out");
+        let data = tcp("203.0.113.10", "198.51.100.10", 443, port, TCP_ACK);
+        assert_eq!(h.run(inet, &data).0, XDP_DROP, "back");
+        assert_eq!(h.counters().dropped(DropReason::CtInvalid), 2);
+        let (v, out) = h.run(app, &tcp("10.0.2.10", "203.0.113.10", 40001, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).0, "198.51.100.11", "NatZ's Elastic IP");
+    });
+}

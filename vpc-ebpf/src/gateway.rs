@@ -445,6 +445,11 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
     if r.kind != route_kind::NAT_GATEWAY {
         return Err(route::refused(r.kind));
     }
+    // Routed to another NAT gateway now: that one never saw the connection
+    // (its ports are the gateway's, `CtEntry::eni`).
+    if r.id != e.eni as u32 {
+        return Err(DropReason::CtInvalid);
+    }
     let r = route::lookup(gen, gw, false, peer)?;
     if r.kind != route_kind::INTERNET_GATEWAY {
         return Err(route::refused(r.kind));
