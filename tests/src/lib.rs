@@ -274,6 +274,16 @@ impl Harness {
         (r.return_value, out)
     }
 
+    /// Switches the datapath to `template`'s policy (groups, ACLs, routes)
+    /// in the other generation, as `vpc apply` does.
+    pub fn switch_to(&mut self, template: &str) {
+        use vpc::datapath::Maps;
+        let m = model::build(template, &HashMap::new(), "test").expect("template");
+        let gen = self.dp.generation().unwrap() ^ 1;
+        let e = compile::compile(&m, &self.links, gen).expect("compile");
+        self.dp.switch_policy(&e).unwrap();
+    }
+
     pub fn counters(&mut self) -> Counters {
         self.dp.counters().unwrap()
     }

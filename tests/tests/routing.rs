@@ -1108,13 +1108,7 @@ fn a_nat_gateways_replies_meet_both_subnets_acls_and_its_connections_end_with_it
         assert_eq!(h.counters().dropped(DropReason::NaclIngressDenied), 1);
         // The range added (a policy change): the reply passes both subnets;
         // the private one judges the host's port, 40000, not the gateway's.
-        let switch = |h: &mut Harness, template: &str| {
-            let m = vpc::model::build(template, &Default::default(), "test").unwrap();
-            let gen = h.dp.generation().unwrap() ^ 1;
-            let e = vpc::compile::compile(&m, &h.links, gen).unwrap();
-            h.dp.switch_policy(&e).unwrap();
-        };
-        switch(&mut h, &classic_with_acls(true));
+        h.switch_to(&classic_with_acls(true));
         let (v, out) = h.run(inet, &synack);
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(
@@ -1130,7 +1124,7 @@ fn a_nat_gateways_replies_meet_both_subnets_acls_and_its_connections_end_with_it
             "",
         );
         assert_ne!(detached, classic_with_acls(true));
-        switch(&mut h, &detached);
+        h.switch_to(&detached);
         assert_eq!(h.run(app, &ack).0, XDP_DROP);
         let data = tcp("203.0.113.10", "198.51.100.10", 443, 1024, TCP_ACK);
         assert_eq!(h.run(inet, &data).0, XDP_DROP);
@@ -1215,7 +1209,6 @@ fn classic_two_nat_gateways(target: &str) -> String {
 /// new ones leave with the new gateway's Elastic IP.
 #[test]
 fn connections_end_when_their_route_moves_to_another_nat_gateway() {
-    use vpc::datapath::Maps;
     in_private_netns(|| {
         let mut h = Harness::new(&classic_two_nat_gateways("Nat"));
         let (app, inet) = (h.ifindex("App"), h.ifindex("Example"));
@@ -1231,15 +1224,7 @@ fn connections_end_when_their_route_moves_to_another_nat_gateway() {
             TCP_SYN | TCP_ACK,
         );
         assert_eq!(h.run(inet, &synack).0, XDP_REDIRECT);
-        let m = vpc::model::build(
-            &classic_two_nat_gateways("NatZ"),
-            &Default::default(),
-            "test",
-        )
-        .unwrap();
-        let gen = h.dp.generation().unwrap() ^ 1;
-        let e = vpc::compile::compile(&m, &h.links, gen).unwrap();
-        h.dp.switch_policy(&e).unwrap();
+        h.switch_to(&classic_two_nat_gateways("NatZ"));
         let ack = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK);
         assert_eq!(h.run(app, &ack).0, XDP_DROP, "out");
         let data = tcp("203.0.113.10", "198.51.100.10", 443, port, TCP_ACK);
