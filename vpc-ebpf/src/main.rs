@@ -179,16 +179,10 @@ fn bench_key(ctx: &XdpContext, k: &mut vpc_common::CtKey) -> Option<()> {
     Some(())
 }
 
-/// Throughput: live-frames generator (run through BPF_PROG_TEST_RUN).
+/// Throughput: the reflector on both endpoints, the same for every path.
 #[xdp]
-pub fn tput_gen(ctx: XdpContext) -> u32 {
-    tput::generate(&ctx)
-}
-
-/// Throughput: the receiving host's sink, the same for every path.
-#[xdp]
-pub fn tput_sink(_ctx: XdpContext) -> u32 {
-    tput::sink()
+pub fn tput_reflect(ctx: XdpContext) -> u32 {
+    tput::reflect(&ctx)
 }
 
 /// Throughput: the limit path, MAC rewrite and redirect, no policy.

@@ -1,5 +1,13 @@
-//! Throughput harness programs: a live-frames generator, a counting sink,
-//! and the bare-redirect limit path. Not part of the router.
+//! Throughput harness programs: the reflector that keeps frames circulating
+//! through the path under test, and the bare-redirect limit path. Not part
+//! of the router.
+//!
+//! The reflector sits on both endpoints' `eth0`. Every IPv4 UDP frame it
+//! receives goes back out of the interface it came in on (MACs, addresses and ports
+//! swapped: a reply, so NAT and conntrack treat it as the other direction
+//! of the same flow), so a handful of frames injected once circulate
+//! through the path until told to stop. Nothing generates frames while a
+//! figure is taken: each reflection is one more pass through the path.
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_redirect,
@@ -8,55 +16,97 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::parse;
+use crate::{csum, parse};
 
-/// The generator's frame, written over every frame it sends: the pages of
-/// live frames come back rewritten by whatever forwarded them.
+/// [0] flows (distinct client source ports), [1] the client's first source
+/// port, [2] the server's UDP port (the side sending to it is the client),
+/// [3] stop: 1 drops every frame, counting it as drained.
 #[map]
-pub static TPUT_TEMPLATE: Array<[u64; 8]> = Array::with_max_entries(1, 0);
+pub static TPUT_CFG: Array<u32> = Array::with_max_entries(4, 0);
 
-/// [0] number of flows (distinct UDP source ports, from the template's).
+/// Per CPU: [0] frames reflected, [1] frames drained, [2] the flow counter.
 #[map]
-pub static TPUT_CFG: Array<u32> = Array::with_max_entries(2, 0);
-
-/// Per CPU: [0] frames counted by the sink, [1] the generator's flow counter.
-#[map]
-pub static TPUT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+pub static TPUT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
 
 /// Limit path: ingress ifindex -> (egress ifindex, dst MAC, src MAC) packed
 /// as [ifindex, mac(6) + mac(6) in 3 words].
 #[map]
 pub static TPUT_REDIRECT: HashMap<u32, [u32; 4]> = HashMap::with_max_entries(64, 0);
 
-/// IPv4 UDP without options: source port at 34.
+/// IPv4 without options: TTL/protocol word, header checksum, addresses, ports.
+const TTL_OFF: usize = 22;
+const IP_CSUM_OFF: usize = 24;
+const SADDR_OFF: usize = 26;
 const UDP_SPORT_OFF: usize = 34;
+/// Reset on every reflection: kernel forwarding (the nftables path)
+/// decrements it, our router does not.
+const TTL: u8 = 64;
 
 #[inline(always)]
-pub fn generate(ctx: &XdpContext) -> u32 {
-    let (Some(t), Some(p)) = (TPUT_TEMPLATE.get(0), parse::ptr_at::<[u64; 8]>(ctx, 0)) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    parse::copy_words::<8>(p as *mut u64, t.as_ptr());
-    let flows = TPUT_CFG.get(0).copied().unwrap_or(1);
-    if flows > 1 {
-        if let Some(c) = TPUT_COUNT.get_ptr_mut(1) {
-            let n = unsafe { *c };
-            unsafe { *c = n.wrapping_add(1) };
-            let base = u16::from_be(parse::read::<u16>(ctx, UDP_SPORT_OFF).unwrap_or(0));
-            let port = base.wrapping_add((n % flows as u64) as u16);
-            // UDP checksum 0 (none): the port change needs no fix-up.
-            let _ = parse::write(ctx, UDP_SPORT_OFF, port.to_be());
-        }
-    }
-    xdp_action::XDP_TX
+fn cfg(i: u32) -> u32 {
+    TPUT_CFG.get(i).copied().unwrap_or(0)
 }
 
 #[inline(always)]
-pub fn sink() -> u32 {
-    if let Some(c) = TPUT_COUNT.get_ptr_mut(0) {
-        unsafe { *c += 1 };
+fn count(i: u32) -> u64 {
+    match TPUT_COUNT.get_ptr_mut(i) {
+        Some(c) => unsafe {
+            let n = *c;
+            *c = n.wrapping_add(1);
+            n
+        },
+        None => 0,
     }
-    xdp_action::XDP_DROP
+}
+
+#[inline(always)]
+pub fn reflect(ctx: &XdpContext) -> u32 {
+    match try_reflect(ctx) {
+        Some(action) => action,
+        // Not ours (too short, not IPv4 UDP without options): the stack's.
+        None => xdp_action::XDP_PASS,
+    }
+}
+
+#[inline(always)]
+fn try_reflect(ctx: &XdpContext) -> Option<u32> {
+    let eth_type = parse::read::<u16>(ctx, 12).ok()?;
+    let ver_ihl = parse::read::<u8>(ctx, 14).ok()?;
+    let ttl_proto = parse::read::<[u8; 2]>(ctx, TTL_OFF).ok()?;
+    if eth_type != 0x0800u16.to_be() || ver_ihl != 0x45 || ttl_proto[1] != 17 {
+        return None;
+    }
+    if cfg(3) != 0 {
+        count(1);
+        return Some(xdp_action::XDP_DROP);
+    }
+    let macs = parse::read::<[[u8; 6]; 2]>(ctx, 0).ok()?;
+    let addrs = parse::read::<[u32; 2]>(ctx, SADDR_OFF).ok()?;
+    let mut ports = parse::read::<[u16; 2]>(ctx, UDP_SPORT_OFF).ok()?;
+    ports.swap(0, 1);
+    // Sent to the server: the client's side turns the flows over.
+    let flows = cfg(0);
+    if flows > 1 && u16::from_be(ports[1]) as u32 == cfg(2) {
+        let n = count(2);
+        ports[0] = ((cfg(1) as u64 + n % flows as u64) as u16).to_be();
+    }
+    let ip_csum = parse::read::<u16>(ctx, IP_CSUM_OFF).ok()?;
+    let old = u16::from_ne_bytes(ttl_proto);
+    let new = u16::from_ne_bytes([TTL, ttl_proto[1]]);
+    // Swapping addresses or ports changes no checksum (a sum does not
+    // depend on order); the UDP checksum is 0 (none), so the port change
+    // needs no fix-up either.
+    parse::write(ctx, 0, [macs[1], macs[0]]).ok()?;
+    parse::write(ctx, SADDR_OFF, [addrs[1], addrs[0]]).ok()?;
+    parse::write(ctx, UDP_SPORT_OFF, ports).ok()?;
+    parse::write(ctx, TTL_OFF, [TTL, ttl_proto[1]]).ok()?;
+    parse::write(ctx, IP_CSUM_OFF, csum::replace16(ip_csum, old, new)).ok()?;
+    count(0);
+    // Out of the interface it came in on, by redirect rather than XDP_TX:
+    // a veth kicks its peer's NAPI after XDP_TX only when the peer has an
+    // XDP program, so frames sent back to a router port with none (TC,
+    // nftables: NAPI from GRO) would wait in its ring for other traffic.
+    Some(unsafe { bpf_redirect(ctx.ingress_ifindex() as u32, 0) } as u32)
 }
 
 #[inline(always)]

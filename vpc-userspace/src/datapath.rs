@@ -811,13 +811,6 @@ impl Datapath {
         Ok(())
     }
 
-    /// Attaches the router to `ifindex` (in the calling thread's netns),
-    /// natively if the driver allows, and pins the link at `pin`.
-    /// Returns the attach mode used.
-    pub fn attach_router(&mut self, ifindex: u32, pin: &Path) -> Result<&'static str> {
-        attach_xdp(self.program(ROUTER_PROGRAM)?, ifindex, pin)
-    }
-
     /// Pins both router programs under `dir/progs`, so that ports added
     /// later (functions created through the API) get the same programs.
     pub fn pin_programs(&mut self, dir: &Path) -> Result<()> {
@@ -870,19 +863,6 @@ pub fn attach_xdp(prog: &mut Xdp, ifindex: u32, pin: &Path) -> Result<&'static s
         fd.pin(pin)
             .with_context(|| format!("pinning link at {}", pin.display()))?;
         Ok(mode)
-    }
-}
-
-impl Datapath {
-    /// Attaches the router at TC ingress of `iface` (in the calling thread's
-    /// netns) as a TCX link, and pins the link at `pin`.
-    pub fn attach_router_tc(&mut self, iface: &str, pin: &Path) -> Result<&'static str> {
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(ROUTER_TC_PROGRAM)
-            .with_context(|| format!("program {ROUTER_TC_PROGRAM} missing"))?
-            .try_into()?;
-        attach_tc(prog, iface, pin)
     }
 }
 

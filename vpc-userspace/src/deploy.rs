@@ -34,6 +34,9 @@ pub struct State {
     /// The router's hook on each port (router-side interface name).
     #[serde(default)]
     pub hooks: BTreeMap<String, Hook>,
+    /// The hook of ports added later (functions created through the API).
+    #[serde(default = "default_hook")]
+    pub default_hook: Hook,
     pub pin_dir: PathBuf,
     pub timeouts: Timeouts,
     /// How long a new Hyperplane ENI takes to become ready.
@@ -54,6 +57,10 @@ pub struct State {
     /// Flow logs: output directory, ring-buffer size.
     #[serde(default)]
     pub flow_logs: crate::flowlogs::FlowLogOptions,
+}
+
+fn default_hook() -> Hook {
+    Hooks::DEFAULT
 }
 
 fn default_conntrack_max() -> u32 {
@@ -254,9 +261,15 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// XDP unless asked otherwise: the small-packet path is XDP's, and TC is
-    /// chosen where bulk TCP matters (see the README's Performance section).
-    pub const DEFAULT: Hook = Hook::Xdp;
+    /// TC unless asked otherwise. Every port the project builds is a veth
+    /// whose far end is a namespace fed by sockets, and for socket-fed
+    /// traffic TC is the faster hook on every measure (`cargo xtask bench
+    /// --throughput`: bulk TCP about 4x, 64-byte UDP 1.5x, more connections
+    /// per second, lower latency): XDP on a veth takes TSO and checksum
+    /// offload from the sender and turns every buffer into frames. XDP is
+    /// faster where frames arrive as frames (from a NIC, or from another XDP
+    /// program: the bench's circulating frames, 1.5x): `--hook xdp` there.
+    pub const DEFAULT: Hook = Hook::Tc;
 
     /// The hook of node `id`; an execution environment (`F`, `F.2`)
     /// follows its function's (`F`).
@@ -381,20 +394,9 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         let mut modes = vec![];
         let mut hooks = BTreeMap::new();
         for n in &nodes {
-            let pin = pins.join("links").join(&n.router_if);
             let hook = opts.hooks.for_port(&n.id);
-            let mode = match hook {
-                Hook::Xdp => {
-                    let ifindex = n.link.ifindex;
-                    topology::in_netns(&router, || dp.attach_router(ifindex, &pin))?
-                }
-                Hook::Tc => {
-                    topology::set_tx_offload(&opts.name, n, true)?;
-                    topology::in_netns(&router, || dp.attach_router_tc(&n.router_if, &pin))?
-                }
-            };
+            modes.push(attach_port(&opts.name, &pins, n, hook)?);
             hooks.insert(n.router_if.clone(), hook);
-            modes.push(mode);
         }
         modes.sort();
         modes.dedup();
@@ -407,6 +409,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             nodes,
             attach_mode: modes.join("+"),
             hooks,
+            default_hook: opts.hooks.default.unwrap_or(Hooks::DEFAULT),
             pin_dir: pins.clone(),
             timeouts: opts.timeouts,
             eni_delay: opts.eni_delay,
@@ -448,6 +451,29 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         let _ = std::fs::remove_dir_all(&sdir);
     }
     result
+}
+
+/// Attaches the deployment's pinned router program at `hook` on `n`'s
+/// router port and pins the link; returns the attach mode. One place for
+/// `vpc up` and for ports added at runtime.
+pub fn attach_port(deployment: &str, pin_dir: &Path, n: &Node, hook: Hook) -> Result<&'static str> {
+    let router = topology::router_netns(deployment);
+    let pin = pin_dir.join("links").join(&n.router_if);
+    match hook {
+        Hook::Xdp => {
+            let mut prog = datapath::pinned_router(pin_dir)?;
+            let ifindex = n.link.ifindex;
+            topology::in_netns(&router, || datapath::attach_xdp(&mut prog, ifindex, &pin))
+        }
+        Hook::Tc => {
+            // No XDP on the port: the endpoint keeps its offloads.
+            topology::set_tx_offload(deployment, n, true)?;
+            let mut prog = datapath::pinned_router_tc(pin_dir)?;
+            topology::in_netns(&router, || {
+                datapath::attach_tc(&mut prog, &n.router_if, &pin)
+            })
+        }
+    }
 }
 
 /// Tears a deployment down: agent, namespaces (and so veths and links), pins, state.

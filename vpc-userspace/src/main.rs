@@ -288,12 +288,16 @@ enum Cmd {
         /// to --json).
         #[arg(long)]
         throughput: bool,
-        /// Frames per sample with --throughput.
-        #[arg(long, default_value_t = 3_000_000)]
-        frames: u32,
-        /// Seconds of each TCP measurement with --throughput.
+        /// With --throughput: frames injected once and kept circulating.
+        #[arg(long, default_value_t = 128)]
+        in_flight: u32,
+        /// With --throughput: seconds of each circulating sample.
+        #[arg(long, default_value_t = 1.0)]
+        sample_seconds: f64,
+        /// With --throughput: seconds of each socket measurement (iperf3,
+        /// request/response, connections).
         #[arg(long, default_value_t = 3)]
-        tcp_seconds: u64,
+        socket_seconds: u64,
         /// Conntrack entries of the large-table case (1,000,000 entries
         /// filled; its memory is measured): 2,000,000 = 1 million connections.
         #[arg(long, default_value_t = 2_000_000)]
@@ -1236,12 +1240,19 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             throughput: true,
             samples,
             json,
-            frames,
-            tcp_seconds,
+            in_flight,
+            sample_seconds,
+            socket_seconds,
             ..
         } => {
             let name = format!("tput{}", std::process::id() % 100_000);
-            let r = vpc::throughput::run(&name, frames, samples, tcp_seconds)?;
+            let opts = vpc::throughput::Options {
+                in_flight,
+                samples,
+                sample_seconds,
+                socket_seconds,
+            };
+            let r = vpc::throughput::run(&name, &opts)?;
             print!("{}", vpc::throughput::table(&r));
             if let Some(p) = json {
                 let p = p.with_file_name("throughput.json");

@@ -583,7 +583,7 @@ fn launch(
         let eni_delay = s.eni_delay.as_millis() as u64;
         let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
         for n in &nodes {
-            s.hooks.insert(n.router_if.clone(), datapath::Hook::Xdp);
+            s.hooks.insert(n.router_if.clone(), s.default_hook);
         }
         s.nodes.extend(nodes.iter().cloned());
         let mut st = if f.vpc_config.is_some() {
@@ -603,7 +603,8 @@ fn launch(
 
 /// Builds `f`'s execution environments and joins them to the router:
 /// their port and endpoint entries first (no ENI yet), then the pinned
-/// router program on each new router-side interface (XDP).
+/// router program on each new router-side interface (the deployment's
+/// default hook).
 fn add_ports(
     name: &str,
     maps: &mut PinnedMaps,
@@ -640,13 +641,8 @@ fn add_ports(
             ports.insert(k, v, 0)?;
         }
     }
-    let mut prog = datapath::pinned_router(&s.pin_dir)?;
     for n in &nodes {
-        let pin = s.pin_dir.join("links").join(&n.router_if);
-        let ifindex = n.link.ifindex;
-        crate::topology::in_netns(&s.router_netns, || {
-            datapath::attach_xdp(&mut prog, ifindex, &pin)
-        })?;
+        deploy::attach_port(name, &s.pin_dir, n, s.default_hook)?;
     }
     Ok(nodes)
 }
