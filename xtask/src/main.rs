@@ -23,8 +23,10 @@ const USAGE: &str = "usage: cargo xtask <command>
                  ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
                  baseline; writes target/bench/results.json
   bench --throughput
-                 live frames through real veths: the router, nftables and a
-                 bare redirect; writes target/bench/throughput.json
+                 real packets through real veths (circulating frames and
+                 sockets): the router at TC and XDP, nftables, a bare
+                 redirect and a direct veth pair, with ratios; writes
+                 target/bench/throughput.json
   build          provision and build
   provision      install what is missing, nothing else";
 

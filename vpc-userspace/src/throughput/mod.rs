@@ -301,6 +301,23 @@ impl Bed {
     }
 }
 
+/// Ctrl-C or SIGTERM in the middle of a run: whatever is up goes (the
+/// deployments share `name`, one at a time), then the process exits.
+fn tear_down_on_signal(name: &str) -> Result<()> {
+    use signal_hook::{consts::*, iterator::Signals};
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("signal {sig}: tearing the bench down");
+            let _ = deploy::down(&name);
+            topology::teardown(&DirectBed::namespaces(&name));
+            std::process::exit(128 + sig);
+        }
+    });
+    Ok(())
+}
+
 /// `direct`: two namespaces on one veth pair, no router.
 struct DirectBed {
     namespaces: [String; 2],
@@ -314,8 +331,12 @@ impl Drop for DirectBed {
 }
 
 impl DirectBed {
+    fn namespaces(name: &str) -> [String; 2] {
+        [format!("{name}-direct-c"), format!("{name}-direct-s")]
+    }
+
     fn up(name: &str) -> Result<Self> {
-        let namespaces = [format!("{name}-direct-c"), format!("{name}-direct-s")];
+        let namespaces = Self::namespaces(name);
         let (c_ip, s_ip) = (Ipv4Addr::new(10, 0, 1, 20), Ipv4Addr::new(10, 0, 1, 10));
         for ns in &namespaces {
             if std::path::Path::new("/run/netns").join(ns).exists() {
@@ -585,6 +606,7 @@ pub fn run(name: &str, o: &Options) -> Result<Report> {
     if o.in_flight == 0 || o.samples == 0 || o.sample_seconds <= 0.0 || o.socket_seconds == 0 {
         bail!("--in-flight, --samples, --sample-seconds and --socket-seconds must be positive");
     }
+    tear_down_on_signal(name)?;
     let mut h = Harness::load()?;
     let mut circulating = vec![];
     let mut sockets = vec![];
