@@ -184,6 +184,22 @@ pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// Sends one SYN to `to` from the current namespace and gives up at once:
+/// a socket closed in SYN-SENT sends nothing more, so a connection that is
+/// refused counts one packet exactly, where a connect with a timeout would
+/// retransmit if the machine is too loaded to give up in time.
+pub fn one_syn(to: std::net::SocketAddr) {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let family = match to {
+        std::net::SocketAddr::V4(_) => AddressFamily::Inet,
+        std::net::SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let s = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).expect("socket");
+    let r = connect(s.as_raw_fd(), &SockaddrStorage::from(to));
+    assert_eq!(r, Err(nix::errno::Errno::EINPROGRESS), "the SYN is sent");
+}
+
 /// A loaded datapath fed from a template, with one veth device per host and
 /// execution environment as its ingress ports (inside a private netns).
 pub struct Harness {

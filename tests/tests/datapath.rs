@@ -561,17 +561,12 @@ fn ipv6_is_parsed_filtered_tracked_and_natted() {
 
 #[test]
 fn idle_timeouts_follow_the_connection_state_and_gc_removes_expired_connections() {
-    use std::time::Duration;
     use vpc::datapath::Timeouts;
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
-        // The handshake timeout leaves room for the SYN-ACK on a loaded
-        // machine (the coarse clock moves in ticks of a few ms).
-        let t = Timeouts {
-            tcp_syn: Duration::from_millis(20),
-            udp: Duration::from_millis(1),
-            ..Timeouts::default()
-        };
+        // Idle time passes on the datapath's test clock: a loaded machine
+        // cannot expire the handshake before its SYN-ACK.
+        let t = Timeouts::default();
         h.dp.set_timeouts(&t).unwrap();
         let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
         // TCP: the handshake completes, so the established timeout applies.
@@ -590,7 +585,8 @@ fn idle_timeouts_follow_the_connection_state_and_gc_removes_expired_connections(
             h.run(fn_if, &tcp(EXEC, DB, 40001, 5432, TCP_SYN)).0,
             XDP_REDIRECT
         );
-        std::thread::sleep(Duration::from_millis(80));
+        // Past the handshake (60 s) and UDP (30 s) timeouts.
+        h.dp.advance_clock(61_000_000_000).unwrap();
         assert_eq!(
             h.run(fn_if, &tcp(EXEC, DB, 40000, 5432, TCP_ACK)).0,
             XDP_REDIRECT,
@@ -715,12 +711,15 @@ fn policy_switches_are_atomic_under_a_flood_of_packets() {
     use aya_obj::programs::XdpAttachType;
     use std::{
         collections::HashMap,
-        sync::atomic::{AtomicBool, Ordering},
+        sync::atomic::{AtomicBool, AtomicU64, Ordering},
     };
     in_private_netns(|| {
         let (ta, tb) = flip_policies();
         let mut h = Harness::new(&ta);
         let models = [ta, tb].map(|t| vpc::model::build(&t, &HashMap::new(), "test").unwrap());
+        // bpffs is not mounted on a fresh machine; other tests may be
+        // mounting it right now (the helper locks and mounts once).
+        vpc::datapath::ensure_bpffs().unwrap();
         let pin = std::path::PathBuf::from(format!("/sys/fs/bpf/vpc-flip-{}", std::process::id()));
         h.dp.program(vpc::datapath::ROUTER_PROGRAM)
             .unwrap()
@@ -736,6 +735,7 @@ fn policy_switches_are_atomic_under_a_flood_of_packets() {
         let app_if = h.ifindex("App");
         let frame = tcp(APP, "10.0.2.10", 40000, 5432, TCP_SYN);
         let stop = AtomicBool::new(false);
+        let runs = AtomicU64::new(0);
         let verdicts = std::thread::scope(|sc| {
             let runner = sc.spawn(|| {
                 let prog = Xdp::from_pin(&pin, XdpAttachType::Interface).unwrap();
@@ -754,10 +754,17 @@ fn policy_switches_are_atomic_under_a_flood_of_packets() {
                         })
                         .unwrap();
                     seen[r.return_value as usize] += 1;
+                    runs.fetch_add(1, Ordering::Relaxed);
                 }
                 seen
             });
             for k in 0..60u32 {
+                // Packets under every policy, however the threads are
+                // scheduled on a loaded machine.
+                let before = runs.load(Ordering::Relaxed);
+                while runs.load(Ordering::Relaxed) < before + 10 && !runner.is_finished() {
+                    std::thread::yield_now();
+                }
                 let gen = 1 - h.dp.generation().unwrap();
                 let e =
                     vpc::compile::compile(&models[(k as usize + 1) % 2], &h.links, gen).unwrap();
@@ -1475,8 +1482,12 @@ fn a_reopened_tuple_keeps_the_old_nat_port_for_the_closed_timeout() {
     use vpc::datapath::Timeouts;
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
+        // The closed timeout passes on the datapath's test clock, not in a
+        // real one a loaded machine can overrun; the new connection's
+        // handshake outlives it.
         let t = Timeouts {
-            tcp_closed: Duration::from_millis(300),
+            tcp_closed: Duration::from_secs(60),
+            tcp_syn: Duration::from_secs(600),
             ..Timeouts::default()
         };
         h.dp.set_timeouts(&t).unwrap();
@@ -1502,7 +1513,7 @@ fn a_reopened_tuple_keeps_the_old_nat_port_for_the_closed_timeout() {
         h.dp.ct_gc(&t).unwrap();
         h.dp.ct_gc(&t).unwrap();
         assert_eq!(claims(&mut h), 2, "the old port is held");
-        std::thread::sleep(Duration::from_millis(400));
+        h.dp.advance_clock(61_000_000_000).unwrap();
         h.dp.ct_gc(&t).unwrap();
         assert_eq!(claims(&mut h), 1, "the old port is free again");
         let (v, _) = h.run(db_if, &tcp(DB, ENI, 5432, second, TCP_SYN | TCP_ACK));

@@ -63,10 +63,10 @@ fn listen(ns: &str, addr: &str) -> std::thread::JoinHandle<Option<SocketAddr>> {
         while Instant::now() < deadline {
             if let Ok((mut s, peer)) = l.accept() {
                 // Read what the client sends first: closing with unread data
-                // would answer with a RST, which can beat "pong" to it.
+                // would answer with a RST, which can beat "pong" to it (the
+                // clients send at once or close; a loaded machine may delay).
                 s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let _ = s.read(&mut [0u8; 64]);
                 let _ = s.write_all(b"pong\n");
                 return Some(peer);
@@ -372,14 +372,22 @@ fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source
 
 /// Echoes every connection accepted on each of `addrs` in `ns` until
 /// `stop`. Bumping `abort` makes it give up the connections it holds at
-/// once (a RST, no FIN_WAIT: the tuple is free again).
+/// once (a RST, no FIN_WAIT: the tuple is free again); `open` counts those
+/// not given up yet.
 fn echo_servers(
     ns: &str,
     addrs: &[&str],
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     abort: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    open: std::sync::Arc<std::sync::atomic::AtomicU32>,
 ) -> std::thread::JoinHandle<()> {
     use std::sync::atomic::Ordering::Relaxed;
+    struct Open(std::sync::Arc<std::sync::atomic::AtomicU32>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Relaxed);
+        }
+    }
     let addrs: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
     let (tx, rx) = std::sync::mpsc::channel();
     let h = spawn_in_netns(ns, move || {
@@ -394,9 +402,15 @@ fn echo_servers(
         tx.send(()).unwrap();
         while !stop.load(Relaxed) {
             for l in &ls {
-                if let Ok((mut s, _)) = l.accept() {
+                if let Ok((s, _)) = l.accept() {
                     let (abort, born) = (abort.clone(), abort.load(Relaxed));
+                    open.fetch_add(1, Relaxed);
+                    let open = open.clone();
                     std::thread::spawn(move || {
+                        // Counted down once the socket is closed (dropped
+                        // before the guard declared ahead of it).
+                        let _open = Open(open);
+                        let mut s = s;
                         s.set_nonblocking(false).unwrap();
                         s.set_read_timeout(Some(Duration::from_millis(100)))
                             .unwrap();
@@ -467,11 +481,13 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
     );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let abort = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let srv = echo_servers(
         &d.netns("Example"),
         &["203.0.113.10:443", "203.0.113.10:444"],
         stop.clone(),
         abort.clone(),
+        open.clone(),
     );
     // The function's execution environment, step by step as told.
     let (go, steps) = std::sync::mpsc::channel::<u32>();
@@ -516,10 +532,11 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
         "the gateway's RST"
     );
     assert!(d.status().to_string().contains("idle_timeouts\":1"));
-    // Past the grace, the GC (every second) gives the port back.
+    // Past the grace, the GC (every second, however loaded the machine)
+    // gives the port back.
     let out = d.vpc(&["clock", "advance", "65s"]);
     assert!(out.status.success(), "{}", text(&out));
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let claims = || {
         d.status()["maps"]
             .as_array()
@@ -539,7 +556,11 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
     // went only to the VPC side, as at AWS; it would answer the new SYN
     // with an ACK of the old connection).
     abort.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(open.load(std::sync::atomic::Ordering::Relaxed), 0);
     go.send(2).unwrap();
     let r = next();
     assert!(

@@ -1,9 +1,10 @@
 //! Metrics and status: what the agent serves and `vpc status` / `vpc top`
 //! show agree with what was done to the deployment.
 use std::{
+    io::Read,
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use vpc_tests::{http_get, spawn_in_netns, text, vpc_bin, Deployment};
@@ -24,7 +25,8 @@ fn hold(d: &Deployment, n: usize) -> (std::thread::JoinHandle<()>, Vec<TcpStream
         for _ in 0..n {
             held.push(l.accept().unwrap().0);
         }
-        std::thread::sleep(Duration::from_secs(20));
+        // Held until the client closes, however long the test takes.
+        let _ = held[0].read(&mut [0u8; 1]);
     });
     rx.recv().unwrap();
     let conns = spawn_in_netns(&d.exec_env_netns("OrdersFunction"), move || {
@@ -45,14 +47,16 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
         &["--eni-delay", "100ms", "--wait", "--conntrack-max", "4096"],
     );
     let (_server, conns) = hold(&d, 5);
-    // One SYN the database's groups refuse (given up on before the retry).
+    // One SYN the database's groups refuse (never retransmitted).
     spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
-        let to: SocketAddr = "10.0.1.10:22".parse().unwrap();
-        assert!(TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_err());
+        vpc_tests::one_syn("10.0.1.10:22".parse().unwrap())
     })
     .join()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.dropped("sg_ingress_denied") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A policy change: its latency is recorded.
     let out = d.vpc(&["apply", "default"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -145,17 +149,26 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
     // The text status, and `vpc top` redrawing it with rates.
     let st = text(&d.vpc(&["status"]));
     assert!(st.contains("MAPS  CT 10/4096 (0.2%)"), "{st}");
-    let top = Command::new(vpc_bin())
+    let mut top = Command::new(vpc_bin())
         .args(["--name", &d.name, "top", "--interval", "0.3"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Three screens, however long a loaded machine takes to draw them.
+    let mut stdout = top.stdout.take().unwrap();
+    let mut out = vec![];
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&out).matches("\x1b[2J").count() < 3 {
+        match stdout.read(&mut buf).unwrap() {
+            0 => break,
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(top.id() as i32, libc::SIGINT) }, 0);
-    let out = top.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let screen = String::from_utf8_lossy(&out.stdout);
+    stdout.read_to_end(&mut out).unwrap();
+    assert!(top.wait().unwrap().success());
+    let screen = String::from_utf8_lossy(&out);
     assert!(screen.matches("\x1b[2J").count() >= 3, "redrawn: {screen}");
     assert!(screen.contains("RATES  forwarded"), "{screen}");
     drop(conns);

@@ -417,10 +417,10 @@ fn a_nat_gateway_counts_its_ports_per_destination_and_idle_ones_expire() {
     in_private_netns(|| {
         let mut h = Harness::new(CLASSIC);
         // One port per destination and protocol (so always 1024);
-        // connections idle for 50 ms are forgotten.
+        // connections idle for 350 s (on the datapath's test clock: no
+        // real-time window to miss) are forgotten.
         h.dp.set_nat_gateway_capacity(1).unwrap();
         let t = Timeouts {
-            nat_gateway_idle: std::time::Duration::from_millis(50),
             tcp_closed: std::time::Duration::from_millis(1),
             ..Timeouts::default()
         };
@@ -468,7 +468,7 @@ fn a_nat_gateway_counts_its_ports_per_destination_and_idle_ones_expire() {
         // Idle past the gateway's timeout: the next packet of a connection
         // gets a RST back from the gateway (AWS's IdleTimeoutCount), and
         // the GC takes the entries and the ports.
-        std::thread::sleep(std::time::Duration::from_millis(120));
+        h.dp.advance_clock(351_000_000_000).unwrap();
         let ack = tcp("10.0.2.10", "203.0.113.10", 40000, 443, TCP_ACK);
         let (v, out) = h.run(app, &ack);
         assert_eq!(v, XDP_REDIRECT, "the RST goes back to the sender");
