@@ -741,6 +741,18 @@ fn create_function_builds_an_execution_environment_on_the_running_router() {
     assert!(connect_from(&d, "maker", DB).is_some());
     assert_eq!(peer_after(&db, 0), eni[0].1, "through the shared ENI");
     assert_eq!(enis(&d).len(), 1);
+    // Its port gets the deployment's default hook (TC: it is socket-fed),
+    // as the template's ports did.
+    let s = vpc::deploy::State::load(&d.name).unwrap();
+    let port = &s.node("maker").unwrap().router_if;
+    assert_eq!(s.hooks[port], vpc::datapath::Hook::Tc);
+    let pin = s.pin_dir.join("links").join(port);
+    let link: aya::programs::links::FdLink =
+        aya::programs::links::PinnedLink::from_pin(&pin).unwrap().into();
+    assert_eq!(
+        link.info().unwrap().link_type().unwrap(),
+        aya::programs::links::LinkType::Tcx
+    );
     let r = api(&d, "POST", "/2015-03-31/functions", body("maker", "FnSg"));
     assert_eq!(
         (r.status, error_type(&r)),

@@ -59,10 +59,11 @@ struct RunArgs {
     /// tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other.
     #[arg(long = "timeout")]
     timeouts: Vec<String>,
-    /// The router's hook on each port: `xdp` (frames, fastest for small
-    /// packets) or `tc` (socket buffers: bulk TCP keeps GSO and TSO); alone
-    /// for every port, or ID=HOOK for one host or function (repeatable).
-    /// Default: xdp.
+    /// The router's hook on each port: `tc` (socket buffers: senders keep
+    /// GSO and TSO; the faster hook for socket-fed ports) or `xdp` (frames:
+    /// the faster hook where frames arrive from an XDP program or a NIC);
+    /// alone for every port, or ID=HOOK for one host or function
+    /// (repeatable). Default: tc (docs/performance.md).
     #[arg(long = "hook", value_name = "[ID=]xdp|tc")]
     hooks: Vec<String>,
     /// Where the agent serves Prometheus metrics (`GET /metrics`). Port 0
