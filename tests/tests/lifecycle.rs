@@ -747,8 +747,9 @@ fn create_function_builds_an_execution_environment_on_the_running_router() {
     let port = &s.node("maker").unwrap().router_if;
     assert_eq!(s.hooks[port], vpc::datapath::Hook::Tc);
     let pin = s.pin_dir.join("links").join(port);
-    let link: aya::programs::links::FdLink =
-        aya::programs::links::PinnedLink::from_pin(&pin).unwrap().into();
+    let link: aya::programs::links::FdLink = aya::programs::links::PinnedLink::from_pin(&pin)
+        .unwrap()
+        .into();
     assert_eq!(
         link.info().unwrap().link_type().unwrap(),
         aya::programs::links::LinkType::Tcx
