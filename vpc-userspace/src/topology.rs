@@ -111,7 +111,8 @@ fn in_ns(ns: &str, cmd: &str, args: &[&str]) -> Result<String> {
     ip(&all)
 }
 
-fn mac_str(m: &[u8; 6]) -> String {
+/// `02:52:54:00:00:01`, as `ip` takes it.
+pub fn mac_str(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()

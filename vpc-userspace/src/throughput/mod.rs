@@ -343,16 +343,19 @@ impl DirectBed {
                 bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
             }
         }
+        // Locally administered MACs of our own choosing, and static
+        // neighbours, as everywhere in the project: no ARP.
+        let (c_mac, s_mac) = ([2, 0, 0, 0, 0xd1, 1], [2, 0, 0, 0, 0xd1, 2]);
         // Dropped on any failure below: nothing is left behind.
-        let mut bed = Self {
+        let bed = Self {
             namespaces: namespaces.clone(),
             ends: Ends {
                 client_ns: namespaces[0].clone(),
                 server_ns: namespaces[1].clone(),
                 client_ip: c_ip,
                 server_ip: s_ip,
-                client_mac: [0; 6],
-                next_hop_mac: [0; 6],
+                client_mac: c_mac,
+                next_hop_mac: s_mac,
             },
         };
         let ip = |args: &[&str]| topology::run("ip", args);
@@ -365,6 +368,8 @@ impl DirectBed {
             "link",
             "add",
             "eth0",
+            "address",
+            &topology::mac_str(&c_mac),
             "type",
             "veth",
             "peer",
@@ -372,8 +377,13 @@ impl DirectBed {
             "eth0",
             "netns",
             &namespaces[1],
+            "address",
+            &topology::mac_str(&s_mac),
         ])?;
-        for (ns, addr) in [(&namespaces[0], c_ip), (&namespaces[1], s_ip)] {
+        for (ns, addr, peer, peer_mac) in [
+            (&namespaces[0], c_ip, s_ip, s_mac),
+            (&namespaces[1], s_ip, c_ip, c_mac),
+        ] {
             ip(&[
                 "-n",
                 ns,
@@ -385,41 +395,21 @@ impl DirectBed {
             ])?;
             ip(&["-n", ns, "link", "set", "eth0", "up"])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        let mac = |ns: &str| -> Result<[u8; 6]> {
-            let out = ip(&["-n", ns, "-j", "link", "show", "eth0"])?;
-            let v: serde_json::Value = serde_json::from_str(&out)?;
-            let a = v[0]["address"].as_str().context("no MAC")?;
-            let mut m = [0u8; 6];
-            for (i, b) in a.split(':').enumerate().take(6) {
-                m[i] = u8::from_str_radix(b, 16)?;
-            }
-            Ok(m)
-        };
-        let (c_mac, s_mac) = (mac(&namespaces[0])?, mac(&namespaces[1])?);
-        // Static neighbours, as everywhere in the project: no ARP.
-        for (ns, addr, m) in [(&namespaces[0], s_ip, s_mac), (&namespaces[1], c_ip, c_mac)] {
-            let m = m
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":");
+            let peer_mac = topology::mac_str(&peer_mac);
             ip(&[
                 "-n",
                 ns,
                 "neigh",
                 "replace",
-                &addr.to_string(),
+                &peer.to_string(),
                 "lladdr",
-                &m,
+                &peer_mac,
                 "dev",
                 "eth0",
                 "nud",
                 "permanent",
             ])?;
         }
-        bed.ends.client_mac = c_mac;
-        bed.ends.next_hop_mac = s_mac;
         Ok(bed)
     }
 }
@@ -731,13 +721,7 @@ fn nft_router(state: &State, exec: &topology::Node, db: &topology::Node) -> Resu
             "dev",
             &n.router_if,
         ])?;
-        let mac = n
-            .link
-            .mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
+        let mac = topology::mac_str(&n.link.mac);
         run(&[
             "-n",
             r,
