@@ -84,6 +84,10 @@ impl Deployment {
         args.extend_from_slice(extra);
         let d = Deployment { name };
         let out = vpc(&d.name, &args);
+        // Read once, by `up`: nothing to leave in /tmp.
+        if template != "default" {
+            let _ = std::fs::remove_file(&t);
+        }
         assert!(out.status.success(), "vpc up failed:\n{}", text(&out));
         d
     }

@@ -476,6 +476,35 @@ pub fn attach_port(deployment: &str, pin_dir: &Path, n: &Node, hook: Hook) -> Re
     }
 }
 
+/// SIGTERM, and the agent's exit awaited (SIGKILL after 10 s): an agent
+/// still writing its store while `down` removes the directory would leave
+/// files of a deployment that is gone.
+fn stop_agent(pid: u32) {
+    use nix::sys::signal::{kill, Signal};
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    // Gone, or a zombie waiting for a parent that is not us.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    let _ = kill(p, Signal::SIGTERM);
+    for (wait, then) in [(10, Some(Signal::SIGKILL)), (5, None)] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+        while !gone() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match then {
+            Some(sig) if !gone() => {
+                let _ = kill(p, sig);
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Tears a deployment down: agent, namespaces (and so veths and links), pins, state.
 pub fn down(name: &str) -> Result<()> {
     check_name(name)?;
@@ -490,10 +519,7 @@ pub fn down(name: &str) -> Result<()> {
                 })
                 .unwrap_or(false);
             if pid != std::process::id() && ours {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                stop_agent(pid);
             }
         }
     }

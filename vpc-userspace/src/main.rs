@@ -639,7 +639,8 @@ fn spawn_agent(name: &str) -> Result<std::process::Child> {
         .process_group(0)
         .spawn()
         .context("starting the agent")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: a loaded machine may take a while to load and adopt.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
