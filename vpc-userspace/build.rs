@@ -8,6 +8,14 @@ fn main() -> anyhow::Result<()> {
         .no_deps()
         .exec()
         .context("MetadataCommand::exec")?;
+    // The eBPF object also compiles vpc-common: aya-build watches only the
+    // eBPF crate, so a change to the shared types would leave a stale object.
+    if let Some(common) = packages.iter().find(|p| p.name.as_str() == "vpc-common") {
+        if let Some(dir) = common.manifest_path.parent() {
+            println!("cargo:rerun-if-changed={dir}/src");
+            println!("cargo:rerun-if-changed={dir}/Cargo.toml");
+        }
+    }
     let ebpf_package = packages
         .into_iter()
         .find(|cargo_metadata::Package { name, .. }| name.as_str() == "vpc-ebpf")
