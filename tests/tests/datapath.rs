@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use vpc::datapath::Maps;
 use vpc::packet::{parse_and_verify, parse_icmp_error, quote, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::{
-    v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo, RouteKey, RouteTarget,
+    map_names, v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo, RouteKey, RouteTarget,
     ROUTE_FIXED_BITS,
 };
 use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
@@ -181,12 +181,14 @@ fn add_ipv6(h: &mut Harness) {
         updates.push((l.ifindex, port, a.octets(), ep));
     }
     {
-        let mut ports: M<_, u32, PortInfo> = M::try_from(h.dp.map("PORTS").unwrap()).unwrap();
+        let mut ports: M<_, u32, PortInfo> =
+            M::try_from(h.dp.map(map_names::PORTS).unwrap()).unwrap();
         for (i, p, _, _) in &updates {
             ports.insert(i, p, 0).unwrap();
         }
     }
-    let mut eps: M<_, [u8; 16], Endpoint> = M::try_from(h.dp.map("ENDPOINTS").unwrap()).unwrap();
+    let mut eps: M<_, [u8; 16], Endpoint> =
+        M::try_from(h.dp.map(map_names::ENDPOINTS).unwrap()).unwrap();
     for (_, _, a, ep) in &updates {
         eps.insert(a, ep, 0).unwrap();
     }
@@ -202,7 +204,8 @@ fn add_ipv6(h: &mut Harness) {
         .unwrap()
         .1;
     eps.insert(eni6.octets(), eni_ep, 0).unwrap();
-    let mut enis: M<_, u32, HyperplaneEni> = M::try_from(h.dp.map("ENIS").unwrap()).unwrap();
+    let mut enis: M<_, u32, HyperplaneEni> =
+        M::try_from(h.dp.map(map_names::ENIS).unwrap()).unwrap();
     enis.insert(
         h.entries.enis[0].0,
         HyperplaneEni {
@@ -215,7 +218,7 @@ fn add_ipv6(h: &mut Harness) {
     .unwrap();
     // And the `local` route of that IPv6 block (fd00::/8) in every table.
     let mut routes: aya::maps::LpmTrie<_, RouteKey, RouteTarget> =
-        aya::maps::LpmTrie::try_from(h.dp.map("ROUTES").unwrap()).unwrap();
+        aya::maps::LpmTrie::try_from(h.dp.map(map_names::ROUTES).unwrap()).unwrap();
     for table in h.entries.route_tables.values() {
         let key = RouteKey {
             table_family: vpc::compile::route::table_family(*table, true),
@@ -809,7 +812,7 @@ fn gc_frees_the_nat_port_of_an_expired_flow_whose_tuple_came_back() {
         let p2 = parse_and_verify(&second).unwrap().sport;
         let reply_keys = |h: &mut Harness| -> usize {
             let m: aya::maps::HashMap<_, vpc_common::CtKey, vpc_common::CtEntry> =
-                aya::maps::HashMap::try_from(h.dp.map("CT").unwrap()).unwrap();
+                aya::maps::HashMap::try_from(h.dp.map(map_names::CT).unwrap()).unwrap();
             m.iter()
                 .filter_map(|r| r.ok())
                 .filter(|(_, e)| e.dir == vpc_common::CT_DIR_REPLY)
@@ -1235,7 +1238,7 @@ fn nat_port_allocation_failure_rate_follows_the_probe_count() {
             }
             {
                 let mut m: M<_, NatPortKey, CtKey> =
-                    M::try_from(h.dp.map("NAT_PORTS").unwrap()).unwrap();
+                    M::try_from(h.dp.map(map_names::NAT_PORTS).unwrap()).unwrap();
                 for port in m.keys().filter_map(|k| k.ok()).collect::<Vec<_>>() {
                     m.remove(&port).unwrap();
                 }
@@ -1273,12 +1276,12 @@ fn nat_port_allocation_failure_rate_follows_the_probe_count() {
                     ..Default::default()
                 };
                 let mut ct: M<_, CtKey, vpc_common::CtEntry> =
-                    M::try_from(h.dp.map("CT").unwrap()).unwrap();
+                    M::try_from(h.dp.map(map_names::CT).unwrap()).unwrap();
                 let e = ct.get(&orig, 0).expect("tracked");
                 ct.remove(&e.twin).unwrap();
                 ct.remove(&orig).unwrap();
                 let mut m: M<_, NatPortKey, CtKey> =
-                    M::try_from(h.dp.map("NAT_PORTS").unwrap()).unwrap();
+                    M::try_from(h.dp.map(map_names::NAT_PORTS).unwrap()).unwrap();
                 m.remove(&vpc::datapath::nat_claim(&orig, &e).unwrap())
                     .unwrap();
             }
@@ -1415,7 +1418,7 @@ fn orphaned_nat_claims_are_found_and_released_and_live_ones_stay() {
             proto: 6,
             ..Default::default()
         };
-        let mut ct: M<_, CtKey, CtEntry> = M::try_from(h.dp.map("CT").unwrap()).unwrap();
+        let mut ct: M<_, CtKey, CtEntry> = M::try_from(h.dp.map(map_names::CT).unwrap()).unwrap();
         let e = ct.get(&orig, 0).expect("tracked");
         ct.remove(&e.twin).unwrap();
         ct.remove(&orig).unwrap();

@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use vpc_common::map_names;
 use vpc_tests::{http_get, namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
@@ -599,7 +600,10 @@ fn down_removes_namespaces_links_pins_and_state() {
     // Router, two hosts, the function's two execution environments and
     // the VPC's resolver.
     assert_eq!(namespaces_with_prefix(&name).len(), 6);
-    assert!(vpc::deploy::pin_dir(&name).join("maps/CT").exists());
+    assert!(vpc::deploy::pin_dir(&name)
+        .join("maps")
+        .join(map_names::CT)
+        .exists());
     // Every VPC-side namespace has its resolv.conf (for `ip netns exec`).
     let etc = |ns: &str| std::path::Path::new("/etc/netns").join(ns);
     assert!(etc(&d.netns("DatabaseInstance"))

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use vpc_common::map_names;
 use vpc_tests::{spawn_in_netns, text, Deployment, NAT_INSTANCE};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
@@ -542,7 +543,7 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
             .as_array()
             .unwrap()
             .iter()
-            .find(|m| m["map"] == "NAT_PORTS")
+            .find(|m| m["map"] == map_names::NAT_PORTS)
             .unwrap()["entries"]
             .as_u64()
             .unwrap()

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use vpc_common::map_names;
 use vpc_tests::{http_get, spawn_in_netns, text, vpc_bin, Deployment};
 
 fn metric(body: &str, name: &str) -> Option<f64> {
@@ -143,7 +144,8 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
     assert_eq!(s["apply_latency_s"].as_f64(), Some(apply));
     let maps = s["maps"].as_array().unwrap();
     assert!(
-        maps.iter().any(|m| m["map"] == "CT" && m["entries"] == 10),
+        maps.iter()
+            .any(|m| m["map"] == map_names::CT && m["entries"] == 10),
         "{s}"
     );
     // The text status, and `vpc top` redrawing it with rates.

@@ -12,7 +12,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use serde::Serialize;
-use vpc_common::PortInfo;
+use vpc_common::{map_names, PortInfo};
 
 use crate::{
     compile::{self, LinkInfo},
@@ -283,20 +283,20 @@ fn bench_datapath_with(
 }
 
 fn set_port(dp: &mut Datapath, ifindex: u32, p: &PortInfo) -> Result<()> {
-    let mut m: BpfHashMap<_, u32, PortInfo> = BpfHashMap::try_from(dp.map("PORTS")?)?;
+    let mut m: BpfHashMap<_, u32, PortInfo> = BpfHashMap::try_from(dp.map(map_names::PORTS)?)?;
     m.insert(ifindex, p, 0)?;
     Ok(())
 }
 
 fn set_mode(dp: &mut Datapath, mode: u32) -> Result<()> {
-    let mut a: Array<_, u32> = Array::try_from(dp.map("BENCH")?)?;
+    let mut a: Array<_, u32> = Array::try_from(dp.map(map_names::BENCH)?)?;
     a.set(0, mode, 0)?;
     Ok(())
 }
 
 /// Flow logs on (window 1) or off (0) in the datapath.
 fn set_flow_window(dp: &mut Datapath, w: u64) -> Result<()> {
-    let mut a: Array<_, u64> = Array::try_from(dp.map("CONFIG")?)?;
+    let mut a: Array<_, u64> = Array::try_from(dp.map(map_names::CONFIG)?)?;
     a.set(vpc_common::cfg::FLOW_WINDOW, w, 0)?;
     Ok(())
 }
@@ -427,7 +427,7 @@ fn scale_cases(
         let filled = (cap as u64 * level as u64 / 100) as usize;
         {
             let mut m: BpfHashMap<_, NatPortKey, CtKey> =
-                BpfHashMap::try_from(dp.map("NAT_PORTS")?)?;
+                BpfHashMap::try_from(dp.map(map_names::NAT_PORTS)?)?;
             for i in 0..filled {
                 let j = i + (next() % (ports.len() - i) as u64) as usize;
                 ports.swap(i, j);
@@ -480,7 +480,8 @@ fn scale_cases(
         let (mut dp, _, _) =
             bench_datapath_with(&model, &[("Fn", 1), ("Db", 100), ("App", 101)], ct_max)?;
         {
-            let mut m: BpfHashMap<_, CtKey, CtEntry> = BpfHashMap::try_from(dp.map("CT")?)?;
+            let mut m: BpfHashMap<_, CtKey, CtEntry> =
+                BpfHashMap::try_from(dp.map(map_names::CT)?)?;
             let now = crate::datapath::mono_ns();
             for i in 0..entries - 1 {
                 let x = next();
@@ -518,8 +519,8 @@ fn scale_cases(
         )?);
         if entries > 1_000 {
             let (ct, nat) = (
-                map_memlock(&mut dp, "CT")?,
-                map_memlock(&mut dp, "NAT_PORTS")?,
+                map_memlock(&mut dp, map_names::CT)?,
+                map_memlock(&mut dp, map_names::NAT_PORTS)?,
             );
             let connections = ct_max as u64 / 2;
             memory = Some(MapMemory {

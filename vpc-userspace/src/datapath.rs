@@ -12,9 +12,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use vpc_common::{
-    cfg, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni, NatPortKey, PortInfo,
-    RouteKey, RouteTarget, SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT,
-    CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
+    cfg, map_names, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni, NatPortKey,
+    PortInfo, RouteKey, RouteTarget, SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT, CT_DIR_ORIG,
+    CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_STAT_FAILED, NAT_STAT_HIST,
+    STAT_FORWARDED,
 };
 
 use crate::compile::Entries;
@@ -51,30 +52,30 @@ pub const BENCH_ROUTER_PROGRAM: &str = "bench_router";
 pub const BENCH_REDIRECT_PROGRAM: &str = "bench_redirect";
 /// Maps that outlive the loading process (pinned by `vpc up`).
 pub const PINNED_MAPS: &[&str] = &[
-    "PORTS",
-    "ENDPOINTS",
-    "ENIS",
-    "SG_PREFIXES",
-    "SG_PORTS",
-    "ACL_PREFIXES",
-    "ACL_PORTS",
-    "SUBNET_ACLS",
-    "CT",
-    "STATS",
-    "CONFIG",
-    "ENI_GROUPS",
-    "NAT_PORTS",
-    "NAT_STATS",
-    "FRAGS",
-    "FRAG_IDS",
-    "ROUTES",
-    "SUBNET_ROUTE_TABLES",
-    "FL_REJECTS",
-    "FL_EVENTS",
-    "FL_STATS",
-    "PUBLIC_IPS",
-    "PORT_STATS",
-    "ENI_STATS",
+    map_names::PORTS,
+    map_names::ENDPOINTS,
+    map_names::ENIS,
+    map_names::SG_PREFIXES,
+    map_names::SG_PORTS,
+    map_names::ACL_PREFIXES,
+    map_names::ACL_PORTS,
+    map_names::SUBNET_ACLS,
+    map_names::CT,
+    map_names::STATS,
+    map_names::CONFIG,
+    map_names::ENI_GROUPS,
+    map_names::NAT_PORTS,
+    map_names::NAT_STATS,
+    map_names::FRAGS,
+    map_names::FRAG_IDS,
+    map_names::ROUTES,
+    map_names::SUBNET_ROUTE_TABLES,
+    map_names::FL_REJECTS,
+    map_names::FL_EVENTS,
+    map_names::FL_STATS,
+    map_names::PUBLIC_IPS,
+    map_names::PORT_STATS,
+    map_names::ENI_STATS,
 ];
 pub const BPFFS: &str = "/sys/fs/bpf";
 
@@ -231,7 +232,7 @@ pub trait Maps {
     fn map(&mut self, name: &str) -> Result<&mut Map>;
 
     fn set_timeouts(&mut self, t: &Timeouts) -> Result<()> {
-        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         for (i, d) in t.by_index() {
             a.set(i, d.as_nanos() as u64, 0)?;
         }
@@ -242,23 +243,25 @@ pub trait Maps {
     /// only once all it may need is in place.
     fn install(&mut self, e: &Entries) -> Result<()> {
         self.install_policy(e)?;
-        let mut m: HashMap<_, [u8; 16], Endpoint> = HashMap::try_from(self.map("ENDPOINTS")?)?;
+        let mut m: HashMap<_, [u8; 16], Endpoint> =
+            HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
         for (k, v) in &e.endpoints {
             m.insert(k, v, 0).context("ENDPOINTS insert")?;
         }
-        let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map("ENIS")?)?;
+        let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
         for (k, v) in &e.enis {
             m.insert(k, v, 0).context("ENIS insert")?;
         }
-        let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map("ENI_GROUPS")?)?;
+        let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map(map_names::ENI_GROUPS)?)?;
         for (k, v) in &e.eni_groups {
             m.insert(k, v, 0).context("ENI_GROUPS insert")?;
         }
-        let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map("PUBLIC_IPS")?)?;
+        let mut m: HashMap<_, [u8; 16], [u8; 16]> =
+            HashMap::try_from(self.map(map_names::PUBLIC_IPS)?)?;
         for (k, v) in &e.public_ips {
             m.insert(k, v, 0).context("PUBLIC_IPS insert")?;
         }
-        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
+        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         for (k, v) in &e.ports {
             m.insert(k, v, 0).context("PORTS insert")?;
         }
@@ -268,14 +271,14 @@ pub trait Maps {
     /// Now on the datapath's clock (idle times): `mono_ns` plus what a
     /// test clock was moved by.
     fn datapath_now(&mut self) -> Result<u64> {
-        let a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         Ok(mono_ns().wrapping_add(a.get(&cfg::CLOCK_OFFSET, 0)?))
     }
 
     /// Moves the datapath's clock forward (a test clock's advance): every
     /// connection is that much more idle.
     fn advance_clock(&mut self, ns: u64) -> Result<()> {
-        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         let t = a.get(&cfg::CLOCK_OFFSET, 0)?;
         a.set(cfg::CLOCK_OFFSET, t.wrapping_add(ns), 0)?;
         Ok(())
@@ -289,7 +292,7 @@ pub trait Maps {
                 vpc_common::NAT_PORT_RANGE
             );
         }
-        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         a.set(cfg::ENI_CAPACITY, ports as u64, 0)?;
         Ok(())
     }
@@ -302,13 +305,13 @@ pub trait Maps {
                 vpc_common::NAT_PORT_RANGE
             );
         }
-        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         a.set(cfg::NAT_GATEWAY_CAPACITY, ports as u64, 0)?;
         Ok(())
     }
 
     fn eni_capacity(&mut self) -> Result<u32> {
-        let a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         Ok(match a.get(&cfg::ENI_CAPACITY, 0)? as u32 {
             c if c == 0 || c > vpc_common::NAT_PORT_RANGE => vpc_common::DEFAULT_ENI_CAPACITY,
             c => c,
@@ -317,14 +320,14 @@ pub trait Maps {
 
     /// Writes one ENI group (the datapath tries its ENIs in this order).
     fn set_eni_group(&mut self, id: u32, g: &EniGroup) -> Result<()> {
-        let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map("ENI_GROUPS")?)?;
+        let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map(map_names::ENI_GROUPS)?)?;
         m.insert(id, g, 0).context("ENI_GROUPS insert")?;
         Ok(())
     }
 
     /// NAT ports claimed per ENI (index) and protocol: its connections.
     fn nat_claims(&mut self) -> Result<std::collections::BTreeMap<(u32, u8), usize>> {
-        let m: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+        let m: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map(map_names::NAT_PORTS)?)?;
         let mut out = std::collections::BTreeMap::new();
         for k in m.keys().filter_map(|k| k.ok()) {
             *out.entry((k.eni, k.proto)).or_insert(0) += 1;
@@ -334,7 +337,7 @@ pub trait Maps {
 
     /// NAT allocation counters, summed over CPUs.
     fn nat_stats(&mut self) -> Result<NatStats> {
-        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map("NAT_STATS")?)?;
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(map_names::NAT_STATS)?)?;
         let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
         let mut probe_histogram = vec![];
         for b in 0..NAT_HIST_BUCKETS {
@@ -363,8 +366,8 @@ pub trait Maps {
     /// that generation is switched on.
     fn install_policy(&mut self, e: &Entries) -> Result<()> {
         for (name, prefixes) in [
-            ("SG_PREFIXES", &e.sg_prefixes),
-            ("ACL_PREFIXES", &e.acl_prefixes),
+            (map_names::SG_PREFIXES, &e.sg_prefixes),
+            (map_names::ACL_PREFIXES, &e.acl_prefixes),
         ] {
             let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map(name)?)?;
             for (len, k, class) in prefixes {
@@ -374,8 +377,8 @@ pub trait Maps {
         }
         let sg_ports = e.sg_ports.iter().map(|(l, k)| (*l, *k, 1u8));
         for (name, ports) in [
-            ("SG_PORTS", sg_ports.collect::<Vec<_>>()),
-            ("ACL_PORTS", e.acl_ports.clone()),
+            (map_names::SG_PORTS, sg_ports.collect::<Vec<_>>()),
+            (map_names::ACL_PORTS, e.acl_ports.clone()),
         ] {
             let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map(name)?)?;
             for (len, k, v) in ports {
@@ -383,16 +386,17 @@ pub trait Maps {
                     .with_context(|| format!("{name} insert"))?;
             }
         }
-        let mut m: Array<_, u32> = Array::try_from(self.map("SUBNET_ACLS")?)?;
+        let mut m: Array<_, u32> = Array::try_from(self.map(map_names::SUBNET_ACLS)?)?;
         for (i, acl) in &e.subnet_acls {
             m.set(*i, *acl, 0).context("SUBNET_ACLS set")?;
         }
-        let mut m: LpmTrie<_, RouteKey, RouteTarget> = LpmTrie::try_from(self.map("ROUTES")?)?;
+        let mut m: LpmTrie<_, RouteKey, RouteTarget> =
+            LpmTrie::try_from(self.map(map_names::ROUTES)?)?;
         for (len, k, t) in &e.routes {
             m.insert(&Key::new(*len, *k), *t, 0)
                 .context("ROUTES insert")?;
         }
-        let mut m: Array<_, u32> = Array::try_from(self.map("SUBNET_ROUTE_TABLES")?)?;
+        let mut m: Array<_, u32> = Array::try_from(self.map(map_names::SUBNET_ROUTE_TABLES)?)?;
         for (i, t) in &e.subnet_route_tables {
             m.set(*i, *t, 0).context("SUBNET_ROUTE_TABLES set")?;
         }
@@ -404,7 +408,7 @@ pub trait Maps {
         let of_id = |pd: [u8; 4]| (u32::from_be_bytes(pd) >> 2 >> ID_GEN_SHIFT) & 1;
         let of_class = |c: [u8; 4]| u32::from_be_bytes(c) >> CLASS_GEN_SHIFT & 1;
         let mut n = 0;
-        for name in ["SG_PREFIXES", "ACL_PREFIXES"] {
+        for name in [map_names::SG_PREFIXES, map_names::ACL_PREFIXES] {
             let mut m: LpmTrie<_, SgPrefixKey, u32> = LpmTrie::try_from(self.map(name)?)?;
             let stale: Vec<_> = m
                 .keys()
@@ -416,7 +420,8 @@ pub trait Maps {
                 n += 1;
             }
         }
-        let mut m: LpmTrie<_, RouteKey, RouteTarget> = LpmTrie::try_from(self.map("ROUTES")?)?;
+        let mut m: LpmTrie<_, RouteKey, RouteTarget> =
+            LpmTrie::try_from(self.map(map_names::ROUTES)?)?;
         let stale: Vec<_> = m
             .keys()
             .filter_map(|k| k.ok())
@@ -426,7 +431,7 @@ pub trait Maps {
             m.remove(&k)?;
             n += 1;
         }
-        for name in ["SG_PORTS", "ACL_PORTS"] {
+        for name in [map_names::SG_PORTS, map_names::ACL_PORTS] {
             let mut m: LpmTrie<_, SgPortKey, u8> = LpmTrie::try_from(self.map(name)?)?;
             let stale: Vec<_> = m
                 .keys()
@@ -443,7 +448,7 @@ pub trait Maps {
 
     /// The generation in force.
     fn generation(&mut self) -> Result<u32> {
-        let a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         Ok(a.get(&cfg::GENERATION, 0)? as u32 & 1)
     }
 
@@ -452,7 +457,7 @@ pub trait Maps {
     /// repeats, so verdicts cached under one policy (conntrack's ACL
     /// verdicts) cannot be mistaken for verdicts of a later one.
     fn set_generation(&mut self, gen: u32) -> Result<()> {
-        let mut a: Array<_, u64> = Array::try_from(self.map("CONFIG")?)?;
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         let cur = a.get(&cfg::GENERATION, 0)?;
         let next = if (cur + 1) & 1 == gen as u64 {
             cur + 1
@@ -489,7 +494,7 @@ pub trait Maps {
 
     /// Sets the ENI group an execution environment sends through (0: none).
     fn set_port_eni(&mut self, ifindex: u32, group: u32) -> Result<()> {
-        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
+        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         let mut p = m.get(&ifindex, 0).context("no such port")?;
         p.eni_group = group;
         m.insert(ifindex, p, 0)?;
@@ -500,19 +505,20 @@ pub trait Maps {
     /// ENIs), leaving the slot in force untouched.
     fn set_policy_slots(&mut self, e: &Entries) -> Result<()> {
         let gen = e.gen as usize;
-        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map("PORTS")?)?;
+        let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         for (k, v) in &e.ports {
             let mut cur = m.get(k, 0).context("port missing")?;
             cur.policy[gen] = v.policy[gen];
             m.insert(k, cur, 0)?;
         }
-        let mut m: HashMap<_, [u8; 16], Endpoint> = HashMap::try_from(self.map("ENDPOINTS")?)?;
+        let mut m: HashMap<_, [u8; 16], Endpoint> =
+            HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
         for (k, v) in &e.endpoints {
             let mut cur = m.get(k, 0).context("endpoint missing")?;
             cur.policy[gen] = v.policy[gen];
             m.insert(k, cur, 0)?;
         }
-        let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map("ENIS")?)?;
+        let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
         for (k, v) in &e.enis {
             let mut cur = m.get(k, 0).context("ENI missing")?;
             cur.policy[gen] = v.policy[gen];
@@ -522,7 +528,7 @@ pub trait Maps {
     }
 
     fn counters(&mut self) -> Result<Counters> {
-        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map("STATS")?)?;
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(map_names::STATS)?)?;
         let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
         Ok(Counters {
             forwarded: sum(STAT_FORWARDED)?,
@@ -535,7 +541,7 @@ pub trait Maps {
 
     /// Live connections (original-direction entries).
     fn connections(&mut self) -> Result<Vec<(CtKey, CtEntry)>> {
-        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(map_names::CT)?)?;
         Ok(m.iter()
             .filter_map(|r| r.ok())
             .filter(|(_, e)| e.dir == CT_DIR_ORIG)
@@ -561,13 +567,14 @@ pub trait Maps {
     ) -> Result<usize> {
         let now = self.datapath_now()?;
         let all: Vec<(CtKey, CtEntry)> = {
-            let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+            let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(map_names::CT)?)?;
             m.iter().filter_map(|r| r.ok()).collect()
         };
         let mut removed = 0;
         for (k, e) in &all {
             let released = {
-                let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+                let mut m: HashMap<_, CtKey, CtEntry> =
+                    HashMap::try_from(self.map(map_names::CT)?)?;
                 let expired = if e.dir == CT_DIR_ORIG {
                     now.saturating_sub(e.last_seen)
                         > timeout_of(t, k.proto, e) + gc_grace(t, k.proto, e)
@@ -634,7 +641,7 @@ pub trait Maps {
             };
             if let Some((c, reply)) = released {
                 let mut ports: HashMap<_, NatPortKey, CtKey> =
-                    HashMap::try_from(self.map("NAT_PORTS")?)?;
+                    HashMap::try_from(self.map(map_names::NAT_PORTS)?)?;
                 if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
                     let _ = ports.remove(&c);
                 }
@@ -651,10 +658,11 @@ pub trait Maps {
     /// [`release_nat_orphans`]: Maps::release_nat_orphans
     fn nat_orphans(&mut self) -> Result<Vec<(NatPortKey, CtKey)>> {
         let claims: Vec<(NatPortKey, CtKey)> = {
-            let m: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+            let m: HashMap<_, NatPortKey, CtKey> =
+                HashMap::try_from(self.map(map_names::NAT_PORTS)?)?;
             m.iter().filter_map(|r| r.ok()).collect()
         };
-        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(map_names::CT)?)?;
         Ok(claims
             .into_iter()
             .filter(|(_, holder)| ct.get(holder, 0).is_err())
@@ -666,13 +674,14 @@ pub trait Maps {
     /// what an agent killed in the middle of a GC leaves: the entries gone,
     /// the claim not yet. Returns how many went.
     fn release_nat_orphans(&mut self, seen: &[(NatPortKey, CtKey)]) -> Result<usize> {
-        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map("CT")?)?;
+        let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(map_names::CT)?)?;
         let gone: Vec<NatPortKey> = seen
             .iter()
             .filter(|(_, holder)| ct.get(holder, 0).is_err())
             .map(|(c, _)| *c)
             .collect();
-        let mut ports: HashMap<_, NatPortKey, CtKey> = HashMap::try_from(self.map("NAT_PORTS")?)?;
+        let mut ports: HashMap<_, NatPortKey, CtKey> =
+            HashMap::try_from(self.map(map_names::NAT_PORTS)?)?;
         let mut n = 0;
         for (c, holder) in seen {
             if gone.contains(c)
@@ -759,9 +768,9 @@ impl Datapath {
             bail!("conntrack size {ct_max}: at least 2 entries (two per connection)");
         }
         let ebpf = EbpfLoader::new()
-            .map_max_entries("CT", ct_max)
-            .map_max_entries("NAT_PORTS", ct_max / 2)
-            .map_max_entries("FL_EVENTS", ringbuf)
+            .map_max_entries(map_names::CT, ct_max)
+            .map_max_entries(map_names::NAT_PORTS, ct_max / 2)
+            .map_max_entries(map_names::FL_EVENTS, ringbuf)
             .load(EBPF_OBJECT)
             .context("loading the XDP object")?;
         let mut dp = Self { ebpf };
@@ -952,4 +961,41 @@ pub fn ensure_bpffs() -> Result<()> {
     )
     .context("mounting bpffs at /sys/fs/bpf")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use aya_obj::EbpfSectionKind;
+    use vpc_common::map_names;
+
+    use super::EBPF_OBJECT;
+
+    /// `map_names` and the built object's maps are the same set: a map
+    /// renamed on either side fails here, not at load time. Parsing needs
+    /// neither root nor a kernel.
+    #[test]
+    fn map_names_match_the_object() {
+        let obj = aya_obj::Object::parse(EBPF_OBJECT).expect("parsing the eBPF object");
+        // `.data`, `.rodata` and `.bss` also parse as maps: globals, not `#[map]`s.
+        let in_object: BTreeSet<&str> = obj
+            .maps
+            .iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m.section_kind(),
+                    EbpfSectionKind::Maps | EbpfSectionKind::BtfMaps
+                )
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let names: BTreeSet<&str> = map_names::ALL.iter().copied().collect();
+        assert_eq!(
+            names.len(),
+            map_names::ALL.len(),
+            "a name twice in map_names::ALL"
+        );
+        assert_eq!(names, in_object);
+    }
 }

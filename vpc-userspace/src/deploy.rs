@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use vpc_common::map_names;
 
 use crate::{
     compile,
@@ -1317,14 +1318,14 @@ pub fn add_eni(
     // Its own entries first (nobody sends through it until the group names it).
     {
         let mut m: aya::maps::HashMap<_, [u8; 16], vpc_common::Endpoint> =
-            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
         for (k, v) in entries.endpoints.iter().filter(|(k, _)| {
             *k == vpc_common::v4_mapped(ip.octets()) || Some(*k) == ip6.map(|a| a.octets())
         }) {
             m.insert(k, v, 0)?;
         }
         let mut m: aya::maps::HashMap<_, u32, vpc_common::HyperplaneEni> =
-            aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
         for (k, v) in entries
             .enis
             .iter()
@@ -1389,11 +1390,11 @@ pub fn remove_eni(name: &str, maps: &mut PinnedMaps, index: u32) -> Result<bool>
     maps.switch_policy(&entries)?;
     {
         let mut m: aya::maps::HashMap<_, u32, vpc_common::HyperplaneEni> =
-            aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
         let _ = m.remove(&index);
         let _ = m.remove(&(index | compile::ENI_V4_ONLY));
         let mut m: aya::maps::HashMap<_, [u8; 16], vpc_common::Endpoint> =
-            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
         let _ = m.remove(&vpc_common::v4_mapped(e.ip.octets()));
         if let Some(a) = e.ip6 {
             let _ = m.remove(&a.octets());

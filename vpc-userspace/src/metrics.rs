@@ -14,6 +14,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
+use vpc_common::map_names;
 
 use crate::{
     datapath::{Maps, PinnedMaps},
@@ -243,7 +244,7 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
     use aya::maps::PerCpuArray;
     let mut out = vec![];
     {
-        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map("PORT_STATS")?)?;
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map(map_names::PORT_STATS)?)?;
         let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
         for n in &s.nodes {
             let ifindex = n.link.ifindex;
@@ -260,7 +261,7 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
             });
         }
     }
-    let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map("ENI_STATS")?)?;
+    let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map(map_names::ENI_STATS)?)?;
     for e in &s.model.enis {
         out.push(InterfaceCounters {
             node: format!("hyperplane:{}", e.subnet),
@@ -290,11 +291,16 @@ pub fn occupancy(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Occupancy>> {
         Ok(h.keys().filter(|k| k.is_ok()).count() as u64)
     }
     let mut out = vec![];
-    for map in ["CT", "NAT_PORTS", "FL_REJECTS", "ENDPOINTS"] {
+    for map in [
+        map_names::CT,
+        map_names::NAT_PORTS,
+        map_names::FL_REJECTS,
+        map_names::ENDPOINTS,
+    ] {
         let entries = match map {
-            "CT" => count::<CtKey, CtEntry>(maps.map(map)?)?,
-            "NAT_PORTS" => count::<NatPortKey, CtKey>(maps.map(map)?)?,
-            "FL_REJECTS" => count::<FlowRejectKey, FlowWindow>(maps.map(map)?)?,
+            map_names::CT => count::<CtKey, CtEntry>(maps.map(map)?)?,
+            map_names::NAT_PORTS => count::<NatPortKey, CtKey>(maps.map(map)?)?,
+            map_names::FL_REJECTS => count::<FlowRejectKey, FlowWindow>(maps.map(map)?)?,
             _ => count::<[u8; 16], Endpoint>(maps.map(map)?)?,
         };
         let info = aya::maps::MapInfo::from_pin(s.pin_dir.join("maps").join(map))

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use vpc_common::{v4_mapped, CtEntry, CtKey, Endpoint, HyperplaneEni, NatPortKey, PortInfo};
+use vpc_common::{
+    map_names, v4_mapped, CtEntry, CtKey, Endpoint, HyperplaneEni, NatPortKey, PortInfo,
+};
 
 use crate::{
     compile,
@@ -627,7 +629,7 @@ fn add_ports(
     let mine: HashSet<u32> = nodes.iter().map(|n| n.link.ifindex).collect();
     {
         let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
         for (k, v) in entries
             .endpoints
             .iter()
@@ -636,7 +638,7 @@ fn add_ports(
             eps.insert(k, v, 0)?;
         }
         let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
-            aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
         for (k, v) in entries.ports.iter().filter(|(k, _)| mine.contains(k)) {
             ports.insert(k, v, 0)?;
         }
@@ -791,12 +793,12 @@ fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
     })?;
     {
         let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
-            aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
         for n in &nodes {
             let _ = ports.remove(&n.link.ifindex);
         }
         let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-            aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
         for n in &nodes {
             let _ = eps.remove(&v4_mapped(n.ip.octets()));
             if let Some(a) = n.ip6 {
@@ -975,14 +977,14 @@ pub fn rewire(
     if model != old {
         {
             let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-                aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+                aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
             for (k, v) in &entries.endpoints {
                 if m.get(k, 0).is_err() {
                     m.insert(k, v, 0)?;
                 }
             }
             let mut m: aya::maps::HashMap<_, u32, HyperplaneEni> =
-                aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+                aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
             for (k, v) in &entries.enis {
                 if m.get(k, 0).is_err() {
                     m.insert(k, v, 0)?;
@@ -1015,7 +1017,7 @@ pub fn rewire(
     {
         let cur: PortInfo = {
             let m: aya::maps::HashMap<_, u32, PortInfo> =
-                aya::maps::HashMap::try_from(maps.map("PORTS")?)?;
+                aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
             m.get(ifindex, 0).context("port missing")?
         };
         if cur.eni_group != port.eni_group {
@@ -1062,13 +1064,13 @@ pub fn rewire(
             .collect();
         if !gone.is_empty() {
             let mut m: aya::maps::HashMap<_, u32, HyperplaneEni> =
-                aya::maps::HashMap::try_from(maps.map("ENIS")?)?;
+                aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
             for e in &gone {
                 let _ = m.remove(&e.index);
                 let _ = m.remove(&(e.index | compile::ENI_V4_ONLY));
             }
             let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-                aya::maps::HashMap::try_from(maps.map("ENDPOINTS")?)?;
+                aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
             for e in &gone {
                 let _ = m.remove(&v4_mapped(e.ip.octets()));
                 if let Some(a) = e.ip6 {
@@ -1076,7 +1078,7 @@ pub fn rewire(
                 }
             }
             let mut m: aya::maps::HashMap<_, u32, vpc_common::EniGroup> =
-                aya::maps::HashMap::try_from(maps.map("ENI_GROUPS")?)?;
+                aya::maps::HashMap::try_from(maps.map(map_names::ENI_GROUPS)?)?;
             for e in &gone {
                 for g in [e.index, e.index | compile::ENI_V4_ONLY] {
                     if !entries.eni_groups.iter().any(|(id, _)| *id == g) {
@@ -1100,7 +1102,7 @@ pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Resu
         .filter(|(k, _)| addrs.contains(&k.saddr))
         .collect();
     let mut ct: aya::maps::HashMap<_, CtKey, CtEntry> =
-        aya::maps::HashMap::try_from(maps.map("CT")?)?;
+        aya::maps::HashMap::try_from(maps.map(map_names::CT)?)?;
     let mut claims = vec![];
     for (k, e) in &all {
         let _ = ct.remove(&e.twin);
@@ -1108,7 +1110,7 @@ pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Resu
         claims.extend(datapath::nat_claim(k, e));
     }
     let mut ports: aya::maps::HashMap<_, NatPortKey, CtKey> =
-        aya::maps::HashMap::try_from(maps.map("NAT_PORTS")?)?;
+        aya::maps::HashMap::try_from(maps.map(map_names::NAT_PORTS)?)?;
     for c in claims {
         let _ = ports.remove(&c);
     }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use serde::{Deserialize, Serialize};
 use vpc_common::{
-    cfg, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT,
+    cfg, map_names, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT,
     FL_STAT_EVENTS, FL_STAT_LOST,
 };
 
@@ -158,7 +158,7 @@ pub struct FlowLogStats {
 }
 
 pub fn stats(maps: &mut impl Maps) -> Result<FlowLogStats> {
-    let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map("FL_STATS")?)?;
+    let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map(map_names::FL_STATS)?)?;
     let sum = |i: u32| -> Result<u64> { Ok(a.get(&i, 0)?.iter().sum()) };
     Ok(FlowLogStats {
         events: sum(FL_STAT_EVENTS)?,
@@ -189,7 +189,7 @@ impl FlowLogAgent {
         let Some(tick) = Aggregator::tick(&s.model) else {
             return Ok(None);
         };
-        let mut conf: Array<_, u64> = Array::try_from(maps.map("CONFIG")?)?;
+        let mut conf: Array<_, u64> = Array::try_from(maps.map(map_names::CONFIG)?)?;
         // A restarted agent goes on from the window in force.
         let mut window = conf.get(&cfg::FLOW_WINDOW, 0)? as u32;
         let restarted = window != 0;
@@ -197,7 +197,7 @@ impl FlowLogAgent {
             window = 1;
             conf.set(cfg::FLOW_WINDOW, 1, 0)?;
         }
-        let pin = pin_dir(name).join("maps").join("FL_EVENTS");
+        let pin = pin_dir(name).join("maps").join(map_names::FL_EVENTS);
         let events = RingBuf::try_from(Map::from_map_data(
             MapData::from_pin(&pin).with_context(|| format!("opening {}", pin.display()))?,
         )?)?;
@@ -208,7 +208,7 @@ impl FlowLogAgent {
         let mut agg = Aggregator::new(&s.model, unix_now());
         if restarted {
             let m: HashMap<_, FlowRejectKey, FlowWindow> =
-                HashMap::try_from(maps.map("FL_REJECTS")?)?;
+                HashMap::try_from(maps.map(map_names::FL_REJECTS)?)?;
             for k in m.keys().filter_map(|k| k.ok()) {
                 if k.window + 1 >= window {
                     rejects.entry(k.window).or_default().push(k);
@@ -277,7 +277,7 @@ impl FlowLogAgent {
     fn flush(&mut self, maps: &mut impl Maps, all: bool) -> Result<()> {
         let w = self.window;
         {
-            let mut conf: Array<_, u64> = Array::try_from(maps.map("CONFIG")?)?;
+            let mut conf: Array<_, u64> = Array::try_from(maps.map(map_names::CONFIG)?)?;
             conf.set(cfg::FLOW_WINDOW, (w + 1) as u64, 0)?;
         }
         self.window = w + 1;
@@ -288,7 +288,7 @@ impl FlowLogAgent {
         let offset = clock_offset();
         let mut obs = vec![];
         {
-            let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map("CT")?)?;
+            let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map(map_names::CT)?)?;
             for (k, e) in ct.iter().filter_map(|r| r.ok()) {
                 let slot = &e.fl[(w & 1) as usize];
                 if slot.window == w {
@@ -307,7 +307,7 @@ impl FlowLogAgent {
             let later = self.rejects.split_off(&(w + 1));
             let mine = std::mem::replace(&mut self.rejects, later);
             let mut m: HashMap<_, FlowRejectKey, FlowWindow> =
-                HashMap::try_from(maps.map("FL_REJECTS")?)?;
+                HashMap::try_from(maps.map(map_names::FL_REJECTS)?)?;
             for k in mine.into_values().flatten() {
                 match m.get(&k, 0) {
                     Ok(v) => {

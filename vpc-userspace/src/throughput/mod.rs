@@ -40,6 +40,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use serde::Serialize;
+use vpc_common::map_names;
 
 use crate::{
     datapath::{Hook, PinnedMaps, Timeouts, EBPF_OBJECT},
@@ -295,7 +296,7 @@ impl Bed {
     fn set_flow_window(&self, w: u64) -> Result<()> {
         let mut maps = PinnedMaps::open(&self.state.pin_dir)?;
         let mut conf: Array<_, u64> =
-            Array::try_from(crate::datapath::Maps::map(&mut maps, "CONFIG")?)?;
+            Array::try_from(crate::datapath::Maps::map(&mut maps, map_names::CONFIG)?)?;
         conf.set(vpc_common::cfg::FLOW_WINDOW, w, 0)?;
         Ok(())
     }
@@ -445,14 +446,15 @@ impl Harness {
     }
 
     fn set(&mut self, slot: u32, v: u32) -> Result<()> {
-        let mut a: Array<_, u32> = Array::try_from(self.ebpf.map_mut("TPUT_CFG").context("map")?)?;
+        let mut a: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut(map_names::TPUT_CFG).context("map")?)?;
         a.set(slot, v, 0)?;
         Ok(())
     }
 
     fn count(&self, slot: u32) -> Result<u64> {
         let a: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.ebpf.map("TPUT_COUNT").context("map")?)?;
+            PerCpuArray::try_from(self.ebpf.map(map_names::TPUT_COUNT).context("map")?)?;
         Ok(a.get(&slot, 0)?.iter().sum())
     }
 
@@ -625,7 +627,7 @@ pub fn run(name: &str, o: &Options) -> Result<Report> {
 
     // The limit: swap every router link to the bare redirect, atomically.
     let mut table: BpfHashMap<_, u32, [u32; 4]> =
-        BpfHashMap::try_from(h.ebpf.map_mut("TPUT_REDIRECT").context("map")?)?;
+        BpfHashMap::try_from(h.ebpf.map_mut(map_names::TPUT_REDIRECT).context("map")?)?;
     let macs = |dst: [u8; 6], src: [u8; 6]| -> [u32; 3] {
         let b = [dst, src].concat();
         [0, 4, 8].map(|i| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]))

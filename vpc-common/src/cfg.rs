@@ -1,0 +1,27 @@
+//! `CONFIG` array indexes: idle timeouts in nanoseconds, then the generation.
+
+pub const TCP_SYN: u32 = 0;
+pub const TCP_ESTABLISHED: u32 = 1;
+pub const TCP_CLOSING: u32 = 2;
+pub const TCP_CLOSED: u32 = 3;
+pub const UDP: u32 = 4;
+pub const UDP_STREAM: u32 = 5;
+pub const ICMP: u32 = 6;
+pub const OTHER: u32 = 7;
+/// The policy generation in force (0 or 1), not a timeout.
+pub const GENERATION: u32 = 8;
+/// NAT ports per Hyperplane ENI and protocol (1..=`NAT_PORT_RANGE`;
+/// 0 or out of range: `DEFAULT_ENI_CAPACITY`): ports 1024..1024+N.
+pub const ENI_CAPACITY: u32 = 9;
+/// Flow logs: the aggregation window in force (a counter from 1; 0:
+/// no flow log, the datapath counts nothing for them).
+pub const FLOW_WINDOW: u32 = 10;
+/// Idle timeout (ns) of connections through a NAT gateway (AWS: 350 s).
+pub const NAT_GATEWAY_IDLE: u32 = 11;
+/// Source ports per NAT gateway, destination and protocol (as
+/// `ENI_CAPACITY`; 0: `NAT_GATEWAY_CAPACITY`).
+pub const NAT_GATEWAY_CAPACITY: u32 = 12;
+/// Nanoseconds added to the kernel's clock for idle times: what a
+/// test clock (`vpc clock advance`) has been moved by.
+pub const CLOCK_OFFSET: u32 = 13;
+pub const LEN: u32 = 14;

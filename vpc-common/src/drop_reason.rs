@@ -1,0 +1,165 @@
+//! Why packets are dropped, and the `STATS` counters they index.
+
+/// Why a packet was dropped. The discriminant indexes the `STATS` map
+/// (index 0 counts forwarded packets).
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Truncated or inconsistent headers.
+    Malformed = 1,
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): the VPC router only routes IP.
+    NotIp = 2,
+    /// Arrived on an interface the router has no port entry for.
+    UnknownPort = 3,
+    /// Source address is not the one assigned to the sending interface.
+    Spoofed = 4,
+    /// No endpoint in the same VPC owns the destination address.
+    NoRoute = 5,
+    /// Not allowed by the sender's outbound security-group rules.
+    SgEgressDenied = 6,
+    /// Not allowed by the receiver's inbound security-group rules.
+    SgIngressDenied = 7,
+    /// Inbound to a Hyperplane ENI that matches no tracked connection.
+    HyperplaneUnsolicited = 8,
+    /// A TCP packet that is not a SYN and matches no tracked connection.
+    CtInvalid = 9,
+    /// No free NAT port on the Hyperplane ENI after bounded probing.
+    NatPortExhausted = 10,
+    /// IP fragment: ports unknown, policy cannot be decided.
+    Fragment = 11,
+    /// Neither TCP nor UDP from a Lambda function (Lambda supports only those).
+    FunctionProtocol = 12,
+    /// The connection-tracking table refused the insert.
+    CtFull = 13,
+    /// Too many or unsupported IPv6 extension headers.
+    Ipv6ExtHeader = 14,
+    /// The destination's port entry is missing (topology out of step).
+    NoEgressPort = 15,
+    /// Denied by the network ACL of the subnet the packet leaves.
+    NaclEgressDenied = 16,
+    /// Denied by the network ACL of the subnet the packet enters.
+    NaclIngressDenied = 17,
+    /// An ICMP error (destination unreachable, time exceeded, packet too
+    /// big) whose quoted packet belongs to no tracked connection.
+    IcmpErrorUntracked = 18,
+    /// IPv6 from a function whose `VpcConfig` has no
+    /// `Ipv6AllowedForDualStack` (its ENI entry has no IPv6 address).
+    Ipv6NotAllowed = 19,
+    /// IPv6 with an IPv4-mapped (`::ffff:0:0/96`) or IPv4-compatible
+    /// (`::/96`) address: never valid on the wire, and keys and endpoints
+    /// hold IPv4 addresses in that form, so it would pass for IPv4.
+    Ipv6EmbeddedV4 = 20,
+    /// The route that matched is `blackhole`: its target is gone (an
+    /// internet gateway detached from the VPC, ...).
+    RouteBlackhole = 21,
+    /// Routed to an internet gateway, but no internet test host owns the
+    /// destination: nothing ever leaves the project's namespaces.
+    InternetUnreachable = 22,
+    /// Routed to an internet gateway from an address without a public
+    /// IPv4 address (AWS drops it silently; a Lambda ENI never has one).
+    NoPublicAddress = 23,
+    /// Neither TCP, UDP nor ICMP echo to a NAT gateway, or IPv6 (NAT64 is
+    /// not supported).
+    NatGatewayProtocol = 24,
+    /// To the VPC resolver but not DNS (UDP or TCP port 53), or a new
+    /// flow from the resolver (it only answers).
+    ResolverNotDns = 25,
+    /// A new connection from the internet to an address whose subnet
+    /// routes the peer to an egress-only internet gateway: it passes
+    /// outbound IPv6 and its replies only.
+    EgressOnlyInbound = 26,
+    /// A new flow from the AWS services side (the simulated regional
+    /// services or an interface endpoint's ENI): they only answer.
+    AwsServiceUnsolicited = 28,
+    /// To a simulated AWS service by a route that is not its gateway
+    /// endpoint's (the prefix-list route), or the reverse.
+    EndpointServiceMismatch = 29,
+    /// Through a private NAT gateway to an internet gateway: AWS documents
+    /// that the internet gateway drops it.
+    NatGatewayPrivateInternet = 30,
+    /// Routed to an instance's or interface's ENI (a middlebox) that is not
+    /// the packet's destination while its source/destination check is on:
+    /// EC2 drops it.
+    SourceDestCheck = 32,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 30] = [
+        DropReason::Malformed,
+        DropReason::NotIp,
+        DropReason::UnknownPort,
+        DropReason::Spoofed,
+        DropReason::NoRoute,
+        DropReason::SgEgressDenied,
+        DropReason::SgIngressDenied,
+        DropReason::HyperplaneUnsolicited,
+        DropReason::CtInvalid,
+        DropReason::NatPortExhausted,
+        DropReason::Fragment,
+        DropReason::FunctionProtocol,
+        DropReason::CtFull,
+        DropReason::Ipv6ExtHeader,
+        DropReason::NoEgressPort,
+        DropReason::NaclEgressDenied,
+        DropReason::NaclIngressDenied,
+        DropReason::IcmpErrorUntracked,
+        DropReason::Ipv6NotAllowed,
+        DropReason::Ipv6EmbeddedV4,
+        DropReason::RouteBlackhole,
+        DropReason::InternetUnreachable,
+        DropReason::NoPublicAddress,
+        DropReason::NatGatewayProtocol,
+        DropReason::ResolverNotDns,
+        DropReason::EgressOnlyInbound,
+        DropReason::AwsServiceUnsolicited,
+        DropReason::EndpointServiceMismatch,
+        DropReason::NatGatewayPrivateInternet,
+        DropReason::SourceDestCheck,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotIp => "not_ip",
+            DropReason::UnknownPort => "unknown_port",
+            DropReason::Spoofed => "spoofed_source",
+            DropReason::NoRoute => "no_route",
+            DropReason::SgEgressDenied => "sg_egress_denied",
+            DropReason::SgIngressDenied => "sg_ingress_denied",
+            DropReason::HyperplaneUnsolicited => "hyperplane_unsolicited",
+            DropReason::CtInvalid => "ct_invalid",
+            DropReason::NatPortExhausted => "nat_port_exhausted",
+            DropReason::Fragment => "fragment",
+            DropReason::FunctionProtocol => "function_protocol",
+            DropReason::CtFull => "ct_full",
+            DropReason::Ipv6ExtHeader => "ipv6_ext_header",
+            DropReason::NoEgressPort => "no_egress_port",
+            DropReason::NaclEgressDenied => "nacl_egress_denied",
+            DropReason::NaclIngressDenied => "nacl_ingress_denied",
+            DropReason::IcmpErrorUntracked => "icmp_error_untracked",
+            DropReason::Ipv6NotAllowed => "ipv6_not_allowed",
+            DropReason::Ipv6EmbeddedV4 => "ipv6_embedded_ipv4",
+            DropReason::RouteBlackhole => "route_blackhole",
+            DropReason::InternetUnreachable => "internet_unreachable",
+            DropReason::NoPublicAddress => "no_public_address",
+            DropReason::NatGatewayProtocol => "nat_gateway_protocol",
+            DropReason::ResolverNotDns => "resolver_not_dns",
+            DropReason::EgressOnlyInbound => "egress_only_inbound",
+            DropReason::AwsServiceUnsolicited => "aws_service_unsolicited",
+            DropReason::EndpointServiceMismatch => "endpoint_service_mismatch",
+            DropReason::NatGatewayPrivateInternet => "nat_gateway_private_internet",
+            DropReason::SourceDestCheck => "source_dest_check",
+        }
+    }
+}
+
+/// `STATS` index of the forwarded-packet counter.
+pub const STAT_FORWARDED: u32 = 0;
+pub const STATS_LEN: u32 = 48;
+const _: () = {
+    let mut i = 0;
+    while i < DropReason::ALL.len() {
+        assert!((DropReason::ALL[i] as u32) < STATS_LEN);
+        i += 1;
+    }
+};

@@ -1,0 +1,141 @@
+//! Hyperplane ENIs and NAT gateways: their entries, groups and NAT ports.
+
+use crate::conntrack::CtKey;
+
+/// NAT source ports handed out by a Hyperplane ENI (AWS: ephemeral range).
+pub const NAT_PORT_MIN: u16 = 1024;
+pub const NAT_PORT_MAX: u16 = 65535;
+/// Ports of the ephemeral range: the most an ENI can hold per protocol.
+pub const NAT_PORT_RANGE: u32 = NAT_PORT_MAX as u32 - NAT_PORT_MIN as u32 + 1;
+/// Default connections (source ports) per Hyperplane ENI and protocol:
+/// AWS documents 65,000; within the ephemeral range 1024-65535 that AWS
+/// tells customers to open in their ACLs there are 64,512 (see the README).
+pub const DEFAULT_ENI_CAPACITY: u32 = NAT_PORT_RANGE;
+/// Bounded probing for a free NAT port, per ENI of a group: independent
+/// random ports, so at occupancy p an ENI refuses with probability p^16.
+pub const NAT_PORT_TRIES: u32 = 16;
+/// Hyperplane ENIs per (subnet, security-group set) group.
+pub const MAX_GROUP_ENIS: usize = 8;
+/// `NAT_STATS` indexes: allocation failures (every ENI of the group full),
+/// then the probe histogram of successful allocations: bucket `b` counts
+/// allocations that took 2^(b-1)+1 ..= 2^b probes (1, 2, 3-4, 5-8, ...).
+pub const NAT_STAT_FAILED: u32 = 0;
+pub const NAT_STAT_HIST: u32 = 1;
+/// Packets of TCP connections a NAT gateway forgot (idle past its
+/// timeout), answered with a RST: AWS's `IdleTimeoutCount`.
+pub const NAT_STAT_IDLE_TIMEOUT: u32 = 9;
+pub const NAT_HIST_BUCKETS: u32 = 8;
+pub const NAT_STATS_LEN: u32 = 16;
+
+/// Histogram bucket (offset from `NAT_STAT_HIST`) of an allocation that
+/// took `probes` probes (>= 1): 1 -> 0, 2 -> 1, 3-4 -> 2, 5-8 -> 3, ...
+#[inline(always)]
+pub const fn probe_bucket(probes: u32) -> u32 {
+    let b = if probes <= 1 {
+        0
+    } else {
+        32 - (probes - 1).leading_zeros()
+    };
+    if b >= NAT_HIST_BUCKETS {
+        NAT_HIST_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+/// `ENIS` value, keyed by ENI id (u32).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HyperplaneEni {
+    pub addr4: [u8; 16],
+    pub addr6: [u8; 16],
+    /// Per generation.
+    pub policy: [u32; 2],
+    pub vpc: u32,
+    /// The ENI's subnet index.
+    pub subnet: u32,
+    pub has_v6: u8,
+    /// 1: a private NAT gateway (`addr4` is its private address; the
+    /// internet gateway drops what it sends there).
+    pub nat_private: u8,
+    pub _pad: [u8; 2],
+    /// The ENI whose NAT ports this entry hands out (`NAT_PORTS`): its own
+    /// index, also for the IPv4-only view of a dual-stack ENI.
+    pub pool: u32,
+}
+const _: () = assert!(core::mem::size_of::<HyperplaneEni>() == 56);
+
+/// `ENI_GROUPS` value, keyed by group id: the Hyperplane ENIs of one
+/// (subnet, security-group set), tried in order for a new connection.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct EniGroup {
+    pub count: u32,
+    /// `ENIS` ids, the first `count` valid.
+    pub enis: [u32; MAX_GROUP_ENIS],
+}
+const _: () = assert!(core::mem::size_of::<EniGroup>() == 36);
+
+/// `NAT_PORTS` key: a Hyperplane ENI's NAT source port is unique per (ENI,
+/// protocol), so an ENI holds at most its capacity of connections per
+/// protocol (`daddr` and `dport` zero). A NAT gateway's is unique per
+/// (gateway, destination address, destination port, protocol), AWS's
+/// "55,000 connections to each unique destination": one port serves
+/// several destinations, the 5-tuple staying unique.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NatPortKey {
+    /// The ENI's index (`HyperplaneEni::pool`).
+    pub eni: u32,
+    /// A NAT gateway connection's destination: the IPv4 address's bytes
+    /// (network order) as a native u32. No byte arrays here: zeroing one
+    /// becomes a `memset` call, a byte loop in BPF, in every probe.
+    pub daddr: u32,
+    /// Network order, as in `CtEntry::nat_port`.
+    pub port: u16,
+    /// A NAT gateway connection's destination port (network order; 0 for
+    /// ICMP).
+    pub dport: u16,
+    pub proto: u8,
+    pub _pad0: u8,
+    pub _pad1: u16,
+}
+const _: () = assert!(core::mem::size_of::<NatPortKey>() == 16);
+
+impl NatPortKey {
+    /// The claim of a connection through ENI or NAT gateway `pool`, from
+    /// its reply key (the remote side as source, the NAT address and port
+    /// as destination; ICMP echo: the identifier as `sport`).
+    /// `per_destination`: a NAT gateway's claim, which names the remote
+    /// side.
+    #[inline(always)]
+    pub fn of_reply(pool: u32, reply: &CtKey, per_destination: bool) -> Self {
+        let icmp = reply.proto == 1;
+        let port = if icmp { reply.sport } else { reply.dport };
+        let (daddr, dport) = if per_destination {
+            let a = &reply.saddr;
+            (
+                u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+                if icmp { 0 } else { reply.sport },
+            )
+        } else {
+            (0, 0)
+        };
+        NatPortKey {
+            eni: pool,
+            daddr,
+            port,
+            dport,
+            proto: reply.proto,
+            _pad0: 0,
+            _pad1: 0,
+        }
+    }
+}
+
+/// `ENIS` ids of NAT gateways: this plus the gateway's index, clear of
+/// Hyperplane ENI ids (and their `ENI_V4_ONLY` views, bit 15).
+pub const NAT_GATEWAY_ID_BASE: u32 = 0x4000;
+/// Default source ports per NAT gateway, destination (address, port) and
+/// protocol: AWS's 55,000 connections per unique destination.
+pub const NAT_GATEWAY_CAPACITY: u32 = 55_000;

@@ -1,0 +1,95 @@
+//! Names of the eBPF object's maps, as userspace looks them up. aya-ebpf
+//! names a map after its static (`vpc-ebpf/src/maps.rs`, `tput.rs`); a unit
+//! test in vpc-userspace checks `ALL` against the built object.
+
+/// Router-side ifindex -> `PortInfo`.
+pub const PORTS: &str = "PORTS";
+/// Address -> `Endpoint`: where a destination lives.
+pub const ENDPOINTS: &str = "ENDPOINTS";
+/// ENI id -> `HyperplaneEni` (NAT gateways included).
+pub const ENIS: &str = "ENIS";
+/// Group id -> `EniGroup`: the ENIs of one (subnet, security-group set).
+pub const ENI_GROUPS: &str = "ENI_GROUPS";
+/// `NatPortKey` -> the reply key of the connection holding the NAT port.
+pub const NAT_PORTS: &str = "NAT_PORTS";
+/// `FragKey` -> `FragEntry`: datagrams whose first fragment passed a NAT gateway.
+pub const FRAGS: &str = "FRAGS";
+/// Translated `FragKey` -> `FragClaim`: the datagram holding that identity.
+pub const FRAG_IDS: &str = "FRAG_IDS";
+/// Per-CPU NAT port allocation counters (`NAT_STAT_*`).
+pub const NAT_STATS: &str = "NAT_STATS";
+/// Security groups: (policy, direction, peer prefix) -> peer class.
+pub const SG_PREFIXES: &str = "SG_PREFIXES";
+/// Security groups: (class, protocol, port prefix) -> allowed.
+pub const SG_PORTS: &str = "SG_PORTS";
+/// Network ACLs: (ACL, direction, peer prefix) -> class.
+pub const ACL_PREFIXES: &str = "ACL_PREFIXES";
+/// Network ACLs: (class, protocol, port prefix) -> allow or deny.
+pub const ACL_PORTS: &str = "ACL_PORTS";
+/// Subnet index (per generation) -> its network ACL id.
+pub const SUBNET_ACLS: &str = "SUBNET_ACLS";
+/// Route tables: `RouteKey` -> `RouteTarget`.
+pub const ROUTES: &str = "ROUTES";
+/// Subnet index (per generation) -> its route table id.
+pub const SUBNET_ROUTE_TABLES: &str = "SUBNET_ROUTE_TABLES";
+/// The internet gateway's 1:1 NAT: private <-> public address.
+pub const PUBLIC_IPS: &str = "PUBLIC_IPS";
+/// Connection tracking: `CtKey` -> `CtEntry`.
+pub const CT: &str = "CT";
+/// Per-CPU packet counters: forwarded, then one per `DropReason`.
+pub const STATS: &str = "STATS";
+/// Idle timeouts and settings, indexed by `cfg`.
+pub const CONFIG: &str = "CONFIG";
+/// Per-CPU working state of one packet (too big for the stack).
+pub const SCRATCH: &str = "SCRATCH";
+/// Benchmark harness settings.
+pub const BENCH: &str = "BENCH";
+/// Per-CPU packets per router port, forwarded and dropped (`port_stat_index`).
+pub const PORT_STATS: &str = "PORT_STATS";
+/// Per-CPU packets forwarded per Hyperplane ENI.
+pub const ENI_STATS: &str = "ENI_STATS";
+/// Flow logs: `FlowRejectKey` -> `FlowWindow`, rejected flows per window.
+pub const FL_REJECTS: &str = "FL_REJECTS";
+/// Flow logs: ring buffer of new rejected flows.
+pub const FL_EVENTS: &str = "FL_EVENTS";
+/// Flow logs: per-CPU counters (`FL_STAT_*`).
+pub const FL_STATS: &str = "FL_STATS";
+/// Throughput harness: reflector settings (flows, ports, stop).
+pub const TPUT_CFG: &str = "TPUT_CFG";
+/// Throughput harness: per-CPU frames reflected and drained.
+pub const TPUT_COUNT: &str = "TPUT_COUNT";
+/// Throughput harness: limit path, ingress ifindex -> egress and MACs.
+pub const TPUT_REDIRECT: &str = "TPUT_REDIRECT";
+
+/// Every map of the object.
+pub const ALL: &[&str] = &[
+    PORTS,
+    ENDPOINTS,
+    ENIS,
+    ENI_GROUPS,
+    NAT_PORTS,
+    FRAGS,
+    FRAG_IDS,
+    NAT_STATS,
+    SG_PREFIXES,
+    SG_PORTS,
+    ACL_PREFIXES,
+    ACL_PORTS,
+    SUBNET_ACLS,
+    ROUTES,
+    SUBNET_ROUTE_TABLES,
+    PUBLIC_IPS,
+    CT,
+    STATS,
+    CONFIG,
+    SCRATCH,
+    BENCH,
+    PORT_STATS,
+    ENI_STATS,
+    FL_REJECTS,
+    FL_EVENTS,
+    FL_STATS,
+    TPUT_CFG,
+    TPUT_COUNT,
+    TPUT_REDIRECT,
+];

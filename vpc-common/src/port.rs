@@ -1,0 +1,82 @@
+//! Router ports and endpoints: what sits behind a port or owns an address.
+
+use crate::limits::MAX_PORTS;
+
+/// What sits behind a router port or owns an address.
+pub mod kind {
+    /// An EC2 instance or a standalone network interface.
+    pub const HOST: u8 = 1;
+    /// A Lambda execution environment (Lambda service VPC side).
+    pub const EXEC_ENV: u8 = 2;
+    /// A Hyperplane ENI address: owned by the router, reached only through NAT.
+    pub const HYPERPLANE_ENI: u8 = 3;
+    /// A test host on the internet, behind the internet gateways.
+    pub const INTERNET_HOST: u8 = 4;
+    /// The VPC resolver (base + 2): DNS to it passes no group or ACL.
+    pub const RESOLVER: u8 = 5;
+    /// A simulated regional AWS service (the "AWS services" namespace),
+    /// reached from a VPC only through a gateway endpoint's route.
+    pub const AWS_SERVICE: u8 = 6;
+    /// An interface endpoint's ENI: reached like any VPC address, it
+    /// answers for its service and opens nothing.
+    pub const VPC_ENDPOINT: u8 = 7;
+}
+
+/// `PORTS` value, keyed by the router-side ifindex (u32).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortInfo {
+    pub kind: u8,
+    pub has_v6: u8,
+    /// `EP_F_*`.
+    pub flags: u8,
+    pub _pad: u8,
+    /// Security-group policy of a host (union of its groups), per generation.
+    pub policy: [u32; 2],
+    /// Group of Hyperplane ENIs (`ENI_GROUPS`) an execution environment
+    /// sends through (0 until its function is Active).
+    pub eni_group: u32,
+    pub vpc: u32,
+    /// Subnet index of a host (its ACL: `SUBNET_ACLS`).
+    pub subnet: u32,
+    pub addr4: [u8; 16],
+    pub addr6: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<PortInfo>() == 56);
+
+/// `PortInfo::flags`, `Endpoint::flags`: the ENI's source/destination
+/// check is off (`SourceDestCheck: false`): it may send from addresses not
+/// its own and be routed packets for others (a middlebox).
+pub const EP_F_NO_SOURCE_DEST_CHECK: u8 = 1;
+
+/// `ENDPOINTS` value, keyed by address: where a destination lives.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Router-side ifindex to redirect to (0 for Hyperplane ENI addresses).
+    pub ifindex: u32,
+    /// Per generation.
+    pub policy: [u32; 2],
+    pub vpc: u32,
+    /// Subnet index (its ACL: `SUBNET_ACLS`).
+    pub subnet: u32,
+    pub kind: u8,
+    /// `EP_F_*`.
+    pub flags: u8,
+    pub _pad: [u8; 2],
+    /// MAC of the endpoint's own interface (destination MAC on the way out).
+    pub mac: [u8; 6],
+    /// MAC of the router-side veth (source MAC on the way out).
+    pub router_mac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<Endpoint>() == 36);
+
+/// `PORT_STATS` (per CPU): two counters per router port, forwarded and
+/// dropped, at `port_stat_index(ifindex, dropped)`; ports with an ifindex
+/// of `MAX_PORTS` or more share slot 0.
+#[inline(always)]
+pub const fn port_stat_index(ifindex: u32, dropped: bool) -> u32 {
+    let slot = if ifindex < MAX_PORTS { ifindex } else { 0 };
+    slot * 2 + dropped as u32
+}
+pub const PORT_STATS_LEN: u32 = MAX_PORTS * 2;
