@@ -110,8 +110,10 @@ pub struct Entries {
     pub gen: u32,
 }
 
-mod acl;
-pub mod route;
+mod network_acl;
+pub mod route_table;
+/// The route tables' module under its former name.
+pub use route_table as route;
 
 /// Splits an inclusive range into aligned prefixes: (value, prefix bits).
 pub fn range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u32)> {
@@ -413,8 +415,8 @@ pub fn compile(
     gen: u32,
 ) -> Result<Entries, String> {
     let mut out = compile_policies(model, gen);
-    acl::compile_acls(model, gen, &mut out);
-    route::compile_routes(model, gen, &mut out);
+    network_acl::compile_acls(model, gen, &mut out);
+    route_table::compile_routes(model, gen, &mut out);
     let pair = |id: u32| if gen == 0 { [id, 0] } else { [0, id] };
     // (subnet index, datapath ACL id) of a subnet.
     for (i, sn) in model.subnets.iter().enumerate() {
@@ -495,8 +497,8 @@ pub fn compile(
             out.endpoints.push((v4_mapped(ip.octets()), ep));
         }
     }
-    route::public_ips(model, &mut out);
-    route::nat_gateways(model, &mut out);
+    route_table::public_ips(model, &mut out);
+    route_table::nat_gateways(model, &mut out);
     // Groups in use: (id, is it an IPv4-only view).
     let groups: BTreeSet<u32> = model
         .functions

@@ -49,7 +49,7 @@ impl Default for Quotas {
     fn default() -> Self {
         Quotas {
             rules_per_group: MAX_RULES_PER_DIRECTION,
-            acl_rules: acl::MAX_ACL_RULES_PER_DIRECTION,
+            acl_rules: network_acl::MAX_ACL_RULES_PER_DIRECTION,
         }
     }
 }
@@ -895,18 +895,18 @@ impl<'a> Builder<'a> {
             INSTANCE,
             NETWORK_INTERFACE,
             FUNCTION,
-            acl::NETWORK_ACL,
-            acl::NETWORK_ACL_ENTRY,
-            acl::SUBNET_ACL_ASSOCIATION,
+            network_acl::NETWORK_ACL,
+            network_acl::NETWORK_ACL_ENTRY,
+            network_acl::SUBNET_ACL_ASSOCIATION,
             PREFIX_LIST,
             VPC_CIDR_BLOCK,
             share::RESOURCE_SHARE,
-            route::ROUTE_TABLE,
-            route::ROUTE,
-            route::SUBNET_ROUTE_TABLE_ASSOCIATION,
-            route::INTERNET_GATEWAY,
-            route::VPC_GATEWAY_ATTACHMENT,
-            route::EGRESS_ONLY_INTERNET_GATEWAY,
+            route_table::ROUTE_TABLE,
+            route_table::ROUTE,
+            route_table::SUBNET_ROUTE_TABLE_ASSOCIATION,
+            route_table::INTERNET_GATEWAY,
+            route_table::VPC_GATEWAY_ATTACHMENT,
+            route_table::EGRESS_ONLY_INTERNET_GATEWAY,
             flowlog::FLOW_LOG,
             internet::EIP,
             internet::EIP_ASSOCIATION,
@@ -932,14 +932,14 @@ impl<'a> Builder<'a> {
                         "DefaultSecurityGroup",
                         format!("{id}.DefaultSecurityGroup"),
                     );
-                    self.attr(&id, "DefaultNetworkAcl", acl::default_acl_id(&id));
+                    self.attr(&id, "DefaultNetworkAcl", network_acl::default_acl_id(&id));
                 }
                 NETWORK_INTERFACE => self.attr(&id, "Id", id.clone()),
                 PREFIX_LIST => self.attr(&id, "PrefixListId", id.clone()),
                 VPC_CIDR_BLOCK => self.attr(&id, "Id", id.clone()),
-                route::ROUTE_TABLE => self.attr(&id, "RouteTableId", id.clone()),
-                route::INTERNET_GATEWAY => self.attr(&id, "InternetGatewayId", id.clone()),
-                route::EGRESS_ONLY_INTERNET_GATEWAY => self.attr(&id, "Id", id.clone()),
+                route_table::ROUTE_TABLE => self.attr(&id, "RouteTableId", id.clone()),
+                route_table::INTERNET_GATEWAY => self.attr(&id, "InternetGatewayId", id.clone()),
+                route_table::EGRESS_ONLY_INTERNET_GATEWAY => self.attr(&id, "Id", id.clone()),
                 _ => {}
             }
         }
@@ -1324,7 +1324,7 @@ impl<'a> Builder<'a> {
             );
             self.m.subnets.push(Subnet {
                 id: id.clone(),
-                acl: acl::default_acl_id(&vpc),
+                acl: network_acl::default_acl_id(&vpc),
                 vpc,
                 cidr,
                 az,
@@ -2204,13 +2204,15 @@ pub fn fnv1a(s: &str) -> u64 {
     })
 }
 
-mod acl;
 pub mod flowlog;
-pub mod route;
+mod network_acl;
+pub mod route_table;
+/// The route tables' module under its former name.
+pub use route_table as route;
 mod share;
-pub use acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
 pub use flowlog::FlowLog;
-pub use route::{EgressOnlyInternetGateway, InternetGateway, RouteTable};
+pub use network_acl::{AclEntry, NetworkAcl, MAX_ACL_RULES_PER_DIRECTION};
+pub use route_table::{EgressOnlyInternetGateway, InternetGateway, RouteTable};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub mod internet;
 pub use internet::{InternetHost, PublicIp};

@@ -10,7 +10,7 @@ use vpc_common::{
 
 use super::{mapped, Entries};
 use crate::model::{
-    route::{Destination, RouteState, Target},
+    route_table::{Destination, RouteState, Target},
     Model,
 };
 
