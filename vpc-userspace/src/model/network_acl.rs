@@ -4,7 +4,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{int_field, parse_protocol, required_str, res_path, Builder, Protocol};
+use super::{int_field, parse_protocol, required_str, res_path, Builder, Model, Protocol};
 use crate::template::{ModelError, Result};
 
 pub const NETWORK_ACL: &str = "AWS::EC2::NetworkAcl";
@@ -52,6 +52,12 @@ impl AclEntry {
 
 pub fn default_acl_id(vpc: &str) -> String {
     format!("{vpc}.DefaultNetworkAcl")
+}
+
+impl Model {
+    pub fn acl(&self, id: &str) -> Option<&NetworkAcl> {
+        self.acls.iter().find(|a| a.id == id)
+    }
 }
 
 /// One entry's properties, validated as EC2 does.

@@ -1,3 +1,5 @@
+use ipnet::IpNet;
+
 use super::*;
 
 fn build_ok(t: &str) -> Model {
