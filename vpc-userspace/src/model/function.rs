@@ -396,3 +396,123 @@ impl Builder<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::model::tests::{build_ok, dual};
+
+    #[test]
+    fn a_function_with_several_subnets_gets_one_execution_environment_per_subnet() {
+        use crate::compile::{compile, env_enis, LinkInfo, ENI_V4_ONLY};
+        // F: A then B (B listed twice: one subnet); G shares (A, Sg); H has no
+        // VpcConfig; V is IPv4-only in the dual-stack subnets.
+        let m = build_ok(&dual(
+            r#"
+  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A, !Ref B, !Ref B], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+  G: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+  H: {Type: AWS::Lambda::Function, Properties: {}}
+  V: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref B, !Ref A], SecurityGroupIds: [!Ref Sg]}}}
+"#,
+        ));
+        let f = m.function("F").unwrap();
+        let envs = f.envs();
+        assert_eq!(envs.len(), 2, "one per distinct subnet");
+        let eni_of = |subnet: &str| m.enis.iter().find(|e| e.subnet == subnet).unwrap();
+        let (a, b) = (eni_of("A"), eni_of("B"));
+        assert_ne!(a.index, b.index);
+        // The first keeps the function's id and address; the others are apart.
+        assert_eq!(
+            (envs[0].id.as_str(), envs[0].ip, envs[0].ip6),
+            ("F", f.exec_ip, f.exec_ip6)
+        );
+        assert_eq!(envs[0].ip.to_string(), "198.19.0.10");
+        assert_eq!(envs[0].ip6.unwrap().to_string(), "2001:2::a");
+        assert_eq!(envs[1].id, "F.2");
+        assert_eq!(envs[1].ip.to_string(), "198.19.16.10");
+        assert_eq!(envs[1].ip6.unwrap().to_string(), "2001:2:0:1::a");
+        assert_eq!(
+            (envs[0].subnet.as_deref(), envs[0].eni),
+            (Some("A"), Some(a.index))
+        );
+        assert_eq!(
+            (envs[1].subnet.as_deref(), envs[1].eni),
+            (Some("B"), Some(b.index))
+        );
+        assert_eq!(f.eni, Some(a.index));
+        // Every ENI lists the function once.
+        assert_eq!(a.functions.iter().filter(|n| *n == "s-F").count(), 1);
+        assert_eq!(b.functions.iter().filter(|n| *n == "s-F").count(), 1);
+        assert_eq!(m.function("H").unwrap().envs().len(), 1);
+        assert_eq!(m.function("H").unwrap().envs()[0].eni, None);
+        let v = m.function("V").unwrap();
+        assert_eq!(
+            env_enis(&m, v),
+            vec![
+                ("V".to_string(), b.index | ENI_V4_ONLY),
+                ("V.2".to_string(), a.index | ENI_V4_ONLY)
+            ]
+        );
+        // Every address of every environment is distinct.
+        let all: Vec<_> = m.functions.iter().flat_map(|f| f.envs()).collect();
+        assert_eq!(all.len(), 6);
+        let v4: std::collections::BTreeSet<_> = all.iter().map(|e| e.ip).collect();
+        let v6: std::collections::BTreeSet<_> = all.iter().filter_map(|e| e.ip6).collect();
+        assert_eq!(v4.len(), 6);
+        assert_eq!(v6.len(), 5, "H has no IPv6 address");
+        // Compiled: a port per environment, each with its subnet's ENI group
+        // and its own addresses.
+        let links: HashMap<String, LinkInfo> = all
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let l = LinkInfo {
+                    ifindex: i as u32 + 20,
+                    mac: [2, 0, 0, 0, 0, i as u8],
+                    router_mac: [2, 0, 0, 0, 1, i as u8],
+                };
+                (e.id.clone(), l)
+            })
+            .collect();
+        let e = compile(&m, &links, 0).unwrap();
+        let port = |id: &str| {
+            let ifindex = links[id].ifindex;
+            e.ports.iter().find(|(k, _)| *k == ifindex).unwrap().1
+        };
+        assert_eq!(port("F").eni_group, a.index);
+        assert_eq!(port("F.2").eni_group, b.index);
+        assert_eq!(port("G").eni_group, a.index);
+        assert_eq!(port("H").eni_group, 0);
+        assert_eq!(port("V").eni_group, b.index | ENI_V4_ONLY);
+        assert_eq!(port("V.2").eni_group, a.index | ENI_V4_ONLY);
+        assert_eq!(
+            port("F.2").addr4,
+            vpc_common::v4_mapped(envs[1].ip.octets())
+        );
+        assert_eq!(port("F.2").addr6, envs[1].ip6.unwrap().octets());
+        // Each environment's addresses deliver to its own port.
+        let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).unwrap().1;
+        assert_eq!(
+            ep(vpc_common::v4_mapped(envs[1].ip.octets())).ifindex,
+            links["F.2"].ifindex
+        );
+        assert_eq!(
+            ep(envs[1].ip6.unwrap().octets()).ifindex,
+            links["F.2"].ifindex
+        );
+        // Both groups (and both IPv4-only views) are in ENI_GROUPS.
+        let groups: Vec<u32> = e.eni_groups.iter().map(|(k, _)| *k).collect();
+        for g in [
+            a.index,
+            b.index,
+            a.index | ENI_V4_ONLY,
+            b.index | ENI_V4_ONLY,
+        ] {
+            assert!(groups.contains(&g), "{g:#x} in {groups:?}");
+        }
+        // Namespace names: the first as before, the others unambiguous.
+        assert_eq!(crate::topology::exec_env_netns("d", "F", 1), "d-fn-F");
+        assert_eq!(crate::topology::exec_env_netns("d", "F", 2), "d-fn-F.2");
+    }
+}

@@ -100,3 +100,31 @@ impl Builder<'_> {
         Ok(index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_ok, with};
+
+    #[test]
+    fn functions_with_the_same_subnet_and_groups_share_an_eni() {
+        let m = build_ok(&with(
+            r#"
+  F1: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}}
+  F2: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg, !Ref Sg]}}}
+  F3: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref B], SecurityGroupIds: [!Ref Sg]}}}
+  F4: {Type: AWS::Lambda::Function, Properties: {FunctionName: plain}}
+"#,
+        ));
+        assert_eq!(m.enis.len(), 2);
+        assert_eq!(m.enis[0].functions, vec!["s-F1", "s-F2"]);
+        assert_eq!(m.function("F1").unwrap().eni, m.function("F2").unwrap().eni);
+        assert_ne!(m.function("F1").unwrap().eni, m.function("F3").unwrap().eni);
+        assert_eq!(m.function("plain").unwrap().eni, None);
+        // ENI addresses come from the subnet, after AWS's four reserved ones.
+        assert_eq!(m.enis[0].ip.to_string(), "10.0.1.4");
+        assert!(m
+            .enis
+            .iter()
+            .all(|e| e.id.starts_with("eni-") && e.id.len() == 21));
+    }
+}

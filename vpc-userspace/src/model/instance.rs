@@ -263,3 +263,46 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_ok, with};
+    use crate::model::{Peer, Rule};
+
+    #[test]
+    fn hosts_get_addresses_and_the_default_group() {
+        let m = build_ok(&with(
+            r#"
+  I1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  I2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.4}}
+  N1: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref B, GroupSet: [!Ref Sg]}}
+  I3:
+    Type: AWS::EC2::Instance
+    Properties:
+      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref B, GroupSet: [!Ref Sg], PrivateIpAddress: 10.0.2.50}]
+"#,
+        ));
+        let ip = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().ip.to_string();
+        assert_eq!(
+            ip("I2"),
+            "10.0.1.4",
+            "explicit addresses are honoured first"
+        );
+        assert_eq!(ip("I1"), "10.0.1.5");
+        assert_eq!(ip("I3"), "10.0.2.50");
+        assert_eq!(ip("N1"), "10.0.2.4");
+        let i1 = m.hosts.iter().find(|h| h.id == "I1").unwrap();
+        assert_eq!(i1.groups, vec!["Vpc.DefaultSecurityGroup"]);
+        let dflt = m.group("Vpc.DefaultSecurityGroup").unwrap();
+        assert_eq!(
+            dflt.ingress,
+            vec![Rule::allow_all(Peer::Group(
+                "Vpc.DefaultSecurityGroup".into()
+            ))]
+        );
+        assert!(m
+            .members("Vpc.DefaultSecurityGroup")
+            .iter()
+            .any(|a| a.to_string() == "10.0.1.5"));
+    }
+}

@@ -328,3 +328,77 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_fields_parse_as_aws_defines_them() {
+        let r =
+            |s: &str, ingress: bool| parse_rule(&serde_json::from_str(s).unwrap(), "R", ingress);
+        let all = r(
+            r#"{"IpProtocol": -1, "CidrIp": "0.0.0.0/0", "FromPort": 5, "ToPort": 6}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (all.protocol, all.from_port, all.to_port),
+            (Protocol::All, -1, -1),
+            "ports are ignored for -1"
+        );
+        let gre = r(
+            r#"{"IpProtocol": "47", "CidrIp": "10.0.0.0/8", "FromPort": 5, "ToPort": 6}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!((gre.protocol, gre.from_port), (Protocol::Number(47), -1));
+        let icmp = r(
+            r#"{"IpProtocol": "icmp", "FromPort": 3, "ToPort": -1, "CidrIp": "10.0.0.0/8"}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (icmp.protocol, icmp.from_port, icmp.to_port),
+            (Protocol::Number(1), 3, -1)
+        );
+        let v6 = r(
+            r#"{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIpv6": "2001:db8::/32"}"#,
+            false,
+        )
+        .unwrap();
+        assert!(matches!(v6.peer, Peer::Cidr(IpNet::V6(_))));
+        let sg = r(r#"{"IpProtocol": "udp", "FromPort": "53", "ToPort": "53", "DestinationSecurityGroupId": "X"}"#, false).unwrap();
+        assert_eq!(sg.peer, Peer::Group("X".into()));
+        // Errors name the field.
+        for (rule, field) in [
+            (
+                r#"{"IpProtocol": "tcp", "FromPort": 10, "ToPort": 5, "CidrIp": "0.0.0.0/0"}"#,
+                "R.FromPort",
+            ),
+            (
+                r#"{"IpProtocol": "tcp", "CidrIp": "0.0.0.0/0"}"#,
+                "R.FromPort",
+            ),
+            (
+                r#"{"IpProtocol": "tcpp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0"}"#,
+                "R.IpProtocol",
+            ),
+            (
+                r#"{"IpProtocol": "icmp", "FromPort": -1, "ToPort": 3, "CidrIp": "0.0.0.0/0"}"#,
+                "R.ToPort",
+            ),
+            (
+                r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "10.0.0.1/8"}"#,
+                "R.CidrIp",
+            ),
+            (r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1}"#, "R"),
+            (
+                r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0", "SourceSecurityGroupId": "X"}"#,
+                "R",
+            ),
+        ] {
+            assert_eq!(r(rule, true).unwrap_err().path, field, "{rule}");
+        }
+    }
+}

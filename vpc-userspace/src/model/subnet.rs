@@ -298,3 +298,17 @@ impl Builder<'_> {
         Ok(ip)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_ok, DUAL};
+
+    #[test]
+    fn an_ipv6_only_subnet_alone_is_valid() {
+        // Nothing in it: validated, and nothing is placed there.
+        let m = build_ok(&format!(
+            "{DUAL}  S: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'}}}}\n"
+        ));
+        assert!(m.subnet("S").is_none());
+    }
+}

@@ -276,3 +276,40 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_err, build_ok};
+
+    #[test]
+    fn explicit_and_provided_ipv6_blocks_do_not_collide() {
+        let m = build_ok(
+            r#"
+Resources:
+  V1: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
+  B1: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V1, AmazonProvidedIpv6CidrBlock: true}}
+  B2: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V2, Ipv6CidrBlock: "2001:db8:ec2:100::/56"}}
+"#,
+        );
+        let b = |id: &str| m.vpc(id).unwrap().ipv6_cidr.unwrap().to_string();
+        assert_eq!(b("V2"), "2001:db8:ec2:100::/56");
+        assert_eq!(b("V1"), "2001:db8:ec2:200::/56");
+    }
+
+    #[test]
+    fn a_vpc_ipv6_block_holding_ipv4_mapped_or_compatible_addresses_is_refused() {
+        // The one /56 holding ::/96 and ::ffff:0:0/96.
+        for block in ["::/56", "0::/56"] {
+            let e = build_err(&format!(
+                r#"
+Resources:
+  V: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16}}}}
+  B: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref V, Ipv6CidrBlock: "{block}"}}}}
+"#
+            ));
+            assert_eq!(e.path, "Resources.B.Properties.Ipv6CidrBlock", "{block}");
+            assert!(e.message.contains("IPv4-mapped"), "{}", e.message);
+        }
+    }
+}
