@@ -1,6 +1,7 @@
 //! Hyperplane ENIs: one per (subnet, security-group set, account), shared
-//! by the functions that use it. `Builder::eni_for` is the one place in the
-//! model that allocates an ENI's id and addresses.
+//! by the functions that use it. `Builder::eni_for` is the model's one place
+//! that allocates one (index, id, addresses); at run time
+//! `lifecycle::create_eni` and `deploy::add_eni` create more on their own.
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
