@@ -15,7 +15,7 @@ use super::{
     bool_field,
     flowlog::ec2_id,
     fnv1a, required_str, res_path,
-    route::{Destination, Route, Target},
+    route_table::{Destination, Route, Target},
     str_field, str_list, Builder, Host, HostKind, Model, PrefixList,
 };
 use crate::template::{ModelError, Result};

@@ -152,7 +152,7 @@ impl Builder<'_> {
 mod tests {
     use std::collections::HashMap;
 
-    use crate::model::{build, route::Target};
+    use crate::model::{build, route_table::Target};
 
     const BASE: &str = r#"
 Resources:

@@ -1,14 +1,16 @@
+use ipnet::IpNet;
+
 use super::*;
 
-fn build_ok(t: &str) -> Model {
+pub(super) fn build_ok(t: &str) -> Model {
     build(t, &HashMap::new(), "s").unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn build_err(t: &str) -> ModelError {
+pub(super) fn build_err(t: &str) -> ModelError {
     build(t, &HashMap::new(), "s").expect_err("template should be rejected")
 }
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 Resources:
   Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
   A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
@@ -16,7 +18,7 @@ Resources:
   Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: d, VpcId: !Ref Vpc}}
 "#;
 
-fn with(extra: &str) -> String {
+pub(super) fn with(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
@@ -61,134 +63,6 @@ fn the_default_template_builds() {
         m.group("LambdaSecurityGroup").unwrap().egress,
         vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().unwrap()))]
     );
-}
-
-#[test]
-fn functions_with_the_same_subnet_and_groups_share_an_eni() {
-    let m = build_ok(&with(
-        r#"
-  F1: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}}
-  F2: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg, !Ref Sg]}}}
-  F3: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref B], SecurityGroupIds: [!Ref Sg]}}}
-  F4: {Type: AWS::Lambda::Function, Properties: {FunctionName: plain}}
-"#,
-    ));
-    assert_eq!(m.enis.len(), 2);
-    assert_eq!(m.enis[0].functions, vec!["s-F1", "s-F2"]);
-    assert_eq!(m.function("F1").unwrap().eni, m.function("F2").unwrap().eni);
-    assert_ne!(m.function("F1").unwrap().eni, m.function("F3").unwrap().eni);
-    assert_eq!(m.function("plain").unwrap().eni, None);
-    // ENI addresses come from the subnet, after AWS's four reserved ones.
-    assert_eq!(m.enis[0].ip.to_string(), "10.0.1.4");
-    assert!(m
-        .enis
-        .iter()
-        .all(|e| e.id.starts_with("eni-") && e.id.len() == 21));
-}
-
-#[test]
-fn hosts_get_addresses_and_the_default_group() {
-    let m = build_ok(&with(
-        r#"
-  I1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
-  I2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.4}}
-  N1: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref B, GroupSet: [!Ref Sg]}}
-  I3:
-    Type: AWS::EC2::Instance
-    Properties:
-      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref B, GroupSet: [!Ref Sg], PrivateIpAddress: 10.0.2.50}]
-"#,
-    ));
-    let ip = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().ip.to_string();
-    assert_eq!(
-        ip("I2"),
-        "10.0.1.4",
-        "explicit addresses are honoured first"
-    );
-    assert_eq!(ip("I1"), "10.0.1.5");
-    assert_eq!(ip("I3"), "10.0.2.50");
-    assert_eq!(ip("N1"), "10.0.2.4");
-    let i1 = m.hosts.iter().find(|h| h.id == "I1").unwrap();
-    assert_eq!(i1.groups, vec!["Vpc.DefaultSecurityGroup"]);
-    let dflt = m.group("Vpc.DefaultSecurityGroup").unwrap();
-    assert_eq!(
-        dflt.ingress,
-        vec![Rule::allow_all(Peer::Group(
-            "Vpc.DefaultSecurityGroup".into()
-        ))]
-    );
-    assert!(m
-        .members("Vpc.DefaultSecurityGroup")
-        .iter()
-        .any(|a| a.to_string() == "10.0.1.5"));
-}
-
-#[test]
-fn rule_fields_parse_as_aws_defines_them() {
-    let r = |s: &str, ingress: bool| parse_rule(&serde_json::from_str(s).unwrap(), "R", ingress);
-    let all = r(
-        r#"{"IpProtocol": -1, "CidrIp": "0.0.0.0/0", "FromPort": 5, "ToPort": 6}"#,
-        true,
-    )
-    .unwrap();
-    assert_eq!(
-        (all.protocol, all.from_port, all.to_port),
-        (Protocol::All, -1, -1),
-        "ports are ignored for -1"
-    );
-    let gre = r(
-        r#"{"IpProtocol": "47", "CidrIp": "10.0.0.0/8", "FromPort": 5, "ToPort": 6}"#,
-        true,
-    )
-    .unwrap();
-    assert_eq!((gre.protocol, gre.from_port), (Protocol::Number(47), -1));
-    let icmp = r(
-        r#"{"IpProtocol": "icmp", "FromPort": 3, "ToPort": -1, "CidrIp": "10.0.0.0/8"}"#,
-        true,
-    )
-    .unwrap();
-    assert_eq!(
-        (icmp.protocol, icmp.from_port, icmp.to_port),
-        (Protocol::Number(1), 3, -1)
-    );
-    let v6 = r(
-        r#"{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIpv6": "2001:db8::/32"}"#,
-        false,
-    )
-    .unwrap();
-    assert!(matches!(v6.peer, Peer::Cidr(IpNet::V6(_))));
-    let sg = r(r#"{"IpProtocol": "udp", "FromPort": "53", "ToPort": "53", "DestinationSecurityGroupId": "X"}"#, false).unwrap();
-    assert_eq!(sg.peer, Peer::Group("X".into()));
-    // Errors name the field.
-    for (rule, field) in [
-        (
-            r#"{"IpProtocol": "tcp", "FromPort": 10, "ToPort": 5, "CidrIp": "0.0.0.0/0"}"#,
-            "R.FromPort",
-        ),
-        (
-            r#"{"IpProtocol": "tcp", "CidrIp": "0.0.0.0/0"}"#,
-            "R.FromPort",
-        ),
-        (
-            r#"{"IpProtocol": "tcpp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0"}"#,
-            "R.IpProtocol",
-        ),
-        (
-            r#"{"IpProtocol": "icmp", "FromPort": -1, "ToPort": 3, "CidrIp": "0.0.0.0/0"}"#,
-            "R.ToPort",
-        ),
-        (
-            r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "10.0.0.1/8"}"#,
-            "R.CidrIp",
-        ),
-        (r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1}"#, "R"),
-        (
-            r#"{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 1, "CidrIp": "0.0.0.0/0", "SourceSecurityGroupId": "X"}"#,
-            "R",
-        ),
-    ] {
-        assert_eq!(r(rule, true).unwrap_err().path, field, "{rule}");
-    }
 }
 
 #[test]
@@ -293,75 +167,6 @@ fn json_templates_work_too() {
 }
 
 #[test]
-fn network_acls_default_custom_and_associations() {
-    let m = build_ok(&with(
-        r#"
-  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
-  Deny22: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 90, Protocol: 6, RuleAction: deny, CidrBlock: 0.0.0.0/0, PortRange: {From: 22, To: 22}}}
-  AllowAll: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: "-1", RuleAction: allow, CidrBlock: 0.0.0.0/0}}
-  Out: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: -1, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0}}
-  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
-"#,
-    ));
-    assert_eq!(m.subnet("A").unwrap().acl, "Vpc.DefaultNetworkAcl");
-    assert_eq!(m.subnet("B").unwrap().acl, "Acl");
-    let acl = m.acl("Acl").unwrap();
-    assert_eq!(
-        acl.entries
-            .iter()
-            .map(|e| (e.egress, e.rule_number))
-            .collect::<Vec<_>>(),
-        vec![(false, 90), (false, 100), (true, 100)]
-    );
-    assert!(!acl.entries[0].allow && acl.entries[0].from_port == 22);
-    let dflt = m.acl("Vpc.DefaultNetworkAcl").unwrap();
-    assert!(dflt.is_default && dflt.entries.iter().all(|e| e.allow && e.rule_number == 100));
-}
-
-#[test]
-fn bad_network_acls_name_the_resource_and_field() {
-    let acl = "  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}\n";
-    let entry = |props: &str| {
-        with(&format!("{acl}  E: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref Acl, {props}}}}}\n"))
-    };
-    let cases = [
-        (entry("RuleNumber: 0, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.RuleNumber", "1-32766"),
-        (entry("RuleNumber: 32767, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.RuleNumber", "1-32766"),
-        (entry("RuleNumber: 1, Protocol: -1, RuleAction: maybe, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.RuleAction", "allow or deny"),
-        (entry("RuleNumber: 1, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.PortRange", "required"),
-        (entry("RuleNumber: 1, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {From: 9, To: 8}"), "Resources.E.Properties.PortRange", "From <= To"),
-        (entry("RuleNumber: 1, Protocol: 1, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.Icmp", "required"),
-        (entry("RuleNumber: 1, Protocol: -1, RuleAction: allow"), "Resources.E.Properties", "CidrBlock"),
-        (
-            with(&format!("{acl}  A1: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref A, NetworkAclId: !Ref Acl}}}}\n  A2: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref A, NetworkAclId: !Ref Acl}}}}\n")),
-            "Properties.SubnetId",
-            "already associated",
-        ),
-        (with("  E: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: acl-1, RuleNumber: 1, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0}}\n"), "Resources.E.Properties.NetworkAclId", "NotFound"),
-    ];
-    for (t, path, words) in cases {
-        let e = build_err(&t);
-        assert!(e.path.ends_with(path), "expected {path}, got {e}");
-        assert!(e.to_string().contains(words), "expected {words:?} in {e}");
-    }
-    // Duplicate rule number in one direction, and the 20-rule quota.
-    let mut t = with(acl);
-    for (i, n) in [7, 7].iter().enumerate() {
-        t += &format!("  D{i}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref Acl, RuleNumber: {n}, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0}}}}\n");
-    }
-    assert!(build_err(&t)
-        .message
-        .contains("NetworkAclEntryAlreadyExists"));
-    let mut t = with(acl);
-    for n in 1..=21 {
-        t += &format!("  Q{n:02}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref Acl, RuleNumber: {n}, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0}}}}\n");
-    }
-    assert!(build_err(&t)
-        .message
-        .contains("NetworkAclEntryLimitExceeded"));
-}
-
-#[test]
 fn prefix_lists_and_adjustable_quotas() {
     let pl = "  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: pl, AddressFamily: IPv4, MaxEntries: 30, Entries: [{Cidr: 10.9.0.0/16}]}}\n";
     let use_pl = "  R: {Type: AWS::EC2::SecurityGroupIngress, Properties: {GroupId: !Ref Sg, IpProtocol: tcp, FromPort: 1, ToPort: 1, SourcePrefixListId: !GetAtt Pl.PrefixListId}}\n";
@@ -441,7 +246,7 @@ fn prefix_lists_and_adjustable_quotas() {
 /// A dual-stack VPC: an Amazon-provided /56, subnet A dual-stack with
 /// automatic IPv6 addresses (its block from `Fn::Cidr`), B dual-stack
 /// without, C IPv4-only.
-const DUAL: &str = r#"
+pub(super) const DUAL: &str = r#"
 Resources:
   Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
   V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
@@ -458,7 +263,7 @@ Resources:
   Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: d, VpcId: !Ref Vpc}}
 "#;
 
-fn dual(extra: &str) -> String {
+pub(super) fn dual(extra: &str) -> String {
     format!("{DUAL}{extra}")
 }
 
@@ -572,22 +377,6 @@ fn dual_stack_vpcs_subnets_hosts_enis_and_functions() {
         v4.group("Sg").unwrap().egress,
         vec![Rule::allow_all(Peer::Cidr("0.0.0.0/0".parse().unwrap()))]
     );
-}
-
-#[test]
-fn explicit_and_provided_ipv6_blocks_do_not_collide() {
-    let m = build_ok(
-        r#"
-Resources:
-  V1: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  V2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
-  B1: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V1, AmazonProvidedIpv6CidrBlock: true}}
-  B2: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V2, Ipv6CidrBlock: "2001:db8:ec2:100::/56"}}
-"#,
-    );
-    let b = |id: &str| m.vpc(id).unwrap().ipv6_cidr.unwrap().to_string();
-    assert_eq!(b("V2"), "2001:db8:ec2:100::/56");
-    assert_eq!(b("V1"), "2001:db8:ec2:200::/56");
 }
 
 #[test]
@@ -771,142 +560,4 @@ fn ipv6_errors_name_the_resource_and_field() {
         );
         assert!(e.to_string().contains(words), "expected {words:?} in {e}");
     }
-}
-
-#[test]
-fn an_ipv6_only_subnet_alone_is_valid() {
-    // Nothing in it: validated, and nothing is placed there.
-    let m = build_ok(&format!(
-        "{DUAL}  S: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'}}}}\n"
-    ));
-    assert!(m.subnet("S").is_none());
-}
-
-#[test]
-fn a_vpc_ipv6_block_holding_ipv4_mapped_or_compatible_addresses_is_refused() {
-    // The one /56 holding ::/96 and ::ffff:0:0/96.
-    for block in ["::/56", "0::/56"] {
-        let e = build_err(&format!(
-            r#"
-Resources:
-  V: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16}}}}
-  B: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref V, Ipv6CidrBlock: "{block}"}}}}
-"#
-        ));
-        assert_eq!(e.path, "Resources.B.Properties.Ipv6CidrBlock", "{block}");
-        assert!(e.message.contains("IPv4-mapped"), "{}", e.message);
-    }
-}
-
-#[test]
-fn a_function_with_several_subnets_gets_one_execution_environment_per_subnet() {
-    use crate::compile::{compile, env_enis, LinkInfo, ENI_V4_ONLY};
-    // F: A then B (B listed twice: one subnet); G shares (A, Sg); H has no
-    // VpcConfig; V is IPv4-only in the dual-stack subnets.
-    let m = build_ok(&dual(
-        r#"
-  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A, !Ref B, !Ref B], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
-  G: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
-  H: {Type: AWS::Lambda::Function, Properties: {}}
-  V: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref B, !Ref A], SecurityGroupIds: [!Ref Sg]}}}
-"#,
-    ));
-    let f = m.function("F").unwrap();
-    let envs = f.envs();
-    assert_eq!(envs.len(), 2, "one per distinct subnet");
-    let eni_of = |subnet: &str| m.enis.iter().find(|e| e.subnet == subnet).unwrap();
-    let (a, b) = (eni_of("A"), eni_of("B"));
-    assert_ne!(a.index, b.index);
-    // The first keeps the function's id and address; the others are apart.
-    assert_eq!(
-        (envs[0].id.as_str(), envs[0].ip, envs[0].ip6),
-        ("F", f.exec_ip, f.exec_ip6)
-    );
-    assert_eq!(envs[0].ip.to_string(), "198.19.0.10");
-    assert_eq!(envs[0].ip6.unwrap().to_string(), "2001:2::a");
-    assert_eq!(envs[1].id, "F.2");
-    assert_eq!(envs[1].ip.to_string(), "198.19.16.10");
-    assert_eq!(envs[1].ip6.unwrap().to_string(), "2001:2:0:1::a");
-    assert_eq!(
-        (envs[0].subnet.as_deref(), envs[0].eni),
-        (Some("A"), Some(a.index))
-    );
-    assert_eq!(
-        (envs[1].subnet.as_deref(), envs[1].eni),
-        (Some("B"), Some(b.index))
-    );
-    assert_eq!(f.eni, Some(a.index));
-    // Every ENI lists the function once.
-    assert_eq!(a.functions.iter().filter(|n| *n == "s-F").count(), 1);
-    assert_eq!(b.functions.iter().filter(|n| *n == "s-F").count(), 1);
-    assert_eq!(m.function("H").unwrap().envs().len(), 1);
-    assert_eq!(m.function("H").unwrap().envs()[0].eni, None);
-    let v = m.function("V").unwrap();
-    assert_eq!(
-        env_enis(&m, v),
-        vec![
-            ("V".to_string(), b.index | ENI_V4_ONLY),
-            ("V.2".to_string(), a.index | ENI_V4_ONLY)
-        ]
-    );
-    // Every address of every environment is distinct.
-    let all: Vec<_> = m.functions.iter().flat_map(|f| f.envs()).collect();
-    assert_eq!(all.len(), 6);
-    let v4: std::collections::BTreeSet<_> = all.iter().map(|e| e.ip).collect();
-    let v6: std::collections::BTreeSet<_> = all.iter().filter_map(|e| e.ip6).collect();
-    assert_eq!(v4.len(), 6);
-    assert_eq!(v6.len(), 5, "H has no IPv6 address");
-    // Compiled: a port per environment, each with its subnet's ENI group
-    // and its own addresses.
-    let links: HashMap<String, LinkInfo> = all
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let l = LinkInfo {
-                ifindex: i as u32 + 20,
-                mac: [2, 0, 0, 0, 0, i as u8],
-                router_mac: [2, 0, 0, 0, 1, i as u8],
-            };
-            (e.id.clone(), l)
-        })
-        .collect();
-    let e = compile(&m, &links, 0).unwrap();
-    let port = |id: &str| {
-        let ifindex = links[id].ifindex;
-        e.ports.iter().find(|(k, _)| *k == ifindex).unwrap().1
-    };
-    assert_eq!(port("F").eni_group, a.index);
-    assert_eq!(port("F.2").eni_group, b.index);
-    assert_eq!(port("G").eni_group, a.index);
-    assert_eq!(port("H").eni_group, 0);
-    assert_eq!(port("V").eni_group, b.index | ENI_V4_ONLY);
-    assert_eq!(port("V.2").eni_group, a.index | ENI_V4_ONLY);
-    assert_eq!(
-        port("F.2").addr4,
-        vpc_common::v4_mapped(envs[1].ip.octets())
-    );
-    assert_eq!(port("F.2").addr6, envs[1].ip6.unwrap().octets());
-    // Each environment's addresses deliver to its own port.
-    let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).unwrap().1;
-    assert_eq!(
-        ep(vpc_common::v4_mapped(envs[1].ip.octets())).ifindex,
-        links["F.2"].ifindex
-    );
-    assert_eq!(
-        ep(envs[1].ip6.unwrap().octets()).ifindex,
-        links["F.2"].ifindex
-    );
-    // Both groups (and both IPv4-only views) are in ENI_GROUPS.
-    let groups: Vec<u32> = e.eni_groups.iter().map(|(k, _)| *k).collect();
-    for g in [
-        a.index,
-        b.index,
-        a.index | ENI_V4_ONLY,
-        b.index | ENI_V4_ONLY,
-    ] {
-        assert!(groups.contains(&g), "{g:#x} in {groups:?}");
-    }
-    // Namespace names: the first as before, the others unambiguous.
-    assert_eq!(crate::topology::exec_env_netns("d", "F", 1), "d-fn-F");
-    assert_eq!(crate::topology::exec_env_netns("d", "F", 2), "d-fn-F.2");
 }

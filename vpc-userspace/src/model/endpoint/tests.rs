@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use vpc_common::route_kind;
 
 use super::*;
-use crate::model::{build, route::Target};
+use crate::model::{build, route_table::Target};
 
 const BASE: &str = r#"
 Resources:
@@ -76,10 +76,10 @@ fn compiled_routes_send_the_service_address_to_the_endpoint_and_a_static_route_w
     .replace("RouteTableIds: [!Ref PrivateRt]", "RouteTableIds: [!Ref PrivateRt, !Ref OtherRt]");
     let m = model(&t);
     let mut out = crate::compile::Entries::default();
-    crate::compile::route::compile_routes(&m, 0, &mut out);
+    crate::compile::route_table::compile_routes(&m, 0, &mut out);
     assert_eq!(m.vpc_endpoint_index("S3Endpoint"), Some(1));
     let kind = |table: &str, a: &str| {
-        crate::compile::route::lookup(&out, out.route_tables[table], a.parse().unwrap())
+        crate::compile::route_table::lookup(&out, out.route_tables[table], a.parse().unwrap())
             .map(|t| (t.kind, t.id))
     };
     assert_eq!(

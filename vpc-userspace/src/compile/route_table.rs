@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use vpc_common::{
-    route_kind, subnet_acl_index, v4_mapped, RouteKey, RouteTarget, ID_GEN_SHIFT, ROUTE_FIXED_BITS,
+    route_kind, subnet_acl_index, RouteKey, RouteTarget, ID_GEN_SHIFT, ROUTE_FIXED_BITS,
 };
 
 use super::{mapped, Entries};
+// Also its former path, `compile::route::nat_gateway_id`.
+pub use super::nat_gateway::nat_gateway_id;
 use crate::model::{
-    route::{Destination, RouteState, Target},
+    route_table::{Destination, RouteState, Target},
     Model,
 };
 
@@ -39,13 +41,6 @@ pub fn egress_only_internet_gateway_id(model: &Model, id: &str) -> u32 {
         + 1
 }
 
-/// The `ENIS` id of NAT gateway `index`: NAT gateways hand out source
-/// ports from `NAT_PORTS` as Hyperplane ENIs do, under ids of their own.
-pub fn nat_gateway_id(index: u32) -> u32 {
-    vpc_common::NAT_GATEWAY_ID_BASE + index
-}
-
-/// Every table's routes and every subnet's table, in generation `gen`.
 /// A middlebox route's target: the ENI's IPv4 address, octets in memory
 /// order (`route_kind::NETWORK_INTERFACE`).
 pub fn network_interface_id(model: &Model, host: &str) -> u32 {
@@ -53,6 +48,7 @@ pub fn network_interface_id(model: &Model, host: &str) -> u32 {
     u32::from_ne_bytes(h.ip.octets())
 }
 
+/// Every table's routes and every subnet's table, in generation `gen`.
 /// Longest prefix wins in the trie; at an equal prefix a static CIDR route
 /// beats a prefix-list entry (AWS's rule for overlapping routes), so the
 /// prefix-list entry is not written.
@@ -124,44 +120,6 @@ pub(crate) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
             subnet_acl_index(gen, i as u32 + 1),
             out.route_tables[&sn.route_table],
         ));
-    }
-}
-
-/// NAT gateways as `ENIS` entries: the address connections leave with
-/// (the Elastic IP, or a private gateway's own address), the subnet, the
-/// port pool; no groups.
-pub(super) fn nat_gateways(model: &Model, out: &mut Entries) {
-    for g in &model.nat_gateways {
-        let subnet = model.subnet(&g.subnet).expect("validated");
-        let id = nat_gateway_id(g.index);
-        let eni = vpc_common::HyperplaneEni {
-            addr4: v4_mapped(g.public_ip.octets()),
-            vpc: model.vpc(&subnet.vpc).expect("validated").index,
-            subnet: model
-                .subnets
-                .iter()
-                .position(|s| s.id == g.subnet)
-                .expect("validated") as u32
-                + 1,
-            pool: id,
-            nat_private: g.private as u8,
-            ..Default::default()
-        };
-        out.enis.push((id, eni));
-    }
-}
-
-/// The internet gateway's 1:1 NAT table, both ways.
-pub(super) fn public_ips(model: &Model, out: &mut Entries) {
-    for p in &model.public_ips {
-        let host = model
-            .hosts
-            .iter()
-            .find(|h| h.id == p.host)
-            .expect("validated");
-        let (public, private) = (v4_mapped(p.ip.octets()), v4_mapped(host.ip.octets()));
-        out.public_ips.push((public, private));
-        out.public_ips.push((private, public));
     }
 }
 

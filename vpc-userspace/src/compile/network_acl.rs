@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use vpc_common::{
-    SgPortKey, CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY,
+    subnet_acl_index, SgPortKey, CLASS_GEN_SHIFT, DIR_EGRESS, DIR_INGRESS, ID_GEN_SHIFT, PROTO_ANY,
     SG_PORT_FIXED_BITS,
 };
 
@@ -125,6 +125,14 @@ pub fn compile_acls(model: &Model, gen: u32, out: &mut Entries) {
             let rules: Vec<&AclEntry> = acl.entries.iter().filter(|e| e.egress == egress).collect();
             compile_direction(&rules, id, dir, &mut next_class, out);
         }
+    }
+}
+
+/// `SUBNET_ACLS`: (subnet index, datapath ACL id) of each subnet.
+pub(super) fn subnet_acls(model: &Model, gen: u32, out: &mut Entries) {
+    for (i, sn) in model.subnets.iter().enumerate() {
+        out.subnet_acls
+            .push((subnet_acl_index(gen, i as u32 + 1), out.acls[&sn.acl]));
     }
 }
 

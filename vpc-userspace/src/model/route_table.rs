@@ -1,20 +1,21 @@
 //! Route tables: `AWS::EC2::RouteTable`, `AWS::EC2::Route`,
-//! `AWS::EC2::SubnetRouteTableAssociation`, each VPC's main table, and the
-//! internet gateways routes may point at (`AWS::EC2::InternetGateway`,
-//! `AWS::EC2::VPCGatewayAttachment`, `AWS::EC2::EgressOnlyInternetGateway`).
+//! `AWS::EC2::SubnetRouteTableAssociation` and each VPC's main table. The
+//! internet gateways routes may point at are in `internet_gateway.rs`.
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{required_str, res_path, str_field, Builder, Model};
+// Also the gateways' former paths (`model::route::InternetGateway`).
+pub use super::internet_gateway::{
+    EgressOnlyInternetGateway, InternetGateway, EGRESS_ONLY_INTERNET_GATEWAY, INTERNET_GATEWAY,
+    VPC_GATEWAY_ATTACHMENT,
+};
 use crate::template::{ModelError, Result};
 
 pub const ROUTE_TABLE: &str = "AWS::EC2::RouteTable";
 pub const ROUTE: &str = "AWS::EC2::Route";
 pub const SUBNET_ROUTE_TABLE_ASSOCIATION: &str = "AWS::EC2::SubnetRouteTableAssociation";
-pub const INTERNET_GATEWAY: &str = "AWS::EC2::InternetGateway";
-pub const VPC_GATEWAY_ATTACHMENT: &str = "AWS::EC2::VPCGatewayAttachment";
-pub const EGRESS_ONLY_INTERNET_GATEWAY: &str = "AWS::EC2::EgressOnlyInternetGateway";
 /// AWS's default quota: routes per table per address family (the `local`
 /// routes are not counted; a prefix-list route counts its `MaxEntries`).
 pub const MAX_ROUTES_PER_TABLE: usize = 50;
@@ -76,22 +77,6 @@ pub enum RouteState {
     Blackhole,
 }
 
-/// `AWS::EC2::InternetGateway`, attached to at most one VPC.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InternetGateway {
-    pub id: String,
-    /// The VPC it is attached to (`AWS::EC2::VPCGatewayAttachment`).
-    pub vpc: Option<String>,
-}
-
-/// `AWS::EC2::EgressOnlyInternetGateway`: created in its VPC (`VpcId`),
-/// nothing to attach. IPv6 out and its replies; nothing in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EgressOnlyInternetGateway {
-    pub id: String,
-    pub vpc: String,
-}
-
 pub fn main_table_id(vpc: &str) -> String {
     format!("{vpc}.MainRouteTable")
 }
@@ -114,16 +99,6 @@ const TARGET_FIELDS: &[&str] = &[
 impl Model {
     pub fn route_table(&self, id: &str) -> Option<&RouteTable> {
         self.route_tables.iter().find(|t| t.id == id)
-    }
-
-    pub fn internet_gateway(&self, id: &str) -> Option<&InternetGateway> {
-        self.internet_gateways.iter().find(|g| g.id == id)
-    }
-
-    pub fn egress_only_internet_gateway(&self, id: &str) -> Option<&EgressOnlyInternetGateway> {
-        self.egress_only_internet_gateways
-            .iter()
-            .find(|g| g.id == id)
     }
 
     /// Every route of a table, the `local` ones (one per VPC block) first.
@@ -186,60 +161,7 @@ impl Builder<'_> {
     /// Gateways, main tables, tables, routes, then associations. Runs after
     /// subnets and prefix lists.
     pub(super) fn route_tables(&mut self) -> Result<()> {
-        for res in self.of_type(INTERNET_GATEWAY) {
-            let id = res.logical_id.clone();
-            self.m.internet_gateways.push(InternetGateway {
-                id: id.clone(),
-                vpc: None,
-            });
-        }
-        for res in self.of_type(VPC_GATEWAY_ATTACHMENT) {
-            let id = res.logical_id.clone();
-            let p = self.props(res)?;
-            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
-            if str_field(&p, &id, "VpnGatewayId")?.is_some() {
-                return Err(ModelError::new(
-                    format!("{}.VpnGatewayId", res_path(&id)),
-                    "virtual private gateways are not supported",
-                ));
-            }
-            let igw = required_str(&p, &id, "InternetGatewayId")?.to_string();
-            let path = format!("{}.InternetGatewayId", res_path(&id));
-            if self
-                .m
-                .internet_gateways
-                .iter()
-                .any(|g| g.vpc.as_deref() == Some(&vpc))
-            {
-                return Err(ModelError::new(
-                    path,
-                    format!("{vpc} already has an internet gateway attached (one per VPC)"),
-                ));
-            }
-            let g = self
-                .m
-                .internet_gateways
-                .iter_mut()
-                .find(|g| g.id == igw)
-                .ok_or_else(|| {
-                    ModelError::new(&path, format!("InvalidInternetGatewayID.NotFound: {igw:?}"))
-                })?;
-            if let Some(other) = &g.vpc {
-                return Err(ModelError::new(
-                    path,
-                    format!("Resource.AlreadyAssociated: {igw} is already attached to {other}"),
-                ));
-            }
-            g.vpc = Some(vpc);
-        }
-        for res in self.of_type(EGRESS_ONLY_INTERNET_GATEWAY) {
-            let id = res.logical_id.clone();
-            let p = self.props(res)?;
-            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
-            self.m
-                .egress_only_internet_gateways
-                .push(EgressOnlyInternetGateway { id, vpc });
-        }
+        self.internet_gateways()?;
         for v in &self.m.vpcs {
             self.m.route_tables.push(RouteTable {
                 id: main_table_id(&v.id),

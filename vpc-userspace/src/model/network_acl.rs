@@ -4,7 +4,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{int_field, parse_protocol, required_str, res_path, Builder, Protocol};
+use super::{int_field, parse_protocol, required_str, res_path, Builder, Model, Protocol};
 use crate::template::{ModelError, Result};
 
 pub const NETWORK_ACL: &str = "AWS::EC2::NetworkAcl";
@@ -52,6 +52,12 @@ impl AclEntry {
 
 pub fn default_acl_id(vpc: &str) -> String {
     format!("{vpc}.DefaultNetworkAcl")
+}
+
+impl Model {
+    pub fn acl(&self, id: &str) -> Option<&NetworkAcl> {
+        self.acls.iter().find(|a| a.id == id)
+    }
 }
 
 /// One entry's properties, validated as EC2 does.
@@ -292,5 +298,79 @@ impl Builder<'_> {
             sn.acl = acl;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_err, build_ok, with};
+
+    #[test]
+    fn network_acls_default_custom_and_associations() {
+        let m = build_ok(&with(
+            r#"
+  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
+  Deny22: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 90, Protocol: 6, RuleAction: deny, CidrBlock: 0.0.0.0/0, PortRange: {From: 22, To: 22}}}
+  AllowAll: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: "-1", RuleAction: allow, CidrBlock: 0.0.0.0/0}}
+  Out: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: -1, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0}}
+  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
+"#,
+        ));
+        assert_eq!(m.subnet("A").unwrap().acl, "Vpc.DefaultNetworkAcl");
+        assert_eq!(m.subnet("B").unwrap().acl, "Acl");
+        let acl = m.acl("Acl").unwrap();
+        assert_eq!(
+            acl.entries
+                .iter()
+                .map(|e| (e.egress, e.rule_number))
+                .collect::<Vec<_>>(),
+            vec![(false, 90), (false, 100), (true, 100)]
+        );
+        assert!(!acl.entries[0].allow && acl.entries[0].from_port == 22);
+        let dflt = m.acl("Vpc.DefaultNetworkAcl").unwrap();
+        assert!(dflt.is_default && dflt.entries.iter().all(|e| e.allow && e.rule_number == 100));
+    }
+
+    #[test]
+    fn bad_network_acls_name_the_resource_and_field() {
+        let acl = "  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}\n";
+        let entry = |props: &str| {
+            with(&format!("{acl}  E: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref Acl, {props}}}}}\n"))
+        };
+        let cases = [
+            (entry("RuleNumber: 0, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.RuleNumber", "1-32766"),
+            (entry("RuleNumber: 32767, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.RuleNumber", "1-32766"),
+            (entry("RuleNumber: 1, Protocol: -1, RuleAction: maybe, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.RuleAction", "allow or deny"),
+            (entry("RuleNumber: 1, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.PortRange", "required"),
+            (entry("RuleNumber: 1, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {From: 9, To: 8}"), "Resources.E.Properties.PortRange", "From <= To"),
+            (entry("RuleNumber: 1, Protocol: 1, RuleAction: allow, CidrBlock: 0.0.0.0/0"), "Resources.E.Properties.Icmp", "required"),
+            (entry("RuleNumber: 1, Protocol: -1, RuleAction: allow"), "Resources.E.Properties", "CidrBlock"),
+            (
+                with(&format!("{acl}  A1: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref A, NetworkAclId: !Ref Acl}}}}\n  A2: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref A, NetworkAclId: !Ref Acl}}}}\n")),
+                "Properties.SubnetId",
+                "already associated",
+            ),
+            (with("  E: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: acl-1, RuleNumber: 1, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0}}\n"), "Resources.E.Properties.NetworkAclId", "NotFound"),
+        ];
+        for (t, path, words) in cases {
+            let e = build_err(&t);
+            assert!(e.path.ends_with(path), "expected {path}, got {e}");
+            assert!(e.to_string().contains(words), "expected {words:?} in {e}");
+        }
+        // Duplicate rule number in one direction, and the 20-rule quota.
+        let mut t = with(acl);
+        for (i, n) in [7, 7].iter().enumerate() {
+            t += &format!("  D{i}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref Acl, RuleNumber: {n}, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0}}}}\n");
+        }
+        assert!(build_err(&t)
+            .message
+            .contains("NetworkAclEntryAlreadyExists"));
+        let mut t = with(acl);
+        for n in 1..=21 {
+            t += &format!("  Q{n:02}: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref Acl, RuleNumber: {n}, Protocol: -1, RuleAction: allow, CidrBlock: 0.0.0.0/0}}}}\n");
+        }
+        assert!(build_err(&t)
+            .message
+            .contains("NetworkAclEntryLimitExceeded"));
     }
 }

@@ -1,0 +1,149 @@
+//! Hyperplane ENIs to `ENIS` / `ENI_GROUPS` entries and their endpoints,
+//! with the IPv4-only view of a dual-stack ENI.
+use std::collections::{BTreeMap, BTreeSet};
+
+use vpc_common::{
+    kind, v4_mapped, Endpoint, EniGroup, HyperplaneEni, ID_GEN_SHIFT, MAX_GROUP_ENIS,
+};
+
+use super::Entries;
+use crate::model::{Function, Model};
+
+/// Datapath ENI id of the IPv4-only view of a dual-stack Hyperplane ENI:
+/// the ENI's index with this bit set. A function without
+/// `Ipv6AllowedForDualStack` sends through the group of such views, whose
+/// `has_v6` is 0, so the router drops its IPv6 (`no_route`) while functions
+/// sharing the ENIs with the flag set use their IPv6 addresses. (An ENI is
+/// one ENI, as at AWS: a view hands out the same NAT ports, `pool`. Ids
+/// stay below 2^16: `CtEntry` keeps them in a u16.)
+pub const ENI_V4_ONLY: u32 = 1 << 15;
+
+/// The datapath ENI group of Hyperplane ENI `index` as function `f` sends
+/// through it: the index (`| ENI_V4_ONLY` for the IPv4-only view of a
+/// dual-stack ENI, for a function without `Ipv6AllowedForDualStack`).
+pub fn eni_view(model: &Model, f: &Function, index: u32) -> u32 {
+    let dual = model
+        .enis
+        .iter()
+        .any(|e| e.index == index && e.ip6.is_some());
+    if dual && !f.ipv6_allowed() {
+        index | ENI_V4_ONLY
+    } else {
+        index
+    }
+}
+
+/// The datapath ENI group a function's first execution environment sends
+/// through: its first subnet's ENI (see `eni_view`).
+pub fn function_eni(model: &Model, f: &Function) -> Option<u32> {
+    Some(eni_view(model, f, f.eni?))
+}
+
+/// The ENI group of each of a function's execution environments, as
+/// (node id, group): one per subnet of its `VpcConfig`, in order; none
+/// without `VpcConfig`.
+pub fn env_enis(model: &Model, f: &Function) -> Vec<(String, u32)> {
+    f.envs()
+        .into_iter()
+        .filter_map(|e| Some((e.id, eni_view(model, f, e.eni?))))
+        .collect()
+}
+
+/// The `ENI_GROUPS` entry of group `id` (a first ENI's index, or its
+/// IPv4-only view): its ENIs in order, at most `MAX_GROUP_ENIS`.
+pub fn eni_group(model: &Model, id: u32) -> EniGroup {
+    let view = id & ENI_V4_ONLY;
+    let mut g = EniGroup::default();
+    for e in model
+        .eni_group(id & !ENI_V4_ONLY)
+        .iter()
+        .take(MAX_GROUP_ENIS)
+    {
+        g.enis[g.count as usize] = e.index | view;
+        g.count += 1;
+    }
+    g
+}
+
+/// `ENDPOINTS` and `ENIS` entries.
+pub type EniEntries = (Vec<([u8; 16], Endpoint)>, Vec<(u32, HyperplaneEni)>);
+
+/// The `ENDPOINTS` and `ENIS` entries of one Hyperplane ENI, with the
+/// policy ids of `policies` (in their generation's slot): its address(es),
+/// the ENI, and for a dual-stack ENI its IPv4-only view.
+pub fn eni_entries(
+    model: &Model,
+    e: &crate::model::HyperplaneEniSpec,
+    policies: &BTreeMap<Vec<String>, u32>,
+) -> EniEntries {
+    let policy = policies[&e.groups];
+    let gen = policy >> ID_GEN_SHIFT & 1;
+    let pair = if gen == 0 { [policy, 0] } else { [0, policy] };
+    let vpc = model.vpc(&e.vpc).expect("validated").index;
+    let addr = v4_mapped(e.ip.octets());
+    let subnet = model
+        .subnets
+        .iter()
+        .position(|s| s.id == e.subnet)
+        .expect("validated") as u32
+        + 1;
+    let endpoint = Endpoint {
+        policy: pair,
+        vpc,
+        subnet,
+        kind: kind::HYPERPLANE_ENI,
+        ..Default::default()
+    };
+    let eni = HyperplaneEni {
+        addr4: addr,
+        policy: pair,
+        vpc,
+        subnet,
+        pool: e.index,
+        ..Default::default()
+    };
+    let mut endpoints = vec![(addr, endpoint)];
+    let mut enis = vec![];
+    match e.ip6 {
+        None => enis.push((e.index, eni)),
+        Some(ip6) => {
+            endpoints.push((ip6.octets(), endpoint));
+            enis.push((
+                e.index,
+                HyperplaneEni {
+                    addr6: ip6.octets(),
+                    has_v6: 1,
+                    ..eni
+                },
+            ));
+            enis.push((e.index | ENI_V4_ONLY, eni));
+        }
+    }
+    (endpoints, enis)
+}
+
+/// The `ENIS` entries (and endpoints) of every Hyperplane ENI, and the
+/// `ENI_GROUPS` entry of every group in use.
+pub(super) fn enis(model: &Model, out: &mut Entries) {
+    // Groups in use: (id, is it an IPv4-only view).
+    let groups: BTreeSet<u32> = model
+        .functions
+        .iter()
+        .flat_map(|f| env_enis(model, f))
+        .map(|(_, g)| g)
+        .collect();
+    for e in &model.enis {
+        let (endpoints, enis) = eni_entries(model, e, &out.policies);
+        out.endpoints.extend(endpoints);
+        let first = model.eni_group(e.index)[0].index;
+        for (id, eni) in enis {
+            // The view of functions without Ipv6AllowedForDualStack.
+            if id & ENI_V4_ONLY == 0 || groups.contains(&(first | ENI_V4_ONLY)) {
+                out.enis.push((id, eni));
+            }
+        }
+    }
+    for g in groups {
+        out.eni_groups.push((g, eni_group(model, g)));
+    }
+}

@@ -1,0 +1,20 @@
+//! Public IPv4 addresses to `PUBLIC_IPS` entries: the internet gateways'
+//! one-to-one NAT.
+use vpc_common::v4_mapped;
+
+use super::Entries;
+use crate::model::Model;
+
+/// The internet gateway's 1:1 NAT table, both ways.
+pub(super) fn public_ips(model: &Model, out: &mut Entries) {
+    for p in &model.public_ips {
+        let host = model
+            .hosts
+            .iter()
+            .find(|h| h.id == p.host)
+            .expect("validated");
+        let (public, private) = (v4_mapped(p.ip.octets()), v4_mapped(host.ip.octets()));
+        out.public_ips.push((public, private));
+        out.public_ips.push((private, public));
+    }
+}

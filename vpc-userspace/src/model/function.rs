@@ -1,0 +1,518 @@
+//! Lambda functions: `AWS::Lambda::Function`, its `VpcConfig` and AWS's
+//! validation of it, its execution environments in the Lambda service range.
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{res_path, string_list, Builder, Model, Subnet};
+use crate::template::{ModelError, Result};
+
+pub const FUNCTION: &str = "AWS::Lambda::Function";
+
+/// The Lambda service VPC's range, where execution environments live.
+/// AWS does not document its own; 198.19.0.0/16 is from the benchmarking
+/// block (RFC 2544), so it does not collide with customer VPC ranges.
+pub const LAMBDA_SERVICE_CIDR: &str = "198.19.0.0/16";
+/// The Lambda-side gateway execution environments route through.
+pub const LAMBDA_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The Lambda service VPC's IPv6 range: the IPv6 benchmarking block
+/// (RFC 5180), as 198.19.0.0/16 is IPv4's. A VPC's IPv6 block may not
+/// overlap it.
+pub const LAMBDA_SERVICE_CIDR6: &str = "2001:2::/48";
+
+pub const MAX_VPC_CONFIG_SUBNETS: usize = 16;
+pub const MAX_VPC_CONFIG_GROUPS: usize = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionVpc {
+    pub vpc: String,
+    pub subnets: Vec<String>,
+    pub groups: Vec<String>,
+    pub ipv6_allowed_for_dual_stack: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Function {
+    pub id: String,
+    pub name: String,
+    pub vpc_config: Option<FunctionVpc>,
+    pub environment: BTreeMap<String, String>,
+    /// The execution environment's address in the Lambda service range.
+    pub exec_ip: Ipv4Addr,
+    /// 1-based index of the Hyperplane ENI its execution environment uses.
+    pub eni: Option<u32>,
+    /// The execution environment's IPv6 address (`LAMBDA_SERVICE_CIDR6`),
+    /// when every subnet of its `VpcConfig` is dual-stack.
+    #[serde(default)]
+    pub exec_ip6: Option<Ipv6Addr>,
+    /// The Hyperplane ENI of each subnet of its `VpcConfig`, in order: its
+    /// execution environment `i` (1-based) sends through `enis[i - 1]`
+    /// (`eni` is `enis[0]`).
+    #[serde(default)]
+    pub enis: Vec<u32>,
+    /// `Code.ZipFile`: the handler, a script run by `sh -c` in an execution
+    /// environment with the invocation's payload on stdin (its stdout is
+    /// the response). None: the payload is echoed.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// A participant account owning the function (`None`: the owner).
+    #[serde(default)]
+    pub account: Option<String>,
+    /// A published version's own execution environments: (function id,
+    /// version). Its id is `<id>.v<N>` and its name `<FunctionName>:<N>`.
+    #[serde(default)]
+    pub version_of: Option<(String, u32)>,
+}
+
+/// Execution environments of one function are this far apart in the
+/// Lambda service range: environment `n` of the function at offset `o` is
+/// `198.19.0.0 + (n - 1) * EXEC_ENV_STRIDE + o` (198.19.16.10 next to
+/// 198.19.0.10), so at most 16 environments (`MAX_VPC_CONFIG_SUBNETS`) of
+/// up to `EXEC_ENV_STRIDE - 10` functions fill the /16 without overlap.
+pub const EXEC_ENV_STRIDE: u32 = 1 << 12;
+
+/// One execution environment of a function: environment `n` runs in the
+/// `n`th subnet of its `VpcConfig` and sends through that subnet's ENI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecEnv {
+    /// 1-based.
+    pub n: usize,
+    /// Its node id: the function's logical id for the first, `<id>.<n>`
+    /// for the others (logical ids are alphanumeric: no collision).
+    pub id: String,
+    pub ip: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
+    /// Its subnet and the 1-based index of that subnet's Hyperplane ENI
+    /// (`None` without `VpcConfig`).
+    pub subnet: Option<String>,
+    pub eni: Option<u32>,
+}
+
+/// Node id of execution environment `n` (1-based) of function `id`.
+pub fn exec_env_id(id: &str, n: usize) -> String {
+    if n <= 1 {
+        id.to_string()
+    } else {
+        format!("{id}.{n}")
+    }
+}
+
+impl Function {
+    /// May its IPv6 traffic leave through its ENI (`Ipv6AllowedForDualStack`)?
+    pub fn ipv6_allowed(&self) -> bool {
+        self.exec_ip6.is_some()
+            && self
+                .vpc_config
+                .as_ref()
+                .is_some_and(|v| v.ipv6_allowed_for_dual_stack)
+    }
+
+    /// Its execution environments: one per subnet of its `VpcConfig`, in
+    /// the order of `SubnetIds` (one without `VpcConfig`). The first keeps
+    /// the function's own address and node id.
+    pub fn envs(&self) -> Vec<ExecEnv> {
+        let subnets: Vec<Option<String>> = match &self.vpc_config {
+            Some(vc) if !vc.subnets.is_empty() => vc.subnets.iter().cloned().map(Some).collect(),
+            _ => vec![None],
+        };
+        subnets
+            .into_iter()
+            .enumerate()
+            .map(|(i, subnet)| ExecEnv {
+                n: i + 1,
+                id: exec_env_id(&self.id, i + 1),
+                ip: Ipv4Addr::from(u32::from(self.exec_ip) + i as u32 * EXEC_ENV_STRIDE),
+                ip6: self
+                    .exec_ip6
+                    .map(|a| Ipv6Addr::from(u128::from(a) + ((i as u128) << 64))),
+                eni: self
+                    .enis
+                    .get(i)
+                    .copied()
+                    .or(if i == 0 { self.eni } else { None }),
+                subnet,
+            })
+            .collect()
+    }
+}
+
+impl Model {
+    /// A function by logical id or `FunctionName`.
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions
+            .iter()
+            .find(|f| f.id == name || f.name == name)
+    }
+}
+
+impl Builder<'_> {
+    pub(super) fn functions(&mut self) -> Result<()> {
+        let lambda: Ipv4Net = LAMBDA_SERVICE_CIDR.parse().expect("constant");
+        let lambda6: Ipv6Net = LAMBDA_SERVICE_CIDR6.parse().expect("constant");
+        for (offset, res) in (10u32..).zip(self.of_type(FUNCTION)) {
+            let next_exec = u32::from(lambda.network()) + offset;
+            let id = res.logical_id.clone();
+            let path = res_path(&id);
+            let raw = Value::Object(res.properties.clone());
+            let name = match raw.get("FunctionName") {
+                Some(v) => self
+                    .r
+                    .resolve(v, &format!("{path}.FunctionName"))?
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ModelError::new(format!("{path}.FunctionName"), "must be a string")
+                    })?,
+                None => format!("{}-{id}", self.m.stack_name),
+            };
+            let vpc_config = match raw.get("VpcConfig") {
+                None => None,
+                Some(v) => {
+                    let vc = self.r.resolve(v, &format!("{path}.VpcConfig"))?;
+                    self.vpc_config(&id, &vc)?
+                }
+            };
+            let account = self.function_account(res)?;
+            if let Some(vc) = &vpc_config {
+                for (i, s) in vc.subnets.iter().enumerate() {
+                    if !self.m.subnet_usable(s, account.as_deref()) {
+                        return Err(ModelError::new(
+                            format!("{path}.VpcConfig.SubnetIds[{i}]"),
+                            format!(
+                                "InvalidParameterValueException: subnet {s} is not shared with account {} (AWS::RAM::ResourceShare)",
+                                account.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
+            self.attr(
+                &id,
+                "Arn",
+                format!(
+                    "arn:aws:lambda:{}:{}:function:{name}",
+                    self.m.region, self.m.account
+                ),
+            );
+            if offset >= EXEC_ENV_STRIDE {
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "more than {} functions: the Lambda service range is full",
+                        EXEC_ENV_STRIDE - 10
+                    ),
+                ));
+            }
+            let code = match raw.get("Code").and_then(|c| c.get("ZipFile")) {
+                None => None,
+                Some(v) => Some(
+                    self.r
+                        .resolve(v, &format!("{path}.Code.ZipFile"))?
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ModelError::new(format!("{path}.Code.ZipFile"), "must be a string")
+                        })?,
+                )
+                .filter(|c| !c.trim().is_empty()),
+            };
+            let mut enis = vec![];
+            if let Some(vc) = &vpc_config {
+                for s in &vc.subnets {
+                    enis.push(self.eni_for(
+                        s,
+                        &vc.groups,
+                        &name,
+                        account.as_deref(),
+                        &format!("{path}.VpcConfig.SubnetIds"),
+                    )?);
+                }
+            }
+            let eni = enis.first().copied();
+            // The execution environment is dual-stack when its function could
+            // use IPv6: every subnet of its VpcConfig is dual-stack.
+            let dual = vpc_config.as_ref().is_some_and(|vc| {
+                vc.subnets
+                    .iter()
+                    .all(|s| self.m.subnet(s).is_some_and(Subnet::is_dual_stack))
+            });
+            let exec_ip6 =
+                dual.then(|| Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128));
+            self.m.functions.push(Function {
+                id: id.clone(),
+                name,
+                vpc_config,
+                environment: BTreeMap::new(),
+                exec_ip: Ipv4Addr::from(next_exec),
+                eni,
+                exec_ip6,
+                enis,
+                code,
+                account,
+                version_of: None,
+            });
+        }
+        for f in self
+            .m
+            .functions
+            .iter()
+            .map(|f| f.name.clone())
+            .collect::<Vec<_>>()
+        {
+            if self.m.functions.iter().filter(|g| g.name == f).count() > 1 {
+                return Err(ModelError::new(
+                    "Resources",
+                    format!("two functions are named {f:?}"),
+                ));
+            }
+        }
+        // Environment last: it may refer to any address assigned above.
+        for i in 0..self.m.functions.len() {
+            let id = self.m.functions[i].id.clone();
+            let res = &self.t.resources[&id];
+            let path = format!("{}.Environment.Variables", res_path(&id));
+            let Some(vars) = res
+                .properties
+                .get("Environment")
+                .and_then(|e| e.get("Variables"))
+            else {
+                continue;
+            };
+            let vars = self.r.resolve(vars, &path)?;
+            let Value::Object(vars) = vars else {
+                return Err(ModelError::new(path, "must be a mapping"));
+            };
+            let env = vars
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k, s)),
+                    Value::Number(n) => Ok((k, n.to_string())),
+                    Value::Bool(b) => Ok((k, b.to_string())),
+                    _ => Err(ModelError::new(format!("{path}.{k}"), "must be a string")),
+                })
+                .collect::<Result<_>>()?;
+            self.m.functions[i].environment = env;
+        }
+        self.m.functions.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(())
+    }
+
+    /// AWS's `VpcConfig` validation.
+    fn vpc_config(&self, id: &str, vc: &Value) -> Result<Option<FunctionVpc>> {
+        let path = format!("{}.VpcConfig", res_path(id));
+        let field = |f: &str| format!("{path}.{f}");
+        let list = |f: &str| string_list(vc.get(f), &field(f));
+        // A subnet listed twice is one subnet (one execution environment).
+        let mut subnets = list("SubnetIds")?;
+        let mut seen = std::collections::HashSet::new();
+        subnets.retain(|s| seen.insert(s.clone()));
+        let mut groups = list("SecurityGroupIds")?;
+        let ipv6 = match vc.get("Ipv6AllowedForDualStack") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            Some(_) => {
+                return Err(ModelError::new(
+                    field("Ipv6AllowedForDualStack"),
+                    "must be true or false",
+                ))
+            }
+        };
+        if subnets.is_empty() && groups.is_empty() {
+            return Ok(None);
+        }
+        if subnets.is_empty() || groups.is_empty() {
+            return Err(ModelError::new(path, "InvalidParameterValueException: SubnetIds and SecurityGroupIds must both be given or both be empty"));
+        }
+        if subnets.len() > MAX_VPC_CONFIG_SUBNETS {
+            return Err(ModelError::new(
+                field("SubnetIds"),
+                format!("InvalidParameterValueException: at most {MAX_VPC_CONFIG_SUBNETS} subnets"),
+            ));
+        }
+        if groups.len() > MAX_VPC_CONFIG_GROUPS {
+            return Err(ModelError::new(field("SecurityGroupIds"), format!("InvalidParameterValueException: at most {MAX_VPC_CONFIG_GROUPS} security groups")));
+        }
+        let mut vpc: Option<String> = None;
+        for (i, s) in subnets.iter().enumerate() {
+            if self.ipv6_only.contains_key(s) {
+                return Err(ModelError::new(
+                    format!("{}[{i}]", field("SubnetIds")),
+                    format!("InvalidParameterValueException: Lambda does not support IPv6-only subnets ({s} is Ipv6Native)"),
+                ));
+            }
+            let sn = self.m.subnet(s).ok_or_else(|| {
+                ModelError::new(format!("{}[{i}]", field("SubnetIds")), format!("InvalidSubnetIDException: {s:?} is not an AWS::EC2::Subnet of this template"))
+            })?;
+            match &vpc {
+                Some(v) if *v != sn.vpc => {
+                    return Err(ModelError::new(
+                        field("SubnetIds"),
+                        "InvalidParameterValueException: all subnets must be in one VPC",
+                    ))
+                }
+                _ => vpc = Some(sn.vpc.clone()),
+            }
+        }
+        let vpc = vpc.expect("non-empty");
+        for (i, g) in groups.iter().enumerate() {
+            match self.m.group(g) {
+                None => {
+                    return Err(ModelError::new(format!("{}[{i}]", field("SecurityGroupIds")), format!("InvalidSecurityGroupIDException: {g:?} does not exist")))
+                }
+                Some(sg) if sg.vpc != vpc => {
+                    return Err(ModelError::new(
+                        format!("{}[{i}]", field("SecurityGroupIds")),
+                        format!("InvalidParameterValueException: security group {g:?} is not in the subnets' VPC {vpc}"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if ipv6 {
+            if let Some(s) = subnets
+                .iter()
+                .find(|s| !self.m.subnet(s).is_some_and(Subnet::is_dual_stack))
+            {
+                return Err(ModelError::new(
+                    field("Ipv6AllowedForDualStack"),
+                    format!("InvalidParameterValueException: Ipv6AllowedForDualStack needs dual-stack subnets, and subnet {s} has no IPv6 block"),
+                ));
+            }
+        }
+        groups.sort();
+        groups.dedup();
+        self.check_rules_x_groups(&groups, &field("SecurityGroupIds"))?;
+        Ok(Some(FunctionVpc {
+            vpc,
+            subnets,
+            groups,
+            ipv6_allowed_for_dual_stack: ipv6,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::model::tests::{build_ok, dual};
+
+    #[test]
+    fn a_function_with_several_subnets_gets_one_execution_environment_per_subnet() {
+        use crate::compile::{compile, env_enis, LinkInfo, ENI_V4_ONLY};
+        // F: A then B (B listed twice: one subnet); G shares (A, Sg); H has no
+        // VpcConfig; V is IPv4-only in the dual-stack subnets.
+        let m = build_ok(&dual(
+            r#"
+  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A, !Ref B, !Ref B], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+  G: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+  H: {Type: AWS::Lambda::Function, Properties: {}}
+  V: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref B, !Ref A], SecurityGroupIds: [!Ref Sg]}}}
+"#,
+        ));
+        let f = m.function("F").unwrap();
+        let envs = f.envs();
+        assert_eq!(envs.len(), 2, "one per distinct subnet");
+        let eni_of = |subnet: &str| m.enis.iter().find(|e| e.subnet == subnet).unwrap();
+        let (a, b) = (eni_of("A"), eni_of("B"));
+        assert_ne!(a.index, b.index);
+        // The first keeps the function's id and address; the others are apart.
+        assert_eq!(
+            (envs[0].id.as_str(), envs[0].ip, envs[0].ip6),
+            ("F", f.exec_ip, f.exec_ip6)
+        );
+        assert_eq!(envs[0].ip.to_string(), "198.19.0.10");
+        assert_eq!(envs[0].ip6.unwrap().to_string(), "2001:2::a");
+        assert_eq!(envs[1].id, "F.2");
+        assert_eq!(envs[1].ip.to_string(), "198.19.16.10");
+        assert_eq!(envs[1].ip6.unwrap().to_string(), "2001:2:0:1::a");
+        assert_eq!(
+            (envs[0].subnet.as_deref(), envs[0].eni),
+            (Some("A"), Some(a.index))
+        );
+        assert_eq!(
+            (envs[1].subnet.as_deref(), envs[1].eni),
+            (Some("B"), Some(b.index))
+        );
+        assert_eq!(f.eni, Some(a.index));
+        // Every ENI lists the function once.
+        assert_eq!(a.functions.iter().filter(|n| *n == "s-F").count(), 1);
+        assert_eq!(b.functions.iter().filter(|n| *n == "s-F").count(), 1);
+        assert_eq!(m.function("H").unwrap().envs().len(), 1);
+        assert_eq!(m.function("H").unwrap().envs()[0].eni, None);
+        let v = m.function("V").unwrap();
+        assert_eq!(
+            env_enis(&m, v),
+            vec![
+                ("V".to_string(), b.index | ENI_V4_ONLY),
+                ("V.2".to_string(), a.index | ENI_V4_ONLY)
+            ]
+        );
+        // Every address of every environment is distinct.
+        let all: Vec<_> = m.functions.iter().flat_map(|f| f.envs()).collect();
+        assert_eq!(all.len(), 6);
+        let v4: std::collections::BTreeSet<_> = all.iter().map(|e| e.ip).collect();
+        let v6: std::collections::BTreeSet<_> = all.iter().filter_map(|e| e.ip6).collect();
+        assert_eq!(v4.len(), 6);
+        assert_eq!(v6.len(), 5, "H has no IPv6 address");
+        // Compiled: a port per environment, each with its subnet's ENI group
+        // and its own addresses.
+        let links: HashMap<String, LinkInfo> = all
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let l = LinkInfo {
+                    ifindex: i as u32 + 20,
+                    mac: [2, 0, 0, 0, 0, i as u8],
+                    router_mac: [2, 0, 0, 0, 1, i as u8],
+                };
+                (e.id.clone(), l)
+            })
+            .collect();
+        let e = compile(&m, &links, 0).unwrap();
+        let port = |id: &str| {
+            let ifindex = links[id].ifindex;
+            e.ports.iter().find(|(k, _)| *k == ifindex).unwrap().1
+        };
+        assert_eq!(port("F").eni_group, a.index);
+        assert_eq!(port("F.2").eni_group, b.index);
+        assert_eq!(port("G").eni_group, a.index);
+        assert_eq!(port("H").eni_group, 0);
+        assert_eq!(port("V").eni_group, b.index | ENI_V4_ONLY);
+        assert_eq!(port("V.2").eni_group, a.index | ENI_V4_ONLY);
+        assert_eq!(
+            port("F.2").addr4,
+            vpc_common::v4_mapped(envs[1].ip.octets())
+        );
+        assert_eq!(port("F.2").addr6, envs[1].ip6.unwrap().octets());
+        // Each environment's addresses deliver to its own port.
+        let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).unwrap().1;
+        assert_eq!(
+            ep(vpc_common::v4_mapped(envs[1].ip.octets())).ifindex,
+            links["F.2"].ifindex
+        );
+        assert_eq!(
+            ep(envs[1].ip6.unwrap().octets()).ifindex,
+            links["F.2"].ifindex
+        );
+        // Both groups (and both IPv4-only views) are in ENI_GROUPS.
+        let groups: Vec<u32> = e.eni_groups.iter().map(|(k, _)| *k).collect();
+        for g in [
+            a.index,
+            b.index,
+            a.index | ENI_V4_ONLY,
+            b.index | ENI_V4_ONLY,
+        ] {
+            assert!(groups.contains(&g), "{g:#x} in {groups:?}");
+        }
+        // Namespace names: the first as before, the others unambiguous.
+        assert_eq!(crate::topology::exec_env_netns("d", "F", 1), "d-fn-F");
+        assert_eq!(crate::topology::exec_env_netns("d", "F", 2), "d-fn-F.2");
+    }
+}

@@ -1,0 +1,314 @@
+//! Subnets: `AWS::EC2::Subnet` (IPv4 block, optional IPv6 /64, IPv6-only
+//! subnets) and the addresses taken in them by everything placed there.
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    bool_field, network_acl::default_acl_id, parse_v4_cidr, parse_v6_cidr, required_str, res_path,
+    str_field, v6_overlap, vpc::check_block, Builder, Model,
+};
+use crate::template::{ModelError, Result};
+
+pub const SUBNET: &str = "AWS::EC2::Subnet";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc: String,
+    pub cidr: Ipv4Net,
+    pub az: String,
+    /// Its network ACL: the VPC's default one until associated.
+    pub acl: String,
+    /// Its IPv6 block (a /64 of the VPC's /56): the subnet is dual-stack.
+    #[serde(default)]
+    pub ipv6_cidr: Option<Ipv6Net>,
+    /// `AssignIpv6AddressOnCreation`: new interfaces get an IPv6 address.
+    #[serde(default)]
+    pub assign_ipv6_on_creation: bool,
+    /// Its route table: the VPC's main table until associated.
+    #[serde(default)]
+    pub route_table: String,
+}
+
+impl Subnet {
+    /// The VPC router's address in this subnet (base + 1), as at AWS.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.cidr.network()) + 1)
+    }
+    pub fn is_dual_stack(&self) -> bool {
+        self.ipv6_cidr.is_some()
+    }
+}
+
+impl Model {
+    pub fn subnet(&self, id: &str) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.id == id)
+    }
+    /// A free IPv4 address of `subnet` (AWS reserves the first four and the
+    /// last), or `None`: `SubnetOutOfIPAddresses`.
+    pub fn free_ip(&self, subnet: &str) -> Option<Ipv4Addr> {
+        let sn = self.subnet(subnet)?;
+        let used: std::collections::HashSet<Ipv4Addr> = self
+            .hosts
+            .iter()
+            .map(|h| h.ip)
+            .chain(self.enis.iter().map(|e| e.ip))
+            .collect();
+        let (base, last) = (u32::from(sn.cidr.network()), u32::from(sn.cidr.broadcast()));
+        (base + 4..last)
+            .map(Ipv4Addr::from)
+            .find(|ip| !used.contains(ip))
+    }
+    /// A free IPv6 address of a dual-stack `subnet` (first four and last reserved).
+    pub fn free_ip6(&self, subnet: &str) -> Option<Ipv6Addr> {
+        let net = self.subnet(subnet)?.ipv6_cidr?;
+        let used: std::collections::HashSet<Ipv6Addr> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.ip6)
+            .chain(self.enis.iter().filter_map(|e| e.ip6))
+            .collect();
+        let base = u128::from(net.network());
+        (4..1u128 << 20)
+            .map(|i| Ipv6Addr::from(base + i))
+            .find(|ip| !used.contains(ip))
+    }
+}
+
+impl Builder<'_> {
+    /// A subnet's IPv6 block: a /64 inside its VPC's /56, clear of every
+    /// other subnet's.
+    fn subnet_v6_block(&self, p: &Value, id: &str, vpc: &str) -> Result<Option<Ipv6Net>> {
+        let path = format!("{}.Ipv6CidrBlock", res_path(id));
+        let Some(c) = str_field(p, id, "Ipv6CidrBlock")? else {
+            return Ok(None);
+        };
+        let net = parse_v6_cidr(c, &path)?;
+        if net.prefix_len() != 64 {
+            return Err(ModelError::new(
+                path,
+                format!("{net}: a subnet's IPv6 block is a /64"),
+            ));
+        }
+        let Some(vnet) = self.m.vpc(vpc).expect("checked").ipv6_cidr else {
+            return Err(ModelError::new(
+                path,
+                format!(
+                    "VPC {vpc} has no IPv6 block (add an AWS::EC2::VPCCidrBlock, and DependsOn it)"
+                ),
+            ));
+        };
+        if !vnet.contains(&net) {
+            return Err(ModelError::new(
+                path,
+                format!("{net} is not inside the VPC's {vnet}"),
+            ));
+        }
+        let others = self
+            .m
+            .subnets
+            .iter()
+            .filter_map(|s| s.ipv6_cidr.map(|c| (s.id.clone(), c)))
+            .chain(self.ipv6_only.iter().map(|(i, c)| (i.clone(), *c)));
+        for (other, c) in others {
+            if v6_overlap(&net, &c) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{net} overlaps subnet {other} ({c})"),
+                ));
+            }
+        }
+        Ok(Some(net))
+    }
+
+    pub(super) fn subnets(&mut self) -> Result<()> {
+        for res in self.of_type(SUBNET) {
+            let id = &res.logical_id;
+            let p = self.props(res)?;
+            let vpc = self.vpc_ref(&p, id, "VpcId")?;
+            if bool_field(&p, id, "Ipv6Native")? {
+                // IPv6-only: no IPv4 block, an IPv6 one required.
+                if p.get("CidrBlock").is_some() {
+                    return Err(ModelError::new(
+                        format!("{}.CidrBlock", res_path(id)),
+                        "an IPv6-only subnet (Ipv6Native: true) has no IPv4 CidrBlock",
+                    ));
+                }
+                let net = self.subnet_v6_block(&p, id, &vpc)?.ok_or_else(|| {
+                    ModelError::new(
+                        format!("{}.Ipv6CidrBlock", res_path(id)),
+                        "is required for an IPv6-only subnet (Ipv6Native: true)",
+                    )
+                })?;
+                self.attr(id, "SubnetId", id.clone());
+                self.attr(id, "VpcId", vpc.clone());
+                self.attr(
+                    id,
+                    "Ipv6CidrBlocks",
+                    Value::Array(vec![net.to_string().into()]),
+                );
+                self.ipv6_only.insert(id.clone(), net);
+                continue;
+            }
+            let path = format!("{}.CidrBlock", res_path(id));
+            let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
+            let vcidr = self.m.vpc(&vpc).expect("checked").cidr;
+            if !vcidr.contains(&cidr) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{cidr} is not inside the VPC's {vcidr}"),
+                ));
+            }
+            check_block(
+                cidr,
+                "subnet",
+                self.m
+                    .subnets
+                    .iter()
+                    .map(|s| (format!("subnet {}", s.id), s.cidr)),
+                &path,
+            )?;
+            let ipv6_cidr = self.subnet_v6_block(&p, id, &vpc)?;
+            let assign6 = bool_field(&p, id, "AssignIpv6AddressOnCreation")?;
+            if assign6 && ipv6_cidr.is_none() {
+                return Err(ModelError::new(
+                    format!("{}.AssignIpv6AddressOnCreation", res_path(id)),
+                    "the subnet has no Ipv6CidrBlock to assign addresses from",
+                ));
+            }
+            let az = str_field(&p, id, "AvailabilityZone")?
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{}a", self.r.region));
+            self.attr(id, "SubnetId", id.clone());
+            self.attr(id, "CidrBlock", cidr.to_string());
+            self.attr(id, "AvailabilityZone", az.clone());
+            self.attr(id, "VpcId", vpc.clone());
+            self.attr(
+                id,
+                "Ipv6CidrBlocks",
+                Value::Array(ipv6_cidr.iter().map(|c| c.to_string().into()).collect()),
+            );
+            self.m.subnets.push(Subnet {
+                id: id.clone(),
+                acl: default_acl_id(&vpc),
+                vpc,
+                cidr,
+                az,
+                ipv6_cidr,
+                assign_ipv6_on_creation: assign6,
+                route_table: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes `want`, or the lowest free address. AWS reserves the first four
+    /// addresses and the last one of every subnet.
+    pub(super) fn take_ip(
+        &mut self,
+        subnet: &Subnet,
+        want: Option<Ipv4Addr>,
+        path: &str,
+    ) -> Result<Ipv4Addr> {
+        let used = self.used.entry(subnet.id.clone()).or_default();
+        let base = u32::from(subnet.cidr.network());
+        let last = u32::from(subnet.cidr.broadcast());
+        if let Some(ip) = want {
+            let n = u32::from(ip);
+            if !subnet.cidr.contains(&ip) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is not in subnet {} ({})", subnet.id, subnet.cidr),
+                ));
+            }
+            if n < base + 4 || n == last {
+                return Err(ModelError::new(
+                    path,
+                    format!(
+                        "{ip} is reserved by AWS (first four and last address of {})",
+                        subnet.cidr
+                    ),
+                ));
+            }
+            if !used.insert(ip) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is already in use in subnet {}", subnet.id),
+                ));
+            }
+            return Ok(ip);
+        }
+        for n in base + 4..last {
+            let ip = Ipv4Addr::from(n);
+            if used.insert(ip) {
+                return Ok(ip);
+            }
+        }
+        Err(ModelError::new(
+            path,
+            format!(
+                "SubnetOutOfIPAddresses: subnet {} ({}) has no free address",
+                subnet.id, subnet.cidr
+            ),
+        ))
+    }
+
+    /// Takes `want`, or the lowest free IPv6 address of the subnet's /64.
+    /// AWS reserves the first four and the last address here too.
+    pub(super) fn take_ip6(
+        &mut self,
+        subnet: &Subnet,
+        want: Option<Ipv6Addr>,
+        path: &str,
+    ) -> Result<Ipv6Addr> {
+        let net = subnet.ipv6_cidr.expect("dual-stack subnet");
+        let used = self.used6.entry(subnet.id.clone()).or_default();
+        let base = u128::from(net.network());
+        let last = u128::from(net.broadcast());
+        if let Some(ip) = want {
+            let n = u128::from(ip);
+            if !net.contains(&ip) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is not in subnet {} ({net})", subnet.id),
+                ));
+            }
+            if n < base + 4 || n == last {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is reserved by AWS (first four and last address of {net})"),
+                ));
+            }
+            if !used.insert(ip) {
+                return Err(ModelError::new(
+                    path,
+                    format!("{ip} is already in use in subnet {}", subnet.id),
+                ));
+            }
+            return Ok(ip);
+        }
+        let ip = (base + 4..last)
+            .map(Ipv6Addr::from)
+            .find(|ip| !used.contains(ip))
+            .expect("a /64 does not run out");
+        used.insert(ip);
+        Ok(ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_ok, DUAL};
+
+    #[test]
+    fn an_ipv6_only_subnet_alone_is_valid() {
+        // Nothing in it: validated, and nothing is placed there.
+        let m = build_ok(&format!(
+            "{DUAL}  S: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, Ipv6Native: true, Ipv6CidrBlock: '2001:db8:ec2:109::/64'}}}}\n"
+        ));
+        assert!(m.subnet("S").is_none());
+    }
+}

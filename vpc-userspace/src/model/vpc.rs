@@ -1,0 +1,315 @@
+//! VPCs: `AWS::EC2::VPC` (its IPv4 block, its default security group, its
+//! resolver) and `AWS::EC2::VPCCidrBlock` (its IPv6 block).
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    bool_field, endpoint, parse_v4_cidr, parse_v6_cidr, required_str, res_path, str_field,
+    v6_overlap, yes, Builder, Model, Peer, Rule, SecurityGroup, LAMBDA_SERVICE_CIDR,
+    LAMBDA_SERVICE_CIDR6,
+};
+use crate::template::{ModelError, Result};
+
+pub const VPC: &str = "AWS::EC2::VPC";
+pub const VPC_CIDR_BLOCK: &str = "AWS::EC2::VPCCidrBlock";
+
+/// Where `AmazonProvidedIpv6CidrBlock: true` takes its /56 blocks: a slice of
+/// the documentation range (RFC 3849), global-unicast in shape like AWS's
+/// own blocks and never routed anywhere.
+pub const AMAZON_IPV6_POOL: &str = "2001:db8:ec2::/48";
+/// The VPC router's IPv6 address on every link (subnets and the Lambda
+/// side): link-local, so it takes no address of the subnet.
+pub const VPC_ROUTER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Vpc {
+    pub id: String,
+    /// 1-based index used in the datapath.
+    pub index: u32,
+    pub cidr: Ipv4Net,
+    pub default_group: String,
+    /// Its IPv6 block (`AWS::EC2::VPCCidrBlock`), a /56.
+    #[serde(default)]
+    pub ipv6_cidr: Option<Ipv6Net>,
+    /// `EnableDnsSupport` (default true): the resolver at base + 2.
+    #[serde(default = "yes")]
+    pub enable_dns_support: bool,
+}
+
+impl Vpc {
+    /// The Amazon-provided DNS resolver's address: base + 2, as at AWS.
+    pub fn resolver(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.cidr.network()) + 2)
+    }
+
+    /// The resolver's node (namespace) id, when the VPC has one.
+    pub fn resolver_id(&self) -> Option<String> {
+        self.enable_dns_support
+            .then(|| format!("Resolver-{}", self.id))
+    }
+}
+
+impl Model {
+    pub fn vpc(&self, id: &str) -> Option<&Vpc> {
+        self.vpcs.iter().find(|v| v.id == id)
+    }
+}
+
+/// A VPC's or subnet's block: /16 to /28, and clear of every block in
+/// `others` (a description, the block).
+pub(super) fn check_block(
+    cidr: Ipv4Net,
+    what: &str,
+    others: impl IntoIterator<Item = (String, Ipv4Net)>,
+    path: &str,
+) -> Result<()> {
+    if !(16..=28).contains(&cidr.prefix_len()) {
+        return Err(ModelError::new(
+            path,
+            format!("{cidr}: a {what}'s block is between /16 and /28"),
+        ));
+    }
+    for (id, other) in others {
+        if other.contains(&cidr.network()) || cidr.contains(&other.network()) {
+            return Err(ModelError::new(
+                path,
+                format!("{cidr} overlaps {what} {id} ({other})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Builder<'_> {
+    pub(super) fn vpcs(&mut self) -> Result<()> {
+        let lambda: Ipv4Net = LAMBDA_SERVICE_CIDR.parse().expect("constant");
+        for res in self.of_type(VPC) {
+            let id = &res.logical_id;
+            let p = self.props(res)?;
+            let path = format!("{}.CidrBlock", res_path(id));
+            let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
+            // Separate VPCs may overlap at AWS; here they share one router, so they may not.
+            let lambda_range = ("the Lambda service range".to_string(), lambda);
+            let services: Ipv4Net = endpoint::AWS_SERVICES_CIDR.parse().expect("constant");
+            let services = ("the AWS services range".to_string(), services);
+            let vpcs = self
+                .m
+                .vpcs
+                .iter()
+                .map(|v| (format!("VPC {}", v.id), v.cidr));
+            check_block(
+                cidr,
+                "VPC",
+                [lambda_range, services].into_iter().chain(vpcs),
+                &path,
+            )?;
+            let default_group = format!("{id}.DefaultSecurityGroup");
+            // EC2's default: the resolver is on.
+            let enable_dns_support =
+                p.get("EnableDnsSupport").is_none() || bool_field(&p, id, "EnableDnsSupport")?;
+            self.m.vpcs.push(Vpc {
+                id: id.clone(),
+                index: self.m.vpcs.len() as u32 + 1,
+                cidr,
+                default_group: default_group.clone(),
+                ipv6_cidr: None,
+                enable_dns_support,
+            });
+            // The VPC's default group: inbound from its own members, outbound to all.
+            self.m.groups.push(SecurityGroup {
+                id: default_group.clone(),
+                vpc: id.clone(),
+                ingress: vec![Rule::allow_all(Peer::Group(default_group.clone()))],
+                egress: vec![Rule::allow_all(Peer::Cidr(
+                    "0.0.0.0/0".parse().expect("constant"),
+                ))],
+                is_default: true,
+            });
+            self.attr(id, "CidrBlock", cidr.to_string());
+            self.attr(id, "VpcId", id.clone());
+            self.attr(id, "DefaultSecurityGroup", default_group);
+            self.attr(id, "CidrBlockAssociations", Value::Array(vec![]));
+            // Filled by an `AWS::EC2::VPCCidrBlock`; empty until then, as at AWS.
+            self.attr(id, "Ipv6CidrBlocks", Value::Array(vec![]));
+        }
+        if self.m.vpcs.is_empty() {
+            return Err(ModelError::new(
+                "Resources",
+                "the template declares no AWS::EC2::VPC",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `AWS::EC2::VPCCidrBlock`: a VPC's IPv6 block, explicit (a /56) or
+    /// Amazon-provided (the next free /56 of `AMAZON_IPV6_POOL`). Explicit
+    /// blocks are placed first, so a provided one never takes them.
+    pub(super) fn vpc_cidr_blocks(&mut self) -> Result<()> {
+        let lambda6: Ipv6Net = LAMBDA_SERVICE_CIDR6.parse().expect("constant");
+        let mut wanted = vec![];
+        for res in self.of_type(VPC_CIDR_BLOCK) {
+            let id = res.logical_id.clone();
+            let p = self.props(res)?;
+            let path = res_path(&id);
+            let vpc = self.vpc_ref(&p, &id, "VpcId")?;
+            for unsupported in [
+                "CidrBlock",
+                "Ipv4IpamPoolId",
+                "Ipv6IpamPoolId",
+                "Ipv6NetmaskLength",
+            ] {
+                if p.get(unsupported).is_some() {
+                    return Err(ModelError::new(
+                        format!("{path}.{unsupported}"),
+                        "not supported by this slice (one IPv6 block per VPC: AmazonProvidedIpv6CidrBlock or Ipv6CidrBlock)",
+                    ));
+                }
+            }
+            let amazon = bool_field(&p, &id, "AmazonProvidedIpv6CidrBlock")?;
+            let explicit = str_field(&p, &id, "Ipv6CidrBlock")?;
+            let block = match (amazon, explicit) {
+                (true, Some(_)) => {
+                    return Err(ModelError::new(
+                        format!("{path}.Ipv6CidrBlock"),
+                        "InvalidParameterCombination: AmazonProvidedIpv6CidrBlock and Ipv6CidrBlock are mutually exclusive",
+                    ))
+                }
+                (false, None) => {
+                    return Err(ModelError::new(
+                        format!("{path}.AmazonProvidedIpv6CidrBlock"),
+                        "one of AmazonProvidedIpv6CidrBlock: true or Ipv6CidrBlock is required",
+                    ))
+                }
+                (false, Some(c)) => {
+                    let f = format!("{path}.Ipv6CidrBlock");
+                    let net = parse_v6_cidr(c, &f)?;
+                    if net.prefix_len() != 56 {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net}: a VPC's IPv6 block is a /56"),
+                        ));
+                    }
+                    // ::/96 and ::ffff:0:0/96 embed IPv4 addresses, which
+                    // the datapath keeps in that form: never an IPv6 block.
+                    let embeds_v4 = net.contains(&"::ffff:0.0.0.0".parse::<Ipv6Addr>().expect("literal"))
+                        || net.contains(&Ipv6Addr::UNSPECIFIED);
+                    if embeds_v4 {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net}: contains IPv4-mapped or IPv4-compatible addresses (::/96, ::ffff:0:0/96), which are not valid IPv6 unicast"),
+                        ));
+                    }
+                    Some((net, f))
+                }
+                (true, None) => None,
+            };
+            wanted.push((id, vpc, block));
+        }
+        // Explicit blocks first, then the provided ones around them.
+        wanted.sort_by_key(|w| w.2.is_none());
+        for (id, vpc, block) in wanted {
+            let path = res_path(&id);
+            if let Some(v) = self.m.vpc(&vpc).and_then(|v| v.ipv6_cidr) {
+                return Err(ModelError::new(
+                    format!("{path}.VpcId"),
+                    format!("VPC {vpc} already has the IPv6 block {v}: one per VPC in this slice"),
+                ));
+            }
+            let taken: Vec<Ipv6Net> = self.m.vpcs.iter().filter_map(|v| v.ipv6_cidr).collect();
+            let net = match block {
+                Some((net, f)) => {
+                    if v6_overlap(&net, &lambda6) {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net} overlaps the Lambda service range {lambda6}"),
+                        ));
+                    }
+                    if let Some((o, t)) = self.m.vpcs.iter().find_map(|o| {
+                        o.ipv6_cidr
+                            .filter(|t| v6_overlap(&net, t))
+                            .map(|t| (o.id.clone(), t))
+                    }) {
+                        return Err(ModelError::new(f, format!("{net} overlaps VPC {o} ({t})")));
+                    }
+                    net
+                }
+                None => {
+                    let pool: Ipv6Net = AMAZON_IPV6_POOL.parse().expect("constant");
+                    pool.subnets(56)
+                        .expect("a /48 splits into /56s")
+                        .skip(1)
+                        .find(|c| !taken.iter().any(|t| v6_overlap(c, t)))
+                        .ok_or_else(|| {
+                            ModelError::new(
+                                format!("{path}.AmazonProvidedIpv6CidrBlock"),
+                                format!("no free /56 left in {AMAZON_IPV6_POOL}"),
+                            )
+                        })?
+                }
+            };
+            let v = self
+                .m
+                .vpcs
+                .iter_mut()
+                .find(|v| v.id == vpc)
+                .expect("checked");
+            v.ipv6_cidr = Some(net);
+            // Groups created by AWS get IPv6's allow-all egress too once
+            // the VPC has an IPv6 block.
+            let dg = v.default_group.clone();
+            if let Some(g) = self.m.groups.iter_mut().find(|g| g.id == dg) {
+                g.egress.push(Rule::allow_all(Peer::Cidr(
+                    "::/0".parse().expect("constant"),
+                )));
+            }
+            self.attr(
+                &vpc,
+                "Ipv6CidrBlocks",
+                Value::Array(vec![net.to_string().into()]),
+            );
+            self.attr(&id, "Id", id.clone());
+            self.attr(&id, "Ipv6CidrBlock", net.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::tests::{build_err, build_ok};
+
+    #[test]
+    fn explicit_and_provided_ipv6_blocks_do_not_collide() {
+        let m = build_ok(
+            r#"
+Resources:
+  V1: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  V2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
+  B1: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V1, AmazonProvidedIpv6CidrBlock: true}}
+  B2: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V2, Ipv6CidrBlock: "2001:db8:ec2:100::/56"}}
+"#,
+        );
+        let b = |id: &str| m.vpc(id).unwrap().ipv6_cidr.unwrap().to_string();
+        assert_eq!(b("V2"), "2001:db8:ec2:100::/56");
+        assert_eq!(b("V1"), "2001:db8:ec2:200::/56");
+    }
+
+    #[test]
+    fn a_vpc_ipv6_block_holding_ipv4_mapped_or_compatible_addresses_is_refused() {
+        // The one /56 holding ::/96 and ::ffff:0:0/96.
+        for block in ["::/56", "0::/56"] {
+            let e = build_err(&format!(
+                r#"
+Resources:
+  V: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16}}}}
+  B: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref V, Ipv6CidrBlock: "{block}"}}}}
+"#
+            ));
+            assert_eq!(e.path, "Resources.B.Properties.Ipv6CidrBlock", "{block}");
+            assert!(e.message.contains("IPv4-mapped"), "{}", e.message);
+        }
+    }
+}
