@@ -399,16 +399,22 @@ impl FlowLogAgent {
 /// `vpc flows tail`: prints records as the agent writes them (from the
 /// journal), for one ENI or all, in the flow log's own format, the default
 /// one (`default`) or a `${field} ...` format; stops after `count` records
-/// if given. `from_start` prints what was written before too.
+/// if given. `from_start` prints what was written before too. `json`
+/// prints each record's [`JournalEntry`] instead, one JSON object a line
+/// (`format` must be `None` then).
 pub fn tail(
     name: &str,
     eni: Option<&str>,
     format: Option<&str>,
+    json: bool,
     from_start: bool,
     count: Option<usize>,
     out: &mut impl Write,
 ) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
+    if json && format.is_some() {
+        anyhow::bail!("--format shapes text lines: JSON output has every field");
+    }
     let fields: Option<Vec<String>> = match format {
         None => None,
         Some("default") => Some(
@@ -464,6 +470,7 @@ pub fn tail(
                 continue;
             }
             match &fields {
+                _ if json => writeln!(out, "{}", serde_json::to_string(&e)?)?,
                 None => writeln!(out, "{}", e.line)?,
                 Some(f) => writeln!(out, "{}", e.record.line(f))?,
             }

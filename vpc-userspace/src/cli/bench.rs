@@ -1,0 +1,98 @@
+//! `vpc bench`: ns per packet through BPF_PROG_TEST_RUN, or real frames
+//! through real veths (`--throughput`).
+use std::path::PathBuf;
+
+use anyhow::Result;
+use vpc::bench;
+
+use super::{output::print_json, Output};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    repeat: u32,
+    #[arg(long, default_value_t = 7)]
+    samples: usize,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Real frames through real veths instead: the router against
+    /// nftables and against a bare redirect (JSON: throughput.json next
+    /// to --json).
+    #[arg(long)]
+    throughput: bool,
+    /// With --throughput: frames injected once and kept circulating.
+    #[arg(long, default_value_t = 128)]
+    in_flight: u32,
+    /// With --throughput: seconds of each circulating sample.
+    #[arg(long, default_value_t = 1.0)]
+    sample_seconds: f64,
+    /// With --throughput: seconds of each socket measurement (iperf3,
+    /// request/response, connections).
+    #[arg(long, default_value_t = 3)]
+    socket_seconds: u64,
+    /// Conntrack entries of the large-table case (1,000,000 entries
+    /// filled; its memory is measured): 2,000,000 = 1 million connections.
+    #[arg(long, default_value_t = 2_000_000)]
+    conntrack_max: u32,
+}
+
+/// The results as a table, or (`--output json`) as the JSON `--json`
+/// writes; where files went, on stdout, or on stderr with JSON.
+pub fn bench(a: &BenchArgs, out: Output) -> Result<()> {
+    let note = |s: String| {
+        if out.is_json() {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    };
+    if a.throughput {
+        let name = format!("tput{}", std::process::id() % 100_000);
+        let opts = vpc::throughput::Options {
+            in_flight: a.in_flight,
+            samples: a.samples,
+            sample_seconds: a.sample_seconds,
+            socket_seconds: a.socket_seconds,
+        };
+        let r = vpc::throughput::run(&name, &opts)?;
+        if out.is_json() {
+            print_json(&r)?;
+        } else {
+            print!("{}", vpc::throughput::table(&r));
+        }
+        if let Some(p) = &a.json {
+            let p = p.with_file_name("throughput.json");
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+            let svg = p.with_file_name("throughput.svg");
+            std::fs::write(&svg, vpc::throughput::svg(&r))?;
+            note(format!(
+                "\nwritten to {} (plot: {})",
+                p.display(),
+                svg.display()
+            ));
+        }
+        return Ok(());
+    }
+    let r = bench::run(a.repeat, a.samples, a.conntrack_max)?;
+    if out.is_json() {
+        print_json(&r)?;
+    } else {
+        print!("{}", bench::table(&r));
+    }
+    if let Some(p) = &a.json {
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(p, serde_json::to_vec_pretty(&r)?)?;
+        let base = r.cases.first().map(|c| c.ns_median).unwrap_or(0.0);
+        let svg = p.with_file_name("rules-curve.svg");
+        std::fs::write(&svg, bench::curve_svg(&r.rules_curve, base))?;
+        note(format!("plot: {}", svg.display()));
+        note(format!("\nwritten to {}", p.display()));
+    }
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! A deployment's life: `validate`, `up`, `run`, `apply`, `down`, `agent`.
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    os::unix::process::CommandExt as _,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use vpc::{
+    datapath::Timeouts,
+    deploy::{self, Lifecycle, State, UpOptions},
+    model,
+};
+
+use super::{output::print_json, parse_duration, signal_flag, status::print_status, Output};
+
+#[derive(clap::Args, Clone)]
+pub struct TemplateArgs {
+    /// CloudFormation template (YAML or JSON); `default` for the embedded one.
+    template: String,
+    /// Template parameter, NAME=VALUE (repeatable).
+    #[arg(long = "parameter", short = 'p')]
+    parameters: Vec<String>,
+    /// Rules per security group and direction (AWS: 60, adjustable; groups x
+    /// rules per interface stay <= 1,000).
+    #[arg(long, default_value_t = model::MAX_RULES_PER_DIRECTION)]
+    sg_rules_quota: usize,
+    /// Network ACL rules per direction (AWS: 20, up to 40).
+    #[arg(long, default_value_t = model::MAX_ACL_RULES_PER_DIRECTION)]
+    acl_rules_quota: usize,
+}
+
+impl TemplateArgs {
+    /// A template file, or `default`, with no parameters and AWS's quotas.
+    pub fn of(template: String) -> Self {
+        TemplateArgs {
+            template,
+            parameters: vec![],
+            sg_rules_quota: model::MAX_RULES_PER_DIRECTION,
+            acl_rules_quota: model::MAX_ACL_RULES_PER_DIRECTION,
+        }
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Return only when every function is Active.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    template: TemplateArgs,
+    /// Hyperplane ENI creation time: functions stay Pending this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    eni_delay: Duration,
+    /// Connection-tracking timeout, NAME=SECONDS (repeatable): tcp-syn,
+    /// tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other.
+    #[arg(long = "timeout")]
+    timeouts: Vec<String>,
+    /// The router's hook on each port: `tc` (socket buffers: senders keep
+    /// GSO and TSO; the faster hook for socket-fed ports) or `xdp` (frames:
+    /// the faster hook where frames arrive from an XDP program or a NIC);
+    /// alone for every port, or ID=HOOK for one host or function
+    /// (repeatable). Default: tc (docs/performance.md).
+    #[arg(long = "hook", value_name = "[ID=]xdp|tc")]
+    hooks: Vec<String>,
+    /// Where the agent serves Prometheus metrics (`GET /metrics`). Port 0
+    /// picks a free port (`vpc status` shows it); `off` serves none.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics_addr: String,
+    #[command(flatten)]
+    eni: EniArgs,
+    #[command(flatten)]
+    lifecycle: LifecycleArgs,
+    /// Flow logs: the directory standing for S3 buckets
+    /// (`s3/<bucket>/AWSLogs/...`) and CloudWatch log groups
+    /// (`cloudwatch/<group>/<eni>-all`). Default: /var/log/vpc/<name>.
+    #[arg(long)]
+    flow_logs_dir: Option<std::path::PathBuf>,
+    /// Flow logs: ring-buffer size in bytes (a power of two, at least a
+    /// page); a full ring buffer means SKIPDATA records.
+    #[arg(long, default_value_t = vpc_common::FL_RINGBUF_BYTES)]
+    flow_log_ringbuf: u32,
+}
+
+/// The function and ENI lifecycle, and the Lambda API.
+#[derive(clap::Args, Clone)]
+struct LifecycleArgs {
+    /// `real`, or `test`: a clock that stands still until moved (`vpc clock
+    /// advance 3d`), for testing delays of days in milliseconds.
+    #[arg(long, default_value = "real", value_parser = ["real", "test"])]
+    clock: String,
+    /// A function not invoked for this long loses its ENI and becomes
+    /// Inactive (AWS: weeks).
+    #[arg(long, default_value = "14d", value_parser = parse_duration)]
+    idle_reclaim: Duration,
+    /// An ENI no function or version uses is deleted after this (AWS: up to 20 min).
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    eni_delete_delay: Duration,
+    /// Hyperplane ENIs per VPC (AWS: 250).
+    #[arg(long, default_value_t = 250)]
+    eni_limit: usize,
+    /// Also serve the Lambda API on this loopback TCP address (port 0: a
+    /// free one; `vpc status --output json` shows it as `api_url`); `off`:
+    /// the Unix socket only.
+    #[arg(long, default_value = "off")]
+    api_addr: String,
+}
+
+/// Hyperplane ENIs at scale.
+#[derive(clap::Args, Clone)]
+struct EniArgs {
+    /// NAT ports (connections) per Hyperplane ENI and protocol, 1-64512: ports
+    /// 1024..1024+N (AWS: 65,000 per ENI; the ephemeral range holds 64,512).
+    #[arg(long, default_value_t = vpc_common::DEFAULT_ENI_CAPACITY)]
+    eni_capacity: u32,
+    /// A drained ENI added by the agent is returned after this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    eni_return_delay: Duration,
+    /// Connection-tracking entries (two per connection).
+    #[arg(long, default_value_t = vpc_common::CT_MAX_ENTRIES)]
+    conntrack_max: u32,
+    /// Source ports (connections) per NAT gateway and protocol, 1-64512
+    /// (AWS: 55,000 per destination; see the README).
+    #[arg(long, default_value_t = vpc_common::NAT_GATEWAY_CAPACITY)]
+    nat_gateway_capacity: u32,
+}
+
+/// `--hook` values: one default and per-port overrides.
+fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
+    use clap::ValueEnum;
+    let mut h = deploy::Hooks::default();
+    for a in args {
+        let (id, v) = match a.split_once('=') {
+            Some((id, v)) => (Some(id), v),
+            None => (None, a.as_str()),
+        };
+        let hook = vpc::datapath::Hook::from_str(v, true)
+            .map_err(|_| anyhow::anyhow!("--hook {a}: the hook is xdp or tc"))?;
+        match id {
+            Some(id) => {
+                if h.per_port.insert(id.to_string(), hook).is_some() {
+                    bail!("--hook {a}: {id} has a hook already");
+                }
+            }
+            None if h.default.is_some() => bail!("--hook {a}: a second default hook"),
+            None => h.default = Some(hook),
+        }
+    }
+    Ok(h)
+}
+
+/// The template's model, and how to name the template in messages.
+pub fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
+    let (text, label) = if t.template == "default" {
+        (
+            vpc::DEFAULT_TEMPLATE.to_string(),
+            "default (embedded)".to_string(),
+        )
+    } else {
+        let text = std::fs::read_to_string(&t.template)
+            .with_context(|| format!("reading template {}", t.template))?;
+        (text, t.template.clone())
+    };
+    let mut params = HashMap::new();
+    for p in &t.parameters {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("--parameter {p:?}: expected NAME=VALUE"))?;
+        params.insert(k.to_string(), v.to_string());
+    }
+    let quotas = model::Quotas {
+        rules_per_group: t.sg_rules_quota,
+        acl_rules: t.acl_rules_quota,
+    };
+    let m = model::build_with(&text, &params, stack, quotas)
+        .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
+    for (id, ty) in &m.skipped {
+        eprintln!("note: skipping {id} ({ty}): not modelled by this project");
+    }
+    Ok((m, label))
+}
+
+/// `vpc validate`: the counts, or (`--output json`) the model.
+pub fn validate(name: &str, t: &TemplateArgs, out: Output) -> Result<()> {
+    let (m, label) = load_model(t, name)?;
+    if out.is_json() {
+        return print_json(&m);
+    }
+    println!(
+        "{label}: OK: {} VPC(s), {} subnet(s), {} security group(s), {} host(s), {} function(s), {} Hyperplane ENI(s)",
+        m.vpcs.len(),
+        m.subnets.len(),
+        m.groups.len(),
+        m.hosts.len(),
+        m.functions.len(),
+        m.enis.len()
+    );
+    Ok(())
+}
+
+/// Builds the deployment (no agent).
+fn build(name: &str, r: &RunArgs) -> Result<State> {
+    let (model, label) = load_model(&r.template, name)?;
+    let mut timeouts = Timeouts::default();
+    for t in &r.timeouts {
+        timeouts.set(t).with_context(|| format!("--timeout {t}"))?;
+    }
+    deploy::up(
+        model,
+        &UpOptions {
+            hooks: parse_hooks(&r.hooks)?,
+            metrics_addr: (r.metrics_addr != "off").then(|| r.metrics_addr.clone()),
+            name: name.to_string(),
+            template_label: label,
+            timeouts,
+            eni_delay: r.eni_delay,
+            quotas: model::Quotas {
+                rules_per_group: r.template.sg_rules_quota,
+                acl_rules: r.template.acl_rules_quota,
+            },
+            eni_scaling: deploy::EniScaling {
+                capacity: r.eni.eni_capacity,
+                return_delay: r.eni.eni_return_delay,
+                ..Default::default()
+            },
+            conntrack_max: r.eni.conntrack_max,
+            nat_gateway_capacity: r.eni.nat_gateway_capacity,
+            lifecycle: deploy::LifecycleOptions {
+                test_clock: r.lifecycle.clock == "test",
+                settings: vpc::lifecycle::Settings {
+                    idle_reclaim: r.lifecycle.idle_reclaim,
+                    eni_delete_delay: r.lifecycle.eni_delete_delay,
+                    eni_limit: r.lifecycle.eni_limit,
+                },
+                api_addr: (r.lifecycle.api_addr != "off").then(|| r.lifecycle.api_addr.clone()),
+            },
+            flow_logs: vpc::flowlogs::FlowLogOptions {
+                dir: r.flow_logs_dir.clone(),
+                ringbuf_bytes: r.flow_log_ringbuf,
+            },
+        },
+    )
+}
+
+/// `vpc up`: the deployment and its agent; with `--wait`, until every
+/// function is Active.
+pub fn up(name: &str, a: &UpArgs) -> Result<()> {
+    let state = build(name, &a.run)?;
+    let child = match spawn_agent(name) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = deploy::down(name);
+            return Err(e);
+        }
+    };
+    println!(
+        "{}: up ({} namespaces, router hooks {}), agent pid {}",
+        name,
+        state.namespaces.len(),
+        state.attach_mode,
+        child.id()
+    );
+    if a.wait {
+        let deadline = Instant::now() + state.eni_delay + Duration::from_secs(30);
+        loop {
+            let lc = Lifecycle::load(name).unwrap_or_default();
+            if !state.model.functions.is_empty()
+                && lc.functions.values().all(|f| f.state == "Active")
+                && lc.functions.len() == state.model.functions.len()
+            {
+                break;
+            }
+            if state.model.functions.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "functions did not become Active in time (see {})",
+                    deploy::state_dir(name).join("agent.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("{name}: every function is Active");
+    }
+    Ok(())
+}
+
+/// `vpc run`: up, the status live, down on Ctrl-C / SIGTERM.
+pub fn run(name: &str, r: &RunArgs) -> Result<()> {
+    let stop = signal_flag()?;
+    let state = build(name, r)?;
+    println!("{name}: up; Ctrl-C tears it down");
+    let result = deploy::agent(name, &stop, || {
+        let s = deploy::status(name)?;
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            print!("\x1b[2J\x1b[H");
+        }
+        print_status(&s);
+        println!(
+            "\ntry: vpc --name {name} invoke {} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'",
+            state
+                .model
+                .functions
+                .first()
+                .map(|f| f.name.as_str())
+                .unwrap_or("FUNCTION")
+        );
+        std::io::stdout().flush()?;
+        Ok(())
+    });
+    let down = deploy::down(name);
+    println!("\n{name}: torn down");
+    result?;
+    down
+}
+
+/// `vpc apply`: a changed template on the running deployment.
+pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
+    let (m, label) = load_model(t, name)?;
+    let gen = deploy::apply(name, m)?;
+    println!("{name}: applied {label} (policy generation {gen})");
+    Ok(())
+}
+
+pub fn down(name: &str) -> Result<()> {
+    deploy::down(name)?;
+    println!("{name}: down");
+    Ok(())
+}
+
+/// `vpc agent`: in the foreground until a signal, or `--detach`ed.
+pub fn agent(name: &str, detach: bool) -> Result<()> {
+    if detach {
+        let child = spawn_agent(name)?;
+        println!("{name}: agent pid {}", child.id());
+    } else {
+        let stop = signal_flag()?;
+        deploy::agent(name, &stop, || Ok(()))?;
+    }
+    Ok(())
+}
+
+/// Starts `vpc agent` in its own session, output to the deployment's
+/// agent.log, and returns once it holds the agent lock (or has failed).
+fn spawn_agent(name: &str) -> Result<std::process::Child> {
+    deploy::State::load(name)?;
+    let log_path = deploy::state_dir(name).join("agent.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--name", name, "agent"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting the agent")?;
+    // Generous: a loaded machine may take a while to load and adopt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("").to_string();
+            bail!("the agent exited ({status}): {last}");
+        }
+        // Up once it holds the lock and answers on its API (the next
+        // command can use it).
+        if deploy::agent_running(name)? == Some(child.id())
+            && vpc::api::call(name, "GET", "/2015-03-31/functions", b"").is_ok()
+        {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not start (see {})", log_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

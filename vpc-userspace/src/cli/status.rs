@@ -1,0 +1,370 @@
+//! What a deployment is doing: `status`, `top`, `conntrack`, `eni`, `flows`.
+use std::{sync::atomic::Ordering, time::Duration};
+
+use anyhow::{bail, Result};
+use vpc::deploy::{self, State, Status};
+
+use super::{output::print_json, signal_flag, Output};
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Deprecated: `--output json`.
+    #[arg(long, hide = true)]
+    pub json: bool,
+    /// Refresh every this many seconds (as `vpc top`).
+    #[arg(long, value_name = "SECONDS")]
+    watch: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ConntrackOp {
+    /// Original and translated tuples, state, time left, age, packets and
+    /// bytes each way, newest first.
+    List {
+        /// Deprecated: `--output json`.
+        #[arg(long, hide = true)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum EniOp {
+    /// Each Hyperplane ENI: id, addresses, combination, functions,
+    /// connections, capacity and occupancy, by group.
+    List {
+        /// Deprecated: `--output json`.
+        #[arg(long, hide = true)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum FlowsOp {
+    /// Prints flow-log records as the agent writes them (`--output json`:
+    /// each record's journal entry, one JSON object a line).
+    Tail {
+        /// Only this interface's records (`eni-...`).
+        #[arg(long)]
+        eni: Option<String>,
+        /// `default` (version 2), or `${field} ...` as in `LogFormat`;
+        /// default: each flow log's own format.
+        #[arg(long)]
+        format: Option<String>,
+        /// Also what was written before.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+/// `vpc status`: once, or (`--watch`, not with JSON) as `vpc top`.
+pub fn status(name: &str, a: &StatusArgs, out: Output) -> Result<()> {
+    match (out.or_json(a.json), a.watch) {
+        (Output::Table, Some(interval)) => top(name, interval, Output::Table),
+        (Output::Json, _) => print_json(&deploy::status(name)?),
+        (Output::Table, None) => {
+            print_status(&deploy::status(name)?);
+            Ok(())
+        }
+    }
+}
+
+/// `vpc top`: the status, redrawn every `interval` seconds, with packet
+/// rates since the last refresh, until Ctrl-C.
+pub fn top(name: &str, interval: f64, out: Output) -> Result<()> {
+    if out.is_json() {
+        bail!("vpc top draws a screen: `vpc status --output json` prints the status as JSON");
+    }
+    let stop = signal_flag()?;
+    let every = Duration::from_secs_f64(interval.max(0.1));
+    let mut last: Option<(std::time::Instant, deploy::Status)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let s = deploy::status(name)?;
+        // Clear the screen, cursor home.
+        print!("\x1b[2J\x1b[H");
+        print_status(&s);
+        if let Some((t, prev)) = &last {
+            let secs = t.elapsed().as_secs_f64().max(1e-3);
+            let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
+            let mut line = format!(
+                "\nRATES  forwarded {:.0}/s  dropped {:.0}/s  flow-log events {:.0}/s",
+                rate(s.counters.forwarded, prev.counters.forwarded),
+                rate(s.counters.total_dropped(), prev.counters.total_dropped()),
+                rate(s.flow_log_stats.events, prev.flow_log_stats.events)
+            );
+            for ((reason, n), (_, p)) in s.counters.dropped.iter().zip(&prev.counters.dropped) {
+                if n > p {
+                    line += &format!("  {reason} {:.0}/s", rate(*n, *p));
+                }
+            }
+            println!("{line}");
+        }
+        println!("\n(every {interval}s; Ctrl-C to stop)");
+        last = Some((std::time::Instant::now(), s));
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+/// `vpc conntrack list`.
+pub fn conntrack(name: &str, op: ConntrackOp, out: Output) -> Result<()> {
+    let ConntrackOp::List { json } = op;
+    use vpc::datapath::Maps;
+    let state = State::load(name)?;
+    let mut maps = vpc::datapath::PinnedMaps::open(&state.pin_dir)?;
+    let conns = maps.connections()?;
+    let rows = vpc::conntrack::rows(
+        &conns,
+        &state.timeouts,
+        maps.datapath_now()?,
+        &state.model.enis,
+    );
+    if out.or_json(json).is_json() {
+        print_json(&rows)?;
+    } else {
+        for c in &rows {
+            println!("{}", vpc::conntrack::line(c));
+        }
+        eprintln!("{name}: {} flow entries have been shown.", rows.len());
+    }
+    Ok(())
+}
+
+/// `vpc eni list`.
+pub fn eni(name: &str, op: EniOp, out: Output) -> Result<()> {
+    let EniOp::List { json } = op;
+    let s = deploy::status(name)?;
+    if out.or_json(json).is_json() {
+        print_json(&s.enis)
+    } else {
+        print_enis(&s.enis);
+        Ok(())
+    }
+}
+
+/// `vpc flows tail`.
+pub fn flows(name: &str, op: FlowsOp, out: Output) -> Result<()> {
+    let FlowsOp::Tail {
+        eni,
+        format,
+        from_start,
+        count,
+    } = op;
+    vpc::flowlogs::agent::tail(
+        name,
+        eni.as_deref(),
+        format.as_deref(),
+        out.is_json(),
+        from_start,
+        count,
+        &mut std::io::stdout().lock(),
+    )
+}
+
+/// ` + 2001:db8::4` after an IPv4 address, for a dual-stack interface.
+fn v6_suffix(a: &Option<String>) -> String {
+    a.as_ref().map(|a| format!(" + {a}")).unwrap_or_default()
+}
+
+fn print_enis(enis: &[deploy::EniView]) {
+    for e in enis {
+        println!(
+            "  {}  {:<15}{} subnet {:<16} groups [{}]  functions [{}] (envs [{}])  connections {} / {} per protocol ({:.1}%){}",
+            e.id,
+            e.address,
+            v6_suffix(&e.ipv6_address),
+            e.subnet,
+            e.security_groups.join(", "),
+            e.functions.join(", "),
+            e.execution_environments.join(", "),
+            e.connections,
+            e.capacity,
+            e.occupancy * 100.0,
+            if e.scaled {
+                format!("  added to the group of {}", e.group)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+pub fn print_status(s: &Status) {
+    println!(
+        "deployment {}  template {}  router hooks: {}",
+        s.name, s.template, s.attach_mode
+    );
+    println!("\nFUNCTIONS");
+    for f in &s.functions {
+        println!(
+            "  {:<20} {:<8} {:<10} exec-env {}{} ({})  vpc {}  eni {}  ipv6 {}",
+            f.function_name,
+            f.state,
+            f.state_reason_code,
+            f.address,
+            v6_suffix(&f.ipv6_address),
+            f.execution_environment,
+            f.vpc_id.as_deref().unwrap_or("-"),
+            f.eni.as_deref().unwrap_or("-"),
+            if f.ipv6_allowed_for_dual_stack {
+                "allowed"
+            } else {
+                "-"
+            }
+        );
+    }
+    for f in s
+        .functions
+        .iter()
+        .filter(|f| f.execution_environments.len() > 1)
+    {
+        for e in &f.execution_environments {
+            println!(
+                "    env {:<2} {}{} ({})  subnet {}  eni {} ({})",
+                e.env,
+                e.address,
+                v6_suffix(&e.ipv6_address),
+                e.netns,
+                e.subnet.as_deref().unwrap_or("-"),
+                e.eni.as_deref().unwrap_or("-"),
+                e.eni_address.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    for f in s.functions.iter().filter(|f| f.state_reason.is_some()) {
+        println!(
+            "  {}: {}",
+            f.function_name,
+            f.state_reason.as_deref().unwrap_or("")
+        );
+    }
+    println!("\nHYPERPLANE ENIS (InterfaceType lambda)");
+    print_enis(&s.enis);
+    println!(
+        "  NAT ports: {} allocated, {} failed (every ENI of the group full); probes per allocation: {}",
+        s.nat.allocated(),
+        s.nat.failed,
+        s.nat
+            .probe_histogram
+            .iter()
+            .map(|(b, n)| format!("{b}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("\nHOSTS");
+    for h in &s.hosts {
+        println!(
+            "  {:<20} {:<16} {:<15}{} subnet {:<16} netns {}  groups [{}]  {}",
+            h.id,
+            h.kind,
+            h.address,
+            v6_suffix(&h.ipv6_address),
+            h.subnet,
+            h.netns,
+            h.security_groups.join(", "),
+            h.eni_id
+        );
+    }
+    println!(
+        "\nPACKETS  forwarded {}  dropped {}  tracked connections {}",
+        s.counters.forwarded,
+        s.counters.total_dropped(),
+        s.connections
+    );
+    for (reason, n) in &s.counters.dropped {
+        if *n > 0 {
+            println!("  dropped {reason:<24} {n}");
+        }
+    }
+    println!(
+        "\nINTERFACES  {}",
+        s.interfaces
+            .iter()
+            .filter(|c| c.forwarded + c.dropped > 0)
+            .map(|c| {
+                let who = if c.eni.is_empty() { &c.node } else { &c.eni };
+                format!("{who} {} fwd {} drop", c.forwarded, c.dropped)
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    if !s.flow_logs.is_empty() {
+        println!(
+            "\nFLOW LOGS  events {}  lost {}{}",
+            s.flow_log_stats.events,
+            s.flow_log_stats.events_lost,
+            if s.flow_log_stats.events_lost > 0 {
+                " (those windows carry SKIPDATA)"
+            } else {
+                ""
+            }
+        );
+        for f in &s.flow_logs {
+            println!(
+                "  {:<20} {}  {} {}  {}s  {} interfaces -> {}",
+                f.id,
+                f.flow_log_id,
+                f.resource,
+                f.traffic_type,
+                f.interval_s,
+                f.interfaces,
+                f.destination.display()
+            );
+        }
+    }
+    println!(
+        "\nMAPS  {}{}",
+        s.maps
+            .iter()
+            .map(|m| format!(
+                "{} {}/{} ({:.1}%)",
+                m.map,
+                m.entries,
+                m.max_entries,
+                100.0 * m.entries as f64 / m.max_entries.max(1) as f64
+            ))
+            .collect::<Vec<_>>()
+            .join("  "),
+        s.apply_latency_s
+            .map(|l| format!("  last apply {:.1} ms", l * 1000.0))
+            .unwrap_or_default()
+    );
+    if !s.skipped.is_empty() {
+        println!(
+            "\nSKIPPED (not modelled): {}",
+            s.skipped
+                .iter()
+                .map(|(i, t)| format!("{i} ({t})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(url) = &s.metrics_url {
+        println!("\nMETRICS  {url}");
+    }
+    if s.agent_running {
+        println!(
+            "LAMBDA API  {}{}",
+            vpc::api::socket_path(&s.name).display(),
+            s.api_url
+                .as_ref()
+                .map(|u| format!("  and {u}"))
+                .unwrap_or_default()
+        );
+    }
+    if !s.agent_running {
+        println!("\nwarning: the agent is not running");
+    }
+}
