@@ -20,7 +20,6 @@ pub mod reconcile;
 pub mod reference;
 pub mod resolver;
 pub mod services;
-pub mod sg_rules;
 pub mod store;
 pub mod template;
 pub mod throughput;

@@ -1,6 +1,9 @@
 //! `vpc sg`: EC2's security-group rule edits on the running deployment.
 use anyhow::Result;
-use vpc::sg_rules::{self, Action, Direction, Edit, RuleSpec};
+use vpc::{
+    deploy,
+    model::security_group_edit::{self as sg_edit, Action, Direction, Edit, RuleSpec},
+};
 
 #[derive(clap::Subcommand)]
 pub enum SgOp {
@@ -49,7 +52,9 @@ pub fn edit(name: &str, op: SgOp) -> Result<()> {
             prefix_list: a.prefix_list,
         },
     };
-    let gen = sg_rules::apply(name, &e)?;
+    let gen = deploy::apply_edit(name, |m, state| {
+        sg_edit::edit(m, &e, state.quotas.rules_per_group)
+    })?;
     println!("{name}: {} updated (policy generation {gen})", e.group);
     Ok(())
 }

@@ -32,6 +32,7 @@ mod prefix_list;
 mod quotas;
 pub mod route_table;
 mod security_group;
+pub mod security_group_edit;
 mod share;
 mod subnet;
 mod vpc;

@@ -3,14 +3,11 @@
 //! rule, validated as a template's rule is, added to or removed from a
 //! group, with EC2's errors (`InvalidGroup.NotFound`,
 //! `InvalidPermission.Duplicate`, ...) and the rules-per-group quota.
-//! [`apply`] edits a running deployment through `vpc apply`'s path
-//! ([`deploy::apply_edit`]: atomically); `vpc sg` is its command.
+//! `vpc sg` applies it to a running deployment through `vpc apply`'s path
+//! (`deploy::apply_edit`: atomically).
 use anyhow::{bail, Context, Result};
 
-use crate::{
-    deploy,
-    model::{self, Model, Peer, Rule},
-};
+use crate::model::{self, Model, Peer, Rule};
 
 /// Which of a group's rule lists an edit changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +137,6 @@ pub fn edit(m: &mut Model, e: &Edit, quota: usize) -> Result<()> {
         g.egress = rules;
     }
     Ok(())
-}
-
-/// [`edit`] on the running deployment `name`, within its quota, applied as
-/// `vpc apply` applies a template; returns the new policy generation.
-pub fn apply(name: &str, e: &Edit) -> Result<u32> {
-    deploy::apply_edit(name, |m, state| edit(m, e, state.quotas.rules_per_group))
 }
 
 #[cfg(test)]
