@@ -181,6 +181,13 @@ Resources:
     }
 
     #[test]
+    fn an_eni_created_at_runtime_never_takes_a_nat_gateways_address() {
+        let m = build(BASE, &HashMap::new(), "s").unwrap_or_else(|e| panic!("{e}"));
+        // 10.0.1.4 is the gateway's: the next ENI of its subnet gets .5.
+        assert_eq!(m.free_ip("Public").unwrap().to_string(), "10.0.1.5");
+    }
+
+    #[test]
     fn a_private_nat_gateway_translates_to_its_own_private_address() {
         let t = BASE.replace(
             "SubnetId: !Ref Public, AllocationId: !GetAtt NatIp.AllocationId",

@@ -56,6 +56,7 @@ impl Model {
             .iter()
             .map(|h| h.ip)
             .chain(self.enis.iter().map(|e| e.ip))
+            .chain(self.nat_gateways.iter().map(|g| g.ip))
             .collect();
         let (base, last) = (u32::from(sn.cidr.network()), u32::from(sn.cidr.broadcast()));
         (base + 4..last)
