@@ -55,7 +55,7 @@ pub fn parse(text: &str) -> Result<Template> {
         serde_json::from_str(text)
             .map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))?
     } else {
-        let y: serde_yaml::Value = serde_yaml::from_str(text)
+        let y: yaml_serde::Value = yaml_serde::from_str(text)
             .map_err(|e| ModelError::new("template", format!("invalid YAML: {e}")))?;
         yaml_to_json(y, "template")?
     };
@@ -130,8 +130,8 @@ pub fn parse(text: &str) -> Result<Template> {
 }
 
 /// YAML to JSON, turning the short-form tags into their long forms.
-fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value> {
-    use serde_yaml::Value as Y;
+fn yaml_to_json(v: yaml_serde::Value, path: &str) -> Result<Value> {
+    use yaml_serde::Value as Y;
     Ok(match v {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
