@@ -36,13 +36,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{
-    deploy::{self, Lifecycle, State},
     lifecycle::{self, ApiError},
     reconcile::{Op, Request},
+    state::{Lifecycle, State},
 };
 
 pub fn socket_path(name: &str) -> PathBuf {
-    deploy::state_dir(name).join("api.sock")
+    crate::paths::state_dir(name).join("api.sock")
 }
 
 /// Serves until `stop`: the Unix socket, and `tcp` if given. `bound` gets

@@ -77,7 +77,7 @@ pub const PINNED_MAPS: &[&str] = &[
     map_names::PORT_STATS,
     map_names::ENI_STATS,
 ];
-pub const BPFFS: &str = "/sys/fs/bpf";
+pub use crate::paths::BPFFS;
 
 /// Connection-tracking idle timeouts. Defaults are AWS's where AWS documents
 /// them; the handshake and closing ones are this project's choice.
@@ -930,8 +930,8 @@ impl Maps for PinnedMaps {
 /// `vpc` directory every deployment pins under (created by `up`, removed
 /// by the last `down`).
 pub fn bpffs_lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
-    std::fs::create_dir_all(crate::deploy::STATE_ROOT)?;
-    let lock = std::fs::File::create(Path::new(crate::deploy::STATE_ROOT).join(".bpffs.lock"))?;
+    std::fs::create_dir_all(crate::paths::STATE_ROOT)?;
+    let lock = std::fs::File::create(Path::new(crate::paths::STATE_ROOT).join(".bpffs.lock"))?;
     nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| anyhow::anyhow!("locking bpffs: {e}"))
 }

@@ -3,7 +3,7 @@
 //! connections.
 use std::{
     collections::{BTreeMap, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -14,223 +14,18 @@ use vpc_common::map_names;
 
 use crate::{
     compile,
-    datapath::{self, Counters, Datapath, Hook, Maps, PinnedMaps, Timeouts},
+    datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
     model::Model,
+    reconcile::{attach_port, switch_model},
+    state::{read_json, store_of, write_json, APPLY_LATENCY},
     store::Store,
-    topology::{self, Node},
+    topology,
 };
-
-pub const STATE_ROOT: &str = "/run/vpc";
-
-/// Everything `vpc up` built, so other commands (and `down`) can find it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct State {
-    pub name: String,
-    pub template: String,
-    pub model: Model,
-    pub namespaces: Vec<String>,
-    pub router_netns: String,
-    pub nodes: Vec<Node>,
-    pub attach_mode: String,
-    /// The router's hook on each port (router-side interface name).
-    #[serde(default)]
-    pub hooks: BTreeMap<String, Hook>,
-    /// The hook of ports added later (functions created through the API).
-    #[serde(default = "default_hook")]
-    pub default_hook: Hook,
-    pub pin_dir: PathBuf,
-    pub timeouts: Timeouts,
-    /// How long a new Hyperplane ENI takes to become ready.
-    pub eni_delay: Duration,
-    pub created_unix_ms: u64,
-    /// The quotas the model was validated with (rule edits keep to them).
-    #[serde(default)]
-    pub quotas: crate::model::Quotas,
-    /// Where the agent serves metrics (`None`: not at all).
-    #[serde(default)]
-    pub metrics_addr: Option<String>,
-    /// Hyperplane ENIs at scale: capacity, scale-out threshold, return delay.
-    #[serde(default)]
-    pub eni_scaling: EniScaling,
-    /// Conntrack table size (entries, two per connection).
-    #[serde(default = "default_conntrack_max")]
-    pub conntrack_max: u32,
-    /// Flow logs: output directory, ring-buffer size.
-    #[serde(default)]
-    pub flow_logs: crate::flowlogs::FlowLogOptions,
-}
-
-fn default_hook() -> Hook {
-    Hooks::DEFAULT
-}
-
-fn default_conntrack_max() -> u32 {
-    vpc_common::CT_MAX_ENTRIES
-}
-
-/// How the agent grows and shrinks a group of Hyperplane ENIs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EniScaling {
-    /// NAT ports (connections) per ENI and protocol (`--eni-capacity`).
-    pub capacity: u32,
-    /// A new ENI is added when the group's last one holds this share of
-    /// its capacity (ours: 0.8; AWS documents only the 65,000 limit).
-    pub threshold: f64,
-    /// A drained ENI that is not its group's first is returned after this.
-    pub return_delay: Duration,
-}
-
-impl Default for EniScaling {
-    fn default() -> Self {
-        Self {
-            capacity: vpc_common::DEFAULT_ENI_CAPACITY,
-            threshold: 0.8,
-            return_delay: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Lambda function lifecycle, as `GetFunction` reports it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct FunctionStatus {
-    pub state: String,
-    pub state_reason_code: String,
-    pub last_update_status: String,
-    /// Why, in words (`StateReason`), when the agent could not scale.
-    #[serde(default)]
-    pub state_reason: Option<String>,
-    /// Timers, pending update, versions (`lifecycle`).
-    #[serde(default)]
-    pub life: crate::lifecycle::FunctionLife,
-}
-
-impl FunctionStatus {
-    /// `Pending` / `Creating` until `until_ms` on the deployment's clock.
-    pub fn pending(code: &str, until_ms: u64) -> Self {
-        Self {
-            state: "Pending".into(),
-            state_reason_code: code.into(),
-            last_update_status: "InProgress".into(),
-            state_reason: None,
-            life: crate::lifecycle::FunctionLife {
-                pending_until_ms: Some(until_ms),
-                ..Default::default()
-            },
-        }
-    }
-    pub fn active() -> Self {
-        Self {
-            state: "Active".into(),
-            state_reason_code: "Idle".into(),
-            last_update_status: "Successful".into(),
-            ..Default::default()
-        }
-    }
-}
-
-/// Written by the agent only (and once by `up`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Lifecycle {
-    pub functions: BTreeMap<String, FunctionStatus>,
-    pub agent_pid: Option<u32>,
-    pub gc_removed: u64,
-    /// The agent's metrics endpoint, once it listens.
-    #[serde(default)]
-    pub metrics_url: Option<String>,
-    /// The deployment's clock (real, or a test clock).
-    #[serde(default)]
-    pub clock: crate::lifecycle::Clock,
-    #[serde(default)]
-    pub settings: crate::lifecycle::Settings,
-    /// ENI combinations ("subnet|group,group") nothing uses, since when.
-    #[serde(default)]
-    pub unused_since_ms: BTreeMap<String, u64>,
-    /// The agent's Lambda API on loopback TCP, once it listens.
-    #[serde(default)]
-    pub api_url: Option<String>,
-    /// Where the agent also serves the API on TCP (`--api-addr`).
-    #[serde(default)]
-    pub api_addr: Option<String>,
-}
-
-pub fn state_dir(name: &str) -> PathBuf {
-    Path::new(STATE_ROOT).join(name)
-}
-
-pub fn pin_dir(name: &str) -> PathBuf {
-    Path::new(datapath::BPFFS).join("vpc").join(name)
-}
-
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    // Write then rename: readers never see a torn file.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// The store of a deployment that is up.
-fn store_of(name: &str) -> Result<Store> {
-    let dir = state_dir(name);
-    if !dir.join(crate::store::FILE).exists() {
-        bail!(
-            "no deployment named {name:?} is up (no {})",
-            dir.join(crate::store::FILE).display()
-        );
-    }
-    Store::open_dir(&dir)
-}
-
-/// Reads the state and the lifecycle, lets `f` change them, and writes both
-/// in one transaction (nothing is written if `f` fails), under the
-/// deployment's lock (the CLI's policy edits read and write the state
-/// under it too: neither loses the other's change).
-pub fn transact<R>(
-    name: &str,
-    f: impl FnOnce(&mut State, &mut Lifecycle) -> Result<R>,
-) -> Result<R> {
-    let _lock = lock(name)?;
-    store_of(name)?.transact(|t| {
-        let mut s: State = t
-            .get("state")?
-            .with_context(|| format!("no deployment named {name:?} is up"))?;
-        let mut lc: Lifecycle = t.get("lifecycle")?.unwrap_or_default();
-        let r = f(&mut s, &mut lc)?;
-        t.put("state", &s)?;
-        t.put("lifecycle", &lc)?;
-        Ok(r)
-    })
-}
-
-impl State {
-    pub fn load(name: &str) -> Result<Self> {
-        store_of(name)?
-            .get("state")?
-            .with_context(|| format!("no deployment named {name:?} is up (no state in its store)"))
-    }
-    pub fn save(&self) -> Result<()> {
-        store_of(&self.name)?.put("state", self)
-    }
-    pub fn node(&self, id: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.id == id)
-    }
-}
-
-impl Lifecycle {
-    pub fn load(name: &str) -> Result<Self> {
-        store_of(name)?
-            .get("lifecycle")?
-            .context("no lifecycle in the store")
-    }
-    pub fn save(&self, name: &str) -> Result<()> {
-        store_of(name)?.put("lifecycle", self)
-    }
-}
+pub use crate::{
+    lifecycle::FunctionStatus,
+    paths::{pin_dir, state_dir, STATE_ROOT},
+    state::{last_apply_seconds, lock, transact, EniScaling, Hooks, Lifecycle, State},
+};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -250,38 +45,6 @@ pub fn check_name(name: &str) -> Result<()> {
         bail!("deployment name {name:?}: use 1-24 letters, digits, '-' or '_'");
     }
     Ok(())
-}
-
-/// Which hook the router uses on each port: a default, and overrides by
-/// node id (a host's logical id, or a function's for its execution
-/// environments).
-#[derive(Debug, Clone, Default)]
-pub struct Hooks {
-    pub default: Option<Hook>,
-    pub per_port: HashMap<String, Hook>,
-}
-
-impl Hooks {
-    /// TC unless asked otherwise. Every port the project builds is a veth
-    /// whose far end is a namespace fed by sockets, and for socket-fed
-    /// traffic TC is the faster hook on every measure (`cargo xtask bench
-    /// --throughput`: bulk TCP about 4x, 64-byte UDP 1.5x, more connections
-    /// per second, lower latency): XDP on a veth takes TSO and checksum
-    /// offload from the sender and turns every buffer into frames. XDP is
-    /// faster where frames arrive as frames (from a NIC, or from another XDP
-    /// program: the bench's circulating frames, 1.5x): `--hook xdp` there.
-    pub const DEFAULT: Hook = Hook::Tc;
-
-    /// The hook of node `id`; an execution environment (`F`, `F.2`)
-    /// follows its function's (`F`).
-    pub fn for_port(&self, id: &str) -> Hook {
-        let function = id.split('.').next().unwrap_or(id);
-        self.per_port
-            .get(id)
-            .or_else(|| self.per_port.get(function))
-            .copied()
-            .unwrap_or(self.default.unwrap_or(Self::DEFAULT))
-    }
 }
 
 pub struct UpOptions {
@@ -454,29 +217,6 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
     result
 }
 
-/// Attaches the deployment's pinned router program at `hook` on `n`'s
-/// router port and pins the link; returns the attach mode. One place for
-/// `vpc up` and for ports added at runtime.
-pub fn attach_port(deployment: &str, pin_dir: &Path, n: &Node, hook: Hook) -> Result<&'static str> {
-    let router = topology::router_netns(deployment);
-    let pin = pin_dir.join("links").join(&n.router_if);
-    match hook {
-        Hook::Xdp => {
-            let mut prog = datapath::pinned_router(pin_dir)?;
-            let ifindex = n.link.ifindex;
-            topology::in_netns(&router, || datapath::attach_xdp(&mut prog, ifindex, &pin))
-        }
-        Hook::Tc => {
-            // No XDP on the port: the endpoint keeps its offloads.
-            topology::set_tx_offload(deployment, n, true)?;
-            let mut prog = datapath::pinned_router_tc(pin_dir)?;
-            topology::in_netns(&router, || {
-                datapath::attach_tc(&mut prog, &n.router_if, &pin)
-            })
-        }
-    }
-}
-
 /// SIGTERM, and the agent's exit awaited (SIGKILL after 10 s): an agent
 /// still writing its store while `down` removes the directory would leave
 /// files of a deployment that is gone.
@@ -595,15 +335,6 @@ pub fn apply(name: &str, model: Model) -> Result<u32> {
     })
 }
 
-/// Serializes everything that rewrites a deployment's maps or state (policy
-/// changes, the agent's activations): held from reading the state to saving it.
-pub fn lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let f = std::fs::File::create(state_dir(name).join(".lock"))
-        .with_context(|| format!("deployment {name:?} is not up"))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| anyhow::anyhow!("locking deployment {name}: {e}"))
-}
-
 /// `apply` with the change made by `edit` on the current model, under the
 /// deployment's lock (so concurrent edits neither lose one another nor clear
 /// the generation in force).
@@ -642,14 +373,6 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     store_of(name)?.put(APPLY_LATENCY, &latency)?;
     maps.clear_old_generation(next)?;
     Ok(next)
-}
-
-const APPLY_LATENCY: &str = "apply_latency_seconds";
-
-/// Seconds the last policy change (`vpc apply`, `vpc sg`) took from the
-/// request to the switch in the datapath, lock wait included.
-pub fn last_apply_seconds(name: &str) -> Option<f64> {
-    store_of(name).ok()?.get(APPLY_LATENCY).ok()?
 }
 
 /// What `vpc status` shows.
@@ -901,7 +624,7 @@ pub fn status(name: &str) -> Result<Status> {
         agent_pid,
         metrics_url: agent_running.then(|| lc.metrics_url.clone()).flatten(),
         api_url: agent_running.then(|| lc.api_url.clone()).flatten(),
-        flow_logs: crate::flowlogs::views(&s),
+        flow_logs: crate::flowlogs::views(&s.name, &s.flow_logs, &s.model),
         flow_log_stats: crate::flowlogs::agent::stats(&mut maps)?,
         maps: crate::metrics::occupancy(&s, &mut maps)?,
         apply_latency_s: last_apply_seconds(name),
@@ -1244,22 +967,6 @@ pub fn scale_enis(
         }
     }
     Ok(changed)
-}
-
-/// Policy generation switch for a model whose Hyperplane ENIs changed
-/// (group references match ENI addresses), the caller holding the lock:
-/// compiles `model` into the generation not in force (the caller writes
-/// an added ENI's own entries, then switches).
-pub(crate) fn switch_model(
-    s: &State,
-    maps: &mut PinnedMaps,
-    model: &Model,
-) -> Result<(compile::Entries, u32)> {
-    let links: HashMap<String, compile::LinkInfo> =
-        s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
-    let next = 1 - maps.generation()?;
-    let entries = compile::compile(model, &links, next).map_err(anyhow::Error::msg)?;
-    Ok((entries, next))
 }
 
 /// Adds an ENI to the group of `first`: a new address of its subnet

@@ -1,9 +1,12 @@
-//! `vpc`: the AWS Lambda VPC data path on Linux, enforced by XDP.
+//! `vpc`: the AWS Lambda VPC data path on Linux, enforced by eBPF at TC
+//! and XDP.
 //!
 //! The AWS model ([`template`], [`model`]) is pure Rust; [`compile`] turns it
-//! into map entries; [`datapath`] loads and feeds the XDP programs;
-//! [`topology`] builds namespaces and veths; [`deploy`] ties them together
-//! and runs the agent; [`bench`] measures the datapath.
+//! into map entries; [`datapath`] loads and feeds the kernel programs;
+//! [`topology`] builds namespaces and veths; [`state`] is what a deployment
+//! persists ([`paths`]: where); [`lifecycle`] decides function states,
+//! [`reconcile`] applies them; [`deploy`] ties them together and runs the
+//! agent; [`bench`] and [`throughput`] measure the datapath.
 pub mod api;
 pub mod bench;
 pub mod compile;
@@ -16,10 +19,12 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod packet;
+pub mod paths;
 pub mod reconcile;
 pub mod reference;
 pub mod resolver;
 pub mod services;
+pub mod state;
 pub mod store;
 pub mod template;
 pub mod throughput;

@@ -114,6 +114,44 @@ pub struct FunctionLife {
     pub revision: u64,
 }
 
+/// Lambda function lifecycle, as `GetFunction` reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FunctionStatus {
+    pub state: String,
+    pub state_reason_code: String,
+    pub last_update_status: String,
+    /// Why, in words (`StateReason`), when the agent could not scale.
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    /// Timers, pending update, versions (`lifecycle`).
+    #[serde(default)]
+    pub life: FunctionLife,
+}
+
+impl FunctionStatus {
+    /// `Pending` / `Creating` until `until_ms` on the deployment's clock.
+    pub fn pending(code: &str, until_ms: u64) -> Self {
+        Self {
+            state: "Pending".into(),
+            state_reason_code: code.into(),
+            last_update_status: "InProgress".into(),
+            state_reason: None,
+            life: FunctionLife {
+                pending_until_ms: Some(until_ms),
+                ..Default::default()
+            },
+        }
+    }
+    pub fn active() -> Self {
+        Self {
+            state: "Active".into(),
+            state_reason_code: "Idle".into(),
+            last_update_status: "Successful".into(),
+            ..Default::default()
+        }
+    }
+}
+
 /// A lifecycle failure: AWS's reason code, the invocation error it maps
 /// to, and why in words.
 #[derive(Debug, Clone, PartialEq)]
@@ -542,7 +580,7 @@ pub fn iso8601(ms: u64) -> String {
 pub fn configuration(
     m: &Model,
     f: &Function,
-    st: &crate::deploy::FunctionStatus,
+    st: &FunctionStatus,
     version: Option<&Version>,
 ) -> serde_json::Value {
     let life = &st.life;
@@ -616,9 +654,7 @@ pub mod state {
 }
 
 /// `BTreeMap` of the function statuses, for iteration with their lives.
-pub fn lives(
-    fs: &BTreeMap<String, crate::deploy::FunctionStatus>,
-) -> impl Iterator<Item = (&str, &FunctionLife)> {
+pub fn lives(fs: &BTreeMap<String, FunctionStatus>) -> impl Iterator<Item = (&str, &FunctionLife)> {
     fs.iter().map(|(k, v)| (k.as_str(), &v.life))
 }
 

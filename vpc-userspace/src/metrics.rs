@@ -18,7 +18,7 @@ use vpc_common::map_names;
 
 use crate::{
     datapath::{Maps, PinnedMaps},
-    deploy::{Lifecycle, State},
+    state::{Lifecycle, State},
 };
 
 type Labels = Vec<(String, String)>;
@@ -197,7 +197,7 @@ pub fn render(name: &str) -> Result<String> {
         capacity,
     );
 
-    if let Some(secs) = crate::deploy::last_apply_seconds(name) {
+    if let Some(secs) = crate::state::last_apply_seconds(name) {
         let apply = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         apply.set(secs);
         reg.register(

@@ -13,10 +13,11 @@ use vpc_common::{
 
 use crate::{
     compile,
-    datapath::{self, Maps, PinnedMaps},
-    deploy::{self, FunctionStatus, Lifecycle, State},
-    lifecycle::{self, state, ApiError, Failure, PendingUpdate, Version},
+    datapath::{self, Hook, Maps, PinnedMaps},
+    lifecycle::{self, state, ApiError, Failure, FunctionStatus, PendingUpdate, Version},
     model::Model,
+    state::{lock, transact, Lifecycle, State},
+    topology::{self, Node},
 };
 
 /// A change asked through the API, answered on `reply`.
@@ -109,7 +110,7 @@ fn arn(s: &State, fname: &str) -> String {
 }
 
 fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answer {
-    deploy::transact(name, |s, lc| {
+    transact(name, |s, lc| {
         let id = match find(s, function) {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
@@ -243,7 +244,7 @@ fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> {
 }
 
 fn update(name: &str, function: &str, body: &Value) -> Answer {
-    let r = deploy::transact(name, |s, lc| {
+    let r = transact(name, |s, lc| {
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
@@ -333,7 +334,7 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
 }
 
 fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
-    let r = deploy::transact(name, |s, lc| {
+    let r = transact(name, |s, lc| {
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
@@ -386,7 +387,7 @@ fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
 }
 
 fn advance(name: &str, maps: &mut PinnedMaps, ms: u64) -> Answer {
-    let answer = deploy::transact(name, |_, lc| {
+    let answer = transact(name, |_, lc| {
         if !lc.clock.test {
             return Ok(Err(ApiError::invalid(
                 "the deployment runs on the real clock (`vpc up --clock test` for one the tests move)",
@@ -558,7 +559,7 @@ fn launch(
             format!("network namespace {ns} exists already"),
         )));
     }
-    deploy::transact(name, |s, _| {
+    transact(name, |s, _| {
         s.namespaces.extend(namespaces.iter().cloned());
         Ok(())
     })?;
@@ -573,14 +574,14 @@ fn launch(
         Ok(n) => n,
         Err(e) => {
             crate::topology::teardown(&namespaces);
-            deploy::transact(name, |s, _| {
+            transact(name, |s, _| {
                 s.namespaces.retain(|n| !namespaces.contains(n));
                 Ok(())
             })?;
             return Err(e.context(format!("creating {}", f.name)));
         }
     };
-    deploy::transact(name, |s, lc| {
+    transact(name, |s, lc| {
         let now = lc.clock.now_ms();
         let eni_delay = s.eni_delay.as_millis() as u64;
         let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
@@ -644,7 +645,7 @@ fn add_ports(
         }
     }
     for n in &nodes {
-        deploy::attach_port(name, &s.pin_dir, n, s.default_hook)?;
+        attach_port(name, &s.pin_dir, n, s.default_hook)?;
     }
     Ok(nodes)
 }
@@ -781,7 +782,7 @@ fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
     let namespaces: Vec<String> = nodes.iter().map(|n| n.netns.clone()).collect();
     // Gone from the model (nothing compiles its ports any more); its
     // namespaces stay listed until they are removed, for `vpc down`.
-    deploy::transact(name, |s, lc| {
+    transact(name, |s, lc| {
         s.model.functions.retain(|x| x.id != id);
         lifecycle::refresh_eni_functions(&mut s.model);
         s.nodes.retain(|n| !nodes.iter().any(|x| x.id == n.id));
@@ -810,7 +811,7 @@ fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
     for n in &nodes {
         let _ = std::fs::remove_file(s.pin_dir.join("links").join(&n.router_if));
     }
-    deploy::transact(name, |s, _| {
+    transact(name, |s, _| {
         s.namespaces.retain(|n| !namespaces.contains(n));
         Ok(())
     })?;
@@ -939,7 +940,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
         }
     }
     if since != lc.unused_since_ms {
-        deploy::transact(name, |_, lc| {
+        transact(name, |_, lc| {
             lc.unused_since_ms = since;
             Ok(())
         })?;
@@ -948,7 +949,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
 }
 
 fn set_status(name: &str, id: &str, f: impl FnOnce(&mut FunctionStatus)) -> Result<()> {
-    deploy::transact(name, |_, lc| {
+    transact(name, |_, lc| {
         if let Some(st) = lc.functions.get_mut(id) {
             f(st);
         }
@@ -966,14 +967,14 @@ pub fn rewire(
     maps: &mut PinnedMaps,
     edit: impl FnOnce(&mut Model) -> Result<(), Failure>,
 ) -> Result<Result<(), Failure>> {
-    let _lock = deploy::lock(name)?;
+    let _lock = lock(name)?;
     let mut s = State::load(name)?;
     let old = s.model.clone();
     let mut model = old.clone();
     if let Err(f) = edit(&mut model) {
         return Ok(Err(f));
     }
-    let (entries, next) = deploy::switch_model(&s, maps, &model)?;
+    let (entries, next) = switch_model(&s, maps, &model)?;
     if model != old {
         {
             let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
@@ -1115,4 +1116,48 @@ pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Resu
         let _ = ports.remove(&c);
     }
     Ok(all.len())
+}
+
+/// Attaches the deployment's pinned router program at `hook` on `n`'s
+/// router port and pins the link; returns the attach mode. One place for
+/// `vpc up` and for ports added at runtime.
+pub fn attach_port(
+    deployment: &str,
+    pin_dir: &std::path::Path,
+    n: &Node,
+    hook: Hook,
+) -> Result<&'static str> {
+    let router = topology::router_netns(deployment);
+    let pin = pin_dir.join("links").join(&n.router_if);
+    match hook {
+        Hook::Xdp => {
+            let mut prog = datapath::pinned_router(pin_dir)?;
+            let ifindex = n.link.ifindex;
+            topology::in_netns(&router, || datapath::attach_xdp(&mut prog, ifindex, &pin))
+        }
+        Hook::Tc => {
+            // No XDP on the port: the endpoint keeps its offloads.
+            topology::set_tx_offload(deployment, n, true)?;
+            let mut prog = datapath::pinned_router_tc(pin_dir)?;
+            topology::in_netns(&router, || {
+                datapath::attach_tc(&mut prog, &n.router_if, &pin)
+            })
+        }
+    }
+}
+
+/// Policy generation switch for a model whose Hyperplane ENIs changed
+/// (group references match ENI addresses), the caller holding the lock:
+/// compiles `model` into the generation not in force (the caller writes
+/// an added ENI's own entries, then switches).
+pub(crate) fn switch_model(
+    s: &State,
+    maps: &mut PinnedMaps,
+    model: &Model,
+) -> Result<(compile::Entries, u32)> {
+    let links: std::collections::HashMap<String, compile::LinkInfo> =
+        s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let next = 1 - maps.generation()?;
+    let entries = compile::compile(model, &links, next).map_err(anyhow::Error::msg)?;
+    Ok((entries, next))
 }

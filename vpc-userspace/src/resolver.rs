@@ -201,7 +201,7 @@ fn reverse(fqdn: &str) -> Option<Ipv4Addr> {
 /// zones follow the deployment's state (ENIs added or returned, functions
 /// created) within two seconds.
 pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
-    let s = crate::deploy::State::load(name)?;
+    let s = crate::state::State::load(name)?;
     let mut sockets = vec![];
     for vpc in &s.model.vpcs {
         let Some(id) = vpc.resolver_id() else {
@@ -232,7 +232,7 @@ pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
 }
 
 fn zone_of(name: &str, vpc: &str) -> Result<Zone> {
-    let s = crate::deploy::State::load(name)?;
+    let s = crate::state::State::load(name)?;
     let v = s.model.vpc(vpc).context("the VPC is gone")?;
     Ok(Zone::of(&s.model, v))
 }

@@ -26,7 +26,7 @@ const PORT: u16 = 80;
 
 /// Serves every simulated service of deployment `name` until `stop`.
 pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
-    let s = crate::deploy::State::load(name)?;
+    let s = crate::state::State::load(name)?;
     let m = &s.model;
     let mut services = vec![];
     let mut bind = |ns: &str, ip: std::net::Ipv4Addr, service_name: String, endpoint: String| {

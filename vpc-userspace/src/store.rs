@@ -49,7 +49,7 @@ impl Store {
     }
 
     pub fn open(name: &str) -> Result<Self> {
-        Self::open_dir(&crate::deploy::state_dir(name))
+        Self::open_dir(&crate::paths::state_dir(name))
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {

@@ -21,8 +21,9 @@ use vpc_common::{
 use super::{Aggregator, Observation, Record, Verdict, Window};
 use crate::{
     datapath::{mono_ns, Maps},
-    deploy::{pin_dir, state_dir, State},
     model::flowlog::FlowLogDestination,
+    paths::{pin_dir, state_dir},
+    state::State,
 };
 
 /// One line of the journal `vpc flows tail` follows.

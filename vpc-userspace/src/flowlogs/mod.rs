@@ -61,11 +61,12 @@ pub struct FlowLogView {
     pub interfaces: usize,
 }
 
-pub fn views(s: &crate::deploy::State) -> Vec<FlowLogView> {
+/// The flow logs of deployment `name` (its `model`, written under `opts`).
+pub fn views(name: &str, opts: &FlowLogOptions, model: &Model) -> Vec<FlowLogView> {
     use crate::model::flowlog::FlowLogDestination;
-    let root = s.flow_logs.root(&s.name);
-    let ifaces = interfaces(&s.model);
-    s.model
+    let root = opts.root(name);
+    let ifaces = interfaces(model);
+    model
         .flow_logs
         .iter()
         .map(|fl| FlowLogView {
