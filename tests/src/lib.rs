@@ -32,6 +32,22 @@ pub fn vpc_bin() -> PathBuf {
     p
 }
 
+/// A file under tests/fixtures/ as text, read at compile time: the
+/// templates, one per topology, named after what they model.
+#[macro_export]
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/", $name))
+    };
+}
+
+/// The path of a file under tests/fixtures/ (the Python scripts the tests run).
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A deployment name no concurrent test uses.
@@ -333,35 +349,4 @@ pub fn http_get(url: &str) -> String {
 /// private subnet whose table sends 0.0.0.0/0 to an instance in the public
 /// subnet (`InstanceId`), which has a public address and `SourceDestCheck:
 /// CHECK`.
-pub const NAT_INSTANCE: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, InstanceId: !Ref NatInstance}}
-  NatSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: from the private subnet
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.2.0/24}]
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  NatInstance:
-    Type: AWS::EC2::Instance
-    Properties:
-      SourceDestCheck: CHECK
-      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.5, GroupSet: [!Ref NatSg], AssociatePublicIpAddress: true}]
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
+pub const NAT_INSTANCE: &str = fixture!("nat_instance.yaml");

@@ -12,7 +12,7 @@ use std::{
 };
 
 use vpc_common::map_names;
-use vpc_tests::{http_get, namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
+use vpc_tests::{fixture, http_get, namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
 
@@ -676,32 +676,7 @@ fn down_cleans_up_after_an_up_that_died_half_way() {
 
 /// The database sits in subnet B behind a custom ACL: rule 50 denies 5433,
 /// rule 100 admits the rest of the VPC; outbound only TCP replies.
-const ACL_TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
-  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
-  Deny5433: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}}}
-  AllowVpc: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: -1, RuleAction: allow, CidrBlock: 10.0.0.0/16}}
-  TcpReplies: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, PortRange: {From: 1024, To: 65535}}}
-  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: reports
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const ACL_TEMPLATE: &str = fixture!("acl_deny_before_allow.yaml");
 
 #[test]
 fn a_lower_numbered_acl_deny_beats_a_later_allow() {
@@ -959,47 +934,7 @@ fn concurrent_policy_edits_are_serialized_and_none_is_lost() {
 /// A dual-stack VPC (Amazon-provided /56, subnet blocks from `Fn::Cidr`):
 /// the database in subnet B, two functions in subnet A sharing one
 /// Hyperplane ENI, one with `Ipv6AllowedForDualStack` and one without.
-const DUAL_STACK_TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Ipv6Block: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  A:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.1.0/24
-      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  B:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.2.0/24
-      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Dual:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: dual
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
-  V4only:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: v4only
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const DUAL_STACK_TEMPLATE: &str = fixture!("dual_stack_functions.yaml");
 
 /// The IPv6 addresses `vpc status` shows: (database, the ENI of subnet A).
 fn dual_stack_addresses(d: &Deployment) -> (String, String) {
@@ -1576,26 +1511,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
 /// and connections that find no port are dropped and counted.
 #[test]
 fn a_full_subnet_reports_subnet_out_of_ip_addresses_and_drops_what_finds_no_port() {
-    let mut t = String::from(
-        r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Small: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/28}}
-  Big: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}]
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Big, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      VpcConfig: {SubnetIds: [!Ref Small], SecurityGroupIds: [!Ref FnSg]}
-"#,
-    );
+    let mut t = String::from(fixture!("small_subnet.yaml"));
     for i in 0..10 {
         t += &format!(
             "  If{i}: {{Type: AWS::EC2::NetworkInterface, Properties: {{SubnetId: !Ref Small, GroupSet: [!Ref FnSg]}}}}\n"

@@ -3,54 +3,14 @@
 //! through a gateway endpoint (and not once its route is gone); an
 //! interface endpoint is reached by its private DNS name through the VPC
 //! resolver, and its security group refuses a client it does not allow.
-use vpc_tests::{text, Deployment};
+use vpc_tests::{fixture, text, Deployment};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
 
 /// Private subnets only: no internet gateway, no NAT gateway. `PrivateRt`
 /// holds only the S3 gateway endpoint's route (`TABLES`). An SQS interface
 /// endpoint in PrivateA with private DNS; its group admits `AppSg` on 80.
-const TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  PrivateA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
-  Other: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateA, RouteTableId: !Ref PrivateRt}}
-  S3Endpoint:
-    Type: AWS::EC2::VPCEndpoint
-    Properties: {VpcId: !Ref Vpc, ServiceName: !Sub 'com.amazonaws.${AWS::Region}.s3', RouteTableIds: TABLES}
-  AppSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: app, VpcId: !Ref Vpc}}
-  OtherSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: other, VpcId: !Ref Vpc}}
-  EndpointSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: the app only
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, SourceSecurityGroupId: !Ref AppSg}]
-  OpenSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: the other subnet
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 10.0.3.0/24}]
-  SqsEndpoint:
-    Type: AWS::EC2::VPCEndpoint
-    Properties:
-      VpcId: !Ref Vpc
-      VpcEndpointType: Interface
-      ServiceName: !Sub 'com.amazonaws.${AWS::Region}.sqs'
-      SubnetIds: [!Ref PrivateA]
-      SecurityGroupIds: GROUPS
-      PrivateDnsEnabled: true
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref PrivateA, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref AppSg]}}
-  Stranger: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Other, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref OtherSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: fetch
-      VpcConfig: {SubnetIds: [!Ref PrivateA], SecurityGroupIds: [!Ref AppSg]}
-"#;
+const TEMPLATE: &str = fixture!("vpc_endpoints.yaml");
 
 fn template(with_route: bool) -> String {
     TEMPLATE

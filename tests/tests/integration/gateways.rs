@@ -9,42 +9,14 @@ use std::{
 };
 
 use vpc_common::map_names;
-use vpc_tests::{spawn_in_netns, text, Deployment, NAT_INSTANCE};
+use vpc_tests::{fixture, spawn_in_netns, text, Deployment, NAT_INSTANCE};
 
 const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
 
 /// A public subnet (public addresses on launch) whose table sends
 /// 0.0.0.0/0 to an internet gateway, attached to the VPC by `ATTACH` (or
 /// not); a private subnet on the main table; a host on the internet.
-const ROUTED: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, MapPublicIpOnLaunch: true}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  WebSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: web
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 0.0.0.0/0}]
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref WebSg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-ATTACH
-"#;
+const ROUTED: &str = fixture!("internet_gateway.yaml");
 
 const ATTACH: &str = "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}";
 
@@ -187,37 +159,7 @@ fn detaching_the_internet_gateway_blackholes_its_route_and_cuts_connections() {
 /// internet gateway, one NAT gateway (in public subnet A), and private
 /// route tables sending 0.0.0.0/0 to it (`NATROUTES`, or not); a function
 /// in the private subnets; a host on the internet.
-const CLASSIC: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  PublicA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
-  PublicB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
-  PrivateA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
-  PrivateB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-ATTACH
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  PublicAAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PublicA, RouteTableId: !Ref PublicRt}}
-  PublicBAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PublicB, RouteTableId: !Ref PublicRt}}
-  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
-  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref PublicA, AllocationId: !GetAtt NatIp.AllocationId}}
-  PrivateRtA: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateRtB: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-NATROUTES
-  PrivateAAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateA, RouteTableId: !Ref PrivateRtA}}
-  PrivateBAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateB, RouteTableId: !Ref PrivateRtB}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: fetch
-      VpcConfig: {SubnetIds: [!Ref PrivateA, !Ref PrivateB], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const CLASSIC: &str = fixture!("nat_gateway_two_azs.yaml");
 
 const NATROUTES: &str = "  NatA: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtA, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}\n  NatB: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtB, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}";
 
@@ -623,58 +565,7 @@ fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
 /// IPv6: only the gateway stands between Db and the internet. A function
 /// with `Ipv6AllowedForDualStack` in the private subnet; a test host with
 /// an IPv6 address.
-const DUAL: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10, Ipv6Address: '2001:db8:f00d::10'}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  Public:
-    Type: AWS::EC2::Subnet
-    DependsOn: V6
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.1.0/24
-      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-  Private:
-    Type: AWS::EC2::Subnet
-    DependsOn: V6
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.2.0/24
-      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw}}
-  WebSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: web
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIpv6: '::/0'}]
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: ssh
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIpv6: '::/0'}]
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::10'}], SecurityGroupIds: [!Ref WebSg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:102::10'}], SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: fetch6
-      VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
-"#;
+const DUAL: &str = fixture!("ipv6_gateways_web_server.yaml");
 
 const INET6: &str = "2001:db8:f00d::10";
 

@@ -5,45 +5,13 @@ use std::net::IpAddr;
 
 use vpc::packet::{parse_and_verify, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::DropReason;
-use vpc_tests::{in_private_netns, Harness, NAT_INSTANCE, XDP_DROP, XDP_REDIRECT};
+use vpc_tests::{fixture, in_private_netns, Harness, NAT_INSTANCE, XDP_DROP, XDP_REDIRECT};
 
 /// A public subnet (0.0.0.0/0 to an attached internet gateway, a
 /// prefix-list route and a static route to a detached one) and a private
 /// subnet on the main table; a host and a function in each, the hosts with
 /// Elastic IPs, a public-subnet host without one; one internet test host.
-pub const TEMPLATE: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  Detached: {Type: AWS::EC2::InternetGateway}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  Gone: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.0.2.0/24, GatewayId: !Ref Detached}}
-  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: p, AddressFamily: IPv4, MaxEntries: 2, Entries: [{Cidr: 198.51.100.0/24}, {Cidr: 203.0.113.0/24}]}}
-  ViaPl: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationPrefixListId: !Ref Pl, GatewayId: !Ref Detached}}
-  Static: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 203.0.113.0/24, GatewayId: !Ref Igw}}
-  Sg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: all
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: -1, CidrIp: 0.0.0.0/0}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Sg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Quiet: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref Sg]}}
-  WebIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref Web}}
-  DbIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref Db}}
-  PublicFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Public], SecurityGroupIds: [!Ref Sg]}}}
-  PrivateFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
+const TEMPLATE: &str = fixture!("route_tables.yaml");
 
 fn syn(src: &str, dst: &str, sport: u16) -> Vec<u8> {
     let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
@@ -283,30 +251,7 @@ fn the_internet_gateway_translates_one_to_one_both_ways_and_only_for_its_routes(
 /// gateway (0.0.0.0/0 to the internet gateway), a private subnet whose
 /// table sends 0.0.0.0/0 to the NAT gateway, a host and a function there;
 /// two internet hosts.
-pub const CLASSIC: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-      Other: {Address: 203.0.113.20}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
-  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref Public, AllocationId: !GetAtt NatIp.AllocationId}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
+const CLASSIC: &str = fixture!("nat_gateway.yaml");
 
 fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
     frame(
@@ -593,35 +538,7 @@ fn a_route_to_an_instance_hands_it_the_packet_unchanged_only_without_its_source_
 /// managed prefix list, on 443.
 fn endpoints_template() -> String {
     let pl = vpc::model::endpoint::managed_prefix_list_id("us-east-1", "s3");
-    r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Other: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  S3: {Type: AWS::EC2::VPCEndpoint, Properties: {VpcId: !Ref Vpc, ServiceName: com.amazonaws.us-east-1.s3, RouteTableIds: [!Ref PrivateRt]}}
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  Tight:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: s3 only
-      VpcId: !Ref Vpc
-      SecurityGroupEgress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, DestinationPrefixListId: PL}]
-  EndpointSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: from the app
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, SourceSecurityGroupId: !Ref Sg}]
-  Sqs: {Type: AWS::EC2::VPCEndpoint, Properties: {VpcId: !Ref Vpc, VpcEndpointType: Interface, ServiceName: com.amazonaws.us-east-1.sqs, SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref EndpointSg], PrivateDnsEnabled: true}}
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Strict: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.20, SecurityGroupIds: [!Ref Tight]}}
-  Plain: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  Lonely: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Other, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref Plain]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#
-    .replace("PL", &pl)
+    fixture!("vpc_endpoints_prefix_list.yaml").replace("PL", &pl)
 }
 
 #[test]
@@ -791,36 +708,7 @@ fn a_private_nat_gateways_traffic_to_the_internet_gateway_is_dropped() {
 /// gateway; an instance in each (both accept port 22 from anywhere over
 /// IPv6, so only the gateway can refuse it), a dual-stack function in the
 /// private subnet; a test host with an IPv6 address.
-pub const DUAL: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10, Ipv6Address: '2001:db8:f00d::10'}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  Public: {Type: AWS::EC2::Subnet, DependsOn: V6, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, Ipv6CidrBlock: '2001:db8:ec2:101::/64'}}
-  Private: {Type: AWS::EC2::Subnet, DependsOn: V6, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, Ipv6CidrBlock: '2001:db8:ec2:102::/64'}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw}}
-  Sg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: ssh
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIpv6: '::/0'}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::10'}], SecurityGroupIds: [!Ref Sg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:102::10'}], SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
-  PubFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Public], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
-"#;
+const DUAL: &str = fixture!("ipv6_gateways.yaml");
 
 const INET6: &str = "2001:db8:f00d::10";
 const WEB6: &str = "2001:db8:ec2:101::10";

@@ -4,23 +4,9 @@
 //! SDK parses them.
 use std::path::PathBuf;
 
-use vpc_tests::{text, Deployment};
+use vpc_tests::{fixture, text, Deployment};
 
-const TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Elsewhere: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Other, CidrBlock: 10.1.1.0/24}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: reports
-      Code: {ZipFile: "read p; echo \"$AWS_LAMBDA_FUNCTION_NAME got $p\""}
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const TEMPLATE: &str = fixture!("lambda_sdk.yaml");
 
 #[test]
 fn boto3_sees_lambda_states_and_errors() {
@@ -50,7 +36,7 @@ fn boto3_sees_lambda_states_and_errors() {
         .to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let out = std::process::Command::new(python)
-        .arg(root.join("sdk/lambda_sdk.py"))
+        .arg(vpc_tests::fixture_path("lambda_sdk.py"))
         .arg(&url)
         .output()
         .unwrap();

@@ -16,44 +16,11 @@ use vpc_common::{
     map_names, v4_mapped, DropReason, Endpoint, HyperplaneEni, PortInfo, RouteKey, RouteTarget,
     ROUTE_FIXED_BITS,
 };
-use vpc_tests::{in_private_netns, Harness, XDP_REDIRECT};
+use vpc_tests::{fixture, in_private_netns, Harness, XDP_REDIRECT};
 
 /// One subnet: a function, its ENI, a database (5432/tcp and 9000/udp from
 /// the function's group), an app host (nothing allowed in), and an IPv6 rule.
-const TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Subnet: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  FnSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: fn
-      VpcId: !Ref Vpc
-      SecurityGroupEgress: [{IpProtocol: -1, CidrIp: 0.0.0.0/0}, {IpProtocol: -1, CidrIpv6: "::/0"}]
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIpv6: "::/0"}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, CidrIpv6: "::/0"}
-        - {IpProtocol: icmp, FromPort: 8, ToPort: -1, CidrIp: 10.0.0.0/16}
-  AppSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: app
-      VpcId: !Ref Vpc
-      SecurityGroupEgress: [{IpProtocol: "-1", CidrIp: 0.0.0.0/0}, {IpProtocol: "-1", CidrIpv6: "::/0"}]
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Subnet, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref DbSg]}}
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Subnet, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref AppSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      VpcConfig: {SubnetIds: [!Ref Subnet], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const TEMPLATE: &str = fixture!("one_subnet.yaml");
 
 const EXEC: &str = "198.19.0.10";
 const ENI: &str = "10.0.1.4";

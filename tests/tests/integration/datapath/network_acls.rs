@@ -4,7 +4,7 @@
 use vpc::datapath::Maps;
 use vpc::packet::{parse_and_verify, TCP_ACK, TCP_SYN};
 use vpc_common::DropReason;
-use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
+use vpc_tests::{fixture, in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
 
 use super::{
     check, expect_translated, icmp_error, tcp, udp, APP, ENI, EXEC, FRAG_NEEDED, PORT_UNREACHABLE,
@@ -12,35 +12,7 @@ use super::{
 
 /// Function ENI and app host in subnet A (default ACL); databases in subnet
 /// B behind a custom ACL.
-const ACL_TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  AppSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: app, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, CidrIp: 10.0.0.0/16}
-  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
-  DenyApp: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 90, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.1.20/32, PortRange: {From: 5432, To: 5432}}}
-  AllowDb: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5432}}}
-  AllowUdp: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 110, Protocol: 17, RuleAction: allow, CidrBlock: 10.0.0.0/16, PortRange: {From: 9000, To: 9000}}}
-  Ephemeral: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, PortRange: {From: 1024, To: 65535}}}
-  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref AppSg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Db2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.11, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const ACL_TEMPLATE: &str = fixture!("acl_subnet_boundary.yaml");
 
 #[test]
 fn network_acls_apply_at_subnet_boundaries_first_match_and_statelessly() {
