@@ -4,82 +4,15 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::unix::process::CommandExt as _,
-    sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
-        mpsc, Arc,
-    },
+    sync::{atomic::Ordering::Relaxed, mpsc},
     time::{Duration, Instant},
 };
 
 use vpc_common::map_names;
-use vpc_tests::{fixture, http_get, namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
-
-/// A thread in a namespace that runs until the test stops it, not for a
-/// fixed time (a loaded machine runs tests slowly). Dropped, also when a
-/// test fails, it is stopped and joined: nothing it holds outlives the test.
-struct Running<T> {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<T>>,
-}
-
-impl<T: Send + 'static> Running<T> {
-    /// Runs `f` in `ns`; returns once `f` says it is ready (bound). `f`
-    /// polls the flag and ends when it is set.
-    fn start(
-        ns: &str,
-        f: impl FnOnce(mpsc::Sender<()>, &AtomicBool) -> T + Send + 'static,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let flag = stop.clone();
-        let thread = spawn_in_netns(ns, move || f(tx, &flag));
-        let mut r = Running {
-            stop,
-            thread: Some(thread),
-        };
-        if rx.recv().is_err() {
-            // It ended before it was ready: its panic says why.
-            r.join();
-            panic!("ended before it was ready");
-        }
-        r
-    }
-
-    /// Stops it now; what it returns.
-    fn stop(mut self) -> T {
-        self.stop.store(true, Relaxed);
-        self.join()
-    }
-
-    /// Waits up to `secs` for it to end by itself (a server that had its
-    /// connection), then stops it; what it returns.
-    fn finish(self, secs: u64) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.thread.as_ref().unwrap().is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop()
-    }
-
-    fn join(&mut self) -> T {
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl<T> Drop for Running<T> {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use vpc_tests::{
+    connects, fixture, http_get, metric, namespaces_with_prefix, spawn_in_netns, tcp_server, text,
+    vpc, wait_for, Deployment, Running, FAST,
+};
 
 /// A `vpc` child process in a process group of its own (with `ip netns
 /// exec`, the shell and what it runs): killed whole if the test fails
@@ -134,31 +67,6 @@ impl Drop for TempPath {
     }
 }
 
-/// Accepts one connection and answers "pong" to its first line; `finish`
-/// gives the peer, `stop` (nothing expected) `None`.
-fn tcp_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    Running::start(ns, move |ready, stop| {
-        let l = TcpListener::bind(addr).expect("bind");
-        l.set_nonblocking(true).unwrap();
-        ready.send(()).unwrap();
-        loop {
-            match l.accept() {
-                Ok((mut s, peer)) => {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                    let mut line = String::new();
-                    let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
-                    let _ = s.write_all(b"pong\n");
-                    return Some(peer);
-                }
-                Err(_) if stop.load(Relaxed) => return None,
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    })
-}
-
 /// Answers one datagram with "echo:" + its payload; returns the peer.
 fn udp_echo_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
     let addr: SocketAddr = addr.parse().unwrap();
@@ -198,21 +106,6 @@ fn udp_request(ns: &str, to: &str, msg: &'static [u8], secs: u64) -> Option<(Str
     })
     .join()
     .unwrap()
-}
-
-/// `nc -z` from a function (`invoke`) or a host (`exec`): does a TCP
-/// connection to `host:port` open within `wait` seconds? Expected to open:
-/// 5 s, room for a lost SYN and a loaded machine; expected to fail: 1 s,
-/// as a refused SYN never connects however long nc waits.
-fn connects(d: &Deployment, verb: &str, who: &str, host: &str, port: u16, wait: u32) -> bool {
-    // The outer bound only for an nc that hangs, past its own wait.
-    let (port, bound) = (port.to_string(), (wait + 30).to_string());
-    let wait = format!("-w{wait}");
-    d.vpc(&[
-        verb, who, "--", "timeout", &bound, "nc", "-z", &wait, host, &port,
-    ])
-    .status
-    .success()
 }
 
 #[test]
@@ -369,7 +262,7 @@ fn a_function_with_two_subnets_has_an_execution_environment_in_each() {
         text(&out)
     );
     // `vpc eni list`: the function on both ENIs, each with its environment.
-    let enis = eni_list(&d);
+    let enis = d.eni_list();
     for (subnet, env) in [
         ("PrivateSubnetA", "OrdersFunction"),
         ("PrivateSubnetB", "OrdersFunction.2"),
@@ -387,8 +280,6 @@ fn a_function_with_two_subnets_has_an_execution_environment_in_each() {
     );
     assert!(t.contains("subnet PrivateSubnetB"), "{t}");
 }
-
-/// `GET path` over plain HTTP/1.0; the body.
 
 #[test]
 fn the_agent_serves_metrics_that_match_the_datapath() {
@@ -427,11 +318,7 @@ fn the_agent_serves_metrics_that_match_the_datapath() {
         );
     }
     let sample = |series: &str| -> u64 {
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("{series} missing: {body}"))
-            .parse()
-            .unwrap()
+        metric(&body, series).unwrap_or_else(|| panic!("{series} missing: {body}")) as u64
     };
     // The refused connection is counted the same by status and by metrics.
     let denied = sample(r#"vpc_packets_dropped_total{reason="sg_ingress_denied"}"#);
@@ -793,10 +680,7 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     // the tracked one goes on (security groups are stateful).
     let no_rule = ACL_TEMPLATE.replace("        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}\n", "");
     assert_ne!(no_rule, ACL_TEMPLATE);
-    let path = std::env::temp_dir().join(format!("{}-apply1.yaml", d.name));
-    std::fs::write(&path, &no_rule).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&no_rule);
     go_tx.send(("two", 30)).unwrap();
     assert!(
         res_rx.recv().unwrap(),
@@ -807,15 +691,12 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     // The same policy again: the generation slot flips back. Conntrack keeps
     // ACL verdicts per policy epoch; with only the slot as the epoch, the
     // deny below (applied in the slot "two" passed under) would be missed.
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&no_rule);
     // An ACL deny in front of the allow: it applies to the established
     // connection too (ACLs are stateless).
     let deny = no_rule.replace("RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}", "RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5433}");
     assert_ne!(deny, no_rule);
-    std::fs::write(&path, &deny).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&deny);
     let before = d.dropped("nacl_ingress_denied");
     go_tx.send(("three", 2)).unwrap();
     assert!(
@@ -826,8 +707,7 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     drop(go_tx);
     client.join().unwrap();
     // A topology change is refused, and nothing changes.
-    std::fs::write(&path, deny.replace("10.0.2.10", "10.0.2.11")).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    let out = d.try_apply(&deny.replace("10.0.2.10", "10.0.2.11"));
     assert!(
         !out.status.success() && text(&out).contains("topology"),
         "{}",
@@ -1389,20 +1269,6 @@ fn open_connections(
         .collect()
 }
 
-fn eni_list(d: &Deployment) -> Vec<serde_json::Value> {
-    let out = d.vpc(&["eni", "list", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// ENIs of 10 ports: 8 connections put the first at 80%, the agent adds
 /// a second ENI of the same (subnet, groups) with the subnet's next
 /// address, and the next connections, which the first cannot all take,
@@ -1437,7 +1303,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
             .collect::<Vec<_>>()
     };
     wait_for("a second ENI in PrivateSubnetA", 60, || {
-        in_a(&eni_list(&d)).len() == 2
+        in_a(&d.eni_list()).len() == 2
     });
     held.extend(open_connections(
         &d,
@@ -1447,7 +1313,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
         30,
     ));
     assert_eq!(held.len(), 16, "every connection opened");
-    let enis = in_a(&eni_list(&d));
+    let enis = in_a(&d.eni_list());
     let (first, second) = (&enis[0], &enis[1]);
     assert_eq!(first["scaled"], false);
     assert_eq!(second["scaled"], true);
@@ -1494,7 +1360,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
     // Every connection closed and collected: the added ENI, drained for the
     // return delay, is returned; the group's first stays.
     wait_for("the drained ENI returned", 60, || {
-        let l = in_a(&eni_list(&d));
+        let l = in_a(&d.eni_list());
         l.len() == 1 && l[0]["id"] == first["id"]
     });
     let state = serde_json::to_value(vpc::deploy::State::load(&d.name).unwrap()).unwrap();
@@ -1534,7 +1400,7 @@ fn a_full_subnet_reports_subnet_out_of_ip_addresses_and_drops_what_finds_no_port
         .as_str()
         .unwrap()
         .contains("Small"));
-    assert_eq!(eni_list(&d).len(), 1);
+    assert_eq!(d.eni_list().len(), 1);
     // No port left on the only ENI: new connections are dropped.
     let failed_before = s["nat"]["failed"].as_u64().unwrap();
     let more = open_connections(&d, "Fn", "10.0.2.10:5432", 2, 2);
@@ -1562,7 +1428,7 @@ fn a_group_of_eight_full_enis_reports_eni_limit_exceeded() {
     );
     let server = tcp_holder(&d.netns("DatabaseInstance"), "10.0.1.10:5432");
     let in_a = |d: &Deployment| {
-        eni_list(d)
+        d.eni_list()
             .iter()
             .filter(|e| e["subnet"] == "PrivateSubnetA")
             .count()
@@ -1595,7 +1461,7 @@ fn a_group_of_eight_full_enis_reports_eni_limit_exceeded() {
 
 /// Each ENI's id, address and groups.
 fn eni_ids(d: &Deployment) -> Vec<String> {
-    eni_list(d)
+    d.eni_list()
         .iter()
         .map(|e| format!("{} {} {}", e["id"], e["address"], e["security_groups"]))
         .collect()

@@ -3,9 +3,7 @@
 //! through a gateway endpoint (and not once its route is gone); an
 //! interface endpoint is reached by its private DNS name through the VPC
 //! resolver, and its security group refuses a client it does not allow.
-use vpc_tests::{fixture, text, Deployment};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+use vpc_tests::{fixture, text, Deployment, FAST};
 
 /// Private subnets only: no internet gateway, no NAT gateway. `PrivateRt`
 /// holds only the S3 gateway endpoint's route (`TABLES`). An SQS interface
@@ -16,14 +14,6 @@ fn template(with_route: bool) -> String {
     TEMPLATE
         .replace("TABLES", if with_route { "[!Ref PrivateRt]" } else { "[]" })
         .replace("GROUPS", "[!Ref EndpointSg]")
-}
-
-fn apply(d: &Deployment, t: &str) {
-    let path = std::env::temp_dir().join(format!("{}-apply.yaml", d.name));
-    std::fs::write(&path, t).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// The simulated service's JSON answer to `curl` run by `cmd` (`exec X` or
@@ -66,7 +56,7 @@ fn a_private_function_reaches_s3_through_a_gateway_endpoint_without_nat() {
     assert!(d.dropped("no_route") > before);
     // The endpoint's route taken out of the table (`vpc apply`): no way
     // to S3 any more, and nothing else goes out either.
-    apply(&d, &template(false));
+    d.apply(&template(false));
     let before = d.dropped("no_route");
     assert!(curl(
         &d,
@@ -125,10 +115,7 @@ fn an_interface_endpoint_is_reached_by_its_private_dns_name_and_its_group_decide
     .is_none());
     assert!(d.dropped("sg_ingress_denied") > before);
     // The endpoint's groups change live (`vpc apply`), as a host's do.
-    apply(
-        &d,
-        &template(true).replace("[!Ref EndpointSg]", "[!Ref EndpointSg, !Ref OpenSg]"),
-    );
+    d.apply(&template(true).replace("[!Ref EndpointSg]", "[!Ref EndpointSg, !Ref OpenSg]"));
     let r = curl(
         &d,
         &["exec", "Stranger"],

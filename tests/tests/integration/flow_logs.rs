@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use vpc_tests::{fixture, spawn_in_netns, text, Deployment};
+use vpc_tests::{fixture, metric, spawn_in_netns, text, wait_for, Deployment};
 
 const FLOW_TEMPLATE: &str = fixture!("flow_logs.yaml");
 
@@ -686,12 +686,10 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         );
         args.push(fmt.clone());
     }
-    let py =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
-    let out = Command::new(&py)
+    let out = Command::new(vpc_tests::pyenv_python())
         .args(&args)
         .output()
-        .expect("target/pyenv (cargo xtask provision)");
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(read["skipped"], 0);
@@ -853,18 +851,8 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
             .any(|r| r["start"].parse::<u64>().unwrap() > t1)
     });
     let metrics = vpc_tests::http_get(d.status()["metrics_url"].as_str().unwrap());
-    let lost: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vpc_flow_log_events_lost_total "))
-        .expect("metric")
-        .parse()
-        .unwrap();
-    let events: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vpc_flow_log_events_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let lost = metric(&metrics, "vpc_flow_log_events_lost_total").expect("metric") as u64;
+    let events = metric(&metrics, "vpc_flow_log_events_total").expect("metric") as u64;
     assert!(lost > 0, "{metrics}");
     assert_eq!(
         events + lost,
@@ -922,9 +910,9 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
     let pid = d.status()["agent_pid"].as_u64().expect("agent pid") as i32;
     // SAFETY: a signal to the deployment's own agent.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    while d.status()["agent_running"] == true {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the agent to be gone", 30, || {
+        d.status()["agent_running"] != true
+    });
     let restart = unix_now();
     let out = d.vpc(&["agent", "--detach"]);
     assert!(out.status.success(), "{}", text(&out));

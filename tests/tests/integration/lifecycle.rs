@@ -69,11 +69,7 @@ fn error_type(r: &vpc::api::Response) -> String {
 
 /// ENIs as `vpc eni list --json` shows them: (id, address, groups).
 fn enis(d: &Deployment) -> Vec<(String, String, Vec<String>)> {
-    let out = d.vpc(&["eni", "list", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
+    d.eni_list()
         .iter()
         .map(|e| {
             (

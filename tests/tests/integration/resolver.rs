@@ -1,8 +1,6 @@
 //! The VPC resolver (base + 2), end to end: real namespaces, the router's
 //! XDP program, glibc's resolver (`getent`) asking through it.
-use vpc_tests::{fixture, namespaces_with_prefix, text, Deployment};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+use vpc_tests::{fixture, namespaces_with_prefix, text, Deployment, FAST};
 
 /// A function and a database in subnet A; `Locked` in subnet L, whose
 /// group allows no egress (a rule only for 127.0.0.1/32) and whose network

@@ -33,23 +33,11 @@ fn env_addr(h: &Harness, id: &str) -> String {
     f.envs()[0].ip.to_string()
 }
 
-/// Activates every execution environment (as the agent does once its
-/// function's ENI is ready).
-fn activate(h: &mut Harness) {
-    use vpc::datapath::Maps;
-    for f in h.model.functions.clone() {
-        for (env, group) in vpc::compile::env_enis(&h.model, &f) {
-            let ifindex = h.ifindex(&env);
-            h.dp.set_port_eni(ifindex, group).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_leaving_subnets_table_decides_by_longest_prefix_and_a_blackhole_drops() {
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
-        activate(&mut h);
+        h.activate();
         let web = h.ifindex("Web");
         let db = h.ifindex("Db");
         let public_fn = h.ifindex("PublicFn");
@@ -269,7 +257,7 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
 fn a_nat_gateway_translates_hosts_and_functions_to_its_elastic_ip_and_back() {
     in_private_netns(|| {
         let mut h = Harness::new(CLASSIC);
-        activate(&mut h);
+        h.activate();
         let (app, func, inet) = (h.ifindex("App"), h.ifindex("Fn"), h.ifindex("Example"));
         let exec = env_addr(&h, "Fn");
         let nat_ip = "198.51.100.10";
@@ -483,7 +471,7 @@ fn a_test_clock_ages_connections_through_the_nat_gateway() {
 fn a_route_to_an_instance_hands_it_the_packet_unchanged_only_without_its_source_dest_check() {
     in_private_netns(|| {
         let mut h = Harness::new(&NAT_INSTANCE.replace("CHECK", "false"));
-        activate(&mut h);
+        h.activate();
         let (app, nat) = (h.ifindex("App"), h.ifindex("NatInstance"));
         let nat_mac = h.links["NatInstance"].mac;
         let s = |a: &str| a.to_string();
@@ -546,7 +534,7 @@ fn a_gateway_endpoint_route_reaches_its_service_without_nat_and_the_service_open
     in_private_netns(|| {
         let t = endpoints_template();
         let mut h = Harness::new(&t);
-        activate(&mut h);
+        h.activate();
         let (app, strict, lonely) = (h.ifindex("App"), h.ifindex("Strict"), h.ifindex("Lonely"));
         let (svc, func) = (h.ifindex("AwsServices"), h.ifindex("Fn"));
         let s3 = "198.18.0.10";
@@ -636,7 +624,7 @@ fn an_interface_endpoint_eni_is_a_vpc_address_with_its_own_groups_and_opens_noth
     in_private_netns(|| {
         let t = endpoints_template();
         let mut h = Harness::new(&t);
-        activate(&mut h);
+        h.activate();
         let (app, lonely, eni) = (h.ifindex("App"), h.ifindex("Lonely"), h.ifindex("Sqs.1"));
         let ip = h
             .model
@@ -677,7 +665,7 @@ fn a_private_nat_gateways_traffic_to_the_internet_gateway_is_dropped() {
     );
     in_private_netns(|| {
         let mut h = Harness::new(&t);
-        activate(&mut h);
+        h.activate();
         let (app, func) = (h.ifindex("App"), h.ifindex("Fn"));
         let exec = env_addr(&h, "Fn");
         let ping = L4::Icmp {
@@ -791,7 +779,7 @@ fn ipv6_crosses_the_internet_gateway_untranslated_both_ways_and_only_on_allowed_
 fn an_egress_only_gateway_passes_ipv6_out_and_back_and_drops_what_the_internet_opens() {
     in_private_netns(|| {
         let mut h = Harness::new(DUAL);
-        activate(&mut h);
+        h.activate();
         let (db, inet, func) = (h.ifindex("Db"), h.ifindex("Example"), h.ifindex("Fn"));
         // Out and the reply, TCP and UDP, untranslated.
         let syn = tcp(DB6, INET6, 40000, 443, TCP_SYN);

@@ -2,21 +2,13 @@
 //! test`) against the agent's Lambda API on loopback TCP, with dummy
 //! credentials: states, waiters, invocation and validation errors as the
 //! SDK parses them.
-use std::path::PathBuf;
-
 use vpc_tests::{fixture, text, Deployment};
 
 const TEMPLATE: &str = fixture!("lambda_sdk.yaml");
 
 #[test]
 fn boto3_sees_lambda_states_and_errors() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("../target/pyenv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: `cargo xtask test` installs boto3 there",
-        python.display()
-    );
+    let python = vpc_tests::pyenv_python();
     let d = Deployment::up(
         "sdk",
         TEMPLATE,

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use vpc::datapath::Maps;
 use vpc::packet::{parse_and_verify, parse_icmp_error, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::{map_names, v4_mapped, DropReason};
-use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
+use vpc_tests::{in_private_netns, Harness, Rng, XDP_DROP, XDP_REDIRECT};
 
 use super::{
     add_ipv6, check, echo, echo_request, expect_translated, icmp_error, ip, tcp, udp, APP, DB, DB6,
@@ -476,17 +476,6 @@ fn add_group_eni(h: &mut Harness) -> IpAddr {
     addr
 }
 
-/// A deterministic generator (xorshift64*), so a failing fill replays.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Cilium-style statistical test of the port allocator: one ENI of 1,000
 /// ports, filled to 10, 50, 90 and 99% with claims at random ports (fixed
 /// seed); then 20,000 new connections each, every one released again so the
@@ -513,7 +502,7 @@ fn nat_port_allocation_failure_rate_follows_the_probe_count() {
             let mut ports: Vec<u16> = (0..CAP as u16).map(|i| 1024 + i).collect();
             let filled = (CAP * level / 100) as usize;
             for i in 0..filled {
-                let j = i + (rng.next() % (CAP as usize - i) as u64) as usize;
+                let j = i + (rng.next_u64() % (CAP as usize - i) as u64) as usize;
                 ports.swap(i, j);
             }
             {
