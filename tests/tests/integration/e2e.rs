@@ -466,6 +466,7 @@ fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
     let bad = vpc::DEFAULT_TEMPLATE.replace("FromPort: 9000", "FromPort: 90000");
     std::fs::write(&path, bad).unwrap();
     let out = vpc(&name, &["up", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
     assert!(!out.status.success());
     let msg = text(&out);
     assert!(
