@@ -1,14 +1,21 @@
-//! Helpers for the integration tests: deployments that always clean up,
-//! threads inside namespaces, and a BPF_PROG_TEST_RUN harness.
+//! Helpers for the integration tests (tests/integration/), written once:
+//! deployments that always clean up, threads inside namespaces, servers
+//! and clients in them, the templates under tests/fixtures/, and a
+//! BPF_PROG_TEST_RUN harness.
 //!
 //! Every deployment gets a unique name (process id + counter), so tests run
 //! in parallel, and is torn down on drop, also when the test panics.
 use std::{
     collections::HashMap,
-    io::Write as _,
+    io::{BufRead, BufReader, Write as _},
+    net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use aya::programs::{TestRun, TestRunOptions};
@@ -30,6 +37,38 @@ pub fn vpc_bin() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The Python of `target/pyenv` (boto3 and flowlogs-reader, installed by
+/// `cargo xtask test`).
+pub fn pyenv_python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
+    assert!(
+        p.exists(),
+        "{} missing: `cargo xtask test` (or `cargo xtask provision`) installs boto3 and flowlogs-reader there",
+        p.display()
+    );
+    p
+}
+
+/// `vpc up` flags for a deployment whose functions are `Active` when `up`
+/// returns: a short ENI delay, waited for.
+pub const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+
+/// A file under tests/fixtures/ as text, read at compile time: the
+/// templates, one per topology, named after what they model.
+#[macro_export]
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/", $name))
+    };
+}
+
+/// The path of a file under tests/fixtures/ (the Python scripts the tests run).
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -139,6 +178,29 @@ impl Deployment {
             .unwrap()
             .to_string()
     }
+
+    /// `vpc apply` of a template's text (written to a file that `apply`
+    /// reads once, then removed): its output.
+    pub fn try_apply(&self, template: &str) -> Output {
+        let path = std::env::temp_dir().join(format!("{}-apply.yaml", self.name));
+        std::fs::write(&path, template).unwrap();
+        let out = self.vpc(&["apply", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&path);
+        out
+    }
+
+    /// `vpc apply` of a template's text, which must succeed.
+    pub fn apply(&self, template: &str) {
+        let out = self.try_apply(template);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    /// The Hyperplane ENIs as `vpc eni list --json` shows them.
+    pub fn eni_list(&self) -> Vec<serde_json::Value> {
+        let out = self.vpc(&["eni", "list", "--json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
 }
 
 impl Drop for Deployment {
@@ -202,6 +264,150 @@ pub fn one_syn(to: std::net::SocketAddr) {
     let s = socket(family, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).expect("socket");
     let r = connect(s.as_raw_fd(), &SockaddrStorage::from(to));
     assert_eq!(r, Err(nix::errno::Errno::EINPROGRESS), "the SYN is sent");
+}
+
+/// Polls `f` every 200 ms until it holds; fails the test after `secs`.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `nc -z` from a function (`invoke`) or a host (`exec`): does a TCP
+/// connection to `host:port` open within `wait` seconds? Expected to open:
+/// 5 s, room for a lost SYN and a loaded machine; expected to fail: 1 s,
+/// as a refused SYN never connects however long nc waits.
+pub fn connects(d: &Deployment, verb: &str, who: &str, host: &str, port: u16, wait: u32) -> bool {
+    // The outer bound only for an nc that hangs, past its own wait.
+    let (port, bound) = (port.to_string(), (wait + 30).to_string());
+    let wait = format!("-w{wait}");
+    d.vpc(&[
+        verb, who, "--", "timeout", &bound, "nc", "-z", &wait, host, &port,
+    ])
+    .status
+    .success()
+}
+
+/// A thread in a namespace that runs until the test stops it, not for a
+/// fixed time (a loaded machine runs tests slowly). Dropped, also when a
+/// test fails, it is stopped and joined: nothing it holds outlives the test.
+pub struct Running<T> {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Running<T> {
+    /// Runs `f` in `ns`; returns once `f` says it is ready (bound). `f`
+    /// polls the flag and ends when it is set.
+    pub fn start(
+        ns: &str,
+        f: impl FnOnce(mpsc::Sender<()>, &AtomicBool) -> T + Send + 'static,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let flag = stop.clone();
+        let thread = spawn_in_netns(ns, move || f(tx, &flag));
+        let mut r = Running {
+            stop,
+            thread: Some(thread),
+        };
+        if rx.recv().is_err() {
+            // It ended before it was ready: its panic says why.
+            r.join();
+            panic!("ended before it was ready");
+        }
+        r
+    }
+
+    /// Stops it now; what it returns.
+    pub fn stop(mut self) -> T {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// Waits up to `secs` for it to end by itself (a server that had its
+    /// connection), then stops it; what it returns.
+    pub fn finish(self, secs: u64) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.thread.as_ref().unwrap().is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop()
+    }
+
+    fn join(&mut self) -> T {
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+impl<T> Drop for Running<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accepts one connection and answers "pong" to its first line; `finish`
+/// gives the peer, `stop` (nothing expected) `None`.
+pub fn tcp_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    Running::start(ns, move |ready, stop| {
+        let l = TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        ready.send(()).unwrap();
+        loop {
+            match l.accept() {
+                Ok((mut s, peer)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut line = String::new();
+                    let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+                    let _ = s.write_all(b"pong\n");
+                    return Some(peer);
+                }
+                Err(_) if stop.load(Ordering::Relaxed) => return None,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    })
+}
+
+/// The value of the OpenMetrics sample `name` (with its labels, if any).
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A deterministic generator (xorshift64*): a failing seed replays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
 }
 
 /// A loaded datapath fed from a template, with one veth device per host and
@@ -307,6 +513,17 @@ impl Harness {
     pub fn counters(&mut self) -> Counters {
         self.dp.counters().unwrap()
     }
+
+    /// Activates every execution environment (as the agent does once its
+    /// function's ENI is ready).
+    pub fn activate(&mut self) {
+        for f in self.model.functions.clone() {
+            for (env, group) in compile::env_enis(&self.model, &f) {
+                let ifindex = self.ifindex(&env);
+                self.dp.set_port_eni(ifindex, group).unwrap();
+            }
+        }
+    }
 }
 
 pub const XDP_DROP: u32 = 1;
@@ -333,35 +550,4 @@ pub fn http_get(url: &str) -> String {
 /// private subnet whose table sends 0.0.0.0/0 to an instance in the public
 /// subnet (`InstanceId`), which has a public address and `SourceDestCheck:
 /// CHECK`.
-pub const NAT_INSTANCE: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, InstanceId: !Ref NatInstance}}
-  NatSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: from the private subnet
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: 10.0.2.0/24}]
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  NatInstance:
-    Type: AWS::EC2::Instance
-    Properties:
-      SourceDestCheck: CHECK
-      NetworkInterfaces: [{DeviceIndex: "0", SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.5, GroupSet: [!Ref NatSg], AssociatePublicIpAddress: true}]
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
+pub const NAT_INSTANCE: &str = fixture!("nat_instance.yaml");

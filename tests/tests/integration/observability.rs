@@ -8,12 +8,7 @@ use std::{
 };
 
 use vpc_common::map_names;
-use vpc_tests::{http_get, spawn_in_netns, text, vpc_bin, Deployment};
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
+use vpc_tests::{http_get, metric, spawn_in_netns, text, vpc_bin, Deployment};
 
 /// Connections held open from the function to the database.
 fn hold(d: &Deployment, n: usize) -> (std::thread::JoinHandle<()>, Vec<TcpStream>) {

@@ -10,27 +10,7 @@ use vpc::{
     reference::{self, Verdict},
 };
 use vpc_common::DropReason;
-use vpc_tests::{in_private_netns, Harness, XDP_REDIRECT};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use vpc_tests::{in_private_netns, Harness, Rng, XDP_REDIRECT};
 
 const HOSTS: [(&str, &str, &str); 4] = [
     ("H1", "A", "10.0.1.10"),
@@ -221,7 +201,7 @@ fn the_datapath_agrees_with_the_reference_model() {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for config in 0..CONFIGS {
         let t = template(&mut r);
-        let pkt_seed = r.next();
+        let pkt_seed = r.next_u64();
         let (n, hist) = in_private_netns(|| {
             let mut h = Harness::new(&t);
             let m = h.model.clone();
@@ -249,7 +229,7 @@ fn the_datapath_agrees_with_the_reference_model() {
                 let dport = if r.chance(80) {
                     *r.pick(&PORTS)
                 } else {
-                    r.next() as u16
+                    r.next_u64() as u16
                 };
                 let (l4, proto, port) = match r.below(4) {
                     0 | 1 => (
@@ -747,11 +727,11 @@ fn routed_property(c: Routed) {
     let mut cases = 0;
     for config in 0..c.configs {
         let t = (c.template)(&mut r);
-        let pkt_seed = r.next();
+        let pkt_seed = r.next_u64();
         let (n, hist) = in_private_netns(|| {
             let mut h = Harness::new(&t);
             if c.v6 {
-                activate(&mut h);
+                h.activate();
             }
             let m = h.model.clone();
             let (eni, exec) = if c.v6 {
@@ -876,17 +856,5 @@ fn routed_property(c: Routed) {
             seen.get(*outcome).copied().unwrap_or(0) >= 10,
             "outcome {outcome} seen too rarely: {seen:?}"
         );
-    }
-}
-
-/// Activates every execution environment (as the agent does once its
-/// function's ENI is ready).
-fn activate(h: &mut Harness) {
-    use vpc::datapath::Maps;
-    for f in h.model.functions.clone() {
-        for (env, group) in vpc::compile::env_enis(&h.model, &f) {
-            let ifindex = h.ifindex(&env);
-            h.dp.set_port_eni(ifindex, group).unwrap();
-        }
     }
 }

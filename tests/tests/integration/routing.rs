@@ -5,45 +5,13 @@ use std::net::IpAddr;
 
 use vpc::packet::{parse_and_verify, Frame, L4, TCP_ACK, TCP_SYN};
 use vpc_common::DropReason;
-use vpc_tests::{in_private_netns, Harness, NAT_INSTANCE, XDP_DROP, XDP_REDIRECT};
+use vpc_tests::{fixture, in_private_netns, Harness, NAT_INSTANCE, XDP_DROP, XDP_REDIRECT};
 
 /// A public subnet (0.0.0.0/0 to an attached internet gateway, a
 /// prefix-list route and a static route to a detached one) and a private
 /// subnet on the main table; a host and a function in each, the hosts with
 /// Elastic IPs, a public-subnet host without one; one internet test host.
-pub const TEMPLATE: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  Detached: {Type: AWS::EC2::InternetGateway}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  Gone: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 192.0.2.0/24, GatewayId: !Ref Detached}}
-  Pl: {Type: AWS::EC2::PrefixList, Properties: {PrefixListName: p, AddressFamily: IPv4, MaxEntries: 2, Entries: [{Cidr: 198.51.100.0/24}, {Cidr: 203.0.113.0/24}]}}
-  ViaPl: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationPrefixListId: !Ref Pl, GatewayId: !Ref Detached}}
-  Static: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 203.0.113.0/24, GatewayId: !Ref Igw}}
-  Sg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: all
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: -1, CidrIp: 0.0.0.0/0}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Sg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Quiet: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref Sg]}}
-  WebIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref Web}}
-  DbIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref Db}}
-  PublicFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Public], SecurityGroupIds: [!Ref Sg]}}}
-  PrivateFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
+const TEMPLATE: &str = fixture!("route_tables.yaml");
 
 fn syn(src: &str, dst: &str, sport: u16) -> Vec<u8> {
     let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
@@ -65,23 +33,11 @@ fn env_addr(h: &Harness, id: &str) -> String {
     f.envs()[0].ip.to_string()
 }
 
-/// Activates every execution environment (as the agent does once its
-/// function's ENI is ready).
-fn activate(h: &mut Harness) {
-    use vpc::datapath::Maps;
-    for f in h.model.functions.clone() {
-        for (env, group) in vpc::compile::env_enis(&h.model, &f) {
-            let ifindex = h.ifindex(&env);
-            h.dp.set_port_eni(ifindex, group).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_leaving_subnets_table_decides_by_longest_prefix_and_a_blackhole_drops() {
     in_private_netns(|| {
         let mut h = Harness::new(TEMPLATE);
-        activate(&mut h);
+        h.activate();
         let web = h.ifindex("Web");
         let db = h.ifindex("Db");
         let public_fn = h.ifindex("PublicFn");
@@ -283,30 +239,7 @@ fn the_internet_gateway_translates_one_to_one_both_ways_and_only_for_its_routes(
 /// gateway (0.0.0.0/0 to the internet gateway), a private subnet whose
 /// table sends 0.0.0.0/0 to the NAT gateway, a host and a function there;
 /// two internet hosts.
-pub const CLASSIC: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-      Other: {Address: 203.0.113.20}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
-  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref Public, AllocationId: !GetAtt NatIp.AllocationId}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#;
+const CLASSIC: &str = fixture!("nat_gateway.yaml");
 
 fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
     frame(
@@ -324,7 +257,7 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
 fn a_nat_gateway_translates_hosts_and_functions_to_its_elastic_ip_and_back() {
     in_private_netns(|| {
         let mut h = Harness::new(CLASSIC);
-        activate(&mut h);
+        h.activate();
         let (app, func, inet) = (h.ifindex("App"), h.ifindex("Fn"), h.ifindex("Example"));
         let exec = env_addr(&h, "Fn");
         let nat_ip = "198.51.100.10";
@@ -538,7 +471,7 @@ fn a_test_clock_ages_connections_through_the_nat_gateway() {
 fn a_route_to_an_instance_hands_it_the_packet_unchanged_only_without_its_source_dest_check() {
     in_private_netns(|| {
         let mut h = Harness::new(&NAT_INSTANCE.replace("CHECK", "false"));
-        activate(&mut h);
+        h.activate();
         let (app, nat) = (h.ifindex("App"), h.ifindex("NatInstance"));
         let nat_mac = h.links["NatInstance"].mac;
         let s = |a: &str| a.to_string();
@@ -593,35 +526,7 @@ fn a_route_to_an_instance_hands_it_the_packet_unchanged_only_without_its_source_
 /// managed prefix list, on 443.
 fn endpoints_template() -> String {
     let pl = vpc::model::endpoint::managed_prefix_list_id("us-east-1", "s3");
-    r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Other: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  S3: {Type: AWS::EC2::VPCEndpoint, Properties: {VpcId: !Ref Vpc, ServiceName: com.amazonaws.us-east-1.s3, RouteTableIds: [!Ref PrivateRt]}}
-  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  Tight:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: s3 only
-      VpcId: !Ref Vpc
-      SecurityGroupEgress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, DestinationPrefixListId: PL}]
-  EndpointSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: from the app
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 443, ToPort: 443, SourceSecurityGroupId: !Ref Sg}]
-  Sqs: {Type: AWS::EC2::VPCEndpoint, Properties: {VpcId: !Ref Vpc, VpcEndpointType: Interface, ServiceName: com.amazonaws.us-east-1.sqs, SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref EndpointSg], PrivateDnsEnabled: true}}
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
-  Strict: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.20, SecurityGroupIds: [!Ref Tight]}}
-  Plain: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
-  Lonely: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Other, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref Plain]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
-"#
-    .replace("PL", &pl)
+    fixture!("vpc_endpoints_prefix_list.yaml").replace("PL", &pl)
 }
 
 #[test]
@@ -629,7 +534,7 @@ fn a_gateway_endpoint_route_reaches_its_service_without_nat_and_the_service_open
     in_private_netns(|| {
         let t = endpoints_template();
         let mut h = Harness::new(&t);
-        activate(&mut h);
+        h.activate();
         let (app, strict, lonely) = (h.ifindex("App"), h.ifindex("Strict"), h.ifindex("Lonely"));
         let (svc, func) = (h.ifindex("AwsServices"), h.ifindex("Fn"));
         let s3 = "198.18.0.10";
@@ -719,7 +624,7 @@ fn an_interface_endpoint_eni_is_a_vpc_address_with_its_own_groups_and_opens_noth
     in_private_netns(|| {
         let t = endpoints_template();
         let mut h = Harness::new(&t);
-        activate(&mut h);
+        h.activate();
         let (app, lonely, eni) = (h.ifindex("App"), h.ifindex("Lonely"), h.ifindex("Sqs.1"));
         let ip = h
             .model
@@ -760,7 +665,7 @@ fn a_private_nat_gateways_traffic_to_the_internet_gateway_is_dropped() {
     );
     in_private_netns(|| {
         let mut h = Harness::new(&t);
-        activate(&mut h);
+        h.activate();
         let (app, func) = (h.ifindex("App"), h.ifindex("Fn"));
         let exec = env_addr(&h, "Fn");
         let ping = L4::Icmp {
@@ -791,36 +696,7 @@ fn a_private_nat_gateways_traffic_to_the_internet_gateway_is_dropped() {
 /// gateway; an instance in each (both accept port 22 from anywhere over
 /// IPv6, so only the gateway can refuse it), a dual-stack function in the
 /// private subnet; a test host with an IPv6 address.
-pub const DUAL: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10, Ipv6Address: '2001:db8:f00d::10'}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  Public: {Type: AWS::EC2::Subnet, DependsOn: V6, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, Ipv6CidrBlock: '2001:db8:ec2:101::/64'}}
-  Private: {Type: AWS::EC2::Subnet, DependsOn: V6, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, Ipv6CidrBlock: '2001:db8:ec2:102::/64'}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw}}
-  Sg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: ssh
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIpv6: '::/0'}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::10'}], SecurityGroupIds: [!Ref Sg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:102::10'}], SecurityGroupIds: [!Ref Sg]}}
-  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
-  PubFn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Public], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
-"#;
+const DUAL: &str = fixture!("ipv6_gateways.yaml");
 
 const INET6: &str = "2001:db8:f00d::10";
 const WEB6: &str = "2001:db8:ec2:101::10";
@@ -903,7 +779,7 @@ fn ipv6_crosses_the_internet_gateway_untranslated_both_ways_and_only_on_allowed_
 fn an_egress_only_gateway_passes_ipv6_out_and_back_and_drops_what_the_internet_opens() {
     in_private_netns(|| {
         let mut h = Harness::new(DUAL);
-        activate(&mut h);
+        h.activate();
         let (db, inet, func) = (h.ifindex("Db"), h.ifindex("Example"), h.ifindex("Fn"));
         // Out and the reply, TCP and UDP, untranslated.
         let syn = tcp(DB6, INET6, 40000, 443, TCP_SYN);

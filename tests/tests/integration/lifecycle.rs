@@ -13,32 +13,9 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use vpc_tests::{spawn_in_netns, text, Deployment};
+use vpc_tests::{fixture, spawn_in_netns, text, Deployment};
 
-const TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Full: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/28}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  FnSg2: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn2, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg2}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: reports
-      Code: {ZipFile: "read p; echo \"$AWS_LAMBDA_FUNCTION_NAME got $p\""}
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const TEMPLATE: &str = fixture!("function_lifecycle.yaml");
 
 const DB: &str = "10.0.2.10:5432";
 
@@ -92,11 +69,7 @@ fn error_type(r: &vpc::api::Response) -> String {
 
 /// ENIs as `vpc eni list --json` shows them: (id, address, groups).
 fn enis(d: &Deployment) -> Vec<(String, String, Vec<String>)> {
-    let out = d.vpc(&["eni", "list", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
+    d.eni_list()
         .iter()
         .map(|e| {
             (
@@ -793,34 +766,7 @@ fn create_function_builds_an_execution_environment_on_the_running_router() {
 /// VPC's database and no longer the first one's.
 #[test]
 fn an_update_moves_a_function_to_another_vpc() {
-    let t = r#"
-Resources:
-  One: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Two: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.9.0.0/16}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref One, CidrBlock: 10.0.1.0/24}}
-  C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Two, CidrBlock: 10.9.1.0/24}}
-  Sg1: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref One}}
-  Sg2: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Two}}
-  Db1Sg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref One
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref Sg1}]
-  Db2Sg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Two
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref Sg2}]
-  Db1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Db1Sg]}}
-  Db2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref C, PrivateIpAddress: 10.9.1.10, SecurityGroupIds: [!Ref Db2Sg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: reports
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg1]}
-"#;
+    let t = fixture!("two_vpcs.yaml");
     let d = up_with("lcv", t, &[]);
     let (db1, db2) = ("10.0.1.10:5432", "10.9.1.10:5432");
     let s1 = Server::start(&d.netns("Db1"), db1);
@@ -884,41 +830,7 @@ fn removing_the_vpc_config_releases_the_eni_after_the_delay() {
 /// environment gets (or loses) its IPv6 route and the ENI's IPv6 view.
 #[test]
 fn an_update_turns_ipv6_on_and_off() {
-    let t = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Ipv6Block: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  A:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.1.0/24
-      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  B:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.2.0/24
-      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: reports
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+    let t = fixture!("dual_stack_function.yaml");
     let d = up_with("lc6", t, &[]);
     let s = d.status();
     let db6 = s["hosts"][0]["ipv6_address"].as_str().unwrap().to_string();

@@ -3,67 +3,17 @@
 //! through a gateway endpoint (and not once its route is gone); an
 //! interface endpoint is reached by its private DNS name through the VPC
 //! resolver, and its security group refuses a client it does not allow.
-use vpc_tests::{text, Deployment};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+use vpc_tests::{fixture, text, Deployment, FAST};
 
 /// Private subnets only: no internet gateway, no NAT gateway. `PrivateRt`
 /// holds only the S3 gateway endpoint's route (`TABLES`). An SQS interface
 /// endpoint in PrivateA with private DNS; its group admits `AppSg` on 80.
-const TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  PrivateA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
-  Other: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateA, RouteTableId: !Ref PrivateRt}}
-  S3Endpoint:
-    Type: AWS::EC2::VPCEndpoint
-    Properties: {VpcId: !Ref Vpc, ServiceName: !Sub 'com.amazonaws.${AWS::Region}.s3', RouteTableIds: TABLES}
-  AppSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: app, VpcId: !Ref Vpc}}
-  OtherSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: other, VpcId: !Ref Vpc}}
-  EndpointSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: the app only
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, SourceSecurityGroupId: !Ref AppSg}]
-  OpenSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: the other subnet
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 10.0.3.0/24}]
-  SqsEndpoint:
-    Type: AWS::EC2::VPCEndpoint
-    Properties:
-      VpcId: !Ref Vpc
-      VpcEndpointType: Interface
-      ServiceName: !Sub 'com.amazonaws.${AWS::Region}.sqs'
-      SubnetIds: [!Ref PrivateA]
-      SecurityGroupIds: GROUPS
-      PrivateDnsEnabled: true
-  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref PrivateA, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref AppSg]}}
-  Stranger: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Other, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref OtherSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: fetch
-      VpcConfig: {SubnetIds: [!Ref PrivateA], SecurityGroupIds: [!Ref AppSg]}
-"#;
+const TEMPLATE: &str = fixture!("vpc_endpoints.yaml");
 
 fn template(with_route: bool) -> String {
     TEMPLATE
         .replace("TABLES", if with_route { "[!Ref PrivateRt]" } else { "[]" })
         .replace("GROUPS", "[!Ref EndpointSg]")
-}
-
-fn apply(d: &Deployment, t: &str) {
-    let path = std::env::temp_dir().join(format!("{}-apply.yaml", d.name));
-    std::fs::write(&path, t).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// The simulated service's JSON answer to `curl` run by `cmd` (`exec X` or
@@ -106,7 +56,7 @@ fn a_private_function_reaches_s3_through_a_gateway_endpoint_without_nat() {
     assert!(d.dropped("no_route") > before);
     // The endpoint's route taken out of the table (`vpc apply`): no way
     // to S3 any more, and nothing else goes out either.
-    apply(&d, &template(false));
+    d.apply(&template(false));
     let before = d.dropped("no_route");
     assert!(curl(
         &d,
@@ -165,10 +115,7 @@ fn an_interface_endpoint_is_reached_by_its_private_dns_name_and_its_group_decide
     .is_none());
     assert!(d.dropped("sg_ingress_denied") > before);
     // The endpoint's groups change live (`vpc apply`), as a host's do.
-    apply(
-        &d,
-        &template(true).replace("[!Ref EndpointSg]", "[!Ref EndpointSg, !Ref OpenSg]"),
-    );
+    d.apply(&template(true).replace("[!Ref EndpointSg]", "[!Ref EndpointSg, !Ref OpenSg]"));
     let r = curl(
         &d,
         &["exec", "Stranger"],

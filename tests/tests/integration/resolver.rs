@@ -1,61 +1,11 @@
 //! The VPC resolver (base + 2), end to end: real namespaces, the router's
 //! XDP program, glibc's resolver (`getent`) asking through it.
-use vpc_tests::{namespaces_with_prefix, text, Deployment};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+use vpc_tests::{fixture, namespaces_with_prefix, text, Deployment, FAST};
 
 /// A function and a database in subnet A; `Locked` in subnet L, whose
 /// group allows no egress (a rule only for 127.0.0.1/32) and whose network
 /// ACL has no entries (denies everything both ways).
-const TEMPLATE: &str = r#"
-Parameters:
-  DnsSupport: {Type: String, Default: "true"}
-Resources:
-  Vpc:
-    Type: AWS::EC2::VPC
-    Properties: {CidrBlock: 10.0.0.0/16, EnableDnsSupport: !Ref DnsSupport}
-  SubnetA:
-    Type: AWS::EC2::Subnet
-    Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}
-  SubnetL:
-    Type: AWS::EC2::Subnet
-    Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24}
-  ClosedAcl:
-    Type: AWS::EC2::NetworkAcl
-    Properties: {VpcId: !Ref Vpc}
-  ClosedAclAssociation:
-    Type: AWS::EC2::SubnetNetworkAclAssociation
-    Properties: {SubnetId: !Ref SubnetL, NetworkAclId: !Ref ClosedAcl}
-  FnSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties: {GroupDescription: fn, VpcId: !Ref Vpc}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}
-  LockedSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: nothing out
-      VpcId: !Ref Vpc
-      SecurityGroupEgress: [{IpProtocol: -1, CidrIp: 127.0.0.1/32}]
-  Db:
-    Type: AWS::EC2::Instance
-    Properties: {SubnetId: !Ref SubnetA, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref DbSg]}
-  Locked:
-    Type: AWS::EC2::Instance
-    Properties: {SubnetId: !Ref SubnetL, PrivateIpAddress: 10.0.3.10, SecurityGroupIds: [!Ref LockedSg]}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: app
-      Role: arn:aws:iam::123456789012:role/app
-      Code: {ZipFile: ""}
-      VpcConfig: {SubnetIds: [!Ref SubnetA], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const TEMPLATE: &str = fixture!("vpc_resolver.yaml");
 
 /// `getent hosts KEY` run by `verb` (`exec`/`invoke`) in `who`: its output
 /// on success.

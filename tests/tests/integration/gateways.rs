@@ -9,118 +9,48 @@ use std::{
 };
 
 use vpc_common::map_names;
-use vpc_tests::{spawn_in_netns, text, Deployment, NAT_INSTANCE};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
+use vpc_tests::{
+    connects, fixture, spawn_in_netns, tcp_server, text, wait_for, Deployment, FAST, NAT_INSTANCE,
+};
 
 /// A public subnet (public addresses on launch) whose table sends
 /// 0.0.0.0/0 to an internet gateway, attached to the VPC by `ATTACH` (or
 /// not); a private subnet on the main table; a host on the internet.
-const ROUTED: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, MapPublicIpOnLaunch: true}}
-  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  WebSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: web
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 0.0.0.0/0}]
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, CidrIp: 10.0.0.0/16}]
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref WebSg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-ATTACH
-"#;
+const ROUTED: &str = fixture!("internet_gateway.yaml");
 
 const ATTACH: &str = "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}";
 
 /// Web's public address: the first of the public pool (no Elastic IP).
 const WEB_PUBLIC: &str = "198.51.100.10";
 
-/// Accepts one TCP connection within 10 s on `addr` in `ns`, answers
-/// "pong"; the peer's address as the server saw it.
-fn listen(ns: &str, addr: &str) -> std::thread::JoinHandle<Option<SocketAddr>> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = spawn_in_netns(ns, move || {
-        let l = TcpListener::bind(addr).expect("bind");
-        l.set_nonblocking(true).unwrap();
-        tx.send(()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok((mut s, peer)) = l.accept() {
-                // Read what the client sends first: closing with unread data
-                // would answer with a RST, which can beat "pong" to it (the
-                // clients send at once or close; a loaded machine may delay).
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let _ = s.read(&mut [0u8; 64]);
-                let _ = s.write_all(b"pong\n");
-                return Some(peer);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    });
-    rx.recv().unwrap();
-    h
-}
-
-fn nc(d: &Deployment, who: &str, host: &str, port: u16) -> bool {
-    let port = port.to_string();
-    d.vpc(&[
-        "exec", who, "--", "timeout", "5", "nc", "-z", "-w1", host, &port,
-    ])
-    .status
-    .success()
-}
-
 #[test]
 fn a_public_instance_reaches_the_internet_and_is_reached_only_on_its_allowed_port() {
     let d = Deployment::up("gwb", &ROUTED.replace("ATTACH", ATTACH), FAST);
     // Out: the internet host sees the instance's public address.
-    let server = listen(&d.netns("Example"), "203.0.113.10:443");
-    assert!(nc(&d, "Web", "203.0.113.10", 443));
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(connects(&d, "exec", "Web", "203.0.113.10", 443, 5));
     let peer = server
-        .join()
-        .unwrap()
+        .finish(30)
         .expect("the internet host got the connection");
     assert_eq!(peer.ip().to_string(), WEB_PUBLIC);
     // In: to the public address, port 80 only (its group's rule).
-    let server = listen(&d.netns("Web"), "10.0.1.10:80");
-    assert!(nc(&d, "Example", WEB_PUBLIC, 80));
-    let peer = server
-        .join()
-        .unwrap()
-        .expect("the instance got the connection");
+    let server = tcp_server(&d.netns("Web"), "10.0.1.10:80");
+    assert!(connects(&d, "exec", "Example", WEB_PUBLIC, 80, 5));
+    let peer = server.finish(30).expect("the instance got the connection");
     assert_eq!(
         peer.ip().to_string(),
         "203.0.113.10",
         "groups see the real source"
     );
-    let server = listen(&d.netns("Web"), "10.0.1.10:22");
-    assert!(!nc(&d, "Example", WEB_PUBLIC, 22));
+    let server = tcp_server(&d.netns("Web"), "10.0.1.10:22");
+    assert!(!connects(&d, "exec", "Example", WEB_PUBLIC, 22, 1));
     assert!(d.dropped("sg_ingress_denied") >= 1);
-    assert_eq!(server.join().unwrap(), None);
+    assert_eq!(server.stop(), None);
     // A private address does not reach the internet, nor anything beyond
     // the test hosts the internet either.
-    assert!(!nc(&d, "Db", "203.0.113.10", 443));
+    assert!(!connects(&d, "exec", "Db", "203.0.113.10", 443, 1));
     assert!(d.dropped("no_route") >= 1);
-    assert!(!nc(&d, "Web", "192.0.2.1", 443));
+    assert!(!connects(&d, "exec", "Web", "192.0.2.1", 443, 1));
     assert!(d.dropped("internet_unreachable") >= 1);
 }
 
@@ -160,11 +90,7 @@ fn detaching_the_internet_gateway_blackholes_its_route_and_cuts_connections() {
     let mut conn = client.join().unwrap();
     // Detach the gateway (the attachment leaves the template): its route
     // stays, as a blackhole.
-    let path = std::env::temp_dir().join(format!("{}-detach.yaml", d.name));
-    std::fs::write(&path, ROUTED.replace("ATTACH", "")).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&ROUTED.replace("ATTACH", ""));
     // The established connection is cut: routing is stateless.
     let _ = conn.write_all(b"two\n");
     let mut buf = [0u8; 4];
@@ -172,13 +98,13 @@ fn detaching_the_internet_gateway_blackholes_its_route_and_cuts_connections() {
     assert!(d.dropped("route_blackhole") >= 1);
     // New connections either way are dropped as blackholed.
     let blackholed = d.dropped("route_blackhole");
-    assert!(!nc(&d, "Web", "203.0.113.10", 443));
-    assert!(!nc(&d, "Example", WEB_PUBLIC, 80));
+    assert!(!connects(&d, "exec", "Web", "203.0.113.10", 443, 1));
+    assert!(!connects(&d, "exec", "Example", WEB_PUBLIC, 80, 1));
     assert!(d.dropped("route_blackhole") >= blackholed + 2);
     // The VPC itself still routes.
-    let server = listen(&d.netns("Db"), "10.0.2.10:5432");
-    assert!(nc(&d, "Web", "10.0.2.10", 5432));
-    assert!(server.join().unwrap().is_some());
+    let server = tcp_server(&d.netns("Db"), "10.0.2.10:5432");
+    assert!(connects(&d, "exec", "Web", "10.0.2.10", 5432, 5));
+    assert!(server.finish(30).is_some());
     drop(conn);
     let _ = srv.join();
 }
@@ -187,37 +113,7 @@ fn detaching_the_internet_gateway_blackholes_its_route_and_cuts_connections() {
 /// internet gateway, one NAT gateway (in public subnet A), and private
 /// route tables sending 0.0.0.0/0 to it (`NATROUTES`, or not); a function
 /// in the private subnets; a host on the internet.
-const CLASSIC: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  PublicA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
-  PublicB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
-  PrivateA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, AvailabilityZone: !Select [0, !GetAZs '']}}
-  PrivateB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24, AvailabilityZone: !Select [1, !GetAZs '']}}
-  Igw: {Type: AWS::EC2::InternetGateway}
-ATTACH
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
-  PublicAAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PublicA, RouteTableId: !Ref PublicRt}}
-  PublicBAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PublicB, RouteTableId: !Ref PublicRt}}
-  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
-  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref PublicA, AllocationId: !GetAtt NatIp.AllocationId}}
-  PrivateRtA: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateRtB: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-NATROUTES
-  PrivateAAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateA, RouteTableId: !Ref PrivateRtA}}
-  PrivateBAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref PrivateB, RouteTableId: !Ref PrivateRtB}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: fetch
-      VpcConfig: {SubnetIds: [!Ref PrivateA, !Ref PrivateB], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const CLASSIC: &str = fixture!("nat_gateway_two_azs.yaml");
 
 const NATROUTES: &str = "  NatA: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtA, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}\n  NatB: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtB, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}";
 
@@ -244,14 +140,6 @@ fn fetch(d: &Deployment, env: &str) -> Option<String> {
     (out.status.success() && text.contains("pong")).then_some(text)
 }
 
-fn apply(d: &Deployment, template: &str) {
-    let path = std::env::temp_dir().join(format!("{}-apply.yaml", d.name));
-    std::fs::write(&path, template).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "{}", text(&out));
-}
-
 #[test]
 fn the_classic_template_brings_a_private_function_to_the_internet_through_the_nat_gateway() {
     let d = Deployment::up("gwc", &classic(true, true), FAST);
@@ -259,32 +147,32 @@ fn the_classic_template_brings_a_private_function_to_the_internet_through_the_na
     // Both execution environments (private subnets A and B) go out through
     // their ENI, then the NAT gateway: the internet host sees its Elastic IP.
     for env in ["1", "2"] {
-        let server = listen(&d.netns("Example"), "203.0.113.10:443");
+        let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
         assert!(
             fetch(&d, env).is_some(),
             "env {env}: no answer from the internet"
         );
-        let peer = server.join().unwrap().expect("the internet host got it");
+        let peer = server.finish(30).expect("the internet host got it");
         assert_eq!(peer.ip().to_string(), nat_ip, "env {env}");
     }
     // Without the private routes: nothing leaves the private subnets.
-    apply(&d, &classic(true, false));
-    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    d.apply(&classic(true, false));
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
     assert!(fetch(&d, "1").is_none());
-    assert_eq!(server.join().unwrap(), None);
+    assert_eq!(server.stop(), None);
     assert!(d.dropped("no_route") >= 1);
     // The routes back, and the internet gateway detached: the NAT
     // gateway's own route is a blackhole, and stops it.
-    apply(&d, &classic(false, true));
-    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    d.apply(&classic(false, true));
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
     assert!(fetch(&d, "1").is_none());
-    assert_eq!(server.join().unwrap(), None);
+    assert_eq!(server.stop(), None);
     assert!(d.dropped("route_blackhole") >= 1);
     // Attached again: it works again.
-    apply(&d, &classic(true, true));
-    let server = listen(&d.netns("Example"), "203.0.113.10:443");
+    d.apply(&classic(true, true));
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
     assert!(fetch(&d, "1").is_some(), "{}", d.status()["counters"]);
-    assert!(server.join().unwrap().is_some());
+    assert!(server.finish(30).is_some());
 }
 
 #[test]
@@ -353,22 +241,22 @@ fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source
     let out = d.vpc(&["exec", "NatInstance", "--", "sh", "-c", setup]);
     assert!(out.status.success(), "{}", text(&out));
     // The internet host sees the NAT instance's public address.
-    let server = listen(&d.netns("Example"), "203.0.113.10:443");
-    assert!(nc(&d, "App", "203.0.113.10", 443));
-    let peer = server.join().unwrap().expect("the internet host got it");
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(connects(&d, "exec", "App", "203.0.113.10", 443, 5));
+    let peer = server.finish(30).expect("the internet host got it");
     assert_eq!(peer.ip().to_string(), "198.51.100.10");
     // Its group lets only 443 in from the private subnet.
-    assert!(!nc(&d, "App", "203.0.113.10", 80));
+    assert!(!connects(&d, "exec", "App", "203.0.113.10", 80, 1));
     assert!(d.dropped("sg_ingress_denied") >= 1);
     drop(d);
     // With the check on, EC2 hands it nothing that is not its own.
     let d = Deployment::up("gwo", &NAT_INSTANCE.replace("CHECK", "true"), FAST);
     let out = d.vpc(&["exec", "NatInstance", "--", "sh", "-c", setup]);
     assert!(out.status.success(), "{}", text(&out));
-    let server = listen(&d.netns("Example"), "203.0.113.10:443");
-    assert!(!nc(&d, "App", "203.0.113.10", 443));
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(!connects(&d, "exec", "App", "203.0.113.10", 443, 1));
     assert!(d.dropped("source_dest_check") >= 1);
-    assert_eq!(server.join().unwrap(), None);
+    assert_eq!(server.stop(), None);
 }
 
 /// Echoes every connection accepted on each of `addrs` in `ns` until
@@ -537,7 +425,6 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
     // gives the port back.
     let out = d.vpc(&["clock", "advance", "65s"]);
     assert!(out.status.success(), "{}", text(&out));
-    let deadline = Instant::now() + Duration::from_secs(30);
     let claims = || {
         d.status()["maps"]
             .as_array()
@@ -548,20 +435,17 @@ fn a_nat_gateway_holds_its_ports_per_destination_until_a_test_clock_idles_them_o
             .as_u64()
             .unwrap()
     };
-    while claims() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(claims(), 0, "both connections idled out, their ports back");
+    wait_for("both connections idled out, their ports back", 30, || {
+        claims() == 0
+    });
     // The gateway's next connection to :443 leaves from the same port
     // 1024: the server gives up its stale end first (the gateway's RST
     // went only to the VPC side, as at AWS; it would answer the new SYN
     // with an ACK of the old connection).
     abort.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while open.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(open.load(std::sync::atomic::Ordering::Relaxed), 0);
+    wait_for("the server to give up its connections", 30, || {
+        open.load(std::sync::atomic::Ordering::Relaxed) == 0
+    });
     go.send(2).unwrap();
     let r = next();
     assert!(
@@ -601,7 +485,7 @@ fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
         "{ct}"
     );
     // Without the route, no echo leaves.
-    apply(&d, &format!("{}{app}", classic(true, false)));
+    d.apply(&format!("{}{app}", classic(true, false)));
     let out = d.vpc(&[
         "exec",
         "App",
@@ -623,58 +507,7 @@ fn a_private_instance_pings_the_internet_through_the_nat_gateway() {
 /// IPv6: only the gateway stands between Db and the internet. A function
 /// with `Ipv6AllowedForDualStack` in the private subnet; a test host with
 /// an IPv6 address.
-const DUAL: &str = r#"
-Metadata:
-  Vpc::Internet:
-    Hosts:
-      Example: {Address: 203.0.113.10, Ipv6Address: '2001:db8:f00d::10'}
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  V6: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  Public:
-    Type: AWS::EC2::Subnet
-    DependsOn: V6
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.1.0/24
-      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-  Private:
-    Type: AWS::EC2::Subnet
-    DependsOn: V6
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.2.0/24
-      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-  Igw: {Type: AWS::EC2::InternetGateway}
-  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
-  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: !Ref Vpc}}
-  PublicRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PublicAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref PublicRt}}
-  PublicV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '::/0', GatewayId: !Ref Igw}}
-  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
-  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Private, RouteTableId: !Ref PrivateRt}}
-  PrivateV6: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationIpv6CidrBlock: '::/0', EgressOnlyInternetGatewayId: !Ref Eigw}}
-  WebSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: web
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIpv6: '::/0'}]
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: ssh
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 22, ToPort: 22, CidrIpv6: '::/0'}]
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:101::10'}], SecurityGroupIds: [!Ref WebSg]}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.2.10, Ipv6Addresses: [{Ipv6Address: '2001:db8:ec2:102::10'}], SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: fetch6
-      VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
-"#;
+const DUAL: &str = fixture!("ipv6_gateways_web_server.yaml");
 
 const INET6: &str = "2001:db8:f00d::10";
 
@@ -691,13 +524,13 @@ fn ipv6_through_an_egress_only_gateway_one_way_only() {
     let d = Deployment::up("gwe", DUAL, FAST);
     let db6 = "2001:db8:ec2:102::10";
     // Out from the instance: the internet host sees its own address.
-    let server = listen(&d.netns("Example"), &format!("[{INET6}]:443"));
+    let server = tcp_server(&d.netns("Example"), &format!("[{INET6}]:443"));
     assert!(
         fetch6(&d, "exec", "Db", INET6),
         "{}",
         d.status()["counters"]
     );
-    let peer = server.join().unwrap().expect("the internet host got it");
+    let peer = server.finish(30).expect("the internet host got it");
     assert_eq!(peer.ip().to_string(), db6, "no NAT for IPv6");
     // Out from the function, by name (the resolver's AAAA record): its
     // ENI's IPv6 address and a NAT port, then the gateway as it is.
@@ -705,22 +538,22 @@ fn ipv6_through_an_egress_only_gateway_one_way_only() {
         .as_str()
         .unwrap()
         .to_string();
-    let server = listen(&d.netns("Example"), &format!("[{INET6}]:443"));
+    let server = tcp_server(&d.netns("Example"), &format!("[{INET6}]:443"));
     assert!(
         fetch6(&d, "invoke", "fetch6", "example.internet.test"),
         "{}",
         d.status()["counters"]
     );
-    let peer = server.join().unwrap().expect("the internet host got it");
+    let peer = server.finish(30).expect("the internet host got it");
     assert_eq!(peer.ip().to_string(), eni6);
     assert!(peer.port() >= 1024);
     // In: refused at the gateway, though Db's group allows port 22; the
     // function's ENI opens nothing either.
     let before = d.dropped("egress_only_inbound");
-    let server = listen(&d.netns("Db"), &format!("[{db6}]:22"));
-    assert!(!nc(&d, "Example", db6, 22));
-    assert_eq!(server.join().unwrap(), None);
-    assert!(!nc(&d, "Example", &eni6, 22));
+    let server = tcp_server(&d.netns("Db"), &format!("[{db6}]:22"));
+    assert!(!connects(&d, "exec", "Example", db6, 22, 1));
+    assert_eq!(server.stop(), None);
+    assert!(!connects(&d, "exec", "Example", &eni6, 22, 1));
     assert!(d.dropped("egress_only_inbound") >= before + 2);
     assert_eq!(d.dropped("sg_ingress_denied"), 0);
 }
@@ -730,22 +563,22 @@ fn a_public_instance_is_reached_over_ipv6_through_the_internet_gateway_on_its_al
     let d = Deployment::up("gwf", DUAL, FAST);
     let web6 = "2001:db8:ec2:101::10";
     // Out: its own address, no translation.
-    let server = listen(&d.netns("Example"), &format!("[{INET6}]:443"));
+    let server = tcp_server(&d.netns("Example"), &format!("[{INET6}]:443"));
     assert!(
         fetch6(&d, "exec", "Web", INET6),
         "{}",
         d.status()["counters"]
     );
-    assert_eq!(server.join().unwrap().unwrap().ip().to_string(), web6);
+    assert_eq!(server.finish(30).unwrap().ip().to_string(), web6);
     // In: port 80 (its group's rule), the groups seeing the real source.
-    let server = listen(&d.netns("Web"), &format!("[{web6}]:80"));
-    assert!(nc(&d, "Example", web6, 80));
-    let peer = server.join().unwrap().expect("the instance got it");
+    let server = tcp_server(&d.netns("Web"), &format!("[{web6}]:80"));
+    assert!(connects(&d, "exec", "Example", web6, 80, 5));
+    let peer = server.finish(30).expect("the instance got it");
     assert_eq!(peer.ip().to_string(), INET6);
     // Any other port: its groups refuse it.
-    let server = listen(&d.netns("Web"), &format!("[{web6}]:22"));
-    assert!(!nc(&d, "Example", web6, 22));
-    assert_eq!(server.join().unwrap(), None);
+    let server = tcp_server(&d.netns("Web"), &format!("[{web6}]:22"));
+    assert!(!connects(&d, "exec", "Example", web6, 22, 1));
+    assert_eq!(server.stop(), None);
     assert!(d.dropped("sg_ingress_denied") >= 1);
     assert_eq!(d.dropped("egress_only_inbound"), 0);
 }

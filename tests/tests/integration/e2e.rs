@@ -4,82 +4,15 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::unix::process::CommandExt as _,
-    sync::{
-        atomic::{AtomicBool, Ordering::Relaxed},
-        mpsc, Arc,
-    },
+    sync::{atomic::Ordering::Relaxed, mpsc},
     time::{Duration, Instant},
 };
 
 use vpc_common::map_names;
-use vpc_tests::{http_get, namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment};
-
-const FAST: &[&str] = &["--eni-delay", "100ms", "--wait"];
-
-/// A thread in a namespace that runs until the test stops it, not for a
-/// fixed time (a loaded machine runs tests slowly). Dropped, also when a
-/// test fails, it is stopped and joined: nothing it holds outlives the test.
-struct Running<T> {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<T>>,
-}
-
-impl<T: Send + 'static> Running<T> {
-    /// Runs `f` in `ns`; returns once `f` says it is ready (bound). `f`
-    /// polls the flag and ends when it is set.
-    fn start(
-        ns: &str,
-        f: impl FnOnce(mpsc::Sender<()>, &AtomicBool) -> T + Send + 'static,
-    ) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let flag = stop.clone();
-        let thread = spawn_in_netns(ns, move || f(tx, &flag));
-        let mut r = Running {
-            stop,
-            thread: Some(thread),
-        };
-        if rx.recv().is_err() {
-            // It ended before it was ready: its panic says why.
-            r.join();
-            panic!("ended before it was ready");
-        }
-        r
-    }
-
-    /// Stops it now; what it returns.
-    fn stop(mut self) -> T {
-        self.stop.store(true, Relaxed);
-        self.join()
-    }
-
-    /// Waits up to `secs` for it to end by itself (a server that had its
-    /// connection), then stops it; what it returns.
-    fn finish(self, secs: u64) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !self.thread.as_ref().unwrap().is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop()
-    }
-
-    fn join(&mut self) -> T {
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl<T> Drop for Running<T> {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use vpc_tests::{
+    connects, fixture, http_get, metric, namespaces_with_prefix, spawn_in_netns, tcp_server, text,
+    vpc, wait_for, Deployment, Running, FAST,
+};
 
 /// A `vpc` child process in a process group of its own (with `ip netns
 /// exec`, the shell and what it runs): killed whole if the test fails
@@ -134,31 +67,6 @@ impl Drop for TempPath {
     }
 }
 
-/// Accepts one connection and answers "pong" to its first line; `finish`
-/// gives the peer, `stop` (nothing expected) `None`.
-fn tcp_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    Running::start(ns, move |ready, stop| {
-        let l = TcpListener::bind(addr).expect("bind");
-        l.set_nonblocking(true).unwrap();
-        ready.send(()).unwrap();
-        loop {
-            match l.accept() {
-                Ok((mut s, peer)) => {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                    let mut line = String::new();
-                    let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
-                    let _ = s.write_all(b"pong\n");
-                    return Some(peer);
-                }
-                Err(_) if stop.load(Relaxed) => return None,
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    })
-}
-
 /// Answers one datagram with "echo:" + its payload; returns the peer.
 fn udp_echo_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
     let addr: SocketAddr = addr.parse().unwrap();
@@ -198,21 +106,6 @@ fn udp_request(ns: &str, to: &str, msg: &'static [u8], secs: u64) -> Option<(Str
     })
     .join()
     .unwrap()
-}
-
-/// `nc -z` from a function (`invoke`) or a host (`exec`): does a TCP
-/// connection to `host:port` open within `wait` seconds? Expected to open:
-/// 5 s, room for a lost SYN and a loaded machine; expected to fail: 1 s,
-/// as a refused SYN never connects however long nc waits.
-fn connects(d: &Deployment, verb: &str, who: &str, host: &str, port: u16, wait: u32) -> bool {
-    // The outer bound only for an nc that hangs, past its own wait.
-    let (port, bound) = (port.to_string(), (wait + 30).to_string());
-    let wait = format!("-w{wait}");
-    d.vpc(&[
-        verb, who, "--", "timeout", &bound, "nc", "-z", &wait, host, &port,
-    ])
-    .status
-    .success()
 }
 
 #[test]
@@ -369,7 +262,7 @@ fn a_function_with_two_subnets_has_an_execution_environment_in_each() {
         text(&out)
     );
     // `vpc eni list`: the function on both ENIs, each with its environment.
-    let enis = eni_list(&d);
+    let enis = d.eni_list();
     for (subnet, env) in [
         ("PrivateSubnetA", "OrdersFunction"),
         ("PrivateSubnetB", "OrdersFunction.2"),
@@ -387,8 +280,6 @@ fn a_function_with_two_subnets_has_an_execution_environment_in_each() {
     );
     assert!(t.contains("subnet PrivateSubnetB"), "{t}");
 }
-
-/// `GET path` over plain HTTP/1.0; the body.
 
 #[test]
 fn the_agent_serves_metrics_that_match_the_datapath() {
@@ -427,11 +318,7 @@ fn the_agent_serves_metrics_that_match_the_datapath() {
         );
     }
     let sample = |series: &str| -> u64 {
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("{series} missing: {body}"))
-            .parse()
-            .unwrap()
+        metric(&body, series).unwrap_or_else(|| panic!("{series} missing: {body}")) as u64
     };
     // The refused connection is counted the same by status and by metrics.
     let denied = sample(r#"vpc_packets_dropped_total{reason="sg_ingress_denied"}"#);
@@ -579,6 +466,7 @@ fn a_bad_template_names_the_resource_and_field_and_applies_nothing() {
     let bad = vpc::DEFAULT_TEMPLATE.replace("FromPort: 9000", "FromPort: 90000");
     std::fs::write(&path, bad).unwrap();
     let out = vpc(&name, &["up", path.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&path);
     assert!(!out.status.success());
     let msg = text(&out);
     assert!(
@@ -676,32 +564,7 @@ fn down_cleans_up_after_an_up_that_died_half_way() {
 
 /// The database sits in subnet B behind a custom ACL: rule 50 denies 5433,
 /// rule 100 admits the rest of the VPC; outbound only TCP replies.
-const ACL_TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
-  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
-  Acl: {Type: AWS::EC2::NetworkAcl, Properties: {VpcId: !Ref Vpc}}
-  Deny5433: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}}}
-  AllowVpc: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: -1, RuleAction: allow, CidrBlock: 10.0.0.0/16}}
-  TcpReplies: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref Acl, RuleNumber: 100, Protocol: 6, RuleAction: allow, Egress: true, CidrBlock: 10.0.0.0/16, PortRange: {From: 1024, To: 65535}}}
-  Assoc: {Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {SubnetId: !Ref B, NetworkAclId: !Ref Acl}}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: reports
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const ACL_TEMPLATE: &str = fixture!("acl_deny_before_allow.yaml");
 
 #[test]
 fn a_lower_numbered_acl_deny_beats_a_later_allow() {
@@ -818,10 +681,7 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     // the tracked one goes on (security groups are stateful).
     let no_rule = ACL_TEMPLATE.replace("        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}\n", "");
     assert_ne!(no_rule, ACL_TEMPLATE);
-    let path = std::env::temp_dir().join(format!("{}-apply1.yaml", d.name));
-    std::fs::write(&path, &no_rule).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&no_rule);
     go_tx.send(("two", 30)).unwrap();
     assert!(
         res_rx.recv().unwrap(),
@@ -832,15 +692,12 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     // The same policy again: the generation slot flips back. Conntrack keeps
     // ACL verdicts per policy epoch; with only the slot as the epoch, the
     // deny below (applied in the slot "two" passed under) would be missed.
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&no_rule);
     // An ACL deny in front of the allow: it applies to the established
     // connection too (ACLs are stateless).
     let deny = no_rule.replace("RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5433, To: 5433}", "RuleNumber: 50, Protocol: 6, RuleAction: deny, CidrBlock: 10.0.0.0/16, PortRange: {From: 5432, To: 5433}");
     assert_ne!(deny, no_rule);
-    std::fs::write(&path, &deny).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    d.apply(&deny);
     let before = d.dropped("nacl_ingress_denied");
     go_tx.send(("three", 2)).unwrap();
     assert!(
@@ -851,8 +708,7 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     drop(go_tx);
     client.join().unwrap();
     // A topology change is refused, and nothing changes.
-    std::fs::write(&path, deny.replace("10.0.2.10", "10.0.2.11")).unwrap();
-    let out = d.vpc(&["apply", path.to_str().unwrap()]);
+    let out = d.try_apply(&deny.replace("10.0.2.10", "10.0.2.11"));
     assert!(
         !out.status.success() && text(&out).contains("topology"),
         "{}",
@@ -916,87 +772,6 @@ fn sg_rule_edits_from_the_cli_take_effect_for_new_connections() {
 }
 
 #[test]
-fn the_throughput_bench_forwards_on_every_path() {
-    // A short run: that every path carries every kind of traffic and keeps
-    // every circulating frame, never a timing.
-    let json = std::env::temp_dir().join(format!("tput-{}/results.json", std::process::id()));
-    let child = std::process::Command::new(vpc_tests::vpc_bin())
-        .args([
-            "bench",
-            "--throughput",
-            "--samples",
-            "1",
-            "--sample-seconds",
-            "0.5",
-            "--socket-seconds",
-            "1",
-            "--json",
-        ])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The bench names its deployment after its pid.
-    let name = format!("tput{}", child.id() % 100_000);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(json.with_file_name("throughput.json")).unwrap())
-            .unwrap();
-    let _ = std::fs::remove_dir_all(json.parent().unwrap());
-    assert!(
-        vpc_tests::namespaces_with_prefix(&name).is_empty(),
-        "the bench left namespaces behind"
-    );
-    for path in vpc::throughput::PATHS {
-        for flows in [1, 1024] {
-            let c = r["circulating"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["path"] == path && p["flows"] == flows)
-                .unwrap_or_else(|| panic!("{path}, {flows} flow(s): {r}"));
-            assert!(c["mpps_median"].as_f64().unwrap() > 0.0, "{path}: {c}");
-            // Every injected frame came back to be drained: the path
-            // forwards both directions of the flow, at either hook.
-            assert_eq!(c["lost"], 0, "{path}, {flows} flow(s): {c}");
-        }
-        let t = r["sockets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["path"] == path)
-            .unwrap_or_else(|| panic!("{path}: {r}"));
-        for k in [
-            "gbps_1_stream",
-            "gbps_4_streams",
-            "udp64_kpps_received",
-            "rr_p50_us",
-            "rr_p99_us",
-            "connections_per_second",
-        ] {
-            assert!(t[k].as_f64().unwrap() > 0.0, "{path} {k}: {t}");
-        }
-    }
-    // Every comparison has a ratio, and says which figures are the
-    // method's: exactly those within 20 % of `direct`.
-    let cmp = r["comparisons"].as_array().unwrap();
-    assert_eq!(cmp.len(), 8 * 3 * 2, "{r}");
-    for c in cmp {
-        assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
-        let bound = c["bound_by_method"].as_array().unwrap();
-        let kind = match (bound.contains(&c["path"]), bound.contains(&c["against"])) {
-            (false, false) => "measured",
-            (true, false) => "at_least",
-            (false, true) => "at_most",
-            (true, true) => "meaningless",
-        };
-        assert_eq!(c["kind"], kind, "{c}");
-    }
-}
-
-#[test]
 fn concurrent_policy_edits_are_serialized_and_none_is_lost() {
     let d = Deployment::up("e2eo", ACL_TEMPLATE, FAST);
     // Eight edits at once, each adding its own rule: all must land, and the
@@ -1040,47 +815,7 @@ fn concurrent_policy_edits_are_serialized_and_none_is_lost() {
 /// A dual-stack VPC (Amazon-provided /56, subnet blocks from `Fn::Cidr`):
 /// the database in subnet B, two functions in subnet A sharing one
 /// Hyperplane ENI, one with `Ipv6AllowedForDualStack` and one without.
-const DUAL_STACK_TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Ipv6Block: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  A:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.1.0/24
-      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  B:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.2.0/24
-      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Dual:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: dual
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
-  V4only:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: v4only
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}
-"#;
+const DUAL_STACK_TEMPLATE: &str = fixture!("dual_stack_functions.yaml");
 
 /// The IPv6 addresses `vpc status` shows: (database, the ENI of subnet A).
 fn dual_stack_addresses(d: &Deployment) -> (String, String) {
@@ -1535,20 +1270,6 @@ fn open_connections(
         .collect()
 }
 
-fn eni_list(d: &Deployment) -> Vec<serde_json::Value> {
-    let out = d.vpc(&["eni", "list", "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// ENIs of 10 ports: 8 connections put the first at 80%, the agent adds
 /// a second ENI of the same (subnet, groups) with the subnet's next
 /// address, and the next connections, which the first cannot all take,
@@ -1583,7 +1304,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
             .collect::<Vec<_>>()
     };
     wait_for("a second ENI in PrivateSubnetA", 60, || {
-        in_a(&eni_list(&d)).len() == 2
+        in_a(&d.eni_list()).len() == 2
     });
     held.extend(open_connections(
         &d,
@@ -1593,7 +1314,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
         30,
     ));
     assert_eq!(held.len(), 16, "every connection opened");
-    let enis = in_a(&eni_list(&d));
+    let enis = in_a(&d.eni_list());
     let (first, second) = (&enis[0], &enis[1]);
     assert_eq!(first["scaled"], false);
     assert_eq!(second["scaled"], true);
@@ -1640,7 +1361,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
     // Every connection closed and collected: the added ENI, drained for the
     // return delay, is returned; the group's first stays.
     wait_for("the drained ENI returned", 60, || {
-        let l = in_a(&eni_list(&d));
+        let l = in_a(&d.eni_list());
         l.len() == 1 && l[0]["id"] == first["id"]
     });
     let state = serde_json::to_value(vpc::deploy::State::load(&d.name).unwrap()).unwrap();
@@ -1657,26 +1378,7 @@ fn the_agent_adds_an_eni_when_the_group_fills_and_connections_land_on_it() {
 /// and connections that find no port are dropped and counted.
 #[test]
 fn a_full_subnet_reports_subnet_out_of_ip_addresses_and_drops_what_finds_no_port() {
-    let mut t = String::from(
-        r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Small: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/28}}
-  Big: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}]
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Big, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  Fn:
-    Type: AWS::Lambda::Function
-    Properties:
-      VpcConfig: {SubnetIds: [!Ref Small], SecurityGroupIds: [!Ref FnSg]}
-"#,
-    );
+    let mut t = String::from(fixture!("small_subnet.yaml"));
     for i in 0..10 {
         t += &format!(
             "  If{i}: {{Type: AWS::EC2::NetworkInterface, Properties: {{SubnetId: !Ref Small, GroupSet: [!Ref FnSg]}}}}\n"
@@ -1699,7 +1401,7 @@ Resources:
         .as_str()
         .unwrap()
         .contains("Small"));
-    assert_eq!(eni_list(&d).len(), 1);
+    assert_eq!(d.eni_list().len(), 1);
     // No port left on the only ENI: new connections are dropped.
     let failed_before = s["nat"]["failed"].as_u64().unwrap();
     let more = open_connections(&d, "Fn", "10.0.2.10:5432", 2, 2);
@@ -1727,7 +1429,7 @@ fn a_group_of_eight_full_enis_reports_eni_limit_exceeded() {
     );
     let server = tcp_holder(&d.netns("DatabaseInstance"), "10.0.1.10:5432");
     let in_a = |d: &Deployment| {
-        eni_list(d)
+        d.eni_list()
             .iter()
             .filter(|e| e["subnet"] == "PrivateSubnetA")
             .count()
@@ -1760,7 +1462,7 @@ fn a_group_of_eight_full_enis_reports_eni_limit_exceeded() {
 
 /// Each ENI's id, address and groups.
 fn eni_ids(d: &Deployment) -> Vec<String> {
-    eni_list(d)
+    d.eni_list()
         .iter()
         .map(|e| format!("{} {} {}", e["id"], e["address"], e["security_groups"]))
         .collect()

@@ -9,66 +9,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use vpc_tests::{spawn_in_netns, text, Deployment};
+use vpc_tests::{fixture, metric, spawn_in_netns, text, wait_for, Deployment};
 
-const FLOW_TEMPLATE: &str = r#"
-Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Ipv6Block: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}
-  A:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.1.0/24
-      AvailabilityZone: us-east-1a
-      Ipv6CidrBlock: !Select [1, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  B:
-    Type: AWS::EC2::Subnet
-    DependsOn: Ipv6Block
-    Properties:
-      VpcId: !Ref Vpc
-      CidrBlock: 10.0.2.0/24
-      AvailabilityZone: us-east-1b
-      Ipv6CidrBlock: !Select [2, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]
-      AssignIpv6AddressOnCreation: true
-  FnSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: fn, VpcId: !Ref Vpc}}
-  AppSg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: app, VpcId: !Ref Vpc}}
-  DbSg:
-    Type: AWS::EC2::SecurityGroup
-    Properties:
-      GroupDescription: db
-      VpcId: !Ref Vpc
-      SecurityGroupIngress:
-        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5432, SourceSecurityGroupId: !Ref FnSg}
-        - {IpProtocol: udp, FromPort: 9000, ToPort: 9000, SourceSecurityGroupId: !Ref FnSg}
-  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref DbSg]}}
-  App: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.20, GroupSet: [!Ref AppSg]}}
-  Dual:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: dual
-      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg], Ipv6AllowedForDualStack: true}
-  VpcLog:
-    Type: AWS::EC2::FlowLog
-    Properties:
-      ResourceId: !Ref Vpc
-      ResourceType: VPC
-      TrafficType: ALL
-      MaxAggregationInterval: 4
-      LogDestinationType: s3
-      LogDestination: arn:aws:s3:::flow-bucket/team
-  CwLog:
-    Type: AWS::EC2::FlowLog
-    Properties:
-      ResourceId: !Ref Vpc
-      ResourceType: VPC
-      TrafficType: ALL
-      MaxAggregationInterval: 2
-      LogGroupName: /vpc/flows
-      LogFormat: "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${region} ${az-id} ${sublocation-type} ${sublocation-id} ${pkt-src-aws-service} ${pkt-dst-aws-service} ${flow-direction} ${traffic-path}"
-"#;
+const FLOW_TEMPLATE: &str = fixture!("flow_logs.yaml");
 
 /// A directory removed on drop, pass or fail.
 struct TempDir(PathBuf);
@@ -723,8 +666,7 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
 
     // The independent reader: flowlogs-reader parses both destinations.
     let mut args = vec![
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("read_flow_logs.py")
+        vpc_tests::fixture_path("read_flow_logs.py")
             .display()
             .to_string(),
         snap.join("s3").display().to_string(),
@@ -744,12 +686,10 @@ fn flow_log_records_count_every_packet_and_byte_of_known_flows() {
         );
         args.push(fmt.clone());
     }
-    let py =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
-    let out = Command::new(&py)
+    let out = Command::new(vpc_tests::pyenv_python())
         .args(&args)
         .output()
-        .expect("target/pyenv (cargo xtask provision)");
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(read["skipped"], 0);
@@ -911,18 +851,8 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
             .any(|r| r["start"].parse::<u64>().unwrap() > t1)
     });
     let metrics = vpc_tests::http_get(d.status()["metrics_url"].as_str().unwrap());
-    let lost: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vpc_flow_log_events_lost_total "))
-        .expect("metric")
-        .parse()
-        .unwrap();
-    let events: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vpc_flow_log_events_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let lost = metric(&metrics, "vpc_flow_log_events_lost_total").expect("metric") as u64;
+    let events = metric(&metrics, "vpc_flow_log_events_total").expect("metric") as u64;
     assert!(lost > 0, "{metrics}");
     assert_eq!(
         events + lost,
@@ -980,9 +910,9 @@ fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
     let pid = d.status()["agent_pid"].as_u64().expect("agent pid") as i32;
     // SAFETY: a signal to the deployment's own agent.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    while d.status()["agent_running"] == true {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the agent to be gone", 30, || {
+        d.status()["agent_running"] != true
+    });
     let restart = unix_now();
     let out = d.vpc(&["agent", "--detach"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -1,0 +1,85 @@
+//! The throughput bench (`vpc bench --throughput`) in a short run: every
+//! path carries every kind of traffic and keeps every circulating frame;
+//! no timing is checked.
+use vpc_tests::text;
+
+#[test]
+fn the_throughput_bench_forwards_on_every_path() {
+    // A short run: that every path carries every kind of traffic and keeps
+    // every circulating frame, never a timing.
+    let json = std::env::temp_dir().join(format!("tput-{}/results.json", std::process::id()));
+    let child = std::process::Command::new(vpc_tests::vpc_bin())
+        .args([
+            "bench",
+            "--throughput",
+            "--samples",
+            "1",
+            "--sample-seconds",
+            "0.5",
+            "--socket-seconds",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bench names its deployment after its pid.
+    let name = format!("tput{}", child.id() % 100_000);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.with_file_name("throughput.json")).unwrap())
+            .unwrap();
+    let _ = std::fs::remove_dir_all(json.parent().unwrap());
+    assert!(
+        vpc_tests::namespaces_with_prefix(&name).is_empty(),
+        "the bench left namespaces behind"
+    );
+    for path in vpc::throughput::PATHS {
+        for flows in [1, 1024] {
+            let c = r["circulating"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["path"] == path && p["flows"] == flows)
+                .unwrap_or_else(|| panic!("{path}, {flows} flow(s): {r}"));
+            assert!(c["mpps_median"].as_f64().unwrap() > 0.0, "{path}: {c}");
+            // Every injected frame came back to be drained: the path
+            // forwards both directions of the flow, at either hook.
+            assert_eq!(c["lost"], 0, "{path}, {flows} flow(s): {c}");
+        }
+        let t = r["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["path"] == path)
+            .unwrap_or_else(|| panic!("{path}: {r}"));
+        for k in [
+            "gbps_1_stream",
+            "gbps_4_streams",
+            "udp64_kpps_received",
+            "rr_p50_us",
+            "rr_p99_us",
+            "connections_per_second",
+        ] {
+            assert!(t[k].as_f64().unwrap() > 0.0, "{path} {k}: {t}");
+        }
+    }
+    // Every comparison has a ratio, and says which figures are the
+    // method's: exactly those within 20 % of `direct`.
+    let cmp = r["comparisons"].as_array().unwrap();
+    assert_eq!(cmp.len(), 8 * 3 * 2, "{r}");
+    for c in cmp {
+        assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
+        let bound = c["bound_by_method"].as_array().unwrap();
+        let kind = match (bound.contains(&c["path"]), bound.contains(&c["against"])) {
+            (false, false) => "measured",
+            (true, false) => "at_least",
+            (false, true) => "at_most",
+            (true, true) => "meaningless",
+        };
+        assert_eq!(c["kind"], kind, "{c}");
+    }
+}

@@ -1,0 +1,29 @@
+//! The integration tests, in one binary as aya's are: a module per AWS
+//! concept. Run as root: `cargo test -p vpc-tests --test integration`, one
+//! module with a filter (`-- routing::`, `-- datapath::network_acls::`).
+
+/// `vpc bench --throughput` in a short run: every path forwards.
+mod bench;
+/// The router through BPF_PROG_TEST_RUN, a module per concept: security
+/// groups, network ACLs, conntrack and NAT, what makes a packet.
+mod datapath;
+/// End to end: `vpc up`, real namespaces, sockets and `nc`.
+mod e2e;
+/// VPC endpoints end to end.
+mod endpoints;
+/// VPC Flow Logs end to end.
+mod flow_logs;
+/// Route tables and gateways end to end.
+mod gateways;
+/// The function and ENI lifecycle on a test clock.
+mod lifecycle;
+/// Metrics, `vpc status` and `vpc top`.
+mod observability;
+/// Property tests against the reference model.
+mod reference;
+/// The VPC resolver end to end.
+mod resolver;
+/// Route tables and gateways through BPF_PROG_TEST_RUN.
+mod routing;
+/// boto3 against the Lambda API.
+mod sdk;
