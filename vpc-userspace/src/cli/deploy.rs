@@ -374,9 +374,11 @@ fn spawn_agent(name: &str) -> Result<std::process::Child> {
             let last = log.lines().last().unwrap_or("").to_string();
             bail!("the agent exited ({status}): {last}");
         }
-        // Up once it holds the lock and answers on its API (the next
-        // command can use it).
+        // Up once it holds the lock, has recorded itself (with its API and
+        // metrics addresses: `vpc status` shows them at once) and answers
+        // on its API (the next command can use it).
         if deploy::agent_running(name)? == Some(child.id())
+            && deploy::Lifecycle::load(name).is_ok_and(|lc| lc.agent_pid == Some(child.id()))
             && vpc::api::call(name, "GET", "/2015-03-31/functions", b"").is_ok()
         {
             return Ok(child);
