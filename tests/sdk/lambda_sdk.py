@@ -4,6 +4,7 @@ Usage: lambda_sdk.py ENDPOINT_URL. Exits non-zero (an AssertionError) on the
 first state or error that is not what AWS documents.
 """
 import json
+import os
 import sys
 import urllib.request
 
@@ -39,6 +40,41 @@ def error(f, **kw):
         return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
     raise AssertionError(f"{f.__name__}({kw}) did not fail")
 
+
+# One endpoint for every AWS API (AWS_ENDPOINT_URL as a user would set it):
+# a request goes where its signature's service says. A service not served
+# yet answers AWS's error in its own protocol at once: not a hang (a short
+# read timeout), not a 500 (one attempt, no retries).
+os.environ["AWS_ENDPOINT_URL"] = url
+quick = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=5)
+
+
+def unserved(service, call, **kw):
+    client = boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="test",
+        aws_secret_access_key="test", config=quick)
+    try:
+        getattr(client, call)(**kw)
+    except botocore.exceptions.ClientError as e:
+        return (e.response["Error"]["Code"], e.response["Error"]["Message"],
+                e.response["ResponseMetadata"]["HTTPStatusCode"])
+    raise AssertionError(f"{service}.{call} did not fail")
+
+
+code, msg, status = unserved("ec2", "describe_vpcs")
+assert (code, status) == ("InvalidAction", 400), (code, msg, status)
+assert "service ec2 is not served" in msg and "DescribeVpcs" in msg, msg
+code, msg, status = unserved("cloudformation", "list_stacks")
+assert (code, status) == ("InvalidAction", 400), (code, msg, status)
+assert "service cloudformation is not served" in msg, msg
+code, msg, status = unserved("dynamodb", "list_tables")
+assert (code, status) == ("UnknownOperationException", 400), (code, msg, status)
+assert "service dynamodb is not served" in msg and "ListTables" in msg, msg
+# The same endpoint, signed for lambda, is the Lambda API.
+assert "Functions" in boto3.client(
+    "lambda", region_name="us-east-1", aws_access_key_id="test",
+    aws_secret_access_key="test", config=quick).list_functions()
+del os.environ["AWS_ENDPOINT_URL"]
 
 cfg = c.get_function(FunctionName="reports")["Configuration"]
 assert (cfg["State"], cfg["StateReasonCode"], cfg["LastUpdateStatus"]) == (

@@ -4,6 +4,7 @@
 //! into map entries; [`datapath`] loads and feeds the XDP programs;
 //! [`topology`] builds namespaces and veths; [`deploy`] ties them together
 //! and runs the agent; [`bench`] measures the datapath.
+pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod compile;
