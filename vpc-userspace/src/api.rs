@@ -1,8 +1,10 @@
-//! The agent's Lambda-shaped HTTP API, on a Unix socket
-//! (`/run/vpc/<name>/api.sock`, always) and on loopback TCP when asked
-//! (`vpc up --api-addr 127.0.0.1:PORT`), so an AWS SDK can be pointed at it
-//! (`endpoint_url`). Paths, JSON shapes and errors (`x-amzn-ErrorType`, a
-//! body with `Type` and `message`) are the Lambda REST API's:
+//! The agent's Lambda-shaped HTTP API, on the agent's endpoint
+//! ([`crate::agent::http`]: the Unix socket `/run/vpc/<name>/api.sock`,
+//! always, and loopback TCP when asked, `vpc up --api-addr 127.0.0.1:PORT`,
+//! so an AWS SDK can be pointed at it with `endpoint_url`), for requests
+//! signed for `lambda` and unsigned ones. Paths, JSON shapes and errors
+//! (`x-amzn-ErrorType`, a body with `Type` and `message`) are the Lambda
+//! REST API's:
 //!
 //! | action | request |
 //! |---|---|
@@ -13,6 +15,7 @@
 //! | DeleteFunction | `DELETE /2015-03-31/functions/{name}` |
 //! | PublishVersion | `POST /2015-03-31/functions/{name}/versions` |
 //! | Invoke | `POST /2015-03-31/functions/{name}/invocations` |
+//! | CreateFunction | `POST /2015-03-31/functions` |
 //!
 //! Ours (not AWS's), under `/_vpc`: `POST /_vpc/clock` `{"AdvanceMs": N}`
 //! moves a test clock; `POST /_vpc/ram/(dis)associate-resource-share`
@@ -21,141 +24,130 @@
 //! `vpc invoke F -- CMD` asks before running CMD itself (the lifecycle
 //! checks of Invoke, and where to run).
 //!
-//! Reads are answered from the store on the server's threads; changes go
-//! to the agent's loop (`reconcile::Request`), one at a time.
+//! Reads are answered from the store on the endpoint's blocking pool;
+//! changes go to the agent's loop (`reconcile::Request`), one at a time.
+//! [`call`] is the CLI's client, over the Unix socket.
 use std::{
     io::{Read, Write},
-    net::SocketAddr,
     os::unix::net::UnixStream,
     path::PathBuf,
-    sync::{atomic::AtomicBool, mpsc::Sender},
-    time::Duration,
+    sync::{mpsc::Sender, Arc},
 };
 
 use anyhow::{bail, Context, Result};
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, RawQuery, Request as HttpRequest, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response as HttpResponse},
+    routing::{get, post},
+    Extension, Router,
+};
 use serde_json::{json, Value};
 
 use crate::{
+    agent::request::{query_value, Caller, RequestPath},
     lifecycle::{self, ApiError},
     reconcile::{Op, Request},
-    state::{Lifecycle, State},
+    state::{Lifecycle, State as DeploymentState},
 };
 
 pub fn socket_path(name: &str) -> PathBuf {
     crate::paths::state_dir(name).join("api.sock")
 }
 
-/// Serves until `stop`: the Unix socket, and `tcp` if given. `bound` gets
-/// the TCP address once listening (`None` without TCP).
-pub fn serve(
-    name: &str,
-    tcp: Option<&str>,
+/// What the Lambda routes share: the deployment, and the way to its
+/// agent's loop.
+#[derive(Clone)]
+struct Lambda {
+    name: Arc<str>,
     ops: Sender<Request>,
-    stop: &AtomicBool,
-    bound: impl FnOnce(Option<SocketAddr>),
-) -> Result<()> {
-    let path = socket_path(name);
-    // A socket left by an agent that died: this agent takes over.
-    let _ = std::fs::remove_file(&path);
-    let unix = tiny_http::Server::http_unix(&path)
-        .map_err(|e| anyhow::anyhow!("API on {}: {e}", path.display()))?;
-    let tcp = match tcp {
-        Some(a) => {
-            let s = tiny_http::Server::http(a).map_err(|e| anyhow::anyhow!("API on {a}: {e}"))?;
-            let local = s.server_addr().to_ip().context("API: not an IP socket")?;
-            Some((s, local))
-        }
-        None => None,
-    };
-    bound(tcp.as_ref().map(|(_, a)| *a));
-    std::thread::scope(|sc| {
-        let servers: Vec<&tiny_http::Server> = std::iter::once(&unix)
-            .chain(tcp.as_ref().map(|(s, _)| s))
-            .collect();
-        for server in servers {
-            let ops = ops.clone();
-            sc.spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(200)) else {
-                        continue;
-                    };
-                    let ops = ops.clone();
-                    // An invocation may take a while: one thread per request.
-                    let name = name.to_string();
-                    std::thread::spawn(move || respond(name, req, &ops));
-                }
-            });
-        }
-    });
-    Ok(())
 }
 
-fn header(k: &str, v: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("valid header")
+impl Lambda {
+    /// Runs `f` on tokio's blocking pool: reads of the store, waiting for
+    /// the agent's loop and invocations all block.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&str, &Sender<Request>) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me.name, &me.ops))
+            .await
+            .map_err(|e| internal(anyhow::anyhow!("the request's task: {e}")))?
+    }
 }
 
-type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+/// The Lambda API's routes (paths without a trailing slash: the endpoint
+/// takes it off). Anything else, another method included, is answered
+/// 404 `UnknownOperationException`.
+pub fn router(name: &str, ops: Sender<Request>) -> Router {
+    Router::new()
+        .route(
+            "/2015-03-31/functions",
+            get(list_functions).post(create_function),
+        )
+        .route(
+            "/2015-03-31/functions/{f}",
+            get(get_function).delete(delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{f}/configuration",
+            get(get_function_configuration).put(update_function_configuration),
+        )
+        .route("/2015-03-31/functions/{f}/versions", post(publish_version))
+        .route("/2015-03-31/functions/{f}/invocations", post(invoke))
+        .route("/_vpc/functions/{f}/claim", post(claim))
+        .route("/_vpc/clock", post(advance_clock))
+        .route("/_vpc/ram/{op}", post(share))
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
+        .with_state(Lambda {
+            name: name.into(),
+            ops,
+        })
+}
+
+/// An answer: status, headers, body.
+struct Reply(u16, Vec<(&'static str, String)>, Vec<u8>);
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> HttpResponse {
+        let Reply(status, headers, body) = self;
+        // The body as it is, with no Content-Type but the one given (an
+        // invocation's answer has none).
+        let mut r = HttpResponse::new(Body::from(body));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        for (k, v) in headers {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                r.headers_mut().insert(HeaderName::from_static(k), v);
+            }
+        }
+        r
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> HttpResponse {
+        error_reply(&self).into_response()
+    }
+}
 
 fn json_reply(status: u16, v: &Value) -> Reply {
-    (
+    Reply(
         status,
-        vec![("Content-Type".into(), "application/json".into())],
+        vec![("content-type", "application/json".into())],
         serde_json::to_vec(v).expect("JSON"),
     )
 }
 
 fn error_reply(e: &ApiError) -> Reply {
-    let (s, mut h, b) = json_reply(
+    let Reply(s, mut h, b) = json_reply(
         e.status,
         &json!({"Type": "User", "message": e.message, "Message": e.message}),
     );
-    h.push(("x-amzn-ErrorType".into(), e.kind.into()));
-    (s, h, b)
-}
-
-fn respond(name: String, mut req: tiny_http::Request, ops: &Sender<Request>) {
-    let mut body = vec![];
-    let _ = req.as_reader().read_to_end(&mut body);
-    let method = req.method().as_str().to_string();
-    let url = req.url().to_string();
-    // The caller's account: an access key id of 12 digits names one (ours:
-    // credentials are not checked here); any other key is the owner's.
-    let account = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| {
-            let v = h.value.as_str();
-            let key = v.split("Credential=").nth(1)?.split('/').next()?;
-            crate::model::is_account_id(key).then(|| key.to_string())
-        });
-    let (status, headers, data) = match route(&name, &method, &url, &body, account, ops) {
-        Ok(r) => r,
-        Err(e) => error_reply(&e),
-    };
-    let mut resp = tiny_http::Response::from_data(data).with_status_code(status);
-    for (k, v) in headers {
-        resp.add_header(header(&k, &v));
-    }
-    let _ = req.respond(resp);
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = vec![];
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    h.push(("x-amzn-errortype", e.kind.into()));
+    Reply(s, h, b)
 }
 
 /// Asks the agent's loop to make a change and waits for its answer.
@@ -171,168 +163,266 @@ fn internal(e: anyhow::Error) -> ApiError {
     ApiError::new(500, "ServiceException", format!("{e:#}"))
 }
 
-fn route(
-    name: &str,
-    method: &str,
-    url: &str,
-    body: &[u8],
-    account: Option<String>,
-    ops: &Sender<Request>,
-) -> Result<Reply, ApiError> {
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let q = |k: &str| {
-        query
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .find(|(a, _)| *a == k)
-            .map(|(_, v)| percent_decode(v))
-    };
-    let parts: Vec<String> = path
-        .trim_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    let json_body = || -> Result<Value, ApiError> {
-        if body.is_empty() {
-            return Ok(json!({}));
-        }
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::invalid(format!("the request body is not JSON: {e}")))
-    };
-    // A function name may be an ARN.
-    let fname = |s: &str| -> String {
-        match s.strip_prefix("arn:aws:lambda:") {
-            Some(rest) => rest.split(':').nth(3).unwrap_or(s).to_string(),
-            None => s.to_string(),
-        }
-    };
-    match (method, parts.as_slice()) {
-        ("GET", ["2015-03-31", "functions"]) => {
-            let (s, lc) = load(name)?;
-            let fs: Vec<Value> = s
-                .model
-                .functions
-                .iter()
-                .filter(|f| f.version_of.is_none())
-                .map(|f| {
-                    let st = lc.functions.get(&f.id).cloned().unwrap_or_default();
-                    lifecycle::configuration(&s.model, f, &st, None)
-                })
-                .collect();
-            Ok(json_reply(200, &json!({ "Functions": fs })))
-        }
-        ("GET", ["2015-03-31", "functions", f]) => {
-            let c = get_configuration(name, &fname(f), q("Qualifier"))?;
-            Ok(json_reply(
-                200,
-                &json!({
-                    "Configuration": c,
-                    "Code": {"RepositoryType": "S3", "Location": ""},
-                }),
-            ))
-        }
-        ("GET", ["2015-03-31", "functions", f, "configuration"]) => Ok(json_reply(
-            200,
-            &get_configuration(name, &fname(f), q("Qualifier"))?,
-        )),
-        ("PUT", ["2015-03-31", "functions", f, "configuration"]) => {
-            let body = json_body()?;
-            let c = ask(
-                ops,
-                Op::Update {
-                    function: fname(f),
-                    body,
-                },
-            )?;
-            Ok(json_reply(200, &c))
-        }
-        ("DELETE", ["2015-03-31", "functions", f]) => {
-            if q("Qualifier").is_some() {
-                return Err(ApiError::invalid(
-                    "deleting one version is not supported here: delete the function",
-                ));
-            }
-            ask(ops, Op::Delete { function: fname(f) })?;
-            Ok((204, vec![], vec![]))
-        }
-        ("POST", ["2015-03-31", "functions", f, "versions"]) => {
-            let c = ask(ops, Op::Publish { function: fname(f) })?;
-            Ok(json_reply(201, &c))
-        }
-        ("POST", ["2015-03-31", "functions", f, "invocations"]) => {
-            let c = ask(
-                ops,
-                Op::Claim {
-                    function: fname(f),
-                    env: 1,
-                    qualifier: qualifier(q("Qualifier"))?,
-                },
-            )?;
-            invoke(&c, body)
-        }
-        ("POST", ["_vpc", "functions", f, "claim"]) => {
-            let env = q("env").and_then(|e| e.parse().ok()).unwrap_or(1);
-            let c = ask(
-                ops,
-                Op::Claim {
-                    function: fname(f),
-                    env,
-                    qualifier: qualifier(q("Qualifier"))?,
-                },
-            )?;
-            Ok(json_reply(200, &c))
-        }
-        ("POST", ["_vpc", "clock"]) => {
-            let b = json_body()?;
-            let ms = b
-                .get("AdvanceMs")
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| ApiError::invalid("AdvanceMs: milliseconds expected"))?;
-            Ok(json_reply(200, &ask(ops, Op::AdvanceClock { ms })?))
-        }
-        (
-            "POST",
-            ["_vpc", "ram", op @ ("associate-resource-share" | "disassociate-resource-share")],
-        ) => {
-            let b = json_body()?;
-            let list = |k: &str| -> Vec<String> {
-                b.get(k)
-                    .and_then(|v| v.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let share = b
-                .get("ResourceShare")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| ApiError::invalid("ResourceShare: its Name or logical id"))?
-                .to_string();
-            let r = ask(
-                ops,
-                Op::Share {
-                    share,
-                    subnets: list("SubnetIds"),
-                    principals: list("Principals"),
-                    associate: *op == "associate-resource-share",
-                },
-            )?;
-            Ok(json_reply(200, &r))
-        }
-        ("POST", ["2015-03-31", "functions"]) => {
-            let body = json_body()?;
-            let c = ask(ops, Op::Create { body, account })?;
-            Ok(json_reply(201, &c))
-        }
-        _ => Err(ApiError::new(
-            404,
-            "UnknownOperationException",
-            format!("{method} {path}: no such operation"),
-        )),
+/// A query parameter, the first of its name, percent-decoded.
+fn q(query: &Option<String>, k: &str) -> Option<String> {
+    query_value(query.as_deref().unwrap_or(""), k)
+}
+
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
     }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the request body is not JSON: {e}")))
+}
+
+/// A function name may be an ARN.
+fn fname(s: &str) -> String {
+    match s.strip_prefix("arn:aws:lambda:") {
+        Some(rest) => rest.split(':').nth(3).unwrap_or(s).to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Any path or method not above.
+async fn unknown_operation(method: Method, req: HttpRequest) -> ApiError {
+    let path = req
+        .extensions()
+        .get::<RequestPath>()
+        .map(|p| p.0.clone())
+        .unwrap_or_else(|| req.uri().path().to_string());
+    unknown(&method, &path)
+}
+
+fn unknown(method: &Method, path: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "UnknownOperationException",
+        format!("{method} {path}: no such operation"),
+    )
+}
+
+/// ListFunctions.
+async fn list_functions(State(l): State<Lambda>) -> Result<Reply, ApiError> {
+    l.blocking(|name, _| {
+        let (s, lc) = load(name)?;
+        let fs: Vec<Value> = s
+            .model
+            .functions
+            .iter()
+            .filter(|f| f.version_of.is_none())
+            .map(|f| {
+                let st = lc.functions.get(&f.id).cloned().unwrap_or_default();
+                lifecycle::configuration(&s.model, f, &st, None)
+            })
+            .collect();
+        Ok(json_reply(200, &json!({ "Functions": fs })))
+    })
+    .await
+}
+
+/// GetFunction.
+async fn get_function(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Reply, ApiError> {
+    l.blocking(move |name, _| {
+        let c = get_configuration(name, &fname(&f), q(&query, "Qualifier"))?;
+        Ok(json_reply(
+            200,
+            &json!({
+                "Configuration": c,
+                "Code": {"RepositoryType": "S3", "Location": ""},
+            }),
+        ))
+    })
+    .await
+}
+
+/// GetFunctionConfiguration.
+async fn get_function_configuration(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Reply, ApiError> {
+    l.blocking(move |name, _| {
+        Ok(json_reply(
+            200,
+            &get_configuration(name, &fname(&f), q(&query, "Qualifier"))?,
+        ))
+    })
+    .await
+}
+
+/// UpdateFunctionConfiguration.
+async fn update_function_configuration(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let body = json_body(&body)?;
+    l.blocking(move |_, ops| {
+        let c = ask(
+            ops,
+            Op::Update {
+                function: fname(&f),
+                body,
+            },
+        )?;
+        Ok(json_reply(200, &c))
+    })
+    .await
+}
+
+/// DeleteFunction (of the function and its versions).
+async fn delete_function(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Reply, ApiError> {
+    if q(&query, "Qualifier").is_some() {
+        return Err(ApiError::invalid(
+            "deleting one version is not supported here: delete the function",
+        ));
+    }
+    l.blocking(move |_, ops| {
+        ask(
+            ops,
+            Op::Delete {
+                function: fname(&f),
+            },
+        )?;
+        Ok(Reply(204, vec![], vec![]))
+    })
+    .await
+}
+
+/// PublishVersion.
+async fn publish_version(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+) -> Result<Reply, ApiError> {
+    l.blocking(move |_, ops| {
+        let c = ask(
+            ops,
+            Op::Publish {
+                function: fname(&f),
+            },
+        )?;
+        Ok(json_reply(201, &c))
+    })
+    .await
+}
+
+/// Invoke: the lifecycle's checks on the agent's loop, then the handler's
+/// process, both on the blocking pool.
+async fn invoke(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let qualifier = qualifier(q(&query, "Qualifier"))?;
+    l.blocking(move |_, ops| {
+        let c = ask(
+            ops,
+            Op::Claim {
+                function: fname(&f),
+                env: 1,
+                qualifier,
+            },
+        )?;
+        run_handler(&c, &body)
+    })
+    .await
+}
+
+/// Ours: what `vpc invoke F -- CMD` asks before running CMD itself.
+async fn claim(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Reply, ApiError> {
+    let env = q(&query, "env").and_then(|e| e.parse().ok()).unwrap_or(1);
+    let qualifier = qualifier(q(&query, "Qualifier"))?;
+    l.blocking(move |_, ops| {
+        let c = ask(
+            ops,
+            Op::Claim {
+                function: fname(&f),
+                env,
+                qualifier,
+            },
+        )?;
+        Ok(json_reply(200, &c))
+    })
+    .await
+}
+
+/// Ours: `{"AdvanceMs": N}` moves a test clock.
+async fn advance_clock(State(l): State<Lambda>, body: Bytes) -> Result<Reply, ApiError> {
+    let b = json_body(&body)?;
+    let ms = b
+        .get("AdvanceMs")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| ApiError::invalid("AdvanceMs: milliseconds expected"))?;
+    l.blocking(move |_, ops| Ok(json_reply(200, &ask(ops, Op::AdvanceClock { ms })?)))
+        .await
+}
+
+/// Ours: `POST /_vpc/ram/(dis)associate-resource-share`.
+async fn share(
+    State(l): State<Lambda>,
+    Path(op): Path<String>,
+    method: Method,
+    Extension(RequestPath(path)): Extension<RequestPath>,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let associate = match op.as_str() {
+        "associate-resource-share" => true,
+        "disassociate-resource-share" => false,
+        _ => return Err(unknown(&method, &path)),
+    };
+    let b = json_body(&body)?;
+    let list = |k: &str| -> Vec<String> {
+        b.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let share = b
+        .get("ResourceShare")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ApiError::invalid("ResourceShare: its Name or logical id"))?
+        .to_string();
+    let op = Op::Share {
+        share,
+        subnets: list("SubnetIds"),
+        principals: list("Principals"),
+        associate,
+    };
+    l.blocking(move |_, ops| Ok(json_reply(200, &ask(ops, op)?)))
+        .await
+}
+
+/// CreateFunction, in the caller's account.
+async fn create_function(
+    State(l): State<Lambda>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let body = json_body(&body)?;
+    let account = caller.and_then(|Extension(c)| c.account());
+    l.blocking(move |_, ops| {
+        let c = ask(ops, Op::Create { body, account })?;
+        Ok(json_reply(201, &c))
+    })
+    .await
 }
 
 /// A version qualifier: `None` for `$LATEST`.
@@ -347,9 +437,9 @@ fn qualifier(q: Option<String>) -> Result<Option<u32>, ApiError> {
     }
 }
 
-fn load(name: &str) -> Result<(State, Lifecycle), ApiError> {
+fn load(name: &str) -> Result<(DeploymentState, Lifecycle), ApiError> {
     Ok((
-        State::load(name).map_err(internal)?,
+        DeploymentState::load(name).map_err(internal)?,
         Lifecycle::load(name).map_err(internal)?,
     ))
 }
@@ -383,7 +473,7 @@ fn get_configuration(name: &str, f: &str, qualifier: Option<String>) -> Result<V
 /// Runs the function's handler in its execution environment: the payload
 /// on stdin, the response from stdout; a handler that fails is reported as
 /// Lambda reports one (200, `X-Amz-Function-Error: Unhandled`).
-fn invoke(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
+fn run_handler(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
     let ns = claim["Netns"].as_str().unwrap_or_default();
     let code = claim["Code"].as_str().unwrap_or("cat");
     let mut cmd = std::process::Command::new("ip");
@@ -405,11 +495,11 @@ fn invoke(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
     let out = child.wait_with_output().map_err(|e| internal(e.into()))?;
     let _ = writer.join();
     let version = claim["Version"].as_str().unwrap_or("$LATEST").to_string();
-    let mut headers = vec![("X-Amz-Executed-Version".to_string(), version)];
+    let mut headers = vec![("x-amz-executed-version", version)];
     if out.status.success() {
-        Ok((200, headers, out.stdout))
+        Ok(Reply(200, headers, out.stdout))
     } else {
-        headers.push(("X-Amz-Function-Error".into(), "Unhandled".into()));
+        headers.push(("x-amz-function-error", "Unhandled".into()));
         let body = json!({
             "errorType": "Runtime.ExitError",
             "errorMessage": format!(
@@ -418,7 +508,11 @@ fn invoke(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         });
-        Ok((200, headers, serde_json::to_vec(&body).expect("JSON")))
+        Ok(Reply(
+            200,
+            headers,
+            serde_json::to_vec(&body).expect("JSON"),
+        ))
     }
 }
 

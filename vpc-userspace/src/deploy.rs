@@ -696,12 +696,13 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
         );
     }
     let lc = Lifecycle::load(name).unwrap_or_default();
-    std::thread::scope(|sc| {
+    tracing::info!("agent of {name} started (pid {})", std::process::id());
+    let r = std::thread::scope(|sc| {
         let (ops_tx, ops_rx) = std::sync::mpsc::channel();
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let api_addr = lc.api_addr.clone();
         let api = sc.spawn(move || {
-            crate::api::serve(name, api_addr.as_deref(), ops_tx, stop, |a| {
+            crate::agent::http::serve(name, api_addr.as_deref(), ops_tx, stop, |a| {
                 let _ = bound_tx.send(a);
             })
         });
@@ -715,7 +716,7 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
         threads.push(sc.spawn(move || {
             let r = crate::resolver::serve(name, stop);
             if let Err(e) = &r {
-                eprintln!("agent: the VPC resolver stopped: {e:#}");
+                tracing::error!("the VPC resolver stopped: {e:#}");
             }
             r
         }));
@@ -723,7 +724,7 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
         threads.push(sc.spawn(move || {
             let r = crate::services::serve(name, stop);
             if let Err(e) = &r {
-                eprintln!("agent: the simulated AWS services stopped: {e:#}");
+                tracing::error!("the simulated AWS services stopped: {e:#}");
             }
             r
         }));
@@ -761,7 +762,12 @@ pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) ->
             out = out.and(t.join().expect("agent thread"));
         }
         out
-    })
+    });
+    match &r {
+        Ok(()) => tracing::info!("agent of {name} stopped"),
+        Err(e) => tracing::error!("agent of {name} stopped: {e:#}"),
+    }
+    r
 }
 
 fn agent_loop(
@@ -782,7 +788,7 @@ fn agent_loop(
     while !stop.load(Ordering::Relaxed) {
         if let Some(f) = flows.as_mut() {
             if let Err(e) = f.poll(&mut maps) {
-                eprintln!("agent: flow logs: {e:#}");
+                tracing::warn!("flow logs: {e:#}");
             }
         }
         // The API's changes, one at a time, on this thread only.
@@ -801,7 +807,7 @@ fn agent_loop(
         if last_step.elapsed() >= Duration::from_millis(200) {
             last_step = std::time::Instant::now();
             if let Err(e) = crate::reconcile::step(name, &mut maps) {
-                eprintln!("agent: lifecycle: {e:#}");
+                tracing::warn!("lifecycle: {e:#}");
             }
         }
         if last_gc.elapsed() >= Duration::from_secs(1) {
@@ -809,7 +815,7 @@ fn agent_loop(
             if let Some(o) = orphans.take() {
                 let n = maps.release_nat_orphans(&o)?;
                 if n > 0 {
-                    eprintln!("agent: released {n} NAT port claim(s) without a connection");
+                    tracing::info!("released {n} NAT port claim(s) without a connection");
                 }
             }
             // Flow logs take what a removed connection counted since
@@ -824,7 +830,7 @@ fn agent_loop(
             lc.gc_removed += n as u64;
             match scale_enis(name, &mut maps, &mut lc, &mut drained) {
                 Ok(c) => changed |= c,
-                Err(e) => eprintln!("agent: scaling Hyperplane ENIs: {e:#}"),
+                Err(e) => tracing::warn!("scaling Hyperplane ENIs: {e:#}"),
             }
             if changed {
                 lc.save(name)?;
@@ -959,7 +965,7 @@ pub fn scale_enis(
         };
         if st.state == "Active" && (st.state_reason_code != code || st.state_reason != why) {
             if reason.is_some() {
-                eprintln!("agent: {}: {}", f.id, why.as_deref().unwrap_or(""));
+                tracing::warn!("{}: {}", f.id, why.as_deref().unwrap_or(""));
             }
             st.state_reason_code = code;
             st.state_reason = why;
@@ -1050,9 +1056,11 @@ pub fn add_eni(
         maps.set_eni_group(*id, g)?;
     }
     maps.clear_old_generation(next)?;
-    eprintln!(
-        "agent: added Hyperplane ENI {} ({}) to the group of {}",
-        e.id, e.ip, proto.id
+    tracing::info!(
+        "added Hyperplane ENI {} ({}) to the group of {}",
+        e.id,
+        e.ip,
+        proto.id
     );
     Ok(Ok(e.id))
 }
@@ -1110,6 +1118,6 @@ pub fn remove_eni(name: &str, maps: &mut PinnedMaps, index: u32) -> Result<bool>
     s.model = model;
     s.save()?;
     maps.clear_old_generation(next)?;
-    eprintln!("agent: returned drained Hyperplane ENI {} ({})", e.id, e.ip);
+    tracing::info!("returned drained Hyperplane ENI {} ({})", e.id, e.ip);
     Ok(true)
 }

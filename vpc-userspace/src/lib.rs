@@ -7,6 +7,7 @@
 //! persists ([`paths`]: where); [`lifecycle`] decides function states,
 //! [`reconcile`] applies them; [`deploy`] ties them together and runs the
 //! agent; [`bench`] and [`throughput`] measure the datapath.
+pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod compile;

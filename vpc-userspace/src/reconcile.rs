@@ -495,7 +495,7 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
     }
     if body["Publish"].as_bool() == Some(true) {
         if let Ok(Err(e)) = publish(name, maps, &fname) {
-            eprintln!("agent: publishing {fname}: {e}");
+            tracing::warn!("publishing {fname}: {e}");
         }
     }
     Ok(Ok(configuration(name, &fname, None)?))
@@ -722,7 +722,7 @@ fn reshare(
             ));
             st.life.revision += 1;
         })?;
-        eprintln!("agent: {fid} cut off: {subnet} is no longer shared with {account}");
+        tracing::info!("{fid} cut off: {subnet} is no longer shared with {account}");
     }
     let s = State::load(name)?;
     let sh = s.model.shares.iter().find(|x| x.id == id).expect("found");
@@ -816,7 +816,7 @@ fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
         Ok(())
     })?;
     if !errors.is_empty() {
-        eprintln!("agent: deleting {}: {}", f.name, errors.join("; "));
+        tracing::warn!("deleting {}: {}", f.name, errors.join("; "));
     }
     Ok(Ok(Value::Null))
 }
@@ -932,8 +932,8 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?
             .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
             since.remove(&key(c));
-            eprintln!(
-                "agent: deleted the Hyperplane ENI(s) of ({}, [{}]): unused",
+            tracing::info!(
+                "deleted the Hyperplane ENI(s) of ({}, [{}]): unused",
                 c.0,
                 c.1.join(", ")
             );

@@ -1,7 +1,9 @@
 //! An AWS SDK (boto3, installed from PyPI into target/pyenv by `cargo xtask
 //! test`) against the agent's Lambda API on loopback TCP, with dummy
 //! credentials: states, waiters, invocation and validation errors as the
-//! SDK parses them.
+//! SDK parses them; and the one endpoint's routing by the service of the
+//! signature: EC2, CloudFormation and DynamoDB clients (`AWS_ENDPOINT_URL`)
+//! get AWS's error naming the service not served, in their protocol.
 use vpc_tests::{fixture, text, Deployment};
 
 const TEMPLATE: &str = fixture!("lambda_sdk.yaml");

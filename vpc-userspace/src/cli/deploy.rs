@@ -107,9 +107,11 @@ struct LifecycleArgs {
     /// Hyperplane ENIs per VPC (AWS: 250).
     #[arg(long, default_value_t = 250)]
     eni_limit: usize,
-    /// Also serve the Lambda API on this loopback TCP address (port 0: a
-    /// free one; `vpc status --output json` shows it as `api_url`); `off`:
-    /// the Unix socket only.
+    /// Also serve the agent's AWS endpoint on this loopback TCP address
+    /// (port 0: a free one; `vpc status --output json` shows it as
+    /// `api_url`): the Lambda API, routed by the service a request is
+    /// signed for, so one AWS_ENDPOINT_URL serves every client; `off`: the
+    /// Unix socket only.
     #[arg(long, default_value = "off")]
     api_addr: String,
 }
@@ -297,6 +299,7 @@ pub fn up(name: &str, a: &UpArgs) -> Result<()> {
 /// `vpc run`: up, the status live, down on Ctrl-C / SIGTERM.
 pub fn run(name: &str, r: &RunArgs) -> Result<()> {
     let stop = signal_flag()?;
+    vpc::agent::init_logging();
     let state = build(name, r)?;
     println!("{name}: up; Ctrl-C tears it down");
     let result = deploy::agent(name, &stop, || {
@@ -344,6 +347,7 @@ pub fn agent(name: &str, detach: bool) -> Result<()> {
         println!("{name}: agent pid {}", child.id());
     } else {
         let stop = signal_flag()?;
+        vpc::agent::init_logging();
         deploy::agent(name, &stop, || Ok(()))?;
     }
     Ok(())

@@ -340,7 +340,7 @@ impl FlowLogAgent {
         self.next = now - now % self.tick + self.tick;
         for win in &windows {
             if let Err(e) = self.write(win) {
-                eprintln!("agent: flow log {}: {e:#}", win.flow_log.id);
+                tracing::warn!("flow log {}: {e:#}", win.flow_log.id);
             }
         }
         Ok(())

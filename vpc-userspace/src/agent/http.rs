@@ -1,0 +1,446 @@
+//! The agent's HTTP endpoint: every AWS API the agent serves on one
+//! endpoint, as LocalStack does, so one `--endpoint-url` (or
+//! `AWS_ENDPOINT_URL`) serves every client.
+//!
+//! Listeners: the Unix socket `/run/vpc/<name>/api.sock`, always (the CLI's,
+//! [`crate::api::call`]), and loopback TCP when asked (`vpc up --api-addr
+//! 127.0.0.1:PORT`, for SDKs). Both serve the same [`endpoint`].
+//!
+//! Routing: a request's service is the one its SigV4 signature names (the
+//! fourth field of the credential scope `AKID/DATE/REGION/SERVICE/aws4_request`,
+//! in the `Authorization` header or a presigned URL's `X-Amz-Credential`),
+//! else the one its `X-Amz-Target` names (AWS's JSON protocols), else the one
+//! its path names (unsigned requests: the CLI, `/_vpc/...`). Signatures are
+//! not verified (any credentials do); the access key id still names the
+//! caller's account ([`Caller::account`]). `lambda` goes to the Lambda router
+//! ([`crate::api::router`]); any other service gets AWS's error for an
+//! operation that is not served, in its protocol's shape ([`unserved`]):
+//! another service is one more router in [`Endpoint`] and one arm in
+//! `dispatch`.
+//!
+//! Runtime: tokio's current-thread runtime, on the API thread that
+//! [`crate::deploy::agent`] starts, rather than a multi-thread one. The
+//! handlers only parse, route and encode; whatever blocks (reads of the
+//! SQLite store, waiting for the agent's loop, an invocation's process in a
+//! namespace) runs on tokio's blocking pool (`spawn_blocking`), so worker
+//! threads would have nothing to do but contend for the machine's two cores
+//! with the agent's loop. The agent's other threads stay as they are: its
+//! loop owns the pinned maps and takes the API's changes one at a time over
+//! a channel (`reconcile::Request`); the resolver and the simulated
+//! services make their sockets on a thread that entered the namespace
+//! (`topology::in_netns`: `setns` holds for one thread, and a runtime worker
+//! that entered one would take it to every task it runs next); an
+//! invocation's handler runs with `ip netns exec`, from the blocking pool.
+//! If the rest of the agent moves onto tokio, `new_multi_thread()` with two
+//! workers is a one-line change here.
+use std::{
+    future::IntoFuture,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::Sender,
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use axum::{
+    extract::{DefaultBodyLimit, Request, State},
+    http::{header, HeaderValue, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use tower::ServiceExt as _;
+
+use super::request::{header_str, query_value, service_of, Caller, RequestPath};
+use crate::{api, reconcile};
+
+/// The largest request body taken: `CreateFunction`'s `Code.ZipFile` is the
+/// base64 of up to 50 MB at AWS.
+pub const BODY_LIMIT: usize = 70 << 20;
+
+/// How long in-flight requests get to finish once the agent stops.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// The routers of the services served, one per service.
+#[derive(Clone)]
+pub struct Endpoint {
+    lambda: Router,
+}
+
+/// The endpoint's one router: every request goes to [`dispatch`].
+pub fn endpoint(name: &str, ops: Sender<reconcile::Request>) -> Router {
+    let services = Endpoint {
+        lambda: api::router(name, ops),
+    };
+    Router::new()
+        .fallback(dispatch)
+        .with_state(services)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// Hands a request to the router of its service, or answers that the
+/// service is not served.
+async fn dispatch(State(e): State<Endpoint>, mut req: Request) -> Response {
+    let caller = Caller::of(req.headers(), req.uri().query().unwrap_or(""));
+    let service = service_of(&caller, req.headers(), req.uri().path());
+    tracing::debug!(
+        method = %req.method(),
+        uri = %req.uri(),
+        service,
+        "request"
+    );
+    let path = req.uri().path().to_string();
+    req.extensions_mut().insert(RequestPath(path));
+    req.extensions_mut().insert(caller);
+    match service.as_str() {
+        "lambda" => {
+            // `/2015-03-31/functions/` is `/2015-03-31/functions`.
+            normalize(&mut req);
+            match e.lambda.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        }
+        _ => unserved(&service, req).await,
+    }
+}
+
+/// One slash before the path and none after it.
+fn normalize(req: &mut Request) {
+    let uri = req.uri();
+    let trimmed = format!("/{}", uri.path().trim_matches('/'));
+    if trimmed == uri.path() {
+        return;
+    }
+    let pq = match uri.query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if let Ok(u) = Uri::from_parts(parts) {
+        *req.uri_mut() = u;
+    }
+}
+
+/// The protocols of AWS's APIs, as far as their errors go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `X-Amz-Target` and `application/x-amz-json-1.x` (DynamoDB, SSM, ...).
+    Json,
+    /// EC2's query protocol: `<Response><Errors><Error>`.
+    Ec2,
+    /// The query protocol (CloudFormation, IAM, STS, ...): `<ErrorResponse>`.
+    Query,
+    /// REST with XML (S3, Route 53, CloudFront): `<Error>`.
+    RestXml,
+    /// REST with JSON (Lambda, API Gateway, ...).
+    RestJson,
+}
+
+impl Protocol {
+    fn of(service: &str, json: bool, form: bool) -> Self {
+        const QUERY: &[&str] = &[
+            "cloudformation",
+            "iam",
+            "sts",
+            "sns",
+            "sqs",
+            "elasticloadbalancing",
+            "autoscaling",
+            "rds",
+            "elasticache",
+            "redshift",
+            "ses",
+            "monitoring",
+        ];
+        if json {
+            Self::Json
+        } else if service == "ec2" {
+            Self::Ec2
+        } else if form || QUERY.contains(&service) {
+            Self::Query
+        } else if ["s3", "route53", "cloudfront"].contains(&service) {
+            Self::RestXml
+        } else {
+            Self::RestJson
+        }
+    }
+}
+
+/// A request id for an error answered here.
+fn request_id() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        t.as_secs() as u32,
+        (t.subsec_nanos() >> 16) as u16,
+        std::process::id() & 0xfff,
+        N.fetch_add(1, Ordering::Relaxed) & 0xfff,
+        t.subsec_nanos() as u64
+    )
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// AWS's answer to an operation of a service this endpoint does not serve,
+/// in the shape of that service's protocol, so an SDK raises its usual
+/// client error: `InvalidAction` (HTTP 400) for the query protocols,
+/// `UnknownOperationException` otherwise (400 for JSON, 404 for REST: no
+/// such resource), the message naming the service and the operation.
+pub async fn unserved(service: &str, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let query = parts.uri.query().unwrap_or("");
+    let target = header_str(&parts.headers, "x-amz-target");
+    let content_type = header_str(&parts.headers, "content-type").unwrap_or("");
+    let form = content_type.starts_with("application/x-www-form-urlencoded");
+    let json = target.is_some() || content_type.starts_with("application/x-amz-json");
+    let action = target
+        .and_then(|t| t.split_once('.'))
+        .map(|(_, op)| op.to_string())
+        .or_else(|| query_value(query, "Action"))
+        .or_else(|| {
+            form.then(|| query_value(&String::from_utf8_lossy(&body), "Action"))
+                .flatten()
+        });
+    let protocol = Protocol::of(service, json, form || action.is_some());
+    let operation = action
+        .clone()
+        .unwrap_or_else(|| format!("{} {}", parts.method, parts.uri.path()));
+    let message = format!("service {service} is not served by this endpoint yet ({operation})");
+    tracing::info!(service, operation, "not served");
+    let id = request_id();
+    let xml = |status: StatusCode, body: String| -> Response {
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/xml;charset=UTF-8"),
+                (
+                    header::HeaderName::from_static("x-amzn-requestid"),
+                    id.as_str(),
+                ),
+            ],
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}"),
+        )
+            .into_response()
+    };
+    let m = xml_escape(&message);
+    match protocol {
+        Protocol::Ec2 => xml(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<Response><Errors><Error><Code>InvalidAction</Code><Message>{m}</Message></Error></Errors><RequestID>{id}</RequestID></Response>"
+            ),
+        ),
+        Protocol::Query => xml(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>{m}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>"
+            ),
+        ),
+        Protocol::RestXml => xml(
+            StatusCode::NOT_FOUND,
+            format!(
+                "<Error><Code>UnknownOperationException</Code><Message>{m}</Message><RequestId>{id}</RequestId></Error>"
+            ),
+        ),
+        Protocol::Json | Protocol::RestJson => {
+            let (status, content_type) = if protocol == Protocol::Json {
+                (StatusCode::BAD_REQUEST, "application/x-amz-json-1.1")
+            } else {
+                (StatusCode::NOT_FOUND, "application/json")
+            };
+            let mut r = (
+                status,
+                [(header::CONTENT_TYPE, content_type)],
+                serde_json::to_vec(&serde_json::json!({
+                    "__type": "UnknownOperationException",
+                    "message": message,
+                }))
+                .expect("JSON"),
+            )
+                .into_response();
+            let h = r.headers_mut();
+            h.insert(
+                "x-amzn-ErrorType",
+                HeaderValue::from_static("UnknownOperationException"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                h.insert("x-amzn-RequestId", v);
+            }
+            r
+        }
+    }
+}
+
+/// Serves until `stop`: the Unix socket, and `tcp` if given. `bound` gets
+/// the TCP address once listening (`None` without TCP); an error before
+/// that (a socket that cannot be bound) is returned without calling it.
+pub fn serve(
+    name: &str,
+    tcp: Option<&str>,
+    ops: Sender<reconcile::Request>,
+    stop: &AtomicBool,
+    bound: impl FnOnce(Option<SocketAddr>),
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("vpc-api-blocking")
+        .build()
+        .context("the API's runtime")?;
+    let app = endpoint(name, ops);
+    let r = rt.block_on(async {
+        let path = api::socket_path(name);
+        // A socket left by an agent that died: this agent takes over.
+        let _ = std::fs::remove_file(&path);
+        let unix = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("API on {}", path.display()))?;
+        let tcp = match tcp {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("API on {a}"))?,
+            ),
+            None => None,
+        };
+        let local = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+        match local {
+            Some(a) => tracing::info!("serving the AWS APIs on {} and http://{a}", path.display()),
+            None => tracing::info!("serving the AWS APIs on {}", path.display()),
+        }
+        bound(local);
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let on_unix =
+            axum::serve(unix, app.clone()).with_graceful_shutdown(signal(stopped.clone()));
+        let on_tcp = async {
+            match tcp {
+                Some(l) => {
+                    axum::serve(l, app)
+                        .with_graceful_shutdown(signal(stopped))
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let servers = async { tokio::try_join!(on_unix.into_future(), on_tcp) };
+        // The agent says stop with a flag; requests in flight get a moment.
+        let watch = async {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = stopping.send(true);
+            tokio::time::sleep(GRACE).await;
+        };
+        tokio::select! {
+            r = servers => r.map(|_| ()).context("API"),
+            () = watch => Ok(()),
+        }
+    });
+    // A request still waiting for the agent's loop (which has stopped) is
+    // not waited for.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+
+    use super::*;
+    use crate::agent::request::percent_decode;
+
+    fn headers(kv: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in kv {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_signature_names_the_service_and_the_account() {
+        let h = headers(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=210987654321/20261205/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
+        )]);
+        let c = Caller::of(&h, "");
+        assert_eq!(c.service.as_deref(), Some("lambda"));
+        assert_eq!(c.region.as_deref(), Some("us-east-1"));
+        assert_eq!(c.account().as_deref(), Some("210987654321"));
+        assert_eq!(service_of(&c, &h, "/"), "lambda");
+        let h = headers(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20261205/us-east-1/ec2/aws4_request,SignedHeaders=host,Signature=abc",
+        )]);
+        let c = Caller::of(&h, "");
+        assert_eq!(service_of(&c, &h, "/2015-03-31/functions"), "ec2");
+        // Not 12 digits: the owner.
+        assert_eq!(c.account(), None);
+    }
+
+    #[test]
+    fn presigned_target_and_path() {
+        let q =
+            "Action=DescribeVpcs&X-Amz-Credential=test%2F20261205%2Fus-east-1%2Fec2%2Faws4_request";
+        let c = Caller::of(&HeaderMap::new(), q);
+        assert_eq!(c.service.as_deref(), Some("ec2"));
+        // SigV4a: no region.
+        assert_eq!(
+            Caller::from_scope("AK/20261205/s3/aws4_request")
+                .service
+                .as_deref(),
+            Some("s3")
+        );
+        let h = headers(&[("x-amz-target", "DynamoDB_20120810.ListTables")]);
+        assert_eq!(service_of(&Caller::default(), &h, "/"), "dynamodb");
+        let h = headers(&[("x-amz-target", "Foo_20200101.Bar")]);
+        assert_eq!(service_of(&Caller::default(), &h, "/"), "Foo");
+        // Unsigned, no target: the CLI's and ours.
+        let none = HeaderMap::new();
+        assert_eq!(
+            service_of(&Caller::default(), &none, "/_vpc/clock"),
+            "lambda"
+        );
+        assert_eq!(Caller::of(&none, ""), Caller::default());
+    }
+
+    #[test]
+    fn protocols() {
+        assert_eq!(Protocol::of("ec2", false, true), Protocol::Ec2);
+        assert_eq!(
+            Protocol::of("cloudformation", false, false),
+            Protocol::Query
+        );
+        assert_eq!(Protocol::of("whatever", false, true), Protocol::Query);
+        assert_eq!(Protocol::of("dynamodb", true, false), Protocol::Json);
+        assert_eq!(Protocol::of("s3", false, false), Protocol::RestXml);
+        assert_eq!(Protocol::of("apigateway", false, false), Protocol::RestJson);
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%3Ab%2Fc%"), "a:b/c%");
+        assert_eq!(percent_decode("%é%"), "%é%");
+        assert_eq!(
+            query_value("x=1&Qualifier=%24LATEST&x=2", "Qualifier").as_deref(),
+            Some("$LATEST")
+        );
+        assert_eq!(query_value("x=1&x=2", "x").as_deref(), Some("1"));
+        assert!(request_id().len() == 36);
+    }
+}
