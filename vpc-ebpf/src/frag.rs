@@ -21,13 +21,14 @@ use vpc_common::{
 };
 
 use crate::{
+    config::policy_epoch,
     ct,
     ctx::Ctx,
     maps::{Scratch, CT, FRAGS, FRAG_IDS},
     nat,
     parse::{Packet, IPPROTO_UDP},
     route,
-    router::{finish, policy_epoch},
+    stats::finish,
 };
 
 #[inline(always)]

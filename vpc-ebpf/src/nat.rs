@@ -3,8 +3,8 @@
 use vpc_common::DropReason;
 
 use crate::{
-    ctx::{Ctx, CSUM_PSEUDO, CSUM_ZERO_IS_NONE},
-    parse::{read, write, Packet, Quote, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    ctx::{read, write, Ctx, CSUM_PSEUDO, CSUM_ZERO_IS_NONE},
+    parse::{Packet, Quote, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
 };
 
 /// Rewrites the source (`src`) or destination address and L4 port of a TCP

@@ -2,7 +2,7 @@
 //! parsed is a drop with a reason; nothing is passed unchecked.
 use vpc_common::DropReason;
 
-use crate::ctx::Ctx;
+use crate::ctx::{ptr_at, read, Ctx};
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -230,17 +230,6 @@ pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReaso
     Ok(())
 }
 
-/// Pointer to a `T` at `off`, if the whole `T` is inside the packet.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &impl Ctx, off: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + off + core::mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + off) as *mut T)
-}
-
 /// Reads an IPv6 address from the packet into a 4-aligned field, a word at a
 /// time (an unaligned 16-byte read becomes a `memmove` call).
 #[inline(always)]
@@ -250,53 +239,6 @@ fn read_addr(ctx: &impl Ctx, off: usize, dst: &mut [u8; 16]) -> Result<(), DropR
     for (i, v) in w.iter().enumerate() {
         unsafe { core::ptr::write_volatile(d.add(i), *v) };
     }
-    Ok(())
-}
-
-/// Copies an address a word at a time. A `[u8; 16]` says nothing of its
-/// alignment, so a plain copy becomes a call to the byte-loop `memmove`;
-/// every address this is used on is a field at a 4-aligned offset of a
-/// 4-aligned struct (`Packet`, `CtKey`, `CtEntry`, `HyperplaneEni`).
-#[inline(always)]
-pub fn copy_addr(dst: &mut [u8; 16], src: &[u8; 16]) {
-    copy_n::<u32, 4>(dst.as_mut_ptr() as *mut u32, src.as_ptr() as *const u32);
-}
-
-/// Copies a MAC three half-words at a time (MAC fields sit at even offsets
-/// of `Endpoint` and `CtEntry`), for the same reason as `copy_addr`.
-#[inline(always)]
-pub fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
-    copy_n::<u16, 3>(dst.as_mut_ptr() as *mut u16, src.as_ptr() as *const u16);
-}
-
-/// `N` volatile `T` moves: LLVM cannot turn them back into a `memmove`
-/// call (it sees a possible overlap and the BPF backend does not expand
-/// `memmove` inline).
-#[inline(always)]
-fn copy_n<T: Copy, const N: usize>(dst: *mut T, src: *const T) {
-    for i in 0..N {
-        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
-    }
-}
-
-/// Copies `N` words. Volatile, word by word: LLVM would turn a plain copy
-/// into a call to the BPF build of `memmove`, a byte loop. Packet pointers
-/// may be unaligned; x86, where this runs, allows unaligned packet access.
-#[inline(always)]
-pub fn copy_words<const N: usize>(dst: *mut u64, src: *const u64) {
-    copy_n::<u64, N>(dst, src);
-}
-
-#[inline(always)]
-pub fn read<T: Copy>(ctx: &impl Ctx, off: usize) -> Result<T, DropReason> {
-    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
-    Ok(unsafe { core::ptr::read_unaligned(p) })
-}
-
-#[inline(always)]
-pub fn write<T: Copy>(ctx: &impl Ctx, off: usize, v: T) -> Result<(), DropReason> {
-    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
-    unsafe { core::ptr::write_unaligned(p, v) };
     Ok(())
 }
 

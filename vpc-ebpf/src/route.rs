@@ -9,9 +9,9 @@ use vpc_common::{
 };
 
 use crate::{
-    ctx::{Ctx, VERDICT_REDIRECT},
+    copy::copy_addr,
+    ctx::{write, Ctx, VERDICT_REDIRECT},
     maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
-    parse::{copy_addr, write},
     stats,
 };
 
