@@ -9,15 +9,21 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
+use network_types::ip::Ipv4Hdr;
 use vpc_common::{route_kind, CtKey, NatPortKey, CT_F_SNAT};
 
 use crate::{
     copy::copy_words,
     ctx::{ptr_at, write},
     maps::{CT, NAT_PORTS},
+    parse::{ETH_HLEN, IPPROTO_TCP, IPV4_DST, IPV4_SRC, L4_SPORT},
 };
 
 /// Settings: [0] mode (0 steady, 1 new flow each run).
+/// The bench frame: IPv4 without options, then TCP.
+const IP: usize = ETH_HLEN;
+const TCP: usize = IP + Ipv4Hdr::LEN;
+
 #[map]
 pub static BENCH: Array<u32> = Array::with_max_entries(4, 0);
 
@@ -45,10 +51,9 @@ pub fn prepare(ctx: &XdpContext) -> Option<()> {
     s.cleanup = 0;
     if matches!(BENCH.get(0), Some(1)) {
         s.counter = s.counter.wrapping_add(1);
-        // IPv4 without options: TCP source port at 34. Ports 1024-31023,
-        // clear of the steady flows the bench keeps open.
+        // Ports 1024-31023, clear of the steady flows the bench keeps open.
         let sport = (1024 + (s.counter % 30000) as u16).to_be();
-        let _ = write(ctx, 34, sport);
+        let _ = write(ctx, TCP + L4_SPORT, sport);
         if key(ctx, &mut s.key).is_some() {
             s.cleanup = 1;
         }
@@ -109,7 +114,8 @@ pub fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
 #[inline(always)]
 fn key(ctx: &XdpContext, k: &mut CtKey) -> Option<()> {
     // Source, destination address, source, destination port.
-    let from = ptr_at::<[u8; 12]>(ctx, 26)? as *const u8;
+    const _: () = assert!(IPV4_DST == IPV4_SRC + 4 && TCP == IP + IPV4_SRC + 8 + L4_SPORT);
+    let from = ptr_at::<[u8; 12]>(ctx, IP + IPV4_SRC)? as *const u8;
     let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
     for a in [&mut k.saddr, &mut k.daddr] {
         let w = a.as_mut_ptr() as *mut u32;
@@ -119,7 +125,7 @@ fn key(ctx: &XdpContext, k: &mut CtKey) -> Option<()> {
     copy_bytes::<4>(k.daddr[12..].as_mut_ptr(), unsafe { from.add(4) });
     copy_bytes::<2>(&mut k.sport as *mut u16 as *mut u8, unsafe { from.add(8) });
     copy_bytes::<2>(&mut k.dport as *mut u16 as *mut u8, unsafe { from.add(10) });
-    k.proto = 6;
+    k.proto = IPPROTO_TCP;
     k._pad0 = 0;
     k._pad1 = 0;
     Some(())

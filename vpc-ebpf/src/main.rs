@@ -57,7 +57,7 @@ pub fn vpc_router_tc(ctx: TcContext) -> i32 {
     // The headers must be in the linear part for direct access: as far as
     // XDP parses (extension headers up to 256 bytes, an ICMP error's quoted
     // IP header and L4 header), so both hooks judge the same packets.
-    let want = core::cmp::min(ctx.len(), 256 + 8 + 60 + 20);
+    let want = core::cmp::min(ctx.len(), parse::MAX_PARSED as u32);
     if ctx.data_end() - ctx.data() < want as usize && ctx.pull_data(want).is_err() {
         return ctx::tc_action(stats::drop(vpc_common::DropReason::Malformed));
     }

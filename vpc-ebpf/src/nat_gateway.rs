@@ -3,6 +3,7 @@
 //! Hyperplane ENIs (two translations in one rewrite). Its connections are
 //! tracked as any other; a packet of one it forgot (idle past its timeout)
 //! is answered with a RST, as AWS does.
+use network_types::{ip::Ipv4Hdr, tcp::TcpHdr};
 use vpc_common::{
     cfg, for_gen, kind, route_kind, CtEntry, DropReason, Endpoint, NatPortKey, CT_DIR_ORIG,
     CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_GATEWAY_CAPACITY,
@@ -15,7 +16,11 @@ use crate::{
     ctx::{read, write, Ctx},
     maps::{NatHop, Scratch, ENIS, ENI_GROUPS, NAT_PORTS, PORTS},
     nat,
-    parse::{Packet, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP_RST, TCP_SYN},
+    parse::{
+        Packet, ETH_DST, ETH_HLEN, ETH_SRC, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_CHECK,
+        IPV4_DST, IPV4_SRC, IPV4_TOT_LEN, IPV4_TTL, L4_SPORT, TCP_ACK_SEQ, TCP_CHECK, TCP_DOFF,
+        TCP_RST, TCP_SEQ, TCP_SYN, TCP_WINDOW,
+    },
     policy, port_allocation, route, stats,
 };
 
@@ -212,40 +217,58 @@ pub fn idle_reset<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32) -> u32 {
 
 #[inline(always)]
 fn idle_reset_inner<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32) -> Result<u32, DropReason> {
+    // IPv4 without options, then TCP.
+    const IP: usize = ETH_HLEN;
+    const TCP: usize = IP + Ipv4Hdr::LEN;
     let p = &s.pkt;
-    if p.v6 || p.l4()? != ETH_HLEN + 20 {
+    if p.v6 || p.l4()? != TCP {
         return Err(DropReason::CtInvalid);
     }
-    let (dst_mac, src_mac) = (read::<[u8; 6]>(ctx, 0)?, read::<[u8; 6]>(ctx, 6)?);
+    let dst_mac = read::<[u8; 6]>(ctx, ETH_DST)?;
+    let src_mac = read::<[u8; 6]>(ctx, ETH_SRC)?;
     // IPv4: the addresses swapped, header only, a fresh checksum.
-    let (sa, da) = (read::<u32>(ctx, 26)?, read::<u32>(ctx, 30)?);
-    write(ctx, 26, da)?;
-    write(ctx, 30, sa)?;
-    write(ctx, 16, 40u16.to_be())?;
-    write(ctx, 22, 64u8)?;
-    write(ctx, 24, 0u16)?;
-    write(ctx, 24, fold(sum_words(ctx, ETH_HLEN, 0)?))?;
+    let (sa, da) = (
+        read::<u32>(ctx, IP + IPV4_SRC)?,
+        read::<u32>(ctx, IP + IPV4_DST)?,
+    );
+    write(ctx, IP + IPV4_SRC, da)?;
+    write(ctx, IP + IPV4_DST, sa)?;
+    write(
+        ctx,
+        IP + IPV4_TOT_LEN,
+        (Ipv4Hdr::LEN as u16 + TcpHdr::LEN as u16).to_be(),
+    )?;
+    write(ctx, IP + IPV4_TTL, 64u8)?;
+    write(ctx, IP + IPV4_CHECK, 0u16)?;
+    write(ctx, IP + IPV4_CHECK, fold(sum_words(ctx, IP, 0)?))?;
     // TCP: the ports swapped, SEQ = the segment's ACK, RST alone.
-    let ports = read::<[u16; 2]>(ctx, 34)?;
-    write(ctx, 34, [ports[1], ports[0]])?;
-    let ack = read::<u32>(ctx, 42)?;
-    write(ctx, 38, ack)?;
-    write(ctx, 42, 0u32)?;
-    write(ctx, 46, [5u8 << 4, TCP_RST])?;
-    write(ctx, 48, [0u16; 3])?;
+    let ports = read::<[u16; 2]>(ctx, TCP + L4_SPORT)?;
+    write(ctx, TCP + L4_SPORT, [ports[1], ports[0]])?;
+    let ack = read::<u32>(ctx, TCP + TCP_ACK_SEQ)?;
+    write(ctx, TCP + TCP_SEQ, ack)?;
+    write(ctx, TCP + TCP_ACK_SEQ, 0u32)?;
+    write(
+        ctx,
+        TCP + TCP_DOFF,
+        [((TcpHdr::LEN / 4) as u8) << 4, TCP_RST],
+    )?;
+    // Window, checksum, urgent pointer.
+    write(ctx, TCP + TCP_WINDOW, [0u16; 3])?;
     // Pseudo-header (the new addresses, protocol, length 20), then the header.
     let pseudo = (da >> 16) + (da & 0xffff) + (sa >> 16) + (sa & 0xffff);
-    let pseudo = pseudo + (6u16.to_be() as u32) + (20u16.to_be() as u32);
-    write(ctx, 50, fold(sum_words(ctx, 34, pseudo)?))?;
+    let pseudo = pseudo + (IPPROTO_TCP as u16).to_be() as u32 + (TcpHdr::LEN as u16).to_be() as u32;
+    write(ctx, TCP + TCP_CHECK, fold(sum_words(ctx, TCP, pseudo)?))?;
     stats::nat_idle_timeout();
     route::deliver(ctx, ifindex, &src_mac, &dst_mac)
 }
 
-/// `sum` plus the 20 bytes at `off` as 16-bit words, read five 32-bit words
-/// at fixed offsets (a loop over a variable offset would cost the verifier
-/// its bounds).
+/// `sum` plus the 20 bytes at `off` (an IPv4 header without options, a TCP
+/// header without options) as 16-bit words, read five 32-bit words at
+/// fixed offsets (a loop over a variable offset would cost the verifier its
+/// bounds).
 #[inline(always)]
 fn sum_words<C: Ctx>(ctx: &C, off: usize, sum: u32) -> Result<u32, DropReason> {
+    const _: () = assert!(Ipv4Hdr::LEN == 20 && TcpHdr::LEN == 20);
     let w = read::<[u32; 5]>(ctx, off)?;
     let half = |x: u32| (x & 0xffff) + (x >> 16);
     Ok(sum + half(w[0]) + half(w[1]) + half(w[2]) + half(w[3]) + half(w[4]))

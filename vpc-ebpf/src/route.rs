@@ -12,6 +12,7 @@ use crate::{
     copy::copy_addr,
     ctx::{write, Ctx, VERDICT_REDIRECT},
     maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
+    parse::{ETH_DST, ETH_SRC},
     stats,
 };
 
@@ -121,8 +122,8 @@ pub fn deliver<C: Ctx>(
     if ifindex == 0 {
         return Err(DropReason::NoEgressPort);
     }
-    write(ctx, 0, *mac)?;
-    write(ctx, 6, *router_mac)?;
+    write(ctx, ETH_DST, *mac)?;
+    write(ctx, ETH_SRC, *router_mac)?;
     if !ctx.redirect(ifindex) {
         return Err(DropReason::NoEgressPort);
     }
