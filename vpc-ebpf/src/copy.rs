@@ -2,6 +2,7 @@
 //! nothing of its alignment, and LLVM turns it into a call to the BPF
 //! build of `memmove`, a byte loop; these move words, volatile, so LLVM
 //! cannot merge them back into such a call.
+use vpc_common::CtKey;
 
 /// Copies an address a word at a time. Every address this is used on is a
 /// field at a 4-aligned offset of a 4-aligned struct (`Packet`, `CtKey`,
@@ -16,6 +17,16 @@ pub fn copy_addr(dst: &mut [u8; 16], src: &[u8; 16]) {
 #[inline(always)]
 pub fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
     copy_n::<u16, 3>(dst.as_mut_ptr() as *mut u16, src.as_ptr() as *const u16);
+}
+
+/// Copies a conntrack key ten words at a time (`CtKey` is 4-aligned).
+#[inline(always)]
+pub fn copy_key(dst: &mut CtKey, src: &CtKey) {
+    const WORDS: usize = core::mem::size_of::<CtKey>() / 4;
+    copy_n::<u32, WORDS>(
+        dst as *mut CtKey as *mut u32,
+        src as *const CtKey as *const u32,
+    );
 }
 
 /// Copies `N` words. Packet pointers may be unaligned; x86, where this

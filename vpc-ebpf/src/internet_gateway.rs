@@ -107,16 +107,19 @@ fn from_internet_inner<C: Ctx>(
 ) -> Result<u32, DropReason> {
     let p = &s.pkt;
     let v6 = p.v6;
-    let mut private = [0u8; 16];
+    // The private address, in the scratch: on the stack its zeros became a
+    // `memset` call.
+    let private = &mut s.hop.addr;
     if v6 {
-        copy_addr(&mut private, &p.daddr);
+        copy_addr(private, &p.daddr);
     } else {
         match unsafe { PUBLIC_IPS.get(&p.daddr) } {
-            Some(a) => copy_addr(&mut private, a),
+            Some(a) => copy_addr(private, a),
             None => return Err(DropReason::NoRoute),
         }
     }
-    let ep = route::endpoint(&private)?;
+    let private = &s.hop.addr;
+    let ep = route::endpoint(private)?;
     if ep.kind != kind::HOST && ep.kind != kind::HYPERPLANE_ENI {
         return Err(DropReason::NoRoute);
     }
@@ -135,7 +138,7 @@ fn from_internet_inner<C: Ctx>(
     if track && !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
-    policy::boundary(p, gen, 0, ep.subnet, &p.saddr, &private)?;
+    policy::boundary(p, gen, 0, ep.subnet, &p.saddr, private)?;
     policy::groups(
         for_gen(&ep.policy, gen),
         DIR_INGRESS,
@@ -148,11 +151,11 @@ fn from_internet_inner<C: Ctx>(
     let dport = if p.is_icmp() { p.sport } else { p.dport };
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
-        copy_addr(&mut s.reply_key.saddr, &private);
+        copy_addr(&mut s.reply_key.saddr, &s.hop.addr);
         ct::bind(s, ifindex, ep, 0, epoch, route_kind::INTERNET_GATEWAY)?;
         let (dnat, snat) = if v6 { (0, 0) } else { (CT_F_DNAT, CT_F_SNAT) };
         s.orig.flags = dnat;
-        copy_addr(&mut s.orig.nat_addr, &private);
+        copy_addr(&mut s.orig.nat_addr, &s.hop.addr);
         s.orig.nat_port = dport;
         s.reply.flags = snat;
         copy_addr(&mut s.reply.nat_addr, &s.pkt.daddr);
@@ -160,7 +163,7 @@ fn from_internet_inner<C: Ctx>(
         ct::no_eni(s);
     }
     if !v6 {
-        nat::rewrite(ctx, &s.pkt, false, &private, dport)?;
+        nat::rewrite(ctx, &s.pkt, false, &s.hop.addr, dport)?;
     }
     if track {
         ct::open(s, now)?;

@@ -138,7 +138,8 @@ pub struct Scratch {
     /// a NAT gateway.
     pub claim: NatPortKey,
     /// A new flow into a NAT gateway (`nat_gateway::hop`): here, not on
-    /// the stack, which three calls deep has no room for it.
+    /// the stack, which three calls deep has no room for it. The internet
+    /// gateway keeps the address it translates to or from in its `addr`.
     pub hop: NatHop,
 }
 

@@ -90,11 +90,10 @@ pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
 /// source/destination check off.
 #[inline(always)]
 pub fn middlebox(id: u32) -> Result<&'static Endpoint, DropReason> {
-    let o = id.to_ne_bytes();
-    let addr = [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3],
-    ];
-    let ep = endpoint(&addr)?;
+    // IPv4-mapped, built as words: a byte array's zeros become a `memset`
+    // call, a byte loop in BPF.
+    let addr = [0u32, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), id];
+    let ep = endpoint(unsafe { &*(addr.as_ptr() as *const [u8; 16]) })?;
     if ep.kind != kind::HOST {
         return Err(DropReason::NoRoute);
     }
