@@ -1,6 +1,7 @@
 //! Names of the eBPF object's maps, as userspace looks them up. aya-ebpf
-//! names a map after its static (`vpc-ebpf/src/maps.rs`, `tput.rs`); a unit
-//! test in vpc-userspace checks `ALL` against the built object.
+//! names a map after its static (`vpc-ebpf/src/maps.rs`, `bench.rs`,
+//! `tput.rs`); a unit test in vpc-userspace checks `ALL` against the built
+//! object.
 
 /// Router-side ifindex -> `PortInfo`.
 pub const PORTS: &str = "PORTS";
@@ -44,6 +45,9 @@ pub const CONFIG: &str = "CONFIG";
 pub const SCRATCH: &str = "SCRATCH";
 /// Benchmark harness settings.
 pub const BENCH: &str = "BENCH";
+/// Benchmark harness: per-CPU working state (the saved frame, the run's
+/// connection), apart from the router's `SCRATCH`.
+pub const BENCH_SCRATCH: &str = "BENCH_SCRATCH";
 /// Per-CPU packets per router port, forwarded and dropped (`port_stat_index`).
 pub const PORT_STATS: &str = "PORT_STATS";
 /// Per-CPU packets forwarded per Hyperplane ENI.
@@ -84,6 +88,7 @@ pub const ALL: &[&str] = &[
     CONFIG,
     SCRATCH,
     BENCH,
+    BENCH_SCRATCH,
     PORT_STATS,
     ENI_STATS,
     FL_REJECTS,

@@ -1,14 +1,22 @@
-//! Connection tracking: state machine and idle timeouts.
+//! Connection tracking: the lookup of a packet's connection, the state
+//! machine and idle timeouts, and a new connection's two entries
+//! (`bind`, `open`).
+use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, ct_state, route_kind, CtEntry, CtKey, CT_DIR_ORIG, CT_F_FIN_ORIG, CT_F_FIN_REPLY,
+    cfg, ct_state, route_kind, CtEntry, CtKey, DropReason, Endpoint, CT_DIR_ORIG, CT_DIR_REPLY,
+    CT_F_DNAT, CT_F_FIN_ORIG, CT_F_FIN_REPLY,
 };
 
 use crate::{
-    maps::CONFIG,
+    config,
+    copy::copy_mac,
+    flowlog,
+    maps::{Scratch, CT},
     parse::{
-        Packet, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST,
-        TCP_SYN,
+        Packet, Quote, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN,
+        TCP_RST, TCP_SYN,
     },
+    route,
 };
 
 /// CLOCK_MONOTONIC at tick resolution: idle timeouts are seconds, and the
@@ -17,15 +25,7 @@ use crate::{
 #[inline(always)]
 pub fn now() -> u64 {
     let t = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
-    t.wrapping_add(config(cfg::CLOCK_OFFSET))
-}
-
-#[inline(always)]
-fn config(idx: u32) -> u64 {
-    match CONFIG.get(idx) {
-        Some(v) => *v,
-        None => 0,
-    }
+    t.wrapping_add(config::get(cfg::CLOCK_OFFSET))
 }
 
 /// Idle timeout of a connection in its current state.
@@ -48,10 +48,10 @@ pub fn timeout(proto: u8, e: &CtEntry) -> u64 {
         IPPROTO_ICMP | IPPROTO_ICMPV6 => cfg::ICMP,
         _ => cfg::OTHER,
     };
-    let t = config(idx);
+    let t = config::get(idx);
     // A NAT gateway forgets a connection idle for its own timeout.
     if e.route == route_kind::NAT_GATEWAY {
-        let nat = config(cfg::NAT_GATEWAY_IDLE);
+        let nat = config::get(cfg::NAT_GATEWAY_IDLE);
         if nat != 0 && nat < t {
             return nat;
         }
@@ -151,4 +151,181 @@ pub fn initial_state(p: &Packet) -> u8 {
     } else {
         ct_state::NEW
     }
+}
+
+/// The entry of `key` if it names `ifindex` as the port its direction
+/// arrives on (its key holds the source address, so a match is a packet
+/// the source check admitted when the connection opened), and its
+/// connection's original entry: raw pointers, for the original direction
+/// they are one entry.
+#[inline(always)]
+pub fn entry(key: &CtKey, ifindex: u32) -> Option<(*mut CtEntry, *mut CtEntry)> {
+    let e = CT.get_ptr_mut(key)?;
+    if unsafe { (*e).in_ifindex } != ifindex {
+        return None;
+    }
+    if unsafe { (*e).dir } == CT_DIR_ORIG {
+        return Some((e, e));
+    }
+    let orig = CT.get_ptr_mut(unsafe { &(*e).twin })?;
+    Some((e, orig))
+}
+
+/// Whether `p`, found at its live entry `e` (original `orig`), goes on as
+/// a packet of that connection. Not when the entry is a reply entry left
+/// behind by an earlier connection on the same tuple (its original now
+/// belongs to a new one), nor for a new handshake, which is a new
+/// connection, checked as one: a SYN on a closed entry (port reuse) or
+/// against the reply direction.
+#[inline(always)]
+pub fn follows(key: &CtKey, p: &Packet, e: *mut CtEntry, orig: *mut CtEntry) -> bool {
+    let dir = unsafe { (*e).dir };
+    if dir != CT_DIR_ORIG && unsafe { (*orig).twin } != *key {
+        return false;
+    }
+    !(p.proto == IPPROTO_TCP
+        && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && (dir != CT_DIR_ORIG || unsafe { (*orig).state } == ct_state::CLOSED))
+}
+
+/// The key of the direction an ICMP error about the quoted packet `q`
+/// travels in: the quote's tuple reversed, from the error's addresses.
+#[inline(always)]
+pub fn quoted_key(p: &Packet, q: &Quote) -> CtKey {
+    CtKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: q.dport,
+        dport: q.sport,
+        proto: q.proto,
+        _pad0: 0,
+        _pad1: 0,
+    }
+}
+
+/// The live entry of `key` for an ICMP error arriving on `ifindex` about a
+/// packet of protocol `proto`; not a stale reply entry, not an expired
+/// connection.
+#[inline(always)]
+pub fn related(key: &CtKey, ifindex: u32, proto: u8, now: u64) -> Option<&'static CtEntry> {
+    let ent = unsafe { CT.get(key) }?;
+    if ent.in_ifindex != ifindex {
+        return None;
+    }
+    let orig = if ent.dir == CT_DIR_ORIG {
+        ent
+    } else {
+        match unsafe { CT.get(&ent.twin) } {
+            Some(o) if o.twin == *key => o,
+            _ => return None,
+        }
+    };
+    if expired(proto, orig, now) {
+        return None;
+    }
+    Some(ent)
+}
+
+/// Forwarding and ACL-boundary state of both directions of a new
+/// connection from subnet index `from` to `ep`, whose checks passed under
+/// `epoch`, by a route of kind `route` (kept for re-routing after a policy
+/// change). Replies leave by the port the opening packet came in on, to the
+/// sender's MAC as the VPC knows it (its endpoint entry, found by the
+/// source address the source check admitted).
+#[inline(always)]
+pub fn bind(
+    s: &mut Scratch,
+    ifindex: u32,
+    ep: &Endpoint,
+    from: u32,
+    epoch: u32,
+    route: u8,
+) -> Result<(), DropReason> {
+    let sender = route::endpoint(&s.pkt.saddr)?;
+    let (o, r) = (&mut s.orig, &mut s.reply);
+    o.in_ifindex = ifindex;
+    o.out_ifindex = ep.ifindex;
+    copy_mac(&mut o.mac, &ep.mac);
+    copy_mac(&mut o.router_mac, &ep.router_mac);
+    o.src_subnet = from as u16;
+    o.dst_subnet = ep.subnet as u16;
+    o.acl_gen = epoch.wrapping_add(1);
+    o.route = route;
+    r.in_ifindex = ep.ifindex;
+    r.out_ifindex = ifindex;
+    copy_mac(&mut r.mac, &sender.mac);
+    copy_mac(&mut r.router_mac, &sender.router_mac);
+    r.src_subnet = ep.subnet as u16;
+    r.dst_subnet = from as u16;
+    // Not `epoch + 1`, whatever the epoch: the first reply is checked.
+    r.acl_gen = epoch;
+    // A middlebox's answer is routed by its own subnet's table: locally.
+    r.route = if route == route_kind::NETWORK_INTERFACE {
+        route_kind::LOCAL
+    } else {
+        route
+    };
+    Ok(())
+}
+
+/// Not a NATed connection: no ENI, no NAT port claim.
+#[inline(always)]
+pub fn no_eni(s: &mut Scratch) {
+    s.orig.eni = 0;
+    s.reply.eni = 0;
+    s.orig.eni_subnet = 0;
+    s.reply.eni_subnet = 0;
+}
+
+/// Inserts both entries of a new connection from `s` (flags and NAT fields
+/// already set). The reply entry goes in first with `BPF_NOEXIST`: a NATed
+/// connection's port is already claimed (`NAT_PORTS`), so its reply key is
+/// new, and a host connection must not take over another's reply entry.
+#[inline(always)]
+pub fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
+    let state = initial_state(&s.pkt);
+    for (e, dir, twin) in [
+        (&mut s.orig, CT_DIR_ORIG, &s.reply_key),
+        (&mut s.reply, CT_DIR_REPLY, &s.key),
+    ] {
+        e.last_seen = now;
+        e.created = now;
+        e.state = state;
+        e.dir = dir;
+        let (packets, bytes) = if dir == CT_DIR_ORIG {
+            (s.pkt.segs, s.pkt.ip_len as u64)
+        } else {
+            (0, 0)
+        };
+        // Volatile: LLVM would merge the zeros into a `memset` call, a byte
+        // loop in BPF.
+        unsafe {
+            core::ptr::write_volatile(&mut e.packets_orig, packets);
+            core::ptr::write_volatile(&mut e.packets_reply, 0);
+            core::ptr::write_volatile(&mut e.bytes_orig, bytes);
+            core::ptr::write_volatile(&mut e.bytes_reply, 0);
+        }
+        e.twin = *twin;
+        flowlog::clear(&mut e.fl);
+    }
+    let w = config::flow_log_window();
+    if w != 0 {
+        if let Some(old) = unsafe { CT.get(&s.key) } {
+            flowlog::carry(&mut s.orig.fl, old);
+        }
+        if let Some(old) = unsafe { CT.get(&s.reply_key) } {
+            flowlog::carry(&mut s.reply.fl, old);
+        }
+        flowlog::count(&mut s.orig.fl, &s.pkt, w, now);
+    }
+    let nat = s.reply.flags & CT_F_DNAT != 0;
+    let flags = if nat { BPF_NOEXIST as u64 } else { 0 };
+    if CT.insert(&s.reply_key, &s.reply, flags).is_err() {
+        return Err(DropReason::CtFull);
+    }
+    if CT.insert(&s.key, &s.orig, 0).is_err() {
+        let _ = CT.remove(&s.reply_key);
+        return Err(DropReason::CtFull);
+    }
+    Ok(())
 }

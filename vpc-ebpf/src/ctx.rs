@@ -2,7 +2,8 @@
 //! any socket buffer exists: the small-packet path) and TC ingress (socket
 //! buffers, GSO superpackets kept whole: the bulk-TCP path). The pipeline
 //! is written once against `Ctx`; a hook says how to reach the bytes, how to
-//! fix a checksum and how to act.
+//! fix a checksum and how to act. Every access to the bytes goes through
+//! the bounds checks here (`ptr_at`, `read`, `write`).
 use aya_ebpf::{
     bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT},
     helpers::bpf_redirect,
@@ -78,8 +79,8 @@ impl Ctx for XdpContext {
     }
     #[inline(always)]
     fn l3_csum_replace(&self, off: usize, from: u32, to: u32) -> Result<(), DropReason> {
-        let c = crate::parse::read::<u16>(self, off)?;
-        crate::parse::write(self, off, csum::replace32(c, from, to))
+        let c = read::<u16>(self, off)?;
+        write(self, off, csum::replace32(c, from, to))
     }
     /// Frames carry complete checksums (no offload state), so the RFC 1624
     /// update applies to every change, pseudo-header or not.
@@ -92,7 +93,7 @@ impl Ctx for XdpContext {
         size: u64,
         flags: u64,
     ) -> Result<(), DropReason> {
-        let c = crate::parse::read::<u16>(self, off)?;
+        let c = read::<u16>(self, off)?;
         if flags & CSUM_ZERO_IS_NONE != 0 && c == 0 {
             return Ok(());
         }
@@ -105,7 +106,7 @@ impl Ctx for XdpContext {
         if flags & CSUM_ZERO_IS_NONE != 0 && n == 0 {
             n = 0xffff;
         }
-        crate::parse::write(self, off, n)
+        write(self, off, n)
     }
     #[inline(always)]
     fn redirect(&self, ifindex: u32) -> bool {
@@ -167,6 +168,32 @@ impl Ctx for TcContext {
     fn redirect(&self, ifindex: u32) -> bool {
         unsafe { bpf_redirect(ifindex, 0) as u32 == TC_ACT_REDIRECT as u32 }
     }
+}
+
+/// Pointer to a `T` at `off`, if the whole `T` is inside the packet.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &impl Ctx, off: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + off) as *mut T)
+}
+
+/// Reads a `T` at `off`, bounds checked (`malformed` if it is not all there).
+#[inline(always)]
+pub fn read<T: Copy>(ctx: &impl Ctx, off: usize) -> Result<T, DropReason> {
+    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
+    Ok(unsafe { core::ptr::read_unaligned(p) })
+}
+
+/// Writes a `T` at `off`, bounds checked.
+#[inline(always)]
+pub fn write<T: Copy>(ctx: &impl Ctx, off: usize, v: T) -> Result<(), DropReason> {
+    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
+    unsafe { core::ptr::write_unaligned(p, v) };
+    Ok(())
 }
 
 /// The TC action for a pipeline verdict: anything but a redirect drops.

@@ -15,20 +15,16 @@
 //! runs beyond that one read.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, CtEntry, DropReason, FlowRejectKey, FlowWindow, FL_STAT_EVENTS, FL_STAT_LOST,
-    FL_STAT_REJECT_MAP_FULL,
+    CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_STAT_EVENTS,
+    FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
 };
 
 use crate::{
-    maps::{CONFIG, FL_EVENTS, FL_REJECTS, FL_STATS},
-    parse::{copy_addr, copy_words, Packet, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    config,
+    copy::{copy_addr, copy_words},
+    maps::{FL_EVENTS, FL_REJECTS, FL_STATS},
+    parse::{Packet, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
-
-/// The window in force (0: flow logs off).
-#[inline(always)]
-pub fn window() -> u32 {
-    CONFIG.get(cfg::FLOW_WINDOW).copied().unwrap_or(0) as u32
-}
 
 /// TCP flags as flow logs report them: FIN, SYN, RST, and SYN-ACK as 18.
 #[inline(always)]
@@ -94,6 +90,49 @@ pub fn is_reject(r: DropReason) -> bool {
             | DropReason::HyperplaneUnsolicited
             | DropReason::CtInvalid
     )
+}
+
+/// The window a drop for `r` is logged in: 0 when it is no REJECT or flow
+/// logs are off.
+#[inline(always)]
+pub fn reject_window(r: DropReason) -> u32 {
+    if is_reject(r) {
+        config::flow_log_window()
+    } else {
+        0
+    }
+}
+
+/// A rejected packet `p` of a connection direction with NAT `flags`
+/// (`CtEntry::flags`) and rewrite (`nat_addr`, `nat_port`), as seen in the
+/// VPC: after SNAT, before the reverse NAT.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn reject_tracked(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    flags: u8,
+    nat_addr: &[u8; 16],
+    nat_port: u16,
+    reason: DropReason,
+    w: u32,
+    now: u64,
+) {
+    if flags & CT_F_SNAT != 0 {
+        key(k, nat_addr, nat_port, &p.daddr, p.dport, &p.saddr, &p.daddr);
+    } else if flags & CT_F_DNAT != 0 {
+        key(k, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, nat_addr);
+    } else {
+        key(k, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+    }
+    reject(k, p, reason, w, now);
+}
+
+/// A rejected packet `p` as it is: no connection, no NAT.
+#[inline(always)]
+pub fn reject_packet(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u32, now: u64) {
+    key(k, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+    reject(k, p, reason, w, now);
 }
 
 #[inline(always)]

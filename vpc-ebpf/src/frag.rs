@@ -21,13 +21,15 @@ use vpc_common::{
 };
 
 use crate::{
+    config::policy_epoch,
+    copy::copy_key,
     ct,
     ctx::Ctx,
     maps::{Scratch, CT, FRAGS, FRAG_IDS},
     nat,
     parse::{Packet, IPPROTO_UDP},
     route,
-    router::{finish, policy_epoch},
+    stats::finish,
 };
 
 #[inline(always)]
@@ -120,7 +122,7 @@ fn later_inner<C: Ctx>(
     let k = key(p);
     let first = match unsafe { FRAGS.get(&k) } {
         Some(f) if !stale(f.first, now) => {
-            s.key = f.ct;
+            copy_key(&mut s.key, &f.ct);
             f.first
         }
         _ => return Err(DropReason::Fragment),

@@ -1,16 +1,27 @@
 #![no_std]
 #![no_main]
 
+// Layers, each using only those below it: the entry points here; the
+// pipeline (router); the mechanisms (gateways and Hyperplane NAT above
+// conntrack, policy, routing, rewriting); maps and configuration; packet
+// access (parse, ctx, csum, copy). The harnesses (bench, tput) sit beside
+// the entry points.
+mod bench;
+mod config;
+mod copy;
 mod csum;
 mod ct;
 mod ctx;
 mod flowlog;
 mod frag;
-mod gateway;
+mod hyperplane;
+mod internet_gateway;
 mod maps;
 mod nat;
+mod nat_gateway;
 mod parse;
 mod policy;
+mod port_allocation;
 mod resolver;
 mod route;
 mod router;
@@ -24,10 +35,7 @@ use aya_ebpf::{
 };
 use vpc_common::Endpoint;
 
-use crate::{
-    ctx::Ctx,
-    maps::{BENCH, SCRATCH},
-};
+use crate::ctx::Ctx;
 
 /// The VPC router: attached to every router-side veth.
 #[xdp]
@@ -49,7 +57,7 @@ pub fn vpc_router_tc(ctx: TcContext) -> i32 {
     // The headers must be in the linear part for direct access: as far as
     // XDP parses (extension headers up to 256 bytes, an ICMP error's quoted
     // IP header and L4 header), so both hooks judge the same packets.
-    let want = core::cmp::min(ctx.len(), 256 + 8 + 60 + 20);
+    let want = core::cmp::min(ctx.len(), parse::MAX_PARSED as u32);
     if ctx.data_end() - ctx.data() < want as usize && ctx.pull_data(want).is_err() {
         return ctx::tc_action(stats::drop(vpc_common::DropReason::Malformed));
     }
@@ -72,67 +80,18 @@ pub fn bench_router(ctx: XdpContext) -> u32 {
     // Nothing the harness decides lives across the router call: state in
     // registers there would make the verifier walk the router once per
     // harness path (it did: three times the router's instructions).
-    if bench_prepare(&ctx).is_none() {
+    if bench::prepare(&ctx).is_none() {
         return xdp_action::XDP_ABORTED;
     }
     let action = route_packet(&ctx);
-    bench_finish(&ctx);
+    bench::finish(&ctx);
     action
-}
-
-/// Saves the frame; in new-flow mode gives it a fresh source port and notes
-/// its CT key for `bench_finish`.
-#[inline(always)]
-fn bench_prepare(ctx: &XdpContext) -> Option<()> {
-    let s = snapshot(ctx)?;
-    s.bench_cleanup = 0;
-    if matches!(BENCH.get(0), Some(1)) {
-        s.bench_counter = s.bench_counter.wrapping_add(1);
-        // IPv4 without options: TCP source port at 34. Ports 1024-31023,
-        // clear of the steady flows the bench keeps open.
-        let sport = (1024 + (s.bench_counter % 30000) as u16).to_be();
-        let _ = parse::write(ctx, 34, sport);
-        if bench_key(ctx, &mut s.bench_key).is_some() {
-            s.bench_cleanup = 1;
-        }
-    }
-    Some(())
-}
-
-/// Removes the run's connection (and its NAT claim) in new-flow mode, then
-/// restores the frame.
-#[inline(always)]
-fn bench_finish(ctx: &XdpContext) {
-    let Some(s) = SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    let s = unsafe { &mut *s };
-    if s.bench_cleanup != 0 {
-        bench_cleanup(s);
-    }
-    restore(ctx, &s.bench_snapshot);
-}
-
-/// A BPF function of its own: its locals stay out of the harness's frame,
-/// which is on the stack with the router's deepest calls.
-#[inline(never)]
-fn bench_cleanup(s: &mut maps::Scratch) {
-    if let Some(e) = maps::CT.get_ptr(&s.bench_key) {
-        let e = unsafe { &*e };
-        if e.flags & vpc_common::CT_F_SNAT != 0 {
-            let nat_gateway = e.route == vpc_common::route_kind::NAT_GATEWAY;
-            s.claim = vpc_common::NatPortKey::of_reply(e.eni as u32, &e.twin, nat_gateway);
-            let _ = maps::NAT_PORTS.remove(&s.claim);
-        }
-        let _ = maps::CT.remove(&e.twin);
-    }
-    let _ = maps::CT.remove(&s.bench_key);
 }
 
 /// Baseline: Ethernet rewrite and redirect, inside the same harness.
 #[xdp]
 pub fn bench_redirect(ctx: XdpContext) -> u32 {
-    let Some(s) = snapshot(&ctx) else {
+    let Some(s) = bench::snapshot(&ctx) else {
         return xdp_action::XDP_ABORTED;
     };
     let ep = Endpoint {
@@ -141,42 +100,9 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
         router_mac: [2, 0, 0, 0, 0, 1],
         ..Endpoint::default()
     };
-    let action = match route::deliver_to(&ctx, &ep) {
-        Ok(a) => a,
-        Err(r) => stats::drop(r),
-    };
-    restore(&ctx, &s.bench_snapshot);
+    let action = stats::finish(route::deliver_to(&ctx, &ep));
+    bench::restore(&ctx, &s.snapshot);
     action
-}
-
-#[inline(always)]
-/// Saves the first 64 bytes of the frame in the per-CPU scratch.
-fn snapshot(ctx: &XdpContext) -> Option<&'static mut maps::Scratch> {
-    let s = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
-    let p = parse::ptr_at::<[u64; 8]>(ctx, 0)?;
-    parse::copy_words::<8>(s.bench_snapshot.as_mut_ptr(), p as *const u64);
-    Some(s)
-}
-
-#[inline(always)]
-fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
-    if let Some(p) = parse::ptr_at::<[u64; 8]>(ctx, 0) {
-        parse::copy_words::<8>(p as *mut u64, buf.as_ptr());
-    }
-}
-
-/// The CT key of the bench frame (IPv4 TCP, no options) as it arrives.
-#[inline(always)]
-fn bench_key(ctx: &XdpContext, k: &mut vpc_common::CtKey) -> Option<()> {
-    parse::set_v4_mapped(&mut k.saddr, parse::read::<u32>(ctx, 26).ok()?);
-    parse::set_v4_mapped(&mut k.daddr, parse::read::<u32>(ctx, 30).ok()?);
-    let ports = parse::read::<[u16; 2]>(ctx, 34).ok()?;
-    k.sport = ports[0];
-    k.dport = ports[1];
-    k.proto = 6;
-    k._pad0 = 0;
-    k._pad1 = 0;
-    Some(())
 }
 
 /// Throughput: the reflector on both endpoints, the same for every path.

@@ -1,5 +1,6 @@
-//! Every map the datapath uses. Userspace fills all but `CT`, `STATS` and
-//! `SCRATCH`; names here are the names userspace looks up.
+//! Every map the router uses (the harnesses keep theirs: `bench.rs`,
+//! `tput.rs`). Userspace fills all but `CT`, `STATS` and `SCRATCH`; names
+//! here are the names userspace looks up.
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
@@ -117,7 +118,7 @@ pub static CT: HashMap<CtKey, CtEntry> = HashMap::with_max_entries(CT_MAX_ENTRIE
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
-/// Idle timeouts (ns), indexed by `vpc_common::cfg`.
+/// Settings, indexed by `vpc_common::cfg`; read through `config.rs`.
 #[map]
 pub static CONFIG: Array<u64> = Array::with_max_entries(cfg::LEN, 0);
 
@@ -133,26 +134,29 @@ pub struct Scratch {
     pub reply: CtEntry,
     /// A rejected flow for flow logs.
     pub fl_key: FlowRejectKey,
-    /// The NAT port claim of a new function connection.
+    /// The NAT port claim of a new connection through a Hyperplane ENI or
+    /// a NAT gateway.
     pub claim: NatPortKey,
-    /// A new flow into a NAT gateway (`gateway::via_nat_gateway`): here,
-    /// not on the stack, which three calls deep has no room for it.
-    pub hop: crate::gateway::NatHop,
-    pub bench_snapshot: [u64; 8],
-    pub bench_key: CtKey,
-    pub bench_counter: u32,
-    /// 1 when this run's connection is to be removed after it: kept here,
-    /// not in a register across the router call, so the verifier walks the
-    /// router once for every harness path (see `bench_router`).
-    pub bench_cleanup: u32,
+    /// A new flow into a NAT gateway (`nat_gateway::hop`): here, not on
+    /// the stack, which three calls deep has no room for it. The internet
+    /// gateway keeps the address it translates to or from in its `addr`.
+    pub hop: NatHop,
+}
+
+/// A new flow into NAT gateway `id`, and who sends it as the VPC sees it:
+/// a host, or a function's Hyperplane ENI (its groups, subnet, address).
+pub struct NatHop {
+    pub id: u32,
+    pub ifindex: u32,
+    pub epoch: u32,
+    pub subnet: u32,
+    pub now: u64,
+    pub policy: [u32; 2],
+    pub addr: [u8; 16],
 }
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
-
-/// Benchmark harness settings: [0] mode (0 steady, 1 new flow each run).
-#[map]
-pub static BENCH: Array<u32> = Array::with_max_entries(4, 0);
 
 /// Per-CPU packets by the router port they arrived on, forwarded and
 /// dropped (`vpc_common::port_stat_index`).

@@ -3,8 +3,12 @@
 use vpc_common::DropReason;
 
 use crate::{
-    ctx::{Ctx, CSUM_PSEUDO, CSUM_ZERO_IS_NONE},
-    parse::{read, write, Packet, Quote, ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP},
+    ctx::{read, write, Ctx, CSUM_PSEUDO, CSUM_ZERO_IS_NONE},
+    parse::{
+        Packet, Quote, ETH_HLEN, ICMP_CHECK, ICMP_ECHO_ID, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP,
+        IPV4_CHECK, IPV4_DST, IPV4_SRC, IPV6_DST, IPV6_SRC, L4_DPORT, L4_SPORT, TCP_CHECK,
+        UDP_CHECK,
+    },
 };
 
 /// Rewrites the source (`src`) or destination address and L4 port of a TCP
@@ -25,21 +29,21 @@ pub fn rewrite<C: Ctx>(
         if port != p.sport {
             echo_id(ctx, l4_off, port)?;
         }
-        let off = ETH_HLEN + if src { 12 } else { 16 };
+        let off = ETH_HLEN + if src { IPV4_SRC } else { IPV4_DST };
         let old = read::<u32>(ctx, off)?;
         let new = addr_words(addr)[3];
-        ctx.l3_csum_replace(ETH_HLEN + 10, old, new)?;
+        ctx.l3_csum_replace(ETH_HLEN + IPV4_CHECK, old, new)?;
         return write(ctx, off, new);
     }
     let (csum_off, zero) = match p.proto {
-        IPPROTO_TCP => (l4_off + 16, 0),
+        IPPROTO_TCP => (l4_off + TCP_CHECK, 0),
         // IPv4 UDP may carry none (0), which stays 0; a computed 0 goes out
         // as 0xffff (RFC 768). IPv6 UDP is never 0 on the wire.
-        IPPROTO_UDP => (l4_off + 6, CSUM_ZERO_IS_NONE),
+        IPPROTO_UDP => (l4_off + UDP_CHECK, CSUM_ZERO_IS_NONE),
         _ => return Err(DropReason::FunctionProtocol),
     };
     if p.v6 {
-        let off = ETH_HLEN + if src { 8 } else { 24 };
+        let off = ETH_HLEN + if src { IPV6_SRC } else { IPV6_DST };
         let new = addr_words(addr);
         let mut i = 0;
         while i < 4 {
@@ -49,14 +53,14 @@ pub fn rewrite<C: Ctx>(
         }
         write(ctx, off, *addr)?;
     } else {
-        let off = ETH_HLEN + if src { 12 } else { 16 };
+        let off = ETH_HLEN + if src { IPV4_SRC } else { IPV4_DST };
         let old = read::<u32>(ctx, off)?;
         let new = addr_words(addr)[3];
-        ctx.l3_csum_replace(ETH_HLEN + 10, old, new)?;
+        ctx.l3_csum_replace(ETH_HLEN + IPV4_CHECK, old, new)?;
         ctx.l4_csum_replace(csum_off, old, new, 4, CSUM_PSEUDO | zero)?;
         write(ctx, off, new)?;
     }
-    let port_off = l4_off + if src { 0 } else { 2 };
+    let port_off = l4_off + if src { L4_SPORT } else { L4_DPORT };
     let old_port = read::<u16>(ctx, port_off)?;
     ctx.l4_csum_replace(csum_off, old_port as u32, port as u32, 2, zero)?;
     write(ctx, port_off, port)
@@ -66,10 +70,10 @@ pub fn rewrite<C: Ctx>(
 /// fragment: no L4 header).
 #[inline(always)]
 pub fn ipv4_addr<C: Ctx>(ctx: &C, src: bool, addr: &[u8; 16]) -> Result<(), DropReason> {
-    let off = ETH_HLEN + if src { 12 } else { 16 };
+    let off = ETH_HLEN + if src { IPV4_SRC } else { IPV4_DST };
     let old = read::<u32>(ctx, off)?;
     let new = addr_words(addr)[3];
-    ctx.l3_csum_replace(ETH_HLEN + 10, old, new)?;
+    ctx.l3_csum_replace(ETH_HLEN + IPV4_CHECK, old, new)?;
     write(ctx, off, new)
 }
 
@@ -78,10 +82,11 @@ pub fn ipv4_addr<C: Ctx>(ctx: &C, src: bool, addr: &[u8; 16]) -> Result<(), Drop
 #[inline(always)]
 fn echo_id<C: Ctx>(ctx: &C, l4_off: usize, id: u16) -> Result<(), DropReason> {
     // Checksum and identifier from one base, one bounds check.
-    let at = l4_off + 2;
+    const _: () = assert!(ICMP_ECHO_ID == ICMP_CHECK + 2);
+    let at = l4_off + ICMP_CHECK;
     let old = read::<[u16; 2]>(ctx, at)?[1];
     ctx.l4_csum_replace(at, old as u32, id as u32, 2, 0)?;
-    write(ctx, at + 2, id)
+    write(ctx, l4_off + ICMP_ECHO_ID, id)
 }
 
 /// Translates an ICMP error about a NATed connection, as Linux's NAT does
@@ -105,7 +110,7 @@ pub fn icmp_error<C: Ctx>(
     addr: &[u8; 16],
     port: u16,
 ) -> Result<(), DropReason> {
-    let icmp_csum = p.l4()? + 2;
+    let icmp_csum = p.l4()? + ICMP_CHECK;
     let l3 = q.l3()?;
     let l4 = q.l4()?;
     let l4_csum = q.csum()?;
@@ -118,7 +123,7 @@ pub fn icmp_error<C: Ctx>(
     // The quoted packet's address: its destination when the error travels
     // like the connection's SNAT direction, its source otherwise.
     if p.v6 {
-        let off = l3 + if snat { 24 } else { 8 };
+        let off = l3 + if snat { IPV6_DST } else { IPV6_SRC };
         let mut i = 0;
         while i < 4 {
             let old = read::<u32>(ctx, off + i * 4)?;
@@ -130,9 +135,9 @@ pub fn icmp_error<C: Ctx>(
         }
         write(ctx, off, *addr)?;
     } else {
-        let off = l3 + if snat { 16 } else { 12 };
+        let off = l3 + if snat { IPV4_DST } else { IPV4_SRC };
         let old = read::<u32>(ctx, off)?;
-        let ip_csum = l3 + 10;
+        let ip_csum = l3 + IPV4_CHECK;
         let before = read::<u16>(ctx, ip_csum)?;
         ctx.l3_csum_replace(ip_csum, old, new[3])?;
         let after = read::<u16>(ctx, ip_csum)?;
@@ -143,7 +148,7 @@ pub fn icmp_error<C: Ctx>(
         ctx.l4_csum_replace(icmp_csum, old, new[3], 4, 0)?;
         write(ctx, off, new[3])?;
     }
-    let port_off = l4 + if snat { 2 } else { 0 };
+    let port_off = l4 + if snat { L4_DPORT } else { L4_SPORT };
     let old_port = read::<u16>(ctx, port_off)?;
     if l4_csum != 0 {
         quoted_l4_csum(
@@ -160,7 +165,7 @@ pub fn icmp_error<C: Ctx>(
     write(ctx, port_off, port)?;
     // The outer header last: the ICMPv6 checksum covers its addresses.
     if p.v6 {
-        let off = ETH_HLEN + if snat { 8 } else { 24 };
+        let off = ETH_HLEN + if snat { IPV6_SRC } else { IPV6_DST };
         let mut i = 0;
         while i < 4 {
             let old = read::<u32>(ctx, off + i * 4)?;
@@ -169,9 +174,9 @@ pub fn icmp_error<C: Ctx>(
         }
         write(ctx, off, *addr)
     } else {
-        let off = ETH_HLEN + if snat { 12 } else { 16 };
+        let off = ETH_HLEN + if snat { IPV4_SRC } else { IPV4_DST };
         let old = read::<u32>(ctx, off)?;
-        ctx.l3_csum_replace(ETH_HLEN + 10, old, new[3])?;
+        ctx.l3_csum_replace(ETH_HLEN + IPV4_CHECK, old, new[3])?;
         write(ctx, off, new[3])
     }
 }

@@ -1,20 +1,80 @@
 //! Header parsing with explicit bounds checks. Everything that cannot be
-//! parsed is a drop with a reason; nothing is passed unchecked.
+//! parsed is a drop with a reason; nothing is passed unchecked. Header
+//! layouts are network-types' (`EthHdr`, `Ipv4Hdr`, `Ipv6Hdr`, `TcpHdr`,
+//! `UdpHdr`, `Icmpv4Hdr`): the offsets below are their fields'.
+use core::mem::offset_of;
+
+use network_types::{
+    eth::{EthHdr, EtherType},
+    icmp::{Icmpv4Hdr, Icmpv6Hdr},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+};
 use vpc_common::DropReason;
 
-use crate::ctx::Ctx;
+use crate::ctx::{ptr_at, read, Ctx};
 
-pub const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_ICMPV6: u8 = 58;
+pub const ETH_HLEN: usize = EthHdr::LEN;
+pub const IPPROTO_TCP: u8 = IpProto::Tcp as u8;
+pub const IPPROTO_UDP: u8 = IpProto::Udp as u8;
+pub const IPPROTO_ICMP: u8 = IpProto::Icmp as u8;
+pub const IPPROTO_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
 /// IPv6 extension headers we walk, at most this many.
 const MAX_EXT_HEADERS: usize = 4;
 /// Upper bound on the L4 offset: keeps every offset provably bounded.
-const MAX_L4_OFF: usize = 256;
+pub const MAX_L4_OFF: usize = 256;
+
+/// Where the fields read or rewritten in place sit: in the Ethernet header
+/// (from the start of the frame), and from the start of their IP or L4
+/// header.
+pub const ETH_DST: usize = offset_of!(EthHdr, dst_addr);
+pub const ETH_SRC: usize = offset_of!(EthHdr, src_addr);
+pub const ETH_TYPE: usize = offset_of!(EthHdr, ether_type);
+/// Version and header length (IPv4), version and traffic class (IPv6).
+pub const IP_VERSION: usize = offset_of!(Ipv4Hdr, vihl);
+pub const IPV4_TOT_LEN: usize = offset_of!(Ipv4Hdr, tot_len);
+pub const IPV4_ID: usize = offset_of!(Ipv4Hdr, id);
+pub const IPV4_FRAGS: usize = offset_of!(Ipv4Hdr, frags);
+pub const IPV4_TTL: usize = offset_of!(Ipv4Hdr, ttl);
+pub const IPV4_PROTO: usize = offset_of!(Ipv4Hdr, proto);
+pub const IPV4_CHECK: usize = offset_of!(Ipv4Hdr, check);
+pub const IPV4_SRC: usize = offset_of!(Ipv4Hdr, src_addr);
+pub const IPV4_DST: usize = offset_of!(Ipv4Hdr, dst_addr);
+pub const IPV6_PAYLOAD_LEN: usize = offset_of!(Ipv6Hdr, payload_len);
+pub const IPV6_NEXT_HDR: usize = offset_of!(Ipv6Hdr, next_hdr);
+pub const IPV6_SRC: usize = offset_of!(Ipv6Hdr, src_addr);
+pub const IPV6_DST: usize = offset_of!(Ipv6Hdr, dst_addr);
+/// TCP and UDP alike (checked below).
+pub const L4_SPORT: usize = offset_of!(TcpHdr, source);
+pub const L4_DPORT: usize = offset_of!(TcpHdr, dest);
+pub const TCP_SEQ: usize = offset_of!(TcpHdr, seq);
+pub const TCP_ACK_SEQ: usize = offset_of!(TcpHdr, ack_seq);
+/// Data offset (high nibble), then the flags: the header's bitfield bytes
+/// (its getters walk bit by bit).
+pub const TCP_DOFF: usize = offset_of!(TcpHdr, _bitfield_1);
+pub const TCP_FLAGS: usize = TCP_DOFF + 1;
+pub const TCP_WINDOW: usize = offset_of!(TcpHdr, window);
+pub const TCP_CHECK: usize = offset_of!(TcpHdr, check);
+pub const UDP_LEN: usize = offset_of!(UdpHdr, len);
+pub const UDP_CHECK: usize = offset_of!(UdpHdr, check);
+/// ICMP and ICMPv6 alike (checked below): type, code, checksum, then the
+/// echo's identifier.
+const ICMP_TYPE: usize = offset_of!(Icmpv4Hdr, type_);
+const ICMP_CODE: usize = offset_of!(Icmpv4Hdr, code);
+pub const ICMP_CHECK: usize = offset_of!(Icmpv4Hdr, check);
+pub const ICMP_ECHO_ID: usize = offset_of!(Icmpv4Hdr, data);
+/// The smallest ICMP message: its header, 8 bytes.
+pub const ICMP_HLEN: usize = Icmpv4Hdr::LEN;
+
+const _: () = {
+    assert!(offset_of!(UdpHdr, src) == L4_SPORT && offset_of!(UdpHdr, dst) == L4_DPORT);
+    assert!(offset_of!(Icmpv6Hdr, type_) == ICMP_TYPE);
+    assert!(offset_of!(Icmpv6Hdr, code) == ICMP_CODE);
+    assert!(offset_of!(Icmpv6Hdr, check) == ICMP_CHECK);
+    assert!(offset_of!(Icmpv6Hdr, data) == ICMP_ECHO_ID && Icmpv6Hdr::LEN == ICMP_HLEN);
+    assert!(offset_of!(Ipv6Hdr, vcf) == IP_VERSION);
+};
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -121,8 +181,14 @@ impl Packet {
 
 /// Upper bounds of the quoted packet's offsets: its IP header follows the
 /// 8-byte ICMP header, its L4 header an IPv4 header of at most 60 bytes.
-const MAX_QUOTE_L3: usize = MAX_L4_OFF + 8;
-const MAX_QUOTE_L4: usize = MAX_QUOTE_L3 + 60;
+const MAX_QUOTE_L3: usize = MAX_L4_OFF + ICMP_HLEN;
+const MAX_QUOTE_L4: usize = MAX_QUOTE_L3 + MAX_IPV4_HLEN;
+/// An IPv4 header with every option: IHL 15.
+const MAX_IPV4_HLEN: usize = 60;
+/// How far into a packet parsing reads at most: an ICMP error after
+/// extension headers, the IPv4 header it quotes with every option, and a
+/// TCP header.
+pub const MAX_PARSED: usize = MAX_QUOTE_L4 + TcpHdr::LEN;
 
 /// The packet an ICMP error quotes (a TCP or UDP packet as it was sent:
 /// its IP header and at least the first 8 bytes of its L4 header).
@@ -163,7 +229,7 @@ impl Quote {
     #[inline(always)]
     pub fn csum(&self) -> Result<usize, DropReason> {
         let off = self.csum_off;
-        if off > MAX_QUOTE_L4 + 16 {
+        if off > MAX_QUOTE_L4 + TCP_CHECK {
             return Err(DropReason::Malformed);
         }
         Ok(off)
@@ -178,51 +244,49 @@ impl Quote {
 /// (not TCP or UDP, a fragment) is `IcmpErrorUntracked`.
 #[inline(always)]
 pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReason> {
-    let l3 = p.l4()? + 8;
+    let l3 = p.l4()? + ICMP_HLEN;
     let end = ETH_HLEN + p.ip_len as usize;
     let l4;
     if p.v6 {
-        // Whole words: a 1-byte read at a variable offset compiles to a
-        // bounds check the verifier cannot use.
-        let hdr = read::<[u8; 8]>(ctx, l3)?;
-        if hdr[0] >> 4 != 6 {
+        // The header checked whole: a 1-byte read at a variable offset
+        // compiles to a bounds check the verifier cannot use.
+        let ip = ptr_at::<Ipv6Hdr>(ctx, l3).ok_or(DropReason::Malformed)?;
+        if field::<_, u8, IP_VERSION>(ip) >> 4 != 6 {
             return Err(DropReason::Malformed);
         }
-        q.proto = hdr[6];
-        read_addr(ctx, l3 + 8, &mut q.saddr)?;
-        read_addr(ctx, l3 + 24, &mut q.daddr)?;
+        q.proto = field::<_, _, IPV6_NEXT_HDR>(ip);
+        set_addr(&mut q.saddr, field::<_, _, IPV6_SRC>(ip));
+        set_addr(&mut q.daddr, field::<_, _, IPV6_DST>(ip));
         if embeds_v4(&q.saddr) || embeds_v4(&q.daddr) {
             return Err(DropReason::Ipv6EmbeddedV4);
         }
-        l4 = l3 + 40;
+        l4 = l3 + Ipv6Hdr::LEN;
     } else {
-        let hdr = read::<[u32; 5]>(ctx, l3)?;
-        let [vihl, _, _, _] = hdr[0].to_ne_bytes();
-        let [_, _, frag_hi, frag_lo] = hdr[1].to_ne_bytes();
-        let [_, proto, _, _] = hdr[2].to_ne_bytes();
+        let ip = ptr_at::<Ipv4Hdr>(ctx, l3).ok_or(DropReason::Malformed)?;
+        let vihl: u8 = field::<_, _, IP_VERSION>(ip);
         let ihl = ((vihl & 0x0f) as usize) * 4;
-        if vihl >> 4 != 4 || ihl < 20 {
+        if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
             return Err(DropReason::Malformed);
         }
-        if u16::from_be_bytes([frag_hi, frag_lo]) & 0x3fff != 0 {
+        if u16::from_be(field::<_, _, IPV4_FRAGS>(ip)) & 0x3fff != 0 {
             // Fragments never cross the router: no connection has one.
             return Err(DropReason::IcmpErrorUntracked);
         }
-        q.proto = proto;
-        set_v4_mapped(&mut q.saddr, hdr[3]);
-        set_v4_mapped(&mut q.daddr, hdr[4]);
+        q.proto = field::<_, _, IPV4_PROTO>(ip);
+        set_v4_mapped(&mut q.saddr, field::<_, _, IPV4_SRC>(ip));
+        set_v4_mapped(&mut q.daddr, field::<_, _, IPV4_DST>(ip));
         l4 = l3 + ihl;
     }
-    if l4 + 8 > end {
+    if l4 + UdpHdr::LEN > end {
         return Err(DropReason::Malformed);
     }
     q.csum_off = match q.proto {
-        IPPROTO_TCP if l4 + 20 <= end => l4 + 16,
+        IPPROTO_TCP if l4 + TcpHdr::LEN <= end => l4 + TCP_CHECK,
         IPPROTO_TCP => 0,
-        IPPROTO_UDP => l4 + 6,
+        IPPROTO_UDP => l4 + UDP_CHECK,
         _ => return Err(DropReason::IcmpErrorUntracked),
     };
-    let ports = read::<[u16; 2]>(ctx, l4)?;
+    let ports = read::<[u16; 2]>(ctx, l4 + L4_SPORT)?;
     q.sport = ports[0];
     q.dport = ports[1];
     q.l3_off = l3;
@@ -230,74 +294,24 @@ pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReaso
     Ok(())
 }
 
-/// Pointer to a `T` at `off`, if the whole `T` is inside the packet.
+/// The `T` at offset `OFF` of the header at `hdr`, which `ptr_at` checked
+/// whole: the field lies inside `H` (checked at compile time), so it needs
+/// no bounds check of its own.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &impl Ctx, off: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + off + core::mem::size_of::<T>() > end {
-        return None;
-    }
-    Some((start + off) as *mut T)
+fn field<H, T: Copy, const OFF: usize>(hdr: *const H) -> T {
+    const { assert!(OFF + core::mem::size_of::<T>() <= core::mem::size_of::<H>()) };
+    unsafe { core::ptr::read_unaligned((hdr as *const u8).add(OFF) as *const T) }
 }
 
-/// Reads an IPv6 address from the packet into a 4-aligned field, a word at a
-/// time (an unaligned 16-byte read becomes a `memmove` call).
+/// Writes an IPv6 address, read from the packet as four words, into a
+/// 4-aligned field a word at a time (an unaligned 16-byte copy becomes a
+/// `memmove` call).
 #[inline(always)]
-fn read_addr(ctx: &impl Ctx, off: usize, dst: &mut [u8; 16]) -> Result<(), DropReason> {
-    let w = read::<[u32; 4]>(ctx, off)?;
+fn set_addr(dst: &mut [u8; 16], w: [u32; 4]) {
     let d = dst.as_mut_ptr() as *mut u32;
     for (i, v) in w.iter().enumerate() {
         unsafe { core::ptr::write_volatile(d.add(i), *v) };
     }
-    Ok(())
-}
-
-/// Copies an address a word at a time. A `[u8; 16]` says nothing of its
-/// alignment, so a plain copy becomes a call to the byte-loop `memmove`;
-/// every address this is used on is a field at a 4-aligned offset of a
-/// 4-aligned struct (`Packet`, `CtKey`, `CtEntry`, `HyperplaneEni`).
-#[inline(always)]
-pub fn copy_addr(dst: &mut [u8; 16], src: &[u8; 16]) {
-    copy_n::<u32, 4>(dst.as_mut_ptr() as *mut u32, src.as_ptr() as *const u32);
-}
-
-/// Copies a MAC three half-words at a time (MAC fields sit at even offsets
-/// of `Endpoint` and `CtEntry`), for the same reason as `copy_addr`.
-#[inline(always)]
-pub fn copy_mac(dst: &mut [u8; 6], src: &[u8; 6]) {
-    copy_n::<u16, 3>(dst.as_mut_ptr() as *mut u16, src.as_ptr() as *const u16);
-}
-
-/// `N` volatile `T` moves: LLVM cannot turn them back into a `memmove`
-/// call (it sees a possible overlap and the BPF backend does not expand
-/// `memmove` inline).
-#[inline(always)]
-fn copy_n<T: Copy, const N: usize>(dst: *mut T, src: *const T) {
-    for i in 0..N {
-        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
-    }
-}
-
-/// Copies `N` words. Volatile, word by word: LLVM would turn a plain copy
-/// into a call to the BPF build of `memmove`, a byte loop. Packet pointers
-/// may be unaligned; x86, where this runs, allows unaligned packet access.
-#[inline(always)]
-pub fn copy_words<const N: usize>(dst: *mut u64, src: *const u64) {
-    copy_n::<u64, N>(dst, src);
-}
-
-#[inline(always)]
-pub fn read<T: Copy>(ctx: &impl Ctx, off: usize) -> Result<T, DropReason> {
-    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
-    Ok(unsafe { core::ptr::read_unaligned(p) })
-}
-
-#[inline(always)]
-pub fn write<T: Copy>(ctx: &impl Ctx, off: usize, v: T) -> Result<(), DropReason> {
-    let p = ptr_at::<T>(ctx, off).ok_or(DropReason::Malformed)?;
-    unsafe { core::ptr::write_unaligned(p, v) };
-    Ok(())
 }
 
 /// An IPv4-mapped (`::ffff:0:0/96`) or IPv4-compatible (`::/96`, with
@@ -319,7 +333,15 @@ pub fn set_v4_mapped(dst: &mut [u8; 16], a: u32) {
 
 #[inline(always)]
 pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
-    let ethertype = u16::from_be(read::<u16>(ctx, 12)?);
+    // Ether types as on the wire (network order), compared as read.
+    const V4: u16 = EtherType::Ipv4 as u16;
+    const V6: u16 = EtherType::Ipv6 as u16;
+    const HOP_BY_HOP: u8 = IpProto::HopOpt as u8;
+    const ROUTING: u8 = IpProto::Ipv6Route as u8;
+    const DEST_OPTS: u8 = IpProto::Ipv6Opts as u8;
+    const FRAGMENT: u8 = IpProto::Ipv6Frag as u8;
+    const L3_V6: usize = ETH_HLEN + Ipv6Hdr::LEN;
+    let ethertype = read::<u16>(ctx, ETH_TYPE)?;
     p.segs = ctx.segs();
     p.l4_off = 0;
     p.v6 = false;
@@ -332,29 +354,32 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
     p.ip_id = 0;
     let l4_len: usize;
     match ethertype {
-        ETH_P_IP => {
-            ptr_at::<[u8; 20]>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
-            let vihl = read::<u8>(ctx, ETH_HLEN)?;
+        V4 => {
+            // Fields by offset from the frame, not through the header's
+            // pointer: kept across `ctx.len()` it costs the XDP build a
+            // spill (17 instructions more, 8 bytes more stack).
+            ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
+            let vihl = read::<u8>(ctx, ETH_HLEN + IP_VERSION)?;
             let ihl = ((vihl & 0x0f) as usize) * 4;
-            if vihl >> 4 != 4 || ihl < 20 {
+            if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
                 return Err(DropReason::Malformed);
             }
-            let tot_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 2)?) as usize;
+            let tot_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + IPV4_TOT_LEN)?) as usize;
             if tot_len < ihl || ETH_HLEN + tot_len > ctx.len() {
                 return Err(DropReason::Malformed);
             }
             // Options are skipped: the header length bounds them.
-            let frag = u16::from_be(read::<u16>(ctx, ETH_HLEN + 6)?);
-            p.proto = read::<u8>(ctx, ETH_HLEN + 9)?;
-            set_v4_mapped(&mut p.saddr, read::<u32>(ctx, ETH_HLEN + 12)?);
-            set_v4_mapped(&mut p.daddr, read::<u32>(ctx, ETH_HLEN + 16)?);
+            let frag = u16::from_be(read::<u16>(ctx, ETH_HLEN + IPV4_FRAGS)?);
+            p.proto = read::<u8>(ctx, ETH_HLEN + IPV4_PROTO)?;
+            set_v4_mapped(&mut p.saddr, read::<u32>(ctx, ETH_HLEN + IPV4_SRC)?);
+            set_v4_mapped(&mut p.daddr, read::<u32>(ctx, ETH_HLEN + IPV4_DST)?);
             p.ip_len = tot_len as u32;
             p.l4_off = ETH_HLEN + ihl;
             l4_len = tot_len - ihl;
             // A fragment: the first has the L4 header (its ports); the
             // others have none, and go by the datagram's identification.
             if frag & 0x3fff != 0 {
-                p.ip_id = read::<u16>(ctx, ETH_HLEN + 4)?;
+                p.ip_id = read::<u16>(ctx, ETH_HLEN + IPV4_ID)?;
                 if frag & 0x1fff != 0 {
                     p.frag = FRAG_LATER;
                     return Ok(());
@@ -362,31 +387,31 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
                 p.frag = FRAG_FIRST;
             }
         }
-        ETH_P_IPV6 => {
+        V6 => {
             p.v6 = true;
-            ptr_at::<[u8; 40]>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
-            let vtc = read::<u8>(ctx, ETH_HLEN)?;
+            let ip = ptr_at::<Ipv6Hdr>(ctx, ETH_HLEN).ok_or(DropReason::Malformed)?;
+            let vtc: u8 = field::<_, _, IP_VERSION>(ip);
             if vtc >> 4 != 6 {
                 return Err(DropReason::Malformed);
             }
-            let payload_len = u16::from_be(read::<u16>(ctx, ETH_HLEN + 4)?) as usize;
-            if ETH_HLEN + 40 + payload_len > ctx.len() {
+            let payload_len = u16::from_be(field::<_, _, IPV6_PAYLOAD_LEN>(ip)) as usize;
+            if L3_V6 + payload_len > ctx.len() {
                 return Err(DropReason::Malformed);
             }
-            p.ip_len = (40 + payload_len) as u32;
-            let mut next = read::<u8>(ctx, ETH_HLEN + 6)?;
-            read_addr(ctx, ETH_HLEN + 8, &mut p.saddr)?;
-            read_addr(ctx, ETH_HLEN + 24, &mut p.daddr)?;
+            p.ip_len = (Ipv6Hdr::LEN + payload_len) as u32;
+            let mut next: u8 = field::<_, _, IPV6_NEXT_HDR>(ip);
+            set_addr(&mut p.saddr, field::<_, _, IPV6_SRC>(ip));
+            set_addr(&mut p.daddr, field::<_, _, IPV6_DST>(ip));
             if embeds_v4(&p.saddr) || embeds_v4(&p.daddr) {
                 return Err(DropReason::Ipv6EmbeddedV4);
             }
-            let mut off = ETH_HLEN + 40;
+            let mut off = L3_V6;
             let mut i = 0;
             let mut done = false;
             while i < MAX_EXT_HEADERS {
                 match next {
                     // Hop-by-hop, routing, destination options: skip.
-                    0 | 43 | 60 => {
+                    HOP_BY_HOP | ROUTING | DEST_OPTS => {
                         let hdr = read::<[u8; 2]>(ctx, off)?;
                         next = hdr[0];
                         off += (hdr[1] as usize + 1) * 8;
@@ -394,7 +419,7 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
                             return Err(DropReason::Ipv6ExtHeader);
                         }
                     }
-                    44 => return Err(DropReason::Fragment),
+                    FRAGMENT => return Err(DropReason::Fragment),
                     _ => {
                         done = true;
                         break;
@@ -405,12 +430,12 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             if !done {
                 return Err(DropReason::Ipv6ExtHeader);
             }
-            if off - (ETH_HLEN + 40) > payload_len {
+            if off - L3_V6 > payload_len {
                 return Err(DropReason::Malformed);
             }
             p.proto = next;
             p.l4_off = off;
-            l4_len = payload_len - (off - (ETH_HLEN + 40));
+            l4_len = payload_len - (off - L3_V6);
         }
         _ => return Err(DropReason::NotIp),
     }
@@ -420,46 +445,46 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
     }
     match p.proto {
         IPPROTO_TCP => {
-            if l4_len < 20 {
+            if l4_len < TcpHdr::LEN {
                 return Err(DropReason::Malformed);
             }
-            let ports = read::<[u16; 2]>(ctx, off)?;
-            let doff = ((read::<u8>(ctx, off + 12)? >> 4) as usize) * 4;
-            if doff < 20 || doff > l4_len {
+            let tcp = ptr_at::<TcpHdr>(ctx, off).ok_or(DropReason::Malformed)?;
+            let doff = ((field::<_, u8, TCP_DOFF>(tcp) >> 4) as usize) * 4;
+            if doff < TcpHdr::LEN || doff > l4_len {
                 return Err(DropReason::Malformed);
             }
-            p.sport = ports[0];
-            p.dport = ports[1];
-            p.tcp_flags = read::<u8>(ctx, off + 13)?;
+            p.sport = field::<_, _, L4_SPORT>(tcp);
+            p.dport = field::<_, _, L4_DPORT>(tcp);
+            p.tcp_flags = field::<_, _, TCP_FLAGS>(tcp);
         }
         IPPROTO_UDP => {
-            if l4_len < 8 {
+            if l4_len < UdpHdr::LEN {
                 return Err(DropReason::Malformed);
             }
-            let ports = read::<[u16; 2]>(ctx, off)?;
-            let ulen = u16::from_be(read::<u16>(ctx, off + 4)?) as usize;
+            let udp = ptr_at::<UdpHdr>(ctx, off).ok_or(DropReason::Malformed)?;
+            let ulen = u16::from_be(field::<_, _, UDP_LEN>(udp)) as usize;
             // A first fragment holds only the start of the datagram.
-            if ulen < 8 || (ulen > l4_len && p.frag == 0) {
+            if ulen < UdpHdr::LEN || (ulen > l4_len && p.frag == 0) {
                 return Err(DropReason::Malformed);
             }
-            p.sport = ports[0];
-            p.dport = ports[1];
+            p.sport = field::<_, _, L4_SPORT>(udp);
+            p.dport = field::<_, _, L4_DPORT>(udp);
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if (p.proto == IPPROTO_ICMP) == p.v6 {
                 // ICMPv4 in IPv6 or ICMPv6 in IPv4.
                 return Err(DropReason::Malformed);
             }
-            if l4_len < 8 {
+            if l4_len < ICMP_HLEN {
                 return Err(DropReason::Malformed);
             }
-            let tc = read::<[u8; 2]>(ctx, off)?;
-            p.icmp_type = tc[0];
-            p.icmp_code = tc[1];
+            let icmp = ptr_at::<Icmpv4Hdr>(ctx, off).ok_or(DropReason::Malformed)?;
+            p.icmp_type = field::<_, _, ICMP_TYPE>(icmp);
+            p.icmp_code = field::<_, _, ICMP_CODE>(icmp);
             // Echo: (identifier, type), so a request never matches the key a
             // reply is expected on. Other ICMP: a "port" no echo can have.
             if p.is_echo_request() || p.is_echo_reply() {
-                p.sport = read::<u16>(ctx, off + 4)?;
+                p.sport = field::<_, _, ICMP_ECHO_ID>(icmp);
                 p.dport = p.icmp_type as u16;
             } else {
                 p.dport = u16::MAX;

@@ -3,7 +3,10 @@
 
 use vpc_common::{kind, DropReason, Endpoint};
 
-use crate::{maps::Scratch, parse::Packet};
+use crate::{
+    maps::Scratch,
+    parse::{Packet, IPPROTO_TCP, IPPROTO_UDP},
+};
 
 const DNS_PORT: u16 = 53u16.to_be();
 
@@ -14,7 +17,7 @@ pub fn unfiltered(p: &Packet, ep: &Endpoint) -> Result<bool, DropReason> {
     if ep.kind != kind::RESOLVER {
         return Ok(false);
     }
-    let dns = (p.proto == 6 || p.proto == 17) && p.dport == DNS_PORT;
+    let dns = (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP) && p.dport == DNS_PORT;
     if dns {
         Ok(true)
     } else {

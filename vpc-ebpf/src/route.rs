@@ -9,9 +9,10 @@ use vpc_common::{
 };
 
 use crate::{
-    ctx::{Ctx, VERDICT_REDIRECT},
+    copy::copy_addr,
+    ctx::{write, Ctx, VERDICT_REDIRECT},
     maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
-    parse::{copy_addr, write},
+    parse::{ETH_DST, ETH_SRC},
     stats,
 };
 
@@ -89,11 +90,10 @@ pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
 /// source/destination check off.
 #[inline(always)]
 pub fn middlebox(id: u32) -> Result<&'static Endpoint, DropReason> {
-    let o = id.to_ne_bytes();
-    let addr = [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3],
-    ];
-    let ep = endpoint(&addr)?;
+    // IPv4-mapped, built as words: a byte array's zeros become a `memset`
+    // call, a byte loop in BPF.
+    let addr = [0u32, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), id];
+    let ep = endpoint(unsafe { &*(addr.as_ptr() as *const [u8; 16]) })?;
     if ep.kind != kind::HOST {
         return Err(DropReason::NoRoute);
     }
@@ -121,8 +121,8 @@ pub fn deliver<C: Ctx>(
     if ifindex == 0 {
         return Err(DropReason::NoEgressPort);
     }
-    write(ctx, 0, *mac)?;
-    write(ctx, 6, *router_mac)?;
+    write(ctx, ETH_DST, *mac)?;
+    write(ctx, ETH_SRC, *router_mac)?;
     if !ctx.redirect(ifindex) {
         return Err(DropReason::NoEgressPort);
     }

@@ -1,7 +1,5 @@
 //! Per-CPU verdict counters.
-use vpc_common::{DropReason, STAT_FORWARDED};
-
-use vpc_common::{probe_bucket, NAT_STAT_FAILED, NAT_STAT_HIST};
+use vpc_common::{probe_bucket, DropReason, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED};
 
 use crate::{
     ctx::VERDICT_DROP,
@@ -20,6 +18,15 @@ fn bump(idx: u32) {
 pub fn drop(reason: DropReason) -> u32 {
     bump(reason as u32);
     VERDICT_DROP
+}
+
+/// A verdict, or the drop counted with its reason.
+#[inline(always)]
+pub fn finish(r: Result<u32, DropReason>) -> u32 {
+    match r {
+        Ok(action) => action,
+        Err(reason) => drop(reason),
+    }
 }
 
 #[inline(always)]

@@ -16,7 +16,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::{csum, parse};
+use network_types::{eth::EtherType, ip::Ipv4Hdr};
+
+use crate::{
+    csum,
+    ctx::{read, write},
+    parse::{
+        ETH_DST, ETH_HLEN, ETH_TYPE, IPPROTO_UDP, IPV4_CHECK, IPV4_DST, IPV4_PROTO, IPV4_SRC,
+        IPV4_TTL, IP_VERSION, L4_SPORT,
+    },
+};
 
 /// [0] flows (distinct client source ports), [1] the client's first source
 /// port, [2] the server's UDP port (the side sending to it is the client),
@@ -34,10 +43,11 @@ pub static TPUT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
 pub static TPUT_REDIRECT: HashMap<u32, [u32; 4]> = HashMap::with_max_entries(64, 0);
 
 /// IPv4 without options: TTL/protocol word, header checksum, addresses, ports.
-const TTL_OFF: usize = 22;
-const IP_CSUM_OFF: usize = 24;
-const SADDR_OFF: usize = 26;
-const UDP_SPORT_OFF: usize = 34;
+const TTL_OFF: usize = ETH_HLEN + IPV4_TTL;
+const IP_CSUM_OFF: usize = ETH_HLEN + IPV4_CHECK;
+const SADDR_OFF: usize = ETH_HLEN + IPV4_SRC;
+const UDP_SPORT_OFF: usize = ETH_HLEN + Ipv4Hdr::LEN + L4_SPORT;
+const _: () = assert!(IPV4_PROTO == IPV4_TTL + 1 && IPV4_DST == IPV4_SRC + 4);
 /// Reset on every reflection: kernel forwarding (the nftables path)
 /// decrements it, our router does not.
 const TTL: u8 = 64;
@@ -70,19 +80,19 @@ pub fn reflect(ctx: &XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_reflect(ctx: &XdpContext) -> Option<u32> {
-    let eth_type = parse::read::<u16>(ctx, 12).ok()?;
-    let ver_ihl = parse::read::<u8>(ctx, 14).ok()?;
-    let ttl_proto = parse::read::<[u8; 2]>(ctx, TTL_OFF).ok()?;
-    if eth_type != 0x0800u16.to_be() || ver_ihl != 0x45 || ttl_proto[1] != 17 {
+    let eth_type = read::<u16>(ctx, ETH_TYPE).ok()?;
+    let ver_ihl = read::<u8>(ctx, ETH_HLEN + IP_VERSION).ok()?;
+    let ttl_proto = read::<[u8; 2]>(ctx, TTL_OFF).ok()?;
+    if eth_type != EtherType::Ipv4 as u16 || ver_ihl != 0x45 || ttl_proto[1] != IPPROTO_UDP {
         return None;
     }
     if cfg(3) != 0 {
         count(1);
         return Some(xdp_action::XDP_DROP);
     }
-    let macs = parse::read::<[[u8; 6]; 2]>(ctx, 0).ok()?;
-    let addrs = parse::read::<[u32; 2]>(ctx, SADDR_OFF).ok()?;
-    let mut ports = parse::read::<[u16; 2]>(ctx, UDP_SPORT_OFF).ok()?;
+    let macs = read::<[[u8; 6]; 2]>(ctx, ETH_DST).ok()?;
+    let addrs = read::<[u32; 2]>(ctx, SADDR_OFF).ok()?;
+    let mut ports = read::<[u16; 2]>(ctx, UDP_SPORT_OFF).ok()?;
     ports.swap(0, 1);
     // Sent to the server: the client's side turns the flows over.
     let flows = cfg(0);
@@ -90,17 +100,17 @@ fn try_reflect(ctx: &XdpContext) -> Option<u32> {
         let n = count(2);
         ports[0] = ((cfg(1) as u64 + n % flows as u64) as u16).to_be();
     }
-    let ip_csum = parse::read::<u16>(ctx, IP_CSUM_OFF).ok()?;
+    let ip_csum = read::<u16>(ctx, IP_CSUM_OFF).ok()?;
     let old = u16::from_ne_bytes(ttl_proto);
     let new = u16::from_ne_bytes([TTL, ttl_proto[1]]);
     // Swapping addresses or ports changes no checksum (a sum does not
     // depend on order); the UDP checksum is 0 (none), so the port change
     // needs no fix-up either.
-    parse::write(ctx, 0, [macs[1], macs[0]]).ok()?;
-    parse::write(ctx, SADDR_OFF, [addrs[1], addrs[0]]).ok()?;
-    parse::write(ctx, UDP_SPORT_OFF, ports).ok()?;
-    parse::write(ctx, TTL_OFF, [TTL, ttl_proto[1]]).ok()?;
-    parse::write(ctx, IP_CSUM_OFF, csum::replace16(ip_csum, old, new)).ok()?;
+    write(ctx, ETH_DST, [macs[1], macs[0]]).ok()?;
+    write(ctx, SADDR_OFF, [addrs[1], addrs[0]]).ok()?;
+    write(ctx, UDP_SPORT_OFF, ports).ok()?;
+    write(ctx, TTL_OFF, [TTL, ttl_proto[1]]).ok()?;
+    write(ctx, IP_CSUM_OFF, csum::replace16(ip_csum, old, new)).ok()?;
     count(0);
     // Out of the interface it came in on, by redirect rather than XDP_TX:
     // a veth kicks its peer's NAPI after XDP_TX only when the peer has an
@@ -117,7 +127,7 @@ pub fn redirect(ctx: &XdpContext) -> u32 {
     };
     let e = *e;
     let macs: [u8; 12] = unsafe { core::mem::transmute([e[1], e[2], e[3]]) };
-    if parse::write(ctx, 0, macs).is_err() {
+    if write(ctx, ETH_DST, macs).is_err() {
         return xdp_action::XDP_DROP;
     }
     unsafe { bpf_redirect(e[0], 0) as u32 }

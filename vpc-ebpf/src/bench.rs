@@ -1,0 +1,140 @@
+//! The benchmark harness around the router (`bench_router`,
+//! `bench_redirect` in main.rs): BPF_PROG_TEST_RUN repeats on one buffer,
+//! which the router rewrites, so the harness saves the frame and restores
+//! it after each run; in new-flow mode it gives every run a fresh TCP
+//! source port and removes the connection afterwards. Not part of the
+//! router: its state has a map of its own.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
+use network_types::ip::Ipv4Hdr;
+use vpc_common::{route_kind, CtKey, NatPortKey, CT_F_SNAT};
+
+use crate::{
+    copy::copy_words,
+    ctx::{ptr_at, write},
+    maps::{CT, NAT_PORTS},
+    parse::{ETH_HLEN, IPPROTO_TCP, IPV4_DST, IPV4_SRC, L4_SPORT},
+};
+
+/// Settings: [0] mode (0 steady, 1 new flow each run).
+/// The bench frame: IPv4 without options, then TCP.
+const IP: usize = ETH_HLEN;
+const TCP: usize = IP + Ipv4Hdr::LEN;
+
+#[map]
+pub static BENCH: Array<u32> = Array::with_max_entries(4, 0);
+
+/// The harness's working state, per CPU.
+pub struct BenchScratch {
+    pub snapshot: [u64; 8],
+    pub key: CtKey,
+    /// The run's NAT port claim, rebuilt from its connection to remove it.
+    pub claim: NatPortKey,
+    pub counter: u32,
+    /// 1 when this run's connection is to be removed after it: kept here,
+    /// not in a register across the router call, so the verifier walks the
+    /// router once for every harness path (see `bench_router`).
+    pub cleanup: u32,
+}
+
+#[map]
+pub static BENCH_SCRATCH: PerCpuArray<BenchScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Saves the frame; in new-flow mode gives it a fresh source port and notes
+/// its CT key for `finish`.
+#[inline(always)]
+pub fn prepare(ctx: &XdpContext) -> Option<()> {
+    let s = snapshot(ctx)?;
+    s.cleanup = 0;
+    if matches!(BENCH.get(0), Some(1)) {
+        s.counter = s.counter.wrapping_add(1);
+        // Ports 1024-31023, clear of the steady flows the bench keeps open.
+        let sport = (1024 + (s.counter % 30000) as u16).to_be();
+        let _ = write(ctx, TCP + L4_SPORT, sport);
+        if key(ctx, &mut s.key).is_some() {
+            s.cleanup = 1;
+        }
+    }
+    Some(())
+}
+
+/// Removes the run's connection (and its NAT claim) in new-flow mode, then
+/// restores the frame.
+#[inline(always)]
+pub fn finish(ctx: &XdpContext) {
+    let Some(s) = BENCH_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let s = unsafe { &mut *s };
+    if s.cleanup != 0 {
+        cleanup(s);
+    }
+    restore(ctx, &s.snapshot);
+}
+
+/// A BPF function of its own: its locals stay out of the harness's frame,
+/// which is on the stack with the router's deepest calls.
+#[inline(never)]
+fn cleanup(s: &mut BenchScratch) {
+    if let Some(e) = CT.get_ptr(&s.key) {
+        let e = unsafe { &*e };
+        if e.flags & CT_F_SNAT != 0 {
+            let nat_gateway = e.route == route_kind::NAT_GATEWAY;
+            s.claim = NatPortKey::of_reply(e.eni as u32, &e.twin, nat_gateway);
+            let _ = NAT_PORTS.remove(&s.claim);
+        }
+        let _ = CT.remove(&e.twin);
+    }
+    let _ = CT.remove(&s.key);
+}
+
+/// Saves the first 64 bytes of the frame in the per-CPU scratch.
+#[inline(always)]
+pub fn snapshot(ctx: &XdpContext) -> Option<&'static mut BenchScratch> {
+    let s = unsafe { &mut *BENCH_SCRATCH.get_ptr_mut(0)? };
+    let p = ptr_at::<[u64; 8]>(ctx, 0)?;
+    copy_words::<8>(s.snapshot.as_mut_ptr(), p as *const u64);
+    Some(s)
+}
+
+#[inline(always)]
+pub fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
+    if let Some(p) = ptr_at::<[u64; 8]>(ctx, 0) {
+        copy_words::<8>(p as *mut u64, buf.as_ptr());
+    }
+}
+
+/// The CT key of the bench frame (IPv4 TCP, no options) as it arrives.
+/// Addresses and ports move byte for byte, as on the wire: assembled into
+/// words first, they would take registers the harness's frame has no
+/// room to spill (its stack is on top of the router's deepest calls).
+#[inline(always)]
+fn key(ctx: &XdpContext, k: &mut CtKey) -> Option<()> {
+    // Source, destination address, source, destination port.
+    const _: () = assert!(IPV4_DST == IPV4_SRC + 4 && TCP == IP + IPV4_SRC + 8 + L4_SPORT);
+    let from = ptr_at::<[u8; 12]>(ctx, IP + IPV4_SRC)? as *const u8;
+    let mapped = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+    for a in [&mut k.saddr, &mut k.daddr] {
+        let w = a.as_mut_ptr() as *mut u32;
+        unsafe { *(w as *mut [u32; 3]) = [0, 0, mapped] };
+    }
+    copy_bytes::<4>(k.saddr[12..].as_mut_ptr(), from);
+    copy_bytes::<4>(k.daddr[12..].as_mut_ptr(), unsafe { from.add(4) });
+    copy_bytes::<2>(&mut k.sport as *mut u16 as *mut u8, unsafe { from.add(8) });
+    copy_bytes::<2>(&mut k.dport as *mut u16 as *mut u8, unsafe { from.add(10) });
+    k.proto = IPPROTO_TCP;
+    k._pad0 = 0;
+    k._pad1 = 0;
+    Some(())
+}
+
+/// `N` volatile byte moves: each a load and a store through one register.
+#[inline(always)]
+fn copy_bytes<const N: usize>(dst: *mut u8, src: *const u8) {
+    for i in 0..N {
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+    }
+}

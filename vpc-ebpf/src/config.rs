@@ -1,0 +1,39 @@
+//! What userspace sets in `CONFIG` (indexes in `vpc_common::cfg`): idle
+//! timeouts, the test clock's offset, the policy epoch, NAT capacities and
+//! the flow-log window. Every read of it is here.
+use vpc_common::{cfg, NAT_PORT_RANGE};
+
+use crate::maps::CONFIG;
+
+/// `CONFIG[idx]`, 0 when unset.
+#[inline(always)]
+pub fn get(idx: u32) -> u64 {
+    match CONFIG.get(idx) {
+        Some(v) => *v,
+        None => 0,
+    }
+}
+
+/// The policy epoch: a counter bumped by every policy switch, whose low bit
+/// is the generation in force. Read once per packet, where needed: every
+/// policy lookup of a packet uses the value its caller read.
+#[inline(always)]
+pub fn policy_epoch() -> u32 {
+    get(cfg::GENERATION) as u32
+}
+
+/// Source ports per ENI (or NAT gateway) and protocol, from `CONFIG[idx]`
+/// (0 or out of range: `default`).
+#[inline(always)]
+pub fn capacity(idx: u32, default: u32) -> u32 {
+    match get(idx) as u32 {
+        c if c == 0 || c > NAT_PORT_RANGE => default,
+        c => c,
+    }
+}
+
+/// The flow-log window in force (0: flow logs off).
+#[inline(always)]
+pub fn flow_log_window() -> u32 {
+    get(cfg::FLOW_WINDOW) as u32
+}
