@@ -21,6 +21,7 @@ pub mod map_names;
 pub mod policy;
 pub mod port;
 pub mod route;
+pub mod tput;
 
 pub use conntrack::*;
 pub use drop_reason::*;

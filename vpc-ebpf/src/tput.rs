@@ -17,6 +17,7 @@ use aya_ebpf::{
 };
 
 use network_types::{eth::EtherType, ip::Ipv4Hdr};
+use vpc_common::tput;
 
 use crate::{
     csum,
@@ -27,15 +28,14 @@ use crate::{
     },
 };
 
-/// [0] flows (distinct client source ports), [1] the client's first source
-/// port, [2] the server's UDP port (the side sending to it is the client),
-/// [3] stop: 1 drops every frame, counting it as drained.
+/// The reflector's settings, by `vpc_common::tput::CFG_*` slot.
 #[map]
-pub static TPUT_CFG: Array<u32> = Array::with_max_entries(4, 0);
+pub static TPUT_CFG: Array<u32> = Array::with_max_entries(tput::CFG_LEN, 0);
 
-/// Per CPU: [0] frames reflected, [1] frames drained, [2] the flow counter.
+/// Per CPU, by `vpc_common::tput::COUNT_*` slot: frames reflected, frames
+/// drained, the flow counter.
 #[map]
-pub static TPUT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
+pub static TPUT_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(tput::COUNT_LEN, 0);
 
 /// Limit path: ingress ifindex -> (egress ifindex, dst MAC, src MAC) packed
 /// as [ifindex, mac(6) + mac(6) in 3 words].
@@ -86,8 +86,8 @@ fn try_reflect(ctx: &XdpContext) -> Option<u32> {
     if eth_type != EtherType::Ipv4 as u16 || ver_ihl != 0x45 || ttl_proto[1] != IPPROTO_UDP {
         return None;
     }
-    if cfg(3) != 0 {
-        count(1);
+    if cfg(tput::CFG_STOP) != 0 {
+        count(tput::COUNT_DRAINED);
         return Some(xdp_action::XDP_DROP);
     }
     let macs = read::<[[u8; 6]; 2]>(ctx, ETH_DST).ok()?;
@@ -95,10 +95,10 @@ fn try_reflect(ctx: &XdpContext) -> Option<u32> {
     let mut ports = read::<[u16; 2]>(ctx, UDP_SPORT_OFF).ok()?;
     ports.swap(0, 1);
     // Sent to the server: the client's side turns the flows over.
-    let flows = cfg(0);
-    if flows > 1 && u16::from_be(ports[1]) as u32 == cfg(2) {
-        let n = count(2);
-        ports[0] = ((cfg(1) as u64 + n % flows as u64) as u16).to_be();
+    let flows = cfg(tput::CFG_FLOWS);
+    if flows > 1 && u16::from_be(ports[1]) as u32 == cfg(tput::CFG_SERVER_PORT) {
+        let n = count(tput::COUNT_FLOW);
+        ports[0] = ((cfg(tput::CFG_CLIENT_PORT) as u64 + n % flows as u64) as u16).to_be();
     }
     let ip_csum = read::<u16>(ctx, IP_CSUM_OFF).ok()?;
     let old = u16::from_ne_bytes(ttl_proto);
@@ -111,7 +111,7 @@ fn try_reflect(ctx: &XdpContext) -> Option<u32> {
     write(ctx, UDP_SPORT_OFF, ports).ok()?;
     write(ctx, TTL_OFF, [TTL, ttl_proto[1]]).ok()?;
     write(ctx, IP_CSUM_OFF, csum::replace16(ip_csum, old, new)).ok()?;
-    count(0);
+    count(tput::COUNT_REFLECTED);
     // Out of the interface it came in on, by redirect rather than XDP_TX:
     // a veth kicks its peer's NAPI after XDP_TX only when the peer has an
     // XDP program, so frames sent back to a router port with none (TC,

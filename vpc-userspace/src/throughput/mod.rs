@@ -421,15 +421,8 @@ struct Harness {
     ebpf: Ebpf,
 }
 
-/// `TPUT_CFG` slots (see vpc-ebpf's tput.rs).
-mod slot {
-    pub const FLOWS: u32 = 0;
-    pub const CLIENT_PORT: u32 = 1;
-    pub const SERVER_PORT: u32 = 2;
-    pub const STOP: u32 = 3;
-    pub const REFLECTED: u32 = 0;
-    pub const DRAINED: u32 = 1;
-}
+/// `TPUT_CFG` and `TPUT_COUNT` slots, shared with the reflector.
+use vpc_common::tput as slot;
 
 impl Harness {
     fn load() -> Result<Self> {
@@ -440,8 +433,8 @@ impl Harness {
                 .with_context(|| format!("the kernel rejected {p}"))?;
         }
         let mut h = Self { ebpf };
-        h.set(slot::CLIENT_PORT, CLIENT_PORT as u32)?;
-        h.set(slot::SERVER_PORT, PORT as u32)?;
+        h.set(slot::CFG_CLIENT_PORT, CLIENT_PORT as u32)?;
+        h.set(slot::CFG_SERVER_PORT, PORT as u32)?;
         Ok(h)
     }
 
@@ -488,13 +481,16 @@ impl Harness {
 
     /// Reflections (passes through the path) and drained frames so far.
     fn total(&self) -> Result<(u64, u64)> {
-        Ok((self.count(slot::REFLECTED)?, self.count(slot::DRAINED)?))
+        Ok((
+            self.count(slot::COUNT_REFLECTED)?,
+            self.count(slot::COUNT_DRAINED)?,
+        ))
     }
 
     /// Injects `in_flight` frames, takes `samples` rates, then drains them.
     fn circulate(&mut self, ends: &Ends, flows: u32, o: &Options) -> Result<(Vec<f64>, u32)> {
-        self.set(slot::FLOWS, flows)?;
-        self.set(slot::STOP, 0)?;
+        self.set(slot::CFG_FLOWS, flows)?;
+        self.set(slot::CFG_STOP, 0)?;
         let (_, drained0) = self.total()?;
         inject(&ends.client_ns, &ends.frame(), o.in_flight)?;
         // The first passes set up the flows (conntrack, NAT ports).
@@ -509,7 +505,7 @@ impl Harness {
         }
         // Stop: every frame still circulating is dropped (and counted) at
         // the next reflector; settled once nothing moves for 100 ms.
-        self.set(slot::STOP, 1)?;
+        self.set(slot::CFG_STOP, 1)?;
         let mut last = self.total()?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
