@@ -861,3 +861,17 @@ fn an_update_turns_ipv6_on_and_off() {
     assert_eq!(config(&d)["LastUpdateStatus"], "Successful");
     assert!(connect(&d, &to6).is_none(), "IPv6 off again");
 }
+
+/// The API reads every request whole before it answers, also where the
+/// operation takes no body: answering and closing with the body unread
+/// resets the client's connection, which may lose the answer.
+#[test]
+fn the_api_reads_a_request_whole_before_it_answers() {
+    let d = up("lcread", &[]);
+    let big = vec![b' '; 1 << 20];
+    for _ in 0..20 {
+        let r = vpc::api::call(&d.name, "GET", "/2015-03-31/functions", &big)
+            .expect("the agent answers a request it takes no body from");
+        assert_eq!(r.status, 200, "{:?}", r.json());
+    }
+}

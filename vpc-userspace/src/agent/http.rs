@@ -81,7 +81,23 @@ pub fn endpoint(name: &str, ops: Sender<reconcile::Request>) -> Router {
 
 /// Hands a request to the router of its service, or answers that the
 /// service is not served.
-async fn dispatch(State(e): State<Endpoint>, mut req: Request) -> Response {
+async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
+    // Every request is read whole before it is answered: a handler that
+    // takes no body (PublishVersion) would otherwise answer and close with
+    // the body unread, and a Unix socket closed with unread data resets
+    // its peer, which may then lose the answer (seen under load).
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or unreadable",
+            )
+                .into_response()
+        }
+    };
+    let mut req = Request::from_parts(parts, axum::body::Body::from(body));
     let caller = Caller::of(req.headers(), req.uri().query().unwrap_or(""));
     let service = service_of(&caller, req.headers(), req.uri().path());
     tracing::debug!(
