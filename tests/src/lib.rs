@@ -380,6 +380,103 @@ pub fn tcp_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
     })
 }
 
+/// Echoes lines on one connection until it closes or the test stops it,
+/// however long it stays idle in between.
+pub fn line_echo_server(ns: &str, addr: &str) -> Running<()> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    Running::start(ns, move |ready, stop| {
+        let l = TcpListener::bind(addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        ready.send(()).unwrap();
+        let s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if stop.load(Ordering::Relaxed) => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        // Short waits, to see the stop flag.
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            match r.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if w.write_all(line.as_bytes()).is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+                // A timeout leaves what it read of the line in `line`.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// A long-lived TCP connection from namespace `ns` to `to`, driven step
+/// by step: [`LineClient::echoes`] sends a line and says whether its echo
+/// came back within the time given (long where it must come, short where
+/// it must not).
+pub struct LineClient {
+    go: Option<mpsc::Sender<(String, u64)>>,
+    res: mpsc::Receiver<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineClient {
+    pub fn connect(ns: &str, to: &str) -> Self {
+        let to: SocketAddr = to.parse().unwrap();
+        let (go, go_rx) = mpsc::channel::<(String, u64)>();
+        let (res_tx, res) = mpsc::channel::<bool>();
+        let thread = spawn_in_netns(ns, move || {
+            let s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(30)).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            for (msg, secs) in go_rx {
+                w.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+                let mut line = String::new();
+                let ok = w.write_all(format!("{msg}\n").as_bytes()).is_ok()
+                    && r.read_line(&mut line).is_ok()
+                    && line.trim() == msg;
+                res_tx.send(ok).unwrap();
+            }
+        });
+        Self {
+            go: Some(go),
+            res,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn echoes(&self, msg: &str, secs: u64) -> bool {
+        self.go
+            .as_ref()
+            .unwrap()
+            .send((msg.to_string(), secs))
+            .unwrap();
+        self.res.recv().unwrap()
+    }
+}
+
+impl Drop for LineClient {
+    fn drop(&mut self) {
+        self.go.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The value of the OpenMetrics sample `name` (with its labels, if any).
 pub fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()

@@ -17,13 +17,14 @@ use crate::{
     datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
     model::Model,
     reconcile::{attach_port, switch_model},
-    state::{read_json, store_of, write_json, APPLY_LATENCY},
+    state::{read_json, write_json},
     store::Store,
     topology,
 };
 pub use crate::{
     lifecycle::FunctionStatus,
     paths::{pin_dir, state_dir, STATE_ROOT},
+    reconcile::{apply, apply_edit},
     state::{last_apply_seconds, lock, transact, EniScaling, Hooks, Lifecycle, State},
 };
 
@@ -183,6 +184,8 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             metrics_addr: opts.metrics_addr.clone(),
             conntrack_max: opts.conntrack_max,
             flow_logs: opts.flow_logs.clone(),
+            pending: false,
+            template_functions: model.functions.iter().map(|f| f.id.clone()).collect(),
         };
         let clock = crate::lifecycle::Clock::new(opts.lifecycle.test_clock);
         let now = clock.now_ms();
@@ -292,87 +295,6 @@ pub fn down(name: &str) -> Result<()> {
         bail!("teardown incomplete: {}", errors.join("; "));
     }
     Ok(())
-}
-
-/// The parts of a model that `apply` may not change: everything but the
-/// security-group rules and memberships, the network ACLs, the route tables
-/// and their associations, internet gateway attachments and egress-only
-/// internet gateways.
-fn topology_of(m: &Model) -> serde_json::Value {
-    let mut v = serde_json::to_value(m).expect("serializable");
-    v["groups"] = serde_json::Value::Null;
-    v["acls"] = serde_json::Value::Null;
-    v["prefix_lists"] = serde_json::Value::Null;
-    v["route_tables"] = serde_json::Value::Null;
-    v["internet_gateways"] = serde_json::Value::Null;
-    v["egress_only_internet_gateways"] = serde_json::Value::Null;
-    v["skipped"] = serde_json::Value::Null;
-    for h in v["hosts"].as_array_mut().into_iter().flatten() {
-        h["groups"] = serde_json::Value::Null;
-    }
-    for s in v["subnets"].as_array_mut().into_iter().flatten() {
-        s["acl"] = serde_json::Value::Null;
-        s["route_table"] = serde_json::Value::Null;
-    }
-    // A gateway endpoint's tables are routes, an interface endpoint's
-    // groups its ENIs' (as a host's): they change live.
-    for e in v["vpc_endpoints"].as_array_mut().into_iter().flatten() {
-        e["route_tables"] = serde_json::Value::Null;
-        e["groups"] = serde_json::Value::Null;
-    }
-    v
-}
-
-/// Applies a changed policy (group rules and memberships, ACLs and their
-/// associations) to a running deployment atomically: the new generation is
-/// written aside, switched on with one write, and the old one removed.
-/// Tracked connections continue (security groups are stateful); ACLs apply
-/// to the next packet, established or not. Returns the new generation.
-pub fn apply(name: &str, model: Model) -> Result<u32> {
-    apply_edit(name, |m, _| {
-        *m = model;
-        Ok(())
-    })
-}
-
-/// `apply` with the change made by `edit` on the current model, under the
-/// deployment's lock (so concurrent edits neither lose one another nor clear
-/// the generation in force).
-pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()>) -> Result<u32> {
-    let asked = std::time::Instant::now();
-    let _lock = lock(name)?;
-    let mut s = State::load(name)?;
-    let mut model = s.model.clone();
-    edit(&mut model, &s)?;
-    // Functions and their ENIs belong to the lifecycle (the Lambda API and
-    // the agent), not to the template: they keep going as they run.
-    model.functions = s.model.functions.clone();
-    model.enis = s.model.enis.clone();
-    if model.flow_logs != s.model.flow_logs {
-        bail!(
-            "this change adds, removes or changes a flow log (AWS::EC2::FlowLog): the agent reads them when it starts; run `vpc down` and `vpc up`"
-        );
-    }
-    if topology_of(&model) != topology_of(&s.model) {
-        bail!(
-            "this change touches the topology (VPCs, subnets, addresses, hosts); \
-             `vpc apply` changes security groups, network ACLs and route tables only (functions change through the Lambda API: \
-             `vpc update-function-configuration`): run `vpc down` and `vpc up`"
-        );
-    }
-    let links: HashMap<String, compile::LinkInfo> =
-        s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
-    let mut maps = PinnedMaps::open(&s.pin_dir)?;
-    let next = 1 - maps.generation()?;
-    let entries = compile::compile(&model, &links, next).map_err(anyhow::Error::msg)?;
-    maps.switch_policy(&entries)?;
-    let latency = asked.elapsed().as_secs_f64();
-    // The new policy is in force: the state says so before anything else can fail.
-    s.model = model;
-    s.save()?;
-    store_of(name)?.put(APPLY_LATENCY, &latency)?;
-    maps.clear_old_generation(next)?;
-    Ok(next)
 }
 
 /// What `vpc status` shows.
@@ -785,6 +707,9 @@ fn agent_loop(
     // released on the first GC tick (a second on: never a fresh claim).
     let mut orphans = Some(maps.nat_orphans()?);
     let mut flows = crate::flowlogs::agent::FlowLogAgent::start(name, &s, &mut maps)?;
+    // A reconcile cut short (by a crash, or a kill of whoever ran it)
+    // finishes first.
+    finish_reconcile(name, &mut maps);
     while !stop.load(Ordering::Relaxed) {
         if let Some(f) = flows.as_mut() {
             if let Err(e) = f.poll(&mut maps) {
@@ -825,6 +750,7 @@ fn agent_loop(
                     f.removed(k, e)
                 }
             })?;
+            finish_reconcile(name, &mut maps);
             let mut lc = Lifecycle::load(name)?;
             let mut changed = n > 0;
             lc.gc_removed += n as u64;
@@ -842,6 +768,22 @@ fn agent_loop(
         f.finish(&mut maps)?;
     }
     Ok(())
+}
+
+/// Reconciles the deployment if its desired model is not yet in force.
+fn finish_reconcile(name: &str, maps: &mut PinnedMaps) {
+    if !State::load(name).is_ok_and(|s| s.pending) {
+        return;
+    }
+    match crate::reconcile::converge(name, maps) {
+        Ok(c) => tracing::info!(
+            "finished a reconcile: removed [{}], built [{}], policy generation {}",
+            c.removed.join(", "),
+            c.built.join(", "),
+            c.generation
+        ),
+        Err(e) => tracing::warn!("reconcile: {e:#}"),
+    }
 }
 
 /// What the agent does to one group of Hyperplane ENIs.

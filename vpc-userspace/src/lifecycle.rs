@@ -319,6 +319,38 @@ pub fn attach(
     Ok(())
 }
 
+/// Addresses for a new function's execution environments: the next offset
+/// in the Lambda service range (`model::EXEC_ENV_STRIDE`), and IPv6 when
+/// every subnet is dual-stack. `None`: the range is full.
+pub fn exec_addresses(
+    m: &Model,
+    vc: Option<&crate::model::FunctionVpc>,
+) -> Option<(std::net::Ipv4Addr, Option<std::net::Ipv6Addr>)> {
+    let base = u32::from(crate::model::LAMBDA_GATEWAY) - 1;
+    let offset = m
+        .functions
+        .iter()
+        .map(|f| u32::from(f.exec_ip) - base + 1)
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    if offset >= crate::model::EXEC_ENV_STRIDE {
+        return None;
+    }
+    let dual = vc.is_some_and(|v| {
+        v.subnets
+            .iter()
+            .all(|x| m.subnet(x).is_some_and(|sn| sn.is_dual_stack()))
+    });
+    let lambda6: ipnet::Ipv6Net = crate::model::LAMBDA_SERVICE_CIDR6
+        .parse()
+        .expect("constant");
+    Some((
+        std::net::Ipv4Addr::from(base + offset),
+        dual.then(|| std::net::Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128)),
+    ))
+}
+
 /// Detaches function `id` from its ENIs (no route into any VPC); its
 /// configuration stays.
 pub fn detach(m: &mut Model, id: &str) {

@@ -55,6 +55,14 @@ pub struct State {
     /// Flow logs: output directory, ring-buffer size.
     #[serde(default)]
     pub flow_logs: crate::flowlogs::FlowLogOptions,
+    /// The model changed and is not yet reconciled: the agent finishes it
+    /// (`reconcile::converge`) when it starts and on every tick.
+    #[serde(default)]
+    pub pending: bool,
+    /// Functions the template declares (`vpc apply` deletes those its new
+    /// template drops; the API's functions are the API's).
+    #[serde(default)]
+    pub template_functions: Vec<String>,
 }
 
 fn default_hook() -> Hook {

@@ -168,10 +168,9 @@ pub fn set_resolver(ns: &str, resolver: Ipv4Addr, domain: &str) -> Result<()> {
     .with_context(|| format!("writing {}/resolv.conf", dir.display()))
 }
 
-/// Creates the router namespace and one namespace per host and execution
-/// environment. The router has no addresses and forwarding off: only the
-/// XDP programs, attached afterwards, move packets between its veths.
-pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
+/// Creates the router namespace: no addresses and forwarding off, so only
+/// the programs attached to its veths move packets between them.
+pub fn build_router(deployment: &str) -> Result<()> {
     let router = router_netns(deployment);
     ip(&["netns", "add", &router])?;
     in_ns(
@@ -186,7 +185,57 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
         ],
     )?;
     ip(&["-n", &router, "link", "set", "lo", "up"])?;
-    // (id, role, netns, IPv4 address, IPv4 gateway, IPv6: (address, default route?)).
+    Ok(())
+}
+
+/// Creates the router namespace and one namespace per node of the model.
+pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
+    build_router(deployment)?;
+    let mut nodes = vec![];
+    for (k, spec) in node_specs(deployment, model).into_iter().enumerate() {
+        nodes.push(build_node(deployment, model, spec, k as u16 + 1)?);
+    }
+    Ok(nodes)
+}
+
+/// What one node of a model is: the namespace, its addresses and gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub id: String,
+    pub role: Role,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub ip6: Option<Ipv6Addr>,
+    /// An IPv6 default route (off for a function without
+    /// `Ipv6AllowedForDualStack`: IPv6 then fails at once, as at AWS).
+    pub ip6_route: bool,
+}
+
+impl NodeSpec {
+    /// `n` is this node as built: nothing of it needs to change.
+    pub fn is_built_as(&self, n: &Node) -> bool {
+        n.id == self.id
+            && n.role == self.role
+            && n.netns == self.netns
+            && n.ip == self.ip
+            && n.gateway == self.gateway
+            && n.ip6 == self.ip6
+    }
+}
+
+/// Every node a model needs: hosts, the internet's test hosts, execution
+/// environments, each VPC's resolver and the simulated AWS services.
+pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
+    let spec = |id: &str, role, ip, gateway, ip6: Option<Ipv6Addr>| NodeSpec {
+        id: id.to_string(),
+        role,
+        netns: node_netns(deployment, id),
+        ip,
+        gateway,
+        ip6,
+        ip6_route: ip6.is_some(),
+    };
     let mut specs = vec![];
     for h in &model.hosts {
         let gw = model.subnet(&h.subnet).expect("validated").gateway();
@@ -195,28 +244,14 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
             crate::model::HostKind::NetworkInterface => Role::NetworkInterface,
             crate::model::HostKind::VpcEndpoint => Role::VpcEndpoint,
         };
-        let v6 = h.ip6.map(|a| (a, true));
-        specs.push((
-            h.id.clone(),
-            role,
-            node_netns(deployment, &h.id),
-            h.ip,
-            gw,
-            v6,
-        ));
+        specs.push(spec(&h.id, role, h.ip, gw, h.ip6));
     }
     // The internet's hosts: each a namespace of its own, whose gateway is
     // the router's internet side (a link-local address, nobody's; for IPv6
     // fe80::1, as in the VPC).
     for h in &model.internet_hosts {
-        specs.push((
-            h.id.clone(),
-            Role::InternetHost,
-            node_netns(deployment, &h.id),
-            h.ip,
-            crate::model::internet::INTERNET_GATEWAY_ADDRESS,
-            h.ip6.map(|a| (a, true)),
-        ));
+        let gw = crate::model::internet::INTERNET_GATEWAY_ADDRESS;
+        specs.push(spec(&h.id, Role::InternetHost, h.ip, gw, h.ip6));
     }
     for f in &model.functions {
         specs.extend(function_specs(deployment, f));
@@ -227,44 +262,62 @@ pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
             continue;
         };
         let gw = Ipv4Addr::from(u32::from(vpc.cidr.network()) + 1);
-        let ns = node_netns(deployment, &id);
-        specs.push((id, Role::Resolver, ns, vpc.resolver(), gw, None));
+        specs.push(spec(&id, Role::Resolver, vpc.resolver(), gw, None));
     }
     // The simulated AWS services, behind the router like the internet's
-    // hosts: the first service's address here, the others added below.
+    // hosts: the first service's address here, the others added by
+    // `build_node`.
     if model.has_aws_services() {
-        let id = crate::model::endpoint::AWS_SERVICES_ID.to_string();
-        let ns = node_netns(deployment, &id);
         let first = crate::model::endpoint::GATEWAY_SERVICES[0].1;
         let gw = crate::model::internet::INTERNET_GATEWAY_ADDRESS;
-        specs.push((id, Role::AwsServices, ns, first, gw, None));
+        specs.push(spec(
+            crate::model::endpoint::AWS_SERVICES_ID,
+            Role::AwsServices,
+            first,
+            gw,
+            None,
+        ));
     }
-    let nodes = build_nodes(deployment, specs, 1)?;
-    if model.has_aws_services() {
-        let ns = node_netns(deployment, crate::model::endpoint::AWS_SERVICES_ID);
-        for (_, addr) in &crate::model::endpoint::GATEWAY_SERVICES[1..] {
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/32"),
-                "dev",
-                "eth0",
-            ])?;
-        }
-    }
+    specs
+}
+
+/// Builds one node joined to the router at port `r<n>`, with its resolver
+/// configuration (and the AWS services' further addresses).
+pub fn build_node(deployment: &str, model: &Model, spec: NodeSpec, n: u16) -> Result<Node> {
+    let role = spec.role;
+    let node = build_nodes(deployment, vec![spec], n)?.remove(0);
     let domain = model.private_dns_domain();
-    for h in &model.hosts {
-        let vpc = model.subnet(&h.subnet).and_then(|s| model.vpc(&s.vpc));
-        if let Some(vpc) = vpc {
-            set_resolver(&node_netns(deployment, &h.id), vpc.resolver(), &domain)?;
+    match role {
+        Role::Instance | Role::NetworkInterface | Role::VpcEndpoint => {
+            let host = model.hosts.iter().find(|h| h.id == node.id);
+            let vpc = host
+                .and_then(|h| model.subnet(&h.subnet))
+                .and_then(|s| model.vpc(&s.vpc));
+            if let Some(vpc) = vpc {
+                set_resolver(&node.netns, vpc.resolver(), &domain)?;
+            }
         }
+        Role::ExecutionEnvironment => {
+            let f = model
+                .functions
+                .iter()
+                .find(|f| f.envs().iter().any(|e| e.id == node.id));
+            if let Some(vpc) = f
+                .and_then(|f| f.vpc_config.as_ref())
+                .and_then(|c| model.vpc(&c.vpc))
+            {
+                set_resolver(&node.netns, vpc.resolver(), &domain)?;
+            }
+        }
+        Role::AwsServices => {
+            for (_, addr) in &crate::model::endpoint::GATEWAY_SERVICES[1..] {
+                let a = format!("{addr}/32");
+                ip(&["-n", &node.netns, "addr", "add", &a, "dev", "eth0"])?;
+            }
+        }
+        Role::InternetHost | Role::Resolver => {}
     }
-    for f in &model.functions {
-        set_function_resolver(deployment, model, f)?;
-    }
-    Ok(nodes)
+    Ok(node)
 }
 
 /// A function's execution environments ask its VPC's resolver.
@@ -283,16 +336,6 @@ pub fn set_function_resolver(
     Ok(())
 }
 
-/// (id, role, netns, IPv4 address, IPv4 gateway, IPv6: (address, default route?)).
-type NodeSpec = (
-    String,
-    Role,
-    String,
-    Ipv4Addr,
-    Ipv4Addr,
-    Option<(Ipv6Addr, bool)>,
-);
-
 /// A function's execution environments, one per subnet of its VpcConfig.
 fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec> {
     // Without Ipv6AllowedForDualStack the execution environment keeps
@@ -300,15 +343,14 @@ fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec>
     // ENETUNREACH, as at AWS (and the router drops it anyway).
     f.envs()
         .into_iter()
-        .map(|e| {
-            (
-                e.id.clone(),
-                Role::ExecutionEnvironment,
-                exec_env_netns(deployment, &f.id, e.n),
-                e.ip,
-                crate::model::LAMBDA_GATEWAY,
-                e.ip6.map(|a| (a, f.ipv6_allowed())),
-            )
+        .map(|e| NodeSpec {
+            id: e.id.clone(),
+            role: Role::ExecutionEnvironment,
+            netns: exec_env_netns(deployment, &f.id, e.n),
+            ip: e.ip,
+            gateway: crate::model::LAMBDA_GATEWAY,
+            ip6: e.ip6,
+            ip6_route: e.ip6.is_some() && f.ipv6_allowed(),
         })
         .collect()
 }
@@ -326,7 +368,17 @@ pub fn build_function(
 fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec<Node>> {
     let router = router_netns(deployment);
     let mut nodes = vec![];
-    for (k, (id, role, ns, addr, gw, v6)) in specs.into_iter().enumerate() {
+    for (k, spec) in specs.into_iter().enumerate() {
+        let NodeSpec {
+            id,
+            role,
+            netns: ns,
+            ip: addr,
+            gateway: gw,
+            ip6,
+            ip6_route,
+        } = spec;
+        let v6 = ip6.map(|a| (a, ip6_route));
         let n = k as u16 + first;
         let router_if = format!("r{n}");
         let router_mac = [0x02, 0x52, 0x54, 0x00, (n >> 8) as u8, n as u8];

@@ -19,6 +19,8 @@ mod gateways;
 mod lifecycle;
 /// Metrics, `vpc status` and `vpc top`.
 mod observability;
+/// `vpc apply` at runtime: the reconciler end to end.
+mod reconcile;
 /// Property tests against the reference model.
 mod reference;
 /// The VPC resolver end to end.

@@ -161,6 +161,15 @@ fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
 
 /// The template's model, and how to name the template in messages.
 pub fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
+    load_model_over(t, stack, None)
+}
+
+/// `load_model` for a template that replaces `prior` (`model::build_over`).
+fn load_model_over(
+    t: &TemplateArgs,
+    stack: &str,
+    prior: Option<&model::Model>,
+) -> Result<(model::Model, String)> {
     let (text, label) = if t.template == "default" {
         (
             vpc::DEFAULT_TEMPLATE.to_string(),
@@ -182,7 +191,7 @@ pub fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String
         rules_per_group: t.sg_rules_quota,
         acl_rules: t.acl_rules_quota,
     };
-    let m = model::build_with(&text, &params, stack, quotas)
+    let m = model::build_over(&text, &params, stack, quotas, prior)
         .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
     for (id, ty) in &m.skipped {
         eprintln!("note: skipping {id} ({ty}): not modelled by this project");
@@ -328,7 +337,8 @@ pub fn run(name: &str, r: &RunArgs) -> Result<()> {
 
 /// `vpc apply`: a changed template on the running deployment.
 pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
-    let (m, label) = load_model(t, name)?;
+    let prior = deploy::State::load(name)?.model;
+    let (m, label) = load_model_over(t, name, Some(&prior))?;
     let gen = deploy::apply(name, m)?;
     println!("{name}: applied {label} (policy generation {gen})");
     Ok(())

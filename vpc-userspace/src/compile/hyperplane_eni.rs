@@ -81,12 +81,7 @@ pub fn eni_entries(
     let pair = if gen == 0 { [policy, 0] } else { [0, policy] };
     let vpc = model.vpc(&e.vpc).expect("validated").index;
     let addr = v4_mapped(e.ip.octets());
-    let subnet = model
-        .subnets
-        .iter()
-        .position(|s| s.id == e.subnet)
-        .expect("validated") as u32
-        + 1;
+    let subnet = model.subnet_index(&e.subnet);
     let endpoint = Endpoint {
         policy: pair,
         vpc,

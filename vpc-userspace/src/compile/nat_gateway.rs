@@ -21,12 +21,7 @@ pub(super) fn nat_gateways(model: &Model, out: &mut Entries) {
         let eni = vpc_common::HyperplaneEni {
             addr4: v4_mapped(g.public_ip.octets()),
             vpc: model.vpc(&subnet.vpc).expect("validated").index,
-            subnet: model
-                .subnets
-                .iter()
-                .position(|s| s.id == g.subnet)
-                .expect("validated") as u32
-                + 1,
+            subnet: model.subnet_index(&g.subnet),
             pool: id,
             nat_private: g.private as u8,
             ..Default::default()

@@ -130,9 +130,9 @@ pub fn compile_acls(model: &Model, gen: u32, out: &mut Entries) {
 
 /// `SUBNET_ACLS`: (subnet index, datapath ACL id) of each subnet.
 pub(super) fn subnet_acls(model: &Model, gen: u32, out: &mut Entries) {
-    for (i, sn) in model.subnets.iter().enumerate() {
+    for sn in &model.subnets {
         out.subnet_acls
-            .push((subnet_acl_index(gen, i as u32 + 1), out.acls[&sn.acl]));
+            .push((subnet_acl_index(gen, sn.index), out.acls[&sn.acl]));
     }
 }
 

@@ -56,22 +56,13 @@ pub(super) fn hosts(
     out: &mut Entries,
 ) -> Result<(), String> {
     let pair = |id: u32| if gen == 0 { [id, 0] } else { [0, id] };
-    // 1-based subnet index.
-    let subnet_index = |subnet: &str| {
-        model
-            .subnets
-            .iter()
-            .position(|s| s.id == subnet)
-            .expect("validated") as u32
-            + 1
-    };
     for h in &model.hosts {
         let policy = out.policies[&h.groups];
         let vpc = model
             .vpc(&model.subnet(&h.subnet).expect("validated").vpc)
             .expect("validated")
             .index;
-        let subnet = subnet_index(&h.subnet);
+        let subnet = model.subnet_index(&h.subnet);
         let port = PortInfo {
             kind: if h.kind == crate::model::HostKind::VpcEndpoint {
                 kind::VPC_ENDPOINT

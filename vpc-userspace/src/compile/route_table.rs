@@ -115,9 +115,9 @@ pub(crate) fn compile_routes(model: &Model, gen: u32, out: &mut Entries) {
             ));
         }
     }
-    for (i, sn) in model.subnets.iter().enumerate() {
+    for sn in &model.subnets {
         out.subnet_route_tables.push((
-            subnet_acl_index(gen, i as u32 + 1),
+            subnet_acl_index(gen, sn.index),
             out.route_tables[&sn.route_table],
         ));
     }

@@ -20,6 +20,9 @@ use vpc_common::{
 
 use crate::compile::Entries;
 
+mod sync;
+pub use sync::SyncEntries;
+
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vpc"));
 
 pub const ROUTER_PROGRAM: &str = "vpc_router";

@@ -372,8 +372,8 @@ impl Builder<'_> {
                         ));
                     }
                     azs.push(sn.az.clone());
-                    let ip = self.take_ip(&sn, None, &spath)?;
                     let host = format!("{id}.{}", i + 1);
+                    let ip = self.take_kept_ip(&host, &sn, &spath)?;
                     self.m.hosts.push(Host {
                         id: host.clone(),
                         kind: HostKind::VpcEndpoint,

@@ -224,12 +224,15 @@ impl Builder<'_> {
         }
         for (id, _, subnet, _, _, path, v6) in &pending {
             if let V6Request::Auto = v6 {
-                ip6s.insert(id.clone(), self.take_ip6(subnet, None, path)?);
+                ip6s.insert(id.clone(), self.take_kept_ip6(id, subnet, path)?);
             }
         }
         pending.sort_by_key(|p| p.3.is_none());
         for (id, kind, subnet, want, groups, path, _) in pending {
-            let ip = self.take_ip(&subnet, want, &path)?;
+            let ip = match want {
+                Some(_) => self.take_ip(&subnet, want, &path)?,
+                None => self.take_kept_ip(&id, &subnet, &path)?,
+            };
             let ip6 = ip6s.get(&id).copied();
             match kind {
                 HostKind::Instance => {

@@ -3,7 +3,10 @@
 //! resource) and the public IPv4 addresses of instances and interfaces
 //! (`AWS::EC2::EIP`, `AWS::EC2::EIPAssociation`, `AssociatePublicIpAddress`,
 //! `MapPublicIpOnLaunch`).
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -95,8 +98,8 @@ impl Builder<'_> {
             .iter()
             .map(|r| r.logical_id.clone())
             .collect();
-        for (i, id) in ids.into_iter().enumerate() {
-            let ip = self.next_public_ip(i, &res_path(&id))?;
+        for id in ids {
+            let ip = self.take_public_ip(&id, &res_path(&id))?;
             self.r
                 .refs
                 .insert(id.clone(), Value::String(ip.to_string()));
@@ -107,16 +110,30 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// The `n`th address of the public pool (from .10).
-    fn next_public_ip(&self, n: usize, path: &str) -> Result<Ipv4Addr> {
-        let base = u32::from(pool().network()) + 10;
-        if n >= 240 {
-            return Err(ModelError::new(
-                path,
-                format!("AddressLimitExceeded: the public pool {PUBLIC_POOL} holds 240 addresses"),
-            ));
+    /// A public-pool address for `owner` (an Elastic IP, or an instance's
+    /// launch address): the one it had in the model this template replaces,
+    /// else the lowest free one from .10 that no kept owner holds.
+    fn take_public_ip(&mut self, owner: &str, path: &str) -> Result<Ipv4Addr> {
+        if let Some(ip) = self.public_kept.get(owner).copied() {
+            if self.public_used.insert(ip) {
+                return Ok(ip);
+            }
         }
-        Ok(Ipv4Addr::from(base + n as u32))
+        let base = u32::from(pool().network()) + 10;
+        let kept: BTreeSet<Ipv4Addr> = self.public_kept.values().copied().collect();
+        let ip = (base..base + 240)
+            .map(Ipv4Addr::from)
+            .find(|ip| !self.public_used.contains(ip) && !kept.contains(ip))
+            .ok_or_else(|| {
+                ModelError::new(
+                    path,
+                    format!(
+                        "AddressLimitExceeded: the public pool {PUBLIC_POOL} holds 240 addresses"
+                    ),
+                )
+            })?;
+        self.public_used.insert(ip);
+        Ok(ip)
     }
 
     /// Associations and addresses assigned at launch, then the internet's
@@ -257,7 +274,6 @@ impl Builder<'_> {
                 map_on_launch.insert(res.logical_id.clone());
             }
         }
-        let mut next = self.eips.len();
         for res in self.of_type(INSTANCE) {
             let id = res.logical_id.clone();
             let p = self.props(res)?;
@@ -285,8 +301,7 @@ impl Builder<'_> {
             };
             let wants = asked.unwrap_or_else(|| map_on_launch.contains(&h.subnet));
             if wants && self.m.public_ip(&id).is_none() {
-                let ip = self.next_public_ip(next, &res_path(&id))?;
-                next += 1;
+                let ip = self.take_public_ip(&id, &res_path(&id))?;
                 self.m.public_ips.push(PublicIp {
                     host: id.clone(),
                     ip,

@@ -234,11 +234,73 @@ pub fn build_with(
     stack_name: &str,
     quotas: Quotas,
 ) -> Result<Model> {
+    build_over(text, params, stack_name, quotas, None)
+}
+
+/// Builds the model of a template that replaces `prior` (the model in
+/// force): what both have keeps what AWS would keep — an instance, an
+/// interface, a NAT gateway or an endpoint ENI its private addresses, an
+/// Elastic IP or a launch-assigned public IP its address, a VPC, subnet or
+/// NAT gateway its datapath index — and new resources take what is free
+/// (never an address a kept resource or a running Hyperplane ENI holds).
+pub fn build_over(
+    text: &str,
+    params: &HashMap<String, String>,
+    stack_name: &str,
+    quotas: Quotas,
+    prior: Option<&Model>,
+) -> Result<Model> {
     quotas.check().map_err(|e| ModelError::new("quotas", e))?;
     let t = template::parse(text)?;
     let mut b = Builder::new(&t, params, stack_name)?;
     b.quotas = quotas;
-    b.run()
+    if let Some(p) = prior {
+        b.keep(p);
+    }
+    let mut m = b.run()?;
+    if let Some(p) = prior {
+        keep_indices(&mut m, p);
+    }
+    Ok(m)
+}
+
+/// VPCs, subnets and NAT gateways of `prior` keep their datapath indices;
+/// new ones take the next after every index `prior` used, so none takes
+/// the index of one removed in the same change (whose entries the policy
+/// in force may still name until the switch).
+fn keep_indices(m: &mut Model, prior: &Model) {
+    /// `new`'s (id, index) pairs renumbered: an id of `old` gets its old
+    /// index, others the next free one.
+    fn renumber<'a>(
+        new: impl Iterator<Item = (&'a str, &'a mut u32)>,
+        old: impl Iterator<Item = (&'a str, u32)>,
+    ) {
+        let old: HashMap<&str, u32> = old.collect();
+        let mut next = old.values().copied().max().unwrap_or(0);
+        for (id, index) in new {
+            *index = match old.get(id) {
+                Some(i) => *i,
+                None => {
+                    next += 1;
+                    next
+                }
+            };
+        }
+    }
+    renumber(
+        m.vpcs.iter_mut().map(|v| (v.id.as_str(), &mut v.index)),
+        prior.vpcs.iter().map(|v| (v.id.as_str(), v.index)),
+    );
+    renumber(
+        m.subnets.iter_mut().map(|v| (v.id.as_str(), &mut v.index)),
+        prior.subnets.iter().map(|v| (v.id.as_str(), v.index)),
+    );
+    renumber(
+        m.nat_gateways
+            .iter_mut()
+            .map(|v| (v.id.as_str(), &mut v.index)),
+        prior.nat_gateways.iter().map(|v| (v.id.as_str(), v.index)),
+    );
 }
 
 struct Builder<'a> {
@@ -254,6 +316,16 @@ struct Builder<'a> {
     quotas: Quotas,
     /// Elastic IPs and their addresses, in logical-id order.
     eips: Vec<(String, Ipv4Addr)>,
+    /// The model this template replaces (`build_over`).
+    prior: Option<Model>,
+    /// Per subnet: addresses automatic allocation must not hand out (kept
+    /// resources' and running Hyperplane ENIs').
+    reserved: HashMap<String, BTreeSet<Ipv4Addr>>,
+    reserved6: HashMap<String, BTreeSet<Ipv6Addr>>,
+    /// Public-pool addresses taken, and those kept for their owners (an
+    /// Elastic IP's logical id, or an instance's for a launch address).
+    public_used: BTreeSet<Ipv4Addr>,
+    public_kept: HashMap<String, Ipv4Addr>,
 }
 
 impl<'a> Builder<'a> {
@@ -291,7 +363,70 @@ impl<'a> Builder<'a> {
             ipv6_only: BTreeMap::new(),
             quotas: Quotas::default(),
             eips: vec![],
+            prior: None,
+            reserved: HashMap::new(),
+            reserved6: HashMap::new(),
+            public_used: BTreeSet::new(),
+            public_kept: HashMap::new(),
         })
+    }
+
+    /// Reserves what the resources of `prior` still in the template hold,
+    /// and what its Hyperplane ENIs hold (they outlive any template).
+    fn keep(&mut self, prior: &Model) {
+        let present = |id: &str| {
+            let base = id.split('.').next().unwrap_or(id);
+            self.t.resources.contains_key(base)
+        };
+        let mut v4: Vec<(&str, Ipv4Addr)> = vec![];
+        let mut v6: Vec<(&str, Ipv6Addr)> = vec![];
+        for h in prior.hosts.iter().filter(|h| present(&h.id)) {
+            v4.push((&h.subnet, h.ip));
+            v6.extend(h.ip6.map(|a| (h.subnet.as_str(), a)));
+        }
+        for g in prior.nat_gateways.iter().filter(|g| present(&g.id)) {
+            v4.push((&g.subnet, g.ip));
+        }
+        for e in &prior.enis {
+            v4.push((&e.subnet, e.ip));
+            v6.extend(e.ip6.map(|a| (e.subnet.as_str(), a)));
+        }
+        for (sn, a) in v4 {
+            self.reserved.entry(sn.to_string()).or_default().insert(a);
+        }
+        for (sn, a) in v6 {
+            self.reserved6.entry(sn.to_string()).or_default().insert(a);
+        }
+        let public = prior
+            .public_ips
+            .iter()
+            .map(|p| (p.eip.clone().unwrap_or_else(|| p.host.clone()), p.ip))
+            .chain(
+                prior
+                    .nat_gateways
+                    .iter()
+                    .filter(|g| !g.private)
+                    .map(|g| (g.eip.clone(), g.public_ip)),
+            );
+        let kept: Vec<_> = public.filter(|(owner, _)| present(owner)).collect();
+        self.public_kept.extend(kept);
+        self.prior = Some(prior.clone());
+    }
+
+    /// The address `id` had in `subnet` in the prior model (a host, an
+    /// endpoint's ENI, a NAT gateway).
+    fn kept_ip(&self, id: &str, subnet: &str) -> Option<(Ipv4Addr, Option<Ipv6Addr>)> {
+        let p = self.prior.as_ref()?;
+        p.hosts
+            .iter()
+            .find(|h| h.id == id && h.subnet == subnet)
+            .map(|h| (h.ip, h.ip6))
+            .or_else(|| {
+                p.nat_gateways
+                    .iter()
+                    .find(|g| g.id == id && g.subnet == subnet)
+                    .map(|g| (g.ip, None))
+            })
     }
 
     fn of_type(&self, kind: &str) -> Vec<&'a template::Resource> {

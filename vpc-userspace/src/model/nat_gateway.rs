@@ -82,7 +82,10 @@ impl Builder<'_> {
                     ));
                 }
                 let want = Self::parse_ip(&p, &id, "PrivateIpAddress", &path)?;
-                let ip = self.take_ip(&subnet, want, &format!("{path}.PrivateIpAddress"))?;
+                let ip = match want {
+                    Some(_) => self.take_ip(&subnet, want, &format!("{path}.PrivateIpAddress"))?,
+                    None => self.take_kept_ip(&id, &subnet, &format!("{path}.PrivateIpAddress"))?,
+                };
                 self.attr(&id, "NatGatewayId", id.clone());
                 self.m.nat_gateways.push(NatGateway {
                     index: self.m.nat_gateways.len() as u32 + 1,
@@ -132,7 +135,10 @@ impl Builder<'_> {
                 ));
             }
             let want = Self::parse_ip(&p, &id, "PrivateIpAddress", &path)?;
-            let ip = self.take_ip(&subnet, want, &format!("{path}.PrivateIpAddress"))?;
+            let ip = match want {
+                Some(_) => self.take_ip(&subnet, want, &format!("{path}.PrivateIpAddress"))?,
+                None => self.take_kept_ip(&id, &subnet, &format!("{path}.PrivateIpAddress"))?,
+            };
             self.attr(&id, "NatGatewayId", id.clone());
             self.m.nat_gateways.push(NatGateway {
                 index: self.m.nat_gateways.len() as u32 + 1,

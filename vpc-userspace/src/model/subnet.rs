@@ -31,6 +31,11 @@ pub struct Subnet {
     /// Its route table: the VPC's main table until associated.
     #[serde(default)]
     pub route_table: String,
+    /// 1-based index in the datapath (ports, `SUBNET_ACLS`,
+    /// `SUBNET_ROUTE_TABLES`): kept for the subnet's life, so adding or
+    /// removing another subnet rewrites no entry of this one.
+    #[serde(default)]
+    pub index: u32,
 }
 
 impl Subnet {
@@ -44,6 +49,10 @@ impl Subnet {
 }
 
 impl Model {
+    /// The datapath index of subnet `id` (validated: it exists).
+    pub fn subnet_index(&self, id: &str) -> u32 {
+        self.subnet(id).expect("validated").index
+    }
     pub fn subnet(&self, id: &str) -> Option<&Subnet> {
         self.subnets.iter().find(|s| s.id == id)
     }
@@ -201,6 +210,7 @@ impl Builder<'_> {
                 ipv6_cidr,
                 assign_ipv6_on_creation: assign6,
                 route_table: String::new(),
+                index: self.m.subnets.len() as u32 + 1,
             });
         }
         Ok(())
@@ -242,9 +252,10 @@ impl Builder<'_> {
             }
             return Ok(ip);
         }
+        let reserved = self.reserved.get(&subnet.id);
         for n in base + 4..last {
             let ip = Ipv4Addr::from(n);
-            if used.insert(ip) {
+            if !reserved.is_some_and(|r| r.contains(&ip)) && used.insert(ip) {
                 return Ok(ip);
             }
         }
@@ -255,6 +266,38 @@ impl Builder<'_> {
                 subnet.id, subnet.cidr
             ),
         ))
+    }
+
+    /// The address resource `id` had in the model this template replaces,
+    /// when it is in the same subnet and nothing explicit took it since;
+    /// else the lowest free one.
+    pub(super) fn take_kept_ip(
+        &mut self,
+        id: &str,
+        subnet: &Subnet,
+        path: &str,
+    ) -> Result<Ipv4Addr> {
+        if let Some((ip, _)) = self.kept_ip(id, &subnet.id) {
+            if let Ok(ip) = self.take_ip(subnet, Some(ip), path) {
+                return Ok(ip);
+            }
+        }
+        self.take_ip(subnet, None, path)
+    }
+
+    /// `take_kept_ip` for IPv6.
+    pub(super) fn take_kept_ip6(
+        &mut self,
+        id: &str,
+        subnet: &Subnet,
+        path: &str,
+    ) -> Result<Ipv6Addr> {
+        if let Some((_, Some(ip))) = self.kept_ip(id, &subnet.id) {
+            if let Ok(ip) = self.take_ip6(subnet, Some(ip), path) {
+                return Ok(ip);
+            }
+        }
+        self.take_ip6(subnet, None, path)
     }
 
     /// Takes `want`, or the lowest free IPv6 address of the subnet's /64.
@@ -291,9 +334,10 @@ impl Builder<'_> {
             }
             return Ok(ip);
         }
+        let reserved = self.reserved6.get(&subnet.id);
         let ip = (base + 4..last)
             .map(Ipv6Addr::from)
-            .find(|ip| !used.contains(ip))
+            .find(|ip| !used.contains(ip) && !reserved.is_some_and(|r| r.contains(ip)))
             .expect("a /64 does not run out");
         used.insert(ip);
         Ok(ip)

@@ -561,3 +561,53 @@ fn ipv6_errors_name_the_resource_and_field() {
         assert!(e.to_string().contains(words), "expected {words:?} in {e}");
     }
 }
+
+/// A template that replaces the one in force: what both have keeps its
+/// addresses and indices, new resources take free ones.
+#[test]
+fn a_template_built_over_the_prior_model_keeps_what_both_have() {
+    let over = |t: &str, prior: &Model| {
+        build_over(t, &HashMap::new(), "s", Quotas::default(), Some(prior))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let hosts = "
+  H2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  H3: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  Ip3: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref H3}}
+";
+    let first = build_ok(&with(hosts));
+    let ip = |m: &Model, id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().ip;
+    assert_eq!(ip(&first, "H2").to_string(), "10.0.1.4");
+    assert_eq!(ip(&first, "H3").to_string(), "10.0.1.5");
+    // H1 sorts first and would take .4 from scratch; C is a new subnet
+    // that sorts before the others.
+    let more = "
+  H1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  Ip1: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref H1}}
+  C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24}}
+";
+    let scratch = build_ok(&with(&format!("{hosts}{more}")));
+    assert_eq!(ip(&scratch, "H1").to_string(), "10.0.1.4");
+    let second = over(&with(&format!("{hosts}{more}")), &first);
+    assert_eq!(ip(&second, "H2"), ip(&first, "H2"));
+    assert_eq!(ip(&second, "H3"), ip(&first, "H3"));
+    assert_eq!(ip(&second, "H1").to_string(), "10.0.1.6");
+    assert_eq!(second.public_ip("H3"), first.public_ip("H3"));
+    assert_ne!(second.public_ip("H1"), first.public_ip("H3"));
+    for sn in &first.subnets {
+        assert_eq!(second.subnet(&sn.id).unwrap().index, sn.index, "{}", sn.id);
+    }
+    let c = second.subnet("C").unwrap().index;
+    assert!(first.subnets.iter().all(|s| s.index < c));
+    // One removed and one added in the same change: the new one does not
+    // take the index the removed one's entries still name.
+    let b = second.subnet("B").unwrap().index;
+    let swapped = with(&format!("{hosts}{more}")).replace(
+        "  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}\n",
+        "  D: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.4.0/24}}\n",
+    );
+    let third = over(&swapped, &second);
+    assert!(third.subnet("B").is_none());
+    let d = third.subnet("D").unwrap().index;
+    assert!(d != b && d > c, "{d}");
+}

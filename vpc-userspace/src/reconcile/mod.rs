@@ -11,6 +11,9 @@ use vpc_common::{
     map_names, v4_mapped, CtEntry, CtKey, Endpoint, HyperplaneEni, NatPortKey, PortInfo,
 };
 
+mod converge;
+pub use converge::{apply, apply_edit, check_update, converge, Converged, FAULT_ENV};
+
 use crate::{
     compile,
     datapath::{self, Hook, Maps, PinnedMaps},
@@ -362,7 +365,8 @@ fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     // The version's own execution environments, on its VpcConfig's ENIs.
     let s = State::load(name)?;
     let f = s.model.function(&id).expect("found").clone();
-    let Some((exec_ip, exec_ip6)) = exec_addresses(&s.model, f.vpc_config.as_ref()) else {
+    let Some((exec_ip, exec_ip6)) = lifecycle::exec_addresses(&s.model, f.vpc_config.as_ref())
+    else {
         return Ok(Err(ApiError::new(
             429,
             "TooManyRequestsException",
@@ -470,7 +474,7 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
                 .collect()
         })
         .unwrap_or_default();
-    let Some((exec_ip, exec_ip6)) = exec_addresses(&s.model, vc.as_ref()) else {
+    let Some((exec_ip, exec_ip6)) = lifecycle::exec_addresses(&s.model, vc.as_ref()) else {
         return Ok(Err(ApiError::new(
             429,
             "TooManyRequestsException",
@@ -499,38 +503,6 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         }
     }
     Ok(Ok(configuration(name, &fname, None)?))
-}
-
-/// Addresses for a new function's execution environments: the next offset
-/// in the Lambda service range (`model::EXEC_ENV_STRIDE`), and IPv6 when
-/// every subnet is dual-stack. `None`: the range is full.
-fn exec_addresses(
-    m: &Model,
-    vc: Option<&crate::model::FunctionVpc>,
-) -> Option<(std::net::Ipv4Addr, Option<std::net::Ipv6Addr>)> {
-    let base = u32::from(crate::model::LAMBDA_GATEWAY) - 1;
-    let offset = m
-        .functions
-        .iter()
-        .map(|f| u32::from(f.exec_ip) - base + 1)
-        .max()
-        .unwrap_or(10)
-        .max(10);
-    if offset >= crate::model::EXEC_ENV_STRIDE {
-        return None;
-    }
-    let dual = vc.is_some_and(|v| {
-        v.subnets
-            .iter()
-            .all(|x| m.subnet(x).is_some_and(|sn| sn.is_dual_stack()))
-    });
-    let lambda6: ipnet::Ipv6Net = crate::model::LAMBDA_SERVICE_CIDR6
-        .parse()
-        .expect("constant");
-    Some((
-        std::net::Ipv4Addr::from(base + offset),
-        dual.then(|| std::net::Ipv6Addr::from(u128::from(lambda6.network()) + offset as u128)),
-    ))
 }
 
 /// Builds a new function's execution environments on the running router

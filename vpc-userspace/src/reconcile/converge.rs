@@ -1,0 +1,436 @@
+//! The reconciler: the desired model (`State::model`, written by `vpc
+//! apply`, the rule edits and the Lambda API) against what is built (the
+//! nodes `State::nodes` records and the maps), and the difference applied:
+//! nodes of removed or changed resources torn down (their connections
+//! ended), new ones built, every map entry brought to the model's, one
+//! policy switch, programs attached to new ports, stale entries removed,
+//! and each function of the model given its lifecycle state.
+//!
+//! Each step is idempotent and records what it did before the next one
+//! starts, so a process killed anywhere in between leaves a state the next
+//! [`converge`] finishes from: the agent runs it when it starts and on
+//! every tick while [`State::pending`] is set. Resources that did not
+//! change are not touched: their ports, entries and tracked connections
+//! stay as they are (a policy change reaches them through the switch, as
+//! it always did).
+use std::{collections::HashSet, path::Path};
+
+use anyhow::{bail, Context, Result};
+use vpc_common::v4_mapped;
+
+use crate::{
+    compile,
+    datapath::{Maps, PinnedMaps, SyncEntries},
+    lifecycle::{self, FunctionStatus},
+    model::Model,
+    state::{lock, store_of, Lifecycle, State, APPLY_LATENCY},
+    topology::{self, Node},
+};
+
+use super::{attach_port, end_connections};
+
+/// Test hook: `VPC_FAULT_AFTER_STEPS=n` ends the process (exit status 86)
+/// right after the n-th recorded step of a reconcile, as a crash or a kill
+/// there would; the next reconcile must finish the job.
+pub const FAULT_ENV: &str = "VPC_FAULT_AFTER_STEPS";
+
+struct Steps {
+    left: Option<u32>,
+}
+
+impl Steps {
+    fn from_env() -> Self {
+        Self {
+            left: std::env::var(FAULT_ENV).ok().and_then(|v| v.parse().ok()),
+        }
+    }
+
+    fn done(&mut self, what: &str) {
+        tracing::debug!("reconcile: {what}");
+        if let Some(n) = self.left.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                eprintln!("{FAULT_ENV}: stopping after: {what}");
+                std::process::exit(86);
+            }
+        }
+    }
+}
+
+/// What one reconcile changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Converged {
+    /// The policy generation in force afterwards.
+    pub generation: u32,
+    pub removed: Vec<String>,
+    pub built: Vec<String>,
+}
+
+/// Brings the deployment to its desired model (see the module doc).
+pub fn converge(name: &str, maps: &mut PinnedMaps) -> Result<Converged> {
+    let _lock = lock(name)?;
+    converge_locked(name, maps)
+}
+
+pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Converged> {
+    let mut steps = Steps::from_env();
+    let mut s = State::load(name)?;
+    let mut out = Converged::default();
+    let specs = topology::node_specs(name, &s.model);
+    // 1. Nodes the model no longer has, or has otherwise (an address, a
+    // subnet): out of the maps, their connections ended, torn down.
+    let gone: Vec<Node> = s
+        .nodes
+        .iter()
+        .filter(|n| !specs.iter().any(|sp| sp.is_built_as(n)))
+        .cloned()
+        .collect();
+    for n in gone {
+        remove_node(maps, &s.pin_dir, &n)?;
+        s.nodes.retain(|x| x.id != n.id);
+        s.hooks.remove(&n.router_if);
+        s.save()?;
+        let errors = topology::teardown(std::slice::from_ref(&n.netns));
+        if !errors.is_empty() {
+            bail!("removing {}: {}", n.id, errors.join("; "));
+        }
+        s.namespaces.retain(|x| *x != n.netns);
+        s.save()?;
+        steps.done(&format!("removed {}", n.id));
+        out.removed.push(n.id);
+    }
+    // 2. Namespaces listed but never finished (a build a crash cut short).
+    let orphans: Vec<String> = s
+        .namespaces
+        .iter()
+        .filter(|ns| **ns != s.router_netns && !s.nodes.iter().any(|n| n.netns == **ns))
+        .cloned()
+        .collect();
+    if !orphans.is_empty() {
+        let errors = topology::teardown(&orphans);
+        if !errors.is_empty() {
+            bail!("removing unfinished namespaces: {}", errors.join("; "));
+        }
+        s.namespaces.retain(|ns| !orphans.contains(ns));
+        s.save()?;
+        steps.done("removed unfinished namespaces");
+    }
+    // 3. New nodes: listed before they exist (`vpc down` finds them
+    // whatever happens next), recorded once built.
+    let new: Vec<_> = specs
+        .into_iter()
+        .filter(|sp| !s.nodes.iter().any(|n| sp.is_built_as(n)))
+        .collect();
+    for spec in new {
+        if Path::new("/run/netns").join(&spec.netns).exists() {
+            bail!(
+                "network namespace {} already exists (not this deployment's: `ip netns del {}`)",
+                spec.netns,
+                spec.netns
+            );
+        }
+        let port = next_port(&s.nodes);
+        s.namespaces.push(spec.netns.clone());
+        s.save()?;
+        let id = spec.id.clone();
+        let node = topology::build_node(name, &s.model, spec, port)
+            .with_context(|| format!("building {id}"))?;
+        s.hooks.insert(node.router_if.clone(), s.default_hook);
+        s.nodes.push(node);
+        s.save()?;
+        steps.done(&format!("built {id}"));
+        out.built.push(id);
+    }
+    // 4. Entries: everything the model compiles to, the new generation
+    // written aside and switched on with one write.
+    let links = s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let next = 1 - maps.generation()?;
+    let entries = compile::compile(&s.model, &links, next).map_err(anyhow::Error::msg)?;
+    maps.sync_entries(&entries)?;
+    maps.switch_policy(&entries)?;
+    steps.done("switched the policy");
+    // 5. New ports join the router (their entries are in place).
+    for n in &s.nodes {
+        if !s.pin_dir.join("links").join(&n.router_if).exists() {
+            let hook = s.hooks.get(&n.router_if).copied().unwrap_or(s.default_hook);
+            attach_port(name, &s.pin_dir, n, hook)?;
+            steps.done(&format!("attached {}", n.id));
+        }
+    }
+    // 6. What the model no longer has.
+    maps.remove_stale(&entries)?;
+    maps.clear_old_generation(next)?;
+    remove_stale_links(&s)?;
+    // 7. Each function of the model has a lifecycle state, and only those.
+    store_of(name)?.transact(|t| {
+        let mut lc: Lifecycle = t.get("lifecycle")?.unwrap_or_default();
+        let now = lc.clock.now_ms();
+        let eni_delay = s.eni_delay.as_millis() as u64;
+        for f in &s.model.functions {
+            if lc.functions.contains_key(&f.id) {
+                continue;
+            }
+            let ready =
+                lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
+            let mut st = if f.vpc_config.is_some() {
+                FunctionStatus::pending("Creating", now + if ready { 0 } else { eni_delay })
+            } else {
+                FunctionStatus::active()
+            };
+            st.life.last_modified_ms = now;
+            st.life.last_invoked_ms = now;
+            lc.functions.insert(f.id.clone(), st);
+        }
+        lc.functions
+            .retain(|id, _| s.model.functions.iter().any(|f| f.id == *id));
+        s.pending = false;
+        t.put("lifecycle", &lc)?;
+        t.put("state", &s)
+    })?;
+    out.generation = next;
+    Ok(out)
+}
+
+/// The next free router port number (`r<n>`).
+fn next_port(nodes: &[Node]) -> u16 {
+    nodes
+        .iter()
+        .filter_map(|n| n.router_if.strip_prefix('r')?.parse::<u16>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// A node's port and addresses out of the maps (no packet is forwarded
+/// from or to it), its connections ended, its link pin removed.
+fn remove_node(maps: &mut PinnedMaps, pin_dir: &Path, n: &Node) -> Result<()> {
+    let mut addrs: HashSet<[u8; 16]> = HashSet::from([v4_mapped(n.ip.octets())]);
+    addrs.extend(n.ip6.map(|a| a.octets()));
+    {
+        use vpc_common::{map_names, Endpoint, PortInfo};
+        let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
+            aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
+        let _ = ports.remove(&n.link.ifindex);
+        let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
+        for a in &addrs {
+            if eps.get(a, 0).is_ok_and(|e| e.ifindex == n.link.ifindex) {
+                let _ = eps.remove(a);
+            }
+        }
+    }
+    end_connections(maps, &addrs)?;
+    let pin = pin_dir.join("links").join(&n.router_if);
+    if pin.exists() {
+        std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+    }
+    Ok(())
+}
+
+/// Link pins of ports that no node has (their namespace is gone).
+fn remove_stale_links(s: &State) -> Result<()> {
+    let dir = s.pin_dir.join("links");
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !s.nodes.iter().any(|n| n.router_if == name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// Why a model cannot replace the one in force in place, in AWS's words:
+/// what CloudFormation can only change by replacing the resource (a VPC's
+/// primary CIDR block, a subnet's CIDR blocks, its VPC or zone).
+pub fn check_update(old: &Model, new: &Model) -> Result<()> {
+    let not_updatable = |id: &str, field: &str, what: &str| {
+        anyhow::anyhow!(
+            "Resources.{id}.Properties.{field}: NotUpdatable: {what} cannot change in place (AWS replaces the resource): give it a new logical id, or run `vpc down` and `vpc up`"
+        )
+    };
+    for v in &new.vpcs {
+        if let Some(o) = old.vpc(&v.id) {
+            if o.cidr != v.cidr {
+                return Err(not_updatable(
+                    &v.id,
+                    "CidrBlock",
+                    &format!("a VPC's primary CIDR block ({} to {})", o.cidr, v.cidr),
+                ));
+            }
+        }
+    }
+    for sn in &new.subnets {
+        if let Some(o) = old.subnet(&sn.id) {
+            if o.cidr != sn.cidr {
+                return Err(not_updatable(
+                    &sn.id,
+                    "CidrBlock",
+                    &format!("a subnet's CIDR block ({} to {})", o.cidr, sn.cidr),
+                ));
+            }
+            if o.ipv6_cidr != sn.ipv6_cidr {
+                return Err(not_updatable(
+                    &sn.id,
+                    "Ipv6CidrBlock",
+                    "a subnet's IPv6 CIDR block",
+                ));
+            }
+            if o.vpc != sn.vpc {
+                return Err(not_updatable(&sn.id, "VpcId", "a subnet's VPC"));
+            }
+            if o.az != sn.az {
+                return Err(not_updatable(
+                    &sn.id,
+                    "AvailabilityZone",
+                    "a subnet's Availability Zone",
+                ));
+            }
+        }
+    }
+    if let Some(sn) = new
+        .subnets
+        .iter()
+        .find(|sn| sn.index >= vpc_common::MAX_SUBNETS)
+    {
+        bail!(
+            "Resources.{}: the datapath has room for {} subnet indices, and this deployment has used them: run `vpc down` and `vpc up`",
+            sn.id,
+            vpc_common::MAX_SUBNETS - 1
+        );
+    }
+    Ok(())
+}
+
+/// `vpc apply`: `template` (built over the model in force) becomes the
+/// desired model, and the deployment is reconciled to it. Functions and
+/// their ENIs belong to the lifecycle: functions the template adds are
+/// created (`Pending` until their ENIs are ready), functions it removed
+/// are deleted, the others (and every function created through the API)
+/// go on as they run. Returns the policy generation in force.
+pub fn apply(name: &str, template: Model) -> Result<u32> {
+    apply_edit(name, |m, s| {
+        let added: Vec<crate::model::Function> = template
+            .functions
+            .iter()
+            .filter(|f| m.function(&f.id).is_none())
+            .cloned()
+            .collect();
+        let removed: Vec<String> = s
+            .template_functions
+            .iter()
+            .filter(|id| !template.functions.iter().any(|f| f.id == **id))
+            .cloned()
+            .collect();
+        let functions = std::mem::take(&mut m.functions);
+        let enis = std::mem::take(&mut m.enis);
+        *m = template;
+        m.functions = functions;
+        m.enis = enis;
+        for id in &removed {
+            lifecycle::detach(m, id);
+        }
+        m.functions.retain(|f| {
+            !removed.contains(&f.id)
+                && !f
+                    .version_of
+                    .as_ref()
+                    .is_some_and(|(of, _)| removed.contains(of))
+        });
+        // What the lifecycle keeps must still have its subnets and groups
+        // (AWS refuses to delete them under a function); Hyperplane ENIs
+        // nothing uses go with their subnet or group.
+        for f in &m.functions {
+            let Some(vc) = &f.vpc_config else { continue };
+            if let Some(sn) = vc.subnets.iter().find(|x| m.subnet(x).is_none()) {
+                bail!(
+                    "DependencyViolation: The subnet '{sn}' has dependencies and cannot be deleted (function {} is in it)",
+                    f.name
+                );
+            }
+            if let Some(g) = vc.groups.iter().find(|g| m.group(g).is_none()) {
+                bail!(
+                    "DependencyViolation: resource {g} has a dependent object (function {})",
+                    f.name
+                );
+            }
+        }
+        let gone: Vec<_> = m
+            .enis
+            .iter()
+            .filter(|e| {
+                m.subnet(&e.subnet).is_none() || e.groups.iter().any(|g| m.group(g).is_none())
+            })
+            .map(|e| e.index)
+            .collect();
+        m.enis.retain(|e| !gone.contains(&e.index));
+        lifecycle::refresh_eni_functions(m);
+        for mut f in added {
+            let (ip, ip6) = lifecycle::exec_addresses(m, f.vpc_config.as_ref()).context(
+                "the Lambda service range has no room for another function's execution environments",
+            )?;
+            f.exec_ip = ip;
+            f.exec_ip6 = ip6;
+            f.eni = None;
+            f.enis.clear();
+            m.functions.push(f);
+        }
+        m.functions.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(())
+    })
+}
+
+/// A change made by `edit` on the desired model, under the deployment's
+/// lock (concurrent edits neither lose one another nor clear the
+/// generation in force): checked (nothing is written if it cannot be
+/// applied), written as the desired model, then reconciled. Returns the
+/// policy generation in force.
+pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()>) -> Result<u32> {
+    let asked = std::time::Instant::now();
+    let _lock = lock(name)?;
+    let mut s = State::load(name)?;
+    let mut model = s.model.clone();
+    edit(&mut model, &s)?;
+    if model.flow_logs != s.model.flow_logs {
+        bail!(
+            "this change adds, removes or changes a flow log (AWS::EC2::FlowLog): the agent reads them when it starts; run `vpc down` and `vpc up`"
+        );
+    }
+    check_update(&s.model, &model)?;
+    // Compiled once on made-up links: a model the datapath cannot take is
+    // refused before anything is written.
+    let links = topology::node_specs(name, &model)
+        .iter()
+        .enumerate()
+        .map(|(i, sp)| {
+            let link = compile::LinkInfo {
+                ifindex: i as u32 + 1,
+                mac: [0; 6],
+                router_mac: [0; 6],
+            };
+            (sp.id.clone(), link)
+        })
+        .collect();
+    compile::compile(&model, &links, 0).map_err(anyhow::Error::msg)?;
+    s.template_functions = model
+        .functions
+        .iter()
+        .filter(|f| f.version_of.is_none())
+        .filter(|f| s.template_functions.contains(&f.id) || s.model.function(&f.id).is_none())
+        .map(|f| f.id.clone())
+        .collect();
+    s.model = model;
+    s.pending = true;
+    s.save()?;
+    let mut maps = PinnedMaps::open(&s.pin_dir)?;
+    let done = converge_locked(name, &mut maps)?;
+    store_of(name)?.put(APPLY_LATENCY, &asked.elapsed().as_secs_f64())?;
+    if !done.removed.is_empty() || !done.built.is_empty() {
+        tracing::info!(
+            "applied: removed [{}], built [{}]",
+            done.removed.join(", "),
+            done.built.join(", ")
+        );
+    }
+    Ok(done.generation)
+}
