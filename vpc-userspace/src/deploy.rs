@@ -15,7 +15,7 @@ use vpc_common::map_names;
 use crate::{
     compile,
     datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
-    model::Model,
+    model::{AllocError, Model},
     reconcile::{attach_port, switch_model},
     state::{read_json, write_json},
     store::Store,
@@ -917,8 +917,9 @@ pub fn scale_enis(
     Ok(changed)
 }
 
-/// Adds an ENI to the group of `first`: a new address of its subnet
-/// (`Err(reason)` when none is free: `SubnetOutOfIPAddresses`), its entries,
+/// Adds an ENI to the group of `first` ([`Model::allocate_eni`]: a new
+/// address of its subnet, `Err(reason)` when none is free:
+/// `SubnetOutOfIPAddresses`), its entries,
 /// the policy switch (group references now match it), then the group.
 pub fn add_eni(
     name: &str,
@@ -930,45 +931,17 @@ pub fn add_eni(
     let Some(proto) = s.model.eni_group(first).first().map(|e| (*e).clone()) else {
         bail!("no Hyperplane ENI {first}");
     };
-    let sn = s.model.subnet(&proto.subnet).expect("validated").clone();
-    let no_room = || {
-        format!(
-            "SubnetOutOfIPAddresses: subnet {} ({}) has no free address for another Hyperplane ENI",
-            sn.id, sn.cidr
-        )
-    };
-    let Some(ip) = s.model.free_ip(&sn.id) else {
-        return Ok(Err(no_room()));
-    };
-    let ip6 = match proto.ip6 {
-        Some(_) => match s.model.free_ip6(&sn.id) {
-            Some(a) => Some(a),
-            None => return Ok(Err(no_room())),
-        },
-        None => None,
-    };
-    let index = s.model.enis.iter().map(|e| e.index).max().unwrap_or(0) + 1;
-    if index >= compile::ENI_V4_ONLY {
-        bail!("EniLimitExceeded: no ENI index left");
-    }
-    let e = crate::model::HyperplaneEniSpec {
-        index,
-        id: format!(
-            "eni-0{:016x}",
-            crate::model::fnv1a(&format!(
-                "{}/{}/{}/{index}",
-                s.model.stack_name,
-                proto.subnet,
-                proto.groups.join(",")
-            ))
-        ),
-        ip,
-        ip6,
-        scaled: true,
-        ..proto
-    };
     let mut model = s.model.clone();
-    model.enis.push(e.clone());
+    let index =
+        match model.allocate_eni(&proto.subnet, &proto.groups, proto.account.as_deref(), true) {
+            Ok(i) => i,
+            Err(e @ AllocError::SubnetOutOfIPAddresses { .. }) => return Ok(Err(e.to_string())),
+            Err(e) => bail!("{e}"),
+        };
+    let e = model.enis.last_mut().expect("just allocated");
+    e.functions = proto.functions.clone();
+    let e = e.clone();
+    let (ip, ip6) = (e.ip, e.ip6);
     let (entries, next) = switch_model(&s, maps, &model)?;
     // Its own entries first (nobody sends through it until the group names it).
     {

@@ -214,8 +214,10 @@ fn unshared(c: &Combination) -> Failure {
     }
 }
 
-/// Creates the ENI of `c` in `m` (an address of its subnet, and of its IPv6
-/// block in a dual-stack subnet), within the VPC's ENI quota.
+/// Creates the ENI of `c` in `m` ([`Model::allocate_eni`]: an address of
+/// its subnet, and of its IPv6 block in a dual-stack subnet), after the
+/// checks of the Lambda service: the subnet exists and is shared with the
+/// function's account, the groups exist, the VPC's ENI quota.
 fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failure> {
     let sn = m.subnet(&c.0).cloned().ok_or_else(|| Failure {
         code: "InvalidSubnet",
@@ -240,47 +242,11 @@ fn create_eni(m: &mut Model, c: &Combination, limit: usize) -> Result<u32, Failu
             ),
         });
     }
-    let no_room = || Failure {
-        code: "SubnetOutOfIPAddresses",
-        reason: format!(
-            "Lambda was not able to create an ENI in subnet {} ({}): it has no free IP address",
-            sn.id, sn.cidr
-        ),
-    };
-    let ip = m.free_ip(&sn.id).ok_or_else(no_room)?;
-    let ip6 = match sn.is_dual_stack() {
-        true => Some(m.free_ip6(&sn.id).ok_or_else(no_room)?),
-        false => None,
-    };
-    let index = m.enis.iter().map(|e| e.index).max().unwrap_or(0) + 1;
-    if index >= crate::compile::ENI_V4_ONLY {
-        return Err(Failure {
-            code: "EniLimitExceeded",
-            reason: "no datapath ENI index left".into(),
-        });
-    }
-    m.enis.push(HyperplaneEniSpec {
-        index,
-        id: format!(
-            "eni-0{:016x}",
-            crate::model::fnv1a(&format!(
-                "{}/{}/{}/{index}{}",
-                m.stack_name,
-                c.0,
-                c.1.join(","),
-                c.2.as_deref().map(|a| format!("/{a}")).unwrap_or_default()
-            ))
-        ),
-        subnet: c.0.clone(),
-        vpc: sn.vpc.clone(),
-        groups: c.1.clone(),
-        ip,
-        functions: vec![],
-        ip6,
-        scaled: false,
-        account: c.2.clone(),
-    });
-    Ok(index)
+    m.allocate_eni(&c.0, &c.1, c.2.as_deref(), false)
+        .map_err(|e| Failure {
+            code: e.code(),
+            reason: e.reason(),
+        })
 }
 
 /// Gives function `id` the configuration `vc` and attaches its execution
@@ -780,6 +746,13 @@ Resources:
         );
         attach(&mut m, "F", Some(vc("B", "Sg")), 250).unwrap();
         assert_eq!(m.enis.len(), n + 1);
+        // Created by the one allocator: the next index, the one id rule.
+        let e = m.enis.last().unwrap();
+        assert_eq!(e.index, n as u32 + 1);
+        assert_eq!(
+            e.id,
+            crate::model::eni_id("t", "B", &["Sg".to_string()], None, e.index)
+        );
         assert_eq!(
             m.enis.last().unwrap().functions,
             vec![m.functions[0].name.clone()]

@@ -46,7 +46,7 @@ pub use function::{
     exec_env_id, ExecEnv, Function, FunctionVpc, EXEC_ENV_STRIDE, LAMBDA_GATEWAY,
     LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6, MAX_VPC_CONFIG_GROUPS, MAX_VPC_CONFIG_SUBNETS,
 };
-pub use hyperplane_eni::HyperplaneEniSpec;
+pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
 pub use instance::{Host, HostKind};
 use instance::{INSTANCE, NETWORK_INTERFACE};
 pub use internet::{InternetHost, PublicIp};
