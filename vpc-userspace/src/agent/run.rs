@@ -282,7 +282,8 @@ fn agent_loop(
         }
         // The API's changes, one at a time, on this thread only.
         // (Waiting here drives nothing: the runtime's workers do.)
-        match rt.block_on(tokio::time::timeout(Duration::from_millis(50), ops.recv())) {
+        let next = async { tokio::time::timeout(Duration::from_millis(50), ops.recv()).await };
+        match rt.block_on(next) {
             Ok(Some(req)) => {
                 let r = crate::reconcile::handle(name, &mut maps, req.op);
                 let _ = req.reply.send(r);
