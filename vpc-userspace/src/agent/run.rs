@@ -16,8 +16,9 @@
 //!   and the metrics ([`crate::metrics`]). A multi-thread runtime rather
 //!   than a current-thread one: the loop keeps the caller's thread, so the
 //!   runtime needs threads of its own to drive its I/O and timers; two
-//!   (the machine's cores) so that one task stuck in something slow does
-//!   not hold up the others (DNS keeps answering during a scrape).
+//!   (the machine's cores) so that one task stuck in something slow (a
+//!   blocking call that should have gone to the blocking pool) does not
+//!   hold up the others.
 //! * tokio's blocking pool runs what blocks on behalf of a task: the API's
 //!   reads of the store, its waits for the loop, invocations (`ip netns
 //!   exec`); a scrape's map reads; the resolvers' zone reloads; binding
@@ -30,7 +31,8 @@
 //! answer on the request's oneshot; the loop takes them one at a time.
 //!
 //! Shutdown: `stop` (set by the CLI's signal handler) is polled by the
-//! loop, as before. When the loop ends, for any reason, the agent turns a
+//! loop, every 50 ms (after the change it is applying, if any). When the
+//! loop ends, for any reason, the agent turns a
 //! `watch` channel to true: every task's server stops accepting and ends,
 //! the API's after giving requests in flight [`crate::agent::http::GRACE`];
 //! requests still waiting for the loop are answered 503 (the loop's
