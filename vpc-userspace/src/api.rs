@@ -31,7 +31,7 @@ use std::{
     io::{Read, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
-    sync::{mpsc::Sender, Arc},
+    sync::Arc,
 };
 
 use anyhow::{bail, Context, Result};
@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 use crate::{
     agent::request::{query_value, Caller, RequestPath},
     lifecycle::{self, ApiError},
-    reconcile::{Op, Request},
+    reconcile::{Op, Ops, Request},
     state::{Lifecycle, State as DeploymentState},
 };
 
@@ -61,7 +61,7 @@ pub fn socket_path(name: &str) -> PathBuf {
 #[derive(Clone)]
 struct Lambda {
     name: Arc<str>,
-    ops: Sender<Request>,
+    ops: Ops,
 }
 
 impl Lambda {
@@ -69,7 +69,7 @@ impl Lambda {
     /// the agent's loop and invocations all block.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&str, &Sender<Request>) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&str, &Ops) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || f(&me.name, &me.ops))
@@ -81,7 +81,7 @@ impl Lambda {
 /// The Lambda API's routes (paths without a trailing slash: the endpoint
 /// takes it off). Anything else, another method included, is answered
 /// 404 `UnknownOperationException`.
-pub fn router(name: &str, ops: Sender<Request>) -> Router {
+pub fn router(name: &str, ops: Ops) -> Router {
     Router::new()
         .route(
             "/2015-03-31/functions",
@@ -150,12 +150,15 @@ fn error_reply(e: &ApiError) -> Reply {
     Reply(s, h, b)
 }
 
-/// Asks the agent's loop to make a change and waits for its answer.
-fn ask(ops: &Sender<Request>, op: Op) -> Result<Value, ApiError> {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// Asks the agent's loop to make a change and waits for its answer (on
+/// the blocking pool: `blocking_recv` may not run on a runtime worker). A
+/// loop that has stopped drops its channel and what was still in it: the
+/// request is answered 503.
+fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
     ops.send(Request { op, reply: tx })
         .map_err(|_| ApiError::new(503, "ServiceException", "the agent is stopping"))?;
-    rx.recv()
+    rx.blocking_recv()
         .map_err(|_| ApiError::new(503, "ServiceException", "the agent is stopping"))?
 }
 

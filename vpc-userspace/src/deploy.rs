@@ -1,17 +1,23 @@
-//! A deployment: `up`, `down`, the persisted state, status, and the agent
-//! loop that moves functions from Pending to Active and collects expired
-//! connections.
+//! A deployment: `up`, `down`, the persisted state, status, and the
+//! scaling of Hyperplane ENIs that the agent runs. The agent itself (its
+//! runtime and its loop) is [`crate::agent::run`], re-exported here.
 use std::{
     collections::{BTreeMap, HashMap},
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use vpc_common::map_names;
 
+pub use crate::{
+    agent::run::{agent, agent_running},
+    lifecycle::FunctionStatus,
+    paths::{pin_dir, state_dir, STATE_ROOT},
+    reconcile::{apply, apply_edit},
+    state::{last_apply_seconds, lock, transact, EniScaling, Hooks, Lifecycle, State},
+};
 use crate::{
     compile,
     datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
@@ -20,12 +26,6 @@ use crate::{
     state::{read_json, write_json},
     store::Store,
     topology,
-};
-pub use crate::{
-    lifecycle::FunctionStatus,
-    paths::{pin_dir, state_dir, STATE_ROOT},
-    reconcile::{apply, apply_edit},
-    state::{last_apply_seconds, lock, transact, EniScaling, Hooks, Lifecycle, State},
 };
 
 fn now_ms() -> u64 {
@@ -552,238 +552,6 @@ pub fn status(name: &str) -> Result<Status> {
         apply_latency_s: last_apply_seconds(name),
         interfaces: crate::metrics::interface_counters(&s, &mut maps)?,
     })
-}
-
-/// The pid of the deployment's running agent, if one runs: it holds an
-/// exclusive lock on `agent.lock` for its whole life (the kernel drops it
-/// when the agent dies, also on SIGKILL) and writes its pid there.
-pub fn agent_running(name: &str) -> Result<Option<u32>> {
-    let path = state_dir(name).join("agent.lock");
-    let Ok(f) = std::fs::File::open(&path) else {
-        return Ok(None);
-    };
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
-        Ok(_free) => Ok(None),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            Ok(std::fs::read_to_string(&path)?.trim().parse().ok())
-        }
-        Err((_, e)) => bail!("checking {}: {e}", path.display()),
-    }
-}
-
-/// Takes the agent lock, or says which agent has it.
-fn agent_lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::io::{Seek as _, Write as _};
-    let path = state_dir(name).join("agent.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("deployment {name:?} is not up"))?;
-    let mut lock = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "an agent (pid {}) already runs for deployment {name}",
-                pid.trim()
-            )
-        }
-        Err((_, e)) => bail!("locking {}: {e}", path.display()),
-    };
-    lock.set_len(0)?;
-    lock.rewind()?;
-    write!(lock, "{}", std::process::id())?;
-    Ok(lock)
-}
-
-/// The agent: serves the Lambda API and the metrics, runs the lifecycle
-/// (activations, updates, idle reclaim, ENI deletion), collects expired
-/// connections and scales ENIs. Runs until `stop` is set; `tick` is called
-/// about once a second. It builds nothing: everything it needs is in the
-/// store and the pins, so a restarted agent carries on where one left off.
-///
-/// It adopts what `up` pinned (programs, links, maps under bpffs) and never
-/// recreates it: the datapath forwards while no agent runs, so a new agent
-/// after a crash finds every connection and every setting where it was.
-pub fn agent(name: &str, stop: &AtomicBool, tick: impl FnMut() -> Result<()>) -> Result<()> {
-    let _agent = agent_lock(name)?;
-    let s = State::load(name)?;
-    datapath::ensure_bpffs()?;
-    if !s.pin_dir.join("maps").exists() {
-        bail!(
-            "deployment {name}: nothing pinned at {} (was the machine rebooted? `vpc down` then `vpc up`)",
-            s.pin_dir.display()
-        );
-    }
-    let lc = Lifecycle::load(name).unwrap_or_default();
-    tracing::info!("agent of {name} started (pid {})", std::process::id());
-    let r = std::thread::scope(|sc| {
-        let (ops_tx, ops_rx) = std::sync::mpsc::channel();
-        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-        let api_addr = lc.api_addr.clone();
-        let api = sc.spawn(move || {
-            crate::agent::http::serve(name, api_addr.as_deref(), ops_tx, stop, |a| {
-                let _ = bound_tx.send(a);
-            })
-        });
-        let api_url = match bound_rx.recv() {
-            Ok(a) => a.map(|a| format!("http://{a}")),
-            Err(_) => return api.join().expect("API thread"),
-        };
-        let mut threads = vec![api];
-        // Each VPC's resolver (base + 2). Said at once if it stops: the
-        // rest of the agent goes on without it.
-        threads.push(sc.spawn(move || {
-            let r = crate::resolver::serve(name, stop);
-            if let Err(e) = &r {
-                tracing::error!("the VPC resolver stopped: {e:#}");
-            }
-            r
-        }));
-        // The simulated AWS services behind VPC endpoints.
-        threads.push(sc.spawn(move || {
-            let r = crate::services::serve(name, stop);
-            if let Err(e) = &r {
-                tracing::error!("the simulated AWS services stopped: {e:#}");
-            }
-            r
-        }));
-        let mut metrics_url = None;
-        if let Some(addr) = s.metrics_addr.clone() {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let server = sc.spawn(move || {
-                crate::metrics::serve(name, &addr, stop, |a| {
-                    let _ = tx.send(a);
-                    Ok(())
-                })
-            });
-            match rx.recv() {
-                Ok(a) => metrics_url = Some(format!("http://{a}/metrics")),
-                // The server could not bind: its error says why.
-                Err(_) => {
-                    stop.store(true, Ordering::Relaxed);
-                    let r = server.join().expect("metrics thread");
-                    let _ = threads.pop().map(|t| t.join());
-                    return r;
-                }
-            }
-            threads.push(server);
-        }
-        transact(name, |_, lc| {
-            lc.agent_pid = Some(std::process::id());
-            lc.metrics_url = metrics_url;
-            lc.api_url = api_url;
-            Ok(())
-        })?;
-        let r = agent_loop(name, stop, tick, &ops_rx);
-        stop.store(true, Ordering::Relaxed);
-        let mut out = r;
-        for t in threads {
-            out = out.and(t.join().expect("agent thread"));
-        }
-        out
-    });
-    match &r {
-        Ok(()) => tracing::info!("agent of {name} stopped"),
-        Err(e) => tracing::error!("agent of {name} stopped: {e:#}"),
-    }
-    r
-}
-
-fn agent_loop(
-    name: &str,
-    stop: &AtomicBool,
-    mut tick: impl FnMut() -> Result<()>,
-    ops: &std::sync::mpsc::Receiver<crate::reconcile::Request>,
-) -> Result<()> {
-    let s = State::load(name)?;
-    let mut maps = PinnedMaps::open(&s.pin_dir)?;
-    let mut last_gc = std::time::Instant::now();
-    let mut last_step = std::time::Instant::now();
-    let mut drained = HashMap::new();
-    // Claims a predecessor killed in the middle of a GC left behind,
-    // released on the first GC tick (a second on: never a fresh claim).
-    let mut orphans = Some(maps.nat_orphans()?);
-    let mut flows = crate::flowlogs::agent::FlowLogAgent::start(name, &s, &mut maps)?;
-    // A reconcile cut short (by a crash, or a kill of whoever ran it)
-    // finishes first.
-    finish_reconcile(name, &mut maps);
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(f) = flows.as_mut() {
-            if let Err(e) = f.poll(&mut maps) {
-                tracing::warn!("flow logs: {e:#}");
-            }
-        }
-        // The API's changes, one at a time, on this thread only.
-        match ops.recv_timeout(Duration::from_millis(50)) {
-            Ok(req) => {
-                let r = crate::reconcile::handle(name, &mut maps, req.op);
-                let _ = req.reply.send(r);
-                continue;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-        }
-        // The lifecycle's timers (each API change runs them too).
-        if last_step.elapsed() >= Duration::from_millis(200) {
-            last_step = std::time::Instant::now();
-            if let Err(e) = crate::reconcile::step(name, &mut maps) {
-                tracing::warn!("lifecycle: {e:#}");
-            }
-        }
-        if last_gc.elapsed() >= Duration::from_secs(1) {
-            last_gc = std::time::Instant::now();
-            if let Some(o) = orphans.take() {
-                let n = maps.release_nat_orphans(&o)?;
-                if n > 0 {
-                    tracing::info!("released {n} NAT port claim(s) without a connection");
-                }
-            }
-            // Flow logs take what a removed connection counted since
-            // its window was last read.
-            let n = maps.ct_gc_with(&s.timeouts, &mut |k, e| {
-                if let Some(f) = flows.as_mut() {
-                    f.removed(k, e)
-                }
-            })?;
-            finish_reconcile(name, &mut maps);
-            let mut lc = Lifecycle::load(name)?;
-            let mut changed = n > 0;
-            lc.gc_removed += n as u64;
-            match scale_enis(name, &mut maps, &mut lc, &mut drained) {
-                Ok(c) => changed |= c,
-                Err(e) => tracing::warn!("scaling Hyperplane ENIs: {e:#}"),
-            }
-            if changed {
-                lc.save(name)?;
-            }
-            tick()?;
-        }
-    }
-    if let Some(f) = flows.as_mut() {
-        f.finish(&mut maps)?;
-    }
-    Ok(())
-}
-
-/// Reconciles the deployment if its desired model is not yet in force.
-fn finish_reconcile(name: &str, maps: &mut PinnedMaps) {
-    if !State::load(name).is_ok_and(|s| s.pending) {
-        return;
-    }
-    match crate::reconcile::converge(name, maps) {
-        Ok(c) => tracing::info!(
-            "finished a reconcile: removed [{}], built [{}], policy generation {}",
-            c.removed.join(", "),
-            c.built.join(", "),
-            c.generation
-        ),
-        Err(e) => tracing::warn!("reconcile: {e:#}"),
-    }
 }
 
 /// What the agent does to one group of Hyperplane ENIs.

@@ -1,13 +1,8 @@
 //! The agent's metrics endpoint: `GET /metrics` (OpenMetrics text, which
 //! Prometheus scrapes), on loopback unless asked otherwise. Values are read
 //! from the pinned maps at each scrape; the datapath's per-CPU counters are
-//! summed here. `prometheus-client` does the encoding, `tiny_http` serves.
-use std::{
-    net::SocketAddr,
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
-};
-
+//! summed here. `prometheus-client` does the encoding, axum serves, as
+//! a task of the agent's runtime.
 use anyhow::{Context, Result};
 use prometheus_client::{
     encoding::text::encode,
@@ -314,40 +309,54 @@ pub fn occupancy(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Occupancy>> {
     Ok(out)
 }
 
-/// Serves `GET /metrics` for `name` on `addr` until `stop`; returns the
-/// address bound (port 0 picks a free one) once it listens.
-pub fn serve(
+/// Binds the metrics endpoint to `addr` (port 0 picks a free port). In the
+/// agent's runtime.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics endpoint on {addr}"))
+}
+
+/// Serves `GET /metrics` for `name` on `listener` until `shutdown` turns
+/// true (or its sender is gone). Each scrape reads the maps on the blocking
+/// pool; anything else is 404.
+pub async fn serve(
     name: &str,
-    addr: &str,
-    stop: &AtomicBool,
-    bound: impl FnOnce(SocketAddr) -> Result<()>,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("metrics endpoint on {addr}: {e}"))?;
-    let local = server
-        .server_addr()
-        .to_ip()
-        .context("metrics endpoint: not an IP socket")?;
-    bound(local)?;
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        let resp = if req.url() == "/metrics" {
-            match render(name) {
-                Ok(body) => tiny_http::Response::from_string(body).with_header(
-                    "Content-Type: application/openmetrics-text; version=1.0.0; charset=utf-8"
-                        .parse::<tiny_http::Header>()
-                        .expect("static header"),
-                ),
-                Err(e) => {
-                    tiny_http::Response::from_string(format!("{e:#}\n")).with_status_code(500)
+    use axum::{
+        http::{header, StatusCode},
+        response::IntoResponse,
+        routing::get,
+    };
+    let name: std::sync::Arc<str> = name.into();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                match tokio::task::spawn_blocking(move || render(&name)).await {
+                    Ok(Ok(body)) => (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response(),
+                    Ok(Err(e)) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response()
+                    }
+                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
                 }
-            }
-        } else {
-            tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
-        };
-        let _ = req.respond(resp);
-    }
-    Ok(())
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics\n") });
+    let mut shutdown = shutdown;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+        .context("metrics endpoint")
 }

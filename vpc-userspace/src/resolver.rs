@@ -24,9 +24,8 @@
 //! wire format is hickory-proto's.
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, Ipv6Addr, UdpSocket},
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    net::{Ipv4Addr, Ipv6Addr},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -37,6 +36,7 @@ use hickory_proto::{
         Name, RData, Record, RecordType,
     },
 };
+use tokio::net::UdpSocket;
 
 use crate::model::{
     endpoint::{regional_name, GATEWAY_SERVICES},
@@ -195,12 +195,18 @@ fn reverse(fqdn: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
 }
 
-/// Serves every VPC's resolver of deployment `name` until `stop`: a UDP
-/// socket bound to base + 2 port 53 inside the resolver's namespace (a
-/// socket stays in the namespace it was made in), answered from here. The
-/// zones follow the deployment's state (ENIs added or returned, functions
-/// created) within two seconds.
-pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
+/// How often a resolver reloads its zone from the deployment's state.
+const RELOAD: Duration = Duration::from_secs(2);
+
+/// Each VPC's resolver socket: UDP, bound to base + 2 port 53 inside the
+/// resolver's namespace, non-blocking. A socket keeps the namespace it was
+/// created in, whichever thread uses it afterwards: each one is made on a
+/// short-lived thread that entered the namespace
+/// ([`crate::topology::in_netns`]), then handed to tokio
+/// (`UdpSocket::from_std`). A runtime worker never enters a namespace:
+/// `setns` holds for the calling thread, which would take the namespace to
+/// every task it runs next. Blocking (the store, a thread per namespace).
+fn bind(name: &str) -> Result<Vec<(String, std::net::UdpSocket)>> {
     let s = crate::state::State::load(name)?;
     let mut sockets = vec![];
     for vpc in &s.model.vpcs {
@@ -212,58 +218,80 @@ pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
         };
         let addr = (vpc.resolver(), 53);
         let sock = crate::topology::in_netns(&node.netns, || {
-            UdpSocket::bind(addr)
-                .with_context(|| format!("resolver of {}: binding {addr:?}", vpc.id))
+            let sock = std::net::UdpSocket::bind(addr)
+                .with_context(|| format!("resolver of {}: binding {addr:?}", vpc.id))?;
+            sock.set_nonblocking(true)?;
+            Ok(sock)
         })?;
-        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         sockets.push((vpc.id.clone(), sock));
     }
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = sockets
-            .iter()
-            .map(|(vpc, sock)| sc.spawn(move || serve_one(name, vpc, sock, stop)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("resolver thread"))
-            .collect::<Result<Vec<()>>>()
-            .map(|_| ())
+    Ok(sockets)
+}
+
+/// Serves every VPC's resolver of deployment `name` until `shutdown` turns
+/// true (or its sender is gone): one task per VPC in the agent's runtime,
+/// answering from its zone. The zones follow the deployment's state (ENIs
+/// added or returned, functions created) within two seconds.
+pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+    let n = name.to_string();
+    let sockets = tokio::task::spawn_blocking(move || bind(&n))
+        .await
+        .context("binding the resolvers")??;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (vpc, sock) in sockets {
+        let sock = UdpSocket::from_std(sock)?;
+        tasks.spawn(serve_one(name.to_string(), vpc, sock, shutdown.clone()));
+    }
+    let mut out = Ok(());
+    while let Some(r) = tasks.join_next().await {
+        out = out.and(r.context("a resolver's task")?);
+    }
+    out
+}
+
+/// The zone of `vpc` now, read on the blocking pool.
+async fn zone_of(name: &str, vpc: &str) -> Result<Zone> {
+    let (name, vpc) = (name.to_string(), vpc.to_string());
+    tokio::task::spawn_blocking(move || {
+        let s = crate::state::State::load(&name)?;
+        let v = s.model.vpc(&vpc).context("the VPC is gone")?;
+        Ok(Zone::of(&s.model, v))
     })
+    .await
+    .context("loading a zone")?
 }
 
-fn zone_of(name: &str, vpc: &str) -> Result<Zone> {
-    let s = crate::state::State::load(name)?;
-    let v = s.model.vpc(vpc).context("the VPC is gone")?;
-    Ok(Zone::of(&s.model, v))
-}
-
-fn serve_one(name: &str, vpc: &str, sock: &UdpSocket, stop: &AtomicBool) -> Result<()> {
-    let mut zone = zone_of(name, vpc)?;
-    let mut loaded = Instant::now();
+async fn serve_one(
+    name: String,
+    vpc: String,
+    sock: UdpSocket,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let mut zone = zone_of(&name, &vpc).await?;
+    let mut reload = tokio::time::interval_at(tokio::time::Instant::now() + RELOAD, RELOAD);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = [0u8; 1500];
-    while !stop.load(Ordering::Relaxed) {
-        if loaded.elapsed() > Duration::from_secs(2) {
-            // A failed reload keeps the zone it has.
-            if let Ok(z) = zone_of(name, vpc) {
-                zone = z;
+    let stopped = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return Ok(()),
+            _ = reload.tick() => {
+                // A failed reload keeps the zone it has.
+                if let Ok(z) = zone_of(&name, &vpc).await {
+                    zone = z;
+                }
             }
-            loaded = Instant::now();
-        }
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                continue
+            r = sock.recv_from(&mut buf) => {
+                let (n, peer) = r.context("resolver: receiving")?;
+                if let Some(reply) = zone.answer(&buf[..n]) {
+                    let _ = sock.send_to(&reply, peer).await;
+                }
             }
-            Err(e) => return Err(e).context("resolver: receiving"),
-        };
-        if let Some(reply) = zone.answer(&buf[..n]) {
-            let _ = sock.send_to(&reply, peer);
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,44 +1,64 @@
 //! The simulated AWS services behind VPC endpoints, served by the agent:
 //! HTTP on port 80 at each gateway service's address in the "AWS services"
 //! namespace, and at each interface endpoint ENI's address in its own
-//! namespace (a listening socket stays in the namespace it was made in).
-//! Each answers with a JSON object saying which service it is, through
-//! which endpoint, and the source address it saw: what a client needs to
-//! know that it reached the service, and how (no NAT through a gateway
-//! endpoint; a function arrives from its Hyperplane ENI).
+//! namespace. Each answers with a JSON object saying which service it is,
+//! through which endpoint, and the source address it saw: what a client
+//! needs to know that it reached the service, and how (no NAT through a
+//! gateway endpoint; a function arrives from its Hyperplane ENI).
+//!
+//! Namespaces and tokio: a socket keeps the namespace it was created in,
+//! whichever thread uses it afterwards. So each listener is created on a
+//! short-lived thread that entered the namespace ([`crate::topology::in_netns`]),
+//! made non-blocking there, and handed to the agent's runtime
+//! (`TcpListener::from_std`), where axum serves it like any other. A runtime
+//! worker never enters a namespace itself: `setns` holds for the calling
+//! thread, which would take the namespace to every task it runs next.
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    future::IntoFuture,
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{header, Uri},
+    response::IntoResponse,
+    Router,
+};
 
 use crate::model::endpoint::{EndpointType, AWS_SERVICES_ID, GATEWAY_SERVICES};
 
-/// One listening service: (address, service name, endpoint id or "-").
+/// What one listening service says about itself.
 struct Service {
-    server: tiny_http::Server,
     service_name: String,
+    /// The endpoint's id, or "-" for a gateway service reached directly.
     endpoint: String,
 }
 
 const PORT: u16 = 80;
 
-/// Serves every simulated service of deployment `name` until `stop`.
-pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
+/// Binds every simulated service of deployment `name`, each in its
+/// namespace: blocking (the store, a thread per namespace), so on the
+/// blocking pool.
+fn bind(name: &str) -> Result<Vec<(std::net::TcpListener, Service)>> {
     let s = crate::state::State::load(name)?;
     let m = &s.model;
     let mut services = vec![];
-    let mut bind = |ns: &str, ip: std::net::Ipv4Addr, service_name: String, endpoint: String| {
-        let server = crate::topology::in_netns(ns, || {
-            tiny_http::Server::http((ip, PORT))
-                .map_err(|e| anyhow::anyhow!("{service_name} on {ip}:{PORT}: {e}"))
+    let mut bind = |ns: &str, ip: Ipv4Addr, service_name: String, endpoint: String| {
+        let listener = crate::topology::in_netns(ns, || {
+            let l = std::net::TcpListener::bind((ip, PORT))
+                .with_context(|| format!("{service_name} on {ip}:{PORT}"))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
         })?;
-        services.push(Service {
-            server,
-            service_name,
-            endpoint,
-        });
+        services.push((
+            listener,
+            Service {
+                service_name,
+                endpoint,
+            },
+        ));
         anyhow::Ok(())
     };
     if let Some(node) = s.node(AWS_SERVICES_ID) {
@@ -63,34 +83,56 @@ pub fn serve(name: &str, stop: &AtomicBool) -> Result<()> {
             }
         }
     }
-    std::thread::scope(|sc| {
-        for svc in &services {
-            sc.spawn(move || serve_one(svc, stop));
-        }
-    });
-    Ok(())
+    Ok(services)
 }
 
-fn serve_one(svc: &Service, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(Some(req)) = svc.server.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        let source = req
-            .remote_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        let body = serde_json::json!({
-            "Service": svc.service_name,
-            "VpcEndpointId": svc.endpoint,
-            "SourceIp": source,
-            "Path": req.url(),
-        });
-        let resp = tiny_http::Response::from_string(format!("{body}\n")).with_header(
-            "Content-Type: application/json"
-                .parse::<tiny_http::Header>()
-                .expect("static header"),
+/// Serves every simulated service of deployment `name` until `shutdown`
+/// turns true (or its sender is gone). An error binding any of them is
+/// returned before any is served.
+pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+    let n = name.to_string();
+    let bound = tokio::task::spawn_blocking(move || bind(&n))
+        .await
+        .context("binding the services")??;
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, svc) in bound {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = Router::new().fallback(answer).with_state(Arc::new(svc));
+        let mut shutdown = shutdown.clone();
+        servers.spawn(
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .into_future(),
         );
-        let _ = req.respond(resp);
     }
+    let mut out = Ok(());
+    while let Some(r) = servers.join_next().await {
+        if let Err(e) = r.context("a service's task").and_then(|r| Ok(r?)) {
+            out = out.and(Err(e));
+        }
+    }
+    out
+}
+
+/// Any request, any method: who answers, through which endpoint, to whom.
+async fn answer(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "Service": svc.service_name,
+        "VpcEndpointId": svc.endpoint,
+        "SourceIp": peer.ip().to_string(),
+        "Path": uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
 }

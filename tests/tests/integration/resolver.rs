@@ -1,6 +1,9 @@
 //! The VPC resolver (base + 2), end to end: real namespaces, the router's
 //! XDP program, glibc's resolver (`getent`) asking through it.
-use vpc_tests::{fixture, namespaces_with_prefix, text, Deployment, FAST};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vpc_tests::{fixture, http_get, metric, namespaces_with_prefix, text, Deployment, FAST};
 
 /// A function and a database in subnet A; `Locked` in subnet L, whose
 /// group allows no egress (a rule only for 127.0.0.1/32) and whose network
@@ -78,4 +81,51 @@ fn without_enable_dns_support_there_is_no_resolver() {
         .any(|n| n.contains("Resolver")));
     assert_eq!(getent(&d, "exec", "Db", "ip-10-0-1-10.ec2.internal"), None);
     assert!(d.dropped("no_route") >= 1);
+}
+
+/// The agent's tasks share one runtime: while a Lambda API request takes
+/// its time (an invocation whose handler sleeps), the resolver, the
+/// metrics and the rest of the API still answer.
+#[test]
+fn the_resolver_the_metrics_and_the_api_answer_while_an_invocation_runs() {
+    let d = Deployment::up("dnsb", TEMPLATE, FAST);
+    let mark = std::env::temp_dir().join(format!("{}.invoking", d.name));
+    let body = json!({
+        "FunctionName": "slow",
+        "Runtime": "provided.al2023",
+        "Role": "arn:aws:iam::123456789012:role/x",
+        "Handler": "bootstrap",
+        // base64 of `touch "$MARK"; sleep 8; cat`
+        "Code": {"ZipFile": "dG91Y2ggIiRNQVJLIjsgc2xlZXAgODsgY2F0"},
+        "Environment": {"Variables": {"MARK": mark.display().to_string()}},
+        "VpcConfig": {"SubnetIds": ["SubnetA"], "SecurityGroupIds": ["FnSg"]},
+    });
+    let body = serde_json::to_vec(&body).unwrap();
+    let r = vpc::api::call(&d.name, "POST", "/2015-03-31/functions", &body).unwrap();
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let name = d.name.clone();
+    let slow = std::thread::spawn(move || {
+        vpc::api::call(
+            &name,
+            "POST",
+            "/2015-03-31/functions/slow/invocations",
+            b"7",
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mark.exists() {
+        assert!(Instant::now() < deadline, "the handler did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_file(&mark);
+    // The handler sleeps: each of these answers meanwhile.
+    let a = getent(&d, "exec", "Db", "ip-10-0-1-10.ec2.internal").expect("resolved");
+    assert!(a.starts_with("10.0.1.10 "), "{a}");
+    let m = http_get(d.status()["metrics_url"].as_str().unwrap());
+    assert!(metric(&m, "vpc_packets_forwarded_total").is_some(), "{m}");
+    let r = vpc::api::call(&d.name, "GET", "/2015-03-31/functions", b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!slow.is_finished(), "answered while the invocation ran");
+    let r = slow.join().unwrap().unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, b"7".as_slice()));
 }

@@ -18,28 +18,19 @@
 //! another service is one more router in [`Endpoint`] and one arm in
 //! `dispatch`.
 //!
-//! Runtime: tokio's current-thread runtime, on the API thread that
-//! [`crate::deploy::agent`] starts, rather than a multi-thread one. The
-//! handlers only parse, route and encode; whatever blocks (reads of the
-//! SQLite store, waiting for the agent's loop, an invocation's process in a
-//! namespace) runs on tokio's blocking pool (`spawn_blocking`), so worker
-//! threads would have nothing to do but contend for the machine's two cores
-//! with the agent's loop. The agent's other threads stay as they are: its
-//! loop owns the pinned maps and takes the API's changes one at a time over
-//! a channel (`reconcile::Request`); the resolver and the simulated
-//! services make their sockets on a thread that entered the namespace
-//! (`topology::in_netns`: `setns` holds for one thread, and a runtime worker
-//! that entered one would take it to every task it runs next); an
-//! invocation's handler runs with `ip netns exec`, from the blocking pool.
-//! If the rest of the agent moves onto tokio, `new_multi_thread()` with two
-//! workers is a one-line change here.
+//! Runtime: the agent's one tokio runtime ([`crate::agent::run`]), where
+//! the endpoint is a task beside the resolver, the simulated services and
+//! the metrics. The handlers only parse, route and encode; whatever blocks
+//! (reads of the SQLite store, waiting for the agent's loop, an
+//! invocation's process in a namespace) runs on tokio's blocking pool
+//! (`spawn_blocking`). Changes go to the agent's loop, on its own thread,
+//! over a channel (`reconcile::Request`), one at a time; an invocation's
+//! handler runs with `ip netns exec`, from the blocking pool.
 use std::{
     future::IntoFuture,
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::Sender,
-    },
+    path::PathBuf,
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -60,7 +51,7 @@ use crate::{api, reconcile};
 pub const BODY_LIMIT: usize = 70 << 20;
 
 /// How long in-flight requests get to finish once the agent stops.
-const GRACE: Duration = Duration::from_secs(2);
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// The routers of the services served, one per service.
 #[derive(Clone)]
@@ -69,7 +60,7 @@ pub struct Endpoint {
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
-pub fn endpoint(name: &str, ops: Sender<reconcile::Request>) -> Router {
+pub fn endpoint(name: &str, ops: reconcile::Ops) -> Router {
     let services = Endpoint {
         lambda: api::router(name, ops),
     };
@@ -301,25 +292,19 @@ pub async fn unserved(service: &str, req: Request) -> Response {
     }
 }
 
-/// Serves until `stop`: the Unix socket, and `tcp` if given. `bound` gets
-/// the TCP address once listening (`None` without TCP); an error before
-/// that (a socket that cannot be bound) is returned without calling it.
-pub fn serve(
-    name: &str,
-    tcp: Option<&str>,
-    ops: Sender<reconcile::Request>,
-    stop: &AtomicBool,
-    bound: impl FnOnce(Option<SocketAddr>),
-) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("vpc-api-blocking")
-        .build()
-        .context("the API's runtime")?;
-    let app = endpoint(name, ops);
-    let r = rt.block_on(async {
+/// The endpoint's listeners, bound: the Unix socket, and loopback TCP when
+/// asked.
+pub struct Listeners {
+    unix: tokio::net::UnixListener,
+    path: PathBuf,
+    tcp: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the Unix socket of deployment `name` (taking over one left by
+    /// an agent that died), and `tcp` if given. In the agent's runtime.
+    pub async fn bind(name: &str, tcp: Option<&str>) -> Result<Self> {
         let path = api::socket_path(name);
-        // A socket left by an agent that died: this agent takes over.
         let _ = std::fs::remove_file(&path);
         let unix = tokio::net::UnixListener::bind(&path)
             .with_context(|| format!("API on {}", path.display()))?;
@@ -331,46 +316,50 @@ pub fn serve(
             ),
             None => None,
         };
-        let local = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
-        match local {
-            Some(a) => tracing::info!("serving the AWS APIs on {} and http://{a}", path.display()),
-            None => tracing::info!("serving the AWS APIs on {}", path.display()),
-        }
-        bound(local);
-        let (stopping, stopped) = tokio::sync::watch::channel(false);
-        let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let on_unix =
-            axum::serve(unix, app.clone()).with_graceful_shutdown(signal(stopped.clone()));
-        let on_tcp = async {
-            match tcp {
-                Some(l) => {
-                    axum::serve(l, app)
-                        .with_graceful_shutdown(signal(stopped))
-                        .await
-                }
-                None => Ok(()),
+        Ok(Self { unix, path, tcp })
+    }
+
+    /// The TCP address listened on, if any (port 0 picks a free one).
+    pub fn tcp_addr(&self) -> Result<Option<SocketAddr>> {
+        Ok(self.tcp.as_ref().map(|l| l.local_addr()).transpose()?)
+    }
+}
+
+/// Serves `app` on `listeners` until `shutdown` turns true (or its sender
+/// is gone); requests in flight then get [`GRACE`] to finish.
+pub async fn serve(
+    listeners: Listeners,
+    app: Router,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let Listeners { unix, path, tcp } = listeners;
+    match tcp.as_ref().map(|l| l.local_addr()).transpose()? {
+        Some(a) => tracing::info!("serving the AWS APIs on {} and http://{a}", path.display()),
+        None => tracing::info!("serving the AWS APIs on {}", path.display()),
+    }
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let on_unix = axum::serve(unix, app.clone()).with_graceful_shutdown(signal(shutdown.clone()));
+    let on_tcp = async {
+        match tcp {
+            Some(l) => {
+                axum::serve(l, app)
+                    .with_graceful_shutdown(signal(shutdown.clone()))
+                    .await
             }
-        };
-        let servers = async { tokio::try_join!(on_unix.into_future(), on_tcp) };
-        // The agent says stop with a flag; requests in flight get a moment.
-        let watch = async {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let _ = stopping.send(true);
-            tokio::time::sleep(GRACE).await;
-        };
-        tokio::select! {
-            r = servers => r.map(|_| ()).context("API"),
-            () = watch => Ok(()),
+            None => Ok(()),
         }
-    });
-    // A request still waiting for the agent's loop (which has stopped) is
-    // not waited for.
-    rt.shutdown_timeout(Duration::from_millis(100));
-    r
+    };
+    let servers = async { tokio::try_join!(on_unix.into_future(), on_tcp) };
+    let grace = async {
+        signal(shutdown.clone()).await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::select! {
+        r = servers => r.map(|_| ()).context("API"),
+        () = grace => Ok(()),
+    }
 }
 
 #[cfg(test)]

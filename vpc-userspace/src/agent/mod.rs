@@ -1,8 +1,8 @@
-//! The agent's parts that are not per deployment resource: its HTTP
-//! endpoint ([`http`]) and its log lines ([`init_logging`]). The agent's
-//! loop itself is [`crate::deploy::agent`].
+//! The agent: its process ([`run`]: one tokio runtime and the lifecycle's
+//! loop), its HTTP endpoint ([`http`]) and its log lines ([`init_logging`]).
 pub mod http;
 pub mod request;
+pub mod run;
 
 use tracing_subscriber::filter::LevelFilter;
 

@@ -23,11 +23,16 @@ use crate::{
     topology::{self, Node},
 };
 
-/// A change asked through the API, answered on `reply`.
+/// A change asked through the API, answered on `reply`. The API sends
+/// them over [`Ops`]; the agent's loop takes them one at a time.
 pub struct Request {
     pub op: Op,
-    pub reply: std::sync::mpsc::Sender<Result<Value, ApiError>>,
+    pub reply: tokio::sync::oneshot::Sender<Result<Value, ApiError>>,
 }
+
+/// The way from the API to the agent's loop: unbounded (as a std channel
+/// is), sent to from the API's blocking pool, received on the loop's thread.
+pub type Ops = tokio::sync::mpsc::UnboundedSender<Request>;
 
 pub enum Op {
     /// CreateFunction: `body` as Lambda takes it; `account` from the
