@@ -33,6 +33,9 @@ pub struct Node {
     /// `model::VPC_ROUTER6`.
     #[serde(default)]
     pub ip6: Option<Ipv6Addr>,
+    /// Whether it has an IPv6 default route (`NodeSpec::ip6_route`).
+    #[serde(default)]
+    pub ip6_route: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -535,6 +538,7 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
                 router_mac,
             },
             ip6: v6.map(|(a, _)| a),
+            ip6_route: v6.is_some_and(|(_, r)| r),
         });
     }
     Ok(nodes)
@@ -580,6 +584,30 @@ pub fn teardown(namespaces: &[String]) -> Vec<String> {
         }
     }
     errors
+}
+
+/// Adds or removes a node's IPv6 default route (via the VPC router's
+/// link-local address): `Ipv6AllowedForDualStack` changed.
+pub fn set_ip6_route(node: &Node, on: bool) -> Result<()> {
+    let gw6 = crate::model::VPC_ROUTER6.to_string();
+    let op = if on { "replace" } else { "del" };
+    let r = ip(&[
+        "-n",
+        &node.netns,
+        "-6",
+        "route",
+        op,
+        "default",
+        "via",
+        &gw6,
+        "dev",
+        "eth0",
+    ]);
+    match r {
+        // Gone already: what a second run after a crash finds.
+        Err(e) if !on && e.to_string().contains("No such process") => Ok(()),
+        r => r.map(|_| ()),
+    }
 }
 
 /// Runs `f` on a thread that has entered namespace `ns`.

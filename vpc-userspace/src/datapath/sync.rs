@@ -116,12 +116,21 @@ pub trait SyncEntries: Maps {
         Ok(n)
     }
 
-    /// After the switch: the ENI groups as compiled, then every port,
-    /// endpoint, ENI, group and public address `e` does not have removed.
-    /// Returns how many entries were removed.
-    fn remove_stale(&mut self, e: &Entries) -> Result<usize> {
+    /// After the switch: the ENI groups as compiled.
+    fn set_eni_groups(&mut self, e: &Entries) -> Result<usize> {
         let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map(map_names::ENI_GROUPS)?)?;
-        upsert(&mut m, &e.eni_groups, map_names::ENI_GROUPS)?;
+        upsert(&mut m, &e.eni_groups, map_names::ENI_GROUPS)
+    }
+
+    /// Every port as the map has it now.
+    fn ports(&mut self) -> Result<std::collections::HashMap<u32, PortInfo>> {
+        let m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
+        Ok(m.iter().filter_map(|r| r.ok()).collect())
+    }
+
+    /// Last: every port, endpoint, ENI, group and public address `e` does
+    /// not have removed. Returns how many entries were removed.
+    fn remove_stale(&mut self, e: &Entries) -> Result<usize> {
         let mut n = 0;
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         n += remove_others(&mut m, &e.ports)?;

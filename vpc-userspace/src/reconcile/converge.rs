@@ -141,15 +141,54 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         steps.done(&format!("built {id}"));
         out.built.push(id);
     }
-    // 4. Entries: everything the model compiles to, the new generation
-    // written aside and switched on with one write.
+    // 4. IPv6 default routes follow `Ipv6AllowedForDualStack`.
+    let routes: Vec<(usize, bool)> = topology::node_specs(name, &s.model)
+        .iter()
+        .filter_map(|sp| {
+            let i = s.nodes.iter().position(|n| sp.is_built_as(n))?;
+            (sp.ip6.is_some() && s.nodes[i].ip6_route != sp.ip6_route).then_some((i, sp.ip6_route))
+        })
+        .collect();
+    for (i, on) in routes {
+        topology::set_ip6_route(&s.nodes[i], on)?;
+        s.nodes[i].ip6_route = on;
+        s.save()?;
+    }
+    // 5. Entries: everything the model compiles to, the new generation
+    // written aside and switched on with one write. A port keeps its ENI
+    // group until the groups are written (a new group may name a new ENI
+    // only the new policy knows).
     let links = s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
     let next = 1 - maps.generation()?;
     let entries = compile::compile(&s.model, &links, next).map_err(anyhow::Error::msg)?;
-    maps.sync_entries(&entries)?;
+    let before = maps.ports()?;
+    let mut held = entries.clone();
+    for (k, p) in held.ports.iter_mut() {
+        if let Some(cur) = before.get(k) {
+            p.eni_group = cur.eni_group;
+        }
+    }
+    maps.sync_entries(&held)?;
     maps.switch_policy(&entries)?;
     steps.done("switched the policy");
-    // 5. New ports join the router (their entries are in place).
+    maps.set_eni_groups(&entries)?;
+    maps.sync_entries(&entries)?;
+    // A connection leaves through one ENI: an execution environment moved
+    // to another (or to none) loses its connections.
+    let mut ended = HashSet::new();
+    for (k, p) in &entries.ports {
+        let Some(cur) = before.get(k) else { continue };
+        if cur.eni_group != p.eni_group && cur.eni_group != 0 {
+            if let Some(n) = s.nodes.iter().find(|n| n.link.ifindex == *k) {
+                ended.insert(v4_mapped(n.ip.octets()));
+                ended.extend(n.ip6.map(|a| a.octets()));
+            }
+        }
+    }
+    if !ended.is_empty() {
+        end_connections(maps, &ended)?;
+    }
+    // 6. New ports join the router (their entries are in place).
     for n in &s.nodes {
         if !s.pin_dir.join("links").join(&n.router_if).exists() {
             let hook = s.hooks.get(&n.router_if).copied().unwrap_or(s.default_hook);
@@ -157,11 +196,11 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
             steps.done(&format!("attached {}", n.id));
         }
     }
-    // 6. What the model no longer has.
+    // 7. What the model no longer has.
     maps.remove_stale(&entries)?;
     maps.clear_old_generation(next)?;
     remove_stale_links(&s)?;
-    // 7. Each function of the model has a lifecycle state, and only those.
+    // 8. Each function of the model has a lifecycle state, and only those.
     store_of(name)?.transact(|t| {
         let mut lc: Lifecycle = t.get("lifecycle")?.unwrap_or_default();
         let now = lc.clock.now_ms();

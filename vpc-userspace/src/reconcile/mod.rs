@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use vpc_common::{
-    map_names, v4_mapped, CtEntry, CtKey, Endpoint, HyperplaneEni, NatPortKey, PortInfo,
-};
+use vpc_common::{map_names, CtEntry, CtKey, NatPortKey};
 
 mod converge;
 pub use converge::{apply, apply_edit, check_update, converge, Converged, FAULT_ENV};
@@ -244,7 +242,7 @@ fn changeable(
 
 /// Detaches function `id` from its ENIs (its connections end).
 fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> {
-    rewire(name, maps, |m| {
+    change(name, maps, |m| {
         lifecycle::detach(m, id);
         Ok(())
     })?
@@ -510,24 +508,20 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
     Ok(Ok(configuration(name, &fname, None)?))
 }
 
-/// Builds a new function's execution environments on the running router
-/// and records it, `Pending` until its ENIs are ready (at once when its
-/// combinations have them), `Active` at once without `VpcConfig`.
+/// Adds a new function to the desired model and reconciles: its
+/// execution environments are built on the running router, and it is
+/// `Pending` until its ENIs are ready (at once when its combinations have
+/// them), `Active` at once without `VpcConfig`. If it cannot be built it
+/// is taken out again and the error returned.
 fn launch(
     name: &str,
     maps: &mut PinnedMaps,
     f: crate::model::Function,
 ) -> Result<Result<(), ApiError>> {
-    let s = State::load(name)?;
-    // Its namespaces go into the state before they exist: `vpc down`
-    // removes them whatever happens next.
-    let namespaces: Vec<String> = f
+    if let Some(ns) = f
         .envs()
         .iter()
         .map(|e| crate::topology::exec_env_netns(name, &f.id, e.n))
-        .collect();
-    if let Some(ns) = namespaces
-        .iter()
         .find(|ns| std::path::Path::new("/run/netns").join(ns).exists())
     {
         return Ok(Err(ApiError::new(
@@ -536,95 +530,22 @@ fn launch(
             format!("network namespace {ns} exists already"),
         )));
     }
-    transact(name, |s, _| {
-        s.namespaces.extend(namespaces.iter().cloned());
+    let (id, fname) = (f.id.clone(), f.name.clone());
+    let built = change(name, maps, |m| {
+        m.functions.push(f);
+        m.functions.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())
-    })?;
-    let first = s
-        .nodes
-        .iter()
-        .filter_map(|n| n.router_if.strip_prefix('r')?.parse::<u16>().ok())
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let nodes = match add_ports(name, maps, &s, &f, first) {
-        Ok(n) => n,
+    });
+    match built {
+        Ok(r) => Ok(r.map_err(|f| ApiError::invalid(f.reason))),
         Err(e) => {
-            crate::topology::teardown(&namespaces);
-            transact(name, |s, _| {
-                s.namespaces.retain(|n| !namespaces.contains(n));
+            let _ = change(name, maps, |m| {
+                m.functions.retain(|x| x.id != id);
                 Ok(())
-            })?;
-            return Err(e.context(format!("creating {}", f.name)));
-        }
-    };
-    transact(name, |s, lc| {
-        let now = lc.clock.now_ms();
-        let eni_delay = s.eni_delay.as_millis() as u64;
-        let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
-        for n in &nodes {
-            s.hooks.insert(n.router_if.clone(), s.default_hook);
-        }
-        s.nodes.extend(nodes.iter().cloned());
-        let mut st = if f.vpc_config.is_some() {
-            FunctionStatus::pending("Creating", now + if ready { 0 } else { eni_delay })
-        } else {
-            FunctionStatus::active()
-        };
-        st.life.last_modified_ms = now;
-        st.life.last_invoked_ms = now;
-        lc.functions.insert(f.id.clone(), st);
-        s.model.functions.push(f);
-        s.model.functions.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(())
-    })?;
-    Ok(Ok(()))
-}
-
-/// Builds `f`'s execution environments and joins them to the router:
-/// their port and endpoint entries first (no ENI yet), then the pinned
-/// router program on each new router-side interface (the deployment's
-/// default hook).
-fn add_ports(
-    name: &str,
-    maps: &mut PinnedMaps,
-    s: &State,
-    f: &crate::model::Function,
-    first: u16,
-) -> Result<Vec<crate::topology::Node>> {
-    let nodes = crate::topology::build_function(name, f, first)?;
-    let mut model = s.model.clone();
-    model.functions.push(f.clone());
-    crate::topology::set_function_resolver(name, &model, f)?;
-    let links: std::collections::HashMap<String, compile::LinkInfo> = s
-        .nodes
-        .iter()
-        .chain(&nodes)
-        .map(|n| (n.id.clone(), n.link))
-        .collect();
-    let gen = maps.generation()?;
-    let entries = compile::compile(&model, &links, gen).map_err(anyhow::Error::msg)?;
-    let mine: HashSet<u32> = nodes.iter().map(|n| n.link.ifindex).collect();
-    {
-        let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
-        for (k, v) in entries
-            .endpoints
-            .iter()
-            .filter(|(_, v)| mine.contains(&v.ifindex))
-        {
-            eps.insert(k, v, 0)?;
-        }
-        let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
-            aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
-        for (k, v) in entries.ports.iter().filter(|(k, _)| mine.contains(k)) {
-            ports.insert(k, v, 0)?;
+            });
+            Err(e.context(format!("creating {fname}")))
         }
     }
-    for n in &nodes {
-        attach_port(name, &s.pin_dir, n, s.default_hook)?;
-    }
-    Ok(nodes)
 }
 
 /// Changes a resource share. Unsharing cuts a participant's functions off
@@ -658,7 +579,7 @@ fn reshare(
     }
     let id = sh.id.clone();
     let mut cut = vec![];
-    rewire(name, maps, |m| {
+    change(name, maps, |m| {
         let sh = m.shares.iter_mut().find(|x| x.id == id).expect("found");
         if associate {
             sh.subnets.extend(subnets.iter().cloned());
@@ -745,56 +666,18 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     delete_one(name, maps, &id)
 }
 
+/// Out of the desired model (detached first: its connections end,
+/// nothing sends through an ENI), then reconciled: its execution
+/// environments go, and its lifecycle state.
 fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
-    let s = State::load(name)?;
     let id = id.to_string();
-    let f = s.model.function(&id).expect("found").clone();
-    // Detached first: its connections end, nothing sends through an ENI.
-    detach(name, maps, &id)?;
-    let nodes: Vec<crate::topology::Node> = f
-        .envs()
-        .iter()
-        .filter_map(|e| s.node(&e.id).cloned())
-        .collect();
-    let namespaces: Vec<String> = nodes.iter().map(|n| n.netns.clone()).collect();
-    // Gone from the model (nothing compiles its ports any more); its
-    // namespaces stay listed until they are removed, for `vpc down`.
-    transact(name, |s, lc| {
-        s.model.functions.retain(|x| x.id != id);
-        lifecycle::refresh_eni_functions(&mut s.model);
-        s.nodes.retain(|n| !nodes.iter().any(|x| x.id == n.id));
-        for n in &nodes {
-            s.hooks.remove(&n.router_if);
-        }
-        lc.functions.remove(&id);
+    change(name, maps, |m| {
+        lifecycle::detach(m, &id);
+        m.functions.retain(|x| x.id != id);
+        lifecycle::refresh_eni_functions(m);
         Ok(())
-    })?;
-    {
-        let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
-            aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
-        for n in &nodes {
-            let _ = ports.remove(&n.link.ifindex);
-        }
-        let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-            aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
-        for n in &nodes {
-            let _ = eps.remove(&v4_mapped(n.ip.octets()));
-            if let Some(a) = n.ip6 {
-                let _ = eps.remove(&a.octets());
-            }
-        }
-    }
-    let errors = crate::topology::teardown(&namespaces);
-    for n in &nodes {
-        let _ = std::fs::remove_file(s.pin_dir.join("links").join(&n.router_if));
-    }
-    transact(name, |s, _| {
-        s.namespaces.retain(|n| !namespaces.contains(n));
-        Ok(())
-    })?;
-    if !errors.is_empty() {
-        tracing::warn!("deleting {}: {}", f.name, errors.join("; "));
-    }
+    })?
+    .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
     Ok(Ok(Value::Null))
 }
 
@@ -816,7 +699,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
     for (id, st) in &lc.functions {
         if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
             let vc = vpc_of(id);
-            let r = rewire(name, maps, |m| {
+            let r = change(name, maps, |m| {
                 lifecycle::attach(m, id, vc, settings.eni_limit)
             })?;
             set_status(name, id, |st| {
@@ -849,7 +732,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?;
         } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
             let vc = u.vpc_config.clone();
-            let r = rewire(name, maps, |m| {
+            let r = change(name, maps, |m| {
                 lifecycle::attach(m, id, vc, settings.eni_limit)
             })?;
             set_status(name, id, |st| {
@@ -903,7 +786,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
     for c in &unused {
         let t = *since.entry(key(c)).or_insert(now);
         if now.saturating_sub(t) >= settings.eni_delete_delay.as_millis() as u64 {
-            rewire(name, maps, |m| {
+            change(name, maps, |m| {
                 lifecycle::delete_enis(m, c);
                 Ok(())
             })?
@@ -934,139 +817,30 @@ fn set_status(name: &str, id: &str, f: impl FnOnce(&mut FunctionStatus)) -> Resu
     })
 }
 
-/// Applies a change of the model's ENIs and attachments to the datapath:
-/// new ENIs' entries, the policy switch (group references follow ENI
-/// addresses), ENI groups, each execution environment's port (its
-/// connections end when its ENI changes), then deleted ENIs' entries.
+/// A change of the desired model made by `edit` (functions, their ENIs
+/// and attachments, shares), under the deployment's lock, then reconciled
+/// (`converge`): new ENIs' entries, the policy switch (group references
+/// follow ENI addresses), ENI groups, each execution environment's port
+/// (its connections end when its ENI changes), deleted ENIs' entries.
 /// `Ok(Err)`: the change is refused (nothing changed).
-pub fn rewire(
+pub fn change(
     name: &str,
     maps: &mut PinnedMaps,
     edit: impl FnOnce(&mut Model) -> Result<(), Failure>,
 ) -> Result<Result<(), Failure>> {
     let _lock = lock(name)?;
     let mut s = State::load(name)?;
-    let old = s.model.clone();
-    let mut model = old.clone();
+    let mut model = s.model.clone();
     if let Err(f) = edit(&mut model) {
         return Ok(Err(f));
     }
-    let (entries, next) = switch_model(&s, maps, &model)?;
-    if model != old {
-        {
-            let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-                aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
-            for (k, v) in &entries.endpoints {
-                if m.get(k, 0).is_err() {
-                    m.insert(k, v, 0)?;
-                }
-            }
-            let mut m: aya::maps::HashMap<_, u32, HyperplaneEni> =
-                aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
-            for (k, v) in &entries.enis {
-                if m.get(k, 0).is_err() {
-                    m.insert(k, v, 0)?;
-                }
-            }
-        }
-        maps.switch_policy(&entries)?;
-        // The policy in force knows the new ENIs: the state says so first.
-        s.model = model.clone();
-        s.save()?;
-        for (id, g) in &entries.eni_groups {
-            maps.set_eni_group(*id, g)?;
-        }
+    if model == s.model && !s.pending {
+        return Ok(Ok(()));
     }
-    // Ports: each execution environment's ENI group as the model has it.
-    let addrs: BTreeMap<u32, Vec<[u8; 16]>> = s
-        .nodes
-        .iter()
-        .map(|n| {
-            let mut v = vec![v4_mapped(n.ip.octets())];
-            v.extend(n.ip6.map(|a| a.octets()));
-            (n.link.ifindex, v)
-        })
-        .collect();
-    let mut ended = HashSet::new();
-    for (ifindex, port) in entries
-        .ports
-        .iter()
-        .filter(|(_, p)| p.kind == vpc_common::kind::EXEC_ENV)
-    {
-        let cur: PortInfo = {
-            let m: aya::maps::HashMap<_, u32, PortInfo> =
-                aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
-            m.get(ifindex, 0).context("port missing")?
-        };
-        if cur.eni_group != port.eni_group {
-            maps.set_port_eni(*ifindex, port.eni_group)?;
-            if cur.eni_group != 0 {
-                ended.extend(addrs.get(ifindex).cloned().unwrap_or_default());
-            }
-        }
-    }
-    if !ended.is_empty() {
-        end_connections(maps, &ended)?;
-    }
-    // IPv6 routes follow Ipv6AllowedForDualStack.
-    for f in &model.functions {
-        let before = old.function(&f.id).is_some_and(|o| o.ipv6_allowed());
-        if f.ipv6_allowed() != before {
-            for e in f.envs() {
-                let ns = crate::topology::exec_env_netns(name, &f.id, e.n);
-                let op = if f.ipv6_allowed() { "replace" } else { "del" };
-                let _ = crate::topology::run(
-                    "ip",
-                    &[
-                        "-n",
-                        &ns,
-                        "-6",
-                        "route",
-                        op,
-                        "default",
-                        "via",
-                        &crate::model::VPC_ROUTER6.to_string(),
-                        "dev",
-                        "eth0",
-                    ],
-                );
-            }
-        }
-    }
-    if model != old {
-        // Deleted ENIs: nothing sends through them any more.
-        let gone: Vec<_> = old
-            .enis
-            .iter()
-            .filter(|e| !model.enis.iter().any(|x| x.index == e.index))
-            .collect();
-        if !gone.is_empty() {
-            let mut m: aya::maps::HashMap<_, u32, HyperplaneEni> =
-                aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
-            for e in &gone {
-                let _ = m.remove(&e.index);
-                let _ = m.remove(&(e.index | compile::ENI_V4_ONLY));
-            }
-            let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
-                aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
-            for e in &gone {
-                let _ = m.remove(&v4_mapped(e.ip.octets()));
-                if let Some(a) = e.ip6 {
-                    let _ = m.remove(&a.octets());
-                }
-            }
-            let mut m: aya::maps::HashMap<_, u32, vpc_common::EniGroup> =
-                aya::maps::HashMap::try_from(maps.map(map_names::ENI_GROUPS)?)?;
-            for e in &gone {
-                for g in [e.index, e.index | compile::ENI_V4_ONLY] {
-                    if !entries.eni_groups.iter().any(|(id, _)| *id == g) {
-                        let _ = m.remove(&g);
-                    }
-                }
-            }
-        }
-        maps.clear_old_generation(next)?;
-    }
+    s.model = model;
+    s.pending = true;
+    s.save()?;
+    converge::converge_locked(name, maps)?;
     Ok(Ok(()))
 }
 

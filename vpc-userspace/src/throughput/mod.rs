@@ -222,7 +222,7 @@ impl Bed {
             .context("no function")?
             .clone();
         let mut maps = PinnedMaps::open(&bed.state.pin_dir)?;
-        crate::reconcile::rewire(name, &mut maps, |m| {
+        crate::reconcile::change(name, &mut maps, |m| {
             crate::lifecycle::attach(m, &f.id, f.vpc_config.clone(), usize::MAX)
         })?
         .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
