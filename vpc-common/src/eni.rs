@@ -139,3 +139,12 @@ pub const NAT_GATEWAY_ID_BASE: u32 = 0x4000;
 /// Default source ports per NAT gateway, destination (address, port) and
 /// protocol: AWS's 55,000 connections per unique destination.
 pub const NAT_GATEWAY_CAPACITY: u32 = 55_000;
+
+/// Datapath ENI id of the IPv4-only view of a dual-stack Hyperplane ENI:
+/// the ENI's index with this bit set. A function without
+/// `Ipv6AllowedForDualStack` sends through the group of such views, whose
+/// `has_v6` is 0, so the router drops its IPv6 (`no_route`) while functions
+/// sharing the ENIs with the flag set use their IPv6 addresses. (An ENI is
+/// one ENI, as at AWS: a view hands out the same NAT ports, `pool`. Ids
+/// stay below 2^16: `CtEntry` keeps them in a u16.)
+pub const ENI_V4_ONLY: u32 = 1 << 15;

@@ -8,7 +8,6 @@
 //! [`reconcile`] applies them; [`deploy`] ties them together and runs the
 //! agent; [`bench`] and [`throughput`] measure the datapath.
 pub mod agent;
-pub mod api;
 pub mod bench;
 pub mod compile;
 pub mod conntrack;
@@ -16,7 +15,7 @@ pub mod datapath;
 pub mod deploy;
 pub mod explain;
 pub mod flowlogs;
-pub mod lifecycle;
+pub mod lambda;
 pub mod metrics;
 pub mod model;
 pub mod packet;
@@ -32,4 +31,7 @@ pub mod throughput;
 pub mod topology;
 
 /// The template `cargo xtask run` brings up when given none.
+/// The Lambda API and lifecycle under their former paths.
+pub use lambda::{api, lifecycle};
+
 pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/default.yaml");

@@ -14,6 +14,7 @@
 //! worker never enters a namespace itself: `setns` holds for the calling
 //! thread, which would take the namespace to every task it runs next.
 use std::{
+    collections::HashMap,
     future::IntoFuture,
     net::{Ipv4Addr, SocketAddr},
     sync::Arc,
@@ -38,33 +39,22 @@ struct Service {
 
 const PORT: u16 = 80;
 
-/// Binds every simulated service of deployment `name`, each in its
-/// namespace: blocking (the store, a thread per namespace), so on the
-/// blocking pool.
-fn bind(name: &str) -> Result<Vec<(std::net::TcpListener, Service)>> {
+/// (namespace, address, service name): one listening service.
+type Key = (String, Ipv4Addr, String);
+
+/// Every simulated service the state has now, and where.
+fn wanted(name: &str) -> Result<Vec<(Key, Service)>> {
     let s = crate::state::State::load(name)?;
     let m = &s.model;
-    let mut services = vec![];
-    let mut bind = |ns: &str, ip: Ipv4Addr, service_name: String, endpoint: String| {
-        let listener = crate::topology::in_netns(ns, || {
-            let l = std::net::TcpListener::bind((ip, PORT))
-                .with_context(|| format!("{service_name} on {ip}:{PORT}"))?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        })?;
-        services.push((
-            listener,
-            Service {
-                service_name,
-                endpoint,
-            },
-        ));
-        anyhow::Ok(())
-    };
+    let mut out = vec![];
     if let Some(node) = s.node(AWS_SERVICES_ID) {
         for (service, ip) in GATEWAY_SERVICES {
             let sn = format!("com.amazonaws.{}.{service}", m.region);
-            bind(&node.netns, ip, sn, "-".into())?;
+            let svc = Service {
+                service_name: sn.clone(),
+                endpoint: "-".into(),
+            };
+            out.push(((node.netns.clone(), ip, sn), svc));
         }
     }
     for e in m
@@ -74,49 +64,106 @@ fn bind(name: &str) -> Result<Vec<(std::net::TcpListener, Service)>> {
     {
         for (_, host) in &e.enis {
             if let Some(node) = s.node(host) {
-                bind(
-                    &node.netns,
-                    node.ip,
-                    e.service_name.clone(),
-                    e.vpce_id.clone(),
-                )?;
+                let svc = Service {
+                    service_name: e.service_name.clone(),
+                    endpoint: e.vpce_id.clone(),
+                };
+                out.push(((node.netns.clone(), node.ip, e.service_name.clone()), svc));
             }
         }
     }
-    Ok(services)
+    Ok(out)
+}
+
+/// Binds the services of `want`, each in its namespace: blocking (a
+/// thread per namespace), so on the blocking pool.
+fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, std::net::TcpListener, Service)>> {
+    let mut out = vec![];
+    for (key, svc) in want {
+        let (ns, ip) = (key.0.clone(), key.1);
+        let listener = crate::topology::in_netns(&ns, || {
+            let l = std::net::TcpListener::bind((ip, PORT))
+                .with_context(|| format!("{} on {ip}:{PORT}", svc.service_name))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })?;
+        out.push((key, listener, svc));
+    }
+    Ok(out)
 }
 
 /// Serves every simulated service of deployment `name` until `shutdown`
-/// turns true (or its sender is gone). An error binding any of them is
-/// returned before any is served.
+/// turns true (or its sender is gone), following the state: services of
+/// endpoints added at runtime (`vpc apply`) start within two seconds,
+/// those of removed ones stop. An error binding any of them at start is
+/// returned before any is served; later, the next check tries again.
 pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-    let n = name.to_string();
-    let bound = tokio::task::spawn_blocking(move || bind(&n))
-        .await
-        .context("binding the services")??;
+    let mut running: HashMap<Key, tokio::task::AbortHandle> = HashMap::new();
     let mut servers = tokio::task::JoinSet::new();
-    for (listener, svc) in bound {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = Router::new().fallback(answer).with_state(Arc::new(svc));
-        let mut shutdown = shutdown.clone();
-        servers.spawn(
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .into_future(),
-        );
-    }
-    let mut out = Ok(());
-    while let Some(r) = servers.join_next().await {
-        if let Err(e) = r.context("a service's task").and_then(|r| Ok(r?)) {
-            out = out.and(Err(e));
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(2));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = shutdown.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            () = &mut stopped => break,
+            Some(r) = servers.join_next(), if !servers.is_empty() => {
+                if let Ok(Err(e)) = r {
+                    tracing::error!("a simulated service stopped: {e:#}");
+                }
+            }
+            _ = check.tick() => {
+                let n = name.to_string();
+                let want = tokio::task::spawn_blocking(move || wanted(&n))
+                    .await
+                    .context("reading the state")?;
+                let Ok(want) = want else { continue };
+                running.retain(|k, h| {
+                    let keep = want.iter().any(|(w, _)| w == k) && !h.is_finished();
+                    if !keep {
+                        h.abort();
+                    }
+                    keep
+                });
+                let new: Vec<_> = want.into_iter().filter(|(k, _)| !running.contains_key(k)).collect();
+                let bound = tokio::task::spawn_blocking(move || bind(new))
+                    .await
+                    .context("binding the services")?;
+                let bound = match bound {
+                    Ok(b) => b,
+                    Err(e) if first => return Err(e),
+                    Err(e) => {
+                        tracing::warn!("binding a simulated service: {e:#}");
+                        continue;
+                    }
+                };
+                first = false;
+                for (key, listener, svc) in bound {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let app = Router::new().fallback(answer).with_state(Arc::new(svc));
+                    let mut shutdown = shutdown.clone();
+                    let h = servers.spawn(
+                        axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<SocketAddr>(),
+                        )
+                        .with_graceful_shutdown(async move {
+                            let _ = shutdown.wait_for(|s| *s).await;
+                        })
+                        .into_future(),
+                    );
+                    running.insert(key, h);
+                }
+            }
         }
     }
-    out
+    // Graceful: each server finishes what it is answering.
+    while servers.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Any request, any method: who answers, through which endpoint, to whom.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     datapath::{Hook, Timeouts},
-    lifecycle::FunctionStatus,
+    lambda::lifecycle::FunctionStatus,
     model::Model,
     paths::state_dir,
     store::Store,
@@ -106,9 +106,9 @@ pub struct Lifecycle {
     pub metrics_url: Option<String>,
     /// The deployment's clock (real, or a test clock).
     #[serde(default)]
-    pub clock: crate::lifecycle::Clock,
+    pub clock: crate::lambda::lifecycle::Clock,
     #[serde(default)]
-    pub settings: crate::lifecycle::Settings,
+    pub settings: crate::lambda::lifecycle::Settings,
     /// ENI combinations ("subnet|group,group") nothing uses, since when.
     #[serde(default)]
     pub unused_since_ms: BTreeMap<String, u64>,

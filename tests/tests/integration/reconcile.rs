@@ -187,6 +187,7 @@ fn a_reconcile_killed_midway_is_finished_by_the_agent() {
     assert_eq!(out.status.code(), Some(86), "{}", text(&out));
     let s = vpc::deploy::State::load(&d.name).unwrap();
     assert!(s.pending, "the state says a reconcile is unfinished");
+    assert_eq!(d.status()["reconcile_pending"], true);
     assert!(s.node("New").is_none() || s.node("Fn2").is_none());
     // An agent that dies one step into finishing it.
     let out = std::process::Command::new(vpc_tests::vpc_bin())
@@ -220,4 +221,69 @@ fn a_reconcile_killed_midway_is_finished_by_the_agent() {
     let mut actual = namespaces_with_prefix(&d.name);
     actual.sort();
     assert_eq!(listed, actual);
+}
+
+/// A second VPC (a subnet, an instance, an interface endpoint) added at
+/// runtime: its resolver answers and its endpoint's service listens, with
+/// no agent restart; removed, both stop with it.
+#[test]
+fn a_vpc_added_at_runtime_gets_its_resolver_and_its_endpoint_service() {
+    let d = Deployment::up("rcd", BASE, FAST);
+    let vpc2 = "
+  Vpc2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.9.0.0/16}}
+  C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc2, CidrBlock: 10.9.1.0/24}}
+  OpenSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: open
+      VpcId: !Ref Vpc2
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 10.9.0.0/16}]
+  Other: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref C, PrivateIpAddress: 10.9.1.10, SecurityGroupIds: [!Ref OpenSg]}}
+  Sqs:
+    Type: AWS::EC2::VPCEndpoint
+    Properties:
+      VpcId: !Ref Vpc2
+      VpcEndpointType: Interface
+      ServiceName: !Sub 'com.amazonaws.${AWS::Region}.sqs'
+      SubnetIds: [!Ref C]
+      SecurityGroupIds: [!Ref OpenSg]
+";
+    d.apply(&format!("{BASE}{vpc2}"));
+    let getent = || {
+        let out = d.vpc(&[
+            "exec",
+            "Other",
+            "--",
+            "timeout",
+            "10",
+            "getent",
+            "hosts",
+            "ip-10-9-1-10.ec2.internal",
+        ]);
+        out.status.success()
+    };
+    wait_for("the new VPC's resolver to answer", 30, getent);
+    let endpoint = host_ip(&d, "Sqs.1");
+    let url = format!("http://{endpoint}/");
+    let curl = || {
+        let out = d.vpc(&[
+            "exec",
+            "Other",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "3",
+            &url,
+        ]);
+        String::from_utf8_lossy(&out.stdout).contains("sqs")
+    };
+    wait_for("the new endpoint's service to answer", 30, curl);
+    d.apply(BASE);
+    assert!(!netns_exists(&d.netns("Other")));
+    assert!(vpc::deploy::State::load(&d.name)
+        .unwrap()
+        .model
+        .vpc("Vpc2")
+        .is_none());
 }

@@ -3,7 +3,7 @@
 //! `AWS_ENDPOINT_URL`) serves every client.
 //!
 //! Listeners: the Unix socket `/run/vpc/<name>/api.sock`, always (the CLI's,
-//! [`crate::api::call`]), and loopback TCP when asked (`vpc up --api-addr
+//! [`crate::lambda::api::call`]), and loopback TCP when asked (`vpc up --api-addr
 //! 127.0.0.1:PORT`, for SDKs). Both serve the same [`endpoint`].
 //!
 //! Routing: a request's service is the one its SigV4 signature names (the
@@ -13,7 +13,7 @@
 //! its path names (unsigned requests: the CLI, `/_vpc/...`). Signatures are
 //! not verified (any credentials do); the access key id still names the
 //! caller's account ([`Caller::account`]). `lambda` goes to the Lambda router
-//! ([`crate::api::router`]); any other service gets AWS's error for an
+//! ([`crate::lambda::api::router`]); any other service gets AWS's error for an
 //! operation that is not served, in its protocol's shape ([`unserved`]):
 //! another service is one more router in [`Endpoint`] and one arm in
 //! `dispatch`.
@@ -24,7 +24,7 @@
 //! (reads of the SQLite store, waiting for the agent's loop, an
 //! invocation's process in a namespace) runs on tokio's blocking pool
 //! (`spawn_blocking`). Changes go to the agent's loop, on its own thread,
-//! over a channel (`reconcile::Request`), one at a time; an invocation's
+//! over a channel (`lambda::operations::Request`), one at a time; an invocation's
 //! handler runs with `ip netns exec`, from the blocking pool.
 use std::{
     future::IntoFuture,
@@ -44,7 +44,7 @@ use axum::{
 use tower::ServiceExt as _;
 
 use super::request::{header_str, query_value, service_of, Caller, RequestPath};
-use crate::{api, reconcile};
+use crate::api;
 
 /// The largest request body taken: `CreateFunction`'s `Code.ZipFile` is the
 /// base64 of up to 50 MB at AWS.
@@ -60,7 +60,7 @@ pub struct Endpoint {
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
-pub fn endpoint(name: &str, ops: reconcile::Ops) -> Router {
+pub fn endpoint(name: &str, ops: crate::lambda::operations::Ops) -> Router {
     let services = Endpoint {
         lambda: api::router(name, ops),
     };

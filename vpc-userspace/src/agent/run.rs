@@ -26,8 +26,8 @@
 //!   namespace: a socket keeps the namespace it was created in, and a
 //!   worker must never enter one).
 //!
-//! Channels: the API sends each change ([`crate::reconcile::Request`]) over
-//! an unbounded tokio channel ([`crate::reconcile::Ops`]) and waits for its
+//! Channels: the API sends each change ([`crate::lambda::operations::Request`]) over
+//! an unbounded tokio channel ([`crate::lambda::operations::Ops`]) and waits for its
 //! answer on the request's oneshot; the loop takes them one at a time.
 //!
 //! Shutdown: `stop` (set by the CLI's signal handler) is polled by the
@@ -60,9 +60,9 @@ use tokio::{
 use crate::{
     agent::http,
     datapath::{self, Maps, PinnedMaps},
-    deploy::scale_enis,
+    lambda::eni_scaling::scale_enis,
+    lambda::operations::{Ops, Request},
     paths::state_dir,
-    reconcile::{Ops, Request},
     state::{transact, Lifecycle, State},
 };
 
@@ -290,7 +290,7 @@ fn agent_loop(
         let next = async { tokio::time::timeout(Duration::from_millis(50), ops.recv()).await };
         match rt.block_on(next) {
             Ok(Some(req)) => {
-                let r = crate::reconcile::handle(name, &mut maps, req.op);
+                let r = crate::lambda::operations::handle(name, &mut maps, req.op);
                 let _ = req.reply.send(r);
                 continue;
             }
@@ -300,7 +300,7 @@ fn agent_loop(
         // The lifecycle's timers (each API change runs them too).
         if last_step.elapsed() >= Duration::from_millis(200) {
             last_step = std::time::Instant::now();
-            if let Err(e) = crate::reconcile::step(name, &mut maps) {
+            if let Err(e) = crate::lambda::operations::step(name, &mut maps) {
                 tracing::warn!("lifecycle: {e:#}");
             }
         }

@@ -367,4 +367,7 @@ pub fn print_status(s: &Status) {
     if !s.agent_running {
         println!("\nwarning: the agent is not running");
     }
+    if s.reconcile_pending {
+        println!("\nwarning: a change is not yet reconciled (the agent finishes it)");
+    }
 }

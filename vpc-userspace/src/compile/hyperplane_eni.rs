@@ -9,14 +9,7 @@ use vpc_common::{
 use super::Entries;
 use crate::model::{Function, Model};
 
-/// Datapath ENI id of the IPv4-only view of a dual-stack Hyperplane ENI:
-/// the ENI's index with this bit set. A function without
-/// `Ipv6AllowedForDualStack` sends through the group of such views, whose
-/// `has_v6` is 0, so the router drops its IPv6 (`no_route`) while functions
-/// sharing the ENIs with the flag set use their IPv6 addresses. (An ENI is
-/// one ENI, as at AWS: a view hands out the same NAT ports, `pool`. Ids
-/// stay below 2^16: `CtEntry` keeps them in a u16.)
-pub const ENI_V4_ONLY: u32 = 1 << 15;
+pub use vpc_common::ENI_V4_ONLY;
 
 /// The datapath ENI group of Hyperplane ENI `index` as function `f` sends
 /// through it: the index (`| ENI_V4_ONLY` for the IPv4-only view of a

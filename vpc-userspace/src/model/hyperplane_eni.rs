@@ -2,7 +2,7 @@
 //! by the functions that use it. [`Model::allocate_eni`] is the one place
 //! that creates one (index, id, addresses): the template's (`Builder::eni_for`),
 //! the Lambda API's and the lifecycle's (`lifecycle::create_eni`) and the
-//! agent's when a group scales out (`deploy::add_eni`).
+//! agent's when a group scales out (`lambda::eni_scaling::add_eni`).
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,7 @@ pub enum AllocError {
     /// No free IPv4 address in the subnet, or no free IPv6 address in a
     /// dual-stack one: `SubnetOutOfIPAddresses`.
     SubnetOutOfIPAddresses { subnet: String, cidr: String },
-    /// No datapath index left (indices stay below `compile::ENI_V4_ONLY`):
+    /// No datapath index left (indices stay below `vpc_common::ENI_V4_ONLY`):
     /// `EniLimitExceeded`.
     EniLimitExceeded,
 }
@@ -66,7 +66,7 @@ impl AllocError {
             ),
             Self::EniLimitExceeded => format!(
                 "Lambda was not able to create an ENI: no datapath ENI index left (at most {})",
-                crate::compile::ENI_V4_ONLY - 1
+                vpc_common::ENI_V4_ONLY - 1
             ),
         }
     }
@@ -107,7 +107,7 @@ impl Model {
     /// API / lifecycle and ENI scaling.
     ///
     /// - index: the highest index in `enis` plus one (never one still in
-    ///   use, whatever was removed before), below `compile::ENI_V4_ONLY`
+    ///   use, whatever was removed before), below `vpc_common::ENI_V4_ONLY`
     ///   (the bit of a dual-stack ENI's IPv4-only view), else
     ///   `EniLimitExceeded`;
     /// - id: [`eni_id`] of the stack, subnet, groups, account and index;
@@ -141,7 +141,7 @@ impl Model {
             false => None,
         };
         let index = self.enis.iter().map(|e| e.index).max().unwrap_or(0) + 1;
-        if index >= crate::compile::ENI_V4_ONLY {
+        if index >= vpc_common::ENI_V4_ONLY {
             return Err(AllocError::EniLimitExceeded);
         }
         let vpc = sn.vpc.clone();
@@ -248,8 +248,8 @@ mod tests {
 #[cfg(test)]
 mod allocator_tests {
     use super::{eni_id, AllocError};
-    use crate::compile::ENI_V4_ONLY;
     use crate::model::tests::{build_ok, dual, with};
+    use vpc_common::ENI_V4_ONLY;
 
     fn sg() -> Vec<String> {
         vec!["Sg".to_string()]

@@ -21,7 +21,7 @@ use vpc_common::v4_mapped;
 use crate::{
     compile,
     datapath::{Maps, PinnedMaps, SyncEntries},
-    lifecycle::{self, FunctionStatus},
+    lambda::lifecycle::{self, FunctionStatus},
     model::Model,
     state::{lock, store_of, Lifecycle, State, APPLY_LATENCY},
     topology::{self, Node},

@@ -223,7 +223,7 @@ impl Bed {
             .clone();
         let mut maps = PinnedMaps::open(&bed.state.pin_dir)?;
         crate::reconcile::change(name, &mut maps, |m| {
-            crate::lifecycle::attach(m, &f.id, f.vpc_config.clone(), usize::MAX)
+            crate::lambda::lifecycle::attach(m, &f.id, f.vpc_config.clone(), usize::MAX)
         })?
         .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
         if hook == Hook::Tc {

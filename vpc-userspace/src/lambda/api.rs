@@ -25,7 +25,7 @@
 //! checks of Invoke, and where to run).
 //!
 //! Reads are answered from the store on the endpoint's blocking pool;
-//! changes go to the agent's loop (`reconcile::Request`), one at a time.
+//! changes go to the agent's loop (`lambda::operations::Request`), one at a time.
 //! [`call`] is the CLI's client, over the Unix socket.
 use std::{
     io::{Read, Write},
@@ -47,8 +47,10 @@ use serde_json::{json, Value};
 
 use crate::{
     agent::request::{query_value, Caller, RequestPath},
-    lifecycle::{self, ApiError},
-    reconcile::{Op, Ops, Request},
+    lambda::{
+        lifecycle::{self, ApiError},
+        operations::{Op, Ops, Request},
+    },
     state::{Lifecycle, State as DeploymentState},
 };
 

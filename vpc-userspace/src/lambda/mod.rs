@@ -1,0 +1,9 @@
+//! Lambda: the function and Hyperplane ENI lifecycle as AWS documents it
+//! ([`lifecycle`], pure), the API's changes and the lifecycle's timers on
+//! a running deployment ([`operations`], through the reconciler), the
+//! Lambda API itself ([`api`]) and the scaling of Hyperplane ENI groups
+//! ([`eni_scaling`]).
+pub mod api;
+pub mod eni_scaling;
+pub mod lifecycle;
+pub mod operations;

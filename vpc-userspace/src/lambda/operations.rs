@@ -1,0 +1,813 @@
+//! The Lambda API's changes and the lifecycle's timers on the running
+//! deployment: what `lifecycle` decides, written to the desired model and
+//! applied by the reconciler ([`crate::reconcile::change`]): functions
+//! created and deleted, ENIs created and deleted, execution environments
+//! attached and detached. Everything here runs on the agent's one loop, so
+//! changes never interleave; each one is written to the store.
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use super::lifecycle::{self, state, ApiError, Failure, FunctionStatus, PendingUpdate, Version};
+use crate::{
+    datapath::{Maps, PinnedMaps},
+    reconcile::change,
+    state::{transact, Lifecycle, State},
+};
+
+/// A change asked through the API, answered on `reply`. The API sends
+/// them over [`Ops`]; the agent's loop takes them one at a time.
+pub struct Request {
+    pub op: Op,
+    pub reply: tokio::sync::oneshot::Sender<Result<Value, ApiError>>,
+}
+
+/// The way from the API to the agent's loop: unbounded (as a std channel
+/// is), sent to from the API's blocking pool, received on the loop's thread.
+pub type Ops = tokio::sync::mpsc::UnboundedSender<Request>;
+
+pub enum Op {
+    /// CreateFunction: `body` as Lambda takes it; `account` from the
+    /// caller's credentials (`None`: the owner).
+    Create {
+        body: Value,
+        account: Option<String>,
+    },
+    /// An invocation starts: may it run, and where (`env`, 1-based; a
+    /// published version's own environments with `qualifier`)?
+    Claim {
+        function: String,
+        env: usize,
+        qualifier: Option<u32>,
+    },
+    Update {
+        function: String,
+        body: Value,
+    },
+    Delete {
+        function: String,
+    },
+    Publish {
+        function: String,
+    },
+    /// Moves the test clock forward.
+    AdvanceClock {
+        ms: u64,
+    },
+    /// Shares (`associate`) or unshares subnets, or adds or removes
+    /// participants, of a resource share.
+    Share {
+        share: String,
+        subnets: Vec<String>,
+        principals: Vec<String>,
+        associate: bool,
+    },
+}
+
+/// Serves one API change.
+pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiError> {
+    let internal = |e: anyhow::Error| ApiError::new(500, "ServiceException", format!("{e:#}"));
+    let r = match op {
+        Op::Create { body, account } => create(name, maps, &body, account),
+        Op::Claim {
+            function,
+            env,
+            qualifier,
+        } => claim(name, &function, env, qualifier),
+        Op::Update { function, body } => update(name, &function, &body),
+        Op::Delete { function } => delete(name, maps, &function),
+        Op::Publish { function } => publish(name, maps, &function),
+        Op::AdvanceClock { ms } => advance(name, maps, ms),
+        Op::Share {
+            share,
+            subnets,
+            principals,
+            associate,
+        } => reshare(name, maps, &share, &subnets, &principals, associate),
+    };
+    let r = r.map_err(internal)?;
+    // A change may be due at once (an ENI that exists is reused at once).
+    if r.is_ok() {
+        step(name, maps).map_err(internal)?;
+    }
+    r
+}
+
+type Answer = Result<Result<Value, ApiError>>;
+
+fn find(s: &State, function: &str) -> Result<String, ApiError> {
+    s.model
+        .function(function)
+        .map(|f| f.id.clone())
+        .ok_or_else(|| ApiError::not_found(function))
+}
+
+fn arn(s: &State, fname: &str) -> String {
+    format!(
+        "arn:aws:lambda:{}:{}:function:{fname}",
+        s.model.region, s.model.account
+    )
+}
+
+fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answer {
+    transact(name, |s, lc| {
+        let id = match find(s, function) {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let id = match qualifier {
+            None => id,
+            Some(n) => match lifecycle::version_id(&id, n) {
+                v if s.model.function(&v).is_some() => v,
+                _ => return Ok(Err(ApiError::not_found(&format!("{function}:{n}")))),
+            },
+        };
+        let f = s.model.function(&id).expect("found").clone();
+        let now = lc.clock.now_ms();
+        let eni_delay = s.eni_delay.as_millis() as u64;
+        let st = lc.functions.entry(id.clone()).or_default();
+        let not_ready = |m: String| Ok(Err(ApiError::new(502, "ResourceNotReadyException", m)));
+        match st.state.as_str() {
+            state::ACTIVE => {}
+            state::INACTIVE => {
+                // The next invocation fails and brings the ENI back.
+                let ready =
+                    lifecycle::enis_exist(&s.model, f.account.as_deref(), f.vpc_config.as_ref());
+                let code = st.state_reason_code.clone();
+                let why = st.state_reason.clone().unwrap_or_default();
+                *st = FunctionStatus {
+                    life: std::mem::take(&mut st.life),
+                    ..FunctionStatus::pending("Restoring", 0)
+                };
+                st.life.pending_until_ms = Some(now + if ready { 0 } else { eni_delay });
+                st.life.revision += 1;
+                // Reclaimed: ResourceNotReadyException; cut off (a subnet
+                // no longer shared): the reason's own error.
+                if code != "Idle" {
+                    return Ok(Err(ApiError::new(502, Failure::invoke_error(&code), why)));
+                }
+                return not_ready(
+                    "The function is inactive and its VPC connection is no longer available. Wait for the VPC connection to be reestablished and try again.".into(),
+                );
+            }
+            state::FAILED => {
+                let code = st.state_reason_code.clone();
+                return Ok(Err(ApiError::new(
+                    502,
+                    Failure::invoke_error(&code),
+                    st.state_reason.clone().unwrap_or(code),
+                )));
+            }
+            other => {
+                return not_ready(format!(
+                    "The operation cannot be performed at this time. The function is currently in the following state: {other}"
+                ))
+            }
+        }
+        let envs = f.envs().len();
+        if env == 0 || env > envs {
+            return Ok(Err(ApiError::invalid(format!(
+                "--env {env}: function {} has {envs} execution environment(s) (one per subnet), 1-{envs}",
+                f.name
+            ))));
+        }
+        st.life.last_invoked_ms = now;
+        let mut vars = f.environment.clone();
+        // As at AWS: the function's name, and the version apart.
+        let (fname, version) = match &f.version_of {
+            Some((of, n)) => (
+                s.model
+                    .function(of)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                n.to_string(),
+            ),
+            None => (f.name.clone(), "$LATEST".to_string()),
+        };
+        vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), fname);
+        vars.insert("AWS_LAMBDA_FUNCTION_VERSION".into(), version);
+        vars.insert("AWS_REGION".into(), s.model.region.clone());
+        Ok(Ok(json!({
+            "Netns": crate::topology::exec_env_netns(name, &f.id, env),
+            "Environment": vars,
+            "Code": f.code,
+            "Version": vars["AWS_LAMBDA_FUNCTION_VERSION"],
+        })))
+    })
+}
+
+/// 409 while the function cannot take a change.
+fn conflict(s: &State, fname: &str, st: &FunctionStatus) -> Option<ApiError> {
+    if st.state == state::PENDING {
+        return Some(ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!(
+                "The operation cannot be performed at this time. The function is currently in the following state: {}",
+                st.state
+            ),
+        ));
+    }
+    (st.last_update_status == "InProgress").then(|| {
+        ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!(
+                "The operation cannot be performed at this time. An update is in progress for resource: {}",
+                arn(s, fname)
+            ),
+        )
+    })
+}
+
+/// The function a change names (id, function, now), if it can take one.
+fn changeable(
+    s: &State,
+    lc: &mut Lifecycle,
+    function: &str,
+) -> Result<(String, crate::model::Function, u64), ApiError> {
+    let id = find(s, function)?;
+    let f = s.model.function(&id).expect("found").clone();
+    if let Some(e) = conflict(s, &f.name, lc.functions.entry(id.clone()).or_default()) {
+        return Err(e);
+    }
+    Ok((id, f, lc.clock.now_ms()))
+}
+
+/// Detaches function `id` from its ENIs (its connections end).
+fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> {
+    change(name, maps, |m| {
+        lifecycle::detach(m, id);
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.reason))
+}
+
+fn update(name: &str, function: &str, body: &Value) -> Answer {
+    let r = transact(name, |s, lc| {
+        let (id, f, now) = match changeable(s, lc, function) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let st = lc.functions.entry(id.clone()).or_default();
+        let target = match body.get("VpcConfig") {
+            None => f.vpc_config.clone(),
+            Some(v) => match lifecycle::validate_vpc_config(&s.model, f.account.as_deref(), v) {
+                Ok(vc) => vc,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        // Execution environments were placed when the function was built:
+        // each moves to the subnet at its position.
+        let have = f.envs().len();
+        let want = target.as_ref().map(|v| v.subnets.len()).unwrap_or(1);
+        if want != have {
+            return Ok(Err(ApiError::invalid(format!(
+                "VpcConfig.SubnetIds: function {} has {have} execution environment(s), one per subnet it was created with; an update here keeps that number of subnets (got {want})",
+                f.name
+            ))));
+        }
+        if let Some(vars) = body.get("Environment").and_then(|e| e.get("Variables")) {
+            let Some(vars) = vars.as_object() else {
+                return Ok(Err(ApiError::invalid(
+                    "Environment.Variables: a map expected",
+                )));
+            };
+            let fm = s
+                .model
+                .functions
+                .iter_mut()
+                .find(|x| x.id == id)
+                .expect("found");
+            fm.environment = vars
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect();
+        }
+        st.life.revision += 1;
+        st.life.last_modified_ms = now;
+        st.life.last_update_status_reason = None;
+        st.life.last_update_status_reason_code = None;
+        if target != f.vpc_config {
+            if st.state == state::ACTIVE {
+                // Invocations keep the old ENI until the new one is ready.
+                let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), target.as_ref());
+                st.last_update_status = "InProgress".into();
+                st.life.update = Some(PendingUpdate {
+                    vpc_config: target,
+                    ready_at_ms: now
+                        + if ready {
+                            0
+                        } else {
+                            s.eni_delay.as_millis() as u64
+                        },
+                });
+            } else {
+                // Inactive or Failed: the configuration only; the ENIs come
+                // with the next activation.
+                let fm = s
+                    .model
+                    .functions
+                    .iter_mut()
+                    .find(|x| x.id == id)
+                    .expect("found");
+                fm.vpc_config = target;
+                st.last_update_status = "Successful".into();
+            }
+        } else {
+            st.last_update_status = "Successful".into();
+        }
+        Ok(Ok(id))
+    })?;
+    let id = match r {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(configuration(name, &id, None)?))
+}
+
+fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
+    let r = transact(name, |s, lc| {
+        let (id, f, now) = match changeable(s, lc, function) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let st = lc.functions.entry(id.clone()).or_default();
+        let version = st
+            .life
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        st.life.versions.push(Version {
+            version,
+            vpc_config: f.vpc_config.clone(),
+            last_modified_ms: now,
+        });
+        Ok(Ok((id, version)))
+    })?;
+    let (id, v) = match r {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(e)),
+    };
+    // The version's own execution environments, on its VpcConfig's ENIs.
+    let s = State::load(name)?;
+    let f = s.model.function(&id).expect("found").clone();
+    let Some((exec_ip, exec_ip6)) = lifecycle::exec_addresses(&s.model, f.vpc_config.as_ref())
+    else {
+        return Ok(Err(ApiError::new(
+            429,
+            "TooManyRequestsException",
+            "the Lambda service range is full",
+        )));
+    };
+    let version = crate::model::Function {
+        id: lifecycle::version_id(&id, v),
+        name: format!("{}:{v}", f.name),
+        exec_ip,
+        exec_ip6,
+        eni: None,
+        enis: vec![],
+        version_of: Some((id.clone(), v)),
+        ..f
+    };
+    if let Err(e) = launch(name, maps, version)? {
+        return Ok(Err(e));
+    }
+    step(name, maps)?;
+    Ok(Ok(configuration(name, &id, Some(v))?))
+}
+
+fn advance(name: &str, maps: &mut PinnedMaps, ms: u64) -> Answer {
+    let answer = transact(name, |_, lc| {
+        if !lc.clock.test {
+            return Ok(Err(ApiError::invalid(
+                "the deployment runs on the real clock (`vpc up --clock test` for one the tests move)",
+            )));
+        }
+        lc.clock.now_ms += ms;
+        Ok(Ok(
+            json!({ "Now": lifecycle::iso8601(lc.clock.now_ms), "NowMs": lc.clock.now_ms }),
+        ))
+    })?;
+    // Connections' idle times too (the NAT gateway's 350 s, ...), once the
+    // store holds the new time: a failed commit moves neither clock.
+    if answer.is_ok() {
+        maps.advance_clock(ms.saturating_mul(1_000_000))?;
+    }
+    Ok(answer)
+}
+
+/// CreateFunction on the running deployment: its execution environments
+/// (one per subnet) are built and joined to the router with the pinned
+/// router program, then it is `Pending` / `Creating` like a template's
+/// function (`Active` at once without `VpcConfig`).
+fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<String>) -> Answer {
+    use base64::Engine as _;
+    let s = State::load(name)?;
+    let account = account.filter(|a| *a != s.model.account);
+    let fname = body["FunctionName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if fname.is_empty()
+        || fname.len() > 64
+        || !fname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Ok(Err(ApiError::invalid(
+            "FunctionName: 1-64 letters, digits, hyphens or underscores",
+        )));
+    }
+    if s.model.function(&fname).is_some()
+        || s.model.hosts.iter().any(|h| h.id == fname)
+        || s.nodes.iter().any(|n| n.id == fname)
+    {
+        return Ok(Err(ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!("Function already exist: {fname}"),
+        )));
+    }
+    let vc = match body.get("VpcConfig") {
+        None => None,
+        Some(v) => match lifecycle::validate_vpc_config(&s.model, account.as_deref(), v) {
+            Ok(vc) => vc,
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    let code = match body["Code"]["ZipFile"].as_str() {
+        None => None,
+        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(b) if b.starts_with(b"PK\x03\x04") => return Ok(Err(ApiError::invalid(
+                "Code.ZipFile: a zip archive is not supported here; give the handler script itself",
+            ))),
+            Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            Err(_) => return Ok(Err(ApiError::invalid("Code.ZipFile: not base64"))),
+        },
+    };
+    let environment = body["Environment"]["Variables"]
+        .as_object()
+        .map(|v| {
+            v.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some((exec_ip, exec_ip6)) = lifecycle::exec_addresses(&s.model, vc.as_ref()) else {
+        return Ok(Err(ApiError::new(
+            429,
+            "TooManyRequestsException",
+            "the Lambda service range is full",
+        )));
+    };
+    let f = crate::model::Function {
+        id: fname.clone(),
+        name: fname.clone(),
+        vpc_config: vc,
+        environment,
+        exec_ip,
+        eni: None,
+        exec_ip6,
+        enis: vec![],
+        code,
+        account,
+        version_of: None,
+    };
+    if let Err(e) = launch(name, maps, f)? {
+        return Ok(Err(e));
+    }
+    if body["Publish"].as_bool() == Some(true) {
+        if let Ok(Err(e)) = publish(name, maps, &fname) {
+            tracing::warn!("publishing {fname}: {e}");
+        }
+    }
+    Ok(Ok(configuration(name, &fname, None)?))
+}
+
+/// Adds a new function to the desired model and reconciles: its
+/// execution environments are built on the running router, and it is
+/// `Pending` until its ENIs are ready (at once when its combinations have
+/// them), `Active` at once without `VpcConfig`. If it cannot be built it
+/// is taken out again and the error returned.
+fn launch(
+    name: &str,
+    maps: &mut PinnedMaps,
+    f: crate::model::Function,
+) -> Result<Result<(), ApiError>> {
+    if let Some(ns) = f
+        .envs()
+        .iter()
+        .map(|e| crate::topology::exec_env_netns(name, &f.id, e.n))
+        .find(|ns| std::path::Path::new("/run/netns").join(ns).exists())
+    {
+        return Ok(Err(ApiError::new(
+            409,
+            "ResourceConflictException",
+            format!("network namespace {ns} exists already"),
+        )));
+    }
+    let (id, fname) = (f.id.clone(), f.name.clone());
+    let built = change(name, maps, |m| {
+        m.functions.push(f);
+        m.functions.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(())
+    });
+    match built {
+        Ok(r) => Ok(r.map_err(|f| ApiError::invalid(f.reason))),
+        Err(e) => {
+            let _ = change(name, maps, |m| {
+                m.functions.retain(|x| x.id != id);
+                Ok(())
+            });
+            Err(e.context(format!("creating {fname}")))
+        }
+    }
+}
+
+/// Changes a resource share. Unsharing cuts a participant's functions off
+/// at once: detached from their ENIs in the subnets they lost (their
+/// connections end), `Inactive` with `InvalidSubnet`; their invocations fail
+/// with `InvalidSubnetIDException` and start a restore, which succeeds once
+/// the subnet is shared again.
+fn reshare(
+    name: &str,
+    maps: &mut PinnedMaps,
+    share: &str,
+    subnets: &[String],
+    principals: &[String],
+    associate: bool,
+) -> Answer {
+    let s = State::load(name)?;
+    let Some(sh) = s.model.share(share) else {
+        return Ok(Err(ApiError::new(
+            404,
+            "UnknownResourceException",
+            format!("no resource share {share}"),
+        )));
+    };
+    if let Some(x) = subnets.iter().find(|x| s.model.subnet(x).is_none()) {
+        return Ok(Err(ApiError::invalid(format!("no subnet {x}"))));
+    }
+    if let Some(p) = principals.iter().find(|p| !crate::model::is_account_id(p)) {
+        return Ok(Err(ApiError::invalid(format!(
+            "{p}: a 12-digit account id"
+        ))));
+    }
+    let id = sh.id.clone();
+    let mut cut = vec![];
+    change(name, maps, |m| {
+        let sh = m.shares.iter_mut().find(|x| x.id == id).expect("found");
+        if associate {
+            sh.subnets.extend(subnets.iter().cloned());
+            sh.principals.extend(principals.iter().cloned());
+            sh.subnets.sort();
+            sh.subnets.dedup();
+            sh.principals.sort();
+            sh.principals.dedup();
+        } else {
+            sh.subnets.retain(|x| !subnets.contains(x));
+            sh.principals.retain(|x| !principals.contains(x));
+        }
+        for f in m.functions.clone() {
+            let lost: Vec<&String> = f
+                .vpc_config
+                .iter()
+                .flat_map(|v| &v.subnets)
+                .filter(|x| !m.subnet_usable(x, f.account.as_deref()))
+                .collect();
+            if let (Some(x), false) = (lost.first(), f.enis.is_empty()) {
+                cut.push((
+                    f.id.clone(),
+                    (*x).clone(),
+                    f.account.clone().unwrap_or_default(),
+                ));
+                lifecycle::detach(m, &f.id);
+            }
+        }
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+    for (fid, subnet, account) in &cut {
+        set_status(name, fid, |st| {
+            st.state = state::INACTIVE.into();
+            st.state_reason_code = "InvalidSubnet".into();
+            st.state_reason = Some(format!(
+                "The subnet {subnet} is no longer shared with account {account}: the function lost its connection to the VPC"
+            ));
+            st.life.revision += 1;
+        })?;
+        tracing::info!("{fid} cut off: {subnet} is no longer shared with {account}");
+    }
+    let s = State::load(name)?;
+    let sh = s.model.shares.iter().find(|x| x.id == id).expect("found");
+    Ok(Ok(json!({
+        "Name": sh.name,
+        "SubnetIds": sh.subnets,
+        "Principals": sh.principals,
+        "FunctionsCutOff": cut.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+    })))
+}
+
+/// `FunctionConfiguration` of a function (or one of its versions), from the store.
+pub fn configuration(name: &str, id: &str, version: Option<u32>) -> Result<Value> {
+    let s = State::load(name)?;
+    let lc = Lifecycle::load(name)?;
+    let f = s.model.function(id).context("function")?;
+    let st = lc.functions.get(&f.id).cloned().unwrap_or_default();
+    let v = version.and_then(|n| st.life.versions.iter().find(|v| v.version == n));
+    // A version reports its own execution environments' state.
+    let vst = version.and_then(|n| lc.functions.get(&lifecycle::version_id(&f.id, n)));
+    Ok(lifecycle::configuration(&s.model, f, vst.unwrap_or(&st), v))
+}
+
+/// DeleteFunction: the function and every published version.
+fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
+    let s = State::load(name)?;
+    let id = match find(&s, function) {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e)),
+    };
+    let versions: Vec<String> = s
+        .model
+        .functions
+        .iter()
+        .filter(|f| f.version_of.as_ref().is_some_and(|(of, _)| *of == id))
+        .map(|f| f.id.clone())
+        .collect();
+    for v in versions {
+        if let Err(e) = delete_one(name, maps, &v)? {
+            return Ok(Err(e));
+        }
+    }
+    delete_one(name, maps, &id)
+}
+
+/// Out of the desired model (detached first: its connections end,
+/// nothing sends through an ENI), then reconciled: its execution
+/// environments go, and its lifecycle state.
+fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
+    let id = id.to_string();
+    change(name, maps, |m| {
+        lifecycle::detach(m, &id);
+        m.functions.retain(|x| x.id != id);
+        lifecycle::refresh_eni_functions(m);
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+    Ok(Ok(Value::Null))
+}
+
+/// Runs the lifecycle's timers once: activations, updates that are due,
+/// idle reclaim, and ENIs nothing has used for the delete delay.
+pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
+    let lc = Lifecycle::load(name)?;
+    // Configurations as they stand (each function's own changes below
+    // touch only that function).
+    let at_start = State::load(name)?;
+    let vpc_of = |id: &str| {
+        at_start
+            .model
+            .function(id)
+            .and_then(|f| f.vpc_config.clone())
+    };
+    let now = lc.clock.now_ms();
+    let settings = lc.settings;
+    for (id, st) in &lc.functions {
+        if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
+            let vc = vpc_of(id);
+            let r = change(name, maps, |m| {
+                lifecycle::attach(m, id, vc, settings.eni_limit)
+            })?;
+            set_status(name, id, |st| {
+                st.life.pending_until_ms = None;
+                st.life.revision += 1;
+                match &r {
+                    Ok(()) => {
+                        let life = std::mem::take(&mut st.life);
+                        *st = FunctionStatus {
+                            life,
+                            ..FunctionStatus::active()
+                        };
+                        st.life.last_invoked_ms = now;
+                    }
+                    Err(f) => {
+                        // A restore that fails leaves the function Inactive.
+                        st.state = if st.state_reason_code == "Restoring" {
+                            state::INACTIVE
+                        } else {
+                            state::FAILED
+                        }
+                        .into();
+                        st.state_reason_code = f.code.into();
+                        st.state_reason = Some(f.reason.clone());
+                        st.last_update_status = "Failed".into();
+                        st.life.last_update_status_reason = Some(f.reason.clone());
+                        st.life.last_update_status_reason_code = Some(f.code.into());
+                    }
+                }
+            })?;
+        } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
+            let vc = u.vpc_config.clone();
+            let r = change(name, maps, |m| {
+                lifecycle::attach(m, id, vc, settings.eni_limit)
+            })?;
+            set_status(name, id, |st| {
+                st.life.update = None;
+                st.life.revision += 1;
+                match &r {
+                    Ok(()) => st.last_update_status = "Successful".into(),
+                    Err(f) => {
+                        st.last_update_status = "Failed".into();
+                        st.life.last_update_status_reason = Some(f.reason.clone());
+                        st.life.last_update_status_reason_code = Some(f.code.into());
+                    }
+                }
+            })?;
+        } else if st.state == state::ACTIVE
+            && st.life.update.is_none()
+            && now.saturating_sub(st.life.last_invoked_ms)
+                >= settings.idle_reclaim.as_millis() as u64
+            && vpc_of(id).is_some()
+        {
+            detach(name, maps, id)?;
+            set_status(name, id, |st| {
+                st.state = state::INACTIVE.into();
+                st.state_reason_code = "Idle".into();
+                st.state_reason = Some(
+                    "The function is inactive because it has not been invoked for the idle period; Lambda reclaimed its Hyperplane ENI".into(),
+                );
+                st.life.revision += 1;
+            })?;
+        }
+    }
+    // ENIs nothing uses are deleted after the delete delay.
+    let s = State::load(name)?;
+    let lc = Lifecycle::load(name)?;
+    let used = lifecycle::combinations_in_use(&s.model, lifecycle::lives(&lc.functions));
+    let unused = lifecycle::unused_combinations(&s.model, &used);
+    let key = |c: &lifecycle::Combination| {
+        format!(
+            "{}|{}|{}",
+            c.0,
+            c.1.join(","),
+            c.2.as_deref().unwrap_or_default()
+        )
+    };
+    let mut since: BTreeMap<String, u64> = lc
+        .unused_since_ms
+        .iter()
+        .filter(|(k, _)| unused.iter().any(|c| key(c) == **k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    for c in &unused {
+        let t = *since.entry(key(c)).or_insert(now);
+        if now.saturating_sub(t) >= settings.eni_delete_delay.as_millis() as u64 {
+            change(name, maps, |m| {
+                lifecycle::delete_enis(m, c);
+                Ok(())
+            })?
+            .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+            since.remove(&key(c));
+            tracing::info!(
+                "deleted the Hyperplane ENI(s) of ({}, [{}]): unused",
+                c.0,
+                c.1.join(", ")
+            );
+        }
+    }
+    if since != lc.unused_since_ms {
+        transact(name, |_, lc| {
+            lc.unused_since_ms = since;
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn set_status(name: &str, id: &str, f: impl FnOnce(&mut FunctionStatus)) -> Result<()> {
+    transact(name, |_, lc| {
+        if let Some(st) = lc.functions.get_mut(id) {
+            f(st);
+        }
+        Ok(())
+    })
+}
