@@ -276,6 +276,7 @@ fn agent_loop(
     // released on the first GC tick (a second on: never a fresh claim).
     let mut orphans = Some(maps.nat_orphans()?);
     let mut flows = crate::flowlogs::agent::FlowLogAgent::start(name, &s, &mut maps)?;
+    let mut logged = s.model.flow_logs.clone();
     // A reconcile cut short (by a crash, or a kill of whoever ran it)
     // finishes first.
     finish_reconcile(name, &mut maps);
@@ -320,6 +321,15 @@ fn agent_loop(
                 }
             })?;
             finish_reconcile(name, &mut maps);
+            // Flow logs added, changed or removed (`vpc apply`).
+            if let Ok(now) = State::load(name) {
+                if now.model.flow_logs != logged {
+                    use crate::flowlogs::agent::FlowLogAgent;
+                    flows = FlowLogAgent::reconfigure(flows.take(), name, &now, &mut maps)?;
+                    logged = now.model.flow_logs.clone();
+                    tracing::info!("flow logs: now {}", logged.len());
+                }
+            }
             let mut lc = Lifecycle::load(name)?;
             let mut changed = n > 0;
             lc.gc_removed += n as u64;

@@ -187,13 +187,39 @@ pub struct FlowLogAgent {
 impl FlowLogAgent {
     /// `None` when the deployment has no flow log.
     pub fn start(name: &str, s: &State, maps: &mut impl Maps) -> Result<Option<Self>> {
+        Self::open(name, s, maps, false)
+    }
+
+    /// The flow logs of the model changed (`vpc apply`): every window of
+    /// the old ones is written (`finish`), then the new ones start from
+    /// the window in force, missing nothing. With none left the datapath
+    /// stops counting.
+    pub fn reconfigure(
+        old: Option<Self>,
+        name: &str,
+        s: &State,
+        maps: &mut impl Maps,
+    ) -> Result<Option<Self>> {
+        if let Some(mut f) = old {
+            f.finish(maps)?;
+        }
+        if s.model.flow_logs.is_empty() {
+            let mut conf: Array<_, u64> = Array::try_from(maps.map(map_names::CONFIG)?)?;
+            conf.set(cfg::FLOW_WINDOW, 0, 0)?;
+        }
+        Self::open(name, s, maps, true)
+    }
+
+    /// `handover`: the previous flow-log agent of this process finished
+    /// cleanly; else a nonzero window means a predecessor died.
+    fn open(name: &str, s: &State, maps: &mut impl Maps, handover: bool) -> Result<Option<Self>> {
         let Some(tick) = Aggregator::tick(&s.model) else {
             return Ok(None);
         };
         let mut conf: Array<_, u64> = Array::try_from(maps.map(map_names::CONFIG)?)?;
         // A restarted agent goes on from the window in force.
         let mut window = conf.get(&cfg::FLOW_WINDOW, 0)? as u32;
-        let restarted = window != 0;
+        let restarted = window != 0 && !handover;
         if window == 0 {
             window = 1;
             conf.set(cfg::FLOW_WINDOW, 1, 0)?;

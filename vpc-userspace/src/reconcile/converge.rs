@@ -430,11 +430,6 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
     let mut s = State::load(name)?;
     let mut model = s.model.clone();
     edit(&mut model, &s)?;
-    if model.flow_logs != s.model.flow_logs {
-        bail!(
-            "this change adds, removes or changes a flow log (AWS::EC2::FlowLog): the agent reads them when it starts; run `vpc down` and `vpc up`"
-        );
-    }
     check_update(&s.model, &model)?;
     // Compiled once on made-up links: a model the datapath cannot take is
     // refused before anything is written.
