@@ -101,6 +101,43 @@ fn apply_adds_and_removes_subnets_hosts_functions_and_associations_at_runtime() 
     assert_eq!(host_ip(&d, "New"), new_ip, "New keeps its address");
     assert!(held.echoes("after the association", 30));
 
+    // A stack update of a function: its environment at once, its VpcConfig
+    // as UpdateFunctionConfiguration does (InProgress, then Successful on
+    // its new Hyperplane ENI).
+    let moved = format!("{BASE}{SUBNET_B}{B_PUBLIC}").replace(
+        "      VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref FnSg]}",
+        "      Environment: {Variables: {COLOR: blue}}\n      VpcConfig: {SubnetIds: [!Ref B], SecurityGroupIds: [!Ref FnSg]}",
+    );
+    d.apply(&moved);
+    let update = |d: &Deployment| {
+        vpc::deploy::Lifecycle::load(&d.name).unwrap().functions["Fn"]
+            .last_update_status
+            .clone()
+    };
+    wait_for("Fn's update", 60, || update(&d) == "Successful");
+    let s = vpc::deploy::State::load(&d.name).unwrap();
+    let f = s.model.function("Fn").unwrap();
+    assert_eq!(f.vpc_config.as_ref().unwrap().subnets, ["B"]);
+    let eni = s
+        .model
+        .enis
+        .iter()
+        .find(|e| Some(e.index) == f.eni)
+        .unwrap();
+    assert_eq!(eni.subnet, "B");
+    let out = d.vpc(&["invoke", "Fn", "--", "sh", "-c", "echo $COLOR"]);
+    assert_eq!(text(&out).trim(), "blue", "{}", text(&out));
+    assert!(connects(&d, "invoke", "Fn", "10.0.1.10", 5432, 5));
+    // And back (a subnet a function is in cannot go: DependencyViolation).
+    let out = d.try_apply(BASE);
+    assert!(
+        !out.status.success() && text(&out).contains("DependencyViolation"),
+        "{}",
+        text(&out)
+    );
+    d.apply(&format!("{BASE}{SUBNET_B}{B_PUBLIC}"));
+    wait_for("Fn's update back", 60, || update(&d) == "Successful");
+
     // Remove them again.
     d.apply(BASE);
     assert!(

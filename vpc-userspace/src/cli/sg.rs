@@ -52,7 +52,7 @@ pub fn edit(name: &str, op: SgOp) -> Result<()> {
             prefix_list: a.prefix_list,
         },
     };
-    let gen = deploy::apply_edit(name, |m, state| {
+    let gen = deploy::apply_edit(name, |m, state, _| {
         sg_edit::edit(m, &e, state.quotas.rules_per_group)
     })?;
     println!("{name}: {} updated (policy generation {gen})", e.group);

@@ -317,6 +317,39 @@ pub fn exec_addresses(
     ))
 }
 
+/// UpdateFunctionConfiguration's `VpcConfig` (`target`) for function `id`
+/// with status `st`: an `Active` function keeps its ENIs until the new
+/// ones are ready (`LastUpdateStatus` `InProgress`, then the agent's timer
+/// attaches it); an `Inactive` or `Failed` one takes the configuration
+/// only, its ENIs come with the next activation.
+pub fn stage_vpc_config(
+    m: &mut Model,
+    st: &mut FunctionStatus,
+    id: &str,
+    target: Option<FunctionVpc>,
+    now: u64,
+    eni_delay_ms: u64,
+) {
+    let Some(f) = m.functions.iter().find(|x| x.id == id) else {
+        return;
+    };
+    if target == f.vpc_config {
+        st.last_update_status = "Successful".into();
+    } else if st.state == state::ACTIVE {
+        let ready = enis_exist(m, f.account.as_deref(), target.as_ref());
+        st.last_update_status = "InProgress".into();
+        st.life.update = Some(PendingUpdate {
+            vpc_config: target,
+            ready_at_ms: now + if ready { 0 } else { eni_delay_ms },
+        });
+    } else {
+        if let Some(f) = m.functions.iter_mut().find(|x| x.id == id) {
+            f.vpc_config = target;
+        }
+        st.last_update_status = "Successful".into();
+    }
+}
+
 /// Detaches function `id` from its ENIs (no route into any VPC); its
 /// configuration stays.
 pub fn detach(m: &mut Model, id: &str) {

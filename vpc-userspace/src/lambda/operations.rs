@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::lifecycle::{self, state, ApiError, Failure, FunctionStatus, PendingUpdate, Version};
+use super::lifecycle::{self, state, ApiError, Failure, FunctionStatus, Version};
 use crate::{
     datapath::{Maps, PinnedMaps},
     reconcile::change,
@@ -296,35 +296,8 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
         st.life.last_modified_ms = now;
         st.life.last_update_status_reason = None;
         st.life.last_update_status_reason_code = None;
-        if target != f.vpc_config {
-            if st.state == state::ACTIVE {
-                // Invocations keep the old ENI until the new one is ready.
-                let ready = lifecycle::enis_exist(&s.model, f.account.as_deref(), target.as_ref());
-                st.last_update_status = "InProgress".into();
-                st.life.update = Some(PendingUpdate {
-                    vpc_config: target,
-                    ready_at_ms: now
-                        + if ready {
-                            0
-                        } else {
-                            s.eni_delay.as_millis() as u64
-                        },
-                });
-            } else {
-                // Inactive or Failed: the configuration only; the ENIs come
-                // with the next activation.
-                let fm = s
-                    .model
-                    .functions
-                    .iter_mut()
-                    .find(|x| x.id == id)
-                    .expect("found");
-                fm.vpc_config = target;
-                st.last_update_status = "Successful".into();
-            }
-        } else {
-            st.last_update_status = "Successful".into();
-        }
+        let delay = s.eni_delay.as_millis() as u64;
+        lifecycle::stage_vpc_config(&mut s.model, st, &id, target, now, delay);
         Ok(Ok(id))
     })?;
     let id = match r {

@@ -348,7 +348,40 @@ pub fn check_update(old: &Model, new: &Model) -> Result<()> {
 /// are deleted, the others (and every function created through the API)
 /// go on as they run. Returns the policy generation in force.
 pub fn apply(name: &str, template: Model) -> Result<u32> {
-    apply_edit(name, |m, s| {
+    apply_edit(name, |m, s, lc| {
+        let now = lc.clock.now_ms();
+        // Functions both templates declare: changed as a stack update
+        // changes them, with UpdateFunctionConfiguration.
+        for f in template
+            .functions
+            .iter()
+            .filter(|f| s.template_functions.contains(&f.id))
+        {
+            let Some(old) = m.function(&f.id).cloned() else {
+                continue;
+            };
+            if old.name != f.name || old.account != f.account {
+                bail!(
+                    "Resources.{}.Properties.FunctionName: NotUpdatable: a function's name or account cannot change in place (AWS replaces the function): give it a new logical id, or run `vpc down` and `vpc up`",
+                    f.id
+                );
+            }
+            if old.environment == f.environment
+                && old.code == f.code
+                && old.vpc_config == f.vpc_config
+            {
+                continue;
+            }
+            let st = lc.functions.entry(f.id.clone()).or_default();
+            st.life.revision += 1;
+            st.life.last_modified_ms = now;
+            if let Some(x) = m.functions.iter_mut().find(|x| x.id == f.id) {
+                x.environment = f.environment.clone();
+                x.code = f.code.clone();
+            }
+            let delay = s.eni_delay.as_millis() as u64;
+            lifecycle::stage_vpc_config(m, st, &f.id, f.vpc_config.clone(), now, delay);
+        }
         let added: Vec<crate::model::Function> = template
             .functions
             .iter()
@@ -424,12 +457,16 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
 /// generation in force): checked (nothing is written if it cannot be
 /// applied), written as the desired model, then reconciled. Returns the
 /// policy generation in force.
-pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()>) -> Result<u32> {
+pub fn apply_edit(
+    name: &str,
+    edit: impl FnOnce(&mut Model, &State, &mut Lifecycle) -> Result<()>,
+) -> Result<u32> {
     let asked = std::time::Instant::now();
     let _lock = lock(name)?;
     let mut s = State::load(name)?;
+    let mut lc = Lifecycle::load(name)?;
     let mut model = s.model.clone();
-    edit(&mut model, &s)?;
+    edit(&mut model, &s, &mut lc)?;
     check_update(&s.model, &model)?;
     // Compiled once on made-up links: a model the datapath cannot take is
     // refused before anything is written.
@@ -455,7 +492,10 @@ pub fn apply_edit(name: &str, edit: impl FnOnce(&mut Model, &State) -> Result<()
         .collect();
     s.model = model;
     s.pending = true;
-    s.save()?;
+    store_of(name)?.transact(|t| {
+        t.put("state", &s)?;
+        t.put("lifecycle", &lc)
+    })?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let done = converge_locked(name, &mut maps)?;
     store_of(name)?.put(APPLY_LATENCY, &asked.elapsed().as_secs_f64())?;
