@@ -324,3 +324,107 @@ fn a_vpc_added_at_runtime_gets_its_resolver_and_its_endpoint_service() {
         .vpc("Vpc2")
         .is_none());
 }
+
+/// A NAT gateway (in public subnet B) and a route table sending subnet A
+/// to it, added at runtime: A's instance reaches the internet from the
+/// gateway's Elastic IP; removed again, it does not; a connection inside
+/// the VPC goes on throughout.
+#[test]
+fn a_nat_gateway_added_at_runtime_carries_a_private_subnet_out_and_removed_stops() {
+    let nat = "
+  NatIp: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+  Nat: {Type: AWS::EC2::NatGateway, Properties: {SubnetId: !Ref B, AllocationId: !GetAtt NatIp.AllocationId}}
+  PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  PrivateAssoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref A, RouteTableId: !Ref PrivateRt}}
+  PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}
+";
+    let public_b = format!("{BASE}{SUBNET_B}{B_PUBLIC}");
+    let d = Deployment::up("rce", &public_b, FAST);
+    let _db = line_echo_server(&d.netns("Db"), "10.0.1.10:5432");
+    let held = LineClient::connect(&d.netns("App"), "10.0.1.10:5432");
+    assert!(held.echoes("before", 30));
+    let web = tcp_server(&d.netns("Example"), "203.0.113.10:80");
+    assert!(!connects(&d, "exec", "App", "203.0.113.10", 80, 1));
+
+    d.apply(&format!("{public_b}{nat}"));
+    assert!(
+        connects(&d, "exec", "App", "203.0.113.10", 80, 5),
+        "out through the NAT gateway"
+    );
+    let s = vpc::deploy::State::load(&d.name).unwrap();
+    let eip = s.model.nat_gateway("Nat").unwrap().public_ip;
+    let peer = web.finish(30).expect("the server saw the connection");
+    assert_eq!(
+        peer.ip().to_string(),
+        eip.to_string(),
+        "from the gateway's Elastic IP"
+    );
+    assert!(held.echoes("with the gateway", 30));
+
+    d.apply(&public_b);
+    assert!(vpc::deploy::State::load(&d.name)
+        .unwrap()
+        .model
+        .nat_gateways
+        .is_empty());
+    let _web = tcp_server(&d.netns("Example"), "203.0.113.10:80");
+    assert!(
+        !connects(&d, "exec", "App", "203.0.113.10", 80, 1),
+        "no gateway, no way out"
+    );
+    assert!(held.echoes("without the gateway", 30));
+}
+
+/// Every step of a reconcile may be cut short: `vpc apply` killed after
+/// step n (adding subnet B and its resources, then removing them), then
+/// the same `vpc apply` again, converges to the template, with every
+/// namespace the state lists present and no other.
+#[test]
+fn a_reconcile_cut_short_at_any_step_converges_when_run_again() {
+    let d = Deployment::up("rcf", BASE, FAST);
+    let apply_cut = |template: &str, n: u32| {
+        let path = std::env::temp_dir().join(format!("{}-cut.yaml", d.name));
+        std::fs::write(&path, template).unwrap();
+        let out = std::process::Command::new(vpc_tests::vpc_bin())
+            .args(["--name", &d.name, "apply", path.to_str().unwrap()])
+            .env(vpc::reconcile::FAULT_ENV, n.to_string())
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success() || out.status.code() == Some(86),
+            "{}",
+            text(&out)
+        );
+        out.status.code() == Some(86)
+    };
+    let check = |d: &Deployment, want: &[&str]| {
+        let s = vpc::deploy::State::load(&d.name).unwrap();
+        assert!(!s.pending);
+        for id in want {
+            assert!(s.node(id).is_some(), "{id} built");
+        }
+        let mut listed = s.namespaces.clone();
+        listed.sort();
+        let mut actual = namespaces_with_prefix(&d.name);
+        actual.sort();
+        assert_eq!(listed, actual);
+    };
+    let with_b = format!("{BASE}{SUBNET_B}");
+    for n in 1.. {
+        let cut_adding = apply_cut(&with_b, n);
+        d.apply(&with_b);
+        check(&d, &["New", "Fn2"]);
+        let cut_removing = apply_cut(BASE, n);
+        d.apply(BASE);
+        check(&d, &["App", "Db"]);
+        assert!(vpc::deploy::State::load(&d.name)
+            .unwrap()
+            .node("New")
+            .is_none());
+        if !cut_adding && !cut_removing {
+            assert!(n > 3, "a reconcile has several steps");
+            break;
+        }
+    }
+}
