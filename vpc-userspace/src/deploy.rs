@@ -2,7 +2,7 @@
 //! scaling of Hyperplane ENIs that the agent runs. The agent itself (its
 //! runtime and its loop) is [`crate::agent::run`], re-exported here.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -18,10 +18,8 @@ pub use crate::{
     state::{last_apply_seconds, lock, transact, EniScaling, Hooks, Lifecycle, State},
 };
 use crate::{
-    compile,
     datapath::{self, Counters, Datapath, Maps, PinnedMaps, Timeouts},
     model::Model,
-    reconcile::attach_port,
     state::{read_json, write_json},
     store::Store,
     topology,
@@ -99,18 +97,12 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         );
     }
     let namespaces = topology::planned_namespaces(&opts.name, &model);
-    let mut seen = std::collections::HashSet::new();
-    if let Some(dup) = namespaces.iter().find(|ns| !seen.insert(ns.as_str())) {
-        bail!("two parts of the deployment map to namespace {dup} (a resource named like the router?): rename the resource");
-    }
-    for ns in &namespaces {
-        // A namespace is a file in /run/netns: NAME_MAX.
-        if ns.len() > 255 {
-            bail!("namespace name {ns} is longer than 255 bytes: shorten the logical id or the deployment name");
-        }
-        if Path::new("/run/netns").join(ns).exists() {
-            bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
-        }
+    topology::check_namespaces(&namespaces)?;
+    if let Some(ns) = namespaces
+        .iter()
+        .find(|ns| Path::new("/run/netns").join(ns).exists())
+    {
+        bail!("network namespace {ns} already exists (a leftover? `ip netns del {ns}`)");
     }
     // Checked before anything is built.
     if let Some(id) = opts.hooks.per_port.keys().find(|id| {
@@ -133,46 +125,26 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         )?;
         dp.set_eni_capacity(opts.eni_scaling.capacity)?;
         dp.set_nat_gateway_capacity(opts.nat_gateway_capacity)?;
-        let nodes = topology::build(&opts.name, &model)?;
-        let links: HashMap<String, compile::LinkInfo> =
-            nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
-        let mut entries = compile::compile(&model, &links, 0).map_err(anyhow::Error::msg)?;
         {
             let _bpffs = datapath::bpffs_lock()?;
             std::fs::create_dir_all(pins.join("links"))?;
         }
         dp.pin_maps(&pins)?;
         dp.pin_programs(&pins)?;
-        // Functions without a VPC are Active at once; the others are Pending
-        // until their ENI is ready: until then their execution environment
-        // has no ENI to send through (the agent sets it).
-        for (_, port) in entries
-            .ports
-            .iter_mut()
-            .filter(|(_, p)| p.kind == vpc_common::kind::EXEC_ENV)
-        {
-            port.eni_group = 0;
-        }
-        dp.install(&entries)?;
-        let router = topology::router_netns(&opts.name);
-        let mut modes = vec![];
-        let mut hooks = BTreeMap::new();
-        for n in &nodes {
-            let hook = opts.hooks.for_port(&n.id);
-            modes.push(attach_port(&opts.name, &pins, n, hook)?);
-            hooks.insert(n.router_if.clone(), hook);
-        }
-        modes.sort();
-        modes.dedup();
+        topology::build_router(&opts.name)?;
+        // Nothing built yet but the router: the reconciler builds the rest
+        // from the model, as for any later change.
         let state = State {
             name: opts.name.clone(),
             template: opts.template_label.clone(),
             model: model.clone(),
-            namespaces: namespaces.clone(),
-            router_netns: router,
-            nodes,
-            attach_mode: modes.join("+"),
-            hooks,
+            namespaces: vec![topology::router_netns(&opts.name)],
+            router_netns: topology::router_netns(&opts.name),
+            nodes: vec![],
+            attach_mode: String::new(),
+            hooks: BTreeMap::new(),
+            port_modes: BTreeMap::new(),
+            hook_overrides: opts.hooks.per_port.clone().into_iter().collect(),
             default_hook: opts.hooks.default.unwrap_or(Hooks::DEFAULT),
             pin_dir: pins.clone(),
             timeouts: opts.timeouts,
@@ -183,7 +155,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             metrics_addr: opts.metrics_addr.clone(),
             conntrack_max: opts.conntrack_max,
             flow_logs: opts.flow_logs.clone(),
-            pending: false,
+            pending: true,
             template_functions: model.functions.iter().map(|f| f.id.clone()).collect(),
         };
         let clock = crate::lambda::lifecycle::Clock::new(opts.lifecycle.test_clock);
@@ -209,7 +181,9 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             t.put("lifecycle", &lc)?;
             t.put("state", &state)
         })?;
-        Ok(state)
+        let mut maps = PinnedMaps::open(&pins)?;
+        crate::reconcile::converge(&opts.name, &mut maps)?;
+        State::load(&opts.name)
     })();
     if result.is_err() {
         topology::teardown(&namespaces);

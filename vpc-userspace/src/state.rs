@@ -32,9 +32,17 @@ pub struct State {
     /// The router's hook on each port (router-side interface name).
     #[serde(default)]
     pub hooks: BTreeMap<String, Hook>,
-    /// The hook of ports added later (functions created through the API).
+    /// The hook of each port a node gets, unless `hook_overrides` names
+    /// the node (`vpc up --hook ID=HOOK`; a function's covers its
+    /// execution environments).
     #[serde(default = "default_hook")]
     pub default_hook: Hook,
+    #[serde(default)]
+    pub hook_overrides: BTreeMap<String, Hook>,
+    /// How each port's program is attached (router-side interface name ->
+    /// `xdp-native`, `xdp-generic` or `tc`); `attach_mode` sums them up.
+    #[serde(default)]
+    pub port_modes: BTreeMap<String, String>,
     pub pin_dir: PathBuf,
     pub timeouts: Timeouts,
     /// How long a new Hyperplane ENI takes to become ready.
@@ -177,6 +185,15 @@ impl State {
     }
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The hook a new port of node `id` gets.
+    pub fn hook_for(&self, id: &str) -> Hook {
+        Hooks {
+            default: Some(self.default_hook),
+            per_port: self.hook_overrides.clone().into_iter().collect(),
+        }
+        .for_port(id)
     }
 }
 

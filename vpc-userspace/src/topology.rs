@@ -125,31 +125,21 @@ pub fn mac_str(m: &[u8; 6]) -> String {
 /// Names of every namespace a model needs (so a failed `up` can be undone).
 pub fn planned_namespaces(deployment: &str, model: &Model) -> Vec<String> {
     let mut v = vec![router_netns(deployment)];
-    v.extend(model.hosts.iter().map(|h| node_netns(deployment, &h.id)));
-    v.extend(
-        model
-            .internet_hosts
-            .iter()
-            .map(|h| node_netns(deployment, &h.id)),
-    );
-    v.extend(model.functions.iter().flat_map(|f| {
-        f.envs()
-            .into_iter()
-            .map(|e| exec_env_netns(deployment, &f.id, e.n))
-    }));
-    v.extend(
-        model
-            .vpcs
-            .iter()
-            .filter_map(|vpc| Some(node_netns(deployment, &vpc.resolver_id()?))),
-    );
-    if model.has_aws_services() {
-        v.push(node_netns(
-            deployment,
-            crate::model::endpoint::AWS_SERVICES_ID,
-        ));
-    }
+    v.extend(node_specs(deployment, model).into_iter().map(|s| s.netns));
     v
+}
+
+/// Namespace names a model may use: distinct, and short enough.
+pub fn check_namespaces(namespaces: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = namespaces.iter().find(|ns| !seen.insert(ns.as_str())) {
+        bail!("two parts of the deployment map to namespace {dup} (a resource named like the router?): rename the resource");
+    }
+    // A namespace is a file in /run/netns: NAME_MAX.
+    if let Some(ns) = namespaces.iter().find(|ns| ns.len() > 255) {
+        bail!("namespace name {ns} is longer than 255 bytes: shorten the logical id or the deployment name");
+    }
+    Ok(())
 }
 
 /// Where `ip netns exec` finds a namespace's own `/etc` files.
@@ -189,16 +179,6 @@ pub fn build_router(deployment: &str) -> Result<()> {
     )?;
     ip(&["-n", &router, "link", "set", "lo", "up"])?;
     Ok(())
-}
-
-/// Creates the router namespace and one namespace per node of the model.
-pub fn build(deployment: &str, model: &Model) -> Result<Vec<Node>> {
-    build_router(deployment)?;
-    let mut nodes = vec![];
-    for (k, spec) in node_specs(deployment, model).into_iter().enumerate() {
-        nodes.push(build_node(deployment, model, spec, k as u16 + 1)?);
-    }
-    Ok(nodes)
 }
 
 /// What one node of a model is: the namespace, its addresses and gateway.
@@ -356,16 +336,6 @@ fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec>
             ip6_route: e.ip6.is_some() && f.ipv6_allowed(),
         })
         .collect()
-}
-
-/// The execution environments of a function created on a running
-/// deployment, joined to the router from port `r<first>` on.
-pub fn build_function(
-    deployment: &str,
-    f: &crate::model::Function,
-    first: u16,
-) -> Result<Vec<Node>> {
-    build_nodes(deployment, function_specs(deployment, f), first)
 }
 
 fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec<Node>> {

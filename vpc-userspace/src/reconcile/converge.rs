@@ -58,10 +58,12 @@ impl Steps {
 }
 
 /// What one reconcile changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Converged {
     /// The policy generation in force afterwards.
     pub generation: u32,
+    /// When the new generation was switched on (the change in force).
+    pub switched: Option<std::time::Instant>,
     pub removed: Vec<String>,
     pub built: Vec<String>,
 }
@@ -89,6 +91,7 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         remove_node(maps, &s.pin_dir, &n)?;
         s.nodes.retain(|x| x.id != n.id);
         s.hooks.remove(&n.router_if);
+        s.port_modes.remove(&n.router_if);
         s.save()?;
         let errors = topology::teardown(std::slice::from_ref(&n.netns));
         if !errors.is_empty() {
@@ -135,7 +138,7 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         let id = spec.id.clone();
         let node = topology::build_node(name, &s.model, spec, port)
             .with_context(|| format!("building {id}"))?;
-        s.hooks.insert(node.router_if.clone(), s.default_hook);
+        s.hooks.insert(node.router_if.clone(), s.hook_for(&node.id));
         s.nodes.push(node);
         s.save()?;
         steps.done(&format!("built {id}"));
@@ -170,6 +173,7 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
     }
     maps.sync_entries(&held)?;
     maps.switch_policy(&entries)?;
+    out.switched = Some(std::time::Instant::now());
     steps.done("switched the policy");
     maps.set_eni_groups(&entries)?;
     maps.sync_entries(&entries)?;
@@ -189,13 +193,22 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         end_connections(maps, &ended)?;
     }
     // 6. New ports join the router (their entries are in place).
-    for n in &s.nodes {
-        if !s.pin_dir.join("links").join(&n.router_if).exists() {
-            let hook = s.hooks.get(&n.router_if).copied().unwrap_or(s.default_hook);
-            attach_port(name, &s.pin_dir, n, hook)?;
-            steps.done(&format!("attached {}", n.id));
-        }
+    let unattached: Vec<Node> = s
+        .nodes
+        .iter()
+        .filter(|n| !s.pin_dir.join("links").join(&n.router_if).exists())
+        .cloned()
+        .collect();
+    for n in unattached {
+        let hook = s.hooks.get(&n.router_if).copied().unwrap_or(s.default_hook);
+        let mode = attach_port(name, &s.pin_dir, &n, hook)?;
+        s.port_modes.insert(n.router_if.clone(), mode.to_string());
+        steps.done(&format!("attached {}", n.id));
     }
+    let mut modes: Vec<&str> = s.port_modes.values().map(String::as_str).collect();
+    modes.sort();
+    modes.dedup();
+    s.attach_mode = modes.join("+");
     // 7. What the model no longer has.
     maps.remove_stale(&entries)?;
     maps.clear_old_generation(next)?;
@@ -468,6 +481,7 @@ pub fn apply_edit(
     let mut model = s.model.clone();
     edit(&mut model, &s, &mut lc)?;
     check_update(&s.model, &model)?;
+    topology::check_namespaces(&topology::planned_namespaces(name, &model))?;
     // Compiled once on made-up links: a model the datapath cannot take is
     // refused before anything is written.
     let links = topology::node_specs(name, &model)
@@ -498,7 +512,8 @@ pub fn apply_edit(
     })?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let done = converge_locked(name, &mut maps)?;
-    store_of(name)?.put(APPLY_LATENCY, &asked.elapsed().as_secs_f64())?;
+    let switched = done.switched.unwrap_or_else(std::time::Instant::now);
+    store_of(name)?.put(APPLY_LATENCY, &(switched - asked).as_secs_f64())?;
     if !done.removed.is_empty() || !done.built.is_empty() {
         tracing::info!(
             "applied: removed [{}], built [{}]",
