@@ -7,11 +7,14 @@ mod bench;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security
 /// groups, network ACLs, conntrack and NAT, what makes a packet.
 mod datapath;
-/// End to end: `vpc up`, real namespaces, sockets and `nc`.
+/// End to end: `vpc up`, real namespaces, sockets and `nc`, a module per
+/// concept: connectivity, up and down, the agent, policy, dual stack, ICMP,
+/// ENI scaling.
 mod e2e;
 /// VPC endpoints end to end.
 mod endpoints;
-/// VPC Flow Logs end to end.
+/// VPC Flow Logs end to end: the exactness of the records (with the known
+/// traffic they count), the ring buffer, flow logs changed by `vpc apply`.
 mod flow_logs;
 /// Route tables and gateways end to end.
 mod gateways;
@@ -25,7 +28,9 @@ mod reconcile;
 mod reference;
 /// The VPC resolver end to end.
 mod resolver;
-/// Route tables and gateways through BPF_PROG_TEST_RUN.
+/// Route tables and gateways through BPF_PROG_TEST_RUN, a module per
+/// concept: route tables, the internet gateway, NAT gateways, endpoint
+/// routes, IPv6.
 mod routing;
 /// boto3 against the Lambda API.
 mod sdk;
