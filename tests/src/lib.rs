@@ -195,6 +195,21 @@ impl Deployment {
         assert!(out.status.success(), "{}", text(&out));
     }
 
+    /// Kills the deployment's agent with SIGKILL and waits until it is
+    /// gone (dying takes a while on a loaded machine, and a successor
+    /// needs its lock).
+    pub fn kill_agent(&self) {
+        let pid = vpc::deploy::Lifecycle::load(&self.name)
+            .unwrap()
+            .agent_pid
+            .expect("an agent");
+        // SAFETY: a signal to the deployment's own agent.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+        while vpc::deploy::agent_running(&self.name).unwrap().is_some() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The Hyperplane ENIs as `vpc eni list --json` shows them.
     pub fn eni_list(&self) -> Vec<serde_json::Value> {
         let out = self.vpc(&["eni", "list", "--json"]);

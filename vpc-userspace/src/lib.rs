@@ -26,6 +26,7 @@ pub mod resolver;
 pub mod services;
 pub mod state;
 pub mod store;
+pub mod supervise;
 pub mod template;
 pub mod throughput;
 pub mod topology;

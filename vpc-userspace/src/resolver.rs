@@ -23,7 +23,7 @@
 //! fits in 512 bytes. `EnableDnsSupport: false` builds no resolver. The
 //! wire format is hickory-proto's.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
@@ -206,42 +206,34 @@ const RELOAD: Duration = Duration::from_secs(2);
 /// (`UdpSocket::from_std`). A runtime worker never enters a namespace:
 /// `setns` holds for the calling thread, which would take the namespace to
 /// every task it runs next. Blocking (the store, a thread per namespace).
-fn bind(name: &str, have: &HashSet<(String, String)>) -> Result<Vec<Bound>> {
-    let s = crate::state::State::load(name)?;
+fn bind(want: Vec<(Key, Ipv4Addr)>) -> Result<Vec<(Key, std::net::UdpSocket)>> {
     let mut sockets = vec![];
-    for vpc in &s.model.vpcs {
-        let Some(id) = vpc.resolver_id() else {
-            continue;
-        };
-        let Some(node) = s.node(&id) else {
-            continue;
-        };
-        let key = (vpc.id.clone(), node.netns.clone());
-        if have.contains(&key) {
-            continue;
-        }
-        let addr = (vpc.resolver(), 53);
-        let sock = crate::topology::in_netns(&node.netns, || {
+    for ((vpc, ns), ip) in want {
+        let addr = (ip, 53);
+        let sock = crate::topology::in_netns(&ns, || {
             let sock = std::net::UdpSocket::bind(addr)
-                .with_context(|| format!("resolver of {}: binding {addr:?}", vpc.id))?;
+                .with_context(|| format!("resolver of {vpc}: binding {addr:?}"))?;
             sock.set_nonblocking(true)?;
             Ok(sock)
         })?;
-        sockets.push((key, sock));
+        sockets.push(((vpc, ns), sock));
     }
     Ok(sockets)
 }
 
-/// (VPC id, resolver namespace) and its socket.
-type Bound = ((String, String), std::net::UdpSocket);
+/// (VPC id, resolver namespace).
+type Key = (String, String);
 
-/// The resolvers the state has now: (VPC id, namespace).
-fn wanted(name: &str) -> Result<HashSet<(String, String)>> {
+/// The resolvers the state has now, and their addresses.
+fn wanted(name: &str) -> Result<Vec<(Key, Ipv4Addr)>> {
     let s = crate::state::State::load(name)?;
     Ok(s.model
         .vpcs
         .iter()
-        .filter_map(|v| Some((v.id.clone(), s.node(&v.resolver_id()?)?.netns.clone())))
+        .filter_map(|v| {
+            let node = s.node(&v.resolver_id()?)?;
+            Some(((v.id.clone(), node.netns.clone()), v.resolver()))
+        })
         .collect())
 }
 
@@ -249,63 +241,26 @@ fn wanted(name: &str) -> Result<HashSet<(String, String)>> {
 /// true (or its sender is gone): one task per VPC in the agent's runtime,
 /// answering from its zone. The zones follow the deployment's state (ENIs
 /// added or returned, functions created) within two seconds, and so do the
-/// resolvers themselves: a VPC added at runtime (`vpc apply`) gets one, a
-/// removed VPC's stops.
+/// resolvers themselves ([`crate::supervise::follow`]): a VPC added at
+/// runtime (`vpc apply`) gets one, a removed VPC's stops.
 pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-    let mut running: HashMap<(String, String), tokio::task::AbortHandle> = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut check = tokio::time::interval(RELOAD);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = shutdown.clone();
-    let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    tokio::pin!(stopped);
-    let mut first = true;
-    loop {
-        tokio::select! {
-            () = &mut stopped => break,
-            Some(r) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(Err(e)) = r {
-                    tracing::error!("a VPC resolver stopped: {e:#}");
-                }
-            }
-            _ = check.tick() => {
-                let n = name.to_string();
-                let want = tokio::task::spawn_blocking(move || wanted(&n)).await.context("reading the state")?;
-                let Ok(want) = want else { continue };
-                running.retain(|k, h| {
-                    let keep = want.contains(k) && !h.is_finished();
-                    if !keep {
-                        h.abort();
-                    }
-                    keep
-                });
-                let (n, have) = (name.to_string(), running.keys().cloned().collect::<HashSet<_>>());
-                let bound = tokio::task::spawn_blocking(move || bind(&n, &have))
-                    .await
-                    .context("binding the resolvers")?;
-                let bound = match bound {
-                    Ok(b) => b,
-                    // At start an error is the agent's; later, the next tick tries again.
-                    Err(e) if first => return Err(e),
-                    Err(e) => {
-                        tracing::warn!("binding a VPC resolver: {e:#}");
-                        continue;
-                    }
-                };
-                first = false;
-                for (key, sock) in bound {
-                    let sock = UdpSocket::from_std(sock)?;
-                    let h = tasks.spawn(serve_one(name.to_string(), key.0.clone(), sock, shutdown.clone()));
-                    running.insert(key, h);
-                }
-            }
-        }
-    }
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    let (n, task_name, stop) = (name.to_string(), name.to_string(), shutdown.clone());
+    crate::supervise::follow(
+        "the VPC resolver",
+        shutdown,
+        move || wanted(&n),
+        bind,
+        move |(vpc, _): &Key, sock| {
+            let sock = UdpSocket::from_std(sock)?;
+            Ok(serve_one(
+                task_name.clone(),
+                vpc.clone(),
+                sock,
+                stop.clone(),
+            ))
+        },
+    )
+    .await
 }
 
 /// The zone of `vpc` now, read on the blocking pool.

@@ -14,7 +14,6 @@
 //! worker never enters a namespace itself: `setns` holds for the calling
 //! thread, which would take the namespace to every task it runs next.
 use std::{
-    collections::HashMap,
     future::IntoFuture,
     net::{Ipv4Addr, SocketAddr},
     sync::Arc,
@@ -77,7 +76,7 @@ fn wanted(name: &str) -> Result<Vec<(Key, Service)>> {
 
 /// Binds the services of `want`, each in its namespace: blocking (a
 /// thread per namespace), so on the blocking pool.
-fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, std::net::TcpListener, Service)>> {
+fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, (std::net::TcpListener, Service))>> {
     let mut out = vec![];
     for (key, svc) in want {
         let (ns, ip) = (key.0.clone(), key.1);
@@ -87,83 +86,38 @@ fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, std::net::TcpListener, Se
             l.set_nonblocking(true)?;
             Ok(l)
         })?;
-        out.push((key, listener, svc));
+        out.push((key, (listener, svc)));
     }
     Ok(out)
 }
 
 /// Serves every simulated service of deployment `name` until `shutdown`
-/// turns true (or its sender is gone), following the state: services of
-/// endpoints added at runtime (`vpc apply`) start within two seconds,
-/// those of removed ones stop. An error binding any of them at start is
-/// returned before any is served; later, the next check tries again.
+/// turns true (or its sender is gone), following the state
+/// ([`crate::supervise::follow`]): services of endpoints added at runtime
+/// (`vpc apply`) start within two seconds, those of removed ones stop.
 pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-    let mut running: HashMap<Key, tokio::task::AbortHandle> = HashMap::new();
-    let mut servers = tokio::task::JoinSet::new();
-    let mut check = tokio::time::interval(std::time::Duration::from_secs(2));
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = shutdown.clone();
-    let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    tokio::pin!(stopped);
-    let mut first = true;
-    loop {
-        tokio::select! {
-            () = &mut stopped => break,
-            Some(r) = servers.join_next(), if !servers.is_empty() => {
-                if let Ok(Err(e)) = r {
-                    tracing::error!("a simulated service stopped: {e:#}");
-                }
-            }
-            _ = check.tick() => {
-                let n = name.to_string();
-                let want = tokio::task::spawn_blocking(move || wanted(&n))
-                    .await
-                    .context("reading the state")?;
-                let Ok(want) = want else { continue };
-                running.retain(|k, h| {
-                    let keep = want.iter().any(|(w, _)| w == k) && !h.is_finished();
-                    if !keep {
-                        h.abort();
-                    }
-                    keep
-                });
-                let new: Vec<_> = want.into_iter().filter(|(k, _)| !running.contains_key(k)).collect();
-                let bound = tokio::task::spawn_blocking(move || bind(new))
-                    .await
-                    .context("binding the services")?;
-                let bound = match bound {
-                    Ok(b) => b,
-                    Err(e) if first => return Err(e),
-                    Err(e) => {
-                        tracing::warn!("binding a simulated service: {e:#}");
-                        continue;
-                    }
-                };
-                first = false;
-                for (key, listener, svc) in bound {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    let app = Router::new().fallback(answer).with_state(Arc::new(svc));
-                    let mut shutdown = shutdown.clone();
-                    let h = servers.spawn(
-                        axum::serve(
-                            listener,
-                            app.into_make_service_with_connect_info::<SocketAddr>(),
-                        )
-                        .with_graceful_shutdown(async move {
-                            let _ = shutdown.wait_for(|s| *s).await;
-                        })
-                        .into_future(),
-                    );
-                    running.insert(key, h);
-                }
-            }
-        }
-    }
-    // Graceful: each server finishes what it is answering.
-    while servers.join_next().await.is_some() {}
-    Ok(())
+    let (n, stop) = (name.to_string(), shutdown.clone());
+    crate::supervise::follow(
+        "the simulated AWS services",
+        shutdown,
+        move || wanted(&n),
+        bind,
+        move |_: &Key, (listener, svc)| {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let app = Router::new().fallback(answer).with_state(Arc::new(svc));
+            let mut stop = stop.clone();
+            let server = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .into_future();
+            Ok(async move { Ok(server.await?) })
+        },
+    )
+    .await
 }
 
 /// Any request, any method: who answers, through which endpoint, to whom.

@@ -510,15 +510,7 @@ fn a_restarted_agent_carries_on_from_the_store() {
     let before = config(&d);
     assert_eq!(before["State"], "Active");
     let eni = enis(&d);
-    let pid = vpc::deploy::Lifecycle::load(&d.name)
-        .unwrap()
-        .agent_pid
-        .unwrap();
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    // Dying takes a while on a loaded machine: its successor needs the lock.
-    while vpc::deploy::agent_running(&d.name).unwrap().is_some() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.kill_agent();
     let agent = std::process::Command::new(vpc_tests::vpc_bin())
         .args(["--name", &d.name, "agent"])
         .stdout(std::process::Stdio::null())

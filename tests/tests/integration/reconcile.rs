@@ -1,8 +1,6 @@
 //! `vpc apply` on a running deployment: resources of every kind added and
 //! removed, unrelated connections untouched, changes AWS cannot make in
 //! place refused, and a reconcile cut short finished by the agent.
-use std::time::Duration;
-
 use vpc_tests::{
     connects, fixture, line_echo_server, namespaces_with_prefix, tcp_server, text, wait_for,
     Deployment, LineClient, FAST,
@@ -205,14 +203,7 @@ fn a_reconcile_killed_midway_is_finished_by_the_agent() {
     let held = LineClient::connect(&d.netns("App"), "10.0.1.10:5432");
     assert!(held.echoes("before", 30));
     // The agent stopped first, so that nobody finishes behind our back.
-    let pid = vpc::deploy::Lifecycle::load(&d.name)
-        .unwrap()
-        .agent_pid
-        .unwrap();
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
-    while vpc::deploy::agent_running(&d.name).unwrap().is_some() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.kill_agent();
     let path = std::env::temp_dir().join(format!("{}-b.yaml", d.name));
     std::fs::write(&path, format!("{BASE}{SUBNET_B}")).unwrap();
     let out = std::process::Command::new(vpc_tests::vpc_bin())

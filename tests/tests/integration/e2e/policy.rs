@@ -1,13 +1,6 @@
 //! Network ACLs and security groups end to end, edited live and concurrently.
-use std::{
-    io::{BufRead, BufReader, Write},
-    net::TcpStream,
-    sync::mpsc,
-    time::Duration,
-};
-
 use vpc_tests::{
-    connects, fixture, line_echo_server, spawn_in_netns, tcp_server, text, Deployment, FAST,
+    connects, fixture, line_echo_server, tcp_server, text, Deployment, LineClient, FAST,
 };
 
 use super::{tcp_holder, udp_echo_server, udp_request};
@@ -65,33 +58,15 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     // A long-lived connection from the function, driven step by step: each
     // message with how long to wait for its echo (long where it must come,
     // short where it must not).
-    let (go_tx, go_rx) = mpsc::channel::<(&'static str, u64)>();
-    let (res_tx, res_rx) = mpsc::channel::<bool>();
-    let client = spawn_in_netns(&d.exec_env_netns("Fn"), move || {
-        let s =
-            TcpStream::connect_timeout(&"10.0.2.10:5432".parse().unwrap(), Duration::from_secs(30))
-                .unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut w = s;
-        for (msg, secs) in go_rx {
-            w.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
-            let mut line = String::new();
-            let ok = w.write_all(format!("{msg}\n").as_bytes()).is_ok()
-                && r.read_line(&mut line).is_ok()
-                && line.trim() == msg;
-            res_tx.send(ok).unwrap();
-        }
-    });
-    go_tx.send(("one", 30)).unwrap();
-    assert!(res_rx.recv().unwrap(), "the connection works");
+    let client = LineClient::connect(&d.exec_env_netns("Fn"), "10.0.2.10:5432");
+    assert!(client.echoes("one", 30), "the connection works");
     // Remove the database's 5432-5433 rule: new connections fail at once,
     // the tracked one goes on (security groups are stateful).
     let no_rule = ACL_TEMPLATE.replace("        - {IpProtocol: tcp, FromPort: 5432, ToPort: 5433, SourceSecurityGroupId: !Ref FnSg}\n", "");
     assert_ne!(no_rule, ACL_TEMPLATE);
     d.apply(&no_rule);
-    go_tx.send(("two", 30)).unwrap();
     assert!(
-        res_rx.recv().unwrap(),
+        client.echoes("two", 30),
         "a tracked connection survives a group rule's removal"
     );
     let fresh = connects(&d, "invoke", "Fn", "10.0.2.10", 5432, 1);
@@ -106,14 +81,11 @@ fn live_changes_groups_spare_tracked_connections_acls_cut_them() {
     assert_ne!(deny, no_rule);
     d.apply(&deny);
     let before = d.dropped("nacl_ingress_denied");
-    go_tx.send(("three", 2)).unwrap();
     assert!(
-        !res_rx.recv().unwrap(),
+        !client.echoes("three", 2),
         "an ACL change cuts an established connection"
     );
     assert!(d.dropped("nacl_ingress_denied") > before);
-    drop(go_tx);
-    client.join().unwrap();
 }
 
 #[test]
