@@ -3,25 +3,15 @@ use std::net::{SocketAddr, UdpSocket};
 
 use vpc_tests::{spawn_in_netns, Deployment};
 
-use super::{host, s3_records, snapshot_when, TempDir};
+use super::{host, s3_records, snapshot_when, vpc_reject_log, TempDir};
 
 /// A flow log added by `vpc apply` to a running deployment that had none
-/// logs from the next window on (no restart); removed, it writes nothing
-/// more.
+/// logs from the next window on (no restart); removed, the deployment has
+/// none again.
 #[test]
 fn a_flow_log_added_at_runtime_logs_and_removed_stops() {
     let dir = TempDir::new("apply");
-    let log = r#"
-  VpcLog:
-    Type: AWS::EC2::FlowLog
-    Properties:
-      ResourceId: !Ref Vpc
-      ResourceType: VPC
-      TrafficType: REJECT
-      MaxAggregationInterval: 2
-      LogDestinationType: s3
-      LogDestination: arn:aws:s3:::apply-bucket
-"#;
+    let log = vpc_reject_log("apply-bucket");
     let d = Deployment::up(
         "flapply",
         vpc::DEFAULT_TEMPLATE,

@@ -176,3 +176,21 @@ fn host<'a>(s: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .find(|h| h["id"] == id)
         .unwrap()
 }
+
+/// A flow log of the default template's VPC, rejected traffic only, a
+/// 2-second window, to S3 `bucket` (a template fragment).
+fn vpc_reject_log(bucket: &str) -> String {
+    format!(
+        "
+  VpcLog:
+    Type: AWS::EC2::FlowLog
+    Properties:
+      ResourceId: !Ref Vpc
+      ResourceType: VPC
+      TrafficType: REJECT
+      MaxAggregationInterval: 2
+      LogDestinationType: s3
+      LogDestination: arn:aws:s3:::{bucket}
+"
+    )
+}

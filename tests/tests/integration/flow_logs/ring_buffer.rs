@@ -6,7 +6,7 @@ use std::{
 
 use vpc_tests::{metric, spawn_in_netns, text, wait_for, Deployment};
 
-use super::{host, s3_records, snapshot_when, unix_now, Fields, TempDir};
+use super::{host, s3_records, snapshot_when, unix_now, vpc_reject_log, Fields, TempDir};
 
 /// A ring buffer too small for a burst of rejected flows: lost events are
 /// counted and the window says SKIPDATA; every flow is either in a record
@@ -14,21 +14,7 @@ use super::{host, s3_records, snapshot_when, unix_now, Fields, TempDir};
 #[test]
 fn a_full_ring_buffer_is_counted_and_written_as_skipdata() {
     let dir = TempDir::new("skip");
-    let t = format!(
-        "{}{}",
-        vpc::DEFAULT_TEMPLATE,
-        r#"
-  VpcLog:
-    Type: AWS::EC2::FlowLog
-    Properties:
-      ResourceId: !Ref Vpc
-      ResourceType: VPC
-      TrafficType: REJECT
-      MaxAggregationInterval: 2
-      LogDestinationType: s3
-      LogDestination: arn:aws:s3:::skip-bucket
-"#
-    );
+    let t = format!("{}{}", vpc::DEFAULT_TEMPLATE, vpc_reject_log("skip-bucket"));
     let d = Deployment::up(
         "flskip",
         &t,
