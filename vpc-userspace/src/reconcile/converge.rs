@@ -92,6 +92,7 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         s.nodes.retain(|x| x.id != n.id);
         s.hooks.remove(&n.router_if);
         s.port_modes.remove(&n.router_if);
+        s.attach_mode = attach_mode(&s);
         s.save()?;
         let errors = topology::teardown(std::slice::from_ref(&n.netns));
         if !errors.is_empty() {
@@ -203,12 +204,10 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         let hook = s.hooks.get(&n.router_if).copied().unwrap_or(s.default_hook);
         let mode = attach_port(name, &s.pin_dir, &n, hook)?;
         s.port_modes.insert(n.router_if.clone(), mode.to_string());
+        s.attach_mode = attach_mode(&s);
+        s.save()?;
         steps.done(&format!("attached {}", n.id));
     }
-    let mut modes: Vec<&str> = s.port_modes.values().map(String::as_str).collect();
-    modes.sort();
-    modes.dedup();
-    s.attach_mode = modes.join("+");
     // 7. What the model no longer has.
     maps.remove_stale(&entries)?;
     maps.clear_old_generation(next)?;
@@ -241,6 +240,14 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
     })?;
     out.generation = next;
     Ok(out)
+}
+
+/// How the ports' programs are attached, summed up (`tc`, `tc+xdp-native`).
+fn attach_mode(s: &State) -> String {
+    let mut modes: Vec<&str> = s.port_modes.values().map(String::as_str).collect();
+    modes.sort();
+    modes.dedup();
+    modes.join("+")
 }
 
 /// The next free router port number (`r<n>`).
