@@ -24,4 +24,7 @@ pub const NAT_GATEWAY_CAPACITY: u32 = 12;
 /// Nanoseconds added to the kernel's clock for idle times: what a
 /// test clock (`vpc clock advance`) has been moved by.
 pub const CLOCK_OFFSET: u32 = 13;
-pub const LEN: u32 = 14;
+/// `vpc trace`: 1 logs every verdict of the router through aya-log (its
+/// `AYA_LOGS` ring buffer), 0 (the default) logs nothing.
+pub const TRACE: u32 = 14;
+pub const LEN: u32 = 15;
