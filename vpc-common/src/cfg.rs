@@ -27,4 +27,7 @@ pub const CLOCK_OFFSET: u32 = 13;
 /// `vpc trace`: 1 logs every verdict of the router through aya-log (its
 /// `AYA_LOGS` ring buffer), 0 (the default) logs nothing.
 pub const TRACE: u32 = 14;
+/// In a trace record's `detail`, beside a drop's reason: the packet was
+/// not parsed (its tuple means nothing).
+pub const TRACE_NO_TUPLE: u32 = 0x100;
 pub const LEN: u32 = 15;

@@ -25,7 +25,7 @@ pub const VERDICT_REDIRECT: u32 = xdp_action::XDP_REDIRECT;
 pub const VERDICT_DETAIL_SHIFT: u32 = 8;
 /// A drop decided before the packet's addresses and ports were parsed:
 /// the trace has no tuple to show.
-pub const VERDICT_NO_TUPLE: u32 = 1 << 16;
+pub const VERDICT_NO_TUPLE: u32 = vpc_common::cfg::TRACE_NO_TUPLE << VERDICT_DETAIL_SHIFT;
 
 /// The hook's action of a pipeline verdict.
 #[inline(always)]

@@ -26,8 +26,8 @@ mod resolver;
 mod route;
 mod router;
 mod stats;
-mod trace;
 mod tput;
+mod trace;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -4,18 +4,21 @@
 //! the pipeline in main.rs). Off, it costs the slot's read and one branch:
 //! the logging is a BPF function of its own, never entered.
 //!
-//! A line is `forwarded in=I out=O proto=P SRC -> DST` or `dropped
-//! reason=N in=I proto=P SRC -> DST` (N: the `DropReason`, which userspace
-//! names; no tuple for drops before the packet was parsed). The tuple is
-//! the packet as it arrived (before NAT); ports are 0 for protocols
-//! without them, an ICMP echo's identifier for echoes.
+//! One record per verdict, one `info!` for all of them (each aya-log
+//! statement is some 600 instructions):
+//! `verdict=A detail=D in=I proto=P src=[S]:SP dst=[T]:TP icmp=X`, A the action,
+//! D the verdict's detail (a drop's reason, plus `0x100` when the packet
+//! was not parsed and the tuple means nothing; a redirect's egress
+//! ifindex), addresses in IPv6 form (IPv4-mapped for IPv4). `vpc trace`
+//! renders it for people (`vpc::trace::render`). The tuple is the packet
+//! as it arrived (before NAT); ports are 0 for protocols without them (an
+//! ICMP echo's identifier, its type), X an ICMP message's `type << 8 | code`.
 use aya_log_ebpf::info;
 
 use crate::{
     config,
-    ctx::{action, VERDICT_DETAIL_SHIFT, VERDICT_DROP, VERDICT_NO_TUPLE, VERDICT_REDIRECT},
+    ctx::{action, VERDICT_DETAIL_SHIFT},
     maps::SCRATCH,
-    parse::Packet,
 };
 
 /// Logs `verdict` (a pipeline verdict, detail included) on a packet that
@@ -29,98 +32,22 @@ pub fn verdict(ingress: u32, verdict: u32) {
 
 #[inline(never)]
 fn log(ingress: u32, verdict: u32) {
-    let detail = verdict >> VERDICT_DETAIL_SHIFT;
-    let act = action(verdict);
-    let ctx = ();
     // The packet as parsed, in per-CPU scratch (`router::pipeline`).
-    let pkt = match SCRATCH.get(0) {
-        Some(s) if act != VERDICT_DROP || verdict & VERDICT_NO_TUPLE == 0 => &s.pkt,
-        _ => {
-            if act == VERDICT_DROP {
-                info!(&ctx, "dropped reason={} in={}", detail & 0xff, ingress);
-            }
-            return;
-        }
+    let Some(s) = SCRATCH.get(0) else {
+        return;
     };
-    let Tuple {
-        proto,
-        sport,
-        dport,
-    } = tuple(pkt);
-    if act == VERDICT_REDIRECT {
-        let out = detail;
-        if pkt.v6 {
-            info!(
-                &ctx,
-                "forwarded in={} out={} proto={} [{:i}]:{} -> [{:i}]:{}",
-                ingress,
-                out,
-                proto,
-                pkt.saddr,
-                sport,
-                pkt.daddr,
-                dport
-            );
-        } else {
-            info!(
-                &ctx,
-                "forwarded in={} out={} proto={} {:i}:{} -> {:i}:{}",
-                ingress,
-                out,
-                proto,
-                v4(&pkt.saddr),
-                sport,
-                v4(&pkt.daddr),
-                dport
-            );
-        }
-    } else if act == VERDICT_DROP {
-        let reason = detail & 0xff;
-        if pkt.v6 {
-            info!(
-                &ctx,
-                "dropped reason={} in={} proto={} [{:i}]:{} -> [{:i}]:{}",
-                reason,
-                ingress,
-                proto,
-                pkt.saddr,
-                sport,
-                pkt.daddr,
-                dport
-            );
-        } else {
-            info!(
-                &ctx,
-                "dropped reason={} in={} proto={} {:i}:{} -> {:i}:{}",
-                reason,
-                ingress,
-                proto,
-                v4(&pkt.saddr),
-                sport,
-                v4(&pkt.daddr),
-                dport
-            );
-        }
-    }
-}
-
-struct Tuple {
-    proto: u8,
-    sport: u16,
-    dport: u16,
-}
-
-#[inline(always)]
-fn tuple(p: &Packet) -> Tuple {
-    Tuple {
-        proto: p.proto,
-        sport: u16::from_be(p.sport),
-        dport: u16::from_be(p.dport),
-    }
-}
-
-/// The IPv4 address of an IPv4-mapped one.
-#[inline(always)]
-fn v4(a: &[u8; 16]) -> [u8; 4] {
-    [a[12], a[13], a[14], a[15]]
+    let p = &s.pkt;
+    info!(
+        &(),
+        "verdict={} detail={} in={} proto={} src=[{:i}]:{} dst=[{:i}]:{} icmp={}",
+        action(verdict),
+        verdict >> VERDICT_DETAIL_SHIFT,
+        ingress,
+        p.proto,
+        p.saddr,
+        u16::from_be(p.sport),
+        p.daddr,
+        u16::from_be(p.dport),
+        (p.icmp_type as u16) << 8 | p.icmp_code as u16
+    );
 }

@@ -13,6 +13,7 @@
 //! killed with SIGKILL leaves it set, and the next `vpc trace` clears it.
 use std::{
     io::Write,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -23,7 +24,7 @@ use std::{
 
 use anyhow::{anyhow, Context, Result};
 use aya_log::EbpfLogger;
-use vpc_common::DropReason;
+use vpc_common::{cfg, DropReason};
 
 use crate::{
     datapath::{self, Maps, PinnedMaps},
@@ -32,7 +33,7 @@ use crate::{
 };
 
 /// Prints each record as a line: a timestamp (when it was read, within
-/// a poll of the verdict), then the message with its drop reason named.
+/// a poll of the verdict), then the record rendered (`render`).
 struct Printer {
     out: Mutex<Box<dyn Write + Send>>,
     /// Records left over from an earlier tracer: read and thrown away.
@@ -48,10 +49,11 @@ impl log::Log for Printer {
         if self.discard.load(Ordering::Relaxed) {
             return;
         }
+        let msg = record.args().to_string();
         let line = format!(
             "{} {}",
             chrono::Local::now().format("%H:%M:%S%.6f"),
-            name_reason(&record.args().to_string())
+            render(&msg).unwrap_or(msg)
         );
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         // A closed stdout (`vpc trace | head`) is not an error worth a panic.
@@ -64,25 +66,87 @@ impl log::Log for Printer {
     }
 }
 
-/// `reason=7` -> `reason=sg_ingress_denied(7)`: the datapath logs the
-/// number, the name is userspace's (`DropReason::name`).
-pub fn name_reason(msg: &str) -> String {
-    const KEY: &str = "reason=";
-    let Some(at) = msg.find(KEY) else {
-        return msg.to_string();
+/// The pipeline's verdicts, as XDP's actions (`vpc-ebpf/src/ctx.rs`).
+const XDP_DROP: u32 = 1;
+const XDP_REDIRECT: u32 = 4;
+
+/// A record of the datapath (`verdict=A detail=D in=I proto=P src=[S]:SP
+/// dst=[T]:TP icmp=X`, see `vpc-ebpf/src/trace.rs`) for people:
+///
+/// * `forwarded in=I out=O proto=P SRC -> DST`
+/// * `dropped reason=NAME(N) in=I proto=P SRC -> DST` (`dropped
+///   reason=NAME(N) in=I` when the packet was not parsed)
+///
+/// IPv4 addresses as `a.b.c.d:port`, IPv6 as `[addr]:port`; ICMP as
+/// `SRC -> DST type=T code=C` (and `id=N` for echoes). `None`: not such a
+/// record.
+pub fn render(msg: &str) -> Option<String> {
+    let mut fields = msg.split(' ').map(|f| f.split_once('='));
+    let mut next = |key: &str| match fields.next() {
+        Some(Some((k, v))) if k == key => Some(v),
+        _ => None,
     };
-    let start = at + KEY.len();
-    let digits = msg[start..]
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or(msg.len(), |n| start + n);
-    let Ok(n) = msg[start..digits].parse::<u32>() else {
-        return msg.to_string();
+    let verdict: u32 = next("verdict")?.parse().ok()?;
+    let detail: u32 = next("detail")?.parse().ok()?;
+    let ingress = next("in")?;
+    let proto: u8 = next("proto")?.parse().ok()?;
+    let (src, sport) = endpoint(next("src")?)?;
+    let (dst, dport) = endpoint(next("dst")?)?;
+    let icmp: u16 = next("icmp")?.parse().ok()?;
+    let tuple = if proto == 1 || proto == 58 {
+        let (ty, code) = (icmp >> 8, icmp & 0xff);
+        let echo = matches!((proto, ty), (1, 0 | 8) | (58, 128 | 129));
+        let id = if echo {
+            format!(" id={sport}")
+        } else {
+            String::new()
+        };
+        format!("{src} -> {dst} type={ty} code={code}{id}")
+    } else {
+        format!("{} -> {}", src.with_port(sport), dst.with_port(dport))
     };
-    let name = DropReason::ALL
-        .iter()
-        .find(|r| **r as u32 == n)
-        .map_or("unknown", |r| r.name());
-    format!("{}{name}({n}){}", &msg[..start], &msg[digits..])
+    match verdict {
+        XDP_REDIRECT => Some(format!(
+            "forwarded in={ingress} out={detail} proto={proto} {tuple}"
+        )),
+        XDP_DROP => {
+            let n = detail & !cfg::TRACE_NO_TUPLE;
+            let name = DropReason::ALL
+                .iter()
+                .find(|r| **r as u32 == n)
+                .map_or("unknown", |r| r.name());
+            let head = format!("dropped reason={name}({n}) in={ingress}");
+            Some(if detail & cfg::TRACE_NO_TUPLE != 0 {
+                head
+            } else {
+                format!("{head} proto={proto} {tuple}")
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `[::ffff:10.0.1.10]:22` -> the address as people write it (IPv4
+/// unmapped) and the port.
+fn endpoint(s: &str) -> Option<(Addr, u16)> {
+    let (addr, port) = s.strip_prefix('[')?.split_once("]:")?;
+    let addr: Ipv6Addr = addr.parse().ok()?;
+    Some((Addr(addr.to_canonical()), port.parse().ok()?))
+}
+
+/// An address as rendered: alone (`.0`) or with a port (`.1`).
+struct Addr(IpAddr);
+
+impl Addr {
+    fn with_port(&self, port: u16) -> String {
+        SocketAddr::new(self.0, port).to_string()
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// `CONFIG[TRACE]` set while this lives.
@@ -175,17 +239,41 @@ fn lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
 
 #[cfg(test)]
 mod tests {
-    use super::name_reason;
+    use super::render;
 
     #[test]
-    fn drop_reasons_are_named() {
+    fn records_are_rendered_for_people() {
+        let r = |m: &str| render(m).unwrap();
         assert_eq!(
-            name_reason("dropped reason=7 in=4 proto=6 10.0.1.20:40000 -> 10.0.1.10:22"),
+            r("verdict=1 detail=7 in=4 proto=6 src=[::ffff:10.0.1.20]:40000 dst=[::ffff:10.0.1.10]:22 icmp=0"),
             "dropped reason=sg_ingress_denied(7) in=4 proto=6 10.0.1.20:40000 -> 10.0.1.10:22"
         );
-        assert_eq!(name_reason("dropped reason=2 in=9"), "dropped reason=not_ip(2) in=9");
-        assert_eq!(name_reason("dropped reason=99 in=9"), "dropped reason=unknown(99) in=9");
-        let fwd = "forwarded in=4 out=5 proto=17 10.0.1.20:1 -> 10.0.1.10:2";
-        assert_eq!(name_reason(fwd), fwd);
+        assert_eq!(
+            r("verdict=4 detail=12 in=4 proto=17 src=[2600:1f18::5]:53 dst=[fd00::1]:40000 icmp=0"),
+            "forwarded in=4 out=12 proto=17 [2600:1f18::5]:53 -> [fd00::1]:40000"
+        );
+        // Not parsed: no tuple.
+        assert_eq!(
+            r("verdict=1 detail=258 in=9 proto=0 src=[::]:0 dst=[::]:0 icmp=0"),
+            "dropped reason=not_ip(2) in=9"
+        );
+        assert_eq!(
+            r("verdict=1 detail=99 in=9 proto=17 src=[::ffff:1.2.3.4]:1 dst=[::ffff:1.2.3.5]:2 icmp=0"),
+            "dropped reason=unknown(99) in=9 proto=17 1.2.3.4:1 -> 1.2.3.5:2"
+        );
+        // ICMP: type and code, an echo's identifier.
+        assert_eq!(
+            r("verdict=1 detail=7 in=2 proto=1 src=[::ffff:10.0.2.4]:7247 dst=[::ffff:10.0.1.10]:2048 icmp=2048"),
+            "dropped reason=sg_ingress_denied(7) in=2 proto=1 10.0.2.4 -> 10.0.1.10 type=8 code=0 id=7247"
+        );
+        assert_eq!(
+            r("verdict=4 detail=3 in=2 proto=58 src=[fd00::1]:0 dst=[fd00::2]:65535 icmp=259"),
+            "forwarded in=2 out=3 proto=58 fd00::1 -> fd00::2 type=1 code=3"
+        );
+        assert_eq!(render("something else"), None);
+        assert_eq!(
+            render("verdict=2 detail=0 in=1 proto=0 src=[::]:0 dst=[::]:0 icmp=0"),
+            None
+        );
     }
 }

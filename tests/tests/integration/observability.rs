@@ -263,10 +263,11 @@ fn trace_prints_forwarded_and_dropped_verdicts_with_their_reason() {
         "the database's SYN-ACK forwarded: {all}"
     );
     assert!(
-        lines.iter().any(|l| l
-            .contains(" dropped reason=sg_ingress_denied(7) in=")
-            && l.contains(" proto=6 ")
-            && l.ends_with(" -> 10.0.1.10:22")),
+        lines
+            .iter()
+            .any(|l| l.contains(" dropped reason=sg_ingress_denied(7) in=")
+                && l.contains(" proto=6 ")
+                && l.ends_with(" -> 10.0.1.10:22")),
         "the refused SYN dropped, with its reason: {all}"
     );
     assert!(!trace_switch(&d), "Ctrl-C turned it off");

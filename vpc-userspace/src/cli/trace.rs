@@ -17,17 +17,11 @@ pub struct TraceArgs {
 /// stderr.
 pub fn trace(name: &str, a: &TraceArgs) -> Result<()> {
     let stop = signal_flag()?;
-    vpc::trace::run(
-        name,
-        a.duration,
-        &stop,
-        Box::new(std::io::stdout()),
-        || {
-            let until = match a.duration {
-                Some(d) => format!("for {d:?}"),
-                None => "until Ctrl-C".to_string(),
-            };
-            eprintln!("tracing the router of deployment {name} {until}");
-        },
-    )
+    vpc::trace::run(name, a.duration, &stop, Box::new(std::io::stdout()), || {
+        let until = match a.duration {
+            Some(d) => format!("for {d:?}"),
+            None => "until Ctrl-C".to_string(),
+        };
+        eprintln!("tracing the router of deployment {name} {until}");
+    })
 }
