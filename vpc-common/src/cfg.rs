@@ -24,4 +24,10 @@ pub const NAT_GATEWAY_CAPACITY: u32 = 12;
 /// Nanoseconds added to the kernel's clock for idle times: what a
 /// test clock (`vpc clock advance`) has been moved by.
 pub const CLOCK_OFFSET: u32 = 13;
-pub const LEN: u32 = 14;
+/// `vpc trace`: 1 logs every verdict of the router through aya-log (its
+/// `AYA_LOGS` ring buffer), 0 (the default) logs nothing.
+pub const TRACE: u32 = 14;
+/// In a trace record's `detail`, beside a drop's reason: the packet was
+/// not parsed (its tuple means nothing).
+pub const TRACE_NO_TUPLE: u32 = 0x100;
+pub const LEN: u32 = 15;

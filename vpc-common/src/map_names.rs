@@ -64,6 +64,9 @@ pub const TPUT_CFG: &str = "TPUT_CFG";
 pub const TPUT_COUNT: &str = "TPUT_COUNT";
 /// Throughput harness: limit path, ingress ifindex -> egress and MACs.
 pub const TPUT_REDIRECT: &str = "TPUT_REDIRECT";
+/// `vpc trace`: aya-log's ring buffer of log records (`aya-log-ebpf`
+/// names it; `aya-log` finds it from the router's program id).
+pub const AYA_LOGS: &str = "AYA_LOGS";
 
 /// Every map of the object.
 pub const ALL: &[&str] = &[
@@ -97,4 +100,5 @@ pub const ALL: &[&str] = &[
     TPUT_CFG,
     TPUT_COUNT,
     TPUT_REDIRECT,
+    AYA_LOGS,
 ];

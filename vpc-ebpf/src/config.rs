@@ -1,6 +1,6 @@
 //! What userspace sets in `CONFIG` (indexes in `vpc_common::cfg`): idle
 //! timeouts, the test clock's offset, the policy epoch, NAT capacities and
-//! the flow-log window. Every read of it is here.
+//! the flow-log window, the trace switch. Every read of it is here.
 use vpc_common::{cfg, NAT_PORT_RANGE};
 
 use crate::maps::CONFIG;
@@ -36,4 +36,10 @@ pub fn capacity(idx: u32, default: u32) -> u32 {
 #[inline(always)]
 pub fn flow_log_window() -> u32 {
     get(cfg::FLOW_WINDOW) as u32
+}
+
+/// Whether `vpc trace` is on: the router logs its verdicts.
+#[inline(always)]
+pub fn trace() -> bool {
+    get(cfg::TRACE) != 0
 }

@@ -17,6 +17,21 @@ use crate::csum;
 /// actions (the XDP values, so that XDP needs no translation).
 pub const VERDICT_DROP: u32 = xdp_action::XDP_DROP;
 pub const VERDICT_REDIRECT: u32 = xdp_action::XDP_REDIRECT;
+/// Inside the pipeline a verdict also carries, above its action byte, what
+/// `vpc trace` reports (`trace`): a drop's `DropReason` (bits 8-15), a
+/// redirect's egress ifindex (bits 8-31: its low 24 bits). Setting it costs
+/// an OR where the verdict is made; the entry points keep the action
+/// (`action`).
+pub const VERDICT_DETAIL_SHIFT: u32 = 8;
+/// A drop decided before the packet's addresses and ports were parsed:
+/// the trace has no tuple to show.
+pub const VERDICT_NO_TUPLE: u32 = vpc_common::cfg::TRACE_NO_TUPLE << VERDICT_DETAIL_SHIFT;
+
+/// The hook's action of a pipeline verdict.
+#[inline(always)]
+pub fn action(verdict: u32) -> u32 {
+    verdict & 0xff
+}
 
 /// Checksum-update flags, as the kernel's `bpf_l4_csum_replace` takes them.
 /// The value is part of the pseudo-header (an address).
@@ -199,7 +214,7 @@ pub fn write<T: Copy>(ctx: &impl Ctx, off: usize, v: T) -> Result<(), DropReason
 /// The TC action for a pipeline verdict: anything but a redirect drops.
 #[inline(always)]
 pub fn tc_action(verdict: u32) -> i32 {
-    if verdict == VERDICT_REDIRECT {
+    if action(verdict) == VERDICT_REDIRECT {
         TC_ACT_REDIRECT as i32
     } else {
         TC_ACT_SHOT as i32

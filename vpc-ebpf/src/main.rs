@@ -27,6 +27,7 @@ mod route;
 mod router;
 mod stats;
 mod tput;
+mod trace;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -52,16 +53,24 @@ pub fn vpc_router_tc(ctx: TcContext) -> i32 {
     // A VLAN tag taken off by the device is not in the data: not ours to
     // route (XDP never sees one either).
     if unsafe { (*ctx.skb.skb).vlan_present } != 0 {
-        return ctx::tc_action(stats::drop(vpc_common::DropReason::NotIp));
+        return early_drop(&ctx, vpc_common::DropReason::NotIp);
     }
     // The headers must be in the linear part for direct access: as far as
     // XDP parses (extension headers up to 256 bytes, an ICMP error's quoted
     // IP header and L4 header), so both hooks judge the same packets.
     let want = core::cmp::min(ctx.len(), parse::MAX_PARSED as u32);
     if ctx.data_end() - ctx.data() < want as usize && ctx.pull_data(want).is_err() {
-        return ctx::tc_action(stats::drop(vpc_common::DropReason::Malformed));
+        return early_drop(&ctx, vpc_common::DropReason::Malformed);
     }
     ctx::tc_action(route_packet(&ctx))
+}
+
+/// A drop at TC before the pipeline: counted and traced as the pipeline's.
+#[inline(always)]
+fn early_drop(ctx: &TcContext, reason: vpc_common::DropReason) -> i32 {
+    let verdict = stats::drop(reason) | ctx::VERDICT_NO_TUPLE;
+    trace::verdict(ctx::Ctx::ingress_ifindex(ctx), verdict);
+    ctx::tc_action(verdict)
 }
 
 // Not inlined: the harnesses call it too, and one copy per hook keeps
@@ -100,7 +109,7 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
         router_mac: [2, 0, 0, 0, 0, 1],
         ..Endpoint::default()
     };
-    let action = stats::finish(route::deliver_to(&ctx, &ep));
+    let action = ctx::action(stats::finish(route::deliver_to(&ctx, &ep)));
     bench::restore(&ctx, &s.snapshot);
     action
 }

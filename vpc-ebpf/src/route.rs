@@ -10,7 +10,7 @@ use vpc_common::{
 
 use crate::{
     copy::copy_addr,
-    ctx::{write, Ctx, VERDICT_REDIRECT},
+    ctx::{write, Ctx, VERDICT_DETAIL_SHIFT, VERDICT_REDIRECT},
     maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
     parse::{ETH_DST, ETH_SRC},
     stats,
@@ -110,7 +110,8 @@ pub fn deliver_to<C: Ctx>(ctx: &C, ep: &Endpoint) -> Result<u32, DropReason> {
 }
 
 /// Rewrites the Ethernet header for the egress link and redirects.
-/// The VPC fabric is transparent: TTL / hop limit stay as they are.
+/// The VPC fabric is transparent: TTL / hop limit stay as they are. The
+/// verdict carries the egress ifindex (for `trace`).
 #[inline(always)]
 pub fn deliver<C: Ctx>(
     ctx: &C,
@@ -127,5 +128,5 @@ pub fn deliver<C: Ctx>(
         return Err(DropReason::NoEgressPort);
     }
     stats::forwarded();
-    Ok(VERDICT_REDIRECT)
+    Ok(VERDICT_REDIRECT | ifindex << VERDICT_DETAIL_SHIFT)
 }

@@ -11,11 +11,12 @@ use vpc_common::{kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DN
 
 use crate::{
     config, ct,
-    ctx::Ctx,
+    ctx::{self, Ctx, VERDICT_NO_TUPLE},
     flowlog, frag, hyperplane, internet_gateway,
     maps::{Scratch, PORTS, SCRATCH},
     nat, nat_gateway, parse, policy, resolver, route,
     stats::{self, finish},
+    trace,
 };
 
 /// `tracked` found no live connection.
@@ -25,11 +26,15 @@ const UNTRACKED: u32 = u32::MAX;
 /// `nat_gateway::HOP`).
 const IDLE_RESET: u32 = u32::MAX - 2;
 
-/// The pipeline, and its verdict counted for the port the packet came in on.
+/// The pipeline, and its verdict counted for the port the packet came in
+/// on and traced (`vpc trace`): every verdict passes here, once.
 #[inline(always)]
 pub fn run<C: Ctx>(ctx: &C) -> u32 {
-    let action = pipeline(ctx);
-    stats::port(ctx.ingress_ifindex(), action);
+    let verdict = pipeline(ctx);
+    let action = ctx::action(verdict);
+    let ifindex = ctx.ingress_ifindex();
+    stats::port(ifindex, action);
+    trace::verdict(ifindex, verdict);
     action
 }
 
@@ -37,10 +42,10 @@ pub fn run<C: Ctx>(ctx: &C) -> u32 {
 fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     let s = match SCRATCH.get_ptr_mut(0) {
         Some(s) => unsafe { &mut *s },
-        None => return stats::drop(DropReason::CtFull),
+        None => return stats::drop(DropReason::CtFull) | VERDICT_NO_TUPLE,
     };
     if let Err(r) = parse::parse(ctx, &mut s.pkt) {
-        return stats::drop(r);
+        return stats::drop(r) | VERDICT_NO_TUPLE;
     }
     let p = &s.pkt;
     s.key = CtKey {

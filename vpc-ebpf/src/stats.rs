@@ -2,7 +2,7 @@
 use vpc_common::{probe_bucket, DropReason, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED};
 
 use crate::{
-    ctx::VERDICT_DROP,
+    ctx::{VERDICT_DETAIL_SHIFT, VERDICT_DROP},
     maps::{ENI_STATS, NAT_STATS, PORT_STATS, STATS},
 };
 
@@ -14,10 +14,11 @@ fn bump(idx: u32) {
     }
 }
 
+/// Counts a drop; the verdict carries its reason (for `trace`).
 #[inline(always)]
 pub fn drop(reason: DropReason) -> u32 {
     bump(reason as u32);
-    VERDICT_DROP
+    VERDICT_DROP | (reason as u32) << VERDICT_DETAIL_SHIFT
 }
 
 /// A verdict, or the drop counted with its reason.
@@ -47,7 +48,8 @@ fn bump_nat(idx: u32) {
     }
 }
 
-/// The verdict on a packet that arrived on router port `ifindex`.
+/// The verdict on a packet that arrived on router port `ifindex` (`action`:
+/// the hook's action, `ctx::action`).
 #[inline(always)]
 pub fn port(ifindex: u32, action: u32) {
     let idx = vpc_common::port_stat_index(ifindex, action == VERDICT_DROP);

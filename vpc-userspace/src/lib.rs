@@ -6,7 +6,8 @@
 //! [`topology`] builds namespaces and veths; [`state`] is what a deployment
 //! persists ([`paths`]: where); [`lifecycle`] decides function states,
 //! [`reconcile`] applies them; [`deploy`] ties them together and runs the
-//! agent; [`bench`] and [`throughput`] measure the datapath.
+//! agent; [`bench`] and [`throughput`] measure the datapath; [`trace`]
+//! prints its verdicts.
 pub mod agent;
 pub mod bench;
 pub mod compile;
@@ -30,6 +31,7 @@ pub mod supervise;
 pub mod template;
 pub mod throughput;
 pub mod topology;
+pub mod trace;
 
 /// The template `cargo xtask run` brings up when given none.
 /// The Lambda API and lifecycle under their former paths.

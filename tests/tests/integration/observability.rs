@@ -1,7 +1,7 @@
 //! Metrics and status: what the agent serves and `vpc status` / `vpc top`
 //! show agree with what was done to the deployment.
 use std::{
-    io::Read,
+    io::{BufRead, BufReader, Read},
     net::{SocketAddr, TcpListener, TcpStream},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -169,4 +169,112 @@ fn metrics_and_status_show_nat_allocations_map_occupancy_and_apply_latency() {
     assert!(screen.matches("\x1b[2J").count() >= 3, "redrawn: {screen}");
     assert!(screen.contains("RATES  forwarded"), "{screen}");
     drop(conns);
+}
+
+/// A `vpc trace` child, stopped (SIGINT) and reaped when dropped, also
+/// when the test fails: it never outlives the test.
+struct Tracer(Option<std::process::Child>);
+
+impl Tracer {
+    /// Ctrl-C, then its exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.0.take().expect("running");
+        // SAFETY: a signal to our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGINT) }, 0);
+        c.wait().unwrap()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// Whether the datapath's trace switch (`CONFIG[TRACE]`) is on.
+fn trace_switch(d: &Deployment) -> bool {
+    use vpc::datapath::Maps;
+    vpc::datapath::PinnedMaps::open(&vpc::paths::pin_dir(&d.name))
+        .unwrap()
+        .trace_on()
+        .unwrap()
+}
+
+/// `vpc trace` prints a line per verdict: a connection's packets forwarded
+/// (ports in and out, the tuple), a SYN the database's groups refuse
+/// dropped with its reason; it turns the datapath's logging off when it
+/// stops, by Ctrl-C or at the end of `--for`.
+#[test]
+fn trace_prints_forwarded_and_dropped_verdicts_with_their_reason() {
+    let d = Deployment::up("trc", "default", vpc_tests::FAST);
+    assert!(!trace_switch(&d), "off until a trace runs");
+    // A bound only if the test hangs: it stops the tracer itself.
+    let mut child = Command::new(vpc_bin())
+        .args(["--name", &d.name, "trace", "--for", "120s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let mut t = Tracer(Some(child));
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    // Traffic only once it says it is ready: every verdict after is traced.
+    let mut stderr = BufReader::new(stderr);
+    let mut said = String::new();
+    while !said.contains("tracing the router") {
+        assert!(
+            stderr.read_line(&mut said).unwrap() > 0,
+            "vpc trace ended before it was ready: {said}"
+        );
+    }
+    assert!(trace_switch(&d), "on while the trace runs");
+    let (server, conns) = hold(&d, 1);
+    spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
+        vpc_tests::one_syn("10.0.1.10:22".parse().unwrap())
+    })
+    .join()
+    .unwrap();
+    vpc_tests::wait_for("the refused SYN dropped", 10, || {
+        d.dropped("sg_ingress_denied") > 0
+    });
+    assert!(t.stop().success());
+    let lines = lines.join().unwrap();
+    let all = lines.join("\n");
+    let forwarded = |l: &&String| l.contains(" forwarded in=") && l.contains(" out=");
+    assert!(
+        lines
+            .iter()
+            .filter(forwarded)
+            .any(|l| l.contains(" proto=6 ") && l.ends_with(" -> 10.0.1.10:5432")),
+        "the connection's SYN forwarded: {all}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(forwarded)
+            .any(|l| l.contains(" proto=6 10.0.1.10:5432 -> ")),
+        "the database's SYN-ACK forwarded: {all}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" dropped reason=sg_ingress_denied(7) in=")
+                && l.contains(" proto=6 ")
+                && l.ends_with(" -> 10.0.1.10:22")),
+        "the refused SYN dropped, with its reason: {all}"
+    );
+    assert!(!trace_switch(&d), "Ctrl-C turned it off");
+    drop(conns);
+    server.join().unwrap();
+    // `--for` ends it by itself, and turns it off too.
+    let out = d.vpc(&["trace", "--for", "300ms"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!trace_switch(&d), "off after --for");
 }

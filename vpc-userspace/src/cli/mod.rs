@@ -17,6 +17,7 @@ mod lambda;
 mod output;
 mod sg;
 mod status;
+mod trace;
 
 pub use output::Output;
 
@@ -103,6 +104,10 @@ enum Cmd {
     DefaultTemplate,
     /// Measure ns/packet through BPF_PROG_TEST_RUN.
     Bench(bench::BenchArgs),
+    /// Every verdict of the router, one line each (forwarded: ports in and
+    /// out, the tuple; dropped: the reason, the tuple), until Ctrl-C or
+    /// `--for`. Off (the datapath logs nothing) when no trace runs.
+    Trace(trace::TraceArgs),
     /// Hyperplane ENIs: `vpc eni list [--output json]`.
     Eni {
         #[command(subcommand)]
@@ -160,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Explain(a) => return explain::explain(name, a, out),
         Cmd::Exec(a) => return exec::exec(name, &a),
         Cmd::Bench(a) => bench::bench(&a, out)?,
+        Cmd::Trace(a) => trace::trace(name, &a)?,
         Cmd::DefaultTemplate => print!("{}", vpc::DEFAULT_TEMPLATE),
         Cmd::Completions { shell } => {
             let mut script = vec![];

@@ -273,6 +273,21 @@ pub trait Maps {
 
     /// Now on the datapath's clock (idle times): `mono_ns` plus what a
     /// test clock was moved by.
+    /// `vpc trace`: the router logs every verdict while on (`cfg::TRACE`).
+    fn set_trace(&mut self, on: bool) -> Result<()> {
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
+        a.set(cfg::TRACE, on as u64, 0)
+            .context("setting the trace switch (CONFIG[TRACE])")?;
+        Ok(())
+    }
+
+    /// Whether the trace switch is on (a `vpc trace` runs, or one was
+    /// killed before it could clear it).
+    fn trace_on(&mut self) -> Result<bool> {
+        let a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
+        Ok(a.get(&cfg::TRACE, 0)? != 0)
+    }
+
     fn datapath_now(&mut self) -> Result<u64> {
         let a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         Ok(mono_ns().wrapping_add(a.get(&cfg::CLOCK_OFFSET, 0)?))
