@@ -50,6 +50,7 @@ use crate::{
     lambda::{
         lifecycle::{self, ApiError},
         operations::{Op, Ops, Request},
+        runtime::Runtimes,
     },
     state::{Lifecycle, State as DeploymentState},
 };
@@ -64,6 +65,8 @@ pub fn socket_path(name: &str) -> PathBuf {
 struct Lambda {
     name: Arc<str>,
     ops: Ops,
+    /// The execution environments' runtimes (functions with a `Runtime`).
+    runtimes: Arc<Runtimes>,
 }
 
 impl Lambda {
@@ -107,6 +110,7 @@ pub fn router(name: &str, ops: Ops) -> Router {
         .with_state(Lambda {
             name: name.into(),
             ops,
+            runtimes: Arc::new(Runtimes::new(name)),
         })
 }
 
@@ -320,8 +324,10 @@ async fn publish_version(
     .await
 }
 
-/// Invoke: the lifecycle's checks on the agent's loop, then the handler's
-/// process, both on the blocking pool.
+/// Invoke: the lifecycle's checks on the agent's loop (waited for on the
+/// blocking pool), then the function's runtime through the Runtime API
+/// ([`crate::lambda::runtime`]), or, for a function without `Runtime`, its
+/// shell script's process (on the blocking pool).
 async fn invoke(
     State(l): State<Lambda>,
     Path(f): Path<String>,
@@ -329,18 +335,28 @@ async fn invoke(
     body: Bytes,
 ) -> Result<Reply, ApiError> {
     let qualifier = qualifier(q(&query, "Qualifier"))?;
-    l.blocking(move |_, ops| {
-        let c = ask(
-            ops,
-            Op::Claim {
-                function: fname(&f),
-                env: 1,
-                qualifier,
-            },
-        )?;
-        run_handler(&c, &body)
-    })
-    .await
+    let c = l
+        .blocking(move |_, ops| {
+            ask(
+                ops,
+                Op::Claim {
+                    function: fname(&f),
+                    env: 1,
+                    qualifier,
+                },
+            )
+        })
+        .await?;
+    if c["RuntimeApi"].as_bool() == Some(true) {
+        let r = l.runtimes.invoke(&c, body).await?;
+        let version = c["Version"].as_str().unwrap_or("$LATEST").to_string();
+        let mut headers = vec![("x-amz-executed-version", version)];
+        if r.unhandled {
+            headers.push(("x-amz-function-error", "Unhandled".into()));
+        }
+        return Ok(Reply(200, headers, r.body));
+    }
+    l.blocking(move |_, _| run_handler(&c, &body)).await
 }
 
 /// Ours: what `vpc invoke F -- CMD` asks before running CMD itself.

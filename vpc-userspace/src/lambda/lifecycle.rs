@@ -633,13 +633,15 @@ pub fn configuration(
     let mut c = serde_json::json!({
         "FunctionName": f.name,
         "FunctionArn": if version.is_some() { format!("{arn}:{ver}") } else { arn },
-        "Runtime": "provided.al2023",
+        // A function without `Runtime` (a shell script) reports what
+        // runs it as a custom runtime would.
+        "Runtime": f.runtime.runtime.as_deref().unwrap_or("provided.al2023"),
         "Role": format!("arn:aws:iam::{account}:role/{}-role", f.name),
-        "Handler": "bootstrap",
+        "Handler": f.runtime.handler.as_deref().unwrap_or("bootstrap"),
         "CodeSize": f.code.as_ref().map(|c| c.len()).unwrap_or(0),
         "Description": "",
-        "Timeout": 3,
-        "MemorySize": 128,
+        "Timeout": f.runtime.timeout,
+        "MemorySize": f.runtime.memory_size,
         "LastModified": iso8601(modified),
         "CodeSha256": "",
         "Version": ver,

@@ -1,9 +1,11 @@
 //! Lambda: the function and Hyperplane ENI lifecycle as AWS documents it
 //! ([`lifecycle`], pure), the API's changes and the lifecycle's timers on
 //! a running deployment ([`operations`], through the reconciler), the
-//! Lambda API itself ([`api`]) and the scaling of Hyperplane ENI groups
+//! Lambda API itself ([`api`]), real handlers through the Runtime API
+//! ([`runtime`]) and the scaling of Hyperplane ENI groups
 //! ([`eni_scaling`]).
 pub mod api;
 pub mod eni_scaling;
 pub mod lifecycle;
 pub mod operations;
+pub mod runtime;

@@ -188,11 +188,27 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answ
         vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), fname);
         vars.insert("AWS_LAMBDA_FUNCTION_VERSION".into(), version);
         vars.insert("AWS_REGION".into(), s.model.region.clone());
+        let account = f.account.as_deref().unwrap_or(&s.model.account);
+        let version_arn = match &f.version_of {
+            Some((_, n)) => format!(":{n}"),
+            None => String::new(),
+        };
         Ok(Ok(json!({
             "Netns": crate::topology::exec_env_netns(name, &f.id, env),
             "Environment": vars,
             "Code": f.code,
             "Version": vars["AWS_LAMBDA_FUNCTION_VERSION"],
+            // The Runtime API's (`lambda::runtime`), when the function uses it.
+            "RuntimeApi": f.runtime_api().is_some(),
+            "Runtime": f.runtime.runtime,
+            "Handler": f.runtime.handler,
+            "Timeout": f.runtime.timeout,
+            "MemorySize": f.runtime.memory_size,
+            "FunctionArn": format!(
+                "arn:aws:lambda:{}:{account}:function:{}{version_arn}",
+                s.model.region, vars["AWS_LAMBDA_FUNCTION_NAME"]
+            ),
+            "EnvId": crate::model::exec_env_id(&f.id, env),
         })))
     })
 }
@@ -430,6 +446,10 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
             Err(_) => return Ok(Err(ApiError::invalid("Code.ZipFile: not base64"))),
         },
     };
+    let runtime = match runtime_config(body) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
     let environment = body["Environment"]["Variables"]
         .as_object()
         .map(|v| {
@@ -464,6 +484,7 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         code,
         account,
         version_of: None,
+        runtime,
     };
     if let Err(e) = launch(name, maps, f)? {
         return Ok(Err(e));
@@ -474,6 +495,37 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         }
     }
     Ok(Ok(configuration(name, &fname, None)?))
+}
+
+/// CreateFunction's `Runtime`, `Handler`, `Timeout` and `MemorySize`, with
+/// AWS's defaults and bounds.
+fn runtime_config(body: &Value) -> Result<crate::model::RuntimeConfig, ApiError> {
+    use crate::model::{DEFAULT_MEMORY_SIZE, DEFAULT_TIMEOUT};
+    let string = |k: &str| -> Result<Option<String>, ApiError> {
+        match &body[k] {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            _ => Err(ApiError::invalid(format!("{k}: a string expected"))),
+        }
+    };
+    let number = |k: &str, default: u32| -> Result<u32, ApiError> {
+        match &body[k] {
+            Value::Null => Ok(default),
+            v => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| ApiError::invalid(format!("{k}: a whole number expected"))),
+        }
+    };
+    let rc = crate::model::RuntimeConfig {
+        runtime: string("Runtime")?,
+        handler: string("Handler")?,
+        timeout: number("Timeout", DEFAULT_TIMEOUT)?,
+        memory_size: number("MemorySize", DEFAULT_MEMORY_SIZE)?,
+    };
+    rc.validate(&|f| f.to_string())
+        .map_err(|(f, e)| ApiError::invalid(format!("{f}: {e}")))?;
+    Ok(rc)
 }
 
 /// Adds a new function to the desired model and reconciles: its

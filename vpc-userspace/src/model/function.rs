@@ -67,6 +67,150 @@ pub struct Function {
     /// version). Its id is `<id>.v<N>` and its name `<FunctionName>:<N>`.
     #[serde(default)]
     pub version_of: Option<(String, u32)>,
+    /// `Runtime`, `Handler`, `Timeout`, `MemorySize`: how its code runs
+    /// ([`Runtime`]).
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// AWS's default `Timeout` (seconds) and its bounds.
+pub const DEFAULT_TIMEOUT: u32 = 3;
+pub const MAX_TIMEOUT: u32 = 900;
+/// AWS's default `MemorySize` (MB) and its bounds.
+pub const DEFAULT_MEMORY_SIZE: u32 = 128;
+pub const MIN_MEMORY_SIZE: u32 = 128;
+pub const MAX_MEMORY_SIZE: u32 = 10_240;
+
+/// A function's `Runtime`, `Handler`, `Timeout` and `MemorySize`.
+///
+/// `runtime: None` (no `Runtime` property) keeps this project's first
+/// convention: `Code.ZipFile` is a shell script run with `sh -c` for each
+/// invocation, the payload on stdin and the response on stdout. So does a
+/// `provided.*` runtime whose code never mentions `AWS_LAMBDA_RUNTIME_API`
+/// (a script, not a bootstrap). `python3.*`, `nodejs*` and a `provided.*`
+/// bootstrap run through the Lambda Runtime API ([`crate::lambda::runtime`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub handler: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout: u32,
+    #[serde(default = "default_memory_size")]
+    pub memory_size: u32,
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TIMEOUT
+}
+
+fn default_memory_size() -> u32 {
+    DEFAULT_MEMORY_SIZE
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            runtime: None,
+            handler: None,
+            timeout: DEFAULT_TIMEOUT,
+            memory_size: DEFAULT_MEMORY_SIZE,
+        }
+    }
+}
+
+/// The runtime families this project runs through the Runtime API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `python3.*`: `python -m awslambdaric <Handler>`; code in `index.py`.
+    Python,
+    /// `nodejs*`: aws-lambda-ric's `index.mjs <Handler>`; code in `index.js`.
+    Node,
+    /// `provided`, `provided.al2`, `provided.al2023`: the code is `bootstrap`.
+    Provided,
+}
+
+impl Runtime {
+    /// The family of a `Runtime` value, or an error naming what is supported.
+    pub fn parse(s: &str) -> std::result::Result<Runtime, String> {
+        let digits = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit());
+        if s.strip_prefix("python3.").is_some_and(digits) {
+            return Ok(Runtime::Python);
+        }
+        if s.strip_prefix("nodejs")
+            .and_then(|v| v.strip_suffix(".x"))
+            .is_some_and(digits)
+        {
+            return Ok(Runtime::Node);
+        }
+        if matches!(s, "provided" | "provided.al2" | "provided.al2023") {
+            return Ok(Runtime::Provided);
+        }
+        Err(format!(
+            "unsupported runtime {s:?}: python3.N, nodejsN.x, provided, provided.al2 or provided.al2023"
+        ))
+    }
+
+    /// The file `Code.ZipFile` becomes in the task root, as CloudFormation
+    /// names it.
+    pub fn code_file(self) -> &'static str {
+        match self {
+            Runtime::Python => "index.py",
+            Runtime::Node => "index.js",
+            Runtime::Provided => "bootstrap",
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Checks AWS's bounds and the runtime; `field` names where each
+    /// property came from (`Resources.F.Properties` or the request).
+    pub fn validate(&self, field: &dyn Fn(&str) -> String) -> std::result::Result<(), (String, String)> {
+        if let Some(r) = &self.runtime {
+            let family = Runtime::parse(r).map_err(|e| (field("Runtime"), e))?;
+            if family != Runtime::Provided && self.handler.is_none() {
+                return Err((
+                    field("Handler"),
+                    format!("a {r} function needs a Handler (file.function, e.g. index.handler)"),
+                ));
+            }
+        }
+        if let Some(h) = &self.handler {
+            if h.is_empty() || h.len() > 128 || h.chars().any(|c| c.is_whitespace()) {
+                return Err((field("Handler"), "1-128 characters, no spaces".into()));
+            }
+        }
+        if !(1..=MAX_TIMEOUT).contains(&self.timeout) {
+            return Err((field("Timeout"), format!("1-{MAX_TIMEOUT} seconds")));
+        }
+        if !(MIN_MEMORY_SIZE..=MAX_MEMORY_SIZE).contains(&self.memory_size) {
+            return Err((
+                field("MemorySize"),
+                format!("{MIN_MEMORY_SIZE}-{MAX_MEMORY_SIZE} MB"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Function {
+    /// How an invocation runs: through the Runtime API (`Some(family)`),
+    /// or as a shell script (`None`): no `Runtime`, or a `provided.*` one
+    /// whose code is not a bootstrap (never mentions
+    /// `AWS_LAMBDA_RUNTIME_API`).
+    pub fn runtime_api(&self) -> Option<Runtime> {
+        let family = Runtime::parse(self.runtime.runtime.as_deref()?).ok()?;
+        if family == Runtime::Provided
+            && !self
+                .code
+                .as_deref()
+                .is_some_and(|c| c.contains("AWS_LAMBDA_RUNTIME_API"))
+        {
+            return None;
+        }
+        Some(family)
+    }
 }
 
 /// Execution environments of one function are this far apart in the
@@ -221,6 +365,7 @@ impl Builder<'_> {
                 )
                 .filter(|c| !c.trim().is_empty()),
             };
+            let runtime = self.runtime_config(&raw, &path)?;
             let mut enis = vec![];
             if let Some(vc) = &vpc_config {
                 for s in &vc.subnets {
@@ -255,6 +400,7 @@ impl Builder<'_> {
                 code,
                 account,
                 version_of: None,
+                runtime,
             });
         }
         for f in self
@@ -300,6 +446,41 @@ impl Builder<'_> {
         }
         self.m.functions.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())
+    }
+
+    /// `Runtime`, `Handler`, `Timeout` (default 3) and `MemorySize`
+    /// (default 128), with AWS's bounds.
+    fn runtime_config(&self, raw: &Value, path: &str) -> Result<RuntimeConfig> {
+        let field = |f: &str| format!("{path}.{f}");
+        let string = |f: &str| -> Result<Option<String>> {
+            match raw.get(f) {
+                None => Ok(None),
+                Some(v) => match self.r.resolve(v, &field(f))? {
+                    Value::String(s) => Ok(Some(s)),
+                    _ => Err(ModelError::new(field(f), "must be a string")),
+                },
+            }
+        };
+        let number = |f: &str, default: u32| -> Result<u32> {
+            match raw.get(f) {
+                None => Ok(default),
+                Some(v) => match self.r.resolve(v, &field(f))? {
+                    Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                    Value::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| ModelError::new(field(f), "must be a whole number")),
+            }
+        };
+        let rc = RuntimeConfig {
+            runtime: string("Runtime")?,
+            handler: string("Handler")?,
+            timeout: number("Timeout", DEFAULT_TIMEOUT)?,
+            memory_size: number("MemorySize", DEFAULT_MEMORY_SIZE)?,
+        };
+        rc.validate(&field)
+            .map_err(|(f, e)| ModelError::new(f, e))?;
+        Ok(rc)
     }
 
     /// AWS's `VpcConfig` validation.
@@ -401,7 +582,48 @@ impl Builder<'_> {
 mod tests {
     use std::collections::HashMap;
 
-    use crate::model::tests::{build_ok, dual};
+    use crate::model::tests::{build_err, build_ok, dual, BASE};
+    use crate::model::Runtime;
+
+    #[test]
+    fn runtime_handler_timeout_and_memory_with_awss_defaults_and_bounds() {
+        let m = build_ok(&format!(
+            "{BASE}
+  P: {{Type: AWS::Lambda::Function, Properties: {{Runtime: python3.12, Handler: index.handler, Timeout: 30, MemorySize: \"512\", Code: {{ZipFile: 'def handler(e, c): return e'}}}}}}
+  N: {{Type: AWS::Lambda::Function, Properties: {{Runtime: nodejs20.x, Handler: index.handler}}}}
+  S: {{Type: AWS::Lambda::Function, Properties: {{Code: {{ZipFile: cat}}}}}}
+  Boot: {{Type: AWS::Lambda::Function, Properties: {{Runtime: provided.al2023, Code: {{ZipFile: 'curl http://$AWS_LAMBDA_RUNTIME_API/'}}}}}}
+  Q: {{Type: AWS::Lambda::Function, Properties: {{Runtime: provided.al2023, Handler: bootstrap, Code: {{ZipFile: cat}}}}}}
+"
+        ));
+        let p = m.function("P").unwrap();
+        assert_eq!(p.runtime.runtime.as_deref(), Some("python3.12"));
+        assert_eq!(p.runtime.handler.as_deref(), Some("index.handler"));
+        assert_eq!((p.runtime.timeout, p.runtime.memory_size), (30, 512));
+        assert_eq!(p.runtime_api(), Some(Runtime::Python));
+        let n = m.function("N").unwrap();
+        assert_eq!((n.runtime.timeout, n.runtime.memory_size), (3, 128));
+        assert_eq!(n.runtime_api(), Some(Runtime::Node));
+        // No Runtime, or a provided.* script that is no bootstrap: sh -c.
+        assert_eq!(m.function("S").unwrap().runtime_api(), None);
+        assert_eq!(m.function("Q").unwrap().runtime_api(), None);
+        assert_eq!(m.function("Boot").unwrap().runtime_api(), Some(Runtime::Provided));
+        for (props, path, what) in [
+            ("{Runtime: ruby3.3, Handler: x.y}", "Runtime", "unsupported runtime"),
+            ("{Runtime: python3.11}", "Handler", "needs a Handler"),
+            ("{Runtime: [python3.11], Handler: x.y}", "Runtime", "must be a string"),
+            ("{Timeout: 0}", "Timeout", "1-900"),
+            ("{Timeout: 901}", "Timeout", "1-900"),
+            ("{Timeout: soon}", "Timeout", "whole number"),
+            ("{MemorySize: 64}", "MemorySize", "128-10240"),
+        ] {
+            let e = build_err(&format!(
+                "{BASE}\n  F: {{Type: AWS::Lambda::Function, Properties: {props}}}\n"
+            ));
+            assert_eq!(e.path, format!("Resources.F.Properties.{path}"), "{props}");
+            assert!(e.message.contains(what), "{props}: {}", e.message);
+        }
+    }
 
     #[test]
     fn a_function_with_several_subnets_gets_one_execution_environment_per_subnet() {

@@ -1,0 +1,809 @@
+//! Real handlers through the Lambda Runtime API (version 2018-06-01).
+//!
+//! A function with a `python3.*` or `nodejs*` `Runtime` (or a `provided.*`
+//! one whose code is a bootstrap: it mentions `AWS_LAMBDA_RUNTIME_API`)
+//! runs as at AWS: on its first invocation (the cold start) the agent
+//! opens the Runtime API at `127.0.0.1:9001` inside the execution
+//! environment's namespace, writes `Code.ZipFile` under a task root
+//! (`index.py`, `index.js` or `bootstrap`, as CloudFormation names it) and
+//! starts the runtime's process there: the official runtime interface
+//! client (`python -m awslambdaric <Handler>`, aws-lambda-ric's
+//! `index.mjs <Handler>`) or the code's own `bootstrap`. The process stays
+//! warm: the next invocations go to its next `GET .../invocation/next`.
+//!
+//! Sockets and namespaces, as for the resolvers and the services: the
+//! listener is made on a short-lived thread that entered the namespace
+//! ([`crate::topology::in_netns`]) and handed to tokio; loopback never
+//! leaves the namespace, so none of this crosses the router. The process
+//! is started with `ip netns exec` (the namespace's `resolv.conf` too).
+//!
+//! One invocation at a time per execution environment (AWS would start
+//! another environment for a concurrent one; here the second waits).
+//! `Timeout` runs from the moment the runtime takes the event; a runtime
+//! that does not ask for its first event within [`INIT_TIMEOUT`] fails
+//! the invocation as AWS's init phase does. On a timeout, an exit or an
+//! init error the process group is killed and the environment forgotten:
+//! the next invocation starts cold. A function whose code, handler,
+//! runtime, variables, memory or timeout changed starts cold too.
+//! Processes die with their namespace (`topology::teardown` kills what runs
+//! in a namespace before deleting it: `DeleteFunction`, `vpc down`).
+//!
+//! The runtime's stdout and stderr, with Lambda's `START` / `END` /
+//! `REPORT` lines around each invocation, go to
+//! `/run/vpc/<name>/lambda/<env>/output.log`.
+use std::{
+    collections::HashMap,
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use axum::{
+    body::Bytes,
+    extract::{Path as UrlPath, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::{lambda::lifecycle::ApiError, model::Runtime};
+
+/// Where the Runtime API listens in every execution environment.
+pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
+
+/// How long a runtime may take to ask for its first event (AWS's init
+/// phase is limited to 10 s).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The environment variable naming the directory of the runtimes'
+/// interpreters and clients (`pyenv/`: a venv with awslambdaric; `node/`:
+/// `node_modules/aws-lambda-ric`). Default: the workspace's `target/`,
+/// where `cargo xtask` installs them.
+pub const RUNTIME_DIR_VAR: &str = "VPC_RUNTIME_DIR";
+
+/// The runtimes' directory: `$VPC_RUNTIME_DIR`, else this build's
+/// workspace `target/` (where `cargo xtask provision` installs them).
+pub fn runtime_dir() -> PathBuf {
+    match std::env::var_os(RUNTIME_DIR_VAR) {
+        Some(d) if !d.is_empty() => d.into(),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("target"),
+    }
+}
+
+/// The answer to an Invoke: the body and whether the function failed
+/// (`X-Amz-Function-Error: Unhandled`).
+pub struct Invoked {
+    pub body: Vec<u8>,
+    pub unhandled: bool,
+}
+
+/// The execution environments with a running runtime, by namespace.
+pub struct Runtimes {
+    name: String,
+    envs: Mutex<HashMap<String, Arc<Env>>>,
+}
+
+/// What the runtime did with an invocation.
+enum Event {
+    /// It took the event (`GET .../next`).
+    Started,
+    /// `POST .../{id}/response`.
+    Response(Bytes),
+    /// `POST .../{id}/error`.
+    Error(Bytes),
+}
+
+/// One event waiting for the runtime's next `GET .../next`.
+struct Invocation {
+    id: String,
+    payload: Bytes,
+    arn: String,
+    timeout: Duration,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// How the environment is doing.
+#[derive(Clone, Debug)]
+enum Health {
+    Running,
+    /// `POST /runtime/init/error`: its body.
+    InitError(Bytes),
+    /// The process ended: how.
+    Exited(String),
+}
+
+/// One execution environment's runtime: its Runtime API server, its
+/// process, its queue.
+struct Env {
+    key: String,
+    fingerprint: String,
+    queue: mpsc::UnboundedSender<Invocation>,
+    next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    in_flight: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
+    health: watch::Sender<Health>,
+    /// One invocation at a time.
+    busy: tokio::sync::Mutex<()>,
+    pid: Mutex<Option<i32>>,
+    server: Mutex<Option<tokio::task::AbortHandle>>,
+    log: PathBuf,
+    memory_size: u64,
+    fresh: std::sync::atomic::AtomicBool,
+}
+
+impl Env {
+    /// Kills the process group and stops the server.
+    fn kill(&self) {
+        if let Some(pid) = self.pid.lock().expect("lock").take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Some(h) = self.server.lock().expect("lock").take() {
+            h.abort();
+        }
+    }
+
+    fn log(&self, line: &str) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+impl Runtimes {
+    pub fn new(name: &str) -> Self {
+        Runtimes {
+            name: name.to_string(),
+            envs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets (and kills) an environment, if it is still `env`.
+    fn forget(&self, env: &Arc<Env>) {
+        let mut envs = self.envs.lock().expect("lock");
+        if envs.get(&env.key).is_some_and(|e| Arc::ptr_eq(e, env)) {
+            envs.remove(&env.key);
+        }
+        drop(envs);
+        env.kill();
+    }
+
+    /// Kills every runtime (the agent stops).
+    pub fn kill_all(&self) {
+        let envs: Vec<_> = self.envs.lock().expect("lock").drain().collect();
+        for (_, e) in envs {
+            e.kill();
+        }
+    }
+
+    /// Invokes the function `claim` describes (Invoke's claim, from
+    /// `operations::claim`) with `payload`: cold starts its runtime if it
+    /// has none, hands the event to the runtime's next `GET`, waits for
+    /// its answer within `Timeout`.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        claim: &Value,
+        payload: Bytes,
+    ) -> Result<Invoked, ApiError> {
+        let env = self.env_for(claim).await?;
+        let _one = env.busy.lock().await;
+        let cold = env.fresh.swap(false, std::sync::atomic::Ordering::Relaxed);
+        let timeout = Duration::from_secs(claim["Timeout"].as_u64().unwrap_or(3));
+        let id = request_id();
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let mut health = env.health.subscribe();
+        // An environment that died meanwhile: start again.
+        if !matches!(*health.borrow(), Health::Running) {
+            self.forget(&env);
+            return Err(ApiError::new(
+                502,
+                "ServiceException",
+                "the execution environment stopped; try again",
+            ));
+        }
+        let version = claim["Version"].as_str().unwrap_or("$LATEST");
+        env.log(&format!("START RequestId: {id} Version: {version}"));
+        let invocation = Invocation {
+            id: id.clone(),
+            payload,
+            arn: claim["FunctionArn"].as_str().unwrap_or_default().to_string(),
+            timeout,
+            events: tx,
+        };
+        if env.queue.send(invocation).is_err() {
+            self.forget(&env);
+            return Err(ApiError::new(502, "ServiceException", "the runtime is gone"));
+        }
+        let init_started = Instant::now();
+        // The init phase: until the runtime takes the event.
+        let failed = |body: Value| Invoked {
+            body: serde_json::to_vec(&body).expect("JSON"),
+            unhandled: true,
+        };
+        let outcome = loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Some(Event::Started) => break None,
+                    Some(Event::Response(b)) => break Some(Invoked { body: b.to_vec(), unhandled: false }),
+                    Some(Event::Error(b)) => break Some(Invoked { body: b.to_vec(), unhandled: true }),
+                    None => break Some(failed(exit_error(&id, "the runtime went away"))),
+                },
+                r = health.changed() => {
+                    let h = if r.is_ok() { health.borrow_and_update().clone() } else { Health::Exited("gone".into()) };
+                    match h {
+                        Health::Running => continue,
+                        Health::InitError(b) => {
+                            self.forget(&env);
+                            break Some(Invoked { body: init_error_body(&b), unhandled: true });
+                        }
+                        Health::Exited(how) => {
+                            self.forget(&env);
+                            break Some(failed(exit_error(&id, &how)));
+                        }
+                    }
+                }
+                () = tokio::time::sleep(INIT_TIMEOUT) => {
+                    self.forget(&env);
+                    break Some(failed(json!({
+                        "errorType": "Runtime.Unknown",
+                        "errorMessage": format!(
+                            "RequestId: {id} Error: the runtime did not ask for an event within {} s (init phase)",
+                            INIT_TIMEOUT.as_secs()
+                        ),
+                    })));
+                }
+            }
+        };
+        let init = init_started.elapsed();
+        let began = Instant::now();
+        let mut peak = None;
+        let outcome = match outcome {
+            Some(o) => o,
+            None => {
+                let run = async {
+                    loop {
+                        tokio::select! {
+                            e = events.recv() => match e {
+                                Some(Event::Started) => continue,
+                                Some(Event::Response(b)) => return Invoked { body: b.to_vec(), unhandled: false },
+                                Some(Event::Error(b)) => return Invoked { body: b.to_vec(), unhandled: true },
+                                None => return failed(exit_error(&id, "the runtime went away")),
+                            },
+                            r = health.changed() => {
+                                let h = if r.is_ok() { health.borrow_and_update().clone() } else { Health::Exited("gone".into()) };
+                                match h {
+                                    Health::Running | Health::InitError(_) => continue,
+                                    Health::Exited(how) => {
+                                        self.forget(&env);
+                                        return failed(exit_error(&id, &how));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                };
+                match tokio::time::timeout(timeout, run).await {
+                    Ok(o) => o,
+                    Err(_) => {
+                        // As Lambda: the environment is stopped.
+                        peak = max_memory_mb(&env);
+                        self.forget(&env);
+                        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+                        let msg = format!(
+                            "{now} {id} Task timed out after {:.2} seconds",
+                            timeout.as_secs_f64()
+                        );
+                        env.log(&msg);
+                        failed(json!({ "errorMessage": msg }))
+                    }
+                }
+            }
+        };
+        env.in_flight.lock().expect("lock").remove(&id);
+        let ms = began.elapsed().as_secs_f64() * 1000.0;
+        env.log(&format!("END RequestId: {id}"));
+        let init = if cold {
+            format!("\tInit Duration: {:.2} ms", init.as_secs_f64() * 1000.0)
+        } else {
+            String::new()
+        };
+        env.log(&format!(
+            "REPORT RequestId: {id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}",
+            ms.ceil() as u64,
+            env.memory_size,
+            peak.or_else(|| max_memory_mb(&env)).unwrap_or(0),
+        ));
+        Ok(outcome)
+    }
+
+    /// The running environment for the claim, or a new one (cold start).
+    async fn env_for(self: &Arc<Self>, claim: &Value) -> Result<Arc<Env>, ApiError> {
+        let key = claim["Netns"].as_str().unwrap_or_default().to_string();
+        let fingerprint = fingerprint(claim);
+        {
+            let mut envs = self.envs.lock().expect("lock");
+            if let Some(e) = envs.get(&key) {
+                if e.fingerprint == fingerprint && matches!(*e.health.borrow(), Health::Running) {
+                    return Ok(e.clone());
+                }
+                let old = envs.remove(&key).expect("present");
+                old.kill();
+            }
+        }
+        let env = self
+            .start(claim, key.clone(), fingerprint)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    502,
+                    "ServiceException",
+                    format!("starting the runtime: {e:#}"),
+                )
+            })?;
+        let mut envs = self.envs.lock().expect("lock");
+        if let Some(other) = envs.insert(key, env.clone()) {
+            other.kill();
+        }
+        Ok(env)
+    }
+
+    /// Cold start: the Runtime API in the namespace, the task root, the
+    /// process.
+    async fn start(
+        self: &Arc<Self>,
+        claim: &Value,
+        key: String,
+        fingerprint: String,
+    ) -> Result<Arc<Env>> {
+        let runtime_name = claim["Runtime"].as_str().unwrap_or_default().to_string();
+        let family = Runtime::parse(&runtime_name).map_err(anyhow::Error::msg)?;
+        let env_id = claim["EnvId"].as_str().unwrap_or(&key).to_string();
+        let dir = crate::paths::state_dir(&self.name)
+            .join("lambda")
+            .join(&env_id);
+        let task = dir.join("task");
+        let code = claim["Code"].as_str().unwrap_or_default().to_string();
+        let ns = key.clone();
+        // Blocking: files, and the listener made inside the namespace.
+        let (listener, task) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let _ = std::fs::remove_dir_all(&task);
+            std::fs::create_dir_all(&task)
+                .with_context(|| format!("creating {}", task.display()))?;
+            let file = task.join(family.code_file());
+            std::fs::write(&file, &code)?;
+            if family == Runtime::Provided {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
+            }
+            let l = crate::topology::in_netns(&ns, || {
+                let l = std::net::TcpListener::bind(RUNTIME_API_ADDR)
+                    .with_context(|| format!("the Runtime API on {RUNTIME_API_ADDR} in {ns}"))?;
+                l.set_nonblocking(true)?;
+                Ok(l)
+            })?;
+            Ok((l, task))
+        })
+        .await??;
+        let (queue, next) = mpsc::unbounded_channel();
+        let (health, _) = watch::channel(Health::Running);
+        let env = Arc::new(Env {
+            key: key.clone(),
+            fingerprint,
+            queue,
+            next: tokio::sync::Mutex::new(next),
+            in_flight: Mutex::new(HashMap::new()),
+            health,
+            busy: tokio::sync::Mutex::new(()),
+            pid: Mutex::new(None),
+            server: Mutex::new(None),
+            log: dir.join("output.log"),
+            memory_size: claim["MemorySize"].as_u64().unwrap_or(128),
+            fresh: std::sync::atomic::AtomicBool::new(true),
+        });
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = router(env.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!("a Runtime API server stopped: {e}");
+            }
+        });
+        *env.server.lock().expect("lock") = Some(server.abort_handle());
+        // The process.
+        let (program, args) = command(family, &runtime_dir(), claim, &task)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&env.log)?;
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args(["netns", "exec", &key])
+            .arg(&program)
+            .args(&args)
+            .current_dir(&task)
+            .env_clear()
+            .envs(variables(family, claim, &task))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                env.kill();
+                return Err(e).with_context(|| format!("starting {}", program.display()));
+            }
+        };
+        *env.pid.lock().expect("lock") = child.id().map(|p| p as i32);
+        tracing::info!(
+            "{}: cold start of {runtime_name} in {key} (pid {:?})",
+            claim["FunctionArn"].as_str().unwrap_or_default(),
+            child.id()
+        );
+        // The process's end: said to whoever waits, and the environment
+        // forgotten.
+        let (me, e) = (self.clone(), env.clone());
+        tokio::spawn(async move {
+            let how = match child.wait().await {
+                Ok(st) => format!("Runtime exited with error: {st}"),
+                Err(err) => format!("Runtime exited: {err}"),
+            };
+            let how = how.replace("exit status: ", "exit status ");
+            e.pid.lock().expect("lock").take();
+            e.health.send_modify(|h| {
+                if matches!(h, Health::Running) {
+                    *h = Health::Exited(how.clone());
+                }
+            });
+            me.forget(&e);
+        });
+        Ok(env)
+    }
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// The program and arguments that run a runtime.
+fn command(family: Runtime, dir: &Path, claim: &Value, task: &Path) -> Result<(PathBuf, Vec<String>)> {
+    let handler = claim["Handler"].as_str().unwrap_or("index.handler").to_string();
+    match family {
+        Runtime::Python => {
+            let py = dir.join("pyenv/bin/python");
+            anyhow::ensure!(
+                py.exists(),
+                "{} missing: `cargo xtask provision` installs awslambdaric there (or set {RUNTIME_DIR_VAR})",
+                py.display()
+            );
+            Ok((py, vec!["-m".into(), "awslambdaric".into(), handler]))
+        }
+        Runtime::Node => {
+            let ric = dir.join("node/node_modules/aws-lambda-ric/bin/index.mjs");
+            anyhow::ensure!(
+                ric.exists(),
+                "{} missing: `cargo xtask provision` installs aws-lambda-ric there (or set {RUNTIME_DIR_VAR})",
+                ric.display()
+            );
+            Ok(("node".into(), vec![ric.display().to_string(), handler]))
+        }
+        Runtime::Provided => Ok((task.join("bootstrap"), vec![])),
+    }
+}
+
+/// The process's environment, as Lambda sets it: the function's
+/// variables (with its name, version and region, from the claim), then
+/// the runtime's own.
+fn variables(family: Runtime, claim: &Value, task: &Path) -> Vec<(String, String)> {
+    let dir = runtime_dir();
+    let mut v: Vec<(String, String)> = claim["Environment"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let s = |x: &str| x.to_string();
+    let fname = claim["Environment"]["AWS_LAMBDA_FUNCTION_NAME"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let runtime = claim["Runtime"].as_str().unwrap_or_default();
+    let runtime_dir = match family {
+        Runtime::Python => dir.join("pyenv"),
+        Runtime::Node => dir.join("node"),
+        Runtime::Provided => task.to_path_buf(),
+    };
+    let path = match family {
+        Runtime::Python => format!("{}:", dir.join("pyenv/bin").display()),
+        _ => String::new(),
+    } + "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let region = claim["Environment"]["AWS_REGION"]
+        .as_str()
+        .unwrap_or("us-east-1")
+        .to_string();
+    v.extend([
+        (s("AWS_LAMBDA_RUNTIME_API"), s(RUNTIME_API_ADDR)),
+        (
+            s("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+            claim["MemorySize"].as_u64().unwrap_or(128).to_string(),
+        ),
+        (s("AWS_DEFAULT_REGION"), region),
+        (s("AWS_EXECUTION_ENV"), format!("AWS_Lambda_{runtime}")),
+        (s("AWS_LAMBDA_LOG_GROUP_NAME"), format!("/aws/lambda/{fname}")),
+        (
+            s("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            s("on-demand"),
+        ),
+        (
+            s("_HANDLER"),
+            claim["Handler"].as_str().unwrap_or("bootstrap").to_string(),
+        ),
+        (s("LAMBDA_TASK_ROOT"), task.display().to_string()),
+        (s("LAMBDA_RUNTIME_DIR"), runtime_dir.display().to_string()),
+        (s("TZ"), s(":UTC")),
+        (s("LANG"), s("en_US.UTF-8")),
+        (s("PATH"), path),
+    ]);
+    if family == Runtime::Python {
+        v.push((s("PYTHONPATH"), task.display().to_string()));
+    }
+    if family == Runtime::Node {
+        v.push((s("NODE_PATH"), dir.join("node/node_modules").display().to_string()));
+    }
+    v
+}
+
+/// What makes two claims run the same process.
+fn fingerprint(claim: &Value) -> String {
+    json!([
+        claim["Runtime"],
+        claim["Handler"],
+        claim["Code"],
+        claim["Environment"],
+        claim["MemorySize"],
+        claim["Timeout"],
+    ])
+    .to_string()
+}
+
+/// A request id shaped as Lambda's (a UUID v4).
+fn request_id() -> String {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn exit_error(id: &str, how: &str) -> Value {
+    json!({
+        "errorType": "Runtime.ExitError",
+        "errorMessage": format!("RequestId: {id} Error: {how}"),
+    })
+}
+
+/// The answer to an invocation whose runtime failed to initialize: the
+/// runtime's error document, or one saying so.
+fn init_error_body(b: &Bytes) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(b) {
+        Ok(v) if v.get("errorType").is_some() => serde_json::to_vec(&v).expect("JSON"),
+        _ => serde_json::to_vec(&json!({
+            "errorType": "Runtime.Unknown",
+            "errorMessage": String::from_utf8_lossy(b),
+        }))
+        .expect("JSON"),
+    }
+}
+
+/// The process's peak resident memory (VmHWM), in MB.
+fn max_memory_mb(env: &Env) -> Option<u64> {
+    let pid = (*env.pid.lock().ok()?)?;
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb.div_ceil(1024))
+}
+
+/// The Runtime API's routes for one environment.
+fn router(env: Arc<Env>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(env)
+}
+
+fn runtime_error(status: StatusCode, kind: &str, msg: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({"errorType": kind, "errorMessage": msg}).to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /runtime/invocation/next`: waits (as long as it takes) for the
+/// next event.
+async fn next(State(env): State<Arc<Env>>) -> Response {
+    let inv = {
+        let mut q = env.next.lock().await;
+        q.recv().await
+    };
+    let Some(inv) = inv else {
+        return runtime_error(StatusCode::INTERNAL_SERVER_ERROR, "Runtime.Unknown", "stopping");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let deadline = (now + inv.timeout).as_millis();
+    let trace = format!(
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        now.as_secs(),
+        &inv.id.replace('-', "")[..24],
+        &inv.id.replace('-', "")[16..32]
+    );
+    env.in_flight
+        .lock()
+        .expect("lock")
+        .insert(inv.id.clone(), inv.events.clone());
+    let _ = inv.events.send(Event::Started);
+    (
+        StatusCode::OK,
+        [
+            ("content-type", "application/json".to_string()),
+            ("lambda-runtime-aws-request-id", inv.id.clone()),
+            ("lambda-runtime-deadline-ms", deadline.to_string()),
+            ("lambda-runtime-invoked-function-arn", inv.arn.clone()),
+            ("lambda-runtime-trace-id", trace),
+        ],
+        inv.payload,
+    )
+        .into_response()
+}
+
+/// The invocation `id` is answered: its sender, taken out.
+fn take(env: &Env, id: &str) -> Option<mpsc::UnboundedSender<Event>> {
+    env.in_flight.lock().expect("lock").remove(id)
+}
+
+fn accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        r#"{"status":"OK"}"#,
+    )
+        .into_response()
+}
+
+fn unknown_id(id: &str) -> Response {
+    runtime_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        &format!("no invocation {id} is in progress"),
+    )
+}
+
+/// `POST /runtime/invocation/{id}/response`.
+async fn response(
+    State(env): State<Arc<Env>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    match take(&env, &id) {
+        Some(tx) => {
+            let _ = tx.send(Event::Response(body));
+            accepted()
+        }
+        None => unknown_id(&id),
+    }
+}
+
+/// `POST /runtime/invocation/{id}/error`: the body is the error document
+/// (`errorMessage`, `errorType`, `stackTrace`); one that is not gets
+/// wrapped, with `Lambda-Runtime-Function-Error-Type` as its type.
+async fn error(
+    State(env): State<Arc<Env>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(tx) = take(&env, &id) else {
+        return unknown_id(&id);
+    };
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) if v.is_object() => body,
+        _ => {
+            let kind = headers
+                .get("lambda-runtime-function-error-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("Unhandled");
+            Bytes::from(
+                json!({"errorType": kind, "errorMessage": String::from_utf8_lossy(&body)})
+                    .to_string(),
+            )
+        }
+    };
+    let _ = tx.send(Event::Error(body));
+    accepted()
+}
+
+/// `POST /runtime/init/error`: the environment failed to start.
+async fn init_error(State(env): State<Arc<Env>>, body: Bytes) -> Response {
+    env.health.send_replace(Health::InitError(body));
+    accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(id, request_id());
+    }
+
+    #[test]
+    fn the_process_gets_lambdas_variables() {
+        let claim = json!({
+            "Runtime": "python3.11", "Handler": "index.handler", "MemorySize": 256,
+            "Environment": {"AWS_LAMBDA_FUNCTION_NAME": "f", "AWS_REGION": "eu-west-1", "DB": "x"},
+        });
+        let v: HashMap<_, _> = variables(Runtime::Python, &claim, Path::new("/t"))
+            .into_iter()
+            .collect();
+        assert_eq!(v["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+        assert_eq!(v["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+        assert_eq!(v["_HANDLER"], "index.handler");
+        assert_eq!(v["LAMBDA_TASK_ROOT"], "/t");
+        assert_eq!(v["TZ"], ":UTC");
+        assert_eq!(v["DB"], "x");
+        assert_eq!(v["AWS_DEFAULT_REGION"], "eu-west-1");
+        assert!(v["LAMBDA_RUNTIME_DIR"].ends_with("pyenv"));
+    }
+}
