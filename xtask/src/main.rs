@@ -252,6 +252,24 @@ fn deb_installed(pkg: &str) -> bool {
 /// Installs only what is missing; a second run prints nothing but the checks.
 /// The independent flow-log reader the tests parse our records with.
 const FLOWLOGS_READER_VERSION: &str = "5.0.1";
+/// AWS's runtime interface clients, for functions with a `Runtime`
+/// (`python3.*`, `nodejs*`): awslambdaric from PyPI (a manylinux wheel) in
+/// `target/pyenv`; aws-lambda-ric from npm in `target/node` (3.3.0: the
+/// last that runs on Node 20; 4.x needs Node 22). The agent finds them
+/// there unless `VPC_RUNTIME_DIR` says otherwise.
+const AWSLAMBDARIC_VERSION: &str = "4.2.2";
+const AWS_LAMBDA_RIC_VERSION: &str = "3.3.0";
+/// What aws-lambda-ric's install builds with (aws-lambda-cpp and the curl it
+/// bundles: cmake, autotools, a C++ compiler).
+const RIC_BUILD_DEBS: &[(&str, &str)] = &[
+    ("cmake", "cmake"),
+    ("autoconf", "autoconf"),
+    ("automake", "automake"),
+    ("libtoolize", "libtool"),
+    ("g++", "g++"),
+    ("make", "make"),
+    ("unzip", "unzip"),
+];
 
 fn provision() -> Result<()> {
     // 1. nightly + rust-src (the eBPF crate builds core with -Z build-std).
@@ -390,6 +408,141 @@ fn provision() -> Result<()> {
             &[],
         )?;
     }
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, flowlogs-reader {FLOWLOGS_READER_VERSION})");
+    // 6. awslambdaric (Python functions), in the same venv: a wheel.
+    let has_ric = || {
+        Command::new(&py)
+            .args(["-c", "import awslambdaric"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_ric() {
+        let pip = venv.join("bin/pip").display().to_string();
+        let req = format!("awslambdaric=={AWSLAMBDARIC_VERSION}");
+        step(
+            &format!("{req} from PyPI"),
+            &pip,
+            &["install", "-q", &req],
+            &[],
+        )?;
+    }
+    // 7. Node.js and aws-lambda-ric (Node.js functions) in target/node.
+    node_ric()?;
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION})");
     Ok(())
+}
+
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    if pkgs.is_empty() {
+        return Ok(());
+    }
+    step("apt package lists", "apt-get", &["update", "-q"], &[])?;
+    let mut a = vec!["install", "-y", "-q", "--no-install-recommends"];
+    a.extend(pkgs.iter().copied());
+    step(&pkgs.join(", "), "apt-get", &a, &[])
+}
+
+fn have(tool: &str) -> bool {
+    output("sh", &["-c", &format!("command -v {tool}")]).is_some()
+}
+
+/// aws-lambda-ric in `target/node`. Its install builds native code (about
+/// 3.5 minutes on 2 cores), so the built `node_modules` is also kept as a
+/// tarball outside the clone, in `~/.cache/vpc/` (`$XDG_CACHE_HOME/vpc`),
+/// named after the version, Node's ABI and the architecture: a fresh clone
+/// on the same machine unpacks it in seconds. Without it, npm installs (its
+/// download from npm's own cache, `~/.npm`, when it has been fetched once).
+fn node_ric() -> Result<()> {
+    let dir = root().join("target/node");
+    let built = dir.join("node_modules/aws-lambda-ric/dist/rapid-client.node");
+    if built.exists() {
+        return Ok(());
+    }
+    let mut debs = vec![];
+    if !have("node") {
+        debs.push("nodejs");
+    }
+    if !have("npm") {
+        debs.push("npm");
+    }
+    apt_install(&debs)?;
+    let abi = output(
+        "node",
+        &["-p", "process.versions.modules + '-' + process.arch"],
+    )
+    .context("node -p process.versions.modules")?;
+    let cache = cache_home().join("vpc").join(format!(
+        "aws-lambda-ric-{AWS_LAMBDA_RIC_VERSION}-node{}.tar.gz",
+        abi.trim()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let d = dir.display().to_string();
+    if cache.exists() {
+        let c = cache.display().to_string();
+        step(
+            &format!("aws-lambda-ric {AWS_LAMBDA_RIC_VERSION} (built before, from {c})"),
+            "tar",
+            &["xzf", &c, "-C", &d],
+            &[],
+        )?;
+        if built.exists() {
+            return Ok(());
+        }
+    }
+    let debs: Vec<&str> = RIC_BUILD_DEBS
+        .iter()
+        .filter(|(tool, _)| !have(tool))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    apt_install(&debs)?;
+    let pkg = format!("aws-lambda-ric@{AWS_LAMBDA_RIC_VERSION}");
+    step(
+        &format!("{pkg} from npm (builds aws-lambda-cpp: a few minutes)"),
+        "npm",
+        &[
+            "install",
+            "--prefix",
+            &d,
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel",
+            "error",
+            &pkg,
+        ],
+        &[],
+    )?;
+    if !built.exists() {
+        bail!("{pkg} installed, but {} is missing", built.display());
+    }
+    // Kept for the next clone: the package without its build tree.
+    if let Some(parent) = cache.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = cache.with_extension("partial");
+    let t = tmp.display().to_string();
+    step(
+        &format!("a copy of the built package in {}", cache.display()),
+        "tar",
+        &[
+            "czf",
+            &t,
+            "-C",
+            &d,
+            "--exclude",
+            "node_modules/aws-lambda-ric/deps",
+            "node_modules",
+        ],
+        &[],
+    )?;
+    std::fs::rename(&tmp, &cache)?;
+    Ok(())
+}
+
+fn cache_home() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
 }
