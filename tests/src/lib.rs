@@ -395,6 +395,35 @@ pub fn tcp_server(ns: &str, addr: &str) -> Running<Option<SocketAddr>> {
     })
 }
 
+/// Answers every connection, until the test stops it, with the peer it
+/// sees (`ip:port` and a newline) once the client has sent a line: what a
+/// function's handler reports back to show which address its connection
+/// came from. Returns how many connections it answered.
+pub fn peer_server(ns: &str, addr: &str) -> Running<usize> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    Running::start(ns, move |ready, stop| {
+        let l = TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(true).unwrap();
+        ready.send(()).unwrap();
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, peer)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut line = String::new();
+                    let _ = BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+                    if s.write_all(format!("{peer}\n").as_bytes()).is_ok() {
+                        answered += 1;
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        answered
+    })
+}
+
 /// Echoes lines on one connection until it closes or the test stops it,
 /// however long it stays idle in between.
 pub fn line_echo_server(ns: &str, addr: &str) -> Running<()> {

@@ -1,0 +1,222 @@
+//! Real handlers through the Lambda Runtime API (2018-06-01): a Python
+//! function (awslambdaric) and a Node.js one (aws-lambda-ric), defined
+//! inline in tests/fixtures/runtimes.yaml, each connecting to a database
+//! instance through its Hyperplane ENI and returning the payload with the
+//! address the database saw; an unhandled exception; a handler outliving
+//! its `Timeout`; CreateFunction with a `Runtime`. `cargo xtask test`
+//! installs both clients (target/pyenv, target/node).
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use vpc_tests::{fixture, peer_server, text, Deployment, FAST};
+
+const TEMPLATE: &str = fixture!("runtimes.yaml");
+const DB: &str = "10.0.1.10:5432";
+
+/// `vpc invoke F --payload P`: its output as JSON, and whether it succeeded.
+fn invoke(d: &Deployment, f: &str, payload: &Value) -> (Value, bool) {
+    let out = d.vpc(&["invoke", f, "--payload", &payload.to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{f}: not JSON ({e}):\n{}", text(&out)));
+    (v, out.status.success())
+}
+
+fn api(d: &Deployment, method: &str, path: &str, body: &[u8]) -> vpc::api::Response {
+    vpc::api::call(&d.name, method, path, body).unwrap()
+}
+
+/// Is a process still alive (not a zombie)?
+fn alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2) != Some("Z"))
+}
+
+/// A Python handler defined inline connects to the database through its
+/// ENI: the payload comes back with the ENI's address as the database saw
+/// it, the context and variables are Lambda's, the process stays warm, and
+/// it goes with the deployment.
+#[test]
+fn a_python_handler_reaches_the_database_through_its_eni() {
+    let d = Deployment::up("rtpy", TEMPLATE, FAST);
+    let db = peer_server(&d.netns("Db"), DB);
+    let eni = d.eni_address("Subnet");
+    let (r, ok) = invoke(&d, "py", &json!({"order": 42, "items": ["a", "b"]}));
+    assert!(ok, "{r}");
+    assert_eq!(r["event"], json!({"order": 42, "items": ["a", "b"]}));
+    let seen = r["seen_by_db"].as_str().unwrap();
+    assert_eq!(
+        seen.rsplit_once(':').unwrap().0,
+        eni,
+        "the database sees the function's Hyperplane ENI: {r}"
+    );
+    assert_eq!(r["function"], "py");
+    assert_eq!(r["memory"], "256");
+    assert_eq!(
+        r["arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:py"
+    );
+    assert_eq!(r["tz"], ":UTC");
+    let remaining = r["remaining_ms"].as_u64().unwrap();
+    assert!((1..=3000).contains(&remaining), "Timeout 3 s: {remaining}");
+    assert!(r["task_root"].as_str().unwrap().ends_with("/task"), "{r}");
+    // Warm: the same process takes the next event, with a new request id.
+    let (r2, ok) = invoke(&d, "py", &json!({"order": 43}));
+    assert!(ok, "{r2}");
+    assert_eq!(r2["event"]["order"], 43);
+    assert_eq!(r2["pid"], r["pid"], "kept warm");
+    assert_ne!(r2["request_id"], r["request_id"]);
+    assert_eq!(db.stop(), 2);
+    // GetFunctionConfiguration says how it runs.
+    let c = api(&d, "GET", "/2015-03-31/functions/py/configuration", b"").json();
+    assert_eq!(
+        (&c["Runtime"], &c["Handler"], &c["Timeout"], &c["MemorySize"]),
+        (&json!("python3.11"), &json!("index.handler"), &json!(3), &json!(256)),
+        "{c}"
+    );
+    // Lambda's log lines around each invocation.
+    let log = std::fs::read_to_string(
+        vpc::paths::state_dir(&d.name).join("lambda/PyFn/output.log"),
+    )
+    .unwrap();
+    let id = r["request_id"].as_str().unwrap();
+    for l in [
+        format!("START RequestId: {id} Version: $LATEST"),
+        format!("END RequestId: {id}"),
+        format!("REPORT RequestId: {id}\tDuration: "),
+    ] {
+        assert!(log.contains(&l), "{l:?} in\n{log}");
+    }
+    assert!(log.contains("Memory Size: 256 MB"), "{log}");
+    assert!(log.contains("Init Duration: "), "the cold start: {log}");
+    // `vpc down` takes the runtime's process with the namespace.
+    let pid = r["pid"].as_u64().unwrap();
+    assert!(alive(pid));
+    drop(d);
+    vpc_tests::wait_for("the runtime's process ends", 10, || !alive(pid));
+}
+
+/// The same through Node.js and aws-lambda-ric.
+#[test]
+fn a_nodejs_handler_reaches_the_database_through_its_eni() {
+    let d = Deployment::up("rtjs", TEMPLATE, FAST);
+    let db = peer_server(&d.netns("Db"), DB);
+    let eni = d.eni_address("Subnet");
+    let (r, ok) = invoke(&d, "node", &json!({"n": 1}));
+    assert!(ok, "{r}");
+    assert_eq!(r["event"], json!({"n": 1}));
+    assert_eq!(r["seen_by_db"].as_str().unwrap().rsplit_once(':').unwrap().0, eni, "{r}");
+    assert_eq!(r["function"], "node");
+    let (r2, ok) = invoke(&d, "node", &json!({"n": 2}));
+    assert!(ok, "{r2}");
+    assert_eq!(r2["event"], json!({"n": 2}));
+    assert_eq!(r2["pid"], r["pid"], "kept warm");
+    assert_eq!(db.stop(), 2);
+    let c = api(&d, "GET", "/2015-03-31/functions/node/configuration", b"").json();
+    assert_eq!(c["Runtime"], "nodejs20.x");
+}
+
+/// An unhandled exception is Lambda's error document with
+/// `X-Amz-Function-Error: Unhandled`; a handler that sleeps past
+/// `Timeout: 1` is killed and answered "Task timed out after 1.00
+/// seconds"; the next invocation starts a new process.
+#[test]
+fn errors_and_timeouts_are_answered_as_lambda_does() {
+    let d = Deployment::up("rterr", TEMPLATE, FAST);
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/failing/invocations",
+        br#"{"id": 7}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Amz-Function-Error"), Some("Unhandled"));
+    let e = r.json();
+    assert_eq!(e["errorType"], "OrderNotFound", "{e}");
+    assert_eq!(e["errorMessage"], "no order 7", "{e}");
+    assert!(
+        e["stackTrace"][0].as_str().unwrap().contains("index.py"),
+        "{e}"
+    );
+    // The CLI says the function failed.
+    let (cli, ok) = invoke(&d, "failing", &json!({"id": 8}));
+    assert!(!ok);
+    assert_eq!(cli["errorMessage"], "no order 8");
+
+    let started = Instant::now();
+    let r = api(&d, "POST", "/2015-03-31/functions/sleepy/invocations", b"{}");
+    let took = started.elapsed();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Amz-Function-Error"), Some("Unhandled"));
+    let e = r.json();
+    let msg = e["errorMessage"].as_str().unwrap();
+    // "2026-12-05T19:40:48.476Z 447df197-... Task timed out after 1.00 seconds"
+    let (date, rest) = msg.split_once(' ').unwrap();
+    assert!(date.ends_with('Z') && date.len() == 24, "{msg}");
+    let (id, tail) = rest.split_once(' ').unwrap();
+    assert_eq!(id.len(), 36, "{msg}");
+    assert_eq!(tail, "Task timed out after 1.00 seconds");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Its process is gone; the next invocation starts another (and times
+    // out the same way).
+    let ns = d.exec_env_netns("Sleepy");
+    vpc_tests::wait_for("the timed-out process is killed", 10, || {
+        std::process::Command::new("ip")
+            .args(["netns", "pids", &ns])
+            .output()
+            .is_ok_and(|o| o.stdout.is_empty())
+    });
+    let r = api(&d, "POST", "/2015-03-31/functions/sleepy/invocations", b"{}");
+    assert!(
+        r.json()["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Task timed out after 1.00 seconds"),
+        "{:?}",
+        r.json()
+    );
+}
+
+/// CreateFunction with `Runtime`, `Handler`, `Timeout` and `MemorySize`:
+/// they are in its configuration, its code (`index.py`) runs through the
+/// Runtime API; a runtime or bounds AWS would refuse are refused here.
+#[test]
+fn create_function_with_a_python_runtime() {
+    use base64::Engine as _;
+    let d = Deployment::up("rtmk", TEMPLATE, FAST);
+    let code = "import os\ndef double(event, context):\n    return {'twice': event['x'] * 2, 'mem': os.environ['AWS_LAMBDA_FUNCTION_MEMORY_SIZE'], 'handler': os.environ['_HANDLER']}\n";
+    let body = |runtime: &str, timeout: u32| {
+        serde_json::to_vec(&json!({
+            "FunctionName": "doubler",
+            "Runtime": runtime,
+            "Role": "arn:aws:iam::123456789012:role/x",
+            "Handler": "index.double",
+            "Timeout": timeout,
+            "MemorySize": 512,
+            "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(code)},
+        }))
+        .unwrap()
+    };
+    let r = api(&d, "POST", "/2015-03-31/functions", &body("ruby3.3", 5));
+    assert_eq!(r.status, 400, "{:?}", r.json());
+    assert!(r.json()["message"].as_str().unwrap().contains("Runtime"));
+    let r = api(&d, "POST", "/2015-03-31/functions", &body("python3.11", 0));
+    assert_eq!(r.status, 400, "{:?}", r.json());
+    let r = api(&d, "POST", "/2015-03-31/functions", &body("python3.11", 5));
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let c = r.json();
+    assert_eq!(
+        (&c["Runtime"], &c["Handler"], &c["Timeout"], &c["MemorySize"]),
+        (&json!("python3.11"), &json!("index.double"), &json!(5), &json!(512)),
+        "{c}"
+    );
+    let (r, ok) = invoke(&d, "doubler", &json!({"x": 21}));
+    assert!(ok, "{r}");
+    assert_eq!(r, json!({"twice": 42, "mem": "512", "handler": "index.double"}));
+    // DeleteFunction takes its process with its namespace.
+    let out = d.vpc(&["delete-function", "doubler"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
