@@ -117,7 +117,8 @@ fn a_nodejs_handler_reaches_the_database_through_its_eni() {
 }
 
 /// An unhandled exception is Lambda's error document with
-/// `X-Amz-Function-Error: Unhandled`; a handler that sleeps past
+/// `X-Amz-Function-Error: Unhandled`; a handler that cannot be found fails
+/// the runtime's init (`Runtime.HandlerNotFound`); a handler that sleeps past
 /// `Timeout: 1` is killed and answered "Task timed out after 1.00
 /// seconds"; the next invocation starts a new process.
 #[test]
@@ -142,6 +143,11 @@ fn errors_and_timeouts_are_answered_as_lambda_does() {
     let (cli, ok) = invoke(&d, "failing", &json!({"id": 8}));
     assert!(!ok);
     assert_eq!(cli["errorMessage"], "no order 8");
+    // awslambdaric posts /runtime/init/error and exits.
+    let r = api(&d, "POST", "/2015-03-31/functions/broken/invocations", b"{}");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-Amz-Function-Error"), Some("Unhandled"));
+    assert_eq!(r.json()["errorType"], "Runtime.HandlerNotFound", "{:?}", r.json());
 
     let started = Instant::now();
     let r = api(&d, "POST", "/2015-03-31/functions/sleepy/invocations", b"{}");

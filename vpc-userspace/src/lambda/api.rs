@@ -348,9 +348,13 @@ async fn invoke(
         })
         .await?;
     if c["RuntimeApi"].as_bool() == Some(true) {
-        let r = l.runtimes.invoke(&c, body).await?;
-        let version = c["Version"].as_str().unwrap_or("$LATEST").to_string();
-        let mut headers = vec![("x-amz-executed-version", version)];
+        // Its own task: the timeout is enforced (the process killed) also
+        // when the caller goes away.
+        let runtimes = l.runtimes.clone();
+        let r = tokio::spawn(async move { runtimes.invoke(&c, body).await })
+            .await
+            .map_err(|e| internal(anyhow::anyhow!("the invocation's task: {e}")))??;
+        let mut headers = vec![("x-amz-executed-version", r.version)];
         if r.unhandled {
             headers.push(("x-amz-function-error", "Unhandled".into()));
         }

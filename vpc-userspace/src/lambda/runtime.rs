@@ -83,6 +83,8 @@ pub fn runtime_dir() -> PathBuf {
 pub struct Invoked {
     pub body: Vec<u8>,
     pub unhandled: bool,
+    /// The version that ran (`X-Amz-Executed-Version`).
+    pub version: String,
 }
 
 /// The execution environments with a running runtime, by namespace.
@@ -232,13 +234,19 @@ impl Runtimes {
         let failed = |body: Value| Invoked {
             body: serde_json::to_vec(&body).expect("JSON"),
             unhandled: true,
+            version: String::new(),
+        };
+        let answered = |body: Bytes, unhandled: bool| Invoked {
+            body: body.to_vec(),
+            unhandled,
+            version: String::new(),
         };
         let outcome = loop {
             tokio::select! {
                 e = events.recv() => match e {
                     Some(Event::Started) => break None,
-                    Some(Event::Response(b)) => break Some(Invoked { body: b.to_vec(), unhandled: false }),
-                    Some(Event::Error(b)) => break Some(Invoked { body: b.to_vec(), unhandled: true }),
+                    Some(Event::Response(b)) => break Some(answered(b, false)),
+                    Some(Event::Error(b)) => break Some(answered(b, true)),
                     None => break Some(failed(exit_error(&id, "the runtime went away"))),
                 },
                 r = health.changed() => {
@@ -247,7 +255,7 @@ impl Runtimes {
                         Health::Running => continue,
                         Health::InitError(b) => {
                             self.forget(&env);
-                            break Some(Invoked { body: init_error_body(&b), unhandled: true });
+                            break Some(Invoked { body: init_error_body(&b), unhandled: true, version: String::new() });
                         }
                         Health::Exited(how) => {
                             self.forget(&env);
@@ -278,8 +286,8 @@ impl Runtimes {
                         tokio::select! {
                             e = events.recv() => match e {
                                 Some(Event::Started) => continue,
-                                Some(Event::Response(b)) => return Invoked { body: b.to_vec(), unhandled: false },
-                                Some(Event::Error(b)) => return Invoked { body: b.to_vec(), unhandled: true },
+                                Some(Event::Response(b)) => return answered(b, false),
+                                Some(Event::Error(b)) => return answered(b, true),
                                 None => return failed(exit_error(&id, "the runtime went away")),
                             },
                             r = health.changed() => {
@@ -326,7 +334,10 @@ impl Runtimes {
             env.memory_size,
             peak.or_else(|| max_memory_mb(&env)).unwrap_or(0),
         ));
-        Ok(outcome)
+        Ok(Invoked {
+            version: version.to_string(),
+            ..outcome
+        })
     }
 
     /// The running environment for the claim, or a new one (cold start).
