@@ -28,11 +28,11 @@ mod reconcile;
 mod reference;
 /// The VPC resolver end to end.
 mod resolver;
-/// Real handlers (Python, Node.js) through the Lambda Runtime API.
-mod runtimes;
 /// Route tables and gateways through BPF_PROG_TEST_RUN, a module per
 /// concept: route tables, the internet gateway, NAT gateways, endpoint
 /// routes, IPv6.
 mod routing;
+/// Real handlers (Python, Node.js) through the Lambda Runtime API.
+mod runtimes;
 /// boto3 against the Lambda API.
 mod sdk;

@@ -70,15 +70,24 @@ fn a_python_handler_reaches_the_database_through_its_eni() {
     // GetFunctionConfiguration says how it runs.
     let c = api(&d, "GET", "/2015-03-31/functions/py/configuration", b"").json();
     assert_eq!(
-        (&c["Runtime"], &c["Handler"], &c["Timeout"], &c["MemorySize"]),
-        (&json!("python3.11"), &json!("index.handler"), &json!(3), &json!(256)),
+        (
+            &c["Runtime"],
+            &c["Handler"],
+            &c["Timeout"],
+            &c["MemorySize"]
+        ),
+        (
+            &json!("python3.11"),
+            &json!("index.handler"),
+            &json!(3),
+            &json!(256)
+        ),
         "{c}"
     );
     // Lambda's log lines around each invocation.
-    let log = std::fs::read_to_string(
-        vpc::paths::state_dir(&d.name).join("lambda/PyFn/output.log"),
-    )
-    .unwrap();
+    let log =
+        std::fs::read_to_string(vpc::paths::state_dir(&d.name).join("lambda/PyFn/output.log"))
+            .unwrap();
     let id = r["request_id"].as_str().unwrap();
     for l in [
         format!("START RequestId: {id} Version: $LATEST"),
@@ -105,7 +114,16 @@ fn a_nodejs_handler_reaches_the_database_through_its_eni() {
     let (r, ok) = invoke(&d, "node", &json!({"n": 1}));
     assert!(ok, "{r}");
     assert_eq!(r["event"], json!({"n": 1}));
-    assert_eq!(r["seen_by_db"].as_str().unwrap().rsplit_once(':').unwrap().0, eni, "{r}");
+    assert_eq!(
+        r["seen_by_db"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0,
+        eni,
+        "{r}"
+    );
     assert_eq!(r["function"], "node");
     let (r2, ok) = invoke(&d, "node", &json!({"n": 2}));
     assert!(ok, "{r2}");
@@ -144,13 +162,28 @@ fn errors_and_timeouts_are_answered_as_lambda_does() {
     assert!(!ok);
     assert_eq!(cli["errorMessage"], "no order 8");
     // awslambdaric posts /runtime/init/error and exits.
-    let r = api(&d, "POST", "/2015-03-31/functions/broken/invocations", b"{}");
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/broken/invocations",
+        b"{}",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("X-Amz-Function-Error"), Some("Unhandled"));
-    assert_eq!(r.json()["errorType"], "Runtime.HandlerNotFound", "{:?}", r.json());
+    assert_eq!(
+        r.json()["errorType"],
+        "Runtime.HandlerNotFound",
+        "{:?}",
+        r.json()
+    );
 
     let started = Instant::now();
-    let r = api(&d, "POST", "/2015-03-31/functions/sleepy/invocations", b"{}");
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/sleepy/invocations",
+        b"{}",
+    );
     let took = started.elapsed();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("X-Amz-Function-Error"), Some("Unhandled"));
@@ -175,7 +208,12 @@ fn errors_and_timeouts_are_answered_as_lambda_does() {
             .output()
             .is_ok_and(|o| o.stdout.is_empty())
     });
-    let r = api(&d, "POST", "/2015-03-31/functions/sleepy/invocations", b"{}");
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/sleepy/invocations",
+        b"{}",
+    );
     assert!(
         r.json()["errorMessage"]
             .as_str()
@@ -215,13 +253,26 @@ fn create_function_with_a_python_runtime() {
     assert_eq!(r.status, 201, "{:?}", r.json());
     let c = r.json();
     assert_eq!(
-        (&c["Runtime"], &c["Handler"], &c["Timeout"], &c["MemorySize"]),
-        (&json!("python3.11"), &json!("index.double"), &json!(5), &json!(512)),
+        (
+            &c["Runtime"],
+            &c["Handler"],
+            &c["Timeout"],
+            &c["MemorySize"]
+        ),
+        (
+            &json!("python3.11"),
+            &json!("index.double"),
+            &json!(5),
+            &json!(512)
+        ),
         "{c}"
     );
     let (r, ok) = invoke(&d, "doubler", &json!({"x": 21}));
     assert!(ok, "{r}");
-    assert_eq!(r, json!({"twice": 42, "mem": "512", "handler": "index.double"}));
+    assert_eq!(
+        r,
+        json!({"twice": 42, "mem": "512", "handler": "index.double"})
+    );
     // DeleteFunction takes its process with its namespace.
     let out = d.vpc(&["delete-function", "doubler"]);
     assert!(out.status.success(), "{}", text(&out));

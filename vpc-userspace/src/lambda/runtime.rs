@@ -221,13 +221,20 @@ impl Runtimes {
         let invocation = Invocation {
             id: id.clone(),
             payload,
-            arn: claim["FunctionArn"].as_str().unwrap_or_default().to_string(),
+            arn: claim["FunctionArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             timeout,
             events: tx,
         };
         if env.queue.send(invocation).is_err() {
             self.forget(&env);
-            return Err(ApiError::new(502, "ServiceException", "the runtime is gone"));
+            return Err(ApiError::new(
+                502,
+                "ServiceException",
+                "the runtime is gone",
+            ));
         }
         let init_started = Instant::now();
         // The init phase: until the runtime takes the event.
@@ -491,8 +498,16 @@ impl Drop for Runtimes {
 }
 
 /// The program and arguments that run a runtime.
-fn command(family: Runtime, dir: &Path, claim: &Value, task: &Path) -> Result<(PathBuf, Vec<String>)> {
-    let handler = claim["Handler"].as_str().unwrap_or("index.handler").to_string();
+fn command(
+    family: Runtime,
+    dir: &Path,
+    claim: &Value,
+    task: &Path,
+) -> Result<(PathBuf, Vec<String>)> {
+    let handler = claim["Handler"]
+        .as_str()
+        .unwrap_or("index.handler")
+        .to_string();
     match family {
         Runtime::Python => {
             let py = dir.join("pyenv/bin/python");
@@ -556,11 +571,11 @@ fn variables(family: Runtime, claim: &Value, task: &Path) -> Vec<(String, String
         ),
         (s("AWS_DEFAULT_REGION"), region),
         (s("AWS_EXECUTION_ENV"), format!("AWS_Lambda_{runtime}")),
-        (s("AWS_LAMBDA_LOG_GROUP_NAME"), format!("/aws/lambda/{fname}")),
         (
-            s("AWS_LAMBDA_INITIALIZATION_TYPE"),
-            s("on-demand"),
+            s("AWS_LAMBDA_LOG_GROUP_NAME"),
+            format!("/aws/lambda/{fname}"),
         ),
+        (s("AWS_LAMBDA_INITIALIZATION_TYPE"), s("on-demand")),
         (
             s("_HANDLER"),
             claim["Handler"].as_str().unwrap_or("bootstrap").to_string(),
@@ -575,7 +590,10 @@ fn variables(family: Runtime, claim: &Value, task: &Path) -> Vec<(String, String
         v.push((s("PYTHONPATH"), task.display().to_string()));
     }
     if family == Runtime::Node {
-        v.push((s("NODE_PATH"), dir.join("node/node_modules").display().to_string()));
+        v.push((
+            s("NODE_PATH"),
+            dir.join("node/node_modules").display().to_string(),
+        ));
     }
     v
 }
@@ -684,7 +702,11 @@ async fn next(State(env): State<Arc<Env>>) -> Response {
         q.recv().await
     };
     let Some(inv) = inv else {
-        return runtime_error(StatusCode::INTERNAL_SERVER_ERROR, "Runtime.Unknown", "stopping");
+        return runtime_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Runtime.Unknown",
+            "stopping",
+        );
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

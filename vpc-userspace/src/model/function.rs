@@ -166,7 +166,10 @@ impl Runtime {
 impl RuntimeConfig {
     /// Checks AWS's bounds and the runtime; `field` names where each
     /// property came from (`Resources.F.Properties` or the request).
-    pub fn validate(&self, field: &dyn Fn(&str) -> String) -> std::result::Result<(), (String, String)> {
+    pub fn validate(
+        &self,
+        field: &dyn Fn(&str) -> String,
+    ) -> std::result::Result<(), (String, String)> {
         if let Some(r) = &self.runtime {
             let family = Runtime::parse(r).map_err(|e| (field("Runtime"), e))?;
             if family != Runtime::Provided && self.handler.is_none() {
@@ -607,11 +610,22 @@ mod tests {
         // No Runtime, or a provided.* script that is no bootstrap: sh -c.
         assert_eq!(m.function("S").unwrap().runtime_api(), None);
         assert_eq!(m.function("Q").unwrap().runtime_api(), None);
-        assert_eq!(m.function("Boot").unwrap().runtime_api(), Some(Runtime::Provided));
+        assert_eq!(
+            m.function("Boot").unwrap().runtime_api(),
+            Some(Runtime::Provided)
+        );
         for (props, path, what) in [
-            ("{Runtime: ruby3.3, Handler: x.y}", "Runtime", "unsupported runtime"),
+            (
+                "{Runtime: ruby3.3, Handler: x.y}",
+                "Runtime",
+                "unsupported runtime",
+            ),
             ("{Runtime: python3.11}", "Handler", "needs a Handler"),
-            ("{Runtime: [python3.11], Handler: x.y}", "Runtime", "must be a string"),
+            (
+                "{Runtime: [python3.11], Handler: x.y}",
+                "Runtime",
+                "must be a string",
+            ),
             ("{Timeout: 0}", "Timeout", "1-900"),
             ("{Timeout: 901}", "Timeout", "1-900"),
             ("{Timeout: soon}", "Timeout", "whole number"),

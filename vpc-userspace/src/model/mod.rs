@@ -44,8 +44,8 @@ pub use flowlog::FlowLog;
 use function::FUNCTION;
 pub use function::{
     exec_env_id, ExecEnv, Function, FunctionVpc, Runtime, RuntimeConfig, DEFAULT_MEMORY_SIZE,
-    DEFAULT_TIMEOUT, EXEC_ENV_STRIDE, LAMBDA_GATEWAY,
-    LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6, MAX_VPC_CONFIG_GROUPS, MAX_VPC_CONFIG_SUBNETS,
+    DEFAULT_TIMEOUT, EXEC_ENV_STRIDE, LAMBDA_GATEWAY, LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6,
+    MAX_VPC_CONFIG_GROUPS, MAX_VPC_CONFIG_SUBNETS,
 };
 pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
 pub use instance::{Host, HostKind};
