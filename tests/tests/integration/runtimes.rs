@@ -226,9 +226,10 @@ fn errors_and_timeouts_are_answered_as_lambda_does() {
 
 /// CreateFunction with `Runtime`, `Handler`, `Timeout` and `MemorySize`:
 /// they are in its configuration, its code (`index.py`) runs through the
-/// Runtime API; a runtime or bounds AWS would refuse are refused here.
+/// Runtime API; a runtime or bounds AWS would refuse are refused here. A
+/// `provided.al2023` function whose code is a bootstrap runs it.
 #[test]
-fn create_function_with_a_python_runtime() {
+fn create_function_with_python_and_custom_runtimes() {
     use base64::Engine as _;
     let d = Deployment::up("rtmk", TEMPLATE, FAST);
     let code = "import os\ndef double(event, context):\n    return {'twice': event['x'] * 2, 'mem': os.environ['AWS_LAMBDA_FUNCTION_MEMORY_SIZE'], 'handler': os.environ['_HANDLER']}\n";
@@ -273,6 +274,38 @@ fn create_function_with_a_python_runtime() {
         r,
         json!({"twice": 42, "mem": "512", "handler": "index.double"})
     );
+    // A custom runtime: the code is the bootstrap (it talks to the Runtime
+    // API itself: here with curl).
+    let bootstrap = r#"#!/bin/sh
+set -eu
+api="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+while true; do
+  headers=$(mktemp)
+  event=$(curl -sS -D "$headers" "$api/invocation/next")
+  id=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d '[:space:]')
+  rm -f "$headers"
+  curl -sS -o /dev/null -X POST "$api/invocation/$id/response" -d "{\"custom\": $event, \"handler\": \"$_HANDLER\"}"
+done
+"#;
+    let custom = json!({
+        "FunctionName": "custom",
+        "Runtime": "provided.al2023",
+        "Role": "arn:aws:iam::123456789012:role/x",
+        "Handler": "my.handler",
+        "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(bootstrap)},
+    });
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions",
+        &serde_json::to_vec(&custom).unwrap(),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    for n in [1, 2] {
+        let (r, ok) = invoke(&d, "custom", &json!({"n": n}));
+        assert!(ok, "{r}");
+        assert_eq!(r, json!({"custom": {"n": n}, "handler": "my.handler"}));
+    }
     // DeleteFunction takes its process with its namespace.
     let out = d.vpc(&["delete-function", "doubler"]);
     assert!(out.status.success(), "{}", text(&out));
