@@ -199,7 +199,7 @@ fn errors_and_timeouts_are_answered_as_lambda_does() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    // Its process is gone; the next invocation starts another (and times
+    // Its process is gone; the next invocations start another (and time
     // out the same way).
     let ns = d.exec_env_netns("Sleepy");
     vpc_tests::wait_for("the timed-out process is killed", 10, || {
@@ -208,20 +208,34 @@ fn errors_and_timeouts_are_answered_as_lambda_does() {
             .output()
             .is_ok_and(|o| o.stdout.is_empty())
     });
+    // Two at once: one environment takes one invocation at a time, and the
+    // second, waiting its turn, gets a new process when the first is killed.
+    let name = d.name.clone();
+    let other = std::thread::spawn(move || {
+        vpc::api::call(
+            &name,
+            "POST",
+            "/2015-03-31/functions/sleepy/invocations",
+            b"{}",
+        )
+        .unwrap()
+    });
     let r = api(
         &d,
         "POST",
         "/2015-03-31/functions/sleepy/invocations",
         b"{}",
     );
-    assert!(
-        r.json()["errorMessage"]
-            .as_str()
-            .unwrap()
-            .ends_with("Task timed out after 1.00 seconds"),
-        "{:?}",
-        r.json()
-    );
+    for r in [r, other.join().unwrap()] {
+        assert!(
+            r.json()["errorMessage"]
+                .as_str()
+                .unwrap()
+                .ends_with("Task timed out after 1.00 seconds"),
+            "{:?}",
+            r.json()
+        );
+    }
 }
 
 /// CreateFunction with `Runtime`, `Handler`, `Timeout` and `MemorySize`:

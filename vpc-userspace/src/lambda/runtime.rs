@@ -132,7 +132,7 @@ struct Env {
     in_flight: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
     health: watch::Sender<Health>,
     /// One invocation at a time.
-    busy: tokio::sync::Mutex<()>,
+    busy: Arc<tokio::sync::Mutex<()>>,
     pid: Mutex<Option<i32>>,
     server: Mutex<Option<tokio::task::AbortHandle>>,
     log: PathBuf,
@@ -141,8 +141,15 @@ struct Env {
 }
 
 impl Env {
-    /// Kills the process group and stops the server.
+    /// Kills the process group and stops the server. Whoever waits for
+    /// its turn sees at once that it is stopped (before the process's exit
+    /// is noticed).
     fn kill(&self) {
+        self.health.send_modify(|h| {
+            if matches!(h, Health::Running) {
+                *h = Health::Exited("the execution environment was stopped".into());
+            }
+        });
         if let Some(pid) = self.pid.lock().expect("lock").take() {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid),
@@ -200,22 +207,31 @@ impl Runtimes {
         claim: &Value,
         payload: Bytes,
     ) -> Result<Invoked, ApiError> {
-        let env = self.env_for(claim).await?;
-        let _one = env.busy.lock().await;
+        // An environment that stopped while this one waited its turn (the
+        // previous invocation timed out): a new one.
+        let mut attempts = 0;
+        let (env, _one, mut health) = loop {
+            let env = self.env_for(claim).await?;
+            let turn = env.busy.clone().lock_owned().await;
+            // Subscribed before the check: a later change is seen.
+            let health = env.health.subscribe();
+            if matches!(*health.borrow(), Health::Running) {
+                break (env, turn, health);
+            }
+            self.forget(&env);
+            attempts += 1;
+            if attempts == 3 {
+                return Err(ApiError::new(
+                    502,
+                    "ServiceException",
+                    "the execution environment keeps stopping",
+                ));
+            }
+        };
         let cold = env.fresh.swap(false, std::sync::atomic::Ordering::Relaxed);
         let timeout = Duration::from_secs(claim["Timeout"].as_u64().unwrap_or(3));
         let id = request_id();
         let (tx, mut events) = mpsc::unbounded_channel();
-        let mut health = env.health.subscribe();
-        // An environment that died meanwhile: start again.
-        if !matches!(*health.borrow(), Health::Running) {
-            self.forget(&env);
-            return Err(ApiError::new(
-                502,
-                "ServiceException",
-                "the execution environment stopped; try again",
-            ));
-        }
         let version = claim["Version"].as_str().unwrap_or("$LATEST");
         env.log(&format!("START RequestId: {id} Version: {version}"));
         let invocation = Invocation {
@@ -424,7 +440,7 @@ impl Runtimes {
             next: tokio::sync::Mutex::new(next),
             in_flight: Mutex::new(HashMap::new()),
             health,
-            busy: tokio::sync::Mutex::new(()),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
             pid: Mutex::new(None),
             server: Mutex::new(None),
             log: dir.join("output.log"),
