@@ -324,3 +324,54 @@ done
     let out = d.vpc(&["delete-function", "doubler"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// The developer guide's IPv6 example, as written (with its `import
+/// socket`): in a dual-stack subnet with `Ipv6AllowedForDualStack` its
+/// message reaches the server over IPv6 from the Hyperplane ENI's IPv6
+/// address; the same code without the flag fails with Python's socket
+/// error, as at AWS (the execution environment has no IPv6 route).
+#[test]
+fn the_guides_ipv6_example_runs_as_written() {
+    let d = Deployment::up("rtv6", vpc_tests::fixture!("ipv6_example.yaml"), FAST);
+    let s = vpc::deploy::State::load(&d.name).unwrap();
+    let db6 = s.node("Db").unwrap().ip6.expect("Db has an IPv6 address");
+    let eni6 = s
+        .model
+        .enis
+        .iter()
+        .find(|e| e.subnet == "A")
+        .and_then(|e| e.ip6)
+        .expect("the ENI has an IPv6 address");
+    let server = vpc_tests::tcp_server(&d.netns("Db"), &format!("[{db6}]:5432"));
+    let event = json!({"host": db6.to_string(), "port": 5432, "message": "hello over IPv6\n"});
+    let (r, ok) = invoke(&d, "dual", &event);
+    assert!(ok, "{r}");
+    assert_eq!(r, Value::Null, "the example returns nothing");
+    let peer = server.finish(30).expect("the server got the message");
+    assert_eq!(
+        peer.ip().to_string(),
+        eni6.to_string(),
+        "from the ENI's IPv6 address"
+    );
+    let (r, ok) = invoke(&d, "v4only", &event);
+    assert!(!ok);
+    assert_eq!(r["errorType"], "OSError", "{r}");
+    assert_eq!(
+        r["errorMessage"], "[Errno 101] Network is unreachable",
+        "{r}"
+    );
+}
+
+/// The embedded default template's function is a Python handler: Invoke
+/// reaches the database through its ENI (the database gets the payload).
+#[test]
+fn the_default_templates_function_reaches_the_database_through_its_handler() {
+    let d = Deployment::up("rtdef", "default", FAST);
+    let db = vpc_tests::tcp_server(&d.netns("DatabaseInstance"), "10.0.1.10:5432");
+    let (r, ok) = invoke(&d, "orders", &json!({"order": 1}));
+    assert!(ok, "{r}");
+    assert_eq!(r["connected"], true, "{r}");
+    assert_eq!(r["sent"], json!({"order": 1}));
+    let peer = db.finish(30).expect("the database saw the connection");
+    assert_eq!(peer.ip().to_string(), d.eni_address("PrivateSubnetA"));
+}

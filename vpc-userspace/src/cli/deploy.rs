@@ -317,15 +317,14 @@ pub fn run(name: &str, r: &RunArgs) -> Result<()> {
             print!("\x1b[2J\x1b[H");
         }
         print_status(&s);
-        println!(
-            "\ntry: vpc --name {name} invoke {} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'",
-            state
-                .model
-                .functions
-                .first()
-                .map(|f| f.name.as_str())
-                .unwrap_or("FUNCTION")
-        );
+        let f = state
+            .model
+            .functions
+            .first()
+            .map(|f| f.name.as_str())
+            .unwrap_or("FUNCTION");
+        println!("\ntry: vpc --name {name} invoke {f} --payload '{{\"order\": 1}}'   (its handler, through its ENI)");
+        println!("     vpc --name {name} invoke {f} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'   (a shell in its environment)");
         std::io::stdout().flush()?;
         Ok(())
     });

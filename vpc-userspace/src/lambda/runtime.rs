@@ -527,10 +527,16 @@ fn command(
     match family {
         Runtime::Python => {
             let py = dir.join("pyenv/bin/python");
+            // The venv may exist (boto3's) without the client in it.
+            let ric = std::fs::read_dir(dir.join("pyenv/lib"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|d| d.path().join("site-packages/awslambdaric").is_dir());
             anyhow::ensure!(
-                py.exists(),
-                "{} missing: `cargo xtask provision` installs awslambdaric there (or set {RUNTIME_DIR_VAR})",
-                py.display()
+                py.exists() && ric,
+                "awslambdaric missing in {}: `cargo xtask provision` installs it there (or set {RUNTIME_DIR_VAR})",
+                dir.join("pyenv").display()
             );
             Ok((py, vec!["-m".into(), "awslambdaric".into(), handler]))
         }
