@@ -21,6 +21,7 @@ use crate::{
     packet::{Frame, L4, TCP_ACK, TCP_SYN},
 };
 
+pub mod invoke;
 mod routed;
 
 /// The benchmark's VPC: a function, its ENI, a database and an app host.

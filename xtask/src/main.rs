@@ -21,7 +21,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   test [-- ARGS] run every test (root: the datapath tests attach XDP for real)
   bench [-- ARGS]
                  ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
-                 baseline; writes target/bench/results.json
+                 baseline, then invocations per runtime (cold start, warm
+                 latency, invocations/s); writes target/bench/results.json
+                 and invoke.json
   bench --throughput
                  real packets through real veths (circulating frames and
                  sockets): the router at TC and XDP, nftables, a bare
@@ -104,6 +106,16 @@ fn run(args: &[String]) -> Result<()> {
                 .status()?;
             if !st.success() {
                 bail!("bench failed ({st})");
+            }
+            if rest.is_empty() {
+                // And invocations through the Runtime API, per runtime.
+                let st = Command::new(root().join("target/release/vpc"))
+                    .args(["bench", "--invoke", "--json"])
+                    .arg(&out)
+                    .status()?;
+                if !st.success() {
+                    bail!("invoke bench failed ({st})");
+                }
             }
             Ok(())
         }

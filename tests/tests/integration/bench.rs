@@ -83,3 +83,52 @@ fn the_throughput_bench_forwards_on_every_path() {
         assert_eq!(c["kind"], kind, "{c}");
     }
 }
+
+/// The invoke bench (`vpc bench --invoke`) in a short run: each runtime
+/// starts cold after every configuration change (its Runtime API bound
+/// again at once), answers warm, and the deployment goes with the run.
+#[test]
+fn the_invoke_bench_measures_every_runtime_and_leaves_nothing() {
+    let json = std::env::temp_dir().join(format!("invoke-{}/results.json", std::process::id()));
+    let child = std::process::Command::new(vpc_tests::vpc_bin())
+        .args([
+            "bench",
+            "--invoke",
+            "--cold",
+            "3",
+            "--warm",
+            "10",
+            "--invoke-seconds",
+            "0.5",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let name = format!("inv{}", child.id() % 100_000);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json.with_file_name("invoke.json")).unwrap())
+            .unwrap();
+    let _ = std::fs::remove_dir_all(json.parent().unwrap());
+    assert!(vpc_tests::namespaces_with_prefix(&name).is_empty());
+    for runtime in ["python3.11", "nodejs20.x"] {
+        let x = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["runtime"] == runtime)
+            .unwrap_or_else(|| panic!("{runtime}: {r}"));
+        for k in [
+            "cold_ms_median",
+            "warm_ms_median",
+            "per_second_1",
+            "per_second_8",
+        ] {
+            assert!(x[k].as_f64().unwrap() > 0.0, "{runtime} {k}: {x}");
+        }
+    }
+}

@@ -35,6 +35,20 @@ pub struct BenchArgs {
     /// filled; its memory is measured): 2,000,000 = 1 million connections.
     #[arg(long, default_value_t = 2_000_000)]
     conntrack_max: u32,
+    /// Invocations through the Lambda Runtime API instead: cold start,
+    /// warm latency and invocations per second per runtime (JSON:
+    /// invoke.json next to --json).
+    #[arg(long)]
+    invoke: bool,
+    /// With --invoke: cold starts per runtime.
+    #[arg(long, default_value_t = 10)]
+    cold: usize,
+    /// With --invoke: warm invocations per runtime.
+    #[arg(long, default_value_t = 200)]
+    warm: usize,
+    /// With --invoke: seconds of each invocations-per-second run.
+    #[arg(long, default_value_t = 3.0)]
+    invoke_seconds: f64,
 }
 
 /// The results as a table, or (`--output json`) as the JSON `--json`
@@ -47,6 +61,29 @@ pub fn bench(a: &BenchArgs, out: Output) -> Result<()> {
             println!("{s}");
         }
     };
+    if a.invoke {
+        let name = format!("inv{}", std::process::id() % 100_000);
+        let opts = bench::invoke::Options {
+            cold: a.cold,
+            warm: a.warm,
+            seconds: a.invoke_seconds,
+        };
+        let r = bench::invoke::run(&name, &opts)?;
+        if out.is_json() {
+            print_json(&r)?;
+        } else {
+            print!("{}", bench::invoke::table(&r));
+        }
+        if let Some(p) = &a.json {
+            let p = p.with_file_name("invoke.json");
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+            note(format!("\nwritten to {}", p.display()));
+        }
+        return Ok(());
+    }
     if a.throughput {
         let name = format!("tput{}", std::process::id() % 100_000);
         let opts = vpc::throughput::Options {

@@ -423,8 +423,21 @@ impl Runtimes {
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
             }
             let l = crate::topology::in_netns(&ns, || {
-                let l = std::net::TcpListener::bind(RUNTIME_API_ADDR)
-                    .with_context(|| format!("the Runtime API on {RUNTIME_API_ADDR} in {ns}"))?;
+                // A restarted environment's predecessor was aborted just
+                // now: its listener goes when its task is next polled.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let l = loop {
+                    match std::net::TcpListener::bind(RUNTIME_API_ADDR) {
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::AddrInUse
+                                && Instant::now() < deadline =>
+                        {
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
+                        r => break r,
+                    }
+                }
+                .with_context(|| format!("the Runtime API on {RUNTIME_API_ADDR} in {ns}"))?;
                 l.set_nonblocking(true)?;
                 Ok(l)
             })?;
