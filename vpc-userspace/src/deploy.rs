@@ -252,6 +252,8 @@ pub fn down(name: &str) -> Result<()> {
             }
         }
     }
+    // The runtimes' memory cgroups: their processes went with the namespaces.
+    errors.extend(crate::lambda::cgroup::remove_all(name));
     let pins = pin_dir(name);
     if pins.exists() {
         if let Err(e) = std::fs::remove_dir_all(&pins) {

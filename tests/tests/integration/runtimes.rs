@@ -375,3 +375,34 @@ fn the_default_templates_function_reaches_the_database_through_its_handler() {
     let peer = db.finish(30).expect("the database saw the connection");
     assert_eq!(peer.ip().to_string(), d.eni_address("PrivateSubnetA"));
 }
+
+/// `MemorySize` is the process's memory limit (a memory cgroup): 64 MB of
+/// a 128 MB function's memory is fine and reported; 400 MB ends its
+/// runtime as at AWS (`Runtime exited with error: signal: killed`,
+/// `Runtime.OutOfMemory`), and the next invocation starts a new one.
+#[test]
+fn memory_size_is_the_runtimes_memory_limit() {
+    let d = Deployment::up("rtmem", TEMPLATE, FAST);
+    let (r, ok) = invoke(&d, "hungry", &json!({"mb": 64}));
+    assert!(ok, "{r}");
+    assert_eq!(r, json!(64));
+    let (r, ok) = invoke(&d, "hungry", &json!({"mb": 400}));
+    assert!(!ok, "{r}");
+    assert_eq!(r["errorType"], "Runtime.OutOfMemory", "{r}");
+    assert!(
+        r["errorMessage"]
+            .as_str()
+            .unwrap()
+            .ends_with("Error: Runtime exited with error: signal: killed"),
+        "{r}"
+    );
+    let (r, ok) = invoke(&d, "hungry", &json!({"mb": 1}));
+    assert!(ok, "a new runtime after the kill: {r}");
+    // Its cgroup goes with the deployment.
+    let name = d.name.clone();
+    drop(d);
+    for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"] {
+        let dir = std::path::Path::new(root).join("vpc").join(&name);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}

@@ -5,6 +5,7 @@
 //! ([`runtime`]) and the scaling of Hyperplane ENI groups
 //! ([`eni_scaling`]).
 pub mod api;
+pub mod cgroup;
 pub mod eni_scaling;
 pub mod lifecycle;
 pub mod operations;

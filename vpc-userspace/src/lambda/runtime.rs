@@ -138,6 +138,10 @@ struct Env {
     log: PathBuf,
     memory_size: u64,
     fresh: std::sync::atomic::AtomicBool,
+    /// Its `MemorySize` as a memory cgroup (`None`: none could be made).
+    memory: Mutex<Option<super::cgroup::MemoryLimit>>,
+    /// The kernel's OOM killer ended its process (over `MemorySize`).
+    oom: std::sync::atomic::AtomicBool,
 }
 
 impl Env {
@@ -270,7 +274,7 @@ impl Runtimes {
                     Some(Event::Started) => break None,
                     Some(Event::Response(b)) => break Some(answered(b, false)),
                     Some(Event::Error(b)) => break Some(answered(b, true)),
-                    None => break Some(failed(exit_error(&id, "the runtime went away"))),
+                    None => break Some(failed(exit_error(&env, &id, "the runtime went away"))),
                 },
                 r = health.changed() => {
                     let h = if r.is_ok() { health.borrow_and_update().clone() } else { Health::Exited("gone".into()) };
@@ -282,7 +286,7 @@ impl Runtimes {
                         }
                         Health::Exited(how) => {
                             self.forget(&env);
-                            break Some(failed(exit_error(&id, &how)));
+                            break Some(failed(exit_error(&env, &id, &how)));
                         }
                     }
                 }
@@ -311,7 +315,7 @@ impl Runtimes {
                                 Some(Event::Started) => continue,
                                 Some(Event::Response(b)) => return answered(b, false),
                                 Some(Event::Error(b)) => return answered(b, true),
-                                None => return failed(exit_error(&id, "the runtime went away")),
+                                None => return failed(exit_error(&env, &id, "the runtime went away")),
                             },
                             r = health.changed() => {
                                 let h = if r.is_ok() { health.borrow_and_update().clone() } else { Health::Exited("gone".into()) };
@@ -319,7 +323,7 @@ impl Runtimes {
                                     Health::Running | Health::InitError(_) => continue,
                                     Health::Exited(how) => {
                                         self.forget(&env);
-                                        return failed(exit_error(&id, &how));
+                                        return failed(exit_error(&env, &id, &how));
                                     }
                                 }
                             }
@@ -459,6 +463,8 @@ impl Runtimes {
             log: dir.join("output.log"),
             memory_size: claim["MemorySize"].as_u64().unwrap_or(128),
             fresh: std::sync::atomic::AtomicBool::new(true),
+            memory: Mutex::new(None),
+            oom: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(env.clone());
@@ -494,6 +500,19 @@ impl Runtimes {
             }
         };
         *env.pid.lock().expect("lock") = child.id().map(|p| p as i32);
+        // `MemorySize` as a limit, the process in it before it has read
+        // its handler (what it starts afterwards follows it).
+        match super::cgroup::MemoryLimit::create(&self.name, &env_id, env.memory_size << 20) {
+            Ok(m) => {
+                if let Some(pid) = child.id() {
+                    if let Err(e) = m.add(pid) {
+                        tracing::warn!("{key}: no memory limit: {e:#}");
+                    }
+                }
+                *env.memory.lock().expect("lock") = Some(m);
+            }
+            Err(e) => tracing::warn!("{key}: no memory limit: {e:#}"),
+        }
         tracing::info!(
             "{}: cold start of {runtime_name} in {key} (pid {:?})",
             claim["FunctionArn"].as_str().unwrap_or_default(),
@@ -503,7 +522,19 @@ impl Runtimes {
         // forgotten.
         let (me, e) = (self.clone(), env.clone());
         tokio::spawn(async move {
-            let how = match child.wait().await {
+            let status = child.wait().await;
+            let oom = e
+                .memory
+                .lock()
+                .expect("lock")
+                .take()
+                .is_some_and(|m| m.oom_killed());
+            e.oom.store(oom, std::sync::atomic::Ordering::Relaxed);
+            let how = match status {
+                // As Lambda (Go's wording) says it.
+                Ok(st) if std::os::unix::process::ExitStatusExt::signal(&st) == Some(9) => {
+                    "Runtime exited with error: signal: killed".to_string()
+                }
                 Ok(st) => format!("Runtime exited with error: {st}"),
                 Err(err) => format!("Runtime exited: {err}"),
             };
@@ -672,9 +703,12 @@ fn request_id() -> String {
     )
 }
 
-fn exit_error(id: &str, how: &str) -> Value {
+/// The answer to an invocation whose runtime exited: `Runtime.OutOfMemory`
+/// when the kernel killed it over its `MemorySize`.
+fn exit_error(env: &Env, id: &str, how: &str) -> Value {
+    let oom = env.oom.load(std::sync::atomic::Ordering::Relaxed);
     json!({
-        "errorType": "Runtime.ExitError",
+        "errorType": if oom { "Runtime.OutOfMemory" } else { "Runtime.ExitError" },
         "errorMessage": format!("RequestId: {id} Error: {how}"),
     })
 }
@@ -694,6 +728,10 @@ fn init_error_body(b: &Bytes) -> Vec<u8> {
 
 /// The process's peak resident memory (VmHWM), in MB.
 fn max_memory_mb(env: &Env) -> Option<u64> {
+    // The cgroup counts every process of the environment.
+    if let Some(peak) = env.memory.lock().ok()?.as_ref().and_then(|m| m.peak()) {
+        return Some(peak.div_ceil(1 << 20));
+    }
     let pid = (*env.pid.lock().ok()?)?;
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = s
