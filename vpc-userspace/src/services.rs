@@ -4,7 +4,10 @@
 //! namespace. Each answers with a JSON object saying which service it is,
 //! through which endpoint, and the source address it saw: what a client
 //! needs to know that it reached the service, and how (no NAT through a
-//! gateway endpoint; a function arrives from its Hyperplane ENI).
+//! gateway endpoint; a function arrives from its Hyperplane ENI). An
+//! interface endpoint for `com.amazonaws.<region>.lambda` serves the
+//! Lambda API itself (PrivateLink to Lambda: a host in a private subnet
+//! invokes functions through it, the endpoint's groups applied).
 //!
 //! Namespaces and tokio: a socket keeps the namespace it was created in,
 //! whichever thread uses it afterwards. So each listener is created on a
@@ -95,8 +98,12 @@ fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, (std::net::TcpListener, S
 /// turns true (or its sender is gone), following the state
 /// ([`crate::supervise::follow`]): services of endpoints added at runtime
 /// (`vpc apply`) start within two seconds, those of removed ones stop.
-pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-    let (n, stop) = (name.to_string(), shutdown.clone());
+pub async fn serve(
+    name: &str,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    ops: crate::lambda::operations::Ops,
+) -> Result<()> {
+    let (n, stop, deployment) = (name.to_string(), shutdown.clone(), name.to_string());
     crate::supervise::follow(
         "the simulated AWS services",
         shutdown,
@@ -104,7 +111,13 @@ pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> 
         bind,
         move |_: &Key, (listener, svc)| {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            let app = Router::new().fallback(answer).with_state(Arc::new(svc));
+            // Lambda through PrivateLink: its own API, as on the agent's
+            // endpoint (Invoke and the rest), from inside the VPC.
+            let app = if svc.service_name.ends_with(".lambda") {
+                crate::lambda::api::router(&deployment, ops.clone())
+            } else {
+                Router::new().fallback(answer).with_state(Arc::new(svc))
+            };
             let mut stop = stop.clone();
             let server = axum::serve(
                 listener,

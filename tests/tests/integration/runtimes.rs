@@ -406,3 +406,60 @@ fn memory_size_is_the_runtimes_memory_limit() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
 }
+
+/// Invoke through an interface VPC endpoint for Lambda (PrivateLink): a
+/// host of a private subnet with no route out invokes the function by
+/// Lambda's regional name (the endpoint's private DNS) and gets its
+/// answer; a host the endpoint's group does not admit does not get
+/// through.
+#[test]
+fn a_private_host_invokes_through_the_lambda_interface_endpoint() {
+    let d = Deployment::up("rtpl", vpc_tests::fixture!("lambda_endpoint.yaml"), FAST);
+    let url = "http://lambda.us-east-1.amazonaws.com/2015-03-31/functions/echo/invocations";
+    let post = |who: &str| {
+        d.vpc(&[
+            "exec",
+            who,
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-X",
+            "POST",
+            "-d",
+            r#"{"order": 7}"#,
+            url,
+        ])
+    };
+    // The service follows the state within seconds of `up`.
+    let mut out = post("App");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !out.status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        out = post("App");
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    let r: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(r, json!({"echo": {"order": 7}, "function": "echo"}));
+    let out = d.vpc(&[
+        "exec",
+        "Stranger",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "2",
+        "-X",
+        "POST",
+        "-d",
+        "{}",
+        url,
+    ]);
+    assert!(
+        !out.status.success(),
+        "the endpoint's group admits App only: {}",
+        text(&out)
+    );
+}
