@@ -303,22 +303,6 @@ pub fn build_node(deployment: &str, model: &Model, spec: NodeSpec, n: u16) -> Re
     Ok(node)
 }
 
-/// A function's execution environments ask its VPC's resolver.
-pub fn set_function_resolver(
-    deployment: &str,
-    model: &Model,
-    f: &crate::model::Function,
-) -> Result<()> {
-    let Some(vpc) = f.vpc_config.as_ref().and_then(|c| model.vpc(&c.vpc)) else {
-        return Ok(());
-    };
-    for e in f.envs() {
-        let ns = exec_env_netns(deployment, &f.id, e.n);
-        set_resolver(&ns, vpc.resolver(), &model.private_dns_domain())?;
-    }
-    Ok(())
-}
-
 /// A function's execution environments, one per subnet of its VpcConfig.
 fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec> {
     // Without Ipv6AllowedForDualStack the execution environment keeps
