@@ -618,7 +618,8 @@ fn run_handler(runtimes: &Runtimes, claim: &Value, payload: &[u8]) -> Result<Inv
     if r < 0 {
         return Err(internal(std::io::Error::last_os_error().into()));
     }
-    let status = <std::process::ExitStatus as std::os::unix::process::ExitStatusExt>::from_raw(status);
+    let status =
+        <std::process::ExitStatus as std::os::unix::process::ExitStatusExt>::from_raw(status);
     let _ = writer.join();
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
@@ -699,6 +700,17 @@ impl Response {
 
 /// One request to the agent's API over its Unix socket (the CLI's client).
 pub fn call(name: &str, method: &str, path: &str, body: &[u8]) -> Result<Response> {
+    call_with(name, method, path, &[], body)
+}
+
+/// [`call`] with headers of the caller's (`X-Amz-Log-Type: Tail`, ...).
+pub fn call_with(
+    name: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
     let sock = socket_path(name);
     let mut s = UnixStream::connect(&sock).with_context(|| {
         format!(
@@ -706,9 +718,13 @@ pub fn call(name: &str, method: &str, path: &str, body: &[u8]) -> Result<Respons
             sock.display()
         )
     })?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;

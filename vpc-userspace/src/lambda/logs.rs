@@ -61,7 +61,9 @@ fn encode(name: &str) -> String {
 }
 
 fn decode(file: &str) -> String {
-    file.replace("%2F", "/").replace("%2f", "/").replace("%25", "%")
+    file.replace("%2F", "/")
+        .replace("%2f", "/")
+        .replace("%25", "%")
 }
 
 /// One log event, as CloudWatch's `GetLogEvents` returns it.
@@ -89,9 +91,7 @@ pub struct Stream {
 impl Stream {
     /// Creates the stream (and its group).
     pub fn create(deployment: &str, group: &str, name: &str) -> Result<Stream> {
-        let dir = logs_dir(deployment)
-            .join(encode(group))
-            .join(encode(name));
+        let dir = logs_dir(deployment).join(encode(group)).join(encode(name));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(EVENTS);
         let file = std::fs::OpenOptions::new()
@@ -168,9 +168,7 @@ impl Reader {
             }));
         }
         // Stable: a stream's events keep their order.
-        out.sort_by(|a, b| {
-            (a.event.timestamp, &a.stream).cmp(&(b.event.timestamp, &b.stream))
-        });
+        out.sort_by(|a, b| (a.event.timestamp, &a.stream).cmp(&(b.event.timestamp, &b.stream)));
         Ok(out)
     }
 }

@@ -115,13 +115,7 @@ fn arn(s: &State, fname: &str) -> String {
     )
 }
 
-fn claim(
-    name: &str,
-    function: &str,
-    env: usize,
-    qualifier: Option<u32>,
-    dry_run: bool,
-) -> Answer {
+fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run: bool) -> Answer {
     transact(name, |s, lc| {
         let id = match find(s, function) {
             Ok(id) => id,
