@@ -5,7 +5,8 @@
 //! AWS's formats around the handler's prints, `Init Duration` on the cold
 //! start only, in one stream named as Lambda names them; Invoke's
 //! `LogType=Tail`, `InvocationType` `Event` (202, then the log) and `DryRun`
-//! (204), and unknown values; the AWS CLI (`aws lambda invoke`, installed
+//! (204), and unknown values; a shell-script function's log (its stderr);
+//! the AWS CLI (`aws lambda invoke`, installed
 //! into target/pyenv by `cargo xtask test`) against the agent's TCP API.
 use std::{
     io::BufRead as _,
@@ -193,6 +194,30 @@ fn a_function_without_egress_logs_outside_the_vpc() {
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     assert_eq!(first_event["logStreamName"], stream.as_str());
     assert!(first_event["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+    // A shell-script function (no Runtime) logs too: its stderr.
+    let resp = vpc::api::call_with(
+        &d.name,
+        "POST",
+        "/2015-03-31/functions/script/invocations",
+        &[("X-Amz-Log-Type", "Tail")],
+        b"hi",
+    )
+    .unwrap();
+    assert_eq!((resp.status, resp.body.as_slice()), (200, &b"done\n"[..]));
+    let tail = decode(resp.header("X-Amz-Log-Result").expect("LogResult"));
+    let tail: Vec<&str> = tail.lines().collect();
+    let id = tail[0]
+        .strip_prefix("START RequestId: ")
+        .and_then(|s| s.strip_suffix(" Version: $LATEST"))
+        .unwrap_or_else(|| panic!("{tail:?}"));
+    check_invocation(&tail, 0, id, &["script saw hi"], false);
+    let out = d.vpc(&["logs", "script"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("END RequestId: {id}")),
+        "{}",
+        text(&out)
+    );
     // A function with no log group yet: CloudWatch's error.
     let out = d.vpc(&["logs", "nobody"]);
     assert!(!out.status.success());
