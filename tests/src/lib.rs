@@ -39,10 +39,19 @@ pub fn vpc_bin() -> PathBuf {
     p
 }
 
-/// The Python of `target/pyenv` (boto3 and flowlogs-reader, installed by
-/// `cargo xtask test`).
+/// The venv `target/pyenv` (boto3, the AWS CLI, flowlogs-reader and
+/// awslambdaric, installed by `cargo xtask test`), or `$VPC_RUNTIME_DIR/pyenv`
+/// when set (the runtimes' directory, as the agent finds it).
+pub fn pyenv() -> PathBuf {
+    match std::env::var_os("VPC_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("pyenv"),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv"),
+    }
+}
+
+/// The Python of [`pyenv`].
 pub fn pyenv_python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
+    let p = pyenv().join("bin/python");
     assert!(
         p.exists(),
         "{} missing: `cargo xtask test` (or `cargo xtask provision`) installs boto3 and flowlogs-reader there",

@@ -365,7 +365,8 @@ fn provision() -> Result<()> {
             &[("PATH", &path)],
         )?;
     }
-    // 4. boto3 (the AWS SDK the Lambda API test drives), in a venv under target/.
+    // 4. boto3 and the AWS CLI (v1, `awscli`: what the Lambda API tests
+    // drive), in a venv under target/.
     let venv = root().join("target/pyenv");
     let py = venv.join("bin/python");
     let has_boto3 = || {
@@ -399,7 +400,22 @@ fn provision() -> Result<()> {
             &[],
         )?;
         let pip = venv.join("bin/pip").display().to_string();
-        step("boto3 from PyPI", &pip, &["install", "-q", "boto3"], &[])?;
+        step(
+            "boto3 and the AWS CLI from PyPI",
+            &pip,
+            &["install", "-q", "boto3", "awscli"],
+            &[],
+        )?;
+    }
+    if !venv.join("bin/aws").exists() {
+        // A venv made before the AWS CLI was on the list.
+        let pip = venv.join("bin/pip").display().to_string();
+        step(
+            "the AWS CLI from PyPI",
+            &pip,
+            &["install", "-q", "awscli"],
+            &[],
+        )?;
     }
     // 5. An independent reader of flow-log records for the tests,
     // `flowlogs-reader` from PyPI, in the same venv.
@@ -440,7 +456,7 @@ fn provision() -> Result<()> {
     }
     // 7. Node.js and aws-lambda-ric (Node.js functions) in target/node.
     node_ric()?;
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION})");
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION})");
     Ok(())
 }
 

@@ -18,6 +18,8 @@ mod endpoints;
 mod flow_logs;
 /// Route tables and gateways end to end.
 mod gateways;
+/// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.
+mod lambda_logs;
 /// The function and ENI lifecycle on a test clock.
 mod lifecycle;
 /// Metrics, `vpc status` and `vpc top`.

@@ -25,6 +25,13 @@ pub struct InvokeArgs {
     /// A published version (its own execution environments).
     #[arg(long)]
     qualifier: Option<u32>,
+    /// Invoke's InvocationType: RequestResponse (wait for the answer),
+    /// Event (asynchronous: accepted at once), DryRun (the checks only).
+    #[arg(long, default_value = "RequestResponse")]
+    invocation_type: String,
+    /// Tail: print the last 4 KB of the invocation's log to stderr.
+    #[arg(long, default_value = "None")]
+    log_type: String,
     #[arg(last = true)]
     cmd: Vec<String>,
 }
@@ -75,7 +82,7 @@ pub enum ClockOp {
 }
 
 /// Percent-encodes a path segment or query value.
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -170,13 +177,34 @@ pub fn invoke(name: &str, a: InvokeArgs) -> Result<ExitCode> {
         .map(|v| format!("Qualifier={v}"))
         .unwrap_or_default();
     if a.cmd.is_empty() {
-        let r = vpc::api::call(
+        let r = vpc::api::call_with(
             name,
             "POST",
             &format!("/2015-03-31/functions/{f}/invocations?{q}"),
+            &[
+                ("X-Amz-Invocation-Type", &a.invocation_type),
+                ("X-Amz-Log-Type", &a.log_type),
+            ],
             a.payload.as_bytes(),
         )?
         .ok()?;
+        if let Some(log) = r.header("X-Amz-Log-Result") {
+            use base64::Engine as _;
+            let log = base64::engine::general_purpose::STANDARD.decode(log)?;
+            std::io::stderr().write_all(&log)?;
+        }
+        if r.status != 200 {
+            // Event (202) and DryRun (204): no answer to print.
+            eprintln!(
+                "{}",
+                if r.status == 202 {
+                    "accepted (202)"
+                } else {
+                    "checked (204)"
+                }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         std::io::stdout().write_all(&r.body)?;
         println!();
         if let Some(e) = r.header("X-Amz-Function-Error") {

@@ -14,6 +14,7 @@ mod deploy;
 mod exec;
 mod explain;
 mod lambda;
+mod logs;
 mod output;
 mod sg;
 mod status;
@@ -59,6 +60,9 @@ enum Cmd {
     /// with `-- CMD`, run CMD in its execution environment once the API
     /// allows the invocation; without, Invoke its handler with --payload.
     Invoke(lambda::InvokeArgs),
+    /// A function's logs (log group `/aws/lambda/<FunctionName>`): the
+    /// events of every stream, oldest first; `--follow` until Ctrl-C.
+    Logs(logs::LogsArgs),
     /// Lambda's GetFunction (`--output json`: as the API returns it).
     GetFunction(lambda::GetFunctionArgs),
     /// Lambda's ListFunctions.
@@ -154,6 +158,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Eni { op } => status::eni(name, op, out)?,
         Cmd::Flows { op } => status::flows(name, op, out)?,
         Cmd::Invoke(a) => return lambda::invoke(name, a),
+        Cmd::Logs(a) => return logs::logs(name, &a, out),
         Cmd::GetFunction(a) => return lambda::get_function(name, &a, out),
         Cmd::ListFunctions => return lambda::list_functions(name, out),
         Cmd::UpdateFunctionConfiguration(a) => return lambda::update(name, &a, out),

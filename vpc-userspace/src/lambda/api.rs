@@ -38,7 +38,7 @@ use anyhow::{bail, Context, Result};
 use axum::{
     body::{Body, Bytes},
     extract::{Path, RawQuery, Request as HttpRequest, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response as HttpResponse},
     routing::{get, post},
     Extension, Router,
@@ -49,8 +49,9 @@ use crate::{
     agent::request::{query_value, Caller, RequestPath},
     lambda::{
         lifecycle::{self, ApiError},
+        logs,
         operations::{Op, Ops, Request},
-        runtime::Runtimes,
+        runtime::{self, Invoked, Runtimes},
     },
     state::{Lifecycle, State as DeploymentState},
 };
@@ -324,17 +325,66 @@ async fn publish_version(
     .await
 }
 
+/// Invoke's `X-Amz-Invocation-Type`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum InvocationType {
+    /// Synchronous (the default): 200 and the function's answer.
+    RequestResponse,
+    /// Asynchronous: 202 at once, the function runs in the background.
+    Event,
+    /// The checks only: 204.
+    DryRun,
+}
+
+/// A header's value, if any (as text).
+fn header<'a>(headers: &'a HeaderMap, k: &str) -> Option<&'a str> {
+    headers.get(k).and_then(|v| v.to_str().ok())
+}
+
+/// Invoke's `X-Amz-Invocation-Type` and `X-Amz-Log-Type` (`Tail`?), or
+/// Lambda's error for a value it does not take.
+fn invoke_options(headers: &HeaderMap) -> Result<(InvocationType, bool), ApiError> {
+    let kind = match header(headers, "x-amz-invocation-type") {
+        None | Some("RequestResponse") => InvocationType::RequestResponse,
+        Some("Event") => InvocationType::Event,
+        Some("DryRun") => InvocationType::DryRun,
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "1 validation error detected: Value '{v}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            )))
+        }
+    };
+    let tail = match header(headers, "x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(v) => {
+            return Err(ApiError::invalid(format!(
+                "1 validation error detected: Value '{v}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
+            )))
+        }
+    };
+    Ok((kind, tail))
+}
+
 /// Invoke: the lifecycle's checks on the agent's loop (waited for on the
 /// blocking pool), then the function's runtime through the Runtime API
 /// ([`crate::lambda::runtime`]), or, for a function without `Runtime`, its
-/// shell script's process (on the blocking pool).
+/// shell script's process (on the blocking pool). `X-Amz-Invocation-Type`:
+/// `RequestResponse` (the default) waits for the answer, `Event` answers
+/// 202 once the checks pass and runs it in the background, `DryRun`
+/// answers 204 after the checks; `X-Amz-Log-Type: Tail` (synchronous
+/// only, as at AWS) adds the last 4 KB of the invocation's log lines,
+/// base64, in `X-Amz-Log-Result`.
 async fn invoke(
     State(l): State<Lambda>,
     Path(f): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
     let qualifier = qualifier(q(&query, "Qualifier"))?;
+    let (kind, tail) = invoke_options(&headers)?;
+    let dry_run = kind == InvocationType::DryRun;
     let c = l
         .blocking(move |_, ops| {
             ask(
@@ -343,24 +393,48 @@ async fn invoke(
                     function: fname(&f),
                     env: 1,
                     qualifier,
+                    dry_run,
                 },
             )
         })
         .await?;
-    if c["RuntimeApi"].as_bool() == Some(true) {
-        // Its own task: the timeout is enforced (the process killed) also
-        // when the caller goes away.
-        let runtimes = l.runtimes.clone();
-        let r = tokio::spawn(async move { runtimes.invoke(&c, body).await })
-            .await
-            .map_err(|e| internal(anyhow::anyhow!("the invocation's task: {e}")))??;
-        let mut headers = vec![("x-amz-executed-version", r.version)];
-        if r.unhandled {
-            headers.push(("x-amz-function-error", "Unhandled".into()));
-        }
-        return Ok(Reply(200, headers, r.body));
+    if dry_run {
+        return Ok(Reply(204, vec![], vec![]));
     }
-    l.blocking(move |_, _| run_handler(&c, &body)).await
+    // Its own task: the timeout is enforced (the process killed) also
+    // when the caller goes away, and an Event runs after the answer.
+    let task = if c["RuntimeApi"].as_bool() == Some(true) {
+        let runtimes = l.runtimes.clone();
+        tokio::spawn(async move { runtimes.invoke(&c, body).await })
+    } else {
+        let runtimes = l.runtimes.clone();
+        tokio::task::spawn_blocking(move || run_handler(&runtimes, &c, &body))
+    };
+    if kind == InvocationType::Event {
+        tokio::spawn(async move {
+            match task.await {
+                Ok(Ok(r)) if r.unhandled => tracing::info!(
+                    "an asynchronous invocation failed: {}",
+                    String::from_utf8_lossy(&r.body)
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("an asynchronous invocation: {}", e.message),
+                Err(e) => tracing::warn!("an asynchronous invocation's task: {e}"),
+            }
+        });
+        return Ok(Reply(202, vec![], vec![]));
+    }
+    let r = task
+        .await
+        .map_err(|e| internal(anyhow::anyhow!("the invocation's task: {e}")))??;
+    let mut headers = vec![("x-amz-executed-version", r.version)];
+    if r.unhandled {
+        headers.push(("x-amz-function-error", "Unhandled".into()));
+    }
+    if tail {
+        headers.push(("x-amz-log-result", logs::tail(&r.log)));
+    }
+    Ok(Reply(200, headers, r.body))
 }
 
 /// Ours: what `vpc invoke F -- CMD` asks before running CMD itself.
@@ -378,6 +452,7 @@ async fn claim(
                 function: fname(&f),
                 env,
                 qualifier,
+                dry_run: false,
             },
         )?;
         Ok(json_reply(200, &c))
@@ -497,10 +572,18 @@ fn get_configuration(name: &str, f: &str, qualifier: Option<String>) -> Result<V
 
 /// Runs the function's handler in its execution environment: the payload
 /// on stdin, the response from stdout; a handler that fails is reported as
-/// Lambda reports one (200, `X-Amz-Function-Error: Unhandled`).
-fn run_handler(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
+/// Lambda reports one (200, `X-Amz-Function-Error: Unhandled`). Its log:
+/// `START`, its stderr, `END`, `REPORT`, in the environment's stream.
+fn run_handler(runtimes: &Runtimes, claim: &Value, payload: &[u8]) -> Result<Invoked, ApiError> {
     let ns = claim["Netns"].as_str().unwrap_or_default();
     let code = claim["Code"].as_str().unwrap_or("cat");
+    let version = claim["Version"].as_str().unwrap_or("$LATEST").to_string();
+    let id = runtime::request_id();
+    let mut log = vec![(
+        logs::now_ms(),
+        format!("START RequestId: {id} Version: {version}"),
+    )];
+    let began = std::time::Instant::now();
     let mut cmd = std::process::Command::new("ip");
     cmd.args(["netns", "exec", ns, "sh", "-c", code])
         .stdin(std::process::Stdio::piped())
@@ -517,27 +600,68 @@ fn run_handler(claim: &Value, payload: &[u8]) -> Result<Reply, ApiError> {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&payload);
     });
-    let out = child.wait_with_output().map_err(|e| internal(e.into()))?;
+    let read = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = vec![];
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    // wait4, for its peak memory (the largest of the process and what
+    // it waited for).
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the child is ours, not waited for by anyone else.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if r < 0 {
+        return Err(internal(std::io::Error::last_os_error().into()));
+    }
+    let status =
+        <std::process::ExitStatus as std::os::unix::process::ExitStatusExt>::from_raw(status);
     let _ = writer.join();
-    let version = claim["Version"].as_str().unwrap_or("$LATEST").to_string();
-    let mut headers = vec![("x-amz-executed-version", version)];
-    if out.status.success() {
-        Ok(Reply(200, headers, out.stdout))
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let now = logs::now_ms();
+    for l in String::from_utf8_lossy(&stderr).lines() {
+        log.push((now, l.to_string()));
+    }
+    let ms = began.elapsed().as_secs_f64() * 1000.0;
+    log.push((now, format!("END RequestId: {id}")));
+    log.push((
+        now,
+        format!(
+            "REPORT RequestId: {id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            ms.ceil() as u64,
+            claim["MemorySize"].as_u64().unwrap_or(128),
+            (usage.ru_maxrss.max(0) as u64).div_ceil(1024),
+        ),
+    ));
+    runtimes.script_log(claim, &log);
+    let log = log.into_iter().map(|(_, l)| l).collect();
+    if status.success() {
+        Ok(Invoked {
+            body: stdout,
+            unhandled: false,
+            version,
+            log,
+        })
     } else {
-        headers.push(("x-amz-function-error", "Unhandled".into()));
         let body = json!({
             "errorType": "Runtime.ExitError",
             "errorMessage": format!(
                 "exit status {}: {}",
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stderr).trim()
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&stderr).trim()
             ),
         });
-        Ok(Reply(
-            200,
-            headers,
-            serde_json::to_vec(&body).expect("JSON"),
-        ))
+        Ok(Invoked {
+            body: serde_json::to_vec(&body).expect("JSON"),
+            unhandled: true,
+            version,
+            log,
+        })
     }
 }
 
@@ -576,6 +700,17 @@ impl Response {
 
 /// One request to the agent's API over its Unix socket (the CLI's client).
 pub fn call(name: &str, method: &str, path: &str, body: &[u8]) -> Result<Response> {
+    call_with(name, method, path, &[], body)
+}
+
+/// [`call`] with headers of the caller's (`X-Amz-Log-Type: Tail`, ...).
+pub fn call_with(
+    name: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
     let sock = socket_path(name);
     let mut s = UnixStream::connect(&sock).with_context(|| {
         format!(
@@ -583,9 +718,13 @@ pub fn call(name: &str, method: &str, path: &str, body: &[u8]) -> Result<Respons
             sock.display()
         )
     })?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )?;
     s.write_all(body)?;

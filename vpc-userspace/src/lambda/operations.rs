@@ -40,6 +40,10 @@ pub enum Op {
         function: String,
         env: usize,
         qualifier: Option<u32>,
+        /// Invoke's `DryRun`: the checks only (not an invocation: nothing
+        /// changes, not even the idle time, and an `Inactive` function is
+        /// not restored).
+        dry_run: bool,
     },
     Update {
         function: String,
@@ -74,7 +78,8 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
             function,
             env,
             qualifier,
-        } => claim(name, &function, env, qualifier),
+            dry_run,
+        } => claim(name, &function, env, qualifier, dry_run),
         Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish { function } => publish(name, maps, &function),
@@ -110,7 +115,7 @@ fn arn(s: &State, fname: &str) -> String {
     )
 }
 
-fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answer {
+fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run: bool) -> Answer {
     transact(name, |s, lc| {
         let id = match find(s, function) {
             Ok(id) => id,
@@ -130,6 +135,16 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answ
         let not_ready = |m: String| Ok(Err(ApiError::new(502, "ResourceNotReadyException", m)));
         match st.state.as_str() {
             state::ACTIVE => {}
+            state::INACTIVE if dry_run => {
+                let code = st.state_reason_code.clone();
+                let why = st.state_reason.clone().unwrap_or_default();
+                if code != "Idle" {
+                    return Ok(Err(ApiError::new(502, Failure::invoke_error(&code), why)));
+                }
+                return not_ready(
+                    "The function is inactive and its VPC connection is no longer available. Wait for the VPC connection to be reestablished and try again.".into(),
+                );
+            }
             state::INACTIVE => {
                 // The next invocation fails and brings the ENI back.
                 let ready =
@@ -171,6 +186,9 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>) -> Answ
                 "--env {env}: function {} has {envs} execution environment(s) (one per subnet), 1-{envs}",
                 f.name
             ))));
+        }
+        if dry_run {
+            return Ok(Ok(json!({})));
         }
         st.life.last_invoked_ms = now;
         let mut vars = f.environment.clone();

@@ -28,9 +28,12 @@
 //! Processes die with their namespace (`topology::teardown` kills what runs
 //! in a namespace before deleting it: `DeleteFunction`, `vpc down`).
 //!
-//! The runtime's stdout and stderr, with Lambda's `START` / `END` /
-//! `REPORT` lines around each invocation, go to
-//! `/run/vpc/<name>/lambda/<env>/output.log`.
+//! Logs: the runtime's stdout and stderr go to the environment's console,
+//! `/run/vpc/<name>/lambda/<env>/output.log`, with Lambda's `START` / `END`
+//! / `REPORT` lines around each invocation; the agent turns each of its
+//! lines into an event of the environment's log stream in the function's
+//! log group ([`crate::lambda::logs`]): written by the agent, never through
+//! the environment's network.
 use std::{
     collections::HashMap,
     io::Write as _,
@@ -51,7 +54,10 @@ use axum::{
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::{lambda::lifecycle::ApiError, model::Runtime};
+use crate::{
+    lambda::{lifecycle::ApiError, logs},
+    model::Runtime,
+};
 
 /// Where the Runtime API listens in every execution environment.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
@@ -59,6 +65,10 @@ pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 /// How long a runtime may take to ask for its first event (AWS's init
 /// phase is limited to 10 s).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often an environment's console is moved into its log stream (an
+/// invocation's start and end move it at once).
+const COLLECT_EVERY: Duration = Duration::from_millis(200);
 
 /// The environment variable naming the directory of the runtimes'
 /// interpreters and clients (`pyenv/`: a venv with awslambdaric; `node/`:
@@ -85,12 +95,18 @@ pub struct Invoked {
     pub unhandled: bool,
     /// The version that ran (`X-Amz-Executed-Version`).
     pub version: String,
+    /// The invocation's log lines, `START` to `REPORT` (`LogType=Tail`).
+    pub log: Vec<String>,
 }
 
 /// The execution environments with a running runtime, by namespace.
 pub struct Runtimes {
     name: String,
     envs: Mutex<HashMap<String, Arc<Env>>>,
+    /// The log streams of the shell-script functions' environments (no
+    /// process stays: a stream per environment while the agent runs, a new
+    /// one when the function changes).
+    scripts: Mutex<HashMap<String, (String, logs::Stream)>>,
 }
 
 /// What the runtime did with an invocation.
@@ -135,13 +151,67 @@ struct Env {
     busy: Arc<tokio::sync::Mutex<()>>,
     pid: Mutex<Option<i32>>,
     server: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The console: the process's stdout and stderr, and the agent's
+    /// `START` / `END` / `REPORT` lines.
     log: PathBuf,
+    /// The console's lines, turned into the log stream's events.
+    logs: Mutex<Collector>,
     memory_size: u64,
     fresh: std::sync::atomic::AtomicBool,
     /// Its `MemorySize` as a memory cgroup (`None`: none could be made).
     memory: Mutex<Option<super::cgroup::MemoryLimit>>,
     /// The kernel's OOM killer ended its process (over `MemorySize`).
     oom: std::sync::atomic::AtomicBool,
+    /// When the cold start began (`Init Duration`).
+    created: Instant,
+}
+
+/// Moves the console's new lines into the environment's log stream.
+struct Collector {
+    stream: logs::Stream,
+    /// How far the console has been read.
+    offset: u64,
+    /// A line not ended yet.
+    partial: Vec<u8>,
+    /// The lines of the invocation in progress (`LogType=Tail`).
+    capture: Option<Vec<String>>,
+}
+
+impl Collector {
+    /// The console's lines since the last call, as events (a line the
+    /// process has not ended yet waits, unless `all`).
+    fn collect(&mut self, console: &Path, all: bool) {
+        use std::io::{Read as _, Seek as _};
+        let Ok(mut f) = std::fs::File::open(console) else {
+            return;
+        };
+        if f.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut new = vec![];
+        if f.read_to_end(&mut new).is_err() {
+            return;
+        }
+        self.offset += new.len() as u64;
+        self.partial.extend_from_slice(&new);
+        let now = logs::now_ms();
+        let mut lines = vec![];
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            lines.push(String::from_utf8_lossy(&line[..i]).into_owned());
+        }
+        if all && !self.partial.is_empty() {
+            lines.push(String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned());
+        }
+        for l in lines {
+            if let Err(e) = self.stream.put(now, &l) {
+                tracing::warn!("log stream {}: {e:#}", self.stream.name);
+            }
+            if let Some(c) = &mut self.capture {
+                c.push(l);
+            }
+        }
+    }
 }
 
 impl Env {
@@ -163,9 +233,14 @@ impl Env {
         if let Some(h) = self.server.lock().expect("lock").take() {
             h.abort();
         }
+        // What it wrote before it died.
+        self.collect(true);
     }
 
+    /// One line of the agent's on the console, and into the stream.
     fn log(&self, line: &str) {
+        // Whatever the process wrote before comes first.
+        self.collect(false);
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -173,6 +248,25 @@ impl Env {
         {
             let _ = writeln!(f, "{line}");
         }
+        self.collect(false);
+    }
+
+    fn collect(&self, all: bool) {
+        self.logs.lock().expect("lock").collect(&self.log, all);
+    }
+
+    /// From now on, the lines are the invocation's too.
+    fn begin_capture(&self) {
+        self.logs.lock().expect("lock").capture = Some(vec![]);
+    }
+
+    fn end_capture(&self) -> Vec<String> {
+        self.logs
+            .lock()
+            .expect("lock")
+            .capture
+            .take()
+            .unwrap_or_default()
     }
 }
 
@@ -181,6 +275,42 @@ impl Runtimes {
         Runtimes {
             name: name.to_string(),
             envs: Mutex::new(HashMap::new()),
+            scripts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A shell-script function's invocation log, into its environment's
+    /// stream.
+    pub fn script_log(&self, claim: &Value, lines: &[(i64, String)]) {
+        let key = claim["Netns"].as_str().unwrap_or_default().to_string();
+        let fp = fingerprint(claim);
+        let mut scripts = self.scripts.lock().expect("lock");
+        if scripts.get(&key).is_none_or(|(f, _)| *f != fp) {
+            let function_name = claim["Environment"]["AWS_LAMBDA_FUNCTION_NAME"]
+                .as_str()
+                .unwrap_or_default();
+            match logs::Stream::create(
+                &self.name,
+                &logs::group_name(function_name),
+                &logs::stream_name(
+                    claim["Version"].as_str().unwrap_or("$LATEST"),
+                    chrono::Utc::now(),
+                ),
+            ) {
+                Ok(s) => {
+                    scripts.insert(key.clone(), (fp, s));
+                }
+                Err(e) => {
+                    tracing::warn!("a log stream for {key}: {e:#}");
+                    return;
+                }
+            }
+        }
+        let (_, stream) = scripts.get_mut(&key).expect("made");
+        for (t, l) in lines {
+            if let Err(e) = stream.put(*t, l) {
+                tracing::warn!("log stream {}: {e:#}", stream.name);
+            }
         }
     }
 
@@ -237,6 +367,7 @@ impl Runtimes {
         let id = request_id();
         let (tx, mut events) = mpsc::unbounded_channel();
         let version = claim["Version"].as_str().unwrap_or("$LATEST");
+        env.begin_capture();
         env.log(&format!("START RequestId: {id} Version: {version}"));
         let invocation = Invocation {
             id: id.clone(),
@@ -262,11 +393,13 @@ impl Runtimes {
             body: serde_json::to_vec(&body).expect("JSON"),
             unhandled: true,
             version: String::new(),
+            log: vec![],
         };
         let answered = |body: Bytes, unhandled: bool| Invoked {
             body: body.to_vec(),
             unhandled,
             version: String::new(),
+            log: vec![],
         };
         let outcome = loop {
             tokio::select! {
@@ -282,7 +415,7 @@ impl Runtimes {
                         Health::Running => continue,
                         Health::InitError(b) => {
                             self.forget(&env);
-                            break Some(Invoked { body: init_error_body(&b), unhandled: true, version: String::new() });
+                            break Some(Invoked { body: init_error_body(&b), unhandled: true, version: String::new(), log: vec![] });
                         }
                         Health::Exited(how) => {
                             self.forget(&env);
@@ -302,7 +435,13 @@ impl Runtimes {
                 }
             }
         };
-        let init = init_started.elapsed();
+        // A cold start's init: from the process's start to its first
+        // event.
+        let init = if cold {
+            env.created.elapsed()
+        } else {
+            init_started.elapsed()
+        };
         let began = Instant::now();
         let mut peak = None;
         let outcome = match outcome {
@@ -363,6 +502,7 @@ impl Runtimes {
         ));
         Ok(Invoked {
             version: version.to_string(),
+            log: env.end_capture(),
             ..outcome
         })
     }
@@ -448,6 +588,21 @@ impl Runtimes {
             Ok((l, task))
         })
         .await??;
+        // Its log stream, from the console's end: what an earlier
+        // environment wrote there is in that one's stream.
+        let console = dir.join("output.log");
+        let offset = std::fs::metadata(&console).map(|m| m.len()).unwrap_or(0);
+        let function_name = claim["Environment"]["AWS_LAMBDA_FUNCTION_NAME"]
+            .as_str()
+            .unwrap_or_default();
+        let stream = logs::Stream::create(
+            &self.name,
+            &logs::group_name(function_name),
+            &logs::stream_name(
+                claim["Version"].as_str().unwrap_or("$LATEST"),
+                chrono::Utc::now(),
+            ),
+        )?;
         let (queue, next) = mpsc::unbounded_channel();
         let (health, _) = watch::channel(Health::Running);
         let env = Arc::new(Env {
@@ -460,11 +615,30 @@ impl Runtimes {
             busy: Arc::new(tokio::sync::Mutex::new(())),
             pid: Mutex::new(None),
             server: Mutex::new(None),
-            log: dir.join("output.log"),
+            log: console,
+            logs: Mutex::new(Collector {
+                stream,
+                offset,
+                partial: vec![],
+                capture: None,
+            }),
             memory_size: claim["MemorySize"].as_u64().unwrap_or(128),
             fresh: std::sync::atomic::AtomicBool::new(true),
             memory: Mutex::new(None),
             oom: std::sync::atomic::AtomicBool::new(false),
+            created: Instant::now(),
+        });
+        // The console's lines reach the stream within a moment, also
+        // between invocations and during a long one.
+        let weak = Arc::downgrade(&env);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(COLLECT_EVERY).await;
+                match weak.upgrade() {
+                    Some(e) => e.collect(false),
+                    None => return,
+                }
+            }
         });
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(env.clone());
@@ -678,7 +852,7 @@ fn fingerprint(claim: &Value) -> String {
 }
 
 /// A request id shaped as Lambda's (a UUID v4).
-fn request_id() -> String {
+pub fn request_id() -> String {
     let mut b = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -726,23 +900,48 @@ fn init_error_body(b: &Bytes) -> Vec<u8> {
     }
 }
 
-/// The process's peak resident memory (VmHWM), in MB.
+/// The peak resident memory (VmHWM) of the environment's processes (its
+/// process group), summed, in MB.
 fn max_memory_mb(env: &Env) -> Option<u64> {
     // The cgroup counts every process of the environment.
     if let Some(peak) = env.memory.lock().ok()?.as_ref().and_then(|m| m.peak()) {
         return Some(peak.div_ceil(1 << 20));
     }
     let pid = (*env.pid.lock().ok()?)?;
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb.div_ceil(1024))
+    group_peak_kb(pid).map(|kb| kb.div_ceil(1024))
+}
+
+/// The sum of VmHWM over the processes of process group `pgid`, in kB.
+fn group_peak_kb(pgid: i32) -> Option<u64> {
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`: comm may hold anything.
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<i32>().ok());
+        if pgrp != Some(pgid) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            *total.get_or_insert(0) += kb;
+        }
+    }
+    total
 }
 
 /// The Runtime API's routes for one environment.
@@ -892,6 +1091,14 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert_ne!(id, request_id());
+    }
+
+    #[test]
+    fn the_peak_memory_of_a_process_group() {
+        let me = nix::unistd::getpgrp().as_raw();
+        let kb = group_peak_kb(me).expect("this test's own group");
+        assert!(kb > 1024, "{kb} kB");
+        assert_eq!(group_peak_kb(i32::MAX), None);
     }
 
     #[test]
