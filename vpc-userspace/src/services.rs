@@ -101,9 +101,9 @@ fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, (std::net::TcpListener, S
 pub async fn serve(
     name: &str,
     shutdown: tokio::sync::watch::Receiver<bool>,
-    ops: crate::lambda::operations::Ops,
+    lambda: Router,
 ) -> Result<()> {
-    let (n, stop, deployment) = (name.to_string(), shutdown.clone(), name.to_string());
+    let (n, stop) = (name.to_string(), shutdown.clone());
     crate::supervise::follow(
         "the simulated AWS services",
         shutdown,
@@ -114,7 +114,7 @@ pub async fn serve(
             // Lambda through PrivateLink: its own API, as on the agent's
             // endpoint (Invoke and the rest), from inside the VPC.
             let app = if svc.service_name.ends_with(".lambda") {
-                crate::lambda::api::router(&deployment, ops.clone())
+                lambda.clone()
             } else {
                 Router::new().fallback(answer).with_state(Arc::new(svc))
             };

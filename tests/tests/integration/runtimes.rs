@@ -432,6 +432,10 @@ fn a_private_host_invokes_through_the_lambda_interface_endpoint() {
             url,
         ])
     };
+    // Warm through the agent's own endpoint first: the endpoint's
+    // invocations go to the same execution environment (one Lambda API).
+    let (r, ok) = invoke(&d, "echo", &json!({"warm": true}));
+    assert!(ok, "{r}");
     // The service follows the state within seconds of `up`.
     let mut out = post("App");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -462,4 +466,79 @@ fn a_private_host_invokes_through_the_lambda_interface_endpoint() {
         "the endpoint's group admits App only: {}",
         text(&out)
     );
+}
+
+/// `ReservedConcurrentExecutions: 2`: with one invocation held by the
+/// database and four more sent at once, one more is admitted and three
+/// are throttled at once (429 `TooManyRequestsException`, "Rate
+/// Exceeded."); let go, both admitted ones answer.
+#[test]
+fn reserved_concurrency_throttles_what_goes_over() {
+    use std::sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    };
+    let d = Deployment::up("rtcc", TEMPLATE, FAST);
+    let (release, held) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (r, h) = (release.clone(), held.clone());
+    let _db = vpc_tests::Running::start(&d.netns("Db"), move |ready, stop| {
+        let l = std::net::TcpListener::bind(DB).unwrap();
+        l.set_nonblocking(true).unwrap();
+        ready.send(()).unwrap();
+        let mut conns = vec![];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((s, _)) = l.accept() {
+                conns.push(s);
+                h.fetch_add(1, Ordering::Relaxed);
+            }
+            if r.load(Ordering::Relaxed) {
+                for mut s in conns.drain(..) {
+                    let _ = std::io::Write::write_all(&mut s, b"released\n");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let name = d.name.clone();
+    let call = move || {
+        vpc::api::call(
+            &name,
+            "POST",
+            "/2015-03-31/functions/throttled/invocations",
+            b"{}",
+        )
+        .unwrap()
+    };
+    let first = std::thread::spawn(call.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while held.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first invocation reached the database"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let more: Vec<_> = (0..4).map(|_| std::thread::spawn(call.clone())).collect();
+    // Three answer at once, throttled; one waits its turn.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while more.iter().filter(|t| t.is_finished()).count() < 3 {
+        assert!(Instant::now() < deadline, "three throttled answers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    release.store(true, Ordering::Relaxed);
+    let answers: Vec<_> = more.into_iter().map(|t| t.join().unwrap()).collect();
+    let throttled = answers.iter().find(|a| a.status == 429).unwrap();
+    assert_eq!(throttled.json()["Type"], "User");
+    assert_eq!(throttled.json()["message"], "Rate Exceeded.");
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(String::from_utf8_lossy(&first.body), "\"released\"");
+    statuses.sort();
+    assert_eq!(statuses, [200, 429, 429, 429]);
+    let r = call();
+    assert_eq!(r.status, 200, "the slots are free again");
 }

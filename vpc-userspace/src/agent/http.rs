@@ -60,10 +60,10 @@ pub struct Endpoint {
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
-pub fn endpoint(name: &str, ops: crate::lambda::operations::Ops) -> Router {
-    let services = Endpoint {
-        lambda: api::router(name, ops),
-    };
+/// `lambda`: the Lambda API's router (one per agent: its runtimes and
+/// concurrency are shared with the Lambda interface endpoints').
+pub fn endpoint(lambda: Router) -> Router {
+    let services = Endpoint { lambda };
     Router::new()
         .fallback(dispatch)
         .with_state(services)

@@ -197,7 +197,10 @@ async fn start(
 ) -> Result<(Tasks, Option<String>, Option<String>)> {
     let listeners = http::Listeners::bind(name, api_addr).await?;
     let api_url = listeners.tcp_addr()?.map(|a| format!("http://{a}"));
-    let app = http::endpoint(name, ops.clone());
+    // One Lambda API: its execution environments and concurrency are the
+    // same through the endpoint and through a Lambda VPC endpoint.
+    let lambda = crate::lambda::api::router(name, ops);
+    let app = http::endpoint(lambda.clone());
     let mut tasks: Tasks = vec![];
     let what = "the AWS APIs' endpoint";
     let api = http::serve(listeners, app, shutdown.clone());
@@ -211,7 +214,7 @@ async fn start(
     // The simulated AWS services behind VPC endpoints.
     let (n, sd) = (name.to_string(), shutdown.clone());
     let what = "the simulated AWS services";
-    let services = async move { crate::services::serve(&n, sd, ops).await };
+    let services = async move { crate::services::serve(&n, sd, lambda).await };
     tasks.push((what, tokio::spawn(logged(what, services))));
     let mut metrics_url = None;
     if let Some(addr) = metrics_addr {

@@ -28,10 +28,11 @@
 //! changes go to the agent's loop (`lambda::operations::Request`), one at a time.
 //! [`call`] is the CLI's client, over the Unix socket.
 use std::{
+    collections::HashMap,
     io::{Read, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use anyhow::{bail, Context, Result};
@@ -68,6 +69,8 @@ struct Lambda {
     ops: Ops,
     /// The execution environments' runtimes (functions with a `Runtime`).
     runtimes: Arc<Runtimes>,
+    /// Invocations running, per function with a reserved concurrency.
+    running: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl Lambda {
@@ -112,7 +115,49 @@ pub fn router(name: &str, ops: Ops) -> Router {
             name: name.into(),
             ops,
             runtimes: Arc::new(Runtimes::new(name)),
+            running: Default::default(),
         })
+}
+
+/// One invocation counted against its function's reserved concurrency,
+/// until dropped.
+struct Slot {
+    running: Arc<Mutex<HashMap<String, u32>>>,
+    key: String,
+}
+
+impl Slot {
+    /// A slot of function `key` (its versions share it), or Lambda's 429
+    /// when `limit` invocations already run.
+    fn take(
+        running: &Arc<Mutex<HashMap<String, u32>>>,
+        key: &str,
+        limit: u32,
+    ) -> Result<Self, ApiError> {
+        let mut m = running.lock().expect("lock");
+        let n = m.entry(key.to_string()).or_default();
+        if *n >= limit {
+            return Err(ApiError::new(
+                429,
+                "TooManyRequestsException",
+                "Rate Exceeded.",
+            ));
+        }
+        *n += 1;
+        Ok(Slot {
+            running: running.clone(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.running.lock().expect("lock");
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 /// An answer: status, headers, body.
@@ -401,6 +446,13 @@ async fn invoke(
     if dry_run {
         return Ok(Reply(204, vec![], vec![]));
     }
+    let slot = match c["ReservedConcurrentExecutions"].as_u64() {
+        Some(limit) => {
+            let key = c["ConcurrencyKey"].as_str().unwrap_or_default();
+            Some(Slot::take(&l.running, key, limit as u32)?)
+        }
+        None => None,
+    };
     // Its own task: the timeout is enforced (the process killed) also
     // when the caller goes away, and an Event runs after the answer.
     let task = if c["RuntimeApi"].as_bool() == Some(true) {
@@ -412,6 +464,7 @@ async fn invoke(
     };
     if kind == InvocationType::Event {
         tokio::spawn(async move {
+            let _slot = slot;
             match task.await {
                 Ok(Ok(r)) if r.unhandled => tracing::info!(
                     "an asynchronous invocation failed: {}",
@@ -427,6 +480,7 @@ async fn invoke(
     let r = task
         .await
         .map_err(|e| internal(anyhow::anyhow!("the invocation's task: {e}")))??;
+    drop(slot);
     let mut headers = vec![("x-amz-executed-version", r.version)];
     if r.unhandled {
         headers.push(("x-amz-function-error", "Unhandled".into()));

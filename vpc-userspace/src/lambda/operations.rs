@@ -222,6 +222,9 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
             "Handler": f.runtime.handler,
             "Timeout": f.runtime.timeout,
             "MemorySize": f.runtime.memory_size,
+            "ReservedConcurrentExecutions": f.runtime.reserved_concurrency,
+            // Concurrency counts a function with its versions.
+            "ConcurrencyKey": f.version_of.as_ref().map_or(f.id.as_str(), |(of, _)| of.as_str()),
             "FunctionArn": format!(
                 "arn:aws:lambda:{}:{account}:function:{}{version_arn}",
                 s.model.region, vars["AWS_LAMBDA_FUNCTION_NAME"]
@@ -540,6 +543,10 @@ fn runtime_config(body: &Value) -> Result<crate::model::RuntimeConfig, ApiError>
         handler: string("Handler")?,
         timeout: number("Timeout", DEFAULT_TIMEOUT)?,
         memory_size: number("MemorySize", DEFAULT_MEMORY_SIZE)?,
+        reserved_concurrency: match body.get("ReservedConcurrentExecutions") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(number("ReservedConcurrentExecutions", 0)?),
+        },
     };
     rc.validate(&|f| f.to_string())
         .map_err(|(f, e)| ApiError::invalid(format!("{f}: {e}")))?;

@@ -80,6 +80,8 @@ pub const MAX_TIMEOUT: u32 = 900;
 pub const DEFAULT_MEMORY_SIZE: u32 = 128;
 pub const MIN_MEMORY_SIZE: u32 = 128;
 pub const MAX_MEMORY_SIZE: u32 = 10_240;
+/// An account's concurrency (AWS's default quota).
+pub const MAX_RESERVED_CONCURRENCY: u32 = 1_000;
 
 /// A function's `Runtime`, `Handler`, `Timeout` and `MemorySize`.
 ///
@@ -99,6 +101,11 @@ pub struct RuntimeConfig {
     pub timeout: u32,
     #[serde(default = "default_memory_size")]
     pub memory_size: u32,
+    /// `ReservedConcurrentExecutions`: at most this many invocations of
+    /// the function (its versions included) at once; more are throttled
+    /// (429 `TooManyRequestsException`). 0 throttles every invocation.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
 }
 
 fn default_timeout() -> u32 {
@@ -116,6 +123,7 @@ impl Default for RuntimeConfig {
             handler: None,
             timeout: DEFAULT_TIMEOUT,
             memory_size: DEFAULT_MEMORY_SIZE,
+            reserved_concurrency: None,
         }
     }
 }
@@ -186,6 +194,15 @@ impl RuntimeConfig {
         }
         if !(1..=MAX_TIMEOUT).contains(&self.timeout) {
             return Err((field("Timeout"), format!("1-{MAX_TIMEOUT} seconds")));
+        }
+        if self
+            .reserved_concurrency
+            .is_some_and(|n| n > MAX_RESERVED_CONCURRENCY)
+        {
+            return Err((
+                field("ReservedConcurrentExecutions"),
+                format!("0-{MAX_RESERVED_CONCURRENCY} (the account's concurrency)"),
+            ));
         }
         if !(MIN_MEMORY_SIZE..=MAX_MEMORY_SIZE).contains(&self.memory_size) {
             return Err((
@@ -480,6 +497,10 @@ impl Builder<'_> {
             handler: string("Handler")?,
             timeout: number("Timeout", DEFAULT_TIMEOUT)?,
             memory_size: number("MemorySize", DEFAULT_MEMORY_SIZE)?,
+            reserved_concurrency: match raw.get("ReservedConcurrentExecutions") {
+                None | Some(Value::Null) => None,
+                Some(_) => Some(number("ReservedConcurrentExecutions", 0)?),
+            },
         };
         rc.validate(&field)
             .map_err(|(f, e)| ModelError::new(f, e))?;
