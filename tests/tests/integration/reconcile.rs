@@ -136,11 +136,22 @@ fn apply_adds_and_removes_subnets_hosts_functions_and_associations_at_runtime() 
     d.apply(&format!("{BASE}{SUBNET_B}{B_PUBLIC}"));
     wait_for("Fn's update back", 60, || update(&d) == "Successful");
 
+    // A connection to New, which goes next: it goes with it.
+    let _to_new = line_echo_server(&d.netns("New"), &format!("{new_ip}:7000"));
+    let to_new = LineClient::connect(&d.netns("App"), &format!("{new_ip}:7000"));
+    assert!(to_new.echoes("to New", 30));
+    let tracked = |d: &Deployment| text(&d.vpc(&["conntrack", "list"])).contains(&new_ip);
+    assert!(tracked(&d));
+
     // Remove them again.
     d.apply(BASE);
     assert!(
         held.echoes("after removing", 30),
         "the held connection goes on"
+    );
+    assert!(
+        !tracked(&d),
+        "the removed instance's connections end with it"
     );
     let ids = node_ids(&d);
     assert!(

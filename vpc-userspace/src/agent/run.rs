@@ -96,16 +96,35 @@ fn agent_lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .write(true)
         .open(&path)
         .with_context(|| format!("deployment {name:?} is not up"))?;
-    let mut lock = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "an agent (pid {}) already runs for deployment {name}",
-                pid.trim()
-            )
+    // `agent_running` holds a shared lock for a moment to look: a lock
+    // held with no live process's pid written is such a look (or an agent
+    // that has not written its pid yet; the file may still name a dead
+    // predecessor), so it is tried again for a while.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut f = f;
+    let mut lock = loop {
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                let live = pid.trim().parse::<u32>().is_ok_and(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|st| {
+                        st.rsplit(')')
+                            .next()
+                            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+                    })
+                });
+                if live || std::time::Instant::now() > deadline {
+                    bail!(
+                        "an agent (pid {}) already runs for deployment {name}",
+                        pid.trim()
+                    )
+                }
+                f = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((_, e)) => bail!("locking {}: {e}", path.display()),
         }
-        Err((_, e)) => bail!("locking {}: {e}", path.display()),
     };
     lock.set_len(0)?;
     lock.rewind()?;

@@ -27,7 +27,7 @@ use crate::{
     topology::{self, Node},
 };
 
-use super::{attach_port, end_connections};
+use super::{attach_port, end_connections, end_connections_of};
 
 /// Test hook: `VPC_FAULT_AFTER_STEPS=n` ends the process (exit status 86)
 /// right after the n-th recorded step of a reconcile, as a crash or a kill
@@ -278,7 +278,7 @@ fn remove_node(maps: &mut PinnedMaps, pin_dir: &Path, n: &Node) -> Result<()> {
             }
         }
     }
-    end_connections(maps, &addrs)?;
+    end_connections_of(maps, &addrs)?;
     let pin = pin_dir.join("links").join(&n.router_if);
     if pin.exists() {
         std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;

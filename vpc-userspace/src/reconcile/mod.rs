@@ -48,14 +48,27 @@ pub fn change(
     Ok(Ok(()))
 }
 
-/// Ends the connections of the given (function-side) addresses: both
-/// conntrack entries and the NAT port claim. Their next packets find no
-/// connection and are dropped (`ct_invalid`, `hyperplane_unsolicited`).
+/// Ends the connections opened from the given (function-side) addresses:
+/// both conntrack entries and the NAT port claim. Their next packets find
+/// no connection and are dropped (`ct_invalid`, `hyperplane_unsolicited`).
 pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Result<usize> {
+    end_connections_where(maps, |k| addrs.contains(&k.saddr))
+}
+
+/// Ends the connections opened from or to the given addresses (a node
+/// that goes).
+pub fn end_connections_of(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Result<usize> {
+    end_connections_where(maps, |k| {
+        addrs.contains(&k.saddr) || addrs.contains(&k.daddr)
+    })
+}
+
+/// Ends the connections whose original-direction key `which` picks.
+fn end_connections_where(maps: &mut PinnedMaps, which: impl Fn(&CtKey) -> bool) -> Result<usize> {
     let all: Vec<(CtKey, CtEntry)> = maps
         .connections()?
         .into_iter()
-        .filter(|(k, _)| addrs.contains(&k.saddr))
+        .filter(|(k, _)| which(k))
         .collect();
     let mut ct: aya::maps::HashMap<_, CtKey, CtEntry> =
         aya::maps::HashMap::try_from(maps.map(map_names::CT)?)?;

@@ -207,3 +207,41 @@ fn a_killed_agent_drops_no_connection_and_its_successor_adopts_the_pinned_datapa
         .to_string();
     assert!(http_get(&url).contains("packets_forwarded"));
 }
+
+/// An agent that starts while someone looks at its lock (`vpc status`
+/// takes it shared for a moment; the file still names the dead
+/// predecessor) waits for the look to end instead of taking it for a
+/// running agent.
+#[test]
+fn an_agent_starting_during_a_look_at_its_lock_starts() {
+    let d = Deployment::up("e2elk", vpc_tests::fixture!("one_subnet.yaml"), FAST);
+    d.kill_agent();
+    let path = vpc::deploy::state_dir(&d.name).join("agent.lock");
+    let look = nix::fcntl::Flock::lock(
+        std::fs::File::open(&path).unwrap(),
+        nix::fcntl::FlockArg::LockSharedNonblock,
+    )
+    .unwrap_or_else(|_| panic!("looking at {}", path.display()));
+    let mut agent = std::process::Command::new(vpc_tests::vpc_bin())
+        .args(["--name", &d.name, "agent"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let early = agent.try_wait().unwrap();
+    drop(look);
+    assert!(
+        early.is_none(),
+        "the agent gave up during the look: {early:?}"
+    );
+    wait_for("the agent to answer", 30, || {
+        vpc::api::call(&d.name, "GET", "/2015-03-31/functions", b"").is_ok()
+    });
+    assert_eq!(
+        vpc::deploy::agent_running(&d.name).unwrap(),
+        Some(agent.id())
+    );
+    drop(d); // `vpc down` stops it
+    let _ = agent.wait();
+}
