@@ -417,43 +417,34 @@ fn provision() -> Result<()> {
             &[],
         )?;
     }
-    // 5. An independent reader of flow-log records for the tests,
-    // `flowlogs-reader` from PyPI, in the same venv.
-    let has_reader = || {
-        Command::new(&py)
-            .args(["-c", "import flowlogs_reader"])
+    // A package of the venv, installed from PyPI unless it imports.
+    let pip_module = |module: &str, req: &str| -> Result<()> {
+        let has = Command::new(&py)
+            .args(["-c", &format!("import {module}")])
             .stderr(std::process::Stdio::null())
             .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_reader() {
+            .is_ok_and(|s| s.success());
+        if has {
+            return Ok(());
+        }
         let pip = venv.join("bin/pip").display().to_string();
-        let req = format!("flowlogs-reader=={FLOWLOGS_READER_VERSION}");
         step(
             &format!("{req} from PyPI"),
             &pip,
-            &["install", "-q", &req],
+            &["install", "-q", req],
             &[],
-        )?;
-    }
-    // 6. awslambdaric (Python functions), in the same venv: a wheel.
-    let has_ric = || {
-        Command::new(&py)
-            .args(["-c", "import awslambdaric"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        )
     };
-    if !has_ric() {
-        let pip = venv.join("bin/pip").display().to_string();
-        let req = format!("awslambdaric=={AWSLAMBDARIC_VERSION}");
-        step(
-            &format!("{req} from PyPI"),
-            &pip,
-            &["install", "-q", &req],
-            &[],
-        )?;
-    }
+    // 5. An independent reader of flow-log records for the tests.
+    pip_module(
+        "flowlogs_reader",
+        &format!("flowlogs-reader=={FLOWLOGS_READER_VERSION}"),
+    )?;
+    // 6. awslambdaric (Python functions): a wheel.
+    pip_module(
+        "awslambdaric",
+        &format!("awslambdaric=={AWSLAMBDARIC_VERSION}"),
+    )?;
     // 7. Node.js and aws-lambda-ric (Node.js functions) in target/node.
     node_ric()?;
     println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION})");

@@ -1,16 +1,43 @@
-//! The throughput bench (`vpc bench --throughput`) in a short run: every
-//! path carries every kind of traffic and keeps every circulating frame;
-//! no timing is checked.
+//! The benches in short runs, no timing checked: the throughput bench
+//! (`vpc bench --throughput`: every path carries every kind of traffic and
+//! keeps every circulating frame) and the invoke bench (`vpc bench
+//! --invoke`).
 use vpc_tests::text;
+
+/// Runs `vpc bench ARGS --json ...` to the end and returns the JSON file
+/// it writes (`file`, next to --json); checks that the deployment it names
+/// `<prefix><pid>` left no namespace behind.
+fn run_bench(prefix: &str, args: &[&str], file: &str) -> serde_json::Value {
+    let json = std::env::temp_dir().join(format!("{prefix}-{}/results.json", std::process::id()));
+    let child = std::process::Command::new(vpc_tests::vpc_bin())
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bench names its deployment after its pid.
+    let name = format!("{prefix}{}", child.id() % 100_000);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r = serde_json::from_slice(&std::fs::read(json.with_file_name(file)).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(json.parent().unwrap());
+    assert!(
+        vpc_tests::namespaces_with_prefix(&name).is_empty(),
+        "the bench left namespaces behind"
+    );
+    r
+}
 
 #[test]
 fn the_throughput_bench_forwards_on_every_path() {
     // A short run: that every path carries every kind of traffic and keeps
     // every circulating frame, never a timing.
-    let json = std::env::temp_dir().join(format!("tput-{}/results.json", std::process::id()));
-    let child = std::process::Command::new(vpc_tests::vpc_bin())
-        .args([
-            "bench",
+    let r = run_bench(
+        "tput",
+        &[
             "--throughput",
             "--samples",
             "1",
@@ -18,24 +45,8 @@ fn the_throughput_bench_forwards_on_every_path() {
             "0.5",
             "--socket-seconds",
             "1",
-            "--json",
-        ])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The bench names its deployment after its pid.
-    let name = format!("tput{}", child.id() % 100_000);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(json.with_file_name("throughput.json")).unwrap())
-            .unwrap();
-    let _ = std::fs::remove_dir_all(json.parent().unwrap());
-    assert!(
-        vpc_tests::namespaces_with_prefix(&name).is_empty(),
-        "the bench left namespaces behind"
+        ],
+        "throughput.json",
     );
     for path in vpc::throughput::PATHS {
         for flows in [1, 1024] {
@@ -89,10 +100,9 @@ fn the_throughput_bench_forwards_on_every_path() {
 /// again at once), answers warm, and the deployment goes with the run.
 #[test]
 fn the_invoke_bench_measures_every_runtime_and_leaves_nothing() {
-    let json = std::env::temp_dir().join(format!("invoke-{}/results.json", std::process::id()));
-    let child = std::process::Command::new(vpc_tests::vpc_bin())
-        .args([
-            "bench",
+    let r = run_bench(
+        "inv",
+        &[
             "--invoke",
             "--cold",
             "3",
@@ -100,21 +110,9 @@ fn the_invoke_bench_measures_every_runtime_and_leaves_nothing() {
             "10",
             "--invoke-seconds",
             "0.5",
-            "--json",
-        ])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let name = format!("inv{}", child.id() % 100_000);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(json.with_file_name("invoke.json")).unwrap())
-            .unwrap();
-    let _ = std::fs::remove_dir_all(json.parent().unwrap());
-    assert!(vpc_tests::namespaces_with_prefix(&name).is_empty());
+        ],
+        "invoke.json",
+    );
     for runtime in ["python3.11", "nodejs20.x"] {
         let x = r
             .as_array()
