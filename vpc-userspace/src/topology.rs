@@ -564,6 +564,20 @@ pub fn set_ip6_route(node: &Node, on: bool) -> Result<()> {
     }
 }
 
+/// The names of the router namespace's interfaces. A node's router-side
+/// veth outlives `ip netns del` of its namespace for a moment (the kernel
+/// tears a namespace down asynchronously), so a new port's name is chosen
+/// among the names not there.
+pub fn router_links(deployment: &str) -> Result<Vec<String>> {
+    let out = ip(&["-n", &router_netns(deployment), "-j", "link", "show"])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j link`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+        .collect())
+}
+
 /// Runs `f` on a thread that has entered namespace `ns`.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let path = std::path::Path::new("/run/netns").join(ns);

@@ -133,7 +133,7 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
                 spec.netns
             );
         }
-        let port = next_port(&s.nodes);
+        let port = next_port(&s.nodes, &topology::router_links(name)?);
         s.namespaces.push(spec.netns.clone());
         s.save()?;
         let id = spec.id.clone();
@@ -250,11 +250,15 @@ fn attach_mode(s: &State) -> String {
     modes.join("+")
 }
 
-/// The next free router port number (`r<n>`).
-fn next_port(nodes: &[Node]) -> u16 {
+/// The next free router port number (`r<n>`): past every recorded node's
+/// and every link still in the router namespace (one of a node just torn
+/// down, or of a build a crash cut short, goes a moment later).
+fn next_port(nodes: &[Node], links: &[String]) -> u16 {
     nodes
         .iter()
-        .filter_map(|n| n.router_if.strip_prefix('r')?.parse::<u16>().ok())
+        .map(|n| n.router_if.as_str())
+        .chain(links.iter().map(String::as_str))
+        .filter_map(|l| l.strip_prefix('r')?.parse::<u16>().ok())
         .max()
         .unwrap_or(0)
         + 1
@@ -529,4 +533,35 @@ pub fn apply_edit(
         );
     }
     Ok(done.generation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link still in the router namespace (its node's namespace deleted
+    /// a moment ago) is not taken again: the next port is past it.
+    #[test]
+    fn a_new_port_skips_a_link_still_going() {
+        let node = |r: &str| Node {
+            id: r.into(),
+            role: topology::Role::Instance,
+            netns: r.into(),
+            router_if: r.into(),
+            ip: "10.0.1.4".parse().unwrap(),
+            gateway: "10.0.1.1".parse().unwrap(),
+            link: compile::LinkInfo {
+                ifindex: 1,
+                mac: [0; 6],
+                router_mac: [0; 6],
+            },
+            ip6: None,
+            ip6_route: false,
+        };
+        let nodes = [node("r1"), node("r5")];
+        let links = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(next_port(&nodes, &links(&["lo", "r1", "r5"])), 6);
+        assert_eq!(next_port(&nodes, &links(&["lo", "r1", "r5", "r6"])), 7);
+        assert_eq!(next_port(&[], &links(&["lo"])), 1);
+    }
 }
