@@ -107,7 +107,12 @@ fn address(m: &Model, r: &str, v6: bool) -> Result<IpAddr> {
     };
     if let Some(e) = m
         .function(f)
-        .and_then(|f| f.envs().get(n.max(1) - 1).and_then(|e| e.eni))
+        .and_then(|f| {
+            f.envs()
+                .into_iter()
+                .find(|e| e.n == n.max(1))
+                .and_then(|e| e.eni)
+        })
         .and_then(|i| m.enis.iter().find(|e| e.index == i))
     {
         return pick(e.ip, e.ip6);

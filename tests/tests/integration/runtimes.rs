@@ -539,6 +539,170 @@ fn reserved_concurrency_throttles_what_goes_over() {
     assert_eq!(String::from_utf8_lossy(&first.body), "\"released\"");
     statuses.sort();
     assert_eq!(statuses, [200, 429, 429, 429]);
+    // The two admitted ones ran side by side: two environments, no more.
+    assert_eq!(envs_of(&d, "Throttled").len(), 2);
     let r = call();
     assert_eq!(r.status, 200, "the slots are free again");
+}
+
+/// A database that holds every connection until `release`, counting them
+/// and the peers they came from; then answers each "released".
+struct HoldingDb {
+    release: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    peers: std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>,
+    _server: vpc_tests::Running<()>,
+}
+
+impl HoldingDb {
+    fn start(d: &Deployment) -> Self {
+        use std::sync::{atomic::Ordering, Arc, Mutex};
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(vec![]));
+        let (r, p) = (release.clone(), peers.clone());
+        let server = vpc_tests::Running::start(&d.netns("Db"), move |ready, stop| {
+            let l = std::net::TcpListener::bind(DB).unwrap();
+            l.set_nonblocking(true).unwrap();
+            ready.send(()).unwrap();
+            let mut conns = vec![];
+            while !stop.load(Ordering::Relaxed) {
+                while let Ok((s, peer)) = l.accept() {
+                    conns.push(s);
+                    p.lock().unwrap().push(peer);
+                }
+                if r.load(Ordering::Relaxed) {
+                    for mut s in conns.drain(..) {
+                        let _ = std::io::Write::write_all(&mut s, b"released\n");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        HoldingDb {
+            release,
+            peers,
+            _server: server,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.peers.lock().unwrap().len()
+    }
+}
+
+/// The execution environments `vpc status` lists for function `id`.
+fn envs_of(d: &Deployment, id: &str) -> Vec<Value> {
+    let s = d.status();
+    s["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("{id} in {s}"))["execution_environments"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Twenty invocations at once run in twenty execution environments of the
+/// function (Lambda starts one for each concurrent invocation), and all of
+/// them leave through the function's one Hyperplane ENI: the database sees
+/// its address on every connection, conntrack shows twenty connections
+/// from twenty environments translated to it. Idle for `--env-idle` on
+/// the test clock, the environments started for concurrency are reaped
+/// (namespaces gone) and the next invocation starts cold in the first.
+#[test]
+fn concurrent_invocations_run_in_several_environments_behind_one_eni() {
+    const N: usize = 20;
+    let d = Deployment::up(
+        "rtfan",
+        TEMPLATE,
+        &["--clock", "test", "--eni-delay", "0s", "--wait"],
+    );
+    let db = HoldingDb::start(&d);
+    let eni = d.eni_address("Subnet");
+    let name = d.name.clone();
+    let call = move || {
+        vpc::api::call(
+            &name,
+            "POST",
+            "/2015-03-31/functions/fanout/invocations",
+            b"{}",
+        )
+        .unwrap()
+    };
+    let calls: Vec<_> = (0..N).map(|_| std::thread::spawn(call.clone())).collect();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while db.held() < N {
+        assert!(
+            Instant::now() < deadline,
+            "{N} invocations at once reach the database (held: {})",
+            db.held()
+        );
+        assert!(
+            !calls.iter().any(|c| c.is_finished()),
+            "an invocation ended before it was let go"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Held: one environment per invocation, every connection tracked
+    // from its own environment and translated to the one ENI.
+    let envs = envs_of(&d, "Fanout");
+    assert_eq!(envs.len(), N, "{envs:?}");
+    assert!(
+        envs.iter().all(|e| e["eni_address"] == eni.as_str()),
+        "{envs:?}"
+    );
+    let out = d.vpc(&["conntrack", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let to_db: Vec<&Value> = rows
+        .iter()
+        .filter(|c| c["original"]["dst"] == "10.0.1.10" && c["original"]["dport"] == 5432)
+        .collect();
+    assert_eq!(to_db.len(), N, "{rows:?}");
+    assert!(
+        to_db.iter().all(|c| c["reply"]["dst"] == eni.as_str()),
+        "{to_db:?}"
+    );
+    let sources: std::collections::BTreeSet<&str> = to_db
+        .iter()
+        .map(|c| c["original"]["src"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources.len(), N, "one source per environment: {sources:?}");
+    let eni_ip: std::net::IpAddr = eni.parse().unwrap();
+    assert!(db.peers.lock().unwrap().iter().all(|p| p.ip() == eni_ip));
+    db.release.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers: Vec<Value> = calls
+        .into_iter()
+        .map(|c| {
+            let r = c.join().unwrap();
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()
+        })
+        .collect();
+    let locals: std::collections::BTreeSet<&str> = answers
+        .iter()
+        .map(|a| a["local"].as_str().unwrap())
+        .collect();
+    assert_eq!(locals, sources, "{answers:?}");
+    assert!(answers.iter().all(|a| a["released"] == "released"));
+    // Idle: reaped on the test clock (nothing happens before it moves).
+    let replicas: Vec<String> = envs
+        .iter()
+        .filter(|e| e["env"].as_u64() > Some(1))
+        .map(|e| e["netns"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(replicas.len(), N - 1);
+    let out = d.vpc(&["clock", "advance", "10m"]);
+    assert!(out.status.success(), "{}", text(&out));
+    vpc_tests::wait_for("the idle environments and their namespaces go", 60, || {
+        let left = vpc_tests::namespaces_with_prefix(&d.name);
+        envs_of(&d, "Fanout").len() == 1 && replicas.iter().all(|r| !left.contains(r))
+    });
+    // The next invocation: cold, in the first environment.
+    db.release.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = call();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(envs_of(&d, "Fanout").len(), 1);
+    assert_ne!(r.json()["pid"], answers[0]["pid"], "a new runtime");
 }

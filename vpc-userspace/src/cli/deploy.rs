@@ -101,6 +101,11 @@ struct LifecycleArgs {
     /// Inactive (AWS: weeks).
     #[arg(long, default_value = "14d", value_parser = parse_duration)]
     idle_reclaim: Duration,
+    /// An execution environment no invocation took for this long is reaped
+    /// (its runtime stopped; one started for concurrency removed). AWS does
+    /// not document it (minutes).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    env_idle: Duration,
     /// An ENI no function or version uses is deleted after this (AWS: up to 20 min).
     #[arg(long, default_value = "20m", value_parser = parse_duration)]
     eni_delete_delay: Duration,
@@ -250,6 +255,7 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
                     idle_reclaim: r.lifecycle.idle_reclaim,
                     eni_delete_delay: r.lifecycle.eni_delete_delay,
                     eni_limit: r.lifecycle.eni_limit,
+                    env_idle: r.lifecycle.env_idle,
                 },
                 api_addr: (r.lifecycle.api_addr != "off").then(|| r.lifecycle.api_addr.clone()),
             },

@@ -91,6 +91,14 @@ impl Lambda {
 /// takes it off). Anything else, another method included, is answered
 /// 404 `UnknownOperationException`.
 pub fn router(name: &str, ops: Ops) -> Router {
+    let runtimes = Arc::new(Runtimes::new(name));
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(reap_idle(
+            name.into(),
+            ops.clone(),
+            Arc::downgrade(&runtimes),
+        ));
+    }
     Router::new()
         .route(
             "/2015-03-31/functions",
@@ -114,9 +122,46 @@ pub fn router(name: &str, ops: Ops) -> Router {
         .with_state(Lambda {
             name: name.into(),
             ops,
-            runtimes: Arc::new(Runtimes::new(name)),
+            runtimes,
             running: Default::default(),
         })
+}
+
+/// How often idle execution environments are looked for.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reaps the execution environments idle for `Settings::env_idle` on the
+/// lifecycle's clock (a test clock moves only when told): their runtimes
+/// stop, and the replicas among them leave the desired model. Ends with
+/// the routes (the agent stops).
+async fn reap_idle(name: Arc<str>, ops: Ops, runtimes: std::sync::Weak<Runtimes>) {
+    loop {
+        tokio::time::sleep(REAP_EVERY).await;
+        let Some(rt) = runtimes.upgrade() else {
+            return;
+        };
+        let n = name.clone();
+        let Ok(Ok(lc)) = tokio::task::spawn_blocking(move || Lifecycle::load(&n)).await else {
+            continue;
+        };
+        let reaped = rt.reap(lc.clock.now_ms(), lc.settings.env_idle.as_millis() as u64);
+        let mut by_function: HashMap<String, Vec<runtime::Reaped>> = HashMap::new();
+        for r in reaped {
+            by_function.entry(r.function.clone()).or_default().push(r);
+        }
+        for (function, reaped) in by_function {
+            let envs = reaped.iter().map(|r| r.n).collect();
+            let ops = ops.clone();
+            let r =
+                tokio::task::spawn_blocking(move || ask(&ops, Op::RemoveEnvs { function, envs }))
+                    .await;
+            let removed = matches!(r, Ok(Ok(_)));
+            if !removed {
+                tracing::warn!("reaping idle execution environments: {r:?}");
+            }
+            rt.reaped(reaped, removed);
+        }
+    }
 }
 
 /// One invocation counted against its function's reserved concurrency,
@@ -430,19 +475,21 @@ async fn invoke(
     let qualifier = qualifier(q(&query, "Qualifier"))?;
     let (kind, tail) = invoke_options(&headers)?;
     let dry_run = kind == InvocationType::DryRun;
-    let c = l
-        .blocking(move |_, ops| {
+    let claim = |env: usize| {
+        let f = fname(&f);
+        l.blocking(move |_, ops| {
             ask(
                 ops,
                 Op::Claim {
-                    function: fname(&f),
-                    env: 1,
+                    function: f,
+                    env,
                     qualifier,
                     dry_run,
                 },
             )
         })
-        .await?;
+    };
+    let mut c = claim(0).await?;
     if dry_run {
         return Ok(Reply(204, vec![], vec![]));
     }
@@ -456,8 +503,28 @@ async fn invoke(
     // Its own task: the timeout is enforced (the process killed) also
     // when the caller goes away, and an Event runs after the answer.
     let task = if c["RuntimeApi"].as_bool() == Some(true) {
+        let lease = loop {
+            if let Some(lease) = l.runtimes.lease(&c) {
+                break lease;
+            }
+            // Every environment is busy: one more, as Lambda starts one
+            // for a concurrent invocation (or, at the function's
+            // concurrency, the first one's turn).
+            let function = c["FunctionId"].as_str().unwrap_or_default().to_string();
+            let added = l
+                .blocking(move |_, ops| ask(ops, Op::AddEnv { function }))
+                .await;
+            match added {
+                Ok(_) => c = claim(0).await?,
+                Err(e) if e.status == 429 => {
+                    tracing::debug!("no environment added: {}", e.message);
+                    break l.runtimes.lease_wait(&c).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let runtimes = l.runtimes.clone();
-        tokio::spawn(async move { runtimes.invoke(&c, body).await })
+        tokio::spawn(async move { runtimes.invoke(&c, lease, body).await })
     } else {
         let runtimes = l.runtimes.clone();
         tokio::task::spawn_blocking(move || run_handler(&runtimes, &c, &body))

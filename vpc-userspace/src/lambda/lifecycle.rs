@@ -64,6 +64,14 @@ pub struct Settings {
     pub eni_delete_delay: Duration,
     /// Hyperplane ENIs per VPC (AWS: 250 by default).
     pub eni_limit: usize,
+    /// An execution environment idle this long is reaped (AWS: minutes,
+    /// undocumented; ours: 10 minutes).
+    #[serde(default = "default_env_idle")]
+    pub env_idle: Duration,
+}
+
+fn default_env_idle() -> Duration {
+    Duration::from_secs(600)
 }
 
 impl Default for Settings {
@@ -72,6 +80,7 @@ impl Default for Settings {
             idle_reclaim: Duration::from_secs(14 * 86_400),
             eni_delete_delay: Duration::from_secs(20 * 60),
             eni_limit: 250,
+            env_idle: default_env_idle(),
         }
     }
 }
@@ -277,6 +286,11 @@ pub fn attach(
         .iter_mut()
         .find(|f| f.id == id)
         .expect("known function");
+    // Replicas were placed by subnet number: other subnets, none (the
+    // next concurrent invocations start them again).
+    if f.vpc_config.as_ref().map(|v| &v.subnets) != vc.as_ref().map(|v| &v.subnets) {
+        f.replicas.clear();
+    }
     f.vpc_config = vc;
     f.eni = enis.first().copied();
     f.enis = enis;
@@ -286,7 +300,7 @@ pub fn attach(
 }
 
 /// Addresses for a new function's execution environments: the next offset
-/// in the Lambda service range (`model::EXEC_ENV_STRIDE`), and IPv6 when
+/// in the Lambda service range (`model::FUNCTION_OFFSETS`), and IPv6 when
 /// every subnet is dual-stack. `None`: the range is full.
 pub fn exec_addresses(
     m: &Model,
@@ -300,7 +314,7 @@ pub fn exec_addresses(
         .max()
         .unwrap_or(10)
         .max(10);
-    if offset >= crate::model::EXEC_ENV_STRIDE {
+    if offset >= crate::model::FUNCTION_OFFSETS {
         return None;
     }
     let dual = vc.is_some_and(|v| {
@@ -356,6 +370,7 @@ pub fn detach(m: &mut Model, id: &str) {
     if let Some(f) = m.functions.iter_mut().find(|f| f.id == id) {
         f.eni = None;
         f.enis.clear();
+        f.replicas.clear();
     }
     refresh_eni_functions(m);
 }

@@ -34,8 +34,9 @@ pub enum Op {
         body: Value,
         account: Option<String>,
     },
-    /// An invocation starts: may it run, and where (`env`, 1-based; a
-    /// published version's own environments with `qualifier`)?
+    /// An invocation starts: may it run, and where (`env`, 1-based, or 0:
+    /// any of its environments, listed in `Envs`; a published version's own
+    /// environments with `qualifier`)?
     Claim {
         function: String,
         env: usize,
@@ -54,6 +55,16 @@ pub enum Op {
     },
     Publish {
         function: String,
+    },
+    /// Every environment of the function (`function`: its id, a version's
+    /// own) is busy: one more, up to its concurrency.
+    AddEnv {
+        function: String,
+    },
+    /// The reaper's: these replicas of `function` were idle too long.
+    RemoveEnvs {
+        function: String,
+        envs: Vec<usize>,
     },
     /// Moves the test clock forward.
     AdvanceClock {
@@ -80,6 +91,8 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
             qualifier,
             dry_run,
         } => claim(name, &function, env, qualifier, dry_run),
+        Op::AddEnv { function } => add_env(name, maps, &function),
+        Op::RemoveEnvs { function, envs } => remove_envs(name, maps, &function, &envs),
         Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish { function } => publish(name, maps, &function),
@@ -180,13 +193,16 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
                 ))
             }
         }
-        let envs = f.envs().len();
-        if env == 0 || env > envs {
+        let envs = f.envs();
+        if env > envs.len() || (env > 0 && !envs.iter().any(|e| e.n == env)) {
             return Ok(Err(ApiError::invalid(format!(
-                "--env {env}: function {} has {envs} execution environment(s) (one per subnet), 1-{envs}",
-                f.name
+                "--env {env}: function {} has {} execution environment(s) now (one per subnet, and those started for concurrent invocations): {}",
+                f.name,
+                envs.len(),
+                envs.iter().map(|e| e.n.to_string()).collect::<Vec<_>>().join(", ")
             ))));
         }
+        let env = env.max(1);
         if dry_run {
             return Ok(Ok(json!({})));
         }
@@ -230,8 +246,71 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
                 s.model.region, vars["AWS_LAMBDA_FUNCTION_NAME"]
             ),
             "EnvId": crate::model::exec_env_id(&f.id, env),
+            "N": env,
+            "FunctionId": f.id,
+            "Now": now,
+            "Envs": envs.iter().map(|e| json!({
+                "N": e.n,
+                "Netns": crate::topology::exec_env_netns(name, &f.id, e.n),
+                "EnvId": e.id,
+                "Replica": e.n > f.first_envs(),
+            })).collect::<Vec<_>>(),
         })))
     })
+}
+
+/// One more execution environment for function `id` (every one is busy),
+/// unless it has as many as its concurrency allows (its reserved
+/// concurrency, else the account's): `{"N": n}`, its number.
+fn add_env(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
+    let mut added = None;
+    let r = change(name, maps, |m| {
+        let Some(f) = m.functions.iter().find(|f| f.id == id) else {
+            return Err(Failure {
+                code: "ResourceNotFoundException",
+                reason: format!("Function not found: {id}"),
+            });
+        };
+        let limit = f
+            .runtime
+            .reserved_concurrency
+            .unwrap_or(crate::model::MAX_RESERVED_CONCURRENCY) as usize;
+        if f.envs().len() >= limit.max(f.first_envs()) {
+            return Err(Failure {
+                code: "TooManyRequestsException",
+                reason: format!(
+                    "function {} runs {} execution environments, its concurrency",
+                    f.name,
+                    f.envs().len()
+                ),
+            });
+        }
+        added = m.add_exec_env(id);
+        match added {
+            Some(_) => Ok(()),
+            None => Err(Failure {
+                code: "TooManyRequestsException",
+                reason: "the Lambda service range has no room for another execution environment in this subnet".into(),
+            }),
+        }
+    })?;
+    Ok(match r {
+        Ok(()) => Ok(json!({ "N": added })),
+        Err(f) => Err(ApiError::new(429, f.code, f.reason)),
+    })
+}
+
+/// The reaper's: replicas `envs` of function `id` leave the model (their
+/// namespaces go with the next reconcile, this one).
+fn remove_envs(name: &str, maps: &mut PinnedMaps, id: &str, envs: &[usize]) -> Answer {
+    change(name, maps, |m| {
+        if let Some(f) = m.functions.iter_mut().find(|f| f.id == id) {
+            f.replicas.retain(|r| !envs.contains(&r.n));
+        }
+        Ok(())
+    })?
+    .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
+    Ok(Ok(json!({})))
 }
 
 /// 409 while the function cannot take a change.
@@ -389,6 +468,7 @@ fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
         eni: None,
         enis: vec![],
         version_of: Some((id.clone(), v)),
+        replicas: vec![],
         ..f
     };
     if let Err(e) = launch(name, maps, version)? {
@@ -506,6 +586,7 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         account,
         version_of: None,
         runtime,
+        replicas: vec![],
     };
     if let Err(e) = launch(name, maps, f)? {
         return Ok(Err(e));

@@ -71,6 +71,19 @@ pub struct Function {
     /// ([`Runtime`]).
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// The execution environments Lambda started beside the first ones for
+    /// concurrent invocations (none when idle): see [`Function::envs`].
+    #[serde(default)]
+    pub replicas: Vec<Replica>,
+}
+
+/// One more execution environment of a function, for concurrency: its
+/// number (after the first ones, one per subnet) and its address, taken
+/// from the upper half of its subnet's stride ([`Model::add_exec_env`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Replica {
+    pub n: usize,
+    pub ip: Ipv4Addr,
 }
 
 /// AWS's default `Timeout` (seconds) and its bounds.
@@ -237,8 +250,12 @@ impl Function {
 /// Lambda service range: environment `n` of the function at offset `o` is
 /// `198.19.0.0 + (n - 1) * EXEC_ENV_STRIDE + o` (198.19.16.10 next to
 /// 198.19.0.10), so at most 16 environments (`MAX_VPC_CONFIG_SUBNETS`) of
-/// up to `EXEC_ENV_STRIDE - 10` functions fill the /16 without overlap.
+/// up to `FUNCTION_OFFSETS - 10` functions fill the lower half of each
+/// stride; the upper half holds the environments started for concurrency
+/// ([`Replica`]) in that subnet, of every function.
 pub const EXEC_ENV_STRIDE: u32 = 1 << 12;
+/// The offsets functions take in each stride (the rest is replicas').
+pub const FUNCTION_OFFSETS: u32 = EXEC_ENV_STRIDE / 2;
 
 /// One execution environment of a function: environment `n` runs in the
 /// `n`th subnet of its `VpcConfig` and sends through that subnet's ENI.
@@ -277,31 +294,53 @@ impl Function {
     }
 
     /// Its execution environments: one per subnet of its `VpcConfig`, in
-    /// the order of `SubnetIds` (one without `VpcConfig`). The first keeps
-    /// the function's own address and node id.
+    /// the order of `SubnetIds` (one without `VpcConfig`), then the
+    /// replicas, each in the subnet its number gives (round robin, as
+    /// Lambda spreads environments over the function's subnets). The first
+    /// keeps the function's own address and node id.
     pub fn envs(&self) -> Vec<ExecEnv> {
         let subnets: Vec<Option<String>> = match &self.vpc_config {
             Some(vc) if !vc.subnets.is_empty() => vc.subnets.iter().cloned().map(Some).collect(),
             _ => vec![None],
         };
-        subnets
-            .into_iter()
-            .enumerate()
-            .map(|(i, subnet)| ExecEnv {
-                n: i + 1,
-                id: exec_env_id(&self.id, i + 1),
-                ip: Ipv4Addr::from(u32::from(self.exec_ip) + i as u32 * EXEC_ENV_STRIDE),
-                ip6: self
-                    .exec_ip6
-                    .map(|a| Ipv6Addr::from(u128::from(a) + ((i as u128) << 64))),
+        let slots = subnets.len();
+        let env = |n: usize, ip: Ipv4Addr| {
+            let i = (n - 1) % slots;
+            let base = u32::from(LAMBDA_GATEWAY) - 1;
+            // IPv6 mirrors IPv4: the stride's number, then the offset.
+            let offset = u32::from(ip) - base - i as u32 * EXEC_ENV_STRIDE;
+            ExecEnv {
+                n,
+                id: exec_env_id(&self.id, n),
+                ip,
+                ip6: self.exec_ip6.map(|a| {
+                    let net = u128::from(a) & !0xffff_ffff_ffff_ffff_ffff;
+                    Ipv6Addr::from(net + ((i as u128) << 64) + offset as u128)
+                }),
                 eni: self
                     .enis
                     .get(i)
                     .copied()
                     .or(if i == 0 { self.eni } else { None }),
-                subnet,
+                subnet: subnets[i].clone(),
+            }
+        };
+        (0..slots)
+            .map(|i| {
+                env(
+                    i + 1,
+                    Ipv4Addr::from(u32::from(self.exec_ip) + i as u32 * EXEC_ENV_STRIDE),
+                )
             })
+            .chain(self.replicas.iter().map(|r| env(r.n, r.ip)))
             .collect()
+    }
+
+    /// The number of its first execution environments (one per subnet).
+    pub fn first_envs(&self) -> usize {
+        self.vpc_config
+            .as_ref()
+            .map_or(1, |vc| vc.subnets.len().max(1))
     }
 }
 
@@ -311,6 +350,30 @@ impl Model {
         self.functions
             .iter()
             .find(|f| f.id == name || f.name == name)
+    }
+
+    /// One more execution environment for function `id`: the next number,
+    /// in the subnet that number gives, at the lowest free address of the
+    /// upper half of that subnet's stride. `None`: that half is full.
+    pub fn add_exec_env(&mut self, id: &str) -> Option<usize> {
+        let f = self.functions.iter().find(|f| f.id == id)?;
+        let n = (f.first_envs() + 1..)
+            .find(|n| !f.replicas.iter().any(|r| r.n == *n))
+            .expect("unbounded");
+        let i = ((n - 1) % f.first_envs()) as u32;
+        let start = u32::from(LAMBDA_GATEWAY) - 1 + i * EXEC_ENV_STRIDE + FUNCTION_OFFSETS;
+        let used: std::collections::HashSet<u32> = self
+            .functions
+            .iter()
+            .flat_map(|f| f.replicas.iter().map(|r| u32::from(r.ip)))
+            .collect();
+        let ip = (start..start + EXEC_ENV_STRIDE - FUNCTION_OFFSETS).find(|a| !used.contains(a))?;
+        let f = self.functions.iter_mut().find(|f| f.id == id)?;
+        f.replicas.push(Replica {
+            n,
+            ip: Ipv4Addr::from(ip),
+        });
+        Some(n)
     }
 }
 
@@ -363,12 +426,12 @@ impl Builder<'_> {
                     self.m.region, self.m.account
                 ),
             );
-            if offset >= EXEC_ENV_STRIDE {
+            if offset >= FUNCTION_OFFSETS {
                 return Err(ModelError::new(
                     path,
                     format!(
                         "more than {} functions: the Lambda service range is full",
-                        EXEC_ENV_STRIDE - 10
+                        FUNCTION_OFFSETS - 10
                     ),
                 ));
             }
@@ -421,6 +484,7 @@ impl Builder<'_> {
                 account,
                 version_of: None,
                 runtime,
+                replicas: vec![],
             });
         }
         for f in self
@@ -658,6 +722,56 @@ mod tests {
             assert_eq!(e.path, format!("Resources.F.Properties.{path}"), "{props}");
             assert!(e.message.contains(what), "{props}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn replicas_go_round_robin_over_the_subnets_in_the_upper_half_of_their_strides() {
+        let mut m = build_ok(&dual(
+            r#"
+  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A, !Ref B], SecurityGroupIds: [!Ref Sg], Ipv6AllowedForDualStack: true}}}
+  G: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}}
+"#,
+        ));
+        // F: 3 in A's slot, 4 in B's, 5 in A's again; G's share A's half.
+        assert_eq!(m.add_exec_env("F"), Some(3));
+        assert_eq!(m.add_exec_env("F"), Some(4));
+        assert_eq!(m.add_exec_env("G"), Some(2));
+        assert_eq!(m.add_exec_env("F"), Some(5));
+        let f = m.function("F").unwrap().clone();
+        let envs = f.envs();
+        let at = |n: usize| envs.iter().find(|e| e.n == n).unwrap().clone();
+        let (a, b) = (at(1), at(2));
+        for (n, ip, ip6, like) in [
+            (3, "198.19.8.0", "2001:2::800", &a),
+            (4, "198.19.24.0", "2001:2:0:1::800", &b),
+            (5, "198.19.8.2", "2001:2::802", &a),
+        ] {
+            let e = at(n);
+            assert_eq!(e.id, format!("F.{n}"));
+            assert_eq!(e.ip.to_string(), ip, "{e:?}");
+            assert_eq!(e.ip6.unwrap().to_string(), ip6, "{e:?}");
+            assert_eq!((&e.subnet, e.eni), (&like.subnet, like.eni), "the same ENI");
+        }
+        let g = m.function("G").unwrap().envs();
+        assert_eq!(g[1].ip.to_string(), "198.19.8.1");
+        // A gap left by a reaped replica is taken again; addresses too.
+        m.functions
+            .iter_mut()
+            .find(|f| f.id == "F")
+            .unwrap()
+            .replicas
+            .retain(|r| r.n != 3);
+        assert_eq!(m.add_exec_env("F"), Some(3));
+        let all: Vec<_> = m.functions.iter().flat_map(|f| f.envs()).collect();
+        let v4: std::collections::BTreeSet<_> = all.iter().map(|e| e.ip).collect();
+        assert_eq!(v4.len(), all.len(), "{all:?}");
+        // A change of subnets drops them.
+        let vc = f.vpc_config.clone().map(|mut v| {
+            v.subnets.reverse();
+            v
+        });
+        crate::lambda::lifecycle::attach(&mut m, "F", vc, 250).unwrap();
+        assert_eq!(m.function("F").unwrap().envs().len(), 2);
     }
 
     #[test]

@@ -43,9 +43,10 @@ pub use endpoint::{EndpointType, VpcEndpoint};
 pub use flowlog::FlowLog;
 use function::FUNCTION;
 pub use function::{
-    exec_env_id, ExecEnv, Function, FunctionVpc, Runtime, RuntimeConfig, DEFAULT_MEMORY_SIZE,
-    DEFAULT_TIMEOUT, EXEC_ENV_STRIDE, LAMBDA_GATEWAY, LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6,
-    MAX_VPC_CONFIG_GROUPS, MAX_VPC_CONFIG_SUBNETS,
+    exec_env_id, ExecEnv, Function, FunctionVpc, Replica, Runtime, RuntimeConfig,
+    DEFAULT_MEMORY_SIZE, DEFAULT_TIMEOUT, EXEC_ENV_STRIDE, FUNCTION_OFFSETS, LAMBDA_GATEWAY,
+    LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6, MAX_RESERVED_CONCURRENCY, MAX_VPC_CONFIG_GROUPS,
+    MAX_VPC_CONFIG_SUBNETS,
 };
 pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
 pub use instance::{Host, HostKind};

@@ -17,8 +17,15 @@
 //! leaves the namespace, so none of this crosses the router. The process
 //! is started with `ip netns exec` (the namespace's `resolv.conf` too).
 //!
-//! One invocation at a time per execution environment (AWS would start
-//! another environment for a concurrent one; here the second waits).
+//! One invocation at a time per execution environment, as at AWS: an
+//! invocation takes an idle environment of its function ([`Runtimes::lease`]:
+//! a warm one first, else one whose runtime is not started), and when every
+//! one is busy the API asks the agent's loop for another (`Op::AddEnv`: a
+//! replica in the desired model, built by the reconciler like every node,
+//! sending through the same Hyperplane ENI as its subnet's first) and
+//! cold-starts it. Environments idle for `Settings::env_idle` on the
+//! lifecycle's clock are reaped ([`Runtimes::reap`]): their runtime is
+//! stopped, and a replica leaves the model (its namespace goes).
 //! `Timeout` runs from the moment the runtime takes the event; a runtime
 //! that does not ask for its first event within [`INIT_TIMEOUT`] fails
 //! the invocation as AWS's init phase does. On a timeout, an exit or an
@@ -106,10 +113,60 @@ pub struct Invoked {
 pub struct Runtimes {
     name: String,
     envs: Mutex<HashMap<String, Arc<Env>>>,
+    /// Every execution environment an invocation has used, by namespace:
+    /// whether one runs there now, and since when it is idle.
+    slots: Mutex<HashMap<String, Slot>>,
     /// The log streams of the shell-script functions' environments (no
     /// process stays: a stream per environment while the agent runs, a new
     /// one when the function changes).
     scripts: Mutex<HashMap<String, (String, logs::Stream)>>,
+}
+
+/// One execution environment's turn: an invocation holds it while it
+/// runs (one at a time, as at AWS).
+struct Slot {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// The function's id (a version's own) and the environment's number.
+    function: String,
+    n: usize,
+    replica: bool,
+    /// When an invocation last took it, on the lifecycle's clock.
+    last_used_ms: u64,
+    /// Being reaped: taken by no invocation any more.
+    retired: bool,
+}
+
+/// An execution environment held for one invocation ([`Runtimes::lease`]).
+pub struct Lease {
+    netns: String,
+    env_id: String,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// A replica the reaper took out of service, held until the model no
+/// longer has it ([`Runtimes::reaped`]).
+pub struct Reaped {
+    pub function: String,
+    pub n: usize,
+    netns: String,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The claim's environments (`Envs`), as (namespace, env id, number, replica).
+fn claim_envs(claim: &Value) -> Vec<(String, String, usize, bool)> {
+    claim["Envs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["Netns"].as_str().unwrap_or_default().to_string(),
+                e["EnvId"].as_str().unwrap_or_default().to_string(),
+                e["N"].as_u64().unwrap_or(1) as usize,
+                e["Replica"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
 }
 
 /// What the runtime did with an invocation.
@@ -150,8 +207,6 @@ struct Env {
     next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     in_flight: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
     health: watch::Sender<Health>,
-    /// One invocation at a time.
-    busy: Arc<tokio::sync::Mutex<()>>,
     pid: Mutex<Option<i32>>,
     server: Mutex<Option<tokio::task::AbortHandle>>,
     /// The console: the process's stdout and stderr, and the agent's
@@ -278,7 +333,128 @@ impl Runtimes {
         Runtimes {
             name: name.to_string(),
             envs: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             scripts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// An idle execution environment among the claim's (`Envs`): a warm
+    /// one (its runtime running this code) first, else the first not
+    /// started. `None`: every one is busy (the caller asks for another).
+    pub fn lease(&self, claim: &Value) -> Option<Lease> {
+        let now = claim["Now"].as_u64().unwrap_or(0);
+        let fp = fingerprint(claim);
+        let warm: std::collections::HashSet<String> = self
+            .envs
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, e)| e.fingerprint == fp && matches!(*e.health.borrow(), Health::Running))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut envs = claim_envs(claim);
+        // Warm first, each group in the environments' order.
+        envs.sort_by_key(|e| !warm.contains(&e.0));
+        let mut slots = self.slots.lock().expect("lock");
+        for (netns, env_id, n, replica) in envs {
+            let slot = slots.entry(netns.clone()).or_insert_with(|| Slot {
+                turn: Default::default(),
+                function: claim["FunctionId"].as_str().unwrap_or_default().to_string(),
+                n,
+                replica,
+                last_used_ms: now,
+                retired: false,
+            });
+            if slot.retired {
+                continue;
+            }
+            if let Ok(turn) = slot.turn.clone().try_lock_owned() {
+                slot.last_used_ms = slot.last_used_ms.max(now);
+                return Some(Lease {
+                    netns,
+                    env_id,
+                    _turn: turn,
+                });
+            }
+        }
+        None
+    }
+
+    /// The claim's own environment (`Netns`), waiting for its turn (`vpc
+    /// invoke --env N`, and when no other environment can be started).
+    pub async fn lease_wait(&self, claim: &Value) -> Lease {
+        let netns = claim["Netns"].as_str().unwrap_or_default().to_string();
+        let env_id = claim["EnvId"].as_str().unwrap_or(&netns).to_string();
+        let turn = {
+            let mut slots = self.slots.lock().expect("lock");
+            let slot = slots.entry(netns.clone()).or_insert_with(|| Slot {
+                turn: Default::default(),
+                function: claim["FunctionId"].as_str().unwrap_or_default().to_string(),
+                n: claim["N"].as_u64().unwrap_or(1) as usize,
+                replica: false,
+                last_used_ms: 0,
+                retired: false,
+            });
+            slot.last_used_ms = slot.last_used_ms.max(claim["Now"].as_u64().unwrap_or(0));
+            slot.turn.clone()
+        };
+        Lease {
+            netns,
+            env_id,
+            _turn: turn.lock_owned().await,
+        }
+    }
+
+    /// Environments idle for `idle_ms` at `now_ms` (the lifecycle's
+    /// clock): their runtimes stopped; the replicas among them returned,
+    /// out of service, for the caller to take out of the model.
+    pub fn reap(&self, now_ms: u64, idle_ms: u64) -> Vec<Reaped> {
+        let mut out = vec![];
+        let mut stop = vec![];
+        {
+            let mut slots = self.slots.lock().expect("lock");
+            for (netns, slot) in slots.iter_mut() {
+                if slot.retired || now_ms.saturating_sub(slot.last_used_ms) < idle_ms {
+                    continue;
+                }
+                let Ok(turn) = slot.turn.clone().try_lock_owned() else {
+                    continue;
+                };
+                stop.push(netns.clone());
+                if slot.replica {
+                    slot.retired = true;
+                    out.push(Reaped {
+                        function: slot.function.clone(),
+                        n: slot.n,
+                        netns: netns.clone(),
+                        _turn: turn,
+                    });
+                }
+            }
+            // An environment whose runtime was stopped starts cold when
+            // next taken; it is idle from then on.
+            slots.retain(|k, s| s.retired || !stop.contains(k));
+        }
+        for netns in stop {
+            let env = self.envs.lock().expect("lock").get(&netns).cloned();
+            if let Some(env) = env {
+                tracing::info!("{netns}: idle for {idle_ms} ms, its runtime stopped");
+                self.forget(&env);
+            }
+        }
+        out
+    }
+
+    /// The reaped replicas are out of the model (or failed to be taken
+    /// out: then they serve again).
+    pub fn reaped(&self, done: Vec<Reaped>, removed: bool) {
+        let mut slots = self.slots.lock().expect("lock");
+        for r in done {
+            if removed {
+                slots.remove(&r.netns);
+            } else if let Some(s) = slots.get_mut(&r.netns) {
+                s.retired = false;
+            }
         }
     }
 
@@ -342,18 +518,22 @@ impl Runtimes {
     pub async fn invoke(
         self: &Arc<Self>,
         claim: &Value,
+        lease: Lease,
         payload: Bytes,
     ) -> Result<Invoked, ApiError> {
-        // An environment that stopped while this one waited its turn (the
-        // previous invocation timed out): a new one.
+        let mut claim = claim.clone();
+        claim["Netns"] = json!(lease.netns);
+        claim["EnvId"] = json!(lease.env_id);
+        let claim = &claim;
+        // An environment that stopped before it took the event (a runtime
+        // that died between invocations): a new one.
         let mut attempts = 0;
-        let (env, _one, mut health) = loop {
+        let (env, mut health) = loop {
             let env = self.env_for(claim).await?;
-            let turn = env.busy.clone().lock_owned().await;
             // Subscribed before the check: a later change is seen.
             let health = env.health.subscribe();
             if matches!(*health.borrow(), Health::Running) {
-                break (env, turn, health);
+                break (env, health);
             }
             self.forget(&env);
             attempts += 1;
@@ -503,6 +683,7 @@ impl Runtimes {
             env.memory_size,
             peak.or_else(|| max_memory_mb(&env)).unwrap_or(0),
         ));
+        drop(lease);
         Ok(Invoked {
             version: version.to_string(),
             log: env.end_capture(),
@@ -615,7 +796,6 @@ impl Runtimes {
             next: tokio::sync::Mutex::new(next),
             in_flight: Mutex::new(HashMap::new()),
             health,
-            busy: Arc::new(tokio::sync::Mutex::new(())),
             pid: Mutex::new(None),
             server: Mutex::new(None),
             log: console,
