@@ -537,14 +537,16 @@ fn a_restarted_agent_carries_on_from_the_store() {
     drop(agent); // `vpc down` stops it
 }
 
-/// The template with subnet A shared with account 210987654321, and that
-/// account's function in it.
+/// The template with subnet A and group FnSg shared with account
+/// 210987654321, and that account's function in it.
 const SHARED: &str = r#"
   Share:
     Type: AWS::RAM::ResourceShare
     Properties:
       Name: shared-a
-      ResourceArns: [!Sub "arn:aws:ec2:${AWS::Region}:${AWS::AccountId}:subnet/${A}"]
+      ResourceArns:
+        - !Sub "arn:aws:ec2:${AWS::Region}:${AWS::AccountId}:subnet/${A}"
+        - !Sub "arn:aws:ec2:${AWS::Region}:${AWS::AccountId}:security-group/${FnSg}"
       Principals: ["210987654321"]
   Partner:
     Type: AWS::Lambda::Function
@@ -661,6 +663,100 @@ fn a_participant_attaches_to_a_shared_subnet_and_unsharing_cuts_it_off() {
     assert_eq!(
         (r.status, error_type(&r)),
         (400, "InvalidParameterValueException".into())
+    );
+}
+
+/// A participant may not attach the owner's security groups that are not
+/// shared with it (AWS refuses them: it would inherit what the owner's
+/// rules grant them, the database's "from FnSg"): the template is refused
+/// naming the field, as is the API's CreateFunction; with a group of its
+/// own it attaches, and the database, which admits FnSg only, refuses it
+/// while the owner's function gets through.
+#[test]
+fn a_participant_cannot_borrow_the_owners_security_groups() {
+    let subnet_only = r#"
+  Share:
+    Type: AWS::RAM::ResourceShare
+    Properties:
+      Name: shared-a
+      ResourceArns: [!Sub "arn:aws:ec2:${AWS::Region}:${AWS::AccountId}:subnet/${A}"]
+      Principals: ["210987654321"]
+"#;
+    let partner = |groups: &str| {
+        format!(
+            r#"
+  Partner:
+    Type: AWS::Lambda::Function
+    Metadata: {{Account: "210987654321"}}
+    Properties:
+      FunctionName: partner
+      VpcConfig: {{SubnetIds: [!Ref A], SecurityGroupIds: [{groups}]}}
+"#
+        )
+    };
+    for borrowed in ["!Ref FnSg", "!GetAtt Vpc.DefaultSecurityGroup"] {
+        let t = format!("{TEMPLATE}{subnet_only}{}", partner(borrowed));
+        let name = vpc_tests::unique_name("lcsg");
+        let path = std::env::temp_dir().join(format!("{name}.yaml"));
+        std::fs::write(&path, &t).unwrap();
+        let out = vpc_tests::vpc(&name, &["validate", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&path);
+        let e = text(&out);
+        assert!(!out.status.success(), "{borrowed}: {e}");
+        assert!(
+            e.contains("Resources.Partner.Properties.VpcConfig.SecurityGroupIds[0]")
+                && e.contains("InvalidGroup.NotFound"),
+            "{borrowed}: {e}"
+        );
+    }
+    let own = r#"
+  PartnerSg:
+    Type: AWS::EC2::SecurityGroup
+    Metadata: {Account: "210987654321"}
+    Properties: {GroupDescription: partner, VpcId: !Ref Vpc}
+"#;
+    let d = up_with(
+        "lcsg",
+        &format!("{TEMPLATE}{subnet_only}{own}{}", partner("!Ref PartnerSg")),
+        &[],
+    );
+    let db = Server::start(&d.netns("Db"), DB);
+    advance(&d, "5m");
+    assert_eq!(state_of(&d, "partner").0, "Active");
+    assert!(
+        connect_from(&d, "Partner", DB).is_none(),
+        "the database admits FnSg only"
+    );
+    assert!(connect_from(&d, "Fn", DB).is_some());
+    drop(db);
+    // The API refuses the owner's group to the participant as well.
+    // An access key id of 12 digits names the caller's account.
+    let auth = "AWS4-HMAC-SHA256 Credential=210987654321/20261205/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0";
+    let r = vpc::api::call_with(
+        &d.name,
+        "POST",
+        "/2015-03-31/functions",
+        &[("Authorization", auth)],
+        &serde_json::to_vec(&json!({
+            "FunctionName": "borrower",
+            "Role": "arn:aws:iam::210987654321:role/x",
+            "Code": {"ZipFile": "Y2F0"},
+            "VpcConfig": {"SubnetIds": ["A"], "SecurityGroupIds": ["FnSg"]},
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (400, "InvalidParameterValueException".into())
+    );
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidGroup.NotFound"),
+        "{:?}",
+        r.json()
     );
 }
 

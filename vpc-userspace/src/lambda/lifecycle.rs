@@ -554,6 +554,12 @@ pub fn validate_vpc_config(
                     "Error occurred while DescribeSecurityGroups. EC2 Error Code: InvalidGroup.NotFound. EC2 Error Message: The security group '{g}' does not exist"
                 )))
             }
+            Some(_) if !m.group_usable(g, account) => {
+                return Err(ApiError::invalid(format!(
+                    "Error occurred while DescribeSecurityGroups. EC2 Error Code: InvalidGroup.NotFound. EC2 Error Message: The security group '{g}' does not exist (not shared with account {})",
+                    account.unwrap_or_default()
+                )))
+            }
             Some(sg) if sg.vpc != vpc => {
                 return Err(ApiError::invalid(format!(
                     "Security group {g} and the subnets are in different VPCs."
@@ -832,10 +838,10 @@ Resources:
     }
 
     #[test]
-    fn a_participant_function_needs_a_shared_subnet() {
+    fn a_participant_function_needs_a_shared_subnet_and_groups() {
         let share = |subnet: &str| {
             format!(
-                "{T}  Share: {{Type: AWS::RAM::ResourceShare, Properties: {{Name: s, ResourceArns: [!Ref {subnet}], Principals: [\"210987654321\"]}}}}
+                "{T}  Share: {{Type: AWS::RAM::ResourceShare, Properties: {{Name: s, ResourceArns: [!Ref {subnet}, !Sub 'arn:aws:ec2:us-east-1:123456789012:security-group/${{Sg}}'], Principals: [\"210987654321\"]}}}}
   P:
     Type: AWS::Lambda::Function
     Metadata: {{Account: \"210987654321\"}}
@@ -859,6 +865,18 @@ Resources:
                     .contains("not shared with account 210987654321"),
             "{e}"
         );
+        // The owner's group unshared: refused; the default group can never be shared.
+        let unshared = share("A").replace(", !Sub 'arn:aws:ec2:us-east-1:123456789012:security-group/${Sg}'", "");
+        let e = crate::model::build(&unshared, &HashMap::new(), "t").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Resources.P.Properties.VpcConfig.SecurityGroupIds[0]")
+                && e.to_string().contains("InvalidGroup.NotFound"),
+            "{e}"
+        );
+        let default = share("A").replace("${Sg}", "${Vpc.DefaultSecurityGroup}");
+        let e = crate::model::build(&default, &HashMap::new(), "t").unwrap_err();
+        assert!(e.to_string().contains("default security group cannot be shared"), "{e}");
     }
 
     #[test]

@@ -404,7 +404,7 @@ impl Builder<'_> {
                     self.vpc_config(&id, &vc)?
                 }
             };
-            let account = self.function_account(res)?;
+            let account = self.resource_account(res)?;
             if let Some(vc) = &vpc_config {
                 for (i, s) in vc.subnets.iter().enumerate() {
                     if !self.m.subnet_usable(s, account.as_deref()) {
@@ -413,6 +413,18 @@ impl Builder<'_> {
                             format!(
                                 "InvalidParameterValueException: subnet {s} is not shared with account {} (AWS::RAM::ResourceShare)",
                                 account.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+                for (i, g) in vc.groups.iter().enumerate() {
+                    if !self.m.group_usable(g, account.as_deref()) {
+                        return Err(ModelError::new(
+                            format!("{path}.VpcConfig.SecurityGroupIds[{i}]"),
+                            format!(
+                                "InvalidParameterValueException: Error occurred while DescribeSecurityGroups. EC2 Error Code: InvalidGroup.NotFound. EC2 Error Message: The security group '{g}' does not exist (it is {}'s, not shared with account {}: a participant uses its own groups in a shared VPC, or the owner's shared with it)",
+                                self.m.group(g).and_then(|x| x.account.clone()).unwrap_or_else(|| self.m.account.clone()),
+                                account.as_deref().unwrap_or(&self.m.account)
                             ),
                         ));
                     }

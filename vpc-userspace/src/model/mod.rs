@@ -517,7 +517,6 @@ impl<'a> Builder<'a> {
         self.vpcs()?;
         self.vpc_cidr_blocks()?;
         self.subnets()?;
-        self.resource_shares()?;
         self.network_acls()?;
         self.prefix_lists()?;
         self.managed_prefix_lists();
@@ -525,6 +524,8 @@ impl<'a> Builder<'a> {
         self.groups()?;
         self.standalone_rules()?;
         self.check_group_refs()?;
+        // After the groups: a share may name some.
+        self.resource_shares()?;
         self.hosts()?;
         self.public_addresses()?;
         self.nat_gateways()?;

@@ -67,6 +67,10 @@ pub struct SecurityGroup {
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
     pub is_default: bool,
+    /// The participant account that created it in a shared VPC
+    /// (`Metadata.Account`); `None`: the VPC owner's.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 impl Model {
@@ -289,12 +293,14 @@ impl Builder<'_> {
             };
             self.attr(id, "GroupId", id.clone());
             self.attr(id, "VpcId", vpc.clone());
+            let account = self.resource_account(res)?;
             self.m.groups.push(SecurityGroup {
                 id: id.clone(),
                 vpc,
                 ingress,
                 egress,
                 is_default: false,
+                account,
             });
         }
         Ok(())

@@ -127,6 +127,7 @@ impl Builder<'_> {
                     "0.0.0.0/0".parse().expect("constant"),
                 ))],
                 is_default: true,
+                account: None,
             });
             self.attr(id, "CidrBlock", cidr.to_string());
             self.attr(id, "VpcId", id.clone());
