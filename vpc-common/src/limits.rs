@@ -15,7 +15,8 @@ pub const MAX_SUBNETS: u32 = 4096;
 pub const MAX_POLICY_PREFIXES: u32 = 65_536;
 pub const MAX_POLICY_PORTS: u32 = 262_144;
 
-/// Public IPv4 addresses (`PUBLIC_IPS` holds two entries per address).
+/// Public IPv4 addresses (one entry each in `PUBLIC_TO_PRIVATE` and
+/// `PRIVATE_TO_PUBLIC`).
 pub const MAX_PUBLIC_IPS: u32 = 1024;
 
 /// Route tables: at most this many `ROUTES` trie entries (local routes,

@@ -33,8 +33,10 @@ pub const SUBNET_ACLS: &str = "SUBNET_ACLS";
 pub const ROUTES: &str = "ROUTES";
 /// Subnet index (per generation) -> its route table id.
 pub const SUBNET_ROUTE_TABLES: &str = "SUBNET_ROUTE_TABLES";
-/// The internet gateway's 1:1 NAT: private <-> public address.
-pub const PUBLIC_IPS: &str = "PUBLIC_IPS";
+/// The internet gateway's 1:1 NAT: public -> private address.
+pub const PUBLIC_TO_PRIVATE: &str = "PUBLIC_TO_PRIVATE";
+/// ... and private -> public.
+pub const PRIVATE_TO_PUBLIC: &str = "PRIVATE_TO_PUBLIC";
 /// Connection tracking: `CtKey` -> `CtEntry`.
 pub const CT: &str = "CT";
 /// Per-CPU packet counters: forwarded, then one per `DropReason`.
@@ -85,7 +87,8 @@ pub const ALL: &[&str] = &[
     SUBNET_ACLS,
     ROUTES,
     SUBNET_ROUTE_TABLES,
-    PUBLIC_IPS,
+    PUBLIC_TO_PRIVATE,
+    PRIVATE_TO_PUBLIC,
     CT,
     STATS,
     CONFIG,

@@ -1,5 +1,5 @@
 //! The internet gateway: 1:1 NAT between a host's private IPv4 address and
-//! its public one (`PUBLIC_IPS`), between a VPC subnet and the internet's
+//! its public one (`PRIVATE_TO_PUBLIC`, `PUBLIC_TO_PRIVATE`), between a VPC subnet and the internet's
 //! test hosts; the ports never change; IPv6 passes untranslated. The
 //! egress-only internet gateway: IPv6 out, nothing in. Connections are
 //! tracked as any other (groups are stateful).
@@ -8,8 +8,8 @@ use vpc_common::{
 };
 
 use crate::{
-    config, copy::copy_addr, ct, ctx::Ctx, maps::Scratch, maps::PUBLIC_IPS, nat, policy, route,
-    stats,
+    config, copy::copy_addr, ct, ctx::Ctx, maps::Scratch, maps::PRIVATE_TO_PUBLIC,
+    maps::PUBLIC_TO_PRIVATE, nat, policy, route, stats,
 };
 
 /// A new flow from a VPC host whose subnet routes it to the internet
@@ -37,7 +37,7 @@ pub fn to_internet<C: Ctx>(
         // An egress-only gateway routes IPv6 only (its routes are).
         return Err(DropReason::NoRoute);
     } else {
-        match unsafe { PUBLIC_IPS.get(&p.saddr) } {
+        match unsafe { PRIVATE_TO_PUBLIC.get(&p.saddr) } {
             Some(a) => copy_addr(&mut s.hop.addr, a),
             None => return Err(DropReason::NoPublicAddress),
         }
@@ -113,7 +113,7 @@ fn from_internet_inner<C: Ctx>(
     if v6 {
         copy_addr(private, &p.daddr);
     } else {
-        match unsafe { PUBLIC_IPS.get(&p.daddr) } {
+        match unsafe { PUBLIC_TO_PRIVATE.get(&p.daddr) } {
             Some(a) => copy_addr(private, a),
             None => return Err(DropReason::NoRoute),
         }

@@ -96,12 +96,18 @@ pub static ROUTES: LpmTrie<RouteKey, RouteTarget> =
 #[map]
 pub static SUBNET_ROUTE_TABLES: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
 
-/// The internet gateway's 1:1 NAT: a host's private address -> its public
-/// one, and the public address -> the private one (the two ranges never
-/// overlap, so one map serves both ways).
+/// The internet gateway's 1:1 NAT, one map per direction: a public
+/// address to its host's private one, and back. Two maps, not one keyed by
+/// both: a private address that equals a public one (a VPC overlapping the
+/// public pool, refused by the model anyway) can never be read as the
+/// other, so no host leaves as another or receives another's traffic.
 #[map]
-pub static PUBLIC_IPS: HashMap<[u8; 16], [u8; 16]> =
-    HashMap::with_max_entries(MAX_PUBLIC_IPS * 2, BPF_F_NO_PREALLOC);
+pub static PUBLIC_TO_PRIVATE: HashMap<[u8; 16], [u8; 16]> =
+    HashMap::with_max_entries(MAX_PUBLIC_IPS, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static PRIVATE_TO_PUBLIC: HashMap<[u8; 16], [u8; 16]> =
+    HashMap::with_max_entries(MAX_PUBLIC_IPS, BPF_F_NO_PREALLOC);
 
 /// Connection tracking and NAT state. A plain hash, as at AWS: when the
 /// table is full new connections are dropped (`ct_full`); nothing tracked

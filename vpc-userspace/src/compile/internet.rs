@@ -1,5 +1,5 @@
-//! Public IPv4 addresses to `PUBLIC_IPS` entries: the internet gateways'
-//! one-to-one NAT.
+//! Public IPv4 addresses to `PUBLIC_TO_PRIVATE` and `PRIVATE_TO_PUBLIC`
+//! entries: the internet gateways' one-to-one NAT.
 use vpc_common::v4_mapped;
 
 use super::Entries;
@@ -14,7 +14,7 @@ pub(super) fn public_ips(model: &Model, out: &mut Entries) {
             .find(|h| h.id == p.host)
             .expect("validated");
         let (public, private) = (v4_mapped(p.ip.octets()), v4_mapped(host.ip.octets()));
-        out.public_ips.push((public, private));
-        out.public_ips.push((private, public));
+        out.public_to_private.push((public, private));
+        out.private_to_public.push((private, public));
     }
 }

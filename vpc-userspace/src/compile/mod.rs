@@ -66,9 +66,10 @@ pub struct Entries {
     pub route_tables: BTreeMap<String, u32>,
     /// (`SUBNET_ROUTE_TABLES` index, datapath route table id).
     pub subnet_route_tables: Vec<(u32, u32)>,
-    /// `PUBLIC_IPS`: (public, private) and (private, public) of every public
-    /// IPv4 address.
-    pub public_ips: Vec<([u8; 16], [u8; 16])>,
+    /// `PUBLIC_TO_PRIVATE`: (public, private) of every public IPv4 address.
+    pub public_to_private: Vec<([u8; 16], [u8; 16])>,
+    /// `PRIVATE_TO_PUBLIC`: (private, public).
+    pub private_to_public: Vec<([u8; 16], [u8; 16])>,
     /// The policy generation these ids belong to.
     pub gen: u32,
 }

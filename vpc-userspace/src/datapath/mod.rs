@@ -76,7 +76,8 @@ pub const PINNED_MAPS: &[&str] = &[
     map_names::FL_REJECTS,
     map_names::FL_EVENTS,
     map_names::FL_STATS,
-    map_names::PUBLIC_IPS,
+    map_names::PUBLIC_TO_PRIVATE,
+    map_names::PRIVATE_TO_PUBLIC,
     map_names::PORT_STATS,
     map_names::ENI_STATS,
 ];
@@ -259,10 +260,15 @@ pub trait Maps {
         for (k, v) in &e.eni_groups {
             m.insert(k, v, 0).context("ENI_GROUPS insert")?;
         }
-        let mut m: HashMap<_, [u8; 16], [u8; 16]> =
-            HashMap::try_from(self.map(map_names::PUBLIC_IPS)?)?;
-        for (k, v) in &e.public_ips {
-            m.insert(k, v, 0).context("PUBLIC_IPS insert")?;
+        for (name, entries) in [
+            (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
+            (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
+        ] {
+            let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map(name)?)?;
+            for (k, v) in entries {
+                m.insert(k, v, 0)
+                    .with_context(|| format!("{name} insert"))?;
+            }
         }
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         for (k, v) in &e.ports {

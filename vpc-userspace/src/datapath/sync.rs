@@ -108,9 +108,13 @@ pub trait SyncEntries: Maps {
         n += upsert_slotted(&mut m, &e.endpoints, cur, map_names::ENDPOINTS)?;
         let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
         n += upsert_slotted(&mut m, &e.enis, cur, map_names::ENIS)?;
-        let mut m: HashMap<_, [u8; 16], [u8; 16]> =
-            HashMap::try_from(self.map(map_names::PUBLIC_IPS)?)?;
-        n += upsert(&mut m, &e.public_ips, map_names::PUBLIC_IPS)?;
+        for (name, entries) in [
+            (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
+            (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
+        ] {
+            let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map(name)?)?;
+            n += upsert(&mut m, entries, name)?;
+        }
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         n += upsert_slotted(&mut m, &e.ports, cur, map_names::PORTS)?;
         Ok(n)
@@ -141,9 +145,13 @@ pub trait SyncEntries: Maps {
         n += remove_others(&mut m, &e.eni_groups)?;
         let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
         n += remove_others(&mut m, &e.enis)?;
-        let mut m: HashMap<_, [u8; 16], [u8; 16]> =
-            HashMap::try_from(self.map(map_names::PUBLIC_IPS)?)?;
-        n += remove_others(&mut m, &e.public_ips)?;
+        for (name, entries) in [
+            (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
+            (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
+        ] {
+            let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map(name)?)?;
+            n += remove_others(&mut m, entries)?;
+        }
         Ok(n)
     }
 }

@@ -866,7 +866,10 @@ Resources:
             "{e}"
         );
         // The owner's group unshared: refused; the default group can never be shared.
-        let unshared = share("A").replace(", !Sub 'arn:aws:ec2:us-east-1:123456789012:security-group/${Sg}'", "");
+        let unshared = share("A").replace(
+            ", !Sub 'arn:aws:ec2:us-east-1:123456789012:security-group/${Sg}'",
+            "",
+        );
         let e = crate::model::build(&unshared, &HashMap::new(), "t").unwrap_err();
         assert!(
             e.to_string()
@@ -876,7 +879,11 @@ Resources:
         );
         let default = share("A").replace("${Sg}", "${Vpc.DefaultSecurityGroup}");
         let e = crate::model::build(&default, &HashMap::new(), "t").unwrap_err();
-        assert!(e.to_string().contains("default security group cannot be shared"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("default security group cannot be shared"),
+            "{e}"
+        );
     }
 
     #[test]

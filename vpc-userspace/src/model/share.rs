@@ -104,7 +104,9 @@ impl Builder<'_> {
                         _ => {
                             return Err(ModelError::new(
                                 format!("{path}.ResourceArns[{i}]"),
-                                format!("{arn:?} is no security group of the owner in this template"),
+                                format!(
+                                    "{arn:?} is no security group of the owner in this template"
+                                ),
                             ))
                         }
                     }

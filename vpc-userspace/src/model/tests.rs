@@ -73,9 +73,11 @@ fn bad_templates_name_the_resource_and_field() {
             "Resources.B.Properties.CidrBlock",
             "not inside",
         ),
-        (BASE.replace("CidrBlock: 10.0.2.0/24", "CidrBlock: 10.0.1.128/25"), "Resources.B.Properties.CidrBlock", "overlaps"),
+        (BASE.replace("CidrBlock: 10.0.2.0/24", "CidrBlock: 10.0.1.128/25"), "Resources.B.Properties.CidrBlock", "overlaps subnet A (10.0.1.0/24)"),
         (BASE.replace("VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24", "VpcId: Nope, CidrBlock: 10.0.2.0/24"), "Resources.B.Properties.VpcId", "Nope"),
         (BASE.replace("{CidrBlock: 10.0.0.0/16}", "{CidrBlock: 198.19.0.0/16}"), "Resources.Vpc.Properties.CidrBlock", "Lambda service"),
+        // A VPC over the public pool: its private addresses would be other hosts' public ones.
+        (BASE.replace("{CidrBlock: 10.0.0.0/16}", "{CidrBlock: 198.51.0.0/16}").replace("10.0.1.0/24", "198.51.1.0/24").replace("10.0.2.0/24", "198.51.2.0/24"), "Resources.Vpc.Properties.CidrBlock", "overlaps the public IPv4 pool (198.51.100.0/24)"),
         (BASE.replace("GroupDescription: d, ", ""), "Resources.Sg.Properties.GroupDescription", "required"),
         (with("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.2}}\n"), "Resources.I.Properties.PrivateIpAddress", "reserved"),
         (with("  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.2.9}}\n"), "Resources.I.Properties.PrivateIpAddress", "not in subnet"),

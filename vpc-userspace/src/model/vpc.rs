@@ -76,7 +76,7 @@ pub(super) fn check_block(
         if other.contains(&cidr.network()) || cidr.contains(&other.network()) {
             return Err(ModelError::new(
                 path,
-                format!("{cidr} overlaps {what} {id} ({other})"),
+                format!("{cidr} overlaps {id} ({other})"),
             ));
         }
     }
@@ -95,6 +95,10 @@ impl Builder<'_> {
             let lambda_range = ("the Lambda service range".to_string(), lambda);
             let services: Ipv4Net = endpoint::AWS_SERVICES_CIDR.parse().expect("constant");
             let services = ("the AWS services range".to_string(), services);
+            // Public addresses come from the pool: a VPC there would hold
+            // private addresses that are other hosts' public ones.
+            let public: Ipv4Net = super::internet::PUBLIC_POOL.parse().expect("constant");
+            let public = ("the public IPv4 pool".to_string(), public);
             let vpcs = self
                 .m
                 .vpcs
@@ -103,7 +107,7 @@ impl Builder<'_> {
             check_block(
                 cidr,
                 "VPC",
-                [lambda_range, services].into_iter().chain(vpcs),
+                [lambda_range, services, public].into_iter().chain(vpcs),
                 &path,
             )?;
             let default_group = format!("{id}.DefaultSecurityGroup");

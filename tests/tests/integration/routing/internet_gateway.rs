@@ -86,3 +86,51 @@ fn the_internet_gateway_translates_one_to_one_both_ways_and_only_for_its_routes(
         assert_eq!(h.counters().dropped(DropReason::Spoofed), 1);
     });
 }
+
+/// The 1:1 NAT keeps its two directions apart: a public-to-private entry
+/// keyed by an address that is also a VPC host's private one (what a VPC
+/// over the public pool would make, which the model refuses) neither
+/// changes how that host leaves nor hands the host's traffic to another.
+#[test]
+fn a_public_address_equal_to_a_private_one_is_never_read_as_it() {
+    use aya::maps::HashMap as BpfHash;
+    use vpc::datapath::Maps;
+    use vpc_common::{map_names, v4_mapped};
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let (web, inet) = (h.ifindex("Web"), h.ifindex("Example"));
+        let ip = |a: &str| v4_mapped(a.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        // As if userspace had erred: Web's private address is also a
+        // public one, held by Db.
+        let mut m: BpfHash<_, [u8; 16], [u8; 16]> =
+            BpfHash::try_from(h.dp.map(map_names::PUBLIC_TO_PRIVATE).unwrap()).unwrap();
+        m.insert(ip("10.0.1.10"), ip("10.0.2.10"), 0).unwrap();
+        // Web still leaves as its own public address...
+        let (v, out) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).0, "198.51.100.11");
+        // ... and its replies come back to it.
+        let synack = tcp(
+            "203.0.113.10",
+            "198.51.100.11",
+            443,
+            40000,
+            TCP_SYN | TCP_ACK,
+        );
+        let (v, out) = h.run(inet, &synack);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(seen(&out).1, "10.0.1.10");
+        // A private address with no public one of its own does not leave
+        // as the host whose public address it equals.
+        let mut m: BpfHash<_, [u8; 16], [u8; 16]> =
+            BpfHash::try_from(h.dp.map(map_names::PRIVATE_TO_PUBLIC).unwrap()).unwrap();
+        m.remove(&ip("10.0.1.10")).unwrap();
+        let before = h.counters().dropped(DropReason::NoPublicAddress);
+        let (v, _) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40001, 443, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(
+            h.counters().dropped(DropReason::NoPublicAddress),
+            before + 1
+        );
+    });
+}
