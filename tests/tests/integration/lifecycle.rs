@@ -195,8 +195,8 @@ fn peer_after(s: &Server, n: usize) -> String {
     panic!("the database saw no connection after {n}")
 }
 
-/// Pending while the ENI is created (invocations fail with
-/// ResourceNotReadyException, changes with ResourceConflictException),
+/// Pending while the ENI is created (invocations and changes fail with
+/// ResourceConflictException),
 /// Active once the delay has passed on the clock; idle for the idle period,
 /// the ENI is reclaimed and the function is Inactive: nothing leaves its
 /// execution environment; the ENI is deleted after the delete delay; the
@@ -218,11 +218,11 @@ fn pending_active_idle_reclaim_and_restore() {
     );
     assert_eq!(
         (r.status, error_type(&r)),
-        (502, "ResourceNotReadyException".into())
+        (409, "ResourceConflictException".into())
     );
     let out = d.vpc(&["invoke", "reports", "--", "true"]);
     assert!(
-        text(&out).contains("ResourceNotReadyException"),
+        text(&out).contains("ResourceConflictException"),
         "{}",
         text(&out)
     );
@@ -264,8 +264,8 @@ fn pending_active_idle_reclaim_and_restore() {
     assert!(connect(&d, DB).is_some());
     assert_eq!(peer_after(&db, 0), eni[0].1, "through its ENI");
 
-    // 13 days idle: still Active; 14: reclaimed.
-    advance(&d, "13d");
+    // 29 days idle: still Active; 30: reclaimed.
+    advance(&d, "29d");
     assert_eq!(config(&d)["State"], "Active");
     advance(&d, "1d");
     let c = config(&d);
@@ -532,7 +532,7 @@ fn a_restarted_agent_carries_on_from_the_store() {
         connect(&d, DB).is_some(),
         "the pinned datapath never stopped"
     );
-    advance(&d, "14d");
+    advance(&d, "30d");
     assert_eq!(config(&d)["State"], "Inactive");
     drop(agent); // `vpc down` stops it
 }
@@ -664,6 +664,61 @@ fn a_participant_attaches_to_a_shared_subnet_and_unsharing_cuts_it_off() {
         (r.status, error_type(&r)),
         (400, "InvalidParameterValueException".into())
     );
+}
+
+/// The test clock fires every timer at its due time, in order, however far
+/// it jumps: 31 days in one step reclaim the idle function's ENI on day 30
+/// and delete it 20 minutes later, as 31 days of ticks would; the next
+/// invocation finds no ENI and the function restores through Pending. And
+/// an invocation while Pending is refused as Lambda refuses it (409).
+#[test]
+fn a_jump_of_the_clock_fires_every_timer_on_the_way() {
+    let d = up("lcj", &[]);
+    advance(&d, "5m");
+    assert_eq!(config(&d)["State"], "Active");
+    assert_eq!(enis(&d).len(), 1);
+    advance(&d, "31d");
+    let c = config(&d);
+    assert_eq!(
+        (&c["State"], &c["StateReasonCode"]),
+        (&json!("Inactive"), &json!("Idle"))
+    );
+    assert!(
+        enis(&d).is_empty(),
+        "deleted on day 30 + 20 min: {:?}",
+        enis(&d)
+    );
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations",
+        json!({}),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (502, "ResourceNotReadyException".into())
+    );
+    assert_eq!(
+        state_of(&d, "reports"),
+        ("Pending".into(), "Restoring".into())
+    );
+    // Pending: Lambda does not invoke it (409), until the new ENI exists.
+    let r = api(
+        &d,
+        "POST",
+        "/2015-03-31/functions/reports/invocations",
+        json!({}),
+    );
+    assert_eq!(
+        (r.status, error_type(&r)),
+        (409, "ResourceConflictException".into())
+    );
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("The function is currently in the following state: Pending"));
+    advance(&d, "5m");
+    assert_eq!(config(&d)["State"], "Active");
 }
 
 /// A participant may not attach the owner's security groups that are not

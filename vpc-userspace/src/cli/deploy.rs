@@ -98,8 +98,8 @@ struct LifecycleArgs {
     #[arg(long, default_value = "real", value_parser = ["real", "test"])]
     clock: String,
     /// A function not invoked for this long loses its ENI and becomes
-    /// Inactive (AWS: weeks).
-    #[arg(long, default_value = "14d", value_parser = parse_duration)]
+    /// Inactive (30 days, the seed's figure; AWS: weeks).
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
     idle_reclaim: Duration,
     /// An execution environment no invocation took for this long is reaped
     /// (its runtime stopped; one started for concurrency removed). AWS does

@@ -57,7 +57,7 @@ impl Clock {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// A function unused this long loses its ENI and becomes Inactive
-    /// (AWS: "consecutive weeks", undocumented exactly; ours: 14 days).
+    /// (the seed's figure: 30 days; AWS says "consecutive weeks").
     pub idle_reclaim: Duration,
     /// An ENI no function or version uses is deleted after this (AWS: up
     /// to 20 minutes).
@@ -77,7 +77,7 @@ fn default_env_idle() -> Duration {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            idle_reclaim: Duration::from_secs(14 * 86_400),
+            idle_reclaim: Duration::from_secs(30 * 86_400),
             eni_delete_delay: Duration::from_secs(20 * 60),
             eni_limit: 250,
             env_idle: default_env_idle(),

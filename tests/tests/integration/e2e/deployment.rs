@@ -5,7 +5,7 @@ use vpc_common::map_names;
 use vpc_tests::{namespaces_with_prefix, spawn_in_netns, text, vpc, Deployment, FAST};
 
 #[test]
-fn invoke_fails_with_resource_not_ready_while_the_function_is_pending() {
+fn invoke_fails_with_resource_conflict_while_the_function_is_pending() {
     // Pending until the test clock moves: for as long as the test takes.
     let d = Deployment::up("e2ef", "default", &["--clock", "test", "--eni-delay", "5m"]);
     let s = d.status();
@@ -14,7 +14,7 @@ fn invoke_fails_with_resource_not_ready_while_the_function_is_pending() {
     let out = d.vpc(&["invoke", "orders", "--", "true"]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("ResourceNotReadyException"),
+        text(&out).contains("ResourceConflictException"),
         "{}",
         text(&out)
     );
