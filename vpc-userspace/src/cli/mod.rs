@@ -89,6 +89,10 @@ enum Cmd {
     Exec(exec::ExecArgs),
     /// Tear the deployment down: namespaces, links, pins, state.
     Down,
+    /// Compare what is built (namespaces, programs on ports, map entries,
+    /// NAT claims) with the desired state; exit status 1 and each
+    /// difference when they differ.
+    Verify,
     /// Add or remove one security-group rule on the running deployment (as
     /// EC2's AuthorizeSecurityGroupIngress & co.), applied atomically.
     Sg {
@@ -151,6 +155,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Apply(t) => deploy::apply(name, &t)?,
         Cmd::Run(r) => deploy::run(name, &r)?,
         Cmd::Down => deploy::down(name)?,
+        Cmd::Verify => {
+            let drift = vpc::reconcile::verify(name)?;
+            if out == Output::Json {
+                output::write_stdout(&serde_json::to_vec_pretty(&drift)?)?;
+            } else if drift.is_empty() {
+                println!("{name}: what is built is what the desired state says");
+            }
+            if !drift.is_empty() {
+                if out != Output::Json {
+                    for d in &drift {
+                        println!("{d}");
+                    }
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
         Cmd::Agent { detach } => deploy::agent(name, detach)?,
         Cmd::Status(a) => status::status(name, &a, out)?,
         Cmd::Top(a) => status::top(name, a.interval, out)?,

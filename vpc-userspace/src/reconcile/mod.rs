@@ -10,7 +10,9 @@ use anyhow::Result;
 use vpc_common::{map_names, CtEntry, CtKey, NatPortKey};
 
 mod converge;
+mod verify;
 pub use converge::{apply, apply_edit, check_update, converge, Converged, FAULT_ENV};
+pub use verify::verify;
 
 use crate::{
     compile,
