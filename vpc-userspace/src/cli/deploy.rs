@@ -170,15 +170,22 @@ fn load_model_over(
     stack: &str,
     prior: Option<&model::Model>,
 ) -> Result<(model::Model, String)> {
-    let (text, label) = if t.template == "default" {
+    // Local paths in a function's `Code` (and a CDK app's assets) are
+    // relative to the template's directory.
+    let (text, label, dir) = if t.template == "default" {
         (
             vpc::DEFAULT_TEMPLATE.to_string(),
             "default (embedded)".to_string(),
+            None,
         )
     } else {
         let text = std::fs::read_to_string(&t.template)
             .with_context(|| format!("reading template {}", t.template))?;
-        (text, t.template.clone())
+        let dir = std::path::Path::new(&t.template)
+            .parent()
+            .map(|d| if d.as_os_str().is_empty() { ".".as_ref() } else { d })
+            .and_then(|d| std::fs::canonicalize(d).ok());
+        (text, t.template.clone(), dir)
     };
     let mut params = HashMap::new();
     for p in &t.parameters {
@@ -191,7 +198,7 @@ fn load_model_over(
         rules_per_group: t.sg_rules_quota,
         acl_rules: t.acl_rules_quota,
     };
-    let m = model::build_over(&text, &params, stack, quotas, prior)
+    let m = model::build_at(&text, &params, stack, quotas, prior, dir.as_deref())
         .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
     for (id, ty) in &m.skipped {
         eprintln!("note: skipping {id} ({ty}): not modelled by this project");

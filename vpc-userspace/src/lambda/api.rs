@@ -16,13 +16,18 @@
 //! | PublishVersion | `POST /2015-03-31/functions/{name}/versions` |
 //! | Invoke | `POST /2015-03-31/functions/{name}/invocations` |
 //! | CreateFunction | `POST /2015-03-31/functions` |
+//! | UpdateFunctionCode | `PUT /2015-03-31/functions/{name}/code` |
+//! | PutFunctionConcurrency | `PUT /2017-10-31/functions/{name}/concurrency` |
+//! | GetFunctionConcurrency | `GET /2019-09-30/functions/{name}/concurrency` |
+//! | DeleteFunctionConcurrency | `DELETE /2017-10-31/functions/{name}/concurrency` |
 //!
 //! Ours (not AWS's), under `/_vpc`: `POST /_vpc/clock` `{"AdvanceMs": N}`
 //! moves a test clock; `POST /_vpc/ram/(dis)associate-resource-share`
 //! `{"ResourceShare", "SubnetIds", "Principals"}` changes a share (RAM's
 //! API is another service's); `POST /_vpc/functions/{name}/claim?env=N` is what
 //! `vpc invoke F -- CMD` asks before running CMD itself (the lifecycle
-//! checks of Invoke, and where to run).
+//! checks of Invoke, and where to run); `GET /_vpc/functions/{name}/code`
+//! is the function's zip (GetFunction's `Code.Location`).
 //!
 //! Reads are answered from the store on the endpoint's blocking pool;
 //! changes go to the agent's loop (`lambda::operations::Request`), one at a time.
@@ -49,6 +54,7 @@ use serde_json::{json, Value};
 use crate::{
     agent::request::{query_value, Caller, RequestPath},
     lambda::{
+        code,
         lifecycle::{self, ApiError},
         logs,
         operations::{Op, Ops, Request},
@@ -105,6 +111,19 @@ pub fn router(name: &str, ops: Ops) -> Router {
             get(get_function_configuration).put(update_function_configuration),
         )
         .route("/2015-03-31/functions/{f}/versions", post(publish_version))
+        .route(
+            "/2015-03-31/functions/{f}/code",
+            axum::routing::put(update_function_code),
+        )
+        .route(
+            "/2017-10-31/functions/{f}/concurrency",
+            axum::routing::put(put_function_concurrency).delete(delete_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{f}/concurrency",
+            get(get_function_concurrency),
+        )
+        .route("/_vpc/functions/{f}/code", get(function_zip))
         .route("/2015-03-31/functions/{f}/invocations", post(invoke))
         .route("/_vpc/functions/{f}/claim", post(claim))
         .route("/_vpc/clock", post(advance_clock))
@@ -276,21 +295,186 @@ async fn list_functions(State(l): State<Lambda>) -> Result<Reply, ApiError> {
     .await
 }
 
-/// GetFunction.
+/// GetFunction: the configuration, where to download the code (`Code`:
+/// the agent serves the zip at the endpoint asked, as S3 would at a
+/// presigned URL), and `Concurrency` when the function reserves some.
 async fn get_function(
     State(l): State<Lambda>,
     Path(f): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    let host = header(&headers, "host").unwrap_or("localhost").to_string();
+    l.blocking(move |name, _| {
+        let qualifier = q(&query, "Qualifier");
+        let c = get_configuration(name, &fname(&f), qualifier.clone())?;
+        let (s, _) = load(name)?;
+        let func = s.model.function(&fname(&f)).expect("configured");
+        let location = format!(
+            "http://{host}/_vpc/functions/{}/code{}",
+            func.name,
+            qualifier.map(|v| format!("?Qualifier={v}")).unwrap_or_default()
+        );
+        let mut r = json!({
+            "Configuration": c,
+            "Code": {"RepositoryType": "S3", "Location": location},
+        });
+        if let Some(n) = func.runtime.reserved_concurrency {
+            r["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+        }
+        Ok(json_reply(200, &r))
+    })
+    .await
+}
+
+/// Ours: the zip of a function's code (GetFunction's `Code.Location`).
+async fn function_zip(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Reply, ApiError> {
+    let qualifier = qualifier(q(&query, "Qualifier"))?;
+    l.blocking(move |name, _| {
+        let (s, _) = load(name)?;
+        let func = s
+            .model
+            .function(&fname(&f))
+            .ok_or_else(|| ApiError::not_found(&f))?;
+        let id = match qualifier {
+            Some(n) => lifecycle::version_id(&func.id, n),
+            None => func.id.clone(),
+        };
+        let func = s
+            .model
+            .function(&id)
+            .ok_or_else(|| ApiError::not_found(&f))?;
+        let zip = code::zip_of(name, func).map_err(internal)?;
+        Ok(Reply(
+            200,
+            vec![("content-type", "application/zip".into())],
+            zip,
+        ))
+    })
+    .await
+}
+
+/// The code of a CreateFunction or UpdateFunctionCode request (`req`:
+/// where `ZipFile` is), read and checked on the blocking pool.
+async fn request_code(
+    l: &Lambda,
+    req: Value,
+    operation: &'static str,
+    size: usize,
+) -> Result<Option<code::Source>, ApiError> {
+    if size > code::MAX_REQUEST_BYTES {
+        return Err(code::request_too_large(operation));
+    }
+    l.blocking(move |_, _| code::from_request(&req)).await
+}
+
+/// UpdateFunctionCode: `ZipFile` (a zip, or this project's inline text),
+/// `Publish`; `DryRun` checks the code and changes nothing.
+async fn update_function_code(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let size = body.len();
+    let mut body = json_body(&body)?;
+    let publish = body["Publish"].as_bool() == Some(true);
+    let dry_run = body["DryRun"].as_bool() == Some(true);
+    let req = std::mem::take(&mut body);
+    let source = request_code(&l, req, "UpdateFunctionCode", size)
+        .await?
+        .ok_or_else(|| ApiError::invalid("ZipFile: the function's code is required"))?;
+    l.blocking(move |name, ops| {
+        if dry_run {
+            return Ok(json_reply(200, &get_configuration(name, &fname(&f), None)?));
+        }
+        let c = ask(
+            ops,
+            Op::UpdateCode {
+                function: fname(&f),
+                code: source,
+                publish,
+            },
+        )?;
+        Ok(json_reply(200, &c))
+    })
+    .await
+}
+
+/// PutFunctionConcurrency.
+async fn put_function_concurrency(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let b = json_body(&body)?;
+    let invalid = |v: &str, c: &str| {
+        ApiError::invalid(format!(
+            "1 validation error detected: Value {v} at 'reservedConcurrentExecutions' failed to satisfy constraint: Member must {c}"
+        ))
+    };
+    let n = match &b["ReservedConcurrentExecutions"] {
+        Value::Null => return Err(invalid("null", "not be null")),
+        v => match v.as_i64() {
+            Some(n) if n < 0 => {
+                return Err(invalid(&n.to_string(), "have value greater than or equal to 0"))
+            }
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+            None => return Err(invalid(&v.to_string(), "be an integer")),
+        },
+    };
+    l.blocking(move |_, ops| {
+        let c = ask(
+            ops,
+            Op::Concurrency {
+                function: fname(&f),
+                reserved: Some(n),
+            },
+        )?;
+        Ok(json_reply(200, &c))
+    })
+    .await
+}
+
+/// GetFunctionConcurrency: `{}` when the function reserves none.
+async fn get_function_concurrency(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
 ) -> Result<Reply, ApiError> {
     l.blocking(move |name, _| {
-        let c = get_configuration(name, &fname(&f), q(&query, "Qualifier"))?;
+        let (s, _) = load(name)?;
+        let func = s
+            .model
+            .function(&fname(&f))
+            .ok_or_else(|| ApiError::not_found(&f))?;
         Ok(json_reply(
             200,
-            &json!({
-                "Configuration": c,
-                "Code": {"RepositoryType": "S3", "Location": ""},
-            }),
+            &match func.runtime.reserved_concurrency {
+                Some(n) => json!({ "ReservedConcurrentExecutions": n }),
+                None => json!({}),
+            },
         ))
+    })
+    .await
+}
+
+/// DeleteFunctionConcurrency.
+async fn delete_function_concurrency(
+    State(l): State<Lambda>,
+    Path(f): Path<String>,
+) -> Result<Reply, ApiError> {
+    l.blocking(move |_, ops| {
+        ask(
+            ops,
+            Op::Concurrency {
+                function: fname(&f),
+                reserved: None,
+            },
+        )?;
+        Ok(Reply(204, vec![], vec![]))
     })
     .await
 }
@@ -353,16 +537,20 @@ async fn delete_function(
     .await
 }
 
-/// PublishVersion.
+/// PublishVersion (`CodeSha256`: only if `$LATEST`'s code has it).
 async fn publish_version(
     State(l): State<Lambda>,
     Path(f): Path<String>,
+    body: Bytes,
 ) -> Result<Reply, ApiError> {
+    let b = json_body(&body)?;
+    let code_sha256 = b["CodeSha256"].as_str().map(str::to_string);
     l.blocking(move |_, ops| {
         let c = ask(
             ops,
             Op::Publish {
                 function: fname(&f),
+                code_sha256,
             },
         )?;
         Ok(json_reply(201, &c))
@@ -570,10 +758,14 @@ async fn create_function(
     caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
-    let body = json_body(&body)?;
+    let size = body.len();
+    let mut body = json_body(&body)?;
     let account = caller.and_then(|Extension(c)| c.account());
+    // The code is read here (a zip of up to 50 MB), not on the agent's loop.
+    let req = std::mem::take(&mut body["Code"]);
+    let code = request_code(&l, req, "CreateFunction", size).await?;
     l.blocking(move |_, ops| {
-        let c = ask(ops, Op::Create { body, account })?;
+        let c = ask(ops, Op::Create { body, account, code })?;
         Ok(json_reply(201, &c))
     })
     .await
