@@ -418,4 +418,4 @@ pub fn needs_runtime(f: &Function) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -230,3 +230,211 @@ pub fn find_asset(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, path::Path};
+
+    use crate::{
+        lambda::code::{tests::TempDir, Package},
+        model::{build_at, Model, Quotas},
+        template::ModelError,
+    };
+
+    const BASE: &str = "
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+";
+
+    fn build(dir: &Path, functions: &str) -> Result<Model, ModelError> {
+        build_at(
+            &format!("{BASE}{functions}"),
+            &HashMap::new(),
+            "s",
+            Quotas::default(),
+            None,
+            Some(dir),
+        )
+    }
+
+    fn package(m: &Model, id: &str) -> Package {
+        m.function(id).unwrap().package.clone().expect("a package")
+    }
+
+    #[test]
+    fn code_as_a_local_path_is_a_directory_a_zip_or_a_file_relative_to_the_template() {
+        let d = TempDir::new("paths");
+        d.write("src/app.py", b"from lib import x\n", 0o644);
+        d.write("src/lib.py", b"x = 1\n", 0o644);
+        let zip = Package::from_dir(&d.0.join("src")).unwrap();
+        d.write("dist/app.zip", zip.zip.as_ref().unwrap(), 0o644);
+        d.write("one/handler.py", b"def h(e, c): return e\n", 0o644);
+        let m = build(
+            &d.0,
+            "
+  Dir: {Type: AWS::Lambda::Function, Properties: {Runtime: python3.12, Handler: app.handler, Code: ./src}}
+  Zip: {Type: AWS::Lambda::Function, Properties: {Runtime: python3.12, Handler: app.handler, Code: dist/app.zip}}
+  File: {Type: AWS::Lambda::Function, Properties: {Runtime: python3.12, Handler: handler.h, Code: one/handler.py}}
+",
+        )
+        .unwrap();
+        // The directory and the zip made of it are the same package.
+        assert_eq!(package(&m, "Dir"), zip);
+        assert_eq!(package(&m, "Zip"), zip);
+        assert!(package(&m, "Dir").zip.is_some(), "in hand, to be stored");
+        assert!(m.function("Dir").unwrap().code.is_none());
+        // One file, zipped alone under its name.
+        let one = package(&m, "File");
+        let mut a = zip::ZipArchive::new(std::io::Cursor::new(one.zip.unwrap().to_vec())).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.by_index(0).unwrap().name().unwrap(), "handler.py");
+        // A package's bootstrap is a bootstrap.
+        d.write("boot/bootstrap", b"#!/bin/sh\n", 0o755);
+        let m = build(
+            &d.0,
+            "  B: {Type: AWS::Lambda::Function, Properties: {Runtime: provided.al2023, Code: boot}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.function("B").unwrap().runtime_api(),
+            Some(crate::model::Runtime::Provided)
+        );
+    }
+
+    #[test]
+    fn a_bad_code_path_is_refused_naming_the_resource_and_field() {
+        let d = TempDir::new("bad");
+        d.write("broken.zip", b"PK\x03\x04 and then nothing", 0o644);
+        d.write("src/app.py", b"", 0o644);
+        for (code, field, what) in [
+            ("./missing", "Code", "./missing: no such file or directory (paths are relative to the template's directory"),
+            ("broken.zip", "Code", "broken.zip: Could not unzip uploaded file. Please check your file, then try to upload again."),
+            ("s3://bucket/key.zip", "Code", "local assets only"),
+            ("{ImageUri: x}", "Code.ImageUri", "container images"),
+            ("{ZipFile: a, S3Key: b}", "Code", "one of ZipFile, S3Key or ImageUri"),
+        ] {
+            let e = build(
+                &d.0,
+                &format!("  F: {{Type: AWS::Lambda::Function, Properties: {{Runtime: python3.12, Handler: app.h, Code: {code}}}}}\n"),
+            )
+            .unwrap_err();
+            assert_eq!(e.path, format!("Resources.F.Properties.{field}"), "{code}");
+            assert!(e.message.contains(what), "{code}: {}", e.message);
+        }
+        assert!(build(&d.0, "  F: {Type: AWS::Lambda::Function, Properties: {Code: ./missing}}\n")
+            .unwrap_err()
+            .message
+            .contains(&d.0.display().to_string()));
+        // A package runs on a Runtime.
+        let e = build(&d.0, "  F: {Type: AWS::Lambda::Function, Properties: {Code: src}}\n")
+            .unwrap_err();
+        assert_eq!(e.path, "Resources.F.Properties.Runtime");
+        assert_eq!(e.message, crate::lambda::code::RUNTIME_NEEDED);
+    }
+
+    /// The layout `cdk synth` writes (tests/fixtures/cdk_asset/): the
+    /// function's `S3Key` is found through the assets manifest, and its
+    /// package is the asset directory's files.
+    #[test]
+    fn a_cdk_asset_is_found_through_the_assets_manifest() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cdk_asset");
+        let text = std::fs::read_to_string(dir.join("CodeAssetStack.template.json")).unwrap();
+        let m = build_at(&text, &HashMap::new(), "s", Quotas::default(), None, Some(&dir))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let f = m.function("Handler886CB40B").unwrap();
+        let asset = "asset.d54777efdec6e92694a9c57f2fcb5f7728b5bcc3fc88e5b88b825e815b3ddd60";
+        assert_eq!(f.package, Some(Package::from_dir(&dir.join(asset)).unwrap()));
+        assert_eq!(f.runtime.handler.as_deref(), Some("index.handler"));
+        // Through the manifest: the bucket's placeholders resolved as the
+        // template's Fn::Sub resolves them.
+        let subst = |s: &str| {
+            s.replace("${AWS::AccountId}", &m.account)
+                .replace("${AWS::Region}", &m.region)
+        };
+        let key = "d54777efdec6e92694a9c57f2fcb5f7728b5bcc3fc88e5b88b825e815b3ddd60.zip";
+        let bucket = format!("cdk-hnb659fds-assets-{}-{}", m.account, m.region);
+        let a = super::find_asset(&dir, Some(&bucket), key, &subst).unwrap().unwrap();
+        assert_eq!((a.path, a.packaging.as_str()), (dir.join(asset), "zip"));
+        // Another bucket, another key: no asset.
+        assert!(super::find_asset(&dir, Some("elsewhere"), key, &subst).unwrap().is_none());
+        assert!(super::find_asset(&dir, None, "nope.zip", &subst).unwrap().is_none());
+        // The template itself is an asset of packaging "file".
+        let t = super::find_asset(
+            &dir,
+            None,
+            "e41297e8d1acda9198f881825c1606f52d8af2d7b29eb73e538c57245654551e.json",
+            &subst,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(t.packaging, "file");
+    }
+
+    #[test]
+    fn assets_are_found_through_manifest_json_and_refused_when_not_local() {
+        let d = TempDir::new("cdk");
+        let manifest = |key: &str, source: &str| {
+            format!(
+                r#"{{"version": "48.0.0", "files": {{"abc": {{"source": {source}, "destinations": {{"current_account-current_region": {{"bucketName": "cdk-hnb659fds-assets-${{AWS::AccountId}}-${{AWS::Region}}", "objectKey": "{key}"}}}}}}}}, "dockerImages": {{}}}}"#
+            )
+        };
+        // Named only by manifest.json, in a subdirectory: the path is
+        // relative to the manifest.
+        d.write(
+            "sub/App.assets.json.txt",
+            manifest("abc.zip", r#"{"path": "asset.abc", "packaging": "zip"}"#).as_bytes(),
+            0o644,
+        );
+        d.write("sub/asset.abc/index.py", b"def handler(e, c): return 1\n", 0o644);
+        d.write(
+            "manifest.json",
+            br#"{"version": "48.0.0", "artifacts": {"App.assets": {"type": "cdk:asset-manifest", "properties": {"file": "sub/App.assets.json.txt"}}}}"#,
+            0o644,
+        );
+        let f = |key: &str| {
+            format!("  F: {{Type: AWS::Lambda::Function, Properties: {{Runtime: python3.12, Handler: index.handler, Code: {{S3Bucket: !Sub 'cdk-hnb659fds-assets-${{AWS::AccountId}}-${{AWS::Region}}', S3Key: {key}}}}}}}\n")
+        };
+        let m = build(&d.0, &f("abc.zip")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            package(&m, "F"),
+            Package::from_dir(&d.0.join("sub/asset.abc")).unwrap()
+        );
+        // A key no manifest names.
+        let e = build(&d.0, &f("other.zip")).unwrap_err();
+        assert_eq!(e.path, "Resources.F.Properties.Code.S3Key");
+        assert_eq!(
+            e.message,
+            format!(
+                "no asset other.zip in {}; this project runs code from local assets only",
+                d.0.display()
+            )
+        );
+        // An asset built by a command, and one whose files are gone.
+        d.write(
+            "Exec.assets.json",
+            manifest("exec.zip", r#"{"executable": ["make"]}"#).as_bytes(),
+            0o644,
+        );
+        d.write(
+            "Gone.assets.json",
+            manifest("gone.zip", r#"{"path": "asset.gone", "packaging": "zip"}"#).as_bytes(),
+            0o644,
+        );
+        let e = build(&d.0, &f("exec.zip")).unwrap_err();
+        assert!(e.message.contains("source.executable"), "{e}");
+        let e = build(&d.0, &f("gone.zip")).unwrap_err();
+        assert!(e.message.contains("does not exist: run `cdk synth` again"), "{e}");
+    }
+
+    #[test]
+    fn reservations_leave_the_accounts_minimum_unreserved() {
+        let d = TempDir::new("rc");
+        let f = |a: u32, b: u32| {
+            format!("  A: {{Type: AWS::Lambda::Function, Properties: {{ReservedConcurrentExecutions: {a}}}}}\n  B: {{Type: AWS::Lambda::Function, Properties: {{ReservedConcurrentExecutions: {b}}}}}\n")
+        };
+        assert!(build(&d.0, &f(450, 450)).is_ok());
+        let e = build(&d.0, &f(450, 451)).unwrap_err();
+        assert_eq!(e.path, "Resources.B.Properties.ReservedConcurrentExecutions");
+        assert!(e.message.ends_with("decreases account's UnreservedConcurrentExecution below its minimum value of [100]."), "{e}");
+    }
+}
