@@ -232,7 +232,12 @@ fn a_template_runs_code_from_a_local_directory_and_a_local_zip() {
         let r = invoke(&d, f, &json!({}));
         assert_eq!(r["version"], version, "{r}");
         assert_eq!(
-            r["seen_by_db"].as_str().unwrap().rsplit_once(':').unwrap().0,
+            r["seen_by_db"]
+                .as_str()
+                .unwrap()
+                .rsplit_once(':')
+                .unwrap()
+                .0,
             eni,
             "{f}: {r}"
         );
@@ -292,7 +297,14 @@ fn a_cdk_apps_asset_comes_up_and_answers() {
     let name = vpc_tests::unique_name("cdkmiss");
     let out = vpc_tests::vpc(
         &name,
-        &["up", alone.0.join("CodeAssetStack.template.json").to_str().unwrap()],
+        &[
+            "up",
+            alone
+                .0
+                .join("CodeAssetStack.template.json")
+                .to_str()
+                .unwrap(),
+        ],
     );
     assert!(!out.status.success());
     let msg = text(&out);

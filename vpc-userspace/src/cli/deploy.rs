@@ -200,7 +200,13 @@ fn load_model_over(
             .with_context(|| format!("reading template {}", t.template))?;
         let dir = std::path::Path::new(&t.template)
             .parent()
-            .map(|d| if d.as_os_str().is_empty() { ".".as_ref() } else { d })
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    ".".as_ref()
+                } else {
+                    d
+                }
+            })
             .and_then(|d| std::fs::canonicalize(d).ok());
         (text, t.template.clone(), dir)
     };
@@ -355,7 +361,10 @@ pub fn run(name: &str, c: &RunCmd) -> Result<()> {
             if !state.model.hosts.iter().any(|h| h.id == *host) {
                 bail!("--listen {host}:{port}: the template has no instance or network interface {host:?}");
             }
-            listeners.push(Listener::start(&vpc::topology::node_netns(name, host), *port)?);
+            listeners.push(Listener::start(
+                &vpc::topology::node_netns(name, host),
+                *port,
+            )?);
         }
         println!("{name}: up; Ctrl-C tears it down");
         // Shown under the status once done (the invocation goes through the
@@ -381,8 +390,8 @@ pub fn run(name: &str, c: &RunCmd) -> Result<()> {
                 .map(|f| f.name.as_str())
                 .unwrap_or("FUNCTION");
             match (&invoke, shown.lock().expect("lock").as_deref()) {
-                (Some(_), Some(r)) => println!("\n{r}"),
-                (Some((f, _)), None) => println!("\ninvoking {f} once it is Active ..."),
+                (Some(_), Some(r)) => println!("\n{r}\n"),
+                (Some((f, _)), None) => println!("\ninvoking {f} once it is Active ...\n"),
                 (None, _) => println!("\ntry: vpc --name {name} invoke {f} --payload '{{\"order\": 1}}'   (its handler, through its ENI)"),
             }
             println!("try: vpc --name {name} invoke {f} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'   (a shell in its environment)");

@@ -313,7 +313,9 @@ async fn get_function(
         let location = format!(
             "http://{host}/_vpc/functions/{}/code{}",
             func.name,
-            qualifier.map(|v| format!("?Qualifier={v}")).unwrap_or_default()
+            qualifier
+                .map(|v| format!("?Qualifier={v}"))
+                .unwrap_or_default()
         );
         let mut r = json!({
             "Configuration": c,
@@ -420,7 +422,10 @@ async fn put_function_concurrency(
         Value::Null => return Err(invalid("null", "not be null")),
         v => match v.as_i64() {
             Some(n) if n < 0 => {
-                return Err(invalid(&n.to_string(), "have value greater than or equal to 0"))
+                return Err(invalid(
+                    &n.to_string(),
+                    "have value greater than or equal to 0",
+                ))
             }
             Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
             None => return Err(invalid(&v.to_string(), "be an integer")),
@@ -765,7 +770,14 @@ async fn create_function(
     let req = std::mem::take(&mut body["Code"]);
     let code = request_code(&l, req, "CreateFunction", size).await?;
     l.blocking(move |_, ops| {
-        let c = ask(ops, Op::Create { body, account, code })?;
+        let c = ask(
+            ops,
+            Op::Create {
+                body,
+                account,
+                code,
+            },
+        )?;
         Ok(json_reply(201, &c))
     })
     .await

@@ -88,7 +88,11 @@ impl Package {
     pub fn from_file(path: &Path) -> Result<Package, String> {
         use std::os::unix::fs::PermissionsExt as _;
         let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if is_zip(&data) || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+        if is_zip(&data)
+            || path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+        {
             return Self::from_zip(data);
         }
         if data.len() as u64 > MAX_UNZIPPED_BYTES {
@@ -190,7 +194,13 @@ fn write_zip(entries: &Entries) -> Vec<u8> {
 /// relative to `dir`, sorted; mode 0755 for a file anyone may execute,
 /// else 0644; at most `limit` bytes in all.
 pub fn zip_dir(dir: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Entries, total: &mut u64, limit: u64) -> Result<(), String> {
+    fn walk(
+        root: &Path,
+        dir: &Path,
+        out: &mut Entries,
+        total: &mut u64,
+        limit: u64,
+    ) -> Result<(), String> {
         use std::os::unix::fs::PermissionsExt as _;
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -240,7 +250,11 @@ pub fn inline_zip(f: &Function) -> Vec<u8> {
         .as_deref()
         .and_then(|r| Runtime::parse(r).ok())
         .unwrap_or(Runtime::Provided);
-    let mode = if family == Runtime::Provided { 0o755 } else { 0o644 };
+    let mode = if family == Runtime::Provided {
+        0o755
+    } else {
+        0o644
+    };
     write_zip(&vec![(
         family.code_file().to_string(),
         code.as_bytes().to_vec(),
@@ -263,9 +277,7 @@ pub fn digest(f: &Function) -> (String, u64) {
 /// The zip of a function's code (GetFunction's `Code.Location`).
 pub fn zip_of(name: &str, f: &Function) -> Result<Vec<u8>> {
     match &f.package {
-        Some(p) => {
-            std::fs::read(p.path(name)).with_context(|| format!("package {}", p.sha256))
-        }
+        Some(p) => std::fs::read(p.path(name)).with_context(|| format!("package {}", p.sha256)),
         None => Ok(inline_zip(f)),
     }
 }
@@ -404,7 +416,9 @@ pub fn request_too_large(operation: &str) -> ApiError {
     ApiError::new(
         413,
         "RequestEntityTooLargeException",
-        format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {operation} operation"),
+        format!(
+            "Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {operation} operation"
+        ),
     )
 }
 

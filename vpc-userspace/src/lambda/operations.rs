@@ -255,7 +255,10 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
         };
         // A function's reserved concurrency counts for its versions too.
         let reserved = match &f.version_of {
-            Some((of, _)) => s.model.function(of).and_then(|p| p.runtime.reserved_concurrency),
+            Some((of, _)) => s
+                .model
+                .function(of)
+                .and_then(|p| p.runtime.reserved_concurrency),
             None => f.runtime.reserved_concurrency,
         };
         Ok(Ok(json!({
@@ -512,7 +515,8 @@ fn check_unreserved(m: &crate::model::Model, id: &str, n: u32) -> Result<(), Api
         .filter(|f| f.version_of.is_none() && f.id != id)
         .filter_map(|f| f.runtime.reserved_concurrency)
         .sum();
-    if others + n > crate::model::MAX_RESERVED_CONCURRENCY - crate::model::MIN_UNRESERVED_CONCURRENCY
+    if others + n
+        > crate::model::MAX_RESERVED_CONCURRENCY - crate::model::MIN_UNRESERVED_CONCURRENCY
     {
         return Err(ApiError::invalid(crate::model::UNRESERVED_BELOW_MINIMUM));
     }

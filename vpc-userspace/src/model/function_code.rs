@@ -172,7 +172,11 @@ fn manifests(dir: &Path) -> Vec<PathBuf> {
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
     {
-        for a in m["artifacts"].as_object().into_iter().flat_map(|o| o.values()) {
+        for a in m["artifacts"]
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.values())
+        {
             if a["type"] == "cdk:asset-manifest" {
                 if let Some(f) = a["properties"]["file"].as_str() {
                     found.push(dir.join(f));
@@ -205,9 +209,8 @@ pub fn find_asset(
                 .flat_map(|d| d.values())
                 .any(|d| {
                     d["objectKey"].as_str() == Some(key)
-                        && bucket.is_none_or(|b| {
-                            d["bucketName"].as_str().is_none_or(|n| subst(n) == b)
-                        })
+                        && bucket
+                            .is_none_or(|b| d["bucketName"].as_str().is_none_or(|n| subst(n) == b))
                 });
             if !published {
                 continue;
@@ -321,13 +324,19 @@ Resources:
             assert_eq!(e.path, format!("Resources.F.Properties.{field}"), "{code}");
             assert!(e.message.contains(what), "{code}: {}", e.message);
         }
-        assert!(build(&d.0, "  F: {Type: AWS::Lambda::Function, Properties: {Code: ./missing}}\n")
-            .unwrap_err()
-            .message
-            .contains(&d.0.display().to_string()));
+        assert!(build(
+            &d.0,
+            "  F: {Type: AWS::Lambda::Function, Properties: {Code: ./missing}}\n"
+        )
+        .unwrap_err()
+        .message
+        .contains(&d.0.display().to_string()));
         // A package runs on a Runtime.
-        let e = build(&d.0, "  F: {Type: AWS::Lambda::Function, Properties: {Code: src}}\n")
-            .unwrap_err();
+        let e = build(
+            &d.0,
+            "  F: {Type: AWS::Lambda::Function, Properties: {Code: src}}\n",
+        )
+        .unwrap_err();
         assert_eq!(e.path, "Resources.F.Properties.Runtime");
         assert_eq!(e.message, crate::lambda::code::RUNTIME_NEEDED);
     }
@@ -339,11 +348,21 @@ Resources:
     fn a_cdk_asset_is_found_through_the_assets_manifest() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cdk_asset");
         let text = std::fs::read_to_string(dir.join("CodeAssetStack.template.json")).unwrap();
-        let m = build_at(&text, &HashMap::new(), "s", Quotas::default(), None, Some(&dir))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let m = build_at(
+            &text,
+            &HashMap::new(),
+            "s",
+            Quotas::default(),
+            None,
+            Some(&dir),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let f = m.function("Handler886CB40B").unwrap();
         let asset = "asset.d54777efdec6e92694a9c57f2fcb5f7728b5bcc3fc88e5b88b825e815b3ddd60";
-        assert_eq!(f.package, Some(Package::from_dir(&dir.join(asset)).unwrap()));
+        assert_eq!(
+            f.package,
+            Some(Package::from_dir(&dir.join(asset)).unwrap())
+        );
         assert_eq!(f.runtime.handler.as_deref(), Some("index.handler"));
         // Through the manifest: the bucket's placeholders resolved as the
         // template's Fn::Sub resolves them.
@@ -353,11 +372,17 @@ Resources:
         };
         let key = "d54777efdec6e92694a9c57f2fcb5f7728b5bcc3fc88e5b88b825e815b3ddd60.zip";
         let bucket = format!("cdk-hnb659fds-assets-{}-{}", m.account, m.region);
-        let a = super::find_asset(&dir, Some(&bucket), key, &subst).unwrap().unwrap();
+        let a = super::find_asset(&dir, Some(&bucket), key, &subst)
+            .unwrap()
+            .unwrap();
         assert_eq!((a.path, a.packaging.as_str()), (dir.join(asset), "zip"));
         // Another bucket, another key: no asset.
-        assert!(super::find_asset(&dir, Some("elsewhere"), key, &subst).unwrap().is_none());
-        assert!(super::find_asset(&dir, None, "nope.zip", &subst).unwrap().is_none());
+        assert!(super::find_asset(&dir, Some("elsewhere"), key, &subst)
+            .unwrap()
+            .is_none());
+        assert!(super::find_asset(&dir, None, "nope.zip", &subst)
+            .unwrap()
+            .is_none());
         // The template itself is an asset of packaging "file".
         let t = super::find_asset(
             &dir,
@@ -385,7 +410,11 @@ Resources:
             manifest("abc.zip", r#"{"path": "asset.abc", "packaging": "zip"}"#).as_bytes(),
             0o644,
         );
-        d.write("sub/asset.abc/index.py", b"def handler(e, c): return 1\n", 0o644);
+        d.write(
+            "sub/asset.abc/index.py",
+            b"def handler(e, c): return 1\n",
+            0o644,
+        );
         d.write(
             "manifest.json",
             br#"{"version": "48.0.0", "artifacts": {"App.assets": {"type": "cdk:asset-manifest", "properties": {"file": "sub/App.assets.json.txt"}}}}"#,
@@ -423,7 +452,10 @@ Resources:
         let e = build(&d.0, &f("exec.zip")).unwrap_err();
         assert!(e.message.contains("source.executable"), "{e}");
         let e = build(&d.0, &f("gone.zip")).unwrap_err();
-        assert!(e.message.contains("does not exist: run `cdk synth` again"), "{e}");
+        assert!(
+            e.message.contains("does not exist: run `cdk synth` again"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -434,7 +466,10 @@ Resources:
         };
         assert!(build(&d.0, &f(450, 450)).is_ok());
         let e = build(&d.0, &f(450, 451)).unwrap_err();
-        assert_eq!(e.path, "Resources.B.Properties.ReservedConcurrentExecutions");
+        assert_eq!(
+            e.path,
+            "Resources.B.Properties.ReservedConcurrentExecutions"
+        );
         assert!(e.message.ends_with("decreases account's UnreservedConcurrentExecution below its minimum value of [100]."), "{e}");
     }
 }

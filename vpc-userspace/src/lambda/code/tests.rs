@@ -67,7 +67,10 @@ fn code_sha256_is_the_base64_of_the_sha256_of_the_zip() {
     assert_eq!(p.hex().len(), 64);
     assert!(p.path("d").ends_with(format!("code/{}.zip", p.hex())));
     // The bytes in hand or not, the same package.
-    let stored = Package { zip: None, ..p.clone() };
+    let stored = Package {
+        zip: None,
+        ..p.clone()
+    };
     assert_eq!(stored, p);
     assert_eq!(serde_json::to_value(&p).unwrap()["zip"], Value::Null);
 }
@@ -88,7 +91,11 @@ fn a_directory_zips_the_same_whatever_its_times_with_its_layout_and_modes() {
     let names: Vec<_> = e.iter().map(|(n, m, _)| (n.as_str(), *m)).collect();
     assert_eq!(
         names,
-        [("app.py", 0o644), ("bootstrap", 0o755), ("lib/helper.py", 0o644)]
+        [
+            ("app.py", 0o644),
+            ("bootstrap", 0o755),
+            ("lib/helper.py", 0o644)
+        ]
     );
     assert_eq!(e[2].2, b"def helper(): pass\n");
     // A change of contents is a new hash.
@@ -103,7 +110,10 @@ fn a_directory_zips_the_same_whatever_its_times_with_its_layout_and_modes() {
 
 #[test]
 fn what_does_not_unzip_or_unzips_too_large_is_refused_in_lambdas_words() {
-    assert_eq!(Package::from_zip(b"not a zip".to_vec()).unwrap_err(), NOT_A_ZIP);
+    assert_eq!(
+        Package::from_zip(b"not a zip".to_vec()).unwrap_err(),
+        NOT_A_ZIP
+    );
     let zip = write_zip(&vec![("a.py".into(), vec![b'x'; 4096], 0o644)]);
     // Cut short: no central directory.
     assert_eq!(
@@ -146,7 +156,9 @@ fn requests_give_a_zip_inline_text_or_an_error() {
     assert!(err(json!({"ZipFile": "%%%"})).message.contains("base64"));
     let e = err(json!({"S3Bucket": "b", "S3Key": "k.zip"}));
     assert!(e.message.contains("local assets only"), "{e}");
-    assert!(err(json!({"ImageUri": "x"})).message.starts_with("ImageUri"));
+    assert!(err(json!({"ImageUri": "x"}))
+        .message
+        .starts_with("ImageUri"));
     let e = request_too_large("CreateFunction");
     assert_eq!((e.status, e.kind), (413, "RequestEntityTooLargeException"));
     assert_eq!(
@@ -170,7 +182,13 @@ fn a_package_is_laid_out_as_in_the_zip_and_inline_code_as_cloudformation_names_i
         b"module.exports = 2;\n"
     );
     assert!(task.0.join("src/index.js").is_file());
-    let mode = |p: &str| std::fs::metadata(task.0.join(p)).unwrap().permissions().mode() & 0o111;
+    let mode = |p: &str| {
+        std::fs::metadata(task.0.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111
+    };
     assert_ne!(mode("bootstrap"), 0, "the executable bit is kept");
     assert_eq!(mode("src/index.js"), 0);
     assert!(!task.0.join("index.js").exists());
@@ -183,7 +201,10 @@ fn a_package_is_laid_out_as_in_the_zip_and_inline_code_as_cloudformation_names_i
         let t = TempDir::new("inline");
         lay_out(&t.0, family, "code", None).unwrap();
         assert_eq!(std::fs::read_to_string(t.0.join(file)).unwrap(), "code");
-        let m = std::fs::metadata(t.0.join(file)).unwrap().permissions().mode();
+        let m = std::fs::metadata(t.0.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(m & 0o111 != 0, exec, "{file}");
     }
 }
@@ -204,10 +225,16 @@ Resources:
     let p = m.function("P").unwrap();
     let (sha, size) = digest(p);
     let zip = inline_zip(p);
-    assert_eq!((sha.as_str(), size), (sha256_b64(&zip).as_str(), zip.len() as u64));
+    assert_eq!(
+        (sha.as_str(), size),
+        (sha256_b64(&zip).as_str(), zip.len() as u64)
+    );
     let e = entries(&zip);
     assert_eq!(e.len(), 1);
-    assert_eq!((e[0].0.as_str(), e[0].2.as_slice()), ("index.py", &b"def handler(e, c): return e"[..]));
+    assert_eq!(
+        (e[0].0.as_str(), e[0].2.as_slice()),
+        ("index.py", &b"def handler(e, c): return e"[..])
+    );
     // Stable: the same code, the same hash.
     assert_eq!(digest(p), digest(&p.clone()));
     // No code: an empty archive.
