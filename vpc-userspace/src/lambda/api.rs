@@ -309,7 +309,10 @@ async fn get_function(
         let qualifier = q(&query, "Qualifier");
         let c = get_configuration(name, &fname(&f), qualifier.clone())?;
         let (s, _) = load(name)?;
-        let func = s.model.function(&fname(&f)).expect("configured");
+        let func = s
+            .model
+            .function(&fname(&f))
+            .ok_or_else(|| ApiError::not_found(&f))?;
         let location = format!(
             "http://{host}/_vpc/functions/{}/code{}",
             func.name,
@@ -383,6 +386,9 @@ async fn update_function_code(
 ) -> Result<Reply, ApiError> {
     let size = body.len();
     let mut body = json_body(&body)?;
+    if !body.is_object() {
+        return Err(ApiError::invalid("the request body is not a JSON object"));
+    }
     let publish = body["Publish"].as_bool() == Some(true);
     let dry_run = body["DryRun"].as_bool() == Some(true);
     let req = std::mem::take(&mut body);
@@ -765,6 +771,9 @@ async fn create_function(
 ) -> Result<Reply, ApiError> {
     let size = body.len();
     let mut body = json_body(&body)?;
+    if !body.is_object() {
+        return Err(ApiError::invalid("the request body is not a JSON object"));
+    }
     let account = caller.and_then(|Extension(c)| c.account());
     // The code is read here (a zip of up to 50 MB), not on the agent's loop.
     let req = std::mem::take(&mut body["Code"]);

@@ -150,6 +150,17 @@ fn find(s: &State, function: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::not_found(function))
 }
 
+/// The function (not a version) a change of `$LATEST` names.
+fn unqualified(s: &State, function: &str) -> Result<String, ApiError> {
+    let id = find(s, function)?;
+    match s.model.function(&id).and_then(|f| f.version_of.as_ref()) {
+        Some(_) => Err(ApiError::invalid(format!(
+            "{function}: a published version cannot be changed; name the function"
+        ))),
+        None => Ok(id),
+    }
+}
+
 fn arn(s: &State, fname: &str) -> String {
     format!(
         "arn:aws:lambda:{}:{}:function:{fname}",
@@ -468,6 +479,9 @@ fn update_code(
     publish_too: bool,
 ) -> Answer {
     let r = transact(name, |s, lc| {
+        if let Err(e) = unqualified(s, function) {
+            return Ok(Err(e));
+        }
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
@@ -528,7 +542,7 @@ fn check_unreserved(m: &crate::model::Model, id: &str, n: u32) -> Result<(), Api
 /// (its versions count against it), in force for the next invocation.
 fn concurrency(name: &str, function: &str, reserved: Option<u32>) -> Answer {
     transact(name, |s, _| {
-        let id = match find(s, function) {
+        let id = match unqualified(s, function) {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
