@@ -253,6 +253,22 @@ fn a_template_runs_code_from_a_local_directory_and_a_local_zip() {
         .unwrap()
         .json();
     assert_eq!(g["Concurrency"], json!({"ReservedConcurrentExecutions": 3}));
+    let out = text(&d.vpc(&["get-function", "fromdir"]));
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(
+        field("ReservedConcurrentExecutions").as_deref(),
+        Some("3"),
+        "{out}"
+    );
+    assert_eq!(
+        field("CodeSha256"),
+        before.as_str().map(str::to_string),
+        "{out}"
+    );
     // A new handler in the directory, applied: a new package, a new process.
     dir.write("python/app/handler.py", &handler("dir-2"));
     let out = d.vpc(&["apply", template.to_str().unwrap()]);
