@@ -176,6 +176,8 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             st.life.last_invoked_ms = now;
             lc.functions.insert(f.id.clone(), st);
         }
+        // Function packages in the store before the model that names them.
+        crate::lambda::code::store_model(&opts.name, &model)?;
         // State and lifecycle in one transaction.
         Store::open_dir(&sdir)?.transact(|t| {
             t.put("lifecycle", &lc)?;

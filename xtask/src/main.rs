@@ -17,7 +17,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
   run [-- TEMPLATE [vpc run options]]
                  build, bring up TEMPLATE (default: the embedded one), show it
-                 live; Ctrl-C / SIGTERM tears it down
+                 live (the default's function invoked once, with the command
+                 to repeat); Ctrl-C / SIGTERM tears it down
   test [-- ARGS] run every test (root: the datapath tests attach XDP for real)
   bench [-- ARGS]
                  ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
@@ -79,7 +80,19 @@ fn run(args: &[String]) -> Result<()> {
             let vpc = root().join("target/release/vpc");
             let mut a: Vec<String> = vec!["run".into()];
             if rest.is_empty() {
-                a.push("default".into());
+                // The default template's function once it is Active: its
+                // Python handler reaching the database (a listener standing
+                // for it) through its ENI, with the command that repeats it.
+                a.extend(
+                    [
+                        "default",
+                        "--listen",
+                        "DatabaseInstance:5432",
+                        "--invoke",
+                        r#"orders={"order": 1}"#,
+                    ]
+                    .map(String::from),
+                );
             } else {
                 a.extend(rest.iter().cloned());
             }

@@ -18,6 +18,9 @@ mod endpoints;
 /// VPC Flow Logs end to end: the exactness of the records (with the known
 /// traffic they count), the ring buffer, flow logs changed by `vpc apply`.
 mod flow_logs;
+/// A function's code: real zips (boto3), local paths, CDK assets, the
+/// store of packages; reserved concurrency; `vpc run`'s invocation.
+mod function_code;
 /// Route tables and gateways end to end.
 mod gateways;
 /// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.

@@ -4,6 +4,7 @@ use std::{
     io::Write as _,
     os::unix::process::CommandExt as _,
     process::{Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -88,6 +89,22 @@ pub struct RunArgs {
     /// page); a full ring buffer means SKIPDATA records.
     #[arg(long, default_value_t = vpc_common::FL_RINGBUF_BYTES)]
     flow_log_ringbuf: u32,
+}
+
+/// `vpc run`: a deployment in the foreground, and what to show of it.
+#[derive(clap::Args, Clone)]
+pub struct RunCmd {
+    #[command(flatten)]
+    run: RunArgs,
+    /// A TCP listener on HOST:PORT, HOST an instance or network interface
+    /// of the template: it stands for the server HOST would run, accepting
+    /// connections and reading what they send (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Vec<String>,
+    /// Once FUNCTION is Active, invoke it with PAYLOAD (default `{}`) and
+    /// show the `vpc invoke` command to repeat with its answer.
+    #[arg(long, value_name = "FUNCTION[=PAYLOAD]")]
+    invoke: Option<String>,
 }
 
 /// The function and ENI lifecycle, and the Lambda API.
@@ -175,15 +192,28 @@ fn load_model_over(
     stack: &str,
     prior: Option<&model::Model>,
 ) -> Result<(model::Model, String)> {
-    let (text, label) = if t.template == "default" {
+    // Local paths in a function's `Code` (and a CDK app's assets) are
+    // relative to the template's directory.
+    let (text, label, dir) = if t.template == "default" {
         (
             vpc::DEFAULT_TEMPLATE.to_string(),
             "default (embedded)".to_string(),
+            None,
         )
     } else {
         let text = std::fs::read_to_string(&t.template)
             .with_context(|| format!("reading template {}", t.template))?;
-        (text, t.template.clone())
+        let dir = std::path::Path::new(&t.template)
+            .parent()
+            .map(|d| {
+                if d.as_os_str().is_empty() {
+                    ".".as_ref()
+                } else {
+                    d
+                }
+            })
+            .and_then(|d| std::fs::canonicalize(d).ok());
+        (text, t.template.clone(), dir)
     };
     let mut params = HashMap::new();
     for p in &t.parameters {
@@ -196,7 +226,7 @@ fn load_model_over(
         rules_per_group: t.sg_rules_quota,
         acl_rules: t.acl_rules_quota,
     };
-    let m = model::build_over(&text, &params, stack, quotas, prior)
+    let m = model::build_at(&text, &params, stack, quotas, prior, dir.as_deref())
         .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
     for (id, ty) in &m.skipped {
         eprintln!("note: skipping {id} ({ty}): not modelled by this project");
@@ -311,33 +341,144 @@ pub fn up(name: &str, a: &UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// `vpc run`: up, the status live, down on Ctrl-C / SIGTERM.
-pub fn run(name: &str, r: &RunArgs) -> Result<()> {
+/// `vpc run`: up, the status live, down on Ctrl-C / SIGTERM; with
+/// `--listen`, servers' stand-ins; with `--invoke`, one invocation shown
+/// under the status, with the command that repeats it.
+pub fn run(name: &str, c: &RunCmd) -> Result<()> {
     let stop = signal_flag()?;
     vpc::agent::init_logging();
-    let state = build(name, r)?;
-    println!("{name}: up; Ctrl-C tears it down");
-    let result = deploy::agent(name, &stop, || {
-        let s = deploy::status(name)?;
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            print!("\x1b[2J\x1b[H");
-        }
-        print_status(&s);
-        let f = state
-            .model
-            .functions
-            .first()
-            .map(|f| f.name.as_str())
-            .unwrap_or("FUNCTION");
-        println!("\ntry: vpc --name {name} invoke {f} --payload '{{\"order\": 1}}'   (its handler, through its ENI)");
-        println!("     vpc --name {name} invoke {f} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'   (a shell in its environment)");
-        std::io::stdout().flush()?;
-        Ok(())
+    let invoke = c.invoke.as_ref().map(|i| match i.split_once('=') {
+        Some((f, p)) => (f.to_string(), p.to_string()),
+        None => (i.clone(), "{}".to_string()),
     });
+    let listen: Vec<(String, u16)> = c
+        .listen
+        .iter()
+        .map(|l| {
+            l.rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+                .with_context(|| format!("--listen {l}: HOST:PORT expected"))
+        })
+        .collect::<Result<_>>()?;
+    let state = build(name, &c.run)?;
+    let result = (|| {
+        let mut listeners = vec![];
+        for (host, port) in &listen {
+            if !state.model.hosts.iter().any(|h| h.id == *host) {
+                bail!("--listen {host}:{port}: the template has no instance or network interface {host:?}");
+            }
+            listeners.push(Listener::start(
+                &vpc::topology::node_netns(name, host),
+                *port,
+            )?);
+        }
+        println!("{name}: up; Ctrl-C tears it down");
+        // Shown under the status once done (the invocation goes through the
+        // agent's API, which this thread serves: it runs on its own).
+        let shown = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        if let Some((f, payload)) = invoke.clone() {
+            let (name, shown, stop) = (name.to_string(), shown.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let r = invoke_when_active(&name, &f, &payload, &stop);
+                *shown.lock().expect("lock") = Some(r);
+            });
+        }
+        deploy::agent(name, &stop, || {
+            let s = deploy::status(name)?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                print!("\x1b[2J\x1b[H");
+            }
+            print_status(&s);
+            let f = state
+                .model
+                .functions
+                .first()
+                .map(|f| f.name.as_str())
+                .unwrap_or("FUNCTION");
+            match (&invoke, shown.lock().expect("lock").as_deref()) {
+                (Some(_), Some(r)) => println!("\n{r}\n"),
+                (Some((f, _)), None) => println!("\ninvoking {f} once it is Active ...\n"),
+                (None, _) => println!("\ntry: vpc --name {name} invoke {f} --payload '{{\"order\": 1}}'   (its handler, through its ENI)"),
+            }
+            println!("try: vpc --name {name} invoke {f} -- sh -c 'nc -zv -w1 $DB_HOST $DB_PORT'   (a shell in its environment)");
+            std::io::stdout().flush()?;
+            Ok(())
+        })
+    })();
     let down = deploy::down(name);
     println!("\n{name}: torn down");
     result?;
     down
+}
+
+/// Invokes `f` with `payload` once it is Active (or `stop`): what to show,
+/// the command that repeats it and what it printed.
+fn invoke_when_active(name: &str, f: &str, payload: &str, stop: &AtomicBool) -> String {
+    let path = format!("/2015-03-31/functions/{}", super::lambda::enc(f));
+    while !stop.load(Ordering::Relaxed) {
+        match vpc::api::call(name, "GET", &path, b"").map(|r| r.json()) {
+            Ok(v) if v["Configuration"]["State"] == "Active" => break,
+            Ok(v) if v["Configuration"]["State"] == "Failed" => {
+                return format!("{f} failed: {}", v["Configuration"]["StateReason"]);
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let out = Command::new(std::env::current_exe().unwrap_or_else(|_| "vpc".into()))
+        .args(["--name", name, "invoke", f, "--payload", payload])
+        .output();
+    let shown = match out {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("{e}"),
+    };
+    format!(
+        "invoked {f} (its handler, through its ENI):\n$ vpc --name {name} invoke {f} --payload '{payload}'\n{}",
+        shown.trim_end()
+    )
+}
+
+/// A TCP listener in a namespace that accepts connections and reads them
+/// to their end, on threads of its own, until dropped.
+struct Listener {
+    stop: std::sync::Arc<AtomicBool>,
+}
+
+impl Listener {
+    fn start(ns: &str, port: u16) -> Result<Self> {
+        let l = vpc::topology::in_netns(ns, || {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port))
+                .with_context(|| format!("listening on port {port} in {ns}"))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })?;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        std::thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+                            let _ = std::io::copy(&mut s, &mut std::io::sink());
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Ok(Listener { stop })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// `vpc apply`: a changed template on the running deployment.

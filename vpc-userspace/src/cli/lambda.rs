@@ -115,9 +115,17 @@ fn print_api(r: vpc::api::Response, out: Output, table: fn(&Value)) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// GetFunction's answer: its configuration (the code is nowhere here).
+/// GetFunction's answer: its configuration, and its reserved concurrency
+/// when it has one (`--output json` has `Code.Location` too).
 fn function_table(v: &Value) {
-    print_fields(v.get("Configuration").unwrap_or(v));
+    let mut c = v.get("Configuration").unwrap_or(v).clone();
+    if let (Some(o), Some(n)) = (
+        c.as_object_mut(),
+        v.pointer("/Concurrency/ReservedConcurrentExecutions"),
+    ) {
+        o.insert("ReservedConcurrentExecutions".into(), n.clone());
+    }
+    print_fields(&c);
 }
 
 /// ListFunctions' answer: a function a line.

@@ -51,7 +51,7 @@ enum Cmd {
     /// and network ACLs change atomically; topology changes are refused.
     Apply(deploy::TemplateArgs),
     /// Apply a template, show it live, and tear it down on Ctrl-C / SIGTERM.
-    Run(deploy::RunArgs),
+    Run(deploy::RunCmd),
     /// Functions, ENIs, hosts, attach mode and packet counters.
     Status(status::StatusArgs),
     /// `vpc status`, refreshed live with packet rates (Ctrl-C stops).

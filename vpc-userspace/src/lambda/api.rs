@@ -16,13 +16,18 @@
 //! | PublishVersion | `POST /2015-03-31/functions/{name}/versions` |
 //! | Invoke | `POST /2015-03-31/functions/{name}/invocations` |
 //! | CreateFunction | `POST /2015-03-31/functions` |
+//! | UpdateFunctionCode | `PUT /2015-03-31/functions/{name}/code` |
+//! | PutFunctionConcurrency | `PUT /2017-10-31/functions/{name}/concurrency` |
+//! | GetFunctionConcurrency | `GET /2019-09-30/functions/{name}/concurrency` |
+//! | DeleteFunctionConcurrency | `DELETE /2017-10-31/functions/{name}/concurrency` |
 //!
 //! Ours (not AWS's), under `/_vpc`: `POST /_vpc/clock` `{"AdvanceMs": N}`
 //! moves a test clock; `POST /_vpc/ram/(dis)associate-resource-share`
 //! `{"ResourceShare", "SubnetIds", "Principals"}` changes a share (RAM's
 //! API is another service's); `POST /_vpc/functions/{name}/claim?env=N` is what
 //! `vpc invoke F -- CMD` asks before running CMD itself (the lifecycle
-//! checks of Invoke, and where to run).
+//! checks of Invoke, and where to run); `GET /_vpc/functions/{name}/code`
+//! is the function's zip (GetFunction's `Code.Location`).
 //!
 //! Reads are answered from the store on the endpoint's blocking pool;
 //! changes go to the agent's loop (`lambda::operations::Request`), one at a time.
@@ -55,6 +60,12 @@ use crate::{
         runtime::{self, Invoked, Runtimes},
     },
     state::{Lifecycle, State as DeploymentState},
+};
+
+mod function_code;
+use function_code::{
+    delete_function_concurrency, function_zip, get_function_concurrency, put_function_concurrency,
+    request_code, update_function_code,
 };
 
 pub fn socket_path(name: &str) -> PathBuf {
@@ -113,6 +124,19 @@ pub fn router(name: &str, ops: Ops) -> Router {
             get(get_function_configuration).put(update_function_configuration),
         )
         .route("/2015-03-31/functions/{f}/versions", post(publish_version))
+        .route(
+            "/2015-03-31/functions/{f}/code",
+            axum::routing::put(update_function_code),
+        )
+        .route(
+            "/2017-10-31/functions/{f}/concurrency",
+            axum::routing::put(put_function_concurrency).delete(delete_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{f}/concurrency",
+            get(get_function_concurrency),
+        )
+        .route("/_vpc/functions/{f}/code", get(function_zip))
         .route("/2015-03-31/functions/{f}/invocations", post(invoke))
         .route("/_vpc/functions/{f}/claim", post(claim))
         .route("/_vpc/clock", post(advance_clock))
@@ -321,21 +345,39 @@ async fn list_functions(State(l): State<Lambda>) -> Result<Reply, ApiError> {
     .await
 }
 
-/// GetFunction.
+/// GetFunction: the configuration, where to download the code (`Code`:
+/// the agent serves the zip at the endpoint asked, as S3 would at a
+/// presigned URL), and `Concurrency` when the function reserves some.
 async fn get_function(
     State(l): State<Lambda>,
     Path(f): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Reply, ApiError> {
+    let host = header(&headers, "host").unwrap_or("localhost").to_string();
     l.blocking(move |name, _| {
-        let c = get_configuration(name, &fname(&f), q(&query, "Qualifier"))?;
-        Ok(json_reply(
-            200,
-            &json!({
-                "Configuration": c,
-                "Code": {"RepositoryType": "S3", "Location": ""},
-            }),
-        ))
+        let qualifier = q(&query, "Qualifier");
+        let c = get_configuration(name, &fname(&f), qualifier.clone())?;
+        let (s, _) = load(name)?;
+        let func = s
+            .model
+            .function(&fname(&f))
+            .ok_or_else(|| ApiError::not_found(&f))?;
+        let location = format!(
+            "http://{host}/_vpc/functions/{}/code{}",
+            func.name,
+            qualifier
+                .map(|v| format!("?Qualifier={v}"))
+                .unwrap_or_default()
+        );
+        let mut r = json!({
+            "Configuration": c,
+            "Code": {"RepositoryType": "S3", "Location": location},
+        });
+        if let Some(n) = func.runtime.reserved_concurrency {
+            r["Concurrency"] = json!({ "ReservedConcurrentExecutions": n });
+        }
+        Ok(json_reply(200, &r))
     })
     .await
 }
@@ -398,16 +440,20 @@ async fn delete_function(
     .await
 }
 
-/// PublishVersion.
+/// PublishVersion (`CodeSha256`: only if `$LATEST`'s code has it).
 async fn publish_version(
     State(l): State<Lambda>,
     Path(f): Path<String>,
+    body: Bytes,
 ) -> Result<Reply, ApiError> {
+    let b = json_body(&body)?;
+    let code_sha256 = b["CodeSha256"].as_str().map(str::to_string);
     l.blocking(move |_, ops| {
         let c = ask(
             ops,
             Op::Publish {
                 function: fname(&f),
+                code_sha256,
             },
         )?;
         Ok(json_reply(201, &c))
@@ -637,10 +683,24 @@ async fn create_function(
     caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
-    let body = json_body(&body)?;
+    let size = body.len();
+    let mut body = json_body(&body)?;
+    if !body.is_object() {
+        return Err(ApiError::invalid("the request body is not a JSON object"));
+    }
     let account = caller.and_then(|Extension(c)| c.account());
+    // The code is read here (a zip of up to 50 MB), not on the agent's loop.
+    let req = std::mem::take(&mut body["Code"]);
+    let code = request_code(&l, req, "CreateFunction", size).await?;
     l.blocking(move |_, ops| {
-        let c = ask(ops, Op::Create { body, account })?;
+        let c = ask(
+            ops,
+            Op::Create {
+                body,
+                account,
+                code,
+            },
+        )?;
         Ok(json_reply(201, &c))
     })
     .await

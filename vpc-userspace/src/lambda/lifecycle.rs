@@ -650,6 +650,11 @@ pub fn configuration(
     };
     // A participant's function is in its own account.
     let account = f.account.as_deref().unwrap_or(&m.account);
+    // A version's code is its own (what `$LATEST` had when published).
+    let code_of = version
+        .and_then(|v| m.function(&version_id(&f.id, v.version)))
+        .unwrap_or(f);
+    let (sha256, size) = crate::lambda::code::digest(code_of);
     let arn = format!("arn:aws:lambda:{}:{account}:function:{}", m.region, f.name);
     let mut c = serde_json::json!({
         "FunctionName": f.name,
@@ -659,12 +664,12 @@ pub fn configuration(
         "Runtime": f.runtime.runtime.as_deref().unwrap_or("provided.al2023"),
         "Role": format!("arn:aws:iam::{account}:role/{}-role", f.name),
         "Handler": f.runtime.handler.as_deref().unwrap_or("bootstrap"),
-        "CodeSize": f.code.as_ref().map(|c| c.len()).unwrap_or(0),
+        "CodeSize": size,
         "Description": "",
         "Timeout": f.runtime.timeout,
         "MemorySize": f.runtime.memory_size,
         "LastModified": iso8601(modified),
-        "CodeSha256": "",
+        "CodeSha256": sha256,
         "Version": ver,
         "VpcConfig": vpc_config_json(vc),
         "Environment": {"Variables": f.environment},

@@ -2,10 +2,12 @@
 //! ([`lifecycle`], pure), the API's changes and the lifecycle's timers on
 //! a running deployment ([`operations`], through the reconciler), the
 //! Lambda API itself ([`api`]), real handlers through the Runtime API
-//! ([`runtime`]), their logs, CloudWatch-Logs-shaped ([`logs`]), and the scaling of Hyperplane ENI groups
-//! ([`eni_scaling`]).
+//! ([`runtime`]), their code (inline or a package: [`code`]), their logs,
+//! CloudWatch-Logs-shaped ([`logs`]), and the scaling of Hyperplane ENI
+//! groups ([`eni_scaling`]).
 pub mod api;
 pub mod cgroup;
+pub mod code;
 pub mod eni_scaling;
 pub mod lifecycle;
 pub mod logs;

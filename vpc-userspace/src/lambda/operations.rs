@@ -9,12 +9,18 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::lifecycle::{self, state, ApiError, Failure, FunctionStatus, Version};
+use super::{
+    code,
+    lifecycle::{self, state, ApiError, Failure, FunctionStatus, Version},
+};
+
+mod function_code;
 use crate::{
     datapath::{Maps, PinnedMaps},
     reconcile::change,
     state::{transact, Lifecycle, State},
 };
+use function_code::{check_unreserved, concurrency, update_code};
 
 /// A change asked through the API, answered on `reply`. The API sends
 /// them over [`Ops`]; the agent's loop takes them one at a time.
@@ -33,6 +39,8 @@ pub enum Op {
     Create {
         body: Value,
         account: Option<String>,
+        /// Its `Code`, read and checked off the loop ([`code::from_request`]).
+        code: Option<code::Source>,
     },
     /// An invocation starts: may it run, and where (`env`, 1-based, or 0:
     /// any of its environments, listed in `Envs`; a published version's own
@@ -55,6 +63,19 @@ pub enum Op {
     },
     Publish {
         function: String,
+        /// PublishVersion's `CodeSha256`: only if `$LATEST`'s is this.
+        code_sha256: Option<String>,
+    },
+    /// UpdateFunctionCode (`publish`: and PublishVersion).
+    UpdateCode {
+        function: String,
+        code: code::Source,
+        publish: bool,
+    },
+    /// PutFunctionConcurrency (`Some`) or DeleteFunctionConcurrency.
+    Concurrency {
+        function: String,
+        reserved: Option<u32>,
     },
     /// Every environment of the function (`function`: its id, a version's
     /// own) is busy: one more, up to its concurrency.
@@ -83,8 +104,16 @@ pub enum Op {
 /// Serves one API change.
 pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiError> {
     let internal = |e: anyhow::Error| ApiError::new(500, "ServiceException", format!("{e:#}"));
+    let collect = matches!(
+        op,
+        Op::Create { .. } | Op::UpdateCode { .. } | Op::Delete { .. }
+    );
     let r = match op {
-        Op::Create { body, account } => create(name, maps, &body, account),
+        Op::Create {
+            body,
+            account,
+            code,
+        } => create(name, maps, &body, account, code),
         Op::Claim {
             function,
             env,
@@ -95,7 +124,16 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
         Op::RemoveEnvs { function, envs } => remove_envs(name, maps, &function, &envs),
         Op::Update { function, body } => update(name, &function, &body),
         Op::Delete { function } => delete(name, maps, &function),
-        Op::Publish { function } => publish(name, maps, &function),
+        Op::Publish {
+            function,
+            code_sha256,
+        } => publish(name, maps, &function, code_sha256.as_deref()),
+        Op::UpdateCode {
+            function,
+            code,
+            publish,
+        } => update_code(name, maps, &function, code, publish),
+        Op::Concurrency { function, reserved } => concurrency(name, &function, reserved),
         Op::AdvanceClock { ms } => advance(name, maps, ms),
         Op::Share {
             share,
@@ -105,6 +143,13 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
         } => reshare(name, maps, &share, &subnets, &principals, associate),
     };
     let r = r.map_err(internal)?;
+    // Packages no function refers to any more (or that a refused change
+    // stored) leave the store.
+    if collect {
+        if let Err(e) = code::gc(name) {
+            tracing::warn!("the code store: {e:#}");
+        }
+    }
     // A change may be due at once (an ENI that exists is reused at once).
     if r.is_ok() {
         step(name, maps).map_err(internal)?;
@@ -233,10 +278,21 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
             Some((_, n)) => format!(":{n}"),
             None => String::new(),
         };
+        // A function's reserved concurrency counts for its versions too.
+        let reserved = match &f.version_of {
+            Some((of, _)) => s
+                .model
+                .function(of)
+                .and_then(|p| p.runtime.reserved_concurrency),
+            None => f.runtime.reserved_concurrency,
+        };
         Ok(Ok(json!({
             "Netns": crate::topology::exec_env_netns(name, &f.id, env),
             "Environment": vars,
             "Code": f.code,
+            // Its package in the store, laid out in the task root.
+            "Package": f.package.as_ref().map(|p| p.path(name)),
+            "CodeSha256": code::digest(&f).0,
             "Version": vars["AWS_LAMBDA_FUNCTION_VERSION"],
             // The Runtime API's (`lambda::runtime`), when the function uses it.
             "RuntimeApi": f.runtime_api().is_some(),
@@ -244,7 +300,7 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
             "Handler": f.runtime.handler,
             "Timeout": f.runtime.timeout,
             "MemorySize": f.runtime.memory_size,
-            "ReservedConcurrentExecutions": f.runtime.reserved_concurrency,
+            "ReservedConcurrentExecutions": reserved,
             // Concurrency counts a function with its versions.
             "ConcurrencyKey": f.version_of.as_ref().map_or(f.id.as_str(), |(of, _)| of.as_str()),
             "FunctionArn": format!(
@@ -429,12 +485,18 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
     Ok(Ok(configuration(name, &id, None)?))
 }
 
-fn publish(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
+fn publish(name: &str, maps: &mut PinnedMaps, function: &str, sha: Option<&str>) -> Answer {
     let r = transact(name, |s, lc| {
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
             Err(e) => return Ok(Err(e)),
         };
+        let latest = code::digest(&f).0;
+        if let Some(sha) = sha.filter(|h| *h != latest) {
+            return Ok(Err(ApiError::invalid(format!(
+                "CodeSHA256 ({sha}) is different from current CodeSHA256 in $LATEST ({latest}). Please try again with the CodeSHA256 in $LATEST."
+            ))));
+        }
         let st = lc.functions.entry(id.clone()).or_default();
         let version = st
             .life
@@ -549,8 +611,13 @@ fn next_due(s: &State, lc: &Lifecycle) -> Option<u64> {
 /// (one per subnet) are built and joined to the router with the pinned
 /// router program, then it is `Pending` / `Creating` like a template's
 /// function (`Active` at once without `VpcConfig`).
-fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<String>) -> Answer {
-    use base64::Engine as _;
+fn create(
+    name: &str,
+    maps: &mut PinnedMaps,
+    body: &Value,
+    account: Option<String>,
+    source: Option<code::Source>,
+) -> Answer {
     let s = State::load(name)?;
     let account = account.filter(|a| *a != s.model.account);
     let fname = body["FunctionName"]
@@ -584,15 +651,10 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
             Err(e) => return Ok(Err(e)),
         },
     };
-    let code = match body["Code"]["ZipFile"].as_str() {
-        None => None,
-        Some(b64) => match base64::engine::general_purpose::STANDARD.decode(b64) {
-            Ok(b) if b.starts_with(b"PK\x03\x04") => return Ok(Err(ApiError::invalid(
-                "Code.ZipFile: a zip archive is not supported here; give the handler script itself",
-            ))),
-            Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            Err(_) => return Ok(Err(ApiError::invalid("Code.ZipFile: not base64"))),
-        },
+    let (code, package) = match source {
+        None => (None, None),
+        Some(code::Source::Inline(c)) => (Some(c), None),
+        Some(code::Source::Package(p)) => (None, Some(p)),
     };
     let runtime = match runtime_config(body) {
         Ok(r) => r,
@@ -630,16 +692,25 @@ fn create(name: &str, maps: &mut PinnedMaps, body: &Value, account: Option<Strin
         exec_ip6,
         enis: vec![],
         code,
+        package,
         account,
         version_of: None,
         runtime,
         replicas: vec![],
     };
+    if let Some(e) = code::needs_runtime(&f) {
+        return Ok(Err(ApiError::invalid(e)));
+    }
+    if let Some(n) = f.runtime.reserved_concurrency {
+        if let Err(e) = check_unreserved(&s.model, &f.id, n) {
+            return Ok(Err(e));
+        }
+    }
     if let Err(e) = launch(name, maps, f)? {
         return Ok(Err(e));
     }
     if body["Publish"].as_bool() == Some(true) {
-        if let Ok(Err(e)) = publish(name, maps, &fname) {
+        if let Ok(Err(e)) = publish(name, maps, &fname, None) {
             tracing::warn!("publishing {fname}: {e}");
         }
     }
@@ -705,6 +776,13 @@ fn launch(
     }
     let (id, fname) = (f.id.clone(), f.name.clone());
     let built = change(name, maps, |m| {
+        // Stored with the model that refers to it (under the lock).
+        if let Some(p) = &f.package {
+            code::store(name, p).map_err(|e| Failure {
+                code: "ServiceException",
+                reason: format!("{e:#}"),
+            })?;
+        }
         m.functions.push(f);
         m.functions.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())

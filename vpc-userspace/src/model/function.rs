@@ -55,11 +55,18 @@ pub struct Function {
     /// (`eni` is `enis[0]`).
     #[serde(default)]
     pub enis: Vec<u32>,
-    /// `Code.ZipFile`: the handler, a script run by `sh -c` in an execution
-    /// environment with the invocation's payload on stdin (its stdout is
-    /// the response). None: the payload is echoed.
+    /// Inline code (`Code.ZipFile`): the handler's source (`index.py`,
+    /// `index.js`, `bootstrap`), or without `Runtime` a script run by `sh
+    /// -c` in an execution environment with the invocation's payload on
+    /// stdin (its stdout is the response). None (and no package): the
+    /// payload is echoed.
     #[serde(default)]
     pub code: Option<String>,
+    /// A deployment package (a zip's files, laid out under the task root:
+    /// [`crate::lambda::code`]), from a local path, a CDK asset or a
+    /// request's `ZipFile`; `code` is then `None`.
+    #[serde(default)]
+    pub package: Option<crate::lambda::code::Package>,
     /// A participant account owning the function (`None`: the owner).
     #[serde(default)]
     pub account: Option<String>,
@@ -95,6 +102,10 @@ pub const MIN_MEMORY_SIZE: u32 = 128;
 pub const MAX_MEMORY_SIZE: u32 = 10_240;
 /// An account's concurrency (AWS's default quota).
 pub const MAX_RESERVED_CONCURRENCY: u32 = 1_000;
+/// What reservations must leave unreserved in an account.
+pub const MIN_UNRESERVED_CONCURRENCY: u32 = 100;
+/// Lambda's answer to reservations that would leave less.
+pub const UNRESERVED_BELOW_MINIMUM: &str = "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100].";
 
 /// A function's `Runtime`, `Handler`, `Timeout` and `MemorySize`.
 ///
@@ -234,7 +245,9 @@ impl Function {
     /// `AWS_LAMBDA_RUNTIME_API`).
     pub fn runtime_api(&self) -> Option<Runtime> {
         let family = Runtime::parse(self.runtime.runtime.as_deref()?).ok()?;
+        // A package's `bootstrap` is one.
         if family == Runtime::Provided
+            && self.package.is_none()
             && !self
                 .code
                 .as_deref()
@@ -447,20 +460,14 @@ impl Builder<'_> {
                     ),
                 ));
             }
-            let code = match raw.get("Code").and_then(|c| c.get("ZipFile")) {
-                None => None,
-                Some(v) => Some(
-                    self.r
-                        .resolve(v, &format!("{path}.Code.ZipFile"))?
-                        .as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| {
-                            ModelError::new(format!("{path}.Code.ZipFile"), "must be a string")
-                        })?,
-                )
-                .filter(|c| !c.trim().is_empty()),
-            };
+            let (code, package) = self.function_code(&raw, &path)?;
             let runtime = self.runtime_config(&raw, &path)?;
+            if package.is_some() && runtime.runtime.is_none() {
+                return Err(ModelError::new(
+                    format!("{path}.Runtime"),
+                    crate::lambda::code::RUNTIME_NEEDED,
+                ));
+            }
             let mut enis = vec![];
             if let Some(vc) = &vpc_config {
                 for s in &vc.subnets {
@@ -493,6 +500,7 @@ impl Builder<'_> {
                 exec_ip6,
                 enis,
                 code,
+                package,
                 account,
                 version_of: None,
                 runtime,
@@ -510,6 +518,18 @@ impl Builder<'_> {
                 return Err(ModelError::new(
                     "Resources",
                     format!("two functions are named {f:?}"),
+                ));
+            }
+        }
+        // Reservations leave the account's minimum unreserved, as
+        // PutFunctionConcurrency (which CloudFormation calls) checks.
+        let mut reserved = 0;
+        for f in &self.m.functions {
+            reserved += f.runtime.reserved_concurrency.unwrap_or(0);
+            if reserved > MAX_RESERVED_CONCURRENCY - MIN_UNRESERVED_CONCURRENCY {
+                return Err(ModelError::new(
+                    format!("{}.ReservedConcurrentExecutions", res_path(&f.id)),
+                    format!("InvalidParameterValueException: {UNRESERVED_BELOW_MINIMUM}"),
                 ));
             }
         }

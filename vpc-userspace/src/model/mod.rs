@@ -22,6 +22,7 @@ use crate::template::{self, ModelError, Resolver, Result, Template};
 pub mod endpoint;
 pub mod flowlog;
 mod function;
+mod function_code;
 mod hyperplane_eni;
 mod instance;
 pub mod internet;
@@ -46,8 +47,9 @@ pub use function::{
     exec_env_id, ExecEnv, Function, FunctionVpc, Replica, Runtime, RuntimeConfig,
     DEFAULT_MEMORY_SIZE, DEFAULT_TIMEOUT, EXEC_ENV_STRIDE, FUNCTION_OFFSETS, LAMBDA_GATEWAY,
     LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6, MAX_RESERVED_CONCURRENCY, MAX_VPC_CONFIG_GROUPS,
-    MAX_VPC_CONFIG_SUBNETS,
+    MAX_VPC_CONFIG_SUBNETS, MIN_UNRESERVED_CONCURRENCY, UNRESERVED_BELOW_MINIMUM,
 };
+pub use function_code::{find_asset, Asset};
 pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
 pub use instance::{Host, HostKind};
 use instance::{INSTANCE, NETWORK_INTERFACE};
@@ -252,10 +254,25 @@ pub fn build_over(
     quotas: Quotas,
     prior: Option<&Model>,
 ) -> Result<Model> {
+    build_at(text, params, stack_name, quotas, prior, None)
+}
+
+/// `build_over` of a template read from directory `dir`: local paths in
+/// functions' `Code` (and a CDK app's assets) are found from there
+/// (`None`: the current directory).
+pub fn build_at(
+    text: &str,
+    params: &HashMap<String, String>,
+    stack_name: &str,
+    quotas: Quotas,
+    prior: Option<&Model>,
+    dir: Option<&std::path::Path>,
+) -> Result<Model> {
     quotas.check().map_err(|e| ModelError::new("quotas", e))?;
     let t = template::parse(text)?;
     let mut b = Builder::new(&t, params, stack_name)?;
     b.quotas = quotas;
+    b.code_dir = dir.map(std::path::Path::to_path_buf);
     if let Some(p) = prior {
         b.keep(p);
     }
@@ -328,6 +345,8 @@ struct Builder<'a> {
     /// Elastic IP's logical id, or an instance's for a launch address).
     public_used: BTreeSet<Ipv4Addr>,
     public_kept: HashMap<String, Ipv4Addr>,
+    /// Where local paths in functions' `Code` are found (`build_at`).
+    code_dir: Option<std::path::PathBuf>,
 }
 
 impl<'a> Builder<'a> {
@@ -370,6 +389,7 @@ impl<'a> Builder<'a> {
             reserved6: HashMap::new(),
             public_used: BTreeSet::new(),
             public_kept: HashMap::new(),
+            code_dir: None,
         })
     }
 

@@ -372,7 +372,9 @@ pub fn check_update(old: &Model, new: &Model) -> Result<()> {
 /// are deleted, the others (and every function created through the API)
 /// go on as they run. Returns the policy generation in force.
 pub fn apply(name: &str, template: Model) -> Result<u32> {
-    apply_edit(name, |m, s, lc| {
+    let gen = apply_edit(name, |m, s, lc| {
+        // Packages stored with the model that names them (under the lock).
+        crate::lambda::code::store_model(name, &template)?;
         let now = lc.clock.now_ms();
         // Functions both templates declare: changed as a stack update
         // changes them, with UpdateFunctionConfiguration.
@@ -392,6 +394,7 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
             }
             if old.environment == f.environment
                 && old.code == f.code
+                && old.package == f.package
                 && old.vpc_config == f.vpc_config
             {
                 continue;
@@ -402,6 +405,7 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
             if let Some(x) = m.functions.iter_mut().find(|x| x.id == f.id) {
                 x.environment = f.environment.clone();
                 x.code = f.code.clone();
+                x.package = f.package.clone();
             }
             let delay = s.eni_delay.as_millis() as u64;
             lifecycle::stage_vpc_config(m, st, &f.id, f.vpc_config.clone(), now, delay);
@@ -473,7 +477,10 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
         }
         m.functions.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())
-    })
+    })?;
+    // Packages no function refers to any more.
+    crate::lambda::code::gc(name)?;
+    Ok(gen)
 }
 
 /// A change made by `edit` on the desired model, under the deployment's

@@ -4,8 +4,9 @@
 //! one whose code is a bootstrap: it mentions `AWS_LAMBDA_RUNTIME_API`)
 //! runs as at AWS: on its first invocation (the cold start) the agent
 //! opens the Runtime API at `127.0.0.1:9001` inside the execution
-//! environment's namespace, writes `Code.ZipFile` under a task root
-//! (`index.py`, `index.js` or `bootstrap`, as CloudFormation names it) and
+//! environment's namespace, lays its code out under a task root (its
+//! package's files, or `Code.ZipFile` as `index.py`, `index.js` or
+//! `bootstrap`, as CloudFormation names it: [`super::code`]) and
 //! starts the runtime's process there: the official runtime interface
 //! client (`python -m awslambdaric <Handler>`, aws-lambda-ric's
 //! `index.mjs <Handler>`) or the code's own `bootstrap`. The process stays
@@ -738,18 +739,14 @@ impl Runtimes {
             .join(&env_id);
         let task = dir.join("task");
         let code = claim["Code"].as_str().unwrap_or_default().to_string();
+        let package = claim["Package"].as_str().map(PathBuf::from);
         let ns = key.clone();
         // Blocking: files, and the listener made inside the namespace.
         let (listener, task) = tokio::task::spawn_blocking(move || -> Result<_> {
             let _ = std::fs::remove_dir_all(&task);
             std::fs::create_dir_all(&task)
                 .with_context(|| format!("creating {}", task.display()))?;
-            let file = task.join(family.code_file());
-            std::fs::write(&file, &code)?;
-            if family == Runtime::Provided {
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
-            }
+            super::code::lay_out(&task, family, &code, package.as_deref())?;
             let l = crate::topology::in_netns(&ns, || {
                 // A restarted environment's predecessor was aborted just
                 // now: its listener goes when its task is next polled.
@@ -1027,6 +1024,7 @@ fn fingerprint(claim: &Value) -> String {
         claim["Runtime"],
         claim["Handler"],
         claim["Code"],
+        claim["CodeSha256"],
         claim["Environment"],
         claim["MemorySize"],
         claim["Timeout"],
