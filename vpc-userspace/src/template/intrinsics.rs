@@ -195,8 +195,38 @@ impl<'a> Resolver<'a> {
                 self.function(k, arg, m, path)
             }
             Value::Object(m) => self.resolve_object(m, path),
+            Value::String(s) if s.contains("{{resolve:ssm:") => self.dynamic_references(s, path),
             other => Ok(other.clone()),
         }
+    }
+
+    /// `{{resolve:ssm:NAME}}` (or `NAME:VERSION`) in a string: the SSM
+    /// parameter's value, from the parameter store. Other dynamic
+    /// references (`ssm-secure`, `secretsmanager`) stay as written.
+    fn dynamic_references(&self, s: &str, path: &str) -> Result<Value> {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find("{{resolve:ssm:") {
+            let after = &rest[i + "{{resolve:ssm:".len()..];
+            let Some(end) = after.find("}}") else { break };
+            out.push_str(&rest[..i]);
+            let spec = &after[..end];
+            // A version suffix is a number after the last colon.
+            let name = match spec.rsplit_once(':') {
+                Some((n, v)) if v.chars().all(|c| c.is_ascii_digit()) => n,
+                _ => spec,
+            };
+            let p = crate::ssm::get(&self.env.ctx.ssm, name).ok_or_else(|| {
+                ModelError::new(
+                    path,
+                    format!("Unable to fetch parameters [{name}] from parameter store for this account. (vpc ssm put-parameter --name {name} --value VALUE sets it)"),
+                )
+            })?;
+            out.push_str(&p.value);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(Value::String(out))
     }
 
     fn function(&self, k: &str, arg: &Value, m: &Map<String, Value>, path: &str) -> Result<Value> {

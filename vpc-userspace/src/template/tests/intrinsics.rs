@@ -309,3 +309,28 @@ fn no_value_removes_the_property() {
     assert!(v.get("A").is_none());
     assert_eq!(v["B"], json!([1]));
 }
+
+#[test]
+fn ssm_dynamic_references_resolve_from_the_store() {
+    let t = one("", "      A: 'db={{resolve:ssm:/app/db/host}}:{{resolve:ssm:/app/db/port:2}}'\n      B: '{{resolve:secretsmanager:s:SecretString:pw}}'\n");
+    let e = err_of(&t, &[]);
+    assert!(e.message.starts_with("Unable to fetch parameters [/app/db/host]"), "{e}");
+    let mut ctx = Context::new("stack");
+    for (n, v) in [("/app/db/host", "10.0.1.10"), ("/app/db/port", "5432")] {
+        ctx.ssm.insert(
+            n.into(),
+            crate::ssm::Parameter {
+                kind: "String".into(),
+                value: v.into(),
+                version: 2,
+                last_modified_date: 0,
+            },
+        );
+    }
+    let (t, env) = inst_in(&t, &[], ctx).unwrap();
+    let v = Resolver::new(&t, env)
+        .resolve(&Value::Object(t.resources["V"].properties.clone()), "p")
+        .unwrap();
+    assert_eq!(v["A"], "db=10.0.1.10:5432");
+    assert_eq!(v["B"], "{{resolve:secretsmanager:s:SecretString:pw}}");
+}
