@@ -50,7 +50,7 @@ fn a_false_condition_leaves_the_acl_entry_and_the_rule_out() {
         Peer::Cidr("10.0.1.0/24".parse().unwrap())
     );
     assert!(closed.outputs.is_empty());
-    assert_eq!(closed.conditions["Open"], false);
+    assert!(!closed.conditions["Open"]);
 
     let open = build_with(GUARDED, &[("OpenDb", "true")]).unwrap();
     assert_eq!(open.acl("Acl").unwrap().entries.len(), 1);

@@ -314,7 +314,11 @@ fn no_value_removes_the_property() {
 fn ssm_dynamic_references_resolve_from_the_store() {
     let t = one("", "      A: 'db={{resolve:ssm:/app/db/host}}:{{resolve:ssm:/app/db/port:2}}'\n      B: '{{resolve:secretsmanager:s:SecretString:pw}}'\n");
     let e = err_of(&t, &[]);
-    assert!(e.message.starts_with("Unable to fetch parameters [/app/db/host]"), "{e}");
+    assert!(
+        e.message
+            .starts_with("Unable to fetch parameters [/app/db/host]"),
+        "{e}"
+    );
     let mut ctx = Context::new("stack");
     for (n, v) in [("/app/db/host", "10.0.1.10"), ("/app/db/port", "5432")] {
         ctx.ssm.insert(
