@@ -565,6 +565,7 @@ impl<'a> Builder<'a> {
         self.check_group_refs()?;
         self.hosts()?;
         self.public_addresses()?;
+        self.extra_attributes();
         self.nat_gateways()?;
         self.vpc_endpoints()?;
         self.functions()?;

@@ -657,7 +657,7 @@ impl Builder<'_> {
 
     /// Documented attributes of network resources that only the finished
     /// model knows (an instance's DNS names, ...).
-    fn extra_attributes(&mut self) {
+    pub(super) fn extra_attributes(&mut self) {
         let domain = self.m.private_dns_domain();
         let mut add = vec![];
         for h in &self.m.hosts {
