@@ -92,10 +92,16 @@ pub fn unique_name(tag: &str) -> String {
 }
 
 pub fn vpc(name: &str, args: &[&str]) -> Output {
+    vpc_env(name, args, &[])
+}
+
+/// `vpc` with environment variables of its own (`VPC_PARAMETER_STORE`, ...).
+pub fn vpc_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(vpc_bin())
         .arg("--name")
         .arg(name)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("running vpc")
 }
@@ -116,6 +122,11 @@ pub struct Deployment {
 impl Deployment {
     /// `template`: "default" or YAML text.
     pub fn up(tag: &str, template: &str, extra: &[&str]) -> Self {
+        Self::up_env(tag, template, extra, &[])
+    }
+
+    /// `up` with environment variables for `vpc up` (and its agent).
+    pub fn up_env(tag: &str, template: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let name = unique_name(tag);
         let path;
         let t = if template == "default" {
@@ -131,7 +142,7 @@ impl Deployment {
         let mut args = vec!["up", &t];
         args.extend_from_slice(extra);
         let d = Deployment { name };
-        let out = vpc(&d.name, &args);
+        let out = vpc_env(&d.name, &args, env);
         // Read once, by `up`: nothing to leave in /tmp.
         if template != "default" {
             let _ = std::fs::remove_file(&t);
@@ -191,9 +202,17 @@ impl Deployment {
     /// `vpc apply` of a template's text (written to a file that `apply`
     /// reads once, then removed): its output.
     pub fn try_apply(&self, template: &str) -> Output {
+        self.try_apply_with(template, &[], &[])
+    }
+
+    /// `vpc apply` of a template's text with more arguments (`-p K=V`) and
+    /// environment variables: its output.
+    pub fn try_apply_with(&self, template: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let path = std::env::temp_dir().join(format!("{}-apply.yaml", self.name));
         std::fs::write(&path, template).unwrap();
-        let out = self.vpc(&["apply", path.to_str().unwrap()]);
+        let mut all = vec!["apply", path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = vpc_env(&self.name, &all, env);
         let _ = std::fs::remove_file(&path);
         out
     }

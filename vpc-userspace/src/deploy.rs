@@ -274,6 +274,38 @@ pub fn down(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a template of deployment `name` is instantiated against: the
+/// default region and account, the machine's parameter store
+/// (`crate::ssm`), and the exports of every other deployment (the other
+/// stacks of the account and region).
+pub fn stack_context(name: &str) -> Result<crate::template::Context> {
+    let mut ctx = crate::template::Context::new(name);
+    ctx.ssm = crate::ssm::load(&crate::ssm::path())?;
+    for other in std::fs::read_dir(STATE_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let other = other.file_name().to_string_lossy().into_owned();
+        if other == name || !state_dir(&other).join(crate::store::FILE).exists() {
+            continue;
+        }
+        // One going down meanwhile has no state to read: no exports.
+        let Ok(s) = State::load(&other) else { continue };
+        for (export, value) in s.model.exports() {
+            ctx.exports.insert(
+                export.to_string(),
+                crate::template::Export {
+                    name: export.to_string(),
+                    value: value.to_string(),
+                    stack: other.clone(),
+                },
+            );
+        }
+    }
+    Ok(ctx)
+}
+
 /// What `vpc status` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
@@ -287,7 +319,14 @@ pub struct Status {
     /// NAT port allocation: failures and the probe histogram.
     pub nat: crate::datapath::NatStats,
     pub connections: usize,
-    pub skipped: Vec<(String, String)>,
+    /// The stack's parameters (`NoEcho` masked), outputs and the resources
+    /// it keeps without building (IAM, logs, custom resources, ...).
+    #[serde(default)]
+    pub parameters: Vec<crate::model::StackParameter>,
+    #[serde(default)]
+    pub outputs: Vec<crate::model::StackOutput>,
+    #[serde(default)]
+    pub stack_resources: Vec<StackResourceView>,
     pub agent_running: bool,
     /// The live agent's pid (from its lock, not a recorded one).
     #[serde(default)]
@@ -314,6 +353,14 @@ pub struct Status {
     /// A change is written but not yet reconciled (the agent finishes it).
     #[serde(default)]
     pub reconcile_pending: bool,
+}
+
+/// A resource kept in the stack: its logical id, type and `Ref`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackResourceView {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -521,7 +568,17 @@ pub fn status(name: &str) -> Result<Status> {
         counters,
         nat,
         connections: conns.len(),
-        skipped: m.skipped.clone(),
+        parameters: m.parameters.clone(),
+        outputs: m.outputs.clone(),
+        stack_resources: m
+            .stack_resources
+            .iter()
+            .map(|r| StackResourceView {
+                logical_id: r.logical_id.clone(),
+                resource_type: r.resource_type.clone(),
+                physical_id: r.physical_id.clone(),
+            })
+            .collect(),
         agent_running,
         agent_pid,
         metrics_url: agent_running.then(|| lc.metrics_url.clone()).flatten(),

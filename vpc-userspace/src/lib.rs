@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod reference;
 pub mod resolver;
 pub mod services;
+pub mod ssm;
 pub mod state;
 pub mod store;
 pub mod supervise;

@@ -187,6 +187,12 @@ impl State {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// The stack's outputs (DescribeStacks' `Outputs`): those whose
+    /// condition held, evaluated when the template was last applied.
+    pub fn outputs(&self) -> &[crate::model::StackOutput] {
+        &self.model.outputs
+    }
+
     /// The hook a new port of node `id` gets.
     pub fn hook_for(&self, id: &str) -> Hook {
         Hooks {

@@ -43,3 +43,6 @@ mod routing;
 mod runtimes;
 /// boto3 against the Lambda API.
 mod sdk;
+/// CloudFormation as written: conditions on the datapath, every intrinsic,
+/// SSM parameters and rules, exports across deployments, refused types.
+mod templates;

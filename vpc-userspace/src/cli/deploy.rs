@@ -21,9 +21,14 @@ use super::{output::print_json, parse_duration, signal_flag, status::print_statu
 pub struct TemplateArgs {
     /// CloudFormation template (YAML or JSON); `default` for the embedded one.
     template: String,
-    /// Template parameter, NAME=VALUE (repeatable).
+    /// Template parameter, NAME=VALUE (repeatable; a list type's VALUE is
+    /// comma-separated). Wins over --parameters.
     #[arg(long = "parameter", short = 'p')]
     parameters: Vec<String>,
+    /// Template parameters from a JSON file: the AWS CLI's
+    /// `[{"ParameterKey": K, "ParameterValue": V}, ...]` or `{"K": "V"}`.
+    #[arg(long = "parameters", value_name = "FILE")]
+    parameters_file: Option<std::path::PathBuf>,
     /// Rules per security group and direction (AWS: 60, adjustable; groups x
     /// rules per interface stay <= 1,000).
     #[arg(long, default_value_t = model::MAX_RULES_PER_DIRECTION)]
@@ -39,6 +44,7 @@ impl TemplateArgs {
         TemplateArgs {
             template,
             parameters: vec![],
+            parameters_file: None,
             sg_rules_quota: model::MAX_RULES_PER_DIRECTION,
             acl_rules_quota: model::MAX_ACL_RULES_PER_DIRECTION,
         }
@@ -215,7 +221,10 @@ fn load_model_over(
             .and_then(|d| std::fs::canonicalize(d).ok());
         (text, t.template.clone(), dir)
     };
-    let mut params = HashMap::new();
+    let mut params = match &t.parameters_file {
+        Some(f) => parameters_file(f)?,
+        None => HashMap::new(),
+    };
     for p in &t.parameters {
         let (k, v) = p
             .split_once('=')
@@ -226,12 +235,53 @@ fn load_model_over(
         rules_per_group: t.sg_rules_quota,
         acl_rules: t.acl_rules_quota,
     };
-    let m = model::build_at(&text, &params, stack, quotas, prior, dir.as_deref())
+    let ctx = deploy::stack_context(stack)?;
+    let m = model::build_at(&text, &params, &ctx, quotas, prior, dir.as_deref())
         .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
-    for (id, ty) in &m.skipped {
-        eprintln!("note: skipping {id} ({ty}): not modelled by this project");
-    }
     Ok((m, label))
+}
+
+/// `--parameters FILE`: the AWS CLI's list of `ParameterKey` /
+/// `ParameterValue`, or an object of names to values.
+fn parameters_file(f: &std::path::Path) -> Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--parameters {}: not JSON", f.display()))?;
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    };
+    let mut out = HashMap::new();
+    match &v {
+        serde_json::Value::Array(a) => {
+            for p in a {
+                let (Some(k), Some(val)) = (
+                    p.get("ParameterKey").and_then(|k| k.as_str()),
+                    p.get("ParameterValue").and_then(scalar),
+                ) else {
+                    bail!(
+                        "--parameters {}: each entry needs ParameterKey and ParameterValue",
+                        f.display()
+                    );
+                };
+                out.insert(k.to_string(), val);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, val) in o {
+                let val = scalar(val).with_context(|| {
+                    format!("--parameters {}: {k}: a string or a number", f.display())
+                })?;
+                out.insert(k.clone(), val);
+            }
+        }
+        _ => bail!(
+            "--parameters {}: a list of ParameterKey/ParameterValue or an object",
+            f.display()
+        ),
+    }
+    Ok(out)
 }
 
 /// `vpc validate`: the counts, or (`--output json`) the model.
@@ -241,14 +291,19 @@ pub fn validate(name: &str, t: &TemplateArgs, out: Output) -> Result<()> {
         return print_json(&m);
     }
     println!(
-        "{label}: OK: {} VPC(s), {} subnet(s), {} security group(s), {} host(s), {} function(s), {} Hyperplane ENI(s)",
+        "{label}: OK: {} VPC(s), {} subnet(s), {} security group(s), {} host(s), {} function(s), {} Hyperplane ENI(s), {} other resource(s) kept, {} output(s)",
         m.vpcs.len(),
         m.subnets.len(),
         m.groups.len(),
         m.hosts.len(),
         m.functions.len(),
-        m.enis.len()
+        m.enis.len(),
+        m.stack_resources.len(),
+        m.outputs.len()
     );
+    for o in &m.outputs {
+        println!("  output {} = {}", o.key, o.value);
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod lambda;
 mod logs;
 mod output;
 mod sg;
+mod ssm;
 mod status;
 mod trace;
 
@@ -98,6 +99,13 @@ enum Cmd {
     Sg {
         #[command(subcommand)]
         op: sg::SgOp,
+    },
+    /// The local SSM Parameter Store (what `AWS::SSM::Parameter::Value<...>`
+    /// template parameters resolve from): put-parameter, get-parameter,
+    /// delete-parameter, describe-parameters.
+    Ssm {
+        #[command(subcommand)]
+        op: ssm::SsmOp,
     },
     /// Tracked connections, as `conntrack -L` shows them.
     Conntrack {
@@ -187,6 +195,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Ram { op } => return lambda::ram(name, op, out),
         Cmd::Clock { op } => return lambda::clock(name, op, out),
         Cmd::Sg { op } => sg::edit(name, op)?,
+        Cmd::Ssm { op } => ssm::ssm(op, out)?,
         Cmd::Explain(a) => return explain::explain(name, a, out),
         Cmd::Exec(a) => return exec::exec(name, &a),
         Cmd::Bench(a) => bench::bench(&a, out)?,

@@ -341,12 +341,26 @@ pub fn print_status(s: &Status) {
             .map(|l| format!("  last apply {:.1} ms", l * 1000.0))
             .unwrap_or_default()
     );
-    if !s.skipped.is_empty() {
+    if !s.outputs.is_empty() {
+        println!("\nOUTPUTS");
+        for o in &s.outputs {
+            println!(
+                "  {:<28} {}{}",
+                o.key,
+                o.value,
+                o.export_name
+                    .as_ref()
+                    .map(|e| format!("  (export {e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !s.stack_resources.is_empty() {
         println!(
-            "\nSKIPPED (not modelled): {}",
-            s.skipped
+            "\nSTACK RESOURCES (kept, no network): {}",
+            s.stack_resources
                 .iter()
-                .map(|(i, t)| format!("{i} ({t})"))
+                .map(|r| format!("{} ({})", r.logical_id, r.resource_type))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -253,7 +253,7 @@ Resources:
         build_at(
             &format!("{BASE}{functions}"),
             &HashMap::new(),
-            "s",
+            &crate::template::Context::new("s"),
             Quotas::default(),
             None,
             Some(dir),
@@ -351,7 +351,7 @@ Resources:
         let m = build_at(
             &text,
             &HashMap::new(),
-            "s",
+            &crate::template::Context::new("s"),
             Quotas::default(),
             None,
             Some(&dir),

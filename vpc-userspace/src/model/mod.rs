@@ -17,7 +17,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::template::{self, ModelError, Resolver, Result, Template};
+use crate::template::{self, Context, Env, ModelError, Resolver, Result, Template};
 
 pub mod endpoint;
 pub mod flowlog;
@@ -35,6 +35,7 @@ pub mod route_table;
 mod security_group;
 pub mod security_group_edit;
 mod share;
+mod stack_resource;
 mod subnet;
 mod vpc;
 /// The route tables' module under its former name.
@@ -64,8 +65,10 @@ pub use route_table::RouteTable;
 pub use security_group::{parse_protocol, parse_rule, Peer, Protocol, Rule, SecurityGroup};
 use security_group::{SG, SG_EGRESS, SG_INGRESS};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
+pub use stack_resource::{is_kept, StackResource};
 pub use subnet::Subnet;
 use subnet::SUBNET;
+pub use template::{StackOutput, StackParameter};
 pub use vpc::{Vpc, AMAZON_IPV6_POOL, VPC_ROUTER6};
 use vpc::{VPC, VPC_CIDR_BLOCK};
 
@@ -97,8 +100,25 @@ pub struct Model {
     pub public_ips: Vec<PublicIp>,
     #[serde(default)]
     pub nat_gateways: Vec<NatGateway>,
-    /// Resource types this project does not model: (logical id, type).
-    pub skipped: Vec<(String, String)>,
+    /// Resources kept in the stack that do not change the network (IAM,
+    /// logs, custom resources, ...), with their `Ref` and attributes.
+    #[serde(default)]
+    pub stack_resources: Vec<StackResource>,
+    /// The stack's `Outputs`, evaluated (those whose condition holds).
+    #[serde(default)]
+    pub outputs: Vec<StackOutput>,
+    /// The parameters' values (`NoEcho` ones masked).
+    #[serde(default)]
+    pub parameters: Vec<StackParameter>,
+    /// Every condition's value.
+    #[serde(default)]
+    pub conditions: BTreeMap<String, bool>,
+    /// Export names of other stacks this one imports (`Fn::ImportValue`).
+    #[serde(default)]
+    pub imports: Vec<String>,
+    /// `AWS::StackId`.
+    #[serde(default)]
+    pub stack_id: String,
     /// Subnets shared with participant accounts (`AWS::RAM::ResourceShare`).
     #[serde(default)]
     pub shares: Vec<ResourceShare>,
@@ -113,6 +133,18 @@ pub struct Model {
 impl Model {
     /// The domain of private DNS names, as EC2 names them:
     /// `ec2.internal` in us-east-1, `<region>.compute.internal` elsewhere.
+    /// An output by its key (`Outputs.<key>`).
+    pub fn output(&self, key: &str) -> Option<&StackOutput> {
+        self.outputs.iter().find(|o| o.key == key)
+    }
+
+    /// The outputs this stack exports: (export name, value).
+    pub fn exports(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.outputs
+            .iter()
+            .filter_map(|o| Some((o.export_name.as_deref()?, o.value.as_str())))
+    }
+
     pub fn private_dns_domain(&self) -> String {
         if self.region == "us-east-1" {
             "ec2.internal".into()
@@ -226,8 +258,9 @@ fn parse_v4_cidr(s: &str, path: &str) -> Result<Ipv4Net> {
     Ok(net)
 }
 
-/// Builds and validates the model with AWS's default quotas. Nothing
-/// touches the kernel.
+/// Builds and validates the model with AWS's default quotas, in the
+/// default region and account, with an empty parameter store (its
+/// fallbacks only) and no other stacks. Nothing touches the kernel.
 pub fn build(text: &str, params: &HashMap<String, String>, stack_name: &str) -> Result<Model> {
     build_with(text, params, stack_name, Quotas::default())
 }
@@ -238,23 +271,25 @@ pub fn build_with(
     stack_name: &str,
     quotas: Quotas,
 ) -> Result<Model> {
-    build_over(text, params, stack_name, quotas, None)
+    build_over(text, params, &Context::new(stack_name), quotas, None)
 }
 
-/// Builds the model of a template that replaces `prior` (the model in
-/// force): what both have keeps what AWS would keep — an instance, an
-/// interface, a NAT gateway or an endpoint ENI its private addresses, an
-/// Elastic IP or a launch-assigned public IP its address, a VPC, subnet or
-/// NAT gateway its datapath index — and new resources take what is free
-/// (never an address a kept resource or a running Hyperplane ENI holds).
+/// Builds the model of a template for the stack `ctx` describes (its name,
+/// region, account, parameter store, the other stacks' exports), as a
+/// replacement of `prior` (the model in force) if there is one: what both
+/// have keeps what AWS would keep — an instance, an interface, a NAT
+/// gateway or an endpoint ENI its private addresses, an Elastic IP or a
+/// launch-assigned public IP its address, a VPC, subnet or NAT gateway its
+/// datapath index — and new resources take what is free (never an address
+/// a kept resource or a running Hyperplane ENI holds).
 pub fn build_over(
     text: &str,
     params: &HashMap<String, String>,
-    stack_name: &str,
+    ctx: &Context,
     quotas: Quotas,
     prior: Option<&Model>,
 ) -> Result<Model> {
-    build_at(text, params, stack_name, quotas, prior, None)
+    build_at(text, params, ctx, quotas, prior, None)
 }
 
 /// `build_over` of a template read from directory `dir`: local paths in
@@ -263,14 +298,15 @@ pub fn build_over(
 pub fn build_at(
     text: &str,
     params: &HashMap<String, String>,
-    stack_name: &str,
+    ctx: &Context,
     quotas: Quotas,
     prior: Option<&Model>,
     dir: Option<&std::path::Path>,
 ) -> Result<Model> {
     quotas.check().map_err(|e| ModelError::new("quotas", e))?;
     let t = template::parse(text)?;
-    let mut b = Builder::new(&t, params, stack_name)?;
+    let (t, env) = template::instantiate(t, params, ctx.clone())?;
+    let mut b = Builder::new(&t, env);
     b.quotas = quotas;
     b.code_dir = dir.map(std::path::Path::to_path_buf);
     if let Some(p) = prior {
@@ -350,10 +386,10 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(t: &'a Template, params: &HashMap<String, String>, stack_name: &str) -> Result<Self> {
-        let r = Resolver::new(t, params, stack_name)?;
+    fn new(t: &'a Template, env: Env) -> Self {
+        let r = Resolver::new(t, env);
         let m = Model {
-            stack_name: stack_name.into(),
+            stack_name: r.stack_name.clone(),
             region: r.region.clone(),
             account: r.account.clone(),
             vpcs: vec![],
@@ -370,12 +406,17 @@ impl<'a> Builder<'a> {
             internet_hosts: vec![],
             public_ips: vec![],
             nat_gateways: vec![],
-            skipped: vec![],
+            stack_resources: vec![],
+            outputs: vec![],
+            parameters: vec![],
+            conditions: BTreeMap::new(),
+            imports: vec![],
+            stack_id: String::new(),
             shares: vec![],
             flow_logs: vec![],
             vpc_endpoints: vec![],
         };
-        Ok(Self {
+        Self {
             t,
             r,
             m,
@@ -390,7 +431,7 @@ impl<'a> Builder<'a> {
             public_used: BTreeSet::new(),
             public_kept: HashMap::new(),
             code_dir: None,
-        })
+        }
     }
 
     /// Reserves what the resources of `prior` still in the template hold,
@@ -500,11 +541,7 @@ impl<'a> Builder<'a> {
             nat_gateway::NAT_GATEWAY,
             endpoint::VPC_ENDPOINT,
         ];
-        for r in self.t.resources.values() {
-            if !known.contains(&r.kind.as_str()) {
-                self.m.skipped.push((r.logical_id.clone(), r.kind.clone()));
-            }
-        }
+        self.check_types(&known)?;
         // Identifiers are known up front, so resources may refer to each
         // other in any order.
         for r in self.t.resources.values() {
@@ -532,6 +569,7 @@ impl<'a> Builder<'a> {
                 _ => {}
             }
         }
+        self.stack_resource_ids()?;
         self.vpc_endpoint_ids();
         self.allocate_elastic_ips()?;
         self.vpcs()?;
@@ -543,15 +581,18 @@ impl<'a> Builder<'a> {
         self.route_tables()?;
         self.groups()?;
         self.standalone_rules()?;
+        self.restrict_default_groups()?;
         self.check_group_refs()?;
         // After the groups: a share may name some.
         self.resource_shares()?;
         self.hosts()?;
         self.public_addresses()?;
+        self.extra_attributes();
         self.nat_gateways()?;
         self.vpc_endpoints()?;
         self.functions()?;
         self.flow_logs()?;
+        self.finish_stack()?;
         Ok(self.m)
     }
 
@@ -723,11 +764,7 @@ impl<'a> Builder<'a> {
 }
 
 /// Stable 64-bit hash for generated ids (FNV-1a).
-pub fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x1000_0000_01b3)
-    })
-}
+pub use template::fnv1a;
 
 #[cfg(test)]
 mod tests;

@@ -44,12 +44,24 @@ fn the_default_template_builds() {
             .ip
             .to_string()
     );
+    // The log group is kept in the stack (no network), with its attributes.
+    assert_eq!(m.stack_resources.len(), 1);
+    let lg = &m.stack_resources[0];
     assert_eq!(
-        m.skipped,
-        vec![(
-            "OrdersLogGroup".to_string(),
-            "AWS::Logs::LogGroup".to_string()
-        )]
+        (
+            lg.logical_id.as_str(),
+            lg.resource_type.as_str(),
+            lg.physical_id.as_str()
+        ),
+        (
+            "OrdersLogGroup",
+            "AWS::Logs::LogGroup",
+            "/aws/lambda/orders"
+        )
+    );
+    assert_eq!(
+        lg.attributes["Arn"],
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/orders:*"
     );
     // Standalone ingress joined its group; the group reference is kept.
     let db = m.group("DatabaseSecurityGroup").unwrap();
@@ -551,7 +563,7 @@ fn ipv6_errors_name_the_resource_and_field() {
         (
             with("  S: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.9.0/24, Ipv6CidrBlock: !Select [0, !GetAtt Vpc.Ipv6CidrBlocks]}}\n"),
             "Resources.S.Properties.Ipv6CidrBlock",
-            "out of range",
+            "cannot select nonexistent value at index 0",
         ),
     ];
     for (t, path, words) in cases {
@@ -569,8 +581,14 @@ fn ipv6_errors_name_the_resource_and_field() {
 #[test]
 fn a_template_built_over_the_prior_model_keeps_what_both_have() {
     let over = |t: &str, prior: &Model| {
-        build_over(t, &HashMap::new(), "s", Quotas::default(), Some(prior))
-            .unwrap_or_else(|e| panic!("{e}"))
+        build_over(
+            t,
+            &HashMap::new(),
+            &Context::new("s"),
+            Quotas::default(),
+            Some(prior),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     };
     let hosts = "
   H2: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
