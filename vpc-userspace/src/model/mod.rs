@@ -22,6 +22,7 @@ use crate::template::{self, ModelError, Resolver, Result, Template};
 pub mod endpoint;
 pub mod flowlog;
 mod function;
+pub mod function_url;
 mod hyperplane_eni;
 mod instance;
 pub mod internet;
@@ -47,6 +48,7 @@ pub use function::{
     DEFAULT_TIMEOUT, EXEC_ENV_STRIDE, LAMBDA_GATEWAY, LAMBDA_SERVICE_CIDR, LAMBDA_SERVICE_CIDR6,
     MAX_VPC_CONFIG_GROUPS, MAX_VPC_CONFIG_SUBNETS,
 };
+pub use function_url::{AuthType, FunctionUrl};
 pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
 pub use instance::{Host, HostKind};
 use instance::{INSTANCE, NETWORK_INTERFACE};
@@ -105,6 +107,9 @@ pub struct Model {
     /// `AWS::EC2::VPCEndpoint` resources.
     #[serde(default)]
     pub vpc_endpoints: Vec<VpcEndpoint>,
+    /// Function URLs (`AWS::Lambda::Url`, CreateFunctionUrlConfig).
+    #[serde(default)]
+    pub function_urls: Vec<FunctionUrl>,
 }
 
 impl Model {
@@ -354,6 +359,7 @@ impl<'a> Builder<'a> {
             shares: vec![],
             flow_logs: vec![],
             vpc_endpoints: vec![],
+            function_urls: vec![],
         };
         Ok(Self {
             t,
@@ -478,6 +484,7 @@ impl<'a> Builder<'a> {
             internet::EIP_ASSOCIATION,
             nat_gateway::NAT_GATEWAY,
             endpoint::VPC_ENDPOINT,
+            function_url::URL,
         ];
         for r in self.t.resources.values() {
             if !known.contains(&r.kind.as_str()) {

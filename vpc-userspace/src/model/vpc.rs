@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    bool_field, endpoint, parse_v4_cidr, parse_v6_cidr, required_str, res_path, str_field,
+    bool_field, endpoint, internet, parse_v4_cidr, parse_v6_cidr, required_str, res_path, str_field,
     v6_overlap, yes, Builder, Model, Peer, Rule, SecurityGroup, LAMBDA_SERVICE_CIDR,
     LAMBDA_SERVICE_CIDR6,
 };
@@ -95,6 +95,8 @@ impl Builder<'_> {
             let lambda_range = ("the Lambda service range".to_string(), lambda);
             let services: Ipv4Net = endpoint::AWS_SERVICES_CIDR.parse().expect("constant");
             let services = ("the AWS services range".to_string(), services);
+            let public: Ipv4Net = internet::AWS_PUBLIC_CIDR.parse().expect("constant");
+            let public = ("the range of AWS's public endpoints".to_string(), public);
             let vpcs = self
                 .m
                 .vpcs
@@ -103,7 +105,7 @@ impl Builder<'_> {
             check_block(
                 cidr,
                 "VPC",
-                [lambda_range, services].into_iter().chain(vpcs),
+                [lambda_range, services, public].into_iter().chain(vpcs),
                 &path,
             )?;
             let default_group = format!("{id}.DefaultSecurityGroup");
@@ -225,6 +227,13 @@ impl Builder<'_> {
                         return Err(ModelError::new(
                             f,
                             format!("{net} overlaps the Lambda service range {lambda6}"),
+                        ));
+                    }
+                    let public6: Ipv6Net = internet::AWS_PUBLIC_CIDR6.parse().expect("constant");
+                    if v6_overlap(&net, &public6) {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net} overlaps the range of AWS's public endpoints {public6}"),
                         ));
                     }
                     if let Some((o, t)) = self.m.vpcs.iter().find_map(|o| {
