@@ -61,11 +61,11 @@ pub fn socket_path(name: &str) -> PathBuf {
     crate::paths::state_dir(name).join("api.sock")
 }
 
-/// What the Lambda routes share: the deployment, and the way to its
-/// agent's loop.
+/// What the Lambda routes share (the API's and the function URLs'): the
+/// deployment, and the way to its agent's loop.
 #[derive(Clone)]
-struct Lambda {
-    name: Arc<str>,
+pub(super) struct Lambda {
+    pub(super) name: Arc<str>,
     ops: Ops,
     /// The execution environments' runtimes (functions with a `Runtime`).
     runtimes: Arc<Runtimes>,
@@ -76,7 +76,7 @@ struct Lambda {
 impl Lambda {
     /// Runs `f` on tokio's blocking pool: reads of the store, waiting for
     /// the agent's loop and invocations all block.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&str, &Ops) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -87,11 +87,33 @@ impl Lambda {
     }
 }
 
-/// The Lambda API's routes (paths without a trailing slash: the endpoint
-/// takes it off). Anything else, another method included, is answered
-/// 404 `UnknownOperationException`.
+/// The Lambda API's router ([`routers`]'s `api`).
 pub fn router(name: &str, ops: Ops) -> Router {
-    Router::new()
+    routers(name, ops).api
+}
+
+/// The Lambda API and the function URLs, sharing one deployment's
+/// execution environments and concurrency.
+pub struct Routers {
+    /// The Lambda API: the agent's endpoint, a Lambda interface VPC
+    /// endpoint, and Lambda's public endpoint on the internet serve it.
+    pub api: Router,
+    /// Function URLs ([`super::function_url`]): AWS's public endpoints on
+    /// the internet only.
+    pub urls: Router,
+}
+
+/// The Lambda API's routes (paths without a trailing slash: the endpoint
+/// takes it off; anything else, another method included, is answered
+/// 404 `UnknownOperationException`) and the function URLs' router.
+pub fn routers(name: &str, ops: Ops) -> Routers {
+    let state = Lambda {
+        name: name.into(),
+        ops,
+        runtimes: Arc::new(Runtimes::new(name)),
+        running: Default::default(),
+    };
+    let api = Router::new()
         .route(
             "/2015-03-31/functions",
             get(list_functions).post(create_function),
@@ -109,19 +131,19 @@ pub fn router(name: &str, ops: Ops) -> Router {
         .route("/_vpc/functions/{f}/claim", post(claim))
         .route("/_vpc/clock", post(advance_clock))
         .route("/_vpc/ram/{op}", post(share))
+        .merge(super::function_url_config::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
-        .with_state(Lambda {
-            name: name.into(),
-            ops,
-            runtimes: Arc::new(Runtimes::new(name)),
-            running: Default::default(),
-        })
+        .with_state(state.clone());
+    Routers {
+        api,
+        urls: super::function_url::router(state),
+    }
 }
 
 /// One invocation counted against its function's reserved concurrency,
 /// until dropped.
-struct Slot {
+pub(super) struct Slot {
     running: Arc<Mutex<HashMap<String, u32>>>,
     key: String,
 }
@@ -161,7 +183,11 @@ impl Drop for Slot {
 }
 
 /// An answer: status, headers, body.
-struct Reply(u16, Vec<(&'static str, String)>, Vec<u8>);
+pub(super) struct Reply(
+    pub(super) u16,
+    pub(super) Vec<(&'static str, String)>,
+    pub(super) Vec<u8>,
+);
 
 impl IntoResponse for Reply {
     fn into_response(self) -> HttpResponse {
@@ -185,7 +211,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_reply(status: u16, v: &Value) -> Reply {
+pub(super) fn json_reply(status: u16, v: &Value) -> Reply {
     Reply(
         status,
         vec![("content-type", "application/json".into())],
@@ -206,7 +232,7 @@ fn error_reply(e: &ApiError) -> Reply {
 /// the blocking pool: `blocking_recv` may not run on a runtime worker). A
 /// loop that has stopped drops its channel and what was still in it: the
 /// request is answered 503.
-fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
+pub(super) fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     ops.send(Request { op, reply: tx })
         .map_err(|_| ApiError::new(503, "ServiceException", "the agent is stopping"))?;
@@ -214,16 +240,16 @@ fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
         .map_err(|_| ApiError::new(503, "ServiceException", "the agent is stopping"))?
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
+pub(super) fn internal(e: anyhow::Error) -> ApiError {
     ApiError::new(500, "ServiceException", format!("{e:#}"))
 }
 
 /// A query parameter, the first of its name, percent-decoded.
-fn q(query: &Option<String>, k: &str) -> Option<String> {
+pub(super) fn q(query: &Option<String>, k: &str) -> Option<String> {
     query_value(query.as_deref().unwrap_or(""), k)
 }
 
-fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
@@ -232,7 +258,7 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// A function name may be an ARN.
-fn fname(s: &str) -> String {
+pub(super) fn fname(s: &str) -> String {
     match s.strip_prefix("arn:aws:lambda:") {
         Some(rest) => rest.split(':').nth(3).unwrap_or(s).to_string(),
         None => s.to_string(),
@@ -446,22 +472,7 @@ async fn invoke(
     if dry_run {
         return Ok(Reply(204, vec![], vec![]));
     }
-    let slot = match c["ReservedConcurrentExecutions"].as_u64() {
-        Some(limit) => {
-            let key = c["ConcurrencyKey"].as_str().unwrap_or_default();
-            Some(Slot::take(&l.running, key, limit as u32)?)
-        }
-        None => None,
-    };
-    // Its own task: the timeout is enforced (the process killed) also
-    // when the caller goes away, and an Event runs after the answer.
-    let task = if c["RuntimeApi"].as_bool() == Some(true) {
-        let runtimes = l.runtimes.clone();
-        tokio::spawn(async move { runtimes.invoke(&c, body).await })
-    } else {
-        let runtimes = l.runtimes.clone();
-        tokio::task::spawn_blocking(move || run_handler(&runtimes, &c, &body))
-    };
+    let (slot, task) = start(&l, c, body)?;
     if kind == InvocationType::Event {
         tokio::spawn(async move {
             let _slot = slot;
@@ -489,6 +500,34 @@ async fn invoke(
         headers.push(("x-amz-log-result", logs::tail(&r.log)));
     }
     Ok(Reply(200, headers, r.body))
+}
+
+/// What Invoke and a function URL do once the claim (`c`) is made: take
+/// a slot of the function's reserved concurrency (429 when none is left),
+/// then run it with `body` on a task of its own (the timeout is enforced,
+/// the process killed, also when the caller goes away, and an `Event`
+/// runs after the answer): its runtime through the Runtime API, or its
+/// shell script.
+pub(super) fn start(
+    l: &Lambda,
+    c: Value,
+    body: Bytes,
+) -> Result<(Option<Slot>, tokio::task::JoinHandle<Result<Invoked, ApiError>>), ApiError> {
+    let slot = match c["ReservedConcurrentExecutions"].as_u64() {
+        Some(limit) => {
+            let key = c["ConcurrencyKey"].as_str().unwrap_or_default();
+            Some(Slot::take(&l.running, key, limit as u32)?)
+        }
+        None => None,
+    };
+    let task = if c["RuntimeApi"].as_bool() == Some(true) {
+        let runtimes = l.runtimes.clone();
+        tokio::spawn(async move { runtimes.invoke(&c, body).await })
+    } else {
+        let runtimes = l.runtimes.clone();
+        tokio::task::spawn_blocking(move || run_handler(&runtimes, &c, &body))
+    };
+    Ok((slot, task))
 }
 
 /// Ours: what `vpc invoke F -- CMD` asks before running CMD itself.
@@ -632,7 +671,9 @@ fn run_handler(runtimes: &Runtimes, claim: &Value, payload: &[u8]) -> Result<Inv
     let ns = claim["Netns"].as_str().unwrap_or_default();
     let code = claim["Code"].as_str().unwrap_or("cat");
     let version = claim["Version"].as_str().unwrap_or("$LATEST").to_string();
-    let id = runtime::request_id();
+    let id = claim["RequestId"]
+        .as_str()
+        .map_or_else(runtime::request_id, str::to_string);
     let mut log = vec![(
         logs::now_ms(),
         format!("START RequestId: {id} Version: {version}"),

@@ -7,6 +7,8 @@
 pub mod api;
 pub mod cgroup;
 pub mod eni_scaling;
+pub mod function_url;
+pub mod function_url_config;
 pub mod lifecycle;
 pub mod logs;
 pub mod operations;
