@@ -16,6 +16,8 @@ mod endpoints;
 /// VPC Flow Logs end to end: the exactness of the records (with the known
 /// traffic they count), the ring buffer, flow logs changed by `vpc apply`.
 mod flow_logs;
+/// Function URLs and Lambda's public endpoint on the internet, end to end.
+mod function_urls;
 /// Route tables and gateways end to end.
 mod gateways;
 /// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.
