@@ -157,12 +157,8 @@ impl Zone {
             fqdn(&format!("lambda.{r}.amazonaws.com")),
             vec![LAMBDA_PUBLIC],
         );
-        let dual = std::iter::once(format!("lambda.{r}.api.aws")).chain(
-            model
-                .function_urls
-                .iter()
-                .map(|u| url_host(&u.url_id, r)),
-        );
+        let dual = std::iter::once(format!("lambda.{r}.api.aws"))
+            .chain(model.function_urls.iter().map(|u| url_host(&u.url_id, r)));
         for name in dual {
             self.a.insert(fqdn(&name), vec![LAMBDA_PUBLIC]);
             self.aaaa.insert(fqdn(&name), LAMBDA_PUBLIC6);
@@ -486,15 +482,27 @@ Resources:
             ("lambda.us-east-1.api.aws.", RecordType::AAAA, vec![v6]),
             (&host, RecordType::A, vec![v4]),
             (&host, RecordType::AAAA, vec![v6]),
-            ("client.internet.test.", RecordType::AAAA, vec!["2001:db8:f00d::10"]),
+            (
+                "client.internet.test.",
+                RecordType::AAAA,
+                vec!["2001:db8:f00d::10"],
+            ),
         ] {
             let r = ask(&z, name, t);
             assert_eq!(r.response_code(), ResponseCode::NoError, "{name}");
             assert_eq!(addrs(&r), want, "{name} {t}");
         }
         // Nothing private, nothing else.
-        for name in ["ip-10-0-2-4.ec2.internal.", "s3.us-east-1.amazonaws.com.", "x.lambda-url.us-east-1.on.aws."] {
-            assert_eq!(ask(&z, name, RecordType::A).response_code(), ResponseCode::NXDomain, "{name}");
+        for name in [
+            "ip-10-0-2-4.ec2.internal.",
+            "s3.us-east-1.amazonaws.com.",
+            "x.lambda-url.us-east-1.on.aws.",
+        ] {
+            assert_eq!(
+                ask(&z, name, RecordType::A).response_code(),
+                ResponseCode::NXDomain,
+                "{name}"
+            );
         }
     }
 
@@ -502,22 +510,39 @@ Resources:
     fn vpc_resolvers_answer_public_names_but_private_dns_keeps_lambdas_regional_name() {
         let m = crate::model::build(PUBLIC, &Default::default(), "s").unwrap();
         let host = format!("{}.", url_host(&m.function_urls[0].url_id, "us-east-1"));
-        let eni = m.hosts.iter().find(|h| h.id.starts_with("LambdaEndpoint")).unwrap().ip;
+        let eni = m
+            .hosts
+            .iter()
+            .find(|h| h.id.starts_with("LambdaEndpoint"))
+            .unwrap()
+            .ip;
         let with_endpoint = Zone::of(&m, m.vpc("Vpc").unwrap());
         let other = Zone::of(&m, m.vpc("Other").unwrap());
         let regional = "lambda.us-east-1.amazonaws.com.";
-        assert_eq!(addrs(&ask(&with_endpoint, regional, RecordType::A)), [eni.to_string()]);
-        assert_eq!(addrs(&ask(&other, regional, RecordType::A)), ["198.18.1.10"]);
+        assert_eq!(
+            addrs(&ask(&with_endpoint, regional, RecordType::A)),
+            [eni.to_string()]
+        );
+        assert_eq!(
+            addrs(&ask(&other, regional, RecordType::A)),
+            ["198.18.1.10"]
+        );
         for z in [&with_endpoint, &other] {
             assert_eq!(addrs(&ask(z, &host, RecordType::AAAA)), ["2001:2:ffff::10"]);
-            assert_eq!(addrs(&ask(z, "lambda.us-east-1.api.aws.", RecordType::A)), ["198.18.1.10"]);
+            assert_eq!(
+                addrs(&ask(z, "lambda.us-east-1.api.aws.", RecordType::A)),
+                ["198.18.1.10"]
+            );
         }
         // No internet: no public names.
         let none = PUBLIC.replace("Metadata:\n  Vpc::Internet:\n    Hosts:\n      Client: {Address: 203.0.113.10, Ipv6Address: 2001:db8:f00d::10}\n", "");
         let m = crate::model::build(&none, &Default::default(), "s").unwrap();
         assert!(!m.has_internet());
         let z = Zone::of(&m, m.vpc("Other").unwrap());
-        assert_eq!(ask(&z, &host, RecordType::A).response_code(), ResponseCode::NXDomain);
+        assert_eq!(
+            ask(&z, &host, RecordType::A).response_code(),
+            ResponseCode::NXDomain
+        );
     }
 
     #[test]

@@ -179,7 +179,15 @@ fn a_function_url_answers_the_internet_over_ipv4_and_ipv6() {
     let r = answered(
         &d,
         "Client",
-        &["-X", "POST", "-H", "content-type: application/json", "-d", r#"{"k": 1}"#, &url],
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            r#"{"k": 1}"#,
+            &url,
+        ],
     );
     assert_eq!(r.json()["body"], r#"{"k": 1}"#);
     assert_eq!(r.json()["isBase64Encoded"], false);
@@ -254,14 +262,26 @@ fn a_function_url_is_not_served_through_a_lambda_interface_endpoint() {
     let before = starts(&d, "echo");
     assert_eq!(before, 1);
     // The URL through the endpoint: not served.
-    let r = curl(&d, "App", &["-H", &format!("Host: {host}"), &format!("http://{endpoint}/")])
-        .expect("the endpoint answers");
+    let r = curl(
+        &d,
+        "App",
+        &[
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://{endpoint}/"),
+        ],
+    )
+    .expect("the endpoint answers");
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(r.header("x-amzn-errortype"), ["UnknownOperationException"]);
     let r = curl(
         &d,
         "App",
-        &["--resolve", &format!("{host}:80:{endpoint}"), &format!("http://{host}/p?q=1")],
+        &[
+            "--resolve",
+            &format!("{host}:80:{endpoint}"),
+            &format!("http://{host}/p?q=1"),
+        ],
     )
     .expect("the endpoint answers");
     assert_eq!(r.status, 404, "{}", r.body);
@@ -282,11 +302,17 @@ fn boto3_uses_lambdas_public_endpoints_and_the_function_url_api() {
     let d = Deployment::up("furlsdk", TEMPLATE, FAST);
     // Served once the agent's first look at the state is done.
     wait_for("the public endpoint", 30, || {
-        curl(&d, "Client", &["http://lambda.us-east-1.amazonaws.com/2015-03-31/functions"]).is_some()
+        curl(
+            &d,
+            "Client",
+            &["http://lambda.us-east-1.amazonaws.com/2015-03-31/functions"],
+        )
+        .is_some()
     });
     let out = python(&d, &["dualstack", "us-east-1"]);
     assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(
         v,
         serde_json::json!({"invoked": {"via": "lambda.us-east-1.api.aws"}})
@@ -307,12 +333,23 @@ fn boto3_uses_lambdas_public_endpoints_and_the_function_url_api() {
     let deleted = api(&d, "DELETE", "/2021-10-31/functions/plain/url");
     assert_eq!(deleted.status, 204);
     let resolve = format!("{host}:80:{PUBLIC4}");
-    let r = curl(&d, "Client", &["--resolve", &resolve, &format!("http://{host}/p")]).unwrap();
-    assert_eq!((r.status, r.json()), (403, serde_json::json!({"Message": "Forbidden"})));
+    let r = curl(
+        &d,
+        "Client",
+        &["--resolve", &resolve, &format!("http://{host}/p")],
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.json()),
+        (403, serde_json::json!({"Message": "Forbidden"}))
+    );
     // A function's URL goes with it.
     let echo = url_host(&d, "echo");
     assert_eq!(api(&d, "DELETE", "/2015-03-31/functions/echo").status, 204);
     assert_eq!(api(&d, "GET", "/2021-10-31/functions/echo/url").status, 404);
     let model = vpc::state::State::load(&d.name).unwrap().model;
-    assert!(model.function_urls.iter().all(|u| !echo.starts_with(&u.url_id)));
+    assert!(model
+        .function_urls
+        .iter()
+        .all(|u| !echo.starts_with(&u.url_id)));
 }

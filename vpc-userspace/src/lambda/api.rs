@@ -16,6 +16,7 @@
 //! | PublishVersion | `POST /2015-03-31/functions/{name}/versions` |
 //! | Invoke | `POST /2015-03-31/functions/{name}/invocations` |
 //! | CreateFunction | `POST /2015-03-31/functions` |
+//! | the function URL operations | `/2021-10-31/functions/{name}/url[s]` ([`super::function_url_config`]) |
 //!
 //! Ours (not AWS's), under `/_vpc`: `POST /_vpc/clock` `{"AdvanceMs": N}`
 //! moves a test clock; `POST /_vpc/ram/(dis)associate-resource-share`
@@ -502,17 +503,20 @@ async fn invoke(
     Ok(Reply(200, headers, r.body))
 }
 
+/// An invocation started: its concurrency slot (given back when dropped)
+/// and its task.
+pub(super) type Started = (
+    Option<Slot>,
+    tokio::task::JoinHandle<Result<Invoked, ApiError>>,
+);
+
 /// What Invoke and a function URL do once the claim (`c`) is made: take
 /// a slot of the function's reserved concurrency (429 when none is left),
 /// then run it with `body` on a task of its own (the timeout is enforced,
 /// the process killed, also when the caller goes away, and an `Event`
 /// runs after the answer): its runtime through the Runtime API, or its
 /// shell script.
-pub(super) fn start(
-    l: &Lambda,
-    c: Value,
-    body: Bytes,
-) -> Result<(Option<Slot>, tokio::task::JoinHandle<Result<Invoked, ApiError>>), ApiError> {
+pub(super) fn start(l: &Lambda, c: Value, body: Bytes) -> Result<Started, ApiError> {
     let slot = match c["ReservedConcurrentExecutions"].as_u64() {
         Some(limit) => {
             let key = c["ConcurrencyKey"].as_str().unwrap_or_default();

@@ -121,7 +121,9 @@ async fn invoke_url(State(l): State<Lambda>, req: Request) -> Response {
         Err(_) => {
             return message(
                 413,
-                &format!("Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"),
+                &format!(
+                "Request must be smaller than {MAX_REQUEST} bytes for the InvokeFunction operation"
+            ),
             )
         }
     };
@@ -292,7 +294,12 @@ fn is_text(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else {
         return true;
     };
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     ct.starts_with("text/")
         || ct.ends_with("json")
         || ct.ends_with("xml")
@@ -525,7 +532,10 @@ mod tests {
     #[test]
     fn a_request_becomes_a_payload_2_0_event() {
         let h = headers(&[
-            ("Host", "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"),
+            (
+                "Host",
+                "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws",
+            ),
             ("User-Agent", "curl/7.88.1"),
             ("X-Custom", "one"),
             ("x-custom", "two"),
@@ -552,7 +562,11 @@ mod tests {
         assert_eq!(e["headers"]["user-agent"], "curl/7.88.1");
         assert_eq!(e["headers"]["x-forwarded-for"], "203.0.113.10");
         assert!(e["headers"].get("cookie").is_none());
-        assert!(e["headers"].as_object().unwrap().keys().all(|k| *k == k.to_ascii_lowercase()));
+        assert!(e["headers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| *k == k.to_ascii_lowercase()));
         assert_eq!(
             e["queryStringParameters"],
             json!({"p1": "v1,v2", "p2": "a b", "flag": ""})
@@ -664,20 +678,36 @@ mod tests {
                 ("set-cookie".into(), "b=2".into()),
             ]
         );
-        let (s, _, b) = response(br#"{"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}"#, false);
+        let (s, _, b) = response(
+            br#"{"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}"#,
+            false,
+        );
         assert_eq!((s, b.as_slice()), (200, b"hi".as_slice()));
         // No statusCode: the JSON itself, 200, application/json.
-        for answer in [&br#"{"message": "Hello"}"#[..], br#""Hello, world!""#, b"[1,2]"] {
+        for answer in [
+            &br#"{"message": "Hello"}"#[..],
+            br#""Hello, world!""#,
+            b"[1,2]",
+        ] {
             let (s, h, b) = response(answer, false);
             assert_eq!(s, 200);
-            assert_eq!(h, [("content-type".to_string(), "application/json".to_string())]);
+            assert_eq!(
+                h,
+                [("content-type".to_string(), "application/json".to_string())]
+            );
             assert_eq!(b, answer);
         }
         // A failed function, a status that is none.
         for (answer, unhandled) in [
-            (&br#"{"errorMessage": "boom", "errorType": "Exception"}"#[..], true),
+            (
+                &br#"{"errorMessage": "boom", "errorType": "Exception"}"#[..],
+                true,
+            ),
             (br#"{"statusCode": "many"}"#, false),
-            (br#"{"statusCode": 200, "body": "*", "isBase64Encoded": true}"#, false),
+            (
+                br#"{"statusCode": 200, "body": "*", "isBase64Encoded": true}"#,
+                false,
+            ),
         ] {
             let (s, _, b) = response(answer, unhandled);
             assert_eq!(s, 502);

@@ -43,10 +43,7 @@ pub(super) fn routes() -> Router<Lambda> {
     Router::new()
         .route(
             "/2021-10-31/functions/{f}/url",
-            get(get_config)
-                .post(create)
-                .put(update)
-                .delete(delete),
+            get(get_config).post(create).put(update).delete(delete),
         )
         .route("/2021-10-31/functions/{f}/urls", get(list))
 }
@@ -126,11 +123,7 @@ fn settings(body: &Value) -> Result<(Option<AuthType>, Option<Value>), ApiError>
 }
 
 /// Applies one change (on the agent's loop).
-pub fn change(
-    name: &str,
-    which: Which,
-    change: Change,
-) -> anyhow::Result<Result<Value, ApiError>> {
+pub fn change(name: &str, which: Which, change: Change) -> anyhow::Result<Result<Value, ApiError>> {
     transact(name, |s, lc| {
         let now = lc.clock.now_ms();
         let f = match find(&s.model, &which) {

@@ -2,8 +2,10 @@
 //! ([`lifecycle`], pure), the API's changes and the lifecycle's timers on
 //! a running deployment ([`operations`], through the reconciler), the
 //! Lambda API itself ([`api`]), real handlers through the Runtime API
-//! ([`runtime`]), their logs, CloudWatch-Logs-shaped ([`logs`]), and the scaling of Hyperplane ENI groups
-//! ([`eni_scaling`]).
+//! ([`runtime`]), their logs, CloudWatch-Logs-shaped ([`logs`]), function
+//! URLs ([`function_url`], served on Lambda's public endpoint, and the
+//! API's operations on them, [`function_url_config`]) and the scaling of
+//! Hyperplane ENI groups ([`eni_scaling`]).
 pub mod api;
 pub mod cgroup;
 pub mod eni_scaling;

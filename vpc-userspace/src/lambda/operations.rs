@@ -96,7 +96,9 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
             principals,
             associate,
         } => reshare(name, maps, &share, &subnets, &principals, associate),
-        Op::FunctionUrl { which, change } => super::function_url_config::change(name, which, change),
+        Op::FunctionUrl { which, change } => {
+            super::function_url_config::change(name, which, change)
+        }
     };
     let r = r.map_err(internal)?;
     // A change may be due at once (an ENI that exists is reused at once).

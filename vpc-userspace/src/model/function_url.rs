@@ -308,7 +308,9 @@ impl Builder<'_> {
                 modified_ms: 0,
             });
         }
-        self.m.function_urls.sort_by(|a, b| a.function.cmp(&b.function));
+        self.m
+            .function_urls
+            .sort_by(|a, b| a.function.cmp(&b.function));
         Ok(())
     }
 }
@@ -370,7 +372,10 @@ Resources:
         let hello = m.function("hello").unwrap();
         let u = m.function_url(&hello.id, None).unwrap();
         assert_eq!(u.auth_type, AuthType::None);
-        assert_eq!(u.cors, Some(serde_json::json!({"AllowOrigins": ["*"], "MaxAge": 60})));
+        assert_eq!(
+            u.cors,
+            Some(serde_json::json!({"AllowOrigins": ["*"], "MaxAge": 60}))
+        );
         assert_eq!(u.url_id, url_id(&m.account, &m.region, "hello", None));
         let other = m.function("Other").unwrap();
         assert_eq!(
@@ -392,7 +397,10 @@ Resources:
         );
         assert_eq!(
             vars["REF"],
-            format!("arn:aws:lambda:us-east-1:{}:function:stack-Other", m.account)
+            format!(
+                "arn:aws:lambda:us-east-1:{}:function:stack-Other",
+                m.account
+            )
         );
     }
 
@@ -400,26 +408,84 @@ Resources:
     fn bad_urls_name_their_field() {
         let field = "Resources.HelloUrl.Properties";
         let cases = [
-            (BASE.replace("AuthType: NONE", "AuthType: OPEN"), "AuthType", "enum value set: [NONE, AWS_IAM]"),
-            (BASE.replace("      AuthType: NONE\n", ""), "AuthType", "is required"),
-            (BASE.replace("!GetAtt Hello.Arn", "nobody"), "TargetFunctionArn", "Function not found: nobody"),
-            (BASE.replace("MaxAge: 60", "MaxAge: -1"), "Cors.MaxAge", "0-86400"),
-            (BASE.replace("MaxAge: 60", "MaxAgee: 60"), "Cors.MaxAgee", "unknown field"),
-            (BASE.replace("AllowOrigins: [\"*\"]", "AllowOrigins: \"*\""), "Cors.AllowOrigins", "list of strings"),
-            (BASE.replace("AuthType: NONE", "AuthType: NONE\n      InvokeMode: RESPONSE_STREAM"), "InvokeMode", "BUFFERED only"),
-            (BASE.replace("AuthType: NONE", "AuthType: NONE\n      InvokeMode: FAST"), "InvokeMode", "[BUFFERED, RESPONSE_STREAM]"),
-            (BASE.replace("AuthType: NONE", "AuthType: NONE\n      Qualifier: '1'"), "Qualifier", "regular expression pattern"),
-            (BASE.replace("AuthType: NONE", "AuthType: NONE\n      Qualifier: $LATEST"), "Qualifier", "regular expression pattern"),
-            (BASE.replace("AuthType: NONE", "AuthType: NONE\n      Qualifier: live"), "Qualifier", "aliases are not supported here"),
-            (BASE.replace("AuthType: NONE", "AuthType: NONE\n      Auth: x"), "Auth", "unknown property"),
-            (BASE.replace("!Ref Other, AuthType", "hello, AuthType"), "", "FunctionUrlConfig exists"),
+            (
+                BASE.replace("AuthType: NONE", "AuthType: OPEN"),
+                "AuthType",
+                "enum value set: [NONE, AWS_IAM]",
+            ),
+            (
+                BASE.replace("      AuthType: NONE\n", ""),
+                "AuthType",
+                "is required",
+            ),
+            (
+                BASE.replace("!GetAtt Hello.Arn", "nobody"),
+                "TargetFunctionArn",
+                "Function not found: nobody",
+            ),
+            (
+                BASE.replace("MaxAge: 60", "MaxAge: -1"),
+                "Cors.MaxAge",
+                "0-86400",
+            ),
+            (
+                BASE.replace("MaxAge: 60", "MaxAgee: 60"),
+                "Cors.MaxAgee",
+                "unknown field",
+            ),
+            (
+                BASE.replace("AllowOrigins: [\"*\"]", "AllowOrigins: \"*\""),
+                "Cors.AllowOrigins",
+                "list of strings",
+            ),
+            (
+                BASE.replace(
+                    "AuthType: NONE",
+                    "AuthType: NONE\n      InvokeMode: RESPONSE_STREAM",
+                ),
+                "InvokeMode",
+                "BUFFERED only",
+            ),
+            (
+                BASE.replace("AuthType: NONE", "AuthType: NONE\n      InvokeMode: FAST"),
+                "InvokeMode",
+                "[BUFFERED, RESPONSE_STREAM]",
+            ),
+            (
+                BASE.replace("AuthType: NONE", "AuthType: NONE\n      Qualifier: '1'"),
+                "Qualifier",
+                "regular expression pattern",
+            ),
+            (
+                BASE.replace("AuthType: NONE", "AuthType: NONE\n      Qualifier: $LATEST"),
+                "Qualifier",
+                "regular expression pattern",
+            ),
+            (
+                BASE.replace("AuthType: NONE", "AuthType: NONE\n      Qualifier: live"),
+                "Qualifier",
+                "aliases are not supported here",
+            ),
+            (
+                BASE.replace("AuthType: NONE", "AuthType: NONE\n      Auth: x"),
+                "Auth",
+                "unknown property",
+            ),
+            (
+                BASE.replace("!Ref Other, AuthType", "hello, AuthType"),
+                "",
+                "FunctionUrlConfig exists",
+            ),
         ];
         for (t, f, msg) in cases {
             let e = build(&t, &HashMap::new(), "stack")
                 .expect_err(msg)
                 .to_string();
             assert!(e.contains(field) || e.contains("OtherUrl"), "{e}");
-            assert!(e.contains(f) && e.contains(msg), "got {e:?}, want {f} / {msg}");
+            assert!(
+                e.contains(f) && e.contains(msg),
+                "got {e:?}, want {f} / {msg}"
+            );
         }
     }
 

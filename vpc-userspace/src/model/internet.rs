@@ -636,7 +636,8 @@ Resources:
     fn a_deployment_has_an_internet_with_test_hosts_or_a_gateway() {
         let m = build(BASE, &HashMap::new(), "s").unwrap();
         assert!(m.has_internet());
-        let none = "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n";
+        let none =
+            "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n";
         assert!(!build(none, &HashMap::new(), "s").unwrap().has_internet());
         let igw = format!("{none}  Igw: {{Type: AWS::EC2::InternetGateway}}\n");
         assert!(build(&igw, &HashMap::new(), "s").unwrap().has_internet());

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    bool_field, endpoint, internet, parse_v4_cidr, parse_v6_cidr, required_str, res_path, str_field,
-    v6_overlap, yes, Builder, Model, Peer, Rule, SecurityGroup, LAMBDA_SERVICE_CIDR,
+    bool_field, endpoint, internet, parse_v4_cidr, parse_v6_cidr, required_str, res_path,
+    str_field, v6_overlap, yes, Builder, Model, Peer, Rule, SecurityGroup, LAMBDA_SERVICE_CIDR,
     LAMBDA_SERVICE_CIDR6,
 };
 use crate::template::{ModelError, Result};
