@@ -294,7 +294,8 @@ fn a_function_url_is_not_served_through_a_lambda_interface_endpoint() {
 /// `lambda.us-east-1.api.aws` over IPv6 only (its resolver's AAAA answer;
 /// `lambda.us-east-1.amazonaws.com` has none), and the
 /// CreateFunctionUrlConfig family through `lambda.us-east-1.amazonaws.com`
-/// with AWS's shapes and errors. The URL made through the API is served
+/// with AWS's shapes and errors. `vpc apply` keeps the URLs in force and
+/// drops a removed function's. The URL made through the API is served
 /// once the resolver's zone has its name; deleted, it answers 403 at once;
 /// DeleteFunction takes a function's URL with it.
 #[test]
@@ -326,6 +327,20 @@ fn boto3_uses_lambdas_public_endpoints_and_the_function_url_api() {
         .unwrap()
         .to_string();
     assert_eq!(url_host(&d, "plain"), host);
+    // `vpc apply`: the URLs in force stay (plain's, made through the API);
+    // a function the template no longer has takes its URL with it.
+    let (from, to) = (
+        TEMPLATE.find("  Secret:\n").unwrap(),
+        TEMPLATE.find("  Plain:\n").unwrap(),
+    );
+    d.apply(&format!("{}{}", &TEMPLATE[..from], &TEMPLATE[to..]));
+    assert_eq!(url_host(&d, "plain"), host);
+    assert_eq!(
+        api(&d, "GET", "/2021-10-31/functions/secret/url").status,
+        404
+    );
+    let model = vpc::state::State::load(&d.name).unwrap().model;
+    assert_eq!(model.function_urls.len(), 2, "{:?}", model.function_urls);
     let r = answered(&d, "Client", &["-6", &format!("http://{host}/p")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), ["application/json"]);
