@@ -66,7 +66,7 @@ pub fn socket_path(name: &str) -> PathBuf {
 /// deployment, and the way to its agent's loop.
 #[derive(Clone)]
 pub(super) struct Lambda {
-    pub(super) name: Arc<str>,
+    name: Arc<str>,
     ops: Ops,
     /// The execution environments' runtimes (functions with a `Runtime`).
     runtimes: Arc<Runtimes>,
