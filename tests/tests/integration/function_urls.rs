@@ -207,10 +207,33 @@ fn a_function_url_answers_the_internet_over_ipv4_and_ipv6() {
 /// `AuthType: AWS_IAM`: an unsigned request is refused 403
 /// `{"Message":"Forbidden"}` and runs nothing; one signed with botocore's
 /// SigV4Auth for `lambda` is served, the event naming the caller's account
-/// (the access key id, 12 digits) and access key.
+/// (the access key id, 12 digits) and access key. And the answers that are
+/// Lambda's, not the function's: a handler that raises is 502 `{"Message":
+/// "Internal Server Error"}`, a function with no concurrency left 429.
 #[test]
 fn an_aws_iam_url_refuses_unsigned_requests_and_serves_signed_ones() {
     let d = Deployment::up("furliam", TEMPLATE, FAST);
+    let broken = answered(
+        &d,
+        "Client",
+        &[&format!("http://{}/", url_host(&d, "broken"))],
+    );
+    assert_eq!(broken.status, 502);
+    assert_eq!(
+        broken.json(),
+        serde_json::json!({"Message": "Internal Server Error"})
+    );
+    assert_eq!(starts(&d, "broken"), 1, "it ran, and failed");
+    let throttled = answered(
+        &d,
+        "Client",
+        &[&format!("http://{}/", url_host(&d, "throttled"))],
+    );
+    assert_eq!(throttled.status, 429);
+    assert_eq!(
+        throttled.json(),
+        serde_json::json!({"Message": "Rate Exceeded."})
+    );
     let host = url_host(&d, "secret");
     let url = format!("http://{host}/");
     let r = answered(&d, "Client", &[&url]);
@@ -331,7 +354,7 @@ fn boto3_uses_lambdas_public_endpoints_and_the_function_url_api() {
     // a function the template no longer has takes its URL with it.
     let (from, to) = (
         TEMPLATE.find("  Secret:\n").unwrap(),
-        TEMPLATE.find("  Plain:\n").unwrap(),
+        TEMPLATE.find("  Broken:\n").unwrap(),
     );
     d.apply(&format!("{}{}", &TEMPLATE[..from], &TEMPLATE[to..]));
     assert_eq!(url_host(&d, "plain"), host);
@@ -340,7 +363,7 @@ fn boto3_uses_lambdas_public_endpoints_and_the_function_url_api() {
         404
     );
     let model = vpc::state::State::load(&d.name).unwrap().model;
-    assert_eq!(model.function_urls.len(), 2, "{:?}", model.function_urls);
+    assert_eq!(model.function_urls.len(), 4, "{:?}", model.function_urls);
     let r = answered(&d, "Client", &["-6", &format!("http://{host}/p")]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), ["application/json"]);
