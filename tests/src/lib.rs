@@ -615,6 +615,11 @@ impl Harness {
                     .has_aws_services()
                     .then(|| model::endpoint::AWS_SERVICES_ID.to_string()),
             )
+            .chain(
+                model
+                    .has_internet()
+                    .then(|| model::internet::AWS_PUBLIC_ID.to_string()),
+            )
             .collect();
         for (i, id) in ids.iter().enumerate() {
             let dev = format!("d{i}");

@@ -10,7 +10,9 @@ pub mod kind {
     pub const EXEC_ENV: u8 = 2;
     /// A Hyperplane ENI address: owned by the router, reached only through NAT.
     pub const HYPERPLANE_ENI: u8 = 3;
-    /// A test host on the internet, behind the internet gateways.
+    /// A host on the internet, behind the internet gateways: a test host,
+    /// or AWS's public endpoints (Lambda's API and function URLs). Hosts of
+    /// the internet reach one another directly.
     pub const INTERNET_HOST: u8 = 4;
     /// The VPC resolver (base + 2): DNS to it passes no group or ACL.
     pub const RESOLVER: u8 = 5;

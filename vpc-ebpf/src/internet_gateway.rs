@@ -92,7 +92,8 @@ pub fn to_internet<C: Ctx>(
 /// while the host's subnet routes the peer to it (detached:
 /// `route_blackhole`; no such route: the reply could not leave, so the
 /// connection is refused here); an egress-only gateway there opens nothing
-/// from the internet (`egress_only_inbound`).
+/// from the internet (`egress_only_inbound`). To another host of the
+/// internet (AWS's public endpoints among them) it goes [`across`].
 #[inline(never)]
 pub fn from_internet<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
     stats::finish(from_internet_inner(ctx, s, ifindex, now))
@@ -108,19 +109,27 @@ fn from_internet_inner<C: Ctx>(
     let p = &s.pkt;
     let v6 = p.v6;
     // The private address, in the scratch: on the stack its zeros became a
-    // `memset` call.
+    // `memset` call. An IPv4 address that is nobody's public one may be
+    // another host of the internet's.
     let private = &mut s.hop.addr;
+    let mut public = true;
     if v6 {
         copy_addr(private, &p.daddr);
     } else {
         match unsafe { PUBLIC_TO_PRIVATE.get(&p.daddr) } {
             Some(a) => copy_addr(private, a),
-            None => return Err(DropReason::NoRoute),
+            None => {
+                public = false;
+                copy_addr(private, &p.daddr);
+            }
         }
     }
     let private = &s.hop.addr;
     let ep = route::endpoint(private)?;
-    if ep.kind != kind::HOST && ep.kind != kind::HYPERPLANE_ENI {
+    if ep.kind == kind::INTERNET_HOST {
+        return across(ctx, s, ifindex, ep, now);
+    }
+    if !public || (ep.kind != kind::HOST && ep.kind != kind::HYPERPLANE_ENI) {
         return Err(DropReason::NoRoute);
     }
     let epoch = config::policy_epoch();
@@ -166,6 +175,35 @@ fn from_internet_inner<C: Ctx>(
         nat::rewrite(ctx, &s.pkt, false, &s.hop.addr, dport)?;
     }
     if track {
+        ct::open(s, now)?;
+    }
+    route::deliver_to(ctx, ep)
+}
+
+/// A new flow between two hosts of the internet (a test host and AWS's
+/// public endpoints, or two test hosts): the internet routes it as it is,
+/// no gateway, no NAT, no groups or ACLs (no VPC is crossed). Tracked like
+/// any other, so that only its replies come back.
+#[inline(always)]
+fn across<C: Ctx>(
+    ctx: &C,
+    s: &mut Scratch,
+    ifindex: u32,
+    ep: &'static vpc_common::Endpoint,
+    now: u64,
+) -> Result<u32, DropReason> {
+    let p = &s.pkt;
+    let track = !p.is_icmp() || p.is_echo_request();
+    if track && !ct::opens(p) {
+        return Err(DropReason::CtInvalid);
+    }
+    if track {
+        s.reply_key = ct::reply_key(&s.key, p.is_icmp());
+        // Neither side has a subnet: never re-checked against a policy.
+        ct::bind(s, ifindex, ep, 0, config::policy_epoch(), route_kind::LOCAL)?;
+        s.orig.flags = 0;
+        s.reply.flags = 0;
+        ct::no_eni(s);
         ct::open(s, now)?;
     }
     route::deliver_to(ctx, ep)

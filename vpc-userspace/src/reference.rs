@@ -286,11 +286,18 @@ fn acl_out(m: &Model, subnet: &str, p: &Packet, steps: &mut Vec<String>) -> Resu
     }
 }
 
-/// The internet test host owning `dst`, as the gateway's path sees it.
+/// The internet test host owning `dst` (or AWS's public endpoints), as
+/// the gateway's path sees it.
 fn internet_host(m: &Model, dst: IpAddr, steps: &mut Vec<String>) -> Result<(), Verdict> {
     let owns = |h: &&crate::model::InternetHost| {
         IpAddr::V4(h.ip) == dst || h.ip6.map(IpAddr::V6) == Some(dst)
     };
+    use crate::model::internet::{LAMBDA_PUBLIC, LAMBDA_PUBLIC6};
+    let public = dst == IpAddr::V4(LAMBDA_PUBLIC) || dst == IpAddr::V6(LAMBDA_PUBLIC6);
+    if public && m.has_internet() {
+        steps.push(format!("the internet: AWS's public endpoints ({dst})"));
+        return Ok(());
+    }
     match m.internet_hosts.iter().find(owns) {
         Some(h) => {
             steps.push(format!("the internet: test host {} ({dst})", h.id));

@@ -15,8 +15,20 @@
 //!   (`vpce-<id>-<8 chars>[-<az>].<service>.<region>.vpce.amazonaws.com`),
 //!   and with `PrivateDnsEnabled`, in the endpoint's VPC, the service's
 //!   regional name: the endpoint's ENI addresses;
+//! * AWS's public names, where the deployment has an internet, as public
+//!   DNS answers them: Lambda's regional endpoint
+//!   `lambda.<region>.amazonaws.com` (A: IPv4 only, as at AWS; an interface
+//!   endpoint's private DNS answers it instead in its VPC), the dual-stack
+//!   `lambda.<region>.api.aws` (A and AAAA) and every function URL,
+//!   `<url-id>.lambda-url.<region>.on.aws` (A and AAAA): the addresses of
+//!   AWS's public endpoints, reached through an internet or NAT gateway;
 //! * anything else: NXDOMAIN. Nothing is forwarded: no query ever leaves
 //!   the project's namespaces.
+//!
+//! The internet has a resolver of its own, on AWS's public endpoints
+//! (`model::internet::LAMBDA_PUBLIC`, port 53), which every test host's
+//! `resolv.conf` names: it answers the public names above and the test
+//! hosts' ([`Zone::public`]).
 //!
 //! The datapath lets DNS (UDP and TCP port 53) reach it past every group
 //! and ACL, and nothing else (`resolver_not_dns`). UDP only: every answer
@@ -40,6 +52,8 @@ use tokio::net::UdpSocket;
 
 use crate::model::{
     endpoint::{regional_name, GATEWAY_SERVICES},
+    function_url::url_host,
+    internet::{AWS_PUBLIC_ID, LAMBDA_PUBLIC, LAMBDA_PUBLIC6},
     Model, Vpc,
 };
 
@@ -84,12 +98,8 @@ impl Zone {
             z.a.insert(name.clone(), vec![ip]);
             z.ptr.insert(ip, name);
         }
-        for h in &model.internet_hosts {
-            z.a.insert(internet_host_name(&h.id), vec![h.ip]);
-            if let Some(ip6) = h.ip6 {
-                z.aaaa.insert(internet_host_name(&h.id), ip6);
-            }
-        }
+        z.internet_hosts(model);
+        z.public_names(model);
         // The gateway services' regional names, as public DNS answers them.
         for (service, ip) in GATEWAY_SERVICES {
             z.a.insert(fqdn(&regional_name(&model.region, service)), vec![ip]);
@@ -114,6 +124,45 @@ impl Zone {
             }
         }
         z
+    }
+
+    /// The internet's own zone, served on AWS's public endpoints: the
+    /// public names and the test hosts'.
+    pub fn public(model: &Model) -> Self {
+        let mut z = Zone::default();
+        z.internet_hosts(model);
+        z.public_names(model);
+        z
+    }
+
+    /// The internet's test hosts: `<id>.internet.test`, A and AAAA.
+    fn internet_hosts(&mut self, model: &Model) {
+        for h in &model.internet_hosts {
+            self.a.insert(internet_host_name(&h.id), vec![h.ip]);
+            if let Some(ip6) = h.ip6 {
+                self.aaaa.insert(internet_host_name(&h.id), ip6);
+            }
+        }
+    }
+
+    /// Lambda's public names, as public DNS answers them, where there is
+    /// an internet to reach them on: the regional endpoint (IPv4 only, as
+    /// AWS's), the dual-stack one and every function URL.
+    fn public_names(&mut self, model: &Model) {
+        if !model.has_internet() {
+            return;
+        }
+        let r = &model.region;
+        self.a.insert(
+            fqdn(&format!("lambda.{r}.amazonaws.com")),
+            vec![LAMBDA_PUBLIC],
+        );
+        let dual = std::iter::once(format!("lambda.{r}.api.aws"))
+            .chain(model.function_urls.iter().map(|u| url_host(&u.url_id, r)));
+        for name in dual {
+            self.a.insert(fqdn(&name), vec![LAMBDA_PUBLIC]);
+            self.aaaa.insert(fqdn(&name), LAMBDA_PUBLIC6);
+        }
     }
 
     /// The reply to one query message, or `None` for what deserves none
@@ -221,20 +270,27 @@ fn bind(want: Vec<(Key, Ipv4Addr)>) -> Result<Vec<(Key, std::net::UdpSocket)>> {
     Ok(sockets)
 }
 
-/// (VPC id, resolver namespace).
+/// (VPC id or `AWS_PUBLIC_ID`, resolver namespace).
 type Key = (String, String);
 
-/// The resolvers the state has now, and their addresses.
+/// The resolvers the state has now, and their addresses: each VPC's, and
+/// the internet's on AWS's public endpoints (keyed by `AWS_PUBLIC_ID`,
+/// which no VPC can be: its namespace would be taken).
 fn wanted(name: &str) -> Result<Vec<(Key, Ipv4Addr)>> {
     let s = crate::state::State::load(name)?;
-    Ok(s.model
+    let mut out: Vec<(Key, Ipv4Addr)> = s
+        .model
         .vpcs
         .iter()
         .filter_map(|v| {
             let node = s.node(&v.resolver_id()?)?;
             Some(((v.id.clone(), node.netns.clone()), v.resolver()))
         })
-        .collect())
+        .collect();
+    if let Some(node) = s.node(AWS_PUBLIC_ID) {
+        out.push(((AWS_PUBLIC_ID.into(), node.netns.clone()), node.ip));
+    }
+    Ok(out)
 }
 
 /// Serves every VPC's resolver of deployment `name` until `shutdown` turns
@@ -263,11 +319,15 @@ pub async fn serve(name: &str, shutdown: tokio::sync::watch::Receiver<bool>) -> 
     .await
 }
 
-/// The zone of `vpc` now, read on the blocking pool.
+/// The zone of `vpc` now (the internet's for `AWS_PUBLIC_ID`), read on
+/// the blocking pool.
 async fn zone_of(name: &str, vpc: &str) -> Result<Zone> {
     let (name, vpc) = (name.to_string(), vpc.to_string());
     tokio::task::spawn_blocking(move || {
         let s = crate::state::State::load(&name)?;
+        if vpc == AWS_PUBLIC_ID {
+            return Ok(Zone::public(&s.model));
+        }
         let v = s.model.vpc(&vpc).context("the VPC is gone")?;
         Ok(Zone::of(&s.model, v))
     })
@@ -376,6 +436,112 @@ mod tests {
         assert_eq!(
             r.answers()[0].data(),
             &RData::A(A(Ipv4Addr::new(203, 0, 113, 10)))
+        );
+    }
+
+    const PUBLIC: &str = r#"
+Metadata:
+  Vpc::Internet:
+    Hosts:
+      Client: {Address: 203.0.113.10, Ipv6Address: 2001:db8:f00d::10}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
+  Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  LambdaEndpoint:
+    Type: AWS::EC2::VPCEndpoint
+    Properties: {VpcId: !Ref Vpc, VpcEndpointType: Interface, ServiceName: com.amazonaws.us-east-1.lambda, SubnetIds: [!Ref Private], PrivateDnsEnabled: true}
+  Hello:
+    Type: AWS::Lambda::Function
+    Properties: {FunctionName: hello, Runtime: python3.11, Handler: index.handler, Code: {ZipFile: "def handler(e, c): return e"}}
+  HelloUrl: {Type: AWS::Lambda::Url, Properties: {TargetFunctionArn: !Ref Hello, AuthType: NONE}}
+"#;
+
+    fn addrs(r: &Message) -> Vec<String> {
+        r.answers()
+            .iter()
+            .map(|a| match a.data() {
+                RData::A(A(ip)) => ip.to_string(),
+                RData::AAAA(AAAA(ip)) => ip.to_string(),
+                d => format!("{d:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_internets_resolver_answers_lambdas_public_names_and_the_test_hosts() {
+        let m = crate::model::build(PUBLIC, &Default::default(), "s").unwrap();
+        let host = format!("{}.", url_host(&m.function_urls[0].url_id, "us-east-1"));
+        let z = Zone::public(&m);
+        let (v4, v6) = ("198.18.1.10", "2001:2:ffff::10");
+        for (name, t, want) in [
+            ("lambda.us-east-1.amazonaws.com.", RecordType::A, vec![v4]),
+            // IPv4 only, as AWS's: a known name, no AAAA.
+            ("lambda.us-east-1.amazonaws.com.", RecordType::AAAA, vec![]),
+            ("lambda.us-east-1.api.aws.", RecordType::A, vec![v4]),
+            ("lambda.us-east-1.api.aws.", RecordType::AAAA, vec![v6]),
+            (&host, RecordType::A, vec![v4]),
+            (&host, RecordType::AAAA, vec![v6]),
+            (
+                "client.internet.test.",
+                RecordType::AAAA,
+                vec!["2001:db8:f00d::10"],
+            ),
+        ] {
+            let r = ask(&z, name, t);
+            assert_eq!(r.response_code(), ResponseCode::NoError, "{name}");
+            assert_eq!(addrs(&r), want, "{name} {t}");
+        }
+        // Nothing private, nothing else.
+        for name in [
+            "ip-10-0-2-4.ec2.internal.",
+            "s3.us-east-1.amazonaws.com.",
+            "x.lambda-url.us-east-1.on.aws.",
+        ] {
+            assert_eq!(
+                ask(&z, name, RecordType::A).response_code(),
+                ResponseCode::NXDomain,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn vpc_resolvers_answer_public_names_but_private_dns_keeps_lambdas_regional_name() {
+        let m = crate::model::build(PUBLIC, &Default::default(), "s").unwrap();
+        let host = format!("{}.", url_host(&m.function_urls[0].url_id, "us-east-1"));
+        let eni = m
+            .hosts
+            .iter()
+            .find(|h| h.id.starts_with("LambdaEndpoint"))
+            .unwrap()
+            .ip;
+        let with_endpoint = Zone::of(&m, m.vpc("Vpc").unwrap());
+        let other = Zone::of(&m, m.vpc("Other").unwrap());
+        let regional = "lambda.us-east-1.amazonaws.com.";
+        assert_eq!(
+            addrs(&ask(&with_endpoint, regional, RecordType::A)),
+            [eni.to_string()]
+        );
+        assert_eq!(
+            addrs(&ask(&other, regional, RecordType::A)),
+            ["198.18.1.10"]
+        );
+        for z in [&with_endpoint, &other] {
+            assert_eq!(addrs(&ask(z, &host, RecordType::AAAA)), ["2001:2:ffff::10"]);
+            assert_eq!(
+                addrs(&ask(z, "lambda.us-east-1.api.aws.", RecordType::A)),
+                ["198.18.1.10"]
+            );
+        }
+        // No internet: no public names.
+        let none = PUBLIC.replace("Metadata:\n  Vpc::Internet:\n    Hosts:\n      Client: {Address: 203.0.113.10, Ipv6Address: 2001:db8:f00d::10}\n", "");
+        let m = crate::model::build(&none, &Default::default(), "s").unwrap();
+        assert!(!m.has_internet());
+        let z = Zone::of(&m, m.vpc("Other").unwrap());
+        assert_eq!(
+            ask(&z, &host, RecordType::A).response_code(),
+            ResponseCode::NXDomain
         );
     }
 

@@ -7,7 +7,15 @@
 //! gateway endpoint; a function arrives from its Hyperplane ENI). An
 //! interface endpoint for `com.amazonaws.<region>.lambda` serves the
 //! Lambda API itself (PrivateLink to Lambda: a host in a private subnet
-//! invokes functions through it, the endpoint's groups applied).
+//! invokes functions through it, the endpoint's groups applied), and only
+//! that: a function URL's request there is the Lambda API's unknown
+//! operation (AWS: "Function URLs do not support PrivateLink").
+//!
+//! AWS's public endpoints on the internet (`AwsPublic`, where the
+//! deployment has an internet) serve Lambda's public endpoint on port 80
+//! at both their addresses (IPv4 and IPv6): the Lambda API
+//! (`lambda.<region>.amazonaws.com`, `lambda.<region>.api.aws`) and
+//! function URLs by `Host` ([`crate::lambda::function_url::public`]).
 //!
 //! Namespaces and tokio: a socket keeps the namespace it was created in,
 //! whichever thread uses it afterwards. So each listener is created on a
@@ -18,7 +26,7 @@
 //! thread, which would take the namespace to every task it runs next.
 use std::{
     future::IntoFuture,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
 };
 
@@ -30,7 +38,10 @@ use axum::{
     Router,
 };
 
-use crate::model::endpoint::{EndpointType, AWS_SERVICES_ID, GATEWAY_SERVICES};
+use crate::model::{
+    endpoint::{EndpointType, AWS_SERVICES_ID, GATEWAY_SERVICES},
+    internet::AWS_PUBLIC_ID,
+};
 
 /// What one listening service says about itself.
 struct Service {
@@ -39,13 +50,23 @@ struct Service {
     endpoint: String,
 }
 
+/// What a listener serves.
+enum Serves {
+    /// A simulated service: who it is, to whoever asks.
+    Simulated(Service),
+    /// The Lambda API, behind a Lambda interface endpoint.
+    LambdaEndpoint,
+    /// Lambda's public endpoint: the API and function URLs, by `Host`.
+    LambdaPublic,
+}
+
 const PORT: u16 = 80;
 
 /// (namespace, address, service name): one listening service.
-type Key = (String, Ipv4Addr, String);
+type Key = (String, IpAddr, String);
 
 /// Every simulated service the state has now, and where.
-fn wanted(name: &str) -> Result<Vec<(Key, Service)>> {
+fn wanted(name: &str) -> Result<Vec<(Key, Serves)>> {
     let s = crate::state::State::load(name)?;
     let m = &s.model;
     let mut out = vec![];
@@ -56,7 +77,14 @@ fn wanted(name: &str) -> Result<Vec<(Key, Service)>> {
                 service_name: sn.clone(),
                 endpoint: "-".into(),
             };
-            out.push(((node.netns.clone(), ip, sn), svc));
+            out.push(((node.netns.clone(), ip.into(), sn), Serves::Simulated(svc)));
+        }
+    }
+    if let Some(node) = s.node(AWS_PUBLIC_ID) {
+        let sn = format!("lambda.{}.amazonaws.com", m.region);
+        let ips = std::iter::once(IpAddr::V4(node.ip)).chain(node.ip6.map(IpAddr::V6));
+        for ip in ips {
+            out.push(((node.netns.clone(), ip, sn.clone()), Serves::LambdaPublic));
         }
     }
     for e in m
@@ -66,11 +94,18 @@ fn wanted(name: &str) -> Result<Vec<(Key, Service)>> {
     {
         for (_, host) in &e.enis {
             if let Some(node) = s.node(host) {
-                let svc = Service {
-                    service_name: e.service_name.clone(),
-                    endpoint: e.vpce_id.clone(),
+                // Lambda through PrivateLink: its own API, as on the
+                // agent's endpoint (Invoke and the rest), from the VPC.
+                let serves = if e.service_name.ends_with(".lambda") {
+                    Serves::LambdaEndpoint
+                } else {
+                    Serves::Simulated(Service {
+                        service_name: e.service_name.clone(),
+                        endpoint: e.vpce_id.clone(),
+                    })
                 };
-                out.push(((node.netns.clone(), node.ip, e.service_name.clone()), svc));
+                let key = (node.netns.clone(), node.ip.into(), e.service_name.clone());
+                out.push((key, serves));
             }
         }
     }
@@ -79,13 +114,13 @@ fn wanted(name: &str) -> Result<Vec<(Key, Service)>> {
 
 /// Binds the services of `want`, each in its namespace: blocking (a
 /// thread per namespace), so on the blocking pool.
-fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, (std::net::TcpListener, Service))>> {
+fn bind(want: Vec<(Key, Serves)>) -> Result<Vec<(Key, (std::net::TcpListener, Serves))>> {
     let mut out = vec![];
     for (key, svc) in want {
-        let (ns, ip) = (key.0.clone(), key.1);
+        let (ns, ip, what) = (key.0.clone(), key.1, key.2.clone());
         let listener = crate::topology::in_netns(&ns, || {
             let l = std::net::TcpListener::bind((ip, PORT))
-                .with_context(|| format!("{} on {ip}:{PORT}", svc.service_name))?;
+                .with_context(|| format!("{what} on {}", SocketAddr::new(ip, PORT)))?;
             l.set_nonblocking(true)?;
             Ok(l)
         })?;
@@ -98,10 +133,13 @@ fn bind(want: Vec<(Key, Service)>) -> Result<Vec<(Key, (std::net::TcpListener, S
 /// turns true (or its sender is gone), following the state
 /// ([`crate::supervise::follow`]): services of endpoints added at runtime
 /// (`vpc apply`) start within two seconds, those of removed ones stop.
+/// `lambda`: the Lambda API's router (behind a Lambda endpoint); `public`:
+/// Lambda's public endpoint's (the API and function URLs, by `Host`).
 pub async fn serve(
     name: &str,
     shutdown: tokio::sync::watch::Receiver<bool>,
     lambda: Router,
+    public: Router,
 ) -> Result<()> {
     let (n, stop) = (name.to_string(), shutdown.clone());
     crate::supervise::follow(
@@ -111,12 +149,10 @@ pub async fn serve(
         bind,
         move |_: &Key, (listener, svc)| {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            // Lambda through PrivateLink: its own API, as on the agent's
-            // endpoint (Invoke and the rest), from inside the VPC.
-            let app = if svc.service_name.ends_with(".lambda") {
-                lambda.clone()
-            } else {
-                Router::new().fallback(answer).with_state(Arc::new(svc))
+            let app = match svc {
+                Serves::LambdaEndpoint => lambda.clone(),
+                Serves::LambdaPublic => public.clone(),
+                Serves::Simulated(svc) => Router::new().fallback(answer).with_state(Arc::new(svc)),
             };
             let mut stop = stop.clone();
             let server = axum::serve(

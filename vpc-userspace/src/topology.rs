@@ -52,6 +52,10 @@ pub enum Role {
     /// The simulated regional AWS services behind gateway endpoints
     /// (`<deployment>-AwsServices`), served by the agent.
     AwsServices,
+    /// AWS's public endpoints on the internet (`<deployment>-AwsPublic`):
+    /// Lambda's public API and function URLs, and the internet's DNS,
+    /// served by the agent.
+    AwsPublic,
 }
 
 pub fn router_netns(deployment: &str) -> String {
@@ -161,6 +165,19 @@ pub fn set_resolver(ns: &str, resolver: Ipv4Addr, domain: &str) -> Result<()> {
     .with_context(|| format!("writing {}/resolv.conf", dir.display()))
 }
 
+/// Points an internet host's `resolv.conf` at the internet's resolver on
+/// AWS's public endpoints (`model::internet::LAMBDA_PUBLIC`), which answers
+/// the public names (Lambda's endpoints, function URLs, the test hosts).
+pub fn set_public_resolver(ns: &str, resolver: Ipv4Addr) -> Result<()> {
+    let dir = etc_netns(ns);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("# vpc: the internet's resolver (AWS's public endpoints)\nnameserver {resolver}\noptions timeout:1 attempts:2\n"),
+    )
+    .with_context(|| format!("writing {}/resolv.conf", dir.display()))
+}
+
 /// Creates the router namespace: no addresses and forwarding off, so only
 /// the programs attached to its veths move packets between them.
 pub fn build_router(deployment: &str) -> Result<()> {
@@ -208,7 +225,8 @@ impl NodeSpec {
 }
 
 /// Every node a model needs: hosts, the internet's test hosts, execution
-/// environments, each VPC's resolver and the simulated AWS services.
+/// environments, each VPC's resolver, AWS's public endpoints and the
+/// simulated AWS services.
 pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
     let spec = |id: &str, role, ip, gateway, ip6: Option<Ipv6Addr>| NodeSpec {
         id: id.to_string(),
@@ -250,6 +268,18 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
     // The simulated AWS services, behind the router like the internet's
     // hosts: the first service's address here, the others added by
     // `build_node`.
+    // AWS's public endpoints, a host of the internet like the test hosts.
+    if model.has_internet() {
+        use crate::model::internet::{AWS_PUBLIC_ID, LAMBDA_PUBLIC, LAMBDA_PUBLIC6};
+        let gw = crate::model::internet::INTERNET_GATEWAY_ADDRESS;
+        specs.push(spec(
+            AWS_PUBLIC_ID,
+            Role::AwsPublic,
+            LAMBDA_PUBLIC,
+            gw,
+            Some(LAMBDA_PUBLIC6),
+        ));
+    }
     if model.has_aws_services() {
         let first = crate::model::endpoint::GATEWAY_SERVICES[0].1;
         let gw = crate::model::internet::INTERNET_GATEWAY_ADDRESS;
@@ -298,7 +328,10 @@ pub fn build_node(deployment: &str, model: &Model, spec: NodeSpec, n: u16) -> Re
                 ip(&["-n", &node.netns, "addr", "add", &a, "dev", "eth0"])?;
             }
         }
-        Role::InternetHost | Role::Resolver => {}
+        Role::InternetHost => {
+            set_public_resolver(&node.netns, crate::model::internet::LAMBDA_PUBLIC)?;
+        }
+        Role::Resolver | Role::AwsPublic => {}
     }
     Ok(node)
 }

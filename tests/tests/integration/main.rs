@@ -21,6 +21,8 @@ mod flow_logs;
 /// A function's code: real zips (boto3), local paths, CDK assets, the
 /// store of packages; reserved concurrency; `vpc run`'s invocation.
 mod function_code;
+/// Function URLs and Lambda's public endpoint on the internet, end to end.
+mod function_urls;
 /// Route tables and gateways end to end.
 mod gateways;
 /// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.

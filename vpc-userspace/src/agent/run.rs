@@ -218,8 +218,12 @@ async fn start(
     let api_url = listeners.tcp_addr()?.map(|a| format!("http://{a}"));
     // One Lambda API: its execution environments and concurrency are the
     // same through the endpoint and through a Lambda VPC endpoint.
-    let lambda = crate::lambda::api::router(name, ops);
+    let routers = crate::lambda::api::routers(name, ops);
+    let lambda = routers.api;
     let app = http::endpoint(lambda.clone());
+    // Lambda's public endpoint on the internet: the same endpoint (the API
+    // by signature), and function URLs by `Host`.
+    let public = crate::lambda::function_url::public(app.clone(), routers.urls);
     let mut tasks: Tasks = vec![];
     let what = "the AWS APIs' endpoint";
     let api = http::serve(listeners, app, shutdown.clone());
@@ -233,7 +237,7 @@ async fn start(
     // The simulated AWS services behind VPC endpoints.
     let (n, sd) = (name.to_string(), shutdown.clone());
     let what = "the simulated AWS services";
-    let services = async move { crate::services::serve(&n, sd, lambda).await };
+    let services = async move { crate::services::serve(&n, sd, lambda, public).await };
     tasks.push((what, tokio::spawn(logged(what, services))));
     let mut metrics_url = None;
     if let Some(addr) = metrics_addr {

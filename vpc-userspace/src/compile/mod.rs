@@ -172,6 +172,7 @@ pub fn compile(
     ports::internet_hosts(model, links, &mut out)?;
     ports::resolvers(model, links, &mut out);
     ports::aws_services(links, &mut out);
+    ports::aws_public(links, &mut out);
     internet::public_ips(model, &mut out);
     nat_gateway::nat_gateways(model, &mut out);
     hyperplane_eni::enis(model, &mut out);

@@ -1,6 +1,6 @@
 //! `PORTS` and `ENDPOINTS` entries: a port per node the topology linked to
 //! the router (hosts, the internet's test hosts, resolvers, the AWS
-//! services, execution environments) and an endpoint per address of it.
+//! services and public endpoints, execution environments) and an endpoint per address of it.
 use std::collections::HashMap;
 
 use vpc_common::{kind, v4_mapped, Endpoint, PortInfo};
@@ -130,6 +130,21 @@ pub(super) fn aws_services(links: &HashMap<String, LinkInfo>, out: &mut Entries)
             let ep = out.endpoints.last().expect("attached").1;
             out.endpoints.push((v4_mapped(ip.octets()), ep));
         }
+    }
+}
+
+/// AWS's public endpoints: a host of the internet like the test hosts
+/// (every way to the internet reaches it, and nothing else), IPv4 and
+/// IPv6. A model compiled without its link (a unit test's hand-made
+/// links, a model with no internet) has none.
+pub(super) fn aws_public(links: &HashMap<String, LinkInfo>, out: &mut Entries) {
+    use crate::model::internet::{AWS_PUBLIC_ID, LAMBDA_PUBLIC, LAMBDA_PUBLIC6};
+    if let Some(l) = links.get(AWS_PUBLIC_ID).copied() {
+        let port = PortInfo {
+            kind: kind::INTERNET_HOST,
+            ..Default::default()
+        };
+        attach(out, l, LAMBDA_PUBLIC, Some(LAMBDA_PUBLIC6), port);
     }
 }
 

@@ -20,6 +20,7 @@
 //! | PutFunctionConcurrency | `PUT /2017-10-31/functions/{name}/concurrency` |
 //! | GetFunctionConcurrency | `GET /2019-09-30/functions/{name}/concurrency` |
 //! | DeleteFunctionConcurrency | `DELETE /2017-10-31/functions/{name}/concurrency` |
+//! | the function URL operations | `/2021-10-31/functions/{name}/url[s]` ([`super::function_url_config`]) |
 //!
 //! Ours (not AWS's), under `/_vpc`: `POST /_vpc/clock` `{"AdvanceMs": N}`
 //! moves a test clock; `POST /_vpc/ram/(dis)associate-resource-share`
@@ -72,10 +73,10 @@ pub fn socket_path(name: &str) -> PathBuf {
     crate::paths::state_dir(name).join("api.sock")
 }
 
-/// What the Lambda routes share: the deployment, and the way to its
-/// agent's loop.
+/// What the Lambda routes share (the API's and the function URLs'): the
+/// deployment, and the way to its agent's loop.
 #[derive(Clone)]
-struct Lambda {
+pub(super) struct Lambda {
     name: Arc<str>,
     ops: Ops,
     /// The execution environments' runtimes (functions with a `Runtime`).
@@ -87,7 +88,7 @@ struct Lambda {
 impl Lambda {
     /// Runs `f` on tokio's blocking pool: reads of the store, waiting for
     /// the agent's loop and invocations all block.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&str, &Ops) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
@@ -98,10 +99,26 @@ impl Lambda {
     }
 }
 
-/// The Lambda API's routes (paths without a trailing slash: the endpoint
-/// takes it off). Anything else, another method included, is answered
-/// 404 `UnknownOperationException`.
+/// The Lambda API's router ([`routers`]'s `api`).
 pub fn router(name: &str, ops: Ops) -> Router {
+    routers(name, ops).api
+}
+
+/// The Lambda API and the function URLs, sharing one deployment's
+/// execution environments and concurrency.
+pub struct Routers {
+    /// The Lambda API: the agent's endpoint, a Lambda interface VPC
+    /// endpoint, and Lambda's public endpoint on the internet serve it.
+    pub api: Router,
+    /// Function URLs ([`super::function_url`]): AWS's public endpoints on
+    /// the internet only.
+    pub urls: Router,
+}
+
+/// The Lambda API's routes (paths without a trailing slash: the endpoint
+/// takes it off; anything else, another method included, is answered
+/// 404 `UnknownOperationException`) and the function URLs' router.
+pub fn routers(name: &str, ops: Ops) -> Routers {
     let runtimes = Arc::new(Runtimes::new(name));
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(reap_idle(
@@ -110,7 +127,13 @@ pub fn router(name: &str, ops: Ops) -> Router {
             Arc::downgrade(&runtimes),
         ));
     }
-    Router::new()
+    let state = Lambda {
+        name: name.into(),
+        ops,
+        runtimes,
+        running: Default::default(),
+    };
+    let api = Router::new()
         .route(
             "/2015-03-31/functions",
             get(list_functions).post(create_function),
@@ -141,14 +164,14 @@ pub fn router(name: &str, ops: Ops) -> Router {
         .route("/_vpc/functions/{f}/claim", post(claim))
         .route("/_vpc/clock", post(advance_clock))
         .route("/_vpc/ram/{op}", post(share))
+        .merge(super::function_url_config::routes())
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
-        .with_state(Lambda {
-            name: name.into(),
-            ops,
-            runtimes,
-            running: Default::default(),
-        })
+        .with_state(state.clone());
+    Routers {
+        api,
+        urls: super::function_url::router(state),
+    }
 }
 
 /// How often idle execution environments are looked for.
@@ -190,7 +213,7 @@ async fn reap_idle(name: Arc<str>, ops: Ops, runtimes: std::sync::Weak<Runtimes>
 
 /// One invocation counted against its function's reserved concurrency,
 /// until dropped.
-struct Slot {
+pub(super) struct Slot {
     running: Arc<Mutex<HashMap<String, u32>>>,
     key: String,
 }
@@ -230,7 +253,11 @@ impl Drop for Slot {
 }
 
 /// An answer: status, headers, body.
-struct Reply(u16, Vec<(&'static str, String)>, Vec<u8>);
+pub(super) struct Reply(
+    pub(super) u16,
+    pub(super) Vec<(&'static str, String)>,
+    pub(super) Vec<u8>,
+);
 
 impl IntoResponse for Reply {
     fn into_response(self) -> HttpResponse {
@@ -254,7 +281,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_reply(status: u16, v: &Value) -> Reply {
+pub(super) fn json_reply(status: u16, v: &Value) -> Reply {
     Reply(
         status,
         vec![("content-type", "application/json".into())],
@@ -275,7 +302,7 @@ fn error_reply(e: &ApiError) -> Reply {
 /// the blocking pool: `blocking_recv` may not run on a runtime worker). A
 /// loop that has stopped drops its channel and what was still in it: the
 /// request is answered 503.
-fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
+pub(super) fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     ops.send(Request { op, reply: tx })
         .map_err(|_| ApiError::new(503, "ServiceException", "the agent is stopping"))?;
@@ -283,16 +310,16 @@ fn ask(ops: &Ops, op: Op) -> Result<Value, ApiError> {
         .map_err(|_| ApiError::new(503, "ServiceException", "the agent is stopping"))?
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
+pub(super) fn internal(e: anyhow::Error) -> ApiError {
     ApiError::new(500, "ServiceException", format!("{e:#}"))
 }
 
 /// A query parameter, the first of its name, percent-decoded.
-fn q(query: &Option<String>, k: &str) -> Option<String> {
+pub(super) fn q(query: &Option<String>, k: &str) -> Option<String> {
     query_value(query.as_deref().unwrap_or(""), k)
 }
 
-fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
@@ -301,7 +328,7 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// A function name may be an ARN.
-fn fname(s: &str) -> String {
+pub(super) fn fname(s: &str) -> String {
     match s.strip_prefix("arn:aws:lambda:") {
         Some(rest) => rest.split(':').nth(3).unwrap_or(s).to_string(),
         None => s.to_string(),
@@ -521,60 +548,25 @@ async fn invoke(
     let qualifier = qualifier(q(&query, "Qualifier"))?;
     let (kind, tail) = invoke_options(&headers)?;
     let dry_run = kind == InvocationType::DryRun;
-    let claim = |env: usize| {
-        let f = fname(&f);
-        l.blocking(move |_, ops| {
+    let f = fname(&f);
+    // Any of its environments (`Envs`): `start` takes an idle one.
+    let c = l
+        .blocking(move |_, ops| {
             ask(
                 ops,
                 Op::Claim {
                     function: f,
-                    env,
+                    env: 0,
                     qualifier,
                     dry_run,
                 },
             )
         })
-    };
-    let mut c = claim(0).await?;
+        .await?;
     if dry_run {
         return Ok(Reply(204, vec![], vec![]));
     }
-    let slot = match c["ReservedConcurrentExecutions"].as_u64() {
-        Some(limit) => {
-            let key = c["ConcurrencyKey"].as_str().unwrap_or_default();
-            Some(Slot::take(&l.running, key, limit as u32)?)
-        }
-        None => None,
-    };
-    // Its own task: the timeout is enforced (the process killed) also
-    // when the caller goes away, and an Event runs after the answer.
-    let task = if c["RuntimeApi"].as_bool() == Some(true) {
-        let lease = loop {
-            if let Some(lease) = l.runtimes.lease(&c) {
-                break lease;
-            }
-            // Every environment is busy: one more, as Lambda starts one
-            // for a concurrent invocation (or, at the function's
-            // concurrency, the first one's turn).
-            let function = c["FunctionId"].as_str().unwrap_or_default().to_string();
-            let added = l
-                .blocking(move |_, ops| ask(ops, Op::AddEnv { function }))
-                .await;
-            match added {
-                Ok(_) => c = claim(0).await?,
-                Err(e) if e.status == 429 => {
-                    tracing::debug!("no environment added: {}", e.message);
-                    break l.runtimes.lease_wait(&c).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        let runtimes = l.runtimes.clone();
-        tokio::spawn(async move { runtimes.invoke(&c, lease, body).await })
-    } else {
-        let runtimes = l.runtimes.clone();
-        tokio::task::spawn_blocking(move || run_handler(&runtimes, &c, &body))
-    };
+    let (slot, task) = start(&l, c, body).await?;
     if kind == InvocationType::Event {
         tokio::spawn(async move {
             let _slot = slot;
@@ -602,6 +594,68 @@ async fn invoke(
         headers.push(("x-amz-log-result", logs::tail(&r.log)));
     }
     Ok(Reply(200, headers, r.body))
+}
+
+/// An invocation started: its concurrency slot (given back when dropped)
+/// and its task.
+pub(super) type Started = (
+    Option<Slot>,
+    tokio::task::JoinHandle<Result<Invoked, ApiError>>,
+);
+
+/// What Invoke and a function URL do once the claim (`c`) is made: take
+/// a slot of the function's reserved concurrency (429 when none is left),
+/// then run it with `body` on a task of its own (the timeout is enforced,
+/// the process killed, also when the caller goes away, and an `Event`
+/// runs after the answer): its runtime through the Runtime API, or its
+/// shell script.
+pub(super) async fn start(l: &Lambda, mut c: Value, body: Bytes) -> Result<Started, ApiError> {
+    let slot = match c["ReservedConcurrentExecutions"].as_u64() {
+        Some(limit) => {
+            let key = c["ConcurrencyKey"].as_str().unwrap_or_default();
+            Some(Slot::take(&l.running, key, limit as u32)?)
+        }
+        None => None,
+    };
+    let task = if c["RuntimeApi"].as_bool() == Some(true) {
+        let lease = loop {
+            if let Some(lease) = l.runtimes.lease(&c) {
+                break lease;
+            }
+            // Every environment is busy: one more, as Lambda starts one
+            // for a concurrent invocation (or, at the function's
+            // concurrency, the first one's turn).
+            let function = c["FunctionId"].as_str().unwrap_or_default().to_string();
+            let f = function.clone();
+            let added = l
+                .blocking(move |_, ops| ask(ops, Op::AddEnv { function: f }))
+                .await;
+            match added {
+                Ok(a) => {
+                    let n = a["N"].as_u64().unwrap_or(1) as usize;
+                    if let Some(envs) = c["Envs"].as_array_mut() {
+                        envs.push(json!({
+                            "N": n,
+                            "Netns": crate::topology::exec_env_netns(&l.name, &function, n),
+                            "EnvId": crate::model::exec_env_id(&function, n),
+                            "Replica": true,
+                        }));
+                    }
+                }
+                Err(e) if e.status == 429 => {
+                    tracing::debug!("no environment added: {}", e.message);
+                    break l.runtimes.lease_wait(&c).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let runtimes = l.runtimes.clone();
+        tokio::spawn(async move { runtimes.invoke(&c, lease, body).await })
+    } else {
+        let runtimes = l.runtimes.clone();
+        tokio::task::spawn_blocking(move || run_handler(&runtimes, &c, &body))
+    };
+    Ok((slot, task))
 }
 
 /// Ours: what `vpc invoke F -- CMD` asks before running CMD itself.
@@ -759,7 +813,9 @@ fn run_handler(runtimes: &Runtimes, claim: &Value, payload: &[u8]) -> Result<Inv
     let ns = claim["Netns"].as_str().unwrap_or_default();
     let code = claim["Code"].as_str().unwrap_or("cat");
     let version = claim["Version"].as_str().unwrap_or("$LATEST").to_string();
-    let id = runtime::request_id();
+    let id = claim["RequestId"]
+        .as_str()
+        .map_or_else(runtime::request_id, str::to_string);
     let mut log = vec![(
         logs::now_ms(),
         format!("START RequestId: {id} Version: {version}"),

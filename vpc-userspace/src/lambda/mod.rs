@@ -3,12 +3,16 @@
 //! a running deployment ([`operations`], through the reconciler), the
 //! Lambda API itself ([`api`]), real handlers through the Runtime API
 //! ([`runtime`]), their code (inline or a package: [`code`]), their logs,
-//! CloudWatch-Logs-shaped ([`logs`]), and the scaling of Hyperplane ENI
-//! groups ([`eni_scaling`]).
+//! CloudWatch-Logs-shaped ([`logs`]), function URLs ([`function_url`],
+//! served on Lambda's public endpoint, and the API's operations on them,
+//! [`function_url_config`]) and the scaling of Hyperplane ENI groups
+//! ([`eni_scaling`]).
 pub mod api;
 pub mod cgroup;
 pub mod code;
 pub mod eni_scaling;
+pub mod function_url;
+pub mod function_url_config;
 pub mod lifecycle;
 pub mod logs;
 pub mod operations;

@@ -91,6 +91,12 @@ pub enum Op {
     AdvanceClock {
         ms: u64,
     },
+    /// CreateFunctionUrlConfig, UpdateFunctionUrlConfig,
+    /// DeleteFunctionUrlConfig ([`super::function_url_config`]).
+    FunctionUrl {
+        which: super::function_url_config::Which,
+        change: super::function_url_config::Change,
+    },
     /// Shares (`associate`) or unshares subnets, or adds or removes
     /// participants, of a resource share.
     Share {
@@ -141,6 +147,9 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
             principals,
             associate,
         } => reshare(name, maps, &share, &subnets, &principals, associate),
+        Op::FunctionUrl { which, change } => {
+            super::function_url_config::change(name, which, change)
+        }
     };
     let r = r.map_err(internal)?;
     // Packages no function refers to any more (or that a refused change
@@ -925,6 +934,8 @@ fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
     change(name, maps, |m| {
         lifecycle::detach(m, &id);
         m.functions.retain(|x| x.id != id);
+        // Its function URL goes with it, as at AWS.
+        m.function_urls.retain(|u| u.function != id);
         lifecycle::refresh_eni_functions(m);
         Ok(())
     })?

@@ -533,6 +533,9 @@ impl Builder<'_> {
                 ));
             }
         }
+        // Function URLs next (`model::function_url`): a function's variables
+        // may name one (`!GetAtt Url.FunctionUrl`).
+        self.function_urls()?;
         // Environment last: it may refer to any address assigned above.
         for i in 0..self.m.functions.len() {
             let id = self.m.functions[i].id.clone();

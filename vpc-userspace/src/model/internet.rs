@@ -26,6 +26,27 @@ pub const PUBLIC_POOL: &str = "198.51.100.0/24";
 /// nobody's address): the hosts' default gateway.
 pub const INTERNET_GATEWAY_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
 
+/// AWS's public endpoints on the internet (ours): one node, `AwsPublic`,
+/// in every deployment that has an internet (test hosts, or an internet
+/// gateway of either kind), reached like a test host. It serves Lambda's
+/// public API (`lambda.<region>.amazonaws.com`, IPv4 only as at AWS, and
+/// the dual-stack `lambda.<region>.api.aws`), function URLs
+/// (`<url-id>.lambda-url.<region>.on.aws`) and the internet's DNS.
+pub const AWS_PUBLIC_ID: &str = "AwsPublic";
+/// Its range: the second /24 of the benchmarking block 198.18.0.0/15
+/// (RFC 2544), beside the gateway services' first and the Lambda side's
+/// 198.19.0.0/16, and clear of the documentation ranges test hosts take.
+pub const AWS_PUBLIC_CIDR: &str = "198.18.1.0/24";
+/// Its IPv6 range: a global-unicast-shaped /48 of IANA's IETF protocol
+/// block (2001::/23) that is assigned to nobody, just past the IPv6
+/// benchmarking block 2001:2::/48 (the Lambda side's); not the
+/// documentation range, where the VPCs and test hosts are.
+pub const AWS_PUBLIC_CIDR6: &str = "2001:2:ffff::/48";
+/// Lambda's public endpoint (its API and function URLs) and the
+/// internet's resolver.
+pub const LAMBDA_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+pub const LAMBDA_PUBLIC6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0xffff, 0, 0, 0, 0, 0x10);
+
 /// A host on the internet: a namespace of its own, reached only through
 /// an internet gateway.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,6 +71,15 @@ pub struct PublicIp {
 }
 
 impl Model {
+    /// Whether the deployment has an internet, and so AWS's public
+    /// endpoints ([`AWS_PUBLIC_ID`]): test hosts, or an internet gateway
+    /// of either kind (attached or not: the internet is there).
+    pub fn has_internet(&self) -> bool {
+        !self.internet_hosts.is_empty()
+            || !self.internet_gateways.is_empty()
+            || !self.egress_only_internet_gateways.is_empty()
+    }
+
     pub fn public_ip(&self, host: &str) -> Option<Ipv4Addr> {
         self.public_ips
             .iter()
@@ -382,6 +412,12 @@ impl Builder<'_> {
                     "{ip} is in the AWS services range {services} (VPC endpoints)"
                 ));
             }
+            let public: Ipv4Net = AWS_PUBLIC_CIDR.parse().expect("constant");
+            if public.contains(&ip) {
+                return bad(format!(
+                    "{ip} is in {public}, the range of AWS's public endpoints (Lambda's)"
+                ));
+            }
             if let Some(v) = self.m.vpcs.iter().find(|v| v.cidr.contains(&ip)) {
                 return bad(format!("{ip} is inside VPC {} ({})", v.id, v.cidr));
             }
@@ -432,6 +468,12 @@ impl Builder<'_> {
         let lambda: Ipv6Net = super::LAMBDA_SERVICE_CIDR6.parse().expect("constant");
         if lambda.contains(&ip) {
             return bad(format!("{ip} is in the Lambda service range {lambda}"));
+        }
+        let public: Ipv6Net = AWS_PUBLIC_CIDR6.parse().expect("constant");
+        if public.contains(&ip) {
+            return bad(format!(
+                "{ip} is in {public}, the range of AWS's public endpoints (Lambda's)"
+            ));
         }
         if let Some(v) = self
             .m
@@ -539,6 +581,7 @@ Resources:
             (with("'::ffff:203.0.113.10'"), "not a global unicast"),
             (with("2001:db8:ec2:100::10"), "Amazon-provided"),
             (with("2001:2::10"), "Lambda service range"),
+            (with("2001:2:ffff::10"), "AWS's public endpoints"),
             (with("2001:db8:beef:1a0::10"), "inside VPC Vpc"),
             (with("10.0.0.1"), "not an IPv6 address"),
             (
@@ -575,11 +618,40 @@ Resources:
     }
 
     #[test]
+    fn the_public_endpoints_range_is_nobody_elses() {
+        let e = build(
+            &V6.replace("2001:db8:beef:100::/56", "2001:2:ffff:100::/56"),
+            &HashMap::new(),
+            "s",
+        )
+        .expect_err("a VPC block in the public endpoints' range")
+        .to_string();
+        assert!(
+            e.contains("V6.Properties.Ipv6CidrBlock") && e.contains("AWS's public endpoints"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_deployment_has_an_internet_with_test_hosts_or_a_gateway() {
+        let m = build(BASE, &HashMap::new(), "s").unwrap();
+        assert!(m.has_internet());
+        let none =
+            "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n";
+        assert!(!build(none, &HashMap::new(), "s").unwrap().has_internet());
+        let igw = format!("{none}  Igw: {{Type: AWS::EC2::InternetGateway}}\n");
+        assert!(build(&igw, &HashMap::new(), "s").unwrap().has_internet());
+    }
+
+    #[test]
     fn bad_extensions_and_associations_name_their_field() {
         let cases = [
             (BASE.replace("203.0.113.10", "10.9.0.1"), "Metadata.Vpc::Internet.Hosts.Example.Address", "not a public address"),
             (BASE.replace("203.0.113.10", "198.51.100.7"), "Hosts.Example.Address", "public IPs of instances"),
             (BASE.replace("203.0.113.10", "198.19.3.3"), "Hosts.Example.Address", "Lambda service range"),
+            (BASE.replace("203.0.113.10", "198.18.1.10"), "Hosts.Example.Address", "AWS's public endpoints"),
+            (BASE.replace("10.0.0.0/16", "198.18.0.0/23").replace("10.0.1.0/24", "198.18.1.0/25").replace("10.0.2.0/24", "198.18.1.128/25"), "Vpc.Properties.CidrBlock", "AWS services range"),
+            (BASE.replace("10.0.0.0/16", "198.18.1.0/24").replace("10.0.1.0/24", "198.18.1.0/25").replace("10.0.2.0/24", "198.18.1.128/25"), "Vpc.Properties.CidrBlock", "AWS's public endpoints"),
             (BASE.replace("Example:", "Web:"), "Hosts.Web", "also a resource"),
             (BASE.replace("{Address: 203.0.113.10}", "{}"), "Hosts.Example.Address", "is required"),
             (BASE.replace("NetworkInterfaceId: !Ref Eni", "NetworkInterfaceId: Db"), "EipAssoc.Properties.NetworkInterfaceId", "InvalidNetworkInterfaceID.NotFound"),

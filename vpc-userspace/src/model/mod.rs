@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod flowlog;
 mod function;
 mod function_code;
+pub mod function_url;
 mod hyperplane_eni;
 mod instance;
 pub mod internet;
@@ -51,6 +52,7 @@ pub use function::{
     MAX_VPC_CONFIG_SUBNETS, MIN_UNRESERVED_CONCURRENCY, UNRESERVED_BELOW_MINIMUM,
 };
 pub use function_code::{find_asset, Asset};
+pub use function_url::{AuthType, FunctionUrl};
 pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
 pub use instance::{Host, HostKind};
 use instance::{INSTANCE, NETWORK_INTERFACE};
@@ -128,6 +130,9 @@ pub struct Model {
     /// `AWS::EC2::VPCEndpoint` resources.
     #[serde(default)]
     pub vpc_endpoints: Vec<VpcEndpoint>,
+    /// Function URLs (`AWS::Lambda::Url`, CreateFunctionUrlConfig).
+    #[serde(default)]
+    pub function_urls: Vec<FunctionUrl>,
 }
 
 impl Model {
@@ -415,6 +420,7 @@ impl<'a> Builder<'a> {
             shares: vec![],
             flow_logs: vec![],
             vpc_endpoints: vec![],
+            function_urls: vec![],
         };
         Self {
             t,
@@ -540,6 +546,7 @@ impl<'a> Builder<'a> {
             internet::EIP_ASSOCIATION,
             nat_gateway::NAT_GATEWAY,
             endpoint::VPC_ENDPOINT,
+            function_url::URL,
         ];
         self.check_types(&known)?;
         // Identifiers are known up front, so resources may refer to each

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    bool_field, endpoint, parse_v4_cidr, parse_v6_cidr, required_str, res_path, str_field,
-    v6_overlap, yes, Builder, Model, Peer, Rule, SecurityGroup, LAMBDA_SERVICE_CIDR,
+    bool_field, endpoint, internet, parse_v4_cidr, parse_v6_cidr, required_str, res_path,
+    str_field, v6_overlap, yes, Builder, Model, Peer, Rule, SecurityGroup, LAMBDA_SERVICE_CIDR,
     LAMBDA_SERVICE_CIDR6,
 };
 use crate::template::{ModelError, Result};
@@ -97,8 +97,10 @@ impl Builder<'_> {
             let services = ("the AWS services range".to_string(), services);
             // Public addresses come from the pool: a VPC there would hold
             // private addresses that are other hosts' public ones.
-            let public: Ipv4Net = super::internet::PUBLIC_POOL.parse().expect("constant");
-            let public = ("the public IPv4 pool".to_string(), public);
+            let pool: Ipv4Net = super::internet::PUBLIC_POOL.parse().expect("constant");
+            let pool = ("the public IPv4 pool".to_string(), pool);
+            let public: Ipv4Net = internet::AWS_PUBLIC_CIDR.parse().expect("constant");
+            let public = ("the range of AWS's public endpoints".to_string(), public);
             let vpcs = self
                 .m
                 .vpcs
@@ -107,7 +109,9 @@ impl Builder<'_> {
             check_block(
                 cidr,
                 "VPC",
-                [lambda_range, services, public].into_iter().chain(vpcs),
+                [lambda_range, services, pool, public]
+                    .into_iter()
+                    .chain(vpcs),
                 &path,
             )?;
             let default_group = format!("{id}.DefaultSecurityGroup");
@@ -230,6 +234,13 @@ impl Builder<'_> {
                         return Err(ModelError::new(
                             f,
                             format!("{net} overlaps the Lambda service range {lambda6}"),
+                        ));
+                    }
+                    let public6: Ipv6Net = internet::AWS_PUBLIC_CIDR6.parse().expect("constant");
+                    if v6_overlap(&net, &public6) {
+                        return Err(ModelError::new(
+                            f,
+                            format!("{net} overlaps the range of AWS's public endpoints {public6}"),
                         ));
                     }
                     if let Some((o, t)) = self.m.vpcs.iter().find_map(|o| {

@@ -424,9 +424,14 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
             .collect();
         let functions = std::mem::take(&mut m.functions);
         let enis = std::mem::take(&mut m.enis);
+        let urls = std::mem::take(&mut m.function_urls);
         *m = template;
         m.functions = functions;
         m.enis = enis;
+        // Function URLs are the Lambda API's too: those in force stay as
+        // they are, the template's new ones are added (below, once the
+        // functions are settled).
+        let template_urls = std::mem::replace(&mut m.function_urls, urls);
         for id in &removed {
             lifecycle::detach(m, id);
         }
@@ -476,6 +481,15 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
             m.functions.push(f);
         }
         m.functions.sort_by(|a, b| a.id.cmp(&b.id));
+        // A URL goes with its function.
+        let ids: HashSet<String> = m.functions.iter().map(|f| f.id.clone()).collect();
+        m.function_urls.retain(|u| ids.contains(&u.function));
+        for u in template_urls {
+            if ids.contains(&u.function) && m.function_url(&u.function, None).is_none() {
+                m.function_urls.push(u);
+            }
+        }
+        m.function_urls.sort_by(|a, b| a.function.cmp(&b.function));
         Ok(())
     })?;
     // Packages no function refers to any more.

@@ -1,7 +1,7 @@
 //! The internet gateway: one-to-one translation to Elastic IPs, and only for its routes.
 use vpc::packet::{L4, TCP_ACK, TCP_SYN};
 use vpc_common::DropReason;
-use vpc_tests::{in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
+use vpc_tests::{fixture, in_private_netns, Harness, XDP_DROP, XDP_REDIRECT};
 
 use super::{frame, seen, tcp, TEMPLATE};
 
@@ -132,5 +132,43 @@ fn a_public_address_equal_to_a_private_one_is_never_read_as_it() {
             h.counters().dropped(DropReason::NoPublicAddress),
             before + 1
         );
+    });
+}
+
+/// The internet's hosts reach one another, AWS's public endpoints among
+/// them (Lambda's, 198.18.1.10 and 2001:2:ffff::10): no gateway, no NAT,
+/// no groups, both families; tracked, so what comes back is a reply, and
+/// the public endpoints open nothing themselves. A test host still
+/// reaches a VPC only through its public addresses.
+#[test]
+fn hosts_of_the_internet_reach_one_another_untranslated() {
+    in_private_netns(|| {
+        let mut h = Harness::new(fixture!("ipv6_gateways.yaml"));
+        let (inet, public) = (h.ifindex("Example"), h.ifindex("AwsPublic"));
+        let s = |a: &str| a.to_string();
+        for (client, server) in [
+            ("203.0.113.10", "198.18.1.10"),
+            ("2001:db8:f00d::10", "2001:2:ffff::10"),
+        ] {
+            let (v, out) = h.run(inet, &tcp(client, server, 40000, 80, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT, "{client} -> {server}");
+            assert_eq!(seen(&out), (s(client), s(server), 40000, 80));
+            let synack = tcp(server, client, 80, 40000, TCP_SYN | TCP_ACK);
+            let (v, out) = h.run(public, &synack);
+            assert_eq!(v, XDP_REDIRECT);
+            assert_eq!(seen(&out), (s(server), s(client), 80, 40000));
+            let (v, _) = h.run(inet, &tcp(client, server, 40000, 80, TCP_ACK));
+            assert_eq!(v, XDP_REDIRECT);
+            // Not a reply of anything: refused.
+            let before = h.counters().dropped(DropReason::CtInvalid);
+            let stray = tcp(server, client, 80, 40001, TCP_SYN | TCP_ACK);
+            assert_eq!(h.run(public, &stray).0, XDP_DROP);
+            assert_eq!(h.counters().dropped(DropReason::CtInvalid), before + 1);
+        }
+        // A VPC's private address from the internet: no route, as before.
+        let before = h.counters().dropped(DropReason::NoRoute);
+        let (v, _) = h.run(inet, &tcp("203.0.113.10", "10.0.1.10", 40002, 22, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::NoRoute), before + 1);
     });
 }

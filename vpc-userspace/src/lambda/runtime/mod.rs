@@ -548,7 +548,10 @@ impl Runtimes {
         };
         let cold = env.fresh.swap(false, std::sync::atomic::Ordering::Relaxed);
         let timeout = Duration::from_secs(claim["Timeout"].as_u64().unwrap_or(3));
-        let id = request_id();
+        // A function URL's request names its invocation's id itself.
+        let id = claim["RequestId"]
+            .as_str()
+            .map_or_else(request_id, str::to_string);
         let (tx, mut events) = mpsc::unbounded_channel();
         let version = claim["Version"].as_str().unwrap_or("$LATEST");
         env.begin_capture();
