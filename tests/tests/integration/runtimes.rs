@@ -706,3 +706,37 @@ fn concurrent_invocations_run_in_several_environments_behind_one_eni() {
     assert_eq!(envs_of(&d, "Fanout").len(), 1);
     assert_ne!(r.json()["pid"], answers[0]["pid"], "a new runtime");
 }
+
+/// A runtime that is not installed: every invocation says what is missing
+/// and how to install it, the second as the first (nothing of the first
+/// attempt, such as its Runtime API's listener, stays behind).
+#[test]
+fn a_missing_runtime_is_said_every_time() {
+    let empty = std::env::temp_dir().join(format!("rtmiss-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let d = Deployment::up_env(
+        "rtmiss",
+        TEMPLATE,
+        FAST,
+        &[(
+            vpc::lambda::runtime::RUNTIME_DIR_VAR,
+            empty.to_str().unwrap(),
+        )],
+    );
+    for attempt in 1..=2 {
+        let r = api(
+            &d,
+            "POST",
+            "/2015-03-31/functions/failing/invocations",
+            b"{}",
+        );
+        assert_eq!(r.status, 502, "attempt {attempt}");
+        let m = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(
+            m.contains("awslambdaric missing") && m.contains("cargo xtask provision"),
+            "attempt {attempt}: {m}"
+        );
+    }
+    drop(d);
+    let _ = std::fs::remove_dir_all(&empty);
+}

@@ -743,6 +743,9 @@ impl Runtimes {
         let task = dir.join("task");
         let code = claim["Code"].as_str().unwrap_or_default().to_string();
         let package = claim["Package"].as_str().map(PathBuf::from);
+        // What runs, checked before anything listens: a runtime that is
+        // not installed leaves no Runtime API bound behind it.
+        let (program, args) = command(family, &runtime_dir(), claim, &task)?;
         let ns = key.clone();
         // Blocking: files, and the listener made inside the namespace.
         let (listener, task) = tokio::task::spawn_blocking(move || -> Result<_> {
@@ -831,12 +834,19 @@ impl Runtimes {
             }
         });
         *env.server.lock().expect("lock") = Some(server.abort_handle());
-        // The process.
-        let (program, args) = command(family, &runtime_dir(), claim, &task)?;
-        let log = std::fs::OpenOptions::new()
+        // The process (whatever fails from here stops the server).
+        let log = match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&env.log)?;
+            .open(&env.log)
+            .and_then(|l| Ok((l.try_clone()?, l)))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                env.kill();
+                return Err(e).with_context(|| format!("opening {}", env.log.display()));
+            }
+        };
         let mut cmd = tokio::process::Command::new("ip");
         cmd.args(["netns", "exec", &key])
             .arg(&program)
@@ -845,8 +855,8 @@ impl Runtimes {
             .env_clear()
             .envs(variables(family, claim, &task))
             .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
+            .stdout(log.0)
+            .stderr(log.1)
             .process_group(0)
             .kill_on_drop(true);
         let mut child = match cmd.spawn() {
