@@ -77,6 +77,18 @@ pub fn private_dns_name(ip: Ipv4Addr, domain: &str) -> String {
     format!("ip-{a}-{b}-{c}-{d}.{domain}.")
 }
 
+/// A public IPv4 address's public DNS hostname, as EC2 names it:
+/// `ec2-198-51-100-11.compute-1.amazonaws.com.` in us-east-1,
+/// `ec2-...<region>.compute.amazonaws.com.` elsewhere.
+pub fn public_dns_name(ip: Ipv4Addr, region: &str) -> String {
+    let [a, b, c, d] = ip.octets();
+    if region == "us-east-1" {
+        format!("ec2-{a}-{b}-{c}-{d}.compute-1.amazonaws.com.")
+    } else {
+        format!("ec2-{a}-{b}-{c}-{d}.{region}.compute.amazonaws.com.")
+    }
+}
+
 /// An internet test host's name (ours): `<id in lower case>.internet.test.`
 pub fn internet_host_name(id: &str) -> String {
     format!("{}.internet.test.", id.to_ascii_lowercase())
@@ -93,10 +105,24 @@ impl Zone {
             .filter(|h| in_vpc(&h.subnet))
             .map(|h| h.ip)
             .chain(model.enis.iter().filter(|e| e.vpc == vpc.id).map(|e| e.ip));
-        for ip in private {
-            let name = private_dns_name(ip, &domain);
-            z.a.insert(name.clone(), vec![ip]);
-            z.ptr.insert(ip, name);
+        // Amazon-provided hostnames need both DNS attributes, as at AWS
+        // (the zone exists only with `EnableDnsSupport`).
+        if vpc.enable_dns_hostnames {
+            for ip in private {
+                let name = private_dns_name(ip, &domain);
+                z.a.insert(name.clone(), vec![ip]);
+                z.ptr.insert(ip, name);
+            }
+            // Public DNS hostnames: the private address inside the VPC.
+            for p in &model.public_ips {
+                if let Some(h) = model
+                    .hosts
+                    .iter()
+                    .find(|h| h.id == p.host && in_vpc(&h.subnet))
+                {
+                    z.a.insert(public_dns_name(p.ip, &model.region), vec![h.ip]);
+                }
+            }
         }
         z.internet_hosts(model);
         z.public_names(model);
@@ -132,6 +158,20 @@ impl Zone {
         let mut z = Zone::default();
         z.internet_hosts(model);
         z.public_names(model);
+        // Public DNS hostnames of instances in VPCs with DNS hostnames on:
+        // their public address, from the internet.
+        for p in &model.public_ips {
+            let on = model
+                .hosts
+                .iter()
+                .find(|h| h.id == p.host)
+                .and_then(|h| model.subnet(&h.subnet))
+                .and_then(|s| model.vpc(&s.vpc))
+                .is_some_and(|v| v.enable_dns_support && v.enable_dns_hostnames);
+            if on {
+                z.a.insert(public_dns_name(p.ip, &model.region), vec![p.ip]);
+            }
+        }
         z
     }
 
@@ -389,6 +429,41 @@ mod tests {
     }
 
     #[test]
+    fn an_instances_public_dns_hostname_is_private_inside_and_public_outside() {
+        let t = |hostnames: bool| {
+            format!(
+                "Metadata: {{Vpc::Internet: {{Hosts: {{Example: {{Address: 203.0.113.10}}}}}}}}
+Resources:
+  Vpc: {{Type: AWS::EC2::VPC, Properties: {{CidrBlock: 10.0.0.0/16, EnableDnsHostnames: {hostnames}}}}}
+  A: {{Type: AWS::EC2::Subnet, Properties: {{VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}}}
+  Igw: {{Type: AWS::EC2::InternetGateway}}
+  Att: {{Type: AWS::EC2::VPCGatewayAttachment, Properties: {{VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}}}
+  Web: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref A, PrivateIpAddress: 10.0.1.10}}}}
+  Ip: {{Type: AWS::EC2::EIP, Properties: {{InstanceId: !Ref Web}}}}
+"
+            )
+        };
+        let m = crate::model::build(&t(true), &HashMap::new(), "s").unwrap();
+        let public = m.public_ip("Web").unwrap();
+        let name = public_dns_name(public, "us-east-1");
+        assert_eq!(
+            name,
+            format!(
+                "ec2-{}.compute-1.amazonaws.com.",
+                public.to_string().replace('.', "-")
+            )
+        );
+        let inside = Zone::of(&m, &m.vpcs[0]);
+        assert_eq!(inside.a[&name], vec![Ipv4Addr::new(10, 0, 1, 10)]);
+        assert_eq!(Zone::public(&m).a[&name], vec![public]);
+        // Without EnableDnsHostnames: neither, nor the private name.
+        let m = crate::model::build(&t(false), &HashMap::new(), "s").unwrap();
+        let inside = Zone::of(&m, &m.vpcs[0]);
+        assert!(!inside.a.contains_key(&name) && !Zone::public(&m).a.contains_key(&name));
+        assert!(!inside.a.contains_key("ip-10-0-1-10.ec2.internal."));
+    }
+
+    #[test]
     fn private_names_resolve_both_ways_case_insensitively() {
         let z = zone();
         let r = ask(&z, "IP-10-0-1-10.ec2.internal.", RecordType::A);
@@ -445,8 +520,8 @@ Metadata:
     Hosts:
       Client: {Address: 203.0.113.10, Ipv6Address: 2001:db8:f00d::10}
 Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16, EnableDnsHostnames: true}}
+  Other: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16, EnableDnsHostnames: true}}
   Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
   LambdaEndpoint:
     Type: AWS::EC2::VPCEndpoint

@@ -151,18 +151,50 @@ fn etc_netns(ns: &str) -> std::path::PathBuf {
     std::path::Path::new("/etc/netns").join(ns)
 }
 
-/// Points the namespace's `resolv.conf` (what `ip netns exec`, so `vpc
-/// exec` and `vpc invoke`, mounts over `/etc/resolv.conf`) at its VPC's
-/// resolver, as the VPC's DHCP options do at AWS; also when the VPC has
-/// `EnableDnsSupport: false`, where queries then go unanswered.
-pub fn set_resolver(ns: &str, resolver: Ipv4Addr, domain: &str) -> Result<()> {
+/// Writes the namespace's `resolv.conf` (what `ip netns exec`, so `vpc
+/// exec` and `vpc invoke`, mounts over `/etc/resolv.conf`) as its VPC's
+/// DHCP options say (by default the VPC's resolver, also when the VPC has
+/// `EnableDnsSupport: false`, where queries then go unanswered), unless it
+/// says so already. Whether it changed.
+pub fn set_dns(ns: &str, dns: &crate::model::DnsSettings) -> Result<bool> {
     let dir = etc_netns(ns);
+    let mut text = String::from("# vpc: the VPC's DHCP options\n");
+    for s in &dns.servers {
+        text += &format!("nameserver {s}\n");
+    }
+    if !dns.search.is_empty() {
+        text += &format!("search {}\n", dns.search.join(" "));
+    }
+    text += "options timeout:1 attempts:2\n";
+    let path = dir.join("resolv.conf");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return Ok(false);
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(
-        dir.join("resolv.conf"),
-        format!("# vpc: the VPC resolver\nnameserver {resolver}\nsearch {domain}\noptions timeout:1 attempts:2\n"),
-    )
-    .with_context(|| format!("writing {}/resolv.conf", dir.display()))
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
+}
+
+/// The DNS settings of a VPC node (an instance, an interface, an endpoint
+/// ENI, an execution environment of a function in a VPC): its VPC's DHCP
+/// options. `None` for the others.
+pub fn dns_of(model: &Model, node: &Node) -> Option<crate::model::DnsSettings> {
+    let vpc = match node.role {
+        Role::Instance | Role::NetworkInterface | Role::VpcEndpoint => model
+            .hosts
+            .iter()
+            .find(|h| h.id == node.id)
+            .and_then(|h| model.subnet(&h.subnet))
+            .and_then(|s| model.vpc(&s.vpc)),
+        Role::ExecutionEnvironment => model
+            .functions
+            .iter()
+            .find(|f| f.envs().iter().any(|e| e.id == node.id))
+            .and_then(|f| f.vpc_config.as_ref())
+            .and_then(|c| model.vpc(&c.vpc)),
+        _ => None,
+    }?;
+    Some(model.dns_settings(vpc))
 }
 
 /// Points an internet host's `resolv.conf` at the internet's resolver on
@@ -299,29 +331,14 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
 pub fn build_node(deployment: &str, model: &Model, spec: NodeSpec, n: u16) -> Result<Node> {
     let role = spec.role;
     let node = build_nodes(deployment, vec![spec], n)?.remove(0);
-    let domain = model.private_dns_domain();
+    if let Some(dns) = dns_of(model, &node) {
+        set_dns(&node.netns, &dns)?;
+    }
     match role {
-        Role::Instance | Role::NetworkInterface | Role::VpcEndpoint => {
-            let host = model.hosts.iter().find(|h| h.id == node.id);
-            let vpc = host
-                .and_then(|h| model.subnet(&h.subnet))
-                .and_then(|s| model.vpc(&s.vpc));
-            if let Some(vpc) = vpc {
-                set_resolver(&node.netns, vpc.resolver(), &domain)?;
-            }
-        }
-        Role::ExecutionEnvironment => {
-            let f = model
-                .functions
-                .iter()
-                .find(|f| f.envs().iter().any(|e| e.id == node.id));
-            if let Some(vpc) = f
-                .and_then(|f| f.vpc_config.as_ref())
-                .and_then(|c| model.vpc(&c.vpc))
-            {
-                set_resolver(&node.netns, vpc.resolver(), &domain)?;
-            }
-        }
+        Role::Instance
+        | Role::NetworkInterface
+        | Role::VpcEndpoint
+        | Role::ExecutionEnvironment => {}
         Role::AwsServices => {
             for (_, addr) in &crate::model::endpoint::GATEWAY_SERVICES[1..] {
                 let a = format!("{addr}/32");

@@ -269,7 +269,7 @@ fn a_reconcile_killed_midway_is_finished_by_the_agent() {
 fn a_vpc_added_at_runtime_gets_its_resolver_and_its_endpoint_service() {
     let d = Deployment::up("rcd", BASE, FAST);
     let vpc2 = "
-  Vpc2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.9.0.0/16}}
+  Vpc2: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.9.0.0/16, EnableDnsHostnames: true}}
   C: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc2, CidrBlock: 10.9.1.0/24}}
   OpenSg:
     Type: AWS::EC2::SecurityGroup

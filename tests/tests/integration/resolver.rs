@@ -129,3 +129,73 @@ fn the_resolver_the_metrics_and_the_api_answer_while_an_invocation_runs() {
     let r = slow.join().unwrap().unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, b"7".as_slice()));
 }
+
+/// The namespace's `resolv.conf`, as `ip netns exec` mounts it.
+fn resolv_conf(ns: &str) -> String {
+    std::fs::read_to_string(format!("/etc/netns/{ns}/resolv.conf")).unwrap_or_default()
+}
+
+/// DHCP options sets and the DNS attributes, as AWS: without
+/// `EnableDnsHostnames` the resolver does not answer the Amazon-provided
+/// private names (while it still answers others); with it, it does, and an
+/// instance's public DNS hostname is its private address inside the VPC and
+/// its public one from the internet. A DHCP options set's domain and name
+/// servers are what every namespace of the VPC (instances, execution
+/// environments) finds in its `resolv.conf`, changed on the running
+/// deployment by `vpc apply` (a renewed lease), and glibc asks the servers
+/// it names.
+#[test]
+fn dhcp_options_and_dns_hostnames_are_what_namespaces_get() {
+    let no_hostnames = TEMPLATE.replace(", EnableDnsHostnames: !Ref DnsSupport", "");
+    let d = Deployment::up("dnsh", &no_hostnames, FAST);
+    assert_eq!(getent(&d, "exec", "Db", "ip-10-0-1-10.ec2.internal"), None);
+    let r = resolv_conf(&d.netns("Db"));
+    assert!(
+        r.contains("nameserver 10.0.0.2\n") && r.contains("search ec2.internal\n"),
+        "{r}"
+    );
+    d.apply(TEMPLATE);
+    // The resolver takes the new zone at its next reload.
+    vpc_tests::wait_for("the private name resolves", 30, || {
+        getent(&d, "exec", "Db", "ip-10-0-1-10.ec2.internal")
+            .is_some_and(|a| a.starts_with("10.0.1.10 "))
+    });
+    // A set of our own: its domain, the VPC's resolver and another server.
+    let with_set = format!(
+        "{TEMPLATE}  Opts:
+    Type: AWS::EC2::DHCPOptions
+    Properties: {{DomainName: corp.example ec2.internal, DomainNameServers: [AmazonProvidedDNS, 10.0.1.53]}}
+  OptsAssoc:
+    Type: AWS::EC2::VPCDHCPOptionsAssociation
+    Properties: {{VpcId: !Ref Vpc, DhcpOptionsId: !Ref Opts}}
+"
+    );
+    d.apply(&with_set);
+    for ns in [d.netns("Db"), d.exec_env_netns("Fn")] {
+        let r = resolv_conf(&ns);
+        assert!(
+            r.contains("nameserver 10.0.0.2\nnameserver 10.0.1.53\n")
+                && r.contains("search corp.example ec2.internal\n"),
+            "{ns}: {r}"
+        );
+    }
+    // The search list at work: a short name, completed by glibc.
+    let a = getent(&d, "exec", "Db", "ip-10-0-1-10").expect("completed by the search list");
+    assert!(a.starts_with("10.0.1.10 "), "{a}");
+    // Only a server nobody runs: glibc asks it, and nothing answers.
+    let dead = with_set.replace("[AmazonProvidedDNS, 10.0.1.53]", "[10.0.1.53]");
+    d.apply(&dead);
+    let r = resolv_conf(&d.netns("Db"));
+    assert!(
+        !r.contains("10.0.0.2") && r.contains("nameserver 10.0.1.53"),
+        "{r}"
+    );
+    assert_eq!(getent(&d, "exec", "Db", "ip-10-0-1-10.ec2.internal"), None);
+    // Back to AWS's default set.
+    d.apply(TEMPLATE);
+    let r = resolv_conf(&d.netns("Db"));
+    assert!(
+        r.contains("nameserver 10.0.0.2\n") && r.contains("search ec2.internal\n"),
+        "{r}"
+    );
+}

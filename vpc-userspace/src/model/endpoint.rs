@@ -305,10 +305,10 @@ impl Builder<'_> {
                 e.private_dns = bool_field(p, id, "PrivateDnsEnabled")?;
                 if e.private_dns {
                     let v = self.m.vpc(&vpc).expect("validated");
-                    if !v.enable_dns_support {
+                    if !v.enable_dns_support || !v.enable_dns_hostnames {
                         return Err(ModelError::new(
                             field("PrivateDnsEnabled"),
-                            format!("{vpc} has EnableDnsSupport: false; private DNS needs the VPC resolver"),
+                            format!("InvalidParameter: Enabling private DNS requires both enableDnsSupport and enableDnsHostnames VPC attributes set to true for {vpc}"),
                         ));
                     }
                     if let Some(o) = self

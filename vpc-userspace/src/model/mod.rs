@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::template::{self, Context, Env, ModelError, Resolver, Result, Template};
 
+pub mod dhcp_options;
 pub mod endpoint;
 pub mod flowlog;
 mod function;
@@ -42,6 +43,7 @@ mod vpc;
 /// The route tables' module under its former name.
 pub use route_table as route;
 
+pub use dhcp_options::{DhcpOptions, DnsSettings};
 pub use endpoint::{EndpointType, VpcEndpoint};
 pub use flowlog::FlowLog;
 use function::FUNCTION;
@@ -127,6 +129,9 @@ pub struct Model {
     /// `AWS::EC2::FlowLog` resources.
     #[serde(default)]
     pub flow_logs: Vec<FlowLog>,
+    /// `AWS::EC2::DHCPOptions`.
+    #[serde(default)]
+    pub dhcp_options: Vec<DhcpOptions>,
     /// `AWS::EC2::VPCEndpoint` resources.
     #[serde(default)]
     pub vpc_endpoints: Vec<VpcEndpoint>,
@@ -419,6 +424,7 @@ impl<'a> Builder<'a> {
             stack_id: String::new(),
             shares: vec![],
             flow_logs: vec![],
+            dhcp_options: vec![],
             vpc_endpoints: vec![],
             function_urls: vec![],
         };
@@ -547,6 +553,8 @@ impl<'a> Builder<'a> {
             nat_gateway::NAT_GATEWAY,
             endpoint::VPC_ENDPOINT,
             function_url::URL,
+            dhcp_options::DHCP_OPTIONS,
+            dhcp_options::DHCP_OPTIONS_ASSOCIATION,
         ];
         self.check_types(&known)?;
         // Identifiers are known up front, so resources may refer to each
@@ -581,6 +589,7 @@ impl<'a> Builder<'a> {
         self.allocate_elastic_ips()?;
         self.vpcs()?;
         self.vpc_cidr_blocks()?;
+        self.dhcp_options()?;
         self.subnets()?;
         self.network_acls()?;
         self.prefix_lists()?;

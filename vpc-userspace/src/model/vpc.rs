@@ -37,6 +37,17 @@ pub struct Vpc {
     /// `EnableDnsSupport` (default true): the resolver at base + 2.
     #[serde(default = "yes")]
     pub enable_dns_support: bool,
+    /// `EnableDnsHostnames` (default false, as for every VPC but a default
+    /// one): with `EnableDnsSupport`, the resolver answers the private
+    /// (`ip-10-0-1-5.ec2.internal`) and public DNS hostnames.
+    #[serde(default)]
+    pub enable_dns_hostnames: bool,
+    /// Its DHCP options set (`None`: AWS's default set).
+    #[serde(default)]
+    pub dhcp_options: Option<String>,
+    /// An `AWS::EC2::VPCDHCPOptionsAssociation` names it (one per VPC).
+    #[serde(default)]
+    pub dhcp_associated: bool,
 }
 
 impl Vpc {
@@ -118,6 +129,14 @@ impl Builder<'_> {
             // EC2's default: the resolver is on.
             let enable_dns_support =
                 p.get("EnableDnsSupport").is_none() || bool_field(&p, id, "EnableDnsSupport")?;
+            let enable_dns_hostnames =
+                p.get("EnableDnsHostnames").is_some() && bool_field(&p, id, "EnableDnsHostnames")?;
+            if enable_dns_hostnames && !enable_dns_support {
+                return Err(ModelError::new(
+                    format!("{}.EnableDnsHostnames", res_path(id)),
+                    "InvalidParameterValue: DNS hostnames need DNS support (EnableDnsSupport)",
+                ));
+            }
             self.m.vpcs.push(Vpc {
                 id: id.clone(),
                 index: self.m.vpcs.len() as u32 + 1,
@@ -125,6 +144,9 @@ impl Builder<'_> {
                 default_group: default_group.clone(),
                 ipv6_cidr: None,
                 enable_dns_support,
+                enable_dns_hostnames,
+                dhcp_options: None,
+                dhcp_associated: false,
             });
             // The VPC's default group: inbound from its own members, outbound to all.
             self.m.groups.push(SecurityGroup {

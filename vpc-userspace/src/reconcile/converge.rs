@@ -158,6 +158,12 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         s.nodes[i].ip6_route = on;
         s.save()?;
     }
+    // DNS settings follow the VPCs' DHCP options (a lease renewed at once).
+    for n in &s.nodes {
+        if let Some(dns) = topology::dns_of(&s.model, n) {
+            topology::set_dns(&n.netns, &dns)?;
+        }
+    }
     // 5. Entries: everything the model compiles to, the new generation
     // written aside and switched on with one write. A port keeps its ENI
     // group until the groups are written (a new group may name a new ENI

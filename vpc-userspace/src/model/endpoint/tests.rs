@@ -7,7 +7,7 @@ use crate::model::{build, route_table::Target};
 
 const BASE: &str = r#"
 Resources:
-  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16, EnableDnsHostnames: true}}
   PrivateA: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24, AvailabilityZone: us-east-1a}}
   PrivateB: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24, AvailabilityZone: us-east-1b}}
   PrivateRt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
@@ -191,11 +191,11 @@ fn bad_endpoints_name_their_field() {
         (BASE.replace("us-east-1b", "us-east-1a"), "SqsEndpoint.Properties.SubnetIds[1]", "DuplicateSubnetsInSameZone"),
         (BASE.replace("SecurityGroupIds: [!Ref EndpointSg]", "SecurityGroupIds: [sg-0nope]"), "SqsEndpoint.Properties.SecurityGroupIds[0]", "InvalidSecurityGroup"),
         (BASE.replace("SubnetIds: [!Ref PrivateA, !Ref PrivateB]", "SubnetIds: [!Ref PrivateA], RouteTableIds: [!Ref PrivateRt]"), "SqsEndpoint.Properties.RouteTableIds", "gateway endpoints"),
-        (BASE.replace("{CidrBlock: 10.0.0.0/16}", "{CidrBlock: 10.0.0.0/16, EnableDnsSupport: false}"), "SqsEndpoint.Properties.PrivateDnsEnabled", "EnableDnsSupport"),
+        (BASE.replace("EnableDnsHostnames: true", "EnableDnsHostnames: false"), "SqsEndpoint.Properties.PrivateDnsEnabled", "requires both enableDnsSupport and enableDnsHostnames"),
         (format!("{BASE}  SqsAgain: {{Type: AWS::EC2::VPCEndpoint, Properties: {{VpcId: !Ref Vpc, VpcEndpointType: Interface, ServiceName: com.amazonaws.us-east-1.sqs, SubnetIds: [!Ref PrivateB], PrivateDnsEnabled: true}}}}\n"), "SqsEndpoint.Properties.PrivateDnsEnabled", "SqsAgain already has private DNS"),
         (format!("{BASE}  ToVpce: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref OtherRt, DestinationCidrBlock: 0.0.0.0/0, VpcEndpointId: !Ref S3Endpoint}}}}\n"), "ToVpce.Properties.VpcEndpointId", "Gateway Load Balancer"),
         (format!("{BASE}  AwsServices: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref PrivateB}}}}\n"), "S3Endpoint.Properties", "AWS services' namespace"),
-        (BASE.replace("{CidrBlock: 10.0.0.0/16}", "{CidrBlock: 198.18.0.0/16}").replace("10.0.1.0/24", "198.18.1.0/24").replace("10.0.2.0/24", "198.18.2.0/24"), "Vpc.Properties.CidrBlock", "AWS services range"),
+        (BASE.replace("{CidrBlock: 10.0.0.0/16, EnableDnsHostnames: true}", "{CidrBlock: 198.18.0.0/16, EnableDnsHostnames: true}").replace("10.0.1.0/24", "198.18.1.0/24").replace("10.0.2.0/24", "198.18.2.0/24"), "Vpc.Properties.CidrBlock", "AWS services range"),
     ];
     for (t, path, msg) in cases {
         let e = build(&t, &HashMap::new(), "s").expect_err(path).to_string();
