@@ -109,12 +109,21 @@ fn compile_direction(
     }
 }
 
-/// Datapath ids: a VPC's default ACL (allow all) is 0, never looked up.
+/// Datapath ids: a VPC's default ACL as AWS creates it (allow all) is 0,
+/// never looked up; one given entries of its own is compiled as any other.
 pub fn compile_acls(model: &Model, gen: u32, out: &mut Entries) {
     let mut next_class = (gen << CLASS_GEN_SHIFT) + 1;
     let mut next_id = (gen << ID_GEN_SHIFT) + 1;
     for acl in &model.acls {
-        if acl.is_default {
+        let allow_all = |e: &AclEntry| {
+            e.cidr.prefix_len() == 0
+                && *e
+                    == AclEntry {
+                        cidr: e.cidr,
+                        ..AclEntry::allow_all(e.rule_number, e.egress)
+                    }
+        };
+        if acl.is_default && acl.entries.iter().all(allow_all) {
             out.acls.insert(acl.id.clone(), 0);
             continue;
         }

@@ -169,17 +169,18 @@ impl Builder<'_> {
                 .ok_or_else(|| ModelError::new(format!("{path}.DhcpOptionsId"), "required"))?
                 .to_string();
             // `default`: AWS's default set.
-            let set =
-                match options.as_str() {
-                    "default" => None,
-                    o if self.m.dhcp_options_set(o).is_some() => Some(o.to_string()),
-                    o => return Err(ModelError::new(
+            let set = match options.as_str() {
+                "default" => None,
+                o if self.m.dhcp_options_set(o).is_some() => Some(o.to_string()),
+                o => {
+                    return Err(ModelError::new(
                         format!("{path}.DhcpOptionsId"),
                         format!(
                             "InvalidDhcpOptionID.NotFound: The dhcpOption ID '{o}' does not exist"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let v = self
                 .m
                 .vpcs

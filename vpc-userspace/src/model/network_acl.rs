@@ -37,7 +37,7 @@ pub struct AclEntry {
 }
 
 impl AclEntry {
-    fn allow_all(rule_number: u16, egress: bool) -> Self {
+    pub fn allow_all(rule_number: u16, egress: bool) -> Self {
         AclEntry {
             rule_number,
             egress,
@@ -238,12 +238,8 @@ impl Builder<'_> {
                 .ok_or_else(|| {
                     ModelError::new(&path, format!("InvalidNetworkAclID.NotFound: {acl_id:?}"))
                 })?;
-            if acl.is_default {
-                return Err(ModelError::new(
-                    path,
-                    "the default ACL's rules are fixed here; declare an AWS::EC2::NetworkAcl",
-                ));
-            }
+            // The default ACL is editable, as at AWS: entries join its
+            // rules 100 (and 101) and the final deny.
             if acl
                 .entries
                 .iter()

@@ -194,3 +194,49 @@ fn network_acls_judge_icmp_errors_by_type_and_code_at_the_boundary() {
         check(&mut h, DropReason::NaclEgressDenied, 1);
     });
 }
+
+/// The default network ACL is editable, as AWS says ("you can change the
+/// contents of the default network ACL"): a deny entry with a lower rule
+/// number than its rule 100 stops subnet A's traffic out to subnet B's
+/// database, while another port still goes; rule 100 itself cannot be
+/// added twice (`NetworkAclEntryAlreadyExists`).
+#[test]
+fn the_default_acl_takes_entries_of_its_own() {
+    let deny = format!(
+        "{ACL_TEMPLATE}  DenyOut:
+    Type: AWS::EC2::NetworkAclEntry
+    Properties: {{NetworkAclId: !GetAtt Vpc.DefaultNetworkAcl, RuleNumber: 50, Protocol: 6, RuleAction: deny, Egress: true, CidrBlock: 10.0.2.10/32, PortRange: {{From: 5432, To: 5432}}}}
+"
+    );
+    in_private_netns(|| {
+        let mut h = Harness::new(&deny);
+        let app_if = h.ifindex("App");
+        let before = h.counters().dropped(DropReason::NaclEgressDenied);
+        let (v, _) = h.run(
+            h.ifindex("Fn"),
+            &tcp(EXEC, "10.0.2.10", 40000, 5432, TCP_SYN),
+        );
+        assert_eq!(v, XDP_DROP, "rule 50 of the default ACL");
+        assert_eq!(
+            h.counters().dropped(DropReason::NaclEgressDenied),
+            before + 1
+        );
+        // Db2 is not denied: its own rule 100 path still works.
+        let (v, _) = h.run(
+            h.ifindex("Fn"),
+            &tcp(EXEC, "10.0.2.11", 40001, 5432, TCP_SYN),
+        );
+        assert_eq!(v, XDP_REDIRECT);
+        let _ = app_if;
+    });
+    let dup = ACL_TEMPLATE.to_string()
+        + "  Dup:
+    Type: AWS::EC2::NetworkAclEntry
+    Properties: {NetworkAclId: !GetAtt Vpc.DefaultNetworkAcl, RuleNumber: 100, Protocol: -1, RuleAction: deny, Egress: false, CidrBlock: 0.0.0.0/0}
+";
+    let e = vpc::model::build(&dup, &Default::default(), "t").unwrap_err();
+    assert!(
+        e.to_string().contains("NetworkAclEntryAlreadyExists"),
+        "{e}"
+    );
+}
