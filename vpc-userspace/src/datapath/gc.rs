@@ -30,8 +30,10 @@ pub(super) fn collect<M: Maps + ?Sized>(
             let ct = maps.map(map_names::CT)?;
             let mut m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(&mut *ct)?;
             let expired = if e.dir == CT_DIR_ORIG {
-                now.saturating_sub(e.last_seen)
-                    > timeout_of(t, k.proto, e) + gc_grace(t, k.proto, e)
+                // Reset: gone at this pass, even in the tick of its RST.
+                (k.proto == 6 && e.state == ct_state::RESET)
+                    || now.saturating_sub(e.last_seen)
+                        > timeout_of(t, k.proto, e) + gc_grace(t, k.proto, e)
             } else if m.get(&e.twin, 0).is_ok_and(|o| o.twin == *k) {
                 false
             } else if k.proto != 6 || nat_claim(k, e).is_none() {
