@@ -6,6 +6,7 @@
 mod allowances;
 mod closing;
 mod conntrack_nat;
+mod icmp_errors;
 mod network_acls;
 mod packets;
 mod security_groups;
