@@ -305,8 +305,14 @@ pub fn print_status(s: &Status) {
                     line += &format!(" {} conns", a.connections);
                 }
                 for (n, what) in [
-                    (a.conntrack_allowance_exceeded, "conntrack_allowance_exceeded"),
-                    (a.linklocal_allowance_exceeded, "linklocal_allowance_exceeded"),
+                    (
+                        a.conntrack_allowance_exceeded,
+                        "conntrack_allowance_exceeded",
+                    ),
+                    (
+                        a.linklocal_allowance_exceeded,
+                        "linklocal_allowance_exceeded",
+                    ),
                 ] {
                     if n > 0 {
                         line += &format!(" {n} {what}");

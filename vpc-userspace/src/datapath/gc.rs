@@ -148,10 +148,7 @@ pub fn end_connections_where<M: Maps + ?Sized>(
 /// packet of it still finds it and gets the gateway's RST (not one that
 /// was reset: it is gone at once).
 fn gc_grace(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
-    if proto == 6
-        && e.route == vpc_common::route_kind::NAT_GATEWAY
-        && e.state != ct_state::RESET
-    {
+    if proto == 6 && e.route == vpc_common::route_kind::NAT_GATEWAY && e.state != ct_state::RESET {
         t.tcp_closed.as_nanos() as u64
     } else {
         0

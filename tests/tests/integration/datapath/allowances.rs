@@ -122,7 +122,8 @@ fn conntrack_allowance_counts_return_to_zero_whatever_removes_the_connections() 
                 end_connections_where(&mut h.dp, |k| k.saddr == app || k.saddr == exec).unwrap();
             } else {
                 // The GC, past every timeout.
-                h.dp.advance_clock(t.tcp_established.as_nanos() as u64 + 1).unwrap();
+                h.dp.advance_clock(t.tcp_established.as_nanos() as u64 + 1)
+                    .unwrap();
                 h.dp.ct_gc(&t).unwrap();
                 h.dp.ct_gc(&t).unwrap();
             }
@@ -197,7 +198,10 @@ fn the_resolver_takes_1024_packets_a_second_from_each_interface() {
         // A second later (the test clock), the app has a burst again.
         h.dp.advance_clock(1_000_000_000).unwrap();
         let (again, took) = burst(&mut h, app_if, APP, false);
-        assert!(again as f64 >= PPS && again as f64 <= bound(took), "{again}");
+        assert!(
+            again as f64 >= PPS && again as f64 <= bound(took),
+            "{again}"
+        );
         // Traffic to anyone else is not counted.
         assert_eq!(h.run(app_if, &echo(APP, DB, 8, 9)).0, XDP_REDIRECT);
     });

@@ -71,10 +71,7 @@ fn after_a_rst_nothing_more_is_forwarded_and_the_connection_goes_at_once() {
             XDP_DROP
         );
         check(&mut h, DropReason::CtInvalid, 1);
-        assert_eq!(
-            h.run(db_if, &tcp(DB, ENI, 5432, nat, TCP_ACK)).0,
-            XDP_DROP
-        );
+        assert_eq!(h.run(db_if, &tcp(DB, ENI, 5432, nat, TCP_ACK)).0, XDP_DROP);
         check(&mut h, DropReason::HyperplaneUnsolicited, 1);
         // The GC's next pass removes it, without any time passing, and
         // gives its NAT port and its place in the allowance back.

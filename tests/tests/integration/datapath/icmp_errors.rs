@@ -95,7 +95,10 @@ fn an_error_through_a_nat_gateway_meets_the_acls_of_the_gateways_subnet() {
                 info: 1200,
                 quote: quote(&sent, 548),
             };
-            let frame = |l4| vpc::packet::Frame::new(INET.parse().unwrap(), "198.51.100.10".parse().unwrap(), l4).build();
+            let frame = |l4| {
+                vpc::packet::Frame::new(INET.parse().unwrap(), "198.51.100.10".parse().unwrap(), l4)
+                    .build()
+            };
             let (v, _) = h.run(inet, &frame(err(4)));
             if passes {
                 assert_eq!(v, XDP_REDIRECT, "{:?}", h.counters());

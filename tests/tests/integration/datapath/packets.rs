@@ -224,13 +224,12 @@ fn vlan_tagged_frames_are_dropped_alike_at_both_hooks() {
             .map(|i| format!("d{i}"))
             .find(|d| nix::net::if_::if_nametoindex(d.as_str()).ok() == Some(app_if))
             .expect("the app's port");
-        let tc: &mut aya::programs::SchedClassifier = h
-            .dp
-            .ebpf
-            .program_mut(vpc::datapath::ROUTER_TC_PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let tc: &mut aya::programs::SchedClassifier =
+            h.dp.ebpf
+                .program_mut(vpc::datapath::ROUTER_TC_PROGRAM)
+                .unwrap()
+                .try_into()
+                .unwrap();
         tc.attach(&dev, aya::programs::tc::TcAttachType::Ingress)
             .expect("tcx");
         for d in [dev.clone(), format!("{dev}p")] {
@@ -267,6 +266,11 @@ fn send_raw(dev: &str, frame: &[u8]) {
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         );
         libc::close(fd);
-        assert_eq!(n, frame.len() as isize, "{}", std::io::Error::last_os_error());
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
     }
 }

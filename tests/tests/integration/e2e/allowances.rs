@@ -223,7 +223,10 @@ fn one_flooding_host_cannot_stop_anothers_new_connections() {
     };
     assert!(sample("vpc_conntrack_allowance_exceeded_total", "Flooder") > 0.0);
     assert!(sample("vpc_linklocal_allowance_exceeded_total", "Flooder") > 0.0);
-    assert_eq!(sample("vpc_conntrack_allowance_exceeded_total", "Other"), 0.0);
+    assert_eq!(
+        sample("vpc_conntrack_allowance_exceeded_total", "Other"),
+        0.0
+    );
     let available = sample("vpc_conntrack_allowance_available", "Other");
     assert!(
         available <= ALLOWANCE as f64 && available >= ALLOWANCE as f64 - 20.0,
@@ -250,7 +253,9 @@ fn one_flooding_host_cannot_stop_anothers_new_connections() {
         .as_str()
         .unwrap()
         .to_string();
-    let stream = logs.join("cloudwatch/allowances").join(format!("{other_eni}-all"));
+    let stream = logs
+        .join("cloudwatch/allowances")
+        .join(format!("{other_eni}-all"));
     wait_for("the other host's records", 60, || {
         std::fs::read_to_string(&stream)
             .is_ok_and(|t| t.lines().filter(|l| l.contains(" 8080 6 ")).count() > 0)

@@ -37,7 +37,10 @@ fn open_through(h: &mut Harness, host: &str, src: &str, sport: u16, fw: &str) {
     let (v, out) = h.run(via, &tcp(INET, src, 443, sport, TCP_SYN | TCP_ACK));
     assert_eq!(v, XDP_REDIRECT, "{fw}'s answer");
     assert_eq!(out[0..6], h.links[host].mac);
-    assert_eq!(h.run(from, &tcp(src, INET, sport, 443, TCP_ACK)).0, XDP_REDIRECT);
+    assert_eq!(
+        h.run(from, &tcp(src, INET, sport, 443, TCP_ACK)).0,
+        XDP_REDIRECT
+    );
 }
 
 #[test]

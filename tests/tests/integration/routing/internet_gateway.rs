@@ -101,7 +101,11 @@ fn a_tuple_reopened_through_the_internet_gateway_is_a_new_connection_at_once() {
         let out = |f| tcp("10.0.1.10", "203.0.113.10", 40000, 443, f);
         let back = |f| tcp("203.0.113.10", "198.51.100.11", 443, 40000, f);
         let endings: [&[(bool, u8)]; 3] = [
-            &[(true, TCP_FIN | TCP_ACK), (false, TCP_FIN | TCP_ACK), (true, TCP_ACK)],
+            &[
+                (true, TCP_FIN | TCP_ACK),
+                (false, TCP_FIN | TCP_ACK),
+                (true, TCP_ACK),
+            ],
             &[(false, TCP_RST)],
             &[(true, TCP_FIN | TCP_ACK)],
         ];
