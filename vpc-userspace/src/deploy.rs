@@ -545,7 +545,7 @@ pub fn status(name: &str) -> Result<Status> {
         maps: crate::metrics::occupancy(&s, &mut maps)?,
         apply_latency_s: last_apply_seconds(name),
         interfaces: crate::metrics::interface_counters(&s, &mut maps)?,
-        conntrack_allowance: maps.conntrack_allowance()?,
+        conntrack_allowance: maps.conntrack_allowance().unwrap_or(0),
         reconcile_pending: s.pending,
     })
 }

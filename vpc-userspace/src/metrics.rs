@@ -113,7 +113,7 @@ pub fn render(name: &str) -> Result<String> {
     let ct_exceeded = Family::<Labels, Counter>::default();
     let ll_exceeded = Family::<Labels, Counter>::default();
     let available = Family::<Labels, Gauge>::default();
-    let allowance = i64::from(maps.conntrack_allowance()?);
+    let allowance = i64::from(maps.conntrack_allowance().unwrap_or(0));
     for c in interface_counters(&s, &mut maps)? {
         if c.node.starts_with("hyperplane:") {
             through
@@ -294,7 +294,8 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
         }
     }
     for (c, n) in out.iter_mut().zip(&s.nodes) {
-        c.allowances = maps.port_allowances(n.link.ifindex)?;
+        // None in a deployment pinned by a version without allowances.
+        c.allowances = maps.port_allowances(n.link.ifindex).unwrap_or_default();
     }
     let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map(map_names::ENI_STATS)?)?;
     for e in &s.model.enis {

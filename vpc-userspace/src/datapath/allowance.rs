@@ -126,11 +126,12 @@ pub fn take(ct: &Map, key: &CtKey) -> Result<Option<CtEntry>> {
 }
 
 /// Removes the conntrack entry at `key`, and if it was a connection's
-/// original entry, takes the connection back from its port's count.
-/// Returns the entry removed.
-pub fn remove(ct: &Map, counts: &PortConnections, key: &CtKey) -> Result<Option<CtEntry>> {
+/// original entry, takes the connection back from its port's count (none
+/// in a deployment pinned by a version without allowances). Returns the
+/// entry removed.
+pub fn remove(ct: &Map, counts: Option<&PortConnections>, key: &CtKey) -> Result<Option<CtEntry>> {
     let gone = take(ct, key)?;
-    if let Some(e) = &gone {
+    if let (Some(e), Some(counts)) = (&gone, counts) {
         if e.dir == CT_DIR_ORIG {
             counts.release(e.in_ifindex);
         }

@@ -19,7 +19,7 @@ pub(super) fn collect<M: Maps + ?Sized>(
     on_removed: &mut dyn FnMut(&CtKey, &CtEntry),
 ) -> Result<usize> {
     let now = maps.datapath_now()?;
-    let counts = PortConnections::open(maps.map(map_names::PORT_CONNECTIONS)?)?;
+    let counts = port_connections(maps)?;
     let all: Vec<(CtKey, CtEntry)> = {
         let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map(map_names::CT)?)?;
         m.iter().filter_map(|r| r.ok()).collect()
@@ -86,13 +86,13 @@ pub(super) fn collect<M: Maps + ?Sized>(
                 // connection the other way round may own the key now).
                 if let Ok(r) = m.get(&e.twin, 0) {
                     if r.dir == CT_DIR_REPLY && r.twin == *k {
-                        if let Some(r) = allowance::remove(ct, &counts, &e.twin)? {
+                        if let Some(r) = allowance::remove(ct, counts.as_ref(), &e.twin)? {
                             on_removed(&e.twin, &r);
                         }
                     }
                 }
             }
-            if let Some(gone) = allowance::remove(ct, &counts, k)? {
+            if let Some(gone) = allowance::remove(ct, counts.as_ref(), k)? {
                 on_removed(k, &gone);
                 removed += 1;
             }
@@ -121,7 +121,7 @@ pub fn end_connections_where<M: Maps + ?Sized>(
         .into_iter()
         .filter(|(k, _)| which(k))
         .collect();
-    let counts = PortConnections::open(maps.map(map_names::PORT_CONNECTIONS)?)?;
+    let counts = port_connections(maps)?;
     let ct = maps.map(map_names::CT)?;
     let mut claims = vec![];
     for (k, e) in &all {
@@ -130,9 +130,9 @@ pub fn end_connections_where<M: Maps + ?Sized>(
             .get(&e.twin, 0)
             .is_ok_and(|r| r.dir == CT_DIR_REPLY && r.twin == *k)
         {
-            allowance::remove(ct, &counts, &e.twin)?;
+            allowance::remove(ct, counts.as_ref(), &e.twin)?;
         }
-        allowance::remove(ct, &counts, k)?;
+        allowance::remove(ct, counts.as_ref(), k)?;
         claims.extend(super::nat_claim(k, e));
     }
     let mut ports: HashMap<_, NatPortKey, CtKey> =
@@ -141,6 +141,17 @@ pub fn end_connections_where<M: Maps + ?Sized>(
         let _ = ports.remove(&c);
     }
     Ok(all.len())
+}
+
+/// The mapped counts of the conntrack allowance; none in a deployment
+/// pinned by a version without them (its connections are not counted).
+/// A map that is there but cannot be mapped is an error: its counts
+/// would never come back.
+fn port_connections<M: Maps + ?Sized>(maps: &mut M) -> Result<Option<PortConnections>> {
+    match maps.map(map_names::PORT_CONNECTIONS) {
+        Ok(m) => Ok(Some(PortConnections::open(m)?)),
+        Err(_) => Ok(None),
+    }
 }
 
 /// How long the GC keeps an expired entry: a TCP connection through a NAT
