@@ -674,6 +674,36 @@ impl Harness {
         (r.return_value, out)
     }
 
+    /// Runs the TC program once on `frame` arriving on `ingress` (the
+    /// `__sk_buff`'s ifindex; BPF_PROG_TEST_RUN builds the socket buffer
+    /// from the bytes, a VLAN tag included, as no device took it off):
+    /// (TC action, frame out).
+    pub fn run_tc(&mut self, ingress: u32, frame: &[u8]) -> (i32, Vec<u8>) {
+        use aya::programs::SchedClassifier;
+        // `struct __sk_buff` up to `ifindex` (offset 40): the kernel honours
+        // only a few fields (mark, priority, ifindex, cb, ...), not the VLAN ones.
+        let mut ctx = [0u8; 44];
+        ctx[40..44].copy_from_slice(&ingress.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 512];
+        let prog: &mut SchedClassifier = self
+            .dp
+            .ebpf
+            .program_mut(vpc::datapath::ROUTER_TC_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN (TC)");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value as i32, out)
+    }
+
     /// Switches the datapath to `template`'s policy (groups, ACLs, routes)
     /// in the other generation, as `vpc apply` does.
     pub fn switch_to(&mut self, template: &str) {
@@ -701,6 +731,9 @@ impl Harness {
 }
 
 pub const XDP_DROP: u32 = 1;
+/// TC actions: `TC_ACT_SHOT`, `TC_ACT_REDIRECT`.
+pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i32 = 7;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;
 

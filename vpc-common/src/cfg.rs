@@ -30,4 +30,13 @@ pub const TRACE: u32 = 14;
 /// In a trace record's `detail`, beside a drop's reason: the packet was
 /// not parsed (its tuple means nothing).
 pub const TRACE_NO_TUPLE: u32 = 0x100;
-pub const LEN: u32 = 15;
+/// Conntrack allowance: connections each interface may have tracked at
+/// once (those it opened); a new one past it is dropped as
+/// `conntrack_allowance_exceeded`. 0: no allowance (the table's size
+/// alone bounds it).
+pub const CT_ALLOWANCE: u32 = 15;
+/// Linklocal allowance: packets per second each interface may send to the
+/// VPC resolver (0: `DEFAULT_LINKLOCAL_PPS`, AWS's 1,024); past it,
+/// `linklocal_allowance_exceeded`.
+pub const LINKLOCAL_PPS: u32 = 16;
+pub const LEN: u32 = 17;

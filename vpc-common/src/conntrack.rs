@@ -24,8 +24,16 @@ pub mod ct_state {
     pub const NEW: u8 = 0;
     pub const SYN_SENT: u8 = 1;
     pub const ESTABLISHED: u8 = 2;
+    /// One side sent FIN: packets still refresh it (a half-closed
+    /// connection may carry data for long).
     pub const CLOSING: u8 = 3;
+    /// Both sides sent FIN: the last ACK and retransmissions pass, but no
+    /// packet refreshes it any more (TIME_WAIT-like: `tcp-closed` from the
+    /// moment it closed).
     pub const CLOSED: u8 = 4;
+    /// A RST was seen: nothing after it is forwarded as part of the
+    /// connection, and the GC removes it at its next pass.
+    pub const RESET: u8 = 5;
 }
 
 pub const CT_DIR_ORIG: u8 = 0;
@@ -36,6 +44,10 @@ pub const CT_F_SNAT: u8 = 1;
 pub const CT_F_DNAT: u8 = 2;
 pub const CT_F_FIN_ORIG: u8 = 4;
 pub const CT_F_FIN_REPLY: u8 = 8;
+/// This direction goes to the VPC resolver (the original direction of a
+/// DNS flow to it): each of its packets takes a token of the sender's
+/// linklocal allowance.
+pub const CT_F_LINKLOCAL: u8 = 16;
 
 /// Connection-tracking value. Each connection has two entries: the original
 /// direction (holds state and timestamps) and the reply direction (points to

@@ -39,9 +39,8 @@ pub enum DropReason {
     NaclEgressDenied = 16,
     /// Denied by the network ACL of the subnet the packet enters.
     NaclIngressDenied = 17,
-    /// An ICMP error (destination unreachable, time exceeded, packet too
-    /// big) whose quoted packet belongs to no tracked connection.
-    IcmpErrorUntracked = 18,
+    // 18 was `icmp_error_untracked`: an ICMP error that belongs to no
+    // connection is now checked as any untracked ICMP (groups, ACLs).
     /// IPv6 from a function whose `VpcConfig` has no
     /// `Ipv6AllowedForDualStack` (its ENI entry has no IPv6 address).
     Ipv6NotAllowed = 19,
@@ -81,10 +80,20 @@ pub enum DropReason {
     /// the packet's destination while its source/destination check is on:
     /// EC2 drops it.
     SourceDestCheck = 32,
+    /// A new connection from an interface that already has its conntrack
+    /// allowance of tracked connections (AWS's ENA statistic
+    /// `conntrack_allowance_exceeded`).
+    ConntrackAllowanceExceeded = 33,
+    /// A packet to the VPC resolver past its interface's 1,024 packets per
+    /// second (AWS's `linklocal_allowance_exceeded`).
+    LinklocalAllowanceExceeded = 34,
+    /// A VLAN-tagged frame (802.1Q / 802.1ad), in the frame or taken off it
+    /// by the device: VPC interfaces are untagged, so it is not classified.
+    VlanTagged = 35,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 32] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -102,7 +111,6 @@ impl DropReason {
         DropReason::NoEgressPort,
         DropReason::NaclEgressDenied,
         DropReason::NaclIngressDenied,
-        DropReason::IcmpErrorUntracked,
         DropReason::Ipv6NotAllowed,
         DropReason::Ipv6EmbeddedV4,
         DropReason::RouteBlackhole,
@@ -115,6 +123,9 @@ impl DropReason {
         DropReason::EndpointServiceMismatch,
         DropReason::NatGatewayPrivateInternet,
         DropReason::SourceDestCheck,
+        DropReason::ConntrackAllowanceExceeded,
+        DropReason::LinklocalAllowanceExceeded,
+        DropReason::VlanTagged,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -136,7 +147,6 @@ impl DropReason {
             DropReason::NoEgressPort => "no_egress_port",
             DropReason::NaclEgressDenied => "nacl_egress_denied",
             DropReason::NaclIngressDenied => "nacl_ingress_denied",
-            DropReason::IcmpErrorUntracked => "icmp_error_untracked",
             DropReason::Ipv6NotAllowed => "ipv6_not_allowed",
             DropReason::Ipv6EmbeddedV4 => "ipv6_embedded_ipv4",
             DropReason::RouteBlackhole => "route_blackhole",
@@ -149,6 +159,9 @@ impl DropReason {
             DropReason::EndpointServiceMismatch => "endpoint_service_mismatch",
             DropReason::NatGatewayPrivateInternet => "nat_gateway_private_internet",
             DropReason::SourceDestCheck => "source_dest_check",
+            DropReason::ConntrackAllowanceExceeded => "conntrack_allowance_exceeded",
+            DropReason::LinklocalAllowanceExceeded => "linklocal_allowance_exceeded",
+            DropReason::VlanTagged => "vlan_tagged",
         }
     }
 }

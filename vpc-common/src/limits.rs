@@ -3,6 +3,9 @@
 /// Maximum entries of the connection-tracking table (full: new connections
 /// are dropped with `ct_full`, as at AWS).
 pub const CT_MAX_ENTRIES: u32 = 262_144;
+/// AWS: the Amazon-provided DNS resolver (and the other link-local
+/// services) answer at most 1,024 packets per second per interface.
+pub const DEFAULT_LINKLOCAL_PPS: u32 = 1024;
 /// Ports (router-side veths) and endpoints the router knows about.
 pub const MAX_PORTS: u32 = 4096;
 pub const MAX_ENDPOINTS: u32 = 8192;

@@ -66,6 +66,16 @@ pub const TPUT_CFG: &str = "TPUT_CFG";
 pub const TPUT_COUNT: &str = "TPUT_COUNT";
 /// Throughput harness: limit path, ingress ifindex -> egress and MACs.
 pub const TPUT_REDIRECT: &str = "TPUT_REDIRECT";
+/// Connections each router port opened that are tracked now (its
+/// conntrack allowance's count): the datapath adds one per new connection,
+/// and whoever removes an original-direction entry takes it back (the
+/// agent through a shared mapping: atomic on both sides).
+pub const PORT_CONNECTIONS: &str = "PORT_CONNECTIONS";
+/// Per router port: the linklocal allowance's token bucket (GCRA: the
+/// theoretical arrival time of its next packet).
+pub const LINKLOCAL_BUCKETS: &str = "LINKLOCAL_BUCKETS";
+/// Per-CPU drops per router port of each allowance (`allowance_stat_index`).
+pub const ALLOWANCE_STATS: &str = "ALLOWANCE_STATS";
 /// `vpc trace`: aya-log's ring buffer of log records (`aya-log-ebpf`
 /// names it; `aya-log` finds it from the router's program id).
 pub const AYA_LOGS: &str = "AYA_LOGS";
@@ -103,5 +113,8 @@ pub const ALL: &[&str] = &[
     TPUT_CFG,
     TPUT_COUNT,
     TPUT_REDIRECT,
+    PORT_CONNECTIONS,
+    LINKLOCAL_BUCKETS,
+    ALLOWANCE_STATS,
     AYA_LOGS,
 ];

@@ -78,7 +78,29 @@ const _: () = assert!(core::mem::size_of::<Endpoint>() == 36);
 /// of `MAX_PORTS` or more share slot 0.
 #[inline(always)]
 pub const fn port_stat_index(ifindex: u32, dropped: bool) -> u32 {
-    let slot = if ifindex < MAX_PORTS { ifindex } else { 0 };
-    slot * 2 + dropped as u32
+    port_slot(ifindex) * 2 + dropped as u32
 }
 pub const PORT_STATS_LEN: u32 = MAX_PORTS * 2;
+
+/// A router port's slot in the per-port arrays (`PORT_STATS`,
+/// `PORT_CONNECTIONS`, `LINKLOCAL_BUCKETS`, `ALLOWANCE_STATS`): its
+/// ifindex, which a router namespace hands out from 1; from `MAX_PORTS` on,
+/// ports share slot 0.
+#[inline(always)]
+pub const fn port_slot(ifindex: u32) -> u32 {
+    if ifindex < MAX_PORTS {
+        ifindex
+    } else {
+        0
+    }
+}
+
+/// `ALLOWANCE_STATS` (per CPU): two counters per router port, the drops of
+/// its conntrack allowance and of its linklocal allowance.
+pub const ALLOWANCE_CONNTRACK: u32 = 0;
+pub const ALLOWANCE_LINKLOCAL: u32 = 1;
+#[inline(always)]
+pub const fn allowance_stat_index(ifindex: u32, which: u32) -> u32 {
+    port_slot(ifindex) * 2 + which
+}
+pub const ALLOWANCE_STATS_LEN: u32 = MAX_PORTS * 2;

@@ -14,6 +14,7 @@ use vpc_common::{route_kind, CtKey, NatPortKey, CT_F_SNAT};
 
 use crate::{
     copy::copy_words,
+    ct,
     ctx::{ptr_at, write},
     maps::{CT, NAT_PORTS},
     parse::{ETH_HLEN, IPPROTO_TCP, IPV4_DST, IPV4_SRC, L4_SPORT},
@@ -87,8 +88,9 @@ fn cleanup(s: &mut BenchScratch) {
             let _ = NAT_PORTS.remove(&s.claim);
         }
         let _ = CT.remove(&e.twin);
+        // Its port's conntrack allowance gets it back.
+        ct::evict(&s.key, e.in_ifindex);
     }
-    let _ = CT.remove(&s.key);
 }
 
 /// Saves the first 64 bytes of the frame in the per-CPU scratch.

@@ -8,7 +8,7 @@ use vpc_common::{
 };
 
 use crate::{
-    config,
+    allowance, config,
     copy::copy_mac,
     flowlog,
     maps::{Scratch, CT},
@@ -36,6 +36,8 @@ pub fn timeout(proto: u8, e: &CtEntry) -> u64 {
             ct_state::ESTABLISHED => cfg::TCP_ESTABLISHED,
             ct_state::CLOSING => cfg::TCP_CLOSING,
             ct_state::CLOSED => cfg::TCP_CLOSED,
+            // After a RST the connection is gone at once.
+            ct_state::RESET => return 0,
             _ => cfg::TCP_SYN,
         },
         IPPROTO_UDP => {
@@ -62,6 +64,13 @@ pub fn timeout(proto: u8, e: &CtEntry) -> u64 {
 #[inline(always)]
 pub fn expired(proto: u8, e: &CtEntry, now: u64) -> bool {
     now.saturating_sub(e.last_seen) > timeout(proto, e)
+}
+
+/// Whether the connection of original entry `e` is over: reset, or idle
+/// past its timeout (a RST in this very tick is not yet past zero).
+#[inline(always)]
+pub fn over(proto: u8, e: &CtEntry, now: u64) -> bool {
+    e.state == ct_state::RESET || expired(proto, e, now)
 }
 
 /// Key of the reply direction as it will arrive at the router.
@@ -104,9 +113,15 @@ pub fn opens(p: &Packet) -> bool {
 }
 
 /// Advances the original-direction entry `e` for a packet seen in `dir`.
+/// A closed connection (both FINs) counts its packets but is not refreshed
+/// by them: its short timeout runs from the moment it closed, as TIME_WAIT
+/// does, whatever its peers still send. A RST ends it (`RESET`): nothing
+/// after it is forwarded as part of it.
 #[inline(always)]
 pub fn update(e: &mut CtEntry, p: &Packet, dir: u8, now: u64) {
-    e.last_seen = now;
+    if e.state != ct_state::CLOSED {
+        e.last_seen = now;
+    }
     if dir == CT_DIR_ORIG {
         e.packets_orig = e.packets_orig.wrapping_add(p.segs);
         e.bytes_orig = e.bytes_orig.wrapping_add(p.ip_len as u64);
@@ -119,7 +134,7 @@ pub fn update(e: &mut CtEntry, p: &Packet, dir: u8, now: u64) {
     }
     let f = p.tcp_flags;
     if f & TCP_RST != 0 {
-        e.state = ct_state::CLOSED;
+        e.state = ct_state::RESET;
         return;
     }
     if e.state == ct_state::SYN_SENT
@@ -175,26 +190,28 @@ pub fn entry(key: &CtKey, ifindex: u32) -> Option<(*mut CtEntry, *mut CtEntry)> 
 /// a packet of that connection. Not when the entry is a reply entry left
 /// behind by an earlier connection on the same tuple (its original now
 /// belongs to a new one), nor for a new handshake, which is a new
-/// connection, checked as one: a SYN on a closed entry (port reuse) or
-/// against the reply direction.
+/// connection, checked as one and replacing this one: a SYN on a closing
+/// or closed entry (port reuse, as Linux's conntrack reopens a tuple in
+/// TIME_WAIT) or against the reply direction.
 #[inline(always)]
 pub fn follows(key: &CtKey, p: &Packet, e: *mut CtEntry, orig: *mut CtEntry) -> bool {
     let dir = unsafe { (*e).dir };
     if dir != CT_DIR_ORIG && unsafe { (*orig).twin } != *key {
         return false;
     }
+    let state = unsafe { (*orig).state };
     !(p.proto == IPPROTO_TCP
         && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
-        && (dir != CT_DIR_ORIG || unsafe { (*orig).state } == ct_state::CLOSED))
+        && (dir != CT_DIR_ORIG || state == ct_state::CLOSING || state == ct_state::CLOSED))
 }
 
 /// The key of the direction an ICMP error about the quoted packet `q`
-/// travels in: the quote's tuple reversed, from the error's addresses.
+/// travels in: the quote's tuple reversed.
 #[inline(always)]
-pub fn quoted_key(p: &Packet, q: &Quote) -> CtKey {
+pub fn quoted_key(q: &Quote) -> CtKey {
     CtKey {
-        saddr: p.saddr,
-        daddr: p.daddr,
+        saddr: q.daddr,
+        daddr: q.saddr,
         sport: q.dport,
         dport: q.sport,
         proto: q.proto,
@@ -220,7 +237,7 @@ pub fn related(key: &CtKey, ifindex: u32, proto: u8, now: u64) -> Option<&'stati
             _ => return None,
         }
     };
-    if expired(proto, orig, now) {
+    if over(proto, orig, now) {
         return None;
     }
     Some(ent)
@@ -278,9 +295,23 @@ pub fn no_eni(s: &mut Scratch) {
 }
 
 /// Inserts both entries of a new connection from `s` (flags and NAT fields
-/// already set). The reply entry goes in first with `BPF_NOEXIST`: a NATed
-/// connection's port is already claimed (`NAT_PORTS`), so its reply key is
-/// new, and a host connection must not take over another's reply entry.
+/// already set), charged to the port it was opened from (its conntrack
+/// allowance). What it replaces goes first:
+///
+/// * at its own key, an earlier connection on the same tuple (closed,
+///   expired, or the other way round): removed, and its port's count taken
+///   back;
+/// * at its reply key, that earlier connection's reply entry (the same
+///   tuple through a translation that keeps the ports, as the internet
+///   gateway's 1:1 NAT does): removed, so the reopened tuple is not refused
+///   until the GC collects it; or, for a connection without a claimed NAT
+///   port, a connection the other way round, whose original entry it is:
+///   removed and taken back, as it would be overwritten.
+///
+/// The reply entry then goes in first, with `BPF_NOEXIST` for a NATed
+/// connection: its port is already claimed (`NAT_PORTS`), so its reply key
+/// is new, and a host connection must not take over the reply entry of a
+/// live connection of another tuple.
 #[inline(always)]
 pub fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
     let state = initial_state(&s.pkt);
@@ -309,23 +340,53 @@ pub fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
         flowlog::clear(&mut e.fl);
     }
     let w = config::flow_log_window();
-    if w != 0 {
-        if let Some(old) = unsafe { CT.get(&s.key) } {
+    let nat = s.reply.flags & CT_F_DNAT != 0;
+    if let Some(old) = CT.get_ptr(&s.key) {
+        let old = unsafe { &*old };
+        if w != 0 {
             flowlog::carry(&mut s.orig.fl, old);
         }
-        if let Some(old) = unsafe { CT.get(&s.reply_key) } {
+        if old.dir == CT_DIR_ORIG {
+            evict(&s.key, old.in_ifindex);
+        }
+    }
+    if let Some(old) = CT.get_ptr(&s.reply_key) {
+        let old = unsafe { &*old };
+        if w != 0 {
             flowlog::carry(&mut s.reply.fl, old);
         }
+        if old.dir != CT_DIR_ORIG {
+            if old.twin == s.key {
+                let _ = CT.remove(&s.reply_key);
+            }
+        } else if !nat {
+            evict(&s.reply_key, old.in_ifindex);
+        }
+    }
+    if w != 0 {
         flowlog::count(&mut s.orig.fl, &s.pkt, w, now);
     }
-    let nat = s.reply.flags & CT_F_DNAT != 0;
+    let from = s.orig.in_ifindex;
+    allowance::admit_connection(from)?;
     let flags = if nat { BPF_NOEXIST as u64 } else { 0 };
     if CT.insert(&s.reply_key, &s.reply, flags).is_err() {
+        allowance::release_connection(from);
         return Err(DropReason::CtFull);
     }
     if CT.insert(&s.key, &s.orig, 0).is_err() {
         let _ = CT.remove(&s.reply_key);
+        allowance::release_connection(from);
         return Err(DropReason::CtFull);
     }
     Ok(())
+}
+
+/// Removes the original entry at `key` of a connection opened from port
+/// `ifindex`, and takes it back from that port's count, if this removal is
+/// the one that took it (the agent's GC may remove it at the same moment).
+#[inline(always)]
+pub fn evict(key: &CtKey, ifindex: u32) {
+    if CT.remove(key).is_ok() {
+        allowance::release_connection(ifindex);
+    }
 }

@@ -9,7 +9,7 @@ use vpc_common::{
 };
 
 use crate::{
-    config,
+    allowance, config,
     copy::copy_addr,
     ct,
     ctx::Ctx,
@@ -196,7 +196,9 @@ fn open<C: Ctx>(
     let p = &s.pkt;
     let eni_addr = p.pick(&eni.addr6, &eni.addr4);
     let unfiltered = resolver::unfiltered(p, ep)?;
-    if !unfiltered {
+    if unfiltered {
+        allowance::linklocal(ifindex, now)?;
+    } else {
         policy::admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
     }
     let nat_port = s.reply_key.dport;

@@ -1,11 +1,15 @@
 #![no_std]
 #![no_main]
+// `atomic_xadd`: core's atomic types have no read-modify-write on BPF.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 // Layers, each using only those below it: the entry points here; the
 // pipeline (router); the mechanisms (gateways and Hyperplane NAT above
 // conntrack, policy, routing, rewriting); maps and configuration; packet
 // access (parse, ctx, csum, copy). The harnesses (bench, tput) sit beside
 // the entry points.
+mod allowance;
 mod bench;
 mod config;
 mod copy;
@@ -50,10 +54,11 @@ pub fn vpc_router(ctx: XdpContext) -> u32 {
 /// checked, translated and redirected whole, and the peer keeps TSO).
 #[classifier]
 pub fn vpc_router_tc(ctx: TcContext) -> i32 {
-    // A VLAN tag taken off by the device is not in the data: not ours to
-    // route (XDP never sees one either).
+    // A VLAN tag the kernel took off the frame (a device's offload, or the
+    // receive path's untagging before TC) is not in the data: dropped as
+    // XDP drops a frame with its tag still in it (`parse`).
     if unsafe { (*ctx.skb.skb).vlan_present } != 0 {
-        return early_drop(&ctx, vpc_common::DropReason::NotIp);
+        return early_drop(&ctx, vpc_common::DropReason::VlanTagged);
     }
     // The headers must be in the linear part for direct access: as far as
     // XDP parses (extension headers up to 256 bytes, an ICMP error's quoted

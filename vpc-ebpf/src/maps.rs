@@ -2,7 +2,7 @@
 //! `tput.rs`). Userspace fills all but `CT`, `STATS` and `SCRATCH`; names
 //! here are the names userspace looks up.
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -168,6 +168,25 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// dropped (`vpc_common::port_stat_index`).
 #[map]
 pub static PORT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_STATS_LEN, 0);
+
+/// Per router port (`port_slot`): the connections it opened that are
+/// tracked now, its conntrack allowance's count (see `allowance.rs`). Read
+/// as signed: a release that raced an eviction may take it below zero for
+/// a moment, which only makes the allowance more lenient. Mappable: the
+/// agent's GC takes back what it removes with an atomic of its own, on the
+/// same memory, while packets add.
+#[map]
+pub static PORT_CONNECTIONS: Array<u64> = Array::with_max_entries(MAX_PORTS, BPF_F_MMAPABLE);
+
+/// Per router port: the linklocal allowance's bucket, as the theoretical
+/// arrival time (ns, the conntrack clock) of its next packet (GCRA).
+#[map]
+pub static LINKLOCAL_BUCKETS: Array<u64> = Array::with_max_entries(MAX_PORTS, 0);
+
+/// Per-CPU drops of each port's allowances (`allowance_stat_index`).
+#[map]
+pub static ALLOWANCE_STATS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(ALLOWANCE_STATS_LEN, 0);
 
 /// Per-CPU packets forwarded through each Hyperplane ENI (by its index,
 /// `HyperplaneEni::pool`), both directions.

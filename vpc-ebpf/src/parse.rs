@@ -240,10 +240,10 @@ impl Quote {
 /// holds counts (the outer IP length, not the frame's padding): its IP
 /// header whole and 8 bytes of TCP or UDP (ports; UDP's checksum too),
 /// the TCP checksum only if the quote holds the whole 20-byte header, as
-/// Linux's NAT does. A quote of anything that cannot be a tracked packet
-/// (not TCP or UDP, a fragment) is `IcmpErrorUntracked`.
+/// Linux's NAT does. `Ok(false)`: a quote of anything that cannot be a
+/// packet of a connection it relates to (not TCP or UDP, a fragment).
 #[inline(always)]
-pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReason> {
+pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<bool, DropReason> {
     let l3 = p.l4()? + ICMP_HLEN;
     let end = ETH_HLEN + p.ip_len as usize;
     let l4;
@@ -270,7 +270,7 @@ pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReaso
         }
         if u16::from_be(field::<_, _, IPV4_FRAGS>(ip)) & 0x3fff != 0 {
             // Fragments never cross the router: no connection has one.
-            return Err(DropReason::IcmpErrorUntracked);
+            return Ok(false);
         }
         q.proto = field::<_, _, IPV4_PROTO>(ip);
         set_v4_mapped(&mut q.saddr, field::<_, _, IPV4_SRC>(ip));
@@ -284,14 +284,14 @@ pub fn quote<C: Ctx>(ctx: &C, p: &Packet, q: &mut Quote) -> Result<(), DropReaso
         IPPROTO_TCP if l4 + TcpHdr::LEN <= end => l4 + TCP_CHECK,
         IPPROTO_TCP => 0,
         IPPROTO_UDP => l4 + UDP_CHECK,
-        _ => return Err(DropReason::IcmpErrorUntracked),
+        _ => return Ok(false),
     };
     let ports = read::<[u16; 2]>(ctx, l4 + L4_SPORT)?;
     q.sport = ports[0];
     q.dport = ports[1];
     q.l3_off = l3;
     q.l4_off = l4;
-    Ok(())
+    Ok(true)
 }
 
 /// The `T` at offset `OFF` of the header at `hdr`, which `ptr_at` checked
@@ -336,6 +336,8 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
     // Ether types as on the wire (network order), compared as read.
     const V4: u16 = EtherType::Ipv4 as u16;
     const V6: u16 = EtherType::Ipv6 as u16;
+    const VLAN: u16 = EtherType::Ieee8021q as u16;
+    const QINQ: u16 = EtherType::Ieee8021ad as u16;
     const HOP_BY_HOP: u8 = IpProto::HopOpt as u8;
     const ROUTING: u8 = IpProto::Ipv6Route as u8;
     const DEST_OPTS: u8 = IpProto::Ipv6Opts as u8;
@@ -437,6 +439,10 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             p.l4_off = off;
             l4_len = payload_len - (off - L3_V6);
         }
+        // VPC interfaces are untagged: a tagged frame is not classified
+        // (TC sees the tag the kernel took off as `vlan_present`, and
+        // drops it alike).
+        VLAN | QINQ => return Err(DropReason::VlanTagged),
         _ => return Err(DropReason::NotIp),
     }
     let off = p.l4_off;

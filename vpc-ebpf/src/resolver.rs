@@ -1,7 +1,9 @@
 //! The VPC resolver (base + 2): as at AWS, DNS to it is never filtered by
-//! security groups or network ACLs, and it answers nothing else.
+//! security groups or network ACLs, it answers nothing else, and each
+//! interface may send it 1,024 packets per second (its linklocal
+//! allowance, `allowance.rs`).
 
-use vpc_common::{kind, DropReason, Endpoint};
+use vpc_common::{kind, DropReason, Endpoint, CT_F_LINKLOCAL};
 
 use crate::{
     maps::Scratch,
@@ -27,9 +29,11 @@ pub fn unfiltered(p: &Packet, ep: &Endpoint) -> Result<bool, DropReason> {
 
 /// The resolver is local to whoever asks: both directions of the
 /// connection stay in the sender's subnet, so no ACL boundary is crossed
-/// on later packets either.
+/// on later packets either; and every later query takes a token of the
+/// sender's linklocal allowance (`CT_F_LINKLOCAL`, flags set before).
 #[inline(always)]
 pub fn local_to_sender(s: &mut Scratch) {
     s.orig.dst_subnet = s.orig.src_subnet;
     s.reply.src_subnet = s.reply.dst_subnet;
+    s.orig.flags |= CT_F_LINKLOCAL;
 }

@@ -7,10 +7,13 @@
 //! The stages are separate BPF functions (`inline(never)`) so each keeps its
 //! own stack frame; they return the final XDP action and count drops
 //! themselves, so no aggregate crosses a call.
-use vpc_common::{kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DNAT, CT_F_SNAT};
+use vpc_common::{
+    ct_state, kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DNAT, CT_F_LINKLOCAL,
+    CT_F_SNAT,
+};
 
 use crate::{
-    config, ct,
+    allowance, config, ct,
     ctx::{self, Ctx, VERDICT_NO_TUPLE},
     flowlog, frag, hyperplane, internet_gateway,
     maps::{Scratch, PORTS, SCRATCH},
@@ -68,17 +71,22 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
         return stats::drop(DropReason::Fragment);
     }
     let p = &s.pkt;
-    // ICMP errors travel with the connection they quote, or not at all.
     if p.is_icmp_error() {
-        return related(ctx, s, ifindex, now);
-    }
-    // Established traffic first.
-    let action = tracked(ctx, s, ifindex, now);
-    if action == IDLE_RESET {
-        return nat_gateway::idle_reset(ctx, s, ifindex);
-    }
-    if action != UNTRACKED {
-        return action;
+        // ICMP errors travel with the connection they quote; one that
+        // belongs to none is checked below as any untracked ICMP.
+        let action = related(ctx, s, ifindex, now);
+        if action != UNTRACKED {
+            return action;
+        }
+    } else {
+        // Established traffic first.
+        let action = tracked(ctx, s, ifindex, now);
+        if action == IDLE_RESET {
+            return nat_gateway::idle_reset(ctx, s, ifindex);
+        }
+        if action != UNTRACKED {
+            return action;
+        }
     }
     // A fragment opens no connection.
     if frag != 0 {
@@ -125,6 +133,10 @@ fn tracked<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
     let Some((e, orig)) = ct::entry(&s.key, ifindex) else {
         return UNTRACKED;
     };
+    // Reset: nothing after the RST is part of the connection.
+    if unsafe { (*orig).state } == ct_state::RESET {
+        return UNTRACKED;
+    }
     if ct::expired(s.pkt.proto, unsafe { &*orig }, now) {
         if nat_gateway::forgot(&s.pkt, e, orig) {
             return IDLE_RESET;
@@ -140,30 +152,39 @@ fn tracked<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
 /// An ICMP error (destination unreachable incl. fragmentation needed, time
 /// exceeded; ICMPv6 also packet too big) is related traffic of the
 /// connection whose packet it quotes, as in Linux's conntrack, and is
-/// forwarded only as part of it:
+/// forwarded as part of it (`UNTRACKED` when it relates to none: the
+/// pipeline then checks it as any untracked ICMP):
 ///
 /// * The quoted packet travelled the other way, so its tuple reversed is
 ///   the key of the direction the error travels in (a database's error
-///   about a function's packet, sent from the ENI's address and NAT port,
-///   finds the connection's reply entry). The error must come from the
-///   quoted packet's destination, be addressed to its source, and arrive
-///   on that direction's port, which the entry's key and port vouch for
-///   as the source check would. Anything else, an expired connection or a
-///   stale reply entry included, is `icmp_error_untracked`.
+///   about a function's packet, sent to the ENI's address and NAT port,
+///   finds the connection's reply entry). The error must be addressed to
+///   the quoted packet's source and arrive on that direction's port, which
+///   the entry vouches for as the source check would, from the quoted
+///   packet's destination (the peer) or from the interface behind that
+///   port itself: an on-path middlebox (a NAT instance, a firewall) that
+///   the direction comes through, reporting on the packet it was handed.
+///   An expired, reset or stale entry relates nothing.
 /// * Security groups: the error passes as part of its tracked connection,
-///   whatever the rules (groups are stateful; AWS documents no rule for
-///   related ICMP, and an error is not a new connection to be allowed).
-///   Network ACLs are stateless and apply as to every packet, to the ICMP
-///   type and code, at the connection's subnet boundary; a function's side
-///   is its ENI, seen before the reverse NAT (AWS: allow type 3 code 4 both
-///   ways for path-MTU discovery).
+///   whatever the rules (AWS: groups are stateful, responses to allowed
+///   traffic are allowed whatever the rules in their direction).
+/// * Routes and network ACLs, stateless, apply to the error itself as to
+///   every packet of its direction (`recheck`): its route must still be the
+///   connection's, and the ACLs of every subnet boundary it crosses (both
+///   legs through a NAT gateway) judge its ICMP type and code; a
+///   function's side is its ENI, seen before the reverse NAT (AWS: allow
+///   type 3 code 4 both ways for path-MTU discovery).
 /// * NAT: translated back as the connection's direction is (outer address,
 ///   then the quote's opposite address and port, every checksum fixed; see
 ///   `nat::icmp_error`), and delivered where the direction goes.
 /// * It does not refresh or change the connection.
 #[inline(never)]
 fn related<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
-    finish(related_inner(ctx, s, ifindex, now))
+    match related_inner(ctx, s, ifindex, now) {
+        Ok(Some(action)) => action,
+        Ok(None) => UNTRACKED,
+        Err(r) => stats::drop(r),
+    }
 }
 
 #[inline(always)]
@@ -172,33 +193,52 @@ fn related_inner<C: Ctx>(
     s: &mut Scratch,
     ifindex: u32,
     now: u64,
-) -> Result<u32, DropReason> {
-    parse::quote(ctx, &s.pkt, &mut s.quote)?;
-    let (p, q) = (&s.pkt, &s.quote);
-    if q.daddr != p.saddr || q.saddr != p.daddr {
-        return Err(DropReason::IcmpErrorUntracked);
+) -> Result<Option<u32>, DropReason> {
+    if !parse::quote(ctx, &s.pkt, &mut s.quote)? {
+        return Ok(None);
     }
-    s.reply_key = ct::quoted_key(p, q);
+    let (p, q) = (&s.pkt, &s.quote);
+    if q.saddr != p.daddr {
+        return Ok(None);
+    }
+    s.reply_key = ct::quoted_key(q);
     let ent = match ct::related(&s.reply_key, ifindex, q.proto, now) {
         Some(e) => e,
-        None => return Err(DropReason::IcmpErrorUntracked),
+        None => return Ok(None),
     };
-    let snat = ent.flags & CT_F_SNAT != 0;
-    let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
-    let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
-    let gen = config::policy_epoch() & 1;
-    policy::boundary(p, gen, src, dst, src_addr, &p.daddr)?;
-    if snat || ent.flags & CT_F_DNAT != 0 {
-        nat::icmp_error(ctx, p, q, snat, &ent.nat_addr, ent.nat_port)?;
+    // From the peer, or from the interface the direction comes through.
+    if q.daddr != p.saddr && !from_port(ifindex, p) {
+        return Ok(None);
     }
-    route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)
+    let snat = ent.flags & CT_F_SNAT != 0;
+    let (nat_addr, nat_port) = (&ent.nat_addr, ent.nat_port);
+    recheck(p, ent, snat, config::policy_epoch())?;
+    if snat || ent.flags & CT_F_DNAT != 0 {
+        nat::icmp_error(ctx, p, q, snat, nat_addr, nat_port)?;
+    }
+    route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac).map(Some)
 }
 
-/// Network ACLs apply to tracked packets too (they are stateless), as the
-/// packet crosses the subnet boundary: after SNAT, before the reverse NAT.
-/// The verdict is kept per direction with the policy epoch it was reached
-/// under: a connection's 5-tuple never changes, so only a policy change
-/// can change it. Only a packet that passes refreshes its connection.
+/// Whether `p` comes from the address of the interface behind router port
+/// `ifindex` itself (a host's or a middlebox's own).
+#[inline(always)]
+fn from_port(ifindex: u32, p: &parse::Packet) -> bool {
+    match unsafe { PORTS.get(&ifindex) } {
+        Some(port) if p.v6 => port.has_v6 != 0 && port.addr6 == p.saddr,
+        Some(port) => port.addr4 == p.saddr,
+        None => false,
+    }
+}
+
+/// Routes and network ACLs apply to tracked packets too (they are
+/// stateless): the route is looked up again for every direction, inside
+/// one subnet as well, and the ACLs where the packet crosses a subnet
+/// boundary, after SNAT, before the reverse NAT. The verdict is kept per
+/// direction with the policy epoch it was reached under: a connection's
+/// 5-tuple never changes, so only a policy change can change it, and the
+/// next packet after one is judged by it (as at AWS, where a route change
+/// applies to existing flows at their next packet). Only a packet that
+/// passes refreshes its connection.
 #[inline(always)]
 fn deliver_tracked<C: Ctx>(
     ctx: &C,
@@ -212,27 +252,29 @@ fn deliver_tracked<C: Ctx>(
     // Read through the raw pointer: for the original direction `e` and
     // `orig` are one entry, which `ct::update` writes (not these fields).
     let (flags, dir) = unsafe { ((*e).flags, (*e).dir) };
-    let (src_subnet, dst_subnet) = unsafe { ((*e).src_subnet, (*e).dst_subnet) };
     let snat = flags & CT_F_SNAT != 0;
-    if src_subnet != dst_subnet {
-        let epoch = config::policy_epoch();
-        let stamp = epoch.wrapping_add(1);
-        // ICMP echo keys leave out the code, which ACLs judge: no verdict
-        // is kept for ICMP.
-        let icmp = p.is_icmp();
-        if icmp || unsafe { (*e).acl_gen } != stamp {
-            if let Err(r) = recheck(p, e, snat, epoch) {
-                let w = flowlog::reject_window(r);
-                if w != 0 {
-                    let (nat_addr, nat_port) = unsafe { (&(*e).nat_addr, (*e).nat_port) };
-                    flowlog::reject_tracked(fl_key, p, flags, nat_addr, nat_port, r, w, now);
-                }
-                return Err(r);
+    let epoch = config::policy_epoch();
+    let stamp = epoch.wrapping_add(1);
+    // ICMP echo keys leave out the code, which ACLs judge: no verdict is
+    // kept for ICMP that crosses a subnet boundary.
+    let icmp_acl = p.is_icmp() && unsafe { (*e).src_subnet != (*e).dst_subnet };
+    if icmp_acl || unsafe { (*e).acl_gen } != stamp {
+        if let Err(r) = recheck(p, unsafe { &*e }, snat, epoch) {
+            let w = flowlog::reject_window(r);
+            if w != 0 {
+                let (nat_addr, nat_port) = unsafe { (&(*e).nat_addr, (*e).nat_port) };
+                flowlog::reject_tracked(fl_key, p, flags, nat_addr, nat_port, r, w, now);
             }
-            if !icmp {
-                unsafe { (*e).acl_gen = stamp };
-            }
+            return Err(r);
         }
+        if !icmp_acl {
+            unsafe { (*e).acl_gen = stamp };
+        }
+    }
+    // DNS to the VPC resolver: each packet takes a token of the sender's
+    // linklocal allowance (one flag test for every other packet).
+    if flags & CT_F_LINKLOCAL != 0 {
+        allowance::linklocal(unsafe { (*e).in_ifindex }, now)?;
     }
     ct::update(unsafe { &mut *orig }, p, dir, now);
     let w = config::flow_log_window();
@@ -252,18 +294,25 @@ fn deliver_tracked<C: Ctx>(
 
 /// A tracked direction's route and ACLs under policy `epoch`. Routing is
 /// stateless too: the route this direction took when the connection
-/// opened must still be the one that matches. A direction from the
-/// internet (no subnet) is served while its host's subnet routes the peer
-/// to the gateway. The customer-side source of a NATed connection is its
+/// opened must still be the one that matches, to the same target: the
+/// same middlebox (a route moved to another instance or interface, a
+/// firewall's fail-over, leads to one that never saw the connection:
+/// `ct_invalid`, as for a route moved to another NAT gateway). A direction
+/// from the internet (no subnet) is served while its host's subnet routes
+/// the peer to the gateway. The ACLs apply where the direction crosses a
+/// subnet boundary; the customer-side source of a NATed connection is its
 /// ENI.
 #[inline(always)]
-fn recheck(p: &parse::Packet, e: *mut CtEntry, snat: bool, epoch: u32) -> Result<(), DropReason> {
-    let ent = unsafe { &*e };
+fn recheck(p: &parse::Packet, ent: &CtEntry, snat: bool, epoch: u32) -> Result<(), DropReason> {
     if ent.route == route_kind::NAT_GATEWAY {
         // Two legs, through the gateway's subnet.
         return nat_gateway::recheck(p, ent, epoch & 1);
     }
     let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
+    // Between two hosts of the internet: no VPC's route or ACL to ask.
+    if src == 0 && dst == 0 {
+        return Ok(());
+    }
     let (rsub, raddr) = if src == 0 {
         (dst, &p.saddr)
     } else {
@@ -272,6 +321,13 @@ fn recheck(p: &parse::Packet, e: *mut CtEntry, snat: bool, epoch: u32) -> Result
     let r = route::lookup(epoch & 1, rsub, p.v6, raddr)?;
     if r.kind != ent.route {
         return Err(route::refused(r.kind));
+    }
+    if r.kind == route_kind::NETWORK_INTERFACE && route::middlebox(r.id)?.ifindex != ent.out_ifindex
+    {
+        return Err(DropReason::CtInvalid);
+    }
+    if src == dst {
+        return Ok(());
     }
     let src_addr = if snat { &ent.nat_addr } else { &p.saddr };
     policy::boundary(p, epoch & 1, src, dst, src_addr, &p.daddr)
@@ -337,18 +393,20 @@ fn host_flow_inner<C: Ctx>(
         return Err(DropReason::CtInvalid);
     }
     let unfiltered = resolver::unfiltered(p, ep)?;
-    if !unfiltered {
+    if unfiltered {
+        allowance::linklocal(ifindex, now)?;
+    } else {
         policy::admit(p, epoch, &port.policy, port.subnet, ep, &p.saddr)?;
     }
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         ct::bind(s, ifindex, ep, port.subnet, epoch, r.kind)?;
+        s.orig.flags = 0;
+        s.reply.flags = 0;
         if unfiltered {
             resolver::local_to_sender(s);
         }
-        s.orig.flags = 0;
-        s.reply.flags = 0;
         ct::no_eni(s);
         ct::open(s, now)?;
     }

@@ -28,7 +28,7 @@ pub struct Connection {
     pub protocol: &'static str,
     pub protocol_number: u8,
     /// `conntrack`'s names: SYN_SENT, ESTABLISHED, FIN_WAIT (one side
-    /// closed), CLOSE; empty for UDP and ICMP.
+    /// closed), TIME_WAIT (both), CLOSE (reset); empty for UDP and ICMP.
     pub state: &'static str,
     /// Seconds of idleness left before the agent removes it.
     pub timeout_s: u64,
@@ -82,7 +82,8 @@ pub fn rows(
                 (6, ct_state::SYN_SENT) => "SYN_SENT",
                 (6, ct_state::ESTABLISHED) => "ESTABLISHED",
                 (6, ct_state::CLOSING) => "FIN_WAIT",
-                (6, ct_state::CLOSED) => "CLOSE",
+                (6, ct_state::CLOSED) => "TIME_WAIT",
+                (6, ct_state::RESET) => "CLOSE",
                 _ => "",
             };
             let idle = now.saturating_sub(e.last_seen);

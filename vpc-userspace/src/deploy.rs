@@ -45,6 +45,15 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The conntrack allowance of each interface for a table of `conntrack_max`
+/// entries: a quarter of its connections (32,768 of 131,072 by default).
+/// AWS sizes it per instance type and publishes no figure (only the ENA
+/// counters); a quarter keeps the table for everyone else until at least
+/// four interfaces are at their allowance together.
+pub fn default_conntrack_allowance(conntrack_max: u32) -> u32 {
+    conntrack_max / 8
+}
+
 pub struct UpOptions {
     pub hooks: Hooks,
     /// Metrics endpoint address (`None`: none).
@@ -57,6 +66,9 @@ pub struct UpOptions {
     pub eni_scaling: EniScaling,
     /// Conntrack entries (two per connection).
     pub conntrack_max: u32,
+    /// Connections each interface may have tracked at once (0: no
+    /// allowance).
+    pub conntrack_allowance: u32,
     /// Source ports per NAT gateway and protocol.
     pub nat_gateway_capacity: u32,
     /// The lifecycle's clock and delays.
@@ -125,6 +137,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         )?;
         dp.set_eni_capacity(opts.eni_scaling.capacity)?;
         dp.set_nat_gateway_capacity(opts.nat_gateway_capacity)?;
+        dp.set_conntrack_allowance(opts.conntrack_allowance)?;
         {
             let _bpffs = datapath::bpffs_lock()?;
             std::fs::create_dir_all(pins.join("links"))?;
@@ -350,6 +363,9 @@ pub struct Status {
     /// Packets by interface: router ports, then Hyperplane ENIs.
     #[serde(default)]
     pub interfaces: Vec<crate::metrics::InterfaceCounters>,
+    /// Connections each interface may have tracked at once (0: none).
+    #[serde(default)]
+    pub conntrack_allowance: u32,
     /// A change is written but not yet reconciled (the agent finishes it).
     #[serde(default)]
     pub reconcile_pending: bool,
@@ -588,6 +604,7 @@ pub fn status(name: &str) -> Result<Status> {
         maps: crate::metrics::occupancy(&s, &mut maps)?,
         apply_latency_s: last_apply_seconds(name),
         interfaces: crate::metrics::interface_counters(&s, &mut maps)?,
+        conntrack_allowance: maps.conntrack_allowance().unwrap_or(0),
         reconcile_pending: s.pending,
     })
 }

@@ -110,12 +110,29 @@ pub fn render(name: &str) -> Result<String> {
 
     let ports = Family::<Labels, Counter>::default();
     let through = Family::<Labels, Counter>::default();
+    let ct_exceeded = Family::<Labels, Counter>::default();
+    let ll_exceeded = Family::<Labels, Counter>::default();
+    let available = Family::<Labels, Gauge>::default();
+    let allowance = i64::from(maps.conntrack_allowance().unwrap_or(0));
     for c in interface_counters(&s, &mut maps)? {
         if c.node.starts_with("hyperplane:") {
             through
                 .get_or_create(&labels(&[("eni", &c.eni)]))
                 .inc_by(c.forwarded);
             continue;
+        }
+        let who = labels(&[("node", &c.node), ("eni", &c.eni)]);
+        let a = c.allowances;
+        ct_exceeded
+            .get_or_create(&who)
+            .inc_by(a.conntrack_allowance_exceeded);
+        ll_exceeded
+            .get_or_create(&who)
+            .inc_by(a.linklocal_allowance_exceeded);
+        if allowance > 0 {
+            available
+                .get_or_create(&who)
+                .set((allowance - a.connections).max(0));
         }
         for (verdict, n) in [("forwarded", c.forwarded), ("dropped", c.dropped)] {
             ports
@@ -136,6 +153,21 @@ pub fn render(name: &str) -> Result<String> {
         "eni_packets_forwarded",
         "Packets forwarded through each Hyperplane ENI, both directions",
         through,
+    );
+    reg.register(
+        "conntrack_allowance_exceeded",
+        "New connections an interface opened past its conntrack allowance, dropped (AWS's ENA statistic of that name)",
+        ct_exceeded,
+    );
+    reg.register(
+        "linklocal_allowance_exceeded",
+        "Packets an interface sent to the VPC resolver past its 1,024 per second, dropped (AWS's ENA statistic of that name)",
+        ll_exceeded,
+    );
+    reg.register(
+        "conntrack_allowance_available",
+        "Connections an interface may still open before its conntrack allowance (AWS's ENA statistic of that name)",
+        available,
     );
 
     let nat = maps.nat_stats()?;
@@ -231,6 +263,10 @@ pub struct InterfaceCounters {
     pub forwarded: u64,
     /// Dropped on arrival (every reason); none for a Hyperplane ENI.
     pub dropped: u64,
+    /// Its allowances (router ports only): connections it has tracked,
+    /// drops past its conntrack and linklocal allowances.
+    #[serde(default)]
+    pub allowances: crate::datapath::PortAllowances,
 }
 
 /// Per-CPU port and ENI counters, summed: router ports first (by node),
@@ -253,8 +289,13 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
                 eni,
                 forwarded: sum(vpc_common::port_stat_index(ifindex, false))?,
                 dropped: sum(vpc_common::port_stat_index(ifindex, true))?,
+                allowances: Default::default(),
             });
         }
+    }
+    for (c, n) in out.iter_mut().zip(&s.nodes) {
+        // None in a deployment pinned by a version without allowances.
+        c.allowances = maps.port_allowances(n.link.ifindex).unwrap_or_default();
     }
     let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map(map_names::ENI_STATS)?)?;
     for e in &s.model.enis {
@@ -263,6 +304,7 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
             eni: e.id.clone(),
             forwarded: a.get(&e.index, 0)?.iter().sum(),
             dropped: 0,
+            allowances: Default::default(),
         });
     }
     Ok(out)

@@ -11,7 +11,7 @@ mod crash;
 mod datapath;
 /// End to end: `vpc up`, real namespaces, sockets and `nc`, a module per
 /// concept: connectivity, up and down, the agent, policy, dual stack, ICMP,
-/// ENI scaling.
+/// ENI scaling, per-interface allowances.
 mod e2e;
 /// VPC endpoints end to end.
 mod endpoints;

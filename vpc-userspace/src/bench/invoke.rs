@@ -90,6 +90,7 @@ impl Bed {
             quotas: Default::default(),
             eni_scaling: Default::default(),
             conntrack_max: vpc_common::CT_MAX_ENTRIES,
+            conntrack_allowance: deploy::default_conntrack_allowance(vpc_common::CT_MAX_ENTRIES),
             nat_gateway_capacity: vpc_common::NAT_GATEWAY_CAPACITY,
             lifecycle: Default::default(),
             flow_logs: Default::default(),

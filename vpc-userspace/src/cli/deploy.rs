@@ -157,6 +157,12 @@ struct EniArgs {
     /// Connection-tracking entries (two per connection).
     #[arg(long, default_value_t = vpc_common::CT_MAX_ENTRIES)]
     conntrack_max: u32,
+    /// Connections each interface (a host's ENI, an execution environment)
+    /// may have tracked at once, its conntrack allowance; a new one past it
+    /// is dropped (`conntrack_allowance_exceeded`). 0: none. Default: a
+    /// quarter of the table's connections (--conntrack-max / 8).
+    #[arg(long)]
+    conntrack_allowance: Option<u32>,
     /// Source ports (connections) per NAT gateway and protocol, 1-64512
     /// (AWS: 55,000 per destination; see the README).
     #[arg(long, default_value_t = vpc_common::NAT_GATEWAY_CAPACITY)]
@@ -333,6 +339,10 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
                 ..Default::default()
             },
             conntrack_max: r.eni.conntrack_max,
+            conntrack_allowance: r
+                .eni
+                .conntrack_allowance
+                .unwrap_or(deploy::default_conntrack_allowance(r.eni.conntrack_max)),
             nat_gateway_capacity: r.eni.nat_gateway_capacity,
             lifecycle: deploy::LifecycleOptions {
                 test_clock: r.lifecycle.clock == "test",

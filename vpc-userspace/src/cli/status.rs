@@ -289,13 +289,36 @@ pub fn print_status(s: &Status) {
         }
     }
     println!(
-        "\nINTERFACES  {}",
+        "\nINTERFACES (conntrack allowance {})  {}",
+        match s.conntrack_allowance {
+            0 => "none".to_string(),
+            n => format!("{n} each"),
+        },
         s.interfaces
             .iter()
-            .filter(|c| c.forwarded + c.dropped > 0)
+            .filter(|c| c.forwarded + c.dropped > 0 || c.allowances.connections != 0)
             .map(|c| {
                 let who = if c.eni.is_empty() { &c.node } else { &c.eni };
-                format!("{who} {} fwd {} drop", c.forwarded, c.dropped)
+                let a = &c.allowances;
+                let mut line = format!("{who} {} fwd {} drop", c.forwarded, c.dropped);
+                if a.connections != 0 {
+                    line += &format!(" {} conns", a.connections);
+                }
+                for (n, what) in [
+                    (
+                        a.conntrack_allowance_exceeded,
+                        "conntrack_allowance_exceeded",
+                    ),
+                    (
+                        a.linklocal_allowance_exceeded,
+                        "linklocal_allowance_exceeded",
+                    ),
+                ] {
+                    if n > 0 {
+                        line += &format!(" {n} {what}");
+                    }
+                }
+                line
             })
             .collect::<Vec<_>>()
             .join("  ")

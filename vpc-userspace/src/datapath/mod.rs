@@ -20,7 +20,10 @@ use vpc_common::{
 
 use crate::compile::Entries;
 
+pub mod allowance;
+mod gc;
 mod sync;
+pub use gc::{end_connections_where, timeout_of};
 pub use sync::SyncEntries;
 
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vpc"));
@@ -80,6 +83,9 @@ pub const PINNED_MAPS: &[&str] = &[
     map_names::PRIVATE_TO_PUBLIC,
     map_names::PORT_STATS,
     map_names::ENI_STATS,
+    map_names::PORT_CONNECTIONS,
+    map_names::LINKLOCAL_BUCKETS,
+    map_names::ALLOWANCE_STATS,
 ];
 pub use crate::paths::BPFFS;
 
@@ -192,6 +198,17 @@ impl Counters {
     pub fn total_dropped(&self) -> u64 {
         self.dropped.iter().map(|(_, c)| c).sum()
     }
+}
+
+/// A router port's allowances (AWS's ENA statistics are per interface).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortAllowances {
+    /// Connections it opened that are tracked now.
+    pub connections: i64,
+    /// New connections dropped past its conntrack allowance.
+    pub conntrack_allowance_exceeded: u64,
+    /// Packets to the VPC resolver dropped past its linklocal allowance.
+    pub linklocal_allowance_exceeded: u64,
 }
 
 /// NAT port allocation: failures (every ENI of the group full, dropped as
@@ -332,6 +349,37 @@ pub trait Maps {
         let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         a.set(cfg::NAT_GATEWAY_CAPACITY, ports as u64, 0)?;
         Ok(())
+    }
+
+    /// Connections each interface may have tracked at once (0: no
+    /// allowance), `cfg::CT_ALLOWANCE`.
+    fn set_conntrack_allowance(&mut self, connections: u32) -> Result<()> {
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
+        a.set(cfg::CT_ALLOWANCE, connections as u64, 0)?;
+        Ok(())
+    }
+
+    fn conntrack_allowance(&mut self) -> Result<u32> {
+        let a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
+        Ok(a.get(&cfg::CT_ALLOWANCE, 0)? as u32)
+    }
+
+    /// The allowances of router port `ifindex`: connections it has tracked
+    /// now, and its drops past each allowance (summed over CPUs).
+    fn port_allowances(&mut self, ifindex: u32) -> Result<PortAllowances> {
+        let c: Array<_, u64> = Array::try_from(self.map(map_names::PORT_CONNECTIONS)?)?;
+        let connections = c.get(&vpc_common::port_slot(ifindex), 0)? as i64;
+        let a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(map_names::ALLOWANCE_STATS)?)?;
+        let sum = |w: u32| -> Result<u64> {
+            Ok(a.get(&vpc_common::allowance_stat_index(ifindex, w), 0)?
+                .iter()
+                .sum())
+        };
+        Ok(PortAllowances {
+            connections,
+            conntrack_allowance_exceeded: sum(vpc_common::ALLOWANCE_CONNTRACK)?,
+            linklocal_allowance_exceeded: sum(vpc_common::ALLOWANCE_LINKLOCAL)?,
+        })
     }
 
     fn eni_capacity(&mut self) -> Result<u32> {
@@ -582,96 +630,14 @@ pub trait Maps {
         self.ct_gc_with(t, &mut |_, _| {})
     }
 
-    /// As `ct_gc`, handing every removed entry (both directions, as last
-    /// read) to `on_removed` first: flow logs take what it counted.
+    /// As `ct_gc`, handing every removed entry (both directions, as
+    /// removed) to `on_removed` first: flow logs take what it counted.
     fn ct_gc_with(
         &mut self,
         t: &Timeouts,
         on_removed: &mut dyn FnMut(&CtKey, &CtEntry),
     ) -> Result<usize> {
-        let now = self.datapath_now()?;
-        let all: Vec<(CtKey, CtEntry)> = {
-            let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(self.map(map_names::CT)?)?;
-            m.iter().filter_map(|r| r.ok()).collect()
-        };
-        let mut removed = 0;
-        for (k, e) in &all {
-            let released = {
-                let mut m: HashMap<_, CtKey, CtEntry> =
-                    HashMap::try_from(self.map(map_names::CT)?)?;
-                let expired = if e.dir == CT_DIR_ORIG {
-                    now.saturating_sub(e.last_seen)
-                        > timeout_of(t, k.proto, e) + gc_grace(t, k.proto, e)
-                } else if m.get(&e.twin, 0).is_ok_and(|o| o.twin == *k) {
-                    false
-                } else if k.proto != 6 || nat_claim(k, e).is_none() {
-                    // A reply entry is an orphan when its original is gone, or
-                    // was reopened as a new connection with another reply key
-                    // (an expired NAT flow whose tuple came back): otherwise it
-                    // would hold its NAT port for good.
-                    true
-                } else if e.twin != CtKey::default() {
-                    // A TCP connection's original reopened (its client reused
-                    // the port): from now on the reply entry stands for the
-                    // closed connection and keeps its NAT port as long as a
-                    // closed connection does, while the peer may still hold
-                    // the tuple in TIME_WAIT. No packet follows it any more
-                    // (its twin is no key), and its claim keeps the key from
-                    // anyone else, so writing it races with nothing. Read
-                    // again: it may have gone with its original earlier in
-                    // this scan, and must not come back.
-                    match m.get(k, 0) {
-                        Ok(live) if live.twin == e.twin => {
-                            let held = CtEntry {
-                                twin: CtKey::default(),
-                                last_seen: now,
-                                state: vpc_common::ct_state::CLOSED,
-                                ..live
-                            };
-                            // BPF_EXIST: only over the entry read.
-                            let _ = m.insert(k, held, 2);
-                            false
-                        }
-                        Ok(_) => false,
-                        Err(_) => true,
-                    }
-                } else {
-                    now.saturating_sub(e.last_seen) > t.tcp_closed.as_nanos() as u64
-                };
-                if !expired {
-                    continue;
-                }
-                // (reply key, claim) of what goes.
-                let reply = if e.dir == CT_DIR_ORIG { e.twin } else { *k };
-                if e.dir == CT_DIR_ORIG {
-                    match m.get(k, 0) {
-                        Ok(fresh) if fresh.last_seen == e.last_seen => on_removed(k, &fresh),
-                        _ => continue,
-                    }
-                    if let Ok(r) = m.get(&e.twin, 0) {
-                        if r.twin == *k {
-                            on_removed(&e.twin, &r);
-                        }
-                    }
-                    let _ = m.remove(&e.twin);
-                } else if let Ok(fresh) = m.get(k, 0) {
-                    // Not already gone with its original earlier in this scan.
-                    on_removed(k, &fresh);
-                }
-                if m.remove(k).is_ok() {
-                    removed += 1;
-                }
-                nat_claim(k, e).map(|c| (c, reply))
-            };
-            if let Some((c, reply)) = released {
-                let mut ports: HashMap<_, NatPortKey, CtKey> =
-                    HashMap::try_from(self.map(map_names::NAT_PORTS)?)?;
-                if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
-                    let _ = ports.remove(&c);
-                }
-            }
-        }
-        Ok(removed)
+        gc::collect(self, t, on_removed)
     }
 
     /// NAT port claims whose connection is not in the conntrack table.
@@ -717,40 +683,6 @@ pub trait Maps {
         }
         Ok(n)
     }
-}
-
-/// Mirrors `ct::timeout` in the datapath.
-/// How long the GC keeps an expired entry: a TCP connection through a NAT
-/// gateway stays `tcp-closed` (60 s) past its idle timeout, so that a late
-/// packet of it still finds it and gets the gateway's RST.
-fn gc_grace(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
-    if proto == 6 && e.route == vpc_common::route_kind::NAT_GATEWAY {
-        t.tcp_closed.as_nanos() as u64
-    } else {
-        0
-    }
-}
-
-pub fn timeout_of(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
-    use vpc_common::ct_state;
-    let d = match proto {
-        6 => match e.state {
-            ct_state::ESTABLISHED => t.tcp_established,
-            ct_state::CLOSING => t.tcp_closing,
-            ct_state::CLOSED => t.tcp_closed,
-            _ => t.tcp_syn,
-        },
-        17 if e.packets_orig >= 2 && e.packets_reply >= 2 => t.udp_stream,
-        17 => t.udp,
-        1 | 58 => t.icmp,
-        _ => t.other,
-    };
-    let d = if e.route == vpc_common::route_kind::NAT_GATEWAY {
-        d.min(t.nat_gateway_idle)
-    } else {
-        d
-    };
-    d.as_nanos() as u64
 }
 
 /// A freshly loaded datapath (programs verified, maps created).

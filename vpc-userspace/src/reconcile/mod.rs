@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 
 use anyhow::Result;
-use vpc_common::{map_names, CtEntry, CtKey, NatPortKey};
 
 mod converge;
 mod verify;
@@ -51,41 +50,18 @@ pub fn change(
 }
 
 /// Ends the connections opened from the given (function-side) addresses:
-/// both conntrack entries and the NAT port claim. Their next packets find
+/// both conntrack entries, the NAT port claim and their ports' counts. Their next packets find
 /// no connection and are dropped (`ct_invalid`, `hyperplane_unsolicited`).
 pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Result<usize> {
-    end_connections_where(maps, |k| addrs.contains(&k.saddr))
+    datapath::end_connections_where(maps, |k| addrs.contains(&k.saddr))
 }
 
 /// Ends the connections opened from or to the given addresses (a node
 /// that goes).
 pub fn end_connections_of(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Result<usize> {
-    end_connections_where(maps, |k| {
+    datapath::end_connections_where(maps, |k| {
         addrs.contains(&k.saddr) || addrs.contains(&k.daddr)
     })
-}
-
-/// Ends the connections whose original-direction key `which` picks.
-fn end_connections_where(maps: &mut PinnedMaps, which: impl Fn(&CtKey) -> bool) -> Result<usize> {
-    let all: Vec<(CtKey, CtEntry)> = maps
-        .connections()?
-        .into_iter()
-        .filter(|(k, _)| which(k))
-        .collect();
-    let mut ct: aya::maps::HashMap<_, CtKey, CtEntry> =
-        aya::maps::HashMap::try_from(maps.map(map_names::CT)?)?;
-    let mut claims = vec![];
-    for (k, e) in &all {
-        let _ = ct.remove(&e.twin);
-        let _ = ct.remove(k);
-        claims.extend(datapath::nat_claim(k, e));
-    }
-    let mut ports: aya::maps::HashMap<_, NatPortKey, CtKey> =
-        aya::maps::HashMap::try_from(maps.map(map_names::NAT_PORTS)?)?;
-    for c in claims {
-        let _ = ports.remove(&c);
-    }
-    Ok(all.len())
 }
 
 /// Attaches the deployment's pinned router program at `hook` on `n`'s

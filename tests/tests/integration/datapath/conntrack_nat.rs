@@ -284,9 +284,12 @@ fn icmp_errors_about_a_function_tcp_connection_reach_it_translated_back() {
             "sequence number untouched"
         );
         assert_eq!(h.counters().total_dropped(), 0, "{:?}", h.counters());
-        // Errors that quote no tracked connection: another NAT port, another
-        // peer port, a packet the database never got, the app on behalf of
-        // the database, the database's error arriving on the app's port.
+        // Errors that quote no tracked connection (another NAT port,
+        // another peer port, a packet the database never got, the app on
+        // behalf of the database, the database's error arriving on the
+        // app's port, an error to the function's own address) are ICMP like
+        // any other: nothing opens a connection to an ENI, the source check
+        // and the routes apply.
         let other = nat.wrapping_add(1).max(1024);
         let untracked = [
             (
@@ -332,14 +335,19 @@ fn icmp_errors_about_a_function_tcp_connection_reach_it_translated_back() {
             ),
             (db_if, icmp_error(DB, EXEC, FRAG_NEEDED, &syn, 1000, None)),
         ];
-        for (i, (port, err)) in untracked.iter().enumerate() {
+        let reasons = [
+            DropReason::HyperplaneUnsolicited,
+            DropReason::HyperplaneUnsolicited,
+            DropReason::HyperplaneUnsolicited,
+            DropReason::HyperplaneUnsolicited,
+            DropReason::Spoofed,
+            DropReason::NoRoute,
+        ];
+        for (i, ((port, err), reason)) in untracked.iter().zip(reasons).enumerate() {
+            let before = h.counters().dropped(reason);
             assert_eq!(h.run(*port, err).0, XDP_DROP, "case {i}");
+            assert_eq!(h.counters().dropped(reason), before + 1, "case {i}");
         }
-        check(
-            &mut h,
-            DropReason::IcmpErrorUntracked,
-            untracked.len() as u64,
-        );
         // A quote that is not TCP or UDP, or too short to hold the ports.
         let ping = Frame::new(
             ip(ENI),
@@ -357,11 +365,7 @@ fn icmp_errors_about_a_function_tcp_connection_reach_it_translated_back() {
                 .0,
             XDP_DROP
         );
-        check(
-            &mut h,
-            DropReason::IcmpErrorUntracked,
-            untracked.len() as u64 + 1,
-        );
+        check(&mut h, DropReason::HyperplaneUnsolicited, 5);
         assert_eq!(
             h.run(db_if, &icmp_error(DB, ENI, FRAG_NEEDED, &natted, 27, None))
                 .0,
@@ -411,7 +415,7 @@ fn icmpv6_packet_too_big_about_a_function_connection_reaches_it_translated_back(
             .0,
             XDP_DROP
         );
-        check(&mut h, DropReason::IcmpErrorUntracked, 1);
+        check(&mut h, DropReason::HyperplaneUnsolicited, 1);
         // ICMPv6 echo from a function stays unsupported, as ICMP echo.
         assert_eq!(h.run(fn_if, &echo_request(EXEC6, DB6, 128)).0, XDP_DROP);
         check(&mut h, DropReason::FunctionProtocol, 1);

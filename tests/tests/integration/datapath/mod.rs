@@ -3,7 +3,10 @@
 //! kernel verifier and maps; each test in its own private netns. This
 //! module holds the frames and the template the concepts' modules share,
 //! and the verifier's budget for the whole router.
+mod allowances;
+mod closing;
 mod conntrack_nat;
+mod icmp_errors;
 mod network_acls;
 mod packets;
 mod security_groups;

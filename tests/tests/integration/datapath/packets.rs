@@ -178,3 +178,99 @@ fn ipv6_is_parsed_filtered_tracked_and_natted() {
         }
     });
 }
+
+/// `frame` with an 802.1Q tag (VLAN 5) after its MAC addresses.
+fn tagged(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// VPC interfaces are untagged: a VLAN-tagged frame is dropped as
+/// `vlan_tagged` by both hooks, whether the tag is in the frame (XDP sees
+/// it there; so does TC when nothing took it off, as in a test run) or was
+/// taken off it by the kernel before TC (a real veth's receive path
+/// untags: `vlan_present`, which BPF_PROG_TEST_RUN cannot set, so a real
+/// frame is sent through one).
+#[test]
+fn vlan_tagged_frames_are_dropped_alike_at_both_hooks() {
+    use vpc_tests::{TC_ACT_REDIRECT, TC_ACT_SHOT};
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let app_if = h.ifindex("App");
+        let plain = Frame::new(
+            ip(APP),
+            ip(DB),
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                id: 1,
+                seq: 1,
+            },
+        )
+        .build();
+        let frame = tagged(&plain);
+        assert_eq!(h.run(app_if, &frame).0, XDP_DROP);
+        check(&mut h, DropReason::VlanTagged, 1);
+        assert_eq!(h.run_tc(app_if, &frame).0, TC_ACT_SHOT);
+        check(&mut h, DropReason::VlanTagged, 2);
+        // The same packet untagged passes at either hook.
+        assert_eq!(h.run_tc(app_if, &plain).0, TC_ACT_REDIRECT);
+        assert_eq!(h.run(app_if, &plain).0, XDP_REDIRECT);
+        // Through a real veth: the app's stand-in port is d<i>, its peer
+        // d<i>p; TC on the port, a tagged frame sent from the peer.
+        let dev = (0..64)
+            .map(|i| format!("d{i}"))
+            .find(|d| nix::net::if_::if_nametoindex(d.as_str()).ok() == Some(app_if))
+            .expect("the app's port");
+        let tc: &mut aya::programs::SchedClassifier =
+            h.dp.ebpf
+                .program_mut(vpc::datapath::ROUTER_TC_PROGRAM)
+                .unwrap()
+                .try_into()
+                .unwrap();
+        tc.attach(&dev, aya::programs::tc::TcAttachType::Ingress)
+            .expect("tcx");
+        for d in [dev.clone(), format!("{dev}p")] {
+            let st = std::process::Command::new("ip")
+                .args(["link", "set", &d, "up"])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        send_raw(&format!("{dev}p"), &frame);
+        vpc_tests::wait_for("the tagged frame at TC", 10, || {
+            h.counters().dropped(DropReason::VlanTagged) >= 3
+        });
+    });
+}
+
+/// Sends `frame` as it is out of interface `dev` (AF_PACKET).
+fn send_raw(dev: &str, frame: &[u8]) {
+    let ifindex = nix::net::if_::if_nametoindex(dev).unwrap();
+    // SAFETY: a raw packet socket, bound to `dev`, closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "AF_PACKET socket");
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        sll.sll_halen = 6;
+        let n = libc::sendto(
+            fd,
+            frame.as_ptr() as *const libc::c_void,
+            frame.len(),
+            0,
+            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        libc::close(fd);
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}

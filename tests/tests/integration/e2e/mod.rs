@@ -3,6 +3,7 @@
 //! module holds the child processes, servers and clients the concepts'
 //! modules share.
 mod agent;
+mod allowances;
 mod connectivity;
 mod deployment;
 mod dual_stack;

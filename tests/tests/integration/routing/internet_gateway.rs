@@ -172,3 +172,47 @@ fn hosts_of_the_internet_reach_one_another_untranslated() {
         assert_eq!(h.counters().dropped(DropReason::NoRoute), before + 1);
     });
 }
+
+/// The same 4-tuple opened again through the internet gateway, whose 1:1
+/// NAT keeps the ports (so the new connection's reply key is the old
+/// one's): after both FINs, a RST or one FIN, a new SYN replaces the old
+/// connection at once instead of waiting for the GC (`ct_full` before).
+#[test]
+fn a_tuple_reopened_through_the_internet_gateway_is_a_new_connection_at_once() {
+    use vpc::datapath::Maps;
+    use vpc::packet::{TCP_FIN, TCP_RST};
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        let (web, inet) = (h.ifindex("Web"), h.ifindex("Example"));
+        let out = |f| tcp("10.0.1.10", "203.0.113.10", 40000, 443, f);
+        let back = |f| tcp("203.0.113.10", "198.51.100.11", 443, 40000, f);
+        let endings: [&[(bool, u8)]; 3] = [
+            &[
+                (true, TCP_FIN | TCP_ACK),
+                (false, TCP_FIN | TCP_ACK),
+                (true, TCP_ACK),
+            ],
+            &[(false, TCP_RST)],
+            &[(true, TCP_FIN | TCP_ACK)],
+        ];
+        for (i, ending) in endings.iter().enumerate() {
+            assert_eq!(h.run(web, &out(TCP_SYN)).0, XDP_REDIRECT, "SYN {i}");
+            assert_eq!(h.run(inet, &back(TCP_SYN | TCP_ACK)).0, XDP_REDIRECT);
+            assert_eq!(h.run(web, &out(TCP_ACK)).0, XDP_REDIRECT);
+            for (from_web, f) in *ending {
+                let (port, frame) = if *from_web {
+                    (web, out(*f))
+                } else {
+                    (inet, back(*f))
+                };
+                assert_eq!(h.run(port, &frame).0, XDP_REDIRECT, "ending {i}");
+            }
+        }
+        assert_eq!(h.run(web, &out(TCP_SYN)).0, XDP_REDIRECT, "the last SYN");
+        assert_eq!(h.counters().dropped(DropReason::CtFull), 0);
+        assert_eq!(h.counters().total_dropped(), 0, "{:?}", h.counters());
+        // One connection, counted once, and its two entries.
+        assert_eq!(h.dp.connections().unwrap().len(), 1);
+        assert_eq!(h.dp.port_allowances(web).unwrap().connections, 1);
+    });
+}

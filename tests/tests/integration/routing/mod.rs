@@ -3,6 +3,7 @@
 //! or NAT port is looked at. This module holds the frames and the
 //! templates the concepts' modules share.
 mod endpoint_routes;
+mod established;
 mod internet_gateway;
 mod ipv6;
 mod nat_gateway;
