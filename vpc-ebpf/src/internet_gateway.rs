@@ -42,9 +42,10 @@ pub fn to_internet<C: Ctx>(
             None => return Err(DropReason::NoPublicAddress),
         }
     }
-    // Nothing leaves the project's namespaces: only test hosts answer.
+    // Nothing leaves the project's namespaces: only test hosts answer, and
+    // the AWS services at their public addresses.
     let ep = match route::endpoint(&p.daddr) {
-        Ok(e) if e.kind == kind::INTERNET_HOST => e,
+        Ok(e) if e.kind == kind::INTERNET_HOST || e.kind == kind::AWS_SERVICE => e,
         _ => return Err(DropReason::InternetUnreachable),
     };
     let track = !p.is_icmp() || p.is_echo_request();

@@ -93,7 +93,7 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropReason> {
         return Err(DropReason::NatGatewayPrivateInternet);
     }
     let ep = match route::endpoint(&p.daddr) {
-        Ok(e) if e.kind == kind::INTERNET_HOST => e,
+        Ok(e) if e.kind == kind::INTERNET_HOST || e.kind == kind::AWS_SERVICE => e,
         _ => return Err(DropReason::InternetUnreachable),
     };
     if !ct::opens(p) {

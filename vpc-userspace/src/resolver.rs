@@ -51,7 +51,7 @@ use hickory_proto::{
 use tokio::net::UdpSocket;
 
 use crate::model::{
-    endpoint::{regional_name, GATEWAY_SERVICES},
+    endpoint::{regional_name, PUBLIC_SERVICES},
     function_url::url_host,
     internet::{AWS_PUBLIC_ID, LAMBDA_PUBLIC, LAMBDA_PUBLIC6},
     Model, Vpc,
@@ -126,8 +126,8 @@ impl Zone {
         }
         z.internet_hosts(model);
         z.public_names(model);
-        // The gateway services' regional names, as public DNS answers them.
-        for (service, ip) in GATEWAY_SERVICES {
+        // The services' regional names, as public DNS answers them.
+        for (service, ip) in PUBLIC_SERVICES {
             z.a.insert(fqdn(&regional_name(&model.region, service)), vec![ip]);
         }
         // Interface endpoints: their own names (public at AWS), and with
@@ -158,6 +158,9 @@ impl Zone {
         let mut z = Zone::default();
         z.internet_hosts(model);
         z.public_names(model);
+        for (service, ip) in PUBLIC_SERVICES {
+            z.a.insert(fqdn(&regional_name(&model.region, service)), vec![ip]);
+        }
         // Public DNS hostnames of instances in VPCs with DNS hostnames on:
         // their public address, from the internet.
         for p in &model.public_ips {

@@ -39,7 +39,7 @@ use axum::{
 };
 
 use crate::model::{
-    endpoint::{EndpointType, AWS_SERVICES_ID, GATEWAY_SERVICES},
+    endpoint::{EndpointType, AWS_SERVICES_ID, PUBLIC_SERVICES},
     internet::AWS_PUBLIC_ID,
 };
 
@@ -71,7 +71,7 @@ fn wanted(name: &str) -> Result<Vec<(Key, Serves)>> {
     let m = &s.model;
     let mut out = vec![];
     if let Some(node) = s.node(AWS_SERVICES_ID) {
-        for (service, ip) in GATEWAY_SERVICES {
+        for (service, ip) in PUBLIC_SERVICES {
             let sn = format!("com.amazonaws.{}.{service}", m.region);
             let svc = Service {
                 service_name: sn.clone(),

@@ -313,7 +313,7 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
         ));
     }
     if model.has_aws_services() {
-        let first = crate::model::endpoint::GATEWAY_SERVICES[0].1;
+        let first = crate::model::endpoint::PUBLIC_SERVICES[0].1;
         let gw = crate::model::internet::INTERNET_GATEWAY_ADDRESS;
         specs.push(spec(
             crate::model::endpoint::AWS_SERVICES_ID,
@@ -340,7 +340,7 @@ pub fn build_node(deployment: &str, model: &Model, spec: NodeSpec, n: u16) -> Re
         | Role::VpcEndpoint
         | Role::ExecutionEnvironment => {}
         Role::AwsServices => {
-            for (_, addr) in &crate::model::endpoint::GATEWAY_SERVICES[1..] {
+            for (_, addr) in &crate::model::endpoint::PUBLIC_SERVICES[1..] {
                 let a = format!("{addr}/32");
                 ip(&["-n", &node.netns, "addr", "add", &a, "dev", "eth0"])?;
             }

@@ -640,3 +640,50 @@ fn a_private_instances_large_udp_datagrams_cross_the_nat_gateway_in_fragments() 
     let line = ct.lines().find(|l| l.contains("dport=9999")).expect(&ct);
     assert_eq!(line.matches("packets=4 ").count(), 2, "{line}");
 }
+
+/// The answer of an AWS service's public endpoint to `curl` by its regional
+/// name (the VPC resolver answers it), run by `args` (`exec X`, `invoke F`).
+fn public_service(d: &Deployment, args: &[&str], service: &str) -> Option<serde_json::Value> {
+    let url = format!("http://{service}.us-east-1.amazonaws.com/x");
+    let mut a = args.to_vec();
+    a.extend(["--", "curl", "-sS", "--max-time", "5", url.as_str()]);
+    let out = d.vpc(&a);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// AWS's public service endpoints (S3, DynamoDB, SQS, STS here) are
+/// reached as at AWS through an internet gateway, from a public address,
+/// and through a NAT gateway, from the gateway's address; not from a
+/// subnet with no way out.
+#[test]
+fn public_service_endpoints_are_reached_through_the_internet_and_nat_gateways() {
+    let d = Deployment::up("gwsvc", &ROUTED.replace("ATTACH", ATTACH), FAST);
+    for service in ["s3", "dynamodb", "sqs", "sts"] {
+        let r = public_service(&d, &["exec", "Web"], service)
+            .unwrap_or_else(|| panic!("{service} through the internet gateway"));
+        assert_eq!(
+            r["Service"],
+            format!("com.amazonaws.us-east-1.{service}"),
+            "{r}"
+        );
+        assert_eq!(r["VpcEndpointId"], "-");
+        assert_eq!(r["SourceIp"], WEB_PUBLIC, "from its public address: {r}");
+    }
+    assert_eq!(
+        public_service(&d, &["exec", "Db"], "sqs"),
+        None,
+        "no route out"
+    );
+    drop(d);
+    let d = Deployment::up("gwsvn", &classic(true, true), FAST);
+    let r = public_service(&d, &["invoke", "fetch", "--env", "1"], "sts")
+        .expect("sts through the NAT gateway");
+    assert_eq!(r["Service"], "com.amazonaws.us-east-1.sts");
+    assert_eq!(
+        r["SourceIp"], "198.51.100.10",
+        "from the NAT gateway's address: {r}"
+    );
+}

@@ -124,7 +124,7 @@ pub(super) fn aws_services(links: &HashMap<String, LinkInfo>, out: &mut Entries)
             kind: kind::AWS_SERVICE,
             ..Default::default()
         };
-        let services = crate::model::endpoint::GATEWAY_SERVICES;
+        let services = crate::model::endpoint::PUBLIC_SERVICES;
         attach(out, l, services[0].1, None, port);
         for (_, ip) in &services[1..] {
             let ep = out.endpoints.last().expect("attached").1;

@@ -34,6 +34,16 @@ pub const GATEWAY_SERVICES: [(&str, Ipv4Addr); 2] = [
     ("s3", Ipv4Addr::new(198, 18, 0, 10)),
     ("dynamodb", Ipv4Addr::new(198, 18, 0, 11)),
 ];
+/// Every service the AWS services node answers for at a public address
+/// (the gateway services first): reached through a gateway endpoint's
+/// route (those two), or as AWS's public endpoints are, through an
+/// internet or NAT gateway.
+pub const PUBLIC_SERVICES: [(&str, Ipv4Addr); 4] = [
+    GATEWAY_SERVICES[0],
+    GATEWAY_SERVICES[1],
+    ("sqs", Ipv4Addr::new(198, 18, 0, 12)),
+    ("sts", Ipv4Addr::new(198, 18, 0, 13)),
+];
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum EndpointType {
@@ -126,9 +136,11 @@ impl Model {
     /// Whether the deployment has the "AWS services" namespace: it holds
     /// the gateway services, so it exists with a gateway endpoint.
     pub fn has_aws_services(&self) -> bool {
-        self.vpc_endpoints
-            .iter()
-            .any(|e| e.kind == EndpointType::Gateway)
+        self.has_internet()
+            || self
+                .vpc_endpoints
+                .iter()
+                .any(|e| e.kind == EndpointType::Gateway)
     }
 
     /// The interface endpoint an ENI host belongs to.
