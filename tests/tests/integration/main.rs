@@ -43,6 +43,8 @@ mod resolver;
 mod routing;
 /// Real handlers (Python, Node.js) through the Lambda Runtime API.
 mod runtimes;
+/// SAM templates (aws-sam-translator's expansion) brought up and reached.
+mod sam;
 /// boto3 against the Lambda API.
 mod sdk;
 /// CloudFormation as written: conditions on the datapath, every intrinsic,

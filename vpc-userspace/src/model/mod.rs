@@ -309,7 +309,10 @@ pub fn build_at(
     dir: Option<&std::path::Path>,
 ) -> Result<Model> {
     quotas.check().map_err(|e| ModelError::new("quotas", e))?;
-    let t = template::parse(text)?;
+    // SAM's transform first, as CloudFormation runs transforms before it
+    // reads anything else of the template.
+    let doc = template::sam::expand(template::document(text)?, params, ctx, dir)?;
+    let t = template::parse_document(doc)?;
     let (t, env) = template::instantiate(t, params, ctx.clone())?;
     let mut b = Builder::new(&t, env);
     b.quotas = quotas;

@@ -18,6 +18,7 @@ mod intrinsics;
 mod outputs;
 mod parameters;
 mod rules;
+pub mod sam;
 #[cfg(test)]
 mod tests;
 
@@ -193,14 +194,24 @@ fn mapping<'v>(top: &'v Map<String, Value>, key: &str) -> Result<Option<&'v Map<
 
 /// Parses YAML or JSON text into a template.
 pub fn parse(text: &str) -> Result<Template> {
-    let doc: Value = if text.trim_start().starts_with('{') {
+    parse_document(document(text)?)
+}
+
+/// YAML or JSON text as a JSON document, the short-form tags in their long
+/// forms (what transforms take).
+pub fn document(text: &str) -> Result<Value> {
+    if text.trim_start().starts_with('{') {
         serde_json::from_str(text)
-            .map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))?
+            .map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))
     } else {
         let y: yaml_serde::Value = yaml_serde::from_str(text)
             .map_err(|e| ModelError::new("template", format!("invalid YAML: {e}")))?;
-        yaml_to_json(y, "template")?
-    };
+        yaml_to_json(y, "template")
+    }
+}
+
+/// A document (after [`sam::expand`]) as a template.
+pub fn parse_document(doc: Value) -> Result<Template> {
     let Value::Object(top) = doc else {
         return Err(ModelError::new(
             "template",
@@ -237,15 +248,17 @@ pub fn parse(text: &str) -> Result<Template> {
         }
     };
     for t in &transforms {
-        if t != LANGUAGE_EXTENSIONS {
-            let what = if t.starts_with("AWS::Serverless") {
-                " (the SAM transform: AWS::Serverless resources are not expanded yet)"
-            } else {
-                ""
-            };
+        if t == sam::SAM_TRANSFORM {
+            // `model::build_at` expands it first; a parser's caller must too.
             return Err(ModelError::new(
                 "Transform",
-                format!("transform {t} is not supported by this project{what}; {LANGUAGE_EXTENSIONS} is"),
+                format!("{t}: expand the document with template::sam::expand before parsing it"),
+            ));
+        }
+        if t != LANGUAGE_EXTENSIONS {
+            return Err(ModelError::new(
+                "Transform",
+                format!("transform {t} is not supported by this project; {LANGUAGE_EXTENSIONS} and {} are", sam::SAM_TRANSFORM),
             ));
         }
     }
