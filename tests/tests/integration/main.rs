@@ -4,6 +4,8 @@
 
 /// `vpc bench --throughput` in a short run: every path forwards.
 mod bench;
+/// Real CDK apps synthesized by aws-cdk-lib, brought up from cdk.out.
+mod cdk;
 /// The agent and `vpc apply` killed at random moments: convergence, no leaks.
 mod crash;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security
