@@ -62,6 +62,8 @@ pub struct UpOptions {
     /// The lifecycle's clock and delays.
     pub lifecycle: LifecycleOptions,
     pub flow_logs: crate::flowlogs::FlowLogOptions,
+    /// The deployment's stacks (`cloudformation`): the first one's record.
+    pub stacks: Vec<crate::cloudformation::Stack>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -181,6 +183,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         // State and lifecycle in one transaction.
         Store::open_dir(&sdir)?.transact(|t| {
             t.put("lifecycle", &lc)?;
+            t.put(crate::cloudformation::STACKS, &opts.stacks)?;
             t.put("state", &state)
         })?;
         let mut maps = PinnedMaps::open(&pins)?;
@@ -292,14 +295,36 @@ pub fn stack_context(name: &str) -> Result<crate::template::Context> {
         }
         // One going down meanwhile has no state to read: no exports.
         let Ok(s) = State::load(&other) else { continue };
-        for (export, value) in s.model.exports() {
-            ctx.exports.insert(
-                export.to_string(),
-                crate::template::Export {
-                    name: export.to_string(),
-                    value: value.to_string(),
-                    stack: other.clone(),
-                },
+        // Its stacks (a state from before stacks: one, named after it).
+        let legacy = [crate::model::ModelStack {
+            name: other.clone(),
+            outputs: s.model.outputs.clone(),
+            ..Default::default()
+        }];
+        let stacks = if s.model.stacks.is_empty() {
+            &legacy[..]
+        } else {
+            &s.model.stacks[..]
+        };
+        for st in stacks {
+            for o in &st.outputs {
+                if let Some(export) = &o.export_name {
+                    ctx.exports.insert(
+                        export.clone(),
+                        crate::template::Export {
+                            name: export.clone(),
+                            value: o.value.clone(),
+                            stack: st.name.clone(),
+                        },
+                    );
+                }
+            }
+            ctx.stack_outputs.insert(
+                st.name.clone(),
+                st.outputs
+                    .iter()
+                    .map(|o| (o.key.clone(), o.value.clone()))
+                    .collect(),
             );
         }
     }

@@ -224,3 +224,89 @@ fn a_cdk_dual_stack_function_with_asset_code_reaches_its_database_over_both_fami
     assert_eq!(r["region"], "us-east-1");
     assert_eq!((v4.stop(), v6.stop()), (1, 1));
 }
+
+/// Two stacks of one CDK app, Network (the VPC, the database, the
+/// groups) and App (a function in Network's subnets and group, told the
+/// database's address), side by side in one deployment: `vpc up --stack
+/// Network`, then `vpc apply --stack App`. The CDK writes the references
+/// as `Fn::GetStackOutput` (the weak references of `cdk init`'s flags) or,
+/// with `@aws-cdk/core:defaultCrossStackReferences` strong, as exports and
+/// `Fn::ImportValue`: both resolve to Network's resources, and the
+/// function reaches the database through its ENI. Deleting App removes its
+/// function and leaves Network as it runs.
+#[test]
+fn two_cdk_stacks_with_cross_stack_references_come_up_as_one_deployment() {
+    for (tag, overrides, reference) in [
+        ("cdkweak", vec![], "Fn::GetStackOutput"),
+        (
+            "cdkstrong",
+            vec![("@aws-cdk/core:defaultCrossStackReferences", json!("strong"))],
+            "Fn::ImportValue",
+        ),
+    ] {
+        let out = synth("network_app", &overrides);
+        let app = std::fs::read_to_string(out.template("App")).unwrap();
+        assert!(app.contains(reference), "{tag}: {reference} in App");
+        let mut args = vec!["--stack", "Network"];
+        args.extend_from_slice(FAST);
+        let d = up_file(tag, &out.template("Network"), &args);
+        let apply = d.vpc(&[
+            "apply",
+            "--stack",
+            "App",
+            out.template("App").to_str().unwrap(),
+        ]);
+        assert!(apply.status.success(), "{tag}: {}", text(&apply));
+        assert!(
+            text(&apply).contains("stack App CREATE_COMPLETE"),
+            "{}",
+            text(&apply)
+        );
+        let m = vpc::state::State::load(&d.name).unwrap().model;
+        let names: Vec<&str> = m.stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["Network", "App"]);
+        let orders = cdk_id(m.functions.iter().map(|f| f.id.as_str()), "Orders");
+        let f = m.function(&orders).unwrap();
+        assert_eq!(f.name, format!("App-{orders}"), "named after its stack");
+        assert_eq!(m.stack_of(&orders).unwrap().name, "App");
+        let vc = f.vpc_config.as_ref().unwrap();
+        assert!(
+            vc.subnets
+                .iter()
+                .all(|s| m.stack_of(s).unwrap().name == "Network"),
+            "{vc:?}"
+        );
+        let db = m
+            .hosts
+            .iter()
+            .find(|h| h.id.starts_with("Database"))
+            .unwrap();
+        assert_eq!(f.environment["DB_HOST"], db.ip.to_string());
+        let server = peer_server(&d.netns(&db.id), &format!("{}:5432", db.ip));
+        vpc_tests::wait_for(&format!("{tag}: {orders} Active"), 30, || {
+            d.vpc(&["get-function", &orders])
+                .stdout
+                .windows(6)
+                .any(|w| w == b"Active")
+        });
+        let r = invoke(&d, &orders, &json!({}));
+        let enis: Vec<String> = d.status()["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["address"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            enis.contains(&address(&r["seen_by_db"])),
+            "{tag}: {r}: {enis:?}"
+        );
+        assert_eq!(server.stop(), 1);
+        // App goes; Network stays as it runs.
+        let del = d.vpc(&["delete-stack", "App"]);
+        assert!(del.status.success(), "{}", text(&del));
+        let m = vpc::state::State::load(&d.name).unwrap().model;
+        assert!(m.function(&orders).is_none());
+        assert!(m.hosts.iter().any(|h| h.id == db.id));
+        assert_eq!(m.stacks.len(), 1);
+    }
+}

@@ -6,6 +6,9 @@
 mod bench;
 /// Real CDK apps synthesized by aws-cdk-lib, brought up from cdk.out.
 mod cdk;
+/// The CloudFormation API (stacks, change sets, events) with the AWS CLI
+/// and boto3.
+mod cloudformation;
 /// The agent and `vpc apply` killed at random moments: convergence, no leaks.
 mod crash;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security

@@ -57,13 +57,19 @@ pub const GRACE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Endpoint {
     lambda: Router,
+    cloudformation: Router,
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
 /// `lambda`: the Lambda API's router (one per agent: its runtimes and
-/// concurrency are shared with the Lambda interface endpoints').
-pub fn endpoint(lambda: Router) -> Router {
-    let services = Endpoint { lambda };
+/// concurrency are shared with the Lambda interface endpoints');
+/// `cloudformation`: the deployment's stacks
+/// ([`crate::cloudformation::api`]).
+pub fn endpoint(lambda: Router, cloudformation: Router) -> Router {
+    let services = Endpoint {
+        lambda,
+        cloudformation,
+    };
     Router::new()
         .fallback(dispatch)
         .with_state(services)
@@ -109,6 +115,10 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
                 Err(never) => match never {},
             }
         }
+        "cloudformation" => match e.cloudformation.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
         _ => unserved(&service, req).await,
     }
 }

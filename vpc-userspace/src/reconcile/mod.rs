@@ -11,7 +11,7 @@ use vpc_common::{map_names, CtEntry, CtKey, NatPortKey};
 
 mod converge;
 mod verify;
-pub use converge::{apply, apply_edit, check_update, converge, Converged, FAULT_ENV};
+pub use converge::{apply, apply_edit, apply_stacks, check_update, converge, Converged, FAULT_ENV};
 pub use verify::verify;
 
 use crate::{

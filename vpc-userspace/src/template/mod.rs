@@ -19,10 +19,11 @@ mod outputs;
 mod parameters;
 mod rules;
 pub mod sam;
+pub mod stacks;
 #[cfg(test)]
 mod tests;
 
-pub use intrinsics::{scalar_string, Resolver};
+pub use intrinsics::{scalar_string, Resolver, Scope};
 pub use outputs::{Export, StackOutput};
 pub use parameters::StackParameter;
 
@@ -70,6 +71,8 @@ pub struct Template {
     /// The top-level `Metadata` (unresolved): CloudFormation ignores what
     /// it does not know there, so extensions live in it (`Vpc::Internet`).
     pub metadata: Map<String, Value>,
+    /// `Description`.
+    pub description: Option<String>,
 }
 
 impl Template {
@@ -104,6 +107,9 @@ pub struct Context {
     pub ssm: BTreeMap<String, crate::ssm::Parameter>,
     /// Exports of the other stacks (deployments) of the account and region.
     pub exports: BTreeMap<String, Export>,
+    /// Outputs of the other stacks (deployments) of the account and
+    /// region, by stack and key (`Fn::GetStackOutput`).
+    pub stack_outputs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Context {
@@ -116,6 +122,7 @@ impl Context {
             stack_name: stack_name.into(),
             ssm: BTreeMap::new(),
             exports: BTreeMap::new(),
+            stack_outputs: BTreeMap::new(),
         }
     }
 
@@ -318,6 +325,16 @@ pub fn parse_document(doc: Value) -> Result<Template> {
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(ModelError::new("Metadata", "must be a mapping")),
     };
+    let description = match top.get("Description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => {
+            return Err(ModelError::new(
+                "Description",
+                "Template format error: Description must be a string",
+            ))
+        }
+    };
     Ok(Template {
         parameters,
         mappings,
@@ -327,6 +344,7 @@ pub fn parse_document(doc: Value) -> Result<Template> {
         outputs,
         transforms,
         metadata,
+        description,
     })
 }
 
