@@ -301,6 +301,30 @@ fn the_aws_cli_and_boto3_create_update_and_delete_stacks_and_a_failed_update_rol
     assert_eq!(vpc::state::State::load(&d.name).unwrap().model, before);
     assert!(held.echoes("after a rollback", 5));
     assert!(connects(&d, "exec", "Worker", "10.40.1.10", 6000, 5));
+    // One the reconciler refuses (a subnet's block changes only by
+    // replacement at AWS): rolled back the same way.
+    let moved = app(&["WORKER", "RULE"])
+        .replace("10.40.2.0/24", "10.40.3.0/24")
+        .replace("10.40.2.10", "10.40.3.10");
+    let v6 = File::new(&d, "v6", &moved);
+    let r = cfn(&url, &["update", "app", v6.path()]);
+    assert_eq!(status(&r), "UPDATE_ROLLBACK_COMPLETE");
+    let failed = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ResourceStatus"] == "UPDATE_FAILED")
+        .unwrap();
+    assert_eq!(failed["LogicalResourceId"], "SubnetB", "{failed}");
+    assert!(
+        failed["ResourceStatusReason"]
+            .as_str()
+            .unwrap()
+            .contains("NotUpdatable"),
+        "{failed}"
+    );
+    assert_eq!(vpc::state::State::load(&d.name).unwrap().model, before);
+    assert!(held.echoes("after a second rollback", 5));
 
     // 6. Deleted: its resources go, the network stays.
     let r = cfn(&url, &["delete", "app"]);

@@ -661,3 +661,71 @@ fn create_change_set(name: &str, p: &Params) -> Answer {
     x.leaf("Id", &id).leaf("StackId", &stack_id);
     Ok(Some(x.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &str) -> Params {
+        Params(form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+    }
+
+    /// The query protocol's lists and structures (`+` is a space).
+    #[test]
+    fn lists_and_structures_are_read_in_member_order() {
+        let p = params("Action=CreateStack&Capabilities.member.2=B&Capabilities.member.1=A&Parameters.member.2.ParameterKey=Y&Parameters.member.2.UsePreviousValue=true&Parameters.member.1.ParameterKey=X&Parameters.member.1.ParameterValue=a+b%2Bc&Tags.member.1.Key=k&Tags.member.1.Value=v");
+        assert_eq!(p.list("Capabilities"), ["A", "B"]);
+        let (values, previous) = change_sets::parameters_of(&p.structs("Parameters"));
+        assert_eq!(values["X"], "a b+c");
+        assert_eq!(previous, ["Y"]);
+        assert_eq!(p.tags(), [("k".to_string(), "v".to_string())]);
+        let e = p.required("StackName").unwrap_err();
+        assert_eq!(
+            e.message,
+            "1 validation error detected: Value null at 'stackName' failed to satisfy constraint: Member must not be null"
+        );
+        assert!(stack_name(&params("StackName=bad_name")).is_err());
+        assert_eq!(stack_name(&params("StackName=Good-1")).unwrap(), "Good-1");
+    }
+
+    /// IAM resources need CAPABILITY_IAM (NAMED with a custom name), a
+    /// transform CAPABILITY_AUTO_EXPAND when the stack is created directly.
+    #[test]
+    fn capabilities_are_required_as_cloudformation_requires_them() {
+        let checked = |text: &str, transforms: &[&str]| Checked {
+            transforms: transforms.iter().map(|t| t.to_string()).collect(),
+            template: crate::template::parse(text).unwrap(),
+        };
+        let role = "Resources:\n  R: {Type: AWS::IAM::Role}\n";
+        let named = "Resources:\n  R: {Type: AWS::IAM::Role, Properties: {RoleName: n}}\n";
+        let caps = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let err = |c: &Checked, given: &[&str], direct| {
+            check_capabilities(c, &caps(given), direct)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let c = checked(role, &[]);
+        assert_eq!(
+            err(&c, &[], true).as_deref(),
+            Some("InsufficientCapabilitiesException: Requires capabilities : [CAPABILITY_IAM]")
+        );
+        assert_eq!(err(&c, &["CAPABILITY_NAMED_IAM"], true), None);
+        let c = checked(named, &[]);
+        assert!(err(&c, &["CAPABILITY_IAM"], true)
+            .unwrap()
+            .contains("CAPABILITY_NAMED_IAM"));
+        let c = checked(role, &["AWS::Serverless-2016-10-31"]);
+        assert!(err(&c, &["CAPABILITY_IAM"], true)
+            .unwrap()
+            .contains("CAPABILITY_AUTO_EXPAND"));
+        assert_eq!(
+            err(&c, &["CAPABILITY_IAM"], false),
+            None,
+            "a change set expands"
+        );
+        assert_eq!(
+            required_capabilities(&c).1.as_deref(),
+            Some("The following resource(s) require capabilities: [AWS::IAM::Role]")
+        );
+    }
+}

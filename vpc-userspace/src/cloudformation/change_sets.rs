@@ -124,13 +124,15 @@ pub fn create(deployment: &str, r: &Request) -> Result<(String, String)> {
     let mut stacks = load(deployment)?;
     let existing = live(&stacks, &r.stack_name).cloned();
     match (r.change_set_type.as_str(), &existing) {
-        ("CREATE", Some(s)) if !s.in_review() => return Err(refused_error(
-            "ValidationError",
-            format!(
+        ("CREATE", Some(s)) if !s.in_review() => {
+            return Err(refused_error(
+                "ValidationError",
+                format!(
                 "Stack [{}] already exists and cannot be created again with the changeSet [{}].",
                 r.stack_name, r.change_set_name
             ),
-        )),
+            ))
+        }
         ("UPDATE", None) => {
             return Err(refused_error(
                 "ValidationError",

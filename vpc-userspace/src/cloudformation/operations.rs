@@ -558,4 +558,19 @@ mod tests {
         assert_eq!(failed_resource("Resources.Db[0]: y").as_deref(), Some("Db"));
         assert_eq!(failed_resource("Parameters.X: no"), None);
     }
+
+    /// An update's resources: those whose definition refers to a
+    /// parameter whose value changed are updated too.
+    #[test]
+    fn a_changed_parameter_updates_the_resources_that_refer_to_it() {
+        let env: BTreeSet<&String> = BTreeSet::new();
+        let greeting = "Greeting".to_string();
+        let changed: BTreeSet<&String> = [&greeting].into();
+        let by_ref = serde_json::json!({"Properties": {"Environment": {"Variables": {"G": {"Ref": "Greeting"}}}}});
+        let by_sub =
+            serde_json::json!({"Properties": {"Name": {"Fn::Sub": ["${Greeting}-x", {}]}}});
+        let other = serde_json::json!({"Properties": {"Name": {"Ref": "Other"}}});
+        assert!(mentions(&by_ref, &changed) && mentions(&by_sub, &changed));
+        assert!(!mentions(&other, &changed) && !mentions(&by_ref, &env));
+    }
 }

@@ -191,3 +191,177 @@ impl Builder<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const NETWORK: &str = "
+Parameters:
+  Env: {Type: String, Default: net}
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Subnet: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: !Sub '${AWS::StackName}-${Env}', VpcId: !Ref Vpc}}
+Outputs:
+  SubnetId: {Value: !Ref Subnet, Export: {Name: !Sub '${AWS::StackName}-subnet'}}
+  SgId: {Value: !GetAtt Sg.GroupId}
+";
+
+    const APP: &str = "
+Parameters:
+  Env: {Type: String, Default: app}
+Resources:
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      Environment: {Variables: {STACK: !Ref AWS::StackName, ENV: !Ref Env}}
+      VpcConfig:
+        SubnetIds: [!ImportValue Network-subnet]
+        SecurityGroupIds: [!GetStackOutput {StackName: Network, OutputName: SgId}]
+Outputs:
+  Name: {Value: !Ref Fn}
+";
+
+    fn build(stacks: &[(&str, &str)]) -> Result<Model> {
+        build_in(stacks, &Context::new("deployment"))
+    }
+
+    fn build_in(stacks: &[(&str, &str)], ctx: &Context) -> Result<Model> {
+        let none = HashMap::new();
+        let sources: Vec<StackSource> = stacks
+            .iter()
+            .map(|(name, text)| StackSource {
+                name,
+                text,
+                params: &none,
+                dir: None,
+            })
+            .collect();
+        build_stacks(&sources, ctx, Quotas::default(), None)
+    }
+
+    /// Each stack resolves in its own scope (its parameters, its name),
+    /// its resources built with the others' as one network, reached by
+    /// exports and outputs; names CloudFormation generates are its own.
+    #[test]
+    fn stacks_build_as_one_network_each_in_its_own_scope() {
+        let m = build(&[("Network", NETWORK), ("App", APP)]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.stack_name, "deployment");
+        let f = m.function("Fn").unwrap();
+        assert_eq!(f.name, "App-Fn");
+        assert_eq!(f.environment["STACK"], "App");
+        assert_eq!(f.environment["ENV"], "app");
+        let vc = f.vpc_config.as_ref().unwrap();
+        assert_eq!(
+            (vc.subnets.as_slice(), vc.groups.as_slice()),
+            (&["Subnet".to_string()][..], &["Sg".to_string()][..])
+        );
+        let names: Vec<&str> = m.stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["Network", "App"]);
+        assert_eq!(m.stack_of("Subnet").unwrap().name, "Network");
+        assert_eq!(m.stack_of("Fn").unwrap().name, "App");
+        let net = m.stack("Network").unwrap();
+        assert_eq!(
+            net.outputs[1].export_name.as_deref(),
+            Some("Network-subnet")
+        );
+        assert_eq!(net.parameters[0].value, "net");
+        assert_eq!(m.stack("App").unwrap().outputs[0].value, "App-Fn");
+        assert_eq!(
+            net.stack_id,
+            crate::template::stack_id("us-east-1", "123456789012", "Network")
+        );
+        assert_eq!(m.outputs.len(), 3, "every stack's");
+    }
+
+    #[test]
+    fn one_logical_id_in_two_stacks_is_refused_naming_both() {
+        let other =
+            "Resources:\n  Subnet: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.1.0.0/16}}\n";
+        let e = build(&[("Network", NETWORK), ("Other", other)]).unwrap_err();
+        assert_eq!(e.path, "stack Other: Resources.Subnet");
+        assert!(
+            e.message.contains("used by stacks Network and Other"),
+            "{e}"
+        );
+        let e = build(&[("Network", NETWORK), ("Network", APP)]).unwrap_err();
+        assert_eq!(e.message, "Stack [Network] already exists");
+    }
+
+    /// A stack's error names it; references to what another stack does not
+    /// have are CloudFormation's errors.
+    #[test]
+    fn errors_name_their_stack() {
+        let e = build(&[
+            ("Network", NETWORK),
+            ("App", &APP.replace("OutputName: SgId", "OutputName: Nope")),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.path,
+            "stack App: Resources.Fn.Properties.VpcConfig.SecurityGroupIds[0]"
+        );
+        assert_eq!(e.message, "Output Nope does not exist in stack Network");
+        let e = build(&[
+            ("Network", NETWORK),
+            ("App", &APP.replace("StackName: Network", "StackName: Gone")),
+        ])
+        .unwrap_err();
+        assert_eq!(e.message, "Stack with id Gone does not exist");
+        let e = build(&[
+            ("Network", NETWORK),
+            ("App", &APP.replace("Network-subnet", "Other-subnet")),
+        ])
+        .unwrap_err();
+        assert!(
+            e.message.starts_with("No export named Other-subnet found"),
+            "{e}"
+        );
+        // One export name, two stacks.
+        let twice = format!("{APP}  Again: {{Value: x, Export: {{Name: Network-subnet}}}}\n");
+        let e = build(&[("Network", NETWORK), ("App", &twice)]).unwrap_err();
+        assert_eq!(e.path, "stack App: Outputs.Again.Export.Name");
+        assert_eq!(
+            e.message,
+            "Export with name Network-subnet is already exported by stack Network"
+        );
+        // Parameters are each stack's own.
+        let e = build(&[
+            ("Network", NETWORK),
+            ("App", &APP.replace("Default: app", "AllowedValues: [a]")),
+        ])
+        .unwrap_err();
+        assert!(e.path.starts_with("stack App: Parameters.Env"), "{e}");
+    }
+
+    /// Stacks that import from one another in a circle are refused.
+    #[test]
+    fn a_circle_of_cross_stack_references_is_refused() {
+        let a = "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: !ImportValue b-cidr}}\nOutputs:\n  Cidr: {Value: !ImportValue b-cidr, Export: {Name: a-cidr}}\n";
+        let b = "Resources:\n  W: {Type: AWS::SSM::Parameter, Properties: {Type: String, Value: x}}\nOutputs:\n  Cidr: {Value: !ImportValue a-cidr, Export: {Name: b-cidr}}\n";
+        let e = build(&[("A", a), ("B", b)]).unwrap_err();
+        assert!(
+            e.message.contains("Circular dependency between stacks"),
+            "{e}"
+        );
+    }
+
+    /// `Fn::GetStackOutput` of a stack of another deployment.
+    #[test]
+    fn get_stack_output_reads_another_deployments_stack() {
+        let mut ctx = Context::new("d");
+        ctx.stack_outputs.insert(
+            "Shared".into(),
+            [("Cidr".to_string(), "10.9.0.0/16".to_string())].into(),
+        );
+        let t = "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: !GetStackOutput {StackName: Shared, OutputName: Cidr}}}\n";
+        let m = build_in(&[("d", t)], &ctx).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.vpcs[0].cidr.to_string(), "10.9.0.0/16");
+        let wrong = t.replace("StackName: Shared", "StackName: Shared, Region: eu-west-1");
+        let e = build_in(&[("d", &wrong)], &ctx).unwrap_err();
+        assert_eq!(e.message, "Stack with id Shared does not exist");
+    }
+}
