@@ -13,7 +13,8 @@
 //! its path names (unsigned requests: the CLI, `/_vpc/...`). Signatures are
 //! not verified (any credentials do); the access key id still names the
 //! caller's account ([`Caller::account`]). `lambda` goes to the Lambda router
-//! ([`crate::lambda::api::router`]); any other service gets AWS's error for an
+//! ([`crate::lambda::api::router`]), `cloudformation` to the stacks' query API
+//! ([`crate::cloudformation::api`]); any other service gets AWS's error for an
 //! operation that is not served, in its protocol's shape ([`unserved`]):
 //! another service is one more router in [`Endpoint`] and one arm in
 //! `dispatch`.
