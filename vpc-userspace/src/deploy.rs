@@ -378,6 +378,18 @@ pub struct Status {
     /// A change is written but not yet reconciled (the agent finishes it).
     #[serde(default)]
     pub reconcile_pending: bool,
+    /// The deployment's stacks, deleted ones left out.
+    #[serde(default)]
+    pub stacks: Vec<StackView>,
+}
+
+/// A stack: its name, status and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackView {
+    pub name: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A resource kept in the stack: its logical id, type and `Ref`.
@@ -614,5 +626,14 @@ pub fn status(name: &str) -> Result<Status> {
         apply_latency_s: last_apply_seconds(name),
         interfaces: crate::metrics::interface_counters(&s, &mut maps)?,
         reconcile_pending: s.pending,
+        stacks: crate::cloudformation::load(name)?
+            .into_iter()
+            .filter(|st| !st.deleted())
+            .map(|st| StackView {
+                name: st.name,
+                status: st.status,
+                reason: st.status_reason,
+            })
+            .collect(),
     })
 }

@@ -325,6 +325,15 @@ fn the_aws_cli_and_boto3_create_update_and_delete_stacks_and_a_failed_update_rol
     );
     assert_eq!(vpc::state::State::load(&d.name).unwrap().model, before);
     assert!(held.echoes("after a second rollback", 5));
+    // `vpc status` shows the stacks and why one rolled back.
+    let stacks = d.status()["stacks"].clone();
+    assert_eq!(stacks[0]["status"], "CREATE_COMPLETE");
+    assert_eq!(stacks[1]["name"], "app");
+    assert_eq!(stacks[1]["status"], "UPDATE_ROLLBACK_COMPLETE");
+    assert_eq!(
+        stacks[1]["reason"],
+        "The following resource(s) failed to update: [SubnetB]. "
+    );
 
     // 6. Deleted: its resources go, the network stays.
     let r = cfn(&url, &["delete", "app"]);

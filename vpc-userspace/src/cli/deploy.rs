@@ -219,24 +219,16 @@ fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
     Ok(h)
 }
 
-/// The template's model, and how to name the template in messages.
+/// The template's model (the stack `--stack` names, or one named `stack`),
+/// and how to name the template in messages.
 pub fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
-    load_model_over(t, stack, None)
-}
-
-/// `load_model` for a template that replaces `prior` (`model::build_over`).
-fn load_model_over(
-    t: &TemplateArgs,
-    stack: &str,
-    prior: Option<&model::Model>,
-) -> Result<(model::Model, String)> {
     let (text, label, dir) = read_template(t)?;
     let params = parameters(t)?;
     let mut ctx = deploy::stack_context(stack)?;
     if let Some(s) = &t.stack {
         ctx.stack_name = s.clone();
     }
-    let m = model::build_at(&text, &params, &ctx, t.quotas(), prior, dir.as_deref())
+    let m = model::build_at(&text, &params, &ctx, t.quotas(), None, dir.as_deref())
         .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
     Ok((m, label))
 }
