@@ -49,6 +49,22 @@ pub fn pyenv() -> PathBuf {
     }
 }
 
+/// aws-cdk-lib and constructs (`node_modules`), installed by `cargo xtask
+/// provision` into `target/cdk`, or `$VPC_RUNTIME_DIR/cdk` when set.
+pub fn cdk_node_modules() -> PathBuf {
+    let dir = match std::env::var_os("VPC_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("cdk"),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/cdk"),
+    }
+    .join("node_modules");
+    assert!(
+        dir.join("aws-cdk-lib").exists(),
+        "{} has no aws-cdk-lib: `cargo xtask provision` installs it",
+        dir.display()
+    );
+    dir
+}
+
 /// The Python of [`pyenv`].
 pub fn pyenv_python() -> PathBuf {
     let p = pyenv().join("bin/python");

@@ -74,6 +74,8 @@ pub struct UpOptions {
     /// The lifecycle's clock and delays.
     pub lifecycle: LifecycleOptions,
     pub flow_logs: crate::flowlogs::FlowLogOptions,
+    /// The deployment's stacks (`cloudformation`): the first one's record.
+    pub stacks: Vec<crate::cloudformation::Stack>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -194,6 +196,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         // State and lifecycle in one transaction.
         Store::open_dir(&sdir)?.transact(|t| {
             t.put("lifecycle", &lc)?;
+            t.put(crate::cloudformation::STACKS, &opts.stacks)?;
             t.put("state", &state)
         })?;
         let mut maps = PinnedMaps::open(&pins)?;
@@ -305,14 +308,36 @@ pub fn stack_context(name: &str) -> Result<crate::template::Context> {
         }
         // One going down meanwhile has no state to read: no exports.
         let Ok(s) = State::load(&other) else { continue };
-        for (export, value) in s.model.exports() {
-            ctx.exports.insert(
-                export.to_string(),
-                crate::template::Export {
-                    name: export.to_string(),
-                    value: value.to_string(),
-                    stack: other.clone(),
-                },
+        // Its stacks (a state from before stacks: one, named after it).
+        let legacy = [crate::model::ModelStack {
+            name: other.clone(),
+            outputs: s.model.outputs.clone(),
+            ..Default::default()
+        }];
+        let stacks = if s.model.stacks.is_empty() {
+            &legacy[..]
+        } else {
+            &s.model.stacks[..]
+        };
+        for st in stacks {
+            for o in &st.outputs {
+                if let Some(export) = &o.export_name {
+                    ctx.exports.insert(
+                        export.clone(),
+                        crate::template::Export {
+                            name: export.clone(),
+                            value: o.value.clone(),
+                            stack: st.name.clone(),
+                        },
+                    );
+                }
+            }
+            ctx.stack_outputs.insert(
+                st.name.clone(),
+                st.outputs
+                    .iter()
+                    .map(|o| (o.key.clone(), o.value.clone()))
+                    .collect(),
             );
         }
     }
@@ -369,6 +394,18 @@ pub struct Status {
     /// A change is written but not yet reconciled (the agent finishes it).
     #[serde(default)]
     pub reconcile_pending: bool,
+    /// The deployment's stacks, deleted ones left out.
+    #[serde(default)]
+    pub stacks: Vec<StackView>,
+}
+
+/// A stack: its name, status and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackView {
+    pub name: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A resource kept in the stack: its logical id, type and `Ref`.
@@ -606,5 +643,14 @@ pub fn status(name: &str) -> Result<Status> {
         interfaces: crate::metrics::interface_counters(&s, &mut maps)?,
         conntrack_allowance: maps.conntrack_allowance().unwrap_or(0),
         reconcile_pending: s.pending,
+        stacks: crate::cloudformation::load(name)?
+            .into_iter()
+            .filter(|st| !st.deleted())
+            .map(|st| StackView {
+                name: st.name,
+                status: st.status,
+                reason: st.status_reason,
+            })
+            .collect(),
     })
 }

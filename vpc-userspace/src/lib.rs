@@ -10,6 +10,7 @@
 //! prints its verdicts.
 pub mod agent;
 pub mod bench;
+pub mod cloudformation;
 pub mod compile;
 pub mod conntrack;
 pub mod datapath;

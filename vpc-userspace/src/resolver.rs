@@ -570,10 +570,12 @@ Resources:
             assert_eq!(r.response_code(), ResponseCode::NoError, "{name}");
             assert_eq!(addrs(&r), want, "{name} {t}");
         }
+        // AWS's public service endpoints, public.
+        let r = ask(&z, "s3.us-east-1.amazonaws.com.", RecordType::A);
+        assert_eq!(addrs(&r), vec!["198.18.0.10"]);
         // Nothing private, nothing else.
         for name in [
             "ip-10-0-2-4.ec2.internal.",
-            "s3.us-east-1.amazonaws.com.",
             "x.lambda-url.us-east-1.on.aws.",
         ] {
             assert_eq!(

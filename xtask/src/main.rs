@@ -283,6 +283,15 @@ const FLOWLOGS_READER_VERSION: &str = "5.0.1";
 /// last that runs on Node 20; 4.x needs Node 22). The agent finds them
 /// there unless `VPC_RUNTIME_DIR` says otherwise.
 const AWSLAMBDARIC_VERSION: &str = "4.2.2";
+/// SAM's transform (`AWS::Serverless-2016-10-31`): aws-sam-translator, the
+/// reference implementation, which the agent and the CLI run from
+/// `target/pyenv` (template/sam.py).
+const SAM_TRANSLATOR_VERSION: &str = "1.115.0";
+/// The CDK, for the tests that synthesize real CDK apps
+/// (tests/fixtures/cdk/): aws-cdk-lib and constructs from npm in
+/// `target/cdk` (about 190 MB, 10-20 s from npm's cache).
+const AWS_CDK_LIB_VERSION: &str = "2.278.0";
+const CONSTRUCTS_VERSION: &str = "10.8.1";
 const AWS_LAMBDA_RIC_VERSION: &str = "3.3.0";
 /// What aws-lambda-ric's install builds with (aws-lambda-cpp and the curl it
 /// bundles: cmake, autotools, a C++ compiler).
@@ -458,9 +467,16 @@ fn provision() -> Result<()> {
         "awslambdaric",
         &format!("awslambdaric=={AWSLAMBDARIC_VERSION}"),
     )?;
-    // 7. Node.js and aws-lambda-ric (Node.js functions) in target/node.
+    // 7. SAM's transform, expanded by the reference implementation.
+    pip_module(
+        "samtranslator",
+        &format!("aws-sam-translator=={SAM_TRANSLATOR_VERSION}"),
+    )?;
+    // 8. Node.js and aws-lambda-ric (Node.js functions) in target/node.
     node_ric()?;
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION})");
+    // 9. The CDK, to synthesize the tests' CDK apps.
+    cdk_lib()?;
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
     Ok(())
 }
 
@@ -569,6 +585,53 @@ fn node_ric() -> Result<()> {
     )?;
     std::fs::rename(&tmp, &cache)?;
     Ok(())
+}
+
+/// aws-cdk-lib and constructs in `target/cdk` (`node_modules`), pinned:
+/// what the tests' CDK apps `require` (through `NODE_PATH`) to synthesize
+/// with `node app.js`, as `cdk synth` runs them. npm keeps what it
+/// downloads in its own cache (`~/.npm`), so a fresh clone installs from
+/// there.
+fn cdk_lib() -> Result<()> {
+    let dir = root().join("target/cdk");
+    let manifest = dir.join("node_modules/aws-cdk-lib/package.json");
+    let installed = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| package_version(&t));
+    if installed.as_deref() == Some(AWS_CDK_LIB_VERSION)
+        && dir.join("node_modules/constructs/package.json").exists()
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let d = dir.display().to_string();
+    let lib = format!("aws-cdk-lib@{AWS_CDK_LIB_VERSION}");
+    let constructs = format!("constructs@{CONSTRUCTS_VERSION}");
+    step(
+        &format!("{lib} and {constructs} from npm (into target/cdk)"),
+        "npm",
+        &[
+            "install",
+            "--prefix",
+            &d,
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel",
+            "error",
+            &lib,
+            &constructs,
+        ],
+        &[],
+    )
+}
+
+/// `"version"` of a package.json, without a JSON parser (xtask builds
+/// with nothing but std and anyhow).
+fn package_version(text: &str) -> Option<String> {
+    let rest = &text[text.find("\"version\"")? + "\"version\"".len()..];
+    let rest = &rest[rest.find('"')? + 1..];
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 fn cache_home() -> PathBuf {

@@ -4,6 +4,11 @@
 
 /// `vpc bench --throughput` in a short run: every path forwards.
 mod bench;
+/// Real CDK apps synthesized by aws-cdk-lib, brought up from cdk.out.
+mod cdk;
+/// The CloudFormation API (stacks, change sets, events) with the AWS CLI
+/// and boto3.
+mod cloudformation;
 /// The agent and `vpc apply` killed at random moments: convergence, no leaks.
 mod crash;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security
@@ -43,6 +48,8 @@ mod resolver;
 mod routing;
 /// Real handlers (Python, Node.js) through the Lambda Runtime API.
 mod runtimes;
+/// SAM templates (aws-sam-translator's expansion) brought up and reached.
+mod sam;
 /// boto3 against the Lambda API.
 mod sdk;
 /// CloudFormation as written: conditions on the datapath, every intrinsic,

@@ -13,7 +13,8 @@
 //! its path names (unsigned requests: the CLI, `/_vpc/...`). Signatures are
 //! not verified (any credentials do); the access key id still names the
 //! caller's account ([`Caller::account`]). `lambda` goes to the Lambda router
-//! ([`crate::lambda::api::router`]); any other service gets AWS's error for an
+//! ([`crate::lambda::api::router`]), `cloudformation` to the stacks' query API
+//! ([`crate::cloudformation::api`]); any other service gets AWS's error for an
 //! operation that is not served, in its protocol's shape ([`unserved`]):
 //! another service is one more router in [`Endpoint`] and one arm in
 //! `dispatch`.
@@ -57,13 +58,19 @@ pub const GRACE: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Endpoint {
     lambda: Router,
+    cloudformation: Router,
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
 /// `lambda`: the Lambda API's router (one per agent: its runtimes and
-/// concurrency are shared with the Lambda interface endpoints').
-pub fn endpoint(lambda: Router) -> Router {
-    let services = Endpoint { lambda };
+/// concurrency are shared with the Lambda interface endpoints');
+/// `cloudformation`: the deployment's stacks
+/// ([`crate::cloudformation::api`]).
+pub fn endpoint(lambda: Router, cloudformation: Router) -> Router {
+    let services = Endpoint {
+        lambda,
+        cloudformation,
+    };
     Router::new()
         .fallback(dispatch)
         .with_state(services)
@@ -109,6 +116,10 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
                 Err(never) => match never {},
             }
         }
+        "cloudformation" => match e.cloudformation.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
         _ => unserved(&service, req).await,
     }
 }

@@ -94,6 +94,7 @@ impl Bed {
             nat_gateway_capacity: vpc_common::NAT_GATEWAY_CAPACITY,
             lifecycle: Default::default(),
             flow_logs: Default::default(),
+            stacks: vec![],
         };
         deploy::up(m, &opts)?;
         let agent = std::process::Command::new(std::env::current_exe()?)

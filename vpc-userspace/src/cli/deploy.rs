@@ -10,6 +10,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use vpc::{
+    cloudformation::{
+        self,
+        operations::{self, StackInput},
+    },
     datapath::Timeouts,
     deploy::{self, Lifecycle, State, UpOptions},
     model,
@@ -36,6 +40,12 @@ pub struct TemplateArgs {
     /// Network ACL rules per direction (AWS: 20, up to 40).
     #[arg(long, default_value_t = model::MAX_ACL_RULES_PER_DIRECTION)]
     acl_rules_quota: usize,
+    /// The stack the template is (its `AWS::StackName`): `up` names the
+    /// deployment's first stack so (default: the deployment's name);
+    /// `apply` updates it, or creates it beside the others (default: the
+    /// deployment's one stack).
+    #[arg(long)]
+    stack: Option<String>,
 }
 
 impl TemplateArgs {
@@ -47,8 +57,30 @@ impl TemplateArgs {
             parameters_file: None,
             sg_rules_quota: model::MAX_RULES_PER_DIRECTION,
             acl_rules_quota: model::MAX_ACL_RULES_PER_DIRECTION,
+            stack: None,
         }
     }
+
+    fn quotas(&self) -> model::Quotas {
+        model::Quotas {
+            rules_per_group: self.sg_rules_quota,
+            acl_rules: self.acl_rules_quota,
+        }
+    }
+}
+
+/// The template, its label and directory, and its parameters, as a
+/// stack's input (named `stack`).
+fn stack_input(t: &TemplateArgs, stack: &str) -> Result<StackInput> {
+    let (text, label, dir) = read_template(t)?;
+    Ok(StackInput {
+        name: stack.to_string(),
+        template_body: text,
+        template_dir: dir,
+        label,
+        parameters: parameters(t)?.into_iter().collect(),
+        ..Default::default()
+    })
 }
 
 #[derive(clap::Args, Clone)]
@@ -193,20 +225,24 @@ fn parse_hooks(args: &[String]) -> Result<deploy::Hooks> {
     Ok(h)
 }
 
-/// The template's model, and how to name the template in messages.
+/// The template's model (the stack `--stack` names, or one named `stack`),
+/// and how to name the template in messages.
 pub fn load_model(t: &TemplateArgs, stack: &str) -> Result<(model::Model, String)> {
-    load_model_over(t, stack, None)
+    let (text, label, dir) = read_template(t)?;
+    let params = parameters(t)?;
+    let mut ctx = deploy::stack_context(stack)?;
+    if let Some(s) = &t.stack {
+        ctx.stack_name = s.clone();
+    }
+    let m = model::build_at(&text, &params, &ctx, t.quotas(), None, dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
+    Ok((m, label))
 }
 
-/// `load_model` for a template that replaces `prior` (`model::build_over`).
-fn load_model_over(
-    t: &TemplateArgs,
-    stack: &str,
-    prior: Option<&model::Model>,
-) -> Result<(model::Model, String)> {
-    // Local paths in a function's `Code` (and a CDK app's assets) are
-    // relative to the template's directory.
-    let (text, label, dir) = if t.template == "default" {
+/// The template's text, how to name it, and its directory (local paths in
+/// a function's `Code`, and a CDK app's assets, are relative to it).
+fn read_template(t: &TemplateArgs) -> Result<(String, String, Option<std::path::PathBuf>)> {
+    Ok(if t.template == "default" {
         (
             vpc::DEFAULT_TEMPLATE.to_string(),
             "default (embedded)".to_string(),
@@ -226,7 +262,11 @@ fn load_model_over(
             })
             .and_then(|d| std::fs::canonicalize(d).ok());
         (text, t.template.clone(), dir)
-    };
+    })
+}
+
+/// The parameters given: `--parameters FILE`, then each `-p` over it.
+fn parameters(t: &TemplateArgs) -> Result<HashMap<String, String>> {
     let mut params = match &t.parameters_file {
         Some(f) => parameters_file(f)?,
         None => HashMap::new(),
@@ -237,14 +277,7 @@ fn load_model_over(
             .with_context(|| format!("--parameter {p:?}: expected NAME=VALUE"))?;
         params.insert(k.to_string(), v.to_string());
     }
-    let quotas = model::Quotas {
-        rules_per_group: t.sg_rules_quota,
-        acl_rules: t.acl_rules_quota,
-    };
-    let ctx = deploy::stack_context(stack)?;
-    let m = model::build_at(&text, &params, &ctx, quotas, prior, dir.as_deref())
-        .map_err(|e| anyhow::anyhow!("template {label}: {e}"))?;
-    Ok((m, label))
+    Ok(params)
 }
 
 /// `--parameters FILE`: the AWS CLI's list of `ParameterKey` /
@@ -313,9 +346,13 @@ pub fn validate(name: &str, t: &TemplateArgs, out: Output) -> Result<()> {
     Ok(())
 }
 
-/// Builds the deployment (no agent).
+/// Builds the deployment (no agent): its first stack.
 fn build(name: &str, r: &RunArgs) -> Result<State> {
-    let (model, label) = load_model(&r.template, name)?;
+    deploy::check_name(name)?;
+    let stack = r.template.stack.clone().unwrap_or_else(|| name.to_string());
+    let input = stack_input(&r.template, &stack)?;
+    let label = input.label.clone();
+    let (model, stack) = operations::first_stack(name, &input, r.template.quotas())?;
     let mut timeouts = Timeouts::default();
     for t in &r.timeouts {
         timeouts.set(t).with_context(|| format!("--timeout {t}"))?;
@@ -358,6 +395,7 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
                 dir: r.flow_logs_dir.clone(),
                 ringbuf_bytes: r.flow_log_ringbuf,
             },
+            stacks: vec![stack],
         },
     )
 }
@@ -546,12 +584,61 @@ impl Drop for Listener {
     }
 }
 
-/// `vpc apply`: a changed template on the running deployment.
+/// `vpc apply`: a changed template on the running deployment, its stack's
+/// UpdateStack (or, `--stack` naming a new one, its CreateStack).
 pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
-    let prior = deploy::State::load(name)?.model;
-    let (m, label) = load_model_over(t, name, Some(&prior))?;
-    let gen = deploy::apply(name, m)?;
-    println!("{name}: applied {label} (policy generation {gen})");
+    deploy::State::load(name)?;
+    let stacks = cloudformation::load(name)?;
+    let live: Vec<&str> = stacks
+        .iter()
+        .filter(|s| !s.deleted())
+        .map(|s| s.name.as_str())
+        .collect();
+    let stack = match (&t.stack, live.as_slice()) {
+        (Some(s), _) => s.clone(),
+        (None, []) => name.to_string(),
+        (None, [one]) => one.to_string(),
+        (None, many) => bail!(
+            "deployment {name} has stacks {}: name the one to apply with --stack",
+            many.join(", ")
+        ),
+    };
+    let input = stack_input(t, &stack)?;
+    let label = input.label.clone();
+    let op = if operations::live(&stacks, &stack).is_some() {
+        operations::Operation::Update {
+            input,
+            require_change: false,
+        }
+    } else {
+        operations::Operation::Create(input)
+    };
+    let out = operations::run(name, &op, t.quotas())?;
+    if let Some(e) = out.error {
+        bail!(
+            "template {label}: {e}\n(stack {stack}: {}; nothing was applied)",
+            out.stack.status
+        );
+    }
+    println!(
+        "{name}: applied {label} (stack {stack} {})",
+        out.stack.status
+    );
+    Ok(())
+}
+
+/// `vpc delete-stack`: DeleteStack, the deployment keeping its other
+/// stacks.
+pub fn delete_stack(name: &str, stack: &str) -> Result<()> {
+    let out = operations::run(
+        name,
+        &operations::Operation::Delete(stack.to_string()),
+        deploy::State::load(name)?.quotas,
+    )?;
+    if let Some(e) = out.error {
+        bail!("stack {stack}: {e} ({})", out.stack.status);
+    }
+    println!("{name}: stack {stack} {}", out.stack.status);
     Ok(())
 }
 

@@ -51,6 +51,9 @@ enum Cmd {
     /// Re-apply a changed template to a running deployment: security groups
     /// and network ACLs change atomically; topology changes are refused.
     Apply(deploy::TemplateArgs),
+    /// Delete one of the deployment's stacks (CloudFormation's DeleteStack):
+    /// its resources go, the other stacks' stay.
+    DeleteStack { stack: String },
     /// Apply a template, show it live, and tear it down on Ctrl-C / SIGTERM.
     Run(deploy::RunCmd),
     /// Functions, ENIs, hosts, attach mode and packet counters.
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Validate(t) => deploy::validate(name, &t, out)?,
         Cmd::Up(a) => deploy::up(name, &a)?,
         Cmd::Apply(t) => deploy::apply(name, &t)?,
+        Cmd::DeleteStack { stack } => deploy::delete_stack(name, &stack)?,
         Cmd::Run(r) => deploy::run(name, &r)?,
         Cmd::Down => deploy::down(name)?,
         Cmd::Verify => {

@@ -364,6 +364,20 @@ pub fn print_status(s: &Status) {
             .map(|l| format!("  last apply {:.1} ms", l * 1000.0))
             .unwrap_or_default()
     );
+    if !s.stacks.is_empty() {
+        println!("\nSTACKS");
+        for st in &s.stacks {
+            println!(
+                "  {:<28} {}{}",
+                st.name,
+                st.status,
+                st.reason
+                    .as_ref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if !s.outputs.is_empty() {
         println!("\nOUTPUTS");
         for o in &s.outputs {

@@ -408,7 +408,8 @@ impl Builder<'_> {
                     .ok_or_else(|| {
                         ModelError::new(format!("{path}.FunctionName"), "must be a string")
                     })?,
-                None => format!("{}-{id}", self.m.stack_name),
+                // Named after its own stack, as CloudFormation names it.
+                None => format!("{}-{id}", self.r.stack_of(&id)),
             };
             let vpc_config = match raw.get("VpcConfig") {
                 None => None,

@@ -28,7 +28,17 @@ impl Builder<'_> {
         let Some(code) = raw.get("Code") else {
             return Ok((None, None));
         };
-        let dir = self.code_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+        // Relative to the directory of the template that declares it.
+        let id = path
+            .strip_prefix("Resources.")
+            .and_then(|p| p.split('.').next())
+            .unwrap_or_default();
+        let dir = self
+            .code_dirs
+            .get(self.r.scope_of(id))
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| PathBuf::from("."));
         match self.r.resolve(code, &field)? {
             Value::String(p) if p.starts_with("s3://") => Err(ModelError::new(
                 field,

@@ -38,6 +38,7 @@ mod security_group;
 pub mod security_group_edit;
 mod share;
 mod stack_resource;
+pub mod stacks;
 mod subnet;
 mod vpc;
 /// The route tables' module under its former name.
@@ -70,13 +71,14 @@ pub use security_group::{parse_protocol, parse_rule, Peer, Protocol, Rule, Secur
 use security_group::{SG, SG_EGRESS, SG_INGRESS};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub use stack_resource::{is_kept, StackResource};
+pub use stacks::{build_stacks, ModelStack, StackSource};
 pub use subnet::Subnet;
 use subnet::SUBNET;
 pub use template::{StackOutput, StackParameter};
 pub use vpc::{Vpc, AMAZON_IPV6_POOL, VPC_ROUTER6};
 use vpc::{VPC, VPC_CIDR_BLOCK};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Model {
     pub stack_name: String,
     pub region: String,
@@ -138,6 +140,10 @@ pub struct Model {
     /// Function URLs (`AWS::Lambda::Url`, CreateFunctionUrlConfig).
     #[serde(default)]
     pub function_urls: Vec<FunctionUrl>,
+    /// The deployment's stacks (one per template), each with its
+    /// resources, outputs, parameters and conditions.
+    #[serde(default)]
+    pub stacks: Vec<ModelStack>,
 }
 
 impl Model {
@@ -313,20 +319,17 @@ pub fn build_at(
     prior: Option<&Model>,
     dir: Option<&std::path::Path>,
 ) -> Result<Model> {
-    quotas.check().map_err(|e| ModelError::new("quotas", e))?;
-    let t = template::parse(text)?;
-    let (t, env) = template::instantiate(t, params, ctx.clone())?;
-    let mut b = Builder::new(&t, env);
-    b.quotas = quotas;
-    b.code_dir = dir.map(std::path::Path::to_path_buf);
-    if let Some(p) = prior {
-        b.keep(p);
-    }
-    let mut m = b.run()?;
-    if let Some(p) = prior {
-        keep_indices(&mut m, p);
-    }
-    Ok(m)
+    build_stacks(
+        &[StackSource {
+            name: &ctx.stack_name,
+            text,
+            params,
+            dir,
+        }],
+        ctx,
+        quotas,
+        prior,
+    )
 }
 
 /// VPCs, subnets and NAT gateways of `prior` keep their datapath indices;
@@ -391,8 +394,9 @@ struct Builder<'a> {
     /// Elastic IP's logical id, or an instance's for a launch address).
     public_used: BTreeSet<Ipv4Addr>,
     public_kept: HashMap<String, Ipv4Addr>,
-    /// Where local paths in functions' `Code` are found (`build_at`).
-    code_dir: Option<std::path::PathBuf>,
+    /// Where local paths in functions' `Code` are found (`build_at`), by
+    /// stack (scope): its template's directory.
+    code_dirs: Vec<Option<std::path::PathBuf>>,
 }
 
 impl<'a> Builder<'a> {
@@ -427,6 +431,7 @@ impl<'a> Builder<'a> {
             dhcp_options: vec![],
             vpc_endpoints: vec![],
             function_urls: vec![],
+            stacks: vec![],
         };
         Self {
             t,
@@ -442,7 +447,7 @@ impl<'a> Builder<'a> {
             reserved6: HashMap::new(),
             public_used: BTreeSet::new(),
             public_kept: HashMap::new(),
-            code_dir: None,
+            code_dirs: vec![],
         }
     }
 

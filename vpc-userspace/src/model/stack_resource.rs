@@ -238,7 +238,7 @@ impl Builder<'_> {
             let id = res.logical_id.clone();
             let name = match self.prop_str(res, "FunctionName") {
                 Ok(Some(n)) => n,
-                Ok(None) => format!("{}-{id}", self.m.stack_name),
+                Ok(None) => format!("{}-{id}", self.r.stack_of(&id)),
                 Err(_) => continue,
             };
             let arn = format!(
@@ -280,7 +280,7 @@ impl Builder<'_> {
     ) -> Result<()> {
         let id = res.logical_id.as_str();
         let (stack, region, acct) = (
-            self.m.stack_name.clone(),
+            self.r.stack_of(id).to_string(),
             self.m.region.clone(),
             self.m.account.clone(),
         );
@@ -647,9 +647,7 @@ impl Builder<'_> {
             }
         }
         self.m.stack_resources = kept;
-        self.m.outputs = self.r.outputs()?;
-        self.m.parameters = self.r.env.parameters.clone();
-        self.m.conditions = self.r.env.conditions.clone();
+        self.finish_stacks()?;
         self.m.imports = self.r.imports.borrow().iter().cloned().collect();
         self.m.stack_id = template::stack_id(&self.m.region, &self.m.account, &self.m.stack_name);
         Ok(())

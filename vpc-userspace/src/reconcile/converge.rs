@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use vpc_common::v4_mapped;
 
 use crate::{
+    cloudformation::Stack,
     compile,
     datapath::{Maps, PinnedMaps, SyncEntries},
     lambda::lifecycle::{self, FunctionStatus},
@@ -378,7 +379,30 @@ pub fn check_update(old: &Model, new: &Model) -> Result<()> {
 /// are deleted, the others (and every function created through the API)
 /// go on as they run. Returns the policy generation in force.
 pub fn apply(name: &str, template: Model) -> Result<u32> {
-    let gen = apply_edit(name, |m, s, lc| {
+    apply_built(name, |_, _| Ok((template, None)))
+}
+
+/// `apply` of the model of the deployment's stacks, built under its lock
+/// by `build` from the model in force and the stacks (so no change made
+/// meanwhile is lost); the stacks `build` returns (their templates,
+/// status and events) are written in the same transaction as the desired
+/// model. Nothing is written if `build` or the checks fail.
+pub fn apply_stacks(
+    name: &str,
+    build: impl FnOnce(&Model, Vec<Stack>) -> Result<(Model, Vec<Stack>)>,
+) -> Result<u32> {
+    apply_built(name, |prior, _| {
+        let (m, stacks) = build(prior, crate::cloudformation::load(name)?)?;
+        Ok((m, Some(stacks)))
+    })
+}
+
+fn apply_built(
+    name: &str,
+    build: impl FnOnce(&Model, &State) -> Result<(Model, Option<Vec<Stack>>)>,
+) -> Result<u32> {
+    let gen = apply_edit_with(name, |m, s, lc| {
+        let (template, stacks) = build(m, s)?;
         // Packages stored with the model that names them (under the lock).
         crate::lambda::code::store_model(name, &template)?;
         let now = lc.clock.now_ms();
@@ -496,7 +520,7 @@ pub fn apply(name: &str, template: Model) -> Result<u32> {
             }
         }
         m.function_urls.sort_by(|a, b| a.function.cmp(&b.function));
-        Ok(())
+        Ok(stacks)
     })?;
     // Packages no function refers to any more.
     crate::lambda::code::gc(name)?;
@@ -512,12 +536,21 @@ pub fn apply_edit(
     name: &str,
     edit: impl FnOnce(&mut Model, &State, &mut Lifecycle) -> Result<()>,
 ) -> Result<u32> {
+    apply_edit_with(name, |m, s, lc| edit(m, s, lc).map(|()| None))
+}
+
+/// `apply_edit` whose `edit` may also return the deployment's stacks, to
+/// write with the state.
+fn apply_edit_with(
+    name: &str,
+    edit: impl FnOnce(&mut Model, &State, &mut Lifecycle) -> Result<Option<Vec<Stack>>>,
+) -> Result<u32> {
     let asked = std::time::Instant::now();
     let _lock = lock(name)?;
     let mut s = State::load(name)?;
     let mut lc = Lifecycle::load(name)?;
     let mut model = s.model.clone();
-    edit(&mut model, &s, &mut lc)?;
+    let stacks = edit(&mut model, &s, &mut lc)?;
     check_update(&s.model, &model)?;
     topology::check_namespaces(&topology::planned_namespaces(name, &model))?;
     // Compiled once on made-up links: a model the datapath cannot take is
@@ -546,6 +579,9 @@ pub fn apply_edit(
     s.pending = true;
     store_of(name)?.transact(|t| {
         t.put("state", &s)?;
+        if let Some(stacks) = &stacks {
+            t.put(crate::cloudformation::STACKS, stacks)?;
+        }
         t.put("lifecycle", &lc)
     })?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;

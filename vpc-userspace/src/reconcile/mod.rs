@@ -10,7 +10,7 @@ use anyhow::Result;
 
 mod converge;
 mod verify;
-pub use converge::{apply, apply_edit, check_update, converge, Converged, FAULT_ENV};
+pub use converge::{apply, apply_edit, apply_stacks, check_update, converge, Converged, FAULT_ENV};
 pub use verify::verify;
 
 use crate::{

@@ -2,11 +2,12 @@
 //! `Ref` (parameters, pseudo parameters, resources), `Fn::GetAtt`,
 //! `Fn::Sub` (both forms), `Fn::Join`, `Fn::Split`, `Fn::Select`,
 //! `Fn::FindInMap`, `Fn::GetAZs`, `Fn::Cidr`, `Fn::Base64`, `Fn::If`,
-//! `Fn::ImportValue` (the exports of the other stacks), and with
+//! `Fn::ImportValue` (the exports of the other stacks),
+//! `Fn::GetStackOutput` (an output of another stack), and with
 //! `Transform: AWS::LanguageExtensions` `Fn::Length`, `Fn::ToJsonString`
 //! and `Fn::FindInMap`'s `DefaultValue`.
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::{BTreeSet, HashMap},
 };
 
@@ -27,6 +28,19 @@ pub(super) enum Section {
     Conditions,
 }
 
+/// Another stack of the deployment, built in the same model: its own
+/// template (mappings, outputs) and instantiation (parameters,
+/// conditions, its name).
+#[derive(Debug)]
+pub struct Scope<'a> {
+    pub template: &'a Template,
+    pub env: Env,
+}
+
+/// How deep cross-stack references may chain (an output importing an
+/// export that reads another output ...): a cycle stops here.
+const MAX_CROSS_STACK_DEPTH: u32 = 16;
+
 /// Values intrinsic functions resolve against.
 #[derive(Debug)]
 pub struct Resolver<'a> {
@@ -43,10 +57,20 @@ pub struct Resolver<'a> {
     /// Export names `Fn::ImportValue` resolved.
     pub imports: RefCell<BTreeSet<String>>,
     pub(super) section: Section,
+    /// The deployment's other stacks when several are built as one model
+    /// (scope 0 is `template` and `env`; `template` then holds every
+    /// stack's resources): a resource resolves in its own stack's scope.
+    others: Vec<Scope<'a>>,
+    /// Resource id (and `Metadata:<internet host>`) -> its scope.
+    owner: HashMap<String, usize>,
+    /// The scope being resolved in.
+    active: Cell<usize>,
+    /// Cross-stack references being followed.
+    depth: Cell<u32>,
 }
 
 /// The functions CloudFormation knows, as its error lists them.
-const SUPPORTED: &str = "Fn::Base64, Fn::GetAtt, Fn::GetAZs, Fn::ImportValue, Fn::Join, Fn::Split, Fn::FindInMap, Fn::Select, Ref, Fn::Equals, Fn::If, Fn::Not, Condition, Fn::And, Fn::Or, Fn::Contains, Fn::EachMemberEquals, Fn::EachMemberIn, Fn::ValueOf, Fn::ValueOfAll, Fn::RefAll, Fn::Sub, Fn::Cidr";
+const SUPPORTED: &str = "Fn::Base64, Fn::GetAtt, Fn::GetAZs, Fn::GetStackOutput, Fn::ImportValue, Fn::Join, Fn::Split, Fn::FindInMap, Fn::Select, Ref, Fn::Equals, Fn::If, Fn::Not, Condition, Fn::And, Fn::Or, Fn::Contains, Fn::EachMemberEquals, Fn::EachMemberIn, Fn::ValueOf, Fn::ValueOfAll, Fn::RefAll, Fn::Sub, Fn::Cidr";
 
 /// Condition and rule functions: not values.
 const CONDITION_FUNCTIONS: &[&str] = &[
@@ -90,11 +114,179 @@ impl<'a> Resolver<'a> {
             refs: HashMap::new(),
             imports: RefCell::new(BTreeSet::new()),
             section: Section::Resources,
+            others: vec![],
+            owner: HashMap::new(),
+            active: Cell::new(0),
+            depth: Cell::new(0),
         }
+    }
+
+    /// Several stacks as one model: `others` are scopes 1.., `owner` maps
+    /// each resource (and `Metadata:<internet host>`) to its scope.
+    pub fn add_stacks(&mut self, others: Vec<Scope<'a>>, owner: HashMap<String, usize>) {
+        self.others = others;
+        self.owner = owner;
     }
 
     fn ctx(&self) -> &Context {
         &self.env.ctx
+    }
+
+    /// How many stacks resolve here (1 unless several share the model).
+    pub fn scopes(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// Scope `k`'s template (its mappings and outputs).
+    pub fn scope_template(&self, k: usize) -> &'a Template {
+        match k {
+            0 => self.template,
+            k => self.others[k - 1].template,
+        }
+    }
+
+    /// Scope `k`'s instantiation.
+    pub fn scope_env(&self, k: usize) -> &Env {
+        match k {
+            0 => &self.env,
+            k => &self.others[k - 1].env,
+        }
+    }
+
+    /// Scope `k`'s stack name.
+    pub fn scope_name(&self, k: usize) -> &str {
+        &self.scope_env(k).ctx.stack_name
+    }
+
+    /// The scope of resource `id` (0 when it is not another stack's).
+    pub fn scope_of(&self, id: &str) -> usize {
+        self.owner.get(id).copied().unwrap_or(0)
+    }
+
+    /// The name of the stack resource `id` belongs to.
+    pub fn stack_of(&self, id: &str) -> &str {
+        self.scope_name(self.scope_of(id))
+    }
+
+    fn active_env(&self) -> &Env {
+        self.scope_env(self.active.get())
+    }
+
+    fn params_in_scope(&self) -> &HashMap<String, Value> {
+        match self.active.get() {
+            0 => &self.params,
+            k => &self.others[k - 1].env.params,
+        }
+    }
+
+    /// The scope a path's resource (or internet host) belongs to.
+    fn scope_for(&self, path: &str) -> Option<usize> {
+        if self.owner.is_empty() {
+            return None;
+        }
+        let (key, rest) = if let Some(r) = path.strip_prefix("Resources.") {
+            ("", r)
+        } else if let Some(r) = path.strip_prefix("Metadata.Vpc::Internet.Hosts.") {
+            ("Metadata:", r)
+        } else {
+            return None;
+        };
+        let id = rest.split(['.', '[']).next()?;
+        self.owner.get(&format!("{key}{id}")).copied()
+    }
+
+    /// Resolves `v` in scope `k` (stack `k`'s parameters, conditions,
+    /// mappings, name).
+    pub fn resolve_in(&self, k: usize, v: &Value, path: &str) -> Result<Value> {
+        let prev = self.active.replace(k);
+        let r = self.resolve_inner(v, path);
+        self.active.set(prev);
+        r
+    }
+
+    /// Follows a cross-stack reference (a sibling's output), refusing a
+    /// cycle.
+    fn cross_stack(&self, k: usize, v: &Value, path: &str) -> Result<Value> {
+        if self.depth.get() >= MAX_CROSS_STACK_DEPTH {
+            return Err(ModelError::new(
+                path,
+                "Circular dependency between stacks: cross-stack references (Fn::ImportValue, Fn::GetStackOutput) refer back to one another",
+            ));
+        }
+        self.depth.set(self.depth.get() + 1);
+        let r = self.resolve_in(k, v, path);
+        self.depth.set(self.depth.get() - 1);
+        r
+    }
+
+    /// The value of the export `name` of another stack of this model.
+    fn sibling_export(&self, name: &str, path: &str) -> Option<Result<Value>> {
+        let active = self.active.get();
+        for k in (0..self.scopes()).filter(|k| *k != active) {
+            for (key, o) in &self.scope_template(k).outputs {
+                let Some(n) = o.get("Export").and_then(|e| e.get("Name")) else {
+                    continue;
+                };
+                let at = format!("Outputs.{key}.Export.Name");
+                if self
+                    .resolve_in(k, n, &at)
+                    .ok()
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    != Some(name)
+                {
+                    continue;
+                }
+                let v = o.get("Value").cloned().unwrap_or(Value::Null);
+                return Some(self.cross_stack(k, &v, path));
+            }
+        }
+        None
+    }
+
+    /// `Fn::GetStackOutput`: an output of another stack of the deployment,
+    /// else of another deployment (a stack named after it).
+    fn get_stack_output(&self, arg: &Value, path: &str) -> Result<Value> {
+        let usage = "Fn::GetStackOutput takes {StackName, OutputName, Region, RoleArn}";
+        let Value::Object(a) = self.resolve_inner(arg, path)? else {
+            return Err(ModelError::new(path, usage));
+        };
+        let field = |k: &str| a.get(k).and_then(Value::as_str);
+        let (Some(stack), Some(key)) = (field("StackName"), field("OutputName")) else {
+            return Err(ModelError::new(path, usage));
+        };
+        if let Some(k) = a
+            .keys()
+            .find(|k| !["StackName", "OutputName", "Region", "RoleArn"].contains(&k.as_str()))
+        {
+            return Err(ModelError::new(path, format!("{usage}, not {k}")));
+        }
+        let missing = || ModelError::new(path, format!("Stack with id {stack} does not exist"));
+        if field("Region").is_some_and(|r| r != self.region) {
+            // Every stack here is in the one region.
+            return Err(missing());
+        }
+        let no_output = || {
+            ModelError::new(
+                path,
+                format!("Output {key} does not exist in stack {stack}"),
+            )
+        };
+        let active = self.active.get();
+        if let Some(k) = (0..self.scopes()).find(|k| *k != active && self.scope_name(*k) == stack) {
+            let o = self
+                .scope_template(k)
+                .outputs
+                .get(key)
+                .ok_or_else(no_output)?;
+            let v = o.get("Value").cloned().unwrap_or(Value::Null);
+            return self.cross_stack(k, &v, path);
+        }
+        let outputs = self.ctx().stack_outputs.get(stack).ok_or_else(missing)?;
+        outputs
+            .get(key)
+            .map(|v| Value::String(v.clone()))
+            .ok_or_else(no_output)
     }
 
     pub(super) fn in_section(mut self, s: Section) -> Self {
@@ -107,8 +299,12 @@ impl<'a> Resolver<'a> {
         Some(Value::String(match name {
             "AWS::Region" => self.region.clone(),
             "AWS::AccountId" => self.account.clone(),
-            "AWS::StackName" => self.stack_name.clone(),
-            "AWS::StackId" => super::stack_id(&self.region, &self.account, &self.stack_name),
+            "AWS::StackName" => self.scope_name(self.active.get()).to_string(),
+            "AWS::StackId" => super::stack_id(
+                &self.region,
+                &self.account,
+                self.scope_name(self.active.get()),
+            ),
             "AWS::Partition" => "aws".into(),
             "AWS::URLSuffix" => "amazonaws.com".into(),
             "AWS::NotificationARNs" => return Some(Value::Array(vec![])),
@@ -118,7 +314,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn reference(&self, name: &str, path: &str) -> Result<Value> {
-        if let Some(v) = self.params.get(name) {
+        if let Some(v) = self.params_in_scope().get(name) {
             return Ok(v.clone());
         }
         if let Some(v) = self.pseudo(name) {
@@ -134,7 +330,7 @@ impl<'a> Resolver<'a> {
                 .cloned()
                 .unwrap_or_else(|| Value::String(name.into())));
         }
-        if self.env.removed.contains(name) {
+        if self.active_env().removed.contains(name) {
             return Err(ModelError::new(path, unresolved(name, "Resources")));
         }
         Err(ModelError::new(
@@ -173,9 +369,13 @@ impl<'a> Resolver<'a> {
             })
     }
 
-    /// Resolves every intrinsic function in `v`.
+    /// Resolves every intrinsic function in `v`, in the scope of the
+    /// stack the path's resource belongs to.
     pub fn resolve(&self, v: &Value, path: &str) -> Result<Value> {
-        self.resolve_inner(v, path)
+        match self.scope_for(path) {
+            Some(k) if k != self.active.get() => self.resolve_in(k, v, path),
+            _ => self.resolve_inner(v, path),
+        }
     }
 
     pub(super) fn resolve_inner(&self, v: &Value, path: &str) -> Result<Value> {
@@ -230,7 +430,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn function(&self, k: &str, arg: &Value, m: &Map<String, Value>, path: &str) -> Result<Value> {
-        let lang = self.env.language_extensions;
+        let lang = self.active_env().language_extensions;
         match k {
             "Ref" => match arg {
                 Value::String(name) => self.reference(name, path),
@@ -286,7 +486,7 @@ impl<'a> Resolver<'a> {
                 let [Value::String(c), yes, no] = a.as_slice() else {
                     return Err(ModelError::new(path, "Template error: Fn::If requires a list argument with three elements"));
                 };
-                match self.env.conditions.get(c) {
+                match self.active_env().conditions.get(c) {
                     Some(true) => self.resolve_inner(yes, &format!("{path}[1]")),
                     Some(false) => self.resolve_inner(no, &format!("{path}[2]")),
                     None => Err(ModelError::new(
@@ -305,6 +505,11 @@ impl<'a> Resolver<'a> {
                         ))
                     }
                 };
+                if self.scopes() > 1 {
+                    if let Some(v) = self.sibling_export(&name, path) {
+                        return v;
+                    }
+                }
                 match self.ctx().exports.get(&name) {
                     Some(e) => {
                         self.imports.borrow_mut().insert(name);
@@ -312,10 +517,11 @@ impl<'a> Resolver<'a> {
                     }
                     None => Err(ModelError::new(
                         path,
-                        format!("No export named {name} found (exports are the Outputs' Export names of the other deployments: vpc status shows them)"),
+                        format!("No export named {name} found (exports are the Outputs' Export names of the deployment's other stacks and of the other deployments: vpc status shows them)"),
                     )),
                 }
             }
+            "Fn::GetStackOutput" => self.get_stack_output(arg, path),
             "Fn::Length" if lang => match self.resolve_inner(arg, path)? {
                 Value::Array(a) => Ok(Value::from(a.len())),
                 _ => Err(ModelError::new(
@@ -444,7 +650,7 @@ impl<'a> Resolver<'a> {
         };
         let default = match a.len() {
             3 => None,
-            4 if self.env.language_extensions => match &a[3] {
+            4 if self.active_env().language_extensions => match &a[3] {
                 Value::Object(o) if o.len() == 1 && o.contains_key("DefaultValue") => {
                     Some(&o["DefaultValue"])
                 }
@@ -472,7 +678,7 @@ impl<'a> Resolver<'a> {
             }
         }
         let found = self
-            .template
+            .scope_template(self.active.get())
             .mappings
             .get(&keys[0])
             .and_then(|m| m.get(&keys[1]))

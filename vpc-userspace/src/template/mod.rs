@@ -18,10 +18,12 @@ mod intrinsics;
 mod outputs;
 mod parameters;
 mod rules;
+pub mod sam;
+pub mod stacks;
 #[cfg(test)]
 mod tests;
 
-pub use intrinsics::{scalar_string, Resolver};
+pub use intrinsics::{scalar_string, Resolver, Scope};
 pub use outputs::{Export, StackOutput};
 pub use parameters::StackParameter;
 
@@ -69,6 +71,8 @@ pub struct Template {
     /// The top-level `Metadata` (unresolved): CloudFormation ignores what
     /// it does not know there, so extensions live in it (`Vpc::Internet`).
     pub metadata: Map<String, Value>,
+    /// `Description`.
+    pub description: Option<String>,
 }
 
 impl Template {
@@ -103,6 +107,9 @@ pub struct Context {
     pub ssm: BTreeMap<String, crate::ssm::Parameter>,
     /// Exports of the other stacks (deployments) of the account and region.
     pub exports: BTreeMap<String, Export>,
+    /// Outputs of the other stacks (deployments) of the account and
+    /// region, by stack and key (`Fn::GetStackOutput`).
+    pub stack_outputs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Context {
@@ -115,6 +122,7 @@ impl Context {
             stack_name: stack_name.into(),
             ssm: BTreeMap::new(),
             exports: BTreeMap::new(),
+            stack_outputs: BTreeMap::new(),
         }
     }
 
@@ -193,14 +201,24 @@ fn mapping<'v>(top: &'v Map<String, Value>, key: &str) -> Result<Option<&'v Map<
 
 /// Parses YAML or JSON text into a template.
 pub fn parse(text: &str) -> Result<Template> {
-    let doc: Value = if text.trim_start().starts_with('{') {
+    parse_document(document(text)?)
+}
+
+/// YAML or JSON text as a JSON document, the short-form tags in their long
+/// forms (what transforms take).
+pub fn document(text: &str) -> Result<Value> {
+    if text.trim_start().starts_with('{') {
         serde_json::from_str(text)
-            .map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))?
+            .map_err(|e| ModelError::new("template", format!("invalid JSON: {e}")))
     } else {
         let y: yaml_serde::Value = yaml_serde::from_str(text)
             .map_err(|e| ModelError::new("template", format!("invalid YAML: {e}")))?;
-        yaml_to_json(y, "template")?
-    };
+        yaml_to_json(y, "template")
+    }
+}
+
+/// A document (after [`sam::expand`]) as a template.
+pub fn parse_document(doc: Value) -> Result<Template> {
     let Value::Object(top) = doc else {
         return Err(ModelError::new(
             "template",
@@ -237,15 +255,17 @@ pub fn parse(text: &str) -> Result<Template> {
         }
     };
     for t in &transforms {
-        if t != LANGUAGE_EXTENSIONS {
-            let what = if t.starts_with("AWS::Serverless") {
-                " (the SAM transform: AWS::Serverless resources are not expanded yet)"
-            } else {
-                ""
-            };
+        if t == sam::SAM_TRANSFORM {
+            // `model::build_at` expands it first; a parser's caller must too.
             return Err(ModelError::new(
                 "Transform",
-                format!("transform {t} is not supported by this project{what}; {LANGUAGE_EXTENSIONS} is"),
+                format!("{t}: expand the document with template::sam::expand before parsing it"),
+            ));
+        }
+        if t != LANGUAGE_EXTENSIONS {
+            return Err(ModelError::new(
+                "Transform",
+                format!("transform {t} is not supported by this project; {LANGUAGE_EXTENSIONS} and {} are", sam::SAM_TRANSFORM),
             ));
         }
     }
@@ -305,6 +325,16 @@ pub fn parse(text: &str) -> Result<Template> {
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err(ModelError::new("Metadata", "must be a mapping")),
     };
+    let description = match top.get("Description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(_) => {
+            return Err(ModelError::new(
+                "Description",
+                "Template format error: Description must be a string",
+            ))
+        }
+    };
     Ok(Template {
         parameters,
         mappings,
@@ -314,6 +344,7 @@ pub fn parse(text: &str) -> Result<Template> {
         outputs,
         transforms,
         metadata,
+        description,
     })
 }
 

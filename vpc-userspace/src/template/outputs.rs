@@ -34,9 +34,14 @@ const KEYS: &[&str] = &["Value", "Description", "Export", "Condition"];
 impl Resolver<'_> {
     /// Every output of the template, in name order.
     pub fn outputs(&self) -> Result<Vec<StackOutput>> {
+        self.outputs_in(0)
+    }
+
+    /// Every output of the stack of scope `k`, in name order.
+    pub fn outputs_in(&self, k: usize) -> Result<Vec<StackOutput>> {
         let mut out = vec![];
         let mut exports = BTreeSet::new();
-        for (key, o) in &self.template.outputs {
+        for (key, o) in &self.scope_template(k).outputs {
             let path = format!("Outputs.{key}");
             let Value::Object(o) = o else {
                 return Err(ModelError::new(
@@ -56,7 +61,7 @@ impl Resolver<'_> {
                     "Template format error: Every Outputs member must contain a Value object",
                 ));
             };
-            let value = match self.resolve(v, &format!("{path}.Value"))? {
+            let value = match self.resolve_in(k, v, &format!("{path}.Value"))? {
                 v @ (Value::String(_) | Value::Number(_) | Value::Bool(_)) => scalar_string(&v),
                 _ => {
                     return Err(ModelError::new(
@@ -67,15 +72,21 @@ impl Resolver<'_> {
             };
             let description = match o.get("Description") {
                 None => None,
-                Some(d) => Some(scalar_string(
-                    &self.resolve(d, &format!("{path}.Description"))?,
-                )),
+                Some(d) => Some(scalar_string(&self.resolve_in(
+                    k,
+                    d,
+                    &format!("{path}.Description"),
+                )?)),
             };
             let export_name = match o.get("Export") {
                 None => None,
                 Some(e) => {
                     let epath = format!("{path}.Export.Name");
-                    let name = match e.get("Name").map(|n| self.resolve(n, &epath)).transpose()? {
+                    let name = match e
+                        .get("Name")
+                        .map(|n| self.resolve_in(k, n, &epath))
+                        .transpose()?
+                    {
                         Some(Value::String(n)) if !n.is_empty() => n,
                         _ => {
                             return Err(ModelError::new(

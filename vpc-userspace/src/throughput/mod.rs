@@ -204,6 +204,7 @@ impl Bed {
             nat_gateway_capacity: vpc_common::NAT_GATEWAY_CAPACITY,
             lifecycle: Default::default(),
             flow_logs: Default::default(),
+            stacks: vec![],
         };
         let state = deploy::up(m, &opts)?;
         let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();

@@ -146,10 +146,14 @@ fn an_interface_endpoint_has_an_eni_per_subnet_with_its_groups_and_names() {
         a("dynamodb.us-east-1.amazonaws.com."),
         Some(vec!["198.18.0.11".into()])
     );
-    // Without private DNS the regional name is not the endpoint's.
+    // Without private DNS the regional name is not the endpoint's: it is
+    // the service's public address.
     let m = model(&BASE.replace("PrivateDnsEnabled: true", "PrivateDnsEnabled: false"));
     let z = crate::resolver::Zone::of(&m, m.vpc("Vpc").unwrap());
-    assert!(!z.a.contains_key("sqs.us-east-1.amazonaws.com."));
+    assert_eq!(
+        z.a["sqs.us-east-1.amazonaws.com."],
+        vec!["198.18.0.12".parse::<std::net::Ipv4Addr>().unwrap()]
+    );
 }
 
 #[test]

@@ -171,7 +171,7 @@ fn length_and_to_json_string_need_language_extensions() {
         parse("Transform: AWS::Serverless-2016-10-31\nResources:\n  V: {Type: AWS::EC2::VPC}\n")
             .unwrap_err();
     assert_eq!(e.path, "Transform");
-    assert!(e.message.contains("SAM"), "{e}");
+    assert!(e.message.contains("template::sam::expand"), "{e}");
 }
 
 #[test]

@@ -1,0 +1,129 @@
+//! CloudFormation's answers in its query protocol's XML: a response
+//! element named after the action, its `Result`, and the request id; errors
+//! as `<ErrorResponse>`.
+use chrono::{TimeZone, Utc};
+
+/// CloudFormation's XML namespace.
+pub const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
+
+/// An XML document written element by element.
+#[derive(Debug, Default)]
+pub struct Xml(pub String);
+
+impl Xml {
+    pub fn open(&mut self, tag: &str) -> &mut Self {
+        self.0.push('<');
+        self.0.push_str(tag);
+        self.0.push('>');
+        self
+    }
+
+    pub fn close(&mut self, tag: &str) -> &mut Self {
+        self.0.push_str("</");
+        self.0.push_str(tag);
+        self.0.push('>');
+        self
+    }
+
+    /// `<tag>text</tag>`, the text escaped.
+    pub fn leaf(&mut self, tag: &str, text: &str) -> &mut Self {
+        self.open(tag);
+        self.0.push_str(&escape(text));
+        self.close(tag)
+    }
+
+    /// A leaf when there is a value.
+    pub fn opt(&mut self, tag: &str, text: Option<&str>) -> &mut Self {
+        if let Some(t) = text {
+            self.leaf(tag, t);
+        }
+        self
+    }
+
+    /// A timestamp as CloudFormation writes them (ISO 8601, UTC, ms).
+    pub fn time(&mut self, tag: &str, ms: u64) -> &mut Self {
+        self.leaf(tag, &iso8601(ms))
+    }
+
+    /// `<tag><member>...</member>...</tag>`, each member written by `f`.
+    pub fn members<T>(
+        &mut self,
+        tag: &str,
+        items: &[T],
+        mut f: impl FnMut(&mut Self, &T),
+    ) -> &mut Self {
+        self.open(tag);
+        for i in items {
+            self.open("member");
+            f(self, i);
+            self.close("member");
+        }
+        self.close(tag)
+    }
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#xD;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn iso8601(ms: u64) -> String {
+    Utc.timestamp_millis_opt(ms as i64)
+        .single()
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// `<ActionResponse xmlns=...><ActionResult>body</ActionResult>
+/// <ResponseMetadata><RequestId>id</RequestId></ResponseMetadata>
+/// </ActionResponse>` (an empty `Result` when `body` is `None`: SDKs
+/// look for the result element of operations whose answer is empty).
+pub fn response(action: &str, body: Option<&str>, request_id: &str) -> String {
+    let result = format!(
+        "<{action}Result>{}</{action}Result>",
+        body.unwrap_or_default()
+    );
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{NS}\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+    )
+}
+
+/// An error: `Sender` (the request's fault) or `Receiver`.
+pub fn error(kind: &str, code: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"{NS}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        escape(code),
+        escape(message)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_are_escaped_and_times_are_iso8601() {
+        let mut x = Xml::default();
+        x.leaf("Message", "a < b & \"c\"")
+            .time("CreationTime", 1_700_000_000_123)
+            .members("Tags", &["k"], |x, t| {
+                x.leaf("Key", t);
+            });
+        assert_eq!(
+            x.0,
+            "<Message>a &lt; b &amp; &quot;c&quot;</Message><CreationTime>2023-11-14T22:13:20.123Z</CreationTime><Tags><member><Key>k</Key></member></Tags>"
+        );
+        assert!(response("DeleteStack", None, "r").contains("<DeleteStackResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><DeleteStackResult></DeleteStackResult><ResponseMetadata><RequestId>r</RequestId>"));
+    }
+}
