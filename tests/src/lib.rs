@@ -167,6 +167,23 @@ impl Deployment {
         d
     }
 
+    /// `vpc up` of a template file as it is (its directory is where its
+    /// `Code` paths, `CodeUri` and CDK assets are found), run from another
+    /// working directory. Torn down on drop also when `up` failed half way.
+    pub fn up_file(tag: &str, template: &std::path::Path, extra: &[&str]) -> Self {
+        let name = unique_name(tag);
+        let out = Command::new(vpc_bin())
+            .args(["--name", &name, "up"])
+            .arg(template)
+            .args(extra)
+            .current_dir("/")
+            .output()
+            .expect("running vpc");
+        let d = Deployment { name };
+        assert!(out.status.success(), "vpc up failed:\n{}", text(&out));
+        d
+    }
+
     pub fn vpc(&self, args: &[&str]) -> Output {
         vpc(&self.name, args)
     }

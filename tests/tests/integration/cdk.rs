@@ -5,10 +5,7 @@
 //! to end: a default `ec2.Vpc` with an instance and an inline function; a
 //! dual-stack VPC with a function whose code is an asset; two stacks with
 //! cross-stack references.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use serde_json::{json, Value};
 use vpc_tests::{fixture_path, peer_server, text, Deployment, FAST};
@@ -58,21 +55,6 @@ fn synth(app: &str, overrides: &[(&str, Value)]) -> CdkOut {
     cdk_out
 }
 
-/// `vpc up` of a synthesized template, from another working directory.
-fn up_file(tag: &str, template: &Path, extra: &[&str]) -> Deployment {
-    let name = vpc_tests::unique_name(tag);
-    let out = Command::new(vpc_tests::vpc_bin())
-        .args(["--name", &name, "up"])
-        .arg(template)
-        .args(extra)
-        .current_dir("/")
-        .output()
-        .unwrap();
-    let d = Deployment { name };
-    assert!(out.status.success(), "vpc up failed:\n{}", text(&out));
-    d
-}
-
 fn invoke(d: &Deployment, f: &str, payload: &Value) -> Value {
     let out = d.vpc(&["invoke", f, "--payload", &payload.to_string()]);
     assert!(out.status.success(), "{f}: {}", text(&out));
@@ -105,7 +87,7 @@ fn cdk_id<'a>(ids: impl Iterator<Item = &'a str>, prefix: &str) -> String {
 #[test]
 fn a_cdk_vpc_with_an_instance_and_an_inline_function_comes_up() {
     let out = synth("vpc_instance_function", &[]);
-    let d = up_file("cdkvpc", &out.template("VpcInstanceFunction"), FAST);
+    let d = Deployment::up_file("cdkvpc", &out.template("VpcInstanceFunction"), FAST);
     let m = vpc::state::State::load(&d.name).unwrap().model;
     assert_eq!(m.subnets.len(), 4);
     assert_eq!(m.nat_gateways.len(), 2);
@@ -171,7 +153,7 @@ fn a_cdk_vpc_with_an_instance_and_an_inline_function_comes_up() {
 #[test]
 fn a_cdk_dual_stack_function_with_asset_code_reaches_its_database_over_both_families() {
     let out = synth("dual_stack_asset", &[]);
-    let d = up_file("cdkdual", &out.template("DualStackAsset"), FAST);
+    let d = Deployment::up_file("cdkdual", &out.template("DualStackAsset"), FAST);
     let m = vpc::state::State::load(&d.name).unwrap().model;
     assert!(
         m.vpcs[0].ipv6_cidr.is_some(),
@@ -249,7 +231,7 @@ fn two_cdk_stacks_with_cross_stack_references_come_up_as_one_deployment() {
         assert!(app.contains(reference), "{tag}: {reference} in App");
         let mut args = vec!["--stack", "Network"];
         args.extend_from_slice(FAST);
-        let d = up_file(tag, &out.template("Network"), &args);
+        let d = Deployment::up_file(tag, &out.template("Network"), &args);
         let apply = d.vpc(&[
             "apply",
             "--stack",

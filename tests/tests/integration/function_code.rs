@@ -22,23 +22,6 @@ use vpc_tests::{fixture, peer_server, text, Deployment, FAST};
 const TEMPLATE: &str = fixture!("function_code.yaml");
 const DB: &str = "10.0.1.10:5432";
 
-/// `vpc up` of a template file as it is (its directory is where its
-/// `Code` paths are found), from another working directory.
-fn up_file(tag: &str, template: &Path, extra: &[&str]) -> Deployment {
-    let name = vpc_tests::unique_name(tag);
-    let out = Command::new(vpc_tests::vpc_bin())
-        .args(["--name", &name, "up"])
-        .arg(template)
-        .args(extra)
-        .current_dir("/")
-        .output()
-        .unwrap();
-    // Torn down on drop also when `up` failed half way.
-    let d = Deployment { name };
-    assert!(out.status.success(), "vpc up failed:\n{}", text(&out));
-    d
-}
-
 /// A directory of the test's own, removed on drop.
 struct TempDir(PathBuf);
 
@@ -225,7 +208,7 @@ fn a_template_runs_code_from_a_local_directory_and_a_local_zip() {
       VpcConfig: {SubnetIds: [!Ref Subnet], SecurityGroupIds: [!Ref FnSg]}
 "#;
     let template = dir.write("template.yaml", &format!("{TEMPLATE}{functions}"));
-    let d = up_file("codetpl", &template, FAST);
+    let d = Deployment::up_file("codetpl", &template, FAST);
     let db = peer_server(&d.netns("Db"), DB);
     let eni = d.eni_address("Subnet");
     for (f, version) in [("fromdir", "dir-1"), ("fromzip", "zip-1")] {
@@ -290,7 +273,7 @@ fn a_template_runs_code_from_a_local_directory_and_a_local_zip() {
 fn a_cdk_apps_asset_comes_up_and_answers() {
     let cdk = vpc_tests::fixture_path("cdk_asset");
     let template = cdk.join("CodeAssetStack.template.json");
-    let d = up_file("cdk", &template, FAST);
+    let d = Deployment::up_file("cdk", &template, FAST);
     let items = json!({"items": [{"price": 3, "qty": 2}, {"price": 5, "qty": 1}]});
     let r = invoke(&d, "Handler886CB40B", &items);
     assert_eq!(r["total"], 11, "{r}");

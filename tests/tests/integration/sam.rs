@@ -6,29 +6,10 @@
 //! functions share Globals and run from code directories beside the
 //! template (tests/fixtures/sam_app/). The translator's errors name the
 //! resource in SAM's words, and nothing is built.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use serde_json::{json, Value};
 use vpc_tests::{fixture_path, peer_server, text, wait_for, Deployment, FAST};
-
-/// `vpc up` of a template file as it is (its directory is where its local
-/// `CodeUri` is found), from another working directory.
-fn up_file(tag: &str, template: &Path, extra: &[&str]) -> Deployment {
-    let name = vpc_tests::unique_name(tag);
-    let out = Command::new(vpc_tests::vpc_bin())
-        .args(["--name", &name, "up"])
-        .arg(template)
-        .args(extra)
-        .current_dir("/")
-        .output()
-        .unwrap();
-    let d = Deployment { name };
-    assert!(out.status.success(), "vpc up failed:\n{}", text(&out));
-    d
-}
 
 /// A copy of a fixture directory of the test's own, removed on drop.
 struct Copy(PathBuf);
@@ -104,7 +85,7 @@ fn enis(d: &Deployment) -> Vec<(String, String)> {
 /// answers a host on the internet with the same connection made.
 #[test]
 fn a_sam_vpc_function_reaches_its_database_and_its_url_answers_the_internet() {
-    let d = up_file("samvpc", &fixture_path("sam_vpc_function.yaml"), FAST);
+    let d = Deployment::up_file("samvpc", &fixture_path("sam_vpc_function.yaml"), FAST);
     let state = vpc::state::State::load(&d.name).unwrap();
     let m = &state.model;
     // SAM's expansion, as the translator writes it.
@@ -203,7 +184,7 @@ fn a_sam_vpc_function_reaches_its_database_and_its_url_answers_the_internet() {
 fn a_sam_app_runs_from_its_code_directories_with_globals() {
     let app = Copy::of("sam_app");
     let template = app.0.join("template.yaml");
-    let d = up_file("samapp", &template, FAST);
+    let d = Deployment::up_file("samapp", &template, FAST);
     let m = vpc::state::State::load(&d.name).unwrap().model;
     let table = m
         .stack_resources
