@@ -4,8 +4,6 @@
 //! created and deleted, ENIs created and deleted, execution environments
 //! attached and detached. Everything here runs on the agent's one loop, so
 //! changes never interleave; each one is written to the store.
-use std::collections::BTreeMap;
-
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
@@ -15,12 +13,15 @@ use super::{
 };
 
 mod function_code;
+mod timers;
 use crate::{
-    datapath::{Maps, PinnedMaps},
+    datapath::PinnedMaps,
     reconcile::change,
     state::{transact, Lifecycle, State},
 };
 use function_code::{check_unreserved, concurrency, update_code};
+use timers::advance;
+pub use timers::step;
 
 /// A change asked through the API, answered on `reply`. The API sends
 /// them over [`Ops`]; the agent's loop takes them one at a time.
@@ -166,7 +167,7 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
     r
 }
 
-type Answer = Result<Result<Value, ApiError>>;
+pub(super) type Answer = Result<Result<Value, ApiError>>;
 
 fn find(s: &State, function: &str) -> Result<String, ApiError> {
     s.model
@@ -423,7 +424,7 @@ fn changeable(
 }
 
 /// Detaches function `id` from its ENIs (its connections end).
-fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> {
+pub(super) fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> {
     change(name, maps, |m| {
         lifecycle::detach(m, id);
         Ok(())
@@ -553,67 +554,6 @@ fn publish(name: &str, maps: &mut PinnedMaps, function: &str, sha: Option<&str>)
     }
     step(name, maps)?;
     Ok(Ok(configuration(name, &id, Some(v))?))
-}
-
-/// Moves the test clock `ms` forward, stopping at every timer due on the
-/// way (activations, updates, idle reclaim, ENI deletion), in order, and
-/// running it then: a jump of 30 days does what 30 days of ticks would
-/// (the idle function's ENIs reclaimed on day 30 and deleted 20 minutes
-/// later), not everything at the end of the jump.
-fn advance(name: &str, maps: &mut PinnedMaps, ms: u64) -> Answer {
-    let lc = Lifecycle::load(name)?;
-    if !lc.clock.test {
-        return Ok(Err(ApiError::invalid(
-            "the deployment runs on the real clock (`vpc up --clock test` for one the tests move)",
-        )));
-    }
-    let target = lc.clock.now_ms.saturating_add(ms);
-    loop {
-        // What is due now first (the last stop's is run by the caller).
-        step(name, maps)?;
-        let (s, lc) = (State::load(name)?, Lifecycle::load(name)?);
-        let now = lc.clock.now_ms;
-        let to = next_due(&s, &lc)
-            .filter(|t| *t > now && *t < target)
-            .unwrap_or(target);
-        transact(name, |_, lc| {
-            lc.clock.now_ms = to;
-            Ok(())
-        })?;
-        // Connections' idle times too (the NAT gateway's 350 s, ...), once
-        // the store holds the new time: a failed commit moves neither clock.
-        maps.advance_clock((to - now).saturating_mul(1_000_000))?;
-        if to == target {
-            break;
-        }
-    }
-    Ok(Ok(
-        json!({ "Now": lifecycle::iso8601(target), "NowMs": target }),
-    ))
-}
-
-/// When the lifecycle's next timer is due (`None`: none is set): what
-/// [`step`] acts on.
-fn next_due(s: &State, lc: &Lifecycle) -> Option<u64> {
-    let settings = lc.settings;
-    let functions = lc.functions.iter().flat_map(|(id, st)| {
-        let idle = (st.state == state::ACTIVE
-            && st.life.update.is_none()
-            && s.model.function(id).is_some_and(|f| f.vpc_config.is_some()))
-        .then(|| st.life.last_invoked_ms + settings.idle_reclaim.as_millis() as u64);
-        [
-            st.life
-                .pending_until_ms
-                .filter(|_| st.state == state::PENDING),
-            st.life.update.as_ref().map(|u| u.ready_at_ms),
-            idle,
-        ]
-    });
-    let enis = lc
-        .unused_since_ms
-        .values()
-        .map(|t| Some(t + settings.eni_delete_delay.as_millis() as u64));
-    functions.chain(enis).flatten().min()
 }
 
 /// CreateFunction on the running deployment: its execution environments
@@ -943,134 +883,7 @@ fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
     Ok(Ok(Value::Null))
 }
 
-/// Runs the lifecycle's timers once: activations, updates that are due,
-/// idle reclaim, and ENIs nothing has used for the delete delay.
-pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
-    let lc = Lifecycle::load(name)?;
-    // Configurations as they stand (each function's own changes below
-    // touch only that function).
-    let at_start = State::load(name)?;
-    let vpc_of = |id: &str| {
-        at_start
-            .model
-            .function(id)
-            .and_then(|f| f.vpc_config.clone())
-    };
-    let now = lc.clock.now_ms();
-    let settings = lc.settings;
-    for (id, st) in &lc.functions {
-        if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
-            let vc = vpc_of(id);
-            let r = change(name, maps, |m| {
-                lifecycle::attach(m, id, vc, settings.eni_limit)
-            })?;
-            set_status(name, id, |st| {
-                st.life.pending_until_ms = None;
-                st.life.revision += 1;
-                match &r {
-                    Ok(()) => {
-                        let life = std::mem::take(&mut st.life);
-                        *st = FunctionStatus {
-                            life,
-                            ..FunctionStatus::active()
-                        };
-                        st.life.last_invoked_ms = now;
-                    }
-                    Err(f) => {
-                        // A restore that fails leaves the function Inactive.
-                        st.state = if st.state_reason_code == "Restoring" {
-                            state::INACTIVE
-                        } else {
-                            state::FAILED
-                        }
-                        .into();
-                        st.state_reason_code = f.code.into();
-                        st.state_reason = Some(f.reason.clone());
-                        st.last_update_status = "Failed".into();
-                        st.life.last_update_status_reason = Some(f.reason.clone());
-                        st.life.last_update_status_reason_code = Some(f.code.into());
-                    }
-                }
-            })?;
-        } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
-            let vc = u.vpc_config.clone();
-            let r = change(name, maps, |m| {
-                lifecycle::attach(m, id, vc, settings.eni_limit)
-            })?;
-            set_status(name, id, |st| {
-                st.life.update = None;
-                st.life.revision += 1;
-                match &r {
-                    Ok(()) => st.last_update_status = "Successful".into(),
-                    Err(f) => {
-                        st.last_update_status = "Failed".into();
-                        st.life.last_update_status_reason = Some(f.reason.clone());
-                        st.life.last_update_status_reason_code = Some(f.code.into());
-                    }
-                }
-            })?;
-        } else if st.state == state::ACTIVE
-            && st.life.update.is_none()
-            && now.saturating_sub(st.life.last_invoked_ms)
-                >= settings.idle_reclaim.as_millis() as u64
-            && vpc_of(id).is_some()
-        {
-            detach(name, maps, id)?;
-            set_status(name, id, |st| {
-                st.state = state::INACTIVE.into();
-                st.state_reason_code = "Idle".into();
-                st.state_reason = Some(
-                    "The function is inactive because it has not been invoked for the idle period; Lambda reclaimed its Hyperplane ENI".into(),
-                );
-                st.life.revision += 1;
-            })?;
-        }
-    }
-    // ENIs nothing uses are deleted after the delete delay.
-    let s = State::load(name)?;
-    let lc = Lifecycle::load(name)?;
-    let used = lifecycle::combinations_in_use(&s.model, lifecycle::lives(&lc.functions));
-    let unused = lifecycle::unused_combinations(&s.model, &used);
-    let key = |c: &lifecycle::Combination| {
-        format!(
-            "{}|{}|{}",
-            c.0,
-            c.1.join(","),
-            c.2.as_deref().unwrap_or_default()
-        )
-    };
-    let mut since: BTreeMap<String, u64> = lc
-        .unused_since_ms
-        .iter()
-        .filter(|(k, _)| unused.iter().any(|c| key(c) == **k))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    for c in &unused {
-        let t = *since.entry(key(c)).or_insert(now);
-        if now.saturating_sub(t) >= settings.eni_delete_delay.as_millis() as u64 {
-            change(name, maps, |m| {
-                lifecycle::delete_enis(m, c);
-                Ok(())
-            })?
-            .map_err(|f| anyhow::anyhow!("{}", f.reason))?;
-            since.remove(&key(c));
-            tracing::info!(
-                "deleted the Hyperplane ENI(s) of ({}, [{}]): unused",
-                c.0,
-                c.1.join(", ")
-            );
-        }
-    }
-    if since != lc.unused_since_ms {
-        transact(name, |_, lc| {
-            lc.unused_since_ms = since;
-            Ok(())
-        })?;
-    }
-    Ok(())
-}
-
-fn set_status(name: &str, id: &str, f: impl FnOnce(&mut FunctionStatus)) -> Result<()> {
+pub(super) fn set_status(name: &str, id: &str, f: impl FnOnce(&mut FunctionStatus)) -> Result<()> {
     transact(name, |_, lc| {
         if let Some(st) = lc.functions.get_mut(id) {
             f(st);

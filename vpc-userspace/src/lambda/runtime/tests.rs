@@ -1,4 +1,5 @@
 use super::*;
+use super::process::group_peak_kb;
 
 #[test]
 fn request_ids_are_uuid_v4() {
