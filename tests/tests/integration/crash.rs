@@ -10,20 +10,9 @@ use std::{
 };
 
 use serde_json::json;
-use vpc_tests::{fixture, line_echo_server, text, Deployment, LineClient, Rng, FAST};
+use vpc_tests::{line_echo_server, text, Deployment, LineClient, Rng, FAST};
 
-const BASE: &str = fixture!("reconcile.yaml");
-
-/// Subnet B with an instance and a function, added and removed by `vpc apply`.
-const SUBNET_B: &str = "
-  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
-  New: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, SecurityGroupIds: [!Ref AppSg]}}
-  NewIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref New}}
-  Fn2:
-    Type: AWS::Lambda::Function
-    Properties:
-      VpcConfig: {SubnetIds: [!Ref B], SecurityGroupIds: [!Ref FnSg]}
-";
+use crate::reconcile::{BASE, SUBNET_B};
 
 /// `vpc verify`'s differences (empty: what is built is what is desired).
 fn drift(d: &Deployment) -> Vec<String> {

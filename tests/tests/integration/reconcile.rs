@@ -6,11 +6,11 @@ use vpc_tests::{
     Deployment, LineClient, FAST,
 };
 
-const BASE: &str = fixture!("reconcile.yaml");
+pub(crate) const BASE: &str = fixture!("reconcile.yaml");
 
 /// Subnet B with an instance (an address chosen by EC2, an Elastic IP) and
 /// a function in it.
-const SUBNET_B: &str = "
+pub(crate) const SUBNET_B: &str = "
   B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
   New: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, SecurityGroupIds: [!Ref AppSg]}}
   NewIp: {Type: AWS::EC2::EIP, Properties: {InstanceId: !Ref New}}

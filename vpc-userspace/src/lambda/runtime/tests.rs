@@ -1,5 +1,5 @@
-use super::*;
 use super::process::group_peak_kb;
+use super::*;
 
 #[test]
 fn request_ids_are_uuid_v4() {
