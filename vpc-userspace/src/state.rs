@@ -209,9 +209,6 @@ impl Lifecycle {
             .get("lifecycle")?
             .context("no lifecycle in the store")
     }
-    pub fn save(&self, name: &str) -> Result<()> {
-        store_of(name)?.put("lifecycle", self)
-    }
 }
 
 /// Which hook the router uses on each port: a default, and overrides by

@@ -356,15 +356,20 @@ fn agent_loop(
                     tracing::info!("flow logs: now {}", logged.len());
                 }
             }
-            let mut lc = Lifecycle::load(name)?;
-            let mut changed = n > 0;
-            lc.gc_removed += n as u64;
-            match scale_enis(name, &mut maps, &mut lc, &mut drained) {
-                Ok(c) => changed |= c,
-                Err(e) => tracing::warn!("scaling Hyperplane ENIs: {e:#}"),
-            }
-            if changed {
-                lc.save(name)?;
+            let lc = Lifecycle::load(name)?;
+            let reasons = scale_enis(name, &mut maps, &lc, &mut drained).unwrap_or_else(|e| {
+                tracing::warn!("scaling Hyperplane ENIs: {e:#}");
+                vec![]
+            });
+            // Read, changed and written under the lock: a whole lifecycle
+            // saved from an earlier read would undo what an apply or a
+            // Lambda call wrote in between.
+            if n > 0 || !reasons.is_empty() {
+                crate::state::transact(name, |_, lc| {
+                    lc.gc_removed += n as u64;
+                    reasons.into_iter().for_each(|r| r.write(lc));
+                    Ok(())
+                })?;
             }
             tick()?;
         }

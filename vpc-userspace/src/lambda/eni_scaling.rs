@@ -30,13 +30,15 @@ enum EniChange {
 /// `return_delay` is returned (not the last one while the one before it is
 /// past the threshold, which would only bring it back). One change per
 /// tick, under the deployment's lock. `drained`: ENI index -> drained since.
-/// Returns whether function states changed.
+/// Returns the state reasons of the `Active` functions whose reason changes
+/// (`lc` is only read: the caller writes them under the lock, so a change
+/// made meanwhile, such as an apply's staged update, is never lost).
 pub fn scale_enis(
     name: &str,
     maps: &mut PinnedMaps,
-    lc: &mut Lifecycle,
+    lc: &Lifecycle,
     drained: &mut HashMap<u32, std::time::Instant>,
-) -> Result<bool> {
+) -> Result<Vec<StateReason>> {
     let s = State::load(name)?;
     let sc = s.eni_scaling;
     let cap = maps.eni_capacity()? as f64;
@@ -100,7 +102,7 @@ pub fn scale_enis(
             }
         }
     }
-    let mut changed = false;
+    let mut changed = vec![];
     match change {
         Some(EniChange::Add(first)) => {
             if let Err(why) = add_eni(name, maps, first)? {
@@ -127,7 +129,7 @@ pub fn scale_enis(
             continue;
         }
         let reason = mine.iter().find(|r| r.is_some()).copied().unwrap_or(&None);
-        let Some(st) = lc.functions.get_mut(&f.id) else {
+        let Some(st) = lc.functions.get(&f.id) else {
             continue;
         };
         let (code, why) = match &reason {
@@ -138,12 +140,34 @@ pub fn scale_enis(
             if reason.is_some() {
                 tracing::warn!("{}: {}", f.id, why.as_deref().unwrap_or(""));
             }
-            st.state_reason_code = code;
-            st.state_reason = why;
-            changed = true;
+            changed.push(StateReason {
+                function: f.id.clone(),
+                code,
+                reason: why,
+            });
         }
     }
     Ok(changed)
+}
+
+/// An `Active` function's new `StateReasonCode` and `StateReason`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateReason {
+    pub function: String,
+    pub code: String,
+    pub reason: Option<String>,
+}
+
+impl StateReason {
+    /// Sets the reason, if the function is still `Active`.
+    pub fn write(self, lc: &mut Lifecycle) {
+        if let Some(st) = lc.functions.get_mut(&self.function) {
+            if st.state == "Active" {
+                st.state_reason_code = self.code;
+                st.state_reason = self.reason;
+            }
+        }
+    }
 }
 
 /// Adds an ENI to the group of `first` ([`Model::allocate_eni`]: a new

@@ -126,11 +126,15 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
                 }
             })?;
         } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
-            let vc = u.vpc_config.clone();
+            let (u, vc) = (u.clone(), u.vpc_config.clone());
             let r = change(name, maps, |m| {
                 lifecycle::attach(m, id, vc, settings.eni_limit)
             })?;
             set_status(name, id, |st| {
+                // A newer update staged meanwhile is the next tick's.
+                if st.life.update.as_ref() != Some(&u) {
+                    return;
+                }
                 st.life.update = None;
                 st.life.revision += 1;
                 match &r {
