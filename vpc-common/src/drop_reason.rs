@@ -90,10 +90,15 @@ pub enum DropReason {
     /// A VLAN-tagged frame (802.1Q / 802.1ad), in the frame or taken off it
     /// by the device: VPC interfaces are untagged, so it is not classified.
     VlanTagged = 35,
+    /// A new connection's first packets raced on two CPUs and the other
+    /// one's entries went in first: the packet then goes as part of that
+    /// connection (Linux's conntrack clash resolution); counted only when
+    /// that fails too.
+    CtClash = 36,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 32] = [
+    pub const ALL: [DropReason; 33] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -126,6 +131,7 @@ impl DropReason {
         DropReason::ConntrackAllowanceExceeded,
         DropReason::LinklocalAllowanceExceeded,
         DropReason::VlanTagged,
+        DropReason::CtClash,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -162,6 +168,7 @@ impl DropReason {
             DropReason::ConntrackAllowanceExceeded => "conntrack_allowance_exceeded",
             DropReason::LinklocalAllowanceExceeded => "linklocal_allowance_exceeded",
             DropReason::VlanTagged => "vlan_tagged",
+            DropReason::CtClash => "ct_clash",
         }
     }
 }

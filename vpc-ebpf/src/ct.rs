@@ -341,13 +341,22 @@ pub fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
     }
     let w = config::flow_log_window();
     let nat = s.reply.flags & CT_F_DNAT != 0;
+    // No entry was at the key when the pipeline looked: one is only there
+    // now if another CPU opened it meanwhile (a clash, below).
+    let mut orig_flags = BPF_NOEXIST as u64;
     if let Some(old) = CT.get_ptr(&s.key) {
         let old = unsafe { &*old };
+        if old.dir == CT_DIR_ORIG && clashes(s, old, now) {
+            return Err(DropReason::CtClash);
+        }
         if w != 0 {
             flowlog::carry(&mut s.orig.fl, old);
         }
         if old.dir == CT_DIR_ORIG {
             evict(&s.key, old.in_ifindex);
+        } else {
+            // The reply entry of a connection the other way round.
+            orig_flags = 0;
         }
     }
     if let Some(old) = CT.get_ptr(&s.reply_key) {
@@ -373,12 +382,31 @@ pub fn open(s: &mut Scratch, now: u64) -> Result<(), DropReason> {
         allowance::release_connection(from);
         return Err(DropReason::CtFull);
     }
-    if CT.insert(&s.key, &s.orig, 0).is_err() {
+    if CT.insert(&s.key, &s.orig, orig_flags).is_err() {
         let _ = CT.remove(&s.reply_key);
         allowance::release_connection(from);
+        // Taken by another CPU between the look above and here.
+        if CT.get_ptr(&s.key).is_some() {
+            return Err(DropReason::CtClash);
+        }
         return Err(DropReason::CtFull);
     }
     Ok(())
+}
+
+/// Whether `old`, the original entry found at a new connection's key, is
+/// a live connection the pipeline's lookup did not see: another CPU opened
+/// the same tuple between that lookup and this insert (two packets of a
+/// new flow at once, as a resolver's parallel A and AAAA queries from one
+/// socket). Not one the pipeline chose to replace (closed, reset, expired,
+/// reopened by a SYN, or from another port).
+#[inline(always)]
+fn clashes(s: &Scratch, old: &CtEntry, now: u64) -> bool {
+    old.in_ifindex == s.orig.in_ifindex
+        && !over(s.pkt.proto, old, now)
+        && !(s.pkt.proto == IPPROTO_TCP
+            && s.pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+            && (old.state == ct_state::CLOSING || old.state == ct_state::CLOSED))
 }
 
 /// Removes the original entry at `key` of a connection opened from port

@@ -26,9 +26,7 @@ pub fn rewrite<C: Ctx>(
     // header (the internet gateway's 1:1 NAT of an echo). The echo's
     // identifier is its "port" (the NAT gateway's own one, or back).
     if p.proto == IPPROTO_ICMP && !p.v6 {
-        if port != p.sport {
-            echo_id(ctx, l4_off, port)?;
-        }
+        echo_id(ctx, l4_off, port)?;
         let off = ETH_HLEN + if src { IPV4_SRC } else { IPV4_DST };
         let old = read::<u32>(ctx, off)?;
         let new = addr_words(addr)[3];
@@ -85,6 +83,11 @@ fn echo_id<C: Ctx>(ctx: &C, l4_off: usize, id: u16) -> Result<(), DropReason> {
     const _: () = assert!(ICMP_ECHO_ID == ICMP_CHECK + 2);
     let at = l4_off + ICMP_CHECK;
     let old = read::<[u16; 2]>(ctx, at)?[1];
+    // From the frame, not the parsed packet: a packet rewritten once
+    // already (a clash's retry, `ct::open`) is rewritten from what it holds.
+    if old == id {
+        return Ok(());
+    }
     ctx.l4_csum_replace(at, old as u32, id as u32, 2, 0)?;
     write(ctx, l4_off + ICMP_ECHO_ID, id)
 }

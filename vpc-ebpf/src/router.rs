@@ -14,7 +14,7 @@ use vpc_common::{
 
 use crate::{
     allowance, config, ct,
-    ctx::{self, Ctx, VERDICT_NO_TUPLE},
+    ctx::{self, Ctx, VERDICT_DETAIL_SHIFT, VERDICT_DROP, VERDICT_NO_TUPLE},
     flowlog, frag, hyperplane, internet_gateway,
     maps::{Scratch, PORTS, SCRATCH},
     nat, nat_gateway, parse, policy, resolver, route,
@@ -121,8 +121,30 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     } else {
         host_flow(ctx, s, port, ifindex, now)
     };
-    if action == nat_gateway::HOP {
-        return nat_gateway::via(ctx, s);
+    let action = if action == nat_gateway::HOP {
+        nat_gateway::via(ctx, s)
+    } else {
+        action
+    };
+    if action == CLASHED {
+        return after_clash(ctx, s, ifindex, now);
+    }
+    action
+}
+
+/// The verdict of a new flow whose connection another CPU opened first
+/// (`ct::open`); not counted yet.
+const CLASHED: u32 = VERDICT_DROP | (DropReason::CtClash as u32) << VERDICT_DETAIL_SHIFT;
+
+/// A packet that lost a clash goes as part of the connection that won
+/// (its NAT, where any, applied over the frame's own rewrite: `nat`
+/// rewrites from what the frame holds); dropped as `ct_clash` only when
+/// that connection is gone again.
+#[inline(never)]
+fn after_clash<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
+    let action = tracked(ctx, s, ifindex, now);
+    if action == UNTRACKED || action == IDLE_RESET {
+        return stats::clash_lost();
     }
     action
 }

@@ -17,8 +17,19 @@ fn bump(idx: u32) {
 /// Counts a drop; the verdict carries its reason (for `trace`).
 #[inline(always)]
 pub fn drop(reason: DropReason) -> u32 {
-    bump(reason as u32);
+    // A clash is counted only if the pipeline's retry fails too
+    // (`router::after_clash`).
+    if reason != DropReason::CtClash {
+        bump(reason as u32);
+    }
     VERDICT_DROP | (reason as u32) << VERDICT_DETAIL_SHIFT
+}
+
+/// A clash whose retry found no connection either: counted.
+#[inline(always)]
+pub fn clash_lost() -> u32 {
+    bump(DropReason::CtClash as u32);
+    VERDICT_DROP | (DropReason::CtClash as u32) << VERDICT_DETAIL_SHIFT
 }
 
 /// A verdict, or the drop counted with its reason.

@@ -240,6 +240,28 @@ fn stop_agent(pid: u32) {
     }
 }
 
+/// Removes a deployment's state directory. Renamed first, so no reader
+/// finds the store any more (`store_of` checks for it); a reader that
+/// already had it open may still write SQLite's `-wal`/`-shm` beside it,
+/// so the removal is retried until the directory is gone.
+fn remove_state_dir(name: &str) {
+    let dir = state_dir(name);
+    let gone = Path::new(STATE_ROOT).join(format!(".down-{name}-{}", std::process::id()));
+    let target = if std::fs::rename(&dir, &gone).is_ok() {
+        gone
+    } else {
+        dir
+    };
+    for _ in 0..20 {
+        match std::fs::remove_dir_all(&target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Tears a deployment down: agent, namespaces (and so veths and links), pins, state.
 pub fn down(name: &str) -> Result<()> {
     check_name(name)?;
@@ -278,7 +300,7 @@ pub fn down(name: &str) -> Result<()> {
             errors.push(format!("removing {}: {e}", pins.display()));
         }
     }
-    let _ = std::fs::remove_dir_all(state_dir(name));
+    remove_state_dir(name);
     // The shared `vpc` pin directory goes with the last deployment; the lock
     // keeps a concurrent `up` from losing it between parent and child.
     if let (Some(parent), Ok(_bpffs)) = (pins.parent(), datapath::bpffs_lock()) {

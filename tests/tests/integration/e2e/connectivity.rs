@@ -274,3 +274,104 @@ fn nothing_crosses_without_the_programs(d: Deployment) {
     assert!(!out, "a packet crossed with nothing attached");
     assert_eq!(server.stop(), None);
 }
+
+/// Two packets of one new UDP flow at the same moment from the two CPUs
+/// (as a resolver's parallel A and AAAA queries from one socket): both
+/// replies come back. The CPU whose entries lose the insert sends its
+/// packet as part of the winner's connection (`ct::open`'s clash), rather
+/// than leaving a reply entry whose NAT port no connection owns, whose
+/// reply would be dropped as `hyperplane_unsolicited`. Without the fix a
+/// few hundred tries lose replies on two CPUs; with it none may.
+#[test]
+fn a_new_flow_sent_from_two_cpus_at_once_gets_both_replies() {
+    use std::{
+        net::{SocketAddr, UdpSocket},
+        sync::{atomic::Ordering::Relaxed, Barrier},
+        time::{Duration, Instant},
+    };
+    use vpc_tests::Running;
+    let d = Deployment::up("e2eclash", "default", FAST);
+    // UDP 9000: what the default template's groups let through.
+    let to: SocketAddr = "10.0.1.10:9000".parse().unwrap();
+    let echo = Running::start(&d.netns("DatabaseInstance"), move |ready, stop| {
+        let s = UdpSocket::bind(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready.send(()).unwrap();
+        let mut buf = [0u8; 64];
+        while !stop.load(Relaxed) {
+            if let Ok((n, peer)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], peer);
+            }
+        }
+    });
+    const FLOWS: u16 = 300;
+    let lost = vpc_tests::spawn_in_netns(&d.exec_env_netns("OrdersFunction"), move || {
+        let cpus = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(2);
+        let mut lost: u32 = 0;
+        for i in 0..FLOWS {
+            // Two sockets on one local port: one 5-tuple, two senders.
+            let pair: Vec<UdpSocket> = (0..2).map(|_| bind_shared(40000 + i)).collect();
+            let go = Barrier::new(2);
+            std::thread::scope(|sc| {
+                for (n, s) in pair.iter().enumerate() {
+                    let go = &go;
+                    sc.spawn(move || {
+                        let mut set = nix::sched::CpuSet::new();
+                        set.set(n % cpus).unwrap();
+                        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                        go.wait();
+                        s.send_to(&[n as u8], to).unwrap();
+                    });
+                }
+            });
+            let mut got = 0;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut buf = [0u8; 64];
+            while got < 2 && Instant::now() < deadline {
+                for s in &pair {
+                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    if s.recv_from(&mut buf).is_ok() {
+                        got += 1;
+                    }
+                }
+            }
+            lost += 2 - got;
+            assert!(
+                i < 10 || lost < 2 * (i as u32 + 1),
+                "no reply at all: the path is broken, not racing"
+            );
+        }
+        lost
+    })
+    .join()
+    .unwrap();
+    echo.stop();
+    assert_eq!(lost, 0, "replies lost out of {}", 2 * FLOWS as u32);
+    assert_eq!(d.dropped("hyperplane_unsolicited"), 0);
+    assert_eq!(d.dropped("ct_clash"), 0);
+}
+
+/// A UDP socket on `port` that another may share (`SO_REUSEPORT`, set
+/// before binding).
+fn bind_shared(port: u16) -> std::net::UdpSocket {
+    use nix::sys::socket::{
+        bind, setsockopt, socket, sockopt::ReusePort, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, ReusePort, &true).unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(0, 0, 0, 0, port),
+    )
+    .unwrap();
+    std::net::UdpSocket::from(fd)
+}
