@@ -662,7 +662,7 @@ pub fn configuration(
         // A function without `Runtime` (a shell script) reports what
         // runs it as a custom runtime would.
         "Runtime": f.runtime.runtime.as_deref().unwrap_or("provided.al2023"),
-        "Role": format!("arn:aws:iam::{account}:role/{}-role", f.name),
+        "Role": f.role.clone().unwrap_or_else(|| format!("arn:aws:iam::{account}:role/{}-role", f.name)),
         "Handler": f.runtime.handler.as_deref().unwrap_or("bootstrap"),
         "CodeSize": size,
         "Description": "",

@@ -42,6 +42,8 @@ pub enum Op {
         account: Option<String>,
         /// Its `Code`, read and checked off the loop ([`code::from_request`]).
         code: Option<code::Source>,
+        /// The access key id that signed the request (IAM's caller).
+        access_key: Option<String>,
     },
     /// An invocation starts: may it run, and where (`env`, 1-based, or 0:
     /// any of its environments, listed in `Envs`; a published version's own
@@ -58,6 +60,8 @@ pub enum Op {
     Update {
         function: String,
         body: Value,
+        /// The access key id that signed the request (IAM's caller).
+        access_key: Option<String>,
     },
     Delete {
         function: String,
@@ -120,7 +124,8 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
             body,
             account,
             code,
-        } => create(name, maps, &body, account, code),
+            access_key,
+        } => create(name, maps, &body, account, code, access_key.as_deref()),
         Op::Claim {
             function,
             env,
@@ -129,7 +134,11 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
         } => claim(name, &function, env, qualifier, dry_run),
         Op::AddEnv { function } => add_env(name, maps, &function),
         Op::RemoveEnvs { function, envs } => remove_envs(name, maps, &function, &envs),
-        Op::Update { function, body } => update(name, &function, &body),
+        Op::Update {
+            function,
+            body,
+            access_key,
+        } => update(name, &function, &body, access_key.as_deref()),
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish {
             function,
@@ -174,6 +183,16 @@ fn find(s: &State, function: &str) -> Result<String, ApiError> {
         .function(function)
         .map(|f| f.id.clone())
         .ok_or_else(|| ApiError::not_found(function))
+}
+
+/// A function's ARN, in its own account.
+fn function_arn(s: &State, f: &crate::model::Function) -> String {
+    format!(
+        "arn:aws:lambda:{}:{}:function:{}",
+        s.model.region,
+        f.account.as_deref().unwrap_or(&s.model.account),
+        f.name
+    )
 }
 
 fn arn(s: &State, fname: &str) -> String {
@@ -432,7 +451,7 @@ pub(super) fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> 
     .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.reason))
 }
 
-fn update(name: &str, function: &str, body: &Value) -> Answer {
+fn update(name: &str, function: &str, body: &Value, access_key: Option<&str>) -> Answer {
     let r = transact(name, |s, lc| {
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
@@ -446,6 +465,42 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
                 Err(e) => return Ok(Err(e)),
             },
         };
+        // IAM: the caller's policies, with the VPC settings the function
+        // will have; then the execution role, when the request gives a
+        // VpcConfig or a Role and the function ends up in a VPC.
+        let farn = function_arn(s, &f);
+        if let Err(e) = crate::iam::lambda::authorize(
+            &s.model,
+            access_key,
+            "lambda:UpdateFunctionConfiguration",
+            &farn,
+            target.as_ref(),
+        ) {
+            return Ok(Err(ApiError::new(403, "AccessDeniedException", e.0)));
+        }
+        let role = match &body["Role"] {
+            Value::Null => f.role.clone(),
+            Value::String(r) => Some(r.clone()),
+            _ => return Ok(Err(ApiError::invalid("Role: a role's ARN expected"))),
+        };
+        let iam = crate::iam::Iam::of(&s.model);
+        if target.is_some() && (body.get("VpcConfig").is_some() || body.get("Role").is_some()) {
+            let account = f.account.as_deref().unwrap_or(&s.model.account);
+            if let Err(e) = crate::iam::lambda::check_execution_role(
+                &iam,
+                role.as_deref(),
+                true,
+                &s.model.region,
+                account,
+            ) {
+                return Ok(Err(ApiError::invalid(e)));
+            }
+        }
+        if role != f.role {
+            let fm = s.model.functions.iter_mut().find(|x| x.id == id).expect("found");
+            fm.role_known = role.as_deref().is_some_and(|r| iam.role_by_arn(r).is_some());
+            fm.role = role;
+        }
         // Execution environments were placed when the function was built:
         // each moves to the subnet at its position.
         let have = f.envs().len();
@@ -566,6 +621,7 @@ fn create(
     body: &Value,
     account: Option<String>,
     source: Option<code::Source>,
+    access_key: Option<&str>,
 ) -> Answer {
     let s = State::load(name)?;
     let account = account.filter(|a| *a != s.model.account);
@@ -600,6 +656,34 @@ fn create(
             Err(e) => return Ok(Err(e)),
         },
     };
+    // IAM: the caller's policies (with the VPC condition keys), then the
+    // execution role Lambda will use for the function's ENIs.
+    let farn = format!(
+        "arn:aws:lambda:{}:{}:function:{fname}",
+        s.model.region,
+        account.as_deref().unwrap_or(&s.model.account)
+    );
+    if let Err(e) =
+        crate::iam::lambda::authorize(&s.model, access_key, "lambda:CreateFunction", &farn, vc.as_ref())
+    {
+        return Ok(Err(ApiError::new(403, "AccessDeniedException", e.0)));
+    }
+    let role = match &body["Role"] {
+        Value::Null => None,
+        Value::String(r) => Some(r.clone()),
+        _ => return Ok(Err(ApiError::invalid("Role: a role's ARN expected"))),
+    };
+    let iam = crate::iam::Iam::of(&s.model);
+    if let Err(e) = crate::iam::lambda::check_execution_role(
+        &iam,
+        role.as_deref(),
+        vc.is_some(),
+        &s.model.region,
+        account.as_deref().unwrap_or(&s.model.account),
+    ) {
+        return Ok(Err(ApiError::invalid(e)));
+    }
+    let role_known = role.as_deref().is_some_and(|r| iam.role_by_arn(r).is_some());
     let (code, package) = match source {
         None => (None, None),
         Some(code::Source::Inline(c)) => (Some(c), None),
@@ -646,6 +730,8 @@ fn create(
         version_of: None,
         runtime,
         replicas: vec![],
+        role,
+        role_known,
     };
     if let Some(e) = code::needs_runtime(&f) {
         return Ok(Err(ApiError::invalid(e)));

@@ -144,6 +144,11 @@ pub struct Model {
     /// resources, outputs, parameters and conditions.
     #[serde(default)]
     pub stacks: Vec<ModelStack>,
+    /// What the IAM API created (the templates' IAM is in
+    /// `stack_resources`): kept over every apply, as the API's functions
+    /// are ([`crate::iam`]).
+    #[serde(default)]
+    pub iam: crate::iam::Store,
 }
 
 impl Model {
@@ -432,6 +437,7 @@ impl<'a> Builder<'a> {
             vpc_endpoints: vec![],
             function_urls: vec![],
             stacks: vec![],
+            iam: Default::default(),
         };
         Self {
             t,
