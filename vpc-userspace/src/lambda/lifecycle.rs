@@ -196,8 +196,10 @@ pub fn combinations(account: Option<&str>, vc: Option<&FunctionVpc>) -> Vec<Comb
     .unwrap_or_default()
 }
 
+/// Is `e` Lambda's ENI of combination `c`? (One Lambda lost, `available`,
+/// is no combination's.)
 fn is_of(e: &HyperplaneEniSpec, c: &Combination) -> bool {
-    e.subnet == c.0 && e.groups == c.1 && e.account == c.2
+    !e.available && e.subnet == c.0 && e.groups == c.1 && e.account == c.2
 }
 
 /// The first ENI of a combination's group, if it has one.
@@ -431,9 +433,32 @@ pub fn combinations_in_use<'a>(
 pub fn unused_combinations(m: &Model, used: &BTreeSet<Combination>) -> BTreeSet<Combination> {
     m.enis
         .iter()
+        .filter(|e| !e.available)
         .map(|e| (e.subnet.clone(), e.groups.clone(), e.account.clone()))
         .filter(|c| !used.contains(c))
         .collect()
+}
+
+/// A function whose execution role is gone left combinations `left`: the
+/// ENIs of those nothing uses any more (`lives`: the functions' pending
+/// changes and versions) are ones Lambda cannot delete. They stay,
+/// `available`, with no function, until deleted by hand
+/// ([`Model::delete_network_interface`]). Returns their ids.
+pub fn strand_enis<'a>(
+    m: &mut Model,
+    left: &[Combination],
+    lives: impl Iterator<Item = (&'a str, &'a FunctionLife)>,
+) -> Vec<String> {
+    let used = combinations_in_use(m, lives);
+    let mut ids = vec![];
+    for c in left.iter().filter(|c| !used.contains(*c)) {
+        for e in m.enis.iter_mut().filter(|e| is_of(e, c)) {
+            e.available = true;
+            e.functions.clear();
+            ids.push(e.id.clone());
+        }
+    }
+    ids
 }
 
 /// Deletes every ENI of combination `c`.

@@ -13,6 +13,8 @@ use super::{
 };
 
 mod function_code;
+mod iam;
+mod stranded;
 mod timers;
 use crate::{
     datapath::PinnedMaps,
@@ -183,16 +185,6 @@ fn find(s: &State, function: &str) -> Result<String, ApiError> {
         .function(function)
         .map(|f| f.id.clone())
         .ok_or_else(|| ApiError::not_found(function))
-}
-
-/// A function's ARN, in its own account.
-fn function_arn(s: &State, f: &crate::model::Function) -> String {
-    format!(
-        "arn:aws:lambda:{}:{}:function:{}",
-        s.model.region,
-        f.account.as_deref().unwrap_or(&s.model.account),
-        f.name
-    )
 }
 
 fn arn(s: &State, fname: &str) -> String {
@@ -466,40 +458,9 @@ fn update(name: &str, function: &str, body: &Value, access_key: Option<&str>) ->
             },
         };
         // IAM: the caller's policies, with the VPC settings the function
-        // will have; then the execution role, when the request gives a
-        // VpcConfig or a Role and the function ends up in a VPC.
-        let farn = function_arn(s, &f);
-        if let Err(e) = crate::iam::lambda::authorize(
-            &s.model,
-            access_key,
-            "lambda:UpdateFunctionConfiguration",
-            &farn,
-            target.as_ref(),
-        ) {
-            return Ok(Err(ApiError::new(403, "AccessDeniedException", e.0)));
-        }
-        let role = match &body["Role"] {
-            Value::Null => f.role.clone(),
-            Value::String(r) => Some(r.clone()),
-            _ => return Ok(Err(ApiError::invalid("Role: a role's ARN expected"))),
-        };
-        let iam = crate::iam::Iam::of(&s.model);
-        if target.is_some() && (body.get("VpcConfig").is_some() || body.get("Role").is_some()) {
-            let account = f.account.as_deref().unwrap_or(&s.model.account);
-            if let Err(e) = crate::iam::lambda::check_execution_role(
-                &iam,
-                role.as_deref(),
-                true,
-                &s.model.region,
-                account,
-            ) {
-                return Ok(Err(ApiError::invalid(e)));
-            }
-        }
-        if role != f.role {
-            let fm = s.model.functions.iter_mut().find(|x| x.id == id).expect("found");
-            fm.role_known = role.as_deref().is_some_and(|r| iam.role_by_arn(r).is_some());
-            fm.role = role;
+        // will have; the execution role.
+        if let Err(e) = iam::update(&mut s.model, &f, body, target.as_ref(), access_key) {
+            return Ok(Err(e));
         }
         // Execution environments were placed when the function was built:
         // each moves to the subnet at its position.
@@ -656,34 +617,11 @@ fn create(
             Err(e) => return Ok(Err(e)),
         },
     };
-    // IAM: the caller's policies (with the VPC condition keys), then the
-    // execution role Lambda will use for the function's ENIs.
-    let farn = format!(
-        "arn:aws:lambda:{}:{}:function:{fname}",
-        s.model.region,
-        account.as_deref().unwrap_or(&s.model.account)
-    );
-    if let Err(e) =
-        crate::iam::lambda::authorize(&s.model, access_key, "lambda:CreateFunction", &farn, vc.as_ref())
-    {
-        return Ok(Err(ApiError::new(403, "AccessDeniedException", e.0)));
-    }
-    let role = match &body["Role"] {
-        Value::Null => None,
-        Value::String(r) => Some(r.clone()),
-        _ => return Ok(Err(ApiError::invalid("Role: a role's ARN expected"))),
+    // IAM: the caller's policies, then the execution role.
+    let (role, role_known) = match iam::create(&s.model, body, account.as_deref(), &fname, vc.as_ref(), access_key) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
     };
-    let iam = crate::iam::Iam::of(&s.model);
-    if let Err(e) = crate::iam::lambda::check_execution_role(
-        &iam,
-        role.as_deref(),
-        vc.is_some(),
-        &s.model.region,
-        account.as_deref().unwrap_or(&s.model.account),
-    ) {
-        return Ok(Err(ApiError::invalid(e)));
-    }
-    let role_known = role.as_deref().is_some_and(|r| iam.role_by_arn(r).is_some());
     let (code, package) = match source {
         None => (None, None),
         Some(code::Source::Inline(c)) => (Some(c), None),
@@ -944,12 +882,21 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
         .filter(|f| f.version_of.as_ref().is_some_and(|(of, _)| *of == id))
         .map(|f| f.id.clone())
         .collect();
+    // Lambda deletes the ENIs with the function's role: gone, they stay.
+    let f = s.model.function(&id).expect("found").clone();
+    let lc = Lifecycle::load(name)?;
+    let stranded =
+        stranded::lost_role(&s.model, &f).then(|| stranded::combinations_of(&s.model, &lc, &f));
     for v in versions {
         if let Err(e) = delete_one(name, maps, &v)? {
             return Ok(Err(e));
         }
     }
-    delete_one(name, maps, &id)
+    let r = delete_one(name, maps, &id)?;
+    if let (Ok(_), Some(left)) = (&r, stranded) {
+        stranded::strand(name, maps, &f, &left)?;
+    }
+    Ok(r)
 }
 
 /// Out of the desired model (detached first: its connections end,

@@ -56,7 +56,9 @@ pub use function::{
 };
 pub use function_code::{find_asset, Asset};
 pub use function_url::{AuthType, FunctionUrl};
-pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
+pub use hyperplane_eni::{
+    eni_id, in_use, AllocError, Ec2Error, HyperplaneEniSpec, REQUESTER_MANAGED_DETACH,
+};
 pub use instance::{Host, HostKind};
 use instance::{INSTANCE, NETWORK_INTERFACE};
 pub use internet::{InternetHost, PublicIp};

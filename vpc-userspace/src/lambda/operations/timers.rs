@@ -127,9 +127,19 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?;
         } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
             let (u, vc) = (u.clone(), u.vpc_config.clone());
+            // The ENIs it leaves, if Lambda has lost its role (they stay).
+            let lost = at_start
+                .model
+                .function(id)
+                .filter(|f| super::stranded::lost_role(&at_start.model, f))
+                .cloned();
             let r = change(name, maps, |m| {
                 lifecycle::attach(m, id, vc, settings.eni_limit)
             })?;
+            if let (Ok(()), Some(f)) = (&r, &lost) {
+                let left = lifecycle::combinations(f.account.as_deref(), f.vpc_config.as_ref());
+                super::stranded::strand(name, maps, f, &left)?;
+            }
             set_status(name, id, |st| {
                 // A newer update staged meanwhile is the next tick's.
                 if st.life.update.as_ref() != Some(&u) {

@@ -1,0 +1,63 @@
+//! ENIs Lambda cannot delete: a function whose execution role was deleted
+//! first (the deployment knew the role, and it is gone) leaves its
+//! Hyperplane ENIs behind when it is deleted or leaves its VPC settings:
+//! Lambda manages ENIs with the function's role, as AWS documents ("if
+//! you delete the role before the function, Lambda cannot delete the
+//! ENIs"). They stay `available`, with their addresses and entries, until
+//! deleted by hand (`vpc eni delete`, `reconcile::delete_network_interface`).
+use anyhow::Result;
+
+use crate::{
+    datapath::PinnedMaps,
+    iam::{lambda::role_gone, Iam},
+    lambda::lifecycle::{self, Combination},
+    model::{Function, Model},
+    reconcile::change,
+    state::Lifecycle,
+};
+
+/// Is `f`'s role one the deployment knew and has lost?
+pub(super) fn lost_role(m: &Model, f: &Function) -> bool {
+    role_gone(&Iam::of(m), f.role.as_deref(), f.role_known)
+}
+
+/// The combinations `f` (with its versions' configurations) uses.
+pub(super) fn combinations_of(m: &Model, lc: &Lifecycle, f: &Function) -> Vec<Combination> {
+    let account = f.account.as_deref();
+    let mut out = lifecycle::combinations(account, f.vpc_config.as_ref());
+    if let Some(st) = lc.functions.get(&f.id) {
+        for v in &st.life.versions {
+            out.extend(lifecycle::combinations(account, v.vpc_config.as_ref()));
+        }
+    }
+    for v in m
+        .functions
+        .iter()
+        .filter(|v| v.version_of.as_ref().is_some_and(|(of, _)| *of == f.id))
+    {
+        out.extend(lifecycle::combinations(account, v.vpc_config.as_ref()));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Once `left` are no longer `f`'s, strands those nothing else uses.
+pub(super) fn strand(name: &str, maps: &mut PinnedMaps, f: &Function, left: &[Combination]) -> Result<()> {
+    let lc = Lifecycle::load(name)?;
+    let mut ids = vec![];
+    change(name, maps, |m| {
+        ids = lifecycle::strand_enis(m, left, lifecycle::lives(&lc.functions));
+        Ok(())
+    })?
+    .map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+    if !ids.is_empty() {
+        tracing::warn!(
+            "function {}'s execution role {} no longer exists: Lambda cannot delete its network interface(s) {}; they stay available until deleted by hand (vpc eni delete)",
+            f.name,
+            f.role.as_deref().unwrap_or_default(),
+            ids.join(", ")
+        );
+    }
+    Ok(())
+}
