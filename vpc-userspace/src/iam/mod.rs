@@ -68,3 +68,6 @@ pub fn check_model(m: &mut Model, prior: Option<&Model>) -> Result<(), ModelErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

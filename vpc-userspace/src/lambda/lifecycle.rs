@@ -917,6 +917,32 @@ Resources:
     }
 
     #[test]
+    fn a_stranded_eni_is_available_until_deleted_by_hand() {
+        let mut m = model();
+        let eni = m.enis[0].id.clone();
+        let c = ("A".to_string(), vec!["Sg".to_string()], None);
+        // In use: EC2 refuses.
+        let e = m.delete_network_interface(&eni).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue");
+        assert_eq!(e.message, format!("Network interface '{eni}' is currently in use."));
+        // F still uses it: nothing strands.
+        assert!(strand_enis(&mut m, &[c.clone()], std::iter::empty()).is_empty());
+        // F gone (its role too): available, no longer the combination's.
+        m.functions.clear();
+        assert_eq!(strand_enis(&mut m, &[c.clone()], std::iter::empty()), vec![eni.clone()]);
+        assert!(m.enis[0].available && m.enis[0].functions.is_empty());
+        assert_eq!(group_first(&m, &c), None, "a new function gets a new ENI");
+        assert!(unused_combinations(&m, &BTreeSet::new()).is_empty(), "not Lambda's to delete");
+        delete_enis(&mut m, &c);
+        assert_eq!(m.enis.len(), 1, "Lambda does not delete it");
+        let gone = m.delete_network_interface(&eni).unwrap();
+        assert_eq!(gone.id, eni);
+        assert!(m.enis.is_empty());
+        let e = m.delete_network_interface(&eni).unwrap_err();
+        assert_eq!(e.code, "InvalidNetworkInterfaceID.NotFound");
+    }
+
+    #[test]
     fn last_modified_is_iso8601() {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000+0000");
         assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123+0000");
