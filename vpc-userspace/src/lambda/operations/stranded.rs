@@ -1,9 +1,9 @@
 //! ENIs Lambda cannot delete: a function whose execution role was deleted
 //! first (the deployment knew the role, and it is gone) leaves its
 //! Hyperplane ENIs behind when it is deleted or leaves its VPC settings:
-//! Lambda manages ENIs with the function's role, as AWS documents ("if
-//! you delete the role before the function, Lambda cannot delete the
-//! ENIs"). They stay `available`, with their addresses and entries, until
+//! Lambda manages ENIs with the function's role, and AWS documents that an
+//! ENI whose role was deleted first stays and must be deleted by hand. They
+//! stay `available`, with their addresses and entries, until
 //! deleted by hand (`vpc eni delete`, `reconcile::delete_network_interface`).
 use anyhow::Result;
 
