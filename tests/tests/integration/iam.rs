@@ -41,13 +41,20 @@ fn boto3(url: &str, mode: &str) {
 /// The AWS CLI against the endpoint, with credentials of nobody's.
 fn aws(url: &str, args: &[&str]) -> std::process::Output {
     let aws = vpc_tests::pyenv().join("bin/aws");
-    assert!(aws.exists(), "{} missing: `cargo xtask provision`", aws.display());
+    assert!(
+        aws.exists(),
+        "{} missing: `cargo xtask provision`",
+        aws.display()
+    );
     let home = std::env::temp_dir().join("vpc-iam-cli");
     Command::new(aws)
         .args(["--endpoint-url", url, "--output", "json"])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("AWS_CONFIG_FILE", home.join("config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
@@ -66,11 +73,13 @@ fn aws_ok(url: &str, args: &[&str]) {
 /// `vpc verify`'s differences (none: what is built is what is desired).
 fn drift(d: &Deployment) -> Vec<String> {
     let out = d.vpc(&["verify", "--output", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("vpc verify: {e}: {}", text(&out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("vpc verify: {e}: {}", text(&out)))
 }
 
 fn eni_of<'a>(enis: &'a [Value], group: &str) -> Option<&'a Value> {
-    enis.iter().find(|e| e["security_groups"] == serde_json::json!([group]))
+    enis.iter()
+        .find(|e| e["security_groups"] == serde_json::json!([group]))
 }
 
 #[test]
@@ -115,8 +124,28 @@ fn a_role_deleted_first_leaves_an_available_eni_to_delete_by_hand() {
     let (d, url) = up("iameni");
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let vpc_access = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole";
-    aws_ok(&url, &["iam", "create-role", "--role-name", "eni-role", "--assume-role-policy-document", trust]);
-    aws_ok(&url, &["iam", "attach-role-policy", "--role-name", "eni-role", "--policy-arn", vpc_access]);
+    aws_ok(
+        &url,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "eni-role",
+            "--assume-role-policy-document",
+            trust,
+        ],
+    );
+    aws_ok(
+        &url,
+        &[
+            "iam",
+            "attach-role-policy",
+            "--role-name",
+            "eni-role",
+            "--policy-arn",
+            vpc_access,
+        ],
+    );
     boto3(&url, "strand-create");
     let enis = d.eni_list();
     let lonely = eni_of(&enis, "LoneSg").expect("lonely's ENI").clone();
@@ -136,8 +165,22 @@ fn a_role_deleted_first_leaves_an_available_eni_to_delete_by_hand() {
     );
     // IAM refuses to delete a role with a policy attached; detached, it goes.
     let out = aws(&url, &["iam", "delete-role", "--role-name", "eni-role"]);
-    assert!(!out.status.success() && text(&out).contains("DeleteConflict"), "{}", text(&out));
-    aws_ok(&url, &["iam", "detach-role-policy", "--role-name", "eni-role", "--policy-arn", vpc_access]);
+    assert!(
+        !out.status.success() && text(&out).contains("DeleteConflict"),
+        "{}",
+        text(&out)
+    );
+    aws_ok(
+        &url,
+        &[
+            "iam",
+            "detach-role-policy",
+            "--role-name",
+            "eni-role",
+            "--policy-arn",
+            vpc_access,
+        ],
+    );
     aws_ok(&url, &["iam", "delete-role", "--role-name", "eni-role"]);
     // Both functions deleted, 21 minutes on: tidy's ENI is gone, lonely's
     // stays, available, its address still allocated.

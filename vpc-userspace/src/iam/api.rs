@@ -427,7 +427,10 @@ fn alnum(seed: &str, n: usize, upper: bool) -> String {
 /// An IAM unique id: its prefix (`AROA` a role, `AIDA` a user, `AGPA` a
 /// group, `ANPA` a policy) and 17 characters.
 fn unique_id(prefix: &str, name: &str) -> String {
-    format!("{prefix}{}", alnum(&format!("{prefix}/{name}/{}", now()), 17, true))
+    format!(
+        "{prefix}{}",
+        alnum(&format!("{prefix}/{name}/{}", now()), 17, true)
+    )
 }
 
 /// A policy document as IAM returns it: URL-encoded (RFC 3986; SDKs
@@ -459,7 +462,10 @@ fn role_xml(x: &mut Xml, r: &Role) {
         .leaf("RoleId", &r.id)
         .leaf("Arn", &r.arn)
         .time("CreateDate", r.created_ms)
-        .leaf("AssumeRolePolicyDocument", &url_encode(&r.assume_role_policy))
+        .leaf(
+            "AssumeRolePolicyDocument",
+            &url_encode(&r.assume_role_policy),
+        )
         .leaf("MaxSessionDuration", "3600");
 }
 
@@ -538,7 +544,11 @@ fn group<'a>(iam: &'a Iam, n: &str) -> Result<&'a Group, IamError> {
 /// An API role to change (a template's is refused).
 fn role_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Role, IamError> {
     if let Some(r) = super::store::from_template(&m.stack_resources).role(n) {
-        return Err(unmodifiable("role", n, r.stack.as_deref().unwrap_or_default()));
+        return Err(unmodifiable(
+            "role",
+            n,
+            r.stack.as_deref().unwrap_or_default(),
+        ));
     }
     m.iam
         .roles
@@ -549,7 +559,11 @@ fn role_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Role, IamError> {
 
 fn user_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut User, IamError> {
     if let Some(u) = super::store::from_template(&m.stack_resources).user(n) {
-        return Err(unmodifiable("user", n, u.stack.as_deref().unwrap_or_default()));
+        return Err(unmodifiable(
+            "user",
+            n,
+            u.stack.as_deref().unwrap_or_default(),
+        ));
     }
     m.iam
         .users
@@ -560,7 +574,11 @@ fn user_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut User, IamError> {
 
 fn group_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Group, IamError> {
     if let Some(g) = super::store::from_template(&m.stack_resources).group(n) {
-        return Err(unmodifiable("group", n, g.stack.as_deref().unwrap_or_default()));
+        return Err(unmodifiable(
+            "group",
+            n,
+            g.stack.as_deref().unwrap_or_default(),
+        ));
     }
     m.iam
         .groups
@@ -607,7 +625,9 @@ fn delete_role(name: &str, p: &Params) -> Answer {
         let n = p.name("RoleName", 64)?;
         let r = role_mut(m, n)?;
         if !r.inline.is_empty() {
-            return Err(conflict("Cannot delete entity, must delete policies first."));
+            return Err(conflict(
+                "Cannot delete entity, must delete policies first.",
+            ));
         }
         if !r.attached.is_empty() {
             return Err(conflict(
@@ -624,7 +644,9 @@ fn delete_user(name: &str, p: &Params) -> Answer {
         let n = p.name("UserName", 64)?;
         let u = user_mut(m, n)?;
         if !u.inline.is_empty() {
-            return Err(conflict("Cannot delete entity, must delete policies first."));
+            return Err(conflict(
+                "Cannot delete entity, must delete policies first.",
+            ));
         }
         if !u.attached.is_empty() {
             return Err(conflict(

@@ -114,14 +114,22 @@ impl Base {
                 p.to_lowercase() == value.to_lowercase()
             }
             StringLike | StringNotLike => glob(p, value, false),
-            NumericEquals | NumericNotEquals | NumericLessThan | NumericLessThanEquals
-            | NumericGreaterThan | NumericGreaterThanEquals => {
+            NumericEquals
+            | NumericNotEquals
+            | NumericLessThan
+            | NumericLessThanEquals
+            | NumericGreaterThan
+            | NumericGreaterThanEquals => {
                 let (Ok(p), Ok(v)) = (p.parse::<f64>(), value.parse::<f64>()) else {
                     return false;
                 };
                 compare(self, v.partial_cmp(&p))
             }
-            DateEquals | DateNotEquals | DateLessThan | DateLessThanEquals | DateGreaterThan
+            DateEquals
+            | DateNotEquals
+            | DateLessThan
+            | DateLessThanEquals
+            | DateGreaterThan
             | DateGreaterThanEquals => {
                 let (Some(p), Some(v)) = (date(p), date(value)) else {
                     return false;
@@ -213,7 +221,10 @@ pub fn parse(block: &Value) -> Result<Vec<Condition>, String> {
             return Err(super::policy::SYNTAX.into());
         };
         for (key, v) in keys {
-            if key.split_once(':').is_none_or(|(a, b)| a.is_empty() || b.is_empty()) {
+            if key
+                .split_once(':')
+                .is_none_or(|(a, b)| a.is_empty() || b.is_empty())
+            {
                 return Err(
                     "Actions/Conditions must be prefaced by a vendor, e.g., iam, sdb, ec2, etc."
                         .into(),

@@ -207,11 +207,19 @@ mod tests {
         // An explicit deny beside the managed policy.
         inline.inline.insert(
             "d".into(),
-            r#"{"Statement":{"Effect":"Deny","Action":"ec2:*NetworkInterface","Resource":"*"}}"#.into(),
+            r#"{"Statement":{"Effect":"Deny","Action":"ec2:*NetworkInterface","Resource":"*"}}"#
+                .into(),
         );
         assert!(check(&iam(inline), true).is_err());
         // Unknown roles cannot be inspected: allowed.
-        assert!(check_execution_role(&bare, Some("arn:aws:iam::123456789012:role/other"), true, "us-east-1", "123456789012").is_ok());
+        assert!(check_execution_role(
+            &bare,
+            Some("arn:aws:iam::123456789012:role/other"),
+            true,
+            "us-east-1",
+            "123456789012"
+        )
+        .is_ok());
         // A role Lambda may not assume.
         let mut ec2 = role();
         ec2.assume_role_policy = TRUST.replace("lambda", "ec2");

@@ -74,7 +74,8 @@ mod tests {
             let p = policy(arn).unwrap();
             Policy::parse_text(&p.document, Kind::Identity).unwrap();
         }
-        let p = policy("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole").unwrap();
+        let p =
+            policy("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole").unwrap();
         assert_eq!(p.name, "AWSLambdaVPCAccessExecutionRole");
         assert_eq!(p.path, "/service-role/");
         assert!(p.document.contains("ec2:CreateNetworkInterface"));

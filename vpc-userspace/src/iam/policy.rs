@@ -196,9 +196,7 @@ fn patterns(
 ) -> Result<Option<Patterns>, String> {
     let not = format!("Not{key}");
     match (o.get(key), o.get(&not)) {
-        (Some(_), Some(_)) => Err(format!(
-            "Statement can not contain both {key} and {not}."
-        )),
+        (Some(_), Some(_)) => Err(format!("Statement can not contain both {key} and {not}.")),
         (None, None) => {
             if missing.is_empty() {
                 Ok(None)
@@ -251,8 +249,8 @@ fn statement(s: &Value, kind: Kind) -> Result<Statement, String> {
         }
         _ => {}
     }
-    let actions = patterns(o, "Action", "Policy statement must contain actions.")?
-        .expect("required");
+    let actions =
+        patterns(o, "Action", "Policy statement must contain actions.")?.expect("required");
     for a in &actions.values {
         if a != "*" && !a.contains(':') {
             return Err(

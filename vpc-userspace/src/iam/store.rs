@@ -423,7 +423,11 @@ pub fn template_documents(resources: &[StackResource]) -> Vec<(String, Value, Ki
         let base = format!("Resources.{}.Properties", r.logical_id);
         let p = &r.properties;
         if let Some(d) = p.get("AssumeRolePolicyDocument") {
-            out.push((format!("{base}.AssumeRolePolicyDocument"), d.clone(), Kind::Trust));
+            out.push((
+                format!("{base}.AssumeRolePolicyDocument"),
+                d.clone(),
+                Kind::Trust,
+            ));
         }
         if let Some(d) = p.get("PolicyDocument") {
             out.push((format!("{base}.PolicyDocument"), d.clone(), Kind::Identity));

@@ -41,9 +41,19 @@ fn a_template_functions_role_must_let_lambda_manage_its_enis() {
     let policy = "  P:\n    Type: AWS::IAM::Policy\n    Properties:\n      PolicyName: eni\n      Roles: [!Ref Role]\n      PolicyDocument: {Statement: [{Effect: Allow, Action: 'ec2:*NetworkInterface*', Resource: '*'}]}\n";
     build(&with("!GetAtt Role.Arn", policy), &HashMap::new(), "t").unwrap();
     let managed_policy = "  P:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n      Roles: [!Ref Role]\n      PolicyDocument: {Statement: [{Effect: Allow, Action: 'ec2:*', Resource: '*'}]}\n";
-    build(&with("!GetAtt Role.Arn", managed_policy), &HashMap::new(), "t").unwrap();
+    build(
+        &with("!GetAtt Role.Arn", managed_policy),
+        &HashMap::new(),
+        "t",
+    )
+    .unwrap();
     // A role the deployment does not know cannot be inspected: allowed.
-    let m = build(&with("arn:aws:iam::123456789012:role/elsewhere", ""), &HashMap::new(), "t").unwrap();
+    let m = build(
+        &with("arn:aws:iam::123456789012:role/elsewhere", ""),
+        &HashMap::new(),
+        "t",
+    )
+    .unwrap();
     assert!(!m.function("F").unwrap().role_known);
 }
 
@@ -51,19 +61,29 @@ fn a_template_functions_role_must_let_lambda_manage_its_enis() {
 fn a_templates_malformed_policy_is_refused_naming_its_property() {
     let bad = "      Policies:\n        - PolicyName: p\n          PolicyDocument: {Statement: [{Effect: Allow, Action: CreateNetworkInterface, Resource: '*'}]}\n";
     let e = build(&with("!GetAtt Role.Arn", bad), &HashMap::new(), "t").unwrap_err();
-    assert_eq!(e.path, "Resources.Role.Properties.Policies[0].PolicyDocument");
-    assert!(e.to_string().contains("MalformedPolicyDocument: Actions/Conditions must be prefaced by a vendor"), "{e}");
+    assert_eq!(
+        e.path,
+        "Resources.Role.Properties.Policies[0].PolicyDocument"
+    );
+    assert!(
+        e.to_string()
+            .contains("MalformedPolicyDocument: Actions/Conditions must be prefaced by a vendor"),
+        "{e}"
+    );
 }
 
 #[test]
 fn users_groups_and_keys_of_a_template_make_one_view() {
-    let t = with("arn:aws:iam::123456789012:role/x", r#"  U: {Type: AWS::IAM::User, Properties: {UserName: dev, Groups: [!Ref G]}}
+    let t = with(
+        "arn:aws:iam::123456789012:role/x",
+        r#"  U: {Type: AWS::IAM::User, Properties: {UserName: dev, Groups: [!Ref G]}}
   G:
     Type: AWS::IAM::Group
     Properties:
       Policies: [{PolicyName: p, PolicyDocument: {Statement: [{Effect: Allow, Action: 'lambda:*', Resource: '*'}]}}]
   K: {Type: AWS::IAM::AccessKey, Properties: {UserName: !Ref U}}
-"#);
+"#,
+    );
     let m = build(&t, &HashMap::new(), "t").unwrap();
     let iam = super::Iam::of(&m);
     let key = iam.access_keys[0].id.clone();

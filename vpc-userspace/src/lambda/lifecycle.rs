@@ -924,15 +924,24 @@ Resources:
         // In use: EC2 refuses.
         let e = m.delete_network_interface(&eni).unwrap_err();
         assert_eq!(e.code, "InvalidParameterValue");
-        assert_eq!(e.message, format!("Network interface '{eni}' is currently in use."));
+        assert_eq!(
+            e.message,
+            format!("Network interface '{eni}' is currently in use.")
+        );
         // F still uses it: nothing strands.
         assert!(strand_enis(&mut m, &[c.clone()], std::iter::empty()).is_empty());
         // F gone (its role too): available, no longer the combination's.
         m.functions.clear();
-        assert_eq!(strand_enis(&mut m, &[c.clone()], std::iter::empty()), vec![eni.clone()]);
+        assert_eq!(
+            strand_enis(&mut m, &[c.clone()], std::iter::empty()),
+            vec![eni.clone()]
+        );
         assert!(m.enis[0].available && m.enis[0].functions.is_empty());
         assert_eq!(group_first(&m, &c), None, "a new function gets a new ENI");
-        assert!(unused_combinations(&m, &BTreeSet::new()).is_empty(), "not Lambda's to delete");
+        assert!(
+            unused_combinations(&m, &BTreeSet::new()).is_empty(),
+            "not Lambda's to delete"
+        );
         delete_enis(&mut m, &c);
         assert_eq!(m.enis.len(), 1, "Lambda does not delete it");
         let gone = m.delete_network_interface(&eni).unwrap();

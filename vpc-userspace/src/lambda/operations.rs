@@ -618,7 +618,14 @@ fn create(
         },
     };
     // IAM: the caller's policies, then the execution role.
-    let (role, role_known) = match iam::create(&s.model, body, account.as_deref(), &fname, vc.as_ref(), access_key) {
+    let (role, role_known) = match iam::create(
+        &s.model,
+        body,
+        account.as_deref(),
+        &fname,
+        vc.as_ref(),
+        access_key,
+    ) {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };

@@ -473,7 +473,12 @@ impl Builder<'_> {
                 None => None,
                 Some(v) => match self.r.resolve(v, &format!("{path}.Role"))? {
                     Value::String(s) => Some(s),
-                    _ => return Err(ModelError::new(format!("{path}.Role"), "must be a string (a role's ARN)")),
+                    _ => {
+                        return Err(ModelError::new(
+                            format!("{path}.Role"),
+                            "must be a string (a role's ARN)",
+                        ))
+                    }
                 },
             };
             let (code, package) = self.function_code(&raw, &path)?;

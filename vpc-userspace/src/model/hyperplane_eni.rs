@@ -67,7 +67,8 @@ pub fn in_use(id: &str) -> String {
 
 /// EC2's message for detaching a requester-managed interface (its
 /// `ela-attach` attachment is the service's): `OperationNotPermitted`.
-pub const REQUESTER_MANAGED_DETACH: &str = "You are not allowed to manage 'ela-attach' attachments.";
+pub const REQUESTER_MANAGED_DETACH: &str =
+    "You are not allowed to manage 'ela-attach' attachments.";
 
 /// Why [`Model::allocate_eni`] could not create an ENI, in AWS's words
 /// (the function's `StateReasonCode` / `LastUpdateStatusReasonCode`).
@@ -262,14 +263,12 @@ impl Builder<'_> {
         account: Option<&str>,
         path: &str,
     ) -> Result<u32> {
-        if let Some(e) =
-            self.m.enis.iter_mut().find(|e| {
-                e.subnet == subnet
-                    && e.groups == groups
-                    && e.account.as_deref() == account
-                    && !e.available
-            })
-        {
+        if let Some(e) = self.m.enis.iter_mut().find(|e| {
+            e.subnet == subnet
+                && e.groups == groups
+                && e.account.as_deref() == account
+                && !e.available
+        }) {
             e.functions.push(function.to_string());
             return Ok(e.index);
         }

@@ -40,7 +40,9 @@ pub(super) fn create(
     let iam = Iam::of(m);
     checks::check_execution_role(&iam, role.as_deref(), vc.is_some(), &m.region, account)
         .map_err(ApiError::invalid)?;
-    let known = role.as_deref().is_some_and(|r| iam.role_by_arn(r).is_some());
+    let known = role
+        .as_deref()
+        .is_some_and(|r| iam.role_by_arn(r).is_some());
     Ok((role, known))
 }
 
@@ -57,8 +59,14 @@ pub(super) fn update(
 ) -> Result<(), ApiError> {
     let account = f.account.clone().unwrap_or_else(|| m.account.clone());
     let arn = format!("arn:aws:lambda:{}:{account}:function:{}", m.region, f.name);
-    checks::authorize(m, access_key, "lambda:UpdateFunctionConfiguration", &arn, target)
-        .map_err(denied)?;
+    checks::authorize(
+        m,
+        access_key,
+        "lambda:UpdateFunctionConfiguration",
+        &arn,
+        target,
+    )
+    .map_err(denied)?;
     let role = match role_of(body)? {
         None => f.role.clone(),
         r => r,
@@ -69,7 +77,9 @@ pub(super) fn update(
             .map_err(ApiError::invalid)?;
     }
     if role != f.role {
-        let known = role.as_deref().is_some_and(|r| iam.role_by_arn(r).is_some());
+        let known = role
+            .as_deref()
+            .is_some_and(|r| iam.role_by_arn(r).is_some());
         if let Some(x) = m.functions.iter_mut().find(|x| x.id == f.id) {
             x.role = role;
             x.role_known = known;

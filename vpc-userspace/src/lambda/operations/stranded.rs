@@ -43,7 +43,12 @@ pub(super) fn combinations_of(m: &Model, lc: &Lifecycle, f: &Function) -> Vec<Co
 }
 
 /// Once `left` are no longer `f`'s, strands those nothing else uses.
-pub(super) fn strand(name: &str, maps: &mut PinnedMaps, f: &Function, left: &[Combination]) -> Result<()> {
+pub(super) fn strand(
+    name: &str,
+    maps: &mut PinnedMaps,
+    f: &Function,
+    left: &[Combination],
+) -> Result<()> {
     let lc = Lifecycle::load(name)?;
     let mut ids = vec![];
     change(name, maps, |m| {
