@@ -9,7 +9,7 @@
 //! Roles: CreateRole, GetRole, DeleteRole, ListRoles, PutRolePolicy,
 //! GetRolePolicy, DeleteRolePolicy, AttachRolePolicy, DetachRolePolicy,
 //! ListAttachedRolePolicies. Policies: CreatePolicy, GetPolicy,
-//! DeletePolicy. Users: CreateUser, GetUser, DeleteUser, CreateAccessKey,
+//! DeletePolicy. Users: CreateUser, GetUser, ListUsers, DeleteUser, CreateAccessKey,
 //! DeleteAccessKey, PutUserPolicy, AttachUserPolicy. Groups: CreateGroup,
 //! AddUserToGroup, PutGroupPolicy, AttachGroupPolicy.
 //!
@@ -316,6 +316,12 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
         "GetUser" => read(name, |iam, _| {
             let u = user(iam, p.name("UserName", 64)?)?;
             Ok(wrap("User", |x| user_xml(x, u)))
+        }),
+        "ListUsers" => read(name, |iam, _| {
+            let mut x = Xml::default();
+            x.members("Users", &iam.users, user_xml)
+                .leaf("IsTruncated", "false");
+            Ok(x.0)
         }),
         "DeleteUser" => delete_user(name, p),
         "CreateAccessKey" => edit(name, |m, iam| {
