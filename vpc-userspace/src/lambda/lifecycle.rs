@@ -929,11 +929,11 @@ Resources:
             format!("Network interface '{eni}' is currently in use.")
         );
         // F still uses it: nothing strands.
-        assert!(strand_enis(&mut m, &[c.clone()], std::iter::empty()).is_empty());
+        assert!(strand_enis(&mut m, std::slice::from_ref(&c), std::iter::empty()).is_empty());
         // F gone (its role too): available, no longer the combination's.
         m.functions.clear();
         assert_eq!(
-            strand_enis(&mut m, &[c.clone()], std::iter::empty()),
+            strand_enis(&mut m, std::slice::from_ref(&c), std::iter::empty()),
             vec![eni.clone()]
         );
         assert!(m.enis[0].available && m.enis[0].functions.is_empty());
