@@ -153,6 +153,7 @@ fn a_role_deleted_first_leaves_an_available_eni_to_delete_by_hand() {
     assert_eq!(lonely["status"], "in-use", "{lonely}");
     assert_eq!(lonely["functions"], serde_json::json!(["lonely"]));
     assert!(eni_of(&enis, "TidySg").is_some());
+    let leaver = eni_of(&enis, "LeaverSg").expect("leaver's ENI")["id"].clone();
     // In use: EC2's refusal.
     let out = d.vpc(&["eni", "delete", &id]);
     assert!(
@@ -182,11 +183,17 @@ fn a_role_deleted_first_leaves_an_available_eni_to_delete_by_hand() {
         ],
     );
     aws_ok(&url, &["iam", "delete-role", "--role-name", "eni-role"]);
-    // Both functions deleted, 21 minutes on: tidy's ENI is gone, lonely's
-    // stays, available, its address still allocated.
+    // Both functions deleted and the third out of its VPC, 21 minutes on:
+    // tidy's ENI is gone, lonely's and leaver's stay, available, lonely's
+    // address still allocated.
     boto3(&url, "strand-delete");
     let enis = d.eni_list();
     assert!(eni_of(&enis, "TidySg").is_none(), "{enis:?}");
+    let left = eni_of(&enis, "LeaverSg").expect("the ENI leaver left");
+    assert_eq!(
+        (&left["id"], &left["status"]),
+        (&leaver, &Value::from("available"))
+    );
     let left = eni_of(&enis, "LoneSg").expect("the ENI Lambda could not delete");
     assert_eq!(left["id"], id.as_str());
     assert_eq!(left["status"], "available", "{left}");
