@@ -202,11 +202,24 @@ fn a_role_deleted_first_leaves_an_available_eni_to_delete_by_hand() {
     assert_eq!(drift(&d), Vec::<String>::new());
     let listed = d.vpc(&["eni", "list"]);
     assert!(text(&listed).contains("available"), "{}", text(&listed));
+    // It holds its group as AWS's would: the group cannot go while it is there.
+    let without = TEMPLATE.replace("  LoneSg:", "  # LoneSg:");
+    let out = d.try_apply(&without);
+    assert!(
+        !out.status.success()
+            && text(&out).contains(&format!(
+                "DependencyViolation: resource LoneSg has a dependent object (network interface {id}"
+            )),
+        "{}",
+        text(&out)
+    );
     // Deleted by hand: out of the model and the maps.
     let out = d.vpc(&["eni", "delete", &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(eni_of(&d.eni_list(), "LoneSg").is_none());
     assert_eq!(drift(&d), Vec::<String>::new());
+    // Now the group can go.
+    d.apply(&without);
     let out = d.vpc(&["eni", "delete", &id]);
     assert!(
         text(&out).contains("InvalidNetworkInterfaceID.NotFound"),

@@ -498,6 +498,23 @@ fn apply_built(
                 );
             }
         }
+        // An ENI Lambda could not delete is in its subnet and groups until
+        // someone deletes it (`vpc eni delete`), as at AWS.
+        for e in m.enis.iter().filter(|e| e.available) {
+            if m.subnet(&e.subnet).is_none() {
+                bail!(
+                    "DependencyViolation: The subnet '{}' has dependencies and cannot be deleted (network interface {} is available in it: delete it, vpc eni delete)",
+                    e.subnet,
+                    e.id
+                );
+            }
+            if let Some(g) = e.groups.iter().find(|g| m.group(g).is_none()) {
+                bail!(
+                    "DependencyViolation: resource {g} has a dependent object (network interface {}: delete it, vpc eni delete)",
+                    e.id
+                );
+            }
+        }
         let gone: Vec<_> = m
             .enis
             .iter()
