@@ -122,14 +122,34 @@ pub fn authorize(
     function_arn: &str,
     vc: Option<&FunctionVpc>,
 ) -> Result<(), Denied> {
+    check(m, access_key, action, function_arn, vpc_condition_keys(vc))
+}
+
+/// May the caller pass role `role` to Lambda (`iam:PassRole`, with
+/// `iam:PassedToService` `lambda.amazonaws.com`), as CreateFunction and a
+/// new `Role` in UpdateFunctionConfiguration need?
+pub fn authorize_pass_role(m: &Model, access_key: Option<&str>, role: &str) -> Result<(), Denied> {
+    let mut c = Context::new();
+    c.set("iam:PassedToService", vec!["lambda.amazonaws.com".into()]);
+    check(m, access_key, "iam:PassRole", role, c)
+}
+
+/// `action` on `resource` by the user of `access_key`, in `context`.
+fn check(
+    m: &Model,
+    access_key: Option<&str>,
+    action: &str,
+    resource: &str,
+    context: Context,
+) -> Result<(), Denied> {
     let iam = Iam::of(m);
     let Some(user) = access_key.and_then(|k| iam.user_of_key(k)) else {
         return Ok(());
     };
     let req = Request {
         action: action.into(),
-        resource: function_arn.into(),
-        context: vpc_condition_keys(vc),
+        resource: resource.into(),
+        context,
     };
     let why = match evaluate(&iam.user_policies(user), &req) {
         Decision::Allow => return Ok(()),
@@ -139,7 +159,7 @@ pub fn authorize(
         }
     };
     Err(Denied(format!(
-        "User: {} is not authorized to perform: {action} on resource: {function_arn} {why}",
+        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
         user.arn
     )))
 }
@@ -270,5 +290,17 @@ mod tests {
         // Unknown keys are the root.
         assert!(a(Some("AKIDUNKNOWN"), Some(&vc("Other", &["C"]))).is_ok());
         assert!(a(None, None).is_ok());
+        // Passing a role needs iam:PassRole, which this user lacks.
+        let role = "arn:aws:iam::123456789012:role/r";
+        assert_eq!(
+            authorize_pass_role(&m, Some("AKIAEXAMPLE"), role).unwrap_err().0,
+            format!("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: iam:PassRole on resource: {role} because no identity-based policy allows the iam:PassRole action")
+        );
+        m.iam.users[0].inline.insert(
+            "pass".into(),
+            r#"{"Statement":{"Effect":"Allow","Action":"iam:PassRole","Resource":"*","Condition":{"StringEquals":{"iam:PassedToService":"lambda.amazonaws.com"}}}}"#.into(),
+        );
+        assert!(authorize_pass_role(&m, Some("AKIAEXAMPLE"), role).is_ok());
+        assert!(authorize_pass_role(&m, Some("AKIDUNKNOWN"), role).is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! IAM's part of CreateFunction and UpdateFunctionConfiguration
 //! ([`crate::iam::lambda`]): the caller's identity policies with the VPC
-//! condition keys (403 `AccessDeniedException`), then the execution role
-//! (400 `InvalidParameterValueException`).
+//! condition keys and `iam:PassRole` on the role it gives (403
+//! `AccessDeniedException`), then the execution role (400
+//! `InvalidParameterValueException`).
 use serde_json::Value;
 
 use crate::{
@@ -37,6 +38,9 @@ pub(super) fn create(
     let arn = format!("arn:aws:lambda:{}:{account}:function:{fname}", m.region);
     checks::authorize(m, access_key, "lambda:CreateFunction", &arn, vc).map_err(denied)?;
     let role = role_of(body)?;
+    if let Some(r) = &role {
+        checks::authorize_pass_role(m, access_key, r).map_err(denied)?;
+    }
     let iam = Iam::of(m);
     checks::check_execution_role(&iam, role.as_deref(), vc.is_some(), &m.region, account)
         .map_err(ApiError::invalid)?;
@@ -69,7 +73,10 @@ pub(super) fn update(
     .map_err(denied)?;
     let role = match role_of(body)? {
         None => f.role.clone(),
-        r => r,
+        Some(r) => {
+            checks::authorize_pass_role(m, access_key, &r).map_err(denied)?;
+            Some(r)
+        }
     };
     let iam = Iam::of(m);
     if target.is_some() && (body.get("VpcConfig").is_some() || body.get("Role").is_some()) {
