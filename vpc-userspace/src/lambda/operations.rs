@@ -892,31 +892,42 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
     // Lambda deletes the ENIs with the function's role: gone, they stay.
     let f = s.model.function(&id).expect("found").clone();
     let lc = Lifecycle::load(name)?;
-    let stranded =
-        stranded::lost_role(&s.model, &f).then(|| stranded::combinations_of(&s.model, &lc, &f));
+    let left = if stranded::lost_role(&s.model, &f) {
+        stranded::combinations_of(&s.model, &lc, &f)
+    } else {
+        vec![]
+    };
     for v in versions {
-        if let Err(e) = delete_one(name, maps, &v)? {
+        if let Err(e) = delete_one(name, maps, &v, &[], &lc)? {
             return Ok(Err(e));
         }
     }
-    let r = delete_one(name, maps, &id)?;
-    if let (Ok(_), Some(left)) = (&r, stranded) {
-        stranded::strand(name, maps, &f, &left)?;
-    }
-    Ok(r)
+    delete_one(name, maps, &id, &left, &lc)
 }
 
 /// Out of the desired model (detached first: its connections end,
 /// nothing sends through an ENI), then reconciled: its execution
 /// environments go, and its lifecycle state.
-fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
+/// `left`: combinations whose ENIs Lambda cannot delete (its role is
+/// gone), stranded in the same change if nothing else uses them.
+fn delete_one(
+    name: &str,
+    maps: &mut PinnedMaps,
+    id: &str,
+    left: &[lifecycle::Combination],
+    lc: &Lifecycle,
+) -> Answer {
     let id = id.to_string();
+    let mut kept = vec![];
     change(name, maps, |m| {
+        let f = m.function(&id).cloned();
         lifecycle::detach(m, &id);
         m.functions.retain(|x| x.id != id);
         // Its function URL goes with it, as at AWS.
         m.function_urls.retain(|u| u.function != id);
         lifecycle::refresh_eni_functions(m);
+        kept = lifecycle::strand_enis(m, left, lifecycle::lives(&lc.functions));
+        stranded::log(f.as_ref(), &kept);
         Ok(())
     })?
     .map_err(|f| anyhow::anyhow!("{}", f.reason))?;

@@ -5,14 +5,12 @@
 //! ENI whose role was deleted first stays and must be deleted by hand. They
 //! stay `available`, with their addresses and entries, until
 //! deleted by hand (`vpc eni delete`, `reconcile::delete_network_interface`).
-use anyhow::Result;
-
+//! They are stranded in the change that leaves them (DeleteFunction's, the
+//! update's attachment), so a crash never leaves them half-way.
 use crate::{
-    datapath::PinnedMaps,
     iam::{lambda::role_gone, Iam},
     lambda::lifecycle::{self, Combination},
     model::{Function, Model},
-    reconcile::change,
     state::Lifecycle,
 };
 
@@ -42,27 +40,15 @@ pub(super) fn combinations_of(m: &Model, lc: &Lifecycle, f: &Function) -> Vec<Co
     out
 }
 
-/// Once `left` are no longer `f`'s, strands those nothing else uses.
-pub(super) fn strand(
-    name: &str,
-    maps: &mut PinnedMaps,
-    f: &Function,
-    left: &[Combination],
-) -> Result<()> {
-    let lc = Lifecycle::load(name)?;
-    let mut ids = vec![];
-    change(name, maps, |m| {
-        ids = lifecycle::strand_enis(m, left, lifecycle::lives(&lc.functions));
-        Ok(())
-    })?
-    .map_err(|e| anyhow::anyhow!("{}", e.reason))?;
-    if !ids.is_empty() {
-        tracing::warn!(
-            "function {}'s execution role {} no longer exists: Lambda cannot delete its network interface(s) {}; they stay available until deleted by hand (vpc eni delete)",
-            f.name,
-            f.role.as_deref().unwrap_or_default(),
-            ids.join(", ")
-        );
-    }
-    Ok(())
+/// Says which ENIs `f` left behind, if any.
+pub(super) fn log(f: Option<&Function>, ids: &[String]) {
+    let Some(f) = f.filter(|_| !ids.is_empty()) else {
+        return;
+    };
+    tracing::warn!(
+        "function {}'s execution role {} no longer exists: Lambda cannot delete its network interface(s) {}; they stay available until deleted by hand (vpc eni delete)",
+        f.name,
+        f.role.as_deref().unwrap_or_default(),
+        ids.join(", ")
+    );
 }

@@ -134,12 +134,15 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
                 .filter(|f| super::stranded::lost_role(&at_start.model, f))
                 .cloned();
             let r = change(name, maps, |m| {
-                lifecycle::attach(m, id, vc, settings.eni_limit)
+                lifecycle::attach(m, id, vc, settings.eni_limit)?;
+                // In the same change: a crash never leaves them half-way.
+                if let Some(f) = &lost {
+                    let left = lifecycle::combinations(f.account.as_deref(), f.vpc_config.as_ref());
+                    let kept = lifecycle::strand_enis(m, &left, lifecycle::lives(&lc.functions));
+                    super::stranded::log(Some(f), &kept);
+                }
+                Ok(())
             })?;
-            if let (Ok(()), Some(f)) = (&r, &lost) {
-                let left = lifecycle::combinations(f.account.as_deref(), f.vpc_config.as_ref());
-                super::stranded::strand(name, maps, f, &left)?;
-            }
             set_status(name, id, |st| {
                 // A newer update staged meanwhile is the next tick's.
                 if st.life.update.as_ref() != Some(&u) {
