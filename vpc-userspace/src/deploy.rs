@@ -498,6 +498,10 @@ pub struct EniView {
     pub group: String,
     /// Added by the agent when the group filled up.
     pub scaled: bool,
+    /// EC2's status: `in-use`, or `available` for one Lambda could not
+    /// delete (its function's role was gone first): delete it by hand.
+    #[serde(default)]
+    pub status: String,
 }
 
 /// Every Hyperplane ENI with its connection count and occupancy, grouped
@@ -543,6 +547,7 @@ pub fn eni_views(s: &State, maps: &mut impl Maps) -> Result<Vec<EniView>> {
                 occupancy: of(6).max(of(17)) as f64 / capacity as f64,
                 group: group[0].id.clone(),
                 scaled: e.scaled,
+                status: if e.available { "available" } else { "in-use" }.into(),
             });
         }
     }

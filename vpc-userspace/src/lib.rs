@@ -17,6 +17,7 @@ pub mod datapath;
 pub mod deploy;
 pub mod explain;
 pub mod flowlogs;
+pub mod iam;
 pub mod lambda;
 pub mod metrics;
 pub mod model;

@@ -30,6 +30,10 @@ mod function_code;
 mod function_urls;
 /// Route tables and gateways end to end.
 mod gateways;
+/// IAM where Lambda's VPC settings need it: execution roles, the
+/// caller's policies with the VPC condition keys, ENIs a deleted role
+/// leaves (boto3, the AWS CLI).
+mod iam;
 /// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.
 mod lambda_logs;
 /// The function and ENI lifecycle on a test clock.

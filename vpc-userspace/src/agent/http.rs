@@ -59,6 +59,7 @@ pub const GRACE: Duration = Duration::from_secs(2);
 pub struct Endpoint {
     lambda: Router,
     cloudformation: Router,
+    iam: Router,
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
@@ -66,10 +67,11 @@ pub struct Endpoint {
 /// concurrency are shared with the Lambda interface endpoints');
 /// `cloudformation`: the deployment's stacks
 /// ([`crate::cloudformation::api`]).
-pub fn endpoint(lambda: Router, cloudformation: Router) -> Router {
+pub fn endpoint(lambda: Router, cloudformation: Router, iam: Router) -> Router {
     let services = Endpoint {
         lambda,
         cloudformation,
+        iam,
     };
     Router::new()
         .fallback(dispatch)
@@ -117,6 +119,10 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             }
         }
         "cloudformation" => match e.cloudformation.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        "iam" => match e.iam.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         },

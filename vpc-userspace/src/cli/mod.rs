@@ -127,7 +127,7 @@ enum Cmd {
     /// out, the tuple; dropped: the reason, the tuple), until Ctrl-C or
     /// `--for`. Off (the datapath logs nothing) when no trace runs.
     Trace(trace::TraceArgs),
-    /// Hyperplane ENIs: `vpc eni list [--output json]`.
+    /// Hyperplane ENIs: `vpc eni list [--output json]`, `vpc eni delete ID`.
     Eni {
         #[command(subcommand)]
         op: status::EniOp,

@@ -43,6 +43,12 @@ pub enum EniOp {
         #[arg(long, hide = true)]
         json: bool,
     },
+    /// Deletes a network interface by hand, as EC2's DeleteNetworkInterface:
+    /// one Lambda left `available`; one in use is refused.
+    Delete {
+        /// Its id (`eni-...`).
+        id: String,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -144,7 +150,16 @@ pub fn conntrack(name: &str, op: ConntrackOp, out: Output) -> Result<()> {
 
 /// `vpc eni list`.
 pub fn eni(name: &str, op: EniOp, out: Output) -> Result<()> {
-    let EniOp::List { json } = op;
+    let json = match op {
+        EniOp::List { json } => json,
+        EniOp::Delete { id } => {
+            match vpc::reconcile::delete_network_interface(name, &id)? {
+                Ok(e) => println!("deleted {} ({}, subnet {})", e.id, e.ip, e.subnet),
+                Err(e) => anyhow::bail!("{e}"),
+            }
+            return Ok(());
+        }
+    };
     let s = deploy::status(name)?;
     if out.or_json(json).is_json() {
         print_json(&s.enis)
@@ -192,7 +207,9 @@ fn print_enis(enis: &[deploy::EniView]) {
             e.connections,
             e.capacity,
             e.occupancy * 100.0,
-            if e.scaled {
+            if e.status == "available" {
+                "  available: Lambda could not delete it (its function's role was deleted first); `vpc eni delete` it".to_string()
+            } else if e.scaled {
                 format!("  added to the group of {}", e.group)
             } else {
                 String::new()

@@ -18,7 +18,7 @@ pub mod api;
 pub mod change_sets;
 mod describe;
 pub mod operations;
-mod xml;
+pub mod xml;
 
 /// The store key of the stacks.
 pub const STACKS: &str = "stacks";

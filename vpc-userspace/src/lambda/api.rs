@@ -430,15 +430,18 @@ async fn get_function_configuration(
 async fn update_function_configuration(
     State(l): State<Lambda>,
     Path(f): Path<String>,
+    caller: Option<Extension<Caller>>,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
     let body = json_body(&body)?;
+    let access_key = caller.and_then(|Extension(c)| c.access_key);
     l.blocking(move |_, ops| {
         let c = ask(
             ops,
             Op::Update {
                 function: fname(&f),
                 body,
+                access_key,
             },
         )?;
         Ok(json_reply(200, &c))
@@ -744,7 +747,10 @@ async fn create_function(
     if !body.is_object() {
         return Err(ApiError::invalid("the request body is not a JSON object"));
     }
-    let account = caller.and_then(|Extension(c)| c.account());
+    let (account, access_key) = match caller {
+        Some(Extension(c)) => (c.account(), c.access_key),
+        None => (None, None),
+    };
     // The code is read here (a zip of up to 50 MB), not on the agent's loop.
     let req = std::mem::take(&mut body["Code"]);
     let code = request_code(&l, req, "CreateFunction", size).await?;
@@ -755,6 +761,7 @@ async fn create_function(
                 body,
                 account,
                 code,
+                access_key,
             },
         )?;
         Ok(json_reply(201, &c))

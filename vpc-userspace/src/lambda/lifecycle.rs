@@ -196,8 +196,10 @@ pub fn combinations(account: Option<&str>, vc: Option<&FunctionVpc>) -> Vec<Comb
     .unwrap_or_default()
 }
 
+/// Is `e` Lambda's ENI of combination `c`? (One Lambda lost, `available`,
+/// is no combination's.)
 fn is_of(e: &HyperplaneEniSpec, c: &Combination) -> bool {
-    e.subnet == c.0 && e.groups == c.1 && e.account == c.2
+    !e.available && e.subnet == c.0 && e.groups == c.1 && e.account == c.2
 }
 
 /// The first ENI of a combination's group, if it has one.
@@ -431,9 +433,32 @@ pub fn combinations_in_use<'a>(
 pub fn unused_combinations(m: &Model, used: &BTreeSet<Combination>) -> BTreeSet<Combination> {
     m.enis
         .iter()
+        .filter(|e| !e.available)
         .map(|e| (e.subnet.clone(), e.groups.clone(), e.account.clone()))
         .filter(|c| !used.contains(c))
         .collect()
+}
+
+/// A function whose execution role is gone left combinations `left`: the
+/// ENIs of those nothing uses any more (`lives`: the functions' pending
+/// changes and versions) are ones Lambda cannot delete. They stay,
+/// `available`, with no function, until deleted by hand
+/// ([`Model::delete_network_interface`]). Returns their ids.
+pub fn strand_enis<'a>(
+    m: &mut Model,
+    left: &[Combination],
+    lives: impl Iterator<Item = (&'a str, &'a FunctionLife)>,
+) -> Vec<String> {
+    let used = combinations_in_use(m, lives);
+    let mut ids = vec![];
+    for c in left.iter().filter(|c| !used.contains(*c)) {
+        for e in m.enis.iter_mut().filter(|e| is_of(e, c)) {
+            e.available = true;
+            e.functions.clear();
+            ids.push(e.id.clone());
+        }
+    }
+    ids
 }
 
 /// Deletes every ENI of combination `c`.
@@ -662,7 +687,7 @@ pub fn configuration(
         // A function without `Runtime` (a shell script) reports what
         // runs it as a custom runtime would.
         "Runtime": f.runtime.runtime.as_deref().unwrap_or("provided.al2023"),
-        "Role": format!("arn:aws:iam::{account}:role/{}-role", f.name),
+        "Role": f.role.clone().unwrap_or_else(|| format!("arn:aws:iam::{account}:role/{}-role", f.name)),
         "Handler": f.runtime.handler.as_deref().unwrap_or("bootstrap"),
         "CodeSize": size,
         "Description": "",
@@ -889,6 +914,41 @@ Resources:
                 .contains("default security group cannot be shared"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_stranded_eni_is_available_until_deleted_by_hand() {
+        let mut m = model();
+        let eni = m.enis[0].id.clone();
+        let c = ("A".to_string(), vec!["Sg".to_string()], None);
+        // In use: EC2 refuses.
+        let e = m.delete_network_interface(&eni).unwrap_err();
+        assert_eq!(e.code, "InvalidParameterValue");
+        assert_eq!(
+            e.message,
+            format!("Network interface '{eni}' is currently in use.")
+        );
+        // F still uses it: nothing strands.
+        assert!(strand_enis(&mut m, std::slice::from_ref(&c), std::iter::empty()).is_empty());
+        // F gone (its role too): available, no longer the combination's.
+        m.functions.clear();
+        assert_eq!(
+            strand_enis(&mut m, std::slice::from_ref(&c), std::iter::empty()),
+            vec![eni.clone()]
+        );
+        assert!(m.enis[0].available && m.enis[0].functions.is_empty());
+        assert_eq!(group_first(&m, &c), None, "a new function gets a new ENI");
+        assert!(
+            unused_combinations(&m, &BTreeSet::new()).is_empty(),
+            "not Lambda's to delete"
+        );
+        delete_enis(&mut m, &c);
+        assert_eq!(m.enis.len(), 1, "Lambda does not delete it");
+        let gone = m.delete_network_interface(&eni).unwrap();
+        assert_eq!(gone.id, eni);
+        assert!(m.enis.is_empty());
+        let e = m.delete_network_interface(&eni).unwrap_err();
+        assert_eq!(e.code, "InvalidNetworkInterfaceID.NotFound");
     }
 
     #[test]

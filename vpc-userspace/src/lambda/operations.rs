@@ -13,6 +13,8 @@ use super::{
 };
 
 mod function_code;
+mod iam;
+mod stranded;
 mod timers;
 use crate::{
     datapath::PinnedMaps,
@@ -42,6 +44,8 @@ pub enum Op {
         account: Option<String>,
         /// Its `Code`, read and checked off the loop ([`code::from_request`]).
         code: Option<code::Source>,
+        /// The access key id that signed the request (IAM's caller).
+        access_key: Option<String>,
     },
     /// An invocation starts: may it run, and where (`env`, 1-based, or 0:
     /// any of its environments, listed in `Envs`; a published version's own
@@ -58,6 +62,8 @@ pub enum Op {
     Update {
         function: String,
         body: Value,
+        /// The access key id that signed the request (IAM's caller).
+        access_key: Option<String>,
     },
     Delete {
         function: String,
@@ -120,7 +126,8 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
             body,
             account,
             code,
-        } => create(name, maps, &body, account, code),
+            access_key,
+        } => create(name, maps, &body, account, code, access_key.as_deref()),
         Op::Claim {
             function,
             env,
@@ -129,7 +136,11 @@ pub fn handle(name: &str, maps: &mut PinnedMaps, op: Op) -> Result<Value, ApiErr
         } => claim(name, &function, env, qualifier, dry_run),
         Op::AddEnv { function } => add_env(name, maps, &function),
         Op::RemoveEnvs { function, envs } => remove_envs(name, maps, &function, &envs),
-        Op::Update { function, body } => update(name, &function, &body),
+        Op::Update {
+            function,
+            body,
+            access_key,
+        } => update(name, &function, &body, access_key.as_deref()),
         Op::Delete { function } => delete(name, maps, &function),
         Op::Publish {
             function,
@@ -432,7 +443,7 @@ pub(super) fn detach(name: &str, maps: &mut PinnedMaps, id: &str) -> Result<()> 
     .map_err(|f| anyhow::anyhow!("{}: {}", f.code, f.reason))
 }
 
-fn update(name: &str, function: &str, body: &Value) -> Answer {
+fn update(name: &str, function: &str, body: &Value, access_key: Option<&str>) -> Answer {
     let r = transact(name, |s, lc| {
         let (id, f, now) = match changeable(s, lc, function) {
             Ok(x) => x,
@@ -446,6 +457,11 @@ fn update(name: &str, function: &str, body: &Value) -> Answer {
                 Err(e) => return Ok(Err(e)),
             },
         };
+        // IAM: the caller's policies, with the VPC settings the function
+        // will have; the execution role.
+        if let Err(e) = iam::update(&mut s.model, &f, body, target.as_ref(), access_key) {
+            return Ok(Err(e));
+        }
         // Execution environments were placed when the function was built:
         // each moves to the subnet at its position.
         let have = f.envs().len();
@@ -566,6 +582,7 @@ fn create(
     body: &Value,
     account: Option<String>,
     source: Option<code::Source>,
+    access_key: Option<&str>,
 ) -> Answer {
     let s = State::load(name)?;
     let account = account.filter(|a| *a != s.model.account);
@@ -599,6 +616,18 @@ fn create(
             Ok(vc) => vc,
             Err(e) => return Ok(Err(e)),
         },
+    };
+    // IAM: the caller's policies, then the execution role.
+    let (role, role_known) = match iam::create(
+        &s.model,
+        body,
+        account.as_deref(),
+        &fname,
+        vc.as_ref(),
+        access_key,
+    ) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
     };
     let (code, package) = match source {
         None => (None, None),
@@ -646,6 +675,8 @@ fn create(
         version_of: None,
         runtime,
         replicas: vec![],
+        role,
+        role_known,
     };
     if let Some(e) = code::needs_runtime(&f) {
         return Ok(Err(ApiError::invalid(e)));
@@ -858,25 +889,45 @@ fn delete(name: &str, maps: &mut PinnedMaps, function: &str) -> Answer {
         .filter(|f| f.version_of.as_ref().is_some_and(|(of, _)| *of == id))
         .map(|f| f.id.clone())
         .collect();
+    // Lambda deletes the ENIs with the function's role: gone, they stay.
+    let f = s.model.function(&id).expect("found").clone();
+    let lc = Lifecycle::load(name)?;
+    let left = if stranded::lost_role(&s.model, &f) {
+        stranded::combinations_of(&s.model, &lc, &f)
+    } else {
+        vec![]
+    };
     for v in versions {
-        if let Err(e) = delete_one(name, maps, &v)? {
+        if let Err(e) = delete_one(name, maps, &v, &[], &lc)? {
             return Ok(Err(e));
         }
     }
-    delete_one(name, maps, &id)
+    delete_one(name, maps, &id, &left, &lc)
 }
 
 /// Out of the desired model (detached first: its connections end,
 /// nothing sends through an ENI), then reconciled: its execution
 /// environments go, and its lifecycle state.
-fn delete_one(name: &str, maps: &mut PinnedMaps, id: &str) -> Answer {
+/// `left`: combinations whose ENIs Lambda cannot delete (its role is
+/// gone), stranded in the same change if nothing else uses them.
+fn delete_one(
+    name: &str,
+    maps: &mut PinnedMaps,
+    id: &str,
+    left: &[lifecycle::Combination],
+    lc: &Lifecycle,
+) -> Answer {
     let id = id.to_string();
+    let mut kept = vec![];
     change(name, maps, |m| {
+        let f = m.function(&id).cloned();
         lifecycle::detach(m, &id);
         m.functions.retain(|x| x.id != id);
         // Its function URL goes with it, as at AWS.
         m.function_urls.retain(|u| u.function != id);
         lifecycle::refresh_eni_functions(m);
+        kept = lifecycle::strand_enis(m, left, lifecycle::lives(&lc.functions));
+        stranded::log(f.as_ref(), &kept);
         Ok(())
     })?
     .map_err(|f| anyhow::anyhow!("{}", f.reason))?;

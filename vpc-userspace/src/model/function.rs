@@ -82,6 +82,14 @@ pub struct Function {
     /// concurrent invocations (none when idle): see [`Function::envs`].
     #[serde(default)]
     pub replicas: Vec<Replica>,
+    /// The execution role's ARN (`Role`), as given.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The deployment knew the role when it was given (declared or created
+    /// through IAM), so its permissions were checked: once it is gone,
+    /// Lambda cannot delete the function's ENIs ([`crate::iam::lambda`]).
+    #[serde(default)]
+    pub role_known: bool,
 }
 
 /// One more execution environment of a function, for concurrency: its
@@ -461,6 +469,18 @@ impl Builder<'_> {
                     ),
                 ));
             }
+            let role = match raw.get("Role") {
+                None => None,
+                Some(v) => match self.r.resolve(v, &format!("{path}.Role"))? {
+                    Value::String(s) => Some(s),
+                    _ => {
+                        return Err(ModelError::new(
+                            format!("{path}.Role"),
+                            "must be a string (a role's ARN)",
+                        ))
+                    }
+                },
+            };
             let (code, package) = self.function_code(&raw, &path)?;
             let runtime = self.runtime_config(&raw, &path)?;
             if package.is_some() && runtime.runtime.is_none() {
@@ -506,6 +526,8 @@ impl Builder<'_> {
                 version_of: None,
                 runtime,
                 replicas: vec![],
+                role,
+                role_known: false,
             });
         }
         for f in self

@@ -32,7 +32,43 @@ pub struct HyperplaneEniSpec {
     /// (subnet, security-group set) in an account").
     #[serde(default)]
     pub account: Option<String>,
+    /// Lambda lost it: the execution role of the last function using it
+    /// was deleted first, so Lambda could not delete it. EC2's status
+    /// `available`, no function, its address still allocated and its
+    /// entries kept, until someone deletes it by hand
+    /// ([`Model::delete_network_interface`]). No combination's ENI any more:
+    /// a function with the same subnet and groups gets a new one.
+    #[serde(default)]
+    pub available: bool,
 }
+
+/// EC2's answer to a DeleteNetworkInterface it refuses: its error code and
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ec2Error {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Ec2Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Ec2Error {}
+
+/// EC2's message for deleting an interface in use: an attached one, and a
+/// requester-managed one (a Lambda Hyperplane ENI, attached by the
+/// service: `ela-attach`) alike.
+pub fn in_use(id: &str) -> String {
+    format!("Network interface '{id}' is currently in use.")
+}
+
+/// EC2's message for detaching a requester-managed interface (its
+/// `ela-attach` attachment is the service's): `OperationNotPermitted`.
+pub const REQUESTER_MANAGED_DETACH: &str =
+    "You are not allowed to manage 'ela-attach' attachments.";
 
 /// Why [`Model::allocate_eni`] could not create an ENI, in AWS's words
 /// (the function's `StateReasonCode` / `LastUpdateStatusReasonCode`).
@@ -156,8 +192,42 @@ impl Model {
             ip6,
             scaled,
             account: account.map(str::to_string),
+            available: false,
         });
         Ok(index)
+    }
+
+    /// DeleteNetworkInterface: a Hyperplane ENI Lambda lost (`available`)
+    /// leaves the model (its entries and address go with the next
+    /// reconcile); one in use is refused as EC2 refuses it
+    /// (`InvalidParameterValue`, "Network interface '...' is currently in
+    /// use.", what EC2 answers for a requester-managed interface a service
+    /// holds), as is an instance's, an interface endpoint's or a
+    /// template's interface (logical id); anything else is
+    /// `InvalidNetworkInterfaceID.NotFound`.
+    pub fn delete_network_interface(
+        &mut self,
+        id: &str,
+    ) -> std::result::Result<HyperplaneEniSpec, Ec2Error> {
+        if let Some(i) = self.enis.iter().position(|e| e.id == id) {
+            if !self.enis[i].available {
+                return Err(Ec2Error {
+                    code: "InvalidParameterValue",
+                    message: in_use(id),
+                });
+            }
+            return Ok(self.enis.remove(i));
+        }
+        if self.hosts.iter().any(|h| h.id == id) {
+            return Err(Ec2Error {
+                code: "InvalidParameterValue",
+                message: in_use(id),
+            });
+        }
+        Err(Ec2Error {
+            code: "InvalidNetworkInterfaceID.NotFound",
+            message: format!("The networkInterface ID '{id}' does not exist"),
+        })
     }
 
     /// The Hyperplane ENIs of the (subnet, security-group set) of ENI
@@ -170,7 +240,12 @@ impl Model {
         let mut g: Vec<_> = self
             .enis
             .iter()
-            .filter(|o| o.subnet == e.subnet && o.groups == e.groups && o.account == e.account)
+            .filter(|o| {
+                o.subnet == e.subnet
+                    && o.groups == e.groups
+                    && o.account == e.account
+                    && o.available == e.available
+            })
             .collect();
         g.sort_by_key(|e| e.index);
         g
@@ -188,11 +263,12 @@ impl Builder<'_> {
         account: Option<&str>,
         path: &str,
     ) -> Result<u32> {
-        if let Some(e) =
-            self.m.enis.iter_mut().find(|e| {
-                e.subnet == subnet && e.groups == groups && e.account.as_deref() == account
-            })
-        {
+        if let Some(e) = self.m.enis.iter_mut().find(|e| {
+            e.subnet == subnet
+                && e.groups == groups
+                && e.account.as_deref() == account
+                && !e.available
+        }) {
             e.functions.push(function.to_string());
             return Ok(e.index);
         }

@@ -56,7 +56,9 @@ pub use function::{
 };
 pub use function_code::{find_asset, Asset};
 pub use function_url::{AuthType, FunctionUrl};
-pub use hyperplane_eni::{eni_id, AllocError, HyperplaneEniSpec};
+pub use hyperplane_eni::{
+    eni_id, in_use, AllocError, Ec2Error, HyperplaneEniSpec, REQUESTER_MANAGED_DETACH,
+};
 pub use instance::{Host, HostKind};
 use instance::{INSTANCE, NETWORK_INTERFACE};
 pub use internet::{InternetHost, PublicIp};
@@ -144,6 +146,11 @@ pub struct Model {
     /// resources, outputs, parameters and conditions.
     #[serde(default)]
     pub stacks: Vec<ModelStack>,
+    /// What the IAM API created (the templates' IAM is in
+    /// `stack_resources`): kept over every apply, as the API's functions
+    /// are ([`crate::iam`]).
+    #[serde(default)]
+    pub iam: crate::iam::Store,
 }
 
 impl Model {
@@ -432,6 +439,7 @@ impl<'a> Builder<'a> {
             vpc_endpoints: vec![],
             function_urls: vec![],
             stacks: vec![],
+            iam: Default::default(),
         };
         Self {
             t,

@@ -114,7 +114,8 @@ pub fn build_stacks(
     if let Some(p) = prior {
         b.keep(p);
     }
-    let mut m = b.run().map_err(|e| {
+    // An error's stack, named when there are several.
+    let owned = |e: ModelError| {
         if !several {
             return e;
         }
@@ -135,10 +136,14 @@ pub fn build_stacks(
             Some(k) => in_stack(e, &names[*k]),
             None => e,
         }
-    })?;
+    };
+    let mut m = b.run().map_err(owned)?;
     if let Some(p) = prior {
         keep_indices(&mut m, p);
+        // The IAM API's entities are the deployment's, not a template's.
+        m.iam = p.iam.clone();
     }
+    crate::iam::check_model(&mut m, prior).map_err(owned)?;
     Ok(m)
 }
 

@@ -416,6 +416,11 @@ fn apply_built(
             let Some(old) = m.function(&f.id).cloned() else {
                 continue;
             };
+            // Its role as the template now says (checked by the build).
+            if let Some(x) = m.functions.iter_mut().find(|x| x.id == f.id) {
+                x.role = f.role.clone();
+                x.role_known = f.role_known;
+            }
             if old.name != f.name || old.account != f.account {
                 bail!(
                     "Resources.{}.Properties.FunctionName: NotUpdatable: a function's name or account cannot change in place (AWS replaces the function): give it a new logical id, or run `vpc down` and `vpc up`",
@@ -455,7 +460,10 @@ fn apply_built(
         let functions = std::mem::take(&mut m.functions);
         let enis = std::mem::take(&mut m.enis);
         let urls = std::mem::take(&mut m.function_urls);
+        let iam = std::mem::take(&mut m.iam);
         *m = template;
+        // The IAM API's entities are the deployment's, whatever the templates.
+        m.iam = iam;
         m.functions = functions;
         m.enis = enis;
         // Function URLs are the Lambda API's too: those in force stay as
@@ -487,6 +495,23 @@ fn apply_built(
                 bail!(
                     "DependencyViolation: resource {g} has a dependent object (function {})",
                     f.name
+                );
+            }
+        }
+        // An ENI Lambda could not delete is in its subnet and groups until
+        // someone deletes it (`vpc eni delete`), as at AWS.
+        for e in m.enis.iter().filter(|e| e.available) {
+            if m.subnet(&e.subnet).is_none() {
+                bail!(
+                    "DependencyViolation: The subnet '{}' has dependencies and cannot be deleted (network interface {} is available in it: delete it, vpc eni delete)",
+                    e.subnet,
+                    e.id
+                );
+            }
+            if let Some(g) = e.groups.iter().find(|g| m.group(g).is_none()) {
+                bail!(
+                    "DependencyViolation: resource {g} has a dependent object (network interface {}: delete it, vpc eni delete)",
+                    e.id
                 );
             }
         }

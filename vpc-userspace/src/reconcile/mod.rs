@@ -9,8 +9,10 @@ use std::collections::HashSet;
 use anyhow::Result;
 
 mod converge;
+mod network_interface;
 mod verify;
 pub use converge::{apply, apply_edit, apply_stacks, check_update, converge, Converged, FAULT_ENV};
+pub use network_interface::delete_network_interface;
 pub use verify::verify;
 
 use crate::{

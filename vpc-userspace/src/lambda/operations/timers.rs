@@ -127,8 +127,21 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             })?;
         } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
             let (u, vc) = (u.clone(), u.vpc_config.clone());
+            // The ENIs it leaves, if Lambda has lost its role (they stay).
+            let lost = at_start
+                .model
+                .function(id)
+                .filter(|f| super::stranded::lost_role(&at_start.model, f))
+                .cloned();
             let r = change(name, maps, |m| {
-                lifecycle::attach(m, id, vc, settings.eni_limit)
+                lifecycle::attach(m, id, vc, settings.eni_limit)?;
+                // In the same change: a crash never leaves them half-way.
+                if let Some(f) = &lost {
+                    let left = lifecycle::combinations(f.account.as_deref(), f.vpc_config.as_ref());
+                    let kept = lifecycle::strand_enis(m, &left, lifecycle::lives(&lc.functions));
+                    super::stranded::log(Some(f), &kept);
+                }
+                Ok(())
             })?;
             set_status(name, id, |st| {
                 // A newer update staged meanwhile is the next tick's.

@@ -1,0 +1,753 @@
+//! IAM's query API on the agent's endpoint (requests signed for `iam`):
+//! form-encoded actions, XML answers as IAM's (policy documents
+//! URL-encoded, as IAM returns them and SDKs decode them), errors as
+//! `<ErrorResponse>` with IAM's codes and messages: `NoSuchEntity` (404),
+//! `EntityAlreadyExists` and `DeleteConflict` (409),
+//! `MalformedPolicyDocument`, `UnmodifiableEntity` and `ValidationError`
+//! (400).
+//!
+//! Roles: CreateRole, GetRole, DeleteRole, ListRoles, PutRolePolicy,
+//! GetRolePolicy, DeleteRolePolicy, AttachRolePolicy, DetachRolePolicy,
+//! ListAttachedRolePolicies. Policies: CreatePolicy, GetPolicy,
+//! DeletePolicy. Users: CreateUser, GetUser, ListUsers, DeleteUser, CreateAccessKey,
+//! DeleteAccessKey, PutUserPolicy, AttachUserPolicy. Groups: CreateGroup,
+//! AddUserToGroup, PutGroupPolicy, AttachGroupPolicy.
+//!
+//! What the API creates is the deployment's ([`Store`] in the desired
+//! model), written under the deployment's lock; the templates' entities
+//! are read here and refused to change (`UnmodifiableEntity`: change the
+//! template).
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Router,
+};
+
+use super::policy::{Kind, Policy};
+use super::store::{AccessKey, Group, Iam, ManagedPolicy, Role, User};
+use crate::cloudformation::xml::{self, Xml};
+use crate::model::Model;
+use crate::state::{transact, State as DeploymentState};
+
+/// IAM's XML namespace.
+pub const NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+
+/// The router of deployment `name`'s IAM API.
+pub fn router(name: &str) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(Arc::new(name.to_string()))
+}
+
+/// An error as IAM answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IamError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+type Answer = Result<String, IamError>;
+
+fn err(status: StatusCode, code: &'static str, message: impl Into<String>) -> IamError {
+    IamError {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+fn no_such(message: impl Into<String>) -> IamError {
+    err(StatusCode::NOT_FOUND, "NoSuchEntity", message)
+}
+
+fn exists(message: impl Into<String>) -> IamError {
+    err(StatusCode::CONFLICT, "EntityAlreadyExists", message)
+}
+
+fn conflict(message: impl Into<String>) -> IamError {
+    err(StatusCode::CONFLICT, "DeleteConflict", message)
+}
+
+fn validation(message: impl Into<String>) -> IamError {
+    err(StatusCode::BAD_REQUEST, "ValidationError", message)
+}
+
+fn internal(e: anyhow::Error) -> IamError {
+    err(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ServiceFailure",
+        format!("{e:#}"),
+    )
+}
+
+/// A template's entity: not changed through the API.
+fn unmodifiable(what: &str, name: &str, logical_id: &str) -> IamError {
+    err(
+        StatusCode::BAD_REQUEST,
+        "UnmodifiableEntity",
+        format!(
+            "Cannot perform the operation on the {what} {name}: it is declared by this deployment's template (resource {logical_id}); change it there (vpc apply)"
+        ),
+    )
+}
+
+/// The request's parameters.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+
+    /// A required parameter, or IAM's validation error naming it.
+    fn required(&self, k: &str) -> Result<&str, IamError> {
+        self.get(k).ok_or_else(|| {
+            let mut field = k.to_string();
+            field[..1].make_ascii_lowercase();
+            validation(format!(
+                "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+            ))
+        })
+    }
+
+    /// A name parameter (`RoleName`, ...): IAM's pattern and length.
+    fn name(&self, k: &str, max: usize) -> Result<&str, IamError> {
+        let n = self.required(k)?;
+        let ok = !n.is_empty()
+            && n.len() <= max
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+        if !ok {
+            let mut field = k.to_string();
+            field[..1].make_ascii_lowercase();
+            return Err(validation(format!(
+                "1 validation error detected: Value '{n}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+ and have length less than or equal to {max}"
+            )));
+        }
+        Ok(n)
+    }
+
+    fn path(&self) -> Result<String, IamError> {
+        let p = self.get("Path").unwrap_or("/");
+        if !p.starts_with('/') || !p.ends_with('/') || p.len() > 512 {
+            return Err(validation(format!(
+                "The specified value for path is invalid. It must begin and end with / and contain only alphanumeric characters and/or / characters. ({p})"
+            )));
+        }
+        Ok(p.to_string())
+    }
+}
+
+async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let mut params: Vec<(String, String)> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    params.extend(form_urlencoded::parse(&body).into_owned());
+    let action = params
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let (name, a) = (name.to_string(), action.clone());
+    let answer = tokio::task::spawn_blocking(move || dispatch(&name, &a, &Params(params)))
+        .await
+        .unwrap_or_else(|e| Err(internal(anyhow::anyhow!("the operation failed: {e}"))));
+    tracing::debug!(action, ok = answer.is_ok(), "iam");
+    let id = request_id();
+    let (status, text) = match answer {
+        Ok(body) => (
+            StatusCode::OK,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{NS}\"><{action}Result>{body}</{action}Result><ResponseMetadata><RequestId>{id}</RequestId></ResponseMetadata></{action}Response>"
+            ),
+        ),
+        Err(e) => (
+            e.status,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>",
+                e.code,
+                xml::escape(&e.message)
+            ),
+        ),
+    };
+    let mut r = (status, Body::from(text)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/xml"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        h.insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let now = crate::lambda::lifecycle::real_ms();
+    let h = crate::model::fnv1a(&format!("iam/{now}/{n}"));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        n & 0xfff,
+        now & 0xffff_ffff_ffff
+    )
+}
+
+fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
+    match action {
+        "CreateRole" => create_role(name, p),
+        "GetRole" => read(name, |iam, _| {
+            let r = role(iam, p.name("RoleName", 64)?)?;
+            Ok(wrap("Role", |x| role_xml(x, r)))
+        }),
+        "DeleteRole" => delete_role(name, p),
+        "ListRoles" => read(name, |iam, _| {
+            let mut x = Xml::default();
+            x.members("Roles", &iam.roles, role_xml)
+                .leaf("IsTruncated", "false");
+            Ok(x.0)
+        }),
+        "PutRolePolicy" | "PutUserPolicy" | "PutGroupPolicy" => put_inline(name, action, p),
+        "GetRolePolicy" => read(name, |iam, _| {
+            let r = role(iam, p.name("RoleName", 64)?)?;
+            let pn = p.name("PolicyName", 128)?;
+            let d = r.inline.get(pn).ok_or_else(|| {
+                no_such(format!("The role policy with name {pn} cannot be found."))
+            })?;
+            let mut x = Xml::default();
+            x.leaf("RoleName", &r.name)
+                .leaf("PolicyName", pn)
+                .leaf("PolicyDocument", &url_encode(d));
+            Ok(x.0)
+        }),
+        "DeleteRolePolicy" => edit(name, |m, _| {
+            let r = role_mut(m, p.name("RoleName", 64)?)?;
+            let pn = p.name("PolicyName", 128)?;
+            r.inline.remove(pn).ok_or_else(|| {
+                no_such(format!("The role policy with name {pn} cannot be found."))
+            })?;
+            Ok(String::new())
+        }),
+        "AttachRolePolicy" | "AttachUserPolicy" | "AttachGroupPolicy" => attach(name, action, p),
+        "DetachRolePolicy" => edit(name, |m, _| {
+            let arn = p.required("PolicyArn")?;
+            let r = role_mut(m, p.name("RoleName", 64)?)?;
+            let before = r.attached.len();
+            r.attached.retain(|a| a != arn);
+            if r.attached.len() == before {
+                return Err(no_such(format!("Policy {arn} was not found.")));
+            }
+            Ok(String::new())
+        }),
+        "ListAttachedRolePolicies" => read(name, |iam, _| {
+            let r = role(iam, p.name("RoleName", 64)?)?;
+            let attached: Vec<ManagedPolicy> =
+                r.attached.iter().filter_map(|a| iam.policy(a)).collect();
+            let mut x = Xml::default();
+            x.members("AttachedPolicies", &attached, |x, a| {
+                x.leaf("PolicyName", &a.name).leaf("PolicyArn", &a.arn);
+            })
+            .leaf("IsTruncated", "false");
+            Ok(x.0)
+        }),
+        "CreatePolicy" => create_policy(name, p),
+        "GetPolicy" => read(name, |iam, _| {
+            let arn = p.required("PolicyArn")?;
+            let pol = iam
+                .policy(arn)
+                .ok_or_else(|| no_such(format!("Policy {arn} was not found.")))?;
+            let n = iam.attachments(arn);
+            Ok(wrap("Policy", |x| policy_xml(x, &pol, n)))
+        }),
+        "DeletePolicy" => edit(name, |m, iam| {
+            let arn = p.required("PolicyArn")?;
+            let pol = iam
+                .policy(arn)
+                .ok_or_else(|| no_such(format!("Policy {arn} was not found.")))?;
+            if super::managed::is_aws(arn) {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidInput",
+                    format!("Cannot delete the AWS managed policy {arn}."),
+                ));
+            }
+            if let Some(id) = &pol.stack {
+                return Err(unmodifiable("policy", &pol.name, id));
+            }
+            if iam.attachments(arn) > 0 {
+                return Err(conflict("Cannot delete a policy attached to entities."));
+            }
+            m.iam.policies.retain(|x| x.arn != arn);
+            Ok(String::new())
+        }),
+        "CreateUser" => edit(name, |m, iam| {
+            let n = p.name("UserName", 64)?;
+            if iam.user(n).is_some() {
+                return Err(exists(format!("User with name {n} already exists.")));
+            }
+            let path = p.path()?;
+            let u = User {
+                name: n.into(),
+                arn: format!("arn:aws:iam::{}:user{path}{n}", m.account),
+                id: unique_id("AIDA", n),
+                path,
+                created_ms: now(),
+                ..Default::default()
+            };
+            let out = wrap("User", |x| user_xml(x, &u));
+            m.iam.users.push(u);
+            Ok(out)
+        }),
+        "GetUser" => read(name, |iam, _| {
+            let u = user(iam, p.name("UserName", 64)?)?;
+            Ok(wrap("User", |x| user_xml(x, u)))
+        }),
+        "ListUsers" => read(name, |iam, _| {
+            let mut x = Xml::default();
+            x.members("Users", &iam.users, user_xml)
+                .leaf("IsTruncated", "false");
+            Ok(x.0)
+        }),
+        "DeleteUser" => delete_user(name, p),
+        "CreateAccessKey" => edit(name, |m, iam| {
+            let n = p.name("UserName", 64)?;
+            let u = user(iam, n)?;
+            if let Some(id) = &u.stack {
+                return Err(unmodifiable("user", n, id));
+            }
+            let seed = format!("{n}/{}", now());
+            let k = AccessKey {
+                id: format!("AKIA{}", alnum(&seed, 16, true)),
+                secret: alnum(&format!("{seed}/secret"), 40, false),
+                user: n.into(),
+                status: "Active".into(),
+                created_ms: now(),
+                stack: None,
+            };
+            let mut x = Xml::default();
+            x.open("AccessKey")
+                .leaf("UserName", &k.user)
+                .leaf("AccessKeyId", &k.id)
+                .leaf("Status", &k.status)
+                .leaf("SecretAccessKey", &k.secret)
+                .time("CreateDate", k.created_ms)
+                .close("AccessKey");
+            m.iam.access_keys.push(k);
+            Ok(x.0)
+        }),
+        "DeleteAccessKey" => edit(name, |m, iam| {
+            let id = p.required("AccessKeyId")?;
+            let k = iam
+                .access_keys
+                .iter()
+                .find(|k| k.id == id && p.get("UserName").is_none_or(|u| u == k.user))
+                .ok_or_else(|| no_such(format!("The Access Key with id {id} cannot be found.")))?;
+            if let Some(l) = &k.stack {
+                return Err(unmodifiable("access key", id, l));
+            }
+            m.iam.access_keys.retain(|k| k.id != id);
+            Ok(String::new())
+        }),
+        "CreateGroup" => edit(name, |m, iam| {
+            let n = p.name("GroupName", 128)?;
+            if iam.group(n).is_some() {
+                return Err(exists(format!("Group with name {n} already exists.")));
+            }
+            let path = p.path()?;
+            let g = Group {
+                name: n.into(),
+                arn: format!("arn:aws:iam::{}:group{path}{n}", m.account),
+                id: unique_id("AGPA", n),
+                path,
+                created_ms: now(),
+                ..Default::default()
+            };
+            let mut x = Xml::default();
+            x.open("Group")
+                .leaf("Path", &g.path)
+                .leaf("GroupName", &g.name)
+                .leaf("GroupId", &g.id)
+                .leaf("Arn", &g.arn)
+                .time("CreateDate", g.created_ms)
+                .close("Group");
+            m.iam.groups.push(g);
+            Ok(x.0)
+        }),
+        "AddUserToGroup" => edit(name, |m, iam| {
+            let g = group(iam, p.name("GroupName", 128)?)?.name.clone();
+            let u = user_mut(m, p.name("UserName", 64)?)?;
+            if !u.groups.contains(&g) {
+                u.groups.push(g);
+            }
+            Ok(String::new())
+        }),
+        "" => Err(err(
+            StatusCode::BAD_REQUEST,
+            "MissingAction",
+            "Missing Action",
+        )),
+        other => Err(err(
+            StatusCode::BAD_REQUEST,
+            "InvalidAction",
+            format!(
+                "Could not find operation {other} for version 2010-05-08 (this endpoint serves IAM's roles, users, groups, policies and access keys: docs/iam.md)"
+            ),
+        )),
+    }
+}
+
+fn now() -> u64 {
+    crate::lambda::lifecycle::real_ms()
+}
+
+/// `n` characters `A-Z0-9` (or `a-z0-9`) derived from `seed`.
+fn alnum(seed: &str, n: usize, upper: bool) -> String {
+    let chars: &[u8] = if upper {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    } else {
+        b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+/"
+    };
+    (0..n)
+        .map(|i| {
+            let h = crate::model::fnv1a(&format!("{seed}/{}", i / 8));
+            chars[((h >> ((i % 8) * 8)) as usize) % chars.len()] as char
+        })
+        .collect()
+}
+
+/// An IAM unique id: its prefix (`AROA` a role, `AIDA` a user, `AGPA` a
+/// group, `ANPA` a policy) and 17 characters.
+fn unique_id(prefix: &str, name: &str) -> String {
+    format!(
+        "{prefix}{}",
+        alnum(&format!("{prefix}/{name}/{}", now()), 17, true)
+    )
+}
+
+/// A policy document as IAM returns it: URL-encoded (RFC 3986; SDKs
+/// decode it).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `<tag>...</tag>` written by `f`.
+fn wrap(tag: &str, f: impl FnOnce(&mut Xml)) -> String {
+    let mut x = Xml::default();
+    x.open(tag);
+    f(&mut x);
+    x.close(tag);
+    x.0
+}
+
+fn role_xml(x: &mut Xml, r: &Role) {
+    x.leaf("Path", &r.path)
+        .leaf("RoleName", &r.name)
+        .leaf("RoleId", &r.id)
+        .leaf("Arn", &r.arn)
+        .time("CreateDate", r.created_ms)
+        .leaf(
+            "AssumeRolePolicyDocument",
+            &url_encode(&r.assume_role_policy),
+        )
+        .leaf("MaxSessionDuration", "3600");
+}
+
+fn user_xml(x: &mut Xml, u: &User) {
+    x.leaf("Path", &u.path)
+        .leaf("UserName", &u.name)
+        .leaf("UserId", &u.id)
+        .leaf("Arn", &u.arn)
+        .time("CreateDate", u.created_ms);
+}
+
+fn policy_xml(x: &mut Xml, p: &ManagedPolicy, attachments: usize) {
+    x.leaf("PolicyName", &p.name)
+        .leaf("PolicyId", &p.id)
+        .leaf("Arn", &p.arn)
+        .leaf("Path", &p.path)
+        .leaf("DefaultVersionId", super::managed::default_version(&p.arn))
+        .leaf("AttachmentCount", &attachments.to_string())
+        .leaf("PermissionsBoundaryUsageCount", "0")
+        .leaf("IsAttachable", "true")
+        .time("CreateDate", p.created_ms)
+        .time("UpdateDate", p.created_ms);
+}
+
+/// A read, from the store.
+fn read(name: &str, f: impl FnOnce(&Iam, &Model) -> Answer) -> Answer {
+    let s = DeploymentState::load(name).map_err(internal)?;
+    f(&Iam::of(&s.model), &s.model)
+}
+
+/// A change of the API's entities (`m.iam`), under the deployment's lock,
+/// written with the desired model; `iam` is the whole view before it.
+fn edit(name: &str, f: impl FnOnce(&mut Model, &Iam) -> Answer) -> Answer {
+    transact(name, |s, _| {
+        let iam = Iam::of(&s.model);
+        let r = f(&mut s.model, &iam);
+        if r.is_err() {
+            // Nothing half-applied: the transaction is not committed.
+            anyhow::bail!(Rollback(r.expect_err("error")));
+        }
+        Ok(r)
+    })
+    .or_else(|e| match e.downcast::<Rollback>() {
+        Ok(Rollback(e)) => Ok(Err(e)),
+        Err(e) => Err(internal(e)),
+    })?
+}
+
+/// An API error that undoes the transaction it happened in.
+#[derive(Debug)]
+struct Rollback(IamError);
+
+impl std::fmt::Display for Rollback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.code, self.0.message)
+    }
+}
+
+impl std::error::Error for Rollback {}
+
+fn role<'a>(iam: &'a Iam, n: &str) -> Result<&'a Role, IamError> {
+    iam.role(n)
+        .ok_or_else(|| no_such(format!("The role with name {n} cannot be found.")))
+}
+
+fn user<'a>(iam: &'a Iam, n: &str) -> Result<&'a User, IamError> {
+    iam.user(n)
+        .ok_or_else(|| no_such(format!("The user with name {n} cannot be found.")))
+}
+
+fn group<'a>(iam: &'a Iam, n: &str) -> Result<&'a Group, IamError> {
+    iam.group(n)
+        .ok_or_else(|| no_such(format!("The group with name {n} cannot be found.")))
+}
+
+/// An API role to change (a template's is refused).
+fn role_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Role, IamError> {
+    if let Some(r) = super::store::from_template(&m.stack_resources).role(n) {
+        return Err(unmodifiable(
+            "role",
+            n,
+            r.stack.as_deref().unwrap_or_default(),
+        ));
+    }
+    m.iam
+        .roles
+        .iter_mut()
+        .find(|r| r.name == n)
+        .ok_or_else(|| no_such(format!("The role with name {n} cannot be found.")))
+}
+
+fn user_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut User, IamError> {
+    if let Some(u) = super::store::from_template(&m.stack_resources).user(n) {
+        return Err(unmodifiable(
+            "user",
+            n,
+            u.stack.as_deref().unwrap_or_default(),
+        ));
+    }
+    m.iam
+        .users
+        .iter_mut()
+        .find(|u| u.name == n)
+        .ok_or_else(|| no_such(format!("The user with name {n} cannot be found.")))
+}
+
+fn group_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Group, IamError> {
+    if let Some(g) = super::store::from_template(&m.stack_resources).group(n) {
+        return Err(unmodifiable(
+            "group",
+            n,
+            g.stack.as_deref().unwrap_or_default(),
+        ));
+    }
+    m.iam
+        .groups
+        .iter_mut()
+        .find(|g| g.name == n)
+        .ok_or_else(|| no_such(format!("The group with name {n} cannot be found.")))
+}
+
+/// A policy document of a request, checked as IAM checks it.
+fn document(p: &Params, k: &str, kind: Kind) -> Result<String, IamError> {
+    let d = p.required(k)?;
+    Policy::parse_text(d, kind)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "MalformedPolicyDocument", e))?;
+    Ok(d.to_string())
+}
+
+fn create_role(name: &str, p: &Params) -> Answer {
+    edit(name, |m, iam| {
+        let n = p.name("RoleName", 64)?;
+        let path = p.path()?;
+        let trust = document(p, "AssumeRolePolicyDocument", Kind::Trust)?;
+        if iam.role(n).is_some() {
+            return Err(exists(format!("Role with name {n} already exists.")));
+        }
+        let r = Role {
+            name: n.into(),
+            arn: format!("arn:aws:iam::{}:role{path}{n}", m.account),
+            id: unique_id("AROA", n),
+            path,
+            assume_role_policy: trust,
+            created_ms: now(),
+            ..Default::default()
+        };
+        let out = wrap("Role", |x| role_xml(x, &r));
+        m.iam.roles.push(r);
+        Ok(out)
+    })
+}
+
+/// IAM refuses to delete a role with policies; a function may still name
+/// it (Lambda then cannot manage its ENIs: docs/iam.md).
+fn delete_role(name: &str, p: &Params) -> Answer {
+    edit(name, |m, _| {
+        let n = p.name("RoleName", 64)?;
+        let r = role_mut(m, n)?;
+        if !r.inline.is_empty() {
+            return Err(conflict(
+                "Cannot delete entity, must delete policies first.",
+            ));
+        }
+        if !r.attached.is_empty() {
+            return Err(conflict(
+                "Cannot delete entity, must detach all policies first.",
+            ));
+        }
+        m.iam.roles.retain(|r| r.name != n);
+        Ok(String::new())
+    })
+}
+
+fn delete_user(name: &str, p: &Params) -> Answer {
+    edit(name, |m, iam| {
+        let n = p.name("UserName", 64)?;
+        let u = user_mut(m, n)?;
+        if !u.inline.is_empty() {
+            return Err(conflict(
+                "Cannot delete entity, must delete policies first.",
+            ));
+        }
+        if !u.attached.is_empty() {
+            return Err(conflict(
+                "Cannot delete entity, must detach all policies first.",
+            ));
+        }
+        if !u.groups.is_empty() {
+            return Err(conflict(
+                "Cannot delete entity, must remove users from group first.",
+            ));
+        }
+        if iam.access_keys.iter().any(|k| k.user == n) {
+            return Err(conflict(
+                "Cannot delete entity, must delete access keys first.",
+            ));
+        }
+        m.iam.users.retain(|u| u.name != n);
+        Ok(String::new())
+    })
+}
+
+/// PutRolePolicy, PutUserPolicy, PutGroupPolicy (a new document replaces
+/// one of the same name).
+fn put_inline(name: &str, action: &str, p: &Params) -> Answer {
+    edit(name, |m, _| {
+        let pn = p.name("PolicyName", 128)?.to_string();
+        let d = document(p, "PolicyDocument", Kind::Identity)?;
+        let inline = match action {
+            "PutRolePolicy" => &mut role_mut(m, p.name("RoleName", 64)?)?.inline,
+            "PutUserPolicy" => &mut user_mut(m, p.name("UserName", 64)?)?.inline,
+            _ => &mut group_mut(m, p.name("GroupName", 128)?)?.inline,
+        };
+        inline.insert(pn, d);
+        Ok(String::new())
+    })
+}
+
+/// AttachRolePolicy, AttachUserPolicy, AttachGroupPolicy.
+fn attach(name: &str, action: &str, p: &Params) -> Answer {
+    edit(name, |m, iam| {
+        let arn = p.required("PolicyArn")?.to_string();
+        if iam.policy(&arn).is_none() {
+            return Err(no_such(format!(
+                "Policy {arn} does not exist or is not attachable."
+            )));
+        }
+        let attached = match action {
+            "AttachRolePolicy" => &mut role_mut(m, p.name("RoleName", 64)?)?.attached,
+            "AttachUserPolicy" => &mut user_mut(m, p.name("UserName", 64)?)?.attached,
+            _ => &mut group_mut(m, p.name("GroupName", 128)?)?.attached,
+        };
+        if !attached.contains(&arn) {
+            attached.push(arn);
+        }
+        Ok(String::new())
+    })
+}
+
+fn create_policy(name: &str, p: &Params) -> Answer {
+    edit(name, |m, iam| {
+        let n = p.name("PolicyName", 128)?;
+        let path = p.path()?;
+        let d = document(p, "PolicyDocument", Kind::Identity)?;
+        let arn = format!("arn:aws:iam::{}:policy{path}{n}", m.account);
+        if iam.policy(&arn).is_some() {
+            return Err(exists(format!(
+                "A policy called {n} already exists. Duplicate names are not allowed."
+            )));
+        }
+        let pol = ManagedPolicy {
+            name: n.into(),
+            arn,
+            id: unique_id("ANPA", n),
+            path,
+            document: d,
+            created_ms: now(),
+            stack: None,
+        };
+        let out = wrap("Policy", |x| policy_xml(x, &pol, 0));
+        m.iam.policies.push(pol);
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_url_encoded_as_iam_returns_them() {
+        assert_eq!(
+            url_encode(r#"{"Version": "2012-10-17"}"#),
+            "%7B%22Version%22%3A%20%222012-10-17%22%7D"
+        );
+        assert_eq!(unique_id("AROA", "r").len(), 21);
+        assert!(alnum("s", 40, false).len() == 40);
+    }
+}
