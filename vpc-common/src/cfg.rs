@@ -39,4 +39,7 @@ pub const CT_ALLOWANCE: u32 = 15;
 /// VPC resolver (0: `DEFAULT_LINKLOCAL_PPS`, AWS's 1,024); past it,
 /// `linklocal_allowance_exceeded`.
 pub const LINKLOCAL_PPS: u32 = 16;
-pub const LEN: u32 = 17;
+/// Idle timeout (ns) of a connection to an interface endpoint (AWS: 350 s,
+/// then a RST, as a NAT gateway's).
+pub const ENDPOINT_IDLE: u32 = 17;
+pub const LEN: u32 = 18;

@@ -94,7 +94,10 @@ pub struct CtEntry {
     pub dst_subnet: u16,
     /// The Hyperplane ENI's subnet index (NATed connections).
     pub eni_subnet: u16,
-    pub _pad1: u16,
+    /// What the original direction's destination is (`kind`): an
+    /// interface endpoint's connections have its idle timeout.
+    pub peer: u8,
+    pub _pad1: u8,
     pub mac: [u8; 6],
     pub router_mac: [u8; 6],
     /// Rewrite for this direction: new source (SNAT) or destination (DNAT).

@@ -3,8 +3,8 @@
 //! (`bind`, `open`).
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    cfg, ct_state, route_kind, CtEntry, CtKey, DropReason, Endpoint, CT_DIR_ORIG, CT_DIR_REPLY,
-    CT_F_DNAT, CT_F_FIN_ORIG, CT_F_FIN_REPLY,
+    cfg, ct_state, kind, route_kind, CtEntry, CtKey, DropReason, Endpoint, CT_DIR_ORIG,
+    CT_DIR_REPLY, CT_F_DNAT, CT_F_FIN_ORIG, CT_F_FIN_REPLY,
 };
 
 use crate::{
@@ -51,12 +51,17 @@ pub fn timeout(proto: u8, e: &CtEntry) -> u64 {
         _ => cfg::OTHER,
     };
     let t = config::get(idx);
-    // A NAT gateway forgets a connection idle for its own timeout.
-    if e.route == route_kind::NAT_GATEWAY {
-        let nat = config::get(cfg::NAT_GATEWAY_IDLE);
-        if nat != 0 && nat < t {
-            return nat;
-        }
+    // A NAT gateway, and an interface endpoint, forget a connection idle
+    // for their own timeout.
+    let own = if e.route == route_kind::NAT_GATEWAY {
+        config::get(cfg::NAT_GATEWAY_IDLE)
+    } else if e.peer == kind::VPC_ENDPOINT {
+        config::get(cfg::ENDPOINT_IDLE)
+    } else {
+        0
+    };
+    if own != 0 && own < t {
+        return own;
     }
     t
 }
@@ -268,6 +273,8 @@ pub fn bind(
     o.dst_subnet = ep.subnet as u16;
     o.acl_gen = epoch.wrapping_add(1);
     o.route = route;
+    o.peer = ep.kind;
+    r.peer = ep.kind;
     r.in_ifindex = ep.ifindex;
     r.out_ifindex = ifindex;
     copy_mac(&mut r.mac, &sender.mac);

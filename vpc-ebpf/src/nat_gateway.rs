@@ -190,15 +190,21 @@ fn open<C: Ctx>(
 /// (entry `e`, original `orig`), with a RST: a TCP packet of a connection
 /// through it, in the original direction, neither SYN nor RST (the GC
 /// keeps such entries a little past their timeout for this). The
-/// connection is then closed.
+/// connection is then closed. An interface endpoint does the same with the
+/// connections to it (AWS: both forget a connection idle for 350 s); only
+/// the gateway's count as `IdleTimeoutCount`.
 #[inline(always)]
 pub fn forgot(p: &Packet, e: *mut CtEntry, orig: *mut CtEntry) -> bool {
-    if unsafe { (*orig).route } == route_kind::NAT_GATEWAY
+    let gateway = unsafe { (*orig).route } == route_kind::NAT_GATEWAY;
+    if (gateway || unsafe { (*orig).peer } == vpc_common::kind::VPC_ENDPOINT)
         && unsafe { (*e).dir } == CT_DIR_ORIG
         && p.proto == IPPROTO_TCP
         && p.tcp_flags & (TCP_SYN | TCP_RST) == 0
     {
         unsafe { (*orig).state = vpc_common::ct_state::CLOSED };
+        if gateway {
+            stats::nat_idle_timeout();
+        }
         return true;
     }
     false
@@ -258,7 +264,6 @@ fn idle_reset_inner<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32) -> Result<u3
     let pseudo = (da >> 16) + (da & 0xffff) + (sa >> 16) + (sa & 0xffff);
     let pseudo = pseudo + (IPPROTO_TCP as u16).to_be() as u32 + (TcpHdr::LEN as u16).to_be() as u32;
     write(ctx, TCP + TCP_CHECK, fold(sum_words(ctx, TCP, pseudo)?))?;
-    stats::nat_idle_timeout();
     route::deliver(ctx, ifindex, &src_mac, &dst_mac)
 }
 

@@ -155,11 +155,13 @@ fn port_connections<M: Maps + ?Sized>(maps: &mut M) -> Result<Option<PortConnect
 }
 
 /// How long the GC keeps an expired entry: a TCP connection through a NAT
-/// gateway stays `tcp-closed` (60 s) past its idle timeout, so that a late
-/// packet of it still finds it and gets the gateway's RST (not one that
-/// was reset: it is gone at once).
+/// gateway or to an interface endpoint stays `tcp-closed` (60 s) past its
+/// idle timeout, so that a late packet of it still finds it and gets the
+/// RST (not one that was reset: it is gone at once).
 fn gc_grace(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
-    if proto == 6 && e.route == vpc_common::route_kind::NAT_GATEWAY && e.state != ct_state::RESET {
+    let resets =
+        e.route == vpc_common::route_kind::NAT_GATEWAY || e.peer == vpc_common::kind::VPC_ENDPOINT;
+    if proto == 6 && resets && e.state != ct_state::RESET {
         t.tcp_closed.as_nanos() as u64
     } else {
         0
@@ -183,6 +185,8 @@ pub fn timeout_of(t: &Timeouts, proto: u8, e: &CtEntry) -> u64 {
     };
     let d = if e.route == vpc_common::route_kind::NAT_GATEWAY {
         d.min(t.nat_gateway_idle)
+    } else if e.peer == vpc_common::kind::VPC_ENDPOINT {
+        d.min(t.endpoint_idle)
     } else {
         d
     };

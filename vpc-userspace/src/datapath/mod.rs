@@ -116,8 +116,12 @@ pub struct Timeouts {
     /// Any connection through a NAT gateway (AWS: 350 s).
     #[serde(default = "nat_gateway_idle")]
     pub nat_gateway_idle: Duration,
+    /// Any connection to an interface endpoint (AWS: 350 s, PrivateLink's).
+    #[serde(default = "nat_gateway_idle")]
+    pub endpoint_idle: Duration,
 }
 
+/// AWS's idle timeout of NAT gateways and interface endpoints.
 fn nat_gateway_idle() -> Duration {
     Duration::from_secs(350)
 }
@@ -134,12 +138,13 @@ impl Default for Timeouts {
             icmp: Duration::from_secs(600),
             other: Duration::from_secs(600),
             nat_gateway_idle: nat_gateway_idle(),
+            endpoint_idle: nat_gateway_idle(),
         }
     }
 }
 
 impl Timeouts {
-    pub fn by_index(&self) -> [(u32, Duration); 9] {
+    pub fn by_index(&self) -> [(u32, Duration); 10] {
         [
             (cfg::TCP_SYN, self.tcp_syn),
             (cfg::TCP_ESTABLISHED, self.tcp_established),
@@ -150,6 +155,7 @@ impl Timeouts {
             (cfg::ICMP, self.icmp),
             (cfg::OTHER, self.other),
             (cfg::NAT_GATEWAY_IDLE, self.nat_gateway_idle),
+            (cfg::ENDPOINT_IDLE, self.endpoint_idle),
         ]
     }
 
@@ -173,7 +179,8 @@ impl Timeouts {
             "icmp" => self.icmp = d,
             "other" => self.other = d,
             "nat-gateway-idle" => self.nat_gateway_idle = d,
-            _ => bail!("unknown timeout {k:?} (tcp-syn, tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other, nat-gateway-idle)"),
+            "endpoint-idle" => self.endpoint_idle = d,
+            _ => bail!("unknown timeout {k:?} (tcp-syn, tcp-established, tcp-closing, tcp-closed, udp, udp-stream, icmp, other, nat-gateway-idle, endpoint-idle)"),
         }
         Ok(())
     }

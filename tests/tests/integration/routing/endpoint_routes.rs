@@ -141,3 +141,43 @@ fn an_interface_endpoint_eni_is_a_vpc_address_with_its_own_groups_and_opens_noth
         assert_eq!(h.counters().dropped(r), before.dropped(r) + 1);
     });
 }
+
+/// AWS: an interface endpoint forgets a connection idle for 350 s, and a
+/// later packet of it gets a RST. On the datapath's test clock: still there
+/// at 349 s (an established connection elsewhere has five days), reset
+/// past 350 s (not counted as a NAT gateway's idle timeout), then collected.
+#[test]
+fn an_interface_endpoint_forgets_a_connection_idle_for_350_seconds() {
+    use vpc::datapath::{Maps, Timeouts};
+    in_private_netns(|| {
+        let mut h = Harness::new(&endpoints_template());
+        h.activate();
+        let t = Timeouts::default();
+        h.dp.set_timeouts(&t).unwrap();
+        let (app, eni) = (h.ifindex("App"), h.ifindex("Sqs.1"));
+        let ip = "10.0.2.4";
+        let (v, _) = h.run(app, &tcp("10.0.2.10", ip, 40000, 443, TCP_SYN));
+        assert_eq!(v, XDP_REDIRECT);
+        let synack = tcp(ip, "10.0.2.10", 443, 40000, TCP_SYN | TCP_ACK);
+        assert_eq!(h.run(eni, &synack).0, XDP_REDIRECT);
+        let ack = tcp("10.0.2.10", ip, 40000, 443, TCP_ACK);
+        assert_eq!(h.run(app, &ack).0, XDP_REDIRECT);
+        h.dp.advance_clock(349_000_000_000).unwrap();
+        assert_eq!(h.dp.ct_gc(&t).unwrap(), 0, "349 s idle: kept");
+        let (v, out) = h.run(app, &ack);
+        assert_eq!((v, seen(&out).1.as_str()), (XDP_REDIRECT, ip));
+        // 351 s idle: the endpoint's RST, back to the client.
+        h.dp.advance_clock(351_000_000_000).unwrap();
+        let (v, out) = h.run(app, &ack);
+        assert_eq!(v, XDP_REDIRECT, "the RST goes back to the sender");
+        assert_eq!(
+            seen(&out),
+            (ip.to_string(), "10.0.2.10".to_string(), 443, 40000)
+        );
+        assert_eq!(out[47], vpc::packet::TCP_RST, "RST alone");
+        assert_eq!(h.dp.nat_stats().unwrap().idle_timeouts, 0);
+        // Kept for late packets, then collected.
+        h.dp.advance_clock(61_000_000_000).unwrap();
+        assert_eq!(h.dp.ct_gc(&t).unwrap(), 1);
+    });
+}
