@@ -133,6 +133,16 @@ impl NatPortKey {
     }
 }
 
+/// `ENIS` id (and `ENI_GROUPS` id) of Lambda's own VPC, where a function
+/// without `VpcConfig` sends from: Lambda's own NAT address, no VPC (0), no
+/// groups, subnet [`LAMBDA_OWN_SUBNET`], whose one route leads to the
+/// internet. Below `ENI_V4_ONLY`, above every Hyperplane ENI index
+/// (`MAX_ENIS`) and NAT gateway id.
+pub const LAMBDA_OWN_ENI: u32 = 0x7fff;
+/// The subnet index of Lambda's own VPC: the last one (`MAX_SUBNETS` - 1),
+/// never a model subnet's.
+pub const LAMBDA_OWN_SUBNET: u32 = crate::limits::MAX_SUBNETS - 1;
+
 /// `ENIS` ids of NAT gateways: this plus the gateway's index, clear of
 /// Hyperplane ENI ids (and their `ENI_V4_ONLY` views, bit 15).
 pub const NAT_GATEWAY_ID_BASE: u32 = 0x4000;

@@ -71,8 +71,9 @@ fn new_flow_inner<C: Ctx>(
     }
     // IPv6 leaves through either internet gateway from the ENI's own
     // (global) address; IPv4 would need a public one, which an ENI of
-    // Lambda never has (`no_public_address`).
-    let internet = p.v6
+    // Lambda never has (`no_public_address`), but Lambda's own VPC (no
+    // VPC: a function without `VpcConfig`) has, its NAT address.
+    let internet = (p.v6 || first.vpc == 0)
         && (r.kind == route_kind::INTERNET_GATEWAY
             || r.kind == route_kind::EGRESS_ONLY_INTERNET_GATEWAY);
     let ep = match r.kind {
@@ -80,7 +81,7 @@ fn new_flow_inner<C: Ctx>(
         route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
         // Nothing leaves the project's namespaces: only test hosts answer.
         _ if internet => match route::endpoint(&p.daddr) {
-            Ok(e) if e.kind == kind::INTERNET_HOST => e,
+            Ok(e) if e.kind == kind::INTERNET_HOST || e.kind == kind::AWS_SERVICE => e,
             _ => return Err(DropReason::InternetUnreachable),
         },
         k => return Err(route::refused(k)),
@@ -198,7 +199,8 @@ fn open<C: Ctx>(
     let unfiltered = resolver::unfiltered(p, ep)?;
     if unfiltered {
         allowance::linklocal(ifindex, now)?;
-    } else {
+    } else if eni.vpc != 0 {
+        // Lambda's own VPC (no VPC) has no groups or ACLs of the customer's.
         policy::admit(p, epoch, &eni.policy, eni.subnet, ep, eni_addr)?;
     }
     let nat_port = s.reply_key.dport;

@@ -177,7 +177,8 @@ pub fn set_dns(ns: &str, dns: &crate::model::DnsSettings) -> Result<bool> {
 
 /// The DNS settings of a VPC node (an instance, an interface, an endpoint
 /// ENI, an execution environment of a function in a VPC): its VPC's DHCP
-/// options. `None` for the others.
+/// options; of a function without `VpcConfig`, the internet's resolver.
+/// `None` for the others.
 pub fn dns_of(model: &Model, node: &Node) -> Option<crate::model::DnsSettings> {
     let vpc = match node.role {
         Role::Instance | Role::NetworkInterface | Role::VpcEndpoint => model
@@ -186,12 +187,23 @@ pub fn dns_of(model: &Model, node: &Node) -> Option<crate::model::DnsSettings> {
             .find(|h| h.id == node.id)
             .and_then(|h| model.subnet(&h.subnet))
             .and_then(|s| model.vpc(&s.vpc)),
-        Role::ExecutionEnvironment => model
-            .functions
-            .iter()
-            .find(|f| f.envs().iter().any(|e| e.id == node.id))
-            .and_then(|f| f.vpc_config.as_ref())
-            .and_then(|c| model.vpc(&c.vpc)),
+        Role::ExecutionEnvironment => {
+            let f = model
+                .functions
+                .iter()
+                .find(|f| f.envs().iter().any(|e| e.id == node.id))?;
+            match &f.vpc_config {
+                Some(c) => model.vpc(&c.vpc),
+                // Lambda's own VPC: the internet's resolver, if any.
+                None if model.has_internet() => {
+                    return Some(crate::model::DnsSettings {
+                        servers: vec![crate::model::internet::LAMBDA_PUBLIC],
+                        search: vec![],
+                    })
+                }
+                None => None,
+            }
+        }
         _ => None,
     }?;
     Some(model.dns_settings(vpc))

@@ -126,7 +126,7 @@ fn the_aws_cli_and_boto3_create_update_and_delete_stacks_and_a_failed_update_rol
     // 1. Created by `aws cloudformation deploy`: a change set, executed.
     let v1 = File::new(&d, "v1", &app(&["FUNCTION"]));
     let r = cfn(&url, &["deploy", "app", v1.path(), "Greeting=bonjour"]);
-    assert_eq!(r["rc"], 0, "{}", r["stderr"]);
+    assert_eq!(r["rc"], 0, "{}\n{r}", r["stderr"]);
     assert!(
         r["stdout"]
             .as_str()
@@ -209,7 +209,7 @@ fn the_aws_cli_and_boto3_create_update_and_delete_stacks_and_a_failed_update_rol
     // 2. A subnet with an instance, by `aws cloudformation deploy`.
     let v2 = File::new(&d, "v2", &app(&["FUNCTION", "WORKER"]));
     let r = cfn(&url, &["deploy", "app", v2.path()]);
-    assert_eq!(r["rc"], 0, "{}", r["stderr"]);
+    assert_eq!(r["rc"], 0, "{}\n{r}", r["stderr"]);
     assert_eq!(status(&r), "UPDATE_COMPLETE");
     for id in ["SubnetB", "WorkerSg", "Worker"] {
         assert_eq!(
@@ -243,7 +243,7 @@ fn the_aws_cli_and_boto3_create_update_and_delete_stacks_and_a_failed_update_rol
     // 4. The function removed, by `aws cloudformation deploy`.
     let v4 = File::new(&d, "v4", &app(&["WORKER", "RULE"]));
     let r = cfn(&url, &["deploy", "app", v4.path()]);
-    assert_eq!(r["rc"], 0, "{}", r["stderr"]);
+    assert_eq!(r["rc"], 0, "{}\n{r}", r["stderr"]);
     assert_eq!(status(&r), "UPDATE_COMPLETE");
     assert_eq!(
         events_of(&r, "Orders")[2..],

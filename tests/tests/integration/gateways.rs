@@ -117,6 +117,51 @@ const CLASSIC: &str = fixture!("nat_gateway_two_azs.yaml");
 
 const NATROUTES: &str = "  NatA: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtA, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}\n  NatB: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRtB, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}";
 
+/// A function without `VpcConfig` runs in Lambda's own VPC, which has
+/// internet access (AWS): it reaches the internet's hosts, from Lambda's
+/// own NAT address, and resolves their names through the internet's
+/// resolver; nothing of a customer VPC is reachable from it.
+#[test]
+fn a_function_without_vpc_config_reaches_the_internet_and_no_vpc() {
+    let t = format!(
+        "{}\n  Plain: {{Type: AWS::Lambda::Function, Properties: {{FunctionName: plain}}}}\n",
+        ROUTED.replace("ATTACH", ATTACH)
+    );
+    let d = Deployment::up("gwo", &t, FAST);
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    let out = d.vpc(&[
+        "invoke",
+        "plain",
+        "--",
+        "sh",
+        "-c",
+        "echo hi | timeout 5 nc -w2 203.0.113.10 443",
+    ]);
+    assert!(text(&out).contains("pong"), "{}", text(&out));
+    let peer = server.finish(30).expect("the internet host got it");
+    assert_eq!(
+        peer.ip().to_string(),
+        vpc::model::internet::LAMBDA_OWN_NAT.to_string()
+    );
+    // Its resolver is the internet's: a public name resolves.
+    let out = d.vpc(&[
+        "invoke",
+        "plain",
+        "--",
+        "getent",
+        "hosts",
+        "lambda.us-east-1.amazonaws.com",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Nothing in the VPC: neither its private addresses nor the ENI side.
+    let db = tcp_server(&d.netns("Db"), "10.0.2.10:5432");
+    assert!(!connects(&d, "invoke", "plain", "10.0.2.10", 5432, 1));
+    assert_eq!(db.stop(), None);
+    assert!(d.dropped("internet_unreachable") >= 1);
+    // Nothing opens a connection to it from the internet.
+    assert!(!connects(&d, "exec", "Example", "198.18.2.1", 443, 1));
+}
+
 fn classic(attach: bool, nat_routes: bool) -> String {
     CLASSIC
         .replace("ATTACH", if attach { ATTACH } else { "" })

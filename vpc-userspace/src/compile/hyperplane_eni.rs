@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vpc_common::{
-    kind, v4_mapped, Endpoint, EniGroup, HyperplaneEni, ID_GEN_SHIFT, MAX_GROUP_ENIS,
+    kind, route_kind, subnet_acl_index, v4_mapped, Endpoint, EniGroup, HyperplaneEni, RouteKey,
+    RouteTarget, ID_GEN_SHIFT, LAMBDA_OWN_ENI, LAMBDA_OWN_SUBNET, MAX_GROUP_ENIS, ROUTE_FIXED_BITS,
 };
 
 use super::Entries;
@@ -134,4 +135,69 @@ pub(super) fn enis(model: &Model, out: &mut Entries) {
     for g in groups {
         out.eni_groups.push((g, eni_group(model, g)));
     }
+}
+
+/// The route table id of Lambda's own VPC (the last of a generation's ids,
+/// never a model table's).
+const LAMBDA_OWN_TABLE: u32 = (1 << ID_GEN_SHIFT) - 1;
+
+/// The ENI group of an execution environment of `f`: its subnet's ENI
+/// (`env_eni`, once Active), Lambda's own VPC for a function without
+/// `VpcConfig`, or 0 (none yet: nothing leaves).
+pub fn env_group(model: &Model, f: &Function, env_eni: Option<u32>) -> u32 {
+    match (env_eni, &f.vpc_config) {
+        (Some(i), _) => eni_view(model, f, i),
+        (None, None) => LAMBDA_OWN_ENI,
+        (None, Some(_)) => 0,
+    }
+}
+
+/// Lambda's own VPC, when a function without `VpcConfig` exists: one ENI
+/// (its group of one) at Lambda's own NAT address, no VPC and no groups,
+/// in a subnet of its own whose one route (IPv4 only) leads to the
+/// internet. The router takes it as the internet's side of Lambda: the
+/// test hosts and AWS's public services answer, nothing of a customer VPC
+/// is reachable (`hyperplane::new_flow`).
+pub(super) fn own_vpc(model: &Model, gen: u32, out: &mut Entries) {
+    if model.functions.iter().all(|f| f.vpc_config.is_some()) {
+        return;
+    }
+    let addr = v4_mapped(crate::model::internet::LAMBDA_OWN_NAT.octets());
+    out.endpoints.push((
+        addr,
+        Endpoint {
+            kind: kind::HYPERPLANE_ENI,
+            ..Default::default()
+        },
+    ));
+    out.enis.push((
+        LAMBDA_OWN_ENI,
+        HyperplaneEni {
+            addr4: addr,
+            subnet: LAMBDA_OWN_SUBNET,
+            pool: LAMBDA_OWN_ENI,
+            ..Default::default()
+        },
+    ));
+    let mut group = EniGroup {
+        count: 1,
+        ..Default::default()
+    };
+    group.enis[0] = LAMBDA_OWN_ENI;
+    out.eni_groups.push((LAMBDA_OWN_ENI, group));
+    let table = (gen << ID_GEN_SHIFT) | LAMBDA_OWN_TABLE;
+    // 0.0.0.0/0, in the trie's IPv4-mapped form (96 fixed bits).
+    out.routes.push((
+        ROUTE_FIXED_BITS + 96,
+        RouteKey {
+            table_family: super::route_table::table_family(table, false),
+            addr: v4_mapped([0; 4]),
+        },
+        RouteTarget {
+            kind: route_kind::INTERNET_GATEWAY,
+            ..Default::default()
+        },
+    ));
+    out.subnet_route_tables
+        .push((subnet_acl_index(gen, LAMBDA_OWN_SUBNET), table));
 }

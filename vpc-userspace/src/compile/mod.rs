@@ -26,7 +26,7 @@ mod security_group;
 pub use route_table as route;
 
 pub use hyperplane_eni::{
-    eni_entries, eni_group, eni_view, env_enis, function_eni, EniEntries, ENI_V4_ONLY,
+    eni_entries, eni_group, eni_view, env_enis, env_group, function_eni, EniEntries, ENI_V4_ONLY,
 };
 pub use security_group::compile_policies;
 
@@ -176,6 +176,7 @@ pub fn compile(
     internet::public_ips(model, &mut out);
     nat_gateway::nat_gateways(model, &mut out);
     hyperplane_eni::enis(model, &mut out);
+    hyperplane_eni::own_vpc(model, gen, &mut out);
     ports::exec_envs(model, links, &mut out)?;
     Ok(out)
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use vpc_common::{kind, v4_mapped, Endpoint, PortInfo};
 
-use super::{eni_view, Entries, LinkInfo};
+use super::{env_group, Entries, LinkInfo};
 use crate::model::Model;
 
 /// The port entry of a link and the endpoint entries of its addresses.
@@ -159,7 +159,7 @@ pub(super) fn exec_envs(
         for env in f.envs() {
             let port = PortInfo {
                 kind: kind::EXEC_ENV,
-                eni_group: env.eni.map(|i| eni_view(model, f, i)).unwrap_or(0),
+                eni_group: env_group(model, f, env.eni),
                 ..Default::default()
             };
             attach(out, link(links, &env.id)?, env.ip, env.ip6, port);

@@ -912,7 +912,8 @@ mod tests {
         assert_eq!(port("F").eni_group, a.index);
         assert_eq!(port("F.2").eni_group, b.index);
         assert_eq!(port("G").eni_group, a.index);
-        assert_eq!(port("H").eni_group, 0);
+        // H has no VpcConfig: Lambda's own VPC.
+        assert_eq!(port("H").eni_group, vpc_common::LAMBDA_OWN_ENI);
         assert_eq!(port("V").eni_group, b.index | ENI_V4_ONLY);
         assert_eq!(port("V.2").eni_group, a.index | ENI_V4_ONLY);
         assert_eq!(

@@ -42,6 +42,11 @@ pub const AWS_PUBLIC_CIDR: &str = "198.18.1.0/24";
 /// benchmarking block 2001:2::/48 (the Lambda side's); not the
 /// documentation range, where the VPCs and test hosts are.
 pub const AWS_PUBLIC_CIDR6: &str = "2001:2:ffff::/48";
+/// Lambda's own NAT address: where a function without `VpcConfig` reaches
+/// the internet from (Lambda's own VPC has internet access). In the
+/// benchmarking block, past AWS's public endpoints' /24.
+pub const LAMBDA_OWN_NAT: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+
 /// Lambda's public endpoint (its API and function URLs) and the
 /// internet's resolver.
 pub const LAMBDA_PUBLIC: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
