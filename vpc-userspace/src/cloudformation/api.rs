@@ -20,10 +20,9 @@ use std::{
 
 use anyhow::Result;
 use axum::{
-    body::Body,
     extract::{Request, State},
-    http::{header, StatusCode},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
     Router,
 };
 use serde_json::Value;
@@ -166,7 +165,7 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
             .into_owned()
             .collect();
     params.extend(form_urlencoded::parse(&body).into_owned());
-    let id = request_id();
+    let id = xml::request_id("cloudformation");
     let name = name.to_string();
     let action = params
         .iter()
@@ -190,31 +189,7 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
             ),
         ),
     };
-    let mut r = (status, Body::from(text)).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/xml"),
-    );
-    if let Ok(v) = header::HeaderValue::from_str(&id) {
-        h.insert("x-amzn-RequestId", v);
-    }
-    r
-}
-
-fn request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let h = crate::template::fnv1a(&format!("{}/{n}", super::now_ms()));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        h >> 32,
-        (h >> 16) & 0xffff,
-        h & 0xfff,
-        n & 0xfff,
-        super::now_ms() & 0xffff_ffff_ffff
-    )
+    xml::reply(status, text, &id)
 }
 
 fn dispatch(name: &str, action: &str, p: &Params) -> Answer {

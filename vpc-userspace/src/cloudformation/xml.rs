@@ -1,6 +1,7 @@
-//! CloudFormation's answers in its query protocol's XML: a response
-//! element named after the action, its `Result`, and the request id; errors
-//! as `<ErrorResponse>`.
+//! Answers in AWS's query protocol's XML (CloudFormation's, and IAM's with
+//! its own namespace): a response element named after the action, its
+//! `Result`, and the request id; errors as `<ErrorResponse>`; the HTTP
+//! reply with AWS's headers.
 use chrono::{TimeZone, Utc};
 
 /// CloudFormation's XML namespace.
@@ -90,21 +91,69 @@ pub fn iso8601(ms: u64) -> String {
 /// </ActionResponse>` (an empty `Result` when `body` is `None`: SDKs
 /// look for the result element of operations whose answer is empty).
 pub fn response(action: &str, body: Option<&str>, request_id: &str) -> String {
+    response_in(NS, action, body, request_id)
+}
+
+/// `response` in the XML namespace `ns` (each query API has its own).
+pub fn response_in(ns: &str, action: &str, body: Option<&str>, request_id: &str) -> String {
     let result = format!(
         "<{action}Result>{}</{action}Result>",
         body.unwrap_or_default()
     );
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{NS}\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{ns}\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
     )
 }
 
 /// An error: `Sender` (the request's fault) or `Receiver`.
 pub fn error(kind: &str, code: &str, message: &str, request_id: &str) -> String {
+    error_in(NS, kind, code, message, request_id)
+}
+
+/// `error` in the XML namespace `ns`.
+pub fn error_in(ns: &str, kind: &str, code: &str, message: &str, request_id: &str) -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"{NS}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"{ns}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
         escape(code),
         escape(message)
+    )
+}
+
+/// The HTTP reply of a query API: `text` as `text/xml`, with the request
+/// id in `x-amzn-RequestId` as AWS sends it.
+pub fn reply(
+    status: axum::http::StatusCode,
+    text: String,
+    request_id: &str,
+) -> axum::response::Response {
+    use axum::{http::header, response::IntoResponse};
+    let mut r = (status, axum::body::Body::from(text)).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/xml"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+/// A request id shaped as AWS's (a version-4 UUID), unique in the process:
+/// a hash of `service`, the time and a counter.
+pub fn request_id(service: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let now = super::now_ms();
+    let h = crate::template::fnv1a(&format!("{service}/{now}/{n}"));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        n & 0xfff,
+        now & 0xffff_ffff_ffff
     )
 }
 

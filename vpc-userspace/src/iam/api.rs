@@ -20,10 +20,9 @@
 use std::sync::Arc;
 
 use axum::{
-    body::Body,
     extract::{Request, State},
-    http::{header, StatusCode},
-    response::{IntoResponse, Response},
+    http::StatusCode,
+    response::Response,
     Router,
 };
 
@@ -163,49 +162,18 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
         .await
         .unwrap_or_else(|e| Err(internal(anyhow::anyhow!("the operation failed: {e}"))));
     tracing::debug!(action, ok = answer.is_ok(), "iam");
-    let id = request_id();
+    let id = xml::request_id("iam");
     let (status, text) = match answer {
         Ok(body) => (
             StatusCode::OK,
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{NS}\"><{action}Result>{body}</{action}Result><ResponseMetadata><RequestId>{id}</RequestId></ResponseMetadata></{action}Response>"
-            ),
+            xml::response_in(NS, &action, Some(&body), &id),
         ),
         Err(e) => (
             e.status,
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"{NS}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>",
-                e.code,
-                xml::escape(&e.message)
-            ),
+            xml::error_in(NS, "Sender", &e.code, &e.message, &id),
         ),
     };
-    let mut r = (status, Body::from(text)).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/xml"),
-    );
-    if let Ok(v) = header::HeaderValue::from_str(&id) {
-        h.insert("x-amzn-RequestId", v);
-    }
-    r
-}
-
-fn request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let now = crate::lambda::lifecycle::real_ms();
-    let h = crate::model::fnv1a(&format!("iam/{now}/{n}"));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        h >> 32,
-        (h >> 16) & 0xffff,
-        h & 0xfff,
-        n & 0xfff,
-        now & 0xffff_ffff_ffff
-    )
+    xml::reply(status, text, &id)
 }
 
 fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
