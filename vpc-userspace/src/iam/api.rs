@@ -170,7 +170,7 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
         ),
         Err(e) => (
             e.status,
-            xml::error_in(NS, "Sender", &e.code, &e.message, &id),
+            xml::error_in(NS, "Sender", e.code, &e.message, &id),
         ),
     };
     xml::reply(status, text, &id)
