@@ -18,7 +18,7 @@ use crate::model::{
     flowlog::{ec2_id, host_eni_id, FlowLogResource},
     FlowLog, HostKind, Model,
 };
-pub use record::{Direction, Flow, Interface, LogStatus, Record};
+pub use record::{aws_service, Direction, Flow, Interface, LogStatus, Record};
 
 /// `vpc up` settings for flow logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +248,8 @@ struct Key {
     proto: u8,
     pkt_src: IpAddr,
     pkt_dst: IpAddr,
+    /// `traffic-path` (egress only).
+    path: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -403,6 +405,10 @@ impl Aggregator {
                 proto: o.proto,
                 pkt_src,
                 pkt_dst,
+                path: match direction {
+                    Direction::Egress => traffic_path(&self.model, &self.ifaces[iface], o.dst),
+                    Direction::Ingress => None,
+                },
             };
             for w in &mut self.open {
                 if !w.fl.traffic_type.logs(accepted) || !w.ifaces.contains(&iface) {
@@ -480,6 +486,7 @@ impl Aggregator {
                             tcp_flags: a.flags,
                             accepted: k.accepted,
                             direction: k.direction,
+                            traffic_path: k.path,
                         }),
                     ));
                 }
@@ -500,3 +507,18 @@ impl Aggregator {
 
 #[cfg(test)]
 mod tests;
+
+/// AWS's `traffic-path` of egress from `iface` to `dst`, by the route its
+/// subnet's table picks: 8 through an internet gateway (either kind), 7
+/// through a gateway endpoint (AWS's Nitro values, as every current
+/// instance and Lambda's ENIs are), 1 through another resource of the VPC
+/// (the VPC itself, a NAT gateway, a middlebox's ENI).
+fn traffic_path(m: &Model, iface: &Iface, dst: IpAddr) -> Option<u8> {
+    use crate::model::route_table::Target;
+    let (_, r, _, _) = crate::reference::route(m, &iface.subnet, dst)?;
+    Some(match r.target {
+        Target::InternetGateway(_) | Target::EgressOnlyInternetGateway(_) => 8,
+        Target::VpcEndpoint(_) => 7,
+        _ => 1,
+    })
+}

@@ -57,6 +57,9 @@ pub struct Flow {
     pub tcp_flags: u8,
     pub accepted: bool,
     pub direction: Direction,
+    /// AWS's `traffic-path` code of an egress record.
+    #[serde(default)]
+    pub traffic_path: Option<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -106,11 +109,14 @@ impl Record {
                 Direction::Ingress => "ingress".into(),
                 Direction::Egress => "egress".into(),
             }),
-            // Egress that stays in the VPC (AWS's path 1); none for ingress.
-            "traffic-path" => flow(&|f| match f.direction {
-                Direction::Egress => "1".into(),
-                Direction::Ingress => "-".into(),
-            }),
+            // Egress only, by the route it took (`flowlogs::traffic_path`).
+            "traffic-path" => flow(&|f| f.traffic_path.map_or_else(dash, |p| p.to_string())),
+            "pkt-src-aws-service" => {
+                flow(&|f| aws_service(f.pkt_srcaddr).map_or_else(dash, Into::into))
+            }
+            "pkt-dst-aws-service" => {
+                flow(&|f| aws_service(f.pkt_dstaddr).map_or_else(dash, Into::into))
+            }
             // Wavelength / Outposts / Local Zones, AWS service ranges: none here.
             _ => dash(),
         }
@@ -124,6 +130,27 @@ impl Record {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// The subset of AWS's IP ranges an address belongs to, as
+/// `pkt-src-aws-service` names it: the simulated public services (S3 and
+/// DynamoDB have ranges of their own, the others are `AMAZON`) and AWS's
+/// public endpoints (Lambda's API, function URLs).
+pub fn aws_service(a: IpAddr) -> Option<&'static str> {
+    use crate::model::{endpoint::PUBLIC_SERVICES, internet};
+    let v4 = match a {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(v) => v.to_ipv4_mapped(),
+    };
+    if a == IpAddr::V6(internet::LAMBDA_PUBLIC6) || v4 == Some(internet::LAMBDA_PUBLIC) {
+        return Some("AMAZON");
+    }
+    let (name, _) = PUBLIC_SERVICES.iter().find(|(_, ip)| Some(*ip) == v4)?;
+    Some(match *name {
+        "s3" => "S3",
+        "dynamodb" => "DYNAMODB",
+        _ => "AMAZON",
+    })
 }
 
 #[cfg(test)]
@@ -170,6 +197,7 @@ mod tests {
                 tcp_flags: 0,
                 accepted: true,
                 direction: Direction::Ingress,
+                traffic_path: None,
             }),
             status: LogStatus::Ok,
         };
@@ -230,6 +258,7 @@ mod tests {
                 tcp_flags: 19,
                 accepted: true,
                 direction: Direction::Egress,
+                traffic_path: Some(1),
             }),
             status: LogStatus::Ok,
         };

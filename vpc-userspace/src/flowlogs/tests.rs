@@ -269,3 +269,61 @@ fn tick_is_the_gcd_and_az_ids() {
     assert_eq!(az_id("eu-west-2", "eu-west-2c"), "euw2-az3");
     assert_eq!(az_id("ap-northeast-1", "ap-northeast-1b"), "apne1-az2");
 }
+
+/// `traffic-path` by the route an egress took (8: an internet gateway, 7: a
+/// gateway endpoint, 1: inside the VPC), none on ingress; the AWS service
+/// of a public service's address in `pkt-*-aws-service`.
+#[test]
+fn traffic_path_and_aws_services() {
+    let t = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  Igw: {Type: AWS::EC2::InternetGateway}
+  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
+  Rt: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  Assoc: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref Public, RouteTableId: !Ref Rt}}
+  Default: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref Rt, DestinationCidrBlock: 0.0.0.0/0, GatewayId: !Ref Igw}}
+  S3: {Type: AWS::EC2::VPCEndpoint, Properties: {VpcId: !Ref Vpc, ServiceName: com.amazonaws.us-east-1.s3, RouteTableIds: [!Ref Rt]}}
+  Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: sg, VpcId: !Ref Vpc}}
+  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Sg]}}
+  Peer: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.1.20, SecurityGroupIds: [!Ref Sg]}}
+  Log:
+    Type: AWS::EC2::FlowLog
+    Properties:
+      ResourceId: !Ref Vpc
+      ResourceType: VPC
+      TrafficType: ALL
+      MaxAggregationInterval: 60
+      LogDestinationType: s3
+      LogDestination: arn:aws:s3:::flow-bucket
+      LogFormat: '${interface-id} ${dstaddr} ${flow-direction} ${traffic-path} ${pkt-src-aws-service} ${pkt-dst-aws-service}'
+"#;
+    let m = model::build(t, &HashMap::new(), "t").unwrap();
+    let mut a = Aggregator::new(&m, 960);
+    for dst in ["203.0.113.10", "198.18.0.10", "10.0.1.20"] {
+        a.add(&obs("10.0.1.10", 40000, dst, 443, Verdict::Accepted));
+    }
+    let w = a.close(1020, false);
+    let web = host_eni_id("t", "Web");
+    let peer = host_eni_id("t", "Peer");
+    let lines: Vec<String> = w[0]
+        .records
+        .iter()
+        .map(|r| r.line(&w[0].flow_log.fields))
+        .collect();
+    for e in [
+        format!("{web} 203.0.113.10 egress 8 - -"),
+        format!("{web} 198.18.0.10 egress 7 - S3"),
+        format!("{web} 10.0.1.20 egress 1 - -"),
+        format!("{peer} 10.0.1.20 ingress - - -"),
+    ] {
+        assert!(lines.contains(&e), "missing {e} in {lines:#?}");
+    }
+    assert_eq!(
+        aws_service("198.18.0.11".parse().unwrap()),
+        Some("DYNAMODB")
+    );
+    assert_eq!(aws_service("198.18.1.10".parse().unwrap()), Some("AMAZON"));
+    assert_eq!(aws_service("10.0.1.10".parse().unwrap()), None);
+}
