@@ -23,6 +23,10 @@ mod flow_logs;
 mod function_code;
 /// Function URLs and Lambda's public endpoint on the internet, end to end.
 mod function_urls;
+/// A million random and mutated frames through BPF_PROG_TEST_RUN on
+/// several deployments: nothing forwarded that the reference does not
+/// allow, every drop counted with its reason.
+mod fuzz;
 /// Route tables and gateways end to end.
 mod gateways;
 /// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.
