@@ -40,6 +40,10 @@ pub struct Gen {
     /// Replies and errors to send, each from its port.
     pending: VecDeque<(u32, Vec<u8>)>,
     next_port: u16,
+    model: Model,
+    /// A function's port -> its ENI's addresses (v4, v6): where the VPC
+    /// sees it from.
+    enis: HashMap<u32, (IpAddr, Option<IpAddr>)>,
 }
 
 const PORTS: [u16; 9] = [22, 53, 80, 443, 5432, 8080, 9000, 1024, 65535];
@@ -71,6 +75,18 @@ impl Gen {
         dests.extend(["10.0.9.9", "8.8.8.8", "2001:db8::99"].map(|a| a.parse::<IpAddr>().unwrap()));
         let mut ports: Vec<u32> = links.values().map(|l| l.ifindex).collect();
         ports.sort();
+        let mut enis = HashMap::new();
+        for f in &m.functions {
+            for e in f.envs() {
+                if let Some(eni) = m.enis.iter().find(|x| Some(x.index) == e.eni) {
+                    enis.insert(
+                        links[&e.id].ifindex,
+                        // IPv6 leaves only with `Ipv6AllowedForDualStack`.
+                        (IpAddr::V4(eni.ip), v6(eni.ip6).filter(|_| f.ipv6_allowed())),
+                    );
+                }
+            }
+        }
         Gen {
             rng: Rng(seed | 1),
             senders,
@@ -78,6 +94,8 @@ impl Gen {
             ports,
             pending: VecDeque::new(),
             next_port: 10_000,
+            model: m.clone(),
+            enis,
         }
     }
 
@@ -98,8 +116,48 @@ impl Gen {
         }
     }
 
-    /// A new flow's first frame from a random sender: (port, frame).
+    /// A new flow's first frame from a random sender: (port, frame); half
+    /// of them chosen among flows the reference admits, so that the
+    /// forwarding paths get as much of the run as the drops.
     pub fn valid(&mut self) -> (u32, Vec<u8>) {
+        if self.rng.chance(50) {
+            for _ in 0..16 {
+                let (port, f) = self.candidate();
+                if self.admitted(port, &f) {
+                    return (port, f);
+                }
+            }
+        }
+        self.candidate()
+    }
+
+    /// Whether the reference admits `f` from `port` as a new connection.
+    pub fn admitted(&self, port: u32, f: &[u8]) -> bool {
+        let Ok(w) = wire::parse(f) else {
+            return false;
+        };
+        // Lambda: TCP and UDP only.
+        if self.enis.contains_key(&port) && !matches!(w.proto, 6 | 17) {
+            return false;
+        }
+        let src = match self.enis.get(&port) {
+            Some((v4, v6)) if w.v6 => match v6 {
+                Some(a) => *a,
+                None => return false,
+            },
+            Some((v4, _)) => *v4,
+            None => w.src,
+        };
+        let p = vpc::reference::Packet {
+            src,
+            dst: w.dst,
+            proto: w.proto,
+            port: w.policy_port(),
+        };
+        vpc::reference::new_connection(&self.model, &p) == vpc::reference::Verdict::Allow
+    }
+
+    fn candidate(&mut self) -> (u32, Vec<u8>) {
         let (port, addrs) = self.rng.pick(&self.senders).clone();
         let src = *self.rng.pick(&addrs);
         let same: Vec<IpAddr> = self

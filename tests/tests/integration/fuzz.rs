@@ -101,6 +101,9 @@ fn run_template(name: &str, template: &str, frames: u64, seed: u64) -> Tally {
                 t.short += 1;
                 continue;
             }
+            // A valid new flow the reference admits must get through.
+            let must =
+                kind == Kind::Valid && gen.admitted(ingress, &frame) && !oracle.knows(&frame);
             let (v, out) = h.run(ingress, &frame);
             let after = stats.read();
             let ctx = || {
@@ -115,6 +118,11 @@ fn run_template(name: &str, template: &str, frames: u64, seed: u64) -> Tally {
                 .collect();
             before = after;
             *t.sent.entry(kind).or_default() += 1;
+            assert!(
+                !must || v == XDP_REDIRECT,
+                "an admitted flow was dropped: {moved:?}; {}",
+                ctx()
+            );
             match v {
                 XDP_REDIRECT => {
                     assert_eq!(
@@ -218,4 +226,34 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
     // Mutated frames do get through (a flipped payload bit of a tracked
     // flow is still its packet), so the oracle is exercised on them too.
     assert!(all.forwarded.get(&Kind::Mutated).copied().unwrap_or(0) > 0);
+}
+
+/// Found by the run above: a host with a public address sending GRE (or
+/// any protocol without ports) to the internet was dropped as
+/// `function_protocol`; an internet gateway's 1:1 NAT translates every
+/// IPv4 protocol, and the reference (and AWS) let it through.
+#[test]
+fn other_protocols_leave_through_the_internet_gateway_translated() {
+    use vpc::packet::{checksum, Frame, L4};
+    let t = fixture!("internet_gateway.yaml").replace("ATTACH", ATTACH);
+    in_private_netns(|| {
+        let mut h = Harness::new(&t);
+        let public = h.model.public_ip("Web").expect("a public address");
+        for proto in [47u8, 50, 132] {
+            let f = Frame::new(
+                "10.0.1.10".parse().unwrap(),
+                "203.0.113.10".parse().unwrap(),
+                L4::Other { proto },
+            )
+            .build();
+            let (v, out) = h.run(h.ifindex("Web"), &f);
+            assert_eq!(v, XDP_REDIRECT, "protocol {proto}");
+            assert_eq!(out[26..30], public.octets(), "source translated");
+            assert_eq!(
+                checksum(&[&out[14..34]]),
+                0,
+                "IPv4 header checksum kept right"
+            );
+        }
+    });
 }
