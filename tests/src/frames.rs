@@ -17,6 +17,39 @@ use vpc::{
 
 use crate::{wire, Rng};
 
+pub const ATTACH: &str = "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}";
+
+/// The deployments the fuzzers run against: groups and a function; ACLs
+/// at a subnet boundary; a NAT gateway to the internet; VPC endpoints;
+/// IPv6 through an internet and an egress-only gateway; dual-stack
+/// functions; an internet gateway's 1:1 NAT both ways.
+pub fn templates() -> Vec<(&'static str, String)> {
+    use crate::fixture;
+    vec![
+        ("one_subnet", fixture!("one_subnet.yaml").to_string()),
+        (
+            "acl_subnet_boundary",
+            fixture!("acl_subnet_boundary.yaml").to_string(),
+        ),
+        ("nat_gateway", fixture!("nat_gateway.yaml").to_string()),
+        (
+            "vpc_endpoints",
+            fixture!("vpc_endpoints.yaml")
+                .replace("TABLES", "[!Ref PrivateRt]")
+                .replace("GROUPS", "[!Ref EndpointSg]"),
+        ),
+        ("ipv6_gateways", fixture!("ipv6_gateways.yaml").to_string()),
+        (
+            "dual_stack_functions",
+            fixture!("dual_stack_functions.yaml").to_string(),
+        ),
+        (
+            "internet_gateway",
+            fixture!("internet_gateway.yaml").replace("ATTACH", ATTACH),
+        ),
+    ]
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// A new flow's first frame, well formed.

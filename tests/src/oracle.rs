@@ -251,6 +251,18 @@ impl<'m> Oracle<'m> {
                     ));
                 }
             }
+            // A SYN reopening a closed connection's tuple: a new NAT port
+            // may come with it, and the replies to that.
+            if w.proto == 6 && w.tcp_flags & 0x16 == 0x02 {
+                let reply = (o.dst, o.src, o.proto, o.dport, o.sport);
+                self.flows.insert(
+                    reply,
+                    Dir {
+                        src: d.dst,
+                        dst: d.src,
+                    },
+                );
+            }
             self.admitted[1] += 1;
             return Ok(());
         }

@@ -25,6 +25,8 @@ pub const XDP_REDIRECT: u32 = 4;
 
 /// The maps are process-wide (as in the kernel): one user at a time.
 static LOCK: Mutex<()> = Mutex::new(());
+/// What the maps hold, as its installer tagged it (`Host::installed`).
+static INSTALLED: Mutex<Option<usize>> = Mutex::new(None);
 
 /// What the parser made of a frame (`parse::Packet`'s fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,16 +100,38 @@ impl Host {
     /// Takes the datapath (waiting for another user), empty, with the
     /// default timeouts and a conntrack table of `ct_max` entries.
     pub fn new(ct_max: u32) -> Self {
-        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = Host::take();
+        h.clear_all(ct_max);
+        host::seed(1);
+        host::set_now(1_000_000_000_000);
+        h
+    }
+
+    /// Takes the datapath as the last user left it.
+    pub fn take() -> Self {
+        Host {
+            _guard: LOCK.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Empties every map, as `new` does (the lock already held).
+    pub fn clear_all(&mut self, ct_max: u32) {
         clear(true);
+        *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()) = None;
         CT.host_set_max(ct_max);
         NAT_PORTS.host_set_max(ct_max / 2);
         for (i, d) in Timeouts::default().by_index() {
             CONFIG.set(i, d.as_nanos() as u64, 0).unwrap();
         }
-        host::seed(1);
-        host::set_now(1_000_000_000_000);
-        Host { _guard: guard }
+    }
+
+    /// The tag of the deployment in the maps (`set_installed`), if any.
+    pub fn installed(&self) -> Option<usize> {
+        *INSTALLED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_installed(&mut self, tag: usize) {
+        *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()) = Some(tag);
     }
 
     /// Forgets every connection and counter; the deployment stays.

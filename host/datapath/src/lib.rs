@@ -58,6 +58,7 @@ mod stats;
 #[path = "../../../vpc-ebpf/src/trace.rs"]
 mod trace;
 
+pub mod check;
 mod harness;
 
 pub use aya_ebpf::host::Hook;

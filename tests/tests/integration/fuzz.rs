@@ -19,43 +19,11 @@ use std::{collections::BTreeMap, io::Write as _, time::Instant};
 use vpc_common::DropReason;
 use vpc_tests::{
     fixture,
-    frames::{Gen, Kind},
+    frames::{templates, Gen, Kind, ATTACH},
     in_private_netns,
     oracle::Oracle,
     Harness, StatsReader, XDP_DROP, XDP_REDIRECT,
 };
-
-const ATTACH: &str = "  Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}";
-
-/// The deployments: groups and a function; ACLs at a subnet boundary; a
-/// NAT gateway to the internet; VPC endpoints; IPv6 through an internet
-/// and an egress-only gateway; dual-stack functions; an internet gateway's
-/// 1:1 NAT both ways.
-pub fn templates() -> Vec<(&'static str, String)> {
-    vec![
-        ("one_subnet", fixture!("one_subnet.yaml").to_string()),
-        (
-            "acl_subnet_boundary",
-            fixture!("acl_subnet_boundary.yaml").to_string(),
-        ),
-        ("nat_gateway", fixture!("nat_gateway.yaml").to_string()),
-        (
-            "vpc_endpoints",
-            fixture!("vpc_endpoints.yaml")
-                .replace("TABLES", "[!Ref PrivateRt]")
-                .replace("GROUPS", "[!Ref EndpointSg]"),
-        ),
-        ("ipv6_gateways", fixture!("ipv6_gateways.yaml").to_string()),
-        (
-            "dual_stack_functions",
-            fixture!("dual_stack_functions.yaml").to_string(),
-        ),
-        (
-            "internet_gateway",
-            fixture!("internet_gateway.yaml").replace("ATTACH", ATTACH),
-        ),
-    ]
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
