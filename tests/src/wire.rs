@@ -9,8 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
-    EtherType, Ethernet2HeaderSlice, Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv4HeaderSlice,
-    Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+    EtherType, Ethernet2HeaderSlice, IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice,
+    Ipv6RawExtHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
 };
 use vpc_common::DropReason;
 
@@ -92,10 +92,11 @@ pub fn parse(f: &[u8]) -> Result<Wire, DropReason> {
         EtherType::IPV4 => {
             let ip = Ipv4HeaderSlice::from_slice(&f[ETH..]).map_err(|_| Malformed)?;
             let tot = ip.total_len() as usize;
-            if ETH + tot > f.len() {
+            let ihl = ip.slice().len();
+            // The total length covers the header and stays in the frame.
+            if tot < ihl || ETH + tot > f.len() {
                 return Err(Malformed);
             }
-            let ihl = ip.slice().len();
             w.src = IpAddr::V4(ip.source_addr());
             w.dst = IpAddr::V4(ip.destination_addr());
             w.proto = ip.protocol().0;
@@ -193,12 +194,14 @@ pub fn parse(f: &[u8]) -> Result<Wire, DropReason> {
             if (w.proto == 1) == w.v6 || l4.len() < 8 {
                 return Err(Malformed);
             }
-            let (ty, code, echo) = if w.proto == 1 {
-                let i = Icmpv4Slice::from_slice(l4).map_err(|_| Malformed)?;
-                (i.type_u8(), i.code_u8(), matches!(i.type_u8(), 0 | 8))
+            // Type, code and the echo's identifier sit where RFC 792 and
+            // RFC 4443 put them whatever the type (etherparse's ICMP slices
+            // also hold each type to its own length, which the VPC does not).
+            let (ty, code) = (l4[0], l4[1]);
+            let echo = if w.proto == 1 {
+                matches!(ty, 0 | 8)
             } else {
-                let i = Icmpv6Slice::from_slice(l4).map_err(|_| Malformed)?;
-                (i.type_u8(), i.code_u8(), matches!(i.type_u8(), 128 | 129))
+                matches!(ty, 128 | 129)
             };
             w.icmp_type = ty;
             w.icmp_code = code;

@@ -279,7 +279,13 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, DropReason> {
         daddr: p.daddr,
         proto: p.proto,
         sport: u16::from_be(p.sport),
-        dport: u16::from_be(p.dport),
+        // An ICMP echo's "port" is its type, kept as a number (not as on
+        // the wire): conntrack keys it so.
+        dport: if p.is_icmp() {
+            p.dport
+        } else {
+            u16::from_be(p.dport)
+        },
         l4_off: p.l4_off,
         ip_len: p.ip_len,
         tcp_flags: p.tcp_flags,

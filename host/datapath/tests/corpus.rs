@@ -14,7 +14,9 @@ use vpc_ebpf_host::{
 use vpc_tests::frames::{templates, Gen, Kind};
 
 fn corpus(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
 }
 
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -56,7 +58,10 @@ fn write_seeds() {
                 if out.action == XDP_REDIRECT {
                     gen.forwarded(ingress, &frame, out.redirect.unwrap(), &out.frame);
                 }
-                let op = ports.iter().position(|p| p.0 == ingress).unwrap_or(ports.len()) as u8;
+                let op = ports
+                    .iter()
+                    .position(|p| p.0 == ingress)
+                    .unwrap_or(ports.len()) as u8;
                 if kinds < 12 {
                     std::fs::write(parse.join(format!("{name}-{s}-{kinds}")), &frame).unwrap();
                     kinds += 1;
@@ -76,7 +81,10 @@ fn the_corpus_holds_every_invariant() {
     }
     let parse = inputs("parse");
     let pipeline = inputs("pipeline");
-    assert!(parse.len() >= 50 && pipeline.len() >= 20, "the corpus is in fuzz/corpus");
+    assert!(
+        parse.len() >= 50 && pipeline.len() >= 20,
+        "the corpus is in fuzz/corpus"
+    );
     for (p, b) in &parse {
         eprintln!("{}", p.display());
         check::parse(b);

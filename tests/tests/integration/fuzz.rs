@@ -225,3 +225,47 @@ fn other_protocols_leave_through_the_internet_gateway_translated() {
         }
     });
 }
+
+/// Found by the parser's fuzzer (`cargo xtask fuzz`): an IPv6 packet with
+/// four extension headers (the most the datapath walks, as documented)
+/// was dropped as `ipv6_ext_header`; a fifth still is.
+#[test]
+fn four_ipv6_extension_headers_are_walked_and_a_fifth_is_refused() {
+    use vpc::packet::{Frame, L4, TCP_SYN};
+    // Web (public subnet) to Db (private), TCP 22, which the group admits.
+    let with_headers = |n: usize, sport: u16| {
+        let mut f = Frame::new(
+            "2001:db8:ec2:101::10".parse().unwrap(),
+            "2001:db8:ec2:102::10".parse().unwrap(),
+            L4::Tcp {
+                sport,
+                dport: 22,
+                flags: TCP_SYN,
+            },
+        )
+        .build();
+        let upper = f[20];
+        // Destination-options headers of 8 bytes (a PadN option), chained.
+        let mut ext = vec![];
+        for i in 0..n {
+            let next = if i + 1 == n { upper } else { 60 };
+            ext.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        f[20] = if n == 0 { upper } else { 60 };
+        let len = u16::from_be_bytes([f[18], f[19]]) as usize + ext.len();
+        f[18..20].copy_from_slice(&(len as u16).to_be_bytes());
+        f.splice(54..54, ext);
+        f
+    };
+    in_private_netns(|| {
+        let mut h = Harness::new(fixture!("ipv6_gateways.yaml"));
+        let web = h.ifindex("Web");
+        for n in 1..=4 {
+            let (v, _) = h.run(web, &with_headers(n, 40000 + n as u16));
+            assert_eq!(v, XDP_REDIRECT, "{n} extension headers");
+        }
+        let before = h.counters().dropped(DropReason::Ipv6ExtHeader);
+        assert_eq!(h.run(web, &with_headers(5, 40010)).0, XDP_DROP);
+        assert_eq!(h.counters().dropped(DropReason::Ipv6ExtHeader), before + 1);
+    });
+}
