@@ -602,6 +602,12 @@ impl Harness {
     /// As `new`, with a conntrack table of `ct_max` entries.
     pub fn with_conntrack(template: &str, ct_max: u32) -> Self {
         let model = model::build(template, &HashMap::new(), "test").expect("template");
+        Self::with_model(model, ct_max)
+    }
+
+    /// As `with_conntrack`, from a model (one a test changed as the agent
+    /// would, e.g. an ENI added).
+    pub fn with_model(model: Model, ct_max: u32) -> Self {
         let mut links = HashMap::new();
         let ids: Vec<String> = model
             .hosts

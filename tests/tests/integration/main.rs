@@ -33,6 +33,9 @@ mod gateways;
 mod lambda_logs;
 /// The function and ENI lifecycle on a test clock.
 mod lifecycle;
+/// Every map at its limit: new work refused with its counted reason,
+/// established work unharmed; the router's table sizes as quotas.
+mod limits;
 /// Metrics, `vpc status` and `vpc top`.
 mod observability;
 /// `vpc apply` at runtime: the reconciler end to end.
