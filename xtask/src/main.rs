@@ -24,8 +24,8 @@ const USAGE: &str = "usage: cargo xtask <command>
                  skipped when ARGS filter the tests)
   fuzz [--time N] [TARGET...]
                  the cargo-fuzz targets (parse, pipeline) for N seconds each
-                 (default 600), from their corpus in fuzz/corpus; findings in
-                 target/fuzz/artifacts
+                 (default 600), from their corpus in fuzz/corpus; built,
+                 grown corpus and findings in ~/.cache/vpc-fuzz
   bench [-- ARGS]
                  ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
                  baseline, then invocations per runtime (cold start, warm
@@ -310,13 +310,15 @@ fn fuzz(secs: u64, targets: &[&str]) -> Result<Fuzzed> {
             &[],
         )?;
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    // Outside the clone, so a fresh one (CI's) reuses the last build (the
+    // dependencies; the workspace's own crates build again) and the
+    // working corpus keeps what earlier runs found.
+    let home = cache_home().join("vpc-fuzz");
+    let target_dir = home.join("target");
     let mut res = Fuzzed::default();
     for t in targets {
-        let work = target_dir.join("fuzz/corpus").join(t);
-        let artifacts = target_dir.join("fuzz/artifacts").join(t);
+        let work = home.join("corpus").join(t);
+        let artifacts = home.join("artifacts").join(t);
         std::fs::create_dir_all(&work)?;
         std::fs::create_dir_all(&artifacts)?;
         let seeds = root().join("fuzz/corpus").join(t);
@@ -324,7 +326,9 @@ fn fuzz(secs: u64, targets: &[&str]) -> Result<Fuzzed> {
         let prefix = format!("-artifact_prefix={}/", artifacts.display());
         println!("xtask: fuzzing {t} for {secs} s (cargo fuzz run, nightly)");
         let mut child = Command::new("rustup")
-            .args(["run", "nightly", "cargo", "fuzz", "run", t])
+            .args(["run", "nightly", "cargo", "fuzz", "run", "--target-dir"])
+            .arg(&target_dir)
+            .arg(t)
             .arg(&work)
             .arg(&seeds)
             .args(["--", &time, &prefix, "-print_final_stats=1", "-timeout=20"])
@@ -346,9 +350,12 @@ fn fuzz(secs: u64, targets: &[&str]) -> Result<Fuzzed> {
                 execs = v;
             } else if let Some(v) = stat("stat::average_exec_per_sec:") {
                 rate = v;
-            } else if line.contains(" DONE ") || line.contains("pulse") {
-                println!("{line}");
-            } else if !line.starts_with('#') && !line.contains("NEW") && !line.contains("REDUCE") {
+            } else if !["#", "\"", "INFO:", "MS:", "stat::", "###", "Dictionary:"]
+                .iter()
+                .any(|p| line.starts_with(p))
+                && !line.trim().is_empty()
+            {
+                // Findings, the sanitizer's and panics' reports, "Done".
                 println!("{line}");
             }
             if let Some(c) = line.split("corp: ").nth(1) {
