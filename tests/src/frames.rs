@@ -362,7 +362,7 @@ impl Gen {
     }
 
     /// The next frame: (what it is, the port it arrives on, its bytes).
-    pub fn next(&mut self) -> (Kind, u32, Vec<u8>) {
+    pub fn next_frame(&mut self) -> (Kind, u32, Vec<u8>) {
         let r = self.rng.below(100);
         if r < 30 {
             if let Some((port, f)) = self.pending.pop_front() {

@@ -133,7 +133,7 @@ impl<'m> Oracle<'m> {
     /// public IPv4 address (1:1 NAT) or its IPv6 address, whose subnet
     /// routes the sender to an internet gateway (not an egress-only one),
     /// through the subnet's inbound ACL and the host's inbound groups.
-    fn from_internet(&self, w: &Wire) -> Verdict {
+    fn inbound(&self, w: &Wire) -> Verdict {
         let m = self.m;
         // Hosts of the internet reach one another (and AWS's public
         // endpoints) as they are: the internet is not the VPC's.
@@ -300,7 +300,7 @@ impl<'m> Oracle<'m> {
         let verdict = if resolver && matches!(w.proto, 6 | 17) && w.dport == 53 {
             Verdict::Allow
         } else if self.m.internet_hosts.iter().any(|h| h.id == from) {
-            self.from_internet(&w)
+            self.inbound(&w)
         } else {
             reference::new_connection(
                 self.m,

@@ -298,7 +298,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, DropReason> {
 
 /// The quoted packet of an ICMP error the parser accepted:
 /// (source, destination, protocol, source port, destination port).
-pub fn parse_quote(frame: &[u8]) -> Result<([u8; 16], [u8; 16], u8, u16, u16), DropReason> {
+pub fn parse_quote(frame: &[u8]) -> Result<Quoted, DropReason> {
     let mut buf = frame.to_vec().into_boxed_slice();
     let data = buf.as_mut_ptr() as usize;
     let mut md = xdp_md {

@@ -7,54 +7,67 @@
 //!
 //! Everything but the entry points (`main.rs`) and the harness programs
 //! (`bench.rs`, `tput.rs`) is included, unchanged.
-#![allow(
-    clippy::all,
-    dead_code,
-    unused_imports,
-    unused_unsafe,
-    unused_variables,
-    unused_mut
-)]
 
-// `#[path]` takes a literal only: one line per module.
+// `#[path]` takes a literal only: one line per module. They are the
+// kernel build's: lints and the host's unused items are not theirs here.
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/config.rs"]
 mod config;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/copy.rs"]
 mod copy;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/csum.rs"]
 mod csum;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/ct.rs"]
 mod ct;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/ctx.rs"]
 mod ctx;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/flowlog.rs"]
 mod flowlog;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/frag.rs"]
 mod frag;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/hyperplane.rs"]
 mod hyperplane;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/internet_gateway.rs"]
 mod internet_gateway;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/maps.rs"]
 mod maps;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/nat.rs"]
 mod nat;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/nat_gateway.rs"]
 mod nat_gateway;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/parse.rs"]
 mod parse;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/policy.rs"]
 mod policy;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/port_allocation.rs"]
 mod port_allocation;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/resolver.rs"]
 mod resolver;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/route.rs"]
 mod route;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/router.rs"]
 mod router;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/stats.rs"]
 mod stats;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/trace.rs"]
 mod trace;
 

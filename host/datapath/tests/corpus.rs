@@ -50,7 +50,7 @@ fn write_seeds() {
             let mut records = vec![];
             let mut kinds = 0;
             while records.len() < 24 {
-                let (kind, ingress, frame) = gen.next();
+                let (kind, ingress, frame) = gen.next_frame();
                 if kind == Kind::Garbage && records.len() % 3 != 0 {
                     continue;
                 }

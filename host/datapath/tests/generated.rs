@@ -37,7 +37,7 @@ fn generated_frames_on_the_host_router() {
         let mut k = 0;
         while n < frames {
             k += 1;
-            let (kind, ingress, frame) = gen.next();
+            let (kind, ingress, frame) = gen.next_frame();
             if frame.len() < 14 {
                 continue;
             }

@@ -61,7 +61,7 @@ fn run_template(name: &str, template: &str, frames: u64, seed: u64) -> Tally {
         let mut i = 0;
         while t.frames < frames {
             i += 1;
-            let (kind, ingress, frame) = gen.next();
+            let (kind, ingress, frame) = gen.next_frame();
             if frame.len() < 14 {
                 // The kernel hands XDP no frame shorter than an Ethernet
                 // header (BPF_PROG_TEST_RUN refuses one); the host fuzzer
