@@ -296,6 +296,10 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, DropReason> {
     })
 }
 
+/// A quoted packet: (source, destination, protocol, source port,
+/// destination port), addresses as the datapath keeps them.
+pub type Quoted = ([u8; 16], [u8; 16], u8, u16, u16);
+
 /// The quoted packet of an ICMP error the parser accepted:
 /// (source, destination, protocol, source port, destination port).
 pub fn parse_quote(frame: &[u8]) -> Result<Quoted, DropReason> {
