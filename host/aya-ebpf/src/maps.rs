@@ -3,9 +3,14 @@
 //! `host_*` methods for the harness: clear, resize, count, read.
 use std::{
     borrow::Borrow,
-    collections::{BTreeMap, HashMap as StdHashMap},
+    collections::BTreeMap,
+    hash::{BuildHasherDefault, DefaultHasher},
     marker::PhantomData,
 };
+
+/// A hash map with a fixed hasher: iteration order (which element an LRU
+/// map gives up when full) is the same on every run, so an input replays.
+type StdHashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 
 use crate::{
     bindings::{BPF_EXIST, BPF_NOEXIST},
@@ -56,7 +61,7 @@ macro_rules! hash_map {
 
             fn h(&self) -> &mut Hash<V> {
                 self.state.get(|| Hash {
-                    items: StdHashMap::new(),
+                    items: StdHashMap::default(),
                     max: self.max,
                     old: vec![],
                 })
