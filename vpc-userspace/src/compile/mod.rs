@@ -278,6 +278,35 @@ pub(crate) mod tests {
         dry_run(&m, ids(&m)).expect("4096 ports fit");
     }
 
+    /// Each table's size, at its limit and one past it.
+    #[test]
+    fn every_table_past_its_size_is_named() {
+        use vpc_common::{MAX_ENDPOINTS, MAX_ENIS, MAX_PORTS, MAX_PUBLIC_IPS};
+        let fill = |e: &mut Entries, table: &str, n: usize| match table {
+            "PORTS" => e.ports = vec![(0, PortInfo::default()); n],
+            "ENDPOINTS" => e.endpoints = vec![([0; 16], Endpoint::default()); n],
+            "ENIS" => e.enis = vec![(0, HyperplaneEni::default()); n],
+            _ => e.public_to_private = vec![([0; 16], [0; 16]); n],
+        };
+        for (table, max) in [
+            ("PORTS", MAX_PORTS),
+            ("ENDPOINTS", MAX_ENDPOINTS),
+            ("ENIS", MAX_ENIS),
+            ("PUBLIC_TO_PRIVATE", MAX_PUBLIC_IPS),
+        ] {
+            let mut e = Entries::default();
+            fill(&mut e, table, max as usize);
+            check_capacity(&e).unwrap();
+            fill(&mut e, table, max as usize + 1);
+            let err = check_capacity(&e).unwrap_err();
+            assert!(
+                err.contains(&format!("{} ", max + 1))
+                    && err.contains(&format!("{table} table holds at most {max}")),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn ranges_split_into_aligned_prefixes() {
         assert_eq!(range_prefixes(5432, 5432), vec![(5432, 16)]);
