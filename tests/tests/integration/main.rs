@@ -28,12 +28,19 @@ mod flow_logs;
 mod function_code;
 /// Function URLs and Lambda's public endpoint on the internet, end to end.
 mod function_urls;
+/// A million random and mutated frames through BPF_PROG_TEST_RUN on
+/// several deployments: nothing forwarded that the reference does not
+/// allow, every drop counted with its reason.
+mod fuzz;
 /// Route tables and gateways end to end.
 mod gateways;
 /// Function logs (CloudWatch-Logs-shaped, outside the VPC), `vpc logs`, Invoke's LogType and InvocationType, the AWS CLI.
 mod lambda_logs;
 /// The function and ENI lifecycle on a test clock.
 mod lifecycle;
+/// Every map at its limit: new work refused with its counted reason,
+/// established work unharmed; the router's table sizes as quotas.
+mod limits;
 /// Metrics, `vpc status` and `vpc top`.
 mod observability;
 /// `vpc apply` at runtime: the reconciler end to end.
