@@ -3,20 +3,26 @@
 //! connections are judged by `vpc::reference` (`vpc explain`'s walk:
 //! routes, groups, ACLs, gateways); a frame of a connection it admitted
 //! passes as that connection's (ACLs re-judged where both ends are in a
-//! VPC). An ICMP error passes with the connection it quotes (the quoted
-//! tuple reversed, addressed to the quoted source, from the quoted
-//! destination or from the sending interface itself: an on-path
-//! middlebox), its type and code judged by the ACLs; one that relates to
-//! no connection (quoting a fragment, neither TCP nor UDP, or no
-//! connection admitted) is judged as any untracked ICMP packet. What the
-//! reference leaves out is written here from AWS's rules: new connections
-//! from the internet (to a public address or an IPv6 address whose subnet
-//! routes the sender to an internet gateway, through the subnet's inbound
-//! ACL and the host's inbound groups), and DNS to the VPC resolver (groups
-//! and ACLs do not filter it). A frame the independent parser (`wire`)
-//! rejects may never be forwarded.
+//! VPC) on the port its direction arrives on, until a RST ends it; a SYN
+//! on the tuple of a closing connection (a FIN seen) or against a
+//! connection's reply direction is a new connection, judged as one. An
+//! ICMP error passes with the connection it quotes (the quoted tuple
+//! reversed, on that direction's port, addressed to the quoted source,
+//! from the quoted destination or from the sending interface itself: an
+//! on-path middlebox), its type and code judged by the ACLs; one that
+//! relates to no connection (quoting a fragment, neither TCP nor UDP, or
+//! no connection admitted) is judged as any untracked ICMP packet. What
+//! the reference leaves out is written here from AWS's rules: new
+//! connections from the internet (to a public address or an IPv6 address
+//! whose subnet routes the sender to an internet gateway, through the
+//! subnet's inbound ACL and the host's inbound groups), and DNS to the VPC
+//! resolver (groups and ACLs do not filter it). A frame the independent
+//! parser (`wire`) rejects may never be forwarded.
+//!
+//! It judges what is forwarded only: a drop is always allowed here (the
+//! fuzz runs hold drops to their counters).
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr},
 };
 
@@ -35,11 +41,14 @@ use crate::wire::{self, Quoted, Wire};
 type Key = (IpAddr, IpAddr, u8, u16, u16);
 
 /// One admitted direction: the addresses its ACLs see (after a function's
-/// source NAT, before the reverse NAT).
+/// source NAT, before the reverse NAT), the router port its packets
+/// arrive on, and its connection (the original direction's key).
 #[derive(Clone, Copy)]
 struct Dir {
     src: IpAddr,
     dst: IpAddr,
+    port: u32,
+    orig: Key,
 }
 
 pub struct Oracle<'m> {
@@ -47,8 +56,14 @@ pub struct Oracle<'m> {
     /// Router port -> node id.
     nodes: HashMap<u32, String>,
     flows: HashMap<Key, Dir>,
-    /// Frames admitted as a new connection, as part of one, as ICMP errors.
-    pub admitted: [u64; 3],
+    /// A connection (its original key) -> the keys of its directions.
+    conns: HashMap<Key, Vec<Key>>,
+    /// TCP connections (original keys) one side of which sent a FIN.
+    closing: HashSet<Key>,
+    /// Frames admitted as a new connection (or untracked packet), as part
+    /// of one, as ICMP errors related to one, as ICMP errors related to
+    /// none (judged as any ICMP).
+    pub admitted: [u64; 4],
 }
 
 fn key(w: &Wire) -> Key {
@@ -72,8 +87,46 @@ impl<'m> Oracle<'m> {
             m,
             nodes: ports.into_iter().collect(),
             flows: HashMap::new(),
-            admitted: [0; 3],
+            conns: HashMap::new(),
+            closing: HashSet::new(),
+            admitted: [0; 4],
         }
+    }
+
+    /// Records direction `k` of connection `d.orig`.
+    fn add(&mut self, k: Key, d: Dir) {
+        self.flows.insert(k, d);
+        self.conns.entry(d.orig).or_default().push(k);
+    }
+
+    /// Connection `orig` is over (a RST, or a new one on its tuple): its
+    /// directions are forgotten (those a newer connection took over stay).
+    fn end(&mut self, orig: Key) {
+        for k in self.conns.remove(&orig).unwrap_or_default() {
+            if self.flows.get(&k).is_some_and(|d| d.orig == orig) {
+                self.flows.remove(&k);
+            }
+        }
+        self.closing.remove(&orig);
+    }
+
+    /// The live direction of key `k` if its packets arrive on `port`.
+    fn dir(&self, k: &Key, port: u32) -> Option<Dir> {
+        self.flows.get(k).filter(|d| d.port == port).copied()
+    }
+
+    /// The direction an ICMP error `w` from `from` (on `port`) about the
+    /// quoted packet `q` travels with, if it relates to one: the quote's
+    /// tuple reversed, arriving on `port`, the error addressed to the
+    /// quoted source and sent by the quoted destination or by the
+    /// interface behind `port` itself (an on-path middlebox).
+    fn related(&self, port: u32, from: &str, w: &Wire, q: Quoted) -> Option<Dir> {
+        let (qs, qd, qp, qsp, qdp) = q;
+        if qs != w.dst {
+            return None;
+        }
+        let d = self.dir(&(qd, qs, qp, qdp, qsp), port)?;
+        (qd == w.src || self.owns(from, w.src)).then_some(d)
     }
 
     /// Does node `id` own `a` (the source check)?
@@ -180,20 +233,6 @@ impl<'m> Oracle<'m> {
         Verdict::Allow
     }
 
-    /// The direction an ICMP error `w` from `from` about the quoted packet
-    /// `q` travels with, if it relates to one: the quote's tuple reversed,
-    /// the error addressed to the quoted source and sent by the quoted
-    /// destination or by the sending interface itself (an on-path
-    /// middlebox).
-    fn related(&self, from: &str, w: &Wire, q: Quoted) -> Option<Dir> {
-        let (qs, qd, qp, qsp, qdp) = q;
-        if qs != w.dst {
-            return None;
-        }
-        let d = self.flows.get(&(qd, qs, qp, qdp, qsp)).copied()?;
-        (qd == w.src || self.owns(from, w.src)).then_some(d)
-    }
-
     /// Judges a frame the datapath forwarded: `input` arrived on port
     /// `ingress` and left, as `output`, by port `egress`. Records the
     /// connection a new one opens.
@@ -246,7 +285,7 @@ impl<'m> Oracle<'m> {
                     r.name()
                 )
             })?;
-            if let Some(d) = quoted.and_then(|q| self.related(&from, &w, q)) {
+            if let Some(d) = quoted.and_then(|q| self.related(ingress, &from, &w, q)) {
                 // Groups do not judge it (stateful); the ACLs, stateless,
                 // judge its type and code where both ends are in a VPC
                 // (an error from the peer: a middlebox's own address is
@@ -270,36 +309,17 @@ impl<'m> Oracle<'m> {
             }
             // Related to nothing: judged below as any untracked ICMP.
         }
-        if let Some(d) = self.flows.get(&key(&w)).copied() {
-            // ACLs are stateless: judged again where both ends are in a VPC.
-            let known = |a: IpAddr| self.vpc_of(a).is_some();
-            if known(d.src) && known(d.dst) {
-                let p = Packet {
-                    src: d.src,
-                    dst: d.dst,
-                    proto: w.proto,
-                    port: w.policy_port(),
-                };
-                if let Verdict::Deny(r, why) = reference::tracked(self.m, &p) {
-                    return Err(format!(
-                        "forwarded a tracked packet the ACLs deny ({r}: {why}): {w:?}"
-                    ));
-                }
+        if let Some(d) = self.dir(&key(&w), ingress) {
+            let syn = w.proto == 6 && w.tcp_flags & 0x16 == 0x02;
+            // A new handshake on a closing tuple or against the reply
+            // direction: a new connection (below), replacing this one.
+            let reopens = syn && (key(&w) != d.orig || self.closing.contains(&d.orig));
+            if !reopens {
+                self.follow(&w, &o, d, egress)?;
+                self.admitted[1] += 1;
+                return Ok(());
             }
-            // A SYN reopening a closed connection's tuple: a new NAT port
-            // may come with it, and the replies to that.
-            if w.proto == 6 && w.tcp_flags & 0x16 == 0x02 {
-                let reply = (o.dst, o.src, o.proto, o.dport, o.sport);
-                self.flows.insert(
-                    reply,
-                    Dir {
-                        src: d.dst,
-                        dst: d.src,
-                    },
-                );
-            }
-            self.admitted[1] += 1;
-            return Ok(());
+            self.end(d.orig);
         }
         // A new connection (or untracked packet).
         if !self.owns(&from, w.src) {
@@ -353,28 +373,84 @@ impl<'m> Oracle<'m> {
             ));
         }
         if tracked {
-            self.flows.insert(
-                key(&w),
+            // An earlier connection on the tuple is replaced.
+            let k = key(&w);
+            self.end(k);
+            self.add(
+                k,
                 Dir {
                     src: seen_src,
                     dst: w.dst,
+                    port: ingress,
+                    orig: k,
                 },
             );
-            // The reply, as it will arrive: to the output's source.
+            // The reply, as it will arrive: to the output's source, on
+            // the port the packet left by.
             let reply = if matches!(w.proto, 1 | 58) {
                 (o.dst, o.src, o.proto, o.sport, echo_reply(o.dport))
             } else {
                 (o.dst, o.src, o.proto, o.dport, o.sport)
             };
-            self.flows.insert(
+            self.add(
                 reply,
                 Dir {
                     src: w.dst,
                     dst: seen_src,
+                    port: egress,
+                    orig: k,
                 },
             );
         }
-        self.admitted[0] += 1;
+        self.admitted[if w.is_icmp_error() { 3 } else { 0 }] += 1;
+        Ok(())
+    }
+
+    /// A packet `w` of admitted direction `d`, forwarded as `o` by port
+    /// `egress`: the ACLs judge it again; a RST ends its connection, a FIN
+    /// makes it closing.
+    fn follow(&mut self, w: &Wire, o: &Wire, d: Dir, egress: u32) -> Result<(), String> {
+        // ACLs are stateless: judged again where both ends are in a VPC.
+        let known = |a: IpAddr| self.vpc_of(a).is_some();
+        if known(d.src) && known(d.dst) {
+            let p = Packet {
+                src: d.src,
+                dst: d.dst,
+                proto: w.proto,
+                port: w.policy_port(),
+            };
+            if let Verdict::Deny(r, why) = reference::tracked(self.m, &p) {
+                return Err(format!(
+                    "forwarded a tracked packet the ACLs deny ({r}: {why}): {w:?}"
+                ));
+            }
+        }
+        if w.proto != 6 {
+            return Ok(());
+        }
+        if w.tcp_flags & 0x04 != 0 {
+            // Nothing after a RST is part of the connection.
+            self.end(d.orig);
+            return Ok(());
+        }
+        if w.tcp_flags & 0x16 == 0x02 {
+            // A SYN on the original direction of a connection the router
+            // may have let expire (it opens a new one then): a new NAT
+            // port may come with it, and the replies to that.
+            let reply = (o.dst, o.src, o.proto, o.dport, o.sport);
+            self.add(
+                reply,
+                Dir {
+                    src: d.dst,
+                    dst: d.src,
+                    port: egress,
+                    orig: d.orig,
+                },
+            );
+        }
+        if w.tcp_flags & 0x01 != 0 {
+            self.closing.insert(d.orig);
+        }
         Ok(())
     }
 

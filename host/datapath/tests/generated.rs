@@ -51,5 +51,9 @@ fn generated_frames_on_the_host_router() {
                 gen.forwarded(ingress, &frame, egress, &out.frame);
             }
         }
+        eprintln!(
+            "{name}: admitted as new, tracked, related ICMP errors, ICMP errors judged as ICMP: {:?}",
+            oracle.admitted
+        );
     }
 }

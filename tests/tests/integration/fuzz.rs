@@ -8,9 +8,10 @@
 //! `STATS` and a redirect as forwarded (the counters move by exactly one);
 //! a forwarded frame keeps its length, goes to a port of the deployment,
 //! and is one the reference semantics allow (`vpc_tests::oracle`: a new
-//! connection `vpc explain`'s walk admits, a packet of one it admitted, an
-//! ICMP error quoting one); a frame the independent parser rejects
-//! (garbage) is never forwarded.
+//! connection `vpc explain`'s walk admits, a packet of one it admitted and
+//! no RST ended, an ICMP error quoting one, or one judged as any ICMP
+//! packet); a frame the independent parser rejects (garbage) is never
+//! forwarded.
 //!
 //! `VPC_FUZZ_SEED=N` replays a run (the seed is printed on failure);
 //! `VPC_FUZZ_FRAMES=N` sets how many frames (default 1,000,000).
@@ -38,7 +39,7 @@ struct Tally {
     forwarded: BTreeMap<Kind, u64>,
     sent: BTreeMap<Kind, u64>,
     dropped: BTreeMap<&'static str, u64>,
-    admitted: [u64; 3],
+    admitted: [u64; 4],
     short: u64,
 }
 
@@ -145,7 +146,7 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
         let fwd: u64 = tally.forwarded.values().sum();
         let _ = writeln!(
             std::io::stderr(),
-            "fuzz {name}: {} frames in {:.1} s, {fwd} forwarded {:?} of {:?}; admitted as new {}, tracked {}, ICMP errors {}",
+            "fuzz {name}: {} frames in {:.1} s, {fwd} forwarded {:?} of {:?}; admitted as new {}, tracked {}, ICMP errors related {} and judged as ICMP {}",
             tally.frames,
             s.elapsed().as_secs_f64(),
             tally.forwarded,
@@ -153,6 +154,7 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
             tally.admitted[0],
             tally.admitted[1],
             tally.admitted[2],
+            tally.admitted[3],
         );
         // The generator must reach every path: new connections, their
         // packets, related errors, and the drops.
@@ -176,7 +178,7 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
         for (k, n) in tally.dropped {
             *all.dropped.entry(k).or_default() += n;
         }
-        for j in 0..3 {
+        for j in 0..4 {
             all.admitted[j] += tally.admitted[j];
         }
     }
@@ -190,7 +192,14 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
         all.dropped,
     );
     assert!(all.frames >= total);
-    assert!(all.admitted[2] > 0, "no ICMP error was ever forwarded");
+    assert!(
+        all.admitted[2] > 0,
+        "no related ICMP error was ever forwarded"
+    );
+    assert!(
+        all.admitted[3] > 0,
+        "no ICMP error related to nothing was ever judged as ICMP and forwarded"
+    );
     // Mutated frames do get through (a flipped payload bit of a tracked
     // flow is still its packet), so the oracle is exercised on them too.
     assert!(all.forwarded.get(&Kind::Mutated).copied().unwrap_or(0) > 0);
