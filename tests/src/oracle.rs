@@ -20,7 +20,8 @@
 //! parser (`wire`) rejects may never be forwarded.
 //!
 //! It judges what is forwarded only: a drop is always allowed here (the
-//! fuzz runs hold drops to their counters).
+//! fuzz runs hold drops to their counters, and an admitted flow's drop to
+//! the reasons that may refuse it: [`Oracle::may_refuse`]).
 use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr},
@@ -33,6 +34,8 @@ use vpc::{
     },
     reference::{self, Packet, Verdict},
 };
+
+use vpc_common::DropReason;
 
 use crate::wire::{self, Quoted, Wire};
 
@@ -127,6 +130,32 @@ impl<'m> Oracle<'m> {
         }
         let d = self.dir(&(qd, qs, qp, qdp, qsp), port)?;
         (qd == w.src || self.owns(from, w.src)).then_some(d)
+    }
+
+    /// Whether a new flow `f` the reference admits may be dropped as
+    /// `reason` all the same: for its interface's limits, not a verdict
+    /// on the flow. At the conntrack allowance (the sender's interface has
+    /// `connections` tracked of its `allowance`, 0: none), and past the
+    /// linklocal allowance (packets to the VPC resolver only).
+    pub fn may_refuse(
+        &self,
+        reason: DropReason,
+        f: &[u8],
+        connections: i64,
+        allowance: u64,
+    ) -> bool {
+        match reason {
+            DropReason::ConntrackAllowanceExceeded => {
+                allowance != 0 && connections >= allowance as i64
+            }
+            DropReason::LinklocalAllowanceExceeded => wire::parse(f).is_ok_and(|w| {
+                self.m
+                    .vpcs
+                    .iter()
+                    .any(|v| IpAddr::V4(v.resolver()) == w.dst)
+            }),
+            _ => false,
+        }
     }
 
     /// Does node `id` own `a` (the source check)?

@@ -215,4 +215,11 @@ pub fn pipeline(data: &[u8]) {
             a => panic!("action {a}; {}", ctx()),
         }
     }
+    // Each port's conntrack allowance count is its live connections: every
+    // original entry added once, taken back once by what removed it.
+    assert_eq!(
+        h.port_counts(),
+        h.connections_by_port(),
+        "PORT_CONNECTIONS (left) against the original entries in CT by port (right); template {ti}, {hook:?}"
+    );
 }

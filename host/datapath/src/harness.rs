@@ -1,7 +1,7 @@
 //! The harness: a deployment's entries in the host maps, one frame at a
 //! time through the router at either hook, and what it counted.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Mutex, MutexGuard},
 };
 
@@ -16,7 +16,7 @@ use vpc::{
     datapath::Timeouts,
     model::{self, Model},
 };
-use vpc_common::{cfg, DropReason, STATS_LEN, STAT_FORWARDED};
+use vpc_common::{cfg, port_slot, DropReason, CT_DIR_ORIG, STATS_LEN, STAT_FORWARDED};
 
 use crate::{maps::*, parse, router};
 
@@ -117,7 +117,9 @@ impl Host {
         }
     }
 
-    /// Empties every map, as `new` does (the lock already held).
+    /// Empties every map, as `new` does (the lock already held), and
+    /// writes the settings `vpc up` does: the default timeouts and each
+    /// interface's conntrack allowance for a table of `ct_max` entries.
     pub fn clear_all(&mut self, ct_max: u32) {
         clear(true);
         *INSTALLED.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -126,6 +128,8 @@ impl Host {
         for (i, d) in Timeouts::default().by_index() {
             CONFIG.set(i, d.as_nanos() as u64, 0).unwrap();
         }
+        let allowance = vpc::deploy::default_conntrack_allowance(ct_max);
+        CONFIG.set(cfg::CT_ALLOWANCE, allowance as u64, 0).unwrap();
     }
 
     /// The tag of the deployment in the maps (`set_installed`), if any.
@@ -257,6 +261,40 @@ impl Host {
     /// Live conntrack entries (both directions).
     pub fn conntrack_len(&self) -> usize {
         CT.host_len()
+    }
+
+    /// `CONFIG[CT_ALLOWANCE]`: connections each interface may have tracked.
+    pub fn conntrack_allowance(&self) -> u64 {
+        *CONFIG.get(cfg::CT_ALLOWANCE).unwrap()
+    }
+
+    /// `PORT_CONNECTIONS`: each router port's count of the connections it
+    /// opened (its conntrack allowance's), as the datapath keeps it.
+    pub fn port_connections(&self, ifindex: u32) -> i64 {
+        *PORT_CONNECTIONS.get(port_slot(ifindex)).unwrap() as i64
+    }
+
+    /// What `PORT_CONNECTIONS` must hold: per router port slot, the
+    /// original-direction entries in the table whose connection it opened
+    /// (nothing else removes entries here: no GC runs on the host).
+    pub fn connections_by_port(&self) -> BTreeMap<u32, i64> {
+        let mut by = BTreeMap::new();
+        for (_, e) in CT.host_entries() {
+            if e.dir == CT_DIR_ORIG {
+                *by.entry(port_slot(e.in_ifindex)).or_default() += 1;
+            }
+        }
+        by
+    }
+
+    /// Every port slot whose `PORT_CONNECTIONS` count is not zero.
+    pub fn port_counts(&self) -> BTreeMap<u32, i64> {
+        (0..PORT_CONNECTIONS.host_len())
+            .filter_map(|i| {
+                let n = *PORT_CONNECTIONS.get(i).unwrap() as i64;
+                (n != 0).then_some((i, n))
+            })
+            .collect()
     }
 }
 

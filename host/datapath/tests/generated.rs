@@ -1,7 +1,10 @@
 //! The kernel fuzz run's generator (`vpc_tests::frames`) on the host
 //! router, under the same oracle: a quick way to replay a kernel failure
 //! (`VPC_FUZZ_SEED`, `VPC_FUZZ_TEMPLATE`, `VPC_FUZZ_FRAMES`) with a
-//! debugger, and a check of its own at a smaller count.
+//! debugger, and a check of its own at a smaller count; after each
+//! template, every interface's conntrack allowance count is its live
+//! connections.
+use vpc_common::{cfg, DropReason};
 use vpc_ebpf_host::{check::ports, Deployment, Hook, Host, XDP_REDIRECT};
 use vpc_tests::{
     frames::{templates, Gen},
@@ -27,6 +30,11 @@ fn generated_frames_on_the_host_router() {
         let d = Deployment::new(t);
         let mut h = Host::new(262_144);
         d.install(&mut h);
+        // As the kernel run: every other deployment with a tight conntrack
+        // allowance, which its busiest interfaces reach.
+        if i % 2 == 1 {
+            h.set_config(cfg::CT_ALLOWANCE, 1_024);
+        }
         let mut oracle = Oracle::new(&d.model, ports(&d));
         let mut gen = Gen::new(
             &d.model,
@@ -52,8 +60,15 @@ fn generated_frames_on_the_host_router() {
             }
         }
         eprintln!(
-            "{name}: admitted as new, tracked, related ICMP errors, ICMP errors judged as ICMP: {:?}",
-            oracle.admitted
+            "{name}: admitted as new, tracked, related ICMP errors, ICMP errors judged as ICMP: {:?}; {} new connections refused at the allowance of {}",
+            oracle.admitted,
+            h.stats()[DropReason::ConntrackAllowanceExceeded as usize],
+            h.conntrack_allowance(),
+        );
+        assert_eq!(
+            h.port_counts(),
+            h.connections_by_port(),
+            "{name}: PORT_CONNECTIONS (left) against the original entries by port (right)"
         );
     }
 }

@@ -8,16 +8,23 @@
 //! `STATS` and a redirect as forwarded (the counters move by exactly one);
 //! a forwarded frame keeps its length, goes to a port of the deployment,
 //! and is one the reference semantics allow (`vpc_tests::oracle`: a new
-//! connection `vpc explain`'s walk admits, a packet of one it admitted and
-//! no RST ended, an ICMP error quoting one, or one judged as any ICMP
-//! packet); a frame the independent parser rejects (garbage) is never
-//! forwarded.
+//! connection `vpc explain`'s walk admits, a packet of one it admitted, an
+//! ICMP error quoting one, or one judged as any ICMP packet); a frame the
+//! independent parser rejects (garbage) is never forwarded; a new flow
+//! the reference admits is forwarded, unless its interface is at its
+//! conntrack allowance. Every other deployment runs with the allowance
+//! `vpc up` gives it (a quarter of the table's connections per interface,
+//! which no run reaches), the others (those opening fewer connections)
+//! with a tight one (`TIGHT_ALLOWANCE`) that their busiest interfaces
+//! reach, so that refusals and what follows them are fuzzed too; after each run every interface's allowance count
+//! equals the connections it opened that are still in the table.
 //!
 //! `VPC_FUZZ_SEED=N` replays a run (the seed is printed on failure);
 //! `VPC_FUZZ_FRAMES=N` sets how many frames (default 1,000,000).
 use std::{collections::BTreeMap, io::Write as _, time::Instant};
 
-use vpc_common::DropReason;
+use vpc::datapath::Maps;
+use vpc_common::{map_names, CtEntry, CtKey, DropReason, CT_DIR_ORIG};
 use vpc_tests::{
     fixture,
     frames::{templates, Gen, Kind, ATTACH},
@@ -41,12 +48,20 @@ struct Tally {
     dropped: BTreeMap<&'static str, u64>,
     admitted: [u64; 4],
     short: u64,
+    /// Admitted new flows refused at their interface's conntrack allowance.
+    refused: u64,
+    /// Connections tracked at the end.
+    connections: i64,
 }
 
-fn run_template(name: &str, template: &str, frames: u64, seed: u64) -> Tally {
+/// Connections per interface in the runs with a tight conntrack allowance.
+const TIGHT_ALLOWANCE: u32 = 1_024;
+
+fn run_template(name: &str, template: &str, frames: u64, seed: u64, allowance: u32) -> Tally {
     in_private_netns(|| {
         let mut h = Harness::new(template);
         h.activate();
+        h.dp.set_conntrack_allowance(allowance).unwrap();
         let model = h.model.clone();
         let mut stats = StatsReader::new(&mut h);
         let ports: Vec<(u32, String)> = h
@@ -87,11 +102,20 @@ fn run_template(name: &str, template: &str, frames: u64, seed: u64) -> Tally {
                 .collect();
             before = after;
             *t.sent.entry(kind).or_default() += 1;
-            assert!(
-                !must || v == XDP_REDIRECT,
-                "an admitted flow was dropped: {moved:?}; {}",
-                ctx()
-            );
+            if must && v != XDP_REDIRECT {
+                // Refused all the same only for its interface's limits.
+                let reason = DropReason::ALL
+                    .iter()
+                    .copied()
+                    .find(|r| moved.len() == 1 && *r as usize == moved[0].0);
+                let connections = h.dp.port_allowances(ingress).unwrap().connections;
+                assert!(
+                    reason.is_some_and(|r| oracle.may_refuse(r, &frame, connections, allowance as u64)),
+                    "an admitted flow was dropped: {moved:?} ({connections} connections of {allowance}); {}",
+                    ctx()
+                );
+                t.refused += 1;
+            }
             match v {
                 XDP_REDIRECT => {
                     assert_eq!(
@@ -128,6 +152,34 @@ fn run_template(name: &str, template: &str, frames: u64, seed: u64) -> Tally {
             t.frames += 1;
         }
         t.admitted = oracle.admitted;
+        // Each interface's conntrack allowance count is its connections
+        // still tracked: every original entry added once, and taken back
+        // once by whatever removed it (a reopened tuple, a failed insert).
+        let mut live: BTreeMap<u32, i64> = BTreeMap::new();
+        {
+            let ct: aya::maps::HashMap<_, CtKey, CtEntry> =
+                aya::maps::HashMap::try_from(h.dp.map(map_names::CT).unwrap()).unwrap();
+            for (_, e) in ct.iter().map(|r| r.unwrap()) {
+                if e.dir == CT_DIR_ORIG {
+                    *live.entry(e.in_ifindex).or_default() += 1;
+                }
+            }
+        }
+        let ports: Vec<u32> = h.links.values().map(|l| l.ifindex).collect();
+        assert!(
+            live.keys().all(|i| ports.contains(i)),
+            "{name}: connections of unknown ports: {live:?}"
+        );
+        let counted: BTreeMap<u32, i64> = ports
+            .iter()
+            .map(|i| (*i, h.dp.port_allowances(*i).unwrap().connections))
+            .filter(|(_, n)| *n != 0)
+            .collect();
+        assert_eq!(
+            counted, live,
+            "{name}, seed {seed}: PORT_CONNECTIONS (left) against the original entries by port (right)"
+        );
+        t.connections = live.values().sum();
         t
     })
 }
@@ -142,11 +194,19 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
     let mut all = Tally::default();
     for (i, (name, t)) in templates.iter().enumerate() {
         let s = Instant::now();
-        let tally = run_template(name, t, per, seed.wrapping_add(i as u64 * 0x9e37_79b9));
+        // Tight on the deployments with fewer connections: the NAT-heavy
+        // ones keep every new connection they open.
+        let allowance = if i % 2 == 1 {
+            TIGHT_ALLOWANCE
+        } else {
+            vpc::deploy::default_conntrack_allowance(vpc_common::CT_MAX_ENTRIES)
+        };
+        let seed_i = seed.wrapping_add(i as u64 * 0x9e37_79b9);
+        let tally = run_template(name, t, per, seed_i, allowance);
         let fwd: u64 = tally.forwarded.values().sum();
         let _ = writeln!(
             std::io::stderr(),
-            "fuzz {name}: {} frames in {:.1} s, {fwd} forwarded {:?} of {:?}; admitted as new {}, tracked {}, ICMP errors related {} and judged as ICMP {}",
+            "fuzz {name}: {} frames in {:.1} s, {fwd} forwarded {:?} of {:?}; admitted as new {}, tracked {}, ICMP errors related {} and judged as ICMP {}; {} connections tracked at the end, {} admitted flows refused at an allowance of {allowance}",
             tally.frames,
             s.elapsed().as_secs_f64(),
             tally.forwarded,
@@ -155,6 +215,8 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
             tally.admitted[1],
             tally.admitted[2],
             tally.admitted[3],
+            tally.connections,
+            tally.refused,
         );
         // The generator must reach every path: new connections, their
         // packets, related errors, and the drops.
@@ -178,6 +240,7 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
         for (k, n) in tally.dropped {
             *all.dropped.entry(k).or_default() += n;
         }
+        all.refused += tally.refused;
         for j in 0..4 {
             all.admitted[j] += tally.admitted[j];
         }
@@ -195,6 +258,10 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
     assert!(
         all.admitted[2] > 0,
         "no related ICMP error was ever forwarded"
+    );
+    assert!(
+        all.refused > 0,
+        "no interface ever reached its conntrack allowance"
     );
     assert!(
         all.admitted[3] > 0,

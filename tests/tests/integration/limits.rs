@@ -4,6 +4,11 @@
 //! NAT ports (and the ENI the agent adds), the flow-log rejects table, the
 //! fragment tables; and the router's port and endpoint tables, which a
 //! deployment may not outgrow (`vpc up` refuses it, naming the quota).
+//!
+//! The tables' own limits, so without a conntrack allowance (as `vpc up
+//! --conntrack-allowance 0`): with `vpc up`'s default, a quarter of the
+//! table's connections per interface, no one interface can fill the table
+//! (`datapath::allowances` and `e2e::allowances` test that).
 use std::net::IpAddr;
 
 use vpc::{
@@ -52,6 +57,8 @@ fn a_full_conntrack_table_refuses_a_functions_new_connection_as_ct_full() {
     in_private_netns(|| {
         let mut h = Harness::with_conntrack(ONE_SUBNET, 8);
         h.activate();
+        // The table's limit, not the interface's.
+        h.dp.set_conntrack_allowance(0).unwrap();
         let (fn_if, db_if) = (h.ifindex("Fn"), h.ifindex("Db"));
         let mut ports = vec![];
         for i in 0..4 {
@@ -65,6 +72,7 @@ fn a_full_conntrack_table_refuses_a_functions_new_connection_as_ct_full() {
         );
         assert_eq!(dropped(&mut h, DropReason::CtFull), 1);
         assert_eq!(dropped(&mut h, DropReason::NatPortExhausted), 0);
+        assert_eq!(dropped(&mut h, DropReason::ConntrackAllowanceExceeded), 0);
         assert_eq!(
             h.dp.nat_stats().unwrap().failed,
             0,
