@@ -1,9 +1,9 @@
 //! Frames for the fuzzers, from a seeded generator: valid flows of a
 //! deployment (built with `vpc::packet`, between the addresses its model
 //! knows), the replies and ICMP errors of what the router forwarded,
-//! mutations of valid frames (bit flips, bytes set, truncated, extended)
-//! and garbage. The same generator feeds the kernel (`BPF_PROG_TEST_RUN`)
-//! and seeds the host fuzzer's corpus.
+//! mutations of valid frames (bit flips, bytes set, truncated, extended,
+//! a VLAN tag pushed) and garbage. The same generator feeds the kernel
+//! (`BPF_PROG_TEST_RUN`) and seeds the host fuzzer's corpus.
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
@@ -309,7 +309,7 @@ impl Gen {
     /// A damaged copy of `f`.
     pub fn mutate(&mut self, mut f: Vec<u8>) -> Vec<u8> {
         for _ in 0..1 + self.rng.below(3) {
-            match self.rng.below(6) {
+            match self.rng.below(7) {
                 // Bit flips, mostly in the headers.
                 0 | 1 if !f.is_empty() => {
                     for _ in 0..1 + self.rng.below(4) {
@@ -335,6 +335,17 @@ impl Gen {
                     for _ in 0..1 + self.rng.below(64) {
                         f.push(self.rng.next_u64() as u8);
                     }
+                }
+                // Now and then a VLAN tag (802.1Q or 802.1ad) before the
+                // ether type: VPC interfaces are untagged.
+                5 if f.len() >= 14 && self.rng.chance(10) => {
+                    let tpid: [u8; 2] = if self.rng.chance(50) {
+                        [0x81, 0x00]
+                    } else {
+                        [0x88, 0xa8]
+                    };
+                    let vid = (self.rng.next_u64() as u16 & 0x0fff).to_be_bytes();
+                    f.splice(12..12, [tpid[0], tpid[1], vid[0], vid[1]]);
                 }
                 _ => {
                     // A length field, the IHL or the next header: where

@@ -260,6 +260,10 @@ fn random_and_mutated_frames_are_never_forwarded_unless_the_reference_allows() {
         "no related ICMP error was ever forwarded"
     );
     assert!(
+        all.dropped.get("vlan_tagged").is_some_and(|n| *n > 0),
+        "no VLAN-tagged frame was ever dropped as such"
+    );
+    assert!(
         all.refused > 0,
         "no interface ever reached its conntrack allowance"
     );
