@@ -1,7 +1,8 @@
 //! Helpers for the integration tests (tests/integration/), written once:
 //! deployments that always clean up, threads inside namespaces, servers
 //! and clients in them, the templates under tests/fixtures/, and a
-//! BPF_PROG_TEST_RUN harness.
+//! BPF_PROG_TEST_RUN harness; the fuzzers' independent parser (`wire`) and
+//! oracle (`oracle`).
 //!
 //! Every deployment gets a unique name (process id + counter), so tests run
 //! in parallel, and is torn down on drop, also when the test panics.
@@ -17,6 +18,10 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+pub mod frames;
+pub mod oracle;
+pub mod wire;
 
 use aya::programs::{TestRun, TestRunOptions};
 use vpc::{
@@ -630,6 +635,12 @@ impl Harness {
     /// As `new`, with a conntrack table of `ct_max` entries.
     pub fn with_conntrack(template: &str, ct_max: u32) -> Self {
         let model = model::build(template, &HashMap::new(), "test").expect("template");
+        Self::with_model(model, ct_max)
+    }
+
+    /// As `with_conntrack`, from a model (one a test changed as the agent
+    /// would, e.g. an ENI added).
+    pub fn with_model(model: Model, ct_max: u32) -> Self {
         let mut links = HashMap::new();
         let ids: Vec<String> = model
             .hosts
@@ -791,3 +802,77 @@ pub fn http_get(url: &str) -> String {
 /// subnet (`InstanceId`), which has a public address and `SourceDestCheck:
 /// CHECK`.
 pub const NAT_INSTANCE: &str = fixture!("nat_instance.yaml");
+
+/// `STATS` summed over CPUs in one `BPF_MAP_LOOKUP_BATCH` (a lookup per
+/// index costs a syscall each: too slow to read after every frame of a
+/// million).
+pub struct StatsReader {
+    fd: std::os::fd::RawFd,
+    cpus: usize,
+    buf: Vec<u64>,
+}
+
+impl StatsReader {
+    /// For `h`'s datapath; valid while `h` lives.
+    pub fn new(h: &mut Harness) -> Self {
+        use std::os::fd::{AsFd, AsRawFd};
+        use vpc::datapath::Maps;
+        let fd = match h.dp.map(vpc_common::map_names::STATS).unwrap() {
+            aya::maps::Map::PerCpuArray(d) => d.fd().as_fd().as_raw_fd(),
+            _ => panic!("STATS is a per-CPU array"),
+        };
+        let cpus = aya::util::nr_cpus().unwrap();
+        StatsReader {
+            fd,
+            cpus,
+            buf: vec![0; cpus * vpc_common::STATS_LEN as usize],
+        }
+    }
+
+    /// Index 0 forwarded, then one per `DropReason`.
+    pub fn read(&mut self) -> Vec<u64> {
+        const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+        #[repr(C)]
+        struct Batch {
+            in_batch: u64,
+            out_batch: u64,
+            keys: u64,
+            values: u64,
+            count: u32,
+            map_fd: u32,
+            elem_flags: u64,
+            flags: u64,
+        }
+        let n = vpc_common::STATS_LEN as usize;
+        let mut keys = vec![0u32; n];
+        let mut next = 0u32;
+        let mut attr = Batch {
+            in_batch: 0,
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: self.buf.as_mut_ptr() as u64,
+            count: n as u32,
+            map_fd: self.fd as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: the buffers hold `count` keys and values of all CPUs.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut Batch,
+                std::mem::size_of::<Batch>(),
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        assert!(
+            r == 0 || err.raw_os_error() == Some(libc::ENOENT),
+            "BPF_MAP_LOOKUP_BATCH: {err}"
+        );
+        assert_eq!(attr.count as usize, n, "every index read");
+        (0..n)
+            .map(|i| self.buf[i * self.cpus..(i + 1) * self.cpus].iter().sum())
+            .collect()
+    }
+}

@@ -15,8 +15,6 @@
 //!
 //! Both are read and written without a lock: two CPUs admitting at the
 //! same instant may each pass the last place (at most one extra per CPU).
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
-
 use vpc_common::{
     allowance_stat_index, cfg, port_slot, DropReason, ALLOWANCE_CONNTRACK, ALLOWANCE_LINKLOCAL,
     DEFAULT_LINKLOCAL_PPS,
@@ -42,8 +40,25 @@ fn add(ifindex: u32, delta: u64) {
     if let Some(c) = PORT_CONNECTIONS.get_ptr_mut(port_slot(ifindex)) {
         // An atomic add (BPF_ATOMIC, its result unused): the agent
         // subtracts on the same memory from userspace, other CPUs add.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta) };
+        unsafe { atomic_add(c, delta) };
     }
+}
+
+/// `*c += delta`, atomically. BPF: core's intrinsic (its atomic types have
+/// no read-modify-write there). The host build of the router
+/// (`host/datapath`, stable Rust): core's atomic type.
+#[cfg(target_arch = "bpf")]
+#[inline(always)]
+unsafe fn atomic_add(c: *mut u64, delta: u64) {
+    use core::intrinsics::{atomic_xadd, AtomicOrdering};
+    atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta);
+}
+
+#[cfg(not(target_arch = "bpf"))]
+#[inline(always)]
+unsafe fn atomic_add(c: *mut u64, delta: u64) {
+    core::sync::atomic::AtomicU64::from_ptr(c)
+        .fetch_add(delta, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Admits one more connection opened from port `ifindex` (counted), or

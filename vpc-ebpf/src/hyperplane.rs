@@ -171,7 +171,7 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> 
             return Ok(id);
         }
     }
-    Err(port_allocation::exhausted())
+    Err(port_allocation::exhausted(probes))
 }
 
 /// The checks, the source NAT and the conntrack entries of a function

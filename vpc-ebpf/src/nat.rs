@@ -38,6 +38,10 @@ pub fn rewrite<C: Ctx>(
         // IPv4 UDP may carry none (0), which stays 0; a computed 0 goes out
         // as 0xffff (RFC 768). IPv6 UDP is never 0 on the wire.
         IPPROTO_UDP => (l4_off + UDP_CHECK, CSUM_ZERO_IS_NONE),
+        // Other protocols over IPv4 (GRE, ESP, SCTP ...: only the internet
+        // gateway's 1:1 NAT gets them) have no ports and no pseudo-header
+        // sum to fix: the address alone, as AWS translates them.
+        _ if !p.v6 => return ipv4_addr(ctx, src, addr),
         _ => return Err(DropReason::FunctionProtocol),
     };
     if p.v6 {

@@ -151,7 +151,7 @@ fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
     if port_allocation::probe(&mut s.reply_key, &mut s.claim, key, echo, cap, &mut probes) {
         return Ok(());
     }
-    Err(port_allocation::exhausted())
+    Err(port_allocation::exhausted(probes))
 }
 
 /// Conntrack entries and the rewrite of a NAT gateway connection whose

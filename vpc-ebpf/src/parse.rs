@@ -410,8 +410,15 @@ pub fn parse<C: Ctx>(ctx: &C, p: &mut Packet) -> Result<(), DropReason> {
             let mut off = L3_V6;
             let mut i = 0;
             let mut done = false;
-            while i < MAX_EXT_HEADERS {
+            // One pass more than the headers walked: after the fourth, the
+            // next must be the upper layer (found by the parser's fuzzer:
+            // it stopped at the fourth and dropped what followed).
+            while i <= MAX_EXT_HEADERS {
                 match next {
+                    // A fifth: more than the datapath walks.
+                    HOP_BY_HOP | ROUTING | DEST_OPTS if i == MAX_EXT_HEADERS => {
+                        return Err(DropReason::Ipv6ExtHeader)
+                    }
                     // Hop-by-hop, routing, destination options: skip.
                     HOP_BY_HOP | ROUTING | DEST_OPTS => {
                         let hdr = read::<[u8; 2]>(ctx, off)?;

@@ -34,6 +34,9 @@ pub fn probe(
     cap: u32,
     probes: &mut u32,
 ) -> bool {
+    if *probes == TABLE_FULL {
+        return false;
+    }
     let mut k = 0;
     while k < NAT_PORT_TRIES {
         k += 1;
@@ -48,19 +51,37 @@ pub fn probe(
             reply.dport = port;
         }
         let key = NatPortKey { port, ..key };
-        if NAT_PORTS.insert(&key, &*reply, BPF_NOEXIST as u64).is_ok() {
-            stats::nat_probes(*probes);
-            *claim = key;
-            return true;
+        match NAT_PORTS.insert(&key, &*reply, BPF_NOEXIST as u64) {
+            Ok(()) => {
+                stats::nat_probes(*probes);
+                *claim = key;
+                return true;
+            }
+            // The claims' table is full (it holds one per connection, as
+            // many as conntrack has room for): no port of any pool helps.
+            Err(E2BIG) => {
+                *probes = TABLE_FULL;
+                return false;
+            }
+            Err(_) => {}
         }
     }
     false
 }
 
-/// No pool had a free port: `nat_port_exhausted`, counted in `NAT_STATS`
-/// (a NAT gateway's `ErrorPortAllocation`).
+const E2BIG: i32 = -7;
+/// `probe`'s count once the claims' table refused an insert as full.
+const TABLE_FULL: u32 = u32::MAX;
+
+/// No pool gave a port after `probes` probes: `nat_port_exhausted`,
+/// counted in `NAT_STATS` (a NAT gateway's `ErrorPortAllocation`); or the
+/// table of claims was full, which is the tracking table's limit:
+/// `ct_full`, as a connection of a host would get.
 #[inline(always)]
-pub fn exhausted() -> DropReason {
+pub fn exhausted(probes: u32) -> DropReason {
+    if probes == TABLE_FULL {
+        return DropReason::CtFull;
+    }
     stats::nat_failed();
     DropReason::NatPortExhausted
 }

@@ -124,6 +124,12 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
     }) {
         bail!("--hook {id}=...: the template has no host or function {id:?}");
     }
+    // A model the router's tables cannot hold is refused before anything
+    // is built (`compile::check_capacity`).
+    let ids = topology::node_specs(&opts.name, &model)
+        .into_iter()
+        .map(|sp| sp.id);
+    crate::compile::dry_run(&model, ids).map_err(anyhow::Error::msg)?;
     datapath::ensure_bpffs()?;
     std::fs::create_dir_all(&sdir)?;
     // Written before anything is built: if this process dies half way,

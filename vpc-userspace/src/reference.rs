@@ -286,8 +286,9 @@ fn acl_out(m: &Model, subnet: &str, p: &Packet, steps: &mut Vec<String>) -> Resu
     }
 }
 
-/// The internet test host owning `dst` (or AWS's public endpoints), as
-/// the gateway's path sees it.
+/// The internet test host owning `dst` (or AWS's public endpoints:
+/// Lambda's, and the services' at their public addresses), as the
+/// gateway's path sees it.
 fn internet_host(m: &Model, dst: IpAddr, steps: &mut Vec<String>) -> Result<(), Verdict> {
     let owns = |h: &&crate::model::InternetHost| {
         IpAddr::V4(h.ip) == dst || h.ip6.map(IpAddr::V6) == Some(dst)
@@ -296,6 +297,13 @@ fn internet_host(m: &Model, dst: IpAddr, steps: &mut Vec<String>) -> Result<(), 
     let public = dst == IpAddr::V4(LAMBDA_PUBLIC) || dst == IpAddr::V6(LAMBDA_PUBLIC6);
     if public && m.has_internet() {
         steps.push(format!("the internet: AWS's public endpoints ({dst})"));
+        return Ok(());
+    }
+    let service = crate::model::endpoint::PUBLIC_SERVICES
+        .iter()
+        .find(|(_, ip)| IpAddr::V4(*ip) == dst);
+    if let (Some((name, _)), true) = (service, m.has_aws_services()) {
+        steps.push(format!("the internet: AWS's {name} endpoint ({dst})"));
         return Ok(());
     }
     match m.internet_hosts.iter().find(owns) {
@@ -727,6 +735,20 @@ Resources:
         let nobody: IpAddr = "192.0.2.99".parse().unwrap();
         assert_eq!(
             go(&m, "Web", nobody, 6).0.reason(),
+            Some("internet_unreachable")
+        );
+        // AWS's public service endpoints (SQS here) are on the internet:
+        // through the internet gateway, and the NAT gateway.
+        let sqs: IpAddr = "198.18.0.12".parse().unwrap();
+        let (v, steps) = go(&m, "Web", sqs, 6);
+        assert_eq!(v, Verdict::Allow, "{steps:?}");
+        assert!(
+            steps.iter().any(|s| s.contains("AWS's sqs endpoint")),
+            "{steps:?}"
+        );
+        assert_eq!(go(&m, "ENI", sqs, 6).0, Verdict::Allow);
+        assert_eq!(
+            go(&m, "Web", "198.18.0.99".parse().unwrap(), 6).0.reason(),
             Some("internet_unreachable")
         );
         // Without the private route; with the gateway detached.

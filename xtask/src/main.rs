@@ -19,7 +19,13 @@ const USAGE: &str = "usage: cargo xtask <command>
                  build, bring up TEMPLATE (default: the embedded one), show it
                  live (the default's function invoked once, with the command
                  to repeat); Ctrl-C / SIGTERM tears it down
-  test [-- ARGS] run every test (root: the datapath tests attach XDP for real)
+  test [-- ARGS] run every test (root: the datapath tests attach XDP for real),
+                 then each fuzz target for 60 s (VPC_FUZZ_TIME=N to change;
+                 skipped when ARGS filter the tests)
+  fuzz [--time N] [TARGET...]
+                 the cargo-fuzz targets (parse, pipeline) for N seconds each
+                 (default 600), from their corpus in fuzz/corpus; built,
+                 grown corpus and findings in ~/.cache/vpc-fuzz
   bench [-- ARGS]
                  ns/packet through BPF_PROG_TEST_RUN vs a redirect-only
                  baseline, then invocations per runtime (cold start, warm
@@ -71,7 +77,42 @@ fn run(args: &[String]) -> Result<()> {
                 a.push("--");
                 a.extend(rest.iter().map(String::as_str));
             }
-            cargo_test(&a)
+            let tests = cargo_test(&a);
+            // The fuzzers, bounded, as part of every full run (CI's).
+            let fuzzed = if rest.is_empty() {
+                let secs = std::env::var("VPC_FUZZ_TIME")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(60);
+                fuzz(secs, FUZZ_TARGETS)
+            } else {
+                Ok(Fuzzed::default())
+            };
+            summary(tests, fuzzed)
+        }
+        "fuzz" => {
+            let mut secs = 600;
+            let mut targets = vec![];
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--time" => {
+                        secs = it
+                            .next()
+                            .and_then(|s| s.parse().ok())
+                            .context("--time SECONDS")?
+                    }
+                    t => targets.push(t),
+                }
+            }
+            if targets.is_empty() {
+                targets.extend_from_slice(FUZZ_TARGETS);
+            }
+            let f = fuzz(secs, &targets)?;
+            if f.failed > 0 {
+                bail!("{} fuzz target(s) found a failure", f.failed);
+            }
+            Ok(())
         }
         "run" => {
             require_root("it creates namespaces and attaches XDP programs")?;
@@ -178,9 +219,12 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo test`, streamed, with one closing line that sums every binary's
-/// results (`N passed, N failed`).
-fn cargo_test(args: &[&str]) -> Result<()> {
+/// Results of `cargo test`: (passed, failed, ignored), and whether cargo
+/// itself succeeded.
+type TestCounts = (u64, u64, u64, bool);
+
+/// `cargo test`, streamed; its results summed over every binary.
+fn cargo_test(args: &[&str]) -> Result<TestCounts> {
     use std::io::{BufRead, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("xtask: cargo {}", args.join(" "));
@@ -211,14 +255,130 @@ fn cargo_test(args: &[&str]) -> Result<()> {
         }
     }
     let st = child.wait()?;
+    Ok((passed, failed, ignored, st.success()))
+}
+
+/// The one closing line (`N passed, N failed`): the tests' and the fuzz
+/// targets' (each a test that passes when it found nothing).
+fn summary(tests: Result<TestCounts>, fuzzed: Result<Fuzzed>) -> Result<()> {
+    let (mut passed, mut failed, ignored, ok) = tests?;
+    let f = fuzzed?;
+    passed += f.passed;
+    failed += f.failed;
     println!("\nxtask: {passed} passed, {failed} failed, {ignored} skipped");
-    if !st.success() {
-        bail!("cargo test failed ({st})");
+    if !ok {
+        bail!("cargo test failed");
+    }
+    if f.failed > 0 {
+        bail!("{} fuzz target(s) found a failure", f.failed);
     }
     if passed == 0 {
         bail!("no test ran");
     }
     Ok(())
+}
+
+/// The cargo-fuzz targets (fuzz/fuzz_targets).
+const FUZZ_TARGETS: &[&str] = &["parse", "pipeline"];
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+#[derive(Default)]
+struct Fuzzed {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs each target for `secs` seconds on nightly (cargo-fuzz, libFuzzer,
+/// the address sanitizer), from the committed corpus (fuzz/corpus/T, read
+/// only) and a working one under the target directory (kept between runs,
+/// so coverage accumulates), and reports executions and executions per
+/// second from libFuzzer's final statistics.
+fn fuzz(secs: u64, targets: &[&str]) -> Result<Fuzzed> {
+    use std::io::{BufRead, BufReader};
+    if !output("cargo", &["fuzz", "--version"]).is_some_and(|v| v.contains(CARGO_FUZZ_VERSION)) {
+        // Into cargo's own bin directory (where `cargo fuzz` is found).
+        step(
+            &format!("cargo-fuzz {CARGO_FUZZ_VERSION}"),
+            "cargo",
+            &[
+                "install",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--locked",
+            ],
+            &[],
+        )?;
+    }
+    // Outside the clone, so a fresh one (CI's) reuses the last build (the
+    // dependencies; the workspace's own crates build again) and the
+    // working corpus keeps what earlier runs found.
+    let home = cache_home().join("vpc-fuzz");
+    let target_dir = home.join("target");
+    let mut res = Fuzzed::default();
+    for t in targets {
+        let work = home.join("corpus").join(t);
+        let artifacts = home.join("artifacts").join(t);
+        std::fs::create_dir_all(&work)?;
+        std::fs::create_dir_all(&artifacts)?;
+        let seeds = root().join("fuzz/corpus").join(t);
+        let time = format!("-max_total_time={secs}");
+        let prefix = format!("-artifact_prefix={}/", artifacts.display());
+        println!("xtask: fuzzing {t} for {secs} s (cargo fuzz run, nightly)");
+        let mut child = Command::new("rustup")
+            .args(["run", "nightly", "cargo", "fuzz", "run", "--target-dir"])
+            .arg(&target_dir)
+            .arg(t)
+            .arg(&work)
+            .arg(&seeds)
+            .args(["--", &time, &prefix, "-print_final_stats=1", "-timeout=20"])
+            .current_dir(root())
+            .env("PATH", path_with_cargo_bin())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running cargo fuzz")?;
+        let (mut execs, mut rate, mut corpus) = (0u64, 0u64, 0u64);
+        for line in BufReader::new(child.stderr.take().expect("piped")).lines() {
+            let line = line?;
+            // libFuzzer's progress lines are many: its own pulse and the
+            // final statistics are what we keep.
+            let stat = |k: &str| {
+                line.strip_prefix(k)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            if let Some(v) = stat("stat::number_of_executed_units:") {
+                execs = v;
+            } else if let Some(v) = stat("stat::average_exec_per_sec:") {
+                rate = v;
+            } else if !["#", "\"", "INFO:", "MS:", "stat::", "###", "Dictionary:"]
+                .iter()
+                .any(|p| line.starts_with(p))
+                && !line.trim().is_empty()
+            {
+                // Findings, the sanitizer's and panics' reports, "Done".
+                println!("{line}");
+            }
+            if let Some(c) = line.split("corp: ").nth(1) {
+                corpus = c
+                    .split('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(corpus);
+            }
+        }
+        let st = child.wait()?;
+        if st.success() {
+            res.passed += 1;
+            println!("xtask: fuzz {t}: {execs} executions in {secs} s ({rate} per second), corpus {corpus} inputs, no failure");
+        } else {
+            res.failed += 1;
+            println!(
+                "xtask: fuzz {t}: FAILED after {execs} executions ({st}); the input is in {}",
+                artifacts.display()
+            );
+        }
+    }
+    Ok(res)
 }
 
 /// PATH with ~/.cargo/bin (where bpf-linker lands) in it.

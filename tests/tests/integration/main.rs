@@ -28,6 +28,10 @@ mod flow_logs;
 mod function_code;
 /// Function URLs and Lambda's public endpoint on the internet, end to end.
 mod function_urls;
+/// A million random and mutated frames through BPF_PROG_TEST_RUN on
+/// several deployments: nothing forwarded that the reference does not
+/// allow, every drop counted with its reason.
+mod fuzz;
 /// Route tables and gateways end to end.
 mod gateways;
 /// IAM where Lambda's VPC settings need it: execution roles, the
@@ -38,6 +42,9 @@ mod iam;
 mod lambda_logs;
 /// The function and ENI lifecycle on a test clock.
 mod lifecycle;
+/// Every map at its limit: new work refused with its counted reason,
+/// established work unharmed; the router's table sizes as quotas.
+mod limits;
 /// Metrics, `vpc status` and `vpc top`.
 mod observability;
 /// `vpc apply` at runtime: the reconciler end to end.

@@ -178,7 +178,63 @@ pub fn compile(
     hyperplane_eni::enis(model, &mut out);
     hyperplane_eni::own_vpc(model, gen, &mut out);
     ports::exec_envs(model, links, &mut out)?;
+    check_capacity(&out)?;
     Ok(out)
+}
+
+/// Compiles `model` on made-up links, one per node id: what a deployment
+/// would need, checked before any of it is built.
+pub fn dry_run(model: &Model, ids: impl IntoIterator<Item = String>) -> Result<Entries, String> {
+    let links: HashMap<String, LinkInfo> = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let l = LinkInfo {
+                ifindex: i as u32 + 1,
+                mac: [0; 6],
+                router_mac: [0; 6],
+            };
+            (id, l)
+        })
+        .collect();
+    compile(model, &links, 0)
+}
+
+/// The router's tables are sized at load: a deployment that needs more
+/// entries than one holds is refused (before anything is built: `vpc up`
+/// and `vpc apply` compile first), naming the table and its size, rather
+/// than failing half way through an install.
+pub fn check_capacity(e: &Entries) -> Result<(), String> {
+    use vpc_common::{MAX_ENDPOINTS, MAX_ENIS, MAX_PORTS, MAX_PUBLIC_IPS};
+    let tables = [
+        (
+            e.ports.len(),
+            MAX_PORTS,
+            "router ports (one per instance, network interface, execution environment, VPC resolver and simulated service)",
+            "PORTS",
+        ),
+        (
+            e.endpoints.len(),
+            MAX_ENDPOINTS,
+            "addresses the router delivers to (every IPv4 and IPv6 address of the instances, interfaces, Hyperplane ENIs, execution environments, resolvers and test hosts)",
+            "ENDPOINTS",
+        ),
+        (e.enis.len(), MAX_ENIS, "Hyperplane ENIs", "ENIS"),
+        (
+            e.public_to_private.len(),
+            MAX_PUBLIC_IPS,
+            "public IPv4 addresses",
+            "PUBLIC_TO_PRIVATE",
+        ),
+    ];
+    for (n, max, what, map) in tables {
+        if n > max as usize {
+            return Err(format!(
+                "the deployment needs {n} {what}; the router's {map} table holds at most {max} (its quota per deployment)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -186,6 +242,71 @@ pub(crate) mod tests {
     use vpc_common::{PROTO_ANY, SG_PORT_FIXED_BITS};
 
     use super::*;
+
+    /// A deployment past a table's size is refused by the compiler, naming
+    /// the table and its size.
+    #[test]
+    fn a_deployment_past_the_routers_tables_is_refused_naming_the_quota() {
+        let mut t = String::from(
+            "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  S: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/18}}\n",
+        );
+        // With the VPC's resolver, one port too many.
+        let n = vpc_common::MAX_PORTS as usize;
+        for i in 0..n {
+            t.push_str(&format!(
+                "  H{i}: {{Type: AWS::EC2::Instance, Properties: {{SubnetId: !Ref S}}}}\n"
+            ));
+        }
+        let ids = |m: &Model| {
+            crate::topology::node_specs("q", m)
+                .into_iter()
+                .map(|sp| sp.id)
+        };
+        let m = crate::model::build(&t, &HashMap::new(), "q").unwrap();
+        let err = dry_run(&m, ids(&m)).unwrap_err();
+        assert!(
+            err.contains("4097 router ports") && err.contains("PORTS table holds at most 4096"),
+            "{err}"
+        );
+        // One host fewer fits.
+        let last = format!("  H{}: ", n - 1);
+        let t: String = t
+            .lines()
+            .filter(|l| !l.starts_with(&last))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let m = crate::model::build(&t, &HashMap::new(), "q").unwrap();
+        dry_run(&m, ids(&m)).expect("4096 ports fit");
+    }
+
+    /// Each table's size, at its limit and one past it.
+    #[test]
+    fn every_table_past_its_size_is_named() {
+        use vpc_common::{MAX_ENDPOINTS, MAX_ENIS, MAX_PORTS, MAX_PUBLIC_IPS};
+        let fill = |e: &mut Entries, table: &str, n: usize| match table {
+            "PORTS" => e.ports = vec![(0, PortInfo::default()); n],
+            "ENDPOINTS" => e.endpoints = vec![([0; 16], Endpoint::default()); n],
+            "ENIS" => e.enis = vec![(0, HyperplaneEni::default()); n],
+            _ => e.public_to_private = vec![([0; 16], [0; 16]); n],
+        };
+        for (table, max) in [
+            ("PORTS", MAX_PORTS),
+            ("ENDPOINTS", MAX_ENDPOINTS),
+            ("ENIS", MAX_ENIS),
+            ("PUBLIC_TO_PRIVATE", MAX_PUBLIC_IPS),
+        ] {
+            let mut e = Entries::default();
+            fill(&mut e, table, max as usize);
+            check_capacity(&e).unwrap();
+            fill(&mut e, table, max as usize + 1);
+            let err = check_capacity(&e).unwrap_err();
+            assert!(
+                err.contains(&format!("{} ", max + 1))
+                    && err.contains(&format!("{table} table holds at most {max}")),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn ranges_split_into_aligned_prefixes() {
