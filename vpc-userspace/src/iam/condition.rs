@@ -13,7 +13,7 @@
 //! * multivalued keys: `ForAllValues:` holds when every value of the request
 //!   matches, and so when the key is absent or empty (AWS's documented
 //!   pitfall: pair it with `Null` to require the key); `ForAnyValue:` when
-//!   at least one does (false when absent). Without a prefix, a
+//!   at least one does (false when absent, true with `...IfExists`). Without a prefix, a
 //!   multivalued key holds when one of its values matches (a negated
 //!   operator: when none does), as for a single value.
 use std::net::IpAddr;
@@ -274,7 +274,12 @@ impl Condition {
         }
         match self.set {
             Set::ForAllValues => present.is_none_or(|vs| vs.iter().all(|v| self.one(v))),
-            Set::ForAnyValue => present.is_some_and(|vs| vs.iter().any(|v| self.one(v))),
+            // "If the key is not present, evaluate the condition element
+            // as true" with IfExists.
+            Set::ForAnyValue => match present {
+                None => self.if_exists,
+                Some(vs) => vs.iter().any(|v| self.one(v)),
+            },
             Set::None => match present {
                 None => self.if_exists || self.base.negated(),
                 Some(vs) if self.base.negated() => vs.iter().all(|v| self.one(v)),

@@ -54,19 +54,28 @@ pub fn check_execution_role(
     let Some(r) = role.and_then(|a| iam.role_by_arn(a)) else {
         return Ok(());
     };
-    if let Ok(trust) = Policy::parse_text(&r.assume_role_policy, Kind::Trust) {
-        if !trust.trusts_service("lambda.amazonaws.com") {
-            return Err(CANNOT_ASSUME.into());
-        }
+    // A trust policy that does not parse (a template role without
+    // `AssumeRolePolicyDocument`) trusts no one.
+    let trusted = Policy::parse_text(&r.assume_role_policy, Kind::Trust)
+        .is_ok_and(|t| t.trusts_service("lambda.amazonaws.com"));
+    if !trusted {
+        return Err(CANNOT_ASSUME.into());
     }
     if !vpc {
         return Ok(());
     }
     let policies = iam.role_policies(r);
     for action in ENI_ACTIONS {
+        // DescribeNetworkInterfaces "only works if it's allowed on all
+        // resources" (the Lambda guide): it is asked on `*`.
+        let resource = if action == "ec2:DescribeNetworkInterfaces" {
+            "*".to_string()
+        } else {
+            format!("arn:aws:ec2:{region}:{account}:network-interface/*")
+        };
         let req = Request {
             action: action.into(),
-            resource: format!("arn:aws:ec2:{region}:{account}:network-interface/*"),
+            resource,
             context: Context::new(),
         };
         if evaluate(&policies, &req) != Decision::Allow {
@@ -244,6 +253,28 @@ mod tests {
         let mut ec2 = role();
         ec2.assume_role_policy = TRUST.replace("lambda", "ec2");
         assert_eq!(check(&iam(ec2), false).unwrap_err(), CANNOT_ASSUME);
+        // A trust policy that does not parse (a template role without one).
+        let mut none = role();
+        none.assume_role_policy = String::new();
+        assert_eq!(check(&iam(none), false).unwrap_err(), CANNOT_ASSUME);
+    }
+
+    #[test]
+    fn describe_network_interfaces_must_be_allowed_on_all_resources() {
+        let mut r = role();
+        r.inline.insert(
+            "p".into(),
+            r#"{"Statement":{"Effect":"Allow","Action":"ec2:*NetworkInterface*","Resource":"arn:aws:ec2:*:*:network-interface/*"}}"#.into(),
+        );
+        assert_eq!(
+            check(&iam(r.clone()), true).unwrap_err(),
+            "The provided execution role does not have permissions to call DescribeNetworkInterfaces on EC2"
+        );
+        r.inline.insert(
+            "q".into(),
+            r#"{"Statement":{"Effect":"Allow","Action":"ec2:DescribeNetworkInterfaces","Resource":"*"}}"#.into(),
+        );
+        assert!(check(&iam(r), true).is_ok());
     }
 
     #[test]

@@ -27,6 +27,11 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "v1",
         include_str!("managed/AdministratorAccess.json"),
     ),
+    (
+        "arn:aws:iam::aws:policy/AWSDenyAll",
+        "v2",
+        include_str!("managed/AWSDenyAll.json"),
+    ),
 ];
 
 /// The AWS managed policy `arn` (any partition's spelling: `arn:aws-cn:`

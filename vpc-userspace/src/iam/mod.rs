@@ -20,7 +20,8 @@ use crate::template::ModelError;
 /// model is built (over `prior`, the model in force, whose IAM API
 /// entities `m` carries): every policy document the templates declare
 /// must parse as IAM parses it (`MalformedPolicyDocument`, naming the
-/// property), and every template function that is new, or whose `Role` or
+/// property), every managed policy they attach must exist (`NoSuchEntity`,
+/// naming the `ManagedPolicyArns` entry), and every template function that is new, or whose `Role` or
 /// `VpcConfig` changed, must have an execution role that lets Lambda
 /// manage its ENIs ([`lambda::check_execution_role`]), else the error names
 /// the function's `Role`. Records on each function whether the
@@ -31,6 +32,14 @@ pub fn check_model(m: &mut Model, prior: Option<&Model>) -> Result<(), ModelErro
             .map_err(|e| ModelError::new(path, format!("MalformedPolicyDocument: {e}")))?;
     }
     let iam = Iam::of(m);
+    for (path, arn) in store::template_attachments(&m.stack_resources) {
+        if iam.policy(&arn).is_none() {
+            return Err(ModelError::new(
+                path,
+                format!("NoSuchEntity: Policy {arn} does not exist or is not attachable."),
+            ));
+        }
+    }
     for f in m.functions.iter_mut().filter(|f| f.version_of.is_none()) {
         f.role_known = f
             .role

@@ -8,7 +8,8 @@
 //! (or `NotResource`) and every operator of its `Condition`
 //! ([`super::condition`]) match the request. Actions match case-insensitively
 //! with `*` and `?`; resources match ARN by ARN, each of the six
-//! colon-separated fields on its own with `*` and `?` (as `ArnLike`).
+//! colon-separated fields on its own with `*` and `?` (as `ArnLike`; a
+//! trailing `*` of a shorter pattern spans the remaining fields).
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -69,8 +70,10 @@ pub struct Statement {
     /// `None` in a trust policy (its subject is the role itself).
     resources: Option<Patterns>,
     conditions: Vec<Condition>,
-    /// A trust policy's `Principal`.
+    /// A trust policy's `Principal` (or `NotPrincipal`).
     principal: Option<Value>,
+    /// `NotPrincipal`: the statement is about every principal but those.
+    not_principal: bool,
 }
 
 /// A parsed policy document.
@@ -145,15 +148,20 @@ impl Policy {
     /// (Conditions are not evaluated: the service's request context is not
     /// modelled.)
     pub fn trusts_service(&self, service: &str) -> bool {
-        let names = |s: &Statement| match &s.principal {
-            Some(Value::String(x)) => x == "*",
-            Some(Value::Object(o)) => {
-                o.get("AWS").and_then(Value::as_str) == Some("*")
-                    || o.get("Service")
-                        .and_then(strings)
-                        .is_some_and(|v| v.iter().any(|x| x == service))
-            }
-            _ => false,
+        let names = |s: &Statement| {
+            let named = match &s.principal {
+                Some(Value::String(x)) => x == "*",
+                Some(Value::Object(o)) => {
+                    let has = |k: &str, x: &str| {
+                        o.get(k)
+                            .and_then(strings)
+                            .is_some_and(|v| v.iter().any(|y| y == x))
+                    };
+                    has("AWS", "*") || has("Service", service)
+                }
+                _ => false,
+            };
+            named != s.not_principal
         };
         let assume = |s: &Statement| {
             let hit = s
@@ -239,6 +247,9 @@ fn statement(s: &Value, kind: Kind) -> Result<Statement, String> {
         Some(e) => return Err(format!("Invalid effect: {e}")),
         None => return Err("Missing required field Effect".into()),
     };
+    if o.contains_key("Principal") && o.contains_key("NotPrincipal") {
+        return Err("Statement can not contain both Principal and NotPrincipal.".into());
+    }
     let has_principal = o.contains_key("Principal") || o.contains_key("NotPrincipal");
     match kind {
         Kind::Identity if has_principal => {
@@ -272,7 +283,8 @@ fn statement(s: &Value, kind: Kind) -> Result<Statement, String> {
         actions,
         resources,
         conditions,
-        principal: o.get("Principal").cloned(),
+        principal: o.get("Principal").or(o.get("NotPrincipal")).cloned(),
+        not_principal: o.contains_key("NotPrincipal"),
     })
 }
 
@@ -313,14 +325,24 @@ pub fn glob(pattern: &str, value: &str, fold: bool) -> bool {
 /// An ARN against an ARN pattern, as `Resource` and `ArnLike` match them:
 /// `*` alone matches any ARN; otherwise each of the six colon-separated
 /// fields on its own (the last keeps its colons: `function:f:1`), with `*`
-/// and `?`.
+/// and `?`; a pattern of fewer fields ending in `*` matches the ARN's
+/// remaining fields with its last.
 pub fn arn_like(pattern: &str, arn: &str) -> bool {
     if pattern == "*" {
         return true;
     }
     let p: Vec<&str> = pattern.splitn(6, ':').collect();
-    let a: Vec<&str> = arn.splitn(6, ':').collect();
-    if p.len() != 6 || a.len() != 6 {
+    // "If the * wildcard is the last character of a resource ARN segment,
+    // it can expand to match beyond colon boundaries": a pattern of fewer
+    // fields whose last ends in `*` (`arn:aws:lambda:*`) matches the rest
+    // of the ARN with its last field.
+    let n = if p.len() < 6 && p.last().is_some_and(|l| l.ends_with('*')) {
+        p.len()
+    } else {
+        6
+    };
+    let a: Vec<&str> = arn.splitn(n, ':').collect();
+    if p.len() != n || a.len() != n {
         return pattern == arn;
     }
     p.iter().zip(&a).all(|(p, a)| glob(p, a, false))

@@ -411,6 +411,38 @@ pub fn from_template(resources: &[StackResource]) -> Store {
     s
 }
 
+/// Every managed policy the templates' roles, users and groups attach
+/// (`ManagedPolicyArns`), with the path of its entry
+/// (`Resources.X.Properties.ManagedPolicyArns[0]`), for the model's check:
+/// one that does not resolve fails the stack rather than grant (or deny)
+/// nothing.
+pub fn template_attachments(resources: &[StackResource]) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for r in resources {
+        if !matches!(
+            r.resource_type.as_str(),
+            "AWS::IAM::Role" | "AWS::IAM::User" | "AWS::IAM::Group"
+        ) {
+            continue;
+        }
+        let arns = match r.properties.get("ManagedPolicyArns") {
+            Some(Value::Array(a)) => a.clone(),
+            Some(v) => vec![v.clone()],
+            None => continue,
+        };
+        for (i, a) in arns.iter().enumerate() {
+            out.push((
+                format!(
+                    "Resources.{}.Properties.ManagedPolicyArns[{i}]",
+                    r.logical_id
+                ),
+                a.as_str().map_or_else(|| a.to_string(), str::to_string),
+            ));
+        }
+    }
+    out
+}
+
 /// Every policy document the templates declare, with the path of its
 /// property (`Resources.X.Properties.PolicyDocument`, ...), for the
 /// model's check: a document IAM would refuse fails the stack, naming it.

@@ -95,3 +95,56 @@ fn users_groups_and_keys_of_a_template_make_one_view() {
     assert!(super::lambda::authorize(&m, Some(&key), "lambda:CreateFunction", arn, None).is_ok());
     assert!(super::lambda::authorize(&m, Some(&key), "s3:GetObject", arn, None).is_err());
 }
+
+#[test]
+fn a_managed_policy_arn_that_does_not_resolve_fails_the_stack() {
+    for arn in [
+        "arn:aws:iam::aws:policy/Nope",
+        "arn:aws:iam::123456789012:policy/nowhere",
+    ] {
+        let t = with(
+            "arn:aws:iam::123456789012:role/x",
+            &format!(
+                "      ManagedPolicyArns:\n        - arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole\n        - {arn}\n"
+            ),
+        );
+        let e = build(&t, &HashMap::new(), "t").unwrap_err();
+        assert_eq!(e.path, "Resources.Role.Properties.ManagedPolicyArns[1]");
+        assert!(
+            e.to_string().contains(&format!(
+                "NoSuchEntity: Policy {arn} does not exist or is not attachable."
+            )),
+            "{e}"
+        );
+    }
+    // A template's own managed policy resolves.
+    let t = with(
+        "arn:aws:iam::123456789012:role/x",
+        "      ManagedPolicyArns: [!Ref P]\n  P:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n      PolicyDocument: {Statement: [{Effect: Allow, Action: 'ec2:*', Resource: '*'}]}\n",
+    );
+    build(&t, &HashMap::new(), "t").unwrap();
+}
+
+#[test]
+fn aws_deny_all_denies_a_template_user() {
+    let t = with(
+        "arn:aws:iam::123456789012:role/x",
+        r#"  U:
+    Type: AWS::IAM::User
+    Properties:
+      UserName: dev
+      ManagedPolicyArns: [!Sub 'arn:${AWS::Partition}:iam::aws:policy/AWSDenyAll']
+      Policies: [{PolicyName: p, PolicyDocument: {Statement: [{Effect: Allow, Action: '*', Resource: '*'}]}}]
+  K: {Type: AWS::IAM::AccessKey, Properties: {UserName: !Ref U}}
+"#,
+    );
+    let m = build(&t, &HashMap::new(), "t").unwrap();
+    let key = super::Iam::of(&m).access_keys[0].id.clone();
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:f";
+    let e =
+        super::lambda::authorize(&m, Some(&key), "lambda:CreateFunction", arn, None).unwrap_err();
+    assert!(
+        e.0.ends_with("with an explicit deny in an identity-based policy"),
+        "{e:?}"
+    );
+}

@@ -458,10 +458,12 @@ fn update(name: &str, function: &str, body: &Value, access_key: Option<&str>) ->
             },
         };
         // IAM: the caller's policies, with the VPC settings the function
-        // will have; the execution role.
-        if let Err(e) = iam::update(&mut s.model, &f, body, target.as_ref(), access_key) {
-            return Ok(Err(e));
-        }
+        // will have; the execution role. A new role is written only once
+        // the whole request is valid (below).
+        let new_role = match iam::update(&s.model, &f, body, target.as_ref(), access_key) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
         // Execution environments were placed when the function was built:
         // each moves to the subnet at its position.
         let have = f.envs().len();
@@ -495,6 +497,9 @@ fn update(name: &str, function: &str, body: &Value, access_key: Option<&str>) ->
                     )
                 })
                 .collect();
+        }
+        if let Some(r) = new_role {
+            r.apply(&mut s.model, &id);
         }
         st.life.revision += 1;
         st.life.last_modified_ms = now;

@@ -407,3 +407,82 @@ fn malformed_documents_are_refused_in_iams_words() {
     // Text or value, as CloudFormation takes either.
     assert!(Policy::parse(&Value::String(trust.to_string()), Kind::Trust).is_ok());
 }
+
+/// "If the * wildcard is the last character of a resource ARN segment, it
+/// can expand to match beyond colon boundaries."
+#[test]
+fn a_trailing_wildcard_matches_across_colons() {
+    assert!(arn_like("arn:aws:lambda:*", F));
+    assert!(arn_like("arn:aws:lambda:us-east-1:1234*", F));
+    assert!(arn_like("arn:*", F));
+    assert!(!arn_like("arn:aws:ec2:*", F));
+    // Without a trailing `*`, fewer fields are an exact ARN.
+    assert!(!arn_like("arn:aws:lambda:us-east-1", F));
+    let allow_all =
+        policy(json!({"Statement": {"Effect": "Allow", "Action": "lambda:*", "Resource": "*"}}));
+    let deny = policy(
+        json!({"Statement": {"Effect": "Deny", "Action": "lambda:*", "Resource": "arn:aws:lambda:*"}}),
+    );
+    assert_eq!(
+        evaluate([&allow_all, &deny], &create(&[])),
+        Decision::ExplicitDeny
+    );
+    // ArnLike in a condition reads the ARN the same way.
+    let p = policy(
+        json!({"Statement": {"Effect": "Deny", "Action": "*", "Resource": "*",
+        "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:lambda:*"}}}}),
+    );
+    assert_eq!(
+        p.decide(&create(&[("aws:SourceArn", &[F])])),
+        Decision::ExplicitDeny
+    );
+}
+
+/// `ForAnyValue:...IfExists` with the key absent: "If the key is not
+/// present, evaluate the condition element as true."
+#[test]
+fn for_any_value_if_exists_holds_for_an_absent_key() {
+    let deny = policy(
+        json!({"Statement": {"Effect": "Deny", "Action": "lambda:CreateFunction", "Resource": "*",
+        "Condition": {"ForAnyValue:StringNotEqualsIfExists": {"lambda:SubnetIds": ["subnet-1"]}}}}),
+    );
+    // A function without VpcConfig: no lambda:SubnetIds.
+    assert_eq!(deny.decide(&create(&[])), Decision::ExplicitDeny);
+    assert_eq!(
+        deny.decide(&create(&[("lambda:SubnetIds", &["subnet-1"])])),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(
+        deny.decide(&create(&[("lambda:SubnetIds", &["subnet-2"])])),
+        Decision::ExplicitDeny
+    );
+}
+
+fn trust(statements: Value) -> Policy {
+    Policy::parse(&json!({"Statement": statements}), Kind::Trust).unwrap()
+}
+
+#[test]
+fn trust_policies_read_lists_and_not_principal() {
+    const L: &str = "lambda.amazonaws.com";
+    let allow = |p: Value| json!({"Effect": "Allow", "Principal": p, "Action": "sts:AssumeRole"});
+    assert!(trust(json!([allow(json!({"AWS": ["*"]}))])).trusts_service(L));
+    assert!(trust(json!([allow(json!({"AWS": "*"}))])).trusts_service(L));
+    assert!(trust(json!([allow(json!({"Service": [L, "ec2.amazonaws.com"]}))])).trusts_service(L));
+    assert!(!trust(json!([allow(json!({"Service": ["ec2.amazonaws.com"]}))])).trusts_service(L));
+    // NotPrincipal: everyone but those named.
+    let deny_others =
+        json!({"Effect": "Deny", "NotPrincipal": {"Service": L}, "Action": "sts:AssumeRole"});
+    let deny_lambda = json!({"Effect": "Deny", "NotPrincipal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"});
+    let any = allow(json!("*"));
+    assert!(trust(json!([any.clone(), deny_others])).trusts_service(L));
+    assert!(!trust(json!([any, deny_lambda])).trusts_service(L));
+    let allow_not = |s: &str| json!({"Effect": "Allow", "NotPrincipal": {"Service": s}, "Action": "sts:AssumeRole"});
+    assert!(!trust(json!([allow_not(L)])).trusts_service(L));
+    assert!(trust(json!([allow_not("ec2.amazonaws.com")])).trusts_service(L));
+    assert!(Policy::parse(
+        &json!({"Statement": {"Effect": "Allow", "Principal": "*", "NotPrincipal": {"Service": L}, "Action": "sts:AssumeRole"}}),
+        Kind::Trust
+    )
+    .is_err());
+}
