@@ -220,7 +220,11 @@ async fn start(
     // same through the endpoint and through a Lambda VPC endpoint.
     let routers = crate::lambda::api::routers(name, ops);
     let lambda = routers.api;
-    let app = http::endpoint(lambda.clone(), crate::cloudformation::api::router(name));
+    let app = http::endpoint(
+        lambda.clone(),
+        crate::cloudformation::api::router(name),
+        crate::ec2::router(name),
+    );
     // Lambda's public endpoint on the internet: the same endpoint (the API
     // by signature), and function URLs by `Host`.
     let public = crate::lambda::function_url::public(app.clone(), routers.urls);

@@ -123,6 +123,10 @@ pub struct RunArgs {
     /// (`cloudwatch/<group>/<eni>-all`). Default: /var/log/vpc/<name>.
     #[arg(long)]
     flow_logs_dir: Option<std::path::PathBuf>,
+    /// No default VPC (172.31.0.0/16) for the EC2 API: by default the
+    /// first EC2 call makes one, as every AWS account has (docs/ec2.md).
+    #[arg(long)]
+    no_default_vpc: bool,
     /// Flow logs: ring-buffer size in bytes (a power of two, at least a
     /// page); a full ring buffer means SKIPDATA records.
     #[arg(long, default_value_t = vpc_common::FL_RINGBUF_BYTES)]
@@ -396,6 +400,7 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
                 ringbuf_bytes: r.flow_log_ringbuf,
             },
             stacks: vec![stack],
+            no_default_vpc: r.no_default_vpc,
         },
     )
 }

@@ -18,7 +18,8 @@ pub mod api;
 pub mod change_sets;
 mod describe;
 pub mod operations;
-mod xml;
+/// Also EC2's query answers ([`crate::ec2`]).
+pub(crate) mod xml;
 
 /// The store key of the stacks.
 pub const STACKS: &str = "stacks";

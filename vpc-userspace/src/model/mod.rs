@@ -601,8 +601,10 @@ impl<'a> Builder<'a> {
         self.managed_prefix_lists();
         self.route_tables()?;
         self.groups()?;
-        self.standalone_rules()?;
+        // The restriction removes the default rules a VPC brings (as the
+        // CDK's handler revokes them), not rules added to the group.
         self.restrict_default_groups()?;
+        self.standalone_rules()?;
         self.check_group_refs()?;
         // After the groups: a share may name some.
         self.resource_shares()?;
