@@ -596,7 +596,7 @@ pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
     let stacks = cloudformation::load(name)?;
     let live: Vec<&str> = stacks
         .iter()
-        .filter(|s| !s.deleted())
+        .filter(|s| !s.deleted() && !vpc::ec2::stack::is_internal(&s.name))
         .map(|s| s.name.as_str())
         .collect();
     let stack = match (&t.stack, live.as_slice()) {
@@ -608,6 +608,9 @@ pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
             many.join(", ")
         ),
     };
+    if vpc::ec2::stack::is_internal(&stack) {
+        bail!("stack {stack} holds the EC2 API's resources: it changes through the EC2 API");
+    }
     let input = stack_input(t, &stack)?;
     let label = input.label.clone();
     let op = if operations::live(&stacks, &stack).is_some() {

@@ -222,10 +222,11 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
     let (status, text) = match answer {
         Ok(body) => (StatusCode::OK, response(&action, &body, &id)),
         Err(e) => {
-            let status = if e.code == "InternalError" {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::BAD_REQUEST
+            let status = match e.code.as_str() {
+                "InternalError" => StatusCode::INTERNAL_SERVER_ERROR,
+                // What the SDKs expect of a dry run that would succeed.
+                "DryRunOperation" => StatusCode::PRECONDITION_FAILED,
+                _ => StatusCode::BAD_REQUEST,
             };
             (status, error(&e.code, &e.message, &id))
         }

@@ -18,6 +18,11 @@ use crate::cloudformation::{self, operations, Stack};
 /// The stack of the EC2 API's resources.
 pub const EC2_STACK: &str = "ec2-api";
 
+/// Whether stack `name` is the EC2 API's (hidden from CloudFormation's API).
+pub fn is_internal(name: &str) -> bool {
+    name == EC2_STACK
+}
+
 /// The key of the template's `Metadata` where the API keeps what is not a
 /// resource: tags of resources other stacks declare, and whether the
 /// default VPC was made (or deleted).

@@ -8,8 +8,12 @@ use serde_json::Value;
 use super::{filters, ok, stack, xml, Ctx, Ec2Error, Ec2Result, Params, View};
 use crate::cloudformation::xml::Xml;
 
-/// `<tagSet><item><key>k</key><value>v</value></item>...</tagSet>`.
+/// `<tagSet><item><key>k</key><value>v</value></item>...</tagSet>`
+/// (none for no tags, as EC2 answers).
 pub fn tag_set(x: &mut Xml, tags: &[(String, String)]) {
+    if tags.is_empty() {
+        return;
+    }
     x.items("tagSet", tags, |x, (k, v)| {
         x.leaf("key", k).leaf("value", v);
     });
