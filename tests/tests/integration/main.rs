@@ -11,6 +11,9 @@ mod cdk;
 mod cloudformation;
 /// The agent and `vpc apply` killed at random moments: convergence, no leaks.
 mod crash;
+/// EC2's API (the AWS CLI, boto3) over the deployment's stacks, with real
+/// traffic; moto's EC2 tests in server mode.
+mod ec2;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security
 /// groups, network ACLs, conntrack and NAT, what makes a packet.
 mod datapath;

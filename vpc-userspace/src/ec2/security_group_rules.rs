@@ -70,7 +70,10 @@ fn specs(p: &Params) -> Ec2Result<Vec<Spec>> {
             let c = r.required("CidrIpv6")?.into();
             add(&proto, from, to, ("CidrIpv6", c), r.get("Description"))?;
         }
-        for r in perm.structs("UserIdGroupPairs") {
+        // EC2's query name of `UserIdGroupPairs` is `Groups`.
+        let mut pairs = perm.structs("Groups");
+        pairs.extend(perm.structs("UserIdGroupPairs"));
+        for r in pairs {
             let peer = match (r.get("GroupId"), r.get("GroupName")) {
                 (Some(g), _) => ("GroupId", g.to_string()),
                 (None, Some(n)) => ("GroupName", n.to_string()),
@@ -94,6 +97,9 @@ fn specs(p: &Params) -> Ec2Result<Vec<Spec>> {
     } else if let Some(g) = p.get("SourceSecurityGroupName") {
         // The oldest form: every protocol and port from that group.
         add("-1", None, None, ("GroupName", g.into()), None)?;
+    }
+    if out.is_empty() {
+        return Err(Ec2Error::missing("IpPermissions"));
     }
     Ok(out)
 }
@@ -287,7 +293,11 @@ fn removable(v: &View, r: &RuleRow) -> Ec2Result<String> {
 }
 
 pub fn revoke(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
-    let specs = specs(p)?;
+    let specs = if p.list("SecurityGroupRuleId").is_empty() {
+        specs(p)?
+    } else {
+        vec![]
+    };
     let by_id = p.list("SecurityGroupRuleId");
     super::stack::change(ctx, |t, v| {
         let g = target(v, p)?.clone();
@@ -418,7 +428,7 @@ pub fn modify_rules(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 
 /// Sets the description of each rule `p` names (by permission or by id).
 pub fn update_descriptions(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
-    let specs = specs(p)?;
+    let specs = specs(p).unwrap_or_default();
     let by_id: Vec<(String, Option<String>)> = p
         .structs("SecurityGroupRuleDescriptions")
         .into_iter()
