@@ -252,3 +252,99 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
         .collect();
     assert_eq!(names, [d.name.as_str()]);
 }
+
+/// moto's own EC2 tests (its source distribution's `tests/test_ec2/`, at
+/// the version `cargo xtask provision` installs) in server mode against
+/// the agent's endpoint: `TEST_SERVER_MODE_ENDPOINT` is the deployment's
+/// API, and moto's `POST /moto-api/reset` between tests removes the EC2
+/// API's resources. Each file's pass rate (passed / (passed + failed);
+/// moto skips by itself the tests that read its backend, which server
+/// mode cannot) is printed and must stay at or above its floor. Where
+/// moto and AWS disagree this project follows AWS (docs/ec2.md).
+const MOTO_FLOORS: &[(&str, f64)] = &[
+    ("test_vpcs.py", 0.20),
+    ("test_subnets.py", 0.15),
+    ("test_security_groups.py", 0.45),
+    ("test_network_acls.py", 0.50),
+    ("test_route_tables.py", 0.27),
+];
+
+/// `N failed, M passed, K skipped` of pytest's last line.
+fn pytest_counts(out: &str) -> (u32, u32, u32) {
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| l.contains(" in ") && (l.contains("passed") || l.contains("failed")))
+        .unwrap_or_default();
+    let count = |what: &str| -> u32 {
+        last.split(',')
+            .filter_map(|part| {
+                let mut w = part.split_whitespace().filter(|w| !w.chars().all(|c| c == '='));
+                let n: u32 = w.next()?.parse().ok()?;
+                (w.next()? == what).then_some(n)
+            })
+            .sum()
+    };
+    (count("passed"), count("failed") + count("error") + count("errors"), count("skipped"))
+}
+
+#[test]
+fn moto_conformance() {
+    let moto = pyenv()
+        .parent()
+        .unwrap()
+        .join("moto")
+        .read_dir()
+        .ok()
+        .and_then(|mut d| d.find_map(|e| {
+            let p = e.ok()?.path();
+            p.join("tests/test_ec2").exists().then_some(p)
+        }))
+        .expect("moto's tests: `cargo xtask provision` unpacks moto's sdist into target/moto");
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up("moto", fixture!("ec2/empty.yaml"), &args);
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let mut report = vec![];
+    for (file, floor) in MOTO_FLOORS {
+        let out = Command::new(pyenv_python())
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no", "-rf"])
+            .arg(format!("tests/test_ec2/{file}"))
+            .current_dir(&moto)
+            .env("TEST_SERVER_MODE", "true")
+            .env("TEST_SERVER_MODE_ENDPOINT", &url)
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let all = text(&out);
+        let (passed, failed, skipped) = pytest_counts(&all);
+        assert!(passed + failed > 0, "{file}: no test ran:\n{all}");
+        let rate = f64::from(passed) / f64::from(passed + failed);
+        eprintln!(
+            "moto {file}: {passed} passed, {failed} failed, {skipped} skipped: {:.0}%",
+            rate * 100.0
+        );
+        report.push((file, rate, *floor, all));
+    }
+    for (file, rate, floor, all) in &report {
+        assert!(
+            rate >= floor,
+            "moto {file}: pass rate {:.1}% below its floor {:.1}%:\n{}",
+            rate * 100.0,
+            floor * 100.0,
+            all.lines().filter(|l| l.starts_with("FAILED")).collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+#[test]
+fn pytest_summaries_are_read() {
+    assert_eq!(
+        pytest_counts("x\n==== 46 failed, 13 passed, 2 skipped in 73.59s (0:01:13) ===="),
+        (13, 46, 2)
+    );
+    assert_eq!(pytest_counts("5 passed in 1.0s"), (5, 0, 0));
+    assert_eq!(pytest_counts("1 failed, 2 passed, 1 error in 3s"), (2, 2, 0));
+}
