@@ -128,7 +128,8 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             Ok(r) => r,
             Err(never) => match never {},
         },
-        "ec2" => match e.ec2.oneshot(req).await {
+        // STS's GetCallerIdentity is answered beside EC2 (crate::ec2).
+        "ec2" | "sts" => match e.ec2.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         },

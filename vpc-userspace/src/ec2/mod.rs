@@ -204,10 +204,15 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
     params.extend(form_urlencoded::parse(&body).into_owned());
     let params = Params(params);
     let action = params.get("Action").unwrap_or_default().to_string();
-    let region = parts
+    let caller = parts
         .extensions
         .get::<crate::agent::request::Caller>()
-        .and_then(|c| c.region.clone());
+        .cloned()
+        .unwrap_or_default();
+    if caller.service.as_deref() == Some("sts") {
+        return caller_identity(&caller, &action, &id);
+    }
+    let region = caller.region.clone();
     let (n, a) = (name.to_string(), action.clone());
     let answer = tokio::task::spawn_blocking(move || {
         let ctx = Ctx {
@@ -241,6 +246,32 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
         h.insert("x-amzn-RequestId", v);
     }
     r
+}
+
+/// STS's GetCallerIdentity, which SDK code (moto's tests among it) asks
+/// for the account: the caller's account (a 12-digit access key id), else
+/// the deployment's, 123456789012. Any other STS action is not served.
+fn caller_identity(caller: &crate::agent::request::Caller, action: &str, id: &str) -> Response {
+    let xml_type = (
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/xml"),
+    );
+    if action != "GetCallerIdentity" {
+        let body = crate::cloudformation::xml::error(
+            "Sender",
+            "InvalidAction",
+            &format!("service sts is not served by this endpoint yet ({action})"),
+            id,
+        );
+        return (StatusCode::BAD_REQUEST, [xml_type], body).into_response();
+    }
+    let account = caller.account().unwrap_or_else(|| "123456789012".into());
+    let mut x = xml();
+    x.leaf("UserId", "AKIAIOSFODNN7EXAMPLE")
+        .leaf("Account", &account)
+        .leaf("Arn", &format!("arn:aws:iam::{account}:user/vpc"));
+    let body = crate::cloudformation::xml::response("GetCallerIdentity", Some(&x.0), id);
+    (StatusCode::OK, [xml_type], body).into_response()
 }
 
 /// Who asks: the deployment, and the region the signature names.

@@ -131,8 +131,15 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     Ok(x.0)
 }
 
-/// The checks of CreateSubnet, in EC2's words; the AZ it goes in.
-pub fn check_new(v: &View, vpc_id: &str, cidr: ipnet::Ipv4Net, az: Option<&str>) -> Ec2Result<String> {
+/// The checks of CreateSubnet, in EC2's words; the AZ it goes in (one of
+/// the zones of the region the request is signed for).
+pub fn check_new(
+    v: &View,
+    region: &str,
+    vpc_id: &str,
+    cidr: ipnet::Ipv4Net,
+    az: Option<&str>,
+) -> Ec2Result<String> {
     let vpc = v.vpc(vpc_id)?;
     if !(16..=28).contains(&cidr.prefix_len()) || !vpc.cidr.contains(&cidr) {
         return Err(Ec2Error::new(
@@ -151,7 +158,7 @@ pub fn check_new(v: &View, vpc_id: &str, cidr: ipnet::Ipv4Net, az: Option<&str>)
             format!("The CIDR '{cidr}' conflicts with another subnet"),
         ));
     }
-    let zones = v.zones();
+    let zones = super::view::zones_of(region);
     match az {
         None => Ok(zones[0].clone()),
         Some(z) if zones.iter().any(|x| x == z) => Ok(z.to_string()),
@@ -167,10 +174,8 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let cidr = vpcs::parse_cidr(p.required("CidrBlock")?, "cidrBlock")?;
     let zone = match (p.get("AvailabilityZone"), p.get("AvailabilityZoneId")) {
         (Some(z), _) => Some(z.to_string()),
-        (None, Some(zid)) => {
-            let v = View::load(&ctx.name)?;
-            Some(
-                v.zones()
+        (None, Some(zid)) => Some(
+                super::view::zones_of(&ctx.region)
                     .into_iter()
                     .find(|z| zone_id(z) == zid)
                     .ok_or_else(|| {
@@ -178,14 +183,13 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                             "Value ({zid}) for parameter availabilityZoneId is invalid."
                         ))
                     })?,
-            )
-        }
+        ),
         (None, None) => None,
     };
     let id = ids::new_id("subnet");
     let logical = ids::logical(&id).expect("an id");
     super::stack::change(ctx, |t, v| {
-        let az = check_new(v, &vpc_id, cidr, zone.as_deref())?;
+        let az = check_new(v, &ctx.region, &vpc_id, cidr, zone.as_deref())?;
         let vpc = v.vpc(&vpc_id)?.id.clone();
         let mut props = json!({"VpcId": vpc, "CidrBlock": cidr.to_string(), "AvailabilityZone": az});
         if let Some(c6) = p.get("Ipv6CidrBlock") {
@@ -254,15 +258,12 @@ pub fn modify_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 
 pub fn availability_zones(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let v = View::load(&ctx.name)?;
-    let region = if v.model.region.is_empty() {
-        ctx.region.clone()
-    } else {
-        v.model.region.clone()
-    };
+    // The zones of the region the request is signed for.
+    let region = ctx.region.clone();
     let names = p.list("ZoneName");
     let fs = filters::parse(p);
     let mut out = vec![];
-    for z in v.zones() {
+    for z in super::view::zones_of(&region) {
         if !names.is_empty() && !names.contains(&z) {
             continue;
         }

@@ -12,6 +12,11 @@ use crate::{
     model::{Model, NetworkAcl, RouteTable, SecurityGroup, Subnet, Vpc},
 };
 
+/// A region's Availability Zones: `<region>a`, `b` and `c`.
+pub fn zones_of(region: &str) -> Vec<String> {
+    ["a", "b", "c"].iter().map(|z| format!("{region}{z}")).collect()
+}
+
 pub struct View {
     pub name: String,
     pub model: Model,
@@ -182,14 +187,15 @@ impl View {
             })
     }
 
-    /// The region's Availability Zones, as `Fn::GetAZs` gives them.
+    /// The deployment's region's Availability Zones, as `Fn::GetAZs`
+    /// gives them.
     pub fn zones(&self) -> Vec<String> {
         let r = if self.model.region.is_empty() {
             "us-east-1"
         } else {
             &self.model.region
         };
-        ["a", "b", "c"].iter().map(|z| format!("{r}{z}")).collect()
+        zones_of(r)
     }
 
     pub fn account(&self) -> &str {
