@@ -91,6 +91,60 @@ pub fn ensure(ctx: &Ctx) -> Ec2Result<()> {
     })
 }
 
+/// CreateDefaultSubnet: the default VPC's /20 in zone `AvailabilityZone`
+/// (the next free /20 of its block).
+pub fn create_subnet(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let zone = p.required("AvailabilityZone")?.to_string();
+    let id = ids::new_id("subnet");
+    let logical = ids::logical(&id).expect("an id");
+    super::stack::change(ctx, |t, v| {
+        let vpc = v
+            .model
+            .vpcs
+            .iter()
+            .find(|x| vpcs::is_default(v, &x.id))
+            .ok_or_else(|| Ec2Error::new("DefaultVpcDoesNotExist", "No default VPC for this user"))?
+            .clone();
+        let mine: Vec<_> = v.model.subnets.iter().filter(|s| s.vpc == vpc.id).collect();
+        if mine.iter().any(|s| s.az == zone && v.meta(&s.id, "DefaultForAz").is_some()) {
+            return Err(Ec2Error::new(
+                "DefaultSubnetAlreadyExistsInAvailabilityZone",
+                format!("{zone} already has a default subnet."),
+            ));
+        }
+        let block = vpc
+            .cidr
+            .subnets(20)
+            .map_err(|e| Ec2Error::new("InternalError", e.to_string()))?
+            .find(|b| {
+                !v.model
+                    .subnets
+                    .iter()
+                    .any(|s| s.cidr.contains(&b.network()) || b.contains(&s.cidr.network()))
+            })
+            .ok_or_else(|| {
+                Ec2Error::new("InsufficientFreeAddressesInSubnet", "The default VPC is full")
+            })?;
+        super::subnets::check_new(v, &ctx.region, &v.id(&vpc.id), block, Some(&zone))?;
+        t.put(
+            &logical,
+            subnets::SUBNET,
+            json!({"VpcId": vpc.id, "CidrBlock": block.to_string(), "AvailabilityZone": zone,
+                   "MapPublicIpOnLaunch": true}),
+        );
+        if let Some(r) = t.resources.get_mut(&logical) {
+            r["Metadata"] = json!({super::stack::META: {"DefaultForAz": true}});
+        }
+        Ok(())
+    })?;
+    let described = subnets::describe(ctx, &Params(vec![("SubnetId.1".into(), id)]))?;
+    let inner = described
+        .strip_prefix("<subnetSet><item>")
+        .and_then(|s| s.split("</item></subnetSet>").next())
+        .unwrap_or_default();
+    Ok(format!("<subnet>{inner}</subnet>"))
+}
+
 /// CreateDefaultVpc.
 pub fn create(ctx: &Ctx) -> Ec2Result<String> {
     super::stack::change(ctx, |t, v| {

@@ -333,6 +333,7 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "ModifyVpcAttribute" => vpcs::modify_attribute(ctx, p),
         "DescribeVpcAttribute" => vpcs::describe_attribute(ctx, p),
         "CreateDefaultVpc" => default_vpc::create(ctx),
+        "CreateDefaultSubnet" => default_vpc::create_subnet(ctx, p),
         "DescribeAvailabilityZones" => subnets::availability_zones(ctx, p),
         "DescribeSubnets" => subnets::describe(ctx, p),
         "CreateSubnet" => subnets::create(ctx, p),

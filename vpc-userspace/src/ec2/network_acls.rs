@@ -190,7 +190,7 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         if v.model.subnets.iter().any(|s| s.acl == a.id) {
             return Err(Ec2Error::new(
                 "DependencyViolation",
-                format!("The networkAcl '{id}' has dependencies and cannot be deleted."),
+                format!("The network ACL '{id}' has dependencies and cannot be deleted."),
             ));
         }
         super::vpcs::remove_with(t, &a.id);

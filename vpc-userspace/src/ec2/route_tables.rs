@@ -272,14 +272,27 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 
 /// The destination a route call names: (CloudFormation field, value).
 fn destination(p: &Params) -> Ec2Result<(&'static str, String)> {
-    for f in [
-        "DestinationCidrBlock",
-        "DestinationIpv6CidrBlock",
-        "DestinationPrefixListId",
-    ] {
-        if let Some(d) = p.get(f) {
-            return Ok((f, d.to_string()));
-        }
+    let invalid = |f: &str, d: &str| {
+        let mut param = f.to_string();
+        param[..1].make_ascii_lowercase();
+        Ec2Error::invalid(format!(
+            "Value ({d}) for parameter {param} is invalid. This is not a valid CIDR block."
+        ))
+    };
+    if let Some(d) = p.get("DestinationCidrBlock") {
+        let net: ipnet::Ipv4Net = d
+            .parse()
+            .map_err(|_| invalid("DestinationCidrBlock", d))?;
+        return Ok(("DestinationCidrBlock", net.trunc().to_string()));
+    }
+    if let Some(d) = p.get("DestinationIpv6CidrBlock") {
+        let net: ipnet::Ipv6Net = d
+            .parse()
+            .map_err(|_| invalid("DestinationIpv6CidrBlock", d))?;
+        return Ok(("DestinationIpv6CidrBlock", net.trunc().to_string()));
+    }
+    if let Some(d) = p.get("DestinationPrefixListId") {
+        return Ok(("DestinationPrefixListId", d.to_string()));
     }
     Err(Ec2Error::missing("DestinationCidrBlock"))
 }
@@ -366,9 +379,15 @@ pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let table = p.required("RouteTableId")?.to_string();
     let subnet = p.required("SubnetId")?.to_string();
     let id = ids::new_id("rtbassoc");
-    super::stack::change(ctx, |t, v| {
+    let existing = super::stack::change(ctx, |t, v| {
         let rt = v.route_table(&table)?.clone();
         let s = v.subnet(&subnet)?.clone();
+        // Associating again with the same table: the association it has.
+        if s.route_table == rt.id {
+            if let Some((a, _)) = association(v, &s.id) {
+                return Ok(Some(a));
+            }
+        }
         if association(v, &s.id).is_some() {
             return Err(Ec2Error::new(
                 "Resource.AlreadyAssociated",
@@ -380,10 +399,10 @@ pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             ASSOCIATION,
             json!({"SubnetId": s.id, "RouteTableId": rt.id}),
         );
-        Ok(())
+        Ok(None)
     })?;
     let mut x = xml();
-    x.leaf("associationId", &id)
+    x.leaf("associationId", existing.as_deref().unwrap_or(&id))
         .open("associationState")
         .leaf("state", "associated")
         .close("associationState");

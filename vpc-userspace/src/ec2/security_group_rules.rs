@@ -228,12 +228,30 @@ fn kind(ingress: bool) -> &'static str {
 }
 
 pub fn authorize(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
-    let specs = specs(p)?;
     let tags = p.tag_specs("security-group-rule");
     let added = super::stack::change(ctx, |t, v| {
         let g = target(v, p)?.clone();
+        let specs = specs(p)?;
         let mut have: Vec<crate::model::Rule> =
             if ingress { g.ingress.clone() } else { g.egress.clone() };
+        // EC2's quota, per direction and address family, before anything else.
+        let quota = crate::state::State::load(&ctx.name)
+            .map(|s| s.quotas.rules_per_group)
+            .unwrap_or(crate::model::MAX_RULES_PER_DIRECTION) as usize;
+        for v6 in [false, true] {
+            let fam = |c: &str| c == "CidrIpv6";
+            let old = have
+                .iter()
+                .filter(|r| matches!(r.peer, Peer::Cidr(ipnet::IpNet::V6(_))) == v6)
+                .count();
+            let new = specs.iter().filter(|s| fam(s.peer.0) == v6).count();
+            if old + new > quota {
+                return Err(Ec2Error::new(
+                    "RulesPerSecurityGroupLimitExceeded",
+                    "The maximum number of rules per security group has been reached.",
+                ));
+            }
+        }
         let mut added = vec![];
         for s in &specs {
             let mut o = props(v, &g.id, &g.vpc, s, ingress)?;
@@ -293,14 +311,10 @@ fn removable(v: &View, r: &RuleRow) -> Ec2Result<String> {
 }
 
 pub fn revoke(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
-    let specs = if p.list("SecurityGroupRuleId").is_empty() {
-        specs(p)?
-    } else {
-        vec![]
-    };
     let by_id = p.list("SecurityGroupRuleId");
     super::stack::change(ctx, |t, v| {
         let g = target(v, p)?.clone();
+        let specs = if by_id.is_empty() { specs(p)? } else { vec![] };
         let rows: Vec<RuleRow> = rules_of(v, &g)
             .into_iter()
             .filter(|r| r.ingress == ingress)

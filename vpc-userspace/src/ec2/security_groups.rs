@@ -322,7 +322,11 @@ pub fn vpc_or_default(v: &View, vpc: Option<&str>) -> Ec2Result<String> {
 
 pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let name = p.required("GroupName")?.to_string();
-    let description = p.required("GroupDescription")?.to_string();
+    let description = p
+        .get("GroupDescription")
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| super::Ec2Error::missing("GroupDescription"))?
+        .to_string();
     if name.starts_with("sg-") {
         return Err(Ec2Error::invalid("Group names may not be in the format sg-*."));
     }
@@ -373,8 +377,16 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         }
         Ok(())
     })?;
+    let v = View::load(&ctx.name)?;
     let mut x = xml();
-    x.leaf("groupId", &id);
+    x.leaf("groupId", &id).leaf(
+        "securityGroupArn",
+        &format!(
+            "arn:aws:ec2:{}:{}:security-group/{id}",
+            v.model.region,
+            v.account()
+        ),
+    );
     tags::tag_set(&mut x, &tags);
     Ok(x.0)
 }

@@ -9,11 +9,8 @@ use super::{filters, ok, stack, xml, Ctx, Ec2Error, Ec2Result, Params, View};
 use crate::cloudformation::xml::Xml;
 
 /// `<tagSet><item><key>k</key><value>v</value></item>...</tagSet>`
-/// (none for no tags, as EC2 answers).
+/// (empty for no tags: SDKs then show `Tags: []`).
 pub fn tag_set(x: &mut Xml, tags: &[(String, String)]) {
-    if tags.is_empty() {
-        return;
-    }
     x.items("tagSet", tags, |x, (k, v)| {
         x.leaf("key", k).leaf("value", v);
     });
