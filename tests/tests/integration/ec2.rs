@@ -66,7 +66,11 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     // deployment, its stack and their logical ids.
     let vpcs = ok(
         &url,
-        &["describe-vpcs", "--filters", "Name=tag:Name,Values=template-vpc"],
+        &[
+            "describe-vpcs",
+            "--filters",
+            "Name=tag:Name,Values=template-vpc",
+        ],
     );
     let vpc = s(&vpcs["Vpcs"][0]["VpcId"]);
     assert_eq!(vpc, vpc::ec2::ids::derived("vpc", &d.name, &stack, "Vpc"));
@@ -74,7 +78,11 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     assert_eq!(vpcs["Vpcs"][0]["IsDefault"], false);
     let subnets = ok(
         &url,
-        &["describe-subnets", "--filters", &format!("Name=vpc-id,Values={vpc}")],
+        &[
+            "describe-subnets",
+            "--filters",
+            &format!("Name=vpc-id,Values={vpc}"),
+        ],
     );
     assert_eq!(
         subnets["Subnets"][0]["SubnetId"],
@@ -82,7 +90,11 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     );
     let db_sg = s(&ok(
         &url,
-        &["describe-security-groups", "--filters", "Name=group-name,Values=db"],
+        &[
+            "describe-security-groups",
+            "--filters",
+            "Name=group-name,Values=db",
+        ],
     )["SecurityGroups"][0]["GroupId"]);
     // The default VPC every account has: 172.31.0.0/16, a /20 per zone.
     let dflt = ok(
@@ -93,12 +105,22 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     let dvpc = s(&dflt["Vpcs"][0]["VpcId"]);
     let dsubnets = ok(
         &url,
-        &["describe-subnets", "--filters", &format!("Name=vpc-id,Values={dvpc}"), "Name=default-for-az,Values=true"],
+        &[
+            "describe-subnets",
+            "--filters",
+            &format!("Name=vpc-id,Values={dvpc}"),
+            "Name=default-for-az,Values=true",
+        ],
     );
     assert_eq!(dsubnets["Subnets"].as_array().unwrap().len(), 3);
     let main = ok(
         &url,
-        &["describe-route-tables", "--filters", &format!("Name=vpc-id,Values={dvpc}"), "Name=association.main,Values=true"],
+        &[
+            "describe-route-tables",
+            "--filters",
+            &format!("Name=vpc-id,Values={dvpc}"),
+            "Name=association.main,Values=true",
+        ],
     );
     let routes = &main["RouteTables"][0]["Routes"];
     assert_eq!(routes[1]["DestinationCidrBlock"], "0.0.0.0/0", "{main}");
@@ -125,14 +147,34 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     // A rule from the app's group, on the template's group: connections open.
     let auth = ok(
         &url,
-        &["authorize-security-group-ingress", "--group-id", &db_sg, "--protocol", "tcp", "--port", "7000-7001", "--source-group", &app_sg],
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7000-7001",
+            "--source-group",
+            &app_sg,
+        ],
     );
     let rule = s(&auth["SecurityGroupRules"][0]["SecurityGroupRuleId"]);
     assert!(rule.starts_with("sgr-"), "{auth}");
     assert!(reach(), "allowed from the app's group");
     let e = aws(
         &url,
-        &["authorize-security-group-ingress", "--group-id", &db_sg, "--protocol", "tcp", "--port", "7000-7001", "--source-group", &app_sg],
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7000-7001",
+            "--source-group",
+            &app_sg,
+        ],
     )
     .unwrap_err();
     assert!(e.contains("(InvalidPermission.Duplicate)"), "{e}");
@@ -142,20 +184,46 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     // Revoked: new connections fail; a tracked one goes on, as at AWS.
     ok(
         &url,
-        &["revoke-security-group-ingress", "--group-id", &db_sg, "--security-group-rule-ids", &rule],
+        &[
+            "revoke-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--security-group-rule-ids",
+            &rule,
+        ],
     );
     assert!(blocked(), "revoked");
-    assert!(held.echoes("after the revoke", 5), "tracked connections go on");
+    assert!(
+        held.echoes("after the revoke", 5),
+        "tracked connections go on"
+    );
     let e = aws(
         &url,
-        &["revoke-security-group-ingress", "--group-id", &db_sg, "--protocol", "tcp", "--port", "7000", "--source-group", &app_sg],
+        &[
+            "revoke-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7000",
+            "--source-group",
+            &app_sg,
+        ],
     )
     .unwrap_err();
     assert!(e.contains("(InvalidPermission.NotFound)"), "{e}");
     ok(
         &url,
-        &["authorize-security-group-ingress", "--group-id", &db_sg, "--ip-permissions",
-          &format!("IpProtocol=tcp,FromPort=7000,ToPort=7000,UserIdGroupPairs=[{{GroupId={app_sg}}}]")],
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--ip-permissions",
+            &format!(
+                "IpProtocol=tcp,FromPort=7000,ToPort=7000,UserIdGroupPairs=[{{GroupId={app_sg}}}]"
+            ),
+        ],
     );
     assert!(reach());
 
@@ -164,12 +232,29 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     for (n, dir) in [("100", "--ingress"), ("100", "--egress")] {
         ok(
             &url,
-            &["create-network-acl-entry", "--network-acl-id", &acl, "--rule-number", n, dir, "--protocol", "-1", "--rule-action", "allow", "--cidr-block", "0.0.0.0/0"],
+            &[
+                "create-network-acl-entry",
+                "--network-acl-id",
+                &acl,
+                "--rule-number",
+                n,
+                dir,
+                "--protocol",
+                "-1",
+                "--rule-action",
+                "allow",
+                "--cidr-block",
+                "0.0.0.0/0",
+            ],
         );
     }
     let assoc = ok(
         &url,
-        &["describe-network-acls", "--filters", &format!("Name=association.subnet-id,Values={subnet}")],
+        &[
+            "describe-network-acls",
+            "--filters",
+            &format!("Name=association.subnet-id,Values={subnet}"),
+        ],
     );
     assert_eq!(assoc["NetworkAcls"][0]["IsDefault"], true, "{assoc}");
     let assoc_id = assoc["NetworkAcls"][0]["Associations"]
@@ -181,23 +266,64 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
         .unwrap();
     ok(
         &url,
-        &["replace-network-acl-association", "--association-id", &assoc_id, "--network-acl-id", &acl],
+        &[
+            "replace-network-acl-association",
+            "--association-id",
+            &assoc_id,
+            "--network-acl-id",
+            &acl,
+        ],
     );
     assert!(reach(), "allowed both ways");
     ok(
         &url,
-        &["create-network-acl-entry", "--network-acl-id", &acl, "--rule-number", "50", "--egress", "--protocol", "tcp", "--port-range", "From=7000,To=7000", "--rule-action", "deny", "--cidr-block", "10.42.1.0/24"],
+        &[
+            "create-network-acl-entry",
+            "--network-acl-id",
+            &acl,
+            "--rule-number",
+            "50",
+            "--egress",
+            "--protocol",
+            "tcp",
+            "--port-range",
+            "From=7000,To=7000",
+            "--rule-action",
+            "deny",
+            "--cidr-block",
+            "10.42.1.0/24",
+        ],
     );
     assert!(blocked(), "the deny entry comes first");
     let e = aws(
         &url,
-        &["create-network-acl-entry", "--network-acl-id", &acl, "--rule-number", "50", "--egress", "--protocol", "-1", "--rule-action", "allow", "--cidr-block", "0.0.0.0/0"],
+        &[
+            "create-network-acl-entry",
+            "--network-acl-id",
+            &acl,
+            "--rule-number",
+            "50",
+            "--egress",
+            "--protocol",
+            "-1",
+            "--rule-action",
+            "allow",
+            "--cidr-block",
+            "0.0.0.0/0",
+        ],
     )
     .unwrap_err();
     assert!(e.contains("(NetworkAclEntryAlreadyExists)"), "{e}");
     ok(
         &url,
-        &["delete-network-acl-entry", "--network-acl-id", &acl, "--rule-number", "50", "--egress"],
+        &[
+            "delete-network-acl-entry",
+            "--network-acl-id",
+            &acl,
+            "--rule-number",
+            "50",
+            "--egress",
+        ],
     );
     assert!(reach(), "the deny entry is gone");
     let e = aws(&url, &["delete-network-acl", "--network-acl-id", &acl]).unwrap_err();
@@ -207,43 +333,110 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     // the app's subnet: the local route still reaches the database.
     let rtb = s(&ok(&url, &["create-route-table", "--vpc-id", &vpc])["RouteTable"]["RouteTableId"]);
     let igw = s(&ok(&url, &["create-internet-gateway"])["InternetGateway"]["InternetGatewayId"]);
-    ok(&url, &["attach-internet-gateway", "--internet-gateway-id", &igw, "--vpc-id", &vpc]);
     ok(
         &url,
-        &["create-route", "--route-table-id", &rtb, "--destination-cidr-block", "0.0.0.0/0", "--gateway-id", &igw],
+        &[
+            "attach-internet-gateway",
+            "--internet-gateway-id",
+            &igw,
+            "--vpc-id",
+            &vpc,
+        ],
     );
-    let a = ok(&url, &["associate-route-table", "--route-table-id", &rtb, "--subnet-id", &subnet]);
+    ok(
+        &url,
+        &[
+            "create-route",
+            "--route-table-id",
+            &rtb,
+            "--destination-cidr-block",
+            "0.0.0.0/0",
+            "--gateway-id",
+            &igw,
+        ],
+    );
+    let a = ok(
+        &url,
+        &[
+            "associate-route-table",
+            "--route-table-id",
+            &rtb,
+            "--subnet-id",
+            &subnet,
+        ],
+    );
     assert!(s(&a["AssociationId"]).starts_with("rtbassoc-"));
     let t = ok(&url, &["describe-route-tables", "--route-table-ids", &rtb]);
     let routes = &t["RouteTables"][0]["Routes"];
     assert_eq!(
-        (&routes[0]["GatewayId"], &routes[1]["GatewayId"], &routes[1]["State"]),
-        (&Value::from("local"), &Value::from(igw.as_str()), &Value::from("active")),
+        (
+            &routes[0]["GatewayId"],
+            &routes[1]["GatewayId"],
+            &routes[1]["State"]
+        ),
+        (
+            &Value::from("local"),
+            &Value::from(igw.as_str()),
+            &Value::from("active")
+        ),
         "{t}"
     );
     assert!(reach(), "through the local route");
-    ok(&url, &["detach-internet-gateway", "--internet-gateway-id", &igw, "--vpc-id", &vpc]);
+    ok(
+        &url,
+        &[
+            "detach-internet-gateway",
+            "--internet-gateway-id",
+            &igw,
+            "--vpc-id",
+            &vpc,
+        ],
+    );
     let t = ok(&url, &["describe-route-tables", "--route-table-ids", &rtb]);
-    assert_eq!(t["RouteTables"][0]["Routes"][1]["State"], "blackhole", "{t}");
+    assert_eq!(
+        t["RouteTables"][0]["Routes"][1]["State"], "blackhole",
+        "{t}"
+    );
     let e = aws(&url, &["delete-route-table", "--route-table-id", &rtb]).unwrap_err();
     assert!(e.contains("(DependencyViolation)"), "{e}");
 
     // Tags on a template's resource, kept by the API.
-    ok(&url, &["create-tags", "--resources", &db_sg, "--tags", "Key=team,Value=data"]);
+    ok(
+        &url,
+        &[
+            "create-tags",
+            "--resources",
+            &db_sg,
+            "--tags",
+            "Key=team,Value=data",
+        ],
+    );
     let tags = ok(
         &url,
-        &["describe-tags", "--filters", &format!("Name=resource-id,Values={db_sg}")],
+        &[
+            "describe-tags",
+            "--filters",
+            &format!("Name=resource-id,Values={db_sg}"),
+        ],
     );
     assert_eq!(tags["Tags"][0]["Key"], "team", "{tags}");
     // The API's stack is not CloudFormation's to show or change.
     let out = Command::new(pyenv().join("bin/aws"))
-        .args(["--endpoint-url", &url, "--output", "json", "cloudformation", "describe-stacks"])
+        .args([
+            "--endpoint-url",
+            &url,
+            "--output",
+            "json",
+            "cloudformation",
+            "describe-stacks",
+        ])
         .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .output()
         .unwrap();
-    let stacks: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let stacks: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     let names: Vec<&str> = stacks["Stacks"]
         .as_array()
         .unwrap()
@@ -279,13 +472,19 @@ fn pytest_counts(out: &str) -> (u32, u32, u32) {
     let count = |what: &str| -> u32 {
         last.split(',')
             .filter_map(|part| {
-                let mut w = part.split_whitespace().filter(|w| !w.chars().all(|c| c == '='));
+                let mut w = part
+                    .split_whitespace()
+                    .filter(|w| !w.chars().all(|c| c == '='));
                 let n: u32 = w.next()?.parse().ok()?;
                 (w.next()? == what).then_some(n)
             })
             .sum()
     };
-    (count("passed"), count("failed") + count("error") + count("errors"), count("skipped"))
+    (
+        count("passed"),
+        count("failed") + count("error") + count("errors"),
+        count("skipped"),
+    )
 }
 
 #[test]
@@ -296,10 +495,12 @@ fn moto_conformance() {
         .join("moto")
         .read_dir()
         .ok()
-        .and_then(|mut d| d.find_map(|e| {
-            let p = e.ok()?.path();
-            p.join("tests/test_ec2").exists().then_some(p)
-        }))
+        .and_then(|mut d| {
+            d.find_map(|e| {
+                let p = e.ok()?.path();
+                p.join("tests/test_ec2").exists().then_some(p)
+            })
+        })
         .expect("moto's tests: `cargo xtask provision` unpacks moto's sdist into target/moto");
     let mut args = vec!["--api-addr", "127.0.0.1:0"];
     args.extend_from_slice(FAST);
@@ -308,7 +509,15 @@ fn moto_conformance() {
     let mut report = vec![];
     for (file, floor) in MOTO_FLOORS {
         let out = Command::new(pyenv_python())
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no", "-rf"])
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--color=no",
+                "-rf",
+            ])
             .arg(format!("tests/test_ec2/{file}"))
             .current_dir(&moto)
             .env("TEST_SERVER_MODE", "true")
@@ -334,7 +543,10 @@ fn moto_conformance() {
             "moto {file}: pass rate {:.1}% below its floor {:.1}%:\n{}",
             rate * 100.0,
             floor * 100.0,
-            all.lines().filter(|l| l.starts_with("FAILED")).collect::<Vec<_>>().join("\n")
+            all.lines()
+                .filter(|l| l.starts_with("FAILED"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
 }
@@ -346,5 +558,8 @@ fn pytest_summaries_are_read() {
         (13, 46, 2)
     );
     assert_eq!(pytest_counts("5 passed in 1.0s"), (5, 0, 0));
-    assert_eq!(pytest_counts("1 failed, 2 passed, 1 error in 3s"), (2, 2, 0));
+    assert_eq!(
+        pytest_counts("1 failed, 2 passed, 1 error in 3s"),
+        (2, 2, 0)
+    );
 }

@@ -11,9 +11,6 @@ mod cdk;
 mod cloudformation;
 /// The agent and `vpc apply` killed at random moments: convergence, no leaks.
 mod crash;
-/// EC2's API (the AWS CLI, boto3) over the deployment's stacks, with real
-/// traffic; moto's EC2 tests in server mode.
-mod ec2;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security
 /// groups, network ACLs, conntrack and NAT, what makes a packet.
 mod datapath;
@@ -21,6 +18,9 @@ mod datapath;
 /// concept: connectivity, up and down, the agent, policy, dual stack, ICMP,
 /// ENI scaling, per-interface allowances.
 mod e2e;
+/// EC2's API (the AWS CLI, boto3) over the deployment's stacks, with real
+/// traffic; moto's EC2 tests in server mode.
+mod ec2;
 /// VPC endpoints end to end.
 mod endpoints;
 /// VPC Flow Logs end to end: the exactness of the records (with the known

@@ -106,7 +106,10 @@ pub fn create_subnet(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             .ok_or_else(|| Ec2Error::new("DefaultVpcDoesNotExist", "No default VPC for this user"))?
             .clone();
         let mine: Vec<_> = v.model.subnets.iter().filter(|s| s.vpc == vpc.id).collect();
-        if mine.iter().any(|s| s.az == zone && v.meta(&s.id, "DefaultForAz").is_some()) {
+        if mine
+            .iter()
+            .any(|s| s.az == zone && v.meta(&s.id, "DefaultForAz").is_some())
+        {
             return Err(Ec2Error::new(
                 "DefaultSubnetAlreadyExistsInAvailabilityZone",
                 format!("{zone} already has a default subnet."),
@@ -123,7 +126,10 @@ pub fn create_subnet(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                     .any(|s| s.cidr.contains(&b.network()) || b.contains(&s.cidr.network()))
             })
             .ok_or_else(|| {
-                Ec2Error::new("InsufficientFreeAddressesInSubnet", "The default VPC is full")
+                Ec2Error::new(
+                    "InsufficientFreeAddressesInSubnet",
+                    "The default VPC is full",
+                )
             })?;
         super::subnets::check_new(v, &ctx.region, &v.id(&vpc.id), block, Some(&zone))?;
         t.put(

@@ -66,9 +66,8 @@ pub fn matches(
         } else if f.name == "tag-value" {
             tags.iter().map(|(_, v)| v.clone()).collect()
         } else {
-            field(&f.name).ok_or_else(|| {
-                Ec2Error::invalid(format!("The filter '{}' is invalid", f.name))
-            })?
+            field(&f.name)
+                .ok_or_else(|| Ec2Error::invalid(format!("The filter '{}' is invalid", f.name)))?
         };
         if !f.values.iter().any(|p| have.iter().any(|h| glob(p, h))) {
             return Ok(false);
@@ -107,7 +106,11 @@ pub fn page<T>(p: &Params, items: Vec<T>, min: i64) -> Ec2Result<(Vec<T>, Option
     let end = (start + max as usize).min(n);
     let token = (end < n).then(|| end.to_string());
     Ok((
-        items.into_iter().skip(start).take(end - start.min(end)).collect(),
+        items
+            .into_iter()
+            .skip(start)
+            .take(end - start.min(end))
+            .collect(),
         token,
     ))
 }
@@ -148,7 +151,10 @@ mod tests {
         assert!(!ok(&[f("tag:Other", &["web"])]));
         assert!(ok(&[f("tag-key", &["Name"]), f("tag-value", &["web"])]));
         let e = matches(&[f("nope", &["x"])], &tags, field).unwrap_err();
-        assert_eq!((e.code.as_str(), e.message.as_str()), ("InvalidParameterValue", "The filter 'nope' is invalid"));
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("InvalidParameterValue", "The filter 'nope' is invalid")
+        );
     }
 
     #[test]

@@ -115,17 +115,21 @@ pub fn attach(ctx: &Ctx, p: &Params, attach: bool) -> Ec2Result<String> {
         let vpc = v.vpc(&vpc_id)?.id.clone();
         let l = format!(
             "{}Attachment",
-            g.id.chars().filter(char::is_ascii_alphanumeric).collect::<String>()
+            g.id.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
         );
         if attach {
             if let Some(other) = &g.vpc {
                 return Err(Ec2Error::new(
                     "Resource.AlreadyAssociated",
-                    format!("resource {id} is already attached to network {}", v.id(other)),
+                    format!(
+                        "resource {id} is already attached to network {}",
+                        v.id(other)
+                    ),
                 ));
             }
-            if v
-                .model
+            if v.model
                 .internet_gateways
                 .iter()
                 .any(|x| x.vpc.as_deref() == Some(&vpc))
@@ -191,7 +195,9 @@ pub fn describe_egress_only(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     }
     let (out, token) = filters::page(p, out, 5)?;
     let mut x = xml();
-    x.items("egressOnlyInternetGatewaySet", out, |x, g| eigw_item(x, &v, g));
+    x.items("egressOnlyInternetGatewaySet", out, |x, g| {
+        eigw_item(x, &v, g)
+    });
     x.opt("nextToken", token.as_deref());
     Ok(x.0)
 }

@@ -74,8 +74,11 @@ pub fn physical(prefix: &str, deployment: &str, stack: &str, logical_id: &str) -
 pub fn api_id(logical_id: &str) -> Option<String> {
     let hex_at = logical_id.len().checked_sub(HEX)?;
     let (prefix, hex) = logical_id.split_at(hex_at);
-    (PREFIXES.contains(&prefix) && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-        .then(|| format!("{prefix}-{hex}"))
+    (PREFIXES.contains(&prefix)
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| format!("{prefix}-{hex}"))
 }
 
 /// The logical id the API's resource `id` has in its stack
@@ -84,7 +87,9 @@ pub fn logical(id: &str) -> Option<String> {
     let (prefix, hex) = id.split_once('-')?;
     (PREFIXES.contains(&prefix)
         && hex.len() == HEX
-        && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
     .then(|| format!("{prefix}{hex}"))
 }
 
@@ -105,7 +110,11 @@ mod tests {
         assert!(l.chars().all(|c| c.is_ascii_alphanumeric()), "{l}");
         assert_eq!(api_id(&l), Some(id.clone()));
         assert_eq!(physical("vpc", "d", "ec2-api", &l), id);
-        assert_eq!(logical("subnet-0123456789abcdef").as_deref(), None, "16 digits");
+        assert_eq!(
+            logical("subnet-0123456789abcdef").as_deref(),
+            None,
+            "16 digits"
+        );
         assert_eq!(
             logical("subnet-0123456789abcdef0").as_deref(),
             Some("subnet0123456789abcdef0")

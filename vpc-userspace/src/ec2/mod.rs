@@ -421,7 +421,11 @@ mod tests {
 
     #[test]
     fn errors_are_ec2s_shape() {
-        let e = error("InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist", "r");
+        let e = error(
+            "InvalidVpcID.NotFound",
+            "The vpc ID 'vpc-1' does not exist",
+            "r",
+        );
         assert!(e.contains("<Response><Errors><Error><Code>InvalidVpcID.NotFound</Code><Message>The vpc ID &apos;vpc-1&apos; does not exist</Message></Error></Errors><RequestID>r</RequestID></Response>"), "{e}");
         assert!(response("CreateTags", "<return>true</return>", "r").contains(
             "<CreateTagsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><return>true</return></CreateTagsResponse>"

@@ -31,7 +31,12 @@ pub fn association(v: &View, subnet: &str) -> (String, Option<String>) {
         }
     }
     (
-        ids::derived("aclassoc", &v.name, v.stack_of(subnet), &format!("{subnet}/acl")),
+        ids::derived(
+            "aclassoc",
+            &v.name,
+            v.stack_of(subnet),
+            &format!("{subnet}/acl"),
+        ),
         None,
     )
 }
@@ -126,9 +131,7 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                 "vpc-id" => filters::one(v.id(&a.vpc)),
                 "default" => filters::boolean(a.is_default),
                 "owner-id" => filters::one(v.account()),
-                "association.network-acl-id" => {
-                    Some(subnets.iter().map(|_| id.clone()).collect())
-                }
+                "association.network-acl-id" => Some(subnets.iter().map(|_| id.clone()).collect()),
                 "association.subnet-id" => Some(subnets.iter().map(|s| v.id(&s.id)).collect()),
                 "association.association-id" => {
                     Some(subnets.iter().map(|s| association(&v, &s.id).0).collect())
@@ -238,7 +241,10 @@ pub fn create_entry(ctx: &Ctx, p: &Params, replace: bool) -> Ec2Result<String> {
         props["PortRange"] = json!({"From": f, "To": t});
     }
     if let Some(ty) = p.int("Icmp.Type")?.or(p.int("IcmpTypeCode.Type")?) {
-        let code = p.int("Icmp.Code")?.or(p.int("IcmpTypeCode.Code")?).unwrap_or(-1);
+        let code = p
+            .int("Icmp.Code")?
+            .or(p.int("IcmpTypeCode.Code")?)
+            .unwrap_or(-1);
         props["Icmp"] = json!({"Type": ty, "Code": code});
     }
     super::stack::change(ctx, |t, v| {

@@ -34,17 +34,30 @@ pub fn association(v: &View, subnet: &str) -> Option<(String, Option<String>)> {
         }
     }
     let s = v.model.subnet(subnet)?;
-    let main = v.model.route_table(&s.route_table).is_none_or(|t| t.is_main);
+    let main = v
+        .model
+        .route_table(&s.route_table)
+        .is_none_or(|t| t.is_main);
     (!main).then(|| {
         (
-            ids::derived("rtbassoc", &v.name, v.stack_of(subnet), &format!("{subnet}/rtb")),
+            ids::derived(
+                "rtbassoc",
+                &v.name,
+                v.stack_of(subnet),
+                &format!("{subnet}/rtb"),
+            ),
             None,
         )
     })
 }
 
 fn main_association(v: &View, t: &RouteTable) -> String {
-    ids::derived("rtbassoc", &v.name, v.stack_of(&t.vpc), &format!("{}/main", t.vpc))
+    ids::derived(
+        "rtbassoc",
+        &v.name,
+        v.stack_of(&t.vpc),
+        &format!("{}/main", t.vpc),
+    )
 }
 
 fn target_id(v: &View, t: &Target) -> (&'static str, String) {
@@ -177,13 +190,11 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                     }
                     Some(a)
                 }
-                "association.route-table-id" => Some(
-                    if t.is_main || !explicit.is_empty() {
-                        vec![id.clone()]
-                    } else {
-                        vec![]
-                    },
-                ),
+                "association.route-table-id" => Some(if t.is_main || !explicit.is_empty() {
+                    vec![id.clone()]
+                } else {
+                    vec![]
+                }),
                 "route.destination-cidr-block" => Some(
                     routes
                         .iter()
@@ -280,9 +291,7 @@ fn destination(p: &Params) -> Ec2Result<(&'static str, String)> {
         ))
     };
     if let Some(d) = p.get("DestinationCidrBlock") {
-        let net: ipnet::Ipv4Net = d
-            .parse()
-            .map_err(|_| invalid("DestinationCidrBlock", d))?;
+        let net: ipnet::Ipv4Net = d.parse().map_err(|_| invalid("DestinationCidrBlock", d))?;
         return Ok(("DestinationCidrBlock", net.trunc().to_string()));
     }
     if let Some(d) = p.get("DestinationIpv6CidrBlock") {
@@ -303,16 +312,32 @@ pub fn create_route(ctx: &Ctx, p: &Params, replace: bool) -> Ec2Result<String> {
     let (dfield, dvalue) = destination(p)?;
     let targets = [
         ("GatewayId", "InvalidGatewayID.NotFound", "gateway"),
-        ("NatGatewayId", "InvalidNatGatewayID.NotFound", "nat gateway"),
+        (
+            "NatGatewayId",
+            "InvalidNatGatewayID.NotFound",
+            "nat gateway",
+        ),
         (
             "EgressOnlyInternetGatewayId",
             "InvalidGatewayID.NotFound",
             "gateway",
         ),
-        ("NetworkInterfaceId", "InvalidNetworkInterfaceID.NotFound", "network interface"),
+        (
+            "NetworkInterfaceId",
+            "InvalidNetworkInterfaceID.NotFound",
+            "network interface",
+        ),
         ("InstanceId", "InvalidInstanceID.NotFound", "instance"),
-        ("VpcPeeringConnectionId", "InvalidVpcPeeringConnectionID.NotFound", "vpc peering connection"),
-        ("TransitGatewayId", "InvalidTransitGatewayID.NotFound", "transit gateway"),
+        (
+            "VpcPeeringConnectionId",
+            "InvalidVpcPeeringConnectionID.NotFound",
+            "vpc peering connection",
+        ),
+        (
+            "TransitGatewayId",
+            "InvalidTransitGatewayID.NotFound",
+            "transit gateway",
+        ),
     ];
     let given: Vec<_> = targets
         .iter()
@@ -438,7 +463,10 @@ pub fn replace_association(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     super::stack::change(ctx, |t, v| {
         let rt = v.route_table(&table)?.clone();
         let l = api_association(t, &assoc)?;
-        let subnet = t.props(&l).map(|p| p["SubnetId"].clone()).unwrap_or_default();
+        let subnet = t
+            .props(&l)
+            .map(|p| p["SubnetId"].clone())
+            .unwrap_or_default();
         t.remove(&l);
         t.put(
             &ids::logical(&new).expect("an id"),

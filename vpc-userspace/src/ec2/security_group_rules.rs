@@ -64,7 +64,13 @@ fn specs(p: &Params) -> Ec2Result<Vec<Spec>> {
         let proto = perm.required("IpProtocol")?.to_string();
         let (from, to) = (port(&perm, "FromPort")?, port(&perm, "ToPort")?);
         for r in perm.structs("IpRanges") {
-            add(&proto, from, to, ("CidrIp", r.required("CidrIp")?.into()), r.get("Description"))?;
+            add(
+                &proto,
+                from,
+                to,
+                ("CidrIp", r.required("CidrIp")?.into()),
+                r.get("Description"),
+            )?;
         }
         for r in perm.structs("Ipv6Ranges") {
             let c = r.required("CidrIpv6")?.into();
@@ -114,7 +120,13 @@ fn target<'v>(v: &'v View, p: &Params) -> Ec2Result<&'v crate::model::SecurityGr
 }
 
 /// A spec as the properties of a rule resource of group `group` (model id).
-fn props(v: &View, group: &str, vpc: &str, s: &Spec, ingress: bool) -> Ec2Result<Map<String, Value>> {
+fn props(
+    v: &View,
+    group: &str,
+    vpc: &str,
+    s: &Spec,
+    ingress: bool,
+) -> Ec2Result<Map<String, Value>> {
     let mut o = Map::new();
     o.insert("GroupId".into(), group.into());
     o.insert("IpProtocol".into(), s.protocol.clone().into());
@@ -133,12 +145,10 @@ fn props(v: &View, group: &str, vpc: &str, s: &Spec, ingress: bool) -> Ec2Result
     }
     let (field, value) = match s.peer.0 {
         "CidrIp" => {
-            let net: ipnet::Ipv4Net = s.peer.1.parse().map_err(|_| {
-                Ec2Error::invalid(format!(
-                    "CIDR block {} is malformed",
-                    s.peer.1
-                ))
-            })?;
+            let net: ipnet::Ipv4Net =
+                s.peer.1.parse().map_err(|_| {
+                    Ec2Error::invalid(format!("CIDR block {} is malformed", s.peer.1))
+                })?;
             ("CidrIp", net.trunc().to_string())
         }
         "CidrIpv6" => ("CidrIpv6", s.peer.1.clone()),
@@ -232,12 +242,15 @@ pub fn authorize(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
     let added = super::stack::change(ctx, |t, v| {
         let g = target(v, p)?.clone();
         let specs = specs(p)?;
-        let mut have: Vec<crate::model::Rule> =
-            if ingress { g.ingress.clone() } else { g.egress.clone() };
+        let mut have: Vec<crate::model::Rule> = if ingress {
+            g.ingress.clone()
+        } else {
+            g.egress.clone()
+        };
         // EC2's quota, per direction and address family, before anything else.
         let quota = crate::state::State::load(&ctx.name)
             .map(|s| s.quotas.rules_per_group)
-            .unwrap_or(crate::model::MAX_RULES_PER_DIRECTION) as usize;
+            .unwrap_or(crate::model::MAX_RULES_PER_DIRECTION);
         for v6 in [false, true] {
             let fam = |c: &str| c == "CidrIpv6";
             let old = have
@@ -277,7 +290,11 @@ pub fn authorize(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
                 o.insert("Tags".into(), tv);
             }
             let id = ids::new_id("sgr");
-            t.put(&ids::logical(&id).expect("an id"), kind(ingress), Value::Object(o));
+            t.put(
+                &ids::logical(&id).expect("an id"),
+                kind(ingress),
+                Value::Object(o),
+            );
             added.push(id);
         }
         Ok(added)

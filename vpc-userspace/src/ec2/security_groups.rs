@@ -85,9 +85,7 @@ pub fn rules_of(v: &View, g: &SecurityGroup) -> Vec<RuleRow> {
                 .api
                 .of_type(kind)
                 .filter(|(id, p)| p["GroupId"] == g.id.as_str() && !claimed.contains(*id))
-                .find(|(id, p)| {
-                    crate::model::parse_rule(p, id, ingress).ok().as_ref() == Some(r)
-                })
+                .find(|(id, p)| crate::model::parse_rule(p, id, ingress).ok().as_ref() == Some(r))
                 .map(|(id, p)| (id.clone(), p["Description"].as_str().map(str::to_string)));
             let (id, description, api) = match api {
                 Some((l, d)) => {
@@ -142,19 +140,15 @@ fn permissions(x: &mut Xml, tag: &str, v: &View, rows: &[&RuleRow]) {
                 .leaf("toPort", &to.to_string());
         }
         let peers = |want: fn(&Peer) -> bool| these.iter().filter(move |r| want(&r.rule.peer));
-        x.items(
-            "groups",
-            peers(|p| matches!(p, Peer::Group(_))),
-            |x, r| {
-                if let Peer::Group(g) = &r.rule.peer {
-                    x.leaf("userId", v.account()).leaf("groupId", &v.id(g));
-                    if let Some(gr) = v.model.group(g) {
-                        x.leaf("groupName", &group_name(v, gr));
-                    }
-                    x.opt("description", r.description.as_deref());
+        x.items("groups", peers(|p| matches!(p, Peer::Group(_))), |x, r| {
+            if let Peer::Group(g) = &r.rule.peer {
+                x.leaf("userId", v.account()).leaf("groupId", &v.id(g));
+                if let Some(gr) = v.model.group(g) {
+                    x.leaf("groupName", &group_name(v, gr));
                 }
-            },
-        );
+                x.opt("description", r.description.as_deref());
+            }
+        });
         x.items(
             "ipRanges",
             peers(|p| matches!(p, Peer::Cidr(ipnet::IpNet::V4(_)))),
@@ -276,7 +270,8 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         }
         let rows = rules_of(&v, g);
         let keep = filters::matches(&fs, &v.tags(&g.id), |n| {
-            let perm = |ingress: bool, what: &str| Some(permission_values(&v, &rows, ingress, what));
+            let perm =
+                |ingress: bool, what: &str| Some(permission_values(&v, &rows, ingress, what));
             match n {
                 "group-id" => filters::one(v.id(&g.id)),
                 "group-name" => filters::one(group_name(&v, g)),
@@ -328,7 +323,9 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         .ok_or_else(|| super::Ec2Error::missing("GroupDescription"))?
         .to_string();
     if name.starts_with("sg-") {
-        return Err(Ec2Error::invalid("Group names may not be in the format sg-*."));
+        return Err(Ec2Error::invalid(
+            "Group names may not be in the format sg-*.",
+        ));
     }
     if name.len() > 255 || description.len() > 255 {
         return Err(Ec2Error::invalid(
@@ -340,8 +337,7 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let tags = p.tag_specs("security-group");
     super::stack::change(ctx, |t, v| {
         let vpc = vpc_or_default(v, p.get("VpcId"))?;
-        if v
-            .model
+        if v.model
             .groups
             .iter()
             .any(|g| g.vpc == vpc && group_name(v, g) == name)
@@ -403,7 +399,9 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         if g.is_default {
             return Err(Ec2Error::new(
                 "CannotDelete",
-                format!("the specified group: \"{id}\" name: \"default\" cannot be deleted by a user"),
+                format!(
+                    "the specified group: \"{id}\" name: \"default\" cannot be deleted by a user"
+                ),
             ));
         }
         v.owned(&g.id, &id)?;

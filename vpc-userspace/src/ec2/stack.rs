@@ -44,7 +44,10 @@ impl Template {
         let doc: Value = serde_json::from_str(&s.template_body).unwrap_or_default();
         Self {
             resources: doc["Resources"].as_object().cloned().unwrap_or_default(),
-            meta: doc["Metadata"][META].as_object().cloned().unwrap_or_default(),
+            meta: doc["Metadata"][META]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -159,10 +162,7 @@ pub fn tags_value(tags: &[(String, String)]) -> Value {
 /// of the deployment, under the lock of stack operations; `f`'s answer
 /// when the whole applied. An error of `f` or of the build changes
 /// nothing.
-pub fn change<T>(
-    ctx: &Ctx,
-    f: impl FnOnce(&mut Template, &View) -> Ec2Result<T>,
-) -> Ec2Result<T> {
+pub fn change<T>(ctx: &Ctx, f: impl FnOnce(&mut Template, &View) -> Ec2Result<T>) -> Ec2Result<T> {
     let name = &ctx.name;
     let _serial = cloudformation::api::SERIAL
         .lock()
@@ -175,8 +175,8 @@ pub fn change<T>(
         out = Some(f(&mut t, &view)?);
         store(name, &t, &mut stacks)?;
         let included: Vec<&Stack> = stacks.iter().filter(|s| s.applied()).collect();
-        let model = operations::build(name, &included, quotas, Some(prior))
-            .map_err(|e| anyhow!("{e}"))?;
+        let model =
+            operations::build(name, &included, quotas, Some(prior)).map_err(|e| anyhow!("{e}"))?;
         Ok((model, stacks))
     })?;
     out.ok_or_else(|| Ec2Error::new("InternalError", "the change did not run"))
@@ -226,8 +226,8 @@ pub fn reset(name: &str) -> anyhow::Result<()> {
     crate::reconcile::apply_stacks(name, |prior, mut stacks| {
         stacks.retain(|s| s.name != EC2_STACK);
         let included: Vec<&Stack> = stacks.iter().filter(|s| s.applied()).collect();
-        let model = operations::build(name, &included, quotas, Some(prior))
-            .map_err(|e| anyhow!("{e}"))?;
+        let model =
+            operations::build(name, &included, quotas, Some(prior)).map_err(|e| anyhow!("{e}"))?;
         Ok((model, stacks))
     })?;
     Ok(())
@@ -259,14 +259,20 @@ mod tests {
         assert_eq!(e.message, "\"x\"");
         let e = model_error("DependencyViolation: The subnet 's' has dependencies and cannot be deleted (function f is in it)");
         assert_eq!(e.code, "DependencyViolation");
-        let e = model_error("Resources.X.Properties.CidrBlock: 10.0.0.0/8: a subnet's block is between /16 and /28");
+        let e = model_error(
+            "Resources.X.Properties.CidrBlock: 10.0.0.0/8: a subnet's block is between /16 and /28",
+        );
         assert_eq!(e.code, "InvalidParameterValue");
     }
 
     #[test]
     fn the_template_round_trips_and_keeps_tags_of_others() {
         let mut t = Template::default();
-        t.put("vpc0123456789abcdef01", "AWS::EC2::VPC", json!({"CidrBlock": "10.0.0.0/16"}));
+        t.put(
+            "vpc0123456789abcdef01",
+            "AWS::EC2::VPC",
+            json!({"CidrBlock": "10.0.0.0/16"}),
+        );
         t.set_overlay_tags("vpc-1", &[("k".into(), "v".into())]);
         let s = Stack {
             name: EC2_STACK.into(),
@@ -275,7 +281,10 @@ mod tests {
         };
         let back = Template::of(&[s]);
         assert_eq!(back.kind("vpc0123456789abcdef01"), Some("AWS::EC2::VPC"));
-        assert_eq!(back.overlay_tags("vpc-1"), [("k".to_string(), "v".to_string())]);
+        assert_eq!(
+            back.overlay_tags("vpc-1"),
+            [("k".to_string(), "v".to_string())]
+        );
         assert_eq!(
             back.referring("AWS::EC2::VPC", "CidrBlock", "10.0.0.0/16"),
             ["vpc0123456789abcdef01"]

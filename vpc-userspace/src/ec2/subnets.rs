@@ -20,7 +20,11 @@ fn zone_id(zone: &str) -> String {
             _ => w.to_string(),
         })
         .collect();
-    let n = letter.bytes().next().map(|b| b.saturating_sub(b'a') + 1).unwrap_or(1);
+    let n = letter
+        .bytes()
+        .next()
+        .map(|b| b.saturating_sub(b'a') + 1)
+        .unwrap_or(1);
     format!("{short}-az{n}")
 }
 
@@ -49,11 +53,7 @@ fn item(x: &mut Xml, v: &View, s: &Subnet) {
     x.leaf("subnetId", &id)
         .leaf(
             "subnetArn",
-            &format!(
-                "arn:aws:ec2:{}:{}:subnet/{id}",
-                v.model.region,
-                v.account()
-            ),
+            &format!("arn:aws:ec2:{}:{}:subnet/{id}", v.model.region, v.account()),
         )
         .leaf("state", "available")
         .leaf("ownerId", v.account())
@@ -147,8 +147,7 @@ pub fn check_new(
             format!("The CIDR '{cidr}' is invalid."),
         ));
     }
-    if v
-        .model
+    if v.model
         .subnets
         .iter()
         .any(|s| s.cidr.contains(&cidr.network()) || cidr.contains(&s.cidr.network()))
@@ -175,14 +174,14 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let zone = match (p.get("AvailabilityZone"), p.get("AvailabilityZoneId")) {
         (Some(z), _) => Some(z.to_string()),
         (None, Some(zid)) => Some(
-                super::view::zones_of(&ctx.region)
-                    .into_iter()
-                    .find(|z| zone_id(z) == zid)
-                    .ok_or_else(|| {
-                        Ec2Error::invalid(format!(
-                            "Value ({zid}) for parameter availabilityZoneId is invalid."
-                        ))
-                    })?,
+            super::view::zones_of(&ctx.region)
+                .into_iter()
+                .find(|z| zone_id(z) == zid)
+                .ok_or_else(|| {
+                    Ec2Error::invalid(format!(
+                        "Value ({zid}) for parameter availabilityZoneId is invalid."
+                    ))
+                })?,
         ),
         (None, None) => None,
     };
@@ -191,7 +190,8 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     super::stack::change(ctx, |t, v| {
         let az = check_new(v, &ctx.region, &vpc_id, cidr, zone.as_deref())?;
         let vpc = v.vpc(&vpc_id)?.id.clone();
-        let mut props = json!({"VpcId": vpc, "CidrBlock": cidr.to_string(), "AvailabilityZone": az});
+        let mut props =
+            json!({"VpcId": vpc, "CidrBlock": cidr.to_string(), "AvailabilityZone": az});
         if let Some(c6) = p.get("Ipv6CidrBlock") {
             props["Ipv6CidrBlock"] = c6.into();
         }
@@ -257,7 +257,6 @@ pub fn modify_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 }
 
 pub fn availability_zones(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
-    let v = View::load(&ctx.name)?;
     // The zones of the region the request is signed for.
     let region = ctx.region.clone();
     let names = p.list("ZoneName");

@@ -32,8 +32,10 @@ fn resource_type(id: &str) -> &'static str {
     }
 }
 
+type Tags = Vec<(String, String)>;
+
 /// Every taggable resource: (id, its model id, tags).
-fn all(v: &View) -> Vec<(String, String, Vec<(String, String)>)> {
+fn all(v: &View) -> Vec<(String, String, Tags)> {
     let m = &v.model;
     let mut ids: Vec<String> = vec![];
     ids.extend(m.vpcs.iter().map(|x| x.id.clone()));
@@ -59,7 +61,12 @@ fn edit(ctx: &Ctx, p: &Params, add: bool) -> Ec2Result<String> {
     let given_values: Vec<(String, Option<String>)> = p
         .structs("Tag")
         .into_iter()
-        .filter_map(|t| Some((t.get("Key")?.to_string(), t.get("Value").map(str::to_string))))
+        .filter_map(|t| {
+            Some((
+                t.get("Key")?.to_string(),
+                t.get("Value").map(str::to_string),
+            ))
+        })
         .collect();
     for (k, _) in &given {
         if add && k.starts_with("aws:") {

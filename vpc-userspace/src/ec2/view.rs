@@ -14,7 +14,10 @@ use crate::{
 
 /// A region's Availability Zones: `<region>a`, `b` and `c`.
 pub fn zones_of(region: &str) -> Vec<String> {
-    ["a", "b", "c"].iter().map(|z| format!("{region}{z}")).collect()
+    ["a", "b", "c"]
+        .iter()
+        .map(|z| format!("{region}{z}"))
+        .collect()
 }
 
 pub struct View {

@@ -7,9 +7,7 @@
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 
-use super::{
-    filters, ids, ok, stack::Template, tags, xml, Ctx, Ec2Error, Ec2Result, Params, View,
-};
+use super::{filters, ids, ok, stack::Template, tags, xml, Ctx, Ec2Error, Ec2Result, Params, View};
 use crate::model::Vpc;
 
 pub const VPC: &str = "AWS::EC2::VPC";
@@ -208,8 +206,7 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             || m.groups.iter().any(|g| g.vpc == l && !g.is_default)
             || m.route_tables.iter().any(|r| r.vpc == l && !r.is_main)
             || m.acls.iter().any(|a| a.vpc == l && !a.is_default)
-            || m
-                .internet_gateways
+            || m.internet_gateways
                 .iter()
                 .any(|g| g.vpc.as_deref() == Some(&l))
             || m.egress_only_internet_gateways.iter().any(|g| g.vpc == l)
