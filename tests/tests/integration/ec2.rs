@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 use vpc_tests::{
     connects, fixture, fixture_path, line_echo_server, peer_server, pyenv, pyenv_python, text,
-    Deployment, LineClient, FAST,
+    tcp_server, Deployment, LineClient, FAST,
 };
 
 const NETWORK: &str = fixture!("ec2/network.yaml");
@@ -562,4 +562,33 @@ fn pytest_summaries_are_read() {
         pytest_counts("1 failed, 2 passed, 1 error in 3s"),
         (2, 2, 0)
     );
+}
+
+/// A NAT gateway and its Elastic IP made by the API (boto3,
+/// tests/fixtures/ec2_nat.py) take a function in a private subnet to the
+/// internet's host, which sees the Elastic IP; the route deleted (AWS
+/// CLI), the function no longer gets there.
+#[test]
+fn a_nat_gateway_of_the_api_takes_a_private_function_to_the_internet() {
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up("ec2nat", fixture!("ec2/internet.yaml"), &args);
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
+    let out = Command::new(pyenv_python())
+        .arg(fixture_path("ec2_nat.py"))
+        .args([&url, &vpc])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ec2_nat.py: {}", text(&out));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(connects(&d, "invoke", "natfn", "203.0.113.10", 443, 5));
+    let peer = server.finish(30).expect("the internet host got the connection");
+    assert_eq!(peer.ip().to_string(), s(&made["public_ip"]), "the Elastic IP");
+    ok(
+        &url,
+        &["delete-route", "--route-table-id", &s(&made["private_route_table"]), "--destination-cidr-block", "0.0.0.0/0"],
+    );
+    assert!(!connects(&d, "invoke", "natfn", "203.0.113.10", 443, 1));
 }

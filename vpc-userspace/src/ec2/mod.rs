@@ -28,6 +28,7 @@ mod default_vpc;
 mod filters;
 mod gateways;
 pub mod ids;
+mod nat_gateways;
 mod network_acls;
 mod route_tables;
 mod security_group_rules;
@@ -332,6 +333,8 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "DeleteVpc" => vpcs::delete(ctx, p),
         "ModifyVpcAttribute" => vpcs::modify_attribute(ctx, p),
         "DescribeVpcAttribute" => vpcs::describe_attribute(ctx, p),
+        "AssociateVpcCidrBlock" => vpcs::associate_cidr_block(ctx, p),
+        "DisassociateVpcCidrBlock" => vpcs::disassociate_cidr_block(ctx, p),
         "CreateDefaultVpc" => default_vpc::create(ctx),
         "CreateDefaultSubnet" => default_vpc::create_subnet(ctx, p),
         "DescribeAvailabilityZones" => subnets::availability_zones(ctx, p),
@@ -378,6 +381,12 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "DescribeEgressOnlyInternetGateways" => gateways::describe_egress_only(ctx, p),
         "CreateEgressOnlyInternetGateway" => gateways::create_egress_only(ctx, p),
         "DeleteEgressOnlyInternetGateway" => gateways::delete_egress_only(ctx, p),
+        "AllocateAddress" => nat_gateways::allocate(ctx, p),
+        "ReleaseAddress" => nat_gateways::release(ctx, p),
+        "DescribeAddresses" => nat_gateways::describe_addresses(ctx, p),
+        "CreateNatGateway" => nat_gateways::create(ctx, p),
+        "DeleteNatGateway" => nat_gateways::delete(ctx, p),
+        "DescribeNatGateways" => nat_gateways::describe(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),

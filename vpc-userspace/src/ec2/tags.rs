@@ -27,6 +27,7 @@ fn resource_type(id: &str) -> &'static str {
         "igw" => "internet-gateway",
         "eigw" => "egress-only-internet-gateway",
         "nat" => "natgateway",
+        "eipalloc" => "elastic-ip",
         "sgr" => "security-group-rule",
         _ => "",
     }
@@ -45,6 +46,8 @@ fn all(v: &View) -> Vec<(String, String, Tags)> {
     ids.extend(m.route_tables.iter().map(|x| x.id.clone()));
     ids.extend(m.internet_gateways.iter().map(|x| x.id.clone()));
     ids.extend(m.egress_only_internet_gateways.iter().map(|x| x.id.clone()));
+    ids.extend(m.nat_gateways.iter().map(|x| x.id.clone()));
+    ids.extend(m.elastic_ips.iter().map(|(x, _)| x.clone()));
     ids.into_iter()
         .map(|l| (v.id(&l), l.clone(), v.tags(&l)))
         .collect()

@@ -77,10 +77,17 @@ impl View {
                 .map(|x| ("eigw", x.id.clone())),
         );
         all.extend(m.nat_gateways.iter().map(|x| ("nat", x.id.clone())));
+        let eips: Vec<String> = m.elastic_ips.iter().map(|(e, _)| e.clone()).collect();
         for (prefix, logical) in all {
             let p = v.derive(prefix, &logical);
             v.to_logical.insert(p.clone(), logical.clone());
             v.to_physical.insert(logical, p);
+        }
+        // Elastic IPs are named by their allocation ids, as templates' are.
+        for eip in eips {
+            let p = crate::model::internet::allocation_id(&eip);
+            v.to_logical.insert(p.clone(), eip.clone());
+            v.to_physical.insert(eip, p);
         }
         v
     }

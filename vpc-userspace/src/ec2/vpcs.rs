@@ -131,10 +131,7 @@ fn item(x: &mut crate::cloudformation::xml::Xml, v: &View, vpc: &Vpc) {
     if let Some(c6) = vpc.ipv6_cidr {
         x.items("ipv6CidrBlockAssociationSet", [()], |x, ()| {
             x.leaf("ipv6CidrBlock", &c6.to_string())
-                .leaf(
-                    "associationId",
-                    &ids::derived("vpc-cidr-assoc", &v.name, "v6", &vpc.id),
-                )
+                .leaf("associationId", &v6_association(v, vpc))
                 .open("ipv6CidrBlockState")
                 .leaf("state", "associated")
                 .close("ipv6CidrBlockState")
@@ -176,6 +173,21 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             }
             "cidr-block-association.state" => filters::one("associated"),
             "ipv6-cidr-block-association.ipv6-cidr-block" => Some(v6.clone().into_iter().collect()),
+            "ipv6-cidr-block-association.association-id" => Some(
+                vpc.ipv6_cidr
+                    .map(|_| v6_association(&v, vpc))
+                    .into_iter()
+                    .collect(),
+            ),
+            "ipv6-cidr-block-association.state" => Some(
+                vpc.ipv6_cidr
+                    .map(|_| "associated".to_string())
+                    .into_iter()
+                    .collect(),
+            ),
+            "cidr-block-association.association-id" => {
+                filters::one(ids::derived("vpc-cidr-assoc", &v.name, "", &vpc.id))
+            }
             "is-default" | "isDefault" => filters::boolean(is_default(&v, &vpc.id)),
             "state" => filters::one("available"),
             "owner-id" => filters::one(v.account()),
@@ -292,5 +304,110 @@ pub fn describe_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         .open(attr)
         .flag("value", value)
         .close(attr);
+    Ok(x.0)
+}
+
+/// The association id of a VPC's IPv6 block.
+fn v6_association(v: &View, vpc: &Vpc) -> String {
+    ids::derived("vpc-cidr-assoc", &v.name, "v6", &vpc.id)
+}
+
+/// AssociateVpcCidrBlock: the VPC's one IPv6 block (Amazon-provided or
+/// given), as an `AWS::EC2::VPCCidrBlock`. A second IPv4 block is refused
+/// (`CidrLimitExceeded`): one IPv4 block per VPC here.
+pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let id = p.required("VpcId")?.to_string();
+    let amazon = p.flag("AmazonProvidedIpv6CidrBlock") == Some(true);
+    let given = p.get("Ipv6CidrBlock").map(str::to_string);
+    let limit = |id: &str| {
+        Ec2Error::new(
+            "CidrLimitExceeded",
+            format!("This network {id} has met its maximum number of allowed CIDRs: 1"),
+        )
+    };
+    if p.get("CidrBlock").is_some() {
+        let v = View::load(&ctx.name)?;
+        v.vpc(&id)?;
+        return Err(limit(&id));
+    }
+    if !amazon && given.is_none() {
+        return Err(Ec2Error::missing("AmazonProvidedIpv6CidrBlock"));
+    }
+    super::stack::change(ctx, |t, v| {
+        let vpc = v.vpc(&id)?.clone();
+        if vpc.ipv6_cidr.is_some() {
+            return Err(limit(&id));
+        }
+        let l: String = format!("{}Ipv6", vpc.id)
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let mut props = json!({"VpcId": vpc.id});
+        match &given {
+            Some(c) => props["Ipv6CidrBlock"] = c.clone().into(),
+            None => props["AmazonProvidedIpv6CidrBlock"] = true.into(),
+        }
+        t.put(&l, "AWS::EC2::VPCCidrBlock", props);
+        Ok(())
+    })?;
+    let v = View::load(&ctx.name)?;
+    let vpc = v.vpc(&id)?;
+    let mut x = xml();
+    x.leaf("vpcId", &id)
+        .open("ipv6CidrBlockAssociation")
+        .leaf(
+            "ipv6CidrBlock",
+            &vpc.ipv6_cidr.map(|c| c.to_string()).unwrap_or_default(),
+        )
+        .leaf("associationId", &v6_association(&v, vpc))
+        .open("ipv6CidrBlockState")
+        .leaf("state", "associated")
+        .close("ipv6CidrBlockState")
+        .leaf("networkBorderGroup", &ctx.region)
+        .leaf("ipv6Pool", "Amazon")
+        .close("ipv6CidrBlockAssociation");
+    Ok(x.0)
+}
+
+/// DisassociateVpcCidrBlock of a VPC's IPv6 block (the API's).
+pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let assoc = p.required("AssociationId")?.to_string();
+    let (vpc_id, block) = super::stack::change(ctx, |t, v| {
+        let vpc = v
+            .model
+            .vpcs
+            .iter()
+            .find(|x| x.ipv6_cidr.is_some() && v6_association(v, x) == assoc)
+            .ok_or_else(|| {
+                Ec2Error::new(
+                    "InvalidVpcCidrBlockAssociationID.NotFound",
+                    format!("The vpc CIDR block association ID '{assoc}' does not exist"),
+                )
+            })?
+            .clone();
+        let l = t
+            .of_type("AWS::EC2::VPCCidrBlock")
+            .find(|(_, p)| p["VpcId"] == vpc.id.as_str())
+            .map(|(l, _)| l.clone());
+        match l {
+            Some(l) => {
+                t.remove(&l);
+            }
+            None => v.owned(&format!("{}.Ipv6", vpc.id), &assoc)?,
+        }
+        Ok((v.id(&vpc.id), vpc.ipv6_cidr))
+    })?;
+    let mut x = xml();
+    x.leaf("vpcId", &vpc_id)
+        .open("ipv6CidrBlockAssociation")
+        .leaf(
+            "ipv6CidrBlock",
+            &block.map(|c| c.to_string()).unwrap_or_default(),
+        )
+        .leaf("associationId", &assoc)
+        .open("ipv6CidrBlockState")
+        .leaf("state", "disassociated")
+        .close("ipv6CidrBlockState")
+        .close("ipv6CidrBlockAssociation");
     Ok(x.0)
 }

@@ -106,6 +106,10 @@ pub struct Model {
     pub public_ips: Vec<PublicIp>,
     #[serde(default)]
     pub nat_gateways: Vec<NatGateway>,
+    /// Elastic IPs (`AWS::EC2::EIP`): logical id and address, associated
+    /// or not (the EC2 API's DescribeAddresses).
+    #[serde(default)]
+    pub elastic_ips: Vec<(String, Ipv4Addr)>,
     /// Resources kept in the stack that do not change the network (IAM,
     /// logs, custom resources, ...), with their `Ref` and attributes.
     #[serde(default)]
@@ -420,6 +424,7 @@ impl<'a> Builder<'a> {
             internet_hosts: vec![],
             public_ips: vec![],
             nat_gateways: vec![],
+            elastic_ips: vec![],
             stack_resources: vec![],
             outputs: vec![],
             parameters: vec![],
