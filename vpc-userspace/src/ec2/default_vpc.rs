@@ -38,7 +38,7 @@ fn add(t: &mut Template, v: &View) {
                    "MapPublicIpOnLaunch": true}),
         );
         if let Some(r) = t.resources.get_mut(&s) {
-            r["Metadata"] = json!({super::stack::META: {"DefaultForAz": true}});
+            r["Metadata"][super::stack::META]["DefaultForAz"] = true.into();
         }
     }
     let igw = ids::logical(&ids::new_id("igw")).expect("an id");
@@ -139,7 +139,7 @@ pub fn create_subnet(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                    "MapPublicIpOnLaunch": true}),
         );
         if let Some(r) = t.resources.get_mut(&logical) {
-            r["Metadata"] = json!({super::stack::META: {"DefaultForAz": true}});
+            r["Metadata"][super::stack::META]["DefaultForAz"] = true.into();
         }
         Ok(())
     })?;

@@ -59,6 +59,8 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             out.push(g);
         }
     }
+    // The order the API made them in (a template's first).
+    out.sort_by_key(|x| v.api.created(&x.id));
     let (out, token) = filters::page(p, out, 5)?;
     let mut x = xml();
     x.items("internetGatewaySet", out, |x, g| item(x, &v, g));
@@ -193,6 +195,8 @@ pub fn describe_egress_only(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             out.push(g);
         }
     }
+    // The order the API made them in (a template's first).
+    out.sort_by_key(|x| v.api.created(&x.id));
     let (out, token) = filters::page(p, out, 5)?;
     let mut x = xml();
     x.items("egressOnlyInternetGatewaySet", out, |x, g| {

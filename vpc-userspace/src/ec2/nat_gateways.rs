@@ -130,7 +130,10 @@ pub fn describe_addresses(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         match holder(&v, l) {
             Some((true, nat)) => {
                 x.leaf("associationId", &ids::derived("eipassoc", &v.name, "", l))
-                    .leaf("networkInterfaceId", &ids::derived("eni", &v.name, "", &nat));
+                    .leaf(
+                        "networkInterfaceId",
+                        &ids::derived("eni", &v.name, "", &nat),
+                    );
             }
             Some((false, host)) => {
                 x.leaf("associationId", &ids::derived("eipassoc", &v.name, "", l))
@@ -181,7 +184,8 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let logical = ids::logical(&id).expect("an id");
     super::stack::change(ctx, |t, v| {
         let s = v.subnet(&subnet)?.id.clone();
-        let mut props = json!({"SubnetId": s, "ConnectivityType": if private { "private" } else { "public" }});
+        let mut props =
+            json!({"SubnetId": s, "ConnectivityType": if private { "private" } else { "public" }});
         match (&alloc, private) {
             (Some(a), false) => {
                 let e = v

@@ -113,6 +113,9 @@ pub fn rules_of(v: &View, g: &SecurityGroup) -> Vec<RuleRow> {
             });
         }
     }
+    // Egress first, then ingress; each in the order the API made them
+    // (a template's first, as written).
+    out.sort_by_key(|r| (r.ingress, r.api.as_deref().and_then(|l| v.api.created(l))));
     out
 }
 
@@ -142,11 +145,9 @@ fn permissions(x: &mut Xml, tag: &str, v: &View, rows: &[&RuleRow]) {
         let peers = |want: fn(&Peer) -> bool| these.iter().filter(move |r| want(&r.rule.peer));
         x.items("groups", peers(|p| matches!(p, Peer::Group(_))), |x, r| {
             if let Peer::Group(g) = &r.rule.peer {
-                x.leaf("userId", v.account()).leaf("groupId", &v.id(g));
-                if let Some(gr) = v.model.group(g) {
-                    x.leaf("groupName", &group_name(v, gr));
-                }
-                x.opt("description", r.description.as_deref());
+                x.leaf("userId", v.account())
+                    .leaf("groupId", &v.id(g))
+                    .opt("description", r.description.as_deref());
             }
         });
         x.items(
@@ -293,6 +294,8 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             out.push(g);
         }
     }
+    // The order the API made them in (a template's first).
+    out.sort_by_key(|x| v.api.created(&x.id));
     let (out, token) = filters::page(p, out, 5)?;
     let mut x = xml();
     x.items("securityGroupInfo", out, |x, g| item(x, &v, g));

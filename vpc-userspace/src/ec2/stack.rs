@@ -61,10 +61,24 @@ impl Template {
         .unwrap_or_default()
     }
 
-    /// Adds or replaces resource `id`.
+    /// Adds or replaces resource `id` (a replaced one keeps its
+    /// `Metadata`); a new one records when it was made (`Created`, ns), the
+    /// order Describe* lists what the API made in.
     pub fn put(&mut self, id: &str, kind: &str, props: Value) {
-        self.resources
-            .insert(id.into(), json!({"Type": kind, "Properties": props}));
+        let meta = self
+            .resources
+            .get(id)
+            .and_then(|r| r.get("Metadata").cloned())
+            .unwrap_or_else(|| json!({META: {"Created": created_now()}}));
+        self.resources.insert(
+            id.into(),
+            json!({"Type": kind, "Properties": props, "Metadata": meta}),
+        );
+    }
+
+    /// When the API made resource `id` (ns since the epoch), if it did.
+    pub fn created(&self, id: &str) -> Option<u64> {
+        self.resources.get(id)?["Metadata"][META]["Created"].as_u64()
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Value> {
@@ -131,6 +145,22 @@ impl Template {
                 o.insert(physical.into(), tags_value(tags));
             }
         }
+    }
+}
+
+/// Now, in ns since the epoch, never the same twice in a process.
+fn created_now() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let prev = LAST.fetch_max(now, Ordering::Relaxed);
+    if prev >= now {
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        now
     }
 }
 

@@ -124,6 +124,8 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             out.push(s);
         }
     }
+    // The order the API made them in (a template's first).
+    out.sort_by_key(|x| v.api.created(&x.id));
     let (out, token) = filters::page(p, out, 5)?;
     let mut x = xml();
     x.items("subnetSet", out, |x, s| item(x, &v, s));

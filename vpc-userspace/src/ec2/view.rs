@@ -240,3 +240,73 @@ impl View {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::model::{build_stacks, Quotas, StackSource};
+
+    /// A template's resources and what a VPC brings get derived ids, the
+    /// API's keep theirs; both map back to the model.
+    #[test]
+    fn every_resource_has_an_ec2_id_both_ways() {
+        let net = "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  Sub: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}\n";
+        let api = r#"{"Resources": {"subnet0123456789abcdef0": {"Type": "AWS::EC2::Subnet", "Properties": {"VpcId": "Vpc", "CidrBlock": "10.0.2.0/24", "Tags": [{"Key": "k", "Value": "v"}]}}}}"#;
+        let none = HashMap::new();
+        let src = |name, text| StackSource {
+            name,
+            text,
+            params: &none,
+            dir: None,
+        };
+        let m = build_stacks(
+            &[src("Net", net), src(EC2_STACK, api)],
+            &crate::template::Context::new("dep"),
+            Quotas::default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let stacks = [
+            Stack {
+                name: "Net".into(),
+                template_body: net.into(),
+                status: "CREATE_COMPLETE".into(),
+                ..Default::default()
+            },
+            Stack {
+                name: EC2_STACK.into(),
+                template_body: api.into(),
+                status: "UPDATE_COMPLETE".into(),
+                ..Default::default()
+            },
+        ];
+        let v = View::new("dep", &m, &stacks);
+        let vpc = v.id("Vpc");
+        assert_eq!(vpc, ids::derived("vpc", "dep", "Net", "Vpc"));
+        assert_eq!(v.logical(&vpc), Some("Vpc"));
+        assert_eq!(v.id("subnet0123456789abcdef0"), "subnet-0123456789abcdef0");
+        assert_eq!(
+            v.logical("subnet-0123456789abcdef0"),
+            Some("subnet0123456789abcdef0")
+        );
+        let sg = v.id("Vpc.DefaultSecurityGroup");
+        assert!(sg.starts_with("sg-") && sg.len() == 20, "{sg}");
+        assert_eq!(v.group(&sg).unwrap().id, "Vpc.DefaultSecurityGroup");
+        assert_eq!(v.stack_of("Vpc.DefaultSecurityGroup"), "Net");
+        assert_eq!(
+            v.tags("subnet0123456789abcdef0"),
+            [("k".to_string(), "v".to_string())]
+        );
+        assert!(v.is_api("subnet0123456789abcdef0") && !v.is_api("Sub"));
+        assert_eq!(
+            v.owned("Sub", "subnet-x").unwrap_err().code,
+            "OperationNotPermitted"
+        );
+        assert_eq!(
+            v.vpc("vpc-0000000000000000a").unwrap_err().code,
+            "InvalidVpcID.NotFound"
+        );
+    }
+}

@@ -31,7 +31,7 @@ pub fn add(t: &mut Template, logical: &str, cidr: Ipv4Net, p: &Params, default: 
     t.put(logical, VPC, props);
     if default {
         if let Some(r) = t.resources.get_mut(logical) {
-            r["Metadata"] = json!({super::stack::META: {"IsDefault": true}});
+            r["Metadata"][super::stack::META]["IsDefault"] = true.into();
         }
     }
     let group = format!("{logical}.DefaultSecurityGroup");
@@ -200,6 +200,8 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             out.push(vpc);
         }
     }
+    // The order the API made them in (a template's first).
+    out.sort_by_key(|x| v.api.created(&x.id));
     let (out, token) = filters::page(p, out, 5)?;
     let mut x = xml();
     x.items("vpcSet", out, |x, vpc| item(x, &v, vpc));
