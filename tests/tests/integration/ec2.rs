@@ -458,8 +458,8 @@ const MOTO_FLOORS: &[(&str, f64)] = &[
     ("test_vpcs.py", 0.22),
     ("test_subnets.py", 0.31),
     ("test_security_groups.py", 0.61),
-    ("test_network_acls.py", 0.70),
-    ("test_route_tables.py", 0.43),
+    ("test_network_acls.py", 0.64),
+    ("test_route_tables.py", 0.41),
 ];
 
 /// `N failed, M passed, K skipped` of pytest's last line.
