@@ -267,6 +267,21 @@ pub fn reset(name: &str) -> anyhow::Result<()> {
 /// message starts a clause with (`InvalidRouteTableID.NotFound: ...`,
 /// `DependencyViolation: ...`), else `InvalidParameterValue`.
 pub fn model_error(message: &str) -> Ec2Error {
+    // The API's resources by their EC2 ids, not their logical ids.
+    static IDS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let ids = IDS.get_or_init(|| {
+        regex::Regex::new(&format!(
+            r"\b({})([0-9a-f]{{{}}})\b",
+            super::ids::PREFIXES.join("|"),
+            super::ids::HEX
+        ))
+        .expect("constant")
+    });
+    let message = message
+        .strip_prefix(&format!("stack {EC2_STACK}: "))
+        .unwrap_or(message);
+    let message = ids.replace_all(message, "$1-$2");
+    let message = message.as_ref();
     static CODE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = CODE.get_or_init(|| {
         regex::Regex::new(r"(?:^|: )([A-Z][A-Za-z0-9]+(?:\.[A-Z][A-Za-z0-9]+)?): (.*)$")
@@ -293,6 +308,13 @@ mod tests {
             "Resources.X.Properties.CidrBlock: 10.0.0.0/8: a subnet's block is between /16 and /28",
         );
         assert_eq!(e.code, "InvalidParameterValue");
+        let e = model_error(
+            r#"stack ec2-api: Resources.subnet0123456789abcdef0.Properties.VpcId: "vpc0123456789abcdef0" is not an AWS::EC2::VPC of this template"#,
+        );
+        assert_eq!(
+            e.message,
+            r#"Resources.subnet-0123456789abcdef0.Properties.VpcId: "vpc-0123456789abcdef0" is not an AWS::EC2::VPC of this template"#
+        );
     }
 
     #[test]
