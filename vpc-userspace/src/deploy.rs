@@ -76,6 +76,8 @@ pub struct UpOptions {
     pub flow_logs: crate::flowlogs::FlowLogOptions,
     /// The deployment's stacks (`cloudformation`): the first one's record.
     pub stacks: Vec<crate::cloudformation::Stack>,
+    /// No default VPC for the EC2 API (docs/ec2.md).
+    pub no_default_vpc: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -178,6 +180,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             flow_logs: opts.flow_logs.clone(),
             pending: true,
             template_functions: model.functions.iter().map(|f| f.id.clone()).collect(),
+            no_default_vpc: opts.no_default_vpc,
         };
         let clock = crate::lambda::lifecycle::Clock::new(opts.lifecycle.test_clock);
         let now = clock.now_ms();

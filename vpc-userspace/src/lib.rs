@@ -15,6 +15,7 @@ pub mod compile;
 pub mod conntrack;
 pub mod datapath;
 pub mod deploy;
+pub mod ec2;
 pub mod explain;
 pub mod flowlogs;
 pub mod iam;

@@ -71,6 +71,10 @@ pub struct State {
     /// template drops; the API's functions are the API's).
     #[serde(default)]
     pub template_functions: Vec<String>,
+    /// `vpc up --no-default-vpc`: the EC2 API makes no default VPC
+    /// (docs/ec2.md).
+    #[serde(default)]
+    pub no_default_vpc: bool,
 }
 
 fn default_hook() -> Hook {

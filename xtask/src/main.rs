@@ -453,6 +453,11 @@ const SAM_TRANSLATOR_VERSION: &str = "1.115.0";
 const AWS_CDK_LIB_VERSION: &str = "2.278.0";
 const CONSTRUCTS_VERSION: &str = "10.8.1";
 const AWS_LAMBDA_RIC_VERSION: &str = "3.3.0";
+/// moto, whose own EC2 tests (in its source distribution: `tests/test_ec2/`)
+/// run against the agent's EC2 API in server mode (`ec2::moto_conformance`):
+/// the package and what its tests import (pytest, freezegun) in
+/// `target/pyenv`, the sdist unpacked in `target/moto`.
+const MOTO_VERSION: &str = "5.2.6";
 /// What aws-lambda-ric's install builds with (aws-lambda-cpp and the curl it
 /// bundles: cmake, autotools, a C++ compiler).
 const RIC_BUILD_DEBS: &[(&str, &str)] = &[
@@ -632,11 +637,49 @@ fn provision() -> Result<()> {
         "samtranslator",
         &format!("aws-sam-translator=={SAM_TRANSLATOR_VERSION}"),
     )?;
-    // 8. Node.js and aws-lambda-ric (Node.js functions) in target/node.
+    // 8. moto, its tests and what they import.
+    pip_module("moto", &format!("moto=={MOTO_VERSION}"))?;
+    pip_module("pytest", "pytest")?;
+    pip_module("freezegun", "freezegun")?;
+    let moto_dir = root().join("target/moto");
+    if !moto_dir
+        .join(format!("moto-{MOTO_VERSION}/tests/test_ec2"))
+        .exists()
+    {
+        let pip = venv.join("bin/pip").display().to_string();
+        let dir = moto_dir.display().to_string();
+        step(
+            "moto's source distribution (its tests) from PyPI",
+            &pip,
+            &[
+                "download",
+                "-q",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                &format!("moto=={MOTO_VERSION}"),
+                "-d",
+                &dir,
+            ],
+            &[],
+        )?;
+        step(
+            "moto's tests",
+            "tar",
+            &[
+                "xzf",
+                &format!("{dir}/moto-{MOTO_VERSION}.tar.gz"),
+                "-C",
+                &dir,
+            ],
+            &[],
+        )?;
+    }
+    // 9. Node.js and aws-lambda-ric (Node.js functions) in target/node.
     node_ric()?;
-    // 9. The CDK, to synthesize the tests' CDK apps.
+    // 10. The CDK, to synthesize the tests' CDK apps.
     cdk_lib()?;
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, moto {MOTO_VERSION} and its tests, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
     Ok(())
 }
 

@@ -18,6 +18,9 @@ mod datapath;
 /// concept: connectivity, up and down, the agent, policy, dual stack, ICMP,
 /// ENI scaling, per-interface allowances.
 mod e2e;
+/// EC2's API (the AWS CLI, boto3) over the deployment's stacks, with real
+/// traffic; moto's EC2 tests in server mode.
+mod ec2;
 /// VPC endpoints end to end.
 mod endpoints;
 /// VPC Flow Logs end to end: the exactness of the records (with the known

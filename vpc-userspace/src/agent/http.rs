@@ -14,7 +14,8 @@
 //! not verified (any credentials do); the access key id still names the
 //! caller's account ([`Caller::account`]). `lambda` goes to the Lambda router
 //! ([`crate::lambda::api::router`]), `cloudformation` to the stacks' query API
-//! ([`crate::cloudformation::api`]); any other service gets AWS's error for an
+//! ([`crate::cloudformation::api`]), `ec2` to EC2's VPC operations
+//! ([`crate::ec2`]); any other service gets AWS's error for an
 //! operation that is not served, in its protocol's shape ([`unserved`]):
 //! another service is one more router in [`Endpoint`] and one arm in
 //! `dispatch`.
@@ -60,18 +61,22 @@ pub struct Endpoint {
     lambda: Router,
     cloudformation: Router,
     iam: Router,
+    ec2: Router,
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
 /// `lambda`: the Lambda API's router (one per agent: its runtimes and
 /// concurrency are shared with the Lambda interface endpoints');
 /// `cloudformation`: the deployment's stacks
-/// ([`crate::cloudformation::api`]).
-pub fn endpoint(lambda: Router, cloudformation: Router, iam: Router) -> Router {
+/// ([`crate::cloudformation::api`]); `iam`: IAM's query API
+/// ([`crate::iam::api`]); `ec2`: EC2's VPC operations over the same stacks
+/// ([`crate::ec2`]), and moto's `POST /moto-api/reset`.
+pub fn endpoint(lambda: Router, cloudformation: Router, iam: Router, ec2: Router) -> Router {
     let services = Endpoint {
         lambda,
         cloudformation,
         iam,
+        ec2,
     };
     Router::new()
         .fallback(dispatch)
@@ -99,7 +104,11 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
     };
     let mut req = Request::from_parts(parts, axum::body::Body::from(body));
     let caller = Caller::of(req.headers(), req.uri().query().unwrap_or(""));
-    let service = service_of(&caller, req.headers(), req.uri().path());
+    let service = if req.uri().path().starts_with("/moto-api/") {
+        "ec2".to_string()
+    } else {
+        service_of(&caller, req.headers(), req.uri().path())
+    };
     tracing::debug!(
         method = %req.method(),
         uri = %req.uri(),
@@ -123,6 +132,11 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             Err(never) => match never {},
         },
         "iam" => match e.iam.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        // STS's GetCallerIdentity is answered beside EC2 (crate::ec2).
+        "ec2" | "sts" => match e.ec2.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         },

@@ -95,6 +95,7 @@ impl Bed {
             lifecycle: Default::default(),
             flow_logs: Default::default(),
             stacks: vec![],
+            no_default_vpc: true,
         };
         deploy::up(m, &opts)?;
         let agent = std::process::Command::new(std::env::current_exe()?)

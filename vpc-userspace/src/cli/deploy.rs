@@ -123,6 +123,10 @@ pub struct RunArgs {
     /// (`cloudwatch/<group>/<eni>-all`). Default: /var/log/vpc/<name>.
     #[arg(long)]
     flow_logs_dir: Option<std::path::PathBuf>,
+    /// No default VPC (172.31.0.0/16) for the EC2 API: by default the
+    /// first EC2 call makes one, as every AWS account has (docs/ec2.md).
+    #[arg(long)]
+    no_default_vpc: bool,
     /// Flow logs: ring-buffer size in bytes (a power of two, at least a
     /// page); a full ring buffer means SKIPDATA records.
     #[arg(long, default_value_t = vpc_common::FL_RINGBUF_BYTES)]
@@ -396,6 +400,7 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
                 ringbuf_bytes: r.flow_log_ringbuf,
             },
             stacks: vec![stack],
+            no_default_vpc: r.no_default_vpc,
         },
     )
 }
@@ -591,7 +596,7 @@ pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
     let stacks = cloudformation::load(name)?;
     let live: Vec<&str> = stacks
         .iter()
-        .filter(|s| !s.deleted())
+        .filter(|s| !s.deleted() && !vpc::ec2::stack::is_internal(&s.name))
         .map(|s| s.name.as_str())
         .collect();
     let stack = match (&t.stack, live.as_slice()) {
@@ -603,6 +608,9 @@ pub fn apply(name: &str, t: &TemplateArgs) -> Result<()> {
             many.join(", ")
         ),
     };
+    if vpc::ec2::stack::is_internal(&stack) {
+        bail!("stack {stack} holds the EC2 API's resources: it changes through the EC2 API");
+    }
     let input = stack_input(t, &stack)?;
     let label = input.label.clone();
     let op = if operations::live(&stacks, &stack).is_some() {

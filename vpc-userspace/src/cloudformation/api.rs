@@ -261,6 +261,7 @@ pub(super) fn find_stack(stacks: &[Stack], name: &str) -> std::result::Result<St
     stacks
         .iter()
         .rev()
+        .filter(|s| !crate::ec2::stack::is_internal(&s.name))
         .find(|s| names(s, name) && (!s.deleted() || s.stack_id == name))
         .cloned()
         .ok_or_else(|| ApiError::validation(format!("Stack with id {name} does not exist")))
@@ -273,6 +274,11 @@ fn quotas(name: &str) -> std::result::Result<crate::model::Quotas, ApiError> {
 /// A stack name as CloudFormation accepts it.
 fn stack_name(p: &Params) -> std::result::Result<String, ApiError> {
     let n = p.required("StackName")?;
+    if crate::ec2::stack::is_internal(n) {
+        return Err(ApiError::validation(format!(
+            "Stack [{n}] holds the EC2 API's resources: choose another name"
+        )));
+    }
     let ok = n.len() <= 128
         && n.starts_with(|c: char| c.is_ascii_alphabetic())
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');

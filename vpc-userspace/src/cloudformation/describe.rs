@@ -91,7 +91,10 @@ pub fn describe_stacks(name: &str, which: Option<&str>) -> Answer {
     let m = model(name);
     let chosen: Vec<Stack> = match which {
         Some(n) => vec![find_stack(&stacks, n)?],
-        None => stacks.into_iter().filter(|s| !s.deleted()).collect(),
+        None => stacks
+            .into_iter()
+            .filter(|s| !s.deleted() && !crate::ec2::stack::is_internal(&s.name))
+            .collect(),
     };
     let mut x = Xml::default();
     x.members("Stacks", &chosen, |x, s| stack(x, &m, s));
@@ -193,6 +196,7 @@ pub fn stack_events(name: &str, stack_name: &str) -> Answer {
 pub fn list_stacks(name: &str, statuses: &[String]) -> Answer {
     let stacks: Vec<Stack> = load(name)?
         .into_iter()
+        .filter(|s| !crate::ec2::stack::is_internal(&s.name))
         .filter(|s| statuses.is_empty() || statuses.contains(&s.status))
         .collect();
     let mut x = Xml::default();

@@ -18,6 +18,7 @@ pub mod api;
 pub mod change_sets;
 mod describe;
 pub mod operations;
+/// Also IAM's and EC2's query answers ([`crate::iam`], [`crate::ec2`]).
 pub mod xml;
 
 /// The store key of the stacks.

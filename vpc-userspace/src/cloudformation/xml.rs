@@ -61,6 +61,27 @@ impl Xml {
         }
         self.close(tag)
     }
+
+    /// `<tag><item>...</item>...</tag>`: EC2's lists.
+    pub fn items<T>(
+        &mut self,
+        tag: &str,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        self.open(tag);
+        for i in items {
+            self.open("item");
+            f(self, i);
+            self.close("item");
+        }
+        self.close(tag)
+    }
+
+    /// `<tag>true</tag>` or `false`.
+    pub fn flag(&mut self, tag: &str, v: bool) -> &mut Self {
+        self.leaf(tag, if v { "true" } else { "false" })
+    }
 }
 
 pub fn escape(s: &str) -> String {

@@ -521,10 +521,21 @@ pub fn validate_vpc_config(
             Some(_) => Err(ApiError::invalid(format!("VpcConfig.{k}: a list expected"))),
         }
     };
-    let mut subnets = list("SubnetIds")?;
+    // The EC2 API's subnets and groups by their EC2 ids too (docs/ec2.md).
+    let ec2_id = |x: String, known: &dyn Fn(&str) -> bool| match crate::ec2::ids::logical(&x) {
+        Some(l) if !known(&x) && known(&l) => l,
+        _ => x,
+    };
+    let mut subnets: Vec<String> = list("SubnetIds")?
+        .into_iter()
+        .map(|s| ec2_id(s, &|x| m.subnet(x).is_some()))
+        .collect();
     let mut seen = BTreeSet::new();
     subnets.retain(|s| seen.insert(s.clone()));
-    let mut groups = list("SecurityGroupIds")?;
+    let mut groups: Vec<String> = list("SecurityGroupIds")?
+        .into_iter()
+        .map(|g| ec2_id(g, &|x| m.group(x).is_some()))
+        .collect();
     let ipv6 = v
         .get("Ipv6AllowedForDualStack")
         .and_then(|b| b.as_bool())
@@ -613,13 +624,18 @@ pub fn validate_vpc_config(
     }))
 }
 
+/// An id as Lambda shows it: the EC2 API's resources by their EC2 ids.
+fn ec2_shown(id: &str) -> String {
+    crate::ec2::ids::api_id(id).unwrap_or_else(|| id.to_string())
+}
+
 /// What `VpcConfig` looks like in Lambda's responses.
 pub fn vpc_config_json(vc: Option<&FunctionVpc>) -> serde_json::Value {
     match vc {
         Some(v) => serde_json::json!({
-            "SubnetIds": v.subnets,
-            "SecurityGroupIds": v.groups,
-            "VpcId": v.vpc,
+            "SubnetIds": v.subnets.iter().map(|x| ec2_shown(x)).collect::<Vec<_>>(),
+            "SecurityGroupIds": v.groups.iter().map(|x| ec2_shown(x)).collect::<Vec<_>>(),
+            "VpcId": ec2_shown(&v.vpc),
             "Ipv6AllowedForDualStack": v.ipv6_allowed_for_dual_stack,
         }),
         None => serde_json::json!({

@@ -140,6 +140,7 @@ impl Builder<'_> {
                 .insert(id.clone(), Value::String(ip.to_string()));
             self.attr(&id, "PublicIp", ip.to_string());
             self.attr(&id, "AllocationId", allocation_id(&id));
+            self.m.elastic_ips.push((id.clone(), ip));
             self.eips.push((id, ip));
         }
         Ok(())

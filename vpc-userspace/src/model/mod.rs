@@ -108,6 +108,10 @@ pub struct Model {
     pub public_ips: Vec<PublicIp>,
     #[serde(default)]
     pub nat_gateways: Vec<NatGateway>,
+    /// Elastic IPs (`AWS::EC2::EIP`): logical id and address, associated
+    /// or not (the EC2 API's DescribeAddresses).
+    #[serde(default)]
+    pub elastic_ips: Vec<(String, Ipv4Addr)>,
     /// Resources kept in the stack that do not change the network (IAM,
     /// logs, custom resources, ...), with their `Ref` and attributes.
     #[serde(default)]
@@ -427,6 +431,7 @@ impl<'a> Builder<'a> {
             internet_hosts: vec![],
             public_ips: vec![],
             nat_gateways: vec![],
+            elastic_ips: vec![],
             stack_resources: vec![],
             outputs: vec![],
             parameters: vec![],
@@ -609,8 +614,10 @@ impl<'a> Builder<'a> {
         self.managed_prefix_lists();
         self.route_tables()?;
         self.groups()?;
-        self.standalone_rules()?;
+        // The restriction removes the default rules a VPC brings (as the
+        // CDK's handler revokes them), not rules added to the group.
         self.restrict_default_groups()?;
+        self.standalone_rules()?;
         self.check_group_refs()?;
         // After the groups: a share may name some.
         self.resource_shares()?;

@@ -166,12 +166,8 @@ impl Builder<'_> {
             // Filled by an `AWS::EC2::VPCCidrBlock`; empty until then, as at AWS.
             self.attr(id, "Ipv6CidrBlocks", Value::Array(vec![]));
         }
-        if self.m.vpcs.is_empty() {
-            return Err(ModelError::new(
-                "Resources",
-                "the template declares no AWS::EC2::VPC",
-            ));
-        }
+        // No VPC is a deployment too: functions outside any VPC, or one
+        // whose VPCs come from the EC2 API (docs/ec2.md).
         Ok(())
     }
 

@@ -205,6 +205,7 @@ impl Bed {
             lifecycle: Default::default(),
             flow_logs: Default::default(),
             stacks: vec![],
+            no_default_vpc: true,
         };
         let state = deploy::up(m, &opts)?;
         let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();

@@ -1,0 +1,606 @@
+//! The EC2 API of the agent's endpoint, driven by the AWS CLI and boto3
+//! (tests/fixtures/ec2.py) against a running deployment whose template
+//! (tests/fixtures/ec2/network.yaml) has a VPC with a database instance:
+//! the template's resources described under their EC2 ids, a subnet and a
+//! group made beside them with a function (Lambda API) in them, and every
+//! rule, ACL entry and route the API changes checked on real connections
+//! from the function to the database. Then moto's own EC2 tests in server
+//! mode ([`moto_conformance`]).
+use std::process::Command;
+
+use serde_json::Value;
+use vpc_tests::{
+    connects, fixture, fixture_path, line_echo_server, peer_server, pyenv, pyenv_python,
+    tcp_server, text, Deployment, LineClient, FAST,
+};
+
+const NETWORK: &str = fixture!("ec2/network.yaml");
+
+fn up(tag: &str) -> (Deployment, String) {
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up(tag, NETWORK, &args);
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    (d, url)
+}
+
+/// `aws ec2 ARGS --output json` against `url`: its JSON, or the error's
+/// text (`Err`).
+fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
+    let bin = pyenv().join("bin/aws");
+    assert!(
+        bin.exists(),
+        "{} missing: `cargo xtask provision` installs the AWS CLI",
+        bin.display()
+    );
+    let out = Command::new(bin)
+        .args(["--endpoint-url", url, "--output", "json", "ec2"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    if out.stdout.is_empty() {
+        return Ok(Value::Null);
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out))))
+}
+
+fn ok(url: &str, args: &[&str]) -> Value {
+    aws(url, args).unwrap_or_else(|e| panic!("aws ec2 {args:?}: {e}"))
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_else(|| panic!("{v}")).to_string()
+}
+
+#[test]
+fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
+    let (d, url) = up("ec2api");
+    let stack = d.name.clone();
+    // The template's resources, under stable EC2 ids derived from the
+    // deployment, its stack and their logical ids.
+    let vpcs = ok(
+        &url,
+        &[
+            "describe-vpcs",
+            "--filters",
+            "Name=tag:Name,Values=template-vpc",
+        ],
+    );
+    let vpc = s(&vpcs["Vpcs"][0]["VpcId"]);
+    assert_eq!(vpc, vpc::ec2::ids::derived("vpc", &d.name, &stack, "Vpc"));
+    assert_eq!(vpcs["Vpcs"][0]["CidrBlock"], "10.42.0.0/16");
+    assert_eq!(vpcs["Vpcs"][0]["IsDefault"], false);
+    let subnets = ok(
+        &url,
+        &[
+            "describe-subnets",
+            "--filters",
+            &format!("Name=vpc-id,Values={vpc}"),
+        ],
+    );
+    assert_eq!(
+        subnets["Subnets"][0]["SubnetId"],
+        vpc::ec2::ids::derived("subnet", &d.name, &stack, "DbSubnet")
+    );
+    let db_sg = s(&ok(
+        &url,
+        &[
+            "describe-security-groups",
+            "--filters",
+            "Name=group-name,Values=db",
+        ],
+    )["SecurityGroups"][0]["GroupId"]);
+    // The default VPC every account has: 172.31.0.0/16, a /20 per zone.
+    let dflt = ok(
+        &url,
+        &["describe-vpcs", "--filters", "Name=is-default,Values=true"],
+    );
+    assert_eq!(dflt["Vpcs"][0]["CidrBlock"], "172.31.0.0/16");
+    let dvpc = s(&dflt["Vpcs"][0]["VpcId"]);
+    let dsubnets = ok(
+        &url,
+        &[
+            "describe-subnets",
+            "--filters",
+            &format!("Name=vpc-id,Values={dvpc}"),
+            "Name=default-for-az,Values=true",
+        ],
+    );
+    assert_eq!(dsubnets["Subnets"].as_array().unwrap().len(), 3);
+    let main = ok(
+        &url,
+        &[
+            "describe-route-tables",
+            "--filters",
+            &format!("Name=vpc-id,Values={dvpc}"),
+            "Name=association.main,Values=true",
+        ],
+    );
+    let routes = &main["RouteTables"][0]["Routes"];
+    assert_eq!(routes[1]["DestinationCidrBlock"], "0.0.0.0/0", "{main}");
+    assert!(s(&routes[1]["GatewayId"]).starts_with("igw-"), "{main}");
+    assert_eq!(routes[1]["State"], "active");
+
+    // boto3: a subnet and a group in the template's VPC, a function in them.
+    let out = Command::new(pyenv_python())
+        .arg(fixture_path("ec2.py"))
+        .args([&url, &vpc])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ec2.py: {}", text(&out));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (subnet, app_sg) = (s(&made["subnet"]), s(&made["group"]));
+
+    // 7000 answers every connection; 7001 echoes on the one it holds.
+    let _db = peer_server(&d.netns("Db"), "10.42.1.10:7000");
+    let _echo = line_echo_server(&d.netns("Db"), "10.42.1.10:7001");
+    let reach = || connects(&d, "invoke", "app", "10.42.1.10", 7000, 5);
+    let blocked = || !connects(&d, "invoke", "app", "10.42.1.10", 7000, 1);
+    assert!(blocked(), "the database's group allows nothing yet");
+
+    // A rule from the app's group, on the template's group: connections open.
+    let auth = ok(
+        &url,
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7000-7001",
+            "--source-group",
+            &app_sg,
+        ],
+    );
+    let rule = s(&auth["SecurityGroupRules"][0]["SecurityGroupRuleId"]);
+    assert!(rule.starts_with("sgr-"), "{auth}");
+    assert!(reach(), "allowed from the app's group");
+    let e = aws(
+        &url,
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7000-7001",
+            "--source-group",
+            &app_sg,
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("(InvalidPermission.Duplicate)"), "{e}");
+    let held = LineClient::connect(&d.exec_env_netns("app"), "10.42.1.10:7001");
+    assert!(held.echoes("before", 5));
+
+    // Revoked: new connections fail; a tracked one goes on, as at AWS.
+    ok(
+        &url,
+        &[
+            "revoke-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--security-group-rule-ids",
+            &rule,
+        ],
+    );
+    assert!(blocked(), "revoked");
+    assert!(
+        held.echoes("after the revoke", 5),
+        "tracked connections go on"
+    );
+    let e = aws(
+        &url,
+        &[
+            "revoke-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7000",
+            "--source-group",
+            &app_sg,
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("(InvalidPermission.NotFound)"), "{e}");
+    ok(
+        &url,
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &db_sg,
+            "--ip-permissions",
+            &format!(
+                "IpProtocol=tcp,FromPort=7000,ToPort=7000,UserIdGroupPairs=[{{GroupId={app_sg}}}]"
+            ),
+        ],
+    );
+    assert!(reach());
+
+    // A network ACL of the API on the app's subnet: a deny entry blocks.
+    let acl = s(&ok(&url, &["create-network-acl", "--vpc-id", &vpc])["NetworkAcl"]["NetworkAclId"]);
+    for (n, dir) in [("100", "--ingress"), ("100", "--egress")] {
+        ok(
+            &url,
+            &[
+                "create-network-acl-entry",
+                "--network-acl-id",
+                &acl,
+                "--rule-number",
+                n,
+                dir,
+                "--protocol",
+                "-1",
+                "--rule-action",
+                "allow",
+                "--cidr-block",
+                "0.0.0.0/0",
+            ],
+        );
+    }
+    let assoc = ok(
+        &url,
+        &[
+            "describe-network-acls",
+            "--filters",
+            &format!("Name=association.subnet-id,Values={subnet}"),
+        ],
+    );
+    assert_eq!(assoc["NetworkAcls"][0]["IsDefault"], true, "{assoc}");
+    let assoc_id = assoc["NetworkAcls"][0]["Associations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["SubnetId"] == subnet.as_str())
+        .map(|a| s(&a["NetworkAclAssociationId"]))
+        .unwrap();
+    ok(
+        &url,
+        &[
+            "replace-network-acl-association",
+            "--association-id",
+            &assoc_id,
+            "--network-acl-id",
+            &acl,
+        ],
+    );
+    assert!(reach(), "allowed both ways");
+    ok(
+        &url,
+        &[
+            "create-network-acl-entry",
+            "--network-acl-id",
+            &acl,
+            "--rule-number",
+            "50",
+            "--egress",
+            "--protocol",
+            "tcp",
+            "--port-range",
+            "From=7000,To=7000",
+            "--rule-action",
+            "deny",
+            "--cidr-block",
+            "10.42.1.0/24",
+        ],
+    );
+    assert!(blocked(), "the deny entry comes first");
+    let e = aws(
+        &url,
+        &[
+            "create-network-acl-entry",
+            "--network-acl-id",
+            &acl,
+            "--rule-number",
+            "50",
+            "--egress",
+            "--protocol",
+            "-1",
+            "--rule-action",
+            "allow",
+            "--cidr-block",
+            "0.0.0.0/0",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("(NetworkAclEntryAlreadyExists)"), "{e}");
+    ok(
+        &url,
+        &[
+            "delete-network-acl-entry",
+            "--network-acl-id",
+            &acl,
+            "--rule-number",
+            "50",
+            "--egress",
+        ],
+    );
+    assert!(reach(), "the deny entry is gone");
+    let e = aws(&url, &["delete-network-acl", "--network-acl-id", &acl]).unwrap_err();
+    assert!(e.contains("(DependencyViolation)"), "{e}");
+
+    // A route table with a route to an internet gateway, associated with
+    // the app's subnet: the local route still reaches the database.
+    let rtb = s(&ok(&url, &["create-route-table", "--vpc-id", &vpc])["RouteTable"]["RouteTableId"]);
+    let igw = s(&ok(&url, &["create-internet-gateway"])["InternetGateway"]["InternetGatewayId"]);
+    ok(
+        &url,
+        &[
+            "attach-internet-gateway",
+            "--internet-gateway-id",
+            &igw,
+            "--vpc-id",
+            &vpc,
+        ],
+    );
+    ok(
+        &url,
+        &[
+            "create-route",
+            "--route-table-id",
+            &rtb,
+            "--destination-cidr-block",
+            "0.0.0.0/0",
+            "--gateway-id",
+            &igw,
+        ],
+    );
+    let a = ok(
+        &url,
+        &[
+            "associate-route-table",
+            "--route-table-id",
+            &rtb,
+            "--subnet-id",
+            &subnet,
+        ],
+    );
+    assert!(s(&a["AssociationId"]).starts_with("rtbassoc-"));
+    let t = ok(&url, &["describe-route-tables", "--route-table-ids", &rtb]);
+    let routes = &t["RouteTables"][0]["Routes"];
+    assert_eq!(
+        (
+            &routes[0]["GatewayId"],
+            &routes[1]["GatewayId"],
+            &routes[1]["State"]
+        ),
+        (
+            &Value::from("local"),
+            &Value::from(igw.as_str()),
+            &Value::from("active")
+        ),
+        "{t}"
+    );
+    assert!(reach(), "through the local route");
+    ok(
+        &url,
+        &[
+            "detach-internet-gateway",
+            "--internet-gateway-id",
+            &igw,
+            "--vpc-id",
+            &vpc,
+        ],
+    );
+    let t = ok(&url, &["describe-route-tables", "--route-table-ids", &rtb]);
+    assert_eq!(
+        t["RouteTables"][0]["Routes"][1]["State"], "blackhole",
+        "{t}"
+    );
+    let e = aws(&url, &["delete-route-table", "--route-table-id", &rtb]).unwrap_err();
+    assert!(e.contains("(DependencyViolation)"), "{e}");
+
+    // Tags on a template's resource, kept by the API.
+    ok(
+        &url,
+        &[
+            "create-tags",
+            "--resources",
+            &db_sg,
+            "--tags",
+            "Key=team,Value=data",
+        ],
+    );
+    let tags = ok(
+        &url,
+        &[
+            "describe-tags",
+            "--filters",
+            &format!("Name=resource-id,Values={db_sg}"),
+        ],
+    );
+    assert_eq!(tags["Tags"][0]["Key"], "team", "{tags}");
+    // The API's stack is not CloudFormation's to show or change.
+    let out = Command::new(pyenv().join("bin/aws"))
+        .args([
+            "--endpoint-url",
+            &url,
+            "--output",
+            "json",
+            "cloudformation",
+            "describe-stacks",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let stacks: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let names: Vec<&str> = stacks["Stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["StackName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [d.name.as_str()]);
+}
+
+/// moto's own EC2 tests (its source distribution's `tests/test_ec2/`, at
+/// the version `cargo xtask provision` installs) in server mode against
+/// the agent's endpoint: `TEST_SERVER_MODE_ENDPOINT` is the deployment's
+/// API, and moto's `POST /moto-api/reset` between tests removes the EC2
+/// API's resources. Each file's pass rate (passed / (passed + failed);
+/// moto skips by itself the tests that read its backend, which server
+/// mode cannot) is printed and must stay at or above its floor. Where
+/// moto and AWS disagree this project follows AWS (docs/ec2.md).
+const MOTO_FLOORS: &[(&str, f64)] = &[
+    ("test_vpcs.py", 0.22),
+    ("test_subnets.py", 0.31),
+    ("test_security_groups.py", 0.61),
+    ("test_network_acls.py", 0.64),
+    ("test_route_tables.py", 0.41),
+];
+
+/// `N failed, M passed, K skipped` of pytest's last line.
+fn pytest_counts(out: &str) -> (u32, u32, u32) {
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| l.contains(" in ") && (l.contains("passed") || l.contains("failed")))
+        .unwrap_or_default();
+    let count = |what: &str| -> u32 {
+        last.split(',')
+            .filter_map(|part| {
+                let mut w = part
+                    .split_whitespace()
+                    .filter(|w| !w.chars().all(|c| c == '='));
+                let n: u32 = w.next()?.parse().ok()?;
+                (w.next()? == what).then_some(n)
+            })
+            .sum()
+    };
+    (
+        count("passed"),
+        count("failed") + count("error") + count("errors"),
+        count("skipped"),
+    )
+}
+
+#[test]
+fn moto_conformance() {
+    let moto = pyenv()
+        .parent()
+        .unwrap()
+        .join("moto")
+        .read_dir()
+        .ok()
+        .and_then(|mut d| {
+            d.find_map(|e| {
+                let p = e.ok()?.path();
+                p.join("tests/test_ec2").exists().then_some(p)
+            })
+        })
+        .expect("moto's tests: `cargo xtask provision` unpacks moto's sdist into target/moto");
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up("moto", fixture!("ec2/empty.yaml"), &args);
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let mut report = vec![];
+    for (file, floor) in MOTO_FLOORS {
+        let out = Command::new(pyenv_python())
+            .args([
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--color=no",
+                "-rf",
+            ])
+            .arg(format!("tests/test_ec2/{file}"))
+            .current_dir(&moto)
+            .env("TEST_SERVER_MODE", "true")
+            .env("TEST_SERVER_MODE_ENDPOINT", &url)
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let all = text(&out);
+        let (passed, failed, skipped) = pytest_counts(&all);
+        assert!(passed + failed > 0, "{file}: no test ran:\n{all}");
+        let rate = f64::from(passed) / f64::from(passed + failed);
+        eprintln!(
+            "moto {file}: {passed} passed, {failed} failed, {skipped} skipped: {:.0}%",
+            rate * 100.0
+        );
+        report.push((file, rate, *floor, all));
+    }
+    for (file, rate, floor, all) in &report {
+        assert!(
+            rate >= floor,
+            "moto {file}: pass rate {:.1}% below its floor {:.1}%:\n{}",
+            rate * 100.0,
+            floor * 100.0,
+            all.lines()
+                .filter(|l| l.starts_with("FAILED"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[test]
+fn pytest_summaries_are_read() {
+    assert_eq!(
+        pytest_counts("x\n==== 46 failed, 13 passed, 2 skipped in 73.59s (0:01:13) ===="),
+        (13, 46, 2)
+    );
+    assert_eq!(pytest_counts("5 passed in 1.0s"), (5, 0, 0));
+    assert_eq!(
+        pytest_counts("1 failed, 2 passed, 1 error in 3s"),
+        (2, 2, 0)
+    );
+}
+
+/// A NAT gateway and its Elastic IP made by the API (boto3,
+/// tests/fixtures/ec2_nat.py) take a function in a private subnet to the
+/// internet's host, which sees the Elastic IP; the route deleted (AWS
+/// CLI), the function no longer gets there.
+#[test]
+fn a_nat_gateway_of_the_api_takes_a_private_function_to_the_internet() {
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up("ec2nat", fixture!("ec2/internet.yaml"), &args);
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
+    let out = Command::new(pyenv_python())
+        .arg(fixture_path("ec2_nat.py"))
+        .args([&url, &vpc])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ec2_nat.py: {}", text(&out));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(connects(&d, "invoke", "natfn", "203.0.113.10", 443, 5));
+    let peer = server
+        .finish(30)
+        .expect("the internet host got the connection");
+    assert_eq!(
+        peer.ip().to_string(),
+        s(&made["public_ip"]),
+        "the Elastic IP"
+    );
+    ok(
+        &url,
+        &[
+            "delete-route",
+            "--route-table-id",
+            &s(&made["private_route_table"]),
+            "--destination-cidr-block",
+            "0.0.0.0/0",
+        ],
+    );
+    assert!(!connects(&d, "invoke", "natfn", "203.0.113.10", 443, 1));
+}
