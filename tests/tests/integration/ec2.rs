@@ -604,3 +604,73 @@ fn a_nat_gateway_of_the_api_takes_a_private_function_to_the_internet() {
     );
     assert!(!connects(&d, "invoke", "natfn", "203.0.113.10", 443, 1));
 }
+
+/// The Lambda ENI finder's queries (by Lambda's description, its requester
+/// id, the interface type) find each function's Hyperplane ENIs as EC2
+/// shows them, the same set `vpc eni list` shows; EC2 refuses to delete one
+/// in use, and names an unknown one.
+#[test]
+fn the_lambda_eni_finder_finds_each_functions_enis() {
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up("ec2eni", "default", &args);
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let mut want: Vec<String> = d.eni_list().iter().map(|e| s(&e["id"])).collect();
+    want.sort();
+    assert!(!want.is_empty());
+    let found = |filters: &[&str]| -> Vec<Value> {
+        let mut a = vec!["describe-network-interfaces", "--filters"];
+        a.extend_from_slice(filters);
+        ok(&url, &a)["NetworkInterfaces"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let by_finder = found(&[
+        "Name=description,Values=AWS Lambda VPC ENI*",
+        "Name=requester-id,Values=*:awslambda_*",
+    ]);
+    let mut ids: Vec<String> = by_finder
+        .iter()
+        .map(|e| s(&e["NetworkInterfaceId"]))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, want);
+    for e in &by_finder {
+        assert_eq!(e["InterfaceType"], "lambda", "{e}");
+        assert_eq!(e["RequesterManaged"], true, "{e}");
+        assert_eq!(e["Status"], "in-use", "{e}");
+        assert_eq!(e["Description"], "AWS Lambda VPC ENI-orders", "{e}");
+        assert!(s(&e["SubnetId"]).starts_with("subnet-"), "{e}");
+        assert!(s(&e["Groups"][0]["GroupId"]).starts_with("sg-"), "{e}");
+        assert_eq!(e["Attachment"]["InstanceOwnerId"], "amazon-aws", "{e}");
+    }
+    assert_eq!(
+        found(&["Name=interface-type,Values=lambda"]).len(),
+        want.len()
+    );
+    assert!(found(&["Name=status,Values=available"]).is_empty());
+    let e = aws(
+        &url,
+        &[
+            "delete-network-interface",
+            "--network-interface-id",
+            &want[0],
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("(InvalidParameterValue)") && e.contains("is currently in use"),
+        "{e}"
+    );
+    let e = aws(
+        &url,
+        &[
+            "describe-network-interfaces",
+            "--network-interface-ids",
+            "eni-00000000000000000",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("InvalidNetworkInterfaceID.NotFound"), "{e}");
+}

@@ -29,6 +29,7 @@ mod gateways;
 pub mod ids;
 mod nat_gateways;
 mod network_acls;
+mod network_interfaces;
 mod route_tables;
 mod security_group_rules;
 mod security_groups;
@@ -351,6 +352,8 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "AssociateRouteTable" => route_tables::associate(ctx, p),
         "DisassociateRouteTable" => route_tables::disassociate(ctx, p),
         "ReplaceRouteTableAssociation" => route_tables::replace_association(ctx, p),
+        "DescribeNetworkInterfaces" => network_interfaces::describe(ctx, p),
+        "DeleteNetworkInterface" => network_interfaces::delete(ctx, p),
         "DescribeInternetGateways" => gateways::describe(ctx, p),
         "CreateInternetGateway" => gateways::create(ctx, p),
         "DeleteInternetGateway" => gateways::delete(ctx, p),
