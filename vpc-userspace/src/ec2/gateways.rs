@@ -233,21 +233,17 @@ pub fn create_egress_only(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 
 pub fn delete_egress_only(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let id = p.required("EgressOnlyInternetGatewayId")?.to_string();
-    super::stack::change(ctx, |t, v| {
-        let l = v
-            .logical(&id)
-            .filter(|l| v.model.egress_only_internet_gateway(l).is_some())
-            .ok_or_else(|| {
-                Ec2Error::new(
-                    "InvalidGatewayID.NotFound",
-                    format!("The eigw ID '{id}' does not exist"),
-                )
-            })?
-            .to_string();
-        v.owned(&l, &id)?;
-        t.remove(&l);
-        Ok(())
-    })?;
+    super::stack::delete(
+        ctx,
+        &id,
+        |v, l| v.model.egress_only_internet_gateway(l).is_some(),
+        || {
+            Ec2Error::new(
+                "InvalidGatewayID.NotFound",
+                format!("The eigw ID '{id}' does not exist"),
+            )
+        },
+    )?;
     let mut x = xml();
     x.flag("returnCode", true);
     Ok(x.0)

@@ -226,21 +226,17 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 
 pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let id = p.required("NatGatewayId")?.to_string();
-    super::stack::change(ctx, |t, v| {
-        let l = v
-            .logical(&id)
-            .filter(|l| v.model.nat_gateway(l).is_some())
-            .ok_or_else(|| {
-                Ec2Error::new(
-                    "NatGatewayNotFound",
-                    format!("The Nat Gateway {id} was not found"),
-                )
-            })?
-            .to_string();
-        v.owned(&l, &id)?;
-        t.remove(&l);
-        Ok(())
-    })?;
+    super::stack::delete(
+        ctx,
+        &id,
+        |v, l| v.model.nat_gateway(l).is_some(),
+        || {
+            Ec2Error::new(
+                "NatGatewayNotFound",
+                format!("The Nat Gateway {id} was not found"),
+            )
+        },
+    )?;
     let mut x = xml();
     x.leaf("natGatewayId", &id);
     Ok(x.0)

@@ -188,6 +188,27 @@ pub fn tags_value(tags: &[(String, String)]) -> Value {
     )
 }
 
+/// Removes the API's resource `id`, a resource of the kind `is_kind`
+/// tells (`not_found` when it is none), refused as `View::owned` refuses a
+/// template's: the delete operations without checks of their own.
+pub fn delete(
+    ctx: &Ctx,
+    id: &str,
+    is_kind: impl Fn(&View, &str) -> bool,
+    not_found: impl Fn() -> Ec2Error,
+) -> Ec2Result<()> {
+    change(ctx, |t, v| {
+        let l = v
+            .logical(id)
+            .filter(|l| is_kind(v, l))
+            .ok_or_else(not_found)?
+            .to_string();
+        v.owned(&l, id)?;
+        t.remove(&l);
+        Ok(())
+    })
+}
+
 /// Runs `f` on the API's template and applies the result with every stack
 /// of the deployment, under the lock of stack operations; `f`'s answer
 /// when the whole applied. An error of `f` or of the build changes
