@@ -252,6 +252,89 @@ fn an_aws_iam_url_refuses_unsigned_requests_and_serves_signed_ones() {
     );
 }
 
+/// `Cors` as Lambda applies it: a preflight to a URL with `Cors` is
+/// answered from the configuration alone (the function does not run),
+/// an allowed origin's request gets the configured headers beside the
+/// function's, another origin's none; UpdateFunctionUrlConfig changes it
+/// for the next request; a URL without `Cors` hands `OPTIONS` to its
+/// function like any other request.
+#[test]
+fn a_urls_cors_answers_preflights_and_marks_allowed_origins() {
+    let d = Deployment::up("furlcors", TEMPLATE, FAST);
+    let echo = format!("http://{}/", url_host(&d, "echo"));
+    let preflight = |url: &str, origin: &str, method: &str| {
+        answered(
+            &d,
+            "Client",
+            &[
+                "-X",
+                "OPTIONS",
+                "-H",
+                &format!("Origin: {origin}"),
+                "-H",
+                &format!("Access-Control-Request-Method: {method}"),
+                url,
+            ],
+        )
+    };
+    // EchoUrl: AllowOrigins ["*"], AllowMethods [GET, POST].
+    let r = preflight(&echo, "https://app.example", "POST");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("access-control-allow-origin"), ["*"]);
+    assert_eq!(r.header("access-control-allow-methods"), ["GET,POST"]);
+    assert!(r.header("x-echo").is_empty() && r.body.is_empty());
+    let r = preflight(&echo, "https://app.example", "DELETE");
+    assert_eq!(r.status, 200);
+    assert!(r.header("access-control-allow-origin").is_empty());
+    assert_eq!(starts(&d, "echo"), 0, "Lambda answered the preflights");
+    let r = answered(&d, "Client", &["-H", "Origin: https://app.example", &echo]);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("x-echo"), ["yes"]);
+    assert_eq!(r.header("access-control-allow-origin"), ["*"]);
+    assert_eq!(starts(&d, "echo"), 1);
+    // One origin, with credentials, through the API.
+    let cors = serde_json::json!({"Cors": {
+        "AllowOrigins": ["https://app.example"], "AllowMethods": ["GET"],
+        "AllowHeaders": ["x-custom"], "ExposeHeaders": ["x-echo"],
+        "MaxAge": 300, "AllowCredentials": true}});
+    vpc::api::call(
+        &d.name,
+        "PUT",
+        "/2021-10-31/functions/echo/url",
+        cors.to_string().as_bytes(),
+    )
+    .unwrap()
+    .ok()
+    .unwrap();
+    let r = preflight(&echo, "https://app.example", "GET");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        ["https://app.example"]
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), ["true"]);
+    assert_eq!(r.header("access-control-allow-headers"), ["x-custom"]);
+    assert_eq!(r.header("access-control-max-age"), ["300"]);
+    assert_eq!(r.header("vary"), ["Origin"]);
+    let r = answered(&d, "Client", &["-H", "Origin: https://app.example", &echo]);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        ["https://app.example"]
+    );
+    assert_eq!(r.header("access-control-expose-headers"), ["x-echo"]);
+    let r = answered(
+        &d,
+        "Client",
+        &["-H", "Origin: https://other.example", &echo],
+    );
+    assert_eq!(r.status, 201, "served: CORS is the browser's check");
+    assert!(r.header("access-control-allow-origin").is_empty());
+    // BrokenUrl has no Cors: the preflight is the function's (it raises).
+    let broken = format!("http://{}/", url_host(&d, "broken"));
+    let r = preflight(&broken, "https://app.example", "GET");
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(starts(&d, "broken"), 1, "the function ran");
+}
+
 /// AWS: "Function URLs do not support PrivateLink". From a private subnet
 /// with no route out, the VPC resolver answers Lambda's regional name with
 /// the interface endpoint's address (its private DNS, as before) and the

@@ -28,6 +28,7 @@ use tower::ServiceExt as _;
 
 use super::{
     api::{self, Lambda},
+    function_url_cors::Cors,
     lifecycle::ApiError,
     operations::Op,
 };
@@ -107,6 +108,7 @@ struct Target {
     account: String,
     region: String,
     url_id: String,
+    cors: Option<Cors>,
 }
 
 /// One request to a function URL.
@@ -152,6 +154,7 @@ async fn invoke_url(State(l): State<Lambda>, req: Request) -> Response {
                 account: f.account.clone().unwrap_or_else(|| m.account.clone()),
                 region: m.region.clone(),
                 url_id: u.url_id.clone(),
+                cors: u.cors.as_ref().map(Cors::of),
             }))
         })
         .await;
@@ -163,6 +166,17 @@ async fn invoke_url(State(l): State<Lambda>, req: Request) -> Response {
     };
     let query = parts.uri.query().unwrap_or("");
     let caller = Caller::of(&parts.headers, query);
+    // A preflight is Lambda's to answer when the URL has `Cors`, before
+    // any signature is asked for (browsers never sign one).
+    if let Some(c) = target
+        .cors
+        .as_ref()
+        .filter(|_| Cors::is_preflight(parts.method.as_str(), &parts.headers))
+    {
+        let mut resp = Response::new(Body::empty());
+        append(&mut resp, c.preflight(&parts.headers));
+        return resp;
+    }
     if target.auth_type == AuthType::AwsIam && !signed(&parts.headers, query, &caller) {
         return message(403, "Forbidden");
     }
@@ -196,6 +210,18 @@ async fn invoke_url(State(l): State<Lambda>, req: Request) -> Response {
     };
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    append(&mut resp, headers);
+    if let Some(c) = &target.cors {
+        append(&mut resp, c.actual(&parts.headers));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp.into_response()
+}
+
+/// Appends headers given as text (those that are not valid HTTP dropped).
+fn append(resp: &mut Response, headers: Vec<(String, String)>) {
     for (k, v) in headers {
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),
@@ -204,10 +230,6 @@ async fn invoke_url(State(l): State<Lambda>, req: Request) -> Response {
             resp.headers_mut().append(k, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
-    }
-    resp.into_response()
 }
 
 /// Invoke's path: the loop's claim (the lifecycle's checks, where to run),

@@ -13,6 +13,7 @@ pub mod code;
 pub mod eni_scaling;
 pub mod function_url;
 pub mod function_url_config;
+pub mod function_url_cors;
 pub mod lifecycle;
 pub mod logs;
 pub mod operations;

@@ -66,8 +66,8 @@ pub struct FunctionUrl {
     #[serde(default)]
     pub qualifier: Option<String>,
     pub auth_type: AuthType,
-    /// `Cors` as given (checked for its shape; kept and answered, not
-    /// applied to the URL's responses here).
+    /// `Cors` as given (checked for its shape; applied to the URL's
+    /// answers by `lambda::function_url_cors`).
     #[serde(default)]
     pub cors: Option<Value>,
     /// 32 lower-case letters and digits, derived from the account, the
