@@ -10,7 +10,7 @@
 //! GetRolePolicy, DeleteRolePolicy, AttachRolePolicy, DetachRolePolicy,
 //! ListAttachedRolePolicies. Policies: CreatePolicy, GetPolicy,
 //! DeletePolicy. Users: CreateUser, GetUser, ListUsers, DeleteUser, CreateAccessKey,
-//! DeleteAccessKey, PutUserPolicy, AttachUserPolicy. Groups: CreateGroup,
+//! DeleteAccessKey, UpdateAccessKey, ListAccessKeys, PutUserPolicy, AttachUserPolicy. Groups: CreateGroup,
 //! AddUserToGroup, PutGroupPolicy, AttachGroupPolicy.
 //!
 //! What the API creates is the deployment's ([`Store`] in the desired
@@ -329,7 +329,45 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
                 return Err(unmodifiable("access key", id, l));
             }
             m.iam.access_keys.retain(|k| k.id != id);
+            // Requests signed with it are refused from now on, not taken
+            // for the root's (`iam::lambda::check`).
+            m.iam.deleted_access_keys.push(id.to_string());
             Ok(String::new())
+        }),
+        "UpdateAccessKey" => edit(name, |m, iam| {
+            let id = p.required("AccessKeyId")?;
+            let status = p.required("Status")?;
+            if status != "Active" && status != "Inactive" {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{status}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
+                )));
+            }
+            let k = iam
+                .access_keys
+                .iter()
+                .find(|k| k.id == id && p.get("UserName").is_none_or(|u| u == k.user))
+                .ok_or_else(|| no_such(format!("The Access Key with id {id} cannot be found.")))?;
+            if let Some(l) = &k.stack {
+                return Err(unmodifiable("access key", id, l));
+            }
+            if let Some(k) = m.iam.access_keys.iter_mut().find(|k| k.id == id) {
+                k.status = status.to_string();
+            }
+            Ok(String::new())
+        }),
+        "ListAccessKeys" => read(name, |iam, _| {
+            let n = p.name("UserName", 64)?;
+            user(iam, n)?;
+            let keys: Vec<_> = iam.access_keys.iter().filter(|k| k.user == n).collect();
+            let mut x = Xml::default();
+            x.members("AccessKeyMetadata", &keys, |x, k| {
+                x.leaf("UserName", &k.user)
+                    .leaf("AccessKeyId", &k.id)
+                    .leaf("Status", &k.status)
+                    .time("CreateDate", k.created_ms);
+            })
+            .leaf("IsTruncated", "false");
+            Ok(x.0)
         }),
         "CreateGroup" => edit(name, |m, iam| {
             let n = p.name("GroupName", 128)?;

@@ -116,14 +116,32 @@ pub fn vpc_condition_keys(vc: Option<&FunctionVpc>) -> Context {
     c
 }
 
-/// Why a caller may not do `action`, in AWS's words.
+/// Why a caller may not do `action`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denied(pub String);
+pub enum Denied {
+    /// The caller's identity policies refuse it (403
+    /// `AccessDeniedException`), in AWS's words.
+    Policy(String),
+    /// The request was signed with an access key that was deleted or is
+    /// `Inactive` (403 `UnrecognizedClientException`).
+    InvalidKey,
+}
+
+impl Denied {
+    /// AWS's message.
+    pub fn message(&self) -> String {
+        match self {
+            Denied::Policy(m) => m.clone(),
+            Denied::InvalidKey => "The security token included in the request is invalid.".into(),
+        }
+    }
+}
 
 /// May the caller whose request was signed with `access_key` do `action`
 /// (`lambda:CreateFunction`, `lambda:UpdateFunctionConfiguration`) on
 /// function `function_arn` with the VPC settings `vc`? A key the
-/// deployment does not know is the account's root: allowed.
+/// deployment never knew is the account's root: allowed; one deleted
+/// through the IAM API, or `Inactive`, is refused.
 pub fn authorize(
     m: &Model,
     access_key: Option<&str>,
@@ -152,6 +170,15 @@ fn check(
     context: Context,
 ) -> Result<(), Denied> {
     let iam = Iam::of(m);
+    if let Some(k) = access_key {
+        let inactive = iam
+            .access_keys
+            .iter()
+            .any(|x| x.id == k && x.status != "Active");
+        if inactive || iam.deleted_access_keys.iter().any(|x| x == k) {
+            return Err(Denied::InvalidKey);
+        }
+    }
     let Some(user) = access_key.and_then(|k| iam.user_of_key(k)) else {
         return Ok(());
     };
@@ -167,7 +194,7 @@ fn check(
             format!("because no identity-based policy allows the {action} action")
         }
     };
-    Err(Denied(format!(
+    Err(Denied::Policy(format!(
         "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
         user.arn
     )))
@@ -309,13 +336,13 @@ mod tests {
         };
         assert!(a(Some("AKIAEXAMPLE"), Some(&vc("Vpc", &["A"]))).is_ok());
         assert_eq!(
-            a(Some("AKIAEXAMPLE"), Some(&vc("Vpc", &["A", "C"]))).unwrap_err().0,
+            a(Some("AKIAEXAMPLE"), Some(&vc("Vpc", &["A", "C"]))).unwrap_err().message(),
             format!("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: lambda:CreateFunction on resource: {f} because no identity-based policy allows the lambda:CreateFunction action")
         );
         // No VpcConfig: the Null check refuses what ForAllValues alone would allow.
         assert!(a(Some("AKIAEXAMPLE"), None).is_err());
         assert_eq!(
-            a(Some("AKIAEXAMPLE"), Some(&vc("Other", &["A"]))).unwrap_err().0,
+            a(Some("AKIAEXAMPLE"), Some(&vc("Other", &["A"]))).unwrap_err().message(),
             format!("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: lambda:CreateFunction on resource: {f} with an explicit deny in an identity-based policy")
         );
         // Unknown keys are the root.
@@ -324,7 +351,7 @@ mod tests {
         // Passing a role needs iam:PassRole, which this user lacks.
         let role = "arn:aws:iam::123456789012:role/r";
         assert_eq!(
-            authorize_pass_role(&m, Some("AKIAEXAMPLE"), role).unwrap_err().0,
+            authorize_pass_role(&m, Some("AKIAEXAMPLE"), role).unwrap_err().message(),
             format!("User: arn:aws:iam::123456789012:user/dev is not authorized to perform: iam:PassRole on resource: {role} because no identity-based policy allows the iam:PassRole action")
         );
         m.iam.users[0].inline.insert(
@@ -333,5 +360,14 @@ mod tests {
         );
         assert!(authorize_pass_role(&m, Some("AKIAEXAMPLE"), role).is_ok());
         assert!(authorize_pass_role(&m, Some("AKIDUNKNOWN"), role).is_ok());
+        // An inactive key, and a deleted one, are refused, not the root's.
+        m.iam.access_keys[0].status = "Inactive".into();
+        let ok = Some(vc("Vpc", &["A"]));
+        let a = |m: &Model, key| authorize(m, Some(key), "lambda:CreateFunction", f, ok.as_ref());
+        assert_eq!(a(&m, "AKIAEXAMPLE"), Err(Denied::InvalidKey));
+        m.iam.access_keys.clear();
+        assert!(a(&m, "AKIAEXAMPLE").is_ok(), "unknown: the root");
+        m.iam.deleted_access_keys.push("AKIAEXAMPLE".into());
+        assert_eq!(a(&m, "AKIAEXAMPLE"), Err(Denied::InvalidKey));
     }
 }

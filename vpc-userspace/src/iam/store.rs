@@ -105,6 +105,11 @@ pub struct Store {
     pub policies: Vec<ManagedPolicy>,
     #[serde(default)]
     pub access_keys: Vec<AccessKey>,
+    /// Access key ids deleted through the IAM API: a request signed with
+    /// one is refused (`UnrecognizedClientException`), as at AWS, rather
+    /// than taken for an unknown key's (the root's).
+    #[serde(default)]
+    pub deleted_access_keys: Vec<String>,
 }
 
 /// The deployment's IAM: the templates' entities and the API's.
@@ -120,6 +125,7 @@ impl Store {
         iam.groups.extend(api.groups);
         iam.policies.extend(api.policies);
         iam.access_keys.extend(api.access_keys);
+        iam.deleted_access_keys.extend(api.deleted_access_keys);
         iam
     }
 

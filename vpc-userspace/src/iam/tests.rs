@@ -144,7 +144,8 @@ fn aws_deny_all_denies_a_template_user() {
     let e =
         super::lambda::authorize(&m, Some(&key), "lambda:CreateFunction", arn, None).unwrap_err();
     assert!(
-        e.0.ends_with("with an explicit deny in an identity-based policy"),
+        e.message()
+            .ends_with("with an explicit deny in an identity-based policy"),
         "{e:?}"
     );
 }

@@ -12,7 +12,11 @@ use crate::{
 };
 
 fn denied(e: checks::Denied) -> ApiError {
-    ApiError::new(403, "AccessDeniedException", e.0)
+    let code = match e {
+        checks::Denied::Policy(_) => "AccessDeniedException",
+        checks::Denied::InvalidKey => "UnrecognizedClientException",
+    };
+    ApiError::new(403, code, e.message())
 }
 
 /// A request's `Role`: `None` when it has none.
