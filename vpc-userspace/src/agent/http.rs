@@ -92,23 +92,28 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
     // the body unread, and a Unix socket closed with unread data resets
     // its peer, which may then lose the answer (seen under load).
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            return (
+    let caller = Caller::of(&parts.headers, parts.uri.query().unwrap_or(""));
+    let service = if parts.uri.path().starts_with("/moto-api/") {
+        "ec2".to_string()
+    } else {
+        service_of(&caller, &parts.headers, parts.uri.path())
+    };
+    let body = match read_body(body).await {
+        Some(b) => b,
+        None => {
+            let c = Call::of(&service, &parts, b"");
+            let message = format!(
+                "Request must be smaller than {BODY_LIMIT} bytes for the {} operation",
+                c.operation
+            );
+            return c.error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large or unreadable",
-            )
-                .into_response()
+                "RequestEntityTooLarge",
+                &message,
+            );
         }
     };
     let mut req = Request::from_parts(parts, axum::body::Body::from(body));
-    let caller = Caller::of(req.headers(), req.uri().query().unwrap_or(""));
-    let service = if req.uri().path().starts_with("/moto-api/") {
-        "ec2".to_string()
-    } else {
-        service_of(&caller, req.headers(), req.uri().path())
-    };
     tracing::debug!(
         method = %req.method(),
         uri = %req.uri(),
@@ -142,6 +147,32 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
         },
         _ => unserved(&service, req).await,
     }
+}
+
+/// How much of a body over [`BODY_LIMIT`] is still read (and dropped)
+/// before the 413 is sent.
+const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
+
+/// A request's body, read whole up to [`BODY_LIMIT`]; `None` past it or
+/// unreadable. Past the limit the rest is read and dropped (up to
+/// [`DRAIN_LIMIT`]) before the answer goes: a client still sending would
+/// otherwise meet a reset instead of the 413.
+async fn read_body(mut body: axum::body::Body) -> Option<axum::body::Bytes> {
+    use http_body_util::BodyExt as _;
+    let (mut buf, mut seen) = (Vec::new(), 0usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            return None;
+        }
+        if seen <= BODY_LIMIT {
+            buf.extend_from_slice(&data);
+        }
+    }
+    (seen <= BODY_LIMIT).then(|| buf.into())
 }
 
 /// One slash before the path and none after it.
@@ -240,85 +271,111 @@ pub async fn unserved(service: &str, req: Request) -> Response {
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
         .unwrap_or_default();
-    let query = parts.uri.query().unwrap_or("");
-    let target = header_str(&parts.headers, "x-amz-target");
-    let content_type = header_str(&parts.headers, "content-type").unwrap_or("");
-    let form = content_type.starts_with("application/x-www-form-urlencoded");
-    let json = target.is_some() || content_type.starts_with("application/x-amz-json");
-    let action = target
-        .and_then(|t| t.split_once('.'))
-        .map(|(_, op)| op.to_string())
-        .or_else(|| query_value(query, "Action"))
-        .or_else(|| {
-            form.then(|| query_value(&String::from_utf8_lossy(&body), "Action"))
-                .flatten()
-        });
-    let protocol = Protocol::of(service, json, form || action.is_some());
-    let operation = action
-        .clone()
-        .unwrap_or_else(|| format!("{} {}", parts.method, parts.uri.path()));
-    let message = format!("service {service} is not served by this endpoint yet ({operation})");
-    tracing::info!(service, operation, "not served");
-    let id = request_id();
-    let xml = |status: StatusCode, body: String| -> Response {
-        (
-            status,
-            [
-                (header::CONTENT_TYPE, "text/xml;charset=UTF-8"),
-                (
-                    header::HeaderName::from_static("x-amzn-requestid"),
-                    id.as_str(),
-                ),
-            ],
-            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}"),
-        )
-            .into_response()
+    let c = Call::of(service, &parts, &body);
+    let message = format!(
+        "service {service} is not served by this endpoint yet ({})",
+        c.operation
+    );
+    tracing::info!(service, operation = c.operation, "not served");
+    let (status, code) = match c.protocol {
+        Protocol::Ec2 | Protocol::Query => (StatusCode::BAD_REQUEST, "InvalidAction"),
+        Protocol::Json => (StatusCode::BAD_REQUEST, "UnknownOperationException"),
+        Protocol::RestXml | Protocol::RestJson => {
+            (StatusCode::NOT_FOUND, "UnknownOperationException")
+        }
     };
-    let m = xml_escape(&message);
-    match protocol {
-        Protocol::Ec2 => xml(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "<Response><Errors><Error><Code>InvalidAction</Code><Message>{m}</Message></Error></Errors><RequestID>{id}</RequestID></Response>"
-            ),
-        ),
-        Protocol::Query => xml(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>{m}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>"
-            ),
-        ),
-        Protocol::RestXml => xml(
-            StatusCode::NOT_FOUND,
-            format!(
-                "<Error><Code>UnknownOperationException</Code><Message>{m}</Message><RequestId>{id}</RequestId></Error>"
-            ),
-        ),
-        Protocol::Json | Protocol::RestJson => {
-            let (status, content_type) = if protocol == Protocol::Json {
-                (StatusCode::BAD_REQUEST, "application/x-amz-json-1.1")
-            } else {
-                (StatusCode::NOT_FOUND, "application/json")
-            };
-            let mut r = (
+    c.error(status, code, &message)
+}
+
+/// A request as far as answering it with an error goes: its protocol and
+/// the operation it names.
+struct Call {
+    protocol: Protocol,
+    /// The action (query protocols, `X-Amz-Target`), else `METHOD path`.
+    operation: String,
+}
+
+impl Call {
+    fn of(service: &str, parts: &axum::http::request::Parts, body: &[u8]) -> Call {
+        let query = parts.uri.query().unwrap_or("");
+        let target = header_str(&parts.headers, "x-amz-target");
+        let content_type = header_str(&parts.headers, "content-type").unwrap_or("");
+        let form = content_type.starts_with("application/x-www-form-urlencoded");
+        let json = target.is_some() || content_type.starts_with("application/x-amz-json");
+        let action = target
+            .and_then(|t| t.split_once('.'))
+            .map(|(_, op)| op.to_string())
+            .or_else(|| query_value(query, "Action"))
+            .or_else(|| {
+                form.then(|| query_value(&String::from_utf8_lossy(body), "Action"))
+                    .flatten()
+            });
+        Call {
+            protocol: Protocol::of(service, json, form || action.is_some()),
+            operation: action.unwrap_or_else(|| format!("{} {}", parts.method, parts.uri.path())),
+        }
+    }
+
+    /// Error `code` (JSON protocols: with the `Exception` suffix they use)
+    /// in the shape of the request's protocol, so an SDK raises its usual
+    /// client error.
+    fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+        let id = request_id();
+        let xml = |body: String| -> Response {
+            (
                 status,
-                [(header::CONTENT_TYPE, content_type)],
-                serde_json::to_vec(&serde_json::json!({
-                    "__type": "UnknownOperationException",
-                    "message": message,
-                }))
-                .expect("JSON"),
+                [
+                    (header::CONTENT_TYPE, "text/xml;charset=UTF-8"),
+                    (
+                        header::HeaderName::from_static("x-amzn-requestid"),
+                        id.as_str(),
+                    ),
+                ],
+                format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}"),
             )
-                .into_response();
-            let h = r.headers_mut();
-            h.insert(
-                "x-amzn-ErrorType",
-                HeaderValue::from_static("UnknownOperationException"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                h.insert("x-amzn-RequestId", v);
+                .into_response()
+        };
+        let m = xml_escape(message);
+        match self.protocol {
+            Protocol::Ec2 => xml(format!(
+                "<Response><Errors><Error><Code>{code}</Code><Message>{m}</Message></Error></Errors><RequestID>{id}</RequestID></Response>"
+            )),
+            Protocol::Query => xml(format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{m}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>"
+            )),
+            Protocol::RestXml => xml(format!(
+                "<Error><Code>{code}</Code><Message>{m}</Message><RequestId>{id}</RequestId></Error>"
+            )),
+            Protocol::Json | Protocol::RestJson => {
+                let code = if code.ends_with("Exception") {
+                    code.to_string()
+                } else {
+                    format!("{code}Exception")
+                };
+                let content_type = if self.protocol == Protocol::Json {
+                    "application/x-amz-json-1.1"
+                } else {
+                    "application/json"
+                };
+                let mut r = (
+                    status,
+                    [(header::CONTENT_TYPE, content_type)],
+                    serde_json::to_vec(&serde_json::json!({
+                        "__type": code,
+                        "message": message,
+                    }))
+                    .expect("JSON"),
+                )
+                    .into_response();
+                let h = r.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(&code) {
+                    h.insert("x-amzn-ErrorType", v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    h.insert("x-amzn-RequestId", v);
+                }
+                r
             }
-            r
         }
     }
 }
