@@ -27,10 +27,13 @@ use axum::{
 };
 
 use super::policy::{Kind, Policy};
-use super::store::{AccessKey, Group, Iam, ManagedPolicy, Role, User};
+use super::store::{AccessKey, Iam, ManagedPolicy, Role, User};
 use crate::cloudformation::xml::{self, Xml};
 use crate::model::Model;
 use crate::state::{transact, State as DeploymentState};
+
+mod identities;
+use identities::{holds_no_policies, not_found, principal, principal_mut, Entity};
 
 /// IAM's XML namespace.
 pub const NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
@@ -177,10 +180,14 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
 }
 
 fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
+    if let Some(answer) = identities::dispatch(name, action, p) {
+        return answer;
+    }
     match action {
         "CreateRole" => create_role(name, p),
         "GetRole" => read(name, |iam, _| {
-            let r = role(iam, p.name("RoleName", 64)?)?;
+            let n = Entity::Role.name(p)?;
+            let r = iam.role(n).ok_or_else(|| not_found(Entity::Role, n))?;
             Ok(wrap("Role", |x| role_xml(x, r)))
         }),
         "DeleteRole" => delete_role(name, p),
@@ -188,49 +195,6 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
             let mut x = Xml::default();
             x.members("Roles", &iam.roles, role_xml)
                 .leaf("IsTruncated", "false");
-            Ok(x.0)
-        }),
-        "PutRolePolicy" | "PutUserPolicy" | "PutGroupPolicy" => put_inline(name, action, p),
-        "GetRolePolicy" => read(name, |iam, _| {
-            let r = role(iam, p.name("RoleName", 64)?)?;
-            let pn = p.name("PolicyName", 128)?;
-            let d = r.inline.get(pn).ok_or_else(|| {
-                no_such(format!("The role policy with name {pn} cannot be found."))
-            })?;
-            let mut x = Xml::default();
-            x.leaf("RoleName", &r.name)
-                .leaf("PolicyName", pn)
-                .leaf("PolicyDocument", &url_encode(d));
-            Ok(x.0)
-        }),
-        "DeleteRolePolicy" => edit(name, |m, _| {
-            let r = role_mut(m, p.name("RoleName", 64)?)?;
-            let pn = p.name("PolicyName", 128)?;
-            r.inline.remove(pn).ok_or_else(|| {
-                no_such(format!("The role policy with name {pn} cannot be found."))
-            })?;
-            Ok(String::new())
-        }),
-        "AttachRolePolicy" | "AttachUserPolicy" | "AttachGroupPolicy" => attach(name, action, p),
-        "DetachRolePolicy" => edit(name, |m, _| {
-            let arn = p.required("PolicyArn")?;
-            let r = role_mut(m, p.name("RoleName", 64)?)?;
-            let before = r.attached.len();
-            r.attached.retain(|a| a != arn);
-            if r.attached.len() == before {
-                return Err(no_such(format!("Policy {arn} was not found.")));
-            }
-            Ok(String::new())
-        }),
-        "ListAttachedRolePolicies" => read(name, |iam, _| {
-            let r = role(iam, p.name("RoleName", 64)?)?;
-            let attached: Vec<ManagedPolicy> =
-                r.attached.iter().filter_map(|a| iam.policy(a)).collect();
-            let mut x = Xml::default();
-            x.members("AttachedPolicies", &attached, |x, a| {
-                x.leaf("PolicyName", &a.name).leaf("PolicyArn", &a.arn);
-            })
-            .leaf("IsTruncated", "false");
             Ok(x.0)
         }),
         "CreatePolicy" => create_policy(name, p),
@@ -264,17 +228,12 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
             Ok(String::new())
         }),
         "CreateUser" => edit(name, |m, iam| {
-            let n = p.name("UserName", 64)?;
+            let n = Entity::User.name(p)?;
             if iam.user(n).is_some() {
                 return Err(exists(format!("User with name {n} already exists.")));
             }
-            let path = p.path()?;
             let u = User {
-                name: n.into(),
-                arn: format!("arn:aws:iam::{}:user{path}{n}", m.account),
-                id: unique_id("AIDA", n),
-                path,
-                created_ms: now(),
+                principal: Entity::User.create(m, n, p.path()?),
                 ..Default::default()
             };
             let out = wrap("User", |x| user_xml(x, &u));
@@ -282,7 +241,8 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
             Ok(out)
         }),
         "GetUser" => read(name, |iam, _| {
-            let u = user(iam, p.name("UserName", 64)?)?;
+            let n = Entity::User.name(p)?;
+            let u = iam.user(n).ok_or_else(|| not_found(Entity::User, n))?;
             Ok(wrap("User", |x| user_xml(x, u)))
         }),
         "ListUsers" => read(name, |iam, _| {
@@ -294,7 +254,7 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
         "DeleteUser" => delete_user(name, p),
         "CreateAccessKey" => edit(name, |m, iam| {
             let n = p.name("UserName", 64)?;
-            let u = user(iam, n)?;
+            let u = principal(iam, Entity::User, n)?;
             if let Some(id) = &u.stack {
                 return Err(unmodifiable("user", n, id));
             }
@@ -357,7 +317,7 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
         }),
         "ListAccessKeys" => read(name, |iam, _| {
             let n = p.name("UserName", 64)?;
-            user(iam, n)?;
+            principal(iam, Entity::User, n)?;
             let keys: Vec<_> = iam.access_keys.iter().filter(|k| k.user == n).collect();
             let mut x = Xml::default();
             x.members("AccessKeyMetadata", &keys, |x, k| {
@@ -368,39 +328,6 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
             })
             .leaf("IsTruncated", "false");
             Ok(x.0)
-        }),
-        "CreateGroup" => edit(name, |m, iam| {
-            let n = p.name("GroupName", 128)?;
-            if iam.group(n).is_some() {
-                return Err(exists(format!("Group with name {n} already exists.")));
-            }
-            let path = p.path()?;
-            let g = Group {
-                name: n.into(),
-                arn: format!("arn:aws:iam::{}:group{path}{n}", m.account),
-                id: unique_id("AGPA", n),
-                path,
-                created_ms: now(),
-                ..Default::default()
-            };
-            let mut x = Xml::default();
-            x.open("Group")
-                .leaf("Path", &g.path)
-                .leaf("GroupName", &g.name)
-                .leaf("GroupId", &g.id)
-                .leaf("Arn", &g.arn)
-                .time("CreateDate", g.created_ms)
-                .close("Group");
-            m.iam.groups.push(g);
-            Ok(x.0)
-        }),
-        "AddUserToGroup" => edit(name, |m, iam| {
-            let g = group(iam, p.name("GroupName", 128)?)?.name.clone();
-            let u = user_mut(m, p.name("UserName", 64)?)?;
-            if !u.groups.contains(&g) {
-                u.groups.push(g);
-            }
-            Ok(String::new())
         }),
         "" => Err(err(
             StatusCode::BAD_REQUEST,
@@ -538,67 +465,6 @@ impl std::fmt::Display for Rollback {
 
 impl std::error::Error for Rollback {}
 
-fn role<'a>(iam: &'a Iam, n: &str) -> Result<&'a Role, IamError> {
-    iam.role(n)
-        .ok_or_else(|| no_such(format!("The role with name {n} cannot be found.")))
-}
-
-fn user<'a>(iam: &'a Iam, n: &str) -> Result<&'a User, IamError> {
-    iam.user(n)
-        .ok_or_else(|| no_such(format!("The user with name {n} cannot be found.")))
-}
-
-fn group<'a>(iam: &'a Iam, n: &str) -> Result<&'a Group, IamError> {
-    iam.group(n)
-        .ok_or_else(|| no_such(format!("The group with name {n} cannot be found.")))
-}
-
-/// An API role to change (a template's is refused).
-fn role_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Role, IamError> {
-    if let Some(r) = super::store::from_template(&m.stack_resources).role(n) {
-        return Err(unmodifiable(
-            "role",
-            n,
-            r.stack.as_deref().unwrap_or_default(),
-        ));
-    }
-    m.iam
-        .roles
-        .iter_mut()
-        .find(|r| r.name == n)
-        .ok_or_else(|| no_such(format!("The role with name {n} cannot be found.")))
-}
-
-fn user_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut User, IamError> {
-    if let Some(u) = super::store::from_template(&m.stack_resources).user(n) {
-        return Err(unmodifiable(
-            "user",
-            n,
-            u.stack.as_deref().unwrap_or_default(),
-        ));
-    }
-    m.iam
-        .users
-        .iter_mut()
-        .find(|u| u.name == n)
-        .ok_or_else(|| no_such(format!("The user with name {n} cannot be found.")))
-}
-
-fn group_mut<'a>(m: &'a mut Model, n: &str) -> Result<&'a mut Group, IamError> {
-    if let Some(g) = super::store::from_template(&m.stack_resources).group(n) {
-        return Err(unmodifiable(
-            "group",
-            n,
-            g.stack.as_deref().unwrap_or_default(),
-        ));
-    }
-    m.iam
-        .groups
-        .iter_mut()
-        .find(|g| g.name == n)
-        .ok_or_else(|| no_such(format!("The group with name {n} cannot be found.")))
-}
-
 /// A policy document of a request, checked as IAM checks it.
 fn document(p: &Params, k: &str, kind: Kind) -> Result<String, IamError> {
     let d = p.required(k)?;
@@ -616,13 +482,8 @@ fn create_role(name: &str, p: &Params) -> Answer {
             return Err(exists(format!("Role with name {n} already exists.")));
         }
         let r = Role {
-            name: n.into(),
-            arn: format!("arn:aws:iam::{}:role{path}{n}", m.account),
-            id: unique_id("AROA", n),
-            path,
+            principal: Entity::Role.create(m, n, path),
             assume_role_policy: trust,
-            created_ms: now(),
-            ..Default::default()
         };
         let out = wrap("Role", |x| role_xml(x, &r));
         m.iam.roles.push(r);
@@ -635,17 +496,7 @@ fn create_role(name: &str, p: &Params) -> Answer {
 fn delete_role(name: &str, p: &Params) -> Answer {
     edit(name, |m, _| {
         let n = p.name("RoleName", 64)?;
-        let r = role_mut(m, n)?;
-        if !r.inline.is_empty() {
-            return Err(conflict(
-                "Cannot delete entity, must delete policies first.",
-            ));
-        }
-        if !r.attached.is_empty() {
-            return Err(conflict(
-                "Cannot delete entity, must detach all policies first.",
-            ));
-        }
+        holds_no_policies(principal_mut(m, Entity::Role, n)?)?;
         m.iam.roles.retain(|r| r.name != n);
         Ok(String::new())
     })
@@ -654,17 +505,8 @@ fn delete_role(name: &str, p: &Params) -> Answer {
 fn delete_user(name: &str, p: &Params) -> Answer {
     edit(name, |m, iam| {
         let n = p.name("UserName", 64)?;
-        let u = user_mut(m, n)?;
-        if !u.inline.is_empty() {
-            return Err(conflict(
-                "Cannot delete entity, must delete policies first.",
-            ));
-        }
-        if !u.attached.is_empty() {
-            return Err(conflict(
-                "Cannot delete entity, must detach all policies first.",
-            ));
-        }
+        holds_no_policies(principal_mut(m, Entity::User, n)?)?;
+        let u = iam.user(n).ok_or_else(|| not_found(Entity::User, n))?;
         if !u.groups.is_empty() {
             return Err(conflict(
                 "Cannot delete entity, must remove users from group first.",
@@ -676,43 +518,6 @@ fn delete_user(name: &str, p: &Params) -> Answer {
             ));
         }
         m.iam.users.retain(|u| u.name != n);
-        Ok(String::new())
-    })
-}
-
-/// PutRolePolicy, PutUserPolicy, PutGroupPolicy (a new document replaces
-/// one of the same name).
-fn put_inline(name: &str, action: &str, p: &Params) -> Answer {
-    edit(name, |m, _| {
-        let pn = p.name("PolicyName", 128)?.to_string();
-        let d = document(p, "PolicyDocument", Kind::Identity)?;
-        let inline = match action {
-            "PutRolePolicy" => &mut role_mut(m, p.name("RoleName", 64)?)?.inline,
-            "PutUserPolicy" => &mut user_mut(m, p.name("UserName", 64)?)?.inline,
-            _ => &mut group_mut(m, p.name("GroupName", 128)?)?.inline,
-        };
-        inline.insert(pn, d);
-        Ok(String::new())
-    })
-}
-
-/// AttachRolePolicy, AttachUserPolicy, AttachGroupPolicy.
-fn attach(name: &str, action: &str, p: &Params) -> Answer {
-    edit(name, |m, iam| {
-        let arn = p.required("PolicyArn")?.to_string();
-        if iam.policy(&arn).is_none() {
-            return Err(no_such(format!(
-                "Policy {arn} does not exist or is not attachable."
-            )));
-        }
-        let attached = match action {
-            "AttachRolePolicy" => &mut role_mut(m, p.name("RoleName", 64)?)?.attached,
-            "AttachUserPolicy" => &mut user_mut(m, p.name("UserName", 64)?)?.attached,
-            _ => &mut group_mut(m, p.name("GroupName", 128)?)?.attached,
-        };
-        if !attached.contains(&arn) {
-            attached.push(arn);
-        }
         Ok(String::new())
     })
 }

@@ -203,7 +203,7 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iam::store::{AccessKey, Role, User};
+    use crate::iam::store::{AccessKey, Principal, Role, User};
 
     const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     const ARN: &str = "arn:aws:iam::123456789012:role/r";
@@ -217,11 +217,13 @@ mod tests {
 
     fn role() -> Role {
         Role {
-            name: "r".into(),
-            path: "/".into(),
-            arn: ARN.into(),
+            principal: Principal {
+                name: "r".into(),
+                path: "/".into(),
+                arn: ARN.into(),
+                ..Default::default()
+            },
             assume_role_policy: TRUST.into(),
-            ..Default::default()
         }
     }
 
@@ -308,9 +310,12 @@ mod tests {
     fn the_callers_user_policies_decide_with_the_vpc_keys() {
         let mut m = crate::model::Model::default();
         let user = |policy: &str| User {
-            name: "dev".into(),
-            arn: "arn:aws:iam::123456789012:user/dev".into(),
-            inline: [("p".to_string(), policy.to_string())].into(),
+            principal: Principal {
+                name: "dev".into(),
+                arn: "arn:aws:iam::123456789012:user/dev".into(),
+                inline: [("p".to_string(), policy.to_string())].into(),
+                ..Default::default()
+            },
             ..Default::default()
         };
         m.iam.access_keys.push(AccessKey {

@@ -20,17 +20,19 @@ use super::managed;
 use super::policy::{Kind, Policy};
 use crate::model::{Model, StackResource};
 
-/// A role (`AssumeRolePolicyDocument` as JSON text).
+/// What roles, users and groups share: a name under a path, their ids,
+/// and the identity policies they hold (inline and attached).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Role {
+pub struct Principal {
     pub name: String,
     pub path: String,
     pub arn: String,
     pub id: String,
-    pub assume_role_policy: String,
     /// Inline policies: name -> document (JSON text).
+    #[serde(default)]
     pub inline: BTreeMap<String, String>,
     /// Managed policies attached, by ARN.
+    #[serde(default)]
     pub attached: Vec<String>,
     pub created_ms: u64,
     /// The template resource that declares it (`None`: the IAM API's).
@@ -38,33 +40,46 @@ pub struct Role {
     pub stack: Option<String>,
 }
 
+/// A role (`AssumeRolePolicyDocument` as JSON text).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    #[serde(flatten)]
+    pub principal: Principal,
+    pub assume_role_policy: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
-    pub name: String,
-    pub path: String,
-    pub arn: String,
-    pub id: String,
-    pub inline: BTreeMap<String, String>,
-    pub attached: Vec<String>,
+    #[serde(flatten)]
+    pub principal: Principal,
     /// Its groups, by name.
-    pub groups: Vec<String>,
-    pub created_ms: u64,
     #[serde(default)]
-    pub stack: Option<String>,
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Group {
-    pub name: String,
-    pub path: String,
-    pub arn: String,
-    pub id: String,
-    pub inline: BTreeMap<String, String>,
-    pub attached: Vec<String>,
-    pub created_ms: u64,
-    #[serde(default)]
-    pub stack: Option<String>,
+    #[serde(flatten)]
+    pub principal: Principal,
 }
+
+// A role, user or group reads as its principal (`r.name`, `u.inline`).
+macro_rules! principal_deref {
+    ($($t:ty),*) => {$(
+        impl std::ops::Deref for $t {
+            type Target = Principal;
+            fn deref(&self) -> &Principal {
+                &self.principal
+            }
+        }
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Principal {
+                &mut self.principal
+            }
+        }
+    )*};
+}
+principal_deref!(Role, User, Group);
 
 /// A customer managed policy (one version, `v1`), or an AWS managed one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -267,41 +282,30 @@ pub fn from_template(resources: &[StackResource]) -> Store {
     for r in resources {
         let p = &r.properties;
         let stack = Some(r.logical_id.clone());
+        let principal = |id: String| Principal {
+            name: r.physical_id.clone(),
+            path: path(p),
+            arn: attr(r, "Arn"),
+            id,
+            inline: inline_policies(p),
+            attached: strs(p.get("ManagedPolicyArns")),
+            created_ms: 0,
+            stack: stack.clone(),
+        };
         match r.resource_type.as_str() {
             "AWS::IAM::Role" => s.roles.push(Role {
-                name: r.physical_id.clone(),
-                path: path(p),
-                arn: attr(r, "Arn"),
-                id: attr(r, "RoleId"),
+                principal: principal(attr(r, "RoleId")),
                 assume_role_policy: p
                     .get("AssumeRolePolicyDocument")
                     .map(document_text)
                     .unwrap_or_default(),
-                inline: inline_policies(p),
-                attached: strs(p.get("ManagedPolicyArns")),
-                created_ms: 0,
-                stack,
             }),
             "AWS::IAM::User" => s.users.push(User {
-                name: r.physical_id.clone(),
-                path: path(p),
-                arn: attr(r, "Arn"),
-                id: format!("AIDA{}", &crate::model::fnv1a(&r.logical_id).to_string()),
-                inline: inline_policies(p),
-                attached: strs(p.get("ManagedPolicyArns")),
+                principal: principal(format!("AIDA{}", crate::model::fnv1a(&r.logical_id))),
                 groups: strs(p.get("Groups")),
-                created_ms: 0,
-                stack,
             }),
             "AWS::IAM::Group" => s.groups.push(Group {
-                name: r.physical_id.clone(),
-                path: path(p),
-                arn: attr(r, "Arn"),
-                id: format!("AGPA{}", &crate::model::fnv1a(&r.logical_id).to_string()),
-                inline: inline_policies(p),
-                attached: strs(p.get("ManagedPolicyArns")),
-                created_ms: 0,
-                stack,
+                principal: principal(format!("AGPA{}", crate::model::fnv1a(&r.logical_id))),
             }),
             "AWS::IAM::ManagedPolicy" => s.policies.push(ManagedPolicy {
                 name: r
