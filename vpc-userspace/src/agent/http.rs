@@ -61,6 +61,7 @@ pub struct Endpoint {
     lambda: Router,
     cloudformation: Router,
     iam: Router,
+    sts: Router,
     ec2: Router,
 }
 
@@ -69,13 +70,21 @@ pub struct Endpoint {
 /// concurrency are shared with the Lambda interface endpoints');
 /// `cloudformation`: the deployment's stacks
 /// ([`crate::cloudformation::api`]); `iam`: IAM's query API
-/// ([`crate::iam::api`]); `ec2`: EC2's VPC operations over the same stacks
+/// ([`crate::iam::api`]); `sts`: STS's GetCallerIdentity
+/// ([`crate::iam::sts`]); `ec2`: EC2's VPC operations over the same stacks
 /// ([`crate::ec2`]), and moto's `POST /moto-api/reset`.
-pub fn endpoint(lambda: Router, cloudformation: Router, iam: Router, ec2: Router) -> Router {
+pub fn endpoint(
+    lambda: Router,
+    cloudformation: Router,
+    iam: Router,
+    sts: Router,
+    ec2: Router,
+) -> Router {
     let services = Endpoint {
         lambda,
         cloudformation,
         iam,
+        sts,
         ec2,
     };
     Router::new()
@@ -140,8 +149,11 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             Ok(r) => r,
             Err(never) => match never {},
         },
-        // STS's GetCallerIdentity is answered beside EC2 (crate::ec2).
-        "ec2" | "sts" => match e.ec2.oneshot(req).await {
+        "sts" => match e.sts.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        "ec2" => match e.ec2.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         },

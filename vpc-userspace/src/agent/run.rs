@@ -224,6 +224,7 @@ async fn start(
         lambda.clone(),
         crate::cloudformation::api::router(name),
         crate::iam::api::router(name),
+        crate::iam::sts::router(name),
         crate::ec2::router(name),
     );
     // Lambda's public endpoint on the internet: the same endpoint (the API

@@ -19,7 +19,7 @@
 //! `AWS::IAM::AccessKey`, no CreateAccessKey) is the account's root, which
 //! identity policies do not restrict.
 use super::policy::{evaluate, Context, Decision, Kind, Policy, Request};
-use super::store::Iam;
+use super::store::{Iam, InvalidKey};
 use crate::model::{FunctionVpc, Model};
 
 /// The EC2 actions Lambda calls with the execution role for a VPC
@@ -132,7 +132,7 @@ impl Denied {
     pub fn message(&self) -> String {
         match self {
             Denied::Policy(m) => m.clone(),
-            Denied::InvalidKey => "The security token included in the request is invalid.".into(),
+            Denied::InvalidKey => InvalidKey::MESSAGE.into(),
         }
     }
 }
@@ -170,16 +170,12 @@ fn check(
     context: Context,
 ) -> Result<(), Denied> {
     let iam = Iam::of(m);
-    if let Some(k) = access_key {
-        let inactive = iam
-            .access_keys
-            .iter()
-            .any(|x| x.id == k && x.status != "Active");
-        if inactive || iam.deleted_access_keys.iter().any(|x| x == k) {
-            return Err(Denied::InvalidKey);
-        }
-    }
-    let Some(user) = access_key.and_then(|k| iam.user_of_key(k)) else {
+    let signer = match access_key.map(|k| iam.signer(k)) {
+        Some(Err(InvalidKey)) => return Err(Denied::InvalidKey),
+        Some(Ok(u)) => u,
+        None => None,
+    };
+    let Some(user) = signer else {
         return Ok(());
     };
     let req = Request {

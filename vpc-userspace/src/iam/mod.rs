@@ -2,14 +2,16 @@
 //! policy documents and AWS's evaluation logic ([`policy`], [`condition`]),
 //! the deployment's roles, users, groups, policies and access keys — the
 //! templates' and the IAM API's ([`store`]; AWS managed policies by ARN,
-//! [`managed`]), the IAM query API on the agent's endpoint ([`api`]), and
-//! what Lambda checks with them ([`lambda`]).
+//! [`managed`]), the IAM query API on the agent's endpoint ([`api`]), STS's
+//! GetCallerIdentity ([`sts`]), and what Lambda checks with them
+//! ([`lambda`]).
 pub mod api;
 pub mod condition;
 pub mod lambda;
 pub mod managed;
 pub mod policy;
 pub mod store;
+pub mod sts;
 
 pub use store::{Iam, Store};
 

@@ -106,6 +106,15 @@ pub struct AccessKey {
     pub stack: Option<String>,
 }
 
+/// A request signed with an access key that is `Inactive` or was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidKey;
+
+impl InvalidKey {
+    /// AWS's words.
+    pub const MESSAGE: &'static str = "The security token included in the request is invalid.";
+}
+
 /// What the IAM API created (in the desired model: `Model::iam`); with
 /// the templates' entities, the deployment's IAM ([`Iam::of`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -165,6 +174,21 @@ impl Store {
     pub fn user_of_key(&self, key: &str) -> Option<&User> {
         let k = self.access_keys.iter().find(|k| k.id == key)?;
         self.user(&k.user)
+    }
+
+    /// Who signs with access key `key`: its user; `Ok(None)` for a key
+    /// the deployment never knew (the account's root: any credentials do
+    /// here); `Err(InvalidKey)` for one that is `Inactive` or was deleted
+    /// through the IAM API, refused as AWS refuses it.
+    pub fn signer(&self, key: &str) -> Result<Option<&User>, InvalidKey> {
+        let inactive = self
+            .access_keys
+            .iter()
+            .any(|k| k.id == key && k.status != "Active");
+        if inactive || self.deleted_access_keys.iter().any(|k| k == key) {
+            return Err(InvalidKey);
+        }
+        Ok(self.user_of_key(key))
     }
 
     /// A managed policy by ARN: the account's, or AWS's.
