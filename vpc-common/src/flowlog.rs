@@ -46,10 +46,23 @@ pub struct FlowRejectKey {
     /// `DropReason`: says which side rejected it (sender's outbound rules
     /// or ACL, or the receiver's).
     pub reason: u8,
-    pub _pad: u16,
+    /// `FL_GW_*`: refused on the way to or through a gateway's interface.
+    pub gateway: u8,
+    pub _pad: u8,
     pub window: u32,
 }
 const _: () = assert!(core::mem::size_of::<FlowRejectKey>() == 76);
+
+/// `FlowRejectKey::gateway`: a host's or a function's own flow (the sender's
+/// or receiver's interface refused it, as `reason` says).
+pub const FL_GW_NONE: u8 = 0;
+/// A new flow into a NAT gateway, refused by the sender's outbound rules
+/// or ACL (the sender's interface logs it) or by the gateway subnet's
+/// inbound ACL (the gateway's interface logs it).
+pub const FL_GW_NAT_IN: u8 = 1;
+/// A new flow through a NAT gateway, refused leaving it toward the internet
+/// (its subnet's outbound ACL): REJECT on the gateway's interface.
+pub const FL_GW_NAT_OUT: u8 = 2;
 
 /// `FL_STATS` (per CPU) indexes.
 pub const FL_STAT_LOST: u32 = 0;

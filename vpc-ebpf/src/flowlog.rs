@@ -15,8 +15,8 @@
 //! runs beyond that one read.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_STAT_EVENTS,
-    FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
+    CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN,
+    FL_GW_NAT_OUT, FL_GW_NONE, FL_STAT_EVENTS, FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
 };
 
 use crate::{
@@ -135,6 +135,35 @@ pub fn reject_packet(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u
     reject(k, p, reason, w, now);
 }
 
+/// A new flow into NAT gateway refused by `r` (`nat_gateway::via`), as
+/// the VPC sees it: from `sender` (a host's own address, a function's
+/// ENI's) before the gateway's NAT. `out`: the gateway's own subnet refused
+/// it on the way to the internet. Only a group's or an ACL's refusal is a
+/// REJECT (AWS); the rest are drops counted as such.
+#[inline(always)]
+pub fn reject_nat_gateway(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    sender: &[u8; 16],
+    out: bool,
+    reason: DropReason,
+    now: u64,
+) {
+    if !matches!(
+        reason,
+        DropReason::SgEgressDenied | DropReason::NaclEgressDenied | DropReason::NaclIngressDenied
+    ) {
+        return;
+    }
+    let w = config::flow_log_window();
+    if w == 0 {
+        return;
+    }
+    key(k, sender, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+    k.gateway = if out { FL_GW_NAT_OUT } else { FL_GW_NAT_IN };
+    reject(k, p, reason, w, now);
+}
+
 #[inline(always)]
 fn bump_stat(idx: u32) {
     if let Some(c) = FL_STATS.get_ptr_mut(idx) {
@@ -143,7 +172,7 @@ fn bump_stat(idx: u32) {
 }
 
 /// Counts the rejected packet `p` under `k` (addresses and ports filled
-/// in by the caller) in window `w`. A BPF function of its own: the
+/// in by the caller, and `gateway`) in window `w`. A BPF function of its own: the
 /// verifier walks it once per call site, not inlined into every path.
 #[inline(never)]
 pub fn reject(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u32, now: u64) {
@@ -171,7 +200,8 @@ pub fn reject(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u32, now
     }
 }
 
-/// Fills a reject key's addresses and ports (ports in network order).
+/// Fills a reject key's addresses and ports (ports in network order); no
+/// gateway (`FL_GW_NONE`) unless the caller says so after.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn key(
@@ -189,6 +219,7 @@ pub fn key(
     copy_addr(&mut k.pkt_daddr, pkt_daddr);
     k.sport = sport;
     k.dport = dport;
+    k.gateway = FL_GW_NONE;
 }
 
 /// A new entry takes over the slots of the entry it replaces at the same

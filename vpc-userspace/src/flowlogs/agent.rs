@@ -14,11 +14,11 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use serde::{Deserialize, Serialize};
 use vpc_common::{
-    cfg, map_names, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT,
-    FL_STAT_EVENTS, FL_STAT_LOST,
+    cfg, map_names, route_kind, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT,
+    CT_F_SNAT, FL_GW_NAT_IN, FL_GW_NAT_OUT, FL_STAT_EVENTS, FL_STAT_LOST,
 };
 
-use super::{Aggregator, Observation, Record, Verdict, Window};
+use super::{Aggregator, NatGatewayHop, Observation, Record, Verdict, Window};
 use crate::{
     datapath::{mono_ns, Maps},
     model::flowlog::FlowLogDestination,
@@ -103,6 +103,14 @@ pub fn from_ct(
     if !(hyperplane && snat) {
         pkt_src = src;
     }
+    // A NAT gateway's connection: its port toward the internet is the
+    // original direction's rewrite, the reply's destination.
+    let nat_gateway = (e.route == route_kind::NAT_GATEWAY).then(|| NatGatewayHop {
+        pool: e.eni as u32,
+        port: u16::from_be(if snat { e.nat_port } else { k.dport }),
+        reply: !snat,
+        refused_leaving: false,
+    });
     Observation {
         src,
         sport: u16::from_be(sport),
@@ -117,6 +125,7 @@ pub fn from_ct(
         last: unix(slot.last_ns),
         tcp_flags: slot.tcp_flags,
         verdict: Verdict::Accepted,
+        nat_gateway,
     }
 }
 
@@ -134,6 +143,21 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
         }
         _ => Verdict::Unsolicited,
     };
+    // Refused on the way into a NAT gateway or leaving it: the gateway's
+    // interface logs it too (leaving: after the sender's and the gateway's
+    // inbound side let it through).
+    let nat_gateway =
+        (k.gateway == FL_GW_NAT_IN || k.gateway == FL_GW_NAT_OUT).then(|| NatGatewayHop {
+            pool: 0,
+            port: 0,
+            reply: false,
+            refused_leaving: k.gateway == FL_GW_NAT_OUT,
+        });
+    let verdict = if k.gateway == FL_GW_NAT_OUT {
+        Verdict::RejectedByReceiver
+    } else {
+        verdict
+    };
     Observation {
         src: addr(&k.saddr),
         sport: u16::from_be(k.sport),
@@ -148,6 +172,7 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
         last: unix(v.last_ns),
         tcp_flags: v.tcp_flags,
         verdict,
+        nat_gateway,
     }
 }
 
@@ -232,7 +257,7 @@ impl FlowLogAgent {
         // are still in the map; what it held in memory (connections the GC
         // had removed) is gone, so the first windows say SKIPDATA.
         let mut rejects: BTreeMap<u32, Vec<FlowRejectKey>> = BTreeMap::new();
-        let mut agg = Aggregator::new(&s.model, unix_now());
+        let mut agg = Aggregator::new(name, &s.model, unix_now());
         if restarted {
             let m: HashMap<_, FlowRejectKey, FlowWindow> =
                 HashMap::try_from(maps.map(map_names::FL_REJECTS)?)?;
