@@ -164,6 +164,31 @@ pub fn reject_nat_gateway(
     reject(k, p, reason, w, now);
 }
 
+/// A new flow from the internet refused by the receiving host's inbound
+/// group or its subnet's inbound ACL (`internet_gateway::from_internet`),
+/// as the host's interface sees it: to its private address `private`.
+#[inline(always)]
+pub fn reject_arriving(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    private: &[u8; 16],
+    reason: DropReason,
+    now: u64,
+) {
+    if !matches!(
+        reason,
+        DropReason::SgIngressDenied | DropReason::NaclIngressDenied
+    ) {
+        return;
+    }
+    let w = config::flow_log_window();
+    if w == 0 {
+        return;
+    }
+    key(k, &p.saddr, p.sport, private, p.dport, &p.saddr, private);
+    reject(k, p, reason, w, now);
+}
+
 #[inline(always)]
 fn bump_stat(idx: u32) {
     if let Some(c) = FL_STATS.get_ptr_mut(idx) {

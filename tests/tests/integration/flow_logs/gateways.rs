@@ -17,7 +17,8 @@ use super::{files_under, host, snapshot, snapshot_when, Fields, TempDir};
 /// the instance's subnet and port 2323 leaving for the internet; the
 /// instance's group lets out TCP up to port 2400 only. An interface
 /// endpoint (SQS) in the private subnet takes port 80 from the instance's
-/// group only.
+/// group only. A public instance (10.0.0.10) takes port 80 from the
+/// internet, nothing else.
 const TEMPLATE: &str = r#"
 Metadata:
   Vpc::Internet:
@@ -25,7 +26,7 @@ Metadata:
       Example: {Address: 203.0.113.5}
 Resources:
   Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
-  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24}}
+  Public: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.0.0/24, MapPublicIpOnLaunch: true}}
   Private: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
   Igw: {Type: AWS::EC2::InternetGateway}
   Attach: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref Vpc, InternetGatewayId: !Ref Igw}}
@@ -63,6 +64,13 @@ Resources:
       ServiceName: !Sub 'com.amazonaws.${AWS::Region}.sqs'
       SubnetIds: [!Ref Private]
       SecurityGroupIds: [!Ref EndpointSg]
+  WebSg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: web
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 0.0.0.0/0}]
+  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.0.10, SecurityGroupIds: [!Ref WebSg]}}
   App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.1.5, SecurityGroupIds: [!Ref Sg]}}
   Log:
     Type: AWS::EC2::FlowLog
@@ -221,6 +229,11 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     ]);
     assert!(out.status.success(), "{}", text(&out));
     one_syn(&app_ns, &format!("{ep_ip}:81"));
+    // From the internet to the public instance: its group refuses port 22
+    // (its public address as the internet host sees it).
+    let web_public = tcp_exchange(&d.netns("Web"), &d.netns("Example"), "203.0.113.5:444").ip();
+    one_syn(&d.netns("Example"), &format!("{web_public}:22"));
+    let web_eni = host(&s, "Web")["eni_id"].as_str().unwrap().to_string();
 
     // The instance's ports, from its own records, once all are written.
     let on_app = |p: &Path, dport: &str| {
@@ -232,6 +245,9 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
         ["443", "2222", "2323", "2424", "80", "81"]
             .iter()
             .all(|d| on_app(p, d).is_some())
+            && records(p)
+                .iter()
+                .any(|r| r["interface-id"] == web_eni && r["dstport"] == "22")
     });
     let sport = |dport: &str| {
         on_app(&snap, dport).unwrap_or_else(|| panic!("no record to {dport}"))["srcport"].clone()
@@ -240,6 +256,11 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     let (pc, p81) = (sport("80"), sport("81"));
     let i = on_app(&snap, "443").unwrap()["instance-id"].clone();
     assert!(i.starts_with("i-0"), "{i}");
+    let web22 = records(&snap)
+        .into_iter()
+        .find(|r| r["interface-id"] == web_eni && r["dstport"] == "22")
+        .unwrap();
+    let (wi, p22) = (web22["instance-id"].clone(), web22["srcport"].clone());
     let mut want = vec![
         // AWS's example, line by line, on the gateway's interface ...
         format!("- {nat_eni} 10.0.1.5 10.0.0.220 {p443} 443 10.0.1.5 203.0.113.5 ingress - ACCEPT"),
@@ -266,6 +287,11 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
         format!("- {ep_eni} 10.0.1.5 {ep_ip} {pc} 80 10.0.1.5 {ep_ip} ingress - ACCEPT"),
         format!("- {ep_eni} {ep_ip} 10.0.1.5 80 {pc} {ep_ip} 10.0.1.5 egress 1 ACCEPT"),
         format!("- {ep_eni} 10.0.1.5 {ep_ip} {p81} 81 10.0.1.5 {ep_ip} ingress - REJECT"),
+        // Refused arriving from the internet: on the instance's interface,
+        // to its private address (the internet gateway's NAT is beyond it).
+        format!(
+            "{wi} {web_eni} 203.0.113.5 10.0.0.10 {p22} 22 203.0.113.5 10.0.0.10 ingress - REJECT"
+        ),
     ]);
     let snap = snapshot_when(&dir, |p| {
         let lines: Vec<String> = records(p).iter().map(line).collect();
