@@ -147,7 +147,7 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
     // interface logs it too (leaving: after the sender's and the gateway's
     // inbound side let it through).
     let nat_gateway =
-        (k.gateway == FL_GW_NAT_IN || k.gateway == FL_GW_NAT_OUT).then(|| NatGatewayHop {
+        (k.gateway == FL_GW_NAT_IN || k.gateway == FL_GW_NAT_OUT).then_some(NatGatewayHop {
             pool: 0,
             port: 0,
             reply: false,
