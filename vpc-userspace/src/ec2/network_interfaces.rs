@@ -223,6 +223,18 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let id = p
         .get("NetworkInterfaceId")
         .ok_or_else(|| Ec2Error::missing("NetworkInterfaceId"))?;
+    // A NAT gateway's or an interface endpoint's: attached by its service
+    // for as long as the service lives, as EC2 answers.
+    let v = View::load(&ctx.name)?;
+    if nics(&v)
+        .iter()
+        .any(|n| n.id == id && n.interface_type != "lambda")
+    {
+        return Err(Ec2Error::new(
+            "InvalidParameterValue",
+            crate::model::in_use(id),
+        ));
+    }
     match crate::reconcile::delete_network_interface(&ctx.name, id) {
         Ok(Ok(_)) => super::ok(),
         Ok(Err(e)) => Err(Ec2Error::new(e.code, e.message)),

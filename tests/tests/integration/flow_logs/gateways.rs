@@ -130,8 +130,8 @@ fn line(r: &Fields) -> String {
     .join(" ")
 }
 
-/// `aws ec2 describe-network-interfaces ARGS` against the deployment's API.
-fn describe(url: &str, args: &[&str]) -> Value {
+/// `aws ec2 ARGS` against the deployment's API: its JSON, or the error.
+fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
     let bin = pyenv().join("bin/aws");
     assert!(
         bin.exists(),
@@ -140,15 +140,21 @@ fn describe(url: &str, args: &[&str]) -> Value {
     );
     let out = Command::new(bin)
         .args(["--endpoint-url", url, "--output", "json", "ec2"])
-        .arg("describe-network-interfaces")
         .args(args)
         .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn describe(url: &str, filter: &str) -> Value {
+    let args = ["describe-network-interfaces", "--filters", filter];
+    aws(url, &args).unwrap_or_else(|e| panic!("{args:?}: {e}"))["NetworkInterfaces"][0].clone()
 }
 
 fn one_syn(ns: &str, to: &str) {
@@ -182,22 +188,14 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
         ep["address"].as_str().unwrap().to_string(),
     );
     // EC2 names the gateway's and the endpoint's interfaces as the records do.
-    let nat = describe(
-        &url,
-        &["--filters", "Name=interface-type,Values=nat_gateway"],
-    );
-    let nat = &nat["NetworkInterfaces"][0];
+    let nat = &describe(&url, "Name=interface-type,Values=nat_gateway");
     let nat_eni = nat["NetworkInterfaceId"].as_str().unwrap().to_string();
     assert_eq!(nat["PrivateIpAddress"], "10.0.0.220", "{nat}");
     assert_eq!(nat["RequesterManaged"], true, "{nat}");
     assert_eq!(nat["SourceDestCheck"], false, "{nat}");
     let desc = nat["Description"].as_str().unwrap();
     assert!(desc.starts_with("Interface for NAT Gateway nat-"), "{nat}");
-    let v = describe(
-        &url,
-        &["--filters", "Name=interface-type,Values=vpc_endpoint"],
-    );
-    let v = &v["NetworkInterfaces"][0];
+    let v = &describe(&url, "Name=interface-type,Values=vpc_endpoint");
     assert_eq!(
         v["NetworkInterfaceId"].as_str(),
         Some(ep_eni.as_str()),
@@ -206,6 +204,18 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     assert_eq!(v["PrivateIpAddress"].as_str(), Some(ep_ip.as_str()), "{v}");
     let vpce = v["Description"].as_str().unwrap();
     assert!(vpce.starts_with("VPC Endpoint Interface vpce-"), "{v}");
+    // Attached by their services: not deleted.
+    for eni in [&nat_eni, &ep_eni] {
+        let e = aws(
+            &url,
+            &["delete-network-interface", "--network-interface-id", eni],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("(InvalidParameterValue)") && e.contains("is currently in use"),
+            "{e}"
+        );
+    }
 
     let app_ns = d.netns("App");
     // Accepted through the gateway, both ways.
