@@ -353,6 +353,7 @@ Resources:
   PrivateDefault: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref PrivateRt, DestinationCidrBlock: 0.0.0.0/0, NatGatewayId: !Ref Nat}}
   Sg: {Type: AWS::EC2::SecurityGroup, Properties: {GroupDescription: out, VpcId: !Ref Vpc}}
   App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.1.5, SecurityGroupIds: [!Ref Sg]}}
+  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
   Log:
     Type: AWS::EC2::FlowLog
     Properties:
@@ -430,7 +431,7 @@ fn a_nat_gateways_interface_logs_as_awss_example() {
     );
     let mut a = Aggregator::new("t", &m, 960);
     for (k, e) in [&orig, &reply] {
-        a.add(&agent::from_ct(k, e, &slot, 0, &|_| false));
+        a.add(&agent::from_ct(k, e, &slot, 0, &|_| false, &|_| None));
     }
     let nat_eni = nat_gateway_eni_id("t", "Nat");
     let app_eni = host_eni_id("t", "App");
@@ -506,4 +507,72 @@ fn a_nat_gateways_interface_logs_as_awss_example() {
         want.sort();
         assert_eq!(lines, want, "{:?}", o.verdict);
     }
+}
+
+/// A function's connection through the NAT gateway: its Hyperplane ENI
+/// logs it from the ENI's address with the function's as `pkt-`, and the
+/// gateway's interface sees it come from the ENI.
+#[test]
+fn a_functions_connection_through_a_nat_gateway_shows_on_its_eni_and_the_gateways() {
+    use vpc_common::{v4_mapped, CtEntry, CtKey, FlowWindow, CT_F_DNAT, CT_F_SNAT};
+    let m = model::build(NAT_EXAMPLE, &HashMap::new(), "t").unwrap();
+    let gw = &m.nat_gateways[0];
+    let eni = m.enis[0].clone();
+    let a4 = |s: &str| v4_mapped(s.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    let pool = vpc_common::NAT_GATEWAY_ID_BASE + gw.index;
+    let slot = FlowWindow {
+        packets: 2,
+        bytes: 120,
+        ..Default::default()
+    };
+    let (env, port) = (77u32, "198.19.0.10");
+    let entry = |flags, nat_addr: &str, nat_port: u16| CtEntry {
+        flags,
+        route: vpc_common::route_kind::NAT_GATEWAY,
+        eni: pool as u16,
+        nat_addr: a4(nat_addr),
+        nat_port: nat_port.to_be(),
+        in_ifindex: if flags == CT_F_SNAT { env } else { 5 },
+        out_ifindex: if flags == CT_F_SNAT { 5 } else { env },
+        ..Default::default()
+    };
+    let key = |s: &str, sp: u16, d: &str, dp: u16| CtKey {
+        saddr: a4(s),
+        daddr: a4(d),
+        sport: sp.to_be(),
+        dport: dp.to_be(),
+        proto: 6,
+        ..Default::default()
+    };
+    let eip = gw.public_ip.to_string();
+    let orig = (
+        key(port, 5000, "203.0.113.5", 443),
+        entry(CT_F_SNAT, &eip, 1024),
+    );
+    let reply = (
+        key("203.0.113.5", 443, &eip, 1024),
+        entry(CT_F_DNAT, port, 5000),
+    );
+    let eni_ip = std::net::IpAddr::V4(eni.ip);
+    let env_eni = |i: u32| (i == env).then_some(eni_ip);
+    let mut a = Aggregator::new("t", &m, 960);
+    for (k, e) in [&orig, &reply] {
+        a.add(&agent::from_ct(k, e, &slot, 0, &|_| false, &env_eni));
+    }
+    let nat_eni = nat_gateway_eni_id("t", "Nat");
+    let hp = &eni.id;
+    let e = eni.ip;
+    let lines = nat_lines(&mut a);
+    let want = [
+        format!("- {hp} {e} 203.0.113.5 198.19.0.10 203.0.113.5 egress 1 ACCEPT"),
+        format!("- {hp} 203.0.113.5 {e} 203.0.113.5 198.19.0.10 ingress - ACCEPT"),
+        format!("- {nat_eni} {e} 10.0.0.220 {e} 203.0.113.5 ingress - ACCEPT"),
+        format!("- {nat_eni} 10.0.0.220 203.0.113.5 10.0.0.220 203.0.113.5 egress 8 ACCEPT"),
+        format!("- {nat_eni} 203.0.113.5 10.0.0.220 203.0.113.5 10.0.0.220 ingress - ACCEPT"),
+        format!("- {nat_eni} 10.0.0.220 {e} 203.0.113.5 {e} egress 1 ACCEPT"),
+    ];
+    for l in &want {
+        assert!(lines.contains(l), "missing {l} in {lines:#?}");
+    }
+    assert_eq!(lines.len(), want.len(), "{lines:#?}");
 }

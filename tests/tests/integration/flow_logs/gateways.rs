@@ -18,7 +18,8 @@ use super::{files_under, host, snapshot, snapshot_when, Fields, TempDir};
 /// instance's group lets out TCP up to port 2400 only. An interface
 /// endpoint (SQS) in the private subnet takes port 80 from the instance's
 /// group only. A public instance (10.0.0.10) takes port 80 from the
-/// internet, nothing else.
+/// internet, nothing else. A function in the private subnet goes out
+/// through the gateway too.
 const TEMPLATE: &str = r#"
 Metadata:
   Vpc::Internet:
@@ -72,6 +73,7 @@ Resources:
       SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 80, ToPort: 80, CidrIp: 0.0.0.0/0}]
   Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Public, PrivateIpAddress: 10.0.0.10, SecurityGroupIds: [!Ref WebSg]}}
   App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, PrivateIpAddress: 10.0.1.5, SecurityGroupIds: [!Ref Sg]}}
+  Fn: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref Private], SecurityGroupIds: [!Ref Sg]}}}
   Log:
     Type: AWS::EC2::FlowLog
     Properties:
@@ -218,6 +220,18 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     }
 
     let app_ns = d.netns("App");
+    let hp = &s["enis"][0];
+    let (hp_eni, eni_ip) = (
+        hp["id"].as_str().unwrap().to_string(),
+        hp["address"].as_str().unwrap().to_string(),
+    );
+    // The function, through its ENI and the gateway.
+    let fn_peer = tcp_exchange(
+        &d.exec_env_netns("Fn"),
+        &d.netns("Example"),
+        "203.0.113.5:445",
+    );
+    let fn_nat_port = fn_peer.port();
     // Accepted through the gateway, both ways.
     let peer = tcp_exchange(&app_ns, &d.netns("Example"), "203.0.113.5:443");
     let nat_port = peer.port().to_string();
@@ -255,10 +269,21 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
         ["443", "2222", "2323", "2424", "80", "81"]
             .iter()
             .all(|d| on_app(p, d).is_some())
-            && records(p)
-                .iter()
-                .any(|r| r["interface-id"] == web_eni && r["dstport"] == "22")
+            && [(&web_eni, "22"), (&hp_eni, "445")].iter().all(|(i, d)| {
+                records(p)
+                    .iter()
+                    .any(|r| r["interface-id"] == **i && r["dstport"] == *d)
+            })
     });
+    let fn_out = records(&snap)
+        .into_iter()
+        .find(|r| r["interface-id"] == hp_eni && r["dstport"] == "445")
+        .unwrap();
+    let (fport, env_ip) = (fn_out["srcport"].clone(), fn_out["pkt-srcaddr"].clone());
+    assert!(
+        env_ip.starts_with("198.19."),
+        "the function's own address: {env_ip}"
+    );
     let sport = |dport: &str| {
         on_app(&snap, dport).unwrap_or_else(|| panic!("no record to {dport}"))["srcport"].clone()
     };
@@ -302,6 +327,14 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
         format!(
             "{wi} {web_eni} 203.0.113.5 10.0.0.10 {p22} 22 203.0.113.5 10.0.0.10 ingress - REJECT"
         ),
+        // The function's connection: its ENI's address, its own as `pkt-`
+        // on the ENI; from the ENI on the gateway's.
+        format!("- {hp_eni} {eni_ip} 203.0.113.5 {fport} 445 {env_ip} 203.0.113.5 egress 1 ACCEPT"),
+        format!("- {hp_eni} 203.0.113.5 {eni_ip} 445 {fport} 203.0.113.5 {env_ip} ingress - ACCEPT"),
+        format!("- {nat_eni} {eni_ip} 10.0.0.220 {fport} 445 {eni_ip} 203.0.113.5 ingress - ACCEPT"),
+        format!("- {nat_eni} 10.0.0.220 203.0.113.5 {fn_nat_port} 445 10.0.0.220 203.0.113.5 egress 8 ACCEPT"),
+        format!("- {nat_eni} 203.0.113.5 10.0.0.220 445 {fn_nat_port} 203.0.113.5 10.0.0.220 ingress - ACCEPT"),
+        format!("- {nat_eni} 10.0.0.220 {eni_ip} 445 {fport} 203.0.113.5 {eni_ip} egress 1 ACCEPT"),
     ]);
     let snap = snapshot_when(&dir, |p| {
         let lines: Vec<String> = records(p).iter().map(line).collect();
@@ -337,5 +370,5 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     assert_eq!(packets(&nat_eni, "10.0.0.220", &p443), got);
     // Nothing else on the gateway's interface.
     let on_nat = lines.iter().filter(|l| l.contains(&nat_eni)).count();
-    assert_eq!(on_nat, 7, "{lines:#?}");
+    assert_eq!(on_nat, 11, "{lines:#?}");
 }
