@@ -16,7 +16,8 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
     CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN,
-    FL_GW_NAT_OUT, FL_GW_NONE, FL_STAT_EVENTS, FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
+    FL_GW_NAT_OUT, FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_GW_NONE,
+    FL_STAT_EVENTS, FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
 };
 
 use crate::{
@@ -245,6 +246,54 @@ pub fn key(
     k.sport = sport;
     k.dport = dport;
     k.gateway = FL_GW_NONE;
+    k.gw_port = 0;
+    k._pad1 = 0;
+}
+
+/// A packet of a NAT gateway connection (entry `e`) refused by an ACL
+/// after a policy change (`nat_gateway::recheck`; `last`: by its last
+/// check), as the VPC sees it: the sender's own address and port (before
+/// the gateway's NAT, after the reverse NAT), the gateway's port aside.
+#[inline(always)]
+pub fn reject_nat_tracked(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    e: &CtEntry,
+    last: bool,
+    reason: DropReason,
+    w: u32,
+    now: u64,
+) {
+    let egress = matches!(reason, DropReason::NaclEgressDenied);
+    if !egress && !matches!(reason, DropReason::NaclIngressDenied) {
+        return;
+    }
+    if e.flags & CT_F_SNAT != 0 {
+        // Out: the sender's subnet (egress), into the gateway's, out of it.
+        key(k, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+        k.gateway = if last { FL_GW_NAT_OUT } else { FL_GW_NAT_IN };
+        k.gw_port = e.nat_port;
+    } else {
+        // Back: into the gateway's subnet, out of it, into the sender's.
+        key(
+            k,
+            &p.saddr,
+            p.sport,
+            &e.nat_addr,
+            e.nat_port,
+            &p.saddr,
+            &e.nat_addr,
+        );
+        k.gateway = if egress {
+            FL_GW_NAT_REPLY_OUT
+        } else if last {
+            FL_GW_NAT_REPLY_SENDER
+        } else {
+            FL_GW_NAT_REPLY_IN
+        };
+        k.gw_port = p.dport;
+    }
+    reject(k, p, reason, w, now);
 }
 
 /// A new entry takes over the slots of the entry it replaces at the same

@@ -308,8 +308,11 @@ fn fold(mut sum: u32) -> u16 {
 /// Back: into the gateway's subnet on the gateway's port, then out of it
 /// and into the sender's on the sender's own port (after the reverse NAT).
 /// A BPF function of its own: the established path pays for it only here.
+/// `last` (for flow logs): the refusal, if any, came from the last check
+/// (out: the gateway subnet's outbound ACL; back: the sender subnet's
+/// inbound ACL).
 #[inline(never)]
-pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
+pub fn recheck(p: &Packet, e: &CtEntry, gen: u32, last: &mut bool) -> Result<(), DropReason> {
     let orig = e.dir == CT_DIR_ORIG;
     let (from, peer, vpc_port) = if orig {
         (e.src_subnet as u32, &p.daddr, e.in_ifindex)
@@ -338,6 +341,7 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
             policy::acl(gen, from, DIR_EGRESS, false, peer, p.proto, port)?;
             policy::acl(gen, gw, DIR_INGRESS, false, &sender, p.proto, port)?;
         }
+        *last = true;
         return policy::acl(gen, gw, DIR_EGRESS, false, peer, p.proto, port);
     }
     policy::acl(gen, gw, DIR_INGRESS, false, peer, p.proto, port)?;
@@ -348,6 +352,7 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
             u16::from_be(e.nat_port)
         };
         policy::acl(gen, gw, DIR_EGRESS, false, &sender, p.proto, own)?;
+        *last = true;
         policy::acl(gen, from, DIR_INGRESS, false, peer, p.proto, own)?;
     }
     Ok(())

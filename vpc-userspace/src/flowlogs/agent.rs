@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use vpc_common::{
     cfg, kind, map_names, route_kind, CtEntry, CtKey, DropReason, EniGroup, FlowRejectKey,
     FlowWindow, HyperplaneEni, PortInfo, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN, FL_GW_NAT_OUT,
-    FL_STAT_EVENTS, FL_STAT_LOST,
+    FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_STAT_EVENTS, FL_STAT_LOST,
 };
 
-use super::{Aggregator, NatGatewayHop, Observation, Record, Verdict, Window};
+use super::{Aggregator, GatewayLeg, NatGatewayHop, Observation, Record, Verdict, Window};
 use crate::{
     datapath::{mono_ns, Maps},
     model::flowlog::FlowLogDestination,
@@ -125,7 +125,7 @@ pub fn from_ct(
         pool: e.eni as u32,
         port: u16::from_be(if snat { e.nat_port } else { k.dport }),
         reply: !snat,
-        refused_leaving: false,
+        refused: None,
     });
     Observation {
         src,
@@ -159,20 +159,40 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
         }
         _ => Verdict::Unsolicited,
     };
-    // Refused on the way into a NAT gateway or leaving it: the gateway's
-    // interface logs it too (leaving: after the sender's and the gateway's
-    // inbound side let it through).
-    let nat_gateway =
-        (k.gateway == FL_GW_NAT_IN || k.gateway == FL_GW_NAT_OUT).then_some(NatGatewayHop {
+    // Refused on the way to, through or back from a NAT gateway: the
+    // gateway's interface logs it too, as far as it went.
+    let hop = |reply, refused| {
+        Some(NatGatewayHop {
             pool: 0,
-            port: 0,
-            reply: false,
-            refused_leaving: k.gateway == FL_GW_NAT_OUT,
-        });
-    let verdict = if k.gateway == FL_GW_NAT_OUT {
-        Verdict::RejectedByReceiver
-    } else {
-        verdict
+            port: u16::from_be(k.gw_port),
+            reply,
+            refused,
+        })
+    };
+    let (nat_gateway, verdict) = match k.gateway {
+        FL_GW_NAT_IN => {
+            let entering = verdict == Verdict::RejectedByReceiver;
+            (
+                hop(false, entering.then_some(GatewayLeg::Entering)),
+                verdict,
+            )
+        }
+        FL_GW_NAT_OUT => (
+            hop(false, Some(GatewayLeg::Leaving)),
+            Verdict::RejectedByReceiver,
+        ),
+        // Back: neither the internet host nor the sender logs it ...
+        FL_GW_NAT_REPLY_IN => (
+            hop(true, Some(GatewayLeg::Entering)),
+            Verdict::RejectedBySender,
+        ),
+        FL_GW_NAT_REPLY_OUT => (
+            hop(true, Some(GatewayLeg::Leaving)),
+            Verdict::RejectedBySender,
+        ),
+        // ... but the sender, when its own subnet refused it.
+        FL_GW_NAT_REPLY_SENDER => (hop(true, None), Verdict::RejectedByReceiver),
+        _ => (None, verdict),
     };
     Observation {
         src: addr(&k.saddr),

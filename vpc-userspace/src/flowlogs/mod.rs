@@ -136,9 +136,16 @@ pub struct NatGatewayHop {
     pub port: u16,
     /// The direction from the internet back to the sender.
     pub reply: bool,
-    /// Refused leaving the gateway toward the internet (its subnet's
-    /// outbound ACL), after it was let in.
-    pub refused_leaving: bool,
+    /// Refused by the gateway subnet's ACL, entering the gateway or leaving
+    /// it (None: it passed the gateway, or never reached it).
+    pub refused: Option<GatewayLeg>,
+}
+
+/// Where on a gateway's interface a packet was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayLeg {
+    Entering,
+    Leaving,
 }
 
 /// The id of a NAT gateway's network interface in deployment `deployment`:
@@ -421,6 +428,12 @@ impl Aggregator {
     /// the one the sender's route to the destination leads to.
     fn nat_iface(&self, o: &Observation, h: &NatGatewayHop) -> Option<usize> {
         use crate::model::route_table::Target;
+        // The private side: the sender, or for a reply its destination.
+        let (private, peer) = if h.reply {
+            (o.dst, o.src)
+        } else {
+            (o.src, o.dst)
+        };
         let id = if h.pool != 0 {
             let index = h.pool.checked_sub(vpc_common::NAT_GATEWAY_ID_BASE)?;
             self.model
@@ -430,8 +443,8 @@ impl Aggregator {
                 .id
                 .clone()
         } else {
-            let sender = &self.ifaces[self.iface_of(o.src)?];
-            let (_, r, _, _) = crate::reference::route(&self.model, &sender.subnet, o.dst)?;
+            let sender = &self.ifaces[self.iface_of(private)?];
+            let (_, r, _, _) = crate::reference::route(&self.model, &sender.subnet, peer)?;
             match &r.target {
                 Target::NatGateway(g) => g.clone(),
                 _ => return None,
@@ -515,19 +528,28 @@ impl Aggregator {
             dst,
             pkt,
         };
+        let (into, out) = match h.refused {
+            Some(GatewayLeg::Entering) => (false, None),
+            Some(GatewayLeg::Leaving) => (true, Some(false)),
+            // Through the gateway (a reply the sender's subnet refused
+            // passed it too) ...
+            None if o.verdict == Verdict::Accepted || h.reply => (true, Some(true)),
+            // ... or refused by the sender's own rules before reaching it.
+            None => return,
+        };
         if h.reply {
             // From the internet host to the gateway, then on to the sender.
             legs.push(leg(
                 Direction::Ingress,
-                true,
+                into,
                 (o.src, o.sport),
                 (ip, h.port),
                 (o.src, ip),
             ));
-            if receiver.is_some() {
+            if let (Some(accepted), Some(_)) = (out, receiver) {
                 legs.push(leg(
                     Direction::Egress,
-                    true,
+                    accepted,
                     (ip, o.sport),
                     (o.dst, o.dport),
                     (o.src, o.dst),
@@ -535,14 +557,6 @@ impl Aggregator {
             }
             return;
         }
-        let (into, out) = match o.verdict {
-            Verdict::Accepted => (true, Some(true)),
-            // The gateway subnet's inbound ACL.
-            Verdict::RejectedByReceiver if h.refused_leaving => (true, Some(false)),
-            Verdict::RejectedByReceiver => (false, None),
-            // The sender's own rules: it never reached the gateway.
-            Verdict::RejectedBySender | Verdict::Unsolicited => return,
-        };
         if sender.is_some() {
             legs.push(leg(
                 Direction::Ingress,

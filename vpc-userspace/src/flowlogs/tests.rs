@@ -507,6 +507,79 @@ fn a_nat_gateways_interface_logs_as_awss_example() {
         want.sort();
         assert_eq!(lines, want, "{:?}", o.verdict);
     }
+
+    // A connection's packets refused after an ACL change (the gateway's
+    // port 1024 known): out of the gateway, and each leg back.
+    let tracked = |reason: R, gateway: u8, reply: bool| {
+        let (s, sp, d, dp) = if reply {
+            ("203.0.113.5", 443u16, "10.0.1.5", 40000u16)
+        } else {
+            ("10.0.1.5", 40000, "203.0.113.5", 443)
+        };
+        let k = vpc_common::FlowRejectKey {
+            saddr: a4(s),
+            daddr: a4(d),
+            pkt_saddr: a4(s),
+            pkt_daddr: a4(d),
+            sport: sp.to_be(),
+            dport: dp.to_be(),
+            proto: 6,
+            reason: reason as u8,
+            gateway,
+            gw_port: 1024u16.to_be(),
+            ..Default::default()
+        };
+        agent::from_reject(&k, &slot, 0)
+    };
+    use vpc_common::{FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER};
+    let back_in =
+        format!("- {nat_eni} 203.0.113.5 10.0.0.220 443 1024 203.0.113.5 10.0.0.220 ingress - ");
+    let back_out =
+        format!("- {nat_eni} 10.0.0.220 10.0.1.5 443 40000 203.0.113.5 10.0.1.5 egress 1 ");
+    for (o, want) in [
+        (
+            tracked(R::NaclEgressDenied, FL_GW_NAT_OUT, false),
+            vec![
+                format!("{app_i} {app_eni} 10.0.1.5 203.0.113.5 40000 443 10.0.1.5 203.0.113.5 egress 1 ACCEPT"),
+                format!("- {nat_eni} 10.0.1.5 10.0.0.220 40000 443 10.0.1.5 203.0.113.5 ingress - ACCEPT"),
+                format!("- {nat_eni} 10.0.0.220 203.0.113.5 1024 443 10.0.0.220 203.0.113.5 egress 8 REJECT"),
+            ],
+        ),
+        (
+            tracked(R::NaclIngressDenied, FL_GW_NAT_REPLY_IN, true),
+            vec![format!("{back_in}REJECT")],
+        ),
+        (
+            tracked(R::NaclEgressDenied, FL_GW_NAT_REPLY_OUT, true),
+            vec![format!("{back_in}ACCEPT"), format!("{back_out}REJECT")],
+        ),
+        (
+            tracked(R::NaclIngressDenied, FL_GW_NAT_REPLY_SENDER, true),
+            vec![
+                format!("{back_in}ACCEPT"),
+                format!("{back_out}ACCEPT"),
+                format!("{app_i} {app_eni} 203.0.113.5 10.0.1.5 443 40000 203.0.113.5 10.0.1.5 ingress - REJECT"),
+            ],
+        ),
+    ] {
+        let mut a = Aggregator::new("t", &m, 960);
+        a.add(&o);
+        let w = a.close(1020, false);
+        let fields: Vec<String> = "instance-id interface-id srcaddr dstaddr srcport dstport pkt-srcaddr pkt-dstaddr flow-direction traffic-path action"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let mut lines: Vec<String> = w[0]
+            .records
+            .iter()
+            .filter(|r| r.flow.is_some())
+            .map(|r| r.line(&fields))
+            .collect();
+        lines.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(lines, want, "{o:?}");
+    }
 }
 
 /// A function's connection through the NAT gateway: its Hyperplane ENI
