@@ -53,7 +53,8 @@ pub struct FlowRejectKey {
     /// A NAT gateway connection's port toward the internet (network order;
     /// 0: none claimed yet).
     pub gw_port: u16,
-    pub _pad1: u16,
+    /// The NAT gateway's `ENIS` id (its port pool; 0: none).
+    pub gw_id: u16,
 }
 const _: () = assert!(core::mem::size_of::<FlowRejectKey>() == 80);
 

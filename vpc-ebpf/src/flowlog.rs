@@ -146,6 +146,7 @@ pub fn reject_nat_gateway(
     k: &mut FlowRejectKey,
     p: &Packet,
     sender: &[u8; 16],
+    gateway: u32,
     out: bool,
     reason: DropReason,
     now: u64,
@@ -162,6 +163,7 @@ pub fn reject_nat_gateway(
     }
     key(k, sender, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
     k.gateway = if out { FL_GW_NAT_OUT } else { FL_GW_NAT_IN };
+    k.gw_id = gateway as u16;
     reject(k, p, reason, w, now);
 }
 
@@ -247,7 +249,7 @@ pub fn key(
     k.dport = dport;
     k.gateway = FL_GW_NONE;
     k.gw_port = 0;
-    k._pad1 = 0;
+    k.gw_id = 0;
 }
 
 /// A packet of a NAT gateway connection (entry `e`) refused by an ACL
@@ -293,6 +295,7 @@ pub fn reject_nat_tracked(
         };
         k.gw_port = p.dport;
     }
+    k.gw_id = e.eni;
     reject(k, p, reason, w, now);
 }
 

@@ -70,7 +70,7 @@ pub fn via<C: Ctx>(ctx: &C, s: &mut Scratch) -> u32 {
         let Scratch {
             pkt, fl_key, hop, ..
         } = s;
-        flowlog::reject_nat_gateway(fl_key, pkt, &hop.addr, out, r, hop.now);
+        flowlog::reject_nat_gateway(fl_key, pkt, &hop.addr, hop.id, out, r, hop.now);
     }
     stats::finish(res)
 }

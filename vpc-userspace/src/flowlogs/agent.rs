@@ -163,7 +163,7 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
     // gateway's interface logs it too, as far as it went.
     let hop = |reply, refused| {
         Some(NatGatewayHop {
-            pool: 0,
+            pool: k.gw_id as u32,
             port: u16::from_be(k.gw_port),
             reply,
             refused,

@@ -128,8 +128,8 @@ pub struct Observation {
 /// A flow through a NAT gateway, as its interface sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NatGatewayHop {
-    /// The gateway's `ENIS` id (`compile::nat_gateway_id`: a connection's);
-    /// 0 for a refused packet: the gateway the sender's route leads to.
+    /// The gateway's `ENIS` id (`compile::nat_gateway_id`); 0: the gateway
+    /// the sender's route leads to.
     pub pool: u32,
     /// Its port toward the internet (none yet for a refused packet: the
     /// sender's own).

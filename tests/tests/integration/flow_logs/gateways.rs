@@ -3,7 +3,14 @@
 //! interface endpoint's ENI, and packets refused on the way to or through
 //! a NAT gateway; the interface ids as EC2's DescribeNetworkInterfaces
 //! shows them (the AWS CLI).
-use std::{net::SocketAddr, path::Path, process::Command};
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::Command,
+    sync::mpsc::channel,
+    time::Duration,
+};
 
 use serde_json::Value;
 use vpc_tests::{pyenv, spawn_in_netns, text, Deployment};
@@ -258,6 +265,32 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     let web_public = tcp_exchange(&d.netns("Web"), &d.netns("Example"), "203.0.113.5:444").ip();
     one_syn(&d.netns("Example"), &format!("{web_public}:22"));
     let web_eni = host(&s, "Web")["eni_id"].as_str().unwrap().to_string();
+    // A connection refused midway: the gateway subnet's ACL refuses its
+    // port toward the internet once `vpc apply` adds a rule.
+    let (ready, listening) = channel();
+    let server = spawn_in_netns(&d.netns("Example"), move || {
+        let l = TcpListener::bind("203.0.113.5:447").unwrap();
+        ready.send(()).unwrap();
+        let (mut c, peer) = l.accept().unwrap();
+        c.read_exact(&mut [0u8; 10]).unwrap();
+        peer
+    });
+    listening.recv().unwrap();
+    let (go, applied) = channel::<()>();
+    let client = spawn_in_netns(&app_ns, move || {
+        let to: SocketAddr = "203.0.113.5:447".parse().unwrap();
+        let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+        c.write_all(&[1u8; 10]).unwrap();
+        applied.recv().unwrap();
+        // Sent, refused leaving the gateway, sent again.
+        c.write_all(&[2u8; 10]).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    let p447 = server.join().unwrap().port();
+    let deny = "  OutDeny447: {Type: AWS::EC2::NetworkAclEntry, Properties: {NetworkAclId: !Ref PublicAcl, RuleNumber: 5, Protocol: 6, RuleAction: deny, Egress: true, CidrBlock: 0.0.0.0/0, PortRange: {From: 447, To: 447}}}\n  NatIp:";
+    d.apply(&TEMPLATE.replace("  NatIp:", deny));
+    go.send(()).unwrap();
+    client.join().unwrap();
 
     // The instance's ports, from its own records, once all are written.
     let on_app = |p: &Path, dport: &str| {
@@ -351,7 +384,23 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
         assert!(lines.contains(w), "missing {w} in {lines:#?}");
     }
     // The refused SYNs: one packet each, wherever they show.
-    for r in recs.iter().filter(|r| r["action"] == "REJECT") {
+    // ... and the packets refused on the connection, on the gateway's
+    // interface only.
+    let refused = format!(
+        "- {nat_eni} 10.0.0.220 203.0.113.5 {p447} 447 10.0.0.220 203.0.113.5 egress 8 REJECT"
+    );
+    assert!(lines.contains(&refused), "missing {refused} in {lines:#?}");
+    let on_447 = |a: &str| {
+        lines
+            .iter()
+            .filter(|l| l.contains(" 447 ") && l.ends_with(a))
+            .count()
+    };
+    assert_eq!(on_447("REJECT"), 1, "{lines:#?}");
+    for r in recs
+        .iter()
+        .filter(|r| r["action"] == "REJECT" && r["dstport"] != "447")
+    {
         assert_eq!(r["packets"], "1", "{}", line(r));
     }
     // Each leg through the gateway counts what the instance sent and got.
@@ -370,5 +419,5 @@ fn the_nat_gateways_and_an_endpoints_interfaces_log_their_traffic_and_the_gatewa
     assert_eq!(packets(&nat_eni, "10.0.0.220", &p443), got);
     // Nothing else on the gateway's interface.
     let on_nat = lines.iter().filter(|l| l.contains(&nat_eni)).count();
-    assert_eq!(on_nat, 11, "{lines:#?}");
+    assert_eq!(on_nat, 16, "{lines:#?}");
 }
