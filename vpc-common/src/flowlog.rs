@@ -46,10 +46,37 @@ pub struct FlowRejectKey {
     /// `DropReason`: says which side rejected it (sender's outbound rules
     /// or ACL, or the receiver's).
     pub reason: u8,
-    pub _pad: u16,
+    /// `FL_GW_*`: refused on the way to or through a gateway's interface.
+    pub gateway: u8,
+    pub _pad: u8,
     pub window: u32,
+    /// A NAT gateway connection's port toward the internet (network order;
+    /// 0: none claimed yet).
+    pub gw_port: u16,
+    /// The NAT gateway's `ENIS` id (its port pool; 0: none).
+    pub gw_id: u16,
 }
-const _: () = assert!(core::mem::size_of::<FlowRejectKey>() == 76);
+const _: () = assert!(core::mem::size_of::<FlowRejectKey>() == 80);
+
+/// `FlowRejectKey::gateway`: a host's or a function's own flow (the sender's
+/// or receiver's interface refused it, as `reason` says).
+pub const FL_GW_NONE: u8 = 0;
+/// A new flow into a NAT gateway, refused by the sender's outbound rules
+/// or ACL (the sender's interface logs it) or by the gateway subnet's
+/// inbound ACL (the gateway's interface logs it).
+pub const FL_GW_NAT_IN: u8 = 1;
+/// A new flow through a NAT gateway, refused leaving it toward the internet
+/// (its subnet's outbound ACL): REJECT on the gateway's interface.
+pub const FL_GW_NAT_OUT: u8 = 2;
+/// A reply of a NAT gateway connection refused entering the gateway's
+/// subnet from the internet (its inbound ACL): REJECT on its interface.
+pub const FL_GW_NAT_REPLY_IN: u8 = 3;
+/// A reply refused leaving the gateway toward the sender (the gateway
+/// subnet's outbound ACL): REJECT on its interface.
+pub const FL_GW_NAT_REPLY_OUT: u8 = 4;
+/// A reply refused entering the sender's subnet (its inbound ACL): the
+/// gateway passed it, REJECT on the sender's interface.
+pub const FL_GW_NAT_REPLY_SENDER: u8 = 5;
 
 /// `FL_STATS` (per CPU) indexes.
 pub const FL_STAT_LOST: u32 = 0;

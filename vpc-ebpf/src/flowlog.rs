@@ -15,8 +15,9 @@
 //! runs beyond that one read.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
-    CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_STAT_EVENTS,
-    FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
+    CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN,
+    FL_GW_NAT_OUT, FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_GW_NONE,
+    FL_STAT_EVENTS, FL_STAT_LOST, FL_STAT_REJECT_MAP_FULL,
 };
 
 use crate::{
@@ -135,6 +136,62 @@ pub fn reject_packet(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u
     reject(k, p, reason, w, now);
 }
 
+/// A new flow into NAT gateway refused by `r` (`nat_gateway::via`), as
+/// the VPC sees it: from `sender` (a host's own address, a function's
+/// ENI's) before the gateway's NAT. `out`: the gateway's own subnet refused
+/// it on the way to the internet. Only a group's or an ACL's refusal is a
+/// REJECT (AWS); the rest are drops counted as such.
+#[inline(always)]
+pub fn reject_nat_gateway(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    sender: &[u8; 16],
+    gateway: u32,
+    out: bool,
+    reason: DropReason,
+    now: u64,
+) {
+    if !matches!(
+        reason,
+        DropReason::SgEgressDenied | DropReason::NaclEgressDenied | DropReason::NaclIngressDenied
+    ) {
+        return;
+    }
+    let w = config::flow_log_window();
+    if w == 0 {
+        return;
+    }
+    key(k, sender, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+    k.gateway = if out { FL_GW_NAT_OUT } else { FL_GW_NAT_IN };
+    k.gw_id = gateway as u16;
+    reject(k, p, reason, w, now);
+}
+
+/// A new flow from the internet refused by the receiving host's inbound
+/// group or its subnet's inbound ACL (`internet_gateway::from_internet`),
+/// as the host's interface sees it: to its private address `private`.
+#[inline(always)]
+pub fn reject_arriving(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    private: &[u8; 16],
+    reason: DropReason,
+    now: u64,
+) {
+    if !matches!(
+        reason,
+        DropReason::SgIngressDenied | DropReason::NaclIngressDenied
+    ) {
+        return;
+    }
+    let w = config::flow_log_window();
+    if w == 0 {
+        return;
+    }
+    key(k, &p.saddr, p.sport, private, p.dport, &p.saddr, private);
+    reject(k, p, reason, w, now);
+}
+
 #[inline(always)]
 fn bump_stat(idx: u32) {
     if let Some(c) = FL_STATS.get_ptr_mut(idx) {
@@ -143,7 +200,7 @@ fn bump_stat(idx: u32) {
 }
 
 /// Counts the rejected packet `p` under `k` (addresses and ports filled
-/// in by the caller) in window `w`. A BPF function of its own: the
+/// in by the caller, and `gateway`) in window `w`. A BPF function of its own: the
 /// verifier walks it once per call site, not inlined into every path.
 #[inline(never)]
 pub fn reject(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u32, now: u64) {
@@ -171,7 +228,8 @@ pub fn reject(k: &mut FlowRejectKey, p: &Packet, reason: DropReason, w: u32, now
     }
 }
 
-/// Fills a reject key's addresses and ports (ports in network order).
+/// Fills a reject key's addresses and ports (ports in network order); no
+/// gateway (`FL_GW_NONE`) unless the caller says so after.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn key(
@@ -189,6 +247,56 @@ pub fn key(
     copy_addr(&mut k.pkt_daddr, pkt_daddr);
     k.sport = sport;
     k.dport = dport;
+    k.gateway = FL_GW_NONE;
+    k.gw_port = 0;
+    k.gw_id = 0;
+}
+
+/// A packet of a NAT gateway connection (entry `e`) refused by an ACL
+/// after a policy change (`nat_gateway::recheck`; `last`: by its last
+/// check), as the VPC sees it: the sender's own address and port (before
+/// the gateway's NAT, after the reverse NAT), the gateway's port aside.
+#[inline(always)]
+pub fn reject_nat_tracked(
+    k: &mut FlowRejectKey,
+    p: &Packet,
+    e: &CtEntry,
+    last: bool,
+    reason: DropReason,
+    w: u32,
+    now: u64,
+) {
+    let egress = matches!(reason, DropReason::NaclEgressDenied);
+    if !egress && !matches!(reason, DropReason::NaclIngressDenied) {
+        return;
+    }
+    if e.flags & CT_F_SNAT != 0 {
+        // Out: the sender's subnet (egress), into the gateway's, out of it.
+        key(k, &p.saddr, p.sport, &p.daddr, p.dport, &p.saddr, &p.daddr);
+        k.gateway = if last { FL_GW_NAT_OUT } else { FL_GW_NAT_IN };
+        k.gw_port = e.nat_port;
+    } else {
+        // Back: into the gateway's subnet, out of it, into the sender's.
+        key(
+            k,
+            &p.saddr,
+            p.sport,
+            &e.nat_addr,
+            e.nat_port,
+            &p.saddr,
+            &e.nat_addr,
+        );
+        k.gateway = if egress {
+            FL_GW_NAT_REPLY_OUT
+        } else if last {
+            FL_GW_NAT_REPLY_SENDER
+        } else {
+            FL_GW_NAT_REPLY_IN
+        };
+        k.gw_port = p.dport;
+    }
+    k.gw_id = e.eni;
+    reject(k, p, reason, w, now);
 }
 
 /// A new entry takes over the slots of the entry it replaces at the same

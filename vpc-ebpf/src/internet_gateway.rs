@@ -8,7 +8,7 @@ use vpc_common::{
 };
 
 use crate::{
-    config, copy::copy_addr, ct, ctx::Ctx, maps::Scratch, maps::PRIVATE_TO_PUBLIC,
+    config, copy::copy_addr, ct, ctx::Ctx, flowlog, maps::Scratch, maps::PRIVATE_TO_PUBLIC,
     maps::PUBLIC_TO_PRIVATE, nat, policy, route, stats,
 };
 
@@ -97,7 +97,16 @@ pub fn to_internet<C: Ctx>(
 /// internet (AWS's public endpoints among them) it goes [`across`].
 #[inline(never)]
 pub fn from_internet<C: Ctx>(ctx: &C, s: &mut Scratch, ifindex: u32, now: u64) -> u32 {
-    stats::finish(from_internet_inner(ctx, s, ifindex, now))
+    let res = from_internet_inner(ctx, s, ifindex, now);
+    if let Err(r) = res {
+        // Refused by the host's inbound rules: a REJECT on its interface,
+        // to its private address (`hop.addr`, set before any such check).
+        let Scratch {
+            pkt, fl_key, hop, ..
+        } = s;
+        flowlog::reject_arriving(fl_key, pkt, &hop.addr, r, now);
+    }
+    stats::finish(res)
 }
 
 #[inline(always)]

@@ -14,6 +14,7 @@ use crate::{
     copy::copy_addr,
     ct,
     ctx::{read, write, Ctx},
+    flowlog,
     maps::{NatHop, Scratch, ENIS, ENI_GROUPS, NAT_PORTS, PORTS},
     nat,
     parse::{
@@ -61,11 +62,21 @@ pub fn hop(
 /// verifier walks it once); it counts its drops and returns the action.
 #[inline(never)]
 pub fn via<C: Ctx>(ctx: &C, s: &mut Scratch) -> u32 {
-    stats::finish(via_inner(ctx, s))
+    // Refused leaving the gateway (its subnet's outbound ACL): logged on
+    // the gateway's interface (flow logs).
+    let mut out = false;
+    let res = via_inner(ctx, s, &mut out);
+    if let Err(r) = res {
+        let Scratch {
+            pkt, fl_key, hop, ..
+        } = s;
+        flowlog::reject_nat_gateway(fl_key, pkt, &hop.addr, hop.id, out, r, hop.now);
+    }
+    stats::finish(res)
 }
 
 #[inline(always)]
-fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropReason> {
+fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, DropReason> {
     let from = &s.hop;
     let (id, ifindex, now, epoch) = (from.id, from.ifindex, from.now, from.epoch);
     let (from_policy, from_subnet) = (from.policy, from.subnet);
@@ -109,6 +120,7 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropReason> {
         port,
     )?;
     policy::boundary(p, gen, from_subnet, gw.subnet, &s.hop.addr, &p.daddr)?;
+    *out = true;
     policy::boundary(p, gen, gw.subnet, 0, &gw.addr4, &p.daddr)?;
     let (gw_subnet, pool) = (gw.subnet, gw.pool);
     // The reply's key but the gateway's port (ICMP: the echo reply's
@@ -296,8 +308,11 @@ fn fold(mut sum: u32) -> u16 {
 /// Back: into the gateway's subnet on the gateway's port, then out of it
 /// and into the sender's on the sender's own port (after the reverse NAT).
 /// A BPF function of its own: the established path pays for it only here.
+/// `last` (for flow logs): the refusal, if any, came from the last check
+/// (out: the gateway subnet's outbound ACL; back: the sender subnet's
+/// inbound ACL).
 #[inline(never)]
-pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
+pub fn recheck(p: &Packet, e: &CtEntry, gen: u32, last: &mut bool) -> Result<(), DropReason> {
     let orig = e.dir == CT_DIR_ORIG;
     let (from, peer, vpc_port) = if orig {
         (e.src_subnet as u32, &p.daddr, e.in_ifindex)
@@ -326,6 +341,7 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
             policy::acl(gen, from, DIR_EGRESS, false, peer, p.proto, port)?;
             policy::acl(gen, gw, DIR_INGRESS, false, &sender, p.proto, port)?;
         }
+        *last = true;
         return policy::acl(gen, gw, DIR_EGRESS, false, peer, p.proto, port);
     }
     policy::acl(gen, gw, DIR_INGRESS, false, peer, p.proto, port)?;
@@ -336,6 +352,7 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32) -> Result<(), DropReason> {
             u16::from_be(e.nat_port)
         };
         policy::acl(gen, gw, DIR_EGRESS, false, &sender, p.proto, own)?;
+        *last = true;
         policy::acl(gen, from, DIR_INGRESS, false, peer, p.proto, own)?;
     }
     Ok(())

@@ -234,7 +234,7 @@ fn related_inner<C: Ctx>(
     }
     let snat = ent.flags & CT_F_SNAT != 0;
     let (nat_addr, nat_port) = (&ent.nat_addr, ent.nat_port);
-    recheck(p, ent, snat, config::policy_epoch())?;
+    recheck(p, ent, snat, config::policy_epoch(), &mut false)?;
     if snat || ent.flags & CT_F_DNAT != 0 {
         nat::icmp_error(ctx, p, q, snat, nat_addr, nat_port)?;
     }
@@ -281,9 +281,12 @@ fn deliver_tracked<C: Ctx>(
     // kept for ICMP that crosses a subnet boundary.
     let icmp_acl = p.is_icmp() && unsafe { (*e).src_subnet != (*e).dst_subnet };
     if icmp_acl || unsafe { (*e).acl_gen } != stamp {
-        if let Err(r) = recheck(p, unsafe { &*e }, snat, epoch) {
+        let mut last = false;
+        if let Err(r) = recheck(p, unsafe { &*e }, snat, epoch, &mut last) {
             let w = flowlog::reject_window(r);
-            if w != 0 {
+            if w != 0 && unsafe { (*e).route } == route_kind::NAT_GATEWAY {
+                flowlog::reject_nat_tracked(fl_key, p, unsafe { &*e }, last, r, w, now);
+            } else if w != 0 {
                 let (nat_addr, nat_port) = unsafe { (&(*e).nat_addr, (*e).nat_port) };
                 flowlog::reject_tracked(fl_key, p, flags, nat_addr, nat_port, r, w, now);
             }
@@ -325,10 +328,16 @@ fn deliver_tracked<C: Ctx>(
 /// subnet boundary; the customer-side source of a NATed connection is its
 /// ENI.
 #[inline(always)]
-fn recheck(p: &parse::Packet, ent: &CtEntry, snat: bool, epoch: u32) -> Result<(), DropReason> {
+fn recheck(
+    p: &parse::Packet,
+    ent: &CtEntry,
+    snat: bool,
+    epoch: u32,
+    last: &mut bool,
+) -> Result<(), DropReason> {
     if ent.route == route_kind::NAT_GATEWAY {
         // Two legs, through the gateway's subnet.
-        return nat_gateway::recheck(p, ent, epoch & 1);
+        return nat_gateway::recheck(p, ent, epoch & 1, last);
     }
     let (src, dst) = (ent.src_subnet as u32, ent.dst_subnet as u32);
     // Between two hosts of the internet: no VPC's route or ACL to ask.

@@ -14,11 +14,12 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use serde::{Deserialize, Serialize};
 use vpc_common::{
-    cfg, map_names, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT,
-    FL_STAT_EVENTS, FL_STAT_LOST,
+    cfg, kind, map_names, route_kind, CtEntry, CtKey, DropReason, EniGroup, FlowRejectKey,
+    FlowWindow, HyperplaneEni, PortInfo, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN, FL_GW_NAT_OUT,
+    FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_STAT_EVENTS, FL_STAT_LOST,
 };
 
-use super::{Aggregator, Observation, Record, Verdict, Window};
+use super::{Aggregator, GatewayLeg, NatGatewayHop, Observation, Record, Verdict, Window};
 use crate::{
     datapath::{mono_ns, Maps},
     model::flowlog::FlowLogDestination,
@@ -73,12 +74,17 @@ fn clock_offset() -> i128 {
 /// with the function's address as `pkt-`; a gateway's NAT (internet
 /// gateway, NAT gateway: its address is no Hyperplane ENI's, which
 /// `hyperplane` tells) on its private side, as the host's interface sees it.
+/// A function's connection through a NAT gateway (both translations in one
+/// rewrite) is seen from its ENI's address (`env_eni`: the router port of
+/// its execution environment to that address), with the function's own
+/// port (the ENI's is not kept), and the function's address as `pkt-`.
 pub fn from_ct(
     k: &CtKey,
     e: &CtEntry,
     slot: &FlowWindow,
     offset: i128,
     hyperplane: &dyn Fn(IpAddr) -> bool,
+    env_eni: &dyn Fn(u32) -> Option<IpAddr>,
 ) -> Observation {
     let unix = |ns: u64| ((ns as i128 + offset).max(0) / 1_000_000_000) as u64;
     let (mut src, mut sport) = (addr(&k.saddr), k.sport);
@@ -103,6 +109,24 @@ pub fn from_ct(
     if !(hyperplane && snat) {
         pkt_src = src;
     }
+    let through_nat = e.route == route_kind::NAT_GATEWAY;
+    if through_nat && snat {
+        if let Some(eni) = env_eni(e.in_ifindex) {
+            src = eni;
+        }
+    } else if through_nat && dnat {
+        if let Some(eni) = env_eni(e.out_ifindex) {
+            dst = eni;
+        }
+    }
+    // A NAT gateway's connection: its port toward the internet is the
+    // original direction's rewrite, the reply's destination.
+    let nat_gateway = through_nat.then(|| NatGatewayHop {
+        pool: e.eni as u32,
+        port: u16::from_be(if snat { e.nat_port } else { k.dport }),
+        reply: !snat,
+        refused: None,
+    });
     Observation {
         src,
         sport: u16::from_be(sport),
@@ -117,6 +141,7 @@ pub fn from_ct(
         last: unix(slot.last_ns),
         tcp_flags: slot.tcp_flags,
         verdict: Verdict::Accepted,
+        nat_gateway,
     }
 }
 
@@ -134,6 +159,41 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
         }
         _ => Verdict::Unsolicited,
     };
+    // Refused on the way to, through or back from a NAT gateway: the
+    // gateway's interface logs it too, as far as it went.
+    let hop = |reply, refused| {
+        Some(NatGatewayHop {
+            pool: k.gw_id as u32,
+            port: u16::from_be(k.gw_port),
+            reply,
+            refused,
+        })
+    };
+    let (nat_gateway, verdict) = match k.gateway {
+        FL_GW_NAT_IN => {
+            let entering = verdict == Verdict::RejectedByReceiver;
+            (
+                hop(false, entering.then_some(GatewayLeg::Entering)),
+                verdict,
+            )
+        }
+        FL_GW_NAT_OUT => (
+            hop(false, Some(GatewayLeg::Leaving)),
+            Verdict::RejectedByReceiver,
+        ),
+        // Back: neither the internet host nor the sender logs it ...
+        FL_GW_NAT_REPLY_IN => (
+            hop(true, Some(GatewayLeg::Entering)),
+            Verdict::RejectedBySender,
+        ),
+        FL_GW_NAT_REPLY_OUT => (
+            hop(true, Some(GatewayLeg::Leaving)),
+            Verdict::RejectedBySender,
+        ),
+        // ... but the sender, when its own subnet refused it.
+        FL_GW_NAT_REPLY_SENDER => (hop(true, None), Verdict::RejectedByReceiver),
+        _ => (None, verdict),
+    };
     Observation {
         src: addr(&k.saddr),
         sport: u16::from_be(k.sport),
@@ -148,6 +208,7 @@ pub fn from_reject(k: &FlowRejectKey, v: &FlowWindow, offset: i128) -> Observati
         last: unix(v.last_ns),
         tcp_flags: v.tcp_flags,
         verdict,
+        nat_gateway,
     }
 }
 
@@ -182,6 +243,38 @@ pub struct FlowLogAgent {
     rejects: BTreeMap<u32, Vec<FlowRejectKey>>,
     events: RingBuf<MapData>,
     lost_seen: u64,
+    /// Execution environments' router ports -> their function's ENI's
+    /// address (`env_enis`), as of the last window read.
+    env_enis: BTreeMap<u32, IpAddr>,
+}
+
+/// Every execution environment's router port and the address of its
+/// function's ENI (its group's first, as the NAT gateway's checks see it).
+fn env_enis(maps: &mut impl Maps) -> Result<BTreeMap<u32, IpAddr>> {
+    let ports: Vec<(u32, u32)> = {
+        let m: HashMap<_, u32, PortInfo> = HashMap::try_from(maps.map(map_names::PORTS)?)?;
+        m.iter()
+            .filter_map(|r| r.ok())
+            .filter(|(_, p)| p.kind == kind::EXEC_ENV)
+            .map(|(i, p)| (i, p.eni_group))
+            .collect()
+    };
+    let firsts: BTreeMap<u32, u32> = {
+        let m: HashMap<_, u32, EniGroup> = HashMap::try_from(maps.map(map_names::ENI_GROUPS)?)?;
+        m.iter()
+            .filter_map(|r| r.ok())
+            .filter(|(_, g)| g.count > 0)
+            .map(|(id, g)| (id, g.enis[0]))
+            .collect()
+    };
+    let m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(maps.map(map_names::ENIS)?)?;
+    let mut out = BTreeMap::new();
+    for (ifindex, group) in ports {
+        if let Some(eni) = firsts.get(&group).and_then(|id| m.get(id, 0).ok()) {
+            out.insert(ifindex, addr(&eni.addr4));
+        }
+    }
+    Ok(out)
 }
 
 impl FlowLogAgent {
@@ -232,7 +325,7 @@ impl FlowLogAgent {
         // are still in the map; what it held in memory (connections the GC
         // had removed) is gone, so the first windows say SKIPDATA.
         let mut rejects: BTreeMap<u32, Vec<FlowRejectKey>> = BTreeMap::new();
-        let mut agg = Aggregator::new(&s.model, unix_now());
+        let mut agg = Aggregator::new(name, &s.model, unix_now());
         if restarted {
             let m: HashMap<_, FlowRejectKey, FlowWindow> =
                 HashMap::try_from(maps.map(map_names::FL_REJECTS)?)?;
@@ -255,6 +348,7 @@ impl FlowLogAgent {
             rejects,
             events,
             lost_seen: stats(maps)?.events_lost,
+            env_enis: env_enis(maps).unwrap_or_default(),
         }))
     }
 
@@ -291,6 +385,7 @@ impl FlowLogAgent {
                     slot,
                     offset,
                     &|a| self.agg.is_hyperplane(a),
+                    &|i| self.env_enis.get(&i).copied(),
                 ));
             }
         }
@@ -314,14 +409,22 @@ impl FlowLogAgent {
         self.drain();
         let offset = clock_offset();
         let mut obs = vec![];
+        if let Ok(m) = env_enis(maps) {
+            self.env_enis = m;
+        }
         {
             let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map(map_names::CT)?)?;
             for (k, e) in ct.iter().filter_map(|r| r.ok()) {
                 let slot = &e.fl[(w & 1) as usize];
                 if slot.window == w {
-                    obs.push(from_ct(&k, &e, slot, offset, &|a| {
-                        self.agg.is_hyperplane(a)
-                    }));
+                    obs.push(from_ct(
+                        &k,
+                        &e,
+                        slot,
+                        offset,
+                        &|a| self.agg.is_hyperplane(a),
+                        &|i| self.env_enis.get(&i).copied(),
+                    ));
                 }
             }
         }
@@ -608,7 +711,14 @@ mod tests {
                 ..Default::default()
             };
             let hp = |a: IpAddr| a.to_string() == "10.0.1.4";
-            let o = from_ct(&key(ks, ksp, kd, kdp), &e, &FlowWindow::default(), 0, &hp);
+            let o = from_ct(
+                &key(ks, ksp, kd, kdp),
+                &e,
+                &FlowWindow::default(),
+                0,
+                &hp,
+                &|_| None,
+            );
             let got = (
                 o.src.to_string(),
                 o.sport,

@@ -65,7 +65,7 @@ pub struct FlowLogView {
 pub fn views(name: &str, opts: &FlowLogOptions, model: &Model) -> Vec<FlowLogView> {
     use crate::model::flowlog::FlowLogDestination;
     let root = opts.root(name);
-    let ifaces = interfaces(model);
+    let ifaces = interfaces(name, model);
     model
         .flow_logs
         .iter()
@@ -121,6 +121,37 @@ pub struct Observation {
     pub last: u64,
     pub tcp_flags: u8,
     pub verdict: Verdict,
+    /// Through a NAT gateway: its interface logs the flow too.
+    pub nat_gateway: Option<NatGatewayHop>,
+}
+
+/// A flow through a NAT gateway, as its interface sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatGatewayHop {
+    /// The gateway's `ENIS` id (`compile::nat_gateway_id`); 0: the gateway
+    /// the sender's route leads to.
+    pub pool: u32,
+    /// Its port toward the internet (none yet for a refused packet: the
+    /// sender's own).
+    pub port: u16,
+    /// The direction from the internet back to the sender.
+    pub reply: bool,
+    /// Refused by the gateway subnet's ACL, entering the gateway or leaving
+    /// it (None: it passed the gateway, or never reached it).
+    pub refused: Option<GatewayLeg>,
+}
+
+/// Where on a gateway's interface a packet was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayLeg {
+    Entering,
+    Leaving,
+}
+
+/// The id of a NAT gateway's network interface in deployment `deployment`:
+/// the one EC2's DescribeNatGateways and DescribeNetworkInterfaces show.
+pub fn nat_gateway_eni_id(deployment: &str, gateway: &str) -> String {
+    crate::ec2::ids::derived("eni", deployment, "", gateway)
 }
 
 /// An interface with what coverage needs to know.
@@ -158,8 +189,9 @@ pub fn az_id(region: &str, az: &str) -> String {
     format!("{short}-az{n}")
 }
 
-/// Every interface of the model: hosts' and Hyperplane ENIs.
-pub fn interfaces(m: &Model) -> Vec<Iface> {
+/// Every interface of the model (deployment `deployment`): hosts' (interface
+/// endpoints' ENIs among them), Hyperplane ENIs, NAT gateways'.
+pub fn interfaces(deployment: &str, m: &Model) -> Vec<Iface> {
     let mk = |host: Option<String>,
               subnet: &str,
               eni_id: String,
@@ -180,6 +212,7 @@ pub fn interfaces(m: &Model) -> Vec<Iface> {
                 instance_id: instance,
                 az_id: az_id(&m.region, &az),
                 hyperplane,
+                nat_gateway: None,
                 addrs,
             },
         }
@@ -202,7 +235,14 @@ pub fn interfaces(m: &Model) -> Vec<Iface> {
         addrs.extend(e.ip6.map(IpAddr::V6));
         mk(None, &e.subnet, e.id.clone(), None, true, addrs)
     });
-    hosts.chain(enis).collect()
+    // Requester-managed: no instance (`-`).
+    let gateways = m.nat_gateways.iter().map(|g| {
+        let eni = nat_gateway_eni_id(deployment, &g.id);
+        let mut i = mk(None, &g.subnet, eni, None, false, vec![IpAddr::V4(g.ip)]);
+        i.rec.nat_gateway = Some(g.id.clone());
+        i
+    });
+    hosts.chain(enis).chain(gateways).collect()
 }
 
 /// Does flow log `fl` cover interface `i`?
@@ -252,6 +292,19 @@ struct Key {
     path: Option<u8>,
 }
 
+/// One interface's view of an observation: addresses and ports as its
+/// record shows them.
+#[derive(Debug, Clone, Copy)]
+struct Leg {
+    iface: usize,
+    direction: Direction,
+    accepted: bool,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    /// `pkt-srcaddr`, `pkt-dstaddr`.
+    pkt: (IpAddr, IpAddr),
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Agg {
     packets: u64,
@@ -283,6 +336,7 @@ pub struct Window {
 /// Aggregates observations into each flow log's windows.
 #[derive(Debug)]
 pub struct Aggregator {
+    deployment: String,
     account: String,
     region: String,
     model: Model,
@@ -293,8 +347,8 @@ pub struct Aggregator {
 impl Aggregator {
     /// Windows start at the last boundary (a multiple of the interval)
     /// at or before `now`.
-    pub fn new(m: &Model, now: u64) -> Self {
-        let ifaces = interfaces(m);
+    pub fn new(deployment: &str, m: &Model, now: u64) -> Self {
+        let ifaces = interfaces(deployment, m);
         let open = m
             .flow_logs
             .iter()
@@ -309,6 +363,7 @@ impl Aggregator {
             })
             .collect();
         Self {
+            deployment: deployment.to_string(),
             account: m.account.clone(),
             region: m.region.clone(),
             model: m.clone(),
@@ -320,10 +375,13 @@ impl Aggregator {
     /// The model changed (the agent added or returned a Hyperplane ENI):
     /// coverage follows, windows in progress stay.
     pub fn set_model(&mut self, m: &Model) {
-        if m.enis == self.model.enis && m.hosts == self.model.hosts {
+        if m.enis == self.model.enis
+            && m.hosts == self.model.hosts
+            && m.nat_gateways == self.model.nat_gateways
+        {
             return;
         }
-        let ifaces = interfaces(m);
+        let ifaces = interfaces(&self.deployment, m);
         for o in &mut self.open {
             // Keys hold interface indexes: remap them by ENI id.
             let old = std::mem::take(&mut o.acc);
@@ -366,6 +424,37 @@ impl Aggregator {
         self.ifaces.iter().position(|i| i.rec.addrs.contains(&a))
     }
 
+    /// The interface of the NAT gateway `h` names, or for a refused packet
+    /// the one the sender's route to the destination leads to.
+    fn nat_iface(&self, o: &Observation, h: &NatGatewayHop) -> Option<usize> {
+        use crate::model::route_table::Target;
+        // The private side: the sender, or for a reply its destination.
+        let (private, peer) = if h.reply {
+            (o.dst, o.src)
+        } else {
+            (o.src, o.dst)
+        };
+        let id = if h.pool != 0 {
+            let index = h.pool.checked_sub(vpc_common::NAT_GATEWAY_ID_BASE)?;
+            self.model
+                .nat_gateways
+                .iter()
+                .find(|g| g.index == index)?
+                .id
+                .clone()
+        } else {
+            let sender = &self.ifaces[self.iface_of(private)?];
+            let (_, r, _, _) = crate::reference::route(&self.model, &sender.subnet, peer)?;
+            match &r.target {
+                Target::NatGateway(g) => g.clone(),
+                _ => return None,
+            }
+        };
+        self.ifaces
+            .iter()
+            .position(|i| i.rec.nat_gateway.as_ref() == Some(&id))
+    }
+
     pub fn add(&mut self, o: &Observation) {
         if not_logged(&self.model, o) {
             return;
@@ -384,6 +473,7 @@ impl Aggregator {
             ],
             Verdict::Unsolicited => &[(receiver, Direction::Ingress, false)],
         };
+        let mut legs = vec![];
         for &(iface, direction, accepted) in sides {
             let Some(iface) = iface else { continue };
             // Addresses before NAT show only on the Hyperplane ENI.
@@ -392,39 +482,135 @@ impl Aggregator {
             } else {
                 (o.src, o.dst)
             };
-            // ICMP has no ports: a record per (addresses, protocol).
-            let icmp = o.proto == 1 || o.proto == 58;
-            let key = Key {
+            legs.push(Leg {
                 iface,
-                accepted,
                 direction,
-                src: o.src,
-                sport: if icmp { 0 } else { o.sport },
-                dst: o.dst,
-                dport: if icmp { 0 } else { o.dport },
-                proto: o.proto,
-                pkt_src,
-                pkt_dst,
-                path: match direction {
-                    Direction::Egress => traffic_path(&self.model, &self.ifaces[iface], o.dst),
-                    Direction::Ingress => None,
-                },
-            };
-            for w in &mut self.open {
-                if !w.fl.traffic_type.logs(accepted) || !w.ifaces.contains(&iface) {
-                    continue;
-                }
-                let a = w.acc.entry(key).or_insert(Agg {
-                    first: o.first,
-                    last: o.last,
-                    ..Default::default()
-                });
-                a.packets += o.packets;
-                a.bytes += o.bytes;
-                a.first = a.first.min(o.first);
-                a.last = a.last.max(o.last);
-                a.flags |= o.tcp_flags;
+                accepted,
+                src: (o.src, o.sport),
+                dst: (o.dst, o.dport),
+                pkt: (pkt_src, pkt_dst),
+            });
+        }
+        if let Some(h) = &o.nat_gateway {
+            self.nat_legs(o, h, sender, receiver, &mut legs);
+        }
+        for l in legs {
+            self.count(o, l);
+        }
+    }
+
+    /// A NAT gateway's interface is an intermediate one (AWS's "Traffic
+    /// through a NAT gateway" example): the private side's records show
+    /// its private address where the packet names the internet host, with
+    /// the original addresses as `pkt-`; the internet side's show its
+    /// private address as theirs. The private side is logged when the
+    /// sender's interface is known (a host's; a function's connection
+    /// shows the internet side only: its ENI's port is not kept).
+    fn nat_legs(
+        &self,
+        o: &Observation,
+        h: &NatGatewayHop,
+        sender: Option<usize>,
+        receiver: Option<usize>,
+        legs: &mut Vec<Leg>,
+    ) {
+        let Some(gw) = self.nat_iface(o, h) else {
+            return;
+        };
+        let Some(&ip) = self.ifaces[gw].rec.addrs.first() else {
+            return;
+        };
+        let leg = |direction, accepted, src, dst, pkt| Leg {
+            iface: gw,
+            direction,
+            accepted,
+            src,
+            dst,
+            pkt,
+        };
+        let (into, out) = match h.refused {
+            Some(GatewayLeg::Entering) => (false, None),
+            Some(GatewayLeg::Leaving) => (true, Some(false)),
+            // Through the gateway (a reply the sender's subnet refused
+            // passed it too) ...
+            None if o.verdict == Verdict::Accepted || h.reply => (true, Some(true)),
+            // ... or refused by the sender's own rules before reaching it.
+            None => return,
+        };
+        if h.reply {
+            // From the internet host to the gateway, then on to the sender.
+            legs.push(leg(
+                Direction::Ingress,
+                into,
+                (o.src, o.sport),
+                (ip, h.port),
+                (o.src, ip),
+            ));
+            if let (Some(accepted), Some(_)) = (out, receiver) {
+                legs.push(leg(
+                    Direction::Egress,
+                    accepted,
+                    (ip, o.sport),
+                    (o.dst, o.dport),
+                    (o.src, o.dst),
+                ));
             }
+            return;
+        }
+        if sender.is_some() {
+            legs.push(leg(
+                Direction::Ingress,
+                into,
+                (o.src, o.sport),
+                (ip, o.dport),
+                (o.src, o.dst),
+            ));
+        }
+        if let Some(accepted) = out {
+            let port = if h.port != 0 { h.port } else { o.sport };
+            legs.push(leg(
+                Direction::Egress,
+                accepted,
+                (ip, port),
+                (o.dst, o.dport),
+                (ip, o.dst),
+            ));
+        }
+    }
+
+    fn count(&mut self, o: &Observation, l: Leg) {
+        // ICMP has no ports: a record per (addresses, protocol).
+        let icmp = o.proto == 1 || o.proto == 58;
+        let key = Key {
+            iface: l.iface,
+            accepted: l.accepted,
+            direction: l.direction,
+            src: l.src.0,
+            sport: if icmp { 0 } else { l.src.1 },
+            dst: l.dst.0,
+            dport: if icmp { 0 } else { l.dst.1 },
+            proto: o.proto,
+            pkt_src: l.pkt.0,
+            pkt_dst: l.pkt.1,
+            path: match l.direction {
+                Direction::Egress => traffic_path(&self.model, &self.ifaces[l.iface], l.pkt.1),
+                Direction::Ingress => None,
+            },
+        };
+        for w in &mut self.open {
+            if !w.fl.traffic_type.logs(l.accepted) || !w.ifaces.contains(&l.iface) {
+                continue;
+            }
+            let a = w.acc.entry(key).or_insert(Agg {
+                first: o.first,
+                last: o.last,
+                ..Default::default()
+            });
+            a.packets += o.packets;
+            a.bytes += o.bytes;
+            a.first = a.first.min(o.first);
+            a.last = a.last.max(o.last);
+            a.flags |= o.tcp_flags;
         }
     }
 

@@ -39,6 +39,12 @@ pub struct Interface {
     /// A Hyperplane ENI: `pkt-srcaddr` / `pkt-dstaddr` show the execution
     /// environment's address, before NAT.
     pub hyperplane: bool,
+    /// A NAT gateway's interface (its logical id): an intermediate
+    /// interface, whose records show the gateway's private address and the
+    /// `pkt-` fields the original ones (AWS's "Traffic through a NAT
+    /// gateway" example).
+    #[serde(default)]
+    pub nat_gateway: Option<String>,
     pub addrs: Vec<IpAddr>,
 }
 
@@ -166,6 +172,7 @@ mod tests {
             instance_id: Some("i-01234567890123456".into()),
             az_id: "use1-az1".into(),
             hyperplane: false,
+            nat_gateway: None,
             addrs: vec![],
         }
     }

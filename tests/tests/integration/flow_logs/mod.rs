@@ -3,6 +3,7 @@
 //! This module holds the temporary directory, the snapshots of what the
 //! agent wrote and the S3 reader the concepts' modules share.
 mod apply;
+mod gateways;
 mod records;
 mod ring_buffer;
 mod traffic;
