@@ -160,8 +160,9 @@ pub struct NatHop {
     pub policy: [u32; 2],
     pub addr: [u8; 16],
     /// A function's: its ENI group (`NO_GROUP` for a host), then the
-    /// Hyperplane ENI that gave it a port (`HyperplaneEni::pool`, 0 until
-    /// then) and that claim.
+    /// Hyperplane ENI that gave it a port (`HyperplaneEni::pool`; 0 until
+    /// then, and again once the connection's entries hold the claim) and
+    /// that claim.
     pub group: u32,
     pub eni: u32,
     pub eni_claim: NatPortKey,

@@ -67,6 +67,7 @@ pub fn hop(
 #[inline(never)]
 pub fn via<C: Ctx>(ctx: &C, s: &mut Scratch) -> u32 {
     let r = via_inner(ctx, s);
+    // A function's ENI claim made for a connection that did not open.
     if r.is_err() && s.hop.eni != 0 {
         let _ = NAT_PORTS.remove(&s.hop.eni_claim);
     }
@@ -148,6 +149,9 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch) -> Result<u32, DropReason> {
         let _ = NAT_PORTS.remove(&claim);
         return Err(r);
     }
+    // The entries are in: the ENI's claim is the connection's now, and
+    // goes with it (`via` gives back only a claim of no connection).
+    s.hop.eni = 0;
     route::deliver_to(ctx, ep)
 }
 
