@@ -98,14 +98,21 @@ pub struct CtEntry {
     /// interface endpoint's connections have its idle timeout.
     pub peer: u8,
     pub _pad1: u8,
+    /// A function's connection through a NAT gateway: the Hyperplane ENI
+    /// it leaves from (`HyperplaneEni::pool`) and that ENI's NAT port
+    /// (network order), the connection's first claim, as AWS translates it
+    /// twice (`eni` and `nat_port` are the gateway's); 0 otherwise.
+    pub fn_eni: u16,
+    pub fn_eni_port: u16,
     pub mac: [u8; 6],
     pub router_mac: [u8; 6],
     /// Rewrite for this direction: new source (SNAT) or destination (DNAT).
     pub nat_addr: [u8; 16],
     /// The other direction's key.
     pub twin: CtKey,
+    pub _pad2: u32,
     /// Flow-log counters of this direction, one slot per window parity
     /// (see [`FlowWindow`]).
     pub fl: [FlowWindow; 2],
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 216);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 224);

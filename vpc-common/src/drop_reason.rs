@@ -23,7 +23,8 @@ pub enum DropReason {
     HyperplaneUnsolicited = 8,
     /// A TCP packet that is not a SYN and matches no tracked connection.
     CtInvalid = 9,
-    /// No free NAT port on the Hyperplane ENI after bounded probing.
+    /// Every NAT port of every Hyperplane ENI of the group claimed (or,
+    /// through a NAT gateway, every port toward that destination).
     NatPortExhausted = 10,
     /// IP fragment: ports unknown, policy cannot be decided.
     Fragment = 11,

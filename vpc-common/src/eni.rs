@@ -11,8 +11,9 @@ pub const NAT_PORT_RANGE: u32 = NAT_PORT_MAX as u32 - NAT_PORT_MIN as u32 + 1;
 /// AWS documents 65,000; within the ephemeral range 1024-65535 that AWS
 /// tells customers to open in their ACLs there are 64,512 (see the README).
 pub const DEFAULT_ENI_CAPACITY: u32 = NAT_PORT_RANGE;
-/// Bounded probing for a free NAT port, per ENI of a group: independent
-/// random ports, so at occupancy p an ENI refuses with probability p^16.
+/// Random ports tried per ENI of a group (or NAT gateway destination)
+/// before the scan of the whole pool (`port_allocation`): at occupancy p
+/// the scan runs with probability p^16.
 pub const NAT_PORT_TRIES: u32 = 16;
 /// Hyperplane ENIs per (subnet, security-group set) group.
 pub const MAX_GROUP_ENIS: usize = 8;

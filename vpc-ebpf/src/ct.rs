@@ -273,6 +273,8 @@ pub fn bind(
     o.dst_subnet = ep.subnet as u16;
     o.acl_gen = epoch.wrapping_add(1);
     o.route = route;
+    // Set by `nat_gateway` for a function's connection only.
+    (o.fn_eni, o.fn_eni_port, r.fn_eni, r.fn_eni_port) = (0, 0, 0, 0);
     o.peer = ep.kind;
     r.peer = ep.kind;
     r.in_ifindex = ep.ifindex;

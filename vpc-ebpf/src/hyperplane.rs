@@ -56,18 +56,7 @@ fn new_flow_inner<C: Ctx>(
     let epoch = config::policy_epoch();
     let r = route::lookup(epoch & 1, first.subnet, p.v6, &p.daddr)?;
     if r.kind == route_kind::NAT_GATEWAY {
-        // Two translations, its ENI's then the gateway's, in one rewrite:
-        // the checks see the ENI's address on the way to the gateway.
-        return Ok(nat_gateway::hop(
-            &mut s.hop,
-            r.id,
-            ifindex,
-            epoch,
-            first.subnet,
-            now,
-            &first.policy,
-            &first.addr4,
-        ));
+        return Ok(to_nat_gateway(s, port, first, r.id, ifindex, epoch, now));
     }
     // IPv6 leaves through either internet gateway from the ENI's own
     // (global) address; IPv4 would need a public one, which an ENI of
@@ -137,11 +126,69 @@ fn new_flow_inner<C: Ctx>(
     Ok(action)
 }
 
+/// Two translations, as at AWS: the function's packet leaves its
+/// Hyperplane ENI with the ENI's address and a port of the ENI, then NAT
+/// gateway `gw` translates that to its Elastic IP and a port of its own
+/// (`nat_gateway::via`, which calls `leave_eni` once the gateway's own
+/// checks of the flow passed), in one rewrite.
+#[inline(always)]
+fn to_nat_gateway(
+    s: &mut Scratch,
+    port: &PortInfo,
+    first: &vpc_common::HyperplaneEni,
+    gw: u32,
+    ifindex: u32,
+    epoch: u32,
+    now: u64,
+) -> u32 {
+    let hop = nat_gateway::hop(
+        &mut s.hop,
+        gw,
+        ifindex,
+        epoch,
+        first.subnet,
+        now,
+        &first.policy,
+        &first.addr4,
+    );
+    s.hop.group = port.eni_group;
+    hop
+}
+
+/// A function's connection into a NAT gateway (`s.hop`) takes a port of its Hyperplane ENI,
+/// counted against the ENI's capacity, the next ENI of the group taking
+/// the overflow as for any connection: the checks on the way to the
+/// gateway then see the ENI chosen (its address), and the gateway's
+/// translation starts from it. `via` gives the claim back if the
+/// connection does not open.
+#[inline(always)]
+pub fn leave_eni(s: &mut Scratch) -> Result<(), DropReason> {
+    let group = match unsafe { ENI_GROUPS.get(&s.hop.group) } {
+        Some(g) if g.count > 0 => g,
+        _ => return Err(DropReason::NoRoute),
+    };
+    // The remote side; `claim_nat_port` fills in the ENI's.
+    s.reply_key = ct::reply_key(&s.key, false);
+    let id = claim_nat_port(s, group)?;
+    let eni = match unsafe { ENIS.get(&id) } {
+        Some(e) => e,
+        None => {
+            let _ = NAT_PORTS.remove(&s.claim);
+            return Err(DropReason::NoRoute);
+        }
+    };
+    s.hop.eni = eni.pool;
+    s.hop.eni_claim = s.claim;
+    copy_addr(&mut s.hop.addr, &eni.addr4);
+    Ok(())
+}
+
 /// A NAT port for the connection in `s` (its `reply_key` holds the remote
-/// side): the ENIs of the group in order, on each `NAT_PORT_TRIES` probes
-/// of its range (`port_allocation::probe`), so random probing fills an ENI
-/// to about 96% before the next one takes the overflow. Returns the ENI id,
-/// the claim in `s.claim`; every ENI full is `nat_port_exhausted`.
+/// side): the ENIs of the group in order, on each a free port if it has
+/// one (`port_allocation::probe`: random ports, then a scan), so an ENI
+/// fills to its capacity before the next one takes the overflow. Returns
+/// the ENI id, the claim in `s.claim`; every ENI full is
+/// `nat_port_exhausted`.
 /// A BPF function of its own: each probe leaves the verifier a different
 /// state (the probe count), and only the result crosses back, so what
 /// follows is verified once rather than once per probe.
@@ -167,7 +214,7 @@ fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> 
         );
         // Unique per (ENI, protocol): the claim names no destination.
         let key = NatPortKey::of_reply(eni.pool, &s.reply_key, false);
-        if port_allocation::probe(&mut s.reply_key, &mut s.claim, key, false, cap, &mut probes) {
+        if port_allocation::probe(s, key, false, cap, &mut probes) {
             return Ok(id);
         }
     }

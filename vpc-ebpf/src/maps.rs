@@ -159,7 +159,17 @@ pub struct NatHop {
     pub now: u64,
     pub policy: [u32; 2],
     pub addr: [u8; 16],
+    /// A function's: its ENI group (`NO_GROUP` for a host), then the
+    /// Hyperplane ENI that gave it a port (`HyperplaneEni::pool`; 0 until
+    /// then, and again once the connection's entries hold the claim) and
+    /// that claim.
+    pub group: u32,
+    pub eni: u32,
+    pub eni_claim: NatPortKey,
 }
+
+/// `NatHop::group` of a host's flow.
+pub const NO_GROUP: u32 = u32::MAX;
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

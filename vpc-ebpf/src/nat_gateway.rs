@@ -3,6 +3,7 @@
 //! Hyperplane ENIs (two translations in one rewrite). Its connections are
 //! tracked as any other; a packet of one it forgot (idle past its timeout)
 //! is answered with a RST, as AWS does.
+use aya_ebpf::bindings::BPF_EXIST;
 use network_types::{ip::Ipv4Hdr, tcp::TcpHdr};
 use vpc_common::{
     cfg, for_gen, kind, route_kind, CtEntry, DropReason, Endpoint, NatPortKey, CT_DIR_ORIG,
@@ -14,8 +15,8 @@ use crate::{
     copy::copy_addr,
     ct,
     ctx::{read, write, Ctx},
-    flowlog,
-    maps::{NatHop, Scratch, ENIS, ENI_GROUPS, NAT_PORTS, PORTS},
+    flowlog, hyperplane,
+    maps::{NatHop, Scratch, ENIS, ENI_GROUPS, NAT_PORTS, NO_GROUP, PORTS},
     nat,
     parse::{
         Packet, ETH_DST, ETH_HLEN, ETH_SRC, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_CHECK,
@@ -45,6 +46,7 @@ pub fn hop(
     addr: &[u8; 16],
 ) -> u32 {
     (h.id, h.ifindex, h.epoch, h.subnet, h.now) = (id, ifindex, epoch, subnet, now);
+    (h.group, h.eni) = (NO_GROUP, 0);
     h.policy = *policy;
     copy_addr(&mut h.addr, addr);
     HOP
@@ -57,7 +59,9 @@ pub fn hop(
 /// gateway) and its outbound ACL applies; a NAT gateway has no groups.
 /// Then the source becomes the Elastic IP and a port the gateway claims
 /// (ICMP echo: an identifier of its own). TCP, UDP and ICMP echo only;
-/// IPv6 is not translated (no NAT64).
+/// IPv6 is not translated (no NAT64). A function's flow has taken a port
+/// of its Hyperplane ENI first (`hyperplane::leave_eni`), given back here
+/// when the connection does not open.
 /// A BPF function of its own (hosts and functions both come here, and the
 /// verifier walks it once); it counts its drops and returns the action.
 #[inline(never)]
@@ -67,6 +71,10 @@ pub fn via<C: Ctx>(ctx: &C, s: &mut Scratch) -> u32 {
     let mut out = false;
     let res = via_inner(ctx, s, &mut out);
     if let Err(r) = res {
+        // A function's ENI claim made for a connection that did not open.
+        if s.hop.eni != 0 {
+            let _ = NAT_PORTS.remove(&s.hop.eni_claim);
+        }
         let Scratch {
             pkt, fl_key, hop, ..
         } = s;
@@ -110,6 +118,10 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
     if !ct::opens(p) {
         return Err(DropReason::CtInvalid);
     }
+    if s.hop.group != NO_GROUP {
+        hyperplane::leave_eni(s)?;
+    }
+    let p = &s.pkt;
     let port = p.policy_port();
     policy::groups(
         for_gen(&from_policy, gen),
@@ -129,6 +141,10 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
     copy_addr(&mut s.reply_key.daddr, &gw.addr4);
     claim_port(s, pool)?;
     let claim = s.claim;
+    // The ENI's claim names the connection too, as the GC releases it.
+    if s.hop.eni != 0 {
+        let _ = NAT_PORTS.insert(&s.hop.eni_claim, &s.reply_key, BPF_EXIST as u64);
+    }
     if let Err(r) = open(
         ctx,
         s,
@@ -143,12 +159,16 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
         let _ = NAT_PORTS.remove(&claim);
         return Err(r);
     }
+    // The entries are in: the ENI's claim is the connection's now, and
+    // goes with it (`via` gives back only a claim of no connection).
+    s.hop.eni = 0;
     route::deliver_to(ctx, ep)
 }
 
 /// A source port of gateway `pool` toward the destination of the
-/// connection in `s` (its `reply_key` complete but the port), from
-/// `NAT_PORT_TRIES` probes; the claim in `s.claim`. None free:
+/// connection in `s` (its `reply_key` complete but the port), a free one
+/// if there is any (`port_allocation::probe`); the claim in `s.claim`.
+/// None free:
 /// `nat_port_exhausted` (AWS's `ErrorPortAllocation`).
 /// A BPF function of its own, as `hyperplane::claim_nat_port`: what
 /// follows is verified once, not once per probe.
@@ -160,7 +180,7 @@ fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
     // identifier is the port, and there is no destination port).
     let key = NatPortKey::of_reply(pool, &s.reply_key, true);
     let echo = s.reply_key.proto == IPPROTO_ICMP;
-    if port_allocation::probe(&mut s.reply_key, &mut s.claim, key, echo, cap, &mut probes) {
+    if port_allocation::probe(s, key, echo, cap, &mut probes) {
         return Ok(());
     }
     Err(port_allocation::exhausted(probes))
@@ -194,6 +214,11 @@ fn open<C: Ctx>(
     s.reply.eni = pool as u16;
     s.orig.eni_subnet = gw_subnet as u16;
     s.reply.eni_subnet = gw_subnet as u16;
+    if s.hop.eni != 0 {
+        let (eni, port) = (s.hop.eni as u16, s.hop.eni_claim.port);
+        (s.orig.fn_eni, s.orig.fn_eni_port) = (eni, port);
+        (s.reply.fn_eni, s.reply.fn_eni_port) = (eni, port);
+    }
     nat::rewrite(ctx, &s.pkt, true, &s.orig.nat_addr, nat_port)?;
     ct::open(s, now)
 }
@@ -334,7 +359,7 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32, last: &mut bool) -> Result<(),
         return Err(route::refused(r.kind));
     }
     let mut sender = [0u8; 16];
-    sender_addr(vpc_port, &mut sender)?;
+    sender_addr(e, vpc_port, &mut sender)?;
     let port = p.policy_port();
     if orig {
         if from != gw {
@@ -346,8 +371,11 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32, last: &mut bool) -> Result<(),
     }
     policy::acl(gen, gw, DIR_INGRESS, false, peer, p.proto, port)?;
     if from != gw {
+        // A function's side is its ENI's port (the gateway sends there).
         let own = if p.is_icmp() {
             port
+        } else if e.fn_eni != 0 {
+            u16::from_be(e.fn_eni_port)
         } else {
             u16::from_be(e.nat_port)
         };
@@ -358,11 +386,19 @@ pub fn recheck(p: &Packet, e: &CtEntry, gen: u32, last: &mut bool) -> Result<(),
     Ok(())
 }
 
-/// The address the VPC sees behind router port `ifindex`: a host's own, a
-/// function's ENI's (the group's first: every ENI of a group is in one
-/// subnet, which is what the ACLs judge).
+/// The address the VPC sees behind router port `ifindex` for connection
+/// entry `e`: a host's own, a function's ENI's (the one it left from).
 #[inline(always)]
-fn sender_addr(ifindex: u32, out: &mut [u8; 16]) -> Result<(), DropReason> {
+fn sender_addr(e: &CtEntry, ifindex: u32, out: &mut [u8; 16]) -> Result<(), DropReason> {
+    if e.fn_eni != 0 {
+        return match unsafe { ENIS.get(&(e.fn_eni as u32)) } {
+            Some(eni) => {
+                copy_addr(out, &eni.addr4);
+                Ok(())
+            }
+            None => Err(DropReason::NoRoute),
+        };
+    }
     let port = match unsafe { PORTS.get(&ifindex) } {
         Some(p) => p,
         None => return Err(DropReason::NoRoute),

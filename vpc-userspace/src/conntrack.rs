@@ -37,6 +37,11 @@ pub struct Connection {
     pub reply: Tuple,
     /// The Hyperplane ENI it was translated to (function connections).
     pub eni: Option<String>,
+    /// Through a NAT gateway, a function's connection leaves its ENI from
+    /// a port of the ENI (its claim) before the gateway's translation,
+    /// which the reply tuple shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eni_port: Option<u16>,
 }
 
 fn addr(a: &[u8; 16]) -> IpAddr {
@@ -77,7 +82,14 @@ pub fn rows(
                     })
                 })
                 .flatten()
+                .or_else(|| {
+                    let i = e.fn_eni as u32;
+                    (i != 0)
+                        .then(|| enis.iter().find(|s| s.index == i))
+                        .flatten()
+                })
                 .map(|s| s.id.clone());
+            let eni_port = (e.fn_eni != 0).then(|| u16::from_be(e.fn_eni_port));
             let state = match (k.proto, e.state) {
                 (6, ct_state::SYN_SENT) => "SYN_SENT",
                 (6, ct_state::ESTABLISHED) => "ESTABLISHED",
@@ -114,6 +126,7 @@ pub fn rows(
                     bytes: e.bytes_reply,
                 },
                 eni,
+                eni_port,
             }
         })
         .collect();
@@ -150,6 +163,9 @@ pub fn line(c: &Connection) -> String {
     s += &format!(" age={}s", c.age_s);
     if let Some(eni) = &c.eni {
         s += &format!(" eni={eni}");
+    }
+    if let Some(port) = c.eni_port {
+        s += &format!(" eni_port={port}");
     }
     s
 }
@@ -196,7 +212,7 @@ mod tests {
         assert_eq!(c.timeout_s, t.icmp.as_secs() - 30);
         assert_eq!(c.original.src.to_string(), "198.19.0.10");
         assert_eq!(c.original.dst.to_string(), "2001:db8::5");
-        assert_eq!(c.eni, None);
+        assert_eq!((&c.eni, c.eni_port), (&None, None));
         assert_eq!(
             line(c),
             format!(
@@ -205,5 +221,47 @@ mod tests {
                 c.timeout_s
             )
         );
+    }
+
+    /// A function's connection through a NAT gateway: SNAT to the
+    /// gateway's Elastic IP, and its ENI named by the claim it made there.
+    #[test]
+    fn a_function_connection_through_a_nat_gateway_names_its_eni_and_port() {
+        let key = CtKey {
+            saddr: v4_mapped([198, 19, 0, 10]),
+            daddr: v4_mapped([203, 0, 113, 10]),
+            sport: 40000u16.to_be(),
+            dport: 443u16.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
+        let e = CtEntry {
+            dir: CT_DIR_ORIG,
+            flags: CT_F_SNAT,
+            nat_addr: v4_mapped([198, 51, 100, 10]),
+            nat_port: 1024u16.to_be(),
+            fn_eni: 3,
+            fn_eni_port: 1500u16.to_be(),
+            ..Default::default()
+        };
+        let eni = HyperplaneEniSpec {
+            index: 3,
+            id: "eni-03".into(),
+            subnet: "Private".into(),
+            vpc: "Vpc".into(),
+            groups: vec![],
+            ip: "10.0.2.5".parse().unwrap(),
+            functions: vec!["Fn".into()],
+            ip6: None,
+            scaled: false,
+            account: None,
+            available: false,
+        };
+        let rows = rows(&[(key, e)], &Timeouts::default(), 0, &[eni]);
+        assert_eq!(
+            (rows[0].eni.as_deref(), rows[0].eni_port),
+            (Some("eni-03"), Some(1500))
+        );
+        assert!(line(&rows[0]).ends_with(" eni=eni-03 eni_port=1500"));
     }
 }

@@ -467,6 +467,14 @@ fn via_nat_gateway(
         return Err(v);
     }
     acl_out(m, &g.subnet, p, steps)?;
+    // A function's packet reaches the gateway from its ENI's address and a
+    // port of the ENI (a claim against its capacity), as at AWS.
+    if let Some(e) = m.enis.iter().find(|e| IpAddr::V4(e.ip) == p.src) {
+        steps.push(format!(
+            "Hyperplane ENI {}: source {} and a port of the ENI",
+            e.id, e.ip
+        ));
+    }
     steps.push(format!(
         "NAT gateway {gw}: source becomes {} and a port of its own",
         g.public_ip
@@ -718,6 +726,8 @@ Resources:
             steps.last().unwrap().contains("source becomes 198.51.100."),
             "{steps:?}"
         );
+        let eni = &steps[steps.len() - 2];
+        assert!(eni.contains("a port of the ENI"), "{steps:?}");
         assert_eq!(
             go(&m, "ENI", example, 1).0.reason(),
             Some("nat_gateway_protocol")

@@ -44,3 +44,37 @@ pub unsafe fn bpf_redirect(ifindex: u32, flags: u64) -> i64 {
         Hook::Tc => TC_ACT_REDIRECT as i64,
     }
 }
+
+/// As the kernel: `callback_fn` (an `extern "C" fn(u64, *mut c_void) ->
+/// i64`) for 0..`nr_loops` until it returns non-zero (1; anything else
+/// is the kernel's -EINVAL, which the router never gives); flags must be
+/// 0. Returns the number of calls made.
+///
+/// # Safety
+/// `callback_fn` must be such a function, `callback_ctx` what it expects.
+pub unsafe fn bpf_loop(
+    nr_loops: u32,
+    callback_fn: *mut core::ffi::c_void,
+    callback_ctx: *mut core::ffi::c_void,
+    flags: u64,
+) -> i64 {
+    const E2BIG: i64 = -7;
+    const EINVAL: i64 = -22;
+    if flags != 0 {
+        return EINVAL;
+    }
+    // The kernel's bound: BPF_MAX_LOOPS.
+    if nr_loops > 1 << 23 {
+        return E2BIG;
+    }
+    let f: extern "C" fn(u64, *mut core::ffi::c_void) -> i64 =
+        unsafe { core::mem::transmute(callback_fn) };
+    for i in 0..nr_loops as u64 {
+        match f(i, callback_ctx) {
+            0 => {}
+            1 => return i as i64 + 1,
+            _ => return EINVAL,
+        }
+    }
+    nr_loops as i64
+}

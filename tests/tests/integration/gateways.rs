@@ -185,6 +185,50 @@ fn fetch(d: &Deployment, env: &str) -> Option<String> {
     (out.status.success() && text.contains("pong")).then_some(text)
 }
 
+/// The classic template, its private subnets behind one network ACL that
+/// lets in TCP from outside the VPC on ports `from`-`to` only.
+fn classic_private_inbound(from: u16, to: u16) -> String {
+    let mut t = classic(true, true);
+    t.push_str(&format!(
+        "  PrivAcl: {{Type: AWS::EC2::NetworkAcl, Properties: {{VpcId: !Ref Vpc}}}}
+  PrivAclA: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref PrivateA, NetworkAclId: !Ref PrivAcl}}}}
+  PrivAclB: {{Type: AWS::EC2::SubnetNetworkAclAssociation, Properties: {{SubnetId: !Ref PrivateB, NetworkAclId: !Ref PrivAcl}}}}
+  PrivIn: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref PrivAcl, RuleNumber: 100, Protocol: 6, RuleAction: allow, CidrBlock: 0.0.0.0/0, PortRange: {{From: {from}, To: {to}}}}}}}
+  PrivOut: {{Type: AWS::EC2::NetworkAclEntry, Properties: {{NetworkAclId: !Ref PrivAcl, RuleNumber: 100, Protocol: -1, RuleAction: allow, Egress: true, CidrBlock: 0.0.0.0/0}}}}
+"
+    ));
+    t
+}
+
+/// A function's connection through the NAT gateway leaves its Hyperplane
+/// ENI from a port of the ENI, as at AWS, and the gateway sends the replies
+/// there: with ENIs of 1,000 ports (1024-2023) and the private subnets'
+/// ACL letting in from the internet only those, a real connection from the
+/// function gets its reply; with the ACL letting in only the range Linux
+/// picks the execution environment's own ports from (32768-60999), the
+/// reply is denied (`nacl_ingress_denied`).
+#[test]
+fn a_functions_connection_through_the_nat_gateway_is_judged_on_its_enis_port() {
+    let d = Deployment::up(
+        "gwe",
+        &classic_private_inbound(1024, 2023),
+        &["--eni-delay", "100ms", "--wait", "--eni-capacity", "1000"],
+    );
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(fetch(&d, "1").is_some(), "no answer through the ENI's port");
+    let peer = server.finish(30).expect("the internet host got it");
+    assert_eq!(peer.ip().to_string(), "198.51.100.10");
+    assert_eq!(d.dropped("nacl_ingress_denied"), 0);
+    d.apply(&classic_private_inbound(32768, 60999));
+    let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
+    assert!(
+        fetch(&d, "1").is_none(),
+        "a reply on the environment's port"
+    );
+    assert!(d.dropped("nacl_ingress_denied") >= 1);
+    let _ = server.stop();
+}
+
 #[test]
 fn the_classic_template_brings_a_private_function_to_the_internet_through_the_nat_gateway() {
     let d = Deployment::up("gwc", &classic(true, true), FAST);

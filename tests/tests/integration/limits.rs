@@ -154,6 +154,69 @@ fn an_eni_out_of_nat_ports_refuses_new_connections_and_the_next_eni_takes_them()
     });
 }
 
+/// An ENI filled to exactly its capacity (the default, 64,512 ports per
+/// protocol): every port but three claimed through the map (as the
+/// datapath's claims are), then three real connections of the function
+/// find exactly those three, wherever they are (the first and last port of
+/// the range among them), and the next one is refused as
+/// `nat_port_exhausted`, counted once as a failed allocation.
+#[test]
+fn an_eni_fills_to_exactly_its_capacity_and_the_next_connection_is_refused() {
+    use aya::maps::HashMap as M;
+    use vpc_common::{CtKey, NatPortKey, DEFAULT_ENI_CAPACITY as CAP, NAT_PORT_MIN};
+    in_private_netns(|| {
+        let mut h = Harness::new(ONE_SUBNET);
+        h.activate();
+        h.dp.set_conntrack_allowance(0).unwrap();
+        let fn_if = h.ifindex("Fn");
+        let pool = h.entries.enis[0].1.pool;
+        let free = [NAT_PORT_MIN, 40_000, 65_535];
+        {
+            let mut m: M<_, NatPortKey, CtKey> =
+                M::try_from(h.dp.map(map_names::NAT_PORTS).unwrap()).unwrap();
+            for port in (NAT_PORT_MIN..=65_535).filter(|p| !free.contains(p)) {
+                let k = NatPortKey {
+                    eni: pool,
+                    port: port.to_be(),
+                    proto: 6,
+                    ..Default::default()
+                };
+                m.insert(k, CtKey::default(), 0).unwrap();
+            }
+        }
+        let mut got = vec![];
+        for i in 0..3 {
+            let (v, out) = h.run(fn_if, &tcp(EXEC, DB, 40000 + i, 5432, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT, "connection {i}: {:?}", h.counters());
+            got.push(parse_and_verify(&out).unwrap().sport);
+        }
+        got.sort();
+        assert_eq!(got, free, "the last free ports, found");
+        assert_eq!(h.dp.nat_stats().unwrap().failed, 0);
+        assert_eq!(
+            h.dp.nat_claims().unwrap().get(&(pool, 6)).copied(),
+            Some(CAP as usize)
+        );
+        // Full: the next one is refused, and counted.
+        let (v, _) = h.run(fn_if, &tcp(EXEC, DB, 40009, 5432, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(dropped(&mut h, DropReason::NatPortExhausted), 1);
+        assert_eq!(h.dp.nat_stats().unwrap().failed, 1);
+        // UDP has ports of its own.
+        let dgram = Frame::new(
+            ip(EXEC),
+            ip(DB),
+            L4::Udp {
+                sport: 5000,
+                dport: 9000,
+                no_checksum: false,
+            },
+        )
+        .build();
+        assert_eq!(h.run(fn_if, &dgram).0, XDP_REDIRECT);
+    });
+}
+
 /// The flow-log rejects table is an LRU of `FL_MAX_REJECTS` keys: more
 /// refused flows in one window than it holds are still each dropped and
 /// counted under their reason; the table stays at its size (the oldest

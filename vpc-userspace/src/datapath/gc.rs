@@ -7,10 +7,12 @@ use vpc_common::{ct_state, map_names, CtEntry, CtKey, NatPortKey, CT_DIR_ORIG, C
 
 use super::{
     allowance::{self, PortConnections},
-    nat_claim, Maps, Timeouts,
+    nat_claim, nat_claims_of, Maps, Timeouts,
 };
 
-/// Removes expired connections (both entries) and their NAT port claims;
+/// Removes expired connections (both entries) and their NAT port claims
+/// (two for a function's connection through a NAT gateway: its ENI's and
+/// the gateway's);
 /// see `Maps::ct_gc`. `on_removed` gets every removed entry (both
 /// directions, as removed) first.
 pub(super) fn collect<M: Maps + ?Sized>(
@@ -96,13 +98,15 @@ pub(super) fn collect<M: Maps + ?Sized>(
                 on_removed(k, &gone);
                 removed += 1;
             }
-            nat_claim(k, e).map(|c| (c, reply))
+            Some((nat_claims_of(k, e), reply))
         };
-        if let Some((c, reply)) = released {
+        if let Some((claims, reply)) = released {
             let mut ports: HashMap<_, NatPortKey, CtKey> =
                 HashMap::try_from(maps.map(map_names::NAT_PORTS)?)?;
-            if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
-                let _ = ports.remove(&c);
+            for c in claims {
+                if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
+                    let _ = ports.remove(&c);
+                }
             }
         }
     }
@@ -133,7 +137,7 @@ pub fn end_connections_where<M: Maps + ?Sized>(
             allowance::remove(ct, counts.as_ref(), &e.twin)?;
         }
         allowance::remove(ct, counts.as_ref(), k)?;
-        claims.extend(super::nat_claim(k, e));
+        claims.extend(nat_claims_of(k, e));
     }
     let mut ports: HashMap<_, NatPortKey, CtKey> =
         HashMap::try_from(maps.map(map_names::NAT_PORTS)?)?;

@@ -248,6 +248,27 @@ pub fn nat_claim(k: &CtKey, e: &CtEntry) -> Option<NatPortKey> {
     Some(NatPortKey::of_reply(e.eni as u32, reply, nat_gateway))
 }
 
+/// The other claim of a function's connection through a NAT gateway: the
+/// port of its Hyperplane ENI it took first (`CtEntry::fn_eni`), under
+/// the same reply key as the gateway's.
+pub fn fn_eni_claim(k: &CtKey, e: &CtEntry) -> Option<NatPortKey> {
+    if e.fn_eni == 0 || e.route != vpc_common::route_kind::NAT_GATEWAY {
+        return None;
+    }
+    Some(NatPortKey {
+        eni: e.fn_eni as u32,
+        port: e.fn_eni_port,
+        proto: k.proto,
+        ..NatPortKey::default()
+    })
+}
+
+/// Every `NAT_PORTS` claim of a connection entry: none, its ENI's or
+/// gateway's, and a function's ENI's through a NAT gateway.
+pub fn nat_claims_of(k: &CtKey, e: &CtEntry) -> impl Iterator<Item = NatPortKey> {
+    nat_claim(k, e).into_iter().chain(fn_eni_claim(k, e))
+}
+
 /// Time on the clock the datapath uses (`bpf_ktime_get_coarse_ns`).
 pub fn mono_ns() -> u64 {
     let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)

@@ -7,6 +7,7 @@ mod established;
 mod internet_gateway;
 mod ipv6;
 mod nat_gateway;
+mod nat_ports;
 mod tables;
 
 use std::net::IpAddr;
