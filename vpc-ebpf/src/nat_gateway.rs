@@ -162,7 +162,12 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
     // The entries are in: the ENI's claim is the connection's now, and
     // goes with it (`via` gives back only a claim of no connection).
     s.hop.eni = 0;
-    route::deliver_to(ctx, ep)
+    let action = route::deliver_to(ctx, ep)?;
+    // Counted on the function's ENI too (a host's connection has none).
+    if s.orig.fn_eni != 0 {
+        stats::eni_forwarded(s.orig.fn_eni);
+    }
+    Ok(action)
 }
 
 /// A source port of gateway `pool` toward the destination of the

@@ -314,6 +314,10 @@ fn deliver_tracked<C: Ctx>(
     }
     let action = route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)?;
     stats::eni_forwarded(ent.eni);
+    // Through a NAT gateway: the function's ENI forwarded it too.
+    if ent.fn_eni != 0 {
+        stats::eni_forwarded(ent.fn_eni);
+    }
     Ok(action)
 }
 

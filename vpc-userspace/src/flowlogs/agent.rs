@@ -14,9 +14,9 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
 use serde::{Deserialize, Serialize};
 use vpc_common::{
-    cfg, kind, map_names, route_kind, CtEntry, CtKey, DropReason, EniGroup, FlowRejectKey,
-    FlowWindow, HyperplaneEni, PortInfo, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN, FL_GW_NAT_OUT,
-    FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_STAT_EVENTS, FL_STAT_LOST,
+    cfg, map_names, route_kind, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow,
+    HyperplaneEni, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN, FL_GW_NAT_OUT, FL_GW_NAT_REPLY_IN,
+    FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_STAT_EVENTS, FL_STAT_LOST,
 };
 
 use super::{Aggregator, GatewayLeg, NatGatewayHop, Observation, Record, Verdict, Window};
@@ -75,16 +75,16 @@ fn clock_offset() -> i128 {
 /// gateway, NAT gateway: its address is no Hyperplane ENI's, which
 /// `hyperplane` tells) on its private side, as the host's interface sees it.
 /// A function's connection through a NAT gateway (both translations in one
-/// rewrite) is seen from its ENI's address (`env_eni`: the router port of
-/// its execution environment to that address), with the function's own
-/// port (the ENI's is not kept), and the function's address as `pkt-`.
+/// rewrite) is seen from the address and port of the Hyperplane ENI it
+/// left from (`CtEntry::fn_eni`, `fn_eni_port`; `eni_addr`: an ENI's
+/// index to its address), with the function's address as `pkt-`.
 pub fn from_ct(
     k: &CtKey,
     e: &CtEntry,
     slot: &FlowWindow,
     offset: i128,
     hyperplane: &dyn Fn(IpAddr) -> bool,
-    env_eni: &dyn Fn(u32) -> Option<IpAddr>,
+    eni_addr: &dyn Fn(u32) -> Option<IpAddr>,
 ) -> Observation {
     let unix = |ns: u64| ((ns as i128 + offset).max(0) / 1_000_000_000) as u64;
     let (mut src, mut sport) = (addr(&k.saddr), k.sport);
@@ -110,13 +110,14 @@ pub fn from_ct(
         pkt_src = src;
     }
     let through_nat = e.route == route_kind::NAT_GATEWAY;
-    if through_nat && snat {
-        if let Some(eni) = env_eni(e.in_ifindex) {
-            src = eni;
-        }
-    } else if through_nat && dnat {
-        if let Some(eni) = env_eni(e.out_ifindex) {
-            dst = eni;
+    let fn_eni = (through_nat && e.fn_eni != 0)
+        .then(|| eni_addr(e.fn_eni as u32))
+        .flatten();
+    if let Some(eni) = fn_eni {
+        if snat {
+            (src, sport) = (eni, e.fn_eni_port);
+        } else if dnat {
+            (dst, dport) = (eni, e.fn_eni_port);
         }
     }
     // A NAT gateway's connection: its port toward the internet is the
@@ -243,38 +244,20 @@ pub struct FlowLogAgent {
     rejects: BTreeMap<u32, Vec<FlowRejectKey>>,
     events: RingBuf<MapData>,
     lost_seen: u64,
-    /// Execution environments' router ports -> their function's ENI's
-    /// address (`env_enis`), as of the last window read.
-    env_enis: BTreeMap<u32, IpAddr>,
+    /// Hyperplane ENIs' indices -> their addresses (`eni_addrs`), as of
+    /// the last window read.
+    eni_addrs: BTreeMap<u32, IpAddr>,
 }
 
-/// Every execution environment's router port and the address of its
-/// function's ENI (its group's first, as the NAT gateway's checks see it).
-fn env_enis(maps: &mut impl Maps) -> Result<BTreeMap<u32, IpAddr>> {
-    let ports: Vec<(u32, u32)> = {
-        let m: HashMap<_, u32, PortInfo> = HashMap::try_from(maps.map(map_names::PORTS)?)?;
-        m.iter()
-            .filter_map(|r| r.ok())
-            .filter(|(_, p)| p.kind == kind::EXEC_ENV)
-            .map(|(i, p)| (i, p.eni_group))
-            .collect()
-    };
-    let firsts: BTreeMap<u32, u32> = {
-        let m: HashMap<_, u32, EniGroup> = HashMap::try_from(maps.map(map_names::ENI_GROUPS)?)?;
-        m.iter()
-            .filter_map(|r| r.ok())
-            .filter(|(_, g)| g.count > 0)
-            .map(|(id, g)| (id, g.enis[0]))
-            .collect()
-    };
+/// Every Hyperplane ENI's index and IPv4 address (the address a function's
+/// connection through a NAT gateway leaves from).
+fn eni_addrs(maps: &mut impl Maps) -> Result<BTreeMap<u32, IpAddr>> {
     let m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(maps.map(map_names::ENIS)?)?;
-    let mut out = BTreeMap::new();
-    for (ifindex, group) in ports {
-        if let Some(eni) = firsts.get(&group).and_then(|id| m.get(id, 0).ok()) {
-            out.insert(ifindex, addr(&eni.addr4));
-        }
-    }
-    Ok(out)
+    Ok(m.iter()
+        .filter_map(|r| r.ok())
+        .filter(|(i, eni)| eni.pool == *i)
+        .map(|(i, eni)| (i, addr(&eni.addr4)))
+        .collect())
 }
 
 impl FlowLogAgent {
@@ -348,7 +331,7 @@ impl FlowLogAgent {
             rejects,
             events,
             lost_seen: stats(maps)?.events_lost,
-            env_enis: env_enis(maps).unwrap_or_default(),
+            eni_addrs: eni_addrs(maps).unwrap_or_default(),
         }))
     }
 
@@ -385,7 +368,7 @@ impl FlowLogAgent {
                     slot,
                     offset,
                     &|a| self.agg.is_hyperplane(a),
-                    &|i| self.env_enis.get(&i).copied(),
+                    &|i| self.eni_addrs.get(&i).copied(),
                 ));
             }
         }
@@ -409,8 +392,8 @@ impl FlowLogAgent {
         self.drain();
         let offset = clock_offset();
         let mut obs = vec![];
-        if let Ok(m) = env_enis(maps) {
-            self.env_enis = m;
+        if let Ok(m) = eni_addrs(maps) {
+            self.eni_addrs = m;
         }
         {
             let ct: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map(map_names::CT)?)?;
@@ -423,7 +406,7 @@ impl FlowLogAgent {
                         slot,
                         offset,
                         &|a| self.agg.is_hyperplane(a),
-                        &|i| self.env_enis.get(&i).copied(),
+                        &|i| self.eni_addrs.get(&i).copied(),
                     ));
                 }
             }

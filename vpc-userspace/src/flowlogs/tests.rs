@@ -607,6 +607,8 @@ fn a_functions_connection_through_a_nat_gateway_shows_on_its_eni_and_the_gateway
         nat_port: nat_port.to_be(),
         in_ifindex: if flags == CT_F_SNAT { env } else { 5 },
         out_ifindex: if flags == CT_F_SNAT { 5 } else { env },
+        fn_eni: eni.index as u16,
+        fn_eni_port: 1500u16.to_be(),
         ..Default::default()
     };
     let key = |s: &str, sp: u16, d: &str, dp: u16| CtKey {
@@ -627,10 +629,18 @@ fn a_functions_connection_through_a_nat_gateway_shows_on_its_eni_and_the_gateway
         entry(CT_F_DNAT, port, 5000),
     );
     let eni_ip = std::net::IpAddr::V4(eni.ip);
-    let env_eni = |i: u32| (i == env).then_some(eni_ip);
+    let eni_addr = |i: u32| (i == eni.index).then_some(eni_ip);
     let mut a = Aggregator::new("t", &m, 960);
     for (k, e) in [&orig, &reply] {
-        a.add(&agent::from_ct(k, e, &slot, 0, &|_| false, &env_eni));
+        let o = agent::from_ct(k, e, &slot, 0, &|_| false, &eni_addr);
+        // The ENI's port, not the environment's own.
+        let port = if e.flags == CT_F_SNAT {
+            o.sport
+        } else {
+            o.dport
+        };
+        assert_eq!(port, 1500, "{o:?}");
+        a.add(&o);
     }
     let nat_eni = nat_gateway_eni_id("t", "Nat");
     let hp = &eni.id;

@@ -93,6 +93,12 @@ fn a_functions_connection_through_a_nat_gateway_takes_a_port_of_its_eni_first() 
         let (v, out) = h.run(inet, &synack);
         assert_eq!(v, XDP_REDIRECT);
         assert_eq!(seen(&out), (EXAMPLE.into(), exec.clone(), 443, 40000));
+        // Both packets counted on the function's ENI (eni_packets_forwarded).
+        {
+            let a: aya::maps::PerCpuArray<_, u64> =
+                aya::maps::PerCpuArray::try_from(h.dp.map(map_names::ENI_STATS).unwrap()).unwrap();
+            assert_eq!(a.get(&eni, 0).unwrap().iter().sum::<u64>(), 2);
+        }
         // The ACL now lets in the execution environment's port alone: the
         // replies, sent to the ENI's port, are denied.
         h.switch_to(&classic_private_inbound(40000, 40000));
