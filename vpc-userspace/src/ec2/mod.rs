@@ -27,6 +27,7 @@ mod default_vpc;
 mod filters;
 mod gateways;
 pub mod ids;
+mod instances;
 mod nat_gateways;
 mod network_acls;
 mod network_interfaces;
@@ -368,6 +369,12 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "CreateNatGateway" => nat_gateways::create(ctx, p),
         "DeleteNatGateway" => nat_gateways::delete(ctx, p),
         "DescribeNatGateways" => nat_gateways::describe(ctx, p),
+        "RunInstances" => instances::run(ctx, p),
+        "DescribeInstances" => instances::describe(ctx, p),
+        "TerminateInstances" => instances::terminate(ctx, p),
+        "DescribeInstanceStatus" => instances::describe_status(ctx, p),
+        "ModifyInstanceAttribute" => instances::modify_attribute(ctx, p),
+        "DescribeInstanceAttribute" => instances::describe_attribute(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),

@@ -8,6 +8,8 @@
 //! mode ([`moto_conformance`]).
 use std::process::Command;
 
+mod instances;
+
 use serde_json::Value;
 use vpc_tests::{
     connects, fixture, fixture_path, line_echo_server, peer_server, pyenv, pyenv_python,
