@@ -38,6 +38,7 @@ pub mod stack;
 mod subnets;
 mod tags;
 mod view;
+mod vpc_endpoints;
 mod vpcs;
 
 pub use stack::EC2_STACK;
@@ -375,6 +376,12 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "DescribeInstanceStatus" => instances::describe_status(ctx, p),
         "ModifyInstanceAttribute" => instances::modify_attribute(ctx, p),
         "DescribeInstanceAttribute" => instances::describe_attribute(ctx, p),
+        "CreateVpcEndpoint" => vpc_endpoints::create(ctx, p),
+        "ModifyVpcEndpoint" => vpc_endpoints::modify(ctx, p),
+        "DescribeVpcEndpoints" => vpc_endpoints::describe(ctx, p),
+        "DeleteVpcEndpoints" => vpc_endpoints::delete(ctx, p),
+        "DescribeVpcEndpointServices" => vpc_endpoints::describe_services(ctx, p),
+        "DescribePrefixLists" => vpc_endpoints::describe_prefix_lists(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),

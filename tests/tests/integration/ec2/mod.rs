@@ -8,6 +8,7 @@
 //! mode ([`moto_conformance`]).
 use std::process::Command;
 
+mod endpoints;
 mod instances;
 
 use serde_json::Value;
