@@ -24,6 +24,7 @@ use axum::{
 use crate::cloudformation::xml::Xml;
 
 mod default_vpc;
+mod dhcp_options;
 mod filters;
 mod gateways;
 pub mod ids;
@@ -382,6 +383,10 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "DeleteVpcEndpoints" => vpc_endpoints::delete(ctx, p),
         "DescribeVpcEndpointServices" => vpc_endpoints::describe_services(ctx, p),
         "DescribePrefixLists" => vpc_endpoints::describe_prefix_lists(ctx, p),
+        "CreateDhcpOptions" => dhcp_options::create(ctx, p),
+        "AssociateDhcpOptions" => dhcp_options::associate(ctx, p),
+        "DescribeDhcpOptions" => dhcp_options::describe(ctx, p),
+        "DeleteDhcpOptions" => dhcp_options::delete(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),
