@@ -32,6 +32,7 @@ mod instances;
 mod nat_gateways;
 mod network_acls;
 mod network_interfaces;
+mod prefix_lists;
 mod route_tables;
 mod security_group_rules;
 mod security_groups;
@@ -387,6 +388,11 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "AssociateDhcpOptions" => dhcp_options::associate(ctx, p),
         "DescribeDhcpOptions" => dhcp_options::describe(ctx, p),
         "DeleteDhcpOptions" => dhcp_options::delete(ctx, p),
+        "CreateManagedPrefixList" => prefix_lists::create(ctx, p),
+        "DescribeManagedPrefixLists" => prefix_lists::describe(ctx, p),
+        "GetManagedPrefixListEntries" => prefix_lists::entries_of(ctx, p),
+        "ModifyManagedPrefixList" => prefix_lists::modify(ctx, p),
+        "DeleteManagedPrefixList" => prefix_lists::delete(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),

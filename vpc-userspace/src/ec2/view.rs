@@ -169,6 +169,15 @@ impl View {
             .unwrap_or_default()
     }
 
+    /// The model's id of prefix list `id`: an API or template list's
+    /// logical id, or an AWS-managed list's own `pl-` id.
+    pub fn prefix_list_id(&self, id: &str) -> String {
+        self.logical(id)
+            .map(str::to_string)
+            .or_else(|| ids::logical(id))
+            .unwrap_or_else(|| id.to_string())
+    }
+
     /// A resource as its template writes it.
     pub fn written(&self, logical: &str) -> Option<&Value> {
         self.written.get(logical).map(|(_, r)| r)

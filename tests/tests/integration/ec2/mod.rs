@@ -11,6 +11,7 @@ use std::process::Command;
 mod dhcp_options;
 mod endpoints;
 mod instances;
+mod prefix_lists;
 
 use serde_json::Value;
 use vpc_tests::{
