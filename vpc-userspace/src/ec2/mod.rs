@@ -26,6 +26,7 @@ use crate::cloudformation::xml::Xml;
 mod default_vpc;
 mod dhcp_options;
 mod filters;
+mod flow_logs;
 mod gateways;
 pub mod ids;
 mod instances;
@@ -393,6 +394,9 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "GetManagedPrefixListEntries" => prefix_lists::entries_of(ctx, p),
         "ModifyManagedPrefixList" => prefix_lists::modify(ctx, p),
         "DeleteManagedPrefixList" => prefix_lists::delete(ctx, p),
+        "CreateFlowLogs" => flow_logs::create(ctx, p),
+        "DescribeFlowLogs" => flow_logs::describe(ctx, p),
+        "DeleteFlowLogs" => flow_logs::delete(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),

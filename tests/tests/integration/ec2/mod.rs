@@ -10,6 +10,7 @@ use std::process::Command;
 
 mod dhcp_options;
 mod endpoints;
+mod flow_logs;
 mod instances;
 mod prefix_lists;
 
