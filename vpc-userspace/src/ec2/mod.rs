@@ -219,11 +219,18 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
         return caller_identity(&caller, &action, &id);
     }
     let region = caller.region.clone();
+    // The CLI's reads (`vpc eni list`) do not make the default VPC appear.
+    let cli = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|u| u.starts_with("vpc-cli/"));
     let (n, a) = (name.to_string(), action.clone());
     let answer = tokio::task::spawn_blocking(move || {
         let ctx = Ctx {
             name: n,
             region: region.unwrap_or_else(|| "us-east-1".into()),
+            cli,
         };
         dispatch(&ctx, &a, &params)
     })
@@ -275,6 +282,8 @@ fn caller_identity(caller: &crate::agent::request::Caller, action: &str, id: &st
 pub struct Ctx {
     pub name: String,
     pub region: String,
+    /// The deployment's own CLI asks (it reads; no default VPC for it).
+    pub cli: bool,
 }
 
 /// `<ActionResponse xmlns=...><requestId>id</requestId>body</ActionResponse>`.
@@ -302,7 +311,7 @@ fn ok() -> Ec2Result<String> {
 fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
     // The default VPC, when the deployment has one, appears on the first
     // call (docs/ec2.md).
-    if !action.is_empty() {
+    if !action.is_empty() && !ctx.cli {
         default_vpc::ensure(ctx)?;
     }
     if p.flag("DryRun") == Some(true) {

@@ -656,6 +656,46 @@ fn the_lambda_eni_finder_finds_each_functions_enis() {
         want.len()
     );
     assert!(found(&["Name=status,Values=available"]).is_empty());
+    // `vpc eni list` asks the same: EC2's filters narrow what it lists.
+    let listed = |filters: &[&str]| -> Vec<String> {
+        let mut a = vec!["eni", "list", "--output", "json"];
+        for f in filters {
+            a.extend(["--filter", f]);
+        }
+        let out = d.vpc(&a);
+        assert!(out.status.success(), "{}", text(&out));
+        let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let mut ids: Vec<String> = v.iter().map(|e| s(&e["id"])).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(listed(&[]), want);
+    assert!(listed(&["status=available"]).is_empty());
+    let one = &by_finder[0];
+    let in_subnet: Vec<String> = by_finder
+        .iter()
+        .filter(|e| e["SubnetId"] == one["SubnetId"])
+        .map(|e| s(&e["NetworkInterfaceId"]))
+        .collect();
+    let mut in_subnet = in_subnet;
+    in_subnet.sort();
+    assert_eq!(
+        listed(&[&format!("subnet-id={}", s(&one["SubnetId"]))]),
+        in_subnet
+    );
+    assert_eq!(
+        listed(&[
+            "description=AWS Lambda VPC ENI-orders",
+            "interface-type=lambda"
+        ]),
+        want
+    );
+    let bad = d.vpc(&["eni", "list", "--filter", "nope=1"]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("The filter 'nope' is invalid"),
+        "{}",
+        text(&bad)
+    );
     let e = aws(
         &url,
         &[
