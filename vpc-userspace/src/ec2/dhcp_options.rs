@@ -21,6 +21,12 @@ const KEYS: [(&str, &str, bool); 5] = [
 ];
 
 fn not_found(id: &str) -> Ec2Error {
+    if !id.starts_with("dopt-") {
+        return Ec2Error::new(
+            "InvalidDhcpOptionsId.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"dopt-...\")"),
+        );
+    }
     Ec2Error::new(
         "InvalidDhcpOptionID.NotFound",
         format!("The dhcpOption ID '{id}' does not exist"),
@@ -81,6 +87,12 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             ))
         })?;
         let val = if *list {
+            if values.len() > 4 {
+                return Err(Ec2Error::invalid(format!(
+                    "Value ({}) for parameter {key} is invalid. At most 4 servers.",
+                    values.join(", ")
+                )));
+            }
             json!(values)
         } else if *prop == "NetbiosNodeType" {
             json!(values.first().cloned().unwrap_or_default())

@@ -238,18 +238,35 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     Ok(x.0)
 }
 
-/// DeleteFlowLogs: ids not there (or another stack's) come back in
-/// `unsuccessful`; the rest go together.
+/// DeleteFlowLogs: ids not there are EC2's error, naming them all;
+/// another stack's come back in `unsuccessful`; the rest go together.
 pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let wanted = p.list("FlowLogId");
     if wanted.is_empty() {
         return Err(Ec2Error::missing("FlowLogId"));
     }
     let failed = stack::change(ctx, |t, v| {
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|id| !v.model.flow_logs.iter().any(|f| &f.flow_log_id == *id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Ec2Error::new(
+                "InvalidFlowLogId.NotFound",
+                format!(
+                    "These flow log ids in the input list are not found: [TotalCount: {}] {}",
+                    missing.len(),
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         let mut failed = vec![];
         for id in &wanted {
             let Some(f) = v.model.flow_logs.iter().find(|f| &f.flow_log_id == id) else {
-                failed.push((id.clone(), not_found(id)));
                 continue;
             };
             if let Err(e) = v.owned(&f.id, id) {
