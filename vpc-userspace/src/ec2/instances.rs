@@ -214,6 +214,15 @@ fn dns_name(v: &View, ip: Ipv4Addr) -> String {
     )
 }
 
+/// The public DNS name of a public address, as EC2 names it.
+fn public_dns(v: &View, ip: Ipv4Addr) -> String {
+    let dashed = ip.to_string().replace('.', "-");
+    match v.model.region.as_str() {
+        "" | "us-east-1" => format!("ec2-{dashed}.compute-1.amazonaws.com"),
+        r => format!("ec2-{dashed}.{r}.compute.amazonaws.com"),
+    }
+}
+
 fn item(x: &mut Xml, v: &View, i: &Instance) {
     let live = i.state != State::Terminated;
     let launch = crate::cloudformation::xml::iso8601(i.launch_ms);
@@ -226,7 +235,13 @@ fn item(x: &mut Xml, v: &View, i: &Instance) {
             .map(|ip| dns_name(v, ip))
             .unwrap_or_default(),
     )
-    .leaf("dnsName", "")
+    .leaf(
+        "dnsName",
+        &i.public_ip
+            .filter(|_| live)
+            .map(|ip| public_dns(v, ip))
+            .unwrap_or_default(),
+    )
     .leaf(
         "reason",
         &i.terminated_ms
@@ -376,6 +391,7 @@ fn field(v: &View, i: &Instance, n: &str) -> Option<Vec<String>> {
         }
         "ip-address" => opt(i.public_ip.filter(|_| live).map(|a| a.to_string())),
         "private-dns-name" => opt(i.ip.filter(|_| live).map(|a| dns_name(v, a))),
+        "dns-name" => opt(i.public_ip.filter(|_| live).map(|a| public_dns(v, a))),
         "network-interface.network-interface-id" => opt(live.then(|| i.eni.clone())),
         "instance.group-id" | "group-id" | "network-interface.group-id" => {
             groups(|(id, _)| id.clone())
