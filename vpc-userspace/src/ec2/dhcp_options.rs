@@ -21,12 +21,6 @@ const KEYS: [(&str, &str, bool); 5] = [
 ];
 
 fn not_found(id: &str) -> Ec2Error {
-    if !id.starts_with("dopt-") {
-        return Ec2Error::new(
-            "InvalidDhcpOptionsId.Malformed",
-            format!("Invalid id: \"{id}\" (expecting \"dopt-...\")"),
-        );
-    }
     Ec2Error::new(
         "InvalidDhcpOptionID.NotFound",
         format!("The dhcpOption ID '{id}' does not exist"),
@@ -177,6 +171,14 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 /// DeleteDhcpOptions: refused while a VPC has the set, as EC2 refuses it.
 pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let id = p.required("DhcpOptionsId")?.to_string();
+    // DeleteDhcpOptions checks the id's shape first (Describe and
+    // Associate do not: `.NotFound` there).
+    if !id.starts_with("dopt-") {
+        return Err(Ec2Error::new(
+            "InvalidDhcpOptionsId.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"dopt-...\")"),
+        ));
+    }
     stack::change(ctx, |t, v| {
         let l = v
             .logical(&id)
