@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
 mod deploy;
+mod eni;
 mod exec;
 mod explain;
 mod lambda;

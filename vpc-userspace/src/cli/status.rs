@@ -42,6 +42,12 @@ pub enum EniOp {
         /// Deprecated: `--output json`.
         #[arg(long, hide = true)]
         json: bool,
+        /// One of EC2's DescribeNetworkInterfaces filters besides the ENI
+        /// finder's own (`subnet-id=subnet-...`, `description=AWS Lambda
+        /// VPC ENI-orders`, `status=available`, `group-id=sg-1,sg-2`);
+        /// repeated: all hold.
+        #[arg(long = "filter", value_name = "NAME=VALUE[,VALUE]")]
+        filters: Vec<String>,
     },
     /// Deletes a network interface by hand, as EC2's DeleteNetworkInterface:
     /// one Lambda left `available`; one in use is refused.
@@ -150,8 +156,8 @@ pub fn conntrack(name: &str, op: ConntrackOp, out: Output) -> Result<()> {
 
 /// `vpc eni list`.
 pub fn eni(name: &str, op: EniOp, out: Output) -> Result<()> {
-    let json = match op {
-        EniOp::List { json } => json,
+    let (json, filters) = match op {
+        EniOp::List { json, filters } => (json, filters),
         EniOp::Delete { id } => {
             match vpc::reconcile::delete_network_interface(name, &id)? {
                 Ok(e) => println!("deleted {} ({}, subnet {})", e.id, e.ip, e.subnet),
@@ -160,7 +166,15 @@ pub fn eni(name: &str, op: EniOp, out: Output) -> Result<()> {
             return Ok(());
         }
     };
-    let s = deploy::status(name)?;
+    let mut s = deploy::status(name)?;
+    // Which interfaces, and their status: EC2's answer.
+    let listed = super::eni::described(name, &filters)?;
+    s.enis.retain(|e| listed.iter().any(|(id, _)| *id == e.id));
+    for e in &mut s.enis {
+        if let Some((_, status)) = listed.iter().find(|(id, _)| *id == e.id) {
+            e.status = status.clone();
+        }
+    }
     if out.or_json(json).is_json() {
         print_json(&s.enis)
     } else {

@@ -115,6 +115,46 @@ pub fn page<T>(p: &Params, items: Vec<T>, min: i64) -> Ec2Result<(Vec<T>, Option
     ))
 }
 
+/// What one resource kind's Describe needs besides its items.
+pub struct Kind {
+    /// The parameter naming the ids asked for (`InstanceId` of `InstanceId.N`).
+    pub ids: &'static str,
+    /// The smallest `MaxResults` the operation takes.
+    pub min_page: i64,
+    /// The error for an id asked for that is not there (its `.NotFound`,
+    /// or `.Malformed` for one not shaped as the kind's ids).
+    pub not_found: fn(&str) -> Ec2Error,
+}
+
+/// The skeleton every Describe shares: the ids asked for (each must be
+/// there), the filters (`field(item, name)`: the item's values of a filter
+/// name, `None` when the kind has no such filter) and the page.
+pub fn select<T>(
+    p: &Params,
+    kind: &Kind,
+    items: Vec<T>,
+    id: impl Fn(&T) -> String,
+    tags: impl Fn(&T) -> Vec<(String, String)>,
+    field: impl Fn(&T, &str) -> Option<Vec<String>>,
+) -> Ec2Result<(Vec<T>, Option<String>)> {
+    let wanted = p.list(kind.ids);
+    let ids: Vec<String> = items.iter().map(&id).collect();
+    if let Some(w) = wanted.iter().find(|w| !ids.contains(w)) {
+        return Err((kind.not_found)(w));
+    }
+    let fs = parse(p);
+    let mut out = vec![];
+    for (item, i) in items.into_iter().zip(ids) {
+        if !wanted.is_empty() && !wanted.contains(&i) {
+            continue;
+        }
+        if matches(&fs, &tags(&item), |n| field(&item, n))? {
+            out.push(item);
+        }
+    }
+    page(p, out, kind.min_page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +210,36 @@ mod tests {
         assert_eq!((a, t), (vec![10, 11], None));
         let p = Params(vec![("MaxResults".into(), "2".into())]);
         assert!(page(&p, vec![1], 5).is_err());
+    }
+
+    #[test]
+    fn select_asks_ids_filters_and_pages() {
+        const KIND: Kind = Kind {
+            ids: "ThingId",
+            min_page: 5,
+            not_found: |id| Ec2Error::new("InvalidThingID.NotFound", id),
+        };
+        let items = vec![("t-1", "a"), ("t-2", "b"), ("t-3", "a")];
+        let run = |q: Vec<(&str, &str)>| {
+            let p = Params(q.into_iter().map(|(a, b)| (a.into(), b.into())).collect());
+            select(
+                &p,
+                &KIND,
+                items.clone(),
+                |t| t.0.to_string(),
+                |_| vec![],
+                |t, n| (n == "kind").then(|| vec![t.1.to_string()]),
+            )
+        };
+        let (got, _) = run(vec![("Filter.1.Name", "kind"), ("Filter.1.Value.1", "a")]).unwrap();
+        assert_eq!(got, [("t-1", "a"), ("t-3", "a")]);
+        let (got, _) = run(vec![("ThingId.1", "t-2")]).unwrap();
+        assert_eq!(got, [("t-2", "b")]);
+        assert_eq!(
+            run(vec![("ThingId.1", "t-9")]).unwrap_err().code,
+            "InvalidThingID.NotFound"
+        );
+        let (got, token) = run(vec![("MaxResults", "5")]).unwrap();
+        assert_eq!((got.len(), token), (3, None));
     }
 }

@@ -24,12 +24,16 @@ use axum::{
 use crate::cloudformation::xml::Xml;
 
 mod default_vpc;
+mod dhcp_options;
 mod filters;
+mod flow_logs;
 mod gateways;
 pub mod ids;
+mod instances;
 mod nat_gateways;
 mod network_acls;
 mod network_interfaces;
+mod prefix_lists;
 mod route_tables;
 mod security_group_rules;
 mod security_groups;
@@ -37,6 +41,7 @@ pub mod stack;
 mod subnets;
 mod tags;
 mod view;
+mod vpc_endpoints;
 mod vpcs;
 
 pub use stack::EC2_STACK;
@@ -210,15 +215,19 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
         .get::<crate::agent::request::Caller>()
         .cloned()
         .unwrap_or_default();
-    if caller.service.as_deref() == Some("sts") {
-        return caller_identity(&caller, &action, &id);
-    }
     let region = caller.region.clone();
+    // The CLI's reads (`vpc eni list`) do not make the default VPC appear.
+    let cli = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|u| u.starts_with("vpc-cli/"));
     let (n, a) = (name.to_string(), action.clone());
     let answer = tokio::task::spawn_blocking(move || {
         let ctx = Ctx {
             name: n,
             region: region.unwrap_or_else(|| "us-east-1".into()),
+            cli,
         };
         dispatch(&ctx, &a, &params)
     })
@@ -240,36 +249,12 @@ async fn handle(State(name): State<Arc<String>>, req: Request) -> Response {
     crate::cloudformation::xml::reply(status, text, &id)
 }
 
-/// STS's GetCallerIdentity, which SDK code (moto's tests among it) asks
-/// for the account: the caller's account (a 12-digit access key id), else
-/// the deployment's, 123456789012. Any other STS action is not served.
-fn caller_identity(caller: &crate::agent::request::Caller, action: &str, id: &str) -> Response {
-    let xml_type = (
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/xml"),
-    );
-    if action != "GetCallerIdentity" {
-        let body = crate::cloudformation::xml::error(
-            "Sender",
-            "InvalidAction",
-            &format!("service sts is not served by this endpoint yet ({action})"),
-            id,
-        );
-        return (StatusCode::BAD_REQUEST, [xml_type], body).into_response();
-    }
-    let account = caller.account().unwrap_or_else(|| "123456789012".into());
-    let mut x = xml();
-    x.leaf("UserId", "AKIAIOSFODNN7EXAMPLE")
-        .leaf("Account", &account)
-        .leaf("Arn", &format!("arn:aws:iam::{account}:user/vpc"));
-    let body = crate::cloudformation::xml::response("GetCallerIdentity", Some(&x.0), id);
-    (StatusCode::OK, [xml_type], body).into_response()
-}
-
 /// Who asks: the deployment, and the region the signature names.
 pub struct Ctx {
     pub name: String,
     pub region: String,
+    /// The deployment's own CLI asks (it reads; no default VPC for it).
+    pub cli: bool,
 }
 
 /// `<ActionResponse xmlns=...><requestId>id</requestId>body</ActionResponse>`.
@@ -297,7 +282,7 @@ fn ok() -> Ec2Result<String> {
 fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
     // The default VPC, when the deployment has one, appears on the first
     // call (docs/ec2.md).
-    if !action.is_empty() {
+    if !action.is_empty() && !ctx.cli {
         default_vpc::ensure(ctx)?;
     }
     if p.flag("DryRun") == Some(true) {
@@ -368,6 +353,30 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "CreateNatGateway" => nat_gateways::create(ctx, p),
         "DeleteNatGateway" => nat_gateways::delete(ctx, p),
         "DescribeNatGateways" => nat_gateways::describe(ctx, p),
+        "RunInstances" => instances::run(ctx, p),
+        "DescribeInstances" => instances::describe(ctx, p),
+        "TerminateInstances" => instances::terminate(ctx, p),
+        "DescribeInstanceStatus" => instances::describe_status(ctx, p),
+        "ModifyInstanceAttribute" => instances::modify_attribute(ctx, p),
+        "DescribeInstanceAttribute" => instances::describe_attribute(ctx, p),
+        "CreateVpcEndpoint" => vpc_endpoints::create(ctx, p),
+        "ModifyVpcEndpoint" => vpc_endpoints::modify(ctx, p),
+        "DescribeVpcEndpoints" => vpc_endpoints::describe(ctx, p),
+        "DeleteVpcEndpoints" => vpc_endpoints::delete(ctx, p),
+        "DescribeVpcEndpointServices" => vpc_endpoints::describe_services(ctx, p),
+        "DescribePrefixLists" => vpc_endpoints::describe_prefix_lists(ctx, p),
+        "CreateDhcpOptions" => dhcp_options::create(ctx, p),
+        "AssociateDhcpOptions" => dhcp_options::associate(ctx, p),
+        "DescribeDhcpOptions" => dhcp_options::describe(ctx, p),
+        "DeleteDhcpOptions" => dhcp_options::delete(ctx, p),
+        "CreateManagedPrefixList" => prefix_lists::create(ctx, p),
+        "DescribeManagedPrefixLists" => prefix_lists::describe(ctx, p),
+        "GetManagedPrefixListEntries" => prefix_lists::entries_of(ctx, p),
+        "ModifyManagedPrefixList" => prefix_lists::modify(ctx, p),
+        "DeleteManagedPrefixList" => prefix_lists::delete(ctx, p),
+        "CreateFlowLogs" => flow_logs::create(ctx, p),
+        "DescribeFlowLogs" => flow_logs::describe(ctx, p),
+        "DeleteFlowLogs" => flow_logs::delete(ctx, p),
         "CreateTags" => tags::create(ctx, p),
         "DeleteTags" => tags::delete(ctx, p),
         "DescribeTags" => tags::describe(ctx, p),

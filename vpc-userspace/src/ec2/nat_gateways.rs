@@ -243,28 +243,37 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 }
 
 pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    const KIND: filters::Kind = filters::Kind {
+        ids: "NatGatewayId",
+        min_page: 5,
+        not_found: |id| {
+            Ec2Error::new(
+                "NatGatewayNotFound",
+                format!("The Nat Gateway {id} was not found"),
+            )
+        },
+    };
     let v = View::load(&ctx.name)?;
-    let wanted = p.list("NatGatewayId");
-    let fs = filters::parse(p);
-    let mut out = vec![];
-    for g in &v.model.nat_gateways {
-        let id = v.id(&g.id);
-        if !wanted.is_empty() && !wanted.contains(&id) {
-            continue;
-        }
-        let vpc = v.model.subnet(&g.subnet).map(|s| v.id(&s.vpc));
-        let keep = filters::matches(&fs, &v.tags(&g.id), |n| match n {
-            "nat-gateway-id" => filters::one(id.clone()),
+    let (out, token) = filters::select(
+        p,
+        &KIND,
+        v.model.nat_gateways.iter().collect(),
+        |g| v.id(&g.id),
+        |g| v.tags(&g.id),
+        |g, n| match n {
+            "nat-gateway-id" => filters::one(v.id(&g.id)),
             "subnet-id" => filters::one(v.id(&g.subnet)),
-            "vpc-id" => Some(vpc.clone().into_iter().collect()),
+            "vpc-id" => Some(
+                v.model
+                    .subnet(&g.subnet)
+                    .map(|s| v.id(&s.vpc))
+                    .into_iter()
+                    .collect(),
+            ),
             "state" => filters::one("available"),
             _ => None,
-        })?;
-        if keep {
-            out.push(g);
-        }
-    }
-    let (out, token) = filters::page(p, out, 5)?;
+        },
+    )?;
     let mut x = xml();
     x.items("natGatewaySet", out, |x, g| item(x, &v, g));
     x.opt("nextToken", token.as_deref());

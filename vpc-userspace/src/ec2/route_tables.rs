@@ -77,16 +77,16 @@ fn target_id(v: &View, t: &Target) -> (&'static str, String) {
     }
 }
 
-fn dest(d: &Destination) -> (&'static str, String) {
+fn dest(v: &View, d: &Destination) -> (&'static str, String) {
     match d {
         Destination::Cidr(c @ ipnet::IpNet::V4(_)) => ("destinationCidrBlock", c.to_string()),
         Destination::Cidr(c) => ("destinationIpv6CidrBlock", c.to_string()),
-        Destination::PrefixList(l) => ("destinationPrefixListId", l.clone()),
+        Destination::PrefixList(l) => ("destinationPrefixListId", v.id(l)),
     }
 }
 
 fn route(x: &mut Xml, v: &View, t: &RouteTable, r: &Route) {
-    let (df, dv) = dest(&r.destination);
+    let (df, dv) = dest(v, &r.destination);
     let (tf, tv) = target_id(v, &r.target);
     let state = match v.model.route_state(t, r) {
         RouteState::Active => "active",
@@ -357,7 +357,10 @@ pub fn create_route(ctx: &Ctx, p: &Params, replace: bool) -> Ec2Result<String> {
             None if v.model.hosts.iter().any(|h| &h.id == tvalue) => tvalue.clone(),
             None => return Err(Ec2Error::not_found(code, what, tvalue)),
         };
-        let exists = rt.routes.iter().any(|r| dest(&r.destination).1 == dvalue);
+        let exists = rt
+            .routes
+            .iter()
+            .any(|r| dest(v, &r.destination).1 == dvalue);
         let l = route_id(&rt.id, &dvalue);
         match (replace, exists) {
             (false, true) => {
@@ -375,7 +378,11 @@ pub fn create_route(ctx: &Ctx, p: &Params, replace: bool) -> Ec2Result<String> {
             _ => {}
         }
         let mut props = json!({"RouteTableId": rt.id});
-        props[dfield] = Value::String(dvalue.clone());
+        props[dfield] = Value::String(if dfield == "DestinationPrefixListId" {
+            v.prefix_list_id(&dvalue)
+        } else {
+            dvalue.clone()
+        });
         props[*tfield] = Value::String(target);
         t.put(&l, ROUTE, props);
         Ok(())
@@ -391,7 +398,11 @@ pub fn delete_route(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         if t.remove(&route_id(&rt.id, &dvalue)).is_some() {
             return Ok(());
         }
-        if rt.routes.iter().any(|r| dest(&r.destination).1 == dvalue) {
+        if rt
+            .routes
+            .iter()
+            .any(|r| dest(v, &r.destination).1 == dvalue)
+        {
             v.owned(&rt.id, &table)?;
         }
         Err(Ec2Error::new(

@@ -158,7 +158,7 @@ fn props(
             } else {
                 "DestinationPrefixListId"
             },
-            s.peer.1.clone(),
+            v.prefix_list_id(&s.peer.1),
         ),
         kind => {
             let g = if kind == "GroupId" {
@@ -206,7 +206,7 @@ fn row(x: &mut Xml, v: &View, r: &RuleRow) {
             x.leaf("cidrIpv6", &c.to_string());
         }
         Peer::PrefixList(l) => {
-            x.leaf("prefixListId", l);
+            x.leaf("prefixListId", &v.id(l));
         }
         Peer::Group(g) => {
             x.open("referencedGroupInfo")
@@ -273,7 +273,7 @@ pub fn authorize(ctx: &Ctx, p: &Params, ingress: bool) -> Ec2Result<String> {
                 let peer = match &rule.peer {
                     Peer::Cidr(c) => c.to_string(),
                     Peer::Group(x) => v.id(x),
-                    Peer::PrefixList(l) => l.clone(),
+                    Peer::PrefixList(l) => v.id(l),
                 };
                 return Err(Ec2Error::new(
                     "InvalidPermission.Duplicate",

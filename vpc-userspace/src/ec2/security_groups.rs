@@ -175,7 +175,7 @@ fn permissions(x: &mut Xml, tag: &str, v: &View, rows: &[&RuleRow]) {
             peers(|p| matches!(p, Peer::PrefixList(_))),
             |x, r| {
                 if let Peer::PrefixList(l) = &r.rule.peer {
-                    x.leaf("prefixListId", l)
+                    x.leaf("prefixListId", &v.id(l))
                         .opt("description", r.description.as_deref());
                 }
             },
@@ -214,7 +214,7 @@ fn permission_values(v: &View, rows: &[RuleRow], ingress: bool, what: &str) -> V
             ("ipv6-cidr", Peer::Cidr(c @ ipnet::IpNet::V6(_))) => Some(c.to_string()),
             ("group-id", Peer::Group(g)) => Some(v.id(g)),
             ("group-name", Peer::Group(g)) => v.model.group(g).map(|g| group_name(v, g)),
-            ("prefix-list-id", Peer::PrefixList(l)) => Some(l.clone()),
+            ("prefix-list-id", Peer::PrefixList(l)) => Some(v.id(l)),
             ("protocol", _) => Some(r.protocol()),
             ("from-port", _) => Some(r.rule.from_port.to_string()),
             ("to-port", _) => Some(r.rule.to_port.to_string()),

@@ -76,6 +76,13 @@ impl Template {
         );
     }
 
+    /// Sets our metadata `key` on the API's resource `id`.
+    pub fn set_meta(&mut self, id: &str, key: &str, value: Value) {
+        if let Some(r) = self.resources.get_mut(id) {
+            r["Metadata"][META][key] = value;
+        }
+    }
+
     /// When the API made resource `id` (ns since the epoch), if it did.
     pub fn created(&self, id: &str) -> Option<u64> {
         self.resources.get(id)?["Metadata"][META]["Created"].as_u64()

@@ -29,6 +29,11 @@ fn resource_type(id: &str) -> &'static str {
         "nat" => "natgateway",
         "eipalloc" => "elastic-ip",
         "sgr" => "security-group-rule",
+        "i" => "instance",
+        "pl" => "prefix-list",
+        "vpce" => "vpc-endpoint",
+        "dopt" => "dhcp-options",
+        "fl" => "vpc-flow-log",
         _ => "",
     }
 }
@@ -48,6 +53,21 @@ fn all(v: &View) -> Vec<(String, String, Tags)> {
     ids.extend(m.egress_only_internet_gateways.iter().map(|x| x.id.clone()));
     ids.extend(m.nat_gateways.iter().map(|x| x.id.clone()));
     ids.extend(m.elastic_ips.iter().map(|(x, _)| x.clone()));
+    ids.extend(
+        m.hosts
+            .iter()
+            .filter(|h| h.kind == crate::model::HostKind::Instance)
+            .map(|x| x.id.clone()),
+    );
+    ids.extend(
+        m.prefix_lists
+            .iter()
+            .filter(|x| !x.id.starts_with("pl-"))
+            .map(|x| x.id.clone()),
+    );
+    ids.extend(m.vpc_endpoints.iter().map(|x| x.id.clone()));
+    ids.extend(m.dhcp_options.iter().map(|x| x.id.clone()));
+    ids.extend(m.flow_logs.iter().map(|x| x.id.clone()));
     ids.into_iter()
         .map(|l| (v.id(&l), l.clone(), v.tags(&l)))
         .collect()
@@ -125,6 +145,11 @@ fn not_found(id: &str) -> Ec2Error {
         "rtb" => ("InvalidRouteTableID.NotFound", "route table"),
         "igw" => ("InvalidInternetGatewayID.NotFound", "internet gateway"),
         "sgr" => ("InvalidSecurityGroupRuleId.NotFound", "security group rule"),
+        "i" => ("InvalidInstanceID.NotFound", "instance"),
+        "pl" => ("InvalidPrefixListID.NotFound", "prefix list"),
+        "vpce" => ("InvalidVpcEndpointId.NotFound", "VPC endpoint"),
+        "dopt" => ("InvalidDhcpOptionID.NotFound", "dhcp options"),
+        "fl" => ("InvalidFlowLogId.NotFound", "flow log"),
         _ => ("InvalidID", "resource"),
     };
     if code == "InvalidID" {

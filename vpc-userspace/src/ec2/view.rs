@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{ids, stack::Template, Ec2Error, Ec2Result, EC2_STACK};
 use crate::{
     cloudformation::Stack,
-    model::{Model, NetworkAcl, RouteTable, SecurityGroup, Subnet, Vpc},
+    model::{HostKind, Model, NetworkAcl, RouteTable, SecurityGroup, Subnet, Vpc},
 };
 
 /// A region's Availability Zones: `<region>a`, `b` and `c`.
@@ -30,6 +30,8 @@ pub struct View {
     /// Logical id → EC2 id, and back.
     to_physical: HashMap<String, String>,
     to_logical: HashMap<String, String>,
+    /// When each stack was created (ms): a template's instances' launch time.
+    stack_created: HashMap<String, u64>,
 }
 
 impl View {
@@ -62,6 +64,10 @@ impl View {
             written,
             to_physical: HashMap::new(),
             to_logical: HashMap::new(),
+            stack_created: stacks
+                .iter()
+                .map(|s| (s.name.clone(), s.created_ms))
+                .collect(),
         };
         let m = &v.model;
         let mut all: Vec<(&str, String)> = vec![];
@@ -77,9 +83,39 @@ impl View {
                 .map(|x| ("eigw", x.id.clone())),
         );
         all.extend(m.nat_gateways.iter().map(|x| ("nat", x.id.clone())));
+        all.extend(
+            m.hosts
+                .iter()
+                .filter(|h| h.kind == HostKind::Instance)
+                .map(|x| ("i", x.id.clone())),
+        );
+        // AWS-managed lists (`pl-` ids already) are named as they are.
+        all.extend(
+            m.prefix_lists
+                .iter()
+                .filter(|x| !x.id.starts_with("pl-"))
+                .map(|x| ("pl", x.id.clone())),
+        );
+        all.extend(m.dhcp_options.iter().map(|x| ("dopt", x.id.clone())));
+        // Endpoints and flow logs keep the ids the model gives them (what
+        // a template's `!Ref` gives).
+        let named: Vec<(String, String)> = m
+            .vpc_endpoints
+            .iter()
+            .map(|e| (e.id.clone(), e.vpce_id.clone()))
+            .chain(
+                m.flow_logs
+                    .iter()
+                    .map(|f| (f.id.clone(), f.flow_log_id.clone())),
+            )
+            .collect();
         let eips: Vec<String> = m.elastic_ips.iter().map(|(e, _)| e.clone()).collect();
         for (prefix, logical) in all {
             let p = v.derive(prefix, &logical);
+            v.to_logical.insert(p.clone(), logical.clone());
+            v.to_physical.insert(logical, p);
+        }
+        for (logical, p) in named {
             v.to_logical.insert(p.clone(), logical.clone());
             v.to_physical.insert(logical, p);
         }
@@ -122,6 +158,24 @@ impl View {
     /// Whether the API's own stack declares `logical`.
     pub fn is_api(&self, logical: &str) -> bool {
         self.api.has(logical)
+    }
+
+    /// When the API made `logical` (ms), else when its stack was created.
+    pub fn created_ms(&self, logical: &str) -> u64 {
+        self.api
+            .created(logical)
+            .map(|ns| ns / 1_000_000)
+            .or_else(|| self.stack_created.get(self.stack_of(logical)).copied())
+            .unwrap_or_default()
+    }
+
+    /// The model's id of prefix list `id`: an API or template list's
+    /// logical id, or an AWS-managed list's own `pl-` id.
+    pub fn prefix_list_id(&self, id: &str) -> String {
+        self.logical(id)
+            .map(str::to_string)
+            .or_else(|| ids::logical(id))
+            .unwrap_or_else(|| id.to_string())
     }
 
     /// A resource as its template writes it.

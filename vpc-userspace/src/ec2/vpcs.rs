@@ -141,7 +141,9 @@ fn item(x: &mut crate::cloudformation::xml::Xml, v: &View, vpc: &Vpc) {
     }
     x.leaf(
         "dhcpOptionsId",
-        vpc.dhcp_options.as_deref().unwrap_or("default"),
+        &vpc.dhcp_options
+            .as_deref()
+            .map_or_else(|| "default".to_string(), |o| v.id(o)),
     )
     .leaf(
         "instanceTenancy",
@@ -191,9 +193,11 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             "is-default" | "isDefault" => filters::boolean(is_default(&v, &vpc.id)),
             "state" => filters::one("available"),
             "owner-id" => filters::one(v.account()),
-            "dhcp-options-id" => {
-                filters::one(vpc.dhcp_options.clone().unwrap_or_else(|| "default".into()))
-            }
+            "dhcp-options-id" => filters::one(
+                vpc.dhcp_options
+                    .as_deref()
+                    .map_or_else(|| "default".to_string(), |o| v.id(o)),
+            ),
             _ => None,
         })?;
         if keep {
