@@ -201,14 +201,8 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     x.leaf("clientToken", p.get("ClientToken").unwrap_or_default())
         .items("flowLogIdSet", &ids, |x, id| {
             x.0.push_str(id);
-        })
-        .items("unsuccessful", &failed, |x, (id, e)| {
-            x.open("error")
-                .leaf("code", &e.code)
-                .leaf("message", &e.message)
-                .close("error")
-                .leaf("resourceId", id);
         });
+    super::unsuccessful(&mut x, &failed);
     Ok(x.0)
 }
 
@@ -278,12 +272,6 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         Ok(failed)
     })?;
     let mut x = xml();
-    x.items("unsuccessful", &failed, |x, (id, e)| {
-        x.open("error")
-            .leaf("code", &e.code)
-            .leaf("message", &e.message)
-            .close("error")
-            .leaf("resourceId", id);
-    });
+    super::unsuccessful(&mut x, &failed);
     Ok(x.0)
 }

@@ -398,6 +398,18 @@ fn xml() -> Xml {
     Xml::default()
 }
 
+/// EC2's `unsuccessful` set of a batch operation: each id it could not
+/// act on, with its error.
+fn unsuccessful<'x>(x: &'x mut Xml, failed: &[(String, Ec2Error)]) -> &'x mut Xml {
+    x.items("unsuccessful", failed, |x, (id, e)| {
+        x.open("error")
+            .leaf("code", &e.code)
+            .leaf("message", &e.message)
+            .close("error")
+            .leaf("resourceId", id);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

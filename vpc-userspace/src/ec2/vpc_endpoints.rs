@@ -302,13 +302,7 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         Ok(failed)
     })?;
     let mut x = xml();
-    x.items("unsuccessful", &failed, |x, (id, e)| {
-        x.open("error")
-            .leaf("code", &e.code)
-            .leaf("message", &e.message)
-            .close("error")
-            .leaf("resourceId", id);
-    });
+    super::unsuccessful(&mut x, &failed);
     Ok(x.0)
 }
 

@@ -280,14 +280,7 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
         }),
         "DeleteAccessKey" => edit(name, |m, iam| {
             let id = p.required("AccessKeyId")?;
-            let k = iam
-                .access_keys
-                .iter()
-                .find(|k| k.id == id && p.get("UserName").is_none_or(|u| u == k.user))
-                .ok_or_else(|| no_such(format!("The Access Key with id {id} cannot be found.")))?;
-            if let Some(l) = &k.stack {
-                return Err(unmodifiable("access key", id, l));
-            }
+            api_key(iam, p, id)?;
             m.iam.access_keys.retain(|k| k.id != id);
             // Requests signed with it are refused from now on, not taken
             // for the root's (`iam::lambda::check`).
@@ -302,14 +295,7 @@ fn dispatch(name: &str, action: &str, p: &Params) -> Answer {
                     "1 validation error detected: Value '{status}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
                 )));
             }
-            let k = iam
-                .access_keys
-                .iter()
-                .find(|k| k.id == id && p.get("UserName").is_none_or(|u| u == k.user))
-                .ok_or_else(|| no_such(format!("The Access Key with id {id} cannot be found.")))?;
-            if let Some(l) = &k.stack {
-                return Err(unmodifiable("access key", id, l));
-            }
+            api_key(iam, p, id)?;
             if let Some(k) = m.iam.access_keys.iter_mut().find(|k| k.id == id) {
                 k.status = status.to_string();
             }
@@ -464,6 +450,20 @@ impl std::fmt::Display for Rollback {
 }
 
 impl std::error::Error for Rollback {}
+
+/// Access key `id` of the request's `UserName` (when given), one the API
+/// may change (a template's is refused).
+fn api_key(iam: &Iam, p: &Params, id: &str) -> Result<(), IamError> {
+    let k = iam
+        .access_keys
+        .iter()
+        .find(|k| k.id == id && p.get("UserName").is_none_or(|u| u == k.user))
+        .ok_or_else(|| no_such(format!("The Access Key with id {id} cannot be found.")))?;
+    match &k.stack {
+        Some(l) => Err(unmodifiable("access key", id, l)),
+        None => Ok(()),
+    }
+}
 
 /// A policy document of a request, checked as IAM checks it.
 fn document(p: &Params, k: &str, kind: Kind) -> Result<String, IamError> {
