@@ -12,6 +12,7 @@ mod dhcp_options;
 mod endpoints;
 mod flow_logs;
 mod instances;
+mod network_interfaces;
 mod prefix_lists;
 
 use serde_json::Value;
