@@ -569,3 +569,69 @@ pub fn attach(_ctx: &Ctx, p: &Params, attach: bool) -> Ec2Result<String> {
         format!("{what}: an instance has exactly one network interface here (device index 0), made with it; a standalone interface stays available (docs/ec2.md)"),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::{
+        cloudformation::Stack,
+        model::{build_stacks, Quotas, StackSource},
+    };
+
+    /// A template's instance and standalone interface are listed as the
+    /// account's own interfaces: the instance's attached at device index
+    /// 0, the standalone one available with its description and tags,
+    /// both under the ids flow logs name.
+    #[test]
+    fn template_hosts_are_listed_as_interfaces() {
+        let net = "Resources:\n  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n  Sub: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}\n  Web: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Sub, PrivateIpAddress: 10.0.1.10}}\n  Eni: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref Sub, PrivateIpAddress: 10.0.1.20, Description: appliance, Tags: [{Key: Name, Value: app}]}}\n";
+        let none = HashMap::new();
+        let m = build_stacks(
+            &[StackSource {
+                name: "Net",
+                text: net,
+                params: &none,
+                dir: None,
+            }],
+            &crate::template::Context::new("dep"),
+            Quotas::default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let stacks = [Stack {
+            name: "Net".into(),
+            template_body: net.into(),
+            status: "CREATE_COMPLETE".into(),
+            ..Default::default()
+        }];
+        let v = View::new("dep", &m, &stacks);
+        let all = nics(&v);
+        let web = all
+            .iter()
+            .find(|n| n.id == host_eni_id(&m.stack_name, "Web"))
+            .expect("the instance's interface");
+        assert_eq!(web.instance(), Some(v.id("Web").as_str()));
+        assert_eq!(status(web), "in-use");
+        assert_eq!(field(&v, web, "attachment.device-index"), filters::one("0"));
+        assert_eq!(field(&v, web, "requester-managed"), filters::boolean(false));
+        let eni = all
+            .iter()
+            .find(|n| n.id == host_eni_id(&m.stack_name, "Eni"))
+            .expect("the standalone interface");
+        assert_eq!(status(eni), "available");
+        assert_eq!(eni.description, "appliance");
+        assert_eq!(eni.tags, [("Name".to_string(), "app".to_string())]);
+        assert_eq!(eni.ip, Ipv4Addr::new(10, 0, 1, 20));
+        assert_eq!(v.logical(&eni.id), Some("Eni"), "tags reach it by its id");
+        let mut x = xml();
+        item(&mut x, &v, eni, false);
+        assert!(
+            x.0.contains("<interfaceType>interface</interfaceType>"),
+            "{}",
+            x.0
+        );
+        assert!(!x.0.contains("<attachment>"), "{}", x.0);
+    }
+}
