@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{
-    filters, ids, security_groups::group_name, stack, tags, vpcs, xml, Ctx, Ec2Error, Ec2Result,
-    Params, View,
+    filters, ids, network_interfaces, security_groups::group_name, stack, tags, vpcs, xml, Ctx,
+    Ec2Error, Ec2Result, Params, View,
 };
 use crate::{
     cloudformation::xml::Xml,
@@ -202,7 +202,7 @@ fn state_xml(x: &mut Xml, tag: &str, s: State) {
         .close(tag);
 }
 
-fn dns_name(v: &View, ip: Ipv4Addr) -> String {
+pub(super) fn dns_name(v: &View, ip: Ipv4Addr) -> String {
     format!(
         "ip-{}.{}",
         ip.to_string().replace('.', "-"),
@@ -215,7 +215,7 @@ fn dns_name(v: &View, ip: Ipv4Addr) -> String {
 }
 
 /// The public DNS name of a public address, as EC2 names it.
-fn public_dns(v: &View, ip: Ipv4Addr) -> String {
+pub(super) fn public_dns(v: &View, ip: Ipv4Addr) -> String {
     let dashed = ip.to_string().replace('.', "-");
     match v.model.region.as_str() {
         "" | "us-east-1" => format!("ec2-{dashed}.compute-1.amazonaws.com"),
@@ -298,49 +298,16 @@ fn item(x: &mut Xml, v: &View, i: &Instance) {
         .leaf("hypervisor", "xen")
         .flag("ebsOptimized", false)
         .flag("enaSupport", true);
-    x.items(
-        "networkInterfaceSet",
-        [i].into_iter().filter(|_| live),
-        |x, i| {
-            x.leaf("networkInterfaceId", &i.eni)
-                .leaf("subnetId", &i.subnet)
-                .leaf("vpcId", &i.vpc)
-                .leaf("description", "")
-                .leaf("ownerId", v.account())
-                .leaf("status", "in-use")
-                .leaf("interfaceType", "interface")
-                .flag("sourceDestCheck", i.source_dest_check);
-            if let Some(ip) = i.ip {
-                x.leaf("privateIpAddress", &ip.to_string())
-                    .leaf("privateDnsName", &dns_name(v, ip));
-            }
-            x.items("groupSet", &i.groups, |x, (id, name)| {
-                x.leaf("groupId", id).leaf("groupName", name);
-            })
-            .open("attachment")
-            .leaf("attachmentId", &format!("eni-attach-{}", &i.eni[4..]))
-            .leaf("deviceIndex", "0")
-            .leaf("status", "attached")
-            .leaf("attachTime", &launch)
-            .flag("deleteOnTermination", true)
-            .leaf("networkCardIndex", "0")
-            .close("attachment");
-            if let Some(p) = i.public_ip {
-                x.open("association")
-                    .leaf("publicIp", &p.to_string())
-                    .leaf("ipOwnerId", "amazon")
-                    .close("association");
-            }
-            x.items("privateIpAddressesSet", i.ip, |x, ip| {
-                x.leaf("privateIpAddress", &ip.to_string())
-                    .leaf("privateDnsName", &dns_name(v, ip))
-                    .flag("primary", true);
-            })
-            .items("ipv6AddressesSet", i.ip6, |x, ip| {
-                x.leaf("ipv6Address", &ip.to_string());
-            });
-        },
-    );
+    // The interface as DescribeNetworkInterfaces shows it.
+    let nic = v
+        .model
+        .hosts
+        .iter()
+        .find(|h| live && h.id == i.logical)
+        .map(|h| network_interfaces::of_host(v, h));
+    x.items("networkInterfaceSet", nic, |x, n| {
+        network_interfaces::item(x, v, &n, true);
+    });
     x.opt(
         "ipv6Address",
         i.ip6.filter(|_| live).map(|a| a.to_string()).as_deref(),
@@ -716,6 +683,21 @@ fn running(v: &View, id: &str) -> Ec2Result<String> {
     Ok(l)
 }
 
+/// Sets an instance's groups where its template keeps them: its
+/// interface's `GroupSet` when it has `NetworkInterfaces`, else
+/// `SecurityGroupIds`.
+pub(super) fn set_groups(props: &mut serde_json::Map<String, Value>, groups: Value) {
+    match props
+        .get_mut("NetworkInterfaces")
+        .and_then(|n| n.get_mut(0))
+    {
+        Some(iface) => iface["GroupSet"] = groups,
+        None => {
+            props.insert("SecurityGroupIds".into(), groups);
+        }
+    }
+}
+
 /// ModifyInstanceAttribute: `GroupId.N` (the instance's groups, all at
 /// once), `SourceDestCheck.Value`, `InstanceType.Value`.
 pub fn modify_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
@@ -731,15 +713,7 @@ pub fn modify_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             for g in &groups {
                 ls.push(Value::String(v.group(g)?.id.clone()));
             }
-            match props
-                .get_mut("NetworkInterfaces")
-                .and_then(|n| n.get_mut(0))
-            {
-                Some(iface) => iface["GroupSet"] = Value::Array(ls),
-                None => {
-                    props.insert("SecurityGroupIds".into(), Value::Array(ls));
-                }
-            }
+            set_groups(props, Value::Array(ls));
             did = true;
         }
         for (param, prop) in [

@@ -108,6 +108,18 @@ impl View {
                     .iter()
                     .map(|f| (f.id.clone(), f.flow_log_id.clone())),
             )
+            // Standalone interfaces: their host's ENI id (the flow logs').
+            .chain(
+                m.hosts
+                    .iter()
+                    .filter(|h| h.kind == HostKind::NetworkInterface)
+                    .map(|h| {
+                        (
+                            h.id.clone(),
+                            crate::model::flowlog::host_eni_id(&m.stack_name, &h.id),
+                        )
+                    }),
+            )
             .collect();
         let eips: Vec<String> = m.elastic_ips.iter().map(|(e, _)| e.clone()).collect();
         for (prefix, logical) in all {
