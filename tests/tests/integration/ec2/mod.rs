@@ -33,7 +33,7 @@ fn up(tag: &str) -> (Deployment, String) {
 
 /// `aws ec2 ARGS --output json` against `url`: its JSON, or the error's
 /// text (`Err`).
-fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
+pub(crate) fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
     let bin = pyenv().join("bin/aws");
     assert!(
         bin.exists(),

@@ -7,13 +7,14 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::Path,
-    process::Command,
     sync::mpsc::channel,
     time::Duration,
 };
 
 use serde_json::Value;
-use vpc_tests::{pyenv, spawn_in_netns, text, Deployment};
+
+use crate::ec2::aws;
+use vpc_tests::{spawn_in_netns, text, Deployment};
 
 use super::traffic::tcp_exchange;
 use super::{files_under, host, snapshot, snapshot_when, Fields, TempDir};
@@ -137,28 +138,6 @@ fn line(r: &Fields) -> String {
     .map(|f| r[*f].as_str())
     .collect::<Vec<_>>()
     .join(" ")
-}
-
-/// `aws ec2 ARGS` against the deployment's API: its JSON, or the error.
-fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
-    let bin = pyenv().join("bin/aws");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo xtask provision`",
-        bin.display()
-    );
-    let out = Command::new(bin)
-        .args(["--endpoint-url", url, "--output", "json", "ec2"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(text(&out));
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn describe(url: &str, filter: &str) -> Value {
