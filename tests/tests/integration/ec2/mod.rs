@@ -34,20 +34,7 @@ fn up(tag: &str) -> (Deployment, String) {
 /// `aws ec2 ARGS --output json` against `url`: its JSON, or the error's
 /// text (`Err`).
 pub(crate) fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
-    let bin = pyenv().join("bin/aws");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo xtask provision` installs the AWS CLI",
-        bin.display()
-    );
-    let out = Command::new(bin)
-        .args(["--endpoint-url", url, "--output", "json", "ec2"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = vpc_tests::aws_cli(url, &[&["ec2"], args].concat());
     if !out.status.success() {
         return Err(text(&out));
     }
@@ -428,20 +415,7 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     );
     assert_eq!(tags["Tags"][0]["Key"], "team", "{tags}");
     // The API's stack is not CloudFormation's to show or change.
-    let out = Command::new(pyenv().join("bin/aws"))
-        .args([
-            "--endpoint-url",
-            &url,
-            "--output",
-            "json",
-            "cloudformation",
-            "describe-stacks",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = vpc_tests::aws_cli(&url, &["cloudformation", "describe-stacks"]);
     let stacks: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     let names: Vec<&str> = stacks["Stacks"]
