@@ -368,6 +368,33 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     let e = aws(&url, &["delete-network-acl", "--network-acl-id", &acl]).unwrap_err();
     assert!(e.contains("(DependencyViolation)"), "{e}");
 
+    // A subnet made by a caller of another region is in that region's
+    // zones, and its ARN says that region.
+    let sub = ok(
+        &url,
+        &[
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.42.9.0/24",
+            "--availability-zone",
+            "eu-west-1a",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    let arn = s(&sub["Subnet"]["SubnetArn"]);
+    assert!(arn.starts_with("arn:aws:ec2:eu-west-1:"), "{arn}");
+    ok(
+        &url,
+        &[
+            "delete-subnet",
+            "--subnet-id",
+            &s(&sub["Subnet"]["SubnetId"]),
+        ],
+    );
+
     // The VPC's IPv6 block: the answers say the change in progress, as
     // AWS's do; Describe shows where it ended.
     let a = ok(
