@@ -8,6 +8,7 @@
 //! mode ([`moto_conformance`]).
 use std::process::Command;
 
+mod cidr_reservations;
 mod dhcp_options;
 mod endpoints;
 mod flow_logs;
