@@ -194,3 +194,160 @@ fn reserved_addresses_are_skipped_and_the_interface_past_them_is_reached() {
         "{next}"
     );
 }
+
+/// AssociateSubnetCidrBlock gives an API subnet a /64 of its VPC's IPv6
+/// block (refused outside it, or for a second one); an interface already
+/// there keeps no IPv6 address; DisassociateSubnetCidrBlock is refused
+/// while the block is in use (an IPv6 reservation) and then removes it.
+#[test]
+fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
+    let (_d, url) = up("ec2s6");
+    let vpc = ok(
+        &url,
+        &[
+            "create-vpc",
+            "--cidr-block",
+            "10.77.0.0/16",
+            "--amazon-provided-ipv6-cidr-block",
+        ],
+    );
+    let vpc_id = s(&vpc["Vpc"]["VpcId"]);
+    let described = ok(&url, &["describe-vpcs", "--vpc-ids", &vpc_id]);
+    let v6 = s(&described["Vpcs"][0]["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"]);
+    // The fourth /64 of the VPC's /56.
+    let base: std::net::Ipv6Addr = v6.split('/').next().unwrap().parse().unwrap();
+    let mut seg = base.segments();
+    seg[3] += 3;
+    let first = std::net::Ipv6Addr::from(seg);
+    let block = format!("{first}/64");
+    let subnet = s(&ok(
+        &url,
+        &[
+            "create-subnet",
+            "--vpc-id",
+            &vpc_id,
+            "--cidr-block",
+            "10.77.1.0/24",
+        ],
+    )["Subnet"]["SubnetId"]);
+    let nic = ok(&url, &["create-network-interface", "--subnet-id", &subnet]);
+    let nic = s(&nic["NetworkInterface"]["NetworkInterfaceId"]);
+
+    let e = aws(
+        &url,
+        &[
+            "associate-subnet-cidr-block",
+            "--subnet-id",
+            &subnet,
+            "--ipv6-cidr-block",
+            "2001:db8:ffff:1::/64",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("(InvalidSubnet.Range)"), "{e}");
+    let a = ok(
+        &url,
+        &[
+            "associate-subnet-cidr-block",
+            "--subnet-id",
+            &subnet,
+            "--ipv6-cidr-block",
+            &block,
+        ],
+    );
+    assert_eq!(a["SubnetId"], subnet.as_str(), "{a}");
+    assert_eq!(
+        a["Ipv6CidrBlockAssociation"]["Ipv6CidrBlock"],
+        block.as_str(),
+        "{a}"
+    );
+    assert_eq!(
+        a["Ipv6CidrBlockAssociation"]["Ipv6CidrBlockState"]["State"], "associating",
+        "{a}"
+    );
+    let assoc = s(&a["Ipv6CidrBlockAssociation"]["AssociationId"]);
+    let e = aws(
+        &url,
+        &[
+            "associate-subnet-cidr-block",
+            "--subnet-id",
+            &subnet,
+            "--ipv6-cidr-block",
+            &block,
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("(CidrLimitExceeded)"), "{e}");
+    let sn = ok(&url, &["describe-subnets", "--subnet-ids", &subnet]);
+    let set = &sn["Subnets"][0]["Ipv6CidrBlockAssociationSet"];
+    assert_eq!(set[0]["AssociationId"], assoc.as_str(), "{sn}");
+    assert_eq!(set[0]["Ipv6CidrBlockState"]["State"], "associated", "{sn}");
+    let n = ok(
+        &url,
+        &[
+            "describe-network-interfaces",
+            "--network-interface-ids",
+            &nic,
+        ],
+    );
+    assert_eq!(
+        n["NetworkInterfaces"][0]["Ipv6Addresses"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0,
+        "no IPv6 address added: {n}"
+    );
+
+    // In use (a reservation of the block): refused; then given back.
+    let r = ok(
+        &url,
+        &[
+            "create-subnet-cidr-reservation",
+            "--subnet-id",
+            &subnet,
+            "--cidr",
+            &format!("{first}/120"),
+            "--reservation-type",
+            "prefix",
+        ],
+    );
+    let e = aws(
+        &url,
+        &["disassociate-subnet-cidr-block", "--association-id", &assoc],
+    )
+    .unwrap_err();
+    assert!(e.contains("(DependencyViolation)"), "{e}");
+    ok(
+        &url,
+        &[
+            "delete-subnet-cidr-reservation",
+            "--subnet-cidr-reservation-id",
+            &s(&r["SubnetCidrReservation"]["SubnetCidrReservationId"]),
+        ],
+    );
+    let d = ok(
+        &url,
+        &["disassociate-subnet-cidr-block", "--association-id", &assoc],
+    );
+    assert_eq!(
+        d["Ipv6CidrBlockAssociation"]["Ipv6CidrBlockState"]["State"], "disassociating",
+        "{d}"
+    );
+    let sn = ok(&url, &["describe-subnets", "--subnet-ids", &subnet]);
+    assert_eq!(
+        sn["Subnets"][0]["Ipv6CidrBlockAssociationSet"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0,
+        "{sn}"
+    );
+    let e = aws(
+        &url,
+        &["disassociate-subnet-cidr-block", "--association-id", &assoc],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("(InvalidSubnetCidrBlockAssociationID.NotFound)"),
+        "{e}"
+    );
+}
