@@ -527,6 +527,7 @@ fn apply_built(
             .map(|e| e.index)
             .collect();
         m.enis.retain(|e| !gone.contains(&e.index));
+        m.address_enis_of_dual_stack_subnets();
         lifecycle::refresh_eni_functions(m);
         for mut f in added {
             let (ip, ip6) = lifecycle::exec_addresses(m, f.vpc_config.as_ref()).context(
