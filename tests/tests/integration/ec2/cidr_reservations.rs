@@ -351,3 +351,51 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
         "{e}"
     );
 }
+
+/// A function with `Ipv6AllowedForDualStack` placed in a subnet after
+/// AssociateSubnetCidrBlock gave it a block reaches a dual-stack database
+/// over IPv6 through the subnet's ENI (made before the block, shared with
+/// an IPv4-only function), as if the block had been there from the start.
+#[test]
+fn a_dual_stack_function_in_a_subnet_given_ipv6_later_reaches_the_database_over_ipv6() {
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(vpc_tests::FAST);
+    let d = vpc_tests::Deployment::up(
+        "ec2s6f",
+        vpc_tests::fixture!("dual_stack_functions.yaml"),
+        &args,
+    );
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
+    // Lambda names a template's group by its logical id.
+    let sg = "FnSg";
+    let out = std::process::Command::new(vpc_tests::pyenv_python())
+        .arg(vpc_tests::fixture_path("ec2_subnet_ipv6.py"))
+        .args([url.as_str(), &vpc, sg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ec2_subnet_ipv6.py: {}",
+        vpc_tests::text(&out)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let block = s(&made["block"]);
+    let prefix = block.trim_end_matches("/64").trim_end_matches(':');
+    let st = d.status();
+    let db6 = s(&st["hosts"][0]["ipv6_address"]);
+    let eni6 = st["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["ipv6_address"].as_str())
+        .find(|a| a.starts_with(prefix))
+        .unwrap_or_else(|| panic!("an ENI with an address of {block}: {st}"))
+        .to_string();
+    let server = vpc_tests::tcp_server(&d.netns("Db"), &format!("[{db6}]:5432"));
+    let cmd = format!("echo ping | timeout 30 nc -6 -q1 {db6} 5432");
+    let out = d.vpc(&["invoke", "later6", "--", "sh", "-c", &cmd]);
+    assert!(out.status.success(), "{}", vpc_tests::text(&out));
+    let peer = server.finish(30).expect("the database saw a connection");
+    assert_eq!(peer.ip().to_string(), eni6, "through the subnet's ENI");
+}
