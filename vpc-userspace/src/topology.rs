@@ -36,6 +36,9 @@ pub struct Node {
     /// Whether it has an IPv6 default route (`NodeSpec::ip6_route`).
     #[serde(default)]
     pub ip6_route: bool,
+    /// Its secondary IPv4 addresses, as on its `eth0`.
+    #[serde(default)]
+    pub secondary: Vec<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -254,6 +257,9 @@ pub struct NodeSpec {
     /// An IPv6 default route (off for a function without
     /// `Ipv6AllowedForDualStack`: IPv6 then fails at once, as at AWS).
     pub ip6_route: bool,
+    /// Secondary IPv4 addresses (an interface's): added and removed in
+    /// place, the node kept.
+    pub secondary: Vec<Ipv4Addr>,
 }
 
 impl NodeSpec {
@@ -280,6 +286,7 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
         gateway,
         ip6,
         ip6_route: ip6.is_some(),
+        secondary: vec![],
     };
     let mut specs = vec![];
     for h in &model.hosts {
@@ -289,7 +296,10 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
             crate::model::HostKind::NetworkInterface => Role::NetworkInterface,
             crate::model::HostKind::VpcEndpoint => Role::VpcEndpoint,
         };
-        specs.push(spec(&h.id, role, h.ip, gw, h.ip6));
+        specs.push(NodeSpec {
+            secondary: h.secondary.clone(),
+            ..spec(&h.id, role, h.ip, gw, h.ip6)
+        });
     }
     // The internet's hosts: each a namespace of its own, whose gateway is
     // the router's internet side (a link-local address, nobody's; for IPv6
@@ -380,6 +390,7 @@ fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec>
             gateway: crate::model::LAMBDA_GATEWAY,
             ip6: e.ip6,
             ip6_route: e.ip6.is_some() && f.ipv6_allowed(),
+            secondary: vec![],
         })
         .collect()
 }
@@ -396,6 +407,7 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             gateway: gw,
             ip6,
             ip6_route,
+            secondary,
         } = spec;
         let v6 = ip6.map(|a| (a, ip6_route));
         let n = k as u16 + first;
@@ -555,9 +567,31 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             },
             ip6: v6.map(|(a, _)| a),
             ip6_route: v6.is_some_and(|(_, r)| r),
+            secondary: vec![],
         });
+        set_secondary(nodes.last_mut().expect("pushed"), &secondary)?;
     }
     Ok(nodes)
+}
+
+/// Puts a node's secondary IPv4 addresses on its `eth0` as `want` lists
+/// them (added and removed in place: its processes and connections on
+/// other addresses go on).
+pub fn set_secondary(node: &mut Node, want: &[Ipv4Addr]) -> Result<()> {
+    for a in node.secondary.clone() {
+        if !want.contains(&a) {
+            let a = format!("{a}/32");
+            ip(&["-n", &node.netns, "addr", "del", &a, "dev", "eth0"])?;
+        }
+    }
+    for a in want {
+        if !node.secondary.contains(a) {
+            let a = format!("{a}/32");
+            ip(&["-n", &node.netns, "addr", "replace", &a, "dev", "eth0"])?;
+        }
+    }
+    node.secondary = want.to_vec();
+    Ok(())
 }
 
 fn ifindex_of(ns: &str, ifname: &str) -> Result<u32> {

@@ -573,20 +573,8 @@ pub fn run(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             }
             if let Some(a) = nic.flag("AssociatePublicIpAddress") {
                 // The one form that carries it: the interface's.
-                let mut iface =
-                    json!({"DeviceIndex": "0", "SubnetId": subnet, "AssociatePublicIpAddress": a});
-                for k in ["SecurityGroupIds", "PrivateIpAddress"] {
-                    if let Some(x) = props.as_object_mut().and_then(|o| o.remove(k)) {
-                        let k = if k == "SecurityGroupIds" {
-                            "GroupSet"
-                        } else {
-                            k
-                        };
-                        iface[k] = x;
-                    }
-                }
-                props.as_object_mut().map(|o| o.remove("SubnetId"));
-                props["NetworkInterfaces"] = json!([iface]);
+                let o = props.as_object_mut().expect("an object");
+                iface_mut(o).insert("AssociatePublicIpAddress".into(), a.into());
             }
             if let Some(tv) = tags::initial(&tags) {
                 props["Tags"] = tv;
@@ -681,6 +669,30 @@ fn running(v: &View, id: &str) -> Ec2Result<String> {
         .ok_or_else(|| not_found(id))?
         .to_string();
     Ok(l)
+}
+
+/// An instance's interface in its template: `NetworkInterfaces[0]`, made
+/// from the instance's own `SubnetId`, `SecurityGroupIds` and
+/// `PrivateIpAddress` when it has none (CloudFormation's one form for
+/// what only an interface carries: a public address, secondary ones).
+pub(super) fn iface_mut(props: &mut serde_json::Map<String, Value>) -> &mut serde_json::Map<String, Value> {
+    if !props.contains_key("NetworkInterfaces") {
+        let mut iface = serde_json::Map::new();
+        iface.insert("DeviceIndex".into(), "0".into());
+        for (k, to) in [
+            ("SubnetId", "SubnetId"),
+            ("SecurityGroupIds", "GroupSet"),
+            ("PrivateIpAddress", "PrivateIpAddress"),
+        ] {
+            if let Some(x) = props.remove(k) {
+                iface.insert(to.into(), x);
+            }
+        }
+        props.insert("NetworkInterfaces".into(), json!([iface]));
+    }
+    props["NetworkInterfaces"][0]
+        .as_object_mut()
+        .expect("an interface object")
 }
 
 /// Sets an instance's groups where its template keeps them: its

@@ -34,6 +34,7 @@ mod nat_gateways;
 mod network_acls;
 mod network_interfaces;
 mod prefix_lists;
+mod private_ips;
 mod route_tables;
 mod security_group_rules;
 mod security_groups;
@@ -343,6 +344,8 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "ModifyNetworkInterfaceAttribute" => network_interfaces::modify_attribute(ctx, p),
         "AttachNetworkInterface" => network_interfaces::attach(ctx, p, true),
         "DetachNetworkInterface" => network_interfaces::attach(ctx, p, false),
+        "AssignPrivateIpAddresses" => private_ips::assign(ctx, p),
+        "UnassignPrivateIpAddresses" => private_ips::unassign(ctx, p),
         "DescribeInternetGateways" => gateways::describe(ctx, p),
         "CreateInternetGateway" => gateways::create(ctx, p),
         "DeleteInternetGateway" => gateways::delete(ctx, p),

@@ -395,6 +395,7 @@ impl Builder<'_> {
                         ip6: None,
                         // An endpoint's ENI is never a route's target.
                         source_dest_check: true,
+                        secondary: vec![],
                     });
                     e.enis.push((s.clone(), host));
                 }

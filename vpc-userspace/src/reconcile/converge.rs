@@ -159,6 +159,16 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         s.nodes[i].ip6_route = on;
         s.save()?;
     }
+    // Secondary addresses follow the interfaces' (in place).
+    for sp in topology::node_specs(name, &s.model) {
+        let Some(i) = s.nodes.iter().position(|n| sp.is_built_as(n)) else {
+            continue;
+        };
+        if s.nodes[i].secondary != sp.secondary {
+            topology::set_secondary(&mut s.nodes[i], &sp.secondary)?;
+            s.save()?;
+        }
+    }
     // DNS settings follow the VPCs' DHCP options (a lease renewed at once).
     for n in &s.nodes {
         if let Some(dns) = topology::dns_of(&s.model, n) {
