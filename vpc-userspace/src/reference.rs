@@ -400,10 +400,10 @@ fn to_internet(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> R
         return Ok(());
     }
     let public = m
-        .hosts
+        .public_ips
         .iter()
-        .find(|h| IpAddr::V4(h.ip) == p.src)
-        .and_then(|h| m.public_ip(&h.id));
+        .find(|x| m.private_of(x).map(IpAddr::V4) == Some(p.src))
+        .map(|x| x.ip);
     let Some(public) = public else {
         return Err(Verdict::Deny(
             "no_public_address",

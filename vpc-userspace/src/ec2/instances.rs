@@ -144,7 +144,7 @@ fn of_host(v: &View, h: &Host) -> Instance {
         az: subnet.map(|s| s.az.clone()).unwrap_or_default(),
         ip: Some(h.ip),
         ip6: h.ip6,
-        public_ip: m.public_ips.iter().find(|p| p.host == h.id).map(|p| p.ip),
+        public_ip: m.public_ip(&h.id),
         groups: h
             .groups
             .iter()
@@ -657,7 +657,7 @@ pub fn terminate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 
 /// The API's running instance `id`: its model id (refused for a
 /// template's).
-fn running(v: &View, id: &str) -> Ec2Result<String> {
+pub(super) fn running(v: &View, id: &str) -> Ec2Result<String> {
     let l = v
         .logical(id)
         .filter(|l| {

@@ -357,6 +357,8 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "AllocateAddress" => nat_gateways::allocate(ctx, p),
         "ReleaseAddress" => nat_gateways::release(ctx, p),
         "DescribeAddresses" => nat_gateways::describe_addresses(ctx, p),
+        "AssociateAddress" => nat_gateways::associate(ctx, p),
+        "DisassociateAddress" => nat_gateways::disassociate(ctx, p),
         "CreateNatGateway" => nat_gateways::create(ctx, p),
         "DeleteNatGateway" => nat_gateways::delete(ctx, p),
         "DescribeNatGateways" => nat_gateways::describe(ctx, p),

@@ -126,7 +126,7 @@ pub(super) fn of_host(v: &View, h: &Host) -> Nic {
         ip: h.ip,
         secondary: h.secondary.clone(),
         ip6: h.ip6,
-        public_ip: m.public_ips.iter().find(|p| p.host == h.id).map(|p| p.ip),
+        public_ip: m.public_ip(&h.id),
         groups: h.groups.clone(),
         source_dest_check: h.source_dest_check,
         tags: match h.kind {
@@ -301,7 +301,16 @@ pub(super) fn item(x: &mut Xml, v: &View, e: &Nic, in_instance: bool) {
             x.leaf("privateDnsName", &instances::dns_name(v, ip));
         }
         x.flag("primary", ip == e.ip);
-        if let Some(p) = e.public_ip.filter(|_| ip == e.ip) {
+        let public = if ip == e.ip {
+            e.public_ip
+        } else {
+            let m = &v.model;
+            m.public_ips
+                .iter()
+                .find(|p| e.host.as_ref() == Some(&p.host) && m.private_of(p) == Some(ip))
+                .map(|p| p.ip)
+        };
+        if let Some(p) = public {
             x.open("association")
                 .leaf("publicIp", &p.to_string())
                 .leaf("ipOwnerId", "amazon")
@@ -410,6 +419,14 @@ fn host_of(v: &View, id: &str, kind: HostKind) -> Option<String> {
         .iter()
         .find(|h| h.kind == kind && host_eni_id(&v.model.stack_name, &h.id) == id)
         .map(|h| h.id.clone())
+}
+
+/// The host (logical id) of interface `id`, an instance's or a standalone
+/// one (a template's too).
+pub(super) fn host_id(v: &View, id: &str) -> Ec2Result<String> {
+    host_of(v, id, HostKind::NetworkInterface)
+        .or_else(|| host_of(v, id, HostKind::Instance))
+        .ok_or_else(|| not_found(id))
 }
 
 /// The host (logical id) and kind of interface `id`, an instance's or a

@@ -490,10 +490,12 @@ impl<'a> Builder<'a> {
         for (sn, a) in v6 {
             self.reserved6.entry(sn.to_string()).or_default().insert(a);
         }
+        // Every Elastic IP keeps its address, associated or not.
         let public = prior
             .public_ips
             .iter()
             .map(|p| (p.eip.clone().unwrap_or_else(|| p.host.clone()), p.ip))
+            .chain(prior.elastic_ips.iter().cloned())
             .chain(
                 prior
                     .nat_gateways

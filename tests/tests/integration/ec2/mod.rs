@@ -8,6 +8,7 @@
 //! mode ([`moto_conformance`]).
 use std::process::Command;
 
+mod addresses;
 mod dhcp_options;
 mod endpoints;
 mod flow_logs;
