@@ -493,11 +493,7 @@ fn local(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Verdict
             "Hyperplane ENIs accept no inbound connections".into(),
         );
     }
-    let Some(to) = m
-        .hosts
-        .iter()
-        .find(|h| h.owns(p.dst))
-    else {
+    let Some(to) = m.hosts.iter().find(|h| h.owns(p.dst)) else {
         return Verdict::Deny("no_route", "no host owns the destination".into());
     };
     deliver(m, from, to, p, steps)

@@ -39,6 +39,9 @@ pub struct Node {
     /// Its secondary IPv4 addresses, as on its `eth0`.
     #[serde(default)]
     pub secondary: Vec<Ipv4Addr>,
+    /// A stopped instance's: `eth0` down, its processes killed.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -260,6 +263,8 @@ pub struct NodeSpec {
     /// Secondary IPv4 addresses (an interface's): added and removed in
     /// place, the node kept.
     pub secondary: Vec<Ipv4Addr>,
+    /// A stopped instance: stopped and started in place.
+    pub stopped: bool,
 }
 
 impl NodeSpec {
@@ -287,6 +292,7 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
         ip6,
         ip6_route: ip6.is_some(),
         secondary: vec![],
+        stopped: false,
     };
     let mut specs = vec![];
     for h in &model.hosts {
@@ -298,6 +304,7 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
         };
         specs.push(NodeSpec {
             secondary: h.secondary.clone(),
+            stopped: h.stopped,
             ..spec(&h.id, role, h.ip, gw, h.ip6)
         });
     }
@@ -391,6 +398,7 @@ fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec>
             ip6: e.ip6,
             ip6_route: e.ip6.is_some() && f.ipv6_allowed(),
             secondary: vec![],
+            stopped: false,
         })
         .collect()
 }
@@ -408,6 +416,7 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             ip6,
             ip6_route,
             secondary,
+            stopped,
         } = spec;
         let v6 = ip6.map(|a| (a, ip6_route));
         let n = k as u16 + first;
@@ -480,78 +489,7 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             "dev",
             "eth0",
         ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            &gw.to_string(),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &gw.to_string(),
-            "dev",
-            "eth0",
-        ])?;
-        // The VPC router answers for its gateway address: a static entry, so
-        // no ARP ever needs to cross the XDP path.
-        ip(&[
-            "-n",
-            &ns,
-            "neigh",
-            "replace",
-            &gw.to_string(),
-            "lladdr",
-            &mac_str(&router_mac),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ])?;
-        if let Some((addr6, route)) = v6 {
-            let gw6 = crate::model::VPC_ROUTER6.to_string();
-            ip(&[
-                "-n",
-                &ns,
-                "-6",
-                "addr",
-                "add",
-                &format!("{addr6}/128"),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
-            // The router's link-local address, static like the IPv4 gateway:
-            // no neighbour discovery crosses the XDP path either.
-            ip(&[
-                "-n",
-                &ns,
-                "-6",
-                "neigh",
-                "replace",
-                &gw6,
-                "lladdr",
-                &mac_str(&router_mac),
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ])?;
-            if route {
-                ip(&[
-                    "-n", &ns, "-6", "route", "add", "default", "via", &gw6, "dev", "eth0",
-                ])?;
-            }
-        }
+        wire(&ns, gw, router_mac, v6)?;
         let ifindex = ifindex_of(&router, &router_if)?;
         nodes.push(Node {
             id,
@@ -568,10 +506,116 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             ip6: v6.map(|(a, _)| a),
             ip6_route: v6.is_some_and(|(_, r)| r),
             secondary: vec![],
+            stopped: false,
         });
-        set_secondary(nodes.last_mut().expect("pushed"), &secondary)?;
+        let node = nodes.last_mut().expect("pushed");
+        set_secondary(node, &secondary)?;
+        set_stopped(node, stopped)?;
     }
     Ok(nodes)
+}
+
+/// A node's routes and static neighbours on its `eth0` (again once the
+/// link comes back up: a link down drops them): the gateway, the default
+/// route, and for IPv6 (`v6`: the address, whether it has a default
+/// route) the router's link-local address.
+fn wire(ns: &str, gw: Ipv4Addr, router_mac: [u8; 6], v6: Option<(Ipv6Addr, bool)>) -> Result<()> {
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "replace",
+        &gw.to_string(),
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ])?;
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "replace",
+        "default",
+        "via",
+        &gw.to_string(),
+        "dev",
+        "eth0",
+    ])?;
+    // The VPC router answers for its gateway address: a static entry, so
+    // no ARP ever needs to cross the XDP path.
+    ip(&[
+        "-n",
+        ns,
+        "neigh",
+        "replace",
+        &gw.to_string(),
+        "lladdr",
+        &mac_str(&router_mac),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])?;
+    if let Some((addr6, route)) = v6 {
+        let gw6 = crate::model::VPC_ROUTER6.to_string();
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "replace",
+            &format!("{addr6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        // The router's link-local address, static like the IPv4 gateway:
+        // no neighbour discovery crosses the XDP path either.
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "neigh",
+            "replace",
+            &gw6,
+            "lladdr",
+            &mac_str(&router_mac),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])?;
+        if route {
+            ip(&[
+                "-n", ns, "-6", "route", "replace", "default", "via", &gw6, "dev", "eth0",
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops (`eth0` down, every process of the namespace killed) or starts
+/// (`eth0` up, its routes back) a node in place: its namespace, addresses
+/// and port stay.
+pub fn set_stopped(node: &mut Node, stopped: bool) -> Result<()> {
+    if node.stopped == stopped {
+        return Ok(());
+    }
+    if stopped {
+        ip(&["-n", &node.netns, "link", "set", "eth0", "down"])?;
+        let pids = ip(&["netns", "pids", &node.netns])?;
+        for pid in pids.split_whitespace() {
+            // Gone already is fine.
+            let _ = run("kill", &["-KILL", pid]);
+        }
+    } else {
+        ip(&["-n", &node.netns, "link", "set", "eth0", "up"])?;
+        let v6 = node.ip6.map(|a| (a, node.ip6_route));
+        wire(&node.netns, node.gateway, node.link.router_mac, v6)?;
+    }
+    node.stopped = stopped;
+    Ok(())
 }
 
 /// Puts a node's secondary IPv4 addresses on its `eth0` as `want` lists

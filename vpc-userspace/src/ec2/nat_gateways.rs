@@ -110,11 +110,18 @@ fn association_of<'m>(v: &'m View, eip: &str) -> Option<&'m PublicIp> {
 /// one a template declares.
 fn unassociate(t: &mut super::stack::Template, v: &View, a: &PublicIp) -> Ec2Result<()> {
     let Some(l) = a.association.as_deref().filter(|l| t.has(l)) else {
-        let id = a.association.as_deref().map(|l| v.id(l)).unwrap_or_default();
+        let id = a
+            .association
+            .as_deref()
+            .map(|l| v.id(l))
+            .unwrap_or_default();
         v.owned(a.association.as_deref().unwrap_or(&a.host), &id)?;
         return Err(Ec2Error::new(
             "OperationNotPermitted",
-            format!("the Elastic IP of {} is its template's (docs/ec2.md)", v.id(&a.host)),
+            format!(
+                "the Elastic IP of {} is its template's (docs/ec2.md)",
+                v.id(&a.host)
+            ),
         ));
     };
     t.remove(l);
@@ -177,7 +184,11 @@ pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                 "The private IP address {private} is not assigned to the network interface"
             )));
         }
-        let vpc = v.model.subnet(&h.subnet).map(|s| s.vpc.clone()).unwrap_or_default();
+        let vpc = v
+            .model
+            .subnet(&h.subnet)
+            .map(|s| s.vpc.clone())
+            .unwrap_or_default();
         if !v
             .model
             .internet_gateways
@@ -186,13 +197,20 @@ pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         {
             return Err(Ec2Error::new(
                 "Gateway.NotAttached",
-                format!("Network {} is not attached to any internet gateway", v.id(&vpc)),
+                format!(
+                    "Network {} is not attached to any internet gateway",
+                    v.id(&vpc)
+                ),
             ));
         }
         if let Some((true, nat)) = holder(v, &eip) {
             return Err(Ec2Error::new(
                 "Resource.AlreadyAssociated",
-                format!("resource {} is already associated with {}", v.id(&eip), v.id(&nat)),
+                format!(
+                    "resource {} is already associated with {}",
+                    v.id(&eip),
+                    v.id(&nat)
+                ),
             ));
         }
         if let Some(a) = association_of(v, &eip) {
@@ -204,7 +222,10 @@ pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                     format!(
                         "resource {} is already associated with associate-id {}",
                         v.id(&eip),
-                        a.association.as_deref().map(|l| v.id(l)).unwrap_or_default()
+                        a.association
+                            .as_deref()
+                            .map(|l| v.id(l))
+                            .unwrap_or_default()
                     ),
                 ));
             } else {
@@ -213,7 +234,9 @@ pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         }
         // The private address's Elastic IP, if another, goes.
         if let Some(a) = v.model.public_ips.iter().find(|a| {
-            a.host == host && v.model.private_of(a) == Some(private) && a.eip.is_some()
+            a.host == host
+                && v.model.private_of(a) == Some(private)
+                && a.eip.is_some()
                 && a.eip.as_deref() != Some(eip.as_str())
         }) {
             unassociate(t, v, a)?;
@@ -286,10 +309,11 @@ pub fn describe_addresses(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             "public-ip" => filters::one(ip.to_string()),
             "domain" => filters::one("vpc"),
             "association-id" => opt(assoc.and_then(|a| a.association.as_deref().map(|l| v.id(l)))),
-            "instance-id" => opt(assoc
-                .and_then(|a| instance_of(&v, a))),
+            "instance-id" => opt(assoc.and_then(|a| instance_of(&v, a))),
             "network-interface-id" => opt(assoc.map(|a| eni_of(&v, a))),
-            "private-ip-address" => opt(assoc.and_then(|a| v.model.private_of(a)).map(|a| a.to_string())),
+            "private-ip-address" => opt(assoc
+                .and_then(|a| v.model.private_of(a))
+                .map(|a| a.to_string())),
             _ => None,
         })?;
         if keep {

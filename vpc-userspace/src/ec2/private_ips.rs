@@ -145,9 +145,9 @@ pub fn assign(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                     v.owned(&o.id, &other_id)?;
                     let keep: Vec<Ipv4Addr> =
                         o.secondary.iter().copied().filter(|x| x != a).collect();
-                    let props = t.props_mut(&o.id).ok_or_else(|| {
-                        super::network_interfaces::not_found(&other_id)
-                    })?;
+                    let props = t
+                        .props_mut(&o.id)
+                        .ok_or_else(|| super::network_interfaces::not_found(&other_id))?;
                     write(iface(props, o.kind), &keep);
                 }
                 _ if taken => {

@@ -396,6 +396,7 @@ impl Builder<'_> {
                         // An endpoint's ENI is never a route's target.
                         source_dest_check: true,
                         secondary: vec![],
+                        stopped: false,
                     });
                     e.enis.push((s.clone(), host));
                 }

@@ -44,7 +44,16 @@ pub struct Host {
     /// they were assigned: on the same interface, groups and ACLs.
     #[serde(default)]
     pub secondary: Vec<Ipv4Addr>,
+    /// A stopped instance (StopInstances): it keeps its interface and
+    /// private addresses, its namespace's link is down and its processes
+    /// are gone, and it has no public address of its launch.
+    #[serde(default)]
+    pub stopped: bool,
 }
+
+/// The EC2 API's metadata key on its resources; `Stopped: true` under it
+/// marks a stopped instance.
+pub const API_METADATA: &str = "Vpc::Ec2Api";
 
 /// The most private IPv4 addresses one interface holds (primary
 /// included), as a larger instance type's interface (`c5.4xlarge`: 30).
@@ -171,9 +180,10 @@ impl Builder<'_> {
             Some(Value::Array(list)) => {
                 for (i, a) in list.iter().enumerate() {
                     let path = format!("{list_path}[{i}]");
-                    let ip = Self::parse_ip(a, prefix, "PrivateIpAddress", &path)?.ok_or_else(
-                        || ModelError::new(format!("{path}.PrivateIpAddress"), "is required"),
-                    )?;
+                    let ip =
+                        Self::parse_ip(a, prefix, "PrivateIpAddress", &path)?.ok_or_else(|| {
+                            ModelError::new(format!("{path}.PrivateIpAddress"), "is required")
+                        })?;
                     let primary = match a.get("Primary") {
                         None | Some(Value::Null) => false,
                         Some(_) => bool_field(a, prefix, "Primary")?,
@@ -196,11 +206,16 @@ impl Builder<'_> {
             }
         }
         if let Some(n) = int_field(
-            iface.get("SecondaryPrivateIpAddressCount").unwrap_or(&Value::Null),
+            iface
+                .get("SecondaryPrivateIpAddressCount")
+                .unwrap_or(&Value::Null),
             &count_path,
         )? {
             if n < 0 {
-                return Err(ModelError::new(count_path, format!("{n}: must be 0 or more")));
+                return Err(ModelError::new(
+                    count_path,
+                    format!("{n}: must be 0 or more"),
+                ));
             }
             out.count = n as usize;
         }
@@ -217,6 +232,7 @@ impl Builder<'_> {
         // Explicit addresses first, so automatic ones never take them.
         let mut pending = vec![];
         let mut source_dest_check: HashMap<String, bool> = HashMap::new();
+        let mut stopped = std::collections::HashSet::new();
         for (kind, hk) in [
             (INSTANCE, HostKind::Instance),
             (NETWORK_INTERFACE, HostKind::NetworkInterface),
@@ -307,6 +323,15 @@ impl Builder<'_> {
                     Some(_) => bool_field(&p, &id, "SourceDestCheck")?,
                 };
                 source_dest_check.insert(id.clone(), check);
+                if hk == HostKind::Instance
+                    && res
+                        .metadata
+                        .get(API_METADATA)
+                        .and_then(|m| m.get("Stopped"))
+                        == Some(&Value::Bool(true))
+                {
+                    stopped.insert(id.clone());
+                }
                 pending.push((
                     id,
                     hk,
@@ -371,6 +396,7 @@ impl Builder<'_> {
             self.m.hosts.push(Host {
                 source_dest_check: source_dest_check[&id],
                 secondary: secondary.remove(&id).unwrap_or_default(),
+                stopped: stopped.contains(&id),
                 id,
                 kind,
                 subnet: subnet.id.clone(),
@@ -396,7 +422,12 @@ impl Builder<'_> {
                     Some(a) => a,
                     None => self.take_ip(&subnet, None, &path)?,
                 };
-                let h = self.m.hosts.iter_mut().find(|h| h.id == id).expect("pushed");
+                let h = self
+                    .m
+                    .hosts
+                    .iter_mut()
+                    .find(|h| h.id == id)
+                    .expect("pushed");
                 h.secondary.push(ip);
             }
         }

@@ -278,7 +278,13 @@ impl Builder<'_> {
                 ));
             }
             let private = Self::parse_ip(&p, &id, "PrivateIpAddress", &path)?;
-            assoc.push((host.into(), eip, format!("{path}.{field}"), private, Some(id)));
+            assoc.push((
+                host.into(),
+                eip,
+                format!("{path}.{field}"),
+                private,
+                Some(id),
+            ));
         }
         for (host, eip, path, private, association) in assoc {
             let Some(h) = host_of(&self.m, &host) else {
@@ -323,7 +329,9 @@ impl Builder<'_> {
             {
                 return Err(ModelError::new(
                     path,
-                    format!("Resource.AlreadyAssociated: {private} of {host} already has an Elastic IP"),
+                    format!(
+                        "Resource.AlreadyAssociated: {private} of {host} already has an Elastic IP"
+                    ),
                 ));
             }
             self.m.public_ips.push(PublicIp {
@@ -371,7 +379,8 @@ impl Builder<'_> {
             let Some(h) = host_of(&self.m, &id) else {
                 continue;
             };
-            let wants = asked.unwrap_or_else(|| map_on_launch.contains(&h.subnet));
+            // A stopped instance gave its launch address back.
+            let wants = asked.unwrap_or_else(|| map_on_launch.contains(&h.subnet)) && !h.stopped;
             if wants && self.m.public_ip(&id).is_none() {
                 let ip = self.take_public_ip(&id, &res_path(&id))?;
                 self.m.public_ips.push(PublicIp {

@@ -59,7 +59,7 @@ pub use function_url::{AuthType, FunctionUrl};
 pub use hyperplane_eni::{
     eni_id, in_use, AllocError, Ec2Error, HyperplaneEniSpec, REQUESTER_MANAGED_DETACH,
 };
-pub use instance::{Host, HostKind, MAX_PRIVATE_IPS};
+pub use instance::{Host, HostKind, API_METADATA, MAX_PRIVATE_IPS};
 use instance::{INSTANCE, NETWORK_INTERFACE};
 pub use internet::{InternetHost, PublicIp};
 pub use internet_gateway::{EgressOnlyInternetGateway, InternetGateway};

@@ -22,8 +22,7 @@ fn error(url: &str, args: &[&str], code: &str) {
 }
 
 #[test]
-fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_until_disassociated(
-) {
+fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_until_disassociated() {
     let mut args = vec!["--api-addr", "127.0.0.1:0"];
     args.extend_from_slice(FAST);
     let d = Deployment::up("ec2eip", fixture!("ec2/internet.yaml"), &args);
@@ -179,7 +178,10 @@ fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_unti
         &[&associate[..], &[&eip1], &on_secondary[..]].concat(),
         "Resource.AlreadyAssociated",
     );
-    let a2 = s(&ok(&url, &[&associate[..], &[&eip2], &on_secondary[..]].concat())["AssociationId"]);
+    let a2 = s(&ok(
+        &url,
+        &[&associate[..], &[&eip2], &on_secondary[..]].concat(),
+    )["AssociationId"]);
     let by_private = ok(
         &url,
         &[
@@ -194,7 +196,11 @@ fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_unti
     assert!(seen.starts_with("203.0.113.10:"), "{seen}");
     let nic = ok(
         &url,
-        &["describe-network-interfaces", "--network-interface-ids", &eni],
+        &[
+            "describe-network-interfaces",
+            "--network-interface-ids",
+            &eni,
+        ],
     );
     let ips = &nic["NetworkInterfaces"][0]["PrivateIpAddresses"];
     assert_eq!(ips[1]["Association"]["PublicIp"], ip2.as_str(), "{nic}");

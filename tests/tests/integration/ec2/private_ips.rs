@@ -14,7 +14,11 @@ use super::{aws, ok, s, up};
 fn addresses(url: &str, eni: &str) -> Vec<(String, bool)> {
     let v = ok(
         url,
-        &["describe-network-interfaces", "--network-interface-ids", eni],
+        &[
+            "describe-network-interfaces",
+            "--network-interface-ids",
+            eni,
+        ],
     );
     v["NetworkInterfaces"][0]["PrivateIpAddresses"]
         .as_array()
@@ -126,7 +130,10 @@ fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() 
             "Name=addresses.private-ip-address,Values=10.42.2.77",
         ],
     );
-    assert_eq!(by_ip["NetworkInterfaces"][0]["NetworkInterfaceId"], eni.as_str());
+    assert_eq!(
+        by_ip["NetworkInterfaces"][0]["NetworkInterfaceId"],
+        eni.as_str()
+    );
     assert!(on_eth0(&ns, "10.42.2.77"), "the namespace has it");
     let _server = peer_server(&ns, "10.42.2.77:7300");
     assert!(
@@ -140,8 +147,16 @@ fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() 
 
     // EC2's errors.
     let assign = |ip: &str, code: &str| {
-        let a = ["assign-private-ip-addresses", "--network-interface-id", &eni];
-        error(&url, &[&a[..], &["--private-ip-addresses", ip]].concat(), code);
+        let a = [
+            "assign-private-ip-addresses",
+            "--network-interface-id",
+            &eni,
+        ];
+        error(
+            &url,
+            &[&a[..], &["--private-ip-addresses", ip]].concat(),
+            code,
+        );
     };
     assign("10.42.1.77", "InvalidParameterValue");
     assign("10.42.2.3", "InvalidParameterValue");
@@ -221,7 +236,10 @@ fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() 
         addresses(&url, &eni),
         [("10.42.2.10".into(), true), (taken.clone(), false)]
     );
-    assert_eq!(addresses(&url, &other), [listed[0].clone(), listed[2].clone()]);
+    assert_eq!(
+        addresses(&url, &other),
+        [listed[0].clone(), listed[2].clone()]
+    );
     assert!(on_eth0(&ns, &taken), "the instance's namespace has it now");
     // By count on the instance: the lowest free addresses.
     let counted = ok(
