@@ -477,4 +477,46 @@ mod tests {
             .iter()
             .any(|a| a.to_string() == "10.0.1.5"));
     }
+
+    /// Secondary addresses: explicit ones taken first (before any
+    /// automatic primary), counted ones after, the lowest free; each a
+    /// member address of the interface's groups; too many refused.
+    #[test]
+    fn interfaces_take_secondary_addresses() {
+        let m = build_ok(&with(
+            r#"
+  I1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  N1:
+    Type: AWS::EC2::NetworkInterface
+    Properties:
+      SubnetId: !Ref A
+      GroupSet: [!Ref Sg]
+      PrivateIpAddresses: [{PrivateIpAddress: 10.0.1.9, Primary: true}, {PrivateIpAddress: 10.0.1.4, Primary: false}]
+      SecondaryPrivateIpAddressCount: 2
+"#,
+        ));
+        let h = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().clone();
+        let n1 = h("N1");
+        assert_eq!(n1.ip.to_string(), "10.0.1.9", "the Primary entry");
+        let sec: Vec<String> = n1.secondary.iter().map(|a| a.to_string()).collect();
+        assert_eq!(sec, ["10.0.1.4", "10.0.1.6", "10.0.1.7"]);
+        assert_eq!(
+            h("I1").ip.to_string(),
+            "10.0.1.5",
+            "explicit secondaries first"
+        );
+        let members = m.members("Sg");
+        assert!(
+            members.iter().any(|a| a.to_string() == "10.0.1.6"),
+            "{members:?}"
+        );
+        assert!(n1.owns("10.0.1.7".parse().unwrap()));
+        let e = crate::model::tests::build_err(&with(
+            "  N1: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref A, SecondaryPrivateIpAddressCount: 30}}\n",
+        ));
+        assert!(
+            e.to_string().contains("PrivateIpAddressLimitExceeded"),
+            "{e}"
+        );
+    }
 }

@@ -661,6 +661,8 @@ mod tests {
             },
             ip6: None,
             ip6_route: false,
+            secondary: vec![],
+            stopped: false,
         };
         let nodes = [node("r1"), node("r5")];
         let links = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
