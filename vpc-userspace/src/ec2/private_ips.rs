@@ -16,7 +16,7 @@ use super::{
 use crate::model::{HostKind, MAX_PRIVATE_IPS};
 
 /// The interface object of host `l` in the API's template.
-fn iface<'a>(props: &'a mut Map<String, Value>, kind: HostKind) -> &'a mut Map<String, Value> {
+fn iface(props: &mut Map<String, Value>, kind: HostKind) -> &mut Map<String, Value> {
     match kind {
         HostKind::Instance => instances::iface_mut(props),
         _ => props,

@@ -139,6 +139,18 @@ fn global_address6(ip: Ipv6Addr) -> bool {
     ip.segments()[0] & 0xe000 == 0x2000
 }
 
+/// An Elastic IP's association as a template declares it.
+struct Assoc {
+    host: String,
+    eip: String,
+    /// The field that names the host.
+    path: String,
+    /// `PrivateIpAddress` (`None`: the primary).
+    private: Option<Ipv4Addr>,
+    /// The `AWS::EC2::EIPAssociation` (`None`: the EIP's `InstanceId`).
+    association: Option<String>,
+}
+
 impl Builder<'_> {
     /// Elastic IPs get their addresses before anything is resolved, so that
     /// `!Ref Eip` (its public IP, as in CloudFormation) works anywhere.
@@ -191,9 +203,7 @@ impl Builder<'_> {
     /// test hosts. Runs after hosts.
     pub(super) fn public_addresses(&mut self) -> Result<()> {
         let host_of = |m: &Model, id: &str| m.hosts.iter().find(|h| h.id == id).cloned();
-        // (host, eip, path of the field that names the host, the private
-        // address, the association)
-        let mut assoc: Vec<(String, String, String, Option<Ipv4Addr>, Option<String>)> = vec![];
+        let mut assoc: Vec<Assoc> = vec![];
         for res in self.of_type(EIP) {
             let id = res.logical_id.clone();
             let p = self.props(res)?;
@@ -206,13 +216,13 @@ impl Builder<'_> {
                 }
             }
             if let Some(inst) = str_field(&p, &id, "InstanceId")? {
-                assoc.push((
-                    inst.into(),
-                    id.clone(),
-                    format!("{}.InstanceId", res_path(&id)),
-                    None,
-                    None,
-                ));
+                assoc.push(Assoc {
+                    host: inst.into(),
+                    eip: id.clone(),
+                    path: format!("{}.InstanceId", res_path(&id)),
+                    private: None,
+                    association: None,
+                });
             }
         }
         for res in self.of_type(EIP_ASSOCIATION) {
@@ -278,15 +288,22 @@ impl Builder<'_> {
                 ));
             }
             let private = Self::parse_ip(&p, &id, "PrivateIpAddress", &path)?;
-            assoc.push((
-                host.into(),
+            assoc.push(Assoc {
+                host: host.into(),
                 eip,
-                format!("{path}.{field}"),
+                path: format!("{path}.{field}"),
                 private,
-                Some(id),
-            ));
+                association: Some(id),
+            });
         }
-        for (host, eip, path, private, association) in assoc {
+        for Assoc {
+            host,
+            eip,
+            path,
+            private,
+            association,
+        } in assoc
+        {
             let Some(h) = host_of(&self.m, &host) else {
                 return Err(ModelError::new(
                     path,
