@@ -469,10 +469,10 @@ const MOTO_FLOORS: &[(&str, f64)] = &[
     ("test_security_groups.py", 0.61),
     ("test_network_acls.py", 0.64),
     ("test_route_tables.py", 0.41),
-    ("test_instances.py", 0.39),
+    ("test_instances.py", 0.43),
     ("test_dhcp_options.py", 0.88),
     ("test_prefix_lists.py", 0.07),
-    ("test_elastic_network_interfaces.py", 0.02),
+    ("test_elastic_network_interfaces.py", 0.05),
 ];
 
 /// `N failed, M passed, K skipped` of pytest's last line.
