@@ -49,7 +49,7 @@ fn side<'m>(m: &'m Model, ip: IpAddr) -> Option<Side<'m>> {
         IpAddr::V4(a) => a == v4,
         IpAddr::V6(a) => v6 == Some(a),
     };
-    if let Some(h) = m.hosts.iter().find(|h| owns(h.ip, h.ip6)) {
+    if let Some(h) = m.hosts.iter().find(|h| h.owns(ip)) {
         return Some(Side {
             subnet: &h.subnet,
             groups: &h.groups,
@@ -400,10 +400,10 @@ fn to_internet(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> R
         return Ok(());
     }
     let public = m
-        .hosts
+        .public_ips
         .iter()
-        .find(|h| IpAddr::V4(h.ip) == p.src)
-        .and_then(|h| m.public_ip(&h.id));
+        .find(|x| m.private_of(x).map(IpAddr::V4) == Some(p.src))
+        .map(|x| x.ip);
     let Some(public) = public else {
         return Err(Verdict::Deny(
             "no_public_address",
@@ -493,11 +493,7 @@ fn local(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Verdict
             "Hyperplane ENIs accept no inbound connections".into(),
         );
     }
-    let Some(to) = m
-        .hosts
-        .iter()
-        .find(|h| IpAddr::V4(h.ip) == p.dst || h.ip6.map(IpAddr::V6) == Some(p.dst))
-    else {
+    let Some(to) = m.hosts.iter().find(|h| h.owns(p.dst)) else {
         return Verdict::Deny("no_route", "no host owns the destination".into());
     };
     deliver(m, from, to, p, steps)
@@ -512,7 +508,7 @@ fn middlebox(m: &Model, from: &Side, id: &str, p: &Packet, steps: &mut Vec<Strin
         .iter()
         .find(|h| h.id == id)
         .expect("an active route's target exists");
-    if to.source_dest_check && IpAddr::V4(to.ip) != p.dst && to.ip6.map(IpAddr::V6) != Some(p.dst) {
+    if to.source_dest_check && !to.owns(p.dst) {
         return Verdict::Deny(
             "source_dest_check",
             format!("{id} is not the destination and its source/destination check is on"),

@@ -120,7 +120,8 @@ impl Zone {
                     .iter()
                     .find(|h| h.id == p.host && in_vpc(&h.subnet))
                 {
-                    z.a.insert(public_dns_name(p.ip, &model.region), vec![h.ip]);
+                    let private = p.private.unwrap_or(h.ip);
+                    z.a.insert(public_dns_name(p.ip, &model.region), vec![private]);
                 }
             }
         }

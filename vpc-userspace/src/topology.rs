@@ -36,6 +36,12 @@ pub struct Node {
     /// Whether it has an IPv6 default route (`NodeSpec::ip6_route`).
     #[serde(default)]
     pub ip6_route: bool,
+    /// Its secondary IPv4 addresses, as on its `eth0`.
+    #[serde(default)]
+    pub secondary: Vec<Ipv4Addr>,
+    /// A stopped instance's: `eth0` down, its processes killed.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -254,6 +260,11 @@ pub struct NodeSpec {
     /// An IPv6 default route (off for a function without
     /// `Ipv6AllowedForDualStack`: IPv6 then fails at once, as at AWS).
     pub ip6_route: bool,
+    /// Secondary IPv4 addresses (an interface's): added and removed in
+    /// place, the node kept.
+    pub secondary: Vec<Ipv4Addr>,
+    /// A stopped instance: stopped and started in place.
+    pub stopped: bool,
 }
 
 impl NodeSpec {
@@ -280,6 +291,8 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
         gateway,
         ip6,
         ip6_route: ip6.is_some(),
+        secondary: vec![],
+        stopped: false,
     };
     let mut specs = vec![];
     for h in &model.hosts {
@@ -289,7 +302,11 @@ pub fn node_specs(deployment: &str, model: &Model) -> Vec<NodeSpec> {
             crate::model::HostKind::NetworkInterface => Role::NetworkInterface,
             crate::model::HostKind::VpcEndpoint => Role::VpcEndpoint,
         };
-        specs.push(spec(&h.id, role, h.ip, gw, h.ip6));
+        specs.push(NodeSpec {
+            secondary: h.secondary.clone(),
+            stopped: h.stopped,
+            ..spec(&h.id, role, h.ip, gw, h.ip6)
+        });
     }
     // The internet's hosts: each a namespace of its own, whose gateway is
     // the router's internet side (a link-local address, nobody's; for IPv6
@@ -380,6 +397,8 @@ fn function_specs(deployment: &str, f: &crate::model::Function) -> Vec<NodeSpec>
             gateway: crate::model::LAMBDA_GATEWAY,
             ip6: e.ip6,
             ip6_route: e.ip6.is_some() && f.ipv6_allowed(),
+            secondary: vec![],
+            stopped: false,
         })
         .collect()
 }
@@ -396,6 +415,8 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             gateway: gw,
             ip6,
             ip6_route,
+            secondary,
+            stopped,
         } = spec;
         let v6 = ip6.map(|a| (a, ip6_route));
         let n = k as u16 + first;
@@ -468,78 +489,7 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             "dev",
             "eth0",
         ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            &gw.to_string(),
-            "dev",
-            "eth0",
-            "scope",
-            "link",
-        ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &gw.to_string(),
-            "dev",
-            "eth0",
-        ])?;
-        // The VPC router answers for its gateway address: a static entry, so
-        // no ARP ever needs to cross the XDP path.
-        ip(&[
-            "-n",
-            &ns,
-            "neigh",
-            "replace",
-            &gw.to_string(),
-            "lladdr",
-            &mac_str(&router_mac),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ])?;
-        if let Some((addr6, route)) = v6 {
-            let gw6 = crate::model::VPC_ROUTER6.to_string();
-            ip(&[
-                "-n",
-                &ns,
-                "-6",
-                "addr",
-                "add",
-                &format!("{addr6}/128"),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
-            // The router's link-local address, static like the IPv4 gateway:
-            // no neighbour discovery crosses the XDP path either.
-            ip(&[
-                "-n",
-                &ns,
-                "-6",
-                "neigh",
-                "replace",
-                &gw6,
-                "lladdr",
-                &mac_str(&router_mac),
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ])?;
-            if route {
-                ip(&[
-                    "-n", &ns, "-6", "route", "add", "default", "via", &gw6, "dev", "eth0",
-                ])?;
-            }
-        }
+        wire(&ns, gw, router_mac, v6)?;
         let ifindex = ifindex_of(&router, &router_if)?;
         nodes.push(Node {
             id,
@@ -555,9 +505,137 @@ fn build_nodes(deployment: &str, specs: Vec<NodeSpec>, first: u16) -> Result<Vec
             },
             ip6: v6.map(|(a, _)| a),
             ip6_route: v6.is_some_and(|(_, r)| r),
+            secondary: vec![],
+            stopped: false,
         });
+        let node = nodes.last_mut().expect("pushed");
+        set_secondary(node, &secondary)?;
+        set_stopped(node, stopped)?;
     }
     Ok(nodes)
+}
+
+/// A node's routes and static neighbours on its `eth0` (again once the
+/// link comes back up: a link down drops them): the gateway, the default
+/// route, and for IPv6 (`v6`: the address, whether it has a default
+/// route) the router's link-local address.
+fn wire(ns: &str, gw: Ipv4Addr, router_mac: [u8; 6], v6: Option<(Ipv6Addr, bool)>) -> Result<()> {
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "replace",
+        &gw.to_string(),
+        "dev",
+        "eth0",
+        "scope",
+        "link",
+    ])?;
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "replace",
+        "default",
+        "via",
+        &gw.to_string(),
+        "dev",
+        "eth0",
+    ])?;
+    // The VPC router answers for its gateway address: a static entry, so
+    // no ARP ever needs to cross the XDP path.
+    ip(&[
+        "-n",
+        ns,
+        "neigh",
+        "replace",
+        &gw.to_string(),
+        "lladdr",
+        &mac_str(&router_mac),
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ])?;
+    if let Some((addr6, route)) = v6 {
+        let gw6 = crate::model::VPC_ROUTER6.to_string();
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "addr",
+            "replace",
+            &format!("{addr6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        // The router's link-local address, static like the IPv4 gateway:
+        // no neighbour discovery crosses the XDP path either.
+        ip(&[
+            "-n",
+            ns,
+            "-6",
+            "neigh",
+            "replace",
+            &gw6,
+            "lladdr",
+            &mac_str(&router_mac),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])?;
+        if route {
+            ip(&[
+                "-n", ns, "-6", "route", "replace", "default", "via", &gw6, "dev", "eth0",
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops (`eth0` down, every process of the namespace killed) or starts
+/// (`eth0` up, its routes back) a node in place: its namespace, addresses
+/// and port stay.
+pub fn set_stopped(node: &mut Node, stopped: bool) -> Result<()> {
+    if node.stopped == stopped {
+        return Ok(());
+    }
+    if stopped {
+        ip(&["-n", &node.netns, "link", "set", "eth0", "down"])?;
+        let pids = ip(&["netns", "pids", &node.netns])?;
+        for pid in pids.split_whitespace() {
+            // Gone already is fine.
+            let _ = run("kill", &["-KILL", pid]);
+        }
+    } else {
+        ip(&["-n", &node.netns, "link", "set", "eth0", "up"])?;
+        let v6 = node.ip6.map(|a| (a, node.ip6_route));
+        wire(&node.netns, node.gateway, node.link.router_mac, v6)?;
+    }
+    node.stopped = stopped;
+    Ok(())
+}
+
+/// Puts a node's secondary IPv4 addresses on its `eth0` as `want` lists
+/// them (added and removed in place: its processes and connections on
+/// other addresses go on).
+pub fn set_secondary(node: &mut Node, want: &[Ipv4Addr]) -> Result<()> {
+    for a in node.secondary.clone() {
+        if !want.contains(&a) {
+            let a = format!("{a}/32");
+            ip(&["-n", &node.netns, "addr", "del", &a, "dev", "eth0"])?;
+        }
+    }
+    for a in want {
+        if !node.secondary.contains(a) {
+            let a = format!("{a}/32");
+            ip(&["-n", &node.netns, "addr", "replace", &a, "dev", "eth0"])?;
+        }
+    }
+    node.secondary = want.to_vec();
+    Ok(())
 }
 
 fn ifindex_of(ns: &str, ifname: &str) -> Result<u32> {

@@ -80,6 +80,11 @@ pub(super) fn hosts(
             ..Default::default()
         };
         attach(out, link(links, &h.id)?, h.ip, h.ip6, port);
+        // A secondary address: one more endpoint of the same port.
+        let ep = out.endpoints.last().expect("attached").1;
+        for ip in &h.secondary {
+            out.endpoints.push((v4_mapped(ip.octets()), ep));
+        }
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ enum State {
     Running,
     ShuttingDown,
     Terminated,
+    Stopping,
+    Stopped,
 }
 
 impl State {
@@ -51,6 +53,8 @@ impl State {
             State::Running => 16,
             State::ShuttingDown => 32,
             State::Terminated => 48,
+            State::Stopping => 64,
+            State::Stopped => 80,
         }
     }
 
@@ -60,6 +64,8 @@ impl State {
             State::Running => "running",
             State::ShuttingDown => "shutting-down",
             State::Terminated => "terminated",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
         }
     }
 }
@@ -128,7 +134,11 @@ fn of_host(v: &View, h: &Host) -> Instance {
         reservation: meta("Reservation")
             .and_then(|r| r.as_str().map(str::to_string))
             .unwrap_or_else(|| ids::derived("r", &v.name, v.stack_of(&h.id), &h.id)),
-        state: State::Running,
+        state: if h.stopped {
+            State::Stopped
+        } else {
+            State::Running
+        },
         image: written("ImageId").unwrap_or_default(),
         instance_type: written("InstanceType").unwrap_or_else(|| DEFAULT_TYPE.into()),
         key_name: written("KeyName"),
@@ -141,7 +151,7 @@ fn of_host(v: &View, h: &Host) -> Instance {
         az: subnet.map(|s| s.az.clone()).unwrap_or_default(),
         ip: Some(h.ip),
         ip6: h.ip6,
-        public_ip: m.public_ips.iter().find(|p| p.host == h.id).map(|p| p.ip),
+        public_ip: m.public_ip(&h.id),
         groups: h
             .groups
             .iter()
@@ -278,7 +288,7 @@ fn item(x: &mut Xml, v: &View, i: &Instance) {
             x.leaf("groupId", id).leaf("groupName", name);
         },
     );
-    if i.state == State::Terminated {
+    if matches!(i.state, State::Terminated | State::Stopped) {
         x.open("stateReason")
             .leaf("code", "Client.UserInitiatedShutdown")
             .leaf(
@@ -394,11 +404,8 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 pub fn describe_status(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let v = View::load(&ctx.name)?;
     let all_too = p.flag("IncludeAllInstances") == Some(true);
-    let list: Vec<Instance> = all(&v)
-        .into_iter()
-        .filter(|i| all_too || i.state == State::Running)
-        .collect();
-    let (out, token) = filters::select(
+    let list: Vec<Instance> = all(&v);
+    let (mut out, token) = filters::select(
         p,
         &KIND,
         list,
@@ -416,6 +423,9 @@ pub fn describe_status(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             _ => None,
         },
     )?;
+    // Only running ones without IncludeAllInstances; one named that is
+    // not running is left out, not unknown.
+    out.retain(|i| all_too || i.state == State::Running);
     let mut x = xml();
     x.items("instanceStatusSet", &out, |x, i| {
         let status = if i.state == State::Running {
@@ -570,20 +580,8 @@ pub fn run(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             }
             if let Some(a) = nic.flag("AssociatePublicIpAddress") {
                 // The one form that carries it: the interface's.
-                let mut iface =
-                    json!({"DeviceIndex": "0", "SubnetId": subnet, "AssociatePublicIpAddress": a});
-                for k in ["SecurityGroupIds", "PrivateIpAddress"] {
-                    if let Some(x) = props.as_object_mut().and_then(|o| o.remove(k)) {
-                        let k = if k == "SecurityGroupIds" {
-                            "GroupSet"
-                        } else {
-                            k
-                        };
-                        iface[k] = x;
-                    }
-                }
-                props.as_object_mut().map(|o| o.remove("SubnetId"));
-                props["NetworkInterfaces"] = json!([iface]);
+                let o = props.as_object_mut().expect("an object");
+                iface_mut(o).insert("AssociatePublicIpAddress".into(), a.into());
             }
             if let Some(tv) = tags::initial(&tags) {
                 props["Tags"] = tv;
@@ -650,7 +648,7 @@ pub fn terminate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                 serde_json::to_value(&rec)
                     .map_err(|e| Ec2Error::new("InternalError", e.to_string()))?,
             );
-            changes.push((w.clone(), State::Running, State::ShuttingDown));
+            changes.push((w.clone(), i.state, State::ShuttingDown));
         }
         t.meta.insert(TERMINATED.into(), Value::Object(records));
         Ok(changes)
@@ -664,9 +662,93 @@ pub fn terminate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     Ok(x.0)
 }
 
+/// Stop / StartInstances: each instance of the API moves to `stopped`
+/// (answering `stopping`) or `running` (answering `pending`), as a mark in
+/// its metadata the model follows: a stopped instance's namespace has its
+/// link down and no processes, keeps its interface and private addresses,
+/// and gives back the public address it was launched with (an Elastic IP
+/// stays). A terminated instance is `IncorrectInstanceState`.
+pub fn stop_start(ctx: &Ctx, p: &Params, stop: bool) -> Ec2Result<String> {
+    let wanted = p.list("InstanceId");
+    if wanted.is_empty() {
+        return Err(Ec2Error::missing("InstanceId"));
+    }
+    let (from, to, answer) = if stop {
+        (State::Running, State::Stopped, State::Stopping)
+    } else {
+        (State::Stopped, State::Running, State::Pending)
+    };
+    let changes = stack::change(ctx, |t, v| {
+        let everyone = all(v);
+        let mut changes = vec![];
+        for w in &wanted {
+            let i = everyone
+                .iter()
+                .find(|i| &i.id == w)
+                .ok_or_else(|| not_found(w))?;
+            if i.state == to {
+                changes.push((w.clone(), to, to));
+                continue;
+            }
+            if i.state != from {
+                return Err(incorrect_state(w, i.state, stop));
+            }
+            v.owned(&i.logical, w)?;
+            t.set_meta(&i.logical, "Stopped", stop.into());
+            changes.push((w.clone(), from, answer));
+        }
+        Ok(changes)
+    })?;
+    let mut x = xml();
+    x.items("instancesSet", &changes, |x, (id, prev, cur)| {
+        x.leaf("instanceId", id);
+        state_xml(x, "currentState", *cur);
+        state_xml(x, "previousState", *prev);
+    });
+    Ok(x.0)
+}
+
+/// EC2's refusal of a state change from `state`.
+fn incorrect_state(id: &str, state: State, stop: bool) -> Ec2Error {
+    let what = if stop { "stopped" } else { "started" };
+    Ec2Error::new(
+        "IncorrectInstanceState",
+        format!(
+            "This instance '{id}' is not in a state from which it can be {what}. (It is {}.)",
+            state.name()
+        ),
+    )
+}
+
+/// RebootInstances: a running instance's reboot is accepted and nothing
+/// changes (there is no operating system here to restart: its namespace
+/// and processes go on); a stopped or terminated one is
+/// `IncorrectInstanceState`.
+pub fn reboot(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let wanted = p.list("InstanceId");
+    if wanted.is_empty() {
+        return Err(Ec2Error::missing("InstanceId"));
+    }
+    let v = View::load(&ctx.name)?;
+    let everyone = all(&v);
+    for w in &wanted {
+        let i = everyone
+            .iter()
+            .find(|i| &i.id == w)
+            .ok_or_else(|| not_found(w))?;
+        if i.state != State::Running {
+            return Err(Ec2Error::new(
+                "IncorrectInstanceState",
+                format!("The instance '{w}' is not in the 'running' state."),
+            ));
+        }
+    }
+    super::ok()
+}
+
 /// The API's running instance `id`: its model id (refused for a
 /// template's).
-fn running(v: &View, id: &str) -> Ec2Result<String> {
+pub(super) fn running(v: &View, id: &str) -> Ec2Result<String> {
     let l = v
         .logical(id)
         .filter(|l| {
@@ -678,6 +760,32 @@ fn running(v: &View, id: &str) -> Ec2Result<String> {
         .ok_or_else(|| not_found(id))?
         .to_string();
     Ok(l)
+}
+
+/// An instance's interface in its template: `NetworkInterfaces[0]`, made
+/// from the instance's own `SubnetId`, `SecurityGroupIds` and
+/// `PrivateIpAddress` when it has none (CloudFormation's one form for
+/// what only an interface carries: a public address, secondary ones).
+pub(super) fn iface_mut(
+    props: &mut serde_json::Map<String, Value>,
+) -> &mut serde_json::Map<String, Value> {
+    if !props.contains_key("NetworkInterfaces") {
+        let mut iface = serde_json::Map::new();
+        iface.insert("DeviceIndex".into(), "0".into());
+        for (k, to) in [
+            ("SubnetId", "SubnetId"),
+            ("SecurityGroupIds", "GroupSet"),
+            ("PrivateIpAddress", "PrivateIpAddress"),
+        ] {
+            if let Some(x) = props.remove(k) {
+                iface.insert(to.into(), x);
+            }
+        }
+        props.insert("NetworkInterfaces".into(), json!([iface]));
+    }
+    props["NetworkInterfaces"][0]
+        .as_object_mut()
+        .expect("an interface object")
 }
 
 /// Sets an instance's groups where its template keeps them: its

@@ -35,6 +35,7 @@ mod nat_gateways;
 mod network_acls;
 mod network_interfaces;
 mod prefix_lists;
+mod private_ips;
 mod route_tables;
 mod security_group_rules;
 mod security_groups;
@@ -349,6 +350,8 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "ModifyNetworkInterfaceAttribute" => network_interfaces::modify_attribute(ctx, p),
         "AttachNetworkInterface" => network_interfaces::attach(ctx, p, true),
         "DetachNetworkInterface" => network_interfaces::attach(ctx, p, false),
+        "AssignPrivateIpAddresses" => private_ips::assign(ctx, p),
+        "UnassignPrivateIpAddresses" => private_ips::unassign(ctx, p),
         "DescribeInternetGateways" => gateways::describe(ctx, p),
         "CreateInternetGateway" => gateways::create(ctx, p),
         "DeleteInternetGateway" => gateways::delete(ctx, p),
@@ -360,12 +363,17 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "AllocateAddress" => nat_gateways::allocate(ctx, p),
         "ReleaseAddress" => nat_gateways::release(ctx, p),
         "DescribeAddresses" => nat_gateways::describe_addresses(ctx, p),
+        "AssociateAddress" => nat_gateways::associate(ctx, p),
+        "DisassociateAddress" => nat_gateways::disassociate(ctx, p),
         "CreateNatGateway" => nat_gateways::create(ctx, p),
         "DeleteNatGateway" => nat_gateways::delete(ctx, p),
         "DescribeNatGateways" => nat_gateways::describe(ctx, p),
         "RunInstances" => instances::run(ctx, p),
         "DescribeInstances" => instances::describe(ctx, p),
         "TerminateInstances" => instances::terminate(ctx, p),
+        "StopInstances" => instances::stop_start(ctx, p, true),
+        "StartInstances" => instances::stop_start(ctx, p, false),
+        "RebootInstances" => instances::reboot(ctx, p),
         "DescribeInstanceStatus" => instances::describe_status(ctx, p),
         "ModifyInstanceAttribute" => instances::modify_attribute(ctx, p),
         "DescribeInstanceAttribute" => instances::describe_attribute(ctx, p),

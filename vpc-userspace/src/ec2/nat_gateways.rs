@@ -1,16 +1,18 @@
 //! Elastic IPs (AllocateAddress, ReleaseAddress, DescribeAddresses: an
 //! `AWS::EC2::EIP` with `Domain: vpc`, named by its allocation id as a
-//! template's is) and NAT gateways (CreateNatGateway, DeleteNatGateway,
+//! template's is; Associate / DisassociateAddress: an
+//! `AWS::EC2::EIPAssociation` named by its `eipassoc-` id) and NAT gateways (CreateNatGateway, DeleteNatGateway,
 //! DescribeNatGateways: an `AWS::EC2::NatGateway` named by its `nat-` id).
 use serde_json::json;
 
 use super::{filters, ids, tags, xml, Ctx, Ec2Error, Ec2Result, Params, View};
 use crate::{
     cloudformation::xml::Xml,
-    model::{internet::allocation_id, NatGateway},
+    model::{internet::allocation_id, internet::PublicIp, HostKind, NatGateway},
 };
 
 pub const EIP: &str = "AWS::EC2::EIP";
+pub const EIP_ASSOCIATION: &str = "AWS::EC2::EIPAssociation";
 pub const NAT: &str = "AWS::EC2::NatGateway";
 
 /// The address of Elastic IP `logical`.
@@ -95,6 +97,196 @@ pub fn release(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     super::ok()
 }
 
+/// The association of an Elastic IP with an instance's or a standalone
+/// interface's private address (its primary, or `PrivateIpAddress`).
+fn association_of<'m>(v: &'m View, eip: &str) -> Option<&'m PublicIp> {
+    v.model
+        .public_ips
+        .iter()
+        .find(|p| p.eip.as_deref() == Some(eip))
+}
+
+/// Removes association `a` (an Elastic IP's, the API's own), or refuses
+/// one a template declares.
+fn unassociate(t: &mut super::stack::Template, v: &View, a: &PublicIp) -> Ec2Result<()> {
+    let Some(l) = a.association.as_deref().filter(|l| t.has(l)) else {
+        let id = a
+            .association
+            .as_deref()
+            .map(|l| v.id(l))
+            .unwrap_or_default();
+        v.owned(a.association.as_deref().unwrap_or(&a.host), &id)?;
+        return Err(Ec2Error::new(
+            "OperationNotPermitted",
+            format!(
+                "the Elastic IP of {} is its template's (docs/ec2.md)",
+                v.id(&a.host)
+            ),
+        ));
+    };
+    t.remove(l);
+    Ok(())
+}
+
+/// AssociateAddress: an Elastic IP (`AllocationId`, or `PublicIp`) with an
+/// instance (`InstanceId`: its primary address) or an interface
+/// (`NetworkInterfaceId`, `PrivateIpAddress` one of its addresses) in a VPC
+/// with an internet gateway; `AllowReassociation` moves one associated
+/// elsewhere. What the private address had goes (an Elastic IP, or the
+/// address the instance was launched with), as at AWS.
+pub fn associate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let assoc_id = ids::new_id("eipassoc");
+    let logical = ids::logical(&assoc_id).expect("an id");
+    let reassociate = p.flag("AllowReassociation").unwrap_or(false);
+    let private: Option<std::net::Ipv4Addr> = p
+        .get("PrivateIpAddress")
+        .map(|a| {
+            a.parse()
+                .map_err(|_| Ec2Error::invalid(format!("Invalid private IP address: '{a}'")))
+        })
+        .transpose()?;
+    super::stack::change(ctx, |t, v| {
+        let eip = match (p.get("AllocationId"), p.get("PublicIp")) {
+            (Some(a), _) => v
+                .logical(a)
+                .filter(|l| address(v, l).is_some())
+                .ok_or_else(|| eip_not_found(a))?
+                .to_string(),
+            (None, Some(ip)) => v
+                .model
+                .elastic_ips
+                .iter()
+                .find(|(_, e)| e.to_string() == ip)
+                .map(|(l, _)| l.clone())
+                .ok_or_else(|| {
+                    Ec2Error::new(
+                        "InvalidAddress.NotFound",
+                        format!("Address '{ip}' not found."),
+                    )
+                })?,
+            (None, None) => return Err(Ec2Error::missing("AllocationId")),
+        };
+        let host = match (p.get("InstanceId"), p.get("NetworkInterfaceId")) {
+            (Some(i), None) => super::instances::running(v, i)?,
+            (None, Some(n)) => super::network_interfaces::host_id(v, n)?,
+            (Some(_), Some(_)) => {
+                return Err(Ec2Error::new(
+                    "InvalidParameterCombination",
+                    "Only one of InstanceId and NetworkInterfaceId may be given",
+                ))
+            }
+            (None, None) => return Err(Ec2Error::missing("InstanceId")),
+        };
+        let h = v.model.hosts.iter().find(|h| h.id == host).expect("found");
+        let private = private.unwrap_or(h.ip);
+        if !h.ips().any(|a| a == private) {
+            return Err(Ec2Error::invalid(format!(
+                "The private IP address {private} is not assigned to the network interface"
+            )));
+        }
+        let vpc = v
+            .model
+            .subnet(&h.subnet)
+            .map(|s| s.vpc.clone())
+            .unwrap_or_default();
+        if !v
+            .model
+            .internet_gateways
+            .iter()
+            .any(|g| g.vpc.as_deref() == Some(&vpc))
+        {
+            return Err(Ec2Error::new(
+                "Gateway.NotAttached",
+                format!(
+                    "Network {} is not attached to any internet gateway",
+                    v.id(&vpc)
+                ),
+            ));
+        }
+        if let Some((true, nat)) = holder(v, &eip) {
+            return Err(Ec2Error::new(
+                "Resource.AlreadyAssociated",
+                format!(
+                    "resource {} is already associated with {}",
+                    v.id(&eip),
+                    v.id(&nat)
+                ),
+            ));
+        }
+        if let Some(a) = association_of(v, &eip) {
+            if a.host == host && v.model.private_of(a) == Some(private) {
+                // Already so: AWS answers with the association it has.
+            } else if !reassociate {
+                return Err(Ec2Error::new(
+                    "Resource.AlreadyAssociated",
+                    format!(
+                        "resource {} is already associated with associate-id {}",
+                        v.id(&eip),
+                        a.association
+                            .as_deref()
+                            .map(|l| v.id(l))
+                            .unwrap_or_default()
+                    ),
+                ));
+            } else {
+                unassociate(t, v, a)?;
+            }
+        }
+        // The private address's Elastic IP, if another, goes.
+        if let Some(a) = v.model.public_ips.iter().find(|a| {
+            a.host == host
+                && v.model.private_of(a) == Some(private)
+                && a.eip.is_some()
+                && a.eip.as_deref() != Some(eip.as_str())
+        }) {
+            unassociate(t, v, a)?;
+        }
+        let field = if h.kind == HostKind::Instance {
+            "InstanceId"
+        } else {
+            "NetworkInterfaceId"
+        };
+        let mut props = json!({"AllocationId": allocation_id(&eip), field: host});
+        if private != h.ip {
+            props["PrivateIpAddress"] = private.to_string().into();
+        }
+        t.put(&logical, EIP_ASSOCIATION, props);
+        Ok(())
+    })?;
+    let v = View::load(&ctx.name)?;
+    let id = v
+        .model
+        .public_ips
+        .iter()
+        .find(|p| p.association.as_deref() == Some(logical.as_str()))
+        .map(|_| assoc_id)
+        .ok_or_else(|| Ec2Error::new("InternalError", "the association was not made"))?;
+    let mut x = xml();
+    x.leaf("associationId", &id);
+    Ok(x.0)
+}
+
+/// DisassociateAddress: association `AssociationId` goes (the API's; a
+/// template's is refused, naming its stack).
+pub fn disassociate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let id = p.required("AssociationId")?.to_string();
+    super::stack::change(ctx, |t, v| {
+        let a = v
+            .model
+            .public_ips
+            .iter()
+            .find(|a| a.association.as_deref().is_some_and(|l| v.id(l) == id))
+            .ok_or_else(|| {
+                Ec2Error::new(
+                    "InvalidAssociationID.NotFound",
+                    format!("The association ID '{id}' does not exist"),
+                )
+            })?;
+        unassociate(t, v, a)
+    })?;
+    super::ok()
+}
+
 pub fn describe_addresses(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let v = View::load(&ctx.name)?;
     let (wanted, ips) = (p.list("AllocationId"), p.list("PublicIp"));
@@ -110,10 +302,18 @@ pub fn describe_addresses(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         {
             continue;
         }
+        let assoc = association_of(&v, l);
+        let opt = |s: Option<String>| Some(s.into_iter().collect());
         let keep = filters::matches(&fs, &v.tags(l), |n| match n {
             "allocation-id" => filters::one(alloc.clone()),
             "public-ip" => filters::one(ip.to_string()),
             "domain" => filters::one("vpc"),
+            "association-id" => opt(assoc.and_then(|a| a.association.as_deref().map(|l| v.id(l)))),
+            "instance-id" => opt(assoc.and_then(|a| instance_of(&v, a))),
+            "network-interface-id" => opt(assoc.map(|a| eni_of(&v, a))),
+            "private-ip-address" => opt(assoc
+                .and_then(|a| v.model.private_of(a))
+                .map(|a| a.to_string())),
             _ => None,
         })?;
         if keep {
@@ -135,15 +335,40 @@ pub fn describe_addresses(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                         &ids::derived("eni", &v.name, "", &nat),
                     );
             }
-            Some((false, host)) => {
-                x.leaf("associationId", &ids::derived("eipassoc", &v.name, "", l))
-                    .leaf("instanceId", &host);
+            Some((false, _)) => {
+                let a = association_of(&v, l).expect("held");
+                let id = match &a.association {
+                    Some(assoc) => v.id(assoc),
+                    None => ids::derived("eipassoc", &v.name, "", l),
+                };
+                x.leaf("associationId", &id)
+                    .opt("instanceId", instance_of(&v, a).as_deref())
+                    .leaf("networkInterfaceId", &eni_of(&v, a))
+                    .leaf("networkInterfaceOwnerId", v.account())
+                    .opt(
+                        "privateIpAddress",
+                        v.model.private_of(a).map(|a| a.to_string()).as_deref(),
+                    );
             }
             None => {}
         }
         tags::tag_set(x, &v.tags(l));
     });
     Ok(x.0)
+}
+
+/// The instance an Elastic IP's association reaches, if an instance's.
+fn instance_of(v: &View, a: &PublicIp) -> Option<String> {
+    v.model
+        .hosts
+        .iter()
+        .find(|h| h.id == a.host && h.kind == HostKind::Instance)
+        .map(|h| v.id(&h.id))
+}
+
+/// The interface an Elastic IP's association reaches.
+fn eni_of(v: &View, a: &PublicIp) -> String {
+    crate::model::flowlog::host_eni_id(&v.model.stack_name, &a.host)
 }
 
 fn item(x: &mut Xml, v: &View, g: &NatGateway) {

@@ -71,6 +71,8 @@ pub(super) struct Nic {
     interface_type: &'static str,
     attachment: Attachment,
     ip: Ipv4Addr,
+    /// Secondary private IPv4 addresses.
+    secondary: Vec<Ipv4Addr>,
     ip6: Option<Ipv6Addr>,
     public_ip: Option<Ipv4Addr>,
     /// Logical ids.
@@ -122,8 +124,9 @@ pub(super) fn of_host(v: &View, h: &Host) -> Nic {
         interface_type: "interface",
         attachment,
         ip: h.ip,
+        secondary: h.secondary.clone(),
         ip6: h.ip6,
-        public_ip: m.public_ips.iter().find(|p| p.host == h.id).map(|p| p.ip),
+        public_ip: m.public_ip(&h.id),
         groups: h.groups.clone(),
         source_dest_check: h.source_dest_check,
         tags: match h.kind {
@@ -162,6 +165,7 @@ fn nics(v: &View) -> Vec<Nic> {
             Attachment::Service
         },
         ip: e.ip,
+        secondary: vec![],
         ip6: e.ip6,
         public_ip: None,
         groups: e.groups.clone(),
@@ -179,6 +183,7 @@ fn nics(v: &View) -> Vec<Nic> {
         interface_type: "nat_gateway",
         attachment: Attachment::Service,
         ip: g.ip,
+        secondary: vec![],
         ip6: None,
         public_ip: None,
         groups: vec![],
@@ -200,6 +205,7 @@ fn nics(v: &View) -> Vec<Nic> {
                 interface_type: "vpc_endpoint",
                 attachment: Attachment::Service,
                 ip: h.ip,
+                secondary: vec![],
                 ip6: h.ip6,
                 public_ip: None,
                 groups: e.groups.clone(),
@@ -288,13 +294,23 @@ pub(super) fn item(x: &mut Xml, v: &View, e: &Nic, in_instance: bool) {
             .leaf("ipOwnerId", "amazon")
             .close("association");
     }
-    x.items("privateIpAddressesSet", [e.ip], |x, ip| {
+    let ips = std::iter::once(e.ip).chain(e.secondary.iter().copied());
+    x.items("privateIpAddressesSet", ips, |x, ip| {
         x.leaf("privateIpAddress", &ip.to_string());
         if e.host.is_some() {
             x.leaf("privateDnsName", &instances::dns_name(v, ip));
         }
-        x.flag("primary", true);
-        if let Some(p) = e.public_ip {
+        x.flag("primary", ip == e.ip);
+        let public = if ip == e.ip {
+            e.public_ip
+        } else {
+            let m = &v.model;
+            m.public_ips
+                .iter()
+                .find(|p| e.host.as_ref() == Some(&p.host) && m.private_of(p) == Some(ip))
+                .map(|p| p.ip)
+        };
+        if let Some(p) = public {
             x.open("association")
                 .leaf("publicIp", &p.to_string())
                 .leaf("ipOwnerId", "amazon")
@@ -328,7 +344,12 @@ fn field(v: &View, e: &Nic, n: &str) -> Option<Vec<String>> {
                 .filter_map(|g| v.model.group(g).map(|sg| group_name(v, sg)))
                 .collect(),
         ),
-        "private-ip-address" | "addresses.private-ip-address" => filters::one(e.ip.to_string()),
+        "private-ip-address" | "addresses.private-ip-address" => Some(
+            std::iter::once(e.ip)
+                .chain(e.secondary.iter().copied())
+                .map(|a| a.to_string())
+                .collect(),
+        ),
         "private-dns-name" => opt(e.host.as_ref().map(|_| instances::dns_name(v, e.ip))),
         "ipv6-addresses.ipv6-address" => Some(e.ip6.iter().map(|a| a.to_string()).collect()),
         "association.public-ip" | "addresses.association.public-ip" => {
@@ -384,7 +405,7 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     Ok(x.0)
 }
 
-fn not_found(id: &str) -> Ec2Error {
+pub(super) fn not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
         "InvalidNetworkInterfaceID.NotFound",
         format!("The networkInterface ID '{id}' does not exist"),
@@ -398,6 +419,35 @@ fn host_of(v: &View, id: &str, kind: HostKind) -> Option<String> {
         .iter()
         .find(|h| h.kind == kind && host_eni_id(&v.model.stack_name, &h.id) == id)
         .map(|h| h.id.clone())
+}
+
+/// The host (logical id) of interface `id`, an instance's or a standalone
+/// one (a template's too).
+pub(super) fn host_id(v: &View, id: &str) -> Ec2Result<String> {
+    host_of(v, id, HostKind::NetworkInterface)
+        .or_else(|| host_of(v, id, HostKind::Instance))
+        .ok_or_else(|| not_found(id))
+}
+
+/// The host (logical id) and kind of interface `id`, an instance's or a
+/// standalone one the API may change (a template's is refused, naming
+/// its stack; a requester-managed one is its service's).
+pub(super) fn api_host(v: &View, id: &str) -> Ec2Result<(String, HostKind)> {
+    let (l, kind) = host_of(v, id, HostKind::NetworkInterface)
+        .map(|l| (l, HostKind::NetworkInterface))
+        .or_else(|| host_of(v, id, HostKind::Instance).map(|l| (l, HostKind::Instance)))
+        .ok_or_else(|| {
+            if nics(v).iter().any(|n| n.id == id) {
+                Ec2Error::new(
+                    "OperationNotPermitted",
+                    format!("{id} is requester-managed: its service manages it"),
+                )
+            } else {
+                not_found(id)
+            }
+        })?;
+    v.owned(&l, id)?;
+    Ok((l, kind))
 }
 
 /// The groups a call names (`SecurityGroupId.N`), as model ids, each in
@@ -437,6 +487,22 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             if let Some(val) = p.get(k) {
                 props[k] = val.into();
             }
+        }
+        // CloudFormation's forms: `PrivateIpAddresses` (`Primary` or
+        // not), `SecondaryPrivateIpAddressCount`.
+        let listed: Vec<Value> = p
+            .structs("PrivateIpAddresses")
+            .iter()
+            .filter_map(|a| {
+                let ip = a.get("PrivateIpAddress")?;
+                Some(json!({"PrivateIpAddress": ip, "Primary": a.flag("Primary").unwrap_or(false)}))
+            })
+            .collect();
+        if !listed.is_empty() {
+            props["PrivateIpAddresses"] = json!(listed);
+        }
+        if let Some(n) = p.int("SecondaryPrivateIpAddressCount")? {
+            props["SecondaryPrivateIpAddressCount"] = n.into();
         }
         if let Some(tv) = tags::initial(&tags) {
             props["Tags"] = tv;
@@ -493,20 +559,7 @@ pub fn delete(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
 pub fn modify_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let id = p.required("NetworkInterfaceId")?.to_string();
     stack::change(ctx, |t, v| {
-        let (l, kind) = host_of(v, &id, HostKind::NetworkInterface)
-            .map(|l| (l, HostKind::NetworkInterface))
-            .or_else(|| host_of(v, &id, HostKind::Instance).map(|l| (l, HostKind::Instance)))
-            .ok_or_else(|| {
-                if nics(v).iter().any(|n| n.id == id) {
-                    Ec2Error::new(
-                        "OperationNotPermitted",
-                        format!("{id} is requester-managed: its service manages it"),
-                    )
-                } else {
-                    not_found(&id)
-                }
-            })?;
-        v.owned(&l, &id)?;
+        let (l, kind) = api_host(v, &id)?;
         let vpc = v
             .model
             .hosts

@@ -26,7 +26,7 @@ pub fn is_internal(name: &str) -> bool {
 /// The key of the template's `Metadata` where the API keeps what is not a
 /// resource: tags of resources other stacks declare, and whether the
 /// default VPC was made (or deleted).
-pub const META: &str = "Vpc::Ec2Api";
+pub const META: &str = crate::model::API_METADATA;
 
 /// The API's template, as JSON: `Resources` and our `Metadata`.
 #[derive(Debug, Clone, Default)]

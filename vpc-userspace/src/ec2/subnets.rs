@@ -42,7 +42,12 @@ fn default_for_az(v: &View, logical: &str) -> bool {
 /// Free addresses: the block less AWS's five and what is placed in it.
 fn available(v: &View, s: &Subnet) -> u64 {
     let m = &v.model;
-    let used = m.hosts.iter().filter(|h| h.subnet == s.id).count()
+    let used = m
+        .hosts
+        .iter()
+        .filter(|h| h.subnet == s.id)
+        .map(|h| h.ips().count())
+        .sum::<usize>()
         + m.enis.iter().filter(|e| e.subnet == s.id).count()
         + m.nat_gateways.iter().filter(|n| n.subnet == s.id).count();
     (1u64 << (32 - s.cidr.prefix_len())).saturating_sub(5 + used as u64)

@@ -102,6 +102,11 @@ impl View {
                 .map(|x| ("pl", x.id.clone())),
         );
         all.extend(m.dhcp_options.iter().map(|x| ("dopt", x.id.clone())));
+        all.extend(
+            m.public_ips
+                .iter()
+                .filter_map(|p| Some(("eipassoc", p.association.clone()?))),
+        );
         // Endpoints and flow logs keep the ids the model gives them (what
         // a template's `!Ref` gives).
         let named: Vec<(String, String)> = m

@@ -218,7 +218,7 @@ pub fn interfaces(deployment: &str, m: &Model) -> Vec<Iface> {
         }
     };
     let hosts = m.hosts.iter().map(|h| {
-        let mut addrs = vec![IpAddr::V4(h.ip)];
+        let mut addrs: Vec<IpAddr> = h.ips().map(IpAddr::V4).collect();
         addrs.extend(h.ip6.map(IpAddr::V6));
         let instance = (h.kind == HostKind::Instance).then(|| ec2_id("i", &m.stack_name, &h.id));
         mk(

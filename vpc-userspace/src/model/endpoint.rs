@@ -395,6 +395,8 @@ impl Builder<'_> {
                         ip6: None,
                         // An endpoint's ENI is never a route's target.
                         source_dest_check: true,
+                        secondary: vec![],
+                        stopped: false,
                     });
                     e.enis.push((s.clone(), host));
                 }

@@ -39,6 +39,49 @@ pub struct Host {
     /// own, as a NAT instance or an appliance that routes must.
     #[serde(default = "yes")]
     pub source_dest_check: bool,
+    /// Secondary private IPv4 addresses (`PrivateIpAddresses` with
+    /// `Primary: false`, `SecondaryPrivateIpAddressCount`), in the order
+    /// they were assigned: on the same interface, groups and ACLs.
+    #[serde(default)]
+    pub secondary: Vec<Ipv4Addr>,
+    /// A stopped instance (StopInstances): it keeps its interface and
+    /// private addresses, its namespace's link is down and its processes
+    /// are gone, and it has no public address of its launch.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+/// The EC2 API's metadata key on its resources; `Stopped: true` under it
+/// marks a stopped instance.
+pub const API_METADATA: &str = "Vpc::Ec2Api";
+
+/// The most private IPv4 addresses one interface holds (primary
+/// included), as a larger instance type's interface (`c5.4xlarge`: 30).
+pub const MAX_PRIVATE_IPS: usize = 30;
+
+impl Host {
+    /// Its private IPv4 addresses, the primary first.
+    pub fn ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.ip).chain(self.secondary.iter().copied())
+    }
+
+    /// `ip` is one of its addresses (either family).
+    pub fn owns(&self, ip: std::net::IpAddr) -> bool {
+        match ip {
+            std::net::IpAddr::V4(a) => self.ips().any(|x| x == a),
+            std::net::IpAddr::V6(a) => self.ip6 == Some(a),
+        }
+    }
+}
+
+/// What an interface asks for in secondary IPv4 addresses.
+struct SecondaryRequest {
+    /// Explicit ones, each with the path of the field that gave it.
+    explicit: Vec<(Ipv4Addr, String)>,
+    /// How many more to pick (`SecondaryPrivateIpAddressCount`).
+    count: usize,
+    /// The primary `PrivateIpAddresses` names (`Primary: true`).
+    primary: Option<Ipv4Addr>,
 }
 
 /// An interface's IPv6 address as the template asks for it.
@@ -120,10 +163,76 @@ impl Builder<'_> {
         }
     }
 
+    /// `PrivateIpAddresses` (`[{PrivateIpAddress, Primary}]`) and
+    /// `SecondaryPrivateIpAddressCount` of an interface, as CloudFormation
+    /// takes them (an `AWS::EC2::NetworkInterface`, an instance's
+    /// `NetworkInterfaces[0]`).
+    fn secondary_request(iface: &Value, prefix: &str) -> Result<SecondaryRequest> {
+        let list_path = format!("{prefix}.PrivateIpAddresses");
+        let count_path = format!("{prefix}.SecondaryPrivateIpAddressCount");
+        let mut out = SecondaryRequest {
+            explicit: vec![],
+            count: 0,
+            primary: None,
+        };
+        match iface.get("PrivateIpAddresses") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, a) in list.iter().enumerate() {
+                    let path = format!("{list_path}[{i}]");
+                    let ip =
+                        Self::parse_ip(a, prefix, "PrivateIpAddress", &path)?.ok_or_else(|| {
+                            ModelError::new(format!("{path}.PrivateIpAddress"), "is required")
+                        })?;
+                    let primary = match a.get("Primary") {
+                        None | Some(Value::Null) => false,
+                        Some(_) => bool_field(a, prefix, "Primary")?,
+                    };
+                    if primary {
+                        if out.primary.is_some() {
+                            return Err(ModelError::new(path, "one address may be Primary"));
+                        }
+                        out.primary = Some(ip);
+                    } else {
+                        out.explicit.push((ip, format!("{path}.PrivateIpAddress")));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ModelError::new(
+                    list_path,
+                    "must be a list of {PrivateIpAddress: ..., Primary: ...}",
+                ))
+            }
+        }
+        if let Some(n) = int_field(
+            iface
+                .get("SecondaryPrivateIpAddressCount")
+                .unwrap_or(&Value::Null),
+            &count_path,
+        )? {
+            if n < 0 {
+                return Err(ModelError::new(
+                    count_path,
+                    format!("{n}: must be 0 or more"),
+                ));
+            }
+            out.count = n as usize;
+        }
+        if 1 + out.explicit.len() + out.count > MAX_PRIVATE_IPS {
+            return Err(ModelError::new(
+                list_path,
+                format!("PrivateIpAddressLimitExceeded: at most {MAX_PRIVATE_IPS} private IPv4 addresses per interface"),
+            ));
+        }
+        Ok(out)
+    }
+
     pub(super) fn hosts(&mut self) -> Result<()> {
         // Explicit addresses first, so automatic ones never take them.
         let mut pending = vec![];
         let mut source_dest_check: HashMap<String, bool> = HashMap::new();
+        let mut stopped = std::collections::HashSet::new();
         for (kind, hk) in [
             (INSTANCE, HostKind::Instance),
             (NETWORK_INTERFACE, HostKind::NetworkInterface),
@@ -176,7 +285,17 @@ impl Builder<'_> {
                     ModelError::new(format!("{prefix}.SubnetId"), format!("InvalidSubnet: {subnet_id:?} is not an AWS::EC2::Subnet of this template"))
                 })?;
                 let ip_field = "PrivateIpAddress";
+                let second = Self::secondary_request(&iface, &prefix)?;
                 let want = Self::parse_ip(&iface, &id, ip_field, &prefix)?;
+                if let (Some(a), Some(b)) = (want, second.primary) {
+                    if a != b {
+                        return Err(ModelError::new(
+                            format!("{prefix}.PrivateIpAddresses"),
+                            format!("InvalidParameterCombination: the primary address {b} is not PrivateIpAddress {a}"),
+                        ));
+                    }
+                }
+                let want = want.or(second.primary);
                 // The group checks report paths under the resource; point them at the interface.
                 let mut groups = self
                     .group_list(&iface, &id, sg_field, &subnet.vpc)
@@ -204,6 +323,15 @@ impl Builder<'_> {
                     Some(_) => bool_field(&p, &id, "SourceDestCheck")?,
                 };
                 source_dest_check.insert(id.clone(), check);
+                if hk == HostKind::Instance
+                    && res
+                        .metadata
+                        .get(API_METADATA)
+                        .and_then(|m| m.get("Stopped"))
+                        == Some(&Value::Bool(true))
+                {
+                    stopped.insert(id.clone());
+                }
                 pending.push((
                     id,
                     hk,
@@ -212,27 +340,40 @@ impl Builder<'_> {
                     groups,
                     format!("{prefix}.{ip_field}"),
                     v6,
+                    second,
                 ));
             }
         }
         // IPv6 likewise: explicit addresses first, in resource order.
         let mut ip6s: HashMap<String, Ipv6Addr> = HashMap::new();
-        for (id, _, subnet, _, _, _, v6) in &pending {
+        for (id, _, subnet, _, _, _, v6, _) in &pending {
             if let V6Request::Explicit(ip, path) = v6 {
                 ip6s.insert(id.clone(), self.take_ip6(subnet, Some(*ip), path)?);
             }
         }
-        for (id, _, subnet, _, _, path, v6) in &pending {
+        for (id, _, subnet, _, _, path, v6, _) in &pending {
             if let V6Request::Auto = v6 {
                 ip6s.insert(id.clone(), self.take_kept_ip6(id, subnet, path)?);
             }
         }
+        // Explicit secondary addresses are as explicit as primary ones.
+        let mut secondary: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for (id, _, subnet, _, _, _, _, second) in &pending {
+            for (ip, path) in &second.explicit {
+                let ip = self.take_ip(subnet, Some(*ip), path)?;
+                secondary.entry(id.clone()).or_default().push(ip);
+            }
+        }
         pending.sort_by_key(|p| p.3.is_none());
-        for (id, kind, subnet, want, groups, path, _) in pending {
+        let mut counted = vec![];
+        for (id, kind, subnet, want, groups, path, _, second) in pending {
             let ip = match want {
                 Some(_) => self.take_ip(&subnet, want, &path)?,
                 None => self.take_kept_ip(&id, &subnet, &path)?,
             };
+            if second.count > 0 {
+                counted.push((id.clone(), subnet.clone(), second.count, path.clone()));
+            }
             let ip6 = ip6s.get(&id).copied();
             match kind {
                 HostKind::Instance => {
@@ -254,6 +395,8 @@ impl Builder<'_> {
             }
             self.m.hosts.push(Host {
                 source_dest_check: source_dest_check[&id],
+                secondary: secondary.remove(&id).unwrap_or_default(),
+                stopped: stopped.contains(&id),
                 id,
                 kind,
                 subnet: subnet.id.clone(),
@@ -261,6 +404,32 @@ impl Builder<'_> {
                 groups,
                 ip6,
             });
+        }
+        // Counted secondary addresses last: those it had (an update keeps
+        // them), then the lowest free ones.
+        for (id, subnet, n, path) in counted {
+            let mut had: Vec<Ipv4Addr> = self
+                .prior
+                .as_ref()
+                .and_then(|p| p.hosts.iter().find(|h| h.id == id && h.subnet == subnet.id))
+                .map(|h| h.secondary.clone())
+                .unwrap_or_default();
+            had.reverse();
+            for _ in 0..n {
+                let kept = std::iter::from_fn(|| had.pop())
+                    .find_map(|a| self.take_ip(&subnet, Some(a), &path).ok());
+                let ip = match kept {
+                    Some(a) => a,
+                    None => self.take_ip(&subnet, None, &path)?,
+                };
+                let h = self
+                    .m
+                    .hosts
+                    .iter_mut()
+                    .find(|h| h.id == id)
+                    .expect("pushed");
+                h.secondary.push(ip);
+            }
         }
         self.m.hosts.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(())
@@ -307,5 +476,47 @@ mod tests {
             .members("Vpc.DefaultSecurityGroup")
             .iter()
             .any(|a| a.to_string() == "10.0.1.5"));
+    }
+
+    /// Secondary addresses: explicit ones taken first (before any
+    /// automatic primary), counted ones after, the lowest free; each a
+    /// member address of the interface's groups; too many refused.
+    #[test]
+    fn interfaces_take_secondary_addresses() {
+        let m = build_ok(&with(
+            r#"
+  I1: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A}}
+  N1:
+    Type: AWS::EC2::NetworkInterface
+    Properties:
+      SubnetId: !Ref A
+      GroupSet: [!Ref Sg]
+      PrivateIpAddresses: [{PrivateIpAddress: 10.0.1.9, Primary: true}, {PrivateIpAddress: 10.0.1.4, Primary: false}]
+      SecondaryPrivateIpAddressCount: 2
+"#,
+        ));
+        let h = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().clone();
+        let n1 = h("N1");
+        assert_eq!(n1.ip.to_string(), "10.0.1.9", "the Primary entry");
+        let sec: Vec<String> = n1.secondary.iter().map(|a| a.to_string()).collect();
+        assert_eq!(sec, ["10.0.1.4", "10.0.1.6", "10.0.1.7"]);
+        assert_eq!(
+            h("I1").ip.to_string(),
+            "10.0.1.5",
+            "explicit secondaries first"
+        );
+        let members = m.members("Sg");
+        assert!(
+            members.iter().any(|a| a.to_string() == "10.0.1.6"),
+            "{members:?}"
+        );
+        assert!(n1.owns("10.0.1.7".parse().unwrap()));
+        let e = crate::model::tests::build_err(&with(
+            "  N1: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref A, SecondaryPrivateIpAddressCount: 30}}\n",
+        ));
+        assert!(
+            e.to_string().contains("PrivateIpAddressLimitExceeded"),
+            "{e}"
+        );
     }
 }

@@ -73,6 +73,13 @@ pub struct PublicIp {
     pub ip: Ipv4Addr,
     /// The Elastic IP's logical id (`None`: assigned at launch).
     pub eip: Option<String>,
+    /// The host's private address it maps to (`PrivateIpAddress` of an
+    /// association: a secondary one); `None`: its primary.
+    #[serde(default)]
+    pub private: Option<Ipv4Addr>,
+    /// The `AWS::EC2::EIPAssociation` that made it (its `eipassoc-` id).
+    #[serde(default)]
+    pub association: Option<String>,
 }
 
 impl Model {
@@ -85,11 +92,19 @@ impl Model {
             || !self.egress_only_internet_gateways.is_empty()
     }
 
+    /// The public address of a host's primary private address.
     pub fn public_ip(&self, host: &str) -> Option<Ipv4Addr> {
+        let primary = self.hosts.iter().find(|h| h.id == host)?.ip;
         self.public_ips
             .iter()
-            .find(|p| p.host == host)
+            .find(|p| p.host == host && self.private_of(p) == Some(primary))
             .map(|p| p.ip)
+    }
+
+    /// The private address public address `p` maps to.
+    pub fn private_of(&self, p: &PublicIp) -> Option<Ipv4Addr> {
+        let h = self.hosts.iter().find(|h| h.id == p.host)?;
+        Some(p.private.unwrap_or(h.ip))
     }
 }
 
@@ -122,6 +137,18 @@ fn public_address(ip: Ipv4Addr) -> bool {
 /// IPv4-mapped or -compatible form.
 fn global_address6(ip: Ipv6Addr) -> bool {
     ip.segments()[0] & 0xe000 == 0x2000
+}
+
+/// An Elastic IP's association as a template declares it.
+struct Assoc {
+    host: String,
+    eip: String,
+    /// The field that names the host.
+    path: String,
+    /// `PrivateIpAddress` (`None`: the primary).
+    private: Option<Ipv4Addr>,
+    /// The `AWS::EC2::EIPAssociation` (`None`: the EIP's `InstanceId`).
+    association: Option<String>,
 }
 
 impl Builder<'_> {
@@ -176,8 +203,7 @@ impl Builder<'_> {
     /// test hosts. Runs after hosts.
     pub(super) fn public_addresses(&mut self) -> Result<()> {
         let host_of = |m: &Model, id: &str| m.hosts.iter().find(|h| h.id == id).cloned();
-        // (host, eip, path of the field that names the host)
-        let mut assoc: Vec<(String, String, String)> = vec![];
+        let mut assoc: Vec<Assoc> = vec![];
         for res in self.of_type(EIP) {
             let id = res.logical_id.clone();
             let p = self.props(res)?;
@@ -190,11 +216,13 @@ impl Builder<'_> {
                 }
             }
             if let Some(inst) = str_field(&p, &id, "InstanceId")? {
-                assoc.push((
-                    inst.into(),
-                    id.clone(),
-                    format!("{}.InstanceId", res_path(&id)),
-                ));
+                assoc.push(Assoc {
+                    host: inst.into(),
+                    eip: id.clone(),
+                    path: format!("{}.InstanceId", res_path(&id)),
+                    private: None,
+                    association: None,
+                });
             }
         }
         for res in self.of_type(EIP_ASSOCIATION) {
@@ -259,15 +287,37 @@ impl Builder<'_> {
                     format!("{what}: {host:?}"),
                 ));
             }
-            assoc.push((host.into(), eip, format!("{path}.{field}")));
+            let private = Self::parse_ip(&p, &id, "PrivateIpAddress", &path)?;
+            assoc.push(Assoc {
+                host: host.into(),
+                eip,
+                path: format!("{path}.{field}"),
+                private,
+                association: Some(id),
+            });
         }
-        for (host, eip, path) in assoc {
-            if host_of(&self.m, &host).is_none() {
+        for Assoc {
+            host,
+            eip,
+            path,
+            private,
+            association,
+        } in assoc
+        {
+            let Some(h) = host_of(&self.m, &host) else {
                 return Err(ModelError::new(
                     path,
                     format!("InvalidInstanceID.NotFound: {host:?}"),
                 ));
+            };
+            if let Some(a) = private.filter(|a| !h.ips().any(|x| x == *a)) {
+                return Err(ModelError::new(
+                    path.replace(".InstanceId", ".PrivateIpAddress")
+                        .replace(".NetworkInterfaceId", ".PrivateIpAddress"),
+                    format!("InvalidParameterValue: {a} is not a private address of {host}"),
+                ));
             }
+            let private = private.unwrap_or(h.ip);
             let ip = self
                 .eips
                 .iter()
@@ -288,18 +338,29 @@ impl Builder<'_> {
                     ),
                 ));
             }
-            if self.m.public_ip(&host).is_some() {
+            if self
+                .m
+                .public_ips
+                .iter()
+                .any(|p| p.host == host && self.m.private_of(p) == Some(private))
+            {
                 return Err(ModelError::new(
                     path,
-                    format!("{host} already has an Elastic IP (one per interface here)"),
+                    format!(
+                        "Resource.AlreadyAssociated: {private} of {host} already has an Elastic IP"
+                    ),
                 ));
             }
             self.m.public_ips.push(PublicIp {
                 host: host.clone(),
                 ip,
                 eip: Some(eip),
+                private: Some(private),
+                association,
             });
-            self.attr(&host, "PublicIp", ip.to_string());
+            if private == h.ip {
+                self.attr(&host, "PublicIp", ip.to_string());
+            }
         }
         // Assigned at launch: an instance's interface asks for one, or its
         // subnet maps one on launch; an Elastic IP takes its place.
@@ -335,13 +396,16 @@ impl Builder<'_> {
             let Some(h) = host_of(&self.m, &id) else {
                 continue;
             };
-            let wants = asked.unwrap_or_else(|| map_on_launch.contains(&h.subnet));
+            // A stopped instance gave its launch address back.
+            let wants = asked.unwrap_or_else(|| map_on_launch.contains(&h.subnet)) && !h.stopped;
             if wants && self.m.public_ip(&id).is_none() {
                 let ip = self.take_public_ip(&id, &res_path(&id))?;
                 self.m.public_ips.push(PublicIp {
                     host: id.clone(),
                     ip,
                     eip: None,
+                    private: Some(h.ip),
+                    association: None,
                 });
                 self.attr(&id, "PublicIp", ip.to_string());
             }

@@ -59,7 +59,7 @@ pub use function_url::{AuthType, FunctionUrl};
 pub use hyperplane_eni::{
     eni_id, in_use, AllocError, Ec2Error, HyperplaneEniSpec, REQUESTER_MANAGED_DETACH,
 };
-pub use instance::{Host, HostKind};
+pub use instance::{Host, HostKind, API_METADATA, MAX_PRIVATE_IPS};
 use instance::{INSTANCE, NETWORK_INTERFACE};
 pub use internet::{InternetHost, PublicIp};
 pub use internet_gateway::{EgressOnlyInternetGateway, InternetGateway};
@@ -474,7 +474,7 @@ impl<'a> Builder<'a> {
         let mut v4: Vec<(&str, Ipv4Addr)> = vec![];
         let mut v6: Vec<(&str, Ipv6Addr)> = vec![];
         for h in prior.hosts.iter().filter(|h| present(&h.id)) {
-            v4.push((&h.subnet, h.ip));
+            v4.extend(h.ips().map(|a| (h.subnet.as_str(), a)));
             v6.extend(h.ip6.map(|a| (h.subnet.as_str(), a)));
         }
         for g in prior.nat_gateways.iter().filter(|g| present(&g.id)) {
@@ -490,10 +490,12 @@ impl<'a> Builder<'a> {
         for (sn, a) in v6 {
             self.reserved6.entry(sn.to_string()).or_default().insert(a);
         }
+        // Every Elastic IP keeps its address, associated or not.
         let public = prior
             .public_ips
             .iter()
             .map(|p| (p.eip.clone().unwrap_or_else(|| p.host.clone()), p.ip))
+            .chain(prior.elastic_ips.iter().cloned())
             .chain(
                 prior
                     .nat_gateways

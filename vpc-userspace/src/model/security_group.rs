@@ -94,13 +94,14 @@ impl Model {
     pub fn group(&self, id: &str) -> Option<&SecurityGroup> {
         self.groups.iter().find(|g| g.id == id)
     }
-    /// Private addresses of a group's members: hosts and Hyperplane ENIs.
+    /// Private addresses of a group's members: hosts (every address of
+    /// their interfaces) and Hyperplane ENIs.
     pub fn members(&self, group: &str) -> Vec<Ipv4Addr> {
         let hosts = self
             .hosts
             .iter()
             .filter(|h| h.groups.iter().any(|g| g == group))
-            .map(|h| h.ip);
+            .flat_map(|h| h.ips());
         let enis = self
             .enis
             .iter()

@@ -111,18 +111,27 @@ impl Model {
     /// A free IPv4 address of `subnet` (AWS reserves the first four and the
     /// last), or `None`: `SubnetOutOfIPAddresses`.
     pub fn free_ip(&self, subnet: &str) -> Option<Ipv4Addr> {
-        let sn = self.subnet(subnet)?;
+        self.free_ips(subnet, 1).pop()
+    }
+    /// The lowest `n` free IPv4 addresses of `subnet` (fewer when it has
+    /// not that many).
+    pub fn free_ips(&self, subnet: &str, n: usize) -> Vec<Ipv4Addr> {
+        let Some(sn) = self.subnet(subnet) else {
+            return vec![];
+        };
         let used: std::collections::HashSet<Ipv4Addr> = self
             .hosts
             .iter()
-            .map(|h| h.ip)
+            .flat_map(|h| h.ips())
             .chain(self.enis.iter().map(|e| e.ip))
             .chain(self.nat_gateways.iter().map(|g| g.ip))
             .collect();
         let (base, last) = (u32::from(sn.cidr.network()), u32::from(sn.cidr.broadcast()));
         (base + 4..last)
             .map(Ipv4Addr::from)
-            .find(|ip| !used.contains(ip) && !sn.reserves(*ip))
+            .filter(|ip| !used.contains(ip) && !sn.reserves(*ip))
+            .take(n)
+            .collect()
     }
     /// A free IPv6 address of a dual-stack `subnet` (first four and last reserved).
     pub fn free_ip6(&self, subnet: &str) -> Option<Ipv6Addr> {

@@ -159,6 +159,22 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
         s.nodes[i].ip6_route = on;
         s.save()?;
     }
+    // Secondary addresses follow the interfaces' (in place), and a
+    // node's link its instance's state.
+    for sp in topology::node_specs(name, &s.model) {
+        let Some(i) = s.nodes.iter().position(|n| sp.is_built_as(n)) else {
+            continue;
+        };
+        if s.nodes[i].secondary != sp.secondary {
+            topology::set_secondary(&mut s.nodes[i], &sp.secondary)?;
+            s.save()?;
+        }
+        // Stopped and started instances, in place.
+        if s.nodes[i].stopped != sp.stopped {
+            topology::set_stopped(&mut s.nodes[i], sp.stopped)?;
+            s.save()?;
+        }
+    }
     // DNS settings follow the VPCs' DHCP options (a lease renewed at once).
     for n in &s.nodes {
         if let Some(dns) = topology::dns_of(&s.model, n) {
@@ -649,6 +665,8 @@ mod tests {
             },
             ip6: None,
             ip6_route: false,
+            secondary: vec![],
+            stopped: false,
         };
         let nodes = [node("r1"), node("r5")];
         let links = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();

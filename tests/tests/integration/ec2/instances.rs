@@ -149,3 +149,180 @@ fn a_boto3_instance_is_a_host_reached_closed_by_its_groups_and_gone_when_termina
     let e = aws(&url, &["terminate-instances", "--instance-ids", "web-1"]).unwrap_err();
     assert!(e.contains("(InvalidInstanceID.Malformed)"), "{e}");
 }
+
+/// StopInstances / StartInstances through the AWS CLI: a stopped instance
+/// keeps its private address, loses the public one it was launched with,
+/// its processes are killed and it does not answer; started again, it
+/// answers at the same private address. EC2's `IncorrectInstanceState`.
+#[test]
+fn a_stopped_instance_does_not_answer_and_started_again_it_does_at_the_same_address() {
+    let (d, url) = up("ec2stop");
+    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
+    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
+    let subnet = s(&ok(
+        &url,
+        &[
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.42.3.0/24",
+        ],
+    )["Subnet"]["SubnetId"]);
+    ok(
+        &url,
+        &[
+            "modify-subnet-attribute",
+            "--subnet-id",
+            &subnet,
+            "--map-public-ip-on-launch",
+        ],
+    );
+    let sg = s(&ok(
+        &url,
+        &[
+            "create-security-group",
+            "--group-name",
+            "app",
+            "--description",
+            "app",
+            "--vpc-id",
+            &vpc,
+        ],
+    )["GroupId"]);
+    ok(
+        &url,
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            &sg,
+            "--protocol",
+            "tcp",
+            "--port",
+            "7500",
+            "--source-group",
+            &db_sg,
+        ],
+    );
+    let run = ok(
+        &url,
+        &[
+            "run-instances",
+            "--image-id",
+            "ami-12345678",
+            "--count",
+            "1",
+            "--subnet-id",
+            &subnet,
+            "--security-group-ids",
+            &sg,
+        ],
+    );
+    let id = s(&run["Instances"][0]["InstanceId"]);
+    let ip = s(&run["Instances"][0]["PrivateIpAddress"]);
+    let ns = d.netns(&id.replace('-', ""));
+    let describe = || {
+        ok(&url, &["describe-instances", "--instance-ids", &id])["Reservations"][0]["Instances"][0]
+            .clone()
+    };
+    assert!(
+        describe().get("PublicIpAddress").is_some(),
+        "{}",
+        describe()
+    );
+    let _server = peer_server(&ns, &format!("{ip}:7500"));
+    assert!(
+        connects(&d, "exec", "Db", &ip, 7500, 5),
+        "running, it answers"
+    );
+    // A process of the instance: killed when it stops.
+    let mut sleeper = Command::new("ip")
+        .args(["netns", "exec", &ns, "sleep", "600"])
+        .spawn()
+        .unwrap();
+
+    let stopped = ok(&url, &["stop-instances", "--instance-ids", &id]);
+    let change = &stopped["StoppingInstances"][0];
+    assert_eq!(change["CurrentState"]["Name"], "stopping", "{stopped}");
+    assert_eq!(change["PreviousState"]["Name"], "running", "{stopped}");
+    let i = describe();
+    assert_eq!(i["State"]["Name"], "stopped", "{i}");
+    assert_eq!(
+        i["PrivateIpAddress"],
+        ip.as_str(),
+        "it keeps its private address: {i}"
+    );
+    assert!(
+        i.get("PublicIpAddress").is_none(),
+        "its launch address went: {i}"
+    );
+    assert_eq!(
+        i["NetworkInterfaces"][0]["PrivateIpAddress"],
+        ip.as_str(),
+        "{i}"
+    );
+    let st = ok(
+        &url,
+        &[
+            "describe-instance-status",
+            "--instance-ids",
+            &id,
+            "--include-all-instances",
+        ],
+    );
+    assert_eq!(
+        st["InstanceStatuses"][0]["InstanceState"]["Name"], "stopped",
+        "{st}"
+    );
+    let running_only = ok(&url, &["describe-instance-status", "--instance-ids", &id]);
+    assert_eq!(
+        running_only["InstanceStatuses"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let status = (0..50)
+        .find_map(|_| {
+            let s = sleeper.try_wait().unwrap();
+            if s.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            s
+        })
+        .expect("the instance's process was killed");
+    assert!(!status.success(), "{status}");
+    assert!(
+        !connects(&d, "exec", "Db", &ip, 7500, 1),
+        "a stopped instance does not answer"
+    );
+    for args in [
+        ["reboot-instances", "--instance-ids", &id],
+        ["stop-instances", "--instance-ids", &id],
+    ] {
+        let r = aws(&url, &args);
+        if args[0] == "reboot-instances" {
+            let e = r.unwrap_err();
+            assert!(e.contains("(IncorrectInstanceState)"), "{e}");
+        } else {
+            let v = r.unwrap();
+            assert_eq!(
+                v["StoppingInstances"][0]["CurrentState"]["Name"], "stopped",
+                "{v}"
+            );
+        }
+    }
+
+    let started = ok(&url, &["start-instances", "--instance-ids", &id]);
+    let change = &started["StartingInstances"][0];
+    assert_eq!(change["CurrentState"]["Name"], "pending", "{started}");
+    assert_eq!(change["PreviousState"]["Name"], "stopped", "{started}");
+    assert_eq!(describe()["State"]["Name"], "running");
+    assert_eq!(describe()["PrivateIpAddress"], ip.as_str());
+    assert!(
+        connects(&d, "exec", "Db", &ip, 7500, 5),
+        "started again, it answers at the same private address"
+    );
+    ok(&url, &["reboot-instances", "--instance-ids", &id]);
+
+    ok(&url, &["terminate-instances", "--instance-ids", &id]);
+    let e = aws(&url, &["start-instances", "--instance-ids", &id]).unwrap_err();
+    assert!(e.contains("(IncorrectInstanceState)"), "{e}");
+}

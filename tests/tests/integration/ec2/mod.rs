@@ -9,12 +9,14 @@
 use std::process::Command;
 
 mod cidr_reservations;
+mod addresses;
 mod dhcp_options;
 mod endpoints;
 mod flow_logs;
 mod instances;
 mod network_interfaces;
 mod prefix_lists;
+mod private_ips;
 
 use serde_json::Value;
 use vpc_tests::{
@@ -546,10 +548,10 @@ const MOTO_FLOORS: &[(&str, f64)] = &[
     ("test_security_groups.py", 0.61),
     ("test_network_acls.py", 0.64),
     ("test_route_tables.py", 0.41),
-    ("test_instances.py", 0.39),
+    ("test_instances.py", 0.43),
     ("test_dhcp_options.py", 0.88),
     ("test_prefix_lists.py", 0.07),
-    ("test_elastic_network_interfaces.py", 0.02),
+    ("test_elastic_network_interfaces.py", 0.05),
 ];
 
 /// `N failed, M passed, K skipped` of pytest's last line.
