@@ -1,6 +1,6 @@
 //! Public IPv4 addresses to `PUBLIC_TO_PRIVATE` and `PRIVATE_TO_PUBLIC`
 //! entries: the internet gateways' one-to-one NAT.
-use vpc_common::v4_mapped;
+use vpc_common::{v4_mapped, AddrKey};
 
 use super::Entries;
 use crate::model::Model;
@@ -13,7 +13,10 @@ pub(super) fn public_ips(model: &Model, out: &mut Entries) {
             .iter()
             .find(|h| h.id == p.host)
             .expect("validated");
-        let (public, private) = (v4_mapped(p.ip.octets()), v4_mapped(host.ip.octets()));
+        let vpc = model.subnet(&host.subnet).expect("validated").vpc.clone();
+        let vpc = model.vpc(&vpc).expect("validated").index;
+        let public = v4_mapped(p.ip.octets());
+        let private = AddrKey::of(vpc, v4_mapped(host.ip.octets()));
         out.public_to_private.push((public, private));
         out.private_to_public.push((private, public));
     }

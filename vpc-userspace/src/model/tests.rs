@@ -465,7 +465,7 @@ fn the_v4_only_view_of_a_shared_eni_is_compiled_for_functions_without_the_flag()
         .iter()
         .any(|(k, v)| *k == (2 | ENI_V4_ONLY) && v.pool == 2));
     assert_eq!(port(12).has_v6, 1, "its own address: the ENI view decides");
-    let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).map(|x| x.1);
+    let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| k.addr == a).map(|x| x.1);
     assert_eq!(ep(db6).unwrap().ifindex, 10);
     assert_eq!(ep(eni6).unwrap().kind, vpc_common::kind::HYPERPLANE_ENI);
     assert_eq!(ep(yes.exec_ip6.unwrap().octets()).unwrap().ifindex, 11);

@@ -102,9 +102,11 @@ fn a_public_address_equal_to_a_private_one_is_never_read_as_it() {
         let ip = |a: &str| v4_mapped(a.parse::<std::net::Ipv4Addr>().unwrap().octets());
         // As if userspace had erred: Web's private address is also a
         // public one, held by Db.
-        let mut m: BpfHash<_, [u8; 16], [u8; 16]> =
+        // (The template's one VPC has index 1.)
+        let in_vpc = |a: &str| vpc_common::AddrKey::of(1, ip(a));
+        let mut m: BpfHash<_, [u8; 16], vpc_common::AddrKey> =
             BpfHash::try_from(h.dp.map(map_names::PUBLIC_TO_PRIVATE).unwrap()).unwrap();
-        m.insert(ip("10.0.1.10"), ip("10.0.2.10"), 0).unwrap();
+        m.insert(ip("10.0.1.10"), in_vpc("10.0.2.10"), 0).unwrap();
         // Web still leaves as its own public address...
         let (v, out) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40000, 443, TCP_SYN));
         assert_eq!(v, XDP_REDIRECT);
@@ -122,9 +124,9 @@ fn a_public_address_equal_to_a_private_one_is_never_read_as_it() {
         assert_eq!(seen(&out).1, "10.0.1.10");
         // A private address with no public one of its own does not leave
         // as the host whose public address it equals.
-        let mut m: BpfHash<_, [u8; 16], [u8; 16]> =
+        let mut m: BpfHash<_, vpc_common::AddrKey, [u8; 16]> =
             BpfHash::try_from(h.dp.map(map_names::PRIVATE_TO_PUBLIC).unwrap()).unwrap();
-        m.remove(&ip("10.0.1.10")).unwrap();
+        m.remove(&in_vpc("10.0.1.10")).unwrap();
         let before = h.counters().dropped(DropReason::NoPublicAddress);
         let (v, _) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40001, 443, TCP_SYN));
         assert_eq!(v, XDP_DROP);
