@@ -52,6 +52,9 @@ mod limits;
 mod observability;
 /// `vpc apply` at runtime: the reconciler end to end.
 mod reconcile;
+/// Separate VPCs with the same block, side by side: hosts, functions,
+/// NAT gateways and conntrack, each VPC in its own address space.
+mod overlapping_vpcs;
 /// Property tests against the reference model.
 mod reference;
 /// The VPC resolver end to end.

@@ -141,7 +141,7 @@ pub fn conntrack(name: &str, op: ConntrackOp, out: Output) -> Result<()> {
         &conns,
         &state.timeouts,
         maps.datapath_now()?,
-        &state.model.enis,
+        &state.model,
     );
     if out.or_json(json).is_json() {
         print_json(&rows)?;
