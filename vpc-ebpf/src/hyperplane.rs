@@ -69,7 +69,7 @@ fn new_flow_inner<C: Ctx>(
     let space = addr_space(first.vpc, p.v6);
     let ep = match r.kind {
         route_kind::LOCAL => route::endpoint(space, &p.daddr)?,
-        route_kind::GATEWAY_ENDPOINT => route::endpoint(GLOBAL_SPACE, &p.daddr)?,
+        route_kind::GATEWAY_ENDPOINT => route::gateway_service(&p.daddr)?,
         route_kind::NETWORK_INTERFACE => route::middlebox(first.vpc, r.id)?,
         // Nothing leaves the project's namespaces: only test hosts answer.
         _ if internet => match route::endpoint(GLOBAL_SPACE, &p.daddr) {

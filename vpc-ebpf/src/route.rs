@@ -77,6 +77,16 @@ pub fn endpoint_allowed(kind: u8, ep: &Endpoint, vpc: u32) -> Result<(), DropRea
     Ok(())
 }
 
+/// The simulated service a gateway endpoint's route leads to at `addr`
+/// (global space): anything else is `endpoint_service_mismatch`.
+#[inline(always)]
+pub fn gateway_service(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
+    match endpoint(vpc_common::GLOBAL_SPACE, addr) {
+        Ok(e) if e.kind == kind::AWS_SERVICE => Ok(e),
+        _ => Err(DropReason::EndpointServiceMismatch),
+    }
+}
+
 /// The endpoint owning `addr` in address space `space`.
 #[inline(always)]
 pub fn endpoint(space: u32, addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {

@@ -409,8 +409,7 @@ fn host_flow_inner<C: Ctx>(
     let r = route::lookup(epoch & 1, port.subnet, p.v6, &p.daddr)?;
     let ep = match r.kind {
         route_kind::LOCAL => route::endpoint(s.key.space as u32, &p.daddr)?,
-        // The simulated services are in the global space.
-        route_kind::GATEWAY_ENDPOINT => route::endpoint(GLOBAL_SPACE, &p.daddr)?,
+        route_kind::GATEWAY_ENDPOINT => route::gateway_service(&p.daddr)?,
         route_kind::NETWORK_INTERFACE => route::middlebox(port.vpc, r.id)?,
         route_kind::INTERNET_GATEWAY | route_kind::EGRESS_ONLY_INTERNET_GATEWAY => {
             return internet_gateway::to_internet(ctx, s, port, ifindex, now, epoch, r.kind)
