@@ -498,6 +498,45 @@ fn pytest_counts(out: &str) -> (u32, u32, u32) {
     )
 }
 
+/// Separate VPCs may overlap, as at AWS: CreateVpc of the template's
+/// block and of the default VPC's, a subnet of one block in each; a
+/// subnet overlapping another of its own VPC is still refused.
+#[test]
+fn vpcs_of_the_api_may_overlap_one_another_and_the_default_vpc() {
+    let (_d, url) = up("ec2ovl");
+    let mut vpcs = vec![];
+    for cidr in ["10.42.0.0/16", "10.42.0.0/16", "172.31.0.0/16"] {
+        let v = ok(&url, &["create-vpc", "--cidr-block", cidr]);
+        assert_eq!(v["Vpc"]["CidrBlock"], cidr);
+        vpcs.push(s(&v["Vpc"]["VpcId"]));
+    }
+    let all = ok(&url, &["describe-vpcs"]);
+    let blocks: Vec<&str> = all["Vpcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["CidrBlock"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        blocks.iter().filter(|b| **b == "172.31.0.0/16").count(),
+        2,
+        "the default VPC and the new one: {blocks:?}"
+    );
+    for vpc in &vpcs[..2] {
+        let sn = ok(
+            &url,
+            &["create-subnet", "--vpc-id", vpc, "--cidr-block", "10.42.7.0/24"],
+        );
+        assert_eq!(sn["Subnet"]["VpcId"], vpc.as_str());
+    }
+    let e = aws(
+        &url,
+        &["create-subnet", "--vpc-id", &vpcs[0], "--cidr-block", "10.42.7.128/25"],
+    )
+    .unwrap_err();
+    assert!(e.contains("InvalidSubnet.Conflict"), "{e}");
+}
+
 #[test]
 fn moto_conformance() {
     let moto = pyenv()
