@@ -4,8 +4,8 @@
 //! of one (subnet, security-group set) form a group, tried in order for a
 //! port (`claim_nat_port`); the checks see the ENI chosen.
 use vpc_common::{
-    addr_space, cfg, kind, GLOBAL_SPACE, route_kind, CtKey, DropReason, Endpoint, EniGroup, NatPortKey, PortInfo, CT_F_DNAT,
-    CT_F_SNAT, MAX_GROUP_ENIS, NAT_PORT_RANGE,
+    addr_space, cfg, kind, route_kind, CtKey, DropReason, Endpoint, EniGroup, NatPortKey, PortInfo,
+    CT_F_DNAT, CT_F_SNAT, GLOBAL_SPACE, MAX_GROUP_ENIS, NAT_PORT_RANGE,
 };
 
 use crate::{

@@ -4,14 +4,20 @@
 //! egress-only internet gateway: IPv6 out, nothing in. Connections are
 //! tracked as any other (groups are stateful).
 use vpc_common::{
-    GLOBAL_SPACE, for_gen, kind, route_kind, DropReason, PortInfo, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS,
+    for_gen, kind, route_kind, DropReason, PortInfo, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS,
+    GLOBAL_SPACE,
 };
 
 use crate::{
     config,
     copy::{addr_key, copy_addr},
-    ct, ctx::Ctx, flowlog, maps::Scratch, maps::PRIVATE_TO_PUBLIC,
-    maps::PUBLIC_TO_PRIVATE, nat, policy, route, stats,
+    ct,
+    ctx::Ctx,
+    flowlog,
+    maps::Scratch,
+    maps::PRIVATE_TO_PUBLIC,
+    maps::PUBLIC_TO_PRIVATE,
+    nat, policy, route, stats,
 };
 
 /// A new flow from a VPC host whose subnet routes it to the internet

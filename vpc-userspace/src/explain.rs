@@ -120,7 +120,8 @@ fn bare_address(m: &Model, r: &str) -> Result<Option<(IpAddr, u32)>> {
     let Ok(ip) = a.parse::<IpAddr>() else {
         return Ok(None);
     };
-    let owns = |v4: Ipv4Addr, v6: Option<Ipv6Addr>| IpAddr::V4(v4) == ip || v6.map(IpAddr::V6) == Some(ip);
+    let owns =
+        |v4: Ipv4Addr, v6: Option<Ipv6Addr>| IpAddr::V4(v4) == ip || v6.map(IpAddr::V6) == Some(ip);
     let owners: Vec<(&str, u32)> = m
         .hosts
         .iter()

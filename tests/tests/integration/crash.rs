@@ -115,7 +115,11 @@ fn verify_finds_drift_and_a_reconcile_repairs_it() {
     let mut m: HashMap<_, vpc_common::AddrKey, vpc_common::Endpoint> =
         HashMap::try_from(maps.map(vpc_common::map_names::ENDPOINTS).unwrap()).unwrap();
     let app = vpc_common::v4_mapped(app.octets());
-    let k = m.keys().filter_map(Result::ok).find(|k| k.addr == app).unwrap();
+    let k = m
+        .keys()
+        .filter_map(Result::ok)
+        .find(|k| k.addr == app)
+        .unwrap();
     m.remove(&k).unwrap();
     drop(maps);
     let found = drift(&d);

@@ -77,7 +77,9 @@ fn overlapping_vpcs_stay_apart_end_to_end() {
     assert!(!out.status.success());
     let err = text(&out);
     assert!(
-        err.contains("the CIDR '10.0.0.0/16' of VPC One overlaps the CIDR '10.0.0.0/16' of VPC Two"),
+        err.contains(
+            "the CIDR '10.0.0.0/16' of VPC One overlaps the CIDR '10.0.0.0/16' of VPC Two"
+        ),
         "{err}"
     );
     // Nothing changed: each function still reaches its own database only.

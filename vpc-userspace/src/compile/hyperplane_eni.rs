@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vpc_common::{
-    kind, route_kind, subnet_acl_index, v4_mapped, AddrKey, Endpoint, EniGroup, HyperplaneEni, RouteKey,
-    RouteTarget, ID_GEN_SHIFT, LAMBDA_OWN_ENI, LAMBDA_OWN_SUBNET, MAX_GROUP_ENIS, ROUTE_FIXED_BITS,
+    kind, route_kind, subnet_acl_index, v4_mapped, AddrKey, Endpoint, EniGroup, HyperplaneEni,
+    RouteKey, RouteTarget, ID_GEN_SHIFT, LAMBDA_OWN_ENI, LAMBDA_OWN_SUBNET, MAX_GROUP_ENIS,
+    ROUTE_FIXED_BITS,
 };
 
 use super::Entries;

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 use vpc_common::{
-    v4_mapped, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, CLASS_ALLOW,
-    CLASS_DECIDED, SG_PREFIX_FIXED_BITS,
+    v4_mapped, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
+    CLASS_ALLOW, CLASS_DECIDED, SG_PREFIX_FIXED_BITS,
 };
 
 use crate::model::Model;

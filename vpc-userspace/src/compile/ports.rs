@@ -36,7 +36,8 @@ fn attach(
     };
     out.endpoints.push((AddrKey::of(port.vpc, addr), endpoint));
     if let Some(ip6) = ip6 {
-        out.endpoints.push((AddrKey::of(port.vpc, ip6.octets()), endpoint));
+        out.endpoints
+            .push((AddrKey::of(port.vpc, ip6.octets()), endpoint));
     }
 }
 
@@ -128,7 +129,8 @@ pub(super) fn aws_services(links: &HashMap<String, LinkInfo>, out: &mut Entries)
         attach(out, l, services[0].1, None, port);
         for (_, ip) in &services[1..] {
             let ep = out.endpoints.last().expect("attached").1;
-            out.endpoints.push((AddrKey::of(0, v4_mapped(ip.octets())), ep));
+            out.endpoints
+                .push((AddrKey::of(0, v4_mapped(ip.octets())), ep));
         }
     }
 }

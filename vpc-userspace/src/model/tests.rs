@@ -648,23 +648,28 @@ fn separate_vpcs_may_overlap_but_may_not_peer() {
     assert_eq!(enis.len(), 2);
     assert_eq!(enis[0].1, enis[1].1, "{enis:?}");
     // Their endpoints, each in its VPC's space.
-    let links: std::collections::HashMap<String, crate::compile::LinkInfo> = ["Db1", "Db2", "Example"]
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let l = crate::compile::LinkInfo {
-                ifindex: 10 + i as u32,
-                mac: [0; 6],
-                router_mac: [0; 6],
-            };
-            (id.to_string(), l)
-        })
-        .collect();
+    let links: std::collections::HashMap<String, crate::compile::LinkInfo> =
+        ["Db1", "Db2", "Example"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let l = crate::compile::LinkInfo {
+                    ifindex: 10 + i as u32,
+                    mac: [0; 6],
+                    router_mac: [0; 6],
+                };
+                (id.to_string(), l)
+            })
+            .collect();
     let mut m2 = m.clone();
     m2.functions.clear();
     let e = crate::compile::compile(&m2, &links, 0).unwrap();
     let addr = vpc_common::v4_mapped(db("Db1").octets());
-    let at = |space| e.endpoints.iter().find(|(k, _)| *k == vpc_common::AddrKey { space, addr });
+    let at = |space| {
+        e.endpoints
+            .iter()
+            .find(|(k, _)| *k == vpc_common::AddrKey { space, addr })
+    };
     assert_eq!(at(1).unwrap().1.ifindex, 10);
     assert_eq!(at(2).unwrap().1.ifindex, 11);
     assert!(at(0).is_none());
@@ -673,8 +678,11 @@ fn separate_vpcs_may_overlap_but_may_not_peer() {
     let e = build_err(&format!("{t}{peering}"));
     assert_eq!(e.path, "Resources.Peering.Properties.PeerVpcId");
     assert!(
-        e.message.contains("the CIDR '10.0.0.0/16' of VPC One overlaps the CIDR '10.0.0.0/16' of VPC Two")
-            && e.message.contains("matching or overlapping IPv4 CIDR blocks cannot be created"),
+        e.message.contains(
+            "the CIDR '10.0.0.0/16' of VPC One overlaps the CIDR '10.0.0.0/16' of VPC Two"
+        ) && e
+            .message
+            .contains("matching or overlapping IPv4 CIDR blocks cannot be created"),
         "{e}"
     );
 }

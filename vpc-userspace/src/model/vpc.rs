@@ -101,7 +101,7 @@ impl Builder<'_> {
     /// for that, as EC2 refuses it (its status `failed`): separate VPCs may
     /// overlap only while no route joins them.
     pub(super) fn vpc_peerings(&self) -> Result<()> {
-        for res in self.of_type(VPC_PEERING_CONNECTION) {
+        if let Some(res) = self.of_type(VPC_PEERING_CONNECTION).first() {
             let id = &res.logical_id;
             let p = self.props(res)?;
             let vpc = |field| str_field(&p, id, field).map(|v| v.and_then(|v| self.m.vpc(v)));

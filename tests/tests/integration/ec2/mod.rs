@@ -525,13 +525,25 @@ fn vpcs_of_the_api_may_overlap_one_another_and_the_default_vpc() {
     for vpc in &vpcs[..2] {
         let sn = ok(
             &url,
-            &["create-subnet", "--vpc-id", vpc, "--cidr-block", "10.42.7.0/24"],
+            &[
+                "create-subnet",
+                "--vpc-id",
+                vpc,
+                "--cidr-block",
+                "10.42.7.0/24",
+            ],
         );
         assert_eq!(sn["Subnet"]["VpcId"], vpc.as_str());
     }
     let e = aws(
         &url,
-        &["create-subnet", "--vpc-id", &vpcs[0], "--cidr-block", "10.42.7.128/25"],
+        &[
+            "create-subnet",
+            "--vpc-id",
+            &vpcs[0],
+            "--cidr-block",
+            "10.42.7.128/25",
+        ],
     )
     .unwrap_err();
     assert!(e.contains("InvalidSubnet.Conflict"), "{e}");
