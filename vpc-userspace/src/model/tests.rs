@@ -649,7 +649,7 @@ fn separate_vpcs_may_overlap_but_may_not_peer() {
     assert_eq!(enis[0].1, enis[1].1, "{enis:?}");
     // Their endpoints, each in its VPC's space.
     let links: std::collections::HashMap<String, crate::compile::LinkInfo> =
-        ["Db1", "Db2", "Example"]
+        ["Db1", "Db2", "Example", "Web1", "Web2"]
             .iter()
             .enumerate()
             .map(|(i, id)| {
@@ -673,6 +673,17 @@ fn separate_vpcs_may_overlap_but_may_not_peer() {
     assert_eq!(at(1).unwrap().1.ifindex, 10);
     assert_eq!(at(2).unwrap().1.ifindex, 11);
     assert!(at(0).is_none());
+    // The web servers' one private address, a public one in each space.
+    let web = vpc_common::v4_mapped([10, 0, 1, 10]);
+    let mut spaces: Vec<u32> = e
+        .private_to_public
+        .iter()
+        .filter(|(k, _)| k.addr == web)
+        .map(|(k, _)| k.space)
+        .collect();
+    spaces.sort();
+    assert_eq!(spaces, [1, 2]);
+    assert!(e.public_to_private.iter().all(|(_, k)| k.space != 0));
     // A peering of the two: refused, as EC2 refuses it.
     let peering = "  Peering: {Type: AWS::EC2::VPCPeeringConnection, Properties: {VpcId: !Ref One, PeerVpcId: !Ref Two}}\n";
     let e = build_err(&format!("{t}{peering}"));
