@@ -54,12 +54,17 @@ pub fn add(t: &mut Template, logical: &str, cidr: Ipv4Net, p: &Params, default: 
         ("SourceSecurityGroupId", &group),
     );
     rule(t, super::security_groups::EGRESS, ("CidrIp", "0.0.0.0/0"));
-    if p.flag("AmazonProvidedIpv6CidrBlock") == Some(true) {
-        t.put(
-            &format!("{logical}Ipv6"),
-            "AWS::EC2::VPCCidrBlock",
-            json!({"VpcId": logical, "AmazonProvidedIpv6CidrBlock": true}),
-        );
+    // The IPv6 block as AssociateVpcCidrBlock takes it: Amazon's, or a given one.
+    let v6 = match (
+        p.flag("AmazonProvidedIpv6CidrBlock"),
+        p.get("Ipv6CidrBlock"),
+    ) {
+        (Some(true), _) => Some(json!({"VpcId": logical, "AmazonProvidedIpv6CidrBlock": true})),
+        (_, Some(c)) => Some(json!({"VpcId": logical, "Ipv6CidrBlock": c})),
+        _ => None,
+    };
+    if let Some(props) = v6 {
+        t.put(&format!("{logical}Ipv6"), "AWS::EC2::VPCCidrBlock", props);
     }
 }
 
@@ -355,7 +360,8 @@ pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         )
         .leaf("associationId", &v6_association(&v, vpc))
         .open("ipv6CidrBlockState")
-        .leaf("state", "associated")
+        // AWS answers the change in progress; Describe shows `associated`.
+        .leaf("state", "associating")
         .close("ipv6CidrBlockState")
         .leaf("networkBorderGroup", &ctx.region)
         .leaf("ipv6Pool", "Amazon")
@@ -400,7 +406,7 @@ pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         )
         .leaf("associationId", &assoc)
         .open("ipv6CidrBlockState")
-        .leaf("state", "disassociated")
+        .leaf("state", "disassociating")
         .close("ipv6CidrBlockState")
         .close("ipv6CidrBlockAssociation");
     Ok(x.0)

@@ -231,6 +231,7 @@ impl Builder<'_> {
             )
         })?;
         let vpc = self.m.vpc(&table.vpc).expect("validated").clone();
+        let locals = std::iter::once(IpNet::V4(vpc.cidr)).chain(vpc.ipv6_cidr.map(IpNet::V6));
         // Exactly one destination.
         let dests: Vec<(&str, &str)> = [
             "DestinationCidrBlock",
@@ -292,24 +293,15 @@ impl Builder<'_> {
                 ));
             }
             // The local routes: equal is a duplicate; inside is AWS's
-            // "more specific routing" to a middlebox, not supported here.
-            let locals = std::iter::once(IpNet::V4(vpc.cidr)).chain(vpc.ipv6_cidr.map(IpNet::V6));
-            for local in locals {
-                if local == c {
-                    return Err(ModelError::new(
-                        field(dfield),
-                        format!("RouteAlreadyExists: {c} is the local route of {}", vpc.id),
-                    ));
-                }
-                if local.contains(&c) {
-                    return Err(ModelError::new(
-                        field(dfield),
-                        format!(
-                            "{c} is more specific than the local route {local}: routing inside the VPC \
-                             to a middlebox is not supported here"
-                        ),
-                    ));
-                }
+            // "more specific routing" (checked with the target below).
+            if let Some(local) = locals.clone().find(|l| *l == c) {
+                return Err(ModelError::new(
+                    field(dfield),
+                    format!(
+                        "RouteAlreadyExists: {local} is the local route of {}",
+                        vpc.id
+                    ),
+                ));
             }
         }
         // Exactly one target.
@@ -453,6 +445,21 @@ impl Builder<'_> {
                 ))
             }
         };
+        // AWS's "more specific routing": a range inside the VPC (a subnet's,
+        // or any part of it) may be routed to a middlebox's interface only
+        // (or a Gateway Load Balancer endpoint, not modelled).
+        if let Destination::Cidr(c) = &destination {
+            if let Some(local) = locals.clone().find(|l| l.contains(c)) {
+                if !matches!(target, Target::NetworkInterface(_)) {
+                    return Err(ModelError::new(
+                        field(dfield),
+                        format!(
+                            "InvalidParameterValue: The destination CIDR block {c} is equal to or more specific than one of this VPC's CIDR blocks ({local}). This route can target only an interface or an instance."
+                        ),
+                    ));
+                }
+            }
+        }
         let route = Route {
             id: id.to_string(),
             destination,
