@@ -186,6 +186,7 @@ impl Gen {
             dst: w.dst,
             proto: w.proto,
             port: w.policy_port(),
+            space: 0,
         };
         vpc::reference::new_connection(&self.model, &p) == vpc::reference::Verdict::Allow
     }

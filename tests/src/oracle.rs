@@ -252,6 +252,7 @@ impl<'m> Oracle<'m> {
             dst: if w.v6 { w.dst } else { IpAddr::V4(h.ip) },
             proto: w.proto,
             port: w.policy_port(),
+            space: 0,
         };
         if !reference::acl_allows(m, &h.subnet, false, p.src, &p).0 {
             return Verdict::Deny("nacl_ingress_denied", "inbound ACL".into());
@@ -326,6 +327,7 @@ impl<'m> Oracle<'m> {
                         dst: d.dst,
                         proto: w.proto,
                         port: w.policy_port(),
+                        space: 0,
                     };
                     if let Verdict::Deny(r, why) = reference::tracked(self.m, &p) {
                         return Err(format!(
@@ -393,6 +395,7 @@ impl<'m> Oracle<'m> {
                     dst: w.dst,
                     proto: w.proto,
                     port: w.policy_port(),
+                    space: 0,
                 },
             )
         };
@@ -447,6 +450,7 @@ impl<'m> Oracle<'m> {
                 dst: d.dst,
                 proto: w.proto,
                 port: w.policy_port(),
+                space: 0,
             };
             if let Verdict::Deny(r, why) = reference::tracked(self.m, &p) {
                 return Err(format!(

@@ -15,7 +15,11 @@ pub struct CtKey {
     pub dport: u16,
     pub proto: u8,
     pub _pad0: u8,
-    pub _pad1: u16,
+    /// The address space of both addresses (`addr_space`): the source's
+    /// VPC, or the global space. A NATed connection's directions may be
+    /// in different spaces (a Hyperplane ENI's: the original in the
+    /// global space, the reply in the ENI's VPC).
+    pub space: u16,
 }
 const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 

@@ -4,7 +4,8 @@ use crate::conntrack::CtKey;
 
 /// `FRAGS` key: an IPv4 datagram's fragments, by (source, destination,
 /// identification, protocol), as reassembly tells them apart (RFC 791).
-/// Addresses and identification as on the wire.
+/// Addresses and identification as on the wire; `space`: the addresses'
+/// space (`CtKey::space`), as separate VPCs may overlap.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FragKey {
@@ -13,8 +14,9 @@ pub struct FragKey {
     pub id: u16,
     pub proto: u8,
     pub _pad: u8,
+    pub space: u32,
 }
-const _: () = assert!(core::mem::size_of::<FragKey>() == 12);
+const _: () = assert!(core::mem::size_of::<FragKey>() == 16);
 /// Datagrams in flight through NAT gateways whose first fragment was seen
 /// (LRU: a datagram's later fragments follow its first within moments).
 pub const MAX_FRAGS: u32 = 16_384;
@@ -40,7 +42,6 @@ const _: () = assert!(core::mem::size_of::<FragEntry>() == 48);
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct FragClaim {
     pub owner: FragKey,
-    pub _pad: u32,
     pub first: u64,
 }
 const _: () = assert!(core::mem::size_of::<FragClaim>() == 24);

@@ -46,6 +46,7 @@ mod pod {
     use super::*;
     unsafe impl aya::Pod for PortInfo {}
     unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for HyperplaneEni {}
     unsafe impl aya::Pod for SgPrefixKey {}
     unsafe impl aya::Pod for SgPortKey {}
@@ -77,4 +78,5 @@ const _: () = {
     assert!(offset_of!(HyperplaneEni, addr4) % 4 == 0 && offset_of!(HyperplaneEni, addr6) % 4 == 0);
     assert!(offset_of!(CtEntry, fl) % 8 == 0);
     assert!(align_of::<FlowRejectKey>() >= 4);
+    assert!(align_of::<AddrKey>() >= 4 && offset_of!(AddrKey, addr) % 4 == 0);
 };

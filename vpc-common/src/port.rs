@@ -51,7 +51,60 @@ const _: () = assert!(core::mem::size_of::<PortInfo>() == 56);
 /// its own and be routed packets for others (a middlebox).
 pub const EP_F_NO_SOURCE_DEST_CHECK: u8 = 1;
 
-/// `ENDPOINTS` value, keyed by address: where a destination lives.
+/// The global address space: the Lambda service range, the internet and
+/// its hosts, AWS's public endpoints and services, the public pool, and
+/// every IPv6 address (a VPC's IPv6 blocks are Amazon's, unique).
+pub const GLOBAL_SPACE: u32 = 0;
+
+/// The address space of an address of VPC `vpc` (0: none, the global
+/// space): a VPC's own for IPv4 (separate VPCs may overlap), the global
+/// space for IPv6.
+#[inline(always)]
+pub const fn addr_space(vpc: u32, v6: bool) -> u32 {
+    if v6 {
+        GLOBAL_SPACE
+    } else {
+        vpc
+    }
+}
+
+/// An address within its address space: the key of `ENDPOINTS` and
+/// `PRIVATE_TO_PUBLIC`, the value of `PUBLIC_TO_PRIVATE`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddrKey {
+    /// [`addr_space`].
+    pub space: u32,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
+
+impl AddrKey {
+    /// `addr` of VPC `vpc` (0: global), in its space.
+    #[inline(always)]
+    pub const fn of(vpc: u32, addr: [u8; 16]) -> Self {
+        AddrKey {
+            space: addr_space(vpc, !is_v4_mapped(&addr)),
+            addr,
+        }
+    }
+}
+
+/// Whether a 16-byte address is IPv4-mapped (`::ffff:a.b.c.d`).
+#[inline(always)]
+pub const fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    let mut i = 0;
+    while i < 10 {
+        if a[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    a[10] == 0xff && a[11] == 0xff
+}
+
+/// `ENDPOINTS` value, keyed by address in its space ([`AddrKey`]): where
+/// a destination lives.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoint {

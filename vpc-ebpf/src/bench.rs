@@ -16,7 +16,7 @@ use crate::{
     copy::copy_words,
     ct,
     ctx::{ptr_at, write},
-    maps::{CT, NAT_PORTS},
+    maps::{CT, NAT_PORTS, SCRATCH},
     parse::{ETH_HLEN, IPPROTO_TCP, IPV4_DST, IPV4_SRC, L4_SPORT},
 };
 
@@ -80,6 +80,10 @@ pub fn finish(ctx: &XdpContext) {
 /// which is on the stack with the router's deepest calls.
 #[inline(never)]
 fn cleanup(s: &mut BenchScratch) {
+    // The frame's address space is its port's, as the router found it.
+    if let Some(r) = SCRATCH.get_ptr(0) {
+        s.key.space = unsafe { (*r).key.space };
+    }
     if let Some(e) = CT.get_ptr(&s.key) {
         let e = unsafe { &*e };
         if e.flags & CT_F_SNAT != 0 {
@@ -129,7 +133,8 @@ fn key(ctx: &XdpContext, k: &mut CtKey) -> Option<()> {
     copy_bytes::<2>(&mut k.dport as *mut u16 as *mut u8, unsafe { from.add(10) });
     k.proto = IPPROTO_TCP;
     k._pad0 = 0;
-    k._pad1 = 0;
+    // Its port's, known once the router ran (`cleanup`).
+    k.space = 0;
     Some(())
 }
 

@@ -2,7 +2,7 @@
 //! nothing of its alignment, and LLVM turns it into a call to the BPF
 //! build of `memmove`, a byte loop; these move words, volatile, so LLVM
 //! cannot merge them back into such a call.
-use vpc_common::CtKey;
+use vpc_common::{AddrKey, CtKey};
 
 /// Copies an address a word at a time. Every address this is used on is a
 /// field at a 4-aligned offset of a 4-aligned struct (`Packet`, `CtKey`,
@@ -10,6 +10,15 @@ use vpc_common::CtKey;
 #[inline(always)]
 pub fn copy_addr(dst: &mut [u8; 16], src: &[u8; 16]) {
     copy_n::<u32, 4>(dst.as_mut_ptr() as *mut u32, src.as_ptr() as *const u32);
+}
+
+/// `addr` in address space `space`, built as words (a byte array's copy
+/// or zeros would become a `memmove` or `memset` call).
+#[inline(always)]
+pub fn addr_key(space: u32, addr: &[u8; 16]) -> AddrKey {
+    let mut k = [space, 0, 0, 0, 0];
+    copy_n::<u32, 4>(k[1..].as_mut_ptr(), addr.as_ptr() as *const u32);
+    unsafe { core::mem::transmute::<[u32; 5], AddrKey>(k) }
 }
 
 /// Copies a MAC three half-words at a time (MAC fields sit at even offsets

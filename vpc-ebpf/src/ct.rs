@@ -93,7 +93,7 @@ pub fn reply_key(k: &CtKey, icmp: bool) -> CtKey {
         },
         proto: k.proto,
         _pad0: 0,
-        _pad1: 0,
+        space: k.space,
     }
 }
 
@@ -211,9 +211,10 @@ pub fn follows(key: &CtKey, p: &Packet, e: *mut CtEntry, orig: *mut CtEntry) -> 
 }
 
 /// The key of the direction an ICMP error about the quoted packet `q`
-/// travels in: the quote's tuple reversed.
+/// travels in: the quote's tuple reversed, in the error's own address
+/// space `space`.
 #[inline(always)]
-pub fn quoted_key(q: &Quote) -> CtKey {
+pub fn quoted_key(q: &Quote, space: u16) -> CtKey {
     CtKey {
         saddr: q.daddr,
         daddr: q.saddr,
@@ -221,7 +222,7 @@ pub fn quoted_key(q: &Quote) -> CtKey {
         dport: q.sport,
         proto: q.proto,
         _pad0: 0,
-        _pad1: 0,
+        space,
     }
 }
 
@@ -263,7 +264,7 @@ pub fn bind(
     epoch: u32,
     route: u8,
 ) -> Result<(), DropReason> {
-    let sender = route::endpoint(&s.pkt.saddr)?;
+    let sender = route::endpoint(s.key.space as u32, &s.pkt.saddr)?;
     let (o, r) = (&mut s.orig, &mut s.reply);
     o.in_ifindex = ifindex;
     o.out_ifindex = ep.ifindex;

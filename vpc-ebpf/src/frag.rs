@@ -33,7 +33,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn key(p: &Packet) -> FragKey {
+fn key(p: &Packet, space: u16) -> FragKey {
     let w = |a: &[u8; 16]| u32::from_ne_bytes([a[12], a[13], a[14], a[15]]);
     FragKey {
         saddr: w(&p.saddr),
@@ -41,6 +41,7 @@ fn key(p: &Packet) -> FragKey {
         id: p.ip_id,
         proto: p.proto,
         _pad: 0,
+        space: space as u32,
     }
 }
 
@@ -51,6 +52,8 @@ fn translated(k: &FragKey, e: &CtEntry) -> FragKey {
     let a = &e.nat_addr;
     let nat = u32::from_ne_bytes([a[12], a[13], a[14], a[15]]);
     let mut t = *k;
+    // Translated, the datagram is in the other direction's space.
+    t.space = e.twin.space as u32;
     if e.flags & CT_F_SNAT != 0 {
         t.saddr = nat;
     } else if e.flags & CT_F_DNAT != 0 {
@@ -79,11 +82,10 @@ pub fn first(s: &Scratch, ifindex: u32, now: u64) -> bool {
         Some(e) if e.route == route_kind::NAT_GATEWAY && e.in_ifindex == ifindex => e,
         _ => return false,
     };
-    let k = key(p);
+    let k = key(p, s.key.space);
     let id = translated(&k, e);
     let claim = FragClaim {
         owner: k,
-        _pad: 0,
         first: now,
     };
     if FRAG_IDS.insert(&id, &claim, BPF_NOEXIST as u64).is_err() {
@@ -119,7 +121,7 @@ fn later_inner<C: Ctx>(
     if p.v6 || p.proto != IPPROTO_UDP {
         return Err(DropReason::Fragment);
     }
-    let k = key(p);
+    let k = key(p, s.key.space);
     let first = match unsafe { FRAGS.get(&k) } {
         Some(f) if !stale(f.first, now) => {
             copy_key(&mut s.key, &f.ct);

@@ -4,8 +4,8 @@
 //! of one (subnet, security-group set) form a group, tried in order for a
 //! port (`claim_nat_port`); the checks see the ENI chosen.
 use vpc_common::{
-    cfg, kind, route_kind, CtKey, DropReason, Endpoint, EniGroup, NatPortKey, PortInfo, CT_F_DNAT,
-    CT_F_SNAT, MAX_GROUP_ENIS, NAT_PORT_RANGE,
+    addr_space, cfg, kind, route_kind, CtKey, DropReason, Endpoint, EniGroup, NatPortKey, PortInfo,
+    CT_F_DNAT, CT_F_SNAT, GLOBAL_SPACE, MAX_GROUP_ENIS, NAT_PORT_RANGE,
 };
 
 use crate::{
@@ -65,11 +65,14 @@ fn new_flow_inner<C: Ctx>(
     let internet = (p.v6 || first.vpc == 0)
         && (r.kind == route_kind::INTERNET_GATEWAY
             || r.kind == route_kind::EGRESS_ONLY_INTERNET_GATEWAY);
+    // The ENI's NAT puts the packet in its VPC's address space.
+    let space = addr_space(first.vpc, p.v6);
     let ep = match r.kind {
-        route_kind::LOCAL | route_kind::GATEWAY_ENDPOINT => route::endpoint(&p.daddr)?,
-        route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
+        route_kind::LOCAL => route::endpoint(space, &p.daddr)?,
+        route_kind::GATEWAY_ENDPOINT => route::gateway_service(&p.daddr)?,
+        route_kind::NETWORK_INTERFACE => route::middlebox(first.vpc, r.id)?,
         // Nothing leaves the project's namespaces: only test hosts answer.
-        _ if internet => match route::endpoint(&p.daddr) {
+        _ if internet => match route::endpoint(GLOBAL_SPACE, &p.daddr) {
             Ok(e) if e.kind == kind::INTERNET_HOST || e.kind == kind::AWS_SERVICE => e,
             _ => return Err(DropReason::InternetUnreachable),
         },
@@ -95,7 +98,9 @@ fn new_flow_inner<C: Ctx>(
         dport: 0,
         proto: p.proto,
         _pad0: 0,
-        _pad1: 0,
+        // Replies arrive in the receiver's space (the ENI's VPC, or the
+        // global one: a gateway endpoint's service, the internet).
+        space: addr_space(ep.vpc, p.v6) as u16,
     };
     let id = claim_nat_port(s, group)?;
     let claim = s.claim;

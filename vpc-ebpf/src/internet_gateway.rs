@@ -5,11 +5,19 @@
 //! tracked as any other (groups are stateful).
 use vpc_common::{
     for_gen, kind, route_kind, DropReason, PortInfo, CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS,
+    GLOBAL_SPACE,
 };
 
 use crate::{
-    config, copy::copy_addr, ct, ctx::Ctx, flowlog, maps::Scratch, maps::PRIVATE_TO_PUBLIC,
-    maps::PUBLIC_TO_PRIVATE, nat, policy, route, stats,
+    config,
+    copy::{addr_key, copy_addr},
+    ct,
+    ctx::Ctx,
+    flowlog,
+    maps::Scratch,
+    maps::PRIVATE_TO_PUBLIC,
+    maps::PUBLIC_TO_PRIVATE,
+    nat, policy, route, stats,
 };
 
 /// A new flow from a VPC host whose subnet routes it to the internet
@@ -37,14 +45,14 @@ pub fn to_internet<C: Ctx>(
         // An egress-only gateway routes IPv6 only (its routes are).
         return Err(DropReason::NoRoute);
     } else {
-        match unsafe { PRIVATE_TO_PUBLIC.get(&p.saddr) } {
+        match unsafe { PRIVATE_TO_PUBLIC.get(&addr_key(port.vpc, &p.saddr)) } {
             Some(a) => copy_addr(&mut s.hop.addr, a),
             None => return Err(DropReason::NoPublicAddress),
         }
     }
     // Nothing leaves the project's namespaces: only test hosts answer, and
     // the AWS services at their public addresses.
-    let ep = match route::endpoint(&p.daddr) {
+    let ep = match route::endpoint(GLOBAL_SPACE, &p.daddr) {
         Ok(e) if e.kind == kind::INTERNET_HOST || e.kind == kind::AWS_SERVICE => e,
         _ => return Err(DropReason::InternetUnreachable),
     };
@@ -67,6 +75,8 @@ pub fn to_internet<C: Ctx>(
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         copy_addr(&mut s.reply_key.daddr, &s.hop.addr);
+        // The reply comes from the internet.
+        s.reply_key.space = GLOBAL_SPACE as u16;
         ct::bind(s, ifindex, ep, port.subnet, epoch, route)?;
         let (snat, dnat) = if v6 { (0, 0) } else { (CT_F_SNAT, CT_F_DNAT) };
         s.orig.flags = snat;
@@ -121,13 +131,18 @@ fn from_internet_inner<C: Ctx>(
     // The private address, in the scratch: on the stack its zeros became a
     // `memset` call. An IPv4 address that is nobody's public one may be
     // another host of the internet's.
+    // And its address space: a public address's host's VPC.
     let private = &mut s.hop.addr;
     let mut public = true;
+    let mut space = GLOBAL_SPACE;
     if v6 {
         copy_addr(private, &p.daddr);
     } else {
         match unsafe { PUBLIC_TO_PRIVATE.get(&p.daddr) } {
-            Some(a) => copy_addr(private, a),
+            Some(a) => {
+                copy_addr(private, &a.addr);
+                space = a.space;
+            }
             None => {
                 public = false;
                 copy_addr(private, &p.daddr);
@@ -135,7 +150,7 @@ fn from_internet_inner<C: Ctx>(
         }
     }
     let private = &s.hop.addr;
-    let ep = route::endpoint(private)?;
+    let ep = route::endpoint(space, private)?;
     if ep.kind == kind::INTERNET_HOST {
         return across(ctx, s, ifindex, ep, now);
     }
@@ -171,6 +186,7 @@ fn from_internet_inner<C: Ctx>(
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
         copy_addr(&mut s.reply_key.saddr, &s.hop.addr);
+        s.reply_key.space = space as u16;
         ct::bind(s, ifindex, ep, 0, epoch, route_kind::INTERNET_GATEWAY)?;
         let (dnat, snat) = if v6 { (0, 0) } else { (CT_F_DNAT, CT_F_SNAT) };
         s.orig.flags = dnat;

@@ -20,9 +20,10 @@ use crate::parse::{Packet, Quote};
 #[map]
 pub static PORTS: HashMap<u32, PortInfo> = HashMap::with_max_entries(MAX_PORTS, BPF_F_NO_PREALLOC);
 
-/// Address (16 bytes, IPv4-mapped for v4) -> where it lives.
+/// (address space, address (16 bytes, IPv4-mapped for v4)) -> where it
+/// lives. Separate VPCs may hold the same address, each in its own space.
 #[map]
-pub static ENDPOINTS: HashMap<[u8; 16], Endpoint> =
+pub static ENDPOINTS: HashMap<AddrKey, Endpoint> =
     HashMap::with_max_entries(MAX_ENDPOINTS, BPF_F_NO_PREALLOC);
 
 /// ENI id -> Hyperplane ENI.
@@ -97,16 +98,17 @@ pub static ROUTES: LpmTrie<RouteKey, RouteTarget> =
 pub static SUBNET_ROUTE_TABLES: Array<u32> = Array::with_max_entries(MAX_SUBNETS * GENERATIONS, 0);
 
 /// The internet gateway's 1:1 NAT, one map per direction: a public
-/// address to its host's private one, and back. Two maps, not one keyed by
-/// both: a private address that equals a public one (a VPC overlapping the
-/// public pool, refused by the model anyway) can never be read as the
-/// other, so no host leaves as another or receives another's traffic.
+/// address to its host's private one in its VPC's space, and back. Two
+/// maps, not one keyed by both: a private address that equals a public one
+/// (a VPC overlapping the public pool, refused by the model anyway) can
+/// never be read as the other, so no host leaves as another or receives
+/// another's traffic.
 #[map]
-pub static PUBLIC_TO_PRIVATE: HashMap<[u8; 16], [u8; 16]> =
+pub static PUBLIC_TO_PRIVATE: HashMap<[u8; 16], AddrKey> =
     HashMap::with_max_entries(MAX_PUBLIC_IPS, BPF_F_NO_PREALLOC);
 
 #[map]
-pub static PRIVATE_TO_PUBLIC: HashMap<[u8; 16], [u8; 16]> =
+pub static PRIVATE_TO_PUBLIC: HashMap<AddrKey, [u8; 16]> =
     HashMap::with_max_entries(MAX_PUBLIC_IPS, BPF_F_NO_PREALLOC);
 
 /// Connection tracking and NAT state. A plain hash, as at AWS: when the

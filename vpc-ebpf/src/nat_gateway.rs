@@ -7,7 +7,7 @@ use aya_ebpf::bindings::BPF_EXIST;
 use network_types::{ip::Ipv4Hdr, tcp::TcpHdr};
 use vpc_common::{
     cfg, for_gen, kind, route_kind, CtEntry, DropReason, Endpoint, NatPortKey, CT_DIR_ORIG,
-    CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, NAT_GATEWAY_CAPACITY,
+    CT_F_DNAT, CT_F_SNAT, DIR_EGRESS, DIR_INGRESS, GLOBAL_SPACE, NAT_GATEWAY_CAPACITY,
 };
 
 use crate::{
@@ -111,7 +111,7 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
     if gw.nat_private != 0 {
         return Err(DropReason::NatGatewayPrivateInternet);
     }
-    let ep = match route::endpoint(&p.daddr) {
+    let ep = match route::endpoint(GLOBAL_SPACE, &p.daddr) {
         Ok(e) if e.kind == kind::INTERNET_HOST || e.kind == kind::AWS_SERVICE => e,
         _ => return Err(DropReason::InternetUnreachable),
     };
@@ -139,6 +139,8 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
     // identifier, and its type in `dport`).
     s.reply_key = ct::reply_key(&s.key, icmp);
     copy_addr(&mut s.reply_key.daddr, &gw.addr4);
+    // The reply comes from the internet to the Elastic IP.
+    s.reply_key.space = GLOBAL_SPACE as u16;
     claim_port(s, pool)?;
     let claim = s.claim;
     // The ENI's claim names the connection too, as the GC releases it.

@@ -9,7 +9,7 @@ use vpc_common::{
 };
 
 use crate::{
-    copy::copy_addr,
+    copy::{addr_key, copy_addr},
     ctx::{write, Ctx, VERDICT_DETAIL_SHIFT, VERDICT_REDIRECT},
     maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
     parse::{ETH_DST, ETH_SRC},
@@ -77,23 +77,37 @@ pub fn endpoint_allowed(kind: u8, ep: &Endpoint, vpc: u32) -> Result<(), DropRea
     Ok(())
 }
 
+/// The simulated service a gateway endpoint's route leads to at `addr`
+/// (global space): anything else is `endpoint_service_mismatch`.
 #[inline(always)]
-pub fn endpoint(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
-    match unsafe { ENDPOINTS.get(addr) } {
+pub fn gateway_service(addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
+    match endpoint(vpc_common::GLOBAL_SPACE, addr) {
+        Ok(e) if e.kind == kind::AWS_SERVICE => Ok(e),
+        _ => Err(DropReason::EndpointServiceMismatch),
+    }
+}
+
+/// The endpoint owning `addr` in address space `space`.
+#[inline(always)]
+pub fn endpoint(space: u32, addr: &[u8; 16]) -> Result<&'static Endpoint, DropReason> {
+    match unsafe { ENDPOINTS.get(&addr_key(space, addr)) } {
         Some(e) => Ok(e),
         None => Err(DropReason::NoRoute),
     }
 }
 
-/// The ENI a route of kind `NETWORK_INTERFACE` leads to (`id`: its IPv4
-/// address): a middlebox, which EC2 hands packets for others only with its
-/// source/destination check off.
+/// The ENI a route of kind `NETWORK_INTERFACE` of VPC `vpc` leads to
+/// (`id`: its IPv4 address): a middlebox, which EC2 hands packets for
+/// others only with its source/destination check off.
 #[inline(always)]
-pub fn middlebox(id: u32) -> Result<&'static Endpoint, DropReason> {
+pub fn middlebox(vpc: u32, id: u32) -> Result<&'static Endpoint, DropReason> {
     // IPv4-mapped, built as words: a byte array's zeros become a `memset`
     // call, a byte loop in BPF.
-    let addr = [0u32, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), id];
-    let ep = endpoint(unsafe { &*(addr.as_ptr() as *const [u8; 16]) })?;
+    let key = [vpc, 0u32, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), id];
+    let ep = match unsafe { ENDPOINTS.get(&*(key.as_ptr() as *const vpc_common::AddrKey)) } {
+        Some(e) => e,
+        None => return Err(DropReason::NoRoute),
+    };
     if ep.kind != kind::HOST {
         return Err(DropReason::NoRoute);
     }

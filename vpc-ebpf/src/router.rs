@@ -8,8 +8,8 @@
 //! own stack frame; they return the final XDP action and count drops
 //! themselves, so no aggregate crosses a call.
 use vpc_common::{
-    ct_state, kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DNAT, CT_F_LINKLOCAL,
-    CT_F_SNAT,
+    addr_space, ct_state, kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DNAT,
+    CT_F_LINKLOCAL, CT_F_SNAT, GLOBAL_SPACE,
 };
 
 use crate::{
@@ -51,6 +51,13 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
         return stats::drop(r) | VERDICT_NO_TUPLE;
     }
     let p = &s.pkt;
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let port = unsafe { PORTS.get(&ifindex) };
+    // A packet is in the address space of the port it arrives on.
+    let space = match port {
+        Some(port) => addr_space(port.vpc, p.v6),
+        None => GLOBAL_SPACE,
+    };
     s.key = CtKey {
         saddr: p.saddr,
         daddr: p.daddr,
@@ -58,9 +65,8 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
         dport: p.dport,
         proto: p.proto,
         _pad0: 0,
-        _pad1: 0,
+        space: space as u16,
     };
-    let ifindex = ctx.ingress_ifindex() as u32;
     let now = ct::now();
     // IPv4 fragments: UDP through a NAT gateway only (see `frag`).
     let frag = p.frag;
@@ -92,7 +98,7 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     if frag != 0 {
         return stats::drop(DropReason::Fragment);
     }
-    let port = match unsafe { PORTS.get(&ifindex) } {
+    let port = match port {
         Some(port) => port,
         None => return stats::drop(DropReason::UnknownPort),
     };
@@ -223,7 +229,7 @@ fn related_inner<C: Ctx>(
     if q.saddr != p.daddr {
         return Ok(None);
     }
-    s.reply_key = ct::quoted_key(q);
+    s.reply_key = ct::quoted_key(q, s.key.space);
     let ent = match ct::related(&s.reply_key, ifindex, q.proto, now) {
         Some(e) => e,
         None => return Ok(None),
@@ -357,9 +363,15 @@ fn recheck(
     if r.kind != ent.route {
         return Err(route::refused(r.kind));
     }
-    if r.kind == route_kind::NETWORK_INTERFACE && route::middlebox(r.id)?.ifindex != ent.out_ifindex
-    {
-        return Err(DropReason::CtInvalid);
+    // The middlebox is in the VPC of the port the direction goes out of.
+    if r.kind == route_kind::NETWORK_INTERFACE {
+        let vpc = match unsafe { PORTS.get(&ent.out_ifindex) } {
+            Some(port) => port.vpc,
+            None => return Err(DropReason::CtInvalid),
+        };
+        if route::middlebox(vpc, r.id)?.ifindex != ent.out_ifindex {
+            return Err(DropReason::CtInvalid);
+        }
     }
     if src == dst {
         return Ok(());
@@ -396,8 +408,9 @@ fn host_flow_inner<C: Ctx>(
     let epoch = config::policy_epoch();
     let r = route::lookup(epoch & 1, port.subnet, p.v6, &p.daddr)?;
     let ep = match r.kind {
-        route_kind::LOCAL | route_kind::GATEWAY_ENDPOINT => route::endpoint(&p.daddr)?,
-        route_kind::NETWORK_INTERFACE => route::middlebox(r.id)?,
+        route_kind::LOCAL => route::endpoint(s.key.space as u32, &p.daddr)?,
+        route_kind::GATEWAY_ENDPOINT => route::gateway_service(&p.daddr)?,
+        route_kind::NETWORK_INTERFACE => route::middlebox(port.vpc, r.id)?,
         route_kind::INTERNET_GATEWAY | route_kind::EGRESS_ONLY_INTERNET_GATEWAY => {
             return internet_gateway::to_internet(ctx, s, port, ifindex, now, epoch, r.kind)
         }
@@ -436,6 +449,9 @@ fn host_flow_inner<C: Ctx>(
     // Other ICMP (errors, ...) is checked against the groups but not tracked.
     if track {
         s.reply_key = ct::reply_key(&s.key, p.is_icmp());
+        // Replies arrive in the receiver's space (a gateway endpoint's
+        // service is in the global one).
+        s.reply_key.space = addr_space(ep.vpc, p.v6) as u16;
         ct::bind(s, ifindex, ep, port.subnet, epoch, r.kind)?;
         s.orig.flags = 0;
         s.reply.flags = 0;

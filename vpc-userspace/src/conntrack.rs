@@ -9,7 +9,7 @@ use vpc_common::{ct_state, CtEntry, CtKey, CT_F_SNAT};
 
 use crate::{
     datapath::{timeout_of, Timeouts},
-    model::HyperplaneEniSpec,
+    model::Model,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +42,10 @@ pub struct Connection {
     /// which the reply tuple shows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eni_port: Option<u16>,
+    /// The VPC whose address space its VPC-side tuple is in (separate
+    /// VPCs may overlap); none between the internet's hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc: Option<String>,
 }
 
 fn addr(a: &[u8; 16]) -> IpAddr {
@@ -63,32 +67,28 @@ fn protocol_name(p: u8) -> &'static str {
 }
 
 /// Rows for `conns` (original-direction entries, as `Maps::connections`
-/// returns them) at `now` on the datapath's clock, newest first.
-pub fn rows(
-    conns: &[(CtKey, CtEntry)],
-    t: &Timeouts,
-    now: u64,
-    enis: &[HyperplaneEniSpec],
-) -> Vec<Connection> {
+/// returns them) at `now` on the datapath's clock, newest first; ENIs and
+/// VPCs named from model `m`.
+pub fn rows(conns: &[(CtKey, CtEntry)], t: &Timeouts, now: u64, m: &Model) -> Vec<Connection> {
+    let enis = &m.enis;
     let secs = |ns: u64| ns / 1_000_000_000;
     let mut out: Vec<Connection> = conns
         .iter()
         .map(|(k, e)| {
+            // By its index, not its address: ENIs of separate VPCs may
+            // share one.
+            let by_index = |i: u16| enis.iter().find(|s| i != 0 && s.index == i as u32);
             let eni = (e.flags & CT_F_SNAT != 0)
-                .then(|| {
-                    enis.iter().find(|s| {
-                        vpc_common::v4_mapped(s.ip.octets()) == e.nat_addr
-                            || s.ip6.map(|a| a.octets()) == Some(e.nat_addr)
-                    })
-                })
+                .then(|| by_index(e.eni))
                 .flatten()
-                .or_else(|| {
-                    let i = e.fn_eni as u32;
-                    (i != 0)
-                        .then(|| enis.iter().find(|s| s.index == i))
-                        .flatten()
-                })
+                .or_else(|| by_index(e.fn_eni))
                 .map(|s| s.id.clone());
+            let space = if k.space != 0 { k.space } else { e.twin.space };
+            let vpc = m
+                .vpcs
+                .iter()
+                .find(|v| space != 0 && v.index == space as u32)
+                .map(|v| v.id.clone());
             let eni_port = (e.fn_eni != 0).then(|| u16::from_be(e.fn_eni_port));
             let state = match (k.proto, e.state) {
                 (6, ct_state::SYN_SENT) => "SYN_SENT",
@@ -127,6 +127,7 @@ pub fn rows(
                 },
                 eni,
                 eni_port,
+                vpc,
             }
         })
         .collect();
@@ -167,6 +168,9 @@ pub fn line(c: &Connection) -> String {
     if let Some(port) = c.eni_port {
         s += &format!(" eni_port={port}");
     }
+    if let Some(vpc) = &c.vpc {
+        s += &format!(" vpc={vpc}");
+    }
     s
 }
 
@@ -206,7 +210,7 @@ mod tests {
             ..Default::default()
         };
         let t = Timeouts::default();
-        let rows = rows(&[(key, e)], &t, s(100), &[]);
+        let rows = rows(&[(key, e)], &t, s(100), &Model::default());
         let c = &rows[0];
         assert_eq!((c.protocol, c.state, c.age_s), ("icmp", "", 90));
         assert_eq!(c.timeout_s, t.icmp.as_secs() - 30);
@@ -244,7 +248,7 @@ mod tests {
             fn_eni_port: 1500u16.to_be(),
             ..Default::default()
         };
-        let eni = HyperplaneEniSpec {
+        let eni = crate::model::HyperplaneEniSpec {
             index: 3,
             id: "eni-03".into(),
             subnet: "Private".into(),
@@ -257,7 +261,11 @@ mod tests {
             account: None,
             available: false,
         };
-        let rows = rows(&[(key, e)], &Timeouts::default(), 0, &[eni]);
+        let m = Model {
+            enis: vec![eni],
+            ..Default::default()
+        };
+        let rows = rows(&[(key, e)], &Timeouts::default(), 0, &m);
         assert_eq!(
             (rows[0].eni.as_deref(), rows[0].eni_port),
             (Some("eni-03"), Some(1500))

@@ -322,7 +322,7 @@ pub struct Occupancy {
 /// counted key by key, capacity from the kernel's map info.
 pub fn occupancy(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Occupancy>> {
     use aya::maps::{HashMap as BpfHashMap, MapData};
-    use vpc_common::{CtEntry, CtKey, Endpoint, FlowRejectKey, FlowWindow, NatPortKey};
+    use vpc_common::{AddrKey, CtEntry, CtKey, Endpoint, FlowRejectKey, FlowWindow, NatPortKey};
     fn count<K: aya::Pod, V: aya::Pod>(m: &mut aya::maps::Map) -> Result<u64> {
         let h: BpfHashMap<&mut MapData, K, V> = BpfHashMap::try_from(m)?;
         Ok(h.keys().filter(|k| k.is_ok()).count() as u64)
@@ -338,7 +338,7 @@ pub fn occupancy(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Occupancy>> {
             map_names::CT => count::<CtKey, CtEntry>(maps.map(map)?)?,
             map_names::NAT_PORTS => count::<NatPortKey, CtKey>(maps.map(map)?)?,
             map_names::FL_REJECTS => count::<FlowRejectKey, FlowWindow>(maps.map(map)?)?,
-            _ => count::<[u8; 16], Endpoint>(maps.map(map)?)?,
+            _ => count::<AddrKey, Endpoint>(maps.map(map)?)?,
         };
         let info = aya::maps::MapInfo::from_pin(s.pin_dir.join("maps").join(map))
             .with_context(|| format!("map {map}"))?;

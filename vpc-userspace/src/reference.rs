@@ -20,6 +20,9 @@ pub struct Packet {
     pub proto: u8,
     /// Destination port; ICMP: `type << 8 | code`.
     pub port: u16,
+    /// The sender's VPC (`Vpc::index`; separate VPCs may share addresses);
+    /// 0: the sender is found by its address alone (the first that has it).
+    pub space: u32,
 }
 
 /// The verdict and the reason, named like the datapath's drop counters.
@@ -38,26 +41,50 @@ impl Verdict {
     }
 }
 
-/// Where an address sits: its subnet and groups (hosts and Hyperplane ENIs).
+/// Where an address sits: its subnet, groups and VPC (hosts and
+/// Hyperplane ENIs).
 struct Side<'m> {
     subnet: &'m str,
     groups: &'m [String],
+    vpc: u32,
 }
 
-fn side<'m>(m: &'m Model, ip: IpAddr) -> Option<Side<'m>> {
-    let owns = |v4: std::net::Ipv4Addr, v6: Option<std::net::Ipv6Addr>| match ip {
-        IpAddr::V4(a) => a == v4,
-        IpAddr::V6(a) => v6 == Some(a),
-    };
-    if let Some(h) = m.hosts.iter().find(|h| h.owns(ip)) {
+/// The VPC index of subnet `subnet` (0: none).
+fn vpc_of(m: &Model, subnet: &str) -> u32 {
+    m.subnet(subnet)
+        .and_then(|s| m.vpc(&s.vpc))
+        .map_or(0, |v| v.index)
+}
+
+/// The host owning `ip` in VPC `vpc` (0: in any VPC, the first).
+fn host_at(m: &Model, ip: IpAddr, vpc: u32) -> Option<&crate::model::Host> {
+    m.hosts
+        .iter()
+        .filter(|h| vpc == 0 || vpc_of(m, &h.subnet) == vpc)
+        .find(|h| h.owns(ip))
+}
+
+/// The Hyperplane ENI owning `ip` in VPC `vpc` (0: in any VPC).
+fn eni_at(m: &Model, ip: IpAddr, vpc: u32) -> Option<&crate::model::HyperplaneEniSpec> {
+    m.enis
+        .iter()
+        .filter(|e| vpc == 0 || vpc_of(m, &e.subnet) == vpc)
+        .find(|e| IpAddr::V4(e.ip) == ip || e.ip6.map(IpAddr::V6) == Some(ip))
+}
+
+/// Who owns `ip` in VPC `vpc` (0: in any VPC).
+fn side(m: &Model, ip: IpAddr, vpc: u32) -> Option<Side<'_>> {
+    if let Some(h) = host_at(m, ip, vpc) {
         return Some(Side {
             subnet: &h.subnet,
             groups: &h.groups,
+            vpc: vpc_of(m, &h.subnet),
         });
     }
-    m.enis.iter().find(|e| owns(e.ip, e.ip6)).map(|e| Side {
+    eni_at(m, ip, vpc).map(|e| Side {
         subnet: &e.subnet,
         groups: &e.groups,
+        vpc: vpc_of(m, &e.subnet),
     })
 }
 
@@ -321,7 +348,7 @@ fn internet_host(m: &Model, dst: IpAddr, steps: &mut Vec<String>) -> Result<(), 
 /// [`new_connection`] with each check it made, in order, for `vpc explain`.
 pub fn explain(m: &Model, p: &Packet) -> (Verdict, Vec<String>) {
     let mut steps = vec![];
-    let Some(from) = side(m, p.src) else {
+    let Some(from) = side(m, p.src, p.space) else {
         return (
             Verdict::Deny("spoofed_source", "unknown sender".into()),
             steps,
@@ -399,11 +426,12 @@ fn to_internet(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> R
         steps.push(format!("gateway: IPv6, {} goes as it is", p.src));
         return Ok(());
     }
-    let public = m
-        .public_ips
-        .iter()
-        .find(|x| m.private_of(x).map(IpAddr::V4) == Some(p.src))
-        .map(|x| x.ip);
+    let public = host_at(m, p.src, from.vpc).and_then(|h| {
+        m.public_ips
+            .iter()
+            .find(|x| x.host == h.id && m.private_of(x).map(IpAddr::V4) == Some(p.src))
+            .map(|x| x.ip)
+    });
     let Some(public) = public else {
         return Err(Verdict::Deny(
             "no_public_address",
@@ -469,7 +497,7 @@ fn via_nat_gateway(
     acl_out(m, &g.subnet, p, steps)?;
     // A function's packet reaches the gateway from its ENI's address and a
     // port of the ENI (a claim against its capacity), as at AWS.
-    if let Some(e) = m.enis.iter().find(|e| IpAddr::V4(e.ip) == p.src) {
+    if let Some(e) = eni_at(m, p.src, from.vpc) {
         steps.push(format!(
             "Hyperplane ENI {}: source {} and a port of the ENI",
             e.id, e.ip
@@ -482,18 +510,15 @@ fn via_nat_gateway(
     Ok(())
 }
 
-/// Inside the VPC (the `local` route).
+/// Inside the VPC (the `local` route): the sender's VPC's addresses only.
 fn local(m: &Model, from: &Side, p: &Packet, steps: &mut Vec<String>) -> Verdict {
-    if m.enis
-        .iter()
-        .any(|e| IpAddr::V4(e.ip) == p.dst || e.ip6.map(IpAddr::V6) == Some(p.dst))
-    {
+    if eni_at(m, p.dst, from.vpc).is_some() {
         return Verdict::Deny(
             "hyperplane_unsolicited",
             "Hyperplane ENIs accept no inbound connections".into(),
         );
     }
-    let Some(to) = m.hosts.iter().find(|h| h.owns(p.dst)) else {
+    let Some(to) = host_at(m, p.dst, from.vpc) else {
         return Verdict::Deny("no_route", "no host owns the destination".into());
     };
     deliver(m, from, to, p, steps)
@@ -551,7 +576,8 @@ fn deliver(
 /// A packet of a tracked connection (groups skipped: they are stateful; ACLs
 /// are not).
 pub fn tracked(m: &Model, p: &Packet) -> Verdict {
-    match (side(m, p.src), side(m, p.dst)) {
+    let from = side(m, p.src, p.space);
+    match (&from, from.as_ref().and_then(|f| side(m, p.dst, f.vpc))) {
         (Some(from), Some(to)) => boundary(m, from.subnet, to.subnet, p, &mut vec![]),
         _ => Verdict::Deny("no_route", "endpoint unknown".into()),
     }
@@ -576,6 +602,7 @@ mod tests {
             dst: ip(to),
             proto,
             port,
+            space: 0,
         }
     }
 
@@ -643,6 +670,7 @@ Resources:
             dst,
             proto: 6,
             port,
+            space: 0,
         };
         // FnSg's implicit ::/0 egress, then DbSg's group reference, which
         // covers the ENI's IPv6 address.
@@ -702,6 +730,7 @@ Resources:
                     dst,
                     proto,
                     port: 443,
+                    space: 0,
                 },
             )
         };
@@ -806,6 +835,7 @@ Resources:
                     dst: dst.parse().unwrap(),
                     proto: 6,
                     port: 443,
+                    space: 0,
                 },
             )
         };

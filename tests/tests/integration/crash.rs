@@ -112,9 +112,15 @@ fn verify_finds_drift_and_a_reconcile_repairs_it() {
     let s = vpc::deploy::State::load(&d.name).unwrap();
     let app = s.node("App").unwrap().ip;
     let mut maps = PinnedMaps::open(&s.pin_dir).unwrap();
-    let mut m: HashMap<_, [u8; 16], vpc_common::Endpoint> =
+    let mut m: HashMap<_, vpc_common::AddrKey, vpc_common::Endpoint> =
         HashMap::try_from(maps.map(vpc_common::map_names::ENDPOINTS).unwrap()).unwrap();
-    m.remove(&vpc_common::v4_mapped(app.octets())).unwrap();
+    let app = vpc_common::v4_mapped(app.octets());
+    let k = m
+        .keys()
+        .filter_map(Result::ok)
+        .find(|k| k.addr == app)
+        .unwrap();
+    m.remove(&k).unwrap();
     drop(maps);
     let found = drift(&d);
     assert!(

@@ -132,10 +132,10 @@ fn an_eni_out_of_nat_ports_refuses_new_connections_and_the_next_eni_takes_them()
         let addr = vpc_common::v4_mapped(eni.ip.octets());
         {
             use aya::maps::HashMap as M;
-            let mut eps: M<_, [u8; 16], vpc_common::Endpoint> =
+            let mut eps: M<_, vpc_common::AddrKey, vpc_common::Endpoint> =
                 M::try_from(h.dp.map(map_names::ENDPOINTS).unwrap()).unwrap();
-            let (_, ep) = e.endpoints.iter().find(|(a, _)| *a == addr).unwrap();
-            eps.insert(addr, ep, 0).unwrap();
+            let (k, ep) = e.endpoints.iter().find(|(k, _)| k.addr == addr).unwrap();
+            eps.insert(k, ep, 0).unwrap();
             let mut enis: M<_, u32, vpc_common::HyperplaneEni> =
                 M::try_from(h.dp.map(map_names::ENIS).unwrap()).unwrap();
             for (k, v) in e.enis.iter().filter(|(k, _)| *k == eni.index) {

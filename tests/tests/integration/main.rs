@@ -50,6 +50,9 @@ mod lifecycle;
 mod limits;
 /// Metrics, `vpc status` and `vpc top`.
 mod observability;
+/// Separate VPCs with the same block, side by side: hosts, functions,
+/// NAT gateways and conntrack, each VPC in its own address space.
+mod overlapping_vpcs;
 /// `vpc apply` at runtime: the reconciler end to end.
 mod reconcile;
 /// Property tests against the reference model.

@@ -286,6 +286,7 @@ fn the_datapath_agrees_with_the_reference_model() {
                             dst: dst_ip,
                             proto,
                             port,
+                            space: 0,
                         },
                     )
                 };
@@ -342,6 +343,7 @@ fn the_datapath_agrees_with_the_reference_model() {
                             dst: sent.src,
                             proto,
                             port: sent.sport,
+                            space: 0,
                         },
                     );
                     let dst_if = h.ifindex(
@@ -808,6 +810,7 @@ fn routed_property(c: Routed) {
                     dst: dst_ip,
                     proto,
                     port,
+                    space: 0,
                 };
                 let want = if from_fn && matches!(proto, 1 | 58) {
                     Verdict::Deny("function_protocol", "Lambda is TCP and UDP only".into())

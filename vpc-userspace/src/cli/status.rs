@@ -137,12 +137,7 @@ pub fn conntrack(name: &str, op: ConntrackOp, out: Output) -> Result<()> {
     let state = State::load(name)?;
     let mut maps = vpc::datapath::PinnedMaps::open(&state.pin_dir)?;
     let conns = maps.connections()?;
-    let rows = vpc::conntrack::rows(
-        &conns,
-        &state.timeouts,
-        maps.datapath_now()?,
-        &state.model.enis,
-    );
+    let rows = vpc::conntrack::rows(&conns, &state.timeouts, maps.datapath_now()?, &state.model);
     if out.or_json(json).is_json() {
         print_json(&rows)?;
     } else {

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vpc_common::{
-    kind, route_kind, subnet_acl_index, v4_mapped, Endpoint, EniGroup, HyperplaneEni, RouteKey,
-    RouteTarget, ID_GEN_SHIFT, LAMBDA_OWN_ENI, LAMBDA_OWN_SUBNET, MAX_GROUP_ENIS, ROUTE_FIXED_BITS,
+    kind, route_kind, subnet_acl_index, v4_mapped, AddrKey, Endpoint, EniGroup, HyperplaneEni,
+    RouteKey, RouteTarget, ID_GEN_SHIFT, LAMBDA_OWN_ENI, LAMBDA_OWN_SUBNET, MAX_GROUP_ENIS,
+    ROUTE_FIXED_BITS,
 };
 
 use super::Entries;
@@ -60,7 +61,7 @@ pub fn eni_group(model: &Model, id: u32) -> EniGroup {
 }
 
 /// `ENDPOINTS` and `ENIS` entries.
-pub type EniEntries = (Vec<([u8; 16], Endpoint)>, Vec<(u32, HyperplaneEni)>);
+pub type EniEntries = (Vec<(AddrKey, Endpoint)>, Vec<(u32, HyperplaneEni)>);
 
 /// The `ENDPOINTS` and `ENIS` entries of one Hyperplane ENI, with the
 /// policy ids of `policies` (in their generation's slot): its address(es),
@@ -91,12 +92,12 @@ pub fn eni_entries(
         pool: e.index,
         ..Default::default()
     };
-    let mut endpoints = vec![(addr, endpoint)];
+    let mut endpoints = vec![(AddrKey::of(vpc, addr), endpoint)];
     let mut enis = vec![];
     match e.ip6 {
         None => enis.push((e.index, eni)),
         Some(ip6) => {
-            endpoints.push((ip6.octets(), endpoint));
+            endpoints.push((AddrKey::of(vpc, ip6.octets()), endpoint));
             enis.push((
                 e.index,
                 HyperplaneEni {
@@ -164,7 +165,7 @@ pub(super) fn own_vpc(model: &Model, gen: u32, out: &mut Entries) {
     }
     let addr = v4_mapped(crate::model::internet::LAMBDA_OWN_NAT.octets());
     out.endpoints.push((
-        addr,
+        AddrKey::of(0, addr),
         Endpoint {
             kind: kind::HYPERPLANE_ENI,
             ..Default::default()

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 use vpc_common::{
-    v4_mapped, Endpoint, EniGroup, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey, CLASS_ALLOW,
-    CLASS_DECIDED, SG_PREFIX_FIXED_BITS,
+    v4_mapped, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo, SgPortKey, SgPrefixKey,
+    CLASS_ALLOW, CLASS_DECIDED, SG_PREFIX_FIXED_BITS,
 };
 
 use crate::model::Model;
@@ -45,7 +45,8 @@ pub struct LinkInfo {
 #[derive(Debug, Default, Clone)]
 pub struct Entries {
     pub ports: Vec<(u32, PortInfo)>,
-    pub endpoints: Vec<([u8; 16], Endpoint)>,
+    /// `ENDPOINTS`: every address in its space (`AddrKey::of`).
+    pub endpoints: Vec<(AddrKey, Endpoint)>,
     pub enis: Vec<(u32, HyperplaneEni)>,
     /// Group id -> its ENIs (`ENI_GROUPS`).
     pub eni_groups: Vec<(u32, EniGroup)>,
@@ -66,10 +67,11 @@ pub struct Entries {
     pub route_tables: BTreeMap<String, u32>,
     /// (`SUBNET_ROUTE_TABLES` index, datapath route table id).
     pub subnet_route_tables: Vec<(u32, u32)>,
-    /// `PUBLIC_TO_PRIVATE`: (public, private) of every public IPv4 address.
-    pub public_to_private: Vec<([u8; 16], [u8; 16])>,
-    /// `PRIVATE_TO_PUBLIC`: (private, public).
-    pub private_to_public: Vec<([u8; 16], [u8; 16])>,
+    /// `PUBLIC_TO_PRIVATE`: (public, private in its VPC's space) of every
+    /// public IPv4 address.
+    pub public_to_private: Vec<([u8; 16], AddrKey)>,
+    /// `PRIVATE_TO_PUBLIC`: (private in its VPC's space, public).
+    pub private_to_public: Vec<(AddrKey, [u8; 16])>,
     /// The policy generation these ids belong to.
     pub gen: u32,
 }
@@ -285,9 +287,9 @@ pub(crate) mod tests {
         use vpc_common::{MAX_ENDPOINTS, MAX_ENIS, MAX_PORTS, MAX_PUBLIC_IPS};
         let fill = |e: &mut Entries, table: &str, n: usize| match table {
             "PORTS" => e.ports = vec![(0, PortInfo::default()); n],
-            "ENDPOINTS" => e.endpoints = vec![([0; 16], Endpoint::default()); n],
+            "ENDPOINTS" => e.endpoints = vec![(AddrKey::default(), Endpoint::default()); n],
             "ENIS" => e.enis = vec![(0, HyperplaneEni::default()); n],
-            _ => e.public_to_private = vec![([0; 16], [0; 16]); n],
+            _ => e.public_to_private = vec![([0; 16], AddrKey::default()); n],
         };
         for (table, max) in [
             ("PORTS", MAX_PORTS),

@@ -3,7 +3,7 @@
 //! services and public endpoints, execution environments) and an endpoint per address of it.
 use std::collections::HashMap;
 
-use vpc_common::{kind, v4_mapped, Endpoint, PortInfo};
+use vpc_common::{kind, v4_mapped, AddrKey, Endpoint, PortInfo};
 
 use super::{env_group, Entries, LinkInfo};
 use crate::model::Model;
@@ -34,9 +34,10 @@ fn attach(
         router_mac: l.router_mac,
         ..Default::default()
     };
-    out.endpoints.push((addr, endpoint));
+    out.endpoints.push((AddrKey::of(port.vpc, addr), endpoint));
     if let Some(ip6) = ip6 {
-        out.endpoints.push((ip6.octets(), endpoint));
+        out.endpoints
+            .push((AddrKey::of(port.vpc, ip6.octets()), endpoint));
     }
 }
 
@@ -83,7 +84,7 @@ pub(super) fn hosts(
         // A secondary address: one more endpoint of the same port.
         let ep = out.endpoints.last().expect("attached").1;
         for ip in &h.secondary {
-            out.endpoints.push((v4_mapped(ip.octets()), ep));
+            out.endpoints.push((AddrKey::of(vpc, v4_mapped(ip.octets())), ep));
         }
     }
     Ok(())
@@ -133,7 +134,8 @@ pub(super) fn aws_services(links: &HashMap<String, LinkInfo>, out: &mut Entries)
         attach(out, l, services[0].1, None, port);
         for (_, ip) in &services[1..] {
             let ep = out.endpoints.last().expect("attached").1;
-            out.endpoints.push((v4_mapped(ip.octets()), ep));
+            out.endpoints
+                .push((AddrKey::of(0, v4_mapped(ip.octets())), ep));
         }
     }
 }

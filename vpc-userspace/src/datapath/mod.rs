@@ -12,10 +12,10 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use vpc_common::{
-    cfg, map_names, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni, NatPortKey,
-    PortInfo, RouteKey, RouteTarget, SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT, CT_DIR_ORIG,
-    CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_STAT_FAILED, NAT_STAT_HIST,
-    STAT_FORWARDED,
+    cfg, map_names, AddrKey, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni,
+    NatPortKey, PortInfo, RouteKey, RouteTarget, SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT,
+    CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_STAT_FAILED,
+    NAT_STAT_HIST, STAT_FORWARDED,
 };
 
 use crate::compile::Entries;
@@ -292,7 +292,7 @@ pub trait Maps {
     /// only once all it may need is in place.
     fn install(&mut self, e: &Entries) -> Result<()> {
         self.install_policy(e)?;
-        let mut m: HashMap<_, [u8; 16], Endpoint> =
+        let mut m: HashMap<_, AddrKey, Endpoint> =
             HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
         for (k, v) in &e.endpoints {
             m.insert(k, v, 0).context("ENDPOINTS insert")?;
@@ -305,15 +305,15 @@ pub trait Maps {
         for (k, v) in &e.eni_groups {
             m.insert(k, v, 0).context("ENI_GROUPS insert")?;
         }
-        for (name, entries) in [
-            (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
-            (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
-        ] {
-            let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map(name)?)?;
-            for (k, v) in entries {
-                m.insert(k, v, 0)
-                    .with_context(|| format!("{name} insert"))?;
-            }
+        let mut m: HashMap<_, [u8; 16], AddrKey> =
+            HashMap::try_from(self.map(map_names::PUBLIC_TO_PRIVATE)?)?;
+        for (k, v) in &e.public_to_private {
+            m.insert(k, v, 0).context("PUBLIC_TO_PRIVATE insert")?;
+        }
+        let mut m: HashMap<_, AddrKey, [u8; 16]> =
+            HashMap::try_from(self.map(map_names::PRIVATE_TO_PUBLIC)?)?;
+        for (k, v) in &e.private_to_public {
+            m.insert(k, v, 0).context("PRIVATE_TO_PUBLIC insert")?;
         }
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         for (k, v) in &e.ports {
@@ -611,7 +611,7 @@ pub trait Maps {
             cur.policy[gen] = v.policy[gen];
             m.insert(k, cur, 0)?;
         }
-        let mut m: HashMap<_, [u8; 16], Endpoint> =
+        let mut m: HashMap<_, AddrKey, Endpoint> =
             HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
         for (k, v) in &e.endpoints {
             let mut cur = m.get(k, 0).context("endpoint missing")?;

@@ -11,7 +11,7 @@ use aya::{
     maps::{HashMap, MapData},
     Pod,
 };
-use vpc_common::{map_names, Endpoint, EniGroup, HyperplaneEni, PortInfo};
+use vpc_common::{map_names, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo};
 
 use super::Maps;
 use crate::compile::Entries;
@@ -103,18 +103,17 @@ pub trait SyncEntries: Maps {
     fn sync_entries(&mut self, e: &Entries) -> Result<usize> {
         let cur = 1 - e.gen as usize;
         let mut n = 0;
-        let mut m: HashMap<_, [u8; 16], Endpoint> =
+        let mut m: HashMap<_, AddrKey, Endpoint> =
             HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
         n += upsert_slotted(&mut m, &e.endpoints, cur, map_names::ENDPOINTS)?;
         let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
         n += upsert_slotted(&mut m, &e.enis, cur, map_names::ENIS)?;
-        for (name, entries) in [
-            (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
-            (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
-        ] {
-            let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map(name)?)?;
-            n += upsert(&mut m, entries, name)?;
-        }
+        let name = map_names::PUBLIC_TO_PRIVATE;
+        let mut m: HashMap<_, [u8; 16], AddrKey> = HashMap::try_from(self.map(name)?)?;
+        n += upsert(&mut m, &e.public_to_private, name)?;
+        let name = map_names::PRIVATE_TO_PUBLIC;
+        let mut m: HashMap<_, AddrKey, [u8; 16]> = HashMap::try_from(self.map(name)?)?;
+        n += upsert(&mut m, &e.private_to_public, name)?;
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         n += upsert_slotted(&mut m, &e.ports, cur, map_names::PORTS)?;
         Ok(n)
@@ -138,20 +137,19 @@ pub trait SyncEntries: Maps {
         let mut n = 0;
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         n += remove_others(&mut m, &e.ports)?;
-        let mut m: HashMap<_, [u8; 16], Endpoint> =
+        let mut m: HashMap<_, AddrKey, Endpoint> =
             HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
         n += remove_others(&mut m, &e.endpoints)?;
         let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map(map_names::ENI_GROUPS)?)?;
         n += remove_others(&mut m, &e.eni_groups)?;
         let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
         n += remove_others(&mut m, &e.enis)?;
-        for (name, entries) in [
-            (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
-            (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
-        ] {
-            let mut m: HashMap<_, [u8; 16], [u8; 16]> = HashMap::try_from(self.map(name)?)?;
-            n += remove_others(&mut m, entries)?;
-        }
+        let m = self.map(map_names::PUBLIC_TO_PRIVATE)?;
+        let mut m: HashMap<_, [u8; 16], AddrKey> = HashMap::try_from(m)?;
+        n += remove_others(&mut m, &e.public_to_private)?;
+        let m = self.map(map_names::PRIVATE_TO_PUBLIC)?;
+        let mut m: HashMap<_, AddrKey, [u8; 16]> = HashMap::try_from(m)?;
+        n += remove_others(&mut m, &e.private_to_public)?;
         Ok(n)
     }
 }

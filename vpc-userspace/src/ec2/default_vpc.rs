@@ -4,8 +4,8 @@
 //! gateway. Made in the API's stack on the deployment's first EC2 call
 //! (not at `vpc up`: deployments that never call the EC2 API keep exactly
 //! the namespaces their templates make), unless the deployment was
-//! brought up with `--no-default-vpc`, or a template's VPC overlaps
-//! 172.31.0.0/16. DeleteVpc deletes it for good (CreateDefaultVpc makes
+//! brought up with `--no-default-vpc` (a template's VPC may overlap
+//! 172.31.0.0/16: each VPC has its own address space). DeleteVpc deletes it for good (CreateDefaultVpc makes
 //! it again); moto's reset makes it anew.
 use ipnet::Ipv4Net;
 use serde_json::json;
@@ -57,15 +57,6 @@ fn add(t: &mut Template, v: &View) {
     t.set_flag(DONE, true);
 }
 
-/// Whether the deployment wants one and has room for it.
-fn wanted(v: &View) -> bool {
-    let cidr: Ipv4Net = CIDR.parse().expect("constant");
-    !v.model
-        .vpcs
-        .iter()
-        .any(|x| x.cidr.contains(&cidr.network()) || cidr.contains(&x.cidr.network()))
-}
-
 /// Makes the default VPC on the deployment's first EC2 call.
 pub fn ensure(ctx: &Ctx) -> Ec2Result<()> {
     let state = crate::state::State::load(&ctx.name)?;
@@ -76,11 +67,8 @@ pub fn ensure(ctx: &Ctx) -> Ec2Result<()> {
     if Template::of(&stacks).flag(DONE) {
         return Ok(());
     }
-    if !wanted(&View::new(&ctx.name, &state.model, &stacks)) {
-        return Ok(());
-    }
     super::stack::change(ctx, |t, v| {
-        if !t.flag(DONE) && wanted(v) {
+        if !t.flag(DONE) {
             add(t, v);
         }
         Ok(())
@@ -159,11 +147,6 @@ pub fn create(ctx: &Ctx) -> Ec2Result<String> {
                 "DefaultVpcAlreadyExists",
                 "A Default VPC already exists for this account in this region.",
             ));
-        }
-        if !wanted(v) {
-            return Err(Ec2Error::invalid(format!(
-                "a VPC of this deployment overlaps {CIDR}, the default VPC's block"
-            )));
         }
         add(t, v);
         Ok(())

@@ -264,9 +264,11 @@ pub fn check_new(
             format!("The CIDR '{cidr}' is invalid."),
         ));
     }
+    // Within the VPC: separate VPCs may overlap.
     if v.model
         .subnets
         .iter()
+        .filter(|s| s.vpc == vpc.id)
         .any(|s| s.cidr.contains(&cidr.network()) || cidr.contains(&s.cidr.network()))
     {
         return Err(Ec2Error::new(

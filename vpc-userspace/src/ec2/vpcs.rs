@@ -88,20 +88,8 @@ pub fn create(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     }
     let id = ids::new_id("vpc");
     let logical = ids::logical(&id).expect("an id");
-    let v = super::stack::change(ctx, |t, v| {
-        if let Some(o) = v.model.vpcs.iter().find(|o| {
-            o.cidr.contains(&cidr.network()) || cidr.contains(&o.cidr.network())
-        }) {
-            // At AWS VPCs may overlap; here they share one router.
-            return Err(Ec2Error::new(
-                "InvalidVpc.Range",
-                format!(
-                    "The CIDR '{cidr}' overlaps {} ({}): the VPCs of one deployment share one router here and may not overlap (docs/ec2.md)",
-                    v.id(&o.id),
-                    o.cidr
-                ),
-            ));
-        }
+    // Separate VPCs may overlap, as at AWS: each has its own address space.
+    let v = super::stack::change(ctx, |t, _| {
         add(t, &logical, cidr, p, false);
         Ok(())
     })

@@ -194,15 +194,13 @@ pub fn add_eni(
     let e = model.enis.last_mut().expect("just allocated");
     e.functions = proto.functions.clone();
     let e = e.clone();
-    let (ip, ip6) = (e.ip, e.ip6);
+    let own = eni_addrs(&model, &e);
     let (entries, next) = switch_model(&s, maps, &model)?;
     // Its own entries first (nobody sends through it until the group names it).
     {
-        let mut m: aya::maps::HashMap<_, [u8; 16], vpc_common::Endpoint> =
+        let mut m: aya::maps::HashMap<_, vpc_common::AddrKey, vpc_common::Endpoint> =
             aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
-        for (k, v) in entries.endpoints.iter().filter(|(k, _)| {
-            *k == vpc_common::v4_mapped(ip.octets()) || Some(*k) == ip6.map(|a| a.octets())
-        }) {
+        for (k, v) in entries.endpoints.iter().filter(|(k, _)| own.contains(k)) {
             m.insert(k, v, 0)?;
         }
         let mut m: aya::maps::HashMap<_, u32, vpc_common::HyperplaneEni> =
@@ -276,11 +274,10 @@ pub fn remove_eni(name: &str, maps: &mut PinnedMaps, index: u32) -> Result<bool>
             aya::maps::HashMap::try_from(maps.map(map_names::ENIS)?)?;
         let _ = m.remove(&index);
         let _ = m.remove(&(index | compile::ENI_V4_ONLY));
-        let mut m: aya::maps::HashMap<_, [u8; 16], vpc_common::Endpoint> =
+        let mut m: aya::maps::HashMap<_, vpc_common::AddrKey, vpc_common::Endpoint> =
             aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
-        let _ = m.remove(&vpc_common::v4_mapped(e.ip.octets()));
-        if let Some(a) = e.ip6 {
-            let _ = m.remove(&a.octets());
+        for k in eni_addrs(&s.model, &e) {
+            let _ = m.remove(&k);
         }
     }
     s.model = model;
@@ -288,4 +285,14 @@ pub fn remove_eni(name: &str, maps: &mut PinnedMaps, index: u32) -> Result<bool>
     maps.clear_old_generation(next)?;
     tracing::info!("returned drained Hyperplane ENI {} ({})", e.id, e.ip);
     Ok(true)
+}
+
+/// The `ENDPOINTS` keys of Hyperplane ENI `e`: its addresses in its VPC's
+/// space.
+fn eni_addrs(model: &Model, e: &crate::model::HyperplaneEniSpec) -> Vec<vpc_common::AddrKey> {
+    let vpc = model.vpc(&e.vpc).map_or(0, |v| v.index);
+    std::iter::once(vpc_common::v4_mapped(e.ip.octets()))
+        .chain(e.ip6.map(|a| a.octets()))
+        .map(|a| vpc_common::AddrKey::of(vpc, a))
+        .collect()
 }

@@ -922,7 +922,7 @@ mod tests {
         );
         assert_eq!(port("F.2").addr6, envs[1].ip6.unwrap().octets());
         // Each environment's addresses deliver to its own port.
-        let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).unwrap().1;
+        let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| k.addr == a).unwrap().1;
         assert_eq!(
             ep(vpc_common::v4_mapped(envs[1].ip.octets())).ifindex,
             links["F.2"].ifindex

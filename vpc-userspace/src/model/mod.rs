@@ -576,6 +576,8 @@ impl<'a> Builder<'a> {
             function_url::URL,
             dhcp_options::DHCP_OPTIONS,
             dhcp_options::DHCP_OPTIONS_ASSOCIATION,
+            // Refused once the VPCs are known (`vpc_peerings`).
+            vpc::VPC_PEERING_CONNECTION,
         ];
         self.check_types(&known)?;
         // Identifiers are known up front, so resources may refer to each
@@ -609,6 +611,7 @@ impl<'a> Builder<'a> {
         self.vpc_endpoint_ids();
         self.allocate_elastic_ips()?;
         self.vpcs()?;
+        self.vpc_peerings()?;
         self.vpc_cidr_blocks()?;
         self.dhcp_options()?;
         self.subnets()?;

@@ -119,12 +119,20 @@ impl Model {
         let Some(sn) = self.subnet(subnet) else {
             return vec![];
         };
+        // Addresses of the subnet's VPC: separate VPCs may overlap.
+        let mine = |s: &str| self.subnet(s).is_some_and(|s| s.vpc == sn.vpc);
         let used: std::collections::HashSet<Ipv4Addr> = self
             .hosts
             .iter()
+            .filter(|h| mine(&h.subnet))
             .flat_map(|h| h.ips())
-            .chain(self.enis.iter().map(|e| e.ip))
-            .chain(self.nat_gateways.iter().map(|g| g.ip))
+            .chain(self.enis.iter().filter(|e| mine(&e.subnet)).map(|e| e.ip))
+            .chain(
+                self.nat_gateways
+                    .iter()
+                    .filter(|g| mine(&g.subnet))
+                    .map(|g| g.ip),
+            )
             .collect();
         let (base, last) = (u32::from(sn.cidr.network()), u32::from(sn.cidr.broadcast()));
         (base + 4..last)
@@ -234,12 +242,14 @@ impl Builder<'_> {
                     format!("{cidr} is not inside the VPC's {vcidr}"),
                 ));
             }
+            // Within its VPC: separate VPCs may overlap.
             check_block(
                 cidr,
                 "subnet",
                 self.m
                     .subnets
                     .iter()
+                    .filter(|s| s.vpc == vpc)
                     .map(|s| (format!("subnet {}", s.id), s.cidr)),
                 &path,
             )?;

@@ -465,7 +465,7 @@ fn the_v4_only_view_of_a_shared_eni_is_compiled_for_functions_without_the_flag()
         .iter()
         .any(|(k, v)| *k == (2 | ENI_V4_ONLY) && v.pool == 2));
     assert_eq!(port(12).has_v6, 1, "its own address: the ENI view decides");
-    let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| *k == a).map(|x| x.1);
+    let ep = |a: [u8; 16]| e.endpoints.iter().find(|(k, _)| k.addr == a).map(|x| x.1);
     assert_eq!(ep(db6).unwrap().ifindex, 10);
     assert_eq!(ep(eni6).unwrap().kind, vpc_common::kind::HYPERPLANE_ENI);
     assert_eq!(ep(yes.exec_ip6.unwrap().octets()).unwrap().ifindex, 11);
@@ -630,4 +630,70 @@ fn a_template_built_over_the_prior_model_keeps_what_both_have() {
     assert!(third.subnet("B").is_none());
     let d = third.subnet("D").unwrap().index;
     assert!(d != b && d > c, "{d}");
+}
+
+/// Separate VPCs may overlap, as at AWS: each is its own address space,
+/// with hosts and Hyperplane ENIs at the same addresses; a peering
+/// between them is refused, naming both blocks.
+#[test]
+fn separate_vpcs_may_overlap_but_may_not_peer() {
+    let t = include_str!("../../../tests/fixtures/overlapping_vpcs.yaml");
+    let m = build_ok(t);
+    let (one, two) = (m.vpc("One").unwrap(), m.vpc("Two").unwrap());
+    assert_eq!((one.cidr, one.index, two.index), (two.cidr, 1, 2));
+    let db = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().ip;
+    assert_eq!(db("Db1"), db("Db2"));
+    // Each ENI in its own VPC, both first in their subnets.
+    let enis: Vec<_> = m.enis.iter().map(|e| (e.vpc.as_str(), e.ip)).collect();
+    assert_eq!(enis.len(), 2);
+    assert_eq!(enis[0].1, enis[1].1, "{enis:?}");
+    // Their endpoints, each in its VPC's space.
+    let links: std::collections::HashMap<String, crate::compile::LinkInfo> =
+        ["Db1", "Db2", "Example", "Web1", "Web2"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let l = crate::compile::LinkInfo {
+                    ifindex: 10 + i as u32,
+                    mac: [0; 6],
+                    router_mac: [0; 6],
+                };
+                (id.to_string(), l)
+            })
+            .collect();
+    let mut m2 = m.clone();
+    m2.functions.clear();
+    let e = crate::compile::compile(&m2, &links, 0).unwrap();
+    let addr = vpc_common::v4_mapped(db("Db1").octets());
+    let at = |space| {
+        e.endpoints
+            .iter()
+            .find(|(k, _)| *k == vpc_common::AddrKey { space, addr })
+    };
+    assert_eq!(at(1).unwrap().1.ifindex, 10);
+    assert_eq!(at(2).unwrap().1.ifindex, 11);
+    assert!(at(0).is_none());
+    // The web servers' one private address, a public one in each space.
+    let web = vpc_common::v4_mapped([10, 0, 1, 10]);
+    let mut spaces: Vec<u32> = e
+        .private_to_public
+        .iter()
+        .filter(|(k, _)| k.addr == web)
+        .map(|(k, _)| k.space)
+        .collect();
+    spaces.sort();
+    assert_eq!(spaces, [1, 2]);
+    assert!(e.public_to_private.iter().all(|(_, k)| k.space != 0));
+    // A peering of the two: refused, as EC2 refuses it.
+    let peering = "  Peering: {Type: AWS::EC2::VPCPeeringConnection, Properties: {VpcId: !Ref One, PeerVpcId: !Ref Two}}\n";
+    let e = build_err(&format!("{t}{peering}"));
+    assert_eq!(e.path, "Resources.Peering.Properties.PeerVpcId");
+    assert!(
+        e.message.contains(
+            "the CIDR '10.0.0.0/16' of VPC One overlaps the CIDR '10.0.0.0/16' of VPC Two"
+        ) && e
+            .message
+            .contains("matching or overlapping IPv4 CIDR blocks cannot be created"),
+        "{e}"
+    );
 }

@@ -14,6 +14,7 @@ use super::{
 use crate::template::{ModelError, Result};
 
 pub const VPC: &str = "AWS::EC2::VPC";
+pub const VPC_PEERING_CONNECTION: &str = "AWS::EC2::VPCPeeringConnection";
 pub const VPC_CIDR_BLOCK: &str = "AWS::EC2::VPCCidrBlock";
 
 /// Where `AmazonProvidedIpv6CidrBlock: true` takes its /56 blocks: a slice of
@@ -95,6 +96,34 @@ pub(super) fn check_block(
 }
 
 impl Builder<'_> {
+    /// VPC peering connections: not modelled (the datapath has no peering
+    /// route), but one between VPCs whose IPv4 blocks overlap is refused
+    /// for that, as EC2 refuses it (its status `failed`): separate VPCs may
+    /// overlap only while no route joins them.
+    pub(super) fn vpc_peerings(&self) -> Result<()> {
+        if let Some(res) = self.of_type(VPC_PEERING_CONNECTION).first() {
+            let id = &res.logical_id;
+            let p = self.props(res)?;
+            let vpc = |field| str_field(&p, id, field).map(|v| v.and_then(|v| self.m.vpc(v)));
+            if let (Some(a), Some(b)) = (vpc("VpcId")?, vpc("PeerVpcId")?) {
+                if a.cidr.contains(&b.cidr.network()) || b.cidr.contains(&a.cidr.network()) {
+                    return Err(ModelError::new(
+                        format!("{}.PeerVpcId", res_path(id)),
+                        format!(
+                            "VpcPeeringConnection failed (status failed: overlapping CIDRs): the CIDR '{}' of VPC {} overlaps the CIDR '{}' of VPC {}; a VPC peering connection between VPCs with matching or overlapping IPv4 CIDR blocks cannot be created",
+                            a.cidr, a.id, b.cidr, b.id
+                        ),
+                    ));
+                }
+            }
+            return Err(ModelError::new(
+                format!("Resources.{id}.Type"),
+                super::stack_resource::refusal(VPC_PEERING_CONNECTION),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn vpcs(&mut self) -> Result<()> {
         let lambda: Ipv4Net = LAMBDA_SERVICE_CIDR.parse().expect("constant");
         for res in self.of_type(VPC) {
@@ -102,7 +131,9 @@ impl Builder<'_> {
             let p = self.props(res)?;
             let path = format!("{}.CidrBlock", res_path(id));
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
-            // Separate VPCs may overlap at AWS; here they share one router, so they may not.
+            // Separate VPCs may overlap, as at AWS (each has its own
+            // address space on the router); none may overlap the global
+            // ranges, which every VPC reaches.
             let lambda_range = ("the Lambda service range".to_string(), lambda);
             let services: Ipv4Net = endpoint::AWS_SERVICES_CIDR.parse().expect("constant");
             let services = ("the AWS services range".to_string(), services);
@@ -112,19 +143,7 @@ impl Builder<'_> {
             let pool = ("the public IPv4 pool".to_string(), pool);
             let public: Ipv4Net = internet::AWS_PUBLIC_CIDR.parse().expect("constant");
             let public = ("the range of AWS's public endpoints".to_string(), public);
-            let vpcs = self
-                .m
-                .vpcs
-                .iter()
-                .map(|v| (format!("VPC {}", v.id), v.cidr));
-            check_block(
-                cidr,
-                "VPC",
-                [lambda_range, services, pool, public]
-                    .into_iter()
-                    .chain(vpcs),
-                &path,
-            )?;
+            check_block(cidr, "VPC", [lambda_range, services, pool, public], &path)?;
             let default_group = format!("{id}.DefaultSecurityGroup");
             // EC2's default: the resolver is on.
             let enable_dns_support =

@@ -16,7 +16,7 @@
 use std::{collections::HashSet, path::Path};
 
 use anyhow::{bail, Context, Result};
-use vpc_common::v4_mapped;
+use vpc_common::{v4_mapped, AddrKey};
 
 use crate::{
     cloudformation::Stack,
@@ -290,14 +290,19 @@ fn next_port(nodes: &[Node], links: &[String]) -> u16 {
 /// A node's port and addresses out of the maps (no packet is forwarded
 /// from or to it), its connections ended, its link pin removed.
 fn remove_node(maps: &mut PinnedMaps, pin_dir: &Path, n: &Node) -> Result<()> {
-    let mut addrs: HashSet<[u8; 16]> = HashSet::from([v4_mapped(n.ip.octets())]);
-    addrs.extend(n.ip6.map(|a| a.octets()));
+    let addrs: HashSet<AddrKey>;
     {
         use vpc_common::{map_names, Endpoint, PortInfo};
         let mut ports: aya::maps::HashMap<_, u32, PortInfo> =
             aya::maps::HashMap::try_from(maps.map(map_names::PORTS)?)?;
+        // Its addresses are in its VPC's space.
+        let vpc = ports.get(&n.link.ifindex, 0).map_or(0, |p| p.vpc);
+        addrs = std::iter::once(v4_mapped(n.ip.octets()))
+            .chain(n.ip6.map(|a| a.octets()))
+            .map(|a| AddrKey::of(vpc, a))
+            .collect();
         let _ = ports.remove(&n.link.ifindex);
-        let mut eps: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+        let mut eps: aya::maps::HashMap<_, AddrKey, Endpoint> =
             aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
         for a in &addrs {
             if eps.get(a, 0).is_ok_and(|e| e.ifindex == n.link.ifindex) {

@@ -58,12 +58,19 @@ pub fn end_connections(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Resu
     datapath::end_connections_where(maps, |k| addrs.contains(&k.saddr))
 }
 
-/// Ends the connections opened from or to the given addresses (a node
-/// that goes).
-pub fn end_connections_of(maps: &mut PinnedMaps, addrs: &HashSet<[u8; 16]>) -> Result<usize> {
-    datapath::end_connections_where(maps, |k| {
-        addrs.contains(&k.saddr) || addrs.contains(&k.daddr)
-    })
+/// Ends the connections opened from or to the given addresses, each in
+/// its space (a node that goes).
+pub fn end_connections_of(
+    maps: &mut PinnedMaps,
+    addrs: &HashSet<vpc_common::AddrKey>,
+) -> Result<usize> {
+    let of = |a: [u8; 16], space: u16| {
+        addrs.contains(&vpc_common::AddrKey {
+            space: space as u32,
+            addr: a,
+        })
+    };
+    datapath::end_connections_where(maps, |k| of(k.saddr, k.space) || of(k.daddr, k.space))
 }
 
 /// Attaches the deployment's pinned router program at `hook` on `n`'s

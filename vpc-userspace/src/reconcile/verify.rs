@@ -5,7 +5,7 @@ use std::{collections::HashMap as StdHashMap, hash::Hash, path::Path};
 
 use anyhow::Result;
 use aya::{maps::HashMap, Pod};
-use vpc_common::{map_names, Endpoint, EniGroup, HyperplaneEni, PortInfo};
+use vpc_common::{map_names, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo};
 
 use crate::{
     compile,
@@ -75,7 +75,7 @@ pub fn verify(name: &str) -> Result<Vec<String>> {
     compare(&mut drift, map_names::PORTS, &e.ports, ports, |v| {
         v.policy[other] = 0
     });
-    let endpoints = read::<[u8; 16], Endpoint>(&mut maps, map_names::ENDPOINTS)?;
+    let endpoints = read::<AddrKey, Endpoint>(&mut maps, map_names::ENDPOINTS)?;
     compare(
         &mut drift,
         map_names::ENDPOINTS,
@@ -95,13 +95,12 @@ pub fn verify(name: &str) -> Result<Vec<String>> {
         groups,
         |_| {},
     );
-    for (name, want) in [
-        (map_names::PUBLIC_TO_PRIVATE, &e.public_to_private),
-        (map_names::PRIVATE_TO_PUBLIC, &e.private_to_public),
-    ] {
-        let have = read::<[u8; 16], [u8; 16]>(&mut maps, name)?;
-        compare(&mut drift, name, want, have, |_| {});
-    }
+    let name = map_names::PUBLIC_TO_PRIVATE;
+    let have = read::<[u8; 16], AddrKey>(&mut maps, name)?;
+    compare(&mut drift, name, &e.public_to_private, have, |_| {});
+    let name = map_names::PRIVATE_TO_PUBLIC;
+    let have = read::<AddrKey, [u8; 16]>(&mut maps, name)?;
+    compare(&mut drift, name, &e.private_to_public, have, |_| {});
     // NAT claims without their connection (an agent killed in a GC leaves
     // them; the next one gives them back within a few seconds).
     for (claim, holder) in maps.nat_orphans()? {

@@ -132,10 +132,11 @@ fn add_ipv6(h: &mut Harness) {
             ports.insert(i, p, 0).unwrap();
         }
     }
-    let mut eps: M<_, [u8; 16], Endpoint> =
+    let mut eps: M<_, vpc_common::AddrKey, Endpoint> =
         M::try_from(h.dp.map(map_names::ENDPOINTS).unwrap()).unwrap();
     for (_, _, a, ep) in &updates {
-        eps.insert(a, ep, 0).unwrap();
+        eps.insert(vpc_common::AddrKey::of(ep.vpc, *a), ep, 0)
+            .unwrap();
     }
     let IpAddr::V6(eni6) = ip(ENI6) else {
         unreachable!()
@@ -145,10 +146,15 @@ fn add_ipv6(h: &mut Harness) {
         .entries
         .endpoints
         .iter()
-        .find(|(a, _)| *a == v4_mapped([10, 0, 1, 4]))
+        .find(|(a, _)| a.addr == v4_mapped([10, 0, 1, 4]))
         .unwrap()
         .1;
-    eps.insert(eni6.octets(), eni_ep, 0).unwrap();
+    eps.insert(
+        vpc_common::AddrKey::of(eni_ep.vpc, eni6.octets()),
+        eni_ep,
+        0,
+    )
+    .unwrap();
     let mut enis: M<_, u32, HyperplaneEni> =
         M::try_from(h.dp.map(map_names::ENIS).unwrap()).unwrap();
     enis.insert(

@@ -102,9 +102,11 @@ fn a_public_address_equal_to_a_private_one_is_never_read_as_it() {
         let ip = |a: &str| v4_mapped(a.parse::<std::net::Ipv4Addr>().unwrap().octets());
         // As if userspace had erred: Web's private address is also a
         // public one, held by Db.
-        let mut m: BpfHash<_, [u8; 16], [u8; 16]> =
+        // (The template's one VPC has index 1.)
+        let in_vpc = |a: &str| vpc_common::AddrKey::of(1, ip(a));
+        let mut m: BpfHash<_, [u8; 16], vpc_common::AddrKey> =
             BpfHash::try_from(h.dp.map(map_names::PUBLIC_TO_PRIVATE).unwrap()).unwrap();
-        m.insert(ip("10.0.1.10"), ip("10.0.2.10"), 0).unwrap();
+        m.insert(ip("10.0.1.10"), in_vpc("10.0.2.10"), 0).unwrap();
         // Web still leaves as its own public address...
         let (v, out) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40000, 443, TCP_SYN));
         assert_eq!(v, XDP_REDIRECT);
@@ -122,9 +124,9 @@ fn a_public_address_equal_to_a_private_one_is_never_read_as_it() {
         assert_eq!(seen(&out).1, "10.0.1.10");
         // A private address with no public one of its own does not leave
         // as the host whose public address it equals.
-        let mut m: BpfHash<_, [u8; 16], [u8; 16]> =
+        let mut m: BpfHash<_, vpc_common::AddrKey, [u8; 16]> =
             BpfHash::try_from(h.dp.map(map_names::PRIVATE_TO_PUBLIC).unwrap()).unwrap();
-        m.remove(&ip("10.0.1.10")).unwrap();
+        m.remove(&in_vpc("10.0.1.10")).unwrap();
         let before = h.counters().dropped(DropReason::NoPublicAddress);
         let (v, _) = h.run(web, &tcp("10.0.1.10", "203.0.113.10", 40001, 443, TCP_SYN));
         assert_eq!(v, XDP_DROP);
@@ -214,5 +216,42 @@ fn a_tuple_reopened_through_the_internet_gateway_is_a_new_connection_at_once() {
         // One connection, counted once, and its two entries.
         assert_eq!(h.dp.connections().unwrap().len(), 1);
         assert_eq!(h.dp.port_allowances(web).unwrap().connections, 1);
+    });
+}
+
+/// Separate VPCs with the same block: two hosts at 10.0.1.10, each with a
+/// public address of its own. Each leaves as its own public address, its
+/// replies come back to it, and a new flow to either public address
+/// reaches that address's host; the private address alone reaches
+/// neither from the internet.
+#[test]
+fn public_addresses_of_overlapping_vpcs_lead_to_their_own_hosts() {
+    in_private_netns(|| {
+        let mut h = Harness::new(fixture!("overlapping_vpcs.yaml"));
+        let (web1, web2, inet) = (h.ifindex("Web1"), h.ifindex("Web2"), h.ifindex("Example"));
+        let public = |h: &Harness, id: &str| h.model.public_ip(id).unwrap().to_string();
+        let (p1, p2) = (public(&h, "Web1"), public(&h, "Web2"));
+        assert_ne!(p1, p2);
+        for (port, own, id) in [(web1, &p1, "Web1"), (web2, &p2, "Web2")] {
+            // Out: the same private tuple from both VPCs.
+            let (v, out) = h.run(port, &tcp("10.0.1.10", "203.0.113.10", 40000, 443, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT);
+            assert_eq!(seen(&out).0, *own);
+            // Back: to the host of that public address's VPC.
+            let synack = tcp("203.0.113.10", own, 443, 40000, TCP_SYN | TCP_ACK);
+            let (v, out) = h.run(inet, &synack);
+            assert_eq!(v, XDP_REDIRECT);
+            assert_eq!(seen(&out).1, "10.0.1.10");
+            assert_eq!(out[0..6], h.links[id].mac, "back to {id}");
+        }
+        // In: each public address to its own host.
+        for (own, id) in [(&p1, "Web1"), (&p2, "Web2")] {
+            let (v, out) = h.run(inet, &tcp("203.0.113.10", own, 50000, 80, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT, "{id}");
+            assert_eq!(seen(&out).1, "10.0.1.10");
+            assert_eq!(out[0..6], h.links[id].mac, "to {id}");
+        }
+        let (v, _) = h.run(inet, &tcp("203.0.113.10", "10.0.1.10", 50001, 80, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
     });
 }

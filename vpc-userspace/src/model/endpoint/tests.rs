@@ -253,6 +253,7 @@ fn vpc_explain_follows_a_gateway_endpoint_route() {
         dst: dst.parse().unwrap(),
         proto: 6,
         port: 443,
+        space: 0,
     };
     // Web (10.0.1.4, PrivateA, PrivateRt) to S3: the endpoint's route.
     let (v, steps) = explain(&m, &p("10.0.1.4", "198.18.0.10"));
