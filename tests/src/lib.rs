@@ -70,6 +70,34 @@ pub fn cdk_node_modules() -> PathBuf {
     dir
 }
 
+/// The AWS CLI of [`pyenv`] against `url` (`--output json`), with
+/// credentials of nobody's and no configuration of the machine's.
+pub fn aws_cli(url: &str, args: &[&str]) -> Output {
+    let aws = pyenv().join("bin/aws");
+    assert!(
+        aws.exists(),
+        "{} missing: `cargo xtask provision` installs the AWS CLI",
+        aws.display()
+    );
+    let home = std::env::temp_dir().join("vpc-tests-aws-cli");
+    Command::new(aws)
+        .args(["--endpoint-url", url, "--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("running the AWS CLI")
+}
+
 /// The Python of [`pyenv`].
 pub fn pyenv_python() -> PathBuf {
     let p = pyenv().join("bin/python");

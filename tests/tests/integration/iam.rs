@@ -38,31 +38,8 @@ fn boto3(url: &str, mode: &str) {
     );
 }
 
-/// The AWS CLI against the endpoint, with credentials of nobody's.
 fn aws(url: &str, args: &[&str]) -> std::process::Output {
-    let aws = vpc_tests::pyenv().join("bin/aws");
-    assert!(
-        aws.exists(),
-        "{} missing: `cargo xtask provision`",
-        aws.display()
-    );
-    let home = std::env::temp_dir().join("vpc-iam-cli");
-    Command::new(aws)
-        .args(["--endpoint-url", url, "--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        )
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", home.join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap()
+    vpc_tests::aws_cli(url, args)
 }
 
 fn aws_ok(url: &str, args: &[&str]) {

@@ -309,6 +309,90 @@ fn every_intrinsic_comes_up_with_the_values_aws_computes() {
     );
 }
 
+/// SSM's API on the agent's endpoint (the AWS CLI) writes the store that
+/// templates resolve from: a parameter put through it is what the next
+/// `vpc apply` resolves, and what `vpc ssm` shows.
+#[test]
+fn the_parameter_store_api_writes_what_templates_resolve() {
+    let store = Store::new(&unique_name("ssmapi"));
+    let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(FAST);
+    let d = Deployment::up_env("ssmapi", fixture!("ec2/empty.yaml"), &args, &store.env());
+    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let ssm = |a: &[&str]| {
+        let out = vpc_tests::aws_cli(&url, &[&["ssm"], a].concat());
+        (out.status.success(), text(&out))
+    };
+    let json = |a: &[&str]| -> Value {
+        let (ok, t) = ssm(a);
+        assert!(ok, "aws ssm {a:?}: {t}");
+        serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"))
+    };
+    let put = [
+        "put-parameter",
+        "--name",
+        "/app/db/host",
+        "--value",
+        "10.20.1.10",
+        "--type",
+        "String",
+    ];
+    assert_eq!(json(&put)["Version"], 1);
+    let (ok, t) = ssm(&put);
+    assert!(!ok && t.contains("ParameterAlreadyExists"), "{t}");
+    json(&[
+        "put-parameter",
+        "--name",
+        "/app/db/port",
+        "--value",
+        "5432",
+        "--type",
+        "String",
+    ]);
+    let got = json(&["get-parameter", "--name", "/app/db/host"]);
+    assert_eq!(got["Parameter"]["Value"], "10.20.1.10", "{got}");
+    let by_path = json(&["get-parameters-by-path", "--path", "/app", "--recursive"]);
+    assert_eq!(
+        by_path["Parameters"].as_array().unwrap().len(),
+        2,
+        "{by_path}"
+    );
+    let (ok, t) = ssm(&["get-parameter", "--name", "/app/none"]);
+    assert!(!ok && t.contains("ParameterNotFound"), "{t}");
+    // A public AMI parameter: the store's documented fallback, as `vpc ssm` shows it.
+    let ami = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+    let image = json(&["get-parameter", "--name", ami])["Parameter"]["Value"].clone();
+    let cli = vpc_env(
+        "any",
+        &["ssm", "get-parameter", "--name", ami, "--output", "json"],
+        &store.env(),
+    );
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(cli["Parameter"]["Value"], image);
+    // The same store: `vpc ssm` reads what the API wrote ...
+    let cli = vpc_env(
+        "any",
+        &[
+            "ssm",
+            "get-parameter",
+            "--name",
+            "/app/db/host",
+            "--output",
+            "json",
+        ],
+        &store.env(),
+    );
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(cli["Parameter"]["Value"], "10.20.1.10");
+    // ... and a template's `AWS::SSM::Parameter::Value<String>` resolves it.
+    let out = d.try_apply_with(INTRINSICS, &[], &store.env());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        output(&d.status(), "DbAddress").as_deref(),
+        Some("10.20.1.10")
+    );
+}
+
 #[test]
 fn exports_are_imported_by_name_across_deployments() {
     let exporter_name = unique_name("tple");

@@ -15,7 +15,7 @@
 //! caller's account ([`Caller::account`]). `lambda` goes to the Lambda router
 //! ([`crate::lambda::api::router`]), `cloudformation` to the stacks' query API
 //! ([`crate::cloudformation::api`]), `ec2` to EC2's VPC operations
-//! ([`crate::ec2`]); any other service gets AWS's error for an
+//! ([`crate::ec2`]), `ssm` to the Parameter Store ([`crate::ssm::api`]); any other service gets AWS's error for an
 //! operation that is not served, in its protocol's shape ([`unserved`]):
 //! another service is one more router in [`Endpoint`] and one arm in
 //! `dispatch`.
@@ -63,6 +63,7 @@ pub struct Endpoint {
     iam: Router,
     sts: Router,
     ec2: Router,
+    ssm: Router,
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
@@ -72,7 +73,9 @@ pub struct Endpoint {
 /// ([`crate::cloudformation::api`]); `iam`: IAM's query API
 /// ([`crate::iam::api`]); `sts`: STS's GetCallerIdentity
 /// ([`crate::iam::sts`]); `ec2`: EC2's VPC operations over the same stacks
-/// ([`crate::ec2`]), and moto's `POST /moto-api/reset`.
+/// ([`crate::ec2`]), and moto's `POST /moto-api/reset`; `ssm`: the
+/// Parameter Store ([`crate::ssm::api`]), the machine's, so not per
+/// deployment.
 pub fn endpoint(
     lambda: Router,
     cloudformation: Router,
@@ -86,6 +89,7 @@ pub fn endpoint(
         iam,
         sts,
         ec2,
+        ssm: crate::ssm::api::router(),
     };
     Router::new()
         .fallback(dispatch)
@@ -154,6 +158,10 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             Err(never) => match never {},
         },
         "ec2" => match e.ec2.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        "ssm" => match e.ssm.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         },

@@ -40,14 +40,12 @@ pub enum SsmOp {
 }
 
 fn view(name: &str, p: &vpc::ssm::Parameter) -> serde_json::Value {
-    json!({
-        "Name": name,
-        "Type": p.kind,
-        "Value": p.value,
-        "Version": p.version,
-        "LastModifiedDate": p.last_modified_date,
-        "ARN": format!("arn:aws:ssm:{}:{}:parameter/{}", vpc::template::DEFAULT_REGION, vpc::template::DEFAULT_ACCOUNT, name.trim_start_matches('/')),
-    })
+    vpc::ssm::view(
+        name,
+        p,
+        vpc::template::DEFAULT_REGION,
+        vpc::template::DEFAULT_ACCOUNT,
+    )
 }
 
 pub fn ssm(op: SsmOp, out: Output) -> Result<()> {

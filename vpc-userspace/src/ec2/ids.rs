@@ -98,9 +98,30 @@ pub fn prefix(id: &str) -> &str {
     id.split_once('-').map(|(p, _)| p).unwrap_or("")
 }
 
+/// Whether `id` is shaped as EC2's ids of `prefix`: the prefix, a dash and
+/// 8 (older resources) or 17 hex digits. EC2 answers `.Malformed` for one
+/// that is not.
+pub fn well_formed(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|h| {
+            (h.len() == 8 || h.len() == HEX) && h.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn well_formed_ids_have_8_or_17_hex_digits() {
+        assert!(well_formed("sg", "sg-005216b55886f0fdc"));
+        assert!(well_formed("sg", "sg-00000000"));
+        assert!(!well_formed("sg", "foobar"));
+        assert!(!well_formed("sg", "sg-12345"));
+        assert!(!well_formed("sg", "vpc-00000000"));
+        assert!(!well_formed("sg", "sg-0000000g"));
+    }
 
     #[test]
     fn api_ids_and_logical_ids_map_both_ways() {

@@ -100,10 +100,7 @@ fn now_ms() -> u64 {
 /// `InvalidInstanceID.Malformed` for an id not shaped as EC2's, else
 /// `.NotFound`.
 fn not_found(id: &str) -> Ec2Error {
-    let well_formed = id.strip_prefix("i-").is_some_and(|h| {
-        (h.len() == 8 || h.len() == ids::HEX) && h.bytes().all(|b| b.is_ascii_hexdigit())
-    });
-    if well_formed {
+    if ids::well_formed("i", id) {
         Ec2Error::not_found("InvalidInstanceID.NotFound", "instance", id)
     } else {
         Ec2Error::new(

@@ -372,6 +372,18 @@ pub fn describe_rules(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let v = View::load(&ctx.name)?;
     let wanted = p.list("SecurityGroupRuleId");
     let fs = filters::parse(p);
+    for f in fs.iter().filter(|f| f.name == "group-id") {
+        if let Some(bad) = f
+            .values
+            .iter()
+            .find(|id| !super::ids::well_formed("sg", id))
+        {
+            return Err(Ec2Error::new(
+                "InvalidGroupId.Malformed",
+                format!("The security group ID '{bad}' is malformed"),
+            ));
+        }
+    }
     let mut out = vec![];
     for g in &v.model.groups {
         for r in rules_of(&v, g) {
@@ -428,6 +440,21 @@ pub fn modify_rules(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                         .collect(),
                 )
             });
+            // AWS's checks, in AWS's order (moto's aws_verified test).
+            let Some(proto) = n.get("IpProtocol") else {
+                return Err(Ec2Error::new(
+                    "InvalidParameterValue",
+                    "Invalid value 'null' for protocol. VPC security group rules must specify protocols explicitly.",
+                ));
+            };
+            let (from, to) = (n.int("FromPort")?, n.int("ToPort")?);
+            let ported = ["tcp", "udp", "6", "17"].contains(&proto.to_ascii_lowercase().as_str());
+            if ported && (from.is_none() || to.is_none()) {
+                return Err(Ec2Error::new(
+                    "InvalidParameterValue",
+                    "Invalid value for portRange. Must specify both from and to ports with TCP/UDP.",
+                ));
+            }
             let peer = if let Some(c4) = n.get("CidrIpv4") {
                 ("CidrIp", c4.to_string())
             } else if let Some(c6) = n.get("CidrIpv6") {
@@ -437,12 +464,15 @@ pub fn modify_rules(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             } else if let Some(gid) = n.get("ReferencedGroupId") {
                 ("GroupId", gid.to_string())
             } else {
-                return Err(Ec2Error::missing("CidrIpv4"));
+                return Err(Ec2Error::new(
+                    "MissingParameter",
+                    "The request must contain exactly one of: cidrIp, cidrIpv6, prefixListId, or referencedGroupId",
+                ));
             };
             let s = Spec {
-                protocol: protocol(n.required("IpProtocol")?)?,
-                from: n.int("FromPort")?,
-                to: n.int("ToPort")?,
+                protocol: protocol(proto)?,
+                from,
+                to,
                 peer,
                 description: n.get("Description").map(str::to_string),
             };

@@ -48,13 +48,24 @@ fn available(v: &View, s: &Subnet) -> u64 {
     (1u64 << (32 - s.cidr.prefix_len())).saturating_sub(5 + used as u64)
 }
 
+/// A subnet's ARN names the region of its Availability Zone (a subnet
+/// made by a caller of another region is in that region's zones).
+fn arn(v: &View, s: &Subnet) -> String {
+    let region =
+        s.az.strip_suffix(|c: char| c.is_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&v.model.region);
+    format!(
+        "arn:aws:ec2:{region}:{}:subnet/{}",
+        v.account(),
+        v.id(&s.id)
+    )
+}
+
 fn item(x: &mut Xml, v: &View, s: &Subnet) {
     let id = v.id(&s.id);
     x.leaf("subnetId", &id)
-        .leaf(
-            "subnetArn",
-            &format!("arn:aws:ec2:{}:{}:subnet/{id}", v.model.region, v.account()),
-        )
+        .leaf("subnetArn", &arn(v, s))
         .leaf("state", "available")
         .leaf("ownerId", v.account())
         .leaf("vpcId", &v.id(&s.vpc))
@@ -113,11 +124,7 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             "ipv6-cidr-block-association.ipv6-cidr-block" => {
                 Some(s.ipv6_cidr.iter().map(|c| c.to_string()).collect())
             }
-            "subnet-arn" => filters::one(format!(
-                "arn:aws:ec2:{}:{}:subnet/{id}",
-                v.model.region,
-                v.account()
-            )),
+            "subnet-arn" => filters::one(arn(&v, s)),
             _ => None,
         })?;
         if keep {

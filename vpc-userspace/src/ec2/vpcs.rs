@@ -355,7 +355,8 @@ pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         )
         .leaf("associationId", &v6_association(&v, vpc))
         .open("ipv6CidrBlockState")
-        .leaf("state", "associated")
+        // AWS answers the change in progress; Describe shows `associated`.
+        .leaf("state", "associating")
         .close("ipv6CidrBlockState")
         .leaf("networkBorderGroup", &ctx.region)
         .leaf("ipv6Pool", "Amazon")
@@ -400,7 +401,7 @@ pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         )
         .leaf("associationId", &assoc)
         .open("ipv6CidrBlockState")
-        .leaf("state", "disassociated")
+        .leaf("state", "disassociating")
         .close("ipv6CidrBlockState")
         .close("ipv6CidrBlockAssociation");
     Ok(x.0)

@@ -34,20 +34,7 @@ fn up(tag: &str) -> (Deployment, String) {
 /// `aws ec2 ARGS --output json` against `url`: its JSON, or the error's
 /// text (`Err`).
 pub(crate) fn aws(url: &str, args: &[&str]) -> Result<Value, String> {
-    let bin = pyenv().join("bin/aws");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo xtask provision` installs the AWS CLI",
-        bin.display()
-    );
-    let out = Command::new(bin)
-        .args(["--endpoint-url", url, "--output", "json", "ec2"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = vpc_tests::aws_cli(url, &[&["ec2"], args].concat());
     if !out.status.success() {
         return Err(text(&out));
     }
@@ -169,6 +156,51 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     let rule = s(&auth["SecurityGroupRules"][0]["SecurityGroupRuleId"]);
     assert!(rule.starts_with("sgr-"), "{auth}");
     assert!(reach(), "allowed from the app's group");
+    // AWS's checks of a modified rule and of a rule filter, in its words.
+    let modify = |r: &str| {
+        let arg = format!("SecurityGroupRuleId={rule},SecurityGroupRule={{{r}}}");
+        aws(
+            &url,
+            &[
+                "modify-security-group-rules",
+                "--group-id",
+                &db_sg,
+                "--security-group-rules",
+                &arg,
+            ],
+        )
+        .unwrap_err()
+    };
+    let e = modify("FromPort=1,ToPort=2,CidrIpv4=10.9.0.0/16");
+    assert!(e.contains("(InvalidParameterValue)") && e.contains("Invalid value 'null' for protocol. VPC security group rules must specify protocols explicitly."), "{e}");
+    let e = modify("IpProtocol=udp,ToPort=2,CidrIpv4=10.9.0.0/16");
+    assert!(
+        e.contains(
+            "Invalid value for portRange. Must specify both from and to ports with TCP/UDP."
+        ),
+        "{e}"
+    );
+    let e = modify("IpProtocol=udp,FromPort=1,ToPort=2");
+    assert!(
+        e.contains("(MissingParameter)")
+            && e.contains("exactly one of: cidrIp, cidrIpv6, prefixListId, or referencedGroupId"),
+        "{e}"
+    );
+    let e = aws(
+        &url,
+        &[
+            "describe-security-group-rules",
+            "--filters",
+            "Name=group-id,Values=foobar",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("(InvalidGroupId.Malformed)")
+            && e.contains("The security group ID 'foobar' is malformed"),
+        "{e}"
+    );
+    assert!(reach(), "a refused change changes nothing");
     let e = aws(
         &url,
         &[
@@ -336,6 +368,65 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     let e = aws(&url, &["delete-network-acl", "--network-acl-id", &acl]).unwrap_err();
     assert!(e.contains("(DependencyViolation)"), "{e}");
 
+    // A subnet made by a caller of another region is in that region's
+    // zones, and its ARN says that region.
+    let sub = ok(
+        &url,
+        &[
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.42.9.0/24",
+            "--availability-zone",
+            "eu-west-1a",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    let arn = s(&sub["Subnet"]["SubnetArn"]);
+    assert!(arn.starts_with("arn:aws:ec2:eu-west-1:"), "{arn}");
+    ok(
+        &url,
+        &[
+            "delete-subnet",
+            "--subnet-id",
+            &s(&sub["Subnet"]["SubnetId"]),
+        ],
+    );
+
+    // The VPC's IPv6 block: the answers say the change in progress, as
+    // AWS's do; Describe shows where it ended.
+    let a = ok(
+        &url,
+        &[
+            "associate-vpc-cidr-block",
+            "--vpc-id",
+            &vpc,
+            "--amazon-provided-ipv6-cidr-block",
+        ],
+    );
+    let a = &a["Ipv6CidrBlockAssociation"];
+    assert_eq!(a["Ipv6CidrBlockState"]["State"], "associating", "{a}");
+    let v6 = |v: &Value| v["Vpcs"][0]["Ipv6CidrBlockAssociationSet"].clone();
+    let shown = v6(&ok(&url, &["describe-vpcs", "--vpc-ids", &vpc]));
+    assert_eq!(
+        shown[0]["Ipv6CidrBlockState"]["State"], "associated",
+        "{shown}"
+    );
+    assert_eq!(shown[0]["Ipv6CidrBlock"], a["Ipv6CidrBlock"]);
+    let assoc = s(&a["AssociationId"]);
+    let d6 = ok(
+        &url,
+        &["disassociate-vpc-cidr-block", "--association-id", &assoc],
+    );
+    assert_eq!(
+        d6["Ipv6CidrBlockAssociation"]["Ipv6CidrBlockState"]["State"], "disassociating",
+        "{d6}"
+    );
+    let shown = v6(&ok(&url, &["describe-vpcs", "--vpc-ids", &vpc]));
+    assert!(shown.as_array().is_none_or(|a| a.is_empty()), "{shown}");
+
     // A route table with a route to an internet gateway, associated with
     // the app's subnet: the local route still reaches the database.
     let rtb = s(&ok(&url, &["create-route-table", "--vpc-id", &vpc])["RouteTable"]["RouteTableId"]);
@@ -428,20 +519,7 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     );
     assert_eq!(tags["Tags"][0]["Key"], "team", "{tags}");
     // The API's stack is not CloudFormation's to show or change.
-    let out = Command::new(pyenv().join("bin/aws"))
-        .args([
-            "--endpoint-url",
-            &url,
-            "--output",
-            "json",
-            "cloudformation",
-            "describe-stacks",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
+    let out = vpc_tests::aws_cli(&url, &["cloudformation", "describe-stacks"]);
     let stacks: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     let names: Vec<&str> = stacks["Stacks"]

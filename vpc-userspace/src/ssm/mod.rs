@@ -14,6 +14,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod api;
+
 /// The default store (the machine's; survives deployments, as an
 /// account's parameters survive its stacks).
 pub const DEFAULT_PATH: &str = "/var/lib/vpc/ssm-parameters.json";
@@ -154,6 +156,26 @@ pub fn delete(path: &Path, name: &str) -> Result<()> {
 /// A parameter of `stored`, else its fallback.
 pub fn get(stored: &BTreeMap<String, Parameter>, name: &str) -> Option<Parameter> {
     stored.get(name).cloned().or_else(|| fallback(name))
+}
+
+/// A parameter as GetParameter and DescribeParameters show it. A public
+/// parameter's ARN names no account, as AWS's do; a fallback (version 0,
+/// not stored) shows version 1.
+pub fn view(name: &str, p: &Parameter, region: &str, account: &str) -> serde_json::Value {
+    let account = if name.starts_with("/aws/") {
+        ""
+    } else {
+        account
+    };
+    serde_json::json!({
+        "Name": name,
+        "Type": p.kind,
+        "Value": p.value,
+        "Version": p.version.max(1),
+        "LastModifiedDate": p.last_modified_date,
+        "ARN": format!("arn:aws:ssm:{region}:{account}:parameter/{}", name.trim_start_matches('/')),
+        "DataType": "text",
+    })
 }
 
 /// Public parameters AWS publishes (`/aws/service/...`) and CDK's
