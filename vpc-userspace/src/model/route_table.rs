@@ -104,13 +104,11 @@ impl Model {
     /// Every route of a table, the `local` ones (one per VPC block) first.
     pub fn routes_of(&self, table: &RouteTable) -> Vec<Route> {
         let vpc = self.vpc(&table.vpc).expect("validated");
-        let local = std::iter::once(IpNet::V4(vpc.cidr))
-            .chain(vpc.ipv6_cidr.map(IpNet::V6))
-            .map(|cidr| Route {
-                id: "local".into(),
-                destination: Destination::Cidr(cidr),
-                target: Target::Local,
-            });
+        let local = vpc.blocks().map(|cidr| Route {
+            id: "local".into(),
+            destination: Destination::Cidr(cidr),
+            target: Target::Local,
+        });
         local.chain(table.routes.iter().cloned()).collect()
     }
 
@@ -293,8 +291,9 @@ impl Builder<'_> {
             }
             // The local routes: equal is a duplicate; inside is AWS's
             // "more specific routing" to a middlebox, not supported here.
-            let locals = std::iter::once(IpNet::V4(vpc.cidr)).chain(vpc.ipv6_cidr.map(IpNet::V6));
-            for local in locals {
+            // AWS refuses a VPC block the same as or larger than a route's
+            // destination: here the route, whichever came first.
+            for local in vpc.blocks() {
                 if local == c {
                     return Err(ModelError::new(
                         field(dfield),
