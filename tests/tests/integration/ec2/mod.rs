@@ -14,6 +14,7 @@ mod flow_logs;
 mod instances;
 mod network_interfaces;
 mod prefix_lists;
+mod vpc_cidr_blocks;
 
 use serde_json::Value;
 use vpc_tests::{
