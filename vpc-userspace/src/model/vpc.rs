@@ -518,4 +518,164 @@ Resources:
             assert!(e.message.contains("IPv4-mapped"), "{}", e.message);
         }
     }
+
+    /// A VPC 10.0.0.0/16 with the secondary blocks `blocks`, one
+    /// `AWS::EC2::VPCCidrBlock` each (B0, B1, ...), and `extra`.
+    fn with_blocks(blocks: &[&str], extra: &str) -> String {
+        let mut t =
+            "Resources:\n  V: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}\n"
+                .to_string();
+        for (i, b) in blocks.iter().enumerate() {
+            t += &format!("  B{i}: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref V, CidrBlock: {b}}}}}\n");
+        }
+        t + extra
+    }
+
+    #[test]
+    fn secondary_ipv4_blocks_hold_subnets_and_a_local_route_each() {
+        let m = build_ok(&with_blocks(
+            &["10.1.0.0/16", "100.64.0.0/16"],
+            "  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref V, CidrBlock: 10.0.1.0/24}}
+  S: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref V, CidrBlock: 100.64.1.0/24}}
+  T: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref V}}
+",
+        ));
+        let v = m.vpc("V").unwrap();
+        let blocks: Vec<String> = v.cidrs().map(|c| c.to_string()).collect();
+        assert_eq!(blocks, ["10.0.0.0/16", "10.1.0.0/16", "100.64.0.0/16"]);
+        assert_eq!(m.subnet("S").unwrap().vpc, "V");
+        for t in &m.route_tables {
+            let locals: Vec<String> = m
+                .routes_of(t)
+                .iter()
+                .filter(|r| r.id == "local")
+                .map(|r| format!("{:?}", r.destination))
+                .collect();
+            assert_eq!(locals.len(), 3, "{}: {locals:?}", t.id);
+        }
+    }
+
+    #[test]
+    fn secondary_ipv4_blocks_follow_aws_rules() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            // /16 to /28.
+            (&["10.2.0.0/15"], "B0", "between /16 and /28"),
+            (&["10.1.0.0/29"], "B0", "between /16 and /28"),
+            // Clear of the VPC's own blocks.
+            (
+                &["10.0.128.0/17"],
+                "B0",
+                "conflicts with a block of V (10.0.0.0/16)",
+            ),
+            (
+                &["10.1.0.0/16", "10.1.0.0/24"],
+                "B1",
+                "conflicts with a block of V (10.1.0.0/16)",
+            ),
+            // The primary's private range only; never 198.19.0.0/16.
+            (
+                &["172.16.0.0/16"],
+                "B0",
+                "cannot take a block of 172.16.0.0/12",
+            ),
+            (
+                &["192.168.0.0/16"],
+                "B0",
+                "cannot take a block of 192.168.0.0/16",
+            ),
+            (&["198.19.0.0/16"], "B0", "198.19.0.0/16"),
+            // The global ranges, as for a primary.
+            (&["198.51.100.0/24"], "B0", "the public IPv4 pool"),
+            (&["198.18.0.0/24"], "B0", "the AWS services range"),
+            // At most five blocks, the primary included.
+            (
+                &[
+                    "10.1.0.0/16",
+                    "10.2.0.0/16",
+                    "10.3.0.0/16",
+                    "10.4.0.0/16",
+                    "10.5.0.0/16",
+                ],
+                "B4",
+                "CidrLimitExceeded: This network V has met its maximum number of allowed CIDRs: 5",
+            ),
+        ];
+        for (blocks, at, message) in cases {
+            let e = build_err(&with_blocks(blocks, ""));
+            assert_eq!(
+                e.path,
+                format!("Resources.{at}.Properties.CidrBlock"),
+                "{blocks:?}: {e}"
+            );
+            assert!(e.message.contains(message), "{blocks:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_public_primary_takes_no_private_secondary_block() {
+        let e = build_err(
+            "Resources:
+  V: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 100.64.0.0/16}}
+  B: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V, CidrBlock: 10.0.0.0/16}}
+",
+        );
+        assert_eq!(e.path, "Resources.B.Properties.CidrBlock");
+        assert!(
+            e.message.contains("cannot take a block of 10.0.0.0/8"),
+            "{}",
+            e.message
+        );
+        build_ok(
+            "Resources:
+  V: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 172.16.0.0/16}}
+  B: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V, CidrBlock: 172.17.0.0/16}}
+",
+        );
+    }
+
+    #[test]
+    fn a_subnet_outside_every_block_and_a_route_inside_a_secondary_block_are_refused() {
+        let e = build_err(&with_blocks(
+            &["10.1.0.0/16"],
+            "  S: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref V, CidrBlock: 10.2.1.0/24}}\n",
+        ));
+        assert_eq!(e.path, "Resources.S.Properties.CidrBlock");
+        assert!(
+            e.message
+                .contains("not inside a block of VPC V (10.0.0.0/16, 10.1.0.0/16)"),
+            "{}",
+            e.message
+        );
+        // A block the same as or larger than a route's destination.
+        let e = build_err(&with_blocks(
+            &["10.1.0.0/16"],
+            "  T: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref V}}
+  E: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref A}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref V, CidrBlock: 10.0.1.0/24}}
+  R: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref T, DestinationCidrBlock: 10.1.2.0/24, NetworkInterfaceId: !Ref E}}
+",
+        ));
+        assert_eq!(e.path, "Resources.R.Properties.DestinationCidrBlock");
+        assert!(
+            e.message.contains("local route 10.1.0.0/16"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_block_is_ipv4_or_ipv6_not_both() {
+        let e = build_err(
+            "Resources:
+  V: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  B: {Type: AWS::EC2::VPCCidrBlock, Properties: {VpcId: !Ref V, CidrBlock: 10.1.0.0/16, AmazonProvidedIpv6CidrBlock: true}}
+",
+        );
+        assert_eq!(e.path, "Resources.B.Properties.AmazonProvidedIpv6CidrBlock");
+        assert!(
+            e.message.contains("InvalidParameterCombination"),
+            "{}",
+            e.message
+        );
+    }
 }
