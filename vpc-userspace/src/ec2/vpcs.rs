@@ -308,9 +308,10 @@ fn v4_association(v: &View, vpc: &Vpc, block: Ipv4Net) -> String {
     ids::derived("vpc-cidr-assoc", &v.name, &which, &vpc.id)
 }
 
-/// The logical id of the API's `AWS::EC2::VPCCidrBlock` of `block`.
-fn block_logical(vpc: &str, block: &str) -> String {
-    format!("{vpc}Cidr{block}")
+/// The logical id of the API's `AWS::EC2::VPCCidrBlock` of a VPC:
+/// `which` is `Ipv6` or `Cidr` and the IPv4 block.
+fn block_logical(vpc: &str, which: &str) -> String {
+    format!("{vpc}{which}")
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .collect()
@@ -379,7 +380,7 @@ fn associate_v4(ctx: &Ctx, id: &str, block: Ipv4Net) -> Ec2Result<String> {
             return Err(Ec2Error::new(code, why));
         }
         t.put(
-            &block_logical(&vpc.id, &block.to_string()),
+            &block_logical(&vpc.id, &format!("Cidr{block}")),
             "AWS::EC2::VPCCidrBlock",
             json!({"VpcId": vpc.id, "CidrBlock": block.to_string()}),
         );
@@ -463,7 +464,7 @@ fn disassociate_v4(ctx: &Ctx, assoc: &str) -> Ec2Result<Option<String>> {
             Some(l) => {
                 t.remove(&l);
             }
-            None => v.owned(&block_logical(&vpc.id, &block.to_string()), assoc)?,
+            None => v.owned(&block_logical(&vpc.id, &format!("Cidr{block}")), assoc)?,
         }
         Ok(Some((v.id(&vpc.id), block)))
     })?;
@@ -496,7 +497,7 @@ pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             .clone();
         let l = t
             .of_type("AWS::EC2::VPCCidrBlock")
-            .find(|(_, p)| p["VpcId"] == vpc.id.as_str())
+            .find(|(_, p)| p["VpcId"] == vpc.id.as_str() && p.get("CidrBlock").is_none())
             .map(|(l, _)| l.clone());
         match l {
             Some(l) => {

@@ -151,6 +151,26 @@ fn a_secondary_block_holds_a_subnet_whose_instance_reaches_the_primary_and_back(
     );
     assert!(db.finish(30).is_some());
 
+    // An IPv6 block beside it comes and goes alone.
+    let v6 = ok(
+        &url,
+        &[
+            "associate-vpc-cidr-block",
+            "--vpc-id",
+            &vpc,
+            "--amazon-provided-ipv6-cidr-block",
+        ],
+    );
+    let v6 = s(&v6["Ipv6CidrBlockAssociation"]["AssociationId"]);
+    ok(
+        &url,
+        &["disassociate-vpc-cidr-block", "--association-id", &v6],
+    );
+    let now = ok(&url, &["describe-vpcs", "--vpc-ids", &vpc]);
+    assert_eq!(
+        now["Vpcs"][0]["CidrBlockAssociationSet"][1]["CidrBlock"], "10.43.0.0/16",
+        "{now}"
+    );
     // The primary block never goes; the secondary not while a subnet is in it.
     let primary = s(&found["Vpcs"][0]["CidrBlockAssociationSet"][0]["AssociationId"]);
     let disassociate = |id: &str| {
