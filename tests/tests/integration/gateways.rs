@@ -348,6 +348,51 @@ fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source
     assert_eq!(server.stop(), None);
 }
 
+/// AWS's "more specific routing": subnet A's table sends subnet B's range
+/// to a middlebox instance in a third subnet (source/destination check
+/// off), which beats `local` by longest prefix. Without forwarding in the
+/// instance nothing reaches B; with it (masquerading, as a NAT instance
+/// does) B sees the instance's address.
+const MORE_SPECIFIC: &str = r#"
+Resources:
+  Vpc: {Type: AWS::EC2::VPC, Properties: {CidrBlock: 10.0.0.0/16}}
+  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.1.0/24}}
+  B: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.2.0/24}}
+  M: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref Vpc, CidrBlock: 10.0.3.0/24}}
+  RtA: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref Vpc}}
+  AssocA: {Type: AWS::EC2::SubnetRouteTableAssociation, Properties: {SubnetId: !Ref A, RouteTableId: !Ref RtA}}
+  ToB: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref RtA, DestinationCidrBlock: 10.0.2.0/24, InstanceId: !Ref Fw}}
+  Sg:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: 7000 from the VPC
+      VpcId: !Ref Vpc
+      SecurityGroupIngress: [{IpProtocol: tcp, FromPort: 7000, ToPort: 7000, CidrIp: 10.0.0.0/16}]
+  Fw: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref M, PrivateIpAddress: 10.0.3.5, SourceDestCheck: false, SecurityGroupIds: [!Ref Sg]}}
+  App: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref A, PrivateIpAddress: 10.0.1.10, SecurityGroupIds: [!Ref Sg]}}
+  Db: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref B, PrivateIpAddress: 10.0.2.10, SecurityGroupIds: [!Ref Sg]}}
+"#;
+
+#[test]
+fn a_route_more_specific_than_local_sends_a_subnets_traffic_through_a_middlebox() {
+    let d = Deployment::up("gwms", MORE_SPECIFIC, FAST);
+    let server = tcp_server(&d.netns("Db"), "10.0.2.10:7000");
+    assert!(
+        !connects(&d, "exec", "App", "10.0.2.10", 7000, 1),
+        "the middlebox does not forward yet: nothing reaches B"
+    );
+    let setup = "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
+                 net.ipv4.conf.eth0.send_redirects=0 && \
+                 nft add table ip nat && \
+                 nft 'add chain ip nat post { type nat hook postrouting priority 100; }' && \
+                 nft add rule ip nat post oifname eth0 masquerade";
+    let out = d.vpc(&["exec", "Fw", "--", "sh", "-c", setup]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(connects(&d, "exec", "App", "10.0.2.10", 7000, 5));
+    let peer = server.finish(30).expect("B got the connection");
+    assert_eq!(peer.ip().to_string(), "10.0.3.5", "through the middlebox");
+}
+
 /// Echoes every connection accepted on each of `addrs` in `ns` until
 /// `stop`. Bumping `abort` makes it give up the connections it holds at
 /// once (a RST, no FIN_WAIT: the tuple is free again); `open` counts those

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 /// The prefixes of the ids the API shows (the API's own resources).
 pub const PREFIXES: &[&str] = &[
     "vpc", "subnet", "sg", "acl", "rtb", "igw", "eigw", "rtbassoc", "aclassoc", "sgr", "nat",
-    "eipalloc", "dopt", "pl", "i",
+    "eipalloc", "dopt", "pl", "i", "scr",
 ];
 
 /// Hex digits after the dash.

@@ -23,6 +23,7 @@ use axum::{
 
 use crate::cloudformation::xml::Xml;
 
+mod cidr_reservations;
 mod default_vpc;
 mod dhcp_options;
 mod filters;
@@ -306,6 +307,11 @@ fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Ec2Result<String> {
         "CreateSubnet" => subnets::create(ctx, p),
         "DeleteSubnet" => subnets::delete(ctx, p),
         "ModifySubnetAttribute" => subnets::modify_attribute(ctx, p),
+        "AssociateSubnetCidrBlock" => subnets::associate_cidr_block(ctx, p),
+        "DisassociateSubnetCidrBlock" => subnets::disassociate_cidr_block(ctx, p),
+        "CreateSubnetCidrReservation" => cidr_reservations::create(ctx, p),
+        "GetSubnetCidrReservations" => cidr_reservations::get(ctx, p),
+        "DeleteSubnetCidrReservation" => cidr_reservations::delete(ctx, p),
         "DescribeSecurityGroups" => security_groups::describe(ctx, p),
         "CreateSecurityGroup" => security_groups::create(ctx, p),
         "DeleteSecurityGroup" => security_groups::delete(ctx, p),

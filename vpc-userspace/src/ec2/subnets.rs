@@ -62,6 +62,116 @@ fn arn(v: &View, s: &Subnet) -> String {
     )
 }
 
+/// The id of a subnet's IPv6 block association (one block per subnet).
+fn v6_association_id(v: &View, s: &Subnet) -> String {
+    ids::derived("subnet-cidr-assoc", &v.name, "", &s.id)
+}
+
+/// A subnet's IPv6 block association in `state`.
+fn v6_association(x: &mut Xml, v: &View, s: &Subnet, block: ipnet::Ipv6Net, state: &str) {
+    x.leaf("ipv6CidrBlock", &block.to_string())
+        .leaf("associationId", &v6_association_id(v, s))
+        .open("ipv6CidrBlockState")
+        .leaf("state", state)
+        .close("ipv6CidrBlockState");
+}
+
+/// Associate- and DisassociateSubnetCidrBlock's answer.
+fn v6_answer(v: &View, s: &Subnet, block: ipnet::Ipv6Net, state: &str) -> String {
+    let mut x = xml();
+    x.leaf("subnetId", &v.id(&s.id))
+        .open("ipv6CidrBlockAssociation");
+    v6_association(&mut x, v, s, block, state);
+    x.close("ipv6CidrBlockAssociation");
+    x.0
+}
+
+/// AssociateSubnetCidrBlock: a /64 of the VPC's IPv6 block, on an API
+/// subnet without one. Addresses already in the subnet get no IPv6 one
+/// (as at AWS); what is placed there afterwards may.
+pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let id = p.required("SubnetId")?.to_string();
+    let text = p.required("Ipv6CidrBlock")?.to_string();
+    let invalid = || {
+        Ec2Error::new(
+            "InvalidSubnet.Range",
+            format!("The CIDR '{text}' is invalid."),
+        )
+    };
+    let block: ipnet::Ipv6Net = text.parse().map_err(|_| invalid())?;
+    super::stack::change(ctx, |t, v| {
+        let s = v.subnet(&id)?;
+        v.owned(&s.id, &id)?;
+        if s.ipv6_cidr.is_some() {
+            return Err(Ec2Error::new(
+                "CidrLimitExceeded",
+                format!("This network {id} has met its maximum number of allowed CIDRs: 1"),
+            ));
+        }
+        let vpc6 = v.model.vpc(&s.vpc).and_then(|x| x.ipv6_cidr);
+        if block.prefix_len() != 64
+            || block != block.trunc()
+            || !vpc6.is_some_and(|n| n.contains(&block))
+        {
+            return Err(invalid());
+        }
+        if v.model.subnets.iter().any(|o| o.ipv6_cidr == Some(block)) {
+            return Err(Ec2Error::new(
+                "InvalidSubnet.Conflict",
+                format!("The CIDR '{block}' conflicts with another subnet"),
+            ));
+        }
+        if let Some(props) = t.props_mut(&s.id) {
+            props.insert("Ipv6CidrBlock".into(), block.to_string().into());
+        }
+        Ok(())
+    })?;
+    let v = View::load(&ctx.name)?;
+    Ok(v6_answer(&v, v.subnet(&id)?, block, "associating"))
+}
+
+/// DisassociateSubnetCidrBlock: refused while an address of the block is
+/// in use (AWS: "detach or delete all ... resources associated with the
+/// CIDR block").
+pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
+    let assoc = p.required("AssociationId")?.to_string();
+    let (s, block) = super::stack::change(ctx, |t, v| {
+        let s = v
+            .model
+            .subnets
+            .iter()
+            .find(|s| s.ipv6_cidr.is_some() && v6_association_id(v, s) == assoc)
+            .ok_or_else(|| {
+                Ec2Error::new(
+                    "InvalidSubnetCidrBlockAssociationID.NotFound",
+                    format!("The subnet CIDR block with association ID '{assoc}' does not exist"),
+                )
+            })?;
+        let sid = v.id(&s.id);
+        v.owned(&s.id, &sid)?;
+        let m = &v.model;
+        let used = m.hosts.iter().any(|h| h.subnet == s.id && h.ip6.is_some())
+            || m.enis.iter().any(|e| e.subnet == s.id && e.ip6.is_some())
+            || !s
+                .reservations
+                .iter()
+                .all(|r| matches!(r.cidr, ipnet::IpNet::V4(_)));
+        if used {
+            return Err(Ec2Error::new(
+                "DependencyViolation",
+                format!("The IPv6 CIDR block of subnet '{sid}' has addresses in use and cannot be disassociated."),
+            ));
+        }
+        if let Some(props) = t.props_mut(&s.id) {
+            props.remove("Ipv6CidrBlock");
+            props.remove("AssignIpv6AddressOnCreation");
+        }
+        Ok((s.clone(), s.ipv6_cidr.expect("found with one")))
+    })?;
+    let v = View::load(&ctx.name)?;
+    Ok(v6_answer(&v, &s, block, "disassociating"))
+}
+
 fn item(x: &mut Xml, v: &View, s: &Subnet) {
     let id = v.id(&s.id);
     x.leaf("subnetId", &id)
@@ -80,14 +190,7 @@ fn item(x: &mut Xml, v: &View, s: &Subnet) {
         .flag("ipv6Native", false)
         .flag("enableDns64", false);
     x.items("ipv6CidrBlockAssociationSet", s.ipv6_cidr, |x, c| {
-        x.leaf("ipv6CidrBlock", &c.to_string())
-            .leaf(
-                "associationId",
-                &ids::derived("subnet-cidr-assoc", &v.name, "", &s.id),
-            )
-            .open("ipv6CidrBlockState")
-            .leaf("state", "associated")
-            .close("ipv6CidrBlockState");
+        v6_association(x, v, s, c, "associated")
     });
     x.open("privateDnsNameOptionsOnLaunch")
         .leaf("hostnameType", "ip-name")

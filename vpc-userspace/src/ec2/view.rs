@@ -73,6 +73,11 @@ impl View {
         let mut all: Vec<(&str, String)> = vec![];
         all.extend(m.vpcs.iter().map(|x| ("vpc", x.id.clone())));
         all.extend(m.subnets.iter().map(|x| ("subnet", x.id.clone())));
+        all.extend(
+            m.subnets
+                .iter()
+                .flat_map(|s| s.reservations.iter().map(|r| ("scr", r.id.clone()))),
+        );
         all.extend(m.groups.iter().map(|x| ("sg", x.id.clone())));
         all.extend(m.acls.iter().map(|x| ("acl", x.id.clone())));
         all.extend(m.route_tables.iter().map(|x| ("rtb", x.id.clone())));

@@ -54,12 +54,17 @@ pub fn add(t: &mut Template, logical: &str, cidr: Ipv4Net, p: &Params, default: 
         ("SourceSecurityGroupId", &group),
     );
     rule(t, super::security_groups::EGRESS, ("CidrIp", "0.0.0.0/0"));
-    if p.flag("AmazonProvidedIpv6CidrBlock") == Some(true) {
-        t.put(
-            &format!("{logical}Ipv6"),
-            "AWS::EC2::VPCCidrBlock",
-            json!({"VpcId": logical, "AmazonProvidedIpv6CidrBlock": true}),
-        );
+    // The IPv6 block as AssociateVpcCidrBlock takes it: Amazon's, or a given one.
+    let v6 = match (
+        p.flag("AmazonProvidedIpv6CidrBlock"),
+        p.get("Ipv6CidrBlock"),
+    ) {
+        (Some(true), _) => Some(json!({"VpcId": logical, "AmazonProvidedIpv6CidrBlock": true})),
+        (_, Some(c)) => Some(json!({"VpcId": logical, "Ipv6CidrBlock": c})),
+        _ => None,
+    };
+    if let Some(props) = v6 {
+        t.put(&format!("{logical}Ipv6"), "AWS::EC2::VPCCidrBlock", props);
     }
 }
 

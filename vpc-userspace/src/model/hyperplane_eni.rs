@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use super::{fnv1a, Builder, Model};
+use super::{fnv1a, Builder, Model, Subnet};
 use crate::template::{ModelError, Result};
 
 /// One Hyperplane ENI per (subnet, security-group set), shared.
@@ -195,6 +195,26 @@ impl Model {
             available: false,
         });
         Ok(index)
+    }
+
+    /// ENIs made before their subnet had an IPv6 block
+    /// (AssociateSubnetCidrBlock) take an address of it, as those made in
+    /// a dual-stack subnet do: a dual-stack function placed there then
+    /// has IPv6 egress as if the block had been there from the start.
+    pub fn address_enis_of_dual_stack_subnets(&mut self) {
+        let bare: Vec<(u32, String)> = self
+            .enis
+            .iter()
+            .filter(|e| e.ip6.is_none())
+            .filter(|e| self.subnet(&e.subnet).is_some_and(Subnet::is_dual_stack))
+            .map(|e| (e.index, e.subnet.clone()))
+            .collect();
+        for (index, subnet) in bare {
+            let ip6 = self.free_ip6(&subnet);
+            if let Some(e) = self.enis.iter_mut().find(|e| e.index == index) {
+                e.ip6 = ip6;
+            }
+        }
     }
 
     /// DeleteNetworkInterface: a Hyperplane ENI Lambda lost (`available`)
@@ -423,6 +443,21 @@ mod allocator_tests {
         let e = m.enis.iter().find(|e| e.index == i).unwrap();
         assert_eq!(e.ip6, None);
         assert_eq!(e.ip.to_string(), "10.0.3.4");
+    }
+
+    #[test]
+    fn enis_of_a_subnet_that_gained_an_ipv6_block_take_an_address_of_it() {
+        let mut m = build_ok(&dual(
+            r#"
+  F: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref A], SecurityGroupIds: [!Ref Sg]}}}
+  G: {Type: AWS::Lambda::Function, Properties: {VpcConfig: {SubnetIds: [!Ref C], SecurityGroupIds: [!Ref Sg]}}}
+"#,
+        ));
+        // As made before A had its block.
+        let taken = m.enis[0].ip6.take();
+        m.address_enis_of_dual_stack_subnets();
+        assert_eq!(m.enis[0].ip6, taken, "the block's first free address");
+        assert_eq!(m.enis[1].ip6, None, "C has no block");
     }
 
     #[test]

@@ -74,8 +74,8 @@ use security_group::{SG, SG_EGRESS, SG_INGRESS};
 pub use share::{is_account_id, ResourceShare, RESOURCE_SHARE};
 pub use stack_resource::{is_kept, StackResource};
 pub use stacks::{build_stacks, ModelStack, StackSource};
-pub use subnet::Subnet;
 use subnet::SUBNET;
+pub use subnet::{CidrReservation, Subnet, SUBNET_CIDR_RESERVATION};
 pub use template::{StackOutput, StackParameter};
 pub use vpc::{Vpc, AMAZON_IPV6_POOL, VPC_ROUTER6};
 use vpc::{VPC, VPC_CIDR_BLOCK};
@@ -547,6 +547,7 @@ impl<'a> Builder<'a> {
         let known = [
             VPC,
             SUBNET,
+            SUBNET_CIDR_RESERVATION,
             SG,
             SG_INGRESS,
             SG_EGRESS,
@@ -612,6 +613,7 @@ impl<'a> Builder<'a> {
         self.vpc_cidr_blocks()?;
         self.dhcp_options()?;
         self.subnets()?;
+        self.subnet_cidr_reservations()?;
         self.network_acls()?;
         self.prefix_lists()?;
         self.managed_prefix_lists();

@@ -229,6 +229,10 @@ impl Builder<'_> {
             )
         })?;
         let vpc = self.m.vpc(&table.vpc).expect("validated").clone();
+        // Every block's local route (AWS refuses a block the same as or
+        // larger than a route's destination: here the route, whichever came
+        // first, unless a middlebox route).
+        let locals = vpc.blocks();
         // Exactly one destination.
         let dests: Vec<(&str, &str)> = [
             "DestinationCidrBlock",
@@ -290,25 +294,15 @@ impl Builder<'_> {
                 ));
             }
             // The local routes: equal is a duplicate; inside is AWS's
-            // "more specific routing" to a middlebox, not supported here.
-            // AWS refuses a VPC block the same as or larger than a route's
-            // destination: here the route, whichever came first.
-            for local in vpc.blocks() {
-                if local == c {
-                    return Err(ModelError::new(
-                        field(dfield),
-                        format!("RouteAlreadyExists: {c} is the local route of {}", vpc.id),
-                    ));
-                }
-                if local.contains(&c) {
-                    return Err(ModelError::new(
-                        field(dfield),
-                        format!(
-                            "{c} is more specific than the local route {local}: routing inside the VPC \
-                             to a middlebox is not supported here"
-                        ),
-                    ));
-                }
+            // "more specific routing" (checked with the target below).
+            if let Some(local) = locals.clone().find(|l| *l == c) {
+                return Err(ModelError::new(
+                    field(dfield),
+                    format!(
+                        "RouteAlreadyExists: {local} is the local route of {}",
+                        vpc.id
+                    ),
+                ));
             }
         }
         // Exactly one target.
@@ -452,6 +446,21 @@ impl Builder<'_> {
                 ))
             }
         };
+        // AWS's "more specific routing": a range inside the VPC (a subnet's,
+        // or any part of it) may be routed to a middlebox's interface only
+        // (or a Gateway Load Balancer endpoint, not modelled).
+        if let Destination::Cidr(c) = &destination {
+            if let Some(local) = locals.clone().find(|l| l.contains(c)) {
+                if !matches!(target, Target::NetworkInterface(_)) {
+                    return Err(ModelError::new(
+                        field(dfield),
+                        format!(
+                            "InvalidParameterValue: The destination CIDR block {c} is equal to or more specific than one of this VPC's CIDR blocks ({local}). This route can target only an interface or an instance."
+                        ),
+                    ));
+                }
+            }
+        }
         let route = Route {
             id: id.to_string(),
             destination,

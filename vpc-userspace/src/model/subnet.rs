@@ -1,8 +1,9 @@
 //! Subnets: `AWS::EC2::Subnet` (IPv4 block, optional IPv6 /64, IPv6-only
-//! subnets) and the addresses taken in them by everything placed there.
-use std::net::{Ipv4Addr, Ipv6Addr};
+//! subnets), their CIDR reservations, and the addresses taken in them by
+//! everything placed there.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -13,6 +14,23 @@ use super::{
 use crate::template::{ModelError, Result};
 
 pub const SUBNET: &str = "AWS::EC2::Subnet";
+
+/// A subnet CIDR reservation (CreateSubnetCidrReservation). CloudFormation
+/// has no such type: this project's own, accepted in the EC2 API's stack
+/// only (docs/ec2.md).
+pub const SUBNET_CIDR_RESERVATION: &str = "Vpc::EC2::SubnetCidrReservation";
+
+/// A range of a subnet automatic address assignment never hands out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CidrReservation {
+    /// Its logical id in the EC2 API's stack.
+    pub id: String,
+    pub cidr: IpNet,
+    /// `ReservationType`: `prefix` or `explicit`.
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Subnet {
@@ -36,6 +54,9 @@ pub struct Subnet {
     /// removing another subnet rewrites no entry of this one.
     #[serde(default)]
     pub index: u32,
+    /// Its CIDR reservations, in the order they were made.
+    #[serde(default)]
+    pub reservations: Vec<CidrReservation>,
 }
 
 impl Subnet {
@@ -45,6 +66,37 @@ impl Subnet {
     }
     pub fn is_dual_stack(&self) -> bool {
         self.ipv6_cidr.is_some()
+    }
+    /// Whether a reservation holds `ip`: automatic assignment skips it.
+    pub fn reserves(&self, ip: impl Into<IpAddr>) -> bool {
+        let ip = ip.into();
+        self.reservations.iter().any(|r| r.cidr.contains(&ip))
+    }
+    /// Why `cidr` may not be reserved in this subnet, in EC2's words.
+    pub fn check_reservation(&self, cidr: IpNet) -> std::result::Result<(), String> {
+        let inside = match cidr {
+            IpNet::V4(c) => self.cidr.contains(&c),
+            IpNet::V6(c) => self.ipv6_cidr.is_some_and(|n| n.contains(&c)),
+        };
+        if !inside {
+            let blocks = match cidr {
+                IpNet::V4(_) => self.cidr.to_string(),
+                IpNet::V6(_) => self.ipv6_cidr.map(|c| c.to_string()).unwrap_or_default(),
+            };
+            return Err(format!(
+                "Reservation CIDR should be within subnet CIDR block ({blocks})"
+            ));
+        }
+        if self
+            .reservations
+            .iter()
+            .any(|r| r.cidr.contains(&cidr.network()) || cidr.contains(&r.cidr.network()))
+        {
+            return Err(format!(
+                "Reservation CIDR {cidr} has overlap with existing reserved CIDR block"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -78,11 +130,12 @@ impl Model {
         let (base, last) = (u32::from(sn.cidr.network()), u32::from(sn.cidr.broadcast()));
         (base + 4..last)
             .map(Ipv4Addr::from)
-            .find(|ip| !used.contains(ip))
+            .find(|ip| !used.contains(ip) && !sn.reserves(*ip))
     }
     /// A free IPv6 address of a dual-stack `subnet` (first four and last reserved).
     pub fn free_ip6(&self, subnet: &str) -> Option<Ipv6Addr> {
-        let net = self.subnet(subnet)?.ipv6_cidr?;
+        let sn = self.subnet(subnet)?;
+        let net = sn.ipv6_cidr?;
         let used: std::collections::HashSet<Ipv6Addr> = self
             .hosts
             .iter()
@@ -92,7 +145,7 @@ impl Model {
         let base = u128::from(net.network());
         (4..1u128 << 20)
             .map(|i| Ipv6Addr::from(base + i))
-            .find(|ip| !used.contains(ip))
+            .find(|ip| !used.contains(ip) && !sn.reserves(*ip))
     }
 }
 
@@ -225,6 +278,71 @@ impl Builder<'_> {
                 assign_ipv6_on_creation: assign6,
                 route_table: String::new(),
                 index: self.m.subnets.len() as u32 + 1,
+                reservations: vec![],
+            });
+        }
+        Ok(())
+    }
+
+    /// The EC2 API's subnet CIDR reservations, each on its subnet, in the
+    /// order the API made them (`Created`, else the logical id).
+    pub(super) fn subnet_cidr_reservations(&mut self) -> Result<()> {
+        let mut all = self.of_type(SUBNET_CIDR_RESERVATION);
+        all.sort_by_key(|r| {
+            let created = r
+                .metadata
+                .get(crate::ec2::stack::META)
+                .and_then(|m| m["Created"].as_u64());
+            (created, r.logical_id.clone())
+        });
+        for res in all {
+            let id = &res.logical_id;
+            let path = res_path(id);
+            if self.r.stack_of(id) != crate::ec2::stack::EC2_STACK {
+                return Err(ModelError::new(
+                    format!("{path}.Type"),
+                    format!("{SUBNET_CIDR_RESERVATION} is not a CloudFormation type: subnet CIDR reservations are made with the EC2 API (CreateSubnetCidrReservation)"),
+                ));
+            }
+            let p = self.props(res)?;
+            let subnet = required_str(&p, id, "SubnetId")?.to_string();
+            let cidr_text = required_str(&p, id, "Cidr")?;
+            let cidr: IpNet = cidr_text.parse().map_err(|_| {
+                ModelError::new(
+                    format!("{path}.Cidr"),
+                    format!("{cidr_text:?} is not a CIDR block"),
+                )
+            })?;
+            let kind = required_str(&p, id, "ReservationType")?.to_string();
+            if kind != "prefix" && kind != "explicit" {
+                return Err(ModelError::new(
+                    format!("{path}.ReservationType"),
+                    format!("{kind:?} is not a reservation type (prefix or explicit)"),
+                ));
+            }
+            let description = str_field(&p, id, "Description")?.map(str::to_string);
+            let sn = self
+                .m
+                .subnets
+                .iter_mut()
+                .find(|s| s.id == subnet)
+                .ok_or_else(|| {
+                    ModelError::new(
+                        format!("{path}.SubnetId"),
+                        format!("InvalidSubnetID.NotFound: {subnet:?}"),
+                    )
+                })?;
+            sn.check_reservation(cidr).map_err(|e| {
+                ModelError::new(
+                    format!("{path}.Cidr"),
+                    format!("InvalidParameterValue: {e}"),
+                )
+            })?;
+            sn.reservations.push(CidrReservation {
+                id: id.clone(),
+                cidr: cidr.trunc(),
+                kind,
+                description,
             });
         }
         Ok(())
@@ -269,7 +387,8 @@ impl Builder<'_> {
         let reserved = self.reserved.get(&subnet.id);
         for n in base + 4..last {
             let ip = Ipv4Addr::from(n);
-            if !reserved.is_some_and(|r| r.contains(&ip)) && used.insert(ip) {
+            if !reserved.is_some_and(|r| r.contains(&ip)) && !subnet.reserves(ip) && used.insert(ip)
+            {
                 return Ok(ip);
             }
         }
@@ -351,7 +470,11 @@ impl Builder<'_> {
         let reserved = self.reserved6.get(&subnet.id);
         let ip = (base + 4..last)
             .map(Ipv6Addr::from)
-            .find(|ip| !used.contains(ip) && !reserved.is_some_and(|r| r.contains(ip)))
+            .find(|ip| {
+                !used.contains(ip)
+                    && !reserved.is_some_and(|r| r.contains(ip))
+                    && !subnet.reserves(*ip)
+            })
             .expect("a /64 does not run out");
         used.insert(ip);
         Ok(ip)
@@ -360,7 +483,54 @@ impl Builder<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::tests::{build_ok, DUAL};
+    use std::collections::HashMap;
+
+    use crate::model::tests::{build_err, build_ok, dual, DUAL};
+
+    /// `extra` in the EC2 API's stack (reservations live there only).
+    fn api(extra: &str) -> crate::template::Result<crate::model::Model> {
+        crate::model::build(&dual(extra), &HashMap::new(), crate::ec2::EC2_STACK)
+    }
+
+    #[test]
+    fn automatic_addresses_skip_reservations_and_explicit_ones_may_use_them() {
+        let m = api("  R4: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: C, Cidr: 10.0.3.0/29, ReservationType: explicit}}\n  R6: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: B, Cidr: '2001:db8:ec2:102::/125', ReservationType: prefix, Description: d}}\n  I: {Type: AWS::EC2::Instance, Properties: {SubnetId: C}}\n  J: {Type: AWS::EC2::Instance, Properties: {SubnetId: C, PrivateIpAddress: 10.0.3.5}}\n  K: {Type: AWS::EC2::Instance, Properties: {SubnetId: B, Ipv6AddressCount: 1}}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ip = |id: &str| m.hosts.iter().find(|h| h.id == id).unwrap().ip.to_string();
+        assert_eq!(
+            ip("I"),
+            "10.0.3.8",
+            "the first address after the reservation"
+        );
+        assert_eq!(ip("J"), "10.0.3.5", "an explicit address inside it");
+        let k = m.hosts.iter().find(|h| h.id == "K").unwrap();
+        assert_eq!(k.ip6.unwrap().to_string(), "2001:db8:ec2:102::8");
+        // Hyperplane ENIs (allocated at run time) skip them too.
+        assert_eq!(m.free_ip("C").unwrap().to_string(), "10.0.3.9");
+        assert_eq!(m.free_ip6("B").unwrap().to_string(), "2001:db8:ec2:102::9");
+        assert_eq!(
+            m.subnet("B").unwrap().reservations[0]
+                .description
+                .as_deref(),
+            Some("d")
+        );
+    }
+
+    #[test]
+    fn reservations_are_checked_as_ec2_checks_them() {
+        for (extra, want) in [
+            ("  R: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: C, Cidr: 10.0.4.0/30, ReservationType: prefix}}\n", "Reservation CIDR should be within subnet CIDR block (10.0.3.0/24)"),
+            ("  R: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: C, Cidr: 10.0.3.0/30, ReservationType: prefix}}\n  S: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: C, Cidr: 10.0.3.2/31, ReservationType: prefix}}\n", "has overlap with existing reserved CIDR block"),
+            ("  R: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: C, Cidr: 10.0.3.0/30, ReservationType: other}}\n", "not a reservation type"),
+            ("  R: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: Nope, Cidr: 10.0.3.0/30, ReservationType: prefix}}\n", "InvalidSubnetID.NotFound"),
+        ] {
+            let e = api(extra).expect_err(extra);
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        // Not a CloudFormation type: a template may not declare one.
+        let e = build_err(&dual("  R: {Type: Vpc::EC2::SubnetCidrReservation, Properties: {SubnetId: C, Cidr: 10.0.3.0/30, ReservationType: prefix}}\n"));
+        assert!(e.to_string().contains("CreateSubnetCidrReservation"), "{e}");
+    }
 
     #[test]
     fn an_ipv6_only_subnet_alone_is_valid() {

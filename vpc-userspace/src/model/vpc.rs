@@ -64,12 +64,12 @@ impl Vpc {
     }
 
     /// Every IPv4 block: the primary, then the secondary ones.
-    pub fn cidrs(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+    pub fn cidrs(&self) -> impl Iterator<Item = Ipv4Net> + Clone + '_ {
         std::iter::once(self.cidr).chain(self.secondary_cidrs.iter().copied())
     }
 
     /// Every block, IPv4 then IPv6: each a `local` route of its tables.
-    pub fn blocks(&self) -> impl Iterator<Item = IpNet> + '_ {
+    pub fn blocks(&self) -> impl Iterator<Item = IpNet> + Clone + '_ {
         self.cidrs()
             .map(IpNet::V4)
             .chain(self.ipv6_cidr.map(IpNet::V6))
@@ -646,20 +646,37 @@ Resources:
             "{}",
             e.message
         );
-        // A block the same as or larger than a route's destination.
-        let e = build_err(&with_blocks(
-            &["10.1.0.0/16"],
-            "  T: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref V}}
-  E: {Type: AWS::EC2::NetworkInterface, Properties: {SubnetId: !Ref A}}
-  A: {Type: AWS::EC2::Subnet, Properties: {VpcId: !Ref V, CidrBlock: 10.0.1.0/24}}
-  R: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref T, DestinationCidrBlock: 10.1.2.0/24, NetworkInterfaceId: !Ref E}}
-",
-        ));
+        // A route inside a secondary block: to a middlebox only, as in
+        // the primary.
+        let gw = "  T: {Type: AWS::EC2::RouteTable, Properties: {VpcId: !Ref V}}
+  G: {Type: AWS::EC2::InternetGateway}
+  GA: {Type: AWS::EC2::VPCGatewayAttachment, Properties: {VpcId: !Ref V, InternetGatewayId: !Ref G}}
+  R: {Type: AWS::EC2::Route, Properties: {RouteTableId: !Ref T, DestinationCidrBlock: 10.1.2.0/24, GatewayId: !Ref G}}
+";
+        let e = build_err(&with_blocks(&["10.1.0.0/16"], gw));
         assert_eq!(e.path, "Resources.R.Properties.DestinationCidrBlock");
         assert!(
-            e.message.contains("local route 10.1.0.0/16"),
+            e.message.contains("CIDR blocks (10.1.0.0/16)"),
             "{}",
             e.message
+        );
+        // Without the block the route stands, and then refuses a block the
+        // same as or larger than its destination (the EC2 API's order).
+        let m = build_ok(&with_blocks(&[], gw));
+        let v = m.vpc("V").unwrap();
+        for block in ["10.1.0.0/16", "10.1.2.0/24"] {
+            let (code, why) = m
+                .secondary_block_refusal(v, "V", block.parse().unwrap())
+                .expect(block);
+            assert_eq!(code, "InvalidParameterValue", "{block}");
+            assert!(
+                why.contains("destination 10.1.2.0/24 of a route in route table T"),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            m.secondary_block_refusal(v, "V", "10.1.3.0/24".parse().unwrap()),
+            None
         );
     }
 

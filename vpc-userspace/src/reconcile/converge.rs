@@ -317,7 +317,8 @@ fn remove_stale_links(s: &State) -> Result<()> {
 
 /// Why a model cannot replace the one in force in place, in AWS's words:
 /// what CloudFormation can only change by replacing the resource (a VPC's
-/// primary CIDR block, a subnet's CIDR blocks, its VPC or zone).
+/// primary CIDR block, a subnet's IPv4 block, its IPv6 block for another,
+/// its VPC or zone).
 pub fn check_update(old: &Model, new: &Model) -> Result<()> {
     let not_updatable = |id: &str, field: &str, what: &str| {
         anyhow::anyhow!(
@@ -344,7 +345,9 @@ pub fn check_update(old: &Model, new: &Model) -> Result<()> {
                     &format!("a subnet's CIDR block ({} to {})", o.cidr, sn.cidr),
                 ));
             }
-            if o.ipv6_cidr != sn.ipv6_cidr {
+            // Associating a block, or giving it back, is done in place
+            // (AssociateSubnetCidrBlock); replacing one is not.
+            if o.ipv6_cidr.is_some() && sn.ipv6_cidr.is_some() && o.ipv6_cidr != sn.ipv6_cidr {
                 return Err(not_updatable(
                     &sn.id,
                     "Ipv6CidrBlock",
@@ -529,6 +532,7 @@ fn apply_built(
             .map(|e| e.index)
             .collect();
         m.enis.retain(|e| !gone.contains(&e.index));
+        m.address_enis_of_dual_stack_subnets();
         lifecycle::refresh_eni_functions(m);
         for mut f in added {
             let (ip, ip6) = lifecycle::exec_addresses(m, f.vpc_config.as_ref()).context(

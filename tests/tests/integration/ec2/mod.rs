@@ -8,6 +8,7 @@
 //! mode ([`moto_conformance`]).
 use std::process::Command;
 
+mod cidr_reservations;
 mod dhcp_options;
 mod endpoints;
 mod flow_logs;
@@ -541,8 +542,8 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
 /// mode cannot) is printed and must stay at or above its floor. Where
 /// moto and AWS disagree this project follows AWS (docs/ec2.md).
 const MOTO_FLOORS: &[(&str, f64)] = &[
-    ("test_vpcs.py", 0.27),
-    ("test_subnets.py", 0.33),
+    ("test_vpcs.py", 0.47),
+    ("test_subnets.py", 0.66),
     ("test_security_groups.py", 0.61),
     ("test_network_acls.py", 0.64),
     ("test_route_tables.py", 0.41),

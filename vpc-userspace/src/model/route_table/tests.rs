@@ -119,12 +119,12 @@ fn bad_routes_are_refused_naming_resource_and_field() {
         (
             "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 10.0.2.0/24, GatewayId: !Ref Igw",
             "Resources.R.Properties.DestinationCidrBlock",
-            "more specific than the local route",
+            "more specific than one of this VPC's CIDR blocks",
         ),
         (
             "RouteTableId: !Ref PublicRt, DestinationIpv6CidrBlock: '2001:db8:ec2:100::/64', GatewayId: !Ref Igw",
             "Resources.R.Properties.DestinationIpv6CidrBlock",
-            "more specific than the local route",
+            "more specific than one of this VPC's CIDR blocks",
         ),
         (
             "RouteTableId: !Ref PublicRt, DestinationCidrBlock: 0.0.0.0/0",
@@ -355,4 +355,27 @@ fn egress_only_gateways_take_ipv6_destinations_of_their_own_vpc() {
         "  Eigw: {Type: AWS::EC2::EgressOnlyInternetGateway, Properties: {VpcId: Nope}}\n",
     ));
     assert!(e.contains("Resources.Eigw.Properties.VpcId"), "{e}");
+}
+
+/// AWS's "more specific routing": a subnet's range (or any range inside
+/// the VPC) routed to a middlebox's interface beats `local` by longest
+/// prefix; only an instance or interface may be its target.
+#[test]
+fn a_range_inside_the_vpc_may_be_routed_to_a_middlebox() {
+    let hosts = "  Fw: {Type: AWS::EC2::Instance, Properties: {SubnetId: !Ref Private, SourceDestCheck: false}}\n";
+    for (dest, target) in [
+        ("DestinationCidrBlock: 10.0.2.0/24", "InstanceId: !Ref Fw"),
+        ("DestinationCidrBlock: 10.0.2.128/25", "InstanceId: !Ref Fw"),
+        ("DestinationIpv6CidrBlock: !Select [0, !Cidr [!Select [0, !GetAtt Vpc.Ipv6CidrBlocks], 256, 64]]", "InstanceId: !Ref Fw"),
+    ] {
+        let m = ok(&with(&format!("{hosts}  R: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PublicRt, {dest}, {target}}}}}\n")));
+        let t = m.route_table("PublicRt").unwrap();
+        let r = m.routes_of(t).into_iter().find(|r| r.id == "R").unwrap();
+        assert_eq!(r.target, Target::NetworkInterface("Fw".into()), "{dest}");
+    }
+    let e = err(&with(&format!("{hosts}  R: {{Type: AWS::EC2::Route, Properties: {{RouteTableId: !Ref PublicRt, DestinationCidrBlock: 10.0.0.0/16, InstanceId: !Ref Fw}}}}\n")));
+    assert!(
+        e.contains("RouteAlreadyExists"),
+        "equal to local is still a duplicate: {e}"
+    );
 }
