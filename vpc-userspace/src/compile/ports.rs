@@ -84,7 +84,8 @@ pub(super) fn hosts(
         // A secondary address: one more endpoint of the same port.
         let ep = out.endpoints.last().expect("attached").1;
         for ip in &h.secondary {
-            out.endpoints.push((AddrKey::of(vpc, v4_mapped(ip.octets())), ep));
+            out.endpoints
+                .push((AddrKey::of(vpc, v4_mapped(ip.octets())), ep));
         }
     }
     Ok(())

@@ -258,7 +258,7 @@ pub fn check_new(
     az: Option<&str>,
 ) -> Ec2Result<String> {
     let vpc = v.vpc(vpc_id)?;
-    if !(16..=28).contains(&cidr.prefix_len()) || !vpc.cidr.contains(&cidr) {
+    if !(16..=28).contains(&cidr.prefix_len()) || !vpc.cidrs().any(|b| b.contains(&cidr)) {
         return Err(Ec2Error::new(
             "InvalidSubnet.Range",
             format!("The CIDR '{cidr}' is invalid."),

@@ -111,12 +111,9 @@ fn item(x: &mut crate::cloudformation::xml::Xml, v: &View, vpc: &Vpc) {
         .leaf("ownerId", v.account())
         .leaf("state", "available")
         .leaf("cidrBlock", &vpc.cidr.to_string())
-        .items("cidrBlockAssociationSet", [()], |x, ()| {
-            x.leaf("cidrBlock", &vpc.cidr.to_string())
-                .leaf(
-                    "associationId",
-                    &ids::derived("vpc-cidr-assoc", &v.name, "", &vpc.id),
-                )
+        .items("cidrBlockAssociationSet", vpc.cidrs(), |x, c| {
+            x.leaf("cidrBlock", &c.to_string())
+                .leaf("associationId", &v4_association(v, vpc, c))
                 .open("cidrBlockState")
                 .leaf("state", "associated")
                 .close("cidrBlockState");
@@ -160,12 +157,12 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             continue;
         }
         let cidr = vpc.cidr.to_string();
+        let blocks: Vec<String> = vpc.cidrs().map(|c| c.to_string()).collect();
         let v6 = vpc.ipv6_cidr.map(|c| c.to_string());
         let keep = filters::matches(&fs, &v.tags(&vpc.id), |n| match n {
             "vpc-id" => filters::one(id.clone()),
-            "cidr" | "cidrBlock" | "cidr-block-association.cidr-block" => {
-                filters::one(cidr.clone())
-            }
+            "cidr" | "cidrBlock" => filters::one(cidr.clone()),
+            "cidr-block-association.cidr-block" => Some(blocks.clone()),
             "cidr-block-association.state" => filters::one("associated"),
             "ipv6-cidr-block-association.ipv6-cidr-block" => Some(v6.clone().into_iter().collect()),
             "ipv6-cidr-block-association.association-id" => Some(
@@ -181,7 +178,7 @@ pub fn describe(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
                     .collect(),
             ),
             "cidr-block-association.association-id" => {
-                filters::one(ids::derived("vpc-cidr-assoc", &v.name, "", &vpc.id))
+                Some(vpc.cidrs().map(|c| v4_association(&v, vpc, c)).collect())
             }
             "is-default" | "isDefault" => filters::boolean(is_default(&v, &vpc.id)),
             "state" => filters::one("available"),
@@ -306,28 +303,39 @@ pub fn describe_attribute(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     Ok(x.0)
 }
 
+/// The association id of a VPC's IPv4 block (the primary's as before
+/// secondary blocks existed).
+fn v4_association(v: &View, vpc: &Vpc, block: Ipv4Net) -> String {
+    let which = match block == vpc.cidr {
+        true => String::new(),
+        false => block.to_string(),
+    };
+    ids::derived("vpc-cidr-assoc", &v.name, &which, &vpc.id)
+}
+
+/// The logical id of the API's `AWS::EC2::VPCCidrBlock` of a VPC:
+/// `which` is `Ipv6` or `Cidr` and the IPv4 block.
+fn block_logical(vpc: &str, which: &str) -> String {
+    format!("{vpc}{which}")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
 /// The association id of a VPC's IPv6 block.
 fn v6_association(v: &View, vpc: &Vpc) -> String {
     ids::derived("vpc-cidr-assoc", &v.name, "v6", &vpc.id)
 }
 
-/// AssociateVpcCidrBlock: the VPC's one IPv6 block (Amazon-provided or
-/// given), as an `AWS::EC2::VPCCidrBlock`. A second IPv4 block is refused
-/// (`CidrLimitExceeded`): one IPv4 block per VPC here.
+/// AssociateVpcCidrBlock: a secondary IPv4 block (`CidrBlock`) or the
+/// VPC's one IPv6 block (Amazon-provided or given), as an
+/// `AWS::EC2::VPCCidrBlock`.
 pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let id = p.required("VpcId")?.to_string();
     let amazon = p.flag("AmazonProvidedIpv6CidrBlock") == Some(true);
     let given = p.get("Ipv6CidrBlock").map(str::to_string);
-    let limit = |id: &str| {
-        Ec2Error::new(
-            "CidrLimitExceeded",
-            format!("This network {id} has met its maximum number of allowed CIDRs: 1"),
-        )
-    };
-    if p.get("CidrBlock").is_some() {
-        let v = View::load(&ctx.name)?;
-        v.vpc(&id)?;
-        return Err(limit(&id));
+    if let Some(c) = p.get("CidrBlock") {
+        return associate_v4(ctx, &id, parse_cidr(c, "cidrBlock")?);
     }
     if !amazon && given.is_none() {
         return Err(Ec2Error::missing("AmazonProvidedIpv6CidrBlock"));
@@ -335,12 +343,12 @@ pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     super::stack::change(ctx, |t, v| {
         let vpc = v.vpc(&id)?.clone();
         if vpc.ipv6_cidr.is_some() {
-            return Err(limit(&id));
+            return Err(Ec2Error::new(
+                "CidrLimitExceeded",
+                format!("This network {id} has met its maximum number of allowed CIDRs: 1"),
+            ));
         }
-        let l: String = format!("{}Ipv6", vpc.id)
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect();
+        let l = block_logical(&vpc.id, "Ipv6");
         let mut props = json!({"VpcId": vpc.id});
         match &given {
             Some(c) => props["Ipv6CidrBlock"] = c.clone().into(),
@@ -369,9 +377,116 @@ pub fn associate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     Ok(x.0)
 }
 
+/// AssociateVpcCidrBlock of a secondary IPv4 block, by AWS's rules.
+fn associate_v4(ctx: &Ctx, id: &str, block: Ipv4Net) -> Ec2Result<String> {
+    let vpc = super::stack::change(ctx, |t, v| {
+        let vpc = v.vpc(id)?.clone();
+        if let Some((code, why)) = v.model.secondary_block_refusal(&vpc, id, block) {
+            return Err(Ec2Error::new(code, why));
+        }
+        t.put(
+            &block_logical(&vpc.id, &format!("Cidr{block}")),
+            "AWS::EC2::VPCCidrBlock",
+            json!({"VpcId": vpc.id, "CidrBlock": block.to_string()}),
+        );
+        Ok(vpc)
+    })?;
+    let v = View::load(&ctx.name)?;
+    let mut x = xml();
+    x.leaf("vpcId", id);
+    v4_block_association(
+        &mut x,
+        &v4_association(&v, &vpc, block),
+        block,
+        "associating",
+    );
+    Ok(x.0)
+}
+
+/// A `cidrBlockAssociation` element: `state` the change in progress (AWS
+/// answers it; Describe shows `associated`).
+fn v4_block_association(
+    x: &mut crate::cloudformation::xml::Xml,
+    assoc: &str,
+    block: Ipv4Net,
+    state: &str,
+) {
+    x.open("cidrBlockAssociation")
+        .leaf("associationId", assoc)
+        .leaf("cidrBlock", &block.to_string())
+        .open("cidrBlockState")
+        .leaf("state", state)
+        .close("cidrBlockState")
+        .close("cidrBlockAssociation");
+}
+
+/// DisassociateVpcCidrBlock of a secondary IPv4 block (the API's): `None`
+/// when `assoc` is no IPv4 block's. The primary block and one holding a
+/// subnet stay, as at AWS.
+fn disassociate_v4(ctx: &Ctx, assoc: &str) -> Ec2Result<Option<String>> {
+    let ours = |v: &View| {
+        v.model.vpcs.iter().find_map(|vpc| {
+            vpc.cidrs()
+                .find(|c| v4_association(v, vpc, *c) == assoc)
+                .map(|c| (vpc.clone(), c))
+        })
+    };
+    if ours(&View::load(&ctx.name)?).is_none() {
+        return Ok(None);
+    }
+    let found = super::stack::change(ctx, |t, v| {
+        let Some((vpc, block)) = ours(v) else {
+            return Ok(None);
+        };
+        if block == vpc.cidr {
+            return Err(Ec2Error::new(
+                "OperationNotPermitted",
+                format!("The vpc CIDR block with association ID {assoc} may not be disassociated. It is the primary IPv4 CIDR block of the VPC"),
+            ));
+        }
+        if let Some(s) = v
+            .model
+            .subnets
+            .iter()
+            .find(|s| s.vpc == vpc.id && block.contains(&s.cidr))
+        {
+            return Err(Ec2Error::new(
+                "InvalidCidrBlock.InUse",
+                format!(
+                    "The vpc {} currently has a subnet ({}) within CIDR block {block}",
+                    v.id(&vpc.id),
+                    v.id(&s.id)
+                ),
+            ));
+        }
+        let l = t
+            .of_type("AWS::EC2::VPCCidrBlock")
+            .find(|(_, p)| {
+                p["VpcId"] == vpc.id.as_str() && p["CidrBlock"] == block.to_string().as_str()
+            })
+            .map(|(l, _)| l.clone());
+        match l {
+            Some(l) => {
+                t.remove(&l);
+            }
+            None => v.owned(&block_logical(&vpc.id, &format!("Cidr{block}")), assoc)?,
+        }
+        Ok(Some((v.id(&vpc.id), block)))
+    })?;
+    Ok(found.map(|(vpc, block)| {
+        let mut x = xml();
+        x.leaf("vpcId", &vpc);
+        v4_block_association(&mut x, assoc, block, "disassociating");
+        x.0
+    }))
+}
+
 /// DisassociateVpcCidrBlock of a VPC's IPv6 block (the API's).
 pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let assoc = p.required("AssociationId")?.to_string();
+    if let Some(out) = disassociate_v4(ctx, &assoc)? {
+        return Ok(out);
+    }
     let (vpc_id, block) = super::stack::change(ctx, |t, v| {
         let vpc = v
             .model
@@ -387,7 +502,7 @@ pub fn disassociate_cidr_block(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
             .clone();
         let l = t
             .of_type("AWS::EC2::VPCCidrBlock")
-            .find(|(_, p)| p["VpcId"] == vpc.id.as_str())
+            .find(|(_, p)| p["VpcId"] == vpc.id.as_str() && p.get("CidrBlock").is_none())
             .map(|(l, _)| l.clone());
         match l {
             Some(l) => {

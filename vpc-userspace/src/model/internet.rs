@@ -488,8 +488,8 @@ impl Builder<'_> {
                     "{ip} is in {public}, the range of AWS's public endpoints (Lambda's)"
                 ));
             }
-            if let Some(v) = self.m.vpcs.iter().find(|v| v.cidr.contains(&ip)) {
-                return bad(format!("{ip} is inside VPC {} ({})", v.id, v.cidr));
+            if let Some(v) = self.m.vpcs.iter().find(|v| v.holds(&ip)) {
+                return bad(format!("{ip} is inside VPC {}", v.id));
             }
             if let Some(o) = self.m.internet_hosts.iter().find(|o| o.ip == ip) {
                 return bad(format!("{ip} is already {}'s", o.id));

@@ -104,13 +104,11 @@ impl Model {
     /// Every route of a table, the `local` ones (one per VPC block) first.
     pub fn routes_of(&self, table: &RouteTable) -> Vec<Route> {
         let vpc = self.vpc(&table.vpc).expect("validated");
-        let local = std::iter::once(IpNet::V4(vpc.cidr))
-            .chain(vpc.ipv6_cidr.map(IpNet::V6))
-            .map(|cidr| Route {
-                id: "local".into(),
-                destination: Destination::Cidr(cidr),
-                target: Target::Local,
-            });
+        let local = vpc.blocks().map(|cidr| Route {
+            id: "local".into(),
+            destination: Destination::Cidr(cidr),
+            target: Target::Local,
+        });
         local.chain(table.routes.iter().cloned()).collect()
     }
 
@@ -231,7 +229,10 @@ impl Builder<'_> {
             )
         })?;
         let vpc = self.m.vpc(&table.vpc).expect("validated").clone();
-        let locals = std::iter::once(IpNet::V4(vpc.cidr)).chain(vpc.ipv6_cidr.map(IpNet::V6));
+        // Every block's local route (AWS refuses a block the same as or
+        // larger than a route's destination: here the route, whichever came
+        // first, unless a middlebox route).
+        let locals = vpc.blocks();
         // Exactly one destination.
         let dests: Vec<(&str, &str)> = [
             "DestinationCidrBlock",

@@ -235,11 +235,15 @@ impl Builder<'_> {
             }
             let path = format!("{}.CidrBlock", res_path(id));
             let cidr = parse_v4_cidr(required_str(&p, id, "CidrBlock")?, &path)?;
-            let vcidr = self.m.vpc(&vpc).expect("checked").cidr;
-            if !vcidr.contains(&cidr) {
+            let v = self.m.vpc(&vpc).expect("checked");
+            if !v.cidrs().any(|b| b.contains(&cidr)) {
+                let blocks: Vec<String> = v.cidrs().map(|b| b.to_string()).collect();
                 return Err(ModelError::new(
                     path,
-                    format!("{cidr} is not inside the VPC's {vcidr}"),
+                    format!(
+                        "{cidr} is not inside a block of VPC {vpc} ({})",
+                        blocks.join(", ")
+                    ),
                 ));
             }
             // Within its VPC: separate VPCs may overlap.

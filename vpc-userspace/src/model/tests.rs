@@ -505,7 +505,7 @@ fn ipv6_errors_name_the_resource_and_field() {
         (block("Ipv6CidrBlock: '2001:2::/56'"), "Resources.X.Properties.Ipv6CidrBlock", "Lambda service range"),
         (block("AmazonProvidedIpv6CidrBlock: true, Ipv6CidrBlock: '2001:db8:1::/56'"), "Resources.X.Properties.Ipv6CidrBlock", "mutually exclusive"),
         (block("AmazonProvidedIpv6CidrBlock: false"), "Resources.X.Properties.AmazonProvidedIpv6CidrBlock", "required"),
-        (block("CidrBlock: 10.1.0.0/16"), "Resources.X.Properties.CidrBlock", "not supported"),
+        (block("Ipv4NetmaskLength: 16"), "Resources.X.Properties.Ipv4NetmaskLength", "not supported"),
         (block("VpcId2: x, AmazonProvidedIpv6CidrBlock: true").replace("VpcId: !Ref Vpc, ", ""), "Resources.X.Properties.VpcId", "required"),
         (
             format!("{}  Y: {{Type: AWS::EC2::VPCCidrBlock, Properties: {{VpcId: !Ref Vpc, AmazonProvidedIpv6CidrBlock: true}}}}\n", block("AmazonProvidedIpv6CidrBlock: true")),
