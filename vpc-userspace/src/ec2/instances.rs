@@ -653,13 +653,19 @@ pub fn terminate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         t.meta.insert(TERMINATED.into(), Value::Object(records));
         Ok(changes)
     })?;
+    Ok(state_changes(&changes))
+}
+
+/// The `instancesSet` of Terminate / Stop / StartInstances' answers: each
+/// instance's (id, previous state, current state).
+fn state_changes(changes: &[(String, State, State)]) -> String {
     let mut x = xml();
-    x.items("instancesSet", &changes, |x, (id, prev, cur)| {
+    x.items("instancesSet", changes, |x, (id, prev, cur)| {
         x.leaf("instanceId", id);
         state_xml(x, "currentState", *cur);
         state_xml(x, "previousState", *prev);
     });
-    Ok(x.0)
+    x.0
 }
 
 /// Stop / StartInstances: each instance of the API moves to `stopped`
@@ -699,13 +705,7 @@ pub fn stop_start(ctx: &Ctx, p: &Params, stop: bool) -> Ec2Result<String> {
         }
         Ok(changes)
     })?;
-    let mut x = xml();
-    x.items("instancesSet", &changes, |x, (id, prev, cur)| {
-        x.leaf("instanceId", id);
-        state_xml(x, "currentState", *cur);
-        state_xml(x, "previousState", *prev);
-    });
-    Ok(x.0)
+    Ok(state_changes(&changes))
 }
 
 /// EC2's refusal of a state change from `state`.

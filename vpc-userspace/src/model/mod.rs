@@ -673,17 +673,7 @@ impl<'a> Builder<'a> {
         what: &str,
         seen: &mut std::collections::HashSet<String>,
     ) -> Result<&mut Subnet> {
-        let sn = self
-            .m
-            .subnets
-            .iter_mut()
-            .find(|s| s.id == subnet)
-            .ok_or_else(|| {
-                ModelError::new(
-                    format!("{}.SubnetId", res_path(id)),
-                    format!("InvalidSubnetID.NotFound: {subnet:?}"),
-                )
-            })?;
+        let sn = self.subnet_mut(id, subnet)?;
         if sn.vpc != other_vpc {
             return Err(ModelError::new(
                 format!("{}.{field}", res_path(id)),

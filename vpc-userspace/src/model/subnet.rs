@@ -159,6 +159,20 @@ impl Model {
 }
 
 impl Builder<'_> {
+    /// Subnet `subnet`, which resource `id`'s `SubnetId` names.
+    pub(super) fn subnet_mut(&mut self, id: &str, subnet: &str) -> Result<&mut Subnet> {
+        self.m
+            .subnets
+            .iter_mut()
+            .find(|s| s.id == subnet)
+            .ok_or_else(|| {
+                ModelError::new(
+                    format!("{}.SubnetId", res_path(id)),
+                    format!("InvalidSubnetID.NotFound: {subnet:?}"),
+                )
+            })
+    }
+
     /// A subnet's IPv6 block: a /64 inside its VPC's /56, clear of every
     /// other subnet's.
     fn subnet_v6_block(&self, p: &Value, id: &str, vpc: &str) -> Result<Option<Ipv6Net>> {
@@ -330,17 +344,7 @@ impl Builder<'_> {
                 ));
             }
             let description = str_field(&p, id, "Description")?.map(str::to_string);
-            let sn = self
-                .m
-                .subnets
-                .iter_mut()
-                .find(|s| s.id == subnet)
-                .ok_or_else(|| {
-                    ModelError::new(
-                        format!("{path}.SubnetId"),
-                        format!("InvalidSubnetID.NotFound: {subnet:?}"),
-                    )
-                })?;
+            let sn = self.subnet_mut(id, &subnet)?;
             sn.check_reservation(cidr).map_err(|e| {
                 ModelError::new(
                     format!("{path}.Cidr"),
