@@ -319,16 +319,23 @@ fn a_connection_idle_past_the_nat_gateways_timeout_gets_a_reset() {
     drop(srv);
 }
 
-#[test]
-fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source_dest_check() {
-    let d = Deployment::up("gwn", &NAT_INSTANCE.replace("CHECK", "false"), FAST);
+/// Makes instance `host` a router that masquerades what it forwards out
+/// of `eth0`, as a NAT instance does; it sends no ICMP redirects, so the
+/// traffic routed to it stays with it.
+fn forward_and_masquerade(d: &Deployment, host: &str) {
     let setup = "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
                  net.ipv4.conf.eth0.send_redirects=0 && \
                  nft add table ip nat && \
                  nft 'add chain ip nat post { type nat hook postrouting priority 100; }' && \
                  nft add rule ip nat post oifname eth0 masquerade";
-    let out = d.vpc(&["exec", "NatInstance", "--", "sh", "-c", setup]);
+    let out = d.vpc(&["exec", host, "--", "sh", "-c", setup]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source_dest_check() {
+    let d = Deployment::up("gwn", &NAT_INSTANCE.replace("CHECK", "false"), FAST);
+    forward_and_masquerade(&d, "NatInstance");
     // The internet host sees the NAT instance's public address.
     let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
     assert!(connects(&d, "exec", "App", "203.0.113.10", 443, 5));
@@ -340,8 +347,7 @@ fn a_nat_instance_takes_a_private_subnet_to_the_internet_only_without_its_source
     drop(d);
     // With the check on, EC2 hands it nothing that is not its own.
     let d = Deployment::up("gwo", &NAT_INSTANCE.replace("CHECK", "true"), FAST);
-    let out = d.vpc(&["exec", "NatInstance", "--", "sh", "-c", setup]);
-    assert!(out.status.success(), "{}", text(&out));
+    forward_and_masquerade(&d, "NatInstance");
     let server = tcp_server(&d.netns("Example"), "203.0.113.10:443");
     assert!(!connects(&d, "exec", "App", "203.0.113.10", 443, 1));
     assert!(d.dropped("source_dest_check") >= 1);
@@ -381,13 +387,7 @@ fn a_route_more_specific_than_local_sends_a_subnets_traffic_through_a_middlebox(
         !connects(&d, "exec", "App", "10.0.2.10", 7000, 1),
         "the middlebox does not forward yet: nothing reaches B"
     );
-    let setup = "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
-                 net.ipv4.conf.eth0.send_redirects=0 && \
-                 nft add table ip nat && \
-                 nft 'add chain ip nat post { type nat hook postrouting priority 100; }' && \
-                 nft add rule ip nat post oifname eth0 masquerade";
-    let out = d.vpc(&["exec", "Fw", "--", "sh", "-c", setup]);
-    assert!(out.status.success(), "{}", text(&out));
+    forward_and_masquerade(&d, "Fw");
     assert!(connects(&d, "exec", "App", "10.0.2.10", 7000, 5));
     let peer = server.finish(30).expect("B got the connection");
     assert_eq!(peer.ip().to_string(), "10.0.3.5", "through the middlebox");

@@ -4,9 +4,12 @@
 //! and the server sees that host; disassociated, they are not. EC2's
 //! errors: no internet gateway, already associated, an unknown
 //! association.
-use vpc_tests::{connects, fixture, peer_server, text, Deployment, FAST};
+use vpc_tests::{connects, fixture, peer_server, text, Deployment};
 
-use super::{aws, ok, s};
+use super::{
+    allow, aws, group, internet_gateway, main_table, ok, refused, run_instance, s, subnet, up_from,
+    Instance,
+};
 
 /// What the server at `ip:port` answers the internet host `Example`: the
 /// address and port it saw the connection from.
@@ -16,74 +19,14 @@ fn seen_from(d: &Deployment, ip: &str, port: u16) -> String {
     text(&out)
 }
 
-fn error(url: &str, args: &[&str], code: &str) {
-    let e = aws(url, args).unwrap_err();
-    assert!(e.contains(&format!("({code})")), "{args:?}: {e}");
-}
-
 #[test]
 fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_until_disassociated() {
-    let mut args = vec!["--api-addr", "127.0.0.1:0"];
-    args.extend_from_slice(FAST);
-    let d = Deployment::up("ec2eip", fixture!("ec2/internet.yaml"), &args);
-    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let (d, url) = up_from("ec2eip", fixture!("ec2/internet.yaml"), &[]);
     let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = s(&ok(
-        &url,
-        &[
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            "10.43.1.0/24",
-        ],
-    )["Subnet"]["SubnetId"]);
-    let sg = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "web",
-            "--description",
-            "web",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
-    ok(
-        &url,
-        &[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &sg,
-            "--protocol",
-            "tcp",
-            "--port",
-            "7400",
-            "--cidr",
-            "0.0.0.0/0",
-        ],
-    );
-    let run = ok(
-        &url,
-        &[
-            "run-instances",
-            "--image-id",
-            "ami-12345678",
-            "--count",
-            "1",
-            "--subnet-id",
-            &subnet,
-            "--security-group-ids",
-            &sg,
-            "--private-ip-address",
-            "10.43.1.10",
-        ],
-    );
-    let inst = &run["Instances"][0];
-    let id = s(&inst["InstanceId"]);
-    let eni = s(&inst["NetworkInterfaces"][0]["NetworkInterfaceId"]);
-    let ns = d.netns(&id.replace('-', ""));
+    let subnet = subnet(&url, &vpc, "10.43.1.0/24");
+    let sg = group(&url, &vpc, "web");
+    allow(&url, &sg, "7400", "0.0.0.0/0");
+    let Instance { id, eni, ns, .. } = run_instance(&d, &url, &subnet, &sg, Some("10.43.1.10"));
     let alloc = |_: ()| {
         let a = ok(&url, &["allocate-address", "--domain", "vpc"]);
         (s(&a["AllocationId"]), s(&a["PublicIp"]))
@@ -91,45 +34,16 @@ fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_unti
     let (eip1, ip1) = alloc(());
     let (eip2, ip2) = alloc(());
     let associate = ["associate-address", "--allocation-id"];
-    error(
-        &url,
-        &[&associate[..], &[&eip1, "--instance-id", &id]].concat(),
+    refused(
+        aws(
+            &url,
+            &[&associate[..], &[&eip1, "--instance-id", &id]].concat(),
+        ),
         "Gateway.NotAttached",
     );
 
     // An internet gateway and the default route through it.
-    let igw = s(&ok(&url, &["create-internet-gateway"])["InternetGateway"]["InternetGatewayId"]);
-    ok(
-        &url,
-        &[
-            "attach-internet-gateway",
-            "--internet-gateway-id",
-            &igw,
-            "--vpc-id",
-            &vpc,
-        ],
-    );
-    let main = ok(
-        &url,
-        &[
-            "describe-route-tables",
-            "--filters",
-            &format!("Name=vpc-id,Values={vpc}"),
-            "Name=association.main,Values=true",
-        ],
-    );
-    ok(
-        &url,
-        &[
-            "create-route",
-            "--route-table-id",
-            &s(&main["RouteTables"][0]["RouteTableId"]),
-            "--destination-cidr-block",
-            "0.0.0.0/0",
-            "--gateway-id",
-            &igw,
-        ],
-    );
+    internet_gateway(&url, &vpc, &main_table(&url, &vpc));
 
     // The first Elastic IP to the instance: its primary address.
     let a1 = s(&ok(
@@ -173,9 +87,11 @@ fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_unti
         "--private-ip-address",
         "10.43.1.20",
     ];
-    error(
-        &url,
-        &[&associate[..], &[&eip1], &on_secondary[..]].concat(),
+    refused(
+        aws(
+            &url,
+            &[&associate[..], &[&eip1], &on_secondary[..]].concat(),
+        ),
         "Resource.AlreadyAssociated",
     );
     let a2 = s(&ok(
@@ -215,9 +131,8 @@ fn elastic_ips_associated_with_an_instance_and_a_secondary_address_reach_it_unti
     assert!(seen.starts_with("203.0.113.10:"), "the other stays: {seen}");
     let d1 = ok(&url, &["describe-addresses", "--allocation-ids", &eip1]);
     assert!(d1["Addresses"][0].get("AssociationId").is_none(), "{d1}");
-    error(
-        &url,
-        &["disassociate-address", "--association-id", &a1],
+    refused(
+        aws(&url, &["disassociate-address", "--association-id", &a1]),
         "InvalidAssociationID.NotFound",
     );
     // AllowReassociation moves the second to the primary address.

@@ -5,14 +5,12 @@
 //! template's database reaches it there.
 use vpc_tests::{connects, peer_server};
 
-use super::{aws, ok, s, up};
+use super::{allow, aws, group, network, ok, s, subnet, up, up_from, Network};
 
 #[test]
 fn reserved_addresses_are_skipped_and_the_interface_past_them_is_reached() {
     let (d, url) = up("ec2scr");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = vpc::ec2::ids::derived("subnet", &d.name, &d.name, "DbSubnet");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
+    let Network { vpc, subnet, db_sg } = network(&d);
 
     // 10.42.1.0/28 holds the next free addresses (.4 onwards; the database is .10).
     let made = ok(
@@ -96,32 +94,8 @@ fn reserved_addresses_are_skipped_and_the_interface_past_them_is_reached() {
     );
 
     // An interface without an address: the first one past the reservation.
-    let sg = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "appliance",
-            "--description",
-            "d",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
-    ok(
-        &url,
-        &[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &sg,
-            "--protocol",
-            "tcp",
-            "--port",
-            "7200",
-            "--source-group",
-            &db_sg,
-        ],
-    );
+    let sg = group(&url, &vpc, "appliance");
+    allow(&url, &sg, "7200", &db_sg);
     let nic = ok(
         &url,
         &[
@@ -220,41 +194,25 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
     seg[3] += 3;
     let first = std::net::Ipv6Addr::from(seg);
     let block = format!("{first}/64");
-    let subnet = s(&ok(
-        &url,
-        &[
-            "create-subnet",
-            "--vpc-id",
-            &vpc_id,
-            "--cidr-block",
-            "10.77.1.0/24",
-        ],
-    )["Subnet"]["SubnetId"]);
+    let subnet = subnet(&url, &vpc_id, "10.77.1.0/24");
     let nic = ok(&url, &["create-network-interface", "--subnet-id", &subnet]);
     let nic = s(&nic["NetworkInterface"]["NetworkInterfaceId"]);
 
-    let e = aws(
-        &url,
-        &[
-            "associate-subnet-cidr-block",
-            "--subnet-id",
-            &subnet,
-            "--ipv6-cidr-block",
-            "2001:db8:ffff:1::/64",
-        ],
-    )
-    .unwrap_err();
+    let associate = |block: &str| {
+        aws(
+            &url,
+            &[
+                "associate-subnet-cidr-block",
+                "--subnet-id",
+                &subnet,
+                "--ipv6-cidr-block",
+                block,
+            ],
+        )
+    };
+    let e = associate("2001:db8:ffff:1::/64").unwrap_err();
     assert!(e.contains("(InvalidSubnet.Range)"), "{e}");
-    let a = ok(
-        &url,
-        &[
-            "associate-subnet-cidr-block",
-            "--subnet-id",
-            &subnet,
-            "--ipv6-cidr-block",
-            &block,
-        ],
-    );
+    let a = associate(&block).unwrap();
     assert_eq!(a["SubnetId"], subnet.as_str(), "{a}");
     assert_eq!(
         a["Ipv6CidrBlockAssociation"]["Ipv6CidrBlock"],
@@ -266,17 +224,13 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
         "{a}"
     );
     let assoc = s(&a["Ipv6CidrBlockAssociation"]["AssociationId"]);
-    let e = aws(
-        &url,
-        &[
-            "associate-subnet-cidr-block",
-            "--subnet-id",
-            &subnet,
-            "--ipv6-cidr-block",
-            &block,
-        ],
-    )
-    .unwrap_err();
+    let disassociate = || {
+        aws(
+            &url,
+            &["disassociate-subnet-cidr-block", "--association-id", &assoc],
+        )
+    };
+    let e = associate(&block).unwrap_err();
     assert!(e.contains("(CidrLimitExceeded)"), "{e}");
     let sn = ok(&url, &["describe-subnets", "--subnet-ids", &subnet]);
     let set = &sn["Subnets"][0]["Ipv6CidrBlockAssociationSet"];
@@ -311,11 +265,7 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
             "prefix",
         ],
     );
-    let e = aws(
-        &url,
-        &["disassociate-subnet-cidr-block", "--association-id", &assoc],
-    )
-    .unwrap_err();
+    let e = disassociate().unwrap_err();
     assert!(e.contains("(DependencyViolation)"), "{e}");
     ok(
         &url,
@@ -325,10 +275,7 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
             &s(&r["SubnetCidrReservation"]["SubnetCidrReservationId"]),
         ],
     );
-    let d = ok(
-        &url,
-        &["disassociate-subnet-cidr-block", "--association-id", &assoc],
-    );
+    let d = disassociate().unwrap();
     assert_eq!(
         d["Ipv6CidrBlockAssociation"]["Ipv6CidrBlockState"]["State"], "disassociating",
         "{d}"
@@ -341,11 +288,7 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
         0,
         "{sn}"
     );
-    let e = aws(
-        &url,
-        &["disassociate-subnet-cidr-block", "--association-id", &assoc],
-    )
-    .unwrap_err();
+    let e = disassociate().unwrap_err();
     assert!(
         e.contains("(InvalidSubnetCidrBlockAssociationID.NotFound)"),
         "{e}"
@@ -358,14 +301,11 @@ fn a_subnet_takes_an_ipv6_block_after_creation_and_gives_it_back() {
 /// an IPv4-only function), as if the block had been there from the start.
 #[test]
 fn a_dual_stack_function_in_a_subnet_given_ipv6_later_reaches_the_database_over_ipv6() {
-    let mut args = vec!["--api-addr", "127.0.0.1:0"];
-    args.extend_from_slice(vpc_tests::FAST);
-    let d = vpc_tests::Deployment::up(
+    let (d, url) = up_from(
         "ec2s6f",
         vpc_tests::fixture!("dual_stack_functions.yaml"),
-        &args,
+        &[],
     );
-    let url = d.status()["api_url"].as_str().unwrap().to_string();
     let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
     // Lambda names a template's group by its logical id.
     let sg = "FnSg";

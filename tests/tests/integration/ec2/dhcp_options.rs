@@ -2,12 +2,12 @@
 //! template's VPC, the database instance's `resolv.conf` takes the set's
 //! servers and domain, back to AWS's default with `default`; a set in use
 //! is not deleted.
-use super::{aws, ok, s, up};
+use super::{aws, network, ok, s, up};
 
 #[test]
 fn a_dhcp_options_set_of_the_api_changes_a_hosts_resolv_conf() {
     let (d, url) = up("ec2dopt");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
+    let vpc = network(&d).vpc;
     let resolv = || {
         std::fs::read_to_string(
             std::path::Path::new("/etc/netns")

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use vpc_tests::{text, Deployment};
 
-use super::{aws, ok, s, up};
+use super::{aws, main_table, network, ok, s, up, Network};
 
 /// The simulated service's JSON answer to `curl URL` from host `who`, or
 /// `None` when it does not get through.
@@ -21,18 +21,8 @@ fn curl(d: &Deployment, who: &str, url: &str) -> Option<Value> {
 #[test]
 fn a_gateway_endpoint_of_the_api_takes_a_private_host_to_s3() {
     let (d, url) = up("ec2vpce");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = vpc::ec2::ids::derived("subnet", &d.name, &d.name, "DbSubnet");
-    let main = ok(
-        &url,
-        &[
-            "describe-route-tables",
-            "--filters",
-            &format!("Name=vpc-id,Values={vpc}"),
-            "Name=association.main,Values=true",
-        ],
-    );
-    let rtb = s(&main["RouteTables"][0]["RouteTableId"]);
+    let Network { vpc, subnet, .. } = network(&d);
+    let rtb = main_table(&url, &vpc);
     assert!(
         curl(&d, "Db", "http://198.18.0.10/").is_none(),
         "no way to S3 yet"

@@ -7,9 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use vpc_tests::{connects, peer_server, Deployment, FAST};
+use vpc_tests::{connects, peer_server};
 
-use super::{aws, ok, s, NETWORK};
+use super::{allow, aws, group, network, ok, run_instance, s, up_from, Instance, Network, NETWORK};
 
 /// Every line of every object under `dir`.
 fn lines_under(dir: &Path) -> Vec<String> {
@@ -49,13 +49,8 @@ fn an_api_flow_log_records_an_accepted_connection_to_s3() {
     let dir = Dir(std::env::temp_dir().join(vpc_tests::unique_name("vpc-ec2-flows")));
     std::fs::create_dir_all(&dir.0).unwrap();
     let dir_arg = dir.0.display().to_string();
-    let mut args = vec!["--api-addr", "127.0.0.1:0", "--flow-logs-dir", &dir_arg];
-    args.extend_from_slice(FAST);
-    let d = Deployment::up("ec2fl", NETWORK, &args);
-    let url = d.status()["api_url"].as_str().unwrap().to_string();
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = vpc::ec2::ids::derived("subnet", &d.name, &d.name, "DbSubnet");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
+    let (d, url) = up_from("ec2fl", NETWORK, &["--flow-logs-dir", &dir_arg]);
+    let Network { vpc, subnet, db_sg } = network(&d);
 
     let made = ok(
         &url,
@@ -105,49 +100,10 @@ fn an_api_flow_log_records_an_accepted_connection_to_s3() {
     );
 
     // An instance the database connects to: an accepted record of it.
-    let web = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "web",
-            "--description",
-            "web",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
-    ok(
-        &url,
-        &[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &web,
-            "--protocol",
-            "tcp",
-            "--port",
-            "7300",
-            "--source-group",
-            &db_sg,
-        ],
-    );
-    let run = ok(
-        &url,
-        &[
-            "run-instances",
-            "--image-id",
-            "ami-12345678",
-            "--count",
-            "1",
-            "--subnet-id",
-            &subnet,
-            "--security-group-ids",
-            &web,
-        ],
-    );
-    let ip = s(&run["Instances"][0]["PrivateIpAddress"]);
-    let id = s(&run["Instances"][0]["InstanceId"]);
-    let _server = peer_server(&d.netns(&id.replace('-', "")), &format!("{ip}:7300"));
+    let web = group(&url, &vpc, "web");
+    allow(&url, &web, "7300", &db_sg);
+    let Instance { ip, ns, .. } = run_instance(&d, &url, &subnet, &web, None);
+    let _server = peer_server(&ns, &format!("{ip}:7300"));
     assert!(connects(&d, "exec", "Db", &ip, 7300, 5));
     let want = |l: &String| {
         let f: Vec<&str> = l.split(' ').collect();

@@ -7,14 +7,12 @@ use std::process::Command;
 use serde_json::Value;
 use vpc_tests::{connects, fixture_path, peer_server, pyenv_python, text};
 
-use super::{aws, ok, s, up};
+use super::{allow, aws, group, network, ok, run_instance, s, subnet, up, Instance, Network};
 
 #[test]
 fn a_boto3_instance_is_a_host_reached_closed_by_its_groups_and_gone_when_terminated() {
     let (d, url) = up("ec2inst");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = vpc::ec2::ids::derived("subnet", &d.name, &d.name, "DbSubnet");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
+    let Network { vpc, subnet, db_sg } = network(&d);
     let out = Command::new(pyenv_python())
         .arg(fixture_path("ec2_instances.py"))
         .args([&url, &vpc, &subnet, &db_sg])
@@ -157,18 +155,8 @@ fn a_boto3_instance_is_a_host_reached_closed_by_its_groups_and_gone_when_termina
 #[test]
 fn a_stopped_instance_does_not_answer_and_started_again_it_does_at_the_same_address() {
     let (d, url) = up("ec2stop");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
-    let subnet = s(&ok(
-        &url,
-        &[
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            "10.42.3.0/24",
-        ],
-    )["Subnet"]["SubnetId"]);
+    let Network { vpc, db_sg, .. } = network(&d);
+    let subnet = subnet(&url, &vpc, "10.42.3.0/24");
     ok(
         &url,
         &[
@@ -178,49 +166,9 @@ fn a_stopped_instance_does_not_answer_and_started_again_it_does_at_the_same_addr
             "--map-public-ip-on-launch",
         ],
     );
-    let sg = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "app",
-            "--description",
-            "app",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
-    ok(
-        &url,
-        &[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &sg,
-            "--protocol",
-            "tcp",
-            "--port",
-            "7500",
-            "--source-group",
-            &db_sg,
-        ],
-    );
-    let run = ok(
-        &url,
-        &[
-            "run-instances",
-            "--image-id",
-            "ami-12345678",
-            "--count",
-            "1",
-            "--subnet-id",
-            &subnet,
-            "--security-group-ids",
-            &sg,
-        ],
-    );
-    let id = s(&run["Instances"][0]["InstanceId"]);
-    let ip = s(&run["Instances"][0]["PrivateIpAddress"]);
-    let ns = d.netns(&id.replace('-', ""));
+    let sg = group(&url, &vpc, "app");
+    allow(&url, &sg, "7500", &db_sg);
+    let Instance { id, ip, ns, .. } = run_instance(&d, &url, &subnet, &sg, None);
     let describe = || {
         ok(&url, &["describe-instances", "--instance-ids", &id])["Reservations"][0]["Instances"][0]
             .clone()

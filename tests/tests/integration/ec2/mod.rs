@@ -27,12 +27,34 @@ use vpc_tests::{
 
 const NETWORK: &str = fixture!("ec2/network.yaml");
 
-fn up(tag: &str) -> (Deployment, String) {
+/// A deployment of `template` with the EC2 API on, and the API's URL.
+fn up_from(tag: &str, template: &str, extra: &[&str]) -> (Deployment, String) {
     let mut args = vec!["--api-addr", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
     args.extend_from_slice(FAST);
-    let d = Deployment::up(tag, NETWORK, &args);
+    let d = Deployment::up(tag, template, &args);
     let url = d.status()["api_url"].as_str().unwrap().to_string();
     (d, url)
+}
+
+fn up(tag: &str) -> (Deployment, String) {
+    up_from(tag, NETWORK, &[])
+}
+
+/// [`NETWORK`]'s VPC, the database's subnet and group, by their EC2 ids.
+struct Network {
+    vpc: String,
+    subnet: String,
+    db_sg: String,
+}
+
+fn network(d: &Deployment) -> Network {
+    let id = |kind, logical| vpc::ec2::ids::derived(kind, &d.name, &d.name, logical);
+    Network {
+        vpc: id("vpc", "Vpc"),
+        subnet: id("subnet", "DbSubnet"),
+        db_sg: id("sg", "DbSg"),
+    }
 }
 
 /// `aws ec2 ARGS --output json` against `url`: its JSON, or the error's
@@ -54,6 +76,146 @@ fn ok(url: &str, args: &[&str]) -> Value {
 
 fn s(v: &Value) -> String {
     v.as_str().unwrap_or_else(|| panic!("{v}")).to_string()
+}
+
+/// `answer` is AWS's error `code`.
+fn refused(answer: Result<Value, String>, code: &str) {
+    let e = answer.unwrap_err();
+    assert!(e.contains(&format!("({code})")), "{e}");
+}
+
+fn subnet(url: &str, vpc: &str, cidr: &str) -> String {
+    let made = ok(
+        url,
+        &["create-subnet", "--vpc-id", vpc, "--cidr-block", cidr],
+    );
+    s(&made["Subnet"]["SubnetId"])
+}
+
+/// A security group without rules.
+fn group(url: &str, vpc: &str, name: &str) -> String {
+    let made = ok(
+        url,
+        &[
+            "create-security-group",
+            "--group-name",
+            name,
+            "--description",
+            name,
+            "--vpc-id",
+            vpc,
+        ],
+    );
+    s(&made["GroupId"])
+}
+
+/// A rule of `group` admitting TCP `port` from `from`: a group's id or a CIDR.
+fn allow(url: &str, group: &str, port: &str, from: &str) -> Value {
+    let source = if from.starts_with("sg-") {
+        "--source-group"
+    } else {
+        "--cidr"
+    };
+    ok(
+        url,
+        &[
+            "authorize-security-group-ingress",
+            "--group-id",
+            group,
+            "--protocol",
+            "tcp",
+            "--port",
+            port,
+            source,
+            from,
+        ],
+    )
+}
+
+/// An instance of the API: its ids, and the host it is (named by its id
+/// without the dash) with its namespace.
+struct Instance {
+    id: String,
+    eni: String,
+    ip: String,
+    host: String,
+    ns: String,
+}
+
+/// RunInstances of one instance in `subnet` with `group`, at `ip` or at
+/// the address EC2 picks.
+fn run_instance(
+    d: &Deployment,
+    url: &str,
+    subnet: &str,
+    group: &str,
+    ip: Option<&str>,
+) -> Instance {
+    let mut args = vec![
+        "run-instances",
+        "--image-id",
+        "ami-12345678",
+        "--count",
+        "1",
+        "--subnet-id",
+        subnet,
+        "--security-group-ids",
+        group,
+    ];
+    args.extend(ip.map(|ip| ["--private-ip-address", ip]).iter().flatten());
+    let run = ok(url, &args);
+    let i = &run["Instances"][0];
+    let id = s(&i["InstanceId"]);
+    let host = id.replace('-', "");
+    Instance {
+        eni: s(&i["NetworkInterfaces"][0]["NetworkInterfaceId"]),
+        ip: s(&i["PrivateIpAddress"]),
+        ns: d.netns(&host),
+        id,
+        host,
+    }
+}
+
+/// `vpc`'s main route table.
+fn main_table(url: &str, vpc: &str) -> String {
+    let main = ok(
+        url,
+        &[
+            "describe-route-tables",
+            "--filters",
+            &format!("Name=vpc-id,Values={vpc}"),
+            "Name=association.main,Values=true",
+        ],
+    );
+    s(&main["RouteTables"][0]["RouteTableId"])
+}
+
+/// An internet gateway attached to `vpc`, and `rtb`'s default route through it.
+fn internet_gateway(url: &str, vpc: &str, rtb: &str) -> String {
+    let igw = s(&ok(url, &["create-internet-gateway"])["InternetGateway"]["InternetGatewayId"]);
+    ok(
+        url,
+        &[
+            "attach-internet-gateway",
+            "--internet-gateway-id",
+            &igw,
+            "--vpc-id",
+            vpc,
+        ],
+    );
+    ok(
+        url,
+        &[
+            "create-route",
+            "--route-table-id",
+            rtb,
+            "--destination-cidr-block",
+            "0.0.0.0/0",
+            "--gateway-id",
+            &igw,
+        ],
+    );
+    igw
 }
 
 #[test]
@@ -434,29 +596,7 @@ fn the_aws_cli_and_boto3_build_beside_a_template_and_traffic_follows() {
     // A route table with a route to an internet gateway, associated with
     // the app's subnet: the local route still reaches the database.
     let rtb = s(&ok(&url, &["create-route-table", "--vpc-id", &vpc])["RouteTable"]["RouteTableId"]);
-    let igw = s(&ok(&url, &["create-internet-gateway"])["InternetGateway"]["InternetGatewayId"]);
-    ok(
-        &url,
-        &[
-            "attach-internet-gateway",
-            "--internet-gateway-id",
-            &igw,
-            "--vpc-id",
-            &vpc,
-        ],
-    );
-    ok(
-        &url,
-        &[
-            "create-route",
-            "--route-table-id",
-            &rtb,
-            "--destination-cidr-block",
-            "0.0.0.0/0",
-            "--gateway-id",
-            &igw,
-        ],
-    );
+    let igw = internet_gateway(&url, &vpc, &rtb);
     let a = ok(
         &url,
         &[
@@ -646,10 +786,7 @@ fn moto_conformance() {
             })
         })
         .expect("moto's tests: `cargo xtask provision` unpacks moto's sdist into target/moto");
-    let mut args = vec!["--api-addr", "127.0.0.1:0"];
-    args.extend_from_slice(FAST);
-    let d = Deployment::up("moto", fixture!("ec2/empty.yaml"), &args);
-    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let (_d, url) = up_from("moto", fixture!("ec2/empty.yaml"), &[]);
     let mut report = vec![];
     for (file, floor) in MOTO_FLOORS {
         let out = Command::new(pyenv_python())
@@ -714,10 +851,7 @@ fn pytest_summaries_are_read() {
 /// CLI), the function no longer gets there.
 #[test]
 fn a_nat_gateway_of_the_api_takes_a_private_function_to_the_internet() {
-    let mut args = vec!["--api-addr", "127.0.0.1:0"];
-    args.extend_from_slice(FAST);
-    let d = Deployment::up("ec2nat", fixture!("ec2/internet.yaml"), &args);
-    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let (d, url) = up_from("ec2nat", fixture!("ec2/internet.yaml"), &[]);
     let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
     let out = Command::new(pyenv_python())
         .arg(fixture_path("ec2_nat.py"))
@@ -755,10 +889,7 @@ fn a_nat_gateway_of_the_api_takes_a_private_function_to_the_internet() {
 /// in use, and names an unknown one.
 #[test]
 fn the_lambda_eni_finder_finds_each_functions_enis() {
-    let mut args = vec!["--api-addr", "127.0.0.1:0"];
-    args.extend_from_slice(FAST);
-    let d = Deployment::up("ec2eni", "default", &args);
-    let url = d.status()["api_url"].as_str().unwrap().to_string();
+    let (d, url) = up_from("ec2eni", "default", &[]);
     let mut want: Vec<String> = d.eni_list().iter().map(|e| s(&e["id"])).collect();
     want.sort();
     assert!(!want.is_empty());

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use vpc_tests::{connects, peer_server};
 
-use super::{aws, ok, s, up};
+use super::{allow, aws, group, network, ok, s, up, Network};
 
 /// The namespaces of `d` whose names start with `prefix`.
 fn namespaces(prefix: &str) -> Vec<String> {
@@ -29,9 +29,7 @@ fn one(v: &Value) -> &Value {
 #[test]
 fn instances_interfaces_are_listed_and_an_api_interface_is_a_host_its_groups_open() {
     let (d, url) = up("ec2nic");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = vpc::ec2::ids::derived("subnet", &d.name, &d.name, "DbSubnet");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
+    let Network { vpc, subnet, db_sg } = network(&d);
     let db = vpc::ec2::ids::derived("i", &d.name, &d.name, "Db");
 
     // The template's instance: its interface, the one DescribeInstances shows.
@@ -143,32 +141,8 @@ fn instances_interfaces_are_listed_and_an_api_interface_is_a_host_its_groups_ope
     );
 
     // A group that lets the database in on 7200: connections pass.
-    let sg = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "appliance",
-            "--description",
-            "the appliance",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
-    ok(
-        &url,
-        &[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &sg,
-            "--protocol",
-            "tcp",
-            "--port",
-            "7200",
-            "--source-group",
-            &db_sg,
-        ],
-    );
+    let sg = group(&url, &vpc, "appliance");
+    allow(&url, &sg, "7200", &db_sg);
     ok(
         &url,
         &[

@@ -4,13 +4,12 @@
 //! lists, and a list in use not deleted.
 use vpc_tests::{connects, peer_server};
 
-use super::{aws, ok, s, up};
+use super::{aws, group, network, ok, run_instance, s, up, Instance, Network};
 
 #[test]
 fn a_rule_naming_an_api_prefix_list_follows_its_entries() {
     let (d, url) = up("ec2pl");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let subnet = vpc::ec2::ids::derived("subnet", &d.name, &d.name, "DbSubnet");
+    let Network { vpc, subnet, .. } = network(&d);
     let made = ok(
         &url,
         &[
@@ -27,18 +26,7 @@ fn a_rule_naming_an_api_prefix_list_follows_its_entries() {
     );
     let pl = s(&made["PrefixList"]["PrefixListId"]);
     assert!(pl.starts_with("pl-") && pl.len() == 20, "{made}");
-    let sg = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "web",
-            "--description",
-            "web",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
+    let sg = group(&url, &vpc, "web");
     ok(
         &url,
         &[
@@ -57,23 +45,8 @@ fn a_rule_naming_an_api_prefix_list_follows_its_entries() {
         pl.as_str(),
         "{groups}"
     );
-    let run = ok(
-        &url,
-        &[
-            "run-instances",
-            "--image-id",
-            "ami-12345678",
-            "--count",
-            "1",
-            "--subnet-id",
-            &subnet,
-            "--security-group-ids",
-            &sg,
-        ],
-    );
-    let inst = &run["Instances"][0];
-    let (id, ip) = (s(&inst["InstanceId"]), s(&inst["PrivateIpAddress"]));
-    let _server = peer_server(&d.netns(&id.replace('-', "")), &format!("{ip}:7200"));
+    let Instance { id, ip, ns, .. } = run_instance(&d, &url, &subnet, &sg, None);
+    let _server = peer_server(&ns, &format!("{ip}:7200"));
     assert!(
         connects(&d, "exec", "Db", &ip, 7200, 5),
         "the list holds the database's address"

@@ -5,9 +5,12 @@
 //! `SecondaryPrivateIpAddressCount`, AllowReassignment and EC2's errors.
 use std::process::Command;
 
+use serde_json::Value;
 use vpc_tests::{connects, peer_server, text};
 
-use super::{aws, ok, s, up};
+use super::{
+    allow, aws, group, network, ok, refused, run_instance, s, subnet, up, Instance, Network,
+};
 
 /// The private addresses DescribeNetworkInterfaces lists for `eni`, each
 /// with its `Primary`.
@@ -37,83 +40,31 @@ fn on_eth0(ns: &str, ip: &str) -> bool {
     text(&out).contains(&format!("inet {ip}/32"))
 }
 
-fn error(url: &str, args: &[&str], code: &str) {
-    let e = aws(url, args).unwrap_err();
-    assert!(e.contains(&format!("({code})")), "{args:?}: {e}");
+/// Assign- or UnassignPrivateIpAddresses (`verb`) of `eni`, with `args`.
+fn change(url: &str, verb: &str, eni: &str, args: &[&str]) -> Result<Value, String> {
+    let action = format!("{verb}-private-ip-addresses");
+    aws(
+        url,
+        &[&[action.as_str(), "--network-interface-id", eni], args].concat(),
+    )
 }
 
 #[test]
 fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() {
     let (d, url) = up("ec2ips");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
-    let subnet = s(&ok(
-        &url,
-        &[
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            "10.42.2.0/24",
-        ],
-    )["Subnet"]["SubnetId"]);
-    let sg = s(&ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "app",
-            "--description",
-            "the app",
-            "--vpc-id",
-            &vpc,
-        ],
-    )["GroupId"]);
-    ok(
-        &url,
-        &[
-            "authorize-security-group-ingress",
-            "--group-id",
-            &sg,
-            "--protocol",
-            "tcp",
-            "--port",
-            "7300",
-            "--source-group",
-            &db_sg,
-        ],
-    );
-    let run = ok(
-        &url,
-        &[
-            "run-instances",
-            "--image-id",
-            "ami-12345678",
-            "--count",
-            "1",
-            "--subnet-id",
-            &subnet,
-            "--security-group-ids",
-            &sg,
-            "--private-ip-address",
-            "10.42.2.10",
-        ],
-    );
-    let inst = &run["Instances"][0];
-    let id = s(&inst["InstanceId"]);
-    let eni = s(&inst["NetworkInterfaces"][0]["NetworkInterfaceId"]);
-    let ns = d.netns(&id.replace('-', ""));
+    let Network { vpc, db_sg, .. } = network(&d);
+    let subnet = subnet(&url, &vpc, "10.42.2.0/24");
+    let sg = group(&url, &vpc, "app");
+    allow(&url, &sg, "7300", &db_sg);
+    let Instance { eni, ns, .. } = run_instance(&d, &url, &subnet, &sg, Some("10.42.2.10"));
 
-    let assigned = ok(
+    let assigned = change(
         &url,
-        &[
-            "assign-private-ip-addresses",
-            "--network-interface-id",
-            &eni,
-            "--private-ip-addresses",
-            "10.42.2.77",
-        ],
-    );
+        "assign",
+        &eni,
+        &["--private-ip-addresses", "10.42.2.77"],
+    )
+    .unwrap();
     assert_eq!(
         assigned["AssignedPrivateIpAddresses"][0]["PrivateIpAddress"], "10.42.2.77",
         "{assigned}"
@@ -147,53 +98,40 @@ fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() 
 
     // EC2's errors.
     let assign = |ip: &str, code: &str| {
-        let a = [
-            "assign-private-ip-addresses",
-            "--network-interface-id",
-            &eni,
-        ];
-        error(
-            &url,
-            &[&a[..], &["--private-ip-addresses", ip]].concat(),
+        refused(
+            change(&url, "assign", &eni, &["--private-ip-addresses", ip]),
             code,
         );
     };
     assign("10.42.1.77", "InvalidParameterValue");
     assign("10.42.2.3", "InvalidParameterValue");
-    error(
-        &url,
-        &[
-            "unassign-private-ip-addresses",
-            "--network-interface-id",
+    refused(
+        change(
+            &url,
+            "unassign",
             &eni,
-            "--private-ip-addresses",
-            "10.42.2.78",
-        ],
+            &["--private-ip-addresses", "10.42.2.78"],
+        ),
         "InvalidParameterValue",
     );
-    error(
-        &url,
-        &[
-            "assign-private-ip-addresses",
-            "--network-interface-id",
+    refused(
+        change(
+            &url,
+            "assign",
             &eni,
-            "--secondary-private-ip-address-count",
-            "40",
-        ],
+            &["--secondary-private-ip-address-count", "40"],
+        ),
         "PrivateIpAddressLimitExceeded",
     );
 
     // Unassigned: off the namespace, and not reached any more.
-    ok(
+    change(
         &url,
-        &[
-            "unassign-private-ip-addresses",
-            "--network-interface-id",
-            &eni,
-            "--private-ip-addresses",
-            "10.42.2.77",
-        ],
-    );
+        "unassign",
+        &eni,
+        &["--private-ip-addresses", "10.42.2.77"],
+    )
+    .unwrap();
     assert_eq!(addresses(&url, &eni), [("10.42.2.10".into(), true)]);
     assert!(!on_eth0(&ns, "10.42.2.77"), "the namespace lost it");
     assert!(
@@ -221,17 +159,8 @@ fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() 
     let taken = listed[1].0.clone();
     assign(&taken, "InvalidIPAddress.InUse");
     assign(&listed[0].0, "InvalidIPAddress.InUse");
-    ok(
-        &url,
-        &[
-            "assign-private-ip-addresses",
-            "--network-interface-id",
-            &eni,
-            "--private-ip-addresses",
-            &taken,
-            "--allow-reassignment",
-        ],
-    );
+    let reassign = ["--private-ip-addresses", &taken, "--allow-reassignment"];
+    change(&url, "assign", &eni, &reassign).unwrap();
     assert_eq!(
         addresses(&url, &eni),
         [("10.42.2.10".into(), true), (taken.clone(), false)]
@@ -242,16 +171,13 @@ fn a_secondary_address_is_reached_with_its_interfaces_groups_until_unassigned() 
     );
     assert!(on_eth0(&ns, &taken), "the instance's namespace has it now");
     // By count on the instance: the lowest free addresses.
-    let counted = ok(
+    let counted = change(
         &url,
-        &[
-            "assign-private-ip-addresses",
-            "--network-interface-id",
-            &eni,
-            "--secondary-private-ip-address-count",
-            "2",
-        ],
-    );
+        "assign",
+        &eni,
+        &["--secondary-private-ip-address-count", "2"],
+    )
+    .unwrap();
     assert_eq!(
         counted["AssignedPrivateIpAddresses"]
             .as_array()

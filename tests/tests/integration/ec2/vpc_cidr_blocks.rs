@@ -4,13 +4,12 @@
 //! groups allow (and no further); AWS's refusals and DescribeVpcs' view.
 use vpc_tests::{connects, peer_server, tcp_server, wait_for};
 
-use super::{aws, ok, s, up};
+use super::{allow, aws, group, network, ok, run_instance, s, subnet, up, Instance, Network};
 
 #[test]
 fn a_secondary_block_holds_a_subnet_whose_instance_reaches_the_primary_and_back() {
     let (d, url) = up("ec2cidr");
-    let vpc = vpc::ec2::ids::derived("vpc", &d.name, &d.name, "Vpc");
-    let db_sg = vpc::ec2::ids::derived("sg", &d.name, &d.name, "DbSg");
+    let Network { vpc, db_sg, .. } = network(&d);
     let associate = |cidr: &str| {
         aws(
             &url,
@@ -71,65 +70,11 @@ fn a_secondary_block_holds_a_subnet_whose_instance_reaches_the_primary_and_back(
     // A subnet of the secondary block, an instance in it whose group
     // admits the primary block on 7100; the database admits the
     // secondary block on 5432.
-    let sn = ok(
-        &url,
-        &[
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            "10.43.1.0/24",
-        ],
-    );
-    let subnet = s(&sn["Subnet"]["SubnetId"]);
-    let web = ok(
-        &url,
-        &[
-            "create-security-group",
-            "--group-name",
-            "web",
-            "--description",
-            "web",
-            "--vpc-id",
-            &vpc,
-        ],
-    );
-    let web = s(&web["GroupId"]);
-    let allow = |group: &str, port: &str, cidr: &str| {
-        ok(
-            &url,
-            &[
-                "authorize-security-group-ingress",
-                "--group-id",
-                group,
-                "--protocol",
-                "tcp",
-                "--port",
-                port,
-                "--cidr",
-                cidr,
-            ],
-        )
-    };
-    allow(&web, "7100", "10.42.0.0/16");
-    allow(&db_sg, "5432", "10.43.0.0/16");
-    let run = ok(
-        &url,
-        &[
-            "run-instances",
-            "--image-id",
-            "ami-12345678",
-            "--subnet-id",
-            &subnet,
-            "--security-group-ids",
-            &web,
-            "--private-ip-address",
-            "10.43.1.10",
-        ],
-    );
-    let inst = s(&run["Instances"][0]["InstanceId"]);
-    let logical = inst.replace('-', "");
-    let ns = d.netns(&logical);
+    let subnet = subnet(&url, &vpc, "10.43.1.0/24");
+    let web = group(&url, &vpc, "web");
+    allow(&url, &web, "7100", "10.42.0.0/16");
+    allow(&url, &db_sg, "5432", "10.43.0.0/16");
+    let Instance { id, host, ns, .. } = run_instance(&d, &url, &subnet, &web, Some("10.43.1.10"));
     wait_for("the instance's namespace", 60, || {
         std::path::Path::new("/run/netns").join(&ns).exists()
     });
@@ -146,7 +91,7 @@ fn a_secondary_block_holds_a_subnet_whose_instance_reaches_the_primary_and_back(
     web_server.stop();
     let db = tcp_server(&d.netns("Db"), "10.42.1.10:5432");
     assert!(
-        connects(&d, "exec", &logical, "10.42.1.10", 5432, 5),
+        connects(&d, "exec", &host, "10.42.1.10", 5432, 5),
         "the instance (secondary block) reaches the database (primary block)"
     );
     assert!(db.finish(30).is_some());
@@ -183,7 +128,7 @@ fn a_secondary_block_holds_a_subnet_whose_instance_reaches_the_primary_and_back(
     assert!(e.contains("(OperationNotPermitted)"), "{e}");
     let e = disassociate(&assoc).unwrap_err();
     assert!(e.contains("(InvalidCidrBlock.InUse)"), "{e}");
-    ok(&url, &["terminate-instances", "--instance-ids", &inst]);
+    ok(&url, &["terminate-instances", "--instance-ids", &id]);
     ok(&url, &["delete-subnet", "--subnet-id", &subnet]);
     let gone = disassociate(&assoc).unwrap();
     assert_eq!(
