@@ -5,6 +5,10 @@
 
 /// Router-side ifindex -> `PortInfo`.
 pub const PORTS: &str = "PORTS";
+/// Per router port (`port_slot`): the address space of its packets, as
+/// `port_space_slot` writes it; the established path's one read of its
+/// port (an array read where `PORTS` is a hash lookup).
+pub const PORT_SPACES: &str = "PORT_SPACES";
 /// Address -> `Endpoint`: where a destination lives.
 pub const ENDPOINTS: &str = "ENDPOINTS";
 /// ENI id -> `HyperplaneEni` (NAT gateways included).
@@ -83,6 +87,7 @@ pub const AYA_LOGS: &str = "AYA_LOGS";
 /// Every map of the object.
 pub const ALL: &[&str] = &[
     PORTS,
+    PORT_SPACES,
     ENDPOINTS,
     ENIS,
     ENI_GROUPS,

@@ -148,6 +148,15 @@ pub const fn port_slot(ifindex: u32) -> u32 {
     }
 }
 
+/// `PORT_SPACES`' value for a port of VPC `vpc` (0: the global space): its
+/// IPv4 address space plus one, so that 0 stays "not known here" (a slot
+/// never written, or shared by ports from `MAX_PORTS` on), where the
+/// datapath asks `PORTS`.
+#[inline(always)]
+pub const fn port_space_slot(vpc: u32) -> u32 {
+    addr_space(vpc, false) + 1
+}
+
 /// `ALLOWANCE_STATS` (per CPU): two counters per router port, the drops of
 /// its conntrack allowance and of its linklocal allowance.
 pub const ALLOWANCE_CONNTRACK: u32 = 0;

@@ -145,3 +145,84 @@ fn copy_bytes<const N: usize>(dst: *mut u8, src: *const u8) {
         unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
     }
 }
+
+/// The breakdown of an established packet's cost (`vpc bench`'s
+/// `stage_*` cases): the router's own mechanisms, composed a stage at a
+/// time inside the same harness, each stage one more than the one before.
+/// The differences between stages are what each part costs; the full
+/// router (`bench_router`) adds the pipeline's branches between them
+/// (fragments, ICMP errors, the trace switch, the verdict's counters).
+pub const STAGE_PARSE: u32 = 1;
+/// + the port's address space, the conntrack key and lookup.
+pub const STAGE_LOOKUP: u32 = 2;
+/// + the connection's state: timeouts, policy epoch, counters.
+pub const STAGE_STATE: u32 = 3;
+/// + the NAT rewrite and its checksum updates.
+pub const STAGE_REWRITE: u32 = 4;
+
+/// One stage program: the frame saved, `STAGE`'s mechanisms run, the
+/// frame restored (as `bench_router`).
+#[inline(always)]
+pub fn stage<const STAGE: u32>(ctx: &XdpContext) -> u32 {
+    let Some(h) = snapshot(ctx) else {
+        return aya_ebpf::bindings::xdp_action::XDP_ABORTED;
+    };
+    let action = crate::ctx::action(crate::stats::finish(stage_inner::<STAGE>(ctx)));
+    restore(ctx, &h.snapshot);
+    action
+}
+
+#[inline(always)]
+fn stage_inner<const STAGE: u32>(ctx: &XdpContext) -> Result<u32, vpc_common::DropReason> {
+    use vpc_common::{DropReason, Endpoint, CT_F_SNAT};
+
+    use crate::{config, ctx::Ctx, flowlog, nat, parse, route, stats};
+
+    let s = unsafe { &mut *SCRATCH.get_ptr_mut(0).ok_or(DropReason::CtFull)? };
+    parse::parse(ctx, &mut s.pkt)?;
+    let ifindex = Ctx::ingress_ifindex(ctx);
+    if STAGE == STAGE_PARSE {
+        let ep = Endpoint {
+            ifindex: 1,
+            mac: [2, 0, 0, 0, 0, 2],
+            router_mac: [2, 0, 0, 0, 0, 1],
+            ..Endpoint::default()
+        };
+        return route::deliver_to(ctx, &ep);
+    }
+    let p = &s.pkt;
+    let space = crate::port::space(ifindex, p.v6);
+    s.key = CtKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.proto,
+        _pad0: 0,
+        space: space as u16,
+    };
+    let now = ct::now();
+    let (e, orig) = ct::entry(&s.key, ifindex).ok_or(DropReason::CtInvalid)?;
+    if STAGE >= STAGE_STATE {
+        if ct::expired(p.proto, unsafe { &*orig }, now) || !ct::follows(&s.key, p, e, orig) {
+            return Err(DropReason::CtInvalid);
+        }
+        let stamp = config::policy_epoch().wrapping_add(1);
+        if unsafe { (*e).acl_gen } != stamp {
+            return Err(DropReason::CtInvalid);
+        }
+        let dir = unsafe { (*e).dir };
+        ct::update(unsafe { &mut *orig }, p, dir, now);
+        let w = config::flow_log_window();
+        if w != 0 {
+            flowlog::count(unsafe { &mut (*e).fl }, p, w, now);
+        }
+        stats::eni_forwarded(unsafe { (*e).eni });
+        stats::port(ifindex, crate::ctx::VERDICT_REDIRECT);
+    }
+    let ent = unsafe { &*e };
+    if STAGE >= STAGE_REWRITE && ent.flags & CT_F_SNAT != 0 {
+        nat::rewrite(ctx, p, true, &ent.nat_addr, ent.nat_port)?;
+    }
+    route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)
+}

@@ -25,6 +25,7 @@ mod nat;
 mod nat_gateway;
 mod parse;
 mod policy;
+mod port;
 mod port_allocation;
 mod resolver;
 mod route;
@@ -117,6 +118,28 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
     let action = ctx::action(stats::finish(route::deliver_to(&ctx, &ep)));
     bench::restore(&ctx, &s.snapshot);
     action
+}
+
+/// The established packet's cost broken down (`bench::stage`): parse;
+/// + conntrack lookup; + connection state and counters; + NAT rewrite.
+#[xdp]
+pub fn bench_stage_parse(ctx: XdpContext) -> u32 {
+    bench::stage::<{ bench::STAGE_PARSE }>(&ctx)
+}
+
+#[xdp]
+pub fn bench_stage_lookup(ctx: XdpContext) -> u32 {
+    bench::stage::<{ bench::STAGE_LOOKUP }>(&ctx)
+}
+
+#[xdp]
+pub fn bench_stage_state(ctx: XdpContext) -> u32 {
+    bench::stage::<{ bench::STAGE_STATE }>(&ctx)
+}
+
+#[xdp]
+pub fn bench_stage_rewrite(ctx: XdpContext) -> u32 {
+    bench::stage::<{ bench::STAGE_REWRITE }>(&ctx)
 }
 
 /// Throughput: the reflector on both endpoints, the same for every path.

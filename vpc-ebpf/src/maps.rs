@@ -20,6 +20,11 @@ use crate::parse::{Packet, Quote};
 #[map]
 pub static PORTS: HashMap<u32, PortInfo> = HashMap::with_max_entries(MAX_PORTS, BPF_F_NO_PREALLOC);
 
+/// Per router port (`port_slot`): its address space, `port_space_slot`
+/// (read through `port::space`).
+#[map]
+pub static PORT_SPACES: Array<u32> = Array::with_max_entries(MAX_PORTS, 0);
+
 /// (address space, address (16 bytes, IPv4-mapped for v4)) -> where it
 /// lives. Separate VPCs may hold the same address, each in its own space.
 #[map]

@@ -16,14 +16,14 @@ use crate::{
     ct,
     ctx::{read, write, Ctx},
     flowlog, hyperplane,
-    maps::{NatHop, Scratch, ENIS, ENI_GROUPS, NAT_PORTS, NO_GROUP, PORTS},
+    maps::{NatHop, Scratch, ENIS, ENI_GROUPS, NAT_PORTS, NO_GROUP},
     nat,
     parse::{
         Packet, ETH_DST, ETH_HLEN, ETH_SRC, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_CHECK,
         IPV4_DST, IPV4_SRC, IPV4_TOT_LEN, IPV4_TTL, L4_SPORT, TCP_ACK_SEQ, TCP_CHECK, TCP_DOFF,
         TCP_RST, TCP_SEQ, TCP_SYN, TCP_WINDOW,
     },
-    policy, port_allocation, route, stats,
+    policy, port, port_allocation, route, stats,
 };
 
 /// A new flow's route leads to a NAT gateway, `Scratch::hop` says which:
@@ -406,7 +406,7 @@ fn sender_addr(e: &CtEntry, ifindex: u32, out: &mut [u8; 16]) -> Result<(), Drop
             None => Err(DropReason::NoRoute),
         };
     }
-    let port = match unsafe { PORTS.get(&ifindex) } {
+    let port = match port::info(ifindex) {
         Some(p) => p,
         None => return Err(DropReason::NoRoute),
     };

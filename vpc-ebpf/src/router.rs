@@ -9,15 +9,15 @@
 //! themselves, so no aggregate crosses a call.
 use vpc_common::{
     addr_space, ct_state, kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DNAT,
-    CT_F_LINKLOCAL, CT_F_SNAT, GLOBAL_SPACE,
+    CT_F_LINKLOCAL, CT_F_SNAT,
 };
 
 use crate::{
     allowance, config, ct,
     ctx::{self, Ctx, VERDICT_DETAIL_SHIFT, VERDICT_DROP, VERDICT_NO_TUPLE},
     flowlog, frag, hyperplane, internet_gateway,
-    maps::{Scratch, PORTS, SCRATCH},
-    nat, nat_gateway, parse, policy, resolver, route,
+    maps::{Scratch, SCRATCH},
+    nat, nat_gateway, parse, policy, port, resolver, route,
     stats::{self, finish},
     trace,
 };
@@ -52,12 +52,9 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     }
     let p = &s.pkt;
     let ifindex = ctx.ingress_ifindex() as u32;
-    let port = unsafe { PORTS.get(&ifindex) };
-    // A packet is in the address space of the port it arrives on.
-    let space = match port {
-        Some(port) => addr_space(port.vpc, p.v6),
-        None => GLOBAL_SPACE,
-    };
+    // A packet is in the address space of the port it arrives on; its
+    // `PortInfo` is needed only for a new flow (below).
+    let space = port::space(ifindex, p.v6);
     s.key = CtKey {
         saddr: p.saddr,
         daddr: p.daddr,
@@ -98,10 +95,13 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     if frag != 0 {
         return stats::drop(DropReason::Fragment);
     }
-    let port = match port {
+    let port = match port::info(ifindex) {
         Some(port) => port,
         None => return stats::drop(DropReason::UnknownPort),
     };
+    // A new flow is judged in its port's own space (`PORTS`, the agent's
+    // word), whatever the established path's copy says.
+    s.key.space = addr_space(port.vpc, s.pkt.v6) as u16;
     let p = &s.pkt;
     // Source/destination check, as EC2 does for every ENI.
     let own = if p.v6 {
@@ -251,7 +251,7 @@ fn related_inner<C: Ctx>(
 /// `ifindex` itself (a host's or a middlebox's own).
 #[inline(always)]
 fn from_port(ifindex: u32, p: &parse::Packet) -> bool {
-    match unsafe { PORTS.get(&ifindex) } {
+    match port::info(ifindex) {
         Some(port) if p.v6 => port.has_v6 != 0 && port.addr6 == p.saddr,
         Some(port) => port.addr4 == p.saddr,
         None => false,
@@ -365,7 +365,7 @@ fn recheck(
     }
     // The middlebox is in the VPC of the port the direction goes out of.
     if r.kind == route_kind::NETWORK_INTERFACE {
-        let vpc = match unsafe { PORTS.get(&ent.out_ifindex) } {
+        let vpc = match port::info(ent.out_ifindex) {
             Some(port) => port.vpc,
             None => return Err(DropReason::CtInvalid),
         };

@@ -16,7 +16,10 @@ use vpc_common::{map_names, PortInfo};
 
 use crate::{
     compile::{self, LinkInfo},
-    datapath::{Datapath, Maps, Timeouts, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM},
+    datapath::{
+        Datapath, Maps, Timeouts, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM,
+        BENCH_STAGE_PROGRAMS,
+    },
     model,
     packet::{Frame, L4, TCP_ACK, TCP_SYN},
 };
@@ -179,6 +182,10 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         ("established_tcp_flowlogs", "established_tcp with flow logs on: the window's counters in the CT entry", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, true),
         ("new_flow_tcp_flowlogs", "new_flow_tcp with flow logs on: slots set up (and carried over) with the entries", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, true),
         ("dropped_sg_flowlogs", "dropped_sg with flow logs on: the rejected flow counted in FL_REJECTS (one event per window)", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, true),
+        (STAGES[0].0, STAGES[0].1, BENCH_STAGE_PROGRAMS[0], fn_port, 0, &ack, 4, false),
+        (STAGES[1].0, STAGES[1].1, BENCH_STAGE_PROGRAMS[1], fn_port, 0, &ack, 4, false),
+        (STAGES[2].0, STAGES[2].1, BENCH_STAGE_PROGRAMS[2], fn_port, 0, &ack, 4, false),
+        (STAGES[3].0, STAGES[3].1, BENCH_STAGE_PROGRAMS[3], fn_port, 0, &ack, 4, false),
     ];
     let mut results: Vec<Vec<f64>> = vec![vec![]; cases.len()];
     let mut verdicts = vec![0u32; cases.len()];
@@ -246,6 +253,58 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
     })
 }
 
+/// The breakdown's cases (`BENCH_STAGE_PROGRAMS`, in order): the
+/// established packet of `established_tcp`, a stage at a time; what each
+/// adds to the one before is the cost of the part it names.
+const STAGES: [(&str, &str, &str); 4] = [
+    (
+        "stage_parse",
+        "parse the frame, then the baseline's redirect",
+        "parse",
+    ),
+    (
+        "stage_lookup",
+        "+ the port's address space and the conntrack lookup; redirect as the entry says",
+        "conntrack lookup",
+    ),
+    (
+        "stage_state",
+        "+ timeouts, TCP state, policy epoch, counters (ENI, port, flow-log window)",
+        "state and counters",
+    ),
+    (
+        "stage_rewrite",
+        "+ the SNAT rewrite with its checksum updates",
+        "rewrite and checksums",
+    ),
+];
+
+/// Where an established packet's time goes: each part's ns (the stage's
+/// cost over the one before; the baseline's is the harness, MAC rewrite
+/// and redirect; the rest of the pipeline is the router over the last
+/// stage), in this run.
+pub fn breakdown(r: &Report) -> Vec<(String, f64)> {
+    let ns = |n: &str| r.cases.iter().find(|c| c.name == n).map(|c| c.ns_median);
+    let (Some(base), Some(full)) = (ns("baseline_redirect"), ns("established_tcp")) else {
+        return vec![];
+    };
+    let mut out = vec![(
+        "harness, MAC rewrite and redirect (baseline)".to_string(),
+        base,
+    )];
+    let mut before = base;
+    for (name, _, part) in STAGES {
+        let Some(t) = ns(name) else { return vec![] };
+        out.push((part.to_string(), t - before));
+        before = t;
+    }
+    out.push((
+        "the rest of the pipeline (fragment and ICMP-error checks, trace switch, verdict)".into(),
+        full - before,
+    ));
+    out
+}
+
 /// A loaded datapath for `model` with fake links (test runs never transmit):
 /// `ids` get ifindexes in order (the first one is `lo`, the test-run ingress).
 fn bench_datapath(
@@ -279,6 +338,9 @@ fn bench_datapath_with(
     let mut dp = Datapath::load_with(&Timeouts::default(), ct_max)?;
     dp.load_program(BENCH_ROUTER_PROGRAM)?;
     dp.load_program(BENCH_REDIRECT_PROGRAM)?;
+    for p in BENCH_STAGE_PROGRAMS {
+        dp.load_program(p)?;
+    }
     dp.install(&entries)?;
     Ok((dp, links, entries))
 }
@@ -286,7 +348,7 @@ fn bench_datapath_with(
 fn set_port(dp: &mut Datapath, ifindex: u32, p: &PortInfo) -> Result<()> {
     let mut m: BpfHashMap<_, u32, PortInfo> = BpfHashMap::try_from(dp.map(map_names::PORTS)?)?;
     m.insert(ifindex, p, 0)?;
-    Ok(())
+    dp.set_port_spaces(&[(ifindex, *p)])
 }
 
 fn set_mode(dp: &mut Datapath, mode: u32) -> Result<()> {
@@ -556,6 +618,14 @@ pub fn table(r: &Report) -> String {
         }
     }
     s += "\n";
+    let parts = breakdown(r);
+    if !parts.is_empty() {
+        s += "\nWhere an established packet's time goes (stages in the same harness, this run):\n\n| part | ns | share |\n|---|---:|---:|\n";
+        let total: f64 = parts.iter().map(|(_, t)| t).sum();
+        for (part, t) in &parts {
+            s += &format!("| {part} | {t:.1} | {:.0}% |\n", 100.0 * t / total);
+        }
+    }
     s += "\nCost as rules grow (function in subnet A -> database in subnet B, both ACLs apply):\n\n| SG rules per side | ACL rules per direction | established ns | x 1 rule | new flow ns | x 1 rule |\n|---:|---:|---:|---:|---:|---:|\n";
     for p in &r.rules_curve {
         s += &format!(
@@ -794,4 +864,98 @@ pub fn curve_svg(points: &[CurvePoint], baseline_ns: f64) -> String {
         s += &format!("<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\">{name}</text>\n", w - right + 10.0, w - right + 30.0, w - right + 36.0, ly + 4.0);
     }
     s + "</svg>\n"
+}
+
+/// The breakdown (`breakdown`) as one stacked bar per packet, the bare
+/// redirect beside it, to scale: where an established packet's time goes.
+pub fn breakdown_svg(parts: &[(String, f64)]) -> String {
+    let (w, h, left, right, top) = (720.0, 250.0, 150.0, 20.0, 40.0);
+    let colors = [
+        "#7f7f7f", "#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd",
+    ];
+    let total: f64 = parts.iter().map(|(_, t)| t.max(0.0)).sum::<f64>().max(1.0);
+    let scale = (w - left - right) / total;
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    s += "<text x=\"10\" y=\"22\" font-size=\"15\">Where an established packet's time goes (ns, BPF_PROG_TEST_RUN, one run)</text>\n";
+    let bar = |s: &mut String, y: f64, label: &str, parts: &[(String, f64)]| {
+        *s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>\n",
+            left - 8.0,
+            y + 18.0
+        );
+        let mut x = left;
+        for (i, (_, t)) in parts.iter().enumerate() {
+            let bw = t.max(0.0) * scale;
+            *s += &format!(
+                "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{bw:.1}\" height=\"28\" fill=\"{}\"/>\n",
+                colors[i % colors.len()]
+            );
+            x += bw;
+        }
+        let sum: f64 = parts.iter().map(|(_, t)| t.max(0.0)).sum();
+        *s += &format!(
+            "<text x=\"{:.1}\" y=\"{}\">{sum:.0}</text>\n",
+            (x + 4.0).min(w - right - 24.0),
+            y + 18.0
+        );
+    };
+    bar(&mut s, top, "bare redirect", &parts[..1.min(parts.len())]);
+    bar(&mut s, top + 40.0, "established packet", parts);
+    for (i, (name, t)) in parts.iter().enumerate() {
+        let y = top + 90.0 + 18.0 * i as f64;
+        s += &format!(
+            "<rect x=\"{left}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\">{name}: {t:.0} ns</text>\n",
+            y - 10.0,
+            colors[i % colors.len()],
+            left + 18.0
+        );
+    }
+    s + "</svg>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(name: &str, ns: f64) -> Case {
+        Case {
+            name: name.into(),
+            description: String::new(),
+            ns_median: ns,
+            ns_samples: vec![ns],
+            ratio_to_baseline: 0.0,
+            verdict: "XDP_REDIRECT".into(),
+        }
+    }
+
+    #[test]
+    fn the_breakdown_is_each_stage_over_the_one_before_and_adds_up_to_the_packet() {
+        let mut r = Report {
+            repeat: 1,
+            samples: 1,
+            kernel: String::new(),
+            cases: vec![
+                case("baseline_redirect", 40.0),
+                case("established_tcp", 150.0),
+                case("stage_parse", 50.0),
+                case("stage_lookup", 100.0),
+                case("stage_state", 120.0),
+                case("stage_rewrite", 130.0),
+            ],
+            rules_curve: vec![],
+            scale_cases: vec![],
+            routed_cases: vec![],
+            memory: None,
+        };
+        let parts = breakdown(&r);
+        let ns: Vec<f64> = parts.iter().map(|(_, t)| *t).collect();
+        assert_eq!(ns, [40.0, 10.0, 50.0, 20.0, 10.0, 20.0]);
+        assert_eq!(ns.iter().sum::<f64>(), 150.0);
+        assert_eq!(parts[2].0, "conntrack lookup");
+        let svg = breakdown_svg(&parts);
+        assert!(svg.contains("conntrack lookup: 50 ns"), "{svg}");
+        // A run without the stages has no breakdown rather than a wrong one.
+        r.cases.retain(|c| c.name != "stage_state");
+        assert!(breakdown(&r).is_empty());
+    }
 }

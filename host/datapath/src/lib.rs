@@ -56,6 +56,9 @@ mod parse;
 #[path = "../../../vpc-ebpf/src/policy.rs"]
 mod policy;
 #[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
+#[path = "../../../vpc-ebpf/src/port.rs"]
+mod port;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/port_allocation.rs"]
 mod port_allocation;
 #[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]

@@ -129,6 +129,12 @@ pub fn bench(a: &BenchArgs, out: Output) -> Result<()> {
         let svg = p.with_file_name("rules-curve.svg");
         std::fs::write(&svg, bench::curve_svg(&r.rules_curve, base))?;
         note(format!("plot: {}", svg.display()));
+        let parts = bench::breakdown(&r);
+        if !parts.is_empty() {
+            let svg = p.with_file_name("breakdown.svg");
+            std::fs::write(&svg, bench::breakdown_svg(&parts))?;
+            note(format!("plot: {}", svg.display()));
+        }
         note(format!("\nwritten to {}", p.display()));
     }
     Ok(())

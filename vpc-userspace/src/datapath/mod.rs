@@ -56,9 +56,19 @@ impl std::fmt::Display for Hook {
 }
 pub const BENCH_ROUTER_PROGRAM: &str = "bench_router";
 pub const BENCH_REDIRECT_PROGRAM: &str = "bench_redirect";
+/// The established packet's cost, a stage at a time (`vpc-ebpf`'s
+/// `bench::stage`): parse; + conntrack lookup; + connection state and
+/// counters; + NAT rewrite and checksums.
+pub const BENCH_STAGE_PROGRAMS: [&str; 4] = [
+    "bench_stage_parse",
+    "bench_stage_lookup",
+    "bench_stage_state",
+    "bench_stage_rewrite",
+];
 /// Maps that outlive the loading process (pinned by `vpc up`).
 pub const PINNED_MAPS: &[&str] = &[
     map_names::PORTS,
+    map_names::PORT_SPACES,
     map_names::ENDPOINTS,
     map_names::ENIS,
     map_names::SG_PREFIXES,
@@ -318,6 +328,35 @@ pub trait Maps {
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         for (k, v) in &e.ports {
             m.insert(k, v, 0).context("PORTS insert")?;
+        }
+        self.set_port_spaces(&e.ports)
+    }
+
+    /// `PORT_SPACES` for `ports`, the established path's copy of each
+    /// port's address space (`vpc_common::port_space_slot`): written
+    /// wherever `PORTS` gets a port. A port from `MAX_PORTS` on has no slot
+    /// of its own; the datapath asks `PORTS` for it.
+    fn set_port_spaces(&mut self, ports: &[(u32, PortInfo)]) -> Result<()> {
+        let mut a: Array<_, u32> = Array::try_from(self.map(map_names::PORT_SPACES)?)?;
+        for (ifindex, p) in ports {
+            let slot = vpc_common::port_slot(*ifindex);
+            if slot != 0 && a.get(&slot, 0).ok() != Some(vpc_common::port_space_slot(p.vpc)) {
+                a.set(slot, vpc_common::port_space_slot(p.vpc), 0)
+                    .context("PORT_SPACES")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ports gone from `PORTS`: their `PORT_SPACES` slots cleared, for the
+    /// next port the namespace numbers so.
+    fn clear_port_spaces(&mut self, ifindexes: &[u32]) -> Result<()> {
+        let mut a: Array<_, u32> = Array::try_from(self.map(map_names::PORT_SPACES)?)?;
+        for &i in ifindexes {
+            let slot = vpc_common::port_slot(i);
+            if slot != 0 {
+                a.set(slot, 0, 0).context("PORT_SPACES")?;
+            }
         }
         Ok(())
     }

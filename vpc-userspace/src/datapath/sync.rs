@@ -80,7 +80,7 @@ fn upsert<K: Pod + Eq + Hash, V: Pod + PartialEq>(
 fn remove_others<K: Pod + Eq + Hash, V: Pod>(
     m: &mut HashMap<&mut MapData, K, V>,
     entries: &[(K, V)],
-) -> Result<usize> {
+) -> Result<Vec<K>> {
     let want: std::collections::HashSet<K> = entries.iter().map(|(k, _)| *k).collect();
     let stale: Vec<K> = m
         .keys()
@@ -90,7 +90,7 @@ fn remove_others<K: Pod + Eq + Hash, V: Pod>(
     for k in &stale {
         m.remove(k)?;
     }
-    Ok(stale.len())
+    Ok(stale)
 }
 
 /// The map operations of a reconcile (on every kind of map access).
@@ -116,6 +116,7 @@ pub trait SyncEntries: Maps {
         n += upsert(&mut m, &e.private_to_public, name)?;
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
         n += upsert_slotted(&mut m, &e.ports, cur, map_names::PORTS)?;
+        self.set_port_spaces(&e.ports)?;
         Ok(n)
     }
 
@@ -136,20 +137,22 @@ pub trait SyncEntries: Maps {
     fn remove_stale(&mut self, e: &Entries) -> Result<usize> {
         let mut n = 0;
         let mut m: HashMap<_, u32, PortInfo> = HashMap::try_from(self.map(map_names::PORTS)?)?;
-        n += remove_others(&mut m, &e.ports)?;
+        let gone = remove_others(&mut m, &e.ports)?;
+        n += gone.len();
+        self.clear_port_spaces(&gone)?;
         let mut m: HashMap<_, AddrKey, Endpoint> =
             HashMap::try_from(self.map(map_names::ENDPOINTS)?)?;
-        n += remove_others(&mut m, &e.endpoints)?;
+        n += remove_others(&mut m, &e.endpoints)?.len();
         let mut m: HashMap<_, u32, EniGroup> = HashMap::try_from(self.map(map_names::ENI_GROUPS)?)?;
-        n += remove_others(&mut m, &e.eni_groups)?;
+        n += remove_others(&mut m, &e.eni_groups)?.len();
         let mut m: HashMap<_, u32, HyperplaneEni> = HashMap::try_from(self.map(map_names::ENIS)?)?;
-        n += remove_others(&mut m, &e.enis)?;
+        n += remove_others(&mut m, &e.enis)?.len();
         let m = self.map(map_names::PUBLIC_TO_PRIVATE)?;
         let mut m: HashMap<_, [u8; 16], AddrKey> = HashMap::try_from(m)?;
-        n += remove_others(&mut m, &e.public_to_private)?;
+        n += remove_others(&mut m, &e.public_to_private)?.len();
         let m = self.map(map_names::PRIVATE_TO_PUBLIC)?;
         let mut m: HashMap<_, AddrKey, [u8; 16]> = HashMap::try_from(m)?;
-        n += remove_others(&mut m, &e.private_to_public)?;
+        n += remove_others(&mut m, &e.private_to_public)?.len();
         Ok(n)
     }
 }

@@ -302,6 +302,7 @@ fn remove_node(maps: &mut PinnedMaps, pin_dir: &Path, n: &Node) -> Result<()> {
             .map(|a| AddrKey::of(vpc, a))
             .collect();
         let _ = ports.remove(&n.link.ifindex);
+        maps.clear_port_spaces(&[n.link.ifindex])?;
         let mut eps: aya::maps::HashMap<_, AddrKey, Endpoint> =
             aya::maps::HashMap::try_from(maps.map(map_names::ENDPOINTS)?)?;
         for a in &addrs {

@@ -4,8 +4,13 @@
 use std::{collections::HashMap as StdHashMap, hash::Hash, path::Path};
 
 use anyhow::Result;
-use aya::{maps::HashMap, Pod};
-use vpc_common::{map_names, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo};
+use aya::{
+    maps::{Array, HashMap},
+    Pod,
+};
+use vpc_common::{
+    map_names, port_slot, port_space_slot, AddrKey, Endpoint, EniGroup, HyperplaneEni, PortInfo,
+};
 
 use crate::{
     compile,
@@ -75,6 +80,19 @@ pub fn verify(name: &str) -> Result<Vec<String>> {
     compare(&mut drift, map_names::PORTS, &e.ports, ports, |v| {
         v.policy[other] = 0
     });
+    // The established path's copy of each port's space.
+    let spaces: Array<_, u32> = Array::try_from(maps.map(map_names::PORT_SPACES)?)?;
+    for (ifindex, p) in &e.ports {
+        let slot = port_slot(*ifindex);
+        let want = port_space_slot(p.vpc);
+        match spaces.get(&slot, 0) {
+            Ok(have) if slot == 0 || have == want => {}
+            have => drift.push(format!(
+                "{}: port {ifindex} is {have:?}, its VPC's space says {want}",
+                map_names::PORT_SPACES
+            )),
+        }
+    }
     let endpoints = read::<AddrKey, Endpoint>(&mut maps, map_names::ENDPOINTS)?;
     compare(
         &mut drift,
