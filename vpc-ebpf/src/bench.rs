@@ -191,16 +191,7 @@ fn stage_inner<const STAGE: u32>(ctx: &XdpContext) -> Result<u32, vpc_common::Dr
         return route::deliver_to(ctx, &ep);
     }
     let p = &s.pkt;
-    let space = crate::port::space(ifindex, p.v6);
-    s.key = CtKey {
-        saddr: p.saddr,
-        daddr: p.daddr,
-        sport: p.sport,
-        dport: p.dport,
-        proto: p.proto,
-        _pad0: 0,
-        space: space as u16,
-    };
+    s.key = ct::key(p, crate::port::space(ifindex, p.v6));
     let now = ct::now();
     let (e, orig) = ct::entry(&s.key, ifindex).ok_or(DropReason::CtInvalid)?;
     if STAGE >= STAGE_STATE {

@@ -78,6 +78,21 @@ pub fn over(proto: u8, e: &CtEntry, now: u64) -> bool {
     e.state == ct_state::RESET || expired(proto, e, now)
 }
 
+/// The key of packet `p`'s direction, in address space `space` (its
+/// arrival port's).
+#[inline(always)]
+pub fn key(p: &Packet, space: u32) -> CtKey {
+    CtKey {
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: p.proto,
+        _pad0: 0,
+        space: space as u16,
+    }
+}
+
 /// Key of the reply direction as it will arrive at the router.
 #[inline(always)]
 pub fn reply_key(k: &CtKey, icmp: bool) -> CtKey {

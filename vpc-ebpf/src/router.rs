@@ -8,7 +8,7 @@
 //! own stack frame; they return the final XDP action and count drops
 //! themselves, so no aggregate crosses a call.
 use vpc_common::{
-    addr_space, ct_state, kind, route_kind, CtEntry, CtKey, DropReason, PortInfo, CT_F_DNAT,
+    addr_space, ct_state, kind, route_kind, CtEntry, DropReason, PortInfo, CT_F_DNAT,
     CT_F_LINKLOCAL, CT_F_SNAT,
 };
 
@@ -54,16 +54,7 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     // A packet is in the address space of the port it arrives on; its
     // `PortInfo` is needed only for a new flow (below).
-    let space = port::space(ifindex, p.v6);
-    s.key = CtKey {
-        saddr: p.saddr,
-        daddr: p.daddr,
-        sport: p.sport,
-        dport: p.dport,
-        proto: p.proto,
-        _pad0: 0,
-        space: space as u16,
-    };
+    s.key = ct::key(p, port::space(ifindex, p.v6));
     let now = ct::now();
     // IPv4 fragments: UDP through a NAT gateway only (see `frag`).
     let frag = p.frag;
