@@ -173,6 +173,88 @@ pub fn table(r: &Report) -> String {
             cell("vpc-xdp", "limit"),
         );
     }
+    s += &connections_table(r);
+    s
+}
+
+/// What stopped a path's new connections, in words, from what was counted
+/// in the window: a pool that ran dry (the ENI's NAT ports, the execution
+/// environment's conntrack allowance, the client's ports), else the
+/// method's ceiling, else the CPUs.
+pub fn connection_bound(r: &Report, path: &str) -> String {
+    let Some(t) = r.sockets.iter().find(|x| x.path == path) else {
+        return "-".into();
+    };
+    let c = &t.connections;
+    let n = |k: &str| c.counters.get(k).copied().unwrap_or(0);
+    let cpu = format!(
+        "{:.0} % of the CPUs busy, {:.0} % in softirq",
+        c.cpu_busy * 100.0,
+        c.cpu_softirq * 100.0
+    );
+    if n("nat_port_exhausted") > 0 {
+        return format!(
+            "the Hyperplane ENI's NAT ports: {} taken in the window, then {} SYNs dropped as nat_port_exhausted (64,512 per ENI and protocol, each held 60 s after its connection closes)",
+            n("nat ports allocated"),
+            n("nat_port_exhausted")
+        );
+    }
+    for (k, what) in [
+        ("conntrack_allowance_exceeded", "the execution environment's conntrack allowance"),
+        ("ct_full", "the conntrack table"),
+        ("nf_conntrack insert_failed", "nftables' conntrack inserts"),
+        ("nf_conntrack drop", "nftables' conntrack table"),
+    ] {
+        if n(k) > 0 {
+            return format!("{what}: {} dropped as {k}", n(k));
+        }
+    }
+    if c.failed.no_local_port > 0 {
+        return format!(
+            "the client's ephemeral ports: {} connects found none",
+            c.failed.no_local_port
+        );
+    }
+    let direct = r.sockets.iter().find(|x| x.path == "direct");
+    match direct {
+        Some(d) if path != "direct" && bound(c.per_second, d.connections.per_second, true) => {
+            format!("the method (within 20 % of direct); {cpu}")
+        }
+        _ => format!("CPU: {cpu}"),
+    }
+}
+
+/// New connections per path: the rate, the best second, what failed, the
+/// counters that moved, and the bound.
+fn connections_table(r: &Report) -> String {
+    let mut s = format!(
+        "\nNew connections (connect, one byte each way, client closes; {} in flight, the client's namespace with {}):\n\n| path | connections/s | best second | completed | failed: refused / timed out / reset / no local port / other | CPU busy (softirq) | counters | bound |\n|---|---:|---:|---:|---|---|---|---|\n",
+        r.sockets.first().map_or(0, |t| t.connections.in_flight),
+        super::connections::CLIENT_SYSCTLS.join(", ")
+    );
+    for path in PATHS {
+        let Some(t) = r.sockets.iter().find(|x| x.path == path) else {
+            continue;
+        };
+        let c = &t.connections;
+        let f = &c.failed;
+        let counters: Vec<String> = c.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        s += &format!(
+            "| {path} | {:.0} | {:.0} | {} | {} / {} / {} / {} / {} | {:.0} % ({:.0} %) | {} | {} |\n",
+            c.per_second,
+            c.peak_per_second,
+            c.completed,
+            f.refused,
+            f.timed_out,
+            f.reset,
+            f.no_local_port,
+            f.other,
+            c.cpu_busy * 100.0,
+            c.cpu_softirq * 100.0,
+            counters.join(", "),
+            connection_bound(r, path)
+        );
+    }
     s
 }
 
