@@ -39,6 +39,8 @@ pub const CLIENT_SYSCTLS: [&str; 2] = [
 /// Completions are counted in slots of this length, for the best second.
 const SLOT: Duration = Duration::from_millis(100);
 
+/// The router's counter of NAT ports taken (one per new connection).
+pub const NAT_PORTS_ALLOCATED: &str = "nat ports allocated";
 /// Named counters of what forwards (the router's drop reasons and NAT port
 /// allocations, nftables' conntrack statistics), read before and after.
 pub type Counts = BTreeMap<String, u64>;
@@ -96,6 +98,13 @@ pub struct ConnectionRate {
     /// softirq's part of it.
     pub cpu_busy: f64,
     pub cpu_softirq: f64,
+    /// The bench's own CPU time per completed connection, µs: client and
+    /// server, both sockets' stacks and the path's softirq, which runs in
+    /// the sending thread (a veth delivers on the CPU that sends).
+    pub cpu_us_per_connection: f64,
+    /// The rate the CPUs allow at that cost, all of them on it:
+    /// `cpus x 1 s / cpu_us_per_connection`.
+    pub cpu_ceiling_per_second: f64,
     /// What the path's counters moved by over the window (nonzero only).
     pub counters: Counts,
 }
@@ -266,13 +275,13 @@ async fn run(
             .collect(),
         failed: Default::default(),
     });
-    let cpu0 = cpu_times()?;
+    let (cpu0, own0) = (cpu_times()?, own_cpu());
     let in_flight = workers * IN_FLIGHT_PER_WORKER;
     let clients: Vec<_> = (0..in_flight)
         .map(|_| tokio::spawn(client(addr, t.clone())))
         .collect();
     tokio::time::sleep_until((start + window).into()).await;
-    let cpu1 = cpu_times()?;
+    let (cpu1, own1) = (cpu_times()?, own_cpu());
     // What is still in flight is not counted; every task is gone (its
     // sockets closed, the listeners with them) before the next test binds
     // the port.
@@ -288,6 +297,7 @@ async fn run(
     let per_slot = Duration::from_secs(1).as_millis() / SLOT.as_millis();
     let busy = |i: usize| (cpu1[i] - cpu0[i]) as f64;
     let total: f64 = (0..cpu0.len()).map(busy).sum::<f64>().max(1.0);
+    let us_per = (own1 - own0).as_secs_f64() * 1e6 / completed.max(1) as f64;
     Ok(ConnectionRate {
         per_second: completed as f64 / window.as_secs_f64(),
         peak_per_second: best(&slots, per_slot as usize) as f64 * 1000.0
@@ -304,8 +314,19 @@ async fn run(
         // /proc/stat: user nice system idle iowait irq softirq steal.
         cpu_busy: 1.0 - (busy(3) + busy(4)) / total,
         cpu_softirq: busy(6) / total,
+        cpu_us_per_connection: us_per,
+        cpu_ceiling_per_second: workers as f64 * 1e6 / us_per.max(1e-9),
         counters: Counts::new(),
     })
+}
+
+/// This process's CPU time so far, every thread (user and system).
+fn own_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 /// The machine's CPU time so far (`/proc/stat`'s first line, in ticks).

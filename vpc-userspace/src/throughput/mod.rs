@@ -294,7 +294,7 @@ impl Bed {
         let mut m = PinnedMaps::open(&self.state.pin_dir)?;
         let (c, nat) = (m.counters()?, m.nat_stats()?);
         let mut out: Counts = c.dropped.into_iter().collect();
-        out.insert("nat ports allocated".into(), nat.allocated());
+        out.insert(connections::NAT_PORTS_ALLOCATED.into(), nat.allocated());
         Ok(out)
     }
 
