@@ -102,6 +102,9 @@ pub struct ConnectionRate {
     /// server, both sockets' stacks and the path's softirq, which runs in
     /// the sending thread (a veth delivers on the CPU that sends).
     pub cpu_us_per_connection: f64,
+    /// The kernel's part of it (system time: the TCP stacks, veths, the
+    /// path); the rest is the client's and server's own code.
+    pub cpu_system_share: f64,
     /// The rate the CPUs allow at that cost, all of them on it:
     /// `cpus x 1 s / cpu_us_per_connection`.
     pub cpu_ceiling_per_second: f64,
@@ -297,7 +300,8 @@ async fn run(
     let per_slot = Duration::from_secs(1).as_millis() / SLOT.as_millis();
     let busy = |i: usize| (cpu1[i] - cpu0[i]) as f64;
     let total: f64 = (0..cpu0.len()).map(busy).sum::<f64>().max(1.0);
-    let us_per = (own1 - own0).as_secs_f64() * 1e6 / completed.max(1) as f64;
+    let own = (own1.0 + own1.1).saturating_sub(own0.0 + own0.1).as_secs_f64();
+    let us_per = own * 1e6 / completed.max(1) as f64;
     Ok(ConnectionRate {
         per_second: completed as f64 / window.as_secs_f64(),
         peak_per_second: best(&slots, per_slot as usize) as f64 * 1000.0
@@ -315,18 +319,19 @@ async fn run(
         cpu_busy: 1.0 - (busy(3) + busy(4)) / total,
         cpu_softirq: busy(6) / total,
         cpu_us_per_connection: us_per,
+        cpu_system_share: own1.1.saturating_sub(own0.1).as_secs_f64() / own.max(1e-9),
         cpu_ceiling_per_second: workers as f64 * 1e6 / us_per.max(1e-9),
         counters: Counts::new(),
     })
 }
 
-/// This process's CPU time so far, every thread (user and system).
-fn own_cpu() -> Duration {
+/// This process's CPU time so far, every thread: (user, system).
+fn own_cpu() -> (Duration, Duration) {
     // SAFETY: getrusage fills the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
-    t(u.ru_utime) + t(u.ru_stime)
+    (t(u.ru_utime), t(u.ru_stime))
 }
 
 /// The machine's CPU time so far (`/proc/stat`'s first line, in ticks).

@@ -189,8 +189,9 @@ pub fn connection_bound(r: &Report, path: &str) -> String {
     let c = &t.connections;
     let n = |k: &str| c.counters.get(k).copied().unwrap_or(0);
     let cpu = format!(
-        "{:.0} µs of CPU per connection, {:.0}/s on {} cores; the machine {:.0} % busy, {:.0} % softirq",
+        "{:.0} µs of CPU per connection ({:.0} % in the kernel), {:.0}/s on {} cores; the machine {:.0} % busy, {:.0} % softirq",
         c.cpu_us_per_connection,
+        c.cpu_system_share * 100.0,
         c.cpu_ceiling_per_second,
         r.cpus,
         c.cpu_busy * 100.0,
@@ -360,6 +361,7 @@ mod tests {
         let mut c = ConnectionRate {
             per_second,
             cpu_us_per_connection: 100.0,
+            cpu_system_share: 0.8,
             cpu_ceiling_per_second: 20_000.0,
             cpu_busy: 0.97,
             cpu_softirq: 0.2,
@@ -409,7 +411,7 @@ mod tests {
         assert!(b("vpc-xdp").starts_with("the execution environment's conntrack allowance: 3"));
         assert!(b("nftables").starts_with("the client's ephemeral ports: 4"));
         assert!(b("limit").starts_with("the method"));
-        assert!(b("direct").starts_with("CPU: 100 µs of CPU per connection, 20000/s on 2 cores"));
+        assert!(b("direct").starts_with("CPU: 100 µs of CPU per connection (80 % in the kernel), 20000/s on 2 cores"));
         assert_eq!(b("vpc-flowlogs"), "-");
         // The table gives every path's bound.
         assert!(table(&r).contains("| nftables | 10000 |"));
