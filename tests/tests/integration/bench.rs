@@ -86,7 +86,10 @@ fn the_throughput_bench_forwards_on_every_path() {
         for k in ["refused", "timed_out", "reset", "no_local_port", "other"] {
             assert!(c["failed"][k].is_u64(), "{path} {k}: {c}");
         }
-        assert!(c["cpu_us_per_connection"].as_f64().unwrap() > 0.0, "{path}: {c}");
+        assert!(
+            c["cpu_us_per_connection"].as_f64().unwrap() > 0.0,
+            "{path}: {c}"
+        );
         if path.starts_with("vpc-") {
             let ports = c["counters"]["nat ports allocated"].as_u64();
             assert!(ports.unwrap_or(0) >= completed, "{path}: {c}");

@@ -267,7 +267,10 @@ async fn run(
     workers: usize,
     secs: u64,
 ) -> Result<ConnectionRate> {
-    let servers: Vec<_> = listeners.into_iter().map(|l| tokio::spawn(serve(l))).collect();
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(serve(l)))
+        .collect();
     let window = Duration::from_secs(secs);
     let start = Instant::now();
     let t = Arc::new(Tally {
@@ -300,7 +303,9 @@ async fn run(
     let per_slot = Duration::from_secs(1).as_millis() / SLOT.as_millis();
     let busy = |i: usize| (cpu1[i] - cpu0[i]) as f64;
     let total: f64 = (0..cpu0.len()).map(busy).sum::<f64>().max(1.0);
-    let own = (own1.0 + own1.1).saturating_sub(own0.0 + own0.1).as_secs_f64();
+    let own = (own1.0 + own1.1)
+        .saturating_sub(own0.0 + own0.1)
+        .as_secs_f64();
     let us_per = own * 1e6 / completed.max(1) as f64;
     Ok(ConnectionRate {
         per_second: completed as f64 / window.as_secs_f64(),
@@ -366,7 +371,11 @@ pub fn nf_conntrack_counts(ns: &str) -> Result<Counts> {
 
 fn parse_nf_conntrack(s: &str) -> Result<Counts> {
     let mut lines = s.lines();
-    let names: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let names: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     let mut out = Counts::new();
     for l in lines {
         for (n, v) in names.iter().zip(l.split_whitespace()) {
@@ -388,7 +397,9 @@ mod tests {
     #[test]
     fn the_best_second_is_the_best_run_of_slots() {
         // A pool running dry after 1.5 s: the best second is before it.
-        let slots = [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 0, 0, 0];
+        let slots = [
+            10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 0, 0, 0,
+        ];
         assert_eq!(best(&slots, 10), 100);
         assert_eq!(best(&[5, 7], 10), 12);
         assert_eq!(best(&[], 10), 0);

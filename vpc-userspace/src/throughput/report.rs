@@ -365,7 +365,10 @@ mod tests {
             cpu_ceiling_per_second: 20_000.0,
             cpu_busy: 0.97,
             cpu_softirq: 0.2,
-            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect::<Counts>(),
+            counters: counters
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<Counts>(),
             ..Default::default()
         };
         c.failed.no_local_port = no_port;
@@ -400,18 +403,29 @@ mod tests {
                     &[("nat_port_exhausted", 7), (NAT_PORTS_ALLOCATED, 64_512)],
                     0,
                 ),
-                path("vpc-xdp", 15_000.0, &[("conntrack_allowance_exceeded", 3)], 0),
+                path(
+                    "vpc-xdp",
+                    15_000.0,
+                    &[("conntrack_allowance_exceeded", 3)],
+                    0,
+                ),
                 path("limit", 28_000.0, &[], 0),
                 path("nftables", 10_000.0, &[], 4),
             ],
             comparisons: vec![],
         };
         let b = |p: &str| connection_bound(&r, p);
-        assert!(b("vpc-tc").starts_with("the Hyperplane ENI's NAT ports: 64512 taken"), "{}", b("vpc-tc"));
+        assert!(
+            b("vpc-tc").starts_with("the Hyperplane ENI's NAT ports: 64512 taken"),
+            "{}",
+            b("vpc-tc")
+        );
         assert!(b("vpc-xdp").starts_with("the execution environment's conntrack allowance: 3"));
         assert!(b("nftables").starts_with("the client's ephemeral ports: 4"));
         assert!(b("limit").starts_with("the method"));
-        assert!(b("direct").starts_with("CPU: 100 µs of CPU per connection (80 % in the kernel), 20000/s on 2 cores"));
+        assert!(b("direct").starts_with(
+            "CPU: 100 µs of CPU per connection (80 % in the kernel), 20000/s on 2 cores"
+        ));
         assert_eq!(b("vpc-flowlogs"), "-");
         // The table gives every path's bound.
         assert!(table(&r).contains("| nftables | 10000 |"));
