@@ -77,6 +77,23 @@ fn the_throughput_bench_forwards_on_every_path() {
         ] {
             assert!(t[k].as_f64().unwrap() > 0.0, "{path} {k}: {t}");
         }
+        // New connections from the multi-threaded client: counted, their
+        // failures reported by kind, the CPU they cost measured, and on the
+        // router every one took a port of the function's Hyperplane ENI.
+        let c = &t["connections"];
+        let completed = c["completed"].as_u64().unwrap();
+        assert!(completed > 0, "{path}: {c}");
+        for k in ["refused", "timed_out", "reset", "no_local_port", "other"] {
+            assert!(c["failed"][k].is_u64(), "{path} {k}: {c}");
+        }
+        assert!(
+            c["cpu_us_per_connection"].as_f64().unwrap() > 0.0,
+            "{path}: {c}"
+        );
+        if path.starts_with("vpc-") {
+            let ports = c["counters"]["nat ports allocated"].as_u64();
+            assert!(ports.unwrap_or(0) >= completed, "{path}: {c}");
+        }
     }
     // Every comparison has a ratio, and says which figures are the
     // method's: exactly those within 20 % of `direct`.

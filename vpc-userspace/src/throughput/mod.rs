@@ -42,6 +42,7 @@ use aya::{
 use serde::Serialize;
 use vpc_common::map_names;
 
+use self::connections::{Counts, Probe};
 use crate::{
     datapath::{Hook, PinnedMaps, Timeouts, EBPF_OBJECT},
     deploy::{self, Hooks, State, UpOptions},
@@ -50,10 +51,12 @@ use crate::{
     topology::{self, in_netns, Role},
 };
 
+pub mod connections;
 mod report;
 pub mod sockets;
 
-pub use report::{comparisons, svg, table, Comparison, RatioKind};
+pub use connections::ConnectionRate;
+pub use report::{comparisons, connection_bound, svg, table, Comparison, RatioKind};
 pub use sockets::SocketResult;
 
 /// The paths, in the order the tables show them.
@@ -284,13 +287,24 @@ impl Bed {
         }
     }
 
+    /// The router's drops by reason and its NAT port allocations: what
+    /// bounds new connections through it.
+    fn counts(&self) -> Result<Counts> {
+        use crate::datapath::Maps;
+        let mut m = PinnedMaps::open(&self.state.pin_dir)?;
+        let (c, nat) = (m.counters()?, m.nat_stats()?);
+        let mut out: Counts = c.dropped.into_iter().collect();
+        out.insert(connections::NAT_PORTS_ALLOCATED.into(), nat.allocated());
+        Ok(out)
+    }
+
     fn measure(
         &self,
         h: &mut Harness,
         path: &str,
         o: &Options,
     ) -> Result<(Vec<PathResult>, SocketResult)> {
-        h.measure(path, &self.ends(), o)
+        h.measure(path, &self.ends(), o, &|| self.counts())
             .with_context(|| self.counters())
     }
 
@@ -424,6 +438,10 @@ struct Harness {
     ebpf: Ebpf,
 }
 
+/// A path with no counters of its own (`direct`; `limit`, whose redirect
+/// counts nothing).
+const NO_COUNTERS: Probe = &|| Ok(Counts::new());
+
 /// `TPUT_CFG` and `TPUT_COUNT` slots, shared with the reflector.
 use vpc_common::tput as slot;
 
@@ -524,12 +542,13 @@ impl Harness {
     }
 
     /// Circulating frames at 1 and 1,024 flows, then the socket tests with
-    /// the reflectors gone.
+    /// the reflectors gone (`probe`: the path's counters).
     fn measure(
         &mut self,
         path: &str,
         ends: &Ends,
         o: &Options,
+        probe: Probe,
     ) -> Result<(Vec<PathResult>, SocketResult)> {
         let links = self.attach(ends)?;
         let mut results = vec![];
@@ -551,7 +570,7 @@ impl Harness {
         })();
         self.detach(links)?;
         run?;
-        let sockets = sockets::measure(path, &ends.pair(), o.socket_seconds)?;
+        let sockets = sockets::measure(path, &ends.pair(), o.socket_seconds, probe)?;
         Ok((results, sockets))
     }
 }
@@ -607,7 +626,7 @@ pub fn run(name: &str, o: &Options) -> Result<Report> {
     };
     {
         let bed = DirectBed::up(name)?;
-        record(h.measure("direct", &bed.ends, o)?);
+        record(h.measure("direct", &bed.ends, o, NO_COUNTERS)?);
     }
     // Each router path on a deployment of its own: no NAT port or
     // connection left by one path weighs on the next.
@@ -647,7 +666,7 @@ pub fn run(name: &str, o: &Options) -> Result<Report> {
         redirect.attach_to_link(link)?;
     }
     // The limit does no NAT: the server answers the client's own address.
-    record(h.measure("limit", &bed.ends(), o)?);
+    record(h.measure("limit", &bed.ends(), o, NO_COUNTERS)?);
 
     // nftables: no XDP on the router; kernel forwarding and a ruleset, and
     // the endpoints' offloads back on, as a user's own router would have.
@@ -662,7 +681,10 @@ pub fn run(name: &str, o: &Options) -> Result<Report> {
         topology::set_tx_offload(&bed.state.name, n, true)?;
     }
     nft_router(&bed.state, exec, db)?;
-    record(h.measure("nftables", &bed.ends(), o)?);
+    let router_ns = bed.state.router_netns.clone();
+    record(h.measure("nftables", &bed.ends(), o, &|| {
+        connections::nf_conntrack_counts(&router_ns)
+    })?);
     drop(bed);
 
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -1,8 +1,9 @@
 //! The throughput report: ratios between paths, figures bound by the
 //! method, a Markdown table and an SVG.
 use serde::Serialize;
+use vpc_common::DropReason;
 
-use super::{Report, PATHS};
+use super::{connections::NAT_PORTS_ALLOCATED, Report, PATHS};
 
 /// A figure within this fraction of `direct`'s (the method's own ceiling)
 /// measures the method, not the path.
@@ -173,6 +174,96 @@ pub fn table(r: &Report) -> String {
             cell("vpc-xdp", "limit"),
         );
     }
+    s += &connections_table(r);
+    s
+}
+
+/// What stopped a path's new connections, in words, from what was counted
+/// in the window: a pool that ran dry (the ENI's NAT ports, the execution
+/// environment's conntrack allowance, the client's ports), else the
+/// method's ceiling, else the CPUs.
+pub fn connection_bound(r: &Report, path: &str) -> String {
+    let Some(t) = r.sockets.iter().find(|x| x.path == path) else {
+        return "-".into();
+    };
+    let c = &t.connections;
+    let n = |k: &str| c.counters.get(k).copied().unwrap_or(0);
+    let cpu = format!(
+        "{:.0} µs of CPU per connection ({:.0} % in the kernel), {:.0}/s on {} cores; the machine {:.0} % busy, {:.0} % softirq",
+        c.cpu_us_per_connection,
+        c.cpu_system_share * 100.0,
+        c.cpu_ceiling_per_second,
+        r.cpus,
+        c.cpu_busy * 100.0,
+        c.cpu_softirq * 100.0
+    );
+    let exhausted = n(DropReason::NatPortExhausted.name());
+    if exhausted > 0 {
+        return format!(
+            "the Hyperplane ENI's NAT ports: {} taken in the window, then {exhausted} SYNs dropped as nat_port_exhausted (64,512 per ENI and protocol, each held 60 s after its connection closes)",
+            n(NAT_PORTS_ALLOCATED),
+        );
+    }
+    for (k, what) in [
+        (
+            DropReason::ConntrackAllowanceExceeded.name(),
+            "the execution environment's conntrack allowance",
+        ),
+        (DropReason::CtFull.name(), "the conntrack table"),
+        ("nf_conntrack insert_failed", "nftables' conntrack inserts"),
+        ("nf_conntrack drop", "nftables' conntrack table"),
+    ] {
+        if n(k) > 0 {
+            return format!("{what}: {} dropped as {k}", n(k));
+        }
+    }
+    if c.failed.no_local_port > 0 {
+        return format!(
+            "the client's ephemeral ports: {} connects found none",
+            c.failed.no_local_port
+        );
+    }
+    let direct = r.sockets.iter().find(|x| x.path == "direct");
+    match direct {
+        Some(d) if path != "direct" && bound(c.per_second, d.connections.per_second, true) => {
+            format!("the method (within 20 % of direct); {cpu}")
+        }
+        _ => format!("CPU: {cpu}"),
+    }
+}
+
+/// New connections per path: the rate, the best second, what failed, the
+/// counters that moved, and the bound.
+fn connections_table(r: &Report) -> String {
+    let mut s = format!(
+        "\nNew connections (connect, one byte each way, client closes; {} in flight, the client's namespace with {}):\n\n| path | connections/s | best second | completed | failed: refused / timed out / reset / no local port / other | CPU µs per connection | machine busy (softirq) | counters | bound |\n|---|---:|---:|---:|---|---:|---|---|---|\n",
+        r.sockets.first().map_or(0, |t| t.connections.in_flight),
+        super::connections::CLIENT_SYSCTLS.join(", ")
+    );
+    for path in PATHS {
+        let Some(t) = r.sockets.iter().find(|x| x.path == path) else {
+            continue;
+        };
+        let c = &t.connections;
+        let f = &c.failed;
+        let counters: Vec<String> = c.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        s += &format!(
+            "| {path} | {:.0} | {:.0} | {} | {} / {} / {} / {} / {} | {:.0} | {:.0} % ({:.0} %) | {} | {} |\n",
+            c.per_second,
+            c.peak_per_second,
+            c.completed,
+            f.refused,
+            f.timed_out,
+            f.reset,
+            f.no_local_port,
+            f.other,
+            c.cpu_us_per_connection,
+            c.cpu_busy * 100.0,
+            c.cpu_softirq * 100.0,
+            counters.join(", "),
+            connection_bound(r, path)
+        );
+    }
     s
 }
 
@@ -259,4 +350,84 @@ pub fn svg(r: &Report) -> String {
         gbps,
     );
     s + "</svg>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::throughput::{connections::Counts, ConnectionRate, SocketResult};
+
+    fn path(path: &str, per_second: f64, counters: &[(&str, u64)], no_port: u64) -> SocketResult {
+        let mut c = ConnectionRate {
+            per_second,
+            cpu_us_per_connection: 100.0,
+            cpu_system_share: 0.8,
+            cpu_ceiling_per_second: 20_000.0,
+            cpu_busy: 0.97,
+            cpu_softirq: 0.2,
+            counters: counters
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<Counts>(),
+            ..Default::default()
+        };
+        c.failed.no_local_port = no_port;
+        SocketResult {
+            path: path.into(),
+            gbps_1_stream: 1.0,
+            gbps_4_streams: 1.0,
+            udp64_kpps_sent: 1.0,
+            udp64_kpps_received: 1.0,
+            rr_p50_us: 1.0,
+            rr_p99_us: 1.0,
+            connections_per_second: per_second,
+            connections: c,
+        }
+    }
+
+    #[test]
+    fn a_connection_bound_names_the_pool_that_ran_dry_first() {
+        let r = Report {
+            in_flight: 1,
+            samples: 1,
+            sample_seconds: 1.0,
+            socket_seconds: 3,
+            kernel: String::new(),
+            cpus: 2,
+            circulating: vec![],
+            sockets: vec![
+                path("direct", 30_000.0, &[], 0),
+                path(
+                    "vpc-tc",
+                    20_000.0,
+                    &[("nat_port_exhausted", 7), (NAT_PORTS_ALLOCATED, 64_512)],
+                    0,
+                ),
+                path(
+                    "vpc-xdp",
+                    15_000.0,
+                    &[("conntrack_allowance_exceeded", 3)],
+                    0,
+                ),
+                path("limit", 28_000.0, &[], 0),
+                path("nftables", 10_000.0, &[], 4),
+            ],
+            comparisons: vec![],
+        };
+        let b = |p: &str| connection_bound(&r, p);
+        assert!(
+            b("vpc-tc").starts_with("the Hyperplane ENI's NAT ports: 64512 taken"),
+            "{}",
+            b("vpc-tc")
+        );
+        assert!(b("vpc-xdp").starts_with("the execution environment's conntrack allowance: 3"));
+        assert!(b("nftables").starts_with("the client's ephemeral ports: 4"));
+        assert!(b("limit").starts_with("the method"));
+        assert!(b("direct").starts_with(
+            "CPU: 100 µs of CPU per connection (80 % in the kernel), 20000/s on 2 cores"
+        ));
+        assert_eq!(b("vpc-flowlogs"), "-");
+        // The table gives every path's bound.
+        assert!(table(&r).contains("| nftables | 10000 |"));
+    }
 }

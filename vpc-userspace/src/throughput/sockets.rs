@@ -1,7 +1,7 @@
 //! What users push through the router: traffic from sockets in the
 //! namespaces, measured with the user's own tools (iperf3) and with plain
-//! sockets for what iperf3 does not measure (request/response latency, new
-//! connections per second).
+//! sockets for what iperf3 does not measure (request/response latency, and
+//! new connections per second in [`connections`]).
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
@@ -16,6 +16,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::connections::{self, ConnectionRate, Probe};
 use crate::topology::{self, in_netns};
 
 /// One client namespace, one server namespace, one server address and port
@@ -39,26 +40,32 @@ pub struct SocketResult {
     /// One TCP connection, one byte each way, `TCP_NODELAY`.
     pub rr_p50_us: f64,
     pub rr_p99_us: f64,
+    /// `connections.per_second`.
     pub connections_per_second: f64,
+    pub connections: ConnectionRate,
 }
 
-/// Every socket measurement, `secs` seconds each.
-pub fn measure(path: &str, p: &Pair, secs: u64) -> Result<SocketResult> {
+/// Every socket measurement, `secs` seconds each; `probe` reads the path's
+/// counters around the new connections.
+pub fn measure(path: &str, p: &Pair, secs: u64, probe: Probe) -> Result<SocketResult> {
     let tcp =
         |streams| iperf_tcp(p, streams, secs).with_context(|| format!("{path}: TCP x{streams}"));
     let (sent, received) = iperf_udp64(p, secs).with_context(|| format!("{path}: UDP"))?;
     let (p50, p99) =
         request_response(p, secs).with_context(|| format!("{path}: request/response"))?;
+    let (gbps_1_stream, gbps_4_streams) = (tcp(1)?, tcp(4)?);
+    let connections =
+        connections::measure(p, secs, probe).with_context(|| format!("{path}: connections"))?;
     Ok(SocketResult {
         path: path.into(),
-        gbps_1_stream: tcp(1)?,
-        gbps_4_streams: tcp(4)?,
+        gbps_1_stream,
+        gbps_4_streams,
         udp64_kpps_sent: sent,
         udp64_kpps_received: received,
         rr_p50_us: p50,
         rr_p99_us: p99,
-        connections_per_second: connection_rate(p, secs)
-            .with_context(|| format!("{path}: connections"))?,
+        connections_per_second: connections.per_second,
+        connections,
     })
 }
 
@@ -225,24 +232,4 @@ fn request_response(p: &Pair, secs: u64) -> Result<(f64, f64)> {
     v.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
     Ok((at(0.50), at(0.99)))
-}
-
-/// Short TCP connections (connect, one byte each way, close) for `secs`
-/// seconds; completed connections per second.
-fn connection_rate(p: &Pair, secs: u64) -> Result<f64> {
-    let addr = SocketAddr::from((p.server, p.port));
-    with_echo_server(p, || {
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < Duration::from_secs(secs) {
-            let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-                continue;
-            };
-            let mut b = [7u8; 1];
-            if c.write_all(&b).is_ok() && c.read_exact(&mut b).is_ok() {
-                n += 1;
-            }
-        }
-        Ok(n as f64 / start.elapsed().as_secs_f64())
-    })
 }
