@@ -68,6 +68,7 @@ pub struct Host {
 fn clear(policy: bool) {
     CT.host_clear();
     NAT_PORTS.host_clear();
+    NAT_PORT_BITMAP.host_clear();
     FRAGS.host_clear();
     FRAG_IDS.host_clear();
     FL_REJECTS.host_clear();
