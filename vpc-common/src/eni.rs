@@ -158,7 +158,9 @@ pub fn nat_bitmap_index(pool: u32, proto: u8) -> u32 {
     let slot = if pool == LAMBDA_OWN_ENI { 0 } else { pool };
     // TCP (6) 0, UDP (17) 1.
     let udp = (proto as u32 >> 4) & 1;
-    slot.wrapping_mul(2).wrapping_add(udp).wrapping_mul(NAT_BITMAP_WORDS)
+    slot.wrapping_mul(2)
+        .wrapping_add(udp)
+        .wrapping_mul(NAT_BITMAP_WORDS)
 }
 
 /// The first `NAT_PORT_BITMAP` word of the pool of `claim` (its port
@@ -256,17 +258,29 @@ mod tests {
         };
         let w = NAT_BITMAP_WORDS;
         assert_eq!(nat_bitmap_bit(&claim(1, 1024, 6, 0)), Some((2 * w, 1)));
-        assert_eq!(nat_bitmap_bit(&claim(1, 1024 + 65, 17, 0)), Some((3 * w + 1, 2)));
-        assert_eq!(nat_bitmap_bit(&claim(LAMBDA_OWN_ENI, 65535, 6, 0)), Some((w - 1, 1 << 63)));
+        assert_eq!(
+            nat_bitmap_bit(&claim(1, 1024 + 65, 17, 0)),
+            Some((3 * w + 1, 2))
+        );
+        assert_eq!(
+            nat_bitmap_bit(&claim(LAMBDA_OWN_ENI, 65535, 6, 0)),
+            Some((w - 1, 1 << 63))
+        );
         let last = (crate::limits::MAX_ENIS - 1, 65535, 17, 0);
         assert_eq!(
             nat_bitmap_bit(&claim(last.0, last.1, last.2, last.3)),
             Some((NAT_BITMAP_LEN - 1, 1 << 63))
         );
         // No pool: past MAX_ENIS, 0, a NAT gateway's, ICMP, a port below the range.
-        assert_eq!(nat_bitmap_bit(&claim(crate::limits::MAX_ENIS, 2000, 6, 0)), None);
+        assert_eq!(
+            nat_bitmap_bit(&claim(crate::limits::MAX_ENIS, 2000, 6, 0)),
+            None
+        );
         assert_eq!(nat_bitmap_bit(&claim(0, 2000, 6, 0)), None);
-        assert_eq!(nat_bitmap_bit(&claim(NAT_GATEWAY_ID_BASE, 2000, 6, 0x0a00_0001)), None);
+        assert_eq!(
+            nat_bitmap_bit(&claim(NAT_GATEWAY_ID_BASE, 2000, 6, 0x0a00_0001)),
+            None
+        );
         assert_eq!(nat_bitmap_bit(&claim(1, 2000, 1, 0)), None);
         assert_eq!(nat_bitmap_bit(&claim(1, 1023, 6, 0)), None);
     }

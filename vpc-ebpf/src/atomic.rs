@@ -18,7 +18,9 @@ pub unsafe fn add(c: *mut u64, v: u64) {
 #[inline(always)]
 pub unsafe fn fetch_or(c: *mut u64, v: u64) -> u64 {
     #[cfg(target_arch = "bpf")]
-    return core::intrinsics::atomic_or::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(c, v);
+    return core::intrinsics::atomic_or::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+        c, v,
+    );
     #[cfg(not(target_arch = "bpf"))]
     return host(c).fetch_or(v, core::sync::atomic::Ordering::Relaxed);
 }

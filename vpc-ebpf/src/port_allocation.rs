@@ -246,7 +246,11 @@ fn word(scan: &mut Scan, s: &mut Scratch, base: u32, i: u32) -> i64 {
     let words = scan.cap.div_ceil(64);
     // start / 64 < words and i < words: a subtraction, not a division.
     let at = (scan.start / 64).wrapping_add(i);
-    let at = if at >= words { at.wrapping_sub(words) } else { at };
+    let at = if at >= words {
+        at.wrapping_sub(words)
+    } else {
+        at
+    };
     let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(base.wrapping_add(at)) else {
         return 0;
     };

@@ -84,7 +84,11 @@ impl NatPortBitmap {
     pub fn open<M: super::Maps + ?Sized>(maps: &mut M) -> Result<Option<Self>> {
         use vpc_common::{map_names::NAT_PORT_BITMAP, NAT_BITMAP_LEN};
         match maps.map(NAT_PORT_BITMAP) {
-            Ok(m) => Ok(Some(Self(MappedWords::open(m, NAT_PORT_BITMAP, NAT_BITMAP_LEN)?))),
+            Ok(m) => Ok(Some(Self(MappedWords::open(
+                m,
+                NAT_PORT_BITMAP,
+                NAT_BITMAP_LEN,
+            )?))),
             Err(_) => Ok(None),
         }
     }
@@ -92,14 +96,18 @@ impl NatPortBitmap {
     /// `claim`'s port is taken (a claim of a pool without a bitmap: nothing).
     pub fn set(&self, claim: &vpc_common::NatPortKey) {
         if let Some((i, bit)) = vpc_common::nat_bitmap_bit(claim) {
-            self.0.word(i).fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
+            self.0
+                .word(i)
+                .fetch_or(bit, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// `claim`'s port is free again: its claim is gone.
     pub fn clear(&self, claim: &vpc_common::NatPortKey) {
         if let Some((i, bit)) = vpc_common::nat_bitmap_bit(claim) {
-            self.0.word(i).fetch_and(!bit, std::sync::atomic::Ordering::Relaxed);
+            self.0
+                .word(i)
+                .fetch_and(!bit, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

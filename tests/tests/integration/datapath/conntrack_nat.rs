@@ -637,13 +637,20 @@ fn an_enis_ports_released_by_the_gc_come_back_through_its_bitmap() {
             for i in 0..CAP {
                 let sport = 10_000 + round * 1000 + i;
                 let (v, out) = h.run(fn_if, &tcp(EXEC, DB, sport, 5432, TCP_SYN));
-                assert_eq!(v, XDP_REDIRECT, "round {round}: connection {i} found no port");
+                assert_eq!(
+                    v, XDP_REDIRECT,
+                    "round {round}: connection {i} found no port"
+                );
                 ports.insert(parse_and_verify(&out).unwrap().sport);
             }
             assert_eq!(ports.len(), CAP as usize);
             assert!(ports.iter().all(|p| (1024..1024 + CAP).contains(p)));
             let more = tcp(EXEC, DB, 30_000 + round, 5432, TCP_SYN);
-            assert_eq!(h.run(fn_if, &more).0, XDP_DROP, "round {round}: past capacity");
+            assert_eq!(
+                h.run(fn_if, &more).0,
+                XDP_DROP,
+                "round {round}: past capacity"
+            );
             let after = h.dp.nat_stats().unwrap();
             assert_eq!(after.failed - before.failed, 1);
             // Buckets 1, 2, 3-4: within the 4 words; 5 and more: the scan.
@@ -674,7 +681,8 @@ fn mapped(a: IpAddr) -> [u8; 16] {
 /// ENI takes every connection until each of its ports is claimed, exactly
 /// 64,512, the overflow lands on the second, nothing is dropped, and a
 /// connection reaches the second ENI only after the first refused it (the
-/// first's 16 probes and its whole scan: 64,529 probes or more).
+/// first's bitmap said full and its whole scan found nothing: 65,521
+/// calls or more).
 #[test]
 fn connections_fill_the_first_eni_of_a_group_exactly_and_overflow_onto_the_next() {
     use vpc_common::DEFAULT_ENI_CAPACITY as CAP;
@@ -727,7 +735,7 @@ fn connections_fill_the_first_eni_of_a_group_exactly_and_overflow_onto_the_next(
         let claims = h.dp.nat_claims().unwrap();
         assert_eq!(claims.get(&(1, 6)).copied(), Some(a));
         assert_eq!(claims.get(&(2, 6)).copied(), Some(b));
-        // Every connection on ENI 2 took more than ENI 1's 16 probes and
+        // Every connection on ENI 2 took more than ENI 1's 1,008 words and
         // 64,512 scanned ports (the histogram's last bucket: 65+).
         let nat = h.dp.nat_stats().unwrap();
         let last = nat.probe_histogram.last().unwrap().1;
