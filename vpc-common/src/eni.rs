@@ -134,6 +134,71 @@ impl NatPortKey {
     }
 }
 
+/// `NAT_PORT_BITMAP`, the allocation index of Hyperplane ENI pools: one
+/// bit per port of the ephemeral range, set while the port is (or may be)
+/// claimed in `NAT_PORTS`, which stays the truth. A block of words per
+/// (pool slot, protocol): TCP then UDP for each of `MAX_ENIS` slots. Slot
+/// `pool` for an ENI index below `MAX_ENIS` (indexes are 1-based), slot 0
+/// for Lambda's own VPC (`LAMBDA_OWN_ENI`); other pools (a later ENI
+/// index past `MAX_ENIS`, NAT gateways, whose pools are per destination)
+/// have none and keep the probing allocator.
+pub const NAT_BITMAP_WORDS: u32 = NAT_PORT_RANGE.div_ceil(64);
+pub const NAT_BITMAP_LEN: u32 = crate::limits::MAX_ENIS * 2 * NAT_BITMAP_WORDS;
+// The ephemeral range is exactly 1,008 words; 15.75 MiB in all.
+const _: () = assert!(NAT_BITMAP_WORDS == 1008 && NAT_BITMAP_WORDS * 64 == NAT_PORT_RANGE);
+const _: () = assert!(NAT_BITMAP_LEN as u64 * 8 == 16_515_072);
+
+/// The first `NAT_PORT_BITMAP` word of pool `pool`'s ports of protocol
+/// `proto` (TCP or UDP), `NAT_BITMAP_LEN` or more for a pool without a
+/// bitmap (past `MAX_ENIS`: a later ENI index, a NAT gateway). Arithmetic
+/// rather than branches: the datapath computes it for every pool it
+/// tries, and a branch there would leave the verifier a state per way.
+#[inline(always)]
+pub fn nat_bitmap_index(pool: u32, proto: u8) -> u32 {
+    let slot = if pool == LAMBDA_OWN_ENI { 0 } else { pool };
+    // TCP (6) 0, UDP (17) 1.
+    let udp = (proto as u32 >> 4) & 1;
+    slot.wrapping_mul(2)
+        .wrapping_add(udp)
+        .wrapping_mul(NAT_BITMAP_WORDS)
+}
+
+/// The first `NAT_PORT_BITMAP` word of the pool of `claim` (its port
+/// aside), if it is an ENI pool with a bitmap (not a NAT gateway's claim,
+/// which names its destination; TCP or UDP).
+#[inline(always)]
+pub fn nat_bitmap_of(claim: &NatPortKey) -> Option<u32> {
+    let i = nat_bitmap_index(claim.eni, claim.proto);
+    let eni = claim.daddr == 0 && claim.dport == 0 && claim.eni != 0;
+    (eni && (claim.proto == 6 || claim.proto == 17) && i < NAT_BITMAP_LEN).then_some(i)
+}
+
+/// The `NAT_PORT_BITMAP` word and bit of `claim`, if its pool has a bitmap.
+#[inline(always)]
+pub fn nat_bitmap_bit(claim: &NatPortKey) -> Option<(u32, u64)> {
+    let base = nat_bitmap_of(claim)?;
+    let offset = u16::from_be(claim.port).checked_sub(NAT_PORT_MIN)? as u32;
+    Some((base + offset / 64, 1u64 << (offset % 64)))
+}
+
+/// The index of the lowest set bit of `x` (64 for 0): `trailing_zeros`
+/// without a table (BPF has no such instruction, and LLVM would expand it
+/// into a lookup table in `.rodata`): the set bit isolated, then its
+/// index bit by bit, each a mask test without a branch.
+#[inline(always)]
+pub fn lowest_bit(x: u64) -> u32 {
+    let b = x & x.wrapping_neg();
+    // 1 if `v` is not zero: `v | -v` has its top bit set.
+    let nz = |v: u64| ((v | v.wrapping_neg()) >> 63) as u32;
+    (1 - nz(b)) * 64
+        + (nz(b & 0xffff_ffff_0000_0000) << 5)
+        + (nz(b & 0xffff_0000_ffff_0000) << 4)
+        + (nz(b & 0xff00_ff00_ff00_ff00) << 3)
+        + (nz(b & 0xf0f0_f0f0_f0f0_f0f0) << 2)
+        + (nz(b & 0xcccc_cccc_cccc_cccc) << 1)
+        + nz(b & 0xaaaa_aaaa_aaaa_aaaa)
+}
+
 /// `ENIS` id (and `ENI_GROUPS` id) of Lambda's own VPC, where a function
 /// without `VpcConfig` sends from: Lambda's own NAT address, no VPC (0), no
 /// groups, subnet [`LAMBDA_OWN_SUBNET`], whose one route leads to the
@@ -159,3 +224,64 @@ pub const NAT_GATEWAY_CAPACITY: u32 = 55_000;
 /// one ENI, as at AWS: a view hands out the same NAT ports, `pool`. Ids
 /// stay below 2^16: `CtEntry` keeps them in a u16.)
 pub const ENI_V4_ONLY: u32 = 1 << 15;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowest_bit_is_trailing_zeros() {
+        assert_eq!(lowest_bit(0), 64);
+        for i in 0..64 {
+            let x = 1u64 << i;
+            assert_eq!(lowest_bit(x), i);
+            assert_eq!(lowest_bit(x | (u64::MAX << i)), i);
+            assert_eq!(lowest_bit(x | 1u64.rotate_left(63)), i);
+        }
+        let mut r = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            assert_eq!(lowest_bit(r), r.trailing_zeros());
+        }
+    }
+
+    #[test]
+    fn bitmap_bits_of_enis_only() {
+        let claim = |eni, port: u16, proto, daddr| NatPortKey {
+            eni,
+            daddr,
+            port: port.to_be(),
+            proto,
+            ..Default::default()
+        };
+        let w = NAT_BITMAP_WORDS;
+        assert_eq!(nat_bitmap_bit(&claim(1, 1024, 6, 0)), Some((2 * w, 1)));
+        assert_eq!(
+            nat_bitmap_bit(&claim(1, 1024 + 65, 17, 0)),
+            Some((3 * w + 1, 2))
+        );
+        assert_eq!(
+            nat_bitmap_bit(&claim(LAMBDA_OWN_ENI, 65535, 6, 0)),
+            Some((w - 1, 1 << 63))
+        );
+        let last = (crate::limits::MAX_ENIS - 1, 65535, 17, 0);
+        assert_eq!(
+            nat_bitmap_bit(&claim(last.0, last.1, last.2, last.3)),
+            Some((NAT_BITMAP_LEN - 1, 1 << 63))
+        );
+        // No pool: past MAX_ENIS, 0, a NAT gateway's, ICMP, a port below the range.
+        assert_eq!(
+            nat_bitmap_bit(&claim(crate::limits::MAX_ENIS, 2000, 6, 0)),
+            None
+        );
+        assert_eq!(nat_bitmap_bit(&claim(0, 2000, 6, 0)), None);
+        assert_eq!(
+            nat_bitmap_bit(&claim(NAT_GATEWAY_ID_BASE, 2000, 6, 0x0a00_0001)),
+            None
+        );
+        assert_eq!(nat_bitmap_bit(&claim(1, 2000, 1, 0)), None);
+        assert_eq!(nat_bitmap_bit(&claim(1, 1023, 6, 0)), None);
+    }
+}

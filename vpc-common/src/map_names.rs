@@ -17,6 +17,10 @@ pub const ENIS: &str = "ENIS";
 pub const ENI_GROUPS: &str = "ENI_GROUPS";
 /// `NatPortKey` -> the reply key of the connection holding the NAT port.
 pub const NAT_PORTS: &str = "NAT_PORTS";
+/// Free-port bitmap of Hyperplane ENI pools (`NAT_BITMAP_*`), the index the
+/// datapath allocates from; mappable: the agent clears a released port's
+/// bit with an atomic of its own.
+pub const NAT_PORT_BITMAP: &str = "NAT_PORT_BITMAP";
 /// `FragKey` -> `FragEntry`: datagrams whose first fragment passed a NAT gateway.
 pub const FRAGS: &str = "FRAGS";
 /// Translated `FragKey` -> `FragClaim`: the datagram holding that identity.
@@ -92,6 +96,7 @@ pub const ALL: &[&str] = &[
     ENIS,
     ENI_GROUPS,
     NAT_PORTS,
+    NAT_PORT_BITMAP,
     FRAGS,
     FRAG_IDS,
     NAT_STATS,

@@ -21,7 +21,7 @@ use vpc_common::{
 };
 
 use crate::{
-    config,
+    atomic, config,
     maps::{ALLOWANCE_STATS, LINKLOCAL_BUCKETS, PORT_CONNECTIONS},
 };
 
@@ -40,25 +40,8 @@ fn add(ifindex: u32, delta: u64) {
     if let Some(c) = PORT_CONNECTIONS.get_ptr_mut(port_slot(ifindex)) {
         // An atomic add (BPF_ATOMIC, its result unused): the agent
         // subtracts on the same memory from userspace, other CPUs add.
-        unsafe { atomic_add(c, delta) };
+        unsafe { atomic::add(c, delta) };
     }
-}
-
-/// `*c += delta`, atomically. BPF: core's intrinsic (its atomic types have
-/// no read-modify-write there). The host build of the router
-/// (`host/datapath`, stable Rust): core's atomic type.
-#[cfg(target_arch = "bpf")]
-#[inline(always)]
-unsafe fn atomic_add(c: *mut u64, delta: u64) {
-    use core::intrinsics::{atomic_xadd, AtomicOrdering};
-    atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta);
-}
-
-#[cfg(not(target_arch = "bpf"))]
-#[inline(always)]
-unsafe fn atomic_add(c: *mut u64, delta: u64) {
-    core::sync::atomic::AtomicU64::from_ptr(c)
-        .fetch_add(delta, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Admits one more connection opened from port `ifindex` (counted), or

@@ -16,8 +16,9 @@ use crate::{
     copy::copy_words,
     ct,
     ctx::{ptr_at, write},
-    maps::{CT, NAT_PORTS, SCRATCH},
+    maps::{CT, SCRATCH},
     parse::{ETH_HLEN, IPPROTO_TCP, IPV4_DST, IPV4_SRC, L4_SPORT},
+    port_allocation,
 };
 
 /// Settings: [0] mode (0 steady, 1 new flow each run).
@@ -89,7 +90,7 @@ fn cleanup(s: &mut BenchScratch) {
         if e.flags & CT_F_SNAT != 0 {
             let nat_gateway = e.route == route_kind::NAT_GATEWAY;
             s.claim = NatPortKey::of_reply(e.eni as u32, &e.twin, nat_gateway);
-            let _ = NAT_PORTS.remove(&s.claim);
+            port_allocation::release(&s.claim);
         }
         let _ = CT.remove(&e.twin);
         // Its port's conntrack allowance gets it back.

@@ -14,7 +14,7 @@ use crate::{
     ct,
     ctx::Ctx,
     flowlog,
-    maps::{Scratch, ENIS, ENI_GROUPS, NAT_PORTS},
+    maps::{Scratch, ENIS, ENI_GROUPS},
     nat, nat_gateway,
     parse::{IPPROTO_TCP, IPPROTO_UDP},
     policy, port_allocation, resolver, route, stats,
@@ -108,7 +108,7 @@ fn new_flow_inner<C: Ctx>(
     // give back; from then on it is the connection's, and goes with it.
     let taken = r.kind;
     if let Err(r) = open(ctx, s, id, ep, ifindex, now, epoch, taken) {
-        let _ = NAT_PORTS.remove(&claim);
+        port_allocation::release(&claim);
         let w = flowlog::reject_window(r);
         if w != 0 {
             // As seen on the ENI: its address and the port it chose.
@@ -178,7 +178,7 @@ pub fn leave_eni(s: &mut Scratch) -> Result<(), DropReason> {
     let eni = match unsafe { ENIS.get(&id) } {
         Some(e) => e,
         None => {
-            let _ = NAT_PORTS.remove(&s.claim);
+            port_allocation::release(&s.claim);
             return Err(DropReason::NoRoute);
         }
     };
@@ -190,8 +190,8 @@ pub fn leave_eni(s: &mut Scratch) -> Result<(), DropReason> {
 
 /// A NAT port for the connection in `s` (its `reply_key` holds the remote
 /// side): the ENIs of the group in order, on each a free port if it has
-/// one (`port_allocation::probe`: random ports, then a scan), so an ENI
-/// fills to its capacity before the next one takes the overflow. Returns
+/// one (`port_allocation::probe`: its free-port bitmap, then a scan), so
+/// an ENI fills to its capacity before the next one takes the overflow. Returns
 /// the ENI id, the claim in `s.claim`; every ENI full is
 /// `nat_port_exhausted`.
 /// A BPF function of its own: each probe leaves the verifier a different

@@ -10,6 +10,7 @@
 // access (parse, ctx, csum, copy). The harnesses (bench, tput) sit beside
 // the entry points.
 mod allowance;
+mod atomic;
 mod bench;
 mod config;
 mod copy;

@@ -48,6 +48,15 @@ pub static ENI_GROUPS: HashMap<u32, EniGroup> =
 #[map]
 pub static NAT_PORTS: HashMap<NatPortKey, CtKey> = HashMap::with_max_entries(CT_MAX_ENTRIES / 2, 0);
 
+/// The allocation index of Hyperplane ENI pools: a bit per port, set
+/// while it is claimed (`vpc_common::nat_bitmap_bit`; 15.75 MiB). Set by
+/// the allocator before its claim, cleared by whoever removes a claim,
+/// after it: a set bit without a claim costs a retry, a claim without its
+/// bit is caught by `BPF_NOEXIST`. Mappable: the agent's GC clears with an
+/// atomic of its own on the same memory.
+#[map]
+pub static NAT_PORT_BITMAP: Array<u64> = Array::with_max_entries(NAT_BITMAP_LEN, BPF_F_MMAPABLE);
+
 /// IPv4 datagrams through a NAT gateway whose first fragment passed: the
 /// connection direction (its key) their later fragments, which carry no
 /// ports, belong to. Written by each first fragment; LRU.

@@ -73,7 +73,7 @@ pub fn via<C: Ctx>(ctx: &C, s: &mut Scratch) -> u32 {
     if let Err(r) = res {
         // A function's ENI claim made for a connection that did not open.
         if s.hop.eni != 0 {
-            let _ = NAT_PORTS.remove(&s.hop.eni_claim);
+            port_allocation::release(&s.hop.eni_claim);
         }
         let Scratch {
             pkt, fl_key, hop, ..
@@ -158,7 +158,7 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
         now,
         epoch,
     ) {
-        let _ = NAT_PORTS.remove(&claim);
+        port_allocation::release(&claim);
         return Err(r);
     }
     // The entries are in: the ENI's claim is the connection's now, and

@@ -3,20 +3,31 @@
 //! in order) and a NAT gateway's (`nat_gateway.rs`, one pool per
 //! destination). A port is claimed in `NAT_PORTS` with `BPF_NOEXIST`, the
 //! claim's value the connection's reply key; the agent's GC releases it
-//! with the connection.
+//! with the connection. Exact: a pool refuses only when every port of it
+//! is claimed.
 //!
-//! Exact: a pool refuses only when every port of it is claimed. First
-//! `NAT_PORT_TRIES` random ports (RFC 6056 style: not predictable; below
-//! 90% occupancy they find one 81.5% of the time or more, in a few
-//! lookups), then, when all of them were taken, a linear scan of the whole
-//! pool from a random offset through `bpf_loop` (a BPF function called per
-//! port, so the verifier walks one port, not 64,512), claiming the first
-//! free one. A free-port queue per pool would be O(1) but needs the agent
-//! to fill and refill it, and a NAT gateway's pools are per destination
-//! (created by the first connection to one): the scan needs neither, and
-//! costs only when random ports failed, at occupancy p with probability
-//! p^16, about 1/(1-p) lookups on average (the free ports are spread by
-//! the random probes).
+//! A Hyperplane ENI's pool allocates from its free-port bitmap
+//! (`NAT_PORT_BITMAP`), O(1) at any occupancy: from the word of a random
+//! port, the first word with a free bit among the pool's first `cap`
+//! ports, its first free bit at or after the random port's (RFC 6056: not
+//! predictable), set with an atomic fetch-or, then the claim. `NAT_PORTS`
+//! stays the truth: a bit another CPU set first, or a claim already there
+//! (made without the bitmap: its bit stays set), sends the walk on to the
+//! next word, and a walk that found nothing (the bitmap full) hands over
+//! to the scan below, so exactness never rests on the bitmap. Whoever
+//! removes a claim clears its bit after it (`release`, and the agent
+//! through a mapping).
+//!
+//! A NAT gateway's pools, per destination, are created by the first
+//! connection to one, so they have no bitmap (it would need one per
+//! destination); they, and an ENI index past `MAX_ENIS`, keep the probing
+//! allocator: first `NAT_PORT_TRIES` random ports (below 90% occupancy
+//! they find one 81.5% of the time or more, in a few lookups), then the
+//! scan. The scan: a linear one of the whole pool from a random offset,
+//! claiming the first free port, all of it in the same `bpf_loop` (a BPF
+//! function called per word or port, so the verifier walks one, not
+//! 64,512). After random ports it runs at occupancy p with probability
+//! p^16, about 1/(1-p) lookups on average.
 //!
 //! What differs is the caller's: the pool, its capacity (`config::capacity`)
 //! and the claim's key, which for a NAT gateway names the destination (AWS
@@ -29,24 +40,30 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_prandom_u32, bpf_loop},
 };
-use vpc_common::{DropReason, NatPortKey, NAT_PORT_MIN, NAT_PORT_TRIES};
+use vpc_common::{
+    lowest_bit, nat_bitmap_index, DropReason, NatPortKey, NAT_BITMAP_LEN, NAT_BITMAP_WORDS,
+    NAT_PORT_MIN, NAT_PORT_TRIES,
+};
 
 use crate::{
-    maps::{Scratch, NAT_PORTS},
+    atomic,
+    maps::{Scratch, NAT_PORTS, NAT_PORT_BITMAP},
     stats,
 };
 
 /// A port of the first `cap` of a pool, for the connection in `s` whose
 /// reply key (`s.reply_key`) is complete but the port (its destination the
-/// pool's address): `NAT_PORT_TRIES` random ports, then the scan, all one
-/// `bpf_loop` (`next_port`). The claim, under `key` (the pool's claim but
-/// the port), goes into `s.claim` and the port into the reply key
-/// (`echo`: as the ICMP echo identifier, its `sport`). `probes` counts the
-/// ports tried across the pools of one allocation; a success is counted
-/// in `NAT_STATS`. One loop for both: unrolled random probes, each a
-/// state of its own, had the verifier walk the router's allocation paths
-/// once per probe and per ENI; the callback is walked until its states
-/// converge, a few times. `echo` is a constant for a Hyperplane ENI.
+/// pool's address): the bitmap's words, or `NAT_PORT_TRIES` random ports,
+/// then the scan, all one `bpf_loop` (`next_port`). The claim, under `key`
+/// (the pool's claim but the port), goes into `s.claim` and the port into
+/// the reply key (`echo`: as the ICMP echo identifier, its `sport`).
+/// `probes` counts the calls (words or ports tried) across the pools of
+/// one allocation; a success is counted in `NAT_STATS`. One loop for all:
+/// unrolled random probes, each a state of its own, had the verifier walk
+/// the router's allocation paths once per probe and per ENI, and a second
+/// loop for the bitmap doubled it; the callback is walked until its
+/// states converge, a few times. `echo` is a constant for a Hyperplane
+/// ENI.
 #[inline(always)]
 pub fn probe(s: &mut Scratch, key: NatPortKey, echo: bool, cap: u32, probes: &mut u32) -> bool {
     if *probes == TABLE_FULL {
@@ -63,10 +80,12 @@ pub fn probe(s: &mut Scratch, key: NatPortKey, echo: bool, cap: u32, probes: &mu
         echo: echo as u32,
         outcome: SCAN_NONE,
     };
-    // The ports tried: the callback's calls.
+    // The calls: the callback's. As many as the most a pool can need (its
+    // words or random ports, then its ports), without asking which pool
+    // this is here: a branch would be a state of its own per ENI of a group.
     let tried = unsafe {
         bpf_loop(
-            NAT_PORT_TRIES + cap,
+            NAT_BITMAP_WORDS.max(NAT_PORT_TRIES) + cap,
             next_port as *mut c_void,
             &mut scan as *mut Scan as *mut c_void,
             0,
@@ -86,6 +105,20 @@ pub fn probe(s: &mut Scratch, key: NatPortKey, echo: bool, cap: u32, probes: &mu
     }
 }
 
+/// Gives back a claim no connection holds (any pool's): the claim, then
+/// its bitmap bit, in that order (a bit set without a claim costs an
+/// allocation a retry; a claim without its bit is caught by `BPF_NOEXIST`).
+#[inline(always)]
+pub fn release(claim: &NatPortKey) {
+    let _ = NAT_PORTS.remove(claim);
+    let offset = (u16::from_be(claim.port) as u32).wrapping_sub(NAT_PORT_MIN as u32);
+    // A pool without a bitmap, or a port below the range: past the array.
+    let i = nat_bitmap_index(claim.eni, claim.proto).wrapping_add(offset / 64);
+    if let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(i) {
+        unsafe { atomic::and(w, !(1 << (offset % 64))) };
+    }
+}
+
 enum Tried {
     Claimed,
     Taken,
@@ -95,9 +128,10 @@ enum Tried {
 }
 
 /// Claims port `NAT_PORT_MIN + offset` of the pool of `key` for the
-/// connection in `s`, if free.
+/// connection in `s`, if free. `lookup`: look before the insert (a taken
+/// port costs no bucket lock), where ports are tried blind.
 #[inline(always)]
-fn try_port(s: &mut Scratch, key: NatPortKey, echo: bool, offset: u32) -> Tried {
+fn try_port(s: &mut Scratch, key: NatPortKey, echo: bool, offset: u32, lookup: bool) -> Tried {
     let port = ((NAT_PORT_MIN as u32 + offset) as u16).to_be();
     if echo {
         s.reply_key.sport = port;
@@ -105,8 +139,7 @@ fn try_port(s: &mut Scratch, key: NatPortKey, echo: bool, offset: u32) -> Tried 
         s.reply_key.dport = port;
     }
     let key = NatPortKey { port, ..key };
-    // A lookup first: a taken port costs no bucket lock.
-    if NAT_PORTS.get_ptr(&key).is_some() {
+    if lookup && NAT_PORTS.get_ptr(&key).is_some() {
         return Tried::Taken;
     }
     match NAT_PORTS.insert(&key, &s.reply_key, BPF_NOEXIST as u64) {
@@ -126,6 +159,8 @@ fn try_port(s: &mut Scratch, key: NatPortKey, echo: bool, offset: u32) -> Tried 
 struct Scan {
     s: *mut Scratch,
     key: NatPortKey,
+    /// A random port of the pool (offset): the scan's first, and the
+    /// bitmap walk's first word and first bit in a word.
     start: u32,
     cap: u32,
     echo: u32,
@@ -139,28 +174,103 @@ const SCAN_NONE: u32 = 0;
 const SCAN_CLAIMED: u32 = 1;
 const SCAN_FULL: u32 = 2;
 
-/// `bpf_loop`'s callback: the `i`th port tried, random for the first
-/// `NAT_PORT_TRIES`, then the scan's, from its random start round the
-/// pool (each port once). 1 stops the loop (claimed, or the table full).
+/// `bpf_loop`'s callback, call `i`: first the pool's bitmap words from
+/// the random start's round the pool (`word`; a pool without a bitmap:
+/// `NAT_PORT_TRIES` random ports), then the scan's ports, from the random
+/// start round the pool (each port once), whose claim sets the port's
+/// bit. 1 stops the loop (claimed, the table full, or every port tried).
+/// What the pool is, is worked out here, per call, as arithmetic: in the
+/// caller it would be verified once per ENI of a group and way.
 #[inline(never)]
 extern "C" fn next_port(i: u64, ctx: *mut c_void) -> i64 {
     let scan = unsafe { &mut *(ctx as *mut Scan) };
     let s = unsafe { &mut *scan.s };
     let i = i as u32;
-    let offset = if i < NAT_PORT_TRIES {
+    let base = nat_bitmap_index(scan.key.eni, scan.key.proto);
+    let tries = if base < NAT_BITMAP_LEN {
+        scan.cap.div_ceil(64)
+    } else {
+        NAT_PORT_TRIES
+    };
+    let offset = if i < tries {
+        if base < NAT_BITMAP_LEN {
+            return word(scan, s, base, i);
+        }
         unsafe { bpf_get_prandom_u32() }
             .checked_rem(scan.cap)
             .unwrap_or(0)
     } else {
-        // start < cap and i - TRIES < cap: a subtraction, not a division.
-        let o = scan.start.wrapping_add(i - NAT_PORT_TRIES);
+        let n = i - tries;
+        if n >= scan.cap {
+            return 1;
+        }
+        // start < cap and n < cap: a subtraction, not a division.
+        let o = scan.start.wrapping_add(n);
         if o >= scan.cap {
             o.wrapping_sub(scan.cap)
         } else {
             o
         }
     };
-    match try_port(s, scan.key, scan.echo != 0, offset) {
+    match try_port(s, scan.key, scan.echo != 0, offset, true) {
+        Tried::Claimed => {
+            // Found by the scan: the bitmap said taken, or has no such bit
+            // (past the array).
+            let p = (u16::from_be(s.claim.port) as u32).wrapping_sub(NAT_PORT_MIN as u32);
+            let i = nat_bitmap_index(s.claim.eni, s.claim.proto).wrapping_add(p / 64);
+            if let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(i) {
+                unsafe { atomic::fetch_or(w, 1 << (p % 64)) };
+            }
+            scan.outcome = SCAN_CLAIMED;
+            1
+        }
+        Tried::Full => {
+            scan.outcome = SCAN_FULL;
+            1
+        }
+        Tried::Taken => 0,
+    }
+}
+
+/// Word `i` of the bitmap walk of the pool at `base` (from the start's
+/// word, round the pool's first `cap` ports; the last word may be
+/// partial): a free bit of it, the first at or after the start's bit round
+/// the word, set with an atomic fetch-or, and its port claimed. A word
+/// with no free bit, a bit another CPU set first, or a port claimed
+/// without the bitmap (its bit now set) sends the loop on to the next
+/// word: the scan after the walk finds what it passed. (The claims' table
+/// full leaves the bit set, as a claim would: the scan still finds the
+/// port; clearing it would keep a value live across the insert.)
+#[inline(always)]
+fn word(scan: &mut Scan, s: &mut Scratch, base: u32, i: u32) -> i64 {
+    let words = scan.cap.div_ceil(64);
+    // start / 64 < words and i < words: a subtraction, not a division.
+    let at = (scan.start / 64).wrapping_add(i);
+    let at = if at >= words {
+        at.wrapping_sub(words)
+    } else {
+        at
+    };
+    let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(base.wrapping_add(at)) else {
+        return 0;
+    };
+    let tail = scan.cap % 64;
+    let valid = if at + 1 == words && tail != 0 {
+        (1u64 << tail) - 1
+    } else {
+        u64::MAX
+    };
+    let free = !unsafe { core::ptr::read_volatile(w) } & valid;
+    if free == 0 {
+        return 0;
+    }
+    let rot = scan.start % 64;
+    let bit = (lowest_bit(free.rotate_right(rot)) + rot) % 64;
+    let mask = 1u64 << bit;
+    if unsafe { atomic::fetch_or(w, mask) } & mask != 0 {
+        return 0;
+    }
+    match try_port(s, scan.key, false, at * 64 + bit, false) {
         Tried::Claimed => {
             scan.outcome = SCAN_CLAIMED;
             1

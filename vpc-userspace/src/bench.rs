@@ -484,11 +484,14 @@ fn scale_cases(
     };
     for level in [1u32, 50, 90] {
         let (mut dp, _, _) = bench_datapath(&model, &[("Fn", 1), ("Db", 100), ("App", 101)])?;
-        // Claims at `level`% of the first ENI's ports, at random.
+        // Claims at `level`% of the first ENI's ports, at random, with
+        // their bits set, as the datapath's allocations leave them.
         let cap = DEFAULT_ENI_CAPACITY;
         let mut ports: Vec<u16> = (0..cap).map(|i| 1024 + i as u16).collect();
         let filled = (cap as u64 * level as u64 / 100) as usize;
         {
+            let bitmap = crate::datapath::NatPortBitmap::open(&mut dp)?
+                .context("the object has no NAT_PORT_BITMAP")?;
             let mut m: BpfHashMap<_, NatPortKey, CtKey> =
                 BpfHashMap::try_from(dp.map(map_names::NAT_PORTS)?)?;
             for i in 0..filled {
@@ -500,6 +503,7 @@ fn scale_cases(
                     proto: 6,
                     ..Default::default()
                 };
+                bitmap.set(&k);
                 m.insert(k, CtKey::default(), 0)?;
             }
         }

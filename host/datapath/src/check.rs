@@ -222,4 +222,10 @@ pub fn pipeline(data: &[u8]) {
         h.connections_by_port(),
         "PORT_CONNECTIONS (left) against the original entries in CT by port (right); template {ti}, {hook:?}"
     );
+    // Every ENI claim is in its pool's bitmap: the walk never offers it.
+    assert_eq!(
+        h.claims_without_bits(),
+        vec![],
+        "ENI claims whose NAT_PORT_BITMAP bit is clear; template {ti}, {hook:?}"
+    );
 }

@@ -16,7 +16,9 @@ use vpc::{
     datapath::Timeouts,
     model::{self, Model},
 };
-use vpc_common::{cfg, port_slot, DropReason, CT_DIR_ORIG, STATS_LEN, STAT_FORWARDED};
+use vpc_common::{
+    cfg, nat_bitmap_bit, port_slot, DropReason, NatPortKey, CT_DIR_ORIG, STATS_LEN, STAT_FORWARDED,
+};
 
 use crate::{maps::*, parse, router};
 
@@ -68,6 +70,7 @@ pub struct Host {
 fn clear(policy: bool) {
     CT.host_clear();
     NAT_PORTS.host_clear();
+    NAT_PORT_BITMAP.host_clear();
     FRAGS.host_clear();
     FRAG_IDS.host_clear();
     FL_REJECTS.host_clear();
@@ -285,6 +288,22 @@ impl Host {
             }
         }
         by
+    }
+
+    /// The claims of ENI pools in `NAT_PORTS` whose `NAT_PORT_BITMAP` bit
+    /// is clear: none, whatever the packets (the allocator sets a bit
+    /// before its claim, or just after when the scan found the port, and a
+    /// release clears it only after the claim is gone).
+    pub fn claims_without_bits(&self) -> Vec<NatPortKey> {
+        NAT_PORTS
+            .host_entries()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                nat_bitmap_bit(k)
+                    .is_some_and(|(i, bit)| NAT_PORT_BITMAP.get(i).is_none_or(|w| *w & bit == 0))
+            })
+            .collect()
     }
 
     /// Every port slot whose `PORT_CONNECTIONS` count is not zero.

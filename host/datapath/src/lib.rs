@@ -14,6 +14,9 @@
 #[path = "../../../vpc-ebpf/src/allowance.rs"]
 mod allowance;
 #[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
+#[path = "../../../vpc-ebpf/src/atomic.rs"]
+mod atomic;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/config.rs"]
 mod config;
 #[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]

@@ -4,67 +4,39 @@
 //! drops of both allowances.
 //!
 //! The counts are added to by packets on any CPU while the agent's GC or a
-//! reconcile (another process) takes back: a read-modify-write through the
-//! map syscalls would lose one or the other. So userspace maps the array
-//! (`BPF_F_MMAPABLE`) and subtracts with an atomic instruction on the same
-//! memory the datapath's `lock add` works on; and it removes an entry with
+//! reconcile (another process) takes back: userspace maps the array
+//! (`mapped`) and subtracts with an atomic instruction on the same memory
+//! the datapath's `lock add` works on; and it removes an entry with
 //! `BPF_MAP_LOOKUP_AND_DELETE_ELEM`, which hands back exactly the entry it
 //! deleted (the datapath may replace one at the same key at any moment):
 //! a count is taken back once per removed original entry, by whoever
 //! removed it.
 use std::{
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::AsRawFd,
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use aya::maps::Map;
-use vpc_common::{port_slot, CtEntry, CtKey, CT_DIR_ORIG, MAX_PORTS};
+use vpc_common::{map_names, port_slot, CtEntry, CtKey, CT_DIR_ORIG, MAX_PORTS};
 
-/// The file descriptor of a hash map or an array.
-fn fd(map: &Map) -> Result<BorrowedFd<'_>> {
-    match map {
-        Map::HashMap(d) | Map::Array(d) => Ok(d.fd().as_fd()),
-        _ => bail!("not a hash map or an array"),
-    }
-}
+use super::mapped::{fd, MappedWords};
 
 /// `PORT_CONNECTIONS`, mapped into this process.
-pub struct PortConnections {
-    base: *mut AtomicU64,
-    len: usize,
-}
+pub struct PortConnections(MappedWords);
 
 impl PortConnections {
     /// Maps the array (`map`: `PORT_CONNECTIONS`, created mappable).
     pub fn open(map: &Map) -> Result<Self> {
-        let len = MAX_PORTS as usize * std::mem::size_of::<u64>();
-        let fd = fd(map)?.as_raw_fd();
-        // SAFETY: a shared mapping of the map's own memory, `len` bytes (its
-        // max_entries values of 8 bytes), unmapped on drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error()).context("mapping PORT_CONNECTIONS");
-        }
-        Ok(Self {
-            base: p as *mut AtomicU64,
-            len,
-        })
+        Ok(Self(MappedWords::open(
+            map,
+            map_names::PORT_CONNECTIONS,
+            MAX_PORTS,
+        )?))
     }
 
     fn slot(&self, ifindex: u32) -> &AtomicU64 {
-        // SAFETY: `port_slot` is below MAX_PORTS, inside the mapping, and
-        // the values are 8-aligned (page-aligned array memory).
-        unsafe { &*self.base.add(port_slot(ifindex) as usize) }
+        self.0.word(port_slot(ifindex))
     }
 
     /// Connections router port `ifindex` has tracked now.
@@ -75,13 +47,6 @@ impl PortConnections {
     /// A connection opened from port `ifindex` is gone.
     pub fn release(&self, ifindex: u32) {
         self.slot(ifindex).fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Drop for PortConnections {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `open`.
-        unsafe { libc::munmap(self.base as *mut libc::c_void, self.len) };
     }
 }
 

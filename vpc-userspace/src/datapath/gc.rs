@@ -1,13 +1,14 @@
 //! Conntrack's garbage collection and the removal of connections by the
-//! reconciler: both entries, the NAT port claim, and the port's count of
-//! its conntrack allowance (`allowance`), so that nothing leaks.
+//! reconciler: both entries, the NAT port claim and its bit in the ENI's
+//! free-port bitmap, and the port's count of its conntrack allowance
+//! (`allowance`), so that nothing leaks.
 use anyhow::Result;
 use aya::maps::HashMap;
 use vpc_common::{ct_state, map_names, CtEntry, CtKey, NatPortKey, CT_DIR_ORIG, CT_DIR_REPLY};
 
 use super::{
     allowance::{self, PortConnections},
-    nat_claim, nat_claims_of, Maps, Timeouts,
+    nat_claim, nat_claims_of, Maps, NatPortBitmap, Timeouts,
 };
 
 /// Removes expired connections (both entries) and their NAT port claims
@@ -22,6 +23,7 @@ pub(super) fn collect<M: Maps + ?Sized>(
 ) -> Result<usize> {
     let now = maps.datapath_now()?;
     let counts = port_connections(maps)?;
+    let bitmap = NatPortBitmap::open(maps)?;
     let all: Vec<(CtKey, CtEntry)> = {
         let m: HashMap<_, CtKey, CtEntry> = HashMap::try_from(maps.map(map_names::CT)?)?;
         m.iter().filter_map(|r| r.ok()).collect()
@@ -105,7 +107,7 @@ pub(super) fn collect<M: Maps + ?Sized>(
                 HashMap::try_from(maps.map(map_names::NAT_PORTS)?)?;
             for c in claims {
                 if ports.get(&c, 0).is_ok_and(|holder| holder == reply) {
-                    let _ = ports.remove(&c);
+                    release(&mut ports, bitmap.as_ref(), &c);
                 }
             }
         }
@@ -126,6 +128,7 @@ pub fn end_connections_where<M: Maps + ?Sized>(
         .filter(|(k, _)| which(k))
         .collect();
     let counts = port_connections(maps)?;
+    let bitmap = NatPortBitmap::open(maps)?;
     let ct = maps.map(map_names::CT)?;
     let mut claims = vec![];
     for (k, e) in &all {
@@ -142,9 +145,24 @@ pub fn end_connections_where<M: Maps + ?Sized>(
     let mut ports: HashMap<_, NatPortKey, CtKey> =
         HashMap::try_from(maps.map(map_names::NAT_PORTS)?)?;
     for c in claims {
-        let _ = ports.remove(&c);
+        release(&mut ports, bitmap.as_ref(), &c);
     }
     Ok(all.len())
+}
+
+/// Removes claim `c`, then clears its bit (an ENI pool's), in that order:
+/// a bit set without a claim costs an allocation a retry, a bit cleared
+/// under a claim would offer a taken port.
+fn release<T: std::borrow::BorrowMut<aya::maps::MapData>>(
+    ports: &mut HashMap<T, NatPortKey, CtKey>,
+    bitmap: Option<&NatPortBitmap>,
+    c: &NatPortKey,
+) {
+    if ports.remove(c).is_ok() {
+        if let Some(b) = bitmap {
+            b.clear(c);
+        }
+    }
 }
 
 /// The mapped counts of the conntrack allowance; none in a deployment

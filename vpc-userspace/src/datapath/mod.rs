@@ -22,8 +22,10 @@ use crate::compile::Entries;
 
 pub mod allowance;
 mod gc;
+mod mapped;
 mod sync;
 pub use gc::{end_connections_where, timeout_of};
+pub use mapped::NatPortBitmap;
 pub use sync::SyncEntries;
 
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vpc"));
@@ -81,6 +83,7 @@ pub const PINNED_MAPS: &[&str] = &[
     map_names::CONFIG,
     map_names::ENI_GROUPS,
     map_names::NAT_PORTS,
+    map_names::NAT_PORT_BITMAP,
     map_names::NAT_STATS,
     map_names::FRAGS,
     map_names::FRAG_IDS,
@@ -737,6 +740,7 @@ pub trait Maps {
             .filter(|(_, holder)| ct.get(holder, 0).is_err())
             .map(|(c, _)| *c)
             .collect();
+        let bitmap = NatPortBitmap::open(self)?;
         let mut ports: HashMap<_, NatPortKey, CtKey> =
             HashMap::try_from(self.map(map_names::NAT_PORTS)?)?;
         let mut n = 0;
@@ -745,6 +749,9 @@ pub trait Maps {
                 && ports.get(c, 0).is_ok_and(|h| h == *holder)
                 && ports.remove(c).is_ok()
             {
+                if let Some(b) = &bitmap {
+                    b.clear(c);
+                }
                 n += 1;
             }
         }

@@ -482,17 +482,20 @@ fn add_group_eni(h: &mut Harness) -> IpAddr {
 
 /// Cilium-style statistical test of the port allocator: one ENI of 1,000
 /// ports, filled to 10, 50, 90 and 99% with claims at random ports (fixed
-/// seed); then 20,000 new connections each, every one released again so the
-/// occupancy p stays put. None fails: a port is free, so the allocator
-/// finds it. Random probes are independent and uniform, so a connection
-/// succeeds at probe j <= 16 with (1-p) p^(j-1), and goes on to the scan
-/// (17 probes or more) with probability p^16 (NAT_PORT_TRIES). The
-/// tolerance is 5 standard deviations of the binomial (at 90%: 0.185 +-
-/// 0.014): 8 probes (0.43), 32 (0.034), even 15 (0.206) fall outside it.
+/// seed) and their bits set, as the datapath's allocations leave them;
+/// then 20,000 new connections each, every one released again (claim,
+/// then bit) so the occupancy p stays put. None fails: a port is free, so
+/// the allocator finds it, and always in the bitmap: no allocation
+/// reaches the scan (past the pool's 16 words). The walk starts at the
+/// word of a random port, so its first call succeeds when that word has a
+/// free port: with probability q, the share of the ports in such words
+/// (known from the fill). The tolerance is 6 standard deviations of the
+/// binomial.
 #[test]
-fn nat_port_allocation_never_fails_below_the_limit_and_scans_as_often_as_probes_miss() {
+fn nat_port_allocation_never_fails_below_the_limit_and_finds_its_port_in_the_bitmap() {
     use aya::maps::HashMap as M;
-    use vpc_common::{CtKey, NatPortKey, NAT_PORT_TRIES};
+    use vpc::datapath::NatPortBitmap;
+    use vpc_common::{CtKey, NatPortKey};
     const CAP: u32 = 1000;
     const SAMPLES: usize = 20000;
     in_private_netns(|| {
@@ -500,9 +503,15 @@ fn nat_port_allocation_never_fails_below_the_limit_and_scans_as_often_as_probes_
         h.dp.set_eni_capacity(CAP).unwrap();
         let (fn_if, exec, db) = (h.ifindex("Fn"), ip(EXEC), ip(DB));
         let pool = h.entries.enis[0].1.pool;
+        let bitmap = NatPortBitmap::open(&mut h.dp).unwrap().unwrap();
+        let claim = |port: u16| NatPortKey {
+            eni: pool,
+            port: port.to_be(),
+            proto: 6,
+            ..Default::default()
+        };
         let mut rng = Rng(0x05ee_d0fa_110c);
         for level in [10u32, 50, 90, 99] {
-            let p = level as f64 / 100.0;
             // Fill: `level`% of the ports, chosen at random (Fisher-Yates).
             let mut ports: Vec<u16> = (0..CAP as u16).map(|i| 1024 + i).collect();
             let filled = (CAP * level / 100) as usize;
@@ -513,19 +522,21 @@ fn nat_port_allocation_never_fails_below_the_limit_and_scans_as_often_as_probes_
             {
                 let mut m: M<_, NatPortKey, CtKey> =
                     M::try_from(h.dp.map(map_names::NAT_PORTS).unwrap()).unwrap();
-                for port in m.keys().filter_map(|k| k.ok()).collect::<Vec<_>>() {
-                    m.remove(&port).unwrap();
+                for k in m.keys().filter_map(|k| k.ok()).collect::<Vec<_>>() {
+                    m.remove(&k).unwrap();
+                    bitmap.clear(&k);
                 }
                 for port in &ports[..filled] {
-                    let k = NatPortKey {
-                        eni: pool,
-                        port: port.to_be(),
-                        proto: 6,
-                        ..Default::default()
-                    };
-                    m.insert(k, CtKey::default(), 0).unwrap();
+                    bitmap.set(&claim(*port));
+                    m.insert(claim(*port), CtKey::default(), 0).unwrap();
                 }
             }
+            // The share of ports whose 64-port word has a free port.
+            let taken: std::collections::HashSet<u16> = ports[..filled].iter().copied().collect();
+            let word_free = |w: u32| {
+                (w * 64..((w + 1) * 64).min(CAP)).any(|o| !taken.contains(&(1024 + o as u16)))
+            };
+            let q = (0..CAP).filter(|o| word_free(o / 64)).count() as f64 / CAP as f64;
             let before = h.dp.nat_stats().unwrap();
             for i in 0..SAMPLES {
                 let sport = 10_000 + i as u16;
@@ -539,7 +550,8 @@ fn nat_port_allocation_never_fails_below_the_limit_and_scans_as_often_as_probes_
                     (1024..1024 + CAP as u16).contains(&nat_port),
                     "port {nat_port} outside the ENI's 1,000"
                 );
-                // Release the connection and its claim: p stays put.
+                assert!(!taken.contains(&nat_port), "port {nat_port} was claimed");
+                // Release the connection, its claim, then its bit: p stays put.
                 let orig = vpc_common::CtKey {
                     saddr: mapped(exec),
                     daddr: mapped(db),
@@ -555,37 +567,104 @@ fn nat_port_allocation_never_fails_below_the_limit_and_scans_as_often_as_probes_
                 ct.remove(&orig).unwrap();
                 let mut m: M<_, NatPortKey, CtKey> =
                     M::try_from(h.dp.map(map_names::NAT_PORTS).unwrap()).unwrap();
-                m.remove(&vpc::datapath::nat_claim(&orig, &e).unwrap())
-                    .unwrap();
+                let c = vpc::datapath::nat_claim(&orig, &e).unwrap();
+                m.remove(&c).unwrap();
+                bitmap.clear(&c);
             }
             let after = h.dp.nat_stats().unwrap();
             assert_eq!(after.failed, before.failed, "fill {level}%: a failure");
             assert_eq!((after.allocated() - before.allocated()) as usize, SAMPLES);
-            // Past the 16 random probes (histogram buckets 17-32 and up):
-            // the scan, with probability p^16.
+            // Past the 16 words (histogram buckets 17-32 and up): the scan.
             let scanned: u64 = (5..after.probe_histogram.len())
                 .map(|b| after.probe_histogram[b].1 - before.probe_histogram[b].1)
                 .sum();
-            let want = p.powi(NAT_PORT_TRIES as i32);
-            let rate = scanned as f64 / SAMPLES as f64;
-            let sd = (want * (1.0 - want) / SAMPLES as f64).sqrt();
-            eprintln!("fill {level}%: scan rate {rate:.4}, expected p^16 = {want:.4}");
-            assert!(
-                (rate - want).abs() <= 5.0 * sd + 1.0 / SAMPLES as f64,
-                "fill {level}%: scan rate {rate:.4}, expected {want:.4} +- {:.4}",
-                5.0 * sd
-            );
-            // The histogram: a first-probe success has probability (1-p).
+            assert_eq!(scanned, 0, "fill {level}%: allocations that scanned");
             let first = (after.probe_histogram[0].1 - before.probe_histogram[0].1) as f64;
-            let want1 = 1.0 - p;
-            let sd1 = (want1 * p / SAMPLES as f64).sqrt();
+            let sd = (q * (1.0 - q) / SAMPLES as f64).sqrt();
+            eprintln!(
+                "fill {level}%: first-word rate {:.4}, expected {q:.4}",
+                first / SAMPLES as f64
+            );
             assert!(
-                (first / SAMPLES as f64 - want1).abs() <= 6.0 * sd1 + 1.0 / SAMPLES as f64,
-                "fill {level}%: {first} first-probe successes of {SAMPLES}, expected {want1:.3}"
+                (first / SAMPLES as f64 - q).abs() <= 6.0 * sd + 1.0 / SAMPLES as f64,
+                "fill {level}%: {first} first-word successes of {SAMPLES}, expected {q:.3}"
             );
         }
         assert_eq!(h.counters().dropped(DropReason::NatPortExhausted), 0);
         assert_eq!(h.dp.nat_stats().unwrap().failed, 0);
+    });
+}
+
+/// An ENI's ports come back through its free-port bitmap: an ENI of 200
+/// ports filled by new connections (SYNs), one more refused
+/// (`nat_port_exhausted`), the GC ends them all (the handshake timeout):
+/// their claims go, then their bits; then 200 new connections take the
+/// ports again, each found by the walk of the pool's 4 words, none through
+/// the scan (with the bits left set every one would scan: 5 calls or
+/// more), and one more is refused again. Every bit is set exactly while its
+/// port is claimed.
+#[test]
+fn an_enis_ports_released_by_the_gc_come_back_through_its_bitmap() {
+    use vpc::datapath::{NatPortBitmap, Timeouts};
+    use vpc_common::NatPortKey;
+    const CAP: u16 = 200;
+    in_private_netns(|| {
+        let mut h = Harness::new(TEMPLATE);
+        h.dp.set_eni_capacity(CAP as u32).unwrap();
+        let t = Timeouts::default();
+        h.dp.set_timeouts(&t).unwrap();
+        let fn_if = h.ifindex("Fn");
+        let pool = h.entries.enis[0].1.pool;
+        let bitmap = NatPortBitmap::open(&mut h.dp).unwrap().unwrap();
+        let bits = |claimed: &std::collections::BTreeSet<u16>| {
+            for port in 1024..1024 + CAP {
+                let c = NatPortKey {
+                    eni: pool,
+                    port: port.to_be(),
+                    proto: 6,
+                    ..Default::default()
+                };
+                assert_eq!(
+                    bitmap.is_set(&c),
+                    Some(claimed.contains(&port)),
+                    "port {port}: its bit against its claim"
+                );
+            }
+        };
+        for round in 0..2u16 {
+            let before = h.dp.nat_stats().unwrap();
+            let mut ports = std::collections::BTreeSet::new();
+            for i in 0..CAP {
+                let sport = 10_000 + round * 1000 + i;
+                let (v, out) = h.run(fn_if, &tcp(EXEC, DB, sport, 5432, TCP_SYN));
+                assert_eq!(
+                    v, XDP_REDIRECT,
+                    "round {round}: connection {i} found no port"
+                );
+                ports.insert(parse_and_verify(&out).unwrap().sport);
+            }
+            assert_eq!(ports.len(), CAP as usize);
+            assert!(ports.iter().all(|p| (1024..1024 + CAP).contains(p)));
+            let more = tcp(EXEC, DB, 30_000 + round, 5432, TCP_SYN);
+            assert_eq!(
+                h.run(fn_if, &more).0,
+                XDP_DROP,
+                "round {round}: past capacity"
+            );
+            let after = h.dp.nat_stats().unwrap();
+            assert_eq!(after.failed - before.failed, 1);
+            // Buckets 1, 2, 3-4: within the 4 words; 5 and more: the scan.
+            let scanned: u64 = (3..after.probe_histogram.len())
+                .map(|b| after.probe_histogram[b].1 - before.probe_histogram[b].1)
+                .sum();
+            assert_eq!(scanned, 0, "round {round}: allocations that scanned");
+            bits(&ports);
+            // Past the handshake timeout: the GC ends every connection.
+            h.dp.advance_clock(61_000_000_000).unwrap();
+            assert_eq!(h.dp.ct_gc(&t).unwrap(), CAP as usize);
+            assert!(h.dp.nat_claims().unwrap().is_empty());
+            bits(&Default::default());
+        }
     });
 }
 
@@ -602,7 +681,8 @@ fn mapped(a: IpAddr) -> [u8; 16] {
 /// ENI takes every connection until each of its ports is claimed, exactly
 /// 64,512, the overflow lands on the second, nothing is dropped, and a
 /// connection reaches the second ENI only after the first refused it (the
-/// first's 16 probes and its whole scan: 64,529 probes or more).
+/// first's bitmap said full and its whole scan found nothing: 65,521
+/// calls or more).
 #[test]
 fn connections_fill_the_first_eni_of_a_group_exactly_and_overflow_onto_the_next() {
     use vpc_common::DEFAULT_ENI_CAPACITY as CAP;
@@ -655,7 +735,7 @@ fn connections_fill_the_first_eni_of_a_group_exactly_and_overflow_onto_the_next(
         let claims = h.dp.nat_claims().unwrap();
         assert_eq!(claims.get(&(1, 6)).copied(), Some(a));
         assert_eq!(claims.get(&(2, 6)).copied(), Some(b));
-        // Every connection on ENI 2 took more than ENI 1's 16 probes and
+        // Every connection on ENI 2 took more than ENI 1's 1,008 words and
         // 64,512 scanned ports (the histogram's last bucket: 65+).
         let nat = h.dp.nat_stats().unwrap();
         let last = nat.probe_histogram.last().unwrap().1;
