@@ -160,6 +160,10 @@ pub const STAGE_LOOKUP: u32 = 2;
 pub const STAGE_STATE: u32 = 3;
 /// + the NAT rewrite and its checksum updates.
 pub const STAGE_REWRITE: u32 = 4;
+/// `STAGE_LOOKUP` with the port's space from `PORTS` (its `PortInfo`, a
+/// hash lookup), as the established path found it before `PORT_SPACES`:
+/// the two side by side are what the array saves.
+pub const STAGE_LOOKUP_BY_PORTS: u32 = 0x12;
 
 /// One stage program: the frame saved, `STAGE`'s mechanisms run, the
 /// frame restored (as `bench_router`).
@@ -192,10 +196,15 @@ fn stage_inner<const STAGE: u32>(ctx: &XdpContext) -> Result<u32, vpc_common::Dr
         return route::deliver_to(ctx, &ep);
     }
     let p = &s.pkt;
-    s.key = ct::key(p, crate::port::space(ifindex, p.v6));
+    let space = if STAGE == STAGE_LOOKUP_BY_PORTS {
+        vpc_common::addr_space(crate::port::info(ifindex).map_or(0, |port| port.vpc), p.v6)
+    } else {
+        crate::port::space(ifindex, p.v6)
+    };
+    s.key = ct::key(p, space);
     let now = ct::now();
     let (e, orig) = ct::entry(&s.key, ifindex).ok_or(DropReason::CtInvalid)?;
-    if STAGE >= STAGE_STATE {
+    if (STAGE_STATE..=STAGE_REWRITE).contains(&STAGE) {
         if ct::expired(p.proto, unsafe { &*orig }, now) || !ct::follows(&s.key, p, e, orig) {
             return Err(DropReason::CtInvalid);
         }
@@ -213,7 +222,7 @@ fn stage_inner<const STAGE: u32>(ctx: &XdpContext) -> Result<u32, vpc_common::Dr
         stats::port(ifindex, crate::ctx::VERDICT_REDIRECT);
     }
     let ent = unsafe { &*e };
-    if STAGE >= STAGE_REWRITE && ent.flags & CT_F_SNAT != 0 {
+    if STAGE == STAGE_REWRITE && ent.flags & CT_F_SNAT != 0 {
         nat::rewrite(ctx, p, true, &ent.nat_addr, ent.nat_port)?;
     }
     route::deliver(ctx, ent.out_ifindex, &ent.mac, &ent.router_mac)

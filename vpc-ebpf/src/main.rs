@@ -133,6 +133,12 @@ pub fn bench_stage_lookup(ctx: XdpContext) -> u32 {
     bench::stage::<{ bench::STAGE_LOOKUP }>(&ctx)
 }
 
+/// `bench_stage_lookup` as the established path was before `PORT_SPACES`.
+#[xdp]
+pub fn bench_stage_lookup_by_ports(ctx: XdpContext) -> u32 {
+    bench::stage::<{ bench::STAGE_LOOKUP_BY_PORTS }>(&ctx)
+}
+
 #[xdp]
 pub fn bench_stage_state(ctx: XdpContext) -> u32 {
     bench::stage::<{ bench::STAGE_STATE }>(&ctx)

@@ -67,6 +67,10 @@ pub const BENCH_STAGE_PROGRAMS: [&str; 4] = [
     "bench_stage_state",
     "bench_stage_rewrite",
 ];
+/// `bench_stage_lookup` with the port's space from `PORTS`, as the
+/// established path read it before `PORT_SPACES` (side by side in the same
+/// run: what the array saves).
+pub const BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM: &str = "bench_stage_lookup_by_ports";
 /// Maps that outlive the loading process (pinned by `vpc up`).
 pub const PINNED_MAPS: &[&str] = &[
     map_names::PORTS,

@@ -243,14 +243,20 @@ fn expect_translated(h: &mut Harness, from: u32, err: &[u8], want: &[u8]) {
 fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
     use aya::programs::SchedClassifier;
     use vpc::datapath::{
-        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM, BENCH_STAGE_PROGRAMS,
-        ROUTER_PROGRAM, ROUTER_TC_PROGRAM,
+        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM,
+        BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM, BENCH_STAGE_PROGRAMS, ROUTER_PROGRAM,
+        ROUTER_TC_PROGRAM,
     };
     const BUDGET: u32 = 800_000;
     in_private_netns(|| {
         let mut dp = Datapath::load(&Default::default()).unwrap();
         let mut counts = Vec::new();
-        let programs = [ROUTER_PROGRAM, BENCH_ROUTER_PROGRAM, BENCH_REDIRECT_PROGRAM];
+        let programs = [
+            ROUTER_PROGRAM,
+            BENCH_ROUTER_PROGRAM,
+            BENCH_REDIRECT_PROGRAM,
+            BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM,
+        ];
         for name in programs.into_iter().chain(BENCH_STAGE_PROGRAMS) {
             let p = dp.load_program(name).unwrap();
             counts.push((name, p.info().unwrap().verified_instruction_count()));
