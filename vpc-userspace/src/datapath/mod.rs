@@ -67,9 +67,8 @@ pub const BENCH_STAGE_PROGRAMS: [&str; 4] = [
     "bench_stage_state",
     "bench_stage_rewrite",
 ];
-/// `bench_stage_lookup` with the port's space from `PORTS`, as the
-/// established path read it before `PORT_SPACES` (side by side in the same
-/// run: what the array saves).
+/// `bench_stage_lookup` with the port's space from `PORTS`, as before
+/// `PORT_SPACES`: side by side in one run, what the array saves.
 pub const BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM: &str = "bench_stage_lookup_by_ports";
 /// Maps that outlive the loading process (pinned by `vpc up`).
 pub const PINNED_MAPS: &[&str] = &[
@@ -355,8 +354,7 @@ pub trait Maps {
         Ok(())
     }
 
-    /// Ports gone from `PORTS`: their `PORT_SPACES` slots cleared, for the
-    /// next port the namespace numbers so.
+    /// Ports gone from `PORTS`: their `PORT_SPACES` slots cleared.
     fn clear_port_spaces(&mut self, ifindexes: &[u32]) -> Result<()> {
         let mut a: Array<_, u32> = Array::try_from(self.map(map_names::PORT_SPACES)?)?;
         for &i in ifindexes {
