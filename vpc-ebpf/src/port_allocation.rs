@@ -111,12 +111,21 @@ pub fn probe(s: &mut Scratch, key: NatPortKey, echo: bool, cap: u32, probes: &mu
 #[inline(always)]
 pub fn release(claim: &NatPortKey) {
     let _ = NAT_PORTS.remove(claim);
-    let offset = (u16::from_be(claim.port) as u32).wrapping_sub(NAT_PORT_MIN as u32);
-    // A pool without a bitmap, or a port below the range: past the array.
-    let i = nat_bitmap_index(claim.eni, claim.proto).wrapping_add(offset / 64);
+    let (i, mask) = bit(claim);
     if let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(i) {
-        unsafe { atomic::and(w, !(1 << (offset % 64))) };
+        unsafe { atomic::and(w, !mask) };
     }
+}
+
+/// The `NAT_PORT_BITMAP` word and bit of `claim`'s port, as arithmetic
+/// (`vpc_common::nat_bitmap_bit` is userspace's, with the checks as
+/// branches): a pool without a bitmap, or a port below the range, lands
+/// past the array, where the map has no word.
+#[inline(always)]
+fn bit(claim: &NatPortKey) -> (u32, u64) {
+    let offset = (u16::from_be(claim.port) as u32).wrapping_sub(NAT_PORT_MIN as u32);
+    let i = nat_bitmap_index(claim.eni, claim.proto).wrapping_add(offset / 64);
+    (i, 1 << (offset % 64))
 }
 
 enum Tried {
@@ -216,10 +225,9 @@ extern "C" fn next_port(i: u64, ctx: *mut c_void) -> i64 {
         Tried::Claimed => {
             // Found by the scan: the bitmap said taken, or has no such bit
             // (past the array).
-            let p = (u16::from_be(s.claim.port) as u32).wrapping_sub(NAT_PORT_MIN as u32);
-            let i = nat_bitmap_index(s.claim.eni, s.claim.proto).wrapping_add(p / 64);
+            let (i, mask) = bit(&s.claim);
             if let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(i) {
-                unsafe { atomic::fetch_or(w, 1 << (p % 64)) };
+                unsafe { atomic::fetch_or(w, mask) };
             }
             scan.outcome = SCAN_CLAIMED;
             1

@@ -103,6 +103,14 @@ fn now_ms() -> u64 {
     crate::cloudformation::now_ms()
 }
 
+/// The instance `id` of `everyone`, or EC2's error for it (`not_found`).
+fn named<'a>(everyone: &'a [Instance], id: &str) -> Result<&'a Instance, Ec2Error> {
+    everyone
+        .iter()
+        .find(|i| i.id == id)
+        .ok_or_else(|| not_found(id))
+}
+
 /// `InvalidInstanceID.Malformed` for an id not shaped as EC2's, else
 /// `.NotFound`.
 fn not_found(id: &str) -> Ec2Error {
@@ -630,10 +638,7 @@ pub fn terminate(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
         });
         let mut changes = vec![];
         for w in &wanted {
-            let i = everyone
-                .iter()
-                .find(|i| &i.id == w)
-                .ok_or_else(|| not_found(w))?;
+            let i = named(&everyone, w)?;
             if i.state == State::Terminated {
                 changes.push((w.clone(), State::Terminated, State::Terminated));
                 continue;
@@ -688,10 +693,7 @@ pub fn stop_start(ctx: &Ctx, p: &Params, stop: bool) -> Ec2Result<String> {
         let everyone = all(v);
         let mut changes = vec![];
         for w in &wanted {
-            let i = everyone
-                .iter()
-                .find(|i| &i.id == w)
-                .ok_or_else(|| not_found(w))?;
+            let i = named(&everyone, w)?;
             if i.state == to {
                 changes.push((w.clone(), to, to));
                 continue;
@@ -732,10 +734,7 @@ pub fn reboot(ctx: &Ctx, p: &Params) -> Ec2Result<String> {
     let v = View::load(&ctx.name)?;
     let everyone = all(&v);
     for w in &wanted {
-        let i = everyone
-            .iter()
-            .find(|i| &i.id == w)
-            .ok_or_else(|| not_found(w))?;
+        let i = named(&everyone, w)?;
         if i.state != State::Running {
             return Err(Ec2Error::new(
                 "IncorrectInstanceState",
