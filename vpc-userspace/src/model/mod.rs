@@ -31,6 +31,7 @@ pub mod internet;
 mod internet_gateway;
 pub mod nat_gateway;
 mod network_acl;
+pub mod placement;
 mod prefix_list;
 mod quotas;
 pub mod route_table;
@@ -155,6 +156,10 @@ pub struct Model {
     /// are ([`crate::iam`]).
     #[serde(default)]
     pub iam: crate::iam::Store,
+    /// Where each resource runs when the VPC spans several hosts
+    /// ([`placement`]).
+    #[serde(default)]
+    pub placement: placement::Placement,
 }
 
 impl Model {
@@ -445,6 +450,7 @@ impl<'a> Builder<'a> {
             function_urls: vec![],
             stacks: vec![],
             iam: Default::default(),
+            placement: Default::default(),
         };
         Self {
             t,
@@ -629,6 +635,7 @@ impl<'a> Builder<'a> {
         // After the groups: a share may name some.
         self.resource_shares()?;
         self.hosts()?;
+        self.placement_hints()?;
         self.public_addresses()?;
         self.extra_attributes();
         self.nat_gateways()?;

@@ -142,6 +142,8 @@ pub fn build_stacks(
         keep_indices(&mut m, p);
         // The IAM API's entities are the deployment's, not a template's.
         m.iam = p.iam.clone();
+        // Resources stay on their hosts (`placement::place` drops the gone).
+        m.placement.hosts = p.placement.hosts.clone();
     }
     crate::iam::check_model(&mut m, prior).map_err(owned)?;
     Ok(m)
