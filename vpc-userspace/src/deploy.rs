@@ -78,6 +78,9 @@ pub struct UpOptions {
     pub stacks: Vec<crate::cloudformation::Stack>,
     /// No default VPC for the EC2 API (docs/ec2.md).
     pub no_default_vpc: bool,
+    /// A host of a cluster (docs/multi-host.md): `model` and `stacks` are
+    /// the cluster's.
+    pub cluster: Option<crate::reconcile::hosts::ClusterHost>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,16 +96,10 @@ pub struct LifecycleOptions {
 /// entries. On any failure everything built so far is removed again.
 pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
     check_name(&opts.name)?;
-    // Functions with a VpcConfig start Pending, attached to no ENI: the
-    // agent attaches them when their ENIs are ready.
-    for id in model
-        .functions
-        .iter()
-        .filter(|f| f.vpc_config.is_some())
-        .map(|f| f.id.clone())
-        .collect::<Vec<_>>()
-    {
-        crate::lambda::lifecycle::detach(&mut model, &id);
+    // A cluster's model is as the cluster has it (its first host detached
+    // them before writing it).
+    if opts.cluster.is_none() {
+        detach_vpc_functions(&mut model);
     }
     let sdir = state_dir(&opts.name);
     if sdir.join(crate::store::FILE).exists() {
@@ -155,6 +152,9 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         dp.pin_maps(&pins)?;
         dp.pin_programs(&pins)?;
         topology::build_router(&opts.name)?;
+        if let Some(c) = &opts.cluster {
+            crate::reconcile::hosts::build_overlay(&opts.name, &pins, c, &mut dp)?;
+        }
         // Nothing built yet but the router: the reconciler builds the rest
         // from the model, as for any later change.
         let state = State {
@@ -181,6 +181,7 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
             pending: true,
             template_functions: model.functions.iter().map(|f| f.id.clone()).collect(),
             no_default_vpc: opts.no_default_vpc,
+            cluster: opts.cluster.clone(),
         };
         let clock = crate::lambda::lifecycle::Clock::new(opts.lifecycle.test_clock);
         let now = clock.now_ms();
@@ -218,6 +219,20 @@ pub fn up(mut model: Model, opts: &UpOptions) -> Result<State> {
         let _ = std::fs::remove_dir_all(&sdir);
     }
     result
+}
+
+/// Functions with a VpcConfig start Pending, attached to no ENI: the
+/// agent attaches them when their ENIs are ready.
+pub fn detach_vpc_functions(model: &mut Model) {
+    for id in model
+        .functions
+        .iter()
+        .filter(|f| f.vpc_config.is_some())
+        .map(|f| f.id.clone())
+        .collect::<Vec<_>>()
+    {
+        crate::lambda::lifecycle::detach(model, &id);
+    }
 }
 
 /// SIGTERM, and the agent's exit awaited (SIGKILL after 10 s): an agent
@@ -303,6 +318,12 @@ pub fn down(name: &str) -> Result<()> {
     }
     // The runtimes' memory cgroups: their processes went with the namespaces.
     errors.extend(crate::lambda::cgroup::remove_all(name));
+    // The last host of a cluster on this machine takes the underlay with it.
+    if let Some(c) = state.as_ref().ok().and_then(|s| s.cluster.as_ref()) {
+        if let Err(e) = topology::remove_underlay_if_unused(&c.underlay_netns) {
+            errors.push(format!("{e:#}"));
+        }
+    }
     let pins = pin_dir(name);
     if pins.exists() {
         if let Err(e) = std::fs::remove_dir_all(&pins) {
@@ -428,6 +449,25 @@ pub struct Status {
     /// The deployment's stacks, deleted ones left out.
     #[serde(default)]
     pub stacks: Vec<StackView>,
+    /// A host of a cluster: its name, the live members, where every
+    /// resource runs, its NAT port slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterView>,
+}
+
+/// `vpc status`'s view of a host of a cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub cluster: String,
+    pub host: String,
+    pub underlay: String,
+    /// Live hosts and their underlay addresses, as the agent last read them.
+    pub members: BTreeMap<String, std::net::Ipv4Addr>,
+    /// Resource (logical id) to host.
+    pub placement: BTreeMap<String, String>,
+    pub slices: Vec<u32>,
+    /// The revision of the cluster's desired state this host runs.
+    pub revision: i64,
 }
 
 /// A stack: its name, status and why.
@@ -688,5 +728,14 @@ pub fn status(name: &str) -> Result<Status> {
                 reason: st.status_reason,
             })
             .collect(),
+        cluster: s.cluster.as_ref().map(|c| ClusterView {
+            cluster: c.cluster.clone(),
+            host: c.host.clone(),
+            underlay: c.underlay.to_string(),
+            members: c.members.clone(),
+            placement: s.model.placement.hosts.clone(),
+            slices: c.slices.clone(),
+            revision: c.revision,
+        }),
     })
 }

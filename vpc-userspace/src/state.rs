@@ -75,6 +75,10 @@ pub struct State {
     /// (docs/ec2.md).
     #[serde(default)]
     pub no_default_vpc: bool,
+    /// A host of a cluster (`vpc up --cluster`): one VPC over several
+    /// hosts ([`crate::reconcile::hosts`], docs/multi-host.md).
+    #[serde(default)]
+    pub cluster: Option<crate::reconcile::hosts::ClusterHost>,
 }
 
 fn default_hook() -> Hook {

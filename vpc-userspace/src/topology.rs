@@ -748,3 +748,73 @@ pub fn set_tx_offload(deployment: &str, node: &Node, on: bool) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The overlay device in each router namespace of a cluster: a kernel VXLAN
+/// device in external mode (the router sets each packet's tunnel key: the
+/// remote host's underlay address and the VPC's VNI), and the router's
+/// underlay link.
+pub const OVERLAY_IF: &str = "vx0";
+pub const UNDERLAY_IF: &str = "underlay0";
+/// VXLAN's IANA port.
+pub const VXLAN_PORT: &str = "4789";
+/// The overlay carries a VPC's 9,001-byte frames (AWS's MTU inside a VPC)
+/// with VXLAN's 50 bytes on top, so no inner packet is ever fragmented or
+/// refused on the way between hosts.
+pub const OVERLAY_MTU: &str = "9001";
+pub const UNDERLAY_MTU: &str = "9100";
+
+/// Joins the router namespace to the underlay: a veth into the bridge
+/// `br0` of namespace `bridge_ns` (made when missing: the one-machine
+/// underlay every host of the cluster joins), the router's address on it,
+/// and the VXLAN device. Returns the overlay device's ifindex.
+pub fn build_overlay(deployment: &str, addr: ipnet::Ipv4Net, bridge_ns: &str) -> Result<u32> {
+    let router = router_netns(deployment);
+    if !std::path::Path::new("/run/netns").join(bridge_ns).exists() {
+        ip(&["netns", "add", bridge_ns])?;
+        ip(&["-n", bridge_ns, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", bridge_ns, "link", "set", "br0", "up"])?;
+    }
+    let peer = underlay_peer(deployment);
+    ip(&[
+        "-n", &router, "link", "add", UNDERLAY_IF, "mtu", UNDERLAY_MTU, "type", "veth", "peer",
+        "name", &peer, "netns", bridge_ns, "mtu", UNDERLAY_MTU,
+    ])?;
+    ip(&["-n", bridge_ns, "link", "set", &peer, "master", "br0", "up"])?;
+    ip(&["-n", &router, "addr", "add", &addr.to_string(), "dev", UNDERLAY_IF])?;
+    ip(&["-n", &router, "link", "set", UNDERLAY_IF, "up"])?;
+    ip(&[
+        "-n", &router, "link", "add", OVERLAY_IF, "mtu", OVERLAY_MTU, "type", "vxlan", "external",
+        "dstport", VXLAN_PORT, "nolearning",
+    ])?;
+    ip(&["-n", &router, "link", "set", OVERLAY_IF, "up"])?;
+    ifindex_in(&router, OVERLAY_IF)
+}
+
+/// The bridge side of a router's underlay veth (15 characters at most).
+fn underlay_peer(deployment: &str) -> String {
+    let mut s = format!("u-{deployment}");
+    s.truncate(15);
+    s
+}
+
+/// Removes the one-machine underlay namespace once no host's link is left
+/// on its bridge (the last host of the cluster went).
+pub fn remove_underlay_if_unused(bridge_ns: &str) -> Result<()> {
+    if !std::path::Path::new("/run/netns").join(bridge_ns).exists() {
+        return Ok(());
+    }
+    let ports = ip(&["-n", bridge_ns, "-o", "link", "show", "master", "br0"])?;
+    if ports.trim().is_empty() {
+        ip(&["netns", "del", bridge_ns])?;
+    }
+    Ok(())
+}
+
+/// The ifindex of `dev` in namespace `ns`.
+pub fn ifindex_in(ns: &str, dev: &str) -> Result<u32> {
+    let out = ip(&["-n", ns, "-o", "link", "show", "dev", dev])?;
+    out.split(':')
+        .next()
+        .and_then(|i| i.trim().parse().ok())
+        .with_context(|| format!("no ifindex for {dev} in {ns}: {out}"))
+}

@@ -50,6 +50,9 @@ mod lifecycle;
 mod limits;
 /// Metrics, `vpc status` and `vpc top`.
 mod observability;
+/// One VPC over three hosts: etcd, the VXLAN overlay, Hyperplane ENIs
+/// shared across hosts, the loss of a host.
+mod multi_host;
 /// Separate VPCs with the same block, side by side: hosts, functions,
 /// NAT gateways and conntrack, each VPC in its own address space.
 mod overlapping_vpcs;

@@ -312,6 +312,8 @@ fn agent_loop(
     // A reconcile cut short (by a crash, or a kill of whoever ran it)
     // finishes first.
     finish_reconcile(name, &mut maps);
+    // A host of a cluster: its membership, the cluster's changes.
+    let mut member = crate::reconcile::shared::Member::start(name)?;
     while !stop.load(Ordering::Relaxed) {
         if let Some(f) = flows.as_mut() {
             if let Err(e) = f.poll(&mut maps) {
@@ -329,6 +331,11 @@ fn agent_loop(
             }
             Err(_timeout) => {}
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+        }
+        if let Some(m) = member.as_mut() {
+            if let Err(e) = m.poll(name, &mut maps) {
+                tracing::warn!("cluster: {e:#}");
+            }
         }
         // The lifecycle's timers (each API change runs them too).
         if last_step.elapsed() >= Duration::from_millis(200) {
@@ -382,6 +389,10 @@ fn agent_loop(
     }
     if let Some(f) = flows.as_mut() {
         f.finish(&mut maps)?;
+    }
+    // Gone at once for the others (a killed agent's lease expires).
+    if let Some(m) = member.as_mut() {
+        m.leave();
     }
     Ok(())
 }

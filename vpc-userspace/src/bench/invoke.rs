@@ -96,6 +96,7 @@ impl Bed {
             flow_logs: Default::default(),
             stacks: vec![],
             no_default_vpc: true,
+            cluster: None,
         };
         deploy::up(m, &opts)?;
         let agent = std::process::Command::new(std::env::current_exe()?)

@@ -17,6 +17,7 @@ use vpc::{
     datapath::Timeouts,
     deploy::{self, Lifecycle, State, UpOptions},
     model,
+    reconcile::{hosts::ClusterHost, shared},
 };
 
 use super::{output::print_json, parse_duration, signal_flag, status::print_status, Output};
@@ -131,6 +132,71 @@ pub struct RunArgs {
     /// page); a full ring buffer means SKIPDATA records.
     #[arg(long, default_value_t = vpc_common::FL_RINGBUF_BYTES)]
     flow_log_ringbuf: u32,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// One VPC over several hosts (docs/multi-host.md).
+#[derive(clap::Args, Clone)]
+pub struct ClusterArgs {
+    /// Join a cluster whose desired state is in etcd at these client URLs
+    /// (comma-separated): this deployment is one host of it.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    cluster: Vec<String>,
+    /// The cluster's name (its keys are under `/vpc/<name>/` in etcd).
+    #[arg(long, default_value = "vpc")]
+    cluster_name: String,
+    /// This host's name in the cluster, as `Metadata: Vpc::Host` names it
+    /// (default: the deployment's name).
+    #[arg(long)]
+    host: Option<String>,
+    /// This host's underlay address and prefix: the VXLAN tunnels' endpoint.
+    #[arg(long, value_name = "ADDR/PREFIX")]
+    underlay: Option<ipnet::Ipv4Net>,
+    /// The namespace of the underlay's bridge, made when missing: every
+    /// host on this machine joins it.
+    #[arg(long, default_value = "vpc-underlay")]
+    underlay_netns: String,
+    /// Seconds after which a host whose agent stopped renewing its lease
+    /// is gone.
+    #[arg(long, default_value_t = 5)]
+    lease_ttl: i64,
+}
+
+impl ClusterArgs {
+    /// The host's part in its cluster, if `--cluster` is given (checked).
+    fn host(&self, name: &str, eni: &EniArgs, hooks: &[String]) -> Result<Option<ClusterHost>> {
+        if self.cluster.is_empty() {
+            return Ok(None);
+        }
+        let host = self.host.clone().unwrap_or_else(|| name.to_string());
+        if !vpc::model::placement::valid_host_name(&host) {
+            bail!("--host {host}: 1-32 letters, digits, '-' or '_'");
+        }
+        let underlay = self
+            .underlay
+            .context("--underlay ADDR/PREFIX: a host of a cluster needs its underlay address")?;
+        if let Some(h) = hooks.iter().find(|h| h.ends_with("xdp")) {
+            bail!("--hook {h}: a host of a cluster forwards across hosts at TC (XDP has no tunnel metadata; docs/multi-host.md)");
+        }
+        if self.lease_ttl < 2 {
+            bail!("--lease-ttl {}: at least 2 seconds", self.lease_ttl);
+        }
+        Ok(Some(ClusterHost {
+            etcd: self.cluster.clone(),
+            cluster: self.cluster_name.clone(),
+            host,
+            underlay,
+            underlay_netns: self.underlay_netns.clone(),
+            lease_ttl_s: self.lease_ttl,
+            eni_capacity: eni.eni_capacity,
+            nat_gateway_capacity: eni.nat_gateway_capacity,
+            members: Default::default(),
+            remote: vec![],
+            slices: vec![],
+            revision: 0,
+        }))
+    }
 }
 
 /// `vpc run`: a deployment in the foreground, and what to show of it.
@@ -356,7 +422,23 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
     let stack = r.template.stack.clone().unwrap_or_else(|| name.to_string());
     let input = stack_input(&r.template, &stack)?;
     let label = input.label.clone();
-    let (model, stack) = operations::first_stack(name, &input, r.template.quotas())?;
+    let mut cluster = r.cluster.host(name, &r.eni, &r.hooks)?;
+    let cluster_mode = cluster.is_some();
+    let first = || -> Result<(model::Model, Vec<vpc::cloudformation::Stack>)> {
+        let (mut m, st) = operations::first_stack(name, &input, r.template.quotas())?;
+        if cluster_mode {
+            deploy::detach_vpc_functions(&mut m);
+        }
+        Ok((m, vec![st]))
+    };
+    let (model, stacks) = match cluster.as_mut() {
+        None => first()?,
+        Some(c) => {
+            let (m, st, rev) = shared::for_up(c, r.template.template != "default", first)?;
+            c.revision = rev;
+            (m, st)
+        }
+    };
     let mut timeouts = Timeouts::default();
     for t in &r.timeouts {
         timeouts.set(t).with_context(|| format!("--timeout {t}"))?;
@@ -399,8 +481,9 @@ fn build(name: &str, r: &RunArgs) -> Result<State> {
                 dir: r.flow_logs_dir.clone(),
                 ringbuf_bytes: r.flow_log_ringbuf,
             },
-            stacks: vec![stack],
+            stacks,
             no_default_vpc: r.no_default_vpc,
+            cluster,
         },
     )
 }

@@ -227,11 +227,33 @@ fn print_enis(enis: &[deploy::EniView]) {
     }
 }
 
+/// A host of a cluster: the members, where each resource runs, the
+/// host's NAT port slices.
+fn print_cluster(c: &vpc::deploy::ClusterView) {
+    println!(
+        "cluster {}  host {} (underlay {})  desired-state revision {}  NAT port slices {:?}",
+        c.cluster, c.host, c.underlay, c.revision, c.slices
+    );
+    let members: Vec<String> = c.members.iter().map(|(h, a)| format!("{h} {a}")).collect();
+    println!("  hosts: {}", members.join(", "));
+    let mut by_host: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (id, h) in &c.placement {
+        by_host.entry(h.as_str()).or_default().push(id);
+    }
+    for (h, ids) in by_host {
+        let live = if c.members.contains_key(h) { "" } else { " (gone)" };
+        println!("  on {h}{live}: {}", ids.join(", "));
+    }
+}
+
 pub fn print_status(s: &Status) {
     println!(
         "deployment {}  template {}  router hooks: {}",
         s.name, s.template, s.attach_mode
     );
+    if let Some(c) = &s.cluster {
+        print_cluster(c);
+    }
     println!("\nFUNCTIONS");
     for f in &s.functions {
         println!(

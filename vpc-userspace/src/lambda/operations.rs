@@ -212,6 +212,18 @@ fn claim(name: &str, function: &str, env: usize, qualifier: Option<u32>, dry_run
         let eni_delay = s.eni_delay.as_millis() as u64;
         let st = lc.functions.entry(id.clone()).or_default();
         let not_ready = |m: String| Ok(Err(ApiError::new(502, "ResourceNotReadyException", m)));
+        // A host of a cluster runs the environments of its own functions.
+        if let Some(c) = &s.cluster {
+            match crate::model::placement::host_of(&s.model, &id) {
+                Some(h) if h != c.host => {
+                    return not_ready(format!(
+                        "{function} runs on host {h} of cluster {}: invoke it through that host",
+                        c.cluster
+                    ))
+                }
+                _ => {}
+            }
+        }
         match st.state.as_str() {
             state::ACTIVE => {}
             state::INACTIVE if dry_run => {

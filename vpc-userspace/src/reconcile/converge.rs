@@ -28,7 +28,7 @@ use crate::{
     topology::{self, Node},
 };
 
-use super::{attach_port, end_connections, end_connections_of};
+use super::{attach_port, end_connections, end_connections_of, hosts};
 
 /// Test hook: `VPC_FAULT_AFTER_STEPS=n` ends the process (exit status 86)
 /// right after the n-th recorded step of a reconcile, as a crash or a kill
@@ -79,7 +79,9 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
     let mut steps = Steps::from_env();
     let mut s = State::load(name)?;
     let mut out = Converged::default();
-    let specs = topology::node_specs(name, &s.model);
+    // On a host of a cluster, the nodes placed here; the others are
+    // stand-ins (`hosts`).
+    let (specs, remote) = hosts::split(name, &s, &s.model);
     // 1. Nodes the model no longer has, or has otherwise (an address, a
     // subnet): out of the maps, their connections ended, torn down.
     let gone: Vec<Node> = s
@@ -185,7 +187,18 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
     // written aside and switched on with one write. A port keeps its ENI
     // group until the groups are written (a new group may name a new ENI
     // only the new policy knows).
-    let links = s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let mut gone_remote = vec![];
+    if let Some(c) = s.cluster.as_mut() {
+        let next = hosts::stand_ins(&c.remote, &remote);
+        gone_remote = c
+            .remote
+            .iter()
+            .filter(|r| !next.iter().any(|x| x.ifindex == r.ifindex))
+            .cloned()
+            .collect();
+        c.remote = next;
+    }
+    let links = hosts::links(&s);
     let next = 1 - maps.generation()?;
     let entries = compile::compile(&s.model, &links, next).map_err(anyhow::Error::msg)?;
     let before = maps.ports()?;
@@ -201,6 +214,22 @@ pub(crate) fn converge_locked(name: &str, maps: &mut PinnedMaps) -> Result<Conve
     steps.done("switched the policy");
     maps.set_eni_groups(&entries)?;
     maps.sync_entries(&entries)?;
+    if let Some(c) = &s.cluster {
+        maps.sync_remote_ports(&hosts::remote_ports(c, &entries))?;
+        // A node gone from another host (or moved): its connections here end.
+        let addrs: HashSet<AddrKey> = gone_remote
+            .iter()
+            .flat_map(|r| {
+                let vpc = before.get(&r.ifindex).map_or(0, |p| p.vpc);
+                std::iter::once(v4_mapped(r.ip.octets()))
+                    .chain(r.ip6.map(|a| a.octets()))
+                    .map(move |a| AddrKey::of(vpc, a))
+            })
+            .collect();
+        if !addrs.is_empty() {
+            end_connections_of(maps, &addrs)?;
+        }
+    }
     // A connection leaves through one ENI: an execution environment moved
     // to another (or to none) loses its connections.
     let mut ended = HashSet::new();
@@ -325,7 +354,8 @@ fn remove_stale_links(s: &State) -> Result<()> {
     for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if !s.nodes.iter().any(|n| n.router_if == name) {
+        let overlay = s.cluster.is_some() && name == super::hosts::OVERLAY_LINK;
+        if !overlay && !s.nodes.iter().any(|n| n.router_if == name) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -599,6 +629,11 @@ fn apply_edit_with(
     let asked = std::time::Instant::now();
     let _lock = lock(name)?;
     let mut s = State::load(name)?;
+    // A host of a cluster changes the cluster's latest model.
+    let cluster = super::shared::write_lock(&s)?;
+    if let Some((cl, _)) = &cluster {
+        super::shared::refresh(name, cl, &mut s)?;
+    }
     let mut lc = Lifecycle::load(name)?;
     let mut model = s.model.clone();
     let stacks = edit(&mut model, &s, &mut lc)?;
@@ -626,6 +661,9 @@ fn apply_edit_with(
         .filter(|f| s.template_functions.contains(&f.id) || s.model.function(&f.id).is_none())
         .map(|f| f.id.clone())
         .collect();
+    if let Some((cl, _)) = &cluster {
+        super::shared::publish(name, cl, &mut s, &mut model, stacks.as_deref())?;
+    }
     s.model = model;
     s.pending = true;
     store_of(name)?.transact(|t| {

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use anyhow::Result;
 
 mod converge;
+pub mod hosts;
 mod network_interface;
+pub mod shared;
 mod verify;
 pub use converge::{apply, apply_edit, apply_stacks, check_update, converge, Converged, FAULT_ENV};
 pub use network_interface::delete_network_interface;
@@ -37,12 +39,20 @@ pub fn change(
 ) -> Result<Result<(), Failure>> {
     let _lock = lock(name)?;
     let mut s = State::load(name)?;
+    // A host of a cluster changes the cluster's latest model.
+    let cluster = shared::write_lock(&s)?;
+    if let Some((cl, _)) = &cluster {
+        shared::refresh(name, cl, &mut s)?;
+    }
     let mut model = s.model.clone();
     if let Err(f) = edit(&mut model) {
         return Ok(Err(f));
     }
     if model == s.model && !s.pending {
         return Ok(Ok(()));
+    }
+    if let Some((cl, _)) = &cluster {
+        shared::publish(name, cl, &mut s, &mut model, None)?;
     }
     s.model = model;
     s.pending = true;
@@ -110,8 +120,7 @@ pub(crate) fn switch_model(
     maps: &mut PinnedMaps,
     model: &Model,
 ) -> Result<(compile::Entries, u32)> {
-    let links: std::collections::HashMap<String, compile::LinkInfo> =
-        s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let links = hosts::links(s);
     let next = 1 - maps.generation()?;
     let entries = compile::compile(model, &links, next).map_err(anyhow::Error::msg)?;
     Ok((entries, next))

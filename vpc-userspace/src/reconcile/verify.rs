@@ -16,7 +16,6 @@ use crate::{
     compile,
     datapath::{Maps, PinnedMaps},
     state::State,
-    topology,
 };
 
 /// Every difference between deployment `name`'s desired state and what
@@ -28,7 +27,7 @@ pub fn verify(name: &str) -> Result<Vec<String>> {
         drift.push("a reconcile is unfinished (the agent finishes it)".to_string());
     }
     // Nodes: each the model needs, built as it says; no other.
-    let specs = topology::node_specs(name, &s.model);
+    let (specs, _) = super::hosts::split(name, &s, &s.model);
     for sp in &specs {
         if !s.nodes.iter().any(|n| sp.is_built_as(n)) {
             drift.push(format!("node {}: not built as the model says", sp.id));
@@ -66,7 +65,7 @@ pub fn verify(name: &str) -> Result<Vec<String>> {
     // Entries: as the model compiles in the generation in force.
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let gen = maps.generation()?;
-    let links = s.nodes.iter().map(|n| (n.id.clone(), n.link)).collect();
+    let links = super::hosts::links(&s);
     let e = match compile::compile(&s.model, &links, gen) {
         Ok(e) => e,
         // A node not built yet: said above.

@@ -209,6 +209,7 @@ impl Bed {
             flow_logs: Default::default(),
             stacks: vec![],
             no_default_vpc: true,
+            cluster: None,
         };
         let state = deploy::up(m, &opts)?;
         let node = |f: &dyn Fn(&topology::Node) -> bool| state.nodes.iter().find(|n| f(n)).cloned();
