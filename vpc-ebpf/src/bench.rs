@@ -3,7 +3,9 @@
 //! which the router rewrites, so the harness saves the frame and restores
 //! it after each run; in new-flow mode it gives every run a fresh TCP
 //! source port and removes the connection afterwards. Not part of the
-//! router: its state has a map of its own.
+//! router: its state has a map of its own. The same harness at TC
+//! (`bench_router_tc`, `bench_redirect_tc`): the hook a host of a cluster
+//! forwards across hosts at (`docs/multi-host.md`).
 use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray},
@@ -15,7 +17,7 @@ use vpc_common::{route_kind, CtKey, NatPortKey, CT_F_SNAT};
 use crate::{
     copy::copy_words,
     ct,
-    ctx::{ptr_at, write},
+    ctx::{ptr_at, write, Ctx},
     maps::{CT, SCRATCH},
     parse::{ETH_HLEN, IPPROTO_TCP, IPV4_DST, IPV4_SRC, L4_SPORT},
     port_allocation,
@@ -48,7 +50,7 @@ pub static BENCH_SCRATCH: PerCpuArray<BenchScratch> = PerCpuArray::with_max_entr
 /// Saves the frame; in new-flow mode gives it a fresh source port and notes
 /// its CT key for `finish`.
 #[inline(always)]
-pub fn prepare(ctx: &XdpContext) -> Option<()> {
+pub fn prepare(ctx: &impl Ctx) -> Option<()> {
     let s = snapshot(ctx)?;
     s.cleanup = 0;
     if matches!(BENCH.get(0), Some(1)) {
@@ -66,7 +68,7 @@ pub fn prepare(ctx: &XdpContext) -> Option<()> {
 /// Removes the run's connection (and its NAT claim) in new-flow mode, then
 /// restores the frame.
 #[inline(always)]
-pub fn finish(ctx: &XdpContext) {
+pub fn finish(ctx: &impl Ctx) {
     let Some(s) = BENCH_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -100,7 +102,7 @@ fn cleanup(s: &mut BenchScratch) {
 
 /// Saves the first 64 bytes of the frame in the per-CPU scratch.
 #[inline(always)]
-pub fn snapshot(ctx: &XdpContext) -> Option<&'static mut BenchScratch> {
+pub fn snapshot(ctx: &impl Ctx) -> Option<&'static mut BenchScratch> {
     let s = unsafe { &mut *BENCH_SCRATCH.get_ptr_mut(0)? };
     let p = ptr_at::<[u64; 8]>(ctx, 0)?;
     copy_words::<8>(s.snapshot.as_mut_ptr(), p as *const u64);
@@ -108,7 +110,7 @@ pub fn snapshot(ctx: &XdpContext) -> Option<&'static mut BenchScratch> {
 }
 
 #[inline(always)]
-pub fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
+pub fn restore(ctx: &impl Ctx, buf: &[u64; 8]) {
     if let Some(p) = ptr_at::<[u64; 8]>(ctx, 0) {
         copy_words::<8>(p as *mut u64, buf.as_ptr());
     }
@@ -119,7 +121,7 @@ pub fn restore(ctx: &XdpContext, buf: &[u64; 8]) {
 /// words first, they would take registers the harness's frame has no
 /// room to spill (its stack is on top of the router's deepest calls).
 #[inline(always)]
-fn key(ctx: &XdpContext, k: &mut CtKey) -> Option<()> {
+fn key(ctx: &impl Ctx, k: &mut CtKey) -> Option<()> {
     // Source, destination address, source, destination port.
     const _: () = assert!(IPV4_DST == IPV4_SRC + 4 && TCP == IP + IPV4_SRC + 8 + L4_SPORT);
     let from = ptr_at::<[u8; 12]>(ctx, IP + IPV4_SRC)? as *const u8;

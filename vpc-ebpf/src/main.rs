@@ -121,6 +121,36 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
     action
 }
 
+/// `bench_router` at TC ingress, on a socket buffer: the hook a host of a
+/// cluster forwards across hosts at (the tunnel key is the socket
+/// buffer's).
+#[classifier]
+pub fn bench_router_tc(ctx: TcContext) -> i32 {
+    if bench::prepare(&ctx).is_none() {
+        return aya_ebpf::bindings::TC_ACT_SHOT;
+    }
+    let action = route_packet(&ctx);
+    bench::finish(&ctx);
+    ctx::tc_action(action)
+}
+
+/// `bench_redirect` at TC: the baseline of `bench_router_tc`.
+#[classifier]
+pub fn bench_redirect_tc(ctx: TcContext) -> i32 {
+    let Some(s) = bench::snapshot(&ctx) else {
+        return aya_ebpf::bindings::TC_ACT_SHOT;
+    };
+    let ep = Endpoint {
+        ifindex: 1,
+        mac: [2, 0, 0, 0, 0, 2],
+        router_mac: [2, 0, 0, 0, 0, 1],
+        ..Endpoint::default()
+    };
+    let action = ctx::tc_action(stats::finish(route::deliver_to(&ctx, &ep)));
+    bench::restore(&ctx, &s.snapshot);
+    action
+}
+
 /// The established packet's cost broken down (`bench::stage`): parse;
 /// + conntrack lookup; + connection state and counters; + NAT rewrite.
 #[xdp]

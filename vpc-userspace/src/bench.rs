@@ -24,6 +24,7 @@ use crate::{
     packet::{Frame, L4, TCP_ACK, TCP_SYN},
 };
 
+mod cross_host;
 pub mod invoke;
 mod routed;
 
@@ -71,6 +72,10 @@ pub struct Report {
     /// A host's routed paths: 1 and 50 routes, local and through the
     /// internet gateway.
     pub routed_cases: Vec<Case>,
+    /// At TC: the function's flow to a database on this host and on
+    /// another host of a cluster (through the overlay), with the TC
+    /// baseline (docs/multi-host.md).
+    pub cross_host_cases: Vec<Case>,
     /// Kernel memory of the conntrack and NAT port maps sized for
     /// `conntrack_max` entries.
     pub memory: Option<MapMemory>,
@@ -126,29 +131,7 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
     let fn_port = port_of("Fn");
     let mut app_port = port_of("App");
     let ip = |s: &str| -> IpAddr { s.parse().expect("address") };
-    let exec = model.functions[0].exec_ip.to_string();
-    let syn = Frame::new(
-        ip(&exec),
-        ip("10.0.1.10"),
-        L4::Tcp {
-            sport: 40000,
-            dport: 5432,
-            flags: TCP_SYN,
-        },
-    )
-    .min_len(64)
-    .build();
-    let ack = Frame::new(
-        ip(&exec),
-        ip("10.0.1.10"),
-        L4::Tcp {
-            sport: 40000,
-            dport: 5432,
-            flags: TCP_ACK,
-        },
-    )
-    .min_len(64)
-    .build();
+    let (syn, ack) = function_frames(&model);
     let denied = Frame::new(
         ip("10.0.1.20"),
         ip("10.0.1.10"),
@@ -242,7 +225,9 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
     let rules_curve = rules_curve(repeat, samples)?;
     let (scale_cases, memory) = scale_cases(repeat, samples, base, conntrack_max)?;
     let routed_cases = routed::routed_cases(repeat, samples, base)?;
+    let cross_host_cases = cross_host::cases(repeat, samples)?;
     Ok(Report {
+        cross_host_cases,
         repeat,
         samples,
         kernel,
@@ -252,6 +237,26 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         routed_cases,
         memory,
     })
+}
+
+/// The function's SYN and an ACK of its connection to the database
+/// (10.0.1.10:5432), as the bench's cases send them.
+fn function_frames(model: &model::Model) -> (Vec<u8>, Vec<u8>) {
+    let exec: IpAddr = model.functions[0].exec_ip.into();
+    let frame = |flags| {
+        Frame::new(
+            exec,
+            "10.0.1.10".parse().expect("address"),
+            L4::Tcp {
+                sport: 40000,
+                dport: 5432,
+                flags,
+            },
+        )
+        .min_len(64)
+        .build()
+    };
+    (frame(TCP_SYN), frame(TCP_ACK))
 }
 
 /// The breakdown's cases (`BENCH_STAGE_PROGRAMS`, in order): the
@@ -604,6 +609,32 @@ fn scale_cases(
     Ok((out, memory))
 }
 
+/// The TC cases: each against the TC baseline, and the database on
+/// another host against this host (docs/multi-host.md).
+fn cross_host_table(r: &Report) -> String {
+    if r.cross_host_cases.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nAt TC, the database on this host and on another host of a cluster (same run):\n\n| case | ns/packet | x TC baseline |\n|---|---:|---:|\n",
+    );
+    for c in &r.cross_host_cases {
+        s += &format!("| {} | {:.1} | {:.2} |\n", c.name, c.ns_median, c.ratio_to_baseline);
+    }
+    let ns = |n: &str| {
+        r.cross_host_cases
+            .iter()
+            .find(|c| c.name == n)
+            .map(|c| c.ns_median)
+    };
+    for kind in ["established_tcp", "new_flow_tcp"] {
+        if let (Some(here), Some(there)) = (ns(&format!("{kind}_tc")), ns(&format!("{kind}_cross_host"))) {
+            s += &format!("{kind}: across hosts / one host = {there:.0} / {here:.0} ns = {:.2}\n", there / here);
+        }
+    }
+    s
+}
+
 /// The table printed on the terminal (and pasted into the README).
 pub fn table(r: &Report) -> String {
     let mut s = format!(
@@ -624,6 +655,7 @@ pub fn table(r: &Report) -> String {
         }
     }
     s += "\n";
+    s += &cross_host_table(r);
     let parts = breakdown(r);
     if !parts.is_empty() {
         s += "\nWhere an established packet's time goes (stages in the same harness, this run):\n\n| part | ns | share |\n|---|---:|---:|\n";

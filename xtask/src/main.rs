@@ -232,8 +232,11 @@ fn cluster_demo() -> Result<()> {
             loop {
                 let mut c = Command::new(&vpc);
                 c.args(["--name", h, "up"]);
+                // The first host brings the template; the others join.
                 if k == 0 {
                     c.arg(&template);
+                } else {
+                    c.arg("default");
                 }
                 let st = c
                     .args(["--cluster", ETCD, "--host", h, "--underlay", &underlay, "--wait"])
