@@ -49,6 +49,29 @@ pub struct BenchArgs {
     /// With --invoke: seconds of each invocations-per-second run.
     #[arg(long, default_value_t = 3.0)]
     invoke_seconds: f64,
+    /// One VPC over three hosts on this machine, with an etcd of its own:
+    /// a function's traffic to a database on its host and on another (the
+    /// socket measurements of --throughput, --socket-seconds each), and the
+    /// hosts' convergence on --functions more functions (JSON:
+    /// cluster.json next to --json).
+    #[arg(long)]
+    cluster: bool,
+    /// With --cluster: functions applied through one host.
+    #[arg(long, default_value_t = 1000)]
+    functions: usize,
+}
+
+/// Writes `v` as `file` in --json's directory, if --json is given.
+fn write_beside(json: &Option<PathBuf>, file: &str, v: &impl serde::Serialize) -> Result<Option<PathBuf>> {
+    let Some(p) = json else {
+        return Ok(None);
+    };
+    let p = p.with_file_name(file);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&p, serde_json::to_vec_pretty(v)?)?;
+    Ok(Some(p))
 }
 
 /// The results as a table, or (`--output json`) as the JSON `--json`
@@ -74,12 +97,20 @@ pub fn bench(a: &BenchArgs, out: Output) -> Result<()> {
         } else {
             print!("{}", bench::invoke::table(&r));
         }
-        if let Some(p) = &a.json {
-            let p = p.with_file_name("invoke.json");
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d)?;
-            }
-            std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+        if let Some(p) = write_beside(&a.json, "invoke.json", &r)? {
+            note(format!("\nwritten to {}", p.display()));
+        }
+        return Ok(());
+    }
+    if a.cluster {
+        let prefix = format!("cb{}", std::process::id() % 100_000);
+        let r = vpc::throughput::cluster::run(&prefix, a.socket_seconds, a.functions)?;
+        if out.is_json() {
+            print_json(&r)?;
+        } else {
+            print!("{}", vpc::throughput::cluster::table(&r));
+        }
+        if let Some(p) = write_beside(&a.json, "cluster.json", &r)? {
             note(format!("\nwritten to {}", p.display()));
         }
         return Ok(());
@@ -98,12 +129,7 @@ pub fn bench(a: &BenchArgs, out: Output) -> Result<()> {
         } else {
             print!("{}", vpc::throughput::table(&r));
         }
-        if let Some(p) = &a.json {
-            let p = p.with_file_name("throughput.json");
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d)?;
-            }
-            std::fs::write(&p, serde_json::to_vec_pretty(&r)?)?;
+        if let Some(p) = write_beside(&a.json, "throughput.json", &r)? {
             let svg = p.with_file_name("throughput.svg");
             std::fs::write(&svg, vpc::throughput::svg(&r))?;
             note(format!(

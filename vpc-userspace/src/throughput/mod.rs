@@ -51,6 +51,7 @@ use crate::{
     topology::{self, in_netns, Role},
 };
 
+pub mod cluster;
 pub mod connections;
 mod report;
 pub mod sockets;
