@@ -990,6 +990,7 @@ mod tests {
             rules_curve: vec![],
             scale_cases: vec![],
             routed_cases: vec![],
+            cross_host_cases: vec![],
             memory: None,
         };
         let parts = breakdown(&r);

@@ -94,13 +94,14 @@ pub fn placed(m: &Model) -> Vec<(String, bool)> {
 }
 
 /// Places every resource of `m` on a host of `live` (sorted): one already
-/// placed on a live host stays there; one whose host is gone stays too
-/// (an instance goes with its host, as on failed hardware) unless it is a
-/// function, whose next execution environments come up elsewhere; then its
-/// hint, whether or not that host has joined yet (it waits for it); else
-/// the live host with the fewest resources (ties: by name). Returns the
-/// functions moved off a gone host.
-pub fn place(m: &mut Model, live: &[String]) -> Vec<String> {
+/// placed stays where it is (also on a host that has not joined yet, or
+/// one that is `gone`: an instance goes with its host, as on failed
+/// hardware) unless it is a function on a `gone` host, whose next
+/// execution environments come up on a live one; a new one goes where its
+/// hint says, whether or not that host has joined yet (it waits for it);
+/// else (and a moved function whose hint is not live) to the live host with
+/// the fewest resources (ties: by name). Returns the functions moved.
+pub fn place(m: &mut Model, live: &[String], gone: &[String]) -> Vec<String> {
     let ids = placed(m);
     let p = &mut m.placement;
     p.hosts.retain(|id, _| ids.iter().any(|(x, _)| x == id));
@@ -114,7 +115,7 @@ pub fn place(m: &mut Model, live: &[String]) -> Vec<String> {
     for (id, function) in ids {
         let hint = p.hints.get(&id).cloned();
         match p.hosts.get(&id).cloned() {
-            Some(h) if live.contains(&h) || !function => continue,
+            Some(h) if !function || !gone.contains(&h) => continue,
             Some(_) => moved.push(id.clone()),
             None => {}
         }
@@ -179,7 +180,7 @@ Resources:
         let mut m = model(T);
         assert_eq!(m.placement.hints.get("Db").map(String::as_str), Some("h2"));
         let live = vec!["h1".to_string(), "h2".to_string(), "h3".to_string()];
-        assert!(place(&mut m, &live).is_empty());
+        assert!(place(&mut m, &live, &[]).is_empty());
         let h = &m.placement.hosts;
         assert_eq!(h["Db"], "h2");
         // Db loads h2: the others go to h1 and h3.
@@ -189,7 +190,7 @@ Resources:
         assert_eq!(host_of(&m, "Fn"), Some(h["Fn"].as_str()));
         // Placed again: nothing moves.
         let before = m.placement.clone();
-        place(&mut m, &live);
+        place(&mut m, &live, &[]);
         assert_eq!(m.placement, before);
     }
 
@@ -197,17 +198,19 @@ Resources:
     fn a_gone_hosts_functions_move_and_its_instances_stay() {
         let mut m = model(T);
         let live = vec!["h1".to_string(), "h2".to_string(), "h3".to_string()];
-        place(&mut m, &live);
+        place(&mut m, &live, &[]);
         let fn_host = m.placement.hosts["Fn"].clone();
         let web_host = m.placement.hosts["Web"].clone();
         let survivors: Vec<String> = live.iter().filter(|h| **h != fn_host).cloned().collect();
-        assert_eq!(place(&mut m, &survivors), ["Fn"]);
+        // Not live yet is not gone: nothing moves.
+        assert!(place(&mut m, &survivors, &[]).is_empty());
+        assert_eq!(place(&mut m, &survivors, &[fn_host.clone()]), ["Fn"]);
         assert!(survivors.contains(&m.placement.hosts["Fn"]));
-        // The instance on the host that stayed is where it was.
+        // An instance stays where it was, its host gone or not.
         assert_eq!(m.placement.hosts["Web"], web_host);
         // A hint to a host not (yet) live is kept: it waits for it.
         let mut m = model(T);
-        place(&mut m, &["h1".to_string()]);
+        place(&mut m, &["h1".to_string()], &[]);
         assert_eq!(m.placement.hosts["Db"], "h2");
     }
 

@@ -87,7 +87,7 @@ pub fn for_up(
         return Ok((m, stacks, rev));
     }
     let (mut m, stacks) = first()?;
-    placement::place(&mut m, &live(&cl, &c.host)?);
+    placement::place(&mut m, &live(&cl, &c.host)?, &[]);
     match cl.put_desired(&encode(&m, &stacks)?, 0)? {
         Ok(rev) => Ok((m, stacks, rev)),
         Err(rev) => bail!("cluster {}: written by another host meanwhile (revision {rev}): try again", c.cluster),
@@ -145,7 +145,7 @@ pub fn publish(
     let Some(c) = s.cluster.as_mut() else {
         return Ok(());
     };
-    placement::place(model, &live(cl, &c.host)?);
+    placement::place(model, &live(cl, &c.host)?, &[]);
     share_packages(name, cl, model)?;
     let stacks = match stacks {
         Some(st) => st.to_vec(),
@@ -204,6 +204,9 @@ fn fetch_packages(name: &str, cl: &Cluster, m: &Model) -> Result<()> {
 pub struct Member {
     cl: Cluster,
     last: Instant,
+    /// Hosts seen live: one of them no longer live is gone (one never
+    /// seen has not joined yet, and its resources wait for it).
+    seen: std::collections::BTreeSet<String>,
 }
 
 impl Member {
@@ -219,6 +222,7 @@ impl Member {
         Ok(Some(Member {
             cl,
             last: Instant::now() - Duration::from_secs(1),
+            seen: Default::default(),
         }))
     }
 
@@ -272,6 +276,7 @@ impl Member {
                 s.save()?;
             }
         }
+        self.seen.extend(members.keys().cloned());
         if self.cl.is_leader()? {
             self.leader(name, &members)?;
         }
@@ -286,13 +291,19 @@ impl Member {
         members: &std::collections::BTreeMap<String, std::net::Ipv4Addr>,
     ) -> Result<()> {
         let live: Vec<String> = members.keys().cloned().collect();
+        let gone: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|h| !members.contains_key(*h))
+            .cloned()
+            .collect();
         let s = State::load(name)?;
         // A gone host's slices come back once its connections' peers let go
         // of their tuples (the closed timeout: TIME_WAIT at the peers).
         self.cl
             .cool_slices_of_gone_members(s.timeouts.tcp_closed.as_secs().max(1) as i64)?;
         let mut probe = s.model.clone();
-        if placement::place(&mut probe, &live).is_empty() {
+        if placement::place(&mut probe, &live, &gone).is_empty() {
             return Ok(());
         }
         let _lock = lock(name)?;
@@ -300,7 +311,7 @@ impl Member {
         let mut s = State::load(name)?;
         refresh(name, &self.cl, &mut s)?;
         let mut model = s.model.clone();
-        let moved = placement::place(&mut model, &live);
+        let moved = placement::place(&mut model, &live, &gone);
         if moved.is_empty() {
             return Ok(());
         }
