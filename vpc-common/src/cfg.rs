@@ -42,4 +42,7 @@ pub const LINKLOCAL_PPS: u32 = 16;
 /// Idle timeout (ns) of a connection to an interface endpoint (AWS: 350 s,
 /// then a RST, as a NAT gateway's).
 pub const ENDPOINT_IDLE: u32 = 17;
-pub const LEN: u32 = 18;
+/// The ifindex of the overlay device (a VXLAN device in external mode,
+/// `vx0`) in the router namespace; 0: no overlay, one host.
+pub const OVERLAY_IFINDEX: u32 = 18;
+pub const LEN: u32 = 19;

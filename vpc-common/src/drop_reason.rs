@@ -96,10 +96,21 @@ pub enum DropReason {
     /// connection (Linux's conntrack clash resolution); counted only when
     /// that fails too.
     CtClash = 36,
+    /// To a node on another host at XDP: only the TC hook can set the
+    /// overlay's tunnel metadata.
+    OverlayNeedsTc = 37,
+    /// To a stand-in port without a `REMOTE_PORTS` entry (or no overlay
+    /// device configured): the node's host is unknown.
+    OverlayNoHost = 38,
+    /// Arrived on the overlay device without tunnel metadata.
+    OverlayMalformed = 39,
+    /// Arrived through the overlay as part of a flow another host owns, to
+    /// an address with no local node behind it.
+    OverlayNoDestination = 40,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 33] = [
+    pub const ALL: [DropReason; 37] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::UnknownPort,
@@ -133,6 +144,10 @@ impl DropReason {
         DropReason::LinklocalAllowanceExceeded,
         DropReason::VlanTagged,
         DropReason::CtClash,
+        DropReason::OverlayNeedsTc,
+        DropReason::OverlayNoHost,
+        DropReason::OverlayMalformed,
+        DropReason::OverlayNoDestination,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -170,6 +185,10 @@ impl DropReason {
             DropReason::LinklocalAllowanceExceeded => "linklocal_allowance_exceeded",
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::CtClash => "ct_clash",
+            DropReason::OverlayNeedsTc => "overlay_needs_tc",
+            DropReason::OverlayNoHost => "overlay_no_host",
+            DropReason::OverlayMalformed => "overlay_malformed",
+            DropReason::OverlayNoDestination => "overlay_no_destination",
         }
     }
 }

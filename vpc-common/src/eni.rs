@@ -11,6 +11,14 @@ pub const NAT_PORT_RANGE: u32 = NAT_PORT_MAX as u32 - NAT_PORT_MIN as u32 + 1;
 /// AWS documents 65,000; within the ephemeral range 1024-65535 that AWS
 /// tells customers to open in their ACLs there are 64,512 (see the README).
 pub const DEFAULT_ENI_CAPACITY: u32 = NAT_PORT_RANGE;
+/// NAT port slices: the ephemeral range cut into `NAT_SLICES` slices of
+/// `NAT_SLICE_PORTS` ports (`NAT_SLICE_WORDS` bitmap words each), leased
+/// per host so that two hosts sharing an ENI never hand out the same
+/// tuple. `PORT_SLICES` maps a pool's virtual slice to the physical one.
+pub const NAT_SLICES: u32 = 16;
+pub const NAT_SLICE_PORTS: u32 = 4032;
+pub const NAT_SLICE_WORDS: u32 = NAT_SLICE_PORTS / 64;
+const _: () = assert!(NAT_SLICES * NAT_SLICE_PORTS == NAT_PORT_RANGE && NAT_SLICE_PORTS % 64 == 0);
 /// Random ports tried per ENI of a group (or NAT gateway destination)
 /// before the scan of the whole pool (`port_allocation`): at occupancy p
 /// the scan runs with probability p^16.

@@ -18,6 +18,7 @@ pub mod flowlog;
 pub mod frag;
 pub mod limits;
 pub mod map_names;
+pub mod overlay;
 pub mod policy;
 pub mod port;
 pub mod route;
@@ -29,6 +30,7 @@ pub use eni::*;
 pub use flowlog::*;
 pub use frag::*;
 pub use limits::*;
+pub use overlay::*;
 pub use policy::*;
 pub use port::*;
 pub use route::*;
@@ -61,6 +63,8 @@ mod pod {
     unsafe impl aya::Pod for RouteTarget {}
     unsafe impl aya::Pod for FlowWindow {}
     unsafe impl aya::Pod for FlowRejectKey {}
+    unsafe impl aya::Pod for RemotePort {}
+    unsafe impl aya::Pod for Relay {}
 }
 
 // The datapath copies addresses a word and MACs a half-word at a time

@@ -10,6 +10,10 @@ pub const DEFAULT_LINKLOCAL_PPS: u32 = 1024;
 pub const MAX_PORTS: u32 = 4096;
 pub const MAX_ENDPOINTS: u32 = 8192;
 pub const MAX_ENIS: u32 = 1024;
+/// Stand-in ports of nodes on other hosts (`REMOTE_PORTS`).
+pub const MAX_REMOTE_PORTS: u32 = MAX_ENDPOINTS;
+/// Flows owned by other hosts and delivered here (`RELAYS`, LRU).
+pub const MAX_RELAYS: u32 = 65_536;
 /// Subnets (1-based index; 0 is "no subnet": the Lambda side).
 pub const MAX_SUBNETS: u32 = 4096;
 

@@ -84,6 +84,15 @@ pub const PORT_CONNECTIONS: &str = "PORT_CONNECTIONS";
 pub const LINKLOCAL_BUCKETS: &str = "LINKLOCAL_BUCKETS";
 /// Per-CPU drops per router port of each allowance (`allowance_stat_index`).
 pub const ALLOWANCE_STATS: &str = "ALLOWANCE_STATS";
+/// Across hosts: a stand-in port's pseudo ifindex -> `RemotePort` (the
+/// underlay address of its node's host, the VNI).
+pub const REMOTE_PORTS: &str = "REMOTE_PORTS";
+/// Across hosts: the reply key of a flow another host owns, delivered
+/// here -> `Relay` (where its answers go back); LRU.
+pub const RELAYS: &str = "RELAYS";
+/// NAT port slices this host leases: virtual slice -> 1 + physical slice
+/// (0: the same slice).
+pub const PORT_SLICES: &str = "PORT_SLICES";
 /// `vpc trace`: aya-log's ring buffer of log records (`aya-log-ebpf`
 /// names it; `aya-log` finds it from the router's program id).
 pub const AYA_LOGS: &str = "AYA_LOGS";
@@ -126,5 +135,8 @@ pub const ALL: &[&str] = &[
     PORT_CONNECTIONS,
     LINKLOCAL_BUCKETS,
     ALLOWANCE_STATS,
+    REMOTE_PORTS,
+    RELAYS,
+    PORT_SLICES,
     AYA_LOGS,
 ];

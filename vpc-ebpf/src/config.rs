@@ -1,6 +1,7 @@
 //! What userspace sets in `CONFIG` (indexes in `vpc_common::cfg`): idle
 //! timeouts, the test clock's offset, the policy epoch, NAT capacities and
-//! the flow-log window, the trace switch. Every read of it is here.
+//! the flow-log window, the trace switch, the overlay device. Every read
+//! of it is here.
 use vpc_common::{cfg, NAT_PORT_RANGE};
 
 use crate::maps::CONFIG;
@@ -36,6 +37,12 @@ pub fn capacity(idx: u32, default: u32) -> u32 {
 #[inline(always)]
 pub fn flow_log_window() -> u32 {
     get(cfg::FLOW_WINDOW) as u32
+}
+
+/// The overlay device's ifindex (0: one host, no overlay).
+#[inline(always)]
+pub fn overlay() -> u32 {
+    get(cfg::OVERLAY_IFINDEX) as u32
 }
 
 /// Whether `vpc trace` is on: the router logs its verdicts.

@@ -6,10 +6,11 @@
 //! the bounds checks here (`ptr_at`, `read`, `write`).
 use aya_ebpf::{
     bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT},
-    helpers::bpf_redirect,
+    bindings::bpf_tunnel_key,
+    helpers::{bpf_redirect, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     programs::{TcContext, XdpContext},
 };
-use vpc_common::DropReason;
+use vpc_common::{DropReason, RemotePort};
 
 use crate::csum;
 
@@ -62,7 +63,30 @@ pub trait Ctx {
     ) -> Result<(), DropReason>;
     /// Redirects to `ifindex`'s transmit side.
     fn redirect(&self, ifindex: u32) -> bool;
+    /// The tunnel a packet from the overlay device came through: its
+    /// sending host's underlay address and the VNI (`None`: no tunnel
+    /// metadata).
+    fn tunnel(&self) -> Option<RemotePort>;
+    /// Redirects to the overlay device `ifindex`, to be sent in a tunnel
+    /// to `to` (the device encapsulates).
+    fn redirect_tunnel(&self, ifindex: u32, to: &RemotePort) -> Result<(), DropReason>;
 }
+
+/// The kernel's `struct bpf_tunnel_key` with IPv4 addresses (host order),
+/// the rest of each address union as padding: no union to build.
+#[repr(C)]
+struct TunnelKey {
+    tunnel_id: u32,
+    remote_ipv4: u32,
+    _remote_ipv6: [u32; 3],
+    tos: u8,
+    ttl: u8,
+    ext: u16,
+    label: u32,
+    local_ipv4: u32,
+    _local_ipv6: [u32; 3],
+}
+const _: () = assert!(core::mem::size_of::<TunnelKey>() == 44);
 
 impl Ctx for XdpContext {
     #[inline(always)]
@@ -127,6 +151,15 @@ impl Ctx for XdpContext {
     fn redirect(&self, ifindex: u32) -> bool {
         unsafe { bpf_redirect(ifindex, 0) as u32 == xdp_action::XDP_REDIRECT }
     }
+    /// A frame carries no tunnel metadata.
+    #[inline(always)]
+    fn tunnel(&self) -> Option<RemotePort> {
+        None
+    }
+    #[inline(always)]
+    fn redirect_tunnel(&self, _ifindex: u32, _to: &RemotePort) -> Result<(), DropReason> {
+        Err(DropReason::OverlayNeedsTc)
+    }
 }
 
 impl Ctx for TcContext {
@@ -182,6 +215,53 @@ impl Ctx for TcContext {
     #[inline(always)]
     fn redirect(&self, ifindex: u32) -> bool {
         unsafe { bpf_redirect(ifindex, 0) as u32 == TC_ACT_REDIRECT as u32 }
+    }
+    #[inline(always)]
+    fn tunnel(&self) -> Option<RemotePort> {
+        let mut k = core::mem::MaybeUninit::<TunnelKey>::uninit();
+        let r = unsafe {
+            bpf_skb_get_tunnel_key(
+                self.skb.skb,
+                k.as_mut_ptr() as *mut bpf_tunnel_key,
+                core::mem::size_of::<TunnelKey>() as u32,
+                0,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        let k = unsafe { k.assume_init_ref() };
+        Some(RemotePort {
+            underlay: k.remote_ipv4.to_be_bytes(),
+            vni: k.tunnel_id,
+        })
+    }
+    /// TTL 64 on the underlay; the device picks the local address.
+    #[inline(always)]
+    fn redirect_tunnel(&self, ifindex: u32, to: &RemotePort) -> Result<(), DropReason> {
+        let mut k = TunnelKey {
+            tunnel_id: to.vni,
+            remote_ipv4: u32::from_be_bytes(to.underlay),
+            _remote_ipv6: [0; 3],
+            tos: 0,
+            ttl: 64,
+            ext: 0,
+            label: 0,
+            local_ipv4: 0,
+            _local_ipv6: [0; 3],
+        };
+        let r = unsafe {
+            bpf_skb_set_tunnel_key(
+                self.skb.skb,
+                &mut k as *mut TunnelKey as *mut bpf_tunnel_key,
+                core::mem::size_of::<TunnelKey>() as u32,
+                0,
+            )
+        };
+        if r != 0 || !self.redirect(ifindex) {
+            return Err(DropReason::NoEgressPort);
+        }
+        Ok(())
     }
 }
 

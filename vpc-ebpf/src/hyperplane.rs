@@ -201,6 +201,7 @@ pub fn leave_eni(s: &mut Scratch) -> Result<(), DropReason> {
 fn claim_nat_port(s: &mut Scratch, group: &EniGroup) -> Result<u32, DropReason> {
     let cap = config::capacity(cfg::ENI_CAPACITY, NAT_PORT_RANGE);
     let v6 = s.pkt.v6;
+    port_allocation::load_slices(s);
     let mut probes = 0u32;
     let mut i = 0usize;
     while i < MAX_GROUP_ENIS {

@@ -24,6 +24,7 @@ mod internet_gateway;
 mod maps;
 mod nat;
 mod nat_gateway;
+mod overlay;
 mod parse;
 mod policy;
 mod port;

@@ -136,6 +136,25 @@ pub static PRIVATE_TO_PUBLIC: HashMap<AddrKey, [u8; 16]> =
 #[map]
 pub static CT: HashMap<CtKey, CtEntry> = HashMap::with_max_entries(CT_MAX_ENTRIES, 0);
 
+/// Across hosts: a stand-in port (pseudo ifindex, `REMOTE_PORT_FLAG`) ->
+/// the host its node is on (`overlay::send`).
+#[map]
+pub static REMOTE_PORTS: HashMap<u32, RemotePort> =
+    HashMap::with_max_entries(MAX_REMOTE_PORTS, BPF_F_NO_PREALLOC);
+
+/// Across hosts: the reply key of a flow another host owns and delivered
+/// here -> where its answers go back (`overlay::arrival_deliver`,
+/// `overlay::relay`). LRU: a relay is forgotten only when idle the longest,
+/// and the owner's conntrack, not this, decides what is allowed.
+#[map]
+pub static RELAYS: LruHashMap<CtKey, Relay> = LruHashMap::with_max_entries(MAX_RELAYS, 0);
+
+/// The NAT port slices this host leases: entry j = 1 + the physical slice
+/// of every pool's virtual slice j, 0 = slice j itself
+/// (`port_allocation::phys`).
+#[map]
+pub static PORT_SLICES: Array<u32> = Array::with_max_entries(NAT_SLICES, 0);
+
 /// Per-CPU packet counters: index 0 forwarded, then one per `DropReason`.
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
@@ -163,6 +182,11 @@ pub struct Scratch {
     /// the stack, which three calls deep has no room for it. The internet
     /// gateway keeps the address it translates to or from in its `addr`.
     pub hop: NatHop,
+    /// The tunnel a packet from the overlay came through (`ifindex`
+    /// unused): where a relay of its flow sends answers back.
+    pub tunnel: Relay,
+    /// The NAT port slices of an allocation (`port_allocation::load_slices`).
+    pub slices: u64,
 }
 
 /// A new flow into NAT gateway `id`, and who sends it as the VPC sees it:

@@ -182,6 +182,7 @@ fn via_inner<C: Ctx>(ctx: &C, s: &mut Scratch, out: &mut bool) -> Result<u32, Dr
 #[inline(never)]
 fn claim_port(s: &mut Scratch, pool: u32) -> Result<(), DropReason> {
     let cap = config::capacity(cfg::NAT_GATEWAY_CAPACITY, NAT_GATEWAY_CAPACITY);
+    port_allocation::load_slices(s);
     let mut probes = 0;
     // Per destination: the claim names the remote side (ICMP: the echo's
     // identifier is the port, and there is no destination port).

@@ -29,6 +29,14 @@
 //! 64,512). After random ports it runs at occupancy p with probability
 //! p^16, about 1/(1-p) lookups on average.
 //!
+//! A pool's ports are numbered in a virtual space [0, cap): the host's
+//! leased NAT port slices (`PORT_SLICES`, across hosts) in order, so that
+//! two hosts sharing an ENI never hand out the same tuple. Every virtual
+//! offset (a port, a bitmap word) is mapped to its physical one (`phys`,
+//! `phys_word`, from the slices the caller loaded: `load_slices`) before
+//! it touches a port or a word; the claims, the bits, their release and
+//! the agent's GC are physical.
+//!
 //! What differs is the caller's: the pool, its capacity (`config::capacity`)
 //! and the claim's key, which for a NAT gateway names the destination (AWS
 //! counts its connections per unique destination, so a port in use toward
@@ -42,12 +50,12 @@ use aya_ebpf::{
 };
 use vpc_common::{
     lowest_bit, nat_bitmap_index, DropReason, NatPortKey, NAT_BITMAP_LEN, NAT_BITMAP_WORDS,
-    NAT_PORT_MIN, NAT_PORT_TRIES,
+    NAT_PORT_MIN, NAT_PORT_TRIES, NAT_SLICES, NAT_SLICE_PORTS, NAT_SLICE_WORDS,
 };
 
 use crate::{
     atomic,
-    maps::{Scratch, NAT_PORTS, NAT_PORT_BITMAP},
+    maps::{Scratch, NAT_PORTS, NAT_PORT_BITMAP, PORT_SLICES},
     stats,
 };
 
@@ -128,6 +136,44 @@ fn bit(claim: &NatPortKey) -> (u32, u64) {
     (i, 1 << (offset % 64))
 }
 
+/// Loads the host's NAT port slices into `s.slices` for an allocation:
+/// 4 bits per virtual slice j, its physical slice (`PORT_SLICES` holds 1 +
+/// the slice leased; 0, or nonsense, is `j` itself). Read here, once, so
+/// the loop's callback maps offsets with arithmetic on memory: a map lookup
+/// there would cost it registers, spilled on a stack it has no room for.
+#[inline(always)]
+pub fn load_slices(s: &mut Scratch) {
+    let mut m = 0u64;
+    let mut j = 0;
+    while j < NAT_SLICES {
+        let p = match PORT_SLICES.get(j) {
+            Some(&p) if p != 0 && p <= NAT_SLICES => p - 1,
+            _ => j,
+        };
+        m |= (p as u64) << (j * 4);
+        j += 1;
+    }
+    s.slices = m;
+}
+
+/// The physical slice of virtual slice `j` (`load_slices`).
+#[inline(always)]
+fn slice(s: &Scratch, j: u32) -> u32 {
+    (s.slices.wrapping_shr(j * 4) & 0xf) as u32
+}
+
+/// The physical offset (from `NAT_PORT_MIN`) of a pool's virtual offset `v`.
+#[inline(always)]
+fn phys(s: &Scratch, v: u32) -> u32 {
+    slice(s, v / NAT_SLICE_PORTS) * NAT_SLICE_PORTS + v % NAT_SLICE_PORTS
+}
+
+/// The physical bitmap word (from the pool's first) of virtual word `w`.
+#[inline(always)]
+fn phys_word(s: &Scratch, w: u32) -> u32 {
+    slice(s, w / NAT_SLICE_WORDS) * NAT_SLICE_WORDS + w % NAT_SLICE_WORDS
+}
+
 enum Tried {
     Claimed,
     Taken,
@@ -136,8 +182,9 @@ enum Tried {
     Full,
 }
 
-/// Claims port `NAT_PORT_MIN + offset` of the pool of `key` for the
-/// connection in `s`, if free. `lookup`: look before the insert (a taken
+/// Claims port `NAT_PORT_MIN + offset` (physical) of the pool of `key` for the
+/// connection in `s`, if free (`s.claim`, which holds the port tried
+/// otherwise). `lookup`: look before the insert (a taken
 /// port costs no bucket lock), where ports are tried blind.
 #[inline(always)]
 fn try_port(s: &mut Scratch, key: NatPortKey, echo: bool, offset: u32, lookup: bool) -> Tried {
@@ -147,15 +194,14 @@ fn try_port(s: &mut Scratch, key: NatPortKey, echo: bool, offset: u32, lookup: b
     } else {
         s.reply_key.dport = port;
     }
-    let key = NatPortKey { port, ..key };
-    if lookup && NAT_PORTS.get_ptr(&key).is_some() {
+    // Built in `s.claim`, not on the stack: the loop's callback has none
+    // to spare (its frame counts in the deepest chain of calls).
+    s.claim = NatPortKey { port, ..key };
+    if lookup && NAT_PORTS.get_ptr(&s.claim).is_some() {
         return Tried::Taken;
     }
-    match NAT_PORTS.insert(&key, &s.reply_key, BPF_NOEXIST as u64) {
-        Ok(()) => {
-            s.claim = key;
-            Tried::Claimed
-        }
+    match NAT_PORTS.insert(&s.claim, &s.reply_key, BPF_NOEXIST as u64) {
+        Ok(()) => Tried::Claimed,
         Err(E2BIG) => Tried::Full,
         Err(_) => Tried::Taken,
     }
@@ -221,6 +267,7 @@ extern "C" fn next_port(i: u64, ctx: *mut c_void) -> i64 {
             o
         }
     };
+    let offset = phys(s, offset);
     match try_port(s, scan.key, scan.echo != 0, offset, true) {
         Tried::Claimed => {
             // Found by the scan: the bitmap said taken, or has no such bit
@@ -259,7 +306,8 @@ fn word(scan: &mut Scan, s: &mut Scratch, base: u32, i: u32) -> i64 {
     } else {
         at
     };
-    let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(base.wrapping_add(at)) else {
+    let phys_at = phys_word(s, at);
+    let Some(w) = NAT_PORT_BITMAP.get_ptr_mut(base.wrapping_add(phys_at)) else {
         return 0;
     };
     let tail = scan.cap % 64;
@@ -278,7 +326,7 @@ fn word(scan: &mut Scan, s: &mut Scratch, base: u32, i: u32) -> i64 {
     if unsafe { atomic::fetch_or(w, mask) } & mask != 0 {
         return 0;
     }
-    match try_port(s, scan.key, false, at * 64 + bit, false) {
+    match try_port(s, scan.key, false, phys_at * 64 + bit, false) {
         Tried::Claimed => {
             scan.outcome = SCAN_CLAIMED;
             1

@@ -4,14 +4,15 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use vpc_common::{
-    kind, route_kind, subnet_acl_index, DropReason, Endpoint, RouteKey, RouteTarget,
-    EP_F_NO_SOURCE_DEST_CHECK, ROUTE_FIXED_BITS,
+    is_remote_port, kind, route_kind, subnet_acl_index, DropReason, Endpoint, RouteKey,
+    RouteTarget, EP_F_NO_SOURCE_DEST_CHECK, ROUTE_FIXED_BITS,
 };
 
 use crate::{
     copy::{addr_key, copy_addr},
     ctx::{write, Ctx, VERDICT_DETAIL_SHIFT, VERDICT_REDIRECT},
     maps::{ENDPOINTS, ROUTES, SUBNET_ROUTE_TABLES},
+    overlay,
     parse::{ETH_DST, ETH_SRC},
     stats,
 };
@@ -123,7 +124,8 @@ pub fn deliver_to<C: Ctx>(ctx: &C, ep: &Endpoint) -> Result<u32, DropReason> {
     deliver(ctx, ep.ifindex, &ep.mac, &ep.router_mac)
 }
 
-/// Rewrites the Ethernet header for the egress link and redirects.
+/// Rewrites the Ethernet header for the egress link and redirects: to a
+/// stand-in port (a node on another host), into the overlay (`overlay::send`).
 /// The VPC fabric is transparent: TTL / hop limit stay as they are. The
 /// verdict carries the egress ifindex (for `trace`).
 #[inline(always)]
@@ -138,9 +140,17 @@ pub fn deliver<C: Ctx>(
     }
     write(ctx, ETH_DST, *mac)?;
     write(ctx, ETH_SRC, *router_mac)?;
-    if !ctx.redirect(ifindex) {
+    if is_remote_port(ifindex) {
+        overlay::send(ctx, ifindex)?;
+    } else if !ctx.redirect(ifindex) {
         return Err(DropReason::NoEgressPort);
     }
+    Ok(redirected(ifindex))
+}
+
+/// A redirect to `ifindex` made: counted, and its verdict.
+#[inline(always)]
+pub fn redirected(ifindex: u32) -> u32 {
     stats::forwarded();
-    Ok(VERDICT_REDIRECT | ifindex << VERDICT_DETAIL_SHIFT)
+    VERDICT_REDIRECT | ifindex << VERDICT_DETAIL_SHIFT
 }

@@ -1,8 +1,9 @@
 //! The VPC router pipeline: parse, fragments, ICMP errors, the established
 //! fast path, the ingress port and its source check, then a new flow by
 //! who sends it (a host, a function, the internet) and where its route
-//! leads. Orchestration only: each step is a mechanism's (`ct`, `policy`,
-//! `route`, `nat`, `hyperplane`, the gateways, `frag`, `flowlog`).
+//! leads; across hosts, what arrives through the overlay. Orchestration
+//! only: each step is a mechanism's (`ct`, `policy`, `route`, `nat`,
+//! `hyperplane`, the gateways, `frag`, `flowlog`, `overlay`).
 //!
 //! The stages are separate BPF functions (`inline(never)`) so each keeps its
 //! own stack frame; they return the final XDP action and count drops
@@ -17,7 +18,7 @@ use crate::{
     ctx::{self, Ctx, VERDICT_DETAIL_SHIFT, VERDICT_DROP, VERDICT_NO_TUPLE},
     flowlog, frag, hyperplane, internet_gateway,
     maps::{Scratch, SCRATCH},
-    nat, nat_gateway, parse, policy, port, resolver, route,
+    nat, nat_gateway, overlay, parse, policy, port, resolver, route,
     stats::{self, finish},
     trace,
 };
@@ -50,14 +51,26 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
     if let Err(r) = parse::parse(ctx, &mut s.pkt) {
         return stats::drop(r) | VERDICT_NO_TUPLE;
     }
-    let p = &s.pkt;
-    let ifindex = ctx.ingress_ifindex() as u32;
+    let ingress = ctx.ingress_ifindex();
     // A packet is in the address space of the port it arrives on; its
-    // `PortInfo` is needed only for a new flow (below).
-    s.key = ct::key(p, port::space(ifindex, p.v6));
+    // `PortInfo` is needed only for a new flow (below). From the overlay
+    // (another host): in its VNI's space, and as if it arrived on the
+    // port its source is behind (`overlay::arrival`).
+    let overlay = config::overlay();
+    let ifindex = if overlay != 0 && ingress == overlay {
+        let port = overlay::arrival(ctx, s);
+        if port == overlay::NO_TUNNEL {
+            return stats::drop(DropReason::OverlayMalformed);
+        }
+        port
+    } else {
+        let p = &s.pkt;
+        s.key = ct::key(p, port::space(ingress, p.v6));
+        ingress
+    };
     let now = ct::now();
     // IPv4 fragments: UDP through a NAT gateway only (see `frag`).
-    let frag = p.frag;
+    let frag = s.pkt.frag;
     if frag == parse::FRAG_LATER {
         return frag::later(ctx, s, ifindex, now);
     }
@@ -79,6 +92,19 @@ fn pipeline<C: Ctx>(ctx: &C) -> u32 {
             return nat_gateway::idle_reset(ctx, s, ifindex);
         }
         if action != UNTRACKED {
+            return action;
+        }
+    }
+    // Untracked here, across hosts: from the overlay, a flow the sending
+    // host owns; on a local port, perhaps the answer to one. (Read again,
+    // not kept across the calls above.)
+    let overlay = config::overlay();
+    if overlay != 0 {
+        if ctx.ingress_ifindex() == overlay {
+            return overlay::arrival_deliver(ctx, s);
+        }
+        let action = overlay::relay(ctx, s, ifindex, overlay);
+        if action != overlay::NO_RELAY {
             return action;
         }
     }

@@ -41,3 +41,9 @@ pub struct __sk_buff {
     pub data: usize,
     pub data_end: usize,
 }
+
+/// The kernel's tunnel key, opaque here: the host has no tunnels.
+#[repr(C)]
+pub struct bpf_tunnel_key {
+    _private: [u8; 0],
+}

@@ -78,3 +78,31 @@ pub unsafe fn bpf_loop(
     }
     nr_loops as i64
 }
+
+/// The host's buffers come from no tunnel: as the kernel for a buffer
+/// without tunnel metadata, `-EINVAL`.
+///
+/// # Safety
+/// None: `unsafe` as the kernel helper's binding is.
+pub unsafe fn bpf_skb_get_tunnel_key(
+    _skb: *mut crate::bindings::__sk_buff,
+    _key: *mut crate::bindings::bpf_tunnel_key,
+    _size: u32,
+    _flags: u64,
+) -> i64 {
+    -22
+}
+
+/// The host has no overlay device: refused (`-EINVAL`), so a packet for
+/// another host is dropped, never recorded as redirected.
+///
+/// # Safety
+/// None: `unsafe` as the kernel helper's binding is.
+pub unsafe fn bpf_skb_set_tunnel_key(
+    _skb: *mut crate::bindings::__sk_buff,
+    _key: *mut crate::bindings::bpf_tunnel_key,
+    _size: u32,
+    _flags: u64,
+) -> i64 {
+    -22
+}

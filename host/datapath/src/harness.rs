@@ -84,6 +84,7 @@ fn clear(policy: bool) {
     PORT_CONNECTIONS.host_clear();
     LINKLOCAL_BUCKETS.host_clear();
     ALLOWANCE_STATS.host_clear();
+    RELAYS.host_clear();
     if policy {
         PORTS.host_clear();
         ENDPOINTS.host_clear();
@@ -99,6 +100,8 @@ fn clear(policy: bool) {
         PUBLIC_TO_PRIVATE.host_clear();
         PRIVATE_TO_PUBLIC.host_clear();
         CONFIG.host_clear();
+        REMOTE_PORTS.host_clear();
+        PORT_SLICES.host_clear();
     }
 }
 

@@ -53,6 +53,9 @@ mod nat;
 #[path = "../../../vpc-ebpf/src/nat_gateway.rs"]
 mod nat_gateway;
 #[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
+#[path = "../../../vpc-ebpf/src/overlay.rs"]
+mod overlay;
+#[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]
 #[path = "../../../vpc-ebpf/src/parse.rs"]
 mod parse;
 #[allow(clippy::all, dead_code, unused_imports, unused_unsafe)]

@@ -13,9 +13,9 @@ use aya::{
 };
 use vpc_common::{
     cfg, map_names, AddrKey, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni,
-    NatPortKey, PortInfo, RouteKey, RouteTarget, SgPortKey, SgPrefixKey, CLASS_GEN_SHIFT,
-    CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_STAT_FAILED,
-    NAT_STAT_HIST, STAT_FORWARDED,
+    NatPortKey, PortInfo, RemotePort, RouteKey, RouteTarget, SgPortKey, SgPrefixKey,
+    CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS,
+    NAT_SLICES, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
 };
 
 use crate::compile::Entries;
@@ -102,6 +102,9 @@ pub const PINNED_MAPS: &[&str] = &[
     map_names::PORT_CONNECTIONS,
     map_names::LINKLOCAL_BUCKETS,
     map_names::ALLOWANCE_STATS,
+    map_names::REMOTE_PORTS,
+    map_names::RELAYS,
+    map_names::PORT_SLICES,
 ];
 pub use crate::paths::BPFFS;
 
@@ -420,6 +423,59 @@ pub trait Maps {
         }
         let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
         a.set(cfg::NAT_GATEWAY_CAPACITY, ports as u64, 0)?;
+        Ok(())
+    }
+
+    /// The NAT port slices this host leases (physical slices, in order):
+    /// `PORT_SLICES` entry j = 1 + the j-th, the rest cleared (identity).
+    /// Every pool then allocates from these slices alone, its first
+    /// `NAT_SLICE_PORTS` ports in the first one, and so on: the ENI and NAT
+    /// gateway capacities must not exceed `slices.len() * NAT_SLICE_PORTS`.
+    fn set_port_slices(&mut self, slices: &[u32]) -> Result<()> {
+        if slices.len() > NAT_SLICES as usize {
+            bail!("{} NAT port slices: at most {NAT_SLICES}", slices.len());
+        }
+        if let Some(s) = slices.iter().find(|s| **s >= NAT_SLICES) {
+            bail!("NAT port slice {s}: 0-{}", NAT_SLICES - 1);
+        }
+        let mut a: Array<_, u32> = Array::try_from(self.map(map_names::PORT_SLICES)?)?;
+        for j in 0..NAT_SLICES {
+            let v = slices.get(j as usize).map_or(0, |s| s + 1);
+            a.set(j, v, 0).context("PORT_SLICES")?;
+        }
+        Ok(())
+    }
+
+    /// The overlay device's ifindex in the router namespace
+    /// (`cfg::OVERLAY_IFINDEX`; 0: no overlay).
+    fn set_overlay(&mut self, ifindex: u32) -> Result<()> {
+        let mut a: Array<_, u64> = Array::try_from(self.map(map_names::CONFIG)?)?;
+        a.set(cfg::OVERLAY_IFINDEX, ifindex as u64, 0)
+            .context("setting the overlay device (CONFIG[OVERLAY_IFINDEX])")?;
+        Ok(())
+    }
+
+    /// `REMOTE_PORTS` made `ports` (stand-in pseudo ifindex -> its node's
+    /// host and VNI): these written where changed, every other removed.
+    fn sync_remote_ports(&mut self, ports: &[(u32, RemotePort)]) -> Result<()> {
+        let mut m: HashMap<_, u32, RemotePort> =
+            HashMap::try_from(self.map(map_names::REMOTE_PORTS)?)?;
+        for (ifindex, r) in ports {
+            if !vpc_common::is_remote_port(*ifindex) {
+                bail!("remote port {ifindex:#x} without REMOTE_PORT_FLAG");
+            }
+            if m.get(ifindex, 0).ok().as_ref() != Some(r) {
+                m.insert(ifindex, r, 0).context("REMOTE_PORTS insert")?;
+            }
+        }
+        let gone: Vec<u32> = m
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !ports.iter().any(|(i, _)| i == k))
+            .collect();
+        for k in gone {
+            m.remove(&k).context("REMOTE_PORTS remove")?;
+        }
         Ok(())
     }
 
