@@ -2,7 +2,7 @@
 //! deployments that always clean up, threads inside namespaces, servers
 //! and clients in them, the templates under tests/fixtures/, and a
 //! BPF_PROG_TEST_RUN harness; the fuzzers' independent parser (`wire`) and
-//! oracle (`oracle`).
+//! oracle (`oracle`); a real etcd for the cluster store (`etcd`).
 //!
 //! Every deployment gets a unique name (process id + counter), so tests run
 //! in parallel, and is torn down on drop, also when the test panics.
@@ -19,6 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod etcd;
 pub mod frames;
 pub mod oracle;
 pub mod wire;

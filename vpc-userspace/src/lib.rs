@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod bench;
 pub mod cloudformation;
+pub mod cluster;
 pub mod compile;
 pub mod conntrack;
 pub mod datapath;

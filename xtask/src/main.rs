@@ -609,6 +609,12 @@ fn provision() -> Result<()> {
         ("nft", "nftables"),
         ("iperf3", "iperf3"),
         ("ping", "iputils-ping"),
+        // etcd-client's build script compiles etcd's protos: before any
+        // build of vpc-userspace.
+        ("protoc", "protobuf-compiler"),
+        // The cluster store's tests start /usr/bin/etcd themselves; nothing
+        // runs it as a service.
+        ("etcd", "etcd-server"),
     ] {
         if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
             debs.push(pkg);
@@ -768,7 +774,7 @@ fn provision() -> Result<()> {
     node_ric()?;
     // 10. The CDK, to synthesize the tests' CDK apps.
     cdk_lib()?;
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, moto {MOTO_VERSION} and its tests, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, protoc, etcd, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, moto {MOTO_VERSION} and its tests, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
     Ok(())
 }
 
