@@ -1,105 +1,17 @@
-//! A real etcd for the cluster tests: `/usr/bin/etcd` (Debian's
-//! `etcd-server`, which `cargo xtask provision` installs) on loopback with
-//! free ports and a data dir of its own on tmpfs, killed and removed on
-//! drop, also when the test panics.
-use std::{
-    io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+//! A real etcd for the cluster tests (`vpc::cluster::local`), killed and
+//! removed on drop, also when the test panics.
+pub use vpc::cluster::local::{MAX_REQUEST_BYTES, MAX_TXN_OPS};
 
-pub const ETCD: &str = "/usr/bin/etcd";
-/// The limits `vpc::cluster` documents: a write of thousands of keys in
-/// one transaction (etcd's defaults: 128 operations, 1.5 MiB).
-pub const MAX_TXN_OPS: u32 = 20_000;
-pub const MAX_REQUEST_BYTES: u32 = 32 << 20;
-
-pub struct Etcd {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+pub struct Etcd(vpc::cluster::local::LocalEtcd);
 
 impl Etcd {
     /// Starts etcd and waits until it answers `/health`.
     pub fn start() -> Etcd {
-        assert!(
-            std::path::Path::new(ETCD).exists(),
-            "{ETCD} missing: `cargo xtask provision` installs etcd-server"
-        );
-        let (port, peer) = (free_port(), free_port());
-        // tmpfs: etcd's fsyncs cost nothing there.
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(crate::unique_name("vpc-etcd-"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-        let client = format!("http://127.0.0.1:{port}");
-        let peer = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(ETCD)
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("test={peer}")])
-            .args(["--max-txn-ops", &MAX_TXN_OPS.to_string()])
-            .args(["--max-request-bytes", &MAX_REQUEST_BYTES.to_string()])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting etcd");
-        let e = Etcd { child, dir, port };
-        let t0 = Instant::now();
-        while !e.healthy() {
-            if t0.elapsed() > Duration::from_secs(20) {
-                panic!(
-                    "etcd did not answer within 20 s:\n{}",
-                    std::fs::read_to_string(e.dir.join("etcd.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        e
+        Etcd(vpc::cluster::local::LocalEtcd::start().expect("a local etcd"))
     }
 
     /// The client URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn healthy(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let req = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        let mut body = String::new();
-        s.write_all(req.as_bytes()).is_ok()
-            && s.read_to_string(&mut body).is_ok()
-            && body.contains("\"health\":\"true\"")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.0.url().to_string()
     }
 }

@@ -22,13 +22,14 @@ impl Cluster {
         let etcd = Etcd::start();
         let cluster = unique_name("c");
         let underlay_ns = format!("{cluster}-ul");
+        let url = etcd.url();
         let mut hosts = vec![];
         for k in 1..=3 {
             let underlay = format!("10.250.0.{k}/24");
             let host = format!("h{k}");
             let args = [
                 "--cluster",
-                etcd.url(),
+                &url,
                 "--cluster-name",
                 &cluster,
                 "--host",

@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{runtime::Runtime, task::JoinHandle};
 
 pub mod layout;
+pub mod local;
 
 /// How a host reaches and names itself in the cluster.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -380,6 +381,25 @@ impl Cluster {
         self.inner
             .call("leaving", async move { c.lease_revoke(j.lease).await })?;
         Ok(())
+    }
+
+    /// Content-addressed bytes (a function's package) under `blobs/<key>`:
+    /// written once, never changed, so no transaction.
+    pub fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let mut c = self.inner.client.clone();
+        let (k, v) = (self.inner.key(&format!("blobs/{key}")), bytes.to_vec());
+        self.inner
+            .call("writing a blob", async move { c.put(k, v, None).await })?;
+        Ok(())
+    }
+
+    pub fn get_blob(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut c = self.inner.client.clone();
+        let k = self.inner.key(&format!("blobs/{key}"));
+        let mut r = self
+            .inner
+            .call("reading a blob", async move { c.get(k, None).await })?;
+        Ok(r.take_kvs().pop().map(|kv| kv.into_key_value().1))
     }
 
     /// The live members, sorted by host.
