@@ -619,7 +619,10 @@ fn cross_host_table(r: &Report) -> String {
         "\nAt TC, the database on this host and on another host of a cluster (same run):\n\n| case | ns/packet | x TC baseline |\n|---|---:|---:|\n",
     );
     for c in &r.cross_host_cases {
-        s += &format!("| {} | {:.1} | {:.2} |\n", c.name, c.ns_median, c.ratio_to_baseline);
+        s += &format!(
+            "| {} | {:.1} | {:.2} |\n",
+            c.name, c.ns_median, c.ratio_to_baseline
+        );
     }
     let ns = |n: &str| {
         r.cross_host_cases
@@ -628,8 +631,13 @@ fn cross_host_table(r: &Report) -> String {
             .map(|c| c.ns_median)
     };
     for kind in ["established_tcp", "new_flow_tcp"] {
-        if let (Some(here), Some(there)) = (ns(&format!("{kind}_tc")), ns(&format!("{kind}_cross_host"))) {
-            s += &format!("{kind}: across hosts / one host = {there:.0} / {here:.0} ns = {:.2}\n", there / here);
+        if let (Some(here), Some(there)) =
+            (ns(&format!("{kind}_tc")), ns(&format!("{kind}_cross_host")))
+        {
+            s += &format!(
+                "{kind}: across hosts / one host = {there:.0} / {here:.0} ns = {:.2}\n",
+                there / here
+            );
         }
     }
     s

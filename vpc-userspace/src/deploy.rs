@@ -289,7 +289,6 @@ fn remove_state_dir(name: &str) {
 /// Tears a deployment down: agent, namespaces (and so veths and links), pins, state.
 pub fn down(name: &str) -> Result<()> {
     check_name(name)?;
-    let state = State::load(name);
     if let Ok(lc) = Lifecycle::load(name) {
         if let Some(pid) = lc.agent_pid {
             // Only our own agent: a recorded pid may have been reused.
@@ -304,6 +303,9 @@ pub fn down(name: &str) -> Result<()> {
             }
         }
     }
+    // Read once the agent is gone: what it built until then is listed (a
+    // host of a cluster builds what another host's departure moves here).
+    let state = State::load(name);
     let mut errors = vec![];
     match &state {
         Ok(s) => errors.extend(topology::teardown(&s.namespaces)),

@@ -776,15 +776,48 @@ pub fn build_overlay(deployment: &str, addr: ipnet::Ipv4Net, bridge_ns: &str) ->
     }
     let peer = underlay_peer(deployment);
     ip(&[
-        "-n", &router, "link", "add", UNDERLAY_IF, "mtu", UNDERLAY_MTU, "type", "veth", "peer",
-        "name", &peer, "netns", bridge_ns, "mtu", UNDERLAY_MTU,
+        "-n",
+        &router,
+        "link",
+        "add",
+        UNDERLAY_IF,
+        "mtu",
+        UNDERLAY_MTU,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &peer,
+        "netns",
+        bridge_ns,
+        "mtu",
+        UNDERLAY_MTU,
     ])?;
     ip(&["-n", bridge_ns, "link", "set", &peer, "master", "br0", "up"])?;
-    ip(&["-n", &router, "addr", "add", &addr.to_string(), "dev", UNDERLAY_IF])?;
+    ip(&[
+        "-n",
+        &router,
+        "addr",
+        "add",
+        &addr.to_string(),
+        "dev",
+        UNDERLAY_IF,
+    ])?;
     ip(&["-n", &router, "link", "set", UNDERLAY_IF, "up"])?;
     ip(&[
-        "-n", &router, "link", "add", OVERLAY_IF, "mtu", OVERLAY_MTU, "type", "vxlan", "external",
-        "dstport", VXLAN_PORT, "nolearning",
+        "-n",
+        &router,
+        "link",
+        "add",
+        OVERLAY_IF,
+        "mtu",
+        OVERLAY_MTU,
+        "type",
+        "vxlan",
+        "external",
+        "dstport",
+        VXLAN_PORT,
+        "nolearning",
     ])?;
     ip(&["-n", &router, "link", "set", OVERLAY_IF, "up"])?;
     ifindex_in(&router, OVERLAY_IF)

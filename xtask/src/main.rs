@@ -239,7 +239,15 @@ fn cluster_demo() -> Result<()> {
                     c.arg("default");
                 }
                 let st = c
-                    .args(["--cluster", ETCD, "--host", h, "--underlay", &underlay, "--wait"])
+                    .args([
+                        "--cluster",
+                        ETCD,
+                        "--host",
+                        h,
+                        "--underlay",
+                        &underlay,
+                        "--wait",
+                    ])
                     .status()?;
                 if st.success() {
                     break;
@@ -252,7 +260,9 @@ fn cluster_demo() -> Result<()> {
             }
             up.push(*h);
         }
-        Command::new(&vpc).args(["--name", "h1", "status"]).status()?;
+        Command::new(&vpc)
+            .args(["--name", "h1", "status"])
+            .status()?;
         println!(
             "\ntry:\n  {v} --name h2 exec Db -- sh -c 'nc -lk 5432 > /dev/null &'\n  {v} --name h1 invoke FnA -- sh -c 'echo hi | nc -q1 -w2 10.0.2.10 5432'   # h1 to h2, through the ENI\n  {v} --name h3 invoke FnC -- nc -z -w1 10.0.2.10 22   # refused by DbSg, judged on h3\n\npress Enter to tear the cluster down",
             v = vpc.display()

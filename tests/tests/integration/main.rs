@@ -51,11 +51,11 @@ mod lifecycle;
 /// Every map at its limit: new work refused with its counted reason,
 /// established work unharmed; the router's table sizes as quotas.
 mod limits;
-/// Metrics, `vpc status` and `vpc top`.
-mod observability;
 /// One VPC over three hosts: etcd, the VXLAN overlay, Hyperplane ENIs
 /// shared across hosts, the loss of a host.
 mod multi_host;
+/// Metrics, `vpc status` and `vpc top`.
+mod observability;
 /// Separate VPCs with the same block, side by side: hosts, functions,
 /// NAT gateways and conntrack, each VPC in its own address space.
 mod overlapping_vpcs;

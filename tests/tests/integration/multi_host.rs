@@ -168,7 +168,10 @@ fn one_vpc_spans_three_hosts() {
     wait_for("h3 gone and FnC placed on a live host", 30, || {
         placed() == "h1" || placed() == "h2"
     });
-    assert!(client.echoes("after", 10), "the h1-h2 connection survived h3");
+    assert!(
+        client.echoes("after", 10),
+        "the h1-h2 connection survived h3"
+    );
     drop(client);
     drop(echo);
     // Its next invocation runs there.

@@ -96,7 +96,8 @@ pub fn cases(repeat: u32, samples: usize) -> Result<Vec<Case>> {
     let mut here = datapath(&model, false)?;
     let mut there = datapath(&model, true)?;
     // (name, description, datapath: 0 here 1 there, program, mode, frame)
-    let specs: [(&str, &str, usize, &str, u32, &Vec<u8>); 5] = [
+    type Spec<'a> = (&'a str, &'a str, usize, &'a str, u32, &'a Vec<u8>);
+    let specs: [Spec; 5] = [
         ("baseline_redirect_tc", "TC program that only rewrites MACs and redirects", 0, BENCH_REDIRECT_TC_PROGRAM, 0, &ack),
         ("established_tcp_tc", "established_tcp at TC, the database on this host", 0, BENCH_ROUTER_TC_PROGRAM, 0, &ack),
         ("established_tcp_cross_host", "established_tcp at TC, the database on another host: tunnel key, redirect to the overlay", 1, BENCH_ROUTER_TC_PROGRAM, 0, &ack),

@@ -62,7 +62,11 @@ pub struct BenchArgs {
 }
 
 /// Writes `v` as `file` in --json's directory, if --json is given.
-fn write_beside(json: &Option<PathBuf>, file: &str, v: &impl serde::Serialize) -> Result<Option<PathBuf>> {
+fn write_beside(
+    json: &Option<PathBuf>,
+    file: &str,
+    v: &impl serde::Serialize,
+) -> Result<Option<PathBuf>> {
     let Some(p) = json else {
         return Ok(None);
     };

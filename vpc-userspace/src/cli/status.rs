@@ -241,7 +241,11 @@ fn print_cluster(c: &vpc::deploy::ClusterView) {
         by_host.entry(h.as_str()).or_default().push(id);
     }
     for (h, ids) in by_host {
-        let live = if c.members.contains_key(h) { "" } else { " (gone)" };
+        let live = if c.members.contains_key(h) {
+            ""
+        } else {
+            " (gone)"
+        };
         println!("  on {h}{live}: {}", ids.join(", "));
     }
 }

@@ -50,8 +50,18 @@ impl LocalEtcd {
         let child = Command::new(ETCD)
             .args(["--name", "local", "--data-dir"])
             .arg(dir.join("data"))
-            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("local={peer}")])
             .args(["--max-txn-ops", &MAX_TXN_OPS.to_string()])
             .args(["--max-request-bytes", &MAX_REQUEST_BYTES.to_string()])

@@ -144,7 +144,10 @@ pub fn host_of<'a>(m: &'a Model, node: &str) -> Option<&'a str> {
         .functions
         .iter()
         .find(|f| f.envs().iter().any(|e| e.id == node))?;
-    let base = f.version_of.as_ref().map_or(f.id.as_str(), |(b, _)| b.as_str());
+    let base = f
+        .version_of
+        .as_ref()
+        .map_or(f.id.as_str(), |(b, _)| b.as_str());
     m.placement.hosts.get(base).map(String::as_str)
 }
 
@@ -204,7 +207,10 @@ Resources:
         let survivors: Vec<String> = live.iter().filter(|h| **h != fn_host).cloned().collect();
         // Not live yet is not gone: nothing moves.
         assert!(place(&mut m, &survivors, &[]).is_empty());
-        assert_eq!(place(&mut m, &survivors, &[fn_host.clone()]), ["Fn"]);
+        assert_eq!(
+            place(&mut m, &survivors, std::slice::from_ref(&fn_host)),
+            ["Fn"]
+        );
         assert!(survivors.contains(&m.placement.hosts["Fn"]));
         // An instance stays where it was, its host gone or not.
         assert_eq!(m.placement.hosts["Web"], web_host);
@@ -218,12 +224,18 @@ Resources:
     fn a_bad_hint_names_its_resource_and_field() {
         let t = T.replace("{Vpc::Host: h2}", "{Vpc::Host: 'no spaces'}");
         let e = super::super::build(&t, &Default::default(), "s").unwrap_err();
-        assert!(e.to_string().contains("Resources.Db.Metadata.Vpc::Host"), "{e}");
+        assert!(
+            e.to_string().contains("Resources.Db.Metadata.Vpc::Host"),
+            "{e}"
+        );
         let t = T.replace(
             "Sg: {Type: AWS::EC2::SecurityGroup,",
             "Sg: {Type: AWS::EC2::SecurityGroup, Metadata: {Vpc::Host: h1},",
         );
         let e = super::super::build(&t, &Default::default(), "s").unwrap_err();
-        assert!(e.to_string().contains("Resources.Sg.Metadata.Vpc::Host"), "{e}");
+        assert!(
+            e.to_string().contains("Resources.Sg.Metadata.Vpc::Host"),
+            "{e}"
+        );
     }
 }

@@ -90,7 +90,10 @@ pub fn for_up(
     placement::place(&mut m, &live(&cl, &c.host)?, &[]);
     match cl.put_desired(&encode(&m, &stacks)?, 0)? {
         Ok(rev) => Ok((m, stacks, rev)),
-        Err(rev) => bail!("cluster {}: written by another host meanwhile (revision {rev}): try again", c.cluster),
+        Err(rev) => bail!(
+            "cluster {}: written by another host meanwhile (revision {rev}): try again",
+            c.cluster
+        ),
     }
 }
 

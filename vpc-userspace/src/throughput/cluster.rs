@@ -147,7 +147,10 @@ pub fn run(prefix: &str, secs: u64, functions: usize) -> Result<ClusterReport> {
     let client = topology::exec_env_netns(&h1, "Fn", 1);
     let pair = |server_ns: String, ip: &str| (server_ns, ip.parse().expect("address"));
     let (here_ns, here_ip) = pair(topology::node_netns(&h1, "Here"), "10.0.1.10");
-    let (there_ns, there_ip) = pair(topology::node_netns(&hosts.name("h2"), "There"), "10.0.1.11");
+    let (there_ns, there_ip) = pair(
+        topology::node_netns(&hosts.name("h2"), "There"),
+        "10.0.1.11",
+    );
     let nothing = || Ok(Default::default());
     let none: super::connections::Probe = &nothing;
     let same_host = Pair {
@@ -179,8 +182,10 @@ pub fn run(prefix: &str, secs: u64, functions: usize) -> Result<ClusterReport> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let names: Vec<String> = HOSTS.iter().map(|h| hosts.name(h)).collect();
     let converged = loop {
-        let statuses: Vec<deploy::Status> =
-            names.iter().map(|n| deploy::status(n)).collect::<Result<_>>()?;
+        let statuses: Vec<deploy::Status> = names
+            .iter()
+            .map(|n| deploy::status(n))
+            .collect::<Result<_>>()?;
         let rev = |s: &deploy::Status| s.cluster.as_ref().map_or(0, |c| c.revision);
         let done = statuses.iter().all(|s| {
             rev(s) == rev(&statuses[0])
@@ -229,24 +234,50 @@ pub fn run(prefix: &str, secs: u64, functions: usize) -> Result<ClusterReport> {
 pub fn table(r: &ClusterReport) -> String {
     let (a, b) = (&r.same_host, &r.cross_host);
     let row = |what: &str, x: f64, y: f64, unit: &str| {
-        format!("| {what} | {x:.1} {unit} | {y:.1} {unit} | {:.2} |\n", y / x)
+        format!(
+            "| {what} | {x:.1} {unit} | {y:.1} {unit} | {:.2} |\n",
+            y / x
+        )
     };
     let mut s = String::from(
         "One VPC over three hosts (same run): a function's traffic to a database on its host and on another\n\n| measurement | same host | across hosts | across / same |\n|---|---:|---:|---:|\n",
     );
-    s += &row("bulk TCP, 1 stream", a.gbps_1_stream, b.gbps_1_stream, "Gbit/s");
-    s += &row("bulk TCP, 4 streams", a.gbps_4_streams, b.gbps_4_streams, "Gbit/s");
-    s += &row("64-byte UDP received", a.udp64_kpps_received, b.udp64_kpps_received, "kpps");
+    s += &row(
+        "bulk TCP, 1 stream",
+        a.gbps_1_stream,
+        b.gbps_1_stream,
+        "Gbit/s",
+    );
+    s += &row(
+        "bulk TCP, 4 streams",
+        a.gbps_4_streams,
+        b.gbps_4_streams,
+        "Gbit/s",
+    );
+    s += &row(
+        "64-byte UDP received",
+        a.udp64_kpps_received,
+        b.udp64_kpps_received,
+        "kpps",
+    );
     s += &row("request/response p50", a.rr_p50_us, b.rr_p50_us, "us");
     s += &row("request/response p99", a.rr_p99_us, b.rr_p99_us, "us");
-    s += &row("new connections", a.connections_per_second, b.connections_per_second, "/s");
+    s += &row(
+        "new connections",
+        a.connections_per_second,
+        b.connections_per_second,
+        "/s",
+    );
     let c = &r.convergence;
     s += &format!(
         "\n{} functions applied through h1 over {} hosts: apply returned in {:.1} s, every host converged (every function Active) in {:.1} s\n",
         c.functions, c.hosts, c.apply_seconds, c.converged_seconds
     );
     for h in &c.per_host {
-        s += &format!("  {}: {} own nodes, {} stand-ins\n", h.host, h.own_nodes, h.stand_ins);
+        s += &format!(
+            "  {}: {} own nodes, {} stand-ins\n",
+            h.host, h.own_nodes, h.stand_ins
+        );
     }
     s
 }
