@@ -103,13 +103,14 @@ pub fn write_lock(s: &State) -> Result<Option<(Cluster, ClusterLock)>> {
     let Some(c) = &s.cluster else {
         return Ok(None);
     };
-    let cl = connect(c)?;
-    let lock = cl.lock().with_context(|| {
+    let refused = || {
         format!(
             "cluster {}: changes are refused while etcd cannot be reached (the datapath goes on forwarding what it has)",
             c.cluster
         )
-    })?;
+    };
+    let cl = connect(c).with_context(refused)?;
+    let lock = cl.lock().with_context(refused)?;
     Ok(Some((cl, lock)))
 }
 
