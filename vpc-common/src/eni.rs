@@ -18,9 +18,8 @@ pub const DEFAULT_ENI_CAPACITY: u32 = NAT_PORT_RANGE;
 pub const NAT_SLICES: u32 = 16;
 pub const NAT_SLICE_PORTS: u32 = 4032;
 pub const NAT_SLICE_WORDS: u32 = NAT_SLICE_PORTS / 64;
-const _: () = assert!(
-    NAT_SLICES * NAT_SLICE_PORTS == NAT_PORT_RANGE && NAT_SLICE_PORTS.is_multiple_of(64)
-);
+const _: () =
+    assert!(NAT_SLICES * NAT_SLICE_PORTS == NAT_PORT_RANGE && NAT_SLICE_PORTS.is_multiple_of(64));
 /// Random ports tried per ENI of a group (or NAT gateway destination)
 /// before the scan of the whole pool (`port_allocation`): at occupancy p
 /// the scan runs with probability p^16.

@@ -5,8 +5,8 @@
 //! fix a checksum and how to act. Every access to the bytes goes through
 //! the bounds checks here (`ptr_at`, `read`, `write`).
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT},
     bindings::bpf_tunnel_key,
+    bindings::{xdp_action, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_REDIRECT, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_skb_get_tunnel_key, bpf_skb_set_tunnel_key},
     programs::{TcContext, XdpContext},
 };

@@ -13,9 +13,7 @@
 //! owns: delivered as is (`arrival_deliver`), and its relay recorded so
 //! that the local node's answers go back as is (`relay`). Nothing from
 //! the overlay goes back into it: no loops.
-use vpc_common::{
-    addr_space, is_remote_port, vpc_of_vni, DropReason, RemotePort,
-};
+use vpc_common::{addr_space, is_remote_port, vpc_of_vni, DropReason, RemotePort};
 
 use crate::{
     config, ct,

@@ -14,8 +14,8 @@ use aya::{
 use vpc_common::{
     cfg, map_names, AddrKey, CtEntry, CtKey, DropReason, Endpoint, EniGroup, HyperplaneEni,
     NatPortKey, PortInfo, RemotePort, RouteKey, RouteTarget, SgPortKey, SgPrefixKey,
-    CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS,
-    NAT_SLICES, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
+    CLASS_GEN_SHIFT, CT_DIR_ORIG, CT_F_DNAT, CT_F_SNAT, ID_GEN_SHIFT, NAT_HIST_BUCKETS, NAT_SLICES,
+    NAT_STAT_FAILED, NAT_STAT_HIST, STAT_FORWARDED,
 };
 
 use crate::compile::Entries;

@@ -41,11 +41,9 @@ fn db_elsewhere(h: &mut Harness) -> (u32, u32) {
 
 /// A device to stand for the overlay's (a test run needs a real ifindex).
 fn overlay_device() -> u32 {
-    let st = std::process::Command::new("ip")
-        .args(["link", "add", "ovl0", "type", "veth", "peer", "name", "ovl0p"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    ip_cmd(&[
+        "link", "add", "ovl0", "type", "veth", "peer", "name", "ovl0p",
+    ]);
     nix::net::if_::if_nametoindex("ovl0").unwrap()
 }
 
@@ -65,7 +63,12 @@ fn a_flow_to_a_node_on_another_host_goes_into_the_overlay_at_tc_only() {
         assert_eq!(h.run(app_if, &ping(1)).0, XDP_DROP);
         assert_eq!(dropped(&mut h, DropReason::OverlayNeedsTc), 1);
         assert_eq!(h.run_tc(app_if, &ping(2)).0, TC_ACT_SHOT);
-        assert_eq!(dropped(&mut h, DropReason::OverlayNoHost), 1, "{:?}", h.counters());
+        assert_eq!(
+            dropped(&mut h, DropReason::OverlayNoHost),
+            1,
+            "{:?}",
+            h.counters()
+        );
 
         let vx = overlay_device();
         h.dp.set_overlay(vx).unwrap();
@@ -99,7 +102,10 @@ fn a_flow_to_a_node_on_another_host_goes_into_the_overlay_at_tc_only() {
 
 /// `ip` with `args`, which must succeed.
 fn ip_cmd(args: &[&str]) {
-    let st = std::process::Command::new("ip").args(args).status().unwrap();
+    let st = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap();
     assert!(st.success(), "ip {args:?}");
 }
 
@@ -117,17 +123,18 @@ fn port_device(ifindex: u32) -> String {
 /// The overlay device of a router namespace, `vx0` (external), up, and
 /// the router at TC ingress of it and of `ports`.
 fn attach(h: &mut Harness, ports: &[&str]) -> u32 {
-    ip_cmd(&["link", "add", "vx0", "type", "vxlan", "external", "dstport", "4789"]);
+    ip_cmd(&[
+        "link", "add", "vx0", "type", "vxlan", "external", "dstport", "4789",
+    ]);
     ip_cmd(&["link", "set", "vx0", "up"]);
     let vx = nix::net::if_::if_nametoindex("vx0").unwrap();
     h.dp.set_overlay(vx).unwrap();
-    let tc: &mut aya::programs::SchedClassifier = h
-        .dp
-        .ebpf
-        .program_mut(vpc::datapath::ROUTER_TC_PROGRAM)
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let tc: &mut aya::programs::SchedClassifier =
+        h.dp.ebpf
+            .program_mut(vpc::datapath::ROUTER_TC_PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
     for dev in ports.iter().copied().chain(["vx0"]) {
         tc.attach(dev, aya::programs::tc::TcAttachType::Ingress)
             .expect("tcx");
@@ -178,9 +185,8 @@ impl Capture {
         while std::time::Instant::now() < deadline {
             let mut buf = vec![0u8; 2048];
             // SAFETY: `buf` is ours and as long as said.
-            let n = unsafe {
-                libc::recv(self.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
             if n > 34 && buf[12..14] == [0x08, 0x00] && buf[23] == 1 {
                 buf.truncate(n as usize);
                 return Some(buf);
@@ -221,7 +227,9 @@ fn a_ping_across_two_hosts_goes_through_the_overlay_and_its_reply_through_the_re
     in_private_netns(|| {
         let ns2 = Netns(unique_name("ovl"));
         ip_cmd(&["netns", "add", &ns2.0]);
-        ip_cmd(&["link", "add", "ul", "type", "veth", "peer", "name", "ul", "netns", &ns2.0]);
+        ip_cmd(&[
+            "link", "add", "ul", "type", "veth", "peer", "name", "ul", "netns", &ns2.0,
+        ]);
         ip_cmd(&["addr", "add", "192.0.2.1/24", "dev", "ul"]);
         ip_cmd(&["link", "set", "ul", "up"]);
         ip_cmd(&["-n", &ns2.0, "addr", "add", "192.0.2.2/24", "dev", "ul"]);
@@ -284,7 +292,9 @@ fn a_ping_across_two_hosts_goes_through_the_overlay_and_its_reply_through_the_re
                 .unwrap()
         };
         super::packets::send_raw(&format!("{app}p"), &echo(APP, DB, 8, 7));
-        let got = db_cap.icmp().expect("the request at the database, on host 2");
+        let got = db_cap
+            .icmp()
+            .expect("the request at the database, on host 2");
         let p = vpc::packet::parse_and_verify(&got).unwrap();
         assert_eq!((p.src, p.dst), (super::ip(APP), super::ip(DB)));
         assert_eq!(h2r.counters().forwarded, 1, "{:?}", h2r.counters());
