@@ -41,6 +41,8 @@ pub const CSUM_PSEUDO: u64 = BPF_F_PSEUDO_HDR as u64;
 pub const CSUM_ZERO_IS_NONE: u64 = BPF_F_MARK_MANGLED_0 as u64;
 
 pub trait Ctx {
+    /// Whether the hook can send into a tunnel (the overlay): TC only.
+    const TUNNELS: bool;
     fn data(&self) -> usize;
     fn data_end(&self) -> usize;
     /// Length of the whole packet from the Ethernet header (for a socket
@@ -89,6 +91,7 @@ struct TunnelKey {
 const _: () = assert!(core::mem::size_of::<TunnelKey>() == 44);
 
 impl Ctx for XdpContext {
+    const TUNNELS: bool = false;
     #[inline(always)]
     fn data(&self) -> usize {
         XdpContext::data(self)
@@ -163,6 +166,7 @@ impl Ctx for XdpContext {
 }
 
 impl Ctx for TcContext {
+    const TUNNELS: bool = true;
     #[inline(always)]
     fn data(&self) -> usize {
         TcContext::data(self)

@@ -29,9 +29,13 @@ pub const NO_TUNNEL: u32 = u32::MAX;
 pub const NO_RELAY: u32 = u32::MAX;
 
 /// Into the overlay, to the host of the node behind stand-in port
-/// `ifindex` (its `REMOTE_PORTS` entry), in its VPC's VNI.
+/// `ifindex` (its `REMOTE_PORTS` entry), in its VPC's VNI. At TC only: a
+/// frame at XDP has no tunnel metadata to set.
 #[inline(never)]
 pub fn send<C: Ctx>(ctx: &C, ifindex: u32) -> Result<(), DropReason> {
+    if !C::TUNNELS {
+        return Err(DropReason::OverlayNeedsTc);
+    }
     let overlay = config::overlay();
     match unsafe { REMOTE_PORTS.get(&ifindex) } {
         Some(to) if overlay != 0 => ctx.redirect_tunnel(overlay, to),

@@ -217,6 +217,44 @@ fn an_eni_fills_to_exactly_its_capacity_and_the_next_connection_is_refused() {
     });
 }
 
+/// Across hosts, a host allocates NAT ports only from the port slices it
+/// leases (`PORT_SLICES`): with slices 5 and 9 and a capacity of two
+/// slices, every port of a function's connections lies in those two
+/// slices, the ENI fills to exactly 8,064 (both slices whole, each port
+/// once), and the next connection is refused as `nat_port_exhausted`.
+#[test]
+fn an_enis_nat_ports_come_only_from_the_hosts_port_slices_and_fill_them_exactly() {
+    use vpc_common::{NAT_PORT_MIN, NAT_SLICE_PORTS};
+    in_private_netns(|| {
+        let mut h = Harness::new(ONE_SUBNET);
+        h.activate();
+        h.dp.set_conntrack_allowance(0).unwrap();
+        h.dp.set_port_slices(&[5, 9]).unwrap();
+        h.dp.set_eni_capacity(2 * NAT_SLICE_PORTS).unwrap();
+        let fn_if = h.ifindex("Fn");
+        let slice = |n: u32| {
+            let first = NAT_PORT_MIN as u32 + n * NAT_SLICE_PORTS;
+            first..first + NAT_SLICE_PORTS
+        };
+        let mut got = std::collections::BTreeSet::new();
+        for i in 0..2 * NAT_SLICE_PORTS {
+            let (v, out) = h.run(fn_if, &tcp(EXEC, DB, 10_000 + i as u16, 5432, TCP_SYN));
+            assert_eq!(v, XDP_REDIRECT, "connection {i}: {:?}", h.counters());
+            let port = parse_and_verify(&out).unwrap().sport as u32;
+            assert!(
+                slice(5).contains(&port) || slice(9).contains(&port),
+                "connection {i}: port {port} outside slices 5 and 9"
+            );
+            assert!(got.insert(port), "port {port} twice");
+        }
+        assert_eq!(got.len() as u32, 2 * NAT_SLICE_PORTS);
+        assert_eq!(dropped(&mut h, DropReason::NatPortExhausted), 0);
+        let (v, _) = h.run(fn_if, &tcp(EXEC, DB, 30_000, 5432, TCP_SYN));
+        assert_eq!(v, XDP_DROP);
+        assert_eq!(dropped(&mut h, DropReason::NatPortExhausted), 1);
+    });
+}
+
 /// The flow-log rejects table is an LRU of `FL_MAX_REJECTS` keys: more
 /// refused flows in one window than it holds are still each dropped and
 /// counted under their reason; the table stays at its size (the oldest

@@ -8,6 +8,7 @@ mod closing;
 mod conntrack_nat;
 mod icmp_errors;
 mod network_acls;
+mod overlay;
 mod packets;
 mod security_groups;
 

@@ -247,7 +247,7 @@ fn vlan_tagged_frames_are_dropped_alike_at_both_hooks() {
 }
 
 /// Sends `frame` as it is out of interface `dev` (AF_PACKET).
-fn send_raw(dev: &str, frame: &[u8]) {
+pub(super) fn send_raw(dev: &str, frame: &[u8]) {
     let ifindex = nix::net::if_::if_nametoindex(dev).unwrap();
     // SAFETY: a raw packet socket, bound to `dev`, closed below.
     unsafe {
