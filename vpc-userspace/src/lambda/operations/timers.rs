@@ -91,6 +91,14 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
     };
     let now = lc.clock.now_ms();
     let settings = lc.settings;
+    // On a host of a cluster, only the function's own host counts its
+    // invocations, so only it reclaims an idle function's ENI.
+    let runs_here = |id: &str| match &at_start.cluster {
+        None => true,
+        Some(c) => {
+            crate::model::placement::host_of(&at_start.model, id).is_none_or(|h| h == c.host)
+        }
+    };
     for (id, st) in &lc.functions {
         if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
             let vc = vpc_of(id);
@@ -164,6 +172,7 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             && now.saturating_sub(st.life.last_invoked_ms)
                 >= settings.idle_reclaim.as_millis() as u64
             && vpc_of(id).is_some()
+            && runs_here(id)
         {
             detach(name, maps, id)?;
             set_status(name, id, |st| {
