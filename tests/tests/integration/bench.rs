@@ -147,3 +147,37 @@ fn the_invoke_bench_measures_every_runtime_and_leaves_nothing() {
         }
     }
 }
+
+#[test]
+fn the_cluster_bench_crosses_hosts_and_converges() {
+    // A short run: both paths carry every kind of traffic, and three hosts
+    // converge on a few functions; never a timing.
+    let r = run_bench(
+        "cb",
+        &["--cluster", "--functions", "12", "--socket-seconds", "1"],
+        "cluster.json",
+    );
+    for path in ["same_host", "cross_host"] {
+        let p = &r[path];
+        for k in ["gbps_1_stream", "udp64_kpps_received", "rr_p50_us", "connections_per_second"] {
+            assert!(p[k].as_f64().unwrap() > 0.0, "{path} {k}: {r}");
+        }
+    }
+    let c = &r["convergence"];
+    assert_eq!(c["functions"], 12);
+    assert!(c["converged_seconds"].as_f64().unwrap() > 0.0);
+    // Each host built its own share and stands in for the others'.
+    let shares = c["per_host"].as_array().unwrap();
+    assert_eq!(shares.len(), 3);
+    for h in shares {
+        assert!(h["own_nodes"].as_u64().unwrap() > 0, "{h}");
+        assert!(h["stand_ins"].as_u64().unwrap() > 0, "{h}");
+    }
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cb") && n.contains("h1-") | n.contains("h2-") | n.contains("h3-"))
+        .collect();
+    assert!(left.is_empty(), "the bench left {left:?}");
+}
