@@ -321,7 +321,8 @@ pub fn down(name: &str) -> Result<()> {
     // The runtimes' memory cgroups: their processes went with the namespaces.
     errors.extend(crate::lambda::cgroup::remove_all(name));
     // The last host of a cluster on this machine takes the underlay with it.
-    if let Some(c) = state.as_ref().ok().and_then(|s| s.cluster.as_ref()) {
+    let bridged = state.as_ref().ok().and_then(|s| s.cluster.as_ref());
+    if let Some(c) = bridged.filter(|c| c.underlay_dev.is_none()) {
         if let Err(e) = topology::remove_underlay_if_unused(&c.underlay_netns) {
             errors.push(format!("{e:#}"));
         }

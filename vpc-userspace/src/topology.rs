@@ -763,37 +763,58 @@ pub const VXLAN_PORT: &str = "4789";
 pub const OVERLAY_MTU: &str = "9001";
 pub const UNDERLAY_MTU: &str = "9100";
 
-/// Joins the router namespace to the underlay: a veth into the bridge
-/// `br0` of namespace `bridge_ns` (made when missing: the one-machine
-/// underlay every host of the cluster joins), the router's address on it,
-/// and the VXLAN device. Returns the overlay device's ifindex.
-pub fn build_overlay(deployment: &str, addr: ipnet::Ipv4Net, bridge_ns: &str) -> Result<u32> {
-    let router = router_netns(deployment);
-    if !std::path::Path::new("/run/netns").join(bridge_ns).exists() {
-        ip(&["netns", "add", bridge_ns])?;
-        ip(&["-n", bridge_ns, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", bridge_ns, "link", "set", "br0", "up"])?;
+/// How a router namespace reaches the underlay.
+pub enum UnderlayLink<'a> {
+    /// A veth into the bridge `br0` of this namespace (made when missing):
+    /// the one-machine underlay every host of the cluster joins.
+    Bridge(&'a str),
+    /// A macvlan of this device of the machine (a VM's NIC on the network
+    /// its hosts share), made in the router namespace.
+    Device(&'a str),
+}
+
+/// The least MTU an underlay device needs: a 1,500-byte frame of a node
+/// and VXLAN's 50 bytes.
+pub const UNDERLAY_MIN_MTU: u32 = 1550;
+
+/// A device the underlay can go through: there, its MTU big enough.
+pub fn check_underlay_dev(dev: &str) -> Result<()> {
+    let mtu: u32 = std::fs::read_to_string(format!("/sys/class/net/{dev}/mtu"))
+        .ok()
+        .and_then(|m| m.trim().parse().ok())
+        .with_context(|| format!("--underlay-dev {dev}: no such device"))?;
+    if mtu < UNDERLAY_MIN_MTU {
+        bail!(
+            "--underlay-dev {dev}: its MTU is {mtu}, and the overlay needs {UNDERLAY_MIN_MTU} (a 1,500-byte frame and VXLAN's 50 bytes): raise it on every host (`ip link set {dev} mtu 9100`, a jumbo-frame network)"
+        );
     }
-    let peer = underlay_peer(deployment);
-    ip(&[
-        "-n",
-        &router,
-        "link",
-        "add",
-        UNDERLAY_IF,
-        "mtu",
-        UNDERLAY_MTU,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &peer,
-        "netns",
-        bridge_ns,
-        "mtu",
-        UNDERLAY_MTU,
-    ])?;
-    ip(&["-n", bridge_ns, "link", "set", &peer, "master", "br0", "up"])?;
+    Ok(())
+}
+
+/// Joins the router namespace to the underlay, puts the router's address
+/// on it, and makes the VXLAN device. Returns the overlay device's ifindex.
+pub fn build_overlay(deployment: &str, addr: ipnet::Ipv4Net, link: UnderlayLink) -> Result<u32> {
+    let router = router_netns(deployment);
+    match link {
+        UnderlayLink::Bridge(bridge_ns) => {
+            if !std::path::Path::new("/run/netns").join(bridge_ns).exists() {
+                ip(&["netns", "add", bridge_ns])?;
+                ip(&["-n", bridge_ns, "link", "add", "br0", "type", "bridge"])?;
+                ip(&["-n", bridge_ns, "link", "set", "br0", "up"])?;
+            }
+            let peer = underlay_peer(deployment);
+            let veth = format!("link add {UNDERLAY_IF} mtu {UNDERLAY_MTU} type veth peer name {peer} netns {bridge_ns} mtu {UNDERLAY_MTU}");
+            let mut args = vec!["-n", &router];
+            args.extend(veth.split(' '));
+            ip(&args)?;
+            ip(&["-n", bridge_ns, "link", "set", &peer, "master", "br0", "up"])?;
+        }
+        UnderlayLink::Device(dev) => {
+            check_underlay_dev(dev)?;
+            let macvlan = format!("link add link {dev} name {UNDERLAY_IF} netns {router} type macvlan mode bridge");
+            ip(&macvlan.split(' ').collect::<Vec<_>>())?;
+        }
+    }
     ip(&[
         "-n",
         &router,

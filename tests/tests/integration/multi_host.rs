@@ -19,14 +19,24 @@ struct Cluster {
 
 impl Cluster {
     fn up(template: &str) -> Self {
+        Self::up_with(template, 3, None)
+    }
+
+    /// `n` hosts, joined through the bridge of a namespace of their own, or
+    /// through macvlans of the device `dev` (as VMs on their network).
+    fn up_with(template: &str, n: usize, dev: Option<&str>) -> Self {
         let etcd = Etcd::start();
         let cluster = unique_name("c");
         let underlay_ns = format!("{cluster}-ul");
         let url = etcd.url();
         let mut hosts = vec![];
-        for k in 1..=3 {
+        for k in 1..=n {
             let underlay = format!("10.250.0.{k}/24");
             let host = format!("h{k}");
+            let (how, link) = match dev {
+                Some(d) => ("--underlay-dev", d),
+                None => ("--underlay-netns", underlay_ns.as_str()),
+            };
             let args = [
                 "--cluster",
                 &url,
@@ -36,8 +46,8 @@ impl Cluster {
                 &host,
                 "--underlay",
                 &underlay,
-                "--underlay-netns",
-                &underlay_ns,
+                how,
+                link,
                 "--lease-ttl",
                 "2",
                 "--wait",
@@ -194,4 +204,56 @@ fn one_vpc_spans_three_hosts() {
     assert!(client.echoes("without etcd", 10));
     drop(client);
     drop(echo);
+}
+
+/// A device of the machine standing for the VMs' network: a dummy, whose
+/// macvlans in bridge mode reach each other; removed on drop.
+struct Nic(String);
+
+impl Nic {
+    fn new(mtu: u32) -> Self {
+        let name = format!("vpcnic{}", std::process::id() % 100_000);
+        let ip = |a: &[&str]| {
+            let o = std::process::Command::new("ip").args(a).output().unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+        };
+        ip(&["link", "add", &name, "mtu", &mtu.to_string(), "type", "dummy"]);
+        ip(&["link", "set", &name, "up"]);
+        Nic(name)
+    }
+}
+
+impl Drop for Nic {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn hosts_reach_each_other_through_a_nic_of_the_machine() {
+    let template = std::fs::read_to_string(fixture_path("multi_host.yaml")).unwrap();
+    // Too small an MTU for VXLAN is refused before anything is built.
+    let small = Nic::new(1500);
+    let etcd = Etcd::start();
+    let name = unique_name("mhnic");
+    let out = vpc_tests::vpc(
+        &name,
+        &["up", "default", "--cluster", &etcd.url(), "--underlay", "10.250.0.1/24", "--underlay-dev", &small.0],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("its MTU is 1500"), "{}", text(&out));
+    assert!(vpc_tests::namespaces_with_prefix(&name).is_empty());
+    drop((small, etcd));
+    // Two hosts on a jumbo-frame device: h1's function reaches h2's
+    // database through its ENI.
+    let nic = Nic::new(9100);
+    let c = Cluster::up_with(&template, 2, Some(&nic.0));
+    let db = peer_server(&c.host(2).netns("Db"), "0.0.0.0:5432");
+    let eni: Ipv4Addr = c.host(1).eni_address("AppSubnet").parse().unwrap();
+    assert_eq!(c.peer_seen(1, "FnA").0, eni);
+    assert_eq!(db.stop(), 1);
+    drop(c);
+    drop(nic);
 }

@@ -157,6 +157,11 @@ pub struct ClusterArgs {
     /// host on this machine joins it.
     #[arg(long, default_value = "vpc-underlay")]
     underlay_netns: String,
+    /// Instead of the bridge: the machine's device on the network the hosts
+    /// share (a VM's NIC), reached through a macvlan of it in the router
+    /// namespace; its MTU must be 1,550 or more (VXLAN's 50 bytes).
+    #[arg(long, value_name = "DEV")]
+    underlay_dev: Option<String>,
     /// Seconds after which a host whose agent stopped renewing its lease
     /// is gone.
     #[arg(long, default_value_t = 5)]
@@ -179,6 +184,9 @@ impl ClusterArgs {
         if let Some(h) = hooks.iter().find(|h| h.ends_with("xdp")) {
             bail!("--hook {h}: a host of a cluster forwards across hosts at TC (XDP has no tunnel metadata; docs/multi-host.md)");
         }
+        if let Some(dev) = &self.underlay_dev {
+            vpc::topology::check_underlay_dev(dev)?;
+        }
         if self.lease_ttl < 2 {
             bail!("--lease-ttl {}: at least 2 seconds", self.lease_ttl);
         }
@@ -188,6 +196,7 @@ impl ClusterArgs {
             host,
             underlay,
             underlay_netns: self.underlay_netns.clone(),
+            underlay_dev: self.underlay_dev.clone(),
             lease_ttl_s: self.lease_ttl,
             eni_capacity: eni.eni_capacity,
             nat_gateway_capacity: eni.nat_gateway_capacity,

@@ -37,6 +37,10 @@ pub struct ClusterHost {
     pub underlay: ipnet::Ipv4Net,
     /// The namespace of the one-machine underlay bridge.
     pub underlay_netns: String,
+    /// Or a device of the machine the underlay is reached through (a
+    /// macvlan of it in the router namespace).
+    #[serde(default)]
+    pub underlay_dev: Option<String>,
     /// The membership lease: a host silent this long is gone.
     pub lease_ttl_s: i64,
     /// The capacities `vpc up` was given: a host allocates from its slices
@@ -81,7 +85,11 @@ pub fn build_overlay(
     c: &ClusterHost,
     maps: &mut impl crate::datapath::Maps,
 ) -> anyhow::Result<()> {
-    let ifindex = topology::build_overlay(deployment, c.underlay, &c.underlay_netns)?;
+    let link = match &c.underlay_dev {
+        Some(dev) => topology::UnderlayLink::Device(dev),
+        None => topology::UnderlayLink::Bridge(&c.underlay_netns),
+    };
+    let ifindex = topology::build_overlay(deployment, c.underlay, link)?;
     let router = topology::router_netns(deployment);
     let mut prog = crate::datapath::pinned_router_tc(pin_dir)?;
     let pin = pin_dir.join("links").join(OVERLAY_LINK);
