@@ -41,6 +41,17 @@ pub struct LinkInfo {
     pub router_mac: [u8; 6],
 }
 
+impl LinkInfo {
+    /// A node this router has no port for: an execution environment on
+    /// another host of a cluster (nothing is ever sent to one from here:
+    /// its connections are its own host's). It gets no entry.
+    pub const ELSEWHERE: LinkInfo = LinkInfo {
+        ifindex: 0,
+        mac: [0; 6],
+        router_mac: [0; 6],
+    };
+}
+
 /// Everything the datapath maps hold for one deployment.
 #[derive(Debug, Default, Clone)]
 pub struct Entries {

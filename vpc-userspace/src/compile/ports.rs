@@ -16,6 +16,9 @@ fn attach(
     ip6: Option<std::net::Ipv6Addr>,
     mut port: PortInfo,
 ) {
+    if l == LinkInfo::ELSEWHERE {
+        return;
+    }
     let addr = v4_mapped(ip.octets());
     port.addr4 = addr;
     if let Some(ip6) = ip6 {

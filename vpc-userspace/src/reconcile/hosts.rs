@@ -100,7 +100,10 @@ pub fn build_overlay(
 }
 
 /// The node specs of `model` this host builds (all of them on one host),
-/// and the others with their hosts.
+/// and the others with their hosts: the stand-ins. Another host's
+/// execution environments are neither: nothing here ever sends to one (a
+/// function's connections are its own host's), so they cost this host
+/// nothing (`LinkInfo::ELSEWHERE`).
 pub fn split(
     deployment: &str,
     s: &State,
@@ -114,11 +117,18 @@ pub fn split(
     let mut remote = vec![];
     for sp in specs {
         match placement::host_of(model, &sp.id) {
+            Some(_) if elsewhere(model, me, &sp) => {}
             Some(h) if h != me => remote.push((sp, h.to_string())),
             _ => local.push(sp),
         }
     }
     (local, remote)
+}
+
+/// An execution environment of a function on another host.
+fn elsewhere(model: &Model, me: &str, sp: &NodeSpec) -> bool {
+    sp.role == topology::Role::ExecutionEnvironment
+        && placement::host_of(model, &sp.id).is_some_and(|h| h != me)
 }
 
 /// The stand-ins of `remote`: one that was already here with the same
@@ -162,14 +172,24 @@ pub fn link(r: &RemoteNode) -> LinkInfo {
     }
 }
 
-/// The links compile takes: this host's nodes' and the stand-ins'.
+/// The links compile takes: this host's nodes', the stand-ins', and
+/// `ELSEWHERE` for other hosts' execution environments.
 pub fn links(s: &State) -> std::collections::HashMap<String, LinkInfo> {
     let stand_ins = s.cluster.iter().flat_map(|c| c.remote.iter());
-    s.nodes
+    let mut links: std::collections::HashMap<_, _> = s
+        .nodes
         .iter()
         .map(|n| (n.id.clone(), n.link))
         .chain(stand_ins.map(|r| (r.id.clone(), link(r))))
-        .collect()
+        .collect();
+    if let Some(c) = &s.cluster {
+        for sp in topology::node_specs(&s.name, &s.model) {
+            if elsewhere(&s.model, &c.host, &sp) {
+                links.insert(sp.id, LinkInfo::ELSEWHERE);
+            }
+        }
+    }
+    links
 }
 
 /// `REMOTE_PORTS`: each stand-in whose host is live, its host's underlay

@@ -76,6 +76,11 @@ fn next_due(s: &State, lc: &Lifecycle) -> Option<u64> {
     functions.chain(enis).flatten().min()
 }
 
+/// A Pending function whose ENIs are due now.
+fn activation_due(st: &FunctionStatus, now: u64) -> bool {
+    st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now)
+}
+
 /// Runs the lifecycle's timers once: activations, updates that are due,
 /// idle reclaim, and ENIs nothing has used for the delete delay.
 pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
@@ -99,12 +104,26 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
             crate::model::placement::host_of(&at_start.model, id).is_none_or(|h| h == c.host)
         }
     };
-    for (id, st) in &lc.functions {
-        if st.state == state::PENDING && st.life.pending_until_ms.is_some_and(|t| t <= now) {
-            let vc = vpc_of(id);
-            let r = change(name, maps, |m| {
-                lifecycle::attach(m, id, vc, settings.eni_limit)
-            })?;
+    // Activations due: one change attaches them all (each attached or
+    // refused on its own), so a thousand functions coming up at once cost
+    // one reconcile, not a thousand.
+    let due: Vec<(String, _)> = lc
+        .functions
+        .iter()
+        .filter(|(_, st)| activation_due(st, now))
+        .map(|(id, _)| (id.clone(), vpc_of(id)))
+        .collect();
+    if !due.is_empty() {
+        let mut results = Vec::with_capacity(due.len());
+        change(name, maps, |m| {
+            for (id, vc) in &due {
+                results.push(lifecycle::attach(m, id, vc.clone(), settings.eni_limit));
+            }
+            Ok(())
+        })?
+        // Never refused as a whole: each attachment's refusal is its own.
+        .ok();
+        for ((id, _), r) in due.iter().zip(results) {
             set_status(name, id, |st| {
                 st.life.pending_until_ms = None;
                 st.life.revision += 1;
@@ -133,6 +152,11 @@ pub fn step(name: &str, maps: &mut PinnedMaps) -> Result<()> {
                     }
                 }
             })?;
+        }
+    }
+    for (id, st) in &lc.functions {
+        if activation_due(st, now) {
+            // Done above.
         } else if let Some(u) = st.life.update.as_ref().filter(|u| u.ready_at_ms <= now) {
             let (u, vc) = (u.clone(), u.vpc_config.clone());
             // The ENIs it leaves, if Lambda has lost its role (they stay).
