@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::json;
 use vpc::cluster::{Cluster, Settings};
-use vpc_tests::{etcd::Etcd, unique_name};
+use vpc_tests::{etcd::Etcd, text, unique_name, vpc_bin};
 
 fn settings(etcd: &Etcd, cluster: &str, host: &str) -> Settings {
     Settings {
@@ -299,4 +299,43 @@ fn slices_rebalance_drain_and_cool() {
     // A host that is no member has no slices.
     b.leave().unwrap();
     assert!(b.slices(&|_| false).is_err());
+}
+
+#[test]
+fn simulate_at_a_small_size() {
+    let etcd = Etcd::start();
+    let out = std::process::Command::new(vpc_bin())
+        .args([
+            "--output",
+            "json",
+            "cluster",
+            "simulate",
+            "--etcd",
+            &etcd.url(),
+        ])
+        .args(["--hosts", "3", "--functions", "100", "--batch", "30"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["hosts"].as_u64(), r["writes"].as_u64()),
+        (Some(3), Some(4)),
+        "{r}"
+    );
+    assert_eq!(r["members_at_end"], 3, "{r}");
+    // Every agent saw every key once, and the four revisions: 100
+    // functions + 2 subnets + 20 groups + 100 instances + 5 fields of
+    // `model` + `model` + 4 x `rev`.
+    assert_eq!(r["per_agent"]["events"], 232, "{r}");
+    assert_eq!(r["total"]["events"], 3 * 232, "{r}");
+    // Those keys (one `rev`) and the 3 members.
+    assert_eq!(r["etcd"]["keys"], 229 + 3, "{r}");
+    // 34 functions in 2 subnets on the first host; 100 stand-ins, 20 ENIs.
+    assert_eq!(r["maps"]["per_host_max"], 34 * 2 + 120, "{r}");
+    assert_eq!(r["maps"]["per_host_min"], 33 * 2 + 120, "{r}");
+    assert!(r["converge_seconds"].as_f64().unwrap() < 10.0, "{r}");
+    // The run leaves nothing in etcd.
+    let c = Cluster::connect(&settings(&etcd, r["cluster"].as_str().unwrap(), "check")).unwrap();
+    assert_eq!(c.usage().unwrap().keys, 0);
 }

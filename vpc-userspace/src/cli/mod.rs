@@ -10,6 +10,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod bench;
+mod cluster;
 mod deploy;
 mod eni;
 mod exec;
@@ -147,6 +148,12 @@ enum Cmd {
         #[arg(long)]
         detach: bool,
     },
+    /// The cluster store on etcd: `vpc cluster simulate --etcd URL --hosts
+    /// 100 --functions 100000`.
+    Cluster {
+        #[command(subcommand)]
+        op: cluster::ClusterOp,
+    },
     /// Print a completion script: `vpc completions bash >
     /// /etc/bash_completion.d/vpc`, `vpc completions zsh >
     /// ~/.zfunc/_vpc`, `vpc completions fish >
@@ -204,6 +211,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Explain(a) => return explain::explain(name, a, out),
         Cmd::Exec(a) => return exec::exec(name, &a),
         Cmd::Bench(a) => bench::bench(&a, out)?,
+        Cmd::Cluster { op } => cluster::cluster(op, out)?,
         Cmd::Trace(a) => trace::trace(name, &a)?,
         Cmd::DefaultTemplate => print!("{}", vpc::DEFAULT_TEMPLATE),
         Cmd::Completions { shell } => {

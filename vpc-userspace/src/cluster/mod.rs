@@ -37,14 +37,15 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, LockOptions,
-    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue,
+    LockOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::{runtime::Runtime, task::JoinHandle};
 
 pub mod layout;
 pub mod local;
+pub mod simulate;
 
 /// How a host reaches and names itself in the cluster.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -88,6 +89,14 @@ pub struct WatchStats {
     /// Keys and values of those events.
     pub bytes: u64,
     pub desired_rev: i64,
+}
+
+/// What [`Cluster::usage`] counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub keys: u64,
+    pub bytes: u64,
+    pub etcd_db_bytes: u64,
 }
 
 /// NAT port slices: the ephemeral range cut into this many.
@@ -418,14 +427,29 @@ impl Cluster {
         Ok(Some((v, rev)))
     }
 
-    /// Every key of the desired state at one revision, page by page, and
-    /// the desired revision (`None`: never written).
+    /// Every key of the desired state at one revision and the desired
+    /// revision (`None`: never written).
     fn read_desired(&self) -> Result<Option<(i64, layout::Kvs)>> {
-        let base = self.inner.key("desired/");
-        let rev_key = format!("{base}rev");
-        let end = prefix_end(&base);
-        let (mut from, mut at, mut rev) = (base.clone(), 0, None);
+        let mut rev = None;
         let mut kvs = layout::Kvs::new();
+        for kv in self.read_prefix("reading the desired state", "desired/")? {
+            let (k, v) = (kv.key_str()?.to_string(), kv.value().to_vec());
+            match k.strip_prefix(&self.inner.key("desired/")) {
+                Some("rev") => rev = Some(kv.mod_revision()),
+                Some(k) => {
+                    kvs.insert(k.to_string(), v);
+                }
+                None => {}
+            }
+        }
+        Ok(rev.map(|r| (r, kvs)))
+    }
+
+    /// Every key under `rest` at one revision, [`PAGE`] keys a request.
+    fn read_prefix(&self, what: &str, rest: &str) -> Result<Vec<KeyValue>> {
+        let base = self.inner.key(rest);
+        let end = prefix_end(&base);
+        let (mut from, mut at, mut out) = (base.into_bytes(), 0, vec![]);
         loop {
             let mut o = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
             if at > 0 {
@@ -433,28 +457,41 @@ impl Cluster {
             }
             let mut c = self.inner.client.clone();
             let key = from.clone();
-            let mut r = self.inner.call("reading the desired state", async move {
-                c.get(key, Some(o)).await
-            })?;
+            let mut r = self
+                .inner
+                .call(what, async move { c.get(key, Some(o)).await })?;
             if at == 0 {
                 at = r.header().map(|h| h.revision()).unwrap_or(0);
             }
             let more = r.more();
-            for kv in r.take_kvs() {
-                if kv.key() == rev_key.as_bytes() {
-                    rev = Some(kv.mod_revision());
-                }
-                let (k, v) = kv.into_key_value();
-                from = String::from_utf8(k)?;
-                if let Some(k) = from.strip_prefix(&base).filter(|k| *k != "rev") {
-                    kvs.insert(k.to_string(), v);
-                }
+            let kvs = r.take_kvs();
+            if let Some(last) = kvs.last() {
+                from = last.key().to_vec();
+                from.push(0);
             }
+            out.extend(kvs);
             if !more {
-                return Ok(rev.map(|r| (r, kvs)));
+                return Ok(out);
             }
-            from.push('\0');
         }
+    }
+
+    /// What the cluster holds in etcd: its keys, their bytes (keys and
+    /// values), and the size of etcd's database (all clusters, with history).
+    pub fn usage(&self) -> Result<Usage> {
+        let kvs = self.read_prefix("reading the cluster's keys", "")?;
+        let mut c = self.inner.client.clone();
+        let db = self
+            .inner
+            .call("reading etcd's status", async move { c.status().await })?;
+        Ok(Usage {
+            keys: kvs.len() as u64,
+            bytes: kvs
+                .iter()
+                .map(|kv| (kv.key().len() + kv.value().len()) as u64)
+                .sum(),
+            etcd_db_bytes: db.db_size().max(0) as u64,
+        })
     }
 
     /// Writes the desired state if its revision is still `expected` (0:
@@ -595,6 +632,19 @@ impl Cluster {
     /// What this handle's watch has received so far.
     pub fn watch_stats(&self) -> WatchStats {
         self.inner.seen.state.lock().unwrap().stats
+    }
+
+    /// Deletes every key of this cluster (`vpc cluster simulate`'s own,
+    /// after its run).
+    pub fn delete_cluster(&self) -> Result<()> {
+        let mut c = self.inner.client.clone();
+        let key = self.inner.prefix.clone();
+        self.inner.call("deleting the cluster's keys", async move {
+            c.delete(key, Some(DeleteOptions::new().with_prefix()))
+                .await
+        })?;
+        *self.cache.lock().unwrap() = None;
+        Ok(())
     }
 
     /// The first live member by name (it cools the slices of gone members).
