@@ -43,3 +43,7 @@ pub mod trace;
 pub use lambda::{api, lifecycle};
 
 pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/default.yaml");
+/// One VPC over three hosts (`vpc cluster demo`, the multi-host tests): a
+/// database on h2, a web host on h3, two functions sharing one Hyperplane
+/// ENI on h1 and h3.
+pub const MULTI_HOST_TEMPLATE: &str = include_str!("../templates/multi_host.yaml");

@@ -36,9 +36,9 @@ const USAGE: &str = "usage: cargo xtask <command>
                  sockets): the router at TC and XDP, nftables, a bare
                  redirect and a direct veth pair, with ratios; writes
                  target/bench/throughput.json
-  cluster-demo   one VPC over three hosts on this machine (docs/multi-host.md):
-                 etcd on loopback, hosts h1 h2 h3 of tests/fixtures/multi_host.yaml
-                 joined by a VXLAN overlay; Enter tears it all down
+  cluster-demo   one VPC over three hosts on this machine (`vpc cluster demo`,
+                 docs/multi-host.md): etcd on loopback, hosts h1 h2 h3 joined by
+                 a VXLAN overlay; Enter or Ctrl-C tears it all down
   build          provision and build
   provision      install what is missing, nothing else";
 
@@ -154,7 +154,15 @@ fn run(args: &[String]) -> Result<()> {
             require_root("it creates namespaces and attaches programs")?;
             provision()?;
             cargo(&["build", "--release", "--bin", "vpc"], &[])?;
-            cluster_demo()
+            let vpc = root().join("target/release/vpc");
+            let st = Command::new(&vpc)
+                .args(["cluster", "demo"])
+                .status()
+                .with_context(|| format!("running {}", vpc.display()))?;
+            if !st.success() {
+                bail!("vpc cluster demo failed ({st})");
+            }
+            Ok(())
         }
         "bench" => {
             require_root("BPF_PROG_TEST_RUN needs CAP_BPF / CAP_NET_ADMIN")?;
@@ -188,96 +196,6 @@ fn run(args: &[String]) -> Result<()> {
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
-}
-
-/// Three hosts of one cluster on this machine, with their own etcd; torn
-/// down (hosts, underlay, etcd and its data) when Enter is pressed.
-fn cluster_demo() -> Result<()> {
-    const ETCD: &str = "http://127.0.0.1:23790";
-    let vpc = root().join("target/release/vpc");
-    let data = root().join("target/cluster-demo/etcd");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data)?;
-    let mut etcd = Command::new("/usr/bin/etcd")
-        .args(["--name", "demo", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--listen-client-urls",
-            ETCD,
-            "--advertise-client-urls",
-            ETCD,
-            "--listen-peer-urls",
-            "http://127.0.0.1:23800",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:23800",
-            "--initial-cluster",
-            "demo=http://127.0.0.1:23800",
-            "--max-txn-ops",
-            "100000",
-            "--max-request-bytes",
-            "33554432",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting /usr/bin/etcd")?;
-    let template = root().join("tests/fixtures/multi_host.yaml");
-    let hosts = ["h1", "h2", "h3"];
-    let mut up = vec![];
-    let result = (|| -> Result<()> {
-        for (k, h) in hosts.iter().enumerate() {
-            let underlay = format!("10.250.0.{}/24", k + 1);
-            // etcd may still be starting: `vpc up` says so and is retried.
-            let mut tries = 0;
-            loop {
-                let mut c = Command::new(&vpc);
-                c.args(["--name", h, "up"]);
-                // The first host brings the template; the others join.
-                if k == 0 {
-                    c.arg(&template);
-                } else {
-                    c.arg("default");
-                }
-                let st = c
-                    .args([
-                        "--cluster",
-                        ETCD,
-                        "--host",
-                        h,
-                        "--underlay",
-                        &underlay,
-                        "--wait",
-                    ])
-                    .status()?;
-                if st.success() {
-                    break;
-                }
-                tries += 1;
-                if tries == 3 {
-                    bail!("vpc --name {h} up failed ({st})");
-                }
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            up.push(*h);
-        }
-        Command::new(&vpc)
-            .args(["--name", "h1", "status"])
-            .status()?;
-        println!(
-            "\ntry:\n  {v} --name h2 exec Db -- sh -c 'nc -lk 5432 > /dev/null &'\n  {v} --name h1 invoke FnA -- sh -c 'echo hi | nc -q1 -w2 10.0.2.10 5432'   # h1 to h2, through the ENI\n  {v} --name h3 invoke FnC -- nc -z -w1 10.0.2.10 22   # refused by DbSg, judged on h3\n\npress Enter to tear the cluster down",
-            v = vpc.display()
-        );
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        Ok(())
-    })();
-    for h in up.iter().rev() {
-        let _ = Command::new(&vpc).args(["--name", h, "down"]).status();
-    }
-    let _ = etcd.kill();
-    let _ = etcd.wait();
-    let _ = std::fs::remove_dir_all(&data);
-    result
 }
 
 fn root() -> PathBuf {

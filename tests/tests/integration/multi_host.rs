@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use vpc_tests::{
-    etcd::Etcd, fixture_path, peer_server, text, unique_name, wait_for, Deployment, LineClient,
+    etcd::Etcd, peer_server, text, unique_name, wait_for, Deployment, LineClient,
 };
 
 /// Three hosts of one cluster, h1 first (with the template), then h2, h3.
@@ -108,7 +108,7 @@ fn slices(st: &serde_json::Value) -> Vec<u32> {
 
 #[test]
 fn one_vpc_spans_three_hosts() {
-    let template = std::fs::read_to_string(fixture_path("multi_host.yaml")).unwrap();
+    let template = vpc::MULTI_HOST_TEMPLATE.to_string();
     let mut c = Cluster::up(&template);
     // Placement as the template asks, seen alike by every host.
     for k in 1..=3 {
@@ -233,7 +233,7 @@ impl Drop for Nic {
 
 #[test]
 fn hosts_reach_each_other_through_a_nic_of_the_machine() {
-    let template = std::fs::read_to_string(fixture_path("multi_host.yaml")).unwrap();
+    let template = vpc::MULTI_HOST_TEMPLATE.to_string();
     // Too small an MTU for VXLAN is refused before anything is built.
     let small = Nic::new(1500);
     let etcd = Etcd::start();

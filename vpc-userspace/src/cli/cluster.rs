@@ -16,6 +16,11 @@ pub enum ClusterOp {
     /// `--batch` (e.g. `etcd --max-txn-ops 20000 --max-request-bytes
     /// 33554432`); the run deletes its keys after.
     Simulate(SimulateArgs),
+    /// One VPC over three hosts on this machine (docs/multi-host.md): an
+    /// etcd of its own, deployments h1, h2 and h3 of the multi-host
+    /// template (vpc-userspace/templates/multi_host.yaml) joined by a VXLAN
+    /// overlay; Enter or Ctrl-C tears all of it down.
+    Demo,
 }
 
 #[derive(clap::Args)]
@@ -44,8 +49,46 @@ pub struct SimulateArgs {
     json: Option<PathBuf>,
 }
 
+/// `vpc cluster demo`.
+fn demo() -> Result<()> {
+    use vpc::cluster::local::{LocalEtcd, LocalHosts};
+    let stop = super::signal_flag()?;
+    let etcd = LocalEtcd::start()?;
+    let dir = std::env::temp_dir().join(format!("vpc-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let template = dir.join("multi_host.yaml");
+    std::fs::write(&template, vpc::MULTI_HOST_TEMPLATE)?;
+    let mut hosts = LocalHosts::new(&etcd, "demo", "");
+    let r = (|| -> Result<()> {
+        for k in 1..=3 {
+            let name = hosts.up(k, (k == 1).then_some(template.as_path()), &[])?;
+            println!("{name}: up (etcd {})", etcd.url());
+        }
+        super::status::print_status(&vpc::deploy::status("h1")?);
+        println!(
+            "\ntry:\n  vpc --name h2 exec Db -- sh -c 'nc -lk 5432 > /dev/null &'\n  vpc --name h1 invoke FnA -- sh -c 'echo hi | nc -q1 -w2 10.0.2.10 5432'   # h1 to h2, through the ENI\n  vpc --name h3 invoke FnC -- nc -z -w1 10.0.2.10 22   # refused by DbSg, judged on h3\n  vpc --name h2 status\n\nEnter (or Ctrl-C) tears the cluster down"
+        );
+        // Enter, or a signal (the flag, polled while stdin waits).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = std::io::stdin().read_line(&mut String::new());
+            let _ = tx.send(());
+        });
+        while rx.recv_timeout(std::time::Duration::from_millis(200)).is_err()
+            && !stop.load(std::sync::atomic::Ordering::Relaxed)
+        {}
+        Ok(())
+    })();
+    drop(hosts);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("the cluster is torn down");
+    r
+}
+
 pub fn cluster(op: ClusterOp, out: Output) -> Result<()> {
     match op {
+        ClusterOp::Demo => demo()?,
         ClusterOp::Simulate(a) => {
             let r = simulate::run(&simulate::Options {
                 etcd: a.etcd,

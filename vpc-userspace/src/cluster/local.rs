@@ -1,7 +1,9 @@
-//! An etcd of its own on loopback, for `vpc cluster demo`, `vpc bench
-//! --cluster` and the tests: Debian's `/usr/bin/etcd` (`etcd-server`, which
-//! `cargo xtask` installs) with free ports and a data directory of its own
-//! on tmpfs, killed and removed (process and data) when dropped.
+//! A cluster on this machine, for `vpc cluster demo`, `vpc bench
+//! --cluster` and the tests: an etcd of its own on loopback (Debian's
+//! `/usr/bin/etcd`, `etcd-server`, which `cargo xtask` installs) with free
+//! ports and a data directory of its own on tmpfs, and hosts brought up
+//! with `vpc up` as users do, joined by an underlay bridge; all of it gone
+//! (hosts, underlay, etcd and its data) when dropped.
 use std::{
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
@@ -113,5 +115,68 @@ impl Drop for LocalEtcd {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Hosts of one cluster on this machine, each a deployment brought up by
+/// `vpc up` (this binary) as a user does; torn down, the last one taking
+/// the underlay's namespace with it, when dropped.
+pub struct LocalHosts {
+    /// Deployment names are `<prefix><host>`.
+    prefix: String,
+    cluster: String,
+    url: String,
+    up: Vec<String>,
+}
+
+impl LocalHosts {
+    pub fn new(etcd: &LocalEtcd, cluster: &str, prefix: &str) -> Self {
+        LocalHosts {
+            prefix: prefix.to_string(),
+            cluster: cluster.to_string(),
+            url: etcd.url().to_string(),
+            up: vec![],
+        }
+    }
+
+    /// The deployment of `host`.
+    pub fn name(&self, host: &str) -> String {
+        format!("{}{host}", self.prefix)
+    }
+
+    pub fn underlay_netns(&self) -> String {
+        format!("{}-ul", self.cluster)
+    }
+
+    /// `vpc up` of host `h<k>` (underlay 10.251.0.k): the first with a
+    /// template, the others joining; `extra` more options of `vpc up`.
+    pub fn up(&mut self, k: usize, template: Option<&std::path::Path>, extra: &[&str]) -> Result<String> {
+        let host = format!("h{k}");
+        let name = self.name(&host);
+        let t = template.map_or("default".to_string(), |p| p.display().to_string());
+        let out = Command::new(std::env::current_exe()?)
+            .args(["--name", &name, "up", &t, "--cluster", &self.url])
+            .args(["--cluster-name", &self.cluster, "--host", &host])
+            .arg("--underlay")
+            .arg(format!("10.251.0.{k}/24"))
+            .arg("--underlay-netns")
+            .arg(self.underlay_netns())
+            .args(["--wait"])
+            .args(extra)
+            .output()?;
+        self.up.push(name.clone());
+        if !out.status.success() {
+            bail!("vpc --name {name} up: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(name)
+    }
+}
+
+impl Drop for LocalHosts {
+    fn drop(&mut self) {
+        for h in self.up.iter().rev() {
+            let _ = crate::deploy::down(h);
+        }
+        let _ = crate::topology::run("ip", &["netns", "del", &self.underlay_netns()]);
     }
 }

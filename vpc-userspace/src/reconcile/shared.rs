@@ -221,7 +221,15 @@ impl Member {
             return Ok(None);
         };
         let mut cl = connect(c)?;
-        cl.join()?;
+        // A predecessor killed under this name holds its lease until it
+        // expires: joined then.
+        let deadline = Instant::now() + Duration::from_secs(c.lease_ttl_s as u64 + 2);
+        while let Err(e) = cl.join() {
+            if Instant::now() > deadline {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
         tracing::info!("joined cluster {} as {}", c.cluster, c.host);
         Ok(Some(Member {
             cl,

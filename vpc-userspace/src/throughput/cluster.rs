@@ -5,7 +5,6 @@
 //! `--throughput`), and how long the three hosts take to converge on a
 //! template of N more functions applied through one of them.
 use std::{
-    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -14,7 +13,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::sockets::{self, Pair, SocketResult};
-use crate::{cluster::local::LocalEtcd, deploy, topology};
+use crate::{
+    cluster::local::{LocalEtcd, LocalHosts},
+    deploy, topology,
+};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 const PORT: u16 = 5201;
@@ -84,51 +86,6 @@ pub struct HostShare {
     pub stand_ins: usize,
 }
 
-/// The hosts, torn down (and the underlay with the last) however the run
-/// ends.
-struct Hosts {
-    prefix: String,
-    up: Vec<String>,
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for h in self.up.iter().rev() {
-            let _ = deploy::down(h);
-        }
-        let _ = topology::run("ip", &["netns", "del", &format!("{}-ul", self.prefix)]);
-    }
-}
-
-impl Hosts {
-    fn name(&self, host: &str) -> String {
-        format!("{}{host}", self.prefix)
-    }
-
-    /// `vpc up` of one host (the first with `template`), as a user runs it.
-    fn up(&mut self, etcd: &LocalEtcd, k: usize, template: Option<&Path>) -> Result<()> {
-        let host = HOSTS[k];
-        let name = self.name(host);
-        let underlay = format!("10.251.0.{}/24", k + 1);
-        let t = template.map_or("default".to_string(), |p| p.display().to_string());
-        let out = Command::new(std::env::current_exe()?)
-            .args(["--name", &name, "up", &t, "--cluster", etcd.url()])
-            .args(["--cluster-name", &self.prefix, "--host", host])
-            .args(["--underlay", &underlay, "--underlay-netns"])
-            .arg(format!("{}-ul", self.prefix))
-            .args(["--eni-delay", "0s", "--wait", "--metrics-addr", "off"])
-            .output()?;
-        self.up.push(name.clone());
-        if !out.status.success() {
-            bail!(
-                "vpc --name {name} up: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-}
-
 /// The run: two hosts for the sockets, the third joins, then `functions`
 /// more functions applied through h1.
 pub fn run(prefix: &str, secs: u64, functions: usize) -> Result<ClusterReport> {
@@ -137,12 +94,10 @@ pub fn run(prefix: &str, secs: u64, functions: usize) -> Result<ClusterReport> {
     std::fs::create_dir_all(&dir)?;
     let first = dir.join("template.yaml");
     std::fs::write(&first, template(0))?;
-    let mut hosts = Hosts {
-        prefix: prefix.to_string(),
-        up: vec![],
-    };
-    hosts.up(&etcd, 0, Some(&first))?;
-    hosts.up(&etcd, 1, None)?;
+    let mut hosts = LocalHosts::new(&etcd, prefix, prefix);
+    let quiet = ["--eni-delay", "0s", "--metrics-addr", "off"];
+    hosts.up(1, Some(&first), &quiet)?;
+    hosts.up(2, None, &quiet)?;
     let h1 = hosts.name("h1");
     let client = topology::exec_env_netns(&h1, "Fn", 1);
     let pair = |server_ns: String, ip: &str| (server_ns, ip.parse().expect("address"));
@@ -166,7 +121,7 @@ pub fn run(prefix: &str, secs: u64, functions: usize) -> Result<ClusterReport> {
     };
     let same_host = sockets::measure("same host", &same_host, secs, none)?;
     let cross_host = sockets::measure("across hosts", &across, secs, none)?;
-    hosts.up(&etcd, 2, None)?;
+    hosts.up(3, None, &quiet)?;
     // The functions, spread by the cluster, through h1.
     let more = dir.join("more.yaml");
     std::fs::write(&more, template(functions))?;
