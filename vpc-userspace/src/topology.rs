@@ -811,7 +811,9 @@ pub fn build_overlay(deployment: &str, addr: ipnet::Ipv4Net, link: UnderlayLink)
         }
         UnderlayLink::Device(dev) => {
             check_underlay_dev(dev)?;
-            let macvlan = format!("link add link {dev} name {UNDERLAY_IF} netns {router} type macvlan mode bridge");
+            let macvlan = format!(
+                "link add link {dev} name {UNDERLAY_IF} netns {router} type macvlan mode bridge"
+            );
             ip(&macvlan.split(' ').collect::<Vec<_>>())?;
         }
     }

@@ -159,7 +159,12 @@ fn the_cluster_bench_crosses_hosts_and_converges() {
     );
     for path in ["same_host", "cross_host"] {
         let p = &r[path];
-        for k in ["gbps_1_stream", "udp64_kpps_received", "rr_p50_us", "connections_per_second"] {
+        for k in [
+            "gbps_1_stream",
+            "udp64_kpps_received",
+            "rr_p50_us",
+            "connections_per_second",
+        ] {
             assert!(p[k].as_f64().unwrap() > 0.0, "{path} {k}: {r}");
         }
     }
@@ -177,7 +182,9 @@ fn the_cluster_bench_crosses_hosts_and_converges() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("cb") && n.contains("h1-") | n.contains("h2-") | n.contains("h3-"))
+        .filter(|n| {
+            n.starts_with("cb") && n.contains("h1-") | n.contains("h2-") | n.contains("h3-")
+        })
         .collect();
     assert!(left.is_empty(), "the bench left {left:?}");
 }

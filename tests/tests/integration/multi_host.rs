@@ -4,9 +4,7 @@
 //! desired state in a real etcd started for the test.
 use std::net::Ipv4Addr;
 
-use vpc_tests::{
-    etcd::Etcd, peer_server, text, unique_name, wait_for, Deployment, LineClient,
-};
+use vpc_tests::{etcd::Etcd, peer_server, text, unique_name, wait_for, Deployment, LineClient};
 
 /// Three hosts of one cluster, h1 first (with the template), then h2, h3.
 struct Cluster {
@@ -185,7 +183,10 @@ fn one_vpc_spans_three_hosts() {
     wait_for("h3 gone and FnC placed on a live host", 30, || {
         placed() == "h1" || placed() == "h2"
     });
-    assert!(client.echoes("after", 10), "the h1-h2 connection survived h3");
+    assert!(
+        client.echoes("after", 10),
+        "the h1-h2 connection survived h3"
+    );
     // Its next invocation runs there.
     let k = if placed() == "h1" { 1 } else { 2 };
     let db = peer_server(&db_ns, "0.0.0.0:5432");
@@ -200,25 +201,35 @@ fn one_vpc_spans_three_hosts() {
     let out = c.host(1).try_apply(&wider);
     assert!(!out.status.success());
     let said = text(&out);
-    assert!(said.contains("changes are refused while etcd cannot be reached"), "{said}");
+    assert!(
+        said.contains("changes are refused while etcd cannot be reached"),
+        "{said}"
+    );
     assert!(client.echoes("without etcd", 10));
     drop(client);
     drop(echo);
 }
 
-/// A device of the machine standing for the VMs' network: a dummy, whose
-/// macvlans in bridge mode reach each other; removed on drop.
+/// A device of the machine standing for the VMs' network: one end of a
+/// veth pair (this kernel has no dummy devices), whose macvlans in bridge
+/// mode reach each other; removed (with its peer) on drop.
 struct Nic(String);
 
 impl Nic {
     fn new(mtu: u32) -> Self {
         let name = format!("vpcnic{}", std::process::id() % 100_000);
+        let mtu = mtu.to_string();
         let ip = |a: &[&str]| {
             let o = std::process::Command::new("ip").args(a).output().unwrap();
             assert!(o.status.success(), "{}", text(&o));
         };
-        ip(&["link", "add", &name, "mtu", &mtu.to_string(), "type", "dummy"]);
+        let peer = format!("{name}p");
+        ip(&[
+            "link", "add", &name, "mtu", &mtu, "type", "veth", "peer", "name", &peer, "mtu", &mtu,
+        ]);
+        // Both ends up: a macvlan has the carrier of its device.
         ip(&["link", "set", &name, "up"]);
+        ip(&["link", "set", &peer, "up"]);
         Nic(name)
     }
 }
@@ -240,7 +251,16 @@ fn hosts_reach_each_other_through_a_nic_of_the_machine() {
     let name = unique_name("mhnic");
     let out = vpc_tests::vpc(
         &name,
-        &["up", "default", "--cluster", &etcd.url(), "--underlay", "10.250.0.1/24", "--underlay-dev", &small.0],
+        &[
+            "up",
+            "default",
+            "--cluster",
+            &etcd.url(),
+            "--underlay",
+            "10.250.0.1/24",
+            "--underlay-dev",
+            &small.0,
+        ],
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("its MTU is 1500"), "{}", text(&out));

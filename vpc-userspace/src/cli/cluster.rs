@@ -74,7 +74,9 @@ fn demo() -> Result<()> {
             let _ = std::io::stdin().read_line(&mut String::new());
             let _ = tx.send(());
         });
-        while rx.recv_timeout(std::time::Duration::from_millis(200)).is_err()
+        while rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err()
             && !stop.load(std::sync::atomic::Ordering::Relaxed)
         {}
         Ok(())

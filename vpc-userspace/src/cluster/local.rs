@@ -150,7 +150,12 @@ impl LocalHosts {
 
     /// `vpc up` of host `h<k>` (underlay 10.251.0.k): the first with a
     /// template, the others joining; `extra` more options of `vpc up`.
-    pub fn up(&mut self, k: usize, template: Option<&std::path::Path>, extra: &[&str]) -> Result<String> {
+    pub fn up(
+        &mut self,
+        k: usize,
+        template: Option<&std::path::Path>,
+        extra: &[&str],
+    ) -> Result<String> {
         let host = format!("h{k}");
         let name = self.name(&host);
         let t = template.map_or("default".to_string(), |p| p.display().to_string());
@@ -166,7 +171,10 @@ impl LocalHosts {
             .output()?;
         self.up.push(name.clone());
         if !out.status.success() {
-            bail!("vpc --name {name} up: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "vpc --name {name} up: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(name)
     }
