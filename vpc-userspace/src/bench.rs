@@ -242,21 +242,7 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
 /// The function's SYN and an ACK of its connection to the database
 /// (10.0.1.10:5432), as the bench's cases send them.
 fn function_frames(model: &model::Model) -> (Vec<u8>, Vec<u8>) {
-    let exec: IpAddr = model.functions[0].exec_ip.into();
-    let frame = |flags| {
-        Frame::new(
-            exec,
-            "10.0.1.10".parse().expect("address"),
-            L4::Tcp {
-                sport: 40000,
-                dport: 5432,
-                flags,
-            },
-        )
-        .min_len(64)
-        .build()
-    };
-    (frame(TCP_SYN), frame(TCP_ACK))
+    bench_frames(model, "10.0.1.10")
 }
 
 /// The breakdown's cases (`BENCH_STAGE_PROGRAMS`, in order): the

@@ -4,7 +4,7 @@
 //! (a stand-in port: the tunnel key set, the redirect to the overlay
 //! device), beside the TC baseline, in one run (docs/multi-host.md).
 use anyhow::{bail, Context, Result};
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions};
 use vpc_common::{RemotePort, REMOTE_PORT_FLAG};
 
 use super::{bench_datapath, function_frames, median, set_mode, Case, BENCH_TEMPLATE};
@@ -23,19 +23,6 @@ const TC_ACT_REDIRECT: i32 = 7;
 const OVERLAY: u32 = 200;
 const LO: u32 = 1;
 
-fn tc_program<'a>(dp: &'a mut Datapath, name: &str) -> Result<&'a mut SchedClassifier> {
-    let p: &mut SchedClassifier = dp
-        .ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} missing"))?
-        .try_into()?;
-    if p.fd().is_err() {
-        p.load()
-            .with_context(|| format!("the kernel rejected {name}"))?;
-    }
-    Ok(p)
-}
-
 /// One test run of `repeat` repetitions on a socket buffer arriving on the
 /// loopback device: the TC action and the kernel's ns per repetition.
 fn run_tc(dp: &mut Datapath, prog: &str, frame: &[u8], repeat: u32) -> Result<(i32, f64)> {
@@ -43,7 +30,8 @@ fn run_tc(dp: &mut Datapath, prog: &str, frame: &[u8], repeat: u32) -> Result<(i
     let mut ctx = [0u8; 44];
     ctx[40..44].copy_from_slice(&LO.to_ne_bytes());
     let mut out = vec![0u8; frame.len() + 256];
-    let r = tc_program(dp, prog)?
+    let r = dp
+        .load_tc_program(prog)?
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
@@ -61,7 +49,7 @@ fn datapath(model: &model::Model, remote: bool) -> Result<Datapath> {
     let db = if remote { REMOTE_PORT_FLAG | 1 } else { 100 };
     let (mut dp, _, entries) = bench_datapath(model, &[("Fn", LO), ("Db", db), ("App", 101)])?;
     for p in [BENCH_ROUTER_TC_PROGRAM, BENCH_REDIRECT_TC_PROGRAM] {
-        tc_program(&mut dp, p)?;
+        dp.load_tc_program(p)?;
     }
     if remote {
         let vpc = entries

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use vpc::bench;
 
-use super::{output::print_json, Output};
+use super::{
+    output::{print_json, write_json},
+    Output,
+};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -71,10 +74,7 @@ fn write_beside(
         return Ok(None);
     };
     let p = p.with_file_name(file);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(&p, serde_json::to_vec_pretty(v)?)?;
+    write_json(&p, v)?;
     Ok(Some(p))
 }
 
@@ -151,10 +151,7 @@ pub fn bench(a: &BenchArgs, out: Output) -> Result<()> {
         print!("{}", bench::table(&r));
     }
     if let Some(p) = &a.json {
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d)?;
-        }
-        std::fs::write(p, serde_json::to_vec_pretty(&r)?)?;
+        write_json(p, &r)?;
         let base = r.cases.first().map(|c| c.ns_median).unwrap_or(0.0);
         let svg = p.with_file_name("rules-curve.svg");
         std::fs::write(&svg, bench::curve_svg(&r.rules_curve, base))?;

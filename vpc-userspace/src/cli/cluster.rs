@@ -107,10 +107,7 @@ pub fn cluster(op: ClusterOp, out: Output) -> Result<()> {
                 print!("{}", simulate::table(&r));
             }
             if let Some(p) = &a.json {
-                if let Some(d) = p.parent() {
-                    std::fs::create_dir_all(d)?;
-                }
-                std::fs::write(p, serde_json::to_vec_pretty(&r)?)?;
+                super::output::write_json(p, &r)?;
             }
         }
     }

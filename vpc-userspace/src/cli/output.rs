@@ -37,6 +37,15 @@ pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     write_stdout(&text)
 }
 
+/// Writes `v` as pretty JSON to the file `p` (its directory made).
+pub fn write_json<T: Serialize + ?Sized>(p: &std::path::Path, v: &T) -> Result<()> {
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(p, serde_json::to_vec_pretty(v)?)?;
+    Ok(())
+}
+
 /// Writes `bytes` to stdout; a reader that went away (`| head`) is no
 /// error.
 pub fn write_stdout(bytes: &[u8]) -> Result<()> {

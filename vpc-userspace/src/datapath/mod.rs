@@ -888,6 +888,20 @@ impl Datapath {
         Ok(p)
     }
 
+    /// `load_program` of a TC program (the bench's TC harness).
+    pub fn load_tc_program(&mut self, name: &str) -> Result<&mut SchedClassifier> {
+        let p: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing"))?
+            .try_into()?;
+        if p.fd().is_err() {
+            p.load()
+                .with_context(|| format!("the kernel rejected {name}"))?;
+        }
+        Ok(p)
+    }
+
     pub fn program(&mut self, name: &str) -> Result<&mut Xdp> {
         Ok(self
             .ebpf
