@@ -9,13 +9,10 @@ use vpc_common::{RemotePort, REMOTE_PORT_FLAG};
 
 use super::{bench_datapath, function_frames, median, set_mode, Case, BENCH_TEMPLATE};
 use crate::{
-    datapath::{Datapath, Maps},
+    datapath::{Datapath, Maps, BENCH_REDIRECT_TC_PROGRAM, BENCH_ROUTER_TC_PROGRAM},
     model,
 };
 
-/// The harness around the router at TC, and its baseline.
-pub const BENCH_ROUTER_TC_PROGRAM: &str = "bench_router_tc";
-pub const BENCH_REDIRECT_TC_PROGRAM: &str = "bench_redirect_tc";
 /// What a redirect returns at TC.
 const TC_ACT_REDIRECT: i32 = 7;
 /// The made-up overlay device of the cross-host datapath (a test run does

@@ -58,6 +58,10 @@ impl std::fmt::Display for Hook {
 }
 pub const BENCH_ROUTER_PROGRAM: &str = "bench_router";
 pub const BENCH_REDIRECT_PROGRAM: &str = "bench_redirect";
+/// The harness around the router at TC, and its baseline (the bench's
+/// cases across hosts: docs/multi-host.md).
+pub const BENCH_ROUTER_TC_PROGRAM: &str = "bench_router_tc";
+pub const BENCH_REDIRECT_TC_PROGRAM: &str = "bench_redirect_tc";
 /// The established packet's cost, a stage at a time (`vpc-ebpf`'s
 /// `bench::stage`): parse; + conntrack lookup; + connection state and
 /// counters; + NAT rewrite and checksums.

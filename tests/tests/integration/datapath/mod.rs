@@ -244,9 +244,9 @@ fn expect_translated(h: &mut Harness, from: u32, err: &[u8], want: &[u8]) {
 fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
     use aya::programs::SchedClassifier;
     use vpc::datapath::{
-        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_ROUTER_PROGRAM,
-        BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM, BENCH_STAGE_PROGRAMS, ROUTER_PROGRAM,
-        ROUTER_TC_PROGRAM,
+        Datapath, BENCH_REDIRECT_PROGRAM, BENCH_REDIRECT_TC_PROGRAM, BENCH_ROUTER_PROGRAM,
+        BENCH_ROUTER_TC_PROGRAM, BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM, BENCH_STAGE_PROGRAMS,
+        ROUTER_PROGRAM, ROUTER_TC_PROGRAM,
     };
     const BUDGET: u32 = 800_000;
     in_private_netns(|| {
@@ -272,6 +272,10 @@ fn every_program_verifies_with_a_fifth_of_the_kernel_budget_left() {
             ROUTER_TC_PROGRAM,
             tc.info().unwrap().verified_instruction_count(),
         ));
+        for name in [BENCH_ROUTER_TC_PROGRAM, BENCH_REDIRECT_TC_PROGRAM] {
+            let p = dp.load_tc_program(name).unwrap();
+            counts.push((name, p.info().unwrap().verified_instruction_count()));
+        }
         eprintln!("verified instructions: {counts:?}");
         for (name, n) in counts {
             let n = n.expect("the kernel reports verified instructions since 5.16");
