@@ -204,10 +204,14 @@ fn fetch_packages(name: &str, cl: &Cluster, m: &Model) -> Result<()> {
     Ok(())
 }
 
+/// How often an agent reads the desired state whole, watch or not.
+const FULL_READ: Duration = Duration::from_secs(5);
+
 /// The agent's membership: its lease kept alive, the cluster watched.
 pub struct Member {
     cl: Cluster,
-    last: Instant,
+    last: Option<Instant>,
+    last_full: Option<Instant>,
     /// Hosts seen live: one of them no longer live is gone (one never
     /// seen has not joined yet, and its resources wait for it).
     seen: std::collections::BTreeSet<String>,
@@ -233,7 +237,8 @@ impl Member {
         tracing::info!("joined cluster {} as {}", c.cluster, c.host);
         Ok(Some(Member {
             cl,
-            last: Instant::now() - Duration::from_secs(1),
+            last: None,
+            last_full: None,
             seen: Default::default(),
         }))
     }
@@ -249,10 +254,13 @@ impl Member {
     /// reconciled), the NAT port slices rebalanced, and, by the first
     /// host by name, the functions of gone hosts placed anew.
     pub fn poll(&mut self, name: &str, maps: &mut PinnedMaps) -> Result<()> {
-        if self.last.elapsed() < Duration::from_millis(200) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
             return Ok(());
         }
-        self.last = Instant::now();
+        self.last = Some(Instant::now());
         let members: std::collections::BTreeMap<String, std::net::Ipv4Addr> = self
             .cl
             .members()?
@@ -262,7 +270,18 @@ impl Member {
         {
             let _lock = lock(name)?;
             let mut s = State::load(name)?;
-            let mut changed = refresh(name, &self.cl, &mut s)?;
+            // The desired state is read whole only when the watch says it
+            // moved (and every few seconds, in case a change came before
+            // the watch began).
+            let rev = s.cluster.as_ref().map_or(0, |c| c.revision);
+            let moved = self.cl.wait_change(rev, Duration::ZERO)?.desired;
+            let due = self.last_full.is_none_or(|t| t.elapsed() >= FULL_READ);
+            let mut changed = if moved || due {
+                self.last_full = Some(Instant::now());
+                refresh(name, &self.cl, &mut s)?
+            } else {
+                false
+            };
             let c = s.cluster.as_mut().expect("a cluster host");
             if c.members != members {
                 c.members = members.clone();
