@@ -215,6 +215,8 @@ pub struct Member {
     /// Hosts seen live: one of them no longer live is gone (one never
     /// seen has not joined yet, and its resources wait for it).
     seen: std::collections::BTreeSet<String>,
+    /// The gone hosts the leader last placed anew and cooled for.
+    handled: Option<Vec<String>>,
 }
 
 impl Member {
@@ -240,6 +242,7 @@ impl Member {
             last: None,
             last_full: None,
             seen: Default::default(),
+            handled: None,
         }))
     }
 
@@ -288,8 +291,17 @@ impl Member {
                 s.pending = true;
                 changed = true;
             }
-            let claimed = claimed_slices(maps)?;
-            let slices = self.cl.slices(&|slice| claimed.contains(&slice))?;
+            // Asked only for a slice being given back: reading every claim
+            // (a syscall each) on every poll took a core under load.
+            let claimed = std::cell::OnceCell::new();
+            let maps_once = std::cell::RefCell::new(&mut *maps);
+            let in_use = |slice: u32| {
+                claimed
+                    .get_or_init(|| claimed_slices(&mut maps_once.borrow_mut()).ok())
+                    .as_ref()
+                    .is_none_or(|c: &std::collections::BTreeSet<u32>| c.contains(&slice))
+            };
+            let slices = self.cl.slices(&in_use)?;
             let c = s.cluster.as_mut().expect("a cluster host");
             if c.slices != slices && !slices.is_empty() {
                 use crate::datapath::Maps;
@@ -328,29 +340,34 @@ impl Member {
             .filter(|h| !members.contains_key(*h))
             .cloned()
             .collect();
+        // Work only when the gone hosts changed (a poll is 200 ms).
+        if self.handled.as_ref() == Some(&gone) {
+            return Ok(());
+        }
         let s = State::load(name)?;
         // A gone host's slices come back once its connections' peers let go
         // of their tuples (the closed timeout: TIME_WAIT at the peers).
         self.cl
             .cool_slices_of_gone_members(s.timeouts.tcp_closed.as_secs().max(1) as i64)?;
         let mut probe = s.model.clone();
-        if placement::place(&mut probe, &live, &gone).is_empty() {
-            return Ok(());
+        if !placement::place(&mut probe, &live, &gone).is_empty() {
+            let _lock = lock(name)?;
+            let _cluster = self.cl.lock()?;
+            let mut s = State::load(name)?;
+            refresh(name, &self.cl, &mut s)?;
+            let mut model = s.model.clone();
+            let moved = placement::place(&mut model, &live, &gone);
+            if !moved.is_empty() {
+                publish(name, &self.cl, &mut s, &mut model, None)?;
+                tracing::info!("moved to live hosts: {}", moved.join(", "));
+                s.model = model;
+                s.pending = true;
+                s.save()?;
+            }
         }
-        let _lock = lock(name)?;
-        let _cluster = self.cl.lock()?;
-        let mut s = State::load(name)?;
-        refresh(name, &self.cl, &mut s)?;
-        let mut model = s.model.clone();
-        let moved = placement::place(&mut model, &live, &gone);
-        if moved.is_empty() {
-            return Ok(());
-        }
-        publish(name, &self.cl, &mut s, &mut model, None)?;
-        tracing::info!("moved to live hosts: {}", moved.join(", "));
-        s.model = model;
-        s.pending = true;
-        s.save()
+        // Done (an error above is tried again at the next poll).
+        self.handled = Some(gone);
+        Ok(())
     }
 }
 
