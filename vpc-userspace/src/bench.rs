@@ -595,40 +595,6 @@ fn scale_cases(
     Ok((out, memory))
 }
 
-/// The TC cases: each against the TC baseline, and the database on
-/// another host against this host (docs/multi-host.md).
-fn cross_host_table(r: &Report) -> String {
-    if r.cross_host_cases.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from(
-        "\nAt TC, the database on this host and on another host of a cluster (same run):\n\n| case | ns/packet | x TC baseline |\n|---|---:|---:|\n",
-    );
-    for c in &r.cross_host_cases {
-        s += &format!(
-            "| {} | {:.1} | {:.2} |\n",
-            c.name, c.ns_median, c.ratio_to_baseline
-        );
-    }
-    let ns = |n: &str| {
-        r.cross_host_cases
-            .iter()
-            .find(|c| c.name == n)
-            .map(|c| c.ns_median)
-    };
-    for kind in ["established_tcp", "new_flow_tcp"] {
-        if let (Some(here), Some(there)) =
-            (ns(&format!("{kind}_tc")), ns(&format!("{kind}_cross_host")))
-        {
-            s += &format!(
-                "{kind}: across hosts / one host = {there:.0} / {here:.0} ns = {:.2}\n",
-                there / here
-            );
-        }
-    }
-    s
-}
-
 /// The table printed on the terminal (and pasted into the README).
 pub fn table(r: &Report) -> String {
     let mut s = format!(
@@ -649,7 +615,7 @@ pub fn table(r: &Report) -> String {
         }
     }
     s += "\n";
-    s += &cross_host_table(r);
+    s += &cross_host::table(r);
     let parts = breakdown(r);
     if !parts.is_empty() {
         s += "\nWhere an established packet's time goes (stages in the same harness, this run):\n\n| part | ns | share |\n|---|---:|---:|\n";

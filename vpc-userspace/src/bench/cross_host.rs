@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use aya::programs::{TestRun, TestRunOptions};
 use vpc_common::{RemotePort, REMOTE_PORT_FLAG};
 
-use super::{bench_datapath, function_frames, median, set_mode, Case, BENCH_TEMPLATE};
+use super::{bench_datapath, function_frames, median, set_mode, Case, Report, BENCH_TEMPLATE};
 use crate::{
     datapath::{Datapath, Maps, BENCH_REDIRECT_TC_PROGRAM, BENCH_ROUTER_TC_PROGRAM},
     model,
@@ -119,4 +119,38 @@ pub fn cases(repeat: u32, samples: usize) -> Result<Vec<Case>> {
             }
         })
         .collect())
+}
+
+/// The TC cases: each against the TC baseline, and the database on
+/// another host against this host (docs/multi-host.md).
+pub(super) fn table(r: &Report) -> String {
+    if r.cross_host_cases.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nAt TC, the database on this host and on another host of a cluster (same run):\n\n| case | ns/packet | x TC baseline |\n|---|---:|---:|\n",
+    );
+    for c in &r.cross_host_cases {
+        s += &format!(
+            "| {} | {:.1} | {:.2} |\n",
+            c.name, c.ns_median, c.ratio_to_baseline
+        );
+    }
+    let ns = |n: &str| {
+        r.cross_host_cases
+            .iter()
+            .find(|c| c.name == n)
+            .map(|c| c.ns_median)
+    };
+    for kind in ["established_tcp", "new_flow_tcp"] {
+        if let (Some(here), Some(there)) =
+            (ns(&format!("{kind}_tc")), ns(&format!("{kind}_cross_host")))
+        {
+            s += &format!(
+                "{kind}: across hosts / one host = {there:.0} / {here:.0} ns = {:.2}\n",
+                there / here
+            );
+        }
+    }
+    s
 }
