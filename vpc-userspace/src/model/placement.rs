@@ -140,6 +140,12 @@ pub fn host_of<'a>(m: &'a Model, node: &str) -> Option<&'a str> {
     if let Some(h) = m.placement.hosts.get(node) {
         return Some(h);
     }
+    // An environment `<id>.<n>`, a version `<id>.v<n>` and its
+    // environments: logical ids and function names have no dot.
+    let base = node.split('.').next().unwrap_or(node);
+    if let Some(h) = m.placement.hosts.get(base) {
+        return Some(h);
+    }
     let f = m
         .functions
         .iter()
@@ -191,6 +197,10 @@ Resources:
         others.sort();
         assert_eq!(others, ["h1", "h3"]);
         assert_eq!(host_of(&m, "Fn"), Some(h["Fn"].as_str()));
+        // Its other environments and its versions run with it.
+        assert_eq!(host_of(&m, "Fn.2"), Some(h["Fn"].as_str()));
+        assert_eq!(host_of(&m, "Fn.v1.2"), Some(h["Fn"].as_str()));
+        assert_eq!(host_of(&m, "Vpc"), None);
         // Placed again: nothing moves.
         let before = m.placement.clone();
         place(&mut m, &live, &[]);
