@@ -7,12 +7,13 @@
 //! persists ([`paths`]: where); [`lifecycle`] decides function states,
 //! [`reconcile`] applies them; [`deploy`] ties them together and runs the
 //! agent; [`bench`] and [`throughput`] measure the datapath; [`trace`]
-//! prints its verdicts.
+//! prints its verdicts; [`console`] shows it all in a browser.
 pub mod agent;
 pub mod bench;
 pub mod cloudformation;
 pub mod cluster;
 pub mod compile;
+pub mod console;
 pub mod conntrack;
 pub mod datapath;
 pub mod deploy;

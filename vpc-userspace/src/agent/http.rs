@@ -64,6 +64,7 @@ pub struct Endpoint {
     sts: Router,
     ec2: Router,
     ssm: Router,
+    console: Router,
 }
 
 /// The endpoint's one router: every request goes to [`dispatch`].
@@ -75,13 +76,15 @@ pub struct Endpoint {
 /// ([`crate::iam::sts`]); `ec2`: EC2's VPC operations over the same stacks
 /// ([`crate::ec2`]), and moto's `POST /moto-api/reset`; `ssm`: the
 /// Parameter Store ([`crate::ssm::api`]), the machine's, so not per
-/// deployment.
+/// deployment; `console`: the console's pages ([`crate::console`]), by
+/// path, for unsigned requests.
 pub fn endpoint(
     lambda: Router,
     cloudformation: Router,
     iam: Router,
     sts: Router,
     ec2: Router,
+    console: Router,
 ) -> Router {
     let services = Endpoint {
         lambda,
@@ -90,6 +93,7 @@ pub fn endpoint(
         sts,
         ec2,
         ssm: crate::ssm::api::router(),
+        console,
     };
     Router::new()
         .fallback(dispatch)
@@ -108,6 +112,8 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
     let caller = Caller::of(&parts.headers, parts.uri.query().unwrap_or(""));
     let service = if parts.uri.path().starts_with("/moto-api/") {
         "ec2".to_string()
+    } else if caller.service.is_none() && crate::console::serves(parts.uri.path()) {
+        "console".to_string()
     } else {
         service_of(&caller, &parts.headers, parts.uri.path())
     };
@@ -162,6 +168,10 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             Err(never) => match never {},
         },
         "ssm" => match e.ssm.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        "console" => match e.console.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         },

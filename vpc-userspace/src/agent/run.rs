@@ -226,6 +226,7 @@ async fn start(
         crate::iam::api::router(name),
         crate::iam::sts::router(name),
         crate::ec2::router(name),
+        crate::console::router(name),
     );
     // Lambda's public endpoint on the internet: the same endpoint (the API
     // by signature), and function URLs by `Host`.

@@ -1,0 +1,1 @@
+// The console's script (issue 22).
