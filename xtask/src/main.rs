@@ -475,6 +475,8 @@ const AWS_LAMBDA_RIC_VERSION: &str = "3.3.0";
 /// the package and what its tests import (pytest, freezegun) in
 /// `target/pyenv`, the sdist unpacked in `target/moto`.
 const MOTO_VERSION: &str = "5.2.6";
+/// Selenium, for the console's browser test (drives Debian's chromedriver).
+const SELENIUM_VERSION: &str = "4.51.0";
 /// What aws-lambda-ric's install builds with (aws-lambda-cpp and the curl it
 /// bundles: cmake, autotools, a C++ compiler).
 const RIC_BUILD_DEBS: &[(&str, &str)] = &[
@@ -543,6 +545,10 @@ fn provision() -> Result<()> {
         // The cluster store's tests start /usr/bin/etcd themselves; nothing
         // runs it as a service.
         ("etcd", "etcd-server"),
+        // The console's browser test: Debian's Chromium, headless, and its
+        // WebDriver.
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
     ] {
         if output("sh", &["-c", &format!("command -v {tool}")]).is_none() {
             debs.push(pkg);
@@ -664,6 +670,9 @@ fn provision() -> Result<()> {
     pip_module("moto", &format!("moto=={MOTO_VERSION}"))?;
     pip_module("pytest", "pytest")?;
     pip_module("freezegun", "freezegun")?;
+    // 8b. Selenium, which drives Chromium through chromedriver for the
+    // console's browser test.
+    pip_module("selenium", &format!("selenium=={SELENIUM_VERSION}"))?;
     let moto_dir = root().join("target/moto");
     if !moto_dir
         .join(format!("moto-{MOTO_VERSION}/tests/test_ec2"))
@@ -702,7 +711,7 @@ fn provision() -> Result<()> {
     node_ric()?;
     // 10. The CDK, to synthesize the tests' CDK apps.
     cdk_lib()?;
-    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, protoc, etcd, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, moto {MOTO_VERSION} and its tests, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
+    println!("xtask: toolchain ready (nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, LLVM {LLVM}, iproute2, ethtool, netcat, nftables, iperf3, protoc, etcd, boto3, the AWS CLI, flowlogs-reader {FLOWLOGS_READER_VERSION}, awslambdaric {AWSLAMBDARIC_VERSION}, aws-sam-translator {SAM_TRANSLATOR_VERSION}, moto {MOTO_VERSION} and its tests, Chromium, chromedriver, Selenium {SELENIUM_VERSION}, aws-lambda-ric {AWS_LAMBDA_RIC_VERSION}, aws-cdk-lib {AWS_CDK_LIB_VERSION})");
     Ok(())
 }
 
