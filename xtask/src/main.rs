@@ -134,6 +134,9 @@ fn run(args: &[String]) -> Result<()> {
                         "DatabaseInstance:5432",
                         "--invoke",
                         r#"orders={"order": 1}"#,
+                        // The endpoint on loopback TCP too: the console.
+                        "--api-addr",
+                        "127.0.0.1:0",
                     ]
                     .map(String::from),
                 );

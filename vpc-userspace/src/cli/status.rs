@@ -466,6 +466,10 @@ pub fn print_status(s: &Status) {
                 .map(|u| format!("  and {u}"))
                 .unwrap_or_default()
         );
+        // The console needs a browser, so TCP (`--api-addr`).
+        if let Some(u) = &s.api_url {
+            println!("CONSOLE  {u}/console");
+        }
     }
     if !s.agent_running {
         println!("\nwarning: the agent is not running");
