@@ -125,8 +125,7 @@ fn the_console_moves_a_function_to_a_new_eni_invokes_it_and_finds_the_drop() {
     );
     // AWS's validation message, verbatim from the API.
     assert_eq!(
-        seen["form_error"],
-        "Subnets and SecurityGroups must coexist or be both empty list.",
+        seen["form_error"], "Subnets and SecurityGroups must coexist or be both empty list.",
         "{seen}"
     );
     // InProgress held by the test clock, then Successful, on the ENI of

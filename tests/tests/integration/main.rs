@@ -9,12 +9,12 @@ mod cdk;
 /// The CloudFormation API (stacks, change sets, events) with the AWS CLI
 /// and boto3.
 mod cloudformation;
-/// The console in a real browser (headless Chromium, Selenium): functions,
-/// the Edit VPC form, test invokes, flows with their drops, the topology.
-mod console;
 /// The cluster store (issue 21) against a real etcd: members, the
 /// desired state, the write lock, NAT port slices, the scale simulation.
 mod cluster_store;
+/// The console in a real browser (headless Chromium, Selenium): functions,
+/// the Edit VPC form, test invokes, flows with their drops, the topology.
+mod console;
 /// The agent and `vpc apply` killed at random moments: convergence, no leaks.
 mod crash;
 /// The router through BPF_PROG_TEST_RUN, a module per concept: security

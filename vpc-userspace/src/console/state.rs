@@ -486,4 +486,52 @@ mod tests {
         assert_eq!(c.instances[0].id, "Db");
         assert_eq!(c.hosts.len(), 1);
     }
+
+    /// Every template of the tests that builds draws whole: each link the
+    /// page follows (an environment's ENI, a subnet's route table, a
+    /// route's target) names something drawn.
+    #[test]
+    fn every_link_names_something_drawn() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut drawn = 0;
+        for f in std::fs::read_dir(dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let Ok(m) = crate::model::build(&text, &Default::default(), "s") else {
+                continue;
+            };
+            let c = console(&m, &[], None);
+            let at = p.display();
+            let enis: BTreeSet<_> = c.enis.iter().map(|e| e.id.as_str()).collect();
+            let tables: BTreeSet<_> = c.route_tables.iter().map(|t| t.id.as_str()).collect();
+            let subnets: BTreeSet<_> = c.subnets.iter().map(|x| x.id.as_str()).collect();
+            let gateways: BTreeSet<_> = c.gateways.iter().map(|g| g.id.as_str()).collect();
+            for f in &c.functions {
+                for e in &f.environments {
+                    if let Some(eni) = &e.eni {
+                        assert!(enis.contains(eni.as_str()), "{at}: {} -> {eni}", f.name);
+                    }
+                }
+                assert!(f.enis.iter().all(|e| enis.contains(e.as_str())), "{at}");
+            }
+            for x in &c.subnets {
+                assert!(tables.contains(x.route_table.as_str()), "{at}: {}", x.id);
+            }
+            for e in &c.enis {
+                assert!(subnets.contains(e.subnet.as_str()), "{at}: {}", e.id);
+            }
+            for t in &c.route_tables {
+                for r in &t.routes {
+                    if matches!(r.target_kind, "igw" | "nat" | "eigw") {
+                        assert!(gateways.contains(r.target.as_str()), "{at}: {}", r.target);
+                    }
+                }
+            }
+            drawn += 1;
+        }
+        assert!(drawn >= 25, "only {drawn} templates built");
+    }
 }
