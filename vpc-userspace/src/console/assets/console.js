@@ -494,7 +494,11 @@ function drawTopology(st) {
   for (const vpcId of vpcIds) {
     const vpc = vpcInfo.get(vpcId) || { id: vpcId, cidr: '' };
     const g = s('g', { 'data-id': vpcId, 'data-kind': 'vpc', class: 'vpc' });
-    const subnets = st.subnets.filter((sn) => sn.vpc === vpcId).sort((a, b) => (a.az || '').localeCompare(b.az || '') || (b.public - a.public) || a.id.localeCompare(b.id));
+    // Subnets with Hyperplane ENIs nearest the Lambda side (fewer crossing
+    // lines), then by AZ, public first.
+    const hasEni = (sn) => (st.enis.some((e) => e.subnet === sn.id) ? 0 : 1);
+    const subnets = st.subnets.filter((sn) => sn.vpc === vpcId).sort((a, b) => hasEni(a) - hasEni(b)
+      || (a.az || '').localeCompare(b.az || '') || (b.public - a.public) || a.id.localeCompare(b.id));
     const tables = st.route_tables.filter((rt) => rt.vpc === vpcId)
       .sort((a, b) => Math.min(...a.subnets.map((id) => subnets.findIndex((sn) => sn.id === id)).filter((i) => i >= 0), 99)
         - Math.min(...b.subnets.map((id) => subnets.findIndex((sn) => sn.id === id)).filter((i) => i >= 0), 99) || a.id.localeCompare(b.id));
@@ -521,12 +525,12 @@ function drawTopology(st) {
       if (sn.ipv6_cidr) sg.append(label(sx + 8, sy + 43, sn.ipv6_cidr, 'sub mono', T.colW - 16));
       let iy = sy + (sn.ipv6_cidr ? 52 : 40);
       const items = [
+        ...st.enis.filter((e) => e.subnet === sn.id).map((e) =>
+          nodeBox('eni', e.id, sx + 8, 0, T.colW - 16, e.id, [`${[e.ip, e.ip6].filter(Boolean).join(' ')} [${e.groups.join(', ')}]`, `\u2190 ${(e.functions || []).join(', ') || 'no function'}`], e.id, null)),
         ...st.gateways.filter((gw) => gw.kind === 'nat' && gw.subnet === sn.id).map((gw) =>
           nodeBox('nat', gw.id, sx + 8, 0, T.colW - 16, gw.id, [`NAT gateway ${[gw.ip, gw.public_ip && `\u2192 ${gw.public_ip}`].filter(Boolean).join(' ')}`], null, null)),
         ...st.endpoints.filter((ep) => ep.kind !== 'Gateway' && (ep.subnets || []).includes(sn.id)).map((ep) =>
           nodeBox('endpoint', ep.id, sx + 8, 0, T.colW - 16, ep.id, [ep.service], null, null)),
-        ...st.enis.filter((e) => e.subnet === sn.id).map((e) =>
-          nodeBox('eni', e.id, sx + 8, 0, T.colW - 16, e.id, [`${[e.ip, e.ip6].filter(Boolean).join(' ')} [${e.groups.join(', ')}]`, `\u2190 ${(e.functions || []).join(', ') || 'no function'}`], e.id, null)),
         ...st.instances.filter((inst) => inst.subnet === sn.id).map((inst) =>
           nodeBox('instance', inst.id, sx + 8, 0, T.colW - 16, inst.id, [`${[inst.ip, inst.ip6].filter(Boolean).join(' ')} [${inst.groups.join(', ')}]`], inst.id, hostOf(inst))),
       ];
@@ -588,7 +592,7 @@ function drawTopology(st) {
     p.setAttribute('d', `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`);
   }
   if (!st.functions.length && !st.vpcs.length) nodes.append(s('text', { x: vx, y: top + 40, class: 'sub' }, 'Nothing deployed (or the state is not available yet).'));
-  const width = right + T.pad;
+  const width = Math.max(right, vx + 400) + T.pad;
   const height = Math.max(lambdaBottom, vy - 20) + T.pad;
   svg.setAttribute('width', width);
   svg.setAttribute('height', height);
@@ -619,10 +623,10 @@ function applyCounters(c) {
     topo.counters = new Map((c.interfaces || []).map((i) => [i.node, i]));
     const totals = Object.entries(c.drops || {}).sort((a, b) => b[1] - a[1]);
     const fwd = (c.interfaces || []).reduce((n, i) => n + (i.forwarded || 0), 0);
-    $('#topology-totals').replaceChildren('forwarded ', h('b', {}, fmt(fwd)), ' \u00b7 drops ',
+    $('#topology-totals').replaceChildren(...['forwarded ', h('b', {}, fmt(fwd)), ' \u00b7 drops ',
       h('b', {}, fmt(totals.reduce((n, [, v]) => n + v, 0))),
       ...totals.map(([r, n]) => h('span', { class: 'drop' }, `${r} ${fmt(n)}`)),
-      c.at_ms ? h('span', { class: 'muted' }, ` \u00b7 ${new Date(c.at_ms).toLocaleTimeString('en-GB')}`) : null);
+      c.at_ms ? h('span', { class: 'muted' }, ` \u00b7 ${new Date(c.at_ms).toLocaleTimeString('en-GB')}`) : null].filter(Boolean));
   }
   for (const t of $$('#topology-svg text[data-counter]')) {
     const node = t.dataset.counter;
