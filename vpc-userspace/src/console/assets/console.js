@@ -191,8 +191,13 @@ async function functionPage(name, seq) {
   $('#cancel-vpc').onclick = () => { $('#vpc-form').hidden = true; };
   $('#vpc-form').onsubmit = (e) => { e.preventDefault(); saveVpc(name, seq); };
   $('#invoke').onclick = () => invoke(name);
-  await Promise.all([getFunction(name, seq), loadState().catch(() => null)]);
-  if (current(seq)) renderFunctionState(name);
+  const refresh = async () => {
+    await Promise.all([getFunction(name, seq), loadState().catch(() => null)]);
+    if (current(seq)) renderFunctionState(name);
+  };
+  await refresh();
+  // State changes on its own too (Pending -> Active, Inactive on idle).
+  every(3000, refresh);
 }
 
 // GetFunction; records the State/LastUpdateStatus pair when it is new.
@@ -409,7 +414,7 @@ function badge(x, y, text, kind) {
 
 // A resource box: a title, detail lines, and (for a node the datapath
 // counts) a counter line and a drops line. Returns {g, h}.
-function nodeBox(kind, id, x, y, w, title, lines, counterNode, host) {
+function nodeBox(kind, id, x, y, w, title, lines, counterNode, host, shownKind = kind) {
   const hgt = 8 + T.line * (1 + lines.length + (counterNode ? 2 : 0)) + 2;
   const g = s('g', { 'data-id': id, 'data-kind': kind, class: `node ${kind}`, transform: `translate(${x},${y})` },
     s('rect', { class: 'box', width: w, height: hgt, rx: 4 }),
@@ -417,7 +422,7 @@ function nodeBox(kind, id, x, y, w, title, lines, counterNode, host) {
   const hostX = host ? 14 : 0;
   if (host) g.append(s('circle', { class: 'hostdot', cx: 10, cy: 11, r: 4, fill: topo.hosts.get(host) || '#aab7b8' }, s('title', {}, `host ${host}`)));
   g.append(label(6 + hostX, 15, title, 'title', w - 48 - hostX));
-  g.append(s('text', { x: w - 6, y: 14, class: 'kind', 'text-anchor': 'end' }, kind.toUpperCase()));
+  g.append(s('text', { x: w - 6, y: 14, class: 'kind', 'text-anchor': 'end' }, shownKind.toUpperCase()));
   lines.forEach((l, i) => g.append(label(6, 15 + T.line * (i + 1), l, 'sub mono', w - 12)));
   if (counterNode) {
     const cy = 15 + T.line * (lines.length + 1);
@@ -465,7 +470,7 @@ function drawTopology(st) {
     place(f.name, fx, y, fw, fb.h);
     let ey = fb.h + 4;
     for (const env of f.environments || []) {
-      const node = `${f.name}.${env.n}`;
+      const node = env.node || `${f.name}.${env.n}`; // the counters' name for it
       const eb = nodeBox('env', node, 8, ey, fw - 16, `env ${env.n}`, [[env.ip, env.ip6].filter(Boolean).join(' ')], node, hostOf(env));
       fb.g.append(eb.g);
       place(node, fx + 8, y + ey, fw - 16, eb.h);
@@ -499,12 +504,21 @@ function drawTopology(st) {
     const hasEni = (sn) => (st.enis.some((e) => e.subnet === sn.id) ? 0 : 1);
     const subnets = st.subnets.filter((sn) => sn.vpc === vpcId).sort((a, b) => hasEni(a) - hasEni(b)
       || (a.az || '').localeCompare(b.az || '') || (b.public - a.public) || a.id.localeCompare(b.id));
+    // Each route table under its first subnet's column when that is free,
+    // else in the next free one: association lines stay short.
+    const firstColumn = (rt) => Math.min(...rt.subnets.map((id) => subnets.findIndex((sn) => sn.id === id)).filter((i) => i >= 0), 1e6);
+    const slots = [];
     const tables = st.route_tables.filter((rt) => rt.vpc === vpcId)
-      .sort((a, b) => Math.min(...a.subnets.map((id) => subnets.findIndex((sn) => sn.id === id)).filter((i) => i >= 0), 99)
-        - Math.min(...b.subnets.map((id) => subnets.findIndex((sn) => sn.id === id)).filter((i) => i >= 0), 99) || a.id.localeCompare(b.id));
+      .sort((a, b) => firstColumn(a) - firstColumn(b) || a.id.localeCompare(b.id))
+      .map((rt) => {
+        let slot = firstColumn(rt) === 1e6 ? 0 : firstColumn(rt); // unassociated: the first free column
+        while (slots[slot]) slot += 1;
+        slots[slot] = rt;
+        return { rt, slot };
+      });
     const edge = [...st.gateways.filter((gw) => gw.vpc === vpcId && gw.kind !== 'nat'),
       ...st.endpoints.filter((ep) => ep.vpc === vpcId && ep.kind === 'Gateway')];
-    const cols = Math.max(1, subnets.length, tables.length);
+    const cols = Math.max(1, subnets.length, slots.length);
     const inner = s('g', {});
     // Subnets and what sits in them.
     const sy = vy + 44;
@@ -532,7 +546,8 @@ function drawTopology(st) {
         ...st.endpoints.filter((ep) => ep.kind !== 'Gateway' && (ep.subnets || []).includes(sn.id)).map((ep) =>
           nodeBox('endpoint', ep.id, sx + 8, 0, T.colW - 16, ep.id, [ep.service], null, null)),
         ...st.instances.filter((inst) => inst.subnet === sn.id).map((inst) =>
-          nodeBox('instance', inst.id, sx + 8, 0, T.colW - 16, inst.id, [`${[inst.ip, inst.ip6].filter(Boolean).join(' ')} [${inst.groups.join(', ')}]`], inst.id, hostOf(inst))),
+          nodeBox('instance', inst.id, sx + 8, 0, T.colW - 16, inst.id, [`${[inst.ip, inst.ip6].filter(Boolean).join(' ')} [${inst.groups.join(', ')}]`], inst.id, hostOf(inst),
+            inst.kind === 'network_interface' ? 'interface' : 'instance')),
       ];
       for (const it of items) {
         it.g.setAttribute('transform', `translate(${sx + 8},${iy})`);
@@ -548,9 +563,11 @@ function drawTopology(st) {
     // Route tables under the subnets, each linked to its subnets.
     const ry = sy + subnetH + 22;
     let tablesH = 0;
-    tables.forEach((rt, i) => {
-      const rx = vx + 14 + i * (T.colW + T.colGap);
-      const lines = rt.routes.map((r) => `${r.destination} \u2192 ${r.target}`);
+    tables.forEach(({ rt, slot }) => {
+      const rx = vx + 14 + slot * (T.colW + T.colGap);
+      // Every route table has the VPC's local routes (AWS shows them first).
+      const local = rt.routes.some((r) => r.target === 'local') ? [] : [vpc.cidr, vpc.ipv6_cidr].filter(Boolean).map((c) => `${c} \u2192 local`);
+      const lines = [...local, ...rt.routes.map((r) => `${r.destination} \u2192 ${r.target}`)];
       const b = nodeBox('route-table', rt.id, rx, ry, T.colW, rt.id, [...lines, `subnets: ${rt.subnets.join(', ') || '\u2014'}`], null, null);
       if (rt.main) b.g.append(s('text', { x: T.colW - 6, y: 27, class: 'kind main', 'text-anchor': 'end' }, 'MAIN'));
       inner.append(b.g);
