@@ -105,7 +105,7 @@ function route() {
   timers.forEach(clearInterval);
   timers = [];
   const seq = ++routeSeq;
-  const parts = (location.hash.replace(/^#\/?/, '') || 'functions').split('/');
+  const parts = (location.hash.replace(/^#\/?/, '') || 'functions').split('/').filter(Boolean);
   const page = parts[0];
   $$('.page').forEach((p) => { p.hidden = true; });
   $$('a[data-nav]').forEach((a) => a.classList.toggle('active', a.dataset.nav === page));
@@ -457,40 +457,8 @@ function drawTopology(st) {
   nodes.append(legend);
   const top = 40;
 
-  // The Lambda side (AWS's service VPC): functions and their environments.
-  const lw = T.lambdaW;
-  let y = top + 30;
-  const lambdaSide = s('g', { class: 'lambda' });
-  for (const f of [...st.functions].sort((a, b) => a.name.localeCompare(b.name))) {
-    const fx = T.pad + 10;
-    const fw = lw - 20;
-    const vc = f.vpc_config;
-    const fb = nodeBox('function', f.name, fx, y, fw, f.name,
-      [vc ? `${vc.vpc}: ${vc.subnets.join(', ')} [${vc.groups.join(', ')}]${vc.ipv6_allowed_for_dual_stack ? ' IPv6' : ''}` : 'no VPC'], null, null);
-    place(f.name, fx, y, fw, fb.h);
-    let ey = fb.h + 4;
-    for (const env of f.environments || []) {
-      const node = env.node || `${f.name}.${env.n}`; // the counters' name for it
-      const eb = nodeBox('env', node, 8, ey, fw - 16, `env ${env.n}`, [[env.ip, env.ip6].filter(Boolean).join(' ')], node, hostOf(env));
-      fb.g.append(eb.g);
-      place(node, fx + 8, y + ey, fw - 16, eb.h);
-      if (env.eni) links.append(s('path', { class: 'link', 'data-from': node, 'data-to': env.eni, 'data-function': f.name }));
-      ey += eb.h + 4;
-    }
-    if (!(f.environments || []).length) {
-      for (const eni of f.enis || []) links.append(s('path', { class: 'link', 'data-from': f.name, 'data-to': eni, 'data-function': f.name }));
-    }
-    fb.g.querySelector('rect.box').setAttribute('height', ey + 2);
-    where.get(f.name).h = ey + 2;
-    lambdaSide.append(fb.g);
-    y += ey + 10;
-  }
-  const lambdaBottom = y;
-  nodes.append(s('rect', { class: 'lambda-side', x: T.pad, y: top, width: lw, height: lambdaBottom - top, rx: 8 }),
-    s('text', { x: T.pad + 10, y: top + 18, class: 'caption' }, 'AWS LAMBDA'), lambdaSide);
-
   // VPCs, stacked; in each, subnets as columns ordered by AZ.
-  const vx = T.pad + lw + T.gap;
+  const vx = T.pad + T.lambdaW + T.gap;
   let vy = top + T.edgeH / 2;
   let right = vx;
   const vpcIds = st.vpcs.map((v) => v.id);
@@ -581,7 +549,7 @@ function drawTopology(st) {
     const vh = ry + (tablesH ? tablesH + 14 : 0) - vy;
     g.append(s('rect', { class: 'box', x: vx, y: vy, width: vw, height: vh, rx: 10 }),
       s('text', { x: vx + 12, y: vy + 30, class: 'title' }, `${vpcId}`),
-      s('text', { x: vx + 14 + Math.max(40, vpcId.length * 7.5), y: vy + 30, class: 'sub mono' }, [vpc.cidr, vpc.ipv6_cidr].filter(Boolean).join(' \u00b7 ')),
+      s('text', { x: vx + 20 + vpcId.length * 8, y: vy + 30, class: 'sub mono' }, [vpc.cidr, vpc.ipv6_cidr].filter(Boolean).join(' \u00b7 ')),
       inner);
     // Gateways on the VPC's edge: IGW, egress-only IGW, gateway endpoints.
     edge.forEach((gw, i) => {
@@ -595,6 +563,41 @@ function drawTopology(st) {
     right = Math.max(right, vx + vw);
     vy += vh + 40;
   }
+
+  // The Lambda side (AWS's service VPC): functions and their environments.
+  const lw = T.lambdaW;
+  let y = top + 30;
+  const lambdaSide = s('g', { class: 'lambda' });
+  // Functions in the order of their ENIs down the VPCs (fewer crossing
+  // lines); those without an ENI last; then by name.
+  const eniY = (f) => Math.min(...(f.enis || []).map((id) => where.get(id)?.y ?? 1e6), 1e6);
+  for (const f of [...st.functions].sort((a, b) => eniY(a) - eniY(b) || a.name.localeCompare(b.name))) {
+    const fx = T.pad + 10;
+    const fw = lw - 20;
+    const vc = f.vpc_config;
+    const fb = nodeBox('function', f.name, fx, y, fw, f.name,
+      [vc ? `${vc.vpc}: ${vc.subnets.join(', ')} [${vc.groups.join(', ')}]${vc.ipv6_allowed_for_dual_stack ? ' IPv6' : ''}` : 'no VPC'], null, null);
+    place(f.name, fx, y, fw, fb.h);
+    let ey = fb.h + 4;
+    for (const env of f.environments || []) {
+      const node = env.node || `${f.name}.${env.n}`; // the counters' name for it
+      const eb = nodeBox('env', node, 8, ey, fw - 16, `env ${env.n}`, [[env.ip, env.ip6].filter(Boolean).join(' ')], node, hostOf(env));
+      fb.g.append(eb.g);
+      place(node, fx + 8, y + ey, fw - 16, eb.h);
+      if (env.eni) links.append(s('path', { class: 'link', 'data-from': node, 'data-to': env.eni, 'data-function': f.name }));
+      ey += eb.h + 4;
+    }
+    if (!(f.environments || []).length) {
+      for (const eni of f.enis || []) links.append(s('path', { class: 'link', 'data-from': f.name, 'data-to': eni, 'data-function': f.name }));
+    }
+    fb.g.querySelector('rect.box').setAttribute('height', ey + 2);
+    where.get(f.name).h = ey + 2;
+    lambdaSide.append(fb.g);
+    y += ey + 10;
+  }
+  const lambdaBottom = y;
+  nodes.append(s('rect', { class: 'lambda-side', x: T.pad, y: top, width: lw, height: lambdaBottom - top, rx: 8 }),
+    s('text', { x: T.pad + 10, y: top + 18, class: 'caption' }, 'AWS LAMBDA'), lambdaSide);
 
   // Environments (or functions) to their ENIs.
   for (const p of links.querySelectorAll('path.link')) {
