@@ -742,6 +742,10 @@ function renderFlows() {
     h('td', {}, endpoint(r.from, r.src, r.sport, r.packet_src && r.packet_src !== r.src ? `packet from ${r.packet_src}` : null)),
     h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null)),
     h('td', { class: 'mono' }, r.eni || ''), h('td', {}, fmt(r.packets)), h('td', {}, bytes(r.bytes))])));
+  // Drops by reason (packets) among the rows shown, the largest first.
+  const reasons = new Map();
+  for (const [r] of drops) reasons.set(r.reason, (reasons.get(r.reason) || 0) + (r.packets || 1));
+  $('#drops-reasons').replaceChildren(...[...reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('span', { title: `${fmt(n)} packets` }, `${r} ${fmt(n)}`)));
   $('#drops-count').textContent = `(${drops.length}${drops.length !== (d.drops || []).length ? ` of ${(d.drops || []).length}` : ''})`;
   const conns = (d.connections || []).map((r) => [r, flowOf('connection', r)]).filter(([, f]) => matches(f));
   $('#connections tbody').replaceChildren(...conns.map(([r, f]) => {
