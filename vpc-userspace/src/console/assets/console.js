@@ -135,6 +135,7 @@ async function functionsPage(seq) {
     renderFunctions(configs.filter(Boolean), st);
   };
   $('#functions-refresh').onclick = refresh;
+  $('#functions-filter').oninput = filterFunctions;
   await refresh();
   every(3000, refresh);
 }
@@ -168,8 +169,15 @@ function renderFunctions(configs, st) {
     $('td.runtime', tr).textContent = c.Runtime || c.PackageType || '';
   }
   $$('tr', tbody).filter((r) => !seen.has(r.dataset.function)).forEach((r) => r.remove());
+  filterFunctions();
   $('#functions-count').textContent = `(${configs.length})`;
   $('#functions-empty').hidden = configs.length > 0;
+}
+
+// The list's keyword filter, as Lambda's console has: any cell's text.
+function filterFunctions() {
+  const q = $('#functions-filter').value.trim().toLowerCase();
+  for (const tr of $$('#functions tbody tr')) tr.hidden = !!q && !tr.textContent.toLowerCase().includes(q);
 }
 
 // ---- Functions: one function ----
@@ -741,7 +749,7 @@ function renderFlows() {
     h('td', {}, r.protocol),
     h('td', {}, endpoint(r.from, r.src, r.sport, r.packet_src && r.packet_src !== r.src ? `packet from ${r.packet_src}` : null)),
     h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null)),
-    h('td', { class: 'mono' }, r.eni || ''), h('td', {}, fmt(r.packets)), h('td', {}, bytes(r.bytes))])));
+    h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])));
   // Drops by reason (packets) among the rows shown, the largest first.
   const reasons = new Map();
   for (const [r] of drops) reasons.set(r.reason, (reasons.get(r.reason) || 0) + (r.packets || 1));
