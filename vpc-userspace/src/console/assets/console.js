@@ -100,7 +100,8 @@ const byId = (list) => new Map(list.map((x) => [x.id, x]));
 // ---- routing: #/functions, #/functions/NAME, #/topology, #/flows ----
 let timers = [];
 let routeSeq = 0; // bumps on every route change: stale async work checks it
-function every(ms, fn) { timers.push(setInterval(fn, ms)); }
+// A page's periodic work, unless the page was left while it loaded.
+function every(seq, ms, fn) { if (current(seq)) timers.push(setInterval(fn, ms)); }
 function route() {
   timers.forEach(clearInterval);
   timers = [];
@@ -137,7 +138,7 @@ async function functionsPage(seq) {
   $('#functions-refresh').onclick = refresh;
   $('#functions-filter').oninput = filterFunctions;
   await refresh();
-  every(3000, refresh);
+  every(seq, 3000, refresh);
 }
 
 function renderFunctions(configs, st) {
@@ -205,7 +206,7 @@ async function functionPage(name, seq) {
   };
   await refresh();
   // State changes on its own too (Pending -> Active, Inactive on idle).
-  every(3000, refresh);
+  every(seq, 3000, refresh);
 }
 
 // GetFunction; records the State/LastUpdateStatus pair when it is new.
@@ -283,27 +284,26 @@ function renderFunctionState(name) {
 async function openVpcForm() {
   const st = await loadState().catch(() => lastState || {});
   const vc = (fn.config && fn.config.VpcConfig) || {};
-  const chosenSubnets = new Set(vc.SubnetIds || []);
-  const chosenGroups = new Set(vc.SecurityGroupIds || []);
   const vpcs = (st.vpcs || []).map((v) => v.id);
   for (const x of [...(st.subnets || []), ...(st.security_groups || [])]) if (!vpcs.includes(x.vpc)) vpcs.push(x.vpc);
   const vpcInfo = byId(st.vpcs || []);
-  const group = (vpc, items) => h('div', { class: 'vpc-group', 'data-vpc': vpc },
-    h('div', {}, vpc, ' ', h('span', { class: 'muted mono' }, [vpcInfo.get(vpc)?.cidr, vpcInfo.get(vpc)?.ipv6_cidr].filter(Boolean).join(' \u00b7 '))), ...items);
-  $('#vpc-form-subnets').replaceChildren(...vpcs.map((vpc) => group(vpc, (st.subnets || []).filter((sn) => sn.vpc === vpc).map((sn) =>
-    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'subnet', value: sn.id, checked: chosenSubnets.has(sn.id) }),
-      h('code', {}, sn.id), h('span', { class: 'meta' }, `${sn.cidr}${sn.ipv6_cidr ? ` \u00b7 ${sn.ipv6_cidr}` : ''} \u00b7 ${sn.az}`),
-      ...subnetBadges(sn))))).filter((g) => g.childElementCount > 1));
-  $('#vpc-form-groups').replaceChildren(...vpcs.map((vpc) => group(vpc, (st.security_groups || []).filter((g) => g.vpc === vpc).map((g) =>
-    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'group', value: g.id, checked: chosenGroups.has(g.id) }),
-      h('code', {}, g.id), g.default ? h('span', { class: 'meta' }, 'default') : null)))).filter((g) => g.childElementCount > 1));
-  // Subnets named by the function but unknown to the state still show (and stay chosen).
-  const known = new Set((st.subnets || []).map((sn) => sn.id));
-  for (const id of chosenSubnets) if (!known.has(id)) $('#vpc-form-subnets').append(h('label', { class: 'check' },
-    h('input', { type: 'checkbox', name: 'subnet', value: id, checked: true }), h('code', {}, id)));
-  const knownGroups = new Set((st.security_groups || []).map((g) => g.id));
-  for (const id of chosenGroups) if (!knownGroups.has(id)) $('#vpc-form-groups').append(h('label', { class: 'check' },
-    h('input', { type: 'checkbox', name: 'group', value: id, checked: true }), h('code', {}, id)));
+  // One checkbox per item, grouped by VPC; what the function names but the
+  // state does not know (yet) still shows, chosen.
+  const choices = (box, name, items, chosen, meta) => {
+    const known = new Set(items.map((x) => x.id));
+    const el = $(box);
+    el.replaceChildren(...vpcs.map((vpc) => h('div', { class: 'vpc-group', 'data-vpc': vpc },
+      h('div', {}, vpc, ' ', h('span', { class: 'muted mono' }, [vpcInfo.get(vpc)?.cidr, vpcInfo.get(vpc)?.ipv6_cidr].filter(Boolean).join(' \u00b7 '))),
+      ...items.filter((x) => x.vpc === vpc).map((x) => h('label', { class: 'check' },
+        h('input', { type: 'checkbox', name, value: x.id, checked: chosen.has(x.id) }), h('code', {}, x.id), ...meta(x)))))
+      .filter((g) => g.childElementCount > 1));
+    for (const id of chosen) if (!known.has(id)) el.append(h('label', { class: 'check' },
+      h('input', { type: 'checkbox', name, value: id, checked: true }), h('code', {}, id)));
+  };
+  choices('#vpc-form-subnets', 'subnet', st.subnets || [], new Set(vc.SubnetIds || []), (sn) => [
+    h('span', { class: 'meta' }, `${sn.cidr}${sn.ipv6_cidr ? ` \u00b7 ${sn.ipv6_cidr}` : ''} \u00b7 ${sn.az}`), ...subnetBadges(sn)]);
+  choices('#vpc-form-groups', 'group', st.security_groups || [], new Set(vc.SecurityGroupIds || []), (g) => [
+    g.default ? h('span', { class: 'meta' }, 'default') : null]);
   $('#ipv6-dual-stack').checked = !!vc.Ipv6AllowedForDualStack;
   $('#form-error').textContent = '';
   $('#vpc-form').hidden = false;
@@ -341,17 +341,20 @@ async function saveVpc(name, seq) {
   timers.push(poll);
 }
 
+function invokeStatus(text, cls) {
+  $('#invoke-status').textContent = text;
+  $('#invoke-status').className = `status ${cls}`;
+}
+
 // A test event: Invoke with the log tail.
 async function invoke(name) {
   let event = $('#test-event').value;
   try { event = JSON.stringify(JSON.parse(event)); } catch (e) {
-    $('#invoke-status').textContent = `Failed: the event is not JSON (${e.message})`;
-    $('#invoke-status').className = 'status bad';
+    invokeStatus(`Failed: the event is not JSON (${e.message})`, 'bad');
     return;
   }
   $('#invoke').disabled = true;
-  setStatus($('#invoke-status'), 'InProgress');
-  $('#invoke-status').textContent = 'Invoking\u2026';
+  invokeStatus('Invoking\u2026', 'progress');
   try {
     const r = await fetch(lambda(name, '/invocations'), { method: 'POST', headers: { 'X-Amz-Log-Type': 'Tail', 'Content-Type': 'application/json' }, body: event });
     const text = await r.text();
@@ -359,15 +362,14 @@ async function invoke(name) {
       let body = null;
       try { body = JSON.parse(text); } catch (_) { /* not JSON */ }
       const err = new ApiError(r.status, body, text);
-      $('#invoke-status').textContent = `Failed: ${err.type || r.status}`;
-      $('#invoke-status').className = 'status bad';
+      // The exception's name is in X-Amzn-ErrorType (the body's Type is "User").
+      invokeStatus(`Failed: ${r.headers.get('X-Amzn-ErrorType') || err.type || r.status}`, 'bad');
       $('#invoke-result').textContent = err.message;
       $('#invoke-log').textContent = '';
       return;
     }
     const failed = r.headers.get('X-Amz-Function-Error');
-    $('#invoke-status').textContent = failed ? `Failed: ${failed}` : 'Succeeded';
-    $('#invoke-status').className = `status ${failed ? 'bad' : 'ok'}`;
+    invokeStatus(failed ? `Failed: ${failed}` : 'Succeeded', failed ? 'bad' : 'ok');
     let shown = text;
     try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (_) { /* the body as it came */ }
     $('#invoke-result').textContent = shown;
@@ -376,8 +378,7 @@ async function invoke(name) {
     showError('Invoke', null);
   } catch (e) {
     showError('Invoke', `Invoke: ${e.message}`);
-    $('#invoke-status').textContent = `Failed: ${e.message}`;
-    $('#invoke-status').className = 'status bad';
+    invokeStatus(`Failed: ${e.message}`, 'bad');
   } finally { $('#invoke').disabled = false; }
 }
 
@@ -402,8 +403,8 @@ async function topologyPage(seq) {
   topo.key = null;
   await refreshState();
   await refreshCounters();
-  every(1000, refreshCounters);
-  every(5000, refreshState);
+  every(seq, 1000, refreshCounters);
+  every(seq, 5000, refreshState);
 }
 
 // Text that fits `width` pixels (an estimate: no layout pass needed).
@@ -412,8 +413,10 @@ function fit(text, width, px = 6.1) {
   const max = Math.max(3, Math.floor(width / px));
   return text.length > max ? `${text.slice(0, max - 1)}\u2026` : text;
 }
+// A text, cut to `width` with the whole in its tooltip.
 function label(x, y, text, cls, width) {
-  return s('text', { x, y, class: cls }, width ? fit(text, width, cls && cls.includes('mono') ? 6.2 : 6.1) : text, text.length && width && fit(text, width) !== text ? s('title', {}, text) : null);
+  const shown = width ? fit(text, width, cls && cls.includes('mono') ? 6.2 : 6.1) : text;
+  return s('text', { x, y, class: cls }, shown, shown !== text ? s('title', {}, text) : null);
 }
 function badge(x, y, text, kind) {
   const w = text.length * 5.6 + 8;
@@ -649,10 +652,10 @@ const REASON_ABBREV = (r) => r.replace(/_denied$/, '').replace(/_/g, ' ');
 function applyCounters(c) {
   if (c) {
     topo.counters = new Map((c.interfaces || []).map((i) => [i.node, i]));
+    // The router's drops by reason (a packet crosses several interfaces:
+    // their counters do not add up to the router's).
     const totals = Object.entries(c.drops || {}).sort((a, b) => b[1] - a[1]);
-    const fwd = (c.interfaces || []).reduce((n, i) => n + (i.forwarded || 0), 0);
-    $('#topology-totals').replaceChildren(...['forwarded ', h('b', {}, fmt(fwd)), ' \u00b7 drops ',
-      h('b', {}, fmt(totals.reduce((n, [, v]) => n + v, 0))),
+    $('#topology-totals').replaceChildren(...['router drops ', h('b', {}, fmt(totals.reduce((n, [, v]) => n + v, 0))),
       ...totals.map(([r, n]) => h('span', { class: 'drop' }, `${r} ${fmt(n)}`)),
       c.at_ms ? h('span', { class: 'muted' }, ` \u00b7 ${new Date(c.at_ms).toLocaleTimeString('en-GB')}`) : null].filter(Boolean));
   }
@@ -699,7 +702,7 @@ async function flowsPage(seq) {
     renderFlows();
   };
   await refresh();
-  every(2000, refresh);
+  every(seq, 2000, refresh);
 }
 
 // One row's fields for filtering and explaining, connection or drop alike.
