@@ -593,6 +593,7 @@ function drawTopology(st) {
     for (const env of f.environments || []) {
       const node = env.node || `${f.name}.${env.n}`; // the counters' name for it
       const eb = nodeBox('env', node, 8, ey, fw - 16, `env ${env.n}`, [[env.ip, env.ip6].filter(Boolean).join(' ')], node, hostOf(env));
+      eb.g.dataset.function = f.name;
       fb.g.append(eb.g);
       place(node, fx + 8, y + ey, fw - 16, eb.h);
       if (env.eni) links.append(s('path', { class: 'link', 'data-from': node, 'data-to': env.eni, 'data-function': f.name }));
@@ -633,6 +634,20 @@ function drawTopology(st) {
   // Hovering a function or an environment brings out its lines.
   svg.onmouseover = (e) => highlight(e.target.closest('g[data-kind="function"], g[data-kind="env"], g[data-kind="eni"]'));
   svg.onmouseout = () => highlight(null);
+  // A function (or its environment) opens its page; an ENI or an instance
+  // the flows through it.
+  svg.onclick = (e) => {
+    const g = e.target.closest('g[data-kind]');
+    if (!g) return;
+    const kind = g.dataset.kind;
+    if (kind === 'function' || kind === 'env') location.hash = `#/functions/${encodeURIComponent(g.dataset.function || g.dataset.id)}`;
+    else if (kind === 'eni' || kind === 'instance') {
+      for (const id of ['filter-function', 'filter-eni', 'filter-address', 'filter-port']) $(`#${id}`).value = '';
+      if (kind === 'eni') $('#filter-eni').value = g.dataset.id;
+      else $('#filter-address').value = st.instances.find((i) => i.id === g.dataset.id)?.ip || '';
+      location.hash = '#/flows';
+    }
+  };
 }
 
 function highlight(g) {
