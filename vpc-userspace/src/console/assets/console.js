@@ -698,6 +698,13 @@ function applyCounters(c) {
       setTimeout(() => g.classList.remove(cls), 700);
     }
   }
+  // Interfaces the state does not draw (the VPC resolver, the internet's
+  // and AWS's services): a line under the drawing.
+  const drawn = new Set($$('#topology-svg text[data-counter]').map((x) => x.dataset.counter));
+  const others = [...topo.counters.values()].filter((i) => !drawn.has(i.node));
+  $('#topology-other').replaceChildren(...(others.length ? ['Other interfaces: '] : []), ...others.map((i) => h('span', {
+    class: `other${i.dropped ? ' some' : ''}`, title: Object.entries(i.drops || {}).map(([r, n]) => `${r}: ${n}`).join('\n'),
+  }, h('b', {}, i.node), ` fwd ${fmt(i.forwarded)} drop ${fmt(i.dropped)}`)));
   if (c) topo.prev = new Map([...topo.counters].map(([k, v]) => [k, { forwarded: v.forwarded, dropped: v.dropped }]));
 }
 
@@ -747,9 +754,11 @@ function matches(f) {
   return true;
 }
 
-function endpoint(who, addr, port, extra) {
+// An end of a flow: its resource, address and port (/protocol on the
+// destination, as Hubble shows it).
+function endpoint(who, addr, port, extra, protocol) {
   return h('span', { class: 'ep' }, who ? h('span', { class: 'who' }, who) : null,
-    h('span', { class: 'addr' }, `${addr ?? '?'}${port != null ? `:${port}` : ''}`),
+    h('span', { class: 'addr' }, `${addr ?? '?'}${port != null ? `:${port}` : ''}${protocol ? `/${protocol}` : ''}`),
     extra ? h('span', { class: 'via' }, extra) : null);
 }
 
@@ -764,9 +773,8 @@ function renderFlows() {
   $('#drops tbody').replaceChildren(...drops.map(([r, f]) => row('drop', f, [
     h('td', { class: 'time', title: `first ${time(r.first_s)}` }, time(r.last_s)),
     h('td', { class: 'reason' }, r.reason), h('td', { class: 'why' }, r.why || ''),
-    h('td', {}, r.protocol),
     h('td', {}, endpoint(r.from, r.src, r.sport, r.packet_src && r.packet_src !== r.src ? `packet from ${r.packet_src}` : null)),
-    h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null)),
+    h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null, r.protocol)),
     h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])));
   // Drops by reason (packets) among the rows shown, the largest first.
   const reasons = new Map();
@@ -778,8 +786,9 @@ function renderFlows() {
     const o = r.original || {};
     const rep = r.reply || {};
     return row('connection', f, [
-      h('td', {}, r.protocol), h('td', {}, r.state || ''),
-      h('td', {}, endpoint(r.from, o.src, o.sport)), h('td', {}, endpoint(r.to, o.dst, o.dport, rep.src && rep.src !== o.dst ? `reply from ${rep.src}:${rep.sport}` : null)),
+      h('td', {}, r.state || ''),
+      h('td', {}, endpoint(r.from, o.src, o.sport, rep.dst && rep.dst !== o.src ? `as ${rep.dst}:${rep.dport}` : null)),
+      h('td', {}, endpoint(r.to, o.dst, o.dport, rep.src && rep.src !== o.dst ? `reply from ${rep.src}:${rep.sport}` : null, r.protocol)),
       h('td', { class: 'mono' }, r.eni || ''), h('td', {}, `${fmt(o.packets)} / ${fmt(rep.packets)}`),
       h('td', {}, `${bytes(o.bytes)} / ${bytes(rep.bytes)}`), h('td', {}, ago(r.age_s)), h('td', {}, ago(r.timeout_s))]);
   }));
@@ -812,8 +821,7 @@ async function explain(f) {
   $('#explain-verdict').className = verdict;
   $('#explain-query').textContent = `${r.from ?? q.from} (${r.src ?? '?'}) \u2192 ${r.to ?? q.to} (${r.dst ?? '?'}) ${q.protocol}${r.port != null ? ` port ${r.port}` : ''}`;
   $('#explain-why').textContent = r.why || '';
-  const steps = r.steps || [];
-  $('#explain-steps').replaceChildren(...steps.map((step, i) => h('li', { class: i === steps.length - 1 ? `final ${verdict}` : '' }, step)));
+  $('#explain-steps').replaceChildren(...(r.steps || []).map((step) => h('li', {}, step)));
 }
 
 window.addEventListener('hashchange', route);
