@@ -523,7 +523,8 @@ function drawTopology(st) {
         ...st.gateways.filter((gw) => gw.kind === 'nat' && gw.subnet === sn.id).map((gw) =>
           nodeBox('nat', gw.id, sx + 8, 0, T.colW - 16, gw.id, [`NAT gateway ${[gw.ip, gw.public_ip && `\u2192 ${gw.public_ip}`].filter(Boolean).join(' ')}`], null, null)),
         ...st.endpoints.filter((ep) => ep.kind !== 'Gateway' && (ep.subnets || []).includes(sn.id)).map((ep) =>
-          nodeBox('endpoint', ep.id, sx + 8, 0, T.colW - 16, ep.id, [ep.service], null, null)),
+          // Its network interface in this subnet is host `<id>.<n>` (n from 1, in its subnets' order).
+          nodeBox('endpoint', ep.id, sx + 8, 0, T.colW - 16, ep.id, [ep.service], `${ep.id}.${ep.subnets.indexOf(sn.id) + 1}`, null)),
         ...st.instances.filter((inst) => inst.subnet === sn.id).map((inst) =>
           nodeBox('instance', inst.id, sx + 8, 0, T.colW - 16, inst.id, [`${[inst.ip, inst.ip6].filter(Boolean).join(' ')} [${inst.groups.join(', ')}]`], inst.id, hostOf(inst),
             inst.kind === 'network_interface' ? 'interface' : 'instance')),
