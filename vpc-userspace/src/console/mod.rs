@@ -60,7 +60,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn index() -> Response {
-    asset("text/html; charset=utf-8", include_str!("assets/index.html"))
+    asset(
+        "text/html; charset=utf-8",
+        include_str!("assets/index.html"),
+    )
 }
 
 async fn script() -> Response {
@@ -71,7 +74,10 @@ async fn script() -> Response {
 }
 
 async fn stylesheet() -> Response {
-    asset("text/css; charset=utf-8", include_str!("assets/console.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("assets/console.css"),
+    )
 }
 
 async fn not_found() -> Response {
