@@ -45,4 +45,9 @@ pub const ENDPOINT_IDLE: u32 = 17;
 /// The ifindex of the overlay device (a VXLAN device in external mode,
 /// `vx0`) in the router namespace; 0: no overlay, one host.
 pub const OVERLAY_IFINDEX: u32 = 18;
-pub const LEN: u32 = 19;
+/// 1 while an agent runs (it records every rejected flow, flow log or
+/// not): with no flow-log window in force, rejects are recorded under
+/// `FL_DROPS_WINDOW`. 0 (the agent stopped cleanly): only a flow log's
+/// window records them.
+pub const RECORD_DROPS: u32 = 19;
+pub const LEN: u32 = 20;

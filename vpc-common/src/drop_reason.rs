@@ -150,6 +150,55 @@ impl DropReason {
         DropReason::OverlayNoDestination,
     ];
 
+    /// The reason with discriminant `code` (a verdict's detail, a
+    /// `FlowRejectKey::reason`).
+    pub fn from_code(code: u32) -> Option<DropReason> {
+        DropReason::ALL.iter().copied().find(|r| *r as u32 == code)
+    }
+
+    /// Why, in a few words (the console's drops).
+    pub const fn why(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "truncated or inconsistent headers",
+            DropReason::NotIp => "not IPv4 or IPv6: the VPC router only routes IP",
+            DropReason::UnknownPort => "arrived on an interface the router has no port for",
+            DropReason::Spoofed => "the source address is not the sending interface's",
+            DropReason::NoRoute => "no route in the VPC leads to the destination",
+            DropReason::SgEgressDenied => "the sender's security groups allow no such outbound traffic",
+            DropReason::SgIngressDenied => "the receiver's security groups allow no such inbound traffic",
+            DropReason::HyperplaneUnsolicited => "to a Hyperplane ENI, matching no connection a function opened",
+            DropReason::CtInvalid => "a TCP packet that is not a SYN and matches no tracked connection",
+            DropReason::NatPortExhausted => "every NAT port of the function's Hyperplane ENIs (or the NAT gateway's, toward that destination) is taken",
+            DropReason::Fragment => "an IP fragment whose ports are unknown: no policy can decide it",
+            DropReason::FunctionProtocol => "neither TCP nor UDP from a Lambda function",
+            DropReason::CtFull => "the connection-tracking table is full",
+            DropReason::Ipv6ExtHeader => "too many or unsupported IPv6 extension headers",
+            DropReason::NoEgressPort => "the destination's interface is missing (topology out of step)",
+            DropReason::NaclEgressDenied => "the network ACL of the subnet it leaves denies it",
+            DropReason::NaclIngressDenied => "the network ACL of the subnet it enters denies it",
+            DropReason::Ipv6NotAllowed => "IPv6 from a function without Ipv6AllowedForDualStack",
+            DropReason::Ipv6EmbeddedV4 => "IPv6 with an IPv4-mapped or IPv4-compatible address",
+            DropReason::RouteBlackhole => "the matching route is a blackhole: its target is gone",
+            DropReason::InternetUnreachable => "routed to the internet gateway, but nothing on the internet owns the destination",
+            DropReason::NoPublicAddress => "to the internet gateway from an address without a public IPv4 address",
+            DropReason::NatGatewayProtocol => "a NAT gateway passes only TCP, UDP and ICMP echo over IPv4",
+            DropReason::ResolverNotDns => "to the VPC resolver but not DNS, or a new flow from it",
+            DropReason::EgressOnlyInbound => "a new connection from the internet through an egress-only internet gateway",
+            DropReason::AwsServiceUnsolicited => "a new flow from the AWS services side: they only answer",
+            DropReason::EndpointServiceMismatch => "to an AWS service by a route that is not its gateway endpoint's",
+            DropReason::NatGatewayPrivateInternet => "through a private NAT gateway to an internet gateway",
+            DropReason::SourceDestCheck => "routed through an interface whose source/destination check is on",
+            DropReason::ConntrackAllowanceExceeded => "the interface has its conntrack allowance of tracked connections",
+            DropReason::LinklocalAllowanceExceeded => "past the interface's 1,024 packets per second to the VPC resolver",
+            DropReason::VlanTagged => "a VLAN-tagged frame: VPC interfaces are untagged",
+            DropReason::CtClash => "a new connection's first packets raced on two CPUs and the retry failed",
+            DropReason::OverlayNeedsTc => "to a node on another host at XDP: only the TC hook can tunnel",
+            DropReason::OverlayNoHost => "to a node on another host whose host is unknown",
+            DropReason::OverlayMalformed => "arrived on the overlay device without tunnel metadata",
+            DropReason::OverlayNoDestination => "arrived through the overlay for an address with no local node",
+        }
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             DropReason::Malformed => "malformed",

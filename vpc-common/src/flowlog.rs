@@ -85,5 +85,10 @@ pub const FL_STAT_REJECT_MAP_FULL: u32 = 2;
 pub const FL_STATS_LEN: u32 = 4;
 /// Default flow-log ring buffer size (bytes, a power of two of pages).
 pub const FL_RINGBUF_BYTES: u32 = 256 * 1024;
+/// The window rejects are recorded in while no flow log exists and the
+/// agent records drops (`cfg::RECORD_DROPS`): flow-log windows count from
+/// 1 and never reach it. The agent takes these entries out of
+/// `FL_REJECTS` itself.
+pub const FL_DROPS_WINDOW: u32 = u32::MAX;
 /// Rejected flows aggregated per window (LRU).
 pub const FL_MAX_REJECTS: u32 = 65_536;

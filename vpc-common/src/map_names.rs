@@ -60,6 +60,8 @@ pub const BENCH: &str = "BENCH";
 pub const BENCH_SCRATCH: &str = "BENCH_SCRATCH";
 /// Per-CPU packets per router port, forwarded and dropped (`port_stat_index`).
 pub const PORT_STATS: &str = "PORT_STATS";
+/// Per-CPU drops per router port and reason (`port_drop_key`; LRU).
+pub const PORT_DROPS: &str = "PORT_DROPS";
 /// Per-CPU packets forwarded per Hyperplane ENI.
 pub const ENI_STATS: &str = "ENI_STATS";
 /// Flow logs: `FlowRejectKey` -> `FlowWindow`, rejected flows per window.
@@ -125,6 +127,7 @@ pub const ALL: &[&str] = &[
     BENCH,
     BENCH_SCRATCH,
     PORT_STATS,
+    PORT_DROPS,
     ENI_STATS,
     FL_REJECTS,
     FL_EVENTS,

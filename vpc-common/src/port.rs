@@ -135,6 +135,17 @@ pub const fn port_stat_index(ifindex: u32, dropped: bool) -> u32 {
 }
 pub const PORT_STATS_LEN: u32 = MAX_PORTS * 2;
 
+/// `PORT_DROPS` key (per CPU): a router port's drops for one `DropReason`
+/// (below 256), beside its total in `PORT_STATS`.
+#[inline(always)]
+pub const fn port_drop_key(ifindex: u32, reason: u32) -> u32 {
+    port_slot(ifindex) << 8 | (reason & 0xff)
+}
+/// `PORT_DROPS` entries: a hash, not an array of every (port, reason)
+/// (`MAX_PORTS` x `STATS_LEN`, each value per CPU): a port drops for a few
+/// reasons, not all. LRU: past it the least recently counted pair goes.
+pub const PORT_DROPS_MAX: u32 = 16_384;
+
 /// A router port's slot in the per-port arrays (`PORT_STATS`,
 /// `PORT_CONNECTIONS`, `LINKLOCAL_BUCKETS`, `ALLOWANCE_STATS`): its
 /// ifindex, which a router namespace hands out from 1; from `MAX_PORTS` on,

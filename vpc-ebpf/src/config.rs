@@ -1,6 +1,6 @@
 //! What userspace sets in `CONFIG` (indexes in `vpc_common::cfg`): idle
 //! timeouts, the test clock's offset, the policy epoch, NAT capacities and
-//! the flow-log window, the trace switch, the overlay device. Every read
+//! the flow-log window and drop recording, the trace switch, the overlay device. Every read
 //! of it is here.
 use vpc_common::{cfg, NAT_PORT_RANGE};
 
@@ -33,10 +33,22 @@ pub fn capacity(idx: u32, default: u32) -> u32 {
     }
 }
 
-/// The flow-log window in force (0: flow logs off).
+/// The flow-log window in force (0: flow logs off): what accepted
+/// traffic is counted in.
 #[inline(always)]
 pub fn flow_log_window() -> u32 {
     get(cfg::FLOW_WINDOW) as u32
+}
+
+/// The window a rejected flow is recorded in (every reject asks here): the
+/// flow-log window in force, else `FL_DROPS_WINDOW` while the agent records
+/// drops, else 0 (not recorded).
+#[inline(always)]
+pub fn reject_window() -> u32 {
+    match flow_log_window() {
+        0 if get(cfg::RECORD_DROPS) != 0 => vpc_common::FL_DROPS_WINDOW,
+        w => w,
+    }
 }
 
 /// The overlay device's ifindex (0: one host, no overlay).

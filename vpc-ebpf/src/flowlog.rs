@@ -11,8 +11,13 @@
 //!   the rest only count. A full ring buffer is counted (`FL_STATS`), and
 //!   the agent writes SKIPDATA for the window.
 //!
-//! `CONFIG[cfg::FLOW_WINDOW]` is 0 while no flow log exists: nothing here
-//! runs beyond that one read.
+//! Rejects are recorded flow log or not while the agent runs
+//! (`cfg::RECORD_DROPS`): with no flow-log window, under the reserved
+//! `FL_DROPS_WINDOW`, which the agent reads and takes out itself (the
+//! console's drops). Accepted traffic is counted only while a flow log
+//! exists (`CONFIG[cfg::FLOW_WINDOW]` non-zero): a forwarded packet pays
+//! one read otherwise. Every reject's window comes from
+//! `config::reject_window`.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use vpc_common::{
     CtEntry, DropReason, FlowRejectKey, FlowWindow, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN,
@@ -93,12 +98,12 @@ pub fn is_reject(r: DropReason) -> bool {
     )
 }
 
-/// The window a drop for `r` is logged in: 0 when it is no REJECT or flow
-/// logs are off.
+/// The window a drop for `r` is recorded in: 0 when it is no REJECT or
+/// nothing records rejects (`config::reject_window`).
 #[inline(always)]
 pub fn reject_window(r: DropReason) -> u32 {
     if is_reject(r) {
-        config::flow_log_window()
+        config::reject_window()
     } else {
         0
     }
@@ -157,7 +162,7 @@ pub fn reject_nat_gateway(
     ) {
         return;
     }
-    let w = config::flow_log_window();
+    let w = config::reject_window();
     if w == 0 {
         return;
     }
@@ -184,7 +189,7 @@ pub fn reject_arriving(
     ) {
         return;
     }
-    let w = config::flow_log_window();
+    let w = config::reject_window();
     if w == 0 {
         return;
     }

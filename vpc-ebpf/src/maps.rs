@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use vpc_common::*;
 
@@ -218,6 +218,13 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// dropped (`vpc_common::port_stat_index`).
 #[map]
 pub static PORT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_STATS_LEN, 0);
+
+/// Per-CPU drops by the router port they arrived on and their reason
+/// (`vpc_common::port_drop_key`): beside `PORT_STATS`' total, which they
+/// sum to. A hash (a port drops for a few reasons), LRU so it never fills.
+#[map]
+pub static PORT_DROPS: LruPerCpuHashMap<u32, u64> =
+    LruPerCpuHashMap::with_max_entries(PORT_DROPS_MAX, 0);
 
 /// Per router port (`port_slot`): the connections it opened that are
 /// tracked now, its conntrack allowance's count (see `allowance.rs`). Read

@@ -37,7 +37,7 @@ pub fn run<C: Ctx>(ctx: &C) -> u32 {
     let verdict = pipeline(ctx);
     let action = ctx::action(verdict);
     let ifindex = ctx.ingress_ifindex();
-    stats::port(ifindex, action);
+    stats::port(ifindex, verdict);
     trace::verdict(ifindex, verdict);
     action
 }

@@ -56,7 +56,7 @@ fn addr(a: &[u8; 16]) -> IpAddr {
     }
 }
 
-fn protocol_name(p: u8) -> &'static str {
+pub fn protocol_name(p: u8) -> &'static str {
     match p {
         6 => "tcp",
         17 => "udp",

@@ -3,6 +3,8 @@
 //! from the pinned maps at each scrape; the datapath's per-CPU counters are
 //! summed here. `prometheus-client` does the encoding, axum serves, as
 //! a task of the agent's runtime.
+use std::collections::{BTreeMap, HashMap};
+
 use anyhow::{Context, Result};
 use prometheus_client::{
     encoding::text::encode,
@@ -109,6 +111,7 @@ pub fn render(name: &str) -> Result<String> {
     );
 
     let ports = Family::<Labels, Counter>::default();
+    let port_drops = Family::<Labels, Counter>::default();
     let through = Family::<Labels, Counter>::default();
     let ct_exceeded = Family::<Labels, Counter>::default();
     let ll_exceeded = Family::<Labels, Counter>::default();
@@ -143,7 +146,21 @@ pub fn render(name: &str) -> Result<String> {
                 ]))
                 .inc_by(n);
         }
+        for (reason, n) in &c.drops {
+            port_drops
+                .get_or_create(&labels(&[
+                    ("node", &c.node),
+                    ("eni", &c.eni),
+                    ("reason", reason),
+                ]))
+                .inc_by(*n);
+        }
     }
+    reg.register(
+        "interface_drops",
+        "Packets dropped by the interface they arrived on, by reason (they sum to its dropped packets)",
+        port_drops,
+    );
     reg.register(
         "interface_packets",
         "Packets by the interface they arrived on (a host's ENI, or an execution environment), forwarded or dropped",
@@ -263,6 +280,10 @@ pub struct InterfaceCounters {
     pub forwarded: u64,
     /// Dropped on arrival (every reason); none for a Hyperplane ENI.
     pub dropped: u64,
+    /// `dropped` by reason (`DropReason::name`; a code the datapath knows
+    /// and this build does not: `reason_N`), the reasons seen only.
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
     /// Its allowances (router ports only): connections it has tracked,
     /// drops past its conntrack and linklocal allowances.
     #[serde(default)]
@@ -273,6 +294,8 @@ pub struct InterfaceCounters {
 /// then Hyperplane ENIs (forwarded both ways).
 pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<InterfaceCounters>> {
     use aya::maps::PerCpuArray;
+    // None in a deployment pinned by a version without them.
+    let mut drops = port_drops(maps).unwrap_or_default();
     let mut out = vec![];
     {
         let a: PerCpuArray<_, u64> = PerCpuArray::try_from(maps.map(map_names::PORT_STATS)?)?;
@@ -289,6 +312,9 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
                 eni,
                 forwarded: sum(vpc_common::port_stat_index(ifindex, false))?,
                 dropped: sum(vpc_common::port_stat_index(ifindex, true))?,
+                drops: drops
+                    .remove(&vpc_common::port_slot(ifindex))
+                    .unwrap_or_default(),
                 allowances: Default::default(),
             });
         }
@@ -304,8 +330,23 @@ pub fn interface_counters(s: &State, maps: &mut PinnedMaps) -> Result<Vec<Interf
             eni: e.id.clone(),
             forwarded: a.get(&e.index, 0)?.iter().sum(),
             dropped: 0,
+            drops: BTreeMap::new(),
             allowances: Default::default(),
         });
+    }
+    Ok(out)
+}
+
+/// `PORT_DROPS` summed over CPUs: port slot -> reason name -> packets.
+fn port_drops(maps: &mut PinnedMaps) -> Result<HashMap<u32, BTreeMap<String, u64>>> {
+    use aya::maps::PerCpuHashMap;
+    let m: PerCpuHashMap<_, u32, u64> = PerCpuHashMap::try_from(maps.map(map_names::PORT_DROPS)?)?;
+    let mut out: HashMap<u32, BTreeMap<String, u64>> = HashMap::new();
+    for (k, per_cpu) in m.iter().filter_map(|r| r.ok()) {
+        let code = k & 0xff;
+        let reason = vpc_common::DropReason::from_code(code)
+            .map_or_else(|| format!("reason_{code}"), |r| r.name().to_string());
+        *out.entry(k >> 8).or_default().entry(reason).or_default() += per_cpu.iter().sum::<u64>();
     }
     Ok(out)
 }

@@ -111,10 +111,7 @@ pub fn render(msg: &str) -> Option<String> {
         )),
         XDP_DROP => {
             let n = detail & !cfg::TRACE_NO_TUPLE;
-            let name = DropReason::ALL
-                .iter()
-                .find(|r| **r as u32 == n)
-                .map_or("unknown", |r| r.name());
+            let name = DropReason::from_code(n).map_or("unknown", |r| r.name());
             let head = format!("dropped reason={name}({n}) in={ingress}");
             Some(if detail & cfg::TRACE_NO_TUPLE != 0 {
                 head

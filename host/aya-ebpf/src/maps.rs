@@ -164,6 +164,8 @@ macro_rules! hash_map {
 
 hash_map!(HashMap, false);
 hash_map!(LruHashMap, true);
+// One CPU on the host: a per-CPU hash is a hash.
+hash_map!(LruPerCpuHashMap, true);
 
 pub mod lpm_trie {
     use super::*;

@@ -77,6 +77,7 @@ fn clear(policy: bool) {
     FL_EVENTS.host_take();
     STATS.host_clear();
     PORT_STATS.host_clear();
+    PORT_DROPS.host_clear();
     ENI_STATS.host_clear();
     NAT_STATS.host_clear();
     FL_STATS.host_clear();

@@ -5,8 +5,9 @@
 //! Threads:
 //! * the caller's thread (`vpc agent`, `vpc run`) runs [`agent_loop`]: it
 //!   owns the pinned maps, applies the API's changes one at a time, runs
-//!   the lifecycle's timers, collects expired connections, scales ENIs and
-//!   writes flow logs. All of it blocks (bpf map syscalls, `ip` commands,
+//!   the lifecycle's timers, collects expired connections, scales ENIs,
+//!   records rejected flows (`crate::flowlogs::recent`, which the
+//!   console's handlers read) and writes flow logs. All of it blocks (bpf map syscalls, `ip` commands,
 //!   SQLite, files), so it never runs on a runtime worker. It is the
 //!   caller's own thread, not a `spawn_blocking` one, because `tick` is
 //!   neither `Send` nor `'static` (`vpc run`'s status screen borrows).
@@ -308,6 +309,9 @@ fn agent_loop(
     // Claims a predecessor killed in the middle of a GC left behind,
     // released on the first GC tick (a second on: never a fresh claim).
     let mut orphans = Some(maps.nat_orphans()?);
+    // Every rejected flow is recorded while the agent runs, flow log or
+    // not; the recorder reads the ring buffer for the flow logs too.
+    let mut drops = crate::flowlogs::recent::Recorder::start(name, &mut maps)?;
     let mut flows = crate::flowlogs::agent::FlowLogAgent::start(name, &s, &mut maps)?;
     let mut logged = s.model.flow_logs.clone();
     // A reconcile cut short (by a crash, or a kill of whoever ran it)
@@ -316,10 +320,18 @@ fn agent_loop(
     // A host of a cluster: its membership, the cluster's changes.
     let mut member = crate::reconcile::shared::Member::start(name)?;
     while !stop.load(Ordering::Relaxed) {
-        if let Some(f) = flows.as_mut() {
-            if let Err(e) = f.poll(&mut maps) {
-                tracing::warn!("flow logs: {e:#}");
+        match flows.as_mut() {
+            Some(f) => {
+                if let Err(e) = f.poll(&mut maps, &mut drops) {
+                    tracing::warn!("flow logs: {e:#}");
+                }
             }
+            None => {
+                drops.drain();
+            }
+        }
+        if let Err(e) = drops.poll(&mut maps) {
+            tracing::warn!("recording drops: {e:#}");
         }
         // The API's changes, one at a time, on this thread only.
         // (Waiting here drives nothing: the runtime's workers do.)
@@ -365,7 +377,8 @@ fn agent_loop(
             if let Ok(now) = State::load(name) {
                 if now.model.flow_logs != logged {
                     use crate::flowlogs::agent::FlowLogAgent;
-                    flows = FlowLogAgent::reconfigure(flows.take(), name, &now, &mut maps)?;
+                    flows =
+                        FlowLogAgent::reconfigure(flows.take(), name, &now, &mut maps, &mut drops)?;
                     logged = now.model.flow_logs.clone();
                     tracing::info!("flow logs: now {}", logged.len());
                 }
@@ -389,8 +402,9 @@ fn agent_loop(
         }
     }
     if let Some(f) = flows.as_mut() {
-        f.finish(&mut maps)?;
+        f.finish(&mut maps, &mut drops)?;
     }
+    drops.finish(&mut maps)?;
     // Gone at once for the others (a killed agent's lease expires).
     if let Some(m) = member.as_mut() {
         m.leave();

@@ -104,6 +104,7 @@ pub const PINNED_MAPS: &[&str] = &[
     map_names::PUBLIC_TO_PRIVATE,
     map_names::PRIVATE_TO_PUBLIC,
     map_names::PORT_STATS,
+    map_names::PORT_DROPS,
     map_names::ENI_STATS,
     map_names::PORT_CONNECTIONS,
     map_names::LINKLOCAL_BUCKETS,

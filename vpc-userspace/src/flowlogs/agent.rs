@@ -10,20 +10,22 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf};
+use anyhow::Result;
+use aya::maps::{Array, HashMap, PerCpuArray};
 use serde::{Deserialize, Serialize};
 use vpc_common::{
     cfg, map_names, route_kind, CtEntry, CtKey, DropReason, FlowRejectKey, FlowWindow,
-    HyperplaneEni, CT_F_DNAT, CT_F_SNAT, FL_GW_NAT_IN, FL_GW_NAT_OUT, FL_GW_NAT_REPLY_IN,
-    FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_STAT_EVENTS, FL_STAT_LOST,
+    HyperplaneEni, CT_F_DNAT, CT_F_SNAT, FL_DROPS_WINDOW, FL_GW_NAT_IN, FL_GW_NAT_OUT,
+    FL_GW_NAT_REPLY_IN, FL_GW_NAT_REPLY_OUT, FL_GW_NAT_REPLY_SENDER, FL_STAT_EVENTS, FL_STAT_LOST,
 };
 
-use super::{Aggregator, GatewayLeg, NatGatewayHop, Observation, Record, Verdict, Window};
+use super::{
+    recent::Recorder, Aggregator, GatewayLeg, NatGatewayHop, Observation, Record, Verdict, Window,
+};
 use crate::{
     datapath::{mono_ns, Maps},
     model::flowlog::FlowLogDestination,
-    paths::{pin_dir, state_dir},
+    paths::state_dir,
     state::State,
 };
 
@@ -61,7 +63,7 @@ fn unix_now() -> u64 {
 }
 
 /// Realtime minus the datapath's monotonic clock, in ns.
-fn clock_offset() -> i128 {
+pub(crate) fn clock_offset() -> i128 {
     let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -240,9 +242,9 @@ pub struct FlowLogAgent {
     window: u32,
     /// What the GC removed before its window was read, by window.
     removed: BTreeMap<u32, Vec<Observation>>,
-    /// Rejected flows announced by the ring buffer, by window.
+    /// Rejected flows announced by the ring buffer (read by the drop
+    /// recorder, its one reader), by window.
     rejects: BTreeMap<u32, Vec<FlowRejectKey>>,
-    events: RingBuf<MapData>,
     lost_seen: u64,
     /// Hyperplane ENIs' indices -> their addresses (`eni_addrs`), as of
     /// the last window read.
@@ -275,9 +277,10 @@ impl FlowLogAgent {
         name: &str,
         s: &State,
         maps: &mut impl Maps,
+        drops: &mut Recorder,
     ) -> Result<Option<Self>> {
         if let Some(mut f) = old {
-            f.finish(maps)?;
+            f.finish(maps, drops)?;
         }
         if s.model.flow_logs.is_empty() {
             let mut conf: Array<_, u64> = Array::try_from(maps.map(map_names::CONFIG)?)?;
@@ -300,10 +303,6 @@ impl FlowLogAgent {
             window = 1;
             conf.set(cfg::FLOW_WINDOW, 1, 0)?;
         }
-        let pin = pin_dir(name).join("maps").join(map_names::FL_EVENTS);
-        let events = RingBuf::try_from(Map::from_map_data(
-            MapData::from_pin(&pin).with_context(|| format!("opening {}", pin.display()))?,
-        )?)?;
         // After a restart: the rejected flows its predecessor was told of
         // are still in the map; what it held in memory (connections the GC
         // had removed) is gone, so the first windows say SKIPDATA.
@@ -313,7 +312,8 @@ impl FlowLogAgent {
             let m: HashMap<_, FlowRejectKey, FlowWindow> =
                 HashMap::try_from(maps.map(map_names::FL_REJECTS)?)?;
             for k in m.keys().filter_map(|k| k.ok()) {
-                if k.window + 1 >= window {
+                // The drop recorder's reserved window is no flow log's.
+                if k.window != FL_DROPS_WINDOW && k.window + 1 >= window {
                     rejects.entry(k.window).or_default().push(k);
                 }
             }
@@ -329,29 +329,23 @@ impl FlowLogAgent {
             window,
             removed: BTreeMap::new(),
             rejects,
-            events,
             lost_seen: stats(maps)?.events_lost,
             eni_addrs: eni_addrs(maps).unwrap_or_default(),
         }))
     }
 
-    fn drain(&mut self) {
-        while let Some(item) = self.events.next() {
-            if item.len() >= std::mem::size_of::<FlowRejectKey>() {
-                // SAFETY: the datapath writes whole `FlowRejectKey`s (Pod).
-                let k: FlowRejectKey =
-                    unsafe { std::ptr::read_unaligned(item.as_ptr() as *const FlowRejectKey) };
-                self.rejects.entry(k.window).or_default().push(k);
-            }
+    fn drain(&mut self, drops: &mut Recorder) {
+        for k in drops.drain() {
+            self.rejects.entry(k.window).or_default().push(k);
         }
     }
 
-    /// Called often (the agent's loop): reads events, and at a tick
-    /// boundary closes the window.
-    pub fn poll(&mut self, maps: &mut impl Maps) -> Result<()> {
-        self.drain();
+    /// Called often (the agent's loop): reads events (through `drops`,
+    /// which records them too), and at a tick boundary closes the window.
+    pub fn poll(&mut self, maps: &mut impl Maps, drops: &mut Recorder) -> Result<()> {
+        self.drain(drops);
         if unix_now() >= self.next {
-            self.flush(maps, false)?;
+            self.flush(maps, false, drops)?;
         }
         Ok(())
     }
@@ -375,11 +369,11 @@ impl FlowLogAgent {
     }
 
     /// The agent stops: every window in progress is closed and written.
-    pub fn finish(&mut self, maps: &mut impl Maps) -> Result<()> {
-        self.flush(maps, true)
+    pub fn finish(&mut self, maps: &mut impl Maps, drops: &mut Recorder) -> Result<()> {
+        self.flush(maps, true, drops)
     }
 
-    fn flush(&mut self, maps: &mut impl Maps, all: bool) -> Result<()> {
+    fn flush(&mut self, maps: &mut impl Maps, all: bool, drops: &mut Recorder) -> Result<()> {
         let w = self.window;
         {
             let mut conf: Array<_, u64> = Array::try_from(maps.map(map_names::CONFIG)?)?;
@@ -389,7 +383,7 @@ impl FlowLogAgent {
         // Packets run under RCU and take microseconds: after this no packet
         // writes window `w` any more.
         std::thread::sleep(Duration::from_millis(20));
-        self.drain();
+        self.drain(drops);
         let offset = clock_offset();
         let mut obs = vec![];
         if let Ok(m) = eni_addrs(maps) {
@@ -425,6 +419,7 @@ impl FlowLogAgent {
                 match m.get(&k, 0) {
                     Ok(v) => {
                         obs.push(from_reject(&k, &v, offset));
+                        drops.settled(&k, &v);
                         let _ = m.remove(&k);
                     }
                     // Evicted (LRU) before it was read: records lost.

@@ -3,6 +3,7 @@
 //! and the NODATA / SKIPDATA records. Pure: the agent side (maps, ring
 //! buffer, clock) is in [`agent`].
 pub mod agent;
+pub mod recent;
 pub mod record;
 pub mod writer;
 

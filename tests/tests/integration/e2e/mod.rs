@@ -6,6 +6,7 @@ mod agent;
 mod allowances;
 mod connectivity;
 mod deployment;
+mod drops;
 mod dual_stack;
 mod eni_scaling;
 mod icmp;

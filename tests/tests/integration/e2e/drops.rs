@@ -1,0 +1,135 @@
+//! Drops by interface and reason, and every rejected flow recorded while
+//! the agent runs, flow log or not: what the console shows
+//! (`/console/api/counters`, `/console/api/flows`).
+use serde_json::Value;
+use vpc_common::{map_names, FlowRejectKey, FlowWindow, FL_DROPS_WINDOW};
+use vpc_tests::{http_get, one_syn, spawn_in_netns, wait_for, Deployment};
+
+fn get(api: &str, path: &str) -> Value {
+    serde_json::from_str(&http_get(&format!("{api}{path}"))).expect("JSON")
+}
+
+/// Reserved-window entries left in `FL_REJECTS`.
+fn reserved_entries(d: &Deployment) -> usize {
+    use vpc::datapath::Maps;
+    let mut maps = vpc::datapath::PinnedMaps::open(&vpc::paths::pin_dir(&d.name)).unwrap();
+    let m: aya::maps::HashMap<_, FlowRejectKey, FlowWindow> =
+        aya::maps::HashMap::try_from(maps.map(map_names::FL_REJECTS).unwrap()).unwrap();
+    m.keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| k.window == FL_DROPS_WINDOW)
+        .count()
+}
+
+/// The default deployment has no flow log. A SYN from the function to
+/// the database's port 22, which its groups refuse: the flows view lists
+/// it with its reason, from the function's environment through its ENI;
+/// the function's interface counts it by reason, its reasons summing to its
+/// drops; the datapath's reserved entry is taken out once idle.
+#[test]
+fn a_refused_connection_is_recorded_with_its_reason_and_interface_without_a_flow_log() {
+    let d = Deployment::up(
+        "drops",
+        "default",
+        &[
+            "--eni-delay",
+            "100ms",
+            "--wait",
+            "--api-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let s = d.status();
+    let api = s["api_url"].as_str().unwrap().to_string();
+    spawn_in_netns(&d.exec_env_netns("OrdersFunction"), || {
+        one_syn("10.0.1.10:22".parse().unwrap())
+    })
+    .join()
+    .unwrap();
+    let mut flows = Value::Null;
+    wait_for("the refused flow in /console/api/flows", 15, || {
+        flows = get(&api, "/console/api/flows");
+        flows["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["dport"] == 22)
+    });
+    let drop = flows["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["dport"] == 22)
+        .unwrap()
+        .clone();
+    let eni = s["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["subnet"] == "PrivateSubnetA")
+        .unwrap();
+    assert_eq!(drop["reason"], "sg_ingress_denied", "{flows}");
+    assert!(!drop["why"].as_str().unwrap().is_empty(), "{drop}");
+    assert_eq!(drop["protocol"], "tcp");
+    // As the VPC sees it: from the ENI's address; the packet from the
+    // environment's.
+    assert_eq!(drop["src"], eni["address"], "{drop}");
+    assert_eq!(drop["dst"], "10.0.1.10");
+    assert_eq!(drop["packet_dst"], "10.0.1.10");
+    assert_ne!(drop["packet_src"], drop["src"]);
+    assert_eq!(drop["packets"], 1, "one SYN: {drop}");
+    assert_eq!(drop["from"], "orders", "{drop}");
+    assert_eq!(drop["to"], "DatabaseInstance", "{drop}");
+    assert_eq!(drop["eni"], eni["id"], "{drop}");
+    assert!(drop["first_s"].as_u64().unwrap() > 1_700_000_000, "{drop}");
+
+    let c = get(&api, "/console/api/counters");
+    let env = c["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["node"] == "OrdersFunction")
+        .unwrap_or_else(|| panic!("{c}"));
+    assert!(env["interface"].is_string(), "{env}");
+    let by_reason: u64 = env["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(
+        env["drops"]["sg_ingress_denied"].as_u64() >= Some(1),
+        "{env}"
+    );
+    assert_eq!(Some(by_reason), env["dropped"].as_u64(), "{env}");
+    assert!(c["drops"]["sg_ingress_denied"].as_u64() >= Some(1), "{c}");
+    for i in c["interfaces"].as_array().unwrap() {
+        let sum: u64 = i["drops"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(Some(sum), i["dropped"].as_u64(), "{i}");
+    }
+    // The Prometheus family says the same.
+    let body = http_get(s["metrics_url"].as_str().unwrap());
+    assert!(
+        body.contains("vpc_interface_drops_total{node=\"OrdersFunction\",eni=\"\",reason=\"sg_ingress_denied\"} 1"),
+        "{body}"
+    );
+    // Idle, the reserved window's entry is taken out: drops never fill
+    // the map.
+    wait_for("the reserved entry taken out", 10, || {
+        reserved_entries(&d) == 0
+    });
+    let again = get(&api, "/console/api/flows");
+    assert!(
+        again["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["dport"] == 22 && x["packets"] == 1),
+        "still listed, counted once: {again}"
+    );
+}
