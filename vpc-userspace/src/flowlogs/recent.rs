@@ -134,7 +134,7 @@ pub fn snapshot(name: &str) -> Vec<RecentDrop> {
             })
         })
         .collect();
-    out.sort_by(|a, b| b.flow.last.cmp(&a.flow.last));
+    out.sort_by_key(|d| std::cmp::Reverse(d.flow.last));
     out
 }
 
