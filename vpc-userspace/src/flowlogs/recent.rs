@@ -134,7 +134,7 @@ pub fn snapshot(name: &str) -> Vec<RecentDrop> {
             })
         })
         .collect();
-    out.sort_by(|a, b| b.flow.last.cmp(&a.flow.last));
+    out.sort_by_key(|d| std::cmp::Reverse(d.flow.last));
     out
 }
 
@@ -168,7 +168,11 @@ impl Recorder {
         };
         let events = RingBuf::try_from(pinned(name, map_names::FL_EVENTS)?)?;
         let mut config: Array<MapData, u64> = Array::try_from(pinned(name, map_names::CONFIG)?)?;
-        config.set(cfg::RECORD_DROPS, 1, 0)?;
+        if let Err(e) = config.set(cfg::RECORD_DROPS, 1, 0) {
+            // A datapath pinned by a version without the switch: rejects
+            // are recorded while a flow log exists only.
+            tracing::warn!("recording drops without a flow log: {e}");
+        }
         let mut r = Self {
             events,
             config,
@@ -267,7 +271,7 @@ impl Recorder {
     /// flow log's window is in force), and what the reserved window holds
     /// is taken out.
     pub fn finish(&mut self, maps: &mut impl Maps) -> Result<()> {
-        self.config.set(cfg::RECORD_DROPS, 0, 0)?;
+        let _ = self.config.set(cfg::RECORD_DROPS, 0, 0);
         // Packets run under RCU and take microseconds.
         std::thread::sleep(Duration::from_millis(20));
         self.drain();

@@ -3,21 +3,38 @@
 //! (`/console/api/counters`, `/console/api/flows`).
 use serde_json::Value;
 use vpc_common::{map_names, FlowRejectKey, FlowWindow, FL_DROPS_WINDOW};
-use vpc_tests::{http_get, one_syn, spawn_in_netns, wait_for, Deployment};
+use vpc_tests::{fixture, http_get, one_syn, spawn_in_netns, wait_for, Deployment};
 
 fn get(api: &str, path: &str) -> Value {
     serde_json::from_str(&http_get(&format!("{api}{path}"))).expect("JSON")
 }
 
-/// Reserved-window entries left in `FL_REJECTS`.
-fn reserved_entries(d: &Deployment) -> usize {
+/// The recorded drops to `dport`, once there is one.
+fn drops_to(api: &str, dport: u16) -> Vec<Value> {
+    let mut found = vec![];
+    wait_for("the refused flow in /console/api/flows", 15, || {
+        let flows = get(api, "/console/api/flows");
+        found = flows["drops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["dport"] == dport)
+            .cloned()
+            .collect();
+        !found.is_empty()
+    });
+    found
+}
+
+/// `FL_REJECTS` entries left (`reserved`: the drop recorder's only).
+fn reject_entries(d: &Deployment, reserved: bool) -> usize {
     use vpc::datapath::Maps;
     let mut maps = vpc::datapath::PinnedMaps::open(&vpc::paths::pin_dir(&d.name)).unwrap();
     let m: aya::maps::HashMap<_, FlowRejectKey, FlowWindow> =
         aya::maps::HashMap::try_from(maps.map(map_names::FL_REJECTS).unwrap()).unwrap();
     m.keys()
         .filter_map(|k| k.ok())
-        .filter(|k| k.window == FL_DROPS_WINDOW)
+        .filter(|k| !reserved || k.window == FL_DROPS_WINDOW)
         .count()
 }
 
@@ -46,29 +63,14 @@ fn a_refused_connection_is_recorded_with_its_reason_and_interface_without_a_flow
     })
     .join()
     .unwrap();
-    let mut flows = Value::Null;
-    wait_for("the refused flow in /console/api/flows", 15, || {
-        flows = get(&api, "/console/api/flows");
-        flows["drops"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["dport"] == 22)
-    });
-    let drop = flows["drops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["dport"] == 22)
-        .unwrap()
-        .clone();
+    let drop = drops_to(&api, 22).remove(0);
     let eni = s["enis"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["subnet"] == "PrivateSubnetA")
         .unwrap();
-    assert_eq!(drop["reason"], "sg_ingress_denied", "{flows}");
+    assert_eq!(drop["reason"], "sg_ingress_denied", "{drop}");
     assert!(!drop["why"].as_str().unwrap().is_empty(), "{drop}");
     assert_eq!(drop["protocol"], "tcp");
     // As the VPC sees it: from the ENI's address; the packet from the
@@ -121,7 +123,7 @@ fn a_refused_connection_is_recorded_with_its_reason_and_interface_without_a_flow
     // Idle, the reserved window's entry is taken out: drops never fill
     // the map.
     wait_for("the reserved entry taken out", 10, || {
-        reserved_entries(&d) == 0
+        reject_entries(&d, true) == 0
     });
     let again = get(&api, "/console/api/flows");
     assert!(
@@ -132,4 +134,62 @@ fn a_refused_connection_is_recorded_with_its_reason_and_interface_without_a_flow
             .any(|x| x["dport"] == 22 && x["packets"] == 1),
         "still listed, counted once: {again}"
     );
+}
+
+/// With flow logs the datapath records rejects in their windows, and the
+/// agent's one ring-buffer reader hands them to both: the console lists a
+/// host's refused connection (counted once, also after the flow logs took
+/// their windows' entries out), and the flow log still writes its REJECT.
+#[test]
+fn with_a_flow_log_a_refused_flow_is_recorded_once_and_still_logged() {
+    let dir = crate::flow_logs::TempDir::new("drops");
+    let d = Deployment::up(
+        "dropsfl",
+        fixture!("flow_logs.yaml"),
+        &[
+            "--eni-delay",
+            "100ms",
+            "--wait",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--flow-logs-dir",
+            &dir.arg(),
+        ],
+    );
+    let api = d.status()["api_url"].as_str().unwrap().to_string();
+    // Db's group takes 5432 from the function's group only.
+    spawn_in_netns(&d.netns("App"), || {
+        one_syn("10.0.2.10:5432".parse().unwrap())
+    })
+    .join()
+    .unwrap();
+    let drop = drops_to(&api, 5432).remove(0);
+    assert_eq!(drop["reason"], "sg_ingress_denied", "{drop}");
+    assert_eq!(
+        (&drop["src"], &drop["from"], &drop["to"]),
+        (
+            &Value::from("10.0.1.20"),
+            &Value::from("App"),
+            &Value::from("Db")
+        ),
+        "{drop}"
+    );
+    assert_eq!(drop["eni"], Value::Null, "no Hyperplane ENI: {drop}");
+    // The flow logs' windows (2 and 4 s) end and take their entries out.
+    wait_for("the flow logs' windows written", 20, || {
+        reject_entries(&d, false) == 0
+    });
+    let again = drops_to(&api, 5432);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["packets"], 1, "counted once: {again:?}");
+    let journal = vpc::flowlogs::agent::journal_path(&d.name);
+    wait_for("the REJECT in the flow log", 20, || {
+        std::fs::read_to_string(&journal).is_ok_and(|j| {
+            j.lines().any(|l| {
+                l.contains("10.0.1.20 10.0.2.10 ")
+                    && l.contains(" 5432 6 1 ")
+                    && l.contains("REJECT")
+            })
+        })
+    });
 }

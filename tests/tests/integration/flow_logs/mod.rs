@@ -17,16 +17,16 @@ use std::{
 };
 
 /// A directory removed on drop, pass or fail.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         let p = std::env::temp_dir().join(vpc_tests::unique_name(&format!("vpc-flows-{tag}")));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
     }
-    fn arg(&self) -> String {
+    pub(crate) fn arg(&self) -> String {
         self.0.display().to_string()
     }
 }
