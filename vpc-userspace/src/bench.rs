@@ -146,7 +146,7 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
     app_port.kind = vpc_common::kind::HOST;
 
     // (name, description, program, ingress port, bench mode, frame,
-    // expected verdict, flow logs on)
+    // expected verdict, what records flows: `Records`)
     type Spec<'a> = (
         &'a str,
         &'a str,
@@ -155,21 +155,23 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         u32,
         &'a Vec<u8>,
         u32,
-        bool,
+        Records,
     );
+    use Records::{FlowLog, Nothing, Recorder};
     let cases: Vec<Spec> = vec![
-        ("baseline_redirect", "XDP program that only rewrites MACs and redirects", BENCH_REDIRECT_PROGRAM, fn_port, 0, &ack, 4, false),
-        ("established_tcp", "function -> database, tracked connection: CT hit, SNAT, checksums, redirect", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, false),
-        ("new_flow_tcp", "first packet of a flow: SG egress+ingress, NAT port allocation, two CT inserts (+ harness teardown)", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, false),
-        ("dropped_sg", "app -> database:5432 not allowed: SG lookups, drop counted", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, false),
-        ("established_tcp_flowlogs", "established_tcp with flow logs on: the window's counters in the CT entry", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, true),
-        ("new_flow_tcp_flowlogs", "new_flow_tcp with flow logs on: slots set up (and carried over) with the entries", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, true),
-        ("dropped_sg_flowlogs", "dropped_sg with flow logs on: the rejected flow counted in FL_REJECTS (one event per window)", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, true),
-        (STAGES[0].0, STAGES[0].1, BENCH_STAGE_PROGRAMS[0], fn_port, 0, &ack, 4, false),
-        (STAGES[1].0, STAGES[1].1, BENCH_STAGE_PROGRAMS[1], fn_port, 0, &ack, 4, false),
-        (STAGES[2].0, STAGES[2].1, BENCH_STAGE_PROGRAMS[2], fn_port, 0, &ack, 4, false),
-        (STAGES[3].0, STAGES[3].1, BENCH_STAGE_PROGRAMS[3], fn_port, 0, &ack, 4, false),
-        ("stage_lookup_by_ports", "stage_lookup with the port's space from PORTS (a hash lookup), as before PORT_SPACES", BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM, fn_port, 0, &ack, 4, false),
+        ("baseline_redirect", "XDP program that only rewrites MACs and redirects", BENCH_REDIRECT_PROGRAM, fn_port, 0, &ack, 4, Nothing),
+        ("established_tcp", "function -> database, tracked connection: CT hit, SNAT, checksums, redirect", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, Nothing),
+        ("new_flow_tcp", "first packet of a flow: SG egress+ingress, NAT port allocation, two CT inserts (+ harness teardown)", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, Nothing),
+        ("dropped_sg", "app -> database:5432 not allowed: SG lookups, drop counted (router, port and reason)", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, Nothing),
+        ("dropped_sg_recorded", "dropped_sg while an agent runs: the rejected flow recorded for the console (FL_REJECTS, one event until the agent reads it)", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, Recorder),
+        ("established_tcp_flowlogs", "established_tcp with flow logs on: the window's counters in the CT entry", BENCH_ROUTER_PROGRAM, fn_port, 0, &ack, 4, FlowLog),
+        ("new_flow_tcp_flowlogs", "new_flow_tcp with flow logs on: slots set up (and carried over) with the entries", BENCH_ROUTER_PROGRAM, fn_port, 1, &syn, 4, FlowLog),
+        ("dropped_sg_flowlogs", "dropped_sg with flow logs on: the rejected flow counted in FL_REJECTS (one event per window)", BENCH_ROUTER_PROGRAM, app_port, 0, &denied, 1, FlowLog),
+        (STAGES[0].0, STAGES[0].1, BENCH_STAGE_PROGRAMS[0], fn_port, 0, &ack, 4, Nothing),
+        (STAGES[1].0, STAGES[1].1, BENCH_STAGE_PROGRAMS[1], fn_port, 0, &ack, 4, Nothing),
+        (STAGES[2].0, STAGES[2].1, BENCH_STAGE_PROGRAMS[2], fn_port, 0, &ack, 4, Nothing),
+        (STAGES[3].0, STAGES[3].1, BENCH_STAGE_PROGRAMS[3], fn_port, 0, &ack, 4, Nothing),
+        ("stage_lookup_by_ports", "stage_lookup with the port's space from PORTS (a hash lookup), as before PORT_SPACES", BENCH_STAGE_LOOKUP_BY_PORTS_PROGRAM, fn_port, 0, &ack, 4, Nothing),
     ];
     let mut results: Vec<Vec<f64>> = vec![vec![]; cases.len()];
     let mut verdicts = vec![0u32; cases.len()];
@@ -187,14 +189,14 @@ pub fn run(repeat: u32, samples: usize, conntrack_max: u32) -> Result<Report> {
         for (i, (_, _, prog, port, mode, frame, _, flows)) in cases.iter().enumerate() {
             set_port(&mut dp, LO, port)?;
             set_mode(&mut dp, *mode)?;
-            set_flow_window(&mut dp, *flows as u64)?;
+            set_records(&mut dp, *flows)?;
             let (v, ns) = run_once(&mut dp, prog, frame, repeat)?;
             verdicts[i] = v;
             results[i].push(ns);
         }
     }
     set_mode(&mut dp, 0)?;
-    set_flow_window(&mut dp, 0)?;
+    set_records(&mut dp, Nothing)?;
     let mut out = vec![];
     let base = median(&mut results[0].clone());
     for (i, (name, desc, _, _, _, _, want, _)) in cases.iter().enumerate() {
@@ -350,10 +352,29 @@ fn set_mode(dp: &mut Datapath, mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Flow logs on (window 1) or off (0) in the datapath.
-fn set_flow_window(dp: &mut Datapath, w: u64) -> Result<()> {
+/// What records flows while a case runs.
+#[derive(Clone, Copy)]
+enum Records {
+    /// Neither a flow log nor an agent: drops are only counted.
+    Nothing,
+    /// A flow log (window 1): accepted traffic counted, rejects recorded.
+    FlowLog,
+    /// An agent and no flow log: rejects recorded (`cfg::RECORD_DROPS`).
+    Recorder,
+}
+
+fn set_records(dp: &mut Datapath, r: Records) -> Result<()> {
     let mut a: Array<_, u64> = Array::try_from(dp.map(map_names::CONFIG)?)?;
-    a.set(vpc_common::cfg::FLOW_WINDOW, w, 0)?;
+    a.set(
+        vpc_common::cfg::FLOW_WINDOW,
+        matches!(r, Records::FlowLog) as u64,
+        0,
+    )?;
+    a.set(
+        vpc_common::cfg::RECORD_DROPS,
+        matches!(r, Records::Recorder) as u64,
+        0,
+    )?;
     Ok(())
 }
 
