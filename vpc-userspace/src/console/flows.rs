@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Result;
 use axum::response::Response;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vpc_common::DropReason;
 
 use super::{blocking_json, shown, Deployment};
@@ -171,25 +171,79 @@ struct RecordedDrop {
 
 #[derive(Serialize)]
 struct Flows {
+    /// The most recent matching connections, at most [`MAX_CONNECTIONS`].
     connections: Vec<Flow>,
+    /// How many connections matched, and how many the table holds.
+    connections_matched: usize,
+    connections_total: usize,
     drops: Vec<RecordedDrop>,
 }
 
-fn flows_of(name: &str) -> Result<Flows> {
+/// Connections answered at most: the table holds up to millions, a page
+/// shows a screenful, and the JSON of a million would take seconds.
+pub const MAX_CONNECTIONS: usize = 1_000;
+
+/// The flows view's filters (`?function=&eni=&address=&port=`), applied
+/// here as the page applies them: a function's name or an ENI's id or an
+/// address by substring (case-insensitive), a port exactly; empty ones
+/// match everything.
+#[derive(Debug, Default, Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    function: String,
+    #[serde(default)]
+    eni: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: String,
+}
+
+impl Filter {
+    fn matches(
+        &self,
+        names: [Option<&str>; 2],
+        eni: Option<&str>,
+        addrs: &[IpAddr],
+        ports: &[u16],
+    ) -> bool {
+        let has = |x: &str, q: &str| x.to_lowercase().contains(&q.trim().to_lowercase());
+        let q = |s: &str| !s.trim().is_empty();
+        (!q(&self.function) || names.iter().flatten().any(|n| has(n, &self.function)))
+            && (!q(&self.eni) || eni.is_some_and(|e| has(e, &self.eni)))
+            && (!q(&self.address) || addrs.iter().any(|a| has(&a.to_string(), &self.address)))
+            && (!q(&self.port) || ports.iter().any(|p| p.to_string() == self.port.trim()))
+    }
+}
+
+fn flows_of(name: &str, filter: &Filter) -> Result<Flows> {
     let s = State::load(name)?;
     let mut maps = PinnedMaps::open(&s.pin_dir)?;
     let conns = maps.connections()?;
     let now = maps.datapath_now()?;
     let m = &s.model;
     let owners = Owners::of(m);
-    let connections = crate::conntrack::rows(&conns, &s.timeouts, now, m)
+    let connections_total = conns.len();
+    let mut connections: Vec<Flow> = crate::conntrack::rows(&conns, &s.timeouts, now, m)
         .into_iter()
         .map(|c| Flow {
             from: owners.get(&c.original.src),
             to: owners.get(&c.original.dst),
             connection: c,
         })
+        .filter(|f| {
+            let (o, r) = (&f.connection.original, &f.connection.reply);
+            filter.matches(
+                [f.from.as_deref(), f.to.as_deref()],
+                f.connection.eni.as_deref(),
+                &[o.src, o.dst, r.src, r.dst],
+                &[o.sport, o.dport, r.sport, r.dport],
+            )
+        })
         .collect();
+    let connections_matched = connections.len();
+    connections.sort_by_key(|f| f.connection.age_s);
+    connections.truncate(MAX_CONNECTIONS);
     let drops = crate::flowlogs::recent::snapshot(name)
         .into_iter()
         .map(|d| {
@@ -216,10 +270,63 @@ fn flows_of(name: &str) -> Result<Flows> {
                 eni: owners.eni(m, &[f.src, f.dst]),
             }
         })
+        .filter(|d| {
+            filter.matches(
+                [d.from.as_deref(), d.to.as_deref()],
+                d.eni.as_deref(),
+                &[d.src, d.dst, d.packet_src, d.packet_dst],
+                &[d.sport, d.dport],
+            )
+        })
         .collect();
-    Ok(Flows { connections, drops })
+    Ok(Flows {
+        connections,
+        connections_matched,
+        connections_total,
+        drops,
+    })
 }
 
-pub async fn flows(axum::extract::State(name): Deployment) -> Response {
-    blocking_json(move || flows_of(&name)).await
+pub async fn flows(
+    axum::extract::State(name): Deployment,
+    filter: Result<axum::extract::Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = match filter {
+        Ok(q) => q.0,
+        Err(e) => return super::error(axum::http::StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    blocking_json(move || flows_of(&name, &filter)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filters_match_as_the_page_does() {
+        let f = |function: &str, eni: &str, address: &str, port: &str| Filter {
+            function: function.into(),
+            eni: eni.into(),
+            address: address.into(),
+            port: port.into(),
+        };
+        let a: IpAddr = "10.0.1.10".parse().unwrap();
+        let row = |f: &Filter| {
+            f.matches(
+                [Some("orders"), Some("Db")],
+                Some("eni-0abc"),
+                &[a],
+                &[5432],
+            )
+        };
+        assert!(row(&Filter::default()));
+        assert!(row(&f("ORD", "", "", "")));
+        assert!(row(&f("", "0ab", "10.0.1.", "5432")));
+        assert!(!row(&f("reports", "", "", "")));
+        assert!(!row(&f("", "eni-9", "", "")));
+        assert!(!row(&f("", "", "10.0.2.", "")));
+        // A port is a port, not a prefix of one.
+        assert!(!row(&f("", "", "", "543")));
+        assert!(!f("", "eni", "", "").matches([None, None], None, &[a], &[1]));
+    }
 }
