@@ -84,6 +84,19 @@ fn a_refused_connection_is_recorded_with_its_reason_and_interface_without_a_flow
     assert_eq!(drop["to"], "DatabaseInstance", "{drop}");
     assert_eq!(drop["eni"], eni["id"], "{drop}");
     assert!(drop["first_s"].as_u64().unwrap() > 1_700_000_000, "{drop}");
+    // Filtered on the agent as the page filters: by function, ENI,
+    // address and port.
+    let with = |q: &str| {
+        get(&api, &format!("/console/api/flows?{q}"))["drops"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let eni_id = eni["id"].as_str().unwrap();
+    assert_eq!(with("function=ORDERS&port=22"), 1);
+    assert_eq!(with(&format!("eni={}&address=10.0.1.10", &eni_id[..8])), 1);
+    assert_eq!(with("port=2"), 0, "a port is matched whole");
+    assert_eq!(with("function=reports"), 0);
 
     let c = get(&api, "/console/api/counters");
     let env = c["interfaces"]
