@@ -37,8 +37,14 @@ pub fn run<C: Ctx>(ctx: &C) -> u32 {
     let verdict = pipeline(ctx);
     let action = ctx::action(verdict);
     let ifindex = ctx.ingress_ifindex();
-    stats::port(ifindex, verdict);
+    stats::port(ifindex, action);
     trace::verdict(ifindex, verdict);
+    // Last, where nothing else is live across the call: counting the
+    // reason inside `stats::port`, before the trace, measured 20 ns more
+    // per established packet in two alternated runs (docs/performance.md).
+    if action == VERDICT_DROP {
+        stats::port_drop(ifindex, verdict);
+    }
     action
 }
 

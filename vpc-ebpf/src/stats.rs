@@ -4,7 +4,7 @@ use vpc_common::{probe_bucket, DropReason, NAT_STAT_FAILED, NAT_STAT_HIST, STAT_
 use aya_ebpf::bindings::BPF_NOEXIST;
 
 use crate::{
-    ctx::{action, VERDICT_DETAIL_SHIFT, VERDICT_DROP},
+    ctx::{VERDICT_DETAIL_SHIFT, VERDICT_DROP},
     maps::{ENI_STATS, NAT_STATS, PORT_DROPS, PORT_STATS, STATS},
 };
 
@@ -61,26 +61,24 @@ fn bump_nat(idx: u32) {
     }
 }
 
-/// The pipeline's `verdict` on a packet that arrived on router port
-/// `ifindex`: forwarded or dropped, and a drop by its reason too.
+/// The verdict on a packet that arrived on router port `ifindex` (`action`:
+/// the hook's action, `ctx::action`).
 #[inline(always)]
-pub fn port(ifindex: u32, verdict: u32) {
-    let dropped = action(verdict) == VERDICT_DROP;
-    let idx = vpc_common::port_stat_index(ifindex, dropped);
+pub fn port(ifindex: u32, action: u32) {
+    let idx = vpc_common::port_stat_index(ifindex, action == VERDICT_DROP);
     if let Some(c) = PORT_STATS.get_ptr_mut(idx) {
         unsafe { *c += 1 };
     }
-    if dropped {
-        // The reason's byte only: not `VERDICT_NO_TUPLE`'s bit above it.
-        port_drop(ifindex, (verdict >> VERDICT_DETAIL_SHIFT) & 0xff);
-    }
 }
 
-/// Counts a drop for (port, reason); the first one of the pair inserts it
-/// (a per-CPU insert sets this CPU's value, the others' to 0). On the drop
-/// path only: a BPF function of its own.
+/// Counts a drop (`verdict`) for (port, reason); the first one of the pair
+/// inserts it (a per-CPU insert sets this CPU's value, the others' to 0).
+/// On the drop path only, last (`router::run`): a BPF function of its own,
+/// called where nothing else is live, so the pipeline keeps its registers.
 #[inline(never)]
-fn port_drop(ifindex: u32, reason: u32) {
+pub fn port_drop(ifindex: u32, verdict: u32) {
+    // The reason's byte only: not `VERDICT_NO_TUPLE`'s bit above it.
+    let reason = (verdict >> VERDICT_DETAIL_SHIFT) & 0xff;
     let k = vpc_common::port_drop_key(ifindex, reason);
     if let Some(c) = PORT_DROPS.get_ptr_mut(k) {
         unsafe { *c += 1 };
