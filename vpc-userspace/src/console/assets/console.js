@@ -305,6 +305,10 @@ async function openVpcForm() {
   choices('#vpc-form-groups', 'group', st.security_groups || [], new Set(vc.SecurityGroupIds || []), (g) => [
     g.default ? h('span', { class: 'meta' }, 'default') : null]);
   $('#ipv6-dual-stack').checked = !!vc.Ipv6AllowedForDualStack;
+  // Lambda's console warns (and no more) when one subnet is chosen.
+  const warn = () => { $('#vpc-form-warning').hidden = $$('#vpc-form input[name="subnet"]:checked').length !== 1; };
+  $('#vpc-form-subnets').onchange = warn;
+  warn();
   $('#form-error').textContent = '';
   $('#vpc-form').hidden = false;
   $('#vpc-form').scrollIntoView({ block: 'nearest' });
