@@ -771,23 +771,31 @@ function renderFlows() {
   const d = flows.data || { connections: [], drops: [] };
   const row = (cls, f, cells) => {
     const key = flowKey(f);
-    return h('tr', { class: `${cls}${flows.selected === key ? ' selected' : ''}`, 'data-key': key, onclick: () => explain(f) }, ...cells);
+    return h('tr', { class: `${cls}${flows.selected === key ? ' selected' : ''}`, 'data-key': key, tabindex: 0,
+      onclick: () => explain(f), onkeydown: (e) => { if (e.key === 'Enter') explain(f); } }, ...cells);
+  };
+  // A table's rows, or a line saying why there are none.
+  const fill = (table, rows, total, what) => {
+    const cols = $(`${table} thead tr`).childElementCount;
+    $(`${table} tbody`).replaceChildren(...(rows.length ? rows : [h('tr', { class: 'none' },
+      h('td', { colspan: cols }, total ? `No ${what} match the filters.` : `No ${what} recorded yet.`))]));
+    $(`${table}-count`).textContent = `(${rows.length}${rows.length !== total ? ` of ${total}` : ''})`;
   };
   const drops = (d.drops || []).map((r) => [r, flowOf('drop', r)]).filter(([, f]) => matches(f))
     .sort((a, b) => (b[0].last_s || 0) - (a[0].last_s || 0));
-  $('#drops tbody').replaceChildren(...drops.map(([r, f]) => row('drop', f, [
+  fill('#drops', drops.map(([r, f]) => row('drop', f, [
     h('td', { class: 'time', title: `first ${time(r.first_s)}` }, time(r.last_s)),
     h('td', { class: 'reason' }, r.reason), h('td', { class: 'why' }, r.why || ''),
     h('td', {}, endpoint(r.from, r.src, r.sport, r.packet_src && r.packet_src !== r.src ? `packet from ${r.packet_src}` : null)),
     h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null, r.protocol)),
-    h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])));
+    h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])),
+  (d.drops || []).length, 'drops');
   // Drops by reason (packets) among the rows shown, the largest first.
   const reasons = new Map();
   for (const [r] of drops) reasons.set(r.reason, (reasons.get(r.reason) || 0) + (r.packets || 1));
   $('#drops-reasons').replaceChildren(...[...reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('span', { title: `${fmt(n)} packets` }, `${r} ${fmt(n)}`)));
-  $('#drops-count').textContent = `(${drops.length}${drops.length !== (d.drops || []).length ? ` of ${(d.drops || []).length}` : ''})`;
   const conns = (d.connections || []).map((r) => [r, flowOf('connection', r)]).filter(([, f]) => matches(f));
-  $('#connections tbody').replaceChildren(...conns.map(([r, f]) => {
+  fill('#connections', conns.map(([r, f]) => {
     const o = r.original || {};
     const rep = r.reply || {};
     return row('connection', f, [
@@ -796,8 +804,7 @@ function renderFlows() {
       h('td', {}, endpoint(r.to, o.dst, o.dport, rep.src && rep.src !== o.dst ? `reply from ${rep.src}:${rep.sport}` : null, r.protocol)),
       h('td', { class: 'mono' }, r.eni || ''), h('td', {}, `${fmt(o.packets)} / ${fmt(rep.packets)}`),
       h('td', {}, `${bytes(o.bytes)} / ${bytes(rep.bytes)}`), h('td', {}, ago(r.age_s)), h('td', {}, ago(r.timeout_s))]);
-  }));
-  $('#connections-count').textContent = `(${conns.length}${conns.length !== (d.connections || []).length ? ` of ${(d.connections || []).length}` : ''})`;
+  }), (d.connections || []).length, 'connections');
 }
 
 // `vpc explain` for a row: from its resource or source address to its
