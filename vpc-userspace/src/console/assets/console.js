@@ -422,9 +422,9 @@ function label(x, y, text, cls, width) {
   const shown = width ? fit(text, width, cls && cls.includes('mono') ? 6.2 : 6.1) : text;
   return s('text', { x, y, class: cls }, shown, shown !== text ? s('title', {}, text) : null);
 }
+const badgeWidth = (text) => text.length * 5.6 + 8;
 function badge(x, y, text, kind) {
-  const w = text.length * 5.6 + 8;
-  return [s('g', { class: `badge badge-${kind}` }, s('rect', { x, y: y - 9, width: w, height: 12, rx: 3 }), s('text', { x: x + 4, y }, text)), w + 4];
+  return s('g', { class: `badge badge-${kind}` }, s('rect', { x, y: y - 9, width: badgeWidth(text), height: 12, rx: 3 }), s('text', { x: x + 4, y }, text));
 }
 
 // A resource box: a title, detail lines, and (for a node the datapath
@@ -472,7 +472,8 @@ function drawTopology(st) {
   nodes.append(legend);
   const top = 40;
 
-  // VPCs, stacked; in each, subnets as columns ordered by AZ.
+  // VPCs, stacked; in each, its subnets as columns, what sits in them
+  // inside, its route tables underneath, its gateways on its edge.
   const vx = T.pad + T.lambdaW + T.gap;
   let vy = top + T.edgeH / 2;
   let right = vx;
@@ -514,9 +515,8 @@ function drawTopology(st) {
       sg.append(rect, label(sx + 8, sy + 16, sn.id, 'title', T.colW - 110));
       let bx = sx + T.colW - 6;
       for (const [text, kind] of [sn.dual_stack ? ['dual-stack', 'dual'] : null, [sn.public ? 'public' : 'private', sn.public ? 'public' : 'private']].filter(Boolean)) {
-        const w = text.length * 5.6 + 8;
-        bx -= w + 4;
-        sg.append(badge(bx, sy + 15, text, kind)[0]);
+        bx -= badgeWidth(text) + 4;
+        sg.append(badge(bx, sy + 15, text, kind));
       }
       sg.append(label(sx + 8, sy + 30, `${sn.cidr} \u00b7 ${sn.az || ''}`, 'sub mono', T.colW - 16));
       if (sn.ipv6_cidr) sg.append(label(sx + 8, sy + 43, sn.ipv6_cidr, 'sub mono', T.colW - 16));
@@ -634,7 +634,7 @@ function drawTopology(st) {
   svg.setAttribute('width', width);
   svg.setAttribute('height', height);
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
-  // Lines over the boxes they cross (translucent, not hit-testable), under nothing.
+  // Lines drawn last, over the boxes they cross (translucent, not hit-testable).
   svg.replaceChildren(s('title', {}, `Topology of ${st.deployment || 'the deployment'}`), nodes, links);
   // Hovering a function or an environment brings out its lines.
   svg.onmouseover = (e) => highlight(e.target.closest('g[data-kind="function"], g[data-kind="env"], g[data-kind="eni"]'));
@@ -647,7 +647,7 @@ function drawTopology(st) {
     const kind = g.dataset.kind;
     if (kind === 'function' || kind === 'env') location.hash = `#/functions/${encodeURIComponent(g.dataset.function || g.dataset.id)}`;
     else if (kind === 'eni' || kind === 'instance') {
-      for (const id of ['filter-function', 'filter-eni', 'filter-address', 'filter-port']) $(`#${id}`).value = '';
+      for (const id of FILTERS) $(`#${id}`).value = '';
       if (kind === 'eni') $('#filter-eni').value = g.dataset.id;
       else $('#filter-address').value = st.instances.find((i) => i.id === g.dataset.id)?.ip || '';
       location.hash = '#/flows';
@@ -715,11 +715,12 @@ function applyCounters(c) {
 
 // ---- Flows: connections and drops, as Hubble's UI ----
 let flows = { data: null, selected: null };
+const FILTERS = ['filter-function', 'filter-eni', 'filter-address', 'filter-port'];
 
 async function flowsPage(seq) {
   $('#flows').hidden = false;
   document.title = 'Flows \u2014 VPC console';
-  for (const id of ['filter-function', 'filter-eni', 'filter-address', 'filter-port']) $(`#${id}`).oninput = renderFlows;
+  for (const id of FILTERS) $(`#${id}`).oninput = renderFlows;
   $('#explain-close').onclick = () => { $('#explain').hidden = true; flows.selected = null; renderFlows(); };
   const refresh = async () => {
     const d = await api('/console/api/flows').catch(() => null);
