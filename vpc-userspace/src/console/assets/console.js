@@ -200,6 +200,11 @@ async function functionPage(name, seq) {
   $('#cancel-vpc').onclick = () => { $('#vpc-form').hidden = true; };
   $('#vpc-form').onsubmit = (e) => { e.preventDefault(); saveVpc(name, seq); };
   $('#invoke').onclick = () => invoke(name);
+  // Its flows: the flows view, filtered to it.
+  $('#function-flows').onclick = () => {
+    for (const id of FILTERS) $(`#${id}`).value = '';
+    $('#filter-function').value = name;
+  };
   const refresh = async () => {
     await Promise.all([getFunction(name, seq), loadState().catch(() => null)]);
     if (current(seq)) renderFunctionState(name);
