@@ -182,12 +182,12 @@ function filterFunctions() {
 }
 
 // ---- Functions: one function ----
-let fn = null; // {name, config, history: [label], polling}
+let fn = null; // {name, config, history: [label], asked, answered}
 async function functionPage(name, seq) {
   $('#function').hidden = false;
   document.title = `${name} \u2014 VPC console`;
   if (!fn || fn.name !== name) {
-    fn = { name, config: null, history: [] };
+    fn = { name, config: null, history: [], asked: 0, answered: 0 };
     $('#state-history').replaceChildren();
     $('#invoke-status').textContent = '';
     $('#invoke-result').textContent = '';
@@ -206,20 +206,29 @@ async function functionPage(name, seq) {
     $('#filter-function').value = name;
   };
   const refresh = async () => {
-    await Promise.all([getFunction(name, seq), loadState().catch(() => null)]);
-    if (current(seq)) renderFunctionState(name);
+    const [c] = await Promise.all([getFunction(name), loadState().catch(() => null)]);
+    if (c && current(seq)) showFunction(c);
   };
   await refresh();
   // State changes on its own too (Pending -> Active, Inactive on idle).
   every(seq, 3000, refresh);
 }
 
-// GetFunction; records the State/LastUpdateStatus pair when it is new.
-async function getFunction(name, seq) {
+// GetFunction; null for an answer older than one already shown (the
+// page's refresh and an update's polling overlap).
+async function getFunction(name) {
+  const n = ++fn.asked;
   const r = await api(lambda(name), {}, 'GetFunction').catch(() => null);
-  if (!r || !current(seq) || !fn || fn.name !== name) return null;
-  showConfig(r.Configuration);
+  if (!r || fn.name !== name || n < fn.answered) return null;
+  fn.answered = n;
   return r.Configuration;
+}
+
+// The configuration and what the state has of the function, shown at
+// once: a new State/LastUpdateStatus pair never shows beside old ENIs.
+function showFunction(c) {
+  showConfig(c);
+  renderFunctionState(c.FunctionName);
 }
 
 function showConfig(c) {
@@ -336,18 +345,20 @@ async function saveVpc(name, seq) {
     return;
   } finally { $('#save-vpc').disabled = false; }
   if (!current(seq)) return;
+  fn.answered = ++fn.asked; // GetFunctions sent before it are older
   $('#vpc-form').hidden = true;
   showConfig(config);
-  const poll = setInterval(async () => {
-    const c = await getFunction(name, seq);
-    if (!current(seq)) { clearInterval(poll); return; }
-    if (c && ['Successful', 'Failed'].includes(c.LastUpdateStatus) && c.State !== 'Pending') {
-      clearInterval(poll);
+  while (current(seq)) {
+    await new Promise((resolve) => { setTimeout(resolve, 500); });
+    const c = current(seq) && await getFunction(name);
+    if (!c || !current(seq)) continue;
+    if (['Successful', 'Failed'].includes(c.LastUpdateStatus) && c.State !== 'Pending') {
       await loadState().catch(() => null);
-      if (current(seq)) renderFunctionState(name);
+      if (current(seq)) showFunction(c);
+      return;
     }
-  }, 500);
-  timers.push(poll);
+    showConfig(c);
+  }
 }
 
 function invokeStatus(text, cls) {
