@@ -100,8 +100,17 @@ const byId = (list) => new Map(list.map((x) => [x.id, x]));
 // ---- routing: #/functions, #/functions/NAME, #/topology, #/flows ----
 let timers = [];
 let routeSeq = 0; // bumps on every route change: stale async work checks it
-// A page's periodic work, unless the page was left while it loaded.
-function every(seq, ms, fn) { if (current(seq)) timers.push(setInterval(fn, ms)); }
+// A page's periodic work (unless the page was left while it loaded); a
+// tick while the last one still waits is skipped: answers stay in order.
+function every(seq, ms, fn) {
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try { await fn(); } finally { busy = false; }
+  };
+  if (current(seq)) timers.push(setInterval(tick, ms));
+}
 function route() {
   timers.forEach(clearInterval);
   timers = [];
