@@ -801,10 +801,10 @@ function renderFlows() {
       onclick: () => explain(f), onkeydown: (e) => { if (e.key === 'Enter') explain(f); } }, ...cells);
   };
   // A table's rows, or a line saying why there are none.
-  const fill = (table, rows, total, what) => {
+  const fill = (table, rows, total, what, none) => {
     const cols = $(`${table} thead tr`).childElementCount;
     $(`${table} tbody`).replaceChildren(...(rows.length ? rows : [h('tr', { class: 'none' },
-      h('td', { colspan: cols }, total ? `No ${what} match the filters.` : `No ${what} recorded yet.`))]));
+      h('td', { colspan: cols }, total ? `No ${what} match the filters.` : none))]));
     $(`${table}-count`).textContent = `(${rows.length}${rows.length !== total ? ` of ${total}` : ''})`;
   };
   const drops = (d.drops || []).map((r) => [r, flowOf('drop', r)]).filter(([, f]) => matches(f))
@@ -815,7 +815,7 @@ function renderFlows() {
     h('td', {}, endpoint(r.from, r.src, r.sport, r.packet_src && r.packet_src !== r.src ? `packet from ${r.packet_src}` : null)),
     h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null, r.protocol)),
     h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])),
-  (d.drops || []).length, 'drops');
+  (d.drops || []).length, 'drops', 'No drops recorded since the agent started.');
   // Drops by reason (packets) among the rows shown, the largest first.
   const reasons = new Map();
   for (const [r] of drops) reasons.set(r.reason, (reasons.get(r.reason) || 0) + (r.packets || 1));
@@ -830,7 +830,7 @@ function renderFlows() {
       h('td', {}, endpoint(r.to, o.dst, o.dport, rep.src && rep.src !== o.dst ? `reply from ${rep.src}:${rep.sport}` : null, r.protocol)),
       h('td', { class: 'mono' }, r.eni || ''), h('td', {}, `${fmt(o.packets)} / ${fmt(rep.packets)}`),
       h('td', {}, `${bytes(o.bytes)} / ${bytes(rep.bytes)}`), h('td', {}, ago(r.age_s)), h('td', {}, ago(r.timeout_s))]);
-  }), (d.connections || []).length, 'connections');
+  }), (d.connections || []).length, 'connections', 'No connections tracked.');
 }
 
 // `vpc explain` for a row: from its resource or source address to its
