@@ -494,6 +494,12 @@ function drawTopology(st) {
       s('text', { x: 14, y: 18 }, name)));
     lx += 24 + name.length * 6.4;
   }
+  // What the lines mean.
+  lx += 24;
+  for (const [cls, text] of [['link', 'environment \u2192 its Hyperplane ENI'], ['assoc', 'subnet \u2194 its route table']]) {
+    legend.append(s('path', { class: cls, d: `M${lx},14 h24` }), s('text', { x: lx + 30, y: 18, class: 'sub' }, text));
+    lx += 40 + text.length * 6;
+  }
   nodes.append(legend);
   const top = 40;
 
