@@ -100,8 +100,17 @@ const byId = (list) => new Map(list.map((x) => [x.id, x]));
 // ---- routing: #/functions, #/functions/NAME, #/topology, #/flows ----
 let timers = [];
 let routeSeq = 0; // bumps on every route change: stale async work checks it
-// A page's periodic work, unless the page was left while it loaded.
-function every(seq, ms, fn) { if (current(seq)) timers.push(setInterval(fn, ms)); }
+// A page's periodic work (unless the page was left while it loaded); a
+// tick while the last one still waits is skipped: answers stay in order.
+function every(seq, ms, fn) {
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try { await fn(); } finally { busy = false; }
+  };
+  if (current(seq)) timers.push(setInterval(tick, ms));
+}
 function route() {
   timers.forEach(clearInterval);
   timers = [];
@@ -182,12 +191,12 @@ function filterFunctions() {
 }
 
 // ---- Functions: one function ----
-let fn = null; // {name, config, history: [label], polling}
+let fn = null; // {name, config, history: [label], asked, answered}
 async function functionPage(name, seq) {
   $('#function').hidden = false;
   document.title = `${name} \u2014 VPC console`;
   if (!fn || fn.name !== name) {
-    fn = { name, config: null, history: [] };
+    fn = { name, config: null, history: [], asked: 0, answered: 0 };
     $('#state-history').replaceChildren();
     $('#invoke-status').textContent = '';
     $('#invoke-result').textContent = '';
@@ -200,21 +209,35 @@ async function functionPage(name, seq) {
   $('#cancel-vpc').onclick = () => { $('#vpc-form').hidden = true; };
   $('#vpc-form').onsubmit = (e) => { e.preventDefault(); saveVpc(name, seq); };
   $('#invoke').onclick = () => invoke(name);
+  // Its flows: the flows view, filtered to it.
+  $('#function-flows').onclick = () => {
+    for (const id of FILTERS) $(`#${id}`).value = '';
+    $('#filter-function').value = name;
+  };
   const refresh = async () => {
-    await Promise.all([getFunction(name, seq), loadState().catch(() => null)]);
-    if (current(seq)) renderFunctionState(name);
+    const [c] = await Promise.all([getFunction(name), loadState().catch(() => null)]);
+    if (c && current(seq)) showFunction(c);
   };
   await refresh();
   // State changes on its own too (Pending -> Active, Inactive on idle).
   every(seq, 3000, refresh);
 }
 
-// GetFunction; records the State/LastUpdateStatus pair when it is new.
-async function getFunction(name, seq) {
+// GetFunction; null for an answer older than one already shown (the
+// page's refresh and an update's polling overlap).
+async function getFunction(name) {
+  const n = ++fn.asked;
   const r = await api(lambda(name), {}, 'GetFunction').catch(() => null);
-  if (!r || !current(seq) || !fn || fn.name !== name) return null;
-  showConfig(r.Configuration);
+  if (!r || fn.name !== name || n < fn.answered) return null;
+  fn.answered = n;
   return r.Configuration;
+}
+
+// The configuration and what the state has of the function, shown at
+// once: a new State/LastUpdateStatus pair never shows beside old ENIs.
+function showFunction(c) {
+  showConfig(c);
+  renderFunctionState(c.FunctionName);
 }
 
 function showConfig(c) {
@@ -305,6 +328,10 @@ async function openVpcForm() {
   choices('#vpc-form-groups', 'group', st.security_groups || [], new Set(vc.SecurityGroupIds || []), (g) => [
     g.default ? h('span', { class: 'meta' }, 'default') : null]);
   $('#ipv6-dual-stack').checked = !!vc.Ipv6AllowedForDualStack;
+  // Lambda's console warns (and no more) when one subnet is chosen.
+  const warn = () => { $('#vpc-form-warning').hidden = $$('#vpc-form input[name="subnet"]:checked').length !== 1; };
+  $('#vpc-form-subnets').onchange = warn;
+  warn();
   $('#form-error').textContent = '';
   $('#vpc-form').hidden = false;
   $('#vpc-form').scrollIntoView({ block: 'nearest' });
@@ -327,18 +354,20 @@ async function saveVpc(name, seq) {
     return;
   } finally { $('#save-vpc').disabled = false; }
   if (!current(seq)) return;
+  fn.answered = ++fn.asked; // GetFunctions sent before it are older
   $('#vpc-form').hidden = true;
   showConfig(config);
-  const poll = setInterval(async () => {
-    const c = await getFunction(name, seq);
-    if (!current(seq)) { clearInterval(poll); return; }
-    if (c && ['Successful', 'Failed'].includes(c.LastUpdateStatus) && c.State !== 'Pending') {
-      clearInterval(poll);
+  while (current(seq)) {
+    await new Promise((resolve) => { setTimeout(resolve, 500); });
+    const c = current(seq) && await getFunction(name);
+    if (!c || !current(seq)) continue;
+    if (['Successful', 'Failed'].includes(c.LastUpdateStatus) && c.State !== 'Pending') {
       await loadState().catch(() => null);
-      if (current(seq)) renderFunctionState(name);
+      if (current(seq)) showFunction(c);
+      return;
     }
-  }, 500);
-  timers.push(poll);
+    showConfig(c);
+  }
 }
 
 function invokeStatus(text, cls) {
@@ -418,9 +447,9 @@ function label(x, y, text, cls, width) {
   const shown = width ? fit(text, width, cls && cls.includes('mono') ? 6.2 : 6.1) : text;
   return s('text', { x, y, class: cls }, shown, shown !== text ? s('title', {}, text) : null);
 }
+const badgeWidth = (text) => text.length * 5.6 + 8;
 function badge(x, y, text, kind) {
-  const w = text.length * 5.6 + 8;
-  return [s('g', { class: `badge badge-${kind}` }, s('rect', { x, y: y - 9, width: w, height: 12, rx: 3 }), s('text', { x: x + 4, y }, text)), w + 4];
+  return s('g', { class: `badge badge-${kind}` }, s('rect', { x, y: y - 9, width: badgeWidth(text), height: 12, rx: 3 }), s('text', { x: x + 4, y }, text));
 }
 
 // A resource box: a title, detail lines, and (for a node the datapath
@@ -465,10 +494,17 @@ function drawTopology(st) {
       s('text', { x: 14, y: 18 }, name)));
     lx += 24 + name.length * 6.4;
   }
+  // What the lines mean.
+  lx += 24;
+  for (const [cls, text] of [['link', 'environment \u2192 its Hyperplane ENI'], ['assoc', 'subnet \u2194 its route table']]) {
+    legend.append(s('path', { class: cls, d: `M${lx},14 h24` }), s('text', { x: lx + 30, y: 18, class: 'sub' }, text));
+    lx += 40 + text.length * 6;
+  }
   nodes.append(legend);
   const top = 40;
 
-  // VPCs, stacked; in each, subnets as columns ordered by AZ.
+  // VPCs, stacked; in each, its subnets as columns, what sits in them
+  // inside, its route tables underneath, its gateways on its edge.
   const vx = T.pad + T.lambdaW + T.gap;
   let vy = top + T.edgeH / 2;
   let right = vx;
@@ -510,9 +546,8 @@ function drawTopology(st) {
       sg.append(rect, label(sx + 8, sy + 16, sn.id, 'title', T.colW - 110));
       let bx = sx + T.colW - 6;
       for (const [text, kind] of [sn.dual_stack ? ['dual-stack', 'dual'] : null, [sn.public ? 'public' : 'private', sn.public ? 'public' : 'private']].filter(Boolean)) {
-        const w = text.length * 5.6 + 8;
-        bx -= w + 4;
-        sg.append(badge(bx, sy + 15, text, kind)[0]);
+        bx -= badgeWidth(text) + 4;
+        sg.append(badge(bx, sy + 15, text, kind));
       }
       sg.append(label(sx + 8, sy + 30, `${sn.cidr} \u00b7 ${sn.az || ''}`, 'sub mono', T.colW - 16));
       if (sn.ipv6_cidr) sg.append(label(sx + 8, sy + 43, sn.ipv6_cidr, 'sub mono', T.colW - 16));
@@ -630,7 +665,7 @@ function drawTopology(st) {
   svg.setAttribute('width', width);
   svg.setAttribute('height', height);
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
-  // Lines over the boxes they cross (translucent, not hit-testable), under nothing.
+  // Lines drawn last, over the boxes they cross (translucent, not hit-testable).
   svg.replaceChildren(s('title', {}, `Topology of ${st.deployment || 'the deployment'}`), nodes, links);
   // Hovering a function or an environment brings out its lines.
   svg.onmouseover = (e) => highlight(e.target.closest('g[data-kind="function"], g[data-kind="env"], g[data-kind="eni"]'));
@@ -643,7 +678,7 @@ function drawTopology(st) {
     const kind = g.dataset.kind;
     if (kind === 'function' || kind === 'env') location.hash = `#/functions/${encodeURIComponent(g.dataset.function || g.dataset.id)}`;
     else if (kind === 'eni' || kind === 'instance') {
-      for (const id of ['filter-function', 'filter-eni', 'filter-address', 'filter-port']) $(`#${id}`).value = '';
+      for (const id of FILTERS) $(`#${id}`).value = '';
       if (kind === 'eni') $('#filter-eni').value = g.dataset.id;
       else $('#filter-address').value = st.instances.find((i) => i.id === g.dataset.id)?.ip || '';
       location.hash = '#/flows';
@@ -711,11 +746,12 @@ function applyCounters(c) {
 
 // ---- Flows: connections and drops, as Hubble's UI ----
 let flows = { data: null, selected: null };
+const FILTERS = ['filter-function', 'filter-eni', 'filter-address', 'filter-port'];
 
 async function flowsPage(seq) {
   $('#flows').hidden = false;
   document.title = 'Flows \u2014 VPC console';
-  for (const id of ['filter-function', 'filter-eni', 'filter-address', 'filter-port']) $(`#${id}`).oninput = renderFlows;
+  for (const id of FILTERS) $(`#${id}`).oninput = renderFlows;
   $('#explain-close').onclick = () => { $('#explain').hidden = true; flows.selected = null; renderFlows(); };
   const refresh = async () => {
     const d = await api('/console/api/flows').catch(() => null);
@@ -767,23 +803,31 @@ function renderFlows() {
   const d = flows.data || { connections: [], drops: [] };
   const row = (cls, f, cells) => {
     const key = flowKey(f);
-    return h('tr', { class: `${cls}${flows.selected === key ? ' selected' : ''}`, 'data-key': key, onclick: () => explain(f) }, ...cells);
+    return h('tr', { class: `${cls}${flows.selected === key ? ' selected' : ''}`, 'data-key': key, tabindex: 0,
+      onclick: () => explain(f), onkeydown: (e) => { if (e.key === 'Enter') explain(f); } }, ...cells);
+  };
+  // A table's rows, or a line saying why there are none.
+  const fill = (table, rows, total, what, none) => {
+    const cols = $(`${table} thead tr`).childElementCount;
+    $(`${table} tbody`).replaceChildren(...(rows.length ? rows : [h('tr', { class: 'none' },
+      h('td', { colspan: cols }, total ? `No ${what} match the filters.` : none))]));
+    $(`${table}-count`).textContent = `(${rows.length}${rows.length !== total ? ` of ${total}` : ''})`;
   };
   const drops = (d.drops || []).map((r) => [r, flowOf('drop', r)]).filter(([, f]) => matches(f))
     .sort((a, b) => (b[0].last_s || 0) - (a[0].last_s || 0));
-  $('#drops tbody').replaceChildren(...drops.map(([r, f]) => row('drop', f, [
+  fill('#drops', drops.map(([r, f]) => row('drop', f, [
     h('td', { class: 'time', title: `first ${time(r.first_s)}` }, time(r.last_s)),
     h('td', { class: 'reason' }, r.reason), h('td', { class: 'why' }, r.why || ''),
     h('td', {}, endpoint(r.from, r.src, r.sport, r.packet_src && r.packet_src !== r.src ? `packet from ${r.packet_src}` : null)),
     h('td', {}, endpoint(r.to, r.dst, r.dport, r.packet_dst && r.packet_dst !== r.dst ? `packet to ${r.packet_dst}` : null, r.protocol)),
-    h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])));
+    h('td', { class: 'mono' }, r.eni || ''), h('td', { class: 'nowrap' }, `${fmt(r.packets)} \u00b7 ${bytes(r.bytes)}`)])),
+  (d.drops || []).length, 'drops', 'No drops recorded since the agent started.');
   // Drops by reason (packets) among the rows shown, the largest first.
   const reasons = new Map();
   for (const [r] of drops) reasons.set(r.reason, (reasons.get(r.reason) || 0) + (r.packets || 1));
   $('#drops-reasons').replaceChildren(...[...reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => h('span', { title: `${fmt(n)} packets` }, `${r} ${fmt(n)}`)));
-  $('#drops-count').textContent = `(${drops.length}${drops.length !== (d.drops || []).length ? ` of ${(d.drops || []).length}` : ''})`;
   const conns = (d.connections || []).map((r) => [r, flowOf('connection', r)]).filter(([, f]) => matches(f));
-  $('#connections tbody').replaceChildren(...conns.map(([r, f]) => {
+  fill('#connections', conns.map(([r, f]) => {
     const o = r.original || {};
     const rep = r.reply || {};
     return row('connection', f, [
@@ -792,8 +836,7 @@ function renderFlows() {
       h('td', {}, endpoint(r.to, o.dst, o.dport, rep.src && rep.src !== o.dst ? `reply from ${rep.src}:${rep.sport}` : null, r.protocol)),
       h('td', { class: 'mono' }, r.eni || ''), h('td', {}, `${fmt(o.packets)} / ${fmt(rep.packets)}`),
       h('td', {}, `${bytes(o.bytes)} / ${bytes(rep.bytes)}`), h('td', {}, ago(r.age_s)), h('td', {}, ago(r.timeout_s))]);
-  }));
-  $('#connections-count').textContent = `(${conns.length}${conns.length !== (d.connections || []).length ? ` of ${(d.connections || []).length}` : ''})`;
+  }), (d.connections || []).length, 'connections', 'No connections tracked.');
 }
 
 // `vpc explain` for a row: from its resource or source address to its
