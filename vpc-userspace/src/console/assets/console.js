@@ -751,15 +751,32 @@ const FILTERS = ['filter-function', 'filter-eni', 'filter-address', 'filter-port
 async function flowsPage(seq) {
   $('#flows').hidden = false;
   document.title = 'Flows \u2014 VPC console';
-  for (const id of FILTERS) $(`#${id}`).oninput = renderFlows;
   $('#explain-close').onclick = () => { $('#explain').hidden = true; flows.selected = null; renderFlows(); };
+  // The agent filters too (the table may hold millions; it answers the
+  // 1,000 most recent matches): the filters go with every read.
+  const query = () => {
+    const q = new URLSearchParams();
+    for (const [id, k] of [['filter-function', 'function'], ['filter-eni', 'eni'], ['filter-address', 'address'], ['filter-port', 'port']]) {
+      const v = $(`#${id}`).value.trim();
+      if (v) q.set(k, v);
+    }
+    return q.toString() ? `?${q}` : '';
+  };
   const refresh = async () => {
-    const d = await api('/console/api/flows').catch(() => null);
+    const d = await api(`/console/api/flows${query()}`).catch(() => null);
     if (!d || !current(seq)) return;
     flows.data = d;
     $('#flows-updated').textContent = `updated ${new Date().toLocaleTimeString('en-GB')}`;
     renderFlows();
   };
+  let pending = null;
+  for (const id of FILTERS) {
+    $(`#${id}`).oninput = () => {
+      renderFlows();
+      clearTimeout(pending);
+      pending = setTimeout(refresh, 300);
+    };
+  }
   await refresh();
   every(seq, 2000, refresh);
 }
@@ -836,7 +853,7 @@ function renderFlows() {
       h('td', {}, endpoint(r.to, o.dst, o.dport, rep.src && rep.src !== o.dst ? `reply from ${rep.src}:${rep.sport}` : null, r.protocol)),
       h('td', { class: 'mono' }, r.eni || ''), h('td', {}, `${fmt(o.packets)} / ${fmt(rep.packets)}`),
       h('td', {}, `${bytes(o.bytes)} / ${bytes(rep.bytes)}`), h('td', {}, ago(r.age_s)), h('td', {}, ago(r.timeout_s))]);
-  }), (d.connections || []).length, 'connections', 'No connections tracked.');
+  }), d.connections_matched ?? (d.connections || []).length, 'connections', 'No connections tracked.');
 }
 
 // `vpc explain` for a row: from its resource or source address to its
