@@ -171,6 +171,12 @@ async fn dispatch(State(e): State<Endpoint>, req: Request) -> Response {
             Ok(r) => r,
             Err(never) => match never {},
         },
+        "console" if !crate::console::host_allowed(header_str(req.headers(), "host")) => {
+            crate::console::error(
+                StatusCode::FORBIDDEN,
+                "the console answers requests to a loopback name or address only",
+            )
+        }
         "console" => match e.console.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},

@@ -29,6 +29,24 @@ pub fn serves(path: &str) -> bool {
     path == "/console" || path.starts_with("/console/")
 }
 
+/// May a request naming `host` (its `Host` header) see the console? Only
+/// under a loopback name or address: a page elsewhere that rebinds its
+/// own name to 127.0.0.1 (DNS rebinding) must not read the deployment.
+/// The Unix socket's clients name whatever they like, and `None` (no
+/// header) is theirs too.
+pub fn host_allowed(host: Option<&str>) -> bool {
+    let Some(h) = host else { return true };
+    let name = match h.strip_prefix('[') {
+        // `[::1]:port`
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => h.rsplit_once(':').map_or(h, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
+}
+
 /// The console of deployment `name`.
 pub fn router(name: &str) -> Router {
     Router::new()
@@ -105,4 +123,31 @@ pub async fn blocking_json<T: serde::Serialize + Send + 'static>(
 /// API created, logical ids for a template's resources).
 pub fn shown(id: &str) -> String {
     crate::ec2::ids::api_id(id).unwrap_or_else(|| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_see_the_console() {
+        for ok in [
+            None,
+            Some("127.0.0.1:4566"),
+            Some("localhost:80"),
+            Some("[::1]:9"),
+            Some("127.0.0.1"),
+        ] {
+            assert!(host_allowed(ok), "{ok:?}");
+        }
+        for no in [
+            Some("evil.example:4566"),
+            Some("10.0.1.4:80"),
+            Some("[2001:db8::1]:1"),
+            Some(""),
+        ] {
+            assert!(!host_allowed(no), "{no:?}");
+        }
+        assert!(serves("/console") && serves("/console/api/state") && !serves("/consoles"));
+    }
 }

@@ -97,6 +97,23 @@ fn a_refused_connection_is_recorded_with_its_reason_and_interface_without_a_flow
     assert_eq!(with(&format!("eni={}&address=10.0.1.10", &eni_id[..8])), 1);
     assert_eq!(with("port=2"), 0, "a port is matched whole");
     assert_eq!(with("function=reports"), 0);
+    // Under any name but a loopback one (DNS rebinding), the console
+    // answers nothing.
+    let status = |host: &str| {
+        use std::io::{Read as _, Write as _};
+        let addr = api.trim_start_matches("http://");
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            c,
+            "GET /console/api/flows HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out.lines().next().unwrap_or("").to_string()
+    };
+    assert!(status("rebound.example:80").contains(" 403 "));
+    assert!(status(api.trim_start_matches("http://")).contains(" 200 "));
 
     let c = get(&api, "/console/api/counters");
     let env = c["interfaces"]
