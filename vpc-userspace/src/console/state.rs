@@ -15,7 +15,7 @@ use crate::{
         endpoint::EndpointType,
         flowlog::host_eni_id,
         placement,
-        route_table::{Destination, Target},
+        route_table::{Destination, RouteState, Target},
         HostKind, Model,
     },
     state::State,
@@ -91,6 +91,8 @@ pub struct RouteView {
     pub target: String,
     /// `local`, `igw`, `nat`, `eni`, `endpoint` or `eigw`.
     pub target_kind: &'static str,
+    /// `active`, or `blackhole` when its target is gone, as EC2 says.
+    pub state: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -307,12 +309,16 @@ pub fn console(m: &Model, nodes: &[Node], this: Option<&str>) -> Console {
                     .filter(|x| x.route_table == t.id)
                     .map(|x| shown(&x.id))
                     .collect(),
-                routes: t
-                    .routes
+                routes: m
+                    .routes_of(t)
                     .iter()
                     .map(|r| {
                         let (target, target_kind) = target(&r.target);
                         RouteView {
+                            state: match m.route_state(t, r) {
+                                RouteState::Active => "active",
+                                RouteState::Blackhole => "blackhole",
+                            },
                             destination: match &r.destination {
                                 Destination::Cidr(c) => c.to_string(),
                                 Destination::PrefixList(p) => shown(p),
@@ -471,6 +477,19 @@ mod tests {
             .iter()
             .any(|r| r.destination == "0.0.0.0/0" && r.target == "Nat" && r.target_kind == "nat"));
         assert!(rt.routes.iter().any(|r| r.target_kind == "endpoint"));
+        // The local routes first, one per block of the VPC, as EC2 shows them.
+        let local: Vec<_> = rt
+            .routes
+            .iter()
+            .take(2)
+            .map(|r| (r.destination.as_str(), r.target.as_str()))
+            .collect();
+        assert_eq!(local[0], ("10.0.0.0/16", "local"));
+        assert!(
+            local[1].0.ends_with("::/56") && local[1].1 == "local",
+            "{local:?}"
+        );
+        assert!(rt.routes.iter().all(|r| r.state == "active"));
         let kinds: Vec<_> = c.gateways.iter().map(|g| (g.id.as_str(), g.kind)).collect();
         assert_eq!(kinds, [("Igw", "internet"), ("Nat", "nat")]);
         let f = &c.functions[0];

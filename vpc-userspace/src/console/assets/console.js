@@ -580,9 +580,8 @@ function drawTopology(st) {
     let tablesH = 0;
     tables.forEach(({ rt, slot }) => {
       const rx = vx + 14 + slot * (T.colW + T.colGap);
-      // Every route table has the VPC's local routes (AWS shows them first).
-      const local = rt.routes.some((r) => r.target === 'local') ? [] : [vpc.cidr, vpc.ipv6_cidr].filter(Boolean).map((c) => `${c} \u2192 local`);
-      const lines = [...local, ...rt.routes.map((r) => `${r.destination} \u2192 ${r.target}`)];
+      // Its routes as EC2 lists them: the VPC's local ones first.
+      const lines = rt.routes.map((r) => `${r.destination} \u2192 ${r.target}${r.state === 'blackhole' ? ' (blackhole)' : ''}`);
       const b = nodeBox('route-table', rt.id, rx, ry, T.colW, rt.id, [...lines, `subnets: ${rt.subnets.join(', ') || '\u2014'}`], null, null);
       if (rt.main) b.g.append(s('text', { x: T.colW - 6, y: 27, class: 'kind main', 'text-anchor': 'end' }, 'MAIN'));
       inner.append(b.g);
