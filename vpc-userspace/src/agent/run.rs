@@ -7,8 +7,9 @@
 //!   owns the pinned maps, applies the API's changes one at a time, runs
 //!   the lifecycle's timers, collects expired connections, scales ENIs,
 //!   records rejected flows (`crate::flowlogs::recent`, which the
-//!   console's handlers read) and writes flow logs. All of it blocks (bpf map syscalls, `ip` commands,
-//!   SQLite, files), so it never runs on a runtime worker. It is the
+//!   console's handlers read) and writes flow logs. All of it blocks (bpf
+//!   map syscalls, `ip` commands, SQLite, files), so it never runs on a
+//!   runtime worker. It is the
 //!   caller's own thread, not a `spawn_blocking` one, because `tick` is
 //!   neither `Send` nor `'static` (`vpc run`'s status screen borrows).
 //! * the runtime's two workers ([`WORKERS`]) run the tasks: the API's
