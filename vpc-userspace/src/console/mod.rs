@@ -14,6 +14,8 @@ pub mod explain;
 pub mod flows;
 pub mod state;
 
+pub use crate::ec2::ids::shown;
+
 use std::sync::Arc;
 
 use axum::{
@@ -117,12 +119,6 @@ pub async fn blocking_json<T: serde::Serialize + Send + 'static>(
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-}
-
-/// An id as the Lambda and EC2 APIs show it (EC2 ids for what the EC2
-/// API created, logical ids for a template's resources).
-pub fn shown(id: &str) -> String {
-    crate::ec2::ids::api_id(id).unwrap_or_else(|| id.to_string())
 }
 
 #[cfg(test)]

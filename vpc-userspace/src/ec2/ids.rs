@@ -70,6 +70,12 @@ pub fn physical(prefix: &str, deployment: &str, stack: &str, logical_id: &str) -
     }
 }
 
+/// An id as the Lambda and EC2 APIs show it: the EC2 id of what the EC2
+/// API created, a template resource's logical id as it is.
+pub fn shown(id: &str) -> String {
+    api_id(id).unwrap_or_else(|| id.to_string())
+}
+
 /// The id of an API resource named `logical_id` in its stack, if it is one.
 pub fn api_id(logical_id: &str) -> Option<String> {
     let hex_at = logical_id.len().checked_sub(HEX)?;

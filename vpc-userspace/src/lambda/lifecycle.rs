@@ -624,18 +624,13 @@ pub fn validate_vpc_config(
     }))
 }
 
-/// An id as Lambda shows it: the EC2 API's resources by their EC2 ids.
-fn ec2_shown(id: &str) -> String {
-    crate::ec2::ids::api_id(id).unwrap_or_else(|| id.to_string())
-}
-
 /// What `VpcConfig` looks like in Lambda's responses.
 pub fn vpc_config_json(vc: Option<&FunctionVpc>) -> serde_json::Value {
     match vc {
         Some(v) => serde_json::json!({
-            "SubnetIds": v.subnets.iter().map(|x| ec2_shown(x)).collect::<Vec<_>>(),
-            "SecurityGroupIds": v.groups.iter().map(|x| ec2_shown(x)).collect::<Vec<_>>(),
-            "VpcId": ec2_shown(&v.vpc),
+            "SubnetIds": v.subnets.iter().map(|x| crate::ec2::ids::shown(x)).collect::<Vec<_>>(),
+            "SecurityGroupIds": v.groups.iter().map(|x| crate::ec2::ids::shown(x)).collect::<Vec<_>>(),
+            "VpcId": crate::ec2::ids::shown(&v.vpc),
             "Ipv6AllowedForDualStack": v.ipv6_allowed_for_dual_stack,
         }),
         None => serde_json::json!({
